@@ -1,0 +1,89 @@
+// Owns the Backend interface: every numeric operation the models use, forward and backward.
+//
+// The CPU backend is the reference implementation; a CUDA backend implements the same interface and is
+// checked against it. Conventions, kept by every backend:
+//  - tensors are contiguous, row-major, f32 unless stated; "[N, C]" means N rows of C values;
+//  - outputs named y/dx/out are overwritten; parameter gradients (dw, db, dtable) are accumulated (+=),
+//    so several micro-batches may add into the same gradient before an optimizer step;
+//  - reductions over rows into parameter gradients run in row order, so a batch processed whole or as
+//    several micro-batches (whole samples each) yields bitwise-identical gradients when the backend is
+//    deterministic (see set_deterministic).
+#pragma once
+
+#include <cstdint>
+
+#include "runtime/tensor.h"
+
+namespace troupe {
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual Device device() const = 0;
+  virtual int threads() const = 0;
+
+  // Deterministic mode: weight gradients of matrix products are reduced one block of `row_block` rows
+  // (a sample) at a time, in order, so the result does not depend on how a batch is split.
+  virtual void set_deterministic(bool on) = 0;
+  virtual bool deterministic() const = 0;
+
+  // Uninitialised tensor in this backend's memory.
+  virtual Tensor empty(Shape shape, DType dtype = DType::f32) = 0;
+  virtual void zero(const Tensor& t) = 0;
+
+  // c = alpha * op(a) @ op(b) + beta * c, with a, b, c 2-D and op = transpose when trans_* is set.
+  virtual void matmul(const Tensor& a, bool trans_a, const Tensor& b, bool trans_b, const Tensor& c,
+                      float alpha, float beta) = 0;
+
+  // y[N, out] = x[N, in] @ w[out, in]^T (+ bias[out] when defined).
+  virtual void linear_forward(const Tensor& x, const Tensor& w, const Tensor& bias, const Tensor& y) = 0;
+  // dx = dy @ w (when dx is defined); dw += dy^T @ x; dbias += column sums of dy (when defined).
+  // row_block: rows per sample, the unit of ordered reduction in deterministic mode.
+  virtual void linear_backward(const Tensor& dy, const Tensor& x, const Tensor& w, const Tensor& dx,
+                               const Tensor& dw, const Tensor& dbias, std::int64_t row_block) = 0;
+
+  // GELU with the tanh approximation (GPT-2's): y = 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))).
+  virtual void gelu_forward(const Tensor& x, const Tensor& y) = 0;
+  virtual void gelu_backward(const Tensor& x, const Tensor& dy, const Tensor& dx) = 0;
+  virtual void relu_forward(const Tensor& x, const Tensor& y) = 0;
+  // dx = dy where y > 0, else 0 (y: the forward output).
+  virtual void relu_backward(const Tensor& y, const Tensor& dy, const Tensor& dx) = 0;
+
+  // out = a + b (elementwise, same shapes); acc += b.
+  virtual void add(const Tensor& a, const Tensor& b, const Tensor& out) = 0;
+  virtual void add_inplace(const Tensor& acc, const Tensor& b) = 0;
+
+  // Row-wise softmax of x[N, C].
+  virtual void softmax_forward(const Tensor& x, const Tensor& y) = 0;
+  // dx = y * (dy - sum(dy * y)) per row.
+  virtual void softmax_backward(const Tensor& y, const Tensor& dy, const Tensor& dx) = 0;
+
+  // LayerNorm over the last dimension of x[N, C]: saves mean[N] and rstd[N] (1/sqrt(var + eps)).
+  virtual void layernorm_forward(const Tensor& x, const Tensor& w, const Tensor& b, float eps, const Tensor& y,
+                                 const Tensor& mean, const Tensor& rstd) = 0;
+  // dx overwritten; dw, db accumulated.
+  virtual void layernorm_backward(const Tensor& dy, const Tensor& x, const Tensor& w, const Tensor& mean,
+                                  const Tensor& rstd, const Tensor& dx, const Tensor& dw, const Tensor& db) = 0;
+
+  // y[N, C] = table[ids[n]] (ids i32 [N], each in [0, V)).
+  virtual void embedding_forward(const Tensor& ids, const Tensor& table, const Tensor& y) = 0;
+  // dtable[ids[n]] += dy[n], in order of n.
+  virtual void embedding_backward(const Tensor& ids, const Tensor& dy, const Tensor& dtable) = 0;
+
+  // Causal multi-head self-attention. qkv[B, T, 3C] holds q, k, v (in that order) for n_head heads of
+  // size C/n_head; out[B, T, C]; probs[B, n_head, T, T] saves the attention weights for backward.
+  virtual void attention_forward(const Tensor& qkv, int n_head, const Tensor& out, const Tensor& probs) = 0;
+  // dqkv overwritten.
+  virtual void attention_backward(const Tensor& dout, const Tensor& qkv, const Tensor& probs, int n_head,
+                                  const Tensor& dqkv) = 0;
+
+  // Cross-entropy of logits[N, V] against targets (i32 [N]): writes probs[N, V] (softmax, kept for
+  // backward) and losses[N] (per-row -log p[target]); returns the sum of losses (in double).
+  virtual double cross_entropy_forward(const Tensor& logits, const Tensor& targets, const Tensor& probs,
+                                       const Tensor& losses) = 0;
+  // dlogits = scale * (probs - onehot(targets)); scale is 1/(tokens in the whole batch) for a mean loss.
+  virtual void cross_entropy_backward(const Tensor& probs, const Tensor& targets, float scale,
+                                      const Tensor& dlogits) = 0;
+};
+
+}  // namespace troupe

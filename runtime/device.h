@@ -1,0 +1,25 @@
+// Owns the Device value: where a tensor's storage lives and where an actor runs ("cpu:0", "cuda:1").
+#pragma once
+
+#include <string>
+#include <string_view>
+
+namespace troupe {
+
+enum class DeviceKind { cpu, cuda };
+
+struct Device {
+  DeviceKind kind = DeviceKind::cpu;
+  int index = 0;
+
+  static Device cpu(int index = 0) { return {DeviceKind::cpu, index}; }
+  static Device cuda(int index = 0) { return {DeviceKind::cuda, index}; }
+  // Parses "cpu", "cpu:0", "cuda", "cuda:3"; throws troupe::Error (kInput) naming the text otherwise.
+  static Device parse(std::string_view text);
+
+  bool is_cpu() const { return kind == DeviceKind::cpu; }
+  std::string str() const;
+  friend bool operator==(const Device&, const Device&) = default;
+};
+
+}  // namespace troupe

@@ -1,0 +1,48 @@
+// ParamSet: registration, lookup and gradient reset.
+#include "runtime/param.h"
+
+#include <cstring>
+
+namespace troupe {
+
+Param& ParamSet::add(const std::string& name, Shape shape) {
+  TROUPE_CHECK(!by_name_.count(name), "parameter registered twice: ", name);
+  auto p = std::make_unique<Param>();
+  p->name = name;
+  p->value = Tensor::empty(shape);
+  p->grad = Tensor::zeros(shape);
+  Param* raw = p.get();
+  storage_.push_back(std::move(p));
+  ordered_.push_back(raw);
+  by_name_[name] = raw;
+  return *raw;
+}
+
+Param* ParamSet::find(const std::string& name) {
+  auto it = by_name_.find(name);
+  return it == by_name_.end() ? nullptr : it->second;
+}
+
+const Param* ParamSet::find(const std::string& name) const {
+  auto it = by_name_.find(name);
+  return it == by_name_.end() ? nullptr : it->second;
+}
+
+Param& ParamSet::at(const std::string& name) {
+  Param* p = find(name);
+  if (!p) throw Error(ErrorKind::kInput, "no parameter named '" + name + "' in this model");
+  return *p;
+}
+
+std::int64_t ParamSet::numel() const {
+  std::int64_t n = 0;
+  for (auto* p : ordered_) n += p->value.numel();
+  return n;
+}
+
+void ParamSet::zero_grad() {
+  for (auto* p : ordered_)
+    if (p->grad.nbytes()) std::memset(p->grad.raw(), 0, p->grad.nbytes());
+}
+
+}  // namespace troupe
