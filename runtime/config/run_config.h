@@ -1,0 +1,69 @@
+// Owns RunConfig: every setting of a training run, as one validated value (see config_schema.h for keys).
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace troupe {
+
+struct ModelConfig {
+  std::string kind = "gpt";  // gpt | mlp
+  int n_layer = 4;
+  int n_head = 4;
+  int n_embd = 256;
+  int block_size = 128;
+  int vocab_size = 256;               // bytes
+  std::vector<int> mlp_hidden = {1024, 1024};
+};
+
+struct DataConfig {
+  std::string path;                   // empty: the built-in corpus (gpt) / Fashion-MNIST dir (mlp)
+  std::string order = "shuffled";     // shuffled | sequential
+};
+
+struct TrainConfig {
+  int batch_size = 16;
+  std::int64_t steps = 300;
+  std::uint64_t seed = 1337;
+  int threads = 0;                    // 0: all hardware threads
+  double grad_clip = 0.0;             // 0: off
+  std::string lr_schedule = "constant";  // constant | cosine
+  std::int64_t warmup_steps = 0;
+  double min_lr = 0.0;                // cosine floor
+  std::int64_t eval_every = 100;      // 0: only at the end
+  int eval_batches = 8;
+  bool deterministic = false;
+};
+
+struct OptimConfig {
+  std::string kind = "adamw";         // sgd | adam | adamw | rmsprop
+  // Unset values take torch.optim's default for the chosen kind (e.g. lr 1e-3 for adamw, 1e-2 for rmsprop).
+  std::optional<double> lr, beta1, beta2, eps, weight_decay, momentum, dampening, alpha;
+  bool nesterov = false;
+  bool centered = false;
+
+  double lr_or_default() const;
+  double beta1_or_default() const { return beta1.value_or(0.9); }
+  double beta2_or_default() const { return beta2.value_or(0.999); }
+  double eps_or_default() const { return eps.value_or(1e-8); }
+  double weight_decay_or_default() const { return weight_decay.value_or(kind == "adamw" ? 1e-2 : 0.0); }
+  double momentum_or_default() const { return momentum.value_or(0.0); }
+  double dampening_or_default() const { return dampening.value_or(0.0); }
+  double alpha_or_default() const { return alpha.value_or(0.99); }
+};
+
+struct RunConfig {
+  ModelConfig model;
+  DataConfig data;
+  TrainConfig train;
+  OptimConfig optim;
+};
+
+inline double OptimConfig::lr_or_default() const {
+  if (lr) return *lr;
+  return kind == "rmsprop" ? 1e-2 : 1e-3;
+}
+
+}  // namespace troupe
