@@ -78,7 +78,7 @@ class Backend {
                                   const Tensor& dqkv) = 0;
 
   // Cross-entropy of logits[N, V] against targets (i32 [N]): writes probs[N, V] (softmax, kept for
-  // backward) and losses[N] (per-row -log p[target]); returns the sum of losses (in double).
+  // backward; may be the logits tensor itself) and losses[N] (per-row -log p[target]); returns their sum.
   virtual double cross_entropy_forward(const Tensor& logits, const Tensor& targets, const Tensor& probs,
                                        const Tensor& losses) = 0;
   // dlogits = scale * (probs - onehot(targets)); scale is 1/(tokens in the whole batch) for a mean loss.

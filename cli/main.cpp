@@ -1,0 +1,50 @@
+// The `troupe` program: subcommands, help, and the mapping from errors to exit codes.
+#include <CLI/CLI.hpp>
+
+#include <cstdio>
+
+#include "cli/train_command.h"
+#include "runtime/config/config_loader.h"
+#include "runtime/error.h"
+
+int main(int argc, char** argv) {
+  using namespace troupe;
+  CLI::App app{"troupe: train neural networks across devices and hosts, on actors.", "troupe"};
+  app.require_subcommand(1);
+
+  TrainOptions train;
+  CLI::App* train_cmd = app.add_subcommand("train", "Train a model (default: the built-in GPT on the built-in corpus).");
+  train_cmd->add_option("--config", train.config_path, "TOML file with config keys (tables [model], [train], ...)");
+  train_cmd->add_option("--set", train.sets, "Override one config key: --set train.steps=100 (repeatable)");
+  train_cmd->add_option("--steps", train.steps, "Shorthand for --set train.steps=N");
+  train_cmd->add_option("--seed", train.seed, "Shorthand for --set train.seed=S");
+  train_cmd->add_option("--save", train.save_path, "Write the final weights (safetensors); with train.steps=0 the initial ones");
+  train_cmd->add_option("--init-from", train.init_from, "Load initial weights (safetensors; names and shapes must match)");
+  train_cmd->add_option("--dump-losses", train.dump_losses, "Write one JSON line per step: step, loss, lr, tokens_per_s");
+  train_cmd->add_flag("--print-config", train.print_config, "Print the effective configuration as TOML first");
+  train_cmd->footer("Config keys (for --set and --config):\n" + config_help());
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    std::fprintf(stderr, "troupe: error: %s (see troupe --help)\n", e.what());
+    return 2;
+  }
+
+  try {
+    if (train_cmd->parsed()) return run_train(train);
+  } catch (const Error& e) {
+    std::fflush(stdout);
+    std::fprintf(stderr, "\ntroupe: error: %s\n", e.what());
+    return e.is_bad_input() ? 2 : 1;
+  } catch (const std::exception& e) {
+    std::fflush(stdout);
+    std::fprintf(stderr, "\ntroupe: internal error: %s\n", e.what());
+    return 1;
+  }
+  return 0;
+}

@@ -1,0 +1,113 @@
+// `troupe train`: validates inputs up front, trains, reports, and writes outputs atomically.
+#include "cli/train_command.h"
+
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+
+#include <fmt/format.h>
+
+#include "cli/progress.h"
+#include "models/trainer.h"
+#include "runtime/config/config_loader.h"
+
+namespace troupe {
+
+namespace fs = std::filesystem;
+
+namespace {
+// Refuses to start a run whose outputs could not be written at the end.
+void check_output_path(const std::string& option, const std::string& path) {
+  if (path.empty()) return;
+  fs::path p(path);
+  fs::path dir = p.has_parent_path() ? p.parent_path() : fs::path(".");
+  std::error_code ec;
+  if (!fs::is_directory(dir, ec))
+    throw Error(ErrorKind::kUsage, option + " " + path + ": directory " + dir.string() + " does not exist");
+  if (fs::is_directory(p, ec)) throw Error(ErrorKind::kUsage, option + " " + path + ": is a directory, give a file name");
+}
+
+std::string human_count(std::int64_t n) {
+  if (n >= 1'000'000) return fmt::format("{:.2f}M", n / 1e6);
+  if (n >= 1'000) return fmt::format("{:.1f}k", n / 1e3);
+  return std::to_string(n);
+}
+}  // namespace
+
+int run_train(const TrainOptions& options) {
+  std::vector<std::string> sets = options.sets;
+  if (options.steps) sets.push_back("train.steps=" + std::to_string(*options.steps));
+  if (options.seed) sets.push_back("train.seed=" + std::to_string(*options.seed));
+  const RunConfig config = load_config(options.config_path, sets);
+  check_output_path("--save", options.save_path);
+  check_output_path("--dump-losses", options.dump_losses);
+  if (!options.init_from.empty() && !fs::is_regular_file(options.init_from))
+    throw Error(ErrorKind::kUsage, "--init-from " + options.init_from + ": no such file");
+  if (options.print_config) std::printf("%s", config_to_toml(config).c_str());
+
+  Trainer trainer(config);
+  if (!options.init_from.empty()) trainer.load_weights(options.init_from);
+  const auto& m = config.model;
+  const std::string shape = m.kind == "gpt"
+                                ? fmt::format("n_layer={} n_head={} n_embd={} block_size={} vocab={}", m.n_layer, m.n_head,
+                                              m.n_embd, m.block_size, m.vocab_size)
+                                : fmt::format("hidden={}", fmt::join(m.mlp_hidden, ","));
+  std::printf("troupe: %s (%s), %s parameters, %s\n", m.kind.c_str(), shape.c_str(),
+              human_count(trainer.model().params().numel()).c_str(), trainer.dataset().describe().c_str());
+  std::printf("troupe: %s lr=%g, batch %d, %lld steps, %d threads%s%s\n", config.optim.kind.c_str(),
+              config.optim.lr_or_default(), config.train.batch_size, static_cast<long long>(config.train.steps),
+              trainer.backend().threads(), config.train.deterministic ? ", deterministic" : "",
+              options.init_from.empty() ? "" : (", weights from " + options.init_from).c_str());
+  std::fflush(stdout);
+
+  std::FILE* dump = nullptr;
+  const std::string dump_tmp = options.dump_losses + ".partial";
+  if (!options.dump_losses.empty()) {
+    dump = std::fopen(dump_tmp.c_str(), "w");
+    if (!dump) throw Error(ErrorKind::kIo, "--dump-losses " + options.dump_losses + ": cannot write " + dump_tmp);
+  }
+
+  ProgressReporter progress(stdout, config.train.steps);
+  const auto start = std::chrono::steady_clock::now();
+  double last_loss = 0.0, tokens = 0.0, compute_s = 0.0;
+  for (std::int64_t step = 0; step < config.train.steps; ++step) {
+    const StepStats s = trainer.train_step(step);
+    last_loss = s.loss;
+    if (step > 0 || config.train.steps == 1) {  // step 0 includes first-touch allocation
+      tokens += s.tokens_per_s * s.seconds;
+      compute_s += s.seconds;
+    }
+    const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    progress.step(step, s.loss, s.lr, s.tokens_per_s, elapsed);
+    if (dump) {
+      std::fprintf(dump, "{\"step\": %lld, \"loss\": %.9g, \"lr\": %.9g, \"tokens_per_s\": %.1f}\n",
+                   static_cast<long long>(step), s.loss, s.lr, s.tokens_per_s);
+      std::fflush(dump);
+    }
+    const bool last = step + 1 == config.train.steps;
+    if (last || (config.train.eval_every > 0 && (step + 1) % config.train.eval_every == 0)) {
+      const EvalStats e = trainer.evaluate();
+      std::string line = fmt::format("eval after step {}: validation loss {:.4f}", step + 1, e.loss);
+      if (m.kind == "mlp") line += fmt::format(", test accuracy {:.2f}%", 100.0 * e.accuracy);
+      progress.message(line);
+    }
+  }
+  progress.finish();
+  if (dump) {
+    std::fclose(dump);
+    fs::rename(dump_tmp, options.dump_losses);
+  }
+  if (config.train.steps > 0) {
+    const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    std::printf("troupe: done in %.1fs, final train loss %.4f, %.0f %s/s\n", wall, last_loss,
+                compute_s > 0 ? tokens / compute_s : 0.0, m.kind == "gpt" ? "tokens" : "samples");
+  }
+  if (!options.save_path.empty()) {
+    trainer.save_weights(options.save_path);
+    std::printf("troupe: weights written to %s\n", options.save_path.c_str());
+  }
+  return 0;
+}
+
+}  // namespace troupe

@@ -1,0 +1,24 @@
+// Owns `troupe train`: options, the training run with progress, loss dumps and weight files.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace troupe {
+
+struct TrainOptions {
+  std::optional<std::string> config_path;
+  std::vector<std::string> sets;        // "key=value", applied in order after the file
+  std::optional<long long> steps;       // shorthand for train.steps, applied last
+  std::optional<unsigned long long> seed;
+  std::string save_path;
+  std::string init_from;
+  std::string dump_losses;
+  bool print_config = false;
+};
+
+// Runs training; returns the process exit code. Throws troupe::Error for bad input.
+int run_train(const TrainOptions& options);
+
+}  // namespace troupe

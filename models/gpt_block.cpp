@@ -1,0 +1,121 @@
+// GPT-2 transformer block: x + attn(ln_1(x)), then + mlp(ln_2(.)), forward and backward.
+#include <cmath>
+
+#include "models/gpt_layers.h"
+#include "models/init.h"
+
+namespace troupe {
+
+namespace {
+// Indexes into LayerCtx::saved for one block and one micro-batch.
+enum Saved { kX, kLn1, kLn1Mean, kLn1Rstd, kQkv, kProbs, kAttnY, kXMid, kLn2, kLn2Mean, kLn2Rstd, kFc, kGelu, kCount };
+constexpr float kLnEps = 1e-5f;
+}  // namespace
+
+GptBlock::GptBlock(ParamSet& params, const GptShape& shape, int index, std::uint64_t seed)
+    : name_("transformer.h." + std::to_string(index)), shape_(shape) {
+  const std::int64_t c = shape.n_embd;
+  auto add = [&](const std::string& suffix, Shape s) -> Param* { return &params.add(name_ + "." + suffix, std::move(s)); };
+  ln1_w_ = add("ln_1.weight", {c});
+  ln1_b_ = add("ln_1.bias", {c});
+  attn_w_ = add("attn.c_attn.weight", {3 * c, c});
+  attn_b_ = add("attn.c_attn.bias", {3 * c});
+  proj_w_ = add("attn.c_proj.weight", {c, c});
+  proj_b_ = add("attn.c_proj.bias", {c});
+  ln2_w_ = add("ln_2.weight", {c});
+  ln2_b_ = add("ln_2.bias", {c});
+  fc_w_ = add("mlp.c_fc.weight", {4 * c, c});
+  fc_b_ = add("mlp.c_fc.bias", {4 * c});
+  fc_proj_w_ = add("mlp.c_proj.weight", {c, 4 * c});
+  fc_proj_b_ = add("mlp.c_proj.bias", {c});
+  // GPT-2: residual projections scaled by 1/sqrt(2 n_layer) so the residual stream's variance stays put.
+  const double residual_std = 0.02 / std::sqrt(2.0 * shape.n_layer);
+  for (Param* p : {ln1_w_, ln2_w_}) init_constant(p->value, 1.0f);
+  for (Param* p : {ln1_b_, ln2_b_, attn_b_, proj_b_, fc_b_, fc_proj_b_}) init_constant(p->value, 0.0f);
+  for (Param* p : {attn_w_, fc_w_}) init_normal(p->value, seed, p->name, 0.02);
+  for (Param* p : {proj_w_, fc_proj_w_}) init_normal(p->value, seed, p->name, residual_std);
+}
+
+std::vector<Param*> GptBlock::params() const {
+  return {ln1_w_, ln1_b_, attn_w_, attn_b_, proj_w_, proj_b_, ln2_w_, ln2_b_, fc_w_, fc_b_, fc_proj_w_, fc_proj_b_};
+}
+
+Tensor GptBlock::forward(Backend& be, const MicroBatch& mb, LayerCtx& ctx, const Tensor& x) {
+  TROUPE_CHECK(x.ndim() == 3 && x.dim(2) == shape_.n_embd, name_, ": input ", shape_str(x.shape()));
+  const std::int64_t b = x.dim(0), t = x.dim(1), c = shape_.n_embd, n = b * t;
+  std::vector<Tensor>& s = ctx.saved;
+  s.assign(kCount, Tensor());
+  s[kX] = x;
+  const Tensor x2 = x.view({n, c});
+
+  s[kLn1] = be.empty({n, c});
+  s[kLn1Mean] = be.empty({n});
+  s[kLn1Rstd] = be.empty({n});
+  be.layernorm_forward(x2, ln1_w_->value, ln1_b_->value, kLnEps, s[kLn1], s[kLn1Mean], s[kLn1Rstd]);
+
+  s[kQkv] = be.empty({b, t, 3 * c});
+  be.linear_forward(s[kLn1], attn_w_->value, attn_b_->value, s[kQkv].view({n, 3 * c}));
+  s[kProbs] = be.empty({b, shape_.n_head, t, t});
+  s[kAttnY] = be.empty({n, c});
+  be.attention_forward(s[kQkv], shape_.n_head, s[kAttnY], s[kProbs]);
+
+  s[kXMid] = be.empty({n, c});
+  be.linear_forward(s[kAttnY], proj_w_->value, proj_b_->value, s[kXMid]);
+  be.add_inplace(s[kXMid], x2);
+
+  s[kLn2] = be.empty({n, c});
+  s[kLn2Mean] = be.empty({n});
+  s[kLn2Rstd] = be.empty({n});
+  be.layernorm_forward(s[kXMid], ln2_w_->value, ln2_b_->value, kLnEps, s[kLn2], s[kLn2Mean], s[kLn2Rstd]);
+
+  s[kFc] = be.empty({n, 4 * c});
+  be.linear_forward(s[kLn2], fc_w_->value, fc_b_->value, s[kFc]);
+  s[kGelu] = be.empty({n, 4 * c});
+  be.gelu_forward(s[kFc], s[kGelu]);
+
+  Tensor y = be.empty({b, t, c});
+  be.linear_forward(s[kGelu], fc_proj_w_->value, fc_proj_b_->value, y.view({n, c}));
+  be.add_inplace(y.view({n, c}), s[kXMid]);
+  return y;
+}
+
+Tensor GptBlock::backward(Backend& be, const MicroBatch& mb, LayerCtx& ctx, const Tensor& dy) {
+  std::vector<Tensor>& s = ctx.saved;
+  TROUPE_CHECK(s.size() == kCount, name_, ": backward without forward");
+  const std::int64_t b = s[kX].dim(0), t = s[kX].dim(1), c = shape_.n_embd, n = b * t;
+  const std::int64_t rb = mb.row_block;
+  const Tensor dy2 = dy.view({n, c});
+
+  // MLP branch: y = x_mid + c_proj(gelu(c_fc(ln_2(x_mid)))).
+  Tensor d_gelu = be.empty({n, 4 * c});
+  be.linear_backward(dy2, s[kGelu], fc_proj_w_->value, d_gelu, fc_proj_w_->grad, fc_proj_b_->grad, rb);
+  be.gelu_backward(s[kFc], d_gelu, d_gelu);
+  Tensor d_ln2 = be.empty({n, c});
+  be.linear_backward(d_gelu, s[kLn2], fc_w_->value, d_ln2, fc_w_->grad, fc_b_->grad, rb);
+  Tensor d_mid = be.empty({n, c});
+  be.layernorm_backward(d_ln2, s[kXMid], ln2_w_->value, s[kLn2Mean], s[kLn2Rstd], d_mid, ln2_w_->grad, ln2_b_->grad);
+  be.add_inplace(d_mid, dy2);
+
+  // Attention branch: x_mid = x + c_proj(attn(c_attn(ln_1(x)))).
+  Tensor d_attn_y = d_ln2;  // same shape, no longer needed
+  be.linear_backward(d_mid, s[kAttnY], proj_w_->value, d_attn_y, proj_w_->grad, proj_b_->grad, rb);
+  Tensor d_qkv = be.empty({b, t, 3 * c});
+  be.attention_backward(d_attn_y, s[kQkv], s[kProbs], shape_.n_head, d_qkv);
+  Tensor d_ln1 = be.empty({n, c});
+  be.linear_backward(d_qkv.view({n, 3 * c}), s[kLn1], attn_w_->value, d_ln1, attn_w_->grad, attn_b_->grad, rb);
+  Tensor dx = be.empty({b, t, c});
+  be.layernorm_backward(d_ln1, s[kX].view({n, c}), ln1_w_->value, s[kLn1Mean], s[kLn1Rstd], dx.view({n, c}),
+                        ln1_w_->grad, ln1_b_->grad);
+  be.add_inplace(dx.view({n, c}), d_mid);
+  ctx.clear();
+  return dx;
+}
+
+double GptBlock::flops_per_row() const {
+  const double c = shape_.n_embd, t = shape_.block_size;
+  // 12 C^2 multiply-adds in the projections and 2 T C in attention (full T x T computed), x2 for FLOPs,
+  // x3 for forward + backward.
+  return 3.0 * 2.0 * (12.0 * c * c + 2.0 * t * c);
+}
+
+}  // namespace troupe

@@ -1,0 +1,71 @@
+// Owns the GPT-2 layers: token+position embedding, transformer block, and the tied LM head with its loss.
+//
+// Shapes (B samples, T tokens, C = n_embd, V = vocab, H = n_head): tokens [B, T] -> embedding
+// [B, T, C] -> n_layer blocks [B, T, C] -> head: per-token losses [B*T]. Parameter names follow
+// nanoGPT so weights move between troupe and PyTorch.
+#pragma once
+
+#include "models/loss_layer.h"
+
+namespace troupe {
+
+struct GptShape {
+  int n_layer = 4, n_head = 4, n_embd = 256, block_size = 128, vocab_size = 256;
+};
+
+class GptEmbedding final : public Layer {
+ public:
+  GptEmbedding(ParamSet& params, const GptShape& shape, std::uint64_t seed);
+  const std::string& name() const override { return name_; }
+  std::vector<Param*> params() const override { return {wte_, wpe_}; }
+  Tensor forward(Backend& be, const MicroBatch& mb, LayerCtx& ctx, const Tensor& tokens) override;
+  Tensor backward(Backend& be, const MicroBatch& mb, LayerCtx& ctx, const Tensor& dy) override;
+  double flops_per_row() const override;
+
+ private:
+  std::string name_ = "transformer.wte+wpe";
+  GptShape shape_;
+  Param* wte_;
+  Param* wpe_;
+};
+
+class GptBlock final : public Layer {
+ public:
+  GptBlock(ParamSet& params, const GptShape& shape, int index, std::uint64_t seed);
+  const std::string& name() const override { return name_; }
+  std::vector<Param*> params() const override;
+  Tensor forward(Backend& be, const MicroBatch& mb, LayerCtx& ctx, const Tensor& x) override;
+  Tensor backward(Backend& be, const MicroBatch& mb, LayerCtx& ctx, const Tensor& dy) override;
+  double flops_per_row() const override;
+
+ private:
+  std::string name_;
+  GptShape shape_;
+  Param *ln1_w_, *ln1_b_, *attn_w_, *attn_b_, *proj_w_, *proj_b_;
+  Param *ln2_w_, *ln2_b_, *fc_w_, *fc_b_, *fc_proj_w_, *fc_proj_b_;
+};
+
+// Final LayerNorm, logits = ln_f(x) @ wte^T (the token embedding, tied), and cross-entropy.
+// The tied weight's gradient from this layer is kept in its own buffer and folded into wte's gradient
+// by fold_extra_grads(), so the sum is formed the same way whether or not embedding and head share a stage.
+class GptHead final : public LossLayer {
+ public:
+  GptHead(ParamSet& params, const GptShape& shape, std::uint64_t seed);
+  const std::string& name() const override { return name_; }
+  std::vector<Param*> params() const override { return {lnf_w_, lnf_b_}; }
+  Tensor forward(Backend& be, const MicroBatch& mb, LayerCtx& ctx, const Tensor& x) override;
+  Tensor backward(Backend& be, const MicroBatch& mb, LayerCtx& ctx, const Tensor& dy) override;
+  double flops_per_row() const override;
+  void zero_extra_grads() override;
+  void fold_extra_grads() override;
+  Tensor probabilities(const LayerCtx& ctx) const override;
+
+ private:
+  std::string name_ = "transformer.ln_f+lm_head";
+  GptShape shape_;
+  Param *lnf_w_, *lnf_b_;
+  Param* wte_;       // owned by GptEmbedding
+  Tensor wte_grad_;  // this layer's contribution to wte's gradient
+};
+
+}  // namespace troupe

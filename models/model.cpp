@@ -1,0 +1,77 @@
+// Model: building layers from specs and running them in order.
+#include "models/model.h"
+
+#include <algorithm>
+
+#include "models/gpt_layers.h"
+#include "models/mlp_layers.h"
+
+namespace troupe {
+
+namespace {
+std::vector<LayerSpec> gpt_specs(const ModelConfig& c, std::uint64_t seed) {
+  GptShape shape{c.n_layer, c.n_head, c.n_embd, c.block_size, c.vocab_size};
+  std::vector<LayerSpec> specs;
+  specs.push_back({"transformer.wte+wpe", 4.0 * c.n_embd,
+                   [=](ParamSet& p) { return std::make_unique<GptEmbedding>(p, shape, seed); }});
+  const double block_cost = 3.0 * 2.0 * (12.0 * c.n_embd * c.n_embd + 2.0 * c.block_size * c.n_embd);
+  for (int i = 0; i < c.n_layer; ++i)
+    specs.push_back({"transformer.h." + std::to_string(i), block_cost,
+                     [=](ParamSet& p) { return std::make_unique<GptBlock>(p, shape, i, seed); }});
+  specs.push_back({"transformer.ln_f+lm_head", 6.0 * c.n_embd * c.vocab_size,
+                   [=](ParamSet& p) { return std::make_unique<GptHead>(p, shape, seed); }});
+  return specs;
+}
+
+std::vector<LayerSpec> mlp_specs(const ModelConfig& c, std::uint64_t seed) {
+  std::vector<int> widths = {784};
+  widths.insert(widths.end(), c.mlp_hidden.begin(), c.mlp_hidden.end());
+  widths.push_back(10);
+  std::vector<LayerSpec> specs;
+  for (std::size_t k = 0; k + 1 < widths.size(); ++k) {
+    const int in = widths[k], out = widths[k + 1];
+    const bool relu = k + 2 < widths.size();
+    specs.push_back({"layers." + std::to_string(k), 6.0 * in * out, [=](ParamSet& p) {
+                       return std::make_unique<DenseLayer>(p, static_cast<int>(k), in, out, relu, seed);
+                     }});
+  }
+  specs.push_back({"loss", 0.0, [](ParamSet&) { return std::make_unique<SoftmaxCrossEntropy>(); }});
+  return specs;
+}
+}  // namespace
+
+std::vector<LayerSpec> make_layer_specs(const ModelConfig& config, std::uint64_t seed) {
+  if (config.kind == "gpt") return gpt_specs(config, seed);
+  if (config.kind == "mlp") return mlp_specs(config, seed);
+  throw Error(ErrorKind::kConfig, "model.kind = '" + config.kind + "': expected one of gpt, mlp");
+}
+
+Model::Model(const std::vector<LayerSpec>& specs, std::size_t first, std::size_t last) {
+  last = std::min(last, specs.size());
+  TROUPE_CHECK(first <= last, "layer range [", first, ", ", last, ")");
+  for (std::size_t i = first; i < last; ++i) layers_.push_back(specs[i].make(params_));
+}
+
+Tensor Model::forward(Backend& be, const MicroBatch& mb, std::vector<LayerCtx>& ctxs, const Tensor& input) {
+  TROUPE_CHECK(ctxs.size() == layers_.size(), "contexts ", ctxs.size(), " for ", layers_.size(), " layers");
+  Tensor x = input;
+  for (std::size_t i = 0; i < layers_.size(); ++i) x = layers_[i]->forward(be, mb, ctxs[i], x);
+  return x;
+}
+
+Tensor Model::backward(Backend& be, const MicroBatch& mb, std::vector<LayerCtx>& ctxs, const Tensor& dy) {
+  Tensor g = dy;
+  for (std::size_t i = layers_.size(); i-- > 0;) g = layers_[i]->backward(be, mb, ctxs[i], g);
+  return g;
+}
+
+void Model::zero_grad() {
+  params_.zero_grad();
+  for (auto& l : layers_) l->zero_extra_grads();
+}
+
+void Model::finish_grads() {
+  for (auto& l : layers_) l->fold_extra_grads();
+}
+
+}  // namespace troupe

@@ -1,0 +1,51 @@
+// Owns Model: a sequence of layers built from LayerSpecs into one ParamSet, run forward and backward
+// over a micro-batch. A pipeline stage is a Model built from a contiguous range of the same specs.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "models/layer.h"
+#include "runtime/config/run_config.h"
+
+namespace troupe {
+
+// How to build one layer, and what it costs: the unit that partitioners assign to stages.
+struct LayerSpec {
+  std::string name;
+  double flops_per_row = 0.0;
+  std::function<std::unique_ptr<Layer>(ParamSet&)> make;
+};
+
+// The layer list of model.kind, with parameters initialised from seed.
+std::vector<LayerSpec> make_layer_specs(const ModelConfig& config, std::uint64_t seed);
+
+class Model {
+ public:
+  // Builds specs[first, last) (all of them by default).
+  explicit Model(const std::vector<LayerSpec>& specs, std::size_t first = 0, std::size_t last = SIZE_MAX);
+
+  ParamSet& params() { return params_; }
+  const ParamSet& params() const { return params_; }
+  std::size_t num_layers() const { return layers_.size(); }
+  Layer& layer(std::size_t i) { return *layers_.at(i); }
+
+  // One LayerCtx per layer for one micro-batch in flight.
+  std::vector<LayerCtx> make_contexts() const { return std::vector<LayerCtx>(layers_.size()); }
+  // Forward through every layer; the result is the last layer's output (per-row losses for a full model).
+  Tensor forward(Backend& be, const MicroBatch& mb, std::vector<LayerCtx>& ctxs, const Tensor& input);
+  // Backward through every layer in reverse, starting from dy (undefined when the last layer is the loss).
+  Tensor backward(Backend& be, const MicroBatch& mb, std::vector<LayerCtx>& ctxs, const Tensor& dy);
+
+  void zero_grad();
+  // Before an optimizer step: fold gradients kept outside the ParamSet (tied weights) into their owners.
+  void finish_grads();
+
+ private:
+  ParamSet params_;
+  std::vector<std::unique_ptr<Layer>> layers_;
+};
+
+}  // namespace troupe

@@ -1,0 +1,136 @@
+// Trainer: the reference loop, evaluation, and weight files.
+#include "models/trainer.h"
+
+#include <chrono>
+#include <map>
+
+#include "runtime/data/fashion_mnist.h"
+#include "runtime/data/text_dataset.h"
+#include "runtime/io/safetensors.h"
+#include "runtime/optim/clip_grad.h"
+#include "runtime/optim/lr_schedule.h"
+
+namespace troupe {
+
+std::unique_ptr<Dataset> make_dataset(const RunConfig& config) {
+  const bool shuffled = config.data.order == "shuffled";
+  if (config.model.kind == "mlp")
+    return std::make_unique<FashionMnist>(config.data.path.empty() ? kFashionMnistDir : config.data.path, shuffled,
+                                          config.train.seed);
+  auto order = shuffled ? TextDataset::Order::shuffled : TextDataset::Order::sequential;
+  if (config.data.path.empty())
+    return std::make_unique<TextDataset>(load_default_corpus(), config.model.block_size, order, config.train.seed,
+                                         "built-in corpus (/usr/share/common-licenses)");
+  return std::make_unique<TextDataset>(load_file_bytes(config.data.path), config.model.block_size, order,
+                                       config.train.seed, config.data.path);
+}
+
+Trainer::Trainer(const RunConfig& config) : config_(config) {
+  backend_ = std::make_unique<CpuBackend>(config.train.threads);
+  backend_->set_deterministic(config.train.deterministic);
+  dataset_ = make_dataset(config);
+  model_ = std::make_unique<Model>(make_layer_specs(config.model, config.train.seed));
+  optimizer_ = make_optimizer(config.optim);
+}
+
+Trainer::~Trainer() = default;
+
+MicroBatch Trainer::micro_batch(const Batch& batch) const {
+  MicroBatch mb;
+  mb.inputs = batch.inputs;
+  mb.targets = batch.targets;
+  mb.loss_scale = 1.0f / static_cast<float>(batch.targets.numel());
+  mb.row_block = dataset_->rows_per_sample();
+  return mb;
+}
+
+StepStats Trainer::train_step(std::int64_t step) {
+  const auto start = std::chrono::steady_clock::now();
+  const Batch batch = dataset_->train_batch(step, config_.train.batch_size);
+  const MicroBatch mb = micro_batch(batch);
+
+  model_->zero_grad();
+  auto ctxs = model_->make_contexts();
+  Tensor losses = model_->forward(*backend_, mb, ctxs, mb.inputs);
+  model_->backward(*backend_, mb, ctxs, Tensor());
+  model_->finish_grads();
+
+  StepStats s;
+  s.step = step;
+  double sum = 0.0;
+  for (float l : losses.span_f32()) sum += l;
+  s.loss = sum / static_cast<double>(losses.numel());
+  if (config_.train.grad_clip > 0.0) s.grad_norm = clip_grad_norm(model_->params().all(), config_.train.grad_clip);
+  s.lr = lr_at(config_.train, config_.optim.lr_or_default(), step);
+  optimizer_->step(model_->params().all(), s.lr);
+
+  s.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  s.tokens_per_s = static_cast<double>(losses.numel()) / s.seconds;
+  return s;
+}
+
+EvalStats Trainer::evaluate() {
+  const int bsz = config_.train.batch_size;
+  std::int64_t batches = dataset_->eval_batches_full(bsz);
+  if (batches == 0) batches = config_.train.eval_batches;
+  EvalStats e;
+  double loss_sum = 0.0;
+  std::int64_t correct = 0;
+  for (std::int64_t k = 0; k < batches; ++k) {
+    const Batch batch = dataset_->eval_batch(k, bsz);
+    const MicroBatch mb = micro_batch(batch);
+    auto ctxs = model_->make_contexts();
+    Tensor losses = model_->forward(*backend_, mb, ctxs, mb.inputs);
+    for (float l : losses.span_f32()) loss_sum += l;
+    e.rows += losses.numel();
+    if (auto* head = dynamic_cast<LossLayer*>(&model_->layer(model_->num_layers() - 1))) {
+      Tensor probs = head->probabilities(ctxs.back());
+      const std::int64_t classes = probs.dim(-1);
+      const float* p = probs.f32();
+      const std::int32_t* y = mb.targets.i32();
+      for (std::int64_t r = 0; r < losses.numel(); ++r) {
+        std::int64_t best = 0;
+        for (std::int64_t j = 1; j < classes; ++j)
+          if (p[r * classes + j] > p[r * classes + best]) best = j;
+        correct += best == y[r];
+      }
+    }
+  }
+  e.loss = e.rows ? loss_sum / static_cast<double>(e.rows) : 0.0;
+  e.accuracy = e.rows ? static_cast<double>(correct) / static_cast<double>(e.rows) : -1.0;
+  return e;
+}
+
+void Trainer::load_weights(const std::string& path) {
+  auto file = load_safetensors(path);
+  std::map<std::string, Tensor> by_name;
+  for (auto& [name, t] : file.tensors) by_name.emplace(name, t);
+  // Check everything before changing anything: a bad file leaves the model as it was.
+  for (Param* p : model_->params().all()) {
+    auto it = by_name.find(p->name);
+    if (it == by_name.end())
+      throw Error(ErrorKind::kInput, path + ": missing tensor '" + p->name + "' " + shape_str(p->value.shape()) +
+                                         " (file written for another model? check model.* settings)");
+    if (it->second.shape() != p->value.shape())
+      throw Error(ErrorKind::kInput, path + ": tensor '" + p->name + "' has shape " + shape_str(it->second.shape()) +
+                                         ", the model expects " + shape_str(p->value.shape()) + " (check model.* settings)");
+    if (it->second.dtype() != DType::f32 && it->second.dtype() != DType::bf16)
+      throw Error(ErrorKind::kInput, path + ": tensor '" + p->name + "' is " + std::string(dtype_name(it->second.dtype())) +
+                                         "; weights must be f32 or bf16");
+  }
+  for (auto& [name, t] : by_name)
+    if (!model_->params().find(name))
+      throw Error(ErrorKind::kInput, path + ": tensor '" + name + "' is not a parameter of this model (check model.* settings)");
+  for (Param* p : model_->params().all()) {
+    const Tensor& t = by_name.at(p->name);
+    p->value.copy_from(t.dtype() == DType::f32 ? t : t.to(DType::f32));
+  }
+}
+
+void Trainer::save_weights(const std::string& path) const {
+  std::vector<std::pair<std::string, Tensor>> tensors;
+  for (const Param* p : model_->params().all()) tensors.emplace_back(p->name, p->value);
+  save_safetensors(path, tensors, {{"format", "pt"}, {"producer", "troupe"}, {"model.kind", config_.model.kind}});
+}
+
+}  // namespace troupe

@@ -1,0 +1,65 @@
+// Owns Trainer: the single-device reference training loop every parallel strategy must reproduce.
+//
+// One step, llm.c style: batch(step) -> zero_grad -> forward -> backward (loss = mean over all loss
+// terms of the batch) -> fold tied gradients -> clip (optional) -> optimizer step at lr(step).
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "models/model.h"
+#include "runtime/config/run_config.h"
+#include "runtime/cpu/cpu_backend.h"
+#include "runtime/data/dataset.h"
+#include "runtime/optim/optimizer.h"
+
+namespace troupe {
+
+struct StepStats {
+  std::int64_t step = 0;
+  double loss = 0.0;        // mean loss of this step's batch, before the update
+  double lr = 0.0;
+  double grad_norm = 0.0;   // global 2-norm before clipping (computed only when clipping)
+  double seconds = 0.0;
+  double tokens_per_s = 0.0;  // loss terms (tokens, or samples for the mlp) per second
+};
+
+struct EvalStats {
+  double loss = 0.0;
+  double accuracy = -1.0;  // fraction of rows whose arg-max matches the target; -1 if not computed
+  std::int64_t rows = 0;
+};
+
+// Builds the dataset named by the config (text corpus for gpt, Fashion-MNIST for mlp).
+std::unique_ptr<Dataset> make_dataset(const RunConfig& config);
+
+class Trainer {
+ public:
+  explicit Trainer(const RunConfig& config);
+  ~Trainer();
+
+  StepStats train_step(std::int64_t step);
+  // Mean loss over train.eval_batches validation batches (all of the test set for the mlp).
+  EvalStats evaluate();
+
+  // Weight files (safetensors, f32; bf16 files are widened). Names and shapes must match exactly.
+  void load_weights(const std::string& path);
+  void save_weights(const std::string& path) const;
+
+  Model& model() { return *model_; }
+  Dataset& dataset() { return *dataset_; }
+  CpuBackend& backend() { return *backend_; }
+  Optimizer& optimizer() { return *optimizer_; }
+  const RunConfig& config() const { return config_; }
+
+ private:
+  MicroBatch micro_batch(const Batch& batch) const;
+
+  RunConfig config_;
+  std::unique_ptr<CpuBackend> backend_;
+  std::unique_ptr<Dataset> dataset_;
+  std::unique_ptr<Model> model_;
+  std::unique_ptr<Optimizer> optimizer_;
+};
+
+}  // namespace troupe

@@ -1,0 +1,50 @@
+// CpuBackend construction, zeroing and embeddings.
+#include "runtime/cpu/cpu_backend.h"
+
+#include <cstring>
+#include <thread>
+
+namespace troupe {
+
+CpuBackend::CpuBackend(int threads) {
+  if (threads <= 0) threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  pool_ = std::make_unique<ThreadPool>(threads);
+}
+
+CpuBackend::~CpuBackend() = default;
+
+void CpuBackend::zero(const Tensor& t) {
+  if (t.nbytes()) std::memset(t.raw(), 0, t.nbytes());
+}
+
+void CpuBackend::embedding_forward(const Tensor& ids, const Tensor& table, const Tensor& y) {
+  const std::int64_t n = ids.numel(), c = table.dim(1), v = table.dim(0);
+  TROUPE_CHECK(y.numel() == n * c, "embedding output ", shape_str(y.shape()));
+  const std::int32_t* idp = ids.i32();
+  const float* tp = table.f32();
+  float* yp = y.f32();
+  for (std::int64_t i = 0; i < n; ++i) {
+    std::int32_t id = idp[i];
+    if (id < 0 || id >= v)
+      throw Error(ErrorKind::kInput, "token id " + std::to_string(id) + " at position " + std::to_string(i) +
+                                         " is outside the vocabulary [0, " + std::to_string(v) + ")");
+    std::memcpy(yp + i * c, tp + id * c, c * sizeof(float));
+  }
+}
+
+void CpuBackend::embedding_backward(const Tensor& ids, const Tensor& dy, const Tensor& dtable) {
+  const std::int64_t n = ids.numel(), c = dtable.dim(1);
+  const std::int32_t* idp = ids.i32();
+  const float* dyp = dy.f32();
+  float* dtp = dtable.f32();
+  // Split over columns so every row is added in order of n (deterministic, batch-split independent).
+  pool_->parallel_for(c, [&](std::int64_t c0, std::int64_t c1) {
+    for (std::int64_t i = 0; i < n; ++i) {
+      float* dst = dtp + idp[i] * c;
+      const float* src = dyp + i * c;
+      for (std::int64_t j = c0; j < c1; ++j) dst[j] += src[j];
+    }
+  }, 32);
+}
+
+}  // namespace troupe

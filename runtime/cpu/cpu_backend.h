@@ -1,0 +1,73 @@
+// Owns CpuBackend: the reference implementation of Backend on host memory, threaded over a ThreadPool.
+#pragma once
+
+#include <memory>
+
+#include "runtime/backend.h"
+#include "runtime/thread_pool.h"
+
+namespace troupe {
+
+class CpuBackend final : public Backend {
+ public:
+  // threads <= 0: one per hardware thread.
+  explicit CpuBackend(int threads);
+  ~CpuBackend() override;
+
+  Device device() const override { return Device::cpu(); }
+  int threads() const override { return pool_->size(); }
+  ThreadPool& pool() { return *pool_; }
+  void set_deterministic(bool on) override { deterministic_ = on; }
+  bool deterministic() const override { return deterministic_; }
+
+  Tensor empty(Shape shape, DType dtype) override { return Tensor::empty(std::move(shape), dtype); }
+  void zero(const Tensor& t) override;
+
+  void matmul(const Tensor& a, bool trans_a, const Tensor& b, bool trans_b, const Tensor& c, float alpha,
+              float beta) override;
+  void linear_forward(const Tensor& x, const Tensor& w, const Tensor& bias, const Tensor& y) override;
+  void linear_backward(const Tensor& dy, const Tensor& x, const Tensor& w, const Tensor& dx, const Tensor& dw,
+                       const Tensor& dbias, std::int64_t row_block) override;
+
+  void gelu_forward(const Tensor& x, const Tensor& y) override;
+  void gelu_backward(const Tensor& x, const Tensor& dy, const Tensor& dx) override;
+  void relu_forward(const Tensor& x, const Tensor& y) override;
+  void relu_backward(const Tensor& y, const Tensor& dy, const Tensor& dx) override;
+  void add(const Tensor& a, const Tensor& b, const Tensor& out) override;
+  void add_inplace(const Tensor& acc, const Tensor& b) override;
+
+  void softmax_forward(const Tensor& x, const Tensor& y) override;
+  void softmax_backward(const Tensor& y, const Tensor& dy, const Tensor& dx) override;
+  void layernorm_forward(const Tensor& x, const Tensor& w, const Tensor& b, float eps, const Tensor& y,
+                         const Tensor& mean, const Tensor& rstd) override;
+  void layernorm_backward(const Tensor& dy, const Tensor& x, const Tensor& w, const Tensor& mean,
+                          const Tensor& rstd, const Tensor& dx, const Tensor& dw, const Tensor& db) override;
+
+  void embedding_forward(const Tensor& ids, const Tensor& table, const Tensor& y) override;
+  void embedding_backward(const Tensor& ids, const Tensor& dy, const Tensor& dtable) override;
+
+  void attention_forward(const Tensor& qkv, int n_head, const Tensor& out, const Tensor& probs) override;
+  void attention_backward(const Tensor& dout, const Tensor& qkv, const Tensor& probs, int n_head,
+                          const Tensor& dqkv) override;
+
+  double cross_entropy_forward(const Tensor& logits, const Tensor& targets, const Tensor& probs,
+                               const Tensor& losses) override;
+  void cross_entropy_backward(const Tensor& probs, const Tensor& targets, float scale,
+                              const Tensor& dlogits) override;
+
+  // Row-major sgemm on raw pointers, split over the pool along M (or N when M is small).
+  void gemm(bool trans_a, bool trans_b, std::int64_t m, std::int64_t n, std::int64_t k, float alpha,
+            const float* a, std::int64_t lda, const float* b, std::int64_t ldb, float beta, float* c,
+            std::int64_t ldc);
+
+ private:
+  std::unique_ptr<ThreadPool> pool_;
+  bool deterministic_ = false;
+};
+
+// Single-threaded row-major sgemm (the BLAS call every CPU product goes through).
+void sgemm_serial(bool trans_a, bool trans_b, std::int64_t m, std::int64_t n, std::int64_t k, float alpha,
+                  const float* a, std::int64_t lda, const float* b, std::int64_t ldb, float beta, float* c,
+                  std::int64_t ldc);
+
+}  // namespace troupe

@@ -1,0 +1,88 @@
+// CPU elementwise kernels: GELU (tanh form), ReLU, additions.
+#include <cmath>
+
+#include "runtime/cpu/cpu_backend.h"
+#include "runtime/cpu/vec_math.h"
+
+namespace troupe {
+
+namespace {
+constexpr float kSqrt2OverPi = 0.7978845608028654f;
+constexpr float kGeluCoef = 0.044715f;
+constexpr std::int64_t kGrain = 1 << 14;
+
+void check_same(const Tensor& a, const Tensor& b, const char* what) {
+  TROUPE_CHECK(a.numel() == b.numel(), what, ": ", shape_str(a.shape()), " vs ", shape_str(b.shape()));
+}
+}  // namespace
+
+void CpuBackend::gelu_forward(const Tensor& x, const Tensor& y) {
+  check_same(x, y, "gelu");
+  const float* xp = x.f32();
+  float* yp = y.f32();
+  pool_->parallel_for(x.numel(), [&](std::int64_t b, std::int64_t e) {
+    for (std::int64_t i = b; i < e; ++i) {
+      float v = xp[i];
+      float u = kSqrt2OverPi * (v + kGeluCoef * v * v * v);
+      yp[i] = 0.5f * v * (1.0f + cpu::fast_tanh(u));
+    }
+  }, kGrain);
+}
+
+void CpuBackend::gelu_backward(const Tensor& x, const Tensor& dy, const Tensor& dx) {
+  check_same(x, dy, "gelu backward");
+  check_same(x, dx, "gelu backward");
+  const float* xp = x.f32();
+  const float* dyp = dy.f32();
+  float* dxp = dx.f32();
+  pool_->parallel_for(x.numel(), [&](std::int64_t b, std::int64_t e) {
+    for (std::int64_t i = b; i < e; ++i) {
+      float v = xp[i];
+      float u = kSqrt2OverPi * (v + kGeluCoef * v * v * v);
+      float t = cpu::fast_tanh(u);
+      float du = kSqrt2OverPi * (1.0f + 3.0f * kGeluCoef * v * v);
+      dxp[i] = dyp[i] * (0.5f * (1.0f + t) + 0.5f * v * (1.0f - t * t) * du);
+    }
+  }, kGrain);
+}
+
+void CpuBackend::relu_forward(const Tensor& x, const Tensor& y) {
+  check_same(x, y, "relu");
+  const float* xp = x.f32();
+  float* yp = y.f32();
+  pool_->parallel_for(x.numel(), [&](std::int64_t b, std::int64_t e) {
+    for (std::int64_t i = b; i < e; ++i) yp[i] = xp[i] > 0.0f ? xp[i] : 0.0f;
+  }, kGrain);
+}
+
+void CpuBackend::relu_backward(const Tensor& y, const Tensor& dy, const Tensor& dx) {
+  check_same(y, dy, "relu backward");
+  const float* yp = y.f32();
+  const float* dyp = dy.f32();
+  float* dxp = dx.f32();
+  pool_->parallel_for(y.numel(), [&](std::int64_t b, std::int64_t e) {
+    for (std::int64_t i = b; i < e; ++i) dxp[i] = yp[i] > 0.0f ? dyp[i] : 0.0f;
+  }, kGrain);
+}
+
+void CpuBackend::add(const Tensor& a, const Tensor& b, const Tensor& out) {
+  check_same(a, b, "add");
+  check_same(a, out, "add");
+  const float* ap = a.f32();
+  const float* bp = b.f32();
+  float* op = out.f32();
+  pool_->parallel_for(a.numel(), [&](std::int64_t s, std::int64_t e) {
+    for (std::int64_t i = s; i < e; ++i) op[i] = ap[i] + bp[i];
+  }, kGrain);
+}
+
+void CpuBackend::add_inplace(const Tensor& acc, const Tensor& b) {
+  check_same(acc, b, "add_inplace");
+  float* ap = acc.f32();
+  const float* bp = b.f32();
+  pool_->parallel_for(acc.numel(), [&](std::int64_t s, std::int64_t e) {
+    for (std::int64_t i = s; i < e; ++i) ap[i] += bp[i];
+  }, kGrain);
+}
+
+}  // namespace troupe

@@ -1,0 +1,123 @@
+// CPU row-wise normalisations: LayerNorm and softmax, forward and backward.
+#include <cmath>
+
+#include "runtime/cpu/cpu_backend.h"
+#include "runtime/cpu/vec_math.h"
+
+namespace troupe {
+
+void CpuBackend::layernorm_forward(const Tensor& x, const Tensor& w, const Tensor& b, float eps, const Tensor& y,
+                                   const Tensor& mean, const Tensor& rstd) {
+  const std::int64_t c = w.numel(), rows = x.numel() / c;
+  TROUPE_CHECK(x.numel() == rows * c && y.numel() == x.numel() && mean.numel() == rows && rstd.numel() == rows,
+               "layernorm shapes ", shape_str(x.shape()), " with C=", c);
+  const float* xp = x.f32();
+  const float* wp = w.f32();
+  const float* bp = b.f32();
+  float* yp = y.f32();
+  float* mp = mean.f32();
+  float* rp = rstd.f32();
+  pool_->parallel_for(rows, [&](std::int64_t r0, std::int64_t r1) {
+    for (std::int64_t r = r0; r < r1; ++r) {
+      const float* row = xp + r * c;
+      float sum = 0.0f;
+      for (std::int64_t j = 0; j < c; ++j) sum += row[j];
+      const float m = sum / static_cast<float>(c);
+      float sq = 0.0f;
+      for (std::int64_t j = 0; j < c; ++j) {
+        float d = row[j] - m;
+        sq += d * d;
+      }
+      const float s = 1.0f / std::sqrt(sq / static_cast<float>(c) + eps);
+      float* out = yp + r * c;
+      for (std::int64_t j = 0; j < c; ++j) out[j] = (row[j] - m) * s * wp[j] + bp[j];
+      mp[r] = m;
+      rp[r] = s;
+    }
+  }, 8);
+}
+
+void CpuBackend::layernorm_backward(const Tensor& dy, const Tensor& x, const Tensor& w, const Tensor& mean,
+                                    const Tensor& rstd, const Tensor& dx, const Tensor& dw, const Tensor& db) {
+  const std::int64_t c = w.numel(), rows = x.numel() / c;
+  const float* dyp = dy.f32();
+  const float* xp = x.f32();
+  const float* wp = w.f32();
+  const float* mp = mean.f32();
+  const float* rp = rstd.f32();
+  float* dxp = dx.f32();
+  pool_->parallel_for(rows, [&](std::int64_t r0, std::int64_t r1) {
+    for (std::int64_t r = r0; r < r1; ++r) {
+      const float* g = dyp + r * c;
+      const float* row = xp + r * c;
+      const float m = mp[r], s = rp[r];
+      float sum_dn = 0.0f, sum_dn_n = 0.0f;
+      for (std::int64_t j = 0; j < c; ++j) {
+        float n = (row[j] - m) * s;
+        float dn = g[j] * wp[j];
+        sum_dn += dn;
+        sum_dn_n += dn * n;
+      }
+      const float mean_dn = sum_dn / static_cast<float>(c), mean_dn_n = sum_dn_n / static_cast<float>(c);
+      float* out = dxp + r * c;
+      for (std::int64_t j = 0; j < c; ++j) {
+        float n = (row[j] - m) * s;
+        out[j] = (g[j] * wp[j] - mean_dn - n * mean_dn_n) * s;
+      }
+    }
+  }, 8);
+  // Parameter gradients: split over columns, rows added in order (deterministic).
+  float* dwp = dw.f32();
+  float* dbp = db.f32();
+  pool_->parallel_for(c, [&](std::int64_t c0, std::int64_t c1) {
+    for (std::int64_t r = 0; r < rows; ++r) {
+      const float* g = dyp + r * c;
+      const float* row = xp + r * c;
+      const float m = mp[r], s = rp[r];
+      for (std::int64_t j = c0; j < c1; ++j) {
+        dwp[j] += g[j] * (row[j] - m) * s;
+        dbp[j] += g[j];
+      }
+    }
+  }, 32);
+}
+
+void CpuBackend::softmax_forward(const Tensor& x, const Tensor& y) {
+  const std::int64_t c = x.dim(-1), rows = x.numel() / c;
+  const float* xp = x.f32();
+  float* yp = y.f32();
+  pool_->parallel_for(rows, [&](std::int64_t r0, std::int64_t r1) {
+    for (std::int64_t r = r0; r < r1; ++r) {
+      const float* in = xp + r * c;
+      float* out = yp + r * c;
+      float mx = in[0];
+      for (std::int64_t j = 1; j < c; ++j) mx = in[j] > mx ? in[j] : mx;
+      float sum = 0.0f;
+      for (std::int64_t j = 0; j < c; ++j) {
+        out[j] = cpu::fast_exp(in[j] - mx);
+        sum += out[j];
+      }
+      const float inv = 1.0f / sum;
+      for (std::int64_t j = 0; j < c; ++j) out[j] *= inv;
+    }
+  }, 8);
+}
+
+void CpuBackend::softmax_backward(const Tensor& y, const Tensor& dy, const Tensor& dx) {
+  const std::int64_t c = y.dim(-1), rows = y.numel() / c;
+  const float* yp = y.f32();
+  const float* dyp = dy.f32();
+  float* dxp = dx.f32();
+  pool_->parallel_for(rows, [&](std::int64_t r0, std::int64_t r1) {
+    for (std::int64_t r = r0; r < r1; ++r) {
+      const float* p = yp + r * c;
+      const float* g = dyp + r * c;
+      float dot = 0.0f;
+      for (std::int64_t j = 0; j < c; ++j) dot += p[j] * g[j];
+      float* out = dxp + r * c;
+      for (std::int64_t j = 0; j < c; ++j) out[j] = p[j] * (g[j] - dot);
+    }
+  }, 8);
+}
+
+}  // namespace troupe
