@@ -1,0 +1,48 @@
+# tests/python_tests.cmake: PyTorch parity tests (label "parity"). Each runs tests/torch_ref/parity.py, which
+# trains a small model with `troupe train` and with the independent torch reference gpt_ref.py from the same
+# initial weights, and requires equal per-step losses (step 0 within 1e-5 relative, 20 steps within 1e-3).
+# Needs Debian's /usr/bin/python3 with torch (python3-torch); without torch each test is skipped (77).
+#   ctest -L parity --output-on-failure
+if(NOT EXISTS /usr/bin/python3)
+  message(STATUS "troupe: /usr/bin/python3 not found; torch parity tests not added")
+  return()
+endif()
+
+# troupe_parity_test(<name> key=value ...): test torch_parity_<name> with those config keys on both sides.
+function(troupe_parity_test name)
+  set(sets)
+  foreach(kv IN LISTS ARGN)
+    list(APPEND sets --set ${kv})
+  endforeach()
+  add_test(NAME torch_parity_${name}
+           COMMAND /usr/bin/python3 ${CMAKE_CURRENT_SOURCE_DIR}/torch_ref/parity.py
+                   --troupe $<TARGET_FILE:troupe>
+                   --workdir ${CMAKE_CURRENT_BINARY_DIR}/parity/${name}
+                   --steps 20 ${sets})
+  set_tests_properties(torch_parity_${name} PROPERTIES SKIP_RETURN_CODE 77 TIMEOUT 180 LABELS parity)
+endfunction()
+
+# A small GPT: 2 layers, 4 heads, width 64, context 32, batch 4, byte corpus in sequential order.
+set(TROUPE_PARITY_GPT
+    model.kind=gpt model.n_layer=2 model.n_head=4 model.n_embd=64 model.block_size=32
+    train.batch_size=4 data.order=sequential train.threads=2)
+
+set(TROUPE_PARITY_SGD optim.kind=sgd optim.lr=0.05 optim.momentum=0.9 optim.nesterov=true optim.weight_decay=0.01)
+set(TROUPE_PARITY_ADAM optim.kind=adam optim.lr=0.001)
+set(TROUPE_PARITY_ADAMW optim.kind=adamw optim.lr=0.001 optim.weight_decay=0.1)
+set(TROUPE_PARITY_RMSPROP optim.kind=rmsprop optim.lr=0.001 optim.centered=true optim.momentum=0.9)
+
+# Every optimizer with gradient clipping, and without.
+foreach(opt sgd adam adamw rmsprop)
+  string(TOUPPER ${opt} OPT)
+  troupe_parity_test(gpt_${opt}_clip ${TROUPE_PARITY_GPT} ${TROUPE_PARITY_${OPT}} train.grad_clip=1.0)
+  troupe_parity_test(gpt_${opt} ${TROUPE_PARITY_GPT} ${TROUPE_PARITY_${OPT}})
+endforeach()
+
+# Warmup then cosine decay, ending inside the 20 compared steps.
+troupe_parity_test(gpt_adamw_cosine ${TROUPE_PARITY_GPT} ${TROUPE_PARITY_ADAMW} train.grad_clip=1.0
+                   train.lr_schedule=cosine train.warmup_steps=5 train.min_lr=0.0001 train.steps=20)
+
+# The Fashion-MNIST MLP, one hidden layer of 64.
+troupe_parity_test(mlp_adam model.kind=mlp model.mlp_hidden=64 train.batch_size=32 data.order=sequential
+                   train.threads=2 ${TROUPE_PARITY_ADAM} train.grad_clip=1.0)
