@@ -12,20 +12,21 @@ endif()
 find_package(PkgConfig REQUIRED)
 pkg_check_modules(TOMLPP REQUIRED IMPORTED_TARGET tomlplusplus)
 
-# OpenBLAS, single-threaded build: troupe splits matrix products over its own thread pool, so that one
-# pool owns the cores (no OpenBLAS threads competing with troupe's) and results do not depend on how
-# OpenBLAS would have split the work.
-find_library(TROUPE_OPENBLAS_SERIAL
-  NAMES libopenblas.a openblas
-  PATHS /usr/lib/${CMAKE_LIBRARY_ARCHITECTURE}/openblas-serial
-  NO_DEFAULT_PATH)
-if(NOT TROUPE_OPENBLAS_SERIAL)
-  message(FATAL_ERROR "single-threaded OpenBLAS not found: install libopenblas-serial-dev (scripts/setup-deps does)")
+# OpenBLAS. troupe splits matrix products over its own thread pool and calls BLAS from several
+# threads at once, each call single-threaded (openblas_set_num_threads(1)). The pthread build is the
+# one to link: Debian's serial build does not lock its internal buffers, and concurrent calls into it
+# corrupt results (seen here as one attention head in a few hundred computed from garbage).
+set(_troupe_blas_dir /usr/lib/${CMAKE_LIBRARY_ARCHITECTURE}/openblas-pthread)
+find_library(TROUPE_OPENBLAS NAMES openblas PATHS ${_troupe_blas_dir} NO_DEFAULT_PATH)
+find_path(TROUPE_CBLAS_INCLUDE cblas.h PATHS /usr/include/${CMAKE_LIBRARY_ARCHITECTURE}/openblas-pthread NO_DEFAULT_PATH)
+if(NOT TROUPE_OPENBLAS OR NOT TROUPE_CBLAS_INCLUDE)
+  message(FATAL_ERROR "OpenBLAS (pthread build) not found: install libopenblas-pthread-dev (scripts/setup-deps does)")
 endif()
-find_path(TROUPE_CBLAS_INCLUDE cblas.h PATHS /usr/include/${CMAKE_LIBRARY_ARCHITECTURE} /usr/include/${CMAKE_LIBRARY_ARCHITECTURE}/openblas-serial REQUIRED)
 add_library(troupe_blas INTERFACE)
-target_link_libraries(troupe_blas INTERFACE ${TROUPE_OPENBLAS_SERIAL} Threads::Threads m)
+target_link_libraries(troupe_blas INTERFACE ${TROUPE_OPENBLAS} Threads::Threads m)
 target_include_directories(troupe_blas INTERFACE ${TROUPE_CBLAS_INCLUDE})
+# The soname (libopenblas.so.0) is shared with the serial build: pin the run-time search to this one.
+target_link_options(troupe_blas INTERFACE "LINKER:-rpath,${_troupe_blas_dir}")
 
 # CAF 0.17 ships no CMake config: define its imported targets by hand.
 find_path(CAF_INCLUDE_DIR caf/all.hpp)

@@ -40,15 +40,8 @@ void CpuBackend::attention_forward(const Tensor& qkv, int n_head, const Tensor& 
       sgemm_serial(false, true, T, T, d.hd, scale, q, C3, k, C3, 0.0f, p, T);
       for (std::int64_t t = 0; t < T; ++t) {
         float* row = p + t * T;
-        float mx = row[0];
-        for (std::int64_t j = 1; j <= t; ++j) mx = row[j] > mx ? row[j] : mx;
-        float sum = 0.0f;
-        for (std::int64_t j = 0; j <= t; ++j) {
-          row[j] = cpu::fast_exp(row[j] - mx);
-          sum += row[j];
-        }
-        const float inv = 1.0f / sum;
-        for (std::int64_t j = 0; j <= t; ++j) row[j] *= inv;
+        cpu::exp_shifted(row, row, t + 1, cpu::row_max(row, t + 1));
+        cpu::scale_row(row, t + 1, 1.0f / cpu::row_sum(row, t + 1));
         for (std::int64_t j = t + 1; j < T; ++j) row[j] = 0.0f;
       }
       sgemm_serial(false, false, T, d.hd, T, 1.0f, p, T, v, C3, 0.0f, outp + b * T * d.c + h * d.hd, d.c);

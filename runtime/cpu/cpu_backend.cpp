@@ -1,6 +1,8 @@
 // CpuBackend construction, zeroing and embeddings.
 #include "runtime/cpu/cpu_backend.h"
 
+#include <cblas.h>
+
 #include <cstring>
 #include <thread>
 
@@ -9,6 +11,10 @@ namespace troupe {
 CpuBackend::CpuBackend(int threads) {
   if (threads <= 0) threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   pool_ = std::make_unique<ThreadPool>(threads);
+  // troupe's pool splits every product itself and calls BLAS from several threads at once: OpenBLAS
+  // must run each call on the calling thread. Its threaded build is used (not the serial one) because
+  // only that build guards its internal buffers against concurrent callers.
+  openblas_set_num_threads(1);
 }
 
 CpuBackend::~CpuBackend() = default;

@@ -24,15 +24,10 @@ double CpuBackend::cross_entropy_forward(const Tensor& logits, const Tensor& tar
       const float* in = lp + r * v;
       float* out = pp + r * v;
       const float target_logit = in[tp[r]];  // read first: probs may overwrite logits in place
-      float mx = in[0];
-      for (std::int64_t j = 1; j < v; ++j) mx = in[j] > mx ? in[j] : mx;
-      float sum = 0.0f;
-      for (std::int64_t j = 0; j < v; ++j) {
-        out[j] = cpu::fast_exp(in[j] - mx);
-        sum += out[j];
-      }
-      const float inv = 1.0f / sum;
-      for (std::int64_t j = 0; j < v; ++j) out[j] *= inv;
+      const float mx = cpu::row_max(in, v);
+      cpu::exp_shifted(in, out, v, mx);
+      const float sum = cpu::row_sum(out, v);
+      cpu::scale_row(out, v, 1.0f / sum);
       // -log softmax[target] = logsumexp - logit[target], computed without the rounded probability.
       lossp[r] = static_cast<float>(std::log(static_cast<double>(sum)) + mx - target_logit);
     }

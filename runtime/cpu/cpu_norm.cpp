@@ -90,15 +90,8 @@ void CpuBackend::softmax_forward(const Tensor& x, const Tensor& y) {
     for (std::int64_t r = r0; r < r1; ++r) {
       const float* in = xp + r * c;
       float* out = yp + r * c;
-      float mx = in[0];
-      for (std::int64_t j = 1; j < c; ++j) mx = in[j] > mx ? in[j] : mx;
-      float sum = 0.0f;
-      for (std::int64_t j = 0; j < c; ++j) {
-        out[j] = cpu::fast_exp(in[j] - mx);
-        sum += out[j];
-      }
-      const float inv = 1.0f / sum;
-      for (std::int64_t j = 0; j < c; ++j) out[j] *= inv;
+      cpu::exp_shifted(in, out, c, cpu::row_max(in, c));
+      cpu::scale_row(out, c, 1.0f / cpu::row_sum(out, c));
     }
   }, 8);
 }

@@ -7,14 +7,16 @@
 
 #include <cmath>
 #include <cstdint>
-#include <cstring>
+#include <bit>
 
 namespace troupe::cpu {
 
 inline float fast_exp(float x) {
   x = x < -87.3f ? -87.3f : x;
   x = x > 88.3f ? 88.3f : x;
-  const float n = std::floor(x * 1.44269504088896341f + 0.5f);
+  // Round to nearest by adding and subtracting 1.5 * 2^23 (std::floor would block vectorisation:
+  // without -fno-trapping-math GCC keeps it a scalar call).
+  const float n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
   float r = x - n * 0.693359375f;  // ln2 split in two parts for an exact product with n
   r = r - n * -2.12194440e-4f;
   float p = 1.9875691500e-4f;
@@ -25,12 +27,36 @@ inline float fast_exp(float x) {
   p = p * r + 5.0000001201e-1f;
   p = p * r * r + r + 1.0f;
   const std::int32_t bits = (static_cast<std::int32_t>(n) + 127) << 23;
-  float scale;
-  std::memcpy(&scale, &bits, 4);
-  return p * scale;
+  return p * std::bit_cast<float>(bits);
 }
 
 // tanh(u) = 1 - 2 / (exp(2u) + 1): saturates cleanly at +-1 for large |u|.
 inline float fast_tanh(float u) { return 1.0f - 2.0f / (fast_exp(2.0f * u) + 1.0f); }
+
+}  // namespace troupe::cpu
+
+namespace troupe::cpu {
+
+// out[j] = exp(in[j] - shift) for j < n (in and out may be the same row). Returns nothing: the sum is
+// taken separately, in order, because a running sum in this loop would keep it from vectorising.
+inline void exp_shifted(const float* in, float* out, std::int64_t n, float shift) {
+  for (std::int64_t j = 0; j < n; ++j) out[j] = fast_exp(in[j] - shift);
+}
+
+inline float row_max(const float* in, std::int64_t n) {
+  float mx = in[0];
+  for (std::int64_t j = 1; j < n; ++j) mx = in[j] > mx ? in[j] : mx;
+  return mx;
+}
+
+inline float row_sum(const float* in, std::int64_t n) {
+  float s = 0.0f;
+  for (std::int64_t j = 0; j < n; ++j) s += in[j];
+  return s;
+}
+
+inline void scale_row(float* row, std::int64_t n, float factor) {
+  for (std::int64_t j = 0; j < n; ++j) row[j] *= factor;
+}
 
 }  // namespace troupe::cpu
