@@ -16,11 +16,15 @@ struct ModelConfig {
   int block_size = 128;
   int vocab_size = 256;               // bytes
   std::vector<int> mlp_hidden = {1024, 1024};
+
+  friend bool operator==(const ModelConfig&, const ModelConfig&) = default;
 };
 
 struct DataConfig {
   std::string path;                   // empty: the built-in corpus (gpt) / Fashion-MNIST dir (mlp)
   std::string order = "shuffled";     // shuffled | sequential
+
+  friend bool operator==(const DataConfig&, const DataConfig&) = default;
 };
 
 struct TrainConfig {
@@ -35,6 +39,8 @@ struct TrainConfig {
   std::int64_t eval_every = 100;      // 0: only at the end
   int eval_batches = 8;
   bool deterministic = false;
+
+  friend bool operator==(const TrainConfig&, const TrainConfig&) = default;
 };
 
 struct OptimConfig {
@@ -52,6 +58,8 @@ struct OptimConfig {
   double momentum_or_default() const { return momentum.value_or(0.0); }
   double dampening_or_default() const { return dampening.value_or(0.0); }
   double alpha_or_default() const { return alpha.value_or(0.99); }
+
+  friend bool operator==(const OptimConfig&, const OptimConfig&) = default;
 };
 
 struct RunConfig {
@@ -59,6 +67,9 @@ struct RunConfig {
   DataConfig data;
   TrainConfig train;
   OptimConfig optim;
+
+  // Field by field; an unset optional equals only an unset one (lr unset != lr = 1e-3).
+  friend bool operator==(const RunConfig&, const RunConfig&) = default;
 };
 
 inline double OptimConfig::lr_or_default() const {

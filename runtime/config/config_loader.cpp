@@ -1,0 +1,298 @@
+// Reading a RunConfig from TOML and --set, the whole-config validation, writing it back as TOML, and help.
+#include "runtime/config/config_loader.h"
+
+#include <algorithm>
+#include <cctype>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include <fmt/format.h>
+#include <toml++/toml.h>
+
+#include "runtime/config/config_schema.h"
+#include "runtime/error.h"
+
+namespace troupe {
+
+namespace {
+
+std::string_view trim(std::string_view s) {
+  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.front()))) s.remove_prefix(1);
+  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.back()))) s.remove_suffix(1);
+  return s;
+}
+
+// Runs `fn`; a config error it throws is rethrown with `prefix` (where the value came from) in front.
+template <class Fn>
+void with_prefix(const std::string& prefix, Fn&& fn) {
+  try {
+    fn();
+  } catch (const Error& e) {
+    if (e.kind() != ErrorKind::kConfig) throw;
+    throw Error(ErrorKind::kConfig, prefix + e.what());
+  }
+}
+
+std::string location(const std::string& source, const toml::source_position& pos) {
+  if (!pos) return source + ": ";
+  return fmt::format("{}:{}:{}: ", source, pos.line, pos.column);
+}
+
+// A TOML value as it appears in messages: strings in single quotes like the --set errors, the rest in
+// TOML syntax.
+std::string show_node(const toml::node& node) {
+  if (auto s = node.as_string()) return fmt::format("'{}'", s->get());
+  if (node.is_table()) return "a table";
+  std::ostringstream out;
+  node.visit([&](const auto& v) { out << v; });
+  return out.str();
+}
+
+[[noreturn]] void wrong_type(const ConfigKey& key, const toml::node& node, std::string_view expected) {
+  throw Error(ErrorKind::kConfig, fmt::format("{} = {}: {}", key.name, show_node(node), expected));
+}
+
+// Converts a TOML value by the key's type. TOML's own types are used where they exist (an integer key
+// wants a TOML integer, not "300"); the documented exceptions are in KeyType.
+ConfigValue from_toml(const ConfigKey& key, const toml::node& node) {
+  switch (key.type) {
+    case KeyType::kInt:
+      if (auto v = node.as_integer()) return std::int64_t{v->get()};
+      wrong_type(key, node, "expected an integer");
+    case KeyType::kUint64:
+      if (auto v = node.as_integer()) {
+        if (v->get() < 0) wrong_type(key, node, "expected an integer in [0, 2^64)");
+        return static_cast<std::uint64_t>(v->get());
+      }
+      if (auto s = node.as_string()) return parse_config_text(key, s->get());
+      wrong_type(key, node, "expected an integer in [0, 2^64)");
+    case KeyType::kFloat:
+      if (auto v = node.as_floating_point()) return double{v->get()};
+      if (auto v = node.as_integer()) return static_cast<double>(v->get());
+      wrong_type(key, node, "expected a number");
+    case KeyType::kBool:
+      if (auto v = node.as_boolean()) return bool{v->get()};
+      wrong_type(key, node, "expected true or false");
+    case KeyType::kString:
+      if (auto s = node.as_string()) return std::string(s->get());
+      wrong_type(key, node, "expected a string");
+    case KeyType::kEnum: {
+      if (auto s = node.as_string()) return std::string(s->get());
+      std::string choices;
+      for (const auto& c : key.choices) choices += (choices.empty() ? "" : ", ") + c;
+      wrong_type(key, node, "expected one of " + choices);
+    }
+    case KeyType::kIntList: {
+      if (auto s = node.as_string()) return parse_config_text(key, s->get());
+      auto arr = node.as_array();
+      if (!arr) wrong_type(key, node, "expected a list of integers, e.g. [1024, 1024]");
+      std::vector<std::int64_t> list;
+      for (const auto& item : *arr) {
+        auto v = item.as_integer();
+        if (!v) wrong_type(key, node, "expected a list of integers, e.g. [1024, 1024]");
+        list.push_back(v->get());
+      }
+      return list;
+    }
+  }
+  wrong_type(key, node, "unsupported key type");
+}
+
+bool is_section(std::string_view dotted) {
+  const auto& schema = config_schema();
+  return std::any_of(schema.begin(), schema.end(), [&](const ConfigKey& k) {
+    return k.name.size() > dotted.size() && k.name.compare(0, dotted.size(), dotted) == 0 && k.name[dotted.size()] == '.';
+  });
+}
+
+// Walks nested tables, so [model] n_layer = 4, model.n_layer = 4 and [model] with dotted keys below it
+// all arrive here as the key "model.n_layer". An unknown table is walked too, so that the error names a
+// whole key ("modle.n_layer", with its suggestion) rather than just the table.
+void apply_table(RunConfig& config, const toml::table& table, const std::string& prefix, const std::string& source) {
+  for (auto&& [k, node] : table) {
+    std::string name = prefix.empty() ? std::string(k.str()) : prefix + "." + std::string(k.str());
+    std::string where = location(source, node.source().begin);
+    const ConfigKey* key = find_config_key(name);
+    if (auto sub = node.as_table(); sub && !key) {
+      if (sub->empty() && !is_section(name)) with_prefix(where, [&] { throw_unknown_key(name); });
+      apply_table(config, *sub, name, source);
+      continue;
+    }
+    with_prefix(where, [&] {
+      if (!key) throw_unknown_key(name);
+      ConfigValue value = from_toml(*key, node);
+      check_config_value(*key, value);
+      key->set(config, value);
+    });
+  }
+}
+
+std::string read_file(const std::string& path) {
+  std::error_code ec;
+  auto status = std::filesystem::status(path, ec);
+  if (!std::filesystem::exists(status))
+    throw Error(ErrorKind::kConfig, fmt::format("{}: config file not found", path));
+  if (std::filesystem::is_directory(status))
+    throw Error(ErrorKind::kConfig, fmt::format("{}: config file is a directory, not a TOML file", path));
+  std::ifstream in(path, std::ios::binary);
+  std::ostringstream text;
+  text << in.rdbuf();
+  if (!in && !in.eof()) throw Error(ErrorKind::kConfig, fmt::format("{}: cannot read the config file", path));
+  return text.str();
+}
+
+}  // namespace
+
+void apply_config_toml(RunConfig& config, std::string_view toml_text, const std::string& source) {
+  toml::table table;
+  try {
+    table = toml::parse(toml_text, source);
+  } catch (const toml::parse_error& e) {
+    throw Error(ErrorKind::kConfig,
+                fmt::format("{}invalid TOML: {}", location(source, e.source().begin), e.description()));
+  }
+  apply_table(config, table, "", source);
+}
+
+void apply_config_override(RunConfig& config, std::string_view key_equals_value) {
+  with_prefix("--set: ", [&] {
+    std::size_t eq = key_equals_value.find('=');
+    if (eq == std::string_view::npos)
+      throw Error(ErrorKind::kConfig,
+                  fmt::format("'{}' has no '=': expected key=value, e.g. train.steps=500", key_equals_value));
+    std::string_view name = trim(key_equals_value.substr(0, eq));
+    if (name.empty())
+      throw Error(ErrorKind::kConfig,
+                  fmt::format("'{}' has no key before '=': expected key=value, e.g. train.steps=500", key_equals_value));
+    const ConfigKey* key = find_config_key(name);
+    if (!key) throw_unknown_key(name);
+    ConfigValue value = parse_config_text(*key, trim(key_equals_value.substr(eq + 1)));
+    key->set(config, value);
+  });
+}
+
+RunConfig load_config(const std::optional<std::string>& toml_path, const std::vector<std::string>& set_overrides) {
+  RunConfig config;
+  if (toml_path) apply_config_toml(config, read_file(*toml_path), *toml_path);
+  for (const auto& s : set_overrides) apply_config_override(config, s);
+  validate(config);
+  return config;
+}
+
+namespace {
+
+[[noreturn]] void invalid(std::string message) { throw Error(ErrorKind::kConfig, std::move(message)); }
+
+std::string join(const std::vector<std::string>& items) {
+  std::string out;
+  for (const auto& s : items) out += (out.empty() ? "" : ", ") + s;
+  return out;
+}
+
+}  // namespace
+
+void validate(const RunConfig& config) {
+  // Per key first, so a bad single value is reported as such rather than as a clash with another key.
+  for (const auto& key : config_schema())
+    if (auto v = key.get(config)) check_config_value(key, *v);
+
+  const ModelConfig& m = config.model;
+  const TrainConfig& t = config.train;
+  const OptimConfig& o = config.optim;
+
+  if (m.kind == "gpt" && m.n_embd % m.n_head != 0)
+    invalid(fmt::format("model.n_embd = {} is not divisible by model.n_head = {}: each head gets n_embd / n_head "
+                        "channels, so pick n_embd as a multiple of n_head",
+                        m.n_embd, m.n_head));
+
+  if (t.lr_schedule == "cosine") {
+    if (t.warmup_steps > t.steps)
+      invalid(fmt::format("train.warmup_steps = {} exceeds train.steps = {}: with train.lr_schedule = cosine the "
+                          "warmup must end by the last step",
+                          t.warmup_steps, t.steps));
+    if (t.min_lr > o.lr_or_default())
+      invalid(fmt::format("train.min_lr = {} is above optim.lr = {}{}: the cosine schedule decays from optim.lr "
+                          "down to train.min_lr",
+                          t.min_lr, o.lr_or_default(), o.lr ? "" : fmt::format(" (torch default for {})", o.kind)));
+  }
+
+  // A setting the chosen optimizer never reads is almost always a mistake (a config written for another
+  // optimizer); saying so beats training with a setting silently ignored.
+  static const RunConfig defaults;
+  for (const auto& key : config_schema()) {
+    if (key.used_by.empty() || std::find(key.used_by.begin(), key.used_by.end(), o.kind) != key.used_by.end()) continue;
+    if (key.get(config) == key.get(defaults)) continue;
+    auto v = key.get(config);
+    invalid(fmt::format("{} = {} is set, but optim.kind = {} does not use it (it is read by {}); remove it or "
+                        "change optim.kind",
+                        key.name, config_value_to_text(*v), o.kind, join(key.used_by)));
+  }
+
+  if (o.kind == "sgd" && o.nesterov && (o.momentum_or_default() <= 0 || o.dampening_or_default() != 0))
+    invalid(fmt::format("optim.nesterov = true needs optim.momentum > 0 and optim.dampening = 0 (found momentum {}, "
+                        "dampening {})",
+                        o.momentum_or_default(), o.dampening_or_default()));
+}
+
+std::string config_to_toml(const RunConfig& config) {
+  std::string out = "# troupe run configuration: the value of every key in effect (troupe train --help lists them)\n";
+  std::string section;
+  for (const auto& key : config_schema()) {
+    std::size_t dot = key.name.find('.');
+    std::string this_section = key.name.substr(0, dot);
+    std::string leaf = key.name.substr(dot + 1);
+    if (this_section != section) {
+      out += fmt::format("\n[{}]\n", this_section);
+      section = this_section;
+    }
+    if (auto v = key.get(config)) {
+      out += fmt::format("{} = {}\n", leaf, config_value_to_toml(*v));
+    } else if (!key.used_by.empty() &&
+               std::find(key.used_by.begin(), key.used_by.end(), config.optim.kind) == key.used_by.end()) {
+      out += fmt::format("# {} is unset (not used by {})\n", leaf, config.optim.kind);
+    } else if (key.unset_value) {
+      // Commented out, so that reading the file back leaves it unset and still following optim.kind.
+      out += fmt::format("# {} = {}  (unset: torch default for {})\n", leaf,
+                         config_value_to_toml(key.unset_value(config)), config.optim.kind);
+    } else {
+      out += fmt::format("# {} is unset: {}\n", leaf, key.default_text);
+    }
+  }
+  return out;
+}
+
+std::string config_help() {
+  // Defaults longer than this (the optim.* ones that follow optim.kind) go on a line of their own under
+  // the help, so that one long default does not push every row's help text to the right.
+  constexpr std::size_t kDefaultColumn = 12;
+  std::size_t name_w = 3, type_w = 4, default_w = 7;
+  for (const auto& key : config_schema()) {
+    name_w = std::max(name_w, key.name.size());
+    type_w = std::max(type_w, config_type_name(key).size());
+    if (key.default_text.size() <= kDefaultColumn) default_w = std::max(default_w, key.default_text.size());
+  }
+  const std::size_t optim_kinds = find_config_key("optim.kind")->choices.size();
+  std::string out = fmt::format("  {:<{}}  {:<{}}  {:<{}}  {}\n", "key", name_w, "type", type_w, "default", default_w, "meaning");
+  std::string section;
+  for (const auto& key : config_schema()) {
+    std::string this_section = key.name.substr(0, key.name.find('.'));
+    if (this_section != section && !section.empty()) out += "\n";
+    section = this_section;
+
+    std::string help = key.help;
+    std::string constraint = key.type == KeyType::kEnum ? "one of " + join(key.choices) : key.range.bounds();
+    if (key.type == KeyType::kIntList && !constraint.empty()) constraint = "each " + constraint;
+    if (!constraint.empty()) help += "; " + constraint;
+    if (!key.used_by.empty() && key.used_by.size() < optim_kinds) help += "; used by " + join(key.used_by);
+
+    bool long_default = key.default_text.size() > kDefaultColumn;
+    out += fmt::format("  {:<{}}  {:<{}}  {:<{}}  {}\n", key.name, name_w, config_type_name(key), type_w,
+                       long_default ? "*" : key.default_text, default_w, help);
+    if (long_default)
+      out += fmt::format("  {:<{}}  * default: {}\n", "", name_w + type_w + default_w + 4, key.default_text);
+  }
+  return out;
+}
+
+}  // namespace troupe

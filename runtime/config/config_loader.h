@@ -1,0 +1,52 @@
+// Owns the config front end: TOML file and --set overrides into one validated RunConfig, TOML back out, help.
+//
+// Precedence, lowest first: RunConfig's defaults, the TOML file, then each --set in order (a later --set
+// of the same key wins). validate() runs once, on the result, so a file may hold a value that only a
+// later --set makes consistent.
+//
+// Every rejection is a troupe::Error(ErrorKind::kConfig) whose message is one line naming the key, the
+// value and what is allowed (see config_schema.h), prefixed with where the value came from:
+//   run.toml:3:9: train.steps = 'abc': expected an integer
+//   --set: unknown config key 'train.step' (did you mean 'train.steps'?)
+//   run.toml: config file not found
+//   run.toml:2:1: invalid TOML: <toml++'s description>
+#pragma once
+
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "runtime/config/run_config.h"
+
+namespace troupe {
+
+// Defaults, then the file at `toml_path` (if given), then each "key=value" override; then validate().
+// The file may use tables ([model] n_layer = 4), dotted keys (model.n_layer = 4) or both.
+RunConfig load_config(const std::optional<std::string>& toml_path, const std::vector<std::string>& set_overrides);
+
+// Applies TOML text to `config`; `source` names it in errors (a path, or "<string>").
+void apply_config_toml(RunConfig& config, std::string_view toml_text, const std::string& source);
+
+// Applies one "key=value" (spaces around either side are ignored); the value is parsed by the key's type.
+void apply_config_override(RunConfig& config, std::string_view key_equals_value);
+
+// The one place where a whole config is checked: every key's range and choices (so a RunConfig built in
+// code is held to the same rules as a loaded one), then the rules that involve several keys:
+//  - gpt: model.n_embd divisible by model.n_head;
+//  - cosine schedule: train.warmup_steps <= train.steps, train.min_lr <= the effective optim.lr;
+//  - an optim.* key set away from its default must be one the chosen optim.kind reads (optim.beta1 with
+//    sgd is a mistake, not a no-op);
+//  - optim.nesterov needs optim.momentum > 0 and optim.dampening = 0 (as torch.optim.SGD requires).
+void validate(const RunConfig& config);
+
+// The effective config as TOML, one [section] per group and every key present: load_config() of the
+// text gives back an equal RunConfig. optim.* values left unset are written as comments that show the
+// torch default in effect, so they stay unset when read back.
+std::string config_to_toml(const RunConfig& config);
+
+// Every key with its type, default, allowed values and help, one aligned line each (a second line for a
+// default that follows optim.kind), under a column heading, for `troupe train --help` (which adds the title).
+std::string config_help();
+
+}  // namespace troupe

@@ -1,0 +1,528 @@
+// The config schema table, plus parsing, range checks, suggestions and help driven by it.
+#include "runtime/config/config_schema.h"
+
+#include <algorithm>
+#include <cctype>
+#include <charconv>
+#include <climits>
+#include <cmath>
+#include <limits>
+#include <type_traits>
+
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
+#include "runtime/error.h"
+
+namespace troupe {
+
+// ---- ranges -----------------------------------------------------------------------------------------
+
+namespace {
+
+// Bounds are printed as integers when they are integers, so int keys read "must be >= 1", not ">= 1.0".
+std::string bound_str(double v) {
+  if (v == std::floor(v) && std::fabs(v) < 1e18) return fmt::format("{}", static_cast<long long>(v));
+  return fmt::format("{}", v);
+}
+
+std::string bounds_of(const Range& r) {
+  if (r.min && r.max)
+    return fmt::format("in {}{}, {}{}", r.min_exclusive ? "(" : "[", bound_str(*r.min), bound_str(*r.max),
+                       r.max_exclusive ? ")" : "]");
+  if (r.min) return fmt::format("{} {}", r.min_exclusive ? ">" : ">=", bound_str(*r.min));
+  if (r.max) return fmt::format("{} {}", r.max_exclusive ? "<" : "<=", bound_str(*r.max));
+  return {};
+}
+
+Range at_least(double v) {
+  Range r;
+  r.min = v;
+  return r;
+}
+Range above(double v) {
+  Range r = at_least(v);
+  r.min_exclusive = true;
+  return r;
+}
+Range between(double lo, double hi) {
+  Range r = at_least(lo);
+  r.max = hi;
+  return r;
+}
+Range from_to_excl(double lo, double hi) {
+  Range r = between(lo, hi);
+  r.max_exclusive = true;
+  return r;
+}
+
+}  // namespace
+
+bool Range::contains(double v) const {
+  if (min && (min_exclusive ? !(v > *min) : !(v >= *min))) return false;
+  if (max && (max_exclusive ? !(v < *max) : !(v <= *max))) return false;
+  return true;
+}
+
+std::string Range::bounds() const { return bounds_of(*this); }
+
+std::string Range::describe() const {
+  std::string b = bounds();
+  return b.empty() ? b : "must be " + b;
+}
+
+// ---- the table --------------------------------------------------------------------------------------
+
+namespace {
+
+template <class>
+inline constexpr bool kAlwaysFalse = false;
+
+// Everything about a key except how it reaches its field (bind() adds that). Designated initialisers
+// keep each row of the table readable.
+struct Spec {
+  std::string name;
+  std::vector<std::string> choices = {};
+  Range range = {};
+  std::vector<std::string> used_by = {};
+  std::string default_text = {};  // empty: printed from RunConfig{}'s value
+  std::function<double(const RunConfig&)> unset_value = {};
+  std::string help;
+};
+
+// Builds a key from a row and a field; the field's C++ type decides the KeyType (a string with choices
+// is an enum), so the table cannot declare a type its field does not have.
+template <class S, class F>
+ConfigKey bind(Spec spec, S RunConfig::*section, F S::*field) {
+  ConfigKey key;
+  key.name = std::move(spec.name);
+  key.choices = std::move(spec.choices);
+  key.range = spec.range;
+  key.used_by = std::move(spec.used_by);
+  key.default_text = std::move(spec.default_text);
+  key.unset_value = std::move(spec.unset_value);
+  key.help = std::move(spec.help);
+
+  if constexpr (std::is_same_v<F, int> || std::is_same_v<F, std::vector<int>>) {
+    // These limits are what make the narrowing in set() safe.
+    key.int_min = INT_MIN;
+    key.int_max = INT_MAX;
+  }
+  if constexpr (std::is_same_v<F, int> || std::is_same_v<F, std::int64_t>) key.type = KeyType::kInt;
+  else if constexpr (std::is_same_v<F, std::uint64_t>) key.type = KeyType::kUint64;
+  else if constexpr (std::is_same_v<F, double> || std::is_same_v<F, std::optional<double>>) key.type = KeyType::kFloat;
+  else if constexpr (std::is_same_v<F, bool>) key.type = KeyType::kBool;
+  else if constexpr (std::is_same_v<F, std::string>) key.type = key.choices.empty() ? KeyType::kString : KeyType::kEnum;
+  else if constexpr (std::is_same_v<F, std::vector<int>>) key.type = KeyType::kIntList;
+  else static_assert(kAlwaysFalse<F>, "add this field type to KeyType");
+
+  key.set = [section, field](RunConfig& c, const ConfigValue& v) {
+    F& f = (c.*section).*field;
+    if constexpr (std::is_same_v<F, int>) f = static_cast<int>(std::get<std::int64_t>(v));
+    else if constexpr (std::is_same_v<F, std::int64_t>) f = std::get<std::int64_t>(v);
+    else if constexpr (std::is_same_v<F, std::uint64_t>) f = std::get<std::uint64_t>(v);
+    else if constexpr (std::is_same_v<F, double> || std::is_same_v<F, std::optional<double>>) f = std::get<double>(v);
+    else if constexpr (std::is_same_v<F, bool>) f = std::get<bool>(v);
+    else if constexpr (std::is_same_v<F, std::string>) f = std::get<std::string>(v);
+    else {
+      f.clear();
+      for (auto x : std::get<std::vector<std::int64_t>>(v)) f.push_back(static_cast<int>(x));
+    }
+  };
+  key.get = [section, field](const RunConfig& c) -> std::optional<ConfigValue> {
+    const F& f = (c.*section).*field;
+    if constexpr (std::is_same_v<F, int>) return ConfigValue{std::int64_t{f}};
+    else if constexpr (std::is_same_v<F, std::optional<double>>) {
+      if (!f) return std::nullopt;
+      return ConfigValue{*f};
+    } else if constexpr (std::is_same_v<F, std::vector<int>>) {
+      return ConfigValue{std::vector<std::int64_t>(f.begin(), f.end())};
+    } else {
+      return ConfigValue{f};
+    }
+  };
+  if (key.default_text.empty()) {
+    auto v = key.get(RunConfig{});
+    key.default_text = v ? config_value_to_text(*v) : "unset";
+    if (key.default_text.empty()) key.default_text = "\"\"";
+  }
+  return key;
+}
+
+const std::vector<std::string> kAllOptims = {"sgd", "adam", "adamw", "rmsprop"};
+
+std::vector<ConfigKey> build_schema() {
+  using R = RunConfig;
+  using M = ModelConfig;
+  using D = DataConfig;
+  using T = TrainConfig;
+  using O = OptimConfig;
+  std::vector<ConfigKey> k;
+  // clang-format off
+  k.push_back(bind(Spec{.name = "model.kind", .choices = {"gpt", "mlp"},
+                        .help = "architecture: byte-level transformer (gpt) or Fashion-MNIST classifier (mlp)"},
+                   &R::model, &M::kind));
+  k.push_back(bind(Spec{.name = "model.n_layer", .range = at_least(1), .help = "transformer blocks (gpt)"},
+                   &R::model, &M::n_layer));
+  k.push_back(bind(Spec{.name = "model.n_head", .range = at_least(1),
+                        .help = "attention heads per block; must divide model.n_embd (gpt)"},
+                   &R::model, &M::n_head));
+  k.push_back(bind(Spec{.name = "model.n_embd", .range = at_least(1), .help = "embedding width (gpt)"},
+                   &R::model, &M::n_embd));
+  k.push_back(bind(Spec{.name = "model.block_size", .range = at_least(1), .help = "context length in tokens (gpt)"},
+                   &R::model, &M::block_size));
+  k.push_back(bind(Spec{.name = "model.vocab_size", .range = at_least(1), .help = "vocabulary size; 256 for bytes (gpt)"},
+                   &R::model, &M::vocab_size));
+  k.push_back(bind(Spec{.name = "model.mlp_hidden", .range = at_least(1),
+                        .help = "hidden layer widths, e.g. 1024,1024 (mlp)"},
+                   &R::model, &M::mlp_hidden));
+
+  k.push_back(bind(Spec{.name = "data.path",
+                        .help = "training data: a text file (gpt) or Fashion-MNIST directory (mlp); empty: built-in"},
+                   &R::data, &D::path));
+  k.push_back(bind(Spec{.name = "data.order", .choices = {"shuffled", "sequential"},
+                        .help = "order in which training batches are drawn"},
+                   &R::data, &D::order));
+
+  k.push_back(bind(Spec{.name = "train.batch_size", .range = at_least(1),
+                        .help = "sequences (gpt) or images (mlp) per optimizer step"},
+                   &R::train, &T::batch_size));
+  k.push_back(bind(Spec{.name = "train.steps", .range = at_least(0),
+                        .help = "optimizer steps to run; 0: none (troupe train --save then writes the initial weights)"},
+                   &R::train, &T::steps));
+  k.push_back(bind(Spec{.name = "train.seed", .help = "seed for initialisation and data order"},
+                   &R::train, &T::seed));
+  k.push_back(bind(Spec{.name = "train.threads", .range = at_least(0), .help = "CPU threads; 0: all hardware threads"},
+                   &R::train, &T::threads));
+  k.push_back(bind(Spec{.name = "train.grad_clip", .range = at_least(0),
+                        .help = "clip the global gradient norm to this; 0: off"},
+                   &R::train, &T::grad_clip));
+  k.push_back(bind(Spec{.name = "train.lr_schedule", .choices = {"constant", "cosine"},
+                        .help = "learning-rate schedule after warmup"},
+                   &R::train, &T::lr_schedule));
+  k.push_back(bind(Spec{.name = "train.warmup_steps", .range = at_least(0),
+                        .help = "steps of linear warmup from 0 to optim.lr"},
+                   &R::train, &T::warmup_steps));
+  k.push_back(bind(Spec{.name = "train.min_lr", .range = at_least(0),
+                        .help = "learning rate at the end of the cosine schedule"},
+                   &R::train, &T::min_lr));
+  k.push_back(bind(Spec{.name = "train.eval_every", .range = at_least(0),
+                        .help = "evaluate every this many steps; 0: only at the end"},
+                   &R::train, &T::eval_every));
+  k.push_back(bind(Spec{.name = "train.eval_batches", .range = at_least(1), .help = "batches per evaluation"},
+                   &R::train, &T::eval_batches));
+  k.push_back(bind(Spec{.name = "train.deterministic", .help = "bitwise-reproducible kernels (slower)"},
+                   &R::train, &T::deterministic));
+
+  k.push_back(bind(Spec{.name = "optim.kind", .choices = kAllOptims, .help = "optimizer, with torch.optim semantics"},
+                   &R::optim, &O::kind));
+  k.push_back(bind(Spec{.name = "optim.lr", .range = above(0), .used_by = kAllOptims,
+                        .default_text = "torch default for optim.kind (rmsprop: 1e-2; sgd, adam, adamw: 1e-3)",
+                        .unset_value = [](const RunConfig& c) { return c.optim.lr_or_default(); },
+                        .help = "learning rate (peak, when a schedule is used)"},
+                   &R::optim, &O::lr));
+  k.push_back(bind(Spec{.name = "optim.beta1", .range = from_to_excl(0, 1), .used_by = {"adam", "adamw"},
+                        .default_text = "torch default for optim.kind (adam, adamw: 0.9)",
+                        .unset_value = [](const RunConfig& c) { return c.optim.beta1_or_default(); },
+                        .help = "decay of the first-moment average"},
+                   &R::optim, &O::beta1));
+  k.push_back(bind(Spec{.name = "optim.beta2", .range = from_to_excl(0, 1), .used_by = {"adam", "adamw"},
+                        .default_text = "torch default for optim.kind (adam, adamw: 0.999)",
+                        .unset_value = [](const RunConfig& c) { return c.optim.beta2_or_default(); },
+                        .help = "decay of the second-moment average"},
+                   &R::optim, &O::beta2));
+  k.push_back(bind(Spec{.name = "optim.eps", .range = at_least(0), .used_by = {"adam", "adamw", "rmsprop"},
+                        .default_text = "torch default for optim.kind (adam, adamw, rmsprop: 1e-8)",
+                        .unset_value = [](const RunConfig& c) { return c.optim.eps_or_default(); },
+                        .help = "added to the denominator for stability"},
+                   &R::optim, &O::eps));
+  k.push_back(bind(Spec{.name = "optim.weight_decay", .range = at_least(0), .used_by = kAllOptims,
+                        .default_text = "torch default for optim.kind (adamw: 1e-2; sgd, adam, rmsprop: 0)",
+                        .unset_value = [](const RunConfig& c) { return c.optim.weight_decay_or_default(); },
+                        .help = "weight decay (decoupled for adamw, L2 in the gradient otherwise)"},
+                   &R::optim, &O::weight_decay));
+  k.push_back(bind(Spec{.name = "optim.momentum", .range = at_least(0), .used_by = {"sgd", "rmsprop"},
+                        .default_text = "torch default for optim.kind (sgd, rmsprop: 0)",
+                        .unset_value = [](const RunConfig& c) { return c.optim.momentum_or_default(); },
+                        .help = "momentum factor"},
+                   &R::optim, &O::momentum));
+  k.push_back(bind(Spec{.name = "optim.dampening", .range = between(0, 1), .used_by = {"sgd"},
+                        .default_text = "torch default for optim.kind (sgd: 0)",
+                        .unset_value = [](const RunConfig& c) { return c.optim.dampening_or_default(); },
+                        .help = "dampening of momentum"},
+                   &R::optim, &O::dampening));
+  k.push_back(bind(Spec{.name = "optim.nesterov", .used_by = {"sgd"},
+                        .help = "Nesterov momentum (needs momentum > 0 and dampening 0)"},
+                   &R::optim, &O::nesterov));
+  k.push_back(bind(Spec{.name = "optim.alpha", .range = between(0, 1), .used_by = {"rmsprop"},
+                        .default_text = "torch default for optim.kind (rmsprop: 0.99)",
+                        .unset_value = [](const RunConfig& c) { return c.optim.alpha_or_default(); },
+                        .help = "smoothing constant of the squared-gradient average"},
+                   &R::optim, &O::alpha));
+  k.push_back(bind(Spec{.name = "optim.centered", .used_by = {"rmsprop"},
+                        .help = "normalise by the estimated gradient variance"},
+                   &R::optim, &O::centered));
+  // clang-format on
+  return k;
+}
+
+}  // namespace
+
+const std::vector<ConfigKey>& config_schema() {
+  static const std::vector<ConfigKey> schema = build_schema();
+  return schema;
+}
+
+const ConfigKey* find_config_key(std::string_view name) {
+  for (const auto& key : config_schema())
+    if (key.name == name) return &key;
+  return nullptr;
+}
+
+// ---- suggestions ------------------------------------------------------------------------------------
+
+namespace {
+
+// Optimal string alignment distance: Levenshtein plus adjacent transpositions, which are the commonest
+// typo ("modle").
+std::size_t edit_distance(std::string_view a, std::string_view b) {
+  std::vector<std::vector<std::size_t>> d(a.size() + 1, std::vector<std::size_t>(b.size() + 1));
+  for (std::size_t i = 0; i <= a.size(); ++i) d[i][0] = i;
+  for (std::size_t j = 0; j <= b.size(); ++j) d[0][j] = j;
+  for (std::size_t i = 1; i <= a.size(); ++i)
+    for (std::size_t j = 1; j <= b.size(); ++j) {
+      std::size_t cost = a[i - 1] == b[j - 1] ? 0 : 1;
+      d[i][j] = std::min({d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + cost});
+      if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1]) d[i][j] = std::min(d[i][j], d[i - 2][j - 2] + 1);
+    }
+  return d[a.size()][b.size()];
+}
+
+}  // namespace
+
+std::string closest_config_key(std::string_view name) {
+  // A third of the length, capped at 3: "train.step" finds "train.steps", "foo" finds nothing.
+  std::size_t limit = std::clamp<std::size_t>(name.size() / 3, 1, 3);
+  const ConfigKey* best = nullptr;
+  std::size_t best_d = limit + 1;
+  for (const auto& key : config_schema()) {
+    std::size_t d = edit_distance(name, key.name);
+    // A key without its section ("steps") is compared with the part after the dot too, and a key under
+    // one section too many ("train.optim.kind", a dotted key inside [train]) without its first part.
+    std::size_t dot = name.find('.');
+    if (dot == std::string_view::npos)
+      d = std::min(d, edit_distance(name, std::string_view(key.name).substr(key.name.find('.') + 1)));
+    else if (name.find('.', dot + 1) != std::string_view::npos)
+      d = std::min(d, edit_distance(name.substr(dot + 1), key.name));
+    if (d < best_d) best_d = d, best = &key;
+  }
+  return best ? best->name : std::string{};
+}
+
+void throw_unknown_key(std::string_view name) {
+  std::string hint = closest_config_key(name);
+  throw Error(ErrorKind::kConfig,
+              hint.empty() ? fmt::format("unknown config key '{}' (troupe train --help lists the keys)", name)
+                           : fmt::format("unknown config key '{}' (did you mean '{}'?)", name, hint));
+}
+
+// ---- values -----------------------------------------------------------------------------------------
+
+namespace {
+
+std::string_view trim(std::string_view s) {
+  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.front()))) s.remove_prefix(1);
+  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.back()))) s.remove_suffix(1);
+  return s;
+}
+
+[[noreturn]] void reject(const ConfigKey& key, std::string_view shown, std::string_view what) {
+  throw Error(ErrorKind::kConfig, fmt::format("{} = {}: {}", key.name, shown, what));
+}
+
+std::string quoted(std::string_view text) { return fmt::format("'{}'", text); }
+
+// Parses a whole integer; from_chars alone would accept "12abc" as 12 and rejects a leading '+'.
+template <class Int>
+std::optional<Int> parse_int(std::string_view s) {
+  s = trim(s);
+  if (!s.empty() && s.front() == '+') s.remove_prefix(1);
+  Int v{};
+  auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+  if (s.empty() || ec != std::errc{} || end != s.data() + s.size()) return std::nullopt;
+  return v;
+}
+
+std::string join(const std::vector<std::string>& items, std::string_view sep) {
+  std::string out;
+  for (std::size_t i = 0; i < items.size(); ++i) out += (i ? std::string(sep) : "") + items[i];
+  return out;
+}
+
+}  // namespace
+
+ConfigValue parse_config_text(const ConfigKey& key, std::string_view text) {
+  ConfigValue value;
+  switch (key.type) {
+    case KeyType::kInt: {
+      auto v = parse_int<std::int64_t>(text);
+      if (!v) reject(key, quoted(text), "expected an integer");
+      value = *v;
+      break;
+    }
+    case KeyType::kUint64: {
+      auto v = parse_int<std::uint64_t>(text);
+      if (!v) reject(key, quoted(text), "expected an integer in [0, 2^64)");
+      value = *v;
+      break;
+    }
+    case KeyType::kFloat: {
+      std::string_view s = trim(text);
+      if (!s.empty() && s.front() == '+') s.remove_prefix(1);
+      double v = 0;
+      auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+      if (s.empty() || ec != std::errc{} || end != s.data() + s.size()) reject(key, quoted(text), "expected a number");
+      value = v;
+      break;
+    }
+    case KeyType::kBool: {
+      std::string_view s = trim(text);
+      if (s == "true" || s == "1") value = true;
+      else if (s == "false" || s == "0") value = false;
+      else reject(key, quoted(text), "expected true, false, 1 or 0");
+      break;
+    }
+    case KeyType::kString:
+    case KeyType::kEnum:
+      value = std::string(text);
+      break;
+    case KeyType::kIntList: {
+      std::vector<std::int64_t> list;
+      std::string_view rest = trim(text);
+      // "" is the empty list; otherwise every comma separates two integers.
+      while (!rest.empty()) {
+        std::size_t comma = rest.find(',');
+        auto v = parse_int<std::int64_t>(rest.substr(0, comma));
+        if (!v) reject(key, quoted(text), "expected comma-separated integers, e.g. 1024,1024");
+        list.push_back(*v);
+        if (comma == std::string_view::npos) break;
+        rest = rest.substr(comma + 1);
+        if (trim(rest).empty()) reject(key, quoted(text), "expected comma-separated integers, e.g. 1024,1024");
+      }
+      value = std::move(list);
+      break;
+    }
+  }
+  check_config_value(key, value);
+  return value;
+}
+
+void check_config_value(const ConfigKey& key, const ConfigValue& value) {
+  std::string shown = config_value_to_text(value);
+  if (key.type == KeyType::kString || key.type == KeyType::kEnum) shown = quoted(shown);
+  switch (key.type) {
+    case KeyType::kInt: {
+      std::int64_t v = std::get<std::int64_t>(value);
+      if (!key.range.contains(static_cast<double>(v))) reject(key, shown, key.range.describe());
+      if (v > key.int_max) reject(key, shown, fmt::format("must be <= {}", key.int_max));
+      if (v < key.int_min) reject(key, shown, fmt::format("must be >= {}", key.int_min));
+      break;
+    }
+    case KeyType::kFloat: {
+      double v = std::get<double>(value);
+      if (!std::isfinite(v)) reject(key, shown, "expected a finite number");
+      if (!key.range.contains(v)) reject(key, shown, key.range.describe());
+      break;
+    }
+    case KeyType::kEnum:
+      if (std::find(key.choices.begin(), key.choices.end(), std::get<std::string>(value)) == key.choices.end())
+        reject(key, shown, "expected one of " + join(key.choices, ", "));
+      break;
+    case KeyType::kIntList:
+      for (auto x : std::get<std::vector<std::int64_t>>(value)) {
+        if (!key.range.contains(static_cast<double>(x)))
+          reject(key, shown, fmt::format("each element {} (found {})", key.range.describe(), x));
+        if (x > key.int_max) reject(key, shown, fmt::format("each element must be <= {} (found {})", key.int_max, x));
+        if (x < key.int_min) reject(key, shown, fmt::format("each element must be >= {} (found {})", key.int_min, x));
+      }
+      break;
+    case KeyType::kUint64:
+    case KeyType::kBool:
+    case KeyType::kString:
+      break;
+  }
+}
+
+namespace {
+
+// Shortest text that reads back as the same double ({fmt} guarantees the round trip); TOML needs a '.'
+// or an exponent to make it a float, though the loader would accept the integer form too.
+std::string float_text(double v) {
+  std::string s = fmt::format("{}", v);
+  if (std::isfinite(v) && s.find_first_of(".eE") == std::string::npos) s += ".0";
+  return s;
+}
+
+std::string toml_string(std::string_view s) {
+  std::string out = "\"";
+  for (char ch : s) {
+    auto c = static_cast<unsigned char>(ch);
+    switch (ch) {
+      case '"': out += "\\\""; break;
+      case '\\': out += "\\\\"; break;
+      case '\n': out += "\\n"; break;
+      case '\t': out += "\\t"; break;
+      case '\r': out += "\\r"; break;
+      default:
+        if (c < 0x20 || c == 0x7f) out += fmt::format("\\u{:04X}", c);
+        else out += ch;
+    }
+  }
+  return out + "\"";
+}
+
+}  // namespace
+
+std::string config_value_to_toml(const ConfigValue& value) {
+  return std::visit(
+      [](const auto& v) -> std::string {
+        using V = std::decay_t<decltype(v)>;
+        if constexpr (std::is_same_v<V, std::int64_t>) return std::to_string(v);
+        else if constexpr (std::is_same_v<V, std::uint64_t>) {
+          if (v > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max())) return fmt::format("\"{}\"", v);
+          return std::to_string(v);
+        } else if constexpr (std::is_same_v<V, double>) return float_text(v);
+        else if constexpr (std::is_same_v<V, bool>) return v ? "true" : "false";
+        else if constexpr (std::is_same_v<V, std::string>) return toml_string(v);
+        else return "[" + fmt::format("{}", fmt::join(v, ", ")) + "]";
+      },
+      value);
+}
+
+std::string config_value_to_text(const ConfigValue& value) {
+  return std::visit(
+      [](const auto& v) -> std::string {
+        using V = std::decay_t<decltype(v)>;
+        if constexpr (std::is_same_v<V, std::int64_t> || std::is_same_v<V, std::uint64_t>) return std::to_string(v);
+        else if constexpr (std::is_same_v<V, double>) return fmt::format("{}", v);
+        else if constexpr (std::is_same_v<V, bool>) return v ? "true" : "false";
+        else if constexpr (std::is_same_v<V, std::string>) return v;
+        else return fmt::format("{}", fmt::join(v, ","));
+      },
+      value);
+}
+
+std::string config_type_name(const ConfigKey& key) {
+  switch (key.type) {
+    case KeyType::kInt: return "int";
+    case KeyType::kUint64: return "uint64";
+    case KeyType::kFloat: return "float";
+    case KeyType::kBool: return "bool";
+    case KeyType::kString: return "string";
+    case KeyType::kEnum: return "enum";
+    case KeyType::kIntList: return "int list";
+  }
+  return "?";
+}
+
+}  // namespace troupe
