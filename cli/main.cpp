@@ -5,6 +5,7 @@
 
 #include "cli/train_command.h"
 #include "runtime/config/config_loader.h"
+#include "runtime/config/config_schema.h"
 #include "runtime/error.h"
 
 int main(int argc, char** argv) {

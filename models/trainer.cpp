@@ -1,6 +1,8 @@
 // Trainer: the reference loop, evaluation, and weight files.
 #include "models/trainer.h"
 
+#include "models/loss_layer.h"
+
 #include <chrono>
 #include <map>
 
@@ -102,9 +104,8 @@ EvalStats Trainer::evaluate() {
 }
 
 void Trainer::load_weights(const std::string& path) {
-  auto file = load_safetensors(path);
   std::map<std::string, Tensor> by_name;
-  for (auto& [name, t] : file.tensors) by_name.emplace(name, t);
+  for (auto& [name, t] : load_safetensors(path)) by_name.emplace(name, t);
   // Check everything before changing anything: a bad file leaves the model as it was.
   for (Param* p : model_->params().all()) {
     auto it = by_name.find(p->name);
