@@ -4,6 +4,7 @@
     parity.py --troupe build/cli/troupe --workdir /tmp/parity --set model.n_layer=2 ... [--steps 20]
 
 1. troupe exports its initial weights:   troupe train --set ... --set train.steps=0 --save init.safetensors
+                                           (without the schedule keys, which a 0-step run rejects)
 2. troupe trains from them:              troupe train --set ... --steps N --init-from init.safetensors
                                            --dump-losses troupe.jsonl --save troupe_final.safetensors
 3. torch trains from the same weights:   gpt_ref.py --weights init.safetensors --set ... --steps N
@@ -15,6 +16,7 @@ Exit status: 0 parity, 1 mismatch or a failed run (with the reason), 77 torch no
 data.order=sequential is added when no data.order is given.
 """
 import argparse
+import importlib.util
 import json
 import os
 import shlex
@@ -22,6 +24,7 @@ import subprocess
 import sys
 
 SKIP = 77
+SCHEDULE_KEYS = ("train.lr_schedule", "train.warmup_steps", "train.min_lr")
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
@@ -132,10 +135,9 @@ def main():
     ap.add_argument("--timeout", type=int, default=300, help="seconds allowed to each run (default 300)")
     args = ap.parse_args()
 
-    try:
-        import torch  # noqa: F401  (gpt_ref.py needs it; without it this check cannot run)
-    except ImportError as e:
-        print(f"parity: SKIP: torch is not importable by {sys.executable}: {e}")
+    # gpt_ref.py needs torch; without it this check cannot run. (find_spec: importing torch costs a second.)
+    if importlib.util.find_spec("torch") is None or importlib.util.find_spec("numpy") is None:
+        print(f"parity: SKIP: torch or numpy is not importable by {sys.executable}")
         return SKIP
     sys.path.insert(0, HERE)
 
@@ -151,7 +153,9 @@ def main():
         if os.path.exists(p):
             os.remove(p)
 
-    run([args.troupe, "train", *set_args, "--set", "train.steps=0", "--save", path["init"]],
+    # The schedule keys do not touch the initial weights, and a warmup longer than 0 steps is invalid.
+    export_args = [a for s in sets if s.split("=", 1)[0].strip() not in SCHEDULE_KEYS for a in ("--set", s)]
+    run([args.troupe, "train", *export_args, "--set", "train.steps=0", "--save", path["init"]],
         "troupe (exporting initial weights)", args.timeout)
     if not os.path.isfile(path["init"]):
         sys.exit(f"parity: FAIL: troupe exited 0 but wrote no {path['init']}")
