@@ -1,4 +1,4 @@
-// ThreadPool: spin-then-sleep workers running contiguous ranges of a loop.
+// ThreadPool: spin-then-wait workers running contiguous ranges of a loop.
 #include "runtime/thread_pool.h"
 
 #include <algorithm>
@@ -8,13 +8,28 @@
 namespace troupe {
 
 namespace {
-// About 50 microseconds of spinning before a worker sleeps.
-constexpr int kSpinIterations = 20000;
+// About 10-20 microseconds of polling before blocking in the kernel.
+constexpr int kSpinIterations = 2000;
 
 inline void cpu_relax() {
 #if defined(__x86_64__) || defined(__i386__)
   __builtin_ia32_pause();
 #endif
+}
+
+// Waits until `value` differs from `old`: polls first, then sleeps on the atomic.
+template <typename T>
+T wait_for_change(const std::atomic<T>& value, T old) {
+  for (int i = 0; i < kSpinIterations; ++i) {
+    T now = value.load(std::memory_order_acquire);
+    if (now != old) return now;
+    cpu_relax();
+  }
+  for (;;) {
+    value.wait(old, std::memory_order_acquire);
+    T now = value.load(std::memory_order_acquire);
+    if (now != old) return now;
+  }
 }
 }  // namespace
 
@@ -24,12 +39,9 @@ ThreadPool::ThreadPool(int threads) {
 }
 
 ThreadPool::~ThreadPool() {
-  {
-    std::lock_guard lock(mutex_);
-    stop_.store(true);
-    generation_.fetch_add(1);
-  }
-  wake_.notify_all();
+  stop_.store(true, std::memory_order_release);
+  generation_.fetch_add(1, std::memory_order_acq_rel);
+  generation_.notify_all();
   for (auto& w : workers_) w.join();
 }
 
@@ -42,53 +54,36 @@ std::pair<std::int64_t, std::int64_t> ThreadPool::chunk(std::int64_t n, int part
 void ThreadPool::parallel_for(std::int64_t n, const std::function<void(std::int64_t, std::int64_t)>& body,
                               std::int64_t min_grain) {
   if (n <= 0) return;
-  int parts = static_cast<int>(std::min<std::int64_t>(size(), std::max<std::int64_t>(1, n / std::max<std::int64_t>(1, min_grain))));
+  const std::int64_t grain = std::max<std::int64_t>(1, min_grain);
+  const int parts = static_cast<int>(std::min<std::int64_t>(size(), std::max<std::int64_t>(1, n / grain)));
   if (parts <= 1) {
     body(0, n);
     return;
   }
-  {
-    std::lock_guard lock(mutex_);
-    body_ = &body;
-    n_ = n;
-    parts_ = parts;
-    pending_.store(parts - 1);
-    generation_.fetch_add(1, std::memory_order_release);
-  }
-  wake_.notify_all();
+  body_ = &body;
+  n_ = n;
+  parts_ = parts;
+  // Every worker acknowledges every job, even one with no range for it, so that no worker can still be
+  // reading this job's fields when the next job overwrites them.
+  pending_.store(size() - 1, std::memory_order_relaxed);
+  generation_.fetch_add(1, std::memory_order_release);
+  generation_.notify_all();
   auto [b, e] = chunk(n, parts, 0);
   body(b, e);
-  while (pending_.load(std::memory_order_acquire) != 0) cpu_relax();
+  int left = pending_.load(std::memory_order_acquire);
+  while (left != 0) left = wait_for_change(pending_, left);
 }
 
 void ThreadPool::worker_loop(int index) {
   std::uint64_t seen = 0;
   for (;;) {
-    int spins = 0;
-    while (generation_.load(std::memory_order_acquire) == seen && spins < kSpinIterations) {
-      cpu_relax();
-      ++spins;
+    seen = wait_for_change(generation_, seen);
+    if (stop_.load(std::memory_order_acquire)) return;
+    if (index < parts_) {
+      auto [b, e] = chunk(n_, parts_, index);
+      (*body_)(b, e);
     }
-    if (generation_.load(std::memory_order_acquire) == seen) {
-      std::unique_lock lock(mutex_);
-      wake_.wait(lock, [&] { return generation_.load() != seen; });
-    }
-    if (stop_.load()) return;
-    const std::function<void(std::int64_t, std::int64_t)>* body;
-    std::int64_t n;
-    int parts;
-    {
-      std::lock_guard lock(mutex_);
-      seen = generation_.load();
-      body = body_;
-      n = n_;
-      parts = parts_;
-    }
-    if (index < parts) {
-      auto [b, e] = chunk(n, parts, index);
-      (*body)(b, e);
-      pending_.fetch_sub(1, std::memory_order_acq_rel);
-    }
+    if (pending_.fetch_sub(1, std::memory_order_acq_rel) == 1) pending_.notify_one();
   }
 }
 

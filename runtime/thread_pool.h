@@ -1,15 +1,14 @@
 // Owns ThreadPool: the worker threads that CPU kernels split their loops over (train.threads of them).
 //
 // parallel_for splits [0, n) into one contiguous range per thread; the caller runs the first range
-// itself. Workers spin briefly before sleeping, because waking a sleeping thread costs tens of
-// microseconds and a training step issues hundreds of parallel loops back to back.
+// itself. Threads spin for a few microseconds before sleeping, because waking a sleeping thread costs
+// tens of microseconds and a training step issues hundreds of parallel loops back to back; they do not
+// spin longer, because on a busy machine a spinning thread takes the core from one with work.
 #pragma once
 
 #include <atomic>
-#include <condition_variable>
 #include <cstdint>
 #include <functional>
-#include <mutex>
 #include <thread>
 #include <vector>
 
@@ -37,8 +36,9 @@ class ThreadPool {
   void worker_loop(int index);
 
   std::vector<std::thread> workers_;
-  std::mutex mutex_;
-  std::condition_variable wake_;
+  // A job is published by writing body_/n_/parts_ and then bumping generation_ (release); workers
+  // read them after seeing the new generation (acquire). Waiting is a short spin, then a futex wait
+  // (std::atomic::wait), so idle or oversubscribed threads give their core away.
   std::atomic<std::uint64_t> generation_{0};
   std::atomic<int> pending_{0};
   std::atomic<bool> stop_{false};

@@ -207,7 +207,7 @@ void validate(const RunConfig& config) {
                         m.n_embd, m.n_head));
 
   if (t.lr_schedule == "cosine") {
-    if (t.warmup_steps > t.steps)
+    if (t.steps > 0 && t.warmup_steps > t.steps)  // steps = 0 only exports weights
       invalid(fmt::format("train.warmup_steps = {} exceeds train.steps = {}: with train.lr_schedule = cosine the "
                           "warmup must end by the last step",
                           t.warmup_steps, t.steps));

@@ -21,27 +21,43 @@ void sgemm_serial(bool trans_a, bool trans_b, std::int64_t m, std::int64_t n, st
               static_cast<int>(ldb), beta, c, static_cast<int>(ldc));
 }
 
+namespace {
+// Products are cut into blocks of a fixed size, whatever the thread count, and each block is one BLAS
+// call. BLAS picks its kernel by the call's shape, so fixed blocks make every output element's
+// rounding independent of the thread count, and of how a batch is cut into micro-batches of whole
+// 128-row samples.
+constexpr std::int64_t kRowBlock = 128;
+constexpr std::int64_t kColBlock = 256;
+constexpr std::int64_t kSmallProduct = 1 << 17;  // multiply-adds below which one call does it all
+
+std::int64_t blocks(std::int64_t n, std::int64_t block) { return (n + block - 1) / block; }
+}  // namespace
+
 void CpuBackend::gemm(bool trans_a, bool trans_b, std::int64_t m, std::int64_t n, std::int64_t k, float alpha,
                       const float* a, std::int64_t lda, const float* b, std::int64_t ldb, float beta, float* c,
                       std::int64_t ldc) {
-  const int t = threads();
-  // Small products are not worth waking the workers for.
-  if (t == 1 || m * n * k < (1 << 17)) {
+  if (m * n * k < kSmallProduct) {
     sgemm_serial(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
     return;
   }
-  if (m >= 32 * t) {
+  if (m >= 2 * kRowBlock || n < 2 * kColBlock) {
     // Rows of c: row i of op(a) is row i of a, or column i of a when transposed.
-    pool_->parallel_for(m, [&](std::int64_t i0, std::int64_t i1) {
-      const float* ai = trans_a ? a + i0 : a + i0 * lda;
-      sgemm_serial(trans_a, trans_b, i1 - i0, n, k, alpha, ai, lda, b, ldb, beta, c + i0 * ldc, ldc);
-    }, 16);
+    pool_->parallel_for(blocks(m, kRowBlock), [&](std::int64_t b0, std::int64_t b1) {
+      for (std::int64_t blk = b0; blk < b1; ++blk) {
+        const std::int64_t i0 = blk * kRowBlock, rows = std::min(kRowBlock, m - i0);
+        const float* ai = trans_a ? a + i0 : a + i0 * lda;
+        sgemm_serial(trans_a, trans_b, rows, n, k, alpha, ai, lda, b, ldb, beta, c + i0 * ldc, ldc);
+      }
+    });
   } else {
     // Columns of c: column j of op(b) is column j of b, or row j of b when transposed.
-    pool_->parallel_for(n, [&](std::int64_t j0, std::int64_t j1) {
-      const float* bj = trans_b ? b + j0 * ldb : b + j0;
-      sgemm_serial(trans_a, trans_b, m, j1 - j0, k, alpha, a, lda, bj, ldb, beta, c + j0, ldc);
-    }, 16);
+    pool_->parallel_for(blocks(n, kColBlock), [&](std::int64_t b0, std::int64_t b1) {
+      for (std::int64_t blk = b0; blk < b1; ++blk) {
+        const std::int64_t j0 = blk * kColBlock, cols = std::min(kColBlock, n - j0);
+        const float* bj = trans_b ? b + j0 * ldb : b + j0;
+        sgemm_serial(trans_a, trans_b, m, cols, k, alpha, a, lda, bj, ldb, beta, c + j0, ldc);
+      }
+    });
   }
 }
 
@@ -63,13 +79,11 @@ void CpuBackend::linear_forward(const Tensor& x, const Tensor& w, const Tensor& 
   const float* wp = w.f32();
   float* yp = y.f32();
   const float* bp = bias.defined() ? bias.f32() : nullptr;
-  auto rows_body = [&](std::int64_t r0, std::int64_t r1) {
-    if (bp)
-      for (std::int64_t r = r0; r < r1; ++r) std::copy(bp, bp + out, yp + r * out);
-    sgemm_serial(false, true, r1 - r0, out, in, 1.0f, xp + r0 * in, in, wp, in, bp ? 1.0f : 0.0f, yp + r0 * out, out);
-  };
-  if (rows * out * in < (1 << 17)) rows_body(0, rows);
-  else pool_->parallel_for(rows, rows_body, 16);
+  // Bias first, then the product accumulates onto it (one pass over y fewer than adding it after).
+  pool_->parallel_for(bp ? rows : 0, [&](std::int64_t r0, std::int64_t r1) {
+    for (std::int64_t r = r0; r < r1; ++r) std::copy(bp, bp + out, yp + r * out);
+  }, 64);
+  gemm(false, true, rows, out, in, 1.0f, xp, in, wp, in, bp ? 1.0f : 0.0f, yp, out);
 }
 
 void CpuBackend::linear_backward(const Tensor& dy, const Tensor& x, const Tensor& w, const Tensor& dx,
@@ -80,15 +94,12 @@ void CpuBackend::linear_backward(const Tensor& dy, const Tensor& x, const Tensor
   const float* xp = x.f32();
   if (dx.defined()) gemm(false, false, rows, in, out, 1.0f, dyp, out, w.f32(), in, 0.0f, dx.f32(), in);
 
-  // dw += dy^T x, reduced block by block in row order when deterministic.
+  // dw += dy^T x. Deterministic mode reduces one sample (row_block rows) at a time, in order, so the
+  // sum is formed the same way however the batch was split; otherwise all rows go in one product.
   const std::int64_t block = (deterministic_ && row_block > 0) ? row_block : rows;
   TROUPE_CHECK(rows % block == 0, "rows ", rows, " not a multiple of the sample length ", block);
-  float* dwp = dw.f32();
-  pool_->parallel_for(out, [&](std::int64_t o0, std::int64_t o1) {
-    for (std::int64_t r = 0; r < rows; r += block)
-      sgemm_serial(true, false, o1 - o0, in, block, 1.0f, dyp + r * out + o0, out, xp + r * in, in, 1.0f,
-                   dwp + o0 * in, in);
-  }, 16);
+  for (std::int64_t r = 0; r < rows; r += block)
+    gemm(true, false, out, in, block, 1.0f, dyp + r * out, out, xp + r * in, in, 1.0f, dw.f32(), in);
 
   if (dbias.defined()) {
     float* dbp = dbias.f32();
