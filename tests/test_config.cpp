@@ -69,7 +69,7 @@ const std::map<std::string, std::string> kSamples = {
     {"train.steps", "1000"},
     {"train.seed", "18446744073709551615"},  // above TOML's integer range: exercises the string form
     {"train.threads", "3"},
-    {"train.grad_clip", "1"},
+    {"train.grad_clip", "0.5"},
     {"train.lr_schedule", "cosine"},
     {"train.warmup_steps", "10"},
     {"train.min_lr", "1e-5"},
@@ -344,9 +344,9 @@ TEST_CASE("validate: rules across keys, in one place", "[config]") {
   CHECK_THAT(set_error({"model.n_embd=250"}), Contains("model.n_embd = 250 is not divisible by model.n_head = 4"));
   CHECK_NOTHROW(load_config(std::nullopt, {"model.kind=mlp", "model.n_embd=250"}));  // mlp has no heads
 
-  CHECK_THAT(set_error({"train.lr_schedule=cosine", "train.warmup_steps=500"}),
+  CHECK_THAT(set_error({"train.steps=300", "train.lr_schedule=cosine", "train.warmup_steps=500"}),
              Contains("train.warmup_steps = 500 exceeds train.steps = 300"));
-  CHECK_NOTHROW(load_config(std::nullopt, {"train.lr_schedule=cosine", "train.warmup_steps=300"}));
+  CHECK_NOTHROW(load_config(std::nullopt, {"train.steps=300", "train.lr_schedule=cosine", "train.warmup_steps=300"}));
   CHECK_THAT(set_error({"train.lr_schedule=cosine", "train.min_lr=0.01"}),
              Contains("train.min_lr = 0.01 is above optim.lr = 0.001 (torch default for adamw)"));
   CHECK_THAT(set_error({"train.lr_schedule=cosine", "optim.lr=1e-4", "train.min_lr=1e-3"}),
@@ -383,7 +383,7 @@ TEST_CASE("help lists every key with type, default and help, aligned", "[config]
       }
   CHECK(by_key.size() == config_schema().size());
   CHECK(type_columns.size() == 1);  // every type starts in the same column
-  CHECK_THAT(by_key["train.steps"], Contains("int") && Contains("300") && Contains("optimizer steps to run; 0: none"));
+  CHECK_THAT(by_key["train.steps"], Contains("int") && Contains("500") && Contains("optimizer steps to run; 0: none"));
   CHECK_THAT(by_key["optim.kind"], Contains("enum") && Contains("adamw") && Contains("one of sgd, adam, adamw, rmsprop"));
   CHECK_THAT(by_key["model.mlp_hidden"], Contains("int list") && Contains("1024,1024"));
   CHECK_THAT(help, Contains("* default: torch default for optim.kind (rmsprop: 1e-2; sgd, adam, adamw: 1e-3)"));

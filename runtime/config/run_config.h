@@ -29,10 +29,10 @@ struct DataConfig {
 
 struct TrainConfig {
   int batch_size = 16;
-  std::int64_t steps = 300;
+  std::int64_t steps = 500;
   std::uint64_t seed = 1337;
   int threads = 0;                    // 0: all hardware threads
-  double grad_clip = 0.0;             // 0: off
+  double grad_clip = 1.0;             // 0: off
   std::string lr_schedule = "constant";  // constant | cosine
   std::int64_t warmup_steps = 0;
   double min_lr = 0.0;                // cosine floor
