@@ -1,0 +1,179 @@
+// The `troupe` program as a user meets it: exit codes, one-line errors, nothing written on bad input,
+// weight export/import and the loss dump format.
+#include <catch2/catch.hpp>
+
+#include <sys/wait.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
+
+namespace fs = std::filesystem;
+
+namespace {
+struct Run {
+  int code = -1;
+  std::string out, err;
+};
+
+std::string slurp(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+// A scratch directory per test case, removed afterwards.
+struct Scratch {
+  fs::path dir;
+  Scratch() {
+    dir = fs::temp_directory_path() / ("troupe_cli_" + std::to_string(::getpid()) + "_" + std::to_string(counter()++));
+    fs::remove_all(dir);
+    fs::create_directories(dir);
+  }
+  ~Scratch() { fs::remove_all(dir); }
+  fs::path operator/(const std::string& name) const { return dir / name; }
+  static int& counter() {
+    static int c = 0;
+    return c;
+  }
+  std::size_t file_count() const { return std::distance(fs::directory_iterator(dir), fs::directory_iterator()); }
+};
+
+Run troupe(const Scratch& s, const std::string& args) {
+  const std::string cmd = std::string(TROUPE_BINARY) + " " + args + " > " + (s / "stdout.txt").string() + " 2> " +
+                          (s / "stderr.txt").string() + " < /dev/null";
+  int status = std::system(cmd.c_str());
+  Run r;
+  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  r.out = slurp(s / "stdout.txt");
+  r.err = slurp(s / "stderr.txt");
+  fs::remove(s / "stdout.txt");
+  fs::remove(s / "stderr.txt");
+  return r;
+}
+
+const std::string kSmall =
+    " --set model.n_layer=1 --set model.n_embd=32 --set model.n_head=2 --set model.block_size=16"
+    " --set train.batch_size=2 --set train.threads=1 --set train.eval_batches=1 ";
+}  // namespace
+
+TEST_CASE("help lists every option and config key with its default", "[cli]") {
+  Scratch s;
+  Run r = troupe(s, "train --help");
+  CHECK(r.code == 0);
+  for (const char* word : {"--config", "--set", "--steps", "--seed", "--save", "--init-from", "--dump-losses",
+                           "model.kind", "model.n_layer", "data.order", "train.batch_size", "train.grad_clip",
+                           "optim.kind", "optim.centered", "optim.nesterov", "adamw"})
+    CHECK_THAT(r.out, Catch::Contains(word));
+  CHECK(troupe(s, "--help").code == 0);
+}
+
+TEST_CASE("bad input: one line naming key, value and what is allowed; exit 2; nothing written", "[cli]") {
+  Scratch s;
+  const std::string outputs = " --save " + (s / "w.safetensors").string() + " --dump-losses " + (s / "l.jsonl").string();
+  struct Case {
+    std::string args, expect;
+  } cases[] = {
+      {"--set train.step=5", "unknown config key 'train.step' (did you mean 'train.steps'?)"},
+      {"--set train.steps=abc", "train.steps = 'abc': expected an integer"},
+      {"--set train.batch_size=0", "train.batch_size = 0: must be >= 1"},
+      {"--set optim.kind=adamx", "expected one of sgd, adam, adamw, rmsprop"},
+      {"--set data.path=/nonexistent/corpus.txt", "/nonexistent/corpus.txt"},
+      {"--config /nonexistent/run.toml", "/nonexistent/run.toml"},
+      {"--set model.n_embd=30 --set model.n_head=4", "not divisible by model.n_head"},
+      {"--init-from /nonexistent/w.safetensors", "no such file"},
+      {"--set train.steps", "has no '='"},
+      {"--bogus-flag", "bogus"},
+  };
+  for (const auto& c : cases) {
+    INFO(c.args);
+    Run r = troupe(s, "train " + c.args + outputs);
+    CHECK(r.code == 2);
+    CHECK_THAT(r.err, Catch::Contains(c.expect));
+    CHECK(s.file_count() == 0);
+  }
+  Run r = troupe(s, "train --save /nonexistent-dir/w.safetensors --steps 1");
+  CHECK(r.code == 2);
+  CHECK_THAT(r.err, Catch::Contains("/nonexistent-dir"));
+}
+
+TEST_CASE("train.steps=0 --save exports the initial weights; --init-from reproduces the run", "[cli]") {
+  Scratch s;
+  const std::string w = (s / "init.safetensors").string();
+  Run r = troupe(s, "train" + kSmall + "--steps 0 --save " + w);
+  REQUIRE(r.code == 0);
+  REQUIRE(fs::exists(w));
+
+  // A different seed would initialise differently; loading the file must override that.
+  const std::string a = (s / "a.jsonl").string(), b = (s / "b.jsonl").string();
+  REQUIRE(troupe(s, "train" + kSmall + "--steps 3 --dump-losses " + a).code == 0);
+  REQUIRE(troupe(s, "train" + kSmall + "--steps 3 --seed 99 --init-from " + w + " --dump-losses " + b).code == 0);
+  // Same weights but the seed also drives data order: compare in sequential order instead.
+  const std::string c = (s / "c.jsonl").string(), d = (s / "d.jsonl").string();
+  REQUIRE(troupe(s, "train" + kSmall + "--set data.order=sequential --steps 3 --dump-losses " + c).code == 0);
+  REQUIRE(troupe(s, "train" + kSmall + "--set data.order=sequential --steps 3 --seed 99 --init-from " + w +
+                        " --dump-losses " + d).code == 0);
+  std::istringstream lc(slurp(c)), ld(slurp(d));
+  std::string x, y;
+  int lines = 0;
+  while (std::getline(lc, x) && std::getline(ld, y)) {
+    auto jx = nlohmann::json::parse(x), jy = nlohmann::json::parse(y);
+    CHECK(jx["loss"].get<double>() == jy["loss"].get<double>());
+    ++lines;
+  }
+  CHECK(lines == 3);
+}
+
+TEST_CASE("--dump-losses writes one JSON object per step", "[cli]") {
+  Scratch s;
+  const std::string l = (s / "l.jsonl").string();
+  REQUIRE(troupe(s, "train" + kSmall + "--steps 4 --set train.lr_schedule=cosine --set train.warmup_steps=2 --dump-losses " + l).code == 0);
+  std::istringstream in(slurp(l));
+  std::string line;
+  int step = 0;
+  while (std::getline(in, line)) {
+    auto j = nlohmann::json::parse(line);
+    CHECK(j["step"].get<int>() == step);
+    CHECK(j["loss"].get<double>() > 0.0);
+    CHECK(j["tokens_per_s"].get<double>() > 0.0);
+    if (step == 0) CHECK(j["lr"].get<double>() == Approx(0.5e-3));  // warmup: lr * 1/2
+    ++step;
+  }
+  CHECK(step == 4);
+  CHECK_FALSE(fs::exists(l + ".partial"));
+}
+
+TEST_CASE("weights that do not fit the model are refused with the tensor named", "[cli]") {
+  Scratch s;
+  const std::string w = (s / "w.safetensors").string();
+  REQUIRE(troupe(s, "train" + kSmall + "--steps 0 --save " + w).code == 0);
+  Run r = troupe(s, "train" + kSmall + "--set model.n_embd=64 --steps 1 --init-from " + w);
+  CHECK(r.code == 2);
+  CHECK_THAT(r.err, Catch::Contains("transformer.wte.weight") && Catch::Contains("[256, 32]") &&
+                        Catch::Contains("[256, 64]"));
+  r = troupe(s, "train" + kSmall + "--set model.n_layer=2 --steps 1 --init-from " + w);
+  CHECK(r.code == 2);
+  CHECK_THAT(r.err, Catch::Contains("missing tensor 'transformer.h.1"));
+
+  // A truncated file is a precise error too, and the run writes nothing.
+  std::string bytes = slurp(w);
+  std::ofstream(s / "cut.safetensors", std::ios::binary).write(bytes.data(), bytes.size() / 2);
+  r = troupe(s, "train" + kSmall + "--steps 1 --init-from " + (s / "cut.safetensors").string() + " --save " +
+                    (s / "out.safetensors").string());
+  CHECK(r.code == 2);
+  CHECK_THAT(r.err, Catch::Contains("cut.safetensors"));
+  CHECK_FALSE(fs::exists(s / "out.safetensors"));
+}
+
+TEST_CASE("a TOML config file sets keys; --set overrides it", "[cli]") {
+  Scratch s;
+  std::ofstream(s / "run.toml") << "[model]\nn_layer = 1\nn_embd = 32\nn_head = 2\nblock_size = 16\n"
+                                   "[train]\nbatch_size = 2\nsteps = 7\nthreads = 1\neval_batches = 1\n";
+  Run r = troupe(s, "train --config " + (s / "run.toml").string() + " --set train.steps=2 --print-config");
+  CHECK(r.code == 0);
+  CHECK_THAT(r.out, Catch::Contains("steps = 2") && Catch::Contains("step 2/2"));
+}
