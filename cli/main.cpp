@@ -6,6 +6,7 @@
 #include "cli/train_command.h"
 #include "runtime/config/config_loader.h"
 #include "runtime/config/config_schema.h"
+#include "runtime/device_info.h"
 #include "runtime/error.h"
 
 int main(int argc, char** argv) {
@@ -25,6 +26,8 @@ int main(int argc, char** argv) {
   train_cmd->add_flag("--print-config", train.print_config, "Print the effective configuration as TOML first");
   train_cmd->footer("Config keys (for --set and --config):\n" + config_help());
 
+  CLI::App* devices_cmd = app.add_subcommand("devices", "List the devices actors can be placed on (CPU threads, CUDA GPUs).");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
@@ -38,6 +41,15 @@ int main(int argc, char** argv) {
 
   try {
     if (train_cmd->parsed()) return run_train(train);
+    if (devices_cmd->parsed()) {
+      const DeviceInventory inv = query_devices();
+      std::printf("cpu:0     %d hardware threads\n", inv.cpu_threads);
+      std::printf("cuda      %s\n", inv.cuda_status.c_str());
+      for (const auto& d : inv.cuda_devices)
+        std::printf("cuda:%-4d %s, compute capability %d.%d, %.1f GiB\n", d.index, d.name.c_str(), d.compute_major,
+                    d.compute_minor, static_cast<double>(d.memory_bytes) / (1024.0 * 1024.0 * 1024.0));
+      return 0;
+    }
   } catch (const Error& e) {
     std::fflush(stdout);
     std::fprintf(stderr, "\ntroupe: error: %s\n", e.what());

@@ -1,4 +1,4 @@
-// Owns the Device value: where a tensor's storage lives and where an actor runs ("cpu:0", "cuda:1").
+// Owns the Device value (a C++17 header: CUDA sources include it): where a tensor's storage lives and where an actor runs ("cpu:0", "cuda:1").
 #pragma once
 
 #include <string>
@@ -19,7 +19,8 @@ struct Device {
 
   bool is_cpu() const { return kind == DeviceKind::cpu; }
   std::string str() const;
-  friend bool operator==(const Device&, const Device&) = default;
+  friend bool operator==(const Device& a, const Device& b) { return a.kind == b.kind && a.index == b.index; }
+  friend bool operator!=(const Device& a, const Device& b) { return !(a == b); }
 };
 
 }  // namespace troupe
