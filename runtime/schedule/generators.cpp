@@ -32,15 +32,27 @@ Schedule per_stage(int p, StageFn&& fn) {
   return schedule;
 }
 
-// Megatron's schedule table: micro-batches in groups of `group`; within a group every micro-batch on
-// chunk 0, then every one on chunk 1, ... Entry k is the (micro-batch, chunk) of the k-th forward.
-std::vector<std::pair<int, int>> schedule_table(int m, int v, int group) {
+// Micro-batch group sizes for the interleaved schedule: q = max(1, floor(m / p)) groups, as even as
+// possible, larger ones first. With m % p == 0 that is Megatron's default (groups of p); otherwise every
+// group still holds at least p micro-batches (Megatron's rule: a group smaller than p makes chunk c + 1
+// wait on a pipeline round trip that has not finished, which in a blocking pipeline deadlocks), and the
+// largest group, which sets the warm-up, is as small as it can be. With m < p there is one group of m.
+std::vector<int> group_sizes(int p, int m) {
+  const int q = std::max(1, m / p);
+  std::vector<int> sizes;
+  for (int i = 0; i < q; ++i) sizes.push_back(m / q + (i < m % q ? 1 : 0));
+  return sizes;
+}
+
+// Megatron's schedule table: within each group, every micro-batch on chunk 0, then every one on chunk 1,
+// and so on. Entry k is the (micro-batch, chunk) of a stage's k-th forward.
+std::vector<std::pair<int, int>> schedule_table(const std::vector<int>& groups, int v) {
   std::vector<std::pair<int, int>> table;
-  table.reserve(static_cast<std::size_t>(m) * static_cast<std::size_t>(v));
-  for (int first = 0; first < m; first += group) {
-    int last = std::min(first + group, m);
+  int first = 0;
+  for (int size : groups) {
     for (int c = 0; c < v; ++c)
-      for (int mb = first; mb < last; ++mb) table.emplace_back(mb, c);
+      for (int mb = first; mb < first + size; ++mb) table.emplace_back(mb, c);
+    first += size;
   }
   return table;
 }
@@ -92,9 +104,13 @@ Program make_interleaved_1f1b_stage(int p, int m, int v, int stage) {
   require_shape(p, m, v);
   require_stage(p, stage);
   if (v == 1) return make_1f1b_stage(p, m, stage);
-  const auto table = schedule_table(m, v, p);
+  const std::vector<int> groups = group_sizes(p, m);
+  const auto table = schedule_table(groups, v);
   const int total = m * v;
-  const int warmup = std::min(total, 2 * (p - stage - 1) + (v - 1) * p);
+  // Megatron's warm-up: the round trip of the first micro-batch from this stage to the last and back
+  // (2 (p - s - 1) forwards), plus chunks 0 .. v-2 of a whole group, so that the first backward (the
+  // last chunk of micro-batch 0) has its own forward done. The largest group decides.
+  const int warmup = std::min(total, 2 * (p - stage - 1) + (v - 1) * groups.front());
   auto forward = [&](int k) { return Forward{table[k].first, table[k].second}; };
   auto backward = [&](int k) { return Backward{table[k].first, v - 1 - table[k].second}; };
   Program program;

@@ -33,22 +33,30 @@ Program make_gpipe_stage(int p, int m, int stage);
 Schedule make_1f1b(int p, int m);
 Program make_1f1b_stage(int p, int m, int stage);
 
-// Interleaved 1F1B (Megatron-LM's forward_backward_pipelining_with_interleaving, in the form with
-// micro-batch groups of p, which lifts the old m % p == 0 rule). Stage s holds v chunks; chunk c is
-// virtual stage c*p + s. Forwards run in "schedule table" order: micro-batches in groups of p (the
-// last group may be smaller), and within a group chunk 0 for each of its micro-batches, then chunk 1,
-// and so on. Backwards run through the same table with the chunk order reversed (chunk v-1 first).
-// Stage s runs min(v*m, 2*(p - s - 1) + (v - 1)*p) warm-up forwards, then alternates one forward and
-// one backward, then the remaining backwards, then STEP.
-// Any m >= 1 is accepted: with m < p every micro-batch forms one group, which the warm-up rule above
-// keeps deadlock-free (the property tests simulate p 1..8 x m 1..16 x v 1..3). v = 1 gives exactly
-// make_1f1b. The bubble is about (p-1)/(v*m + p-1) of the makespan, against (p-1)/(m + p-1) for 1F1B.
+// Interleaved 1F1B (Megatron-LM's forward_backward_pipelining_with_interleaving). Stage s holds v
+// chunks; chunk c is virtual stage c*p + s. Forwards run in Megatron's "schedule table" order: the
+// micro-batches are cut into groups and, group by group, each of its micro-batches runs chunk 0, then
+// each runs chunk 1, and so on. Backwards walk the same table with the chunk order reversed (chunk v-1
+// first). Stage s runs w = min(v*m, 2*(p - s - 1) + (v - 1)*G) warm-up forwards (G: the largest
+// group), then alternates one forward and one backward, then the remaining backwards, then STEP.
+// Groups: with m % p == 0, m/p groups of p: exactly Megatron's default. Megatron rejects other m (it
+// needs m >= p, and with its default group of p, m % p == 0; a tuned group size only relaxes this to
+// "the last group holds >= p", since a smaller group makes chunk c + 1 wait on a round trip through
+// the pipeline that cannot finish: a deadlock). Here any m >= 1 is accepted: m is cut into
+// q = max(1, floor(m/p)) groups as even as possible, larger first, so every group holds >= p
+// micro-batches when m >= p, and m < p gives one group of m. Uneven m costs memory, not time: G
+// exceeds p by ceil((m mod p) / q), adding (v-1) times that to the warm-up.
+// With free communication the simulated bubble is exactly (p-1)/(v*m + p-1) for every m >= p,
+// against (p-1)/(m + p-1) for 1F1B (the property tests check both over p 1..8 x m 1..16 x v 2..3,
+// with no deadlock and inputs always ready). The price is memory: stage 0 holds
+// 2(p-1) + (v-1)p + 1 chunk activations, each 1/v of a stage, about (1 + 1/v) times 1F1B's p.
+// v = 1 gives exactly make_1f1b.
 Schedule make_interleaved_1f1b(int p, int m, int v);
 Program make_interleaved_1f1b_stage(int p, int m, int v, int stage);
 
-// By name: "layer" (m and v ignored... must be 1? see below), "gpipe", "1f1b" or "interleaved".
-// "layer" requires m == 1 and all but "interleaved" require v == 1; anything else, and an unknown
-// kind, is troupe::Error(ErrorKind::kConfig) saying what is allowed.
+// By name: "layer", "gpipe", "1f1b" or "interleaved". "layer" requires m == 1 and all but
+// "interleaved" require v == 1; anything else, and an unknown kind, is troupe::Error(kConfig) saying
+// what is allowed.
 Schedule make_schedule(std::string_view kind, int p, int m, int v = 1);
 
 }  // namespace troupe::pipeline

@@ -97,7 +97,7 @@ struct Layout {
 // to_string prints the chunk when it is not 0, or always when `with_chunk` is true (interleaved
 // schedules print "0F3" so that columns line up). Parsing accepts both.
 // A program's text is its instructions separated by single spaces; a schedule's text is one line per
-// stage, stage 0 first. An empty program is an empty line.
+// stage, stage 0 first, each ending in '\n' (an empty program is an empty line).
 // ---------------------------------------------------------------------------------------------------
 std::string to_string(const Instr& instr, bool with_chunk = false);
 std::string to_string(const Program& program, bool with_chunk = false);
