@@ -63,6 +63,7 @@ std::int64_t FashionMnist::train_index(std::int64_t position) const {
   const std::int64_t n = train_size();
   if (!shuffled_) return position % n;
   const std::int64_t epoch = position / n;
+  std::lock_guard lock(permutation_mutex_);
   if (epoch != cached_epoch_) {
     permutation_.resize(n);
     for (std::int64_t i = 0; i < n; ++i) permutation_[i] = i;

@@ -5,6 +5,7 @@
 // order_hash(seed, epoch), epoch = (i*B + b) div N). Evaluation walks the test set in order.
 #pragma once
 
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -37,6 +38,7 @@ class FashionMnist final : public Dataset {
   bool shuffled_;
   std::uint64_t seed_;
   std::vector<std::uint8_t> train_images_, train_labels_, test_images_, test_labels_;
+  mutable std::mutex permutation_mutex_;  // train_batch is const and may be called from several actors
   mutable std::int64_t cached_epoch_ = -1;
   mutable std::vector<std::int64_t> permutation_;
 };
