@@ -128,7 +128,7 @@ TEST_CASE("train.steps=0 --save exports the initial weights; --init-from reprodu
   CHECK(lines == 3);
 }
 
-TEST_CASE("--dump-losses writes one JSON object per step", "[cli]") {
+TEST_CASE("the loss dump (--dump-losses) has one JSON object per step", "[cli]") {
   Scratch s;
   const std::string l = (s / "l.jsonl").string();
   REQUIRE(troupe(s, "train" + kSmall + "--steps 4 --set train.lr_schedule=cosine --set train.warmup_steps=2 --dump-losses " + l).code == 0);
