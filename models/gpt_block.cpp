@@ -54,13 +54,13 @@ Tensor GptBlock::forward(Backend& be, const MicroBatch& mb, LayerCtx& ctx, const
   be.layernorm_forward(x2, ln1_w_->value, ln1_b_->value, kLnEps, s[kLn1], s[kLn1Mean], s[kLn1Rstd]);
 
   s[kQkv] = be.empty({b, t, 3 * c});
-  be.linear_forward(s[kLn1], attn_w_->value, attn_b_->value, s[kQkv].view({n, 3 * c}));
+  be.linear_forward(s[kLn1], attn_w_->value, attn_b_->value, s[kQkv].view({n, 3 * c}), mb.row_block);
   s[kProbs] = be.empty({b, shape_.n_head, t, t});
   s[kAttnY] = be.empty({n, c});
   be.attention_forward(s[kQkv], shape_.n_head, s[kAttnY], s[kProbs]);
 
   s[kXMid] = be.empty({n, c});
-  be.linear_forward(s[kAttnY], proj_w_->value, proj_b_->value, s[kXMid]);
+  be.linear_forward(s[kAttnY], proj_w_->value, proj_b_->value, s[kXMid], mb.row_block);
   be.add_inplace(s[kXMid], x2);
 
   s[kLn2] = be.empty({n, c});
@@ -69,12 +69,12 @@ Tensor GptBlock::forward(Backend& be, const MicroBatch& mb, LayerCtx& ctx, const
   be.layernorm_forward(s[kXMid], ln2_w_->value, ln2_b_->value, kLnEps, s[kLn2], s[kLn2Mean], s[kLn2Rstd]);
 
   s[kFc] = be.empty({n, 4 * c});
-  be.linear_forward(s[kLn2], fc_w_->value, fc_b_->value, s[kFc]);
+  be.linear_forward(s[kLn2], fc_w_->value, fc_b_->value, s[kFc], mb.row_block);
   s[kGelu] = be.empty({n, 4 * c});
   be.gelu_forward(s[kFc], s[kGelu]);
 
   Tensor y = be.empty({b, t, c});
-  be.linear_forward(s[kGelu], fc_proj_w_->value, fc_proj_b_->value, y.view({n, c}));
+  be.linear_forward(s[kGelu], fc_proj_w_->value, fc_proj_b_->value, y.view({n, c}), mb.row_block);
   be.add_inplace(y.view({n, c}), s[kXMid]);
   return y;
 }

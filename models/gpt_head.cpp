@@ -14,7 +14,13 @@ GptHead::GptHead(ParamSet& params, const GptShape& shape, std::uint64_t seed) : 
   init_constant(lnf_w_->value, 1.0f);
   init_constant(lnf_b_->value, 0.0f);
   wte_ = params.find("transformer.wte.weight");
-  TROUPE_CHECK(wte_ != nullptr, "the LM head needs transformer.wte.weight registered before it");
+  if (!wte_) {
+    replica_ = std::make_unique<Param>();
+    replica_->name = "transformer.wte.weight";
+    replica_->value = Tensor::empty({shape.vocab_size, shape.n_embd});
+    init_normal(replica_->value, seed, replica_->name, 0.02);  // the same stream GptEmbedding draws from
+    wte_ = replica_.get();
+  }
   wte_grad_ = Tensor::zeros(wte_->value.shape());
 }
 
@@ -28,7 +34,7 @@ Tensor GptHead::forward(Backend& be, const MicroBatch& mb, LayerCtx& ctx, const 
   s[kRstd] = be.empty({n});
   be.layernorm_forward(s[kX], lnf_w_->value, lnf_b_->value, 1e-5f, s[kH], s[kMean], s[kRstd]);
   Tensor logits = be.empty({n, v});
-  be.linear_forward(s[kH], wte_->value, Tensor(), logits);
+  be.linear_forward(s[kH], wte_->value, Tensor(), logits, mb.row_block);
   TROUPE_CHECK(mb.targets.numel() == n, "targets ", shape_str(mb.targets.shape()), " for ", n, " rows");
   Tensor losses = be.empty({n});
   be.cross_entropy_forward(logits, mb.targets.view({n}), logits, losses);  // probs overwrite logits
@@ -57,6 +63,7 @@ Tensor GptHead::probabilities(const LayerCtx& ctx) const { return ctx.saved.at(k
 void GptHead::zero_extra_grads() { wte_grad_.fill(0.0f); }
 
 void GptHead::fold_extra_grads() {
+  if (replica_) return;  // the owner is on another stage: the pipeline ships tied_grad() there
   float* dst = wte_->grad.f32();
   const float* src = wte_grad_.f32();
   for (std::int64_t i = 0, n = wte_grad_.numel(); i < n; ++i) dst[i] += src[i];

@@ -5,6 +5,8 @@
 // nanoGPT so weights move between troupe and PyTorch.
 #pragma once
 
+#include <memory>
+
 #include "models/loss_layer.h"
 
 namespace troupe {
@@ -48,6 +50,9 @@ class GptBlock final : public Layer {
 // Final LayerNorm, logits = ln_f(x) @ wte^T (the token embedding, tied), and cross-entropy.
 // The tied weight's gradient from this layer is kept in its own buffer and folded into wte's gradient
 // by fold_extra_grads(), so the sum is formed the same way whether or not embedding and head share a stage.
+// When the embedding is on another stage (its ParamSet has no transformer.wte.weight), the head keeps a
+// replica of wte, initialised identically; the pipeline ships tied_grad() to the owner before the
+// optimizer step and the updated weight back into the replica after it.
 class GptHead final : public LossLayer {
  public:
   GptHead(ParamSet& params, const GptShape& shape, std::uint64_t seed);
@@ -60,8 +65,13 @@ class GptHead final : public LossLayer {
   void fold_extra_grads() override;
   Tensor probabilities(const LayerCtx& ctx) const override;
 
+  bool has_replica() const { return replica_ != nullptr; }
+  const Tensor& tied_grad() const { return wte_grad_; }
+  Param& tied_weight() { return *wte_; }
+
  private:
   std::string name_ = "transformer.ln_f+lm_head";
+  std::unique_ptr<Param> replica_;  // set when wte lives on another stage
   GptShape shape_;
   Param *lnf_w_, *lnf_b_;
   Param* wte_;       // owned by GptEmbedding

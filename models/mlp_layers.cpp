@@ -22,7 +22,7 @@ Tensor DenseLayer::forward(Backend& be, const MicroBatch& mb, LayerCtx& ctx, con
   if (x.numel() != rows * in_ || x.dim(-1) != in_)
     throw Error(ErrorKind::kShape, name_ + ": expected inputs of width " + std::to_string(in_) + ", got " + shape_str(x.shape()));
   Tensor y = be.empty({rows, out_});
-  be.linear_forward(x, w_->value, b_->value, y);
+  be.linear_forward(x, w_->value, b_->value, y, mb.row_block);
   if (relu_) be.relu_forward(y, y);
   ctx.saved = {x, y};
   return y;

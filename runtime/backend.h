@@ -35,10 +35,13 @@ class Backend {
   virtual void matmul(const Tensor& a, bool trans_a, const Tensor& b, bool trans_b, const Tensor& c,
                       float alpha, float beta) = 0;
 
-  // y[N, out] = x[N, in] @ w[out, in]^T (+ bias[out] when defined).
-  virtual void linear_forward(const Tensor& x, const Tensor& w, const Tensor& bias, const Tensor& y) = 0;
+  // y[N, out] = x[N, in] @ w[out, in]^T (+ bias[out] when defined). row_block: rows per sample; in
+  // deterministic mode each sample is its own product, so a row's result does not depend on how many
+  // samples share the call (BLAS picks kernels by shape).
+  virtual void linear_forward(const Tensor& x, const Tensor& w, const Tensor& bias, const Tensor& y,
+                              std::int64_t row_block = 0) = 0;
   // dx = dy @ w (when dx is defined); dw += dy^T @ x; dbias += column sums of dy (when defined).
-  // row_block: rows per sample, the unit of ordered reduction in deterministic mode.
+  // row_block: rows per sample, the unit of products and of ordered reduction in deterministic mode.
   virtual void linear_backward(const Tensor& dy, const Tensor& x, const Tensor& w, const Tensor& dx,
                                const Tensor& dw, const Tensor& dbias, std::int64_t row_block) = 0;
 

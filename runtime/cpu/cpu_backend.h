@@ -25,7 +25,8 @@ class CpuBackend final : public Backend {
 
   void matmul(const Tensor& a, bool trans_a, const Tensor& b, bool trans_b, const Tensor& c, float alpha,
               float beta) override;
-  void linear_forward(const Tensor& x, const Tensor& w, const Tensor& bias, const Tensor& y) override;
+  void linear_forward(const Tensor& x, const Tensor& w, const Tensor& bias, const Tensor& y,
+                      std::int64_t row_block = 0) override;
   void linear_backward(const Tensor& dy, const Tensor& x, const Tensor& w, const Tensor& dx, const Tensor& dw,
                        const Tensor& dbias, std::int64_t row_block) override;
 
@@ -61,6 +62,10 @@ class CpuBackend final : public Backend {
             std::int64_t ldc);
 
  private:
+  // c[rows, n] = a[rows, k] @ op(b): one product per block of row_block rows in deterministic mode.
+  void rows_gemm(bool trans_b, std::int64_t rows, std::int64_t n, std::int64_t k, const float* a, const float* b,
+                 float beta, float* c, std::int64_t row_block);
+
   std::unique_ptr<ThreadPool> pool_;
   bool deterministic_ = false;
 };

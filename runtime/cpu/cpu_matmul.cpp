@@ -71,7 +71,23 @@ void CpuBackend::matmul(const Tensor& a, bool trans_a, const Tensor& b, bool tra
   gemm(trans_a, trans_b, m, n, k, alpha, a.f32(), a.dim(1), b.f32(), b.dim(1), beta, c.f32(), c.dim(1));
 }
 
-void CpuBackend::linear_forward(const Tensor& x, const Tensor& w, const Tensor& bias, const Tensor& y) {
+void CpuBackend::rows_gemm(bool trans_b, std::int64_t rows, std::int64_t n, std::int64_t k, const float* a,
+                           const float* b, float beta, float* c, std::int64_t row_block) {
+  const std::int64_t ldb = trans_b ? k : n;
+  if (!deterministic_ || row_block <= 0 || row_block >= rows) {
+    gemm(false, trans_b, rows, n, k, 1.0f, a, k, b, ldb, beta, c, n);
+    return;
+  }
+  TROUPE_CHECK(rows % row_block == 0, "rows ", rows, " not a multiple of the sample length ", row_block);
+  pool_->parallel_for(rows / row_block, [&](std::int64_t b0, std::int64_t b1) {
+    for (std::int64_t blk = b0; blk < b1; ++blk)
+      sgemm_serial(false, trans_b, row_block, n, k, 1.0f, a + blk * row_block * k, k, b, ldb, beta,
+                   c + blk * row_block * n, n);
+  });
+}
+
+void CpuBackend::linear_forward(const Tensor& x, const Tensor& w, const Tensor& bias, const Tensor& y,
+                                std::int64_t row_block) {
   const std::int64_t in = w.dim(1), out = w.dim(0), rows = x.numel() / in;
   TROUPE_CHECK(x.numel() == rows * in && y.numel() == rows * out, "linear ", shape_str(x.shape()), " @ ",
                shape_str(w.shape()), "^T -> ", shape_str(y.shape()));
@@ -83,7 +99,7 @@ void CpuBackend::linear_forward(const Tensor& x, const Tensor& w, const Tensor& 
   pool_->parallel_for(bp ? rows : 0, [&](std::int64_t r0, std::int64_t r1) {
     for (std::int64_t r = r0; r < r1; ++r) std::copy(bp, bp + out, yp + r * out);
   }, 64);
-  gemm(false, true, rows, out, in, 1.0f, xp, in, wp, in, bp ? 1.0f : 0.0f, yp, out);
+  rows_gemm(true, rows, out, in, xp, wp, bp ? 1.0f : 0.0f, yp, row_block);
 }
 
 void CpuBackend::linear_backward(const Tensor& dy, const Tensor& x, const Tensor& w, const Tensor& dx,
@@ -92,7 +108,7 @@ void CpuBackend::linear_backward(const Tensor& dy, const Tensor& x, const Tensor
   TROUPE_CHECK(dy.numel() == rows * out && dw.numel() == out * in, "linear backward shapes");
   const float* dyp = dy.f32();
   const float* xp = x.f32();
-  if (dx.defined()) gemm(false, false, rows, in, out, 1.0f, dyp, out, w.f32(), in, 0.0f, dx.f32(), in);
+  if (dx.defined()) rows_gemm(false, rows, in, out, dyp, w.f32(), 0.0f, dx.f32(), row_block);
 
   // dw += dy^T x. Deterministic mode reduces one sample (row_block rows) at a time, in order, so the
   // sum is formed the same way however the batch was split; otherwise all rows go in one product.

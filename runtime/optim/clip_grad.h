@@ -28,4 +28,12 @@ double clip_grad_norm(std::vector<Param*>& params, double max_norm);
 // The global 2-norm alone (the `total` above), without clipping: for logging.
 double grad_norm(const std::vector<Param*>& params);
 
+// The pieces of clip_grad_norm, for parameters spread over several actors (pipeline stages): each
+// actor reports the sum of squares of each of its parameters' gradients, in registration order; the
+// coordinator adds them in global parameter order (the same additions, in the same order, as
+// grad_norm on one device), takes the square root, and has every actor scale by clip_coefficient.
+std::vector<double> grad_sum_squares(const std::vector<Param*>& params);
+double clip_coefficient(double total_norm, double max_norm);  // min(max_norm / (total + 1e-6), 1)
+void scale_grads(std::vector<Param*>& params, double coefficient);
+
 }  // namespace troupe

@@ -1,0 +1,114 @@
+// PipelineDriver: partition, schedule, and the per-step coordination of the stage workers.
+#include "actors/pipeline_driver.h"
+
+#include <chrono>
+#include <cmath>
+
+#include "runtime/optim/clip_grad.h"
+#include "runtime/optim/lr_schedule.h"
+#include "runtime/schedule/comm_pass.h"
+#include "runtime/schedule/generators.h"
+#include "runtime/schedule/grid.h"
+
+namespace troupe {
+
+PipelineDriver::PipelineDriver(const RunConfig& config, const PipelineOptions& options)
+    : config_(config), options_(options), layout_{options.stages, options.virtual_stages} {
+  if (options.microbatches < 1 || config.train.batch_size % options.microbatches != 0)
+    throw Error(ErrorKind::kConfig, "parallel.microbatches = " + std::to_string(options.microbatches) +
+                                        " must divide train.batch_size = " + std::to_string(config.train.batch_size) +
+                                        " (micro-batches hold whole samples)");
+  backend_ = std::make_unique<CpuBackend>(config.train.threads);
+  backend_->set_deterministic(config.train.deterministic);
+  dataset_ = make_dataset(config);
+  specs_ = make_layer_specs(config.model, config.train.seed);
+  std::vector<double> costs;
+  for (const auto& spec : specs_) costs.push_back(spec.flops_per_row);
+  const int parts = layout_.num_virtual();
+  if (parts > static_cast<int>(specs_.size()))
+    throw Error(ErrorKind::kConfig, "parallel.pipeline = " + std::to_string(options.stages) + " x parallel.virtual_stages = " +
+                                        std::to_string(options.virtual_stages) + " needs at least " + std::to_string(parts) +
+                                        " layers, the model has " + std::to_string(specs_.size()) +
+                                        " (raise model.n_layer or lower the stage count)");
+  partition_ = options.boundaries.empty() ? plan::partition_balanced(costs, parts)
+                                          : plan::partition_from_boundaries(options.boundaries, specs_.size(), parts, costs);
+  schedule_ = pipeline::add_communication(
+      pipeline::make_schedule(options.schedule, options.stages, options.microbatches, options.virtual_stages),
+      options.stages, options.virtual_stages);
+  for (int s = 0; s < options.stages; ++s)
+    stages_.push_back(std::make_unique<StageWorker>(s, layout_, specs_, partition_.boundaries, schedule_[s], *backend_,
+                                                    config.optim));
+}
+
+std::string PipelineDriver::describe_partition() const {
+  std::vector<std::string> names;
+  for (const auto& spec : specs_) names.push_back(spec.name);
+  return plan::describe(partition_, names);
+}
+
+StepStats PipelineDriver::train_step(std::int64_t step) {
+  const auto start = std::chrono::steady_clock::now();
+  const Batch batch = dataset_->train_batch(step, config_.train.batch_size);
+  const float loss_scale = 1.0f / static_cast<float>(batch.targets.numel());
+  for (auto& st : stages_) st->begin_step(batch, options_.microbatches, loss_scale, dataset_->rows_per_sample());
+
+  // Run every stage as far as it can go, deliver what it sent, repeat until all stand at the step.
+  std::vector<Outgoing> out;
+  for (;;) {
+    bool all_at_step = true, progress = false;
+    for (auto& st : stages_) {
+      const std::size_t before = st->cursor();
+      out.clear();
+      if (st->advance(out) != StageWorker::Status::at_step) all_at_step = false;
+      progress |= st->cursor() != before || !out.empty();
+      for (auto& o : out) stages_.at(o.to_stage)->deliver(std::move(o.message));
+    }
+    if (all_at_step) break;
+    if (!progress) {
+      pipeline::GridOptions grid;
+      grid.show_communication = true;
+      for (auto& st : stages_)
+        if (st->cursor() < st->program().size()) grid.marks.push_back({st->stage(), st->cursor()});
+      throw Error(ErrorKind::kInternal, "pipeline step " + std::to_string(step) +
+                                            " stalled: every stage waits for a message that was never sent\n" +
+                                            pipeline::render_grid(schedule_, options_.stages, options_.virtual_stages, grid));
+    }
+  }
+
+  StepStats s;
+  s.step = step;
+  StageWorker& last = *stages_.at(layout_.stage_of(layout_.num_virtual() - 1));
+  double sum = 0.0;
+  std::int64_t rows = 0;
+  for (const Tensor& l : last.losses()) {
+    for (float v : l.span_f32()) sum += v;
+    rows += l.numel();
+  }
+  s.loss = sum / static_cast<double>(rows);
+
+  // Tied embedding: the head's share goes to the stage that owns wte before any norm is taken.
+  if (Tensor g = last.tied_grad(); g.defined())
+    for (auto& st : stages_)
+      if (st->owns_tied_weight()) st->fold_tied_grad(g);
+  std::vector<std::vector<std::vector<double>>> sumsq(stages_.size());
+  for (std::size_t i = 0; i < stages_.size(); ++i) sumsq[i] = stages_[i]->finish_backward();
+  double coef = 1.0;
+  if (config_.train.grad_clip > 0.0) {
+    double total_sq = 0.0;
+    for (int k = 0; k < layout_.num_virtual(); ++k)
+      for (double v : sumsq[layout_.stage_of(k)][layout_.chunk_of(k)]) total_sq += v;
+    s.grad_norm = std::sqrt(total_sq);
+    coef = clip_coefficient(s.grad_norm, config_.train.grad_clip);
+  }
+  s.lr = lr_at(config_.train, config_.optim.lr_or_default(), step);
+  Tensor wte;
+  for (auto& st : stages_)
+    if (Tensor w = st->apply_step(coef, s.lr); w.defined()) wte = w;
+  if (wte.defined()) last.set_tied_weight(wte);
+
+  s.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  s.tokens_per_s = static_cast<double>(rows) / s.seconds;
+  return s;
+}
+
+}  // namespace troupe

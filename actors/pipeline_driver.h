@@ -1,0 +1,56 @@
+// Owns PipelineDriver: one training step of a pipeline of StageWorkers, run in the calling thread —
+// the coordination logic that stage actors follow, and the reference they are tested against.
+//
+// A step: begin_step on every stage; advance stages in order, delivering their messages, until every
+// stage stands at its OptimizerStep (a full round with no progress is a deadlock: reported with the
+// step x stage grid); sum the last stage's per-token losses in micro-batch order; ship the LM head's
+// tied gradient to the stage owning wte; add per-parameter gradient norms in global parameter order
+// (exactly the single-device clip_grad_norm); apply the optimizer step on every stage; refresh the
+// head's replica of wte. Losses and weights equal the single-device Trainer's (bitwise with
+// train.deterministic).
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "actors/stage_worker.h"
+#include "models/trainer.h"
+#include "runtime/plan/partition.h"
+
+namespace troupe {
+
+struct PipelineOptions {
+  int stages = 1;
+  int virtual_stages = 1;
+  int microbatches = 1;
+  std::string schedule = "1f1b";   // gpipe | 1f1b | interleaved | layer
+  std::string boundaries;          // "" = balanced by estimated cost; else "0,3,6" (p*v entries)
+};
+
+class PipelineDriver {
+ public:
+  // Throws troupe::Error (kConfig) for combinations that cannot run (micro-batches not dividing the
+  // batch, more virtual stages than layers, bad boundaries).
+  PipelineDriver(const RunConfig& config, const PipelineOptions& options);
+
+  StepStats train_step(std::int64_t step);
+  const plan::Partition& partition() const { return partition_; }
+  std::string describe_partition() const;
+  StageWorker& stage(int s) { return *stages_.at(s); }
+  int num_stages() const { return static_cast<int>(stages_.size()); }
+  const pipeline::Schedule& schedule() const { return schedule_; }
+
+ private:
+  RunConfig config_;
+  PipelineOptions options_;
+  pipeline::Layout layout_;
+  std::unique_ptr<CpuBackend> backend_;
+  std::unique_ptr<Dataset> dataset_;
+  std::vector<LayerSpec> specs_;
+  plan::Partition partition_;
+  pipeline::Schedule schedule_;
+  std::vector<std::unique_ptr<StageWorker>> stages_;
+};
+
+}  // namespace troupe

@@ -1,0 +1,172 @@
+// StageWorker: executes a stage's pipeline program over its model chunks.
+#include "actors/stage_worker.h"
+
+#include <type_traits>
+
+#include "runtime/optim/clip_grad.h"
+
+namespace troupe {
+
+namespace {
+constexpr int kActivation = 0;
+constexpr int kGrad = 1;
+}  // namespace
+
+StageWorker::StageWorker(int stage, pipeline::Layout layout, const std::vector<LayerSpec>& specs,
+                         const std::vector<std::size_t>& boundaries, pipeline::Program program, Backend& backend,
+                         const OptimConfig& optim)
+    : stage_(stage), layout_(layout), program_(std::move(program)), backend_(backend) {
+  TROUPE_CHECK(static_cast<int>(boundaries.size()) == layout.num_virtual() + 1, "boundaries ", boundaries.size(),
+               " for ", layout.num_virtual(), " virtual stages");
+  for (int c = 0; c < layout.virtual_stages; ++c) {
+    const int k = layout.virtual_stage(stage, c);
+    chunks_.push_back(std::make_unique<Model>(specs, boundaries[k], boundaries[k + 1]));
+  }
+  optimizer_ = make_optimizer(optim);
+}
+
+std::vector<Param*> StageWorker::params() const {
+  std::vector<Param*> all;
+  for (const auto& m : chunks_)
+    for (Param* p : m->params().all()) all.push_back(p);
+  return all;
+}
+
+void StageWorker::begin_step(const Batch& batch, int microbatches, float loss_scale, std::int64_t row_block) {
+  const std::int64_t samples = batch.inputs.dim(0);
+  TROUPE_CHECK(microbatches >= 1 && samples % microbatches == 0, samples, " samples in ", microbatches, " micro-batches");
+  const std::int64_t per = samples / microbatches;
+  microbatches_.clear();
+  for (int i = 0; i < microbatches; ++i)
+    microbatches_.push_back({batch.inputs.slice(i * per, (i + 1) * per), batch.targets.slice(i * per, (i + 1) * per),
+                             loss_scale, row_block});
+  ctxs_.assign(microbatches, {});
+  for (auto& per_mb : ctxs_)
+    for (const auto& m : chunks_) per_mb.push_back(m->make_contexts());
+  losses_.assign(microbatches, Tensor());
+  cursor_ = 0;
+}
+
+void StageWorker::deliver(StageMessage message) {
+  const int kind = message.kind == StageMessage::Kind::activation ? kActivation : kGrad;
+  inbox_[{kind, message.mb, message.chunk}] = std::move(message.tensor);
+}
+
+StageWorker::Status StageWorker::advance(std::vector<Outgoing>& out) {
+  while (cursor_ < program_.size()) {
+    if (std::holds_alternative<pipeline::OptimizerStep>(program_[cursor_])) return Status::at_step;
+    if (!run(program_[cursor_], out)) return Status::blocked;
+    ++cursor_;
+  }
+  return Status::at_step;
+}
+
+bool StageWorker::run(const pipeline::Instr& instr, std::vector<Outgoing>& out) {
+  return std::visit(
+      [&](const auto& in) -> bool {
+        using T = std::decay_t<decltype(in)>;
+        const int last = layout_.num_virtual() - 1;
+        if constexpr (std::is_same_v<T, pipeline::Forward>) {
+          const int k = vstage(in.chunk);
+          const MicroBatch& mb = microbatches_.at(in.mb);
+          Tensor x = mb.inputs;
+          if (k > 0) {
+            auto it = ready_.find({kActivation, in.mb, in.chunk});
+            TROUPE_CHECK(it != ready_.end(), "forward of micro-batch ", in.mb, " before its activation was received");
+            x = std::move(it->second);
+            ready_.erase(it);
+          }
+          Tensor y = chunks_[in.chunk]->forward(backend_, mb, ctxs_[in.mb][in.chunk], x);
+          if (k == last) losses_[in.mb] = y;
+          else outputs_[{kActivation, in.mb, in.chunk}] = y;
+          return true;
+        } else if constexpr (std::is_same_v<T, pipeline::Backward>) {
+          const int k = vstage(in.chunk);
+          Tensor dy;
+          if (k < last) {
+            auto it = ready_.find({kGrad, in.mb, in.chunk});
+            TROUPE_CHECK(it != ready_.end(), "backward of micro-batch ", in.mb, " before its gradient was received");
+            dy = std::move(it->second);
+            ready_.erase(it);
+          }
+          Tensor dx = chunks_[in.chunk]->backward(backend_, microbatches_.at(in.mb), ctxs_[in.mb][in.chunk], dy);
+          if (k > 0) outputs_[{kGrad, in.mb, in.chunk}] = dx;
+          return true;
+        } else if constexpr (std::is_same_v<T, pipeline::SendActivation> || std::is_same_v<T, pipeline::SendGrad>) {
+          constexpr bool is_act = std::is_same_v<T, pipeline::SendActivation>;
+          const int kind = is_act ? kActivation : kGrad;
+          auto it = outputs_.find({kind, in.mb, in.chunk});
+          TROUPE_CHECK(it != outputs_.end(), "send of micro-batch ", in.mb, " before it was computed");
+          const int to = vstage(in.chunk) + (is_act ? 1 : -1);
+          out.push_back({layout_.stage_of(to),
+                         {is_act ? StageMessage::Kind::activation : StageMessage::Kind::grad, in.mb,
+                          layout_.chunk_of(to), std::move(it->second)}});
+          outputs_.erase(it);
+          return true;
+        } else if constexpr (std::is_same_v<T, pipeline::RecvActivation> || std::is_same_v<T, pipeline::RecvGrad>) {
+          const int kind = std::is_same_v<T, pipeline::RecvActivation> ? kActivation : kGrad;
+          auto it = inbox_.find({kind, in.mb, in.chunk});
+          if (it == inbox_.end()) return false;
+          ready_[{kind, in.mb, in.chunk}] = std::move(it->second);
+          inbox_.erase(it);
+          return true;
+        } else {
+          return false;  // OptimizerStep is handled by advance()
+        }
+      },
+      instr);
+}
+
+GptHead* StageWorker::head() const {
+  for (const auto& m : chunks_)
+    if (m->num_layers() > 0)
+      if (auto* h = dynamic_cast<GptHead*>(&m->layer(m->num_layers() - 1))) return h;
+  return nullptr;
+}
+
+Tensor StageWorker::tied_grad() const {
+  GptHead* h = head();
+  return h && h->has_replica() ? h->tied_grad() : Tensor();
+}
+
+bool StageWorker::owns_tied_weight() const {
+  for (const auto& m : chunks_)
+    if (m->params().find("transformer.wte.weight")) return true;
+  return false;
+}
+
+void StageWorker::fold_tied_grad(const Tensor& grad) {
+  for (const auto& m : chunks_)
+    if (Param* p = m->params().find("transformer.wte.weight")) {
+      backend_.add_inplace(p->grad, grad);
+      return;
+    }
+  TROUPE_CHECK(false, "stage ", stage_, " does not own transformer.wte.weight");
+}
+
+std::vector<std::vector<double>> StageWorker::finish_backward() {
+  std::vector<std::vector<double>> out;
+  for (const auto& m : chunks_) {
+    m->finish_grads();  // a head sharing its chunk with wte folds its tied gradient here
+    out.push_back(grad_sum_squares(m->params().all()));
+  }
+  return out;
+}
+
+Tensor StageWorker::apply_step(double clip_coefficient, double lr) {
+  std::vector<Param*> all = params();
+  scale_grads(all, clip_coefficient);
+  optimizer_->step(all, lr);
+  for (auto& m : chunks_) m->zero_grad();
+  ctxs_.clear();
+  cursor_ = 0;
+  for (const auto& m : chunks_)
+    if (Param* p = m->params().find("transformer.wte.weight")) return p->value;
+  return {};
+}
+
+void StageWorker::set_tied_weight(const Tensor& value) {
+  if (GptHead* h = head(); h && h->has_replica()) h->tied_weight().value.copy_from(value);
+}
+
+}  // namespace troupe

@@ -1,0 +1,101 @@
+// Owns StageWorker: one pipeline stage as a plain state machine (its model chunks, its program cursor,
+// its inbox), which a stage actor drives and tests drive directly, without CAF.
+//
+// A stage holds v model chunks; chunk c is virtual stage k = c*p + s and owns layers
+// [boundaries[k], boundaries[k+1]). advance() runs the stage's program (pipeline::Program) until an
+// instruction cannot run yet — a receive whose message has not arrived — or the program reaches its
+// OptimizerStep. Sends are returned as Outgoing messages for the caller to deliver; in one process a
+// Tensor travels by reference (no copy). Order of arrival does not matter: messages wait in the
+// inbox, keyed by (kind, micro-batch, chunk), until the program asks for them.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <string>
+#include <tuple>
+#include <vector>
+
+#include "models/gpt_layers.h"
+#include "models/model.h"
+#include "runtime/data/dataset.h"
+#include "runtime/optim/optimizer.h"
+#include "runtime/schedule/instr.h"
+
+namespace troupe {
+
+struct StageMessage {
+  enum class Kind { activation, grad };
+  Kind kind = Kind::activation;
+  int mb = 0;
+  int chunk = 0;  // the receiver's chunk
+  Tensor tensor;
+};
+
+struct Outgoing {
+  int to_stage = 0;
+  StageMessage message;
+};
+
+class StageWorker {
+ public:
+  enum class Status { blocked, at_step };
+
+  // specs: the whole model's layers; boundaries: p*v + 1 entries, virtual stage k owns
+  // [boundaries[k], boundaries[k+1]).
+  StageWorker(int stage, pipeline::Layout layout, const std::vector<LayerSpec>& specs,
+              const std::vector<std::size_t>& boundaries, pipeline::Program program, Backend& backend,
+              const OptimConfig& optim);
+
+  int stage() const { return stage_; }
+  // Starts a training step on `batch`, cut into `microbatches` equal micro-batches of whole samples.
+  void begin_step(const Batch& batch, int microbatches, float loss_scale, std::int64_t row_block);
+  void deliver(StageMessage message);
+  // Runs instructions until blocked on a receive or at the OptimizerStep.
+  Status advance(std::vector<Outgoing>& out);
+  // The instruction the cursor stands at, as text ("RECV_F3"), for error grids.
+  std::size_t cursor() const { return cursor_; }
+  const pipeline::Program& program() const { return program_; }
+
+  // --- at the OptimizerStep ---------------------------------------------------------------------
+  // Per-token losses of each micro-batch, in micro-batch order (only the stage holding the last layer).
+  const std::vector<Tensor>& losses() const { return losses_; }
+  // The LM head's tied-weight gradient when wte lives on another stage (else undefined).
+  Tensor tied_grad() const;
+  // Adds the head's tied gradient into wte's (the stage that owns transformer.wte.weight).
+  void fold_tied_grad(const Tensor& grad);
+  bool owns_tied_weight() const;
+  // Ends the backward pass: folds tied gradients held on this stage, then returns per-parameter
+  // gradient sums of squares chunk by chunk (call after fold_tied_grad on the owner).
+  std::vector<std::vector<double>> finish_backward();
+  // Clip scale, optimizer step, gradients zeroed, cursor rewound; returns wte's new value when owned.
+  Tensor apply_step(double clip_coefficient, double lr);
+  // Refreshes the head's replica of wte after the owner's step.
+  void set_tied_weight(const Tensor& value);
+
+  std::vector<Param*> params() const;
+  Model& chunk(int c) { return *chunks_.at(c); }
+  int num_chunks() const { return static_cast<int>(chunks_.size()); }
+
+ private:
+  using Key = std::tuple<int, int, int>;  // kind, mb, chunk
+  bool run(const pipeline::Instr& instr, std::vector<Outgoing>& out);
+  GptHead* head() const;
+  int vstage(int chunk) const { return layout_.virtual_stage(stage_, chunk); }
+
+  int stage_;
+  pipeline::Layout layout_;
+  pipeline::Program program_;
+  Backend& backend_;
+  std::vector<std::unique_ptr<Model>> chunks_;
+  std::unique_ptr<Optimizer> optimizer_;
+
+  std::vector<MicroBatch> microbatches_;
+  std::vector<std::vector<std::vector<LayerCtx>>> ctxs_;  // [mb][chunk][layer]
+  std::map<Key, Tensor> inbox_;    // arrived, not yet received
+  std::map<Key, Tensor> ready_;    // received, not yet consumed by compute
+  std::map<Key, Tensor> outputs_;  // produced, not yet sent
+  std::vector<Tensor> losses_;
+  std::size_t cursor_ = 0;
+};
+
+}  // namespace troupe
