@@ -46,6 +46,28 @@ std::string PipelineDriver::describe_partition() const {
   return plan::describe(partition_, names);
 }
 
+std::vector<Param*> PipelineDriver::params_in_order() const {
+  std::vector<Param*> all;
+  for (int k = 0; k < layout_.num_virtual(); ++k)
+    for (Param* p : stages_[layout_.stage_of(k)]->chunk(layout_.chunk_of(k)).params().all()) all.push_back(p);
+  return all;
+}
+
+EvalStats PipelineDriver::evaluate() {
+  std::vector<Model*> models;
+  for (int k = 0; k < layout_.num_virtual(); ++k) models.push_back(&stages_[layout_.stage_of(k)]->chunk(layout_.chunk_of(k)));
+  return evaluate_models(*backend_, *dataset_, config_, models);
+}
+
+void PipelineDriver::load_weights(const std::string& path) {
+  load_weights_into(params_in_order(), path);
+  for (Param* p : params_in_order())
+    if (p->name == "transformer.wte.weight")
+      for (auto& st : stages_) st->set_tied_weight(p->value);
+}
+
+void PipelineDriver::save_weights(const std::string& path) const { save_weights_from(params_in_order(), path, config_); }
+
 StepStats PipelineDriver::train_step(std::int64_t step) {
   const auto start = std::chrono::steady_clock::now();
   const Batch batch = dataset_->train_batch(step, config_.train.batch_size);

@@ -35,6 +35,13 @@ class PipelineDriver {
   PipelineDriver(const RunConfig& config, const PipelineOptions& options);
 
   StepStats train_step(std::int64_t step);
+  EvalStats evaluate();
+  // Every parameter of every stage, in layer order (the single-device model's order).
+  std::vector<Param*> params_in_order() const;
+  void load_weights(const std::string& path);  // then refreshes the LM head's replica of wte
+  void save_weights(const std::string& path) const;
+  CpuBackend& backend() { return *backend_; }
+  Dataset& dataset() { return *dataset_; }
   const plan::Partition& partition() const { return partition_; }
   std::string describe_partition() const;
   StageWorker& stage(int s) { return *stages_.at(s); }

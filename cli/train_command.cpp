@@ -9,6 +9,7 @@
 #include <fmt/format.h>
 
 #include "cli/progress.h"
+#include "actors/pipeline_driver.h"
 #include "models/trainer.h"
 #include "runtime/config/config_loader.h"
 
@@ -35,6 +36,9 @@ std::string human_count(std::int64_t n) {
 }
 }  // namespace
 
+template <typename Runner>
+int train_loop(Runner& trainer, const RunConfig& config, const TrainOptions& options);
+
 int run_train(const TrainOptions& options) {
   std::vector<std::string> sets = options.sets;
   if (options.steps) sets.push_back("train.steps=" + std::to_string(*options.steps));
@@ -46,7 +50,30 @@ int run_train(const TrainOptions& options) {
     throw Error(ErrorKind::kUsage, "--init-from " + options.init_from + ": no such file");
   if (options.print_config) std::printf("%s", config_to_toml(config).c_str());
 
+  const ParallelConfig& par = config.parallel;
+  if (par.pipeline > 1 || par.microbatches > 1) {
+    PipelineDriver pipeline(config, {par.pipeline, par.virtual_stages, par.microbatches, par.schedule, par.boundaries});
+    std::printf("troupe: pipeline of %d stages x %d chunks, schedule %s, %d micro-batches; partition:\n%s",
+                par.pipeline, par.virtual_stages, par.schedule.c_str(), par.microbatches,
+                pipeline.describe_partition().c_str());
+    return train_loop(pipeline, config, options);
+  }
   Trainer trainer(config);
+  return train_loop(trainer, config, options);
+}
+
+namespace {
+std::int64_t param_count(Trainer& t) { return t.model().params().numel(); }
+std::int64_t param_count(PipelineDriver& d) {
+  std::int64_t n = 0;
+  for (Param* p : d.params_in_order()) n += p->value.numel();
+  return n;
+}
+}  // namespace
+
+// The loop shared by the single-device trainer and the pipeline: both train, evaluate and move weights.
+template <typename Runner>
+int train_loop(Runner& trainer, const RunConfig& config, const TrainOptions& options) {
   if (!options.init_from.empty()) trainer.load_weights(options.init_from);
   const auto& m = config.model;
   const std::string shape = m.kind == "gpt"
@@ -54,7 +81,7 @@ int run_train(const TrainOptions& options) {
                                               m.n_embd, m.block_size, m.vocab_size)
                                 : fmt::format("hidden={}", fmt::join(m.mlp_hidden, ","));
   std::printf("troupe: %s (%s), %s parameters, %s\n", m.kind.c_str(), shape.c_str(),
-              human_count(trainer.model().params().numel()).c_str(), trainer.dataset().describe().c_str());
+              human_count(param_count(trainer)).c_str(), trainer.dataset().describe().c_str());
   std::printf("troupe: %s lr=%g, batch %d, %lld steps, %d threads%s%s\n", config.optim.kind.c_str(),
               config.optim.lr_or_default(), config.train.batch_size, static_cast<long long>(config.train.steps),
               trainer.backend().threads(), config.train.deterministic ? ", deterministic" : "",

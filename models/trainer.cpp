@@ -71,21 +71,29 @@ StepStats Trainer::train_step(std::int64_t step) {
   return s;
 }
 
-EvalStats Trainer::evaluate() {
-  const int bsz = config_.train.batch_size;
-  std::int64_t batches = dataset_->eval_batches_full(bsz);
-  if (batches == 0) batches = config_.train.eval_batches;
+EvalStats evaluate_models(Backend& be, const Dataset& dataset, const RunConfig& config,
+                          const std::vector<Model*>& models) {
+  const int bsz = config.train.batch_size;
+  std::int64_t batches = dataset.eval_batches_full(bsz);
+  if (batches == 0) batches = config.train.eval_batches;
   EvalStats e;
   double loss_sum = 0.0;
   std::int64_t correct = 0;
   for (std::int64_t k = 0; k < batches; ++k) {
-    const Batch batch = dataset_->eval_batch(k, bsz);
-    const MicroBatch mb = micro_batch(batch);
-    auto ctxs = model_->make_contexts();
-    Tensor losses = model_->forward(*backend_, mb, ctxs, mb.inputs);
+    const Batch batch = dataset.eval_batch(k, bsz);
+    const MicroBatch mb{batch.inputs, batch.targets, 1.0f / static_cast<float>(batch.targets.numel()),
+                        dataset.rows_per_sample()};
+    Tensor x = mb.inputs;
+    std::vector<LayerCtx> ctxs;
+    for (Model* m : models) {
+      ctxs = m->make_contexts();
+      x = m->forward(be, mb, ctxs, x);
+    }
+    const Tensor& losses = x;
     for (float l : losses.span_f32()) loss_sum += l;
     e.rows += losses.numel();
-    if (auto* head = dynamic_cast<LossLayer*>(&model_->layer(model_->num_layers() - 1))) {
+    Model& last = *models.back();
+    if (auto* head = dynamic_cast<LossLayer*>(&last.layer(last.num_layers() - 1))) {
       Tensor probs = head->probabilities(ctxs.back());
       const std::int64_t classes = probs.dim(-1);
       const float* p = probs.f32();
@@ -103,11 +111,15 @@ EvalStats Trainer::evaluate() {
   return e;
 }
 
-void Trainer::load_weights(const std::string& path) {
+EvalStats Trainer::evaluate() { return evaluate_models(*backend_, *dataset_, config_, {model_.get()}); }
+
+void load_weights_into(const std::vector<Param*>& params, const std::string& path) {
   std::map<std::string, Tensor> by_name;
   for (auto& [name, t] : load_safetensors(path)) by_name.emplace(name, t);
   // Check everything before changing anything: a bad file leaves the model as it was.
-  for (Param* p : model_->params().all()) {
+  std::map<std::string, const Param*> known;
+  for (const Param* p : params) {
+    known.emplace(p->name, p);
     auto it = by_name.find(p->name);
     if (it == by_name.end())
       throw Error(ErrorKind::kInput, path + ": missing tensor '" + p->name + "' " + shape_str(p->value.shape()) +
@@ -120,18 +132,22 @@ void Trainer::load_weights(const std::string& path) {
                                          "; weights must be f32 or bf16");
   }
   for (auto& [name, t] : by_name)
-    if (!model_->params().find(name))
+    if (!known.count(name))
       throw Error(ErrorKind::kInput, path + ": tensor '" + name + "' is not a parameter of this model (check model.* settings)");
-  for (Param* p : model_->params().all()) {
+  for (Param* p : params) {
     const Tensor& t = by_name.at(p->name);
     p->value.copy_from(t.dtype() == DType::f32 ? t : t.to(DType::f32));
   }
 }
 
-void Trainer::save_weights(const std::string& path) const {
+void save_weights_from(const std::vector<Param*>& params, const std::string& path, const RunConfig& config) {
   std::vector<std::pair<std::string, Tensor>> tensors;
-  for (const Param* p : model_->params().all()) tensors.emplace_back(p->name, p->value);
-  save_safetensors(path, tensors, {{"format", "pt"}, {"producer", "troupe"}, {"model.kind", config_.model.kind}});
+  for (const Param* p : params) tensors.emplace_back(p->name, p->value);
+  save_safetensors(path, tensors, {{"format", "pt"}, {"producer", "troupe"}, {"model.kind", config.model.kind}});
 }
+
+void Trainer::load_weights(const std::string& path) { load_weights_into(model_->params().all(), path); }
+
+void Trainer::save_weights(const std::string& path) const { save_weights_from(model_->params().all(), path, config_); }
 
 }  // namespace troupe

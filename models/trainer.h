@@ -30,6 +30,16 @@ struct EvalStats {
   std::int64_t rows = 0;
 };
 
+// Weight files for any list of parameters (a model, or a pipeline's stages in layer order): names and
+// shapes must match exactly; everything is checked before anything changes.
+void load_weights_into(const std::vector<Param*>& params, const std::string& path);
+void save_weights_from(const std::vector<Param*>& params, const std::string& path, const RunConfig& config);
+
+// Mean loss (and arg-max accuracy) of the held-out data through `models` run in order (one model, or
+// a pipeline's chunks in layer order): train.eval_batches batches, or the whole test set for the mlp.
+EvalStats evaluate_models(Backend& be, const Dataset& dataset, const RunConfig& config,
+                          const std::vector<Model*>& models);
+
 // Builds the dataset named by the config (text corpus for gpt, Fashion-MNIST for mlp).
 std::unique_ptr<Dataset> make_dataset(const RunConfig& config);
 

@@ -177,3 +177,25 @@ TEST_CASE("a TOML config file sets keys; --set overrides it", "[cli]") {
   CHECK(r.code == 0);
   CHECK_THAT(r.out, Catch::Contains("steps = 2") && Catch::Contains("step 2/2"));
 }
+
+TEST_CASE("a pipeline run reproduces the single-device losses bitwise in deterministic mode", "[cli][pipeline]") {
+  Scratch s;
+  const std::string a = (s / "single.jsonl").string(), b = (s / "pipe.jsonl").string();
+  const std::string common = kSmall + "--set model.n_layer=3 --set train.batch_size=4 --set train.deterministic=true --steps 3 ";
+  REQUIRE(troupe(s, "train" + common + "--dump-losses " + a).code == 0);
+  Run r = troupe(s, "train" + common + "--set parallel.pipeline=3 --set parallel.microbatches=2 --set parallel.schedule=gpipe --dump-losses " + b);
+  REQUIRE(r.code == 0);
+  CHECK_THAT(r.out, Catch::Contains("pipeline of 3 stages") && Catch::Contains("stage 2:"));
+  std::istringstream la(slurp(a)), lb(slurp(b));
+  std::string x, y;
+  int lines = 0;
+  while (std::getline(la, x) && std::getline(lb, y)) {
+    CHECK(nlohmann::json::parse(x)["loss"].get<double>() == nlohmann::json::parse(y)["loss"].get<double>());
+    ++lines;
+  }
+  CHECK(lines == 3);
+
+  r = troupe(s, "train" + kSmall + "--set parallel.pipeline=9 --steps 1");
+  CHECK(r.code == 2);
+  CHECK_THAT(r.err, Catch::Contains("needs at least 9 layers"));
+}

@@ -87,6 +87,11 @@ const std::map<std::string, std::string> kSamples = {
     {"optim.nesterov", "true"},
     {"optim.alpha", "0.9"},
     {"optim.centered", "true"},
+    {"parallel.pipeline", "2"},
+    {"parallel.microbatches", "4"},
+    {"parallel.schedule", "gpipe"},
+    {"parallel.virtual_stages", "2"},
+    {"parallel.boundaries", "0,3"},
 };
 
 RunConfig round_trip(const RunConfig& config) {
@@ -166,6 +171,7 @@ TEST_CASE("every schema key can be set, and round-trips through config_to_toml",
     if (!key.used_by.empty() && key.name != "optim.lr" && key.name != "optim.weight_decay")
       sets.push_back("optim.kind=" + key.used_by.front());
     if (key.name == "optim.nesterov") sets.push_back("optim.momentum=0.9");
+    if (key.name == "parallel.virtual_stages") sets.push_back("parallel.schedule=interleaved");
     sets.push_back(key.name + "=" + sample);
 
     RunConfig c = load_config(std::nullopt, sets);
@@ -341,6 +347,8 @@ TEST_CASE("error: malformed --set", "[config]") {
 }
 
 TEST_CASE("validate: rules across keys, in one place", "[config]") {
+  CHECK_THAT(set_error({"parallel.microbatches=3"}), Contains("parallel.microbatches = 3 does not divide train.batch_size = 16"));
+  CHECK_THAT(set_error({"parallel.virtual_stages=2"}), Contains("needs parallel.schedule = interleaved"));
   CHECK_THAT(set_error({"model.n_embd=250"}), Contains("model.n_embd = 250 is not divisible by model.n_head = 4"));
   CHECK_NOTHROW(load_config(std::nullopt, {"model.kind=mlp", "model.n_embd=250"}));  // mlp has no heads
 

@@ -206,6 +206,15 @@ void validate(const RunConfig& config) {
                         "channels, so pick n_embd as a multiple of n_head",
                         m.n_embd, m.n_head));
 
+  const ParallelConfig& par = config.parallel;
+  if (t.batch_size % par.microbatches != 0)
+    invalid(fmt::format("parallel.microbatches = {} does not divide train.batch_size = {}: micro-batches hold whole "
+                        "samples",
+                        par.microbatches, t.batch_size));
+  if (par.virtual_stages > 1 && par.schedule != "interleaved")
+    invalid(fmt::format("parallel.virtual_stages = {} needs parallel.schedule = interleaved (got {})",
+                        par.virtual_stages, par.schedule));
+
   if (t.lr_schedule == "cosine") {
     if (t.steps > 0 && t.warmup_steps > t.steps)  // steps = 0 only exports weights
       invalid(fmt::format("train.warmup_steps = {} exceeds train.steps = {}: with train.lr_schedule = cosine the "

@@ -157,6 +157,7 @@ std::vector<ConfigKey> build_schema() {
   using D = DataConfig;
   using T = TrainConfig;
   using O = OptimConfig;
+  using P = ParallelConfig;
   std::vector<ConfigKey> k;
   // clang-format off
   k.push_back(bind(Spec{.name = "model.kind", .choices = {"gpt", "mlp"},
@@ -262,6 +263,21 @@ std::vector<ConfigKey> build_schema() {
   k.push_back(bind(Spec{.name = "optim.centered", .used_by = {"rmsprop"},
                         .help = "normalise by the estimated gradient variance"},
                    &R::optim, &O::centered));
+  k.push_back(bind(Spec{.name = "parallel.pipeline", .range = at_least(1),
+                        .help = "pipeline stages, one actor each; 1: the single-device reference trainer"},
+                   &R::parallel, &P::pipeline));
+  k.push_back(bind(Spec{.name = "parallel.microbatches", .range = at_least(1),
+                        .help = "micro-batches per step; must divide train.batch_size"},
+                   &R::parallel, &P::microbatches));
+  k.push_back(bind(Spec{.name = "parallel.schedule", .choices = {"1f1b", "gpipe", "interleaved"},
+                        .help = "pipeline schedule"},
+                   &R::parallel, &P::schedule));
+  k.push_back(bind(Spec{.name = "parallel.virtual_stages", .range = at_least(1),
+                        .help = "model chunks per stage (parallel.schedule = interleaved)"},
+                   &R::parallel, &P::virtual_stages));
+  k.push_back(bind(Spec{.name = "parallel.boundaries",
+                        .help = "first layer of each (virtual) stage, e.g. 0,3,6; empty: balanced by cost"},
+                   &R::parallel, &P::boundaries));
   // clang-format on
   return k;
 }

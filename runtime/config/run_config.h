@@ -62,11 +62,22 @@ struct OptimConfig {
   friend bool operator==(const OptimConfig&, const OptimConfig&) = default;
 };
 
+// Pipeline parallelism (parallel.*). pipeline = 1 is the single-device reference trainer.
+struct ParallelConfig {
+  int pipeline = 1;                // stages, one actor each
+  int microbatches = 1;            // per step; must divide train.batch_size
+  std::string schedule = "1f1b";   // gpipe | 1f1b | interleaved
+  int virtual_stages = 1;          // model chunks per stage (interleaved only)
+  std::string boundaries;          // "" = balanced by estimated cost; else first layer of each (virtual) stage
+  friend bool operator==(const ParallelConfig&, const ParallelConfig&) = default;
+};
+
 struct RunConfig {
   ModelConfig model;
   DataConfig data;
   TrainConfig train;
   OptimConfig optim;
+  ParallelConfig parallel;
 
   // Field by field; an unset optional equals only an unset one (lr unset != lr = 1e-3).
   friend bool operator==(const RunConfig&, const RunConfig&) = default;
