@@ -1,6 +1,7 @@
 // PipelineDriver: partition, schedule, and the per-step coordination of the stage workers.
 #include "actors/pipeline_driver.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 
@@ -35,9 +36,34 @@ PipelineDriver::PipelineDriver(const RunConfig& config, const PipelineOptions& o
   schedule_ = pipeline::add_communication(
       pipeline::make_schedule(options.schedule, options.stages, options.microbatches, options.virtual_stages),
       options.stages, options.virtual_stages);
-  for (int s = 0; s < options.stages; ++s)
-    stages_.push_back(std::make_unique<StageWorker>(s, layout_, specs_, partition_.boundaries, schedule_[s], *backend_,
+  for (int s = 0; s < options.stages; ++s) {
+    Backend* be = backend_.get();
+    if (options.concurrent_stages) {
+      const int threads = config.train.threads > 0 ? config.train.threads : backend_->threads();
+      stage_backends_.push_back(std::make_unique<CpuBackend>(std::max(1, threads / options.stages)));
+      stage_backends_.back()->set_deterministic(config.train.deterministic);
+      be = stage_backends_.back().get();
+    }
+    stages_.push_back(std::make_unique<StageWorker>(s, layout_, specs_, partition_.boundaries, schedule_[s], *be,
                                                     config.optim));
+  }
+}
+
+double mean_loss(const std::vector<Tensor>& microbatch_losses, std::int64_t* rows) {
+  double sum = 0.0;
+  *rows = 0;
+  for (const Tensor& l : microbatch_losses) {
+    for (float v : l.span_f32()) sum += v;
+    *rows += l.numel();
+  }
+  return *rows ? sum / static_cast<double>(*rows) : 0.0;
+}
+
+double global_grad_norm(const pipeline::Layout& layout, const std::vector<std::vector<std::vector<double>>>& sumsq) {
+  double total_sq = 0.0;
+  for (int k = 0; k < layout.num_virtual(); ++k)
+    for (double v : sumsq.at(layout.stage_of(k)).at(layout.chunk_of(k))) total_sq += v;
+  return std::sqrt(total_sq);
 }
 
 std::string PipelineDriver::describe_partition() const {
@@ -100,13 +126,8 @@ StepStats PipelineDriver::train_step(std::int64_t step) {
   StepStats s;
   s.step = step;
   StageWorker& last = *stages_.at(layout_.stage_of(layout_.num_virtual() - 1));
-  double sum = 0.0;
   std::int64_t rows = 0;
-  for (const Tensor& l : last.losses()) {
-    for (float v : l.span_f32()) sum += v;
-    rows += l.numel();
-  }
-  s.loss = sum / static_cast<double>(rows);
+  s.loss = mean_loss(last.losses(), &rows);
 
   // Tied embedding: the head's share goes to the stage that owns wte before any norm is taken.
   if (Tensor g = last.tied_grad(); g.defined())
@@ -116,10 +137,7 @@ StepStats PipelineDriver::train_step(std::int64_t step) {
   for (std::size_t i = 0; i < stages_.size(); ++i) sumsq[i] = stages_[i]->finish_backward();
   double coef = 1.0;
   if (config_.train.grad_clip > 0.0) {
-    double total_sq = 0.0;
-    for (int k = 0; k < layout_.num_virtual(); ++k)
-      for (double v : sumsq[layout_.stage_of(k)][layout_.chunk_of(k)]) total_sq += v;
-    s.grad_norm = std::sqrt(total_sq);
+    s.grad_norm = global_grad_norm(layout_, sumsq);
     coef = clip_coefficient(s.grad_norm, config_.train.grad_clip);
   }
   s.lr = lr_at(config_.train, config_.optim.lr_or_default(), step);

@@ -26,7 +26,17 @@ struct PipelineOptions {
   int microbatches = 1;
   std::string schedule = "1f1b";   // gpipe | 1f1b | interleaved | layer
   std::string boundaries;          // "" = balanced by estimated cost; else "0,3,6" (p*v entries)
+  // Stages run at the same time (one actor thread each): each gets its own backend with
+  // train.threads / stages threads. Off: one backend shared by stages run one after another.
+  bool concurrent_stages = false;
 };
+
+// The pure arithmetic of a pipeline step, shared by PipelineDriver and the stage actors' coordinator.
+// Mean of the per-token losses of all micro-batches, added in micro-batch order (as one device adds
+// them in row order); *rows gets their count.
+double mean_loss(const std::vector<Tensor>& microbatch_losses, std::int64_t* rows);
+// Global gradient 2-norm from per-stage, per-chunk sums of squares, added in layer order.
+double global_grad_norm(const pipeline::Layout& layout, const std::vector<std::vector<std::vector<double>>>& sumsq);
 
 class PipelineDriver {
  public:
@@ -47,6 +57,9 @@ class PipelineDriver {
   StageWorker& stage(int s) { return *stages_.at(s); }
   int num_stages() const { return static_cast<int>(stages_.size()); }
   const pipeline::Schedule& schedule() const { return schedule_; }
+  const pipeline::Layout& layout() const { return layout_; }
+  const RunConfig& config() const { return config_; }
+  const PipelineOptions& options() const { return options_; }
 
  private:
   RunConfig config_;
@@ -57,6 +70,7 @@ class PipelineDriver {
   std::vector<LayerSpec> specs_;
   plan::Partition partition_;
   pipeline::Schedule schedule_;
+  std::vector<std::unique_ptr<CpuBackend>> stage_backends_;
   std::vector<std::unique_ptr<StageWorker>> stages_;
 };
 

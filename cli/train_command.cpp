@@ -9,7 +9,7 @@
 #include <fmt/format.h>
 
 #include "cli/progress.h"
-#include "actors/pipeline_driver.h"
+#include "actors/actor_pipeline.h"
 #include "models/trainer.h"
 #include "runtime/config/config_loader.h"
 
@@ -52,7 +52,7 @@ int run_train(const TrainOptions& options) {
 
   const ParallelConfig& par = config.parallel;
   if (par.pipeline > 1 || par.microbatches > 1) {
-    PipelineDriver pipeline(config, {par.pipeline, par.virtual_stages, par.microbatches, par.schedule, par.boundaries});
+    ActorPipeline pipeline(config, {par.pipeline, par.virtual_stages, par.microbatches, par.schedule, par.boundaries});
     std::printf("troupe: pipeline of %d stages x %d chunks, schedule %s, %d micro-batches; partition:\n%s",
                 par.pipeline, par.virtual_stages, par.schedule.c_str(), par.microbatches,
                 pipeline.describe_partition().c_str());
@@ -64,7 +64,7 @@ int run_train(const TrainOptions& options) {
 
 namespace {
 std::int64_t param_count(Trainer& t) { return t.model().params().numel(); }
-std::int64_t param_count(PipelineDriver& d) {
+std::int64_t param_count(ActorPipeline& d) {
   std::int64_t n = 0;
   for (Param* p : d.params_in_order()) n += p->value.numel();
   return n;

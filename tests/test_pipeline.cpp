@@ -4,6 +4,7 @@
 
 #include <cstring>
 
+#include "actors/actor_pipeline.h"
 #include "actors/pipeline_driver.h"
 #include "runtime/config/config_loader.h"
 
@@ -87,4 +88,24 @@ TEST_CASE("impossible pipelines are refused with what is allowed", "[pipeline]")
   CHECK_THROWS_WITH(PipelineDriver(config, {2, 1, 3, "1f1b", ""}), Catch::Contains("must divide train.batch_size = 8"));
   CHECK_THROWS_WITH(PipelineDriver(config, {8, 2, 8, "interleaved", ""}), Catch::Contains("needs at least 16 layers"));
   CHECK_THROWS_WITH(PipelineDriver(config, {2, 1, 2, "1f1b", "0,9"}), Catch::Contains("parallel.boundaries"));
+}
+
+TEST_CASE("stage actors (CAF, one thread each) = single device, bitwise in deterministic mode", "[pipeline][actors]") {
+  const RunConfig config = load_config(std::nullopt, small_gpt(true));
+  const int steps = 3;
+  const Run reference = single_device(config, steps);
+  for (const char* schedule : {"gpipe", "1f1b", "interleaved"})
+    for (int p : {2, 4}) {
+      PipelineOptions o{p, std::string(schedule) == "interleaved" ? 2 : 1, 4, schedule, ""};
+      INFO(schedule << " p=" << p);
+      ActorPipeline actors(config, o);
+      std::vector<double> losses;
+      for (int s = 0; s < steps; ++s) losses.push_back(actors.train_step(s).loss);
+      for (int s = 0; s < steps; ++s) CHECK(losses[s] == reference.losses[s]);
+      for (Param* prm : actors.params_in_order()) {
+        INFO(prm->name);
+        const auto w = prm->value.to_vector();
+        CHECK(std::memcmp(w.data(), reference.weights.at(prm->name).data(), w.size() * sizeof(float)) == 0);
+      }
+    }
 }

@@ -1,0 +1,113 @@
+// ActorPipeline: spawning the stage actors and coordinating one training step over the protocol.
+#include "actors/actor_pipeline.h"
+
+#include <chrono>
+
+#include "actors/stage_actor.h"
+#include "runtime/optim/clip_grad.h"
+#include "runtime/optim/lr_schedule.h"
+
+namespace troupe {
+
+namespace {
+// A step that makes no progress for this long is reported instead of waited on forever.
+constexpr auto kStepTimeout = std::chrono::minutes(10);
+
+PipelineOptions concurrent(PipelineOptions o) {
+  o.concurrent_stages = true;
+  return o;
+}
+
+[[noreturn]] void stage_failed(const caf::error& reason, caf::actor_system& sys, const char* during) {
+  throw Error(ErrorKind::kInternal, std::string("a pipeline stage actor failed ") + during + ": " + sys.render(reason));
+}
+}  // namespace
+
+struct ActorPipeline::Actors {
+  caf::actor_system_config cfg;
+  std::unique_ptr<caf::actor_system> system;
+  std::unique_ptr<caf::scoped_actor> self;
+  std::vector<caf::actor> stages;
+};
+
+ActorPipeline::ActorPipeline(const RunConfig& config, PipelineOptions options)
+    : driver_(config, concurrent(std::move(options))), actors_(std::make_unique<Actors>()) {
+  actors_->cfg.set("logger.verbosity", caf::atom("quiet"));
+  actors_->system = std::make_unique<caf::actor_system>(actors_->cfg);
+  actors_->self = std::make_unique<caf::scoped_actor>(*actors_->system);
+  for (int s = 0; s < driver_.num_stages(); ++s) {
+    actors_->stages.push_back(actors_->system->spawn<caf::detached>(stage_actor, &driver_.stage(s)));
+    (*actors_->self)->monitor(actors_->stages.back());
+  }
+  for (auto& a : actors_->stages) (*actors_->self)->send(a, proto::peers_atom::value, actors_->stages, caf::actor(*actors_->self));
+}
+
+ActorPipeline::~ActorPipeline() {
+  for (auto& a : actors_->stages) caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
+  actors_->self.reset();
+  actors_->system->await_all_actors_done();
+}
+
+StepStats ActorPipeline::train_step(std::int64_t step) {
+  const auto start = std::chrono::steady_clock::now();
+  caf::scoped_actor& self = *actors_->self;
+  caf::actor_system& sys = *actors_->system;
+  const RunConfig& config = driver_.config();
+  const pipeline::Layout& layout = driver_.layout();
+  const int p = driver_.num_stages();
+
+  const Batch batch = driver_.dataset().train_batch(step, config.train.batch_size);
+  const float loss_scale = 1.0f / static_cast<float>(batch.targets.numel());
+  for (auto& a : actors_->stages)
+    self->send(a, proto::run_atom::value, batch, driver_.options().microbatches, loss_scale,
+               driver_.dataset().rows_per_sample());
+
+  // Every stage reports when it stands at its optimizer step.
+  const int last = layout.stage_of(layout.num_virtual() - 1);
+  std::vector<Tensor> losses;
+  Tensor tied_grad;
+  for (int ready = 0; ready < p; ++ready) {
+    self->receive(
+        [&](proto::ready_atom, int stage, const std::vector<Tensor>& l, const Tensor& tied) {
+          if (stage == last) {
+            losses = l;
+            tied_grad = tied;
+          }
+        },
+        [&](caf::down_msg& down) { stage_failed(down.reason, sys, "during the forward/backward pass"); },
+        caf::after(kStepTimeout) >> [&] {
+          throw Error(ErrorKind::kInternal, "pipeline step " + std::to_string(step) + ": no progress for 10 minutes");
+        });
+  }
+
+  StepStats s;
+  s.step = step;
+  std::int64_t rows = 0;
+  s.loss = mean_loss(losses, &rows);
+
+  std::vector<std::vector<std::vector<double>>> sumsq(p);
+  for (int i = 0; i < p; ++i)
+    self->request(actors_->stages[i], caf::infinite, proto::finish_atom::value, tied_grad)
+        .receive([&](std::vector<std::vector<double>>& v) { sumsq[i] = std::move(v); },
+                 [&](caf::error& e) { stage_failed(e, sys, "finishing the backward pass"); });
+  double coef = 1.0;
+  if (config.train.grad_clip > 0.0) {
+    s.grad_norm = global_grad_norm(layout, sumsq);
+    coef = clip_coefficient(s.grad_norm, config.train.grad_clip);
+  }
+  s.lr = lr_at(config.train, config.optim.lr_or_default(), step);
+  Tensor wte;
+  for (int i = 0; i < p; ++i)
+    self->request(actors_->stages[i], caf::infinite, proto::apply_atom::value, coef, s.lr)
+        .receive([&](Tensor& w) { if (w.defined()) wte = w; },
+                 [&](caf::error& e) { stage_failed(e, sys, "applying the optimizer step"); });
+  if (wte.defined())
+    self->request(actors_->stages[last], caf::infinite, proto::tied_atom::value, wte)
+        .receive([](bool) {}, [&](caf::error& e) { stage_failed(e, sys, "refreshing the tied embedding"); });
+
+  s.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  s.tokens_per_s = static_cast<double>(rows) / s.seconds;
+  return s;
+}
+
+}  // namespace troupe

@@ -1,0 +1,40 @@
+// Owns ActorPipeline: the pipeline run by CAF actors, one detached actor (thread) per stage, stages
+// exchanging activations and gradients directly; the coordinator only starts steps, combines gradient
+// norms and triggers the optimizer step. Same results as PipelineDriver (and the single device).
+#pragma once
+
+#include <memory>
+
+#include "actors/pipeline_driver.h"
+
+namespace caf {
+class actor_system;
+class actor_system_config;
+class scoped_actor;
+class actor;
+}  // namespace caf
+
+namespace troupe {
+
+class ActorPipeline {
+ public:
+  ActorPipeline(const RunConfig& config, PipelineOptions options);
+  ~ActorPipeline();
+
+  StepStats train_step(std::int64_t step);
+  // Between steps the actors are idle: evaluation and weight files go through the stage workers.
+  EvalStats evaluate() { return driver_.evaluate(); }
+  void load_weights(const std::string& path) { driver_.load_weights(path); }
+  void save_weights(const std::string& path) const { driver_.save_weights(path); }
+  std::string describe_partition() const { return driver_.describe_partition(); }
+  std::vector<Param*> params_in_order() const { return driver_.params_in_order(); }
+  Dataset& dataset() { return driver_.dataset(); }
+  CpuBackend& backend() { return driver_.backend(); }
+
+ private:
+  PipelineDriver driver_;  // builds the stages; its workers are what the actors run
+  struct Actors;
+  std::unique_ptr<Actors> actors_;
+};
+
+}  // namespace troupe

@@ -1,0 +1,34 @@
+// Owns the pipeline actors' protocol: every atom and every message type stage actors exchange (CAF 0.17).
+//
+//   coordinator -> stage   (peers_atom, std::vector<caf::actor> stages, caf::actor coordinator)
+//   coordinator -> stage   (run_atom, Batch, int microbatches, float loss_scale, int64_t row_block)
+//   stage -> stage         StageMessage                      activations forward, gradients backward
+//   stage -> coordinator   (ready_atom, int stage, std::vector<Tensor> losses, Tensor tied_grad)
+//   coordinator -> stage   (finish_atom, Tensor tied_grad)   -> std::vector<std::vector<double>> sumsq
+//   coordinator -> stage   (apply_atom, double clip, double lr) -> Tensor (new wte on its owner)
+//   coordinator -> stage   (tied_atom, Tensor wte)           -> bool (replica refreshed)
+//
+// Tensors travel by reference inside one process (CAF messages are copy-on-write and never copied
+// here); they are not serialisable, so these messages never leave the process — the network path
+// carries tensors over troupe's own transport, not CAF's.
+#pragma once
+
+#include <caf/all.hpp>
+
+#include <vector>
+
+#include "actors/stage_worker.h"
+
+namespace troupe::proto {
+using peers_atom = caf::atom_constant<caf::atom("peers")>;
+using run_atom = caf::atom_constant<caf::atom("run")>;
+using ready_atom = caf::atom_constant<caf::atom("ready")>;
+using finish_atom = caf::atom_constant<caf::atom("finish")>;
+using apply_atom = caf::atom_constant<caf::atom("apply")>;
+using tied_atom = caf::atom_constant<caf::atom("tied")>;
+}  // namespace troupe::proto
+
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::Tensor)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::Batch)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::StageMessage)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(std::vector<troupe::Tensor>)

@@ -1,0 +1,64 @@
+// The stage actor: deliver, advance, send; report at the optimizer step; apply on request.
+#include "actors/stage_actor.h"
+
+namespace troupe {
+
+namespace {
+// Runs the worker as far as it can go and ships what it produced.
+void pump(caf::stateful_actor<StageActorState>* self) {
+  // A neighbour can start this step before the coordinator's run message reaches us: its messages wait
+  // in the worker's inbox until then.
+  if (!self->state.running) return;
+  std::vector<Outgoing> out;
+  const auto status = self->state.worker->advance(out);
+  for (auto& o : out) self->send(self->state.peers.at(o.to_stage), std::move(o.message));
+  if (status == StageWorker::Status::at_step && !self->state.reported) {
+    self->state.reported = true;
+    StageWorker& w = *self->state.worker;
+    self->send(self->state.coordinator, proto::ready_atom::value, w.stage(), w.losses(), w.tied_grad());
+  }
+}
+}  // namespace
+
+caf::behavior stage_actor(caf::stateful_actor<StageActorState>* self, StageWorker* worker) {
+  self->state.worker = worker;
+  // A failing stage ends with the exception's text as its exit reason, so the coordinator can say what.
+  self->set_exception_handler([stage = worker->stage()](caf::scheduled_actor*, std::exception_ptr& eptr) -> caf::error {
+    try {
+      std::rethrow_exception(eptr);
+    } catch (const std::exception& e) {
+      return caf::make_error(caf::sec::runtime_error, "stage " + std::to_string(stage) + ": " + e.what());
+    }
+    return caf::make_error(caf::sec::runtime_error, "stage " + std::to_string(stage) + ": unknown exception");
+  });
+  return {
+      [=](proto::peers_atom, const std::vector<caf::actor>& peers, const caf::actor& coordinator) {
+        self->state.peers = peers;
+        self->state.coordinator = coordinator;
+      },
+      [=](proto::run_atom, const Batch& batch, int microbatches, float loss_scale, std::int64_t row_block) {
+        self->state.worker->begin_step(batch, microbatches, loss_scale, row_block);
+        self->state.reported = false;
+        self->state.running = true;
+        pump(self);
+      },
+      [=](const StageMessage& message) {
+        self->state.worker->deliver(message);
+        pump(self);
+      },
+      [=](proto::finish_atom, const Tensor& tied_grad) {
+        if (tied_grad.defined() && self->state.worker->owns_tied_weight()) self->state.worker->fold_tied_grad(tied_grad);
+        return self->state.worker->finish_backward();
+      },
+      [=](proto::apply_atom, double clip, double lr) {
+        self->state.running = false;
+        return self->state.worker->apply_step(clip, lr);
+      },
+      [=](proto::tied_atom, const Tensor& wte) {
+        self->state.worker->set_tied_weight(wte);
+        return true;
+      },
+  };
+}
+
+}  // namespace troupe
