@@ -28,21 +28,7 @@ target_include_directories(troupe_blas INTERFACE ${TROUPE_CBLAS_INCLUDE})
 # The soname (libopenblas.so.0) is shared with the serial build: pin the run-time search to this one.
 target_link_options(troupe_blas INTERFACE "LINKER:-rpath,${_troupe_blas_dir}")
 
-# CAF 0.17 ships no CMake config: define its imported targets by hand.
-find_path(CAF_INCLUDE_DIR caf/all.hpp)
-find_library(CAF_CORE_LIBRARY caf_core)
-find_library(CAF_IO_LIBRARY caf_io)
-if(CAF_INCLUDE_DIR AND CAF_CORE_LIBRARY AND CAF_IO_LIBRARY)
-  add_library(caf::core SHARED IMPORTED)
-  set_target_properties(caf::core PROPERTIES IMPORTED_LOCATION ${CAF_CORE_LIBRARY}
-    INTERFACE_INCLUDE_DIRECTORIES ${CAF_INCLUDE_DIR} INTERFACE_LINK_LIBRARIES Threads::Threads)
-  add_library(caf::io SHARED IMPORTED)
-  set_target_properties(caf::io PROPERTIES IMPORTED_LOCATION ${CAF_IO_LIBRARY}
-    INTERFACE_LINK_LIBRARIES caf::core)
-  set(TROUPE_HAVE_CAF ON)
-else()
-  message(FATAL_ERROR "CAF 0.17 not found: install libcaf-dev (scripts/setup-deps does)")
-endif()
+include(${CMAKE_CURRENT_LIST_DIR}/TroupeCaf.cmake)
 
 find_package(CapnProto REQUIRED)
 find_package(Boost 1.74 REQUIRED)
