@@ -30,6 +30,8 @@ class ActorPipeline {
   std::vector<Param*> params_in_order() const { return driver_.params_in_order(); }
   Dataset& dataset() { return driver_.dataset(); }
   CpuBackend& backend() { return driver_.backend(); }
+  // The stage's state machine; touch it only between steps (the actors are idle then).
+  StageWorker& stage(int s) { return driver_.stage(s); }
 
  private:
   PipelineDriver driver_;  // builds the stages; its workers are what the actors run

@@ -1,6 +1,8 @@
 // StageWorker: executes a stage's pipeline program over its model chunks.
 #include "actors/stage_worker.h"
 
+#include <algorithm>
+#include <thread>
 #include <type_traits>
 
 #include "runtime/optim/clip_grad.h"
@@ -76,7 +78,9 @@ bool StageWorker::run(const pipeline::Instr& instr, std::vector<Outgoing>& out) 
             x = std::move(it->second);
             ready_.erase(it);
           }
+          if (compute_delay_.count()) std::this_thread::sleep_for(compute_delay_);
           Tensor y = chunks_[in.chunk]->forward(backend_, mb, ctxs_[in.mb][in.chunk], x);
+          peak_in_flight_ = std::max(peak_in_flight_, ++in_flight_);
           if (k == last) losses_[in.mb] = y;
           else outputs_[{kActivation, in.mb, in.chunk}] = y;
           return true;
@@ -89,7 +93,9 @@ bool StageWorker::run(const pipeline::Instr& instr, std::vector<Outgoing>& out) 
             dy = std::move(it->second);
             ready_.erase(it);
           }
+          if (compute_delay_.count()) std::this_thread::sleep_for(compute_delay_);
           Tensor dx = chunks_[in.chunk]->backward(backend_, microbatches_.at(in.mb), ctxs_[in.mb][in.chunk], dy);
+          --in_flight_;
           if (k > 0) outputs_[{kGrad, in.mb, in.chunk}] = dx;
           return true;
         } else if constexpr (std::is_same_v<T, pipeline::SendActivation> || std::is_same_v<T, pipeline::SendGrad>) {

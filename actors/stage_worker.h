@@ -9,6 +9,7 @@
 // inbox, keyed by (kind, micro-batch, chunk), until the program asks for them.
 #pragma once
 
+#include <chrono>
 #include <map>
 #include <memory>
 #include <string>
@@ -72,6 +73,14 @@ class StageWorker {
   // Refreshes the head's replica of wte after the owner's step.
   void set_tied_weight(const Tensor& value);
 
+  // Most micro-batches in flight at once on this stage (forward done, backward not yet) since
+  // construction: the activations it holds, and a bound on the messages it can have sent ahead to a
+  // slower neighbour. The schedule sets it, however slow the neighbours are: 1F1B stops a stage until
+  // gradients come back (at most p - s), GPipe lets it run all m forwards.
+  std::size_t peak_in_flight() const { return peak_in_flight_; }
+  // Test hook: extra time spent in every Forward and Backward (a deliberately slow stage).
+  void set_compute_delay(std::chrono::microseconds delay) { compute_delay_ = delay; }
+
   std::vector<Param*> params() const;
   Model& chunk(int c) { return *chunks_.at(c); }
   int num_chunks() const { return static_cast<int>(chunks_.size()); }
@@ -96,6 +105,9 @@ class StageWorker {
   std::map<Key, Tensor> outputs_;  // produced, not yet sent
   std::vector<Tensor> losses_;
   std::size_t cursor_ = 0;
+  std::size_t in_flight_ = 0;
+  std::size_t peak_in_flight_ = 0;
+  std::chrono::microseconds compute_delay_{0};
 };
 
 }  // namespace troupe

@@ -109,3 +109,19 @@ TEST_CASE("stage actors (CAF, one thread each) = single device, bitwise in deter
       }
     }
 }
+
+TEST_CASE("a slow stage does not let its neighbour run ahead beyond the schedule's bound", "[pipeline][actors]") {
+  const RunConfig config = load_config(std::nullopt, small_gpt(false));
+  const int m = 8;
+  auto peak_ahead_of_slow_stage = [&](const char* schedule) {
+    ActorPipeline actors(config, {2, 1, m, schedule, ""});
+    actors.stage(1).set_compute_delay(std::chrono::milliseconds(3));  // stage 0 runs far ahead if it may
+    actors.train_step(0);
+    actors.train_step(1);
+    return actors.stage(0).peak_in_flight();
+  };
+  // 1F1B: stage 0 holds at most p = 2 micro-batches, however slow stage 1 is.
+  CHECK(peak_ahead_of_slow_stage("1f1b") == 2);
+  // GPipe lets stage 0 run all m forwards before any backward.
+  CHECK(peak_ahead_of_slow_stage("gpipe") == static_cast<std::size_t>(m));
+}
