@@ -1,6 +1,8 @@
 // Tests of the config schema and loader: precedence, every key, round trip, and each class of error message.
 #include <catch2/catch.hpp>
 
+#include "temp_dir.h"
+
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -20,21 +22,6 @@ using Catch::Matchers::Contains;
 
 namespace {
 
-// A fresh directory per use, removed at the end of the test.
-struct TempDir {
-  std::filesystem::path path;
-  TempDir() {
-    std::string tmpl = (std::filesystem::temp_directory_path() / "troupe_config_XXXXXX").string();
-    REQUIRE(::mkdtemp(tmpl.data()) != nullptr);
-    path = tmpl;
-  }
-  ~TempDir() { std::filesystem::remove_all(path); }
-  std::string write(const std::string& name, const std::string& text) const {
-    auto p = path / name;
-    std::ofstream(p) << text;
-    return p.string();
-  }
-};
 
 // The message of the troupe::Error that `fn` throws, checked to be a config error on one line.
 std::string config_error(const std::function<void()>& fn) {

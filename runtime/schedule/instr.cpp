@@ -11,12 +11,6 @@ namespace troupe::pipeline {
 
 namespace {
 
-template <class... F>
-struct Overloaded : F... {
-  using F::operator()...;
-};
-template <class... F>
-Overloaded(F...) -> Overloaded<F...>;
 
 // Kind keywords, longest first so that "SEND_F" is not read as something shorter.
 enum class Kind { kSendF, kRecvF, kSendB, kRecvB, kF, kB };

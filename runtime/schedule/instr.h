@@ -62,6 +62,14 @@ struct OptimizerStep {
   bool operator==(const OptimizerStep&) const = default;
 };
 
+// Builds a visitor from lambdas: std::visit(Overloaded{[](const Forward&) {...}, ...}, instr).
+template <class... F>
+struct Overloaded : F... {
+  using F::operator()...;
+};
+template <class... F>
+Overloaded(F...) -> Overloaded<F...>;
+
 // Run with std::visit: a visitor missing a handler does not compile.
 using Instr = std::variant<Forward, Backward, SendActivation, RecvActivation, SendGrad, RecvGrad, OptimizerStep>;
 using Program = std::vector<Instr>;

@@ -16,12 +16,6 @@ namespace troupe::pipeline {
 
 namespace {
 
-template <class... F>
-struct Overloaded : F... {
-  using F::operator()...;
-};
-template <class... F>
-Overloaded(F...) -> Overloaded<F...>;
 
 // A message is identified by what it carries, where it goes and for which micro-batch.
 struct MsgKey {
