@@ -4,8 +4,6 @@
 #include <chrono>
 
 #include "actors/stage_actor.h"
-#include "runtime/optim/clip_grad.h"
-#include "runtime/optim/lr_schedule.h"
 
 namespace troupe {
 
@@ -90,15 +88,12 @@ StepStats ActorPipeline::train_step(std::int64_t step) {
     self->request(actors_->stages[i], caf::infinite, proto::finish_atom::value, tied_grad)
         .receive([&](std::vector<std::vector<double>>& v) { sumsq[i] = std::move(v); },
                  [&](caf::error& e) { stage_failed(e, sys, "finishing the backward pass"); });
-  double coef = 1.0;
-  if (config.train.grad_clip > 0.0) {
-    s.grad_norm = global_grad_norm(layout, sumsq);
-    coef = clip_coefficient(s.grad_norm, config.train.grad_clip);
-  }
-  s.lr = lr_at(config.train, config.optim.lr_or_default(), step);
+  const StepUpdate u = plan_update(config, layout, sumsq, step);
+  s.grad_norm = u.grad_norm;
+  s.lr = u.lr;
   Tensor wte;
   for (int i = 0; i < p; ++i)
-    self->request(actors_->stages[i], caf::infinite, proto::apply_atom::value, coef, s.lr)
+    self->request(actors_->stages[i], caf::infinite, proto::apply_atom::value, u.clip, u.lr)
         .receive([&](Tensor& w) { if (w.defined()) wte = w; },
                  [&](caf::error& e) { stage_failed(e, sys, "applying the optimizer step"); });
   if (wte.defined())

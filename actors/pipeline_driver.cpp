@@ -94,6 +94,17 @@ void PipelineDriver::load_weights(const std::string& path) {
 
 void PipelineDriver::save_weights(const std::string& path) const { save_weights_from(params_in_order(), path, config_); }
 
+StepUpdate plan_update(const RunConfig& config, const pipeline::Layout& layout,
+                       const std::vector<std::vector<std::vector<double>>>& sumsq, std::int64_t step) {
+  StepUpdate u;
+  if (config.train.grad_clip > 0.0) {
+    u.grad_norm = global_grad_norm(layout, sumsq);
+    u.clip = clip_coefficient(u.grad_norm, config.train.grad_clip);
+  }
+  u.lr = lr_at(config.train, config.optim.lr_or_default(), step);
+  return u;
+}
+
 StepStats PipelineDriver::train_step(std::int64_t step) {
   const auto start = std::chrono::steady_clock::now();
   const Batch batch = dataset_->train_batch(step, config_.train.batch_size);
@@ -135,15 +146,12 @@ StepStats PipelineDriver::train_step(std::int64_t step) {
       if (st->owns_tied_weight()) st->fold_tied_grad(g);
   std::vector<std::vector<std::vector<double>>> sumsq(stages_.size());
   for (std::size_t i = 0; i < stages_.size(); ++i) sumsq[i] = stages_[i]->finish_backward();
-  double coef = 1.0;
-  if (config_.train.grad_clip > 0.0) {
-    s.grad_norm = global_grad_norm(layout_, sumsq);
-    coef = clip_coefficient(s.grad_norm, config_.train.grad_clip);
-  }
-  s.lr = lr_at(config_.train, config_.optim.lr_or_default(), step);
+  const StepUpdate u = plan_update(config_, layout_, sumsq, step);
+  s.grad_norm = u.grad_norm;
+  s.lr = u.lr;
   Tensor wte;
   for (auto& st : stages_)
-    if (Tensor w = st->apply_step(coef, s.lr); w.defined()) wte = w;
+    if (Tensor w = st->apply_step(u.clip, u.lr); w.defined()) wte = w;
   if (wte.defined()) last.set_tied_weight(wte);
 
   s.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();

@@ -37,6 +37,13 @@ struct PipelineOptions {
 double mean_loss(const std::vector<Tensor>& microbatch_losses, std::int64_t* rows);
 // Global gradient 2-norm from per-stage, per-chunk sums of squares, added in layer order.
 double global_grad_norm(const pipeline::Layout& layout, const std::vector<std::vector<std::vector<double>>>& sumsq);
+// What every stage applies at the end of step `step`: the clip coefficient (1 when clipping is off)
+// and the learning rate; grad_norm is the global norm (0 when clipping is off, as on one device).
+struct StepUpdate {
+  double grad_norm = 0.0, clip = 1.0, lr = 0.0;
+};
+StepUpdate plan_update(const RunConfig& config, const pipeline::Layout& layout,
+                       const std::vector<std::vector<std::vector<double>>>& sumsq, std::int64_t step);
 
 class PipelineDriver {
  public:
