@@ -10,8 +10,12 @@ void pump(caf::stateful_actor<StageActorState>* self) {
   // in the worker's inbox until then.
   if (!self->state.running) return;
   std::vector<Outgoing> out;
-  const auto status = self->state.worker->advance(out);
-  for (auto& o : out) self->send(self->state.peers.at(o.to_stage), std::move(o.message));
+  StageWorker::Status status;
+  do {
+    out.clear();
+    status = self->state.worker->advance(out);
+    for (auto& o : out) self->send(self->state.peers.at(o.to_stage), std::move(o.message));
+  } while (status == StageWorker::Status::sent);
   if (status == StageWorker::Status::at_step && !self->state.reported) {
     self->state.reported = true;
     StageWorker& w = *self->state.worker;

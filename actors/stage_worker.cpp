@@ -57,8 +57,10 @@ void StageWorker::deliver(StageMessage message) {
 StageWorker::Status StageWorker::advance(std::vector<Outgoing>& out) {
   while (cursor_ < program_.size()) {
     if (std::holds_alternative<pipeline::OptimizerStep>(program_[cursor_])) return Status::at_step;
+    const std::size_t before = out.size();
     if (!run(program_[cursor_], out)) return Status::blocked;
     ++cursor_;
+    if (out.size() != before) return Status::sent;
   }
   return Status::at_step;
 }

@@ -39,7 +39,9 @@ struct Outgoing {
 
 class StageWorker {
  public:
-  enum class Status { blocked, at_step };
+  // sent: it produced messages and stopped so they can go out at once (call again);
+  // blocked: waiting for a message; at_step: standing at the OptimizerStep.
+  enum class Status { sent, blocked, at_step };
 
   // specs: the whole model's layers; boundaries: p*v + 1 entries, virtual stage k owns
   // [boundaries[k], boundaries[k+1]).
@@ -51,7 +53,8 @@ class StageWorker {
   // Starts a training step on `batch`, cut into `microbatches` equal micro-batches of whole samples.
   void begin_step(const Batch& batch, int microbatches, float loss_scale, std::int64_t row_block);
   void deliver(StageMessage message);
-  // Runs instructions until blocked on a receive or at the OptimizerStep.
+  // Runs instructions until one sends (so the message leaves before the next compute), until blocked on
+  // a receive, or until the OptimizerStep.
   Status advance(std::vector<Outgoing>& out);
   // The instruction the cursor stands at, as text ("RECV_F3"), for error grids.
   std::size_t cursor() const { return cursor_; }
