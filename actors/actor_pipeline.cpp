@@ -4,6 +4,7 @@
 #include <chrono>
 
 #include "actors/stage_actor.h"
+#include "runtime/schedule/grid.h"
 
 namespace troupe {
 
@@ -16,9 +17,6 @@ PipelineOptions concurrent(PipelineOptions o) {
   return o;
 }
 
-[[noreturn]] void stage_failed(const caf::error& reason, caf::actor_system& sys, const char* during) {
-  throw Error(ErrorKind::kInternal, std::string("a pipeline stage actor failed ") + during + ": " + sys.render(reason));
-}
 }  // namespace
 
 struct ActorPipeline::Actors {
@@ -27,6 +25,20 @@ struct ActorPipeline::Actors {
   std::unique_ptr<caf::scoped_actor> self;
   std::vector<caf::actor> stages;
 };
+
+// Reports a failed stage with the step x stage grid, each stage's position marked (">B3<").
+void ActorPipeline::stage_failed(const caf::error& reason, const char* during) const {
+  pipeline::GridOptions grid;
+  grid.show_communication = true;
+  for (int s = 0; s < driver_.num_stages(); ++s) {
+    const StageWorker& w = const_cast<PipelineDriver&>(driver_).stage(s);
+    if (w.cursor() < w.program().size()) grid.marks.push_back({s, w.cursor()});
+  }
+  throw Error(ErrorKind::kInternal,
+              std::string("a pipeline stage failed ") + during + ": " + actors_->system->render(reason) +
+                  "\nwhere each stage stood (marked):\n" +
+                  pipeline::render_grid(driver_.schedule(), driver_.num_stages(), driver_.layout().virtual_stages, grid));
+}
 
 ActorPipeline::ActorPipeline(const RunConfig& config, PipelineOptions options)
     : driver_(config, concurrent(std::move(options))), actors_(std::make_unique<Actors>()) {
@@ -49,7 +61,6 @@ ActorPipeline::~ActorPipeline() {
 StepStats ActorPipeline::train_step(std::int64_t step) {
   const auto start = std::chrono::steady_clock::now();
   caf::scoped_actor& self = *actors_->self;
-  caf::actor_system& sys = *actors_->system;
   const RunConfig& config = driver_.config();
   const pipeline::Layout& layout = driver_.layout();
   const int p = driver_.num_stages();
@@ -72,7 +83,7 @@ StepStats ActorPipeline::train_step(std::int64_t step) {
             tied_grad = tied;
           }
         },
-        [&](caf::down_msg& down) { stage_failed(down.reason, sys, "during the forward/backward pass"); },
+        [&](caf::down_msg& down) { stage_failed(down.reason, "during the forward/backward pass"); },
         caf::after(kStepTimeout) >> [&] {
           throw Error(ErrorKind::kInternal, "pipeline step " + std::to_string(step) + ": no progress for 10 minutes");
         });
@@ -87,7 +98,7 @@ StepStats ActorPipeline::train_step(std::int64_t step) {
   for (int i = 0; i < p; ++i)
     self->request(actors_->stages[i], caf::infinite, proto::finish_atom::value, tied_grad)
         .receive([&](std::vector<std::vector<double>>& v) { sumsq[i] = std::move(v); },
-                 [&](caf::error& e) { stage_failed(e, sys, "finishing the backward pass"); });
+                 [&](caf::error& e) { stage_failed(e, "finishing the backward pass"); });
   const StepUpdate u = plan_update(config, layout, sumsq, step);
   s.grad_norm = u.grad_norm;
   s.lr = u.lr;
@@ -95,10 +106,10 @@ StepStats ActorPipeline::train_step(std::int64_t step) {
   for (int i = 0; i < p; ++i)
     self->request(actors_->stages[i], caf::infinite, proto::apply_atom::value, u.clip, u.lr)
         .receive([&](Tensor& w) { if (w.defined()) wte = w; },
-                 [&](caf::error& e) { stage_failed(e, sys, "applying the optimizer step"); });
+                 [&](caf::error& e) { stage_failed(e, "applying the optimizer step"); });
   if (wte.defined())
     self->request(actors_->stages[last], caf::infinite, proto::tied_atom::value, wte)
-        .receive([](bool) {}, [&](caf::error& e) { stage_failed(e, sys, "refreshing the tied embedding"); });
+        .receive([](bool) {}, [&](caf::error& e) { stage_failed(e, "refreshing the tied embedding"); });
 
   s.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   s.tokens_per_s = static_cast<double>(rows) / s.seconds;

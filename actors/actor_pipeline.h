@@ -12,6 +12,7 @@ class actor_system;
 class actor_system_config;
 class scoped_actor;
 class actor;
+class error;
 }  // namespace caf
 
 namespace troupe {
@@ -34,6 +35,8 @@ class ActorPipeline {
   StageWorker& stage(int s) { return driver_.stage(s); }
 
  private:
+  [[noreturn]] void stage_failed(const caf::error& reason, const char* during) const;
+
   PipelineDriver driver_;  // builds the stages; its workers are what the actors run
   struct Actors;
   std::unique_ptr<Actors> actors_;

@@ -58,6 +58,8 @@ StageWorker::Status StageWorker::advance(std::vector<Outgoing>& out) {
   while (cursor_ < program_.size()) {
     if (std::holds_alternative<pipeline::OptimizerStep>(program_[cursor_])) return Status::at_step;
     const std::size_t before = out.size();
+    if (cursor_ == fault_at_)
+      throw Error(ErrorKind::kInternal, "injected fault at " + pipeline::to_string(program_[cursor_]));
     if (!run(program_[cursor_], out)) return Status::blocked;
     ++cursor_;
     if (out.size() != before) return Status::sent;

@@ -83,6 +83,9 @@ class StageWorker {
   std::size_t peak_in_flight() const { return peak_in_flight_; }
   // Test hook: extra time spent in every Forward and Backward (a deliberately slow stage).
   void set_compute_delay(std::chrono::microseconds delay) { compute_delay_ = delay; }
+  // Fault injection: the instruction at `index` of the program throws (for failure-path tests and,
+  // later, supervision drills). SIZE_MAX: none.
+  void inject_fault(std::size_t index) { fault_at_ = index; }
 
   std::vector<Param*> params() const;
   Model& chunk(int c) { return *chunks_.at(c); }
@@ -111,6 +114,7 @@ class StageWorker {
   std::size_t in_flight_ = 0;
   std::size_t peak_in_flight_ = 0;
   std::chrono::microseconds compute_delay_{0};
+  std::size_t fault_at_ = SIZE_MAX;
 };
 
 }  // namespace troupe

@@ -125,3 +125,20 @@ TEST_CASE("a slow stage does not let its neighbour run ahead beyond the schedule
   // GPipe lets stage 0 run all m forwards before any backward.
   CHECK(peak_ahead_of_slow_stage("gpipe") == static_cast<std::size_t>(m));
 }
+
+TEST_CASE("a stage that fails mid-step is reported with the grid, not a hang", "[pipeline][actors]") {
+  const RunConfig config = load_config(std::nullopt, small_gpt(false));
+  ActorPipeline actors(config, {2, 1, 4, "1f1b", ""});
+  // Stage 1's program: RECV_F0 F0 B0 SEND_B0 ...; fail its first backward.
+  const auto& program = actors.stage(1).program();
+  std::size_t first_backward = 0;
+  while (!std::holds_alternative<pipeline::Backward>(program.at(first_backward))) ++first_backward;
+  actors.stage(1).inject_fault(first_backward);
+  try {
+    actors.train_step(0);
+    FAIL("the step should have failed");
+  } catch (const Error& e) {
+    const std::string what = e.what();
+    CHECK_THAT(what, Catch::Contains("injected fault at B0") && Catch::Contains(">B0<") && Catch::Contains("stage 1"));
+  }
+}
