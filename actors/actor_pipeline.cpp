@@ -58,8 +58,14 @@ ActorPipeline::~ActorPipeline() {
   actors_->system->await_all_actors_done();
 }
 
+void ActorPipeline::set_trace(TraceRecorder* trace) {
+  trace_ = trace;
+  for (int s = 0; s < driver_.num_stages(); ++s) driver_.stage(s).set_trace(trace, trace->track("stage " + std::to_string(s)));
+}
+
 StepStats ActorPipeline::train_step(std::int64_t step) {
   const auto start = std::chrono::steady_clock::now();
+  const double trace_begin = trace_ ? trace_->now_us() : 0.0;
   caf::scoped_actor& self = *actors_->self;
   const RunConfig& config = driver_.config();
   const pipeline::Layout& layout = driver_.layout();
@@ -111,6 +117,7 @@ StepStats ActorPipeline::train_step(std::int64_t step) {
     self->request(actors_->stages[last], caf::infinite, proto::tied_atom::value, wte)
         .receive([](bool) {}, [&](caf::error& e) { stage_failed(e, "refreshing the tied embedding"); });
 
+  if (trace_) trace_->window(trace_begin, trace_->now_us());
   s.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   s.tokens_per_s = static_cast<double>(rows) / s.seconds;
   return s;

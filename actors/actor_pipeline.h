@@ -31,13 +31,16 @@ class ActorPipeline {
   std::vector<Param*> params_in_order() const { return driver_.params_in_order(); }
   Dataset& dataset() { return driver_.dataset(); }
   CpuBackend& backend() { return driver_.backend(); }
+  // Records every stage's spans (track "stage s") and each step's window into `trace`.
+  void set_trace(TraceRecorder* trace);
   // The stage's state machine; touch it only between steps (the actors are idle then).
   StageWorker& stage(int s) { return driver_.stage(s); }
 
  private:
   [[noreturn]] void stage_failed(const caf::error& reason, const char* during) const;
 
-  PipelineDriver driver_;  // builds the stages; its workers are what the actors run
+  PipelineDriver driver_;
+  TraceRecorder* trace_ = nullptr;  // builds the stages; its workers are what the actors run
   struct Actors;
   std::unique_ptr<Actors> actors_;
 };

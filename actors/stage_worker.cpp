@@ -55,12 +55,30 @@ void StageWorker::deliver(StageMessage message) {
 }
 
 StageWorker::Status StageWorker::advance(std::vector<Outgoing>& out) {
+  if (trace_ && blocked_since_ >= 0.0) {
+    trace_->span(track_, "wait", "idle", blocked_since_, trace_->now_us());
+    blocked_since_ = -1.0;
+  }
   while (cursor_ < program_.size()) {
     if (std::holds_alternative<pipeline::OptimizerStep>(program_[cursor_])) return Status::at_step;
     const std::size_t before = out.size();
     if (cursor_ == fault_at_)
       throw Error(ErrorKind::kInternal, "injected fault at " + pipeline::to_string(program_[cursor_]));
-    if (!run(program_[cursor_], out)) return Status::blocked;
+    const double begin = trace_ ? trace_->now_us() : 0.0;
+    if (!run(program_[cursor_], out)) {
+      if (trace_) blocked_since_ = begin;
+      return Status::blocked;
+    }
+    if (trace_) {
+      const pipeline::Instr& in = program_[cursor_];
+      const char* category = std::holds_alternative<pipeline::Forward>(in)    ? "forward"
+                             : std::holds_alternative<pipeline::Backward>(in) ? "backward"
+                             : pipeline::is_communication(in) && !std::holds_alternative<pipeline::RecvActivation>(in) &&
+                                       !std::holds_alternative<pipeline::RecvGrad>(in)
+                                 ? "send"
+                                 : nullptr;
+      if (category) trace_->span(track_, pipeline::to_string(in), category, begin, trace_->now_us(), pipeline::microbatch_of(in));
+    }
     ++cursor_;
     if (out.size() != before) return Status::sent;
   }
@@ -164,12 +182,15 @@ std::vector<std::vector<double>> StageWorker::finish_backward() {
 }
 
 Tensor StageWorker::apply_step(double clip_coefficient, double lr) {
+  const double begin = trace_ ? trace_->now_us() : 0.0;
   std::vector<Param*> all = params();
   scale_grads(all, clip_coefficient);
   optimizer_->step(all, lr);
   for (auto& m : chunks_) m->zero_grad();
   ctxs_.clear();
   cursor_ = 0;
+  blocked_since_ = -1.0;
+  if (trace_) trace_->span(track_, "optimizer step", "optimizer", begin, trace_->now_us());
   for (const auto& m : chunks_)
     if (Param* p = m->params().find("transformer.wte.weight")) return p->value;
   return {};

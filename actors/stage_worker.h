@@ -21,6 +21,7 @@
 #include "runtime/data/dataset.h"
 #include "runtime/optim/optimizer.h"
 #include "runtime/schedule/instr.h"
+#include "runtime/trace/trace.h"
 
 namespace troupe {
 
@@ -87,6 +88,12 @@ class StageWorker {
   // later, supervision drills). SIZE_MAX: none.
   void inject_fault(std::size_t index) { fault_at_ = index; }
 
+  // Records this stage's compute, sends, waits and optimizer step on `track` of `trace`.
+  void set_trace(TraceRecorder* trace, int track) {
+    trace_ = trace;
+    track_ = track;
+  }
+
   std::vector<Param*> params() const;
   Model& chunk(int c) { return *chunks_.at(c); }
   int num_chunks() const { return static_cast<int>(chunks_.size()); }
@@ -115,6 +122,9 @@ class StageWorker {
   std::size_t peak_in_flight_ = 0;
   std::chrono::microseconds compute_delay_{0};
   std::size_t fault_at_ = SIZE_MAX;
+  TraceRecorder* trace_ = nullptr;
+  int track_ = 0;
+  double blocked_since_ = -1.0;
 };
 
 }  // namespace troupe

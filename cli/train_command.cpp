@@ -46,6 +46,7 @@ int run_train(const TrainOptions& options) {
   const RunConfig config = load_config(options.config_path, sets);
   check_output_path("--save", options.save_path);
   check_output_path("--dump-losses", options.dump_losses);
+  check_output_path("--trace", options.trace_path);
   if (!options.init_from.empty() && !fs::is_regular_file(options.init_from))
     throw Error(ErrorKind::kUsage, "--init-from " + options.init_from + ": no such file");
   if (options.print_config) std::printf("%s", config_to_toml(config).c_str());
@@ -75,6 +76,8 @@ std::int64_t param_count(ActorPipeline& d) {
 template <typename Runner>
 int train_loop(Runner& trainer, const RunConfig& config, const TrainOptions& options) {
   if (!options.init_from.empty()) trainer.load_weights(options.init_from);
+  TraceRecorder trace(!options.trace_path.empty());
+  if (trace.enabled()) trainer.set_trace(&trace);
   const auto& m = config.model;
   const std::string shape = m.kind == "gpt"
                                 ? fmt::format("n_layer={} n_head={} n_embd={} block_size={} vocab={}", m.n_layer, m.n_head,
@@ -129,6 +132,17 @@ int train_loop(Runner& trainer, const RunConfig& config, const TrainOptions& opt
     const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     std::printf("troupe: done in %.1fs, final train loss %.4f, %.0f %s/s\n", wall, last_loss,
                 compute_s > 0 ? tokens / compute_s : 0.0, m.kind == "gpt" ? "tokens" : "samples");
+  }
+  if (trace.enabled()) {
+    trace.write_chrome_trace(options.trace_path);
+    const ParallelConfig& par = config.parallel;
+    const double ideal = par.pipeline > 1 ? theoretical_bubble(par.schedule, par.pipeline, par.microbatches,
+                                                               par.virtual_stages)
+                                          : 0.0;
+    std::printf("troupe: trace written to %s; bubble (idle share of step time) per actor, schedule's ideal %.1f%%:\n",
+                options.trace_path.c_str(), 100.0 * ideal);
+    for (const auto& t : trace.track_stats())
+      std::printf("  %-10s measured %5.1f%%\n", t.name.c_str(), 100.0 * t.bubble);
   }
   if (!options.save_path.empty()) {
     trainer.save_weights(options.save_path);

@@ -15,6 +15,7 @@ struct TrainOptions {
   std::string save_path;
   std::string init_from;
   std::string dump_losses;
+  std::string trace_path;
   bool print_config = false;
 };
 

@@ -53,9 +53,12 @@ StepStats Trainer::train_step(std::int64_t step) {
 
   model_->zero_grad();
   auto ctxs = model_->make_contexts();
+  const double t0 = trace_ ? trace_->now_us() : 0.0;
   Tensor losses = model_->forward(*backend_, mb, ctxs, mb.inputs);
+  const double t1 = trace_ ? trace_->now_us() : 0.0;
   model_->backward(*backend_, mb, ctxs, Tensor());
   model_->finish_grads();
+  const double t2 = trace_ ? trace_->now_us() : 0.0;
 
   StepStats s;
   s.step = step;
@@ -65,6 +68,12 @@ StepStats Trainer::train_step(std::int64_t step) {
   if (config_.train.grad_clip > 0.0) s.grad_norm = clip_grad_norm(model_->params().all(), config_.train.grad_clip);
   s.lr = lr_at(config_.train, config_.optim.lr_or_default(), step);
   optimizer_->step(model_->params().all(), s.lr);
+  if (trace_) {
+    trace_->span(track_, "forward", "forward", t0, t1);
+    trace_->span(track_, "backward", "backward", t1, t2);
+    trace_->span(track_, "optimizer step", "optimizer", t2, trace_->now_us());
+    trace_->window(t0, trace_->now_us());
+  }
 
   s.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   s.tokens_per_s = static_cast<double>(losses.numel()) / s.seconds;

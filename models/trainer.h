@@ -12,6 +12,7 @@
 #include "runtime/cpu/cpu_backend.h"
 #include "runtime/data/dataset.h"
 #include "runtime/optim/optimizer.h"
+#include "runtime/trace/trace.h"
 
 namespace troupe {
 
@@ -49,6 +50,11 @@ class Trainer {
   ~Trainer();
 
   StepStats train_step(std::int64_t step);
+  // Records forward, backward and optimizer spans of every step on track "device".
+  void set_trace(TraceRecorder* trace) {
+    trace_ = trace;
+    track_ = trace->track("device");
+  }
   // Mean loss over train.eval_batches validation batches (all of the test set for the mlp).
   EvalStats evaluate();
 
@@ -70,6 +76,8 @@ class Trainer {
   std::unique_ptr<Dataset> dataset_;
   std::unique_ptr<Model> model_;
   std::unique_ptr<Optimizer> optimizer_;
+  TraceRecorder* trace_ = nullptr;
+  int track_ = 0;
 };
 
 }  // namespace troupe

@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <set>
 #include <sstream>
 
 #include <nlohmann/json.hpp>
@@ -198,4 +199,24 @@ TEST_CASE("a pipeline run reproduces the single-device losses bitwise in determi
   r = troupe(s, "train" + kSmall + "--set parallel.pipeline=9 --steps 1");
   CHECK(r.code == 2);
   CHECK_THAT(r.err, Catch::Contains("needs at least 9 layers"));
+}
+
+TEST_CASE("--trace writes a Chrome trace with one track per stage and prints bubbles", "[cli][trace]") {
+  Scratch s;
+  const std::string t = (s / "trace.json").string();
+  Run r = troupe(s, "train" + kSmall + "--set model.n_layer=2 --set train.batch_size=4 --set parallel.pipeline=2 "
+                        "--set parallel.microbatches=4 --steps 2 --trace " + t);
+  REQUIRE(r.code == 0);
+  CHECK_THAT(r.out, Catch::Contains("stage 0    measured") && Catch::Contains("ideal 20.0%"));
+  auto j = nlohmann::json::parse(slurp(t));
+  std::set<std::string> tracks, cats;
+  for (const auto& e : j["traceEvents"]) {
+    if (e["ph"] == "M") tracks.insert(e["args"]["name"].get<std::string>());
+    else cats.insert(e["cat"].get<std::string>());
+  }
+  CHECK(tracks == std::set<std::string>{"stage 0", "stage 1"});
+  CHECK(cats.count("forward"));
+  CHECK(cats.count("backward"));
+  CHECK(cats.count("optimizer"));
+  CHECK(cats.count("send"));
 }
