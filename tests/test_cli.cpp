@@ -201,7 +201,7 @@ TEST_CASE("a pipeline run reproduces the single-device losses bitwise in determi
   CHECK_THAT(r.err, Catch::Contains("needs at least 9 layers"));
 }
 
-TEST_CASE("--trace writes a Chrome trace with one track per stage and prints bubbles", "[cli][trace]") {
+TEST_CASE("the trace option writes a Chrome trace with one track per stage and prints bubbles", "[cli][trace]") {
   Scratch s;
   const std::string t = (s / "trace.json").string();
   Run r = troupe(s, "train" + kSmall + "--set model.n_layer=2 --set train.batch_size=4 --set parallel.pipeline=2 "
