@@ -100,19 +100,26 @@ StepStats ActorPipeline::train_step(std::int64_t step) {
   std::int64_t rows = 0;
   s.loss = mean_loss(losses, &rows);
 
+  // Both phases go to every stage at once, then the replies are collected: stages work in parallel.
   std::vector<std::vector<std::vector<double>>> sumsq(p);
-  for (int i = 0; i < p; ++i)
-    self->request(actors_->stages[i], caf::infinite, proto::finish_atom::value, tied_grad)
-        .receive([&](std::vector<std::vector<double>>& v) { sumsq[i] = std::move(v); },
-                 [&](caf::error& e) { stage_failed(e, "finishing the backward pass"); });
+  {
+    std::vector<decltype(self->request(actors_->stages[0], caf::infinite, proto::finish_atom::value, tied_grad))> pending;
+    for (int i = 0; i < p; ++i) pending.push_back(self->request(actors_->stages[i], caf::infinite, proto::finish_atom::value, tied_grad));
+    for (int i = 0; i < p; ++i)
+      pending[i].receive([&](std::vector<std::vector<double>>& v) { sumsq[i] = std::move(v); },
+                         [&](caf::error& e) { stage_failed(e, "finishing the backward pass"); });
+  }
   const StepUpdate u = plan_update(config, layout, sumsq, step);
   s.grad_norm = u.grad_norm;
   s.lr = u.lr;
   Tensor wte;
-  for (int i = 0; i < p; ++i)
-    self->request(actors_->stages[i], caf::infinite, proto::apply_atom::value, u.clip, u.lr)
-        .receive([&](Tensor& w) { if (w.defined()) wte = w; },
-                 [&](caf::error& e) { stage_failed(e, "applying the optimizer step"); });
+  {
+    std::vector<decltype(self->request(actors_->stages[0], caf::infinite, proto::apply_atom::value, u.clip, u.lr))> pending;
+    for (int i = 0; i < p; ++i) pending.push_back(self->request(actors_->stages[i], caf::infinite, proto::apply_atom::value, u.clip, u.lr));
+    for (int i = 0; i < p; ++i)
+      pending[i].receive([&](Tensor& w) { if (w.defined()) wte = w; },
+                         [&](caf::error& e) { stage_failed(e, "applying the optimizer step"); });
+  }
   if (wte.defined())
     self->request(actors_->stages[last], caf::infinite, proto::tied_atom::value, wte)
         .receive([](bool) {}, [&](caf::error& e) { stage_failed(e, "refreshing the tied embedding"); });

@@ -3,6 +3,10 @@
 
 #include <algorithm>
 #include <thread>
+
+#ifdef __linux__
+#include <sys/prctl.h>
+#endif
 #include <type_traits>
 
 #include "runtime/optim/clip_grad.h"
@@ -11,6 +15,15 @@ namespace troupe {
 
 namespace {
 constexpr int kActivation = 0;
+
+// The synthetic cost of a deliberately slow stage: a sleep, made precise (Linux wakes a sleeping
+// thread up to 50 us late by default, which would be counted as pipeline overhead).
+void synthetic_delay(std::chrono::microseconds delay) {
+#ifdef __linux__
+  prctl(PR_SET_TIMERSLACK, 1UL, 0UL, 0UL, 0UL);
+#endif
+  std::this_thread::sleep_for(delay);
+}
 constexpr int kGrad = 1;
 }  // namespace
 
@@ -100,7 +113,7 @@ bool StageWorker::run(const pipeline::Instr& instr, std::vector<Outgoing>& out) 
             x = std::move(it->second);
             ready_.erase(it);
           }
-          if (compute_delay_.count()) std::this_thread::sleep_for(compute_delay_);
+          if (compute_delay_.count()) synthetic_delay(compute_delay_);
           Tensor y = chunks_[in.chunk]->forward(backend_, mb, ctxs_[in.mb][in.chunk], x);
           peak_in_flight_ = std::max(peak_in_flight_, ++in_flight_);
           if (k == last) losses_[in.mb] = y;
@@ -115,7 +128,7 @@ bool StageWorker::run(const pipeline::Instr& instr, std::vector<Outgoing>& out) 
             dy = std::move(it->second);
             ready_.erase(it);
           }
-          if (compute_delay_.count()) std::this_thread::sleep_for(compute_delay_);
+          if (compute_delay_.count()) synthetic_delay(compute_delay_);
           Tensor dx = chunks_[in.chunk]->backward(backend_, microbatches_.at(in.mb), ctxs_[in.mb][in.chunk], dy);
           --in_flight_;
           if (k > 0) outputs_[{kGrad, in.mb, in.chunk}] = dx;

@@ -22,7 +22,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WARMUP = 5
 
 
-def troupe_rate(binary, threads, steps):
+def troupe_rate(binary, threads, steps, extra=()):
     with tempfile.TemporaryDirectory() as tmp:
         dump = os.path.join(tmp, "losses.jsonl")
         cmd = [binary, "train", "--steps", str(steps), "--dump-losses", dump,
@@ -30,6 +30,8 @@ def troupe_rate(binary, threads, steps):
                "--set", "model.n_embd=256", "--set", "model.block_size=128", "--set", "train.batch_size=16",
                "--set", "optim.kind=adamw", "--set", "optim.lr=1e-3", "--set", "optim.beta2=0.95",
                "--set", "optim.weight_decay=0.1", "--set", "train.eval_every=0", "--set", "train.eval_batches=1"]
+        for kv in extra:
+            cmd += ["--set", kv]
         subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
         rows = [json.loads(line) for line in open(dump)]
     rates = [r["tokens_per_s"] for r in rows[WARMUP:]] or [r["tokens_per_s"] for r in rows]
