@@ -1,111 +1,192 @@
-// TraceRecorder: span storage, Chrome JSON output and busy-time accounting.
+// TraceRecorder: span storage, Chrome trace-event output and busy-time (bubble) accounting.
 #include "runtime/trace/trace.h"
 
+#include <unistd.h>
+
 #include <algorithm>
-#include <cstdio>
+#include <atomic>
+#include <cerrno>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <tuple>
 
 #include <nlohmann/json.hpp>
 
 #include "runtime/error.h"
 
 namespace troupe {
+namespace {
 
-TraceRecorder::TraceRecorder(bool enabled) : enabled_(enabled), origin_(std::chrono::steady_clock::now()) {}
+bool is_busy(const std::string& category) {
+  return category == "forward" || category == "backward" || category == "optimizer";
+}
 
-int TraceRecorder::track(const std::string& name) {
+// Sorts intervals and merges overlapping or touching ones, dropping empty ones.
+std::vector<std::pair<double, double>> merged(std::vector<std::pair<double, double>> intervals) {
+  std::sort(intervals.begin(), intervals.end());
+  std::vector<std::pair<double, double>> out;
+  for (const auto& [b, e] : intervals) {
+    if (!(e > b)) continue;
+    if (!out.empty() && b <= out.back().second)
+      out.back().second = std::max(out.back().second, e);
+    else
+      out.emplace_back(b, e);
+  }
+  return out;
+}
+
+double total_length(const std::vector<std::pair<double, double>>& disjoint) {
+  double total = 0.0;
+  for (const auto& [b, e] : disjoint) total += e - b;
+  return total;
+}
+
+// A temporary name next to `path`, unique per process and call, so concurrent writers never share one.
+std::string temp_name_for(const std::string& path) {
+  static std::atomic<unsigned> counter{0};
+  return path + ".partial." + std::to_string(::getpid()) + "." + std::to_string(counter++);
+}
+
+}  // namespace
+
+TraceRecorder::TraceRecorder(bool enabled) : enabled_(enabled) {
+  now_us();  // fixes the clock's zero no later than the first recorder's creation
+}
+
+double TraceRecorder::now_us() {
+  // A function-local static is initialised once, thread-safely, on first use.
+  static const std::chrono::steady_clock::time_point origin = std::chrono::steady_clock::now();
+  return std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - origin).count();
+}
+
+int TraceRecorder::track(std::string name) {
   std::lock_guard lock(mutex_);
   for (std::size_t i = 0; i < tracks_.size(); ++i)
     if (tracks_[i] == name) return static_cast<int>(i);
-  tracks_.push_back(name);
+  tracks_.push_back(std::move(name));
   return static_cast<int>(tracks_.size() - 1);
-}
-
-double TraceRecorder::now_us() const {
-  return std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - origin_).count();
 }
 
 void TraceRecorder::span(int track, std::string_view name, std::string_view category, double begin_us, double end_us,
                          int microbatch) {
   if (!enabled_) return;
+  TROUPE_CHECK(end_us >= begin_us, "span ", name, " ends at ", end_us, " before it begins at ", begin_us);
+  Span s{track, std::string(name), std::string(category), begin_us, end_us, microbatch};
   std::lock_guard lock(mutex_);
-  spans_.push_back({track, std::string(name), std::string(category), begin_us, end_us, microbatch});
+  TROUPE_CHECK(track >= 0 && static_cast<std::size_t>(track) < tracks_.size(), "unknown track ", track);
+  spans_.push_back(std::move(s));
 }
 
 void TraceRecorder::window(double begin_us, double end_us) {
   if (!enabled_) return;
+  TROUPE_CHECK(end_us >= begin_us, "window ends at ", end_us, " before it begins at ", begin_us);
   std::lock_guard lock(mutex_);
   windows_.emplace_back(begin_us, end_us);
 }
 
 void TraceRecorder::write_chrome_trace(const std::string& path) const {
-  nlohmann::json events = nlohmann::json::array();
+  // Copy under the lock, format outside it: recording threads are not held up by disk I/O.
+  std::vector<std::string> tracks;
+  std::vector<Span> spans;
   {
     std::lock_guard lock(mutex_);
-    for (std::size_t t = 0; t < tracks_.size(); ++t)
-      events.push_back({{"name", "thread_name"}, {"ph", "M"}, {"pid", 1}, {"tid", t}, {"args", {{"name", tracks_[t]}}}});
-    for (const Span& s : spans_) {
-      nlohmann::json e = {{"name", s.name}, {"cat", s.category}, {"ph", "X"}, {"pid", 1},
-                          {"tid", s.track},  {"ts", s.begin},     {"dur", s.end - s.begin}};
-      if (s.microbatch >= 0) e["args"] = {{"microbatch", s.microbatch}};
-      events.push_back(std::move(e));
-    }
+    tracks = tracks_;
+    spans = spans_;
   }
-  const std::string tmp = path + ".partial";
+  // Spans arrive in whatever order threads recorded them; order by track then start for a stable file.
+  std::stable_sort(spans.begin(), spans.end(),
+                   [](const Span& a, const Span& b) { return std::tie(a.track, a.begin) < std::tie(b.track, b.begin); });
+
+  const std::string tmp = temp_name_for(path);
+  auto fail = [&](const std::string& why) {
+    std::error_code ignored;
+    std::filesystem::remove(tmp, ignored);
+    throw Error(ErrorKind::kIo, "cannot write trace file " + path + ": " + why);
+  };
   {
-    std::ofstream out(tmp);
-    if (!out) throw Error(ErrorKind::kIo, "--trace " + path + ": cannot write (does the directory exist?)");
-    out << nlohmann::json{{"traceEvents", events}, {"displayTimeUnit", "ms"}}.dump() << "\n";
-    if (!out.flush()) {
-      std::filesystem::remove(tmp);
-      throw Error(ErrorKind::kIo, "--trace " + path + ": write failed");
+    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+    if (!out) fail(std::string(std::strerror(errno)) + " (does the directory exist and is it writable?)");
+    // Streamed one event at a time: a long run's trace never exists as one JSON tree in memory.
+    out << "{\"displayTimeUnit\":\"ms\",\"traceEvents\":[";
+    bool first = true;
+    auto emit = [&](const nlohmann::json& event) {
+      out << (first ? "\n" : ",\n") << event.dump();
+      first = false;
+    };
+    for (std::size_t t = 0; t < tracks.size(); ++t)
+      emit({{"name", "thread_name"}, {"ph", "M"}, {"pid", 1}, {"tid", t}, {"args", {{"name", tracks[t]}}}});
+    for (const Span& s : spans) {
+      nlohmann::json e = {{"name", s.name}, {"cat", s.category}, {"ph", "X"},          {"pid", 1},
+                          {"tid", s.track}, {"ts", s.begin},     {"dur", s.end - s.begin}};
+      if (s.microbatch >= 0) e["args"] = {{"microbatch", s.microbatch}};
+      emit(e);
     }
+    out << "\n]}\n";
+    out.flush();
+    if (!out) fail("write failed (disk full?)");
   }
   std::error_code ec;
   std::filesystem::rename(tmp, path, ec);
-  if (ec) {
-    std::filesystem::remove(tmp);
-    throw Error(ErrorKind::kIo, "--trace " + path + ": " + ec.message());
-  }
+  if (ec) fail(ec.message());
 }
 
-std::vector<TraceRecorder::TrackStats> TraceRecorder::track_stats() const {
-  std::lock_guard lock(mutex_);
-  std::vector<TrackStats> stats(tracks_.size());
-  double window_total = 0.0;
-  for (auto [b, e] : windows_) window_total += e - b;
+std::vector<TrackStats> TraceRecorder::stats_locked(const std::vector<Interval>& windows) const {
+  const double window_total = total_length(windows);
+  std::vector<std::vector<Interval>> busy(tracks_.size());
+  for (const Span& s : spans_) {
+    if (!is_busy(s.category)) continue;
+    for (const auto& [wb, we] : windows) {
+      const double b = std::max(s.begin, wb), e = std::min(s.end, we);
+      if (e > b) busy[s.track].emplace_back(b, e);
+    }
+  }
+  std::vector<TrackStats> stats;
+  stats.reserve(tracks_.size());
   for (std::size_t t = 0; t < tracks_.size(); ++t) {
-    // Busy intervals clipped to the windows, then merged so overlaps count once.
-    std::vector<std::pair<double, double>> busy;
-    for (const Span& s : spans_) {
-      if (s.track != static_cast<int>(t)) continue;
-      if (s.category != "forward" && s.category != "backward" && s.category != "optimizer") continue;
-      for (auto [wb, we] : windows_) {
-        const double b = std::max(s.begin, wb), e = std::min(s.end, we);
-        if (e > b) busy.emplace_back(b, e);
-      }
-    }
-    std::sort(busy.begin(), busy.end());
-    double total = 0.0, cur_b = 0.0, cur_e = -1.0;
-    for (auto [b, e] : busy) {
-      if (b > cur_e) {
-        if (cur_e > cur_b) total += cur_e - cur_b;
-        cur_b = b;
-        cur_e = e;
-      } else {
-        cur_e = std::max(cur_e, e);
-      }
-    }
-    if (cur_e > cur_b) total += cur_e - cur_b;
-    stats[t] = {tracks_[t], total, window_total, window_total > 0 ? 1.0 - total / window_total : 0.0};
+    // Windows are disjoint, so clipped pieces of one span never overlap each other; merging removes
+    // overlaps between different spans (e.g. a forward still running when a backward starts).
+    const double b = total_length(merged(std::move(busy[t])));
+    stats.push_back({tracks_[t], b, window_total, window_total > 0.0 ? 1.0 - b / window_total : 0.0});
   }
   return stats;
 }
 
-double theoretical_bubble(std::string_view schedule, int p, int m, int v) {
+std::vector<TrackStats> TraceRecorder::track_stats(double window_begin_us, double window_end_us) const {
+  TROUPE_CHECK(window_end_us >= window_begin_us, "window ends at ", window_end_us, " before it begins at ",
+               window_begin_us);
+  std::lock_guard lock(mutex_);
+  // An empty window still reports its tracks (busy 0, bubble 0), hence no call to merged() here.
+  return stats_locked({{window_begin_us, window_end_us}});
+}
+
+std::vector<TrackStats> TraceRecorder::track_stats() const {
+  std::lock_guard lock(mutex_);
+  return stats_locked(merged(windows_));
+}
+
+ScopedSpan::ScopedSpan(TraceRecorder* recorder, int track, std::string_view name, std::string_view category,
+                       int microbatch)
+    : recorder_(recorder && recorder->enabled() ? recorder : nullptr), track_(track), microbatch_(microbatch) {
+  if (!recorder_) return;
+  name_ = name;
+  category_ = category;
+  begin_us_ = TraceRecorder::now_us();
+}
+
+ScopedSpan::~ScopedSpan() {
+  if (recorder_) recorder_->span(track_, name_, category_, begin_us_, TraceRecorder::now_us(), microbatch_);
+}
+
+double theoretical_bubble(const std::string& schedule, int p, int m, int v) {
+  if (p < 1 || m < 1 || v < 1)
+    throw Error(ErrorKind::kConfig, "theoretical_bubble: stages, micro-batches and virtual stages must be >= 1 (got p=" +
+                                        std::to_string(p) + ", m=" + std::to_string(m) + ", v=" + std::to_string(v) + ")");
   if (schedule == "interleaved") return static_cast<double>(p - 1) / (static_cast<double>(v) * m + p - 1);
-  return static_cast<double>(p - 1) / static_cast<double>(m + p - 1);
+  if (schedule == "gpipe" || schedule == "1f1b" || schedule == "layer")
+    return static_cast<double>(p - 1) / static_cast<double>(m + p - 1);
+  throw Error(ErrorKind::kConfig, "theoretical_bubble: unknown schedule '" + schedule +
+                                      "' (expected gpipe, 1f1b, layer or interleaved)");
 }
 
 }  // namespace troupe
