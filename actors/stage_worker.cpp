@@ -214,3 +214,49 @@ void StageWorker::set_tied_weight(const Tensor& value) {
 }
 
 }  // namespace troupe
+
+namespace troupe {
+
+namespace {
+OptimizerState clone_state(const OptimizerState& state) {
+  OptimizerState copy;
+  copy.step = state.step;
+  for (const auto& [name, ps] : state.params) {
+    ParamState& dst = copy.get_or_create(name);
+    dst.step = ps.step;
+    for (const auto& [slot, t] : ps.tensors) dst.tensors[slot] = t.clone();
+  }
+  return copy;
+}
+}  // namespace
+
+StageSnapshot StageWorker::snapshot() const {
+  StageSnapshot snap;
+  snap.stage = stage_;
+  for (const Param* p : params()) snap.params.emplace_back(p->name, p->value.clone());
+  snap.optimizer = clone_state(optimizer_->state());
+  if (GptHead* h = head(); h && h->has_replica()) snap.tied_replica = h->tied_weight().value.clone();
+  return snap;
+}
+
+void StageWorker::restore(const StageSnapshot& snap) {
+  const std::vector<Param*> mine = params();
+  auto mismatch = [&](const std::string& what) {
+    return Error(ErrorKind::kInput, "snapshot of stage " + std::to_string(snap.stage) + " does not fit stage " +
+                                        std::to_string(stage_) + ": " + what);
+  };
+  if (snap.params.size() != mine.size())
+    throw mismatch(std::to_string(snap.params.size()) + " parameters, the stage has " + std::to_string(mine.size()));
+  for (std::size_t i = 0; i < mine.size(); ++i) {
+    const auto& [name, value] = snap.params[i];
+    if (name != mine[i]->name) throw mismatch("parameter " + std::to_string(i) + " is '" + name + "', expected '" + mine[i]->name + "'");
+    if (value.shape() != mine[i]->value.shape())
+      throw mismatch("'" + name + "' has shape " + shape_str(value.shape()) + ", expected " + shape_str(mine[i]->value.shape()));
+  }
+  for (std::size_t i = 0; i < mine.size(); ++i) mine[i]->value.copy_from(snap.params[i].second);
+  optimizer_->state() = clone_state(snap.optimizer);
+  if (GptHead* h = head(); h && h->has_replica() && snap.tied_replica.defined())
+    h->tied_weight().value.copy_from(snap.tied_replica);
+}
+
+}  // namespace troupe

@@ -38,6 +38,14 @@ struct Outgoing {
   StageMessage message;
 };
 
+// A stage's whole trainable state, deep-copied: what a supervisor needs to restart the stage elsewhere.
+struct StageSnapshot {
+  int stage = 0;
+  std::vector<std::pair<std::string, Tensor>> params;  // values, in the stage's order
+  OptimizerState optimizer;                            // every state tensor and step count
+  Tensor tied_replica;                                 // the LM head's copy of wte, when it has one
+};
+
 class StageWorker {
  public:
   // sent: it produced messages and stopped so they can go out at once (call again);
@@ -93,6 +101,11 @@ class StageWorker {
     trace_ = trace;
     track_ = track;
   }
+
+  // Between steps only. restore() checks the snapshot fits this stage (names, shapes) before
+  // changing anything, and throws troupe::Error (kInput) naming the mismatch.
+  StageSnapshot snapshot() const;
+  void restore(const StageSnapshot& snapshot);
 
   std::vector<Param*> params() const;
   Model& chunk(int c) { return *chunks_.at(c); }

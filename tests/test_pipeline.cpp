@@ -142,3 +142,21 @@ TEST_CASE("a stage that fails mid-step is reported with the grid, not a hang", "
     CHECK_THAT(what, Catch::Contains("injected fault at B0") && Catch::Contains(">B0<") && Catch::Contains("stage 1"));
   }
 }
+
+TEST_CASE("a stage snapshot restored into a fresh pipeline continues the run exactly", "[pipeline]") {
+  const RunConfig config = load_config(std::nullopt, small_gpt(true));
+  const PipelineOptions o{2, 1, 4, "1f1b", ""};
+  PipelineDriver original(config, o);
+  for (int s = 0; s < 2; ++s) original.train_step(s);
+  std::vector<StageSnapshot> snaps;
+  for (int s = 0; s < 2; ++s) snaps.push_back(original.stage(s).snapshot());
+  const double expected2 = original.train_step(2).loss;
+  const double expected3 = original.train_step(3).loss;  // depends on the optimizer state too
+
+  PipelineDriver restarted(config, o);  // fresh weights and optimizer state...
+  for (int s = 0; s < 2; ++s) restarted.stage(s).restore(snaps[s]);  // ...replaced by the snapshots
+  CHECK(restarted.train_step(2).loss == expected2);
+  CHECK(restarted.train_step(3).loss == expected3);
+
+  CHECK_THROWS_WITH(restarted.stage(0).restore(snaps[1]), Catch::Contains("does not fit stage 0"));
+}
