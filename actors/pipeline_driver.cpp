@@ -46,6 +46,7 @@ PipelineDriver::PipelineDriver(const RunConfig& config, const PipelineOptions& o
     }
     stages_.push_back(std::make_unique<StageWorker>(s, layout_, specs_, partition_.boundaries, schedule_[s], *be,
                                                     config.optim));
+    stages_.back()->set_credits(options.credits);
   }
 }
 

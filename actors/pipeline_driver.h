@@ -29,6 +29,7 @@ struct PipelineOptions {
   // Stages run at the same time (one actor thread each): each gets its own backend with
   // train.threads / stages threads. Off: one backend shared by stages run one after another.
   bool concurrent_stages = false;
+  int credits = 0;                 // parallel.credits: flow-control window per link, 0 = none
 };
 
 // The pure arithmetic of a pipeline step, shared by PipelineDriver and the stage actors' coordinator.

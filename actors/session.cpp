@@ -25,7 +25,7 @@ Session::Session(const RunConfig& config) : config_(config) {
   const ParallelConfig& par = config.parallel;
   if (par.pipeline > 1 || par.microbatches > 1)
     pipeline_ = std::make_unique<ActorPipeline>(
-        config, PipelineOptions{par.pipeline, par.virtual_stages, par.microbatches, par.schedule, par.boundaries});
+        config, PipelineOptions{par.pipeline, par.virtual_stages, par.microbatches, par.schedule, par.boundaries, false, par.credits});
   else
     trainer_ = std::make_unique<Trainer>(config);
 }

@@ -63,6 +63,10 @@ void StageWorker::begin_step(const Batch& batch, int microbatches, float loss_sc
 }
 
 void StageWorker::deliver(StageMessage message) {
+  if (message.kind == StageMessage::Kind::credit) {
+    --credits_used_[message.chunk];
+    return;
+  }
   const int kind = message.kind == StageMessage::Kind::activation ? kActivation : kGrad;
   inbox_[{kind, message.mb, message.chunk}] = std::move(message.tensor);
 }
@@ -112,6 +116,11 @@ bool StageWorker::run(const pipeline::Instr& instr, std::vector<Outgoing>& out) 
             TROUPE_CHECK(it != ready_.end(), "forward of micro-batch ", in.mb, " before its activation was received");
             x = std::move(it->second);
             ready_.erase(it);
+            if (credit_limit_ > 0) {  // hand the sender its slot back
+              const int from = k - 1;
+              out.push_back({layout_.stage_of(from),
+                             {StageMessage::Kind::credit, in.mb, layout_.chunk_of(from), Tensor()}});
+            }
           }
           if (compute_delay_.count()) synthetic_delay(compute_delay_);
           Tensor y = chunks_[in.chunk]->forward(backend_, mb, ctxs_[in.mb][in.chunk], x);
@@ -136,6 +145,10 @@ bool StageWorker::run(const pipeline::Instr& instr, std::vector<Outgoing>& out) 
         } else if constexpr (std::is_same_v<T, pipeline::SendActivation> || std::is_same_v<T, pipeline::SendGrad>) {
           constexpr bool is_act = std::is_same_v<T, pipeline::SendActivation>;
           const int kind = is_act ? kActivation : kGrad;
+          if (is_act && credit_limit_ > 0) {
+            if (credits_used_[in.chunk] >= credit_limit_) return false;  // wait for a credit
+            peak_unconsumed_ = std::max(peak_unconsumed_, ++credits_used_[in.chunk]);
+          }
           auto it = outputs_.find({kind, in.mb, in.chunk});
           TROUPE_CHECK(it != outputs_.end(), "send of micro-batch ", in.mb, " before it was computed");
           const int to = vstage(in.chunk) + (is_act ? 1 : -1);

@@ -26,7 +26,8 @@
 namespace troupe {
 
 struct StageMessage {
-  enum class Kind { activation, grad };
+  // credit: the receiver consumed one activation of this link, so the sender may send one more.
+  enum class Kind { activation, grad, credit };
   Kind kind = Kind::activation;
   int mb = 0;
   int chunk = 0;  // the receiver's chunk
@@ -92,6 +93,11 @@ class StageWorker {
   std::size_t peak_in_flight() const { return peak_in_flight_; }
   // Test hook: extra time spent in every Forward and Backward (a deliberately slow stage).
   void set_compute_delay(std::chrono::microseconds delay) { compute_delay_ = delay; }
+  // Flow control: at most `credits` activations sent to the next stage and not yet consumed by its
+  // forward, per link; a send beyond that waits for a credit. 0: as many as the schedule sends.
+  void set_credits(int credits) { credit_limit_ = credits; }
+  // Most activations this stage had sent and not yet seen consumed, on any link (with credits on).
+  int peak_unconsumed_sends() const { return peak_unconsumed_; }
   // Fault injection: the instruction at `index` of the program throws (for failure-path tests and,
   // later, supervision drills). SIZE_MAX: none.
   void inject_fault(std::size_t index) { fault_at_ = index; }
@@ -135,6 +141,9 @@ class StageWorker {
   std::size_t peak_in_flight_ = 0;
   std::chrono::microseconds compute_delay_{0};
   std::size_t fault_at_ = SIZE_MAX;
+  int credit_limit_ = 0;
+  std::map<int, int> credits_used_;  // sender chunk -> activations sent and not yet consumed
+  int peak_unconsumed_ = 0;
   TraceRecorder* trace_ = nullptr;
   int track_ = 0;
   double blocked_since_ = -1.0;

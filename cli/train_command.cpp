@@ -53,7 +53,7 @@ int run_train(const TrainOptions& options) {
 
   const ParallelConfig& par = config.parallel;
   if (par.pipeline > 1 || par.microbatches > 1) {
-    ActorPipeline pipeline(config, {par.pipeline, par.virtual_stages, par.microbatches, par.schedule, par.boundaries});
+    ActorPipeline pipeline(config, {par.pipeline, par.virtual_stages, par.microbatches, par.schedule, par.boundaries, false, par.credits});
     std::printf("troupe: pipeline of %d stages x %d chunks, schedule %s, %d micro-batches; partition:\n%s",
                 par.pipeline, par.virtual_stages, par.schedule.c_str(), par.microbatches,
                 pipeline.describe_partition().c_str());

@@ -79,6 +79,7 @@ const std::map<std::string, std::string> kSamples = {
     {"parallel.schedule", "gpipe"},
     {"parallel.virtual_stages", "2"},
     {"parallel.boundaries", "0,3"},
+    {"parallel.credits", "2"},
 };
 
 RunConfig round_trip(const RunConfig& config) {

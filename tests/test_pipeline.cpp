@@ -126,6 +126,28 @@ TEST_CASE("a slow stage does not let its neighbour run ahead beyond the schedule
   CHECK(peak_ahead_of_slow_stage("gpipe") == static_cast<std::size_t>(m));
 }
 
+TEST_CASE("credits bound what a fast stage sends ahead of a slow one, and change no result", "[pipeline][actors]") {
+  const RunConfig config = load_config(std::nullopt, small_gpt(true));
+  const int m = 8;
+  PipelineOptions o{2, 1, m, "gpipe", ""};
+  o.credits = 2;
+  ActorPipeline actors(config, o);
+  actors.stage(1).set_compute_delay(std::chrono::milliseconds(3));
+  PipelineDriver reference(config, {2, 1, m, "gpipe", ""});
+  for (int s = 0; s < 2; ++s) CHECK(actors.train_step(s).loss == reference.train_step(s).loss);
+  // Stage 0 runs its forwards far faster than stage 1 consumes them, yet never has more than two
+  // activations on the way (GPipe alone would let all eight pile up in stage 1's mailbox).
+  CHECK(actors.stage(0).peak_unconsumed_sends() == 2);
+
+  for (const char* schedule : {"1f1b", "interleaved"}) {  // the tightest window still runs every schedule
+    PipelineOptions tight{2, std::string(schedule) == "interleaved" ? 2 : 1, m, schedule, ""};
+    tight.credits = 1;
+    INFO(schedule);
+    PipelineDriver d(config, tight);
+    CHECK_NOTHROW(d.train_step(0));
+  }
+}
+
 TEST_CASE("a stage that fails mid-step is reported with the grid, not a hang", "[pipeline][actors]") {
   const RunConfig config = load_config(std::nullopt, small_gpt(false));
   ActorPipeline actors(config, {2, 1, 4, "1f1b", ""});

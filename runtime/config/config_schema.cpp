@@ -278,6 +278,10 @@ std::vector<ConfigKey> build_schema() {
   k.push_back(bind(Spec{.name = "parallel.boundaries",
                         .help = "first layer of each (virtual) stage, e.g. 0,3,6; empty: balanced by cost"},
                    &R::parallel, &P::boundaries));
+  k.push_back(bind(Spec{.name = "parallel.credits", .range = at_least(0),
+                        .help = "flow control: activations a stage may have sent and not yet consumed downstream; "
+                                "0: as the schedule sends"},
+                   &R::parallel, &P::credits));
   // clang-format on
   return k;
 }

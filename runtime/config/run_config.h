@@ -69,6 +69,7 @@ struct ParallelConfig {
   std::string schedule = "1f1b";   // gpipe | 1f1b | interleaved
   int virtual_stages = 1;          // model chunks per stage (interleaved only)
   std::string boundaries;          // "" = balanced by estimated cost; else first layer of each (virtual) stage
+  int credits = 0;                 // activations in flight per link before a sender waits; 0: as the schedule sends
   friend bool operator==(const ParallelConfig&, const ParallelConfig&) = default;
 };
 
