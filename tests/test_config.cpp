@@ -1,6 +1,8 @@
 // Tests of the config schema and loader: precedence, every key, round trip, and each class of error message.
 #include <catch2/catch.hpp>
 
+#include "config_error.h"
+
 #include "temp_dir.h"
 
 #include <stdlib.h>
@@ -23,18 +25,6 @@ using Catch::Matchers::Contains;
 namespace {
 
 
-// The message of the troupe::Error that `fn` throws, checked to be a config error on one line.
-std::string config_error(const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    CHECK(e.kind() == ErrorKind::kConfig);
-    CHECK(std::string(e.what()).find('\n') == std::string::npos);
-    return e.what();
-  }
-  FAIL("expected a troupe::Error");
-  return {};
-}
 
 std::string set_error(std::vector<std::string> sets) {
   return config_error([&] { load_config(std::nullopt, sets); });

@@ -1,6 +1,8 @@
 // Owns the partitioner tests: exact balance against brute force, literal splits, strict boundary parsing, describe().
 #include <catch2/catch.hpp>
 
+#include "config_error.h"
+
 #include <algorithm>
 #include <cmath>
 #include <functional>
@@ -19,16 +21,6 @@ using Catch::Matchers::Contains;
 
 namespace {
 
-std::string config_error(const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    CHECK(e.kind() == ErrorKind::kConfig);
-    return e.what();
-  }
-  FAIL("expected a troupe::Error");
-  return {};
-}
 
 // Checks the structural contract: p + 1 boundaries from 0 to n, strictly increasing (no empty stage),
 // so every layer is in exactly one stage; stage_cost sums each stage's layers.
