@@ -70,6 +70,19 @@ const std::map<std::string, std::string> kSamples = {
     {"parallel.virtual_stages", "2"},
     {"parallel.boundaries", "0,3"},
     {"parallel.credits", "2"},
+    {"parallel.data", "2"},
+    {"parallel.gradient_exchange", "alltoall"},
+    {"parallel.zero", "1"},
+    {"parallel.placement", "cuda:0"},
+    {"comm.transport", "tcp"},
+    {"comm.bucket_mb", "0.5"},
+    {"comm.compression", "topk:0.01"},
+    {"comm.address", "127.0.0.2:1234"},
+    {"comm.timeout_s", "5"},
+    {"ps.shards", "3"},
+    {"ps.mode", "async"},
+    {"ps.staleness", "2"},
+    {"train.device", "cuda:1"},
 };
 
 RunConfig round_trip(const RunConfig& config) {
@@ -150,6 +163,8 @@ TEST_CASE("every schema key can be set, and round-trips through config_to_toml",
       sets.push_back("optim.kind=" + key.used_by.front());
     if (key.name == "optim.nesterov") sets.push_back("optim.momentum=0.9");
     if (key.name == "parallel.virtual_stages") sets.push_back("parallel.schedule=interleaved");
+    if (key.name.rfind("ps.", 0) == 0) sets.push_back("parallel.gradient_exchange=ps");
+    if (key.name == "ps.staleness") sets.push_back("ps.mode=ssp");
     sets.push_back(key.name + "=" + sample);
 
     RunConfig c = load_config(std::nullopt, sets);
@@ -345,6 +360,31 @@ TEST_CASE("validate: rules across keys, in one place", "[config]") {
              Contains("optim.nesterov = true needs optim.momentum > 0 and optim.dampening = 0"));
   CHECK_THAT(set_error({"optim.kind=sgd", "optim.nesterov=true", "optim.momentum=0.9", "optim.dampening=0.5"}),
              Contains("found momentum 0.9, dampening 0.5"));
+
+  CHECK_THAT(set_error({"parallel.data=3"}),
+             Contains("train.batch_size = 16 is not divisible by parallel.data x parallel.microbatches = 3 x 1"));
+  CHECK_THAT(set_error({"parallel.data=4", "parallel.microbatches=8"}), Contains("= 4 x 8"));
+  CHECK_THAT(set_error({"ps.shards=2"}), Contains("ps.* is set, but parallel.gradient_exchange = ring"));
+  CHECK_THAT(set_error({"parallel.gradient_exchange=ps", "ps.staleness=2"}), Contains("ps.staleness = 2 needs ps.mode = ssp"));
+  CHECK_THAT(set_error({"parallel.gradient_exchange=ps", "parallel.zero=1"}), Contains("already own the optimizer state"));
+  CHECK_THAT(set_error({"parallel.gradient_exchange=ps", "parallel.pipeline=2", "parallel.microbatches=2"}),
+             Contains("use ring or alltoall with pipelines"));
+  CHECK_THAT(set_error({"parallel.gradient_exchange=ps", "ps.mode=async", "train.deterministic=true"}),
+             Contains("asynchronous updates depend on timing"));
+  CHECK_THAT(set_error({"comm.compression=zstd"}), Contains("comm.compression = \"zstd\" is not one of none, fp16"));
+  CHECK_THAT(set_error({"comm.compression=topk:2"}), Contains("the top-k fraction must be a number in (0, 1]"));
+  CHECK_THAT(set_error({"comm.compression=topk:"}), Contains("the top-k fraction"));
+  CHECK_THAT(set_error({"comm.compression=powersgd:0"}), Contains("the PowerSGD rank must be a whole number >= 1"));
+  CHECK_THAT(set_error({"comm.compression=int8", "train.deterministic=true"}), Contains("compression is lossy"));
+  CHECK_NOTHROW(load_config(std::nullopt, {"comm.compression=powersgd:4", "parallel.data=2"}));
+  CHECK_THAT(set_error({"comm.transport=tcp", "comm.address=10.0.0.1:29500"}), Contains("loopback only"));
+  CHECK_THAT(set_error({"comm.transport=tcp", "comm.address=127.0.0.1"}), Contains("must be host:port"));
+  CHECK_THAT(set_error({"train.device=gpu"}), Contains("train.device = \"gpu\" is not a device"));
+  CHECK_THAT(set_error({"parallel.pipeline=2", "parallel.microbatches=2", "parallel.placement=cpu"}),
+             Contains("names 1 devices for parallel.pipeline = 2 stages"));
+  CHECK_THAT(set_error({"parallel.pipeline=2", "parallel.microbatches=2", "parallel.placement=cpu,tpu:0"}),
+             Contains("\"tpu:0\" is not a device"));
+  CHECK_NOTHROW(load_config(std::nullopt, {"parallel.pipeline=2", "parallel.microbatches=2", "parallel.placement=cuda:0,cpu"}));
 
   // A RunConfig built in code meets the same per-key rules as a loaded one.
   RunConfig c;

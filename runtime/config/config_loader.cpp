@@ -2,6 +2,8 @@
 #include "runtime/config/config_loader.h"
 
 #include <algorithm>
+#include <cstdlib>
+#include <string_view>
 #include <cctype>
 #include <filesystem>
 #include <fstream>
@@ -192,6 +194,111 @@ std::string join(const std::vector<std::string>& items) {
 
 }  // namespace
 
+namespace {
+
+bool is_device_name(std::string_view d) {
+  if (d == "cpu" || d == "cpu:0" || d == "cuda") return true;
+  if (d.substr(0, 5) != "cuda:" || d.size() == 5) return false;
+  return std::all_of(d.begin() + 5, d.end(), [](char c) { return c >= '0' && c <= '9'; });
+}
+
+// The data-parallel, communication, parameter-server and placement keys, checked against each other.
+void validate_parallel(const RunConfig& config) {
+  const ParallelConfig& par = config.parallel;
+  const TrainConfig& t = config.train;
+  if (t.batch_size % (par.data * par.microbatches) != 0)
+    invalid(fmt::format("train.batch_size = {} is not divisible by parallel.data x parallel.microbatches = {} x {}: "
+                        "every replica takes an equal share of whole samples per micro-batch",
+                        t.batch_size, par.data, par.microbatches));
+  static const RunConfig defaults;
+  const bool ps = par.gradient_exchange == "ps";
+  if (!ps && !(config.ps == defaults.ps))
+    invalid(fmt::format("ps.* is set, but parallel.gradient_exchange = {}; set parallel.gradient_exchange = ps or "
+                        "remove the ps.* keys",
+                        par.gradient_exchange));
+  if (config.ps.staleness > 0 && config.ps.mode != "ssp")
+    invalid(fmt::format("ps.staleness = {} needs ps.mode = ssp (got {})", config.ps.staleness, config.ps.mode));
+  if (ps && par.zero)
+    invalid("parallel.zero = 1 with parallel.gradient_exchange = ps: parameter servers already own the optimizer "
+            "state, sharded over ps.shards; remove parallel.zero");
+  if (ps && par.pipeline > 1)
+    invalid(fmt::format("parallel.gradient_exchange = ps with parallel.pipeline = {}: parameter servers serve "
+                        "data-parallel replicas of a whole model; use ring or alltoall with pipelines",
+                        par.pipeline));
+  if (t.deterministic && ps && config.ps.mode != "sync")
+    invalid(fmt::format("train.deterministic = true with ps.mode = {}: asynchronous updates depend on timing; use "
+                        "ps.mode = sync",
+                        config.ps.mode));
+  const std::string& comp = config.comm.compression;
+  if (comp != "none") {
+    const bool known = comp == "fp16" || comp == "bf16" || comp == "int8" || comp.rfind("topk:", 0) == 0 ||
+                       comp.rfind("powersgd:", 0) == 0;
+    if (!known)
+      invalid(fmt::format("comm.compression = \"{}\" is not one of none, fp16, bf16, int8, topk:<fraction> "
+                          "(e.g. topk:0.01), powersgd:<rank> (e.g. powersgd:4)",
+                          comp));
+    if (comp.rfind("topk:", 0) == 0) {
+      const std::string v = comp.substr(5);
+      char* end = nullptr;
+      const double f = std::strtod(v.c_str(), &end);
+      if (v.empty() || *end != '\0' || !(f > 0.0 && f <= 1.0))
+        invalid(fmt::format("comm.compression = \"{}\": the top-k fraction must be a number in (0, 1], e.g. "
+                            "topk:0.01",
+                            comp));
+    }
+    if (comp.rfind("powersgd:", 0) == 0) {
+      const std::string v = comp.substr(9);
+      const bool digits = !v.empty() && v.size() < 6 &&
+                          std::all_of(v.begin(), v.end(), [](char c) { return c >= '0' && c <= '9'; });
+      if (!digits || std::stoi(v) < 1)
+        invalid(fmt::format("comm.compression = \"{}\": the PowerSGD rank must be a whole number >= 1, e.g. "
+                            "powersgd:4",
+                            comp));
+    }
+    if (t.deterministic)
+      invalid(fmt::format("comm.compression = {} with train.deterministic = true: compression is lossy and its "
+                          "result depends on how gradients are split; use comm.compression = none",
+                          comp));
+    if (ps)
+      invalid("comm.compression applies to ring and alltoall gradient exchange; parameter servers take "
+              "uncompressed (or sparse-row) pushes");
+  }
+  if (config.comm.transport == "tcp") {
+    const std::string& a = config.comm.address;
+    const auto colon = a.rfind(':');
+    const std::string host = colon == std::string::npos ? a : a.substr(0, colon);
+    if (colon == std::string::npos || colon + 1 == a.size())
+      invalid(fmt::format("comm.address = \"{}\" must be host:port, e.g. 127.0.0.1:29500", a));
+    if (host.rfind("127.", 0) != 0 && host != "localhost")
+      invalid(fmt::format("comm.address = \"{}\": the tcp transport runs over loopback only; use a 127.0.0.0/8 "
+                          "address such as 127.0.0.1:29500",
+                          a));
+  }
+  if (!is_device_name(t.device))
+    invalid(fmt::format("train.device = \"{}\" is not a device; use cpu, cuda or cuda:N (troupe devices lists them)",
+                        t.device));
+  if (!par.placement.empty()) {
+    std::vector<std::string> parts;
+    std::size_t start = 0;
+    while (true) {
+      const auto comma = par.placement.find(',', start);
+      parts.push_back(par.placement.substr(start, comma == std::string::npos ? std::string::npos : comma - start));
+      if (comma == std::string::npos) break;
+      start = comma + 1;
+    }
+    if (static_cast<int>(parts.size()) != par.pipeline)
+      invalid(fmt::format("parallel.placement = \"{}\" names {} devices for parallel.pipeline = {} stages; give one "
+                          "device per stage",
+                          par.placement, parts.size(), par.pipeline));
+    for (const auto& d : parts)
+      if (!is_device_name(d))
+        invalid(fmt::format("parallel.placement = \"{}\": \"{}\" is not a device; use cpu, cuda or cuda:N",
+                            par.placement, d));
+  }
+}
+
+}  // namespace
+
 void validate(const RunConfig& config) {
   // Per key first, so a bad single value is reported as such rather than as a clash with another key.
   for (const auto& key : config_schema())
@@ -214,6 +321,8 @@ void validate(const RunConfig& config) {
   if (par.virtual_stages > 1 && par.schedule != "interleaved")
     invalid(fmt::format("parallel.virtual_stages = {} needs parallel.schedule = interleaved (got {})",
                         par.virtual_stages, par.schedule));
+
+  validate_parallel(config);
 
   if (t.lr_schedule == "cosine") {
     if (t.steps > 0 && t.warmup_steps > t.steps)  // steps = 0 only exports weights

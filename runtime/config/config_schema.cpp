@@ -158,6 +158,8 @@ std::vector<ConfigKey> build_schema() {
   using T = TrainConfig;
   using O = OptimConfig;
   using P = ParallelConfig;
+  using C = CommConfig;
+  using S = PsConfig;
   std::vector<ConfigKey> k;
   // clang-format off
   k.push_back(bind(Spec{.name = "model.kind", .choices = {"gpt", "mlp"},
@@ -214,6 +216,9 @@ std::vector<ConfigKey> build_schema() {
                    &R::train, &T::eval_batches));
   k.push_back(bind(Spec{.name = "train.deterministic", .help = "bitwise-reproducible kernels (slower)"},
                    &R::train, &T::deterministic));
+  k.push_back(bind(Spec{.name = "train.device",
+                        .help = "where stages compute: cpu, cuda (GPU 0) or cuda:N"},
+                   &R::train, &T::device));
 
   k.push_back(bind(Spec{.name = "optim.kind", .choices = kAllOptims, .help = "optimizer, with torch.optim semantics"},
                    &R::optim, &O::kind));
@@ -282,6 +287,44 @@ std::vector<ConfigKey> build_schema() {
                         .help = "flow control: activations a stage may have sent and not yet consumed downstream; "
                                 "0: as the schedule sends"},
                    &R::parallel, &P::credits));
+  k.push_back(bind(Spec{.name = "parallel.data", .range = at_least(1),
+                        .help = "data-parallel replicas of every stage; each takes train.batch_size / data samples"},
+                   &R::parallel, &P::data));
+  k.push_back(bind(Spec{.name = "parallel.gradient_exchange", .choices = {"ring", "alltoall", "ps"},
+                        .help = "how replicas combine gradients: ring allreduce, all-to-all reduce-scatter, or "
+                                "parameter servers (ps.*)"},
+                   &R::parallel, &P::gradient_exchange));
+  k.push_back(bind(Spec{.name = "parallel.zero", .range = between(0, 1),
+                        .help = "1: shard optimizer state over the data-parallel replicas (ZeRO-1)"},
+                   &R::parallel, &P::zero));
+  k.push_back(bind(Spec{.name = "parallel.placement",
+                        .help = "device of each pipeline stage, e.g. cuda:0,cuda:0,cpu:0; empty: all on train.device"},
+                   &R::parallel, &P::placement));
+  k.push_back(bind(Spec{.name = "comm.transport", .choices = {"inproc", "tcp"},
+                        .help = "data-parallel ranks as threads of one process (inproc) or as local processes over "
+                                "loopback TCP (tcp)"},
+                   &R::comm, &C::transport));
+  k.push_back(bind(Spec{.name = "comm.bucket_mb", .range = above(0),
+                        .help = "gradient bucket size in MiB; a bucket is reduced as soon as backward fills it"},
+                   &R::comm, &C::bucket_mb));
+  k.push_back(bind(Spec{.name = "comm.compression",
+                        .help = "gradient compression: none, fp16, bf16, int8, topk:<fraction>, powersgd:<rank>"},
+                   &R::comm, &C::compression));
+  k.push_back(bind(Spec{.name = "comm.address",
+                        .help = "tcp: host:port where rank 0 waits for the other ranks (loopback only)"},
+                   &R::comm, &C::address));
+  k.push_back(bind(Spec{.name = "comm.timeout_s", .range = above(0),
+                        .help = "seconds a collective waits for a silent peer before failing"},
+                   &R::comm, &C::timeout_s));
+  k.push_back(bind(Spec{.name = "ps.shards", .range = at_least(1),
+                        .help = "parameter-server actors; parameters and optimizer state are split across them"},
+                   &R::ps, &S::shards));
+  k.push_back(bind(Spec{.name = "ps.mode", .choices = {"sync", "async", "ssp"},
+                        .help = "sync: every step waits for all workers; async: none; ssp: bounded staleness"},
+                   &R::ps, &S::mode));
+  k.push_back(bind(Spec{.name = "ps.staleness", .range = at_least(0),
+                        .help = "ps.mode = ssp: steps the fastest worker may run ahead of the slowest"},
+                   &R::ps, &S::staleness));
   // clang-format on
   return k;
 }

@@ -39,6 +39,7 @@ struct TrainConfig {
   std::int64_t eval_every = 100;      // 0: only at the end
   int eval_batches = 8;
   bool deterministic = false;
+  std::string device = "cpu";         // cpu | cuda (cuda:N picks a GPU)
 
   friend bool operator==(const TrainConfig&, const TrainConfig&) = default;
 };
@@ -70,7 +71,29 @@ struct ParallelConfig {
   int virtual_stages = 1;          // model chunks per stage (interleaved only)
   std::string boundaries;          // "" = balanced by estimated cost; else first layer of each (virtual) stage
   int credits = 0;                 // activations in flight per link before a sender waits; 0: as the schedule sends
+  int data = 1;                    // data-parallel replicas (of every stage)
+  std::string gradient_exchange = "ring";  // ring | alltoall | ps
+  int zero = 0;                    // 1: optimizer state sharded over the data-parallel ranks (ZeRO-1)
+  std::string placement;           // "" = every stage on train.device; else one device per stage, e.g. "cuda:0,cpu:0"
   friend bool operator==(const ParallelConfig&, const ParallelConfig&) = default;
+};
+
+// How data-parallel replicas talk (comm.*).
+struct CommConfig {
+  std::string transport = "inproc";  // inproc (ranks are threads) | tcp (ranks are processes over loopback)
+  double bucket_mb = 4.0;            // gradient bucket size in MiB, reduced as soon as its gradients are ready
+  std::string compression = "none";  // none | fp16 | bf16 | int8 | topk:<fraction> | powersgd:<rank>
+  std::string address = "127.0.0.1:29500";  // tcp: rank 0's rendezvous address
+  double timeout_s = 60.0;           // a peer silent this long fails the collective
+  friend bool operator==(const CommConfig&, const CommConfig&) = default;
+};
+
+// Parameter servers (parallel.gradient_exchange = ps).
+struct PsConfig {
+  int shards = 1;                    // parameter-server actors; parameters are split across them
+  std::string mode = "sync";         // sync | async | ssp
+  int staleness = 0;                 // ssp: how many steps the fastest worker may run ahead of the slowest
+  friend bool operator==(const PsConfig&, const PsConfig&) = default;
 };
 
 struct RunConfig {
@@ -79,6 +102,8 @@ struct RunConfig {
   TrainConfig train;
   OptimConfig optim;
   ParallelConfig parallel;
+  CommConfig comm;
+  PsConfig ps;
 
   // Field by field; an unset optional equals only an unset one (lr unset != lr = 1e-3).
   friend bool operator==(const RunConfig&, const RunConfig&) = default;
