@@ -323,3 +323,44 @@ TEST_CASE("a killed rank makes every other rank fail at once, naming it", "[coll
   }
   CHECK(elapsed < 2s);  // at once, not after the 10 s timeout
 }
+
+TEST_CASE("ring collectives are generic: double, int64 and wrapping __int128 sums", "[collectives]") {
+  const int ranks = GENERATE(1, 3, 4);
+  const std::size_t n = 1001;
+  CAPTURE(ranks);
+  net::InprocWorld world(ranks, 5s);
+  std::vector<std::vector<double>> d(static_cast<std::size_t>(ranks));
+  std::vector<std::vector<std::int64_t>> i64(static_cast<std::size_t>(ranks));
+  std::vector<std::vector<__int128>> i128(static_cast<std::size_t>(ranks));
+  const __int128 big = static_cast<__int128>(static_cast<unsigned __int128>(1) << 126);  // 4 of these wrap
+  for (int r = 0; r < ranks; ++r) {
+    for (std::size_t i = 0; i < n; ++i) {
+      d[static_cast<std::size_t>(r)].push_back(static_cast<double>(input(r, i)));
+      i64[static_cast<std::size_t>(r)].push_back(static_cast<std::int64_t>(i) * 1000 - r * 7);
+      i128[static_cast<std::size_t>(r)].push_back(big + static_cast<__int128>(i) - r);
+    }
+  }
+  require_no_errors(spawn(world, [&](Transport& t) {
+    const auto r = static_cast<std::size_t>(t.rank());
+    allreduce_ring<double>(t, d[r]);
+    allreduce_ring<std::int64_t>(t, i64[r]);
+    allreduce_ring<__int128>(t, i128[r]);
+  }));
+  for (std::size_t i = 0; i < n; ++i) {
+    CAPTURE(i);
+    std::int64_t s64 = 0;
+    unsigned __int128 s128 = 0;
+    double sd = 0.0;
+    for (int r = 0; r < ranks; ++r) {
+      s64 += static_cast<std::int64_t>(i) * 1000 - r * 7;
+      s128 += static_cast<unsigned __int128>(big + static_cast<__int128>(i) - r);
+      sd += static_cast<double>(input(r, i));
+    }
+    for (int r = 0; r < ranks; ++r) {
+      REQUIRE(i64[static_cast<std::size_t>(r)][i] == s64);
+      REQUIRE(i128[static_cast<std::size_t>(r)][i] == static_cast<__int128>(s128));
+      REQUIRE(d[static_cast<std::size_t>(r)][i] == d[0][i]);
+    }
+    REQUIRE(std::abs(d[0][i] - sd) <= 1e-12 * std::abs(sd));
+  }
+}

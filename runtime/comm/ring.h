@@ -1,4 +1,4 @@
-// Owns the ring collectives on float buffers (allreduce, reduce-scatter, all-gather, broadcast) and their pure chunk/step arithmetic.
+// Owns the ring collectives (allreduce, reduce-scatter, all-gather, broadcast), generic over the element type, and their pure chunk/step arithmetic.
 //
 // Algorithms (gloo gloo/allreduce_ring.h and docs/algorithms.md are the model). n = ranks, B = bytes
 // of the buffer. Every rank splits its buffer the same way into n near-equal contiguous chunks
@@ -23,6 +23,13 @@
 // once, along the ring starting at the rank that owns index c: ((x_c + x_{c+1}) + x_{c+2}) + … , and
 // then only copied. So the float rounding is the same on every rank and on every run, although it
 // differs from, say, summing in rank order.
+//
+// Element types: every collective is a template over T, explicitly instantiated for float, double,
+// std::int64_t and __int128 (troupe::ExactSum, runtime/exact_sum.h). Integers are added as their unsigned
+// counterparts, i.e. the wrapping two's-complement sum: integer addition is associative, so for the
+// integer types the result does not even depend on the order (any algorithm gives the same bits).
+// Non-template float overloads keep calls with a std::vector<float> compiling; for the other types pass
+// a std::span<T>, or name T (allreduce_ring<double>(t, v)) so the vector converts.
 //
 // Errors: the collectives throw whatever the Transport throws (troupe::Error(kIo) for a peer of a
 // wrong size, a timeout or a dead peer). After a throw the buffer's contents are unspecified and the
@@ -75,17 +82,27 @@ int ring_owned_chunk(int ranks, int rank);
 
 // In place: on return every rank's `data` is the elementwise sum of all ranks' inputs, bitwise equal
 // on every rank.
-void allreduce_ring(Transport& transport, std::span<float> data);
+template <class T>
+void allreduce_ring(Transport& transport, std::span<T> data);
 
 // In place: on return chunk ring_owned_chunk(size, rank) of `data` holds the sum over all ranks; the
 // other chunks hold partial sums (unspecified).
-void reduce_scatter_ring(Transport& transport, std::span<float> data);
+template <class T>
+void reduce_scatter_ring(Transport& transport, std::span<T> data);
 
 // In place: on entry chunk ring_owned_chunk(size, rank) of `data` holds this rank's part; on return
 // every chunk holds its owner's part.
-void all_gather_ring(Transport& transport, std::span<float> data);
+template <class T>
+void all_gather_ring(Transport& transport, std::span<T> data);
 
 // In place: on return every rank's `data` is a bitwise copy of the root's.
-void broadcast(Transport& transport, std::span<float> data, int root);
+template <class T>
+void broadcast(Transport& transport, std::span<T> data, int root);
+
+// The float calls as they were before the templates (a std::vector<float> converts to the span).
+inline void allreduce_ring(Transport& t, std::span<float> data) { allreduce_ring<float>(t, data); }
+inline void reduce_scatter_ring(Transport& t, std::span<float> data) { reduce_scatter_ring<float>(t, data); }
+inline void all_gather_ring(Transport& t, std::span<float> data) { all_gather_ring<float>(t, data); }
+inline void broadcast(Transport& t, std::span<float> data, int root) { broadcast<float>(t, data, root); }
 
 }  // namespace troupe::comm
