@@ -50,6 +50,28 @@ PipelineDriver::PipelineDriver(const RunConfig& config, const PipelineOptions& o
   }
 }
 
+Batch replica_share(const Batch& batch, int replica, int replicas) {
+  if (replicas == 1) return batch;
+  const std::int64_t per = batch.inputs.dim(0) / replicas;
+  TROUPE_CHECK(per * replicas == batch.inputs.dim(0), batch.inputs.dim(0), " samples for ", replicas, " replicas");
+  Batch share = batch;
+  share.inputs = batch.inputs.slice(replica * per, (replica + 1) * per);
+  share.targets = batch.targets.slice(replica * per, (replica + 1) * per);
+  return share;
+}
+
+std::vector<Tensor> replicas_losses(StageWorker& last) {
+  GradientSync* sync = last.gradient_sync();
+  if (!sync || sync->replicas() == 1) return last.losses();
+  std::vector<float> mine;
+  for (const Tensor& l : last.losses())
+    for (float v : l.span_f32()) mine.push_back(v);
+  const std::vector<float> all = sync->all_gather_losses(mine);
+  Tensor t = Tensor::empty({static_cast<std::int64_t>(all.size())});
+  std::copy(all.begin(), all.end(), t.f32());
+  return {t};
+}
+
 double mean_loss(const std::vector<Tensor>& microbatch_losses, std::int64_t* rows) {
   double sum = 0.0;
   *rows = 0;
@@ -108,8 +130,9 @@ StepUpdate plan_update(const RunConfig& config, const pipeline::Layout& layout,
 
 StepStats PipelineDriver::train_step(std::int64_t step) {
   const auto start = std::chrono::steady_clock::now();
-  const Batch batch = dataset_->train_batch(step, config_.train.batch_size);
-  const float loss_scale = 1.0f / static_cast<float>(batch.targets.numel());
+  const Batch whole = dataset_->train_batch(step, config_.train.batch_size);
+  const float loss_scale = 1.0f / static_cast<float>(whole.targets.numel());
+  const Batch batch = replica_share(whole, options_.replica, options_.replicas);
   for (auto& st : stages_) st->begin_step(batch, options_.microbatches, loss_scale, dataset_->rows_per_sample());
 
   // Run every stage as far as it can go, deliver what it sent, repeat until all stand at the step.
@@ -139,7 +162,7 @@ StepStats PipelineDriver::train_step(std::int64_t step) {
   s.step = step;
   StageWorker& last = *stages_.at(layout_.stage_of(layout_.num_virtual() - 1));
   std::int64_t rows = 0;
-  s.loss = mean_loss(last.losses(), &rows);
+  s.loss = mean_loss(replicas_losses(last), &rows);
 
   // Tied embedding: the head's share goes to the stage that owns wte before any norm is taken.
   if (Tensor g = last.tied_grad(); g.defined())

@@ -30,7 +30,18 @@ struct PipelineOptions {
   // train.threads / stages threads. Off: one backend shared by stages run one after another.
   bool concurrent_stages = false;
   int credits = 0;                 // parallel.credits: flow-control window per link, 0 = none
+  // Data parallelism: this pipeline is replica `replica` of `replicas`; it trains on its contiguous
+  // share of every batch (samples [replica, replica + 1) * batch / replicas) and scales its loss by the
+  // whole batch, so gradients summed over replicas (GradientSync, attached per stage) are the batch's.
+  int replica = 0;
+  int replicas = 1;
 };
+
+// Replica `replica`'s contiguous share of `batch` (the batch itself for one replica).
+Batch replica_share(const Batch& batch, int replica, int replicas);
+// Per-token losses of the whole batch, in sample order: the last stage's own, or — with data
+// parallelism — every replica's, gathered over the last stage's GradientSync.
+std::vector<Tensor> replicas_losses(StageWorker& last);
 
 // The pure arithmetic of a pipeline step, shared by PipelineDriver and the stage actors' coordinator.
 // Mean of the per-token losses of all micro-batches, added in micro-batch order (as one device adds
@@ -63,6 +74,7 @@ class PipelineDriver {
   const plan::Partition& partition() const { return partition_; }
   std::string describe_partition() const;
   StageWorker& stage(int s) { return *stages_.at(s); }
+  const StageWorker& stage(int s) const { return *stages_.at(s); }
   int num_stages() const { return static_cast<int>(stages_.size()); }
   const pipeline::Schedule& schedule() const { return schedule_; }
   const pipeline::Layout& layout() const { return layout_; }

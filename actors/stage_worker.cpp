@@ -60,6 +60,17 @@ void StageWorker::begin_step(const Batch& batch, int microbatches, float loss_sc
     for (const auto& m : chunks_) per_mb.push_back(m->make_contexts());
   losses_.assign(microbatches, Tensor());
   cursor_ = 0;
+  backwards_done_.assign(chunks_.size(), 0);
+  grads_final_ = false;
+  if (sync_) sync_->begin_step();
+}
+
+void StageWorker::attach_gradient_sync(std::unique_ptr<GradientSync> sync) {
+  std::vector<Model*> chunks;
+  for (auto& m : chunks_) chunks.push_back(m.get());
+  sync->bind(stage_, std::move(chunks), backend_);
+  if (trace_) sync->set_trace(trace_, track_);
+  sync_ = std::move(sync);
 }
 
 void StageWorker::deliver(StageMessage message) {
@@ -77,7 +88,10 @@ StageWorker::Status StageWorker::advance(std::vector<Outgoing>& out) {
     blocked_since_ = -1.0;
   }
   while (cursor_ < program_.size()) {
-    if (std::holds_alternative<pipeline::OptimizerStep>(program_[cursor_])) return Status::at_step;
+    if (std::holds_alternative<pipeline::OptimizerStep>(program_[cursor_])) {
+      finalize_grads();
+      return Status::at_step;
+    }
     const std::size_t before = out.size();
     if (cursor_ == fault_at_)
       throw Error(ErrorKind::kInternal, "injected fault at " + pipeline::to_string(program_[cursor_]));
@@ -99,7 +113,17 @@ StageWorker::Status StageWorker::advance(std::vector<Outgoing>& out) {
     ++cursor_;
     if (out.size() != before) return Status::sent;
   }
+  finalize_grads();
   return Status::at_step;
+}
+
+void StageWorker::finalize_grads() {
+  if (grads_final_) return;
+  grads_final_ = true;
+  const double begin = trace_ ? trace_->now_us() : 0.0;
+  if (sync_) sync_->finish_backward();
+  for (auto& m : chunks_) m->flush_exact_grads(backend_);
+  if (trace_ && sync_ && sync_->replicas() > 1) trace_->span(track_, "wait for gradients", "comm", begin, trace_->now_us());
 }
 
 bool StageWorker::run(const pipeline::Instr& instr, std::vector<Outgoing>& out) {
@@ -138,7 +162,11 @@ bool StageWorker::run(const pipeline::Instr& instr, std::vector<Outgoing>& out) 
             ready_.erase(it);
           }
           if (compute_delay_.count()) synthetic_delay(compute_delay_);
-          Tensor dx = chunks_[in.chunk]->backward(backend_, microbatches_.at(in.mb), ctxs_[in.mb][in.chunk], dy);
+          // Only the last micro-batch's backward makes a layer's gradients final.
+          const bool last_mb = ++backwards_done_.at(in.chunk) == static_cast<int>(microbatches_.size());
+          std::function<void(std::size_t)> after_layer;
+          if (sync_ && last_mb) after_layer = [this, chunk = in.chunk](std::size_t l) { sync_->layer_ready(chunk, l); };
+          Tensor dx = chunks_[in.chunk]->backward(backend_, microbatches_.at(in.mb), ctxs_[in.mb][in.chunk], dy, after_layer);
           --in_flight_;
           if (k > 0) outputs_[{kGrad, in.mb, in.chunk}] = dx;
           return true;
@@ -199,19 +227,20 @@ void StageWorker::fold_tied_grad(const Tensor& grad) {
 }
 
 std::vector<std::vector<double>> StageWorker::finish_backward() {
+  finalize_grads();
+  for (const auto& m : chunks_) m->finish_grads();  // a head sharing its chunk with wte folds its tied gradient here
+  if (sync_) return sync_->sum_squares();
   std::vector<std::vector<double>> out;
-  for (const auto& m : chunks_) {
-    m->finish_grads();  // a head sharing its chunk with wte folds its tied gradient here
-    out.push_back(grad_sum_squares(m->params().all()));
-  }
+  for (const auto& m : chunks_) out.push_back(grad_sum_squares(m->params().all()));
   return out;
 }
 
 Tensor StageWorker::apply_step(double clip_coefficient, double lr) {
   const double begin = trace_ ? trace_->now_us() : 0.0;
-  std::vector<Param*> all = params();
+  std::vector<Param*> all = sync_ ? sync_->owned(params()) : params();
   scale_grads(all, clip_coefficient);
   optimizer_->step(all, lr);
+  if (sync_) sync_->params_updated();
   for (auto& m : chunks_) m->zero_grad();
   ctxs_.clear();
   cursor_ = 0;

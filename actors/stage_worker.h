@@ -16,6 +16,7 @@
 #include <tuple>
 #include <vector>
 
+#include "actors/gradient_sync.h"
 #include "models/gpt_layers.h"
 #include "models/model.h"
 #include "runtime/data/dataset.h"
@@ -79,7 +80,9 @@ class StageWorker {
   void fold_tied_grad(const Tensor& grad);
   bool owns_tied_weight() const;
   // Ends the backward pass: folds tied gradients held on this stage, then returns per-parameter
-  // gradient sums of squares chunk by chunk (call after fold_tied_grad on the owner).
+  // gradient sums of squares chunk by chunk (call after fold_tied_grad on the owner). By the time
+  // advance() reports at_step, gradients are final: reduced over replicas and, in deterministic mode,
+  // flushed from their exact sums.
   std::vector<std::vector<double>> finish_backward();
   // Clip scale, optimizer step, gradients zeroed, cursor rewound; returns wte's new value when owned.
   Tensor apply_step(double clip_coefficient, double lr);
@@ -102,10 +105,17 @@ class StageWorker {
   // later, supervision drills). SIZE_MAX: none.
   void inject_fault(std::size_t index) { fault_at_ = index; }
 
+  // Data parallelism: this stage's replicas reduce gradients through `sync` (bound to this stage's
+  // chunks here). Buckets start as the last micro-batch's backward passes their layers; the
+  // OptimizerStep waits for all of them; ZeRO-1 updates only this replica's shard.
+  void attach_gradient_sync(std::unique_ptr<GradientSync> sync);
+  GradientSync* gradient_sync() { return sync_.get(); }
+
   // Records this stage's compute, sends, waits and optimizer step on `track` of `trace`.
   void set_trace(TraceRecorder* trace, int track) {
     trace_ = trace;
     track_ = track;
+    if (sync_) sync_->set_trace(trace, track);
   }
 
   // Between steps only. restore() checks the snapshot fits this stage (names, shapes) before
@@ -114,6 +124,8 @@ class StageWorker {
   void restore(const StageSnapshot& snapshot);
 
   std::vector<Param*> params() const;
+  // Bytes of optimizer state this stage holds (ZeRO-1: only its replica's shard has any).
+  std::size_t optimizer_state_bytes() const { return optimizer_->state_bytes(); }
   Model& chunk(int c) { return *chunks_.at(c); }
   int num_chunks() const { return static_cast<int>(chunks_.size()); }
 
@@ -121,6 +133,8 @@ class StageWorker {
   using Key = std::tuple<int, int, int>;  // kind, mb, chunk
   bool run(const pipeline::Instr& instr, std::vector<Outgoing>& out);
   GptHead* head() const;
+  // Reduces gradients over replicas and flushes exact sums, once per step.
+  void finalize_grads();
   int vstage(int chunk) const { return layout_.virtual_stage(stage_, chunk); }
 
   int stage_;
@@ -147,6 +161,9 @@ class StageWorker {
   TraceRecorder* trace_ = nullptr;
   int track_ = 0;
   double blocked_since_ = -1.0;
+  std::unique_ptr<GradientSync> sync_;
+  std::vector<int> backwards_done_;  // per chunk, this step
+  bool grads_final_ = false;         // reduced and flushed at this step's OptimizerStep
 };
 
 }  // namespace troupe

@@ -63,6 +63,7 @@ class GptHead final : public LossLayer {
   double flops_per_row() const override;
   void zero_extra_grads() override;
   void fold_extra_grads() override;
+  std::vector<Tensor> extra_grads() const override { return {wte_grad_}; }
   Tensor probabilities(const LayerCtx& ctx) const override;
 
   bool has_replica() const { return replica_ != nullptr; }

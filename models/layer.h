@@ -47,6 +47,8 @@ class Layer {
   // fold into the owning parameter's gradient before the optimizer step.
   virtual void zero_extra_grads() {}
   virtual void fold_extra_grads() {}
+  // Those buffers, for whoever must reduce or flush every gradient (data parallelism, exact sums).
+  virtual std::vector<Tensor> extra_grads() const { return {}; }
 };
 
 }  // namespace troupe

@@ -59,10 +59,27 @@ Tensor Model::forward(Backend& be, const MicroBatch& mb, std::vector<LayerCtx>& 
   return x;
 }
 
-Tensor Model::backward(Backend& be, const MicroBatch& mb, std::vector<LayerCtx>& ctxs, const Tensor& dy) {
+Tensor Model::backward(Backend& be, const MicroBatch& mb, std::vector<LayerCtx>& ctxs, const Tensor& dy,
+                       const std::function<void(std::size_t)>& after_layer) {
   Tensor g = dy;
-  for (std::size_t i = layers_.size(); i-- > 0;) g = layers_[i]->backward(be, mb, ctxs[i], g);
+  for (std::size_t i = layers_.size(); i-- > 0;) {
+    g = layers_[i]->backward(be, mb, ctxs[i], g);
+    if (after_layer) after_layer(i);
+  }
   return g;
+}
+
+std::vector<Tensor> Model::grad_buffers(std::size_t layer) const {
+  std::vector<Tensor> out;
+  for (Param* p : layers_.at(layer)->params()) out.push_back(p->grad);
+  for (Tensor& t : layers_.at(layer)->extra_grads()) out.push_back(t);
+  return out;
+}
+
+void Model::flush_exact_grads(Backend& be) const {
+  if (!be.deterministic()) return;
+  for (std::size_t i = 0; i < layers_.size(); ++i)
+    for (const Tensor& t : grad_buffers(i)) be.flush_exact_grad(t);
 }
 
 void Model::zero_grad() {

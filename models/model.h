@@ -37,7 +37,16 @@ class Model {
   // Forward through every layer; the result is the last layer's output (per-row losses for a full model).
   Tensor forward(Backend& be, const MicroBatch& mb, std::vector<LayerCtx>& ctxs, const Tensor& input);
   // Backward through every layer in reverse, starting from dy (undefined when the last layer is the loss).
-  Tensor backward(Backend& be, const MicroBatch& mb, std::vector<LayerCtx>& ctxs, const Tensor& dy);
+  // after_layer(i), when given, runs once layer i's backward is done (its gradients hold this
+  // micro-batch's contribution): data parallelism starts reducing a bucket from there.
+  Tensor backward(Backend& be, const MicroBatch& mb, std::vector<LayerCtx>& ctxs, const Tensor& dy,
+                  const std::function<void(std::size_t)>& after_layer = {});
+
+  // Every gradient buffer of layer i: its parameters' gradients, then its extra ones (a tied weight's).
+  std::vector<Tensor> grad_buffers(std::size_t layer) const;
+  // In deterministic mode, turns the exact gradient sums of every buffer into float gradients
+  // (Backend::flush_exact_grad); a no-op otherwise. Call before finish_grads().
+  void flush_exact_grads(Backend& be) const;
 
   void zero_grad();
   // Before an optimizer step: fold gradients kept outside the ParamSet (tied weights) into their owners.

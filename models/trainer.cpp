@@ -57,6 +57,7 @@ StepStats Trainer::train_step(std::int64_t step) {
   Tensor losses = model_->forward(*backend_, mb, ctxs, mb.inputs);
   const double t1 = trace_ ? trace_->now_us() : 0.0;
   model_->backward(*backend_, mb, ctxs, Tensor());
+  model_->flush_exact_grads(*backend_);
   model_->finish_grads();
   const double t2 = trace_ ? trace_->now_us() : 0.0;
 

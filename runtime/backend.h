@@ -11,7 +11,9 @@
 #pragma once
 
 #include <cstdint>
+#include <span>
 
+#include "runtime/exact_sum.h"
 #include "runtime/tensor.h"
 
 namespace troupe {
@@ -22,10 +24,21 @@ class Backend {
   virtual Device device() const = 0;
   virtual int threads() const = 0;
 
-  // Deterministic mode: weight gradients of matrix products are reduced one block of `row_block` rows
-  // (a sample) at a time, in order, so the result does not depend on how a batch is split.
+  // Deterministic mode: every product is formed one sample (`row_block` rows) at a time, so a row's
+  // result does not depend on which rows share the call; and parameter gradients (dw, dbias, dtable of
+  // the kernels below) are summed exactly: each sample's (or row's) contribution goes into a 128-bit
+  // fixed-point accumulator kept for that gradient buffer (runtime/exact_sum.h), not into the float
+  // gradient. The total is therefore the same integer however the batch is split over micro-batches,
+  // stages or data-parallel replicas, and in whatever order replicas' accumulators are added.
+  // flush_exact_grad() then adds the rounded total to the float gradient.
   virtual void set_deterministic(bool on) = 0;
   virtual bool deterministic() const = 0;
+
+  // The exact accumulator behind gradient buffer `grad` (grad.numel() elements; zeros when nothing was
+  // added since the last flush). Data-parallel replicas add these across ranks before flushing.
+  virtual std::span<ExactSum> exact_grad(const Tensor& grad);
+  // grad += rounded accumulator, then the accumulator is cleared (a no-op change for a clear one).
+  virtual void flush_exact_grad(const Tensor& grad);
 
   // Uninitialised tensor in this backend's memory.
   virtual Tensor empty(Shape shape, DType dtype = DType::f32) = 0;

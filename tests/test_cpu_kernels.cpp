@@ -1,7 +1,9 @@
 // Owns the CPU kernel tests: matmul against a naive loop, thread-count and batch-split determinism, fast exp/tanh, input errors.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <array>
+#include <memory>
 #include <cmath>
 #include <cstring>
 #include <functional>
@@ -134,6 +136,8 @@ TEST_CASE("every op gives bitwise-identical results on 1 and 2 threads", "[kerne
           be.linear_forward(x, w, Tensor(), y_nobias);
           Tensor dx = Tensor::empty({n, n_in}), dw = dw0.clone(), db = db0.clone();
           be.linear_backward(dy, x, w, dx, dw, db, t);
+          be.flush_exact_grad(dw);  // no-op outside deterministic mode: nothing was added to its exact sum
+          be.flush_exact_grad(db);
           return std::vector<Tensor>{y, y_nobias, dx, dw, db};
         });
     }
@@ -201,9 +205,10 @@ TEST_CASE("every op gives bitwise-identical results on 1 and 2 threads", "[kerne
 
 // ---------------------------------------------------------------- batch-split independence
 
-// What pipelines rely on: the gradient of a batch is the same bits whether the batch goes through
-// backward whole or as micro-batches (whole samples) one after another.
-TEST_CASE("deterministic linear_backward: whole batch == micro-batches, bitwise", "[kernels]") {
+// What pipelines and data parallelism rely on: the gradient of a batch is the same bits whether the
+// batch goes through backward whole, as micro-batches (whole samples) one after another, or split over
+// replicas whose exact sums are added afterwards in any order.
+TEST_CASE("deterministic linear_backward: whole batch == micro-batches == replicas, bitwise", "[kernels]") {
   constexpr std::int64_t B = 4, T = 16, in = 96, out = 160;
   const int threads = GENERATE(1, 2);
   std::mt19937_64 rng(11);
@@ -215,6 +220,8 @@ TEST_CASE("deterministic linear_backward: whole batch == micro-batches, bitwise"
 
   Tensor dw_whole = dw0.clone(), db_whole = db0.clone();
   be.linear_backward(dy, x, w, Tensor::empty({B, T, in}), dw_whole, db_whole, T);
+  be.flush_exact_grad(dw_whole);
+  be.flush_exact_grad(db_whole);
 
   // Splits into micro-batches of whole samples: halves, single samples, uneven.
   for (const std::vector<std::int64_t>& cuts : std::vector<std::vector<std::int64_t>>{{0, 2, 4}, {0, 1, 2, 3, 4}, {0, 1, 4}, {0, 3, 4}}) {
@@ -223,7 +230,39 @@ TEST_CASE("deterministic linear_backward: whole batch == micro-batches, bitwise"
       const Tensor xs = x.slice(cuts[i], cuts[i + 1]), dys = dy.slice(cuts[i], cuts[i + 1]);
       be.linear_backward(dys, xs, w, Tensor::empty({cuts[i + 1] - cuts[i], T, in}), dw, db, T);
     }
+    be.flush_exact_grad(dw);
+    be.flush_exact_grad(db);
     INFO("threads " << threads << ", " << cuts.size() - 1 << " micro-batches");
+    CHECK(bitwise_equal(dw, dw_whole));
+    CHECK(bitwise_equal(db, db_whole));
+  }
+
+  // Replicas: each sample on its own backend, exact sums added in reverse order, flushed on one of them.
+  {
+    std::vector<std::unique_ptr<CpuBackend>> replicas;
+    std::vector<Tensor> dws, dbs;
+    for (std::int64_t s = 0; s < B; ++s) {
+      replicas.push_back(std::make_unique<CpuBackend>(threads));
+      replicas.back()->set_deterministic(true);
+      dws.push_back(Tensor::zeros({out, in}));
+      dbs.push_back(Tensor::zeros({out}));
+      replicas.back()->linear_backward(dy.slice(s, s + 1), x.slice(s, s + 1), w, Tensor(), dws.back(), dbs.back(), T);
+    }
+    for (std::int64_t s = B - 1; s-- > 0;) {
+      auto wa = replicas[s]->exact_grad(dws[s]), wb = replicas[s + 1]->exact_grad(dws[s + 1]);
+      auto ba = replicas[s]->exact_grad(dbs[s]), bb = replicas[s + 1]->exact_grad(dbs[s + 1]);
+      for (std::size_t i = 0; i < wa.size(); ++i) wa[i] = exact_add(wb[i], wa[i]);
+      for (std::size_t i = 0; i < ba.size(); ++i) ba[i] = exact_add(bb[i], ba[i]);
+    }
+    // Deterministic kernels leave the float gradient alone until it is flushed.
+    CHECK(std::all_of(dws[0].f32(), dws[0].f32() + dws[0].numel(), [](float v) { return v == 0.0f; }));
+    Tensor dw = dw0.clone(), db = db0.clone();
+    auto acc0 = replicas[0]->exact_grad(dws[0]);
+    std::copy(acc0.begin(), acc0.end(), be.exact_grad(dw).begin());
+    auto bacc0 = replicas[0]->exact_grad(dbs[0]);
+    std::copy(bacc0.begin(), bacc0.end(), be.exact_grad(db).begin());
+    be.flush_exact_grad(dw);
+    be.flush_exact_grad(db);
     CHECK(bitwise_equal(dw, dw_whole));
     CHECK(bitwise_equal(db, db_whole));
   }

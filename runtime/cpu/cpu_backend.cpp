@@ -38,10 +38,45 @@ void CpuBackend::embedding_forward(const Tensor& ids, const Tensor& table, const
   }
 }
 
+std::span<ExactSum> CpuBackend::exact_grad(const Tensor& grad) {
+  TROUPE_CHECK(grad.dtype() == DType::f32, "exact gradient sums need an f32 gradient buffer");
+  std::lock_guard lock(exact_mu_);
+  std::vector<ExactSum>& acc = exact_[grad.f32()];
+  // A buffer freed and another allocated at the same address: start from a clear accumulator.
+  if (acc.size() != static_cast<std::size_t>(grad.numel())) acc.assign(static_cast<std::size_t>(grad.numel()), 0);
+  return acc;
+}
+
+void CpuBackend::flush_exact_grad(const Tensor& grad) {
+  std::span<ExactSum> acc = exact_grad(grad);
+  float* g = grad.f32();
+  pool_->parallel_for(static_cast<std::int64_t>(acc.size()), [&](std::int64_t i0, std::int64_t i1) {
+    for (std::int64_t i = i0; i < i1; ++i) {
+      if (acc[i] == 0) continue;  // nothing added: leave the gradient (and the sign of its zeros) alone
+      g[i] += from_exact(acc[i]);
+      acc[i] = 0;
+    }
+  }, 4096);
+}
+
+void CpuBackend::add_exact_parallel(std::span<ExactSum> acc, const float* x) {
+  pool_->parallel_for(static_cast<std::int64_t>(acc.size()), [&](std::int64_t i0, std::int64_t i1) {
+    add_exact(acc.subspan(i0, i1 - i0), x + i0);
+  }, 4096);
+}
+
 void CpuBackend::embedding_backward(const Tensor& ids, const Tensor& dy, const Tensor& dtable) {
   const std::int64_t n = ids.numel(), c = dtable.dim(1);
   const std::int32_t* idp = ids.i32();
   const float* dyp = dy.f32();
+  if (deterministic_) {
+    // Exact sums, one row's contribution at a time (see Backend::set_deterministic).
+    std::span<ExactSum> acc = exact_grad(dtable);
+    pool_->parallel_for(c, [&](std::int64_t c0, std::int64_t c1) {
+      for (std::int64_t i = 0; i < n; ++i) add_exact(acc.subspan(idp[i] * c + c0, c1 - c0), dyp + i * c + c0);
+    }, 32);
+    return;
+  }
   float* dtp = dtable.f32();
   // Split over columns so every row is added in order of n (deterministic, batch-split independent).
   pool_->parallel_for(c, [&](std::int64_t c0, std::int64_t c1) {

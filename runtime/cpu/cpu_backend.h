@@ -2,6 +2,9 @@
 #pragma once
 
 #include <memory>
+#include <mutex>
+#include <unordered_map>
+#include <vector>
 
 #include "runtime/backend.h"
 #include "runtime/thread_pool.h"
@@ -19,6 +22,8 @@ class CpuBackend final : public Backend {
   ThreadPool& pool() { return *pool_; }
   void set_deterministic(bool on) override { deterministic_ = on; }
   bool deterministic() const override { return deterministic_; }
+  std::span<ExactSum> exact_grad(const Tensor& grad) override;
+  void flush_exact_grad(const Tensor& grad) override;
 
   Tensor empty(Shape shape, DType dtype) override { return Tensor::empty(std::move(shape), dtype); }
   void zero(const Tensor& t) override;
@@ -66,8 +71,14 @@ class CpuBackend final : public Backend {
   void rows_gemm(bool trans_b, std::int64_t rows, std::int64_t n, std::int64_t k, const float* a, const float* b,
                  float beta, float* c, std::int64_t row_block);
 
+  // acc[i] += to_exact(x[i]) over the pool.
+  void add_exact_parallel(std::span<ExactSum> acc, const float* x);
+
   std::unique_ptr<ThreadPool> pool_;
   bool deterministic_ = false;
+  // Exact accumulators by gradient buffer (its data pointer); see Backend::set_deterministic.
+  std::mutex exact_mu_;
+  std::unordered_map<const float*, std::vector<ExactSum>> exact_;
 };
 
 // Single-threaded row-major sgemm (the BLAS call every CPU product goes through).

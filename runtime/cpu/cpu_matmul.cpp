@@ -110,12 +110,27 @@ void CpuBackend::linear_backward(const Tensor& dy, const Tensor& x, const Tensor
   const float* xp = x.f32();
   if (dx.defined()) rows_gemm(false, rows, in, out, dyp, w.f32(), 0.0f, dx.f32(), row_block);
 
-  // dw += dy^T x. Deterministic mode reduces one sample (row_block rows) at a time, in order, so the
-  // sum is formed the same way however the batch was split; otherwise all rows go in one product.
-  const std::int64_t block = (deterministic_ && row_block > 0) ? row_block : rows;
-  TROUPE_CHECK(rows % block == 0, "rows ", rows, " not a multiple of the sample length ", block);
-  for (std::int64_t r = 0; r < rows; r += block)
-    gemm(true, false, out, in, block, 1.0f, dyp + r * out, out, xp + r * in, in, 1.0f, dw.f32(), in);
+  if (deterministic_) {
+    // Exact sums (see Backend::set_deterministic): one product per sample, added to dw's accumulator.
+    const std::int64_t block = row_block > 0 ? row_block : rows;
+    TROUPE_CHECK(rows % block == 0, "rows ", rows, " not a multiple of the sample length ", block);
+    std::span<ExactSum> acc = exact_grad(dw);
+    std::vector<float> product(static_cast<std::size_t>(out * in));
+    for (std::int64_t r = 0; r < rows; r += block) {
+      gemm(true, false, out, in, block, 1.0f, dyp + r * out, out, xp + r * in, in, 0.0f, product.data(), in);
+      add_exact_parallel(acc, product.data());
+    }
+    if (dbias.defined()) {
+      std::span<ExactSum> bacc = exact_grad(dbias);
+      pool_->parallel_for(out, [&](std::int64_t o0, std::int64_t o1) {
+        for (std::int64_t r = 0; r < rows; ++r) add_exact(bacc.subspan(o0, o1 - o0), dyp + r * out + o0);
+      }, 64);
+    }
+    return;
+  }
+
+  // dw += dy^T x, all rows in one product.
+  gemm(true, false, out, in, rows, 1.0f, dyp, out, xp, in, 1.0f, dw.f32(), in);
 
   if (dbias.defined()) {
     float* dbp = dbias.f32();

@@ -66,7 +66,23 @@ void CpuBackend::layernorm_backward(const Tensor& dy, const Tensor& x, const Ten
       }
     }
   }, 8);
-  // Parameter gradients: split over columns, rows added in order (deterministic).
+  if (deterministic_) {
+    // Exact sums, one row's contribution at a time (see Backend::set_deterministic).
+    std::span<ExactSum> wacc = exact_grad(dw), bacc = exact_grad(db);
+    pool_->parallel_for(c, [&](std::int64_t c0, std::int64_t c1) {
+      for (std::int64_t r = 0; r < rows; ++r) {
+        const float* g = dyp + r * c;
+        const float* row = xp + r * c;
+        const float m = mp[r], s = rp[r];
+        for (std::int64_t j = c0; j < c1; ++j) {
+          wacc[j] = exact_add(wacc[j], to_exact(g[j] * (row[j] - m) * s));
+          bacc[j] = exact_add(bacc[j], to_exact(g[j]));
+        }
+      }
+    }, 32);
+    return;
+  }
+  // Parameter gradients: split over columns, rows added in order.
   float* dwp = dw.f32();
   float* dbp = db.f32();
   pool_->parallel_for(c, [&](std::int64_t c0, std::int64_t c1) {

@@ -1,0 +1,137 @@
+// Owns GradientSync: one pipeline stage's side of data parallelism — its gradient buckets, their reduction across the stage's replicas (overlapping backward), ZeRO-1 sharding of the optimizer update.
+//
+// Every replica of a stage holds the same model chunks and runs the same program, so all of them meet
+// the same gradient buffers in the same order. A GradientSync is attached to each replica's StageWorker
+// with a Transport whose ranks are that stage's replicas (rank = replica index), and:
+//
+//  * buckets: the stage's gradient buffers (parameters' gradients, plus extra buffers such as the LM
+//    head's tied-weight gradient) in backward order — last layer first — cut into buckets of about
+//    comm.bucket_mb MiB that never span model chunks. When the last micro-batch's backward has passed
+//    every layer of a bucket, the bucket goes to this stage's communication thread, which reduces it
+//    while backward goes on with earlier layers (the trace shows these spans on the "comm" track).
+//    Earlier micro-batches only accumulate: no communication until the last one.
+//  * reduction: the sum over replicas (each replica scales its loss by 1 / the global batch's loss
+//    terms, so the sum is the single-device gradient). ring: comm::allreduce_ring; alltoall: direct
+//    reduce-scatter + all-gather (runtime/comm/direct.h). In deterministic mode the buckets carry the
+//    backend's exact sums (runtime/exact_sum.h) instead of floats, so the result is bitwise the
+//    single-device gradient whatever the algorithm. With comm.compression the float bucket goes through
+//    the compressor instead (lossy; not allowed in deterministic mode).
+//  * ZeRO-1 (parallel.zero = 1): each parameter is owned by one replica (whole tensors, balanced by
+//    size). At the end of backward, gradients are reduce-scattered to their owners; only owners clip
+//    and update their parameters, so optimizer state lives on the owner alone (1/D of it per replica);
+//    then updated values are all-gathered. Extra buffers are allreduced (every replica folds them).
+//    Per-parameter sums of squares come from the owners, so the global norm, hence clipping, is bitwise
+//    the replicated one.
+//
+// Errors: a failing collective (peer gone, timeout, wrong size) is rethrown by finish_backward() — or by
+// whichever later call meets it — as troupe::Error(kIo) naming the stage and the peer.
+#pragma once
+
+#include <condition_variable>
+#include <cstddef>
+#include <deque>
+#include <exception>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "models/model.h"
+#include "runtime/comm/transport.h"
+#include "runtime/trace/trace.h"
+
+namespace troupe {
+
+struct GradientSyncOptions {
+  std::string exchange = "ring";     // ring | alltoall
+  bool zero = false;                 // ZeRO-1
+  double bucket_mb = 4.0;
+  std::string compression = "none";  // comm.compression
+  bool overlap = true;               // reduce buckets on a communication thread during backward
+};
+
+// Bytes this replica moved for one step (what the training log reports).
+struct CommStats {
+  std::size_t bytes_sent = 0;          // on the wire, after compression
+  std::size_t bytes_uncompressed = 0;  // what the same exchange would send uncompressed
+  int buckets = 0;
+};
+
+class GradientSync {
+ public:
+  GradientSync(std::unique_ptr<comm::Transport> transport, GradientSyncOptions options);
+  ~GradientSync();
+  GradientSync(const GradientSync&) = delete;
+  GradientSync& operator=(const GradientSync&) = delete;
+
+  // Called once by the StageWorker it is attached to: the stage's chunks (in chunk order) and backend.
+  void bind(int stage, std::vector<Model*> chunks, Backend& backend);
+  void set_trace(TraceRecorder* trace, int track);
+
+  int replica() const;
+  int replicas() const;
+
+  // --- during a step, from the stage's thread ------------------------------------------------------
+  // A step starts: every bucket waits for all its layers again.
+  void begin_step();
+  // The last micro-batch's backward has passed layer `layer` of chunk `chunk`.
+  void layer_ready(int chunk, std::size_t layer);
+  // Every gradient of the stage is final: reduces what is left, waits for the communication thread.
+  void finish_backward();
+  // Per-parameter gradient sums of squares, chunk by chunk, equal on every replica (after folding).
+  std::vector<std::vector<double>> sum_squares();
+  // The parameters this replica updates: all of them, or its ZeRO shard.
+  std::vector<Param*> owned(const std::vector<Param*>& all) const;
+  // After the owners' update: every replica's parameter values equal again (ZeRO all-gather).
+  void params_updated();
+  // This replica's per-token losses -> every replica's, concatenated in replica order.
+  std::vector<float> all_gather_losses(const std::vector<float>& local);
+
+  const CommStats& last_step_stats() const { return stats_; }
+  // Parameters of this stage and replica, and how they are owned: for reports (ZeRO: 1/D each).
+  std::size_t owned_param_count() const;
+
+ private:
+  struct Item {
+    int chunk = 0;
+    std::size_t layer = 0;
+    Tensor grad;
+    Param* param = nullptr;  // null for an extra buffer (a tied weight's gradient)
+  };
+  struct Bucket {
+    std::vector<std::size_t> items;
+    std::size_t elements = 0;
+    int waiting_layers = 0;
+  };
+
+  void reduce_bucket(std::size_t b);
+  void comm_loop();
+  void run_zero_reduce();
+  void rethrow_if_failed();
+  std::size_t bytes_of_elements(std::size_t n) const;
+
+  std::unique_ptr<comm::Transport> transport_;
+  GradientSyncOptions options_;
+  int stage_ = 0;
+  Backend* backend_ = nullptr;
+  std::vector<Model*> chunks_;
+  std::vector<Item> items_;
+  std::vector<Bucket> buckets_;
+  std::vector<std::vector<std::vector<std::size_t>>> buckets_of_layer_;  // [chunk][layer] -> buckets
+  std::vector<int> owner_of_item_;                                      // ZeRO: replica owning each item
+  std::vector<int> waiting_;                                            // per bucket, this step
+  CommStats stats_;
+  TraceRecorder* trace_ = nullptr;
+  int track_ = 0;
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<std::size_t> queue_;
+  std::size_t reduced_ = 0, enqueued_ = 0;
+  bool stop_ = false;
+  std::exception_ptr error_;
+  std::thread comm_thread_;
+};
+
+}  // namespace troupe
