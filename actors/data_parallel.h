@@ -46,6 +46,9 @@ class DataParallelTrainer {
   void set_trace(TraceRecorder* trace);
 
   int replicas() const { return static_cast<int>(replicas_.size()); }
+  Dataset& dataset() { return replicas_[0]->dataset(); }
+  CpuBackend& backend() { return replicas_[0]->backend(); }
+  std::vector<Param*> params_in_order() const { return replicas_[0]->params_in_order(); }
   PipelineDriver& replica(int r) { return *replicas_.at(static_cast<std::size_t>(r)); }
   // Bytes replica 0 sent in the last step, over all its stages.
   CommStats last_step_comm() const;

@@ -10,6 +10,7 @@
 
 #include "cli/progress.h"
 #include "actors/actor_pipeline.h"
+#include "actors/data_parallel.h"
 #include "models/trainer.h"
 #include "runtime/config/config_loader.h"
 
@@ -39,6 +40,18 @@ std::string human_count(std::int64_t n) {
 template <typename Runner>
 int train_loop(Runner& trainer, const RunConfig& config, const TrainOptions& options);
 
+namespace {
+// What data parallelism cost on the wire and in memory, per replica, for the last step.
+void report_data_parallel(DataParallelTrainer& dp, const RunConfig& config) {
+  if (config.train.steps == 0) return;
+  const CommStats c = dp.last_step_comm();
+  std::printf("troupe: per replica and step: %.2f MB sent in %d buckets", c.bytes_sent / 1e6, c.buckets);
+  if (c.bytes_uncompressed != c.bytes_sent) std::printf(" (%.2f MB uncompressed)", c.bytes_uncompressed / 1e6);
+  std::printf("; optimizer state %.2f MB on replica 0%s\n", dp.optimizer_state_bytes(0) / 1e6,
+              config.parallel.zero ? " (ZeRO-1 shard)" : "");
+}
+}  // namespace
+
 int run_train(const TrainOptions& options) {
   std::vector<std::string> sets = options.sets;
   if (options.steps) sets.push_back("train.steps=" + std::to_string(*options.steps));
@@ -52,6 +65,16 @@ int run_train(const TrainOptions& options) {
   if (options.print_config) std::printf("%s", config_to_toml(config).c_str());
 
   const ParallelConfig& par = config.parallel;
+  if (par.data > 1) {
+    DataParallelTrainer dp(config);
+    std::printf("troupe: data parallel, %d replicas (threads) x %d pipeline stages, gradient exchange %s%s, "
+                "buckets of %g MiB\n",
+                par.data, par.pipeline, par.gradient_exchange.c_str(), par.zero ? " with ZeRO-1" : "",
+                config.comm.bucket_mb);
+    const int code = train_loop(dp, config, options);
+    report_data_parallel(dp, config);
+    return code;
+  }
   if (par.pipeline > 1 || par.microbatches > 1) {
     ActorPipeline pipeline(config, {par.pipeline, par.virtual_stages, par.microbatches, par.schedule, par.boundaries, false, par.credits});
     std::printf("troupe: pipeline of %d stages x %d chunks, schedule %s, %d micro-batches; partition:\n%s",
@@ -65,6 +88,11 @@ int run_train(const TrainOptions& options) {
 
 namespace {
 std::int64_t param_count(Trainer& t) { return t.model().params().numel(); }
+std::int64_t param_count(DataParallelTrainer& t) {
+  std::int64_t n = 0;
+  for (Param* p : t.params_in_order()) n += p->value.numel();
+  return n;
+}
 std::int64_t param_count(ActorPipeline& d) {
   std::int64_t n = 0;
   for (Param* p : d.params_in_order()) n += p->value.numel();
