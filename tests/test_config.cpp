@@ -377,6 +377,7 @@ TEST_CASE("validate: rules across keys, in one place", "[config]") {
   CHECK_THAT(set_error({"comm.compression=powersgd:0"}), Contains("the PowerSGD rank must be a whole number >= 1"));
   CHECK_THAT(set_error({"comm.compression=int8", "train.deterministic=true"}), Contains("compression is lossy"));
   CHECK_NOTHROW(load_config(std::nullopt, {"comm.compression=powersgd:4", "parallel.data=2"}));
+  CHECK_THAT(set_error({"comm.compression=fp16", "parallel.zero=1"}), Contains("ZeRO-1 reduce-scatters uncompressed"));
   CHECK_THAT(set_error({"comm.transport=tcp", "comm.address=10.0.0.1:29500"}), Contains("loopback only"));
   CHECK_THAT(set_error({"comm.transport=tcp", "comm.address=127.0.0.1"}), Contains("must be host:port"));
   CHECK_THAT(set_error({"train.device=gpu"}), Contains("train.device = \"gpu\" is not a device"));

@@ -262,6 +262,10 @@ void validate_parallel(const RunConfig& config) {
     if (ps)
       invalid("comm.compression applies to ring and alltoall gradient exchange; parameter servers take "
               "uncompressed (or sparse-row) pushes");
+    if (par.zero)
+      invalid(fmt::format("comm.compression = {} with parallel.zero = 1: ZeRO-1 reduce-scatters uncompressed "
+                          "shards to their owners; drop one of the two",
+                          comp));
   }
   if (config.comm.transport == "tcp") {
     const std::string& a = config.comm.address;
