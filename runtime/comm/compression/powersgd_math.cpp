@@ -1,0 +1,105 @@
+// Owns PowerSGD's dense kernels (plain loops: r is small, so these are memory-bound passes over M).
+#include "runtime/comm/compression/powersgd_math.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "runtime/error.h"
+
+namespace troupe::comm {
+
+bool powersgd_compresses(std::size_t rows, std::size_t cols, std::size_t rank) {
+  return rows > 1 && cols > 1 && rank >= 1 && rank < rows && rank < cols && (rows + cols) * rank < rows * cols;
+}
+
+void matmul_mq(std::span<const float> m, std::span<const float> q, std::size_t rows, std::size_t cols, std::size_t r,
+               std::span<float> p) {
+  TROUPE_CHECK(m.size() == rows * cols && q.size() == cols * r && p.size() == rows * r, rows, "x", cols, " r ", r);
+  std::fill(p.begin(), p.end(), 0.0f);
+  for (std::size_t i = 0; i < rows; ++i) {
+    const float* mi = m.data() + i * cols;
+    float* pi = p.data() + i * r;
+    for (std::size_t j = 0; j < cols; ++j) {
+      const float v = mi[j];
+      const float* qj = q.data() + j * r;
+      for (std::size_t k = 0; k < r; ++k) pi[k] += v * qj[k];
+    }
+  }
+}
+
+void matmul_mtp(std::span<const float> m, std::span<const float> p, std::size_t rows, std::size_t cols, std::size_t r,
+                std::span<float> q) {
+  TROUPE_CHECK(m.size() == rows * cols && p.size() == rows * r && q.size() == cols * r, rows, "x", cols, " r ", r);
+  std::fill(q.begin(), q.end(), 0.0f);
+  for (std::size_t i = 0; i < rows; ++i) {  // rows in order: the same sums on every run
+    const float* mi = m.data() + i * cols;
+    const float* pi = p.data() + i * r;
+    for (std::size_t j = 0; j < cols; ++j) {
+      const float v = mi[j];
+      float* qj = q.data() + j * r;
+      for (std::size_t k = 0; k < r; ++k) qj[k] += v * pi[k];
+    }
+  }
+}
+
+void matmul_pqt(std::span<const float> p, std::span<const float> q, std::size_t rows, std::size_t cols, std::size_t r,
+                std::span<float> m) {
+  TROUPE_CHECK(m.size() == rows * cols && p.size() == rows * r && q.size() == cols * r, rows, "x", cols, " r ", r);
+  for (std::size_t i = 0; i < rows; ++i) {
+    const float* pi = p.data() + i * r;
+    float* mi = m.data() + i * cols;
+    for (std::size_t j = 0; j < cols; ++j) {
+      const float* qj = q.data() + j * r;
+      float s = 0.0f;
+      for (std::size_t k = 0; k < r; ++k) s += pi[k] * qj[k];
+      mi[j] = s;
+    }
+  }
+}
+
+void orthogonalize_columns(std::span<float> p, std::size_t rows, std::size_t r) {
+  TROUPE_CHECK(p.size() == rows * r, p.size(), " != ", rows, "x", r);
+  auto norm_of = [&](std::size_t c) {
+    double n2 = 0.0;
+    for (std::size_t i = 0; i < rows; ++i) n2 += static_cast<double>(p[i * r + c]) * p[i * r + c];
+    return std::sqrt(n2);
+  };
+  for (std::size_t c = 0; c < r; ++c) {
+    const double before = norm_of(c);
+    // Two projection passes ("twice is enough", Giraud et al. 2005): one pass leaves a nearly
+    // dependent column with rounding noise that is not orthogonal to the earlier columns.
+    for (int pass = 0; pass < 2; ++pass) {
+      for (std::size_t prev = 0; prev < c; ++prev) {
+        double dot = 0.0;
+        for (std::size_t i = 0; i < rows; ++i) dot += static_cast<double>(p[i * r + c]) * p[i * r + prev];
+        const float d = static_cast<float>(dot);
+        for (std::size_t i = 0; i < rows; ++i) p[i * r + c] -= d * p[i * r + prev];
+      }
+    }
+    const double norm = norm_of(c);
+    // A column that lost all but 2^-20 of its norm (or is zero) lay in the span of the earlier ones:
+    // what is left is rounding noise, so drop it. A NaN or inf norm falls through and turns the column
+    // into NaN, so a broken gradient stays visible.
+    const float inv = norm <= 1e-30 || norm <= before * 0x1p-20 ? 0.0f : static_cast<float>(1.0 / norm);
+    for (std::size_t i = 0; i < rows; ++i) p[i * r + c] *= inv;
+  }
+}
+
+void fill_normal(std::span<float> q, std::uint64_t seed) {
+  std::uint64_t state = seed;
+  auto next = [&state]() {  // splitmix64
+    std::uint64_t z = (state += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+  };
+  auto uniform = [&]() { return (static_cast<double>(next() >> 11) + 0.5) / 9007199254740992.0; };  // (0, 1)
+  for (std::size_t i = 0; i < q.size(); i += 2) {
+    const double u1 = uniform(), u2 = uniform();
+    const double radius = std::sqrt(-2.0 * std::log(u1));
+    q[i] = static_cast<float>(radius * std::cos(6.283185307179586 * u2));
+    if (i + 1 < q.size()) q[i + 1] = static_cast<float>(radius * std::sin(6.283185307179586 * u2));
+  }
+}
+
+}  // namespace troupe::comm
