@@ -3,6 +3,7 @@
 
 #include <cstdio>
 
+#include "cli/bench_command.h"
 #include "cli/train_command.h"
 #include "runtime/config/config_loader.h"
 #include "runtime/config/config_schema.h"
@@ -26,10 +27,16 @@ int main(int argc, char** argv) {
   train_cmd->add_option("--trace", train.trace_path,
                         "Write a Chrome trace (Perfetto, chrome://tracing): one track per actor; prints measured bubbles");
   train_cmd->add_flag("--print-config", train.print_config, "Print the effective configuration as TOML first");
+  // Hidden: the rank of a data-parallel process that `troupe train` started itself (comm.transport = tcp).
+  train_cmd->add_option("--rank", train.rank)->group("")->check(CLI::Range(1, 1 << 20));
   train_cmd->footer("Config keys (for --set and --config):\n" + config_help());
 
   CLI::App* devices_cmd = app.add_subcommand("devices", "List the devices actors can be placed on (CPU threads, CUDA GPUs).");
 
+  BenchOptions bench;
+  CLI::App* bench_cmd = add_bench_subcommand(app, bench);
+
+  for (int i = 1; i < argc; ++i) train.args.emplace_back(argv[i]);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
@@ -43,6 +50,7 @@ int main(int argc, char** argv) {
 
   try {
     if (train_cmd->parsed()) return run_train(train);
+    if (bench_cmd->parsed()) return run_bench(bench, argv[0]);
     if (devices_cmd->parsed()) {
       const DeviceInventory inv = query_devices();
       std::printf("cpu:0     %d hardware threads\n", inv.cpu_threads);

@@ -1,4 +1,4 @@
-// Owns the collective tests: ring chunk/step arithmetic, ring collectives over the in-process transport (ranks as threads), and their failure modes.
+// Owns the collective tests: chunk/step/segment arithmetic, every collective algorithm over the in-process transport (ranks as threads), and their failure modes.
 #include <catch2/catch.hpp>
 
 #include <chrono>
@@ -7,11 +7,15 @@
 #include <cstring>
 #include <exception>
 #include <functional>
+#include <numeric>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "net/inproc/inproc_transport.h"
+#include "runtime/comm/all_to_all.h"
+#include "runtime/comm/allreduce.h"
+#include "runtime/comm/halving_doubling.h"
 #include "runtime/comm/ring.h"
 #include "runtime/error.h"
 
@@ -363,4 +367,301 @@ TEST_CASE("ring collectives are generic: double, int64 and wrapping __int128 sum
     }
     REQUIRE(std::abs(d[0][i] - sd) <= 1e-12 * std::abs(sd));
   }
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Every algorithm (ring with segments, halving-doubling, allreduce's choice, all-to-all) through one
+// spawn helper that takes the transport kind, so the same cases run over any transport.
+
+namespace {
+
+enum class Kind { kInproc };
+
+// Runs fn(transport) on one thread per rank of a fresh group of `kind` and returns what each rank threw.
+// A rank that throws is killed (as a crashed process would be), so its peers fail at once.
+std::vector<std::exception_ptr> spawn_ranks(Kind kind, int ranks, std::chrono::milliseconds timeout,
+                                            const std::function<void(Transport&)>& fn) {
+  (void)kind;
+  net::InprocWorld world(ranks, timeout);
+  std::vector<std::exception_ptr> errors(static_cast<std::size_t>(ranks));
+  std::vector<std::thread> threads;
+  for (int r = 0; r < ranks; ++r) {
+    threads.emplace_back([&, r, t = world.transport(r)]() mutable {
+      try {
+        fn(*t);
+      } catch (...) {
+        errors[static_cast<std::size_t>(r)] = std::current_exception();
+        world.kill(r);
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  return errors;
+}
+
+struct Algo {
+  const char* name;
+  std::function<void(Transport&, std::span<float>)> run;
+};
+
+// The allreduce variants under test; segments of 12 bytes push every non-empty chunk through the
+// multi-segment path (4 KiB for the large size, to keep the message count sane).
+std::vector<Algo> allreduce_algos(std::size_t n) {
+  const RingOptions small{n > 10000 ? std::size_t{4096} : std::size_t{12}};
+  return {
+      {"ring", [](Transport& t, std::span<float> d) { allreduce_ring(t, d); }},
+      {"ring, small segments", [small](Transport& t, std::span<float> d) { allreduce_ring(t, d, small); }},
+      {"halving-doubling", [](Transport& t, std::span<float> d) { allreduce_halving_doubling<float>(t, d); }},
+      {"auto", [](Transport& t, std::span<float> d) { allreduce(t, d); }},
+  };
+}
+
+std::vector<std::vector<float>> run_algo(Kind kind, const Algo& algo, int ranks, std::size_t n) {
+  std::vector<std::vector<float>> results(static_cast<std::size_t>(ranks));
+  for (int r = 0; r < ranks; ++r) results[static_cast<std::size_t>(r)] = inputs(r, n);
+  require_no_errors(spawn_ranks(kind, ranks, 5s, [&](Transport& t) { algo.run(t, results[static_cast<std::size_t>(t.rank())]); }));
+  return results;
+}
+
+}  // namespace
+
+TEST_CASE("ring segments tile a chunk", "[collectives]") {
+  CHECK(ring_segment_count(0, 4) == 0);
+  CHECK(ring_segment_count(1, 4) == 1);
+  CHECK(ring_segment_count(8, 4) == 2);
+  CHECK(ring_segment_count(9, 4) == 3);
+  CHECK(ring_segment(ChunkRange{10, 9}, 4, 0) == ChunkRange{10, 4});
+  CHECK(ring_segment(ChunkRange{10, 9}, 4, 2) == ChunkRange{18, 1});
+  CHECK_THROWS_AS(ring_segment(ChunkRange{10, 9}, 4, 3), InvariantError);
+  CHECK_THROWS_AS(ring_segment_count(3, 0), InvariantError);
+}
+
+TEST_CASE("halving-doubling folds the first 2*(n - p) ranks pairwise into virtual ranks", "[collectives]") {
+  CHECK(hd_power(1) == 1);
+  CHECK(hd_power(6) == 4);
+  CHECK(hd_power(8) == 8);
+  // 6 ranks: p = 4, rem = 2; 0 folds into 1, 2 into 3.
+  const std::vector<int> virt6 = {-1, 0, -1, 1, 2, 3};
+  for (int r = 0; r < 6; ++r) CHECK(hd_virtual_rank(6, r) == virt6[static_cast<std::size_t>(r)]);
+  CHECK(hd_real_rank(6, 0) == 1);
+  CHECK(hd_real_rank(6, 1) == 3);
+  CHECK(hd_real_rank(6, 3) == 5);
+  // Property: virtual ranks are a bijection onto [0, p) and real_rank inverts them.
+  for (int n = 1; n <= 8; ++n) {
+    int participants = 0;
+    for (int r = 0; r < n; ++r) {
+      const int v = hd_virtual_rank(n, r);
+      if (v < 0) continue;
+      ++participants;
+      CHECK(hd_real_rank(n, v) == r);
+    }
+    CHECK(participants == hd_power(n));
+  }
+}
+
+TEST_CASE("every allreduce algorithm is bitwise equal on every rank and across runs, and near the exact sum", "[collectives]") {
+  const int ranks = GENERATE(range(1, 9));
+  const std::size_t n = GENERATE(as<std::size_t>{}, 0, 1, 7, 1000, 100000);
+  const Kind kind = Kind::kInproc;
+  std::vector<float> ring_result;
+  for (const Algo& algo : allreduce_algos(n)) {
+    CAPTURE(ranks, n, algo.name);
+    const auto first = run_algo(kind, algo, ranks, n);
+    const auto second = run_algo(kind, algo, ranks, n);
+    for (int r = 0; r < ranks; ++r) {
+      CAPTURE(r);
+      REQUIRE(bitwise_equal(first[static_cast<std::size_t>(r)], first[0]));
+      REQUIRE(bitwise_equal(second[static_cast<std::size_t>(r)], first[0]));
+    }
+    std::size_t far = 0;
+    for (std::size_t i = 0; i < n; ++i) {
+      double reference = 0.0;
+      for (int r = 0; r < ranks; ++r) reference += input(r, i);
+      if (std::abs(first[0][i] - reference) > 1e-5 * std::abs(reference)) ++far;
+    }
+    CHECK(far == 0);
+    // Segments change the messages, not the order of the additions.
+    if (std::string(algo.name) == "ring") ring_result = first[0];
+    if (std::string(algo.name) == "ring, small segments") CHECK(bitwise_equal(first[0], ring_result));
+  }
+}
+
+TEST_CASE("segmented reduce-scatter, all-gather and broadcast match the unsegmented ones", "[collectives]") {
+  const int ranks = GENERATE(1, 2, 3, 5, 8);
+  const std::size_t n = GENERATE(as<std::size_t>{}, 0, 1, 7, 1000);
+  const RingOptions tiny{8};  // two floats per message
+  CAPTURE(ranks, n);
+  const Kind kind = Kind::kInproc;
+  auto run = [&](const std::function<void(Transport&, std::span<float>)>& fn) {
+    std::vector<std::vector<float>> data(static_cast<std::size_t>(ranks));
+    for (int r = 0; r < ranks; ++r) data[static_cast<std::size_t>(r)] = inputs(r, n);
+    require_no_errors(spawn_ranks(kind, ranks, 5s, [&](Transport& t) { fn(t, data[static_cast<std::size_t>(t.rank())]); }));
+    return data;
+  };
+  const auto rs = run([](Transport& t, std::span<float> d) { reduce_scatter_ring(t, d); });
+  const auto rs_tiny = run([&](Transport& t, std::span<float> d) { reduce_scatter_ring(t, d, tiny); });
+  const auto ag_tiny = run([&](Transport& t, std::span<float> d) {
+    reduce_scatter_ring(t, d, tiny);
+    all_gather_ring(t, d, tiny);
+  });
+  const auto full = run([](Transport& t, std::span<float> d) { allreduce_ring(t, d); });
+  const int root = ranks / 2;
+  const auto bc = run([&](Transport& t, std::span<float> d) { broadcast(t, d, root, tiny); });
+  for (int r = 0; r < ranks; ++r) {
+    CAPTURE(r);
+    const ChunkRange c = ring_chunk(n, ranks, ring_owned_chunk(ranks, r));
+    for (std::size_t i = c.offset; i < c.offset + c.length; ++i) {
+      REQUIRE(rs_tiny[static_cast<std::size_t>(r)][i] == rs[static_cast<std::size_t>(r)][i]);
+      REQUIRE(rs_tiny[static_cast<std::size_t>(r)][i] == full[0][i]);
+    }
+    CHECK(bitwise_equal(ag_tiny[static_cast<std::size_t>(r)], full[0]));
+    CHECK(bitwise_equal(bc[static_cast<std::size_t>(r)], inputs(root, n)));
+  }
+}
+
+TEST_CASE("halving-doubling and the ring give the same integer sums, wrapping, for every rank count", "[collectives]") {
+  const int ranks = GENERATE(range(1, 9));
+  const std::size_t n = 37;
+  CAPTURE(ranks);
+  const __int128 big = static_cast<__int128>(static_cast<unsigned __int128>(3) << 125);  // sums wrap
+  std::vector<std::vector<__int128>> hd(static_cast<std::size_t>(ranks)), ring(static_cast<std::size_t>(ranks));
+  for (int r = 0; r < ranks; ++r)
+    for (std::size_t i = 0; i < n; ++i) {
+      hd[static_cast<std::size_t>(r)].push_back(big * static_cast<__int128>(i % 3) + r * 1000 + static_cast<__int128>(i));
+      ring[static_cast<std::size_t>(r)].push_back(hd[static_cast<std::size_t>(r)].back());
+    }
+  require_no_errors(spawn_ranks(Kind::kInproc, ranks, 5s, [&](Transport& t) {
+    allreduce<__int128>(t, hd[static_cast<std::size_t>(t.rank())], AllreduceAlgo::kHalvingDoubling);
+    allreduce<__int128>(t, ring[static_cast<std::size_t>(t.rank())], AllreduceAlgo::kRing, RingOptions{16});
+  }));
+  for (std::size_t i = 0; i < n; ++i) {
+    unsigned __int128 sum = 0;
+    for (int r = 0; r < ranks; ++r)
+      sum += static_cast<unsigned __int128>(big * static_cast<__int128>(i % 3) + r * 1000 + static_cast<__int128>(i));
+    for (int r = 0; r < ranks; ++r) {
+      REQUIRE(hd[static_cast<std::size_t>(r)][i] == static_cast<__int128>(sum));
+      REQUIRE(ring[static_cast<std::size_t>(r)][i] == static_cast<__int128>(sum));
+    }
+  }
+}
+
+TEST_CASE("allreduce picks halving-doubling below the crossover and the ring from it on", "[collectives]") {
+  CHECK(choose_allreduce(0, 4) == AllreduceAlgo::kHalvingDoubling);
+  CHECK(choose_allreduce(kAllreduceCrossoverBytes - 1, 8) == AllreduceAlgo::kHalvingDoubling);
+  CHECK(choose_allreduce(kAllreduceCrossoverBytes, 8) == AllreduceAlgo::kRing);
+  CHECK(choose_allreduce(64, 2) == AllreduceAlgo::kRing);
+  CHECK(parse_allreduce_algo("hd") == AllreduceAlgo::kHalvingDoubling);
+  CHECK(allreduce_algo_name(AllreduceAlgo::kRing) == "ring");
+  CHECK_THROWS_WITH(parse_allreduce_algo("tree"), Contains("auto, ring or hd"));
+}
+
+TEST_CASE("all_to_all delivers block s of rank r's send buffer to block r of rank s's receive buffer", "[collectives]") {
+  const int ranks = GENERATE(range(1, 9));
+  const std::size_t block = GENERATE(as<std::size_t>{}, 0, 1, 7, 1000);
+  CAPTURE(ranks, block);
+  const auto total = static_cast<std::size_t>(ranks) * block;
+  std::vector<std::vector<float>> recv(static_cast<std::size_t>(ranks), std::vector<float>(total, -1.0f));
+  require_no_errors(spawn_ranks(Kind::kInproc, ranks, 5s, [&](Transport& t) {
+    const std::vector<float> send = inputs(t.rank(), total);
+    all_to_all<float>(t, send, recv[static_cast<std::size_t>(t.rank())]);
+  }));
+  for (int r = 0; r < ranks; ++r)
+    for (int s = 0; s < ranks; ++s)
+      for (std::size_t i = 0; i < block; ++i) {
+        CAPTURE(r, s, i);
+        // rank r's block s comes from rank s's block r
+        REQUIRE(recv[static_cast<std::size_t>(r)][static_cast<std::size_t>(s) * block + i] ==
+                input(s, static_cast<std::size_t>(r) * block + i));
+      }
+}
+
+TEST_CASE("all_to_all_v moves variable-sized blocks and rejects counts that do not add up", "[collectives]") {
+  const int ranks = GENERATE(1, 2, 3, 5, 8);
+  CAPTURE(ranks);
+  // Rank r sends (r + 2s) mod 4 elements to rank s, each element 100·r + s.
+  auto count = [](int from, int to) { return static_cast<std::size_t>((from + 2 * to) % 4); };
+  std::vector<std::vector<std::int64_t>> got(static_cast<std::size_t>(ranks));
+  require_no_errors(spawn_ranks(Kind::kInproc, ranks, 5s, [&](Transport& t) {
+    const int me = t.rank();
+    std::vector<std::size_t> sc, rc;
+    std::vector<std::int64_t> send;
+    for (int s = 0; s < ranks; ++s) {
+      sc.push_back(count(me, s));
+      rc.push_back(count(s, me));
+      send.insert(send.end(), count(me, s), 100 * me + s);
+    }
+    auto& recv = got[static_cast<std::size_t>(me)];
+    recv.assign(std::accumulate(rc.begin(), rc.end(), std::size_t{0}), -1);
+    all_to_all_v<std::int64_t>(t, send, sc, recv, rc);
+  }));
+  for (int r = 0; r < ranks; ++r) {
+    std::vector<std::int64_t> expected;
+    for (int s = 0; s < ranks; ++s) expected.insert(expected.end(), count(s, r), 100 * s + r);
+    CHECK(got[static_cast<std::size_t>(r)] == expected);
+  }
+
+  net::InprocWorld world(2, 1s);
+  auto t = world.transport(0);
+  std::vector<float> buf(5);
+  CHECK_THROWS_WITH(all_to_all<float>(*t, buf, buf), Contains("same multiple of the 2 ranks"));
+  const std::vector<std::size_t> counts{2, 2};
+  CHECK_THROWS_WITH(all_to_all_v<float>(*t, buf, counts, buf, counts), Contains("add up to 4"));
+}
+
+TEST_CASE("a rank with a wrong-sized buffer makes every rank of every algorithm fail with a clear error", "[collectives]") {
+  const int ranks = GENERATE(2, 3, 5, 8);
+  const std::string op = GENERATE(as<std::string>{}, "ring", "halving-doubling", "all_to_all");
+  const int culprit = ranks / 2;
+  CAPTURE(ranks, op, culprit);
+  const auto start = std::chrono::steady_clock::now();
+  const auto errors = spawn_ranks(Kind::kInproc, ranks, 2s, [&](Transport& t) {
+    const std::size_t n = t.rank() == culprit ? 1680 : 840;  // 840: a multiple of every rank count
+    std::vector<float> data = inputs(t.rank(), n), out(n);
+    if (op == "ring") allreduce_ring(t, data, RingOptions{64});
+    else if (op == "halving-doubling") allreduce_halving_doubling<float>(t, data);
+    else all_to_all<float>(t, data, out);
+  });
+  const auto elapsed = std::chrono::steady_clock::now() - start;
+  int size_errors = 0;
+  for (int r = 0; r < ranks; ++r) {
+    CAPTURE(r);
+    const std::string message = error_message(errors[static_cast<std::size_t>(r)]);
+    if (message.find("the ranks disagree on the buffer size") != std::string::npos) ++size_errors;
+    else CHECK_THAT(message, Contains("is dead") || Contains("no message from rank"));
+  }
+  CHECK(size_errors >= 1);  // someone names the mismatch; everyone else learns the group broke
+  CHECK(elapsed < 10s);     // within the 2 s timeout (plus slack for a loaded machine), never a hang
+}
+
+TEST_CASE("a rank that dies mid-collective makes every rank of every algorithm fail at once, naming it", "[collectives]") {
+  const int ranks = GENERATE(2, 3, 6);
+  const std::string op = GENERATE(as<std::string>{}, "ring", "halving-doubling", "all_to_all");
+  const int victim = ranks - 1;
+  CAPTURE(ranks, op);
+  const auto start = std::chrono::steady_clock::now();
+  const auto errors = spawn_ranks(Kind::kInproc, ranks, 30s, [&](Transport& t) {
+    std::vector<float> data = inputs(t.rank(), 8400), out(8400);  // 8400: a multiple of every rank count
+    // The victim takes part in a first collective, then crashes during the second one.
+    for (int round = 0; round < 2; ++round) {
+      if (round == 1 && t.rank() == victim) {
+        std::this_thread::sleep_for(50ms);
+        throw Error(ErrorKind::kIo, "rank crashed");  // spawn_ranks kills it, as a dying process
+      }
+      if (op == "ring") allreduce_ring(t, data, RingOptions{256});
+      else if (op == "halving-doubling") allreduce_halving_doubling<float>(t, data);
+      else all_to_all<float>(t, data, out);
+    }
+  });
+  const auto elapsed = std::chrono::steady_clock::now() - start;
+  int naming_victim = 0;
+  for (int r = 0; r < ranks; ++r) {
+    if (r == victim) continue;
+    CAPTURE(r);
+    // A failed rank dies too (spawn_ranks), so a rank may learn of the break from a neighbour's death.
+    const std::string message = error_message(errors[static_cast<std::size_t>(r)]);
+    CHECK_THAT(message, Contains("is dead, so the group is broken"));
+    if (message.find("rank " + std::to_string(victim) + " is dead") != std::string::npos) ++naming_victim;
+  }
+  CHECK(naming_victim >= 1);
+  CHECK(elapsed < 10s);  // at once, not after the 30 s timeout
 }

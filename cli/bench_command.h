@@ -1,0 +1,38 @@
+// Owns `troupe bench`: collective benchmarks (allreduce over the in-process or TCP transport) printing one JSON result line.
+#pragma once
+
+#include <cstddef>
+#include <string>
+
+namespace CLI {
+class App;
+}
+
+namespace troupe {
+
+struct BenchOptions {
+  std::string op = "allreduce";      // the collective (only allreduce for now)
+  int ranks = 2;                     // >= 1
+  std::string bytes = "64MiB";       // buffer size: a byte count, or with a KiB/MiB/GiB (or K/M/G) suffix
+  std::string transport = "inproc";  // inproc (ranks as threads) | tcp (ranks as processes on loopback)
+  int iters = 10;                    // timed iterations (>= 1)
+  int warmup = 3;                    // untimed iterations first (>= 1: the first one is also checked)
+  std::string algo = "auto";         // auto | ring | hd
+  std::size_t segment_kib = 0;       // ring segment size in KiB; 0 = the default (kRingSegmentBytes)
+  // Hidden, for the child processes the tcp mode spawns: this process's rank and the rendezvous.
+  int rank = -1;
+  int port = 0;
+};
+
+// Adds `bench` (its options bound to `options`) to the program; returns the subcommand.
+CLI::App* add_bench_subcommand(CLI::App& app, BenchOptions& options);
+
+// Parses "67108864", "64MiB", "64M", "16KiB", ... into bytes; throws troupe::Error(kUsage) otherwise.
+std::size_t parse_byte_size(const std::string& text);
+
+// Runs the benchmark; prints progress to stderr and the final JSON line to stdout; returns the exit
+// code. `self` is this program's path (the tcp mode runs one copy of it per rank). Throws troupe::Error
+// for bad options and for a wrong result.
+int run_bench(const BenchOptions& options, const std::string& self);
+
+}  // namespace troupe

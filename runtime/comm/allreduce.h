@@ -1,0 +1,49 @@
+// Owns allreduce(): the one entry point that picks the allreduce algorithm by buffer size, and the measured crossover it picks by.
+//
+//   algorithm             steps                     bytes sent per rank     best for
+//   ring (ring.h)         2(n - 1)                  2(n - 1)/n · B          large buffers
+//   halving-doubling      2·log2 p (+2, n ≠ 2^k)    2(p - 1)/p · B (+B)     small buffers
+//   (halving_doubling.h)
+//
+// kAuto takes halving-doubling below kAllreduceCrossoverBytes and the ring from there on. The decision
+// depends only on (bytes, ranks), which every rank agrees on, so all ranks run the same algorithm.
+// Each algorithm is deterministic (bitwise equal on every rank and every run); their float results
+// differ from each other in the last bits, so a caller who needs the same bits for two buffer sizes
+// names the algorithm. Integer types (wrapping sums, troupe::ExactSum) give the same bits either way.
+#pragma once
+
+#include <cstddef>
+#include <span>
+#include <string_view>
+
+#include "runtime/comm/halving_doubling.h"
+#include "runtime/comm/ring.h"
+#include "runtime/comm/transport.h"
+
+namespace troupe::comm {
+
+enum class AllreduceAlgo { kAuto, kRing, kHalvingDoubling };
+
+// Buffers of at least this many bytes take the ring under kAuto (measured: README "Collectives").
+inline constexpr std::size_t kAllreduceCrossoverBytes = std::size_t{256} << 10;
+
+// What kAuto runs for a buffer of `bytes` over `ranks` ranks (never kAuto).
+AllreduceAlgo choose_allreduce(std::size_t bytes, int ranks);
+
+// "auto", "ring", "hd"; throws troupe::Error(kUsage) naming the choices for anything else.
+AllreduceAlgo parse_allreduce_algo(std::string_view name);
+std::string_view allreduce_algo_name(AllreduceAlgo algo);
+
+// In place: on return every rank's `data` is the elementwise sum of all ranks' inputs, bitwise equal on
+// every rank. T: float, double, std::int64_t or __int128 (troupe::ExactSum; integers wrap). All ranks
+// pass the same length and algorithm. `ring` tunes the ring's segments (tests make them small).
+template <class T>
+void allreduce(Transport& transport, std::span<T> data, AllreduceAlgo algo = AllreduceAlgo::kAuto,
+               RingOptions ring = {});
+
+inline void allreduce(Transport& t, std::span<float> data, AllreduceAlgo algo = AllreduceAlgo::kAuto,
+                      RingOptions ring = {}) {
+  allreduce<float>(t, data, algo, ring);
+}
+
+}  // namespace troupe::comm
