@@ -178,6 +178,33 @@ TEST_CASE("fp16 blocks: a power-of-two scale keeps huge and tiny gradients withi
   CHECK(fp16_block_exponent(std::vector<float>{1.0f, std::numeric_limits<float>::infinity()}) == 0);
 }
 
+TEST_CASE("fp16 blocks: the vector path (F16C where built) gives the scalar cast's bits", "[compression]") {
+  // Every half's exact value, its midpoints to the next half, and values just beside them, at one
+  // scale: ties, subnormals and the top of the range all pass through encode_fp16_block.
+  std::vector<float> x;
+  for (std::uint32_t h = 0; h < 0x7800; h += 3) {  // below 2^15: the block exponent stays 0
+    const float lo = fp16_to_f32(static_cast<std::uint16_t>(h)), hi = fp16_to_f32(static_cast<std::uint16_t>(h + 1));
+    const float mid = (lo + hi) / 2;
+    for (float v : {lo, mid, std::nextafter(mid, 0.0f), std::nextafter(mid, 1e9f)}) {
+      x.push_back(v);
+      x.push_back(-v);
+    }
+  }
+  x.push_back(20000.0f);  // max in [2^14, 2^15): e = 0
+  x.push_back(1.0f);      // an odd length: a scalar tail
+  std::vector<std::uint16_t> h(x.size());
+  REQUIRE(encode_fp16_block(x, h) == 0);
+  for (std::size_t i = 0; i < x.size(); ++i) {
+    CAPTURE(i, x[i]);
+    REQUIRE(h[i] == f32_to_fp16(x[i]));
+  }
+  std::vector<float> y(x.size());
+  decode_fp16_block(h, 0, y);
+  for (std::size_t i = 0; i < x.size(); ++i) REQUIRE(y[i] == fp16_to_f32(h[i]));
+  decode_fp16_block(h, 3, y);
+  for (std::size_t i = 0; i < x.size(); ++i) REQUIRE(y[i] == fp16_to_f32(h[i]) / 8);
+}
+
 TEST_CASE("bf16: halfway values round to even; error at most 2^-8 relative", "[compression]") {
   for (std::uint32_t i = 0; i < 20000; ++i) {
     const auto h = static_cast<std::uint16_t>((mix(i) % 0x7f00) + 0x0080);  // positive normal bf16
@@ -259,6 +286,28 @@ TEST_CASE("top-k: k = ceil(fraction·n); ties go to the lower index; NaN is sele
   CHECK(out == std::vector<std::uint32_t>{0, 1, 2, 3, 4, 5});
 }
 
+TEST_CASE("top-k: the sampled-threshold path selects exactly what a full sort does, ties included", "[compression]") {
+  const std::size_t n = 200000;
+  REQUIRE(n >= kTopKSampledFrom);
+  const int levels = GENERATE(3, 50, 100000);  // few levels: ties everywhere
+  CAPTURE(levels);
+  std::vector<float> acc(n);
+  for (std::size_t i = 0; i < n; ++i) acc[i] = std::round(uniform(21, i) * levels) / levels;
+  std::vector<std::uint32_t> order(n);
+  for (std::uint32_t i = 0; i < n; ++i) order[i] = i;
+  std::sort(order.begin(), order.end(), [&](std::uint32_t a, std::uint32_t b) {
+    return std::fabs(acc[a]) != std::fabs(acc[b]) ? std::fabs(acc[a]) > std::fabs(acc[b]) : a < b;
+  });
+  std::vector<std::uint32_t> scratch, out;
+  for (std::size_t k : {std::size_t{1}, std::size_t{200}, std::size_t{2000}, n / 8, n / 2}) {
+    CAPTURE(k);
+    std::vector<std::uint32_t> want(order.begin(), order.begin() + static_cast<std::ptrdiff_t>(k));
+    std::sort(want.begin(), want.end());
+    select_topk(acc, k, scratch, out);
+    REQUIRE(out == want);
+  }
+}
+
 TEST_CASE("top-k error feedback: a constant gradient reaches every coordinate within ceil(1/fraction) steps", "[compression]") {
   const double fraction = GENERATE(0.1, 0.03, 0.5);
   CAPTURE(fraction);
@@ -336,6 +385,36 @@ TEST_CASE("powersgd: which matrices are compressed; Gram-Schmidt gives orthonorm
   std::vector<float> zero(rows * r, 0.0f);
   orthogonalize_columns(zero, rows, r);
   for (float v : zero) REQUIRE(v == 0.0f);
+}
+
+TEST_CASE("powersgd kernels: M·Q, Mᵀ·P and P·Qᵀ match a double-precision reference", "[compression]") {
+  const std::size_t rows = 13, cols = 37, r = 3;  // cols not a multiple of 8: the kernels' tails run
+  std::vector<float> m(rows * cols), q(cols * r), p(rows * r);
+  for (std::size_t i = 0; i < m.size(); ++i) m[i] = uniform(31, i);
+  for (std::size_t i = 0; i < q.size(); ++i) q[i] = uniform(32, i);
+  for (std::size_t i = 0; i < p.size(); ++i) p[i] = uniform(33, i);
+  std::vector<float> mq(rows * r), mtp(cols * r), pqt(rows * cols);
+  matmul_mq(m, q, rows, cols, r, mq);
+  matmul_mtp(m, p, rows, cols, r, mtp);
+  matmul_pqt(p, q, rows, cols, r, pqt);
+  for (std::size_t i = 0; i < rows; ++i)
+    for (std::size_t k = 0; k < r; ++k) {
+      double want = 0;
+      for (std::size_t j = 0; j < cols; ++j) want += static_cast<double>(m[i * cols + j]) * q[j * r + k];
+      REQUIRE(mq[i * r + k] == Approx(want).margin(1e-5));
+    }
+  for (std::size_t j = 0; j < cols; ++j)
+    for (std::size_t k = 0; k < r; ++k) {
+      double want = 0;
+      for (std::size_t i = 0; i < rows; ++i) want += static_cast<double>(m[i * cols + j]) * p[i * r + k];
+      REQUIRE(mtp[j * r + k] == Approx(want).margin(1e-5));
+    }
+  for (std::size_t i = 0; i < rows; ++i)
+    for (std::size_t j = 0; j < cols; ++j) {
+      double want = 0;
+      for (std::size_t k = 0; k < r; ++k) want += static_cast<double>(p[i * r + k]) * q[j * r + k];
+      REQUIRE(pqt[i * cols + j] == Approx(want).margin(1e-5));
+    }
 }
 
 // ---- compressed allreduce over ranks ---------------------------------------------------------------

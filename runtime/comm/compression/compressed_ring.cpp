@@ -105,7 +105,8 @@ std::unique_ptr<BlockCodec> make_fp16_codec() { return std::make_unique<Fp16Code
 std::unique_ptr<BlockCodec> make_bf16_codec() { return std::make_unique<Bf16Codec>(); }
 std::unique_ptr<BlockCodec> make_int8_codec() { return std::make_unique<Int8Codec>(); }
 
-std::uint64_t compressed_allreduce_ring(Transport& transport, std::span<float> data, BlockCodec& codec) {
+std::uint64_t compressed_allreduce_ring(Transport& transport, std::span<float> data, BlockCodec& codec,
+                                        RingScratch& scratch) {
   const int n = transport.size();
   const int rank = transport.rank();
   const int left = mod(rank - 1, n);   // receives come from here
@@ -117,25 +118,27 @@ std::uint64_t compressed_allreduce_ring(Transport& transport, std::span<float> d
   // Each chunk's slot in `wire`, where the all-gather keeps the encoded sums it forwards.
   std::vector<std::size_t> at(static_cast<std::size_t>(n) + 1, 0);
   for (int c = 0; c < n; ++c) at[c + 1] = at[c] + codec.encoded_bytes(chunk(c).size());
-  std::vector<std::byte> wire(at.back());
-  auto slot = [&](int c) { return std::span<std::byte>(wire).subspan(at[c], at[c + 1] - at[c]); };
+  scratch.wire.resize(at.back());
+  auto slot = [&](int c) { return std::span<std::byte>(scratch.wire).subspan(at[c], at[c + 1] - at[c]); };
   std::uint64_t sent = 0;
 
   // Reduce-scatter: re-encode the partial sum at every hop; accumulate in float32.
-  std::vector<std::byte> outbox(codec.encoded_bytes(chunk(0).size()));  // chunk 0 is the longest
-  std::vector<std::byte> inbox(outbox.size());
-  std::vector<float> incoming(chunk(0).size());
+  if (n > 1) {  // chunk 0 is the longest
+    scratch.outbox.resize(codec.encoded_bytes(chunk(0).size()));
+    scratch.inbox.resize(scratch.outbox.size());
+    scratch.incoming.resize(chunk(0).size());
+  }
   for (int s = 0; s < n - 1; ++s) {
     const RingStep step = reduce_scatter_step(n, rank, s);
     const std::span<float> out = chunk(step.send_chunk);  // partial sum, to `right`
     const std::span<float> mine = chunk(step.recv_chunk);  // our values of what `left` sends
-    const std::span<std::byte> ob(outbox.data(), codec.encoded_bytes(out.size()));
-    const std::span<std::byte> ib(inbox.data(), codec.encoded_bytes(mine.size()));
+    const std::span<std::byte> ob(scratch.outbox.data(), codec.encoded_bytes(out.size()));
+    const std::span<std::byte> ib(scratch.inbox.data(), codec.encoded_bytes(mine.size()));
     codec.encode(out, ob);
     transport.send(right, kCompressedReduceScatterTag, ob);
     sent += ob.size();
     transport.recv(left, kCompressedReduceScatterTag, ib);
-    const std::span<float> in(incoming.data(), mine.size());
+    const std::span<float> in(scratch.incoming.data(), mine.size());
     codec.decode(ib, in);
     for (std::size_t i = 0; i < mine.size(); ++i) mine[i] = in[i] + mine[i];
   }

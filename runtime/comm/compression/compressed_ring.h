@@ -55,9 +55,19 @@ std::unique_ptr<BlockCodec> make_bf16_codec();
 // [ceil(n/256) float scales][n int8] (n + 4·ceil(n/256) bytes), see int8_codec.h.
 std::unique_ptr<BlockCodec> make_int8_codec();
 
+// Buffers compressed_allreduce_ring reuses from call to call (a 4 MiB bucket would otherwise cost
+// ~16 MiB of fresh, zeroed allocations per call). Owned by the caller, e.g. one per compressor.
+struct RingScratch {
+  std::vector<std::byte> wire;    // every chunk's encoded sum, for the all-gather
+  std::vector<std::byte> outbox;  // one encoded partial sum
+  std::vector<std::byte> inbox;
+  std::vector<float> incoming;  // a decoded partial sum
+};
+
 // In place: every rank's `data` becomes the (codec-rounded) elementwise sum over ranks, bitwise equal
 // on every rank. Returns the bytes this rank sent.
-std::uint64_t compressed_allreduce_ring(Transport& transport, std::span<float> data, BlockCodec& codec);
+std::uint64_t compressed_allreduce_ring(Transport& transport, std::span<float> data, BlockCodec& codec,
+                                        RingScratch& scratch);
 
 // `blobs` holds size() blobs of `blob_bytes` each; on entry blob rank() is this rank's, on return every
 // blob holds its rank's. Returns the bytes this rank sent.

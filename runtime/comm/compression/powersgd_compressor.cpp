@@ -79,7 +79,7 @@ CompressStats PowerSgdCompressor::allreduce(Transport& transport, std::span<floa
     std::memcpy(first_.data() + at, grad.data() + e.offset, 4 * e.length);
     at += e.length;
   }
-  stats.bytes_sent += compressed_allreduce_ring(transport, first_, *f32_);
+  stats.bytes_sent += compressed_allreduce_ring(transport, first_, *f32_, scratch_);
 
   // Exact sums go straight back; each P is orthogonalized, then Q' = Mᵀ P̂.
   at = 0;
@@ -96,7 +96,7 @@ CompressStats PowerSgdCompressor::allreduce(Transport& transport, std::span<floa
     std::memcpy(grad.data() + e.offset, first_.data() + at, 4 * e.length);
     at += e.length;
   }
-  if (!matrices_.empty()) stats.bytes_sent += compressed_allreduce_ring(transport, second_, *f32_);
+  if (!matrices_.empty()) stats.bytes_sent += compressed_allreduce_ring(transport, second_, *f32_, scratch_);
 
   // approx = P̂ Q'ᵀ; residual = M − approx/n; warm start Q = Q'.
   at = 0;

@@ -63,6 +63,7 @@ class PowerSgdCompressor final : public GradientCompressor {
   std::vector<float> first_;   // [P of each matrix][exact elements]
   std::vector<float> second_;  // [Q' of each matrix]
   std::unique_ptr<BlockCodec> f32_ = make_f32_codec();
+  RingScratch scratch_;
 };
 
 }  // namespace troupe::comm

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <vector>
 
 #include "runtime/error.h"
 
@@ -12,48 +13,61 @@ bool powersgd_compresses(std::size_t rows, std::size_t cols, std::size_t rank) {
   return rows > 1 && cols > 1 && rank >= 1 && rank < rows && rank < cols && (rows + cols) * rank < rows * cols;
 }
 
+namespace {
+
+// qt (r × cols) = qᵀ for q cols × r: the kernels below then walk rows of M against contiguous rows of qt.
+std::vector<float> transposed(std::span<const float> q, std::size_t cols, std::size_t r) {
+  std::vector<float> qt(q.size());
+  for (std::size_t j = 0; j < cols; ++j)
+    for (std::size_t k = 0; k < r; ++k) qt[k * cols + j] = q[j * r + k];
+  return qt;
+}
+
+// Σ a[j]·b[j] with 8 independent partial sums (the compiler may then use SIMD lanes without
+// reassociating anything), combined in a fixed order: the same bits on every run and every rank.
+float dot(const float* a, const float* b, std::size_t n) {
+  float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  std::size_t j = 0;
+  for (; j + 8 <= n; j += 8)
+    for (std::size_t l = 0; l < 8; ++l) acc[l] += a[j + l] * b[j + l];
+  float tail = 0.0f;
+  for (; j < n; ++j) tail += a[j] * b[j];
+  return (((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]))) + tail;
+}
+
+// y += a·x over n elements.
+void axpy(float* __restrict y, float a, const float* __restrict x, std::size_t n) {
+  for (std::size_t j = 0; j < n; ++j) y[j] += a * x[j];
+}
+
+}  // namespace
+
 void matmul_mq(std::span<const float> m, std::span<const float> q, std::size_t rows, std::size_t cols, std::size_t r,
                std::span<float> p) {
   TROUPE_CHECK(m.size() == rows * cols && q.size() == cols * r && p.size() == rows * r, rows, "x", cols, " r ", r);
-  std::fill(p.begin(), p.end(), 0.0f);
-  for (std::size_t i = 0; i < rows; ++i) {
-    const float* mi = m.data() + i * cols;
-    float* pi = p.data() + i * r;
-    for (std::size_t j = 0; j < cols; ++j) {
-      const float v = mi[j];
-      const float* qj = q.data() + j * r;
-      for (std::size_t k = 0; k < r; ++k) pi[k] += v * qj[k];
-    }
-  }
+  const std::vector<float> qt = transposed(q, cols, r);
+  for (std::size_t i = 0; i < rows; ++i)  // row i of M stays in L1 while it meets every column of Q
+    for (std::size_t k = 0; k < r; ++k) p[i * r + k] = dot(m.data() + i * cols, qt.data() + k * cols, cols);
 }
 
 void matmul_mtp(std::span<const float> m, std::span<const float> p, std::size_t rows, std::size_t cols, std::size_t r,
                 std::span<float> q) {
   TROUPE_CHECK(m.size() == rows * cols && p.size() == rows * r && q.size() == cols * r, rows, "x", cols, " r ", r);
-  std::fill(q.begin(), q.end(), 0.0f);
-  for (std::size_t i = 0; i < rows; ++i) {  // rows in order: the same sums on every run
-    const float* mi = m.data() + i * cols;
-    const float* pi = p.data() + i * r;
-    for (std::size_t j = 0; j < cols; ++j) {
-      const float v = mi[j];
-      float* qj = q.data() + j * r;
-      for (std::size_t k = 0; k < r; ++k) qj[k] += v * pi[k];
-    }
-  }
+  std::vector<float> qt(cols * r, 0.0f);
+  for (std::size_t i = 0; i < rows; ++i)  // rows in order: the same sums on every run
+    for (std::size_t k = 0; k < r; ++k) axpy(qt.data() + k * cols, p[i * r + k], m.data() + i * cols, cols);
+  for (std::size_t j = 0; j < cols; ++j)
+    for (std::size_t k = 0; k < r; ++k) q[j * r + k] = qt[k * cols + j];
 }
 
 void matmul_pqt(std::span<const float> p, std::span<const float> q, std::size_t rows, std::size_t cols, std::size_t r,
                 std::span<float> m) {
   TROUPE_CHECK(m.size() == rows * cols && p.size() == rows * r && q.size() == cols * r, rows, "x", cols, " r ", r);
+  const std::vector<float> qt = transposed(q, cols, r);
   for (std::size_t i = 0; i < rows; ++i) {
-    const float* pi = p.data() + i * r;
     float* mi = m.data() + i * cols;
-    for (std::size_t j = 0; j < cols; ++j) {
-      const float* qj = q.data() + j * r;
-      float s = 0.0f;
-      for (std::size_t k = 0; k < r; ++k) s += pi[k] * qj[k];
-      mi[j] = s;
-    }
+    std::fill(mi, mi + cols, 0.0f);
+    for (std::size_t k = 0; k < r; ++k) axpy(mi, p[i * r + k], qt.data() + k * cols, cols);
   }
 }
 

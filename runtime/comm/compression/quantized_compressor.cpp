@@ -12,7 +12,7 @@ CompressStats QuantizedCompressor::allreduce(Transport& transport, std::span<flo
   CompressStats stats;
   if (grad.empty()) return stats;  // every rank has the same (empty) bucket: nothing to exchange
   stats.bytes_uncompressed = ring_allreduce_bytes(grad.size(), transport.size(), transport.rank());
-  stats.bytes_sent = compressed_allreduce_ring(transport, grad, *codec_);
+  stats.bytes_sent = compressed_allreduce_ring(transport, grad, *codec_, scratch_);
   return stats;
 }
 

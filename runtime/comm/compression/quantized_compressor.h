@@ -21,6 +21,7 @@ class QuantizedCompressor final : public GradientCompressor {
  private:
   std::unique_ptr<BlockCodec> codec_;
   std::string name_;
+  RingScratch scratch_;
 };
 
 }  // namespace troupe::comm

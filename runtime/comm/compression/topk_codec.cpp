@@ -2,6 +2,7 @@
 #include "runtime/comm/compression/topk_codec.h"
 
 #include <algorithm>
+#include <functional>
 #include <cmath>
 #include <limits>
 #include <numeric>
@@ -29,7 +30,7 @@ void select_topk(std::span<const float> acc, std::size_t k, std::vector<std::uin
     std::iota(out.begin(), out.end(), 0u);
     return;
   }
-  auto magnitude = [&](std::uint32_t i) {
+  auto magnitude = [&](std::size_t i) {
     const float a = std::fabs(acc[i]);
     return std::isnan(a) ? std::numeric_limits<float>::infinity() : a;
   };
@@ -38,8 +39,27 @@ void select_topk(std::span<const float> acc, std::size_t k, std::vector<std::uin
     const float ma = magnitude(a), mb = magnitude(b);
     return ma != mb ? ma > mb : a < b;
   };
-  scratch.resize(acc.size());
-  std::iota(scratch.begin(), scratch.end(), 0u);
+  scratch.clear();
+  const std::size_t n = acc.size();
+  if (n >= kTopKSampledFrom && k <= n / 8) {
+    // Candidates first: a threshold t from an evenly spaced sample, chosen so that about 2k entries
+    // pass. When at least k pass, the k-th largest magnitude is >= t, so every member of the exact
+    // top k (ties included) is a candidate and nth_element over the candidates gives the same set as
+    // over everything, several times faster. Otherwise fall back to all entries.
+    constexpr std::size_t kSamples = 4096;
+    std::vector<float> sample(kSamples);
+    for (std::size_t s = 0; s < kSamples; ++s) sample[s] = magnitude(s * (n / kSamples));
+    const auto rank = std::min(kSamples - 1, static_cast<std::size_t>(2.0 * static_cast<double>(k) / n * kSamples));
+    std::nth_element(sample.begin(), sample.begin() + static_cast<std::ptrdiff_t>(rank), sample.end(), std::greater<>());
+    const float threshold = sample[rank];
+    for (std::size_t i = 0; i < n; ++i)
+      if (magnitude(i) >= threshold) scratch.push_back(static_cast<std::uint32_t>(i));
+    if (scratch.size() < k) scratch.clear();
+  }
+  if (scratch.empty()) {
+    scratch.resize(n);
+    std::iota(scratch.begin(), scratch.end(), 0u);
+  }
   std::nth_element(scratch.begin(), scratch.begin() + static_cast<std::ptrdiff_t>(k - 1), scratch.end(), before);
   out.assign(scratch.begin(), scratch.begin() + static_cast<std::ptrdiff_t>(k));
   std::sort(out.begin(), out.end());

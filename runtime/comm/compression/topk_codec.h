@@ -19,6 +19,9 @@
 
 namespace troupe::comm {
 
+// From this many values on, select_topk first narrows the search with a sampled threshold (same result).
+inline constexpr std::size_t kTopKSampledFrom = 65536;
+
 // k for `n` values at `fraction` in (0, 1]: ceil(fraction · n), at least 1 and at most n (0 when n = 0).
 std::size_t topk_count(std::size_t n, double fraction);
 
