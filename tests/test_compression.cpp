@@ -667,6 +667,29 @@ TEST_CASE("a compressor is tied to one bucket; a bad layout is an Error", "[comp
   CHECK_THROWS_WITH(comp->allreduce(*t, g, outside), Contains("does not fit") && Contains("100 floats"));
 }
 
+TEST_CASE("a dead rank makes every compressor fail with the transport's error, not hang", "[compression]") {
+  const std::string spec = GENERATE("fp16", "int8", "topk:0.1", "powersgd:2");
+  CAPTURE(spec);
+  net::InprocWorld world(3, 10s);  // long: failing fast must not depend on the timeout
+  world.kill(2);
+  std::vector<std::string> messages(2);
+  std::vector<std::thread> threads;
+  const auto start = std::chrono::steady_clock::now();
+  for (int r = 0; r < 2; ++r)
+    threads.emplace_back([&, r, t = world.transport(r)]() {
+      auto comp = make_compressor(spec);
+      std::vector<float> g = gradients(static_cast<std::uint64_t>(r), 600);
+      try {
+        comp->allreduce(*t, g, std::vector<BucketParam>{{0, 20, 30}});
+      } catch (const Error& e) {
+        if (e.kind() == ErrorKind::kIo) messages[static_cast<std::size_t>(r)] = e.what();
+      }
+    });
+  for (auto& t : threads) t.join();
+  CHECK(std::chrono::steady_clock::now() - start < 5s);
+  for (const std::string& m : messages) CHECK_THAT(m, Contains("rank 2 is dead"));
+}
+
 // ---- convergence ----------------------------------------------------------------------------------
 
 namespace {
