@@ -13,6 +13,7 @@
 #include "actors/data_parallel.h"
 #include "models/trainer.h"
 #include "runtime/config/config_loader.h"
+#include "runtime/placement.h"
 
 namespace troupe {
 
@@ -57,6 +58,7 @@ int run_train(const TrainOptions& options) {
   if (options.steps) sets.push_back("train.steps=" + std::to_string(*options.steps));
   if (options.seed) sets.push_back("train.seed=" + std::to_string(*options.seed));
   const RunConfig config = load_config(options.config_path, sets);
+  placement_for_run(config);  // a device this machine lacks stops the run here, before any model is built
   check_output_path("--save", options.save_path);
   check_output_path("--dump-losses", options.dump_losses);
   check_output_path("--trace", options.trace_path);

@@ -64,6 +64,17 @@ Tensor Tensor::from_i32(Shape shape, std::span<const std::int32_t> values) {
   return t;
 }
 
+Tensor Tensor::on_storage(std::shared_ptr<Storage> storage, Shape shape, DType dtype) {
+  for (auto d : shape) TROUPE_CHECK(d >= 0, "negative dimension in ", shape_str(shape));
+  Tensor t;
+  t.dtype_ = dtype;
+  t.shape_ = std::move(shape);
+  TROUPE_CHECK(storage && storage->bytes >= t.nbytes(), "storage of ", storage ? storage->bytes : 0, " bytes for ",
+               shape_str(t.shape_), " ", dtype_name(dtype));
+  t.storage_ = std::move(storage);
+  return t;
+}
+
 float* Tensor::f32() const {
   TROUPE_CHECK(dtype_ == DType::f32, "tensor is ", dtype_name(dtype_), ", not f32");
   return static_cast<float*>(raw());
@@ -105,6 +116,7 @@ Tensor Tensor::clone() const {
 }
 
 Tensor Tensor::to(DType dtype) const {
+  TROUPE_CHECK(device().is_cpu(), "conversion of a ", device().str(), " tensor needs its backend");
   if (dtype == dtype_) return clone();
   Tensor t = empty(shape_, dtype);
   std::int64_t n = numel();
@@ -119,16 +131,20 @@ Tensor Tensor::to(DType dtype) const {
 }
 
 void Tensor::fill(float value) const {
+  TROUPE_CHECK(device().is_cpu(), "fill of a ", device().str(), " tensor needs its backend");
   float* p = f32();
   for (std::int64_t i = 0, n = numel(); i < n; ++i) p[i] = value;
 }
 
 void Tensor::copy_from(const Tensor& src) const {
   TROUPE_CHECK(src.shape_ == shape_ && src.dtype_ == dtype_, "copy ", shape_str(src.shape_), " into ", shape_str(shape_));
+  TROUPE_CHECK(device().is_cpu() && src.device().is_cpu(), "copy from ", src.device().str(), " to ", device().str(),
+               " needs a backend (CudaBackend::copy)");
   if (nbytes()) std::memcpy(raw(), src.raw(), nbytes());
 }
 
 std::vector<float> Tensor::to_vector() const {
+  TROUPE_CHECK(device().is_cpu(), "to_vector of a ", device().str(), " tensor: download it first");
   if (dtype_ == DType::bf16) return to(DType::f32).to_vector();
   const float* p = f32();
   return std::vector<float>(p, p + numel());

@@ -51,6 +51,10 @@ class Tensor {
   static Tensor full(Shape shape, float value);
   static Tensor from_f32(Shape shape, std::span<const float> values);
   static Tensor from_i32(Shape shape, std::span<const std::int32_t> values);
+  // A tensor over `storage` (of any device, e.g. a CUDA backend's block), which must hold at least
+  // shape's element count of dtype. Host-side helpers below (fill, copy_from, to, to_vector, clone)
+  // work on CPU tensors only; device tensors are read and written through their backend.
+  static Tensor on_storage(std::shared_ptr<Storage> storage, Shape shape, DType dtype = DType::f32);
 
   bool defined() const { return storage_ != nullptr; }
   const Shape& shape() const { return shape_; }

@@ -1,0 +1,111 @@
+// CUDA row-wise normalisations: softmax and LayerNorm, forward and backward, one block per row.
+#include "runtime/cuda/kernels.h"
+#include "runtime/cuda/launch.cuh"
+
+namespace troupe::cuda {
+
+namespace {
+constexpr int kRowThreads = 256;
+
+__global__ void softmax_kernel(const float* x, float* y, i64 cols) {
+  const float* in = x + blockIdx.x * cols;
+  float* out = y + blockIdx.x * cols;
+  float mx = -INFINITY;
+  for (i64 j = threadIdx.x; j < cols; j += blockDim.x) mx = fmaxf(mx, in[j]);
+  mx = block_max(mx);
+  float sum = 0.0f;
+  for (i64 j = threadIdx.x; j < cols; j += blockDim.x) {
+    const float e = expf(in[j] - mx);
+    out[j] = e;
+    sum += e;
+  }
+  const float inv = 1.0f / block_sum(sum);
+  for (i64 j = threadIdx.x; j < cols; j += blockDim.x) out[j] *= inv;
+}
+
+__global__ void softmax_backward_kernel(const float* y, const float* dy, float* dx, i64 cols) {
+  const float* p = y + blockIdx.x * cols;
+  const float* g = dy + blockIdx.x * cols;
+  float* out = dx + blockIdx.x * cols;
+  float dot = 0.0f;
+  for (i64 j = threadIdx.x; j < cols; j += blockDim.x) dot += p[j] * g[j];
+  dot = block_sum(dot);
+  for (i64 j = threadIdx.x; j < cols; j += blockDim.x) out[j] = p[j] * (g[j] - dot);
+}
+
+__global__ void layernorm_kernel(const float* x, const float* w, const float* b, float eps, float* y, float* mean,
+                                 float* rstd, i64 cols) {
+  const float* row = x + blockIdx.x * cols;
+  float* out = y + blockIdx.x * cols;
+  float sum = 0.0f;
+  for (i64 j = threadIdx.x; j < cols; j += blockDim.x) sum += row[j];
+  const float m = block_sum(sum) / static_cast<float>(cols);
+  float sq = 0.0f;
+  for (i64 j = threadIdx.x; j < cols; j += blockDim.x) {
+    const float d = row[j] - m;
+    sq += d * d;
+  }
+  const float s = 1.0f / sqrtf(block_sum(sq) / static_cast<float>(cols) + eps);
+  for (i64 j = threadIdx.x; j < cols; j += blockDim.x) out[j] = (row[j] - m) * s * w[j] + b[j];
+  if (threadIdx.x == 0) {
+    mean[blockIdx.x] = m;
+    rstd[blockIdx.x] = s;
+  }
+}
+
+__global__ void layernorm_backward_dx_kernel(const float* dy, const float* x, const float* w, const float* mean,
+                                             const float* rstd, float* dx, i64 cols) {
+  const i64 r = blockIdx.x;
+  const float* g = dy + r * cols;
+  const float* row = x + r * cols;
+  const float m = mean[r], s = rstd[r];
+  float sum_dn = 0.0f, sum_dn_n = 0.0f;
+  for (i64 j = threadIdx.x; j < cols; j += blockDim.x) {
+    const float n = (row[j] - m) * s;
+    const float dn = g[j] * w[j];
+    sum_dn += dn;
+    sum_dn_n += dn * n;
+  }
+  const float mean_dn = block_sum(sum_dn) / static_cast<float>(cols);
+  const float mean_dn_n = block_sum(sum_dn_n) / static_cast<float>(cols);
+  float* out = dx + r * cols;
+  for (i64 j = threadIdx.x; j < cols; j += blockDim.x) {
+    const float n = (row[j] - m) * s;
+    out[j] = (g[j] * w[j] - mean_dn - n * mean_dn_n) * s;
+  }
+}
+
+// One thread per column, rows in order (deterministic; the CPU's order).
+__global__ void layernorm_backward_params_kernel(const float* dy, const float* x, const float* mean, const float* rstd,
+                                                 float* dw, float* db, i64 rows, i64 cols) {
+  TROUPE_GRID_STRIDE(c, cols) {
+    float aw = dw[c], ab = db[c];
+    for (i64 r = 0; r < rows; ++r) {
+      const float g = dy[r * cols + c];
+      aw = __fadd_rn(aw, __fmul_rn(__fmul_rn(g, __fsub_rn(x[r * cols + c], mean[r])), rstd[r]));
+      ab = __fadd_rn(ab, g);
+    }
+    dw[c] = aw;
+    db[c] = ab;
+  }
+}
+}  // namespace
+
+void softmax_forward(const float* x, float* y, i64 rows, i64 cols, cudaStream_t s) {
+  if (rows) softmax_kernel<<<static_cast<unsigned>(rows), kRowThreads, 0, s>>>(x, y, cols);
+}
+void softmax_backward(const float* y, const float* dy, float* dx, i64 rows, i64 cols, cudaStream_t s) {
+  if (rows) softmax_backward_kernel<<<static_cast<unsigned>(rows), kRowThreads, 0, s>>>(y, dy, dx, cols);
+}
+void layernorm_forward(const float* x, const float* w, const float* b, float eps, float* y, float* mean, float* rstd,
+                       i64 rows, i64 cols, cudaStream_t s) {
+  if (rows) layernorm_kernel<<<static_cast<unsigned>(rows), kRowThreads, 0, s>>>(x, w, b, eps, y, mean, rstd, cols);
+}
+void layernorm_backward(const float* dy, const float* x, const float* w, const float* mean, const float* rstd,
+                        float* dx, float* dw, float* db, i64 rows, i64 cols, cudaStream_t s) {
+  if (!rows) return;
+  layernorm_backward_dx_kernel<<<static_cast<unsigned>(rows), kRowThreads, 0, s>>>(dy, x, w, mean, rstd, dx, cols);
+  layernorm_backward_params_kernel<<<grid_for(cols, 128), 128, 0, s>>>(dy, x, mean, rstd, dw, db, rows, cols);
+}
+
+}  // namespace troupe::cuda

@@ -1,0 +1,96 @@
+// Placement: stage devices from the config, each checked against the device inventory.
+#include "runtime/placement.h"
+
+#include <fmt/format.h>
+
+#include "runtime/error.h"
+
+namespace troupe {
+
+namespace {
+std::vector<std::string> split_commas(const std::string& text) {
+  std::vector<std::string> parts;
+  std::size_t start = 0;
+  while (true) {
+    const auto comma = text.find(',', start);
+    parts.push_back(text.substr(start, comma == std::string::npos ? std::string::npos : comma - start));
+    if (comma == std::string::npos) return parts;
+    start = comma + 1;
+  }
+}
+
+// `key` is how the user asked for the device ("train.device = cuda", "parallel.placement = ... stage 1"),
+// `fix` what to write instead.
+void require_present(const Device& d, const DeviceInventory& inv, const std::string& key, const std::string& fix) {
+  if (d.is_cpu()) {
+    if (d.index != 0) throw Error(ErrorKind::kConfig, fmt::format("{}: {} does not exist; the host is cpu:0", key, d.str()));
+    return;
+  }
+  const int count = static_cast<int>(inv.cuda_devices.size());
+  if (count == 0)
+    throw Error(ErrorKind::kConfig, fmt::format("{}: no CUDA device found (troupe devices lists them); use {}", key, fix));
+  if (d.index >= count)
+    throw Error(ErrorKind::kConfig,
+                fmt::format("{}: cuda:{} does not exist, this machine has {} CUDA device{} (cuda:0..cuda:{}; troupe "
+                            "devices lists them)",
+                            key, d.index, count, count == 1 ? "" : "s", count - 1));
+}
+}  // namespace
+
+bool Placement::any_cuda() const {
+  for (const Device& d : stages)
+    if (!d.is_cpu()) return true;
+  return false;
+}
+
+bool Placement::mixed() const {
+  bool cpu = false, cuda = false;
+  for (const Device& d : stages) (d.is_cpu() ? cpu : cuda) = true;
+  return cpu && cuda;
+}
+
+bool Placement::crosses_devices(int stage) const {
+  return stage + 1 < static_cast<int>(stages.size()) && stages.at(stage) != stages.at(stage + 1);
+}
+
+std::string Placement::str() const {
+  std::string s;
+  for (const Device& d : stages) s += (s.empty() ? "" : ",") + d.str();
+  return s;
+}
+
+Placement resolve_placement(const RunConfig& config, const DeviceInventory& inventory) {
+  Placement p;
+  const int stages = config.parallel.pipeline;
+  if (config.parallel.placement.empty()) {
+    const Device d = Device::parse(config.train.device);
+    require_present(d, inventory, "train.device = " + config.train.device, "train.device = cpu");
+    p.stages.assign(stages, d);
+    return p;
+  }
+  const std::vector<std::string> parts = split_commas(config.parallel.placement);
+  if (static_cast<int>(parts.size()) != stages)
+    throw Error(ErrorKind::kConfig, fmt::format("parallel.placement = \"{}\" names {} devices for parallel.pipeline = {} "
+                                                "stages; give one device per stage",
+                                                config.parallel.placement, parts.size(), stages));
+  for (int s = 0; s < stages; ++s) {
+    const Device d = Device::parse(parts[s]);
+    require_present(d, inventory,
+                    fmt::format("parallel.placement = \"{}\", stage {} on {}", config.parallel.placement, s, parts[s]),
+                    "cpu for that stage");
+    p.stages.push_back(d);
+  }
+  return p;
+}
+
+Placement placement_for_run(const RunConfig& config) {
+  Placement p = resolve_placement(config, query_devices());
+  if (p.any_cuda())
+    throw Error(ErrorKind::kConfig,
+                fmt::format("placement {}: troupe's trainers do not run stages on CUDA yet (the CUDA backend is "
+                            "tested op by op: troupe_cuda_tests, scripts/gpu-check); use train.device = cpu",
+                            p.str()));
+  return p;
+}
+
+}  // namespace troupe

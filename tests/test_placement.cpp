@@ -1,0 +1,111 @@
+// Device placement at startup: stages on devices that exist here, mixed CPU/GPU placements, and the
+// one-line refusal (exit 2) of a CUDA device on a machine or build without one.
+#include <catch2/catch.hpp>
+
+#include <sys/wait.h>
+
+#include <array>
+#include <cstdio>
+#include <memory>
+
+#include "runtime/error.h"
+#include "runtime/placement.h"
+
+using namespace troupe;
+
+namespace {
+DeviceInventory no_gpu() {
+  DeviceInventory inv;
+  inv.cuda_status = "no CUDA device: test";
+  return inv;
+}
+
+DeviceInventory gpus(int n) {
+  DeviceInventory inv;
+  for (int i = 0; i < n; ++i) inv.cuda_devices.push_back({i, "test GPU", 9, 0, std::size_t{1} << 30});
+  inv.cuda_status = std::to_string(n) + " devices";
+  return inv;
+}
+
+std::string config_error(const RunConfig& c, const DeviceInventory& inv) {
+  try {
+    resolve_placement(c, inv);
+  } catch (const Error& e) {
+    CHECK(e.kind() == ErrorKind::kConfig);
+    return e.what();
+  }
+  return "(no error)";
+}
+
+// Runs the troupe binary; returns the exit code, stderr in *err.
+int run_troupe(const std::string& args, std::string* err) {
+  const std::string cmd = std::string(TROUPE_BINARY) + " " + args + " 2>&1 >/dev/null </dev/null";
+  std::unique_ptr<FILE, int (*)(FILE*)> pipe(popen(cmd.c_str(), "r"), pclose);
+  REQUIRE(pipe);
+  std::array<char, 512> buf{};
+  while (std::fgets(buf.data(), buf.size(), pipe.get())) *err += buf.data();
+  const int status = pclose(pipe.release());
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+}  // namespace
+
+TEST_CASE("every stage goes on train.device unless parallel.placement names one per stage", "[placement]") {
+  RunConfig c;
+  c.parallel.pipeline = 3;
+  Placement p = resolve_placement(c, no_gpu());
+  CHECK(p.str() == "cpu:0,cpu:0,cpu:0");
+  CHECK_FALSE(p.any_cuda());
+  CHECK_FALSE(p.crosses_devices(0));
+
+  c.train.device = "cuda";
+  p = resolve_placement(c, gpus(1));
+  CHECK(p.str() == "cuda:0,cuda:0,cuda:0");
+  CHECK(p.any_cuda());
+  CHECK_FALSE(p.mixed());
+}
+
+TEST_CASE("a mixed CPU/GPU placement is accepted where its devices exist", "[placement]") {
+  RunConfig c;
+  c.parallel.pipeline = 3;
+  c.parallel.placement = "cuda:0,cuda:1,cpu";
+  const Placement p = resolve_placement(c, gpus(2));
+  CHECK(p.str() == "cuda:0,cuda:1,cpu:0");
+  CHECK(p.mixed());
+  CHECK(p.crosses_devices(0));  // GPU to GPU: a device-to-device copy
+  CHECK(p.crosses_devices(1));  // GPU to host
+  CHECK_FALSE(p.crosses_devices(2));
+  CHECK_THAT(config_error(c, gpus(1)),
+             Catch::Contains("stage 1 on cuda:1: cuda:1 does not exist, this machine has 1 CUDA device (cuda:0..cuda:0"));
+}
+
+TEST_CASE("a CUDA device on a machine without one is a config error saying what to use", "[placement]") {
+  RunConfig c;
+  c.train.device = "cuda";
+  CHECK(config_error(c, no_gpu()) ==
+        "train.device = cuda: no CUDA device found (troupe devices lists them); use train.device = cpu");
+  c.train.device = "cuda:2";
+  CHECK_THAT(config_error(c, gpus(2)), Catch::Contains("cuda:2 does not exist, this machine has 2 CUDA devices"));
+  c.train.device = "cpu";
+  c.parallel.pipeline = 2;
+  c.parallel.placement = "cuda:0,cpu";
+  CHECK_THAT(config_error(c, no_gpu()),
+             Catch::Contains("parallel.placement = \"cuda:0,cpu\", stage 0 on cuda:0: no CUDA device found") &&
+                 Catch::Contains("use cpu for that stage"));
+  c.parallel.placement = "cpu";
+  CHECK_THAT(config_error(c, no_gpu()), Catch::Contains("names 1 devices for parallel.pipeline = 2 stages"));
+}
+
+TEST_CASE("troupe train refuses a CUDA device it cannot use at startup, exit 2", "[placement][cli]") {
+  // Here: no GPU, or (with one) the trainers' not-yet-CUDA refusal; both are config errors, exit 2.
+  const bool have_gpu = !query_devices().cuda_devices.empty();
+  std::string err;
+  CHECK(run_troupe("train --steps 1 --set train.device=cuda", &err) == 2);
+  if (!have_gpu)
+    CHECK_THAT(err, Catch::Contains("train.device = cuda: no CUDA device found (troupe devices lists them); use "
+                                    "train.device = cpu"));
+  else
+    CHECK_THAT(err, Catch::Contains("do not run stages on CUDA yet"));
+  err.clear();
+  CHECK(run_troupe("train --steps 1 --set parallel.pipeline=2 --set parallel.placement=cuda:0,cpu", &err) == 2);
+  CHECK_THAT(err, Catch::Contains("parallel.placement = \"cuda:0,cpu\""));
+}
