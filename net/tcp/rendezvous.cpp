@@ -1,0 +1,265 @@
+// Owns the handshake's two sides, the acceptors' loops, and the rendezvous that connects every pair of ranks once.
+#include "net/tcp/rendezvous.h"
+
+#include <algorithm>
+#include <functional>
+#include <iostream>
+
+#include "net/tcp/auth.h"
+#include "runtime/error.h"
+
+namespace troupe::net {
+
+namespace asio = boost::asio;
+
+TcpListener::TcpListener(const std::string& address)
+    : impl_(tcp::listen_at(tcp::parse_loopback_address(address), std::make_shared<asio::io_context>())) {}
+TcpListener::TcpListener(TcpListener&&) noexcept = default;
+TcpListener& TcpListener::operator=(TcpListener&&) noexcept = default;
+TcpListener::~TcpListener() = default;
+int TcpListener::port() const { return impl_->address.port; }
+std::string TcpListener::address() const { return impl_->address.text(); }
+
+}  // namespace troupe::net
+
+namespace troupe::net::tcp {
+
+namespace {
+
+constexpr auto kHandshakeLimit = std::chrono::seconds(2);
+
+std::chrono::milliseconds rendezvous_timeout(const TcpOptions& o) {
+  return o.rendezvous_timeout.count() > 0 ? o.rendezvous_timeout : o.timeout;
+}
+
+using Check = std::function<std::string(const wire::Hello&)>;
+
+std::string join(const std::vector<std::string>& parts, const char* sep) {
+  std::string out;
+  for (const auto& p : parts) out += (out.empty() ? "" : sep) + p;
+  return out;
+}
+
+void report(const TcpOptions& options, const std::string& message) {
+  if (options.on_reject) {
+    options.on_reject(message);
+  } else {
+    std::cerr << "troupe tcp: " << message << "\n";
+  }
+}
+
+// The acceptor's side. Returns the connector's hello; throws Error(kIo) with the refusal reason
+// (which the connector has been sent too).
+wire::Hello handshake_as_acceptor(Socket& socket, const std::string& secret, int rank, Clock::time_point deadline,
+                                  const Check& check) {
+  const wire::Challenge challenge{rank, fresh_nonce()};
+  write_frame(socket, wire::encode(challenge), deadline);
+  const wire::Control reply = read_control(socket, deadline);
+  auto refuse = [&](const std::string& reason) {
+    try {
+      write_frame(socket, wire::encode(wire::Reject{reason}), deadline);
+    } catch (...) {
+      // The refusal stands whether or not the peer hears it.
+    }
+    throw Error(ErrorKind::kIo, reason);
+  };
+  const auto* hello = std::get_if<wire::Hello>(&reply);
+  if (!hello) refuse(detail::concat("expected a hello frame, got a ", wire::control_name(reply), " frame"));
+  if (!macs_equal(hello->mac, hello_mac(secret, challenge.nonce, hello->nonce, hello->rank, hello->size))) {
+    refuse(detail::concat("authentication failed: the connection claiming rank ", hello->rank,
+                          " does not know the job's secret (hello MAC mismatch); every rank needs the same secret "
+                          "(TROUPE_SECRET)"));
+  }
+  if (const std::string reason = check(*hello); !reason.empty()) refuse(reason);
+  write_frame(socket, wire::encode(wire::Welcome{rank, welcome_mac(secret, hello->nonce, challenge.nonce, rank)}), deadline);
+  return *hello;
+}
+
+// Accepts on `acceptor` until every rank in `expected` has joined; records their sockets in
+// `mesh` and, if `ports` is given, their listening ports.
+void accept_ranks(const TcpOptions& options, TcpListener::Impl& listener, const std::vector<int>& expected,
+                  Clock::time_point deadline, Mesh& mesh, std::vector<std::uint16_t>* ports) {
+  std::vector<std::string> refused;
+  std::size_t joined = 0;
+  const Check check = [&](const wire::Hello& hello) -> std::string {
+    if (hello.size != options.size) {
+      return detail::concat("rank ", hello.rank, " was started for a group of ", hello.size,
+                            " ranks, this group has ", options.size);
+    }
+    if (std::find(expected.begin(), expected.end(), hello.rank) == expected.end()) {
+      return detail::concat("rank ", hello.rank, " is not expected at rank ", options.rank, "'s listener");
+    }
+    if (mesh.links[static_cast<std::size_t>(hello.rank)]) {
+      return detail::concat("rank ", hello.rank, " has already joined; two processes were started with the same rank");
+    }
+    return {};
+  };
+  while (joined < expected.size()) {
+    auto socket = accept_until(*listener.acceptor, *mesh.io, deadline);
+    if (!socket) {
+      std::vector<std::string> missing;
+      for (int r : expected) {
+        if (!mesh.links[static_cast<std::size_t>(r)]) missing.push_back(std::to_string(r));
+      }
+      throw Error(ErrorKind::kIo,
+                  detail::concat("rank ", options.rank, ": rendezvous at ", listener.address.text(), " timed out after ",
+                                 rendezvous_timeout(options).count(), " ms: rank(s) ", join(missing, ", "), " of ", options.size,
+                                 " did not join", refused.empty() ? "" : "; refused: " + join(refused, "; "),
+                                 "; check that every rank runs with the same address, size and secret"));
+    }
+    const std::string from = peer_text(*socket);
+    std::string problem;
+    try {
+      const wire::Hello hello =
+          handshake_as_acceptor(*socket, options.secret, options.rank, std::min(deadline, Clock::now() + kHandshakeLimit), check);
+      if (ports) (*ports)[static_cast<std::size_t>(hello.rank)] = hello.listen_port;
+      mesh.links[static_cast<std::size_t>(hello.rank)] = std::move(socket);
+      ++joined;
+      continue;
+    } catch (const Error& e) {
+      problem = e.what();
+    } catch (const DeadlineExceeded&) {
+      problem = "no complete handshake in time";
+    }
+    refused.push_back(detail::concat(from, ": ", problem));
+    report(options, detail::concat("rank ", options.rank, " refused a connection from ", from, ": ", problem));
+  }
+}
+
+std::unique_ptr<Socket> connect_to(const TcpOptions& options, asio::io_context& io, const LoopbackAddress& to, int peer,
+                                   Clock::time_point deadline) {
+  std::string last_error;
+  try {
+    return connect_until(io, to, deadline, last_error);
+  } catch (const DeadlineExceeded&) {
+    throw Error(ErrorKind::kIo, detail::concat("rank ", options.rank, ": could not reach rank ", peer, " at ", to.text(),
+                                               " within ", rendezvous_timeout(options).count(), " ms (", last_error, ")",
+                                               peer == 0 ? "; is rank 0 running with this address?" : ""));
+  }
+}
+
+}  // namespace
+
+std::unique_ptr<TcpListener::Impl> listen_at(const LoopbackAddress& address, std::shared_ptr<asio::io_context> io) {
+  auto impl = std::make_unique<TcpListener::Impl>();
+  impl->io = std::move(io);
+  impl->acceptor = std::make_unique<Acceptor>(*impl->io);
+  const asio::ip::tcp::endpoint endpoint(asio::ip::address_v4(address.host), address.port);
+  boost::system::error_code ec;
+  impl->acceptor->open(endpoint.protocol(), ec);
+  if (!ec) impl->acceptor->set_option(asio::socket_base::reuse_address(true), ec);
+  if (!ec) impl->acceptor->bind(endpoint, ec);
+  if (!ec) impl->acceptor->listen(asio::socket_base::max_listen_connections, ec);
+  if (ec) {
+    throw Error(ErrorKind::kIo, detail::concat("cannot listen at ", address.text(), ": ", ec.message(),
+                                               ec == asio::error::address_in_use
+                                                   ? "; another job or process holds this port, choose another comm.address"
+                                                   : ""));
+  }
+  impl->address = address;
+  impl->address.port = impl->acceptor->local_endpoint().port();
+  return impl;
+}
+
+void handshake_as_connector(Socket& socket, const std::string& secret, int rank, int size, std::uint16_t listen_port,
+                            int expected_peer, const std::string& where, Clock::time_point deadline) {
+  const std::string prefix = detail::concat("rank ", rank, ": handshake with rank ", expected_peer, " at ", where, " failed: ");
+  try {
+    const wire::Control first = read_control(socket, deadline);
+    const auto* challenge = std::get_if<wire::Challenge>(&first);
+    if (!challenge) {
+      throw Error(ErrorKind::kIo, detail::concat(prefix, "expected a challenge frame, got a ", wire::control_name(first), " frame"));
+    }
+    if (challenge->rank != expected_peer) {
+      throw Error(ErrorKind::kIo, detail::concat(prefix, "the process there is rank ", challenge->rank));
+    }
+    wire::Hello hello{rank, size, listen_port, fresh_nonce(), {}};
+    hello.mac = hello_mac(secret, challenge->nonce, hello.nonce, rank, size);
+    write_frame(socket, wire::encode(hello), deadline);
+    const wire::Control verdict = read_control(socket, deadline);
+    if (const auto* reject = std::get_if<wire::Reject>(&verdict)) {
+      throw Error(ErrorKind::kIo, detail::concat("rank ", rank, ": rank ", expected_peer, " at ", where,
+                                                 " refused this rank: ", reject->reason));
+    }
+    const auto* welcome = std::get_if<wire::Welcome>(&verdict);
+    if (!welcome) {
+      throw Error(ErrorKind::kIo, detail::concat(prefix, "expected a welcome frame, got a ", wire::control_name(verdict), " frame"));
+    }
+    if (welcome->rank != expected_peer ||
+        !macs_equal(welcome->mac, welcome_mac(secret, hello.nonce, challenge->nonce, welcome->rank))) {
+      throw Error(ErrorKind::kIo, detail::concat(prefix, "the process there does not know the job's secret (welcome MAC "
+                                                         "mismatch); is another job using this port?"));
+    }
+  } catch (const DeadlineExceeded&) {
+    throw Error(ErrorKind::kIo, detail::concat(prefix, "no answer before the deadline"));
+  } catch (const Error& e) {
+    const std::string what = e.what();
+    if (what.rfind(detail::concat("rank ", rank, ": "), 0) == 0) throw;
+    throw Error(ErrorKind::kIo, prefix + what);
+  }
+}
+
+Mesh form_mesh(const TcpOptions& options, TcpListener::Impl* rank0_listener) {
+  const auto deadline = Clock::now() + rendezvous_timeout(options);
+  const int n = options.size;
+  Mesh mesh;
+  mesh.links.resize(static_cast<std::size_t>(n));
+
+  if (options.rank == 0) {
+    TROUPE_CHECK(rank0_listener != nullptr, "rank 0 needs its listener");
+    mesh.io = rank0_listener->io;
+    if (n == 1) return mesh;
+    std::vector<int> others;
+    for (int r = 1; r < n; ++r) others.push_back(r);
+    std::vector<std::uint16_t> ports(static_cast<std::size_t>(n), 0);
+    accept_ranks(options, *rank0_listener, others, deadline, mesh, &ports);
+    const wire::OutFrame roster = wire::encode(wire::Roster{ports});
+    for (int r = 1; r < n; ++r) {
+      try {
+        write_frame(*mesh.links[static_cast<std::size_t>(r)], roster, deadline);
+      } catch (const DeadlineExceeded&) {
+        throw Error(ErrorKind::kIo, detail::concat("rank 0: sending the roster to rank ", r, " timed out"));
+      }
+    }
+    return mesh;
+  }
+
+  const LoopbackAddress rank0 = parse_loopback_address(options.address);
+  mesh.io = std::make_shared<asio::io_context>();
+  std::unique_ptr<TcpListener::Impl> own;  // for the ranks above this one
+  if (options.rank < n - 1) own = listen_at(LoopbackAddress{rank0.host, 0}, mesh.io);
+
+  auto first = connect_to(options, *mesh.io, rank0, 0, deadline);
+  handshake_as_connector(*first, options.secret, options.rank, n, own ? own->address.port : 0, 0, rank0.text(), deadline);
+  wire::Control roster_frame;
+  try {
+    roster_frame = read_control(*first, deadline);
+  } catch (const DeadlineExceeded&) {
+    throw Error(ErrorKind::kIo, detail::concat("rank ", options.rank, ": rank 0 at ", rank0.text(), " did not complete the rendezvous within ",
+                                               rendezvous_timeout(options).count(), " ms; some rank did not join"));
+  } catch (const Error& e) {
+    throw Error(ErrorKind::kIo, detail::concat("rank ", options.rank, ": waiting for the roster from rank 0 at ", rank0.text(),
+                                               " failed: ", e.what(), "; some rank did not join"));
+  }
+  const auto* roster = std::get_if<wire::Roster>(&roster_frame);
+  if (!roster || roster->ports.size() != static_cast<std::size_t>(n)) {
+    throw Error(ErrorKind::kIo, detail::concat("rank ", options.rank, ": rank 0 at ", rank0.text(), " sent a ",
+                                               wire::control_name(roster_frame), " frame instead of a roster of ", n, " ports"));
+  }
+  mesh.links[0] = std::move(first);
+
+  for (int j = 1; j < options.rank; ++j) {
+    const LoopbackAddress to{rank0.host, roster->ports[static_cast<std::size_t>(j)]};
+    auto socket = connect_to(options, *mesh.io, to, j, deadline);
+    handshake_as_connector(*socket, options.secret, options.rank, n, own ? own->address.port : 0, j, to.text(), deadline);
+    mesh.links[static_cast<std::size_t>(j)] = std::move(socket);
+  }
+  if (own) {
+    std::vector<int> above;
+    for (int r = options.rank + 1; r < n; ++r) above.push_back(r);
+    accept_ranks(options, *own, above, deadline, mesh, nullptr);
+  }
+  return mesh;
+}
+
+}  // namespace troupe::net::tcp

@@ -1,0 +1,58 @@
+// Owns the TCP transport's setup: listeners, the authenticated handshake on each connection, and the rendezvous through rank 0 that forms the full mesh.
+//
+// Handshake on a fresh connection (acceptor A, connector C; frames of net/wire/frame.capnp):
+//   A -> C  challenge {A's rank, nonce Na}
+//   C -> A  hello     {C's rank, size, C's listening port, nonce Nc, hello_mac}
+//   A -> C  welcome   {A's rank, welcome_mac}      or   reject {reason}, and A closes
+// A refuses a wrong MAC, a wrong size, a rank it does not expect or already has; C refuses a
+// welcome with a wrong MAC or from an unexpected rank. Either side's refusal is an Error(kIo)
+// that says which address, which rank and why.
+//
+// Rendezvous (TcpTransport's header gives the picture): rank 0 accepts until n - 1 ranks have
+// joined, then sends every rank the roster of listening ports. Connections that fail the handshake
+// are refused and reported (on_reject); they do not count. Acceptors handle one connection at a
+// time, each within min(deadline, 2 s), so a silent stray connection delays the rendezvous at most
+// that long.
+#pragma once
+
+#include <boost/asio/io_context.hpp>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "net/tcp/address.h"
+#include "net/tcp/socket_io.h"
+#include "net/tcp/tcp_transport.h"
+
+namespace troupe::net {
+
+struct TcpListener::Impl {
+  std::shared_ptr<boost::asio::io_context> io;
+  tcp::LoopbackAddress address;  // with the bound port
+  std::unique_ptr<tcp::Acceptor> acceptor;
+};
+
+}  // namespace troupe::net
+
+namespace troupe::net::tcp {
+
+// A listening socket at `address` (port 0: a free one) on `io`; Error(kIo) if it cannot bind.
+std::unique_ptr<TcpListener::Impl> listen_at(const LoopbackAddress& address, std::shared_ptr<boost::asio::io_context> io);
+
+// The connections of one rank to every other, by rank (null at its own rank), authenticated.
+struct Mesh {
+  std::shared_ptr<boost::asio::io_context> io;
+  std::vector<std::unique_ptr<Socket>> links;
+};
+
+// Runs the rendezvous for options.rank. Rank 0 passes the listener it accepts on (bound at
+// options.address by the caller); other ranks pass null.
+Mesh form_mesh(const TcpOptions& options, TcpListener::Impl* rank0_listener);
+
+// The connector's side of the handshake on a connected `socket` to the rank `expected_peer` at
+// `where`; returns once welcomed, throws Error(kIo) when refused or when the peer fails to prove it
+// knows the secret. Also used by tests that play a rank by hand.
+void handshake_as_connector(Socket& socket, const std::string& secret, int rank, int size, std::uint16_t listen_port,
+                            int expected_peer, const std::string& where, Clock::time_point deadline);
+
+}  // namespace troupe::net::tcp

@@ -1,0 +1,132 @@
+// Owns the TCP transport's public API: TcpOptions, rank 0's TcpListener, connect_tcp() and TcpTransport, the comm::Transport between processes over loopback.
+//
+// Use (one process per rank, all on this machine):
+//
+//   net::TcpOptions options{.rank = r, .size = n, .address = "127.0.0.1:29500",
+//                           .secret = net::secret_from_environment(), .timeout = 60s};
+//   std::unique_ptr<net::TcpTransport> t = net::connect_tcp(options);   // blocks until the mesh is up
+//   comm::allreduce_ring(*t, gradients);
+//
+// Rendezvous: rank 0 listens at `address` (loopback only); every other rank binds its own
+// listener on a free port of the same host, connects to rank 0 and says hello (rank, size, that
+// port). When all n - 1 have joined, rank 0 sends each the roster of ports; rank r then connects
+// to every rank 1..r-1 and accepts from r+1..n-1. Each pair of ranks ends with one TCP connection
+// (TCP_NODELAY), kept for the transport's life. Every connection is authenticated both ways
+// (net/tcp/auth.h): a process that does not know `secret` is refused, told why, reported through
+// `on_reject` on the refusing side, and never joins. For tests (port 0), create a TcpListener
+// first, read its port, and hand it to rank 0's connect_tcp.
+//
+// Data path: send() copies the message into chunks of `chunk_bytes` and queues them for the
+// link's writer thread, which writes each frame (net/wire/frame_codec.h) with one scatter-gather
+// call; it never waits for the receiver. A reader thread per link decodes frames as they arrive and
+// writes a chunk's payload straight into the buffer of the recv() waiting for it (else into a
+// buffer that recv copies from later).
+//
+// Failure model (as net/inproc's, with real sockets):
+//  * recv() throws troupe::Error(kIo) naming the peer on a size mismatch, when nothing arrives
+//    within `timeout`, or when the group is broken.
+//  * A peer whose connection ends without a goodbye (its process died or called abort()), or that
+//    sends a malformed frame, breaks the group: every pending and every future recv and send on this
+//    rank throws at once, naming that rank and what happened ("rank 2 is dead: ...", "rank 2 sent a
+//    malformed frame: bad magic ..."). Every rank holds a connection to every other, so each learns
+//    of a dead process directly.
+//  * A peer that destroyed its transport normally said goodbye: messages it sent before are still
+//    delivered; a recv that needs another message from it fails at once ("rank 2 closed its
+//    transport"); the rest of the group is unaffected.
+//  * A recv that times out while its message is half-received closes that link (the stream cannot
+//    be resynchronised), which then counts as broken.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "runtime/comm/transport.h"
+
+namespace troupe::net {
+
+struct TcpOptions {
+  int rank = 0;
+  int size = 1;
+  // Rank 0's rendezvous address, HOST:PORT in 127.0.0.0/8 (config key comm.address).
+  std::string address = "127.0.0.1:29500";
+  // Shared by every rank of the job, never sent; must not be empty. secret_from_environment()
+  // reads TROUPE_SECRET.
+  std::string secret;
+  // How long a recv waits for its message (comm.timeout_s), and the rendezvous too unless
+  // rendezvous_timeout is set (> 0): processes may take longer to start than a collective step.
+  std::chrono::milliseconds timeout{60'000};
+  std::chrono::milliseconds rendezvous_timeout{0};
+  // Payload bytes per frame: a multiple of 8 in [8, wire::kMaxChunkBytes]. Measured fastest at
+  // 1 MiB here (README "TCP transport"); tests make it small to reach the multi-chunk paths.
+  std::size_t chunk_bytes = std::size_t{1} << 20;
+  // Told (with a one-line reason) about each connection the rendezvous refused: a wrong secret,
+  // garbage, a duplicate rank. Default: a line on stderr.
+  std::function<void(const std::string&)> on_reject;
+};
+
+// Rank 0's rendezvous socket, bound and listening from construction, so its port is known before
+// any rank connects. "127.0.0.1:0" takes a free port. Throws Error(kConfig) for a bad or
+// non-loopback address, Error(kIo) when the port cannot be bound.
+class TcpListener {
+ public:
+  explicit TcpListener(const std::string& address);
+  TcpListener(TcpListener&&) noexcept;
+  TcpListener& operator=(TcpListener&&) noexcept;
+  ~TcpListener();
+
+  int port() const;
+  std::string address() const;  // "127.0.0.1:<port>": what the other ranks pass as TcpOptions::address
+
+  struct Impl;
+  Impl& impl() { return *impl_; }
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
+class TcpTransport final : public comm::Transport {
+ public:
+  // Lets queued sends drain, says goodbye to every peer (waiting at most `timeout` for a peer that
+  // stopped reading), then closes. After abort(), or destroyed while an exception unwinds the stack
+  // of a rank whose group was still whole (this rank failed on its own), it closes at once without
+  // a goodbye, so the peers see this rank as dead. (A rank that unwinds because the group is
+  // already broken says goodbye: its peers learn of the root failure from their own connection to
+  // the dead rank, and name that rank.)
+  ~TcpTransport() override;
+  TcpTransport(const TcpTransport&) = delete;
+  TcpTransport& operator=(const TcpTransport&) = delete;
+
+  int rank() const override;
+  int size() const override;
+  void send(int to, std::uint32_t tag, std::span<const std::byte> data) override;
+  void recv(int from, std::uint32_t tag, std::span<std::byte> out) override;
+
+  // Simulates this rank crashing: drops every connection without a goodbye (the peers' recvs fail
+  // at once, naming this rank as dead), and this rank's own pending and future calls throw. Safe
+  // from any thread, any number of times.
+  void abort();
+
+  struct Impl;
+  explicit TcpTransport(std::unique_ptr<Impl> impl);
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
+// Joins the group described by `options`: blocks until this rank is connected to every other, or
+// throws troupe::Error — kConfig for bad options (rank, size, address, empty secret, chunk size),
+// kIo when the rendezvous fails (a rank missing at the deadline, refused by rank 0, ...).
+// Rank 0 binds options.address itself.
+std::unique_ptr<TcpTransport> connect_tcp(const TcpOptions& options);
+
+// Rank 0 only: joins with a listener bound beforehand (options.address is then ignored).
+std::unique_ptr<TcpTransport> connect_tcp(const TcpOptions& options, TcpListener listener);
+
+// The job's secret from the environment variable TROUPE_SECRET; Error(kConfig) when it is unset
+// or empty. A launcher generates one (e.g. 32 random hex digits) and passes it to every rank.
+std::string secret_from_environment();
+
+}  // namespace troupe::net
