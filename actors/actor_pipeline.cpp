@@ -71,8 +71,9 @@ StepStats ActorPipeline::train_step(std::int64_t step) {
   const pipeline::Layout& layout = driver_.layout();
   const int p = driver_.num_stages();
 
-  const Batch batch = driver_.dataset().train_batch(step, config.train.batch_size);
-  const float loss_scale = 1.0f / static_cast<float>(batch.targets.numel());
+  const Batch whole = driver_.dataset().train_batch(step, config.train.batch_size);
+  const float loss_scale = 1.0f / static_cast<float>(whole.targets.numel());
+  const Batch batch = replica_share(whole, driver_.options().replica, driver_.options().replicas);
   for (auto& a : actors_->stages)
     self->send(a, proto::run_atom::value, batch, driver_.options().microbatches, loss_scale,
                driver_.dataset().rows_per_sample());

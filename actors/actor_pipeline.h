@@ -35,6 +35,9 @@ class ActorPipeline {
   void set_trace(TraceRecorder* trace);
   // The stage's state machine; touch it only between steps (the actors are idle then).
   StageWorker& stage(int s) { return driver_.stage(s); }
+  // The stage workers' owner (partition, schedule, evaluation); the actors run its stages.
+  PipelineDriver& driver() { return driver_; }
+  const PipelineDriver& driver() const { return driver_; }
 
  private:
   [[noreturn]] void stage_failed(const caf::error& reason, const char* during) const;

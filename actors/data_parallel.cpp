@@ -1,6 +1,7 @@
 // DataParallelTrainer: replicas built, wired per stage over in-process groups, stepped on one thread each.
 #include "actors/data_parallel.h"
 
+#include <atomic>
 #include <exception>
 #include <thread>
 
@@ -29,6 +30,16 @@ GradientSyncOptions gradient_sync_options(const RunConfig& config) {
   return o;
 }
 
+namespace {
+RunConfig per_replica(const RunConfig& config, int replicas_here) {
+  RunConfig per = config;
+  const int threads = config.train.threads > 0 ? config.train.threads
+                                               : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  per.train.threads = std::max(1, threads / replicas_here);
+  return per;
+}
+}  // namespace
+
 void attach_gradient_syncs(PipelineDriver& driver, std::vector<std::unique_ptr<comm::Transport>> transports,
                            const GradientSyncOptions& options) {
   TROUPE_CHECK(static_cast<int>(transports.size()) == driver.num_stages(), transports.size(), " transports for ",
@@ -37,25 +48,44 @@ void attach_gradient_syncs(PipelineDriver& driver, std::vector<std::unique_ptr<c
     driver.stage(s).attach_gradient_sync(std::make_unique<GradientSync>(std::move(transports[s]), options));
 }
 
-DataParallelTrainer::DataParallelTrainer(const RunConfig& config) : config_(config) {
+DataParallelTrainer::DataParallelTrainer(const RunConfig& config, bool actors) : config_(config) {
   const int d = config.parallel.data;
   if (config.parallel.gradient_exchange == "ps")
     throw Error(ErrorKind::kConfig, "parallel.gradient_exchange = ps is served by the parameter-server trainer, not "
                                     "by ring/alltoall replicas");
   // The machine's threads are shared by the replicas (results do not depend on thread counts).
-  RunConfig per = config;
-  const int threads = config.train.threads > 0 ? config.train.threads
-                                               : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  per.train.threads = std::max(1, threads / d);
+  const RunConfig per = per_replica(config, d);
   const auto timeout = std::chrono::milliseconds(static_cast<long long>(config.comm.timeout_s * 1000.0));
   for (int s = 0; s < config.parallel.pipeline; ++s) worlds_.push_back(std::make_unique<net::InprocWorld>(d, timeout));
-  const GradientSyncOptions sync = gradient_sync_options(config);
   for (int r = 0; r < d; ++r) {
-    replicas_.push_back(std::make_unique<PipelineDriver>(per, pipeline_options(config, r)));
     std::vector<std::unique_ptr<comm::Transport>> transports;
     for (auto& w : worlds_) transports.push_back(w->transport(r));
-    attach_gradient_syncs(*replicas_.back(), std::move(transports), sync);
+    add_replica(per, r, std::move(transports), actors);
   }
+}
+
+void DataParallelTrainer::add_replica(const RunConfig& per, int rank,
+                                      std::vector<std::unique_ptr<comm::Transport>> transports, bool actors) {
+  if (actors) {
+    actor_pipelines_.push_back(std::make_unique<ActorPipeline>(per, pipeline_options(config_, rank)));
+    drivers_.push_back(&actor_pipelines_.back()->driver());
+  } else {
+    own_drivers_.push_back(std::make_unique<PipelineDriver>(per, pipeline_options(config_, rank)));
+    drivers_.push_back(own_drivers_.back().get());
+  }
+  attach_gradient_syncs(*drivers_.back(), std::move(transports), gradient_sync_options(config_));
+}
+
+StepStats DataParallelTrainer::step_replica(std::size_t i, std::int64_t step) {
+  return actor_pipelines_.empty() ? own_drivers_.at(i)->train_step(step) : actor_pipelines_.at(i)->train_step(step);
+}
+
+DataParallelTrainer::DataParallelTrainer(const RunConfig& config, int rank,
+                                         std::vector<std::unique_ptr<comm::Transport>> transports, bool actors)
+    : config_(config) {
+  TROUPE_CHECK(rank >= 0 && rank < config.parallel.data, "rank ", rank, " of ", config.parallel.data, " replicas");
+  // The other replicas are processes on the same machine: share its threads with them.
+  add_replica(per_replica(config, config.parallel.data), rank, std::move(transports), actors);
 }
 
 DataParallelTrainer::~DataParallelTrainer() = default;
@@ -64,11 +94,14 @@ StepStats DataParallelTrainer::train_step(std::int64_t step) {
   const int d = replicas();
   std::vector<StepStats> stats(static_cast<std::size_t>(d));
   std::vector<std::exception_ptr> errors(static_cast<std::size_t>(d));
+  std::atomic<int> first_failed{-1};
   auto run = [&](int r) {
     try {
-      stats[static_cast<std::size_t>(r)] = replicas_[static_cast<std::size_t>(r)]->train_step(step);
+      stats[static_cast<std::size_t>(r)] = step_replica(static_cast<std::size_t>(r), step);
     } catch (...) {
       errors[static_cast<std::size_t>(r)] = std::current_exception();
+      int none = -1;
+      first_failed.compare_exchange_strong(none, r);
       for (auto& w : worlds_) w->kill(r);
     }
   };
@@ -76,41 +109,32 @@ StepStats DataParallelTrainer::train_step(std::int64_t step) {
   for (int r = 1; r < d; ++r) threads.emplace_back(run, r);
   run(0);
   for (auto& t : threads) t.join();
-  // The replica that failed first explains more than its peers' "rank r is dead": rethrow an error
-  // that is not about a dead peer if there is one.
-  std::exception_ptr first;
-  for (auto& e : errors) {
-    if (!e) continue;
-    if (!first) first = e;
-    try {
-      std::rethrow_exception(e);
-    } catch (const Error& err) {
-      if (err.kind() != ErrorKind::kIo) std::rethrow_exception(e);
-    } catch (...) {
-      std::rethrow_exception(e);
-    }
-  }
-  if (first) std::rethrow_exception(first);
+  // The replica that failed first explains more than its peers' "rank r is dead".
+  if (first_failed >= 0) std::rethrow_exception(errors[static_cast<std::size_t>(first_failed)]);
   return stats[0];  // its loss and row count are the whole batch's (losses are gathered)
 }
 
-EvalStats DataParallelTrainer::evaluate() { return replicas_[0]->evaluate(); }
+EvalStats DataParallelTrainer::evaluate() { return drivers_[0]->evaluate(); }
 
 void DataParallelTrainer::load_weights(const std::string& path) {
-  for (auto& r : replicas_) r->load_weights(path);
+  for (PipelineDriver* r : drivers_) r->load_weights(path);
 }
 
-void DataParallelTrainer::save_weights(const std::string& path) const { replicas_[0]->save_weights(path); }
+void DataParallelTrainer::save_weights(const std::string& path) const { drivers_[0]->save_weights(path); }
 
 void DataParallelTrainer::set_trace(TraceRecorder* trace) {
-  for (int s = 0; s < replicas_[0]->num_stages(); ++s)
-    replicas_[0]->stage(s).set_trace(trace, trace->track("replica 0 stage " + std::to_string(s)));
+  if (!actor_pipelines_.empty()) {
+    actor_pipelines_[0]->set_trace(trace);  // tracks "stage s" of replica 0, and each step's window
+    return;
+  }
+  for (int s = 0; s < drivers_[0]->num_stages(); ++s)
+    drivers_[0]->stage(s).set_trace(trace, trace->track("stage " + std::to_string(s)));
 }
 
 CommStats DataParallelTrainer::last_step_comm() const {
   CommStats total;
-  for (int s = 0; s < replicas_[0]->num_stages(); ++s)
-    if (GradientSync* g = replicas_[0]->stage(s).gradient_sync()) {
+  for (int s = 0; s < drivers_[0]->num_stages(); ++s)
+    if (GradientSync* g = drivers_[0]->stage(s).gradient_sync()) {
       total.bytes_sent += g->last_step_stats().bytes_sent;
       total.bytes_uncompressed += g->last_step_stats().bytes_uncompressed;
       total.buckets += g->last_step_stats().buckets;
@@ -120,7 +144,7 @@ CommStats DataParallelTrainer::last_step_comm() const {
 
 std::size_t DataParallelTrainer::optimizer_state_bytes(int r) const {
   std::size_t bytes = 0;
-  const PipelineDriver& d = *replicas_.at(static_cast<std::size_t>(r));
+  const PipelineDriver& d = *drivers_.at(static_cast<std::size_t>(r));
   for (int s = 0; s < d.num_stages(); ++s) bytes += d.stage(s).optimizer_state_bytes();
   return bytes;
 }

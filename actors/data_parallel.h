@@ -15,6 +15,7 @@
 #include <memory>
 #include <vector>
 
+#include "actors/actor_pipeline.h"
 #include "actors/gradient_sync.h"
 #include "actors/pipeline_driver.h"
 #include "net/inproc/inproc_transport.h"
@@ -32,8 +33,15 @@ void attach_gradient_syncs(PipelineDriver& driver, std::vector<std::unique_ptr<c
 
 class DataParallelTrainer {
  public:
-  // Throws troupe::Error(kConfig) for what cannot run (see PipelineDriver).
-  explicit DataParallelTrainer(const RunConfig& config);
+  // All parallel.data replicas in this process, as threads over in-process groups. Throws
+  // troupe::Error(kConfig) for what cannot run (see PipelineDriver).
+  // With `actors`, every stage of every replica is a CAF actor (ActorPipeline, one thread each) that
+  // reduces its gradients itself; without, each replica's stages run on one thread (PipelineDriver).
+  explicit DataParallelTrainer(const RunConfig& config, bool actors = true);
+  // Only replica `rank` of parallel.data, in this process; stage s reaches its peers (the same stage
+  // of the other replicas, in other processes) over transports[s]. The multi-process (tcp) form.
+  DataParallelTrainer(const RunConfig& config, int rank, std::vector<std::unique_ptr<comm::Transport>> transports,
+                      bool actors = true);
   ~DataParallelTrainer();
 
   // One step on every replica at once; the stats are replica 0's (the loss is the whole batch's).
@@ -45,11 +53,13 @@ class DataParallelTrainer {
   void save_weights(const std::string& path) const;
   void set_trace(TraceRecorder* trace);
 
-  int replicas() const { return static_cast<int>(replicas_.size()); }
-  Dataset& dataset() { return replicas_[0]->dataset(); }
-  CpuBackend& backend() { return replicas_[0]->backend(); }
-  std::vector<Param*> params_in_order() const { return replicas_[0]->params_in_order(); }
-  PipelineDriver& replica(int r) { return *replicas_.at(static_cast<std::size_t>(r)); }
+  // Replicas held in this process (parallel.data, or 1 for the multi-process form).
+  int replicas() const { return static_cast<int>(drivers_.size()); }
+  Dataset& dataset() { return drivers_[0]->dataset(); }
+  CpuBackend& backend() { return drivers_[0]->backend(); }
+  std::vector<Param*> params_in_order() const { return drivers_[0]->params_in_order(); }
+  // Replica r's stages (touch them between steps only).
+  PipelineDriver& replica(int r) { return *drivers_.at(static_cast<std::size_t>(r)); }
   // Bytes replica 0 sent in the last step, over all its stages.
   CommStats last_step_comm() const;
   // Optimizer-state bytes held by replica r (ZeRO-1: about 1/D of the replicated figure).
@@ -58,7 +68,12 @@ class DataParallelTrainer {
  private:
   RunConfig config_;
   std::vector<std::unique_ptr<net::InprocWorld>> worlds_;  // one group per stage
-  std::vector<std::unique_ptr<PipelineDriver>> replicas_;
+  void add_replica(const RunConfig& per, int rank, std::vector<std::unique_ptr<comm::Transport>> transports, bool actors);
+  StepStats step_replica(std::size_t i, std::int64_t step);
+
+  std::vector<std::unique_ptr<ActorPipeline>> actor_pipelines_;  // when run by actors
+  std::vector<std::unique_ptr<PipelineDriver>> own_drivers_;      // when run in-thread
+  std::vector<PipelineDriver*> drivers_;                          // replica i's stages, either way
 };
 
 }  // namespace troupe

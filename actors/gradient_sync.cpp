@@ -16,9 +16,11 @@ namespace troupe {
 GradientSync::GradientSync(std::unique_ptr<comm::Transport> transport, GradientSyncOptions options)
     : transport_(std::move(transport)), options_(std::move(options)) {
   TROUPE_CHECK(transport_ != nullptr, "GradientSync needs a transport");
-  if (options_.compression != "none")
+  if (options_.compression != "none" && options_.zero)
     throw Error(ErrorKind::kConfig, "comm.compression = " + options_.compression +
-                                        " is not available in this build of data-parallel training; use none");
+                                        " with parallel.zero = 1: ZeRO-1 reduce-scatters exact shards; use one or "
+                                        "the other");
+  if (options_.compression != "none") comm::make_compressor(options_.compression);  // a bad spec fails here
 }
 
 GradientSync::~GradientSync() {
@@ -88,6 +90,19 @@ void GradientSync::bind(int stage, std::vector<Model*> chunks, Backend& backend)
       load[r] += static_cast<std::size_t>(items_[i].grad.numel());
     }
   }
+  if (options_.compression != "none")
+    for (const Bucket& b : buckets_) {
+      compressors_.push_back(comm::make_compressor(options_.compression));
+      std::vector<comm::BucketParam> layout;
+      std::size_t at = 0;
+      for (std::size_t i : b.items) {
+        const Tensor& g = items_[i].grad;
+        const auto rows = static_cast<std::size_t>(g.ndim() >= 1 ? g.dim(0) : 1);
+        layout.push_back({at, rows, static_cast<std::size_t>(g.numel()) / std::max<std::size_t>(rows, 1)});
+        at += static_cast<std::size_t>(g.numel());
+      }
+      layouts_.push_back(std::move(layout));
+    }
   if (options_.overlap && !options_.zero && replicas() > 1) comm_thread_ = std::thread([this] { comm_loop(); });
   waiting_.assign(buckets_.size(), 0);
 }
@@ -156,6 +171,7 @@ void GradientSync::reduce_bucket(std::size_t b) {
   const double begin = trace_ ? trace_->now_us() : 0.0;
   const int n = replicas();
   const bool exact = backend_->deterministic();
+  std::size_t compressed_sent = SIZE_MAX;
   if (exact) {
     std::vector<ExactSum> flat(bucket.elements);
     std::size_t at = 0;
@@ -183,7 +199,10 @@ void GradientSync::reduce_bucket(std::size_t b) {
       std::memcpy(flat.data() + at, g.f32(), static_cast<std::size_t>(g.numel()) * sizeof(float));
       at += static_cast<std::size_t>(g.numel());
     }
-    if (options_.exchange == "alltoall") {
+    if (!compressors_.empty()) {
+      const comm::CompressStats c = compressors_[b]->allreduce(*transport_, flat, layouts_[b]);
+      compressed_sent = c.bytes_sent;
+    } else if (options_.exchange == "alltoall") {
       const auto ranges = comm::equal_ranges(flat.size(), n);
       comm::reduce_scatter_direct<float>(*transport_, flat, ranges);
       comm::all_gather_direct<float>(*transport_, flat, ranges);
@@ -203,7 +222,7 @@ void GradientSync::reduce_bucket(std::size_t b) {
                                  : 0;
   {
     std::lock_guard lock(mu_);
-    stats_.bytes_sent += wire;
+    stats_.bytes_sent += compressed_sent == SIZE_MAX ? wire : compressed_sent;
     stats_.bytes_uncompressed += wire;
     ++stats_.buckets;
   }

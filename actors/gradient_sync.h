@@ -38,6 +38,7 @@
 #include <vector>
 
 #include "models/model.h"
+#include "runtime/comm/compression/compressor.h"
 #include "runtime/comm/transport.h"
 #include "runtime/trace/trace.h"
 
@@ -121,6 +122,9 @@ class GradientSync {
   std::vector<std::vector<std::vector<std::size_t>>> buckets_of_layer_;  // [chunk][layer] -> buckets
   std::vector<int> owner_of_item_;                                      // ZeRO: replica owning each item
   std::vector<int> waiting_;                                            // per bucket, this step
+  // comm.compression: per bucket, its compressor (error-feedback state) and parameter layout.
+  std::vector<std::unique_ptr<comm::GradientCompressor>> compressors_;
+  std::vector<std::vector<comm::BucketParam>> layouts_;
   CommStats stats_;
   TraceRecorder* trace_ = nullptr;
   int track_ = 0;

@@ -62,7 +62,7 @@ Batch replica_share(const Batch& batch, int replica, int replicas) {
 
 std::vector<Tensor> replicas_losses(StageWorker& last) {
   GradientSync* sync = last.gradient_sync();
-  if (!sync || sync->replicas() == 1) return last.losses();
+  if (!sync || sync->replicas() == 1 || !last.holds_loss()) return last.losses();
   std::vector<float> mine;
   for (const Tensor& l : last.losses())
     for (float v : l.span_f32()) mine.push_back(v);

@@ -1,6 +1,8 @@
 // The stage actor: deliver, advance, send; report at the optimizer step; apply on request.
 #include "actors/stage_actor.h"
 
+#include "actors/pipeline_driver.h"
+
 namespace troupe {
 
 namespace {
@@ -19,7 +21,8 @@ void pump(caf::stateful_actor<StageActorState>* self) {
   if (status == StageWorker::Status::at_step && !self->state.reported) {
     self->state.reported = true;
     StageWorker& w = *self->state.worker;
-    self->send(self->state.coordinator, proto::ready_atom::value, w.stage(), w.losses(), w.tied_grad());
+    // With data parallelism the last stage reports the whole batch's losses, gathered from its replicas.
+    self->send(self->state.coordinator, proto::ready_atom::value, w.stage(), replicas_losses(w), w.tied_grad());
   }
 }
 }  // namespace

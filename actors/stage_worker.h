@@ -74,6 +74,8 @@ class StageWorker {
   // --- at the OptimizerStep ---------------------------------------------------------------------
   // Per-token losses of each micro-batch, in micro-batch order (only the stage holding the last layer).
   const std::vector<Tensor>& losses() const { return losses_; }
+  // Whether this stage holds the model's last layer (the loss).
+  bool holds_loss() const { return layout_.stage_of(layout_.num_virtual() - 1) == stage_; }
   // The LM head's tied-weight gradient when wte lives on another stage (else undefined).
   Tensor tied_grad() const;
   // Adds the head's tied gradient into wte's (the stage that owns transformer.wte.weight).

@@ -3,6 +3,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 
@@ -11,6 +12,8 @@
 #include "cli/progress.h"
 #include "actors/actor_pipeline.h"
 #include "actors/data_parallel.h"
+#include "cli/replica_processes.h"
+#include "net/tcp/tcp_transport.h"
 #include "models/trainer.h"
 #include "runtime/config/config_loader.h"
 #include "runtime/placement.h"
@@ -40,6 +43,110 @@ std::string human_count(std::int64_t n) {
 
 template <typename Runner>
 int train_loop(Runner& trainer, const RunConfig& config, const TrainOptions& options);
+int run_tcp_replicas(const RunConfig& config, const TrainOptions& options);
+namespace {
+void report_data_parallel(DataParallelTrainer& dp, const RunConfig& config);
+}
+
+namespace {
+
+// Stage s of every replica forms one TCP group; its rendezvous listens at comm.address's port + s.
+std::vector<std::string> stage_addresses(const RunConfig& config) {
+  const std::string& a = config.comm.address;
+  const auto colon = a.rfind(':');
+  const std::string host = a.substr(0, colon);
+  int port = 0;
+  try {
+    port = std::stoi(a.substr(colon + 1));
+  } catch (const std::exception&) {
+    throw Error(ErrorKind::kConfig, "comm.address = \"" + a + "\": the port is not a number");
+  }
+  if (port < 0 || port + config.parallel.pipeline - 1 > 65535)
+    throw Error(ErrorKind::kConfig, "comm.address = \"" + a + "\": ports " + std::to_string(port) + ".." +
+                                        std::to_string(port + config.parallel.pipeline - 1) +
+                                        " (one per pipeline stage) must lie in 0..65535");
+  std::vector<std::string> out;
+  for (int s = 0; s < config.parallel.pipeline; ++s) out.push_back(host + ":" + std::to_string(port ? port + s : 0));
+  return out;
+}
+
+constexpr const char* kStageAddressesEnv = "TROUPE_STAGE_ADDRESSES";
+
+std::vector<std::string> split_commas(const std::string& s) {
+  std::vector<std::string> out;
+  std::size_t start = 0;
+  while (true) {
+    const auto comma = s.find(',', start);
+    out.push_back(s.substr(start, comma == std::string::npos ? std::string::npos : comma - start));
+    if (comma == std::string::npos) return out;
+    start = comma + 1;
+  }
+}
+
+}  // namespace
+
+// comm.transport = tcp: every replica is a process. The process the user starts is rank 0: it binds
+// one rendezvous listener per stage (so the ports are known before anyone connects), starts ranks
+// 1..D-1 as copies of itself, joins the groups, and trains and reports like the in-process form. A
+// spawned rank joins the groups at the addresses rank 0 put in its environment and only trains.
+int run_tcp_replicas(const RunConfig& config, const TrainOptions& options) {
+  const int d = config.parallel.data;
+  const auto timeout = std::chrono::milliseconds(static_cast<long long>(config.comm.timeout_s * 1000.0));
+  std::vector<std::unique_ptr<comm::Transport>> transports;
+  if (options.rank > 0) {
+    try {
+      const char* env = std::getenv(kStageAddressesEnv);
+      if (!env) throw Error(ErrorKind::kUsage, std::string("--rank is for processes troupe starts itself (") +
+                                                   kStageAddressesEnv + " is not set)");
+      const std::vector<std::string> addresses = split_commas(env);
+      TROUPE_CHECK(static_cast<int>(addresses.size()) == config.parallel.pipeline, "stage addresses ", env);
+      const std::string secret = net::secret_from_environment();
+      for (const std::string& address : addresses)
+        transports.push_back(net::connect_tcp({.rank = options.rank, .size = d, .address = address, .secret = secret,
+                                               .timeout = timeout}));
+      DataParallelTrainer replica(config, options.rank, std::move(transports));
+      if (!options.init_from.empty()) replica.load_weights(options.init_from);
+      // Failure drills (tests): TROUPE_TEST_CRASH="r:s" makes rank r die abruptly before step s, as a
+      // killed process would: no goodbye on its connections.
+      long long crash_at = -1;
+      if (const char* crash = std::getenv("TROUPE_TEST_CRASH"))
+        if (std::string c = crash; c.rfind(std::to_string(options.rank) + ":", 0) == 0)
+          crash_at = std::stoll(c.substr(c.find(':') + 1));
+      for (std::int64_t step = 0; step < config.train.steps; ++step) {
+        if (step == crash_at) std::_Exit(3);
+        replica.train_step(step);
+      }
+      return 0;
+    } catch (const Error& e) {
+      throw Error(e.kind(), "data-parallel rank " + std::to_string(options.rank) + ": " + e.what());
+    }
+  }
+
+  std::string secret;
+  if (const char* env = std::getenv("TROUPE_SECRET"); env && *env) secret = env;
+  else secret = random_secret();
+  std::vector<net::TcpListener> listeners;
+  std::string bound;
+  for (const std::string& address : stage_addresses(config)) {
+    listeners.emplace_back(address);
+    bound += (bound.empty() ? "" : ",") + listeners.back().address();
+  }
+  setenv(kStageAddressesEnv, bound.c_str(), 1);
+  std::printf("troupe: data parallel, %d replicas as processes over tcp (rendezvous %s) x %d pipeline stages, "
+              "gradient exchange %s%s, buckets of %g MiB\n",
+              d, bound.c_str(), config.parallel.pipeline, config.parallel.gradient_exchange.c_str(),
+              config.parallel.zero ? " with ZeRO-1" : "", config.comm.bucket_mb);
+  ReplicaProcesses ranks("/proc/self/exe", options.args, d, secret);
+  for (std::size_t s = 0; s < listeners.size(); ++s)
+    transports.push_back(net::connect_tcp({.rank = 0, .size = d, .address = "", .secret = secret, .timeout = timeout},
+                                          std::move(listeners[s])));
+  DataParallelTrainer dp(config, 0, std::move(transports));
+  const int code = train_loop(dp, config, options);
+  report_data_parallel(dp, config);
+  const std::string failure = ranks.wait_all();
+  if (!failure.empty()) throw Error(ErrorKind::kIo, "data-parallel " + failure + " (see its error above)");
+  return code;
+}
 
 namespace {
 // What data parallelism cost on the wire and in memory, per replica, for the last step.
@@ -67,6 +174,7 @@ int run_train(const TrainOptions& options) {
   if (options.print_config) std::printf("%s", config_to_toml(config).c_str());
 
   const ParallelConfig& par = config.parallel;
+  if (par.data > 1 && config.comm.transport == "tcp") return run_tcp_replicas(config, options);
   if (par.data > 1) {
     DataParallelTrainer dp(config);
     std::printf("troupe: data parallel, %d replicas (threads) x %d pipeline stages, gradient exchange %s%s, "

@@ -17,6 +17,11 @@ struct TrainOptions {
   std::string dump_losses;
   std::string trace_path;
   bool print_config = false;
+  // Multi-process data parallelism (comm.transport = tcp): -1 in the process the user starts (rank 0,
+  // which spawns the others); r in the rank-r process it spawned. `args` are the command line after the
+  // program name, which the spawned ranks repeat.
+  int rank = -1;
+  std::vector<std::string> args;
 };
 
 // Runs training; returns the process exit code. Throws troupe::Error for bad input.

@@ -1,0 +1,39 @@
+// Owns ReplicaProcesses: the local processes of a multi-process data-parallel run — rank 0 (the process the user started) spawns ranks 1..D-1 as copies of itself and supervises them.
+//
+// Each child runs the same `troupe train` command line plus `--rank r`, with the job's shared secret in
+// its environment (TROUPE_SECRET; never on the command line, where `ps` would show it), its stdout
+// discarded (rank 0 reports for everyone) and its stderr shared (a child's error names its rank).
+// When rank 0 stops early the children are killed and reaped, so a failed run leaves no stray processes.
+#pragma once
+
+#include <string>
+#include <sys/types.h>
+#include <vector>
+
+namespace troupe {
+
+// A fresh 128-bit secret from /dev/urandom, as 32 hex digits; throws troupe::Error(kIo) if it cannot be read.
+std::string random_secret();
+
+class ReplicaProcesses {
+ public:
+  // Starts ranks 1..replicas-1 running `program` with `args` + {"--rank", r}. Throws troupe::Error(kIo)
+  // when a process cannot be started (the ones already started are killed).
+  ReplicaProcesses(const std::string& program, const std::vector<std::string>& args, int replicas,
+                   const std::string& secret);
+  // Kills (SIGTERM, then SIGKILL after a grace period) and reaps every child still running.
+  ~ReplicaProcesses();
+  ReplicaProcesses(const ReplicaProcesses&) = delete;
+  ReplicaProcesses& operator=(const ReplicaProcesses&) = delete;
+
+  // Waits for every child to exit; returns "" when all exited with status 0, else a description of
+  // the first failure ("rank 2 exited with status 1", "rank 1 was killed by signal 9").
+  std::string wait_all();
+  // Stops every child now (rank 0 failed).
+  void kill_all();
+
+ private:
+  std::vector<pid_t> children_;  // index r - 1 holds rank r
+};
+
+}  // namespace troupe

@@ -1,0 +1,97 @@
+// Owns the multi-process data-parallel tests: `troupe train` with comm.transport=tcp runs its replicas as real processes over loopback sockets, equal to the single device, and fails fast when one dies.
+#include <catch2/catch.hpp>
+
+#include <sys/wait.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+
+#include "runtime/io/safetensors.h"
+#include "tests/temp_dir.h"
+
+using Catch::Matchers::Contains;
+
+namespace {
+
+struct Run {
+  int code = -1;
+  std::string out, err;
+};
+
+std::string slurp(const std::string& p) {
+  std::ifstream in(p, std::ios::binary);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+Run run_troupe(const TempDir& dir, const std::string& env, const std::string& args) {
+  const std::string cmd = env + " " + std::string(TROUPE_BINARY) + " " + args + " > " + dir.file("stdout.txt") +
+                          " 2> " + dir.file("stderr.txt") + " < /dev/null";
+  const int status = std::system(cmd.c_str());
+  Run r;
+  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  r.out = slurp(dir.file("stdout.txt"));
+  r.err = slurp(dir.file("stderr.txt"));
+  return r;
+}
+
+const std::string kSmall =
+    "train --steps 4 --set model.n_layer=2 --set model.n_embd=32 --set model.n_head=2 --set model.block_size=16 "
+    "--set train.batch_size=8 --set train.eval_every=0 --set train.eval_batches=1 --set data.order=sequential "
+    "--set train.deterministic=true --set comm.address=127.0.0.1:0 ";
+
+}  // namespace
+
+TEST_CASE("tcp replicas as processes = single device, bitwise (losses and weights)", "[data_parallel][tcp]") {
+  TempDir dir;
+  const Run single = run_troupe(dir, "", kSmall + "--dump-losses " + dir.file("single.jsonl") + " --save " + dir.file("single.st"));
+  REQUIRE(single.code == 0);
+  for (const std::string extra : {"--set parallel.data=2", "--set parallel.data=4 --set parallel.gradient_exchange=alltoall",
+                                  "--set parallel.data=2 --set parallel.zero=1",
+                                  "--set parallel.data=2 --set parallel.pipeline=2 --set parallel.microbatches=2"}) {
+    INFO(extra);
+    const Run dp = run_troupe(dir, "", kSmall + extra + " --set comm.transport=tcp --dump-losses " + dir.file("dp.jsonl") +
+                                       " --save " + dir.file("dp.st"));
+    INFO(dp.err);
+    REQUIRE(dp.code == 0);
+    CHECK_THAT(dp.out, Contains("replicas as processes over tcp"));
+    CHECK(slurp(dir.file("dp.jsonl")).size() > 0);
+    // Same loss bits every step (the dump prints 9 significant digits of the double)...
+    std::stringstream a(slurp(dir.file("single.jsonl"))), b(slurp(dir.file("dp.jsonl")));
+    std::string la, lb;
+    while (std::getline(a, la) && std::getline(b, lb))
+      CHECK(la.substr(0, la.find("\"tokens_per_s\"")) == lb.substr(0, lb.find("\"tokens_per_s\"")));
+    // ... and the same final weights, bit for bit.
+    const auto ws = troupe::load_safetensors(dir.file("single.st"));
+    const auto wd = troupe::load_safetensors(dir.file("dp.st"));
+    REQUIRE(ws.size() == wd.size());
+    for (std::size_t i = 0; i < ws.size(); ++i) {
+      INFO(ws[i].first);
+      CHECK(ws[i].first == wd[i].first);
+      CHECK(ws[i].second.to_vector() == wd[i].second.to_vector());
+    }
+  }
+}
+
+TEST_CASE("a replica process that dies fails the run at once, naming it, and leaves no process behind",
+          "[data_parallel][tcp]") {
+  TempDir dir;
+  const auto start = std::chrono::steady_clock::now();
+  const Run r = run_troupe(dir, "TROUPE_TEST_CRASH=1:2",
+                       kSmall + "--seed 4242 --set parallel.data=3 --set train.batch_size=9 --set comm.transport=tcp "
+                                "--set comm.timeout_s=60 --save " + dir.file("w.st"));
+  INFO(r.out << r.err);
+  CHECK(r.code == 1);
+  CHECK_THAT(r.err, Contains("rank 1"));
+  CHECK_THAT(r.err, Contains("dead"));
+  CHECK_FALSE(std::filesystem::exists(dir.file("w.st")));  // nothing half-written
+  // Well inside comm.timeout_s: the peers saw the connection drop instead of waiting.
+  CHECK(std::chrono::steady_clock::now() - start < std::chrono::seconds(30));
+  // No stray rank of this run is still alive (the pattern cannot match the shell running pgrep).
+  CHECK(std::system("pgrep -f 'seed 424[2] .*--rank' > /dev/null") != 0);
+}
