@@ -85,7 +85,9 @@ class RankGroup {
     }
   }
 
-  // Runs fn on one thread per rank; returns what each rank threw (null when it returned).
+  // Runs fn on one thread per rank; returns what each rank threw (null when it returned). A rank
+  // that throws is killed, as its process would die, so its peers fail at once instead of waiting
+  // for their timeout.
   std::vector<std::exception_ptr> run(const std::function<void(comm::Transport&)>& fn) {
     std::vector<std::exception_ptr> errors(transports_.size());
     std::vector<std::thread> threads;
@@ -95,6 +97,7 @@ class RankGroup {
           fn(*transports_[r]);
         } catch (...) {
           errors[r] = std::current_exception();
+          kill(static_cast<int>(r));
         }
       });
     }

@@ -18,6 +18,7 @@
 #include "runtime/comm/halving_doubling.h"
 #include "runtime/comm/ring.h"
 #include "runtime/error.h"
+#include "tests/rank_threads.h"
 
 using namespace troupe;
 using namespace troupe::comm;
@@ -375,29 +376,10 @@ TEST_CASE("ring collectives are generic: double, int64 and wrapping __int128 sum
 
 namespace {
 
-enum class Kind { kInproc };
-
-// Runs fn(transport) on one thread per rank of a fresh group of `kind` and returns what each rank threw.
-// A rank that throws is killed (as a crashed process would be), so its peers fail at once.
-std::vector<std::exception_ptr> spawn_ranks(Kind kind, int ranks, std::chrono::milliseconds timeout,
-                                            const std::function<void(Transport&)>& fn) {
-  (void)kind;
-  net::InprocWorld world(ranks, timeout);
-  std::vector<std::exception_ptr> errors(static_cast<std::size_t>(ranks));
-  std::vector<std::thread> threads;
-  for (int r = 0; r < ranks; ++r) {
-    threads.emplace_back([&, r, t = world.transport(r)]() mutable {
-      try {
-        fn(*t);
-      } catch (...) {
-        errors[static_cast<std::size_t>(r)] = std::current_exception();
-        world.kill(r);
-      }
-    });
-  }
-  for (auto& t : threads) t.join();
-  return errors;
-}
+// Runs fn(transport) on one thread per rank of a fresh group of either transport (tests/rank_threads.h);
+// a rank that throws is killed, as a crashed process would be, so its peers fail at once.
+using troupe::testing::spawn_ranks;
+using troupe::testing::TransportKind;
 
 struct Algo {
   const char* name;
@@ -416,7 +398,7 @@ std::vector<Algo> allreduce_algos(std::size_t n) {
   };
 }
 
-std::vector<std::vector<float>> run_algo(Kind kind, const Algo& algo, int ranks, std::size_t n) {
+std::vector<std::vector<float>> run_algo(TransportKind kind, const Algo& algo, int ranks, std::size_t n) {
   std::vector<std::vector<float>> results(static_cast<std::size_t>(ranks));
   for (int r = 0; r < ranks; ++r) results[static_cast<std::size_t>(r)] = inputs(r, n);
   require_no_errors(spawn_ranks(kind, ranks, 5s, [&](Transport& t) { algo.run(t, results[static_cast<std::size_t>(t.rank())]); }));
@@ -462,7 +444,8 @@ TEST_CASE("halving-doubling folds the first 2*(n - p) ranks pairwise into virtua
 TEST_CASE("every allreduce algorithm is bitwise equal on every rank and across runs, and near the exact sum", "[collectives]") {
   const int ranks = GENERATE(range(1, 9));
   const std::size_t n = GENERATE(as<std::size_t>{}, 0, 1, 7, 1000, 100000);
-  const Kind kind = Kind::kInproc;
+  const TransportKind kind = GENERATE(TransportKind::inproc, TransportKind::tcp);
+  CAPTURE(kind);
   std::vector<float> ring_result;
   for (const Algo& algo : allreduce_algos(n)) {
     CAPTURE(ranks, n, algo.name);
@@ -491,7 +474,8 @@ TEST_CASE("segmented reduce-scatter, all-gather and broadcast match the unsegmen
   const std::size_t n = GENERATE(as<std::size_t>{}, 0, 1, 7, 1000);
   const RingOptions tiny{8};  // two floats per message
   CAPTURE(ranks, n);
-  const Kind kind = Kind::kInproc;
+  const TransportKind kind = GENERATE(TransportKind::inproc, TransportKind::tcp);
+  CAPTURE(kind);
   auto run = [&](const std::function<void(Transport&, std::span<float>)>& fn) {
     std::vector<std::vector<float>> data(static_cast<std::size_t>(ranks));
     for (int r = 0; r < ranks; ++r) data[static_cast<std::size_t>(r)] = inputs(r, n);
@@ -530,7 +514,7 @@ TEST_CASE("halving-doubling and the ring give the same integer sums, wrapping, f
       hd[static_cast<std::size_t>(r)].push_back(big * static_cast<__int128>(i % 3) + r * 1000 + static_cast<__int128>(i));
       ring[static_cast<std::size_t>(r)].push_back(hd[static_cast<std::size_t>(r)].back());
     }
-  require_no_errors(spawn_ranks(Kind::kInproc, ranks, 5s, [&](Transport& t) {
+  require_no_errors(spawn_ranks(TransportKind::inproc, ranks, 5s, [&](Transport& t) {
     allreduce<__int128>(t, hd[static_cast<std::size_t>(t.rank())], AllreduceAlgo::kHalvingDoubling);
     allreduce<__int128>(t, ring[static_cast<std::size_t>(t.rank())], AllreduceAlgo::kRing, RingOptions{16});
   }));
@@ -558,10 +542,11 @@ TEST_CASE("allreduce picks halving-doubling below the crossover and the ring fro
 TEST_CASE("all_to_all delivers block s of rank r's send buffer to block r of rank s's receive buffer", "[collectives]") {
   const int ranks = GENERATE(range(1, 9));
   const std::size_t block = GENERATE(as<std::size_t>{}, 0, 1, 7, 1000);
-  CAPTURE(ranks, block);
+  const TransportKind kind = GENERATE(TransportKind::inproc, TransportKind::tcp);
+  CAPTURE(ranks, block, kind);
   const auto total = static_cast<std::size_t>(ranks) * block;
   std::vector<std::vector<float>> recv(static_cast<std::size_t>(ranks), std::vector<float>(total, -1.0f));
-  require_no_errors(spawn_ranks(Kind::kInproc, ranks, 5s, [&](Transport& t) {
+  require_no_errors(spawn_ranks(kind, ranks, 5s, [&](Transport& t) {
     const std::vector<float> send = inputs(t.rank(), total);
     all_to_all<float>(t, send, recv[static_cast<std::size_t>(t.rank())]);
   }));
@@ -581,7 +566,7 @@ TEST_CASE("all_to_all_v moves variable-sized blocks and rejects counts that do n
   // Rank r sends (r + 2s) mod 4 elements to rank s, each element 100·r + s.
   auto count = [](int from, int to) { return static_cast<std::size_t>((from + 2 * to) % 4); };
   std::vector<std::vector<std::int64_t>> got(static_cast<std::size_t>(ranks));
-  require_no_errors(spawn_ranks(Kind::kInproc, ranks, 5s, [&](Transport& t) {
+  require_no_errors(spawn_ranks(TransportKind::inproc, ranks, 5s, [&](Transport& t) {
     const int me = t.rank();
     std::vector<std::size_t> sc, rc;
     std::vector<std::int64_t> send;
@@ -614,7 +599,7 @@ TEST_CASE("a rank with a wrong-sized buffer makes every rank of every algorithm 
   const int culprit = ranks / 2;
   CAPTURE(ranks, op, culprit);
   const auto start = std::chrono::steady_clock::now();
-  const auto errors = spawn_ranks(Kind::kInproc, ranks, 2s, [&](Transport& t) {
+  const auto errors = spawn_ranks(TransportKind::inproc, ranks, 2s, [&](Transport& t) {
     const std::size_t n = t.rank() == culprit ? 1680 : 840;  // 840: a multiple of every rank count
     std::vector<float> data = inputs(t.rank(), n), out(n);
     if (op == "ring") allreduce_ring(t, data, RingOptions{64});
@@ -639,7 +624,7 @@ TEST_CASE("a rank that dies mid-collective makes every rank of every algorithm f
   const int victim = ranks - 1;
   CAPTURE(ranks, op);
   const auto start = std::chrono::steady_clock::now();
-  const auto errors = spawn_ranks(Kind::kInproc, ranks, 30s, [&](Transport& t) {
+  const auto errors = spawn_ranks(TransportKind::inproc, ranks, 30s, [&](Transport& t) {
     std::vector<float> data = inputs(t.rank(), 8400), out(8400);  // 8400: a multiple of every rank count
     // The victim takes part in a first collective, then crashes during the second one.
     for (int round = 0; round < 2; ++round) {

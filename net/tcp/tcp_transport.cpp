@@ -70,8 +70,13 @@ struct Link {
   bool goodbye = false;       // the peer said goodbye (frames after it are malformed)
   bool reader_done = false;
   bool writer_done = false;
-  std::string failure;        // why the link failed, a phrase naming the peer
-  std::string local_reason;   // set before this side shuts the socket, so the reader reports why
+  // Why the link failed: a headline naming the peer ("rank 2 is dead") and how it showed.
+  struct Failure {
+    std::string headline;
+    std::string detail;
+  };
+  Failure failure;
+  Failure local_reason;  // set before this side shuts the socket, so the reader reports why
 
   // The message the reader is assembling (reader thread only, except `claimed`, see Impl).
   struct Incoming {
@@ -120,9 +125,10 @@ struct TcpTransport::Impl {
     // The first failure is the cause; others (a rank that failed because of it) follow from it.
     const bool peer_failed_too = peer != rank && peer != first_failed && link(peer).state == Link::State::kFailed;
     throw Error(ErrorKind::kIo, detail::concat("rank ", rank, ": ", op, " with rank ", peer, " failed: ",
-                                               link(first_failed).failure, ", so the group is broken",
+                                               link(first_failed).failure.headline, ", so the group is broken",
                                                peer_failed_too ? detail::concat(" (rank ", peer, " has failed too)") : "",
-                                               "; restart the group without rank ", first_failed));
+                                               "; restart the group without rank ", first_failed,
+                                               link(first_failed).failure.detail.empty() ? "" : " (" + link(first_failed).failure.detail + ")"));
   }
 
   // --- reader side ----------------------------------------------------------------------------
@@ -229,7 +235,7 @@ struct TcpTransport::Impl {
   }
 
   void reader_loop(Link& l) {
-    std::string end;  // why the stream ended
+    Link::Failure end;  // why the stream ended
     bool malformed_frame = false;
     try {
       std::size_t frame_bytes = 0;  // bytes of the current frame read so far
@@ -285,14 +291,14 @@ struct TcpTransport::Impl {
         }
       }
     } catch (const EndOfStream& e) {
-      end = e.why.empty() ? "its connection closed without a goodbye (the process exited or was killed)" : e.why;
-      end = detail::concat("rank ", l.peer, " is dead: ", end);
+      end = {detail::concat("rank ", l.peer, " is dead"),
+             e.why.empty() ? "its connection closed without a goodbye: the process exited, was killed or aborted" : e.why};
     } catch (const Error& e) {
       malformed_frame = true;
-      end = detail::concat("rank ", l.peer, " sent a malformed frame: ", e.what());
+      end = {detail::concat("rank ", l.peer, " sent a malformed frame: ", e.what()), ""};
       l.shutdown();  // the stream cannot be resynchronised; the peer sees this rank leave
     } catch (const std::exception& e) {
-      end = detail::concat("the link to rank ", l.peer, " failed: ", e.what());
+      end = {detail::concat("the link to rank ", l.peer, " failed: ", e.what()), ""};
       l.shutdown();
     }
     {
@@ -304,7 +310,7 @@ struct TcpTransport::Impl {
         l.state = Link::State::kClosed;  // it said goodbye: how the connection then ends does not matter
       } else if (l.state == Link::State::kOpen) {
         l.state = Link::State::kFailed;
-        l.failure = l.local_reason.empty() ? end : l.local_reason;
+        l.failure = l.local_reason.headline.empty() ? end : l.local_reason;
         if (first_failed < 0) first_failed = l.peer;
       }
       l.reader_done = true;
@@ -340,8 +346,8 @@ struct TcpTransport::Impl {
       if (ec) {
         {
           std::lock_guard lock(mu);
-          if (l.state == Link::State::kOpen && l.local_reason.empty()) {
-            l.local_reason = detail::concat("rank ", l.peer, " is dead: sending to it failed (", ec.message(), ")");
+          if (l.state == Link::State::kOpen && l.local_reason.headline.empty()) {
+            l.local_reason = {detail::concat("rank ", l.peer, " is dead"), "sending to it failed: " + ec.message()};
           }
         }
         l.shutdown();  // the reader ends too, and reports
@@ -514,8 +520,9 @@ void TcpTransport::recv(int from, std::uint32_t tag, std::span<std::byte> out) {
   if (s.posted.state == Posted::State::kClaimed) {
     Link& l = s.link(from);
     partial = true;
-    if (l.local_reason.empty()) {
-      l.local_reason = detail::concat("the link to rank ", from, " was closed after a recv timed out in the middle of its message");
+    if (l.local_reason.headline.empty()) {
+      l.local_reason = {detail::concat("rank ", from, " stalled in the middle of a message"),
+                        "this rank closed the link when its recv timed out"};
     }
     lock.unlock();
     l.shutdown();
