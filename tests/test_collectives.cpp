@@ -16,6 +16,7 @@
 #include "runtime/comm/all_to_all.h"
 #include "runtime/comm/allreduce.h"
 #include "runtime/comm/halving_doubling.h"
+#include "runtime/comm/local_group.h"
 #include "runtime/comm/ring.h"
 #include "runtime/error.h"
 #include "tests/rank_threads.h"
@@ -649,4 +650,94 @@ TEST_CASE("a rank that dies mid-collective makes every rank of every algorithm f
   }
   CHECK(naming_victim >= 1);
   CHECK(elapsed < 10s);  // at once, not after the 30 s timeout
+}
+
+TEST_CASE("LocalGroup allreduce by reference is bitwise equal everywhere, across runs, in rank order", "[collectives]") {
+  const int ranks = GENERATE(range(1, 9));
+  const std::size_t n = GENERATE(as<std::size_t>{}, 0, 1, 7, 1000, 100000);
+  CAPTURE(ranks, n);
+  auto run = [&] {
+    comm::LocalGroup group(ranks, 5s);
+    std::vector<std::vector<float>> data(static_cast<std::size_t>(ranks));
+    for (int r = 0; r < ranks; ++r) data[static_cast<std::size_t>(r)] = inputs(r, n);
+    std::vector<std::thread> threads;
+    for (int r = 0; r < ranks; ++r)
+      threads.emplace_back([&, r] {
+        group.allreduce<float>(r, data[static_cast<std::size_t>(r)]);
+        group.allreduce<float>(r, std::span<float>(data[static_cast<std::size_t>(r)]).first(n / 2));  // back to back
+      });
+    for (auto& t : threads) t.join();
+    return data;
+  };
+  const auto first = run(), second = run();
+  for (int r = 0; r < ranks; ++r) {
+    CAPTURE(r);
+    REQUIRE(bitwise_equal(first[static_cast<std::size_t>(r)], first[0]));
+    REQUIRE(bitwise_equal(second[static_cast<std::size_t>(r)], first[0]));
+  }
+  for (std::size_t i = 0; i < n; ++i) {
+    float in_rank_order = input(0, i);  // every element: ((x_0 + x_1) + x_2) + ...
+    for (int r = 1; r < ranks; ++r) in_rank_order += input(r, i);
+    if (i >= n / 2) REQUIRE(first[0][i] == in_rank_order);  // the first half went through a second allreduce
+  }
+}
+
+TEST_CASE("LocalGroup reports a wrong length on every rank, and a dead or missing rank", "[collectives]") {
+  {
+    comm::LocalGroup group(3, 5s);
+    std::vector<std::string> messages(3);
+    std::vector<std::thread> threads;
+    for (int r = 0; r < 3; ++r)
+      threads.emplace_back([&, r] {
+        std::vector<double> data(r == 1 ? 11 : 10, 1.0);
+        try {
+          group.allreduce<double>(r, data);
+        } catch (const Error& e) {
+          messages[static_cast<std::size_t>(r)] = e.what();
+        }
+      });
+    for (auto& t : threads) t.join();
+    for (const auto& m : messages) CHECK_THAT(m, Contains("rank 1 passed 11 elements") && Contains("disagree on the buffer size"));
+  }
+  {
+    comm::LocalGroup group(3, 300ms);
+    std::vector<std::string> messages(3);
+    std::vector<std::thread> threads;
+    for (int r = 0; r < 2; ++r)  // rank 2 never comes
+      threads.emplace_back([&, r] {
+        std::vector<float> data(10, 1.0f);
+        try {
+          group.allreduce<float>(r, data);
+        } catch (const Error& e) {
+          messages[static_cast<std::size_t>(r)] = e.what();
+        }
+      });
+    for (auto& t : threads) t.join();
+    CHECK_THAT(messages[0], Contains("rank(s) 2 did not arrive within 300 ms"));
+    CHECK_THAT(messages[1], Contains("rank(s) 2 did not arrive within 300 ms"));
+  }
+  {
+    comm::LocalGroup group(4, 30s);
+    std::vector<std::string> messages(4);
+    std::vector<std::thread> threads;
+    const auto start = std::chrono::steady_clock::now();
+    for (int r = 0; r < 4; ++r)
+      threads.emplace_back([&, r] {
+        std::vector<float> data(1000, 1.0f);
+        try {
+          group.allreduce<float>(r, data);
+          if (r == 3) {
+            std::this_thread::sleep_for(50ms);
+            group.kill(3);  // crashes before the second allreduce
+            return;
+          }
+          group.allreduce<float>(r, data);
+        } catch (const Error& e) {
+          messages[static_cast<std::size_t>(r)] = e.what();
+        }
+      });
+    for (auto& t : threads) t.join();
+    for (int r = 0; r < 3; ++r) CHECK_THAT(messages[static_cast<std::size_t>(r)], Contains("rank 3 is dead"));
+    CHECK(std::chrono::steady_clock::now() - start < 10s);  // at once, not after the 30 s timeout
+  }
 }
