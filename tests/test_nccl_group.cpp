@@ -6,7 +6,7 @@
 using namespace troupe;
 using namespace troupe::nccl;
 
-TEST_CASE("NCCL for distinct GPUs; the CPU ring for CPU members, a shared GPU, or no NCCL", "[nccl]") {
+TEST_CASE("NCCL for distinct GPUs, the CPU ring for CPU members, a shared GPU, or no NCCL", "[nccl]") {
   const std::vector<GroupMember> two_gpus{{"", Device::cuda(0)}, {"", Device::cuda(1)}};
   BackendChoice c = choose_collective_backend(two_gpus, true);
   CHECK(c.use_nccl);
