@@ -68,7 +68,8 @@ class GradientSync {
 
   // Called once by the StageWorker it is attached to: the stage's chunks (in chunk order) and backend.
   void bind(int stage, std::vector<Model*> chunks, Backend& backend);
-  void set_trace(TraceRecorder* trace, int track);
+  // Records bucket reductions on a track of its own, "stage s comm" (the stage's track is unused).
+  void set_trace(TraceRecorder* trace, int stage_track);
 
   int replica() const;
   int replicas() const;
