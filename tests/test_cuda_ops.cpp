@@ -152,7 +152,7 @@ TEST_CASE("softmax and LayerNorm, forward and backward", "[cuda]") {
   CHECK_CLOSE(o, ddb, db, kF32);
 }
 
-TEST_CASE("embedding forward and backward with repeated ids; a bad id is an input error", "[cuda]") {
+TEST_CASE("embedding forward and backward with repeated ids, and a bad id is an input error", "[cuda]") {
   Oracle o;
   const std::int64_t n = 200, c = 48;
   const int vocab = 17;  // far fewer ids than rows: every row of the table is hit several times

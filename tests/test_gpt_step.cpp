@@ -58,7 +58,7 @@ TEST_CASE("GPU check arithmetic: padded vocabulary, model-FLOP utilisation, the 
   CHECK_THAT(table, Catch::Contains("2000.00 GB/s"));
 }
 
-TEST_CASE("Precision::bf16 needs a backend that casts; the CPU one says so", "[gpt-step]") {
+TEST_CASE("Precision::bf16 needs a backend that casts, and the CPU one says so", "[gpt-step]") {
   const RunConfig config = tiny_gpt("adamw");
   auto ops = make_cpu_ops(config);
   CHECK_THROWS_WITH(DeviceGpt(config, *ops, Precision::bf16), Catch::Contains("bf16 needs CUDA"));
