@@ -188,10 +188,13 @@ void CudaBackend::synchronize() {
   TROUPE_CUDA(cudaStreamSynchronize(as_stream(stream_)));
   keep_alive_.clear();
   // Index errors found by kernels since the last check (an id or a target outside its range).
+  // Copied on this (non-blocking) stream: the legacy default stream would not order with it.
   std::int64_t flags[2] = {0, 0};
-  TROUPE_CUDA(cudaMemcpy(flags, scratch_.raw(), sizeof flags, cudaMemcpyDeviceToHost));
+  const auto s = as_stream(stream_);
+  TROUPE_CUDA(cudaMemcpyAsync(flags, scratch_.raw(), sizeof flags, cudaMemcpyDeviceToHost, s));
+  TROUPE_CUDA(cudaStreamSynchronize(s));
   if (flags[0] || flags[1]) {
-    TROUPE_CUDA(cudaMemset(scratch_.raw(), 0, sizeof flags));
+    TROUPE_CUDA(cudaMemsetAsync(scratch_.raw(), 0, sizeof flags, s));  // reported once
     if (flags[0])
       throw Error(ErrorKind::kInput, fmt::format("token id at position {} is outside the vocabulary (on {})",
                                                  flags[0] - 1, device().str()));
@@ -260,8 +263,9 @@ void CudaBackend::linear_backward(const Tensor& dy, const Tensor& x, const Tenso
     gemm(true, false, out, in, n, 1.0f, dy.raw(), out, x.raw(), in, 1.0f, dw.raw(), in, dy.dtype(), DType::f32);
   }
   if (dbias.defined()) {
-    if (dy.dtype() == DType::bf16) cuda::column_sum_add(dy.bf16(), dbias.f32(), n, out, as_stream(stream_));
-    else cuda::column_sum_add(dy.f32(), dbias.f32(), n, out, as_stream(stream_));
+    const Tensor partials = empty({cuda::column_sum_partials(n, out)});
+    if (dy.dtype() == DType::bf16) cuda::column_sum_add(dy.bf16(), dbias.f32(), n, out, partials.f32(), as_stream(stream_));
+    else cuda::column_sum_add(dy.f32(), dbias.f32(), n, out, partials.f32(), as_stream(stream_));
   }
 }
 
@@ -337,9 +341,10 @@ void CudaBackend::layernorm_backward(const Tensor& dy, const Tensor& x, const Te
                                      const Tensor& rstd, const Tensor& dx, const Tensor& dw, const Tensor& db) {
   for (const Tensor* t : {&dy, &x, &w, &mean, &rstd, &dx, &dw, &db}) check_device(*t, "layernorm backward");
   const std::int64_t c = w.numel(), rows = x.numel() / c;
+  const Tensor partials = empty({2 * cuda::column_sum_partials(rows, c)});
   activate();
   cuda::layernorm_backward(dy.f32(), x.f32(), w.f32(), mean.f32(), rstd.f32(), dx.f32(), dw.f32(), db.f32(), rows, c,
-                           as_stream(stream_));
+                           partials.f32(), as_stream(stream_));
 }
 
 void CudaBackend::embedding_forward(const Tensor& ids, const Tensor& table, const Tensor& y) {
@@ -357,8 +362,10 @@ void CudaBackend::embedding_backward(const Tensor& ids, const Tensor& dy, const 
   check_device(dtable, "embedding backward");
   const std::int64_t n = ids.numel(), c = dtable.dim(1);
   const Tensor d = on_device(ids);
+  const std::size_t bytes = cuda::embedding_backward_workspace(n);
+  const Tensor workspace = empty({static_cast<std::int64_t>((bytes + 3) / 4)}, DType::i32);
   activate();
-  cuda::embedding_backward(d.i32(), dy.f32(), dtable.f32(), n, c, as_stream(stream_));
+  cuda::embedding_backward(d.i32(), dy.f32(), dtable.f32(), n, c, dtable.dim(0), workspace.raw(), as_stream(stream_));
 }
 
 double CudaBackend::cross_entropy_forward(const Tensor& logits, const Tensor& targets, const Tensor& probs,

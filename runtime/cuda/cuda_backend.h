@@ -17,7 +17,7 @@
 //
 // Deterministic mode (exact fixed-point gradient sums) is CPU-only: set_deterministic(true) throws
 // troupe::Error (kConfig). Results are nevertheless repeatable run to run: parameter-gradient
-// reductions add rows in order and cuBLAS is deterministic on one stream.
+// reductions use a fixed order (no atomics) and cuBLAS is deterministic on one stream.
 //
 // Host index tensors (token ids, targets) may be passed where an op reads i32 ids: they are copied to
 // the device first (a small transfer), so a data loader can stay on the host.

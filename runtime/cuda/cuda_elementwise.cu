@@ -1,4 +1,4 @@
-// CUDA elementwise kernels: fill, GELU, ReLU, add, scale, casts, bias, column sums, embeddings.
+// CUDA elementwise kernels: fill, GELU, ReLU, add, scale, casts, bias, column sums, embedding forward.
 #include <cuda_bf16.h>
 
 #include "runtime/cuda/kernels.h"
@@ -59,14 +59,34 @@ __global__ void add_bias_bf16_kernel(__nv_bfloat16* y, const float* bias, i64 ro
   TROUPE_GRID_STRIDE(i, rows * cols) y[i] = __float2bfloat16_rn(__bfloat162float(y[i]) + bias[i % cols]);
 }
 
-// One thread per column, rows in order: the CPU's order, so the sum is the same in every run.
+// Grid (column blocks, row chunks): partials[chunk, c] = sum of the chunk's rows in order.
 template <class T>
-__global__ void column_sum_kernel(const T* dy, float* dbias, i64 rows, i64 cols) {
+__global__ void column_chunk_sum_kernel(const T* dy, float* partials, i64 rows, i64 cols) {
+  const i64 c = static_cast<i64>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (c >= cols) return;
+  const i64 r0 = static_cast<i64>(blockIdx.y) * kRowChunk;
+  const i64 r1 = r0 + kRowChunk < rows ? r0 + kRowChunk : rows;
+  float acc = 0.0f;
+  for (i64 r = r0; r < r1; ++r) acc = __fadd_rn(acc, load(dy, r * cols + c));
+  partials[blockIdx.y * cols + c] = acc;
+}
+
+// dbias[c] += the chunk sums, in chunk order.
+__global__ void add_chunks_kernel(const float* partials, float* dbias, i64 chunks, i64 cols) {
   TROUPE_GRID_STRIDE(c, cols) {
     float acc = dbias[c];
-    for (i64 r = 0; r < rows; ++r) acc = __fadd_rn(acc, load(dy, r * cols + c));
+    for (i64 k = 0; k < chunks; ++k) acc = __fadd_rn(acc, partials[k * cols + c]);
     dbias[c] = acc;
   }
+}
+
+template <class T>
+void column_sum(const T* dy, float* dbias, i64 rows, i64 cols, float* partials, cudaStream_t s) {
+  if (!cols || !rows) return;
+  const i64 chunks = (rows + kRowChunk - 1) / kRowChunk;
+  const dim3 grid(static_cast<unsigned>((cols + 127) / 128), static_cast<unsigned>(chunks));
+  column_chunk_sum_kernel<<<grid, 128, 0, s>>>(dy, partials, rows, cols);
+  add_chunks_kernel<<<grid_for(cols, 128), 128, 0, s>>>(partials, dbias, chunks, cols);
 }
 
 __global__ void embedding_kernel(const std::int32_t* ids, const float* table, float* y, i64 n, i64 cols, i64 vocab,
@@ -83,14 +103,6 @@ __global__ void embedding_kernel(const std::int32_t* ids, const float* table, fl
   }
 }
 
-__global__ void embedding_backward_kernel(const std::int32_t* ids, const float* dy, float* dtable, i64 n, i64 cols) {
-  TROUPE_GRID_STRIDE(c, cols) {
-    for (i64 i = 0; i < n; ++i) {
-      float* dst = dtable + static_cast<i64>(ids[i]) * cols + c;
-      *dst = __fadd_rn(*dst, dy[i * cols + c]);
-    }
-  }
-}
 }  // namespace
 
 void fill(float* p, float value, i64 n, cudaStream_t s) {
@@ -127,18 +139,14 @@ void add_bias(bf16_bits* y, const float* bias, i64 rows, i64 cols, cudaStream_t 
   if (rows * cols)
     add_bias_bf16_kernel<<<grid_for(rows * cols), kThreads, 0, s>>>(reinterpret_cast<__nv_bfloat16*>(y), bias, rows, cols);
 }
-void column_sum_add(const float* dy, float* dbias, i64 rows, i64 cols, cudaStream_t s) {
-  if (cols) column_sum_kernel<<<grid_for(cols, 128), 128, 0, s>>>(dy, dbias, rows, cols);
+void column_sum_add(const float* dy, float* dbias, i64 rows, i64 cols, float* partials, cudaStream_t s) {
+  column_sum(dy, dbias, rows, cols, partials, s);
 }
-void column_sum_add(const bf16_bits* dy, float* dbias, i64 rows, i64 cols, cudaStream_t s) {
-  if (cols) column_sum_kernel<<<grid_for(cols, 128), 128, 0, s>>>(dy, dbias, rows, cols);
+void column_sum_add(const bf16_bits* dy, float* dbias, i64 rows, i64 cols, float* partials, cudaStream_t s) {
+  column_sum(dy, dbias, rows, cols, partials, s);
 }
 void embedding_forward(const std::int32_t* ids, const float* table, float* y, i64 n, i64 cols, i64 vocab, i64* bad,
                        cudaStream_t s) {
   if (n * cols) embedding_kernel<<<grid_for(n * cols), kThreads, 0, s>>>(ids, table, y, n, cols, vocab, bad);
 }
-void embedding_backward(const std::int32_t* ids, const float* dy, float* dtable, i64 n, i64 cols, cudaStream_t s) {
-  if (n && cols) embedding_backward_kernel<<<grid_for(cols, 128), 128, 0, s>>>(ids, dy, dtable, n, cols);
-}
-
 }  // namespace troupe::cuda

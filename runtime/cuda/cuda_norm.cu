@@ -75,15 +75,31 @@ __global__ void layernorm_backward_dx_kernel(const float* dy, const float* x, co
   }
 }
 
-// One thread per column, rows in order (deterministic; the CPU's order).
-__global__ void layernorm_backward_params_kernel(const float* dy, const float* x, const float* mean, const float* rstd,
-                                                 float* dw, float* db, i64 rows, i64 cols) {
+// Grid (column blocks, row chunks): the chunk's sums of dy * xhat (for dw) and dy (for db), rows in order.
+__global__ void layernorm_params_chunk_kernel(const float* dy, const float* x, const float* mean, const float* rstd,
+                                              float* pw, float* pb, i64 rows, i64 cols) {
+  const i64 c = static_cast<i64>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (c >= cols) return;
+  const i64 r0 = static_cast<i64>(blockIdx.y) * kRowChunk;
+  const i64 r1 = r0 + kRowChunk < rows ? r0 + kRowChunk : rows;
+  float aw = 0.0f, ab = 0.0f;
+  for (i64 r = r0; r < r1; ++r) {
+    const float g = dy[r * cols + c];
+    aw = __fadd_rn(aw, __fmul_rn(__fmul_rn(g, __fsub_rn(x[r * cols + c], mean[r])), rstd[r]));
+    ab = __fadd_rn(ab, g);
+  }
+  pw[blockIdx.y * cols + c] = aw;
+  pb[blockIdx.y * cols + c] = ab;
+}
+
+// dw, db += the chunk sums, in chunk order.
+__global__ void layernorm_params_add_kernel(const float* pw, const float* pb, float* dw, float* db, i64 chunks,
+                                            i64 cols) {
   TROUPE_GRID_STRIDE(c, cols) {
     float aw = dw[c], ab = db[c];
-    for (i64 r = 0; r < rows; ++r) {
-      const float g = dy[r * cols + c];
-      aw = __fadd_rn(aw, __fmul_rn(__fmul_rn(g, __fsub_rn(x[r * cols + c], mean[r])), rstd[r]));
-      ab = __fadd_rn(ab, g);
+    for (i64 k = 0; k < chunks; ++k) {
+      aw = __fadd_rn(aw, pw[k * cols + c]);
+      ab = __fadd_rn(ab, pb[k * cols + c]);
     }
     dw[c] = aw;
     db[c] = ab;
@@ -102,10 +118,15 @@ void layernorm_forward(const float* x, const float* w, const float* b, float eps
   if (rows) layernorm_kernel<<<static_cast<unsigned>(rows), kRowThreads, 0, s>>>(x, w, b, eps, y, mean, rstd, cols);
 }
 void layernorm_backward(const float* dy, const float* x, const float* w, const float* mean, const float* rstd,
-                        float* dx, float* dw, float* db, i64 rows, i64 cols, cudaStream_t s) {
+                        float* dx, float* dw, float* db, i64 rows, i64 cols, float* partials, cudaStream_t s) {
   if (!rows) return;
   layernorm_backward_dx_kernel<<<static_cast<unsigned>(rows), kRowThreads, 0, s>>>(dy, x, w, mean, rstd, dx, cols);
-  layernorm_backward_params_kernel<<<grid_for(cols, 128), 128, 0, s>>>(dy, x, mean, rstd, dw, db, rows, cols);
+  const i64 chunks = (rows + kRowChunk - 1) / kRowChunk;
+  float* pw = partials;
+  float* pb = partials + chunks * cols;
+  const dim3 grid(static_cast<unsigned>((cols + 127) / 128), static_cast<unsigned>(chunks));
+  layernorm_params_chunk_kernel<<<grid, 128, 0, s>>>(dy, x, mean, rstd, pw, pb, rows, cols);
+  layernorm_params_add_kernel<<<grid_for(cols, 128), 128, 0, s>>>(pw, pb, dw, db, chunks, cols);
 }
 
 }  // namespace troupe::cuda

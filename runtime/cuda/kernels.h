@@ -5,12 +5,15 @@
 // beyond this one and optim_scalars.h. Every launcher returns at once; errors of a launch are reported by
 // the next checked CUDA call. Sizes are element counts; "rows x cols" means row-major.
 //
-// Parameter-gradient reductions (bias, LayerNorm weights, embedding rows) add rows in row order, one
-// thread per column, so results are deterministic run to run (no atomics).
+// Parameter-gradient reductions (bias, LayerNorm weights, embedding rows) are deterministic run to run
+// (no atomics): column sums add rows in fixed chunks of kRowChunk, each in row order, then the chunks in
+// order (a workspace of column_sum_partials() floats holds the chunk sums); embedding rows are added in
+// row order, as the CPU does.
 #pragma once
 
 #include <cuda_runtime_api.h>
 
+#include <cstddef>
 #include <cstdint>
 
 #include "runtime/cuda/optim_scalars.h"
@@ -33,23 +36,30 @@ void bf16_to_f32(const bf16_bits* x, float* y, i64 n, cudaStream_t s);
 // y[r, c] += bias[c] for y f32 or bf16.
 void add_bias(float* y, const float* bias, i64 rows, i64 cols, cudaStream_t s);
 void add_bias(bf16_bits* y, const float* bias, i64 rows, i64 cols, cudaStream_t s);
-// dbias[c] += sum over rows of dy[r, c], rows in order.
-void column_sum_add(const float* dy, float* dbias, i64 rows, i64 cols, cudaStream_t s);
-void column_sum_add(const bf16_bits* dy, float* dbias, i64 rows, i64 cols, cudaStream_t s);
+// Rows per chunk of a column sum, and the floats of workspace one column sum needs.
+constexpr i64 kRowChunk = 128;
+inline i64 column_sum_partials(i64 rows, i64 cols) { return (rows + kRowChunk - 1) / kRowChunk * cols; }
+// dbias[c] += sum over rows of dy[r, c]; `partials` holds column_sum_partials(rows, cols) floats.
+void column_sum_add(const float* dy, float* dbias, i64 rows, i64 cols, float* partials, cudaStream_t s);
+void column_sum_add(const bf16_bits* dy, float* dbias, i64 rows, i64 cols, float* partials, cudaStream_t s);
 // y[i] = table[ids[i]]; an id outside [0, vocab) sets *bad to 1 + its position (first writer wins).
 void embedding_forward(const std::int32_t* ids, const float* table, float* y, i64 n, i64 cols, i64 vocab,
                        i64* bad, cudaStream_t s);
-// dtable[ids[i]] += dy[i], i in order, per column.
-void embedding_backward(const std::int32_t* ids, const float* dy, float* dtable, i64 n, i64 cols, cudaStream_t s);
+// dtable[ids[i]] += dy[i], in order of i for each table row (the CPU's order): the ids are stably sorted
+// (their positions with them), then one thread per (table row, column) adds that row's contributions.
+// Ids outside [0, vocab) are skipped. `workspace` holds embedding_backward_workspace(n) bytes.
+std::size_t embedding_backward_workspace(i64 n);
+void embedding_backward(const std::int32_t* ids, const float* dy, float* dtable, i64 n, i64 cols, i64 vocab,
+                        void* workspace, cudaStream_t s);
 
 // Row-wise normalisations (cuda_norm.cu).
 void softmax_forward(const float* x, float* y, i64 rows, i64 cols, cudaStream_t s);
 void softmax_backward(const float* y, const float* dy, float* dx, i64 rows, i64 cols, cudaStream_t s);
 void layernorm_forward(const float* x, const float* w, const float* b, float eps, float* y, float* mean, float* rstd,
                        i64 rows, i64 cols, cudaStream_t s);
-// dx overwritten; dw, db accumulated.
+// dx overwritten; dw, db accumulated; `partials` holds 2 * column_sum_partials(rows, cols) floats.
 void layernorm_backward(const float* dy, const float* x, const float* w, const float* mean, const float* rstd,
-                        float* dx, float* dw, float* db, i64 rows, i64 cols, cudaStream_t s);
+                        float* dx, float* dw, float* db, i64 rows, i64 cols, float* partials, cudaStream_t s);
 
 // Attention and loss pieces (cuda_attention.cu); the products around them go through cuBLAS.
 // p[bh, t, :] = softmax over j <= t of p[bh, t, j] * scale, zeros for j > t (in place).
