@@ -21,6 +21,7 @@
 #include "runtime/comm/compression/int8_codec.h"
 #include "runtime/comm/compression/powersgd_compressor.h"
 #include "runtime/comm/compression/powersgd_math.h"
+#include "runtime/comm/compression/quantized_compressor.h"
 #include "runtime/comm/compression/topk_codec.h"
 #include "runtime/comm/compression/topk_compressor.h"
 #include "runtime/dtype.h"
@@ -585,6 +586,60 @@ TEST_CASE("PowerSGD error feedback: results plus residuals add up to the true gr
   CAPTURE(error_at[0], error_at[1], error_at[2]);
   CHECK(error_at[0] > 0.3);             // one rank-1 step misses most of a full-rank gradient
   CHECK(error_at[2] < error_at[0] / 4);  // error feedback catches up
+}
+
+TEST_CASE("int8 error feedback: entries below half a quantization step still arrive over steps", "[compression]") {
+  // Per chunk of 256 one entry is 1.0 and the rest 0.001, below half a step (1/254): int8 rounds them
+  // to 0 every time. With error feedback the loss is owed to the next step and eventually sent.
+  const int ranks = 2, steps = 50;
+  const std::size_t n = 1024;
+  net::InprocWorld world(ranks, 5s);
+  std::vector<std::vector<float>> total(ranks, std::vector<float>(n, 0.0f)), owed(ranks);
+  spawn(world, [&](Transport& t) {
+    const auto me = static_cast<std::size_t>(t.rank());
+    auto comp = make_compressor("int8");
+    auto* quantized = dynamic_cast<QuantizedCompressor*>(comp.get());
+    REQUIRE(quantized);
+    for (int s = 0; s < steps; ++s) {
+      std::vector<float> g(n, 0.001f);
+      for (std::size_t i = 0; i < n; i += kInt8Chunk) g[i] = 1.0f;
+      comp->allreduce(t, g, {});
+      if (s == 0) CHECK(g[1] == 0.0f);  // the first step loses it
+      for (std::size_t i = 0; i < n; ++i) total[me][i] += g[i];
+    }
+    owed[me].assign(quantized->residual().begin(), quantized->residual().end());
+  });
+  REQUIRE(bitwise_equal(total[0], total[1]));
+  for (std::size_t i = 0; i < n; ++i) {
+    const double truth = ranks * steps * (i % kInt8Chunk == 0 ? 1.0 : 0.001);
+    CAPTURE(i);
+    // Σ results + Σ owed = Σ gradients; what is still owed is under one step per rank and encoding.
+    REQUIRE(total[0][i] + owed[0][i] + owed[1][i] == Approx(truth).margin(1e-4));
+    REQUIRE(std::fabs(total[0][i] - truth) <= 2.0 * ranks / 254);
+  }
+  CHECK(total[0][1] > 0.05f);  // 0 without error feedback
+}
+
+TEST_CASE("an inf gradient shows in its own step's result and is not carried into the next", "[compression]") {
+  const std::string spec = GENERATE("fp16", "bf16", "int8", "topk:0.01", "powersgd:2");
+  CAPTURE(spec);
+  net::InprocWorld world(2, 5s);
+  std::vector<std::vector<float>> first(2), second(2);
+  spawn(world, [&](Transport& t) {
+    const auto me = static_cast<std::size_t>(t.rank());
+    auto comp = make_compressor(spec);
+    const std::vector<BucketParam> layout{{0, 20, 30}};
+    std::vector<float> g = gradients(me + 1, 600);
+    if (me == 0)
+      for (std::size_t i = 0; i < 600; i += 7) g[i] = std::numeric_limits<float>::infinity();
+    comp->allreduce(t, g, layout);
+    first[me] = g;
+    g = gradients(me + 3, 600);
+    comp->allreduce(t, g, layout);
+    second[me] = g;
+  });
+  CHECK(std::any_of(first[0].begin(), first[0].end(), [](float v) { return !std::isfinite(v); }));
+  CHECK(std::all_of(second[0].begin(), second[0].end(), [](float v) { return std::isfinite(v); }));
 }
 
 TEST_CASE("compressed allreduce: empty and one-element buckets work for every codec on 1..3 ranks", "[compression]") {

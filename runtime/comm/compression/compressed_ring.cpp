@@ -2,6 +2,7 @@
 #include "runtime/comm/compression/compressed_ring.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 
 #include "runtime/comm/compression/cast_codec.h"
@@ -106,7 +107,8 @@ std::unique_ptr<BlockCodec> make_bf16_codec() { return std::make_unique<Bf16Code
 std::unique_ptr<BlockCodec> make_int8_codec() { return std::make_unique<Int8Codec>(); }
 
 std::uint64_t compressed_allreduce_ring(Transport& transport, std::span<float> data, BlockCodec& codec,
-                                        RingScratch& scratch) {
+                                        RingScratch& scratch, std::span<float> feedback) {
+  TROUPE_CHECK(feedback.empty() || feedback.size() == data.size(), feedback.size(), " != ", data.size());
   const int n = transport.size();
   const int rank = transport.rank();
   const int left = mod(rank - 1, n);   // receives come from here
@@ -121,6 +123,25 @@ std::uint64_t compressed_allreduce_ring(Transport& transport, std::span<float> d
   scratch.wire.resize(at.back());
   auto slot = [&](int c) { return std::span<std::byte>(scratch.wire).subspan(at[c], at[c + 1] - at[c]); };
   std::uint64_t sent = 0;
+
+  // Error feedback: owe this step what earlier encodings here lost; then start owing afresh.
+  const bool ef = !feedback.empty();
+  if (ef) {
+    for (std::size_t i = 0; i < data.size(); ++i) data[i] += feedback[i];
+    std::fill(feedback.begin(), feedback.end(), 0.0f);
+    scratch.decoded.resize(chunk(0).size());
+  }
+  // Adds what encoding `values` (chunk `c`) into `bytes` lost to the feedback.
+  auto record_loss = [&](int c, std::span<const float> values, std::span<const std::byte> bytes) {
+    if (!ef) return;
+    const std::span<float> decoded(scratch.decoded.data(), values.size());
+    codec.decode(bytes, decoded);
+    float* owed = feedback.data() + ring_chunk(data.size(), n, c).offset;
+    for (std::size_t i = 0; i < values.size(); ++i) {
+      const float lost = values[i] - decoded[i];
+      owed[i] += std::isfinite(lost) ? lost : 0.0f;  // an inf/NaN shows in this step only, not forever
+    }
+  };
 
   // Reduce-scatter: re-encode the partial sum at every hop; accumulate in float32.
   if (n > 1) {  // chunk 0 is the longest
@@ -137,6 +158,7 @@ std::uint64_t compressed_allreduce_ring(Transport& transport, std::span<float> d
     codec.encode(out, ob);
     transport.send(right, kCompressedReduceScatterTag, ob);
     sent += ob.size();
+    record_loss(step.send_chunk, out, ob);
     transport.recv(left, kCompressedReduceScatterTag, ib);
     const std::span<float> in(scratch.incoming.data(), mine.size());
     codec.decode(ib, in);
@@ -146,7 +168,12 @@ std::uint64_t compressed_allreduce_ring(Transport& transport, std::span<float> d
   // All-gather: the owner encodes its finished sum once and keeps exactly what the others will decode.
   const int owned = ring_owned_chunk(n, rank);
   codec.encode(chunk(owned), slot(owned));
-  codec.decode(slot(owned), chunk(owned));
+  if (ef) {
+    record_loss(owned, chunk(owned), slot(owned));
+    std::copy_n(scratch.decoded.begin(), chunk(owned).size(), chunk(owned).begin());
+  } else {
+    codec.decode(slot(owned), chunk(owned));
+  }
   for (int s = 0; s < n - 1; ++s) {
     const RingStep step = all_gather_step(n, rank, s);
     transport.send(right, kCompressedAllGatherTag, slot(step.send_chunk));

@@ -14,6 +14,12 @@
 //   all ranks end bitwise identical, run after run.
 //   Error: every element passes through n encodings (n − 1 partial sums, one final sum); each adds at
 //   most the codec's bound for the value it encodes (see cast_codec.h, int8_codec.h).
+//   Error feedback (optional `feedback`, one float per element, kept by the caller across steps): the
+//   rank that encodes a value knows exactly what the encoding lost (value − decode(encode(value))) and
+//   adds it to its feedback; the next call first adds feedback into data. The result of a call is the
+//   exact sum of its inputs minus every encoding's loss, so over steps the losses telescope:
+//   Σ_steps result = Σ_steps Σ_ranks grad − Σ_ranks feedback (up to float32 additions) — no bias
+//   accumulates, as with top-k's residual. Cost: one more decode per encode.
 // allgather_ring_bytes: n − 1 steps; at step s rank r sends blob (r − s) mod n right and receives blob
 //   (r − s − 1) mod n from the left. Bytes sent per rank: (n − 1) · blob size.
 // Errors: whatever the Transport throws (troupe::Error(kIo)); afterwards the buffers are unspecified.
@@ -62,12 +68,14 @@ struct RingScratch {
   std::vector<std::byte> outbox;  // one encoded partial sum
   std::vector<std::byte> inbox;
   std::vector<float> incoming;  // a decoded partial sum
+  std::vector<float> decoded;   // what an encoding will decode to (error feedback)
 };
 
 // In place: every rank's `data` becomes the (codec-rounded) elementwise sum over ranks, bitwise equal
-// on every rank. Returns the bytes this rank sent.
+// on every rank. Returns the bytes this rank sent. `feedback` is empty (no error feedback) or has the
+// size of `data`: added into data first, then set to what this call's encodings on this rank lost.
 std::uint64_t compressed_allreduce_ring(Transport& transport, std::span<float> data, BlockCodec& codec,
-                                        RingScratch& scratch);
+                                        RingScratch& scratch, std::span<float> feedback = {});
 
 // `blobs` holds size() blobs of `blob_bytes` each; on entry blob rank() is this rank's, on return every
 // blob holds its rank's. Returns the bytes this rank sent.

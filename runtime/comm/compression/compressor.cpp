@@ -16,10 +16,10 @@ std::unique_ptr<GradientCompressor> make_compressor(std::string_view spec) {
 
 std::unique_ptr<GradientCompressor> make_compressor(const CompressionSpec& spec) {
   switch (spec.kind) {
-    case CompressionKind::kNone: return std::make_unique<QuantizedCompressor>(make_f32_codec(), spec.text);
-    case CompressionKind::kFp16: return std::make_unique<QuantizedCompressor>(make_fp16_codec(), spec.text);
-    case CompressionKind::kBf16: return std::make_unique<QuantizedCompressor>(make_bf16_codec(), spec.text);
-    case CompressionKind::kInt8: return std::make_unique<QuantizedCompressor>(make_int8_codec(), spec.text);
+    case CompressionKind::kNone: return std::make_unique<QuantizedCompressor>(make_f32_codec(), spec.text, false);
+    case CompressionKind::kFp16: return std::make_unique<QuantizedCompressor>(make_fp16_codec(), spec.text, true);
+    case CompressionKind::kBf16: return std::make_unique<QuantizedCompressor>(make_bf16_codec(), spec.text, true);
+    case CompressionKind::kInt8: return std::make_unique<QuantizedCompressor>(make_int8_codec(), spec.text, true);
     case CompressionKind::kTopK: return std::make_unique<TopKCompressor>(spec.fraction, spec.text);
     case CompressionKind::kPowerSgd: return std::make_unique<PowerSgdCompressor>(spec.rank, spec.text);
   }

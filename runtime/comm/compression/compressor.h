@@ -12,11 +12,13 @@
 //    codec in README "Gradient compression"). Every rank ends with bitwise-identical values.
 //  * All ranks call with buckets of the same length and the same layout, in the same order of buckets
 //    (one Transport carries the buckets one after another; messages are FIFO per tag).
-//  * A compressor belongs to ONE bucket: its error-feedback state (top-k residual, PowerSGD residual
-//    and warm-started Q) is sized on the first call; a later call with another length throws
-//    troupe::Error(kShape).
-//  * Lossy codecs with error feedback (topk, powersgd) keep what was not sent and add it to the next
-//    step's gradient; so the sum over steps of results tracks the sum over steps of true gradients.
+//  * A compressor belongs to ONE bucket: its error-feedback state (what was lost or not sent; for
+//    PowerSGD also the warm-started Q) is sized on the first call; a later call with another length
+//    (or, for PowerSGD, layout) throws troupe::Error(kShape).
+//  * Every lossy codec (fp16, bf16, int8, topk, powersgd) keeps error feedback: what this rank's
+//    encodings lost or did not send is added to its next step's gradient, so the sum over steps of
+//    results tracks the sum over steps of true gradients (no bias accumulates). A non-finite loss is
+//    not carried over: an inf/NaN gradient shows in its own step's result only.
 //  * With one rank nothing is sent, but the codec still applies (the result is what the exchange
 //    would deliver): tests and single-device runs see the same numerics as D = 1 data parallelism.
 //  * Transport errors (troupe::Error(kIo)) pass through; the bucket is then unspecified.

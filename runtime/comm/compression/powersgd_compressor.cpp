@@ -2,6 +2,7 @@
 #include "runtime/comm/compression/powersgd_compressor.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 
 #include <fmt/format.h>
@@ -10,6 +11,13 @@
 #include "runtime/error.h"
 
 namespace troupe::comm {
+
+namespace {
+
+// Q's first values for the matrix at `offset`: the same on every rank.
+std::uint64_t initial_seed(std::size_t offset) { return 0x5057'5347'0000'0000ull ^ offset; }  // "PWSG"
+
+}  // namespace
 
 PowerSgdCompressor::PowerSgdCompressor(std::size_t rank, std::string name) : rank_(rank), name_(std::move(name)) {
   TROUPE_CHECK(rank >= 1, "rank ", rank);
@@ -26,7 +34,7 @@ void PowerSgdCompressor::plan(std::size_t n, std::span<const BucketParam> layout
     exact(covered, p.offset);
     if (powersgd_compresses(p.rows, p.cols, rank_)) {
       Matrix m{p.offset, p.rows, p.cols, std::vector<float>(p.cols * rank_)};
-      fill_normal(m.q, 0x5057'5347'0000'0000ull ^ p.offset);  // "PWSG" ^ offset: the same on every rank
+      fill_normal(m.q, initial_seed(p.offset));
       matrices_.push_back(std::move(m));
     } else {
       exact(p.offset, p.offset + p.rows * p.cols);
@@ -109,8 +117,16 @@ CompressStats PowerSgdCompressor::allreduce(Transport& transport, std::span<floa
     std::span<float> res = std::span<float>(residual_).subspan(m.offset, m.rows * m.cols);
     std::copy(mat.begin(), mat.end(), res.begin());  // M
     matmul_pqt(p, q, m.rows, m.cols, r, mat);         // approx
-    for (std::size_t i = 0; i < mat.size(); ++i) res[i] -= mat[i] * share;
-    std::copy(q.begin(), q.end(), m.q.begin());
+    for (std::size_t i = 0; i < mat.size(); ++i) {
+      const float owed = res[i] - mat[i] * share;
+      res[i] = std::isfinite(owed) ? owed : 0.0f;  // an inf/NaN gradient shows in this step, not forever
+    }
+    // Warm start, unless this step was non-finite (Q' is the same on every rank, so all ranks agree):
+    // a NaN Q would poison every later step, so start again from the initial Q.
+    if (std::all_of(q.begin(), q.end(), [](float v) { return std::isfinite(v); }))
+      std::copy(q.begin(), q.end(), m.q.begin());
+    else
+      fill_normal(m.q, initial_seed(m.offset));
     at += m.rows * r;
     qat += m.cols * r;
   }

@@ -9,7 +9,7 @@
 //   Q'  = Mᵀ P̂;  allreduce-sum Q'               (cols × r)
 //   approx = P̂ Q'ᵀ ≈ Σ_ranks M                  (written into grad)
 //   residual = M − approx / n                    (this rank's share of what was not sent)
-//   Q   = Q'                                     (warm start: the next step begins from this Q)
+//   Q   = Q'                                     (warm start; after a non-finite step, the initial Q)
 // Which parameters are compressed: powersgd_compresses(rows, cols, r) (powersgd_math.h) — matrices
 // with (rows + cols)·r < rows·cols; the rest (vectors, tiny matrices, layout gaps) are summed exactly.
 // The two allreduces are float32 rings (compressed_ring.h with the f32 codec), so bytes sent per rank

@@ -75,6 +75,10 @@ void topk_with_feedback(std::span<const float> grad, std::span<float> residual, 
     out.values[j] = residual[out.indices[j]];
     residual[out.indices[j]] = 0.0f;
   }
+  // inf/NaN beyond the k sent (which already make this step's result non-finite) are dropped rather
+  // than carried into every later step.
+  for (float& r : residual)
+    if (!std::isfinite(r)) r = 0.0f;
 }
 
 }  // namespace troupe::comm

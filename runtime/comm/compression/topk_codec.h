@@ -9,7 +9,9 @@
 // once its accumulated |acc| overtakes the others, which for a constant gradient everywhere is within
 // ceil(1/fraction) steps.
 // Ties in |value| go to the lower index, so the selection is a pure function of acc. NaN counts as
-// larger than every number (it is sent, and so becomes visible) rather than hiding in the residual.
+// larger than every number (it is sent, and so becomes visible) rather than hiding in the residual;
+// inf/NaN entries beyond the k sent are dropped from the residual, so one broken step does not
+// poison the later ones.
 #pragma once
 
 #include <cstddef>
