@@ -247,3 +247,32 @@ TEST_CASE("device memory is recycled: steady-state steps allocate nothing new", 
   CHECK_THROWS_AS(far.to_vector(), InvariantError);  // device memory is not readable from the host
   (void)kNaN;
 }
+
+TEST_CASE("transfers: host to device to host is exact, device to device copies, dtype and shape are checked", "[cuda]") {
+  Oracle o;
+  Tensor x = o.random({123, 7});
+  const Tensor d = o.up(x);
+  CHECK(d.device() == Device::cuda(0));
+  CHECK(o.down(d).to_vector() == x.to_vector());
+  Tensor d2 = o.gpu.empty({123, 7});
+  o.gpu.fill(d2, kNaN);
+  o.gpu.copy(d2, d);
+  CHECK(o.down(d2).to_vector() == x.to_vector());
+  Tensor host = Tensor::full({123, 7}, kNaN);
+  o.gpu.copy(host, d2);  // device to host through the same call
+  o.gpu.synchronize();
+  CHECK(host.to_vector() == x.to_vector());
+  CHECK_THROWS_AS(o.gpu.copy(o.gpu.empty({7, 123}), d), InvariantError);
+  const Tensor slice = d.slice(100, 123);  // views of device tensors address device memory
+  CHECK(o.down(slice).to_vector() == x.slice(100, 123).to_vector());
+}
+
+TEST_CASE("a device that does not exist is a config error naming the devices that do", "[cuda]") {
+  try {
+    CudaBackend gpu(CudaBackendOptions{99, false});
+    FAIL("expected a config error");
+  } catch (const Error& e) {
+    CHECK(e.kind() == ErrorKind::kConfig);
+    CHECK_THAT(e.what(), Catch::Contains("cuda:99") && Catch::Contains("troupe devices lists them"));
+  }
+}
