@@ -353,11 +353,16 @@ TEST_CASE("tcp: a rank that dies mid-collective fails every other rank at once, 
   killer.join();
   CHECK(std::chrono::steady_clock::now() - start < 5s);
   CHECK_THAT(io_error(errors[static_cast<std::size_t>(victim)]), Contains("aborted"));
+  // A rank that fails is killed in turn (RankGroup::run, as its process would die), so a rank may
+  // learn of the break from a neighbour's death first; the victim's neighbours name it.
+  int naming_victim = 0;
   for (int r = 0; r < victim; ++r) {
     CAPTURE(r);
-    CHECK_THAT(io_error(errors[static_cast<std::size_t>(r)]),
-               Contains("rank " + std::to_string(victim) + " is dead") && Contains("group is broken"));
+    const std::string message = io_error(errors[static_cast<std::size_t>(r)]);
+    CHECK_THAT(message, Contains("is dead, so the group is broken"));
+    naming_victim += message.find("rank " + std::to_string(victim) + " is dead") != std::string::npos;
   }
+  CHECK(naming_victim >= 1);
   // And the group stays broken (every rank that failed was killed in turn by RankGroup::run).
   std::vector<std::byte> one(1);
   CHECK_THROWS_AS(group.transport(0).recv(1 % ranks, 5, one), Error);

@@ -1,6 +1,8 @@
 // Owns the TCP transport's data path: per-link writer and reader threads, the chunking of sends, in-place receives, the inboxes, and the failure and shutdown protocol.
 #include "net/tcp/tcp_transport.h"
 
+#include <poll.h>
+
 #include <boost/asio/read.hpp>
 #include <boost/asio/write.hpp>
 #include <condition_variable>
@@ -60,6 +62,7 @@ struct Link {
   std::condition_variable out_cv;
   struct Outgoing {
     wire::OutFrame frame;
+    std::size_t payload_bytes = 0;
     bool goodbye = false;  // the last frame: the writer shuts its half of the connection after it
   };
   std::deque<Outgoing> out;
@@ -109,8 +112,41 @@ struct TcpTransport::Impl {
   std::condition_variable cv;  // the rank's thread waits here; readers and writers notify
   std::map<std::pair<int, std::uint32_t>, std::deque<Message>> inbox;
   Posted posted;
+
+  // Buffers (chunk storage on the send side, early messages on the receive side) are reused, by
+  // size in words: fresh memory costs a page fault per 4 KiB on first touch, which measured as
+  // slow as the copy into it. At most kPoolBytes are kept; guarded by pool_mu (taken after mu).
+  static constexpr std::size_t kPoolBytes = std::size_t{128} << 20;
+  std::mutex pool_mu;
+  std::map<std::size_t, std::vector<std::unique_ptr<std::uint64_t[]>>> pool;
+  std::size_t pooled_bytes = 0;
+
+  std::unique_ptr<std::uint64_t[]> take_buffer(std::size_t bytes) {
+    const std::size_t words = (bytes + 7) / 8;
+    {
+      std::lock_guard lock(pool_mu);
+      auto it = pool.find(words);
+      if (it != pool.end() && !it->second.empty()) {
+        auto buffer = std::move(it->second.back());
+        it->second.pop_back();
+        pooled_bytes -= words * 8;
+        return buffer;
+      }
+    }
+    return std::unique_ptr<std::uint64_t[]>(new std::uint64_t[words]);
+  }
+  void give_buffer(std::unique_ptr<std::uint64_t[]> buffer, std::size_t bytes) {
+    const std::size_t words = (bytes + 7) / 8;
+    if (!buffer || words * 8 < 4096) return;  // small ones are cheap to allocate
+    std::lock_guard lock(pool_mu);
+    if (pooled_bytes + words * 8 > kPoolBytes) return;
+    pool[words].push_back(std::move(buffer));
+    pooled_bytes += words * 8;
+  }
   int first_failed = -1;
   bool aborted = false;
+  bool stopping = false;             // close() has begun: readers stop waiting for recvs
+  std::condition_variable reader_cv;  // readers holding a message for a recv not yet posted wait here
 
   Link& link(int peer) { return *links[static_cast<std::size_t>(peer)]; }
 
@@ -137,7 +173,7 @@ struct TcpTransport::Impl {
 
   // The header of a chunk: starts a message (claiming the posted recv if it waits for exactly
   // this) or checks that it continues the current one. Reader thread.
-  void begin_chunk(Link& l, const wire::ChunkHeader& h) {
+  void begin_chunk(Link& l, const wire::ChunkHeader& h, bool defer) {
     auto& in = l.in;
     if (h.index == 0) {
       if (in.active) {
@@ -149,10 +185,23 @@ struct TcpTransport::Impl {
         malformed(detail::concat("a message of ", h.total_bytes, " bytes exceeds the limit of ", tcp::kMaxMessageBytes));
       }
       in = Link::Incoming{true, h.tag, h.total_bytes, 0, 0, nullptr, nullptr};
-      std::lock_guard lock(mu);
+      std::unique_lock lock(mu);
       auto& box = inbox[{l.peer, h.tag}];
-      const bool awaited = posted.active && posted.from == l.peer && posted.tag == h.tag &&
-                           posted.state == Posted::State::kPending && box.empty();
+      bool awaited = false;
+      while (true) {
+        const bool for_us = posted.active && posted.from == l.peer && posted.state == Posted::State::kPending;
+        awaited = for_us && posted.tag == h.tag && box.empty();
+        // Buffer it when the rank waits for it (awaited), waits for a later message from this peer
+        // (which is behind this one), has queued messages of this tag, or is closing.
+        if (awaited || !defer || h.total_bytes < kDeferBytes || !box.empty() || (for_us && posted.tag != h.tag) ||
+            aborted || stopping || peer_hung_up(l)) {
+          break;
+        }
+        // Nobody has asked for it yet: leave the payload in the socket until a recv does, so it
+        // can go straight into place (a pipelined ring sends a segment before its receiver has
+        // posted the recv; buffering it would cost a copy and the memory).
+        reader_cv.wait_for(lock, std::chrono::milliseconds(2));
+      }
       if (awaited && posted.out.size() == h.total_bytes) {
         posted.state = Posted::State::kClaimed;  // straight into the caller's buffer
         in.dest = posted.out.data();
@@ -162,7 +211,7 @@ struct TcpTransport::Impl {
       m.size = static_cast<std::size_t>(h.total_bytes);
       if (!awaited) {  // nobody waits yet (or a recv of another size does: keep only the size)
         try {
-          m.words.reset(new std::uint64_t[(m.size + 7) / 8]);
+          m.words = take_buffer(m.size);
         } catch (const std::bad_alloc&) {
           malformed(detail::concat("no memory to buffer a message of ", m.size, " bytes"));
         }
@@ -178,6 +227,16 @@ struct TcpTransport::Impl {
                                " expected at offset ", in.received, ")"));
     }
     if (in.message && in.dest) claim_late(l);
+  }
+
+  // Messages at least this large wait in the socket for their recv (see begin_chunk).
+  static constexpr std::uint64_t kDeferBytes = 16 * 1024;
+
+  // Whether the peer has closed its end or the connection failed, although unread bytes may
+  // remain: a waiting reader must then read on to learn how the stream ends.
+  static bool peer_hung_up(Link& l) {
+    pollfd p{l.socket->native_handle(), POLLRDHUP, 0};
+    return ::poll(&p, 1, 0) > 0 && (p.revents & (POLLRDHUP | POLLERR | POLLHUP));
   }
 
   // A message that started arriving before its recv was posted: if that recv now waits for it,
@@ -196,13 +255,14 @@ struct TcpTransport::Impl {
     std::byte* out = posted.out.data();
     lock.unlock();
     if (in.received) std::memcpy(out, taken.bytes(), static_cast<std::size_t>(in.received));
+    give_buffer(std::move(taken.words), taken.size);
     in.message = nullptr;
     in.dest = out;
   }
 
   // Where the reader puts a chunk's payload segment: in place when it fits and is aligned.
   std::byte* place(Link& l, const wire::ChunkHeader& h, std::size_t segment_bytes) {
-    begin_chunk(l, h);
+    begin_chunk(l, h, true);
     if (!l.in.dest || h.offset + segment_bytes > l.in.total) return nullptr;
     std::byte* at = l.in.dest + h.offset;
     return reinterpret_cast<std::uintptr_t>(at) % 8 == 0 ? at : nullptr;
@@ -210,7 +270,7 @@ struct TcpTransport::Impl {
 
   void end_chunk(Link& l, const wire::InChunk& chunk, bool begun) {
     auto& in = l.in;
-    if (!begun) begin_chunk(l, chunk.header);  // a frame without a payload segment
+    if (!begun) begin_chunk(l, chunk.header, false);  // a frame without a payload segment
     const std::size_t n = chunk.payload.size();
     if (n == 0 && in.total > 0) malformed(detail::concat("chunk ", chunk.header.index, " of tag ", in.tag, " is empty"));
     if (in.received + n > in.total) {
@@ -342,6 +402,7 @@ struct TcpTransport::Impl {
       }
       boost::system::error_code ec;
       asio::write(*l.socket, buffers, ec);
+      for (auto& o : batch) give_buffer(o.frame.take_storage(), o.payload_bytes);
       batch.clear();
       if (ec) {
         {
@@ -365,10 +426,10 @@ struct TcpTransport::Impl {
     cv.notify_all();
   }
 
-  void enqueue(Link& l, wire::OutFrame frame, bool goodbye = false) {
+  void enqueue(Link& l, wire::OutFrame frame, std::size_t payload_bytes, bool goodbye = false) {
     {
       std::lock_guard lock(l.out_mu);
-      l.out.push_back(Link::Outgoing{std::move(frame), goodbye});
+      l.out.push_back(Link::Outgoing{std::move(frame), payload_bytes, goodbye});
     }
     l.out_cv.notify_one();
   }
@@ -376,6 +437,11 @@ struct TcpTransport::Impl {
   // --- shutdown -------------------------------------------------------------------------------
 
   void abort_links() {
+    {
+      std::lock_guard lock(mu);
+      stopping = true;
+    }
+    reader_cv.notify_all();
     for (auto& l : links) {
       if (!l) continue;
       {
@@ -390,7 +456,7 @@ struct TcpTransport::Impl {
   void close(bool orderly) {
     if (orderly) {
       for (auto& l : links) {
-        if (l) enqueue(*l, wire::encode(wire::Goodbye{}), true);
+        if (l) enqueue(*l, wire::encode(wire::Goodbye{}), 0, true);
       }
       // Queued frames and the goodbye go out before the connections close; a peer that stopped
       // reading holds this up for the timeout at most.
@@ -435,6 +501,7 @@ void TcpTransport::abort() {
     impl_->aborted = true;
   }
   impl_->cv.notify_all();
+  impl_->reader_cv.notify_all();
   impl_->abort_links();
 }
 
@@ -466,11 +533,12 @@ void TcpTransport::send(int to, std::uint32_t tag, std::span<const std::byte> da
     std::unique_ptr<std::uint64_t[]> storage;
     if (c.length) {
       const std::size_t words = (c.length + 7) / 8;
-      storage.reset(new std::uint64_t[words]);
+      storage = s.take_buffer(c.length);
       storage[words - 1] = 0;
       std::memcpy(storage.get(), data.data() + c.offset, c.length);
     }
-    s.enqueue(l, wire::encode_chunk(wire::ChunkHeader{tag, index++, data.size(), c.offset}, std::move(storage), c.length));
+    s.enqueue(l, wire::encode_chunk(wire::ChunkHeader{tag, index++, data.size(), c.offset}, std::move(storage), c.length),
+              c.length);
   }
 }
 
@@ -480,6 +548,7 @@ void TcpTransport::recv(int from, std::uint32_t tag, std::span<std::byte> out) {
   std::unique_lock lock(s.mu);
   auto& box = s.inbox[{from, tag}];
   s.posted = Posted{true, from, tag, out, Posted::State::kPending};
+  s.reader_cv.notify_all();
   const auto deadline = Clock::now() + s.timeout;
   enum class Outcome { kBroken, kClosed, kTimeout } outcome;
   while (true) {
@@ -498,6 +567,7 @@ void TcpTransport::recv(int from, std::uint32_t tag, std::span<std::byte> out) {
                                                    " bytes; the ranks disagree on the buffer size"));
       }
       if (m.size) std::memcpy(out.data(), m.bytes(), m.size);
+      s.give_buffer(std::move(m.words), m.size);
       return;
     }
     if (s.aborted || s.first_failed >= 0 || s.posted.state == Posted::State::kFailed) {

@@ -76,6 +76,7 @@ const std::vector<std::span<const std::byte>>& OutFrame::pieces() const {
   return impl_->pieces;
 }
 std::size_t OutFrame::bytes() const { return impl_ ? impl_->bytes : 0; }
+std::unique_ptr<std::uint64_t[]> OutFrame::take_storage() { return impl_ ? std::move(impl_->storage) : nullptr; }
 
 OutFrame encode(const Control& control) {
   auto impl = std::make_unique<OutFrame::Impl>();

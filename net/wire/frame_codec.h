@@ -99,6 +99,10 @@ class OutFrame {
   const std::vector<std::span<const std::byte>>& pieces() const;
   std::size_t bytes() const;
 
+  // After the frame has been written: hands back a chunk's payload storage (null for control
+  // frames) so the sender can reuse it; the frame must not be written again.
+  std::unique_ptr<std::uint64_t[]> take_storage();
+
   struct Impl;
 
  private:
