@@ -5,16 +5,26 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
+#include <csignal>
+#include <cstdlib>
 #include <exception>
+#include <random>
 #include <string>
 #include <thread>
 #include <vector>
+
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 
 #include "net/inproc/inproc_transport.h"
+#include "net/tcp/tcp_transport.h"
 #include "runtime/comm/allreduce.h"
+#include "runtime/comm/local_group.h"
 #include "runtime/error.h"
 
 namespace troupe {
@@ -29,10 +39,21 @@ void check_options(const BenchOptions& o) {
   if (o.ranks < 1) throw Error(ErrorKind::kUsage, fmt::format("--ranks {}: need at least 1 rank", o.ranks));
   if (o.iters < 1) throw Error(ErrorKind::kUsage, fmt::format("--iters {}: need at least 1 timed iteration", o.iters));
   if (o.warmup < 1) throw Error(ErrorKind::kUsage, fmt::format("--warmup {}: need at least 1 (it is checked)", o.warmup));
+  if (o.rank >= 0 && (o.transport != "tcp" || o.rank >= o.ranks || o.port <= 0))
+    throw Error(ErrorKind::kUsage, "--rank and --port are set by troupe bench itself for its tcp child processes");
   if (o.transport != "inproc" && o.transport != "tcp")
     throw Error(ErrorKind::kUsage, "--transport " + o.transport + ": choose inproc or tcp");
-  comm::parse_allreduce_algo(o.algo);
+  if (o.algo == "local") {
+    if (o.transport != "inproc")
+      throw Error(ErrorKind::kUsage, "--algo local: reads the other ranks' buffers by reference, so only with --transport inproc");
+  } else {
+    comm::parse_allreduce_algo(o.algo);
+  }
 }
+
+// With inproc, auto means the by-reference LocalGroup (what ranks sharing a process use); ring and hd
+// force messages through the in-process Transport.
+bool by_reference(const BenchOptions& o) { return o.transport == "inproc" && (o.algo == "auto" || o.algo == "local"); }
 
 // Rank r's input: small integers, so every partial sum is exact in float and any correct algorithm,
 // in any order, gives exactly sum_r value(r, i).
@@ -42,56 +63,74 @@ void fill(std::vector<float>& data, int rank) {
   for (std::size_t i = 0; i < data.size(); ++i) data[i] = value(rank, i);
 }
 
-// Every element must be the exact sum: a fast but wrong run fails here.
+// Every element must be the exact sum: a fast but wrong run fails here. value() repeats every 61
+// elements, so the expected sums are a table of 61.
 void verify(const std::vector<float>& data, int rank, int ranks, const char* when) {
+  float expected[61];
+  for (std::size_t i = 0; i < 61; ++i) {
+    expected[i] = 0.0f;
+    for (int r = 0; r < ranks; ++r) expected[i] += value(r, i);
+  }
   for (std::size_t i = 0; i < data.size(); ++i) {
-    float expected = 0.0f;
-    for (int r = 0; r < ranks; ++r) expected += value(r, i);
-    if (data[i] != expected)
+    if (data[i] != expected[i % 61])
       throw Error(ErrorKind::kInternal, fmt::format("bench allreduce: wrong result on rank {} {}: element {} is {}, "
-                                                    "expected {}", rank, when, i, data[i], expected));
+                                                    "expected {}", rank, when, i, data[i], expected[i % 61]));
   }
 }
 
-// One rank's whole run; returns the seconds per timed iteration (meaningful on rank 0).
-double run_rank(comm::Transport& t, const BenchOptions& o, std::size_t elements) {
-  const comm::AllreduceAlgo algo = comm::parse_allreduce_algo(o.algo);
-  comm::RingOptions ring;
-  if (o.segment_kib) ring.segment_bytes = o.segment_kib << 10;
+// One rank's whole run over `reduce` (an allreduce of the whole buffer); returns the seconds per timed
+// iteration (meaningful on rank 0). `barrier` must synchronise all ranks.
+template <class Reduce, class Barrier>
+double run_rank(int rank, int ranks, const BenchOptions& o, std::size_t elements, Reduce reduce, Barrier barrier) {
   std::vector<float> data(elements);
-  std::vector<float> token(1);
-  auto barrier = [&] { comm::allreduce(t, std::span<float>(token), comm::AllreduceAlgo::kHalvingDoubling); };
-
-  fill(data, t.rank());
-  comm::allreduce(t, std::span<float>(data), algo, ring);
-  verify(data, t.rank(), t.size(), "in the first warm-up iteration");
-  for (int i = 1; i < o.warmup; ++i) comm::allreduce(t, std::span<float>(data), algo, ring);
+  fill(data, rank);
+  reduce(std::span<float>(data));
+  verify(data, rank, ranks, "in the first warm-up iteration");
+  for (int i = 1; i < o.warmup; ++i) reduce(std::span<float>(data));
 
   barrier();
   const auto start = Clock::now();
   // In place, as gradients are reduced; the values grow (possibly to inf), which costs float adds nothing.
-  for (int i = 0; i < o.iters; ++i) comm::allreduce(t, std::span<float>(data), algo, ring);
+  for (int i = 0; i < o.iters; ++i) reduce(std::span<float>(data));
   barrier();  // the slowest rank's finish
   const double seconds = std::chrono::duration<double>(Clock::now() - start).count() / o.iters;
 
-  fill(data, t.rank());
-  comm::allreduce(t, std::span<float>(data), algo, ring);
-  verify(data, t.rank(), t.size(), "after the timed iterations");
+  fill(data, rank);
+  reduce(std::span<float>(data));
+  verify(data, rank, ranks, "after the timed iterations");
   return seconds;
+}
+
+// run_rank over a Transport with the algorithm of --algo.
+double run_transport_rank(comm::Transport& t, const BenchOptions& o, std::size_t elements) {
+  const comm::AllreduceAlgo algo = comm::parse_allreduce_algo(o.algo);
+  comm::RingOptions ring;
+  if (o.segment_kib) ring.segment_bytes = o.segment_kib << 10;
+  std::vector<float> token(1);
+  return run_rank(
+      t.rank(), t.size(), o, elements, [&](std::span<float> d) { comm::allreduce(t, d, algo, ring); },
+      [&] { comm::allreduce(t, std::span<float>(token), comm::AllreduceAlgo::kHalvingDoubling); });
 }
 
 double run_inproc(const BenchOptions& o, std::size_t elements) {
   net::InprocWorld world(o.ranks, std::chrono::seconds(120));
+  comm::LocalGroup group(o.ranks, std::chrono::seconds(120));
   std::vector<double> seconds(static_cast<std::size_t>(o.ranks));
   std::vector<std::exception_ptr> errors(static_cast<std::size_t>(o.ranks));
   std::vector<std::thread> threads;
   for (int r = 0; r < o.ranks; ++r) {
     threads.emplace_back([&, r, t = world.transport(r)] {
       try {
-        seconds[static_cast<std::size_t>(r)] = run_rank(*t, o, elements);
+        std::vector<float> token(1);
+        seconds[static_cast<std::size_t>(r)] =
+            by_reference(o) ? run_rank(
+                                  r, o.ranks, o, elements, [&](std::span<float> d) { group.allreduce(r, d); },
+                                  [&] { group.allreduce(r, std::span<float>(token)); })
+                            : run_transport_rank(*t, o, elements);
       } catch (...) {
         errors[static_cast<std::size_t>(r)] = std::current_exception();
         world.kill(r);  // the others fail at once instead of waiting for the timeout
+        group.kill(r);
       }
     });
   }
@@ -99,6 +138,77 @@ double run_inproc(const BenchOptions& o, std::size_t elements) {
   for (const auto& e : errors)
     if (e) std::rethrow_exception(e);
   return seconds[0];
+}
+
+
+// --- tcp: rank 0 is this process; ranks 1..n-1 are children (this program with hidden --rank/--port).
+
+extern "C" char** environ;
+
+std::string random_secret() {
+  std::random_device rd;
+  return fmt::format("{:08x}{:08x}{:08x}{:08x}", rd(), rd(), rd(), rd());
+}
+
+net::TcpOptions tcp_options(int rank, int ranks, int port) {
+  net::TcpOptions t;
+  t.rank = rank;
+  t.size = ranks;
+  t.address = fmt::format("127.0.0.1:{}", port);
+  t.secret = net::secret_from_environment();
+  t.timeout = std::chrono::seconds(120);
+  return t;
+}
+
+// A child rank: joins the mesh, runs, exits 0 (errors propagate to main's handler: exit code != 0).
+int run_tcp_child(const BenchOptions& o, std::size_t elements) {
+  auto transport = net::connect_tcp(tcp_options(o.rank, o.ranks, o.port));
+  run_transport_rank(*transport, o, elements);
+  return 0;
+}
+
+double run_tcp_parent(const BenchOptions& o, std::size_t elements, const std::string& self) {
+  net::TcpListener listener("127.0.0.1:0");
+  const int port = listener.port();
+  ::setenv("TROUPE_SECRET", random_secret().c_str(), 1);  // inherited by the children only
+  std::vector<pid_t> children;
+  auto reap = [&](bool kill_them) {
+    int failed = 0;
+    for (pid_t pid : children) {
+      if (kill_them) ::kill(pid, SIGTERM);  // only the children this process started
+      int status = 0;
+      ::waitpid(pid, &status, 0);
+      if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) ++failed;
+    }
+    children.clear();
+    return failed;
+  };
+  try {
+    for (int r = 1; r < o.ranks; ++r) {
+      std::vector<std::string> args = {self, "bench", o.op, "--ranks", std::to_string(o.ranks), "--bytes", o.bytes,
+                                       "--transport", "tcp", "--iters", std::to_string(o.iters), "--warmup",
+                                       std::to_string(o.warmup), "--algo", o.algo, "--segment-kib",
+                                       std::to_string(o.segment_kib), "--rank", std::to_string(r), "--port",
+                                       std::to_string(port)};
+      std::vector<char*> argv;
+      for (auto& a : args) argv.push_back(a.data());
+      argv.push_back(nullptr);
+      pid_t pid = 0;
+      if (int err = ::posix_spawn(&pid, self.c_str(), nullptr, nullptr, argv.data(), environ); err != 0)
+        throw Error(ErrorKind::kIo, fmt::format("bench: cannot start rank {} ({}): {}", r, self, std::strerror(err)));
+      children.push_back(pid);
+    }
+    auto transport = net::connect_tcp(tcp_options(0, o.ranks, port), std::move(listener));
+    const double seconds = run_transport_rank(*transport, o, elements);
+    transport.reset();  // goodbye to every child before waiting for them
+    if (const int failed = reap(false))
+      throw Error(ErrorKind::kIo, fmt::format("bench: {} of the {} child ranks failed (see their errors above)", failed,
+                                              o.ranks - 1));
+    return seconds;
+  } catch (...) {
+    reap(true);
+    throw;
+  }
 }
 
 }  // namespace
@@ -111,7 +221,8 @@ CLI::App* add_bench_subcommand(CLI::App& app, BenchOptions& o) {
   cmd->add_option("--transport", o.transport, "inproc (threads of this process) or tcp (processes over loopback)");
   cmd->add_option("--iters", o.iters, "Timed iterations");
   cmd->add_option("--warmup", o.warmup, "Untimed iterations before them (the first is checked)");
-  cmd->add_option("--algo", o.algo, "auto (by size), ring or hd (recursive halving-doubling)");
+  cmd->add_option("--algo", o.algo, "auto, ring, hd (recursive halving-doubling) or local (inproc only: by reference). "
+                  "auto: local for inproc, by size for tcp");
   cmd->add_option("--segment-kib", o.segment_kib, "Ring segment size in KiB (0: the default)");
   cmd->add_option("--rank", o.rank)->group("");  // hidden: set by the tcp parent for its children
   cmd->add_option("--port", o.port)->group("");
@@ -146,13 +257,8 @@ int run_bench(const BenchOptions& o, const std::string& self) {
     throw Error(ErrorKind::kUsage, fmt::format("--bytes {}: the buffer holds floats, give a multiple of 4", bytes));
   const std::size_t elements = bytes / sizeof(float);
 
-  double seconds = 0.0;
-  if (o.transport == "inproc") {
-    seconds = run_inproc(o, elements);
-  } else {
-    throw Error(ErrorKind::kUsage, "--transport tcp: not available yet in this build; use --transport inproc");
-  }
-  (void)self;
+  if (o.rank >= 0) return run_tcp_child(o, elements);  // a child started by run_tcp_parent
+  const double seconds = o.transport == "inproc" ? run_inproc(o, elements) : run_tcp_parent(o, elements, self);
   const double n = o.ranks;
   const double busbw = seconds > 0 ? 2.0 * (n - 1.0) / n * static_cast<double>(bytes) / seconds / 1e9 : 0.0;
   std::printf("{\"op\":\"allreduce\",\"ranks\":%d,\"bytes\":%zu,\"transport\":\"%s\",\"time_ms\":%.4f,\"busbw_gbps\":%.4f}\n",

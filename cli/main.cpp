@@ -50,7 +50,7 @@ int main(int argc, char** argv) {
 
   try {
     if (train_cmd->parsed()) return run_train(train);
-    if (bench_cmd->parsed()) return run_bench(bench, argv[0]);
+    if (bench_cmd->parsed()) return run_bench(bench, "/proc/self/exe");
     if (devices_cmd->parsed()) {
       const DeviceInventory inv = query_devices();
       std::printf("cpu:0     %d hardware threads\n", inv.cpu_threads);

@@ -507,7 +507,8 @@ TEST_CASE("segmented reduce-scatter, all-gather and broadcast match the unsegmen
 TEST_CASE("halving-doubling and the ring give the same integer sums, wrapping, for every rank count", "[collectives]") {
   const int ranks = GENERATE(range(1, 9));
   const std::size_t n = 37;
-  CAPTURE(ranks);
+  const TransportKind kind = GENERATE(TransportKind::inproc, TransportKind::tcp);
+  CAPTURE(ranks, kind);
   const __int128 big = static_cast<__int128>(static_cast<unsigned __int128>(3) << 125);  // sums wrap
   std::vector<std::vector<__int128>> hd(static_cast<std::size_t>(ranks)), ring(static_cast<std::size_t>(ranks));
   for (int r = 0; r < ranks; ++r)
@@ -515,7 +516,7 @@ TEST_CASE("halving-doubling and the ring give the same integer sums, wrapping, f
       hd[static_cast<std::size_t>(r)].push_back(big * static_cast<__int128>(i % 3) + r * 1000 + static_cast<__int128>(i));
       ring[static_cast<std::size_t>(r)].push_back(hd[static_cast<std::size_t>(r)].back());
     }
-  require_no_errors(spawn_ranks(TransportKind::inproc, ranks, 5s, [&](Transport& t) {
+  require_no_errors(spawn_ranks(kind, ranks, 5s, [&](Transport& t) {
     allreduce<__int128>(t, hd[static_cast<std::size_t>(t.rank())], AllreduceAlgo::kHalvingDoubling);
     allreduce<__int128>(t, ring[static_cast<std::size_t>(t.rank())], AllreduceAlgo::kRing, RingOptions{16});
   }));
@@ -563,11 +564,12 @@ TEST_CASE("all_to_all delivers block s of rank r's send buffer to block r of ran
 
 TEST_CASE("all_to_all_v moves variable-sized blocks and rejects counts that do not add up", "[collectives]") {
   const int ranks = GENERATE(1, 2, 3, 5, 8);
-  CAPTURE(ranks);
+  const TransportKind kind = GENERATE(TransportKind::inproc, TransportKind::tcp);
+  CAPTURE(ranks, kind);
   // Rank r sends (r + 2s) mod 4 elements to rank s, each element 100·r + s.
   auto count = [](int from, int to) { return static_cast<std::size_t>((from + 2 * to) % 4); };
   std::vector<std::vector<std::int64_t>> got(static_cast<std::size_t>(ranks));
-  require_no_errors(spawn_ranks(TransportKind::inproc, ranks, 5s, [&](Transport& t) {
+  require_no_errors(spawn_ranks(kind, ranks, 5s, [&](Transport& t) {
     const int me = t.rank();
     std::vector<std::size_t> sc, rc;
     std::vector<std::int64_t> send;
@@ -597,10 +599,11 @@ TEST_CASE("all_to_all_v moves variable-sized blocks and rejects counts that do n
 TEST_CASE("a rank with a wrong-sized buffer makes every rank of every algorithm fail with a clear error", "[collectives]") {
   const int ranks = GENERATE(2, 3, 5, 8);
   const std::string op = GENERATE(as<std::string>{}, "ring", "halving-doubling", "all_to_all");
+  const TransportKind kind = GENERATE(TransportKind::inproc, TransportKind::tcp);
   const int culprit = ranks / 2;
-  CAPTURE(ranks, op, culprit);
+  CAPTURE(ranks, op, kind, culprit);
   const auto start = std::chrono::steady_clock::now();
-  const auto errors = spawn_ranks(TransportKind::inproc, ranks, 2s, [&](Transport& t) {
+  const auto errors = spawn_ranks(kind, ranks, 2s, [&](Transport& t) {
     const std::size_t n = t.rank() == culprit ? 1680 : 840;  // 840: a multiple of every rank count
     std::vector<float> data = inputs(t.rank(), n), out(n);
     if (op == "ring") allreduce_ring(t, data, RingOptions{64});
@@ -622,10 +625,11 @@ TEST_CASE("a rank with a wrong-sized buffer makes every rank of every algorithm 
 TEST_CASE("a rank that dies mid-collective makes every rank of every algorithm fail at once, naming it", "[collectives]") {
   const int ranks = GENERATE(2, 3, 6);
   const std::string op = GENERATE(as<std::string>{}, "ring", "halving-doubling", "all_to_all");
+  const TransportKind kind = GENERATE(TransportKind::inproc, TransportKind::tcp);
   const int victim = ranks - 1;
-  CAPTURE(ranks, op);
+  CAPTURE(ranks, op, kind);
   const auto start = std::chrono::steady_clock::now();
-  const auto errors = spawn_ranks(TransportKind::inproc, ranks, 30s, [&](Transport& t) {
+  const auto errors = spawn_ranks(kind, ranks, 30s, [&](Transport& t) {
     std::vector<float> data = inputs(t.rank(), 8400), out(8400);  // 8400: a multiple of every rank count
     // The victim takes part in a first collective, then crashes during the second one.
     for (int round = 0; round < 2; ++round) {

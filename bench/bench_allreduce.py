@@ -1,0 +1,134 @@
+#!/usr/bin/env python3
+"""troupe's allreduce beside torch.distributed (gloo) and OpenMPI, same sizes, same rank counts, same run.
+
+For every rank count (2 and 4 always; more up to the core count with --ranks) and size (16 and 64 MiB):
+  troupe-tcp     `troupe bench allreduce --transport tcp`    ranks = processes over loopback
+  troupe-inproc  `troupe bench allreduce --transport inproc` ranks = threads, by reference (LocalGroup)
+  troupe-inproc-ring  the same threads, the ring over the in-process Transport (copied messages)
+  gloo           /work/shared/baselines/allreduce_torch.py   (torch.distributed, gloo, processes)
+  mpi-shm        /work/shared/baselines/mpi_allreduce.c       (OpenMPI MPI_Allreduce, shared memory)
+  mpi-tcp        the same with --mca btl tcp,self --mca btl_tcp_if_include lo
+busBW = 2(n-1)/n * bytes / time (GB/s = 1e9 B/s, nccl-tests) for all; medians over --reps repetitions.
+Prints the table with the ratios troupe-tcp / gloo and troupe-inproc / mpi-shm (targets: >= 1.5 at 4 ranks,
+>= 1.0). Each measurement waits for an idle machine first (quiet_run.py) and reports foreign load.
+
+Run: python3 bench/bench_allreduce.py [--troupe build/troupe] [--reps 5] [--ranks 2,4]
+"""
+import argparse
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BASELINES = "/work/shared/baselines"
+SYSTEM_PYTHON = "/usr/bin/python3"
+
+
+def quiet(cmd, args, env=None):
+    """Runs cmd (list) under quiet_run.py when asked; returns (stdout, foreign_frac or None)."""
+    full = cmd
+    if args.quiet:
+        full = [SYSTEM_PYTHON, os.path.join(BASELINES, "quiet_run.py"), "--max-wait", str(args.max_wait), "--"] + cmd
+    p = subprocess.run(full, capture_output=True, text=True, env=env, timeout=900)
+    out = p.stdout + p.stderr
+    if p.returncode != 0:
+        sys.exit(f"failed ({p.returncode}): {' '.join(cmd)}\n{out[-3000:]}")
+    m = re.search(r"foreign_frac=([\d.]+)", out)
+    return out, float(m.group(1)) if m else None
+
+
+def troupe(args, transport, ranks, mib, algo="auto"):
+    iters = 10 if mib <= 16 else 5
+    bws, foreign = [], []
+    for _ in range(args.reps):
+        out, f = quiet([args.troupe, "bench", "allreduce", "--ranks", str(ranks), "--bytes", f"{mib}MiB", "--transport",
+                        transport, "--iters", str(iters), "--algo", algo], args)
+        bws.append(float(re.search(r'"busbw_gbps":([\d.]+)', out).group(1)))
+        if f is not None:
+            foreign.append(f)
+    return statistics.median(bws), max(foreign) if foreign else None
+
+
+def gloo(args, ranks, sizes):
+    env = dict(os.environ, OMP_WAIT_POLICY="PASSIVE")
+    out, f = quiet([SYSTEM_PYTHON, os.path.join(BASELINES, "allreduce_torch.py"), "--world", str(ranks), "--sizes-mib",
+                    ",".join(map(str, sizes)), "--reps", str(args.reps)], args, env)
+    res = {}
+    for m in re.finditer(r"RESULT gloo_allreduce_w\d+_(\d+)MiB .*?busbw_GBps median=([\d.]+).*?correct=(\w+)", out):
+        if m.group(3) != "True":
+            sys.exit(f"gloo gave a wrong result at {m.group(1)} MiB")
+        res[int(m.group(1))] = float(m.group(2))
+    return res, f
+
+
+def mpi(args, binary, ranks, tcp):
+    cmd = ["mpirun", "--allow-run-as-root", "--oversubscribe", "-np", str(ranks)]
+    if tcp:
+        cmd += ["--mca", "btl", "tcp,self", "--mca", "btl_tcp_if_include", "lo"]
+    env = dict(os.environ, BENCH_TAG="tcp" if tcp else "shm")
+    out, f = quiet(cmd + [binary, str(args.reps)], args, env)
+    res = {}
+    for m in re.finditer(r"RESULT mpi_allreduce_\w+?_w\d+_(\d+)MiB .*?busbw_GBps median=([\d.]+).*?correct=(\w+)", out):
+        if m.group(3) != "True":
+            sys.exit(f"OpenMPI gave a wrong result at {m.group(1)} MiB")
+        res[int(m.group(1))] = float(m.group(2))
+    return res, f
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--troupe", default=os.path.join(ROOT, "build", "troupe"))
+    ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--ranks", default="", help="rank counts (default: 2, 4 and the core count if larger)")
+    ap.add_argument("--sizes-mib", default="16,64")
+    ap.add_argument("--no-quiet", dest="quiet", action="store_false", help="do not wait for an idle machine")
+    ap.add_argument("--max-wait", type=float, default=60.0, help="quiet_run.py: most seconds to wait for idle")
+    args = ap.parse_args()
+    sizes = [int(s) for s in args.sizes_mib.split(",")]
+    ranks = [int(r) for r in args.ranks.split(",")] if args.ranks else sorted({2, 4, os.cpu_count() or 2})
+    if not shutil.which("mpicc"):
+        sys.exit("mpicc not found: apt-get install -y libopenmpi-dev openmpi-bin")
+
+    with tempfile.TemporaryDirectory() as tmp:
+        mpi_bin = os.path.join(tmp, "mpi_allreduce")
+        subprocess.run(["mpicc", "-O2", os.path.join(BASELINES, "mpi_allreduce.c"), "-o", mpi_bin], check=True)
+        rows = []
+        worst_foreign = 0.0
+        for n in ranks:
+            g, f1 = gloo(args, n, sizes)
+            shm, f2 = mpi(args, mpi_bin, n, tcp=False)
+            mtcp, f3 = mpi(args, mpi_bin, n, tcp=True)
+            for f in (f1, f2, f3):
+                worst_foreign = max(worst_foreign, f or 0.0)
+            for mib in sizes:
+                tt, f4 = troupe(args, "tcp", n, mib)
+                ti, f5 = troupe(args, "inproc", n, mib)
+                tr, f6 = troupe(args, "inproc", n, mib, algo="ring")
+                for f in (f4, f5, f6):
+                    worst_foreign = max(worst_foreign, f or 0.0)
+                rows.append((n, mib, tt, g[mib], ti, tr, shm[mib], mtcp[mib]))
+                print(f"# measured ranks={n} {mib} MiB", file=sys.stderr, flush=True)
+
+    print(f"# allreduce busBW, GB/s (median of {args.reps}), {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
+          f"{os.cpu_count()} cores; worst foreign CPU load during a run: {worst_foreign:.2f}")
+    head = ("ranks", "MiB", "troupe-tcp", "gloo", "tcp/gloo", "troupe-inproc", "inproc-ring", "mpi-shm",
+            "inproc/mpi-shm", "mpi-tcp", "tcp/mpi-tcp")
+    print("| " + " | ".join(head) + " |")
+    print("|" + "---|" * len(head))
+    for n, mib, tt, g, ti, tr, shm, mtcp in rows:
+        print(f"| {n} | {mib} | {tt:.2f} | {g:.2f} | **{tt / g:.2f}x** | {ti:.2f} | {tr:.2f} | {shm:.2f} | "
+              f"**{ti / shm:.2f}x** | {mtcp:.2f} | {tt / mtcp:.2f}x |")
+    for n, mib, tt, g, ti, tr, shm, mtcp in rows:
+        if n == 4:
+            print(f"target tcp >= 1.5x gloo at 4 ranks, {mib} MiB: {tt / g:.2f}x {'met' if tt / g >= 1.5 else 'NOT met'}")
+    for n, mib, tt, g, ti, tr, shm, mtcp in rows:
+        print(f"target inproc >= 1.0x mpi-shm, {n} ranks, {mib} MiB: {ti / shm:.2f}x {'met' if ti / shm >= 1.0 else 'NOT met'}")
+
+
+if __name__ == "__main__":
+    main()
