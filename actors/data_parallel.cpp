@@ -56,7 +56,10 @@ DataParallelTrainer::DataParallelTrainer(const RunConfig& config, bool actors) :
   // The machine's threads are shared by the replicas (results do not depend on thread counts).
   const RunConfig per = per_replica(config, d);
   const auto timeout = std::chrono::milliseconds(static_cast<long long>(config.comm.timeout_s * 1000.0));
-  for (int s = 0; s < config.parallel.pipeline; ++s) worlds_.push_back(std::make_unique<net::InprocWorld>(d, timeout));
+  for (int s = 0; s < config.parallel.pipeline; ++s) {
+    worlds_.push_back(std::make_unique<net::InprocWorld>(d, timeout));
+    local_groups_.push_back(std::make_shared<comm::LocalGroup>(d, timeout));
+  }
   for (int r = 0; r < d; ++r) {
     std::vector<std::unique_ptr<comm::Transport>> transports;
     for (auto& w : worlds_) transports.push_back(w->transport(r));
@@ -73,7 +76,12 @@ void DataParallelTrainer::add_replica(const RunConfig& per, int rank,
     own_drivers_.push_back(std::make_unique<PipelineDriver>(per, pipeline_options(config_, rank)));
     drivers_.push_back(own_drivers_.back().get());
   }
-  attach_gradient_syncs(*drivers_.back(), std::move(transports), gradient_sync_options(config_));
+  PipelineDriver& driver = *drivers_.back();
+  for (int s = 0; s < driver.num_stages(); ++s) {
+    GradientSyncOptions options = gradient_sync_options(config_);
+    if (!local_groups_.empty()) options.local_group = local_groups_.at(static_cast<std::size_t>(s));
+    driver.stage(s).attach_gradient_sync(std::make_unique<GradientSync>(std::move(transports.at(s)), options));
+  }
 }
 
 StepStats DataParallelTrainer::step_replica(std::size_t i, std::int64_t step) {
@@ -103,6 +111,7 @@ StepStats DataParallelTrainer::train_step(std::int64_t step) {
       int none = -1;
       first_failed.compare_exchange_strong(none, r);
       for (auto& w : worlds_) w->kill(r);
+      for (auto& g : local_groups_) g->kill(r);
     }
   };
   std::vector<std::thread> threads;

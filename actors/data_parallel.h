@@ -68,7 +68,9 @@ class DataParallelTrainer {
  private:
   RunConfig config_;
   std::vector<std::unique_ptr<net::InprocWorld>> worlds_;  // one group per stage
+  std::vector<std::shared_ptr<comm::LocalGroup>> local_groups_;  // the same groups, by reference
   void add_replica(const RunConfig& per, int rank, std::vector<std::unique_ptr<comm::Transport>> transports, bool actors);
+  // attach_gradient_syncs with stage s using local_groups_[s] when there are any.
   StepStats step_replica(std::size_t i, std::int64_t step);
 
   std::vector<std::unique_ptr<ActorPipeline>> actor_pipelines_;  // when run by actors

@@ -183,9 +183,13 @@ void GradientSync::reduce_bucket(std::size_t b) {
       at += acc.size();
     }
     // Integer sums: any algorithm gives the same bits; the direct one moves as many bytes as the ring.
-    const auto ranges = comm::equal_ranges(flat.size(), n);
-    comm::reduce_scatter_direct<ExactSum>(*transport_, flat, ranges);
-    comm::all_gather_direct<ExactSum>(*transport_, flat, ranges);
+    if (options_.local_group) {
+      options_.local_group->allreduce<ExactSum>(replica(), flat);
+    } else {
+      const auto ranges = comm::equal_ranges(flat.size(), n);
+      comm::reduce_scatter_direct<ExactSum>(*transport_, flat, ranges);
+      comm::all_gather_direct<ExactSum>(*transport_, flat, ranges);
+    }
     at = 0;
     for (std::size_t i : bucket.items) {
       std::span<ExactSum> acc = backend_->exact_grad(items_[i].grad);
@@ -208,6 +212,8 @@ void GradientSync::reduce_bucket(std::size_t b) {
       const auto ranges = comm::equal_ranges(flat.size(), n);
       comm::reduce_scatter_direct<float>(*transport_, flat, ranges);
       comm::all_gather_direct<float>(*transport_, flat, ranges);
+    } else if (options_.local_group) {
+      options_.local_group->allreduce<float>(replica(), flat);
     } else {
       comm::allreduce_ring(*transport_, flat);
     }

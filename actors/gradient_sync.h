@@ -39,6 +39,7 @@
 
 #include "models/model.h"
 #include "runtime/comm/compression/compressor.h"
+#include "runtime/comm/local_group.h"
 #include "runtime/comm/transport.h"
 #include "runtime/trace/trace.h"
 
@@ -50,6 +51,9 @@ struct GradientSyncOptions {
   double bucket_mb = 4.0;
   std::string compression = "none";  // comm.compression
   bool overlap = true;               // reduce buckets on a communication thread during backward
+  // Replicas that are threads of one process may share a LocalGroup: ring-exchange buckets are then
+  // reduced by reference (runtime/comm/local_group.h) instead of as copied messages. Rank = replica.
+  std::shared_ptr<comm::LocalGroup> local_group;
 };
 
 // Bytes this replica moved for one step (what the training log reports).
