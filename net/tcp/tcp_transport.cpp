@@ -2,6 +2,8 @@
 #include "net/tcp/tcp_transport.h"
 
 #include <poll.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
 
 #include <boost/asio/read.hpp>
 #include <boost/asio/write.hpp>
@@ -62,11 +64,15 @@ struct Link {
   std::condition_variable out_cv;
   struct Outgoing {
     wire::OutFrame frame;
+    std::vector<std::byte> rest;  // instead of a frame: the unsent end of one that send() began
     std::size_t payload_bytes = 0;
     bool goodbye = false;  // the last frame: the writer shuts its half of the connection after it
   };
   std::deque<Outgoing> out;
+  bool in_flight = false;  // the writer holds frames taken from `out` that it has not written yet
   bool stop_writing = false;
+  // Held by whoever writes to the socket: the writer thread, or send() writing directly.
+  std::mutex write_mu;
 
   // Guarded by Impl::mu.
   enum class State { kOpen, kClosed, kFailed } state = State::kOpen;
@@ -394,16 +400,28 @@ struct TcpTransport::Impl {
           batch.push_back(std::move(l.out.front()));
           l.out.pop_front();
         }
+        l.in_flight = true;
       }
       buffers.clear();
       for (const auto& o : batch) {
-        for (const auto& piece : o.frame.pieces()) buffers.emplace_back(piece.data(), piece.size());
+        if (!o.rest.empty()) {
+          buffers.emplace_back(o.rest.data(), o.rest.size());
+        } else {
+          for (const auto& piece : o.frame.pieces()) buffers.emplace_back(piece.data(), piece.size());
+        }
         said_goodbye = said_goodbye || o.goodbye;
       }
       boost::system::error_code ec;
-      asio::write(*l.socket, buffers, ec);
+      {
+        std::lock_guard write_lock(l.write_mu);
+        asio::write(*l.socket, buffers, ec);
+      }
       for (auto& o : batch) give_buffer(o.frame.take_storage(), o.payload_bytes);
       batch.clear();
+      {
+        std::lock_guard lock(l.out_mu);
+        l.in_flight = false;
+      }
       if (ec) {
         {
           std::lock_guard lock(mu);
@@ -426,10 +444,60 @@ struct TcpTransport::Impl {
     cv.notify_all();
   }
 
+  // send()'s fast path, with l.write_mu held and nothing queued or in flight: writes `parts` (a
+  // frame's pieces, then its payload and padding, from the caller's memory) for as long as the
+  // socket takes them without blocking. Returns the bytes written.
+  static std::size_t write_now(Link& l, const std::vector<std::span<const std::byte>>& parts) {
+    std::vector<iovec> iov;
+    for (const auto& p : parts) {
+      if (!p.empty()) iov.push_back(iovec{const_cast<std::byte*>(p.data()), p.size()});
+    }
+    std::size_t done = 0, at = 0;
+    while (at < iov.size()) {
+      msghdr m{};
+      m.msg_iov = iov.data() + at;
+      m.msg_iovlen = std::min<std::size_t>(iov.size() - at, 64);
+      const ssize_t n = ::sendmsg(l.socket->native_handle(), &m, MSG_DONTWAIT | MSG_NOSIGNAL);
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        break;  // full (the rest goes through the writer) or failed (the writer reports it)
+      }
+      done += static_cast<std::size_t>(n);
+      for (auto left = static_cast<std::size_t>(n); left > 0;) {
+        const std::size_t take = std::min(left, iov[at].iov_len);
+        iov[at].iov_base = static_cast<char*>(iov[at].iov_base) + take;
+        iov[at].iov_len -= take;
+        left -= take;
+        if (iov[at].iov_len == 0) ++at;
+      }
+    }
+    return done;
+  }
+
+  // Whether send() may write to `to` itself: nothing queued or being written.
+  static bool idle(Link& l) {
+    std::lock_guard lock(l.out_mu);
+    return l.out.empty() && !l.in_flight && !l.stop_writing;
+  }
+
+  void enqueue_rest(Link& l, const std::vector<std::span<const std::byte>>& parts, std::size_t skip) {
+    Link::Outgoing o;
+    for (const auto& p : parts) {
+      const std::size_t drop = std::min(skip, p.size());
+      skip -= drop;
+      o.rest.insert(o.rest.end(), p.begin() + static_cast<std::ptrdiff_t>(drop), p.end());
+    }
+    {
+      std::lock_guard lock(l.out_mu);
+      l.out.push_back(std::move(o));
+    }
+    l.out_cv.notify_one();
+  }
+
   void enqueue(Link& l, wire::OutFrame frame, std::size_t payload_bytes, bool goodbye = false) {
     {
       std::lock_guard lock(l.out_mu);
-      l.out.push_back(Link::Outgoing{std::move(frame), payload_bytes, goodbye});
+      l.out.push_back(Link::Outgoing{std::move(frame), {}, payload_bytes, goodbye});
     }
     l.out_cv.notify_one();
   }
@@ -526,8 +594,37 @@ void TcpTransport::send(int to, std::uint32_t tag, std::span<const std::byte> da
     }
   }
   Link& l = s.link(to);
-  std::uint32_t index = 0;
-  for (const tcp::ChunkRange& c : tcp::chunk_ranges(data.size(), s.chunk_bytes)) {
+  const auto chunks = tcp::chunk_ranges(data.size(), s.chunk_bytes);
+  std::size_t i = 0;
+  // Fast path: while the link is idle, write the frames straight from the caller's buffer, as far as
+  // the socket takes them without blocking (the kernel's copy is then the copy send() promises).
+  // The unsent end of a frame is copied and queued; later chunks take the queued path below.
+  {
+    std::unique_lock write_lock(l.write_mu, std::try_to_lock);
+    if (write_lock.owns_lock() && Impl::idle(l)) {
+      static constexpr std::byte kZeros[8] = {};
+      for (; i < chunks.size(); ++i) {
+        const tcp::ChunkRange& c = chunks[i];
+        const wire::ChunkHeader header{tag, static_cast<std::uint32_t>(i), data.size(), c.offset};
+        const wire::OutFrame frame =
+            c.length ? wire::encode_chunk_header(header, c.length) : wire::encode_chunk(header, nullptr, 0);
+        std::vector<std::span<const std::byte>> parts = frame.pieces();
+        parts.push_back(data.subspan(c.offset, c.length));
+        parts.emplace_back(kZeros, c.length ? wire::payload_padding(c.length) : 0);
+        const std::size_t total = frame.bytes() + c.length + parts.back().size();
+        const std::size_t written = Impl::write_now(l, parts);
+        if (written == total) continue;
+        if (written > 0) {
+          s.enqueue_rest(l, parts, written);
+          ++i;
+        }
+        break;
+      }
+    }
+  }
+  for (; i < chunks.size(); ++i) {
+    const tcp::ChunkRange& c = chunks[i];
+    const auto index = static_cast<std::uint32_t>(i);
     // The copy send() promises, into storage the frame owns and writes by reference; the padding
     // to a whole word goes on the wire, so it is zeroed.
     std::unique_ptr<std::uint64_t[]> storage;
@@ -537,7 +634,7 @@ void TcpTransport::send(int to, std::uint32_t tag, std::span<const std::byte> da
       storage[words - 1] = 0;
       std::memcpy(storage.get(), data.data() + c.offset, c.length);
     }
-    s.enqueue(l, wire::encode_chunk(wire::ChunkHeader{tag, index++, data.size(), c.offset}, std::move(storage), c.length),
+    s.enqueue(l, wire::encode_chunk(wire::ChunkHeader{tag, index, data.size(), c.offset}, std::move(storage), c.length),
               c.length);
   }
 }

@@ -132,6 +132,26 @@ OutFrame encode_chunk(const ChunkHeader& header, std::unique_ptr<std::uint64_t[]
   return OutFrame(std::move(impl));
 }
 
+OutFrame encode_chunk_header(const ChunkHeader& header, std::size_t payload_bytes) {
+  TROUPE_CHECK(payload_bytes > 0 && payload_bytes <= kMaxChunkBytes, "chunk of ", payload_bytes, " bytes");
+  // Cap'n Proto lays out the pointers to an external segment from its address and size alone and
+  // never reads it while building or listing segments; the placeholder only has to be aligned. Its
+  // piece (the last) is then dropped: the caller writes the real bytes in its place.
+  alignas(8) static const std::uint64_t placeholder = 0;
+  auto impl = std::make_unique<OutFrame::Impl>();
+  auto chunk = impl->builder.initRoot<schema::Frame>().initChunk();
+  chunk.setTag(header.tag);
+  chunk.setIndex(header.index);
+  chunk.setTotalBytes(header.total_bytes);
+  chunk.setOffset(header.offset);
+  auto data = capnp::Data::Reader(reinterpret_cast<const kj::byte*>(&placeholder), payload_bytes);
+  chunk.adoptPayload(impl->builder.getOrphanage().referenceExternalData(data));
+  impl->finish();
+  impl->bytes -= impl->pieces.back().size();
+  impl->pieces.pop_back();
+  return OutFrame(std::move(impl));
+}
+
 // ---------------------------------------------------------------------------------------------
 // Reading
 

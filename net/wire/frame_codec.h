@@ -110,6 +110,7 @@ class OutFrame {
   std::unique_ptr<Impl> impl_;
   friend OutFrame encode(const Control&);
   friend OutFrame encode_chunk(const ChunkHeader&, std::unique_ptr<std::uint64_t[]>, std::size_t);
+  friend OutFrame encode_chunk_header(const ChunkHeader&, std::size_t);
 };
 
 OutFrame encode(const Control& control);
@@ -118,6 +119,13 @@ OutFrame encode(const Control& control);
 // over). The storage must hold ceil(payload_bytes / 8) words; the bytes after the payload in the
 // last word are sent too, so the caller zeroes them. payload_bytes <= kMaxChunkBytes.
 OutFrame encode_chunk(const ChunkHeader& header, std::unique_ptr<std::uint64_t[]> storage, std::size_t payload_bytes);
+
+// The same frame without its payload, for a sender that writes the payload from its own memory
+// (no copy, no alignment needed): pieces() are everything before the payload; the frame continues
+// on the wire with the `payload_bytes` bytes of payload, then payload_padding(payload_bytes) zero
+// bytes. payload_bytes > 0.
+OutFrame encode_chunk_header(const ChunkHeader& header, std::size_t payload_bytes);
+inline std::size_t payload_padding(std::size_t payload_bytes) { return (8 - payload_bytes % 8) % 8; }
 
 // Where a reader gets its bytes: fills `out` completely or throws.
 using ReadExact = std::function<void(std::span<std::byte> out)>;
