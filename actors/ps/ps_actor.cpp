@@ -1,0 +1,304 @@
+// The shard actor (a thin shell over PsShard), the worker-side client and the cluster that spawns shards.
+#include "actors/ps/ps_actor.h"
+
+#include <chrono>
+#include <exception>
+#include <map>
+#include <optional>
+#include <utility>
+#include <thread>
+
+#include <fmt/format.h>
+
+#include "actors/ps/sparse_table.h"
+
+namespace troupe::ps {
+
+namespace {
+
+struct ShardState {
+  std::shared_ptr<PsShard> shard;
+  std::uint64_t next_ticket = 0;
+  std::map<std::uint64_t, caf::response_promise> waiting;  // queued pulls by ticket
+  static inline const char* name = "troupe.ps_shard";
+};
+
+caf::behavior shard_actor(caf::stateful_actor<ShardState>* self, std::shared_ptr<PsShard> shard) {
+  self->state.shard = std::move(shard);
+  // Pulls still queued at shutdown are answered with an error: their promises hold references to this
+  // actor, and an actor referenced by its own state would never be destroyed (its thread never joins).
+  self->set_exit_handler([=](caf::exit_msg& msg) {
+    for (auto& [ticket, promise] : self->state.waiting)
+      promise.deliver(caf::make_error(caf::sec::runtime_error, std::string("ps shard shut down while this pull waited")));
+    self->state.waiting.clear();
+    self->quit(msg.reason);
+  });
+  // Bad input is answered as an error and the shard keeps serving; anything else ends the actor.
+  return {
+      [=](proto::ps_push_atom, PsPush& push) -> caf::result<std::int64_t> {
+        std::vector<PsShard::Released> released;
+        try {
+          released = self->state.shard->push(std::move(push));
+        } catch (const Error& e) {
+          return caf::make_error(caf::sec::runtime_error, std::string(e.what()));
+        }
+        for (auto& r : released) {
+          auto it = self->state.waiting.find(r.ticket);
+          it->second.deliver(std::move(r.reply));
+          self->state.waiting.erase(it);
+        }
+        return self->state.shard->version();
+      },
+      [=](proto::ps_pull_atom, const PsPullRequest& request) -> caf::result<PsPullReply> {
+        const std::uint64_t ticket = self->state.next_ticket++;
+        std::optional<PsPullReply> reply;
+        try {
+          reply = self->state.shard->pull(request, ticket);
+        } catch (const Error& e) {
+          return caf::make_error(caf::sec::runtime_error, std::string(e.what()));
+        }
+        if (reply) return std::move(*reply);
+        auto promise = self->make_response_promise();
+        self->state.waiting.emplace(ticket, promise);
+        return promise;
+      },
+      [=](proto::ps_snap_atom) {
+        const PsShard& s = *self->state.shard;
+        PsSnapshot snap;
+        snap.shard = s.shard();
+        snap.version = s.version();
+        for (int d : s.layout().dense_of_shard(s.shard())) snap.dense.push_back(s.dense_value(d).clone());
+        for (int t = 0; t < s.layout().num_tables(); ++t) snap.tables.push_back(s.table(t).value().clone());
+        snap.state_bytes = s.state_bytes();
+        return snap;
+      },
+  };
+}
+
+// The troupe::Error text a shard sent, or CAF's rendering of any other error.
+std::string error_text(const caf::error& e) {
+  const caf::message& ctx = e.context();
+  if (ctx.size() == 1 && ctx.match_element<std::string>(0)) return ctx.get_as<std::string>(0);
+  return caf::to_string(e);
+}
+
+[[noreturn]] void fail(const caf::error& e, int shard, int worker, const char* what, std::int64_t step, double timeout_s) {
+  if (e == caf::sec::request_timeout)
+    throw Error(ErrorKind::kIo, fmt::format("ps shard {} did not answer the {} of worker {} for step {} within {} s (did a "
+                                            "worker stop? sync and ssp pulls wait for every worker)",
+                                            shard, what, worker, step, timeout_s));
+  if (e.category() == caf::atom("system") && e == caf::sec::runtime_error) throw Error(ErrorKind::kInput, error_text(e));
+  throw Error(ErrorKind::kIo, fmt::format("ps shard {} failed during the {} of worker {} for step {}: {}", shard, what, worker,
+                                          step, error_text(e)));
+}
+
+void check_increasing(const std::vector<std::int64_t>& ids, const PsLayout& layout, int t, int worker, std::int64_t step) {
+  for (std::size_t i = 0; i < ids.size(); ++i) {
+    if (ids[i] < 0 || ids[i] >= layout.table_rows(t) || (i > 0 && ids[i] <= ids[i - 1]))
+      throw Error(ErrorKind::kInput, fmt::format("worker {} step {}: table '{}' row ids must be strictly increasing and in [0, {}); "
+                                                 "got {} at position {}",
+                                                 worker, step, layout.table_spec(t).name, layout.table_rows(t), ids[i], i));
+  }
+}
+
+}  // namespace
+
+PsClient::PsClient(caf::actor_system& system, std::vector<caf::actor> shards, std::shared_ptr<const PsLayout> layout,
+                   int worker, double timeout_s)
+    : shards_(std::move(shards)),
+      layout_(std::move(layout)),
+      worker_(worker),
+      timeout_s_(timeout_s),
+      timeout_(std::chrono::microseconds(static_cast<std::int64_t>(timeout_s * 1e6))),
+      self_(system) {}
+
+PsClient::Pulled PsClient::pull(std::int64_t step, const std::vector<std::vector<std::int64_t>>& ids, bool dense) {
+  const int S = layout_->shards(), T = layout_->num_tables();
+  if (!ids.empty() && static_cast<int>(ids.size()) != T)
+    throw Error(ErrorKind::kInput, fmt::format("worker {} step {}: row ids for {} tables, the model has {}", worker_, step,
+                                               ids.size(), T));
+  std::vector<PsPullRequest> requests(static_cast<std::size_t>(S));
+  // positions[s][t]: where shard s's rows of table t go in the answer.
+  std::vector<std::vector<std::vector<std::size_t>>> positions(static_cast<std::size_t>(S));
+  for (int s = 0; s < S; ++s) {
+    PsPullRequest& r = requests[static_cast<std::size_t>(s)];
+    r.worker = worker_;
+    r.step = step;
+    r.dense = dense;
+    if (!ids.empty()) r.rows.resize(static_cast<std::size_t>(T));
+    positions[static_cast<std::size_t>(s)].resize(static_cast<std::size_t>(T));
+  }
+  Pulled out;
+  for (int t = 0; t < static_cast<int>(ids.size()); ++t) {
+    const auto& list = ids[static_cast<std::size_t>(t)];
+    check_increasing(list, *layout_, t, worker_, step);
+    for (std::size_t i = 0; i < list.size(); ++i) {
+      const int s = layout_->row_shard(list[i]);
+      requests[static_cast<std::size_t>(s)].rows[static_cast<std::size_t>(t)].push_back(list[i]);
+      positions[static_cast<std::size_t>(s)][static_cast<std::size_t>(t)].push_back(i);
+    }
+    out.tables.push_back(Tensor::empty({static_cast<std::int64_t>(list.size()), layout_->table_dim(t)}));
+  }
+  if (dense) out.dense.resize(static_cast<std::size_t>(layout_->num_dense()));
+
+  using Handle = decltype(self_->request(shards_[0], timeout_, proto::ps_pull_atom::value, requests[0]));
+  std::vector<Handle> pending;
+  for (int s = 0; s < S; ++s)
+    pending.push_back(self_->request(shards_[static_cast<std::size_t>(s)], timeout_, proto::ps_pull_atom::value,
+                                     std::move(requests[static_cast<std::size_t>(s)])));
+  out.min_version = INT64_MAX;
+  std::optional<std::pair<caf::error, int>> first_error;
+  for (int s = 0; s < S; ++s) {
+    pending[static_cast<std::size_t>(s)].receive(
+        [&](PsPullReply& reply) {
+          out.min_version = std::min(out.min_version, reply.version);
+          const auto& mine = layout_->dense_of_shard(s);
+          for (std::size_t j = 0; j < reply.dense.size(); ++j) out.dense[static_cast<std::size_t>(mine[j])] = reply.dense[j];
+          for (std::size_t t = 0; t < reply.tables.size(); ++t) {
+            const auto& pos = positions[static_cast<std::size_t>(s)][t];
+            const std::int64_t dim = layout_->table_dim(static_cast<int>(t));
+            const float* src = reply.tables[t].f32();
+            float* dst = out.tables[t].f32();
+            for (std::size_t i = 0; i < pos.size(); ++i)
+              std::copy(src + static_cast<std::int64_t>(i) * dim, src + static_cast<std::int64_t>(i + 1) * dim,
+                        dst + static_cast<std::int64_t>(pos[i]) * dim);
+          }
+        },
+        [&](caf::error& e) {
+          if (!first_error) first_error = {e, s};
+        });
+  }
+  // Every answer (or timeout) is collected before failing, so nothing is left in this actor's mailbox.
+  if (first_error) fail(first_error->first, first_error->second, worker_, "pull", step, timeout_s_);
+  return out;
+}
+
+void PsClient::push(std::int64_t step, const std::vector<Tensor>& dense, const std::vector<SparseRows>& tables) {
+  const int S = layout_->shards(), T = layout_->num_tables();
+  if (!dense.empty() && static_cast<int>(dense.size()) != layout_->num_dense())
+    throw Error(ErrorKind::kInput, fmt::format("worker {} step {}: {} dense gradients, the model has {} dense parameters",
+                                               worker_, step, dense.size(), layout_->num_dense()));
+  if (!tables.empty() && static_cast<int>(tables.size()) != T)
+    throw Error(ErrorKind::kInput, fmt::format("worker {} step {}: sparse gradients for {} tables, the model has {}", worker_,
+                                               step, tables.size(), T));
+  std::vector<PsPush> pushes(static_cast<std::size_t>(S));
+  for (int s = 0; s < S; ++s) {
+    PsPush& p = pushes[static_cast<std::size_t>(s)];
+    p.worker = worker_;
+    p.step = step;
+    if (!dense.empty())
+      for (int d : layout_->dense_of_shard(s)) p.dense.push_back(dense[static_cast<std::size_t>(d)]);
+    if (!tables.empty()) p.tables.resize(static_cast<std::size_t>(T));
+  }
+  for (int t = 0; t < static_cast<int>(tables.size()); ++t) {
+    const SparseRows& g = tables[static_cast<std::size_t>(t)];
+    check_increasing(g.ids, *layout_, t, worker_, step);
+    const std::int64_t dim = layout_->table_dim(t);
+    if (!g.ids.empty() && (!g.rows.defined() || g.rows.shape() != Shape{static_cast<std::int64_t>(g.ids.size()), dim}))
+      throw Error(ErrorKind::kInput, fmt::format("worker {} step {}: table '{}' gradient rows are {}, expected [{}, {}]", worker_,
+                                                 step, layout_->table_spec(t).name,
+                                                 g.rows.defined() ? shape_str(g.rows.shape()) : "undefined", g.ids.size(), dim));
+    if (S == 1) {
+      pushes[0].tables[static_cast<std::size_t>(t)] = g;
+      continue;
+    }
+    std::vector<std::vector<std::int64_t>> at(static_cast<std::size_t>(S));
+    for (std::size_t i = 0; i < g.ids.size(); ++i) {
+      const int s = layout_->row_shard(g.ids[i]);
+      pushes[static_cast<std::size_t>(s)].tables[static_cast<std::size_t>(t)].ids.push_back(g.ids[i]);
+      at[static_cast<std::size_t>(s)].push_back(static_cast<std::int64_t>(i));
+    }
+    for (int s = 0; s < S; ++s) {
+      SparseRows& part = pushes[static_cast<std::size_t>(s)].tables[static_cast<std::size_t>(t)];
+      part.rows = Tensor::empty({static_cast<std::int64_t>(part.ids.size()), dim});
+      if (!part.ids.empty()) gather_rows(g.rows, at[static_cast<std::size_t>(s)], part.rows);
+    }
+  }
+  using Handle = decltype(self_->request(shards_[0], timeout_, proto::ps_push_atom::value, pushes[0]));
+  std::optional<std::pair<caf::error, int>> first_error;
+  std::vector<Handle> pending;
+  for (int s = 0; s < S; ++s)  // ascending shard order
+    pending.push_back(self_->request(shards_[static_cast<std::size_t>(s)], timeout_, proto::ps_push_atom::value,
+                                     std::move(pushes[static_cast<std::size_t>(s)])));
+  for (int s = 0; s < S; ++s)
+    pending[static_cast<std::size_t>(s)].receive(
+        [](std::int64_t) {},
+        [&](caf::error& e) {
+          if (!first_error) first_error = {e, s};
+        });
+  if (first_error) fail(first_error->first, first_error->second, worker_, "push", step, timeout_s_);
+}
+
+struct PsCluster::Actors {
+  caf::actor_system_config cfg;
+  std::unique_ptr<caf::actor_system> system;
+  std::vector<caf::actor> shards;
+};
+
+PsCluster::PsCluster(std::shared_ptr<const PsLayout> layout, PsOptions options, const PsInit& init, double timeout_s)
+    : layout_(std::move(layout)), options_(std::move(options)), timeout_s_(timeout_s), actors_(std::make_unique<Actors>()) {
+  validate(options_);
+  if (!(timeout_s > 0)) throw Error(ErrorKind::kConfig, fmt::format("ps timeout {} s: must be > 0", timeout_s));
+  // Shards initialise their slices in parallel (a large table's rows are many hashes).
+  const int S = layout_->shards();
+  std::vector<std::shared_ptr<PsShard>> shards(static_cast<std::size_t>(S));
+  std::vector<std::exception_ptr> errors(static_cast<std::size_t>(S));
+  std::vector<std::thread> threads;
+  for (int s = 0; s < S; ++s)
+    threads.emplace_back([&, s] {
+      try {
+        shards[static_cast<std::size_t>(s)] = std::make_shared<PsShard>(layout_, s, options_, init);
+      } catch (...) {
+        errors[static_cast<std::size_t>(s)] = std::current_exception();
+      }
+    });
+  for (auto& t : threads) t.join();
+  for (auto& e : errors)
+    if (e) std::rethrow_exception(e);
+  actors_->cfg.set("logger.verbosity", caf::atom("quiet"));
+  actors_->system = std::make_unique<caf::actor_system>(actors_->cfg);
+  for (int s = 0; s < S; ++s)
+    actors_->shards.push_back(actors_->system->spawn<caf::detached>(shard_actor, shards[static_cast<std::size_t>(s)]));
+}
+
+PsCluster::~PsCluster() {
+  for (auto& a : actors_->shards) caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
+  actors_->shards.clear();
+  actors_->system->await_all_actors_done();
+}
+
+std::unique_ptr<PsClient> PsCluster::client(int worker) {
+  if (worker < 0 || worker >= options_.workers)
+    throw Error(ErrorKind::kInput, fmt::format("worker {}: there are {} workers (0..{})", worker, options_.workers, options_.workers - 1));
+  return std::make_unique<PsClient>(*actors_->system, actors_->shards, layout_, worker, timeout_s_);
+}
+
+PsCluster::Model PsCluster::snapshot() {
+  const int S = layout_->shards();
+  Model m;
+  m.dense.resize(static_cast<std::size_t>(layout_->num_dense()));
+  for (int t = 0; t < layout_->num_tables(); ++t) m.tables.push_back(Tensor::empty({layout_->table_rows(t), layout_->table_dim(t)}));
+  caf::scoped_actor self(*actors_->system);
+  for (int s = 0; s < S; ++s) {
+    self->request(actors_->shards[static_cast<std::size_t>(s)], std::chrono::seconds(static_cast<std::int64_t>(timeout_s_) + 1),
+                  proto::ps_snap_atom::value)
+        .receive(
+            [&](PsSnapshot& snap) {
+              m.versions.push_back(snap.version);
+              m.state_bytes += snap.state_bytes;
+              const auto& mine = layout_->dense_of_shard(s);
+              for (std::size_t j = 0; j < mine.size(); ++j) m.dense[static_cast<std::size_t>(mine[j])] = snap.dense[j];
+              for (int t = 0; t < layout_->num_tables(); ++t) {
+                const std::int64_t dim = layout_->table_dim(t);
+                const Tensor& part = snap.tables[static_cast<std::size_t>(t)];
+                for (std::int64_t i = 0; i < part.dim(0); ++i)
+                  std::copy(part.f32() + i * dim, part.f32() + (i + 1) * dim,
+                            m.tables[static_cast<std::size_t>(t)].f32() + layout_->global_row(s, i) * dim);
+              }
+            },
+            [&](caf::error& e) { fail(e, s, -1, "snapshot", -1, timeout_s_); });
+  }
+  return m;
+}
+
+}  // namespace troupe::ps

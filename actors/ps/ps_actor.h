@@ -1,0 +1,84 @@
+// Owns the parameter-server actors: PsCluster (one detached CAF actor per shard, each holding a PsShard)
+// and PsClient (a worker's side: fans pushes and pulls out to the shards and reassembles the answers).
+//
+// Use: build a PsLayout of the model's parameters, a PsCluster over it, then one PsClient per worker
+// thread (a client is not thread-safe; each has its own CAF scoped actor). A worker's step t:
+//     auto got = client.pull(t, ids);      // dense parameters + the table rows it needs, as the mode allows
+//     ... forward/backward ...
+//     client.push(t, dense_grads, sparse_grads);
+// Dense tensors are in dense-index order (PsLayout), tables in table order; row ids are global.
+// Pushes to the shards go out in ascending shard order, and each shard applies one push at a time
+// (its mailbox is the lock), so concurrent async workers never interleave within a shard.
+// A shard that answers nothing within timeout_s (a worker died in sync mode, say) makes the call throw
+// troupe::Error (kIo) naming the shard and the step — never a hang; a rejected push or pull throws the
+// shard's troupe::Error text (kInput).
+#pragma once
+
+#include <caf/all.hpp>
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "actors/ps/ps_protocol.h"
+
+namespace troupe::ps {
+
+class PsClient {
+ public:
+  PsClient(caf::actor_system& system, std::vector<caf::actor> shards, std::shared_ptr<const PsLayout> layout, int worker,
+           double timeout_s);
+
+  struct Pulled {
+    std::vector<Tensor> dense;   // every dense parameter, dense-index order (empty unless asked)
+    std::vector<Tensor> tables;  // per table: [ids[t].size(), dim], rows in the order of ids[t]
+    std::int64_t min_version = 0;  // the lowest shard version among the answers
+  };
+  // Parameters for `step`. ids: per table, strictly increasing global row ids (or empty: no rows).
+  Pulled pull(std::int64_t step, const std::vector<std::vector<std::int64_t>>& ids, bool dense = true);
+  // Gradients of `step`: dense (dense-index order, or empty for none) and, per table, rows by id.
+  void push(std::int64_t step, const std::vector<Tensor>& dense, const std::vector<SparseRows>& tables);
+
+  int worker() const { return worker_; }
+
+ private:
+  std::vector<caf::actor> shards_;
+  std::shared_ptr<const PsLayout> layout_;
+  int worker_;
+  double timeout_s_;
+  caf::duration timeout_;
+  caf::scoped_actor self_;
+};
+
+class PsCluster {
+ public:
+  // Spawns layout->shards() shard actors; each initialises its slice from `init` on its own thread
+  // (init must stay valid until the shards are built: the constructor waits for them).
+  PsCluster(std::shared_ptr<const PsLayout> layout, PsOptions options, const PsInit& init, double timeout_s = 60.0);
+  ~PsCluster();
+  PsCluster(const PsCluster&) = delete;
+  PsCluster& operator=(const PsCluster&) = delete;
+
+  const PsLayout& layout() const { return *layout_; }
+  const PsOptions& options() const { return options_; }
+  // A client for `worker` (0..workers-1), to be used from one thread.
+  std::unique_ptr<PsClient> client(int worker);
+
+  struct Model {
+    std::vector<Tensor> dense;   // dense-index order
+    std::vector<Tensor> tables;  // full tables [rows, dim], reassembled from the shards
+    std::vector<std::int64_t> versions;  // per shard
+    std::size_t state_bytes = 0;          // optimizer state over all shards
+  };
+  // Every parameter as the shards hold it now.
+  Model snapshot();
+
+ private:
+  struct Actors;
+  std::shared_ptr<const PsLayout> layout_;
+  PsOptions options_;
+  double timeout_s_;
+  std::unique_ptr<Actors> actors_;
+};
+
+}  // namespace troupe::ps

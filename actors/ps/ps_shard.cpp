@@ -1,0 +1,287 @@
+// PsShard: checking pushes and pulls, summing a sync step in worker order, admitting pulls by mode.
+#include "actors/ps/ps_shard.h"
+
+#include <algorithm>
+#include <map>
+
+#include <fmt/format.h>
+
+#include "runtime/error.h"
+
+namespace troupe::ps {
+
+PsMode parse_mode(const std::string& mode) {
+  if (mode == "sync") return PsMode::sync;
+  if (mode == "async") return PsMode::async;
+  if (mode == "ssp") return PsMode::ssp;
+  throw Error(ErrorKind::kConfig, fmt::format("ps.mode = '{}': expected one of sync, async, ssp", mode));
+}
+
+const char* mode_name(PsMode mode) {
+  switch (mode) {
+    case PsMode::sync: return "sync";
+    case PsMode::async: return "async";
+    case PsMode::ssp: return "ssp";
+  }
+  return "?";
+}
+
+void validate(const PsOptions& o) {
+  if (o.workers < 1)
+    throw Error(ErrorKind::kConfig, fmt::format("{} workers: a parameter server needs at least 1 worker", o.workers));
+  if (o.staleness < 0)
+    throw Error(ErrorKind::kConfig, fmt::format("ps.staleness = {}: must be >= 0", o.staleness));
+  if (o.staleness > 0 && o.mode != PsMode::ssp)
+    throw Error(ErrorKind::kConfig,
+                fmt::format("ps.staleness = {} needs ps.mode = ssp (got {})", o.staleness, mode_name(o.mode)));
+}
+
+PsShard::PsShard(std::shared_ptr<const PsLayout> layout, int shard, PsOptions options, const PsInit& init)
+    : layout_(std::move(layout)), shard_(shard), options_(std::move(options)) {
+  validate(options_);
+  TROUPE_CHECK(shard_ >= 0 && shard_ < layout_->shards(), "shard ", shard_, " of ", layout_->shards());
+  lr_ = options_.optim.lr_or_default();
+  dense_optimizer_ = make_optimizer(options_.optim);
+  table_optimizer_ = make_optimizer(options_.optim);
+  for (int d : layout_->dense_of_shard(shard_)) {
+    const PsParamSpec& spec = layout_->dense_spec(d);
+    Tensor v = init.dense(spec.name);
+    TROUPE_CHECK(v.shape() == spec.shape, "initial value of ", spec.name, " is ", shape_str(v.shape()));
+    dense_.push_back(Param{spec.name, v.clone(), Tensor()});
+  }
+  for (int t = 0; t < layout_->num_tables(); ++t) {
+    const std::int64_t n = layout_->local_rows(t, shard_);
+    std::vector<std::int64_t> rows(static_cast<std::size_t>(n));
+    for (std::int64_t i = 0; i < n; ++i) rows[static_cast<std::size_t>(i)] = layout_->global_row(shard_, i);
+    Tensor value = Tensor::empty({n, layout_->table_dim(t)});
+    if (n > 0) init.table_rows(layout_->table_spec(t).name, rows, value);
+    tables_.emplace_back(layout_->table_spec(t).name, value);
+  }
+  pushed_.assign(static_cast<std::size_t>(options_.workers), 0);
+  pending_.resize(static_cast<std::size_t>(options_.workers));
+}
+
+std::string PsShard::where(int worker, std::int64_t step, const char* what) const {
+  return fmt::format("ps shard {}: {} from worker {} for step {}", shard_, what, worker, step);
+}
+
+namespace {
+
+// Checks that `ids` are strictly increasing rows of table t owned by `shard`.
+void check_ids(const PsLayout& layout, int shard, int t, const std::vector<std::int64_t>& ids, const std::string& where) {
+  const std::int64_t n = layout.table_rows(t);
+  for (std::size_t i = 0; i < ids.size(); ++i) {
+    const std::int64_t id = ids[i];
+    if (id < 0 || id >= n)
+      throw Error(ErrorKind::kInput, fmt::format("{}: table '{}' row {} is outside [0, {})", where, layout.table_spec(t).name, id, n));
+    if (layout.row_shard(id) != shard)
+      throw Error(ErrorKind::kInput, fmt::format("{}: table '{}' row {} belongs to shard {} (row % {}), not this one", where,
+                                                 layout.table_spec(t).name, id, layout.row_shard(id), layout.shards()));
+    if (i > 0 && id <= ids[i - 1])
+      throw Error(ErrorKind::kInput, fmt::format("{}: table '{}' rows must be strictly increasing, got {} after {}", where,
+                                                 layout.table_spec(t).name, id, ids[i - 1]));
+  }
+}
+
+}  // namespace
+
+void PsShard::check_push(const PsPush& p) const {
+  if (p.worker < 0 || p.worker >= options_.workers)
+    throw Error(ErrorKind::kInput, fmt::format("ps shard {}: push from worker {}, but there are {} workers (0..{})", shard_,
+                                               p.worker, options_.workers, options_.workers - 1));
+  const std::string at = where(p.worker, p.step, "push");
+  const std::int64_t expected = pushed_[static_cast<std::size_t>(p.worker)];
+  if (p.step != expected)
+    throw Error(ErrorKind::kInput, fmt::format("{}: expected step {} (each worker pushes its steps in order)", at, expected));
+  if (options_.mode == PsMode::sync && p.step != version_)
+    throw Error(ErrorKind::kInput, fmt::format("{}: step {} is not applied yet (sync: a worker cannot run ahead)", at, version_));
+  const auto& mine = layout_->dense_of_shard(shard_);
+  if (!p.dense.empty()) {
+    if (p.dense.size() != mine.size())
+      throw Error(ErrorKind::kInput, fmt::format("{}: {} dense gradients, this shard holds {} dense parameters", at,
+                                                 p.dense.size(), mine.size()));
+    for (std::size_t j = 0; j < mine.size(); ++j) {
+      const Tensor& g = p.dense[j];
+      if (!g.defined() || g.dtype() != DType::f32 || g.shape() != dense_[j].value.shape())
+        throw Error(ErrorKind::kInput, fmt::format("{}: gradient of '{}' is {}, expected f32 {}", at, dense_[j].name,
+                                                   g.defined() ? shape_str(g.shape()) : "undefined",
+                                                   shape_str(dense_[j].value.shape())));
+    }
+  }
+  if (!p.tables.empty()) {
+    if (p.tables.size() != static_cast<std::size_t>(layout_->num_tables()))
+      throw Error(ErrorKind::kInput, fmt::format("{}: {} sparse gradients, there are {} tables", at, p.tables.size(),
+                                                 layout_->num_tables()));
+    for (int t = 0; t < layout_->num_tables(); ++t) {
+      const SparseRows& s = p.tables[static_cast<std::size_t>(t)];
+      check_ids(*layout_, shard_, t, s.ids, at);
+      const Shape want{static_cast<std::int64_t>(s.ids.size()), layout_->table_dim(t)};
+      if (s.ids.empty() && !s.rows.defined()) continue;
+      if (!s.rows.defined() || s.rows.dtype() != DType::f32 || s.rows.shape() != want)
+        throw Error(ErrorKind::kInput, fmt::format("{}: table '{}' gradient rows are {}, expected f32 {} ({} ids)", at,
+                                                   layout_->table_spec(t).name,
+                                                   s.rows.defined() ? shape_str(s.rows.shape()) : "undefined",
+                                                   shape_str(want), s.ids.size()));
+    }
+  }
+}
+
+void PsShard::check_pull(const PsPullRequest& r) const {
+  if (r.worker < 0 || r.worker >= options_.workers)
+    throw Error(ErrorKind::kInput, fmt::format("ps shard {}: pull from worker {}, but there are {} workers (0..{})", shard_,
+                                               r.worker, options_.workers, options_.workers - 1));
+  const std::string at = where(r.worker, r.step, "pull");
+  const std::int64_t next = pushed_[static_cast<std::size_t>(r.worker)];
+  if (r.step < 0 || r.step > next)
+    throw Error(ErrorKind::kInput, fmt::format("{}: the worker has pushed {} steps, so it may pull for steps 0..{}", at, next, next));
+  if (!r.rows.empty()) {
+    if (r.rows.size() != static_cast<std::size_t>(layout_->num_tables()))
+      throw Error(ErrorKind::kInput, fmt::format("{}: rows for {} tables, there are {}", at, r.rows.size(), layout_->num_tables()));
+    for (int t = 0; t < layout_->num_tables(); ++t) check_ids(*layout_, shard_, t, r.rows[static_cast<std::size_t>(t)], at);
+  }
+}
+
+bool PsShard::admits(int worker, std::int64_t step) const {
+  switch (options_.mode) {
+    case PsMode::sync: return version_ >= step;
+    case PsMode::async: return true;
+    case PsMode::ssp: return *std::min_element(pushed_.begin(), pushed_.end()) >= step - options_.staleness;
+  }
+  return false;
+}
+
+void PsShard::apply(const std::vector<const PsPush*>& pushes) {
+  // Dense: worker order, the first contribution copied (no 0 + x), the rest added.
+  for (std::size_t j = 0; j < dense_.size(); ++j) {
+    Tensor sum;
+    for (const PsPush* p : pushes) {
+      if (p->dense.empty()) continue;
+      const Tensor& g = p->dense[j];
+      if (!sum.defined()) {
+        sum = g.clone();
+        continue;
+      }
+      float* s = sum.f32();
+      const float* x = g.f32();
+      for (std::int64_t i = 0, n = sum.numel(); i < n; ++i) s[i] += x[i];
+    }
+    dense_[j].grad = sum;
+  }
+  std::vector<Param*> params;
+  for (Param& p : dense_) params.push_back(&p);
+  dense_optimizer_->step(params, lr_);
+  for (Param& p : dense_) p.grad = Tensor();
+
+  for (int t = 0; t < layout_->num_tables(); ++t) {
+    const std::int64_t dim = layout_->table_dim(t);
+    std::vector<const SparseRows*> parts;
+    for (const PsPush* p : pushes)
+      if (!p->tables.empty() && !p->tables[static_cast<std::size_t>(t)].ids.empty()) parts.push_back(&p->tables[static_cast<std::size_t>(t)]);
+    if (parts.empty()) continue;
+    std::vector<std::int64_t> ids;
+    Tensor grad;
+    if (parts.size() == 1) {
+      ids = parts[0]->ids;
+      grad = parts[0]->rows;
+    } else {
+      // Union of the rows, each summed over the workers that sent it, in worker order.
+      std::map<std::int64_t, std::int64_t> slot;
+      for (const SparseRows* s : parts)
+        for (std::int64_t id : s->ids) slot.emplace(id, 0);
+      std::int64_t k = 0;
+      for (auto& [id, index] : slot) {
+        index = k++;
+        ids.push_back(id);
+      }
+      grad = Tensor::empty({k, dim});
+      std::vector<bool> seen(static_cast<std::size_t>(k), false);
+      float* g = grad.f32();
+      for (const SparseRows* s : parts) {
+        const float* x = s->rows.f32();
+        for (std::size_t i = 0; i < s->ids.size(); ++i) {
+          const std::int64_t at = slot[s->ids[i]];
+          float* dst = g + at * dim;
+          const float* src = x + static_cast<std::int64_t>(i) * dim;
+          if (!seen[static_cast<std::size_t>(at)]) {
+            std::copy(src, src + dim, dst);
+            seen[static_cast<std::size_t>(at)] = true;
+          } else {
+            for (std::int64_t c = 0; c < dim; ++c) dst[c] += src[c];
+          }
+        }
+      }
+    }
+    for (std::int64_t& id : ids) id = layout_->local_row(id);
+    tables_[static_cast<std::size_t>(t)].apply(*table_optimizer_, ids, grad, lr_);
+  }
+  ++version_;
+}
+
+std::vector<PsShard::Released> PsShard::push(PsPush p) {
+  check_push(p);
+  const std::size_t w = static_cast<std::size_t>(p.worker);
+  if (options_.mode == PsMode::sync) {
+    pending_[w] = std::move(p);
+    ++pushed_[w];
+    if (std::all_of(pending_.begin(), pending_.end(), [](const auto& x) { return x.has_value(); })) {
+      std::vector<const PsPush*> ordered;
+      for (const auto& x : pending_) ordered.push_back(&*x);
+      apply(ordered);
+      for (auto& x : pending_) x.reset();
+    }
+  } else {
+    apply({&p});
+    ++pushed_[w];
+  }
+  return release();
+}
+
+PsPullReply PsShard::answer(const PsPullRequest& r) const {
+  PsPullReply reply;
+  reply.shard = shard_;
+  reply.version = version_;
+  if (r.dense)
+    for (const Param& p : dense_) reply.dense.push_back(p.value.clone());
+  for (std::size_t t = 0; t < r.rows.size(); ++t) {
+    std::vector<std::int64_t> local;
+    local.reserve(r.rows[t].size());
+    for (std::int64_t id : r.rows[t]) local.push_back(layout_->local_row(id));
+    reply.tables.push_back(tables_[t].gather(local));
+  }
+  return reply;
+}
+
+std::optional<PsPullReply> PsShard::pull(const PsPullRequest& r, std::uint64_t ticket) {
+  check_pull(r);
+  if (admits(r.worker, r.step)) return answer(r);
+  queue_.emplace_back(ticket, r);
+  return std::nullopt;
+}
+
+std::vector<PsShard::Released> PsShard::release() {
+  std::vector<Released> out;
+  for (auto it = queue_.begin(); it != queue_.end();) {
+    if (admits(it->second.worker, it->second.step)) {
+      out.push_back({it->first, answer(it->second)});
+      it = queue_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  return out;
+}
+
+const Tensor& PsShard::dense_value(int d) const {
+  const auto& mine = layout_->dense_of_shard(shard_);
+  auto it = std::find(mine.begin(), mine.end(), d);
+  TROUPE_CHECK(it != mine.end(), "dense parameter ", d, " is not on shard ", shard_);
+  return dense_[static_cast<std::size_t>(it - mine.begin())].value;
+}
+
+std::size_t PsShard::state_bytes() const {
+  std::size_t total = dense_optimizer_->state_bytes();
+  for (const SparseTable& t : tables_) total += t.state_bytes();
+  return total;
+}
+
+}  // namespace troupe::ps

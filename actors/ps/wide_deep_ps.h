@@ -1,0 +1,60 @@
+// Owns train_wide_deep_ps: the Wide & Deep recommender trained by W worker threads against a cluster of
+// parameter-server shard actors (the recommender example's engine, shared with its tests).
+//
+// Parameters: WideDeep's dense parameters (dense indices 0.. in WideDeep::dense() order) and its tables
+// (one embedding table per field, then the wide table), sharded by PsLayout. Worker w, step t:
+//   its slice [w b, (w + 1) b) of the global batch ClickLog::train_batch(t, W b)  (b = batch_size)
+//   -> lookup the rows it touches -> pull them and every dense parameter (the mode decides when)
+//   -> forward/backward on its own CpuBackend -> push dense gradients and sparse rows.
+// Loss scaling: sync sums the W pushes, so each worker scales by 1 / (W b): the update is the one a
+// single process makes on the whole global batch. async and ssp apply each push as a step of its own,
+// so each worker scales by 1 / b (its own mean).
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "actors/ps/ps_actor.h"
+#include "models/wide_deep.h"
+#include "runtime/data/click_log.h"
+
+namespace troupe::ps {
+
+struct WideDeepPsOptions {
+  ClickLogOptions data;
+  WideDeepOptions model;         // cardinalities and dense_features are taken from `data`
+  PsOptions ps;                  // mode, staleness, workers, optimizer
+  int shards = 1;
+  std::int64_t steps = 1000;
+  int batch_size = 256;          // per worker
+  int threads = 1;               // compute threads per worker
+  double timeout_s = 60.0;
+  std::int64_t eval_samples = -1;  // test samples to evaluate (-1: the whole test split, 0: none)
+  bool keep_model = false;       // return the final parameters
+};
+
+struct WideDeepPsResult {
+  std::vector<double> losses;       // per step: mean training loss over the W b samples of that step
+  double seconds = 0;               // training time (after initialisation, before evaluation)
+  double samples_per_s = 0;
+  std::int64_t eval_samples = 0;
+  double test_log_loss = 0, test_auc = 0;
+  double oracle_log_loss = 0, oracle_auc = 0;  // the hidden model's own probabilities on the same samples
+  std::size_t state_bytes = 0;      // optimizer state over all shards
+  PsCluster::Model model;           // final parameters when keep_model
+};
+
+// The PsLayout parameter list of a model: its dense parameters (in order), then its tables.
+std::vector<PsParamSpec> ps_params(const WideDeep& model);
+// Initial values from the model's seeded initialisation (model must outlive the returned PsInit's use).
+PsInit ps_init(const WideDeep& model);
+
+// Throws troupe::Error (kConfig) for bad options (checked before anything starts), and whatever a worker
+// or shard reports (kInput, kIo) if training fails. progress(step, loss), when given, is called by
+// worker 0 after each of its steps with the mean loss of its slice.
+WideDeepPsResult train_wide_deep_ps(const WideDeepPsOptions& options,
+                                    const std::function<void(std::int64_t, double)>& progress = {});
+
+}  // namespace troupe::ps
