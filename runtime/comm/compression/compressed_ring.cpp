@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <limits>
 
 #include "runtime/comm/compression/cast_codec.h"
 #include "runtime/comm/compression/int8_codec.h"
@@ -127,19 +128,24 @@ std::uint64_t compressed_allreduce_ring(Transport& transport, std::span<float> d
   // Error feedback: owe this step what earlier encodings here lost; then start owing afresh.
   const bool ef = !feedback.empty();
   if (ef) {
-    for (std::size_t i = 0; i < data.size(); ++i) data[i] += feedback[i];
-    std::fill(feedback.begin(), feedback.end(), 0.0f);
+    for (std::size_t i = 0; i < data.size(); ++i) {
+      data[i] += feedback[i];
+      feedback[i] = 0.0f;
+    }
     scratch.decoded.resize(chunk(0).size());
   }
-  // Adds what encoding `values` (chunk `c`) into `bytes` lost to the feedback.
-  auto record_loss = [&](int c, std::span<const float> values, std::span<const std::byte> bytes) {
-    if (!ef) return;
+  // Adds what encoding `values` (chunk `c`) into `bytes` lost to the feedback; with `replace`, also
+  // overwrites `values` with the decoded ones (one pass instead of a second decode).
+  auto record_loss = [&](int c, std::span<float> values, std::span<const std::byte> bytes, bool replace) {
     const std::span<float> decoded(scratch.decoded.data(), values.size());
     codec.decode(bytes, decoded);
     float* owed = feedback.data() + ring_chunk(data.size(), n, c).offset;
+    constexpr float kMax = std::numeric_limits<float>::max();
     for (std::size_t i = 0; i < values.size(); ++i) {
       const float lost = values[i] - decoded[i];
-      owed[i] += std::isfinite(lost) ? lost : 0.0f;  // an inf/NaN shows in this step only, not forever
+      // An inf/NaN shows in this step only, not forever. (fabs <= max rather than isfinite: it vectorizes.)
+      owed[i] += std::fabs(lost) <= kMax ? lost : 0.0f;
+      if (replace) values[i] = decoded[i];
     }
   };
 
@@ -158,7 +164,7 @@ std::uint64_t compressed_allreduce_ring(Transport& transport, std::span<float> d
     codec.encode(out, ob);
     transport.send(right, kCompressedReduceScatterTag, ob);
     sent += ob.size();
-    record_loss(step.send_chunk, out, ob);
+    if (ef) record_loss(step.send_chunk, out, ob, false);
     transport.recv(left, kCompressedReduceScatterTag, ib);
     const std::span<float> in(scratch.incoming.data(), mine.size());
     codec.decode(ib, in);
@@ -169,8 +175,7 @@ std::uint64_t compressed_allreduce_ring(Transport& transport, std::span<float> d
   const int owned = ring_owned_chunk(n, rank);
   codec.encode(chunk(owned), slot(owned));
   if (ef) {
-    record_loss(owned, chunk(owned), slot(owned));
-    std::copy_n(scratch.decoded.begin(), chunk(owned).size(), chunk(owned).begin());
+    record_loss(owned, chunk(owned), slot(owned), true);
   } else {
     codec.decode(slot(owned), chunk(owned));
   }
