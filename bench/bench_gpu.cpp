@@ -18,7 +18,7 @@
 
 #include <fmt/format.h>
 
-#include "bench/gpt_step.h"
+#include "models/device_gpt.h"
 #include "bench/gpu_report.h"
 #include "runtime/cuda/cuda_backend.h"
 #include "runtime/device_info.h"

@@ -1,4 +1,4 @@
-// The GPU check's table as text.
+// The GPU check's arithmetic and its table as text.
 #include "bench/gpu_report.h"
 
 #include <algorithm>
@@ -6,6 +6,12 @@
 #include <fmt/format.h>
 
 namespace troupe {
+
+double model_flop_utilisation(std::int64_t n_params, double tokens_per_s, double peak_flops) {
+  return 6.0 * static_cast<double>(n_params) * tokens_per_s / peak_flops;
+}
+
+std::int64_t padded_vocab(std::int64_t vocab, std::int64_t multiple) { return (vocab + multiple - 1) / multiple * multiple; }
 
 std::string format_gpu_report(const std::string& title, const std::vector<GpuReportRow>& rows) {
   std::size_t w = 4;

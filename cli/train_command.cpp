@@ -14,6 +14,7 @@
 #include "actors/data_parallel.h"
 #include "cli/replica_processes.h"
 #include "net/tcp/tcp_transport.h"
+#include "models/device_trainer.h"
 #include "models/trainer.h"
 #include "runtime/config/config_loader.h"
 #include "runtime/placement.h"
@@ -165,7 +166,7 @@ int run_train(const TrainOptions& options) {
   if (options.steps) sets.push_back("train.steps=" + std::to_string(*options.steps));
   if (options.seed) sets.push_back("train.seed=" + std::to_string(*options.seed));
   const RunConfig config = load_config(options.config_path, sets);
-  placement_for_run(config);  // a device this machine lacks stops the run here, before any model is built
+  const Placement placement = placement_for_run(config);  // a device this machine lacks stops the run here
   check_output_path("--save", options.save_path);
   check_output_path("--dump-losses", options.dump_losses);
   check_output_path("--trace", options.trace_path);
@@ -192,12 +193,18 @@ int run_train(const TrainOptions& options) {
                 pipeline.describe_partition().c_str());
     return train_loop(pipeline, config, options);
   }
+  if (placement.any_cuda()) {  // one whole model on one GPU (placement_for_run refused anything else)
+    DeviceTrainer trainer(config, placement.stages.at(0));
+    std::printf("troupe: training on %s\n", placement.stages.at(0).str().c_str());
+    return train_loop(trainer, config, options);
+  }
   Trainer trainer(config);
   return train_loop(trainer, config, options);
 }
 
 namespace {
 std::int64_t param_count(Trainer& t) { return t.model().params().numel(); }
+std::int64_t param_count(DeviceTrainer& t) { return t.num_params(); }
 std::int64_t param_count(DataParallelTrainer& t) {
   std::int64_t n = 0;
   for (Param* p : t.params_in_order()) n += p->value.numel();

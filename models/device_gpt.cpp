@@ -1,54 +1,15 @@
 // DeviceGpt: GPT-2 forward, backward and update through Backend ops, mirroring models/gpt_*.cpp op for op.
-#include "bench/gpt_step.h"
+#include "models/device_gpt.h"
 
 #include <cmath>
 
-#include "runtime/cpu/cpu_backend.h"
-#include "runtime/optim/clip_grad.h"
 #include "runtime/optim/lr_schedule.h"
-#include "runtime/optim/optimizer.h"
 
 namespace troupe {
 
 namespace {
 constexpr float kLnEps = 1e-5f;
-
-class CpuOps final : public DeviceOps {
- public:
-  explicit CpuOps(const RunConfig& config) : be_(config.train.threads), optimizer_(make_optimizer(config.optim)) {}
-  Backend& backend() override { return be_; }
-  Tensor upload(const Tensor& host) override { return host.clone(); }
-  Tensor download(const Tensor& t) override { return t.clone(); }
-  void cast(const Tensor& src, const Tensor& dst) override {
-    TROUPE_CHECK(src.dtype() == dst.dtype(), "the CPU backend computes in f32 only (Precision::bf16 needs CUDA)");
-    dst.copy_from(src);
-  }
-  double clip_and_step(std::vector<Param*>& params, double max_norm, double lr) override {
-    const double norm = max_norm > 0.0 ? clip_grad_norm(params, max_norm) : 0.0;
-    optimizer_->step(params, lr);
-    return norm;
-  }
-
- private:
-  CpuBackend be_;
-  std::unique_ptr<Optimizer> optimizer_;
-};
 }  // namespace
-
-std::unique_ptr<DeviceOps> make_cpu_ops(const RunConfig& config) { return std::make_unique<CpuOps>(config); }
-
-#ifndef TROUPE_HAVE_CUDA
-std::unique_ptr<DeviceOps> make_cuda_ops(const RunConfig&, int device, bool) {
-  throw Error(ErrorKind::kConfig, "cuda:" + std::to_string(device) +
-                                      ": troupe was built without CUDA (configure with -DTROUPE_WITH_CUDA=ON)");
-}
-#endif
-
-double model_flop_utilisation(std::int64_t n_params, double tokens_per_s, double peak_flops) {
-  return 6.0 * static_cast<double>(n_params) * tokens_per_s / peak_flops;
-}
-
-std::int64_t padded_vocab(std::int64_t vocab, std::int64_t multiple) { return (vocab + multiple - 1) / multiple * multiple; }
 
 DeviceGpt::DeviceGpt(const RunConfig& config, DeviceOps& ops, Precision precision)
     : config_(config), ops_(ops), precision_(precision) {
@@ -179,44 +140,61 @@ Tensor DeviceGpt::block_backward(Block& k, const Tensor& dy, std::int64_t b, std
   return dx;
 }
 
-GptStepResult DeviceGpt::step(const Batch& batch, std::int64_t step_index) {
+double DeviceGpt::forward(const Batch& batch, Head* hd) {
   Backend& be = ops_.backend();
   const std::int64_t b = batch.inputs.dim(0), t = batch.inputs.dim(1), c = config_.model.n_embd, n = b * t;
-  const std::int64_t v = config_.model.vocab_size;
   if (position_ids_.numel() != n) {
     Tensor ids = Tensor::empty({n}, DType::i32);
     for (std::int64_t i = 0; i < n; ++i) ids.i32()[i] = static_cast<std::int32_t>(i % t);
     position_ids_ = ops_.upload(ids);
   }
-  const Tensor tokens = ops_.upload(batch.inputs.view({n}));
-  const Tensor targets = ops_.upload(batch.targets.view({n}));
+  hd->tokens = ops_.upload(batch.inputs.view({n}));
+  hd->targets = ops_.upload(batch.targets.view({n}));
+  // Embedding (gpt_embedding.cpp), blocks, head (gpt_head.cpp).
+  Tensor x = be.empty({n, c});
+  Tensor pos = be.empty({n, c});
+  be.embedding_forward(hd->tokens, wte_->value, x);
+  be.embedding_forward(position_ids_, wpe_->value, pos);
+  be.add_inplace(x, pos);
+  for (Block& k : blocks_) x = block_forward(k, x, b, t);
+  hd->x = x;
+  hd->h = be.empty({n, c});
+  hd->mean = be.empty({n});
+  hd->rstd = be.empty({n});
+  be.layernorm_forward(x, lnf_w_->value, lnf_b_->value, kLnEps, hd->h, hd->mean, hd->rstd);
+  hd->saved.clear();
+  hd->logits = linear(hd->h, wte_, nullptr, hd->saved);
+  Tensor losses = be.empty({n});
+  return be.cross_entropy_forward(hd->logits, hd->targets, hd->logits, losses);  // probs overwrite logits
+}
+
+double DeviceGpt::loss_sum(const Batch& batch) {
+  Head hd;
+  const double sum = forward(batch, &hd);
+  for (Block& k : blocks_) k.saved.clear();
+  return sum;
+}
+
+GptStepResult DeviceGpt::step(const Batch& batch, std::int64_t step_index) {
+  Backend& be = ops_.backend();
+  const std::int64_t b = batch.inputs.dim(0), t = batch.inputs.dim(1), c = config_.model.n_embd, n = b * t;
+  const std::int64_t v = config_.model.vocab_size;
 
   // zero_grad, as Model::zero_grad (parameters, then the head's share of wte).
   for (Param* q : params_.all()) be.zero(q->grad);
   be.zero(wte_grad_head_);
 
-  // Forward: embedding (gpt_embedding.cpp), blocks, head (gpt_head.cpp).
-  Tensor x = be.empty({n, c});
-  Tensor pos = be.empty({n, c});
-  be.embedding_forward(tokens, wte_->value, x);
-  be.embedding_forward(position_ids_, wpe_->value, pos);
-  be.add_inplace(x, pos);
-  for (Block& k : blocks_) x = block_forward(k, x, b, t);
-  Tensor h = be.empty({n, c}), mean = be.empty({n}), rstd = be.empty({n});
-  be.layernorm_forward(x, lnf_w_->value, lnf_b_->value, kLnEps, h, mean, rstd);
-  std::vector<Tensor> head_saved;
-  Tensor logits = linear(h, wte_, nullptr, head_saved);
-  Tensor losses = be.empty({n});
-  const double loss_sum = be.cross_entropy_forward(logits, targets, logits, losses);  // probs overwrite logits
+  Head hd;
+  const double loss_sum = forward(batch, &hd);
 
   // Backward.
   const float scale = 1.0f / static_cast<float>(n);
-  be.cross_entropy_backward(logits, targets, scale, logits);
-  Tensor dh = linear_back(logits.view({n, v}), wte_, nullptr, head_saved[0], true);
+  be.cross_entropy_backward(hd.logits, hd.targets, scale, hd.logits);
+  Tensor dh = linear_back(hd.logits.view({n, v}), wte_, nullptr, hd.saved[0], true);
   Tensor dx = be.empty({n, c});
-  be.layernorm_backward(dh, x, lnf_w_->value, mean, rstd, dx, lnf_w_->grad, lnf_b_->grad);
+  be.layernorm_backward(dh, hd.x, lnf_w_->value, hd.mean, hd.rstd, dx, lnf_w_->grad, lnf_b_->grad);
   for (std::size_t i = blocks_.size(); i-- > 0;) dx = block_backward(blocks_[i], dx, b, t);
-  be.embedding_backward(tokens, dx, wte_->grad);
+  be.embedding_backward(hd.tokens, dx, wte_->grad);
   be.embedding_backward(position_ids_, dx, wpe_->grad);
   be.add_inplace(wte_->grad, wte_grad_head_);  // GptHead::fold_extra_grads
 

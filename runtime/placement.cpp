@@ -84,12 +84,22 @@ Placement resolve_placement(const RunConfig& config, const DeviceInventory& inve
 }
 
 Placement placement_for_run(const RunConfig& config) {
-  Placement p = resolve_placement(config, query_devices());
-  if (p.any_cuda())
+  return check_runnable(resolve_placement(config, query_devices()), config);
+}
+
+Placement check_runnable(Placement p, const RunConfig& config) {
+  if (!p.any_cuda()) return p;
+  if (config.parallel.pipeline > 1 || config.parallel.data > 1 || config.parallel.microbatches > 1)
     throw Error(ErrorKind::kConfig,
-                fmt::format("placement {}: troupe's trainers do not run stages on CUDA yet (the CUDA backend is "
-                            "tested op by op: troupe_cuda_tests, scripts/gpu-check); use train.device = cpu",
-                            p.str()));
+                fmt::format("placement {} with parallel.pipeline = {}, parallel.data = {}, parallel.microbatches = {}: "
+                            "pipelines and data parallelism run on the CPU only so far (the CUDA backend trains "
+                            "one whole model on one GPU); use train.device = cpu, or parallel.pipeline = 1",
+                            p.str(), config.parallel.pipeline, config.parallel.data, config.parallel.microbatches));
+  if (config.train.deterministic)
+    throw Error(ErrorKind::kConfig, fmt::format("train.deterministic = true on {}: deterministic mode (exact fixed-point "
+                                                "gradient sums) is CPU-only; use train.device = cpu or "
+                                                "train.deterministic = false",
+                                                p.str()));
   return p;
 }
 

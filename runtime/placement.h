@@ -31,9 +31,12 @@ struct Placement {
 Placement resolve_placement(const RunConfig& config, const DeviceInventory& inventory);
 
 // What `troupe train` checks at startup: resolve_placement against this machine (query_devices()), then
-// what the trainers can run. The CUDA backend (runtime/cuda) is built and tested op by op, but the
-// trainers and pipeline stages still build their models on the host, so a placement with a CUDA stage
-// is refused with troupe::Error (kConfig) saying so, even where the GPU exists.
+// what the trainers can run: any placement on the CPU; one CUDA device for the single-device trainer
+// (models/device_trainer.h: parallel.pipeline = 1, parallel.data = 1, not deterministic). Pipelines,
+// data parallelism and mixed placements with CUDA stages are validated but refused with troupe::Error
+// (kConfig) saying so: their stages still build their models on the host.
 Placement placement_for_run(const RunConfig& config);
+// The second half of placement_for_run: `placement` returned when the trainers can run it, else the error.
+Placement check_runnable(Placement placement, const RunConfig& config);
 
 }  // namespace troupe

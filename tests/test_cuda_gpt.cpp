@@ -2,7 +2,8 @@
 //
 // Stated tolerances, per step over 8 steps of AdamW with clipping: f32 within 1e-4 relative (products
 // summed in another order drift apart slowly), bf16 linears within 3e-2 relative.
-#include "bench/gpt_step.h"
+#include "models/device_gpt.h"
+#include "models/device_trainer.h"
 #include "models/trainer.h"
 #include "tests/cuda_oracle.h"
 
@@ -42,4 +43,12 @@ TEST_CASE("GPT training on the GPU (f32) follows the CPU run's losses within 1e-
 
 TEST_CASE("GPT training on the GPU (bf16 linears, f32 master weights) follows the CPU run within 3e-2", "[cuda]") {
   follows_cpu(Precision::bf16, 3e-2);
+}
+
+TEST_CASE("DeviceTrainer on cuda:0: validation loss of the initial model equals the CPU's within 1e-5", "[cuda]") {
+  const RunConfig config = small_gpt();
+  Trainer reference(config);
+  DeviceTrainer device(config, Device::cuda(0));
+  const double want = reference.evaluate().loss, got = device.evaluate().loss;
+  CHECK(std::abs(got - want) <= 1e-5 * want);
 }

@@ -1,10 +1,15 @@
-// DeviceGpt (bench/gpt_step.h) on the CPU: the backend-generic GPT step that the GPU check times must be
+// DeviceGpt (models/device_gpt.h) on the CPU: the backend-generic GPT step that the GPU check times must be
 // the reference trainer's computation, so on the CPU its losses and weights equal the Trainer's bit for bit.
 #include <catch2/catch.hpp>
 
-#include "bench/gpt_step.h"
+#include "models/device_gpt.h"
 #include "bench/gpu_report.h"
+#include "models/device_trainer.h"
 #include "models/trainer.h"
+
+#include <unistd.h>
+
+#include <filesystem>
 
 using namespace troupe;
 
@@ -62,4 +67,28 @@ TEST_CASE("Precision::bf16 needs a backend that casts, and the CPU one says so",
   const RunConfig config = tiny_gpt("adamw");
   auto ops = make_cpu_ops(config);
   CHECK_THROWS_WITH(DeviceGpt(config, *ops, Precision::bf16), Catch::Contains("bf16 needs CUDA"));
+}
+
+TEST_CASE("DeviceTrainer on the CPU: the reference trainer's losses, evaluation and weight files", "[gpt-step]") {
+  const RunConfig config = tiny_gpt("adamw");
+  Trainer reference(config);
+  DeviceTrainer device(config, Device::cpu());
+  CHECK(device.num_params() == reference.model().params().numel());
+  for (std::int64_t step = 0; step < 3; ++step) CHECK(device.train_step(step).loss == reference.train_step(step).loss);
+  CHECK(device.evaluate().loss == reference.evaluate().loss);
+
+  const std::string path = (std::filesystem::temp_directory_path() /
+                            ("troupe_device_trainer_" + std::to_string(::getpid()) + ".safetensors")).string();
+  device.save_weights(path);
+  Trainer reloaded(config);
+  reloaded.load_weights(path);
+  CHECK(reloaded.evaluate().loss == reference.evaluate().loss);
+  DeviceTrainer device2(config, Device::cpu());
+  device2.load_weights(path);
+  CHECK(device2.evaluate().loss == reference.evaluate().loss);
+  std::filesystem::remove(path);
+
+  RunConfig mlp = config;
+  mlp.model.kind = "mlp";
+  CHECK_THROWS_WITH(DeviceTrainer(mlp, Device::cpu()), Catch::Contains("only the gpt trains on a CUDA device"));
 }

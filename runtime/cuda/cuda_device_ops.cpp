@@ -2,7 +2,7 @@
 #include <cmath>
 #include <map>
 
-#include "bench/gpt_step.h"
+#include "runtime/device_ops.h"
 #include "runtime/cuda/cuda_backend.h"
 #include "runtime/optim/clip_grad.h"
 
