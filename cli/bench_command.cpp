@@ -90,10 +90,21 @@ double run_rank(int rank, int ranks, const BenchOptions& o, std::size_t elements
 
   barrier();
   const auto start = Clock::now();
+  std::vector<double> each;  // this rank's iterations, for the spread line on stderr
   // In place, as gradients are reduced; the values grow (possibly to inf), which costs float adds nothing.
-  for (int i = 0; i < o.iters; ++i) reduce(std::span<float>(data));
+  for (int i = 0; i < o.iters; ++i) {
+    const auto t0 = Clock::now();
+    reduce(std::span<float>(data));
+    each.push_back(std::chrono::duration<double>(Clock::now() - t0).count());
+  }
   barrier();  // the slowest rank's finish
   const double seconds = std::chrono::duration<double>(Clock::now() - start).count() / o.iters;
+  if (rank == 0) {
+    // On a shared machine the fastest iteration says more about the algorithm than the mean does.
+    std::sort(each.begin(), each.end());
+    std::fprintf(stderr, "troupe bench: rank 0 iterations: min %.3f ms, median %.3f ms, max %.3f ms\n", each.front() * 1e3,
+                 each[each.size() / 2] * 1e3, each.back() * 1e3);
+  }
 
   fill(data, rank);
   reduce(std::span<float>(data));
