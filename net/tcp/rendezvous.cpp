@@ -147,6 +147,7 @@ std::unique_ptr<TcpListener::Impl> listen_at(const LoopbackAddress& address, std
   const asio::ip::tcp::endpoint endpoint(asio::ip::address_v4(address.host), address.port);
   boost::system::error_code ec;
   impl->acceptor->open(endpoint.protocol(), ec);
+  if (!ec) close_on_exec(impl->acceptor->native_handle());
   if (!ec) impl->acceptor->set_option(asio::socket_base::reuse_address(true), ec);
   if (!ec) impl->acceptor->bind(endpoint, ec);
   if (!ec) impl->acceptor->listen(asio::socket_base::max_listen_connections, ec);

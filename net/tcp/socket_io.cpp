@@ -1,6 +1,7 @@
 // Owns the poll()-bounded connect, accept, read and write loops of the setup phase.
 #include "net/tcp/socket_io.h"
 
+#include <fcntl.h>
 #include <poll.h>
 
 #include <boost/asio/connect.hpp>
@@ -30,7 +31,10 @@ void wait_ready(int fd, short events, Clock::time_point deadline) {
 
 }  // namespace
 
+void close_on_exec(int fd) { ::fcntl(fd, F_SETFD, ::fcntl(fd, F_GETFD) | FD_CLOEXEC); }
+
 void prepare_socket(Socket& socket) {
+  close_on_exec(socket.native_handle());  // a rank that starts other processes does not lend them its links
   socket.set_option(asio::ip::tcp::no_delay(true));
   socket.non_blocking(true);
 }

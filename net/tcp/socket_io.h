@@ -39,7 +39,8 @@ wire::Control read_control(Socket& socket, Clock::time_point deadline);
 // The peer's "127.0.0.1:port", or "an unknown peer".
 std::string peer_text(const Socket& socket);
 
-// TCP_NODELAY, and the socket into the mode the setup phase needs (non-blocking).
+// Close-on-exec, TCP_NODELAY, and the socket into the mode the setup phase needs (non-blocking).
 void prepare_socket(Socket& socket);
+void close_on_exec(int fd);
 
 }  // namespace troupe::net::tcp

@@ -16,11 +16,16 @@
 // `on_reject` on the refusing side, and never joins. For tests (port 0), create a TcpListener
 // first, read its port, and hand it to rank 0's connect_tcp.
 //
-// Data path: send() copies the message into chunks of `chunk_bytes` and queues them for the
-// link's writer thread, which writes each frame (net/wire/frame_codec.h) with one scatter-gather
-// call; it never waits for the receiver. A reader thread per link decodes frames as they arrive and
-// writes a chunk's payload straight into the buffer of the recv() waiting for it (else into a
-// buffer that recv copies from later).
+// Data path: a message travels as frames of at most `chunk_bytes` payload (net/wire/frame_codec.h,
+// net/tcp/chunking.h). While a link is idle, send() writes the frames itself, straight from the
+// caller's buffer, as far as the socket takes them without blocking; what does not fit is copied
+// and queued for the link's writer thread, which sends queued frames in one scatter-gather call.
+// send() never waits for the receiver. A reader thread per link decodes frames; a chunk's payload
+// is read straight into the buffer of the recv() that asked for it. A large message (>= 16 KiB)
+// that no recv has asked for yet waits in the socket until one does (the pipelined ring sends a
+// segment before its receiver posts the recv), unless a recv wants a later message from the same
+// peer or the peer hangs up; it is then buffered, and recv copies it. So in the common case the
+// only copies are the kernel's.
 //
 // Failure model (as net/inproc's, with real sockets):
 //  * recv() throws troupe::Error(kIo) naming the peer on a size mismatch, when nothing arrives
