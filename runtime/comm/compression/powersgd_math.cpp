@@ -23,16 +23,20 @@ std::vector<float> transposed(std::span<const float> q, std::size_t cols, std::s
   return qt;
 }
 
-// Σ a[j]·b[j] with 8 independent partial sums (the compiler may then use SIMD lanes without
-// reassociating anything), combined in a fixed order: the same bits on every run and every rank.
+// Σ a[j]·b[j] with 32 independent partial sums (the compiler may then use four SIMD registers without
+// reassociating anything, so the additions do not wait on each other), combined in a fixed order:
+// the same bits on every run and every rank.
 float dot(const float* a, const float* b, std::size_t n) {
-  float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  constexpr std::size_t kLanes = 32;
+  float acc[kLanes] = {};
   std::size_t j = 0;
-  for (; j + 8 <= n; j += 8)
-    for (std::size_t l = 0; l < 8; ++l) acc[l] += a[j + l] * b[j + l];
+  for (; j + kLanes <= n; j += kLanes)
+    for (std::size_t l = 0; l < kLanes; ++l) acc[l] += a[j + l] * b[j + l];
   float tail = 0.0f;
   for (; j < n; ++j) tail += a[j] * b[j];
-  return (((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]))) + tail;
+  for (std::size_t width = kLanes / 2; width > 0; width /= 2)  // pairwise: lanes l and l + width
+    for (std::size_t l = 0; l < width; ++l) acc[l] += acc[l + width];
+  return acc[0] + tail;
 }
 
 // y += a·x over n elements.
