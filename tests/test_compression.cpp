@@ -701,7 +701,7 @@ TEST_CASE("make_compressor rejects a bad spec with an Error naming it", "[compre
 TEST_CASE("a compressor is tied to one bucket; a bad layout is an Error", "[compression]") {
   net::InprocWorld world(1, 5s);
   auto t = world.transport(0);
-  for (const std::string spec : {"topk:0.1", "powersgd:2"}) {
+  for (const std::string spec : {"topk:0.1", "powersgd:2", "int8", "fp16"}) {
     CAPTURE(spec);
     auto comp = make_compressor(spec);
     std::vector<float> g(100, 1.0f), h(50, 1.0f);
