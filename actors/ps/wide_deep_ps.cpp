@@ -40,7 +40,9 @@ WideDeepOptions model_options(const WideDeepPsOptions& o) {
   return m;
 }
 
-void check(const WideDeepPsOptions& o) {
+}  // namespace
+
+void validate(const WideDeepPsOptions& o) {
   auto bad = [](const std::string& what) { throw Error(ErrorKind::kConfig, what); };
   validate(o.ps);
   if (o.shards < 1) bad(fmt::format("ps.shards = {}: must be >= 1", o.shards));
@@ -48,12 +50,12 @@ void check(const WideDeepPsOptions& o) {
   if (o.batch_size < 1) bad(fmt::format("batch size = {}: must be >= 1 (samples per worker and step)", o.batch_size));
   if (o.threads < 1) bad(fmt::format("threads = {}: must be >= 1", o.threads));
   if (!(o.timeout_s > 0)) bad(fmt::format("timeout = {} s: must be > 0", o.timeout_s));
+  ClickLog data(o.data);
+  WideDeep model(model_options(o));
 }
 
-}  // namespace
-
 WideDeepPsResult train_wide_deep_ps(const WideDeepPsOptions& o, const std::function<void(std::int64_t, double)>& progress) {
-  check(o);
+  validate(o);
   const ClickLog data(o.data);
   const WideDeep reference(model_options(o));  // initial values and shapes
   const int W = o.ps.workers, b = o.batch_size;

@@ -51,7 +51,11 @@ std::vector<PsParamSpec> ps_params(const WideDeep& model);
 // Initial values from the model's seeded initialisation (model must outlive the returned PsInit's use).
 PsInit ps_init(const WideDeep& model);
 
-// Throws troupe::Error (kConfig) for bad options (checked before anything starts), and whatever a worker
+// Throws troupe::Error (kConfig) naming the bad option: ps options (validate), shards, steps, batch size,
+// threads or timeout out of range, or bad data/model options.
+void validate(const WideDeepPsOptions& options);
+
+// Throws troupe::Error (kConfig) for bad options (validate(), before anything starts), and whatever a worker
 // or shard reports (kInput, kIo) if training fails. progress(step, loss), when given, is called by
 // worker 0 after each of its steps with the mean loss of its slice.
 WideDeepPsResult train_wide_deep_ps(const WideDeepPsOptions& options,

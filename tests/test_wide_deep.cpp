@@ -1,0 +1,329 @@
+// Owns the Wide & Deep tests: the click log, exact AUC, the model's gradients, parameter-server training
+// equal to single-process training (sync, 1/2/4 workers), async/SSP training that learns, and bad options.
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <map>
+#include <vector>
+
+#include "actors/ps/sparse_table.h"
+#include "actors/ps/wide_deep_ps.h"
+#include "models/binary_metrics.h"
+#include "models/wide_deep.h"
+#include "runtime/cpu/cpu_backend.h"
+#include "runtime/data/click_log.h"
+#include "runtime/optim/optimizer.h"
+#include "tests/config_error.h"
+
+using namespace troupe;
+using namespace troupe::ps;
+using Catch::Matchers::Contains;
+
+namespace {
+
+bool same_bits(const Tensor& a, const Tensor& b) {
+  return a.shape() == b.shape() && std::memcmp(a.raw(), b.raw(), a.nbytes()) == 0;
+}
+
+ClickLogOptions small_data() {
+  ClickLogOptions d;
+  d.cardinalities = {5000, 800, 60};
+  d.dense_features = 3;
+  d.train_samples = 1 << 16;
+  d.test_samples = 4096;
+  d.seed = 7;
+  return d;
+}
+
+WideDeepOptions small_model(const ClickLogOptions& d) {
+  WideDeepOptions m;
+  m.cardinalities = d.cardinalities;
+  m.dense_features = d.dense_features;
+  m.embed_dim = 4;
+  m.hidden = {16, 8};
+  m.wide_buckets = 4096;
+  m.seed = 3;
+  return m;
+}
+
+// Single-process training: the whole model in one place (full tables, one optimizer), the global batch
+// cut into `slices` consecutive parts whose gradients are summed in slice order exactly as the shards sum
+// workers' pushes (first copied, the rest added). slices = 1 is plain whole-batch training.
+struct LocalTrainer {
+  WideDeep model;
+  std::vector<SparseTable> tables;
+  std::unique_ptr<Optimizer> dense_opt, table_opt;
+  double lr;
+  CpuBackend be{1};
+
+  LocalTrainer(const WideDeepOptions& m, const OptimConfig& optim) : model(m), lr(optim.lr_or_default()) {
+    for (std::size_t t = 0; t < model.tables().size(); ++t) {
+      const TableSpec& spec = model.tables()[t];
+      std::vector<std::int64_t> rows(static_cast<std::size_t>(spec.rows));
+      for (std::int64_t r = 0; r < spec.rows; ++r) rows[static_cast<std::size_t>(r)] = r;
+      Tensor value = Tensor::empty({spec.rows, spec.dim});
+      model.init_rows(static_cast<int>(t), rows, value);
+      tables.emplace_back(spec.name, value);
+    }
+    dense_opt = make_optimizer(optim);
+    table_opt = make_optimizer(optim);
+  }
+
+  // One step on `batch`; returns the mean loss.
+  double step(const ClickBatch& batch, int slices) {
+    const std::int64_t B = batch.size(), b = B / slices;
+    std::vector<Param*>& params = model.dense().all();
+    std::vector<Tensor> dense_sum(params.size());
+    std::vector<std::map<std::int64_t, Tensor>> rows_sum(tables.size());
+    double loss = 0;
+    for (int w = 0; w < slices; ++w) {
+      const ClickBatch part = batch.slice(w * b, (w + 1) * b);
+      const auto lookups = model.lookup(part);
+      std::vector<Tensor> rows;
+      for (std::size_t t = 0; t < tables.size(); ++t) rows.push_back(tables[t].gather(lookups[t].ids));
+      for (Param* p : params) p->grad = Tensor::zeros(p->value.shape());
+      const WideDeep::Pass pass = model.forward_backward(be, part, lookups, rows, 1.0f / static_cast<float>(B));
+      loss += pass.loss_sum;
+      for (std::size_t d = 0; d < params.size(); ++d) {
+        if (!dense_sum[d].defined()) dense_sum[d] = params[d]->grad.clone();
+        else
+          for (std::int64_t i = 0; i < dense_sum[d].numel(); ++i) dense_sum[d].f32()[i] += params[d]->grad.f32()[i];
+      }
+      for (std::size_t t = 0; t < tables.size(); ++t) {
+        const std::int64_t dim = tables[t].dim();
+        for (std::size_t i = 0; i < lookups[t].ids.size(); ++i) {
+          const Tensor row = pass.table_grads[t].slice(static_cast<std::int64_t>(i), static_cast<std::int64_t>(i) + 1);
+          auto it = rows_sum[t].find(lookups[t].ids[i]);
+          if (it == rows_sum[t].end()) rows_sum[t].emplace(lookups[t].ids[i], row.clone());
+          else
+            for (std::int64_t c = 0; c < dim; ++c) it->second.f32()[c] += row.f32()[c];
+        }
+      }
+    }
+    for (std::size_t d = 0; d < params.size(); ++d) params[d]->grad = dense_sum[d];
+    dense_opt->step(params, lr);
+    for (std::size_t t = 0; t < tables.size(); ++t) {
+      std::vector<std::int64_t> ids;
+      Tensor grad = Tensor::empty({static_cast<std::int64_t>(rows_sum[t].size()), tables[t].dim()});
+      std::int64_t k = 0;
+      for (const auto& [id, row] : rows_sum[t]) {
+        ids.push_back(id);
+        std::copy(row.f32(), row.f32() + tables[t].dim(), grad.f32() + k++ * tables[t].dim());
+      }
+      tables[t].apply(*table_opt, ids, grad, lr);
+    }
+    return loss / static_cast<double>(B);
+  }
+};
+
+double max_rel_diff(const Tensor& a, const Tensor& b) {
+  double worst = 0;
+  for (std::int64_t i = 0; i < a.numel(); ++i) {
+    const double x = a.f32()[i], y = b.f32()[i];
+    worst = std::max(worst, std::abs(x - y) / std::max(1.0, std::abs(y)));
+  }
+  return worst;
+}
+
+}  // namespace
+
+TEST_CASE("click log: samples are a pure function of seed and index and ids follow their popularity", "[wide_deep]") {
+  const ClickLog log(small_data());
+  const ClickBatch whole = log.train_batch(3, 64);
+  const ClickBatch part = log.train_slice(3, 64, 16, 48);
+  CHECK(same_bits(part.categorical, whole.slice(16, 48).categorical.clone()));
+  CHECK(same_bits(part.dense, whole.slice(16, 48).dense.clone()));
+  CHECK(same_bits(part.labels, whole.slice(16, 48).labels.clone()));
+  CHECK(same_bits(ClickLog(small_data()).train_batch(3, 64).categorical, whole.categorical));
+  CHECK_FALSE(same_bits(log.train_batch(4, 64).categorical, whole.categorical));
+  CHECK(log.test_batch(4000, 500).size() == 96);  // clipped at the end of the test split
+
+  // Field 0 (5000 ids, Zipf 1.2): id 0 is the most frequent, and the ids stay in range.
+  const ClickBatch big = log.train_batch(0, 20000);
+  std::vector<int> count(5000);
+  double clicks = 0;
+  for (std::int64_t i = 0; i < big.size(); ++i) {
+    const std::int32_t id = big.categorical.i32()[i * 3];
+    REQUIRE((id >= 0 && id < 5000));
+    ++count[static_cast<std::size_t>(id)];
+    const float y = big.labels.f32()[i];
+    REQUIRE((y == 0.0f || y == 1.0f));
+    clicks += y;
+  }
+  CHECK(std::max_element(count.begin(), count.end()) == count.begin());
+  CHECK(count[0] > 10 * count[100]);
+  CHECK(clicks / 20000 > 0.1);
+  CHECK(clicks / 20000 < 0.9);
+}
+
+TEST_CASE("roc_auc is exact with tied scores and log_loss matches its formula", "[wide_deep]") {
+  const std::vector<float> y = {0, 0, 1, 1};
+  CHECK(roc_auc(std::vector<float>{0.1f, 0.4f, 0.35f, 0.8f}, y) == 0.75);
+  CHECK(roc_auc(std::vector<float>{0.1f, 0.2f, 0.3f, 0.4f}, y) == 1.0);
+  CHECK(roc_auc(std::vector<float>{0.4f, 0.3f, 0.2f, 0.1f}, y) == 0.0);
+  CHECK(roc_auc(std::vector<float>{0.5f, 0.5f, 0.5f, 0.5f}, y) == 0.5);
+  // One tie across classes: pairs (pos, neg) = 4, of which 3 ordered right and 1 tied -> 3.5 / 4.
+  CHECK(roc_auc(std::vector<float>{0.1f, 0.6f, 0.6f, 0.9f}, y) == 0.875);
+  CHECK_THROWS_WITH(roc_auc(std::vector<float>{0.1f, 0.2f}, std::vector<float>{1, 1}), Contains("AUC needs both"));
+  CHECK_THROWS_WITH(roc_auc(std::vector<float>{0.1f}, std::vector<float>{1, 0}), Contains("1 predictions but 2 labels"));
+  CHECK(log_loss(std::vector<float>{0.8f, 0.25f}, std::vector<float>{1, 0}) ==
+        Approx(-(std::log(0.8) + std::log(0.75)) / 2).epsilon(1e-6));
+}
+
+TEST_CASE("wide & deep: lookups list each touched row once and gradients match finite differences", "[wide_deep]") {
+  ClickLogOptions d = small_data();
+  d.cardinalities = {6, 9, 4};
+  const ClickLog log(d);
+  WideDeepOptions m = small_model(d);
+  m.wide_buckets = 13;
+  m.hidden = {5};
+  WideDeep model(m);
+  CpuBackend be(1);
+  const ClickBatch batch = log.train_batch(0, 12);
+  const auto lookups = model.lookup(batch);
+  REQUIRE(lookups.size() == 4);
+  for (int f = 0; f < 3; ++f) {
+    const auto& l = lookups[static_cast<std::size_t>(f)];
+    CHECK(std::is_sorted(l.ids.begin(), l.ids.end()));
+    CHECK(std::adjacent_find(l.ids.begin(), l.ids.end()) == l.ids.end());
+    for (std::int64_t b = 0; b < 12; ++b) CHECK(l.ids[static_cast<std::size_t>(l.index.i32()[b])] == batch.categorical.i32()[b * 3 + f]);
+  }
+  CHECK(lookups[3].index.numel() == 12 * (3 + 3));  // 3 fields + 3 crosses per sample
+
+  // Random (not initial) table rows, so the wide rows are not all zero.
+  std::vector<Tensor> rows;
+  for (std::size_t t = 0; t < lookups.size(); ++t) {
+    Tensor r = Tensor::empty({static_cast<std::int64_t>(lookups[t].ids.size()), model.tables()[t].dim});
+    for (std::int64_t i = 0; i < r.numel(); ++i) r.f32()[i] = 0.3f * std::sin(1.7f * static_cast<float>(i + 7 * t) + 0.4f);
+    rows.push_back(r);
+  }
+  auto loss = [&] {
+    for (Param* p : model.dense().all()) p->grad = Tensor::zeros(p->value.shape());
+    return model.forward_backward(be, batch, lookups, rows, 1.0f).loss_sum;
+  };
+  for (Param* p : model.dense().all()) p->grad = Tensor::zeros(p->value.shape());
+  const WideDeep::Pass pass = model.forward_backward(be, batch, lookups, rows, 1.0f);
+  std::vector<Tensor> dense_grads;
+  for (Param* p : model.dense().all()) dense_grads.push_back(p->grad.clone());
+  auto numeric = [&](float* x) {
+    const float keep = *x, h = 1e-2f;
+    *x = keep + h;
+    const double up = loss();
+    *x = keep - h;
+    const double down = loss();
+    *x = keep;
+    return (up - down) / (2.0 * h);
+  };
+  for (std::size_t j = 0; j < model.dense().all().size(); ++j) {
+    Param* p = model.dense().all()[j];
+    for (std::int64_t i : {std::int64_t{0}, p->value.numel() / 2, p->value.numel() - 1}) {
+      INFO(p->name << "[" << i << "]");
+      CHECK(dense_grads[j].f32()[i] == Approx(numeric(p->value.f32() + i)).margin(2e-3).epsilon(2e-2));
+    }
+  }
+  for (std::size_t t = 0; t < rows.size(); ++t)
+    for (std::int64_t i : {std::int64_t{0}, rows[t].numel() - 1}) {
+      INFO(model.tables()[t].name << " element " << i);
+      CHECK(pass.table_grads[t].f32()[i] == Approx(numeric(rows[t].f32() + i)).margin(2e-3).epsilon(2e-2));
+    }
+}
+
+TEST_CASE("wide & deep on parameter servers: sync with 1 2 4 workers equals single-process training", "[wide_deep][ps]") {
+  const int global = 64, steps = 4;
+  WideDeepPsOptions o;
+  o.data = small_data();
+  o.model = small_model(o.data);
+  o.ps.mode = PsMode::sync;
+  o.ps.optim.kind = "adam";
+  o.ps.optim.lr = 0.01;
+  o.shards = 3;
+  o.steps = steps;
+  o.eval_samples = 0;
+  o.keep_model = true;
+  const ClickLog log(o.data);
+
+  // The whole batch at once (the same update up to float rounding of the gradient sums).
+  LocalTrainer whole(o.model, o.ps.optim);
+  std::vector<double> whole_losses;
+  for (int t = 0; t < steps; ++t) whole_losses.push_back(whole.step(log.train_batch(t, global), 1));
+
+  for (int W : {1, 2, 4}) {
+    DYNAMIC_SECTION(W << " workers") {
+      o.ps.workers = W;
+      o.batch_size = global / W;
+      const WideDeepPsResult r = train_wide_deep_ps(o);
+      // Single process, the batch cut as the workers cut it: bitwise equal.
+      LocalTrainer sliced(o.model, o.ps.optim);
+      for (int t = 0; t < steps; ++t) {
+        const double loss = sliced.step(log.train_batch(t, global), W);
+        CHECK(r.losses[static_cast<std::size_t>(t)] == loss);
+        CHECK(r.losses[static_cast<std::size_t>(t)] == Approx(whole_losses[static_cast<std::size_t>(t)]).epsilon(1e-5));
+      }
+      const auto& params = sliced.model.dense().all();
+      for (std::size_t d = 0; d < params.size(); ++d) {
+        INFO(params[d]->name);
+        CHECK(same_bits(r.model.dense[d], params[d]->value));
+        CHECK(max_rel_diff(r.model.dense[d], whole.model.dense().all()[d]->value) < 1e-5);
+      }
+      for (std::size_t t = 0; t < sliced.tables.size(); ++t) {
+        INFO(sliced.tables[t].name());
+        CHECK(same_bits(r.model.tables[t], sliced.tables[t].value()));
+        CHECK(max_rel_diff(r.model.tables[t], whole.tables[t].value()) < 1e-5);
+      }
+    }
+  }
+}
+
+TEST_CASE("wide & deep on parameter servers learns in async and ssp mode", "[wide_deep][ps]") {
+  WideDeepPsOptions o;
+  o.data.cardinalities = {100000, 10000, 3000, 1000, 100, 10};
+  o.data.test_samples = 8192;
+  o.model.wide_buckets = 1 << 16;
+  o.ps.optim.kind = "adam";
+  o.ps.optim.lr = 0.01;
+  o.ps.workers = 2;
+  o.shards = 2;
+  o.steps = 250;
+  o.batch_size = 256;
+  SECTION("async") { o.ps.mode = PsMode::async; }
+  SECTION("ssp, staleness 2") {
+    o.ps.mode = PsMode::ssp;
+    o.ps.staleness = 2;
+  }
+  const WideDeepPsResult r = train_wide_deep_ps(o);
+  INFO("test AUC " << r.test_auc << ", log-loss " << r.test_log_loss << ", hidden model AUC " << r.oracle_auc);
+  CHECK(r.test_auc > 0.75);
+  CHECK(r.losses.back() < r.losses.front());
+  CHECK(r.eval_samples == 8192);
+}
+
+TEST_CASE("wide & deep: bad options and inputs are errors naming what is wrong", "[wide_deep]") {
+  WideDeepPsOptions o;
+  o.data = small_data();
+  o.model = small_model(o.data);
+  o.steps = 0;
+  CHECK_THAT(config_error([&] { train_wide_deep_ps(o); }), Contains("steps = 0: must be >= 1"));
+  o.steps = 1;
+  o.shards = 0;
+  CHECK_THAT(config_error([&] { train_wide_deep_ps(o); }), Contains("ps.shards = 0"));
+  o.shards = 1;
+  o.ps.staleness = 2;
+  CHECK_THAT(config_error([&] { train_wide_deep_ps(o); }), Contains("needs ps.mode = ssp"));
+  o.ps.staleness = 0;
+  o.ps.optim.kind = "adagrad";
+  CHECK_THAT(config_error([&] { train_wide_deep_ps(o); }), Contains("optim.kind = 'adagrad'"));
+  o.ps.optim.kind = "adam";
+  o.data.zipf = 0;
+  CHECK_THAT(config_error([&] { train_wide_deep_ps(o); }), Contains("zipf = 0"));
+
+  WideDeepOptions m = small_model(small_data());
+  m.crosses = {{0, 3}};
+  CHECK_THAT(config_error([&] { WideDeep{m}; }), Contains("cross (0, 3) names a field outside 0..2"));
+  m = small_model(small_data());
+  WideDeep model(m);
+  ClickBatch batch = ClickLog(small_data()).train_batch(0, 4);
+  batch.categorical.i32()[1] = 800;  // field 1 has 800 ids
+  CHECK_THROWS_WITH(model.lookup(batch), Contains("sample 0 field 1 has id 800, outside [0, 800)"));
+}
