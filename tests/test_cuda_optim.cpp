@@ -12,11 +12,6 @@ using namespace troupe::cuda_test;
 namespace {
 constexpr double kOptim = 1e-6;
 
-struct Run {
-  OptimConfig config;
-  std::string name;
-};
-
 // Three steps of `config` on one parameter; GPU state tensors named as torch names them.
 void check_optimizer(const OptimConfig& c) {
   Oracle o;
