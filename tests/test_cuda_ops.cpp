@@ -275,3 +275,19 @@ TEST_CASE("a device that does not exist is a config error naming the devices tha
     CHECK_THAT(e.what(), Catch::Contains("cuda:99") && Catch::Contains("troupe devices lists them"));
   }
 }
+
+TEST_CASE("two backends (two actors' streams): an event orders a copy after the producer's kernels", "[cuda]") {
+  CudaBackend producer, consumer;
+  const std::int64_t n = std::int64_t{1} << 24;  // long enough that an unordered copy would see old values
+  Tensor a = producer.empty({n});
+  producer.fill(a, 1.0f);
+  producer.synchronize();
+  for (int i = 0; i < 8; ++i) producer.scale(a, 2.0f);  // 256 once all have run
+  const CudaBackend::Event done = producer.record();
+  Tensor b = consumer.empty({n});
+  consumer.wait(done);
+  consumer.copy(b, a);
+  const Tensor host = consumer.download(b);
+  CHECK(host.f32()[0] == 256.0f);
+  CHECK(host.f32()[n - 1] == 256.0f);
+}

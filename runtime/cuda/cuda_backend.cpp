@@ -183,6 +183,25 @@ void CudaBackend::cast(const Tensor& src, const Tensor& dst) {
   }
 }
 
+CudaBackend::Event CudaBackend::record() {
+  activate();
+  cudaEvent_t e = nullptr;
+  TROUPE_CUDA(cudaEventCreateWithFlags(&e, cudaEventDisableTiming));
+  Event ev{std::shared_ptr<void>(e, [dev = options_.device](void* p) {
+             cudaSetDevice(dev);
+             cudaEventDestroy(static_cast<cudaEvent_t>(p));
+           }),
+           options_.device};
+  TROUPE_CUDA(cudaEventRecord(e, as_stream(stream_)));
+  return ev;
+}
+
+void CudaBackend::wait(const Event& event) {
+  TROUPE_CHECK(event.handle, "wait on an event that was never recorded");
+  activate();
+  TROUPE_CUDA(cudaStreamWaitEvent(as_stream(stream_), static_cast<cudaEvent_t>(event.handle.get()), 0));
+}
+
 void CudaBackend::synchronize() {
   activate();
   TROUPE_CUDA(cudaStreamSynchronize(as_stream(stream_)));

@@ -1,7 +1,7 @@
 // Owns CudaBackend: Backend on one CUDA device, with its own stream, cuBLAS handle and caching allocator.
 //
 // One CudaBackend per actor (stage, shard, optimizer): its work runs in order on its own stream, so
-// actors on one GPU overlap, and device memory it hands out is recycled through its CachingAllocator.
+// actors on one GPU overlap (record()/wait() order work across them), and device memory it hands out is recycled through its CachingAllocator.
 // Every op of Backend is implemented (products through cuBLAS, the rest as troupe kernels in
 // runtime/cuda/*.cu) and checked against CpuBackend by tests/test_cuda_*.cpp.
 //
@@ -109,6 +109,17 @@ class CudaBackend final : public Backend {
   void sgd_update(const Tensor& w, const Tensor& g, const Tensor& buf, const SgdStep& k);
   void rmsprop_update(const Tensor& w, const Tensor& g, const Tensor& square_avg, const Tensor& grad_avg,
                       const Tensor& buf, const RmspropStep& k);
+
+  // Cross-actor dependencies without blocking a host thread: record() marks the current end of this
+  // backend's stream; another backend (another actor's stream, on this GPU or another) calls
+  // wait(event) before queueing work that reads what was written before the mark. The event may be
+  // sent with the tensor it guards.
+  struct Event {
+    std::shared_ptr<void> handle;  // cudaEvent_t, destroyed with the last copy
+    int device = 0;
+  };
+  Event record();
+  void wait(const Event& event);
 
   // Waits for every queued op and reports any asynchronous CUDA error as troupe::Error (kInternal).
   void synchronize();
