@@ -4,14 +4,14 @@
 // expected gradient plus per-rank mini-batch noise, each rank 64 with a 1/k spectrum and heavy-tailed
 // row scales (see low_rank below), entries ~1e-4.
 // For each codec it measures:
-//   compress+decompress  one rank (nothing sent): the median time of allreduce(), i.e. encode and
+//   compress+decompress  one rank (nothing sent): the best of 20 allreduce() calls, i.e. encode and
 //                        decode (cast, int8), selection and scatter (top-k), the P/Q products,
 //                        orthogonalization and approximation (PowerSGD); reported as GB/s of float32
 //                        input;
 //   ratio                bytes_uncompressed / bytes_sent at 2 and 4 ranks (threads over net/inproc);
 //   error                ‖result − exact sum‖ / ‖exact sum‖ at 4 ranks after one step, and of the
 //                        running sum after 10 steps of the same gradients (error feedback at work);
-//   ms n=2 inproc        rank 0's median allreduce() time at 2 ranks over net/inproc (memcpy
+//   ms n=2 inproc        rank 0's median allreduce() time (10 steps) at 2 ranks over net/inproc (memcpy
 //                        transport: shows the codec's cost, not a network's savings).
 // Prints a table and one JSON line per codec.
 #include <algorithm>
@@ -124,16 +124,16 @@ int main() {
     auto comp = make_compressor(spec);
     std::vector<double> times;
     std::vector<float> g(data[0].size());
-    for (int it = 0; it < 12; ++it) {
+    for (int it = 0; it < 22; ++it) {
       std::copy(data[0].begin(), data[0].end(), g.begin());
       const auto start = std::chrono::steady_clock::now();
       comp->allreduce(*t, g, layout);
       const auto stop = std::chrono::steady_clock::now();
       if (it >= 2) times.push_back(std::chrono::duration<double>(stop - start).count());  // after warm-up
     }
-    std::sort(times.begin(), times.end());
-    const double median = times[times.size() / 2];
-    const double gbps = static_cast<double>(g.size() * 4) / median / 1e9;
+    // The best of 20: the machine is shared, and the minimum is the codec's own cost.
+    const double best = *std::min_element(times.begin(), times.end());
+    const double gbps = static_cast<double>(g.size() * 4) / best / 1e9;
 
     const Multi two = run_ranks(spec, data, 2, layout, 10);
     auto error = [&](const Multi& m, int steps) {
@@ -147,12 +147,12 @@ int main() {
     const Multi four = run_ranks(spec, data, 4, layout, 1);
     const double err1 = error(four, 1);
     const double err10 = error(run_ranks(spec, data, 4, layout, 10), 10);
-    std::printf("%-12s %12.2f %10.2f %10.2f %10.2f %12.2e %12.2e %14.2f\n", spec.c_str(), median * 1e3, gbps,
+    std::printf("%-12s %12.2f %10.2f %10.2f %10.2f %12.2e %12.2e %14.2f\n", spec.c_str(), best * 1e3, gbps,
                 two.stats[0].ratio(), four.stats[0].ratio(), err1, err10, two.median_s * 1e3);
     std::printf("{\"bench\":\"compression\",\"codec\":\"%s\",\"bucket_bytes\":%zu,\"ms_1rank\":%.3f,\"gbps\":%.3f,"
                 "\"ratio_2\":%.3f,\"ratio_4\":%.3f,\"bytes_sent_4\":%llu,\"bytes_uncompressed_4\":%llu,\"err_1\":%.3e,"
                 "\"err_10\":%.3e,\"ms_2ranks_inproc\":%.3f}\n",
-                spec.c_str(), g.size() * 4, median * 1e3, gbps, two.stats[0].ratio(), four.stats[0].ratio(),
+                spec.c_str(), g.size() * 4, best * 1e3, gbps, two.stats[0].ratio(), four.stats[0].ratio(),
                 static_cast<unsigned long long>(four.stats[0].bytes_sent),
                 static_cast<unsigned long long>(four.stats[0].bytes_uncompressed), err1, err10, two.median_s * 1e3);
     std::fflush(stdout);
