@@ -56,7 +56,7 @@ Tensor filled(Shape shape, float v) { return Tensor::full(std::move(shape), v); 
 
 // A push of gradient value `g` for every dense parameter of `shard`, and no table rows.
 PsPush dense_push(const PsLayout& layout, int shard, int worker, std::int64_t step, float g) {
-  PsPush p{worker, step, {}, {}};
+  PsPush p{.worker = worker, .step = step};
   for (int d : layout.dense_of_shard(shard)) p.dense.push_back(filled(layout.dense_spec(d).shape, g));
   return p;
 }
@@ -128,7 +128,7 @@ TEST_CASE("ps shard sync: applies once every worker pushed and sums in worker or
   // Gradients whose float sum depends on the order: (1e8 - 1e8) + 1 is 1 in float, (1 - 1e8) + 1e8 is 0.
   std::vector<float> g = {1e8f, -1e8f, 1.0f};
   auto push = [&](int w) {
-    PsPush p{w, 0, {filled({3}, g[static_cast<std::size_t>(w)]), filled({5}, g[static_cast<std::size_t>(w)])}, {}};
+    PsPush p{.worker = w, .step = 0, .dense = {filled({3}, g[static_cast<std::size_t>(w)]), filled({5}, g[static_cast<std::size_t>(w)])}};
     return shard.push(std::move(p));
   };
   // Worker 1 may not pull step 1 before step 0 is applied: queued.
@@ -163,6 +163,11 @@ TEST_CASE("ps shard async: every push is its own update and pulls never wait", "
   REQUIRE(r.has_value());
   CHECK(r->dense.at(0).f32()[0] == -3.0f);  // a[0] = 0 - 3 * 1
   CHECK(shard.pull(pull_request(0, 3), 2).has_value());
+  // A push may carry its own learning rate (a schedule's): a[0] = -3 - 0.25 * 2.
+  PsPush scheduled = dense_push(*layout, 0, 1, 0, 2.0f);
+  scheduled.lr = 0.25;
+  shard.push(scheduled);
+  CHECK(shard.dense_value(0).f32()[0] == -3.5f);
 }
 
 TEST_CASE("ps shard ssp: a pull for step t waits until every worker pushed t - s steps and not longer", "[ps]") {
@@ -260,6 +265,9 @@ TEST_CASE("ps shard rejects bad pushes and pulls before changing anything", "[ps
   // Sync: after its push for step 0, worker 0 may not push step 1 before step 0 is applied.
   shard.push(dense_push(*layout, 1, 0, 0, 1.0f));
   CHECK_THAT(input_error([&] { shard.push(dense_push(*layout, 1, 0, 1, 1.0f)); }), Contains("cannot run ahead"));
+  PsPush other_lr = dense_push(*layout, 1, 1, 0, 1.0f);
+  other_lr.lr = 0.5;
+  CHECK_THAT(input_error([&] { shard.push(other_lr); }), Contains("learning rate 0.5 differs from worker 0's -1"));
 }
 
 TEST_CASE("ps actors: a client's pulls and pushes reach every shard and come back reassembled", "[ps]") {

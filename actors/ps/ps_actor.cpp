@@ -173,7 +173,7 @@ PsClient::Pulled PsClient::pull(std::int64_t step, const std::vector<std::vector
   return out;
 }
 
-void PsClient::push(std::int64_t step, const std::vector<Tensor>& dense, const std::vector<SparseRows>& tables) {
+void PsClient::push(std::int64_t step, const std::vector<Tensor>& dense, const std::vector<SparseRows>& tables, double lr) {
   const int S = layout_->shards(), T = layout_->num_tables();
   if (!dense.empty() && static_cast<int>(dense.size()) != layout_->num_dense())
     throw Error(ErrorKind::kInput, fmt::format("worker {} step {}: {} dense gradients, the model has {} dense parameters",
@@ -186,6 +186,7 @@ void PsClient::push(std::int64_t step, const std::vector<Tensor>& dense, const s
     PsPush& p = pushes[static_cast<std::size_t>(s)];
     p.worker = worker_;
     p.step = step;
+    p.lr = lr;
     if (!dense.empty())
       for (int d : layout_->dense_of_shard(s)) p.dense.push_back(dense[static_cast<std::size_t>(d)]);
     if (!tables.empty()) p.tables.resize(static_cast<std::size_t>(T));

@@ -36,8 +36,9 @@ class PsClient {
   };
   // Parameters for `step`. ids: per table, strictly increasing global row ids (or empty: no rows).
   Pulled pull(std::int64_t step, const std::vector<std::vector<std::int64_t>>& ids, bool dense = true);
-  // Gradients of `step`: dense (dense-index order, or empty for none) and, per table, rows by id.
-  void push(std::int64_t step, const std::vector<Tensor>& dense, const std::vector<SparseRows>& tables);
+  // Gradients of `step`: dense (dense-index order, or empty for none) and, per table, rows by id; lr: this
+  // update's learning rate (< 0: the shards' optim.lr; sync: every worker passes the same).
+  void push(std::int64_t step, const std::vector<Tensor>& dense, const std::vector<SparseRows>& tables, double lr = -1.0);
 
   int worker() const { return worker_; }
 

@@ -2,6 +2,7 @@
 #include "actors/ps/ps_shard.h"
 
 #include <algorithm>
+#include <cmath>
 #include <map>
 
 #include <fmt/format.h>
@@ -95,6 +96,14 @@ void PsShard::check_push(const PsPush& p) const {
     throw Error(ErrorKind::kInput, fmt::format("{}: expected step {} (each worker pushes its steps in order)", at, expected));
   if (options_.mode == PsMode::sync && p.step != version_)
     throw Error(ErrorKind::kInput, fmt::format("{}: step {} is not applied yet (sync: a worker cannot run ahead)", at, version_));
+  if (!std::isfinite(p.lr))
+    throw Error(ErrorKind::kInput, fmt::format("{}: learning rate {} is not finite", at, p.lr));
+  if (options_.mode == PsMode::sync)
+    for (const auto& other : pending_)
+      if (other && other->lr != p.lr)
+        throw Error(ErrorKind::kInput, fmt::format("{}: learning rate {} differs from worker {}'s {} for the same step (sync: one "
+                                                   "update per step)",
+                                                   at, p.lr, other->worker, other->lr));
   const auto& mine = layout_->dense_of_shard(shard_);
   if (!p.dense.empty()) {
     if (p.dense.size() != mine.size())
@@ -150,7 +159,7 @@ bool PsShard::admits(int worker, std::int64_t step) const {
   return false;
 }
 
-void PsShard::apply(const std::vector<const PsPush*>& pushes) {
+void PsShard::apply(const std::vector<const PsPush*>& pushes, double lr) {
   // Dense: worker order, the first contribution copied (no 0 + x), the rest added.
   for (std::size_t j = 0; j < dense_.size(); ++j) {
     Tensor sum;
@@ -169,7 +178,7 @@ void PsShard::apply(const std::vector<const PsPush*>& pushes) {
   }
   std::vector<Param*> params;
   for (Param& p : dense_) params.push_back(&p);
-  dense_optimizer_->step(params, lr_);
+  dense_optimizer_->step(params, lr);
   for (Param& p : dense_) p.grad = Tensor();
 
   for (int t = 0; t < layout_->num_tables(); ++t) {
@@ -212,7 +221,7 @@ void PsShard::apply(const std::vector<const PsPush*>& pushes) {
       }
     }
     for (std::int64_t& id : ids) id = layout_->local_row(id);
-    tables_[static_cast<std::size_t>(t)].apply(*table_optimizer_, ids, grad, lr_);
+    tables_[static_cast<std::size_t>(t)].apply(*table_optimizer_, ids, grad, lr);
   }
   ++version_;
 }
@@ -226,11 +235,11 @@ std::vector<PsShard::Released> PsShard::push(PsPush p) {
     if (std::all_of(pending_.begin(), pending_.end(), [](const auto& x) { return x.has_value(); })) {
       std::vector<const PsPush*> ordered;
       for (const auto& x : pending_) ordered.push_back(&*x);
-      apply(ordered);
+      apply(ordered, ordered[0]->lr < 0 ? lr_ : ordered[0]->lr);
       for (auto& x : pending_) x.reset();
     }
   } else {
-    apply({&p});
+    apply({&p}, p.lr < 0 ? lr_ : p.lr);
     ++pushed_[w];
   }
   return release();

@@ -51,7 +51,7 @@ struct PsOptions {
   PsMode mode = PsMode::sync;
   int staleness = 0;   // ssp only
   int workers = 1;
-  OptimConfig optim;   // every shard runs this optimizer on its slice (constant learning rate)
+  OptimConfig optim;   // every shard runs this optimizer on its slice; optim.lr unless a push names another
 };
 // Throws troupe::Error (kConfig) for workers < 1, staleness < 0, or staleness > 0 outside ssp.
 void validate(const PsOptions& options);
@@ -65,6 +65,7 @@ struct SparseRows {
 struct PsPush {
   int worker = 0;
   std::int64_t step = 0;
+  double lr = -1.0;                 // learning rate of this update (a schedule's); < 0: optim.lr. sync: equal for every worker
   std::vector<Tensor> dense;        // this shard's dense gradients, or empty
   std::vector<SparseRows> tables;   // one per table (possibly no ids), or empty for none at all
 };
@@ -122,8 +123,8 @@ class PsShard {
   void check_push(const PsPush& push) const;
   void check_pull(const PsPullRequest& request) const;
   std::string where(int worker, std::int64_t step, const char* what) const;
-  // One optimizer update from the gradients of `pushes` (worker order; absent ones skipped).
-  void apply(const std::vector<const PsPush*>& pushes);
+  // One optimizer update at `lr` from the gradients of `pushes` (worker order; absent ones skipped).
+  void apply(const std::vector<const PsPush*>& pushes, double lr);
   PsPullReply answer(const PsPullRequest& request) const;
   std::vector<Released> release();
 
