@@ -3,6 +3,7 @@
 
 #include "actors/actor_pipeline.h"
 #include "runtime/config/config_loader.h"
+#include "runtime/placement.h"
 
 namespace troupe {
 
@@ -22,6 +23,11 @@ auto guarded(F&& body) -> Expected<decltype(body())> {
 
 Session::Session(const RunConfig& config) : config_(config) {
   validate(config);
+  // Devices first, as `troupe train` does; the embedding API trains on the CPU only so far.
+  if (placement_for_run(config).any_cuda())
+    throw Error(ErrorKind::kConfig, "train.device = " + config.train.device +
+                                        ": Session trains on the CPU only so far (troupe train runs one GPU); use "
+                                        "train.device = cpu");
   const ParallelConfig& par = config.parallel;
   if (par.pipeline > 1 || par.microbatches > 1)
     pipeline_ = std::make_unique<ActorPipeline>(

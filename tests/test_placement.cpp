@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <memory>
 
+#include "actors/session.h"
 #include "runtime/error.h"
 #include "runtime/placement.h"
 
@@ -129,4 +130,16 @@ TEST_CASE("troupe train refuses a CUDA device this machine lacks at startup, exi
   err.clear();
   CHECK(run_troupe("train --steps 1 --set parallel.pipeline=2 --set parallel.placement=cuda:0,cpu", &err) == 2);
   CHECK_THAT(err, Catch::Contains("parallel.placement = \"cuda:0,cpu\", stage 0 on cuda:0: no CUDA device found"));
+}
+
+TEST_CASE("the embedding API (Session) checks devices too and never trains a CUDA config on the CPU", "[placement]") {
+  RunConfig c;
+  c.train.device = "cuda";
+  auto s = Session::create(c);
+  REQUIRE_FALSE(static_cast<bool>(s));
+  CHECK(s.error().kind() == ErrorKind::kConfig);
+  if (query_devices().cuda_devices.empty())
+    CHECK_THAT(s.error().what(), Catch::Contains("train.device = cuda: no CUDA device found"));
+  else
+    CHECK_THAT(s.error().what(), Catch::Contains("Session trains on the CPU only so far"));
 }
