@@ -12,20 +12,12 @@
 
 #include <nlohmann/json.hpp>
 
+#include "tests/troupe_command.h"
+
 namespace fs = std::filesystem;
 
 namespace {
-struct Run {
-  int code = -1;
-  std::string out, err;
-};
-
-std::string slurp(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
+using Run = TroupeRun;
 
 // A scratch directory per test case, removed afterwards.
 struct Scratch {
@@ -44,18 +36,7 @@ struct Scratch {
   std::size_t file_count() const { return std::distance(fs::directory_iterator(dir), fs::directory_iterator()); }
 };
 
-Run troupe(const Scratch& s, const std::string& args) {
-  const std::string cmd = std::string(TROUPE_BINARY) + " " + args + " > " + (s / "stdout.txt").string() + " 2> " +
-                          (s / "stderr.txt").string() + " < /dev/null";
-  int status = std::system(cmd.c_str());
-  Run r;
-  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  r.out = slurp(s / "stdout.txt");
-  r.err = slurp(s / "stderr.txt");
-  fs::remove(s / "stdout.txt");
-  fs::remove(s / "stderr.txt");
-  return r;
-}
+Run troupe(const Scratch& s, const std::string& args) { return run_troupe(s.dir, args); }
 
 const std::string kSmall =
     " --set model.n_layer=1 --set model.n_embd=32 --set model.n_head=2 --set model.block_size=16"

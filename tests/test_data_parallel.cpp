@@ -12,6 +12,7 @@
 #include "models/trainer.h"
 #include "runtime/config/config_loader.h"
 #include "tests/temp_dir.h"
+#include "tests/training_runs.h"
 
 using namespace troupe;
 using Catch::Matchers::Contains;
@@ -29,18 +30,7 @@ std::vector<std::string> with(std::vector<std::string> base, std::initializer_li
   return base;
 }
 
-struct Run {
-  std::vector<double> losses;
-  std::map<std::string, std::vector<float>> weights;
-};
-
-Run single_device(const RunConfig& config, int steps) {
-  Trainer t(config);
-  Run r;
-  for (int s = 0; s < steps; ++s) r.losses.push_back(t.train_step(s).loss);
-  for (Param* p : t.model().params().all()) r.weights[p->name] = p->value.to_vector();
-  return r;
-}
+using Run = TrainingRun;
 
 // Every replica's weights must be the same; the run reports replica 0's.
 Run data_parallel(const RunConfig& config, int steps, bool actors = true) {
@@ -59,16 +49,6 @@ Run data_parallel(const RunConfig& config, int steps, bool actors = true) {
       }
   }
   return r;
-}
-
-void require_bitwise(const Run& a, const Run& b) {
-  REQUIRE(a.losses.size() == b.losses.size());
-  for (std::size_t s = 0; s < a.losses.size(); ++s) CHECK(a.losses[s] == b.losses[s]);
-  REQUIRE(a.weights.size() == b.weights.size());
-  for (const auto& [name, w] : a.weights) {
-    INFO(name);
-    CHECK(std::memcmp(w.data(), b.weights.at(name).data(), w.size() * sizeof(float)) == 0);
-  }
 }
 
 }  // namespace

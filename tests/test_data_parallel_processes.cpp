@@ -12,32 +12,14 @@
 
 #include "runtime/io/safetensors.h"
 #include "tests/temp_dir.h"
+#include "tests/troupe_command.h"
 
 using Catch::Matchers::Contains;
 
 namespace {
 
-struct Run {
-  int code = -1;
-  std::string out, err;
-};
-
-std::string slurp(const std::string& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
-Run run_troupe(const TempDir& dir, const std::string& env, const std::string& args) {
-  const std::string cmd = env + " " + std::string(TROUPE_BINARY) + " " + args + " > " + dir.file("stdout.txt") +
-                          " 2> " + dir.file("stderr.txt") + " < /dev/null";
-  const int status = std::system(cmd.c_str());
-  Run r;
-  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  r.out = slurp(dir.file("stdout.txt"));
-  r.err = slurp(dir.file("stderr.txt"));
-  return r;
+TroupeRun run(const TempDir& dir, const std::string& env, const std::string& args) {
+  return run_troupe(dir.path, args, env);
 }
 
 const std::string kSmall =
@@ -49,13 +31,13 @@ const std::string kSmall =
 
 TEST_CASE("tcp replicas as processes = single device, bitwise (losses and weights)", "[data_parallel][tcp]") {
   TempDir dir;
-  const Run single = run_troupe(dir, "", kSmall + "--dump-losses " + dir.file("single.jsonl") + " --save " + dir.file("single.st"));
+  const TroupeRun single = run(dir, "", kSmall + "--dump-losses " + dir.file("single.jsonl") + " --save " + dir.file("single.st"));
   REQUIRE(single.code == 0);
   for (const std::string extra : {"--set parallel.data=2", "--set parallel.data=4 --set parallel.gradient_exchange=alltoall",
                                   "--set parallel.data=2 --set parallel.zero=1",
                                   "--set parallel.data=2 --set parallel.pipeline=2 --set parallel.microbatches=2"}) {
     INFO(extra);
-    const Run dp = run_troupe(dir, "", kSmall + extra + " --set comm.transport=tcp --dump-losses " + dir.file("dp.jsonl") +
+    const TroupeRun dp = run(dir, "", kSmall + extra + " --set comm.transport=tcp --dump-losses " + dir.file("dp.jsonl") +
                                        " --save " + dir.file("dp.st"));
     INFO(dp.err);
     REQUIRE(dp.code == 0);
@@ -82,7 +64,7 @@ TEST_CASE("a replica process that dies fails the run at once, naming it, and lea
           "[data_parallel][tcp]") {
   TempDir dir;
   const auto start = std::chrono::steady_clock::now();
-  const Run r = run_troupe(dir, "TROUPE_TEST_CRASH=1:2",
+  const TroupeRun r = run(dir, "TROUPE_TEST_CRASH=1:2",
                        kSmall + "--seed 4242 --set parallel.data=3 --set train.batch_size=9 --set comm.transport=tcp "
                                 "--set comm.timeout_s=60 --save " + dir.file("w.st"));
   INFO(r.out << r.err);

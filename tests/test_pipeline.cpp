@@ -7,6 +7,7 @@
 #include "actors/actor_pipeline.h"
 #include "actors/pipeline_driver.h"
 #include "runtime/config/config_loader.h"
+#include "tests/training_runs.h"
 
 using namespace troupe;
 
@@ -18,18 +19,7 @@ std::vector<std::string> small_gpt(bool deterministic) {
           deterministic ? "train.deterministic=true" : "train.deterministic=false"};
 }
 
-struct Run {
-  std::vector<double> losses;
-  std::map<std::string, std::vector<float>> weights;
-};
-
-Run single_device(const RunConfig& config, int steps) {
-  Trainer t(config);
-  Run r;
-  for (int s = 0; s < steps; ++s) r.losses.push_back(t.train_step(s).loss);
-  for (Param* p : t.model().params().all()) r.weights[p->name] = p->value.to_vector();
-  return r;
-}
+using Run = TrainingRun;
 
 Run pipelined(const RunConfig& config, const PipelineOptions& options, int steps) {
   PipelineDriver d(config, options);
@@ -50,13 +40,7 @@ TEST_CASE("pipeline = single device, bitwise in deterministic mode", "[pipeline]
       for (int m : {1, 4, 8}) {
         PipelineOptions o{p, std::string(schedule) == "interleaved" ? 2 : 1, m, schedule, ""};
         INFO(schedule << " p=" << p << " m=" << m << " v=" << o.virtual_stages);
-        const Run r = pipelined(config, o, steps);
-        for (int s = 0; s < steps; ++s) CHECK(r.losses[s] == reference.losses[s]);
-        REQUIRE(r.weights.size() == reference.weights.size());
-        for (const auto& [name, w] : reference.weights) {
-          INFO(name);
-          CHECK(std::memcmp(w.data(), r.weights.at(name).data(), w.size() * sizeof(float)) == 0);
-        }
+        require_bitwise(pipelined(config, o, steps), reference);
       }
 }
 
