@@ -17,6 +17,7 @@
 #include "models/device_trainer.h"
 #include "models/trainer.h"
 #include "runtime/config/config_loader.h"
+#include "runtime/strings.h"
 #include "runtime/placement.h"
 
 namespace troupe {
@@ -73,17 +74,6 @@ std::vector<std::string> stage_addresses(const RunConfig& config) {
 
 constexpr const char* kStageAddressesEnv = "TROUPE_STAGE_ADDRESSES";
 
-std::vector<std::string> split_commas(const std::string& s) {
-  std::vector<std::string> out;
-  std::size_t start = 0;
-  while (true) {
-    const auto comma = s.find(',', start);
-    out.push_back(s.substr(start, comma == std::string::npos ? std::string::npos : comma - start));
-    if (comma == std::string::npos) return out;
-    start = comma + 1;
-  }
-}
-
 }  // namespace
 
 // comm.transport = tcp: every replica is a process. The process the user starts is rank 0: it binds
@@ -99,7 +89,7 @@ int run_tcp_replicas(const RunConfig& config, const TrainOptions& options) {
       const char* env = std::getenv(kStageAddressesEnv);
       if (!env) throw Error(ErrorKind::kUsage, std::string("--rank is for processes troupe starts itself (") +
                                                    kStageAddressesEnv + " is not set)");
-      const std::vector<std::string> addresses = split_commas(env);
+      const std::vector<std::string> addresses = split(env);
       TROUPE_CHECK(static_cast<int>(addresses.size()) == config.parallel.pipeline, "stage addresses ", env);
       const std::string secret = net::secret_from_environment();
       for (const std::string& address : addresses)

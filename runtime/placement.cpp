@@ -4,21 +4,11 @@
 #include <fmt/format.h>
 
 #include "runtime/error.h"
+#include "runtime/strings.h"
 
 namespace troupe {
 
 namespace {
-std::vector<std::string> split_commas(const std::string& text) {
-  std::vector<std::string> parts;
-  std::size_t start = 0;
-  while (true) {
-    const auto comma = text.find(',', start);
-    parts.push_back(text.substr(start, comma == std::string::npos ? std::string::npos : comma - start));
-    if (comma == std::string::npos) return parts;
-    start = comma + 1;
-  }
-}
-
 // `key` is how the user asked for the device ("train.device = cuda", "parallel.placement = ... stage 1"),
 // `fix` what to write instead.
 void require_present(const Device& d, const DeviceInventory& inv, const std::string& key, const std::string& fix) {
@@ -68,7 +58,7 @@ Placement resolve_placement(const RunConfig& config, const DeviceInventory& inve
     p.stages.assign(stages, d);
     return p;
   }
-  const std::vector<std::string> parts = split_commas(config.parallel.placement);
+  const std::vector<std::string> parts = split(config.parallel.placement);
   if (static_cast<int>(parts.size()) != stages)
     throw Error(ErrorKind::kConfig, fmt::format("parallel.placement = \"{}\" names {} devices for parallel.pipeline = {} "
                                                 "stages; give one device per stage",

@@ -14,6 +14,7 @@
 
 #include "runtime/config/config_schema.h"
 #include "runtime/error.h"
+#include "runtime/strings.h"
 
 namespace troupe {
 
@@ -282,14 +283,7 @@ void validate_parallel(const RunConfig& config) {
     invalid(fmt::format("train.device = \"{}\" is not a device; use cpu, cuda or cuda:N (troupe devices lists them)",
                         t.device));
   if (!par.placement.empty()) {
-    std::vector<std::string> parts;
-    std::size_t start = 0;
-    while (true) {
-      const auto comma = par.placement.find(',', start);
-      parts.push_back(par.placement.substr(start, comma == std::string::npos ? std::string::npos : comma - start));
-      if (comma == std::string::npos) break;
-      start = comma + 1;
-    }
+    const std::vector<std::string> parts = split(par.placement);
     if (static_cast<int>(parts.size()) != par.pipeline)
       invalid(fmt::format("parallel.placement = \"{}\" names {} devices for parallel.pipeline = {} stages; give one "
                           "device per stage",
