@@ -10,8 +10,13 @@
 #include "actors/ps/ps_actor.h"
 #include "actors/ps/ps_layout.h"
 #include "actors/ps/ps_shard.h"
+#include "actors/ps/ps_trainer.h"
 #include "actors/ps/sparse_table.h"
+#include "models/trainer.h"
+#include "runtime/config/config_loader.h"
 #include "runtime/error.h"
+#include "tests/config_error.h"
+#include "tests/temp_dir.h"
 
 using namespace troupe;
 using namespace troupe::ps;
@@ -323,4 +328,96 @@ TEST_CASE("ps actors: a rejected push is an error naming the shard and a pull no
     CHECK(e.kind() == ErrorKind::kIo);
     CHECK_THAT(std::string(e.what()), Contains("did not answer the pull of worker 0 for step 1 within 0.3 s"));
   }
+}
+
+TEST_CASE("ps shard sync with clipping: the step waits for the norm round and applies the scaled sum", "[ps]") {
+  auto layout = std::make_shared<const PsLayout>(small_params(), 2);
+  PsOptions o = sgd_options(PsMode::sync, 2);
+  o.clip = true;
+  PsShard shard(layout, 0, o, small_init());  // a [3], c [5]
+  CHECK_FALSE(shard.norm(0, 5).has_value());   // queued until the step is summed
+  shard.push(dense_push(*layout, 0, 0, 0, 1.0f));
+  CHECK(shard.norms_released().empty());
+  CHECK(shard.push(dense_push(*layout, 0, 1, 0, 2.0f)).empty());
+  CHECK(shard.norms_released() == std::vector<std::uint64_t>{5});
+  // Summed gradient 3 everywhere: sums of squares 3 * 9 (a), 5 * 9 (c), then the table's (none: 0).
+  CHECK(shard.current_sum_squares() == std::vector<double>{27.0, 45.0, 0.0});
+  CHECK(shard.version() == 0);  // not applied before the coefficient
+  CHECK_FALSE(shard.pull(pull_request(0, 1), 9).has_value());
+  CHECK_THAT(input_error([&] { shard.clip(1, 0.5); }), Contains("clip for step 1, but step 0 is the one waiting"));
+  auto released = shard.clip(0, 0.5);
+  REQUIRE(released.size() == 1);
+  CHECK(released[0].ticket == 9);
+  CHECK(shard.dense_value(0).f32()[1] == 1.0f - 1.5f);  // a[1] = 1 - lr * 0.5 * 3
+  CHECK_THAT(input_error([&] { shard.clip(1, 0.5); }), Contains("no step is waiting"));
+  CHECK_THROWS_WITH(validate(PsOptions{PsMode::async, 0, 2, {}, true}), Contains("clipping on the parameter servers needs ps.mode = sync"));
+}
+
+namespace {
+RunConfig tiny_gpt(std::vector<std::string> sets) {
+  std::vector<std::string> all = {"model.n_layer=2", "model.n_head=2", "model.n_embd=32", "model.block_size=16",
+                                  "train.batch_size=8", "train.threads=2", "optim.lr=3e-3"};
+  all.insert(all.end(), sets.begin(), sets.end());
+  return load_config(std::nullopt, all);
+}
+}  // namespace
+
+TEST_CASE("ps trainer sync: GPT losses and weights equal single-device training with clipping and a schedule", "[ps]") {
+  const std::vector<std::string> common = {"train.lr_schedule=cosine", "train.warmup_steps=2", "train.steps=5",
+                                           "train.grad_clip=0.5"};
+  Trainer reference(tiny_gpt(common));
+  std::vector<double> expected;
+  for (int t = 0; t < 5; ++t) expected.push_back(reference.train_step(t).loss);
+  for (int d : {2, 4}) {
+    DYNAMIC_SECTION(d << " workers") {
+      auto sets = common;
+      sets.insert(sets.end(), {"parallel.gradient_exchange=ps", "parallel.data=" + std::to_string(d), "ps.shards=3"});
+      ps::PsTrainer trainer(tiny_gpt(sets));
+      for (int t = 0; t < 5; ++t) {
+        const StepStats s = trainer.train_step(t);
+        INFO("step " << t);
+        CHECK(s.loss == Approx(expected[static_cast<std::size_t>(t)]).epsilon(1e-5));
+        CHECK(s.grad_norm > 0.0);
+      }
+      // The shards' weights, pulled into a model, against the reference's.
+      TempDir dir;
+      trainer.save_weights(dir.file("ps.safetensors"));
+      Trainer loaded(tiny_gpt(common));
+      loaded.load_weights(dir.file("ps.safetensors"));
+      const auto& mine = loaded.model().params().all();
+      const auto& theirs = reference.model().params().all();
+      for (std::size_t i = 0; i < mine.size(); ++i) {
+        INFO(mine[i]->name);
+        double worst = 0;
+        for (std::int64_t k = 0; k < mine[i]->value.numel(); ++k)
+          worst = std::max(worst, static_cast<double>(std::abs(mine[i]->value.f32()[k] - theirs[i]->value.f32()[k])));
+        CHECK(worst < 1e-5);
+      }
+      CHECK(trainer.evaluate().loss == Approx(reference.evaluate().loss).epsilon(1e-4));
+      CHECK(trainer.optimizer_state_bytes() == reference.optimizer().state_bytes());
+    }
+  }
+}
+
+TEST_CASE("ps trainer async and ssp train the GPT; unsupported settings are config errors", "[ps]") {
+  for (const char* mode : {"async", "ssp"}) {
+    DYNAMIC_SECTION(mode) {
+      ps::PsTrainer trainer(tiny_gpt({"parallel.gradient_exchange=ps", "parallel.data=2", "ps.shards=2",
+                                      std::string("ps.mode=") + mode}));
+      const double first = trainer.train_step(0).loss;
+      double last = first;
+      for (int t = 1; t < 30; ++t) last = trainer.train_step(t).loss;
+      CHECK(last < first - 0.5);
+    }
+  }
+  CHECK_THAT(config_error([] { ps::PsTrainer{tiny_gpt({"parallel.gradient_exchange=ring", "parallel.data=2"})}; }),
+             Contains("needs parallel.gradient_exchange = ps"));
+  CHECK_THAT(config_error([] {
+               ps::PsTrainer{tiny_gpt({"parallel.gradient_exchange=ps", "parallel.data=2", "train.deterministic=true"})};
+             }),
+             Contains("train.deterministic = true with parallel.gradient_exchange = ps is not supported yet"));
+  CHECK_THAT(config_error([] {
+               ps::PsTrainer{tiny_gpt({"parallel.gradient_exchange=ps", "parallel.data=2", "parallel.microbatches=2"})};
+             }),
+             Contains("parallel.microbatches = 2"));
 }

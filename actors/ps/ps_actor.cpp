@@ -1,7 +1,9 @@
 // The shard actor (a thin shell over PsShard), the worker-side client and the cluster that spawns shards.
 #include "actors/ps/ps_actor.h"
 
+#include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <exception>
 #include <map>
 #include <optional>
@@ -11,6 +13,7 @@
 #include <fmt/format.h>
 
 #include "actors/ps/sparse_table.h"
+#include "runtime/optim/clip_grad.h"
 
 namespace troupe::ps {
 
@@ -22,6 +25,23 @@ struct ShardState {
   std::map<std::uint64_t, caf::response_promise> waiting;  // queued pulls by ticket
   static inline const char* name = "troupe.ps_shard";
 };
+
+// Answers the pulls a push or clip admitted, and the norm requests a push completed.
+void deliver(caf::stateful_actor<ShardState>* self, std::vector<PsShard::Released> released) {
+  for (auto& r : released) {
+    auto it = self->state.waiting.find(r.ticket);
+    it->second.deliver(std::move(r.reply));
+    self->state.waiting.erase(it);
+  }
+  const std::vector<std::uint64_t> norms = self->state.shard->norms_released();
+  if (norms.empty()) return;
+  const std::vector<double> sums = self->state.shard->current_sum_squares();
+  for (std::uint64_t ticket : norms) {
+    auto it = self->state.waiting.find(ticket);
+    it->second.deliver(sums);
+    self->state.waiting.erase(it);
+  }
+}
 
 caf::behavior shard_actor(caf::stateful_actor<ShardState>* self, std::shared_ptr<PsShard> shard) {
   self->state.shard = std::move(shard);
@@ -42,11 +62,30 @@ caf::behavior shard_actor(caf::stateful_actor<ShardState>* self, std::shared_ptr
         } catch (const Error& e) {
           return caf::make_error(caf::sec::runtime_error, std::string(e.what()));
         }
-        for (auto& r : released) {
-          auto it = self->state.waiting.find(r.ticket);
-          it->second.deliver(std::move(r.reply));
-          self->state.waiting.erase(it);
+        deliver(self, std::move(released));
+        return self->state.shard->version();
+      },
+      [=](proto::ps_norm_atom, std::int64_t step) -> caf::result<std::vector<double>> {
+        const std::uint64_t ticket = self->state.next_ticket++;
+        std::optional<std::vector<double>> sums;
+        try {
+          sums = self->state.shard->norm(step, ticket);
+        } catch (const Error& e) {
+          return caf::make_error(caf::sec::runtime_error, std::string(e.what()));
         }
+        if (sums) return std::move(*sums);
+        auto promise = self->make_response_promise();
+        self->state.waiting.emplace(ticket, promise);
+        return promise;
+      },
+      [=](proto::ps_clip_atom, std::int64_t step, double coefficient) -> caf::result<std::int64_t> {
+        std::vector<PsShard::Released> released;
+        try {
+          released = self->state.shard->clip(step, coefficient);
+        } catch (const Error& e) {
+          return caf::make_error(caf::sec::runtime_error, std::string(e.what()));
+        }
+        deliver(self, std::move(released));
         return self->state.shard->version();
       },
       [=](proto::ps_pull_atom, const PsPullRequest& request) -> caf::result<PsPullReply> {
@@ -228,6 +267,43 @@ void PsClient::push(std::int64_t step, const std::vector<Tensor>& dense, const s
           if (!first_error) first_error = {e, s};
         });
   if (first_error) fail(first_error->first, first_error->second, worker_, "push", step, timeout_s_);
+}
+
+double PsClient::clip(std::int64_t step, double max_norm) {
+  const int S = layout_->shards();
+  using Handle = decltype(self_->request(shards_[0], timeout_, proto::ps_norm_atom::value, step));
+  std::vector<Handle> pending;
+  for (int s = 0; s < S; ++s) pending.push_back(self_->request(shards_[static_cast<std::size_t>(s)], timeout_, proto::ps_norm_atom::value, step));
+  std::vector<std::vector<double>> sums(static_cast<std::size_t>(S));
+  std::optional<std::pair<caf::error, int>> first_error;
+  for (int s = 0; s < S; ++s)
+    pending[static_cast<std::size_t>(s)].receive([&](std::vector<double>& v) { sums[static_cast<std::size_t>(s)] = std::move(v); },
+                                                 [&](caf::error& e) {
+                                                   if (!first_error) first_error = {e, s};
+                                                 });
+  if (first_error) fail(first_error->first, first_error->second, worker_, "norm round", step, timeout_s_);
+  // Global parameter order, as grad_norm adds on one device: dense parameters, then tables shard by shard.
+  double total = 0.0;
+  for (int d = 0; d < layout_->num_dense(); ++d) {
+    const int s = layout_->dense_owner(d);
+    const auto& mine = layout_->dense_of_shard(s);
+    total += sums[static_cast<std::size_t>(s)][static_cast<std::size_t>(std::find(mine.begin(), mine.end(), d) - mine.begin())];
+  }
+  for (int t = 0; t < layout_->num_tables(); ++t)
+    for (int s = 0; s < S; ++s)
+      total += sums[static_cast<std::size_t>(s)][layout_->dense_of_shard(s).size() + static_cast<std::size_t>(t)];
+  const double norm = std::sqrt(total);
+  const double coefficient = clip_coefficient(norm, max_norm);
+  using Ack = decltype(self_->request(shards_[0], timeout_, proto::ps_clip_atom::value, step, coefficient));
+  std::vector<Ack> acks;
+  for (int s = 0; s < S; ++s)
+    acks.push_back(self_->request(shards_[static_cast<std::size_t>(s)], timeout_, proto::ps_clip_atom::value, step, coefficient));
+  for (int s = 0; s < S; ++s)
+    acks[static_cast<std::size_t>(s)].receive([](std::int64_t) {}, [&](caf::error& e) {
+      if (!first_error) first_error = {e, s};
+    });
+  if (first_error) fail(first_error->first, first_error->second, worker_, "clip", step, timeout_s_);
+  return norm;
 }
 
 struct PsCluster::Actors {

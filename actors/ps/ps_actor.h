@@ -40,6 +40,12 @@ class PsClient {
   // update's learning rate (< 0: the shards' optim.lr; sync: every worker passes the same).
   void push(std::int64_t step, const std::vector<Tensor>& dense, const std::vector<SparseRows>& tables, double lr = -1.0);
 
+  // The clipping round of a sync step (PsOptions::clip), run by one worker after its push: collects every
+  // shard's sums of squares (waiting for the step's last push), adds them in global parameter order
+  // (clip_grad_norm's total), and has every shard scale by clip_coefficient(norm, max_norm) and apply.
+  // Returns the norm before clipping. The other workers' pulls for step + 1 wait until then.
+  double clip(std::int64_t step, double max_norm);
+
   int worker() const { return worker_; }
 
  private:

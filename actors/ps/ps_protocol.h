@@ -4,6 +4,9 @@
 //   worker -> shard   (ps_push_atom, PsPush)          -> int64_t version       gradients of one step
 //   worker -> shard   (ps_pull_atom, PsPullRequest)   -> PsPullReply           parameters for one step;
 //                                                        answered late when the mode says wait
+//   worker -> shard   (ps_norm_atom, int64_t step)    -> std::vector<double>   clipping round (sync, clip):
+//                                                        sums of squares once the step is summed
+//   worker -> shard   (ps_clip_atom, int64_t step, double coefficient) -> int64_t version   apply the step
 //   driver -> shard   (ps_snap_atom)                  -> PsSnapshot            the shard's whole slice
 // A bad push or pull is answered with an error (sec::runtime_error, the troupe::Error text); the shard
 // keeps running. Tensors travel by reference inside one process (unsafe message types, as the pipeline's),
@@ -33,6 +36,8 @@ namespace proto {
 using ps_push_atom = caf::atom_constant<caf::atom("ps_push")>;
 using ps_pull_atom = caf::atom_constant<caf::atom("ps_pull")>;
 using ps_snap_atom = caf::atom_constant<caf::atom("ps_snap")>;
+using ps_norm_atom = caf::atom_constant<caf::atom("ps_norm")>;
+using ps_clip_atom = caf::atom_constant<caf::atom("ps_clip")>;
 }  // namespace proto
 
 }  // namespace troupe::ps

@@ -4,10 +4,12 @@
 #include <algorithm>
 #include <cmath>
 #include <map>
+#include <utility>
 
 #include <fmt/format.h>
 
 #include "runtime/error.h"
+#include "runtime/optim/clip_grad.h"
 
 namespace troupe::ps {
 
@@ -35,6 +37,10 @@ void validate(const PsOptions& o) {
   if (o.staleness > 0 && o.mode != PsMode::ssp)
     throw Error(ErrorKind::kConfig,
                 fmt::format("ps.staleness = {} needs ps.mode = ssp (got {})", o.staleness, mode_name(o.mode)));
+  if (o.clip && o.mode != PsMode::sync)
+    throw Error(ErrorKind::kConfig, fmt::format("clipping on the parameter servers needs ps.mode = sync (got {}); in {} "
+                                                "mode each worker clips its own gradient",
+                                                mode_name(o.mode), mode_name(o.mode)));
 }
 
 PsShard::PsShard(std::shared_ptr<const PsLayout> layout, int shard, PsOptions options, const PsInit& init)
@@ -159,7 +165,7 @@ bool PsShard::admits(int worker, std::int64_t step) const {
   return false;
 }
 
-void PsShard::apply(const std::vector<const PsPush*>& pushes, double lr) {
+void PsShard::sum(const std::vector<const PsPush*>& pushes) {
   // Dense: worker order, the first contribution copied (no 0 + x), the rest added.
   for (std::size_t j = 0; j < dense_.size(); ++j) {
     Tensor sum;
@@ -176,11 +182,7 @@ void PsShard::apply(const std::vector<const PsPush*>& pushes, double lr) {
     }
     dense_[j].grad = sum;
   }
-  std::vector<Param*> params;
-  for (Param& p : dense_) params.push_back(&p);
-  dense_optimizer_->step(params, lr);
-  for (Param& p : dense_) p.grad = Tensor();
-
+  table_sums_.assign(static_cast<std::size_t>(layout_->num_tables()), {});
   for (int t = 0; t < layout_->num_tables(); ++t) {
     const std::int64_t dim = layout_->table_dim(t);
     std::vector<const SparseRows*> parts;
@@ -191,7 +193,7 @@ void PsShard::apply(const std::vector<const PsPush*>& pushes, double lr) {
     Tensor grad;
     if (parts.size() == 1) {
       ids = parts[0]->ids;
-      grad = parts[0]->rows;
+      grad = parts[0]->rows.clone();  // clipping may scale it
     } else {
       // Union of the rows, each summed over the workers that sent it, in worker order.
       std::map<std::int64_t, std::int64_t> slot;
@@ -220,10 +222,67 @@ void PsShard::apply(const std::vector<const PsPush*>& pushes, double lr) {
         }
       }
     }
+    table_sums_[static_cast<std::size_t>(t)] = {std::move(ids), grad};
+  }
+}
+
+void PsShard::apply(double lr, double coefficient) {
+  std::vector<Param*> params;
+  for (Param& p : dense_) params.push_back(&p);
+  if (coefficient < 1.0) {
+    scale_grads(params, coefficient);
+    const float c = static_cast<float>(coefficient);
+    for (auto& [ids, grad] : table_sums_)
+      if (grad.defined())
+        for (float& x : grad.span_f32()) x *= c;
+  }
+  dense_optimizer_->step(params, lr);
+  for (Param& p : dense_) p.grad = Tensor();
+  for (int t = 0; t < layout_->num_tables(); ++t) {
+    auto& [ids, grad] = table_sums_[static_cast<std::size_t>(t)];
+    if (ids.empty()) continue;
     for (std::int64_t& id : ids) id = layout_->local_row(id);
     tables_[static_cast<std::size_t>(t)].apply(*table_optimizer_, ids, grad, lr);
   }
+  table_sums_.clear();
   ++version_;
+}
+
+std::vector<double> PsShard::current_sum_squares() const {
+  std::vector<Param*> params;
+  for (const Param& p : dense_) params.push_back(const_cast<Param*>(&p));
+  std::vector<double> out = grad_sum_squares(params);
+  for (const auto& [ids, grad] : table_sums_) {
+    double s = 0;
+    if (grad.defined())
+      for (float x : grad.span_f32()) s += static_cast<double>(x) * x;
+    out.push_back(s);
+  }
+  return out;
+}
+
+std::optional<std::vector<double>> PsShard::norm(std::int64_t step, std::uint64_t ticket) {
+  if (!options_.clip)
+    throw Error(ErrorKind::kInput, fmt::format("ps shard {}: norm for step {}, but clipping is off", shard_, step));
+  if (step != version_)
+    throw Error(ErrorKind::kInput, fmt::format("ps shard {}: norm for step {}, but the shard is at step {}", shard_, step, version_));
+  if (summed_) return current_sum_squares();
+  norm_waiting_.push_back(ticket);
+  return std::nullopt;
+}
+
+std::vector<std::uint64_t> PsShard::norms_released() { return std::exchange(norm_ready_, {}); }
+
+std::vector<PsShard::Released> PsShard::clip(std::int64_t step, double coefficient) {
+  if (!summed_ || step != version_)
+    throw Error(ErrorKind::kInput, fmt::format("ps shard {}: clip for step {}, but {}", shard_, step,
+                                               summed_ ? fmt::format("step {} is the one waiting", version_)
+                                                       : std::string("no step is waiting for its clip coefficient")));
+  if (!(coefficient >= 0.0))
+    throw Error(ErrorKind::kInput, fmt::format("ps shard {}: clip coefficient {} for step {}", shard_, coefficient, step));
+  summed_ = false;
+  apply(summed_lr_, coefficient);
+  return release();
 }
 
 std::vector<PsShard::Released> PsShard::push(PsPush p) {
@@ -235,11 +294,22 @@ std::vector<PsShard::Released> PsShard::push(PsPush p) {
     if (std::all_of(pending_.begin(), pending_.end(), [](const auto& x) { return x.has_value(); })) {
       std::vector<const PsPush*> ordered;
       for (const auto& x : pending_) ordered.push_back(&*x);
-      apply(ordered, ordered[0]->lr < 0 ? lr_ : ordered[0]->lr);
+      const double lr = ordered[0]->lr < 0 ? lr_ : ordered[0]->lr;
+      sum(ordered);
       for (auto& x : pending_) x.reset();
+      if (options_.clip) {
+        // The coefficient needs every shard's sums of squares: wait for clip().
+        summed_ = true;
+        summed_lr_ = lr;
+        norm_ready_.insert(norm_ready_.end(), norm_waiting_.begin(), norm_waiting_.end());
+        norm_waiting_.clear();
+      } else {
+        apply(lr);
+      }
     }
   } else {
-    apply({&p}, p.lr < 0 ? lr_ : p.lr);
+    sum({&p});
+    apply(p.lr < 0 ? lr_ : p.lr);
     ++pushed_[w];
   }
   return release();

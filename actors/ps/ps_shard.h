@@ -52,8 +52,12 @@ struct PsOptions {
   int staleness = 0;   // ssp only
   int workers = 1;
   OptimConfig optim;   // every shard runs this optimizer on its slice; optim.lr unless a push names another
+  // sync only: clip the summed gradient by its global 2-norm (train.grad_clip; 0 = off). The norm spans
+  // every shard, so a complete step waits for a norm round (norm() from every shard, then clip()).
+  bool clip = false;
 };
-// Throws troupe::Error (kConfig) for workers < 1, staleness < 0, or staleness > 0 outside ssp.
+// Throws troupe::Error (kConfig) for workers < 1, staleness < 0, staleness > 0 outside ssp, or clip
+// outside sync.
 void validate(const PsOptions& options);
 
 // Rows of one table, by global row id.
@@ -105,6 +109,17 @@ class PsShard {
   // Answers a pull now, or queues it under `ticket` and returns nothing.
   std::optional<PsPullReply> pull(const PsPullRequest& request, std::uint64_t ticket);
 
+  // Clipping round (options.clip, sync): once every worker pushed `step`, the summed gradients' sums of
+  // squares — one per dense parameter (dense_of_shard order), then one per table. Answered now, or queued
+  // under `ticket` until the step's last push (norms_released() then lists it).
+  std::optional<std::vector<double>> norm(std::int64_t step, std::uint64_t ticket);
+  std::vector<std::uint64_t> norms_released();
+  // The sums of squares norm() answers (valid while a step waits for its coefficient).
+  std::vector<double> current_sum_squares() const;
+  // Scales the summed gradients of `step` by `coefficient` (when < 1, as clip_grad_norm), applies the
+  // update and returns the pulls it admits.
+  std::vector<Released> clip(std::int64_t step, double coefficient);
+
   // Would a pull by `worker` for `step` be answered now?
   bool admits(int worker, std::int64_t step) const;
   int shard() const { return shard_; }
@@ -123,8 +138,10 @@ class PsShard {
   void check_push(const PsPush& push) const;
   void check_pull(const PsPullRequest& request) const;
   std::string where(int worker, std::int64_t step, const char* what) const;
-  // One optimizer update at `lr` from the gradients of `pushes` (worker order; absent ones skipped).
-  void apply(const std::vector<const PsPush*>& pushes, double lr);
+  // Sums the gradients of `pushes` (worker order; absent ones skipped) into dense_[].grad and table_sums_.
+  void sum(const std::vector<const PsPush*>& pushes);
+  // One optimizer update at `lr` from the summed gradients, scaled first by `coefficient` when < 1.
+  void apply(double lr, double coefficient = 1.0);
   PsPullReply answer(const PsPullRequest& request) const;
   std::vector<Released> release();
 
@@ -139,6 +156,11 @@ class PsShard {
   std::vector<std::int64_t> pushed_;         // per worker: pushes received
   std::vector<std::optional<PsPush>> pending_;  // sync: this step's pushes, by worker
   std::deque<std::pair<std::uint64_t, PsPullRequest>> queue_;
+  // Summed table gradients of the step being applied: (global ids, rows) per table (ids empty: none).
+  std::vector<std::pair<std::vector<std::int64_t>, Tensor>> table_sums_;
+  bool summed_ = false;             // clip: the step is summed and waits for its coefficient
+  double summed_lr_ = 0;
+  std::vector<std::uint64_t> norm_waiting_, norm_ready_;
 };
 
 }  // namespace troupe::ps

@@ -1,0 +1,184 @@
+// PsTrainer: worker threads around a PsCluster, one training step at a time.
+#include "actors/ps/ps_trainer.h"
+
+#include <chrono>
+#include <exception>
+#include <map>
+#include <thread>
+
+#include <fmt/format.h>
+
+#include "runtime/optim/clip_grad.h"
+#include "runtime/optim/lr_schedule.h"
+
+namespace troupe::ps {
+
+struct PsTrainer::Worker {
+  std::unique_ptr<CpuBackend> backend;
+  std::unique_ptr<Model> model;
+  std::unique_ptr<PsClient> client;
+};
+
+namespace {
+
+PsOptions ps_options(const RunConfig& c) {
+  PsOptions o;
+  o.mode = parse_mode(c.ps.mode);
+  o.staleness = c.ps.staleness;
+  o.workers = c.parallel.data;
+  o.optim = c.optim;
+  o.clip = o.mode == PsMode::sync && c.train.grad_clip > 0.0;
+  return o;
+}
+
+}  // namespace
+
+PsTrainer::PsTrainer(const RunConfig& config) : config_(config) {
+  auto bad = [](const std::string& what) { throw Error(ErrorKind::kConfig, what); };
+  const ParallelConfig& par = config.parallel;
+  if (par.gradient_exchange != "ps")
+    bad(fmt::format("the parameter-server trainer needs parallel.gradient_exchange = ps (got {})", par.gradient_exchange));
+  if (par.pipeline != 1)
+    bad(fmt::format("parallel.pipeline = {} with parallel.gradient_exchange = ps: parameter servers serve whole models "
+                    "so far; use parallel.pipeline = 1",
+                    par.pipeline));
+  if (config.train.deterministic)
+    bad("train.deterministic = true with parallel.gradient_exchange = ps is not supported yet (the shards sum float "
+        "gradients); use parallel.gradient_exchange = ring or alltoall for bitwise runs");
+  if (config.comm.transport != "inproc")
+    bad(fmt::format("comm.transport = {} with parallel.gradient_exchange = ps: the parameter servers run in this process "
+                    "(inproc) so far",
+                    config.comm.transport));
+  if (par.microbatches != 1)
+    bad(fmt::format("parallel.microbatches = {} with parallel.gradient_exchange = ps: each worker computes its share "
+                    "in one pass so far; use parallel.microbatches = 1",
+                    par.microbatches));
+  if (par.data < 1 || config.train.batch_size % par.data != 0)
+    bad(fmt::format("train.batch_size = {} is not divisible by parallel.data = {}", config.train.batch_size, par.data));
+  validate(ps_options(config));
+  dataset_ = make_dataset(config);
+  initial_ = std::make_unique<Model>(make_layer_specs(config.model, config.train.seed));
+  std::vector<PsParamSpec> specs;
+  for (const Param* p : initial_->params().all()) specs.push_back({p->name, p->value.shape(), false});
+  layout_ = std::make_shared<const PsLayout>(std::move(specs), config.ps.shards);
+  const int threads = config.train.threads > 0 ? config.train.threads
+                                               : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  for (int w = 0; w < par.data; ++w) {
+    auto worker = std::make_unique<Worker>();
+    worker->backend = std::make_unique<CpuBackend>(std::max(1, threads / par.data));
+    worker->model = std::make_unique<Model>(make_layer_specs(config.model, config.train.seed));
+    workers_.push_back(std::move(worker));
+  }
+  start_cluster();
+}
+
+PsTrainer::~PsTrainer() {
+  for (auto& w : workers_) w->client.reset();  // clients (scoped actors) before their actor system
+  cluster_.reset();
+}
+
+void PsTrainer::start_cluster() {
+  for (auto& w : workers_) w->client.reset();
+  cluster_.reset();
+  std::map<std::string, const Param*> by_name;
+  for (const Param* p : initial_->params().all()) by_name[p->name] = p;
+  PsInit init;
+  init.dense = [&by_name](const std::string& name) { return by_name.at(name)->value.clone(); };
+  cluster_ = std::make_unique<PsCluster>(layout_, ps_options(config_), init, config_.comm.timeout_s);
+  for (int w = 0; w < workers(); ++w) workers_[static_cast<std::size_t>(w)]->client = cluster_->client(w);
+}
+
+StepStats PsTrainer::train_step(std::int64_t step) {
+  TROUPE_CHECK(step == steps_done_, "step ", step, " after ", steps_done_, " steps");
+  const auto start = std::chrono::steady_clock::now();
+  const int D = workers();
+  const PsMode mode = parse_mode(config_.ps.mode);
+  const Batch batch = dataset_->train_batch(step, config_.train.batch_size);
+  const std::int64_t b = config_.train.batch_size / D, rows = dataset_->rows_per_sample();
+  const float scale = 1.0f / static_cast<float>(mode == PsMode::sync ? batch.targets.numel() : b * rows);
+  const double lr = lr_at(config_.train, config_.optim.lr_or_default(), step);
+  const double clip = config_.train.grad_clip;
+
+  std::vector<Tensor> losses(static_cast<std::size_t>(D));
+  std::vector<std::exception_ptr> errors(static_cast<std::size_t>(D));
+  double norm = 0.0;
+  auto run = [&](int w) {
+    try {
+      Worker& me = *workers_[static_cast<std::size_t>(w)];
+      Model& model = *me.model;
+      const std::vector<Param*>& params = model.params().all();
+      const PsClient::Pulled got = me.client->pull(step, {});
+      for (std::size_t d = 0; d < params.size(); ++d) params[d]->value.copy_from(got.dense[d]);
+      MicroBatch mb;
+      mb.inputs = batch.inputs.slice(w * b, (w + 1) * b);
+      mb.targets = batch.targets.slice(w * b, (w + 1) * b);
+      mb.loss_scale = scale;
+      mb.row_block = rows;
+      model.zero_grad();
+      auto ctxs = model.make_contexts();
+      losses[static_cast<std::size_t>(w)] = model.forward(*me.backend, mb, ctxs, mb.inputs);
+      model.backward(*me.backend, mb, ctxs, Tensor());
+      model.flush_exact_grads(*me.backend);
+      model.finish_grads();
+      std::vector<Param*> mine = params;
+      if (mode != PsMode::sync && clip > 0.0) clip_grad_norm(mine, clip);  // each push is its own step
+      std::vector<Tensor> grads;
+      for (Param* p : params) grads.push_back(p->grad.clone());  // the model zeroes its own next step
+      me.client->push(step, grads, {}, lr);
+      if (w == 0 && mode == PsMode::sync && clip > 0.0) norm = me.client->clip(step, clip);
+    } catch (...) {
+      errors[static_cast<std::size_t>(w)] = std::current_exception();
+    }
+  };
+  std::vector<std::thread> threads;
+  for (int w = 1; w < D; ++w) threads.emplace_back(run, w);
+  run(0);
+  for (auto& t : threads) t.join();
+  for (auto& e : errors)
+    if (e) std::rethrow_exception(e);
+  ++steps_done_;
+
+  StepStats s;
+  s.step = step;
+  s.lr = lr;
+  s.grad_norm = norm;
+  double sum = 0.0;
+  std::int64_t n = 0;
+  for (const Tensor& l : losses)  // sample order, as the single-device trainer adds them
+    for (float x : l.span_f32()) {
+      sum += x;
+      ++n;
+    }
+  s.loss = sum / static_cast<double>(n);
+  s.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  s.tokens_per_s = static_cast<double>(n) / s.seconds;
+  return s;
+}
+
+void PsTrainer::refresh_worker0() {
+  Worker& w0 = *workers_[0];
+  const PsClient::Pulled got = w0.client->pull(steps_done_, {});
+  const std::vector<Param*>& params = w0.model->params().all();
+  for (std::size_t d = 0; d < params.size(); ++d) params[d]->value.copy_from(got.dense[d]);
+}
+
+EvalStats PsTrainer::evaluate() {
+  refresh_worker0();
+  return evaluate_models(*workers_[0]->backend, *dataset_, config_, {workers_[0]->model.get()});
+}
+
+void PsTrainer::load_weights(const std::string& path) {
+  if (steps_done_ != 0)
+    throw Error(ErrorKind::kUsage, "load_weights after training started: the parameter servers take initial weights only");
+  load_weights_into(initial_->params().all(), path);
+  start_cluster();
+}
+
+void PsTrainer::save_weights(const std::string& path) {
+  refresh_worker0();
+  save_weights_from(workers_[0]->model->params().all(), path, config_);
+}
+
+std::size_t PsTrainer::optimizer_state_bytes() { return cluster_->snapshot().state_bytes; }
+
+}  // namespace troupe::ps

@@ -1,0 +1,69 @@
+// Owns PsTrainer: troupe train's `parallel.gradient_exchange = ps` for the GPT and MLP — parallel.data
+// worker threads computing gradients, parameters and optimizer state on ps.shards parameter-server actors.
+//
+// Every parameter is dense here (PsLayout: whole tensors balanced over the shards). Step t, worker w
+// (b = train.batch_size / parallel.data samples, its contiguous share of the batch):
+//   pull the parameters for step t -> forward/backward on its share -> fold tied gradients -> push them
+//   with lr_at(train, optim.lr, t).
+//   sync:       every worker scales its loss by 1 / (the whole batch's loss terms), the shards sum the
+//               pushes in worker order and take one optimizer step, so the step is the single-device
+//               one up to float rounding of the gradient sum (tested within 1e-5 relative). With
+//               train.grad_clip, worker 0 runs the clipping round (PsClient::clip): the global norm of
+//               the summed gradient, added in parameter order as clip_grad_norm does.
+//   async, ssp: each worker scales by its own share and clips its own gradient; each push is a step.
+// train_step(t) runs step t on every worker at once and returns when all have pushed (the loss is the
+// whole batch's, summed in sample order); in async/ssp mode workers still do not wait for each other's
+// updates within a step.
+// Not supported yet (kConfig errors): parallel.pipeline > 1, parallel.microbatches > 1, train.deterministic
+// (exact sums through the shards), comm.transport = tcp.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "actors/ps/ps_actor.h"
+#include "models/model.h"
+#include "models/trainer.h"
+#include "runtime/config/run_config.h"
+#include "runtime/cpu/cpu_backend.h"
+#include "runtime/data/dataset.h"
+
+namespace troupe::ps {
+
+class PsTrainer {
+ public:
+  // Throws troupe::Error (kConfig) naming the setting when the configuration is not one it runs.
+  explicit PsTrainer(const RunConfig& config);
+  ~PsTrainer();
+
+  StepStats train_step(std::int64_t step);
+  // Evaluates the shards' current parameters (pulled into worker 0's model).
+  EvalStats evaluate();
+  // Initial weights from a file: only before the first step (the shards are rebuilt from them).
+  void load_weights(const std::string& path);
+  void save_weights(const std::string& path);
+
+  int workers() const { return static_cast<int>(workers_.size()); }
+  const PsLayout& layout() const { return *layout_; }
+  Dataset& dataset() { return *dataset_; }
+  // Optimizer state held by all shards together (each holds its parameters' share).
+  std::size_t optimizer_state_bytes();
+
+ private:
+  struct Worker;
+  void start_cluster();
+  // Pulls the parameters as of `steps_done_` into worker 0's model.
+  void refresh_worker0();
+
+  RunConfig config_;
+  std::unique_ptr<Dataset> dataset_;
+  std::unique_ptr<Model> initial_;  // initial values (seeded, or loaded) the shards start from
+  std::shared_ptr<const PsLayout> layout_;
+  std::unique_ptr<PsCluster> cluster_;
+  std::vector<std::unique_ptr<Worker>> workers_;
+  std::int64_t steps_done_ = 0;
+};
+
+}  // namespace troupe::ps
