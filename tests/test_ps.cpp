@@ -15,6 +15,7 @@
 #include "models/trainer.h"
 #include "runtime/config/config_loader.h"
 #include "runtime/error.h"
+#include "runtime/trace/trace.h"
 #include "tests/config_error.h"
 #include "tests/temp_dir.h"
 
@@ -420,4 +421,21 @@ TEST_CASE("ps trainer async and ssp train the GPT; unsupported settings are conf
                ps::PsTrainer{tiny_gpt({"parallel.gradient_exchange=ps", "parallel.data=2", "parallel.microbatches=2"})};
              }),
              Contains("parallel.microbatches = 2"));
+}
+
+TEST_CASE("ps trainer sync: MLP losses equal single-device training", "[ps]") {
+  const std::vector<std::string> common = {"model.kind=mlp", "model.mlp_hidden=64", "train.batch_size=32",
+                                           "train.threads=2", "optim.kind=sgd", "optim.lr=0.1", "optim.momentum=0.9"};
+  Trainer reference(load_config(std::nullopt, common));
+  auto sets = common;
+  sets.insert(sets.end(), {"parallel.gradient_exchange=ps", "parallel.data=4", "ps.shards=2"});
+  ps::PsTrainer trainer(load_config(std::nullopt, sets));
+  CHECK(trainer.param_count() == reference.model().params().numel());
+  TraceRecorder trace;
+  trainer.set_trace(&trace);
+  for (int t = 0; t < 4; ++t) {
+    INFO("step " << t);
+    CHECK(trainer.train_step(t).loss == Approx(reference.train_step(t).loss).epsilon(1e-5));
+  }
+  CHECK(trace.track_stats().size() == 4);  // one track per worker
 }

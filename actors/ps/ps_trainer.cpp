@@ -107,7 +107,9 @@ StepStats PsTrainer::train_step(std::int64_t step) {
       Worker& me = *workers_[static_cast<std::size_t>(w)];
       Model& model = *me.model;
       const std::vector<Param*>& params = model.params().all();
+      const double t0 = trace_ ? trace_->now_us() : 0.0;
       const PsClient::Pulled got = me.client->pull(step, {});
+      const double t1 = trace_ ? trace_->now_us() : 0.0;
       for (std::size_t d = 0; d < params.size(); ++d) params[d]->value.copy_from(got.dense[d]);
       MicroBatch mb;
       mb.inputs = batch.inputs.slice(w * b, (w + 1) * b);
@@ -124,16 +126,27 @@ StepStats PsTrainer::train_step(std::int64_t step) {
       if (mode != PsMode::sync && clip > 0.0) clip_grad_norm(mine, clip);  // each push is its own step
       std::vector<Tensor> grads;
       for (Param* p : params) grads.push_back(p->grad.clone());  // the model zeroes its own next step
+      const double t2 = trace_ ? trace_->now_us() : 0.0;
       me.client->push(step, grads, {}, lr);
+      const double t3 = trace_ ? trace_->now_us() : 0.0;
       if (w == 0 && mode == PsMode::sync && clip > 0.0) norm = me.client->clip(step, clip);
+      if (trace_) {
+        const int track = tracks_[static_cast<std::size_t>(w)];
+        trace_->span(track, "pull", "recv", t0, t1);
+        trace_->span(track, "forward+backward", "compute", t1, t2);
+        trace_->span(track, "push", "send", t2, t3);
+        if (w == 0 && mode == PsMode::sync && clip > 0.0) trace_->span(track, "clip round", "optimizer", t3, trace_->now_us());
+      }
     } catch (...) {
       errors[static_cast<std::size_t>(w)] = std::current_exception();
     }
   };
+  const double begin = trace_ ? trace_->now_us() : 0.0;
   std::vector<std::thread> threads;
   for (int w = 1; w < D; ++w) threads.emplace_back(run, w);
   run(0);
   for (auto& t : threads) t.join();
+  if (trace_) trace_->window(begin, trace_->now_us());
   for (auto& e : errors)
     if (e) std::rethrow_exception(e);
   ++steps_done_;
@@ -180,5 +193,21 @@ void PsTrainer::save_weights(const std::string& path) {
 }
 
 std::size_t PsTrainer::optimizer_state_bytes() { return cluster_->snapshot().state_bytes; }
+
+}  // namespace troupe::ps
+
+namespace troupe::ps {
+
+void PsTrainer::set_trace(TraceRecorder* trace) {
+  trace_ = trace;
+  tracks_.clear();
+  for (int w = 0; w < workers(); ++w) tracks_.push_back(trace->track("worker " + std::to_string(w)));
+}
+
+CpuBackend& PsTrainer::backend() { return *workers_[0]->backend; }
+
+std::vector<Param*> PsTrainer::params_in_order() const { return workers_[0]->model->params().all(); }
+
+std::int64_t PsTrainer::param_count() const { return workers_[0]->model->params().numel(); }
 
 }  // namespace troupe::ps

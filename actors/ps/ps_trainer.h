@@ -29,6 +29,7 @@
 #include "runtime/config/run_config.h"
 #include "runtime/cpu/cpu_backend.h"
 #include "runtime/data/dataset.h"
+#include "runtime/trace/trace.h"
 
 namespace troupe::ps {
 
@@ -45,7 +46,14 @@ class PsTrainer {
   void load_weights(const std::string& path);
   void save_weights(const std::string& path);
 
+  // Spans per worker ("worker w": pull, compute, push, clip) and each step's window.
+  void set_trace(TraceRecorder* trace);
+
   int workers() const { return static_cast<int>(workers_.size()); }
+  // Worker 0's backend (its threads: train.threads / parallel.data) and parameters (values as last pulled).
+  CpuBackend& backend();
+  std::vector<Param*> params_in_order() const;
+  std::int64_t param_count() const;
   const PsLayout& layout() const { return *layout_; }
   Dataset& dataset() { return *dataset_; }
   // Optimizer state held by all shards together (each holds its parameters' share).
@@ -64,6 +72,8 @@ class PsTrainer {
   std::unique_ptr<PsCluster> cluster_;
   std::vector<std::unique_ptr<Worker>> workers_;
   std::int64_t steps_done_ = 0;
+  TraceRecorder* trace_ = nullptr;
+  std::vector<int> tracks_;
 };
 
 }  // namespace troupe::ps
