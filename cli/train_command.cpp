@@ -12,6 +12,7 @@
 #include "cli/progress.h"
 #include "actors/actor_pipeline.h"
 #include "actors/data_parallel.h"
+#include "actors/ps/ps_trainer.h"
 #include "cli/replica_processes.h"
 #include "net/tcp/tcp_transport.h"
 #include "models/device_trainer.h"
@@ -165,6 +166,15 @@ int run_train(const TrainOptions& options) {
   if (options.print_config) std::printf("%s", config_to_toml(config).c_str());
 
   const ParallelConfig& par = config.parallel;
+  if (par.gradient_exchange == "ps") {  // worker threads against parameter-server actors (actors/ps/)
+    ps::PsTrainer trainer(config);
+    std::printf("troupe: parameter servers, %d workers (threads) x %d shards, mode %s%s\n", par.data, config.ps.shards,
+                config.ps.mode.c_str(), config.ps.mode == "ssp" ? fmt::format(" (staleness {})", config.ps.staleness).c_str() : "");
+    const int code = train_loop(trainer, config, options);
+    if (config.train.steps > 0)
+      std::printf("troupe: optimizer state %.2f MB over %d shards\n", trainer.optimizer_state_bytes() / 1e6, config.ps.shards);
+    return code;
+  }
   if (par.data > 1 && config.comm.transport == "tcp") return run_tcp_replicas(config, options);
   if (par.data > 1) {
     DataParallelTrainer dp(config);
@@ -200,6 +210,7 @@ std::int64_t param_count(DataParallelTrainer& t) {
   for (Param* p : t.params_in_order()) n += p->value.numel();
   return n;
 }
+std::int64_t param_count(ps::PsTrainer& t) { return t.param_count(); }
 std::int64_t param_count(ActorPipeline& d) {
   std::int64_t n = 0;
   for (Param* p : d.params_in_order()) n += p->value.numel();
