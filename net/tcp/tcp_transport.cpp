@@ -77,6 +77,7 @@ struct Link {
   // Guarded by Impl::mu.
   enum class State { kOpen, kClosed, kFailed } state = State::kOpen;
   bool goodbye = false;       // the peer said goodbye (frames after it are malformed)
+  std::condition_variable parked;  // the reader waits here for a recv of the message it holds
   bool reader_done = false;
   bool writer_done = false;
   // Why the link failed: a headline naming the peer ("rank 2 is dead") and how it showed.
@@ -152,7 +153,12 @@ struct TcpTransport::Impl {
   int first_failed = -1;
   bool aborted = false;
   bool stopping = false;             // close() has begun: readers stop waiting for recvs
-  std::condition_variable reader_cv;  // readers holding a message for a recv not yet posted wait here
+  // Readers holding a message for a recv not yet posted wait on their link's `parked` (with mu).
+  void wake_readers() {
+    for (auto& l : links) {
+      if (l) l->parked.notify_all();
+    }
+  }
 
   Link& link(int peer) { return *links[static_cast<std::size_t>(peer)]; }
 
@@ -206,7 +212,7 @@ struct TcpTransport::Impl {
         // Nobody has asked for it yet: leave the payload in the socket until a recv does, so it
         // can go straight into place (a pipelined ring sends a segment before its receiver has
         // posted the recv; buffering it would cost a copy and the memory).
-        reader_cv.wait_for(lock, std::chrono::milliseconds(2));
+        l.parked.wait_for(lock, std::chrono::milliseconds(2));
       }
       if (awaited && posted.out.size() == h.total_bytes) {
         posted.state = Posted::State::kClaimed;  // straight into the caller's buffer
@@ -509,7 +515,7 @@ struct TcpTransport::Impl {
       std::lock_guard lock(mu);
       stopping = true;
     }
-    reader_cv.notify_all();
+    wake_readers();
     for (auto& l : links) {
       if (!l) continue;
       {
@@ -569,7 +575,7 @@ void TcpTransport::abort() {
     impl_->aborted = true;
   }
   impl_->cv.notify_all();
-  impl_->reader_cv.notify_all();
+  impl_->wake_readers();
   impl_->abort_links();
 }
 
@@ -645,7 +651,7 @@ void TcpTransport::recv(int from, std::uint32_t tag, std::span<std::byte> out) {
   std::unique_lock lock(s.mu);
   auto& box = s.inbox[{from, tag}];
   s.posted = Posted{true, from, tag, out, Posted::State::kPending};
-  s.reader_cv.notify_all();
+  if (from != s.rank) s.link(from).parked.notify_all();  // only this peer's reader can be affected
   const auto deadline = Clock::now() + s.timeout;
   enum class Outcome { kBroken, kClosed, kTimeout } outcome;
   while (true) {
