@@ -400,7 +400,7 @@ TEST_CASE("ps trainer sync: GPT losses and weights equal single-device training 
   }
 }
 
-TEST_CASE("ps trainer async and ssp train the GPT; unsupported settings are config errors", "[ps]") {
+TEST_CASE("ps trainer async and ssp train the GPT and unsupported settings are config errors", "[ps]") {
   for (const char* mode : {"async", "ssp"}) {
     DYNAMIC_SECTION(mode) {
       ps::PsTrainer trainer(tiny_gpt({"parallel.gradient_exchange=ps", "parallel.data=2", "ps.shards=2",
