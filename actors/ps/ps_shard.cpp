@@ -229,12 +229,13 @@ void PsShard::sum(const std::vector<const PsPush*>& pushes) {
 void PsShard::apply(double lr, double coefficient) {
   std::vector<Param*> params;
   for (Param& p : dense_) params.push_back(&p);
-  if (coefficient < 1.0) {
+  if (coefficient != 1.0) {  // as clip_grad_norm: scale_grads skips a coefficient that rounds to 1.0f
     scale_grads(params, coefficient);
     const float c = static_cast<float>(coefficient);
-    for (auto& [ids, grad] : table_sums_)
-      if (grad.defined())
-        for (float& x : grad.span_f32()) x *= c;
+    if (c != 1.0f)
+      for (auto& [ids, grad] : table_sums_)
+        if (grad.defined())
+          for (float& x : grad.span_f32()) x *= c;
   }
   dense_optimizer_->step(params, lr);
   for (Param& p : dense_) p.grad = Tensor();
@@ -249,9 +250,12 @@ void PsShard::apply(double lr, double coefficient) {
 }
 
 std::vector<double> PsShard::current_sum_squares() const {
-  std::vector<Param*> params;
-  for (const Param& p : dense_) params.push_back(const_cast<Param*>(&p));
-  std::vector<double> out = grad_sum_squares(params);
+  // One entry per parameter (0 for one without a gradient), so positions match dense_of_shard.
+  std::vector<double> out;
+  for (const Param& p : dense_) {
+    std::vector<Param*> one{const_cast<Param*>(&p)};
+    out.push_back(p.grad.defined() ? grad_sum_squares(one).at(0) : 0.0);
+  }
   for (const auto& [ids, grad] : table_sums_) {
     double s = 0;
     if (grad.defined())
