@@ -414,10 +414,6 @@ TEST_CASE("ps trainer async and ssp train the GPT and unsupported settings are c
   CHECK_THAT(config_error([] { ps::PsTrainer{tiny_gpt({"parallel.gradient_exchange=ring", "parallel.data=2"})}; }),
              Contains("needs parallel.gradient_exchange = ps"));
   CHECK_THAT(config_error([] {
-               ps::PsTrainer{tiny_gpt({"parallel.gradient_exchange=ps", "parallel.data=2", "train.deterministic=true"})};
-             }),
-             Contains("train.deterministic = true with parallel.gradient_exchange = ps is not supported yet"));
-  CHECK_THAT(config_error([] {
                ps::PsTrainer{tiny_gpt({"parallel.gradient_exchange=ps", "parallel.data=2", "parallel.microbatches=2"})};
              }),
              Contains("parallel.microbatches = 2"));
@@ -438,4 +434,32 @@ TEST_CASE("ps trainer sync: MLP losses equal single-device training", "[ps]") {
     CHECK(trainer.train_step(t).loss == Approx(reference.train_step(t).loss).epsilon(1e-5));
   }
   CHECK(trace.track_stats().size() == 4);  // one track per worker
+}
+
+TEST_CASE("ps trainer sync deterministic: GPT losses and weights bitwise equal the single-device run", "[ps]") {
+  const std::vector<std::string> common = {"train.deterministic=true", "train.lr_schedule=cosine", "train.warmup_steps=2",
+                                           "train.steps=4", "train.grad_clip=0.5"};
+  Trainer reference(tiny_gpt(common));
+  std::vector<double> expected;
+  for (int t = 0; t < 4; ++t) expected.push_back(reference.train_step(t).loss);
+  TempDir dir;
+  reference.save_weights(dir.file("reference.safetensors"));
+  for (int d : {2, 4}) {
+    DYNAMIC_SECTION(d << " workers") {
+      auto sets = common;
+      sets.insert(sets.end(), {"parallel.gradient_exchange=ps", "parallel.data=" + std::to_string(d), "ps.shards=3"});
+      ps::PsTrainer trainer(tiny_gpt(sets));
+      for (int t = 0; t < 4; ++t) CHECK(trainer.train_step(t).loss == expected[static_cast<std::size_t>(t)]);
+      trainer.save_weights(dir.file("ps.safetensors"));
+      Trainer mine(tiny_gpt(common)), theirs(tiny_gpt(common));
+      mine.load_weights(dir.file("ps.safetensors"));
+      theirs.load_weights(dir.file("reference.safetensors"));
+      for (std::size_t i = 0; i < mine.model().params().all().size(); ++i) {
+        const Tensor& a = mine.model().params().all()[i]->value;
+        const Tensor& b = theirs.model().params().all()[i]->value;
+        INFO(mine.model().params().all()[i]->name);
+        CHECK(std::memcmp(a.raw(), b.raw(), a.nbytes()) == 0);
+      }
+    }
+  }
 }

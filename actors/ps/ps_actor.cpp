@@ -254,6 +254,30 @@ void PsClient::push(std::int64_t step, const std::vector<Tensor>& dense, const s
       if (!part.ids.empty()) gather_rows(g.rows, at[static_cast<std::size_t>(s)], part.rows);
     }
   }
+  send_pushes(step, std::move(pushes));
+}
+
+void PsClient::push_exact(std::int64_t step, std::vector<ExactGrad> exact, const std::vector<SparseRows>& tables, double lr) {
+  if (static_cast<int>(exact.size()) != layout_->num_dense())
+    throw Error(ErrorKind::kInput, fmt::format("worker {} step {}: {} exact gradients, the model has {} dense parameters",
+                                               worker_, step, exact.size(), layout_->num_dense()));
+  // Exact sums exist for dense gradients only (the deterministic trainer's models have no sparse tables).
+  if (!tables.empty())
+    throw Error(ErrorKind::kInput, fmt::format("worker {} step {}: exact pushes carry dense gradients only", worker_, step));
+  const int S = layout_->shards();
+  std::vector<PsPush> pushes(static_cast<std::size_t>(S));
+  for (int s = 0; s < S; ++s) {
+    PsPush& p = pushes[static_cast<std::size_t>(s)];
+    p.worker = worker_;
+    p.step = step;
+    p.lr = lr;
+    for (int d : layout_->dense_of_shard(s)) p.exact.push_back(std::move(exact[static_cast<std::size_t>(d)]));
+  }
+  send_pushes(step, std::move(pushes));
+}
+
+void PsClient::send_pushes(std::int64_t step, std::vector<PsPush> pushes) {
+  const int S = layout_->shards();
   using Handle = decltype(self_->request(shards_[0], timeout_, proto::ps_push_atom::value, pushes[0]));
   std::optional<std::pair<caf::error, int>> first_error;
   std::vector<Handle> pending;

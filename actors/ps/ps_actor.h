@@ -39,6 +39,9 @@ class PsClient {
   // Gradients of `step`: dense (dense-index order, or empty for none) and, per table, rows by id; lr: this
   // update's learning rate (< 0: the shards' optim.lr; sync: every worker passes the same).
   void push(std::int64_t step, const std::vector<Tensor>& dense, const std::vector<SparseRows>& tables, double lr = -1.0);
+  // The same with exact dense gradients (dense-index order; train.deterministic, sync mode), moved out of
+  // `exact`; `tables` must be empty (exact sums exist for dense gradients only).
+  void push_exact(std::int64_t step, std::vector<ExactGrad> exact, const std::vector<SparseRows>& tables, double lr = -1.0);
 
   // The clipping round of a sync step (PsOptions::clip), run by one worker after its push: collects every
   // shard's sums of squares (waiting for the step's last push), adds them in global parameter order
@@ -49,6 +52,8 @@ class PsClient {
   int worker() const { return worker_; }
 
  private:
+  void send_pushes(std::int64_t step, std::vector<PsPush> pushes);
+
   std::vector<caf::actor> shards_;
   std::shared_ptr<const PsLayout> layout_;
   int worker_;

@@ -123,6 +123,27 @@ void PsShard::check_push(const PsPush& p) const {
                                                    shape_str(dense_[j].value.shape())));
     }
   }
+  if (!p.exact.empty()) {
+    if (options_.mode != PsMode::sync || !p.dense.empty())
+      throw Error(ErrorKind::kInput, fmt::format("{}: exact gradients go alone (no float ones) and only in sync mode", at));
+    if (p.exact.size() != mine.size())
+      throw Error(ErrorKind::kInput, fmt::format("{}: {} exact gradients, this shard holds {} dense parameters", at,
+                                                 p.exact.size(), mine.size()));
+    for (std::size_t j = 0; j < mine.size(); ++j) {
+      const ExactGrad& g = p.exact[j];
+      const std::size_t n = static_cast<std::size_t>(dense_[j].value.numel());
+      if (g.buffers < 1 || g.sums.size() != n * static_cast<std::size_t>(g.buffers))
+        throw Error(ErrorKind::kInput, fmt::format("{}: exact gradient of '{}' holds {} sums in {} buffers, expected {} per buffer",
+                                                   at, dense_[j].name, g.sums.size(), g.buffers, n));
+    }
+  }
+  if (options_.mode == PsMode::sync)
+    for (const auto& other : pending_)
+      if (other && other->exact.empty() != p.exact.empty())
+        throw Error(ErrorKind::kInput, fmt::format("{}: worker {} pushed {} gradients for this step, this push {} (all or none "
+                                                   "exact: train.deterministic must agree)",
+                                                   at, other->worker, other->exact.empty() ? "float" : "exact",
+                                                   p.exact.empty() ? "float" : "exact"));
   if (!p.tables.empty()) {
     if (p.tables.size() != static_cast<std::size_t>(layout_->num_tables()))
       throw Error(ErrorKind::kInput, fmt::format("{}: {} sparse gradients, there are {} tables", at, p.tables.size(),
@@ -166,8 +187,29 @@ bool PsShard::admits(int worker, std::int64_t step) const {
 }
 
 void PsShard::sum(const std::vector<const PsPush*>& pushes) {
+  // Exact: integer sums per buffer (any order gives the same), one rounding each, buffers added in order.
+  const bool exact = std::any_of(pushes.begin(), pushes.end(), [](const PsPush* p) { return !p->exact.empty(); });
+  for (std::size_t j = 0; exact && j < dense_.size(); ++j) {
+    const std::size_t n = static_cast<std::size_t>(dense_[j].value.numel());
+    int buffers = 1;
+    for (const PsPush* p : pushes) buffers = std::max(buffers, p->exact[j].buffers);
+    Tensor grad = Tensor::zeros(dense_[j].value.shape());
+    float* g = grad.f32();
+    std::vector<ExactSum> acc(n);
+    for (int k = 0; k < buffers; ++k) {
+      std::fill(acc.begin(), acc.end(), ExactSum{0});
+      for (const PsPush* p : pushes)
+        if (k < p->exact[j].buffers) {
+          const ExactSum* x = p->exact[j].sums.data() + static_cast<std::size_t>(k) * n;
+          for (std::size_t i = 0; i < n; ++i) acc[i] = exact_add(acc[i], x[i]);
+        }
+      for (std::size_t i = 0; i < n; ++i)
+        if (acc[i] != 0) g[i] += from_exact(acc[i]);  // as Backend::flush_exact_grad, then the fold's float add
+    }
+    dense_[j].grad = grad;
+  }
   // Dense: worker order, the first contribution copied (no 0 + x), the rest added.
-  for (std::size_t j = 0; j < dense_.size(); ++j) {
+  for (std::size_t j = 0; !exact && j < dense_.size(); ++j) {
     Tensor sum;
     for (const PsPush* p : pushes) {
       if (p->dense.empty()) continue;

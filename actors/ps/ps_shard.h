@@ -37,6 +37,7 @@
 #include "actors/ps/ps_layout.h"
 #include "actors/ps/sparse_table.h"
 #include "runtime/config/run_config.h"
+#include "runtime/exact_sum.h"
 #include "runtime/optim/optimizer.h"
 #include "runtime/param.h"
 
@@ -66,11 +67,21 @@ struct SparseRows {
   Tensor rows;                    // f32 [ids.size(), dim]
 };
 
+// A dense gradient as exact fixed-point sums (train.deterministic; runtime/exact_sum.h): `buffers`
+// accumulators of the parameter's size back to back — buffer 0 the parameter's own, the others gradients
+// folded into it (a tied weight's second use). The shard adds each buffer over the workers as integers,
+// rounds each once and adds them in buffer order: exactly what one device computes (flush, then fold).
+struct ExactGrad {
+  std::vector<ExactSum> sums;
+  int buffers = 1;
+};
+
 struct PsPush {
   int worker = 0;
   std::int64_t step = 0;
   double lr = -1.0;                 // learning rate of this update (a schedule's); < 0: optim.lr. sync: equal for every worker
   std::vector<Tensor> dense;        // this shard's dense gradients, or empty
+  std::vector<ExactGrad> exact;     // instead of `dense` (sync only): the same gradients as exact sums
   std::vector<SparseRows> tables;   // one per table (possibly no ids), or empty for none at all
 };
 

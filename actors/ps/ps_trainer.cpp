@@ -1,6 +1,7 @@
 // PsTrainer: worker threads around a PsCluster, one training step at a time.
 #include "actors/ps/ps_trainer.h"
 
+#include <algorithm>
 #include <chrono>
 #include <exception>
 #include <map>
@@ -8,6 +9,7 @@
 
 #include <fmt/format.h>
 
+#include "models/gpt_layers.h"
 #include "runtime/optim/clip_grad.h"
 #include "runtime/optim/lr_schedule.h"
 
@@ -20,6 +22,32 @@ struct PsTrainer::Worker {
 };
 
 namespace {
+
+// Every gradient accumulator of `model` as exact sums, by parameter: its own, then (for the tied token
+// embedding) the LM head's, which one device would fold into it after rounding both. Clears them.
+std::vector<ExactGrad> take_exact_grads(Model& model, Backend& be) {
+  const std::vector<Param*>& params = model.params().all();
+  std::vector<ExactGrad> out(params.size());
+  auto take = [&be](const Tensor& grad, ExactGrad& into) {
+    std::span<ExactSum> acc = be.exact_grad(grad);
+    into.sums.insert(into.sums.end(), acc.begin(), acc.end());
+    std::fill(acc.begin(), acc.end(), ExactSum{0});
+  };
+  for (std::size_t d = 0; d < params.size(); ++d) take(params[d]->grad, out[d]);
+  for (std::size_t i = 0; i < model.num_layers(); ++i) {
+    const std::vector<Tensor> extra = model.layer(i).extra_grads();
+    if (extra.empty()) continue;
+    auto* head = dynamic_cast<GptHead*>(&model.layer(i));
+    TROUPE_CHECK(head != nullptr && extra.size() == 1, "layer ", model.layer(i).name(),
+                 " keeps extra gradients the parameter-server trainer does not know how to fold");
+    const auto it = std::find(params.begin(), params.end(), &head->tied_weight());
+    TROUPE_CHECK(it != params.end(), "tied weight ", head->tied_weight().name, " is not a parameter of the model");
+    ExactGrad& target = out[static_cast<std::size_t>(it - params.begin())];
+    take(extra[0], target);
+    ++target.buffers;
+  }
+  return out;
+}
 
 PsOptions ps_options(const RunConfig& c) {
   PsOptions o;
@@ -42,9 +70,9 @@ PsTrainer::PsTrainer(const RunConfig& config) : config_(config) {
     bad(fmt::format("parallel.pipeline = {} with parallel.gradient_exchange = ps: parameter servers serve whole models "
                     "so far; use parallel.pipeline = 1",
                     par.pipeline));
-  if (config.train.deterministic)
-    bad("train.deterministic = true with parallel.gradient_exchange = ps is not supported yet (the shards sum float "
-        "gradients); use parallel.gradient_exchange = ring or alltoall for bitwise runs");
+  if (config.train.deterministic && config.ps.mode != "sync")
+    bad(fmt::format("train.deterministic = true with ps.mode = {}: asynchronous updates depend on timing; use ps.mode = sync",
+                    config.ps.mode));
   if (config.comm.transport != "inproc")
     bad(fmt::format("comm.transport = {} with parallel.gradient_exchange = ps: the parameter servers run in this process "
                     "(inproc) so far",
@@ -66,6 +94,7 @@ PsTrainer::PsTrainer(const RunConfig& config) : config_(config) {
   for (int w = 0; w < par.data; ++w) {
     auto worker = std::make_unique<Worker>();
     worker->backend = std::make_unique<CpuBackend>(std::max(1, threads / par.data));
+    worker->backend->set_deterministic(config.train.deterministic);
     worker->model = std::make_unique<Model>(make_layer_specs(config.model, config.train.seed));
     workers_.push_back(std::move(worker));
   }
@@ -120,14 +149,19 @@ StepStats PsTrainer::train_step(std::int64_t step) {
       auto ctxs = model.make_contexts();
       losses[static_cast<std::size_t>(w)] = model.forward(*me.backend, mb, ctxs, mb.inputs);
       model.backward(*me.backend, mb, ctxs, Tensor());
-      model.flush_exact_grads(*me.backend);
-      model.finish_grads();
-      std::vector<Param*> mine = params;
-      if (mode != PsMode::sync && clip > 0.0) clip_grad_norm(mine, clip);  // each push is its own step
-      std::vector<Tensor> grads;
-      for (Param* p : params) grads.push_back(p->grad.clone());  // the model zeroes its own next step
       const double t2 = trace_ ? trace_->now_us() : 0.0;
-      me.client->push(step, grads, {}, lr);
+      if (config_.train.deterministic) {
+        // The exact sums go to the shards unrounded: they add them over workers and round once.
+        me.client->push_exact(step, take_exact_grads(model, *me.backend), {}, lr);
+      } else {
+        model.flush_exact_grads(*me.backend);
+        model.finish_grads();
+        std::vector<Param*> mine = params;
+        if (mode != PsMode::sync && clip > 0.0) clip_grad_norm(mine, clip);  // each push is its own step
+        std::vector<Tensor> grads;
+        for (Param* p : params) grads.push_back(p->grad.clone());  // the model zeroes its own next step
+        me.client->push(step, grads, {}, lr);
+      }
       const double t3 = trace_ ? trace_->now_us() : 0.0;
       if (w == 0 && mode == PsMode::sync && clip > 0.0) norm = me.client->clip(step, clip);
       if (trace_) {

@@ -14,8 +14,10 @@
 // train_step(t) runs step t on every worker at once and returns when all have pushed (the loss is the
 // whole batch's, summed in sample order); in async/ssp mode workers still do not wait for each other's
 // updates within a step.
-// Not supported yet (kConfig errors): parallel.pipeline > 1, parallel.microbatches > 1, train.deterministic
-// (exact sums through the shards), comm.transport = tcp.
+// train.deterministic (sync only): workers push their exact gradient sums (runtime/exact_sum.h) unrounded,
+// the tied LM head's separately; the shards add them as integers and round once, then fold — so every
+// step, hence every loss and weight, is bitwise the single-device deterministic run.
+// Not supported yet (kConfig errors): parallel.pipeline > 1, parallel.microbatches > 1, comm.transport = tcp.
 #pragma once
 
 #include <cstdint>
