@@ -1,5 +1,6 @@
-// Owns the collective tests: chunk/step/segment arithmetic, every collective algorithm over the in-process transport (ranks as threads), and their failure modes.
+// Owns the collective tests: chunk/step/segment arithmetic, every collective algorithm over both transports (ranks as threads), LocalGroup, their failure modes, and `troupe bench allreduce`.
 #include <catch2/catch.hpp>
+#include <nlohmann/json.hpp>
 
 #include <chrono>
 #include <cmath>
@@ -20,6 +21,8 @@
 #include "runtime/comm/ring.h"
 #include "runtime/error.h"
 #include "tests/rank_threads.h"
+#include "tests/temp_dir.h"
+#include "tests/troupe_command.h"
 
 using namespace troupe;
 using namespace troupe::comm;
@@ -744,4 +747,28 @@ TEST_CASE("LocalGroup reports a wrong length on every rank, and a dead or missin
     for (int r = 0; r < 3; ++r) CHECK_THAT(messages[static_cast<std::size_t>(r)], Contains("rank 3 is dead"));
     CHECK(std::chrono::steady_clock::now() - start < 10s);  // at once, not after the 30 s timeout
   }
+}
+
+TEST_CASE("troupe bench allreduce prints one checked JSON line over either transport, and rejects bad options", "[collectives]") {
+  TempDir scratch("troupe_bench");
+  for (const std::string transport : {"inproc", "tcp"}) {
+    for (const std::string algo : {"auto", "ring", "hd"}) {
+      CAPTURE(transport, algo);
+      const TroupeRun run = run_troupe(scratch.path, "bench allreduce --ranks 3 --bytes 12KiB --iters 2 --warmup 1 --transport " +
+                                                         transport + " --algo " + algo + " --segment-kib 1");
+      REQUIRE(run.code == 0);
+      const auto line = nlohmann::json::parse(run.out.substr(0, run.out.find('\n')));
+      CHECK(line["op"] == "allreduce");
+      CHECK(line["ranks"] == 3);
+      CHECK(line["bytes"] == 12288);
+      CHECK(line["transport"] == transport);
+      CHECK(line["time_ms"].get<double>() > 0.0);
+      CHECK(line["busbw_gbps"].get<double>() > 0.0);
+    }
+  }
+  CHECK_THAT(run_troupe(scratch.path, "bench allreduce --bytes 13").err, Contains("give a multiple of 4"));
+  CHECK_THAT(run_troupe(scratch.path, "bench allreduce --bytes lots").err, Contains("give a byte count such as"));
+  CHECK_THAT(run_troupe(scratch.path, "bench allreduce --algo tree").err, Contains("choose auto, ring or hd"));
+  CHECK_THAT(run_troupe(scratch.path, "bench allreduce --algo local --transport tcp").err, Contains("only with --transport inproc"));
+  CHECK(run_troupe(scratch.path, "bench allreduce --ranks 0").code == 2);
 }
