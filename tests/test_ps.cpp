@@ -414,9 +414,11 @@ TEST_CASE("ps trainer async and ssp train the GPT and unsupported settings are c
   CHECK_THAT(config_error([] { ps::PsTrainer{tiny_gpt({"parallel.gradient_exchange=ring", "parallel.data=2"})}; }),
              Contains("needs parallel.gradient_exchange = ps"));
   CHECK_THAT(config_error([] {
-               ps::PsTrainer{tiny_gpt({"parallel.gradient_exchange=ps", "parallel.data=2", "parallel.microbatches=2"})};
+               RunConfig c = tiny_gpt({"parallel.gradient_exchange=ps", "parallel.data=2"});
+               c.parallel.pipeline = 2;  // what load_config refuses, refused here too
+               ps::PsTrainer{c};
              }),
-             Contains("parallel.microbatches = 2"));
+             Contains("parallel.pipeline = 2 with parallel.gradient_exchange = ps"));
 }
 
 TEST_CASE("ps trainer sync: MLP losses equal single-device training", "[ps]") {
@@ -444,10 +446,11 @@ TEST_CASE("ps trainer sync deterministic: GPT losses and weights bitwise equal t
   for (int t = 0; t < 4; ++t) expected.push_back(reference.train_step(t).loss);
   TempDir dir;
   reference.save_weights(dir.file("reference.safetensors"));
-  for (int d : {2, 4}) {
-    DYNAMIC_SECTION(d << " workers") {
+  for (auto [d, m] : {std::pair{2, 1}, std::pair{4, 1}, std::pair{2, 2}}) {
+    DYNAMIC_SECTION(d << " workers x " << m << " micro-batches") {
       auto sets = common;
-      sets.insert(sets.end(), {"parallel.gradient_exchange=ps", "parallel.data=" + std::to_string(d), "ps.shards=3"});
+      sets.insert(sets.end(), {"parallel.gradient_exchange=ps", "parallel.data=" + std::to_string(d), "ps.shards=3",
+                               "parallel.microbatches=" + std::to_string(m)});
       ps::PsTrainer trainer(tiny_gpt(sets));
       for (int t = 0; t < 4; ++t) CHECK(trainer.train_step(t).loss == expected[static_cast<std::size_t>(t)]);
       trainer.save_weights(dir.file("ps.safetensors"));

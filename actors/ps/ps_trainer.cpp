@@ -77,12 +77,9 @@ PsTrainer::PsTrainer(const RunConfig& config) : config_(config) {
     bad(fmt::format("comm.transport = {} with parallel.gradient_exchange = ps: the parameter servers run in this process "
                     "(inproc) so far",
                     config.comm.transport));
-  if (par.microbatches != 1)
-    bad(fmt::format("parallel.microbatches = {} with parallel.gradient_exchange = ps: each worker computes its share "
-                    "in one pass so far; use parallel.microbatches = 1",
-                    par.microbatches));
-  if (par.data < 1 || config.train.batch_size % par.data != 0)
-    bad(fmt::format("train.batch_size = {} is not divisible by parallel.data = {}", config.train.batch_size, par.data));
+  if (par.data < 1 || par.microbatches < 1 || config.train.batch_size % (par.data * par.microbatches) != 0)
+    bad(fmt::format("train.batch_size = {} is not divisible by parallel.data x parallel.microbatches = {} x {}",
+                    config.train.batch_size, par.data, par.microbatches));
   validate(ps_options(config));
   dataset_ = make_dataset(config);
   initial_ = std::make_unique<Model>(make_layer_specs(config.model, config.train.seed));
@@ -128,7 +125,7 @@ StepStats PsTrainer::train_step(std::int64_t step) {
   const double lr = lr_at(config_.train, config_.optim.lr_or_default(), step);
   const double clip = config_.train.grad_clip;
 
-  std::vector<Tensor> losses(static_cast<std::size_t>(D));
+  std::vector<Tensor> losses(static_cast<std::size_t>(D * config_.parallel.microbatches));
   std::vector<std::exception_ptr> errors(static_cast<std::size_t>(D));
   double norm = 0.0;
   auto run = [&](int w) {
@@ -140,15 +137,20 @@ StepStats PsTrainer::train_step(std::int64_t step) {
       const PsClient::Pulled got = me.client->pull(step, {});
       const double t1 = trace_ ? trace_->now_us() : 0.0;
       for (std::size_t d = 0; d < params.size(); ++d) params[d]->value.copy_from(got.dense[d]);
-      MicroBatch mb;
-      mb.inputs = batch.inputs.slice(w * b, (w + 1) * b);
-      mb.targets = batch.targets.slice(w * b, (w + 1) * b);
-      mb.loss_scale = scale;
-      mb.row_block = rows;
+      // The worker's share in parallel.microbatches passes; gradients accumulate, nothing is sent between.
       model.zero_grad();
-      auto ctxs = model.make_contexts();
-      losses[static_cast<std::size_t>(w)] = model.forward(*me.backend, mb, ctxs, mb.inputs);
-      model.backward(*me.backend, mb, ctxs, Tensor());
+      const std::int64_t m = config_.parallel.microbatches, per = b / m;
+      for (std::int64_t k = 0; k < m; ++k) {
+        const std::int64_t first = w * b + k * per;
+        MicroBatch mb;
+        mb.inputs = batch.inputs.slice(first, first + per);
+        mb.targets = batch.targets.slice(first, first + per);
+        mb.loss_scale = scale;
+        mb.row_block = rows;
+        auto ctxs = model.make_contexts();
+        losses[static_cast<std::size_t>(w * m + k)] = model.forward(*me.backend, mb, ctxs, mb.inputs);
+        model.backward(*me.backend, mb, ctxs, Tensor());
+      }
       const double t2 = trace_ ? trace_->now_us() : 0.0;
       if (config_.train.deterministic) {
         // The exact sums go to the shards unrounded: they add them over workers and round once.

@@ -17,7 +17,8 @@
 // train.deterministic (sync only): workers push their exact gradient sums (runtime/exact_sum.h) unrounded,
 // the tied LM head's separately; the shards add them as integers and round once, then fold — so every
 // step, hence every loss and weight, is bitwise the single-device deterministic run.
-// Not supported yet (kConfig errors): parallel.pipeline > 1, parallel.microbatches > 1, comm.transport = tcp.
+// parallel.microbatches = m: each worker runs its share as m passes, accumulating gradients, then pushes.
+// Not supported yet (kConfig errors): parallel.pipeline > 1, comm.transport = tcp.
 #pragma once
 
 #include <cstdint>
