@@ -1,0 +1,208 @@
+// Owns the TCP transport's receive side: a link's reader thread, messages waiting in the socket for their recv, in-place and buffered receives, and how a stream ends.
+#include <cstring>
+
+#include "net/tcp/chunking.h"
+#include "net/tcp/transport_state.h"
+
+namespace troupe::net {
+
+namespace asio = boost::asio;
+
+// The header of a chunk: starts a message (claiming the posted recv if it waits for exactly
+// this) or checks that it continues the current one. Reader thread.
+void TcpTransport::Impl::begin_chunk(Link& l, const wire::ChunkHeader& h, bool defer) {
+  auto& in = l.in;
+  if (h.index == 0) {
+    if (in.active) {
+      malformed(detail::concat("a new message (tag ", h.tag, ") began before message tag ", in.tag, " was complete (",
+                               in.received, " of ", in.total, " bytes)"));
+    }
+    if (h.offset != 0) malformed(detail::concat("chunk 0 of tag ", h.tag, " starts at offset ", h.offset));
+    if (h.total_bytes > tcp::kMaxMessageBytes) {
+      malformed(detail::concat("a message of ", h.total_bytes, " bytes exceeds the limit of ", tcp::kMaxMessageBytes));
+    }
+    in = Link::Incoming{true, h.tag, h.total_bytes, 0, 0, nullptr, nullptr};
+    std::unique_lock lock(mu);
+    auto& box = inbox[{l.peer, h.tag}];
+    bool awaited = false;
+    while (true) {
+      const bool for_us = posted.active && posted.from == l.peer && posted.state == Posted::State::kPending;
+      awaited = for_us && posted.tag == h.tag && box.empty();
+      // Buffer it when the rank waits for it (awaited), waits for a later message from this peer
+      // (which is behind this one), has queued messages of this tag, or is closing.
+      if (awaited || !defer || h.total_bytes < kDeferBytes || !box.empty() || (for_us && posted.tag != h.tag) ||
+          aborted || stopping || peer_hung_up(l)) {
+        break;
+      }
+      // Nobody has asked for it yet: leave the payload in the socket until a recv does, so it
+      // can go straight into place (a pipelined ring sends a segment before its receiver has
+      // posted the recv; buffering it would cost a copy and the memory).
+      l.parked.wait_for(lock, std::chrono::milliseconds(2));
+    }
+    if (awaited && posted.out.size() == h.total_bytes) {
+      posted.state = Posted::State::kClaimed;  // straight into the caller's buffer
+      in.dest = posted.out.data();
+      return;
+    }
+    Message m;
+    m.size = static_cast<std::size_t>(h.total_bytes);
+    if (!awaited) {  // nobody waits yet (or a recv of another size does: keep only the size)
+      try {
+        m.words = take_buffer(m.size);
+      } catch (const std::bad_alloc&) {
+        malformed(detail::concat("no memory to buffer a message of ", m.size, " bytes"));
+      }
+    }
+    box.push_back(std::move(m));
+    in.message = &box.back();
+    in.dest = in.message->bytes();
+    return;
+  }
+  if (!in.active || h.tag != in.tag || h.index != in.next_index || h.offset != in.received || h.total_bytes != in.total) {
+    malformed(detail::concat("chunk ", h.index, " of tag ", h.tag, " at offset ", h.offset,
+                             " does not continue the current message (tag ", in.tag, ", chunk ", in.next_index,
+                             " expected at offset ", in.received, ")"));
+  }
+  if (in.message && in.dest) claim_late(l);
+}
+
+// A message that started arriving before its recv was posted: if that recv now waits for it,
+// the rest goes straight into the caller's buffer (the reader copies what it already has).
+void TcpTransport::Impl::claim_late(Link& l) {
+  auto& in = l.in;
+  std::unique_lock lock(mu);
+  auto& box = inbox[{l.peer, in.tag}];
+  if (!(posted.active && posted.from == l.peer && posted.tag == in.tag && posted.state == Posted::State::kPending &&
+        box.size() == 1 && &box.front() == in.message && posted.out.size() == in.total)) {
+    return;
+  }
+  posted.state = Posted::State::kClaimed;
+  Message taken = std::move(box.front());
+  box.pop_front();
+  std::byte* out = posted.out.data();
+  lock.unlock();
+  if (in.received) std::memcpy(out, taken.bytes(), static_cast<std::size_t>(in.received));
+  give_buffer(std::move(taken.words), taken.size);
+  in.message = nullptr;
+  in.dest = out;
+}
+
+// Where the reader puts a chunk's payload segment: in place when it fits and is aligned.
+std::byte* TcpTransport::Impl::place(Link& l, const wire::ChunkHeader& h, std::size_t segment_bytes) {
+  begin_chunk(l, h, true);
+  if (!l.in.dest || h.offset + segment_bytes > l.in.total) return nullptr;
+  std::byte* at = l.in.dest + h.offset;
+  return reinterpret_cast<std::uintptr_t>(at) % 8 == 0 ? at : nullptr;
+}
+
+void TcpTransport::Impl::end_chunk(Link& l, const wire::InChunk& chunk, bool begun) {
+  auto& in = l.in;
+  if (!begun) begin_chunk(l, chunk.header, false);  // a frame without a payload segment
+  const std::size_t n = chunk.payload.size();
+  if (n == 0 && in.total > 0) malformed(detail::concat("chunk ", chunk.header.index, " of tag ", in.tag, " is empty"));
+  if (in.received + n > in.total) {
+    malformed(detail::concat("chunk ", chunk.header.index, " of tag ", in.tag, " overruns its message: ",
+                             in.received + n, " of ", in.total, " bytes"));
+  }
+  std::byte* at = in.dest ? in.dest + in.received : nullptr;
+  if (at && chunk.payload.data() != at) std::memcpy(at, chunk.payload.data(), n);
+  in.received += n;
+  ++in.next_index;
+  if (in.received < in.total) return;
+  {
+    std::lock_guard lock(mu);
+    if (in.message) {
+      in.message->complete = true;
+    } else {
+      posted.state = Posted::State::kDone;
+    }
+  }
+  in.active = false;
+  cv.notify_all();
+}
+
+void TcpTransport::Impl::reader_loop(Link& l) {
+  Link::Failure end;  // why the stream ended
+  bool malformed_frame = false;
+  try {
+    std::size_t frame_bytes = 0;  // bytes of the current frame read so far
+    std::vector<std::byte> buffer(64 * 1024);
+    std::size_t begin = 0, stop = 0;
+    auto read_exact = [&](std::span<std::byte> out) {
+      std::size_t done = std::min(out.size(), stop - begin);
+      if (done) std::memcpy(out.data(), buffer.data() + begin, done);
+      begin += done;
+      while (done < out.size()) {
+        boost::system::error_code ec;
+        std::size_t n;
+        const std::size_t left = out.size() - done;
+        if (left >= buffer.size() / 4) {  // large: straight into place
+          n = l.socket->read_some(asio::buffer(out.data() + done, left), ec);
+          done += n;
+        } else {  // small: through the buffer, so a frame's header costs one system call
+          n = l.socket->read_some(asio::buffer(buffer), ec);
+          begin = 0;
+          stop = n;
+          const std::size_t take = std::min(left, n);
+          std::memcpy(out.data() + done, buffer.data(), take);
+          begin = take;
+          done += take;
+        }
+        if (ec) {
+          if (ec == asio::error::eof) {
+            throw EndOfStream{frame_bytes + done == 0 ? "" : "its connection closed in the middle of a frame"};
+          }
+          throw EndOfStream{ec.message()};
+        }
+      }
+      frame_bytes += out.size();
+    };
+    wire::FrameReader reader;
+    while (true) {
+      frame_bytes = 0;
+      bool begun = false;
+      auto frame = reader.read(read_exact, [&](const wire::ChunkHeader& h, std::size_t segment_bytes) {
+        begun = true;
+        return place(l, h, segment_bytes);
+      });
+      if (l.goodbye) malformed("a frame arrived after its goodbye");
+      if (auto* chunk = std::get_if<wire::InChunk>(&frame)) {
+        end_chunk(l, *chunk, begun);
+      } else if (std::holds_alternative<wire::Goodbye>(std::get<wire::Control>(frame))) {
+        if (l.in.active) malformed("goodbye in the middle of a message");
+        std::lock_guard lock(mu);
+        l.goodbye = true;
+      } else {
+        malformed(detail::concat("unexpected ", wire::control_name(std::get<wire::Control>(frame)),
+                                 " frame after the handshake"));
+      }
+    }
+  } catch (const EndOfStream& e) {
+    end = {detail::concat("rank ", l.peer, " is dead"),
+           e.why.empty() ? "its connection closed without a goodbye: the process exited, was killed or aborted" : e.why};
+  } catch (const Error& e) {
+    malformed_frame = true;
+    end = {detail::concat("rank ", l.peer, " sent a malformed frame: ", e.what()), ""};
+    l.shutdown();  // the stream cannot be resynchronised; the peer sees this rank leave
+  } catch (const std::exception& e) {
+    end = {detail::concat("the link to rank ", l.peer, " failed: ", e.what()), ""};
+    l.shutdown();
+  }
+  {
+    std::lock_guard lock(mu);
+    if (posted.active && posted.from == l.peer && posted.state == Posted::State::kClaimed) {
+      posted.state = Posted::State::kFailed;
+    }
+    if (l.goodbye && !malformed_frame) {
+      l.state = Link::State::kClosed;  // it said goodbye: how the connection then ends does not matter
+    } else if (l.state == Link::State::kOpen) {
+      l.state = Link::State::kFailed;
+      l.failure = l.local_reason.headline.empty() ? end : l.local_reason;
+      if (first_failed < 0) first_failed = l.peer;
+    }
+    l.reader_done = true;
+  }
+  cv.notify_all();
+}
+
+}  // namespace troupe::net

@@ -1,0 +1,173 @@
+// Owns the TCP transport's send side: a link's writer thread, send()'s direct writes from the caller's buffer, the send queue, and closing links.
+#include <sys/socket.h>
+#include <sys/uio.h>
+
+#include <boost/asio/write.hpp>
+#include <cerrno>
+
+#include "net/tcp/transport_state.h"
+
+namespace troupe::net {
+
+namespace asio = boost::asio;
+using tcp::Clock;
+
+void TcpTransport::Impl::writer_loop(Link& l) {
+  std::vector<Link::Outgoing> batch;
+  std::vector<asio::const_buffer> buffers;
+  bool said_goodbye = false;
+  while (!said_goodbye) {
+    {
+      std::unique_lock lock(l.out_mu);
+      l.out_cv.wait(lock, [&] { return !l.out.empty() || l.stop_writing; });
+      if (l.stop_writing) break;
+      // Everything queued goes out in one scatter-gather write: small messages share a call.
+      while (!l.out.empty()) {
+        batch.push_back(std::move(l.out.front()));
+        l.out.pop_front();
+      }
+      l.in_flight = true;
+    }
+    buffers.clear();
+    for (const auto& o : batch) {
+      if (!o.rest.empty()) {
+        buffers.emplace_back(o.rest.data(), o.rest.size());
+      } else {
+        for (const auto& piece : o.frame.pieces()) buffers.emplace_back(piece.data(), piece.size());
+      }
+      said_goodbye = said_goodbye || o.goodbye;
+    }
+    boost::system::error_code ec;
+    {
+      std::lock_guard write_lock(l.write_mu);
+      asio::write(*l.socket, buffers, ec);
+    }
+    for (auto& o : batch) give_buffer(o.frame.take_storage(), o.payload_bytes);
+    batch.clear();
+    {
+      std::lock_guard lock(l.out_mu);
+      l.in_flight = false;
+    }
+    if (ec) {
+      {
+        std::lock_guard lock(mu);
+        if (l.state == Link::State::kOpen && l.local_reason.headline.empty()) {
+          l.local_reason = {detail::concat("rank ", l.peer, " is dead"), "sending to it failed: " + ec.message()};
+        }
+      }
+      l.shutdown();  // the reader ends too, and reports
+      break;
+    }
+  }
+  if (said_goodbye) {
+    boost::system::error_code ignored;
+    l.socket->shutdown(asio::socket_base::shutdown_send, ignored);
+  }
+  {
+    std::lock_guard lock(mu);
+    l.writer_done = true;
+  }
+  cv.notify_all();
+}
+
+// send()'s fast path, with l.write_mu held and nothing queued or in flight: writes `parts` (a
+// frame's pieces, then its payload and padding, from the caller's memory) for as long as the
+// socket takes them without blocking. Returns the bytes written.
+std::size_t TcpTransport::Impl::write_now(Link& l, const std::vector<std::span<const std::byte>>& parts) {
+  std::vector<iovec> iov;
+  for (const auto& p : parts) {
+    if (!p.empty()) iov.push_back(iovec{const_cast<std::byte*>(p.data()), p.size()});
+  }
+  std::size_t done = 0, at = 0;
+  while (at < iov.size()) {
+    msghdr m{};
+    m.msg_iov = iov.data() + at;
+    m.msg_iovlen = std::min<std::size_t>(iov.size() - at, 64);
+    const ssize_t n = ::sendmsg(l.socket->native_handle(), &m, MSG_DONTWAIT | MSG_NOSIGNAL);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      break;  // full (the rest goes through the writer) or failed (the writer reports it)
+    }
+    done += static_cast<std::size_t>(n);
+    for (auto left = static_cast<std::size_t>(n); left > 0;) {
+      const std::size_t take = std::min(left, iov[at].iov_len);
+      iov[at].iov_base = static_cast<char*>(iov[at].iov_base) + take;
+      iov[at].iov_len -= take;
+      left -= take;
+      if (iov[at].iov_len == 0) ++at;
+    }
+  }
+  return done;
+}
+
+// Whether send() may write to `to` itself: nothing queued or being written.
+bool TcpTransport::Impl::idle(Link& l) {
+  std::lock_guard lock(l.out_mu);
+  return l.out.empty() && !l.in_flight && !l.stop_writing;
+}
+
+void TcpTransport::Impl::enqueue_rest(Link& l, const std::vector<std::span<const std::byte>>& parts, std::size_t skip) {
+  Link::Outgoing o;
+  for (const auto& p : parts) {
+    const std::size_t drop = std::min(skip, p.size());
+    skip -= drop;
+    o.rest.insert(o.rest.end(), p.begin() + static_cast<std::ptrdiff_t>(drop), p.end());
+  }
+  {
+    std::lock_guard lock(l.out_mu);
+    l.out.push_back(std::move(o));
+  }
+  l.out_cv.notify_one();
+}
+
+void TcpTransport::Impl::enqueue(Link& l, wire::OutFrame frame, std::size_t payload_bytes, bool goodbye) {
+  {
+    std::lock_guard lock(l.out_mu);
+    l.out.push_back(Link::Outgoing{std::move(frame), {}, payload_bytes, goodbye});
+  }
+  l.out_cv.notify_one();
+}
+
+void TcpTransport::Impl::abort_links() {
+  {
+    std::lock_guard lock(mu);
+    stopping = true;
+  }
+  wake_readers();
+  for (auto& l : links) {
+    if (!l) continue;
+    {
+      std::lock_guard lock(l->out_mu);
+      l->stop_writing = true;
+    }
+    l->out_cv.notify_one();
+    l->shutdown();
+  }
+}
+
+void TcpTransport::Impl::close(bool orderly) {
+  if (orderly) {
+    for (auto& l : links) {
+      if (l) enqueue(*l, wire::encode(wire::Goodbye{}), 0, true);
+    }
+    // Queued frames and the goodbye go out before the connections close; a peer that stopped
+    // reading holds this up for the timeout at most.
+    std::unique_lock lock(mu);
+    cv.wait_until(lock, Clock::now() + timeout, [&] {
+      for (auto& l : links) {
+        if (l && !l->writer_done) return false;
+      }
+      return true;
+    });
+  }
+  abort_links();
+  for (auto& l : links) {
+    if (!l) continue;
+    if (l->writer.joinable()) l->writer.join();
+    if (l->reader.joinable()) l->reader.join();
+    boost::system::error_code ignored;
+    l->socket->close(ignored);
+  }
+}
+
+}  // namespace troupe::net

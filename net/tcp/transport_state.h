@@ -1,0 +1,243 @@
+// Owns the TCP transport's shared state (links with their threads, inboxes, the posted recv, the buffer pool) and the split of its work between net/tcp/link_reader.cpp, net/tcp/link_writer.cpp and net/tcp/tcp_transport.cpp.
+//
+// Internal to net/tcp. Locks: Impl::mu guards the inboxes, the posted recv and every link's state;
+// a link's out_mu guards its send queue; write_mu is held by whoever writes to a socket; pool_mu is
+// taken after mu. The rank's own thread calls send/recv; each link has a reader and a writer thread.
+#pragma once
+
+#include <poll.h>
+
+#include <boost/asio/io_context.hpp>
+#include <chrono>
+#include <condition_variable>
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <span>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "net/tcp/socket_io.h"
+#include "net/tcp/tcp_transport.h"
+#include "net/wire/frame_codec.h"
+#include "runtime/error.h"
+
+namespace troupe::net {
+
+namespace tcp {
+
+// A message in an inbox: complete, or still being assembled by a link's reader.
+struct Message {
+  std::size_t size = 0;
+  std::unique_ptr<std::uint64_t[]> words;  // null when the payload was discarded (size mismatch)
+  bool complete = false;
+  std::byte* bytes() { return reinterpret_cast<std::byte*>(words.get()); }
+};
+
+// The recv() in progress on the rank's thread, which a reader may fill in place.
+struct Posted {
+  enum class State { kPending, kClaimed, kDone, kFailed };
+  bool active = false;
+  int from = 0;
+  std::uint32_t tag = 0;
+  std::span<std::byte> out;
+  State state = State::kPending;
+};
+
+// Ends a reader's stream: the peer closed, or the socket failed.
+struct EndOfStream {
+  std::string why;
+};
+
+// One connection to one peer, with its two threads.
+struct Link {
+  int peer = 0;
+  std::unique_ptr<tcp::Socket> socket;
+  std::thread writer;
+  std::thread reader;
+
+  // Writer queue (out_mu).
+  std::mutex out_mu;
+  std::condition_variable out_cv;
+  struct Outgoing {
+    wire::OutFrame frame;
+    std::vector<std::byte> rest;  // instead of a frame: the unsent end of one that send() began
+    std::size_t payload_bytes = 0;
+    bool goodbye = false;  // the last frame: the writer shuts its half of the connection after it
+  };
+  std::deque<Outgoing> out;
+  bool in_flight = false;  // the writer holds frames taken from `out` that it has not written yet
+  bool stop_writing = false;
+  // Held by whoever writes to the socket: the writer thread, or send() writing directly.
+  std::mutex write_mu;
+
+  // Guarded by Impl::mu.
+  enum class State { kOpen, kClosed, kFailed } state = State::kOpen;
+  bool goodbye = false;       // the peer said goodbye (frames after it are malformed)
+  std::condition_variable parked;  // the reader waits here for a recv of the message it holds
+  bool reader_done = false;
+  bool writer_done = false;
+  // Why the link failed: a headline naming the peer ("rank 2 is dead") and how it showed.
+  struct Failure {
+    std::string headline;
+    std::string detail;
+  };
+  Failure failure;
+  Failure local_reason;  // set before this side shuts the socket, so the reader reports why
+
+  // The message the reader is assembling (reader thread only, except `claimed`, see Impl).
+  struct Incoming {
+    bool active = false;
+    std::uint32_t tag = 0;
+    std::uint64_t total = 0;
+    std::uint64_t received = 0;
+    std::uint32_t next_index = 0;
+    std::byte* dest = nullptr;  // the posted recv's buffer or the message's; null: discard
+    Message* message = nullptr; // null when writing into the posted recv's buffer
+  } in;
+
+  void shutdown() {
+    boost::system::error_code ignored;
+    socket->shutdown(boost::asio::socket_base::shutdown_both, ignored);
+  }
+};
+
+}  // namespace tcp
+
+struct TcpTransport::Impl {
+  using Link = tcp::Link;
+  using Message = tcp::Message;
+  using Posted = tcp::Posted;
+  using EndOfStream = tcp::EndOfStream;
+
+  int rank = 0;
+  int size = 1;
+  std::chrono::milliseconds timeout{0};
+  std::size_t chunk_bytes = 0;
+  std::shared_ptr<boost::asio::io_context> io;
+  std::vector<std::unique_ptr<Link>> links;  // by rank; null at this rank
+
+  std::mutex mu;
+  std::condition_variable cv;  // the rank's thread waits here; readers and writers notify
+  std::map<std::pair<int, std::uint32_t>, std::deque<Message>> inbox;
+  Posted posted;
+
+  // Buffers (chunk storage on the send side, early messages on the receive side) are reused, by
+  // size in words: fresh memory costs a page fault per 4 KiB on first touch, which measured as
+  // slow as the copy into it. At most kPoolBytes are kept; guarded by pool_mu (taken after mu).
+  static constexpr std::size_t kPoolBytes = std::size_t{128} << 20;
+  std::mutex pool_mu;
+  std::map<std::size_t, std::vector<std::unique_ptr<std::uint64_t[]>>> pool;
+  std::size_t pooled_bytes = 0;
+
+  std::unique_ptr<std::uint64_t[]> take_buffer(std::size_t bytes) {
+    const std::size_t words = (bytes + 7) / 8;
+    {
+      std::lock_guard lock(pool_mu);
+      auto it = pool.find(words);
+      if (it != pool.end() && !it->second.empty()) {
+        auto buffer = std::move(it->second.back());
+        it->second.pop_back();
+        pooled_bytes -= words * 8;
+        return buffer;
+      }
+    }
+    return std::unique_ptr<std::uint64_t[]>(new std::uint64_t[words]);
+  }
+  void give_buffer(std::unique_ptr<std::uint64_t[]> buffer, std::size_t bytes) {
+    const std::size_t words = (bytes + 7) / 8;
+    if (!buffer || words * 8 < 4096) return;  // small ones are cheap to allocate
+    std::lock_guard lock(pool_mu);
+    if (pooled_bytes + words * 8 > kPoolBytes) return;
+    pool[words].push_back(std::move(buffer));
+    pooled_bytes += words * 8;
+  }
+
+  // The group as this rank sees it (mu).
+  int first_failed = -1;  // the first peer whose link failed: the group is broken
+  bool aborted = false;   // abort() was called
+  bool stopping = false;  // close() has begun: readers stop waiting for recvs
+
+  // Readers holding a message for a recv not yet posted wait on their link's `parked` (with mu).
+  void wake_readers() {
+    for (auto& l : links) {
+      if (l) l->parked.notify_all();
+    }
+  }
+
+  Link& link(int peer) { return *links[static_cast<std::size_t>(peer)]; }
+
+  // --- errors (callers hold mu) -------------------------------------------------------------
+
+  void throw_if_broken(int peer, const char* op) {
+    if (aborted) {
+      throw Error(ErrorKind::kIo, detail::concat("rank ", rank, ": ", op, " with rank ", peer,
+                                                 " failed: this rank's transport was aborted"));
+    }
+    if (first_failed < 0) return;
+    // The first failure is the cause; others (a rank that failed because of it) follow from it.
+    const bool peer_failed_too = peer != rank && peer != first_failed && link(peer).state == Link::State::kFailed;
+    throw Error(ErrorKind::kIo, detail::concat("rank ", rank, ": ", op, " with rank ", peer, " failed: ",
+                                               link(first_failed).failure.headline, ", so the group is broken",
+                                               peer_failed_too ? detail::concat(" (rank ", peer, " has failed too)") : "",
+                                               "; restart the group without rank ", first_failed,
+                                               link(first_failed).failure.detail.empty() ? "" : " (" + link(first_failed).failure.detail + ")"));
+  }
+
+  // --- reader side ----------------------------------------------------------------------------
+
+  [[noreturn]] static void malformed(const std::string& what) { throw Error(ErrorKind::kIo, what); }
+
+  // The header of a chunk: starts a message (claiming the posted recv if it waits for exactly
+  // this) or checks that it continues the current one. Reader thread.
+  void begin_chunk(Link& l, const wire::ChunkHeader& h, bool defer);
+
+  // Messages at least this large wait in the socket for their recv (see begin_chunk).
+  static constexpr std::uint64_t kDeferBytes = 16 * 1024;
+
+  // Whether the peer has closed its end or the connection failed, although unread bytes may
+  // remain: a waiting reader must then read on to learn how the stream ends.
+  static bool peer_hung_up(Link& l) {
+    pollfd p{l.socket->native_handle(), POLLRDHUP, 0};
+    return ::poll(&p, 1, 0) > 0 && (p.revents & (POLLRDHUP | POLLERR | POLLHUP));
+  }
+
+  // A message that started arriving before its recv was posted: if that recv now waits for it,
+  // the rest goes straight into the caller's buffer (the reader copies what it already has).
+  void claim_late(Link& l);
+
+  // Where the reader puts a chunk's payload segment: in place when it fits and is aligned.
+  std::byte* place(Link& l, const wire::ChunkHeader& h, std::size_t segment_bytes);
+
+  void end_chunk(Link& l, const wire::InChunk& chunk, bool begun);
+
+  void reader_loop(Link& l);
+
+  // --- writer side ----------------------------------------------------------------------------
+
+  void writer_loop(Link& l);
+
+  // send()'s fast path, with l.write_mu held and nothing queued or in flight: writes `parts` (a
+  // frame's pieces, then its payload and padding, from the caller's memory) for as long as the
+  // socket takes them without blocking. Returns the bytes written.
+  static std::size_t write_now(Link& l, const std::vector<std::span<const std::byte>>& parts);
+
+  // Whether send() may write to `to` itself: nothing queued or being written.
+  static bool idle(Link& l);
+
+  void enqueue_rest(Link& l, const std::vector<std::span<const std::byte>>& parts, std::size_t skip);
+
+  void enqueue(Link& l, wire::OutFrame frame, std::size_t payload_bytes, bool goodbye = false);
+
+  // --- shutdown -------------------------------------------------------------------------------
+
+  void abort_links();
+
+  void close(bool orderly);
+};
+
+}  // namespace troupe::net
