@@ -369,6 +369,23 @@ TEST_CASE("tcp: a rank that dies mid-collective fails every other rank at once, 
   CHECK_THROWS_AS(group.transport(0).send(1 % ranks, 5, one), Error);
 }
 
+TEST_CASE("tcp: a peer that dies after sending a message nobody asked for yet is still seen dead at once", "[tcp]") {
+  // Rank 1's 1 MiB message waits unread in rank 0's socket (no recv asks for it); rank 1 then dies
+  // while rank 0 waits on rank 2, which never sends. Rank 0 must not wait for its 10 s timeout.
+  RankGroup group(TransportKind::tcp, 3, 10s);
+  group.transport(1).send(0, 5, pattern(1 << 20, 1));
+  std::this_thread::sleep_for(100ms);  // the header has arrived and the payload waits
+  std::thread killer([&] {
+    std::this_thread::sleep_for(100ms);
+    group.kill(1);
+  });
+  const auto start = std::chrono::steady_clock::now();
+  std::vector<std::byte> out(4);
+  CHECK_THROWS_WITH(group.transport(0).recv(2, 6, out), Contains("rank 1 is dead, so the group is broken"));
+  CHECK(std::chrono::steady_clock::now() - start < 5s);
+  killer.join();
+}
+
 TEST_CASE("tcp: a transport closed normally delivers what it sent, then recv from it fails at once", "[tcp]") {
   net::TcpListener listener("127.0.0.1:0");
   const std::string address = listener.address();

@@ -25,13 +25,15 @@ void TcpTransport::Impl::begin_chunk(Link& l, const wire::ChunkHeader& h, bool d
     std::unique_lock lock(mu);
     auto& box = inbox[{l.peer, h.tag}];
     bool awaited = false;
+    const auto give_up = tcp::Clock::now() + kDeferLimit;
     while (true) {
       const bool for_us = posted.active && posted.from == l.peer && posted.state == Posted::State::kPending;
       awaited = for_us && posted.tag == h.tag && box.empty();
       // Buffer it when the rank waits for it (awaited), waits for a later message from this peer
-      // (which is behind this one), has queued messages of this tag, or is closing.
+      // (which is behind this one), has queued messages of this tag, is closing, or has not asked
+      // for it within kDeferLimit.
       if (awaited || !defer || h.total_bytes < kDeferBytes || !box.empty() || (for_us && posted.tag != h.tag) ||
-          aborted || stopping || peer_hung_up(l)) {
+          aborted || stopping || peer_hung_up(l) || tcp::Clock::now() >= give_up) {
         break;
       }
       // Nobody has asked for it yet: leave the payload in the socket until a recv does, so it

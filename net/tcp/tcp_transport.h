@@ -24,7 +24,7 @@
 // is read straight into the buffer of the recv() that asked for it. A large message (>= 16 KiB)
 // that no recv has asked for yet waits in the socket until one does (the pipelined ring sends a
 // segment before its receiver posts the recv), unless a recv wants a later message from the same
-// peer or the peer hangs up; it is then buffered, and recv copies it. So in the common case the
+// peer, the peer hangs up, or 50 ms pass; it is then buffered, and recv copies it. So in the common case the
 // only copies are the kernel's.
 //
 // Failure model (as net/inproc's, with real sockets):

@@ -198,6 +198,10 @@ struct TcpTransport::Impl {
 
   // Messages at least this large wait in the socket for their recv (see begin_chunk).
   static constexpr std::uint64_t kDeferBytes = 16 * 1024;
+  // ... and for at most this long. A payload left unread fills the socket, so a sender that then
+  // dies cannot get its end-of-stream through (its FIN queues behind the unsent bytes): the reader
+  // must read on to see it. This bounds how late a dead peer is noticed.
+  static constexpr std::chrono::milliseconds kDeferLimit{50};
 
   // Whether the peer has closed its end or the connection failed, although unread bytes may
   // remain: a waiting reader must then read on to learn how the stream ends.
