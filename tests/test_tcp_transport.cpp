@@ -529,6 +529,40 @@ TEST_CASE("tcp: a malformed frame on an established link fails the receiving ran
   CHECK(std::chrono::steady_clock::now() - start < 3s);  // not the 5 s timeout
 }
 
+TEST_CASE("tcp: a peer that stalls in the middle of a message times the recv out and closes the link", "[tcp]") {
+  net::TcpListener listener("127.0.0.1:0");
+  const auto address = net::tcp::parse_loopback_address(listener.address());
+  std::unique_ptr<net::TcpTransport> t0;
+  auto o0 = options(0, 2, "", 400ms);
+  o0.rendezvous_timeout = 5s;
+  std::thread rank0([&] { t0 = net::connect_tcp(o0, std::move(listener)); });
+  boost::asio::io_context io;
+  std::string ignored;
+  const auto deadline = net::tcp::Clock::now() + 5s;
+  auto raw = net::tcp::connect_until(io, address, deadline, ignored);
+  net::tcp::handshake_as_connector(*raw, "test-secret", 1, 2, 0, 0, address.text(), deadline);
+  CHECK(std::holds_alternative<wire::Roster>(net::tcp::read_control(*raw, deadline)));
+  rank0.join();
+  // A well-formed 64 KiB chunk, cut off after its first 1000 payload bytes.
+  const std::size_t n = 64 * 1024;
+  auto frame = flatten(wire::encode_chunk(wire::ChunkHeader{3, 0, n, 0}, std::make_unique<std::uint64_t[]>(n / 8), n));
+  raw->non_blocking(false);
+  std::vector<std::byte> out(n);
+  std::thread stall([&] {
+    std::this_thread::sleep_for(50ms);  // the recv is waiting by then
+    boost::asio::write(*raw, boost::asio::buffer(frame.data(), frame.size() - n + 1000));
+  });
+  try {
+    t0->recv(1, 3, out);
+    FAIL("no timeout");
+  } catch (const Error& e) {
+    CHECK_THAT(e.what(), Contains("no message from rank 1") && Contains("400 ms") &&
+                             Contains("it stopped in the middle of the message; the link is now closed"));
+  }
+  stall.join();
+  CHECK_THROWS_WITH(t0->recv(1, 3, out), Contains("rank 1 stalled in the middle of a message, so the group is broken"));
+}
+
 TEST_CASE("tcp: ranks as separate processes allreduce, and a killed process fails the others", "[tcp]") {
   const bool crash = GENERATE(false, true);
   CAPTURE(crash);
