@@ -25,9 +25,9 @@ namespace troupe::comm {
 enum class AllreduceAlgo { kAuto, kRing, kHalvingDoubling };
 
 // Buffers of at least this many bytes take the ring under kAuto. Measured 2026-11-28 on the 2-core
-// machine (median ms per allreduce, `troupe bench allreduce --algo ring|hd`, README "Collectives"):
-// halving-doubling is faster up to 256 KiB for 3, 4 and 8 ranks over both transports, and at 1 MiB
-// in 5 of 6 cases; the ring is faster at 4 MiB in 5 of 6 (by up to 2.3x: it streams segments).
+// machine (median ms per allreduce, `troupe bench allreduce --algo ring|hd`, README "Collectives"),
+// 3, 4 and 8 ranks over both transports: halving-doubling is faster in 16 of 18 cases up to 256 KiB
+// and in 5 of 6 at 1 MiB; the ring is faster in 5 of 6 at 4 MiB (by up to 1.7x: it streams segments).
 inline constexpr std::size_t kAllreduceCrossoverBytes = std::size_t{1} << 20;
 
 // What kAuto runs for a buffer of `bytes` over `ranks` ranks (never kAuto).

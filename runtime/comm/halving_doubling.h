@@ -20,8 +20,9 @@
 // So 2·log2 p steps (+2 when n is not a power of two) and 2(p - 1)/p · B bytes sent per virtual rank:
 // the ring's bytes in logarithmically many steps. Each step is one message each way between one pair,
 // so the latency term is 2·log2 p message hops against the ring's 2(n - 1); for large buffers the ring
-// wins because its n - 1 neighbours stream in parallel with little memory traffic per step (measured,
-// README "Collectives"), hence allreduce() in allreduce.h picks by size.
+// wins because it streams its chunks in segments, overlapping transfers with additions, while each
+// halving step moves up to half the buffer as one message and adds it only once it has all arrived
+// (measured: README "Collectives"), hence allreduce() in allreduce.h picks by size.
 //
 // Determinism: every partial sum is formed exactly once, by the rank that keeps it, in a fixed order
 // (lower virtual rank first; a folded pair even first), and the doubling only copies. So every rank

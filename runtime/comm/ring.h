@@ -57,9 +57,9 @@
 namespace troupe::comm {
 
 // How a ring collective cuts its chunks into messages. The default was chosen by measurement
-// (README "Collectives": 4 ranks, 16 and 64 MiB, 1 MiB segments 1.6-3x faster than whole chunks over
-// TCP and the in-process transport; 256 KiB about as fast; 64 KiB and 4 MiB slower); tests set it
-// small so that small inputs take the multi-segment path.
+// (README "Collectives": 4 ranks, 16 and 64 MiB, 1 MiB segments 1.15-1.4x faster than whole chunks
+// over TCP and the in-process transport on a quiet machine, 1.6-3x under load; 64 KiB slowest);
+// tests set it small so that small inputs take the multi-segment path.
 inline constexpr std::size_t kRingSegmentBytes = std::size_t{1} << 20;
 struct RingOptions {
   std::size_t segment_bytes = kRingSegmentBytes;  // > 0; rounded down to whole elements, at least one
