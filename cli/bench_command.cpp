@@ -24,6 +24,7 @@
 #include "net/inproc/inproc_transport.h"
 #include "net/tcp/tcp_transport.h"
 #include "runtime/comm/allreduce.h"
+#include "runtime/comm/direct.h"
 #include "runtime/comm/local_group.h"
 #include "runtime/error.h"
 
@@ -46,7 +47,7 @@ void check_options(const BenchOptions& o) {
   if (o.algo == "local") {
     if (o.transport != "inproc")
       throw Error(ErrorKind::kUsage, "--algo local: reads the other ranks' buffers by reference, so only with --transport inproc");
-  } else {
+  } else if (o.algo != "direct") {
     comm::parse_allreduce_algo(o.algo);
   }
 }
@@ -114,6 +115,17 @@ double run_rank(int rank, int ranks, const BenchOptions& o, std::size_t elements
 
 // run_rank over a Transport with the algorithm of --algo.
 double run_transport_rank(comm::Transport& t, const BenchOptions& o, std::size_t elements) {
+  if (o.algo == "direct") {  // direct.h: reduce-scatter and all-gather, one round each, all peers at once
+    const auto ranges = comm::equal_ranges(elements, t.size());
+    std::vector<float> token(1);
+    return run_rank(
+        t.rank(), t.size(), o, elements,
+        [&](std::span<float> d) {
+          comm::reduce_scatter_direct<float>(t, d, ranges);
+          comm::all_gather_direct<float>(t, d, ranges);
+        },
+        [&] { comm::allreduce(t, std::span<float>(token), comm::AllreduceAlgo::kHalvingDoubling); });
+  }
   const comm::AllreduceAlgo algo = comm::parse_allreduce_algo(o.algo);
   comm::RingOptions ring;
   if (o.segment_kib) ring.segment_bytes = o.segment_kib << 10;
@@ -232,8 +244,8 @@ CLI::App* add_bench_subcommand(CLI::App& app, BenchOptions& o) {
   cmd->add_option("--transport", o.transport, "inproc (threads of this process) or tcp (processes over loopback)");
   cmd->add_option("--iters", o.iters, "Timed iterations");
   cmd->add_option("--warmup", o.warmup, "Untimed iterations before them (the first is checked)");
-  cmd->add_option("--algo", o.algo, "auto, ring, hd (recursive halving-doubling) or local (inproc only: by reference). "
-                  "auto: local for inproc, by size for tcp");
+  cmd->add_option("--algo", o.algo, "auto, ring, hd (recursive halving-doubling), direct (direct.h reduce-scatter + all-gather) or "
+                  "local (inproc only: by reference). auto: local for inproc, by size for tcp");
   cmd->add_option("--segment-kib", o.segment_kib, "Ring segment size in KiB (0: the default)");
   cmd->add_option("--rank", o.rank)->group("");  // hidden: set by the tcp parent for its children
   cmd->add_option("--port", o.port)->group("");

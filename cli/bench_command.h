@@ -17,7 +17,7 @@ struct BenchOptions {
   std::string transport = "inproc";  // inproc (ranks as threads) | tcp (ranks as processes on loopback)
   int iters = 10;                    // timed iterations (>= 1)
   int warmup = 3;                    // untimed iterations first (>= 1: the first one is also checked)
-  std::string algo = "auto";         // auto | ring | hd | local (inproc: by reference, comm::LocalGroup)
+  std::string algo = "auto";         // auto | ring | hd | direct | local (inproc: by reference, comm::LocalGroup)
   std::size_t segment_kib = 0;       // ring segment size in KiB; 0 = the default (kRingSegmentBytes)
   // Hidden, for the child processes the tcp mode spawns: this process's rank and the rendezvous.
   int rank = -1;

@@ -752,7 +752,7 @@ TEST_CASE("LocalGroup reports a wrong length on every rank, and a dead or missin
 TEST_CASE("troupe bench allreduce prints one checked JSON line over either transport, and rejects bad options", "[collectives]") {
   TempDir scratch("troupe_bench");
   for (const std::string transport : {"inproc", "tcp"}) {
-    for (const std::string algo : {"auto", "ring", "hd"}) {
+    for (const std::string algo : {"auto", "ring", "hd", "direct"}) {
       CAPTURE(transport, algo);
       const TroupeRun run = run_troupe(scratch.path, "bench allreduce --ranks 3 --bytes 12KiB --iters 2 --warmup 1 --transport " +
                                                          transport + " --algo " + algo + " --segment-kib 1");
