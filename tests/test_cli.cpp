@@ -54,7 +54,7 @@ TEST_CASE("help lists every option and config key with its default", "[cli]") {
   CHECK(troupe(s, "--help").code == 0);
 }
 
-TEST_CASE("bad input: one line naming key, value and what is allowed; exit 2; nothing written", "[cli]") {
+TEST_CASE("bad input: one line naming key, value and what is allowed, exit 2, nothing written", "[cli]") {
   Scratch s;
   const std::string outputs = " --save " + (s / "w.safetensors").string() + " --dump-losses " + (s / "l.jsonl").string();
   struct Case {
@@ -83,7 +83,7 @@ TEST_CASE("bad input: one line naming key, value and what is allowed; exit 2; no
   CHECK_THAT(r.err, Catch::Contains("/nonexistent-dir"));
 }
 
-TEST_CASE("train.steps=0 --save exports the initial weights; --init-from reproduces the run", "[cli]") {
+TEST_CASE("train.steps=0 --save exports the initial weights, --init-from reproduces the run", "[cli]") {
   Scratch s;
   const std::string w = (s / "init.safetensors").string();
   Run r = troupe(s, "train" + kSmall + "--steps 0 --save " + w);
@@ -151,7 +151,7 @@ TEST_CASE("weights that do not fit the model are refused with the tensor named",
   CHECK_FALSE(fs::exists(s / "out.safetensors"));
 }
 
-TEST_CASE("a TOML config file sets keys; --set overrides it", "[cli]") {
+TEST_CASE("a TOML config file sets keys, --set overrides it", "[cli]") {
   Scratch s;
   std::ofstream(s / "run.toml") << "[model]\nn_layer = 1\nn_embd = 32\nn_head = 2\nblock_size = 16\n"
                                    "[train]\nbatch_size = 2\nsteps = 7\nthreads = 1\neval_batches = 1\n";

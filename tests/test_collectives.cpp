@@ -192,7 +192,7 @@ TEST_CASE("allreduce_ring is deterministic and matches a double-precision sum", 
   if (ranks >= 3 && n >= 1000) CHECK(order_sensitive > 0);  // the inputs give bitwise checks teeth
 }
 
-TEST_CASE("reduce_scatter_ring leaves each rank its owned chunk summed; all_gather_ring spreads them", "[collectives]") {
+TEST_CASE("reduce_scatter_ring leaves each rank its owned chunk summed, all_gather_ring spreads them", "[collectives]") {
   const int ranks = GENERATE(1, 2, 3, 5, 8);
   const std::size_t n = GENERATE(as<std::size_t>{}, 0, 7, 1000);
   CAPTURE(ranks, n);

@@ -142,7 +142,7 @@ TEST_CASE("fp16: every half round-trips, and halfway values round to the even ne
   CHECK(f32_to_fp16(std::ldexp(3.0f, -25)) == 0x0002);  // halfway 1..2: even
 }
 
-TEST_CASE("fp16: the plain cast saturates finite overflow at 65504; inf and NaN pass through", "[compression]") {
+TEST_CASE("fp16: the plain cast saturates finite overflow at 65504, inf and NaN pass through", "[compression]") {
   CHECK(f32_to_fp16(65504.0f) == 0x7bff);
   CHECK(f32_to_fp16(65519.99f) == 0x7bff);  // rounds to 65504 anyway
   CHECK(f32_to_fp16(65520.0f) == 0x7bff);   // IEEE would give inf: saturated
@@ -206,7 +206,7 @@ TEST_CASE("fp16 blocks: the vector path (F16C where built) gives the scalar cast
   for (std::size_t i = 0; i < x.size(); ++i) REQUIRE(y[i] == fp16_to_f32(h[i]) / 8);
 }
 
-TEST_CASE("bf16: halfway values round to even; error at most 2^-8 relative", "[compression]") {
+TEST_CASE("bf16: halfway values round to even, error at most 2^-8 relative", "[compression]") {
   for (std::uint32_t i = 0; i < 20000; ++i) {
     const auto h = static_cast<std::uint16_t>((mix(i) % 0x7f00) + 0x0080);  // positive normal bf16
     const float lo = bf16_to_f32(h), hi = bf16_to_f32(static_cast<std::uint16_t>(h + 1));
@@ -269,7 +269,7 @@ TEST_CASE("int8: a chunk with inf or NaN decodes as NaN, other chunks are unaffe
 
 // ---- top-k ----------------------------------------------------------------------------------------
 
-TEST_CASE("top-k: k = ceil(fraction·n); ties go to the lower index; NaN is selected first", "[compression]") {
+TEST_CASE("top-k: k = ceil(fraction·n), ties go to the lower index, NaN is selected first", "[compression]") {
   CHECK(topk_count(0, 0.1) == 0);
   CHECK(topk_count(1, 0.001) == 1);
   CHECK(topk_count(300, 0.01) == 3);
@@ -362,7 +362,7 @@ TEST_CASE("top-k error feedback: the sum of what was sent tracks the sum of the 
 
 // ---- PowerSGD kernels -----------------------------------------------------------------------------
 
-TEST_CASE("powersgd: which matrices are compressed; Gram-Schmidt gives orthonormal columns", "[compression]") {
+TEST_CASE("powersgd: which matrices are compressed, Gram-Schmidt gives orthonormal columns", "[compression]") {
   CHECK(powersgd_compresses(100, 50, 4));
   CHECK_FALSE(powersgd_compresses(100, 1, 1));  // a vector
   CHECK_FALSE(powersgd_compresses(3, 3, 2));    // (3 + 3)·2 = 12 > 9
@@ -546,7 +546,7 @@ TEST_CASE("compressed allreduce: PowerSGD is exact for a low-rank sum, sums vect
   }
 }
 
-TEST_CASE("PowerSGD error feedback: results plus residuals add up to the true gradients; Q is warm-started", "[compression]") {
+TEST_CASE("PowerSGD error feedback: results plus residuals add up to the true gradients, Q is warm-started", "[compression]") {
   const int ranks = 2;
   const std::size_t rows = 24, cols = 20;
   const std::vector<BucketParam> layout{{0, rows, cols}};
@@ -698,7 +698,7 @@ TEST_CASE("make_compressor rejects a bad spec with an Error naming it", "[compre
   CHECK(make_compressor("none")->name() == "none");
 }
 
-TEST_CASE("a compressor is tied to one bucket; a bad layout is an Error", "[compression]") {
+TEST_CASE("a compressor is tied to one bucket, a bad layout is an Error", "[compression]") {
   net::InprocWorld world(1, 5s);
   auto t = world.transport(0);
   for (const std::string spec : {"topk:0.1", "powersgd:2", "int8", "fp16"}) {

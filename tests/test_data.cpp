@@ -326,7 +326,7 @@ TEST_CASE("load_file_bytes reads a file whole and names a missing one", "[data]"
 
 // ---------------------------------------------------------------- Fashion-MNIST
 
-TEST_CASE("Fashion-MNIST loads 60000 train and 10000 test examples in [0, 1] with labels 0..9", "[data]") {
+TEST_CASE("Fashion-MNIST loads 60000 train and 10000 test examples in 0..1 with labels 0..9", "[data]") {
   SKIP_WITHOUT_FASHION();
   const FashionMnist& ds = fashion(false, 1);
   CHECK(ds.train_size() == 60000);

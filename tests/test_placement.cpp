@@ -96,7 +96,7 @@ TEST_CASE("a CUDA device on a machine without one is a config error saying what 
   CHECK_THAT(config_error(c, no_gpu()), Catch::Contains("names 1 devices for parallel.pipeline = 2 stages"));
 }
 
-TEST_CASE("one GPU trains a whole model; pipelines, data parallelism and exact sums on CUDA are refused", "[placement]") {
+TEST_CASE("one GPU trains a whole model, pipelines, data parallelism and exact sums on CUDA are refused", "[placement]") {
   RunConfig c;
   c.train.device = "cuda";
   const Placement one = resolve_placement(c, gpus(1));

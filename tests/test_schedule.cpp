@@ -274,7 +274,7 @@ TEST_CASE("Activation memory: 1F1B holds at most p micro-batches on stage 0, GPi
     }
 }
 
-TEST_CASE("Bubble: GPipe and 1F1B reach (p-1)/(m+p-1); interleaved beats 1F1B and, for m >= p, reaches "
+TEST_CASE("Bubble: GPipe and 1F1B reach (p-1)/(m+p-1), interleaved beats 1F1B and, for m >= p, reaches "
           "(p-1)/(v*m+p-1)",
           "[schedule]") {
   for (int p = 1; p <= 8; ++p)

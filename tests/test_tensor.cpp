@@ -232,7 +232,7 @@ TEST_CASE("Device::parse rejects other strings with a message naming them", "[te
   }
 }
 
-TEST_CASE("shape_str prints shapes as [a, b, c]", "[tensor]") {
+TEST_CASE("shape_str prints shapes as (a, b, c) in brackets", "[tensor]") {
   CHECK(shape_str({}) == "[]");
   CHECK(shape_str({0}) == "[0]");
   CHECK(shape_str({7}) == "[7]");

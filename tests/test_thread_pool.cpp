@@ -40,7 +40,7 @@ std::vector<Range> run_and_check(ThreadPool& pool, std::int64_t n, std::int64_t 
 
 }  // namespace
 
-TEST_CASE("ThreadPool::chunk splits [0, n) into contiguous parts that differ by at most one", "[threads]") {
+TEST_CASE("ThreadPool::chunk splits 0..n into contiguous parts that differ by at most one", "[threads]") {
   for (std::int64_t n : {0, 1, 2, 3, 5, 7, 16, 17, 100, 1001}) {
     for (int parts = 1; parts <= 8; ++parts) {
       INFO("n " << n << ", parts " << parts);
@@ -64,7 +64,7 @@ TEST_CASE("ThreadPool::chunk splits [0, n) into contiguous parts that differ by 
   CHECK(ThreadPool::chunk(10, 4, 3) == Range{8, 10});
 }
 
-TEST_CASE("parallel_for covers [0, n) exactly once, in ThreadPool::chunk's ranges", "[threads]") {
+TEST_CASE("parallel_for covers 0..n exactly once, in ThreadPool::chunk's ranges", "[threads]") {
   for (int threads = 1; threads <= 4; ++threads) {
     ThreadPool pool(threads);
     REQUIRE(pool.size() == threads);
