@@ -49,7 +49,7 @@ def ddp_steps_per_s(baseline, world, batch, steps):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--world", type=int, default=min(2, os.cpu_count() or 2))
+    ap.add_argument("--world", type=int, default=max(2, min(8, os.cpu_count() or 2)))
     ap.add_argument("--batch", type=int, default=256)
     ap.add_argument("--steps", type=int, default=60)
     ap.add_argument("--rounds", type=int, default=2)
