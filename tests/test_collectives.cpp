@@ -20,6 +20,7 @@
 #include "runtime/comm/local_group.h"
 #include "runtime/comm/ring.h"
 #include "runtime/error.h"
+#include "tests/rank_errors.h"
 #include "tests/rank_threads.h"
 #include "tests/temp_dir.h"
 #include "tests/troupe_command.h"
@@ -28,51 +29,11 @@ using namespace troupe;
 using namespace troupe::comm;
 using Catch::Matchers::Contains;
 using namespace std::chrono_literals;
+using troupe::testing::io_error;
+using troupe::testing::require_no_errors;
+using troupe::testing::spawn_world;
 
 namespace {
-
-// Runs fn(transport) on one thread per rank of `world` (gloo test/base_test.h spawn()) and returns
-// what each rank threw (null when it returned normally).
-std::vector<std::exception_ptr> spawn(net::InprocWorld& world, const std::function<void(Transport&)>& fn) {
-  std::vector<std::exception_ptr> errors(static_cast<std::size_t>(world.size()));
-  std::vector<std::thread> threads;
-  for (int r = 0; r < world.size(); ++r) {
-    threads.emplace_back([&, r, t = world.transport(r)]() mutable {
-      try {
-        fn(*t);
-      } catch (...) {
-        errors[static_cast<std::size_t>(r)] = std::current_exception();
-      }
-    });
-  }
-  for (auto& t : threads) t.join();
-  return errors;
-}
-
-// The message of the troupe::Error in `e`; fails the test for anything else, or for no error.
-std::string error_message(const std::exception_ptr& e) {
-  REQUIRE(e);
-  try {
-    std::rethrow_exception(e);
-  } catch (const Error& err) {
-    CHECK(err.kind() == ErrorKind::kIo);
-    return err.what();
-  } catch (const std::exception& other) {
-    FAIL("not a troupe::Error: " << other.what());
-  }
-  return {};
-}
-
-void require_no_errors(const std::vector<std::exception_ptr>& errors) {
-  for (std::size_t r = 0; r < errors.size(); ++r) {
-    if (!errors[r]) continue;
-    try {
-      std::rethrow_exception(errors[r]);
-    } catch (const std::exception& e) {
-      FAIL("rank " << r << " threw: " << e.what());
-    }
-  }
-}
 
 // Positive values spanning 2^-12 .. 2^12 with irregular mantissas, so the float sum of one element
 // over ranks depends on the order of the additions.
@@ -99,7 +60,7 @@ std::vector<std::vector<float>> run_allreduce(int ranks, std::size_t n) {
   net::InprocWorld world(ranks, 5s);
   std::vector<std::vector<float>> results(static_cast<std::size_t>(ranks));
   for (int r = 0; r < ranks; ++r) results[static_cast<std::size_t>(r)] = inputs(r, n);
-  require_no_errors(spawn(world, [&](Transport& t) { allreduce_ring(t, results[static_cast<std::size_t>(t.rank())]); }));
+  require_no_errors(spawn_world(world, [&](Transport& t) { allreduce_ring(t, results[static_cast<std::size_t>(t.rank())]); }));
   return results;
 }
 
@@ -200,7 +161,7 @@ TEST_CASE("reduce_scatter_ring leaves each rank its owned chunk summed, all_gath
 
   std::vector<std::vector<float>> data(static_cast<std::size_t>(ranks));
   for (int r = 0; r < ranks; ++r) data[static_cast<std::size_t>(r)] = inputs(r, n);
-  require_no_errors(spawn(world, [&](Transport& t) { reduce_scatter_ring(t, data[static_cast<std::size_t>(t.rank())]); }));
+  require_no_errors(spawn_world(world, [&](Transport& t) { reduce_scatter_ring(t, data[static_cast<std::size_t>(t.rank())]); }));
   const auto full = run_allreduce(ranks, n);
   for (int r = 0; r < ranks; ++r) {
     const ChunkRange c = ring_chunk(n, ranks, ring_owned_chunk(ranks, r));
@@ -217,7 +178,7 @@ TEST_CASE("reduce_scatter_ring leaves each rank its owned chunk summed, all_gath
     const ChunkRange c = ring_chunk(n, ranks, ring_owned_chunk(ranks, r));
     std::fill_n(v.begin() + static_cast<std::ptrdiff_t>(c.offset), c.length, static_cast<float>(r) + 0.5f);
   }
-  require_no_errors(spawn(world, [&](Transport& t) { all_gather_ring(t, data[static_cast<std::size_t>(t.rank())]); }));
+  require_no_errors(spawn_world(world, [&](Transport& t) { all_gather_ring(t, data[static_cast<std::size_t>(t.rank())]); }));
   std::vector<float> expected(n);
   for (int r = 0; r < ranks; ++r) {
     const ChunkRange c = ring_chunk(n, ranks, ring_owned_chunk(ranks, r));
@@ -234,7 +195,7 @@ TEST_CASE("broadcast copies the root's buffer to every rank", "[collectives]") {
     net::InprocWorld world(ranks, 5s);
     std::vector<std::vector<float>> data(static_cast<std::size_t>(ranks));
     for (int r = 0; r < ranks; ++r) data[static_cast<std::size_t>(r)] = inputs(r, n);
-    require_no_errors(spawn(world, [&](Transport& t) { broadcast(t, data[static_cast<std::size_t>(t.rank())], root); }));
+    require_no_errors(spawn_world(world, [&](Transport& t) { broadcast(t, data[static_cast<std::size_t>(t.rank())], root); }));
     const auto expected = inputs(root, n);
     for (int r = 0; r < ranks; ++r) CHECK(bitwise_equal(data[static_cast<std::size_t>(r)], expected));
   }
@@ -245,7 +206,7 @@ TEST_CASE("back-to-back collectives on one transport do not mix their messages",
   const std::size_t n = 1003;
   std::vector<std::vector<float>> data(5);
   for (int r = 0; r < 5; ++r) data[static_cast<std::size_t>(r)] = inputs(r, n);
-  require_no_errors(spawn(world, [&](Transport& t) {
+  require_no_errors(spawn_world(world, [&](Transport& t) {
     auto& v = data[static_cast<std::size_t>(t.rank())];
     allreduce_ring(t, v);
     broadcast(t, v, 3);
@@ -285,7 +246,7 @@ TEST_CASE("a rank sending a wrong-sized buffer fails its receiver, and the other
   net::InprocWorld world(4, timeout);
   std::vector<std::vector<float>> data(4, std::vector<float>(1000, 1.0f));
   const auto start = std::chrono::steady_clock::now();
-  const auto errors = spawn(world, [&](Transport& t) {
+  const auto errors = spawn_world(world, [&](Transport& t) {
     if (t.rank() == 2) {
       const std::vector<float> wrong(3, 1.0f);
       t.send(3, kReduceScatterTag, std::as_bytes(std::span<const float>(wrong)));
@@ -296,9 +257,9 @@ TEST_CASE("a rank sending a wrong-sized buffer fails its receiver, and the other
   const auto elapsed = std::chrono::steady_clock::now() - start;
 
   CHECK_FALSE(errors[2]);
-  CHECK_THAT(error_message(errors[3]), Contains("rank 3: message from rank 2") && Contains("has 12 bytes, expected 1000 bytes"));
-  CHECK_THAT(error_message(errors[0]), Contains("no message from rank 3"));
-  CHECK_THAT(error_message(errors[1]), Contains("no message from rank 0"));
+  CHECK_THAT(io_error(errors[3]), Contains("rank 3: message from rank 2") && Contains("has 12 bytes, expected 1000 bytes"));
+  CHECK_THAT(io_error(errors[0]), Contains("no message from rank 3"));
+  CHECK_THAT(io_error(errors[1]), Contains("no message from rank 0"));
   CHECK(elapsed < 3 * timeout);
 }
 
@@ -313,7 +274,7 @@ TEST_CASE("a killed rank makes every other rank fail at once, naming it", "[coll
     world.kill(victim);
   });
   const auto start = std::chrono::steady_clock::now();
-  const auto errors = spawn(world, [&](Transport& t) {
+  const auto errors = spawn_world(world, [&](Transport& t) {
     if (t.rank() == victim) {
       // Stands in for a crashed process: never sends, and waits on a message nobody sends.
       std::vector<std::byte> never(1);
@@ -327,7 +288,7 @@ TEST_CASE("a killed rank makes every other rank fail at once, naming it", "[coll
 
   for (int r = 0; r < ranks; ++r) {
     CAPTURE(r);
-    CHECK_THAT(error_message(errors[static_cast<std::size_t>(r)]),
+    CHECK_THAT(io_error(errors[static_cast<std::size_t>(r)]),
                Contains("rank " + std::to_string(victim) + " is dead"));
   }
   CHECK(elapsed < 2s);  // at once, not after the 10 s timeout
@@ -349,7 +310,7 @@ TEST_CASE("ring collectives are generic: double, int64 and wrapping __int128 sum
       i128[static_cast<std::size_t>(r)].push_back(big + static_cast<__int128>(i) - r);
     }
   }
-  require_no_errors(spawn(world, [&](Transport& t) {
+  require_no_errors(spawn_world(world, [&](Transport& t) {
     const auto r = static_cast<std::size_t>(t.rank());
     allreduce_ring<double>(t, d[r]);
     allreduce_ring<std::int64_t>(t, i64[r]);
@@ -617,7 +578,7 @@ TEST_CASE("a rank with a wrong-sized buffer makes every rank of every algorithm 
   int size_errors = 0;
   for (int r = 0; r < ranks; ++r) {
     CAPTURE(r);
-    const std::string message = error_message(errors[static_cast<std::size_t>(r)]);
+    const std::string message = io_error(errors[static_cast<std::size_t>(r)]);
     if (message.find("the ranks disagree on the buffer size") != std::string::npos) ++size_errors;
     else CHECK_THAT(message, Contains("is dead") || Contains("no message from rank"));
   }
@@ -651,7 +612,7 @@ TEST_CASE("a rank that dies mid-collective makes every rank of every algorithm f
     if (r == victim) continue;
     CAPTURE(r);
     // A failed rank dies too (spawn_ranks), so a rank may learn of the break from a neighbour's death.
-    const std::string message = error_message(errors[static_cast<std::size_t>(r)]);
+    const std::string message = io_error(errors[static_cast<std::size_t>(r)]);
     CHECK_THAT(message, Contains("is dead, so the group is broken"));
     if (message.find("rank " + std::to_string(victim) + " is dead") != std::string::npos) ++naming_victim;
   }

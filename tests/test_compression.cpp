@@ -26,6 +26,7 @@
 #include "runtime/comm/compression/topk_compressor.h"
 #include "runtime/dtype.h"
 #include "runtime/error.h"
+#include "tests/rank_errors.h"
 
 using namespace troupe;
 using namespace troupe::comm;
@@ -34,29 +35,9 @@ using namespace std::chrono_literals;
 
 namespace {
 
-// Runs fn(transport) on one thread per rank (gloo test/base_test.h spawn()); rethrows the first
-// rank's error as a test failure naming the rank.
+// Runs fn(transport) on one thread per rank; a rank's error fails the test, naming the rank.
 void spawn(net::InprocWorld& world, const std::function<void(Transport&)>& fn) {
-  std::vector<std::exception_ptr> errors(static_cast<std::size_t>(world.size()));
-  std::vector<std::thread> threads;
-  for (int r = 0; r < world.size(); ++r) {
-    threads.emplace_back([&, r, t = world.transport(r)]() mutable {
-      try {
-        fn(*t);
-      } catch (...) {
-        errors[static_cast<std::size_t>(r)] = std::current_exception();
-      }
-    });
-  }
-  for (auto& t : threads) t.join();
-  for (std::size_t r = 0; r < errors.size(); ++r) {
-    if (!errors[r]) continue;
-    try {
-      std::rethrow_exception(errors[r]);
-    } catch (const std::exception& e) {
-      FAIL("rank " << r << " threw: " << e.what());
-    }
-  }
+  testing::require_no_errors(testing::spawn_world(world, fn));
 }
 
 std::uint64_t mix(std::uint64_t h) {

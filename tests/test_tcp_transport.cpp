@@ -20,6 +20,7 @@
 #include "net/tcp/rendezvous.h"
 #include "net/tcp/tcp_transport.h"
 #include "net/wire/frame_codec.h"
+#include "tests/rank_errors.h"
 #include "tests/rank_threads.h"
 #include "runtime/comm/ring.h"
 #include "runtime/error.h"
@@ -44,30 +45,6 @@ std::string hex(const std::array<std::uint8_t, 32>& d) {
 
 std::span<const std::byte> bytes_of(const std::string& s) { return std::as_bytes(std::span(s.data(), s.size())); }
 
-// The message of the troupe::Error in `e` (of kind kIo); fails the test for anything else.
-std::string io_error(const std::exception_ptr& e) {
-  REQUIRE(e);
-  try {
-    std::rethrow_exception(e);
-  } catch (const Error& err) {
-    CHECK(err.kind() == ErrorKind::kIo);
-    return err.what();
-  } catch (const std::exception& other) {
-    FAIL("not a troupe::Error: " << other.what());
-  }
-  return {};
-}
-
-void require_no_errors(const std::vector<std::exception_ptr>& errors) {
-  for (std::size_t r = 0; r < errors.size(); ++r) {
-    if (!errors[r]) continue;
-    try {
-      std::rethrow_exception(errors[r]);
-    } catch (const std::exception& e) {
-      FAIL("rank " << r << " threw: " << e.what());
-    }
-  }
-}
 
 std::vector<std::byte> pattern(std::size_t n, int seed) {
   std::vector<std::byte> v(n);
