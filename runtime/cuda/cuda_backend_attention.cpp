@@ -7,28 +7,15 @@
 
 #include <cmath>
 
+#include "runtime/attention_dims.h"
 #include "runtime/cuda/cuda_backend.h"
 #include "runtime/cuda/kernels.h"
 
 namespace troupe {
 
-namespace {
-struct AttnDims {
-  std::int64_t batch, t, c, heads, hd;
-};
-
-AttnDims attn_dims(const Tensor& qkv, int n_head) {
-  TROUPE_CHECK(qkv.ndim() == 3 && qkv.dim(2) % 3 == 0, "qkv must be [B, T, 3C], got ", shape_str(qkv.shape()));
-  AttnDims d{qkv.dim(0), qkv.dim(1), qkv.dim(2) / 3, n_head, 0};
-  TROUPE_CHECK(n_head > 0 && d.c % n_head == 0, "n_embd ", d.c, " not divisible by n_head ", n_head);
-  d.hd = d.c / n_head;
-  return d;
-}
-}  // namespace
-
 void CudaBackend::attention_forward(const Tensor& qkv, int n_head, const Tensor& out, const Tensor& probs) {
   for (const Tensor* t : {&qkv, &out, &probs}) check_device(*t, "attention");
-  const AttnDims d = attn_dims(qkv, n_head);
+  const AttentionDims d = attention_dims(qkv, n_head);
   TROUPE_CHECK(out.numel() == d.batch * d.t * d.c && probs.numel() == d.batch * d.heads * d.t * d.t,
                "attention outputs ", shape_str(out.shape()), " ", shape_str(probs.shape()));
   const float scale = 1.0f / std::sqrt(static_cast<float>(d.hd));
@@ -53,7 +40,7 @@ void CudaBackend::attention_forward(const Tensor& qkv, int n_head, const Tensor&
 void CudaBackend::attention_backward(const Tensor& dout, const Tensor& qkv, const Tensor& probs, int n_head,
                                      const Tensor& dqkv) {
   for (const Tensor* t : {&dout, &qkv, &probs, &dqkv}) check_device(*t, "attention backward");
-  const AttnDims d = attn_dims(qkv, n_head);
+  const AttentionDims d = attention_dims(qkv, n_head);
   TROUPE_CHECK(dqkv.numel() == qkv.numel() && dout.numel() == d.batch * d.t * d.c, "attention backward shapes");
   const float scale = 1.0f / std::sqrt(static_cast<float>(d.hd));
   const std::int64_t T = d.t, C3 = 3 * d.c, TT = T * T, C = d.c, hd = d.hd;
