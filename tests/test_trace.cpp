@@ -245,3 +245,20 @@ TEST_CASE("writing a trace where it cannot go throws kIo and leaves nothing", "[
   CHECK(dir.entries() == std::vector<std::string>{"taken"});
   CHECK(std::filesystem::is_empty(dir.path / "taken"));
 }
+
+TEST_CASE("a track of comm spans only is a communication track: its transfers are its busy time", "[trace]") {
+  TraceRecorder t;
+  const int stage = t.track("stage 0");
+  const int comm = t.track("stage 0 comm");
+  t.span(stage, "B0", "backward", 0, 50, 0);
+  t.span(stage, "wait", "comm", 50, 70);        // a comm span on a compute track stays idle time
+  t.span(comm, "allreduce bucket 0", "comm", 30, 60);
+  t.span(comm, "allreduce bucket 1", "comm", 55, 80);  // overlaps the previous one: counted once
+  const auto stats = t.track_stats(0, 100);
+  REQUIRE(stats.size() == 2);
+  CHECK_FALSE(stats[0].communication);
+  CHECK(stats[0].busy_us == Approx(50));
+  CHECK(stats[1].communication);
+  CHECK(stats[1].busy_us == Approx(50));
+  CHECK(stats[1].bubble == Approx(0.5));
+}

@@ -133,9 +133,16 @@ void TraceRecorder::write_chrome_trace(const std::string& path) const {
 
 std::vector<TrackStats> TraceRecorder::stats_locked(const std::vector<Interval>& windows) const {
   const double window_total = total_length(windows);
+  // A track with spans, all of them "comm", is a communication track.
+  std::vector<char> seen(tracks_.size(), 0), only_comm(tracks_.size(), 1);
+  for (const Span& s : spans_) {
+    seen[s.track] = 1;
+    if (s.category != "comm") only_comm[s.track] = 0;
+  }
   std::vector<std::vector<Interval>> busy(tracks_.size());
   for (const Span& s : spans_) {
-    if (!is_busy(s.category)) continue;
+    const bool communication = seen[s.track] && only_comm[s.track];
+    if (!(communication ? s.category == "comm" : is_busy(s.category))) continue;
     for (const auto& [wb, we] : windows) {
       const double b = std::max(s.begin, wb), e = std::min(s.end, we);
       if (e > b) busy[s.track].emplace_back(b, e);
@@ -147,7 +154,8 @@ std::vector<TrackStats> TraceRecorder::stats_locked(const std::vector<Interval>&
     // Windows are disjoint, so clipped pieces of one span never overlap each other; merging removes
     // overlaps between different spans (e.g. a forward still running when a backward starts).
     const double b = total_length(merged(std::move(busy[t])));
-    stats.push_back({tracks_[t], b, window_total, window_total > 0.0 ? 1.0 - b / window_total : 0.0});
+    stats.push_back({tracks_[t], b, window_total, window_total > 0.0 ? 1.0 - b / window_total : 0.0,
+                     seen[t] && only_comm[t]});
   }
   return stats;
 }

@@ -26,12 +26,15 @@ namespace troupe {
 
 // One track's busy time inside a window. busy_us is the union of its forward/backward/optimizer spans
 // clipped to the window (overlapping spans count once); span_us is the window's length; bubble is the
-// idle share 1 - busy_us / span_us (0 for an empty window).
+// idle share 1 - busy_us / span_us (0 for an empty window). A communication track (every span on it of
+// category "comm", e.g. a stage's gradient-sync thread) counts its comm spans as busy instead: there
+// "bubble" is the share of the step with no transfer in flight, not lost compute.
 struct TrackStats {
   std::string name;
   double busy_us = 0.0;
   double span_us = 0.0;
   double bubble = 0.0;
+  bool communication = false;
 };
 
 class TraceRecorder {
