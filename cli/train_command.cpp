@@ -1,6 +1,7 @@
 // `troupe train`: validates inputs up front, trains, reports, and writes outputs atomically.
 #include "cli/train_command.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -47,14 +48,16 @@ std::string human_count(std::int64_t n) {
 template <typename Runner>
 int train_loop(Runner& trainer, const RunConfig& config, const TrainOptions& options);
 int run_tcp_replicas(const RunConfig& config, const TrainOptions& options);
+int run_tcp_ps(const RunConfig& config, const TrainOptions& options);
 namespace {
 void report_data_parallel(DataParallelTrainer& dp, const RunConfig& config);
 }
 
 namespace {
 
-// Stage s of every replica forms one TCP group; its rendezvous listens at comm.address's port + s.
-std::vector<std::string> stage_addresses(const RunConfig& config) {
+// `count` rendezvous addresses at comm.address's port, port + 1, ... (all port 0 when it is 0: the
+// system picks each); `what` names one of them in the error.
+std::vector<std::string> consecutive_addresses(const RunConfig& config, int count, const char* what) {
   const std::string& a = config.comm.address;
   const auto colon = a.rfind(':');
   const std::string host = a.substr(0, colon);
@@ -64,16 +67,36 @@ std::vector<std::string> stage_addresses(const RunConfig& config) {
   } catch (const std::exception&) {
     throw Error(ErrorKind::kConfig, "comm.address = \"" + a + "\": the port is not a number");
   }
-  if (port < 0 || port + config.parallel.pipeline - 1 > 65535)
+  if (port < 0 || port + count - 1 > 65535)
     throw Error(ErrorKind::kConfig, "comm.address = \"" + a + "\": ports " + std::to_string(port) + ".." +
-                                        std::to_string(port + config.parallel.pipeline - 1) +
-                                        " (one per pipeline stage) must lie in 0..65535");
+                                        std::to_string(port + count - 1) + " (one per " + what +
+                                        ") must lie in 0..65535");
   std::vector<std::string> out;
-  for (int s = 0; s < config.parallel.pipeline; ++s) out.push_back(host + ":" + std::to_string(port ? port + s : 0));
+  for (int s = 0; s < count; ++s) out.push_back(host + ":" + std::to_string(port ? port + s : 0));
   return out;
 }
 
+// Stage s of every replica forms one TCP group; its rendezvous listens at comm.address's port + s.
+std::vector<std::string> stage_addresses(const RunConfig& config) {
+  return consecutive_addresses(config, config.parallel.pipeline, "pipeline stage");
+}
+
 constexpr const char* kStageAddressesEnv = "TROUPE_STAGE_ADDRESSES";
+constexpr const char* kPsAddressesEnv = "TROUPE_PS_ADDRESSES";
+
+// The secret rank 0 shares with the processes it starts: TROUPE_SECRET if set, else a fresh one.
+std::string job_secret() {
+  if (const char* env = std::getenv("TROUPE_SECRET"); env && *env) return env;
+  return random_secret();
+}
+
+// Failure drills (tests): TROUPE_TEST_CRASH="r:s" makes rank r die abruptly before step s, as a killed
+// process would: no goodbye on its connections. -1: no drill for this rank.
+long long crash_step(int rank) {
+  if (const char* crash = std::getenv("TROUPE_TEST_CRASH"))
+    if (std::string c = crash; c.rfind(std::to_string(rank) + ":", 0) == 0) return std::stoll(c.substr(c.find(':') + 1));
+  return -1;
+}
 
 }  // namespace
 
@@ -98,12 +121,7 @@ int run_tcp_replicas(const RunConfig& config, const TrainOptions& options) {
                                                .timeout = timeout}));
       DataParallelTrainer replica(config, options.rank, std::move(transports));
       if (!options.init_from.empty()) replica.load_weights(options.init_from);
-      // Failure drills (tests): TROUPE_TEST_CRASH="r:s" makes rank r die abruptly before step s, as a
-      // killed process would: no goodbye on its connections.
-      long long crash_at = -1;
-      if (const char* crash = std::getenv("TROUPE_TEST_CRASH"))
-        if (std::string c = crash; c.rfind(std::to_string(options.rank) + ":", 0) == 0)
-          crash_at = std::stoll(c.substr(c.find(':') + 1));
+      const long long crash_at = crash_step(options.rank);
       for (std::int64_t step = 0; step < config.train.steps; ++step) {
         if (step == crash_at) std::_Exit(3);
         replica.train_step(step);
@@ -114,9 +132,7 @@ int run_tcp_replicas(const RunConfig& config, const TrainOptions& options) {
     }
   }
 
-  std::string secret;
-  if (const char* env = std::getenv("TROUPE_SECRET"); env && *env) secret = env;
-  else secret = random_secret();
+  const std::string secret = job_secret();
   std::vector<net::TcpListener> listeners;
   std::string bound;
   for (const std::string& address : stage_addresses(config)) {
@@ -137,6 +153,76 @@ int run_tcp_replicas(const RunConfig& config, const TrainOptions& options) {
   report_data_parallel(dp, config);
   const std::string failure = ranks.wait_all();
   if (!failure.empty()) throw Error(ErrorKind::kIo, "data-parallel " + failure + " (see its error above)");
+  return code;
+}
+
+// comm.transport = tcp with parallel.gradient_exchange = ps: every worker is a process. The process the
+// user starts is rank 0: it hosts the shard actors and worker 0, binds one rendezvous listener per other
+// worker, starts workers 1..D-1 as copies of itself and answers each over its own link (ps_link.h).
+int run_tcp_ps(const RunConfig& config, const TrainOptions& options) {
+  const int d = config.parallel.data;
+  const auto timeout = std::chrono::milliseconds(static_cast<long long>(config.comm.timeout_s * 1000.0));
+  ps::PsLinks links;
+  links.rank = std::max(0, options.rank);
+  std::vector<net::TcpTransport*> tcp;  // the same links, for abort()
+  auto abort_links = [&tcp] {
+    for (auto* t : tcp) t->abort();
+  };
+  if (options.rank > 0) {
+    try {
+      const char* env = std::getenv(kPsAddressesEnv);
+      if (!env) throw Error(ErrorKind::kUsage, std::string("--rank is for processes troupe starts itself (") +
+                                                   kPsAddressesEnv + " is not set)");
+      const std::vector<std::string> addresses = split(env);
+      TROUPE_CHECK(static_cast<int>(addresses.size()) == d - 1 && options.rank < d, "ps addresses ", env, " for rank ",
+                   options.rank);
+      auto link = net::connect_tcp({.rank = 1, .size = 2, .address = addresses[static_cast<std::size_t>(options.rank - 1)],
+                                    .secret = net::secret_from_environment(), .timeout = timeout});
+      tcp.push_back(link.get());
+      links.links.push_back(std::move(link));
+      links.abort = abort_links;
+      ps::PsTrainer worker(config, std::move(links));
+      const long long crash_at = crash_step(options.rank);
+      for (std::int64_t step = 0; step < config.train.steps; ++step) {
+        if (step == crash_at) std::_Exit(3);
+        worker.train_step(step);
+      }
+      return 0;
+    } catch (const Error& e) {
+      throw Error(e.kind(), "ps worker " + std::to_string(options.rank) + ": " + e.what());
+    }
+  }
+
+  const std::string secret = job_secret();
+  std::vector<net::TcpListener> listeners;
+  std::string bound;
+  for (const std::string& address : consecutive_addresses(config, d - 1, "worker after the first")) {
+    listeners.emplace_back(address);
+    bound += (bound.empty() ? "" : ",") + listeners.back().address();
+  }
+  setenv(kPsAddressesEnv, bound.c_str(), 1);
+  std::printf("troupe: parameter servers, %d workers as processes over tcp (rendezvous %s) x %d shards in this process, "
+              "mode %s%s\n",
+              d, bound.c_str(), config.ps.shards, config.ps.mode.c_str(),
+              config.ps.mode == "ssp" ? fmt::format(" (staleness {})", config.ps.staleness).c_str() : "");
+  ReplicaProcesses ranks("/proc/self/exe", options.args, d, secret);
+  for (auto& listener : listeners) {
+    auto link = net::connect_tcp({.rank = 0, .size = 2, .address = "", .secret = secret, .timeout = timeout},
+                                 std::move(listener));
+    tcp.push_back(link.get());
+    links.links.push_back(std::move(link));
+  }
+  links.abort = abort_links;
+  int code = 0;
+  {
+    ps::PsTrainer trainer(config, std::move(links));
+    code = train_loop(trainer, config, options);
+    if (config.train.steps > 0)
+      std::printf("troupe: optimizer state %.2f MB over %d shards\n", trainer.optimizer_state_bytes() / 1e6,
+                  config.ps.shards);
+  }
+  const std::string failure = ranks.wait_all();
+  if (!failure.empty()) throw Error(ErrorKind::kIo, "parameter-server " + failure + " (see its error above)");
   return code;
 }
 
@@ -167,6 +253,7 @@ int run_train(const TrainOptions& options) {
   if (options.print_config) std::printf("%s", config_to_toml(config).c_str());
 
   const ParallelConfig& par = config.parallel;
+  if (par.gradient_exchange == "ps" && par.data > 1 && config.comm.transport == "tcp") return run_tcp_ps(config, options);
   if (par.gradient_exchange == "ps") {  // worker threads against parameter-server actors (actors/ps/)
     ps::PsTrainer trainer(config);
     std::printf("troupe: parameter servers, %d workers (threads) x %d shards, mode %s%s\n", par.data, config.ps.shards,

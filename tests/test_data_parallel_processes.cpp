@@ -77,3 +77,47 @@ TEST_CASE("a replica process that dies fails the run at once, naming it, and lea
   // No stray rank of this run is still alive (the pattern cannot match the shell running pgrep).
   CHECK(std::system("pgrep -f 'seed 424[2] .*--rank' > /dev/null") != 0);
 }
+
+TEST_CASE("ps workers as processes over tcp = single device, bitwise; a worker that dies fails the run at once",
+          "[ps][tcp]") {
+  TempDir dir;
+  const TroupeRun single = run(dir, "", kSmall + "--set train.batch_size=12 --dump-losses " + dir.file("single.jsonl") +
+                                            " --save " + dir.file("single.st"));
+  REQUIRE(single.code == 0);
+  for (const std::string extra : {"--set parallel.data=2 --set ps.shards=2", "--set parallel.data=3 --set ps.shards=1"}) {
+    INFO(extra);
+    const TroupeRun ps = run(dir, "", kSmall + "--set train.batch_size=12 --set parallel.gradient_exchange=ps " + extra +
+                                          " --set comm.transport=tcp --dump-losses " + dir.file("ps.jsonl") + " --save " +
+                                          dir.file("ps.st"));
+    INFO(ps.out << ps.err);
+    REQUIRE(ps.code == 0);
+    CHECK_THAT(ps.out, Contains("workers as processes over tcp"));
+    std::stringstream a(slurp(dir.file("single.jsonl"))), b(slurp(dir.file("ps.jsonl")));
+    std::string la, lb;
+    int lines = 0;
+    while (std::getline(a, la) && std::getline(b, lb)) {
+      CHECK(la.substr(0, la.find("\"tokens_per_s\"")) == lb.substr(0, lb.find("\"tokens_per_s\"")));
+      ++lines;
+    }
+    CHECK(lines == 4);
+    const auto ws = troupe::load_safetensors(dir.file("single.st"));
+    const auto wp = troupe::load_safetensors(dir.file("ps.st"));
+    REQUIRE(ws.size() == wp.size());
+    for (std::size_t i = 0; i < ws.size(); ++i) {
+      INFO(ws[i].first);
+      CHECK(ws[i].second.to_vector() == wp[i].second.to_vector());
+    }
+  }
+  const auto start = std::chrono::steady_clock::now();
+  const TroupeRun r = run(dir, "TROUPE_TEST_CRASH=2:2",
+                          kSmall + "--seed 4343 --set train.batch_size=12 --set parallel.gradient_exchange=ps "
+                                   "--set parallel.data=3 --set comm.transport=tcp --set comm.timeout_s=60 --save " +
+                              dir.file("crash.st"));
+  INFO(r.out << r.err);
+  CHECK(r.code == 1);
+  CHECK_THAT(r.err, Contains("ps worker 2"));
+  CHECK_THAT(r.err, Contains("dead"));
+  CHECK_FALSE(std::filesystem::exists(dir.file("crash.st")));
+  CHECK(std::chrono::steady_clock::now() - start < std::chrono::seconds(30));
+  CHECK(std::system("pgrep -f 'seed 434[3] .*--rank' > /dev/null") != 0);
+}

@@ -49,7 +49,11 @@ caf::behavior shard_actor(caf::stateful_actor<ShardState>* self, std::shared_ptr
   // actor, and an actor referenced by its own state would never be destroyed (its thread never joins).
   self->set_exit_handler([=](caf::exit_msg& msg) {
     for (auto& [ticket, promise] : self->state.waiting)
-      promise.deliver(caf::make_error(caf::sec::runtime_error, std::string("ps shard shut down while this pull waited")));
+      promise.deliver(caf::make_error(
+          caf::sec::runtime_error,
+          fmt::format("ps shard {} stopped while this request waited: the run is ending (another worker failed, or "
+                      "the job was stopped)",
+                      self->state.shard->shard())));
     self->state.waiting.clear();
     self->quit(msg.reason);
   });
@@ -366,6 +370,10 @@ PsCluster::~PsCluster() {
   for (auto& a : actors_->shards) caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
   actors_->shards.clear();
   actors_->system->await_all_actors_done();
+}
+
+void PsCluster::abort() {
+  for (auto& a : actors_->shards) caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
 }
 
 std::unique_ptr<PsClient> PsCluster::client(int worker) {

@@ -20,36 +20,28 @@
 #include <memory>
 #include <vector>
 
+#include "actors/ps/ps_endpoint.h"
 #include "actors/ps/ps_protocol.h"
 
 namespace troupe::ps {
 
-class PsClient {
+class PsClient : public PsEndpoint {
  public:
   PsClient(caf::actor_system& system, std::vector<caf::actor> shards, std::shared_ptr<const PsLayout> layout, int worker,
            double timeout_s);
 
-  struct Pulled {
-    std::vector<Tensor> dense;   // every dense parameter, dense-index order (empty unless asked)
-    std::vector<Tensor> tables;  // per table: [ids[t].size(), dim], rows in the order of ids[t]
-    std::int64_t min_version = 0;  // the lowest shard version among the answers
-  };
-  // Parameters for `step`. ids: per table, strictly increasing global row ids (or empty: no rows).
-  Pulled pull(std::int64_t step, const std::vector<std::vector<std::int64_t>>& ids, bool dense = true);
-  // Gradients of `step`: dense (dense-index order, or empty for none) and, per table, rows by id; lr: this
-  // update's learning rate (< 0: the shards' optim.lr; sync: every worker passes the same).
-  void push(std::int64_t step, const std::vector<Tensor>& dense, const std::vector<SparseRows>& tables, double lr = -1.0);
-  // The same with exact dense gradients (dense-index order; train.deterministic, sync mode), moved out of
-  // `exact`; `tables` must be empty (exact sums exist for dense gradients only).
-  void push_exact(std::int64_t step, std::vector<ExactGrad> exact, const std::vector<SparseRows>& tables, double lr = -1.0);
+  using Pulled = PsPulled;
+  Pulled pull(std::int64_t step, const std::vector<std::vector<std::int64_t>>& ids, bool dense = true) override;
+  void push(std::int64_t step, const std::vector<Tensor>& dense, const std::vector<SparseRows>& tables,
+            double lr = -1.0) override;
+  void push_exact(std::int64_t step, std::vector<ExactGrad> exact, const std::vector<SparseRows>& tables,
+                  double lr = -1.0) override;
+  // The clipping round of a sync step: collects every shard's sums of squares (waiting for the step's
+  // last push), adds them in global parameter order (clip_grad_norm's total), and has every shard scale
+  // by clip_coefficient(norm, max_norm) and apply. The other workers' pulls for step + 1 wait until then.
+  double clip(std::int64_t step, double max_norm) override;
 
-  // The clipping round of a sync step (PsOptions::clip), run by one worker after its push: collects every
-  // shard's sums of squares (waiting for the step's last push), adds them in global parameter order
-  // (clip_grad_norm's total), and has every shard scale by clip_coefficient(norm, max_norm) and apply.
-  // Returns the norm before clipping. The other workers' pulls for step + 1 wait until then.
-  double clip(std::int64_t step, double max_norm);
-
-  int worker() const { return worker_; }
+  int worker() const override { return worker_; }
 
  private:
   void send_pushes(std::int64_t step, std::vector<PsPush> pushes);
@@ -84,6 +76,9 @@ class PsCluster {
   };
   // Every parameter as the shards hold it now.
   Model snapshot();
+  // Stops every shard now (a worker process died): waiting and later requests fail at once instead of
+  // waiting out the timeout. Only destruction may follow.
+  void abort();
 
  private:
   struct Actors;

@@ -1,11 +1,14 @@
 // PsTrainer: worker threads around a PsCluster, one training step at a time.
 #include "actors/ps/ps_trainer.h"
 
+#include "actors/ps/ps_link.h"
+
 #include <algorithm>
 #include <chrono>
 #include <exception>
 #include <map>
 #include <thread>
+#include <utility>
 
 #include <fmt/format.h>
 
@@ -16,9 +19,10 @@
 namespace troupe::ps {
 
 struct PsTrainer::Worker {
+  int index = 0;  // the worker's rank among parallel.data
   std::unique_ptr<CpuBackend> backend;
   std::unique_ptr<Model> model;
-  std::unique_ptr<PsClient> client;
+  std::unique_ptr<PsEndpoint> client;  // PsClient here, or RemotePsClient in a remote worker
 };
 
 namespace {
@@ -61,7 +65,12 @@ PsOptions ps_options(const RunConfig& c) {
 
 }  // namespace
 
-PsTrainer::PsTrainer(const RunConfig& config) : config_(config) {
+PsTrainer::PsTrainer(const RunConfig& config) : PsTrainer(config, PsLinks{}, false) {}
+
+PsTrainer::PsTrainer(const RunConfig& config, PsLinks links) : PsTrainer(config, std::move(links), true) {}
+
+PsTrainer::PsTrainer(const RunConfig& config, PsLinks links, bool remote)
+    : config_(config), remote_(remote), links_(std::move(links)) {
   auto bad = [](const std::string& what) { throw Error(ErrorKind::kConfig, what); };
   const ParallelConfig& par = config.parallel;
   if (par.gradient_exchange != "ps")
@@ -73,14 +82,20 @@ PsTrainer::PsTrainer(const RunConfig& config) : config_(config) {
   if (config.train.deterministic && config.ps.mode != "sync")
     bad(fmt::format("train.deterministic = true with ps.mode = {}: asynchronous updates depend on timing; use ps.mode = sync",
                     config.ps.mode));
-  if (config.comm.transport != "inproc")
-    bad(fmt::format("comm.transport = {} with parallel.gradient_exchange = ps: the parameter servers run in this process "
-                    "(inproc) so far",
+  if (!remote && config.comm.transport != "inproc" && par.data > 1)
+    bad(fmt::format("comm.transport = {}: this parameter-server trainer runs every worker in this process; a tcp run "
+                    "starts one process per worker (troupe train does)",
                     config.comm.transport));
   if (par.data < 1 || par.microbatches < 1 || config.train.batch_size % (par.data * par.microbatches) != 0)
     bad(fmt::format("train.batch_size = {} is not divisible by parallel.data x parallel.microbatches = {} x {}",
                     config.train.batch_size, par.data, par.microbatches));
   validate(ps_options(config));
+  if (remote) {
+    const int rank = links_.rank;
+    TROUPE_CHECK(rank >= 0 && rank < par.data, "ps rank ", rank, " of ", par.data, " workers");
+    TROUPE_CHECK(static_cast<int>(links_.links.size()) == (rank == 0 ? par.data - 1 : 1), "ps rank ", rank, " with ",
+                 links_.links.size(), " links for ", par.data, " workers");
+  }
   dataset_ = make_dataset(config);
   initial_ = std::make_unique<Model>(make_layer_specs(config.model, config.train.seed));
   std::vector<PsParamSpec> specs;
@@ -88,17 +103,39 @@ PsTrainer::PsTrainer(const RunConfig& config) : config_(config) {
   layout_ = std::make_shared<const PsLayout>(std::move(specs), config.ps.shards);
   const int threads = config.train.threads > 0 ? config.train.threads
                                                : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  for (int w = 0; w < par.data; ++w) {
+  // In-process: every worker here, sharing the threads. tcp: this process's one worker; the other
+  // processes on the machine take their share of the cores.
+  const int first = remote ? links_.rank : 0, last = remote ? links_.rank : par.data - 1;
+  for (int w = first; w <= last; ++w) {
     auto worker = std::make_unique<Worker>();
+    worker->index = w;
     worker->backend = std::make_unique<CpuBackend>(std::max(1, threads / par.data));
     worker->backend->set_deterministic(config.train.deterministic);
     worker->model = std::make_unique<Model>(make_layer_specs(config.model, config.train.seed));
     workers_.push_back(std::move(worker));
   }
-  start_cluster();
+  if (remote && links_.rank > 0) {
+    workers_[0]->client = std::make_unique<RemotePsClient>(*links_.links[0], layout_, links_.rank);
+  } else {
+    server_done_.assign(static_cast<std::size_t>(par.data), false);
+    start_cluster();
+  }
 }
 
 PsTrainer::~PsTrainer() {
+  const bool finished = std::uncaught_exceptions() == 0 && steps_done_ >= config_.train.steps;
+  if (remote_ && links_.rank > 0) {
+    if (finished) {
+      try {
+        static_cast<RemotePsClient&>(*workers_[0]->client).bye();
+      } catch (const std::exception&) {  // the server is gone already: nothing left to tell it
+      }
+    } else if (links_.abort) {
+      links_.abort();
+    }
+  }
+  if (!finished && links_.rank == 0 && !servers_.empty() && links_.abort) links_.abort();
+  stop_servers();
   for (auto& w : workers_) w->client.reset();  // clients (scoped actors) before their actor system
   cluster_.reset();
 }
@@ -111,89 +148,161 @@ void PsTrainer::start_cluster() {
   PsInit init;
   init.dense = [&by_name](const std::string& name) { return by_name.at(name)->value.clone(); };
   cluster_ = std::make_unique<PsCluster>(layout_, ps_options(config_), init, config_.comm.timeout_s);
-  for (int w = 0; w < workers(); ++w) workers_[static_cast<std::size_t>(w)]->client = cluster_->client(w);
+  for (auto& w : workers_) w->client = cluster_->client(w->index);
+}
+
+void PsTrainer::start_servers() {
+  for (int w = 1; w < config_.parallel.data; ++w) {
+    servers_.emplace_back([this, w] {
+      try {
+        std::unique_ptr<PsClient> client = cluster_->client(w);
+        serve_remote_worker(*links_.links[static_cast<std::size_t>(w - 1)], w, *layout_, *client,
+                            [this, w](std::int64_t step, Tensor losses) {
+                              std::lock_guard lock(report_mu_);
+                              reports_[{w, step}] = std::move(losses);
+                              report_cv_.notify_all();
+                            });
+      } catch (const std::exception& e) {
+        {
+          std::lock_guard lock(report_mu_);
+          if (link_failure_.empty())
+            link_failure_ = fmt::format("ps worker {} (process rank {}; rank 1 of its link to this process): {}", w, w, e.what());
+        }
+        // Worker 0 and the other workers may wait on the shards for this worker's push: stop them now.
+        cluster_->abort();
+      }
+      std::lock_guard lock(report_mu_);
+      server_done_[static_cast<std::size_t>(w)] = true;
+      report_cv_.notify_all();
+    });
+  }
+}
+
+void PsTrainer::stop_servers() {
+  for (auto& t : servers_) t.join();
+  servers_.clear();
+}
+
+std::vector<Tensor> PsTrainer::wait_for_reports(std::int64_t step) {
+  std::vector<Tensor> out;
+  std::unique_lock lock(report_mu_);
+  for (int w = 1; w < config_.parallel.data; ++w) {
+    report_cv_.wait(lock, [&] {
+      return reports_.count({w, step}) || !link_failure_.empty() || server_done_[static_cast<std::size_t>(w)];
+    });
+    auto it = reports_.find({w, step});  // a report that arrived counts, even if the link broke after it
+    if (it == reports_.end() && !link_failure_.empty()) throw Error(ErrorKind::kIo, link_failure_);
+    if (it == reports_.end())
+      throw Error(ErrorKind::kIo, fmt::format("ps worker {} said goodbye before reporting step {}", w, step));
+    out.push_back(std::move(it->second));
+    reports_.erase(it);
+  }
+  return out;
+}
+
+std::vector<Tensor> PsTrainer::run_worker(Worker& me, std::int64_t step, const Batch& batch, double& norm) {
+  const int D = config_.parallel.data, w = me.index;
+  const PsMode mode = parse_mode(config_.ps.mode);
+  const std::int64_t b = config_.train.batch_size / D, rows = dataset_->rows_per_sample();
+  const float scale = 1.0f / static_cast<float>(mode == PsMode::sync ? batch.targets.numel() : b * rows);
+  const double lr = lr_at(config_.train, config_.optim.lr_or_default(), step);
+  const double clip = config_.train.grad_clip;
+  Model& model = *me.model;
+  const std::vector<Param*>& params = model.params().all();
+  const double t0 = trace_ ? trace_->now_us() : 0.0;
+  const PsPulled got = me.client->pull(step, {});
+  const double t1 = trace_ ? trace_->now_us() : 0.0;
+  for (std::size_t d = 0; d < params.size(); ++d) params[d]->value.copy_from(got.dense[d]);
+  // The worker's share in parallel.microbatches passes; gradients accumulate, nothing is sent between.
+  model.zero_grad();
+  const std::int64_t m = config_.parallel.microbatches, per = b / m;
+  std::vector<Tensor> losses;
+  for (std::int64_t k = 0; k < m; ++k) {
+    const std::int64_t first = w * b + k * per;
+    MicroBatch mb;
+    mb.inputs = batch.inputs.slice(first, first + per);
+    mb.targets = batch.targets.slice(first, first + per);
+    mb.loss_scale = scale;
+    mb.row_block = rows;
+    auto ctxs = model.make_contexts();
+    losses.push_back(model.forward(*me.backend, mb, ctxs, mb.inputs));
+    model.backward(*me.backend, mb, ctxs, Tensor());
+  }
+  const double t2 = trace_ ? trace_->now_us() : 0.0;
+  if (config_.train.deterministic) {
+    // The exact sums go to the shards unrounded: they add them over workers and round once.
+    me.client->push_exact(step, take_exact_grads(model, *me.backend), {}, lr);
+  } else {
+    model.flush_exact_grads(*me.backend);
+    model.finish_grads();
+    std::vector<Param*> mine = params;
+    if (mode != PsMode::sync && clip > 0.0) clip_grad_norm(mine, clip);  // each push is its own step
+    std::vector<Tensor> grads;
+    for (Param* p : params) grads.push_back(p->grad.clone());  // the model zeroes its own next step
+    me.client->push(step, grads, {}, lr);
+  }
+  const double t3 = trace_ ? trace_->now_us() : 0.0;
+  if (w == 0 && mode == PsMode::sync && clip > 0.0) norm = me.client->clip(step, clip);
+  if (trace_) {
+    std::size_t local = 0;
+    while (workers_[local].get() != &me) ++local;
+    const int track = tracks_[local];
+    trace_->span(track, "pull", "recv", t0, t1);
+    trace_->span(track, "forward+backward", "compute", t1, t2);
+    trace_->span(track, "push", "send", t2, t3);
+    if (w == 0 && mode == PsMode::sync && clip > 0.0) trace_->span(track, "clip round", "optimizer", t3, trace_->now_us());
+  }
+  return losses;
 }
 
 StepStats PsTrainer::train_step(std::int64_t step) {
   TROUPE_CHECK(step == steps_done_, "step ", step, " after ", steps_done_, " steps");
   const auto start = std::chrono::steady_clock::now();
-  const int D = workers();
-  const PsMode mode = parse_mode(config_.ps.mode);
   const Batch batch = dataset_->train_batch(step, config_.train.batch_size);
-  const std::int64_t b = config_.train.batch_size / D, rows = dataset_->rows_per_sample();
-  const float scale = 1.0f / static_cast<float>(mode == PsMode::sync ? batch.targets.numel() : b * rows);
-  const double lr = lr_at(config_.train, config_.optim.lr_or_default(), step);
-  const double clip = config_.train.grad_clip;
+  const bool remote_worker = remote_ && links_.rank > 0;
+  if (remote_ && !remote_worker && servers_.empty()) start_servers();
 
-  std::vector<Tensor> losses(static_cast<std::size_t>(D * config_.parallel.microbatches));
-  std::vector<std::exception_ptr> errors(static_cast<std::size_t>(D));
+  const std::size_t local = workers_.size();
+  std::vector<std::vector<Tensor>> losses(local);
+  std::vector<std::exception_ptr> errors(local);
   double norm = 0.0;
-  auto run = [&](int w) {
+  auto run = [&](std::size_t i) {
     try {
-      Worker& me = *workers_[static_cast<std::size_t>(w)];
-      Model& model = *me.model;
-      const std::vector<Param*>& params = model.params().all();
-      const double t0 = trace_ ? trace_->now_us() : 0.0;
-      const PsClient::Pulled got = me.client->pull(step, {});
-      const double t1 = trace_ ? trace_->now_us() : 0.0;
-      for (std::size_t d = 0; d < params.size(); ++d) params[d]->value.copy_from(got.dense[d]);
-      // The worker's share in parallel.microbatches passes; gradients accumulate, nothing is sent between.
-      model.zero_grad();
-      const std::int64_t m = config_.parallel.microbatches, per = b / m;
-      for (std::int64_t k = 0; k < m; ++k) {
-        const std::int64_t first = w * b + k * per;
-        MicroBatch mb;
-        mb.inputs = batch.inputs.slice(first, first + per);
-        mb.targets = batch.targets.slice(first, first + per);
-        mb.loss_scale = scale;
-        mb.row_block = rows;
-        auto ctxs = model.make_contexts();
-        losses[static_cast<std::size_t>(w * m + k)] = model.forward(*me.backend, mb, ctxs, mb.inputs);
-        model.backward(*me.backend, mb, ctxs, Tensor());
-      }
-      const double t2 = trace_ ? trace_->now_us() : 0.0;
-      if (config_.train.deterministic) {
-        // The exact sums go to the shards unrounded: they add them over workers and round once.
-        me.client->push_exact(step, take_exact_grads(model, *me.backend), {}, lr);
-      } else {
-        model.flush_exact_grads(*me.backend);
-        model.finish_grads();
-        std::vector<Param*> mine = params;
-        if (mode != PsMode::sync && clip > 0.0) clip_grad_norm(mine, clip);  // each push is its own step
-        std::vector<Tensor> grads;
-        for (Param* p : params) grads.push_back(p->grad.clone());  // the model zeroes its own next step
-        me.client->push(step, grads, {}, lr);
-      }
-      const double t3 = trace_ ? trace_->now_us() : 0.0;
-      if (w == 0 && mode == PsMode::sync && clip > 0.0) norm = me.client->clip(step, clip);
-      if (trace_) {
-        const int track = tracks_[static_cast<std::size_t>(w)];
-        trace_->span(track, "pull", "recv", t0, t1);
-        trace_->span(track, "forward+backward", "compute", t1, t2);
-        trace_->span(track, "push", "send", t2, t3);
-        if (w == 0 && mode == PsMode::sync && clip > 0.0) trace_->span(track, "clip round", "optimizer", t3, trace_->now_us());
-      }
+      losses[i] = run_worker(*workers_[i], step, batch, norm);
     } catch (...) {
-      errors[static_cast<std::size_t>(w)] = std::current_exception();
+      errors[i] = std::current_exception();
     }
   };
   const double begin = trace_ ? trace_->now_us() : 0.0;
   std::vector<std::thread> threads;
-  for (int w = 1; w < D; ++w) threads.emplace_back(run, w);
+  for (std::size_t i = 1; i < local; ++i) threads.emplace_back(run, i);
   run(0);
   for (auto& t : threads) t.join();
   if (trace_) trace_->window(begin, trace_->now_us());
-  for (auto& e : errors)
-    if (e) std::rethrow_exception(e);
+  std::vector<Tensor> all;  // per-row losses in sample order (worker by worker)
+  for (auto& e : errors) {
+    if (!e) continue;
+    if (remote_ && !remote_worker) {  // a remote worker's failure is the cause; worker 0's error its effect
+      std::lock_guard lock(report_mu_);
+      if (!link_failure_.empty()) throw Error(ErrorKind::kIo, link_failure_);
+    }
+    std::rethrow_exception(e);
+  }
+  for (auto& l : losses) all.insert(all.end(), l.begin(), l.end());
+  if (remote_worker) {
+    static_cast<RemotePsClient&>(*workers_[0]->client).report(step, all);
+  } else if (remote_) {
+    for (Tensor& l : wait_for_reports(step)) all.push_back(std::move(l));
+  }
   ++steps_done_;
 
   StepStats s;
   s.step = step;
-  s.lr = lr;
+  s.lr = lr_at(config_.train, config_.optim.lr_or_default(), step);
   s.grad_norm = norm;
   double sum = 0.0;
   std::int64_t n = 0;
-  for (const Tensor& l : losses)  // sample order, as the single-device trainer adds them
+  for (const Tensor& l : all)  // sample order, as the single-device trainer adds them
     for (float x : l.span_f32()) {
       sum += x;
       ++n;
@@ -219,6 +328,7 @@ EvalStats PsTrainer::evaluate() {
 void PsTrainer::load_weights(const std::string& path) {
   if (steps_done_ != 0)
     throw Error(ErrorKind::kUsage, "load_weights after training started: the parameter servers take initial weights only");
+  if (remote_ && links_.rank > 0) return;  // its parameters come from the servers, which load them
   load_weights_into(initial_->params().all(), path);
   start_cluster();
 }
@@ -228,7 +338,10 @@ void PsTrainer::save_weights(const std::string& path) {
   save_weights_from(workers_[0]->model->params().all(), path, config_);
 }
 
-std::size_t PsTrainer::optimizer_state_bytes() { return cluster_->snapshot().state_bytes; }
+std::size_t PsTrainer::optimizer_state_bytes() {
+  if (!cluster_) throw Error(ErrorKind::kUsage, "optimizer_state_bytes: the shards live in rank 0's process");
+  return cluster_->snapshot().state_bytes;
+}
 
 }  // namespace troupe::ps
 
@@ -237,7 +350,7 @@ namespace troupe::ps {
 void PsTrainer::set_trace(TraceRecorder* trace) {
   trace_ = trace;
   tracks_.clear();
-  for (int w = 0; w < workers(); ++w) tracks_.push_back(trace->track("worker " + std::to_string(w)));
+  for (const auto& w : workers_) tracks_.push_back(trace->track("worker " + std::to_string(w->index)));
 }
 
 CpuBackend& PsTrainer::backend() { return *workers_[0]->backend; }

@@ -18,17 +18,26 @@
 // the tied LM head's separately; the shards add them as integers and round once, then fold — so every
 // step, hence every loss and weight, is bitwise the single-device deterministic run.
 // parallel.microbatches = m: each worker runs its share as m passes, accumulating gradients, then pushes.
-// Not supported yet (kConfig errors): parallel.pipeline > 1, comm.transport = tcp.
+// comm.transport = tcp (the PsLinks constructor): workers 1..D-1 are processes of their own, each
+// linked to rank 0's process, which hosts the shard actors and worker 0 (ps_link.h); every step and
+// every number is the in-process run's. Rank 0's train_step also collects the other workers' losses.
+// Not supported yet (kConfig errors): parallel.pipeline > 1.
 #pragma once
 
+#include <condition_variable>
 #include <cstdint>
+#include <functional>
+#include <map>
 #include <memory>
+#include <mutex>
+#include <thread>
 #include <string>
 #include <vector>
 
 #include "actors/ps/ps_actor.h"
 #include "models/model.h"
 #include "models/trainer.h"
+#include "runtime/comm/transport.h"
 #include "runtime/config/run_config.h"
 #include "runtime/cpu/cpu_backend.h"
 #include "runtime/data/dataset.h"
@@ -36,24 +45,39 @@
 
 namespace troupe::ps {
 
+// This process's part of a run whose workers are processes (comm.transport = tcp).
+struct PsLinks {
+  int rank = 0;  // 0: hosts the shards and worker 0; w > 0: worker w
+  // rank 0: links[w - 1] joins worker w (this side rank 0 of 2); rank w: one link, to rank 0 (rank 1 of 2).
+  std::vector<std::unique_ptr<comm::Transport>> links;
+  // Breaks every link at once, so the peers stop waiting for a rank that failed.
+  std::function<void()> abort;
+};
+
 class PsTrainer {
  public:
-  // Throws troupe::Error (kConfig) naming the setting when the configuration is not one it runs.
+  // Every worker a thread of this process (comm.transport = inproc). Throws troupe::Error (kConfig)
+  // naming the setting when the configuration is not one it runs.
   explicit PsTrainer(const RunConfig& config);
+  // This process's share of a multi-process run (comm.transport = tcp).
+  PsTrainer(const RunConfig& config, PsLinks links);
   ~PsTrainer();
 
+  // Rank 0 (and in-process): the whole batch's step. Worker w > 0 of a tcp run: its own share, whose
+  // losses go to rank 0.
   StepStats train_step(std::int64_t step);
   // Evaluates the shards' current parameters (pulled into worker 0's model).
   EvalStats evaluate();
-  // Initial weights from a file: only before the first step (the shards are rebuilt from them).
+  // Initial weights from a file: only before the first step (the shards are rebuilt from them; a remote
+  // worker pulls them and ignores the file).
   void load_weights(const std::string& path);
   void save_weights(const std::string& path);
 
   // Spans per worker ("worker w": pull, compute, push, clip) and each step's window.
   void set_trace(TraceRecorder* trace);
 
-  int workers() const { return static_cast<int>(workers_.size()); }
-  // Worker 0's backend (its threads: train.threads / parallel.data) and parameters (values as last pulled).
+  int workers() const { return config_.parallel.data; }
+  // This process's first worker's backend (its threads: train.threads / parallel.data) and parameters (values as last pulled).
   CpuBackend& backend();
   std::vector<Param*> params_in_order() const;
   std::int64_t param_count() const;
@@ -64,7 +88,15 @@ class PsTrainer {
 
  private:
   struct Worker;
+  PsTrainer(const RunConfig& config, PsLinks links, bool remote);
   void start_cluster();
+  // Worker `me`'s share of step `step`: pull, compute, push (and the clipping round for worker 0);
+  // returns its per-row losses by micro-batch and sets `norm` when it ran the clipping round.
+  std::vector<Tensor> run_worker(Worker& me, std::int64_t step, const Batch& batch, double& norm);
+  // Rank 0 of a tcp run: one thread per remote worker answering it (started with the first step).
+  void start_servers();
+  std::vector<Tensor> wait_for_reports(std::int64_t step);
+  void stop_servers();
   // Pulls the parameters as of `steps_done_` into worker 0's model.
   void refresh_worker0();
 
@@ -77,6 +109,15 @@ class PsTrainer {
   std::int64_t steps_done_ = 0;
   TraceRecorder* trace_ = nullptr;
   std::vector<int> tracks_;
+
+  bool remote_ = false;  // a tcp run
+  PsLinks links_;
+  std::vector<std::thread> servers_;
+  std::mutex report_mu_;
+  std::condition_variable report_cv_;
+  std::map<std::pair<int, std::int64_t>, Tensor> reports_;  // (worker, step) -> its losses
+  std::vector<bool> server_done_;                           // by worker; [0] unused
+  std::string link_failure_;                                // the first server thread's error
 };
 
 }  // namespace troupe::ps
