@@ -78,7 +78,7 @@ TEST_CASE("a replica process that dies fails the run at once, naming it, and lea
   CHECK(std::system("pgrep -f 'seed 424[2] .*--rank' > /dev/null") != 0);
 }
 
-TEST_CASE("ps workers as processes over tcp = single device, bitwise; a worker that dies fails the run at once",
+TEST_CASE("ps workers as processes over tcp = single device, bitwise, and a worker that dies fails the run at once",
           "[ps][tcp]") {
   TempDir dir;
   const TroupeRun single = run(dir, "", kSmall + "--set train.batch_size=12 --dump-losses " + dir.file("single.jsonl") +
