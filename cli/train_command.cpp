@@ -98,6 +98,35 @@ long long crash_step(int rank) {
   return -1;
 }
 
+// A started rank's training: every step, with the crash drill.
+template <class Trainer>
+void train_started_rank(Trainer& trainer, const RunConfig& config, int rank) {
+  const long long crash_at = crash_step(rank);
+  for (std::int64_t step = 0; step < config.train.steps; ++step) {
+    if (step == crash_at) std::_Exit(3);
+    trainer.train_step(step);
+  }
+}
+
+// The rendezvous addresses rank 0 put in `env` for the ranks it starts.
+std::vector<std::string> addresses_from_environment(const char* env) {
+  const char* value = std::getenv(env);
+  if (!value) throw Error(ErrorKind::kUsage, std::string("--rank is for processes troupe starts itself (") + env + " is not set)");
+  return split(value);
+}
+
+// Rank 0: one rendezvous listener per address, bound before any rank starts; what they bound goes into
+// `env` (inherited by the ranks) and `bound`.
+std::vector<net::TcpListener> bind_listeners(const std::vector<std::string>& addresses, const char* env, std::string& bound) {
+  std::vector<net::TcpListener> listeners;
+  for (const std::string& address : addresses) {
+    listeners.emplace_back(address);
+    bound += (bound.empty() ? "" : ",") + listeners.back().address();
+  }
+  setenv(env, bound.c_str(), 1);
+  return listeners;
+}
+
 }  // namespace
 
 // comm.transport = tcp: every replica is a process. The process the user starts is rank 0: it binds
@@ -110,22 +139,16 @@ int run_tcp_replicas(const RunConfig& config, const TrainOptions& options) {
   std::vector<std::unique_ptr<comm::Transport>> transports;
   if (options.rank > 0) {
     try {
-      const char* env = std::getenv(kStageAddressesEnv);
-      if (!env) throw Error(ErrorKind::kUsage, std::string("--rank is for processes troupe starts itself (") +
-                                                   kStageAddressesEnv + " is not set)");
-      const std::vector<std::string> addresses = split(env);
-      TROUPE_CHECK(static_cast<int>(addresses.size()) == config.parallel.pipeline, "stage addresses ", env);
+      const std::vector<std::string> addresses = addresses_from_environment(kStageAddressesEnv);
+      TROUPE_CHECK(static_cast<int>(addresses.size()) == config.parallel.pipeline, "stage addresses for ",
+                   config.parallel.pipeline, " stages");
       const std::string secret = net::secret_from_environment();
       for (const std::string& address : addresses)
         transports.push_back(net::connect_tcp({.rank = options.rank, .size = d, .address = address, .secret = secret,
                                                .timeout = timeout}));
       DataParallelTrainer replica(config, options.rank, std::move(transports));
       if (!options.init_from.empty()) replica.load_weights(options.init_from);
-      const long long crash_at = crash_step(options.rank);
-      for (std::int64_t step = 0; step < config.train.steps; ++step) {
-        if (step == crash_at) std::_Exit(3);
-        replica.train_step(step);
-      }
+      train_started_rank(replica, config, options.rank);
       return 0;
     } catch (const Error& e) {
       throw Error(e.kind(), "data-parallel rank " + std::to_string(options.rank) + ": " + e.what());
@@ -133,13 +156,8 @@ int run_tcp_replicas(const RunConfig& config, const TrainOptions& options) {
   }
 
   const std::string secret = job_secret();
-  std::vector<net::TcpListener> listeners;
   std::string bound;
-  for (const std::string& address : stage_addresses(config)) {
-    listeners.emplace_back(address);
-    bound += (bound.empty() ? "" : ",") + listeners.back().address();
-  }
-  setenv(kStageAddressesEnv, bound.c_str(), 1);
+  std::vector<net::TcpListener> listeners = bind_listeners(stage_addresses(config), kStageAddressesEnv, bound);
   std::printf("troupe: data parallel, %d replicas as processes over tcp (rendezvous %s) x %d pipeline stages, "
               "gradient exchange %s%s, buckets of %g MiB\n",
               d, bound.c_str(), config.parallel.pipeline, config.parallel.gradient_exchange.c_str(),
@@ -170,23 +188,16 @@ int run_tcp_ps(const RunConfig& config, const TrainOptions& options) {
   };
   if (options.rank > 0) {
     try {
-      const char* env = std::getenv(kPsAddressesEnv);
-      if (!env) throw Error(ErrorKind::kUsage, std::string("--rank is for processes troupe starts itself (") +
-                                                   kPsAddressesEnv + " is not set)");
-      const std::vector<std::string> addresses = split(env);
-      TROUPE_CHECK(static_cast<int>(addresses.size()) == d - 1 && options.rank < d, "ps addresses ", env, " for rank ",
-                   options.rank);
+      const std::vector<std::string> addresses = addresses_from_environment(kPsAddressesEnv);
+      TROUPE_CHECK(static_cast<int>(addresses.size()) == d - 1 && options.rank < d, "ps addresses for rank ",
+                   options.rank, " of ", d);
       auto link = net::connect_tcp({.rank = 1, .size = 2, .address = addresses[static_cast<std::size_t>(options.rank - 1)],
                                     .secret = net::secret_from_environment(), .timeout = timeout});
       tcp.push_back(link.get());
       links.links.push_back(std::move(link));
       links.abort = abort_links;
       ps::PsTrainer worker(config, std::move(links));
-      const long long crash_at = crash_step(options.rank);
-      for (std::int64_t step = 0; step < config.train.steps; ++step) {
-        if (step == crash_at) std::_Exit(3);
-        worker.train_step(step);
-      }
+      train_started_rank(worker, config, options.rank);
       return 0;
     } catch (const Error& e) {
       throw Error(e.kind(), "ps worker " + std::to_string(options.rank) + ": " + e.what());
@@ -194,13 +205,9 @@ int run_tcp_ps(const RunConfig& config, const TrainOptions& options) {
   }
 
   const std::string secret = job_secret();
-  std::vector<net::TcpListener> listeners;
   std::string bound;
-  for (const std::string& address : consecutive_addresses(config, d - 1, "worker after the first")) {
-    listeners.emplace_back(address);
-    bound += (bound.empty() ? "" : ",") + listeners.back().address();
-  }
-  setenv(kPsAddressesEnv, bound.c_str(), 1);
+  std::vector<net::TcpListener> listeners =
+      bind_listeners(consecutive_addresses(config, d - 1, "worker after the first"), kPsAddressesEnv, bound);
   std::printf("troupe: parameter servers, %d workers as processes over tcp (rendezvous %s) x %d shards in this process, "
               "mode %s%s\n",
               d, bound.c_str(), config.ps.shards, config.ps.mode.c_str(),

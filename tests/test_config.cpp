@@ -1,7 +1,7 @@
 // Tests of the config schema and loader: precedence, every key, round trip, and each class of error message.
 #include <catch2/catch.hpp>
 
-#include "config_error.h"
+#include "tests/error_of.h"
 
 #include "temp_dir.h"
 

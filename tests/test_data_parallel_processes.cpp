@@ -10,7 +10,7 @@
 #include <sstream>
 #include <string>
 
-#include "runtime/io/safetensors.h"
+#include "tests/same_weights.h"
 #include "tests/temp_dir.h"
 #include "tests/troupe_command.h"
 
@@ -49,14 +49,7 @@ TEST_CASE("tcp replicas as processes = single device, bitwise (losses and weight
     while (std::getline(a, la) && std::getline(b, lb))
       CHECK(la.substr(0, la.find("\"tokens_per_s\"")) == lb.substr(0, lb.find("\"tokens_per_s\"")));
     // ... and the same final weights, bit for bit.
-    const auto ws = troupe::load_safetensors(dir.file("single.st"));
-    const auto wd = troupe::load_safetensors(dir.file("dp.st"));
-    REQUIRE(ws.size() == wd.size());
-    for (std::size_t i = 0; i < ws.size(); ++i) {
-      INFO(ws[i].first);
-      CHECK(ws[i].first == wd[i].first);
-      CHECK(ws[i].second.to_vector() == wd[i].second.to_vector());
-    }
+    check_same_weights(dir.file("single.st"), dir.file("dp.st"));
   }
 }
 
@@ -100,13 +93,7 @@ TEST_CASE("ps workers as processes over tcp = single device, bitwise, and a work
       ++lines;
     }
     CHECK(lines == 4);
-    const auto ws = troupe::load_safetensors(dir.file("single.st"));
-    const auto wp = troupe::load_safetensors(dir.file("ps.st"));
-    REQUIRE(ws.size() == wp.size());
-    for (std::size_t i = 0; i < ws.size(); ++i) {
-      INFO(ws[i].first);
-      CHECK(ws[i].second.to_vector() == wp[i].second.to_vector());
-    }
+    check_same_weights(dir.file("single.st"), dir.file("ps.st"));
   }
   const auto start = std::chrono::steady_clock::now();
   const TroupeRun r = run(dir, "TROUPE_TEST_CRASH=2:2",

@@ -1,7 +1,7 @@
 // Owns the partitioner tests: exact balance against brute force, literal splits, strict boundary parsing, describe().
 #include <catch2/catch.hpp>
 
-#include "config_error.h"
+#include "tests/error_of.h"
 
 #include <algorithm>
 #include <cmath>

@@ -16,7 +16,8 @@
 #include "runtime/config/config_loader.h"
 #include "runtime/error.h"
 #include "runtime/trace/trace.h"
-#include "tests/config_error.h"
+#include "tests/error_of.h"
+#include "tests/same_weights.h"
 #include "tests/temp_dir.h"
 
 using namespace troupe;
@@ -69,16 +70,6 @@ PsPush dense_push(const PsLayout& layout, int shard, int worker, std::int64_t st
 
 PsPullRequest pull_request(int worker, std::int64_t step) { return PsPullRequest{worker, step, true, {}}; }
 
-std::string input_error(const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    CHECK(e.kind() == ErrorKind::kInput);
-    return e.what();
-  }
-  FAIL("expected a troupe::Error");
-  return {};
-}
 
 }  // namespace
 
@@ -256,24 +247,24 @@ TEST_CASE("ps shard rejects bad pushes and pulls before changing anything", "[ps
     p.tables[0].rows = filled(std::move(shape), 1.0f);
     return p;
   };
-  CHECK_THAT(input_error([&] { shard.push(dense_push(*layout, 1, 2, 0, 1.0f)); }), Contains("worker 2, but there are 2 workers"));
-  CHECK_THAT(input_error([&] { shard.push(dense_push(*layout, 1, 0, 1, 1.0f)); }), Contains("expected step 0"));
-  CHECK_THAT(input_error([&] { shard.push(with_rows({4}, {1, 2})); }), Contains("row 4 belongs to shard 0"));
-  CHECK_THAT(input_error([&] { shard.push(with_rows({11}, {1, 2})); }), Contains("row 11 is outside [0, 10)"));
-  CHECK_THAT(input_error([&] { shard.push(with_rows({5, 3}, {2, 2})); }), Contains("strictly increasing, got 3 after 5"));
-  CHECK_THAT(input_error([&] { shard.push(with_rows({3}, {1, 3})); }), Contains("expected f32 [1, 2]"));
+  CHECK_THAT(error_of(ErrorKind::kInput, [&] { shard.push(dense_push(*layout, 1, 2, 0, 1.0f)); }), Contains("worker 2, but there are 2 workers"));
+  CHECK_THAT(error_of(ErrorKind::kInput, [&] { shard.push(dense_push(*layout, 1, 0, 1, 1.0f)); }), Contains("expected step 0"));
+  CHECK_THAT(error_of(ErrorKind::kInput, [&] { shard.push(with_rows({4}, {1, 2})); }), Contains("row 4 belongs to shard 0"));
+  CHECK_THAT(error_of(ErrorKind::kInput, [&] { shard.push(with_rows({11}, {1, 2})); }), Contains("row 11 is outside [0, 10)"));
+  CHECK_THAT(error_of(ErrorKind::kInput, [&] { shard.push(with_rows({5, 3}, {2, 2})); }), Contains("strictly increasing, got 3 after 5"));
+  CHECK_THAT(error_of(ErrorKind::kInput, [&] { shard.push(with_rows({3}, {1, 3})); }), Contains("expected f32 [1, 2]"));
   PsPush wrong = dense_push(*layout, 1, 0, 0, 1.0f);
   wrong.dense.pop_back();
-  CHECK_THAT(input_error([&] { shard.push(wrong); }), Contains("dense gradients, this shard holds 2"));
-  CHECK_THAT(input_error([&] { shard.pull(pull_request(0, 2), 0); }), Contains("may pull for steps 0..0"));
+  CHECK_THAT(error_of(ErrorKind::kInput, [&] { shard.push(wrong); }), Contains("dense gradients, this shard holds 2"));
+  CHECK_THAT(error_of(ErrorKind::kInput, [&] { shard.pull(pull_request(0, 2), 0); }), Contains("may pull for steps 0..0"));
   CHECK(shard.version() == 0);
   CHECK(shard.pushed(0) == 0);
   // Sync: after its push for step 0, worker 0 may not push step 1 before step 0 is applied.
   shard.push(dense_push(*layout, 1, 0, 0, 1.0f));
-  CHECK_THAT(input_error([&] { shard.push(dense_push(*layout, 1, 0, 1, 1.0f)); }), Contains("cannot run ahead"));
+  CHECK_THAT(error_of(ErrorKind::kInput, [&] { shard.push(dense_push(*layout, 1, 0, 1, 1.0f)); }), Contains("cannot run ahead"));
   PsPush other_lr = dense_push(*layout, 1, 1, 0, 1.0f);
   other_lr.lr = 0.5;
-  CHECK_THAT(input_error([&] { shard.push(other_lr); }), Contains("learning rate 0.5 differs from worker 0's -1"));
+  CHECK_THAT(error_of(ErrorKind::kInput, [&] { shard.push(other_lr); }), Contains("learning rate 0.5 differs from worker 0's -1"));
 }
 
 TEST_CASE("ps actors: a client's pulls and pushes reach every shard and come back reassembled", "[ps]") {
@@ -317,8 +308,8 @@ TEST_CASE("ps actors: a rejected push is an error naming the shard and a pull no
   auto layout = std::make_shared<const PsLayout>(small_params(), 2);
   PsCluster cluster(layout, sgd_options(PsMode::sync, 2), small_init(), 0.3);
   auto c0 = cluster.client(0);
-  CHECK_THAT(input_error([&] { c0->push(3, {}, {}); }), Contains("expected step 0"));
-  CHECK_THAT(input_error([&] { c0->pull(0, {{5, 2}}); }), Contains("strictly increasing"));
+  CHECK_THAT(error_of(ErrorKind::kInput, [&] { c0->push(3, {}, {}); }), Contains("expected step 0"));
+  CHECK_THAT(error_of(ErrorKind::kInput, [&] { c0->pull(0, {{5, 2}}); }), Contains("strictly increasing"));
   CHECK_THROWS_WITH(cluster.client(2), Contains("there are 2 workers"));
   c0->push(0, {}, {});
   // Worker 1 never pushes step 0, so step 1 is never applied.
@@ -345,12 +336,12 @@ TEST_CASE("ps shard sync with clipping: the step waits for the norm round and ap
   CHECK(shard.current_sum_squares() == std::vector<double>{27.0, 45.0, 0.0});
   CHECK(shard.version() == 0);  // not applied before the coefficient
   CHECK_FALSE(shard.pull(pull_request(0, 1), 9).has_value());
-  CHECK_THAT(input_error([&] { shard.clip(1, 0.5); }), Contains("clip for step 1, but step 0 is the one waiting"));
+  CHECK_THAT(error_of(ErrorKind::kInput, [&] { shard.clip(1, 0.5); }), Contains("clip for step 1, but step 0 is the one waiting"));
   auto released = shard.clip(0, 0.5);
   REQUIRE(released.size() == 1);
   CHECK(released[0].ticket == 9);
   CHECK(shard.dense_value(0).f32()[1] == 1.0f - 1.5f);  // a[1] = 1 - lr * 0.5 * 3
-  CHECK_THAT(input_error([&] { shard.clip(1, 0.5); }), Contains("no step is waiting"));
+  CHECK_THAT(error_of(ErrorKind::kInput, [&] { shard.clip(1, 0.5); }), Contains("no step is waiting"));
   CHECK_THROWS_WITH(validate(PsOptions{PsMode::async, 0, 2, {}, true}), Contains("clipping on the parameter servers needs ps.mode = sync"));
 }
 
@@ -454,15 +445,7 @@ TEST_CASE("ps trainer sync deterministic: GPT losses and weights bitwise equal t
       ps::PsTrainer trainer(tiny_gpt(sets));
       for (int t = 0; t < 4; ++t) CHECK(trainer.train_step(t).loss == expected[static_cast<std::size_t>(t)]);
       trainer.save_weights(dir.file("ps.safetensors"));
-      Trainer mine(tiny_gpt(common)), theirs(tiny_gpt(common));
-      mine.load_weights(dir.file("ps.safetensors"));
-      theirs.load_weights(dir.file("reference.safetensors"));
-      for (std::size_t i = 0; i < mine.model().params().all().size(); ++i) {
-        const Tensor& a = mine.model().params().all()[i]->value;
-        const Tensor& b = theirs.model().params().all()[i]->value;
-        INFO(mine.model().params().all()[i]->name);
-        CHECK(std::memcmp(a.raw(), b.raw(), a.nbytes()) == 0);
-      }
+      check_same_weights(dir.file("reference.safetensors"), dir.file("ps.safetensors"));
     }
   }
 }

@@ -18,6 +18,8 @@
 #include "runtime/error.h"
 #include "tests/rank_errors.h"
 #include "tests/rank_threads.h"
+#include "tests/same_weights.h"
+#include "tests/error_of.h"
 #include "tests/temp_dir.h"
 
 using namespace troupe;
@@ -43,17 +45,6 @@ Tensor filled(Shape shape, float first) {
 
 std::vector<float> values(const Tensor& t) { return std::vector<float>(t.f32(), t.f32() + t.numel()); }
 
-// The troupe::Error message of `fn`, checking its kind.
-std::string error_of(ErrorKind kind, const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    CHECK(e.kind() == kind);
-    return e.what();
-  }
-  FAIL("expected a troupe::Error");
-  return {};
-}
 
 // A Transport a test's RankGroup keeps owning, lent to a PsTrainer that wants to own its links.
 class BorrowedTransport : public comm::Transport {
@@ -251,15 +242,7 @@ TEST_CASE("ps over links (ranks as threads, inproc and tcp): deterministic sync 
       for (auto& t : ranks) t.join();
       troupe::testing::require_no_errors(errors);
       CHECK(losses == expected);
-      Trainer mine(tiny_gpt(common)), theirs(tiny_gpt(common));
-      mine.load_weights(dir.file("ps.safetensors"));
-      theirs.load_weights(dir.file("reference.safetensors"));
-      for (std::size_t i = 0; i < mine.model().params().all().size(); ++i) {
-        const Tensor& a = mine.model().params().all()[i]->value;
-        const Tensor& b = theirs.model().params().all()[i]->value;
-        INFO(mine.model().params().all()[i]->name);
-        CHECK(std::memcmp(a.raw(), b.raw(), a.nbytes()) == 0);
-      }
+      check_same_weights(dir.file("reference.safetensors"), dir.file("ps.safetensors"));
     }
   }
 }

@@ -16,24 +16,13 @@
 #include "runtime/schedule/grid.h"
 #include "runtime/schedule/instr.h"
 #include "runtime/schedule/simulator.h"
+#include "tests/error_of.h"
 
 using namespace troupe;
 using namespace troupe::pipeline;
 using Catch::Matchers::Contains;
 
 namespace {
-
-// The message of the troupe::Error of `kind` that `fn` throws.
-std::string error_of(ErrorKind kind, const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    CHECK(e.kind() == kind);
-    return e.what();
-  }
-  FAIL("expected a troupe::Error");
-  return {};
-}
 
 struct Case {
   std::string kind;

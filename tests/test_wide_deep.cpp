@@ -15,7 +15,7 @@
 #include "runtime/cpu/cpu_backend.h"
 #include "runtime/data/click_log.h"
 #include "runtime/optim/optimizer.h"
-#include "tests/config_error.h"
+#include "tests/error_of.h"
 
 using namespace troupe;
 using namespace troupe::ps;
