@@ -6,6 +6,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+extern char** environ;
+
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
@@ -31,40 +33,98 @@ std::string random_secret() {
   return hex;
 }
 
+namespace {
+
+// How a reaped child ended, for messages.
+std::string exit_text(int status) {
+  if (WIFEXITED(status)) return "exited with status " + std::to_string(WEXITSTATUS(status));
+  if (WIFSIGNALED(status)) return "was killed by signal " + std::to_string(WTERMSIG(status));
+  return "ended";
+}
+
+}  // namespace
+
 ReplicaProcesses::ReplicaProcesses(const std::string& program, const std::vector<std::string>& args, int replicas,
-                                   const std::string& secret) {
+                                   const std::string& secret)
+    : program_(program), args_(args), secret_(secret) {
   for (int r = 1; r < replicas; ++r) {
-    std::vector<std::string> argv_s = {program};
-    argv_s.insert(argv_s.end(), args.begin(), args.end());
-    argv_s.push_back("--rank");
-    argv_s.push_back(std::to_string(r));
-    std::vector<char*> argv;
-    for (auto& a : argv_s) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    std::fflush(stdout);
-    std::fflush(stderr);
-    const pid_t pid = fork();
-    if (pid < 0) {
+    try {
+      children_.push_back(spawn(r, {}));
+    } catch (...) {
       kill_all();
-      throw Error(ErrorKind::kIo, std::string("cannot start data-parallel rank ") + std::to_string(r) + ": fork: " +
-                                      std::strerror(errno));
+      throw;
     }
-    if (pid == 0) {
-      // Child: quiet stdout, the secret in the environment, then become the rank.
-      const int devnull = open("/dev/null", O_WRONLY);
-      if (devnull >= 0) dup2(devnull, STDOUT_FILENO);
-      setenv("TROUPE_SECRET", secret.c_str(), 1);
-      execv("/proc/self/exe", argv.data());
-      std::fprintf(stderr, "troupe: error: cannot start data-parallel rank %d: exec: %s\n", r, std::strerror(errno));
-      _exit(127);
-    }
-    children_.push_back(pid);
   }
+}
+
+pid_t ReplicaProcesses::spawn(int r, const std::vector<std::pair<std::string, std::string>>& env) {
+  // Everything the child needs is built here: between fork and exec a multi-threaded parent's child
+  // may only make async-signal-safe calls (no allocation, no setenv).
+  std::vector<std::string> argv_s = {program_};
+  argv_s.insert(argv_s.end(), args_.begin(), args_.end());
+  argv_s.push_back("--rank");
+  argv_s.push_back(std::to_string(r));
+  std::vector<char*> argv;
+  for (auto& a : argv_s) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  std::vector<std::pair<std::string, std::string>> overrides = {{"TROUPE_SECRET", secret_}};
+  overrides.insert(overrides.end(), env.begin(), env.end());
+  std::vector<std::string> env_s;
+  for (char** e = environ; *e; ++e) {
+    const std::string entry = *e;
+    bool replaced = false;
+    for (const auto& [name, value] : overrides) replaced = replaced || entry.rfind(name + "=", 0) == 0;
+    if (!replaced) env_s.push_back(entry);
+  }
+  for (const auto& [name, value] : overrides) env_s.push_back(name + "=" + value);
+  std::vector<char*> envp;
+  for (auto& e : env_s) envp.push_back(e.data());
+  envp.push_back(nullptr);
+  std::fflush(stdout);
+  std::fflush(stderr);
+  const pid_t pid = fork();
+  if (pid < 0)
+    throw Error(ErrorKind::kIo, "cannot start rank " + std::to_string(r) + ": fork: " + std::strerror(errno));
+  if (pid == 0) {
+    // Child: quiet stdout (rank 0 reports for everyone), then become the rank.
+    const int devnull = open("/dev/null", O_WRONLY);
+    if (devnull >= 0) dup2(devnull, STDOUT_FILENO);
+    execve(program_.c_str(), argv.data(), envp.data());
+    static const char msg[] = "troupe: error: cannot start a rank process: exec failed\n";
+    [[maybe_unused]] const ssize_t ignored = write(STDERR_FILENO, msg, sizeof msg - 1);
+    _exit(127);
+  }
+  return pid;
+}
+
+std::string ReplicaProcesses::restart(int rank, const std::vector<std::pair<std::string, std::string>>& env) {
+  std::lock_guard lock(mu_);
+  TROUPE_CHECK(rank >= 1 && rank <= static_cast<int>(children_.size()), "restart of rank ", rank);
+  pid_t& pid = children_[static_cast<std::size_t>(rank - 1)];
+  std::string ended = "was already reaped";
+  if (pid > 0) {
+    int status = 0;
+    // Its link broke, so it is dead or dying; one that still runs (stuck) is killed first.
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+    while (waitpid(pid, &status, WNOHANG) == 0) {
+      if (std::chrono::steady_clock::now() > deadline) {
+        kill(pid, SIGKILL);
+        waitpid(pid, &status, 0);
+        break;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    ended = exit_text(status);
+    pid = -1;
+  }
+  pid = spawn(rank, env);
+  return ended;
 }
 
 ReplicaProcesses::~ReplicaProcesses() { kill_all(); }
 
 void ReplicaProcesses::kill_all() {
+  std::lock_guard lock(mu_);
   for (pid_t pid : children_)
     if (pid > 0) kill(pid, SIGTERM);
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
@@ -84,6 +144,7 @@ void ReplicaProcesses::kill_all() {
 }
 
 std::string ReplicaProcesses::wait_all() {
+  std::lock_guard lock(mu_);
   std::string first;
   for (std::size_t i = 0; i < children_.size(); ++i) {
     pid_t& pid = children_[i];
@@ -92,12 +153,8 @@ std::string ReplicaProcesses::wait_all() {
     if (waitpid(pid, &status, 0) < 0) continue;
     pid = -1;
     const int rank = static_cast<int>(i) + 1;
-    if (first.empty()) {
-      if (WIFEXITED(status) && WEXITSTATUS(status) != 0)
-        first = "rank " + std::to_string(rank) + " exited with status " + std::to_string(WEXITSTATUS(status));
-      else if (WIFSIGNALED(status))
-        first = "rank " + std::to_string(rank) + " was killed by signal " + std::to_string(WTERMSIG(status));
-    }
+    if (first.empty() && !(WIFEXITED(status) && WEXITSTATUS(status) == 0))
+      first = "rank " + std::to_string(rank) + " " + exit_text(status);
   }
   return first;
 }

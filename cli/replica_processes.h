@@ -6,8 +6,10 @@
 // When rank 0 stops early the children are killed and reaped, so a failed run leaves no stray processes.
 #pragma once
 
+#include <mutex>
 #include <string>
 #include <sys/types.h>
+#include <utility>
 #include <vector>
 
 namespace troupe {
@@ -26,6 +28,11 @@ class ReplicaProcesses {
   ReplicaProcesses(const ReplicaProcesses&) = delete;
   ReplicaProcesses& operator=(const ReplicaProcesses&) = delete;
 
+  // Replaces rank `rank`'s process (dead, or killed now) with a fresh one whose environment also has
+  // `env` (name, value) pairs; returns how the old one ended ("exited with status 3"). Safe to call
+  // from any thread while others run: the child only execs what the parent prepared before forking.
+  std::string restart(int rank, const std::vector<std::pair<std::string, std::string>>& env);
+
   // Waits for every child to exit; returns "" when all exited with status 0, else a description of
   // the first failure ("rank 2 exited with status 1", "rank 1 was killed by signal 9").
   std::string wait_all();
@@ -33,6 +40,13 @@ class ReplicaProcesses {
   void kill_all();
 
  private:
+  // Starts rank r with the job's environment plus `env`; throws troupe::Error(kIo) when fork fails.
+  pid_t spawn(int rank, const std::vector<std::pair<std::string, std::string>>& env);
+
+  std::string program_;
+  std::vector<std::string> args_;
+  std::string secret_;
+  std::mutex mu_;
   std::vector<pid_t> children_;  // index r - 1 holds rank r
 };
 

@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <mutex>
 
 #include <fmt/format.h>
 
@@ -90,19 +91,22 @@ std::string job_secret() {
   return random_secret();
 }
 
+constexpr const char* kRestartEnv = "TROUPE_RESTART";  // set in a restarted rank's environment
+
 // Failure drills (tests): TROUPE_TEST_CRASH="r:s" makes rank r die abruptly before step s, as a killed
-// process would: no goodbye on its connections. -1: no drill for this rank.
+// process would: no goodbye on its connections. -1: no drill for this rank, or a restarted one.
 long long crash_step(int rank) {
+  if (std::getenv(kRestartEnv)) return -1;
   if (const char* crash = std::getenv("TROUPE_TEST_CRASH"))
     if (std::string c = crash; c.rfind(std::to_string(rank) + ":", 0) == 0) return std::stoll(c.substr(c.find(':') + 1));
   return -1;
 }
 
-// A started rank's training: every step, with the crash drill.
+// A started rank's training: every step from `first` on, with the crash drill.
 template <class Trainer>
-void train_started_rank(Trainer& trainer, const RunConfig& config, int rank) {
+void train_started_rank(Trainer& trainer, const RunConfig& config, int rank, std::int64_t first = 0) {
   const long long crash_at = crash_step(rank);
-  for (std::int64_t step = 0; step < config.train.steps; ++step) {
+  for (std::int64_t step = first; step < config.train.steps; ++step) {
     if (step == crash_at) std::_Exit(3);
     trainer.train_step(step);
   }
@@ -182,8 +186,10 @@ int run_tcp_ps(const RunConfig& config, const TrainOptions& options) {
   const auto timeout = std::chrono::milliseconds(static_cast<long long>(config.comm.timeout_s * 1000.0));
   ps::PsLinks links;
   links.rank = std::max(0, options.rank);
+  std::mutex tcp_mu;
   std::vector<net::TcpTransport*> tcp;  // the same links, for abort()
-  auto abort_links = [&tcp] {
+  auto abort_links = [&tcp, &tcp_mu] {
+    std::lock_guard lock(tcp_mu);
     for (auto* t : tcp) t->abort();
   };
   if (options.rank > 0) {
@@ -197,7 +203,7 @@ int run_tcp_ps(const RunConfig& config, const TrainOptions& options) {
       links.links.push_back(std::move(link));
       links.abort = abort_links;
       ps::PsTrainer worker(config, std::move(links));
-      train_started_rank(worker, config, options.rank);
+      train_started_rank(worker, config, options.rank, worker.steps_done());
       return 0;
     } catch (const Error& e) {
       throw Error(e.kind(), "ps worker " + std::to_string(options.rank) + ": " + e.what());
@@ -220,13 +226,36 @@ int run_tcp_ps(const RunConfig& config, const TrainOptions& options) {
     links.links.push_back(std::move(link));
   }
   links.abort = abort_links;
+  // The workers' supervisor: a worker whose process died gets a fresh process, which joins over a new
+  // listener (the system picks its port) and resumes where its pushes stopped.
+  std::vector<std::string> addresses = split(bound);
+  links.max_restarts = config.ps.max_restarts;
+  links.restart = [&](int w) -> std::unique_ptr<comm::Transport> {
+    const std::string host = config.comm.address.substr(0, config.comm.address.rfind(':'));
+    net::TcpListener listener(host + ":0");
+    std::string list;
+    {
+      std::lock_guard lock(tcp_mu);
+      addresses[static_cast<std::size_t>(w - 1)] = listener.address();
+      for (const auto& a : addresses) list += (list.empty() ? "" : ",") + a;
+    }
+    const std::string ended = ranks.restart(w, {{kPsAddressesEnv, list}, {kRestartEnv, "1"}});
+    std::fprintf(stderr, "troupe: ps worker %d's old process %s; a new one joins at %s\n", w, ended.c_str(),
+                 listener.address().c_str());
+    auto link = net::connect_tcp({.rank = 0, .size = 2, .address = "", .secret = secret, .timeout = timeout},
+                                 std::move(listener));
+    std::lock_guard lock(tcp_mu);
+    tcp[static_cast<std::size_t>(w - 1)] = link.get();
+    return link;
+  };
   int code = 0;
   {
     ps::PsTrainer trainer(config, std::move(links));
     code = train_loop(trainer, config, options);
     if (config.train.steps > 0)
-      std::printf("troupe: optimizer state %.2f MB over %d shards\n", trainer.optimizer_state_bytes() / 1e6,
-                  config.ps.shards);
+      std::printf("troupe: optimizer state %.2f MB over %d shards; %d worker restart%s\n",
+                  trainer.optimizer_state_bytes() / 1e6, config.ps.shards, trainer.restarts(),
+                  trainer.restarts() == 1 ? "" : "s");
   }
   const std::string failure = ranks.wait_all();
   if (!failure.empty()) throw Error(ErrorKind::kIo, "parameter-server " + failure + " (see its error above)");

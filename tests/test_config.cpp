@@ -82,6 +82,7 @@ const std::map<std::string, std::string> kSamples = {
     {"ps.shards", "3"},
     {"ps.mode", "async"},
     {"ps.staleness", "2"},
+    {"ps.max_restarts", "5"},
     {"train.device", "cuda:1"},
 };
 

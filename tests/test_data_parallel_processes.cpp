@@ -71,7 +71,7 @@ TEST_CASE("a replica process that dies fails the run at once, naming it, and lea
   CHECK(std::system("pgrep -f 'seed 424[2] .*--rank' > /dev/null") != 0);
 }
 
-TEST_CASE("ps workers as processes over tcp = single device, bitwise, and a worker that dies fails the run at once",
+TEST_CASE("ps workers as processes over tcp = single device, bitwise, a dead worker is restarted, or fails the run at once",
           "[ps][tcp]") {
   TempDir dir;
   const TroupeRun single = run(dir, "", kSmall + "--set train.batch_size=12 --dump-losses " + dir.file("single.jsonl") +
@@ -95,10 +95,32 @@ TEST_CASE("ps workers as processes over tcp = single device, bitwise, and a work
     CHECK(lines == 4);
     check_same_weights(dir.file("single.st"), dir.file("ps.st"));
   }
+  // Worker 2 dies before step 2: rank 0 restarts it, it resumes at step 2, and nothing changes.
+  const TroupeRun restarted = run(dir, "TROUPE_TEST_CRASH=2:2",
+                                  kSmall + "--set train.batch_size=12 --set parallel.gradient_exchange=ps --set parallel.data=3 "
+                                           "--set ps.shards=2 --set comm.transport=tcp --dump-losses " +
+                                      dir.file("restarted.jsonl") + " --save " + dir.file("restarted.st"));
+  INFO(restarted.out << restarted.err);
+  REQUIRE(restarted.code == 0);
+  CHECK_THAT(restarted.err, Contains("restarting ps worker 2 (restart 1 of at most 3); it resumes at step 2"));
+  CHECK_THAT(restarted.out, Contains("1 worker restart"));
+  {
+    std::stringstream a(slurp(dir.file("single.jsonl"))), b(slurp(dir.file("restarted.jsonl")));
+    std::string la, lb;
+    int lines = 0;
+    while (std::getline(a, la) && std::getline(b, lb)) {
+      CHECK(la.substr(0, la.find("\"tokens_per_s\"")) == lb.substr(0, lb.find("\"tokens_per_s\"")));
+      ++lines;
+    }
+    CHECK(lines == 4);
+  }
+  check_same_weights(dir.file("single.st"), dir.file("restarted.st"));
+  // With restarts off, the same death fails the run at once, naming the worker.
   const auto start = std::chrono::steady_clock::now();
   const TroupeRun r = run(dir, "TROUPE_TEST_CRASH=2:2",
                           kSmall + "--seed 4343 --set train.batch_size=12 --set parallel.gradient_exchange=ps "
-                                   "--set parallel.data=3 --set comm.transport=tcp --set comm.timeout_s=60 --save " +
+                                   "--set parallel.data=3 --set comm.transport=tcp --set comm.timeout_s=60 "
+                                   "--set ps.max_restarts=0 --save " +
                               dir.file("crash.st"));
   INFO(r.out << r.err);
   CHECK(r.code == 1);

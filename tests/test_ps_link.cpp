@@ -5,6 +5,7 @@
 #include <cstring>
 #include <future>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -186,7 +187,7 @@ TEST_CASE("a remote worker's refused request gets the shard's error and the link
       std::thread server([&] {
         try {
           auto client = cluster.client(0);
-          serve_remote_worker(link.transport(0), 0, *layout, *client, [](std::int64_t, Tensor) {});
+          serve_remote_worker(link.transport(0), 0, *layout, *client, {});
         } catch (...) {
           server_error = std::current_exception();
         }
@@ -285,6 +286,79 @@ TEST_CASE("ps over links: async workers train, and a worker that dies stops rank
                  Contains("ps worker 1 (process rank 1") && Contains("dead"));
       CHECK(std::chrono::steady_clock::now() - start < 10s);  // not the 20 s timeout
       worker.join();
+    }
+  }
+}
+
+TEST_CASE("ps over links: a worker whose link breaks is restarted, resumes where its pushes stopped, and the run stays bitwise",
+          "[ps]") {
+  const std::vector<std::string> common = {"train.deterministic=true", "train.steps=5", "train.grad_clip=0.5"};
+  Trainer reference(tiny_gpt(common));
+  std::vector<double> expected;
+  for (int t = 0; t < 5; ++t) expected.push_back(reference.train_step(t).loss);
+  for (const TransportKind kind : {TransportKind::inproc, TransportKind::tcp}) {
+    DYNAMIC_SECTION(kind) {
+      auto sets = common;
+      sets.insert(sets.end(), {"parallel.data=3", "ps.shards=2"});
+      const RunConfig config = tiny_gpt(sets);
+      Links links(kind, 3);
+      // Worker w trains from where the servers say it stands; before step `die_before` its "process"
+      // dies: the link breaks without a goodbye.
+      auto worker = [&config](PsLinks l, RankGroup* group, int die_before) {
+        PsTrainer trainer(config, std::move(l));
+        for (std::int64_t t = trainer.steps_done(); t < 5; ++t) {
+          if (t == die_before) {
+            group->kill(1);
+            return;
+          }
+          trainer.train_step(t);
+        }
+      };
+      std::mutex mu;
+      std::vector<std::unique_ptr<RankGroup>> fresh;  // links of restarted workers
+      std::vector<std::thread> incarnations;
+      std::vector<std::int64_t> resumed_at;
+      PsLinks rank0 = links.for_rank(0);
+      rank0.max_restarts = 1;
+      rank0.restart = [&](int w) -> std::unique_ptr<comm::Transport> {
+        auto group = std::make_unique<RankGroup>(kind, 2, 20s);
+        RankGroup* g = group.get();
+        PsLinks l;
+        l.rank = w;
+        l.links.push_back(std::make_unique<BorrowedTransport>(g->transport(1)));
+        l.abort = [g] { g->kill(1); };
+        std::lock_guard lock(mu);
+        fresh.push_back(std::move(group));
+        incarnations.emplace_back([&, l = std::move(l)]() mutable {
+          PsTrainer trainer(config, std::move(l));
+          {
+            std::lock_guard lock2(mu);
+            resumed_at.push_back(trainer.steps_done());
+          }
+          for (std::int64_t t = trainer.steps_done(); t < 5; ++t) trainer.train_step(t);
+        });
+        return std::make_unique<BorrowedTransport>(g->transport(0));
+      };
+      std::vector<double> losses;
+      int restarts = -1;
+      std::thread w1(worker, links.for_rank(1), links.groups[0].get(), -1);
+      std::thread w2(worker, links.for_rank(2), links.groups[1].get(), 2);
+      {
+        PsTrainer trainer(config, std::move(rank0));
+        for (int t = 0; t < 5; ++t) losses.push_back(trainer.train_step(t).loss);
+        restarts = trainer.restarts();
+        w1.join();
+        w2.join();
+        std::vector<std::thread> started;
+        {
+          std::lock_guard lock(mu);
+          started.swap(incarnations);
+        }
+        for (auto& t : started) t.join();
+      }
+      CHECK(losses == expected);
+      CHECK(restarts == 1);
+      CHECK(resumed_at == std::vector<std::int64_t>{2});
     }
   }
 }

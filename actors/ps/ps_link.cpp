@@ -84,10 +84,14 @@ void RemotePsClient::report(std::int64_t step, const std::vector<Tensor>& losses
   call(wire::Kind::report, step, 0.0, wire::encode_losses(losses));
 }
 
+std::int64_t RemotePsClient::hello() {
+  return wire::decode_i64(call(wire::Kind::hello, 0, 0.0, {}), "hello answer", "the parameter-server process");
+}
+
 void RemotePsClient::bye() { call(wire::Kind::bye, 0, 0.0, {}); }
 
 void serve_remote_worker(comm::Transport& link, int worker, const PsLayout& layout, PsEndpoint& client,
-                         const std::function<void(std::int64_t step, Tensor losses)>& on_report) {
+                         const PsServeHooks& hooks) {
   TROUPE_CHECK(link.size() == 2 && link.rank() == kServer, "the server's ps link is rank 0 of 2, got rank ", link.rank(),
                " of ", link.size());
   const std::string peer = fmt::format("ps worker {}", worker);
@@ -105,16 +109,21 @@ void serve_remote_worker(comm::Transport& link, int worker, const PsLayout& layo
         case wire::Kind::push: {
           wire::PushPayload p = wire::decode_push(payload, layout, peer);
           client.push(h.step, p.dense, p.tables, h.scalar);
+          if (hooks.on_pushed) hooks.on_pushed(h.step);
           break;
         }
         case wire::Kind::push_exact:
           client.push_exact(h.step, wire::decode_push_exact(payload, layout, peer), {}, h.scalar);
+          if (hooks.on_pushed) hooks.on_pushed(h.step);
           break;
         case wire::Kind::clip:
           answer = wire::encode_f64(client.clip(h.step, h.scalar));
           break;
         case wire::Kind::report:
-          on_report(h.step, wire::decode_losses(payload, peer));
+          if (hooks.on_report) hooks.on_report(h.step, wire::decode_losses(payload, peer));
+          break;
+        case wire::Kind::hello:
+          answer = wire::encode_i64(hooks.resume_step ? hooks.resume_step() : 0);
           break;
         case wire::Kind::bye:
           send_message(link, kWorker, wire::Kind::ok, h.step, 0.0, {});

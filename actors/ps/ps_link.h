@@ -34,8 +34,11 @@ class RemotePsClient : public PsEndpoint {
   double clip(std::int64_t step, double max_norm) override;
   int worker() const override { return worker_; }
 
-  // The per-row losses of this worker's share of `step`, for the server to report the whole batch's loss.
+  // The per-row losses of this worker's share of `step`, for the server to report the whole batch's
+  // loss. Sent before the step's push, so a worker restarted after its push never owes one.
   void report(std::int64_t step, const std::vector<Tensor>& losses);
+  // The first step this worker has not pushed yet: 0 for a new worker, where a restarted one resumes.
+  std::int64_t hello();
   // Tells the server this worker is done; its serve_remote_worker returns.
   void bye();
 
@@ -48,10 +51,17 @@ class RemotePsClient : public PsEndpoint {
   int worker_;
 };
 
+// What the server does beyond the shards' calls.
+struct PsServeHooks {
+  std::function<void(std::int64_t step, Tensor losses)> on_report;  // a worker's losses for a step
+  std::function<void(std::int64_t step)> on_pushed;                  // its push of `step` reached every shard
+  std::function<std::int64_t()> resume_step;                         // hello's answer
+};
+
 // Answers worker `worker`'s requests on `link` (this side rank 0) through `client` until the worker says
 // goodbye. A request the shards refuse is answered with the error text and serving goes on; a broken
 // link or a malformed message throws troupe::Error(kIo) naming the worker.
 void serve_remote_worker(comm::Transport& link, int worker, const PsLayout& layout, PsEndpoint& client,
-                         const std::function<void(std::int64_t step, Tensor losses)>& on_report);
+                         const PsServeHooks& hooks);
 
 }  // namespace troupe::ps

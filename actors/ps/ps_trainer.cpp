@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
 #include <exception>
 #include <map>
 #include <thread>
@@ -115,9 +116,12 @@ PsTrainer::PsTrainer(const RunConfig& config, PsLinks links, bool remote)
     workers_.push_back(std::move(worker));
   }
   if (remote && links_.rank > 0) {
-    workers_[0]->client = std::make_unique<RemotePsClient>(*links_.links[0], layout_, links_.rank);
+    auto client = std::make_unique<RemotePsClient>(*links_.links[0], layout_, links_.rank);
+    steps_done_ = client->hello();  // 0, or where a restarted worker resumes
+    workers_[0]->client = std::move(client);
   } else {
     server_done_.assign(static_cast<std::size_t>(par.data), false);
+    pushed_upto_.assign(static_cast<std::size_t>(par.data), 0);
     start_cluster();
   }
 }
@@ -152,30 +156,68 @@ void PsTrainer::start_cluster() {
 }
 
 void PsTrainer::start_servers() {
-  for (int w = 1; w < config_.parallel.data; ++w) {
-    servers_.emplace_back([this, w] {
-      try {
-        std::unique_ptr<PsClient> client = cluster_->client(w);
-        serve_remote_worker(*links_.links[static_cast<std::size_t>(w - 1)], w, *layout_, *client,
-                            [this, w](std::int64_t step, Tensor losses) {
-                              std::lock_guard lock(report_mu_);
-                              reports_[{w, step}] = std::move(losses);
-                              report_cv_.notify_all();
-                            });
-      } catch (const std::exception& e) {
-        {
+  for (int w = 1; w < config_.parallel.data; ++w) servers_.emplace_back([this, w] { serve(w); });
+}
+
+void PsTrainer::serve(int w) {
+  std::unique_ptr<PsClient> client = cluster_->client(w);
+  PsServeHooks hooks;
+  hooks.on_report = [this, w](std::int64_t step, Tensor losses) {
+    std::lock_guard lock(report_mu_);
+    reports_[{w, step}] = std::move(losses);  // a restarted worker's repeat of a step reports the same
+    report_cv_.notify_all();
+  };
+  hooks.on_pushed = [this, w](std::int64_t step) {
+    std::lock_guard lock(report_mu_);
+    pushed_upto_[static_cast<std::size_t>(w)] = step + 1;
+  };
+  hooks.resume_step = [this, w] {
+    std::lock_guard lock(report_mu_);
+    return pushed_upto_[static_cast<std::size_t>(w)];
+  };
+  while (true) {
+    try {
+      serve_remote_worker(*links_.links[static_cast<std::size_t>(w - 1)], w, *layout_, *client, hooks);
+      break;  // it said goodbye
+    } catch (const std::exception& e) {
+      const std::string why = fmt::format("ps worker {} (process rank {}; rank 1 of its link to this process): {}", w, w, e.what());
+      bool restart = false;
+      {
+        std::lock_guard lock(report_mu_);
+        // Not when the run is ending anyway (another worker failed and the shards are stopped).
+        restart = links_.restart && restarts_ < links_.max_restarts && link_failure_.empty();
+        if (restart) ++restarts_;
+      }
+      if (restart) {
+        std::fprintf(stderr, "troupe: %s\ntroupe: restarting ps worker %d (restart %d of at most %d); it resumes at step %lld\n",
+                     why.c_str(), w, restarts(), links_.max_restarts, static_cast<long long>(hooks.resume_step()));
+        try {
+          auto fresh = links_.restart(w);
+          links_.links[static_cast<std::size_t>(w - 1)] = std::move(fresh);
+          continue;
+        } catch (const std::exception& again) {
           std::lock_guard lock(report_mu_);
           if (link_failure_.empty())
-            link_failure_ = fmt::format("ps worker {} (process rank {}; rank 1 of its link to this process): {}", w, w, e.what());
+            link_failure_ = fmt::format("{}; restarting it failed: {}", why, again.what());
         }
-        // Worker 0 and the other workers may wait on the shards for this worker's push: stop them now.
-        cluster_->abort();
+      } else {
+        std::lock_guard lock(report_mu_);
+        if (link_failure_.empty()) link_failure_ = why;
       }
-      std::lock_guard lock(report_mu_);
-      server_done_[static_cast<std::size_t>(w)] = true;
-      report_cv_.notify_all();
-    });
+      // Worker 0 and the other workers may wait on the shards for this worker's push: stop them now.
+      cluster_->abort();
+      break;
+    }
   }
+  client.reset();
+  std::lock_guard lock(report_mu_);
+  server_done_[static_cast<std::size_t>(w)] = true;
+  report_cv_.notify_all();
+}
+
+int PsTrainer::restarts() const {
+  std::lock_guard lock(report_mu_);
+  return restarts_;
 }
 
 void PsTrainer::stop_servers() {
@@ -200,7 +242,8 @@ std::vector<Tensor> PsTrainer::wait_for_reports(std::int64_t step) {
   return out;
 }
 
-std::vector<Tensor> PsTrainer::run_worker(Worker& me, std::int64_t step, const Batch& batch, double& norm) {
+std::vector<Tensor> PsTrainer::run_worker(Worker& me, std::int64_t step, const Batch& batch, double& norm,
+                                          const std::function<void(const std::vector<Tensor>&)>& before_push) {
   const int D = config_.parallel.data, w = me.index;
   const PsMode mode = parse_mode(config_.ps.mode);
   const std::int64_t b = config_.train.batch_size / D, rows = dataset_->rows_per_sample();
@@ -228,6 +271,7 @@ std::vector<Tensor> PsTrainer::run_worker(Worker& me, std::int64_t step, const B
     losses.push_back(model.forward(*me.backend, mb, ctxs, mb.inputs));
     model.backward(*me.backend, mb, ctxs, Tensor());
   }
+  if (before_push) before_push(losses);
   const double t2 = trace_ ? trace_->now_us() : 0.0;
   if (config_.train.deterministic) {
     // The exact sums go to the shards unrounded: they add them over workers and round once.
@@ -266,9 +310,14 @@ StepStats PsTrainer::train_step(std::int64_t step) {
   std::vector<std::vector<Tensor>> losses(local);
   std::vector<std::exception_ptr> errors(local);
   double norm = 0.0;
+  std::function<void(const std::vector<Tensor>&)> report;
+  if (remote_worker)
+    report = [&](const std::vector<Tensor>& mine) {
+      static_cast<RemotePsClient&>(*workers_[0]->client).report(step, mine);
+    };
   auto run = [&](std::size_t i) {
     try {
-      losses[i] = run_worker(*workers_[i], step, batch, norm);
+      losses[i] = run_worker(*workers_[i], step, batch, norm, report);
     } catch (...) {
       errors[i] = std::current_exception();
     }
@@ -289,9 +338,7 @@ StepStats PsTrainer::train_step(std::int64_t step) {
     std::rethrow_exception(e);
   }
   for (auto& l : losses) all.insert(all.end(), l.begin(), l.end());
-  if (remote_worker) {
-    static_cast<RemotePsClient&>(*workers_[0]->client).report(step, all);
-  } else if (remote_) {
+  if (remote_ && !remote_worker) {
     for (Tensor& l : wait_for_reports(step)) all.push_back(std::move(l));
   }
   ++steps_done_;

@@ -30,8 +30,8 @@
 #include <map>
 #include <memory>
 #include <mutex>
-#include <thread>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "actors/ps/ps_actor.h"
@@ -52,6 +52,11 @@ struct PsLinks {
   std::vector<std::unique_ptr<comm::Transport>> links;
   // Breaks every link at once, so the peers stop waiting for a rank that failed.
   std::function<void()> abort;
+  // Rank 0, the workers' supervisor: replaces worker w's process (whose link broke) with a fresh one
+  // and returns its link, once connected; the new worker asks where to resume (RemotePsClient::hello).
+  // Called at most max_restarts times in a run; empty: a dead worker fails the run.
+  std::function<std::unique_ptr<comm::Transport>(int worker)> restart;
+  int max_restarts = 0;
 };
 
 class PsTrainer {
@@ -66,6 +71,11 @@ class PsTrainer {
   // Rank 0 (and in-process): the whole batch's step. Worker w > 0 of a tcp run: its own share, whose
   // losses go to rank 0.
   StepStats train_step(std::int64_t step);
+  // Steps this process has done: where its next train_step starts (a restarted worker resumes at the
+  // first step it had not pushed).
+  std::int64_t steps_done() const { return steps_done_; }
+  // Worker processes restarted so far (rank 0 of a tcp run).
+  int restarts() const;
   // Evaluates the shards' current parameters (pulled into worker 0's model).
   EvalStats evaluate();
   // Initial weights from a file: only before the first step (the shards are rebuilt from them; a remote
@@ -92,7 +102,11 @@ class PsTrainer {
   void start_cluster();
   // Worker `me`'s share of step `step`: pull, compute, push (and the clipping round for worker 0);
   // returns its per-row losses by micro-batch and sets `norm` when it ran the clipping round.
-  std::vector<Tensor> run_worker(Worker& me, std::int64_t step, const Batch& batch, double& norm);
+  // before_push gets the losses once computed, before the push (a remote worker's report).
+  std::vector<Tensor> run_worker(Worker& me, std::int64_t step, const Batch& batch, double& norm,
+                                 const std::function<void(const std::vector<Tensor>&)>& before_push);
+  // Rank 0's thread answering worker w, restarting its process when its link breaks (if allowed).
+  void serve(int w);
   // Rank 0 of a tcp run: one thread per remote worker answering it (started with the first step).
   void start_servers();
   std::vector<Tensor> wait_for_reports(std::int64_t step);
@@ -113,11 +127,13 @@ class PsTrainer {
   bool remote_ = false;  // a tcp run
   PsLinks links_;
   std::vector<std::thread> servers_;
-  std::mutex report_mu_;
+  mutable std::mutex report_mu_;
   std::condition_variable report_cv_;
   std::map<std::pair<int, std::int64_t>, Tensor> reports_;  // (worker, step) -> its losses
   std::vector<bool> server_done_;                           // by worker; [0] unused
+  std::vector<std::int64_t> pushed_upto_;                   // by worker: steps whose push reached the shards
   std::string link_failure_;                                // the first server thread's error
+  int restarts_ = 0;
 };
 
 }  // namespace troupe::ps

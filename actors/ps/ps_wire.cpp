@@ -102,6 +102,7 @@ const char* kind_name(Kind kind) {
     case Kind::clip: return "clip";
     case Kind::report: return "loss report";
     case Kind::bye: return "goodbye";
+    case Kind::hello: return "hello";
     case Kind::ok: return "answer";
     case Kind::error: return "error";
   }
@@ -114,7 +115,7 @@ void check_header(const Header& h, const std::string& peer) {
                                             "a troupe of the same version?",
                                             peer, h.magic, kMagic));
   const auto k = static_cast<std::uint32_t>(h.kind);
-  if (!((k >= 1 && k <= 6) || k == 100 || k == 101))
+  if (!((k >= 1 && k <= 7) || k == 100 || k == 101))
     throw Error(ErrorKind::kIo, fmt::format("malformed ps message from {}: unknown kind {}", peer, k));
 }
 
@@ -242,6 +243,19 @@ Tensor decode_losses(std::span<const std::byte> payload, const std::string& peer
   Tensor out = r.floats({n}, "losses");
   r.done();
   return out;
+}
+
+std::vector<std::byte> encode_i64(std::int64_t value) {
+  Writer w;
+  w.put<std::int64_t>(value);
+  return w.take();
+}
+
+std::int64_t decode_i64(std::span<const std::byte> payload, const std::string& what, const std::string& peer) {
+  Reader r(payload, what, peer);
+  const auto v = r.get<std::int64_t>("value");
+  r.done();
+  return v;
 }
 
 std::vector<std::byte> encode_f64(double value) {

@@ -12,6 +12,7 @@
 //   push_exact  lr            per dense: i32 buffers, i64 n, n x i128    -
 //   clip        max_norm      -                                          f64 norm
 //   report      -             i64 n, n x f32 (the step's per-row losses) -
+//   hello       -             -                                          i64 the first step not yet pushed
 //   bye         -             -                                          -
 // Dense tensors are i64 numel then numel x f32, in dense-index order, checked against the layout's
 // shapes. An answer's kind is kOk, or kError with the server's troupe::Error text as payload.
@@ -34,7 +35,9 @@ inline constexpr std::uint32_t kPsHeaderTag = 0x50530001;
 inline constexpr std::uint32_t kPsPayloadTag = 0x50530002;
 inline constexpr std::uint32_t kMagic = 0x31535054;  // "TPS1"
 
-enum class Kind : std::uint32_t { pull = 1, push = 2, push_exact = 3, clip = 4, report = 5, bye = 6, ok = 100, error = 101 };
+enum class Kind : std::uint32_t {
+  pull = 1, push = 2, push_exact = 3, clip = 4, report = 5, bye = 6, hello = 7, ok = 100, error = 101
+};
 const char* kind_name(Kind kind);
 
 struct Header {
@@ -70,6 +73,8 @@ std::vector<ExactGrad> decode_push_exact(std::span<const std::byte> payload, con
 std::vector<std::byte> encode_losses(const std::vector<Tensor>& losses);
 Tensor decode_losses(std::span<const std::byte> payload, const std::string& peer);
 
+std::vector<std::byte> encode_i64(std::int64_t value);
+std::int64_t decode_i64(std::span<const std::byte> payload, const std::string& what, const std::string& peer);
 std::vector<std::byte> encode_f64(double value);
 double decode_f64(std::span<const std::byte> payload, const std::string& what, const std::string& peer);
 

@@ -325,6 +325,9 @@ std::vector<ConfigKey> build_schema() {
   k.push_back(bind(Spec{.name = "ps.staleness", .range = at_least(0),
                         .help = "ps.mode = ssp: steps the fastest worker may run ahead of the slowest"},
                    &R::ps, &S::staleness));
+  k.push_back(bind(Spec{.name = "ps.max_restarts", .range = at_least(0),
+                        .help = "comm.transport = tcp: worker processes rank 0 restarts after they die before the run fails"},
+                   &R::ps, &S::max_restarts));
   // clang-format on
   return k;
 }

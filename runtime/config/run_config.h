@@ -93,6 +93,7 @@ struct PsConfig {
   int shards = 1;                    // parameter-server actors; parameters are split across them
   std::string mode = "sync";         // sync | async | ssp
   int staleness = 0;                 // ssp: how many steps the fastest worker may run ahead of the slowest
+  int max_restarts = 3;              // tcp: worker processes rank 0 may restart after they die, before the run fails
   friend bool operator==(const PsConfig&, const PsConfig&) = default;
 };
 
