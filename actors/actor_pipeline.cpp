@@ -34,8 +34,16 @@ void ActorPipeline::stage_failed(const caf::error& reason, const char* during) c
     const StageWorker& w = const_cast<PipelineDriver&>(driver_).stage(s);
     if (w.cursor() < w.program().size()) grid.marks.push_back({s, w.cursor()});
   }
-  throw Error(ErrorKind::kInternal,
-              std::string("a pipeline stage failed ") + during + ": " + actors_->system->render(reason) +
+  // A stage's own failure carries (kind, text) (stage_actor.h); anything else is CAF's.
+  ErrorKind kind = ErrorKind::kInternal;
+  std::string what = actors_->system->render(reason);
+  const caf::message& ctx = reason.context();
+  if (ctx.size() == 2 && ctx.match_element<std::int32_t>(0) && ctx.match_element<std::string>(1)) {
+    kind = static_cast<ErrorKind>(ctx.get_as<std::int32_t>(0));
+    what = ctx.get_as<std::string>(1);
+  }
+  throw Error(kind,
+              std::string("a pipeline stage failed ") + during + ": " + what +
                   "\nwhere each stage stood (marked):\n" +
                   pipeline::render_grid(driver_.schedule(), driver_.num_stages(), driver_.layout().virtual_stages, grid));
 }

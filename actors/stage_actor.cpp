@@ -29,14 +29,19 @@ void pump(caf::stateful_actor<StageActorState>* self) {
 
 caf::behavior stage_actor(caf::stateful_actor<StageActorState>* self, StageWorker* worker) {
   self->state.worker = worker;
-  // A failing stage ends with the exception's text as its exit reason, so the coordinator can say what.
+  // A failing stage ends with (its error's kind, its text) as the exit reason, so the coordinator can
+  // say what failed and keep the kind (a dead peer stays an I/O failure).
   self->set_exception_handler([stage = worker->stage()](caf::scheduled_actor*, std::exception_ptr& eptr) -> caf::error {
+    const std::string where = "stage " + std::to_string(stage) + ": ";
     try {
       std::rethrow_exception(eptr);
+    } catch (const Error& e) {
+      return caf::make_error(caf::sec::runtime_error, static_cast<std::int32_t>(e.kind()), where + e.what());
     } catch (const std::exception& e) {
-      return caf::make_error(caf::sec::runtime_error, "stage " + std::to_string(stage) + ": " + e.what());
+      return caf::make_error(caf::sec::runtime_error, static_cast<std::int32_t>(ErrorKind::kInternal), where + e.what());
     }
-    return caf::make_error(caf::sec::runtime_error, "stage " + std::to_string(stage) + ": unknown exception");
+    return caf::make_error(caf::sec::runtime_error, static_cast<std::int32_t>(ErrorKind::kInternal),
+                           where + "unknown exception");
   });
   return {
       [=](proto::peers_atom, const std::vector<caf::actor>& peers, const caf::actor& coordinator) {
