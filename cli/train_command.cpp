@@ -14,8 +14,9 @@
 #include "cli/progress.h"
 #include "actors/actor_pipeline.h"
 #include "actors/data_parallel.h"
+#include "actors/ps/ps_processes.h"
 #include "actors/ps/ps_trainer.h"
-#include "cli/replica_processes.h"
+#include "runtime/process/replica_processes.h"
 #include "net/tcp/tcp_transport.h"
 #include "models/device_trainer.h"
 #include "models/trainer.h"
@@ -83,7 +84,6 @@ std::vector<std::string> stage_addresses(const RunConfig& config) {
 }
 
 constexpr const char* kStageAddressesEnv = "TROUPE_STAGE_ADDRESSES";
-constexpr const char* kPsAddressesEnv = "TROUPE_PS_ADDRESSES";
 
 // The secret rank 0 shares with the processes it starts: TROUPE_SECRET if set, else a fresh one.
 std::string job_secret() {
@@ -91,12 +91,10 @@ std::string job_secret() {
   return random_secret();
 }
 
-constexpr const char* kRestartEnv = "TROUPE_RESTART";  // set in a restarted rank's environment
-
 // Failure drills (tests): TROUPE_TEST_CRASH="r:s" makes rank r die abruptly before step s, as a killed
 // process would: no goodbye on its connections. -1: no drill for this rank, or a restarted one.
 long long crash_step(int rank) {
-  if (std::getenv(kRestartEnv)) return -1;
+  if (ps::PsProcesses::restarted()) return -1;
   if (const char* crash = std::getenv("TROUPE_TEST_CRASH"))
     if (std::string c = crash; c.rfind(std::to_string(rank) + ":", 0) == 0) return std::stoll(c.substr(c.find(':') + 1));
   return -1;
@@ -183,81 +181,37 @@ int run_tcp_replicas(const RunConfig& config, const TrainOptions& options) {
 // worker, starts workers 1..D-1 as copies of itself and answers each over its own link (ps_link.h).
 int run_tcp_ps(const RunConfig& config, const TrainOptions& options) {
   const int d = config.parallel.data;
-  const auto timeout = std::chrono::milliseconds(static_cast<long long>(config.comm.timeout_s * 1000.0));
-  ps::PsLinks links;
-  links.rank = std::max(0, options.rank);
-  std::mutex tcp_mu;
-  std::vector<net::TcpTransport*> tcp;  // the same links, for abort()
-  auto abort_links = [&tcp, &tcp_mu] {
-    std::lock_guard lock(tcp_mu);
-    for (auto* t : tcp) t->abort();
-  };
+  ps::PsProcessOptions po;
+  po.workers = d;
+  po.address = config.comm.address;
+  po.timeout = std::chrono::milliseconds(static_cast<long long>(config.comm.timeout_s * 1000.0));
+  po.max_restarts = config.ps.max_restarts;
+  po.args = options.args;
   if (options.rank > 0) {
     try {
-      const std::vector<std::string> addresses = addresses_from_environment(kPsAddressesEnv);
-      TROUPE_CHECK(static_cast<int>(addresses.size()) == d - 1 && options.rank < d, "ps addresses for rank ",
-                   options.rank, " of ", d);
-      auto link = net::connect_tcp({.rank = 1, .size = 2, .address = addresses[static_cast<std::size_t>(options.rank - 1)],
-                                    .secret = net::secret_from_environment(), .timeout = timeout});
-      tcp.push_back(link.get());
-      links.links.push_back(std::move(link));
-      links.abort = abort_links;
-      ps::PsTrainer worker(config, std::move(links));
+      ps::PsProcesses procs(options.rank, po);
+      ps::PsTrainer worker(config, procs.links());
       train_started_rank(worker, config, options.rank, worker.steps_done());
       return 0;
     } catch (const Error& e) {
       throw Error(e.kind(), "ps worker " + std::to_string(options.rank) + ": " + e.what());
     }
   }
-
-  const std::string secret = job_secret();
-  std::string bound;
-  std::vector<net::TcpListener> listeners =
-      bind_listeners(consecutive_addresses(config, d - 1, "worker after the first"), kPsAddressesEnv, bound);
+  ps::PsProcesses procs(0, po);
   std::printf("troupe: parameter servers, %d workers as processes over tcp (rendezvous %s) x %d shards in this process, "
               "mode %s%s\n",
-              d, bound.c_str(), config.ps.shards, config.ps.mode.c_str(),
+              d, procs.rendezvous().c_str(), config.ps.shards, config.ps.mode.c_str(),
               config.ps.mode == "ssp" ? fmt::format(" (staleness {})", config.ps.staleness).c_str() : "");
-  ReplicaProcesses ranks("/proc/self/exe", options.args, d, secret);
-  for (auto& listener : listeners) {
-    auto link = net::connect_tcp({.rank = 0, .size = 2, .address = "", .secret = secret, .timeout = timeout},
-                                 std::move(listener));
-    tcp.push_back(link.get());
-    links.links.push_back(std::move(link));
-  }
-  links.abort = abort_links;
-  // The workers' supervisor: a worker whose process died gets a fresh process, which joins over a new
-  // listener (the system picks its port) and resumes where its pushes stopped.
-  std::vector<std::string> addresses = split(bound);
-  links.max_restarts = config.ps.max_restarts;
-  links.restart = [&](int w) -> std::unique_ptr<comm::Transport> {
-    const std::string host = config.comm.address.substr(0, config.comm.address.rfind(':'));
-    net::TcpListener listener(host + ":0");
-    std::string list;
-    {
-      std::lock_guard lock(tcp_mu);
-      addresses[static_cast<std::size_t>(w - 1)] = listener.address();
-      for (const auto& a : addresses) list += (list.empty() ? "" : ",") + a;
-    }
-    const std::string ended = ranks.restart(w, {{kPsAddressesEnv, list}, {kRestartEnv, "1"}});
-    std::fprintf(stderr, "troupe: ps worker %d's old process %s; a new one joins at %s\n", w, ended.c_str(),
-                 listener.address().c_str());
-    auto link = net::connect_tcp({.rank = 0, .size = 2, .address = "", .secret = secret, .timeout = timeout},
-                                 std::move(listener));
-    std::lock_guard lock(tcp_mu);
-    tcp[static_cast<std::size_t>(w - 1)] = link.get();
-    return link;
-  };
   int code = 0;
   {
-    ps::PsTrainer trainer(config, std::move(links));
+    ps::PsTrainer trainer(config, procs.links());
     code = train_loop(trainer, config, options);
     if (config.train.steps > 0)
       std::printf("troupe: optimizer state %.2f MB over %d shards; %d worker restart%s\n",
                   trainer.optimizer_state_bytes() / 1e6, config.ps.shards, trainer.restarts(),
                   trainer.restarts() == 1 ? "" : "s");
   }
-  const std::string failure = ranks.wait_all();
+  const std::string failure = procs.wait_all();
   if (!failure.empty()) throw Error(ErrorKind::kIo, "parameter-server " + failure + " (see its error above)");
   return code;
 }

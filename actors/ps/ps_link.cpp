@@ -80,7 +80,7 @@ double RemotePsClient::clip(std::int64_t step, double max_norm) {
   return wire::decode_f64(call(wire::Kind::clip, step, max_norm, {}), "clip answer", "the parameter-server process");
 }
 
-void RemotePsClient::report(std::int64_t step, const std::vector<Tensor>& losses) {
+void RemotePsClient::report(std::int64_t step, const std::vector<double>& losses) {
   call(wire::Kind::report, step, 0.0, wire::encode_losses(losses));
 }
 

@@ -34,9 +34,9 @@ class RemotePsClient : public PsEndpoint {
   double clip(std::int64_t step, double max_norm) override;
   int worker() const override { return worker_; }
 
-  // The per-row losses of this worker's share of `step`, for the server to report the whole batch's
-  // loss. Sent before the step's push, so a worker restarted after its push never owes one.
-  void report(std::int64_t step, const std::vector<Tensor>& losses);
+  // This worker's losses for `step` (per row, or a sum: the trainer's choice), for rank 0 to report the
+  // whole batch's loss. Sent before the step's push, so a worker restarted after its push never owes one.
+  void report(std::int64_t step, const std::vector<double>& losses);
   // The first step this worker has not pushed yet: 0 for a new worker, where a restarted one resumes.
   std::int64_t hello();
   // Tells the server this worker is done; its serve_remote_worker returns.
@@ -53,7 +53,7 @@ class RemotePsClient : public PsEndpoint {
 
 // What the server does beyond the shards' calls.
 struct PsServeHooks {
-  std::function<void(std::int64_t step, Tensor losses)> on_report;  // a worker's losses for a step
+  std::function<void(std::int64_t step, std::vector<double> losses)> on_report;  // a worker's losses for a step
   std::function<void(std::int64_t step)> on_pushed;                  // its push of `step` reached every shard
   std::function<std::int64_t()> resume_step;                         // hello's answer
 };

@@ -120,8 +120,6 @@ PsTrainer::PsTrainer(const RunConfig& config, PsLinks links, bool remote)
     steps_done_ = client->hello();  // 0, or where a restarted worker resumes
     workers_[0]->client = std::move(client);
   } else {
-    server_done_.assign(static_cast<std::size_t>(par.data), false);
-    pushed_upto_.assign(static_cast<std::size_t>(par.data), 0);
     start_cluster();
   }
 }
@@ -138,8 +136,8 @@ PsTrainer::~PsTrainer() {
       links_.abort();
     }
   }
-  if (!finished && links_.rank == 0 && !servers_.empty() && links_.abort) links_.abort();
-  stop_servers();
+  if (server_) server_->finish(finished);
+  server_.reset();
   for (auto& w : workers_) w->client.reset();  // clients (scoped actors) before their actor system
   cluster_.reset();
 }
@@ -155,92 +153,7 @@ void PsTrainer::start_cluster() {
   for (auto& w : workers_) w->client = cluster_->client(w->index);
 }
 
-void PsTrainer::start_servers() {
-  for (int w = 1; w < config_.parallel.data; ++w) servers_.emplace_back([this, w] { serve(w); });
-}
-
-void PsTrainer::serve(int w) {
-  std::unique_ptr<PsClient> client = cluster_->client(w);
-  PsServeHooks hooks;
-  hooks.on_report = [this, w](std::int64_t step, Tensor losses) {
-    std::lock_guard lock(report_mu_);
-    reports_[{w, step}] = std::move(losses);  // a restarted worker's repeat of a step reports the same
-    report_cv_.notify_all();
-  };
-  hooks.on_pushed = [this, w](std::int64_t step) {
-    std::lock_guard lock(report_mu_);
-    pushed_upto_[static_cast<std::size_t>(w)] = step + 1;
-  };
-  hooks.resume_step = [this, w] {
-    std::lock_guard lock(report_mu_);
-    return pushed_upto_[static_cast<std::size_t>(w)];
-  };
-  while (true) {
-    try {
-      serve_remote_worker(*links_.links[static_cast<std::size_t>(w - 1)], w, *layout_, *client, hooks);
-      break;  // it said goodbye
-    } catch (const std::exception& e) {
-      const std::string why = fmt::format("ps worker {} (process rank {}; rank 1 of its link to this process): {}", w, w, e.what());
-      bool restart = false;
-      {
-        std::lock_guard lock(report_mu_);
-        // Not when the run is ending anyway (another worker failed and the shards are stopped).
-        restart = links_.restart && restarts_ < links_.max_restarts && link_failure_.empty();
-        if (restart) ++restarts_;
-      }
-      if (restart) {
-        std::fprintf(stderr, "troupe: %s\ntroupe: restarting ps worker %d (restart %d of at most %d); it resumes at step %lld\n",
-                     why.c_str(), w, restarts(), links_.max_restarts, static_cast<long long>(hooks.resume_step()));
-        try {
-          auto fresh = links_.restart(w);
-          links_.links[static_cast<std::size_t>(w - 1)] = std::move(fresh);
-          continue;
-        } catch (const std::exception& again) {
-          std::lock_guard lock(report_mu_);
-          if (link_failure_.empty())
-            link_failure_ = fmt::format("{}; restarting it failed: {}", why, again.what());
-        }
-      } else {
-        std::lock_guard lock(report_mu_);
-        if (link_failure_.empty()) link_failure_ = why;
-      }
-      // Worker 0 and the other workers may wait on the shards for this worker's push: stop them now.
-      cluster_->abort();
-      break;
-    }
-  }
-  client.reset();
-  std::lock_guard lock(report_mu_);
-  server_done_[static_cast<std::size_t>(w)] = true;
-  report_cv_.notify_all();
-}
-
-int PsTrainer::restarts() const {
-  std::lock_guard lock(report_mu_);
-  return restarts_;
-}
-
-void PsTrainer::stop_servers() {
-  for (auto& t : servers_) t.join();
-  servers_.clear();
-}
-
-std::vector<Tensor> PsTrainer::wait_for_reports(std::int64_t step) {
-  std::vector<Tensor> out;
-  std::unique_lock lock(report_mu_);
-  for (int w = 1; w < config_.parallel.data; ++w) {
-    report_cv_.wait(lock, [&] {
-      return reports_.count({w, step}) || !link_failure_.empty() || server_done_[static_cast<std::size_t>(w)];
-    });
-    auto it = reports_.find({w, step});  // a report that arrived counts, even if the link broke after it
-    if (it == reports_.end() && !link_failure_.empty()) throw Error(ErrorKind::kIo, link_failure_);
-    if (it == reports_.end())
-      throw Error(ErrorKind::kIo, fmt::format("ps worker {} said goodbye before reporting step {}", w, step));
-    out.push_back(std::move(it->second));
-    reports_.erase(it);
-  }
-  return out;
-}
+int PsTrainer::restarts() const { return server_ ? server_->restarts() : 0; }
 
 std::vector<Tensor> PsTrainer::run_worker(Worker& me, std::int64_t step, const Batch& batch, double& norm,
                                           const std::function<void(const std::vector<Tensor>&)>& before_push) {
@@ -304,7 +217,7 @@ StepStats PsTrainer::train_step(std::int64_t step) {
   const auto start = std::chrono::steady_clock::now();
   const Batch batch = dataset_->train_batch(step, config_.train.batch_size);
   const bool remote_worker = remote_ && links_.rank > 0;
-  if (remote_ && !remote_worker && servers_.empty()) start_servers();
+  if (remote_ && !remote_worker && !server_) server_ = std::make_unique<PsLinkServer>(*cluster_, *layout_, links_);
 
   const std::size_t local = workers_.size();
   std::vector<std::vector<Tensor>> losses(local);
@@ -313,7 +226,10 @@ StepStats PsTrainer::train_step(std::int64_t step) {
   std::function<void(const std::vector<Tensor>&)> report;
   if (remote_worker)
     report = [&](const std::vector<Tensor>& mine) {
-      static_cast<RemotePsClient&>(*workers_[0]->client).report(step, mine);
+      std::vector<double> rows;  // float to double is exact: rank 0 adds the same numbers
+      for (const Tensor& l : mine)
+        for (float x : l.span_f32()) rows.push_back(x);
+      static_cast<RemotePsClient&>(*workers_[0]->client).report(step, rows);
     };
   auto run = [&](std::size_t i) {
     try {
@@ -331,16 +247,15 @@ StepStats PsTrainer::train_step(std::int64_t step) {
   std::vector<Tensor> all;  // per-row losses in sample order (worker by worker)
   for (auto& e : errors) {
     if (!e) continue;
-    if (remote_ && !remote_worker) {  // a remote worker's failure is the cause; worker 0's error its effect
-      std::lock_guard lock(report_mu_);
-      if (!link_failure_.empty()) throw Error(ErrorKind::kIo, link_failure_);
+    if (server_) {  // a remote worker's failure is the cause; worker 0's error its effect
+      const std::string cause = server_->failure();
+      if (!cause.empty()) throw Error(ErrorKind::kIo, cause);
     }
     std::rethrow_exception(e);
   }
   for (auto& l : losses) all.insert(all.end(), l.begin(), l.end());
-  if (remote_ && !remote_worker) {
-    for (Tensor& l : wait_for_reports(step)) all.push_back(std::move(l));
-  }
+  std::vector<std::vector<double>> remote;  // workers 1..D-1's per-row losses, after this process's
+  if (server_) remote = server_->wait_for_reports(step);
   ++steps_done_;
 
   StepStats s;
@@ -351,6 +266,11 @@ StepStats PsTrainer::train_step(std::int64_t step) {
   std::int64_t n = 0;
   for (const Tensor& l : all)  // sample order, as the single-device trainer adds them
     for (float x : l.span_f32()) {
+      sum += x;
+      ++n;
+    }
+  for (const auto& rows : remote)
+    for (double x : rows) {
       sum += x;
       ++n;
     }

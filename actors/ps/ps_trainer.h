@@ -24,17 +24,14 @@
 // Not supported yet (kConfig errors): parallel.pipeline > 1.
 #pragma once
 
-#include <condition_variable>
 #include <cstdint>
 #include <functional>
-#include <map>
 #include <memory>
-#include <mutex>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "actors/ps/ps_actor.h"
+#include "actors/ps/ps_link_server.h"
 #include "models/model.h"
 #include "models/trainer.h"
 #include "runtime/comm/transport.h"
@@ -44,20 +41,6 @@
 #include "runtime/trace/trace.h"
 
 namespace troupe::ps {
-
-// This process's part of a run whose workers are processes (comm.transport = tcp).
-struct PsLinks {
-  int rank = 0;  // 0: hosts the shards and worker 0; w > 0: worker w
-  // rank 0: links[w - 1] joins worker w (this side rank 0 of 2); rank w: one link, to rank 0 (rank 1 of 2).
-  std::vector<std::unique_ptr<comm::Transport>> links;
-  // Breaks every link at once, so the peers stop waiting for a rank that failed.
-  std::function<void()> abort;
-  // Rank 0, the workers' supervisor: replaces worker w's process (whose link broke) with a fresh one
-  // and returns its link, once connected; the new worker asks where to resume (RemotePsClient::hello).
-  // Called at most max_restarts times in a run; empty: a dead worker fails the run.
-  std::function<std::unique_ptr<comm::Transport>(int worker)> restart;
-  int max_restarts = 0;
-};
 
 class PsTrainer {
  public:
@@ -105,12 +88,8 @@ class PsTrainer {
   // before_push gets the losses once computed, before the push (a remote worker's report).
   std::vector<Tensor> run_worker(Worker& me, std::int64_t step, const Batch& batch, double& norm,
                                  const std::function<void(const std::vector<Tensor>&)>& before_push);
-  // Rank 0's thread answering worker w, restarting its process when its link breaks (if allowed).
-  void serve(int w);
-  // Rank 0 of a tcp run: one thread per remote worker answering it (started with the first step).
-  void start_servers();
-  std::vector<Tensor> wait_for_reports(std::int64_t step);
-  void stop_servers();
+
+
   // Pulls the parameters as of `steps_done_` into worker 0's model.
   void refresh_worker0();
 
@@ -126,14 +105,7 @@ class PsTrainer {
 
   bool remote_ = false;  // a tcp run
   PsLinks links_;
-  std::vector<std::thread> servers_;
-  mutable std::mutex report_mu_;
-  std::condition_variable report_cv_;
-  std::map<std::pair<int, std::int64_t>, Tensor> reports_;  // (worker, step) -> its losses
-  std::vector<bool> server_done_;                           // by worker; [0] unused
-  std::vector<std::int64_t> pushed_upto_;                   // by worker: steps whose push reached the shards
-  std::string link_failure_;                                // the first server thread's error
-  int restarts_ = 0;
+  std::unique_ptr<PsLinkServer> server_;  // rank 0 of a tcp run, from the first step on
 };
 
 }  // namespace troupe::ps

@@ -226,21 +226,18 @@ std::vector<ExactGrad> decode_push_exact(std::span<const std::byte> payload, con
   return out;
 }
 
-std::vector<std::byte> encode_losses(const std::vector<Tensor>& losses) {
+std::vector<std::byte> encode_losses(const std::vector<double>& losses) {
   Writer w;
-  std::int64_t n = 0;
-  for (const Tensor& l : losses) n += l.numel();
-  w.put<std::int64_t>(n);
-  for (const Tensor& l : losses)
-    if (l.numel()) w.put_bytes(l.f32(), l.nbytes());
+  w.put<std::int64_t>(static_cast<std::int64_t>(losses.size()));
+  if (!losses.empty()) w.put_bytes(losses.data(), losses.size() * sizeof(double));
   return w.take();
 }
 
-Tensor decode_losses(std::span<const std::byte> payload, const std::string& peer) {
+std::vector<double> decode_losses(std::span<const std::byte> payload, const std::string& peer) {
   Reader r(payload, "loss report", peer);
-  Reader peek = r;
-  const std::int64_t n = peek.count("loss count", -1, sizeof(float));
-  Tensor out = r.floats({n}, "losses");
+  const std::int64_t n = r.count("loss count", -1, sizeof(double));
+  std::vector<double> out(static_cast<std::size_t>(n));
+  r.take(out.data(), out.size() * sizeof(double), "losses");
   r.done();
   return out;
 }

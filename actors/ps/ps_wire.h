@@ -11,7 +11,7 @@
 //   push        lr            dense gradients, per table: ids + rows     -
 //   push_exact  lr            per dense: i32 buffers, i64 n, n x i128    -
 //   clip        max_norm      -                                          f64 norm
-//   report      -             i64 n, n x f32 (the step's per-row losses) -
+//   report      -             i64 n, n x f64 (the step's losses)         -
 //   hello       -             -                                          i64 the first step not yet pushed
 //   bye         -             -                                          -
 // Dense tensors are i64 numel then numel x f32, in dense-index order, checked against the layout's
@@ -70,8 +70,8 @@ PushPayload decode_push(std::span<const std::byte> payload, const PsLayout& layo
 std::vector<std::byte> encode_push_exact(const std::vector<ExactGrad>& exact);
 std::vector<ExactGrad> decode_push_exact(std::span<const std::byte> payload, const PsLayout& layout, const std::string& peer);
 
-std::vector<std::byte> encode_losses(const std::vector<Tensor>& losses);
-Tensor decode_losses(std::span<const std::byte> payload, const std::string& peer);
+std::vector<std::byte> encode_losses(const std::vector<double>& losses);
+std::vector<double> decode_losses(std::span<const std::byte> payload, const std::string& peer);
 
 std::vector<std::byte> encode_i64(std::int64_t value);
 std::int64_t decode_i64(std::span<const std::byte> payload, const std::string& what, const std::string& peer);

@@ -1,5 +1,5 @@
 // ReplicaProcesses: fork/exec of the rank processes, their environment, and their supervision.
-#include "cli/replica_processes.h"
+#include "runtime/process/replica_processes.h"
 
 #include <fcntl.h>
 #include <signal.h>

@@ -1,0 +1,110 @@
+// PsLinkServer: rank 0's per-worker serving threads, their loss reports, and the restarts of dead workers.
+#include "actors/ps/ps_link_server.h"
+
+#include <cstdio>
+
+#include <fmt/format.h>
+
+#include "actors/ps/ps_link.h"
+#include "runtime/error.h"
+
+namespace troupe::ps {
+
+PsLinkServer::PsLinkServer(PsCluster& cluster, const PsLayout& layout, PsLinks& links)
+    : cluster_(cluster), layout_(layout), links_(links), workers_(static_cast<int>(links.links.size()) + 1) {
+  TROUPE_CHECK(links.rank == 0, "the ps link server runs on rank 0, not rank ", links.rank);
+  done_.assign(static_cast<std::size_t>(workers_), false);
+  pushed_upto_.assign(static_cast<std::size_t>(workers_), 0);
+  for (int w = 1; w < workers_; ++w) threads_.emplace_back([this, w] { serve(w); });
+}
+
+PsLinkServer::~PsLinkServer() { finish(finished_); }
+
+void PsLinkServer::finish(bool ok) {
+  if (!ok && links_.abort && !threads_.empty()) links_.abort();
+  finished_ = ok;
+  for (auto& t : threads_) t.join();
+  threads_.clear();
+}
+
+void PsLinkServer::serve(int w) {
+  std::unique_ptr<PsClient> client = cluster_.client(w);
+  PsServeHooks hooks;
+  hooks.on_report = [this, w](std::int64_t step, std::vector<double> losses) {
+    std::lock_guard lock(mu_);
+    reports_[{w, step}] = std::move(losses);  // a restarted worker's repeat of a step reports the same
+    cv_.notify_all();
+  };
+  hooks.on_pushed = [this, w](std::int64_t step) {
+    std::lock_guard lock(mu_);
+    pushed_upto_[static_cast<std::size_t>(w)] = step + 1;
+  };
+  hooks.resume_step = [this, w] {
+    std::lock_guard lock(mu_);
+    return pushed_upto_[static_cast<std::size_t>(w)];
+  };
+  while (true) {
+    try {
+      serve_remote_worker(*links_.links[static_cast<std::size_t>(w - 1)], w, layout_, *client, hooks);
+      break;  // it said goodbye
+    } catch (const std::exception& e) {
+      const std::string why = fmt::format("ps worker {} (process rank {}; rank 1 of its link to this process): {}", w, w, e.what());
+      bool restart = false;
+      int attempt = 0;
+      {
+        std::lock_guard lock(mu_);
+        // Not when the run is ending anyway (another worker failed and the shards are stopped).
+        restart = links_.restart && restarts_ < links_.max_restarts && failure_.empty();
+        if (restart) attempt = ++restarts_;
+      }
+      if (restart) {
+        std::fprintf(stderr, "troupe: %s\ntroupe: restarting ps worker %d (restart %d of at most %d); it resumes at step %lld\n",
+                     why.c_str(), w, attempt, links_.max_restarts, static_cast<long long>(hooks.resume_step()));
+        try {
+          links_.links[static_cast<std::size_t>(w - 1)] = links_.restart(w);
+          continue;
+        } catch (const std::exception& again) {
+          std::lock_guard lock(mu_);
+          if (failure_.empty()) failure_ = fmt::format("{}; restarting it failed: {}", why, again.what());
+        }
+      } else {
+        std::lock_guard lock(mu_);
+        if (failure_.empty()) failure_ = why;
+      }
+      // Worker 0 and the other workers may wait on the shards for this worker's push: stop them now.
+      cluster_.abort();
+      break;
+    }
+  }
+  client.reset();
+  std::lock_guard lock(mu_);
+  done_[static_cast<std::size_t>(w)] = true;
+  cv_.notify_all();
+}
+
+std::vector<std::vector<double>> PsLinkServer::wait_for_reports(std::int64_t step) {
+  std::vector<std::vector<double>> out;
+  std::unique_lock lock(mu_);
+  for (int w = 1; w < workers_; ++w) {
+    cv_.wait(lock, [&] { return reports_.count({w, step}) || !failure_.empty() || done_[static_cast<std::size_t>(w)]; });
+    auto it = reports_.find({w, step});  // a report that arrived counts, even if the link broke after it
+    if (it == reports_.end() && !failure_.empty()) throw Error(ErrorKind::kIo, failure_);
+    if (it == reports_.end())
+      throw Error(ErrorKind::kIo, fmt::format("ps worker {} said goodbye before reporting step {}", w, step));
+    out.push_back(std::move(it->second));
+    reports_.erase(it);
+  }
+  return out;
+}
+
+std::string PsLinkServer::failure() const {
+  std::lock_guard lock(mu_);
+  return failure_;
+}
+
+int PsLinkServer::restarts() const {
+  std::lock_guard lock(mu_);
+  return restarts_;
+}
+
+}  // namespace troupe::ps

@@ -1,0 +1,74 @@
+// Owns PsLinks (one process's links in a run whose ps workers are processes) and PsLinkServer (rank 0's side: a thread per remote worker answering it through the shard actors, collecting its loss reports, and restarting its process when it dies).
+//
+// Used by every trainer whose workers can be processes: PsTrainer (troupe train) and the Wide & Deep
+// example. Rank 0 hosts the PsCluster and worker 0; worker w > 0 has one link to rank 0 (ps_link.h).
+#pragma once
+
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "actors/ps/ps_actor.h"
+#include "runtime/comm/transport.h"
+
+namespace troupe::ps {
+
+// This process's part of a run whose workers are processes.
+struct PsLinks {
+  int rank = 0;  // 0: hosts the shards and worker 0; w > 0: worker w
+  // rank 0: links[w - 1] joins worker w (this side rank 0 of 2); rank w: one link, to rank 0 (rank 1 of 2).
+  std::vector<std::unique_ptr<comm::Transport>> links;
+  // Breaks every link at once, so the peers stop waiting for a rank that failed.
+  std::function<void()> abort;
+  // Rank 0, the workers' supervisor: replaces worker w's process (whose link broke) with a fresh one
+  // and returns its link, once connected; the new worker asks where to resume (RemotePsClient::hello).
+  // Called at most max_restarts times in a run; empty: a dead worker fails the run.
+  std::function<std::unique_ptr<comm::Transport>(int worker)> restart;
+  int max_restarts = 0;
+};
+
+class PsLinkServer {
+ public:
+  // Starts one thread per link of `links` (rank 0's), serving worker w through cluster.client(w).
+  // `cluster` must outlive this object.
+  PsLinkServer(PsCluster& cluster, const PsLayout& layout, PsLinks& links);
+  // Joins the threads. Unless finish(true) was called, breaks the links first (this rank failed).
+  ~PsLinkServer();
+  PsLinkServer(const PsLinkServer&) = delete;
+  PsLinkServer& operator=(const PsLinkServer&) = delete;
+
+  // Each remote worker's loss report for `step`, in worker order (workers 1..D-1). A report that
+  // arrived counts even if the link broke afterwards; otherwise a failed link throws its error
+  // (troupe::Error kIo naming the worker).
+  std::vector<std::vector<double>> wait_for_reports(std::int64_t step);
+  // The first link failure ("" if none): the cause to report when worker 0's own call fails.
+  std::string failure() const;
+  int restarts() const;
+  // ok: the run is complete; waits for every worker's goodbye. Not ok: breaks the links. Then joins.
+  void finish(bool ok);
+
+ private:
+  void serve(int w);
+
+  PsCluster& cluster_;
+  const PsLayout& layout_;
+  PsLinks& links_;
+  int workers_;
+  std::vector<std::thread> threads_;
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  std::map<std::pair<int, std::int64_t>, std::vector<double>> reports_;  // (worker, step) -> its losses
+  std::vector<bool> done_;                                               // by worker; [0] unused
+  std::vector<std::int64_t> pushed_upto_;                                // by worker: steps whose push reached the shards
+  std::string failure_;
+  int restarts_ = 0;
+  bool finished_ = false;
+};
+
+}  // namespace troupe::ps
