@@ -1,12 +1,15 @@
 // The recommender example: Wide & Deep on a synthetic click log, its embedding tables sharded across
-// parameter-server actors, trained by worker threads in sync, async or SSP mode; reports test log-loss
-// and AUC. Built in CI; the README quotes its output.
+// parameter-server actors, trained by worker threads — or, with --processes, worker processes over TCP
+// links — in sync, async or SSP mode; reports test log-loss and AUC. Built in CI; the README quotes its output.
 #include <CLI/CLI.hpp>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdio>
+#include <memory>
 #include <string>
 
+#include "actors/ps/ps_processes.h"
 #include "actors/ps/wide_deep_ps.h"
 #include "runtime/error.h"
 
@@ -20,7 +23,9 @@ int main(int argc, char** argv) {
   std::int64_t steps = 600, test_samples = 32768, max_card = 1000000;
   double lr = 0.01, timeout = 60.0;
   std::uint64_t seed = 1;
-  bool json = false;
+  bool json = false, processes = false;
+  int rank = 0, max_restarts = 3;
+  std::string address = "127.0.0.1:0";
   app.add_option("--mode", mode, "sync | async | ssp")->capture_default_str();
   app.add_option("--staleness", staleness, "ssp: steps the fastest worker may run ahead of the slowest")->capture_default_str();
   app.add_option("--workers", workers, "worker threads")->capture_default_str();
@@ -37,6 +42,10 @@ int main(int argc, char** argv) {
   app.add_option("--seed", seed, "data and initialisation")->capture_default_str();
   app.add_option("--timeout", timeout, "seconds a worker waits for a shard before failing")->capture_default_str();
   app.add_flag("--json", json, "print a final JSON line with the results");
+  app.add_flag("--processes", processes, "workers as processes over TCP links to this one (which hosts the shards)");
+  app.add_option("--address", address, "--processes: rendezvous host:port on loopback (port 0: any)")->capture_default_str();
+  app.add_option("--max-restarts", max_restarts, "--processes: worker processes restarted after they die")->capture_default_str();
+  app.add_option("--rank", rank, "(set by the example for the worker processes it starts)")->group("");
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
@@ -67,6 +76,20 @@ int main(int argc, char** argv) {
     o.model.embed_dim = embed_dim;
     o.model.seed = seed;
     validate(o);
+    std::unique_ptr<PsProcesses> procs;
+    if (processes) {
+      PsProcessOptions po;
+      po.workers = workers;
+      po.address = address;
+      po.timeout = std::chrono::milliseconds(static_cast<long long>(timeout * 1000));
+      po.max_restarts = max_restarts;
+      po.args.assign(argv + 1, argv + argc);
+      procs = std::make_unique<PsProcesses>(rank, po);
+      if (rank > 0) {  // a worker process: trains its slices and reports to rank 0, which prints
+        train_wide_deep_ps(o, procs->links());
+        return 0;
+      }
+    }
     std::printf("%s\n", ClickLog(o.data).describe().c_str());
     std::printf("wide & deep: embeddings %d per field, MLP %d-64-32-1, wide table %lld hashed rows; %s, %d workers x %d samples, %d shards, %s lr %g\n",
                 embed_dim, static_cast<int>(o.data.cardinalities.size()) * embed_dim + o.data.dense_features,
@@ -74,7 +97,7 @@ int main(int argc, char** argv) {
     std::fflush(stdout);
     const std::int64_t every = std::max<std::int64_t>(1, steps / 10);
     double window = 0;
-    const WideDeepPsResult r = train_wide_deep_ps(o, [&](std::int64_t step, double loss) {
+    auto progress = [&](std::int64_t step, double loss) {
       window += loss;
       if ((step + 1) % every == 0 || step + 1 == steps) {
         const std::int64_t n = (step + 1) % every == 0 ? every : (step + 1) % every;
@@ -83,7 +106,9 @@ int main(int argc, char** argv) {
         std::fflush(stdout);
         window = 0;
       }
-    });
+    };
+    if (procs) std::printf("workers 1..%d are processes (rendezvous %s)\n", workers - 1, procs->rendezvous().c_str());
+    const WideDeepPsResult r = procs ? train_wide_deep_ps(o, procs->links(), progress) : train_wide_deep_ps(o, progress);
     std::printf("trained %lld steps in %.2f s: %.0f samples/s; optimizer state on the shards %.1f MiB\n",
                 static_cast<long long>(steps), r.seconds, r.samples_per_s, static_cast<double>(r.state_bytes) / (1 << 20));
     std::printf("test (%lld held-out samples): log-loss %.4f  AUC %.4f   (hidden model: log-loss %.4f  AUC %.4f)\n",
@@ -93,9 +118,14 @@ int main(int argc, char** argv) {
                   "\"test_log_loss\":%.5f,\"test_auc\":%.5f,\"oracle_auc\":%.5f}\n",
                   mode_name(o.ps.mode), staleness, workers, shards, static_cast<long long>(steps), batch, r.samples_per_s,
                   r.test_log_loss, r.test_auc, r.oracle_auc);
+    if (procs) {
+      const std::string failure = procs->wait_all();
+      if (!failure.empty()) throw Error(ErrorKind::kIo, "worker " + failure);
+    }
   } catch (const Error& e) {
     std::fflush(stdout);
-    std::fprintf(stderr, "troupe_wide_deep: error: %s\n", e.what());
+    std::fprintf(stderr, "troupe_wide_deep: error: %s%s\n", rank > 0 ? ("worker " + std::to_string(rank) + ": ").c_str() : "",
+                 e.what());
     return e.is_bad_input() ? 2 : 1;
   } catch (const std::exception& e) {
     std::fflush(stdout);

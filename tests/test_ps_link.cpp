@@ -18,6 +18,7 @@
 #include "runtime/config/config_loader.h"
 #include "runtime/error.h"
 #include "tests/rank_errors.h"
+#include "tests/ps_links.h"
 #include "tests/rank_threads.h"
 #include "tests/same_weights.h"
 #include "tests/error_of.h"
@@ -28,6 +29,8 @@ using namespace troupe::ps;
 using Catch::Matchers::Contains;
 using troupe::testing::RankGroup;
 using troupe::testing::TransportKind;
+using troupe::testing::BorrowedTransport;
+using troupe::testing::PsTestLinks;
 using namespace std::chrono_literals;
 
 namespace {
@@ -47,19 +50,6 @@ Tensor filled(Shape shape, float first) {
 std::vector<float> values(const Tensor& t) { return std::vector<float>(t.f32(), t.f32() + t.numel()); }
 
 
-// A Transport a test's RankGroup keeps owning, lent to a PsTrainer that wants to own its links.
-class BorrowedTransport : public comm::Transport {
- public:
-  explicit BorrowedTransport(comm::Transport& t) : t_(t) {}
-  int rank() const override { return t_.rank(); }
-  int size() const override { return t_.size(); }
-  void send(int to, std::uint32_t tag, std::span<const std::byte> data) override { t_.send(to, tag, data); }
-  void recv(int from, std::uint32_t tag, std::span<std::byte> out) override { t_.recv(from, tag, out); }
-
- private:
-  comm::Transport& t_;
-};
-
 RunConfig tiny_gpt(std::vector<std::string> sets) {
   std::vector<std::string> all = {"model.n_layer=2", "model.n_head=2", "model.n_embd=32", "model.block_size=16",
                                   "train.batch_size=12", "train.threads=1", "optim.lr=3e-3",
@@ -67,29 +57,6 @@ RunConfig tiny_gpt(std::vector<std::string> sets) {
   all.insert(all.end(), sets.begin(), sets.end());
   return load_config(std::nullopt, all);
 }
-
-// One two-rank link per remote worker (server rank 0, worker rank 1), as troupe train builds over TCP.
-struct Links {
-  Links(TransportKind kind, int workers) {
-    for (int w = 1; w < workers; ++w) groups.push_back(std::make_unique<RankGroup>(kind, 2, 20s));
-  }
-  PsLinks for_rank(int rank) {
-    PsLinks l;
-    l.rank = rank;
-    if (rank == 0) {
-      for (auto& g : groups) l.links.push_back(std::make_unique<BorrowedTransport>(g->transport(0)));
-      l.abort = [this] {
-        for (auto& g : groups) g->kill(0);
-      };
-    } else {
-      RankGroup& g = *groups.at(static_cast<std::size_t>(rank - 1));
-      l.links.push_back(std::make_unique<BorrowedTransport>(g.transport(1)));
-      l.abort = [&g] { g.kill(1); };
-    }
-    return l;
-  }
-  std::vector<std::unique_ptr<RankGroup>> groups;
-};
 
 }  // namespace
 
@@ -221,7 +188,7 @@ TEST_CASE("ps over links (ranks as threads, inproc and tcp): deterministic sync 
       auto sets = common;
       sets.insert(sets.end(), {"parallel.data=3", "ps.shards=2"});
       const RunConfig config = tiny_gpt(sets);
-      Links links(kind, D);
+      PsTestLinks links(kind, D);
       std::vector<double> losses;
       std::vector<std::exception_ptr> errors(D);
       std::vector<std::thread> ranks;
@@ -252,7 +219,7 @@ TEST_CASE("ps over links: async workers train, and a worker that dies stops rank
     DYNAMIC_SECTION(kind) {
       {
         const RunConfig config = tiny_gpt({"parallel.data=2", "ps.shards=2", "ps.mode=async", "train.steps=20"});
-        Links links(kind, 2);
+        PsTestLinks links(kind, 2);
         double first = 0, last = 0;
         std::jthread worker([&] {
           PsTrainer trainer(config, links.for_rank(1));
@@ -269,7 +236,7 @@ TEST_CASE("ps over links: async workers train, and a worker that dies stops rank
       // Sync: worker 1 does one step and, once rank 0 has finished it too, its process dies (its link
       // breaks without a goodbye).
       const RunConfig config = tiny_gpt({"parallel.data=2", "ps.shards=2", "train.steps=3"});
-      Links links(kind, 2);
+      PsTestLinks links(kind, 2);
       std::promise<void> step0_done;
       std::jthread worker([&] {
         PsTrainer trainer(config, links.for_rank(1));
@@ -300,7 +267,7 @@ TEST_CASE("ps over links: a worker whose link breaks is restarted, resumes where
       auto sets = common;
       sets.insert(sets.end(), {"parallel.data=3", "ps.shards=2"});
       const RunConfig config = tiny_gpt(sets);
-      Links links(kind, 3);
+      PsTestLinks links(kind, 3);
       // Worker w trains from where the servers say it stands; before step `die_before` its "process"
       // dies: the link breaks without a goodbye.
       auto worker = [&config](PsLinks l, RankGroup* group, int die_before) {

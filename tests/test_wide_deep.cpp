@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstring>
 #include <map>
+#include <thread>
 #include <vector>
 
 #include "actors/ps/sparse_table.h"
@@ -16,6 +17,8 @@
 #include "runtime/data/click_log.h"
 #include "runtime/optim/optimizer.h"
 #include "tests/error_of.h"
+#include "tests/ps_links.h"
+#include "tests/rank_errors.h"
 
 using namespace troupe;
 using namespace troupe::ps;
@@ -272,6 +275,48 @@ TEST_CASE("wide & deep on parameter servers: sync with 1 2 4 workers equals sing
         CHECK(same_bits(r.model.tables[t], sliced.tables[t].value()));
         CHECK(max_rel_diff(r.model.tables[t], whole.tables[t].value()) < 1e-5);
       }
+    }
+  }
+}
+
+TEST_CASE("wide & deep with workers as processes' links (threads, inproc and tcp): sync is bitwise the threads' run",
+          "[wide_deep][ps]") {
+  WideDeepPsOptions o;
+  o.data = small_data();
+  o.model = small_model(o.data);
+  o.ps.mode = PsMode::sync;
+  o.ps.workers = 3;
+  o.ps.optim.kind = "adam";
+  o.ps.optim.lr = 0.01;
+  o.shards = 2;
+  o.steps = 4;
+  o.batch_size = 16;
+  o.eval_samples = 256;
+  o.keep_model = true;
+  const WideDeepPsResult threads = train_wide_deep_ps(o);
+  for (const auto kind : {testing::TransportKind::inproc, testing::TransportKind::tcp}) {
+    DYNAMIC_SECTION(kind) {
+      testing::PsTestLinks links(kind, 3);
+      std::vector<std::exception_ptr> errors(3);
+      WideDeepPsResult r;
+      std::vector<std::thread> ranks;
+      for (int rank = 0; rank < 3; ++rank)
+        ranks.emplace_back([&, rank] {
+          try {
+            WideDeepPsResult mine = train_wide_deep_ps(o, links.for_rank(rank));
+            if (rank == 0) r = std::move(mine);
+          } catch (...) {
+            errors[static_cast<std::size_t>(rank)] = std::current_exception();
+          }
+        });
+      for (auto& t : ranks) t.join();
+      testing::require_no_errors(errors);
+      CHECK(r.losses == threads.losses);
+      CHECK(r.test_auc == threads.test_auc);
+      CHECK(r.test_log_loss == threads.test_log_loss);
+      REQUIRE(r.model.dense.size() == threads.model.dense.size());
+      for (std::size_t d = 0; d < r.model.dense.size(); ++d) CHECK(same_bits(r.model.dense[d], threads.model.dense[d]));
+      for (std::size_t t = 0; t < r.model.tables.size(); ++t) CHECK(same_bits(r.model.tables[t], threads.model.tables[t]));
     }
   }
 }

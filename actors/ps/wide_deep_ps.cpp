@@ -8,6 +8,7 @@
 
 #include <fmt/format.h>
 
+#include "actors/ps/ps_link.h"
 #include "models/binary_metrics.h"
 #include "runtime/cpu/cpu_backend.h"
 
@@ -54,66 +55,51 @@ void validate(const WideDeepPsOptions& o) {
   WideDeep model(model_options(o));
 }
 
-WideDeepPsResult train_wide_deep_ps(const WideDeepPsOptions& o, const std::function<void(std::int64_t, double)>& progress) {
-  validate(o);
-  const ClickLog data(o.data);
-  const WideDeep reference(model_options(o));  // initial values and shapes
-  const int W = o.ps.workers, b = o.batch_size;
-  const int global = W * b;
-  auto layout = std::make_shared<const PsLayout>(ps_params(reference), o.shards);
-  PsCluster cluster(layout, o.ps, ps_init(reference), o.timeout_s);
+namespace {
+
+// Worker w's steps from `first` on: lookup, pull, forward/backward, then before_push(step, loss sum)
+// and the push. progress(step, mean loss) for worker 0.
+void run_worker(const WideDeepPsOptions& o, const ClickLog& data, const PsLayout& layout, int w, PsEndpoint& client,
+                std::int64_t first, const std::function<void(std::int64_t, double)>& before_push,
+                const std::function<void(std::int64_t, double)>& progress) {
+  const int W = o.ps.workers, b = o.batch_size, global = W * b, T = layout.num_tables();
   const float scale = 1.0f / static_cast<float>(o.ps.mode == PsMode::sync ? global : b);
-  const int T = layout->num_tables();
+  CpuBackend be(o.threads);
+  WideDeep model(model_options(o));
+  std::vector<Param*>& params = model.dense().all();
+  for (std::int64_t t = first; t < o.steps; ++t) {
+    const ClickBatch batch = data.train_slice(t, global, static_cast<std::int64_t>(w) * b, static_cast<std::int64_t>(w + 1) * b);
+    const std::vector<TableLookup> lookups = model.lookup(batch);
+    std::vector<std::vector<std::int64_t>> ids;
+    for (const auto& l : lookups) ids.push_back(l.ids);
+    PsPulled got = client.pull(t, ids);
+    for (std::size_t d = 0; d < params.size(); ++d) {
+      params[d]->value = got.dense[d];
+      params[d]->grad = Tensor::zeros(params[d]->value.shape());  // fresh: the shard may keep the pushed one
+    }
+    WideDeep::Pass pass = model.forward_backward(be, batch, lookups, got.tables, scale);
+    std::vector<Tensor> dense;
+    for (Param* p : params) dense.push_back(p->grad);
+    std::vector<SparseRows> sparse(static_cast<std::size_t>(T));
+    for (int i = 0; i < T; ++i) sparse[static_cast<std::size_t>(i)] = {lookups[static_cast<std::size_t>(i)].ids, pass.table_grads[static_cast<std::size_t>(i)]};
+    before_push(t, pass.loss_sum);
+    client.push(t, dense, sparse);
+    if (w == 0 && progress) progress(t, pass.loss_sum / b);
+  }
+}
 
-  std::vector<std::vector<double>> loss_sums(static_cast<std::size_t>(o.steps), std::vector<double>(static_cast<std::size_t>(W)));
-  std::vector<std::unique_ptr<PsClient>> clients;
-  for (int w = 0; w < W; ++w) clients.push_back(cluster.client(w));
-  std::vector<std::exception_ptr> errors(static_cast<std::size_t>(W));
-  const auto start = std::chrono::steady_clock::now();
-  std::vector<std::thread> workers;
-  for (int w = 0; w < W; ++w)
-    workers.emplace_back([&, w] {
-      try {
-        CpuBackend be(o.threads);
-        WideDeep model(model_options(o));
-        PsClient& client = *clients[static_cast<std::size_t>(w)];
-        std::vector<Param*>& params = model.dense().all();
-        for (std::int64_t t = 0; t < o.steps; ++t) {
-          const ClickBatch batch = data.train_slice(t, global, static_cast<std::int64_t>(w) * b, static_cast<std::int64_t>(w + 1) * b);
-          const std::vector<TableLookup> lookups = model.lookup(batch);
-          std::vector<std::vector<std::int64_t>> ids;
-          for (const auto& l : lookups) ids.push_back(l.ids);
-          PsClient::Pulled got = client.pull(t, ids);
-          for (std::size_t d = 0; d < params.size(); ++d) {
-            params[d]->value = got.dense[d];
-            params[d]->grad = Tensor::zeros(params[d]->value.shape());  // fresh: the shard may keep the pushed one
-          }
-          WideDeep::Pass pass = model.forward_backward(be, batch, lookups, got.tables, scale);
-          std::vector<Tensor> dense;
-          for (Param* p : params) dense.push_back(p->grad);
-          std::vector<SparseRows> sparse(static_cast<std::size_t>(T));
-          for (int i = 0; i < T; ++i) sparse[static_cast<std::size_t>(i)] = {lookups[static_cast<std::size_t>(i)].ids, pass.table_grads[static_cast<std::size_t>(i)]};
-          client.push(t, dense, sparse);
-          loss_sums[static_cast<std::size_t>(t)][static_cast<std::size_t>(w)] = pass.loss_sum;
-          if (w == 0 && progress) progress(t, pass.loss_sum / b);
-        }
-      } catch (...) {
-        errors[static_cast<std::size_t>(w)] = std::current_exception();
-      }
-    });
-  for (auto& t : workers) t.join();
-  for (auto& e : errors)
-    if (e) std::rethrow_exception(e);
-
+// Losses per step (worker order), test metrics through worker 0's client, and the shards' state.
+WideDeepPsResult finish_result(const WideDeepPsOptions& o, const ClickLog& data, PsCluster& cluster, PsEndpoint& client0,
+                               const std::vector<std::vector<double>>& loss_sums, double seconds) {
+  const int global = o.ps.workers * o.batch_size;
   WideDeepPsResult r;
-  r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  r.seconds = seconds;
   r.samples_per_s = static_cast<double>(o.steps) * global / r.seconds;
   for (const auto& step : loss_sums) {
     double sum = 0;
     for (double l : step) sum += l;  // worker order
     r.losses.push_back(sum / global);
   }
-
   // Evaluation on the held-out split through worker 0's client, after its last step.
   const std::int64_t n = o.eval_samples < 0 ? o.data.test_samples : std::min(o.eval_samples, o.data.test_samples);
   if (n > 0) {
@@ -125,7 +111,7 @@ WideDeepPsResult train_wide_deep_ps(const WideDeepPsOptions& o, const std::funct
       const auto lookups = model.lookup(batch);
       std::vector<std::vector<std::int64_t>> ids;
       for (const auto& l : lookups) ids.push_back(l.ids);
-      PsClient::Pulled got = clients[0]->pull(o.steps, ids);
+      PsPulled got = client0.pull(o.steps, ids);
       for (std::size_t d = 0; d < model.dense().all().size(); ++d) model.dense().all()[d]->value = got.dense[d];
       const Tensor p = model.predict(be, batch, lookups, got.tables);
       for (std::int64_t i = 0; i < batch.size(); ++i) {
@@ -143,6 +129,88 @@ WideDeepPsResult train_wide_deep_ps(const WideDeepPsOptions& o, const std::funct
   PsCluster::Model m = cluster.snapshot();
   r.state_bytes = m.state_bytes;
   if (o.keep_model) r.model = std::move(m);
+  return r;
+}
+
+}  // namespace
+
+WideDeepPsResult train_wide_deep_ps(const WideDeepPsOptions& o, const std::function<void(std::int64_t, double)>& progress) {
+  validate(o);
+  const ClickLog data(o.data);
+  const WideDeep reference(model_options(o));  // initial values and shapes
+  const int W = o.ps.workers;
+  auto layout = std::make_shared<const PsLayout>(ps_params(reference), o.shards);
+  PsCluster cluster(layout, o.ps, ps_init(reference), o.timeout_s);
+  std::vector<std::vector<double>> loss_sums(static_cast<std::size_t>(o.steps), std::vector<double>(static_cast<std::size_t>(W)));
+  std::vector<std::unique_ptr<PsClient>> clients;
+  for (int w = 0; w < W; ++w) clients.push_back(cluster.client(w));
+  std::vector<std::exception_ptr> errors(static_cast<std::size_t>(W));
+  const auto start = std::chrono::steady_clock::now();
+  std::vector<std::thread> workers;
+  for (int w = 0; w < W; ++w)
+    workers.emplace_back([&, w] {
+      try {
+        run_worker(o, data, *layout, w, *clients[static_cast<std::size_t>(w)], 0,
+                   [&](std::int64_t t, double loss) { loss_sums[static_cast<std::size_t>(t)][static_cast<std::size_t>(w)] = loss; },
+                   progress);
+      } catch (...) {
+        errors[static_cast<std::size_t>(w)] = std::current_exception();
+      }
+    });
+  for (auto& t : workers) t.join();
+  for (auto& e : errors)
+    if (e) std::rethrow_exception(e);
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return finish_result(o, data, cluster, *clients[0], loss_sums, seconds);
+}
+
+WideDeepPsResult train_wide_deep_ps(const WideDeepPsOptions& o, PsLinks links,
+                                    const std::function<void(std::int64_t, double)>& progress) {
+  validate(o);
+  const int W = o.ps.workers;
+  TROUPE_CHECK(links.rank >= 0 && links.rank < W && static_cast<int>(links.links.size()) == (links.rank == 0 ? W - 1 : 1),
+               "wide & deep ps rank ", links.rank, " with ", links.links.size(), " links for ", W, " workers");
+  const ClickLog data(o.data);
+  const WideDeep reference(model_options(o));
+  auto layout = std::make_shared<const PsLayout>(ps_params(reference), o.shards);
+  if (links.rank > 0) {  // a worker process: its slices, its losses to rank 0, then goodbye
+    try {
+      RemotePsClient client(*links.links[0], layout, links.rank);
+      run_worker(o, data, *layout, links.rank, client, client.hello(),
+                 [&](std::int64_t t, double loss) { client.report(t, {loss}); }, {});
+      client.bye();
+    } catch (...) {
+      if (links.abort) links.abort();  // rank 0 sees this worker die at once
+      throw;
+    }
+    return {};
+  }
+  PsCluster cluster(layout, o.ps, ps_init(reference), o.timeout_s);
+  std::vector<std::vector<double>> loss_sums(static_cast<std::size_t>(o.steps), std::vector<double>(static_cast<std::size_t>(W)));
+  auto client0 = cluster.client(0);
+  PsLinkServer server(cluster, *layout, links);
+  const auto start = std::chrono::steady_clock::now();
+  try {
+    run_worker(o, data, *layout, 0, *client0, 0,
+               [&](std::int64_t t, double loss) { loss_sums[static_cast<std::size_t>(t)][0] = loss; }, progress);
+    for (std::int64_t t = 0; t < o.steps; ++t) {
+      const auto reports = server.wait_for_reports(t);
+      for (int w = 1; w < W; ++w) {
+        const auto& mine = reports[static_cast<std::size_t>(w - 1)];
+        if (mine.size() != 1)
+          throw Error(ErrorKind::kIo, fmt::format("ps worker {} reported {} losses for step {}, expected 1", w, mine.size(), t));
+        loss_sums[static_cast<std::size_t>(t)][static_cast<std::size_t>(w)] = mine[0];
+      }
+    }
+  } catch (const Error& e) {
+    const std::string cause = server.failure();  // a worker's death is the cause; worker 0's error its effect
+    server.finish(false);
+    if (!cause.empty()) throw Error(ErrorKind::kIo, cause);
+    throw;
+  }
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  WideDeepPsResult r = finish_result(o, data, cluster, *client0, loss_sums, seconds);
+  server.finish(true);
   return r;
 }
 

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "actors/ps/ps_actor.h"
+#include "actors/ps/ps_link_server.h"
 #include "models/wide_deep.h"
 #include "runtime/data/click_log.h"
 
@@ -59,6 +60,13 @@ void validate(const WideDeepPsOptions& options);
 // or shard reports (kInput, kIo) if training fails. progress(step, loss), when given, is called by
 // worker 0 after each of its steps with the mean loss of its slice.
 WideDeepPsResult train_wide_deep_ps(const WideDeepPsOptions& options,
+                                    const std::function<void(std::int64_t, double)>& progress = {});
+
+// The same with the workers as processes (links from ps_processes.h): this process's part. Rank 0
+// hosts the shards, runs worker 0, answers the other workers (restarting one that dies, as `links`
+// allows), evaluates and returns the result, equal to the threads' one in sync mode. Worker w > 0 trains
+// its slices, from where a restarted worker resumes, and returns an empty result.
+WideDeepPsResult train_wide_deep_ps(const WideDeepPsOptions& options, PsLinks links,
                                     const std::function<void(std::int64_t, double)>& progress = {});
 
 }  // namespace troupe::ps
