@@ -27,6 +27,19 @@ const std::string kSmall =
     "--set train.batch_size=8 --set train.eval_every=0 --set train.eval_batches=1 --set data.order=sequential "
     "--set train.deterministic=true --set comm.address=127.0.0.1:0 ";
 
+// Two --dump-losses files hold the same steps with the same loss bits (the dump prints 9 significant
+// digits of the double; tokens_per_s is timing and differs).
+void check_same_losses(const std::string& expected_path, const std::string& actual_path, int steps) {
+  std::stringstream a(slurp(expected_path)), b(slurp(actual_path));
+  std::string la, lb;
+  int lines = 0;
+  while (std::getline(a, la) && std::getline(b, lb)) {
+    CHECK(la.substr(0, la.find("\"tokens_per_s\"")) == lb.substr(0, lb.find("\"tokens_per_s\"")));
+    ++lines;
+  }
+  CHECK(lines == steps);
+}
+
 }  // namespace
 
 TEST_CASE("tcp replicas as processes = single device, bitwise (losses and weights)", "[data_parallel][tcp]") {
@@ -42,13 +55,8 @@ TEST_CASE("tcp replicas as processes = single device, bitwise (losses and weight
     INFO(dp.err);
     REQUIRE(dp.code == 0);
     CHECK_THAT(dp.out, Contains("replicas as processes over tcp"));
-    CHECK(slurp(dir.file("dp.jsonl")).size() > 0);
-    // Same loss bits every step (the dump prints 9 significant digits of the double)...
-    std::stringstream a(slurp(dir.file("single.jsonl"))), b(slurp(dir.file("dp.jsonl")));
-    std::string la, lb;
-    while (std::getline(a, la) && std::getline(b, lb))
-      CHECK(la.substr(0, la.find("\"tokens_per_s\"")) == lb.substr(0, lb.find("\"tokens_per_s\"")));
-    // ... and the same final weights, bit for bit.
+    // Same loss bits every step, and the same final weights, bit for bit.
+    check_same_losses(dir.file("single.jsonl"), dir.file("dp.jsonl"), 4);
     check_same_weights(dir.file("single.st"), dir.file("dp.st"));
   }
 }
@@ -85,14 +93,7 @@ TEST_CASE("ps workers as processes over tcp = single device, bitwise, a dead wor
     INFO(ps.out << ps.err);
     REQUIRE(ps.code == 0);
     CHECK_THAT(ps.out, Contains("workers as processes over tcp"));
-    std::stringstream a(slurp(dir.file("single.jsonl"))), b(slurp(dir.file("ps.jsonl")));
-    std::string la, lb;
-    int lines = 0;
-    while (std::getline(a, la) && std::getline(b, lb)) {
-      CHECK(la.substr(0, la.find("\"tokens_per_s\"")) == lb.substr(0, lb.find("\"tokens_per_s\"")));
-      ++lines;
-    }
-    CHECK(lines == 4);
+    check_same_losses(dir.file("single.jsonl"), dir.file("ps.jsonl"), 4);
     check_same_weights(dir.file("single.st"), dir.file("ps.st"));
   }
   // Worker 2 dies before step 2: rank 0 restarts it, it resumes at step 2, and nothing changes.
@@ -104,16 +105,7 @@ TEST_CASE("ps workers as processes over tcp = single device, bitwise, a dead wor
   REQUIRE(restarted.code == 0);
   CHECK_THAT(restarted.err, Contains("restarting ps worker 2 (restart 1 of at most 3); it resumes at step 2"));
   CHECK_THAT(restarted.out, Contains("1 worker restart"));
-  {
-    std::stringstream a(slurp(dir.file("single.jsonl"))), b(slurp(dir.file("restarted.jsonl")));
-    std::string la, lb;
-    int lines = 0;
-    while (std::getline(a, la) && std::getline(b, lb)) {
-      CHECK(la.substr(0, la.find("\"tokens_per_s\"")) == lb.substr(0, lb.find("\"tokens_per_s\"")));
-      ++lines;
-    }
-    CHECK(lines == 4);
-  }
+  check_same_losses(dir.file("single.jsonl"), dir.file("restarted.jsonl"), 4);
   check_same_weights(dir.file("single.st"), dir.file("restarted.st"));
   // With restarts off, the same death fails the run at once, naming the worker.
   const auto start = std::chrono::steady_clock::now();

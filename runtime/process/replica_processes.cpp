@@ -42,6 +42,20 @@ std::string exit_text(int status) {
   return "ended";
 }
 
+// Reaps `pid`, killing it (SIGKILL) if it has not exited by `deadline`; returns its wait status.
+int reap_by(pid_t pid, std::chrono::steady_clock::time_point deadline) {
+  int status = 0;
+  while (waitpid(pid, &status, WNOHANG) == 0) {
+    if (std::chrono::steady_clock::now() > deadline) {
+      kill(pid, SIGKILL);
+      waitpid(pid, &status, 0);
+      break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  return status;
+}
+
 }  // namespace
 
 ReplicaProcesses::ReplicaProcesses(const std::string& program, const std::vector<std::string>& args, int replicas,
@@ -103,18 +117,8 @@ std::string ReplicaProcesses::restart(int rank, const std::vector<std::pair<std:
   pid_t& pid = children_[static_cast<std::size_t>(rank - 1)];
   std::string ended = "was already reaped";
   if (pid > 0) {
-    int status = 0;
-    // Its link broke, so it is dead or dying; one that still runs (stuck) is killed first.
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(2);
-    while (waitpid(pid, &status, WNOHANG) == 0) {
-      if (std::chrono::steady_clock::now() > deadline) {
-        kill(pid, SIGKILL);
-        waitpid(pid, &status, 0);
-        break;
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(5));
-    }
-    ended = exit_text(status);
+    // Its link broke, so it is dead or dying; one that still runs (stuck) is killed after 2 s.
+    ended = exit_text(reap_by(pid, std::chrono::steady_clock::now() + std::chrono::seconds(2)));
     pid = -1;
   }
   pid = spawn(rank, env);
@@ -130,15 +134,7 @@ void ReplicaProcesses::kill_all() {
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
   for (pid_t& pid : children_) {
     if (pid <= 0) continue;
-    int status = 0;
-    while (waitpid(pid, &status, WNOHANG) == 0) {
-      if (std::chrono::steady_clock::now() > deadline) {
-        kill(pid, SIGKILL);
-        waitpid(pid, &status, 0);
-        break;
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    }
+    reap_by(pid, deadline);
     pid = -1;
   }
 }
