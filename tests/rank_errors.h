@@ -49,6 +49,17 @@ inline std::string io_error(const std::exception_ptr& e) {
   return {};
 }
 
+// Runs fn, keeping what it throws in `error`: a test thread's body, which must not end the process
+// with std::terminate when a peer's failure makes it throw.
+template <class Fn>
+void keep_error(std::exception_ptr& error, Fn&& fn) {
+  try {
+    fn();
+  } catch (...) {
+    error = std::current_exception();
+  }
+}
+
 // Fails the test naming the first rank that threw, with its message.
 inline void require_no_errors(const std::vector<std::exception_ptr>& errors) {
   for (std::size_t r = 0; r < errors.size(); ++r) {

@@ -221,9 +221,12 @@ TEST_CASE("ps over links: async workers train, and a worker that dies stops rank
         const RunConfig config = tiny_gpt({"parallel.data=2", "ps.shards=2", "ps.mode=async", "train.steps=20"});
         PsTestLinks links(kind, 2);
         double first = 0, last = 0;
+        std::exception_ptr worker_error;
         std::jthread worker([&] {
-          PsTrainer trainer(config, links.for_rank(1));
-          for (int t = 0; t < 20; ++t) trainer.train_step(t);
+          troupe::testing::keep_error(worker_error, [&] {
+            PsTrainer trainer(config, links.for_rank(1));
+            for (int t = 0; t < 20; ++t) trainer.train_step(t);
+          });
         });
         {
           PsTrainer trainer(config, links.for_rank(0));
@@ -231,6 +234,7 @@ TEST_CASE("ps over links: async workers train, and a worker that dies stops rank
           for (int t = 1; t < 20; ++t) last = trainer.train_step(t).loss;
         }
         worker.join();
+        troupe::testing::require_no_errors({worker_error});
         CHECK(last < first - 0.3);
       }
       // Sync: worker 1 does one step and, once rank 0 has finished it too, its process dies (its link
@@ -238,11 +242,14 @@ TEST_CASE("ps over links: async workers train, and a worker that dies stops rank
       const RunConfig config = tiny_gpt({"parallel.data=2", "ps.shards=2", "train.steps=3"});
       PsTestLinks links(kind, 2);
       std::promise<void> step0_done;
+      std::exception_ptr worker_error;
       std::jthread worker([&] {
-        PsTrainer trainer(config, links.for_rank(1));
-        trainer.train_step(0);
-        step0_done.get_future().wait();
-        links.groups[0]->kill(1);
+        troupe::testing::keep_error(worker_error, [&] {
+          PsTrainer trainer(config, links.for_rank(1));
+          trainer.train_step(0);
+          step0_done.get_future().wait();
+          links.groups[0]->kill(1);
+        });
       });
       PsTrainer trainer(config, links.for_rank(0));
       trainer.train_step(0);
@@ -270,19 +277,23 @@ TEST_CASE("ps over links: a worker whose link breaks is restarted, resumes where
       PsTestLinks links(kind, 3);
       // Worker w trains from where the servers say it stands; before step `die_before` its "process"
       // dies: the link breaks without a goodbye.
-      auto worker = [&config](PsLinks l, RankGroup* group, int die_before) {
-        PsTrainer trainer(config, std::move(l));
-        for (std::int64_t t = trainer.steps_done(); t < 5; ++t) {
-          if (t == die_before) {
-            group->kill(1);
-            return;
+      std::vector<std::exception_ptr> errors(2);  // of the first workers, then of the restarted one
+      auto worker = [&config](PsLinks l, RankGroup* group, int die_before, std::exception_ptr& error) {
+        troupe::testing::keep_error(error, [&] {
+          PsTrainer trainer(config, std::move(l));
+          for (std::int64_t t = trainer.steps_done(); t < 5; ++t) {
+            if (t == die_before) {
+              group->kill(1);
+              return;
+            }
+            trainer.train_step(t);
           }
-          trainer.train_step(t);
-        }
+        });
       };
       std::mutex mu;
       std::vector<std::unique_ptr<RankGroup>> fresh;  // links of restarted workers
-      std::vector<std::thread> incarnations;
+      std::exception_ptr restarted_error;
+      std::vector<std::jthread> incarnations;
       std::vector<std::int64_t> resumed_at;
       PsLinks rank0 = links.for_rank(0);
       rank0.max_restarts = 1;
@@ -296,32 +307,36 @@ TEST_CASE("ps over links: a worker whose link breaks is restarted, resumes where
         std::lock_guard lock(mu);
         fresh.push_back(std::move(group));
         incarnations.emplace_back([&, l = std::move(l)]() mutable {
-          PsTrainer trainer(config, std::move(l));
-          {
-            std::lock_guard lock2(mu);
-            resumed_at.push_back(trainer.steps_done());
-          }
-          for (std::int64_t t = trainer.steps_done(); t < 5; ++t) trainer.train_step(t);
+          troupe::testing::keep_error(restarted_error, [&] {
+            PsTrainer trainer(config, std::move(l));
+            {
+              std::lock_guard lock2(mu);
+              resumed_at.push_back(trainer.steps_done());
+            }
+            for (std::int64_t t = trainer.steps_done(); t < 5; ++t) trainer.train_step(t);
+          });
         });
         return std::make_unique<BorrowedTransport>(g->transport(0));
       };
       std::vector<double> losses;
       int restarts = -1;
-      std::thread w1(worker, links.for_rank(1), links.groups[0].get(), -1);
-      std::thread w2(worker, links.for_rank(2), links.groups[1].get(), 2);
+      std::jthread w1(worker, links.for_rank(1), links.groups[0].get(), -1, std::ref(errors[0]));
+      std::jthread w2(worker, links.for_rank(2), links.groups[1].get(), 2, std::ref(errors[1]));
       {
         PsTrainer trainer(config, std::move(rank0));
         for (int t = 0; t < 5; ++t) losses.push_back(trainer.train_step(t).loss);
         restarts = trainer.restarts();
         w1.join();
         w2.join();
-        std::vector<std::thread> started;
+        std::vector<std::jthread> started;
         {
           std::lock_guard lock(mu);
           started.swap(incarnations);
         }
         for (auto& t : started) t.join();
       }
+      errors.push_back(restarted_error);
+      troupe::testing::require_no_errors(errors);
       CHECK(losses == expected);
       CHECK(restarts == 1);
       CHECK(resumed_at == std::vector<std::int64_t>{2});
