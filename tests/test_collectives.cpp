@@ -473,11 +473,16 @@ TEST_CASE("halving-doubling and the ring give the same integer sums, wrapping, f
   const std::size_t n = 37;
   const TransportKind kind = GENERATE(TransportKind::inproc, TransportKind::tcp);
   CAPTURE(ranks, kind);
-  const __int128 big = static_cast<__int128>(static_cast<unsigned __int128>(3) << 125);  // sums wrap
+  // Inputs near the top of the range, so sums wrap; formed in unsigned arithmetic (signed overflow is
+  // undefined, the wrapping the collectives implement is not).
+  const unsigned __int128 big = static_cast<unsigned __int128>(3) << 125;
+  auto input = [&](int r, std::size_t i) {
+    return static_cast<__int128>(big * (i % 3) + static_cast<unsigned __int128>(r * 1000) + i);
+  };
   std::vector<std::vector<__int128>> hd(static_cast<std::size_t>(ranks)), ring(static_cast<std::size_t>(ranks));
   for (int r = 0; r < ranks; ++r)
     for (std::size_t i = 0; i < n; ++i) {
-      hd[static_cast<std::size_t>(r)].push_back(big * static_cast<__int128>(i % 3) + r * 1000 + static_cast<__int128>(i));
+      hd[static_cast<std::size_t>(r)].push_back(input(r, i));
       ring[static_cast<std::size_t>(r)].push_back(hd[static_cast<std::size_t>(r)].back());
     }
   require_no_errors(spawn_ranks(kind, ranks, 5s, [&](Transport& t) {
@@ -487,7 +492,7 @@ TEST_CASE("halving-doubling and the ring give the same integer sums, wrapping, f
   for (std::size_t i = 0; i < n; ++i) {
     unsigned __int128 sum = 0;
     for (int r = 0; r < ranks; ++r)
-      sum += static_cast<unsigned __int128>(big * static_cast<__int128>(i % 3) + r * 1000 + static_cast<__int128>(i));
+      sum += static_cast<unsigned __int128>(input(r, i));
     for (int r = 0; r < ranks; ++r) {
       REQUIRE(hd[static_cast<std::size_t>(r)][i] == static_cast<__int128>(sum));
       REQUIRE(ring[static_cast<std::size_t>(r)][i] == static_cast<__int128>(sum));

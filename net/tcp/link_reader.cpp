@@ -107,7 +107,7 @@ void TcpTransport::Impl::end_chunk(Link& l, const wire::InChunk& chunk, bool beg
                              in.received + n, " of ", in.total, " bytes"));
   }
   std::byte* at = in.dest ? in.dest + in.received : nullptr;
-  if (at && chunk.payload.data() != at) std::memcpy(at, chunk.payload.data(), n);
+  if (at && n > 0 && chunk.payload.data() != at) std::memcpy(at, chunk.payload.data(), n);
   in.received += n;
   ++in.next_index;
   if (in.received < in.total) return;
