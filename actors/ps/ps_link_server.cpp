@@ -58,8 +58,14 @@ void PsLinkServer::serve(int w) {
         if (restart) attempt = ++restarts_;
       }
       if (restart) {
+        // The transport's advice ("restart the group without ...") is what happens next: say that instead.
+        std::string said = why;
+        if (const auto at = said.find("; restart the group without"); at != std::string::npos) {
+          const auto reason = said.find(" (", at);
+          said.erase(at, reason == std::string::npos ? std::string::npos : reason - at);
+        }
         std::fprintf(stderr, "troupe: %s\ntroupe: restarting ps worker %d (restart %d of at most %d); it resumes at step %lld\n",
-                     why.c_str(), w, attempt, links_.max_restarts, static_cast<long long>(hooks.resume_step()));
+                     said.c_str(), w, attempt, links_.max_restarts, static_cast<long long>(hooks.resume_step()));
         try {
           links_.links[static_cast<std::size_t>(w - 1)] = links_.restart(w);
           continue;
