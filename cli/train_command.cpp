@@ -1,13 +1,11 @@
 // `troupe train`: validates inputs up front, trains, reports, and writes outputs atomically.
 #include "cli/train_command.h"
 
-#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
-#include <mutex>
 
 #include <fmt/format.h>
 
@@ -17,6 +15,7 @@
 #include "actors/ps/ps_processes.h"
 #include "actors/ps/ps_trainer.h"
 #include "runtime/process/replica_processes.h"
+#include "net/tcp/launch.h"
 #include "net/tcp/tcp_transport.h"
 #include "models/device_trainer.h"
 #include "models/trainer.h"
@@ -57,39 +56,12 @@ void report_data_parallel(DataParallelTrainer& dp, const RunConfig& config);
 
 namespace {
 
-// `count` rendezvous addresses at comm.address's port, port + 1, ... (all port 0 when it is 0: the
-// system picks each); `what` names one of them in the error.
-std::vector<std::string> consecutive_addresses(const RunConfig& config, int count, const char* what) {
-  const std::string& a = config.comm.address;
-  const auto colon = a.rfind(':');
-  const std::string host = a.substr(0, colon);
-  int port = 0;
-  try {
-    port = std::stoi(a.substr(colon + 1));
-  } catch (const std::exception&) {
-    throw Error(ErrorKind::kConfig, "comm.address = \"" + a + "\": the port is not a number");
-  }
-  if (port < 0 || port + count - 1 > 65535)
-    throw Error(ErrorKind::kConfig, "comm.address = \"" + a + "\": ports " + std::to_string(port) + ".." +
-                                        std::to_string(port + count - 1) + " (one per " + what +
-                                        ") must lie in 0..65535");
-  std::vector<std::string> out;
-  for (int s = 0; s < count; ++s) out.push_back(host + ":" + std::to_string(port ? port + s : 0));
-  return out;
-}
-
 // Stage s of every replica forms one TCP group; its rendezvous listens at comm.address's port + s.
 std::vector<std::string> stage_addresses(const RunConfig& config) {
-  return consecutive_addresses(config, config.parallel.pipeline, "pipeline stage");
+  return net::consecutive_addresses("comm.address", config.comm.address, config.parallel.pipeline, "pipeline stage");
 }
 
 constexpr const char* kStageAddressesEnv = "TROUPE_STAGE_ADDRESSES";
-
-// The secret rank 0 shares with the processes it starts: TROUPE_SECRET if set, else a fresh one.
-std::string job_secret() {
-  if (const char* env = std::getenv("TROUPE_SECRET"); env && *env) return env;
-  return random_secret();
-}
 
 // Failure drills (tests): TROUPE_TEST_CRASH="r:s" makes rank r die abruptly before step s, as a killed
 // process would: no goodbye on its connections. -1: no drill for this rank, or a restarted one.
@@ -110,25 +82,6 @@ void train_started_rank(Trainer& trainer, const RunConfig& config, int rank, std
   }
 }
 
-// The rendezvous addresses rank 0 put in `env` for the ranks it starts.
-std::vector<std::string> addresses_from_environment(const char* env) {
-  const char* value = std::getenv(env);
-  if (!value) throw Error(ErrorKind::kUsage, std::string("--rank is for processes troupe starts itself (") + env + " is not set)");
-  return split(value);
-}
-
-// Rank 0: one rendezvous listener per address, bound before any rank starts; what they bound goes into
-// `env` (inherited by the ranks) and `bound`.
-std::vector<net::TcpListener> bind_listeners(const std::vector<std::string>& addresses, const char* env, std::string& bound) {
-  std::vector<net::TcpListener> listeners;
-  for (const std::string& address : addresses) {
-    listeners.emplace_back(address);
-    bound += (bound.empty() ? "" : ",") + listeners.back().address();
-  }
-  setenv(env, bound.c_str(), 1);
-  return listeners;
-}
-
 }  // namespace
 
 // comm.transport = tcp: every replica is a process. The process the user starts is rank 0: it binds
@@ -141,7 +94,7 @@ int run_tcp_replicas(const RunConfig& config, const TrainOptions& options) {
   std::vector<std::unique_ptr<comm::Transport>> transports;
   if (options.rank > 0) {
     try {
-      const std::vector<std::string> addresses = addresses_from_environment(kStageAddressesEnv);
+      const std::vector<std::string> addresses = net::addresses_from_environment(kStageAddressesEnv);
       TROUPE_CHECK(static_cast<int>(addresses.size()) == config.parallel.pipeline, "stage addresses for ",
                    config.parallel.pipeline, " stages");
       const std::string secret = net::secret_from_environment();
@@ -157,9 +110,9 @@ int run_tcp_replicas(const RunConfig& config, const TrainOptions& options) {
     }
   }
 
-  const std::string secret = job_secret();
+  const std::string secret = net::job_secret();
   std::string bound;
-  std::vector<net::TcpListener> listeners = bind_listeners(stage_addresses(config), kStageAddressesEnv, bound);
+  std::vector<net::TcpListener> listeners = net::bind_listeners(stage_addresses(config), kStageAddressesEnv, bound);
   std::printf("troupe: data parallel, %d replicas as processes over tcp (rendezvous %s) x %d pipeline stages, "
               "gradient exchange %s%s, buckets of %g MiB\n",
               d, bound.c_str(), config.parallel.pipeline, config.parallel.gradient_exchange.c_str(),

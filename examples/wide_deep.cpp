@@ -81,6 +81,7 @@ int main(int argc, char** argv) {
       PsProcessOptions po;
       po.workers = workers;
       po.address = address;
+      po.address_setting = "--address";
       po.timeout = std::chrono::milliseconds(static_cast<long long>(timeout * 1000));
       po.max_restarts = max_restarts;
       po.args.assign(argv + 1, argv + argc);

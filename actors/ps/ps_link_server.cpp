@@ -103,9 +103,9 @@ std::vector<std::vector<double>> PsLinkServer::wait_for_reports(std::int64_t ste
   return out;
 }
 
-std::string PsLinkServer::failure() const {
+void PsLinkServer::throw_if_failed() const {
   std::lock_guard lock(mu_);
-  return failure_;
+  if (!failure_.empty()) throw Error(ErrorKind::kIo, failure_);
 }
 
 int PsLinkServer::restarts() const {

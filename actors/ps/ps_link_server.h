@@ -47,8 +47,9 @@ class PsLinkServer {
   // arrived counts even if the link broke afterwards; otherwise a failed link throws its error
   // (troupe::Error kIo naming the worker).
   std::vector<std::vector<double>> wait_for_reports(std::int64_t step);
-  // The first link failure ("" if none): the cause to report when worker 0's own call fails.
-  std::string failure() const;
+  // Throws the first link failure (troupe::Error kIo naming the worker), if any: the cause to report when
+  // worker 0's own call failed, rather than that effect.
+  void throw_if_failed() const;
   int restarts() const;
   // ok: the run is complete; waits for every worker's goodbye. Not ok: breaks the links. Then joins.
   void finish(bool ok);

@@ -4,9 +4,8 @@
 #include <cstdio>
 #include <cstdlib>
 
-#include <fmt/format.h>
-
 #include "net/tcp/address.h"
+#include "net/tcp/launch.h"
 #include "net/tcp/tcp_transport.h"
 #include "runtime/error.h"
 #include "runtime/process/replica_processes.h"
@@ -24,13 +23,9 @@ bool PsProcesses::restarted() { return std::getenv(kRestartEnv) != nullptr; }
 PsProcesses::PsProcesses(int rank, PsProcessOptions options) : rank_(rank), options_(std::move(options)) {
   const int W = options_.workers;
   TROUPE_CHECK(W >= 1 && rank >= 0 && rank < W, "ps process rank ", rank, " of ", W, " workers");
-  const net::tcp::LoopbackAddress base = net::tcp::parse_loopback_address(options_.address);
-  host_ = base.host_text();
+  host_ = net::tcp::parse_loopback_address(options_.address).host_text();
   if (rank > 0) {
-    const char* env = std::getenv(kAddressesEnv);
-    if (!env)
-      throw Error(ErrorKind::kUsage, fmt::format("--rank is for processes troupe starts itself ({} is not set)", kAddressesEnv));
-    addresses_ = split(env);
+    addresses_ = net::addresses_from_environment(kAddressesEnv);
     TROUPE_CHECK(static_cast<int>(addresses_.size()) == W - 1, "ps addresses for rank ", rank, " of ", W);
     auto link = net::connect_tcp({.rank = 1, .size = 2, .address = addresses_[static_cast<std::size_t>(rank - 1)],
                                   .secret = net::secret_from_environment(), .timeout = options_.timeout});
@@ -38,19 +33,11 @@ PsProcesses::PsProcesses(int rank, PsProcessOptions options) : rank_(rank), opti
     links_.push_back(std::move(link));
     return;
   }
-  if (base.port != 0 && base.port + W - 2 > 65535)
-    throw Error(ErrorKind::kConfig, fmt::format("address {}: ports {}..{} (one per worker after the first) must lie in 0..65535",
-                                                options_.address, base.port, base.port + W - 2));
-  if (const char* env = std::getenv("TROUPE_SECRET"); env && *env) secret_ = env;
-  else secret_ = random_secret();
-  // Every listener is bound before any worker starts, so the addresses are known and none is taken.
-  std::vector<net::TcpListener> listeners;
-  for (int w = 1; w < W; ++w) {
-    listeners.emplace_back(fmt::format("{}:{}", host_, base.port ? base.port + w - 1 : 0));
-    addresses_.push_back(listeners.back().address());
-    rendezvous_ += (rendezvous_.empty() ? "" : ",") + addresses_.back();
-  }
-  setenv(kAddressesEnv, rendezvous_.c_str(), 1);
+  secret_ = net::job_secret();
+  std::vector<net::TcpListener> listeners = net::bind_listeners(
+      net::consecutive_addresses(options_.address_setting, options_.address, W - 1, "worker after the first"),
+      kAddressesEnv, rendezvous_);
+  if (!rendezvous_.empty()) addresses_ = split(rendezvous_);
   children_ = std::make_unique<ReplicaProcesses>(options_.program, options_.args, W, secret_);
   for (auto& listener : listeners) {
     auto link = net::connect_tcp({.rank = 0, .size = 2, .address = "", .secret = secret_, .timeout = options_.timeout},

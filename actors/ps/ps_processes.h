@@ -29,6 +29,7 @@ struct PsProcessOptions {
   int workers = 1;
   // Rank 0's rendezvous for worker 1; worker w waits at port + w - 1 (port 0: the system picks each).
   std::string address = "127.0.0.1:0";
+  std::string address_setting = "comm.address";  // where `address` came from, for its errors
   std::chrono::milliseconds timeout{60000};  // how long a link waits for a silent peer
   int max_restarts = 0;
   std::vector<std::string> args;  // this program's arguments; worker w runs it with args + {"--rank", w}

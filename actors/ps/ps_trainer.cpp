@@ -5,7 +5,6 @@
 
 #include <algorithm>
 #include <chrono>
-#include <cstdio>
 #include <exception>
 #include <map>
 #include <thread>
@@ -52,6 +51,15 @@ std::vector<ExactGrad> take_exact_grads(Model& model, Backend& be) {
     ++target.buffers;
   }
   return out;
+}
+
+// Every worker's per-row losses, micro-batch by micro-batch, as doubles (exact: the same sum either way).
+std::vector<double> per_row_losses(const std::vector<std::vector<Tensor>>& by_worker) {
+  std::vector<double> rows;
+  for (const auto& worker : by_worker)
+    for (const Tensor& l : worker)
+      for (float x : l.span_f32()) rows.push_back(x);
+  return rows;
 }
 
 PsOptions ps_options(const RunConfig& c) {
@@ -155,8 +163,9 @@ void PsTrainer::start_cluster() {
 
 int PsTrainer::restarts() const { return server_ ? server_->restarts() : 0; }
 
-std::vector<Tensor> PsTrainer::run_worker(Worker& me, std::int64_t step, const Batch& batch, double& norm,
+std::vector<Tensor> PsTrainer::run_worker(std::size_t local, std::int64_t step, const Batch& batch, double& norm,
                                           const std::function<void(const std::vector<Tensor>&)>& before_push) {
+  Worker& me = *workers_[local];
   const int D = config_.parallel.data, w = me.index;
   const PsMode mode = parse_mode(config_.ps.mode);
   const std::int64_t b = config_.train.batch_size / D, rows = dataset_->rows_per_sample();
@@ -201,8 +210,6 @@ std::vector<Tensor> PsTrainer::run_worker(Worker& me, std::int64_t step, const B
   const double t3 = trace_ ? trace_->now_us() : 0.0;
   if (w == 0 && mode == PsMode::sync && clip > 0.0) norm = me.client->clip(step, clip);
   if (trace_) {
-    std::size_t local = 0;
-    while (workers_[local].get() != &me) ++local;
     const int track = tracks_[local];
     trace_->span(track, "pull", "recv", t0, t1);
     trace_->span(track, "forward+backward", "compute", t1, t2);
@@ -226,14 +233,11 @@ StepStats PsTrainer::train_step(std::int64_t step) {
   std::function<void(const std::vector<Tensor>&)> report;
   if (remote_worker)
     report = [&](const std::vector<Tensor>& mine) {
-      std::vector<double> rows;  // float to double is exact: rank 0 adds the same numbers
-      for (const Tensor& l : mine)
-        for (float x : l.span_f32()) rows.push_back(x);
-      static_cast<RemotePsClient&>(*workers_[0]->client).report(step, rows);
+      static_cast<RemotePsClient&>(*workers_[0]->client).report(step, per_row_losses({mine}));
     };
   auto run = [&](std::size_t i) {
     try {
-      losses[i] = run_worker(*workers_[i], step, batch, norm, report);
+      losses[i] = run_worker(i, step, batch, norm, report);
     } catch (...) {
       errors[i] = std::current_exception();
     }
@@ -244,18 +248,15 @@ StepStats PsTrainer::train_step(std::int64_t step) {
   run(0);
   for (auto& t : threads) t.join();
   if (trace_) trace_->window(begin, trace_->now_us());
-  std::vector<Tensor> all;  // per-row losses in sample order (worker by worker)
   for (auto& e : errors) {
     if (!e) continue;
-    if (server_) {  // a remote worker's failure is the cause; worker 0's error its effect
-      const std::string cause = server_->failure();
-      if (!cause.empty()) throw Error(ErrorKind::kIo, cause);
-    }
+    if (server_) server_->throw_if_failed();  // a remote worker's failure is the cause; worker 0's error its effect
     std::rethrow_exception(e);
   }
-  for (auto& l : losses) all.insert(all.end(), l.begin(), l.end());
-  std::vector<std::vector<double>> remote;  // workers 1..D-1's per-row losses, after this process's
-  if (server_) remote = server_->wait_for_reports(step);
+  // Per-row losses in sample order: this process's workers, then (rank 0 of a tcp run) the others'.
+  std::vector<double> rows = per_row_losses(losses);
+  if (server_)
+    for (const auto& theirs : server_->wait_for_reports(step)) rows.insert(rows.end(), theirs.begin(), theirs.end());
   ++steps_done_;
 
   StepStats s;
@@ -263,17 +264,8 @@ StepStats PsTrainer::train_step(std::int64_t step) {
   s.lr = lr_at(config_.train, config_.optim.lr_or_default(), step);
   s.grad_norm = norm;
   double sum = 0.0;
-  std::int64_t n = 0;
-  for (const Tensor& l : all)  // sample order, as the single-device trainer adds them
-    for (float x : l.span_f32()) {
-      sum += x;
-      ++n;
-    }
-  for (const auto& rows : remote)
-    for (double x : rows) {
-      sum += x;
-      ++n;
-    }
+  for (double x : rows) sum += x;  // sample order, as the single-device trainer adds them
+  const auto n = static_cast<std::int64_t>(rows.size());
   s.loss = sum / static_cast<double>(n);
   s.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   s.tokens_per_s = static_cast<double>(n) / s.seconds;

@@ -34,7 +34,6 @@
 #include "actors/ps/ps_link_server.h"
 #include "models/model.h"
 #include "models/trainer.h"
-#include "runtime/comm/transport.h"
 #include "runtime/config/run_config.h"
 #include "runtime/cpu/cpu_backend.h"
 #include "runtime/data/dataset.h"
@@ -83,10 +82,10 @@ class PsTrainer {
   struct Worker;
   PsTrainer(const RunConfig& config, PsLinks links, bool remote);
   void start_cluster();
-  // Worker `me`'s share of step `step`: pull, compute, push (and the clipping round for worker 0);
+  // This process's worker `local`'s share of step `step`: pull, compute, push (and the clipping round for worker 0);
   // returns its per-row losses by micro-batch and sets `norm` when it ran the clipping round.
   // before_push gets the losses once computed, before the push (a remote worker's report).
-  std::vector<Tensor> run_worker(Worker& me, std::int64_t step, const Batch& batch, double& norm,
+  std::vector<Tensor> run_worker(std::size_t local, std::int64_t step, const Batch& batch, double& norm,
                                  const std::function<void(const std::vector<Tensor>&)>& before_push);
 
 

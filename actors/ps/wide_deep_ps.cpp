@@ -202,11 +202,9 @@ WideDeepPsResult train_wide_deep_ps(const WideDeepPsOptions& o, PsLinks links,
         loss_sums[static_cast<std::size_t>(t)][static_cast<std::size_t>(w)] = mine[0];
       }
     }
-  } catch (const Error& e) {
-    const std::string cause = server.failure();  // a worker's death is the cause; worker 0's error its effect
-    server.finish(false);
-    if (!cause.empty()) throw Error(ErrorKind::kIo, cause);
-    throw;
+  } catch (const Error&) {
+    server.throw_if_failed();  // a worker's death is the cause; worker 0's error its effect
+    throw;                     // (the server's destructor breaks the links)
   }
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   WideDeepPsResult r = finish_result(o, data, cluster, *client0, loss_sums, seconds);
