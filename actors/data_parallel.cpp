@@ -26,7 +26,7 @@ GradientSyncOptions gradient_sync_options(const RunConfig& config) {
   o.exchange = config.parallel.gradient_exchange;
   o.zero = config.parallel.zero == 1;
   o.bucket_mb = config.comm.bucket_mb;
-  o.compression = config.comm.compression;
+  o.compression = comm::parse_compression_spec(config.comm.compression);
   return o;
 }
 
@@ -50,7 +50,7 @@ void attach_gradient_syncs(PipelineDriver& driver, std::vector<std::unique_ptr<c
 
 DataParallelTrainer::DataParallelTrainer(const RunConfig& config, bool actors) : config_(config) {
   const int d = config.parallel.data;
-  if (config.parallel.gradient_exchange == "ps")
+  if (config.parallel.gradient_exchange == GradientExchange::ps)
     throw Error(ErrorKind::kConfig, "parallel.gradient_exchange = ps is served by the parameter-server trainer, not "
                                     "by ring/alltoall replicas");
   // The machine's threads are shared by the replicas (results do not depend on thread counts).

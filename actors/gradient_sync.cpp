@@ -16,11 +16,10 @@ namespace troupe {
 GradientSync::GradientSync(std::unique_ptr<comm::Transport> transport, GradientSyncOptions options)
     : transport_(std::move(transport)), options_(std::move(options)) {
   TROUPE_CHECK(transport_ != nullptr, "GradientSync needs a transport");
-  if (options_.compression != "none" && options_.zero)
-    throw Error(ErrorKind::kConfig, "comm.compression = " + options_.compression +
+  if (options_.compression.kind != comm::CompressionKind::kNone && options_.zero)
+    throw Error(ErrorKind::kConfig, "comm.compression = " + options_.compression.text +
                                         " with parallel.zero = 1: ZeRO-1 reduce-scatters exact shards; use one or "
                                         "the other");
-  if (options_.compression != "none") comm::make_compressor(options_.compression);  // a bad spec fails here
 }
 
 GradientSync::~GradientSync() {
@@ -92,7 +91,7 @@ void GradientSync::bind(int stage, std::vector<Model*> chunks, Backend& backend)
       load[r] += static_cast<std::size_t>(items_[i].grad.numel());
     }
   }
-  if (options_.compression != "none")
+  if (options_.compression.kind != comm::CompressionKind::kNone)
     for (const Bucket& b : buckets_) {
       compressors_.push_back(comm::make_compressor(options_.compression));
       std::vector<comm::BucketParam> layout;
@@ -208,7 +207,7 @@ void GradientSync::reduce_bucket(std::size_t b) {
     if (!compressors_.empty()) {
       const comm::CompressStats c = compressors_[b]->allreduce(*transport_, flat, layouts_[b]);
       compressed_sent = c.bytes_sent;
-    } else if (options_.exchange == "alltoall") {
+    } else if (options_.exchange == GradientExchange::alltoall) {
       const auto ranges = comm::equal_ranges(flat.size(), n);
       comm::reduce_scatter_direct<float>(*transport_, flat, ranges);
       comm::all_gather_direct<float>(*transport_, flat, ranges);

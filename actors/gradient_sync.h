@@ -46,10 +46,10 @@
 namespace troupe {
 
 struct GradientSyncOptions {
-  std::string exchange = "ring";     // ring | alltoall
+  GradientExchange exchange = GradientExchange::ring;  // ring | alltoall (ps has its own trainer)
   bool zero = false;                 // ZeRO-1
   double bucket_mb = 4.0;
-  std::string compression = "none";  // comm.compression
+  comm::CompressionSpec compression;  // comm.compression, parsed
   bool overlap = true;               // reduce buckets on a communication thread during backward
   // Replicas that are threads of one process may share a LocalGroup: ring-exchange buckets are then
   // reduced by reference (runtime/comm/local_group.h) instead of as copied messages. Rank = replica.

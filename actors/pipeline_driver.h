@@ -24,7 +24,7 @@ struct PipelineOptions {
   int stages = 1;
   int virtual_stages = 1;
   int microbatches = 1;
-  std::string schedule = "1f1b";   // gpipe | 1f1b | interleaved | layer
+  ScheduleKind schedule = ScheduleKind::one_f_one_b;
   std::string boundaries;          // "" = balanced by estimated cost; else "0,3,6" (p*v entries)
   // Stages run at the same time (one actor thread each): each gets its own backend with
   // train.threads / stages threads. Off: one backend shared by stages run one after another.

@@ -109,14 +109,14 @@ int main(int argc, char** argv) {
     }
 
     RunConfig config;
-    config.model.kind = "gpt";
+    config.model.kind = ModelKind::gpt;
     config.model.n_layer = 12;
     config.model.n_head = 12;
     config.model.n_embd = 768;
     config.model.block_size = 1024;
     config.model.vocab_size = static_cast<int>(padded_vocab(50257, 128));
     config.train.batch_size = batch;
-    config.optim.kind = "adamw";
+    config.optim.kind = OptimKind::adamw;
     config.optim.lr = 6e-4;
     auto ops = make_cuda_ops(config, device, /*allow_tf32=*/true);
     DeviceGpt gpt(config, *ops, Precision::bf16);

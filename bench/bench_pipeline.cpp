@@ -24,7 +24,7 @@ double overhead(const char* schedule, int p, int m, int v, std::chrono::microsec
   RunConfig config = load_config(std::nullopt, {"model.n_layer=" + std::to_string(2 * p * v), "model.n_embd=8",
                                                 "model.n_head=1", "model.block_size=4", "train.batch_size=" + std::to_string(m),
                                                 "train.threads=" + std::to_string(p)});
-  ActorPipeline pipe(config, {p, v, m, schedule, ""});
+  ActorPipeline pipe(config, {p, v, m, *parse_choice<ScheduleKind>(schedule), ""});
   for (int s = 0; s < p; ++s) pipe.stage(s).set_compute_delay(cost);
   pipe.train_step(0);  // warm-up
   std::vector<double> times;

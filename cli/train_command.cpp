@@ -115,7 +115,7 @@ int run_tcp_replicas(const RunConfig& config, const TrainOptions& options) {
   std::vector<net::TcpListener> listeners = net::bind_listeners(stage_addresses(config), kStageAddressesEnv, bound);
   std::printf("troupe: data parallel, %d replicas as processes over tcp (rendezvous %s) x %d pipeline stages, "
               "gradient exchange %s%s, buckets of %g MiB\n",
-              d, bound.c_str(), config.parallel.pipeline, config.parallel.gradient_exchange.c_str(),
+              d, bound.c_str(), config.parallel.pipeline, std::string(name_of(config.parallel.gradient_exchange)).c_str(),
               config.parallel.zero ? " with ZeRO-1" : "", config.comm.bucket_mb);
   ReplicaProcesses ranks("/proc/self/exe", options.args, d, secret);
   for (std::size_t s = 0; s < listeners.size(); ++s)
@@ -153,8 +153,8 @@ int run_tcp_ps(const RunConfig& config, const TrainOptions& options) {
   ps::PsProcesses procs(0, po);
   std::printf("troupe: parameter servers, %d workers as processes over tcp (rendezvous %s) x %d shards in this process, "
               "mode %s%s\n",
-              d, procs.rendezvous().c_str(), config.ps.shards, config.ps.mode.c_str(),
-              config.ps.mode == "ssp" ? fmt::format(" (staleness {})", config.ps.staleness).c_str() : "");
+              d, procs.rendezvous().c_str(), config.ps.shards, std::string(name_of(config.ps.mode)).c_str(),
+              config.ps.mode == PsMode::ssp ? fmt::format(" (staleness {})", config.ps.staleness).c_str() : "");
   int code = 0;
   {
     ps::PsTrainer trainer(config, procs.links());
@@ -196,22 +196,22 @@ int run_train(const TrainOptions& options) {
   if (options.print_config) std::printf("%s", config_to_toml(config).c_str());
 
   const ParallelConfig& par = config.parallel;
-  if (par.gradient_exchange == "ps" && par.data > 1 && config.comm.transport == "tcp") return run_tcp_ps(config, options);
-  if (par.gradient_exchange == "ps") {  // worker threads against parameter-server actors (actors/ps/)
+  if (par.gradient_exchange == GradientExchange::ps && par.data > 1 && config.comm.transport == TransportKind::tcp) return run_tcp_ps(config, options);
+  if (par.gradient_exchange == GradientExchange::ps) {  // worker threads against parameter-server actors (actors/ps/)
     ps::PsTrainer trainer(config);
     std::printf("troupe: parameter servers, %d workers (threads) x %d shards, mode %s%s\n", par.data, config.ps.shards,
-                config.ps.mode.c_str(), config.ps.mode == "ssp" ? fmt::format(" (staleness {})", config.ps.staleness).c_str() : "");
+                std::string(name_of(config.ps.mode)).c_str(), config.ps.mode == PsMode::ssp ? fmt::format(" (staleness {})", config.ps.staleness).c_str() : "");
     const int code = train_loop(trainer, config, options);
     if (config.train.steps > 0)
       std::printf("troupe: optimizer state %.2f MB over %d shards\n", trainer.optimizer_state_bytes() / 1e6, config.ps.shards);
     return code;
   }
-  if (par.data > 1 && config.comm.transport == "tcp") return run_tcp_replicas(config, options);
+  if (par.data > 1 && config.comm.transport == TransportKind::tcp) return run_tcp_replicas(config, options);
   if (par.data > 1) {
     DataParallelTrainer dp(config);
     std::printf("troupe: data parallel, %d replicas (threads) x %d pipeline stages, gradient exchange %s%s, "
                 "buckets of %g MiB\n",
-                par.data, par.pipeline, par.gradient_exchange.c_str(), par.zero ? " with ZeRO-1" : "",
+                par.data, par.pipeline, std::string(name_of(par.gradient_exchange)).c_str(), par.zero ? " with ZeRO-1" : "",
                 config.comm.bucket_mb);
     const int code = train_loop(dp, config, options);
     report_data_parallel(dp, config);
@@ -220,7 +220,7 @@ int run_train(const TrainOptions& options) {
   if (par.pipeline > 1 || par.microbatches > 1) {
     ActorPipeline pipeline(config, {par.pipeline, par.virtual_stages, par.microbatches, par.schedule, par.boundaries, false, par.credits});
     std::printf("troupe: pipeline of %d stages x %d chunks, schedule %s, %d micro-batches; partition:\n%s",
-                par.pipeline, par.virtual_stages, par.schedule.c_str(), par.microbatches,
+                par.pipeline, par.virtual_stages, std::string(name_of(par.schedule)).c_str(), par.microbatches,
                 pipeline.describe_partition().c_str());
     return train_loop(pipeline, config, options);
   }
@@ -256,13 +256,13 @@ int train_loop(Runner& trainer, const RunConfig& config, const TrainOptions& opt
   TraceRecorder trace(!options.trace_path.empty());
   if (trace.enabled()) trainer.set_trace(&trace);
   const auto& m = config.model;
-  const std::string shape = m.kind == "gpt"
+  const std::string shape = m.kind == ModelKind::gpt
                                 ? fmt::format("n_layer={} n_head={} n_embd={} block_size={} vocab={}", m.n_layer, m.n_head,
                                               m.n_embd, m.block_size, m.vocab_size)
                                 : fmt::format("hidden={}", fmt::join(m.mlp_hidden, ","));
-  std::printf("troupe: %s (%s), %s parameters, %s\n", m.kind.c_str(), shape.c_str(),
+  std::printf("troupe: %s (%s), %s parameters, %s\n", std::string(name_of(m.kind)).c_str(), shape.c_str(),
               human_count(param_count(trainer)).c_str(), trainer.dataset().describe().c_str());
-  std::printf("troupe: %s lr=%g, batch %d, %lld steps, %d threads%s%s\n", config.optim.kind.c_str(),
+  std::printf("troupe: %s lr=%g, batch %d, %lld steps, %d threads%s%s\n", std::string(name_of(config.optim.kind)).c_str(),
               config.optim.lr_or_default(), config.train.batch_size, static_cast<long long>(config.train.steps),
               trainer.backend().threads(), config.train.deterministic ? ", deterministic" : "",
               options.init_from.empty() ? "" : (", weights from " + options.init_from).c_str());
@@ -296,7 +296,7 @@ int train_loop(Runner& trainer, const RunConfig& config, const TrainOptions& opt
     if (last || (config.train.eval_every > 0 && (step + 1) % config.train.eval_every == 0)) {
       const EvalStats e = trainer.evaluate();
       std::string line = fmt::format("eval after step {}: validation loss {:.4f}", step + 1, e.loss);
-      if (m.kind == "mlp") line += fmt::format(", test accuracy {:.2f}%", 100.0 * e.accuracy);
+      if (m.kind == ModelKind::mlp) line += fmt::format(", test accuracy {:.2f}%", 100.0 * e.accuracy);
       progress.message(line);
     }
   }
@@ -308,7 +308,7 @@ int train_loop(Runner& trainer, const RunConfig& config, const TrainOptions& opt
   if (config.train.steps > 0) {
     const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     std::printf("troupe: done in %.1fs, final train loss %.4f, %.0f %s/s\n", wall, last_loss,
-                compute_s > 0 ? tokens / compute_s : 0.0, m.kind == "gpt" ? "tokens" : "samples");
+                compute_s > 0 ? tokens / compute_s : 0.0, m.kind == ModelKind::gpt ? "tokens" : "samples");
   }
   if (trace.enabled()) {
     trace.write_chrome_trace(options.trace_path);

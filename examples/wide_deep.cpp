@@ -32,7 +32,9 @@ int main(int argc, char** argv) {
   app.add_option("--shards", shards, "parameter-server shard actors")->capture_default_str();
   app.add_option("--steps", steps, "steps per worker")->capture_default_str();
   app.add_option("--batch", batch, "samples per worker and step (sync: the global batch is workers x batch)")->capture_default_str();
-  app.add_option("--optim", optim, "sgd | adam | adamw | rmsprop (run by the shards)")->capture_default_str();
+  app.add_option("--optim", optim, "sgd | adam | adamw | rmsprop (run by the shards)")
+      ->capture_default_str()
+      ->check(CLI::IsMember(troupe::choice_names<troupe::OptimKind>()));
   app.add_option("--lr", lr, "learning rate")->capture_default_str();
   app.add_option("--embed-dim", embed_dim, "embedding width per field")->capture_default_str();
   app.add_option("--max-cardinality", max_card, "ids of the largest field (the others: 1/10, 3/100, 1/100, 1/1000, 1/10000 of it)")
@@ -60,7 +62,7 @@ int main(int argc, char** argv) {
     o.ps.mode = parse_mode(mode);
     o.ps.staleness = staleness;
     o.ps.workers = workers;
-    o.ps.optim.kind = optim;
+    o.ps.optim.kind = *parse_choice<OptimKind>(optim);  // CLI11 checked the name
     o.ps.optim.lr = lr;
     o.shards = shards;
     o.steps = steps;
@@ -94,7 +96,7 @@ int main(int argc, char** argv) {
     std::printf("%s\n", ClickLog(o.data).describe().c_str());
     std::printf("wide & deep: embeddings %d per field, MLP %d-64-32-1, wide table %lld hashed rows; %s, %d workers x %d samples, %d shards, %s lr %g\n",
                 embed_dim, static_cast<int>(o.data.cardinalities.size()) * embed_dim + o.data.dense_features,
-                static_cast<long long>(o.model.wide_buckets), mode_name(o.ps.mode), workers, batch, shards, optim.c_str(), lr);
+                static_cast<long long>(o.model.wide_buckets), std::string(name_of(o.ps.mode)).c_str(), workers, batch, shards, optim.c_str(), lr);
     std::fflush(stdout);
     const std::int64_t every = std::max<std::int64_t>(1, steps / 10);
     double window = 0;
@@ -117,7 +119,7 @@ int main(int argc, char** argv) {
     if (json)
       std::printf("{\"mode\":\"%s\",\"staleness\":%d,\"workers\":%d,\"shards\":%d,\"steps\":%lld,\"batch\":%d,\"samples_per_s\":%.1f,"
                   "\"test_log_loss\":%.5f,\"test_auc\":%.5f,\"oracle_auc\":%.5f}\n",
-                  mode_name(o.ps.mode), staleness, workers, shards, static_cast<long long>(steps), batch, r.samples_per_s,
+                  std::string(name_of(o.ps.mode)).c_str(), staleness, workers, shards, static_cast<long long>(steps), batch, r.samples_per_s,
                   r.test_log_loss, r.test_auc, r.oracle_auc);
     if (procs) {
       const std::string failure = procs->wait_all();

@@ -13,7 +13,7 @@ constexpr float kLnEps = 1e-5f;
 
 DeviceGpt::DeviceGpt(const RunConfig& config, DeviceOps& ops, Precision precision)
     : config_(config), ops_(ops), precision_(precision) {
-  TROUPE_CHECK(config.model.kind == "gpt", "DeviceGpt trains model.kind = gpt, not ", config.model.kind);
+  TROUPE_CHECK(config.model.kind == ModelKind::gpt, "DeviceGpt trains model.kind = gpt, not ", config.model.kind);
   Backend& be = ops_.backend();
   // The reference model's parameters, in its registration order, copied to the device.
   Model host(make_layer_specs(config.model, config.train.seed));

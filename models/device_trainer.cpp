@@ -6,8 +6,8 @@
 namespace troupe {
 
 DeviceTrainer::DeviceTrainer(const RunConfig& config, const Device& device) : config_(config), device_(device) {
-  if (config.model.kind != "gpt")
-    throw Error(ErrorKind::kConfig, "model.kind = " + config.model.kind + " on " + device.str() +
+  if (config.model.kind != ModelKind::gpt)
+    throw Error(ErrorKind::kConfig, "model.kind = " + std::string(name_of(config.model.kind)) + " on " + device.str() +
                                         ": only the gpt trains on a CUDA device so far; use train.device = cpu");
   ops_ = make_device_ops(config, device);
   dataset_ = make_dataset(config);

@@ -41,9 +41,11 @@ std::vector<LayerSpec> mlp_specs(const ModelConfig& c, std::uint64_t seed) {
 }  // namespace
 
 std::vector<LayerSpec> make_layer_specs(const ModelConfig& config, std::uint64_t seed) {
-  if (config.kind == "gpt") return gpt_specs(config, seed);
-  if (config.kind == "mlp") return mlp_specs(config, seed);
-  throw Error(ErrorKind::kConfig, "model.kind = '" + config.kind + "': expected one of gpt, mlp");
+  switch (config.kind) {
+    case ModelKind::gpt: return gpt_specs(config, seed);
+    case ModelKind::mlp: return mlp_specs(config, seed);
+  }
+  throw Error(ErrorKind::kInternal, "make_layer_specs: model.kind out of range");
 }
 
 Model::Model(const std::vector<LayerSpec>& specs, std::size_t first, std::size_t last) {

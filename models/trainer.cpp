@@ -15,8 +15,8 @@
 namespace troupe {
 
 std::unique_ptr<Dataset> make_dataset(const RunConfig& config) {
-  const bool shuffled = config.data.order == "shuffled";
-  if (config.model.kind == "mlp")
+  const bool shuffled = config.data.order == DataOrder::shuffled;
+  if (config.model.kind == ModelKind::mlp)
     return std::make_unique<FashionMnist>(config.data.path.empty() ? kFashionMnistDir : config.data.path, shuffled,
                                           config.train.seed);
   auto order = shuffled ? TextDataset::Order::shuffled : TextDataset::Order::sequential;
@@ -153,7 +153,7 @@ void load_weights_into(const std::vector<Param*>& params, const std::string& pat
 void save_weights_from(const std::vector<Param*>& params, const std::string& path, const RunConfig& config) {
   std::vector<std::pair<std::string, Tensor>> tensors;
   for (const Param* p : params) tensors.emplace_back(p->name, p->value);
-  save_safetensors(path, tensors, {{"format", "pt"}, {"producer", "troupe"}, {"model.kind", config.model.kind}});
+  save_safetensors(path, tensors, {{"format", "pt"}, {"producer", "troupe"}, {"model.kind", std::string(name_of(config.model.kind))}});
 }
 
 void Trainer::load_weights(const std::string& path) { load_weights_into(model_->params().all(), path); }

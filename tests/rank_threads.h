@@ -20,15 +20,13 @@
 #include "net/inproc/inproc_transport.h"
 #include "net/tcp/tcp_transport.h"
 #include "runtime/comm/transport.h"
+#include "runtime/config/choices.h"
 #include "runtime/error.h"
 
 namespace troupe::testing {
 
-enum class TransportKind { inproc, tcp };
-
-inline std::ostream& operator<<(std::ostream& out, TransportKind kind) {
-  return out << (kind == TransportKind::inproc ? "inproc" : "tcp");
-}
+// The transports are troupe::TransportKind (runtime/config/choices.h), printed by name.
+using troupe::TransportKind;
 
 // `ranks` connected transports of one kind.
 class RankGroup {

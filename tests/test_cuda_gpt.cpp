@@ -18,7 +18,7 @@ RunConfig small_gpt() {
   c.model.block_size = 64;
   c.train.batch_size = 4;
   c.train.threads = 2;
-  c.optim.kind = "adamw";
+  c.optim.kind = OptimKind::adamw;
   c.optim.lr = 1e-3;
   return c;
 }

@@ -34,11 +34,11 @@ void check_optimizer(const OptimConfig& c) {
     p.grad = o.random(shape);
     const Tensor dg = o.up(p.grad);
     const double lr = 0.01 * t;  // a schedule: lr changes between steps
-    if (c.kind == "adam" || c.kind == "adamw") {
+    if (c.kind == OptimKind::adam || c.kind == OptimKind::adamw) {
       const AdamStep k = adam_step(c.beta1_or_default(), c.beta2_or_default(), c.eps_or_default(),
-                                   c.weight_decay_or_default(), c.kind == "adamw", lr, t);
+                                   c.weight_decay_or_default(), c.kind == OptimKind::adamw, lr, t);
       o.gpu.adam_update(dw, dg, zeros("exp_avg"), zeros("exp_avg_sq"), k);
-    } else if (c.kind == "sgd") {
+    } else if (c.kind == OptimKind::sgd) {
       const SgdStep k = sgd_step(c.momentum_or_default(), c.dampening_or_default(), c.weight_decay_or_default(),
                                  c.nesterov, lr, t == 1);
       o.gpu.sgd_update(dw, dg, k.momentum ? zeros("momentum_buffer") : Tensor(), k);
@@ -61,16 +61,16 @@ void check_optimizer(const OptimConfig& c) {
 
 TEST_CASE("AdamW and Adam (with L2 decay) updates match the CPU optimizer", "[cuda]") {
   OptimConfig c;
-  c.kind = "adamw";
+  c.kind = OptimKind::adamw;
   check_optimizer(c);
-  c.kind = "adam";
+  c.kind = OptimKind::adam;
   c.weight_decay = 0.1;
   check_optimizer(c);
 }
 
 TEST_CASE("SGD updates (plain, momentum with dampening, Nesterov with decay) match the CPU optimizer", "[cuda]") {
   OptimConfig c;
-  c.kind = "sgd";
+  c.kind = OptimKind::sgd;
   check_optimizer(c);
   c.momentum = 0.9;
   c.dampening = 0.1;
@@ -83,7 +83,7 @@ TEST_CASE("SGD updates (plain, momentum with dampening, Nesterov with decay) mat
 
 TEST_CASE("RMSprop updates (plain, centered with momentum and decay) match the CPU optimizer", "[cuda]") {
   OptimConfig c;
-  c.kind = "rmsprop";
+  c.kind = OptimKind::rmsprop;
   check_optimizer(c);
   c.centered = true;
   c.momentum = 0.5;

@@ -23,7 +23,7 @@ RunConfig tiny_gpt(const std::string& optim) {
   c.train.batch_size = 4;
   c.train.threads = 2;
   c.train.grad_clip = 0.5;  // small enough to clip: the clipping path runs too
-  c.optim.kind = optim;
+  c.optim.kind = *parse_choice<OptimKind>(optim);
   c.optim.lr = 3e-3;
   return c;
 }
@@ -89,6 +89,6 @@ TEST_CASE("DeviceTrainer on the CPU: the reference trainer's losses, evaluation 
   std::filesystem::remove(path);
 
   RunConfig mlp = config;
-  mlp.model.kind = "mlp";
+  mlp.model.kind = ModelKind::mlp;
   CHECK_THROWS_WITH(DeviceTrainer(mlp, Device::cpu()), Catch::Contains("only the gpt trains on a CUDA device"));
 }

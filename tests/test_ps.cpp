@@ -54,7 +54,7 @@ PsOptions sgd_options(PsMode mode, int workers, int staleness = 0) {
   o.mode = mode;
   o.workers = workers;
   o.staleness = staleness;
-  o.optim.kind = "sgd";
+  o.optim.kind = OptimKind::sgd;
   o.optim.lr = 1.0;
   return o;
 }
@@ -194,7 +194,7 @@ TEST_CASE("ps shard ssp: a pull for step t waits until every worker pushed t - s
 TEST_CASE("ps shard sparse push and pull touch only the rows sent", "[ps]") {
   auto layout = std::make_shared<const PsLayout>(small_params(), 2);
   PsOptions o = sgd_options(PsMode::sync, 2);
-  o.optim.kind = "adam";
+  o.optim.kind = OptimKind::adam;
   o.optim.lr = 0.1;
   PsShard shard(layout, 1, o, small_init());  // rows 1, 3, 5, 7, 9 of t at local 0..4
   const Tensor before = shard.table(0).value().clone();

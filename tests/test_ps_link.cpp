@@ -140,7 +140,7 @@ TEST_CASE("a remote worker's refused request gets the shard's error and the link
       const auto layout = small_layout();
       PsOptions options;
       options.workers = 1;
-      options.optim.kind = "sgd";
+      options.optim.kind = OptimKind::sgd;
       options.optim.lr = 1.0;
       PsInit init;
       init.dense = [](const std::string& name) { return filled(name == "a" ? Shape{3} : Shape{2, 2}, 0); };

@@ -214,14 +214,13 @@ TEST_CASE("ScopedSpan records its lifetime on the recorder's clock", "[trace]") 
 }
 
 TEST_CASE("theoretical bubble of each schedule", "[trace]") {
-  CHECK(theoretical_bubble("1f1b", 4, 16, 1) == Approx(3.0 / 19.0));
-  CHECK(theoretical_bubble("gpipe", 2, 8, 1) == Approx(1.0 / 9.0));
-  CHECK(theoretical_bubble("layer", 4, 4, 1) == Approx(3.0 / 7.0));
-  CHECK(theoretical_bubble("interleaved", 4, 8, 2) == Approx(3.0 / 19.0));
-  CHECK(theoretical_bubble("interleaved", 4, 8, 1) == Approx(theoretical_bubble("1f1b", 4, 8, 1)));
-  CHECK(theoretical_bubble("1f1b", 1, 8, 1) == 0.0);  // one stage never waits
-  CHECK_THROWS_AS(theoretical_bubble("zigzag", 4, 8, 1), Error);
-  CHECK_THROWS_AS(theoretical_bubble("1f1b", 0, 8, 1), Error);
+  CHECK(theoretical_bubble(ScheduleKind::one_f_one_b, 4, 16, 1) == Approx(3.0 / 19.0));
+  CHECK(theoretical_bubble(ScheduleKind::gpipe, 2, 8, 1) == Approx(1.0 / 9.0));
+  CHECK(theoretical_bubble(ScheduleKind::layer, 4, 4, 1) == Approx(3.0 / 7.0));
+  CHECK(theoretical_bubble(ScheduleKind::interleaved, 4, 8, 2) == Approx(3.0 / 19.0));
+  CHECK(theoretical_bubble(ScheduleKind::interleaved, 4, 8, 1) == Approx(theoretical_bubble(ScheduleKind::one_f_one_b, 4, 8, 1)));
+  CHECK(theoretical_bubble(ScheduleKind::one_f_one_b, 1, 8, 1) == 0.0);  // one stage never waits
+  CHECK_THROWS_AS(theoretical_bubble(ScheduleKind::one_f_one_b, 0, 8, 1), Error);
 }
 
 TEST_CASE("writing a trace where it cannot go throws kIo and leaves nothing", "[trace]") {

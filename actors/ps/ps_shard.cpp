@@ -14,19 +14,8 @@
 namespace troupe::ps {
 
 PsMode parse_mode(const std::string& mode) {
-  if (mode == "sync") return PsMode::sync;
-  if (mode == "async") return PsMode::async;
-  if (mode == "ssp") return PsMode::ssp;
+  if (const std::optional<PsMode> m = parse_choice<PsMode>(mode)) return *m;
   throw Error(ErrorKind::kConfig, fmt::format("ps.mode = '{}': expected one of sync, async, ssp", mode));
-}
-
-const char* mode_name(PsMode mode) {
-  switch (mode) {
-    case PsMode::sync: return "sync";
-    case PsMode::async: return "async";
-    case PsMode::ssp: return "ssp";
-  }
-  return "?";
 }
 
 void validate(const PsOptions& o) {
@@ -36,11 +25,11 @@ void validate(const PsOptions& o) {
     throw Error(ErrorKind::kConfig, fmt::format("ps.staleness = {}: must be >= 0", o.staleness));
   if (o.staleness > 0 && o.mode != PsMode::ssp)
     throw Error(ErrorKind::kConfig,
-                fmt::format("ps.staleness = {} needs ps.mode = ssp (got {})", o.staleness, mode_name(o.mode)));
+                fmt::format("ps.staleness = {} needs ps.mode = ssp (got {})", o.staleness, o.mode));
   if (o.clip && o.mode != PsMode::sync)
     throw Error(ErrorKind::kConfig, fmt::format("clipping on the parameter servers needs ps.mode = sync (got {}); in {} "
                                                 "mode each worker clips its own gradient",
-                                                mode_name(o.mode), mode_name(o.mode)));
+                                                o.mode, o.mode));
 }
 
 PsShard::PsShard(std::shared_ptr<const PsLayout> layout, int shard, PsOptions options, const PsInit& init)

@@ -43,10 +43,9 @@
 
 namespace troupe::ps {
 
-enum class PsMode { sync, async, ssp };
-// "sync" | "async" | "ssp"; throws troupe::Error (kConfig) naming ps.mode and the choices otherwise.
+// The ps.mode named `mode` ("sync" | "async" | "ssp", as a person writes it); throws troupe::Error
+// (kConfig) naming ps.mode and the choices otherwise. (RunConfig holds the parsed troupe::PsMode.)
 PsMode parse_mode(const std::string& mode);
-const char* mode_name(PsMode mode);
 
 struct PsOptions {
   PsMode mode = PsMode::sync;

@@ -64,7 +64,7 @@ std::vector<double> per_row_losses(const std::vector<std::vector<Tensor>>& by_wo
 
 PsOptions ps_options(const RunConfig& c) {
   PsOptions o;
-  o.mode = parse_mode(c.ps.mode);
+  o.mode = c.ps.mode;
   o.staleness = c.ps.staleness;
   o.workers = c.parallel.data;
   o.optim = c.optim;
@@ -82,16 +82,16 @@ PsTrainer::PsTrainer(const RunConfig& config, PsLinks links, bool remote)
     : config_(config), remote_(remote), links_(std::move(links)) {
   auto bad = [](const std::string& what) { throw Error(ErrorKind::kConfig, what); };
   const ParallelConfig& par = config.parallel;
-  if (par.gradient_exchange != "ps")
+  if (par.gradient_exchange != GradientExchange::ps)
     bad(fmt::format("the parameter-server trainer needs parallel.gradient_exchange = ps (got {})", par.gradient_exchange));
   if (par.pipeline != 1)
     bad(fmt::format("parallel.pipeline = {} with parallel.gradient_exchange = ps: parameter servers serve whole models "
                     "so far; use parallel.pipeline = 1",
                     par.pipeline));
-  if (config.train.deterministic && config.ps.mode != "sync")
+  if (config.train.deterministic && config.ps.mode != PsMode::sync)
     bad(fmt::format("train.deterministic = true with ps.mode = {}: asynchronous updates depend on timing; use ps.mode = sync",
                     config.ps.mode));
-  if (!remote && config.comm.transport != "inproc" && par.data > 1)
+  if (!remote && config.comm.transport != TransportKind::inproc && par.data > 1)
     bad(fmt::format("comm.transport = {}: this parameter-server trainer runs every worker in this process; a tcp run "
                     "starts one process per worker (troupe train does)",
                     config.comm.transport));
@@ -167,7 +167,7 @@ std::vector<Tensor> PsTrainer::run_worker(std::size_t local, std::int64_t step, 
                                           const std::function<void(const std::vector<Tensor>&)>& before_push) {
   Worker& me = *workers_[local];
   const int D = config_.parallel.data, w = me.index;
-  const PsMode mode = parse_mode(config_.ps.mode);
+  const PsMode mode = config_.ps.mode;
   const std::int64_t b = config_.train.batch_size / D, rows = dataset_->rows_per_sample();
   const float scale = 1.0f / static_cast<float>(mode == PsMode::sync ? batch.targets.numel() : b * rows);
   const double lr = lr_at(config_.train, config_.optim.lr_or_default(), step);

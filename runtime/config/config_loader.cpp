@@ -212,13 +212,13 @@ void validate_parallel(const RunConfig& config) {
                         "every replica takes an equal share of whole samples per micro-batch",
                         t.batch_size, par.data, par.microbatches));
   static const RunConfig defaults;
-  const bool ps = par.gradient_exchange == "ps";
+  const bool ps = par.gradient_exchange == GradientExchange::ps;
   if (!ps && !(config.ps == defaults.ps))
     invalid(fmt::format("ps.* is set, but parallel.gradient_exchange = {}; set parallel.gradient_exchange = ps or "
                         "remove the ps.* keys",
-                        par.gradient_exchange));
-  if (config.ps.staleness > 0 && config.ps.mode != "ssp")
-    invalid(fmt::format("ps.staleness = {} needs ps.mode = ssp (got {})", config.ps.staleness, config.ps.mode));
+                        name_of(par.gradient_exchange)));
+  if (config.ps.staleness > 0 && config.ps.mode != PsMode::ssp)
+    invalid(fmt::format("ps.staleness = {} needs ps.mode = ssp (got {})", config.ps.staleness, name_of(config.ps.mode)));
   if (ps && par.zero)
     invalid("parallel.zero = 1 with parallel.gradient_exchange = ps: parameter servers already own the optimizer "
             "state, sharded over ps.shards; remove parallel.zero");
@@ -226,7 +226,7 @@ void validate_parallel(const RunConfig& config) {
     invalid(fmt::format("parallel.gradient_exchange = ps with parallel.pipeline = {}: parameter servers serve "
                         "data-parallel replicas of a whole model; use ring or alltoall with pipelines",
                         par.pipeline));
-  if (t.deterministic && ps && config.ps.mode != "sync")
+  if (t.deterministic && ps && config.ps.mode != PsMode::sync)
     invalid(fmt::format("train.deterministic = true with ps.mode = {}: asynchronous updates depend on timing; use "
                         "ps.mode = sync",
                         config.ps.mode));
@@ -268,7 +268,7 @@ void validate_parallel(const RunConfig& config) {
                           "shards to their owners; drop one of the two",
                           comp));
   }
-  if (config.comm.transport == "tcp") {
+  if (config.comm.transport == TransportKind::tcp) {
     const std::string& a = config.comm.address;
     const auto colon = a.rfind(':');
     const std::string host = colon == std::string::npos ? a : a.substr(0, colon);
@@ -306,7 +306,7 @@ void validate(const RunConfig& config) {
   const TrainConfig& t = config.train;
   const OptimConfig& o = config.optim;
 
-  if (m.kind == "gpt" && m.n_embd % m.n_head != 0)
+  if (m.kind == ModelKind::gpt && m.n_embd % m.n_head != 0)
     invalid(fmt::format("model.n_embd = {} is not divisible by model.n_head = {}: each head gets n_embd / n_head "
                         "channels, so pick n_embd as a multiple of n_head",
                         m.n_embd, m.n_head));
@@ -316,13 +316,13 @@ void validate(const RunConfig& config) {
     invalid(fmt::format("parallel.microbatches = {} does not divide train.batch_size = {}: micro-batches hold whole "
                         "samples",
                         par.microbatches, t.batch_size));
-  if (par.virtual_stages > 1 && par.schedule != "interleaved")
+  if (par.virtual_stages > 1 && par.schedule != ScheduleKind::interleaved)
     invalid(fmt::format("parallel.virtual_stages = {} needs parallel.schedule = interleaved (got {})",
-                        par.virtual_stages, par.schedule));
+                        par.virtual_stages, name_of(par.schedule)));
 
   validate_parallel(config);
 
-  if (t.lr_schedule == "cosine") {
+  if (t.lr_schedule == LrScheduleKind::cosine) {
     if (t.steps > 0 && t.warmup_steps > t.steps)  // steps = 0 only exports weights
       invalid(fmt::format("train.warmup_steps = {} exceeds train.steps = {}: with train.lr_schedule = cosine the "
                           "warmup must end by the last step",
@@ -342,10 +342,10 @@ void validate(const RunConfig& config) {
     auto v = key.get(config);
     invalid(fmt::format("{} = {} is set, but optim.kind = {} does not use it (it is read by {}); remove it or "
                         "change optim.kind",
-                        key.name, config_value_to_text(*v), o.kind, join(key.used_by)));
+                        key.name, config_value_to_text(*v), name_of(o.kind), used_by_names(key)));
   }
 
-  if (o.kind == "sgd" && o.nesterov && (o.momentum_or_default() <= 0 || o.dampening_or_default() != 0))
+  if (o.kind == OptimKind::sgd && o.nesterov && (o.momentum_or_default() <= 0 || o.dampening_or_default() != 0))
     invalid(fmt::format("optim.nesterov = true needs optim.momentum > 0 and optim.dampening = 0 (found momentum {}, "
                         "dampening {})",
                         o.momentum_or_default(), o.dampening_or_default()));
@@ -400,7 +400,7 @@ std::string config_help() {
     std::string constraint = key.type == KeyType::kEnum ? "one of " + join(key.choices) : key.range.bounds();
     if (key.type == KeyType::kIntList && !constraint.empty()) constraint = "each " + constraint;
     if (!constraint.empty()) help += "; " + constraint;
-    if (!key.used_by.empty() && key.used_by.size() < optim_kinds) help += "; used by " + join(key.used_by);
+    if (!key.used_by.empty() && key.used_by.size() < optim_kinds) help += "; used by " + used_by_names(key);
 
     bool long_default = key.default_text.size() > kDefaultColumn;
     out += fmt::format("  {:<{}}  {:<{}}  {:<{}}  {}\n", key.name, name_w, config_type_name(key), type_w,

@@ -82,21 +82,19 @@ inline constexpr bool kAlwaysFalse = false;
 // keep each row of the table readable.
 struct Spec {
   std::string name;
-  std::vector<std::string> choices = {};
   Range range = {};
-  std::vector<std::string> used_by = {};
+  std::vector<OptimKind> used_by = {};
   std::string default_text = {};  // empty: printed from RunConfig{}'s value
   std::function<double(const RunConfig&)> unset_value = {};
   std::string help;
 };
 
-// Builds a key from a row and a field; the field's C++ type decides the KeyType (a string with choices
-// is an enum), so the table cannot declare a type its field does not have.
+// Builds a key from a row and a field; the field's C++ type decides the KeyType (an enum field is a
+// choice whose names come from choices.h), so the table cannot declare a type its field does not have.
 template <class S, class F>
 ConfigKey bind(Spec spec, S RunConfig::*section, F S::*field) {
   ConfigKey key;
   key.name = std::move(spec.name);
-  key.choices = std::move(spec.choices);
   key.range = spec.range;
   key.used_by = std::move(spec.used_by);
   key.default_text = std::move(spec.default_text);
@@ -112,7 +110,11 @@ ConfigKey bind(Spec spec, S RunConfig::*section, F S::*field) {
   else if constexpr (std::is_same_v<F, std::uint64_t>) key.type = KeyType::kUint64;
   else if constexpr (std::is_same_v<F, double> || std::is_same_v<F, std::optional<double>>) key.type = KeyType::kFloat;
   else if constexpr (std::is_same_v<F, bool>) key.type = KeyType::kBool;
-  else if constexpr (std::is_same_v<F, std::string>) key.type = key.choices.empty() ? KeyType::kString : KeyType::kEnum;
+  else if constexpr (std::is_same_v<F, std::string>) key.type = KeyType::kString;
+  else if constexpr (Choice<F>) {
+    key.type = KeyType::kEnum;
+    key.choices = choice_names<F>();
+  }
   else if constexpr (std::is_same_v<F, std::vector<int>>) key.type = KeyType::kIntList;
   else static_assert(kAlwaysFalse<F>, "add this field type to KeyType");
 
@@ -124,6 +126,7 @@ ConfigKey bind(Spec spec, S RunConfig::*section, F S::*field) {
     else if constexpr (std::is_same_v<F, double> || std::is_same_v<F, std::optional<double>>) f = std::get<double>(v);
     else if constexpr (std::is_same_v<F, bool>) f = std::get<bool>(v);
     else if constexpr (std::is_same_v<F, std::string>) f = std::get<std::string>(v);
+    else if constexpr (Choice<F>) f = *parse_choice<F>(std::get<std::string>(v));  // checked against choices
     else {
       f.clear();
       for (auto x : std::get<std::vector<std::int64_t>>(v)) f.push_back(static_cast<int>(x));
@@ -137,6 +140,8 @@ ConfigKey bind(Spec spec, S RunConfig::*section, F S::*field) {
       return ConfigValue{*f};
     } else if constexpr (std::is_same_v<F, std::vector<int>>) {
       return ConfigValue{std::vector<std::int64_t>(f.begin(), f.end())};
+    } else if constexpr (Choice<F>) {
+      return ConfigValue{std::string(name_of(f))};
     } else {
       return ConfigValue{f};
     }
@@ -149,7 +154,8 @@ ConfigKey bind(Spec spec, S RunConfig::*section, F S::*field) {
   return key;
 }
 
-const std::vector<std::string> kAllOptims = {"sgd", "adam", "adamw", "rmsprop"};
+using enum OptimKind;
+const std::vector<OptimKind> kAllOptims = {sgd, adam, adamw, rmsprop};
 
 std::vector<ConfigKey> build_schema() {
   using R = RunConfig;
@@ -162,7 +168,7 @@ std::vector<ConfigKey> build_schema() {
   using S = PsConfig;
   std::vector<ConfigKey> k;
   // clang-format off
-  k.push_back(bind(Spec{.name = "model.kind", .choices = {"gpt", "mlp"},
+  k.push_back(bind(Spec{.name = "model.kind",
                         .help = "architecture: byte-level transformer (gpt) or Fashion-MNIST classifier (mlp)"},
                    &R::model, &M::kind));
   k.push_back(bind(Spec{.name = "model.n_layer", .range = at_least(1), .help = "transformer blocks (gpt)"},
@@ -183,7 +189,7 @@ std::vector<ConfigKey> build_schema() {
   k.push_back(bind(Spec{.name = "data.path",
                         .help = "training data: a text file (gpt) or Fashion-MNIST directory (mlp); empty: built-in"},
                    &R::data, &D::path));
-  k.push_back(bind(Spec{.name = "data.order", .choices = {"shuffled", "sequential"},
+  k.push_back(bind(Spec{.name = "data.order",
                         .help = "order in which training batches are drawn"},
                    &R::data, &D::order));
 
@@ -200,7 +206,7 @@ std::vector<ConfigKey> build_schema() {
   k.push_back(bind(Spec{.name = "train.grad_clip", .range = at_least(0),
                         .help = "clip the global gradient norm to this; 0: off"},
                    &R::train, &T::grad_clip));
-  k.push_back(bind(Spec{.name = "train.lr_schedule", .choices = {"constant", "cosine"},
+  k.push_back(bind(Spec{.name = "train.lr_schedule",
                         .help = "learning-rate schedule after warmup"},
                    &R::train, &T::lr_schedule));
   k.push_back(bind(Spec{.name = "train.warmup_steps", .range = at_least(0),
@@ -220,24 +226,24 @@ std::vector<ConfigKey> build_schema() {
                         .help = "where stages compute: cpu, cuda (GPU 0) or cuda:N"},
                    &R::train, &T::device));
 
-  k.push_back(bind(Spec{.name = "optim.kind", .choices = kAllOptims, .help = "optimizer, with torch.optim semantics"},
+  k.push_back(bind(Spec{.name = "optim.kind", .help = "optimizer, with torch.optim semantics"},
                    &R::optim, &O::kind));
   k.push_back(bind(Spec{.name = "optim.lr", .range = above(0), .used_by = kAllOptims,
                         .default_text = "torch default for optim.kind (rmsprop: 1e-2; sgd, adam, adamw: 1e-3)",
                         .unset_value = [](const RunConfig& c) { return c.optim.lr_or_default(); },
                         .help = "learning rate (peak, when a schedule is used)"},
                    &R::optim, &O::lr));
-  k.push_back(bind(Spec{.name = "optim.beta1", .range = from_to_excl(0, 1), .used_by = {"adam", "adamw"},
+  k.push_back(bind(Spec{.name = "optim.beta1", .range = from_to_excl(0, 1), .used_by = {adam, adamw},
                         .default_text = "torch default for optim.kind (adam, adamw: 0.9)",
                         .unset_value = [](const RunConfig& c) { return c.optim.beta1_or_default(); },
                         .help = "decay of the first-moment average"},
                    &R::optim, &O::beta1));
-  k.push_back(bind(Spec{.name = "optim.beta2", .range = from_to_excl(0, 1), .used_by = {"adam", "adamw"},
+  k.push_back(bind(Spec{.name = "optim.beta2", .range = from_to_excl(0, 1), .used_by = {adam, adamw},
                         .default_text = "torch default for optim.kind (adam, adamw: 0.999)",
                         .unset_value = [](const RunConfig& c) { return c.optim.beta2_or_default(); },
                         .help = "decay of the second-moment average"},
                    &R::optim, &O::beta2));
-  k.push_back(bind(Spec{.name = "optim.eps", .range = at_least(0), .used_by = {"adam", "adamw", "rmsprop"},
+  k.push_back(bind(Spec{.name = "optim.eps", .range = at_least(0), .used_by = {adam, adamw, rmsprop},
                         .default_text = "torch default for optim.kind (adam, adamw, rmsprop: 1e-8)",
                         .unset_value = [](const RunConfig& c) { return c.optim.eps_or_default(); },
                         .help = "added to the denominator for stability"},
@@ -247,25 +253,25 @@ std::vector<ConfigKey> build_schema() {
                         .unset_value = [](const RunConfig& c) { return c.optim.weight_decay_or_default(); },
                         .help = "weight decay (decoupled for adamw, L2 in the gradient otherwise)"},
                    &R::optim, &O::weight_decay));
-  k.push_back(bind(Spec{.name = "optim.momentum", .range = at_least(0), .used_by = {"sgd", "rmsprop"},
+  k.push_back(bind(Spec{.name = "optim.momentum", .range = at_least(0), .used_by = {sgd, rmsprop},
                         .default_text = "torch default for optim.kind (sgd, rmsprop: 0)",
                         .unset_value = [](const RunConfig& c) { return c.optim.momentum_or_default(); },
                         .help = "momentum factor"},
                    &R::optim, &O::momentum));
-  k.push_back(bind(Spec{.name = "optim.dampening", .range = between(0, 1), .used_by = {"sgd"},
+  k.push_back(bind(Spec{.name = "optim.dampening", .range = between(0, 1), .used_by = {sgd},
                         .default_text = "torch default for optim.kind (sgd: 0)",
                         .unset_value = [](const RunConfig& c) { return c.optim.dampening_or_default(); },
                         .help = "dampening of momentum"},
                    &R::optim, &O::dampening));
-  k.push_back(bind(Spec{.name = "optim.nesterov", .used_by = {"sgd"},
+  k.push_back(bind(Spec{.name = "optim.nesterov", .used_by = {sgd},
                         .help = "Nesterov momentum (needs momentum > 0 and dampening 0)"},
                    &R::optim, &O::nesterov));
-  k.push_back(bind(Spec{.name = "optim.alpha", .range = between(0, 1), .used_by = {"rmsprop"},
+  k.push_back(bind(Spec{.name = "optim.alpha", .range = between(0, 1), .used_by = {rmsprop},
                         .default_text = "torch default for optim.kind (rmsprop: 0.99)",
                         .unset_value = [](const RunConfig& c) { return c.optim.alpha_or_default(); },
                         .help = "smoothing constant of the squared-gradient average"},
                    &R::optim, &O::alpha));
-  k.push_back(bind(Spec{.name = "optim.centered", .used_by = {"rmsprop"},
+  k.push_back(bind(Spec{.name = "optim.centered", .used_by = {rmsprop},
                         .help = "normalise by the estimated gradient variance"},
                    &R::optim, &O::centered));
   k.push_back(bind(Spec{.name = "parallel.pipeline", .range = at_least(1),
@@ -274,7 +280,7 @@ std::vector<ConfigKey> build_schema() {
   k.push_back(bind(Spec{.name = "parallel.microbatches", .range = at_least(1),
                         .help = "micro-batches per step; must divide train.batch_size"},
                    &R::parallel, &P::microbatches));
-  k.push_back(bind(Spec{.name = "parallel.schedule", .choices = {"1f1b", "gpipe", "interleaved"},
+  k.push_back(bind(Spec{.name = "parallel.schedule",
                         .help = "pipeline schedule"},
                    &R::parallel, &P::schedule));
   k.push_back(bind(Spec{.name = "parallel.virtual_stages", .range = at_least(1),
@@ -290,7 +296,7 @@ std::vector<ConfigKey> build_schema() {
   k.push_back(bind(Spec{.name = "parallel.data", .range = at_least(1),
                         .help = "data-parallel replicas of every stage; each takes train.batch_size / data samples"},
                    &R::parallel, &P::data));
-  k.push_back(bind(Spec{.name = "parallel.gradient_exchange", .choices = {"ring", "alltoall", "ps"},
+  k.push_back(bind(Spec{.name = "parallel.gradient_exchange",
                         .help = "how replicas combine gradients: ring allreduce, all-to-all reduce-scatter, or "
                                 "parameter servers (ps.*)"},
                    &R::parallel, &P::gradient_exchange));
@@ -300,7 +306,7 @@ std::vector<ConfigKey> build_schema() {
   k.push_back(bind(Spec{.name = "parallel.placement",
                         .help = "device of each pipeline stage, e.g. cuda:0,cuda:0,cpu:0; empty: all on train.device"},
                    &R::parallel, &P::placement));
-  k.push_back(bind(Spec{.name = "comm.transport", .choices = {"inproc", "tcp"},
+  k.push_back(bind(Spec{.name = "comm.transport",
                         .help = "data-parallel ranks as threads of one process (inproc) or as local processes over "
                                 "loopback TCP (tcp)"},
                    &R::comm, &C::transport));
@@ -319,7 +325,7 @@ std::vector<ConfigKey> build_schema() {
   k.push_back(bind(Spec{.name = "ps.shards", .range = at_least(1),
                         .help = "parameter-server actors; parameters and optimizer state are split across them"},
                    &R::ps, &S::shards));
-  k.push_back(bind(Spec{.name = "ps.mode", .choices = {"sync", "async", "ssp"},
+  k.push_back(bind(Spec{.name = "ps.mode",
                         .help = "sync: every step waits for all workers; async: none; ssp: bounded staleness"},
                    &R::ps, &S::mode));
   k.push_back(bind(Spec{.name = "ps.staleness", .range = at_least(0),
@@ -426,6 +432,13 @@ std::string join(const std::vector<std::string>& items, std::string_view sep) {
 }
 
 }  // namespace
+
+std::string used_by_names(const ConfigKey& key) {
+  std::vector<std::string> names;
+  for (OptimKind k : key.used_by) names.emplace_back(name_of(k));
+  return join(names, ", ");
+}
+
 
 ConfigValue parse_config_text(const ConfigKey& key, std::string_view text) {
   ConfigValue value;

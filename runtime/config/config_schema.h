@@ -65,7 +65,7 @@ struct ConfigKey {
   std::string help;                  // one line
   // Optimizer kinds that read this key; empty: not an optim.* key. validate() rejects a key set for a
   // kind that ignores it, because a silently ignored setting is a mistake the user would not notice.
-  std::vector<std::string> used_by;
+  std::vector<OptimKind> used_by;
   // For an optional float (the optim.* torch defaults): the value in effect while get() says unset.
   std::function<double(const RunConfig&)> unset_value;
   // Writes a value (already of the key's type and in range) into the config.
@@ -99,6 +99,9 @@ std::string config_value_to_toml(const ConfigValue& value);
 
 // The value as --set text: 4, 0.001, true, gpt, 1024,1024 (parse_config_text reads it back).
 std::string config_value_to_text(const ConfigValue& value);
+
+// The names of key.used_by, comma-separated: "adam, adamw".
+std::string used_by_names(const ConfigKey& key);
 
 // Name of a key's type for help: "int", "uint64", "float", "bool", "string", "enum", "int list".
 std::string config_type_name(const ConfigKey& key);

@@ -6,10 +6,12 @@
 #include <string>
 #include <vector>
 
+#include "runtime/config/choices.h"
+
 namespace troupe {
 
 struct ModelConfig {
-  std::string kind = "gpt";  // gpt | mlp
+  ModelKind kind = ModelKind::gpt;
   int n_layer = 4;
   int n_head = 4;
   int n_embd = 256;
@@ -22,7 +24,7 @@ struct ModelConfig {
 
 struct DataConfig {
   std::string path;                   // empty: the built-in corpus (gpt) / Fashion-MNIST dir (mlp)
-  std::string order = "shuffled";     // shuffled | sequential
+  DataOrder order = DataOrder::shuffled;
 
   friend bool operator==(const DataConfig&, const DataConfig&) = default;
 };
@@ -33,7 +35,7 @@ struct TrainConfig {
   std::uint64_t seed = 1337;
   int threads = 0;                    // 0: all hardware threads
   double grad_clip = 1.0;             // 0: off
-  std::string lr_schedule = "constant";  // constant | cosine
+  LrScheduleKind lr_schedule = LrScheduleKind::constant;
   std::int64_t warmup_steps = 0;
   double min_lr = 0.0;                // cosine floor
   std::int64_t eval_every = 100;      // 0: only at the end
@@ -45,7 +47,7 @@ struct TrainConfig {
 };
 
 struct OptimConfig {
-  std::string kind = "adamw";         // sgd | adam | adamw | rmsprop
+  OptimKind kind = OptimKind::adamw;
   // Unset values take torch.optim's default for the chosen kind (e.g. lr 1e-3 for adamw, 1e-2 for rmsprop).
   std::optional<double> lr, beta1, beta2, eps, weight_decay, momentum, dampening, alpha;
   bool nesterov = false;
@@ -55,7 +57,7 @@ struct OptimConfig {
   double beta1_or_default() const { return beta1.value_or(0.9); }
   double beta2_or_default() const { return beta2.value_or(0.999); }
   double eps_or_default() const { return eps.value_or(1e-8); }
-  double weight_decay_or_default() const { return weight_decay.value_or(kind == "adamw" ? 1e-2 : 0.0); }
+  double weight_decay_or_default() const { return weight_decay.value_or(kind == OptimKind::adamw ? 1e-2 : 0.0); }
   double momentum_or_default() const { return momentum.value_or(0.0); }
   double dampening_or_default() const { return dampening.value_or(0.0); }
   double alpha_or_default() const { return alpha.value_or(0.99); }
@@ -67,12 +69,12 @@ struct OptimConfig {
 struct ParallelConfig {
   int pipeline = 1;                // stages, one actor each
   int microbatches = 1;            // per step; must divide train.batch_size
-  std::string schedule = "1f1b";   // gpipe | 1f1b | interleaved
+  ScheduleKind schedule = ScheduleKind::one_f_one_b;
   int virtual_stages = 1;          // model chunks per stage (interleaved only)
   std::string boundaries;          // "" = balanced by estimated cost; else first layer of each (virtual) stage
   int credits = 0;                 // activations in flight per link before a sender waits; 0: as the schedule sends
   int data = 1;                    // data-parallel replicas (of every stage)
-  std::string gradient_exchange = "ring";  // ring | alltoall | ps
+  GradientExchange gradient_exchange = GradientExchange::ring;
   int zero = 0;                    // 1: optimizer state sharded over the data-parallel ranks (ZeRO-1)
   std::string placement;           // "" = every stage on train.device; else one device per stage, e.g. "cuda:0,cpu:0"
   friend bool operator==(const ParallelConfig&, const ParallelConfig&) = default;
@@ -80,7 +82,7 @@ struct ParallelConfig {
 
 // How data-parallel replicas talk (comm.*).
 struct CommConfig {
-  std::string transport = "inproc";  // inproc (ranks are threads) | tcp (ranks are processes over loopback)
+  TransportKind transport = TransportKind::inproc;
   double bucket_mb = 4.0;            // gradient bucket size in MiB, reduced as soon as its gradients are ready
   std::string compression = "none";  // none | fp16 | bf16 | int8 | topk:<fraction> | powersgd:<rank>
   std::string address = "127.0.0.1:29500";  // tcp: rank 0's rendezvous address
@@ -91,7 +93,7 @@ struct CommConfig {
 // Parameter servers (parallel.gradient_exchange = ps).
 struct PsConfig {
   int shards = 1;                    // parameter-server actors; parameters are split across them
-  std::string mode = "sync";         // sync | async | ssp
+  PsMode mode = PsMode::sync;
   int staleness = 0;                 // ssp: how many steps the fastest worker may run ahead of the slowest
   int max_restarts = 3;              // tcp: worker processes rank 0 may restart after they die, before the run fails
   friend bool operator==(const PsConfig&, const PsConfig&) = default;
@@ -112,7 +114,7 @@ struct RunConfig {
 
 inline double OptimConfig::lr_or_default() const {
   if (lr) return *lr;
-  return kind == "rmsprop" ? 1e-2 : 1e-3;
+  return kind == OptimKind::rmsprop ? 1e-2 : 1e-3;
 }
 
 }  // namespace troupe

@@ -12,11 +12,7 @@ namespace {
 class CudaOps final : public DeviceOps {
  public:
   CudaOps(const RunConfig& config, int device, bool allow_tf32)
-      : be_(CudaBackendOptions{device, allow_tf32}), optim_(config.optim) {
-    const std::string& k = optim_.kind;
-    if (k != "sgd" && k != "adam" && k != "adamw" && k != "rmsprop")
-      throw Error(ErrorKind::kConfig, "optim.kind = '" + k + "' is not an optimizer: use sgd, adam, adamw or rmsprop");
-  }
+      : be_(CudaBackendOptions{device, allow_tf32}), optim_(config.optim) {}
   Backend& backend() override { return be_; }
   Tensor upload(const Tensor& host) override { return be_.upload(host); }
   Tensor download(const Tensor& t) override { return be_.download(t); }
@@ -57,11 +53,11 @@ class CudaOps final : public DeviceOps {
     State& s = state_[p.name];
     ++s.step;
     const OptimConfig& o = optim_;
-    if (o.kind == "adam" || o.kind == "adamw") {
+    if (o.kind == OptimKind::adam || o.kind == OptimKind::adamw) {
       const AdamStep k = adam_step(o.beta1_or_default(), o.beta2_or_default(), o.eps_or_default(),
-                                   o.weight_decay_or_default(), o.kind == "adamw", lr, s.step);
+                                   o.weight_decay_or_default(), o.kind == OptimKind::adamw, lr, s.step);
       be_.adam_update(p.value, p.grad, zeros(s, "exp_avg", p), zeros(s, "exp_avg_sq", p), k);
-    } else if (o.kind == "sgd") {
+    } else if (o.kind == OptimKind::sgd) {
       const bool first = s.tensors.find("momentum_buffer") == s.tensors.end();
       const SgdStep k = sgd_step(o.momentum_or_default(), o.dampening_or_default(), o.weight_decay_or_default(),
                                  o.nesterov, lr, first);

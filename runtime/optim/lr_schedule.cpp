@@ -13,10 +13,7 @@ namespace troupe {
 
 double lr_at(const TrainConfig& train, double base_lr, std::int64_t step) {
   TROUPE_CHECK(step >= 0, "negative step ", step);
-  const bool cosine = train.lr_schedule == "cosine";
-  if (!cosine && train.lr_schedule != "constant")
-    throw Error(ErrorKind::kConfig,
-                fmt::format("train.lr_schedule = '{}' is not a schedule: use constant or cosine", train.lr_schedule));
+  const bool cosine = train.lr_schedule == LrScheduleKind::cosine;
   if (train.warmup_steps < 0)
     throw Error(ErrorKind::kConfig, fmt::format("train.warmup_steps = {} is invalid: it must be >= 0", train.warmup_steps));
 

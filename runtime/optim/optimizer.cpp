@@ -62,9 +62,8 @@ void reject_unused(const OptimConfig& c, bool is_set, std::string_view key, std:
 }  // namespace
 
 std::unique_ptr<Optimizer> make_optimizer(const OptimConfig& c) {
-  const bool sgd = c.kind == "sgd", adam = c.kind == "adam" || c.kind == "adamw", rmsprop = c.kind == "rmsprop";
-  if (!sgd && !adam && !rmsprop)
-    throw Error(ErrorKind::kConfig, fmt::format("optim.kind = '{}' is not an optimizer: use sgd, adam, adamw or rmsprop", c.kind));
+  const bool sgd = c.kind == OptimKind::sgd, adam = c.kind == OptimKind::adam || c.kind == OptimKind::adamw,
+             rmsprop = c.kind == OptimKind::rmsprop;
 
   if (!adam) {
     reject_unused(c, c.beta1.has_value(), "optim.beta1", "adam and adamw");
@@ -97,7 +96,7 @@ std::unique_ptr<Optimizer> make_optimizer(const OptimConfig& c) {
     o.beta2 = c.beta2_or_default();
     o.eps = c.eps_or_default();
     o.weight_decay = c.weight_decay_or_default();
-    o.decoupled = c.kind == "adamw";
+    o.decoupled = c.kind == OptimKind::adamw;
     return make_adam(o);
   }
   RmspropOptions o;

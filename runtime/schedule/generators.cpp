@@ -2,6 +2,7 @@
 #include "runtime/schedule/generators.h"
 
 #include <algorithm>
+#include <optional>
 #include <string>
 #include <utility>
 
@@ -130,22 +131,27 @@ Schedule make_interleaved_1f1b(int p, int m, int v) {
 }
 
 Schedule make_schedule(std::string_view kind, int p, int m, int v) {
-  const std::string name(kind);
-  if (kind == "interleaved") return make_interleaved_1f1b(p, m, v);
-  if (kind != "layer" && kind != "gpipe" && kind != "1f1b")
-    throw Error(ErrorKind::kConfig, "unknown pipeline schedule \"" + name +
+  const std::optional<ScheduleKind> parsed = parse_choice<ScheduleKind>(kind);
+  if (!parsed)
+    throw Error(ErrorKind::kConfig, "unknown pipeline schedule \"" + std::string(kind) +
                                         "\": expected one of \"layer\", \"gpipe\", \"1f1b\", \"interleaved\"");
+  return make_schedule(*parsed, p, m, v);
+}
+
+Schedule make_schedule(ScheduleKind kind, int p, int m, int v) {
+  const std::string name(name_of(kind));
+  if (kind == ScheduleKind::interleaved) return make_interleaved_1f1b(p, m, v);
   if (v != 1)
     throw Error(ErrorKind::kConfig, "pipeline schedule \"" + name + "\" runs one chunk per stage, but " +
                                         std::to_string(v) +
                                         " virtual stages were requested: use \"interleaved\" for more than 1");
-  if (kind == "layer") {
+  if (kind == ScheduleKind::layer) {
     if (m != 1)
       throw Error(ErrorKind::kConfig, "pipeline schedule \"layer\" runs a single micro-batch, but " +
                                           std::to_string(m) + " were requested: use \"gpipe\" or \"1f1b\" for more");
     return make_layer_parallel(p);
   }
-  if (kind == "gpipe") return make_gpipe(p, m);
+  if (kind == ScheduleKind::gpipe) return make_gpipe(p, m);
   return make_1f1b(p, m);
 }
 

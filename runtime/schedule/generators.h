@@ -3,6 +3,7 @@
 
 #include <string_view>
 
+#include "runtime/config/choices.h"
 #include "runtime/schedule/instr.h"
 
 namespace troupe::pipeline {
@@ -57,6 +58,8 @@ Program make_interleaved_1f1b_stage(int p, int m, int v, int stage);
 // By name: "layer", "gpipe", "1f1b" or "interleaved". "layer" requires m == 1 and all but
 // "interleaved" require v == 1; anything else, and an unknown kind, is troupe::Error(kConfig) saying
 // what is allowed.
+Schedule make_schedule(ScheduleKind kind, int p, int m, int v = 1);
+// The same, by name (as a person writes it); an unknown name is troupe::Error(kConfig) listing the names.
 Schedule make_schedule(std::string_view kind, int p, int m, int v = 1);
 
 }  // namespace troupe::pipeline

@@ -186,15 +186,12 @@ ScopedSpan::~ScopedSpan() {
   if (recorder_) recorder_->span(track_, name_, category_, begin_us_, TraceRecorder::now_us(), microbatch_);
 }
 
-double theoretical_bubble(const std::string& schedule, int p, int m, int v) {
+double theoretical_bubble(ScheduleKind schedule, int p, int m, int v) {
   if (p < 1 || m < 1 || v < 1)
     throw Error(ErrorKind::kConfig, "theoretical_bubble: stages, micro-batches and virtual stages must be >= 1 (got p=" +
                                         std::to_string(p) + ", m=" + std::to_string(m) + ", v=" + std::to_string(v) + ")");
-  if (schedule == "interleaved") return static_cast<double>(p - 1) / (static_cast<double>(v) * m + p - 1);
-  if (schedule == "gpipe" || schedule == "1f1b" || schedule == "layer")
-    return static_cast<double>(p - 1) / static_cast<double>(m + p - 1);
-  throw Error(ErrorKind::kConfig, "theoretical_bubble: unknown schedule '" + schedule +
-                                      "' (expected gpipe, 1f1b, layer or interleaved)");
+  if (schedule == ScheduleKind::interleaved) return static_cast<double>(p - 1) / (static_cast<double>(v) * m + p - 1);
+  return static_cast<double>(p - 1) / static_cast<double>(m + p - 1);  // gpipe, 1f1b, layer
 }
 
 }  // namespace troupe

@@ -22,6 +22,8 @@
 #include <utility>
 #include <vector>
 
+#include "runtime/config/choices.h"
+
 namespace troupe {
 
 // One track's busy time inside a window. busy_us is the union of its forward/backward/optimizer spans
@@ -113,7 +115,7 @@ class ScopedSpan {
 
 // A schedule's ideal bubble for p stages, m micro-batches and v model chunks per stage:
 // (p-1)/(m+p-1) for "gpipe", "1f1b" and "layer"; (p-1)/(v*m+p-1) for "interleaved".
-// Throws troupe::Error(kConfig) for another schedule name or p, m, v < 1.
-double theoretical_bubble(const std::string& schedule, int p, int m, int v);
+// Throws troupe::Error(kConfig) for p, m, v < 1.
+double theoretical_bubble(ScheduleKind schedule, int p, int m, int v);
 
 }  // namespace troupe
