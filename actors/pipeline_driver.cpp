@@ -23,16 +23,11 @@ PipelineDriver::PipelineDriver(const RunConfig& config, const PipelineOptions& o
   backend_->set_deterministic(config.train.deterministic);
   dataset_ = make_dataset(config);
   specs_ = make_layer_specs(config.model, config.train.seed);
-  std::vector<double> costs;
-  for (const auto& spec : specs_) costs.push_back(spec.flops_per_row);
-  const int parts = layout_.num_virtual();
-  if (parts > static_cast<int>(specs_.size()))
-    throw Error(ErrorKind::kConfig, "parallel.pipeline = " + std::to_string(options.stages) + " x parallel.virtual_stages = " +
-                                        std::to_string(options.virtual_stages) + " needs at least " + std::to_string(parts) +
-                                        " layers, the model has " + std::to_string(specs_.size()) +
-                                        " (raise model.n_layer or lower the stage count)");
-  partition_ = options.boundaries.empty() ? plan::partition_balanced(costs, parts)
-                                          : plan::partition_from_boundaries(options.boundaries, specs_.size(), parts, costs);
+  ParallelConfig split;  // the partition is decided in one place, with the Topology's
+  split.pipeline = options.stages;
+  split.virtual_stages = options.virtual_stages;
+  split.boundaries = options.boundaries;
+  partition_ = plan::partition_for(split, layer_info(specs_));
   schedule_ = pipeline::add_communication(
       pipeline::make_schedule(options.schedule, options.stages, options.microbatches, options.virtual_stages),
       options.stages, options.virtual_stages);

@@ -17,6 +17,7 @@
 #include "actors/stage_worker.h"
 #include "models/trainer.h"
 #include "runtime/plan/partition.h"
+#include "runtime/plan/topology.h"
 
 namespace troupe {
 

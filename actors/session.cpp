@@ -1,9 +1,7 @@
-// Session: chooses the reference trainer or the actor pipeline, and turns exceptions into Expected.
+// Session: a job from the runner, stepped by the application; exceptions become Expected.
 #include "actors/session.h"
 
-#include "actors/actor_pipeline.h"
-#include "runtime/config/config_loader.h"
-#include "runtime/placement.h"
+#include "actors/runner.h"
 
 namespace troupe {
 
@@ -21,20 +19,7 @@ auto guarded(F&& body) -> Expected<decltype(body())> {
 }
 }  // namespace
 
-Session::Session(const RunConfig& config) : config_(config) {
-  validate(config);
-  // Devices first, as `troupe train` does; the embedding API trains on the CPU only so far.
-  if (placement_for_run(config).any_cuda())
-    throw Error(ErrorKind::kConfig, "train.device = " + config.train.device +
-                                        ": Session trains on the CPU only so far (troupe train runs one GPU); use "
-                                        "train.device = cpu");
-  const ParallelConfig& par = config.parallel;
-  if (par.pipeline > 1 || par.microbatches > 1)
-    pipeline_ = std::make_unique<ActorPipeline>(
-        config, PipelineOptions{par.pipeline, par.virtual_stages, par.microbatches, par.schedule, par.boundaries, false, par.credits});
-  else
-    trainer_ = std::make_unique<Trainer>(config);
-}
+Session::Session(const RunConfig& config) : config_(config), job_(launch(config)) {}
 
 Session::~Session() = default;
 
@@ -46,35 +31,30 @@ Expected<StepStats> Session::step() {
   if (next_step_ >= config_.train.steps)
     return Error(ErrorKind::kUsage, "all " + std::to_string(config_.train.steps) + " steps (train.steps) are done");
   return guarded([&] {
-    StepStats s = pipeline_ ? pipeline_->train_step(next_step_) : trainer_->train_step(next_step_);
+    StepStats s = job_->train_step(next_step_);
     ++next_step_;
     return s;
   });
 }
 
 Expected<EvalStats> Session::evaluate() {
-  return guarded([&] { return pipeline_ ? pipeline_->evaluate() : trainer_->evaluate(); });
+  return guarded([&] { return job_->evaluate(); });
 }
 
 Expected<bool> Session::save_weights(const std::string& path) {
   return guarded([&] {
-    pipeline_ ? pipeline_->save_weights(path) : trainer_->save_weights(path);
+    job_->save_weights(path);
     return true;
   });
 }
 
 Expected<bool> Session::load_weights(const std::string& path) {
   return guarded([&] {
-    pipeline_ ? pipeline_->load_weights(path) : trainer_->load_weights(path);
+    job_->load_weights(path);
     return true;
   });
 }
 
-std::int64_t Session::parameter_count() const {
-  if (trainer_) return trainer_->model().params().numel();
-  std::int64_t n = 0;
-  for (Param* p : pipeline_->params_in_order()) n += p->value.numel();
-  return n;
-}
+std::int64_t Session::parameter_count() const { return job_->parameter_count(); }
 
 }  // namespace troupe

@@ -8,8 +8,11 @@
 //   if (!session) { std::cerr << session.error().what(); return 1; }
 //   while (auto stats = (*session)->step()) { ... stats->loss ... if (done) break; }
 //
-// parallel.pipeline = 1 trains on the single-device reference trainer; more stages run one CAF actor
-// per stage (ActorPipeline). Both give the same losses (bitwise with train.deterministic).
+// Every run starts in the runner (actors/runner.h), as `troupe train`'s do: the single-device reference
+// trainer, pipelines of stage actors, data-parallel replicas (with ZeRO-1 or gradient compression) and
+// parameter servers, with the same losses as the command line (bitwise with train.deterministic).
+// Ranks run as threads of the application: comm.transport = tcp, whose ranks are copies of the troupe
+// program, is refused with a config error.
 #pragma once
 
 #include <memory>
@@ -23,7 +26,7 @@
 
 namespace troupe {
 
-class ActorPipeline;
+class Job;
 
 // A value or the troupe::Error that prevented it.
 template <typename T>
@@ -59,8 +62,7 @@ class Session {
  private:
   explicit Session(const RunConfig& config);
   RunConfig config_;
-  std::unique_ptr<Trainer> trainer_;
-  std::unique_ptr<ActorPipeline> pipeline_;
+  std::unique_ptr<Job> job_;
   std::int64_t next_step_ = 0;
 };
 

@@ -27,6 +27,8 @@ int main(int argc, char** argv) {
   train_cmd->add_option("--trace", train.trace_path,
                         "Write a Chrome trace (Perfetto, chrome://tracing): one track per actor; prints measured bubbles");
   train_cmd->add_flag("--print-config", train.print_config, "Print the effective configuration as TOML first");
+  train_cmd->add_flag("--print-plan", train.print_plan,
+                      "Print the plan (ranks, their places, groups, each stage's layers and program) and exit");
   // Hidden: the rank of a data-parallel process that `troupe train` started itself (comm.transport = tcp).
   train_cmd->add_option("--rank", train.rank)->group("")->check(CLI::Range(1, 1 << 20));
   train_cmd->footer("Config keys (for --set and --config):\n" + config_help());

@@ -17,6 +17,7 @@ struct TrainOptions {
   std::string dump_losses;
   std::string trace_path;
   bool print_config = false;
+  bool print_plan = false;  // print the Topology (actors/runner.h: describe_plan) and exit
   // Multi-process data parallelism (comm.transport = tcp): -1 in the process the user starts (rank 0,
   // which spawns the others); r in the rank-r process it spawned. `args` are the command line after the
   // program name, which the spawned ranks repeat.

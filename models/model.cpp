@@ -40,6 +40,15 @@ std::vector<LayerSpec> mlp_specs(const ModelConfig& c, std::uint64_t seed) {
 }
 }  // namespace
 
+plan::LayerInfo layer_info(const std::vector<LayerSpec>& specs) {
+  plan::LayerInfo info;
+  for (const LayerSpec& spec : specs) {
+    info.names.push_back(spec.name);
+    info.costs.push_back(spec.flops_per_row);
+  }
+  return info;
+}
+
 std::vector<LayerSpec> make_layer_specs(const ModelConfig& config, std::uint64_t seed) {
   switch (config.kind) {
     case ModelKind::gpt: return gpt_specs(config, seed);

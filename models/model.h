@@ -9,6 +9,7 @@
 
 #include "models/layer.h"
 #include "runtime/config/run_config.h"
+#include "runtime/plan/topology.h"
 
 namespace troupe {
 
@@ -21,6 +22,9 @@ struct LayerSpec {
 
 // The layer list of model.kind, with parameters initialised from seed.
 std::vector<LayerSpec> make_layer_specs(const ModelConfig& config, std::uint64_t seed);
+
+// The layers' names and costs, as the planner (runtime/plan/topology.h) lays them out.
+plan::LayerInfo layer_info(const std::vector<LayerSpec>& specs);
 
 class Model {
  public:

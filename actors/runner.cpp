@@ -1,0 +1,307 @@
+// The runner: the Topology of a configuration, and the one dispatch from a Topology to the trainer
+// that runs it (threads, actors or processes).
+#include "actors/runner.h"
+
+#include <chrono>
+#include <cstdlib>
+
+#include <fmt/format.h>
+
+#include "actors/actor_pipeline.h"
+#include "actors/data_parallel.h"
+#include "actors/ps/ps_processes.h"
+#include "actors/ps/ps_trainer.h"
+#include "models/device_trainer.h"
+#include "models/model.h"
+#include "net/tcp/launch.h"
+#include "net/tcp/tcp_transport.h"
+#include "runtime/config/config_loader.h"
+#include "runtime/placement.h"
+#include "runtime/process/replica_processes.h"
+
+namespace troupe {
+
+namespace {
+
+// ---- the plan ------------------------------------------------------------------------------------
+
+plan::Topology topology_for(const RunConfig& config, const Placement& placement) {
+  std::vector<std::string> devices;
+  for (const Device& d : placement.stages) devices.push_back(d.str());
+  return plan::make_topology(config, layer_info(make_layer_specs(config.model, config.train.seed)), devices);
+}
+
+std::chrono::milliseconds comm_timeout(const RunConfig& config) {
+  return std::chrono::milliseconds(static_cast<long long>(config.comm.timeout_s * 1000.0));
+}
+
+// ---- the number of parameters, per trainer --------------------------------------------------------
+
+std::int64_t count_params(Trainer& t) { return t.model().params().numel(); }
+std::int64_t count_params(DeviceTrainer& t) { return t.num_params(); }
+std::int64_t count_params(ps::PsTrainer& t) { return t.param_count(); }
+template <class T>  // DataParallelTrainer, ActorPipeline: every stage's parameters in layer order
+std::int64_t count_params(T& t) {
+  std::int64_t n = 0;
+  for (Param* p : t.params_in_order()) n += p->value.numel();
+  return n;
+}
+
+// ---- jobs ------------------------------------------------------------------------------------------
+
+// A Job over a trainer of type T. A subclass that owns what the trainer needs besides (processes,
+// sockets) resets trainer_ in its destructor, so the trainer goes first, as it came last.
+template <class T>
+class TrainerJob : public Job {
+ public:
+  StepStats train_step(std::int64_t step) override { return trainer_->train_step(step); }
+  EvalStats evaluate() override { return trainer_->evaluate(); }
+  void load_weights(const std::string& path) override { trainer_->load_weights(path); }
+  void save_weights(const std::string& path) override { trainer_->save_weights(path); }
+  void set_trace(TraceRecorder* trace) override { trainer_->set_trace(trace); }
+  Dataset& dataset() override { return trainer_->dataset(); }
+  int threads() override { return trainer_->backend().threads(); }
+  std::int64_t parameter_count() override { return count_params(*trainer_); }
+  std::string summary() override { return summary_; }
+
+ protected:
+  std::string summary_;
+  std::unique_ptr<T> trainer_;
+};
+
+class SingleDeviceJob final : public TrainerJob<Trainer> {
+ public:
+  explicit SingleDeviceJob(const RunConfig& config) { trainer_ = std::make_unique<Trainer>(config); }
+};
+
+class DeviceJob final : public TrainerJob<DeviceTrainer> {
+ public:
+  DeviceJob(const RunConfig& config, const Device& device) {
+    trainer_ = std::make_unique<DeviceTrainer>(config, device);
+    summary_ = "training on " + device.str() + "\n";
+  }
+};
+
+class PipelineJob final : public TrainerJob<ActorPipeline> {
+ public:
+  explicit PipelineJob(const RunConfig& config) {
+    const ParallelConfig& par = config.parallel;
+    trainer_ = std::make_unique<ActorPipeline>(config, pipeline_options(config, 0));
+    summary_ = fmt::format("pipeline of {} stages x {} chunks, schedule {}, {} micro-batches; partition:\n{}",
+                           par.pipeline, par.virtual_stages, par.schedule, par.microbatches,
+                           trainer_->describe_partition());
+  }
+};
+
+std::string data_parallel_summary(const RunConfig& config, const std::string& replicas) {
+  const ParallelConfig& par = config.parallel;
+  return fmt::format("data parallel, {} x {} pipeline stages, gradient exchange {}{}, buckets of {} MiB\n", replicas,
+                     par.pipeline, par.gradient_exchange, par.zero ? " with ZeRO-1" : "", config.comm.bucket_mb);
+}
+
+// What data parallelism cost on the wire and in memory, per replica, for the last step.
+std::string data_parallel_report(DataParallelTrainer& dp, const RunConfig& config) {
+  const CommStats c = dp.last_step_comm();
+  std::string out = fmt::format("per replica and step: {:.2f} MB sent in {} bucket{}", c.bytes_sent / 1e6, c.buckets,
+                                c.buckets == 1 ? "" : "s");
+  if (c.bytes_uncompressed != c.bytes_sent) out += fmt::format(" ({:.2f} MB uncompressed)", c.bytes_uncompressed / 1e6);
+  out += fmt::format("; optimizer state {:.2f} MB on replica 0{}\n", dp.optimizer_state_bytes(0) / 1e6,
+                     config.parallel.zero ? " (ZeRO-1 shard)" : "");
+  return out;
+}
+
+class DataParallelThreadsJob final : public TrainerJob<DataParallelTrainer> {
+ public:
+  explicit DataParallelThreadsJob(const RunConfig& config) : config_(config) {
+    trainer_ = std::make_unique<DataParallelTrainer>(config);
+    summary_ = data_parallel_summary(config, fmt::format("{} replicas (threads)", config.parallel.data));
+  }
+  std::string report() override { return data_parallel_report(*trainer_, config_); }
+
+ private:
+  RunConfig config_;
+};
+
+// Stage s of every replica forms one TCP group; its rendezvous listens at comm.address's port + s.
+constexpr const char* kStageAddressesEnv = "TROUPE_STAGE_ADDRESSES";
+
+std::vector<std::string> stage_addresses(const RunConfig& config) {
+  return net::consecutive_addresses("comm.address", config.comm.address, config.parallel.pipeline, "pipeline stage");
+}
+
+// comm.transport = tcp: every replica is a process. This process is rank 0: it binds one rendezvous
+// listener per stage (so the ports are known before anyone connects), starts ranks 1..D-1 as copies
+// of itself, joins the groups, and trains and reports like the in-process form.
+class DataParallelProcessesJob final : public TrainerJob<DataParallelTrainer> {
+ public:
+  DataParallelProcessesJob(const RunConfig& config, const std::vector<std::string>& args) : config_(config) {
+    const int d = config.parallel.data;
+    const std::string secret = net::job_secret();
+    std::string bound;
+    std::vector<net::TcpListener> listeners = net::bind_listeners(stage_addresses(config), kStageAddressesEnv, bound);
+    ranks_ = std::make_unique<ReplicaProcesses>("/proc/self/exe", args, d, secret);
+    std::vector<std::unique_ptr<comm::Transport>> transports;
+    for (std::size_t s = 0; s < listeners.size(); ++s)
+      transports.push_back(net::connect_tcp(
+          {.rank = 0, .size = d, .address = "", .secret = secret, .timeout = comm_timeout(config)},
+          std::move(listeners[s])));
+    trainer_ = std::make_unique<DataParallelTrainer>(config, 0, std::move(transports));
+    summary_ = data_parallel_summary(config, fmt::format("{} replicas as processes over tcp (rendezvous {})", d, bound));
+  }
+  ~DataParallelProcessesJob() override { trainer_.reset(); }  // its links first, then the processes
+  std::string report() override { return data_parallel_report(*trainer_, config_); }
+  void finish() override {
+    const std::string failure = ranks_->wait_all();
+    if (!failure.empty()) throw Error(ErrorKind::kIo, "data-parallel " + failure + " (see its error above)");
+  }
+
+ private:
+  RunConfig config_;
+  std::unique_ptr<ReplicaProcesses> ranks_;
+};
+
+std::string ps_mode_text(const RunConfig& config) {
+  return fmt::format("mode {}{}", config.ps.mode,
+                     config.ps.mode == PsMode::ssp ? fmt::format(" (staleness {})", config.ps.staleness) : "");
+}
+
+// Worker threads against parameter-server actors (actors/ps/).
+class PsThreadsJob final : public TrainerJob<ps::PsTrainer> {
+ public:
+  explicit PsThreadsJob(const RunConfig& config) : shards_(config.ps.shards) {
+    trainer_ = std::make_unique<ps::PsTrainer>(config);
+    summary_ = fmt::format("parameter servers, {} workers (threads) x {} shards, {}\n", config.parallel.data,
+                           config.ps.shards, ps_mode_text(config));
+  }
+  std::string report() override {
+    return fmt::format("optimizer state {:.2f} MB over {} shards\n", trainer_->optimizer_state_bytes() / 1e6, shards_);
+  }
+
+ private:
+  int shards_;
+};
+
+ps::PsProcessOptions ps_process_options(const RunConfig& config, const std::vector<std::string>& args) {
+  ps::PsProcessOptions po;
+  po.workers = config.parallel.data;
+  po.address = config.comm.address;
+  po.timeout = comm_timeout(config);
+  po.max_restarts = config.ps.max_restarts;
+  po.args = args;
+  return po;
+}
+
+// comm.transport = tcp with parameter servers: every worker is a process. This process is rank 0: it
+// hosts the shard actors and worker 0, binds one rendezvous listener per other worker, starts workers
+// 1..D-1 as copies of itself and answers each over its own link (ps_link.h).
+class PsProcessesJob final : public TrainerJob<ps::PsTrainer> {
+ public:
+  PsProcessesJob(const RunConfig& config, const std::vector<std::string>& args)
+      : shards_(config.ps.shards), procs_(std::make_unique<ps::PsProcesses>(0, ps_process_options(config, args))) {
+    trainer_ = std::make_unique<ps::PsTrainer>(config, procs_->links());
+    summary_ = fmt::format("parameter servers, {} workers as processes over tcp (rendezvous {}) x {} shards in this "
+                           "process, {}\n",
+                           config.parallel.data, procs_->rendezvous(), config.ps.shards, ps_mode_text(config));
+  }
+  ~PsProcessesJob() override { trainer_.reset(); }  // its links first, then the processes
+  std::string report() override {
+    const int restarts = trainer_->restarts();
+    return fmt::format("optimizer state {:.2f} MB over {} shards; {} worker restart{}\n",
+                       trainer_->optimizer_state_bytes() / 1e6, shards_, restarts, restarts == 1 ? "" : "s");
+  }
+  void finish() override {
+    trainer_.reset();  // closes the links: the workers see the end of the run
+    const std::string failure = procs_->wait_all();
+    if (!failure.empty()) throw Error(ErrorKind::kIo, "parameter-server " + failure + " (see its error above)");
+  }
+
+ private:
+  int shards_;
+  std::unique_ptr<ps::PsProcesses> procs_;
+};
+
+// ---- started ranks ----------------------------------------------------------------------------------
+
+// Failure drills (tests): TROUPE_TEST_CRASH="r:s" makes rank r die abruptly before step s, as a killed
+// process would: no goodbye on its connections. -1: no drill for this rank, or a restarted one.
+long long crash_step(int rank) {
+  if (ps::PsProcesses::restarted()) return -1;
+  if (const char* crash = std::getenv("TROUPE_TEST_CRASH"))
+    if (std::string c = crash; c.rfind(std::to_string(rank) + ":", 0) == 0) return std::stoll(c.substr(c.find(':') + 1));
+  return -1;
+}
+
+// A started rank's training: every step from `first` on, with the crash drill.
+template <class T>
+void train_started_rank(T& trainer, const RunConfig& config, int rank, std::int64_t first = 0) {
+  const long long crash_at = crash_step(rank);
+  for (std::int64_t step = first; step < config.train.steps; ++step) {
+    if (step == crash_at) std::_Exit(3);
+    trainer.train_step(step);
+  }
+}
+
+}  // namespace
+
+plan::Topology plan_run(const RunConfig& config) {
+  validate(config);
+  return topology_for(config, placement_for_run(config));
+}
+
+std::string describe_plan(const RunConfig& config) {
+  validate(config);
+  const plan::Topology topology = topology_for(config, placement_for_run(config));
+  return plan::describe(topology, layer_info(make_layer_specs(config.model, config.train.seed)));
+}
+
+std::unique_ptr<Job> launch(const RunConfig& config, const LaunchOptions& options) {
+  validate(config);
+  const Placement placement = placement_for_run(config);  // a device this machine lacks stops the run here
+  const plan::Topology topology = topology_for(config, placement);
+  const bool processes = topology.processes() > 1;
+  if (processes && options.args.empty())
+    throw Error(ErrorKind::kConfig,
+                fmt::format("comm.transport = tcp with parallel.data = {}: its ranks are processes started as copies "
+                            "of the troupe program, which an application embedding troupe is not; use "
+                            "comm.transport = inproc (ranks as threads, the same results) or run troupe train",
+                            config.parallel.data));
+  if (topology.servers) {
+    if (processes) return std::make_unique<PsProcessesJob>(config, options.args);
+    return std::make_unique<PsThreadsJob>(config);
+  }
+  if (topology.size(plan::Axis::data) > 1) {
+    if (processes) return std::make_unique<DataParallelProcessesJob>(config, options.args);
+    return std::make_unique<DataParallelThreadsJob>(config);
+  }
+  if (topology.size(plan::Axis::pipe) > 1 || topology.microbatches > 1) return std::make_unique<PipelineJob>(config);
+  // One whole model on one GPU (placement_for_run refused anything else with CUDA stages).
+  if (placement.any_cuda()) return std::make_unique<DeviceJob>(config, placement.stages.at(0));
+  return std::make_unique<SingleDeviceJob>(config);
+}
+
+void run_started_rank(const RunConfig& config, int rank, const std::string& init_from) {
+  const bool ps = config.parallel.gradient_exchange == GradientExchange::ps;
+  try {
+    if (ps) {
+      ps::PsProcesses procs(rank, ps_process_options(config, {}));
+      ps::PsTrainer worker(config, procs.links());
+      train_started_rank(worker, config, rank, worker.steps_done());
+      return;
+    }
+    std::vector<std::unique_ptr<comm::Transport>> transports;
+    const std::vector<std::string> addresses = net::addresses_from_environment(kStageAddressesEnv);
+    TROUPE_CHECK(static_cast<int>(addresses.size()) == config.parallel.pipeline, "stage addresses for ",
+                 config.parallel.pipeline, " stages");
+    const std::string secret = net::secret_from_environment();
+    for (const std::string& address : addresses)
+      transports.push_back(net::connect_tcp({.rank = rank, .size = config.parallel.data, .address = address,
+                                             .secret = secret, .timeout = comm_timeout(config)}));
+    DataParallelTrainer replica(config, rank, std::move(transports));
+    if (!init_from.empty()) replica.load_weights(init_from);
+    train_started_rank(replica, config, rank);
+  } catch (const Error& e) {
+    throw Error(e.kind(), (ps ? "ps worker " : "data-parallel rank ") + std::to_string(rank) + ": " + e.what());
+  }
+}
+
+}  // namespace troupe

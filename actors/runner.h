@@ -1,0 +1,75 @@
+// Owns the runner: the one place that turns a configuration into a running job. `troupe train` and
+// Session both start every run here, so an embedding application gets every strategy the command line
+// has, with the same results.
+//
+//   plan_run(config)       the Topology (runtime/plan/topology.h): what runs where
+//   launch(config, opts)   a Job laid out as the Topology says, ready to train step by step
+//   run_started_rank(...)  the whole life of a rank process that `troupe train` started (tcp)
+//
+// What a Topology becomes:
+//   parameter servers (servers)        ps::PsTrainer: worker threads, or worker processes over tcp
+//   data > 1                           DataParallelTrainer: replicas as threads, or processes over tcp
+//   pipe > 1 or micro-batches > 1      ActorPipeline: one CAF actor per stage
+//   one rank on a CUDA device          DeviceTrainer
+//   one rank on the CPU                Trainer, the single-device reference
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "models/trainer.h"
+#include "runtime/config/run_config.h"
+#include "runtime/plan/topology.h"
+
+namespace troupe {
+
+class TraceRecorder;
+class Dataset;
+
+// A run in progress, whatever its layout. Steps are numbered from 0.
+class Job {
+ public:
+  virtual ~Job() = default;
+  virtual StepStats train_step(std::int64_t step) = 0;
+  virtual EvalStats evaluate() = 0;
+  virtual void load_weights(const std::string& path) = 0;
+  virtual void save_weights(const std::string& path) = 0;
+  // Records every actor's spans into `trace` from the next step on.
+  virtual void set_trace(TraceRecorder* trace) = 0;
+  virtual Dataset& dataset() = 0;
+  virtual int threads() = 0;  // compute threads of the first stage's backend
+  virtual std::int64_t parameter_count() = 0;
+  // How the run is laid out, one or more lines ending in '\n' ("data parallel, 2 replicas ...").
+  virtual std::string summary() = 0;
+  // What the last step cost besides time (bytes on the wire, optimizer state), lines ending in '\n';
+  // empty when there is nothing to add.
+  virtual std::string report() { return {}; }
+  // Waits for the processes the job started; throws troupe::Error naming one that failed.
+  virtual void finish() {}
+};
+
+struct LaunchOptions {
+  // The command line after the program name: ranks that are processes (comm.transport = tcp) are
+  // started as copies of this program with these arguments. Empty: the caller cannot be copied (an
+  // embedding application), so a layout that needs processes is refused with a config error.
+  std::vector<std::string> args;
+};
+
+// The Topology of `config` on this machine: devices resolved (a device this machine lacks, or a
+// placement the trainers cannot run, is troupe::Error(kConfig)), layers partitioned, programs made.
+plan::Topology plan_run(const RunConfig& config);
+// plan_run, as `troupe train --print-plan` prints it.
+std::string describe_plan(const RunConfig& config);
+
+// Starts the job `config` describes (validated again here, so a RunConfig built in code is held to the
+// same rules). Throws troupe::Error for what cannot run.
+std::unique_ptr<Job> launch(const RunConfig& config, const LaunchOptions& options = {});
+
+// In a rank process that `troupe train` started (hidden option --rank r, r >= 1): joins the job at
+// the addresses rank 0 put in the environment, trains every step (from where a restarted parameter-
+// server worker's pushes stopped), and returns when done. Errors name the rank.
+void run_started_rank(const RunConfig& config, int rank, const std::string& init_from);
+
+}  // namespace troupe
