@@ -111,7 +111,7 @@ int train_loop(Job& trainer, const RunConfig& config, const TrainOptions& option
     const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     progress.step(step, s.loss, s.lr, s.tokens_per_s, elapsed);
     if (dump) {
-      std::fprintf(dump, "{\"step\": %lld, \"loss\": %.9g, \"lr\": %.9g, \"tokens_per_s\": %.1f}\n",
+      std::fprintf(dump, "{\"step\": %lld, \"loss\": %.17g, \"lr\": %.9g, \"tokens_per_s\": %.1f}\n",
                    static_cast<long long>(step), s.loss, s.lr, s.tokens_per_s);
       std::fflush(dump);
     }

@@ -27,8 +27,8 @@ const std::string kSmall =
     "--set train.batch_size=8 --set train.eval_every=0 --set train.eval_batches=1 --set data.order=sequential "
     "--set train.deterministic=true --set comm.address=127.0.0.1:0 ";
 
-// Two --dump-losses files hold the same steps with the same loss bits (the dump prints 9 significant
-// digits of the double; tokens_per_s is timing and differs).
+// Two --dump-losses files hold the same steps with the same loss bits (the dump prints 17 significant
+// digits: the double's exact value; tokens_per_s is timing and differs).
 void check_same_losses(const std::string& expected_path, const std::string& actual_path, int steps) {
   std::stringstream a(slurp(expected_path)), b(slurp(actual_path));
   std::string la, lb;
