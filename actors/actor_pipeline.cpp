@@ -3,6 +3,7 @@
 
 #include <chrono>
 
+#include "actors/actor_system.h"
 #include "actors/stage_actor.h"
 #include "runtime/schedule/grid.h"
 
@@ -20,8 +21,7 @@ PipelineOptions concurrent(PipelineOptions o) {
 }  // namespace
 
 struct ActorPipeline::Actors {
-  caf::actor_system_config cfg;
-  std::unique_ptr<caf::actor_system> system;
+  std::shared_ptr<ActorSystem> system;
   std::unique_ptr<caf::scoped_actor> self;
   std::vector<caf::actor> stages;
 };
@@ -36,7 +36,7 @@ void ActorPipeline::stage_failed(const caf::error& reason, const char* during) c
   }
   // A stage's own failure carries (kind, text) (stage_actor.h); anything else is CAF's.
   ErrorKind kind = ErrorKind::kInternal;
-  std::string what = actors_->system->render(reason);
+  std::string what = actors_->system->get().render(reason);
   const caf::message& ctx = reason.context();
   if (ctx.size() == 2 && ctx.match_element<std::int32_t>(0) && ctx.match_element<std::string>(1)) {
     kind = static_cast<ErrorKind>(ctx.get_as<std::int32_t>(0));
@@ -48,22 +48,23 @@ void ActorPipeline::stage_failed(const caf::error& reason, const char* during) c
                   pipeline::render_grid(driver_.schedule(), driver_.num_stages(), driver_.layout().virtual_stages, grid));
 }
 
-ActorPipeline::ActorPipeline(const RunConfig& config, PipelineOptions options)
+ActorPipeline::ActorPipeline(const RunConfig& config, PipelineOptions options, std::shared_ptr<ActorSystem> system)
     : driver_(config, concurrent(std::move(options))), actors_(std::make_unique<Actors>()) {
-  actors_->cfg.set("logger.verbosity", caf::atom("quiet"));
-  actors_->system = std::make_unique<caf::actor_system>(actors_->cfg);
-  actors_->self = std::make_unique<caf::scoped_actor>(*actors_->system);
+  actors_->system = system ? std::move(system) : std::make_shared<ActorSystem>();
+  actors_->self = std::make_unique<caf::scoped_actor>(actors_->system->get());
   for (int s = 0; s < driver_.num_stages(); ++s) {
-    actors_->stages.push_back(actors_->system->spawn<caf::detached>(stage_actor, &driver_.stage(s)));
+    actors_->stages.push_back(actors_->system->get().spawn<caf::detached>(stage_actor, &driver_.stage(s)));
     (*actors_->self)->monitor(actors_->stages.back());
   }
   for (auto& a : actors_->stages) (*actors_->self)->send(a, proto::peers_atom::value, actors_->stages, caf::actor(*actors_->self));
 }
 
 ActorPipeline::~ActorPipeline() {
+  // Waits for this pipeline's own stages only: the system may hold other replicas' stages, still running.
+  caf::scoped_actor& self = *actors_->self;
   for (auto& a : actors_->stages) caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
+  self->wait_for(actors_->stages);
   actors_->self.reset();
-  actors_->system->await_all_actors_done();
 }
 
 void ActorPipeline::set_trace(TraceRecorder* trace) {

@@ -17,9 +17,13 @@ class error;
 
 namespace troupe {
 
+class ActorSystem;
+
 class ActorPipeline {
  public:
-  ActorPipeline(const RunConfig& config, PipelineOptions options);
+  // The stage actors are spawned into `system` (shared with the process's other actors); without one,
+  // the pipeline makes its own.
+  ActorPipeline(const RunConfig& config, PipelineOptions options, std::shared_ptr<ActorSystem> system = nullptr);
   ~ActorPipeline();
 
   StepStats train_step(std::int64_t step);

@@ -1,6 +1,8 @@
 // DataParallelTrainer: replicas built, wired per stage over in-process groups, stepped on one thread each.
 #include "actors/data_parallel.h"
 
+#include "actors/actor_system.h"
+
 #include <atomic>
 #include <exception>
 #include <thread>
@@ -70,7 +72,8 @@ DataParallelTrainer::DataParallelTrainer(const RunConfig& config, bool actors) :
 void DataParallelTrainer::add_replica(const RunConfig& per, int rank,
                                       std::vector<std::unique_ptr<comm::Transport>> transports, bool actors) {
   if (actors) {
-    actor_pipelines_.push_back(std::make_unique<ActorPipeline>(per, pipeline_options(config_, rank)));
+    if (!actor_system_) actor_system_ = std::make_shared<ActorSystem>();
+    actor_pipelines_.push_back(std::make_unique<ActorPipeline>(per, pipeline_options(config_, rank), actor_system_));
     drivers_.push_back(&actor_pipelines_.back()->driver());
   } else {
     own_drivers_.push_back(std::make_unique<PipelineDriver>(per, pipeline_options(config_, rank)));

@@ -31,6 +31,8 @@ GradientSyncOptions gradient_sync_options(const RunConfig& config);
 void attach_gradient_syncs(PipelineDriver& driver, std::vector<std::unique_ptr<comm::Transport>> transports,
                            const GradientSyncOptions& options);
 
+class ActorSystem;
+
 class DataParallelTrainer {
  public:
   // All parallel.data replicas in this process, as threads over in-process groups. Throws
@@ -73,6 +75,7 @@ class DataParallelTrainer {
   // attach_gradient_syncs with stage s using local_groups_[s] when there are any.
   StepStats step_replica(std::size_t i, std::int64_t step);
 
+  std::shared_ptr<ActorSystem> actor_system_;                     // every replica's stage actors, one system
   std::vector<std::unique_ptr<ActorPipeline>> actor_pipelines_;  // when run by actors
   std::vector<std::unique_ptr<PipelineDriver>> own_drivers_;      // when run in-thread
   std::vector<PipelineDriver*> drivers_;                          // replica i's stages, either way
