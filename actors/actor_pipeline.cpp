@@ -26,12 +26,13 @@ struct ActorPipeline::Actors {
   std::vector<caf::actor> stages;
 };
 
-// Reports a failed stage with the step x stage grid, each stage's position marked (">B3<").
-void ActorPipeline::stage_failed(const caf::error& reason, const char* during) const {
+// Reports a failed stage as its supervisor sees it (which actor, where in the Topology, the step, the
+// cause) with the step x stage grid, each stage's position marked (">B3<").
+void ActorPipeline::stage_failed(const caf::error& reason, const char* during, int stage, std::int64_t step) {
   pipeline::GridOptions grid;
   grid.show_communication = true;
   for (int s = 0; s < driver_.num_stages(); ++s) {
-    const StageWorker& w = const_cast<PipelineDriver&>(driver_).stage(s);
+    const StageWorker& w = driver_.stage(s);
     if (w.cursor() < w.program().size()) grid.marks.push_back({s, w.cursor()});
   }
   // A stage's own failure carries (kind, text) (stage_actor.h); anything else is CAF's.
@@ -42,14 +43,40 @@ void ActorPipeline::stage_failed(const caf::error& reason, const char* during) c
     kind = static_cast<ErrorKind>(ctx.get_as<std::int32_t>(0));
     what = ctx.get_as<std::string>(1);
   }
-  throw Error(kind,
-              std::string("a pipeline stage failed ") + during + ": " + what +
-                  "\nwhere each stage stood (marked):\n" +
-                  pipeline::render_grid(driver_.schedule(), driver_.num_stages(), driver_.layout().virtual_stages, grid));
+  std::string report = std::string("a pipeline stage failed ") + during + ": " + what;
+  if (stage >= 0) {
+    const supervision::Node& child = supervisor_->node().children.at(static_cast<std::size_t>(stage));
+    report = supervisor_->on_down(child.name, step, what + " (" + during + ")").report;
+  }
+  throw Error(kind, report + "\nwhere each stage stood (marked):\n" +
+                        pipeline::render_grid(driver_.schedule(), driver_.num_stages(), driver_.layout().virtual_stages,
+                                              grid));
 }
+
+namespace {
+// The Topology this replica is part of, as its options describe it (tests build pipelines whose
+// options differ from config.parallel), for the supervisor to name its stages' places.
+plan::Topology replica_topology(const PipelineDriver& driver) {
+  RunConfig c = driver.config();
+  const PipelineOptions& o = driver.options();
+  c.parallel.pipeline = o.stages;
+  c.parallel.virtual_stages = o.virtual_stages;
+  c.parallel.microbatches = o.microbatches;
+  c.parallel.schedule = o.schedule;
+  c.parallel.boundaries = o.boundaries;
+  c.parallel.data = o.replicas;
+  if (c.parallel.gradient_exchange == GradientExchange::ps) c.parallel.gradient_exchange = GradientExchange::ring;
+  return plan::make_topology(c, layer_info(make_layer_specs(c.model, c.train.seed)),
+                             std::vector<std::string>(static_cast<std::size_t>(o.stages), "cpu:0"));
+}
+}  // namespace
 
 ActorPipeline::ActorPipeline(const RunConfig& config, PipelineOptions options, std::shared_ptr<ActorSystem> system)
     : driver_(config, concurrent(std::move(options))), actors_(std::make_unique<Actors>()) {
+  const plan::Topology topology = replica_topology(driver_);
+  supervisor_ = std::make_unique<supervision::Supervisor>(
+      supervision::make_supervision_tree(topology).children.at(static_cast<std::size_t>(driver_.options().replica)),
+      topology);
   actors_->system = system ? std::move(system) : std::make_shared<ActorSystem>();
   actors_->self = std::make_unique<caf::scoped_actor>(actors_->system->get());
   for (int s = 0; s < driver_.num_stages(); ++s) {
@@ -99,7 +126,12 @@ StepStats ActorPipeline::train_step(std::int64_t step) {
             tied_grad = tied;
           }
         },
-        [&](caf::down_msg& down) { stage_failed(down.reason, "during the forward/backward pass"); },
+        [&](caf::down_msg& down) {
+          int stage = -1;
+          for (int i = 0; i < p; ++i)
+            if (down.source == actors_->stages[static_cast<std::size_t>(i)].address()) stage = i;
+          stage_failed(down.reason, "during the forward/backward pass", stage, step);
+        },
         caf::after(kStepTimeout) >> [&] {
           throw Error(ErrorKind::kInternal, "pipeline step " + std::to_string(step) + ": no progress for 10 minutes");
         });
@@ -117,7 +149,7 @@ StepStats ActorPipeline::train_step(std::int64_t step) {
     for (int i = 0; i < p; ++i) pending.push_back(self->request(actors_->stages[i], caf::infinite, proto::finish_atom::value, tied_grad));
     for (int i = 0; i < p; ++i)
       pending[i].receive([&](std::vector<std::vector<double>>& v) { sumsq[i] = std::move(v); },
-                         [&](caf::error& e) { stage_failed(e, "finishing the backward pass"); });
+                         [&](caf::error& e) { stage_failed(e, "finishing the backward pass", i, step); });
   }
   const StepUpdate u = plan_update(config, layout, sumsq, step);
   s.grad_norm = u.grad_norm;
@@ -128,11 +160,11 @@ StepStats ActorPipeline::train_step(std::int64_t step) {
     for (int i = 0; i < p; ++i) pending.push_back(self->request(actors_->stages[i], caf::infinite, proto::apply_atom::value, u.clip, u.lr));
     for (int i = 0; i < p; ++i)
       pending[i].receive([&](Tensor& w) { if (w.defined()) wte = w; },
-                         [&](caf::error& e) { stage_failed(e, "applying the optimizer step"); });
+                         [&](caf::error& e) { stage_failed(e, "applying the optimizer step", i, step); });
   }
   if (wte.defined())
     self->request(actors_->stages[last], caf::infinite, proto::tied_atom::value, wte)
-        .receive([](bool) {}, [&](caf::error& e) { stage_failed(e, "refreshing the tied embedding"); });
+        .receive([](bool) {}, [&](caf::error& e) { stage_failed(e, "refreshing the tied embedding", last, step); });
 
   if (trace_) trace_->window(trace_begin, trace_->now_us());
   s.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();

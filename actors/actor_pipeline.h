@@ -6,6 +6,7 @@
 #include <memory>
 
 #include "actors/pipeline_driver.h"
+#include "runtime/supervision/supervisor.h"
 
 namespace caf {
 class actor_system;
@@ -44,9 +45,13 @@ class ActorPipeline {
   const PipelineDriver& driver() const { return driver_; }
 
  private:
-  [[noreturn]] void stage_failed(const caf::error& reason, const char* during) const;
+  // Stage `stage` (or, for -1, the one the error names) failed in `step`: its supervisor's report,
+  // with the step x stage grid, as a troupe::Error of the stage's own kind.
+  [[noreturn]] void stage_failed(const caf::error& reason, const char* during, int stage, std::int64_t step);
 
   PipelineDriver driver_;
+  // This replica's supervisor (its children: the stage actors), over the replica's Topology.
+  std::unique_ptr<supervision::Supervisor> supervisor_;
   TraceRecorder* trace_ = nullptr;  // builds the stages; its workers are what the actors run
   struct Actors;
   std::unique_ptr<Actors> actors_;

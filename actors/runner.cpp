@@ -18,6 +18,7 @@
 #include "runtime/config/config_loader.h"
 #include "runtime/placement.h"
 #include "runtime/process/replica_processes.h"
+#include "runtime/supervision/supervision_tree.h"
 
 namespace troupe {
 
@@ -251,7 +252,8 @@ plan::Topology plan_run(const RunConfig& config) {
 std::string describe_plan(const RunConfig& config) {
   validate(config);
   const plan::Topology topology = topology_for(config, placement_for_run(config));
-  return plan::describe(topology, layer_info(make_layer_specs(config.model, config.train.seed)));
+  return plan::describe(topology, layer_info(make_layer_specs(config.model, config.train.seed))) +
+         "supervision:\n" + supervision::describe(supervision::make_supervision_tree(topology));
 }
 
 std::unique_ptr<Job> launch(const RunConfig& config, const LaunchOptions& options) {

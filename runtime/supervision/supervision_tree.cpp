@@ -1,0 +1,80 @@
+// The supervision tree of a Topology, and how a node is named to a person.
+#include "runtime/supervision/supervision_tree.h"
+
+#include <fmt/format.h>
+
+namespace troupe::supervision {
+
+std::string_view kind_name(NodeKind kind) {
+  switch (kind) {
+    case NodeKind::job: return "job";
+    case NodeKind::replica: return "replica";
+    case NodeKind::stage: return "stage";
+    case NodeKind::gradient_exchange: return "gradient exchange";
+    case NodeKind::shard: return "parameter-server shard";
+    case NodeKind::worker: return "parameter-server worker";
+  }
+  return "?";
+}
+
+Node make_supervision_tree(const plan::Topology& t) {
+  Node job{NodeKind::job, "job", std::nullopt, plan::Place{}, {}};
+  if (t.servers) {
+    for (int s = 0; s < t.servers->shards; ++s)
+      job.children.push_back(
+          Node{NodeKind::shard, fmt::format("shard {}", s), std::nullopt, plan::Place{t.servers->process}, {}});
+    for (int r = 0; r < t.world_size(); ++r)
+      job.children.push_back(
+          Node{NodeKind::worker, fmt::format("worker {}", r), r, t.places[static_cast<std::size_t>(r)], {}});
+    return job;
+  }
+  for (int d = 0; d < t.size(plan::Axis::data); ++d) {
+    const int first = t.rank_of({d, 0, 0});
+    Node replica{NodeKind::replica, fmt::format("replica {}", d), std::nullopt, t.places[static_cast<std::size_t>(first)],
+                 {}};
+    replica.place.device.clear();  // a replica spans its stages' devices
+    for (int p = 0; p < t.size(plan::Axis::pipe); ++p) {
+      const int rank = t.rank_of({d, p, 0});
+      Node stage{NodeKind::stage, fmt::format("replica {}/stage {}", d, p), rank, t.places[static_cast<std::size_t>(rank)],
+                 {}};
+      if (t.size(plan::Axis::data) > 1)
+        stage.children.push_back(Node{NodeKind::gradient_exchange, stage.name + "/gradient exchange", rank, stage.place, {}});
+      replica.children.push_back(std::move(stage));
+    }
+    job.children.push_back(std::move(replica));
+  }
+  return job;
+}
+
+const Node* find_node(const Node& root, const std::string& name) {
+  if (root.name == name) return &root;
+  for (const Node& c : root.children)
+    if (const Node* n = find_node(c, name)) return n;
+  return nullptr;
+}
+
+std::string describe_node(const Node& node, const plan::Topology& t) {
+  std::string out = fmt::format("{} actor {}", kind_name(node.kind), node.name);
+  std::string where = fmt::format("process {} on {}", node.place.process, node.place.host);
+  if (!node.place.device.empty()) where += ", " + node.place.device;
+  if (node.rank) {
+    const plan::Coord c = t.coord_of(*node.rank);
+    return out + fmt::format(" (rank {}: data {}, pipe {}, tensor {}; {})", *node.rank, c.data, c.pipe, c.tensor, where);
+  }
+  return out + " (" + where + ")";
+}
+
+namespace {
+void describe_into(const Node& node, int depth, std::string& out) {
+  out += fmt::format("{:{}}{}{}\n", "", 2 * depth, node.name, node.rank ? fmt::format(" (rank {})", *node.rank) : "");
+  for (const Node& c : node.children) describe_into(c, depth + 1, out);
+}
+}  // namespace
+
+std::string describe(const Node& root) {
+  std::string out;
+  describe_into(root, 0, out);
+  return out;
+}
+
+}  // namespace troupe::supervision

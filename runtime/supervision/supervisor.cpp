@@ -1,0 +1,38 @@
+// Supervisor: liveness of the children, and the report of a death.
+#include "runtime/supervision/supervisor.h"
+
+#include <fmt/format.h>
+
+#include "runtime/error.h"
+
+namespace troupe::supervision {
+
+Supervisor::Supervisor(Node node, plan::Topology topology) : node_(std::move(node)), topology_(std::move(topology)) {
+  for (const Node& c : node_.children) alive_[c.name] = true;
+}
+
+bool Supervisor::alive(const std::string& child) const {
+  const auto it = alive_.find(child);
+  return it != alive_.end() && it->second;
+}
+
+int Supervisor::alive_count() const {
+  int n = 0;
+  for (const auto& [name, up] : alive_) n += up ? 1 : 0;
+  return n;
+}
+
+Death Supervisor::on_down(const std::string& child, std::int64_t step, const std::string& cause) {
+  const Node* node = nullptr;
+  for (const Node& c : node_.children)
+    if (c.name == child) node = &c;
+  if (!node) throw Error(ErrorKind::kInternal, fmt::format("{} does not supervise '{}'", node_.name, child));
+  alive_[child] = false;
+  Death d{child, step, cause, {}};
+  d.report = fmt::format("{} died {}: {}", describe_node(*node, topology_),
+                         step >= 0 ? fmt::format("in step {}", step) : std::string("between steps"), cause);
+  deaths_.push_back(d);
+  return d;
+}
+
+}  // namespace troupe::supervision

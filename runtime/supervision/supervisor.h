@@ -1,0 +1,45 @@
+// Owns Supervisor: the plain state machine behind a supervising actor — which children it watches,
+// which are alive, and what is said when one dies (which actor, its place in the Topology, the step,
+// the cause). The actor shells (ActorPipeline for a replica's stages) feed it their monitors' down
+// messages. Restart policies (one-for-one, intensity) come with the fault-tolerance work; until then
+// every death is final and escalates to the job as a troupe::Error carrying this report.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "runtime/supervision/supervision_tree.h"
+
+namespace troupe::supervision {
+
+struct Death {
+  std::string child;   // the node's name
+  std::int64_t step;   // the step it died in; -1 between steps
+  std::string cause;
+  std::string report;  // one paragraph for a person: what, where, when, why
+};
+
+class Supervisor {
+ public:
+  // Supervises `node`'s children (a copy: the tree may go away).
+  Supervisor(Node node, plan::Topology topology);
+
+  const Node& node() const { return node_; }
+  bool alive(const std::string& child) const;
+  int alive_count() const;
+  // The child `child` died in `step` of `cause`: marks it dead and returns what to report. A child
+  // not supervised here is an internal error (troupe::Error kInternal).
+  Death on_down(const std::string& child, std::int64_t step, const std::string& cause);
+  // Every death so far, in order.
+  const std::vector<Death>& deaths() const { return deaths_; }
+
+ private:
+  Node node_;
+  plan::Topology topology_;
+  std::map<std::string, bool> alive_;
+  std::vector<Death> deaths_;
+};
+
+}  // namespace troupe::supervision
