@@ -105,8 +105,9 @@ EvalStats PipelineDriver::evaluate() {
 
 void PipelineDriver::load_weights(const std::string& path) {
   load_weights_into(params_in_order(), path);
+  const std::string tied = tied_weight_of(specs_);
   for (Param* p : params_in_order())
-    if (p->name == "transformer.wte.weight")
+    if (!tied.empty() && p->name == tied)
       for (auto& st : stages_) st->set_tied_weight(p->value);
 }
 

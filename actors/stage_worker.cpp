@@ -35,7 +35,7 @@ constexpr int kGrad = 1;
 StageWorker::StageWorker(int stage, pipeline::Layout layout, const std::vector<LayerSpec>& specs,
                          const std::vector<std::size_t>& boundaries, pipeline::Program program, Backend& backend,
                          const OptimConfig& optim)
-    : stage_(stage), layout_(layout), program_(std::move(program)), backend_(backend) {
+    : stage_(stage), layout_(layout), program_(std::move(program)), backend_(backend), tied_weight_(tied_weight_of(specs)) {
   TROUPE_CHECK(static_cast<int>(boundaries.size()) == layout.num_virtual() + 1, "boundaries ", boundaries.size(),
                " for ", layout.num_virtual(), " virtual stages");
   for (int c = 0; c < layout.virtual_stages; ++c) {
@@ -204,31 +204,31 @@ bool StageWorker::run(const pipeline::Instr& instr, std::vector<Outgoing>& out) 
       instr);
 }
 
-GptHead* StageWorker::head() const {
+TiedUse StageWorker::tied_replica() const {
   for (const auto& m : chunks_)
-    if (m->num_layers() > 0)
-      if (auto* h = dynamic_cast<GptHead*>(&m->layer(m->num_layers() - 1))) return h;
+    for (std::size_t i = 0; i < m->num_layers(); ++i)
+      if (TiedUse use = m->layer(i).tied_use(); use.weight && use.replica) return use;
+  return {};
+}
+
+Param* StageWorker::tied_owner() const {
+  if (tied_weight_.empty()) return nullptr;
+  for (const auto& m : chunks_)
+    if (Param* p = m->params().find(tied_weight_)) return p;
   return nullptr;
 }
 
 Tensor StageWorker::tied_grad() const {
-  GptHead* h = head();
-  return h && h->has_replica() ? h->tied_grad() : Tensor();
+  const TiedUse use = tied_replica();
+  return use.weight ? *use.grad : Tensor();
 }
 
-bool StageWorker::owns_tied_weight() const {
-  for (const auto& m : chunks_)
-    if (m->params().find("transformer.wte.weight")) return true;
-  return false;
-}
+bool StageWorker::owns_tied_weight() const { return tied_owner() != nullptr; }
 
 void StageWorker::fold_tied_grad(const Tensor& grad) {
-  for (const auto& m : chunks_)
-    if (Param* p = m->params().find("transformer.wte.weight")) {
-      backend_.add_inplace(p->grad, grad);
-      return;
-    }
-  TROUPE_CHECK(false, "stage ", stage_, " does not own transformer.wte.weight");
+  Param* p = tied_owner();
+  TROUPE_CHECK(p != nullptr, "stage ", stage_, " does not own the tied weight ", tied_weight_);
+  backend_.add_inplace(p->grad, grad);
 }
 
 std::vector<std::vector<double>> StageWorker::finish_backward() {
@@ -251,13 +251,12 @@ Tensor StageWorker::apply_step(double clip_coefficient, double lr) {
   cursor_ = 0;
   blocked_since_ = -1.0;
   if (trace_) trace_->span(track_, "optimizer step", "optimizer", begin, trace_->now_us());
-  for (const auto& m : chunks_)
-    if (Param* p = m->params().find("transformer.wte.weight")) return p->value;
+  if (Param* p = tied_owner()) return p->value;
   return {};
 }
 
 void StageWorker::set_tied_weight(const Tensor& value) {
-  if (GptHead* h = head(); h && h->has_replica()) h->tied_weight().value.copy_from(value);
+  if (TiedUse use = tied_replica(); use.weight) use.weight->value.copy_from(value);
 }
 
 }  // namespace troupe
@@ -282,7 +281,7 @@ StageSnapshot StageWorker::snapshot() const {
   snap.stage = stage_;
   for (const Param* p : params()) snap.params.emplace_back(p->name, p->value.clone());
   snap.optimizer = clone_state(optimizer_->state());
-  if (GptHead* h = head(); h && h->has_replica()) snap.tied_replica = h->tied_weight().value.clone();
+  if (TiedUse use = tied_replica(); use.weight) snap.tied_replica = use.weight->value.clone();
   return snap;
 }
 
@@ -302,8 +301,8 @@ void StageWorker::restore(const StageSnapshot& snap) {
   }
   for (std::size_t i = 0; i < mine.size(); ++i) mine[i]->value.copy_from(snap.params[i].second);
   optimizer_->state() = clone_state(snap.optimizer);
-  if (GptHead* h = head(); h && h->has_replica() && snap.tied_replica.defined())
-    h->tied_weight().value.copy_from(snap.tied_replica);
+  if (TiedUse use = tied_replica(); use.weight && snap.tied_replica.defined())
+    use.weight->value.copy_from(snap.tied_replica);
 }
 
 }  // namespace troupe

@@ -17,7 +17,6 @@
 #include <vector>
 
 #include "actors/gradient_sync.h"
-#include "models/gpt_layers.h"
 #include "models/model.h"
 #include "runtime/data/dataset.h"
 #include "runtime/optim/optimizer.h"
@@ -45,7 +44,7 @@ struct StageSnapshot {
   int stage = 0;
   std::vector<std::pair<std::string, Tensor>> params;  // values, in the stage's order
   OptimizerState optimizer;                            // every state tensor and step count
-  Tensor tied_replica;                                 // the LM head's copy of wte, when it has one
+  Tensor tied_replica;                                 // this stage's replica of the tied weight, when it has one
 };
 
 class StageWorker {
@@ -76,9 +75,10 @@ class StageWorker {
   const std::vector<Tensor>& losses() const { return losses_; }
   // Whether this stage holds the model's last layer (the loss).
   bool holds_loss() const { return layout_.stage_of(layout_.num_virtual() - 1) == stage_; }
-  // The LM head's tied-weight gradient when wte lives on another stage (else undefined).
+  // A tied weight's user's gradient share when the weight's owner lives on another stage (else undefined).
   Tensor tied_grad() const;
-  // Adds the head's tied gradient into wte's (the stage that owns transformer.wte.weight).
+  // Adds a user's tied gradient share into the owner's gradient (the stage that owns the tied weight,
+  // as the model declares it: LayerSpec::tied_weight).
   void fold_tied_grad(const Tensor& grad);
   bool owns_tied_weight() const;
   // Ends the backward pass: folds tied gradients held on this stage, then returns per-parameter
@@ -86,9 +86,9 @@ class StageWorker {
   // advance() reports at_step, gradients are final: reduced over replicas and, in deterministic mode,
   // flushed from their exact sums.
   std::vector<std::vector<double>> finish_backward();
-  // Clip scale, optimizer step, gradients zeroed, cursor rewound; returns wte's new value when owned.
+  // Clip scale, optimizer step, gradients zeroed, cursor rewound; returns the tied weight's new value when owned.
   Tensor apply_step(double clip_coefficient, double lr);
-  // Refreshes the head's replica of wte after the owner's step.
+  // Refreshes this stage's replica of the tied weight after the owner's step.
   void set_tied_weight(const Tensor& value);
 
   // Most micro-batches in flight at once on this stage (forward done, backward not yet) since
@@ -134,7 +134,10 @@ class StageWorker {
  private:
   using Key = std::tuple<int, int, int>;  // kind, mb, chunk
   bool run(const pipeline::Instr& instr, std::vector<Outgoing>& out);
-  GptHead* head() const;
+  // The tied weight's replica this stage holds (its user's TiedUse), or none.
+  TiedUse tied_replica() const;
+  // The tied weight's owning parameter when it lives on this stage, or null.
+  Param* tied_owner() const;
   // Reduces gradients over replicas and flushes exact sums, once per step.
   void finalize_grads();
   int vstage(int chunk) const { return layout_.virtual_stage(stage_, chunk); }
@@ -143,6 +146,7 @@ class StageWorker {
   pipeline::Layout layout_;
   pipeline::Program program_;
   Backend& backend_;
+  std::string tied_weight_;  // the parameter the model ties (LayerSpec::tied_weight); empty: none
   std::vector<std::unique_ptr<Model>> chunks_;
   std::unique_ptr<Optimizer> optimizer_;
 

@@ -65,6 +65,7 @@ class GptHead final : public LossLayer {
   void fold_extra_grads() override;
   std::vector<Tensor> extra_grads() const override { return {wte_grad_}; }
   Tensor probabilities(const LayerCtx& ctx) const override;
+  TiedUse tied_use() override { return {wte_, &wte_grad_, replica_ != nullptr}; }
 
   bool has_replica() const { return replica_ != nullptr; }
   const Tensor& tied_grad() const { return wte_grad_; }

@@ -28,6 +28,15 @@ struct LayerCtx {
   void clear() { saved.clear(); }
 };
 
+// A weight a layer uses but another layer owns (a tied weight: GPT's LM head uses the token
+// embedding's). When the owner sits on another pipeline stage, the user holds a replica of it: the
+// pipeline ships the user's gradient share to the owner and the updated value back (StageWorker).
+struct TiedUse {
+  Param* weight = nullptr;        // the owner's parameter, or this layer's replica of it; null: none
+  const Tensor* grad = nullptr;   // this layer's share of the owner's gradient
+  bool replica = false;           // `weight` is a replica (the owner is on another stage)
+};
+
 class Layer {
  public:
   virtual ~Layer() = default;
@@ -49,6 +58,8 @@ class Layer {
   virtual void fold_extra_grads() {}
   // Those buffers, for whoever must reduce or flush every gradient (data parallelism, exact sums).
   virtual std::vector<Tensor> extra_grads() const { return {}; }
+  // The tied weight this layer uses, if any (see TiedUse).
+  virtual TiedUse tied_use() { return {}; }
 };
 
 }  // namespace troupe

@@ -19,7 +19,7 @@ std::vector<LayerSpec> gpt_specs(const ModelConfig& c, std::uint64_t seed) {
     specs.push_back({"transformer.h." + std::to_string(i), block_cost,
                      [=](ParamSet& p) { return std::make_unique<GptBlock>(p, shape, i, seed); }});
   specs.push_back({"transformer.ln_f+lm_head", 6.0 * c.n_embd * c.vocab_size,
-                   [=](ParamSet& p) { return std::make_unique<GptHead>(p, shape, seed); }});
+                   [=](ParamSet& p) { return std::make_unique<GptHead>(p, shape, seed); }, "transformer.wte.weight"});
   return specs;
 }
 
@@ -39,6 +39,12 @@ std::vector<LayerSpec> mlp_specs(const ModelConfig& c, std::uint64_t seed) {
   return specs;
 }
 }  // namespace
+
+std::string tied_weight_of(const std::vector<LayerSpec>& specs) {
+  for (const LayerSpec& spec : specs)
+    if (!spec.tied_weight.empty()) return spec.tied_weight;
+  return {};
+}
 
 plan::LayerInfo layer_info(const std::vector<LayerSpec>& specs) {
   plan::LayerInfo info;

@@ -18,7 +18,13 @@ struct LayerSpec {
   std::string name;
   double flops_per_row = 0.0;
   std::function<std::unique_ptr<Layer>(ParamSet&)> make;
+  // The name of another layer's parameter this layer uses (a tied weight); empty: none. The model
+  // declares its ties here so that pipeline stages handle them without knowing the model.
+  std::string tied_weight = {};
 };
+
+// The tied weight the model declares (its first), or empty.
+std::string tied_weight_of(const std::vector<LayerSpec>& specs);
 
 // The layer list of model.kind, with parameters initialised from seed.
 std::vector<LayerSpec> make_layer_specs(const ModelConfig& config, std::uint64_t seed);
