@@ -16,6 +16,7 @@ namespace troupe {
 GradientSync::GradientSync(std::unique_ptr<comm::Transport> transport, GradientSyncOptions options)
     : transport_(std::move(transport)), options_(std::move(options)) {
   TROUPE_CHECK(transport_ != nullptr, "GradientSync needs a transport");
+  allreduce_ = std::make_unique<comm::GroupAllreduce>(*transport_, options_.exchange, options_.local_group);
   if (options_.compression.kind != comm::CompressionKind::kNone && options_.zero)
     throw Error(ErrorKind::kConfig, "comm.compression = " + options_.compression.text +
                                         " with parallel.zero = 1: ZeRO-1 reduce-scatters exact shards; use one or "
@@ -181,14 +182,7 @@ void GradientSync::reduce_bucket(std::size_t b) {
       std::copy(acc.begin(), acc.end(), flat.begin() + static_cast<std::ptrdiff_t>(at));
       at += acc.size();
     }
-    // Integer sums: any algorithm gives the same bits; the direct one moves as many bytes as the ring.
-    if (options_.local_group) {
-      options_.local_group->allreduce<ExactSum>(replica(), flat);
-    } else {
-      const auto ranges = comm::equal_ranges(flat.size(), n);
-      comm::reduce_scatter_direct<ExactSum>(*transport_, flat, ranges);
-      comm::all_gather_direct<ExactSum>(*transport_, flat, ranges);
-    }
+    allreduce_->sum(std::span<ExactSum>(flat));
     at = 0;
     for (std::size_t i : bucket.items) {
       std::span<ExactSum> acc = backend_->exact_grad(items_[i].grad);
@@ -207,14 +201,8 @@ void GradientSync::reduce_bucket(std::size_t b) {
     if (!compressors_.empty()) {
       const comm::CompressStats c = compressors_[b]->allreduce(*transport_, flat, layouts_[b]);
       compressed_sent = c.bytes_sent;
-    } else if (options_.exchange == GradientExchange::alltoall) {
-      const auto ranges = comm::equal_ranges(flat.size(), n);
-      comm::reduce_scatter_direct<float>(*transport_, flat, ranges);
-      comm::all_gather_direct<float>(*transport_, flat, ranges);
-    } else if (options_.local_group) {
-      options_.local_group->allreduce<float>(replica(), flat);
     } else {
-      comm::allreduce_ring(*transport_, flat);
+      allreduce_->sum(std::span<float>(flat));
     }
     at = 0;
     for (std::size_t i : bucket.items) {

@@ -39,6 +39,7 @@
 
 #include "models/model.h"
 #include "runtime/comm/compression/compressor.h"
+#include "runtime/comm/group_allreduce.h"
 #include "runtime/comm/local_group.h"
 #include "runtime/comm/transport.h"
 #include "runtime/trace/trace.h"
@@ -118,6 +119,7 @@ class GradientSync {
   std::size_t bytes_of_elements(std::size_t n) const;
 
   std::unique_ptr<comm::Transport> transport_;
+  std::unique_ptr<comm::GroupAllreduce> allreduce_;  // the bucket sum, its algorithm chosen once
   GradientSyncOptions options_;
   int stage_ = 0;
   Backend* backend_ = nullptr;

@@ -1,0 +1,45 @@
+// GroupAllreduce: the choice, made once, and the three ways to sum.
+#include "runtime/comm/group_allreduce.h"
+
+#include <type_traits>
+
+#include "runtime/comm/direct.h"
+#include "runtime/comm/ring.h"
+#include "runtime/error.h"
+
+namespace troupe::comm {
+
+GroupAllreduce::GroupAllreduce(Transport& transport, GradientExchange exchange, std::shared_ptr<LocalGroup> local)
+    : transport_(transport), local_(std::move(local)) {
+  TROUPE_CHECK(exchange != GradientExchange::ps, "parameter servers do not allreduce");
+  if (exchange == GradientExchange::alltoall) float_algo_ = Algo::direct;
+  else float_algo_ = local_ ? Algo::local : Algo::ring;
+  exact_algo_ = local_ ? Algo::local : Algo::direct;
+}
+
+template <class T>
+void GroupAllreduce::run(Algo algo, std::span<T> data) {
+  switch (algo) {
+    case Algo::local:
+      local_->allreduce<T>(transport_.rank(), data);
+      return;
+    case Algo::ring:
+      if constexpr (std::is_same_v<T, float>) {  // only float buckets take the ring (see the header)
+        allreduce_ring<T>(transport_, data);
+        return;
+      }
+      break;
+    case Algo::direct: {
+      const auto ranges = equal_ranges(data.size(), transport_.size());
+      reduce_scatter_direct<T>(transport_, data, ranges);
+      all_gather_direct<T>(transport_, data, ranges);
+      return;
+    }
+  }
+  TROUPE_CHECK(false, "no allreduce for this element type and algorithm");
+}
+
+void GroupAllreduce::sum(std::span<float> data) { run(float_algo_, data); }
+void GroupAllreduce::sum(std::span<ExactSum> data) { run(exact_algo_, data); }
+
+}  // namespace troupe::comm
