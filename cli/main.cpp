@@ -22,7 +22,7 @@ int main(int argc, char** argv) {
   train_cmd->add_option("--steps", train.steps, "Shorthand for --set train.steps=N");
   train_cmd->add_option("--seed", train.seed, "Shorthand for --set train.seed=S");
   train_cmd->add_option("--save", train.save_path, "Write the final weights (safetensors); with train.steps=0 the initial ones");
-  train_cmd->add_option("--init-from", train.init_from, "Load initial weights (safetensors; names and shapes must match)");
+  train_cmd->add_option("--init-from", train.init_from, "Load initial weights (safetensors); model.* keys not set explicitly come from the file");
   train_cmd->add_option("--dump-losses", train.dump_losses, "Write one JSON line per step: step, loss, lr, tokens_per_s");
   train_cmd->add_option("--trace", train.trace_path,
                         "Write a Chrome trace (Perfetto, chrome://tracing): one track per actor; prints measured bubbles");

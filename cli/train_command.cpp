@@ -12,6 +12,7 @@
 #include "actors/runner.h"
 #include "cli/progress.h"
 #include "runtime/config/config_loader.h"
+#include "runtime/config/weights_config.h"
 #include "runtime/trace/trace.h"
 
 namespace troupe {
@@ -45,7 +46,11 @@ int run_train(const TrainOptions& options) {
   std::vector<std::string> sets = options.sets;
   if (options.steps) sets.push_back("train.steps=" + std::to_string(*options.steps));
   if (options.seed) sets.push_back("train.seed=" + std::to_string(*options.seed));
-  const RunConfig config = load_config(options.config_path, sets);
+  if (!options.init_from.empty() && !fs::is_regular_file(options.init_from))
+    throw Error(ErrorKind::kUsage, "--init-from " + options.init_from + ": no such file");
+  ConfigOrigins explicit_keys;  // model keys not among them come from the --init-from file's metadata
+  const RunConfig config = adopt_model_config_from_weights(load_config(options.config_path, sets, &explicit_keys, "--set"),
+                                                           explicit_keys, options.init_from);
   if (options.rank > 0) {  // a rank process this program started (comm.transport = tcp)
     run_started_rank(config, options.rank, options.init_from);
     return 0;
@@ -59,8 +64,6 @@ int run_train(const TrainOptions& options) {
   check_output_path("--save", options.save_path);
   check_output_path("--dump-losses", options.dump_losses);
   check_output_path("--trace", options.trace_path);
-  if (!options.init_from.empty() && !fs::is_regular_file(options.init_from))
-    throw Error(ErrorKind::kUsage, "--init-from " + options.init_from + ": no such file");
   if (options.print_config) std::printf("%s", config_to_toml(config).c_str());
 
   std::unique_ptr<Job> job = launch(config, {.args = options.args});

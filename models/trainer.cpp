@@ -6,6 +6,7 @@
 #include <chrono>
 #include <map>
 
+#include "runtime/config/weights_config.h"
 #include "runtime/data/fashion_mnist.h"
 #include "runtime/data/text_dataset.h"
 #include "runtime/io/safetensors.h"
@@ -153,7 +154,7 @@ void load_weights_into(const std::vector<Param*>& params, const std::string& pat
 void save_weights_from(const std::vector<Param*>& params, const std::string& path, const RunConfig& config) {
   std::vector<std::pair<std::string, Tensor>> tensors;
   for (const Param* p : params) tensors.emplace_back(p->name, p->value);
-  save_safetensors(path, tensors, {{"format", "pt"}, {"producer", "troupe"}, {"model.kind", std::string(name_of(config.model.kind))}});
+  save_safetensors(path, tensors, weights_metadata(config));  // the file describes its model (weights_config.h)
 }
 
 void Trainer::load_weights(const std::string& path) { load_weights_into(model_->params().all(), path); }

@@ -32,7 +32,8 @@ struct EvalStats {
 };
 
 // Weight files for any list of parameters (a model, or a pipeline's stages in layer order): names and
-// shapes must match exactly; everything is checked before anything changes.
+// shapes must match exactly; everything is checked before anything changes. A saved file records the
+// model configuration and troupe's version in its metadata (runtime/config/weights_config.h).
 void load_weights_into(const std::vector<Param*>& params, const std::string& path);
 void save_weights_from(const std::vector<Param*>& params, const std::string& path, const RunConfig& config);
 

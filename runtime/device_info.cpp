@@ -1,27 +1,25 @@
-// Device inventory: CPU threads from the OS, CUDA devices from the CUDA runtime when built.
+// Device inventory: CPU threads from the OS, CUDA devices from the CUDA backend when the program links it.
 #include "runtime/device_info.h"
 
 #include <algorithm>
 #include <thread>
 
+#include "runtime/cuda_hooks.h"
 #include "runtime/error.h"
 
 namespace troupe {
 
-#ifndef TROUPE_HAVE_CUDA
 bool query_cuda_devices(std::vector<CudaDeviceInfo>* devices, std::string* status) {
+  if (const CudaBackendHooks* cuda = cuda_backend()) return cuda->query_devices(devices, status);
   devices->clear();
-  *status = "not built (configure with nvcc available, or -DTROUPE_WITH_CUDA=ON)";
+  *status = "not built (configure with -DTROUPE_WITH_CUDA=ON where nvcc is available, and link troupe::cuda)";
   return false;
 }
-#endif
 
 DeviceInventory query_devices() {
   DeviceInventory inv;
   inv.cpu_threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-#ifdef TROUPE_HAVE_CUDA
-  inv.cuda_built = true;
-#endif
+  inv.cuda_built = cuda_backend() != nullptr;
   query_cuda_devices(&inv.cuda_devices, &inv.cuda_status);
   return inv;
 }

@@ -17,7 +17,7 @@ struct CudaDeviceInfo {
 
 struct DeviceInventory {
   int cpu_threads = 1;
-  bool cuda_built = false;     // troupe was built with TROUPE_WITH_CUDA and nvcc
+  bool cuda_built = false;     // this program links the CUDA backend (troupe::cuda)
   std::string cuda_status;     // "2 devices", "no CUDA device: ...", "not built (...)"
   std::vector<CudaDeviceInfo> cuda_devices;
 };
@@ -27,7 +27,7 @@ DeviceInventory query_devices();
 // Throws troupe::Error (kConfig) when `device` does not exist here, naming the devices that do.
 void require_device(const Device& device, const DeviceInventory& inventory);
 
-// Implemented in runtime/cuda/ when CUDA is built; returns false with a reason otherwise.
+// Through the CUDA backend when the program links it (runtime/cuda_hooks.h); false with a reason otherwise.
 bool query_cuda_devices(std::vector<CudaDeviceInfo>* devices, std::string* status);
 
 }  // namespace troupe

@@ -1,7 +1,9 @@
-// DeviceOps on the CPU (the reference's clipping and optimizer), the device switch, and the CUDA stub of CPU-only builds.
+// DeviceOps on the CPU (the reference's clipping and optimizer), the device switch, and CUDA through its hooks.
 #include "runtime/device_ops.h"
 
 #include "runtime/cpu/cpu_backend.h"
+#include "runtime/cuda_hooks.h"
+#include "runtime/error.h"
 #include "runtime/optim/clip_grad.h"
 #include "runtime/optim/optimizer.h"
 
@@ -34,13 +36,12 @@ class CpuOps final : public DeviceOps {
 
 std::unique_ptr<DeviceOps> make_cpu_ops(const RunConfig& config) { return std::make_unique<CpuOps>(config); }
 
-#ifndef TROUPE_HAVE_CUDA
-std::unique_ptr<DeviceOps> make_cuda_ops(const RunConfig&, int device, bool) {
+std::unique_ptr<DeviceOps> make_cuda_ops(const RunConfig& config, int device, bool allow_tf32) {
+  if (const CudaBackendHooks* cuda = cuda_backend()) return cuda->make_ops(config, device, allow_tf32);
   throw Error(ErrorKind::kConfig, "train.device = cuda:" + std::to_string(device) +
-                                      ": no CUDA device found (troupe was built without CUDA; troupe devices lists "
-                                      "the devices); use train.device = cpu");
+                                      ": no CUDA device found (this program was built without the CUDA backend, "
+                                      "troupe::cuda; query_devices() lists the devices); use train.device = cpu");
 }
-#endif
 
 std::unique_ptr<DeviceOps> make_device_ops(const RunConfig& config, const Device& device) {
   if (device.is_cpu()) return make_cpu_ops(config);

@@ -11,7 +11,10 @@
 #include <functional>
 #include <iterator>
 
+#include "runtime/config/config_loader.h"
+#include "runtime/config/weights_config.h"
 #include "runtime/io/safetensors.h"
+#include "runtime/version.h"
 
 using namespace troupe;
 using Catch::Matchers::Contains;
@@ -320,5 +323,115 @@ TEST_CASE("a failed save leaves no file behind", "[safetensors]") {
     CHECK_THROWS_WITH(save_safetensors(path, {{std::string("bad\xff"), t}}), Contains("not valid UTF-8"));
     CHECK(read_bytes(path) == before);
     CHECK(dir.entries() == std::vector<std::string>{"w.safetensors"});
+  }
+}
+
+// ---- weights that describe themselves (runtime/config/weights_config.h) --------------------------------
+
+namespace {
+// The message of the troupe::Error that `fn` throws, which must be of `kind`.
+template <class Fn>
+std::string error_of_kind(ErrorKind kind, Fn&& fn) {
+  try {
+    fn();
+  } catch (const Error& e) {
+    CHECK(e.kind() == kind);
+    return e.what();
+  }
+  FAIL("no error");
+  return {};
+}
+}  // namespace
+
+TEST_CASE("the metadata reader reads the header only, with the same checks", "[safetensors]") {
+  TempDir dir;
+  std::string path = dir.file("w.safetensors");
+  save_safetensors(path, {{"t", Tensor::full({4}, 1.0f)}}, {{"model.n_embd", "64"}});
+  CHECK(load_safetensors_metadata(path) == std::map<std::string, std::string>{{"model.n_embd", "64"}});
+  // A file cut inside its data still has a whole header, but is refused as load_safetensors would.
+  auto bytes = read_bytes(path);
+  bytes.resize(bytes.size() - 4);
+  write_bytes(path, bytes);
+  CHECK_THROWS_WITH(load_safetensors_metadata(path), Contains(path) && Contains("out of range"));
+  CHECK_THROWS_WITH(load_safetensors_metadata(dir.file("none.safetensors")), Contains("not found"));
+}
+
+TEST_CASE("a weights file's metadata holds every model key and the troupe version", "[safetensors]") {
+  RunConfig c = load_config(std::nullopt, {"model.kind=mlp", "model.mlp_hidden=64,32", "train.steps=7"});
+  auto meta = weights_metadata(c);
+  CHECK(meta.at("troupe.version") == troupe_version());
+  CHECK(meta.at("format") == "pt");
+  CHECK(meta.at("producer") == "troupe");
+  CHECK(meta.at("model.kind") == "mlp");
+  CHECK(meta.at("model.mlp_hidden") == "64,32");
+  CHECK(meta.at("model.n_embd") == "256");
+  for (const auto& [k, v] : meta) CHECK((k.rfind("model.", 0) == 0 || k == "troupe.version" || k == "format" || k == "producer"));
+  CHECK(meta.count("train.steps") == 0);
+  // Adopted into a default configuration, the metadata gives back the model.
+  CHECK(adopt_model_config(RunConfig{}, {}, meta, "w.safetensors").model == c.model);
+}
+
+TEST_CASE("loading weights adopts unset model keys and refuses explicit ones that disagree", "[safetensors]") {
+  RunConfig written;
+  written.model.n_layer = 2;
+  written.model.n_embd = 64;
+  written.model.n_head = 8;
+  const auto meta = weights_metadata(written);
+
+  SECTION("keys not set explicitly come from the file, the rest of the config stays") {
+    ConfigOrigins origins;
+    RunConfig mine = load_config(std::nullopt, {"train.steps=3", "model.n_layer=2"}, &origins, "--set");
+    CHECK(origins == ConfigOrigins{{"train.steps", "--set"}, {"model.n_layer", "--set"}});
+    RunConfig adopted = adopt_model_config(mine, origins, meta, "w.safetensors");
+    CHECK(adopted.model == written.model);
+    CHECK(adopted.train.steps == 3);
+  }
+  SECTION("an explicit key that disagrees is a config error naming both values and where each came from") {
+    ConfigOrigins origins{{"model.n_embd", "--set"}};
+    RunConfig mine;
+    mine.model.n_embd = 128;
+    std::string msg = error_of_kind(ErrorKind::kConfig, [&] { adopt_model_config(mine, origins, meta, "w.safetensors"); });
+    CHECK_THAT(msg, Contains("model.n_embd = 128 (--set) but w.safetensors was written with model.n_embd = 64"));
+    origins = {{"model.n_embd", "run.toml"}};
+    msg = error_of_kind(ErrorKind::kConfig, [&] { adopt_model_config(mine, origins, meta, "w.safetensors"); });
+    CHECK_THAT(msg, Contains("model.n_embd = 128 (run.toml)"));
+  }
+  SECTION("an explicit key that agrees is fine") {
+    RunConfig mine;
+    mine.model.n_embd = 64;
+    CHECK(adopt_model_config(mine, {{"model.n_embd", "--set"}}, meta, "w.safetensors").model == written.model);
+  }
+  SECTION("a file without model metadata (older troupe, other writers) changes nothing") {
+    RunConfig mine;
+    mine.model.n_layer = 3;
+    CHECK(adopt_model_config(mine, {}, {}, "w.safetensors") == mine);
+    CHECK(adopt_model_config(mine, {}, {{"format", "pt"}, {"model.kind", "gpt"}}, "w.safetensors") == mine);
+    // Keys this version does not know are left to the shape checks on load.
+    CHECK(adopt_model_config(mine, {}, {{"model.n_experts", "8"}}, "w.safetensors") == mine);
+  }
+  SECTION("a metadata value that is not valid for its key is a bad file, named") {
+    auto bad = meta;
+    bad["model.n_embd"] = "wide";
+    std::string msg = error_of_kind(ErrorKind::kInput, [&] { adopt_model_config(RunConfig{}, {}, bad, "w.safetensors"); });
+    CHECK_THAT(msg, Contains("w.safetensors") && Contains("model.n_embd = 'wide'") && Contains(std::string(troupe_version())));
+  }
+  SECTION("a combination the adopted keys make invalid is a config error naming the file") {
+    // The file's n_embd = 64 with an explicit n_head = 5 that the file does not record.
+    auto partial = meta;
+    partial.erase("model.n_head");
+    std::string msg = error_of_kind(ErrorKind::kConfig, [&] {
+      RunConfig mine;
+      mine.model.n_head = 5;
+      mine.model.n_embd = 65;
+      adopt_model_config(mine, {{"model.n_head", "--set"}}, partial, "w.safetensors");
+    });
+    CHECK_THAT(msg, Contains("w.safetensors") && Contains("not divisible by model.n_head"));
+  }
+  SECTION("from a file") {
+    TempDir dir;
+    std::string path = dir.file("w.safetensors");
+    save_safetensors(path, {{"t", Tensor::full({1}, 1.0f)}}, meta);
+    CHECK(adopt_model_config_from_weights(RunConfig{}, {}, path).model == written.model);
+    CHECK(adopt_model_config_from_weights(RunConfig{}, {}, "") == RunConfig{});
   }
 }

@@ -112,14 +112,15 @@ bool is_section(std::string_view dotted) {
 // Walks nested tables, so [model] n_layer = 4, model.n_layer = 4 and [model] with dotted keys below it
 // all arrive here as the key "model.n_layer". An unknown table is walked too, so that the error names a
 // whole key ("modle.n_layer", with its suggestion) rather than just the table.
-void apply_table(RunConfig& config, const toml::table& table, const std::string& prefix, const std::string& source) {
+void apply_table(RunConfig& config, const toml::table& table, const std::string& prefix, const std::string& source,
+                 ConfigOrigins* origins) {
   for (auto&& [k, node] : table) {
     std::string name = prefix.empty() ? std::string(k.str()) : prefix + "." + std::string(k.str());
     std::string where = location(source, node.source().begin);
     const ConfigKey* key = find_config_key(name);
     if (auto sub = node.as_table(); sub && !key) {
       if (sub->empty() && !is_section(name)) with_prefix(where, [&] { throw_unknown_key(name); });
-      apply_table(config, *sub, name, source);
+      apply_table(config, *sub, name, source, origins);
       continue;
     }
     with_prefix(where, [&] {
@@ -127,6 +128,7 @@ void apply_table(RunConfig& config, const toml::table& table, const std::string&
       ConfigValue value = from_toml(*key, node);
       check_config_value(*key, value);
       key->set(config, value);
+      if (origins) (*origins)[key->name] = source;
     });
   }
 }
@@ -147,7 +149,9 @@ std::string read_file(const std::string& path) {
 
 }  // namespace
 
-void apply_config_toml(RunConfig& config, std::string_view toml_text, const std::string& source) {
+namespace {
+
+void apply_toml(RunConfig& config, std::string_view toml_text, const std::string& source, ConfigOrigins* origins) {
   toml::table table;
   try {
     table = toml::parse(toml_text, source);
@@ -155,11 +159,12 @@ void apply_config_toml(RunConfig& config, std::string_view toml_text, const std:
     throw Error(ErrorKind::kConfig,
                 fmt::format("{}invalid TOML: {}", location(source, e.source().begin), e.description()));
   }
-  apply_table(config, table, "", source);
+  apply_table(config, table, "", source, origins);
 }
 
-void apply_config_override(RunConfig& config, std::string_view key_equals_value) {
-  with_prefix("--set: ", [&] {
+void apply_override(RunConfig& config, std::string_view key_equals_value, const std::string& source,
+                    ConfigOrigins* origins) {
+  with_prefix(source + ": ", [&] {
     std::size_t eq = key_equals_value.find('=');
     if (eq == std::string_view::npos)
       throw Error(ErrorKind::kConfig,
@@ -172,14 +177,28 @@ void apply_config_override(RunConfig& config, std::string_view key_equals_value)
     if (!key) throw_unknown_key(name);
     ConfigValue value = parse_config_text(*key, trim(key_equals_value.substr(eq + 1)));
     key->set(config, value);
+    if (origins) (*origins)[key->name] = source;
   });
 }
 
-RunConfig load_config(const std::optional<std::string>& toml_path, const std::vector<std::string>& set_overrides) {
+}  // namespace
+
+void apply_config_toml(RunConfig& config, std::string_view toml_text, const std::string& source) {
+  apply_toml(config, toml_text, source, nullptr);
+}
+
+void apply_config_override(RunConfig& config, std::string_view key_equals_value, const std::string& source) {
+  apply_override(config, key_equals_value, source, nullptr);
+}
+
+RunConfig load_config(const std::optional<std::string>& toml_path, const std::vector<std::string>& set_overrides,
+                      ConfigOrigins* origins, const std::string& overrides_source) {
   RunConfig config;
-  if (toml_path) apply_config_toml(config, read_file(*toml_path), *toml_path);
-  for (const auto& s : set_overrides) apply_config_override(config, s);
+  ConfigOrigins seen;
+  if (toml_path) apply_toml(config, read_file(*toml_path), *toml_path, &seen);
+  for (const auto& s : set_overrides) apply_override(config, s, overrides_source, &seen);
   validate(config);
+  if (origins) *origins = std::move(seen);
   return config;
 }
 

@@ -5,13 +5,15 @@
 // later --set makes consistent.
 //
 // Every rejection is a troupe::Error(ErrorKind::kConfig) whose message is one line naming the key, the
-// value and what is allowed (see config_schema.h), prefixed with where the value came from:
+// value and what is allowed (see config_schema.h), prefixed with where the value came from: a file and
+// position, or the overrides' source name ("override" for a library caller; the CLI says "--set"):
 //   run.toml:3:9: train.steps = 'abc': expected an integer
-//   --set: unknown config key 'train.step' (did you mean 'train.steps'?)
+//   override: unknown config key 'train.step' (did you mean 'train.steps'?)
 //   run.toml: config file not found
 //   run.toml:2:1: invalid TOML: <toml++'s description>
 #pragma once
 
+#include <map>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -21,15 +23,24 @@
 
 namespace troupe {
 
+// Where each key that was set explicitly came from: "model.n_embd" -> "--set" (the overrides' source
+// name) or "run.toml" (the file's path). Keys left at their defaults are absent.
+using ConfigOrigins = std::map<std::string, std::string>;
+
 // Defaults, then the file at `toml_path` (if given), then each "key=value" override; then validate().
 // The file may use tables ([model] n_layer = 4), dotted keys (model.n_layer = 4) or both.
-RunConfig load_config(const std::optional<std::string>& toml_path, const std::vector<std::string>& set_overrides);
+// `origins`, when given, receives where each set key came from; `overrides_source` names the overrides
+// in errors and origins (the CLI passes "--set").
+RunConfig load_config(const std::optional<std::string>& toml_path, const std::vector<std::string>& set_overrides,
+                      ConfigOrigins* origins = nullptr, const std::string& overrides_source = "override");
 
 // Applies TOML text to `config`; `source` names it in errors (a path, or "<string>").
 void apply_config_toml(RunConfig& config, std::string_view toml_text, const std::string& source);
 
 // Applies one "key=value" (spaces around either side are ignored); the value is parsed by the key's type.
-void apply_config_override(RunConfig& config, std::string_view key_equals_value);
+// `source` prefixes errors.
+void apply_config_override(RunConfig& config, std::string_view key_equals_value,
+                           const std::string& source = "override");
 
 // The one place where a whole config is checked: every key's range and choices (so a RunConfig built in
 // code is held to the same rules as a loaded one), then the rules that involve several keys:

@@ -197,7 +197,7 @@ std::vector<ConfigKey> build_schema() {
                         .help = "sequences (gpt) or images (mlp) per optimizer step"},
                    &R::train, &T::batch_size));
   k.push_back(bind(Spec{.name = "train.steps", .range = at_least(0),
-                        .help = "optimizer steps to run; 0: none (troupe train --save then writes the initial weights)"},
+                        .help = "optimizer steps to run; 0: none (saving the weights then writes the initial ones)"},
                    &R::train, &T::steps));
   k.push_back(bind(Spec{.name = "train.seed", .help = "seed for initialisation and data order"},
                    &R::train, &T::seed));
@@ -393,9 +393,21 @@ std::string closest_config_key(std::string_view name) {
 
 void throw_unknown_key(std::string_view name) {
   std::string hint = closest_config_key(name);
-  throw Error(ErrorKind::kConfig,
-              hint.empty() ? fmt::format("unknown config key '{}' (troupe train --help lists the keys)", name)
-                           : fmt::format("unknown config key '{}' (did you mean '{}'?)", name, hint));
+  if (!hint.empty())
+    throw Error(ErrorKind::kConfig, fmt::format("unknown config key '{}' (did you mean '{}'?)", name, hint));
+  // No close key: list the keys of the section named, or the sections. The message speaks of keys only,
+  // so that it reads the same to a library caller and on the command line.
+  const std::string_view section = name.substr(0, name.find('.'));
+  std::string keys, sections;
+  for (const ConfigKey& key : config_schema()) {
+    std::string_view s = std::string_view(key.name).substr(0, key.name.find('.'));
+    if (s == section && name.find('.') != std::string_view::npos) keys += (keys.empty() ? "" : ", ") + key.name;
+    if (sections.find(std::string(s) + ".*") == std::string::npos)
+      sections += (sections.empty() ? "" : ", ") + std::string(s) + ".*";
+  }
+  throw Error(ErrorKind::kConfig, keys.empty() ? fmt::format("unknown config key '{}' (the keys are {})", name, sections)
+                                               : fmt::format("unknown config key '{}' ({} has {})", name,
+                                                             std::string(section) + ".*", keys));
 }
 
 // ---- values -----------------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-// make_cuda_ops: DeviceOps on a CudaBackend, with runtime/optim's optimizers and clipping as device kernels.
+// make_cuda_device_ops: DeviceOps on a CudaBackend, with runtime/optim's optimizers and clipping as device kernels.
 #include <cmath>
 #include <map>
 
@@ -76,7 +76,8 @@ class CudaOps final : public DeviceOps {
 };
 }  // namespace
 
-std::unique_ptr<DeviceOps> make_cuda_ops(const RunConfig& config, int device, bool allow_tf32) {
+// Registered as make_cuda_ops by cuda_register.cpp (runtime/cuda_hooks.h).
+std::unique_ptr<DeviceOps> make_cuda_device_ops(const RunConfig& config, int device, bool allow_tf32) {
   return std::make_unique<CudaOps>(config, device, allow_tf32);
 }
 

@@ -8,7 +8,8 @@
 
 namespace troupe {
 
-bool query_cuda_devices(std::vector<CudaDeviceInfo>* devices, std::string* status) {
+// Registered as query_cuda_devices by cuda_register.cpp (runtime/cuda_hooks.h).
+bool list_cuda_devices(std::vector<CudaDeviceInfo>* devices, std::string* status) {
   devices->clear();
   int count = 0;
   cudaError_t err = cudaGetDeviceCount(&count);

@@ -230,8 +230,21 @@ Entry parse_entry(const std::string& path, const std::string& name, const nlohma
 
 }  // namespace
 
-NamedTensors load_safetensors(const std::string& path, std::map<std::string, std::string>* metadata) {
-  Fd file{::open(path.c_str(), O_RDONLY | O_CLOEXEC)};
+namespace {
+
+// A validated header: the metadata, the tensors' entries sorted by offset, where the data starts, and
+// the open file to read the data from.
+struct Header {
+  Fd file;
+  std::map<std::string, std::string> metadata;
+  std::vector<Entry> entries;
+  std::uint64_t data_start = 0;
+};
+
+// Opens `path` and checks its whole header (see load_safetensors) without reading any tensor data.
+void read_header(const std::string& path, Header& h) {
+  Fd& file = h.file;
+  file.fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (file.fd < 0) {
     if (errno == ENOENT) io_error(path, "safetensors file not found");
     io_error(path, fmt::format("cannot open: {}", std::strerror(errno)));
@@ -251,7 +264,7 @@ NamedTensors load_safetensors(const std::string& path, std::map<std::string, std
   if (header_len > file_size - 8)
     bad_file(path, fmt::format("header length {} is larger than the {} bytes that follow it (file truncated?)",
                                header_len, file_size - 8));
-  std::uint64_t data_start = 8 + header_len;
+  const std::uint64_t data_start = h.data_start = 8 + header_len;
   std::uint64_t data_size = file_size - data_start;
 
   std::string header_text(header_len, '\0');
@@ -275,8 +288,8 @@ NamedTensors load_safetensors(const std::string& path, std::map<std::string, std
   if (!duplicate.empty()) bad_tensor(path, duplicate, "the name appears twice in the header");
   if (!header.is_object()) bad_file(path, fmt::format("the header is a JSON {}, not an object", header.type_name()));
 
-  std::map<std::string, std::string> meta;
-  std::vector<Entry> entries;
+  std::map<std::string, std::string>& meta = h.metadata;
+  std::vector<Entry>& entries = h.entries;
   for (const auto& [name, info] : header.items()) {
     if (name == kMetadataKey) {
       if (!info.is_object()) bad_file(path, "__metadata__ must be an object of strings");
@@ -308,7 +321,22 @@ NamedTensors load_safetensors(const std::string& path, std::map<std::string, std
   if (expected != data_size)
     bad_file(path, fmt::format("the data section is {} bytes but the tensors cover only {}: {} bytes belong to no tensor",
                                data_size, expected, data_size - expected));
+}
 
+}  // namespace
+
+std::map<std::string, std::string> load_safetensors_metadata(const std::string& path) {
+  Header h;
+  read_header(path, h);
+  return std::move(h.metadata);
+}
+
+NamedTensors load_safetensors(const std::string& path, std::map<std::string, std::string>* metadata) {
+  Header h;
+  read_header(path, h);
+  const Fd& file = h.file;
+  const std::vector<Entry>& entries = h.entries;
+  const std::uint64_t data_start = h.data_start;
   NamedTensors out;
   out.reserve(entries.size());
   for (const auto& e : entries) {
@@ -316,7 +344,7 @@ NamedTensors load_safetensors(const std::string& path, std::map<std::string, std
     if (t.nbytes()) read_all(file.fd, t.raw(), t.nbytes(), data_start + e.begin, path);
     out.emplace_back(e.name, std::move(t));
   }
-  if (metadata) *metadata = std::move(meta);
+  if (metadata) *metadata = std::move(h.metadata);
   return out;
 }
 

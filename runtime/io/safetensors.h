@@ -48,6 +48,10 @@ void save_safetensors(const std::string& path, const NamedTensors& tensors,
 //   dtype size x shape; bytes after the last tensor; a name given twice; non-string metadata.
 NamedTensors load_safetensors(const std::string& path, std::map<std::string, std::string>* metadata = nullptr);
 
+// The "__metadata__" entries alone (empty if the file has none), after the same checks of the whole
+// header as load_safetensors; the tensors' data is not read.
+std::map<std::string, std::string> load_safetensors_metadata(const std::string& path);
+
 // The safetensors name of a dtype ("F32", "BF16", "I32", "I64").
 std::string safetensors_dtype_name(DType dtype);
 

@@ -1,8 +1,8 @@
 // Trains two steps of a tiny GPT through the installed troupe package.
 #include <cstdio>
 
-#include "actors/session.h"
-#include "runtime/config/config_loader.h"
+#include <troupe/actors/session.h>
+#include <troupe/runtime/config/config_loader.h>
 
 int main() {
   auto config = troupe::load_config(std::nullopt, {"model.n_layer=1", "model.n_embd=32", "model.n_head=2",

@@ -1,10 +1,26 @@
 #!/usr/bin/env bash
-# Installs the build into a scratch prefix, then configures, builds and runs tests/consumer against it.
+# Installs the build into a scratch prefix, then configures and builds tests/consumer against it (a
+# project that enables only C++), checks that the CPU-only program links no CAF, Cap'n Proto or CUDA,
+# and runs both programs.
 set -euo pipefail
 build=$1
 scratch=$(mktemp -d)
 trap 'rm -rf "$scratch"' EXIT
 cmake --install "$build" --prefix "$scratch/prefix" > /dev/null
-cmake -S "$(dirname "$0")" -B "$scratch/build" -G Ninja -DCMAKE_PREFIX_PATH="$scratch/prefix" > /dev/null
-cmake --build "$scratch/build" > /dev/null
+# Installed headers are reached as <troupe/...> only: none may include a generic "runtime/..." path.
+if grep -rnE '#include "(runtime|models|actors|net)/' "$scratch/prefix/include/troupe"; then
+  echo "FAIL: installed headers include generic paths (above)"; exit 1
+fi
+cmake -S "$(dirname "$0")" -B "$scratch/build" -G Ninja -DCMAKE_PREFIX_PATH="$scratch/prefix" > "$scratch/configure.log" ||
+  { cat "$scratch/configure.log"; exit 1; }
+cmake --build "$scratch/build" > "$scratch/build.log" || { cat "$scratch/build.log"; exit 1; }
+echo "consumer_core links:"
+ldd "$scratch/build/consumer_core" | sed 's/^/  /'
+if ldd "$scratch/build/consumer_core" | grep -Ei 'caf|capnp|kj|cuda|cublas|nccl'; then
+  echo "FAIL: the CPU-only consumer links CAF, Cap'n Proto or CUDA (above)"; exit 1
+fi
+if nm -C "$scratch/build/consumer_core" | grep -E ' (caf|capnp)::' | head -3 | grep .; then
+  echo "FAIL: the CPU-only consumer holds CAF or Cap'n Proto code (above)"; exit 1
+fi
+"$scratch/build/consumer_core"
 "$scratch/build/consumer"
