@@ -5,6 +5,7 @@
 
 #include "actors/actor_system.h"
 #include "actors/stage_actor.h"
+#include "actors/step_coordinator.h"
 #include "runtime/schedule/grid.h"
 
 namespace troupe {
@@ -103,28 +104,18 @@ StepStats ActorPipeline::train_step(std::int64_t step) {
   const auto start = std::chrono::steady_clock::now();
   const double trace_begin = trace_ ? trace_->now_us() : 0.0;
   caf::scoped_actor& self = *actors_->self;
-  const RunConfig& config = driver_.config();
-  const pipeline::Layout& layout = driver_.layout();
   const int p = driver_.num_stages();
+  StepCoordinator step_of(driver_.config(), driver_.options(), driver_.layout());
 
-  const Batch whole = driver_.dataset().train_batch(step, config.train.batch_size);
-  const float loss_scale = 1.0f / static_cast<float>(whole.targets.numel());
-  const Batch batch = replica_share(whole, driver_.options().replica, driver_.options().replicas);
+  const StepCoordinator::Start begin = step_of.begin(step, driver_.dataset());
   for (auto& a : actors_->stages)
-    self->send(a, proto::run_atom::value, batch, driver_.options().microbatches, loss_scale,
-               driver_.dataset().rows_per_sample());
+    self->send(a, proto::run_atom::value, begin.batch, begin.microbatches, begin.loss_scale, begin.rows_per_sample);
 
-  // Every stage reports when it stands at its optimizer step.
-  const int last = layout.stage_of(layout.num_virtual() - 1);
-  std::vector<Tensor> losses;
-  Tensor tied_grad;
-  for (int ready = 0; ready < p; ++ready) {
+  // Phase 1: every stage reports when it stands at its optimizer step.
+  while (!step_of.all_ready()) {
     self->receive(
-        [&](proto::ready_atom, int stage, const std::vector<Tensor>& l, const Tensor& tied) {
-          if (stage == last) {
-            losses = l;
-            tied_grad = tied;
-          }
+        [&](proto::ready_atom, int stage, std::vector<Tensor>& losses, Tensor& tied) {
+          step_of.ready(stage, std::move(losses), std::move(tied));
         },
         [&](caf::down_msg& down) {
           int stage = -1;
@@ -137,39 +128,30 @@ StepStats ActorPipeline::train_step(std::int64_t step) {
         });
   }
 
-  StepStats s;
-  s.step = step;
-  std::int64_t rows = 0;
-  s.loss = mean_loss(losses, &rows);
-
-  // Both phases go to every stage at once, then the replies are collected: stages work in parallel.
-  std::vector<std::vector<std::vector<double>>> sumsq(p);
+  // Phases 2 and 3 go to every stage at once, then the replies are collected: stages work in parallel.
   {
-    std::vector<decltype(self->request(actors_->stages[0], caf::infinite, proto::finish_atom::value, tied_grad))> pending;
-    for (int i = 0; i < p; ++i) pending.push_back(self->request(actors_->stages[i], caf::infinite, proto::finish_atom::value, tied_grad));
+    std::vector<decltype(self->request(actors_->stages[0], caf::infinite, proto::finish_atom::value, Tensor()))> pending;
     for (int i = 0; i < p; ++i)
-      pending[i].receive([&](std::vector<std::vector<double>>& v) { sumsq[i] = std::move(v); },
+      pending.push_back(self->request(actors_->stages[i], caf::infinite, proto::finish_atom::value, step_of.tied_grad()));
+    for (int i = 0; i < p; ++i)
+      pending[i].receive([&](std::vector<std::vector<double>>& v) { step_of.finished(i, std::move(v)); },
                          [&](caf::error& e) { stage_failed(e, "finishing the backward pass", i, step); });
   }
-  const StepUpdate u = plan_update(config, layout, sumsq, step);
-  s.grad_norm = u.grad_norm;
-  s.lr = u.lr;
-  Tensor wte;
+  const StepUpdate& u = step_of.update();
   {
     std::vector<decltype(self->request(actors_->stages[0], caf::infinite, proto::apply_atom::value, u.clip, u.lr))> pending;
     for (int i = 0; i < p; ++i) pending.push_back(self->request(actors_->stages[i], caf::infinite, proto::apply_atom::value, u.clip, u.lr));
     for (int i = 0; i < p; ++i)
-      pending[i].receive([&](Tensor& w) { if (w.defined()) wte = w; },
+      pending[i].receive([&](Tensor& w) { step_of.applied(i, std::move(w)); },
                          [&](caf::error& e) { stage_failed(e, "applying the optimizer step", i, step); });
   }
-  if (wte.defined())
-    self->request(actors_->stages[last], caf::infinite, proto::tied_atom::value, wte)
-        .receive([](bool) {}, [&](caf::error& e) { stage_failed(e, "refreshing the tied embedding", last, step); });
+  // Phase 4: the tied weight's replica.
+  if (step_of.tied_weight().defined())
+    self->request(actors_->stages[step_of.last_stage()], caf::infinite, proto::tied_atom::value, step_of.tied_weight())
+        .receive([](bool) {}, [&](caf::error& e) { stage_failed(e, "refreshing the tied embedding", step_of.last_stage(), step); });
 
   if (trace_) trace_->window(trace_begin, trace_->now_us());
-  s.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  s.tokens_per_s = static_cast<double>(rows) / s.seconds;
-  return s;
+  return step_of.stats(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
 }
 
 }  // namespace troupe

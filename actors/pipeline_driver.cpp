@@ -1,6 +1,8 @@
 // PipelineDriver: partition, schedule, and the per-step coordination of the stage workers.
 #include "actors/pipeline_driver.h"
 
+#include "actors/step_coordinator.h"
+
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -126,10 +128,9 @@ StepUpdate plan_update(const RunConfig& config, const pipeline::Layout& layout,
 
 StepStats PipelineDriver::train_step(std::int64_t step) {
   const auto start = std::chrono::steady_clock::now();
-  const Batch whole = dataset_->train_batch(step, config_.train.batch_size);
-  const float loss_scale = 1.0f / static_cast<float>(whole.targets.numel());
-  const Batch batch = replica_share(whole, options_.replica, options_.replicas);
-  for (auto& st : stages_) st->begin_step(batch, options_.microbatches, loss_scale, dataset_->rows_per_sample());
+  StepCoordinator step_of(config_, options_, layout_);
+  const StepCoordinator::Start begin = step_of.begin(step, *dataset_);
+  for (auto& st : stages_) st->begin_step(begin.batch, begin.microbatches, begin.loss_scale, begin.rows_per_sample);
 
   // Run every stage as far as it can go, deliver what it sent, repeat until all stand at the step.
   std::vector<Outgoing> out;
@@ -154,29 +155,13 @@ StepStats PipelineDriver::train_step(std::int64_t step) {
     }
   }
 
-  StepStats s;
-  s.step = step;
-  StageWorker& last = *stages_.at(layout_.stage_of(layout_.num_virtual() - 1));
-  std::int64_t rows = 0;
-  s.loss = mean_loss(replicas_losses(last), &rows);
-
-  // Tied embedding: the head's share goes to the stage that owns wte before any norm is taken.
-  if (Tensor g = last.tied_grad(); g.defined())
-    for (auto& st : stages_)
-      if (st->owns_tied_weight()) st->fold_tied_grad(g);
-  std::vector<std::vector<std::vector<double>>> sumsq(stages_.size());
-  for (std::size_t i = 0; i < stages_.size(); ++i) sumsq[i] = stages_[i]->finish_backward();
-  const StepUpdate u = plan_update(config_, layout_, sumsq, step);
-  s.grad_norm = u.grad_norm;
-  s.lr = u.lr;
-  Tensor wte;
-  for (auto& st : stages_)
-    if (Tensor w = st->apply_step(u.clip, u.lr); w.defined()) wte = w;
-  if (wte.defined()) last.set_tied_weight(wte);
-
-  s.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  s.tokens_per_s = static_cast<double>(rows) / s.seconds;
-  return s;
+  // The coordinator's phases, each over every stage in order (what the stage actors do at once).
+  for (auto& st : stages_) step_of.ready(st->stage(), replicas_losses(*st), st->tied_grad());
+  for (auto& st : stages_) step_of.finished(st->stage(), st->finish_step(step_of.tied_grad()));
+  const StepUpdate& u = step_of.update();
+  for (auto& st : stages_) step_of.applied(st->stage(), st->apply_step(u.clip, u.lr));
+  if (step_of.tied_weight().defined()) stages_.at(step_of.last_stage())->set_tied_weight(step_of.tied_weight());
+  return step_of.stats(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
 }
 
 }  // namespace troupe

@@ -58,10 +58,7 @@ caf::behavior stage_actor(caf::stateful_actor<StageActorState>* self, StageWorke
         self->state.worker->deliver(message);
         pump(self);
       },
-      [=](proto::finish_atom, const Tensor& tied_grad) {
-        if (tied_grad.defined() && self->state.worker->owns_tied_weight()) self->state.worker->fold_tied_grad(tied_grad);
-        return self->state.worker->finish_backward();
-      },
+      [=](proto::finish_atom, const Tensor& tied_grad) { return self->state.worker->finish_step(tied_grad); },
       [=](proto::apply_atom, double clip, double lr) {
         self->state.running = false;
         return self->state.worker->apply_step(clip, lr);

@@ -231,6 +231,11 @@ void StageWorker::fold_tied_grad(const Tensor& grad) {
   backend_.add_inplace(p->grad, grad);
 }
 
+std::vector<std::vector<double>> StageWorker::finish_step(const Tensor& tied_grad) {
+  if (tied_grad.defined() && owns_tied_weight()) fold_tied_grad(tied_grad);
+  return finish_backward();
+}
+
 std::vector<std::vector<double>> StageWorker::finish_backward() {
   finalize_grads();
   for (const auto& m : chunks_) m->finish_grads();  // a head sharing its chunk with wte folds its tied gradient here

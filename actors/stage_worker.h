@@ -80,6 +80,9 @@ class StageWorker {
   // Adds a user's tied gradient share into the owner's gradient (the stage that owns the tied weight,
   // as the model declares it: LayerSpec::tied_weight).
   void fold_tied_grad(const Tensor& grad);
+  // Phase 2 of a step (step_coordinator.h): folds `tied_grad` in when this stage owns the tied weight,
+  // then finish_backward().
+  std::vector<std::vector<double>> finish_step(const Tensor& tied_grad);
   bool owns_tied_weight() const;
   // Ends the backward pass: folds tied gradients held on this stage, then returns per-parameter
   // gradient sums of squares chunk by chunk (call after fold_tied_grad on the owner). By the time
