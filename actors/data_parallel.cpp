@@ -60,7 +60,6 @@ DataParallelTrainer::DataParallelTrainer(const RunConfig& config, bool actors) :
   const auto timeout = std::chrono::milliseconds(static_cast<long long>(config.comm.timeout_s * 1000.0));
   for (int s = 0; s < config.parallel.pipeline; ++s) {
     worlds_.push_back(std::make_unique<net::InprocWorld>(d, timeout));
-    local_groups_.push_back(std::make_shared<comm::LocalGroup>(d, timeout));
   }
   for (int r = 0; r < d; ++r) {
     std::vector<std::unique_ptr<comm::Transport>> transports;
@@ -82,7 +81,7 @@ void DataParallelTrainer::add_replica(const RunConfig& per, int rank,
   PipelineDriver& driver = *drivers_.back();
   for (int s = 0; s < driver.num_stages(); ++s) {
     GradientSyncOptions options = gradient_sync_options(config_);
-    if (!local_groups_.empty()) options.local_group = local_groups_.at(static_cast<std::size_t>(s));
+    if (!worlds_.empty()) options.local_group = worlds_.at(static_cast<std::size_t>(s))->local_group();
     driver.stage(s).attach_gradient_sync(std::make_unique<GradientSync>(std::move(transports.at(s)), options));
   }
 }
@@ -114,7 +113,6 @@ StepStats DataParallelTrainer::train_step(std::int64_t step) {
       int none = -1;
       first_failed.compare_exchange_strong(none, r);
       for (auto& w : worlds_) w->kill(r);
-      for (auto& g : local_groups_) g->kill(r);
     }
   };
   std::vector<std::thread> threads;

@@ -69,10 +69,9 @@ class DataParallelTrainer {
 
  private:
   RunConfig config_;
-  std::vector<std::unique_ptr<net::InprocWorld>> worlds_;  // one group per stage
-  std::vector<std::shared_ptr<comm::LocalGroup>> local_groups_;  // the same groups, by reference
+  std::vector<std::unique_ptr<net::InprocWorld>> worlds_;  // one group per stage (messages and by reference)
   void add_replica(const RunConfig& per, int rank, std::vector<std::unique_ptr<comm::Transport>> transports, bool actors);
-  // attach_gradient_syncs with stage s using local_groups_[s] when there are any.
+  // One step of replica i: its stage actors, or its in-thread driver.
   StepStats step_replica(std::size_t i, std::int64_t step);
 
   std::shared_ptr<ActorSystem> actor_system_;                     // every replica's stage actors, one system

@@ -121,6 +121,7 @@ InprocWorld::InprocWorld(int ranks, std::chrono::milliseconds timeout) {
   TROUPE_CHECK(ranks >= 1, "ranks = ", ranks);
   TROUPE_CHECK(timeout.count() > 0, "timeout = ", timeout.count(), " ms");
   state_ = std::make_shared<State>(ranks, timeout);
+  local_ = std::make_shared<comm::LocalGroup>(ranks, timeout);
 }
 
 InprocWorld::~InprocWorld() = default;
@@ -134,6 +135,7 @@ std::unique_ptr<comm::Transport> InprocWorld::transport(int rank) {
 
 void InprocWorld::kill(int rank) {
   TROUPE_CHECK(rank >= 0 && rank < state_->ranks, "rank ", rank, " of ", state_->ranks);
+  local_->kill(rank);
   state_->dead[static_cast<std::size_t>(rank)].store(true);
   int none = -1;
   state_->first_dead.compare_exchange_strong(none, rank);

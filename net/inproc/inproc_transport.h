@@ -9,11 +9,16 @@
 // collective, so — like an aborted NCCL communicator — the whole world is broken from then on: every
 // pending and every future recv (and send) on every rank throws troupe::Error(ErrorKind::kIo) at once,
 // naming the dead rank. Build a new InprocWorld to continue.
+//
+// The world is the one object for ranks that are threads of one process: besides the message-passing
+// endpoints it holds the same ranks as a comm::LocalGroup (collectives by reference, no copies), and
+// kill() breaks both.
 #pragma once
 
 #include <chrono>
 #include <memory>
 
+#include "runtime/comm/local_group.h"
 #include "runtime/comm/transport.h"
 
 namespace troupe::net {
@@ -32,14 +37,17 @@ class InprocWorld {
   // destroyed. More than one endpoint per rank is allowed but they share that rank's mailboxes.
   std::unique_ptr<comm::Transport> transport(int rank);
 
-  // Marks `rank` dead and wakes every waiting recv, which then throws an Error naming it.
-  // Safe to call from any thread, any number of times.
+  // The same ranks as a LocalGroup (runtime/comm/local_group.h): rank r's collectives by reference.
+  std::shared_ptr<comm::LocalGroup> local_group() const { return local_; }
+  // Marks `rank` dead, in the transport and the local group, and wakes every waiting recv, which then
+  // throws an Error naming it. Safe to call from any thread, any number of times.
   void kill(int rank);
 
   struct State;  // shared with the endpoints; defined in the .cpp
 
  private:
   std::shared_ptr<State> state_;
+  std::shared_ptr<comm::LocalGroup> local_;
 };
 
 }  // namespace troupe::net
