@@ -5,7 +5,7 @@
 
 #include "actors/actor_system.h"
 #include "actors/stage_actor.h"
-#include "actors/step_coordinator.h"
+#include "actors/state/step_coordinator.h"
 #include "runtime/schedule/grid.h"
 
 namespace troupe {

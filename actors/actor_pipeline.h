@@ -5,7 +5,7 @@
 
 #include <memory>
 
-#include "actors/pipeline_driver.h"
+#include "actors/state/pipeline_driver.h"
 #include "runtime/supervision/supervisor.h"
 
 namespace caf {

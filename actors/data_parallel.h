@@ -16,8 +16,8 @@
 #include <vector>
 
 #include "actors/actor_pipeline.h"
-#include "actors/gradient_sync.h"
-#include "actors/pipeline_driver.h"
+#include "actors/state/gradient_sync.h"
+#include "actors/state/pipeline_driver.h"
 #include "net/inproc/inproc_transport.h"
 #include "runtime/comm/transport.h"
 

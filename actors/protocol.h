@@ -17,7 +17,7 @@
 
 #include <vector>
 
-#include "actors/stage_worker.h"
+#include "actors/state/stage_worker.h"
 
 namespace troupe::proto {
 using peers_atom = caf::atom_constant<caf::atom("peers")>;

@@ -1,7 +1,7 @@
 // The stage actor: deliver, advance, send; report at the optimizer step; apply on request.
 #include "actors/stage_actor.h"
 
-#include "actors/pipeline_driver.h"
+#include "actors/state/pipeline_driver.h"
 
 namespace troupe {
 

@@ -5,7 +5,7 @@
 #include <cstring>
 
 #include "actors/actor_pipeline.h"
-#include "actors/pipeline_driver.h"
+#include "actors/state/pipeline_driver.h"
 #include "runtime/config/config_loader.h"
 #include "tests/training_runs.h"
 

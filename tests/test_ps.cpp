@@ -8,10 +8,10 @@
 #include <vector>
 
 #include "actors/ps/ps_actor.h"
-#include "actors/ps/ps_layout.h"
-#include "actors/ps/ps_shard.h"
+#include "actors/state/ps/ps_layout.h"
+#include "actors/state/ps/ps_shard.h"
 #include "actors/ps/ps_trainer.h"
-#include "actors/ps/sparse_table.h"
+#include "actors/state/ps/sparse_table.h"
 #include "models/trainer.h"
 #include "runtime/config/config_loader.h"
 #include "runtime/error.h"

@@ -13,7 +13,7 @@
 #include "actors/ps/ps_actor.h"
 #include "actors/ps/ps_link.h"
 #include "actors/ps/ps_trainer.h"
-#include "actors/ps/ps_wire.h"
+#include "actors/state/ps/ps_wire.h"
 #include "models/trainer.h"
 #include "runtime/config/config_loader.h"
 #include "runtime/error.h"

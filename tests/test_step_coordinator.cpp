@@ -2,7 +2,7 @@
 // driving it by hand over stage workers gives the reference trainer's step exactly.
 #include <catch2/catch.hpp>
 
-#include "actors/step_coordinator.h"
+#include "actors/state/step_coordinator.h"
 #include "runtime/config/config_loader.h"
 #include "training_runs.h"
 

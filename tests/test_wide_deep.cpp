@@ -9,7 +9,7 @@
 #include <thread>
 #include <vector>
 
-#include "actors/ps/sparse_table.h"
+#include "actors/state/ps/sparse_table.h"
 #include "actors/ps/wide_deep_ps.h"
 #include "runtime/config/config_loader.h"
 #include "models/binary_metrics.h"

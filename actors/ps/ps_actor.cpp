@@ -12,7 +12,7 @@
 
 #include <fmt/format.h>
 
-#include "actors/ps/sparse_table.h"
+#include "actors/state/ps/sparse_table.h"
 #include "runtime/optim/clip_grad.h"
 
 namespace troupe::ps {

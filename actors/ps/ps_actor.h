@@ -20,7 +20,7 @@
 #include <memory>
 #include <vector>
 
-#include "actors/ps/ps_endpoint.h"
+#include "actors/state/ps/ps_endpoint.h"
 #include "actors/ps/ps_protocol.h"
 
 namespace troupe::ps {

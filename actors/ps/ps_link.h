@@ -14,9 +14,9 @@
 #include <string>
 #include <vector>
 
-#include "actors/ps/ps_endpoint.h"
-#include "actors/ps/ps_layout.h"
-#include "actors/ps/ps_wire.h"
+#include "actors/state/ps/ps_endpoint.h"
+#include "actors/state/ps/ps_layout.h"
+#include "actors/state/ps/ps_wire.h"
 #include "runtime/comm/transport.h"
 
 namespace troupe::ps {

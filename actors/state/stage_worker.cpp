@@ -1,5 +1,5 @@
 // StageWorker: executes a stage's pipeline program over its model chunks.
-#include "actors/stage_worker.h"
+#include "actors/state/stage_worker.h"
 
 #include <algorithm>
 #include <thread>

@@ -34,8 +34,8 @@
 #include <string>
 #include <vector>
 
-#include "actors/ps/ps_layout.h"
-#include "actors/ps/sparse_table.h"
+#include "actors/state/ps/ps_layout.h"
+#include "actors/state/ps/sparse_table.h"
 #include "runtime/config/run_config.h"
 #include "runtime/exact_sum.h"
 #include "runtime/optim/optimizer.h"

@@ -1,5 +1,5 @@
 // SparseTable: gather the touched rows, run the dense optimizer on them, scatter back.
-#include "actors/ps/sparse_table.h"
+#include "actors/state/ps/sparse_table.h"
 
 #include <cstring>
 #include <vector>

@@ -26,8 +26,8 @@
 #include <string>
 #include <vector>
 
-#include "actors/ps/ps_endpoint.h"
-#include "actors/ps/ps_layout.h"
+#include "actors/state/ps/ps_endpoint.h"
+#include "actors/state/ps/ps_layout.h"
 
 namespace troupe::ps::wire {
 

@@ -1,5 +1,5 @@
 // StepCoordinator: the phases of a pipeline step as state, checked at each transition.
-#include "actors/step_coordinator.h"
+#include "actors/state/step_coordinator.h"
 
 #include "runtime/error.h"
 

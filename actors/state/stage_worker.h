@@ -16,7 +16,7 @@
 #include <tuple>
 #include <vector>
 
-#include "actors/gradient_sync.h"
+#include "actors/state/gradient_sync.h"
 #include "models/model.h"
 #include "runtime/data/dataset.h"
 #include "runtime/optim/optimizer.h"

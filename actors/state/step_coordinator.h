@@ -19,7 +19,7 @@
 #include <cstdint>
 #include <vector>
 
-#include "actors/pipeline_driver.h"
+#include "actors/state/pipeline_driver.h"
 
 namespace troupe {
 

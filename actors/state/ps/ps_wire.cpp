@@ -1,5 +1,5 @@
 // The parameter-server link format's encoders and bounds-checked decoders.
-#include "actors/ps/ps_wire.h"
+#include "actors/state/ps/ps_wire.h"
 
 #include <cstring>
 

@@ -14,7 +14,7 @@
 #include <string>
 #include <vector>
 
-#include "actors/stage_worker.h"
+#include "actors/state/stage_worker.h"
 #include "models/trainer.h"
 #include "runtime/plan/partition.h"
 #include "runtime/plan/topology.h"

@@ -1,5 +1,5 @@
 // PsShard: checking pushes and pulls, summing a sync step in worker order, admitting pulls by mode.
-#include "actors/ps/ps_shard.h"
+#include "actors/state/ps/ps_shard.h"
 
 #include <algorithm>
 #include <cmath>

@@ -1,5 +1,5 @@
 // GradientSync: buckets, the communication thread, and the ZeRO-1 shard exchange of one stage's replicas.
-#include "actors/gradient_sync.h"
+#include "actors/state/gradient_sync.h"
 
 #include <algorithm>
 #include <cstring>

@@ -1,5 +1,5 @@
 // PsLayout: the greedy dense split and the row-modulo table split.
-#include "actors/ps/ps_layout.h"
+#include "actors/state/ps/ps_layout.h"
 
 #include <set>
 

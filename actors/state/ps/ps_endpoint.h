@@ -4,7 +4,7 @@
 #include <cstdint>
 #include <vector>
 
-#include "actors/ps/ps_shard.h"
+#include "actors/state/ps/ps_shard.h"
 
 namespace troupe::ps {
 

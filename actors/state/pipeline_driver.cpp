@@ -1,7 +1,7 @@
 // PipelineDriver: partition, schedule, and the per-step coordination of the stage workers.
-#include "actors/pipeline_driver.h"
+#include "actors/state/pipeline_driver.h"
 
-#include "actors/step_coordinator.h"
+#include "actors/state/step_coordinator.h"
 
 #include <algorithm>
 #include <chrono>
