@@ -482,7 +482,7 @@ std::string config_markdown() {
     // A default that is a value goes in code font; one that is a sentence (optim.* follow optim.kind) does not.
     bool is_value = key.default_text.find(' ') == std::string::npos;
     std::string help = key.help;
-    if (!key.used_by.empty() && key.used_by.size() < optim_kinds) help += "; used by " + join(key.used_by);
+    if (!key.used_by.empty() && key.used_by.size() < optim_kinds) help += "; used by " + used_by_names(key);
     out += fmt::format("| {} | {} | {} | {} | {} |\n", markdown_code(key.name), config_type_name(key),
                        is_value ? markdown_code(key.default_text) : markdown_cell(key.default_text), allowed,
                        markdown_cell(help));
