@@ -33,6 +33,11 @@ int main(int argc, char** argv) {
   train_cmd->add_option("--rank", train.rank)->group("")->check(CLI::Range(1, 1 << 20));
   train_cmd->footer("Config keys (for --set and --config):\n" + config_help());
 
+  bool config_markdown_flag = false;
+  CLI::App* config_cmd = app.add_subcommand("config", "Print every config key with its type, default and meaning.");
+  config_cmd->add_flag("--markdown", config_markdown_flag,
+                       "As Markdown tables (the text of docs/config.md: build/troupe config --markdown > docs/config.md)");
+
   CLI::App* devices_cmd = app.add_subcommand("devices", "List the devices actors can be placed on (CPU threads, CUDA GPUs).");
 
   BenchOptions bench;
@@ -53,6 +58,10 @@ int main(int argc, char** argv) {
   try {
     if (train_cmd->parsed()) return run_train(train);
     if (bench_cmd->parsed()) return run_bench(bench, "/proc/self/exe");
+    if (config_cmd->parsed()) {
+      std::fputs((config_markdown_flag ? config_markdown() : config_help()).c_str(), stdout);
+      return 0;
+    }
     if (devices_cmd->parsed()) {
       const DeviceInventory inv = query_devices();
       std::printf("cpu:0     %d hardware threads\n", inv.cpu_threads);

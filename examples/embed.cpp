@@ -1,5 +1,6 @@
 // Embedding troupe in an application: a 2-stage pipeline of CAF actors trains a small GPT, and the
-// application reads losses as they come. Built in CI; the README quotes it.
+// application reads losses as they come. Built in CI; README.md and docs/embedding.md quote the region between
+// the [quote] markers, and CTest docs_quote_examples fails when they differ from it.
 #include <cstdio>
 
 #include "actors/session.h"
@@ -17,6 +18,7 @@ int main(int argc, char** argv) {
     return 2;
   }
 
+  // [quote begin]
   auto session = troupe::Session::create(config);
   if (!session) {
     std::fprintf(stderr, "cannot start: %s\n", session.error().what());
@@ -34,6 +36,7 @@ int main(int argc, char** argv) {
     if (i % 10 == 0 || i + 1 == config.train.steps)
       std::printf("step %3lld  loss %.4f  %.0f tokens/s\n", static_cast<long long>(i), stats->loss, stats->tokens_per_s);
   }
+  // [quote end]
   auto eval = (*session)->evaluate();
   if (!eval) return 1;
   std::printf("validation loss %.4f\n", eval->loss);

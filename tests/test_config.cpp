@@ -423,3 +423,27 @@ TEST_CASE("help lists every key with type, default and help, aligned", "[config]
   CHECK_THAT(by_key["model.mlp_hidden"], Contains("int list") && Contains("1024,1024"));
   CHECK_THAT(help, Contains("* default: torch default for optim.kind (rmsprop: 1e-2; sgd, adam, adamw: 1e-3)"));
 }
+
+TEST_CASE("markdown reference lists every key once, with its type, default and allowed values", "[config]") {
+  std::string md = config_markdown();
+  std::istringstream lines(md);
+  std::string line;
+  std::map<std::string, std::string> by_key;
+  std::size_t rows = 0;
+  while (std::getline(lines, line)) {
+    if (line.rfind("| `", 0) != 0) continue;
+    ++rows;
+    for (const auto& key : config_schema())
+      if (line.rfind("| `" + key.name + "` |", 0) == 0) {
+        CHECK(by_key.count(key.name) == 0);  // once
+        by_key[key.name] = line;
+      }
+  }
+  CHECK(by_key.size() == config_schema().size());
+  CHECK(rows == config_schema().size());  // no row that is not a key
+  CHECK_THAT(by_key["train.steps"], Catch::Matchers::StartsWith("| `train.steps` | int | `500` | >= 0 | optimizer steps"));
+  CHECK_THAT(by_key["optim.kind"], Contains("| enum | `adamw` | `sgd`, `adam`, `adamw`, `rmsprop` |"));
+  CHECK_THAT(by_key["optim.beta1"], Contains("torch default for optim.kind") && Contains("used by adam, adamw"));
+  CHECK_THAT(by_key["train.deterministic"], Contains("| bool | `false` | `true`, `false` |"));
+  CHECK_THAT(md, Contains("\n## parallel\n"));
+}

@@ -1,4 +1,5 @@
-// Owns the config front end: TOML file and --set overrides into one validated RunConfig, TOML back out, help.
+// Owns the config front end: TOML file and --set overrides into one validated RunConfig, TOML back out, help
+// (text and Markdown).
 //
 // Precedence, lowest first: RunConfig's defaults, the TOML file, then each --set in order (a later --set
 // of the same key wins). validate() runs once, on the result, so a file may hold a value that only a
@@ -59,5 +60,10 @@ std::string config_to_toml(const RunConfig& config);
 // Every key with its type, default, allowed values and help, one aligned line each (a second line for a
 // default that follows optim.kind), under a column heading, for `troupe train --help` (which adds the title).
 std::string config_help();
+
+// The same keys as a Markdown reference (`troupe config --markdown`, committed as docs/config.md): a short
+// preamble, then one table per section with each key's name, type, default, allowed values and meaning.
+// A test compares docs/config.md with this output, so the reference cannot drift from the schema.
+std::string config_markdown();
 
 }  // namespace troupe
