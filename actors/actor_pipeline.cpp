@@ -4,6 +4,7 @@
 #include <chrono>
 
 #include "actors/actor_system.h"
+#include "actors/optimizer_actor.h"
 #include "actors/stage_actor.h"
 #include "actors/state/step_coordinator.h"
 #include "runtime/schedule/grid.h"
@@ -25,11 +26,13 @@ struct ActorPipeline::Actors {
   std::shared_ptr<ActorSystem> system;
   std::unique_ptr<caf::scoped_actor> self;
   std::vector<caf::actor> stages;
+  std::vector<caf::actor> optimizers;  // stage s's optimizer-state actor
 };
 
 // Reports a failed stage as its supervisor sees it (which actor, where in the Topology, the step, the
 // cause) with the step x stage grid, each stage's position marked (">B3<").
-void ActorPipeline::stage_failed(const caf::error& reason, const char* during, int stage, std::int64_t step) {
+void ActorPipeline::stage_failed(const caf::error& reason, const char* during, int stage, std::int64_t step,
+                                 bool optimizer) {
   pipeline::GridOptions grid;
   grid.show_communication = true;
   for (int s = 0; s < driver_.num_stages(); ++s) {
@@ -47,7 +50,8 @@ void ActorPipeline::stage_failed(const caf::error& reason, const char* during, i
   std::string report = std::string("a pipeline stage failed ") + during + ": " + what;
   if (stage >= 0) {
     const supervision::Node& child = supervisor_->node().children.at(static_cast<std::size_t>(stage));
-    report = supervisor_->on_down(child.name, step, what + " (" + during + ")").report;
+    const std::string name = optimizer ? child.children.at(0).name : child.name;  // its optimizer state, or it
+    report = supervisor_->on_down(name, step, what + " (" + during + ")").report;
   }
   throw Error(kind, report + "\nwhere each stage stood (marked):\n" +
                         pipeline::render_grid(driver_.schedule(), driver_.num_stages(), driver_.layout().virtual_stages,
@@ -81,7 +85,11 @@ ActorPipeline::ActorPipeline(const RunConfig& config, PipelineOptions options, s
   actors_->system = system ? std::move(system) : std::make_shared<ActorSystem>();
   actors_->self = std::make_unique<caf::scoped_actor>(actors_->system->get());
   for (int s = 0; s < driver_.num_stages(); ++s) {
-    actors_->stages.push_back(actors_->system->get().spawn<caf::detached>(stage_actor, &driver_.stage(s)));
+    // The optimizer state runs on the system's scheduler (its work comes while the stage waits for it).
+    actors_->optimizers.push_back(actors_->system->get().spawn(optimizer_actor, &driver_.stage(s)));
+    (*actors_->self)->monitor(actors_->optimizers.back());
+    actors_->stages.push_back(
+        actors_->system->get().spawn<caf::detached>(stage_actor, &driver_.stage(s), actors_->optimizers.back()));
     (*actors_->self)->monitor(actors_->stages.back());
   }
   for (auto& a : actors_->stages) (*actors_->self)->send(a, proto::peers_atom::value, actors_->stages, caf::actor(*actors_->self));
@@ -91,7 +99,8 @@ ActorPipeline::~ActorPipeline() {
   // Waits for this pipeline's own stages only: the system may hold other replicas' stages, still running.
   caf::scoped_actor& self = *actors_->self;
   for (auto& a : actors_->stages) caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
-  self->wait_for(actors_->stages);
+  for (auto& a : actors_->optimizers) caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
+  self->wait_for(actors_->stages, actors_->optimizers);
   actors_->self.reset();
 }
 
@@ -119,9 +128,12 @@ StepStats ActorPipeline::train_step(std::int64_t step) {
         },
         [&](caf::down_msg& down) {
           int stage = -1;
-          for (int i = 0; i < p; ++i)
+          bool optimizer = false;
+          for (int i = 0; i < p; ++i) {
             if (down.source == actors_->stages[static_cast<std::size_t>(i)].address()) stage = i;
-          stage_failed(down.reason, "during the forward/backward pass", stage, step);
+            if (down.source == actors_->optimizers[static_cast<std::size_t>(i)].address()) stage = i, optimizer = true;
+          }
+          stage_failed(down.reason, "during the forward/backward pass", stage, step, optimizer);
         },
         caf::after(kStepTimeout) >> [&] {
           throw Error(ErrorKind::kInternal, "pipeline step " + std::to_string(step) + ": no progress for 10 minutes");

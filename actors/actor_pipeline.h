@@ -47,7 +47,8 @@ class ActorPipeline {
  private:
   // Stage `stage` (or, for -1, the one the error names) failed in `step`: its supervisor's report,
   // with the step x stage grid, as a troupe::Error of the stage's own kind.
-  [[noreturn]] void stage_failed(const caf::error& reason, const char* during, int stage, std::int64_t step);
+  [[noreturn]] void stage_failed(const caf::error& reason, const char* during, int stage, std::int64_t step,
+                                 bool optimizer = false);
 
   PipelineDriver driver_;
   // This replica's supervisor (its children: the stage actors), over the replica's Topology.

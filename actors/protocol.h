@@ -6,6 +6,8 @@
 //   stage -> coordinator   (ready_atom, int stage, std::vector<Tensor> losses, Tensor tied_grad)
 //   coordinator -> stage   (finish_atom, Tensor tied_grad)   -> std::vector<std::vector<double>> sumsq
 //   coordinator -> stage   (apply_atom, double clip, double lr) -> Tensor (new wte on its owner)
+//     stage -> its optimizer-state actor (update_atom, double clip, double lr) -> bool, then the stage
+//     finishes the step and answers the coordinator
 //   coordinator -> stage   (tied_atom, Tensor wte)           -> bool (replica refreshed)
 //
 // Tensors travel by reference inside one process (CAF messages are copy-on-write and never copied
@@ -26,6 +28,7 @@ using ready_atom = caf::atom_constant<caf::atom("ready")>;
 using finish_atom = caf::atom_constant<caf::atom("finish")>;
 using apply_atom = caf::atom_constant<caf::atom("apply")>;
 using tied_atom = caf::atom_constant<caf::atom("tied")>;
+using update_atom = caf::atom_constant<caf::atom("update")>;
 }  // namespace troupe::proto
 
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::Tensor)

@@ -27,12 +27,8 @@ void pump(caf::stateful_actor<StageActorState>* self) {
 }
 }  // namespace
 
-caf::behavior stage_actor(caf::stateful_actor<StageActorState>* self, StageWorker* worker) {
-  self->state.worker = worker;
-  // A failing stage ends with (its error's kind, its text) as the exit reason, so the coordinator can
-  // say what failed and keep the kind (a dead peer stays an I/O failure).
-  self->set_exception_handler([stage = worker->stage()](caf::scheduled_actor*, std::exception_ptr& eptr) -> caf::error {
-    const std::string where = "stage " + std::to_string(stage) + ": ";
+std::function<caf::error(caf::scheduled_actor*, std::exception_ptr&)> failure_handler(std::string where) {
+  return [where = std::move(where)](caf::scheduled_actor*, std::exception_ptr& eptr) -> caf::error {
     try {
       std::rethrow_exception(eptr);
     } catch (const Error& e) {
@@ -42,7 +38,13 @@ caf::behavior stage_actor(caf::stateful_actor<StageActorState>* self, StageWorke
     }
     return caf::make_error(caf::sec::runtime_error, static_cast<std::int32_t>(ErrorKind::kInternal),
                            where + "unknown exception");
-  });
+  };
+}
+
+caf::behavior stage_actor(caf::stateful_actor<StageActorState>* self, StageWorker* worker, caf::actor optimizer) {
+  self->state.worker = worker;
+  self->state.optimizer = std::move(optimizer);
+  self->set_exception_handler(failure_handler("stage " + std::to_string(worker->stage()) + ": "));
   return {
       [=](proto::peers_atom, const std::vector<caf::actor>& peers, const caf::actor& coordinator) {
         self->state.peers = peers;
@@ -59,9 +61,14 @@ caf::behavior stage_actor(caf::stateful_actor<StageActorState>* self, StageWorke
         pump(self);
       },
       [=](proto::finish_atom, const Tensor& tied_grad) { return self->state.worker->finish_step(tied_grad); },
-      [=](proto::apply_atom, double clip, double lr) {
+      [=](proto::apply_atom, double clip, double lr) -> caf::result<Tensor> {
         self->state.running = false;
-        return self->state.worker->apply_step(clip, lr);
+        // The optimizer-state actor updates the parameters; then this stage finishes the step and answers.
+        auto answer = self->make_response_promise<Tensor>();
+        self->request(self->state.optimizer, caf::infinite, proto::update_atom::value, clip, lr)
+            .then([=](bool) mutable { answer.deliver(self->state.worker->finish_update()); },
+                  [=](caf::error& e) mutable { answer.deliver(std::move(e)); });
+        return answer;
       },
       [=](proto::tied_atom, const Tensor& wte) {
         self->state.worker->set_tied_weight(wte);

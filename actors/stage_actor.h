@@ -7,6 +7,7 @@ namespace troupe {
 
 struct StageActorState {
   StageWorker* worker = nullptr;  // owned by the coordinator, which outlives the actor
+  caf::actor optimizer;           // this stage's optimizer-state actor (optimizer_actor.h)
   std::vector<caf::actor> peers;
   caf::actor coordinator;
   bool running = false;   // between run_atom and apply_atom; messages may arrive before run_atom
@@ -14,7 +15,12 @@ struct StageActorState {
   static inline const char* name = "troupe.stage";
 };
 
-// Runs as a detached actor (its own thread: the CPU "device" the stage is pinned to).
-caf::behavior stage_actor(caf::stateful_actor<StageActorState>* self, StageWorker* worker);
+// Runs as a detached actor (its own thread: the CPU "device" the stage is pinned to); `optimizer` applies
+// its updates.
+caf::behavior stage_actor(caf::stateful_actor<StageActorState>* self, StageWorker* worker, caf::actor optimizer);
+
+// An actor's exception handler that ends it with (its error's kind, `where` + its text) as the exit
+// reason, so the coordinator can say what failed and keep the kind (a dead peer stays an I/O failure).
+std::function<caf::error(caf::scheduled_actor*, std::exception_ptr&)> failure_handler(std::string where);
 
 }  // namespace troupe

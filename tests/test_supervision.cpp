@@ -36,18 +36,23 @@ TEST_CASE("supervision tree of dp2 x pp2: job, replicas, stages with their gradi
   CHECK(job.children[0].children[1].rank == 1);
   CHECK(job.children[1].children[0].rank == 2);
   CHECK(job.children[1].children[1].rank == 3);
-  CHECK(names(job.children[1].children[0]) == std::vector<std::string>{"replica 1/stage 0/gradient exchange"});
+  CHECK(names(job.children[1].children[0]) ==
+        std::vector<std::string>{"replica 1/stage 0/optimizer state", "replica 1/stage 0/gradient exchange"});
   CHECK(describe(job) ==
         "job\n"
         "  replica 0\n"
         "    replica 0/stage 0 (rank 0)\n"
+        "      replica 0/stage 0/optimizer state (rank 0)\n"
         "      replica 0/stage 0/gradient exchange (rank 0)\n"
         "    replica 0/stage 1 (rank 1)\n"
+        "      replica 0/stage 1/optimizer state (rank 1)\n"
         "      replica 0/stage 1/gradient exchange (rank 1)\n"
         "  replica 1\n"
         "    replica 1/stage 0 (rank 2)\n"
+        "      replica 1/stage 0/optimizer state (rank 2)\n"
         "      replica 1/stage 0/gradient exchange (rank 2)\n"
         "    replica 1/stage 1 (rank 3)\n"
+        "      replica 1/stage 1/optimizer state (rank 3)\n"
         "      replica 1/stage 1/gradient exchange (rank 3)\n");
 }
 
@@ -63,13 +68,13 @@ TEST_CASE("a supervisor names the dead child's place, step and cause, and tracks
   t.places[3] = {1, "localhost", "cpu:0"};
   const Node job = make_supervision_tree(t);
   Supervisor replica1(job.children[1], t);
-  CHECK(replica1.alive_count() == 2);
+  CHECK(replica1.alive_count() == 6);  // 2 stages, each with its optimizer state and gradient exchange
   const Death d = replica1.on_down("replica 1/stage 1", 7, "out of memory");
   CHECK(d.report == "stage actor replica 1/stage 1 (rank 3: data 1, pipe 1, tensor 0; process 1 on localhost, "
                     "cpu:0) died in step 7: out of memory");
   CHECK_FALSE(replica1.alive("replica 1/stage 1"));
   CHECK(replica1.alive("replica 1/stage 0"));
-  CHECK(replica1.alive_count() == 1);
+  CHECK(replica1.alive_count() == 5);
   CHECK(replica1.deaths().size() == 1);
   CHECK_THROWS_AS(replica1.on_down("replica 0/stage 0", 7, "x"), Error);  // not its child
 }

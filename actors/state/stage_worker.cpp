@@ -246,10 +246,19 @@ std::vector<std::vector<double>> StageWorker::finish_backward() {
 }
 
 Tensor StageWorker::apply_step(double clip_coefficient, double lr) {
-  const double begin = trace_ ? trace_->now_us() : 0.0;
+  update_params(clip_coefficient, lr);
+  return finish_update();
+}
+
+void StageWorker::update_params(double clip_coefficient, double lr) {
+  update_begin_us_ = trace_ ? trace_->now_us() : 0.0;
   std::vector<Param*> all = sync_ ? sync_->owned(params()) : params();
   scale_grads(all, clip_coefficient);
   optimizer_->step(all, lr);
+}
+
+Tensor StageWorker::finish_update() {
+  const double begin = update_begin_us_;
   if (sync_) sync_->params_updated();
   for (auto& m : chunks_) m->zero_grad();
   ctxs_.clear();

@@ -90,7 +90,15 @@ class StageWorker {
   // flushed from their exact sums.
   std::vector<std::vector<double>> finish_backward();
   // Clip scale, optimizer step, gradients zeroed, cursor rewound; returns the tied weight's new value when owned.
+  // = update_params, then finish_update. The stage actors split it: the stage's optimizer-state actor
+  // runs update_params (the optimizer state is its to touch during a step), the stage actor finish_update.
   Tensor apply_step(double clip_coefficient, double lr);
+  // The optimizer's share: gradients scaled by the clip coefficient, the optimizer step on the
+  // parameters this stage updates (its own under ZeRO-1).
+  void update_params(double clip_coefficient, double lr);
+  // The stage's share after the update: updated parameters all-gathered (ZeRO-1), gradients zeroed,
+  // cursor rewound; returns the tied weight's new value when owned.
+  Tensor finish_update();
   // Refreshes this stage's replica of the tied weight after the owner's step.
   void set_tied_weight(const Tensor& value);
 
@@ -150,6 +158,7 @@ class StageWorker {
   pipeline::Program program_;
   Backend& backend_;
   std::string tied_weight_;  // the parameter the model ties (LayerSpec::tied_weight); empty: none
+  double update_begin_us_ = 0.0;  // when update_params began (the trace's "optimizer step" span)
   std::vector<std::unique_ptr<Model>> chunks_;
   std::unique_ptr<Optimizer> optimizer_;
 

@@ -10,6 +10,7 @@ std::string_view kind_name(NodeKind kind) {
     case NodeKind::job: return "job";
     case NodeKind::replica: return "replica";
     case NodeKind::stage: return "stage";
+    case NodeKind::optimizer_state: return "optimizer-state";
     case NodeKind::gradient_exchange: return "gradient exchange";
     case NodeKind::shard: return "parameter-server shard";
     case NodeKind::worker: return "parameter-server worker";
@@ -37,6 +38,7 @@ Node make_supervision_tree(const plan::Topology& t) {
       const int rank = t.rank_of({d, p, 0});
       Node stage{NodeKind::stage, fmt::format("replica {}/stage {}", d, p), rank, t.places[static_cast<std::size_t>(rank)],
                  {}};
+      stage.children.push_back(Node{NodeKind::optimizer_state, stage.name + "/optimizer state", rank, stage.place, {}});
       if (t.size(plan::Axis::data) > 1)
         stage.children.push_back(Node{NodeKind::gradient_exchange, stage.name + "/gradient exchange", rank, stage.place, {}});
       replica.children.push_back(std::move(stage));

@@ -12,7 +12,7 @@
 
 namespace troupe::supervision {
 
-enum class NodeKind { job, replica, stage, gradient_exchange, shard, worker };
+enum class NodeKind { job, replica, stage, optimizer_state, gradient_exchange, shard, worker };
 std::string_view kind_name(NodeKind kind);
 
 struct Node {
@@ -24,7 +24,8 @@ struct Node {
 };
 
 // The tree of `topology`. A job with one replica keeps the replica level (the replica supervises its
-// stages); a stage's gradient exchange is its child when the data axis is wider than 1.
+// stages); every stage has its optimizer-state actor as a child, and its gradient exchange when the
+// data axis is wider than 1.
 Node make_supervision_tree(const plan::Topology& topology);
 
 // The node named `name`, or nullptr.

@@ -7,8 +7,17 @@
 
 namespace troupe::supervision {
 
+namespace {
+void mark_alive(const Node& node, std::map<std::string, bool>& alive) {
+  for (const Node& c : node.children) {
+    alive[c.name] = true;
+    mark_alive(c, alive);
+  }
+}
+}  // namespace
+
 Supervisor::Supervisor(Node node, plan::Topology topology) : node_(std::move(node)), topology_(std::move(topology)) {
-  for (const Node& c : node_.children) alive_[c.name] = true;
+  mark_alive(node_, alive_);
 }
 
 bool Supervisor::alive(const std::string& child) const {
@@ -23,9 +32,7 @@ int Supervisor::alive_count() const {
 }
 
 Death Supervisor::on_down(const std::string& child, std::int64_t step, const std::string& cause) {
-  const Node* node = nullptr;
-  for (const Node& c : node_.children)
-    if (c.name == child) node = &c;
+  const Node* node = child == node_.name ? nullptr : find_node(node_, child);
   if (!node) throw Error(ErrorKind::kInternal, fmt::format("{} does not supervise '{}'", node_.name, child));
   alive_[child] = false;
   Death d{child, step, cause, {}};

@@ -23,14 +23,15 @@ struct Death {
 
 class Supervisor {
  public:
-  // Supervises `node`'s children (a copy: the tree may go away).
+  // Supervises `node`'s descendants (a copy: the tree may go away); a child's own children (a stage's
+  // optimizer state) die with it as far as restarts go, and are named on their own when they die.
   Supervisor(Node node, plan::Topology topology);
 
   const Node& node() const { return node_; }
   bool alive(const std::string& child) const;
   int alive_count() const;
-  // The child `child` died in `step` of `cause`: marks it dead and returns what to report. A child
-  // not supervised here is an internal error (troupe::Error kInternal).
+  // The descendant `child` died in `step` of `cause`: marks it dead and returns what to report. A
+  // node not supervised here is an internal error (troupe::Error kInternal).
   Death on_down(const std::string& child, std::int64_t step, const std::string& cause);
   // Every death so far, in order.
   const std::vector<Death>& deaths() const { return deaths_; }
