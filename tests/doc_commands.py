@@ -108,7 +108,7 @@ def main():
     args = [a for a in sys.argv[1:] if not a.startswith("--")]
     if len(args) != 2:
         sys.exit(__doc__)
-    source, build = args
+    source, build = os.path.abspath(args[0]), os.path.abspath(args[1])
     files = [os.path.join(source, "README.md")] + sorted(glob.glob(os.path.join(source, "docs", "*.md")))
     commands = []
     for f in files:
