@@ -20,7 +20,7 @@
 #include <string>
 #include <variant>
 
-#include "models/trainer.h"
+#include "models/step_stats.h"
 #include "runtime/config/run_config.h"
 #include "runtime/error.h"
 

@@ -31,7 +31,8 @@ def steps_per_s(binary, model, world, steps, transport, bucket_mb):
         subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
         rows = [json.loads(line) for line in open(dump)]
     # tokens_per_s / tokens per step is steps/s; the ratio between cells is what matters.
-    rates = [r["tokens_per_s"] for r in rows[WARMUP:]] or [r["tokens_per_s"] for r in rows]
+    key = "samples_per_s" if rows and "samples_per_s" in rows[0] else "tokens_per_s"  # the mlp counts samples
+    rates = [r[key] for r in rows[WARMUP:]] or [r[key] for r in rows]
     return statistics.median(rates)
 
 

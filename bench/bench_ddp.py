@@ -32,7 +32,7 @@ def troupe_steps_per_s(binary, world, batch, steps, transport):
                "--set", f"parallel.data={world}", "--set", f"comm.transport={transport}"]
         subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
         rows = [json.loads(line) for line in open(dump)]
-    rates = [r["tokens_per_s"] / batch for r in rows[WARMUP:]] or [r["tokens_per_s"] / batch for r in rows]
+    rates = [r["samples_per_s"] / batch for r in rows[WARMUP:]] or [r["samples_per_s"] / batch for r in rows]
     return statistics.median(rates)
 
 

@@ -4,6 +4,7 @@
 #include <cstdio>
 
 #include "cli/bench_command.h"
+#include "cli/report_command.h"
 #include "cli/train_command.h"
 #include "runtime/config/config_loader.h"
 #include "runtime/config/config_schema.h"
@@ -23,14 +24,25 @@ int main(int argc, char** argv) {
   train_cmd->add_option("--seed", train.seed, "Shorthand for --set train.seed=S");
   train_cmd->add_option("--save", train.save_path, "Write the final weights (safetensors); with train.steps=0 the initial ones");
   train_cmd->add_option("--init-from", train.init_from, "Load initial weights (safetensors); model.* keys not set explicitly come from the file");
-  train_cmd->add_option("--dump-losses", train.dump_losses, "Write one JSON line per step: step, loss, lr, tokens_per_s");
+  train_cmd->add_option("--dump-losses", train.dump_losses,
+                        "Write one JSON line per step, as a run directory's metrics.jsonl: step (from 1), loss, lr, "
+                        "tokens_per_s (samples_per_s for the mlp), grad_norm, step_s, val_loss when evaluated, ...");
   train_cmd->add_option("--trace", train.trace_path,
                         "Write a Chrome trace (Perfetto, chrome://tracing): one track per actor; prints measured bubbles");
+  train_cmd->add_option("--run-dir", train.run_dir,
+                        "Keep this run in DIR (new or empty): config.toml, plan.txt, log.txt, metrics.jsonl/.csv, "
+                        "trace.json, weights.safetensors, report.html");
+  train_cmd->add_option("--runs", train.runs_parent,
+                        "Keep this run in a fresh PARENT/<date>-<time>-<model>/ (scripts/train: --runs runs); "
+                        "--run-dir wins. Without either, troupe train keeps no run directory");
   train_cmd->add_flag("--print-config", train.print_config, "Print the effective configuration as TOML first");
   train_cmd->add_flag("--print-plan", train.print_plan,
                       "Print the plan (ranks, their places, groups, each stage's layers and program) and exit");
   // Hidden: the rank of a data-parallel process that `troupe train` started itself (comm.transport = tcp).
   train_cmd->add_option("--rank", train.rank)->group("")->check(CLI::Range(1, 1 << 20));
+  // The last of a repeated option wins, as with --set: `scripts/train ARGS` appends ARGS to its defaults.
+  for (CLI::Option* option : train_cmd->get_options())
+    if (option->get_expected_max() == 1) option->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
   train_cmd->footer("Config keys (for --set and --config):\n" + config_help());
 
   bool config_markdown_flag = false;
@@ -39,6 +51,12 @@ int main(int argc, char** argv) {
                        "As Markdown tables (the text of docs/config.md: build/troupe config --markdown > docs/config.md)");
 
   CLI::App* devices_cmd = app.add_subcommand("devices", "List the devices actors can be placed on (CPU threads, CUDA GPUs).");
+
+  std::vector<std::string> report_dirs;
+  CLI::App* report_cmd = app.add_subcommand(
+      "report", "Write DIR/report.html: loss, throughput, per-stage time, a step's timeline and the plan of run "
+                "directories (several DIRs: overlaid, the page goes into the first)");
+  report_cmd->add_option("dirs", report_dirs, "Run directories (troupe train --run-dir DIR)")->required()->expected(1, -1);
 
   BenchOptions bench;
   CLI::App* bench_cmd = add_bench_subcommand(app, bench);
@@ -57,6 +75,10 @@ int main(int argc, char** argv) {
 
   try {
     if (train_cmd->parsed()) return run_train(train);
+    if (report_cmd->parsed()) {
+      std::printf("troupe: report written to %s\n", write_report(report_dirs).c_str());
+      return 0;
+    }
     if (bench_cmd->parsed()) return run_bench(bench, "/proc/self/exe");
     if (config_cmd->parsed()) {
       std::fputs((config_markdown_flag ? config_markdown() : config_help()).c_str(), stdout);

@@ -4,26 +4,31 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <utility>
 
 namespace troupe {
 
-ProgressReporter::ProgressReporter(std::FILE* out, std::int64_t total_steps)
-    : out_(out), total_(total_steps), live_(isatty(fileno(out)) != 0),
+ProgressReporter::ProgressReporter(std::FILE* out, std::int64_t total_steps, std::string unit, std::FILE* log)
+    : out_(out), total_(total_steps), unit_(std::move(unit)), log_(log), live_(isatty(fileno(out)) != 0),
       log_every_(std::max<std::int64_t>(1, total_steps / 20)) {}
 
-void ProgressReporter::step(std::int64_t step, double loss, double lr, double tokens_per_s, double elapsed_s) {
-  const std::int64_t done = step + 1;
-  const double eta = done ? elapsed_s / static_cast<double>(done) * static_cast<double>(total_ - done) : 0.0;
+void ProgressReporter::step(std::int64_t step, double loss, double lr, double per_s, double elapsed_s) {
+  const double eta = step > 0 ? elapsed_s / static_cast<double>(step) * static_cast<double>(total_ - step) : 0.0;
+  const bool plain_due = step == 1 || step % log_every_ == 0 || step == total_;
+  auto plain = [&](std::FILE* f) {
+    std::fprintf(f, "step %lld/%lld loss %.4f lr %.3g %s/s %.0f elapsed %.1fs eta %.0fs\n", static_cast<long long>(step),
+                 static_cast<long long>(total_), loss, lr, unit_.c_str(), per_s, elapsed_s, eta);
+    std::fflush(f);
+  };
   if (live_) {
-    std::fprintf(out_, "\r\033[Kstep %lld/%lld  loss %.4f  lr %.3g  %.0f tok/s  ETA %.0fs", static_cast<long long>(done),
-                 static_cast<long long>(total_), loss, lr, tokens_per_s, eta);
+    std::fprintf(out_, "\r\033[Kstep %lld/%lld  loss %.4f  lr %.3g  %.0f %s/s  ETA %.0fs", static_cast<long long>(step),
+                 static_cast<long long>(total_), loss, lr, per_s, unit_ == "tokens" ? "tok" : unit_.c_str(), eta);
     std::fflush(out_);
     line_open_ = true;
-  } else if (step == 0 || done % log_every_ == 0 || done == total_) {
-    std::fprintf(out_, "step %lld/%lld loss %.4f lr %.3g tokens/s %.0f elapsed %.1fs eta %.0fs\n",
-                 static_cast<long long>(done), static_cast<long long>(total_), loss, lr, tokens_per_s, elapsed_s, eta);
-    std::fflush(out_);
+  } else if (plain_due) {
+    plain(out_);
   }
+  if (log_ && plain_due) plain(log_);
 }
 
 void ProgressReporter::message(const std::string& line) {
@@ -31,6 +36,10 @@ void ProgressReporter::message(const std::string& line) {
   line_open_ = false;
   std::fprintf(out_, "%s\n", line.c_str());
   std::fflush(out_);
+  if (log_) {
+    std::fprintf(log_, "%s\n", line.c_str());
+    std::fflush(log_);
+  }
 }
 
 void ProgressReporter::finish() {

@@ -1,4 +1,5 @@
-// Owns ProgressReporter: the live progress line on a terminal, plain log lines otherwise.
+// Owns ProgressReporter: the live progress line on a terminal, plain log lines otherwise (and in a log
+// file, when a run directory keeps one).
 #pragma once
 
 #include <cstdint>
@@ -9,9 +10,11 @@ namespace troupe {
 
 class ProgressReporter {
  public:
-  ProgressReporter(std::FILE* out, std::int64_t total_steps);
-  // Called after every step.
-  void step(std::int64_t step, double loss, double lr, double tokens_per_s, double elapsed_s);
+  // `unit`: what the throughput counts ("tokens" for the gpt, "samples" for the mlp). `log`, if not
+  // null, receives the plain lines (every ~5% of the run) and every message.
+  ProgressReporter(std::FILE* out, std::int64_t total_steps, std::string unit = "tokens", std::FILE* log = nullptr);
+  // Called after every step; `step` counts from 1 (cli/metrics.h), as everything the user sees.
+  void step(std::int64_t step, double loss, double lr, double per_s, double elapsed_s);
   // A line that must not be overwritten (evaluation results, warnings).
   void message(const std::string& line);
   void finish();
@@ -19,6 +22,8 @@ class ProgressReporter {
  private:
   std::FILE* out_;
   std::int64_t total_;
+  std::string unit_;
+  std::FILE* log_;
   bool live_;
   bool line_open_ = false;
   std::int64_t log_every_;

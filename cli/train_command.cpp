@@ -1,6 +1,7 @@
 // `troupe train`: validates inputs up front, trains, reports, and writes outputs atomically.
 #include "cli/train_command.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -10,7 +11,10 @@
 #include <fmt/format.h>
 
 #include "actors/runner.h"
+#include "cli/metrics.h"
 #include "cli/progress.h"
+#include "cli/report_command.h"
+#include "cli/run_dir.h"
 #include "runtime/config/config_loader.h"
 #include "runtime/config/weights_config.h"
 #include "runtime/trace/trace.h"
@@ -39,7 +43,8 @@ std::string human_count(std::int64_t n) {
 }  // namespace
 
 namespace {
-int train_loop(Job& job, const RunConfig& config, const TrainOptions& options);
+int train_loop(Job& job, const RunConfig& config, const TrainOptions& options, RunDir* run);
+void print_run_dir(const RunDir& run, std::int64_t steps, bool report_written);
 }  // namespace
 
 int run_train(const TrainOptions& options) {
@@ -64,35 +69,78 @@ int run_train(const TrainOptions& options) {
   check_output_path("--save", options.save_path);
   check_output_path("--dump-losses", options.dump_losses);
   check_output_path("--trace", options.trace_path);
-  if (options.print_config) std::printf("%s", config_to_toml(config).c_str());
 
-  std::unique_ptr<Job> job = launch(config, {.args = options.args});
-  if (const std::string summary = job->summary(); !summary.empty()) std::printf("troupe: %s", summary.c_str());
-  const int code = train_loop(*job, config, options);
-  if (const std::string report = job->report(); config.train.steps > 0 && !report.empty())
-    std::printf("troupe: %s", report.c_str());
-  job->finish();
-  return code;
+  // The run directory, made only once the inputs are known to be good: bad input leaves nothing behind.
+  std::unique_ptr<RunDir> run;
+  if (!options.run_dir.empty()) {
+    run = std::make_unique<RunDir>(options.run_dir, "--run-dir");
+  } else if (!options.runs_parent.empty()) {
+    run = std::make_unique<RunDir>(RunDir::fresh_path(options.runs_parent, std::string(name_of(config.model.kind))),
+                                   "--runs");
+  }
+  if (run) {
+    run->write_file("config.toml", config_to_toml(config));
+    run->write_file("plan.txt", describe_plan(config));
+    print_and_log(run.get(), "troupe: run directory " + run->dir() + "/\n");
+  }
+  try {
+    if (options.print_config) print_and_log(run.get(), config_to_toml(config));
+    std::unique_ptr<Job> job = launch(config, {.args = options.args});
+    if (const std::string summary = job->summary(); !summary.empty()) print_and_log(run.get(), "troupe: " + summary);
+    const int code = train_loop(*job, config, options, run.get());
+    if (const std::string report = job->report(); config.train.steps > 0 && !report.empty())
+      print_and_log(run.get(), "troupe: " + report);
+    job->finish();
+    if (run) {
+      run->finish();
+      bool report_written = false;
+      if (config.train.steps > 0) {
+        write_report({run->dir()});
+        report_written = true;
+      }
+      print_run_dir(*run, config.train.steps, report_written);
+    }
+    return code;
+  } catch (const std::exception& e) {
+    if (run) {
+      run->fail(e.what());
+      std::fflush(stdout);
+      std::fprintf(stderr, "troupe: the run failed; what it kept is in %s/ (FAILED.txt, log.txt, metrics.partial.*)\n",
+                   run->dir().c_str());
+    }
+    throw;
+  }
 }
 
 namespace {
-// The loop every layout shares: train, report progress, evaluate, write the trace and the weights.
-int train_loop(Job& trainer, const RunConfig& config, const TrainOptions& options) {
+// Per actor, what one step's window held: compute, transfers (send/recv, or a sync thread's
+// collectives) and nothing.
+std::vector<StageTime> stage_times(const std::vector<TrackStats>& tracks) {
+  std::vector<StageTime> out;
+  for (const TrackStats& t : tracks) {
+    const double compute = t.communication ? 0.0 : t.busy_us, comm = t.communication ? t.busy_us : t.comm_us;
+    out.push_back({t.name, compute / 1e6, comm / 1e6, std::max(0.0, t.span_us - compute - comm) / 1e6});
+  }
+  return out;
+}
+
+// The loop every layout shares: train, report progress and metrics, evaluate, write the trace and the weights.
+int train_loop(Job& trainer, const RunConfig& config, const TrainOptions& options, RunDir* run) {
   if (!options.init_from.empty()) trainer.load_weights(options.init_from);
-  TraceRecorder trace(!options.trace_path.empty());
+  TraceRecorder trace(!options.trace_path.empty() || run);
   if (trace.enabled()) trainer.set_trace(&trace);
   const auto& m = config.model;
+  const std::string unit = m.kind == ModelKind::gpt ? "tokens" : "samples";
   const std::string shape = m.kind == ModelKind::gpt
                                 ? fmt::format("n_layer={} n_head={} n_embd={} block_size={} vocab={}", m.n_layer, m.n_head,
                                               m.n_embd, m.block_size, m.vocab_size)
                                 : fmt::format("hidden={}", fmt::join(m.mlp_hidden, ","));
-  std::printf("troupe: %s (%s), %s parameters, %s\n", std::string(name_of(m.kind)).c_str(), shape.c_str(),
-              human_count(trainer.parameter_count()).c_str(), trainer.dataset().describe().c_str());
-  std::printf("troupe: %s lr=%g, batch %d, %lld steps, %d threads%s%s\n", std::string(name_of(config.optim.kind)).c_str(),
-              config.optim.lr_or_default(), config.train.batch_size, static_cast<long long>(config.train.steps),
-              trainer.threads(), config.train.deterministic ? ", deterministic" : "",
-              options.init_from.empty() ? "" : (", weights from " + options.init_from).c_str());
-  std::fflush(stdout);
+  print_and_log(run, fmt::format("troupe: {} ({}), {} parameters, {}\n", name_of(m.kind), shape,
+                                 human_count(trainer.parameter_count()), trainer.dataset().describe()));
+  print_and_log(run, fmt::format("troupe: {} lr={}, batch {}, {} steps, {} threads{}{}\n", name_of(config.optim.kind),
+                                 config.optim.lr_or_default(), config.train.batch_size, config.train.steps,
+                                 trainer.threads(), config.train.deterministic ? ", deterministic" : "",
+                                 options.init_from.empty() ? "" : ", weights from " + options.init_from));
 
   std::FILE* dump = nullptr;
   const std::string dump_tmp = options.dump_losses + ".partial";
@@ -100,63 +148,114 @@ int train_loop(Job& trainer, const RunConfig& config, const TrainOptions& option
     dump = std::fopen(dump_tmp.c_str(), "w");
     if (!dump) throw Error(ErrorKind::kIo, "--dump-losses " + options.dump_losses + ": cannot write " + dump_tmp);
   }
+  // A failed run leaves no partial loss dump behind (a run directory keeps its own, so named).
+  struct DumpGuard {
+    std::FILE*& f;
+    const std::string& tmp;
+    ~DumpGuard() {
+      if (!f) return;
+      std::fclose(f);
+      std::error_code ignored;
+      fs::remove(tmp, ignored);
+    }
+  } dump_guard{dump, dump_tmp};
 
-  ProgressReporter progress(stdout, config.train.steps);
+  ProgressReporter progress(stdout, config.train.steps, unit, run ? run->log() : nullptr);
   const auto start = std::chrono::steady_clock::now();
-  double last_loss = 0.0, tokens = 0.0, compute_s = 0.0;
+  double last_loss = 0.0, units = 0.0, compute_s = 0.0;
   for (std::int64_t step = 0; step < config.train.steps; ++step) {
+    const std::size_t first_span = trace.span_count();
+    const double begin_us = TraceRecorder::now_us();
     const StepStats s = trainer.train_step(step);
+    const double end_us = TraceRecorder::now_us();
     last_loss = s.loss;
     if (step > 0 || config.train.steps == 1) {  // step 0 includes first-touch allocation
-      tokens += s.tokens_per_s * s.seconds;
+      units += s.tokens_per_s * s.seconds;
       compute_s += s.seconds;
     }
     const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    progress.step(step, s.loss, s.lr, s.tokens_per_s, elapsed);
-    if (dump) {
-      std::fprintf(dump, "{\"step\": %lld, \"loss\": %.17g, \"lr\": %.9g, \"tokens_per_s\": %.1f}\n",
-                   static_cast<long long>(step), s.loss, s.lr, s.tokens_per_s);
-      std::fflush(dump);
+    MetricsRow row;
+    row.step = step + 1;  // counted from 1 on screen and in every file (cli/metrics.h)
+    row.loss = s.loss;
+    row.lr = s.lr;
+    row.throughput = s.tokens_per_s;
+    if (config.train.grad_clip > 0.0) row.grad_norm = s.grad_norm;
+    row.step_s = s.seconds;
+    row.elapsed_s = elapsed;
+    if (trace.enabled()) {
+      row.stages = stage_times(trace.track_stats(begin_us, end_us, first_span));
+      row.window_us = {begin_us, end_us};
     }
+    progress.step(row.step, s.loss, s.lr, s.tokens_per_s, elapsed);
     const bool last = step + 1 == config.train.steps;
     if (last || (config.train.eval_every > 0 && (step + 1) % config.train.eval_every == 0)) {
       const EvalStats e = trainer.evaluate();
-      std::string line = fmt::format("eval after step {}: validation loss {:.4f}", step + 1, e.loss);
+      row.val_loss = e.loss;
+      std::string line = fmt::format("eval after step {}: validation loss {:.4f}", row.step, e.loss);
+      if (e.accuracy >= 0.0) row.val_accuracy = e.accuracy;
       if (m.kind == ModelKind::mlp) line += fmt::format(", test accuracy {:.2f}%", 100.0 * e.accuracy);
       progress.message(line);
     }
+    if (dump) {
+      std::fprintf(dump, "%s\n", to_json_line(row, unit).c_str());
+      std::fflush(dump);
+    }
+    if (run) run->add_metrics(row, unit);
   }
   progress.finish();
   if (dump) {
     std::fclose(dump);
+    dump = nullptr;
     fs::rename(dump_tmp, options.dump_losses);
   }
   if (config.train.steps > 0) {
     const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    std::printf("troupe: done in %.1fs, final train loss %.4f, %.0f %s/s\n", wall, last_loss,
-                compute_s > 0 ? tokens / compute_s : 0.0, m.kind == ModelKind::gpt ? "tokens" : "samples");
+    print_and_log(run, fmt::format("troupe: done in {:.1f}s, final train loss {:.4f}, {:.0f} {}/s\n", wall, last_loss,
+                                   compute_s > 0 ? units / compute_s : 0.0, unit));
   }
   if (trace.enabled()) {
-    trace.write_chrome_trace(options.trace_path);
+    std::vector<std::string> paths;
+    if (!options.trace_path.empty()) paths.push_back(options.trace_path);
+    if (run) paths.push_back(run->path("trace.json"));
+    for (const std::string& p : paths) trace.write_chrome_trace(p);
     const ParallelConfig& par = config.parallel;
     const double ideal = par.pipeline > 1 ? theoretical_bubble(par.schedule, par.pipeline, par.microbatches,
                                                                par.virtual_stages)
                                           : 0.0;
-    std::printf("troupe: trace written to %s; bubble (idle share of step time) per actor, schedule's ideal %.1f%%:\n",
-                options.trace_path.c_str(), 100.0 * ideal);
+    std::string text = fmt::format(
+        "troupe: trace written to {}; bubble (idle share of step time) per actor, schedule's ideal {:.1f}%:\n",
+        fmt::join(paths, " and "), 100.0 * ideal);
     for (const auto& t : trace.track_stats()) {
       if (t.communication) {  // overlaps compute by design: its idle time is not a bubble
-        std::printf("  %-10s communicating %5.1f%% of step time\n", t.name.c_str(), 100.0 * (1.0 - t.bubble));
+        text += fmt::format("  {:<10} communicating {:5.1f}% of step time\n", t.name, 100.0 * (1.0 - t.bubble));
       } else {
-        std::printf("  %-10s measured %5.1f%%\n", t.name.c_str(), 100.0 * t.bubble);
+        text += fmt::format("  {:<10} measured {:5.1f}%\n", t.name, 100.0 * t.bubble);
       }
     }
+    print_and_log(run, text);
   }
   if (!options.save_path.empty()) {
     trainer.save_weights(options.save_path);
-    std::printf("troupe: weights written to %s\n", options.save_path.c_str());
+    print_and_log(run, "troupe: weights written to " + options.save_path + "\n");
   }
+  if (run) trainer.save_weights(run->path("weights.safetensors"));
   return 0;
+}
+
+// The end of a run with a directory: where everything is.
+void print_run_dir(const RunDir& run, std::int64_t steps, bool report_written) {
+  std::string text = fmt::format("troupe: this run is kept in {}/\n", run.dir());
+  auto line = [&](const std::string& name, const std::string& what) {
+    if (fs::exists(run.path(name))) text += fmt::format("  {:<20} {}\n", name, what);
+  };
+  line("config.toml", "the resolved configuration (troupe train --config " + run.path("config.toml") + " repeats it)");
+  line("plan.txt", "the plan: ranks, devices, partition, each stage's program");
+  line("log.txt", "everything printed above");
+  line("metrics.jsonl", fmt::format("{} steps of metrics, one JSON object per step (also metrics.csv)", steps));
+  line("trace.json", "the trace of every actor (open in https://ui.perfetto.dev or chrome://tracing)");
+  line("weights.safetensors", "the final weights (troupe train --init-from ...; they carry their model config)");
+  if (report_written) line("report.html", "plots of loss, throughput, the plan and the timeline: open in a browser");
+  print_and_log(&run, text);
 }
 
 }  // namespace

@@ -1,4 +1,9 @@
-// Owns `troupe train`: options, the training run with progress, loss dumps and weight files.
+// Owns `troupe train`: options, the training run with progress, its run directory (cli/run_dir.h),
+// loss dumps and weight files.
+//
+// A run directory is kept when asked for: --run-dir DIR, or --runs PARENT for a fresh
+// PARENT/<date>-<time>-<model>/ (the main job, scripts/train, passes --runs runs). Plain `troupe train`
+// keeps none, so that quick experiments, tests and scripts leave nothing behind they did not ask for.
 #pragma once
 
 #include <optional>
@@ -16,6 +21,8 @@ struct TrainOptions {
   std::string init_from;
   std::string dump_losses;
   std::string trace_path;
+  std::string run_dir;      // --run-dir: this directory (new or empty)
+  std::string runs_parent;  // --runs: a fresh directory under this one (ignored when run_dir is given)
   bool print_config = false;
   bool print_plan = false;  // print the Topology (actors/runner.h: describe_plan) and exit
   // Multi-process data parallelism (comm.transport = tcp): -1 in the process the user starts (rank 0,

@@ -8,6 +8,7 @@
 #include <string>
 
 #include "models/model.h"
+#include "models/step_stats.h"
 #include "runtime/config/run_config.h"
 #include "runtime/cpu/cpu_backend.h"
 #include "runtime/data/dataset.h"
@@ -15,21 +16,6 @@
 #include "runtime/trace/trace.h"
 
 namespace troupe {
-
-struct StepStats {
-  std::int64_t step = 0;
-  double loss = 0.0;        // mean loss of this step's batch, before the update
-  double lr = 0.0;
-  double grad_norm = 0.0;   // global 2-norm before clipping (computed only when clipping)
-  double seconds = 0.0;
-  double tokens_per_s = 0.0;  // loss terms (tokens, or samples for the mlp) per second
-};
-
-struct EvalStats {
-  double loss = 0.0;
-  double accuracy = -1.0;  // fraction of rows whose arg-max matches the target; -1 if not computed
-  std::int64_t rows = 0;
-};
 
 // Weight files for any list of parameters (a model, or a pipeline's stages in layer order): names and
 // shapes must match exactly; everything is checked before anything changes. A saved file records the

@@ -133,10 +133,10 @@ TEST_CASE("the loss dump (--dump-losses) has one JSON object per step", "[cli]")
   REQUIRE(troupe(s, "train" + kSmall + "--steps 4 --set train.lr_schedule=cosine --set train.warmup_steps=2 --dump-losses " + l).code == 0);
   std::istringstream in(slurp(l));
   std::string line;
-  int step = 0;
+  int step = 0;  // counted from 1 in the file, as on screen (cli/metrics.h)
   while (std::getline(in, line)) {
     auto j = nlohmann::json::parse(line);
-    CHECK(j["step"].get<int>() == step);
+    CHECK(j["step"].get<int>() == step + 1);
     CHECK(j["loss"].get<double>() > 0.0);
     CHECK(j["tokens_per_s"].get<double>() > 0.0);
     if (step == 0) CHECK(j["lr"].get<double>() == Approx(0.5e-3));  // warmup: lr * 1/2

@@ -22,6 +22,11 @@ bool is_busy(const std::string& category) {
   return category == "forward" || category == "backward" || category == "optimizer";
 }
 
+// On a compute track: moving activations or gradients, or waiting for a gradient collective.
+bool is_transfer(const std::string& category) {
+  return category == "send" || category == "recv" || category == "comm";
+}
+
 // Sorts intervals and merges overlapping or touching ones, dropping empty ones.
 std::vector<std::pair<double, double>> merged(std::vector<std::pair<double, double>> intervals) {
   std::sort(intervals.begin(), intervals.end());
@@ -65,6 +70,8 @@ int TraceRecorder::track(std::string name) {
   for (std::size_t i = 0; i < tracks_.size(); ++i)
     if (tracks_[i] == name) return static_cast<int>(i);
   tracks_.push_back(std::move(name));
+  seen_.push_back(0);
+  only_comm_.push_back(1);
   return static_cast<int>(tracks_.size() - 1);
 }
 
@@ -75,6 +82,8 @@ void TraceRecorder::span(int track, std::string_view name, std::string_view cate
   Span s{track, std::string(name), std::string(category), begin_us, end_us, microbatch};
   std::lock_guard lock(mutex_);
   TROUPE_CHECK(track >= 0 && static_cast<std::size_t>(track) < tracks_.size(), "unknown track ", track);
+  seen_[track] = 1;
+  if (s.category != "comm") only_comm_[track] = 0;
   spans_.push_back(std::move(s));
 }
 
@@ -131,21 +140,23 @@ void TraceRecorder::write_chrome_trace(const std::string& path) const {
   if (ec) fail(ec.message());
 }
 
-std::vector<TrackStats> TraceRecorder::stats_locked(const std::vector<Interval>& windows) const {
+std::vector<TrackStats> TraceRecorder::stats_locked(const std::vector<Interval>& windows, std::size_t from_span) const {
   const double window_total = total_length(windows);
-  // A track with spans, all of them "comm", is a communication track.
-  std::vector<char> seen(tracks_.size(), 0), only_comm(tracks_.size(), 1);
-  for (const Span& s : spans_) {
-    seen[s.track] = 1;
-    if (s.category != "comm") only_comm[s.track] = 0;
-  }
-  std::vector<std::vector<Interval>> busy(tracks_.size());
-  for (const Span& s : spans_) {
+  // A track with spans, all of them "comm", is a communication track (kept up to date by span(), over
+  // every span, so a per-step call classifies as the whole run's does).
+  const std::vector<char>& seen = seen_;
+  const std::vector<char>& only_comm = only_comm_;
+  std::vector<std::vector<Interval>> busy(tracks_.size()), transfer(tracks_.size());
+  for (std::size_t i = from_span; i < spans_.size(); ++i) {
+    const Span& s = spans_[i];
     const bool communication = seen[s.track] && only_comm[s.track];
-    if (!(communication ? s.category == "comm" : is_busy(s.category))) continue;
+    std::vector<std::vector<Interval>>* into = nullptr;
+    if (communication ? s.category == "comm" : is_busy(s.category)) into = &busy;
+    else if (!communication && is_transfer(s.category)) into = &transfer;
+    if (!into) continue;
     for (const auto& [wb, we] : windows) {
       const double b = std::max(s.begin, wb), e = std::min(s.end, we);
-      if (e > b) busy[s.track].emplace_back(b, e);
+      if (e > b) (*into)[s.track].emplace_back(b, e);
     }
   }
   std::vector<TrackStats> stats;
@@ -153,9 +164,17 @@ std::vector<TrackStats> TraceRecorder::stats_locked(const std::vector<Interval>&
   for (std::size_t t = 0; t < tracks_.size(); ++t) {
     // Windows are disjoint, so clipped pieces of one span never overlap each other; merging removes
     // overlaps between different spans (e.g. a forward still running when a backward starts).
-    const double b = total_length(merged(std::move(busy[t])));
+    const double b = total_length(merged(busy[t]));
+    // Transfer time counts only where the track was not also busy: busy and transfer never add up to
+    // more than the window.
+    double comm = 0.0;
+    if (!transfer[t].empty()) {
+      std::vector<Interval> both = busy[t];
+      both.insert(both.end(), transfer[t].begin(), transfer[t].end());
+      comm = total_length(merged(std::move(both))) - b;
+    }
     stats.push_back({tracks_[t], b, window_total, window_total > 0.0 ? 1.0 - b / window_total : 0.0,
-                     seen[t] && only_comm[t]});
+                     seen[t] && only_comm[t], comm});
   }
   return stats;
 }
@@ -171,6 +190,19 @@ std::vector<TrackStats> TraceRecorder::track_stats(double window_begin_us, doubl
 std::vector<TrackStats> TraceRecorder::track_stats() const {
   std::lock_guard lock(mutex_);
   return stats_locked(merged(windows_));
+}
+
+std::size_t TraceRecorder::span_count() const {
+  std::lock_guard lock(mutex_);
+  return spans_.size();
+}
+
+std::vector<TrackStats> TraceRecorder::track_stats(double window_begin_us, double window_end_us,
+                                                   std::size_t from_span) const {
+  TROUPE_CHECK(window_end_us >= window_begin_us, "window ends at ", window_end_us, " before it begins at ",
+               window_begin_us);
+  std::lock_guard lock(mutex_);
+  return stats_locked({{window_begin_us, window_end_us}}, from_span);
 }
 
 ScopedSpan::ScopedSpan(TraceRecorder* recorder, int track, std::string_view name, std::string_view category,

@@ -37,6 +37,10 @@ struct TrackStats {
   double span_us = 0.0;
   double bubble = 0.0;
   bool communication = false;
+  // A compute track's "send", "recv" and "comm" spans (the union, clipped to the window, less what
+  // overlaps its busy time): time the actor spent moving activations or waiting for a gradient
+  // collective. 0 on a communication track.
+  double comm_us = 0.0;
 };
 
 class TraceRecorder {
@@ -75,6 +79,13 @@ class TraceRecorder {
   void window(double begin_us, double end_us);
   std::vector<TrackStats> track_stats() const;
 
+  // Per-step accounting in linear time: the number of spans recorded so far, and the stats of
+  // [window_begin_us, window_end_us] over the spans recorded from index `from_span` on only. A caller
+  // that takes span_count() before a step and passes it here after the step measures that step
+  // without rescanning the whole run.
+  std::size_t span_count() const;
+  std::vector<TrackStats> track_stats(double window_begin_us, double window_end_us, std::size_t from_span) const;
+
  private:
   struct Span {
     int track;
@@ -85,13 +96,14 @@ class TraceRecorder {
   using Interval = std::pair<double, double>;
 
   // Requires mutex_ held. `windows` must be sorted and disjoint.
-  std::vector<TrackStats> stats_locked(const std::vector<Interval>& windows) const;
+  std::vector<TrackStats> stats_locked(const std::vector<Interval>& windows, std::size_t from_span = 0) const;
 
   const bool enabled_;
   mutable std::mutex mutex_;
   std::vector<std::string> tracks_;
   std::vector<Span> spans_;
   std::vector<Interval> windows_;
+  std::vector<char> seen_, only_comm_;  // per track: has spans; every span is "comm"
 };
 
 // Records one span from its construction to its destruction on `track` of `recorder`. A null or disabled

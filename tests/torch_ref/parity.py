@@ -44,8 +44,9 @@ def run(cmd, what, timeout):
     return proc.stdout.decode("utf-8", "replace")
 
 
-def read_losses(path, what):
-    """{step: (loss, lr)} from a JSON-lines file."""
+def read_losses(path, what, first_step):
+    """{step from 0: (loss, lr)} from a JSON-lines file whose steps count from first_step (troupe's from 1,
+    the reference's from 0)."""
     rows = {}
     try:
         with open(path) as f:
@@ -54,7 +55,7 @@ def read_losses(path, what):
                     continue
                 try:
                     obj = json.loads(line)
-                    rows[int(obj["step"])] = (float(obj["loss"]), float(obj["lr"]))
+                    rows[int(obj["step"]) - first_step] = (float(obj["loss"]), float(obj["lr"]))
                 except (ValueError, KeyError, TypeError) as e:
                     sys.exit(f"parity: FAIL: {what} {path}:{n}: not a {{step, loss, lr}} object ({e}): {line.strip()}")
     except OSError as e:
@@ -168,8 +169,8 @@ def main():
         "gpt_ref.py (torch training)", args.timeout)
 
     print(f"\nparity: {' '.join(sets)}, {args.steps} steps")
-    failures = compare_losses(read_losses(path["troupe_losses"], "troupe"),
-                              read_losses(path["torch_losses"], "torch"),
+    failures = compare_losses(read_losses(path["troupe_losses"], "troupe", 1),
+                              read_losses(path["torch_losses"], "torch", 0),
                               args.steps, args.step0_tol, args.tol, args.lr_tol)
     if not args.no_weights:
         if os.path.isfile(path["troupe_final"]) and os.path.isfile(path["torch_final"]):

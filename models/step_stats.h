@@ -1,0 +1,24 @@
+// Owns StepStats and EvalStats: what one training step and one evaluation report, for every trainer
+// and for applications embedding troupe (actors/session.h). Includes nothing of troupe's.
+#pragma once
+
+#include <cstdint>
+
+namespace troupe {
+
+struct StepStats {
+  std::int64_t step = 0;
+  double loss = 0.0;        // mean loss of this step's batch, before the update
+  double lr = 0.0;
+  double grad_norm = 0.0;   // global 2-norm before clipping (computed only when clipping)
+  double seconds = 0.0;
+  double tokens_per_s = 0.0;  // loss terms (tokens, or samples for the mlp) per second
+};
+
+struct EvalStats {
+  double loss = 0.0;
+  double accuracy = -1.0;  // fraction of rows whose arg-max matches the target; -1 if not computed
+  std::int64_t rows = 0;
+};
+
+}  // namespace troupe
