@@ -19,31 +19,53 @@ constexpr std::int64_t kSampleGroup = 4;
 // A 1x1 kernel with stride 1 and no padding reads the input as its own patch matrix.
 bool pointwise(const ConvDims& d) { return d.k == 1 && d.stride == 1 && d.pad == 0; }
 
+// Output columns ox whose input column ox s - p + kx lies inside [0, w): the range [lo, hi).
+struct ColRange {
+  std::int64_t lo, hi;
+};
+ColRange valid_cols(const ConvDims& d, std::int64_t kx) {
+  const std::int64_t off = kx - d.pad;  // ix = ox s + off
+  std::int64_t lo = off >= 0 ? 0 : (-off + d.stride - 1) / d.stride;
+  std::int64_t hi = d.w - 1 - off < 0 ? 0 : (d.w - 1 - off) / d.stride + 1;
+  hi = std::min(hi, d.wo);
+  lo = std::min(lo, hi);
+  return {lo, hi};
+}
+
 // cols[(c k + ky) k + kx, oy wo + ox] = x[c, oy s - p + ky, ox s - p + kx], 0 in the padding: one
-// sample's patches, one row per kernel tap, so that y = w[O, C k k] @ cols.
+// sample's patches, one row per kernel tap, so that y = w[O, C k k] @ cols. The bounds are worked out
+// once per tap, so the inner loop is a plain (strided) copy.
 void im2col(const float* x, const ConvDims& d, float* cols) {
   for (std::int64_t c = 0; c < d.c; ++c)
     for (std::int64_t ky = 0; ky < d.k; ++ky)
       for (std::int64_t kx = 0; kx < d.k; ++kx) {
         float* row = cols + ((c * d.k + ky) * d.k + kx) * d.out_plane();
         const float* plane = x + c * d.in_plane();
+        const ColRange r = valid_cols(d, kx);
+        const std::int64_t off = kx - d.pad;
         for (std::int64_t oy = 0; oy < d.ho; ++oy) {
           float* out = row + oy * d.wo;
           const std::int64_t iy = oy * d.stride - d.pad + ky;
+          // Rows are short (a few dozen values): plain loops, not memcpy/memset calls.
           if (iy < 0 || iy >= d.h) {
-            std::fill(out, out + d.wo, 0.0f);
+            for (std::int64_t ox = 0; ox < d.wo; ++ox) out[ox] = 0.0f;
             continue;
           }
           const float* in = plane + iy * d.w;
-          for (std::int64_t ox = 0; ox < d.wo; ++ox) {
-            const std::int64_t ix = ox * d.stride - d.pad + kx;
-            out[ox] = ix >= 0 && ix < d.w ? in[ix] : 0.0f;
+          for (std::int64_t ox = 0; ox < r.lo; ++ox) out[ox] = 0.0f;
+          if (d.stride == 1) {
+            const float* src = in + off;
+            for (std::int64_t ox = r.lo; ox < r.hi; ++ox) out[ox] = src[ox];
+          } else {
+            for (std::int64_t ox = r.lo; ox < r.hi; ++ox) out[ox] = in[ox * d.stride + off];
           }
+          for (std::int64_t ox = r.hi; ox < d.wo; ++ox) out[ox] = 0.0f;
         }
       }
 }
 
-// The adjoint of im2col: dx (one sample, overwritten) = the sum of every patch entry that read each input.
+// The adjoint of im2col: dx (one sample, overwritten) = the sum of every patch entry that read each input,
+// added tap by tap in a fixed order.
 void col2im(const float* cols, const ConvDims& d, float* dx) {
   std::fill(dx, dx + d.c * d.in_plane(), 0.0f);
   for (std::int64_t c = 0; c < d.c; ++c)
@@ -51,14 +73,17 @@ void col2im(const float* cols, const ConvDims& d, float* dx) {
       for (std::int64_t kx = 0; kx < d.k; ++kx) {
         const float* row = cols + ((c * d.k + ky) * d.k + kx) * d.out_plane();
         float* plane = dx + c * d.in_plane();
+        const ColRange r = valid_cols(d, kx);
+        const std::int64_t off = kx - d.pad;
         for (std::int64_t oy = 0; oy < d.ho; ++oy) {
           const std::int64_t iy = oy * d.stride - d.pad + ky;
           if (iy < 0 || iy >= d.h) continue;
           const float* in = row + oy * d.wo;
           float* out = plane + iy * d.w;
-          for (std::int64_t ox = 0; ox < d.wo; ++ox) {
-            const std::int64_t ix = ox * d.stride - d.pad + kx;
-            if (ix >= 0 && ix < d.w) out[ix] += in[ox];
+          if (d.stride == 1) {
+            for (std::int64_t ox = r.lo; ox < r.hi; ++ox) out[ox + off] += in[ox];
+          } else {
+            for (std::int64_t ox = r.lo; ox < r.hi; ++ox) out[ox * d.stride + off] += in[ox];
           }
         }
       }
