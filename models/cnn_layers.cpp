@@ -71,12 +71,13 @@ Tensor BatchNorm2d::backward(Backend& be, const Tensor& dy, const Tensor& x, con
 
 CnnStem::CnnStem(ParamSet& params, const CnnShape& shape, std::uint64_t seed)
     : side_(shape.side),
-      conv_(params, "stem.conv", 1, shape.channels.at(0), 3, 1, seed),
+      out_side_(shape.stem_side()),
+      conv_(params, "stem.conv", 1, shape.channels.at(0), 3, shape.stem_stride, seed),
       bn_(params, "stem.bn", shape.channels.at(0)) {}
 
 std::vector<Param*> CnnStem::params() const { return {conv_.w, bn_.weight, bn_.bias}; }
 
-double CnnStem::flops_per_row() const { return 6.0 * conv_.macs(side_); }
+double CnnStem::flops_per_row() const { return 6.0 * conv_.macs(out_side_); }
 
 Tensor CnnStem::forward(Backend& be, const MicroBatch& mb, LayerCtx& ctx, const Tensor& x) {
   const std::int64_t rows = x.dim(0);
@@ -84,7 +85,7 @@ Tensor CnnStem::forward(Backend& be, const MicroBatch& mb, LayerCtx& ctx, const 
     throw Error(ErrorKind::kShape, "stem: expected images of " + std::to_string(side_ * side_) + " pixels, got " +
                                        shape_str(x.shape()));
   const Tensor image = x.view({rows, 1, side_, side_});
-  Tensor a = conv_.forward(be, image);  // [N, C0, 28, 28]
+  Tensor a = conv_.forward(be, image);  // [N, C0, stem side, stem side]
   Tensor mean, rstd;
   Tensor y = bn_.forward(be, mb.training, a, mean, rstd);
   be.relu_forward(y, y);

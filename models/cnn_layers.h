@@ -1,7 +1,7 @@
 // Owns the residual CNN's layers (model.kind = cnn): stem, residual blocks and the pooled classifier head.
 //
 // The network, for 28x28 single-channel images given as rows of 784 pixels (Fashion-MNIST):
-//   stem:      conv 3x3 (1 -> C0, padding 1) -> BatchNorm -> ReLU
+//   stem:      conv 3x3 (1 -> C0, padding 1, stride 1 or 2) -> BatchNorm -> ReLU
 //   block i:   relu(bn2(conv2(relu(bn1(conv1(x))))) + shortcut(x)), both convs 3x3 with padding 1; conv1
 //              has stride 2 in the first block of every stage after the first; the shortcut is the identity,
 //              or conv 1x1 (same stride) -> BatchNorm when the shape changes (ResNet's option B)
@@ -51,6 +51,9 @@ struct CnnShape {
   std::vector<int> blocks;    // per stage
   int classes = 10;
   int side = 28;              // input images are side x side, one channel
+  int stem_stride = 1;        // 2: the stem halves the resolution
+  // Resolution after the stem.
+  int stem_side() const { return (side - 1) / stem_stride + 1; }
 };
 
 class CnnStem final : public Layer {
@@ -64,7 +67,7 @@ class CnnStem final : public Layer {
 
  private:
   std::string name_ = "stem";
-  int side_;
+  int side_, out_side_;
   Conv2d conv_;
   BatchNorm2d bn_;
 };

@@ -41,7 +41,7 @@ std::vector<LayerSpec> mlp_specs(const ModelConfig& c, std::uint64_t seed) {
 }
 // Stem, one layer per residual block (the unit pipeline stages split by), pooled head, loss.
 std::vector<LayerSpec> cnn_specs(const ModelConfig& c, std::uint64_t seed) {
-  const CnnShape shape{c.cnn_channels, c.cnn_blocks};
+  const CnnShape shape{c.cnn_channels, c.cnn_blocks, 10, 28, c.cnn_stem_stride};
   std::vector<LayerSpec> specs;
   auto add = [&](std::function<std::unique_ptr<Layer>(ParamSet&)> make) {
     ParamSet probe;  // the layer's name and cost, from a throwaway instance
@@ -49,7 +49,7 @@ std::vector<LayerSpec> cnn_specs(const ModelConfig& c, std::uint64_t seed) {
     specs.push_back({layer->name(), layer->flops_per_row(), std::move(make)});
   };
   add([=](ParamSet& p) { return std::make_unique<CnnStem>(p, shape, seed); });
-  int in = shape.channels.at(0), side = shape.side, index = 0;
+  int in = shape.channels.at(0), side = shape.stem_side(), index = 0;
   for (std::size_t s = 0; s < shape.channels.size(); ++s)
     for (int b = 0; b < shape.blocks.at(s); ++b) {
       const int out = shape.channels[s], stride = s > 0 && b == 0 ? 2 : 1;

@@ -60,3 +60,6 @@ set(TROUPE_PARITY_CNN model.kind=cnn model.cnn_channels=8,16 model.cnn_blocks=1,
     data.order=sequential train.threads=1)
 troupe_parity_test(cnn_sgd ${TROUPE_PARITY_CNN} ${TROUPE_PARITY_SGD} optim.lr=0.01 train.grad_clip=0)
 troupe_parity_test(cnn_adamw ${TROUPE_PARITY_CNN} ${TROUPE_PARITY_ADAMW} train.grad_clip=1.0)
+# The end-to-end test's shape (stride-2 stem, three stages), narrower.
+troupe_parity_test(cnn_adamw_stem2 ${TROUPE_PARITY_CNN} model.cnn_channels=4,8,16 model.cnn_blocks=1,1,1
+                   model.cnn_stem_stride=2 ${TROUPE_PARITY_ADAMW} train.grad_clip=1.0)

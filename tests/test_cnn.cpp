@@ -9,6 +9,7 @@
 #include <cstring>
 #include <random>
 
+#include "actors/session.h"
 #include "models/cnn_layers.h"
 #include "models/trainer.h"
 #include "runtime/config/config_loader.h"
@@ -17,6 +18,7 @@
 #include "tests/error_of.h"
 #include "tests/reference_cnn_ops.h"
 #include "tests/temp_dir.h"
+#include "tests/troupe_command.h"
 
 using namespace troupe;
 using Catch::Matchers::Contains;
@@ -358,6 +360,22 @@ TEST_CASE("the cnn model: PyTorch-like names, buffers apart from parameters, lay
   CHECK(ps.state().size() == ps.all().size() + ps.buffers().size());
   // running_var starts at 1, running_mean at 0, as torch's.
   CHECK(ps.buffers()[1]->value.to_vector() == std::vector<float>(4, 1.0f));
+
+  SECTION("a stride-2 stem halves the resolution before the stages") {
+    const RunConfig c2 = load_config(std::nullopt, {"model.kind=cnn", "model.cnn_channels=4,8", "model.cnn_blocks=1,1",
+                                                    "model.cnn_stem_stride=2", "train.threads=1"});
+    Model m2(make_layer_specs(c2.model, 1));
+    CpuBackend be(1);
+    MicroBatch mb;
+    std::vector<LayerCtx> ctxs = m2.make_contexts();
+    Tensor x = Tensor::full({2, 784}, 0.5f);
+    x.f32()[3] = 0.0f;  // two images that differ: batch statistics need some spread
+    Tensor h = m2.layer(0).forward(be, mb, ctxs[0], x);
+    CHECK(h.shape() == Shape{2, 4, 14, 14});
+    h = m2.layer(1).forward(be, mb, ctxs[1], h);
+    CHECK(h.shape() == Shape{2, 4, 14, 14});
+    CHECK(m2.layer(2).forward(be, mb, ctxs[2], h).shape() == Shape{2, 8, 7, 7});
+  }
 }
 
 TEST_CASE("cnn training: bitwise the same for 1 and 2 threads; buffers move, evaluation does not move them",
@@ -432,8 +450,57 @@ TEST_CASE("cnn config validation names the conflicting keys", "[cnn][config]") {
   CHECK_THAT(error({"model.cnn_channels=", "model.cnn_blocks="}), Contains("model.cnn_channels is empty"));
   CHECK_THAT(error({"model.cnn_channels=1,1,1,1,1,1,1", "model.cnn_blocks=1,1,1,1,1,1,1"}),
              Contains("at most 6"));
+  CHECK_THAT(error({"model.cnn_channels=1,1,1,1,1,1", "model.cnn_blocks=1,1,1,1,1,1", "model.cnn_stem_stride=2"}),
+             Contains("at most 5 with model.cnn_stem_stride = 2"));
+  CHECK_THAT(error({"model.cnn_stem_stride=3"}), Contains("model.cnn_stem_stride"));
   CHECK_THAT(error({"train.device=cuda"}), Contains("use train.device = cpu"));
   CHECK_THAT(error({"parallel.pipeline=2"}), Contains("model.kind = cnn trains on one device so far"));
   CHECK_THAT(error({"parallel.data=2"}), Contains("parallel.data = 2"));
   CHECK_NOTHROW(load_config(std::nullopt, {"model.kind=cnn", "model.cnn_channels=8", "model.cnn_blocks=3"}));
+}
+
+// ---------------------------------------------------------------- front ends
+
+TEST_CASE("troupe train --set model.kind=cnn trains, reports test accuracy and writes running statistics", "[cnn][cli]") {
+  if (!have_fashion_mnist()) {
+    WARN("dataset-fashion-mnist is not installed; skipping");
+    return;
+  }
+  TempDir dir;
+  const TroupeRun r = run_troupe(dir.path, "train --set model.kind=cnn --set model.cnn_channels=4,8 --set "
+                                           "model.cnn_blocks=1,1 --set train.batch_size=16 --set train.steps=3 --set "
+                                           "train.threads=1 --save " + dir.file("w.safetensors"));
+  INFO(r.out << r.err);
+  REQUIRE(r.code == 0);
+  CHECK_THAT(r.out, Contains("cnn (channels=4,8 blocks=1,1)"));
+  CHECK_THAT(r.out, Contains("test accuracy"));
+  bool found = false;
+  for (auto& [name, t] : load_safetensors(dir.file("w.safetensors"))) found |= name == "stem.bn.running_mean";
+  CHECK(found);
+
+  const TroupeRun bad = run_troupe(dir.path, "train --set model.kind=cnn --set parallel.pipeline=2");
+  CHECK(bad.code == 2);
+  CHECK_THAT(bad.err, Contains("model.kind = cnn trains on one device so far"));
+}
+
+TEST_CASE("Session trains the cnn, evaluates and round-trips its weights", "[cnn][session]") {
+  if (!have_fashion_mnist()) {
+    WARN("dataset-fashion-mnist is not installed; skipping");
+    return;
+  }
+  TempDir dir;
+  auto sets = kTinyCnn;
+  sets.push_back("train.steps=2");
+  auto session = Session::create(load_config(std::nullopt, sets));
+  REQUIRE(session);
+  REQUIRE((*session)->step());
+  REQUIRE((*session)->step());
+  auto e = (*session)->evaluate();
+  REQUIRE(e);
+  CHECK(e->accuracy >= 0.0);
+  REQUIRE((*session)->save_weights(dir.file("s.safetensors")));
+  auto other = Session::create(load_config(std::nullopt, sets));
+  REQUIRE(other);
+  REQUIRE((*other)->load_weights(dir.file("s.safetensors")));
+  CHECK((*other)->evaluate()->loss == e->loss);
 }

@@ -42,6 +42,7 @@ const std::map<std::string, std::string> kSamples = {
     {"model.mlp_hidden", "300, 100"},
     {"model.cnn_channels", "8, 16"},
     {"model.cnn_blocks", "2, 2, 2"},
+    {"model.cnn_stem_stride", "2"},
     {"data.path", "/data/my corpus \"v2\".txt"},
     {"data.order", "sequential"},
     {"train.batch_size", "32"},

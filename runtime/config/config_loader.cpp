@@ -326,13 +326,14 @@ void validate_cnn(const RunConfig& config) {
                         "number of residual blocks of every stage",
                         fmt::join(m.cnn_blocks, ","), m.cnn_blocks.size(), m.cnn_channels.size(),
                         fmt::join(m.cnn_channels, ",")));
-  // 28x28 images, halved (rounding up) by every stage after the first.
-  int side = 28;
+  // 28x28 images, halved (rounding up) by a stride-2 stem and by every stage after the first.
+  int side = m.cnn_stem_stride == 2 ? 14 : 28;
   for (std::size_t s = 1; s < m.cnn_channels.size(); ++s) side = (side + 1) / 2;
-  if (side < 1 || m.cnn_channels.size() > 6)
-    invalid(fmt::format("model.cnn_channels = {} has {} stages: 28x28 images allow at most 6 (each after the first "
-                        "halves the resolution)",
-                        fmt::join(m.cnn_channels, ","), m.cnn_channels.size()));
+  const std::size_t max_stages = m.cnn_stem_stride == 2 ? 5 : 6;
+  if (side < 1 || m.cnn_channels.size() > max_stages)
+    invalid(fmt::format("model.cnn_channels = {} has {} stages: 28x28 images allow at most {} with "
+                        "model.cnn_stem_stride = {} (each stage after the first halves the resolution)",
+                        fmt::join(m.cnn_channels, ","), m.cnn_channels.size(), max_stages, m.cnn_stem_stride));
   if (config.train.device != "cpu" && config.train.device != "cpu:0")
     invalid(fmt::format("model.kind = cnn with train.device = {}: the convolution and batch-norm kernels exist on "
                         "the CPU backend only so far; use train.device = cpu",

@@ -193,6 +193,9 @@ std::vector<ConfigKey> build_schema() {
   k.push_back(bind(Spec{.name = "model.cnn_blocks", .range = at_least(1),
                         .help = "residual blocks in each stage, one number per model.cnn_channels entry (cnn)"},
                    &R::model, &M::cnn_blocks));
+  k.push_back(bind(Spec{.name = "model.cnn_stem_stride", .range = between(1, 2),
+                        .help = "stride of the stem's 3x3 conv: 1 keeps 28x28, 2 halves it before the stages (cnn)"},
+                   &R::model, &M::cnn_stem_stride));
 
   k.push_back(bind(Spec{.name = "data.path",
                         .help = "training data: a text file (gpt) or Fashion-MNIST directory (mlp, cnn); empty: built-in"},

@@ -22,6 +22,7 @@ struct ModelConfig {
   // first halves the resolution (its first block has stride 2). The stem has cnn_channels[0] channels.
   std::vector<int> cnn_channels = {16, 32, 64};
   std::vector<int> cnn_blocks = {1, 1, 1};
+  int cnn_stem_stride = 1;  // 2: the stem's conv halves the resolution (28x28 -> 14x14) before the stages
 
   friend bool operator==(const ModelConfig&, const ModelConfig&) = default;
 };

@@ -1,6 +1,6 @@
 """The residual CNN of troupe's `model.kind = cnn`, in PyTorch, written from the contract in models/cnn_layers.h.
 
-stem: conv 3x3 (1 -> C0, padding 1, no bias) -> BatchNorm2d -> ReLU; then the stages of model.cnn_channels,
+stem: conv 3x3 (1 -> C0, padding 1, stride model.cnn_stem_stride, no bias) -> BatchNorm2d -> ReLU; then the stages of model.cnn_channels,
 stage s holding model.cnn_blocks[s] residual blocks (the first block of every stage after the first has
 stride 2); block: relu(bn2(conv2(relu(bn1(conv1(x))))) + shortcut(x)), shortcut = identity, or conv 1x1 with
 the block's stride -> BatchNorm2d when the shape changes; head: global average pooling -> Linear(C_last, 10).
@@ -37,10 +37,10 @@ class Block(nn.Module):
 
 
 class ResNet(nn.Module):
-    def __init__(self, channels, blocks, classes=10):
+    def __init__(self, channels, blocks, stem_stride=1, classes=10):
         super().__init__()
         assert len(channels) == len(blocks), "model.cnn_blocks needs one entry per model.cnn_channels entry"
-        self.stem = ConvBn(1, channels[0], 3, 1)
+        self.stem = ConvBn(1, channels[0], 3, stem_stride)
         layers, cin = [], channels[0]
         for s, (cout, count) in enumerate(zip(channels, blocks)):
             for b in range(count):
@@ -50,7 +50,7 @@ class ResNet(nn.Module):
         self.fc = nn.Linear(cin, classes)
 
     def forward(self, x, targets):                                      # x: [B, 784] float in [0, 1]
-        x = F.relu(self.stem(x.view(x.shape[0], 1, 28, 28)))               # [B, C0, 28, 28]
+        x = F.relu(self.stem(x.view(x.shape[0], 1, 28, 28)))               # [B, C0, 28 / stem stride, ...]
         for block in self.blocks:
             x = block(x)
         logits = self.fc(x.mean(dim=(2, 3)))                              # [B, classes]

@@ -38,6 +38,7 @@ DEFAULTS = {
     "model.mlp_hidden": [1024, 1024],
     "model.cnn_channels": [16, 32, 64],
     "model.cnn_blocks": [1, 1, 1],
+    "model.cnn_stem_stride": 1,
     "data.path": "",
     "data.order": "shuffled",
     "train.batch_size": 16,
@@ -239,7 +240,7 @@ def build_model(config):
         return MnistMLP(config["model.mlp_hidden"])
     if config["model.kind"] == "cnn":
         from cnn_ref import ResNet
-        return ResNet(config["model.cnn_channels"], config["model.cnn_blocks"])
+        return ResNet(config["model.cnn_channels"], config["model.cnn_blocks"], config["model.cnn_stem_stride"])
     raise SystemExit(f"gpt_ref: model.kind={config['model.kind']}: expected gpt, mlp or cnn")
 
 
