@@ -378,7 +378,7 @@ TEST_CASE("the cnn model: PyTorch-like names, buffers apart from parameters, lay
   }
 }
 
-TEST_CASE("cnn training: bitwise the same for 1 and 2 threads; buffers move, evaluation does not move them",
+TEST_CASE("cnn training: bitwise the same for 1 and 2 threads, buffers move, evaluation does not move them",
           "[cnn][determinism]") {
   if (!have_fashion_mnist()) {
     WARN("dataset-fashion-mnist is not installed; skipping");
@@ -408,6 +408,30 @@ TEST_CASE("cnn training: bitwise the same for 1 and 2 threads; buffers move, eva
   const EvalStats e = t.evaluate();
   CHECK(e.rows == 10000);
   CHECK(rm->value.to_vector() == after);
+}
+
+TEST_CASE("cnn training in deterministic mode: bitwise the same for 1 and 3 threads, close to the fast mode",
+          "[cnn][determinism]") {
+  if (!have_fashion_mnist()) {
+    WARN("dataset-fashion-mnist is not installed; skipping");
+    return;
+  }
+  auto run = [](int threads, bool deterministic) {
+    auto sets = kTinyCnn;
+    sets.push_back("train.threads=" + std::to_string(threads));
+    sets.push_back(std::string("train.deterministic=") + (deterministic ? "true" : "false"));
+    Trainer t(load_config(std::nullopt, sets));
+    std::vector<double> losses;
+    for (int s = 0; s < 3; ++s) losses.push_back(t.train_step(s).loss);
+    std::vector<std::vector<float>> state;
+    for (const Param* p : t.model().params().state()) state.push_back(p->value.to_vector());
+    return std::make_pair(losses, state);
+  };
+  const auto one = run(1, true), three = run(3, true), fast = run(1, false);
+  CHECK(one.first == three.first);
+  REQUIRE(one.second.size() == three.second.size());
+  for (std::size_t i = 0; i < one.second.size(); ++i) CHECK(one.second[i] == three.second[i]);
+  for (std::size_t s = 0; s < one.first.size(); ++s) CHECK(one.first[s] == Approx(fast.first[s]).epsilon(1e-4));
 }
 
 TEST_CASE("cnn weight files hold the running statistics and restore evaluation exactly", "[cnn]") {
