@@ -35,7 +35,7 @@ def troupe_rate(binary, a):
                "--set", "train.eval_every=0", "--set", "train.eval_batches=1", "--set", "data.order=sequential"]
         subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
         rows = [json.loads(line) for line in open(dump)]
-    rates = [r["tokens_per_s"] for r in rows[WARMUP:]] or [r["tokens_per_s"] for r in rows]
+    rates = [r["samples_per_s"] for r in rows[WARMUP:]] or [r["samples_per_s"] for r in rows]
     return statistics.median(rates), rows[-1]["loss"]
 
 
