@@ -20,6 +20,7 @@ struct MicroBatch {
   Tensor targets;             // i32 [B, T] or [B]
   float loss_scale = 1.0f;    // 1 / (loss terms in the whole batch): micro-batch grads sum to the batch mean
   std::int64_t row_block = 1; // rows per sample: the unit of ordered gradient reduction
+  bool training = true;       // false for evaluation: batch norm uses its running statistics, nothing is saved
 };
 
 // Saved activations of one layer for one micro-batch; released after that micro-batch's backward.

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 
+#include "models/cnn_layers.h"
 #include "models/gpt_layers.h"
 #include "models/mlp_layers.h"
 
@@ -38,6 +39,29 @@ std::vector<LayerSpec> mlp_specs(const ModelConfig& c, std::uint64_t seed) {
   specs.push_back({"loss", 0.0, [](ParamSet&) { return std::make_unique<SoftmaxCrossEntropy>(); }});
   return specs;
 }
+// Stem, one layer per residual block (the unit pipeline stages split by), pooled head, loss.
+std::vector<LayerSpec> cnn_specs(const ModelConfig& c, std::uint64_t seed) {
+  const CnnShape shape{c.cnn_channels, c.cnn_blocks, 10, 28, c.cnn_stem_stride};
+  std::vector<LayerSpec> specs;
+  auto add = [&](std::function<std::unique_ptr<Layer>(ParamSet&)> make) {
+    ParamSet probe;  // the layer's name and cost, from a throwaway instance
+    auto layer = make(probe);
+    specs.push_back({layer->name(), layer->flops_per_row(), std::move(make)});
+  };
+  add([=](ParamSet& p) { return std::make_unique<CnnStem>(p, shape, seed); });
+  int in = shape.channels.at(0), side = shape.stem_side(), index = 0;
+  for (std::size_t s = 0; s < shape.channels.size(); ++s)
+    for (int b = 0; b < shape.blocks.at(s); ++b) {
+      const int out = shape.channels[s], stride = s > 0 && b == 0 ? 2 : 1;
+      add([=](ParamSet& p) { return std::make_unique<ResidualBlock>(p, index, in, out, stride, side, seed); });
+      in = out;
+      side = (side - 1) / stride + 1;
+      ++index;
+    }
+  add([=](ParamSet& p) { return std::make_unique<CnnHead>(p, in, shape.classes, seed); });
+  specs.push_back({"loss", 0.0, [](ParamSet&) { return std::make_unique<SoftmaxCrossEntropy>(); }});
+  return specs;
+}
 }  // namespace
 
 std::string tied_weight_of(const std::vector<LayerSpec>& specs) {
@@ -59,6 +83,7 @@ std::vector<LayerSpec> make_layer_specs(const ModelConfig& config, std::uint64_t
   switch (config.kind) {
     case ModelKind::gpt: return gpt_specs(config, seed);
     case ModelKind::mlp: return mlp_specs(config, seed);
+    case ModelKind::cnn: return cnn_specs(config, seed);
   }
   throw Error(ErrorKind::kInternal, "make_layer_specs: model.kind out of range");
 }

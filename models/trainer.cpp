@@ -17,7 +17,7 @@ namespace troupe {
 
 std::unique_ptr<Dataset> make_dataset(const RunConfig& config) {
   const bool shuffled = config.data.order == DataOrder::shuffled;
-  if (config.model.kind == ModelKind::mlp)
+  if (config.model.kind == ModelKind::mlp || config.model.kind == ModelKind::cnn)
     return std::make_unique<FashionMnist>(config.data.path.empty() ? kFashionMnistDir : config.data.path, shuffled,
                                           config.train.seed);
   auto order = shuffled ? TextDataset::Order::shuffled : TextDataset::Order::sequential;
@@ -93,7 +93,7 @@ EvalStats evaluate_models(Backend& be, const Dataset& dataset, const RunConfig& 
   for (std::int64_t k = 0; k < batches; ++k) {
     const Batch batch = dataset.eval_batch(k, bsz);
     const MicroBatch mb{batch.inputs, batch.targets, 1.0f / static_cast<float>(batch.targets.numel()),
-                        dataset.rows_per_sample()};
+                        dataset.rows_per_sample(), /*training=*/false};
     Tensor x = mb.inputs;
     std::vector<LayerCtx> ctxs;
     for (Model* m : models) {
@@ -157,8 +157,9 @@ void save_weights_from(const std::vector<Param*>& params, const std::string& pat
   save_safetensors(path, tensors, weights_metadata(config));  // the file describes its model (weights_config.h)
 }
 
-void Trainer::load_weights(const std::string& path) { load_weights_into(model_->params().all(), path); }
+// Parameters and buffers (batch-norm running statistics): the model's whole state.
+void Trainer::load_weights(const std::string& path) { load_weights_into(model_->params().state(), path); }
 
-void Trainer::save_weights(const std::string& path) const { save_weights_from(model_->params().all(), path, config_); }
+void Trainer::save_weights(const std::string& path) const { save_weights_from(model_->params().state(), path, config_); }
 
 }  // namespace troupe

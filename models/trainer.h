@@ -28,7 +28,7 @@ void save_weights_from(const std::vector<Param*>& params, const std::string& pat
 EvalStats evaluate_models(Backend& be, const Dataset& dataset, const RunConfig& config,
                           const std::vector<Model*>& models);
 
-// Builds the dataset named by the config (text corpus for gpt, Fashion-MNIST for mlp).
+// Builds the dataset named by the config (text corpus for gpt, Fashion-MNIST for mlp and cnn).
 std::unique_ptr<Dataset> make_dataset(const RunConfig& config);
 
 class Trainer {
@@ -45,7 +45,8 @@ class Trainer {
   // Mean loss over train.eval_batches validation batches (all of the test set for the mlp).
   EvalStats evaluate();
 
-  // Weight files (safetensors, f32; bf16 files are widened). Names and shapes must match exactly.
+  // Weight files (safetensors, f32; bf16 files are widened): parameters and buffers. Names and shapes
+  // must match exactly.
   void load_weights(const std::string& path);
   void save_weights(const std::string& path) const;
 

@@ -1,4 +1,4 @@
-// Backend: defaults for the optional parts of the interface (exact gradient sums).
+// Backend: defaults for the optional parts of the interface (exact gradient sums, convolutional ops).
 #include "runtime/backend.h"
 
 #include "runtime/error.h"
@@ -11,5 +11,30 @@ std::span<ExactSum> Backend::exact_grad(const Tensor&) {
 }
 
 void Backend::flush_exact_grad(const Tensor& grad) { exact_grad(grad); }
+
+namespace {
+[[noreturn]] void not_supported(const Backend& be, const char* op) {
+  throw Error(ErrorKind::kConfig, std::string(op) + " is not supported on " + be.device().str() +
+                                      " yet (model.kind = cnn trains on the CPU backend); use train.device = cpu");
+}
+}  // namespace
+
+void Backend::conv2d_forward(const Tensor&, const Tensor&, const Tensor&, const Tensor&, int, int) {
+  not_supported(*this, "conv2d");
+}
+void Backend::conv2d_backward(const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&,
+                              int, int) {
+  not_supported(*this, "conv2d");
+}
+void Backend::batchnorm_forward(const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&, bool, float,
+                                float, const Tensor&, const Tensor&, const Tensor&) {
+  not_supported(*this, "batch normalisation");
+}
+void Backend::batchnorm_backward(const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&,
+                                 const Tensor&, const Tensor&, const Tensor&) {
+  not_supported(*this, "batch normalisation");
+}
+void Backend::avgpool_forward(const Tensor&, const Tensor&) { not_supported(*this, "average pooling"); }
+void Backend::avgpool_backward(const Tensor&, const Tensor&) { not_supported(*this, "average pooling"); }
 
 }  // namespace troupe

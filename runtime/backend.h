@@ -93,6 +93,37 @@ class Backend {
   virtual void attention_backward(const Tensor& dout, const Tensor& qkv, const Tensor& probs, int n_head,
                                   const Tensor& dqkv) = 0;
 
+  // ---- convolutional networks (model.kind = cnn). Not every backend has them: the defaults throw a
+  // config error naming the backend, which config validation normally reports first.
+
+  // 2-D convolution as torch.nn.Conv2d (cross-correlation) of x[N, C, H, W] with w[O, C, k, k], zero
+  // padding `pad` and stride `stride` on both axes (runtime/conv_dims.h): y[N, O, Ho, Wo] overwritten,
+  // plus bias[O] when defined. Each sample is computed on its own, so a row's result does not depend on
+  // the other samples in the call or on the thread count.
+  virtual void conv2d_forward(const Tensor& x, const Tensor& w, const Tensor& bias, const Tensor& y, int stride,
+                              int pad);
+  // dx overwritten (when defined); dw and dbias (when defined) accumulated. Parameter gradients are summed
+  // over samples in a fixed order; in deterministic mode each sample's contribution is added exactly.
+  virtual void conv2d_backward(const Tensor& dy, const Tensor& x, const Tensor& w, const Tensor& dx,
+                               const Tensor& dw, const Tensor& dbias, int stride, int pad);
+
+  // Batch normalisation as torch.nn.BatchNorm2d over x[N, C, S...] (S: the spatial positions), per channel.
+  // training: normalise by the batch's mean and biased variance (saved in mean[C] and rstd[C] =
+  // 1/sqrt(var + eps) for backward), then update running_mean/running_var in place:
+  //   running = (1 - momentum) running + momentum batch, with the unbiased variance (n/(n-1)) for running_var.
+  // !training: normalise by running_mean/running_var; mean and rstd are not touched (may be undefined).
+  // y = gamma * x_hat + beta, overwritten.
+  virtual void batchnorm_forward(const Tensor& x, const Tensor& gamma, const Tensor& beta, const Tensor& running_mean,
+                                 const Tensor& running_var, bool training, float momentum, float eps, const Tensor& y,
+                                 const Tensor& mean, const Tensor& rstd);
+  // Backward of the training-mode forward (batch statistics): dx overwritten; dgamma, dbeta accumulated.
+  virtual void batchnorm_backward(const Tensor& dy, const Tensor& x, const Tensor& gamma, const Tensor& mean,
+                                  const Tensor& rstd, const Tensor& dx, const Tensor& dgamma, const Tensor& dbeta);
+
+  // Global average pooling: y[N, C] = mean of x[N, C, S...] over its S positions; dx = dy / S broadcast.
+  virtual void avgpool_forward(const Tensor& x, const Tensor& y);
+  virtual void avgpool_backward(const Tensor& dy, const Tensor& dx);
+
   // Cross-entropy of logits[N, V] against targets (i32 [N]): writes probs[N, V] (softmax, kept for
   // backward; may be the logits tensor itself) and losses[N] (per-row -log p[target]); returns their sum.
   virtual double cross_entropy_forward(const Tensor& logits, const Tensor& targets, const Tensor& probs,

@@ -7,6 +7,7 @@ namespace troupe {
 
 Param& ParamSet::add(const std::string& name, Shape shape) {
   TROUPE_CHECK(!by_name_.count(name), "parameter registered twice: ", name);
+  for (const Param* b : buffers_) TROUPE_CHECK(b->name != name, "name of a buffer registered as a parameter: ", name);
   auto p = std::make_unique<Param>();
   p->name = name;
   p->value = Tensor::empty(shape);
@@ -16,6 +17,24 @@ Param& ParamSet::add(const std::string& name, Shape shape) {
   ordered_.push_back(raw);
   by_name_[name] = raw;
   return *raw;
+}
+
+Param& ParamSet::add_buffer(const std::string& name, Shape shape) {
+  TROUPE_CHECK(!by_name_.count(name), "parameter registered twice: ", name);
+  for (const Param* b : buffers_) TROUPE_CHECK(b->name != name, "buffer registered twice: ", name);
+  auto p = std::make_unique<Param>();
+  p->name = name;
+  p->value = Tensor::empty(shape);
+  Param* raw = p.get();
+  storage_.push_back(std::move(p));
+  buffers_.push_back(raw);
+  return *raw;
+}
+
+std::vector<Param*> ParamSet::state() const {
+  std::vector<Param*> out = ordered_;
+  out.insert(out.end(), buffers_.begin(), buffers_.end());
+  return out;
 }
 
 Param* ParamSet::find(const std::string& name) {

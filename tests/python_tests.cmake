@@ -50,3 +50,16 @@ troupe_parity_test(gpt_adamw_cosine ${TROUPE_PARITY_GPT} ${TROUPE_PARITY_ADAMW} 
 # The Fashion-MNIST MLP, one hidden layer of 64.
 troupe_parity_test(mlp_adam model.kind=mlp model.mlp_hidden=64 train.batch_size=32 data.order=sequential
                    train.threads=1 ${TROUPE_PARITY_ADAM} train.grad_clip=1.0)
+
+# The residual CNN (stages of 8 and 16 channels, one block each, batch norm with batch statistics and
+# running-statistic updates), with two optimizers. Final weights, running statistics included, are
+# compared for information. SGD at lr 0.01: at the GPT's 0.05 (Nesterov, momentum 0.9) this small network's
+# trajectory is chaotic, and float32 rounding on either side alone moves step 18 by 2e-3 (measured against
+# gpt_ref.py --float64; the gradients themselves agree to ~1e-6).
+set(TROUPE_PARITY_CNN model.kind=cnn model.cnn_channels=8,16 model.cnn_blocks=1,1 train.batch_size=32
+    data.order=sequential train.threads=1)
+troupe_parity_test(cnn_sgd ${TROUPE_PARITY_CNN} ${TROUPE_PARITY_SGD} optim.lr=0.01 train.grad_clip=0)
+troupe_parity_test(cnn_adamw ${TROUPE_PARITY_CNN} ${TROUPE_PARITY_ADAMW} train.grad_clip=1.0)
+# The end-to-end test's shape (stride-2 stem, three stages), narrower.
+troupe_parity_test(cnn_adamw_stem2 ${TROUPE_PARITY_CNN} model.cnn_channels=4,8,16 model.cnn_blocks=1,1,1
+                   model.cnn_stem_stride=2 ${TROUPE_PARITY_ADAMW} train.grad_clip=1.0)

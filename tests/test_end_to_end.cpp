@@ -1,4 +1,4 @@
-// End-to-end training: the reference trainer learns (GPT on the built-in corpus, MLP on Fashion-MNIST)
+// End-to-end training: the reference trainer learns (GPT on the built-in corpus, MLP and CNN on Fashion-MNIST)
 // and is reproducible (bitwise across runs and thread counts).
 #include <catch2/catch.hpp>
 
@@ -53,6 +53,26 @@ TEST_CASE("MLP on Fashion-MNIST: test accuracy at least 84% after 2000 steps", "
   INFO("test accuracy " << e.accuracy << " over " << e.rows << " images");
   CHECK(e.rows == 10000);
   CHECK(e.accuracy >= 0.84);  // measured 86.2% (seed 1337), 85.2% (seed 7)
+}
+
+// Budget: 1000 steps of 128 images (2.1 epochs) on one thread, the test set's evaluation included: 54 s of
+// CPU time (114 s wall on a 2-core machine loaded ~4x). Accuracy measured 90.62% (seed 1337) and 90.51%
+// (seed 7); PyTorch with the same recipe (tests/torch_ref/cnn_ref.py, AdamW, torch's seed) 90.95%. The run is
+// bitwise reproducible, so the margin does not flake; 1200 steps buy only ~0.2% more.
+TEST_CASE("cnn on Fashion-MNIST: test accuracy at least 90% after 1000 steps", "[e2e][cnn]") {
+  if (!std::filesystem::exists("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz")) {
+    WARN("dataset-fashion-mnist is not installed; skipping");
+    return;
+  }
+  Trainer trainer(load_config(std::nullopt, {"model.kind=cnn", "model.cnn_channels=16,32,64", "model.cnn_blocks=1,1,1",
+                                             "model.cnn_stem_stride=2", "train.batch_size=128", "optim.kind=adamw",
+                                             "optim.lr=0.01", "train.lr_schedule=cosine", "train.warmup_steps=20",
+                                             "train.grad_clip=0", "train.steps=1000", "train.threads=1"}));
+  for (int s = 0; s < 1000; ++s) trainer.train_step(s);
+  const EvalStats e = trainer.evaluate();
+  INFO("test accuracy " << e.accuracy << " over " << e.rows << " images");
+  CHECK(e.rows == 10000);
+  CHECK(e.accuracy >= 0.90);  // measured 90.62% (seed 1337)
 }
 
 TEST_CASE("training is bitwise reproducible across runs and thread counts", "[e2e][determinism]") {

@@ -21,7 +21,7 @@
 
 namespace troupe {
 
-enum class ModelKind { gpt, mlp };
+enum class ModelKind { gpt, mlp, cnn };
 enum class DataOrder { shuffled, sequential };
 enum class LrScheduleKind { constant, cosine };
 enum class OptimKind { sgd, adam, adamw, rmsprop };
@@ -46,7 +46,7 @@ concept Choice = requires { ChoiceNames<E>::table; };
     static constexpr auto table = std::to_array<std::pair<E, std::string_view>>({__VA_ARGS__});     \
   }
 
-TROUPE_CHOICE_NAMES(ModelKind, {ModelKind::gpt, "gpt"}, {ModelKind::mlp, "mlp"});
+TROUPE_CHOICE_NAMES(ModelKind, {ModelKind::gpt, "gpt"}, {ModelKind::mlp, "mlp"}, {ModelKind::cnn, "cnn"});
 TROUPE_CHOICE_NAMES(DataOrder, {DataOrder::shuffled, "shuffled"}, {DataOrder::sequential, "sequential"});
 TROUPE_CHOICE_NAMES(LrScheduleKind, {LrScheduleKind::constant, "constant"}, {LrScheduleKind::cosine, "cosine"});
 TROUPE_CHOICE_NAMES(OptimKind, {OptimKind::sgd, "sgd"}, {OptimKind::adam, "adam"}, {OptimKind::adamw, "adamw"},

@@ -10,6 +10,7 @@
 #include <sstream>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <toml++/toml.h>
 
 #include "runtime/config/config_schema.h"
@@ -314,6 +315,41 @@ void validate_parallel(const RunConfig& config) {
   }
 }
 
+// The residual CNN: its shape keys agree, and it runs where its kernels and strategies exist so far.
+void validate_cnn(const RunConfig& config) {
+  const ModelConfig& m = config.model;
+  const ParallelConfig& par = config.parallel;
+  if (m.cnn_channels.empty())
+    invalid("model.cnn_channels is empty: model.kind = cnn needs at least one stage, e.g. model.cnn_channels = 16,32");
+  if (m.cnn_blocks.size() != m.cnn_channels.size())
+    invalid(fmt::format("model.cnn_blocks = {} has {} entries for the {} stages of model.cnn_channels = {}: give the "
+                        "number of residual blocks of every stage",
+                        fmt::join(m.cnn_blocks, ","), m.cnn_blocks.size(), m.cnn_channels.size(),
+                        fmt::join(m.cnn_channels, ",")));
+  // 28x28 images, halved (rounding up) by a stride-2 stem and by every stage after the first.
+  int side = m.cnn_stem_stride == 2 ? 14 : 28;
+  for (std::size_t s = 1; s < m.cnn_channels.size(); ++s) side = (side + 1) / 2;
+  const std::size_t max_stages = m.cnn_stem_stride == 2 ? 5 : 6;
+  if (side < 1 || m.cnn_channels.size() > max_stages)
+    invalid(fmt::format("model.cnn_channels = {} has {} stages: 28x28 images allow at most {} with "
+                        "model.cnn_stem_stride = {} (each stage after the first halves the resolution)",
+                        fmt::join(m.cnn_channels, ","), m.cnn_channels.size(), max_stages, m.cnn_stem_stride));
+  if (config.train.device != "cpu" && config.train.device != "cpu:0")
+    invalid(fmt::format("model.kind = cnn with train.device = {}: the convolution and batch-norm kernels exist on "
+                        "the CPU backend only so far; use train.device = cpu",
+                        config.train.device));
+  if (!par.placement.empty() && par.placement.find("cuda") != std::string::npos)
+    invalid(fmt::format("model.kind = cnn with parallel.placement = \"{}\": the CNN's kernels exist on the CPU "
+                        "backend only so far; place every stage on cpu",
+                        par.placement));
+  if (par.pipeline > 1 || par.microbatches > 1 || par.data > 1 || par.gradient_exchange == GradientExchange::ps)
+    invalid(fmt::format("model.kind = cnn trains on one device so far (got parallel.pipeline = {}, "
+                        "parallel.microbatches = {}, parallel.data = {}, parallel.gradient_exchange = {}): batch "
+                        "normalisation's statistics per replica or micro-batch are not wired up yet; leave the "
+                        "parallel.* keys at their defaults",
+                        par.pipeline, par.microbatches, par.data, name_of(par.gradient_exchange)));
+}
+
 }  // namespace
 
 void validate(const RunConfig& config) {
@@ -331,6 +367,7 @@ void validate(const RunConfig& config) {
                         m.n_embd, m.n_head));
 
   const ParallelConfig& par = config.parallel;
+  if (m.kind == ModelKind::cnn) validate_cnn(config);
   if (t.batch_size % par.microbatches != 0)
     invalid(fmt::format("parallel.microbatches = {} does not divide train.batch_size = {}: micro-batches hold whole "
                         "samples",

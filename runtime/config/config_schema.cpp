@@ -169,7 +169,8 @@ std::vector<ConfigKey> build_schema() {
   std::vector<ConfigKey> k;
   // clang-format off
   k.push_back(bind(Spec{.name = "model.kind",
-                        .help = "architecture: byte-level transformer (gpt) or Fashion-MNIST classifier (mlp)"},
+                        .help = "architecture: byte-level transformer (gpt), or a Fashion-MNIST classifier: "
+                                "multi-layer perceptron (mlp) or residual convolutional network (cnn)"},
                    &R::model, &M::kind));
   k.push_back(bind(Spec{.name = "model.n_layer", .range = at_least(1), .help = "transformer blocks (gpt)"},
                    &R::model, &M::n_layer));
@@ -185,16 +186,26 @@ std::vector<ConfigKey> build_schema() {
   k.push_back(bind(Spec{.name = "model.mlp_hidden", .range = at_least(1),
                         .help = "hidden layer widths, e.g. 1024,1024 (mlp)"},
                    &R::model, &M::mlp_hidden));
+  k.push_back(bind(Spec{.name = "model.cnn_channels", .range = at_least(1),
+                        .help = "channels of each stage, e.g. 16,32,64; stages after the first halve the "
+                                "resolution (cnn)"},
+                   &R::model, &M::cnn_channels));
+  k.push_back(bind(Spec{.name = "model.cnn_blocks", .range = at_least(1),
+                        .help = "residual blocks in each stage, one number per model.cnn_channels entry (cnn)"},
+                   &R::model, &M::cnn_blocks));
+  k.push_back(bind(Spec{.name = "model.cnn_stem_stride", .range = between(1, 2),
+                        .help = "stride of the stem's 3x3 conv: 1 keeps 28x28, 2 halves it before the stages (cnn)"},
+                   &R::model, &M::cnn_stem_stride));
 
   k.push_back(bind(Spec{.name = "data.path",
-                        .help = "training data: a text file (gpt) or Fashion-MNIST directory (mlp); empty: built-in"},
+                        .help = "training data: a text file (gpt) or Fashion-MNIST directory (mlp, cnn); empty: built-in"},
                    &R::data, &D::path));
   k.push_back(bind(Spec{.name = "data.order",
                         .help = "order in which training batches are drawn"},
                    &R::data, &D::order));
 
   k.push_back(bind(Spec{.name = "train.batch_size", .range = at_least(1),
-                        .help = "sequences (gpt) or images (mlp) per optimizer step"},
+                        .help = "sequences (gpt) or images (mlp, cnn) per optimizer step"},
                    &R::train, &T::batch_size));
   k.push_back(bind(Spec{.name = "train.steps", .range = at_least(0),
                         .help = "optimizer steps to run; 0: none (saving the weights then writes the initial ones)"},

@@ -11,19 +11,24 @@
 namespace troupe {
 
 struct ModelConfig {
-  ModelKind kind = ModelKind::gpt;
+  ModelKind kind = ModelKind::gpt;  // gpt | mlp | cnn
   int n_layer = 4;
   int n_head = 4;
   int n_embd = 256;
   int block_size = 128;
   int vocab_size = 256;               // bytes
   std::vector<int> mlp_hidden = {1024, 1024};
+  // cnn: stage s has cnn_blocks[s] residual blocks of cnn_channels[s] channels; every stage after the
+  // first halves the resolution (its first block has stride 2). The stem has cnn_channels[0] channels.
+  std::vector<int> cnn_channels = {16, 32, 64};
+  std::vector<int> cnn_blocks = {1, 1, 1};
+  int cnn_stem_stride = 1;  // 2: the stem's conv halves the resolution (28x28 -> 14x14) before the stages
 
   friend bool operator==(const ModelConfig&, const ModelConfig&) = default;
 };
 
 struct DataConfig {
-  std::string path;                   // empty: the built-in corpus (gpt) / Fashion-MNIST dir (mlp)
+  std::string path;                   // empty: the built-in corpus (gpt) / Fashion-MNIST dir (mlp, cnn)
   DataOrder order = DataOrder::shuffled;
 
   friend bool operator==(const DataConfig&, const DataConfig&) = default;

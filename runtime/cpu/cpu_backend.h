@@ -56,6 +56,18 @@ class CpuBackend final : public Backend {
   void attention_backward(const Tensor& dout, const Tensor& qkv, const Tensor& probs, int n_head,
                           const Tensor& dqkv) override;
 
+  void conv2d_forward(const Tensor& x, const Tensor& w, const Tensor& bias, const Tensor& y, int stride,
+                      int pad) override;
+  void conv2d_backward(const Tensor& dy, const Tensor& x, const Tensor& w, const Tensor& dx, const Tensor& dw,
+                       const Tensor& dbias, int stride, int pad) override;
+  void batchnorm_forward(const Tensor& x, const Tensor& gamma, const Tensor& beta, const Tensor& running_mean,
+                         const Tensor& running_var, bool training, float momentum, float eps, const Tensor& y,
+                         const Tensor& mean, const Tensor& rstd) override;
+  void batchnorm_backward(const Tensor& dy, const Tensor& x, const Tensor& gamma, const Tensor& mean,
+                          const Tensor& rstd, const Tensor& dx, const Tensor& dgamma, const Tensor& dbeta) override;
+  void avgpool_forward(const Tensor& x, const Tensor& y) override;
+  void avgpool_backward(const Tensor& dy, const Tensor& dx) override;
+
   double cross_entropy_forward(const Tensor& logits, const Tensor& targets, const Tensor& probs,
                                const Tensor& losses) override;
   void cross_entropy_backward(const Tensor& probs, const Tensor& targets, float scale,

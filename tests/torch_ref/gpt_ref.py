@@ -8,8 +8,8 @@ it is written from the contract in tests/torch_ref/README.md.
 
     /usr/bin/python3 gpt_ref.py --weights init.safetensors --set model.n_layer=2 ... --out losses.jsonl
 
-Models: `gpt` (nanoGPT's GPT-2, bias=True, dropout 0, LM head tied to wte) on byte-level text, and `mlp`
-(Linear/ReLU stack) on Fashion-MNIST. Data order: sequential only (shuffled order is troupe's own hash).
+Models: `gpt` (nanoGPT's GPT-2, bias=True, dropout 0, LM head tied to wte) on byte-level text, `mlp`
+(Linear/ReLU stack) and `cnn` (the residual network of cnn_ref.py, in training mode) on Fashion-MNIST. Data order: sequential only (shuffled order is troupe's own hash).
 """
 import argparse
 import gzip
@@ -36,6 +36,9 @@ DEFAULTS = {
     "model.block_size": 128,
     "model.vocab_size": 256,
     "model.mlp_hidden": [1024, 1024],
+    "model.cnn_channels": [16, 32, 64],
+    "model.cnn_blocks": [1, 1, 1],
+    "model.cnn_stem_stride": 1,
     "data.path": "",
     "data.order": "shuffled",
     "train.batch_size": 16,
@@ -61,7 +64,7 @@ def parse_value(key, text):
     text = text.strip()
     if len(text) >= 2 and text[0] == text[-1] and text[0] in "\"'":
         text = text[1:-1]
-    if key == "model.mlp_hidden":
+    if key in ("model.mlp_hidden", "model.cnn_channels", "model.cnn_blocks"):
         return [int(w) for w in text.strip("[]").split(",") if w.strip()]
     if key in ("optim.nesterov", "optim.centered"):
         if text.lower() not in ("true", "false", "1", "0"):
@@ -235,12 +238,26 @@ def build_model(config):
                    config["model.block_size"], config["model.vocab_size"])
     if config["model.kind"] == "mlp":
         return MnistMLP(config["model.mlp_hidden"])
-    raise SystemExit(f"gpt_ref: model.kind={config['model.kind']}: expected gpt or mlp")
+    if config["model.kind"] == "cnn":
+        from cnn_ref import ResNet
+        return ResNet(config["model.cnn_channels"], config["model.cnn_blocks"], config["model.cnn_stem_stride"])
+    raise SystemExit(f"gpt_ref: model.kind={config['model.kind']}: expected gpt, mlp or cnn")
+
+
+def model_state(model):
+    """{name: tensor} of everything a weights file holds: parameters and persistent buffers (batch-norm
+    running statistics), without num_batches_tracked (troupe keeps no such counter; momentum is fixed)."""
+    state = dict(model.named_parameters())
+    persistent = model.state_dict(keep_vars=True)
+    for name, b in model.named_buffers():
+        if name in persistent and not name.endswith("num_batches_tracked"):
+            state[name] = b
+    return state
 
 
 def load_weights(model, tensors):
-    """Copies every tensor into the parameter of the same name; names and shapes must match exactly."""
-    params = dict(model.named_parameters())
+    """Copies every tensor into the parameter or buffer of the same name; names and shapes must match exactly."""
+    params = model_state(model)
     missing = sorted(set(params) - set(tensors))
     extra = sorted(set(tensors) - set(params))
     if missing or extra:
@@ -393,7 +410,7 @@ def train(config, tensors, out_path, save_path=None, dtype=torch.float32, log=sy
             out.write(json.dumps({"step": step, "loss": loss.item(), "lr": lr}) + "\n")
             print(f"step {step:4d} | loss {loss.item():.6f} | lr {lr:.6g}", file=log)
     if save_path:
-        write_safetensors(save_path, {n: p.detach().float().numpy() for n, p in model.named_parameters()})
+        write_safetensors(save_path, {n: p.detach().float().numpy() for n, p in model_state(model).items()})
     return losses
 
 

@@ -1,0 +1,168 @@
+// CPU batch normalisation over channels of x[N, C, S...] (torch.nn.BatchNorm2d), forward and backward.
+//
+// Each channel is one task: its sums run over samples then positions in a fixed order, in double, so the
+// result does not depend on the thread count and matches torch's statistics closely.
+#include <cmath>
+#include <utility>
+
+#include "runtime/cpu/cpu_backend.h"
+
+namespace troupe {
+
+namespace {
+struct BnDims {
+  std::int64_t n, c, s;  // samples, channels, positions per channel and sample
+};
+
+// Double sums over a float run, in 8 interleaved partial sums combined in a fixed order: the loop
+// vectorises without reassociation, and the result depends only on the values.
+constexpr int kLanes = 8;
+
+double combine(const double* acc) {
+  return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+}
+
+double sum(const float* v, std::int64_t n) {
+  double acc[kLanes] = {};
+  std::int64_t i = 0;
+  for (; i + kLanes <= n; i += kLanes)
+    for (int j = 0; j < kLanes; ++j) acc[j] += v[i + j];
+  for (; i < n; ++i) acc[i % kLanes] += v[i];
+  return combine(acc);
+}
+
+double sum_sq_dev(const float* v, std::int64_t n, double mu) {
+  double acc[kLanes] = {};
+  std::int64_t i = 0;
+  for (; i + kLanes <= n; i += kLanes)
+    for (int j = 0; j < kLanes; ++j) acc[j] += (v[i + j] - mu) * (v[i + j] - mu);
+  for (; i < n; ++i) acc[i % kLanes] += (v[i] - mu) * (v[i] - mu);
+  return combine(acc);
+}
+
+// sum(g) and sum(g * (v - m) r).
+std::pair<double, double> sum_dy_dy_xhat(const float* g, const float* v, std::int64_t n, float m, float r) {
+  double a[kLanes] = {}, b[kLanes] = {};
+  std::int64_t i = 0;
+  for (; i + kLanes <= n; i += kLanes)
+    for (int j = 0; j < kLanes; ++j) {
+      a[j] += g[i + j];
+      b[j] += static_cast<double>(g[i + j]) * ((v[i + j] - m) * r);
+    }
+  for (; i < n; ++i) {
+    a[i % kLanes] += g[i];
+    b[i % kLanes] += static_cast<double>(g[i]) * ((v[i] - m) * r);
+  }
+  return {combine(a), combine(b)};
+}
+
+BnDims bn_dims(const Tensor& x, const Tensor& gamma) {
+  TROUPE_CHECK(x.ndim() >= 2 && x.dim(1) == gamma.numel(), "batchnorm: x ", shape_str(x.shape()), " for ",
+               gamma.numel(), " channels");
+  const std::int64_t n = x.dim(0), c = x.dim(1);
+  return {n, c, n * c ? x.numel() / (n * c) : 0};
+}
+}  // namespace
+
+void CpuBackend::batchnorm_forward(const Tensor& x, const Tensor& gamma, const Tensor& beta,
+                                   const Tensor& running_mean, const Tensor& running_var, bool training,
+                                   float momentum, float eps, const Tensor& y, const Tensor& mean, const Tensor& rstd) {
+  const BnDims d = bn_dims(x, gamma);
+  TROUPE_CHECK(y.numel() == x.numel() && beta.numel() == d.c && running_mean.numel() == d.c &&
+                   running_var.numel() == d.c,
+               "batchnorm shapes for x ", shape_str(x.shape()));
+  TROUPE_CHECK(!training || (mean.numel() == d.c && rstd.numel() == d.c), "batchnorm: mean/rstd for ", d.c,
+               " channels");
+  const std::int64_t count = d.n * d.s;
+  TROUPE_CHECK(!training || count > 1, "batchnorm in training mode needs more than one value per channel, got x ",
+               shape_str(x.shape()));
+  const float* xp = x.f32();
+  const float* gp = gamma.f32();
+  const float* bp = beta.f32();
+  float* rmp = running_mean.f32();
+  float* rvp = running_var.f32();
+  float* yp = y.f32();
+  pool_->parallel_for(d.c, [&](std::int64_t c0, std::int64_t c1) {
+    for (std::int64_t c = c0; c < c1; ++c) {
+      float m = 0.0f, r = 0.0f;
+      if (training) {
+        double total = 0.0;
+        for (std::int64_t n = 0; n < d.n; ++n) total += sum(xp + (n * d.c + c) * d.s, d.s);
+        const double mu = total / static_cast<double>(count);
+        double sq = 0.0;
+        for (std::int64_t n = 0; n < d.n; ++n) sq += sum_sq_dev(xp + (n * d.c + c) * d.s, d.s, mu);
+        const double var = sq / static_cast<double>(count);
+        m = static_cast<float>(mu);
+        r = static_cast<float>(1.0 / std::sqrt(var + eps));
+        mean.f32()[c] = m;
+        rstd.f32()[c] = r;
+        // torch: running = momentum * batch + (1 - momentum) * running, the variance unbiased.
+        const float unbiased = static_cast<float>(sq / static_cast<double>(count - 1));
+        rmp[c] = momentum * m + (1.0f - momentum) * rmp[c];
+        rvp[c] = momentum * unbiased + (1.0f - momentum) * rvp[c];
+      } else {
+        m = rmp[c];
+        r = 1.0f / std::sqrt(rvp[c] + eps);
+      }
+      // y = x * scale + shift, torch's form of gamma * (x - mean) * rstd + beta.
+      const float scale = gp[c] * r, shift = bp[c] - m * scale;
+      for (std::int64_t n = 0; n < d.n; ++n) {
+        const float* v = xp + (n * d.c + c) * d.s;
+        float* out = yp + (n * d.c + c) * d.s;
+        for (std::int64_t i = 0; i < d.s; ++i) out[i] = v[i] * scale + shift;
+      }
+    }
+  });
+}
+
+void CpuBackend::batchnorm_backward(const Tensor& dy, const Tensor& x, const Tensor& gamma, const Tensor& mean,
+                                    const Tensor& rstd, const Tensor& dx, const Tensor& dgamma, const Tensor& dbeta) {
+  const BnDims d = bn_dims(x, gamma);
+  TROUPE_CHECK(dy.numel() == x.numel() && dx.numel() == x.numel() && dgamma.numel() == d.c && dbeta.numel() == d.c,
+               "batchnorm backward shapes for x ", shape_str(x.shape()));
+  const std::int64_t count = d.n * d.s;
+  const float* dyp = dy.f32();
+  const float* xp = x.f32();
+  const float* gp = gamma.f32();
+  const float* mp = mean.f32();
+  const float* rp = rstd.f32();
+  float* dxp = dx.f32();
+  std::span<ExactSum> gacc, bacc;
+  if (deterministic_) {
+    gacc = exact_grad(dgamma);
+    bacc = exact_grad(dbeta);
+  }
+  pool_->parallel_for(d.c, [&](std::int64_t c0, std::int64_t c1) {
+    for (std::int64_t c = c0; c < c1; ++c) {
+      const float m = mp[c], r = rp[c];
+      // sum(dy) and sum(dy * x_hat): in double for dx; per sample in float for exact parameter sums.
+      double sum_dy = 0.0, sum_dy_xhat = 0.0;
+      for (std::int64_t n = 0; n < d.n; ++n) {
+        const auto [s1, s2] = sum_dy_dy_xhat(dyp + (n * d.c + c) * d.s, xp + (n * d.c + c) * d.s, d.s, m, r);
+        sum_dy += s1;
+        sum_dy_xhat += s2;
+        if (deterministic_) {
+          // Each sample's contribution, exactly (see Backend::set_deterministic).
+          gacc[c] = exact_add(gacc[c], to_exact(static_cast<float>(s2)));
+          bacc[c] = exact_add(bacc[c], to_exact(static_cast<float>(s1)));
+        }
+      }
+      if (!deterministic_) {
+        dgamma.f32()[c] += static_cast<float>(sum_dy_xhat);
+        dbeta.f32()[c] += static_cast<float>(sum_dy);
+      }
+      // dx = gamma rstd (dy - mean(dy) - x_hat mean(dy x_hat))
+      const float k = gp[c] * r;
+      const float mean_dy = static_cast<float>(sum_dy / static_cast<double>(count));
+      const float mean_dy_xhat = static_cast<float>(sum_dy_xhat / static_cast<double>(count));
+      for (std::int64_t n = 0; n < d.n; ++n) {
+        const float* g = dyp + (n * d.c + c) * d.s;
+        const float* v = xp + (n * d.c + c) * d.s;
+        float* out = dxp + (n * d.c + c) * d.s;
+        for (std::int64_t i = 0; i < d.s; ++i) out[i] = k * (g[i] - mean_dy - (v[i] - m) * r * mean_dy_xhat);
+      }
+    }
+  });
+}
+
+}  // namespace troupe
