@@ -11,6 +11,24 @@
 #include "runtime/device_info.h"
 #include "runtime/error.h"
 
+namespace {
+// --steps and --seed are read by the config schema's own parser, as --set would read them: CLI11's
+// conversion saturates (--steps 99999999999999999999999 ran 2^63-1 steps) and reads 010 as octal. The
+// text is rewritten to its canonical decimal form, so the conversion after this check is exact.
+CLI::Validator as_config_key(const char* name) {
+  return CLI::Validator(
+      [name](std::string& text) -> std::string {
+        try {
+          text = troupe::config_value_to_text(troupe::parse_config_text(*troupe::find_config_key(name), text));
+          return {};
+        } catch (const troupe::Error& e) {
+          return e.what();
+        }
+      },
+      "", name);
+}
+}  // namespace
+
 int main(int argc, char** argv) {
   using namespace troupe;
   CLI::App app{"troupe: train neural networks across devices and hosts, on actors.", "troupe"};
@@ -20,8 +38,8 @@ int main(int argc, char** argv) {
   CLI::App* train_cmd = app.add_subcommand("train", "Train a model (default: the built-in GPT on the built-in corpus).");
   train_cmd->add_option("--config", train.config_path, "TOML file with config keys (tables [model], [train], ...)");
   train_cmd->add_option("--set", train.sets, "Override one config key: --set train.steps=100 (repeatable)");
-  train_cmd->add_option("--steps", train.steps, "Shorthand for --set train.steps=N");
-  train_cmd->add_option("--seed", train.seed, "Shorthand for --set train.seed=S");
+  train_cmd->add_option("--steps", train.steps, "Shorthand for --set train.steps=N")->transform(as_config_key("train.steps"));
+  train_cmd->add_option("--seed", train.seed, "Shorthand for --set train.seed=S")->transform(as_config_key("train.seed"));
   train_cmd->add_option("--save", train.save_path, "Write the final weights (safetensors); with train.steps=0 the initial ones");
   train_cmd->add_option("--init-from", train.init_from, "Load initial weights (safetensors); model.* keys not set explicitly come from the file");
   train_cmd->add_option("--dump-losses", train.dump_losses,

@@ -87,6 +87,10 @@ TEST_CASE("bad input: one line naming key, value and what is allowed, exit 2, no
       {"--init-from /nonexistent/w.safetensors", "no such file"},
       {"--set train.steps", "--set: 'train.steps' has no '='"},
       {"--bogus-flag", "bogus"},
+      // Overflow is an error naming the range, never a wrap: these ran 2^63-1 steps and died of a negative wait.
+      {"--steps 99999999999999999999999", "--steps: train.steps = 99999999999999999999999: must be >= 0 and <= 1000000000000"},
+      {"--seed 99999999999999999999999", "--seed: train.seed = 99999999999999999999999: must be in [0, 2^64)"},
+      {"--set comm.timeout_s=1e10", "comm.timeout_s = 10000000000: must be in [0.001, 86400]"},
   };
   for (const auto& c : cases) {
     INFO(c.args);

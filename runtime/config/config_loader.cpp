@@ -46,7 +46,7 @@ std::string location(const std::string& source, const toml::source_position& pos
 // A TOML value as it appears in messages: strings in single quotes like the --set errors, the rest in
 // TOML syntax.
 std::string show_node(const toml::node& node) {
-  if (auto s = node.as_string()) return fmt::format("'{}'", s->get());
+  if (auto s = node.as_string()) return fmt::format("'{}'", echo_text(s->get()));
   if (node.is_table()) return "a table";
   std::ostringstream out;
   node.visit([&](const auto& v) { out << v; });
@@ -169,11 +169,11 @@ void apply_override(RunConfig& config, std::string_view key_equals_value, const 
     std::size_t eq = key_equals_value.find('=');
     if (eq == std::string_view::npos)
       throw Error(ErrorKind::kConfig,
-                  fmt::format("'{}' has no '=': expected key=value, e.g. train.steps=500", key_equals_value));
+                  fmt::format("'{}' has no '=': expected key=value, e.g. train.steps=500", echo_text(key_equals_value)));
     std::string_view name = trim(key_equals_value.substr(0, eq));
     if (name.empty())
       throw Error(ErrorKind::kConfig,
-                  fmt::format("'{}' has no key before '=': expected key=value, e.g. train.steps=500", key_equals_value));
+                  fmt::format("'{}' has no key before '=': expected key=value, e.g. train.steps=500", echo_text(key_equals_value)));
     const ConfigKey* key = find_config_key(name);
     if (!key) throw_unknown_key(name);
     ConfigValue value = parse_config_text(*key, trim(key_equals_value.substr(eq + 1)));

@@ -27,6 +27,11 @@ std::string bound_str(double v) {
 }
 
 std::string bounds_of(const Range& r) {
+  // Integer ranges name each side ("must be >= 1 and <= 1048576"): the lower bound is the one people meet
+  // (batch_size = 0), the upper one a cap against overflow.
+  if (r.min && r.max && r.integral)
+    return fmt::format("{} {} and {} {}", r.min_exclusive ? ">" : ">=", bound_str(*r.min),
+                       r.max_exclusive ? "<" : "<=", bound_str(*r.max));
   if (r.min && r.max)
     return fmt::format("in {}{}, {}{}", r.min_exclusive ? "(" : "[", bound_str(*r.min), bound_str(*r.max),
                        r.max_exclusive ? ")" : "]");
@@ -48,6 +53,11 @@ Range above(double v) {
 Range between(double lo, double hi) {
   Range r = at_least(lo);
   r.max = hi;
+  return r;
+}
+Range bucket_range() {  // (0, 65536]
+  Range r = above(0);
+  r.max = 65536;
   return r;
 }
 Range from_to_excl(double lo, double hi) {
@@ -106,6 +116,7 @@ ConfigKey bind(Spec spec, S RunConfig::*section, F S::*field) {
     key.int_min = INT_MIN;
     key.int_max = INT_MAX;
   }
+  key.range.integral = std::is_same_v<F, int> || std::is_same_v<F, std::int64_t> || std::is_same_v<F, std::vector<int>>;
   if constexpr (std::is_same_v<F, int> || std::is_same_v<F, std::int64_t>) key.type = KeyType::kInt;
   else if constexpr (std::is_same_v<F, std::uint64_t>) key.type = KeyType::kUint64;
   else if constexpr (std::is_same_v<F, double> || std::is_same_v<F, std::optional<double>>) key.type = KeyType::kFloat;
@@ -154,6 +165,28 @@ ConfigKey bind(Spec spec, S RunConfig::*section, F S::*field) {
   return key;
 }
 
+// Upper bounds. Every integer and duration has one, so that no value silently wraps or saturates on its
+// way to a loop counter, an allocation or a std::chrono duration; a value past a bound is a config error.
+// They are far above any real run and low enough that the products troupe forms from them stay exact:
+//  - steps (train.steps, train.warmup_steps, train.eval_every): 10^12. At a millisecond per step that is
+//    31 years of training, and step x batch (the data position) stays below 10^12 x 2^20 < 2^63.
+//  - batch_size: 2^20 sequences per step (today's largest published batches are a few thousand).
+//  - model sizes: n_layer 10^4 (GPT-3 has 96 blocks), n_head 4096, n_embd, block_size and hidden widths
+//    2^20, vocab_size 2^24; a model that is in range yet too big for the machine is refused by the memory
+//    check (runtime/plan/memory_estimate.h) before anything is allocated.
+//  - ranks (parallel.pipeline, parallel.data, ps.shards, virtual stages): 1024 each, more than the threads
+//    or processes one machine can hold.
+//  - train.threads: 1024 here; the run also refuses more than 4x the machine's hardware threads.
+//  - comm.timeout_s: [0.001, 86400]. Timers tick in milliseconds (a smaller value would be 0 ms: fail at
+//    once), and a day is longer than any sane wait for a silent peer while keeping the deadline in
+//    nanoseconds (std::chrono, int64: 292 years) far from overflow; 1e10 s wrapped to a negative wait.
+//  - comm.bucket_mb: 65536 MiB (64 GiB): larger than any model that fits, and bytes fit in size_t.
+constexpr double kMaxSteps = 1e12;
+constexpr double kMaxBatch = 1 << 20;
+constexpr double kMaxRanks = 1024;
+constexpr double kMaxWidth = 1 << 20;
+constexpr double kDaySeconds = 86400;
+
 using enum OptimKind;
 const std::vector<OptimKind> kAllOptims = {sgd, adam, adamw, rmsprop};
 
@@ -172,18 +205,18 @@ std::vector<ConfigKey> build_schema() {
                         .help = "architecture: byte-level transformer (gpt), or a Fashion-MNIST classifier: "
                                 "multi-layer perceptron (mlp) or residual convolutional network (cnn)"},
                    &R::model, &M::kind));
-  k.push_back(bind(Spec{.name = "model.n_layer", .range = at_least(1), .help = "transformer blocks (gpt)"},
+  k.push_back(bind(Spec{.name = "model.n_layer", .range = between(1, 10000), .help = "transformer blocks (gpt)"},
                    &R::model, &M::n_layer));
-  k.push_back(bind(Spec{.name = "model.n_head", .range = at_least(1),
+  k.push_back(bind(Spec{.name = "model.n_head", .range = between(1, 4096),
                         .help = "attention heads per block; must divide model.n_embd (gpt)"},
                    &R::model, &M::n_head));
-  k.push_back(bind(Spec{.name = "model.n_embd", .range = at_least(1), .help = "embedding width (gpt)"},
+  k.push_back(bind(Spec{.name = "model.n_embd", .range = between(1, kMaxWidth), .help = "embedding width (gpt)"},
                    &R::model, &M::n_embd));
-  k.push_back(bind(Spec{.name = "model.block_size", .range = at_least(1), .help = "context length in tokens (gpt)"},
+  k.push_back(bind(Spec{.name = "model.block_size", .range = between(1, kMaxWidth), .help = "context length in tokens (gpt)"},
                    &R::model, &M::block_size));
-  k.push_back(bind(Spec{.name = "model.vocab_size", .range = at_least(1), .help = "vocabulary size; 256 for bytes (gpt)"},
+  k.push_back(bind(Spec{.name = "model.vocab_size", .range = between(1, 1 << 24), .help = "vocabulary size; 256 for bytes (gpt)"},
                    &R::model, &M::vocab_size));
-  k.push_back(bind(Spec{.name = "model.mlp_hidden", .range = at_least(1),
+  k.push_back(bind(Spec{.name = "model.mlp_hidden", .range = between(1, kMaxWidth),
                         .help = "hidden layer widths, e.g. 1024,1024 (mlp)"},
                    &R::model, &M::mlp_hidden));
   k.push_back(bind(Spec{.name = "model.cnn_channels", .range = at_least(1),
@@ -204,15 +237,16 @@ std::vector<ConfigKey> build_schema() {
                         .help = "order in which training batches are drawn"},
                    &R::data, &D::order));
 
-  k.push_back(bind(Spec{.name = "train.batch_size", .range = at_least(1),
+  k.push_back(bind(Spec{.name = "train.batch_size", .range = between(1, kMaxBatch),
                         .help = "sequences (gpt) or images (mlp, cnn) per optimizer step"},
                    &R::train, &T::batch_size));
-  k.push_back(bind(Spec{.name = "train.steps", .range = at_least(0),
+  k.push_back(bind(Spec{.name = "train.steps", .range = between(0, kMaxSteps),
                         .help = "optimizer steps to run; 0: none (saving the weights then writes the initial ones)"},
                    &R::train, &T::steps));
   k.push_back(bind(Spec{.name = "train.seed", .help = "seed for initialisation and data order"},
                    &R::train, &T::seed));
-  k.push_back(bind(Spec{.name = "train.threads", .range = at_least(0), .help = "CPU threads; 0: all hardware threads"},
+  k.push_back(bind(Spec{.name = "train.threads", .range = between(0, kMaxRanks),
+                        .help = "CPU threads; 0: all hardware threads; at most 4x the hardware threads"},
                    &R::train, &T::threads));
   k.push_back(bind(Spec{.name = "train.grad_clip", .range = at_least(0),
                         .help = "clip the global gradient norm to this; 0: off"},
@@ -220,16 +254,16 @@ std::vector<ConfigKey> build_schema() {
   k.push_back(bind(Spec{.name = "train.lr_schedule",
                         .help = "learning-rate schedule after warmup"},
                    &R::train, &T::lr_schedule));
-  k.push_back(bind(Spec{.name = "train.warmup_steps", .range = at_least(0),
+  k.push_back(bind(Spec{.name = "train.warmup_steps", .range = between(0, kMaxSteps),
                         .help = "steps of linear warmup from 0 to optim.lr"},
                    &R::train, &T::warmup_steps));
   k.push_back(bind(Spec{.name = "train.min_lr", .range = at_least(0),
                         .help = "learning rate at the end of the cosine schedule"},
                    &R::train, &T::min_lr));
-  k.push_back(bind(Spec{.name = "train.eval_every", .range = at_least(0),
+  k.push_back(bind(Spec{.name = "train.eval_every", .range = between(0, kMaxSteps),
                         .help = "evaluate every this many steps; 0: only at the end"},
                    &R::train, &T::eval_every));
-  k.push_back(bind(Spec{.name = "train.eval_batches", .range = at_least(1), .help = "batches per evaluation"},
+  k.push_back(bind(Spec{.name = "train.eval_batches", .range = between(1, 1 << 20), .help = "batches per evaluation"},
                    &R::train, &T::eval_batches));
   k.push_back(bind(Spec{.name = "train.deterministic", .help = "bitwise-reproducible kernels (slower)"},
                    &R::train, &T::deterministic));
@@ -285,26 +319,26 @@ std::vector<ConfigKey> build_schema() {
   k.push_back(bind(Spec{.name = "optim.centered", .used_by = {rmsprop},
                         .help = "normalise by the estimated gradient variance"},
                    &R::optim, &O::centered));
-  k.push_back(bind(Spec{.name = "parallel.pipeline", .range = at_least(1),
+  k.push_back(bind(Spec{.name = "parallel.pipeline", .range = between(1, kMaxRanks),
                         .help = "pipeline stages, one actor each; 1: the single-device reference trainer"},
                    &R::parallel, &P::pipeline));
-  k.push_back(bind(Spec{.name = "parallel.microbatches", .range = at_least(1),
+  k.push_back(bind(Spec{.name = "parallel.microbatches", .range = between(1, kMaxBatch),
                         .help = "micro-batches per step; must divide train.batch_size"},
                    &R::parallel, &P::microbatches));
   k.push_back(bind(Spec{.name = "parallel.schedule",
                         .help = "pipeline schedule"},
                    &R::parallel, &P::schedule));
-  k.push_back(bind(Spec{.name = "parallel.virtual_stages", .range = at_least(1),
+  k.push_back(bind(Spec{.name = "parallel.virtual_stages", .range = between(1, kMaxRanks),
                         .help = "model chunks per stage (parallel.schedule = interleaved)"},
                    &R::parallel, &P::virtual_stages));
   k.push_back(bind(Spec{.name = "parallel.boundaries",
                         .help = "first layer of each (virtual) stage, e.g. 0,3,6; empty: balanced by cost"},
                    &R::parallel, &P::boundaries));
-  k.push_back(bind(Spec{.name = "parallel.credits", .range = at_least(0),
+  k.push_back(bind(Spec{.name = "parallel.credits", .range = between(0, kMaxBatch),
                         .help = "flow control: activations a stage may have sent and not yet consumed downstream; "
                                 "0: as the schedule sends"},
                    &R::parallel, &P::credits));
-  k.push_back(bind(Spec{.name = "parallel.data", .range = at_least(1),
+  k.push_back(bind(Spec{.name = "parallel.data", .range = between(1, kMaxRanks),
                         .help = "data-parallel replicas of every stage; each takes train.batch_size / data samples"},
                    &R::parallel, &P::data));
   k.push_back(bind(Spec{.name = "parallel.gradient_exchange",
@@ -321,7 +355,7 @@ std::vector<ConfigKey> build_schema() {
                         .help = "data-parallel ranks as threads of one process (inproc) or as local processes over "
                                 "loopback TCP (tcp)"},
                    &R::comm, &C::transport));
-  k.push_back(bind(Spec{.name = "comm.bucket_mb", .range = above(0),
+  k.push_back(bind(Spec{.name = "comm.bucket_mb", .range = bucket_range(),
                         .help = "gradient bucket size in MiB; a bucket is reduced as soon as backward fills it"},
                    &R::comm, &C::bucket_mb));
   k.push_back(bind(Spec{.name = "comm.compression",
@@ -330,19 +364,19 @@ std::vector<ConfigKey> build_schema() {
   k.push_back(bind(Spec{.name = "comm.address",
                         .help = "tcp: host:port where rank 0 waits for the other ranks (loopback only)"},
                    &R::comm, &C::address));
-  k.push_back(bind(Spec{.name = "comm.timeout_s", .range = above(0),
+  k.push_back(bind(Spec{.name = "comm.timeout_s", .range = between(0.001, kDaySeconds),
                         .help = "seconds a collective waits for a silent peer before failing"},
                    &R::comm, &C::timeout_s));
-  k.push_back(bind(Spec{.name = "ps.shards", .range = at_least(1),
+  k.push_back(bind(Spec{.name = "ps.shards", .range = between(1, kMaxRanks),
                         .help = "parameter-server actors; parameters and optimizer state are split across them"},
                    &R::ps, &S::shards));
   k.push_back(bind(Spec{.name = "ps.mode",
                         .help = "sync: every step waits for all workers; async: none; ssp: bounded staleness"},
                    &R::ps, &S::mode));
-  k.push_back(bind(Spec{.name = "ps.staleness", .range = at_least(0),
+  k.push_back(bind(Spec{.name = "ps.staleness", .range = between(0, 1000000),
                         .help = "ps.mode = ssp: steps the fastest worker may run ahead of the slowest"},
                    &R::ps, &S::staleness));
-  k.push_back(bind(Spec{.name = "ps.max_restarts", .range = at_least(0),
+  k.push_back(bind(Spec{.name = "ps.max_restarts", .range = between(0, 1000),
                         .help = "comm.transport = tcp: worker processes rank 0 restarts after they die before the run fails"},
                    &R::ps, &S::max_restarts));
   // clang-format on
@@ -360,6 +394,11 @@ const ConfigKey* find_config_key(std::string_view name) {
   for (const auto& key : config_schema())
     if (key.name == name) return &key;
   return nullptr;
+}
+
+std::string echo_text(std::string_view text, std::size_t max_chars) {
+  if (text.size() <= max_chars) return std::string(text);
+  return fmt::format("{}... ({} characters)", text.substr(0, max_chars), text.size());
 }
 
 // ---- suggestions ------------------------------------------------------------------------------------
@@ -381,6 +420,15 @@ std::size_t edit_distance(std::string_view a, std::string_view b) {
   return d[a.size()][b.size()];
 }
 
+// edit_distance(a, b) when it can be <= limit, else limit + 1. The distance is at least the difference
+// in length, so strings whose lengths differ by more than `limit` are never aligned: a 10 MB unknown key
+// costs a comparison of lengths per key instead of a 10 MB x 27 table (minutes and gigabytes).
+std::size_t bounded_distance(std::string_view a, std::string_view b, std::size_t limit) {
+  const std::size_t gap = a.size() > b.size() ? a.size() - b.size() : b.size() - a.size();
+  if (gap > limit) return limit + 1;
+  return edit_distance(a, b);
+}
+
 }  // namespace
 
 std::string closest_config_key(std::string_view name) {
@@ -389,14 +437,14 @@ std::string closest_config_key(std::string_view name) {
   const ConfigKey* best = nullptr;
   std::size_t best_d = limit + 1;
   for (const auto& key : config_schema()) {
-    std::size_t d = edit_distance(name, key.name);
+    std::size_t d = bounded_distance(name, key.name, limit);
     // A key without its section ("steps") is compared with the part after the dot too, and a key under
     // one section too many ("train.optim.kind", a dotted key inside [train]) without its first part.
     std::size_t dot = name.find('.');
     if (dot == std::string_view::npos)
-      d = std::min(d, edit_distance(name, std::string_view(key.name).substr(key.name.find('.') + 1)));
+      d = std::min(d, bounded_distance(name, std::string_view(key.name).substr(key.name.find('.') + 1), limit));
     else if (name.find('.', dot + 1) != std::string_view::npos)
-      d = std::min(d, edit_distance(name.substr(dot + 1), key.name));
+      d = std::min(d, bounded_distance(name.substr(dot + 1), key.name, limit));
     if (d < best_d) best_d = d, best = &key;
   }
   return best ? best->name : std::string{};
@@ -405,7 +453,7 @@ std::string closest_config_key(std::string_view name) {
 void throw_unknown_key(std::string_view name) {
   std::string hint = closest_config_key(name);
   if (!hint.empty())
-    throw Error(ErrorKind::kConfig, fmt::format("unknown config key '{}' (did you mean '{}'?)", name, hint));
+    throw Error(ErrorKind::kConfig, fmt::format("unknown config key '{}' (did you mean '{}'?)", echo_text(name), hint));
   // No close key: list the keys of the section named, or the sections. The message speaks of keys only,
   // so that it reads the same to a library caller and on the command line.
   const std::string_view section = name.substr(0, name.find('.'));
@@ -416,9 +464,9 @@ void throw_unknown_key(std::string_view name) {
     if (sections.find(std::string(s) + ".*") == std::string::npos)
       sections += (sections.empty() ? "" : ", ") + std::string(s) + ".*";
   }
-  throw Error(ErrorKind::kConfig, keys.empty() ? fmt::format("unknown config key '{}' (the keys are {})", name, sections)
-                                               : fmt::format("unknown config key '{}' ({} has {})", name,
-                                                             std::string(section) + ".*", keys));
+  throw Error(ErrorKind::kConfig, keys.empty() ? fmt::format("unknown config key '{}' (the keys are {})", echo_text(name), sections)
+                                               : fmt::format("unknown config key '{}' ({} has {})", echo_text(name),
+                                                             echo_text(section) + ".*", keys));
 }
 
 // ---- values -----------------------------------------------------------------------------------------
@@ -435,7 +483,24 @@ std::string_view trim(std::string_view s) {
   throw Error(ErrorKind::kConfig, fmt::format("{} = {}: {}", key.name, shown, what));
 }
 
-std::string quoted(std::string_view text) { return fmt::format("'{}'", text); }
+std::string quoted(std::string_view text) { return fmt::format("'{}'", echo_text(text)); }
+
+// Text that reads as a whole decimal integer, whatever its size: "99999999999999999999999", "-3".
+bool looks_integral(std::string_view s) {
+  s = trim(s);
+  if (!s.empty() && (s.front() == '+' || s.front() == '-')) s.remove_prefix(1);
+  return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
+}
+
+// An integer too large for 64 bits is out of range, not "not an integer": say which range.
+[[noreturn]] void reject_integer(const ConfigKey& key, std::string_view text, std::string_view what) {
+  if (looks_integral(text)) {
+    std::string range = key.range.describe();
+    if (range.empty()) range = fmt::format("must be in [{}, {}]", key.int_min, key.int_max);
+    reject(key, echo_text(trim(text)), range);
+  }
+  reject(key, quoted(text), what);
+}
 
 // Parses a whole integer; from_chars alone would accept "12abc" as 12 and rejects a leading '+'.
 template <class Int>
@@ -468,12 +533,14 @@ ConfigValue parse_config_text(const ConfigKey& key, std::string_view text) {
   switch (key.type) {
     case KeyType::kInt: {
       auto v = parse_int<std::int64_t>(text);
-      if (!v) reject(key, quoted(text), "expected an integer");
+      if (!v) reject_integer(key, text, "expected an integer");
       value = *v;
       break;
     }
     case KeyType::kUint64: {
       auto v = parse_int<std::uint64_t>(text);
+      if (!v && looks_integral(text) && trim(text).front() != '-')
+        reject(key, echo_text(trim(text)), "must be in [0, 2^64)");
       if (!v) reject(key, quoted(text), "expected an integer in [0, 2^64)");
       value = *v;
       break;
@@ -505,6 +572,9 @@ ConfigValue parse_config_text(const ConfigKey& key, std::string_view text) {
       while (!rest.empty()) {
         std::size_t comma = rest.find(',');
         auto v = parse_int<std::int64_t>(rest.substr(0, comma));
+        if (!v && looks_integral(rest.substr(0, comma)))
+          reject(key, quoted(text), fmt::format("each element {} (found {})", key.range.describe(),
+                                                echo_text(trim(rest.substr(0, comma)))));
         if (!v) reject(key, quoted(text), "expected comma-separated integers, e.g. 1024,1024");
         list.push_back(*v);
         if (comma == std::string_view::npos) break;

@@ -45,9 +45,10 @@ struct Range {
   std::optional<double> min, max;
   bool min_exclusive = false;  // "> min" instead of ">= min"
   bool max_exclusive = false;
+  bool integral = false;       // an integer key: both sides are written out, ">= 1 and <= 1048576"
 
   bool contains(double v) const;
-  // ">= 1", "> 0", "in [0, 1)"; empty when unbounded.
+  // ">= 1", "> 0", "in [0, 1)", ">= 1 and <= 1048576" (integral); empty when unbounded.
   std::string bounds() const;
   // "must be >= 1", "must be > 0", "must be in [0, 1)"; empty when unbounded.
   std::string describe() const;
@@ -83,6 +84,10 @@ const ConfigKey* find_config_key(std::string_view name);
 // The known key closest to a misspelt `name` ("train.step" -> "train.steps", "steps" -> "train.steps"),
 // or empty when nothing is close enough to be a plausible typo.
 std::string closest_config_key(std::string_view name);
+
+// `text` as an error message echoes it: whole up to `max_chars`, else its first `max_chars` characters and
+// "... (N characters)", so that a pasted megabyte never becomes a megabyte-long error line.
+std::string echo_text(std::string_view text, std::size_t max_chars = 64);
 
 // Throws the "unknown config key" error for `name`, with a suggestion when there is one.
 [[noreturn]] void throw_unknown_key(std::string_view name);
