@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <cstdlib>
+#include <thread>
 
 #include <fmt/format.h>
 
@@ -17,6 +18,7 @@
 #include "net/tcp/tcp_transport.h"
 #include "runtime/config/config_loader.h"
 #include "runtime/placement.h"
+#include "runtime/plan/resources.h"
 #include "runtime/process/replica_processes.h"
 #include "runtime/supervision/supervision_tree.h"
 
@@ -246,7 +248,11 @@ void train_started_rank(T& trainer, const RunConfig& config, int rank, std::int6
 
 plan::Topology plan_run(const RunConfig& config) {
   validate(config);
-  return topology_for(config, placement_for_run(config));
+  plan::Topology topology = topology_for(config, placement_for_run(config));
+  // Before any tensor or thread exists: a run the machine cannot hold is a config error, not a bad_alloc.
+  plan::check_resources(config, topology, static_cast<int>(std::thread::hardware_concurrency()),
+                        plan::available_memory_bytes());
+  return topology;
 }
 
 std::string describe_plan(const RunConfig& config) {
@@ -260,6 +266,8 @@ std::unique_ptr<Job> launch(const RunConfig& config, const LaunchOptions& option
   validate(config);
   const Placement placement = placement_for_run(config);  // a device this machine lacks stops the run here
   const plan::Topology topology = topology_for(config, placement);
+  plan::check_resources(config, topology, static_cast<int>(std::thread::hardware_concurrency()),
+                        plan::available_memory_bytes());
   const bool processes = topology.processes() > 1;
   if (processes && options.args.empty())
     throw Error(ErrorKind::kConfig,

@@ -1,0 +1,157 @@
+// The memory estimate and the resource check: arithmetic in doubles, so that no product can wrap.
+#include "runtime/plan/resources.h"
+
+#include <algorithm>
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
+#include <vector>
+
+#include <fmt/format.h>
+
+#include "runtime/error.h"
+
+namespace troupe::plan {
+
+namespace {
+
+constexpr double kFloat = 4.0;  // bytes: parameters, gradients, state and activations are float32
+constexpr double kMlpInputs = 784, kMlpClasses = 10;  // Fashion-MNIST (models/model.cpp)
+
+std::string gigabytes(double bytes) { return fmt::format("{:.2f} GB", bytes / 1e9); }
+
+// Per layer, in the order of models/model.cpp's layer specs: parameters and the floats saved for backward
+// per row of a micro-batch (a token for the GPT, an image for the MLP).
+struct LayerCost {
+  double params = 0, saved_per_row = 0;
+};
+
+std::vector<LayerCost> layer_costs(const ModelConfig& m) {
+  std::vector<LayerCost> layers;
+  if (m.kind == ModelKind::gpt) {
+    const double c = m.n_embd, v = m.vocab_size, t = m.block_size, h = m.n_head;
+    layers.push_back({(v + t) * c, c});  // wte, wpe; the embedding's output
+    for (int i = 0; i < m.n_layer; ++i)  // ln 2x2c, qkv 3c^2+3c, proj c^2+c, fc 4c^2+4c, fc proj 4c^2+c
+      layers.push_back({12 * c * c + 13 * c,
+                        // x, ln1, qkv (3), attn y, x mid, ln2, fc (4), gelu (4); the mean and rstd of two
+                        // layer norms; an attention row of block_size per head
+                        16 * c + 4 + h * t});
+    layers.push_back({2 * c, 2 * c + 2 + v});  // ln_f (lm_head is wte, tied); x, h, mean, rstd, probs
+  } else {
+    double in = kMlpInputs;
+    std::vector<double> widths(m.mlp_hidden.begin(), m.mlp_hidden.end());
+    widths.push_back(kMlpClasses);
+    for (double out : widths) {
+      layers.push_back({in * out + out, in + 2 * out});  // input, pre- and post-activation
+      in = out;
+    }
+    layers.push_back({0, kMlpClasses});  // the loss: probabilities
+  }
+  return layers;
+}
+
+// Adam keeps two moments; SGD a momentum buffer when momentum is on; RMSprop a square average, plus a
+// momentum buffer and a gradient average when those are on.
+double state_floats_per_param(const OptimConfig& o) {
+  switch (o.kind) {
+    case OptimKind::adam:
+    case OptimKind::adamw: return 2;
+    case OptimKind::sgd: return o.momentum_or_default() > 0 ? 1 : 0;
+    case OptimKind::rmsprop: return 1 + (o.momentum_or_default() > 0 ? 1 : 0) + (o.centered ? 1 : 0);
+  }
+  return 2;
+}
+
+// Micro-batches whose activations stage `s` of `p` holds at once under the schedule.
+double in_flight(ScheduleKind schedule, int s, int p, int microbatches) {
+  switch (schedule) {
+    case ScheduleKind::gpipe: return microbatches;
+    case ScheduleKind::one_f_one_b: return std::min(microbatches, p - s);
+    default: return std::min(microbatches, p);
+  }
+}
+
+}  // namespace
+
+std::string MemoryEstimate::describe() const {
+  return fmt::format("{} (parameters {}, gradients {}, optimizer state {}, activations {})", gigabytes(total()),
+                     gigabytes(parameters), gigabytes(gradients), gigabytes(optimizer_state), gigabytes(activations));
+}
+
+double parameter_count(const ModelConfig& model) {
+  double n = 0;
+  for (const LayerCost& l : layer_costs(model)) n += l.params;
+  return n;
+}
+
+MemoryEstimate estimate_memory(const RunConfig& config, const Topology& topology) {
+  const std::vector<LayerCost> layers = layer_costs(config.model);
+  double params = 0;
+  for (const LayerCost& l : layers) params += l.params;
+  const double replicas = topology.size(Axis::data);
+  const bool servers = topology.servers.has_value();
+
+  MemoryEstimate e;
+  e.parameters = kFloat * params * (replicas + (servers ? 1 : 0));
+  e.gradients = kFloat * params * replicas;
+  const double state = kFloat * params * state_floats_per_param(config.optim);
+  e.optimizer_state = (topology.zero || servers) ? state : state * replicas;
+
+  // Rows of one micro-batch on one replica: its share of the batch, times the tokens of a sequence.
+  const double rows = static_cast<double>(config.train.batch_size) / replicas / topology.microbatches *
+                      (config.model.kind == ModelKind::gpt ? config.model.block_size : 1);
+  const int p = topology.size(Axis::pipe);
+  double per_replica = 0;
+  for (int s = 0; s < p; ++s) {
+    double saved = 0;  // floats per row of the layers stage s holds
+    if (static_cast<std::size_t>(s) < topology.stages.size()) {
+      for (const auto& [begin, end] : topology.stages[static_cast<std::size_t>(s)].chunks)
+        for (std::size_t i = begin; i < end && i < layers.size(); ++i) saved += layers[i].saved_per_row;
+    } else {  // a Topology without stages (one device): every layer
+      for (const LayerCost& l : layers) saved += l.saved_per_row;
+    }
+    per_replica += saved * rows * in_flight(topology.schedule, s, p, topology.microbatches);
+  }
+  e.activations = kFloat * per_replica * replicas;
+  return e;
+}
+
+std::optional<double> available_memory_bytes() {
+  if (const char* env = std::getenv("TROUPE_MEMORY_AVAILABLE")) {
+    char* end = nullptr;
+    const double v = std::strtod(env, &end);
+    if (end != env && *end == '\0' && v >= 0) return v;
+    throw Error(ErrorKind::kConfig,
+                fmt::format("TROUPE_MEMORY_AVAILABLE = '{}': expected a number of bytes, e.g. 8e9", env));
+  }
+  std::ifstream meminfo("/proc/meminfo");
+  std::string line;
+  while (std::getline(meminfo, line)) {
+    if (line.rfind("MemAvailable:", 0) != 0) continue;
+    std::istringstream in(line.substr(13));
+    double kib = 0;
+    if (in >> kib) return kib * 1024.0;
+  }
+  return std::nullopt;
+}
+
+void check_resources(const RunConfig& config, const Topology& topology, int hardware_threads,
+                     std::optional<double> available) {
+  const int hw = std::max(1, hardware_threads);
+  if (config.train.threads > 4 * hw)
+    throw Error(ErrorKind::kConfig,
+                fmt::format("train.threads = {}: this machine has {} hardware threads, and more than 4x that ({}) "
+                            "only time-slices the same cores; use train.threads = 0 (all of them) or at most {}",
+                            config.train.threads, hw, 4 * hw, 4 * hw));
+  if (!available) return;
+  for (const Place& place : topology.places)
+    if (place.device.rfind("cuda", 0) == 0) return;  // device memory, not the host's
+  const MemoryEstimate e = estimate_memory(config, topology);
+  if (e.total() > *available)
+    throw Error(ErrorKind::kConfig,
+                fmt::format("this configuration needs at least {} of memory, and {} is available: reduce "
+                            "train.batch_size, model.* sizes or parallel.data, or use more parallel.microbatches",
+                            e.describe(), gigabytes(*available)));
+}
+
+}  // namespace troupe::plan
