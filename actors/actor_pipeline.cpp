@@ -114,7 +114,7 @@ StepStats ActorPipeline::train_step(std::int64_t step) {
   const double trace_begin = trace_ ? trace_->now_us() : 0.0;
   caf::scoped_actor& self = *actors_->self;
   const int p = driver_.num_stages();
-  StepCoordinator step_of(driver_.config(), driver_.options(), driver_.layout());
+  StepCoordinator step_of(driver_.config(), driver_.options(), driver_.layout(), [this] { return driver_.params_in_order(); });
 
   const StepCoordinator::Start begin = step_of.begin(step, driver_.dataset());
   for (auto& a : actors_->stages)
@@ -151,8 +151,9 @@ StepStats ActorPipeline::train_step(std::int64_t step) {
   }
   const StepUpdate& u = step_of.update();
   {
-    std::vector<decltype(self->request(actors_->stages[0], caf::infinite, proto::apply_atom::value, u.clip, u.lr))> pending;
-    for (int i = 0; i < p; ++i) pending.push_back(self->request(actors_->stages[i], caf::infinite, proto::apply_atom::value, u.clip, u.lr));
+    std::vector<decltype(self->request(actors_->stages[0], caf::infinite, proto::apply_atom::value, u.clip, u.lr, u.skip))> pending;
+    for (int i = 0; i < p; ++i)
+      pending.push_back(self->request(actors_->stages[i], caf::infinite, proto::apply_atom::value, u.clip, u.lr, u.skip));
     for (int i = 0; i < p; ++i)
       pending[i].receive([&](Tensor& w) { step_of.applied(i, std::move(w)); },
                          [&](caf::error& e) { stage_failed(e, "applying the optimizer step", i, step); });

@@ -5,9 +5,10 @@
 //   stage -> stage         StageMessage                      activations forward, gradients backward
 //   stage -> coordinator   (ready_atom, int stage, std::vector<Tensor> losses, Tensor tied_grad)
 //   coordinator -> stage   (finish_atom, Tensor tied_grad)   -> std::vector<std::vector<double>> sumsq
-//   coordinator -> stage   (apply_atom, double clip, double lr) -> Tensor (new wte on its owner)
+//   coordinator -> stage   (apply_atom, double clip, double lr, bool skip) -> Tensor (new wte on its owner)
 //     stage -> its optimizer-state actor (update_atom, double clip, double lr) -> bool, then the stage
-//     finishes the step and answers the coordinator
+//     finishes the step and answers the coordinator; skip (train.on_nonfinite = skip and this step's
+//     numbers were not finite): no update, the stage finishes the step at once
 //   coordinator -> stage   (tied_atom, Tensor wte)           -> bool (replica refreshed)
 //
 // Tensors travel by reference inside one process (CAF messages are copy-on-write and never copied

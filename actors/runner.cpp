@@ -57,7 +57,19 @@ std::int64_t count_params(T& t) {
 template <class T>
 class TrainerJob : public Job {
  public:
-  StepStats train_step(std::int64_t step) override { return trainer_->train_step(step); }
+  StepStats train_step(std::int64_t step) override {
+    StepStats s = trainer_->train_step(step);
+    if (s.skipped && skipped_++ == 0) first_skipped_ = s.nonfinite;
+    return s;
+  }
+  // Steps skipped under train.on_nonfinite = skip, as a report line; empty when none.
+  std::string report() override { return skipped_report(); }
+  std::string skipped_report() const {
+    if (skipped_ == 0) return {};
+    return fmt::format("{} step{} skipped for a non-finite loss or gradient (train.on_nonfinite = skip), the first "
+                       "{}\n",
+                       skipped_, skipped_ == 1 ? "" : "s", first_skipped_);
+  }
   EvalStats evaluate() override { return trainer_->evaluate(); }
   void load_weights(const std::string& path) override { trainer_->load_weights(path); }
   void save_weights(const std::string& path) override { trainer_->save_weights(path); }
@@ -70,6 +82,8 @@ class TrainerJob : public Job {
  protected:
   std::string summary_;
   std::unique_ptr<T> trainer_;
+  std::int64_t skipped_ = 0;
+  std::string first_skipped_;
 };
 
 class SingleDeviceJob final : public TrainerJob<Trainer> {
@@ -119,7 +133,7 @@ class DataParallelThreadsJob final : public TrainerJob<DataParallelTrainer> {
     trainer_ = std::make_unique<DataParallelTrainer>(config);
     summary_ = data_parallel_summary(config, fmt::format("{} replicas (threads)", config.parallel.data));
   }
-  std::string report() override { return data_parallel_report(*trainer_, config_); }
+  std::string report() override { return data_parallel_report(*trainer_, config_) + skipped_report(); }
 
  private:
   RunConfig config_;
@@ -152,7 +166,7 @@ class DataParallelProcessesJob final : public TrainerJob<DataParallelTrainer> {
     summary_ = data_parallel_summary(config, fmt::format("{} replicas as processes over tcp (rendezvous {})", d, bound));
   }
   ~DataParallelProcessesJob() override { trainer_.reset(); }  // its links first, then the processes
-  std::string report() override { return data_parallel_report(*trainer_, config_); }
+  std::string report() override { return data_parallel_report(*trainer_, config_) + skipped_report(); }
   void finish() override {
     const std::string failure = ranks_->wait_all();
     if (!failure.empty()) throw Error(ErrorKind::kIo, "data-parallel " + failure + " (see its error above)");

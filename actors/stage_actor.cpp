@@ -61,8 +61,9 @@ caf::behavior stage_actor(caf::stateful_actor<StageActorState>* self, StageWorke
         pump(self);
       },
       [=](proto::finish_atom, const Tensor& tied_grad) { return self->state.worker->finish_step(tied_grad); },
-      [=](proto::apply_atom, double clip, double lr) -> caf::result<Tensor> {
+      [=](proto::apply_atom, double clip, double lr, bool skip) -> caf::result<Tensor> {
         self->state.running = false;
+        if (skip) return self->state.worker->apply_step(clip, lr, true);  // no update: weights and state stay
         // The optimizer-state actor updates the parameters; then this stage finishes the step and answers.
         auto answer = self->make_response_promise<Tensor>();
         self->request(self->state.optimizer, caf::infinite, proto::update_atom::value, clip, lr)

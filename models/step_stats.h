@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
 
 namespace troupe {
 
@@ -13,6 +14,10 @@ struct StepStats {
   double grad_norm = 0.0;   // global 2-norm before clipping (computed only when clipping)
   double seconds = 0.0;
   double tokens_per_s = 0.0;  // loss terms (tokens, or samples for the mlp) per second
+  // train.on_nonfinite = skip: the loss or a gradient was NaN or Inf, and the update was not applied;
+  // `nonfinite` says what (runtime/nonfinite.h: describe_nonfinite). Under stop such a step throws.
+  bool skipped = false;
+  std::string nonfinite;
 };
 
 struct EvalStats {

@@ -4,12 +4,14 @@
 #include "models/loss_layer.h"
 
 #include <chrono>
+#include <cmath>
 #include <map>
 
 #include "runtime/config/weights_config.h"
 #include "runtime/data/fashion_mnist.h"
 #include "runtime/data/text_dataset.h"
 #include "runtime/io/safetensors.h"
+#include "runtime/nonfinite.h"
 #include "runtime/optim/clip_grad.h"
 #include "runtime/optim/lr_schedule.h"
 
@@ -67,8 +69,19 @@ StepStats Trainer::train_step(std::int64_t step) {
   double sum = 0.0;
   for (float l : losses.span_f32()) sum += l;
   s.loss = sum / static_cast<double>(losses.numel());
-  if (config_.train.grad_clip > 0.0) s.grad_norm = clip_grad_norm(model_->params().all(), config_.train.grad_clip);
   s.lr = lr_at(config_.train, config_.optim.lr_or_default(), step);
+  // train.on_nonfinite, before clipping and the update: a NaN or Inf would reach every weight.
+  const Param* bad = first_nonfinite_grad(model_->params().all());
+  if (bad || !std::isfinite(s.loss)) {
+    const std::string what = describe_nonfinite(step, s.loss, bad ? bad->name : "");
+    if (config_.train.on_nonfinite == NonfiniteAction::stop) throw_nonfinite(what);
+    s.skipped = true;
+    s.nonfinite = what;
+    s.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    s.tokens_per_s = static_cast<double>(losses.numel()) / s.seconds;
+    return s;
+  }
+  if (config_.train.grad_clip > 0.0) s.grad_norm = clip_grad_norm(model_->params().all(), config_.train.grad_clip);
   optimizer_->step(model_->params().all(), s.lr);
   if (trace_) {
     trace_->span(track_, "forward", "forward", t0, t1);
@@ -145,10 +158,17 @@ void load_weights_into(const std::vector<Param*>& params, const std::string& pat
   for (auto& [name, t] : by_name)
     if (!known.count(name))
       throw Error(ErrorKind::kInput, path + ": tensor '" + name + "' is not a parameter of this model (check model.* settings)");
+  // NaN or Inf in a starting weight spreads to every output in one step: refused with where it is.
+  std::map<std::string, Tensor> f32;
   for (Param* p : params) {
     const Tensor& t = by_name.at(p->name);
-    p->value.copy_from(t.dtype() == DType::f32 ? t : t.to(DType::f32));
+    const Tensor& v = f32.emplace(p->name, t.dtype() == DType::f32 ? t : t.to(DType::f32)).first->second;
+    if (auto i = first_nonfinite(v.span_f32()))
+      throw Error(ErrorKind::kInput, fmt::format("{}: tensor '{}' holds {} at element {} (of {}); weights must be finite "
+                                                 "(was the file saved from a run that diverged?)",
+                                                 path, p->name, v.span_f32()[static_cast<std::size_t>(*i)], *i, v.numel()));
   }
+  for (Param* p : params) p->value.copy_from(f32.at(p->name));
 }
 
 void save_weights_from(const std::vector<Param*>& params, const std::string& path, const RunConfig& config) {

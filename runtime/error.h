@@ -8,8 +8,9 @@
 namespace troupe {
 
 // What went wrong, in categories a caller can act on. A command-line front end maps
-// kUsage/kConfig/kInput to exit code 2 (bad input) and the rest to 1.
-enum class ErrorKind { kUsage, kConfig, kInput, kIo, kShape, kInternal };
+// kUsage/kConfig/kInput to exit code 2 (bad input) and the rest to 1. kNumeric: a step whose loss or
+// gradients are not finite ended the run (train.on_nonfinite = stop).
+enum class ErrorKind { kUsage, kConfig, kInput, kIo, kShape, kInternal, kNumeric };
 
 // A recoverable fault with a message that says what failed, where, and what to do.
 // The library throws it instead of exiting; front ends catch it at their boundary.

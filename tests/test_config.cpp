@@ -88,6 +88,7 @@ const std::map<std::string, std::string> kSamples = {
     {"ps.staleness", "2"},
     {"ps.max_restarts", "5"},
     {"train.device", "cuda:1"},
+    {"train.on_nonfinite", "skip"},
 };
 
 RunConfig round_trip(const RunConfig& config) {

@@ -128,7 +128,7 @@ StepUpdate plan_update(const RunConfig& config, const pipeline::Layout& layout,
 
 StepStats PipelineDriver::train_step(std::int64_t step) {
   const auto start = std::chrono::steady_clock::now();
-  StepCoordinator step_of(config_, options_, layout_);
+  StepCoordinator step_of(config_, options_, layout_, [this] { return params_in_order(); });
   const StepCoordinator::Start begin = step_of.begin(step, *dataset_);
   for (auto& st : stages_) st->begin_step(begin.batch, begin.microbatches, begin.loss_scale, begin.rows_per_sample);
 
@@ -159,7 +159,7 @@ StepStats PipelineDriver::train_step(std::int64_t step) {
   for (auto& st : stages_) step_of.ready(st->stage(), replicas_losses(*st), st->tied_grad());
   for (auto& st : stages_) step_of.finished(st->stage(), st->finish_step(step_of.tied_grad()));
   const StepUpdate& u = step_of.update();
-  for (auto& st : stages_) step_of.applied(st->stage(), st->apply_step(u.clip, u.lr));
+  for (auto& st : stages_) step_of.applied(st->stage(), st->apply_step(u.clip, u.lr, u.skip));
   if (step_of.tied_weight().defined()) stages_.at(step_of.last_stage())->set_tied_weight(step_of.tied_weight());
   return step_of.stats(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
 }

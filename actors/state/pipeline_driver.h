@@ -54,6 +54,10 @@ double global_grad_norm(const pipeline::Layout& layout, const std::vector<std::v
 // and the learning rate; grad_norm is the global norm (0 when clipping is off, as on one device).
 struct StepUpdate {
   double grad_norm = 0.0, clip = 1.0, lr = 0.0;
+  // train.on_nonfinite = skip and the step's loss or gradients are not finite: every stage leaves its
+  // weights and optimizer state as they are; `nonfinite` says what (runtime/nonfinite.h).
+  bool skip = false;
+  std::string nonfinite;
 };
 StepUpdate plan_update(const RunConfig& config, const pipeline::Layout& layout,
                        const std::vector<std::vector<std::vector<double>>>& sumsq, std::int64_t step);

@@ -245,8 +245,10 @@ std::vector<std::vector<double>> StageWorker::finish_backward() {
   return out;
 }
 
-Tensor StageWorker::apply_step(double clip_coefficient, double lr) {
-  update_params(clip_coefficient, lr);
+Tensor StageWorker::apply_step(double clip_coefficient, double lr, bool skip) {
+  if (skip) update_begin_us_ = trace_ ? trace_->now_us() : 0.0;
+  else update_params(clip_coefficient, lr);
+  // Every replica decided alike (the coordinator's sums are replicated): finish_update's all-gather runs.
   return finish_update();
 }
 

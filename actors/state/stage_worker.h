@@ -92,7 +92,8 @@ class StageWorker {
   // Clip scale, optimizer step, gradients zeroed, cursor rewound; returns the tied weight's new value when owned.
   // = update_params, then finish_update. The stage actors split it: the stage's optimizer-state actor
   // runs update_params (the optimizer state is its to touch during a step), the stage actor finish_update.
-  Tensor apply_step(double clip_coefficient, double lr);
+  // skip: no update_params (train.on_nonfinite = skip), weights and optimizer state stay as they are.
+  Tensor apply_step(double clip_coefficient, double lr, bool skip = false);
   // The optimizer's share: gradients scaled by the clip coefficient, the optimizer step on the
   // parameters this stage updates (its own under ZeRO-1).
   void update_params(double clip_coefficient, double lr);

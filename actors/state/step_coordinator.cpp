@@ -1,14 +1,21 @@
 // StepCoordinator: the phases of a pipeline step as state, checked at each transition.
 #include "actors/state/step_coordinator.h"
 
+#include <cmath>
+
+#include <fmt/format.h>
+
 #include "runtime/error.h"
+#include "runtime/nonfinite.h"
 
 namespace troupe {
 
-StepCoordinator::StepCoordinator(const RunConfig& config, const PipelineOptions& options, const pipeline::Layout& layout)
+StepCoordinator::StepCoordinator(const RunConfig& config, const PipelineOptions& options, const pipeline::Layout& layout,
+                                 std::function<std::vector<Param*>()> params_in_order)
     : config_(config),
       options_(options),
       layout_(layout),
+      params_in_order_(std::move(params_in_order)),
       stages_(layout.stages),
       last_(layout.stage_of(layout.num_virtual() - 1)) {}
 
@@ -46,8 +53,27 @@ void StepCoordinator::finished(int stage, std::vector<std::vector<double>> sumsq
 
 const StepUpdate& StepCoordinator::update() {
   TROUPE_CHECK(all_finished(), "update before every stage finished backward");
-  if (!updated_) update_ = plan_update(config_, layout_, sumsq_, step_);
+  if (updated_) return update_;
+  update_ = plan_update(config_, layout_, sumsq_, step_);
   updated_ = true;
+  // train.on_nonfinite: the first parameter in layer order whose sum of squares is not finite.
+  std::string bad;
+  std::size_t flat = 0;
+  for (int k = 0; k < layout_.num_virtual() && bad.empty(); ++k) {
+    const auto& sums = sumsq_.at(static_cast<std::size_t>(layout_.stage_of(k))).at(static_cast<std::size_t>(layout_.chunk_of(k)));
+    for (std::size_t j = 0; j < sums.size() && bad.empty(); ++j, ++flat) {
+      if (std::isfinite(sums[j])) continue;
+      const std::vector<Param*> params = params_in_order_ ? params_in_order_() : std::vector<Param*>{};
+      bad = flat < params.size() ? params[flat]->name : fmt::format("virtual stage {} parameter {}", k, j);
+    }
+  }
+  std::int64_t rows = 0;
+  const double loss = mean_loss(losses_, &rows);  // the whole batch's: replicas gather their losses
+  if (bad.empty() && std::isfinite(loss)) return update_;
+  const std::string what = describe_nonfinite(step_, loss, bad);
+  if (config_.train.on_nonfinite == NonfiniteAction::stop) throw_nonfinite(what);
+  update_.skip = true;
+  update_.nonfinite = what;
   return update_;
 }
 
@@ -67,6 +93,8 @@ StepStats StepCoordinator::stats(double seconds) const {
   s.lr = update_.lr;
   s.seconds = seconds;
   s.tokens_per_s = static_cast<double>(rows) / seconds;
+  s.skipped = update_.skip;
+  s.nonfinite = update_.nonfinite;
   return s;
 }
 

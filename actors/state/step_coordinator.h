@@ -11,12 +11,18 @@
 //                 reports its per-parameter sums of squares: finished(stage, sumsq).
 //   3. update     update(): the global norm, clip coefficient and learning rate every stage applies
 //                 (exactly the single device's); applied(stage, value) with the tied weight's new value
-//                 from the stage that owns it.
+//                 from the stage that owns it. Here train.on_nonfinite is decided for every layout: a
+//                 non-finite sum of squares (there is one exactly when a gradient element is NaN or Inf)
+//                 or loss throws ErrorKind::kNumeric naming the step and the first parameter (stop), or
+//                 marks the update skipped (skip). The sums and the losses (gathered from every replica)
+//                 are the same on every data-parallel replica, so every replica decides alike.
 //   4. tie        tied_weight() goes to the stage holding the replica (last_stage()), if defined.
 // stats() then gives the step's loss (per-row losses added in micro-batch order), norm, lr and rate.
 #pragma once
 
 #include <cstdint>
+#include <functional>
+#include <string>
 #include <vector>
 
 #include "actors/state/pipeline_driver.h"
@@ -25,7 +31,10 @@ namespace troupe {
 
 class StepCoordinator {
  public:
-  StepCoordinator(const RunConfig& config, const PipelineOptions& options, const pipeline::Layout& layout);
+  // `params_in_order`: every parameter in layer order (virtual stage k's chunk, in order of k), asked
+  // for only to name a non-finite gradient; when empty it is named by its virtual stage and index.
+  StepCoordinator(const RunConfig& config, const PipelineOptions& options, const pipeline::Layout& layout,
+                  std::function<std::vector<Param*>()> params_in_order = {});
 
   // What every stage begins step `step` with.
   struct Start {
@@ -61,6 +70,7 @@ class StepCoordinator {
   int stages_, last_;
   std::int64_t step_ = -1;
   int ready_ = 0, finished_ = 0, applied_ = 0;
+  std::function<std::vector<Param*>()> params_in_order_;
   std::vector<Tensor> losses_;
   Tensor tied_grad_, tied_weight_;
   std::vector<std::vector<std::vector<double>>> sumsq_;

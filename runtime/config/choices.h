@@ -32,6 +32,9 @@ enum class GradientExchange { ring, alltoall, ps };
 enum class TransportKind { inproc, tcp };
 // sync: every worker's push joins one update; async: each push updates at once; ssp: bounded staleness.
 enum class PsMode { sync, async, ssp };
+// A step whose loss or gradients hold NaN or Inf: stop the run (naming the step and the parameter), or
+// skip its update and go on.
+enum class NonfiniteAction { stop, skip };
 
 // The names of enum E, in the order help lists them. Specialised once per choice below.
 template <class E>
@@ -57,6 +60,7 @@ TROUPE_CHOICE_NAMES(GradientExchange, {GradientExchange::ring, "ring"}, {Gradien
                     {GradientExchange::ps, "ps"});
 TROUPE_CHOICE_NAMES(TransportKind, {TransportKind::inproc, "inproc"}, {TransportKind::tcp, "tcp"});
 TROUPE_CHOICE_NAMES(PsMode, {PsMode::sync, "sync"}, {PsMode::async, "async"}, {PsMode::ssp, "ssp"});
+TROUPE_CHOICE_NAMES(NonfiniteAction, {NonfiniteAction::stop, "stop"}, {NonfiniteAction::skip, "skip"});
 
 #undef TROUPE_CHOICE_NAMES
 

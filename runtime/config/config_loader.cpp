@@ -239,6 +239,9 @@ void validate_parallel(const RunConfig& config) {
                         name_of(par.gradient_exchange)));
   if (config.ps.staleness > 0 && config.ps.mode != PsMode::ssp)
     invalid(fmt::format("ps.staleness = {} needs ps.mode = ssp (got {})", config.ps.staleness, name_of(config.ps.mode)));
+  if (ps && t.on_nonfinite == NonfiniteAction::skip)
+    invalid("train.on_nonfinite = skip with parallel.gradient_exchange = ps: parameter servers apply each push as "
+            "it comes, so a step cannot be skipped as a whole; use ring or alltoall, or train.on_nonfinite = stop");
   if (ps && par.zero)
     invalid("parallel.zero = 1 with parallel.gradient_exchange = ps: parameter servers already own the optimizer "
             "state, sharded over ps.shards; remove parallel.zero");

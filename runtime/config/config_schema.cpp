@@ -270,6 +270,10 @@ std::vector<ConfigKey> build_schema() {
   k.push_back(bind(Spec{.name = "train.device",
                         .help = "where stages compute: cpu, cuda (GPU 0) or cuda:N"},
                    &R::train, &T::device));
+  k.push_back(bind(Spec{.name = "train.on_nonfinite",
+                        .help = "a step whose loss or gradients hold NaN or Inf: stop (end the run, naming the step and "
+                                "the parameter; exit 1) or skip (its update is not applied, the run goes on)"},
+                   &R::train, &T::on_nonfinite));
 
   k.push_back(bind(Spec{.name = "optim.kind", .help = "optimizer, with torch.optim semantics"},
                    &R::optim, &O::kind));

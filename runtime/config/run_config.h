@@ -47,6 +47,7 @@ struct TrainConfig {
   int eval_batches = 8;
   bool deterministic = false;
   std::string device = "cpu";         // cpu | cuda (cuda:N picks a GPU)
+  NonfiniteAction on_nonfinite = NonfiniteAction::stop;  // a NaN/Inf loss or gradient: end the run, or skip the step
 
   friend bool operator==(const TrainConfig&, const TrainConfig&) = default;
 };
