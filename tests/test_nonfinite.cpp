@@ -160,7 +160,7 @@ TEST_CASE("a finite run is bitwise the same with either setting: the check chang
   CHECK(same_bits(values_of(stop.model().params().all()), values_of(skip.model().params().all())));
 }
 
-TEST_CASE("troupe train: optim.lr = 1e308 stops with exit 1 and writes no weights; NaN --init-from is exit 2",
+TEST_CASE("troupe train: optim.lr = 1e308 stops with exit 1 and writes no weights, NaN --init-from is exit 2",
           "[nonfinite][cli]") {
   TempDir dir;
   const std::string small = "train --set model.n_layer=1 --set model.n_embd=32 --set model.n_head=2 "
