@@ -32,7 +32,10 @@ std::vector<std::string> tiny(std::vector<std::string> more = {}) {
 
 TEST_CASE("parameter_count is the model's own count", "[resources]") {
   for (const auto& sets : {std::vector<std::string>{}, tiny(), std::vector<std::string>{"model.kind=mlp"},
-                           std::vector<std::string>{"model.kind=mlp", "model.mlp_hidden=300,100"}}) {
+                           std::vector<std::string>{"model.kind=mlp", "model.mlp_hidden=300,100"},
+                           std::vector<std::string>{"model.kind=cnn"},
+                           std::vector<std::string>{"model.kind=cnn", "model.cnn_channels=8,8,24",
+                                                    "model.cnn_blocks=2,1,3", "model.cnn_stem_stride=2"}}) {
     const RunConfig config = load_config(std::nullopt, sets);
     CHECK(parameter_count(config.model) ==
           static_cast<double>(Model(make_layer_specs(config.model, 1)).params().numel()));

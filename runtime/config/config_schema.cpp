@@ -171,8 +171,8 @@ ConfigKey bind(Spec spec, S RunConfig::*section, F S::*field) {
 //  - steps (train.steps, train.warmup_steps, train.eval_every): 10^12. At a millisecond per step that is
 //    31 years of training, and step x batch (the data position) stays below 10^12 x 2^20 < 2^63.
 //  - batch_size: 2^20 sequences per step (today's largest published batches are a few thousand).
-//  - model sizes: n_layer 10^4 (GPT-3 has 96 blocks), n_head 4096, n_embd, block_size and hidden widths
-//    2^20, vocab_size 2^24; a model that is in range yet too big for the machine is refused by the memory
+//  - model sizes: n_layer and cnn_blocks 10^4 (GPT-3 has 96 blocks, ResNet-152 50), n_head 4096, n_embd,
+//    block_size and hidden widths 2^20, cnn_channels 65536, vocab_size 2^24; a model that is in range yet too big for the machine is refused by the memory
 //    check (runtime/plan/memory_estimate.h) before anything is allocated.
 //  - ranks (parallel.pipeline, parallel.data, ps.shards, virtual stages): 1024 each, more than the threads
 //    or processes one machine can hold.
@@ -219,11 +219,11 @@ std::vector<ConfigKey> build_schema() {
   k.push_back(bind(Spec{.name = "model.mlp_hidden", .range = between(1, kMaxWidth),
                         .help = "hidden layer widths, e.g. 1024,1024 (mlp)"},
                    &R::model, &M::mlp_hidden));
-  k.push_back(bind(Spec{.name = "model.cnn_channels", .range = at_least(1),
+  k.push_back(bind(Spec{.name = "model.cnn_channels", .range = between(1, 65536),
                         .help = "channels of each stage, e.g. 16,32,64; stages after the first halve the "
                                 "resolution (cnn)"},
                    &R::model, &M::cnn_channels));
-  k.push_back(bind(Spec{.name = "model.cnn_blocks", .range = at_least(1),
+  k.push_back(bind(Spec{.name = "model.cnn_blocks", .range = between(1, 10000),
                         .help = "residual blocks in each stage, one number per model.cnn_channels entry (cnn)"},
                    &R::model, &M::cnn_blocks));
   k.push_back(bind(Spec{.name = "model.cnn_stem_stride", .range = between(1, 2),

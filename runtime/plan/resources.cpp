@@ -2,6 +2,7 @@
 #include "runtime/plan/resources.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstdlib>
 #include <fstream>
 #include <sstream>
@@ -16,7 +17,7 @@ namespace troupe::plan {
 namespace {
 
 constexpr double kFloat = 4.0;  // bytes: parameters, gradients, state and activations are float32
-constexpr double kMlpInputs = 784, kMlpClasses = 10;  // Fashion-MNIST (models/model.cpp)
+constexpr double kMlpInputs = 784, kMlpSide = 28, kMlpClasses = 10;  // Fashion-MNIST (models/model.cpp)
 
 std::string gigabytes(double bytes) { return fmt::format("{:.2f} GB", bytes / 1e9); }
 
@@ -37,6 +38,24 @@ std::vector<LayerCost> layer_costs(const ModelConfig& m) {
                         // layer norms; an attention row of block_size per head
                         16 * c + 4 + h * t});
     layers.push_back({2 * c, 2 * c + 2 + v});  // ln_f (lm_head is wte, tied); x, h, mean, rstd, probs
+  } else if (m.kind == ModelKind::cnn) {  // models/cnn_layers.h; convolutions have no bias
+    const auto side_after = [](double side, double stride) { return std::floor((side - 1) / stride) + 1; };
+    double in = m.cnn_channels.at(0), side = side_after(kMlpSide, m.cnn_stem_stride);
+    // stem: conv 3x3 1 -> C0 and its batch norm; the image, the conv's output and the activation
+    layers.push_back({9 * in + 2 * in, kMlpInputs + 2 * in * side * side});
+    for (std::size_t s = 0; s < m.cnn_channels.size(); ++s)
+      for (int b = 0; b < m.cnn_blocks.at(s); ++b) {
+        const double out = m.cnn_channels[s], stride = s > 0 && b == 0 ? 2 : 1, out_side = side_after(side, stride);
+        const bool shortcut = stride != 1 || in != out;  // a 1x1 conv and a batch norm on the skip path
+        const double plane = out * out_side * out_side;
+        // two 3x3 convs with batch norms; saved: the input, conv1, relu, conv2, output (+ shortcut conv)
+        layers.push_back({9 * in * out + 2 * out + 9 * out * out + 2 * out + (shortcut ? in * out + 2 * out : 0),
+                          in * side * side + 4 * plane + (shortcut ? plane : 0)});
+        in = out;
+        side = out_side;
+      }
+    layers.push_back({in * kMlpClasses + kMlpClasses, in * side * side + in});  // pooled fc: input, pooled
+    layers.push_back({0, kMlpClasses});                                         // the loss: probabilities
   } else {
     double in = kMlpInputs;
     std::vector<double> widths(m.mlp_hidden.begin(), m.mlp_hidden.end());
