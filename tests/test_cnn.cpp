@@ -16,6 +16,7 @@
 #include "runtime/cpu/cpu_backend.h"
 #include "runtime/io/safetensors.h"
 #include "tests/error_of.h"
+#include "tests/gradient_check.h"
 #include "tests/reference_cnn_ops.h"
 #include "tests/temp_dir.h"
 #include "tests/troupe_command.h"
@@ -23,25 +24,13 @@
 using namespace troupe;
 using Catch::Matchers::Contains;
 using ref::Vec;
+using ref::check_grad;
+using ref::max_abs;
 
 namespace {
 
-constexpr double kGradTol = 1e-3;
 constexpr double kFwdTol = 1e-5;
 constexpr double kAccumTol = 1e-6;
-
-double max_abs(const Vec& v) {
-  double m = 0.0;
-  for (double x : v) m = std::max(m, std::abs(x));
-  return m;
-}
-
-void check_grad(const std::string& what, const Tensor& analytic, const Vec& numeric) {
-  const double e = ref::rel_err(ref::to_vec(analytic), numeric);
-  INFO(what << ": gradient relative error " << e << " (max |numeric| " << max_abs(numeric) << ")");
-  CHECK(max_abs(numeric) > 1e-3);
-  CHECK(e <= kGradTol);
-}
 
 void check_forward(const std::string& what, const Tensor& got, const Vec& want, double tol = kFwdTol) {
   const double e = ref::rel_err(ref::to_vec(got), want);

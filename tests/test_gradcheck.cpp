@@ -19,32 +19,20 @@
 #include "models/mlp_layers.h"
 #include "models/model.h"
 #include "runtime/cpu/cpu_backend.h"
+#include "tests/gradient_check.h"
 #include "tests/reference_ops.h"
 
 using namespace troupe;
 using ref::Ids;
 using ref::Vec;
+using ref::check_grad;
+using ref::max_abs;
 
 namespace {
 
-constexpr double kGradTol = 1e-3;
 constexpr double kFwdTol = 1e-5;
 constexpr double kAccumTol = 1e-6;
 constexpr float kNaN = std::numeric_limits<float>::quiet_NaN();
-
-double max_abs(const Vec& v) {
-  double m = 0.0;
-  for (double x : v) m = std::max(m, std::abs(x));
-  return m;
-}
-
-// Analytic gradient vs numeric; the numeric one must be non-trivial, or the check would prove nothing.
-void check_grad(const std::string& what, const Tensor& analytic, const Vec& numeric) {
-  const double e = ref::rel_err(ref::to_vec(analytic), numeric);
-  INFO(what << ": gradient relative error " << e << " (max |numeric| " << max_abs(numeric) << ")");
-  CHECK(max_abs(numeric) > 1e-3);
-  CHECK(e <= kGradTol);
-}
 
 void check_forward(const std::string& what, const Tensor& got, const Vec& want) {
   const double e = ref::rel_err(ref::to_vec(got), want);
