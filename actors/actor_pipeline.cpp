@@ -84,12 +84,13 @@ ActorPipeline::ActorPipeline(const RunConfig& config, PipelineOptions options, s
       topology);
   actors_->system = system ? std::move(system) : std::make_shared<ActorSystem>();
   actors_->self = std::make_unique<caf::scoped_actor>(actors_->system->get());
+  const auto poll = std::chrono::microseconds(driver_.config().comm.poll_us);
   for (int s = 0; s < driver_.num_stages(); ++s) {
     // The optimizer state runs on the system's scheduler (its work comes while the stage waits for it).
     actors_->optimizers.push_back(actors_->system->get().spawn(optimizer_actor, &driver_.stage(s)));
     (*actors_->self)->monitor(actors_->optimizers.back());
     actors_->stages.push_back(
-        actors_->system->get().spawn<caf::detached>(stage_actor, &driver_.stage(s), actors_->optimizers.back()));
+        actors_->system->get().spawn<caf::detached>(stage_actor, &driver_.stage(s), actors_->optimizers.back(), poll));
     (*actors_->self)->monitor(actors_->stages.back());
   }
   for (auto& a : actors_->stages) (*actors_->self)->send(a, proto::peers_atom::value, actors_->stages, caf::actor(*actors_->self));

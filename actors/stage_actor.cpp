@@ -1,6 +1,7 @@
 // The stage actor: deliver, advance, send; report at the optimizer step; apply on request.
 #include "actors/stage_actor.h"
 
+#include "actors/message_poll.h"
 #include "actors/state/pipeline_driver.h"
 
 namespace troupe {
@@ -24,6 +25,8 @@ void pump(caf::stateful_actor<StageActorState>* self) {
     // With data parallelism the last stage reports the whole batch's losses, gathered from its replicas.
     self->send(self->state.coordinator, proto::ready_atom::value, w.stage(), replicas_losses(w), w.tied_grad());
   }
+  // Mid-step and out of work: the next activation or gradient is usually close behind.
+  if (status == StageWorker::Status::blocked) poll_for_message(self, self->state.poll);
 }
 }  // namespace
 
@@ -41,8 +44,10 @@ std::function<caf::error(caf::scheduled_actor*, std::exception_ptr&)> failure_ha
   };
 }
 
-caf::behavior stage_actor(caf::stateful_actor<StageActorState>* self, StageWorker* worker, caf::actor optimizer) {
+caf::behavior stage_actor(caf::stateful_actor<StageActorState>* self, StageWorker* worker, caf::actor optimizer,
+                          std::chrono::microseconds poll) {
   self->state.worker = worker;
+  self->state.poll = poll;
   self->state.optimizer = std::move(optimizer);
   self->set_exception_handler(failure_handler("stage " + std::to_string(worker->stage()) + ": "));
   return {

@@ -1,6 +1,8 @@
 // Owns the stage actor: a thin CAF shell mapping protocol messages onto a StageWorker.
 #pragma once
 
+#include <chrono>
+
 #include "actors/protocol.h"
 
 namespace troupe {
@@ -12,12 +14,14 @@ struct StageActorState {
   caf::actor coordinator;
   bool running = false;   // between run_atom and apply_atom; messages may arrive before run_atom
   bool reported = false;
+  std::chrono::microseconds poll{0};  // comm.poll_us: how long an idle stage polls for its next message
   static inline const char* name = "troupe.stage";
 };
 
 // Runs as a detached actor (its own thread: the CPU "device" the stage is pinned to); `optimizer` applies
-// its updates.
-caf::behavior stage_actor(caf::stateful_actor<StageActorState>* self, StageWorker* worker, caf::actor optimizer);
+// its updates. Mid-step and out of work, it polls its mailbox for up to `poll` (message_poll.h).
+caf::behavior stage_actor(caf::stateful_actor<StageActorState>* self, StageWorker* worker, caf::actor optimizer,
+                          std::chrono::microseconds poll);
 
 // An actor's exception handler that ends it with (its error's kind, `where` + its text) as the exit
 // reason, so the coordinator can say what failed and keep the kind (a dead peer stays an I/O failure).

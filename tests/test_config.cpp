@@ -83,6 +83,7 @@ const std::map<std::string, std::string> kSamples = {
     {"comm.compression", "topk:0.01"},
     {"comm.address", "127.0.0.2:1234"},
     {"comm.timeout_s", "5"},
+    {"comm.poll_us", "0"},
     {"ps.shards", "3"},
     {"ps.mode", "async"},
     {"ps.staleness", "2"},

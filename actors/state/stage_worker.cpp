@@ -16,16 +16,18 @@ namespace troupe {
 namespace {
 constexpr int kActivation = 0;
 
-// The synthetic cost of a deliberately slow stage, exactly `delay` long: a sleep that ends early, then
-// a spin to the deadline. A plain sleep wakes late (here a median 60 us even with the timer slack at
-// its minimum), and that lateness would be counted as pipeline overhead although no runtime caused it.
-void synthetic_delay(std::chrono::microseconds delay) {
+// The synthetic cost of a deliberately slow stage: the instruction that began at `start` ends exactly
+// at start + `cost`, its real compute included (a tiny model's compute is then part of the cost, not
+// an addition the simulator does not know of). A sleep that ends early, then a spin to the deadline: a
+// plain sleep wakes late (here a median 60 us even with the timer slack at its minimum), and that
+// lateness would be counted as pipeline overhead although no runtime caused it.
+void synthetic_delay(std::chrono::steady_clock::time_point start, std::chrono::microseconds cost) {
 #ifdef __linux__
   prctl(PR_SET_TIMERSLACK, 1UL, 0UL, 0UL, 0UL);
 #endif
-  const auto deadline = std::chrono::steady_clock::now() + delay;
+  const auto deadline = start + cost;
   constexpr auto kSpin = std::chrono::microseconds(150);  // above the wake-up lateness measured here
-  if (delay > kSpin) std::this_thread::sleep_for(delay - kSpin);
+  if (deadline - std::chrono::steady_clock::now() > kSpin) std::this_thread::sleep_until(deadline - kSpin);
   while (std::chrono::steady_clock::now() < deadline) {
   }
 }
@@ -151,8 +153,9 @@ bool StageWorker::run(const pipeline::Instr& instr, std::vector<Outgoing>& out) 
                              {StageMessage::Kind::credit, in.mb, layout_.chunk_of(from), Tensor()}});
             }
           }
-          if (compute_delay_.count()) synthetic_delay(compute_delay_);
+          const auto start = std::chrono::steady_clock::now();
           Tensor y = chunks_[in.chunk]->forward(backend_, mb, ctxs_[in.mb][in.chunk], x);
+          if (compute_delay_.count()) synthetic_delay(start, compute_delay_);
           peak_in_flight_ = std::max(peak_in_flight_, ++in_flight_);
           if (k == last) losses_[in.mb] = y;
           else outputs_[{kActivation, in.mb, in.chunk}] = y;
@@ -166,12 +169,13 @@ bool StageWorker::run(const pipeline::Instr& instr, std::vector<Outgoing>& out) 
             dy = std::move(it->second);
             ready_.erase(it);
           }
-          if (compute_delay_.count()) synthetic_delay(compute_delay_);
+          const auto start = std::chrono::steady_clock::now();
           // Only the last micro-batch's backward makes a layer's gradients final.
           const bool last_mb = ++backwards_done_.at(in.chunk) == static_cast<int>(microbatches_.size());
           std::function<void(std::size_t)> after_layer;
           if (sync_ && last_mb) after_layer = [this, chunk = in.chunk](std::size_t l) { sync_->layer_ready(chunk, l); };
           Tensor dx = chunks_[in.chunk]->backward(backend_, microbatches_.at(in.mb), ctxs_[in.mb][in.chunk], dy, after_layer);
+          if (compute_delay_.count()) synthetic_delay(start, compute_delay_);
           --in_flight_;
           if (k > 0) outputs_[{kGrad, in.mb, in.chunk}] = dx;
           return true;

@@ -108,7 +108,8 @@ class StageWorker {
   // slower neighbour. The schedule sets it, however slow the neighbours are: 1F1B stops a stage until
   // gradients come back (at most p - s), GPipe lets it run all m forwards.
   std::size_t peak_in_flight() const { return peak_in_flight_; }
-  // Test hook: extra time spent in every Forward and Backward (a deliberately slow stage).
+  // Test hook: every Forward and Backward takes `delay` in all, its real compute included, or its
+  // compute's time when that is longer (a deliberately slow stage; the pipeline benchmark's cost model).
   void set_compute_delay(std::chrono::microseconds delay) { compute_delay_ = delay; }
   // Flow control: at most `credits` activations sent to the next stage and not yet consumed by its
   // forward, per link; a send beyond that waits for a credit. 0: as many as the schedule sends.

@@ -15,9 +15,9 @@ StepCoordinator::StepCoordinator(const RunConfig& config, const PipelineOptions&
     : config_(config),
       options_(options),
       layout_(layout),
-      params_in_order_(std::move(params_in_order)),
       stages_(layout.stages),
-      last_(layout.stage_of(layout.num_virtual() - 1)) {}
+      last_(layout.stage_of(layout.num_virtual() - 1)),
+      params_in_order_(std::move(params_in_order)) {}
 
 StepCoordinator::Start StepCoordinator::begin(std::int64_t step, Dataset& dataset) {
   step_ = step;

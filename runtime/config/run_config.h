@@ -93,6 +93,7 @@ struct CommConfig {
   std::string compression = "none";  // none | fp16 | bf16 | int8 | topk:<fraction> | powersgd:<rank>
   std::string address = "127.0.0.1:29500";  // tcp: rank 0's rendezvous address
   double timeout_s = 60.0;           // a peer silent this long fails the collective
+  int poll_us = 50;                  // an idle stage actor polls this long for its next message before sleeping
   friend bool operator==(const CommConfig&, const CommConfig&) = default;
 };
 
