@@ -4,6 +4,7 @@
 #include <chrono>
 
 #include "actors/actor_system.h"
+#include "actors/exchange_actor.h"
 #include "actors/optimizer_actor.h"
 #include "actors/stage_actor.h"
 #include "actors/state/step_coordinator.h"
@@ -27,12 +28,13 @@ struct ActorPipeline::Actors {
   std::unique_ptr<caf::scoped_actor> self;
   std::vector<caf::actor> stages;
   std::vector<caf::actor> optimizers;  // stage s's optimizer-state actor
+  std::vector<caf::actor> exchanges;   // stage s's gradient-exchange actor, where it has one
 };
 
 // Reports a failed stage as its supervisor sees it (which actor, where in the Topology, the step, the
 // cause) with the step x stage grid, each stage's position marked (">B3<").
 void ActorPipeline::stage_failed(const caf::error& reason, const char* during, int stage, std::int64_t step,
-                                 bool optimizer) {
+                                 Helper helper) {
   pipeline::GridOptions grid;
   grid.show_communication = true;
   for (int s = 0; s < driver_.num_stages(); ++s) {
@@ -50,7 +52,11 @@ void ActorPipeline::stage_failed(const caf::error& reason, const char* during, i
   std::string report = std::string("a pipeline stage failed ") + during + ": " + what;
   if (stage >= 0) {
     const supervision::Node& child = supervisor_->node().children.at(static_cast<std::size_t>(stage));
-    const std::string name = optimizer ? child.children.at(0).name : child.name;  // its optimizer state, or it
+    std::string name = child.name;
+    for (const supervision::Node& c : child.children)
+      if ((helper == Helper::optimizer_state && c.kind == supervision::NodeKind::optimizer_state) ||
+          (helper == Helper::gradient_exchange && c.kind == supervision::NodeKind::gradient_exchange))
+        name = c.name;
     report = supervisor_->on_down(name, step, what + " (" + during + ")").report;
   }
   throw Error(kind, report + "\nwhere each stage stood (marked):\n" +
@@ -101,8 +107,29 @@ ActorPipeline::~ActorPipeline() {
   caf::scoped_actor& self = *actors_->self;
   for (auto& a : actors_->stages) caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
   for (auto& a : actors_->optimizers) caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
-  self->wait_for(actors_->stages, actors_->optimizers);
+  for (auto& a : actors_->exchanges) caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
+  self->wait_for(actors_->stages, actors_->optimizers, actors_->exchanges);
   actors_->self.reset();
+}
+
+void ActorPipeline::start_gradient_exchanges() {
+  TROUPE_CHECK(actors_->exchanges.empty(), "the gradient exchanges are started once");
+  for (int s = 0; s < driver_.num_stages(); ++s) {
+    GradientSync* sync = driver_.stage(s).gradient_sync();
+    if (!sync || !sync->can_overlap()) {
+      actors_->exchanges.emplace_back();  // keeps index = stage
+      continue;
+    }
+    actors_->exchanges.push_back(spawn_exchange_actor(actors_->system->get(), *sync));
+    (*actors_->self)->monitor(actors_->exchanges.back());
+  }
+}
+
+void ActorPipeline::end_gradient_exchange(int stage) {
+  const caf::actor& exchange = actors_->exchanges.at(static_cast<std::size_t>(stage));
+  TROUPE_CHECK(exchange, "stage ", stage, " has no gradient-exchange actor");
+  caf::anon_send_exit(exchange, caf::exit_reason::kill);
+  (*actors_->self)->wait_for(exchange);
 }
 
 void ActorPipeline::set_trace(TraceRecorder* trace) {
@@ -129,12 +156,15 @@ StepStats ActorPipeline::train_step(std::int64_t step) {
         },
         [&](caf::down_msg& down) {
           int stage = -1;
-          bool optimizer = false;
+          Helper helper = Helper::none;
           for (int i = 0; i < p; ++i) {
-            if (down.source == actors_->stages[static_cast<std::size_t>(i)].address()) stage = i;
-            if (down.source == actors_->optimizers[static_cast<std::size_t>(i)].address()) stage = i, optimizer = true;
+            const auto at = static_cast<std::size_t>(i);
+            if (down.source == actors_->stages[at].address()) stage = i;
+            if (down.source == actors_->optimizers[at].address()) stage = i, helper = Helper::optimizer_state;
+            if (at < actors_->exchanges.size() && actors_->exchanges[at] && down.source == actors_->exchanges[at].address())
+              stage = i, helper = Helper::gradient_exchange;
           }
-          stage_failed(down.reason, "during the forward/backward pass", stage, step, optimizer);
+          stage_failed(down.reason, "during the forward/backward pass", stage, step, helper);
         },
         caf::after(kStepTimeout) >> [&] {
           throw Error(ErrorKind::kInternal, "pipeline step " + std::to_string(step) + ": no progress for 10 minutes");

@@ -27,6 +27,14 @@ class ActorPipeline {
   ActorPipeline(const RunConfig& config, PipelineOptions options, std::shared_ptr<ActorSystem> system = nullptr);
   ~ActorPipeline();
 
+  // Spawns a gradient-exchange actor (exchange_actor.h) for every stage whose GradientSync can reduce
+  // buckets during backward; call once, after the syncs are attached (DataParallelTrainer does).
+  void start_gradient_exchanges();
+
+  // Test hook: ends stage s's gradient-exchange actor as a crash would (exit reason kill) and waits
+  // until it has ended.
+  void end_gradient_exchange(int stage);
+
   StepStats train_step(std::int64_t step);
   // Between steps the actors are idle: evaluation and weight files go through the stage workers.
   EvalStats evaluate() { return driver_.evaluate(); }
@@ -47,8 +55,10 @@ class ActorPipeline {
  private:
   // Stage `stage` (or, for -1, the one the error names) failed in `step`: its supervisor's report,
   // with the step x stage grid, as a troupe::Error of the stage's own kind.
+  // `helper`: the stage's optimizer-state or gradient-exchange actor failed, not the stage actor.
+  enum class Helper { none, optimizer_state, gradient_exchange };
   [[noreturn]] void stage_failed(const caf::error& reason, const char* during, int stage, std::int64_t step,
-                                 bool optimizer = false);
+                                 Helper helper = Helper::none);
 
   PipelineDriver driver_;
   // This replica's supervisor (its children: the stage actors), over the replica's Topology.

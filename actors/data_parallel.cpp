@@ -84,6 +84,7 @@ void DataParallelTrainer::add_replica(const RunConfig& per, int rank,
     if (!worlds_.empty()) options.local_group = worlds_.at(static_cast<std::size_t>(s))->local_group();
     driver.stage(s).attach_gradient_sync(std::make_unique<GradientSync>(std::move(transports.at(s)), options));
   }
+  if (actors) actor_pipelines_.back()->start_gradient_exchanges();
 }
 
 StepStats DataParallelTrainer::step_replica(std::size_t i, std::int64_t step) {

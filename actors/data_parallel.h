@@ -62,6 +62,8 @@ class DataParallelTrainer {
   std::vector<Param*> params_in_order() const { return drivers_[0]->params_in_order(); }
   // Replica r's stages (touch them between steps only).
   PipelineDriver& replica(int r) { return *drivers_.at(static_cast<std::size_t>(r)); }
+  // Replica r's actors (when run by actors).
+  ActorPipeline& actor_replica(int r) { return *actor_pipelines_.at(static_cast<std::size_t>(r)); }
   // Bytes replica 0 sent in the last step, over all its stages.
   CommStats last_step_comm() const;
   // Optimizer-state bytes held by replica r (ZeRO-1: about 1/D of the replicated figure).

@@ -10,6 +10,8 @@
 //     finishes the step and answers the coordinator; skip (train.on_nonfinite = skip and this step's
 //     numbers were not finite): no update, the stage finishes the step at once
 //   coordinator -> stage   (tied_atom, Tensor wte)           -> bool (replica refreshed)
+//   stage -> its gradient-exchange actor (exchange_atom, uint64_t bucket): reduce that bucket across
+//     the stage's replicas (exchange_actor.h); the stage waits for the step's buckets in finish
 //
 // Tensors travel by reference inside one process (CAF messages are copy-on-write and never copied
 // here); they are not serialisable, so these messages never leave the process — the network path
@@ -30,6 +32,7 @@ using finish_atom = caf::atom_constant<caf::atom("finish")>;
 using apply_atom = caf::atom_constant<caf::atom("apply")>;
 using tied_atom = caf::atom_constant<caf::atom("tied")>;
 using update_atom = caf::atom_constant<caf::atom("update")>;
+using exchange_atom = caf::atom_constant<caf::atom("exchange")>;
 }  // namespace troupe::proto
 
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::Tensor)

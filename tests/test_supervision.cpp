@@ -2,7 +2,10 @@
 // stage actor reported with its place in the Topology and the step.
 #include <catch2/catch.hpp>
 
+#include <chrono>
+
 #include "actors/actor_pipeline.h"
+#include "actors/data_parallel.h"
 #include "runtime/config/config_loader.h"
 #include "runtime/supervision/supervisor.h"
 
@@ -96,4 +99,25 @@ TEST_CASE("a stage actor that dies is reported by its replica's supervisor with 
                                            "on localhost, cpu:0) died in step 1: ") &&
                              Catch::Contains("injected fault at B0") && Catch::Contains(">B0<"));
   }
+}
+
+TEST_CASE("a gradient-exchange actor that dies is reported by its name and place, and no peer hangs",
+          "[supervision][actors]") {
+  const RunConfig config = load_config(std::nullopt, {"model.n_layer=2", "model.n_embd=32", "model.n_head=2",
+                                                      "model.block_size=16", "train.batch_size=4", "train.threads=2",
+                                                      "parallel.data=2", "parallel.pipeline=2", "comm.bucket_mb=0.01",
+                                                      "comm.timeout_s=30"});
+  DataParallelTrainer t(config);
+  t.train_step(0);
+  t.actor_replica(1).end_gradient_exchange(0);
+  const auto start = std::chrono::steady_clock::now();
+  try {
+    t.train_step(1);
+    FAIL("the step should have failed");
+  } catch (const Error& e) {
+    CHECK_THAT(e.what(), Catch::StartsWith("gradient exchange actor replica 1/stage 0/gradient exchange (rank 2: data 1, "
+                                           "pipe 0, tensor 0; process 0 on localhost, cpu:0) died in step 1: exit_reason(kill)"));
+  }
+  // The healthy replica learns of it from its group at once, not after comm.timeout_s.
+  CHECK(std::chrono::steady_clock::now() - start < std::chrono::seconds(20));
 }

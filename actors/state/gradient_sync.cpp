@@ -1,4 +1,4 @@
-// GradientSync: buckets, the communication thread, and the ZeRO-1 shard exchange of one stage's replicas.
+// GradientSync: buckets, their hand-off to the exchange participant, and the ZeRO-1 shard exchange of one stage's replicas.
 #include "actors/state/gradient_sync.h"
 
 #include <algorithm>
@@ -23,14 +23,7 @@ GradientSync::GradientSync(std::unique_ptr<comm::Transport> transport, GradientS
                                         "the other");
 }
 
-GradientSync::~GradientSync() {
-  {
-    std::lock_guard lock(mu_);
-    stop_ = true;
-  }
-  cv_.notify_all();
-  if (comm_thread_.joinable()) comm_thread_.join();
-}
+GradientSync::~GradientSync() = default;
 
 int GradientSync::replica() const { return transport_->rank(); }
 int GradientSync::replicas() const { return transport_->size(); }
@@ -105,7 +98,6 @@ void GradientSync::bind(int stage, std::vector<Model*> chunks, Backend& backend)
       }
       layouts_.push_back(std::move(layout));
     }
-  if (options_.overlap && !options_.zero && replicas() > 1) comm_thread_ = std::thread([this] { comm_loop(); });
   waiting_.assign(buckets_.size(), 0);
 }
 
@@ -125,11 +117,18 @@ void GradientSync::begin_step() {
   stats_ = {};
 }
 
+bool GradientSync::can_overlap() const { return replicas() > 1 && !options_.zero; }
+
+void GradientSync::set_exchange(std::function<void(std::size_t bucket)> submit) {
+  TROUPE_CHECK(can_overlap(), "stage ", stage_, ": no bucket is reduced during backward (one replica or ZeRO-1)");
+  submit_ = std::move(submit);
+}
+
 void GradientSync::layer_ready(int chunk, std::size_t layer) {
   if (replicas() == 1 || options_.zero) return;
   for (std::size_t b : buckets_of_layer_.at(static_cast<std::size_t>(chunk)).at(layer)) {
     if (--waiting_[b] != 0) continue;
-    if (!comm_thread_.joinable()) {
+    if (!submit_) {
       reduce_bucket(b);
       ++enqueued_;
       ++reduced_;
@@ -137,35 +136,37 @@ void GradientSync::layer_ready(int chunk, std::size_t layer) {
     }
     {
       std::lock_guard lock(mu_);
-      queue_.push_back(b);
       ++enqueued_;
     }
-    cv_.notify_all();
+    submit_(b);
   }
 }
 
-void GradientSync::comm_loop() {
-  while (true) {
-    std::size_t b = 0;
-    {
-      std::unique_lock lock(mu_);
-      cv_.wait(lock, [&] { return stop_ || !queue_.empty(); });
-      if (stop_) return;
-      b = queue_.front();
-      queue_.pop_front();
-    }
-    try {
-      if (!error_) reduce_bucket(b);
-    } catch (...) {
-      std::lock_guard lock(mu_);
-      error_ = std::current_exception();
-    }
-    {
-      std::lock_guard lock(mu_);
-      ++reduced_;
-    }
-    cv_.notify_all();
+void GradientSync::reduce_submitted(std::size_t b) {
+  bool failed = false;
+  {
+    std::lock_guard lock(mu_);
+    failed = error_ != nullptr;
   }
+  try {
+    if (!failed) reduce_bucket(b);
+  } catch (...) {
+    std::lock_guard lock(mu_);
+    if (!error_) error_ = std::current_exception();
+  }
+  {
+    std::lock_guard lock(mu_);
+    ++reduced_;
+  }
+  cv_.notify_all();
+}
+
+void GradientSync::abort(std::exception_ptr error) {
+  {
+    std::lock_guard lock(mu_);
+    if (!error_) error_ = std::move(error);
+  }
+  cv_.notify_all();
 }
 
 void GradientSync::reduce_bucket(std::size_t b) {

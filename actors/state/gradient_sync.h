@@ -7,8 +7,10 @@
 //  * buckets: the stage's gradient buffers (parameters' gradients, plus extra buffers such as the LM
 //    head's tied-weight gradient) in backward order — last layer first — cut into buckets of about
 //    comm.bucket_mb MiB that never span model chunks. When the last micro-batch's backward has passed
-//    every layer of a bucket, the bucket goes to this stage's communication thread, which reduces it
-//    while backward goes on with earlier layers (the trace shows these spans on the "comm" track).
+//    every layer of a bucket, the bucket goes to this stage's gradient-exchange participant — an actor
+//    of its own (actors/exchange_actor.h), set with set_exchange() — which reduces it while backward
+//    goes on with earlier layers (the trace shows these spans on the "comm" track). Without one (the
+//    in-thread reference driver), the bucket is reduced at once on the stage's thread.
 //    Earlier micro-batches only accumulate: no communication until the last one.
 //  * reduction: the sum over replicas (each replica scales its loss by 1 / the global batch's loss
 //    terms, so the sum is the single-device gradient). ring: comm::allreduce_ring; alltoall: direct
@@ -29,12 +31,11 @@
 
 #include <condition_variable>
 #include <cstddef>
-#include <deque>
 #include <exception>
 #include <memory>
 #include <mutex>
 #include <string>
-#include <thread>
+#include <functional>
 #include <vector>
 
 #include "models/model.h"
@@ -51,7 +52,6 @@ struct GradientSyncOptions {
   bool zero = false;                 // ZeRO-1
   double bucket_mb = 4.0;
   comm::CompressionSpec compression;  // comm.compression, parsed
-  bool overlap = true;               // reduce buckets on a communication thread during backward
   // Replicas that are threads of one process may share a LocalGroup: ring-exchange buckets are then
   // reduced by reference (runtime/comm/local_group.h) instead of as copied messages. Rank = replica.
   std::shared_ptr<comm::LocalGroup> local_group;
@@ -76,6 +76,21 @@ class GradientSync {
   // Records bucket reductions on a track of its own, "stage s comm" (the stage's track is unused).
   void set_trace(TraceRecorder* trace, int stage_track);
 
+  // --- the exchange participant (an actor shell drives these) --------------------------------------
+  // Whether buckets can be reduced during backward at all (more than one replica, no ZeRO-1: ZeRO
+  // reduce-scatters the whole stage once backward is done).
+  bool can_overlap() const;
+  // From now on a ready bucket is handed to `submit` instead of being reduced on the stage's thread;
+  // whoever receives it calls reduce_submitted(b), in submission order, on one thread.
+  void set_exchange(std::function<void(std::size_t bucket)> submit);
+  // Reduces submitted bucket `b` (after a failure: only counts it); a failure is kept for the stage's
+  // thread, which rethrows it from finish_backward() or the next call.
+  void reduce_submitted(std::size_t b);
+  // The exchange participant is gone: waiting and later calls fail with `error` instead of waiting
+  // forever for buckets nobody will reduce.
+  void abort(std::exception_ptr error);
+
+  int stage() const { return stage_; }
   int replica() const;
   int replicas() const;
 
@@ -113,7 +128,6 @@ class GradientSync {
   };
 
   void reduce_bucket(std::size_t b);
-  void comm_loop();
   void run_zero_reduce();
   void rethrow_if_failed();
   std::size_t bytes_of_elements(std::size_t n) const;
@@ -136,13 +150,11 @@ class GradientSync {
   TraceRecorder* trace_ = nullptr;
   int track_ = 0;
 
-  std::mutex mu_;
+  std::function<void(std::size_t)> submit_;  // the exchange participant; empty: reduce in place
+  std::mutex mu_;  // guards what the exchange participant and the stage's thread share, below
   std::condition_variable cv_;
-  std::deque<std::size_t> queue_;
   std::size_t reduced_ = 0, enqueued_ = 0;
-  bool stop_ = false;
   std::exception_ptr error_;
-  std::thread comm_thread_;
 };
 
 }  // namespace troupe
