@@ -6,6 +6,7 @@
 #include "actors/actor_system.h"
 #include "actors/exchange_actor.h"
 #include "actors/optimizer_actor.h"
+#include "actors/replica_actor.h"
 #include "actors/stage_actor.h"
 #include "actors/state/step_coordinator.h"
 #include "runtime/schedule/grid.h"
@@ -13,9 +14,6 @@
 namespace troupe {
 
 namespace {
-// A step that makes no progress for this long is reported instead of waited on forever.
-constexpr auto kStepTimeout = std::chrono::minutes(10);
-
 PipelineOptions concurrent(PipelineOptions o) {
   o.concurrent_stages = true;
   return o;
@@ -29,40 +27,8 @@ struct ActorPipeline::Actors {
   std::vector<caf::actor> stages;
   std::vector<caf::actor> optimizers;  // stage s's optimizer-state actor
   std::vector<caf::actor> exchanges;   // stage s's gradient-exchange actor, where it has one
+  caf::actor replica;                  // their supervisor and step coordinator (replica_actor.h)
 };
-
-// Reports a failed stage as its supervisor sees it (which actor, where in the Topology, the step, the
-// cause) with the step x stage grid, each stage's position marked (">B3<").
-void ActorPipeline::stage_failed(const caf::error& reason, const char* during, int stage, std::int64_t step,
-                                 Helper helper) {
-  pipeline::GridOptions grid;
-  grid.show_communication = true;
-  for (int s = 0; s < driver_.num_stages(); ++s) {
-    const StageWorker& w = driver_.stage(s);
-    if (w.cursor() < w.program().size()) grid.marks.push_back({s, w.cursor()});
-  }
-  // A stage's own failure carries (kind, text) (stage_actor.h); anything else is CAF's.
-  ErrorKind kind = ErrorKind::kInternal;
-  std::string what = actors_->system->get().render(reason);
-  const caf::message& ctx = reason.context();
-  if (ctx.size() == 2 && ctx.match_element<std::int32_t>(0) && ctx.match_element<std::string>(1)) {
-    kind = static_cast<ErrorKind>(ctx.get_as<std::int32_t>(0));
-    what = ctx.get_as<std::string>(1);
-  }
-  std::string report = std::string("a pipeline stage failed ") + during + ": " + what;
-  if (stage >= 0) {
-    const supervision::Node& child = supervisor_->node().children.at(static_cast<std::size_t>(stage));
-    std::string name = child.name;
-    for (const supervision::Node& c : child.children)
-      if ((helper == Helper::optimizer_state && c.kind == supervision::NodeKind::optimizer_state) ||
-          (helper == Helper::gradient_exchange && c.kind == supervision::NodeKind::gradient_exchange))
-        name = c.name;
-    report = supervisor_->on_down(name, step, what + " (" + during + ")").report;
-  }
-  throw Error(kind, report + "\nwhere each stage stood (marked):\n" +
-                        pipeline::render_grid(driver_.schedule(), driver_.num_stages(), driver_.layout().virtual_stages,
-                                              grid));
-}
 
 namespace {
 // The Topology this replica is part of, as its options describe it (tests build pipelines whose
@@ -90,16 +56,18 @@ ActorPipeline::ActorPipeline(const RunConfig& config, PipelineOptions options, s
       topology);
   actors_->system = system ? std::move(system) : std::make_shared<ActorSystem>();
   actors_->self = std::make_unique<caf::scoped_actor>(actors_->system->get());
+  actors_->replica = actors_->system->get().spawn(replica_actor, &driver_, supervisor_.get(), &trace_);
   const auto poll = std::chrono::microseconds(driver_.config().comm.poll_us);
   for (int s = 0; s < driver_.num_stages(); ++s) {
     // The optimizer state runs on the system's scheduler (its work comes while the stage waits for it).
     actors_->optimizers.push_back(actors_->system->get().spawn(optimizer_actor, &driver_.stage(s)));
-    (*actors_->self)->monitor(actors_->optimizers.back());
     actors_->stages.push_back(
         actors_->system->get().spawn<caf::detached>(stage_actor, &driver_.stage(s), actors_->optimizers.back(), poll));
-    (*actors_->self)->monitor(actors_->stages.back());
   }
-  for (auto& a : actors_->stages) (*actors_->self)->send(a, proto::peers_atom::value, actors_->stages, caf::actor(*actors_->self));
+  // The replica actor monitors them (before any of them can run a step) and coordinates their steps.
+  (*actors_->self)->send(actors_->replica, proto::children_atom::value, actors_->stages, actors_->optimizers,
+                         std::vector<caf::actor>(actors_->stages.size()));
+  for (auto& a : actors_->stages) (*actors_->self)->send(a, proto::peers_atom::value, actors_->stages, actors_->replica);
 }
 
 ActorPipeline::~ActorPipeline() {
@@ -108,7 +76,8 @@ ActorPipeline::~ActorPipeline() {
   for (auto& a : actors_->stages) caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
   for (auto& a : actors_->optimizers) caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
   for (auto& a : actors_->exchanges) caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
-  self->wait_for(actors_->stages, actors_->optimizers, actors_->exchanges);
+  caf::anon_send_exit(actors_->replica, caf::exit_reason::user_shutdown);
+  self->wait_for(actors_->stages, actors_->optimizers, actors_->exchanges, actors_->replica);
   actors_->self.reset();
 }
 
@@ -121,8 +90,9 @@ void ActorPipeline::start_gradient_exchanges() {
       continue;
     }
     actors_->exchanges.push_back(spawn_exchange_actor(actors_->system->get(), *sync));
-    (*actors_->self)->monitor(actors_->exchanges.back());
   }
+  (*actors_->self)->send(actors_->replica, proto::children_atom::value, actors_->stages, actors_->optimizers,
+                         actors_->exchanges);
 }
 
 void ActorPipeline::end_gradient_exchange(int stage) {
@@ -137,65 +107,17 @@ void ActorPipeline::set_trace(TraceRecorder* trace) {
   for (int s = 0; s < driver_.num_stages(); ++s) driver_.stage(s).set_trace(trace, trace->track("stage " + std::to_string(s)));
 }
 
+const caf::actor& ActorPipeline::coordinator() const { return actors_->replica; }
+
 StepStats ActorPipeline::train_step(std::int64_t step) {
-  const auto start = std::chrono::steady_clock::now();
-  const double trace_begin = trace_ ? trace_->now_us() : 0.0;
   caf::scoped_actor& self = *actors_->self;
-  const int p = driver_.num_stages();
-  StepCoordinator step_of(driver_.config(), driver_.options(), driver_.layout(), [this] { return driver_.params_in_order(); });
-
-  const StepCoordinator::Start begin = step_of.begin(step, driver_.dataset());
-  for (auto& a : actors_->stages)
-    self->send(a, proto::run_atom::value, begin.batch, begin.microbatches, begin.loss_scale, begin.rows_per_sample);
-
-  // Phase 1: every stage reports when it stands at its optimizer step.
-  while (!step_of.all_ready()) {
-    self->receive(
-        [&](proto::ready_atom, int stage, std::vector<Tensor>& losses, Tensor& tied) {
-          step_of.ready(stage, std::move(losses), std::move(tied));
-        },
-        [&](caf::down_msg& down) {
-          int stage = -1;
-          Helper helper = Helper::none;
-          for (int i = 0; i < p; ++i) {
-            const auto at = static_cast<std::size_t>(i);
-            if (down.source == actors_->stages[at].address()) stage = i;
-            if (down.source == actors_->optimizers[at].address()) stage = i, helper = Helper::optimizer_state;
-            if (at < actors_->exchanges.size() && actors_->exchanges[at] && down.source == actors_->exchanges[at].address())
-              stage = i, helper = Helper::gradient_exchange;
-          }
-          stage_failed(down.reason, "during the forward/backward pass", stage, step, helper);
-        },
-        caf::after(kStepTimeout) >> [&] {
-          throw Error(ErrorKind::kInternal, "pipeline step " + std::to_string(step) + ": no progress for 10 minutes");
-        });
-  }
-
-  // Phases 2 and 3 go to every stage at once, then the replies are collected: stages work in parallel.
-  {
-    std::vector<decltype(self->request(actors_->stages[0], caf::infinite, proto::finish_atom::value, Tensor()))> pending;
-    for (int i = 0; i < p; ++i)
-      pending.push_back(self->request(actors_->stages[i], caf::infinite, proto::finish_atom::value, step_of.tied_grad()));
-    for (int i = 0; i < p; ++i)
-      pending[i].receive([&](std::vector<std::vector<double>>& v) { step_of.finished(i, std::move(v)); },
-                         [&](caf::error& e) { stage_failed(e, "finishing the backward pass", i, step); });
-  }
-  const StepUpdate& u = step_of.update();
-  {
-    std::vector<decltype(self->request(actors_->stages[0], caf::infinite, proto::apply_atom::value, u.clip, u.lr, u.skip))> pending;
-    for (int i = 0; i < p; ++i)
-      pending.push_back(self->request(actors_->stages[i], caf::infinite, proto::apply_atom::value, u.clip, u.lr, u.skip));
-    for (int i = 0; i < p; ++i)
-      pending[i].receive([&](Tensor& w) { step_of.applied(i, std::move(w)); },
-                         [&](caf::error& e) { stage_failed(e, "applying the optimizer step", i, step); });
-  }
-  // Phase 4: the tied weight's replica.
-  if (step_of.tied_weight().defined())
-    self->request(actors_->stages[step_of.last_stage()], caf::infinite, proto::tied_atom::value, step_of.tied_weight())
-        .receive([](bool) {}, [&](caf::error& e) { stage_failed(e, "refreshing the tied embedding", step_of.last_stage(), step); });
-
-  if (trace_) trace_->window(trace_begin, trace_->now_us());
-  return step_of.stats(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+  self->send(actors_->replica, proto::step_atom::value, step);
+  StepStats stats;
+  self->receive([&](proto::done_atom, int, StepStats& s) { stats = std::move(s); },
+                [&](proto::failed_atom, int, std::int32_t kind, std::string& report) {
+                  throw replica_failure(kind, report);
+                });
+  return stats;
 }
 
 }  // namespace troupe

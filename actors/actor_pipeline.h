@@ -1,6 +1,8 @@
 // Owns ActorPipeline: the pipeline run by CAF actors, one detached actor (thread) per stage, stages
-// exchanging activations and gradients directly; the coordinator only starts steps, combines gradient
-// norms and triggers the optimizer step. Same results as PipelineDriver (and the single device).
+// exchanging activations and gradients directly, each with its optimizer-state actor (and gradient-
+// exchange actor under data parallelism), under one replica actor that supervises them and coordinates
+// each step: it only starts steps, combines gradient norms and triggers the optimizer step. Same
+// results as PipelineDriver (and the single device).
 #pragma once
 
 #include <memory>
@@ -35,7 +37,12 @@ class ActorPipeline {
   // until it has ended.
   void end_gradient_exchange(int stage);
 
+  // One training step, coordinated by the replica actor (replica_actor.h); a failed child is thrown as
+  // its supervisor's report (troupe::Error of the child's own kind).
   StepStats train_step(std::int64_t step);
+  // The replica actor: (step_atom, step) to it is one step without waiting here (DataParallelTrainer
+  // steps every replica of the process from one thread so).
+  const caf::actor& coordinator() const;
   // Between steps the actors are idle: evaluation and weight files go through the stage workers.
   EvalStats evaluate() { return driver_.evaluate(); }
   void load_weights(const std::string& path) { driver_.load_weights(path); }
@@ -53,13 +60,6 @@ class ActorPipeline {
   const PipelineDriver& driver() const { return driver_; }
 
  private:
-  // Stage `stage` (or, for -1, the one the error names) failed in `step`: its supervisor's report,
-  // with the step x stage grid, as a troupe::Error of the stage's own kind.
-  // `helper`: the stage's optimizer-state or gradient-exchange actor failed, not the stage actor.
-  enum class Helper { none, optimizer_state, gradient_exchange };
-  [[noreturn]] void stage_failed(const caf::error& reason, const char* during, int stage, std::int64_t step,
-                                 Helper helper = Helper::none);
-
   PipelineDriver driver_;
   // This replica's supervisor (its children: the stage actors), over the replica's Topology.
   std::unique_ptr<supervision::Supervisor> supervisor_;

@@ -3,9 +3,12 @@
 
 #include "actors/actor_system.h"
 
-#include <atomic>
-#include <exception>
+#include <mutex>
+#include <optional>
 #include <thread>
+
+#include "actors/protocol.h"
+#include "actors/replica_actor.h"
 
 
 namespace troupe {
@@ -87,10 +90,6 @@ void DataParallelTrainer::add_replica(const RunConfig& per, int rank,
   if (actors) actor_pipelines_.back()->start_gradient_exchanges();
 }
 
-StepStats DataParallelTrainer::step_replica(std::size_t i, std::int64_t step) {
-  return actor_pipelines_.empty() ? own_drivers_.at(i)->train_step(step) : actor_pipelines_.at(i)->train_step(step);
-}
-
 DataParallelTrainer::DataParallelTrainer(const RunConfig& config, int rank,
                                          std::vector<std::unique_ptr<comm::Transport>> transports, bool actors)
     : config_(config) {
@@ -104,24 +103,49 @@ DataParallelTrainer::~DataParallelTrainer() = default;
 StepStats DataParallelTrainer::train_step(std::int64_t step) {
   const int d = replicas();
   std::vector<StepStats> stats(static_cast<std::size_t>(d));
-  std::vector<std::exception_ptr> errors(static_cast<std::size_t>(d));
-  std::atomic<int> first_failed{-1};
-  auto run = [&](int r) {
-    try {
-      stats[static_cast<std::size_t>(r)] = step_replica(static_cast<std::size_t>(r), step);
-    } catch (...) {
-      errors[static_cast<std::size_t>(r)] = std::current_exception();
-      int none = -1;
-      first_failed.compare_exchange_strong(none, r);
-      for (auto& w : worlds_) w->kill(r);
+  int first_failed = -1;
+  std::optional<Error> failure;
+  // A replica that fails is marked dead in every group, so its peers stop at once instead of waiting
+  // out comm.timeout_s; the one that failed first explains more than its peers' "rank r is dead".
+  auto failed = [&](int r, Error e) {
+    if (first_failed < 0) {
+      first_failed = r;
+      failure = std::move(e);
     }
+    for (auto& w : worlds_) w->kill(r);
   };
-  std::vector<std::thread> threads;
-  for (int r = 1; r < d; ++r) threads.emplace_back(run, r);
-  run(0);
-  for (auto& t : threads) t.join();
-  // The replica that failed first explains more than its peers' "rank r is dead".
-  if (first_failed >= 0) std::rethrow_exception(errors[static_cast<std::size_t>(first_failed)]);
+  if (!actor_pipelines_.empty()) {
+    // Every replica's actor coordinates its own step; this thread only starts them and collects.
+    caf::scoped_actor self{actor_system_->get()};
+    const int first = drivers_[0]->options().replica;  // 0, or this process's rank (processes form)
+    for (auto& p : actor_pipelines_) self->send(p->coordinator(), proto::step_atom::value, step);
+    for (int answers = 0; answers < d; ++answers)
+      self->receive([&](proto::done_atom, int r, StepStats& s) { stats[static_cast<std::size_t>(r - first)] = std::move(s); },
+                    [&](proto::failed_atom, int r, std::int32_t kind, std::string& report) {
+                      failed(r, replica_failure(kind, report));
+                    });
+  } else {
+    // The in-thread reference: each replica's driver runs its stages on the calling thread and blocks
+    // in its collectives until its peers arrive, so D replicas need D threads.
+    std::vector<std::optional<Error>> errors(static_cast<std::size_t>(d));
+    std::mutex mu;
+    auto run = [&](int r) {
+      try {
+        stats[static_cast<std::size_t>(r)] = own_drivers_.at(static_cast<std::size_t>(r))->train_step(step);
+      } catch (const Error& e) {
+        std::lock_guard lock(mu);
+        failed(r, e);
+      } catch (const std::exception& e) {
+        std::lock_guard lock(mu);
+        failed(r, Error(ErrorKind::kInternal, e.what()));
+      }
+    };
+    std::vector<std::thread> threads;
+    for (int r = 1; r < d; ++r) threads.emplace_back(run, r);
+    run(0);
+    for (auto& t : threads) t.join();
+  }
+  if (failure) throw *failure;
   return stats[0];  // its loss and row count are the whole batch's (losses are gathered)
 }
 

@@ -73,8 +73,6 @@ class DataParallelTrainer {
   RunConfig config_;
   std::vector<std::unique_ptr<net::InprocWorld>> worlds_;  // one group per stage (messages and by reference)
   void add_replica(const RunConfig& per, int rank, std::vector<std::unique_ptr<comm::Transport>> transports, bool actors);
-  // One step of replica i: its stage actors, or its in-thread driver.
-  StepStats step_replica(std::size_t i, std::int64_t step);
 
   std::shared_ptr<ActorSystem> actor_system_;                     // every replica's stage actors, one system
   std::vector<std::unique_ptr<ActorPipeline>> actor_pipelines_;  // when run by actors

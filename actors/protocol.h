@@ -1,5 +1,11 @@
 // Owns the pipeline actors' protocol: every atom and every message type stage actors exchange (CAF 0.17).
 //
+//   requester -> replica   (step_atom, int64_t step)         one training step (replica_actor.h), answered by
+//   replica -> requester   (done_atom, int replica, StepStats) or
+//                          (failed_atom, int replica, int32_t kind, std::string report)
+//   owner -> replica       (children_atom, stages, optimizers, exchanges): the actors it supervises
+//   replica -> itself      (check_atom, int64_t step, uint64_t progress): the no-progress watchdog
+//   The replica actor is the stages' coordinator:
 //   coordinator -> stage   (peers_atom, std::vector<caf::actor> stages, caf::actor coordinator)
 //   coordinator -> stage   (run_atom, Batch, int microbatches, float loss_scale, int64_t row_block)
 //   stage -> stage         StageMessage                      activations forward, gradients backward
@@ -23,6 +29,7 @@
 #include <vector>
 
 #include "actors/state/stage_worker.h"
+#include "models/step_stats.h"
 
 namespace troupe::proto {
 using peers_atom = caf::atom_constant<caf::atom("peers")>;
@@ -33,9 +40,15 @@ using apply_atom = caf::atom_constant<caf::atom("apply")>;
 using tied_atom = caf::atom_constant<caf::atom("tied")>;
 using update_atom = caf::atom_constant<caf::atom("update")>;
 using exchange_atom = caf::atom_constant<caf::atom("exchange")>;
+using step_atom = caf::atom_constant<caf::atom("step")>;
+using done_atom = caf::atom_constant<caf::atom("done")>;
+using failed_atom = caf::atom_constant<caf::atom("failed")>;
+using children_atom = caf::atom_constant<caf::atom("children")>;
+using check_atom = caf::atom_constant<caf::atom("check")>;
 }  // namespace troupe::proto
 
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::Tensor)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::Batch)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::StageMessage)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::StepStats)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(std::vector<troupe::Tensor>)

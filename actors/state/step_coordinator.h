@@ -44,6 +44,8 @@ class StepCoordinator {
     std::int64_t rows_per_sample = 1;
   };
   Start begin(std::int64_t step, Dataset& dataset);
+  // The step begun last (-1 before the first).
+  std::int64_t step() const { return step_; }
 
   void ready(int stage, std::vector<Tensor> losses, Tensor tied_grad);
   bool all_ready() const { return ready_ == stages_; }

@@ -1,0 +1,51 @@
+// Owns the replica actor: one pipeline replica's supervisor and step coordinator — it monitors the
+// replica's stage, optimizer-state and gradient-exchange actors, drives each training step through
+// the StepCoordinator (actors/state/step_coordinator.h), and names a dead child's place.
+//
+// It is an event-based actor on CAF's scheduler (it never blocks): a step is a request,
+// (step_atom, int64_t step) from a requester, answered by a message to that requester:
+//   (done_atom, int replica, StepStats)                          the step's statistics
+//   (failed_atom, int replica, int32_t kind, std::string report) the supervisor's report: which actor
+//                                                                died, its place, the step, the cause,
+//                                                                and the step x stage grid
+// so that one thread can step every replica of a process at once and collect the answers in any
+// order. A child that dies between steps fails the next step; after a failure every step fails.
+#pragma once
+
+#include <chrono>
+#include <optional>
+
+#include "actors/protocol.h"
+#include "actors/state/step_coordinator.h"
+#include "runtime/supervision/supervisor.h"
+#include "runtime/trace/trace.h"
+
+namespace troupe {
+
+struct ReplicaActorState {
+  // Owned by the ActorPipeline that spawns this actor and waits for its end.
+  PipelineDriver* driver = nullptr;
+  supervision::Supervisor* supervisor = nullptr;
+  TraceRecorder* const* trace = nullptr;  // the pipeline's trace, set between steps (may be null)
+  std::vector<caf::actor> stages, optimizers, exchanges;  // index = stage; exchanges[s] may be null
+
+  // The step in progress.
+  std::optional<StepCoordinator> step;
+  caf::actor requester;
+  std::chrono::steady_clock::time_point started;
+  double trace_begin = 0.0;
+  std::uint64_t progress = 0;  // messages received in this step, for the no-progress timeout
+  // The first failure (kind, report); every later step fails with it.
+  std::optional<std::pair<ErrorKind, std::string>> failure;
+  static inline const char* name = "troupe.replica";
+};
+
+// Every stage, optimizer and exchange actor must be monitored by this actor (spawn it first and pass
+// it to the stages as their coordinator with peers_atom).
+caf::behavior replica_actor(caf::stateful_actor<ReplicaActorState>* self, PipelineDriver* driver,
+                            supervision::Supervisor* supervisor, TraceRecorder* const* trace);
+
+// A step ended with (failed_atom, ...): the troupe::Error to throw on the requester's side.
+Error replica_failure(std::int32_t kind, const std::string& report);
+
+}  // namespace troupe
