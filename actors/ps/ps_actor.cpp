@@ -1,6 +1,8 @@
 // The shard actor (a thin shell over PsShard), the worker-side client and the cluster that spawns shards.
 #include "actors/ps/ps_actor.h"
 
+#include "actors/actor_system.h"
+
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -335,12 +337,12 @@ double PsClient::clip(std::int64_t step, double max_norm) {
 }
 
 struct PsCluster::Actors {
-  caf::actor_system_config cfg;
-  std::unique_ptr<caf::actor_system> system;
+  std::shared_ptr<ActorSystem> system;
   std::vector<caf::actor> shards;
 };
 
-PsCluster::PsCluster(std::shared_ptr<const PsLayout> layout, PsOptions options, const PsInit& init, double timeout_s)
+PsCluster::PsCluster(std::shared_ptr<const PsLayout> layout, PsOptions options, const PsInit& init, double timeout_s,
+                     std::shared_ptr<ActorSystem> system)
     : layout_(std::move(layout)), options_(std::move(options)), timeout_s_(timeout_s), actors_(std::make_unique<Actors>()) {
   validate(options_);
   if (!(timeout_s > 0)) throw Error(ErrorKind::kConfig, fmt::format("ps timeout {} s: must be > 0", timeout_s));
@@ -360,16 +362,17 @@ PsCluster::PsCluster(std::shared_ptr<const PsLayout> layout, PsOptions options, 
   for (auto& t : threads) t.join();
   for (auto& e : errors)
     if (e) std::rethrow_exception(e);
-  actors_->cfg.set("logger.verbosity", caf::atom("quiet"));
-  actors_->system = std::make_unique<caf::actor_system>(actors_->cfg);
+  actors_->system = system ? std::move(system) : std::make_shared<ActorSystem>();
   for (int s = 0; s < S; ++s)
-    actors_->shards.push_back(actors_->system->spawn<caf::detached>(shard_actor, shards[static_cast<std::size_t>(s)]));
+    actors_->shards.push_back(actors_->system->get().spawn<caf::detached>(shard_actor, shards[static_cast<std::size_t>(s)]));
 }
 
 PsCluster::~PsCluster() {
+  // Waits for its own shards only: the system may hold other actors of the job, still running.
   for (auto& a : actors_->shards) caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
+  caf::scoped_actor self(actors_->system->get());
+  self->wait_for(actors_->shards);
   actors_->shards.clear();
-  actors_->system->await_all_actors_done();
 }
 
 void PsCluster::abort() {
@@ -379,7 +382,7 @@ void PsCluster::abort() {
 std::unique_ptr<PsClient> PsCluster::client(int worker) {
   if (worker < 0 || worker >= options_.workers)
     throw Error(ErrorKind::kInput, fmt::format("worker {}: there are {} workers (0..{})", worker, options_.workers, options_.workers - 1));
-  return std::make_unique<PsClient>(*actors_->system, actors_->shards, layout_, worker, timeout_s_);
+  return std::make_unique<PsClient>(actors_->system->get(), actors_->shards, layout_, worker, timeout_s_);
 }
 
 PsCluster::Model PsCluster::snapshot() {
@@ -387,7 +390,7 @@ PsCluster::Model PsCluster::snapshot() {
   Model m;
   m.dense.resize(static_cast<std::size_t>(layout_->num_dense()));
   for (int t = 0; t < layout_->num_tables(); ++t) m.tables.push_back(Tensor::empty({layout_->table_rows(t), layout_->table_dim(t)}));
-  caf::scoped_actor self(*actors_->system);
+  caf::scoped_actor self(actors_->system->get());
   for (int s = 0; s < S; ++s) {
     self->request(actors_->shards[static_cast<std::size_t>(s)], std::chrono::seconds(static_cast<std::int64_t>(timeout_s_) + 1),
                   proto::ps_snap_atom::value)

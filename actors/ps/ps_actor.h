@@ -23,6 +23,10 @@
 #include "actors/state/ps/ps_endpoint.h"
 #include "actors/ps/ps_protocol.h"
 
+namespace troupe {
+class ActorSystem;
+}
+
 namespace troupe::ps {
 
 class PsClient : public PsEndpoint {
@@ -56,9 +60,11 @@ class PsClient : public PsEndpoint {
 
 class PsCluster {
  public:
-  // Spawns layout->shards() shard actors; each initialises its slice from `init` on its own thread
-  // (init must stay valid until the shards are built: the constructor waits for them).
-  PsCluster(std::shared_ptr<const PsLayout> layout, PsOptions options, const PsInit& init, double timeout_s = 60.0);
+  // Spawns layout->shards() shard actors into `system` (the process's one actor system; without one
+  // the cluster makes its own); each initialises its slice from `init` on its own thread (init must
+  // stay valid until the shards are built: the constructor waits for them).
+  PsCluster(std::shared_ptr<const PsLayout> layout, PsOptions options, const PsInit& init, double timeout_s = 60.0,
+            std::shared_ptr<ActorSystem> system = nullptr);
   ~PsCluster();
   PsCluster(const PsCluster&) = delete;
   PsCluster& operator=(const PsCluster&) = delete;

@@ -3,10 +3,13 @@
 
 #include "actors/ps/ps_link.h"
 
+#include "actors/actor_system.h"
+
 #include <algorithm>
 #include <chrono>
 #include <exception>
 #include <map>
+#include <optional>
 #include <thread>
 #include <utility>
 
@@ -123,16 +126,36 @@ PsTrainer::PsTrainer(const RunConfig& config, PsLinks links, bool remote)
     worker->model = std::make_unique<Model>(make_layer_specs(config.model, config.train.seed));
     workers_.push_back(std::move(worker));
   }
-  if (remote && links_.rank > 0) {
+  system_ = std::make_shared<ActorSystem>();
+  const bool remote_worker = remote && links_.rank > 0;
+  if (remote_worker) {
     auto client = std::make_unique<RemotePsClient>(*links_.links[0], layout_, links_.rank);
     steps_done_ = client->hello();  // 0, or where a restarted worker resumes
     workers_[0]->client = std::move(client);
   } else {
     start_cluster();
   }
+  for (std::size_t i = 0; i < workers_.size(); ++i) {
+    WorkerJob job = [this, i, remote_worker](std::int64_t step, const Batch& batch) {
+      WorkerStep out;
+      std::function<void(const std::vector<Tensor>&)> report;
+      if (remote_worker)  // its losses go to rank 0 before its push, which rank 0 waits for
+        report = [&](const std::vector<Tensor>& mine) {
+          static_cast<RemotePsClient&>(*workers_[0]->client).report(step, per_row_losses({mine}));
+        };
+      out.losses = run_worker(i, step, batch, out.norm, report);
+      return out;
+    };
+    worker_actors_.push_back(system_->get().spawn<caf::detached>(ps_worker_actor, std::move(job)));
+  }
 }
 
 PsTrainer::~PsTrainer() {
+  {
+    caf::scoped_actor self(system_->get());
+    for (auto& a : worker_actors_) self->send_exit(a, caf::exit_reason::user_shutdown);
+    self->wait_for(worker_actors_);
+  }
   const bool finished = std::uncaught_exceptions() == 0 && steps_done_ >= config_.train.steps;
   if (remote_ && links_.rank > 0) {
     if (finished) {
@@ -157,7 +180,7 @@ void PsTrainer::start_cluster() {
   for (const Param* p : initial_->params().all()) by_name[p->name] = p;
   PsInit init;
   init.dense = [&by_name](const std::string& name) { return by_name.at(name)->value.clone(); };
-  cluster_ = std::make_unique<PsCluster>(layout_, ps_options(config_), init, config_.comm.timeout_s);
+  cluster_ = std::make_unique<PsCluster>(layout_, ps_options(config_), init, config_.comm.timeout_s, system_);
   for (auto& w : workers_) w->client = cluster_->client(w->index);
 }
 
@@ -228,30 +251,35 @@ StepStats PsTrainer::train_step(std::int64_t step) {
 
   const std::size_t local = workers_.size();
   std::vector<std::vector<Tensor>> losses(local);
-  std::vector<std::exception_ptr> errors(local);
+  std::vector<std::optional<Error>> errors(local);
   double norm = 0.0;
-  std::function<void(const std::vector<Tensor>&)> report;
-  if (remote_worker)
-    report = [&](const std::vector<Tensor>& mine) {
-      static_cast<RemotePsClient&>(*workers_[0]->client).report(step, per_row_losses({mine}));
-    };
-  auto run = [&](std::size_t i) {
-    try {
-      losses[i] = run_worker(i, step, batch, norm, report);
-    } catch (...) {
-      errors[i] = std::current_exception();
-    }
-  };
   const double begin = trace_ ? trace_->now_us() : 0.0;
-  std::vector<std::thread> threads;
-  for (std::size_t i = 1; i < local; ++i) threads.emplace_back(run, i);
-  run(0);
-  for (auto& t : threads) t.join();
+  // Every worker actor runs its share at once; this thread only asks and collects.
+  {
+    caf::scoped_actor self(system_->get());
+    std::vector<decltype(self->request(worker_actors_[0], caf::infinite, troupe::proto::step_atom::value, step, batch))> pending;
+    for (std::size_t i = 0; i < local; ++i)
+      pending.push_back(self->request(worker_actors_[i], caf::infinite, troupe::proto::step_atom::value, step, batch));
+    for (std::size_t i = 0; i < local; ++i)
+      pending[i].receive(
+          [&](WorkerStep& done) {
+            losses[i] = std::move(done.losses);
+            if (workers_[i]->index == 0) norm = done.norm;
+          },
+          [&](caf::error& e) {
+            const caf::message& ctx = e.context();
+            if (ctx.size() == 2 && ctx.match_element<std::int32_t>(0) && ctx.match_element<std::string>(1))
+              errors[i] = Error(static_cast<ErrorKind>(ctx.get_as<std::int32_t>(0)), ctx.get_as<std::string>(1));
+            else
+              errors[i] = Error(ErrorKind::kInternal, "ps worker " + std::to_string(workers_[i]->index) +
+                                                          " ended: " + system_->get().render(e));
+          });
+  }
   if (trace_) trace_->window(begin, trace_->now_us());
   for (auto& e : errors) {
     if (!e) continue;
     if (server_) server_->throw_if_failed();  // a remote worker's failure is the cause; worker 0's error its effect
-    std::rethrow_exception(e);
+    throw *e;
   }
   // Per-row losses in sample order: this process's workers, then (rank 0 of a tcp run) the others'.
   std::vector<double> rows = per_row_losses(losses);

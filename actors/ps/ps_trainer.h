@@ -1,5 +1,6 @@
 // Owns PsTrainer: troupe train's `parallel.gradient_exchange = ps` for the GPT and MLP — parallel.data
-// worker threads computing gradients, parameters and optimizer state on ps.shards parameter-server actors.
+// worker actors computing gradients (ps_worker_actor.h), parameters and optimizer state on ps.shards
+// parameter-server actors, all in the process's one actor system.
 //
 // Every parameter is dense here (PsLayout: whole tensors balanced over the shards). Step t, worker w
 // (b = train.batch_size / parallel.data samples, its contiguous share of the batch):
@@ -32,6 +33,7 @@
 
 #include "actors/ps/ps_actor.h"
 #include "actors/ps/ps_link_server.h"
+#include "actors/ps/ps_worker_actor.h"
 #include "models/model.h"
 #include "models/trainer.h"
 #include "runtime/config/run_config.h"
@@ -96,8 +98,10 @@ class PsTrainer {
   std::unique_ptr<Dataset> dataset_;
   std::unique_ptr<Model> initial_;  // initial values (seeded, or loaded) the shards start from
   std::shared_ptr<const PsLayout> layout_;
+  std::shared_ptr<ActorSystem> system_;  // the process's: shard and worker actors
   std::unique_ptr<PsCluster> cluster_;
   std::vector<std::unique_ptr<Worker>> workers_;
+  std::vector<caf::actor> worker_actors_;  // worker_actors_[i] runs workers_[i]'s steps (ps_worker_actor.h)
   std::int64_t steps_done_ = 0;
   TraceRecorder* trace_ = nullptr;
   std::vector<int> tracks_;
