@@ -32,7 +32,8 @@ struct ActorPipeline::Actors {
 
 namespace {
 // The Topology this replica is part of, as its options describe it (tests build pipelines whose
-// options differ from config.parallel), for the supervisor to name its stages' places.
+// options differ from config.parallel), for the supervisor to name its stages' places when no run
+// topology is given.
 plan::Topology replica_topology(const PipelineDriver& driver) {
   RunConfig c = driver.config();
   const PipelineOptions& o = driver.options();
@@ -48,9 +49,10 @@ plan::Topology replica_topology(const PipelineDriver& driver) {
 }
 }  // namespace
 
-ActorPipeline::ActorPipeline(const RunConfig& config, PipelineOptions options, std::shared_ptr<ActorSystem> system)
+ActorPipeline::ActorPipeline(const RunConfig& config, PipelineOptions options, std::shared_ptr<ActorSystem> system,
+                             const plan::Topology* run_topology)
     : driver_(config, concurrent(std::move(options))), actors_(std::make_unique<Actors>()) {
-  const plan::Topology topology = replica_topology(driver_);
+  const plan::Topology topology = run_topology ? *run_topology : replica_topology(driver_);
   supervisor_ = std::make_unique<supervision::Supervisor>(
       supervision::make_supervision_tree(topology).children.at(static_cast<std::size_t>(driver_.options().replica)),
       topology);

@@ -25,8 +25,11 @@ class ActorSystem;
 class ActorPipeline {
  public:
   // The stage actors are spawned into `system` (shared with the process's other actors); without one,
-  // the pipeline makes its own.
-  ActorPipeline(const RunConfig& config, PipelineOptions options, std::shared_ptr<ActorSystem> system = nullptr);
+  // the pipeline makes its own. `topology`: the run's, from the runner (plan_run), whose places the
+  // supervisor names; without it (a pipeline built from options alone, as tests do) it is derived from
+  // `options` with every stage on cpu:0 of this process.
+  ActorPipeline(const RunConfig& config, PipelineOptions options, std::shared_ptr<ActorSystem> system = nullptr,
+                const plan::Topology* topology = nullptr);
   ~ActorPipeline();
 
   // Spawns a gradient-exchange actor (exchange_actor.h) for every stage whose GradientSync can reduce

@@ -53,7 +53,8 @@ void attach_gradient_syncs(PipelineDriver& driver, std::vector<std::unique_ptr<c
     driver.stage(s).attach_gradient_sync(std::make_unique<GradientSync>(std::move(transports[s]), options));
 }
 
-DataParallelTrainer::DataParallelTrainer(const RunConfig& config, bool actors) : config_(config) {
+DataParallelTrainer::DataParallelTrainer(const RunConfig& config, bool actors, const plan::Topology* topology)
+    : config_(config) {
   const int d = config.parallel.data;
   if (config.parallel.gradient_exchange == GradientExchange::ps)
     throw Error(ErrorKind::kConfig, "parallel.gradient_exchange = ps is served by the parameter-server trainer, not "
@@ -67,15 +68,16 @@ DataParallelTrainer::DataParallelTrainer(const RunConfig& config, bool actors) :
   for (int r = 0; r < d; ++r) {
     std::vector<std::unique_ptr<comm::Transport>> transports;
     for (auto& w : worlds_) transports.push_back(w->transport(r));
-    add_replica(per, r, std::move(transports), actors);
+    add_replica(per, r, std::move(transports), actors, topology);
   }
 }
 
 void DataParallelTrainer::add_replica(const RunConfig& per, int rank,
-                                      std::vector<std::unique_ptr<comm::Transport>> transports, bool actors) {
+                                      std::vector<std::unique_ptr<comm::Transport>> transports, bool actors,
+                                      const plan::Topology* topology) {
   if (actors) {
     if (!actor_system_) actor_system_ = std::make_shared<ActorSystem>();
-    actor_pipelines_.push_back(std::make_unique<ActorPipeline>(per, pipeline_options(config_, rank), actor_system_));
+    actor_pipelines_.push_back(std::make_unique<ActorPipeline>(per, pipeline_options(config_, rank), actor_system_, topology));
     drivers_.push_back(&actor_pipelines_.back()->driver());
   } else {
     own_drivers_.push_back(std::make_unique<PipelineDriver>(per, pipeline_options(config_, rank)));
@@ -91,11 +93,12 @@ void DataParallelTrainer::add_replica(const RunConfig& per, int rank,
 }
 
 DataParallelTrainer::DataParallelTrainer(const RunConfig& config, int rank,
-                                         std::vector<std::unique_ptr<comm::Transport>> transports, bool actors)
+                                         std::vector<std::unique_ptr<comm::Transport>> transports, bool actors,
+                                         const plan::Topology* topology)
     : config_(config) {
   TROUPE_CHECK(rank >= 0 && rank < config.parallel.data, "rank ", rank, " of ", config.parallel.data, " replicas");
   // The other replicas are processes on the same machine: share its threads with them.
-  add_replica(per_replica(config, config.parallel.data), rank, std::move(transports), actors);
+  add_replica(per_replica(config, config.parallel.data), rank, std::move(transports), actors, topology);
 }
 
 DataParallelTrainer::~DataParallelTrainer() = default;

@@ -39,11 +39,12 @@ class DataParallelTrainer {
   // troupe::Error(kConfig) for what cannot run (see PipelineDriver).
   // With `actors`, every stage of every replica is a CAF actor (ActorPipeline, one thread each) that
   // reduces its gradients itself; without, each replica's stages run on one thread (PipelineDriver).
-  explicit DataParallelTrainer(const RunConfig& config, bool actors = true);
+  // `topology`: the run's (runner.h: plan_run), for the supervisors' reports; without it, derived.
+  explicit DataParallelTrainer(const RunConfig& config, bool actors = true, const plan::Topology* topology = nullptr);
   // Only replica `rank` of parallel.data, in this process; stage s reaches its peers (the same stage
   // of the other replicas, in other processes) over transports[s]. The multi-process (tcp) form.
   DataParallelTrainer(const RunConfig& config, int rank, std::vector<std::unique_ptr<comm::Transport>> transports,
-                      bool actors = true);
+                      bool actors = true, const plan::Topology* topology = nullptr);
   ~DataParallelTrainer();
 
   // One step on every replica at once; the stats are replica 0's (the loss is the whole batch's).
@@ -72,7 +73,8 @@ class DataParallelTrainer {
  private:
   RunConfig config_;
   std::vector<std::unique_ptr<net::InprocWorld>> worlds_;  // one group per stage (messages and by reference)
-  void add_replica(const RunConfig& per, int rank, std::vector<std::unique_ptr<comm::Transport>> transports, bool actors);
+  void add_replica(const RunConfig& per, int rank, std::vector<std::unique_ptr<comm::Transport>> transports, bool actors,
+                   const plan::Topology* topology);
 
   std::shared_ptr<ActorSystem> actor_system_;                     // every replica's stage actors, one system
   std::vector<std::unique_ptr<ActorPipeline>> actor_pipelines_;  // when run by actors

@@ -101,9 +101,9 @@ class DeviceJob final : public TrainerJob<DeviceTrainer> {
 
 class PipelineJob final : public TrainerJob<ActorPipeline> {
  public:
-  explicit PipelineJob(const RunConfig& config) {
+  PipelineJob(const RunConfig& config, const plan::Topology& topology) {
     const ParallelConfig& par = config.parallel;
-    trainer_ = std::make_unique<ActorPipeline>(config, pipeline_options(config, 0));
+    trainer_ = std::make_unique<ActorPipeline>(config, pipeline_options(config, 0), nullptr, &topology);
     summary_ = fmt::format("pipeline of {} stages x {} chunks, schedule {}, {} micro-batches; partition:\n{}",
                            par.pipeline, par.virtual_stages, par.schedule, par.microbatches,
                            trainer_->describe_partition());
@@ -129,8 +129,8 @@ std::string data_parallel_report(DataParallelTrainer& dp, const RunConfig& confi
 
 class DataParallelThreadsJob final : public TrainerJob<DataParallelTrainer> {
  public:
-  explicit DataParallelThreadsJob(const RunConfig& config) : config_(config) {
-    trainer_ = std::make_unique<DataParallelTrainer>(config);
+  DataParallelThreadsJob(const RunConfig& config, const plan::Topology& topology) : config_(config) {
+    trainer_ = std::make_unique<DataParallelTrainer>(config, true, &topology);
     summary_ = data_parallel_summary(config, fmt::format("{} replicas (threads)", config.parallel.data));
   }
   std::string report() override { return data_parallel_report(*trainer_, config_) + skipped_report(); }
@@ -151,7 +151,8 @@ std::vector<std::string> stage_addresses(const RunConfig& config) {
 // of itself, joins the groups, and trains and reports like the in-process form.
 class DataParallelProcessesJob final : public TrainerJob<DataParallelTrainer> {
  public:
-  DataParallelProcessesJob(const RunConfig& config, const std::vector<std::string>& args) : config_(config) {
+  DataParallelProcessesJob(const RunConfig& config, const plan::Topology& topology, const std::vector<std::string>& args)
+      : config_(config) {
     const int d = config.parallel.data;
     const std::string secret = net::job_secret();
     std::string bound;
@@ -162,7 +163,7 @@ class DataParallelProcessesJob final : public TrainerJob<DataParallelTrainer> {
       transports.push_back(net::connect_tcp(
           {.rank = 0, .size = d, .address = "", .secret = secret, .timeout = comm_timeout(config)},
           std::move(listeners[s])));
-    trainer_ = std::make_unique<DataParallelTrainer>(config, 0, std::move(transports));
+    trainer_ = std::make_unique<DataParallelTrainer>(config, 0, std::move(transports), true, &topology);
     summary_ = data_parallel_summary(config, fmt::format("{} replicas as processes over tcp (rendezvous {})", d, bound));
   }
   ~DataParallelProcessesJob() override { trainer_.reset(); }  // its links first, then the processes
@@ -294,10 +295,11 @@ std::unique_ptr<Job> launch(const RunConfig& config, const LaunchOptions& option
     return std::make_unique<PsThreadsJob>(config);
   }
   if (topology.size(plan::Axis::data) > 1) {
-    if (processes) return std::make_unique<DataParallelProcessesJob>(config, options.args);
-    return std::make_unique<DataParallelThreadsJob>(config);
+    if (processes) return std::make_unique<DataParallelProcessesJob>(config, topology, options.args);
+    return std::make_unique<DataParallelThreadsJob>(config, topology);
   }
-  if (topology.size(plan::Axis::pipe) > 1 || topology.microbatches > 1) return std::make_unique<PipelineJob>(config);
+  if (topology.size(plan::Axis::pipe) > 1 || topology.microbatches > 1)
+    return std::make_unique<PipelineJob>(config, topology);
   // One whole model on one GPU (placement_for_run refused anything else with CUDA stages).
   if (placement.any_cuda()) return std::make_unique<DeviceJob>(config, placement.stages.at(0));
   return std::make_unique<SingleDeviceJob>(config);
@@ -320,7 +322,8 @@ void run_started_rank(const RunConfig& config, int rank, const std::string& init
     for (const std::string& address : addresses)
       transports.push_back(net::connect_tcp({.rank = rank, .size = config.parallel.data, .address = address,
                                              .secret = secret, .timeout = comm_timeout(config)}));
-    DataParallelTrainer replica(config, rank, std::move(transports));
+    const plan::Topology topology = topology_for(config, placement_for_run(config));
+    DataParallelTrainer replica(config, rank, std::move(transports), true, &topology);
     if (!init_from.empty()) replica.load_weights(init_from);
     train_started_rank(replica, config, rank);
   } catch (const Error& e) {

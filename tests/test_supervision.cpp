@@ -6,6 +6,7 @@
 
 #include "actors/actor_pipeline.h"
 #include "actors/data_parallel.h"
+#include "actors/runner.h"
 #include "runtime/config/config_loader.h"
 #include "runtime/supervision/supervisor.h"
 
@@ -107,7 +108,11 @@ TEST_CASE("a gradient-exchange actor that dies is reported by its name and place
                                                       "model.block_size=16", "train.batch_size=4", "train.threads=2",
                                                       "parallel.data=2", "parallel.pipeline=2", "comm.bucket_mb=0.01",
                                                       "comm.timeout_s=30"});
-  DataParallelTrainer t(config);
+  // The run's Topology (as the runner passes it) is what the supervisors name: here replica 1 is said
+  // to live in process 1.
+  plan::Topology topology = plan_run(config);
+  for (std::size_t r = 2; r < 4; ++r) topology.places[r].process = 1;
+  DataParallelTrainer t(config, true, &topology);
   t.train_step(0);
   t.actor_replica(1).end_gradient_exchange(0);
   const auto start = std::chrono::steady_clock::now();
@@ -116,7 +121,7 @@ TEST_CASE("a gradient-exchange actor that dies is reported by its name and place
     FAIL("the step should have failed");
   } catch (const Error& e) {
     CHECK_THAT(e.what(), Catch::StartsWith("gradient exchange actor replica 1/stage 0/gradient exchange (rank 2: data 1, "
-                                           "pipe 0, tensor 0; process 0 on localhost, cpu:0) died between steps: exit_reason(kill)\n"));
+                                           "pipe 0, tensor 0; process 1 on localhost, cpu:0) died between steps: exit_reason(kill)\n"));
   }
   // The healthy replica learns of it from its group at once, not after comm.timeout_s.
   CHECK(std::chrono::steady_clock::now() - start < std::chrono::seconds(20));
