@@ -60,6 +60,14 @@ set(TROUPE_PARITY_CNN model.kind=cnn model.cnn_channels=8,16 model.cnn_blocks=1,
     data.order=sequential train.threads=1)
 troupe_parity_test(cnn_sgd ${TROUPE_PARITY_CNN} ${TROUPE_PARITY_SGD} optim.lr=0.01 train.grad_clip=0)
 troupe_parity_test(cnn_adamw ${TROUPE_PARITY_CNN} ${TROUPE_PARITY_ADAMW} train.grad_clip=1.0)
+# The stacked LSTM (2 layers, hidden 64, 32 steps of truncated back-propagation), with two optimizers and
+# the multi-threaded kernels.
+set(TROUPE_PARITY_LSTM model.kind=lstm model.n_layer=2 model.n_embd=64 model.block_size=32
+    train.batch_size=4 data.order=sequential train.threads=1)
+troupe_parity_test(lstm_sgd ${TROUPE_PARITY_LSTM} ${TROUPE_PARITY_SGD} train.grad_clip=0)
+troupe_parity_test(lstm_adamw ${TROUPE_PARITY_LSTM} ${TROUPE_PARITY_ADAMW} train.grad_clip=1.0)
+troupe_parity_test(lstm_adam_2threads ${TROUPE_PARITY_LSTM} ${TROUPE_PARITY_ADAM} train.grad_clip=1.0
+                   train.threads=2)
 # The end-to-end test's shape (stride-2 stem, three stages), narrower.
 troupe_parity_test(cnn_adamw_stem2 ${TROUPE_PARITY_CNN} model.cnn_channels=4,8,16 model.cnn_blocks=1,1,1
                    model.cnn_stem_stride=2 ${TROUPE_PARITY_ADAMW} train.grad_clip=1.0)
