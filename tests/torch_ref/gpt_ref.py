@@ -206,14 +206,18 @@ class GPT(nn.Module):
             ln_f=nn.LayerNorm(n_embd, eps=1e-5),
         ))
 
-    def forward(self, idx, targets):
-        B, T = idx.shape                                                # idx, targets: [B, T] int64
+    def logits(self, idx):
+        B, T = idx.shape                                                # idx: [B, T] int64
         pos = torch.arange(T, dtype=torch.long)
         x = self.transformer.wte(idx) + self.transformer.wpe(pos)       # [B, T, C]
         for block in self.transformer.h:
             x = block(x)
         x = self.transformer.ln_f(x)
-        logits = x @ self.transformer.wte.weight.t()                    # [B, T, vocab]
+        return x @ self.transformer.wte.weight.t()                      # [B, T, vocab]
+
+    def forward(self, idx, targets):
+        B, T = idx.shape                                                # targets: [B, T] int64
+        logits = self.logits(idx)
         return F.cross_entropy(logits.view(B * T, -1), targets.view(B * T))
 
 
