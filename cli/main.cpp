@@ -4,7 +4,9 @@
 #include <cstdio>
 
 #include "cli/bench_command.h"
+#include "cli/eval_command.h"
 #include "cli/report_command.h"
+#include "cli/sample_command.h"
 #include "cli/train_command.h"
 #include "runtime/config/config_loader.h"
 #include "runtime/config/config_schema.h"
@@ -76,6 +78,12 @@ int main(int argc, char** argv) {
                 "directories (several DIRs: overlaid, the page goes into the first)");
   report_cmd->add_option("dirs", report_dirs, "Run directories (troupe train --run-dir DIR)")->required()->expected(1, -1);
 
+  SampleCommandOptions sample;
+  CLI::App* sample_cmd = add_sample_subcommand(app, sample);
+
+  WeightsInput eval;
+  CLI::App* eval_cmd = add_eval_subcommand(app, eval);
+
   BenchOptions bench;
   CLI::App* bench_cmd = add_bench_subcommand(app, bench);
 
@@ -97,6 +105,8 @@ int main(int argc, char** argv) {
       std::printf("troupe: report written to %s\n", write_report(report_dirs).c_str());
       return 0;
     }
+    if (sample_cmd->parsed()) return run_sample(sample);
+    if (eval_cmd->parsed()) return run_eval(eval);
     if (bench_cmd->parsed()) return run_bench(bench, "/proc/self/exe");
     if (config_cmd->parsed()) {
       std::fputs((config_markdown_flag ? config_markdown() : config_help()).c_str(), stdout);

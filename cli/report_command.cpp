@@ -107,7 +107,7 @@ std::string runs_table(const std::vector<RunData>& runs) {
     std::vector<double> tp;
     for (const MetricsRow* row : steady(r)) tp.push_back(row->throughput);
     std::string model = r.config ? std::string(name_of(r.config->model.kind)) : "?";
-    if (r.config && r.config->model.kind == ModelKind::gpt)
+    if (r.config && is_language_model(r.config->model.kind))
       model += fmt::format(" {}x{}", r.config->model.n_layer, r.config->model.n_embd);
     out += fmt::format(
         "<tr><td><span class=\"swatch\" style=\"background:{}\"></span></td><td>{}{}</td><td>{}</td><td>{}</td><td>{}</td>"

@@ -130,12 +130,14 @@ int train_loop(Job& trainer, const RunConfig& config, const TrainOptions& option
   TraceRecorder trace(!options.trace_path.empty() || run);
   if (trace.enabled()) trainer.set_trace(&trace);
   const auto& m = config.model;
-  const std::string unit = m.kind == ModelKind::gpt ? "tokens" : "samples";
+  const std::string unit = is_language_model(m.kind) ? "tokens" : "samples";
   const std::string shape =
       m.kind == ModelKind::gpt   ? fmt::format("n_layer={} n_head={} n_embd={} block_size={} vocab={}", m.n_layer,
                                                m.n_head, m.n_embd, m.block_size, m.vocab_size)
       : m.kind == ModelKind::cnn ? fmt::format("channels={} blocks={}", fmt::join(m.cnn_channels, ","),
                                                fmt::join(m.cnn_blocks, ","))
+      : m.kind == ModelKind::lstm ? fmt::format("n_layer={} hidden={} block_size={} vocab={}", m.n_layer, m.n_embd,
+                                                m.block_size, m.vocab_size)
                                  : fmt::format("hidden={}", fmt::join(m.mlp_hidden, ","));
   print_and_log(run, fmt::format("troupe: {} ({}), {} parameters, {}\n", name_of(m.kind), shape,
                                  human_count(trainer.parameter_count()), trainer.dataset().describe()));
@@ -195,7 +197,7 @@ int train_loop(Job& trainer, const RunConfig& config, const TrainOptions& option
       row.val_loss = e.loss;
       std::string line = fmt::format("eval after step {}: validation loss {:.4f}", row.step, e.loss);
       if (e.accuracy >= 0.0) row.val_accuracy = e.accuracy;
-      if (m.kind != ModelKind::gpt) line += fmt::format(", test accuracy {:.2f}%", 100.0 * e.accuracy);
+      if (!is_language_model(m.kind)) line += fmt::format(", test accuracy {:.2f}%", 100.0 * e.accuracy);
       progress.message(line);
     }
     if (dump) {

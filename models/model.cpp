@@ -5,6 +5,7 @@
 
 #include "models/cnn_layers.h"
 #include "models/gpt_layers.h"
+#include "models/lstm_layers.h"
 #include "models/mlp_layers.h"
 
 namespace troupe {
@@ -62,6 +63,21 @@ std::vector<LayerSpec> cnn_specs(const ModelConfig& c, std::uint64_t seed) {
   specs.push_back({"loss", 0.0, [](ParamSet&) { return std::make_unique<SoftmaxCrossEntropy>(); }});
   return specs;
 }
+// Embedding, one layer per LSTM layer (the unit pipeline stages split by), head, loss.
+std::vector<LayerSpec> lstm_specs(const ModelConfig& c, std::uint64_t seed) {
+  const LstmShape shape{c.n_layer, c.n_embd, c.vocab_size};
+  std::vector<LayerSpec> specs;
+  auto add = [&](std::function<std::unique_ptr<Layer>(ParamSet&)> make) {
+    ParamSet probe;  // the layer's name and cost, from a throwaway instance
+    auto layer = make(probe);
+    specs.push_back({layer->name(), layer->flops_per_row(), std::move(make)});
+  };
+  add([=](ParamSet& p) { return std::make_unique<LstmEmbedding>(p, shape, seed); });
+  for (int i = 0; i < c.n_layer; ++i) add([=](ParamSet& p) { return std::make_unique<LstmLayer>(p, shape, i, seed); });
+  add([=](ParamSet& p) { return std::make_unique<LstmHead>(p, shape, seed); });
+  specs.push_back({"loss", 0.0, [](ParamSet&) { return std::make_unique<SoftmaxCrossEntropy>(); }});
+  return specs;
+}
 }  // namespace
 
 std::string tied_weight_of(const std::vector<LayerSpec>& specs) {
@@ -84,6 +100,7 @@ std::vector<LayerSpec> make_layer_specs(const ModelConfig& config, std::uint64_t
     case ModelKind::gpt: return gpt_specs(config, seed);
     case ModelKind::mlp: return mlp_specs(config, seed);
     case ModelKind::cnn: return cnn_specs(config, seed);
+    case ModelKind::lstm: return lstm_specs(config, seed);
   }
   throw Error(ErrorKind::kInternal, "make_layer_specs: model.kind out of range");
 }

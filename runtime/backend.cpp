@@ -1,4 +1,4 @@
-// Backend: defaults for the optional parts of the interface (exact gradient sums, convolutional ops).
+// Backend: defaults for the optional parts of the interface (exact gradient sums, convolutional and recurrent ops).
 #include "runtime/backend.h"
 
 #include "runtime/error.h"
@@ -13,9 +13,9 @@ std::span<ExactSum> Backend::exact_grad(const Tensor&) {
 void Backend::flush_exact_grad(const Tensor& grad) { exact_grad(grad); }
 
 namespace {
-[[noreturn]] void not_supported(const Backend& be, const char* op) {
+[[noreturn]] void not_supported(const Backend& be, const char* op, const char* kind = "cnn") {
   throw Error(ErrorKind::kConfig, std::string(op) + " is not supported on " + be.device().str() +
-                                      " yet (model.kind = cnn trains on the CPU backend); use train.device = cpu");
+                                      " yet (model.kind = " + kind + " trains on the CPU backend); use train.device = cpu");
 }
 }  // namespace
 
@@ -36,5 +36,11 @@ void Backend::batchnorm_backward(const Tensor&, const Tensor&, const Tensor&, co
 }
 void Backend::avgpool_forward(const Tensor&, const Tensor&) { not_supported(*this, "average pooling"); }
 void Backend::avgpool_backward(const Tensor&, const Tensor&) { not_supported(*this, "average pooling"); }
+void Backend::lstm_forward(const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&) {
+  not_supported(*this, "the LSTM recurrence", "lstm");
+}
+void Backend::lstm_backward(const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&) {
+  not_supported(*this, "the LSTM recurrence", "lstm");
+}
 
 }  // namespace troupe

@@ -124,6 +124,24 @@ class Backend {
   virtual void avgpool_forward(const Tensor& x, const Tensor& y);
   virtual void avgpool_backward(const Tensor& dy, const Tensor& dx);
 
+  // ---- recurrent networks (model.kind = lstm). CPU backend only so far (the defaults throw, as above).
+
+  // The recurrence of one torch.nn.LSTM layer over B independent sequences of T steps, each from zero
+  // state (h_0 = c_0 = 0). xg[B, T, 4H] is the input projection x W_ih^T + b_ih, computed by the caller
+  // as one product over every step; w_hh[4H, H], b_hh[4H]. Gate order i, f, g, o (torch's):
+  //   z_t = xg[:, t] + h_{t-1} W_hh^T + b_hh;  i, f, o = sigmoid(z_i, z_f, z_o), g = tanh(z_g)
+  //   c_t = f c_{t-1} + i g;  h_t = o tanh(c_t)
+  // h[B, T, H] (the layer's output), c[B, T, H] and acts[B, T, 4H] (the gate activations) are overwritten;
+  // c and acts are what backward needs. Each row's result does not depend on the other rows in the call
+  // in deterministic mode, nor on the thread count.
+  virtual void lstm_forward(const Tensor& xg, const Tensor& w_hh, const Tensor& b_hh, const Tensor& h,
+                            const Tensor& c, const Tensor& acts);
+  // Back through the recurrence: dh[B, T, H] (the loss's gradient with respect to h) to dz[B, T, 4H], the
+  // gradient with respect to every step's pre-activation z_t (overwritten). It is also the gradient of
+  // xg, b_ih and b_hh, and dW_hh = sum_t dz_t^T h_{t-1}; the caller forms those as products over all steps.
+  virtual void lstm_backward(const Tensor& dh, const Tensor& w_hh, const Tensor& c, const Tensor& acts,
+                             const Tensor& dz);
+
   // Cross-entropy of logits[N, V] against targets (i32 [N]): writes probs[N, V] (softmax, kept for
   // backward; may be the logits tensor itself) and losses[N] (per-row -log p[target]); returns their sum.
   virtual double cross_entropy_forward(const Tensor& logits, const Tensor& targets, const Tensor& probs,

@@ -138,7 +138,7 @@ def main():
             start = time.monotonic()
             try:
                 r = subprocess.run(["bash", "-c", "set -eo pipefail\n" + run], cwd=root, env=env, capture_output=True,
-                                   text=True, stdin=subprocess.DEVNULL, timeout=TIMEOUT_S)
+                                   text=True, errors="replace", stdin=subprocess.DEVNULL, timeout=TIMEOUT_S)
                 code, out = r.returncode, r.stdout + r.stderr
             except subprocess.TimeoutExpired as e:
                 code, out = "timeout", str(e.stdout or "") + str(e.stderr or "")

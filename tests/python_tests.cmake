@@ -1,4 +1,4 @@
-# tests/python_tests.cmake: PyTorch parity tests (label "parity"). Each runs tests/torch_ref/parity.py, which
+# tests/python_tests.cmake: PyTorch parity tests (label "parity"). Each training test runs tests/torch_ref/parity.py, which
 # trains a small model with `troupe train` and with the independent torch reference gpt_ref.py from the same
 # initial weights, and requires equal per-step losses (step 0 within 1e-5 relative, 20 steps within 1e-3).
 # Needs Debian's /usr/bin/python3 with torch (python3-torch); without torch each test is skipped (77).
@@ -60,6 +60,32 @@ set(TROUPE_PARITY_CNN model.kind=cnn model.cnn_channels=8,16 model.cnn_blocks=1,
     data.order=sequential train.threads=1)
 troupe_parity_test(cnn_sgd ${TROUPE_PARITY_CNN} ${TROUPE_PARITY_SGD} optim.lr=0.01 train.grad_clip=0)
 troupe_parity_test(cnn_adamw ${TROUPE_PARITY_CNN} ${TROUPE_PARITY_ADAMW} train.grad_clip=1.0)
+# The stacked LSTM (2 layers, hidden 64, 32 steps of truncated back-propagation), with two optimizers and
+# the multi-threaded kernels.
+set(TROUPE_PARITY_LSTM model.kind=lstm model.n_layer=2 model.n_embd=64 model.block_size=32
+    train.batch_size=4 data.order=sequential train.threads=1)
+troupe_parity_test(lstm_sgd ${TROUPE_PARITY_LSTM} ${TROUPE_PARITY_SGD} train.grad_clip=0)
+troupe_parity_test(lstm_adamw ${TROUPE_PARITY_LSTM} ${TROUPE_PARITY_ADAMW} train.grad_clip=1.0)
+troupe_parity_test(lstm_adam_2threads ${TROUPE_PARITY_LSTM} ${TROUPE_PARITY_ADAM} train.grad_clip=1.0
+                   train.threads=2)
 # The end-to-end test's shape (stride-2 stem, three stages), narrower.
 troupe_parity_test(cnn_adamw_stem2 ${TROUPE_PARITY_CNN} model.cnn_channels=4,8,16 model.cnn_blocks=1,1,1
                    model.cnn_stem_stride=2 ${TROUPE_PARITY_ADAMW} train.grad_clip=1.0)
+
+# troupe sample at temperature 0 decodes token for token as torch from the same trained weights (a GPT and an
+# LSTM trained 300 steps here, then 64 greedy bytes after "The ").
+function(troupe_sample_parity_test name)
+  set(sets)
+  foreach(kv IN LISTS ARGN)
+    list(APPEND sets --set ${kv})
+  endforeach()
+  add_test(NAME torch_greedy_sample_${name}
+           COMMAND /usr/bin/python3 ${CMAKE_CURRENT_SOURCE_DIR}/torch_ref/sample_parity.py
+                   --troupe $<TARGET_FILE:troupe> --workdir ${CMAKE_CURRENT_BINARY_DIR}/sample_parity/${name}
+                   --steps 300 --tokens 64 ${sets})
+  set_tests_properties(torch_greedy_sample_${name} PROPERTIES SKIP_RETURN_CODE 77 TIMEOUT 180 LABELS parity)
+endfunction()
+troupe_sample_parity_test(gpt model.kind=gpt model.n_layer=2 model.n_embd=64 model.n_head=4 model.block_size=32
+                          optim.lr=3e-3 train.threads=1)
+troupe_sample_parity_test(lstm model.kind=lstm model.n_layer=2 model.n_embd=64 model.block_size=32 optim.lr=1e-2
+                          train.threads=1)

@@ -32,25 +32,6 @@ std::vector<std::string> with(std::vector<std::string> base, std::initializer_li
 
 using Run = TrainingRun;
 
-// Every replica's weights must be the same; the run reports replica 0's.
-Run data_parallel(const RunConfig& config, int steps, bool actors = true) {
-  DataParallelTrainer t(config, actors);
-  Run r;
-  for (int s = 0; s < steps; ++s) r.losses.push_back(t.train_step(s).loss);
-  for (int rep = 0; rep < t.replicas(); ++rep) {
-    std::map<std::string, std::vector<float>> w;
-    for (int s = 0; s < t.replica(rep).num_stages(); ++s)
-      for (Param* p : t.replica(rep).stage(s).params()) w[p->name] = p->value.to_vector();
-    if (rep == 0) r.weights = w;
-    else
-      for (const auto& [name, v] : w) {
-        INFO("replica " << rep << " " << name);
-        CHECK(std::memcmp(v.data(), r.weights.at(name).data(), v.size() * sizeof(float)) == 0);
-      }
-  }
-  return r;
-}
-
 }  // namespace
 
 TEST_CASE("data parallel = single device, bitwise in deterministic mode (ring, alltoall, ZeRO-1, dp x pp)",

@@ -20,15 +20,6 @@ std::vector<std::string> small_gpt(bool deterministic) {
 }
 
 using Run = TrainingRun;
-
-Run pipelined(const RunConfig& config, const PipelineOptions& options, int steps) {
-  PipelineDriver d(config, options);
-  Run r;
-  for (int s = 0; s < steps; ++s) r.losses.push_back(d.train_step(s).loss);
-  for (int s = 0; s < d.num_stages(); ++s)
-    for (Param* p : d.stage(s).params()) r.weights[p->name] = p->value.to_vector();
-  return r;
-}
 }  // namespace
 
 TEST_CASE("pipeline = single device, bitwise in deterministic mode", "[pipeline]") {

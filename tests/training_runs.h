@@ -1,4 +1,4 @@
-// Owns TrainingRun: a few steps of training reduced to what equivalence tests compare — per-step losses and final weights — and the bitwise comparison.
+// Owns TrainingRun: a few steps of training reduced to what equivalence tests compare — per-step losses and final weights — for the single-device, pipelined and data-parallel runs, and the bitwise comparison.
 #pragma once
 
 #include <catch2/catch.hpp>
@@ -8,6 +8,8 @@
 #include <string>
 #include <vector>
 
+#include "actors/data_parallel.h"
+#include "actors/state/pipeline_driver.h"
 #include "models/trainer.h"
 
 struct TrainingRun {
@@ -21,6 +23,36 @@ inline TrainingRun single_device(const troupe::RunConfig& config, int steps) {
   TrainingRun r;
   for (int s = 0; s < steps; ++s) r.losses.push_back(t.train_step(s).loss);
   for (troupe::Param* p : t.model().params().all()) r.weights[p->name] = p->value.to_vector();
+  return r;
+}
+
+// `steps` steps of a pipeline laid out by `options`; the weights gathered from every stage.
+inline TrainingRun pipelined(const troupe::RunConfig& config, const troupe::PipelineOptions& options, int steps) {
+  troupe::PipelineDriver d(config, options);
+  TrainingRun r;
+  for (int s = 0; s < steps; ++s) r.losses.push_back(d.train_step(s).loss);
+  for (int s = 0; s < d.num_stages(); ++s)
+    for (troupe::Param* p : d.stage(s).params()) r.weights[p->name] = p->value.to_vector();
+  return r;
+}
+
+// `steps` steps of data parallelism as config lays it out (stages on actors, or on the replica's thread).
+// Every replica's weights must be the same; the run reports replica 0's.
+inline TrainingRun data_parallel(const troupe::RunConfig& config, int steps, bool actors = true) {
+  troupe::DataParallelTrainer t(config, actors);
+  TrainingRun r;
+  for (int s = 0; s < steps; ++s) r.losses.push_back(t.train_step(s).loss);
+  for (int rep = 0; rep < t.replicas(); ++rep) {
+    std::map<std::string, std::vector<float>> w;
+    for (int s = 0; s < t.replica(rep).num_stages(); ++s)
+      for (troupe::Param* p : t.replica(rep).stage(s).params()) w[p->name] = p->value.to_vector();
+    if (rep == 0) r.weights = w;
+    else
+      for (const auto& [name, v] : w) {
+        INFO("replica " << rep << " " << name);
+        CHECK(std::memcmp(v.data(), r.weights.at(name).data(), v.size() * sizeof(float)) == 0);
+      }
+  }
   return r;
 }
 

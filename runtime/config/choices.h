@@ -21,7 +21,7 @@
 
 namespace troupe {
 
-enum class ModelKind { gpt, mlp, cnn };
+enum class ModelKind { gpt, mlp, cnn, lstm };
 enum class DataOrder { shuffled, sequential };
 enum class LrScheduleKind { constant, cosine };
 enum class OptimKind { sgd, adam, adamw, rmsprop };
@@ -36,6 +36,10 @@ enum class PsMode { sync, async, ssp };
 // skip its update and go on.
 enum class NonfiniteAction { stop, skip };
 
+// Language models (gpt, lstm) train on text, one loss per token, and are judged by their loss; the
+// others classify images and are judged by their accuracy.
+constexpr bool is_language_model(ModelKind kind) { return kind == ModelKind::gpt || kind == ModelKind::lstm; }
+
 // The names of enum E, in the order help lists them. Specialised once per choice below.
 template <class E>
 struct ChoiceNames;
@@ -49,7 +53,8 @@ concept Choice = requires { ChoiceNames<E>::table; };
     static constexpr auto table = std::to_array<std::pair<E, std::string_view>>({__VA_ARGS__});     \
   }
 
-TROUPE_CHOICE_NAMES(ModelKind, {ModelKind::gpt, "gpt"}, {ModelKind::mlp, "mlp"}, {ModelKind::cnn, "cnn"});
+TROUPE_CHOICE_NAMES(ModelKind, {ModelKind::gpt, "gpt"}, {ModelKind::mlp, "mlp"}, {ModelKind::cnn, "cnn"},
+                    {ModelKind::lstm, "lstm"});
 TROUPE_CHOICE_NAMES(DataOrder, {DataOrder::shuffled, "shuffled"}, {DataOrder::sequential, "sequential"});
 TROUPE_CHOICE_NAMES(LrScheduleKind, {LrScheduleKind::constant, "constant"}, {LrScheduleKind::cosine, "cosine"});
 TROUPE_CHOICE_NAMES(OptimKind, {OptimKind::sgd, "sgd"}, {OptimKind::adam, "adam"}, {OptimKind::adamw, "adamw"},

@@ -353,6 +353,19 @@ void validate_cnn(const RunConfig& config) {
                         par.pipeline, par.microbatches, par.data, name_of(par.gradient_exchange)));
 }
 
+// The stacked LSTM: its recurrence exists on the CPU backend only so far.
+void validate_lstm(const RunConfig& config) {
+  const ParallelConfig& par = config.parallel;
+  if (config.train.device != "cpu" && config.train.device != "cpu:0")
+    invalid(fmt::format("model.kind = lstm with train.device = {}: the LSTM recurrence exists on the CPU backend "
+                        "only so far; use train.device = cpu",
+                        config.train.device));
+  if (!par.placement.empty() && par.placement.find("cuda") != std::string::npos)
+    invalid(fmt::format("model.kind = lstm with parallel.placement = \"{}\": the LSTM recurrence exists on the CPU "
+                        "backend only so far; place every stage on cpu",
+                        par.placement));
+}
+
 }  // namespace
 
 void validate(const RunConfig& config) {
@@ -371,6 +384,7 @@ void validate(const RunConfig& config) {
 
   const ParallelConfig& par = config.parallel;
   if (m.kind == ModelKind::cnn) validate_cnn(config);
+  if (m.kind == ModelKind::lstm) validate_lstm(config);
   if (t.batch_size % par.microbatches != 0)
     invalid(fmt::format("parallel.microbatches = {} does not divide train.batch_size = {}: micro-batches hold whole "
                         "samples",

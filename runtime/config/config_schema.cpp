@@ -202,19 +202,20 @@ std::vector<ConfigKey> build_schema() {
   std::vector<ConfigKey> k;
   // clang-format off
   k.push_back(bind(Spec{.name = "model.kind",
-                        .help = "architecture: byte-level transformer (gpt), or a Fashion-MNIST classifier: "
-                                "multi-layer perceptron (mlp) or residual convolutional network (cnn)"},
+                        .help = "architecture: a byte-level language model, transformer (gpt) or stacked LSTM (lstm), "
+                                "or a Fashion-MNIST classifier: multi-layer perceptron (mlp) or residual "
+                                "convolutional network (cnn)"},
                    &R::model, &M::kind));
-  k.push_back(bind(Spec{.name = "model.n_layer", .range = between(1, 10000), .help = "transformer blocks (gpt)"},
+  k.push_back(bind(Spec{.name = "model.n_layer", .range = between(1, 10000), .help = "transformer blocks (gpt) or LSTM layers (lstm)"},
                    &R::model, &M::n_layer));
   k.push_back(bind(Spec{.name = "model.n_head", .range = between(1, 4096),
                         .help = "attention heads per block; must divide model.n_embd (gpt)"},
                    &R::model, &M::n_head));
-  k.push_back(bind(Spec{.name = "model.n_embd", .range = between(1, kMaxWidth), .help = "embedding width (gpt)"},
+  k.push_back(bind(Spec{.name = "model.n_embd", .range = between(1, kMaxWidth), .help = "embedding width (gpt); embedding width and hidden size (lstm)"},
                    &R::model, &M::n_embd));
-  k.push_back(bind(Spec{.name = "model.block_size", .range = between(1, kMaxWidth), .help = "context length in tokens (gpt)"},
+  k.push_back(bind(Spec{.name = "model.block_size", .range = between(1, kMaxWidth), .help = "context length in tokens (gpt); steps of truncated back-propagation (lstm)"},
                    &R::model, &M::block_size));
-  k.push_back(bind(Spec{.name = "model.vocab_size", .range = between(1, 1 << 24), .help = "vocabulary size; 256 for bytes (gpt)"},
+  k.push_back(bind(Spec{.name = "model.vocab_size", .range = between(1, 1 << 24), .help = "vocabulary size; 256 for bytes (gpt, lstm)"},
                    &R::model, &M::vocab_size));
   k.push_back(bind(Spec{.name = "model.mlp_hidden", .range = between(1, kMaxWidth),
                         .help = "hidden layer widths, e.g. 1024,1024 (mlp)"},
@@ -231,14 +232,14 @@ std::vector<ConfigKey> build_schema() {
                    &R::model, &M::cnn_stem_stride));
 
   k.push_back(bind(Spec{.name = "data.path",
-                        .help = "training data: a text file (gpt) or Fashion-MNIST directory (mlp, cnn); empty: built-in"},
+                        .help = "training data: a text file (gpt, lstm) or Fashion-MNIST directory (mlp, cnn); empty: built-in"},
                    &R::data, &D::path));
   k.push_back(bind(Spec{.name = "data.order",
                         .help = "order in which training batches are drawn"},
                    &R::data, &D::order));
 
   k.push_back(bind(Spec{.name = "train.batch_size", .range = between(1, kMaxBatch),
-                        .help = "sequences (gpt) or images (mlp, cnn) per optimizer step"},
+                        .help = "sequences (gpt, lstm) or images (mlp, cnn) per optimizer step"},
                    &R::train, &T::batch_size));
   k.push_back(bind(Spec{.name = "train.steps", .range = between(0, kMaxSteps),
                         .help = "optimizer steps to run; 0: none (saving the weights then writes the initial ones)"},

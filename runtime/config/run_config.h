@@ -11,7 +11,7 @@
 namespace troupe {
 
 struct ModelConfig {
-  ModelKind kind = ModelKind::gpt;  // gpt | mlp | cnn
+  ModelKind kind = ModelKind::gpt;  // gpt | mlp | cnn | lstm
   int n_layer = 4;
   int n_head = 4;
   int n_embd = 256;
@@ -28,7 +28,7 @@ struct ModelConfig {
 };
 
 struct DataConfig {
-  std::string path;                   // empty: the built-in corpus (gpt) / Fashion-MNIST dir (mlp, cnn)
+  std::string path;                   // empty: the built-in corpus (gpt, lstm) / Fashion-MNIST dir (mlp, cnn)
   DataOrder order = DataOrder::shuffled;
 
   friend bool operator==(const DataConfig&, const DataConfig&) = default;

@@ -68,6 +68,11 @@ class CpuBackend final : public Backend {
   void avgpool_forward(const Tensor& x, const Tensor& y) override;
   void avgpool_backward(const Tensor& dy, const Tensor& dx) override;
 
+  void lstm_forward(const Tensor& xg, const Tensor& w_hh, const Tensor& b_hh, const Tensor& h, const Tensor& c,
+                    const Tensor& acts) override;
+  void lstm_backward(const Tensor& dh, const Tensor& w_hh, const Tensor& c, const Tensor& acts,
+                     const Tensor& dz) override;
+
   double cross_entropy_forward(const Tensor& logits, const Tensor& targets, const Tensor& probs,
                                const Tensor& losses) override;
   void cross_entropy_backward(const Tensor& probs, const Tensor& targets, float scale,

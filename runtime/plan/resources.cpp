@@ -22,7 +22,7 @@ constexpr double kMlpInputs = 784, kMlpSide = 28, kMlpClasses = 10;  // Fashion-
 std::string gigabytes(double bytes) { return fmt::format("{:.2f} GB", bytes / 1e9); }
 
 // Per layer, in the order of models/model.cpp's layer specs: parameters and the floats saved for backward
-// per row of a micro-batch (a token for the GPT, an image for the MLP).
+// per row of a micro-batch (a token for the GPT and the LSTM, an image for the MLP and the CNN).
 struct LayerCost {
   double params = 0, saved_per_row = 0;
 };
@@ -56,6 +56,15 @@ std::vector<LayerCost> layer_costs(const ModelConfig& m) {
       }
     layers.push_back({in * kMlpClasses + kMlpClasses, in * side * side + in});  // pooled fc: input, pooled
     layers.push_back({0, kMlpClasses});                                         // the loss: probabilities
+  } else if (m.kind == ModelKind::lstm) {  // models/lstm_layers.h: E = H = n_embd
+    const double h = m.n_embd, v = m.vocab_size;
+    layers.push_back({v * h, 0});  // the embedding saves only the token ids
+    for (int i = 0; i < m.n_layer; ++i)  // W_ih, W_hh 4h x h each, two 4h biases
+      // saved: the input x, h and c per step, the 4 gate activations; and while it runs, the input
+      // projection (4h) and, in backward, dz (4h) and h_{t-1} (h)
+      layers.push_back({8 * h * h + 8 * h, 3 * h + 4 * h + 4 * h});
+    layers.push_back({v * h + v, h + v});  // head: its input, logits
+    layers.push_back({0, v});              // the loss: probabilities
   } else {
     double in = kMlpInputs;
     std::vector<double> widths(m.mlp_hidden.begin(), m.mlp_hidden.end());
@@ -118,7 +127,7 @@ MemoryEstimate estimate_memory(const RunConfig& config, const Topology& topology
 
   // Rows of one micro-batch on one replica: its share of the batch, times the tokens of a sequence.
   const double rows = static_cast<double>(config.train.batch_size) / replicas / topology.microbatches *
-                      (config.model.kind == ModelKind::gpt ? config.model.block_size : 1);
+                      (is_language_model(config.model.kind) ? config.model.block_size : 1);
   const int p = topology.size(Axis::pipe);
   double per_replica = 0;
   for (int s = 0; s < p; ++s) {

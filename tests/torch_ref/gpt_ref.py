@@ -9,7 +9,8 @@ it is written from the contract in tests/torch_ref/README.md.
     /usr/bin/python3 gpt_ref.py --weights init.safetensors --set model.n_layer=2 ... --out losses.jsonl
 
 Models: `gpt` (nanoGPT's GPT-2, bias=True, dropout 0, LM head tied to wte) on byte-level text, `mlp`
-(Linear/ReLU stack) and `cnn` (the residual network of cnn_ref.py, in training mode) on Fashion-MNIST. Data order: sequential only (shuffled order is troupe's own hash).
+(Linear/ReLU stack) and `cnn` (the residual network of cnn_ref.py, in training mode) on Fashion-MNIST, `lstm`
+(the stacked LSTM of lstm_ref.py) on the same byte-level text as the GPT. Data order: sequential only (shuffled order is troupe's own hash).
 """
 import argparse
 import gzip
@@ -205,14 +206,18 @@ class GPT(nn.Module):
             ln_f=nn.LayerNorm(n_embd, eps=1e-5),
         ))
 
-    def forward(self, idx, targets):
-        B, T = idx.shape                                                # idx, targets: [B, T] int64
+    def logits(self, idx):
+        B, T = idx.shape                                                # idx: [B, T] int64
         pos = torch.arange(T, dtype=torch.long)
         x = self.transformer.wte(idx) + self.transformer.wpe(pos)       # [B, T, C]
         for block in self.transformer.h:
             x = block(x)
         x = self.transformer.ln_f(x)
-        logits = x @ self.transformer.wte.weight.t()                    # [B, T, vocab]
+        return x @ self.transformer.wte.weight.t()                      # [B, T, vocab]
+
+    def forward(self, idx, targets):
+        B, T = idx.shape                                                # targets: [B, T] int64
+        logits = self.logits(idx)
         return F.cross_entropy(logits.view(B * T, -1), targets.view(B * T))
 
 
@@ -241,7 +246,10 @@ def build_model(config):
     if config["model.kind"] == "cnn":
         from cnn_ref import ResNet
         return ResNet(config["model.cnn_channels"], config["model.cnn_blocks"], config["model.cnn_stem_stride"])
-    raise SystemExit(f"gpt_ref: model.kind={config['model.kind']}: expected gpt, mlp or cnn")
+    if config["model.kind"] == "lstm":
+        from lstm_ref import LstmLM
+        return LstmLM(config["model.n_layer"], config["model.n_embd"], config["model.vocab_size"])
+    raise SystemExit(f"gpt_ref: model.kind={config['model.kind']}: expected gpt, mlp, cnn or lstm")
 
 
 def model_state(model):
@@ -384,7 +392,7 @@ def train(config, tensors, out_path, save_path=None, dtype=torch.float32, log=sy
         raise SystemExit("gpt_ref: only data.order=sequential is reproducible here; pass --set data.order=sequential")
     model = build_model(config).to(dtype)
     load_weights(model, tensors)
-    if config["model.kind"] == "gpt":
+    if config["model.kind"] in ("gpt", "lstm"):
         batches = TextBatches(load_text(config["data.path"]), config["model.block_size"], config["train.batch_size"])
     else:
         batches = MnistBatches(config["data.path"], config["train.batch_size"])
