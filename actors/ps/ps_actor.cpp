@@ -375,6 +375,8 @@ PsCluster::~PsCluster() {
   actors_->shards.clear();
 }
 
+ActorSystem& PsCluster::system() { return *actors_->system; }
+
 void PsCluster::abort() {
   for (auto& a : actors_->shards) caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
 }

@@ -71,6 +71,8 @@ class PsCluster {
 
   const PsLayout& layout() const { return *layout_; }
   const PsOptions& options() const { return options_; }
+  // The actor system its shards live in (the job's, or its own).
+  ActorSystem& system();
   // A client for `worker` (0..workers-1), to be used from one thread.
   std::unique_ptr<PsClient> client(int worker);
 

@@ -251,30 +251,15 @@ StepStats PsTrainer::train_step(std::int64_t step) {
 
   const std::size_t local = workers_.size();
   std::vector<std::vector<Tensor>> losses(local);
-  std::vector<std::optional<Error>> errors(local);
   double norm = 0.0;
   const double begin = trace_ ? trace_->now_us() : 0.0;
   // Every worker actor runs its share at once; this thread only asks and collects.
-  {
-    caf::scoped_actor self(system_->get());
-    std::vector<decltype(self->request(worker_actors_[0], caf::infinite, troupe::proto::step_atom::value, step, batch))> pending;
-    for (std::size_t i = 0; i < local; ++i)
-      pending.push_back(self->request(worker_actors_[i], caf::infinite, troupe::proto::step_atom::value, step, batch));
-    for (std::size_t i = 0; i < local; ++i)
-      pending[i].receive(
-          [&](WorkerStep& done) {
-            losses[i] = std::move(done.losses);
-            if (workers_[i]->index == 0) norm = done.norm;
-          },
-          [&](caf::error& e) {
-            const caf::message& ctx = e.context();
-            if (ctx.size() == 2 && ctx.match_element<std::int32_t>(0) && ctx.match_element<std::string>(1))
-              errors[i] = Error(static_cast<ErrorKind>(ctx.get_as<std::int32_t>(0)), ctx.get_as<std::string>(1));
-            else
-              errors[i] = Error(ErrorKind::kInternal, "ps worker " + std::to_string(workers_[i]->index) +
-                                                          " ended: " + system_->get().render(e));
-          });
+  WorkerAnswers answers = ask_workers(system_->get(), worker_actors_, step, batch);
+  for (std::size_t i = 0; i < local; ++i) {
+    losses[i] = std::move(answers.steps[i].losses);
+    if (workers_[i]->index == 0) norm = answers.steps[i].norm;
   }
+  std::vector<std::optional<Error>>& errors = answers.failures;
   if (trace_) trace_->window(begin, trace_->now_us());
   for (auto& e : errors) {
     if (!e) continue;

@@ -9,9 +9,14 @@
 
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <vector>
 
 #include "actors/protocol.h"
+
+namespace troupe {
+class ActorSystem;
+}
 
 namespace troupe::ps {
 
@@ -31,6 +36,20 @@ struct PsWorkerActorState {
 // (step_atom, int64_t step, Batch batch) -> WorkerStep, or an error (sec::runtime_error, int32_t kind,
 // std::string text) when the worker's step threw.
 caf::behavior ps_worker_actor(caf::stateful_actor<PsWorkerActorState>* self, WorkerJob job);
+
+// Asks each of `workers` for (step, batch) at once and collects the answers in worker order: every
+// answer's WorkerStep, or the failure of each worker that failed (its own troupe::Error kind and text).
+struct WorkerAnswers {
+  std::vector<WorkerStep> steps;
+  std::vector<std::optional<Error>> failures;
+};
+WorkerAnswers ask_workers(caf::actor_system& system, const std::vector<caf::actor>& workers, std::int64_t step,
+                          const Batch& batch);
+
+// Spawns one worker actor per job, asks each once, waits for their ends; the first failure in worker
+// order, if any.
+std::optional<Error> run_worker_actors(ActorSystem& system, std::vector<WorkerJob> jobs, std::int64_t step,
+                                       const Batch& batch);
 
 }  // namespace troupe::ps
 

@@ -1,4 +1,4 @@
-// train_wide_deep_ps: worker threads (lookup, pull, compute, push) around a PsCluster, then evaluation.
+// train_wide_deep_ps: worker actors (lookup, pull, compute, push) around a PsCluster, then evaluation.
 #include "actors/ps/wide_deep_ps.h"
 
 #include <chrono>
@@ -9,6 +9,7 @@
 #include <fmt/format.h>
 
 #include "actors/ps/ps_link.h"
+#include "actors/ps/ps_worker_actor.h"
 #include "models/binary_metrics.h"
 #include "runtime/cpu/cpu_backend.h"
 
@@ -144,22 +145,18 @@ WideDeepPsResult train_wide_deep_ps(const WideDeepPsOptions& o, const std::funct
   std::vector<std::vector<double>> loss_sums(static_cast<std::size_t>(o.steps), std::vector<double>(static_cast<std::size_t>(W)));
   std::vector<std::unique_ptr<PsClient>> clients;
   for (int w = 0; w < W; ++w) clients.push_back(cluster.client(w));
-  std::vector<std::exception_ptr> errors(static_cast<std::size_t>(W));
   const auto start = std::chrono::steady_clock::now();
-  std::vector<std::thread> workers;
+  // Every worker is an actor beside the shards, running its whole training loop on request (async and
+  // ssp workers pace themselves against the shards' versions, not against each other's steps).
+  std::vector<WorkerJob> jobs;
   for (int w = 0; w < W; ++w)
-    workers.emplace_back([&, w] {
-      try {
-        run_worker(o, data, *layout, w, *clients[static_cast<std::size_t>(w)], 0,
-                   [&](std::int64_t t, double loss) { loss_sums[static_cast<std::size_t>(t)][static_cast<std::size_t>(w)] = loss; },
-                   progress);
-      } catch (...) {
-        errors[static_cast<std::size_t>(w)] = std::current_exception();
-      }
+    jobs.push_back([&, w](std::int64_t, const Batch&) {
+      run_worker(o, data, *layout, w, *clients[static_cast<std::size_t>(w)], 0,
+                 [&](std::int64_t t, double loss) { loss_sums[static_cast<std::size_t>(t)][static_cast<std::size_t>(w)] = loss; },
+                 progress);
+      return WorkerStep{};
     });
-  for (auto& t : workers) t.join();
-  for (auto& e : errors)
-    if (e) std::rethrow_exception(e);
+  if (std::optional<Error> failure = run_worker_actors(cluster.system(), std::move(jobs), 0, Batch{})) throw *failure;
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return finish_result(o, data, cluster, *clients[0], loss_sums, seconds);
 }
