@@ -22,6 +22,7 @@
 #include "runtime/checkpoint/resume_rules.h"
 #include "runtime/config/config_loader.h"
 #include "runtime/config/weights_config.h"
+#include "runtime/io/partial_files.h"
 #include "runtime/signals/stop_signal.h"
 #include "runtime/trace/trace.h"
 
@@ -227,6 +228,7 @@ int train_loop(Job& trainer, const RunConfig& config, const TrainOptions& option
       fs::remove(tmp, ignored);
     }
   } dump_guard{dump, dump_tmp};
+  const PartialPath dump_partial(dump_tmp);  // and neither does an abort (a second Ctrl-C)
 
   // Checkpoints: a copy of the state at the step boundary (the pause training sees), written by a
   // background thread while the next steps run (runtime/checkpoint/checkpoint_writer.h).
@@ -308,10 +310,13 @@ int train_loop(Job& trainer, const RunConfig& config, const TrainOptions& option
   }
   if (stopped_by) {
     std::fflush(stdout);
-    std::fprintf(stderr, "troupe: stopped by %s after step %lld of %lld%s\n", stopped_by == SIGINT ? "SIGINT" : "SIGTERM",
-                 static_cast<long long>(done), static_cast<long long>(config.train.steps),
-                 writer ? fmt::format("; troupe train --resume {} continues", config.train.checkpoint_dir).c_str()
-                        : " (no checkpoint: train.checkpoint_dir is not set)");
+    const std::string line = fmt::format(
+        "troupe: stopped by {} after step {} of {}{}\n", stopped_by == SIGINT ? "SIGINT" : "SIGTERM", done,
+        config.train.steps,
+        writer ? fmt::format("; troupe train --resume {} continues", config.train.checkpoint_dir)
+               : std::string(" (no checkpoint: train.checkpoint_dir is not set)"));
+    std::fputs(line.c_str(), stderr);
+    if (run) std::fputs(line.c_str(), run->log());
     return stopped_by;  // the loss dump is removed (DumpGuard): it would stop short of train.steps
   }
   if (dump) {

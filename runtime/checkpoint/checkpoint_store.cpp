@@ -46,7 +46,6 @@ void fsync_path(const std::string& path, bool directory) {
 
 // A small text file, flushed to disk before it counts as written.
 void write_text_synced(const std::string& path, const std::string& text) {
-  const PartialPath partial(path);
   {
     std::ofstream out(path, std::ios::binary | std::ios::trunc);
     out << text;
@@ -117,7 +116,8 @@ std::string write_checkpoint(const std::string& dir, const TrainingState& state,
   auto in_tmp = [&](const char* file) { return (fs::path(tmp) / file).string(); };
   // Registered for an abort: the files first, then their directory (remove_partial_paths' order).
   const PartialPath tmp_dir(tmp, /*directory=*/true);
-  const PartialPath model_file(in_tmp(kModelFile)), optimizer_file(in_tmp(kOptimizerFile));
+  const PartialPath model_file(in_tmp(kModelFile)), optimizer_file(in_tmp(kOptimizerFile)),
+      config_file(in_tmp(kConfigFile)), manifest_file(in_tmp(kManifestFile));
   try {
     std::error_code ec;
     if (!fs::create_directory(tmp, ec)) io_fail(tmp, "cannot create: " + (ec ? ec.message() : "it exists"));
@@ -131,7 +131,6 @@ std::string write_checkpoint(const std::string& dir, const TrainingState& state,
     write_text_synced(in_tmp(kConfigFile), config_to_toml(config));
     std::map<std::string, FileChecksum> sums;
     for (const char* f : {kModelFile, kOptimizerFile, kConfigFile}) sums[f] = checksum_file(in_tmp(f));
-    const PartialPath manifest_file(in_tmp(kManifestFile));
     write_text_synced(in_tmp(kManifestFile), manifest_to_json(make_manifest(state, config, sums)));
     fsync_path(tmp, true);
     // A checkpoint of this step from an earlier run (resumed from an older one) is replaced.
