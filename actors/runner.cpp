@@ -16,6 +16,7 @@
 #include "models/model.h"
 #include "net/tcp/launch.h"
 #include "net/tcp/tcp_transport.h"
+#include "runtime/checkpoint/checkpoint_store.h"
 #include "runtime/config/config_loader.h"
 #include "runtime/placement.h"
 #include "runtime/plan/resources.h"
@@ -50,6 +51,36 @@ std::int64_t count_params(T& t) {
   return n;
 }
 
+// ---- the training state, per trainer (runtime/checkpoint/training_state.h) ------------------------
+
+TrainingState state_of(Trainer& t, std::int64_t steps_done) { return t.training_state(steps_done); }
+void restore(Trainer& t, const TrainingState& s, const std::string& source) { t.restore_training_state(s, source); }
+
+TrainingState state_of(ActorPipeline& t, std::int64_t steps_done) {
+  TrainingState s;
+  s.step = steps_done;
+  t.driver().gather_params_into(s);
+  t.driver().gather_optimizer_state_into(s.optimizer, true);
+  return s;
+}
+void restore(ActorPipeline& t, const TrainingState& s, const std::string& source) {
+  t.driver().restore_training_state(s, source);
+}
+
+// Replicas are bitwise equal, so parameters come from replica 0; optimizer state too, unless ZeRO-1
+// spreads it over the replicas (each parameter's on its owner alone): then from every replica.
+TrainingState state_of(DataParallelTrainer& t, std::int64_t steps_done) {
+  TrainingState s;
+  s.step = steps_done;
+  t.replica(0).gather_params_into(s);
+  const bool sharded = t.replica(0).config().parallel.zero;
+  for (int r = 0; r < (sharded ? t.replicas() : 1); ++r) t.replica(r).gather_optimizer_state_into(s.optimizer, r == 0);
+  return s;
+}
+void restore(DataParallelTrainer& t, const TrainingState& s, const std::string& source) {
+  for (int r = 0; r < t.replicas(); ++r) t.replica(r).restore_training_state(s, source);
+}
+
 // ---- jobs ------------------------------------------------------------------------------------------
 
 // A Job over a trainer of type T. A subclass that owns what the trainer needs besides (processes,
@@ -78,6 +109,24 @@ class TrainerJob : public Job {
   int threads() override { return trainer_->backend().threads(); }
   std::int64_t parameter_count() override { return count_params(*trainer_); }
   std::string summary() override { return summary_; }
+  std::string checkpoint_refusal() override {
+    if constexpr (requires(T& t) { state_of(t, 0); }) {
+      if constexpr (requires(T& t) { t.params_in_order(); })
+        for (const Param* p : trainer_->params_in_order())
+          if (!p->value.device().is_cpu())
+            return "stages on a GPU (their state is not gathered to the host yet); train on the CPU";
+      return {};
+    }
+    return Job::checkpoint_refusal();
+  }
+  TrainingState training_state(std::int64_t steps_done) override {
+    if constexpr (requires(T& t) { state_of(t, 0); }) return state_of(*trainer_, steps_done);
+    return Job::training_state(steps_done);
+  }
+  void restore_training_state(const TrainingState& state, const std::string& source) override {
+    if constexpr (requires(T& t) { state_of(t, 0); }) restore(*trainer_, state, source);
+    else Job::restore_training_state(state, source);
+  }
 
  protected:
   std::string summary_;
@@ -96,6 +145,10 @@ class DeviceJob final : public TrainerJob<DeviceTrainer> {
   DeviceJob(const RunConfig& config, const Device& device) {
     trainer_ = std::make_unique<DeviceTrainer>(config, device);
     summary_ = "training on " + device.str() + "\n";
+  }
+  std::string checkpoint_refusal() override {
+    return "the single-GPU trainer (its optimizer state lives on the device and is not gathered yet; train on the "
+           "CPU, or in a pipeline of GPU stages)";
   }
 };
 
@@ -183,6 +236,10 @@ std::string ps_mode_text(const RunConfig& config) {
                      config.ps.mode == PsMode::ssp ? fmt::format(" (staleness {})", config.ps.staleness) : "");
 }
 
+constexpr const char* kPsRefusal =
+    "parameter-server runs (their optimizer state lives in the shard actors); use parallel.gradient_exchange = ring "
+    "or alltoall";
+
 // Worker threads against parameter-server actors (actors/ps/).
 class PsThreadsJob final : public TrainerJob<ps::PsTrainer> {
  public:
@@ -191,6 +248,7 @@ class PsThreadsJob final : public TrainerJob<ps::PsTrainer> {
     summary_ = fmt::format("parameter servers, {} workers (threads) x {} shards, {}\n", config.parallel.data,
                            config.ps.shards, ps_mode_text(config));
   }
+  std::string checkpoint_refusal() override { return kPsRefusal; }
   std::string report() override {
     return fmt::format("optimizer state {:.2f} MB over {} shards\n", trainer_->optimizer_state_bytes() / 1e6, shards_);
   }
@@ -222,6 +280,7 @@ class PsProcessesJob final : public TrainerJob<ps::PsTrainer> {
                            config.parallel.data, procs_->rendezvous(), config.ps.shards, ps_mode_text(config));
   }
   ~PsProcessesJob() override { trainer_.reset(); }  // its links first, then the processes
+  std::string checkpoint_refusal() override { return kPsRefusal; }
   std::string report() override {
     const int restarts = trainer_->restarts();
     return fmt::format("optimizer state {:.2f} MB over {} shards; {} worker restart{}\n",
@@ -260,6 +319,13 @@ void train_started_rank(T& trainer, const RunConfig& config, int rank, std::int6
 }
 
 }  // namespace
+
+TrainingState Job::training_state(std::int64_t) {
+  throw Error(ErrorKind::kConfig, "checkpoints are not built yet for " + checkpoint_refusal());
+}
+void Job::restore_training_state(const TrainingState&, const std::string&) {
+  throw Error(ErrorKind::kConfig, "resuming is not built yet for " + checkpoint_refusal());
+}
 
 plan::Topology plan_run(const RunConfig& config) {
   validate(config);
@@ -305,7 +371,7 @@ std::unique_ptr<Job> launch(const RunConfig& config, const LaunchOptions& option
   return std::make_unique<SingleDeviceJob>(config);
 }
 
-void run_started_rank(const RunConfig& config, int rank, const std::string& init_from) {
+void run_started_rank(const RunConfig& config, int rank, const std::string& init_from, const std::string& resume_from) {
   const bool ps = config.parallel.gradient_exchange == GradientExchange::ps;
   try {
     if (ps) {
@@ -325,7 +391,13 @@ void run_started_rank(const RunConfig& config, int rank, const std::string& init
     const plan::Topology topology = topology_for(config, placement_for_run(config));
     DataParallelTrainer replica(config, rank, std::move(transports), true, &topology);
     if (!init_from.empty()) replica.load_weights(init_from);
-    train_started_rank(replica, config, rank);
+    std::int64_t first = 0;
+    if (!resume_from.empty()) {
+      const LoadedCheckpoint checkpoint = read_checkpoint(resume_from);
+      restore(replica, checkpoint.state, checkpoint.path);
+      first = checkpoint.state.step;
+    }
+    train_started_rank(replica, config, rank, first);
   } catch (const Error& e) {
     throw Error(e.kind(), (ps ? "ps worker " : "data-parallel rank ") + std::to_string(rank) + ": " + e.what());
   }

@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "models/trainer.h"
+#include "runtime/checkpoint/training_state.h"
 #include "runtime/config/run_config.h"
 #include "runtime/plan/topology.h"
 
@@ -48,6 +49,15 @@ class Job {
   virtual std::string report() { return {}; }
   // Waits for the processes the job started; throws troupe::Error naming one that failed.
   virtual void finish() {}
+
+  // Checkpoints (runtime/checkpoint/), between steps: the whole training state by parameter name —
+  // parameters, buffers, optimizer state, gathered from wherever this layout keeps them — and back,
+  // scattered to wherever this layout keeps them (checked first: troupe::Error(kInput) naming `source`).
+  // A layout that cannot do this yet says why in checkpoint_refusal() ("" when it can), which the caller
+  // turns into a config error before training starts.
+  virtual std::string checkpoint_refusal() { return "this layout"; }
+  virtual TrainingState training_state(std::int64_t steps_done);
+  virtual void restore_training_state(const TrainingState& state, const std::string& source);
 };
 
 struct LaunchOptions {
@@ -69,7 +79,9 @@ std::unique_ptr<Job> launch(const RunConfig& config, const LaunchOptions& option
 
 // In a rank process that `troupe train` started (hidden option --rank r, r >= 1): joins the job at
 // the addresses rank 0 put in the environment, trains every step (from where a restarted parameter-
-// server worker's pushes stopped), and returns when done. Errors name the rank.
-void run_started_rank(const RunConfig& config, int rank, const std::string& init_from);
+// server worker's pushes stopped, or from `resume_from`'s step when rank 0 resumed from that
+// checkpoint), and returns when done. Errors name the rank.
+void run_started_rank(const RunConfig& config, int rank, const std::string& init_from,
+                      const std::string& resume_from = "");
 
 }  // namespace troupe

@@ -43,6 +43,9 @@ int main(int argc, char** argv) {
   train_cmd->add_option("--steps", train.steps, "Shorthand for --set train.steps=N")->transform(as_config_key("train.steps"));
   train_cmd->add_option("--seed", train.seed, "Shorthand for --set train.seed=S")->transform(as_config_key("train.seed"));
   train_cmd->add_option("--save", train.save_path, "Write the final weights (safetensors); with train.steps=0 the initial ones");
+  train_cmd->add_option("--resume", train.resume,
+                        "Continue from the newest whole checkpoint in DIR (train.checkpoint_dir of an earlier run), "
+                        "under this run's layout; config keys not given come from the checkpoint");
   train_cmd->add_option("--init-from", train.init_from, "Load initial weights (safetensors); model.* keys not set explicitly come from the file");
   train_cmd->add_option("--dump-losses", train.dump_losses,
                         "Write one JSON line per step, as a run directory's metrics.jsonl: step (from 1), loss, lr, "

@@ -3,6 +3,8 @@
 
 #include <algorithm>
 #include <chrono>
+#include <csignal>
+#include <optional>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -15,8 +17,13 @@
 #include "cli/progress.h"
 #include "cli/report_command.h"
 #include "cli/run_dir.h"
+#include "runtime/checkpoint/checkpoint_store.h"
+#include "runtime/checkpoint/checkpoint_writer.h"
+#include "runtime/checkpoint/resume_rules.h"
 #include "runtime/config/config_loader.h"
 #include "runtime/config/weights_config.h"
+#include "runtime/io/partial_files.h"
+#include "runtime/signals/stop_signal.h"
 #include "runtime/trace/trace.h"
 
 namespace troupe {
@@ -43,8 +50,32 @@ std::string human_count(std::int64_t n) {
 }  // namespace
 
 namespace {
-int train_loop(Job& job, const RunConfig& config, const TrainOptions& options, RunDir* run);
+// Where training starts: step 0, or a checkpoint's step and state (--resume).
+struct Start {
+  std::int64_t step = 0;
+  std::optional<LoadedCheckpoint> checkpoint;
+};
+// The signal that stopped the run at a step boundary (0: it ran to the end).
+int train_loop(Job& job, const RunConfig& config, const TrainOptions& options, RunDir* run, Start& start);
 void print_run_dir(const RunDir& run, std::int64_t steps, bool report_written);
+
+// Rank 0 names the checkpoint it resumes from to the rank processes it starts, so that all of them read
+// the same one (the newest could change once rank 0 writes).
+constexpr const char* kResumeEnv = "TROUPE_RESUME_CHECKPOINT";
+
+// The checkpoint --resume DIR continues from: the newest whole one, newer damaged ones reported.
+std::string choose_checkpoint(const TrainOptions& options) {
+  if (options.rank > 0)
+    if (const char* chosen = std::getenv(kResumeEnv)) return chosen;
+  try {
+    return newest_valid_checkpoint(options.resume, [](const std::string& path, const std::string& problem) {
+      std::fprintf(stderr, "troupe: checkpoint %s is not usable (%s); trying the one before it\n", path.c_str(),
+                   problem.c_str());
+    });
+  } catch (const Error& e) {
+    throw Error(e.kind(), std::string("--resume ") + e.what());
+  }
+}
 }  // namespace
 
 int run_train(const TrainOptions& options) {
@@ -53,11 +84,24 @@ int run_train(const TrainOptions& options) {
   if (options.seed) sets.push_back("train.seed=" + std::to_string(*options.seed));
   if (!options.init_from.empty() && !fs::is_regular_file(options.init_from))
     throw Error(ErrorKind::kUsage, "--init-from " + options.init_from + ": no such file");
+  if (!options.init_from.empty() && !options.resume.empty())
+    throw Error(ErrorKind::kUsage, "--resume and --init-from together: a resumed run takes its weights from the "
+                                   "checkpoint; give one of them");
+  // --resume: the checkpoint's configuration is the base (then --config, if given, replaces it, and --set
+  // overrides either); the model and the optimizer kind must stay as they were.
+  std::string checkpoint;
+  std::optional<std::string> config_path = options.config_path;
+  if (!options.resume.empty()) {
+    checkpoint = choose_checkpoint(options);
+    if (!config_path) config_path = (fs::path(checkpoint) / "config.toml").string();
+  }
   ConfigOrigins explicit_keys;  // model keys not among them come from the --init-from file's metadata
-  const RunConfig config = adopt_model_config_from_weights(load_config(options.config_path, sets, &explicit_keys, "--set"),
+  const RunConfig config = adopt_model_config_from_weights(load_config(config_path, sets, &explicit_keys, "--set"),
                                                            explicit_keys, options.init_from);
+  if (!checkpoint.empty())
+    check_resumable(config, load_config((fs::path(checkpoint) / "config.toml").string(), {}), checkpoint);
   if (options.rank > 0) {  // a rank process this program started (comm.transport = tcp)
-    run_started_rank(config, options.rank, options.init_from);
+    run_started_rank(config, options.rank, options.init_from, checkpoint);
     return 0;
   }
   if (options.print_plan) {  // the layout, checked as a run would check it, and nothing run
@@ -69,6 +113,15 @@ int run_train(const TrainOptions& options) {
   check_output_path("--save", options.save_path);
   check_output_path("--dump-losses", options.dump_losses);
   check_output_path("--trace", options.trace_path);
+  if (!config.train.checkpoint_dir.empty()) check_checkpoint_dir(config.train.checkpoint_dir, "train.checkpoint_dir");
+  Start start;
+  if (!checkpoint.empty()) {
+    start.checkpoint = read_checkpoint(checkpoint);
+    start.step = start.checkpoint->state.step;
+    ::setenv(kResumeEnv, checkpoint.c_str(), 1);  // for the rank processes launch() starts
+  }
+  // From here on the first SIGINT or SIGTERM stops the run at a step boundary (runtime/signals/stop_signal.h).
+  install_stop_handlers();
 
   // The run directory, made only once the inputs are known to be good: bad input leaves nothing behind.
   std::unique_ptr<RunDir> run;
@@ -87,7 +140,16 @@ int run_train(const TrainOptions& options) {
     if (options.print_config) print_and_log(run.get(), config_to_toml(config));
     std::unique_ptr<Job> job = launch(config, {.args = options.args});
     if (const std::string summary = job->summary(); !summary.empty()) print_and_log(run.get(), "troupe: " + summary);
-    const int code = train_loop(*job, config, options, run.get());
+    if (!config.train.checkpoint_dir.empty() || start.checkpoint)
+      if (const std::string refusal = job->checkpoint_refusal(); !refusal.empty())
+        throw Error(ErrorKind::kConfig, fmt::format("{}: checkpoints are not built yet for {}",
+                                                    start.checkpoint ? "--resume" : "train.checkpoint_dir", refusal));
+    const int stopped_by = train_loop(*job, config, options, run.get(), start);
+    if (stopped_by) {
+      job.reset();  // stops every rank process now: they wait in a step that will not come
+      if (run) run->finish();
+      return 128 + stopped_by;
+    }
     if (const std::string report = job->report(); config.train.steps > 0 && !report.empty())
       print_and_log(run.get(), "troupe: " + report);
     job->finish();
@@ -100,7 +162,7 @@ int run_train(const TrainOptions& options) {
       }
       print_run_dir(*run, config.train.steps, report_written);
     }
-    return code;
+    return 0;
   } catch (const std::exception& e) {
     if (run) {
       run->fail(e.what());
@@ -125,8 +187,13 @@ std::vector<StageTime> stage_times(const std::vector<TrackStats>& tracks) {
 }
 
 // The loop every layout shares: train, report progress and metrics, evaluate, write the trace and the weights.
-int train_loop(Job& trainer, const RunConfig& config, const TrainOptions& options, RunDir* run) {
+int train_loop(Job& trainer, const RunConfig& config, const TrainOptions& options, RunDir* run, Start& start) {
   if (!options.init_from.empty()) trainer.load_weights(options.init_from);
+  if (start.checkpoint) {
+    trainer.restore_training_state(start.checkpoint->state, start.checkpoint->path);
+    print_and_log(run, fmt::format("troupe: resuming from {} after step {}\n", start.checkpoint->path, start.step));
+    start.checkpoint.reset();  // its tensors are in the trainer now
+  }
   TraceRecorder trace(!options.trace_path.empty() || run);
   if (trace.enabled()) trainer.set_trace(&trace);
   const auto& m = config.model;
@@ -163,21 +230,41 @@ int train_loop(Job& trainer, const RunConfig& config, const TrainOptions& option
       fs::remove(tmp, ignored);
     }
   } dump_guard{dump, dump_tmp};
+  const PartialPath dump_partial(dump_tmp);  // and neither does an abort (a second Ctrl-C)
+
+  // Checkpoints: a copy of the state at the step boundary (the pause training sees), written by a
+  // background thread while the next steps run (runtime/checkpoint/checkpoint_writer.h).
+  std::unique_ptr<CheckpointWriter> writer;
+  if (!config.train.checkpoint_dir.empty())
+    writer = std::make_unique<CheckpointWriter>(config.train.checkpoint_dir, config, config.train.keep_checkpoints);
+  std::int64_t last_checkpoint = start.step, checkpoints = 0;
+  double snapshot_s = 0.0;
+  auto checkpoint = [&](std::int64_t steps_done) {
+    const auto t0 = std::chrono::steady_clock::now();
+    writer->submit(trainer.training_state(steps_done));
+    snapshot_s += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    last_checkpoint = steps_done;
+    ++checkpoints;
+  };
 
   ProgressReporter progress(stdout, config.train.steps, unit, run ? run->log() : nullptr);
-  const auto start = std::chrono::steady_clock::now();
+  const auto started = std::chrono::steady_clock::now();
   double last_loss = 0.0, units = 0.0, compute_s = 0.0;
-  for (std::int64_t step = 0; step < config.train.steps; ++step) {
+  int stopped_by = 0;
+  std::int64_t done = start.step;
+  for (std::int64_t step = start.step; step < config.train.steps; ++step) {
+    if ((stopped_by = stop_signal())) break;
     const std::size_t first_span = trace.span_count();
     const double begin_us = TraceRecorder::now_us();
     const StepStats s = trainer.train_step(step);
     const double end_us = TraceRecorder::now_us();
+    done = step + 1;
     last_loss = s.loss;
-    if (step > 0 || config.train.steps == 1) {  // step 0 includes first-touch allocation
+    if (step > start.step || config.train.steps == start.step + 1) {  // the first step includes first-touch allocation
       units += s.tokens_per_s * s.seconds;
       compute_s += s.seconds;
     }
-    const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
     MetricsRow row;
     row.step = step + 1;  // counted from 1 on screen and in every file (cli/metrics.h)
     row.loss = s.loss;
@@ -205,15 +292,42 @@ int train_loop(Job& trainer, const RunConfig& config, const TrainOptions& option
       std::fflush(dump);
     }
     if (run) run->add_metrics(row, unit);
+    if (writer && config.train.checkpoint_every > 0 && done % config.train.checkpoint_every == 0 && !last)
+      checkpoint(done);
   }
+  if (!stopped_by && stop_signal() && done < config.train.steps) stopped_by = stop_signal();
   progress.finish();
+  if (writer) {
+    if (done > last_checkpoint) checkpoint(done);  // the end of the run, or where a signal stopped it
+    const std::string written = writer->wait();
+    if (checkpoints > 0) {
+      const double train_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+      print_and_log(run, fmt::format("troupe: {} checkpoint{} written, the newest {}; step boundaries paused {:.3f}s for "
+                                     "copies ({:.2f}% of {:.1f}s), background writing took {:.2f}s, {:.3f}s of it waited "
+                                     "for\n",
+                                     checkpoints, checkpoints == 1 ? "" : "s", written, snapshot_s,
+                                     train_s > 0 ? 100.0 * snapshot_s / train_s : 0.0, train_s, writer->write_s(),
+                                     writer->waited_s()));
+    }
+  }
+  if (stopped_by) {
+    std::fflush(stdout);
+    const std::string line = fmt::format(
+        "troupe: stopped by {} after step {} of {}{}\n", stopped_by == SIGINT ? "SIGINT" : "SIGTERM", done,
+        config.train.steps,
+        writer ? fmt::format("; troupe train --resume {} continues", config.train.checkpoint_dir)
+               : std::string(" (no checkpoint: train.checkpoint_dir is not set)"));
+    std::fputs(line.c_str(), stderr);
+    if (run) std::fputs(line.c_str(), run->log());
+    return stopped_by;  // the loss dump is removed (DumpGuard): it would stop short of train.steps
+  }
   if (dump) {
     std::fclose(dump);
     dump = nullptr;
     fs::rename(dump_tmp, options.dump_losses);
   }
   if (config.train.steps > 0) {
-    const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
     print_and_log(run, fmt::format("troupe: done in {:.1f}s, final train loss {:.4f}, {:.0f} {}/s\n", wall, last_loss,
                                    compute_s > 0 ? units / compute_s : 0.0, unit));
   }

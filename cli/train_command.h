@@ -19,6 +19,7 @@ struct TrainOptions {
   std::optional<unsigned long long> seed;
   std::string save_path;
   std::string init_from;
+  std::string resume;       // --resume: a checkpoint directory (train.checkpoint_dir) or one checkpoint in it
   std::string dump_losses;
   std::string trace_path;
   std::string run_dir;      // --run-dir: this directory (new or empty)

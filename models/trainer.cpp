@@ -182,4 +182,18 @@ void Trainer::load_weights(const std::string& path) { load_weights_into(model_->
 
 void Trainer::save_weights(const std::string& path) const { save_weights_from(model_->params().state(), path, config_); }
 
+TrainingState Trainer::training_state(std::int64_t steps_done) const {
+  TrainingState s;
+  s.step = steps_done;
+  gather_params(model_->params().state(), s.params);
+  s.optimizer = clone_optimizer_state(optimizer_->state());
+  return s;
+}
+
+void Trainer::restore_training_state(const TrainingState& state, const std::string& source) {
+  check_covers(state, model_->params().state(), source);
+  scatter_params(state.params, model_->params().state(), source);
+  optimizer_->state() = optimizer_state_for(state.optimizer, model_->params().all());
+}
+
 }  // namespace troupe

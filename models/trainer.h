@@ -10,6 +10,7 @@
 #include "models/model.h"
 #include "models/step_stats.h"
 #include "runtime/config/run_config.h"
+#include "runtime/checkpoint/training_state.h"
 #include "runtime/cpu/cpu_backend.h"
 #include "runtime/data/dataset.h"
 #include "runtime/optim/optimizer.h"
@@ -49,6 +50,11 @@ class Trainer {
   // must match exactly.
   void load_weights(const std::string& path);
   void save_weights(const std::string& path) const;
+
+  // Checkpoints: a copy of parameters, buffers and optimizer state after `steps_done` steps; and back
+  // (checked first: troupe::Error(kInput) naming `source` when it does not fit this model).
+  TrainingState training_state(std::int64_t steps_done) const;
+  void restore_training_state(const TrainingState& state, const std::string& source);
 
   Model& model() { return *model_; }
   Dataset& dataset() { return *dataset_; }

@@ -90,6 +90,9 @@ const std::map<std::string, std::string> kSamples = {
     {"ps.max_restarts", "5"},
     {"train.device", "cuda:1"},
     {"train.on_nonfinite", "skip"},
+    {"train.checkpoint_dir", "runs/ckpt"},
+    {"train.checkpoint_every", "50"},
+    {"train.keep_checkpoints", "5"},
 };
 
 RunConfig round_trip(const RunConfig& config) {
@@ -172,6 +175,7 @@ TEST_CASE("every schema key can be set, and round-trips through config_to_toml",
     if (key.name == "parallel.virtual_stages") sets.push_back("parallel.schedule=interleaved");
     if (key.name.rfind("ps.", 0) == 0) sets.push_back("parallel.gradient_exchange=ps");
     if (key.name == "ps.staleness") sets.push_back("ps.mode=ssp");
+    if (key.name == "train.checkpoint_every") sets.push_back("train.checkpoint_dir=ck");
     sets.push_back(key.name + "=" + sample);
 
     RunConfig c = load_config(std::nullopt, sets);

@@ -113,6 +113,39 @@ void PipelineDriver::load_weights(const std::string& path) {
       for (auto& st : stages_) st->set_tied_weight(p->value);
 }
 
+namespace {
+// Parameters then buffers of every chunk, in layer order: the whole state a checkpoint holds.
+std::vector<Param*> state_in_order(const pipeline::Layout& layout, const std::vector<std::unique_ptr<StageWorker>>& stages) {
+  std::vector<Param*> all;
+  for (int k = 0; k < layout.num_virtual(); ++k)
+    for (Param* p : stages[layout.stage_of(k)]->chunk(layout.chunk_of(k)).params().state()) all.push_back(p);
+  return all;
+}
+}  // namespace
+
+void PipelineDriver::gather_params_into(TrainingState& state) const {
+  gather_params(state_in_order(layout_, stages_), state.params);
+}
+
+void PipelineDriver::gather_optimizer_state_into(OptimizerState& whole, bool first) const {
+  for (std::size_t s = 0; s < stages_.size(); ++s)
+    gather_optimizer_state(stages_[s]->optimizer_state(), whole, first && s == 0);
+}
+
+void PipelineDriver::restore_training_state(const TrainingState& state, const std::string& source) {
+  const std::vector<Param*> all = state_in_order(layout_, stages_);
+  check_covers(state, all, source);
+  scatter_params(state.params, all, source);
+  const std::string tied = tied_weight_of(specs_);
+  for (Param* p : all)
+    if (!tied.empty() && p->name == tied)
+      for (auto& st : stages_) st->set_tied_weight(p->value);
+  for (auto& st : stages_) {
+    const std::vector<Param*> mine = st->params();
+    st->optimizer_state() = optimizer_state_for(state.optimizer, st->gradient_sync() ? st->gradient_sync()->owned(mine) : mine);
+  }
+}
+
 void PipelineDriver::save_weights(const std::string& path) const { save_weights_from(params_in_order(), path, config_); }
 
 StepUpdate plan_update(const RunConfig& config, const pipeline::Layout& layout,

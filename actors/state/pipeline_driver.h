@@ -73,6 +73,14 @@ class PipelineDriver {
   // Every parameter of every stage, in layer order (the single-device model's order).
   std::vector<Param*> params_in_order() const;
   void load_weights(const std::string& path);  // then refreshes the LM head's replica of wte
+  // Checkpoints (runtime/checkpoint/training_state.h), between steps. Parameters and buffers of every
+  // stage, whole, in layer order; each stage's optimizer state is gathered into `whole` (first: this is
+  // the first holder gathered, whose step count the whole takes).
+  void gather_params_into(TrainingState& state) const;
+  void gather_optimizer_state_into(OptimizerState& whole, bool first) const;
+  // Scatters `state` into the stages: every parameter and buffer, and to each stage the optimizer
+  // state of the parameters it updates (ZeRO-1: its GradientSync's shard). Checked first.
+  void restore_training_state(const TrainingState& state, const std::string& source);
   void save_weights(const std::string& path) const;
   CpuBackend& backend() { return *backend_; }
   Dataset& dataset() { return *dataset_; }

@@ -139,6 +139,9 @@ class StageWorker {
   void restore(const StageSnapshot& snapshot);
 
   std::vector<Param*> params() const;
+  // The optimizer's state (ZeRO-1: only the parameters this replica owns); between steps only.
+  OptimizerState& optimizer_state() { return optimizer_->state(); }
+  const OptimizerState& optimizer_state() const { return optimizer_->state(); }
   // Bytes of optimizer state this stage holds (ZeRO-1: only its replica's shard has any).
   std::size_t optimizer_state_bytes() const { return optimizer_->state_bytes(); }
   Model& chunk(int c) { return *chunks_.at(c); }

@@ -318,6 +318,32 @@ void validate_parallel(const RunConfig& config) {
   }
 }
 
+// Checkpoints: what they need, and the layouts whose whole state they cannot hold yet.
+void validate_checkpoints(const RunConfig& config) {
+  const TrainConfig& t = config.train;
+  if (t.checkpoint_dir.empty()) {
+    if (t.checkpoint_every > 0)
+      invalid(fmt::format("train.checkpoint_every = {} without train.checkpoint_dir: set train.checkpoint_dir to the "
+                          "directory the checkpoints go to",
+                          t.checkpoint_every));
+    return;
+  }
+  const ParallelConfig& par = config.parallel;
+  if (par.gradient_exchange == GradientExchange::ps)
+    invalid("train.checkpoint_dir with parallel.gradient_exchange = ps: checkpoints of parameter-server runs are not "
+            "built yet (the optimizer state lives in the shard actors and pushes arrive asynchronously); use ring or "
+            "alltoall, or remove train.checkpoint_dir");
+  if (config.comm.compression != "none")
+    invalid(fmt::format("train.checkpoint_dir with comm.compression = {}: the compressors' error-feedback state is "
+                        "not checkpointed yet, so a resumed run would differ; use comm.compression = none, or remove "
+                        "train.checkpoint_dir",
+                        config.comm.compression));
+  if (config.comm.transport == TransportKind::tcp && par.data > 1 && par.zero)
+    invalid("train.checkpoint_dir with comm.transport = tcp and parallel.zero = 1: the optimizer state is sharded over "
+            "processes and gathering it into a checkpoint is not built yet; use comm.transport = inproc (replicas as "
+            "threads, the same results), or parallel.zero = 0");
+}
+
 // The residual CNN: its shape keys agree, and it runs where its kernels and strategies exist so far.
 void validate_cnn(const RunConfig& config) {
   const ModelConfig& m = config.model;
@@ -394,6 +420,7 @@ void validate(const RunConfig& config) {
                         par.virtual_stages, name_of(par.schedule)));
 
   validate_parallel(config);
+  validate_checkpoints(config);
 
   if (t.lr_schedule == LrScheduleKind::cosine) {
     if (t.steps > 0 && t.warmup_steps > t.steps)  // steps = 0 only exports weights

@@ -275,6 +275,17 @@ std::vector<ConfigKey> build_schema() {
                         .help = "a step whose loss or gradients hold NaN or Inf: stop (end the run, naming the step and "
                                 "the parameter; exit 1) or skip (its update is not applied, the run goes on)"},
                    &R::train, &T::on_nonfinite));
+  k.push_back(bind(Spec{.name = "train.checkpoint_dir",
+                        .help = "directory for checkpoints (step-NNNNNN/, written in the background; troupe train --resume "
+                                "DIR continues from the newest whole one); empty: none"},
+                   &R::train, &T::checkpoint_dir));
+  k.push_back(bind(Spec{.name = "train.checkpoint_every", .range = between(0, kMaxSteps),
+                        .help = "write a checkpoint every this many steps; 0: only at the end of the run and when "
+                                "stopped by SIGINT or SIGTERM (needs train.checkpoint_dir)"},
+                   &R::train, &T::checkpoint_every));
+  k.push_back(bind(Spec{.name = "train.keep_checkpoints", .range = between(1, 1000000),
+                        .help = "checkpoints kept in train.checkpoint_dir, the newest; older ones are removed"},
+                   &R::train, &T::keep_checkpoints));
 
   k.push_back(bind(Spec{.name = "optim.kind", .help = "optimizer, with torch.optim semantics"},
                    &R::optim, &O::kind));

@@ -48,6 +48,11 @@ struct TrainConfig {
   bool deterministic = false;
   std::string device = "cpu";         // cpu | cuda (cuda:N picks a GPU)
   NonfiniteAction on_nonfinite = NonfiniteAction::stop;  // a NaN/Inf loss or gradient: end the run, or skip the step
+  // Checkpoints (runtime/checkpoint/): where, how often (steps; 0: at the end and on a stop signal only),
+  // and how many to keep (the newest).
+  std::string checkpoint_dir;                // "": no checkpoints
+  std::int64_t checkpoint_every = 0;
+  int keep_checkpoints = 3;
 
   friend bool operator==(const TrainConfig&, const TrainConfig&) = default;
 };

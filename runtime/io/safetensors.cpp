@@ -18,6 +18,8 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "runtime/io/partial_files.h"
+
 #include "runtime/error.h"
 
 namespace troupe {
@@ -142,6 +144,7 @@ void save_safetensors(const std::string& path, const NamedTensors& tensors,
   std::string tmp = (dir / tmp_name).string();
   Fd file{::mkstemp(tmp.data())};
   if (file.fd < 0) io_error(path, fmt::format("cannot create a file in '{}': {}", dir.string(), std::strerror(errno)));
+  const PartialPath partial(tmp);  // an abort (second Ctrl-C) removes it too
 
   try {
     // mkstemp creates the file 0600; a weights file is as readable as any other output.

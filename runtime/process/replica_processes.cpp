@@ -16,6 +16,7 @@ extern char** environ;
 #include <thread>
 
 #include "runtime/error.h"
+#include "runtime/signals/stop_signal.h"
 
 namespace troupe {
 
@@ -53,6 +54,7 @@ int reap_by(pid_t pid, std::chrono::steady_clock::time_point deadline) {
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   }
+  unregister_child_process(pid);
   return status;
 }
 
@@ -103,11 +105,16 @@ pid_t ReplicaProcesses::spawn(int r, const std::vector<std::pair<std::string, st
     // Child: quiet stdout (rank 0 reports for everyone), then become the rank.
     const int devnull = open("/dev/null", O_WRONLY);
     if (devnull >= 0) dup2(devnull, STDOUT_FILENO);
+    // Ctrl-C reaches the whole process group; rank 0 alone decides when the run stops (at a step
+    // boundary) and then stops its children, so a child must not die mid-step of the same SIGINT.
+    // Ignored dispositions survive execve.
+    ::signal(SIGINT, SIG_IGN);
     execve(program_.c_str(), argv.data(), envp.data());
     static const char msg[] = "troupe: error: cannot start a rank process: exec failed\n";
     [[maybe_unused]] const ssize_t ignored = write(STDERR_FILENO, msg, sizeof msg - 1);
     _exit(127);
   }
+  register_child_process(pid);  // an abort (a second Ctrl-C) kills it
   return pid;
 }
 
@@ -147,6 +154,7 @@ std::string ReplicaProcesses::wait_all() {
     if (pid <= 0) continue;
     int status = 0;
     if (waitpid(pid, &status, 0) < 0) continue;
+    unregister_child_process(pid);
     pid = -1;
     const int rank = static_cast<int>(i) + 1;
     if (first.empty() && !(WIFEXITED(status) && WEXITSTATUS(status) == 0))
