@@ -6,6 +6,7 @@
 
 #include "actors/actor_pipeline.h"
 #include "actors/data_parallel.h"
+#include "actors/ps/ps_trainer.h"
 #include "actors/runner.h"
 #include "runtime/config/config_loader.h"
 #include "runtime/supervision/supervisor.h"
@@ -131,4 +132,22 @@ TEST_CASE("a gradient-exchange actor that dies is reported by its name and place
   }
   // The healthy replica learns of it from its group at once, not after comm.timeout_s.
   CHECK(std::chrono::steady_clock::now() - start < std::chrono::seconds(20));
+}
+
+TEST_CASE("a parameter-server shard actor that dies is reported by its supervisor with its place", "[supervision][ps]") {
+  const RunConfig config =
+      load_config(std::nullopt, {"model.n_layer=2", "model.n_embd=32", "model.n_head=2", "model.block_size=16",
+                                 "train.batch_size=4", "train.threads=2", "parallel.gradient_exchange=ps",
+                                 "parallel.data=2", "ps.shards=2", "comm.timeout_s=30"});
+  ps::PsTrainer t(config);
+  t.train_step(0);
+  t.kill_shard(1);
+  try {
+    t.train_step(1);
+    FAIL("the step should have failed");
+  } catch (const Error& e) {
+    CHECK_THAT(e.what(), Catch::StartsWith("parameter-server shard actor shard 1 (process 0 on localhost") &&
+                             Catch::Contains("died in step 1: exit_reason(kill)") &&
+                             Catch::Contains("the workers saw: ps shard 1"));
+  }
 }

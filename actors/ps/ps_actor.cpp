@@ -8,6 +8,7 @@
 #include <cmath>
 #include <exception>
 #include <map>
+#include <mutex>
 #include <optional>
 #include <utility>
 #include <thread>
@@ -339,6 +340,10 @@ double PsClient::clip(std::int64_t step, double max_norm) {
 struct PsCluster::Actors {
   std::shared_ptr<ActorSystem> system;
   std::vector<caf::actor> shards;
+  // Written by a dying shard's thread (attach_functor), read by the trainer's.
+  mutable std::mutex mu;
+  std::optional<std::pair<int, std::string>> first_dead;
+  bool stopping = false;  // the cluster stops its shards itself: not a death
 };
 
 PsCluster::PsCluster(std::shared_ptr<const PsLayout> layout, PsOptions options, const PsInit& init, double timeout_s,
@@ -363,11 +368,34 @@ PsCluster::PsCluster(std::shared_ptr<const PsLayout> layout, PsOptions options, 
   for (auto& e : errors)
     if (e) std::rethrow_exception(e);
   actors_->system = system ? std::move(system) : std::make_shared<ActorSystem>();
-  for (int s = 0; s < S; ++s)
+  for (int s = 0; s < S; ++s) {
     actors_->shards.push_back(actors_->system->get().spawn<caf::detached>(shard_actor, shards[static_cast<std::size_t>(s)]));
+    Actors* a = actors_.get();
+    caf::actor_system* sys = &actors_->system->get();
+    caf::actor_cast<caf::abstract_actor*>(actors_->shards.back())->attach_functor([a, sys, s](const caf::error& reason) {
+      std::lock_guard lock(a->mu);
+      if (!a->stopping && !a->first_dead) a->first_dead = std::make_pair(s, sys->render(reason));
+    });
+  }
+}
+
+std::optional<std::pair<int, std::string>> PsCluster::dead_shard() const {
+  std::lock_guard lock(actors_->mu);
+  return actors_->first_dead;
+}
+
+void PsCluster::kill_shard(int s) {
+  const caf::actor& shard = actors_->shards.at(static_cast<std::size_t>(s));
+  caf::anon_send_exit(shard, caf::exit_reason::kill);
+  caf::scoped_actor self(actors_->system->get());
+  self->wait_for(shard);
 }
 
 PsCluster::~PsCluster() {
+  {
+    std::lock_guard lock(actors_->mu);
+    actors_->stopping = true;
+  }
   // Waits for its own shards only: the system may hold other actors of the job, still running.
   for (auto& a : actors_->shards) caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
   caf::scoped_actor self(actors_->system->get());
@@ -378,6 +406,10 @@ PsCluster::~PsCluster() {
 ActorSystem& PsCluster::system() { return *actors_->system; }
 
 void PsCluster::abort() {
+  {
+    std::lock_guard lock(actors_->mu);
+    actors_->stopping = true;
+  }
   for (auto& a : actors_->shards) caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
 }
 

@@ -18,6 +18,9 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
+#include <string>
+#include <utility>
 #include <vector>
 
 #include "actors/state/ps/ps_endpoint.h"
@@ -87,6 +90,11 @@ class PsCluster {
   // Stops every shard now (a worker process died): waiting and later requests fail at once instead of
   // waiting out the timeout. Only destruction may follow.
   void abort();
+  // The first shard actor that ended other than by the cluster's own stop (a crash, a kill): its index
+  // and exit reason, for the supervisor to report by name and place.
+  std::optional<std::pair<int, std::string>> dead_shard() const;
+  // Test hook: ends shard `s`'s actor as a crash would (exit reason kill) and waits until it has ended.
+  void kill_shard(int s);
 
  private:
   struct Actors;

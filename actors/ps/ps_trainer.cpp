@@ -4,6 +4,8 @@
 #include "actors/ps/ps_link.h"
 
 #include "actors/actor_system.h"
+#include "runtime/plan/topology.h"
+#include "runtime/supervision/supervision_tree.h"
 
 #include <algorithm>
 #include <chrono>
@@ -127,6 +129,11 @@ PsTrainer::PsTrainer(const RunConfig& config, PsLinks links, bool remote)
     workers_.push_back(std::move(worker));
   }
   system_ = std::make_shared<ActorSystem>();
+  {
+    const plan::Topology topology = plan::make_topology(config_, layer_info(make_layer_specs(config_.model, config_.train.seed)),
+                                                        std::vector<std::string>(1, "cpu:0"));
+    supervisor_ = std::make_unique<supervision::Supervisor>(supervision::make_supervision_tree(topology), topology);
+  }
   const bool remote_worker = remote && links_.rank > 0;
   if (remote_worker) {
     auto client = std::make_unique<RemotePsClient>(*links_.links[0], layout_, links_.rank);
@@ -264,6 +271,10 @@ StepStats PsTrainer::train_step(std::int64_t step) {
   for (auto& e : errors) {
     if (!e) continue;
     if (server_) server_->throw_if_failed();  // a remote worker's failure is the cause; worker 0's error its effect
+    // A dead shard is the cause of its workers' failed requests: its supervisor names it and its place.
+    if (const auto dead = cluster_ ? cluster_->dead_shard() : std::nullopt)
+      throw Error(ErrorKind::kIo, supervisor_->on_down("shard " + std::to_string(dead->first), step, dead->second).report +
+                                      "\n(the workers saw: " + e->what() + ")");
     throw *e;
   }
   // Per-row losses in sample order: this process's workers, then (rank 0 of a tcp run) the others'.
@@ -308,6 +319,11 @@ void PsTrainer::load_weights(const std::string& path) {
 void PsTrainer::save_weights(const std::string& path) {
   refresh_worker0();
   save_weights_from(workers_[0]->model->params().all(), path, config_);
+}
+
+void PsTrainer::kill_shard(int s) {
+  if (!cluster_) throw Error(ErrorKind::kUsage, "kill_shard: the shards live in rank 0's process");
+  cluster_->kill_shard(s);
 }
 
 std::size_t PsTrainer::optimizer_state_bytes() {

@@ -35,6 +35,7 @@
 #include "actors/ps/ps_link_server.h"
 #include "actors/ps/ps_worker_actor.h"
 #include "models/model.h"
+#include "runtime/supervision/supervisor.h"
 #include "models/trainer.h"
 #include "runtime/config/run_config.h"
 #include "runtime/cpu/cpu_backend.h"
@@ -79,6 +80,8 @@ class PsTrainer {
   Dataset& dataset() { return *dataset_; }
   // Optimizer state held by all shards together (each holds its parameters' share).
   std::size_t optimizer_state_bytes();
+  // Test hook: ends shard s's actor as a crash would (rank 0 / in-process only).
+  void kill_shard(int s);
 
  private:
   struct Worker;
@@ -99,6 +102,8 @@ class PsTrainer {
   std::unique_ptr<Model> initial_;  // initial values (seeded, or loaded) the shards start from
   std::shared_ptr<const PsLayout> layout_;
   std::shared_ptr<ActorSystem> system_;  // the process's: shard and worker actors
+  // The job's supervisor (job -> shards, workers), over the run's Topology: names a dead shard's place.
+  std::unique_ptr<supervision::Supervisor> supervisor_;
   std::unique_ptr<PsCluster> cluster_;
   std::vector<std::unique_ptr<Worker>> workers_;
   std::vector<caf::actor> worker_actors_;  // worker_actors_[i] runs workers_[i]'s steps (ps_worker_actor.h)
