@@ -7,6 +7,7 @@
 #include <mutex>
 
 #include "actors/runner.h"
+#include "actors/session.h"
 #include "models/model.h"
 #include "models/trainer.h"
 #include "runtime/comm/tensor_parallel_ops.h"
@@ -213,4 +214,29 @@ TEST_CASE("tensor parallel config errors say what would divide", "[tensor_parall
              Contains("does not divide model.mlp_hidden[0]"));
   CHECK_THAT(err({"model.kind=lstm", "parallel.tensor=2"}), Contains("splits the gpt's and the mlp's layers only"));
   CHECK_THAT(err(with(small_gpt(false), {"parallel.tensor=2", "train.device=cuda"})), Contains("on CUDA"));
+}
+
+TEST_CASE("tensor parallel from Session (the CLI's runner): tp 2 steps and evaluates as the single device",
+          "[tensor_parallel]") {
+  const std::vector<std::string> base = with(small_gpt(false), {"train.steps=3"});
+  auto single = Session::create(load_config(std::nullopt, base));
+  auto tp = Session::create(load_config(std::nullopt, with(base, {"parallel.tensor=2"})));
+  REQUIRE(single);
+  REQUIRE(tp);
+  for (int i = 0; i < 3; ++i) {
+    auto a = (*single)->step();
+    auto b = (*tp)->step();
+    REQUIRE(a);
+    REQUIRE(b);
+    CHECK(b->loss == Approx(a->loss).epsilon(1e-5));
+  }
+  auto ea = (*single)->evaluate();
+  auto eb = (*tp)->evaluate();
+  REQUIRE(ea);
+  REQUIRE(eb);
+  CHECK(eb->loss == Approx(ea->loss).epsilon(1e-5));
+  CHECK(eb->accuracy == Approx(ea->accuracy).margin(1e-6));
+  // Composition with the other axes is refused, saying what to set.
+  CHECK_THAT(config_error([&] { load_config(std::nullopt, with(base, {"parallel.tensor=2", "parallel.data=2"})); }),
+             Contains("tensor parallelism runs alone so far"));
 }

@@ -431,6 +431,12 @@ void validate_tensor(const RunConfig& config) {
     invalid(fmt::format("parallel.tensor = {} with parallel.gradient_exchange = ps: parameter servers hold whole "
                         "parameters; use ring or alltoall",
                         tp));
+  // Composition with the other axes is not built yet (docs/tensor-parallel.md, "Not yet").
+  if (par.pipeline > 1 || par.data > 1 || par.microbatches > 1)
+    invalid(fmt::format("parallel.tensor = {} with parallel.pipeline = {}, parallel.data = {}, parallel.microbatches = "
+                        "{}: tensor parallelism runs alone so far (its shards are not yet stage actors); set the "
+                        "other three to 1, or parallel.tensor = 1",
+                        tp, par.pipeline, par.data, par.microbatches));
 }
 
 }  // namespace
