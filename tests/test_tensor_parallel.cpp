@@ -71,7 +71,7 @@ double max_rel(const std::vector<double>& a, const std::vector<double>& b) {
 
 }  // namespace
 
-TEST_CASE("tensor split: qkv shards hold whole heads of q, k and v; placing every shard rebuilds the whole",
+TEST_CASE("tensor split: qkv shards hold whole heads of q, k and v, and placing every shard rebuilds the whole",
           "[tensor_parallel]") {
   // [3C, C] with C = 4 (rows q0..q3 k0..k3 v0..v3), 2 shards: shard 1 holds rows q2 q3 k2 k3 v2 v3.
   Tensor whole = Tensor::empty({12, 2});

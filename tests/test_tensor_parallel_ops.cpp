@@ -64,7 +64,7 @@ class CountingTransport final : public comm::Transport {
 
 }  // namespace
 
-TEST_CASE("tensor ops: f is the identity forward and sums backward; g sums forward, identity backward",
+TEST_CASE("tensor ops: f is the identity forward and sums backward, g sums forward, identity backward",
           "[tensor_parallel]") {
   for (int ranks : {1, 2, 3, 4}) {
     INFO("ranks " << ranks);
@@ -87,7 +87,7 @@ TEST_CASE("tensor ops: f is the identity forward and sums backward; g sums forwa
   }
 }
 
-TEST_CASE("tensor ops: gather all-gathers rows forward and reduce-scatters backward; scatter the reverse",
+TEST_CASE("tensor ops: gather all-gathers rows forward and reduce-scatters backward, scatter the reverse",
           "[tensor_parallel]") {
   for (int ranks : {2, 4}) {
     INFO("ranks " << ranks);
