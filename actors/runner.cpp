@@ -12,6 +12,7 @@
 #include "actors/data_parallel.h"
 #include "actors/ps/ps_processes.h"
 #include "actors/ps/ps_trainer.h"
+#include "actors/tensor_parallel.h"
 #include "models/device_trainer.h"
 #include "models/model.h"
 #include "net/tcp/launch.h"
@@ -44,6 +45,7 @@ std::chrono::milliseconds comm_timeout(const RunConfig& config) {
 std::int64_t count_params(Trainer& t) { return t.model().params().numel(); }
 std::int64_t count_params(DeviceTrainer& t) { return t.num_params(); }
 std::int64_t count_params(ps::PsTrainer& t) { return t.param_count(); }
+std::int64_t count_params(TensorParallelTrainer& t) { return t.param_count(); }
 template <class T>  // DataParallelTrainer, ActorPipeline: every stage's parameters in layer order
 std::int64_t count_params(T& t) {
   std::int64_t n = 0;
@@ -160,6 +162,15 @@ class PipelineJob final : public TrainerJob<ActorPipeline> {
     summary_ = fmt::format("pipeline of {} stages x {} chunks, schedule {}, {} micro-batches; partition:\n{}",
                            par.pipeline, par.virtual_stages, par.schedule, par.microbatches,
                            trainer_->describe_partition());
+  }
+};
+
+class TensorParallelJob final : public TrainerJob<TensorParallelTrainer> {
+ public:
+  explicit TensorParallelJob(const RunConfig& config) {
+    trainer_ = std::make_unique<TensorParallelTrainer>(config);
+    summary_ = fmt::format("tensor parallel, {} shards (threads over the in-process transport)\n",
+                           config.parallel.tensor);
   }
 };
 
@@ -360,6 +371,7 @@ std::unique_ptr<Job> launch(const RunConfig& config, const LaunchOptions& option
     if (processes) return std::make_unique<PsProcessesJob>(config, options.args);
     return std::make_unique<PsThreadsJob>(config);
   }
+  if (topology.size(plan::Axis::tensor) > 1) return std::make_unique<TensorParallelJob>(config);
   if (topology.size(plan::Axis::data) > 1) {
     if (processes) return std::make_unique<DataParallelProcessesJob>(config, topology, options.args);
     return std::make_unique<DataParallelThreadsJob>(config, topology);

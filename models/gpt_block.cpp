@@ -3,6 +3,8 @@
 
 #include "models/gpt_layers.h"
 #include "models/init.h"
+#include "models/sharded_param.h"
+#include "runtime/comm/tensor_parallel_ops.h"
 
 namespace troupe {
 
@@ -12,28 +14,31 @@ enum Saved { kX, kLn1, kLn1Mean, kLn1Rstd, kQkv, kProbs, kAttnY, kXMid, kLn2, kL
 constexpr float kLnEps = 1e-5f;
 }  // namespace
 
-GptBlock::GptBlock(ParamSet& params, const GptShape& shape, int index, std::uint64_t seed)
-    : name_("transformer.h." + std::to_string(index)), shape_(shape) {
+GptBlock::GptBlock(ParamSet& params, const GptShape& shape, int index, std::uint64_t seed, comm::TensorGroup group)
+    : name_("transformer.h." + std::to_string(index)), shape_(shape), group_(group) {
   const std::int64_t c = shape.n_embd;
-  auto add = [&](const std::string& suffix, Shape s) -> Param* { return &params.add(name_ + "." + suffix, std::move(s)); };
-  ln1_w_ = add("ln_1.weight", {c});
-  ln1_b_ = add("ln_1.bias", {c});
-  attn_w_ = add("attn.c_attn.weight", {3 * c, c});
-  attn_b_ = add("attn.c_attn.bias", {3 * c});
-  proj_w_ = add("attn.c_proj.weight", {c, c});
-  proj_b_ = add("attn.c_proj.bias", {c});
-  ln2_w_ = add("ln_2.weight", {c});
-  ln2_b_ = add("ln_2.bias", {c});
-  fc_w_ = add("mlp.c_fc.weight", {4 * c, c});
-  fc_b_ = add("mlp.c_fc.bias", {4 * c});
-  fc_proj_w_ = add("mlp.c_proj.weight", {c, 4 * c});
-  fc_proj_b_ = add("mlp.c_proj.bias", {c});
+  const int tp = group.size(), me = group.rank();
+  // Column-parallel: split by outputs (rows of the [out, in] weight); c_attn's q, k and v each by heads.
+  const TensorSplit qkv{0, 3, tp, me}, column{0, 1, tp, me}, row{1, 1, tp, me}, whole{};
   // GPT-2: residual projections scaled by 1/sqrt(2 n_layer) so the residual stream's variance stays put.
   const double residual_std = 0.02 / std::sqrt(2.0 * shape.n_layer);
-  for (Param* p : {ln1_w_, ln2_w_}) init_constant(p->value, 1.0f);
-  for (Param* p : {ln1_b_, ln2_b_, attn_b_, proj_b_, fc_b_, fc_proj_b_}) init_constant(p->value, 0.0f);
-  for (Param* p : {attn_w_, fc_w_}) init_normal(p->value, seed, p->name, 0.02);
-  for (Param* p : {proj_w_, fc_proj_w_}) init_normal(p->value, seed, p->name, residual_std);
+  auto constant = [](float v) { return [v](const Tensor& t, const std::string&) { init_constant(t, v); }; };
+  auto normal = [seed](double sd) { return [=](const Tensor& t, const std::string& n) { init_normal(t, seed, n, sd); }; };
+  auto add = [&](const std::string& suffix, Shape s, const TensorSplit& split, const auto& init) -> Param* {
+    return add_sharded(params, name_ + "." + suffix, s, split, init);
+  };
+  ln1_w_ = add("ln_1.weight", {c}, whole, constant(1.0f));
+  ln1_b_ = add("ln_1.bias", {c}, whole, constant(0.0f));
+  attn_w_ = add("attn.c_attn.weight", {3 * c, c}, qkv, normal(0.02));
+  attn_b_ = add("attn.c_attn.bias", {3 * c}, qkv, constant(0.0f));
+  proj_w_ = add("attn.c_proj.weight", {c, c}, row, normal(residual_std));
+  proj_b_ = add("attn.c_proj.bias", {c}, whole, constant(0.0f));
+  ln2_w_ = add("ln_2.weight", {c}, whole, constant(1.0f));
+  ln2_b_ = add("ln_2.bias", {c}, whole, constant(0.0f));
+  fc_w_ = add("mlp.c_fc.weight", {4 * c, c}, column, normal(0.02));
+  fc_b_ = add("mlp.c_fc.bias", {4 * c}, column, constant(0.0f));
+  fc_proj_w_ = add("mlp.c_proj.weight", {c, 4 * c}, row, normal(residual_std));
+  fc_proj_b_ = add("mlp.c_proj.bias", {c}, whole, constant(0.0f));
 }
 
 std::vector<Param*> GptBlock::params() const {
@@ -43,6 +48,9 @@ std::vector<Param*> GptBlock::params() const {
 Tensor GptBlock::forward(Backend& be, const MicroBatch& mb, LayerCtx& ctx, const Tensor& x) {
   TROUPE_CHECK(x.ndim() == 3 && x.dim(2) == shape_.n_embd, name_, ": input ", shape_str(x.shape()));
   const std::int64_t b = x.dim(0), t = x.dim(1), c = shape_.n_embd, n = b * t;
+  // This shard's heads and channels (all of them for T = 1). A row-parallel bias is added once, by shard 0.
+  const std::int64_t tp = group_.size(), cl = c / tp, heads = shape_.n_head / tp;
+  auto once = [&](Param* bias) { return group_.rank() == 0 ? bias->value : Tensor(); };
   std::vector<Tensor>& s = ctx.saved;
   s.assign(kCount, Tensor());
   s[kX] = x;
@@ -53,14 +61,15 @@ Tensor GptBlock::forward(Backend& be, const MicroBatch& mb, LayerCtx& ctx, const
   s[kLn1Rstd] = be.empty({n});
   be.layernorm_forward(x2, ln1_w_->value, ln1_b_->value, kLnEps, s[kLn1], s[kLn1Mean], s[kLn1Rstd]);
 
-  s[kQkv] = be.empty({b, t, 3 * c});
-  be.linear_forward(s[kLn1], attn_w_->value, attn_b_->value, s[kQkv].view({n, 3 * c}), mb.row_block);
-  s[kProbs] = be.empty({b, shape_.n_head, t, t});
-  s[kAttnY] = be.empty({n, c});
-  be.attention_forward(s[kQkv], shape_.n_head, s[kAttnY], s[kProbs]);
+  s[kQkv] = be.empty({b, t, 3 * cl});
+  be.linear_forward(s[kLn1], attn_w_->value, attn_b_->value, s[kQkv].view({n, 3 * cl}), mb.row_block);
+  s[kProbs] = be.empty({b, heads, t, t});
+  s[kAttnY] = be.empty({n, cl});
+  be.attention_forward(s[kQkv], static_cast<int>(heads), s[kAttnY], s[kProbs]);
 
   s[kXMid] = be.empty({n, c});
-  be.linear_forward(s[kAttnY], proj_w_->value, proj_b_->value, s[kXMid], mb.row_block);
+  be.linear_forward(s[kAttnY], proj_w_->value, once(proj_b_), s[kXMid], mb.row_block);
+  comm::g_forward(group_, s[kXMid].span_f32());
   be.add_inplace(s[kXMid], x2);
 
   s[kLn2] = be.empty({n, c});
@@ -68,13 +77,14 @@ Tensor GptBlock::forward(Backend& be, const MicroBatch& mb, LayerCtx& ctx, const
   s[kLn2Rstd] = be.empty({n});
   be.layernorm_forward(s[kXMid], ln2_w_->value, ln2_b_->value, kLnEps, s[kLn2], s[kLn2Mean], s[kLn2Rstd]);
 
-  s[kFc] = be.empty({n, 4 * c});
+  s[kFc] = be.empty({n, 4 * cl});
   be.linear_forward(s[kLn2], fc_w_->value, fc_b_->value, s[kFc], mb.row_block);
-  s[kGelu] = be.empty({n, 4 * c});
+  s[kGelu] = be.empty({n, 4 * cl});
   be.gelu_forward(s[kFc], s[kGelu]);
 
   Tensor y = be.empty({b, t, c});
-  be.linear_forward(s[kGelu], fc_proj_w_->value, fc_proj_b_->value, y.view({n, c}), mb.row_block);
+  be.linear_forward(s[kGelu], fc_proj_w_->value, once(fc_proj_b_), y.view({n, c}), mb.row_block);
+  comm::g_forward(group_, y.span_f32());
   be.add_inplace(y.view({n, c}), s[kXMid]);
   return y;
 }
@@ -83,26 +93,29 @@ Tensor GptBlock::backward(Backend& be, const MicroBatch& mb, LayerCtx& ctx, cons
   std::vector<Tensor>& s = ctx.saved;
   TROUPE_CHECK(s.size() == kCount, name_, ": backward without forward");
   const std::int64_t b = s[kX].dim(0), t = s[kX].dim(1), c = shape_.n_embd, n = b * t;
-  const std::int64_t rb = mb.row_block;
+  const std::int64_t rb = mb.row_block, tp = group_.size(), cl = c / tp, heads = shape_.n_head / tp;
   const Tensor dy2 = dy.view({n, c});
 
-  // MLP branch: y = x_mid + c_proj(gelu(c_fc(ln_2(x_mid)))).
-  Tensor d_gelu = be.empty({n, 4 * c});
+  // MLP branch: y = x_mid + c_proj(gelu(c_fc(ln_2(x_mid)))). Every shard forms the (replicated)
+  // row-parallel bias's gradient; the column-parallel input gradients are partial sums (f).
+  Tensor d_gelu = be.empty({n, 4 * cl});
   be.linear_backward(dy2, s[kGelu], fc_proj_w_->value, d_gelu, fc_proj_w_->grad, fc_proj_b_->grad, rb);
   be.gelu_backward(s[kFc], d_gelu, d_gelu);
   Tensor d_ln2 = be.empty({n, c});
   be.linear_backward(d_gelu, s[kLn2], fc_w_->value, d_ln2, fc_w_->grad, fc_b_->grad, rb);
+  comm::f_backward(group_, d_ln2.span_f32());
   Tensor d_mid = be.empty({n, c});
   be.layernorm_backward(d_ln2, s[kXMid], ln2_w_->value, s[kLn2Mean], s[kLn2Rstd], d_mid, ln2_w_->grad, ln2_b_->grad);
   be.add_inplace(d_mid, dy2);
 
   // Attention branch: x_mid = x + c_proj(attn(c_attn(ln_1(x)))).
-  Tensor d_attn_y = d_ln2;  // same shape, no longer needed
+  Tensor d_attn_y = tp == 1 ? d_ln2 : be.empty({n, cl});  // d_ln2 is no longer needed: reuse it when it fits
   be.linear_backward(d_mid, s[kAttnY], proj_w_->value, d_attn_y, proj_w_->grad, proj_b_->grad, rb);
-  Tensor d_qkv = be.empty({b, t, 3 * c});
-  be.attention_backward(d_attn_y, s[kQkv], s[kProbs], shape_.n_head, d_qkv);
+  Tensor d_qkv = be.empty({b, t, 3 * cl});
+  be.attention_backward(d_attn_y, s[kQkv], s[kProbs], static_cast<int>(heads), d_qkv);
   Tensor d_ln1 = be.empty({n, c});
-  be.linear_backward(d_qkv.view({n, 3 * c}), s[kLn1], attn_w_->value, d_ln1, attn_w_->grad, attn_b_->grad, rb);
+  be.linear_backward(d_qkv.view({n, 3 * cl}), s[kLn1], attn_w_->value, d_ln1, attn_w_->grad, attn_b_->grad, rb);
+  comm::f_backward(group_, d_ln1.span_f32());
   Tensor dx = be.empty({b, t, c});
   be.layernorm_backward(d_ln1, s[kX].view({n, c}), ln1_w_->value, s[kLn1Mean], s[kLn1Rstd], dx.view({n, c}),
                         ln1_w_->grad, ln1_b_->grad);

@@ -3,11 +3,19 @@
 // Shapes (B samples, T tokens, C = n_embd, V = vocab, H = n_head): tokens [B, T] -> embedding
 // [B, T, C] -> n_layer blocks [B, T, C] -> head: per-token losses [B*T]. Parameter names follow
 // nanoGPT so weights move between troupe and PyTorch.
+//
+// Tensor parallelism (a TensorGroup of T shards; docs/tensor-parallel.md): a block's attn.c_attn is
+// column-parallel by whole heads (n_head / T per shard), attn.c_proj row-parallel, mlp.c_fc column-
+// and mlp.c_proj row-parallel; the row-parallel biases are added once (by shard 0, before the sum) and
+// their gradients formed on every shard; LayerNorms and wpe are replicated. The token embedding and the
+// tied LM head are split by vocabulary, with a cross-entropy that reduces only each row's max, sum of
+// exponentials and target logit across shards. With T = 1 every layer is the single-device layer.
 #pragma once
 
 #include <memory>
 
 #include "models/loss_layer.h"
+#include "runtime/comm/tensor_group.h"
 
 namespace troupe {
 
@@ -17,7 +25,7 @@ struct GptShape {
 
 class GptEmbedding final : public Layer {
  public:
-  GptEmbedding(ParamSet& params, const GptShape& shape, std::uint64_t seed);
+  GptEmbedding(ParamSet& params, const GptShape& shape, std::uint64_t seed, comm::TensorGroup group = {});
   const std::string& name() const override { return name_; }
   std::vector<Param*> params() const override { return {wte_, wpe_}; }
   Tensor forward(Backend& be, const MicroBatch& mb, LayerCtx& ctx, const Tensor& tokens) override;
@@ -27,13 +35,14 @@ class GptEmbedding final : public Layer {
  private:
   std::string name_ = "transformer.wte+wpe";
   GptShape shape_;
+  comm::TensorGroup group_;
   Param* wte_;
   Param* wpe_;
 };
 
 class GptBlock final : public Layer {
  public:
-  GptBlock(ParamSet& params, const GptShape& shape, int index, std::uint64_t seed);
+  GptBlock(ParamSet& params, const GptShape& shape, int index, std::uint64_t seed, comm::TensorGroup group = {});
   const std::string& name() const override { return name_; }
   std::vector<Param*> params() const override;
   Tensor forward(Backend& be, const MicroBatch& mb, LayerCtx& ctx, const Tensor& x) override;
@@ -43,6 +52,7 @@ class GptBlock final : public Layer {
  private:
   std::string name_;
   GptShape shape_;
+  comm::TensorGroup group_;
   Param *ln1_w_, *ln1_b_, *attn_w_, *attn_b_, *proj_w_, *proj_b_;
   Param *ln2_w_, *ln2_b_, *fc_w_, *fc_b_, *fc_proj_w_, *fc_proj_b_;
 };
@@ -55,7 +65,7 @@ class GptBlock final : public Layer {
 // optimizer step and the updated weight back into the replica after it.
 class GptHead final : public LossLayer {
  public:
-  GptHead(ParamSet& params, const GptShape& shape, std::uint64_t seed);
+  GptHead(ParamSet& params, const GptShape& shape, std::uint64_t seed, comm::TensorGroup group = {});
   const std::string& name() const override { return name_; }
   std::vector<Param*> params() const override { return {lnf_w_, lnf_b_}; }
   Tensor forward(Backend& be, const MicroBatch& mb, LayerCtx& ctx, const Tensor& x) override;
@@ -73,8 +83,13 @@ class GptHead final : public LossLayer {
 
  private:
   std::string name_ = "transformer.ln_f+lm_head";
+  // Vocabulary-parallel cross-entropy over this shard's logits [n, V/T] (tensor parallelism).
+  Tensor split_forward(const MicroBatch& mb, LayerCtx& ctx, Tensor logits);
+  Tensor split_backward(Backend& be, const MicroBatch& mb, LayerCtx& ctx);
+
   std::unique_ptr<Param> replica_;  // set when wte lives on another stage
   GptShape shape_;
+  comm::TensorGroup group_;
   Param *lnf_w_, *lnf_b_;
   Param* wte_;       // owned by GptEmbedding
   Tensor wte_grad_;  // this layer's contribution to wte's gradient

@@ -4,17 +4,25 @@
 #include <cmath>
 
 #include "models/init.h"
+#include "models/sharded_param.h"
+#include "runtime/comm/tensor_parallel_ops.h"
 
 namespace troupe {
 
-DenseLayer::DenseLayer(ParamSet& params, int index, int in, int out, bool relu, std::uint64_t seed)
-    : name_("layers." + std::to_string(index)), in_(in), out_(out), relu_(relu), first_(index == 0) {
-  w_ = &params.add(name_ + ".weight", {out, in});
-  b_ = &params.add(name_ + ".bias", {out});
+DenseLayer::DenseLayer(ParamSet& params, int index, int in, int out, bool relu, std::uint64_t seed,
+                       comm::TensorGroup group, DenseSplit split)
+    : name_("layers." + std::to_string(index)), in_(in), out_(out), relu_(relu), first_(index == 0), group_(group),
+      split_(group.split() ? split : DenseSplit::whole) {
   // torch.nn.Linear's default: U(-1/sqrt(in), 1/sqrt(in)) for weight and bias.
   const double bound = 1.0 / std::sqrt(static_cast<double>(in));
-  init_uniform(w_->value, seed, w_->name, bound);
-  init_uniform(b_->value, seed, b_->name, bound);
+  auto uniform = [=](const Tensor& t, const std::string& n) { init_uniform(t, seed, n, bound); };
+  const int tp = group.size(), me = group.rank();
+  const TensorSplit by_out{0, 1, tp, me}, by_in{1, 1, tp, me}, whole{};
+  w_ = add_sharded(params, name_ + ".weight", {out, in},
+                   split_ == DenseSplit::column ? by_out : split_ == DenseSplit::row ? by_in : whole, uniform);
+  b_ = add_sharded(params, name_ + ".bias", {out}, split_ == DenseSplit::column ? by_out : whole, uniform);
+  if (split_ == DenseSplit::column) out_ = out / tp;
+  if (split_ == DenseSplit::row) in_ = in / tp;
 }
 
 Tensor DenseLayer::forward(Backend& be, const MicroBatch& mb, LayerCtx& ctx, const Tensor& x) {
@@ -22,7 +30,10 @@ Tensor DenseLayer::forward(Backend& be, const MicroBatch& mb, LayerCtx& ctx, con
   if (x.numel() != rows * in_ || x.dim(-1) != in_)
     throw Error(ErrorKind::kShape, name_ + ": expected inputs of width " + std::to_string(in_) + ", got " + shape_str(x.shape()));
   Tensor y = be.empty({rows, out_});
-  be.linear_forward(x, w_->value, b_->value, y, mb.row_block);
+  // Row-parallel: partial sums of the whole output, summed by g; the bias is added once (shard 0).
+  const bool row = split_ == DenseSplit::row;
+  be.linear_forward(x, w_->value, row && group_.rank() != 0 ? Tensor() : b_->value, y, mb.row_block);
+  if (row) comm::g_forward(group_, y.span_f32());
   if (relu_) be.relu_forward(y, y);
   ctx.saved = {x, y};
   return y;
@@ -38,6 +49,7 @@ Tensor DenseLayer::backward(Backend& be, const MicroBatch& mb, LayerCtx& ctx, co
   }
   Tensor dx = first_ ? Tensor() : be.empty(x.shape());
   be.linear_backward(g, x, w_->value, dx, w_->grad, b_->grad, mb.row_block);
+  if (split_ == DenseSplit::column && dx.defined()) comm::f_backward(group_, dx.span_f32());
   ctx.clear();
   return dx;
 }

@@ -5,12 +5,19 @@
 #pragma once
 
 #include "models/loss_layer.h"
+#include "runtime/comm/tensor_group.h"
 
 namespace troupe {
 
+// How a Dense layer is split over a tensor group: column-parallel (by outputs; its input gradient is a
+// partial sum: f) or row-parallel (by inputs; its output is a partial sum: g, and its bias is added
+// once), or whole on every shard. Dense layers pair up column- then row-parallel.
+enum class DenseSplit { whole, column, row };
+
 class DenseLayer final : public Layer {
  public:
-  DenseLayer(ParamSet& params, int index, int in, int out, bool relu, std::uint64_t seed);
+  DenseLayer(ParamSet& params, int index, int in, int out, bool relu, std::uint64_t seed,
+             comm::TensorGroup group = {}, DenseSplit split = DenseSplit::whole);
   const std::string& name() const override { return name_; }
   std::vector<Param*> params() const override { return {w_, b_}; }
   Tensor forward(Backend& be, const MicroBatch& mb, LayerCtx& ctx, const Tensor& x) override;
@@ -22,6 +29,8 @@ class DenseLayer final : public Layer {
   int in_, out_;
   bool relu_;
   bool first_;
+  comm::TensorGroup group_;
+  DenseSplit split_;
   Param *w_, *b_;
 };
 

@@ -11,31 +11,47 @@
 namespace troupe {
 
 namespace {
-std::vector<LayerSpec> gpt_specs(const ModelConfig& c, std::uint64_t seed) {
+std::vector<LayerSpec> gpt_specs(const ModelConfig& c, std::uint64_t seed, comm::TensorGroup g) {
   GptShape shape{c.n_layer, c.n_head, c.n_embd, c.block_size, c.vocab_size};
+  const std::int64_t e = c.n_embd, v = c.vocab_size;
   std::vector<LayerSpec> specs;
+  // Split: wte (by vocabulary); replicated: wpe.
   specs.push_back({"transformer.wte+wpe", 4.0 * c.n_embd,
-                   [=](ParamSet& p) { return std::make_unique<GptEmbedding>(p, shape, seed); }});
+                   [=](ParamSet& p) { return std::make_unique<GptEmbedding>(p, shape, seed, g); }, "", v * e,
+                   std::int64_t{c.block_size} * e});
   const double block_cost = 3.0 * 2.0 * (12.0 * c.n_embd * c.n_embd + 2.0 * c.block_size * c.n_embd);
+  // Split: c_attn (weight, bias), attn c_proj weight, c_fc (weight, bias), mlp c_proj weight;
+  // replicated: two LayerNorms and the row-parallel biases.
+  const std::int64_t block_split = (3 * e * e + 3 * e) + e * e + (4 * e * e + 4 * e) + 4 * e * e;
   for (int i = 0; i < c.n_layer; ++i)
     specs.push_back({"transformer.h." + std::to_string(i), block_cost,
-                     [=](ParamSet& p) { return std::make_unique<GptBlock>(p, shape, i, seed); }});
+                     [=](ParamSet& p) { return std::make_unique<GptBlock>(p, shape, i, seed, g); }, "", block_split,
+                     6 * e});
   specs.push_back({"transformer.ln_f+lm_head", 6.0 * c.n_embd * c.vocab_size,
-                   [=](ParamSet& p) { return std::make_unique<GptHead>(p, shape, seed); }, "transformer.wte.weight"});
+                   [=](ParamSet& p) { return std::make_unique<GptHead>(p, shape, seed, g); }, "transformer.wte.weight",
+                   0, 2 * e});
   return specs;
 }
 
-std::vector<LayerSpec> mlp_specs(const ModelConfig& c, std::uint64_t seed) {
+std::vector<LayerSpec> mlp_specs(const ModelConfig& c, std::uint64_t seed, comm::TensorGroup g) {
   std::vector<int> widths = {784};
   widths.insert(widths.end(), c.mlp_hidden.begin(), c.mlp_hidden.end());
   widths.push_back(10);
   std::vector<LayerSpec> specs;
-  for (std::size_t k = 0; k + 1 < widths.size(); ++k) {
+  const std::size_t dense = widths.size() - 1;
+  for (std::size_t k = 0; k < dense; ++k) {
     const int in = widths[k], out = widths[k + 1];
     const bool relu = k + 2 < widths.size();
-    specs.push_back({"layers." + std::to_string(k), 6.0 * in * out, [=](ParamSet& p) {
-                       return std::make_unique<DenseLayer>(p, static_cast<int>(k), in, out, relu, seed);
-                     }});
+    // Pairs (layers.0, layers.1), (layers.2, layers.3), ...: column- then row-parallel; an unpaired
+    // last layer (10 outputs) stays whole.
+    const DenseSplit split = k % 2 == 1 ? DenseSplit::row : k + 1 < dense ? DenseSplit::column : DenseSplit::whole;
+    const std::int64_t w = std::int64_t{in} * out;
+    const std::int64_t split_n = split == DenseSplit::column ? w + out : split == DenseSplit::row ? w : 0;
+    specs.push_back({"layers." + std::to_string(k), 6.0 * in * out,
+                     [=](ParamSet& p) {
+                       return std::make_unique<DenseLayer>(p, static_cast<int>(k), in, out, relu, seed, g, split);
+                     },
+                     "", split_n, w + out - split_n});
   }
   specs.push_back({"loss", 0.0, [](ParamSet&) { return std::make_unique<SoftmaxCrossEntropy>(); }});
   return specs;
@@ -91,14 +107,18 @@ plan::LayerInfo layer_info(const std::vector<LayerSpec>& specs) {
   for (const LayerSpec& spec : specs) {
     info.names.push_back(spec.name);
     info.costs.push_back(spec.flops_per_row);
+    info.split_params.push_back(spec.split_params);
+    info.replicated_params.push_back(spec.replicated_params);
   }
   return info;
 }
 
-std::vector<LayerSpec> make_layer_specs(const ModelConfig& config, std::uint64_t seed) {
+std::vector<LayerSpec> make_layer_specs(const ModelConfig& config, std::uint64_t seed, comm::TensorGroup group) {
+  TROUPE_CHECK(!group.split() || config.kind == ModelKind::gpt || config.kind == ModelKind::mlp,
+               "tensor parallelism for model.kind ", name_of(config.kind));
   switch (config.kind) {
-    case ModelKind::gpt: return gpt_specs(config, seed);
-    case ModelKind::mlp: return mlp_specs(config, seed);
+    case ModelKind::gpt: return gpt_specs(config, seed, group);
+    case ModelKind::mlp: return mlp_specs(config, seed, group);
     case ModelKind::cnn: return cnn_specs(config, seed);
     case ModelKind::lstm: return lstm_specs(config, seed);
   }

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "models/layer.h"
+#include "runtime/comm/tensor_group.h"
 #include "runtime/config/run_config.h"
 #include "runtime/plan/topology.h"
 
@@ -21,13 +22,18 @@ struct LayerSpec {
   // The name of another layer's parameter this layer uses (a tied weight); empty: none. The model
   // declares its ties here so that pipeline stages handle them without knowing the model.
   std::string tied_weight = {};
+  // Parameter elements of the whole layer that tensor parallelism splits over the shards, and those
+  // every shard holds whole: the plan's per-shard parameter bytes (runtime/plan/topology.h).
+  std::int64_t split_params = 0;
+  std::int64_t replicated_params = 0;
 };
 
 // The tied weight the model declares (its first), or empty.
 std::string tied_weight_of(const std::vector<LayerSpec>& specs);
 
-// The layer list of model.kind, with parameters initialised from seed.
-std::vector<LayerSpec> make_layer_specs(const ModelConfig& config, std::uint64_t seed);
+// The layer list of model.kind, with parameters initialised from seed; built as shard group.rank()
+// of group.size() tensor-parallel shards (the whole layers for a group of one).
+std::vector<LayerSpec> make_layer_specs(const ModelConfig& config, std::uint64_t seed, comm::TensorGroup group = {});
 
 // The layers' names and costs, as the planner (runtime/plan/topology.h) lays them out.
 plan::LayerInfo layer_info(const std::vector<LayerSpec>& specs);

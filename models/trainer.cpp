@@ -11,6 +11,7 @@
 #include "runtime/data/fashion_mnist.h"
 #include "runtime/data/text_dataset.h"
 #include "runtime/io/safetensors.h"
+#include "runtime/comm/tensor_parallel_ops.h"
 #include "runtime/nonfinite.h"
 #include "runtime/optim/clip_grad.h"
 #include "runtime/optim/lr_schedule.h"
@@ -30,11 +31,11 @@ std::unique_ptr<Dataset> make_dataset(const RunConfig& config) {
                                        config.train.seed, config.data.path);
 }
 
-Trainer::Trainer(const RunConfig& config) : config_(config) {
+Trainer::Trainer(const RunConfig& config, comm::TensorGroup group) : config_(config), group_(group) {
   backend_ = std::make_unique<CpuBackend>(config.train.threads);
   backend_->set_deterministic(config.train.deterministic);
   dataset_ = make_dataset(config);
-  model_ = std::make_unique<Model>(make_layer_specs(config.model, config.train.seed));
+  model_ = std::make_unique<Model>(make_layer_specs(config.model, config.train.seed, group));
   optimizer_ = make_optimizer(config.optim);
 }
 
@@ -81,7 +82,22 @@ StepStats Trainer::train_step(std::int64_t step) {
     s.tokens_per_s = static_cast<double>(losses.numel()) / s.seconds;
     return s;
   }
-  if (config_.train.grad_clip > 0.0) s.grad_norm = clip_grad_norm(model_->params().all(), config_.train.grad_clip);
+  if (config_.train.grad_clip > 0.0) {
+    if (group_.split()) {
+      // The global norm: replicated gradients once (every shard holds the same), split ones summed
+      // over the shards.
+      std::vector<Param*> split, whole;
+      for (Param* p : model_->params().all()) (p->split.split() ? split : whole).push_back(p);
+      std::vector<double> sq{0.0};
+      for (double v : grad_sum_squares(split)) sq[0] += v;
+      comm::allreduce_sum(group_, std::span<double>(sq));
+      for (double v : grad_sum_squares(whole)) sq[0] += v;
+      s.grad_norm = std::sqrt(sq[0]);
+      scale_grads(model_->params().all(), clip_coefficient(s.grad_norm, config_.train.grad_clip));
+    } else {
+      s.grad_norm = clip_grad_norm(model_->params().all(), config_.train.grad_clip);
+    }
+  }
   optimizer_->step(model_->params().all(), s.lr);
   if (trace_) {
     trace_->span(track_, "forward", "forward", t0, t1);
@@ -178,9 +194,36 @@ void save_weights_from(const std::vector<Param*>& params, const std::string& pat
 }
 
 // Parameters and buffers (batch-norm running statistics): the model's whole state.
-void Trainer::load_weights(const std::string& path) { load_weights_into(model_->params().state(), path); }
+void Trainer::load_weights(const std::string& path) {
+  if (!group_.split()) return load_weights_into(model_->params().state(), path);
+  // Whole tensors, checked as the single device checks them, then each shard keeps its slice.
+  std::vector<std::unique_ptr<Param>> whole;
+  std::vector<Param*> view;
+  for (Param* p : model_->params().state()) {
+    auto w = std::make_unique<Param>();
+    w->name = p->name;
+    w->value = Tensor::empty(p->split.split() ? comm::gather_shape(*p) : p->value.shape());
+    view.push_back(w.get());
+    whole.push_back(std::move(w));
+  }
+  load_weights_into(view, path);
+  const std::vector<Param*> state = model_->params().state();
+  for (std::size_t i = 0; i < state.size(); ++i) state[i]->value.copy_from(shard_of(view[i]->value, state[i]->split));
+}
 
-void Trainer::save_weights(const std::string& path) const { save_weights_from(model_->params().state(), path, config_); }
+void Trainer::save_weights(const std::string& path) const {
+  if (!group_.split()) return save_weights_from(model_->params().state(), path, config_);
+  std::vector<std::unique_ptr<Param>> whole;
+  std::vector<Param*> view;
+  for (const Param* p : model_->params().state()) {
+    auto w = std::make_unique<Param>();
+    w->name = p->name;
+    w->value = comm::gather_whole(group_, *p);
+    view.push_back(w.get());
+    whole.push_back(std::move(w));
+  }
+  if (group_.rank() == 0) save_weights_from(view, path, config_);
+}
 
 TrainingState Trainer::training_state(std::int64_t steps_done) const {
   TrainingState s;

@@ -34,7 +34,9 @@ std::unique_ptr<Dataset> make_dataset(const RunConfig& config);
 
 class Trainer {
  public:
-  explicit Trainer(const RunConfig& config);
+  // group: this trainer is one tensor-parallel shard of the model (every shard of the group steps
+  // together, on the same batch); a group of one is the single-device reference.
+  explicit Trainer(const RunConfig& config, comm::TensorGroup group = {});
   ~Trainer();
 
   StepStats train_step(std::int64_t step);
@@ -47,7 +49,8 @@ class Trainer {
   EvalStats evaluate();
 
   // Weight files (safetensors, f32; bf16 files are widened): parameters and buffers. Names and shapes
-  // must match exactly.
+  // must match exactly. They hold whole tensors: tensor shards gather to save (all shards call, shard 0
+  // writes) and keep their slice when loading, so one file serves every parallel.tensor.
   void load_weights(const std::string& path);
   void save_weights(const std::string& path) const;
 
@@ -66,6 +69,7 @@ class Trainer {
   MicroBatch micro_batch(const Batch& batch) const;
 
   RunConfig config_;
+  comm::TensorGroup group_;
   std::unique_ptr<CpuBackend> backend_;
   std::unique_ptr<Dataset> dataset_;
   std::unique_ptr<Model> model_;

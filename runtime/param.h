@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "runtime/tensor.h"
+#include "runtime/tensor_split.h"
 
 namespace troupe {
 
@@ -18,6 +19,9 @@ struct Param {
   std::string name;
   Tensor value;  // f32 master weights
   Tensor grad;   // same shape; accumulated by backward passes, zeroed by zero_grad()
+  // Under tensor parallelism, which slice of the whole (nanoGPT-shaped) parameter `value` holds;
+  // replicated (the whole tensor) by default. Weight files and checkpoints hold whole tensors.
+  TensorSplit split = {};
 };
 
 class ParamSet {

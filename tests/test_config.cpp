@@ -75,6 +75,7 @@ const std::map<std::string, std::string> kSamples = {
     {"parallel.boundaries", "0,3"},
     {"parallel.credits", "2"},
     {"parallel.data", "2"},
+    {"parallel.tensor", "2"},
     {"parallel.gradient_exchange", "alltoall"},
     {"parallel.zero", "1"},
     {"parallel.placement", "cuda:0"},

@@ -392,6 +392,53 @@ void validate_lstm(const RunConfig& config) {
                         par.placement));
 }
 
+// parallel.tensor = T: the split layers' widths divide by T, and the run is one that tensor parallelism
+// supports so far (docs/tensor-parallel.md says which).
+void validate_tensor(const RunConfig& config) {
+  const ParallelConfig& par = config.parallel;
+  const ModelConfig& m = config.model;
+  const int tp = par.tensor;
+  if (tp == 1) return;
+  if (m.kind != ModelKind::gpt && m.kind != ModelKind::mlp)
+    invalid(fmt::format("parallel.tensor = {} with model.kind = {}: tensor parallelism splits the gpt's and the mlp's "
+                        "layers only; use model.kind = gpt or mlp, or parallel.tensor = 1",
+                        tp, name_of(m.kind)));
+  auto must_divide = [&](const char* what, long long value, const char* why) {
+    if (value % tp == 0) return;
+    std::string divisors;
+    for (long long d = 2; d <= value && d <= 64; ++d)
+      if (value % d == 0) divisors += (divisors.empty() ? "" : ", ") + std::to_string(d);
+    invalid(fmt::format("parallel.tensor = {} does not divide {} = {}: {}; use a parallel.tensor that divides it{}", tp,
+                        what, value, why, divisors.empty() ? "" : " (" + divisors + ")"));
+  };
+  if (m.kind == ModelKind::gpt) {
+    must_divide("model.n_head", m.n_head, "each shard computes whole attention heads");
+    must_divide("model.vocab_size", m.vocab_size, "the token embedding and the LM head are split by vocabulary");
+    must_divide("4 x model.n_embd (the MLP's hidden width)", 4LL * m.n_embd, "mlp.c_fc is split by its outputs");
+  } else {
+    // Dense layers pair up column- then row-parallel: the hidden widths of layers.0, layers.2, ... split.
+    for (std::size_t k = 0; k < m.mlp_hidden.size(); k += 2)
+      if (m.mlp_hidden[k] % tp != 0)
+        must_divide(fmt::format("model.mlp_hidden[{}] (layers.{}'s output, split column-parallel)", k, k).c_str(),
+                    m.mlp_hidden[k], "a column-parallel layer gives each shard an equal slice of its outputs");
+  }
+  const bool cuda = config.train.device.rfind("cuda", 0) == 0 || par.placement.find("cuda") != std::string::npos;
+  if (cuda)
+    invalid(fmt::format("parallel.tensor = {} on CUDA: tensor-parallel shards run on the CPU backend only so far; "
+                        "use train.device = cpu and no cuda placement, or parallel.tensor = 1",
+                        tp));
+  if (par.gradient_exchange == GradientExchange::ps)
+    invalid(fmt::format("parallel.tensor = {} with parallel.gradient_exchange = ps: parameter servers hold whole "
+                        "parameters; use ring or alltoall",
+                        tp));
+  // Composition with the other axes is not built yet (docs/tensor-parallel.md, "Not yet").
+  if (par.pipeline > 1 || par.data > 1 || par.microbatches > 1)
+    invalid(fmt::format("parallel.tensor = {} with parallel.pipeline = {}, parallel.data = {}, parallel.microbatches = "
+                        "{}: tensor parallelism runs alone so far (its shards are not yet stage actors); set the "
+                        "other three to 1, or parallel.tensor = 1",
+                        tp, par.pipeline, par.data, par.microbatches));
+}
+
 }  // namespace
 
 void validate(const RunConfig& config) {
@@ -421,6 +468,7 @@ void validate(const RunConfig& config) {
 
   validate_parallel(config);
   validate_checkpoints(config);
+  validate_tensor(config);
 
   if (t.lr_schedule == LrScheduleKind::cosine) {
     if (t.steps > 0 && t.warmup_steps > t.steps)  // steps = 0 only exports weights

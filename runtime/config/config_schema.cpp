@@ -174,7 +174,7 @@ ConfigKey bind(Spec spec, S RunConfig::*section, F S::*field) {
 //  - model sizes: n_layer and cnn_blocks 10^4 (GPT-3 has 96 blocks, ResNet-152 50), n_head 4096, n_embd,
 //    block_size and hidden widths 2^20, cnn_channels 65536, vocab_size 2^24; a model that is in range yet too big for the machine is refused by the memory
 //    check (runtime/plan/memory_estimate.h) before anything is allocated.
-//  - ranks (parallel.pipeline, parallel.data, ps.shards, virtual stages): 1024 each, more than the threads
+//  - ranks (parallel.pipeline, parallel.data, parallel.tensor, ps.shards, virtual stages): 1024 each, more than the threads
 //    or processes one machine can hold.
 //  - train.threads: 1024 here; the run also refuses more than 4x the machine's hardware threads.
 //  - comm.timeout_s: [0.001, 86400]. Timers tick in milliseconds (a smaller value would be 0 ms: fail at
@@ -357,6 +357,10 @@ std::vector<ConfigKey> build_schema() {
   k.push_back(bind(Spec{.name = "parallel.data", .range = between(1, kMaxRanks),
                         .help = "data-parallel replicas of every stage; each takes train.batch_size / data samples"},
                    &R::parallel, &P::data));
+  k.push_back(bind(Spec{.name = "parallel.tensor", .range = between(1, kMaxRanks),
+                        .help = "tensor-parallel shards of every stage: gpt and mlp layers split Megatron-style "
+                                "(docs/tensor-parallel.md)"},
+                   &R::parallel, &P::tensor));
   k.push_back(bind(Spec{.name = "parallel.gradient_exchange",
                         .help = "how replicas combine gradients: ring allreduce, all-to-all reduce-scatter, or "
                                 "parameter servers (ps.*)"},

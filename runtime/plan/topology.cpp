@@ -76,7 +76,7 @@ Topology make_topology(const RunConfig& config, const LayerInfo& layers, const s
   TROUPE_CHECK(static_cast<int>(stage_devices.size()) == par.pipeline, stage_devices.size(), " devices for ",
                par.pipeline, " stages");
   Topology t;
-  t.dims = {par.data, par.pipeline, 1};
+  t.dims = {par.data, par.pipeline, par.tensor};
   t.schedule = par.schedule;
   t.microbatches = par.microbatches;
   t.virtual_stages = par.virtual_stages;
@@ -103,6 +103,10 @@ Topology make_topology(const RunConfig& config, const LayerInfo& layers, const s
     for (int chunk = 0; chunk < par.virtual_stages; ++chunk) {
       const int v = layout.virtual_stage(s, chunk);
       stage.chunks.emplace_back(t.partition.begin(v), t.partition.end(v));
+      for (std::size_t l = t.partition.begin(v); l < t.partition.end(v); ++l) {
+        if (l < layers.split_params.size()) stage.split_param_bytes += 4 * layers.split_params[l];
+        if (l < layers.replicated_params.size()) stage.replicated_param_bytes += 4 * layers.replicated_params[l];
+      }
     }
     stage.program = pipeline::to_string(schedule[static_cast<std::size_t>(s)], par.virtual_stages > 1);
     t.stages.push_back(std::move(stage));
@@ -143,7 +147,15 @@ std::string describe(const Topology& t, const LayerInfo& layers) {
   out += fmt::format("  pipe:   {}  schedule {}, {} micro-batch{}{}\n", group_list(t.groups(Axis::pipe)), t.schedule,
                      t.microbatches, t.microbatches == 1 ? "" : "es",
                      t.virtual_stages > 1 ? fmt::format(", {} chunks per stage", t.virtual_stages) : "");
-  out += fmt::format("  tensor: {}\n", group_list(t.groups(Axis::tensor)));
+  out += fmt::format("  tensor: {}{}\n", group_list(t.groups(Axis::tensor)),
+                     t.size(Axis::tensor) > 1 ? "  Megatron f/g: 2 allreduces forward and 2 backward per block" : "");
+  out += "shards (parameter bytes each tensor shard of a stage holds: replicated + split / T):\n";
+  const int tp = t.size(Axis::tensor);
+  for (std::size_t s = 0; s < t.stages.size(); ++s) {
+    const StagePlan& st = t.stages[s];
+    out += fmt::format("  stage {} x {} shard{}: {} bytes each = {} replicated + {} / {} split\n", s, tp,
+                       tp == 1 ? "" : "s", st.shard_param_bytes(tp), st.replicated_param_bytes, st.split_param_bytes, tp);
+  }
   out += "partition:\n";
   const std::string partition = describe(t.partition, layers.names, layers.costs);
   for (std::size_t at = 0; at < partition.size();) {  // indented under its heading, line by line

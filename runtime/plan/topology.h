@@ -54,6 +54,11 @@ struct StagePlan {
   // Per model chunk c (virtual stage c * P + s), the layers [begin, end) it holds.
   std::vector<std::pair<std::size_t, std::size_t>> chunks;
   std::string program;  // its schedule, communication included, in the text form of runtime/schedule/instr.h
+  // Parameter bytes (f32) each of its tensor shards holds: the replicated tensors whole plus 1/T of
+  // the split ones (its gradients take as many; Adam's state twice as many).
+  std::int64_t replicated_param_bytes = 0;
+  std::int64_t split_param_bytes = 0;  // of the whole split tensors; a shard holds split_param_bytes / T
+  std::int64_t shard_param_bytes(int tensor) const { return replicated_param_bytes + split_param_bytes / tensor; }
 };
 
 // Parameter servers (parallel.gradient_exchange = ps): shard actors that own the parameters and
@@ -69,6 +74,10 @@ struct ServerPlan {
 struct LayerInfo {
   std::vector<std::string> names;
   std::vector<double> costs;  // FLOPs per row, as the partitioner balances them
+  // Per layer, parameter elements tensor parallelism splits over the shards and those it replicates
+  // (empty: not known, counted as none).
+  std::vector<std::int64_t> split_params;
+  std::vector<std::int64_t> replicated_params;
 };
 
 struct Topology {

@@ -1,0 +1,21 @@
+// Owns TensorGroup: the tensor-parallel group one shard belongs to, as a layer sees it (its rank, its size, and the transport its collectives run over).
+//
+// Layers (models/) get it at construction; it is a plain value over the comm::Transport interface, so
+// models/ depend on nothing above runtime/. A default TensorGroup is one shard alone (T = 1): every
+// operation of runtime/comm/tensor_parallel_ops.h is then the identity, and a layer built with it is
+// the single-device layer.
+#pragma once
+
+#include "runtime/comm/transport.h"
+
+namespace troupe::comm {
+
+struct TensorGroup {
+  Transport* transport = nullptr;  // null: a group of one
+
+  int rank() const { return transport ? transport->rank() : 0; }
+  int size() const { return transport ? transport->size() : 1; }
+  bool split() const { return size() > 1; }
+};
+
+}  // namespace troupe::comm

@@ -1,0 +1,242 @@
+// Owns the tensor-parallel model tests: parameter slices, the plan's per-shard bytes, equality with the single device (GPT tp 2 and 4, MLP tp 2), layout-independent weight files, and config errors.
+#include <catch2/catch.hpp>
+
+#include <chrono>
+#include <cmath>
+#include <map>
+#include <mutex>
+
+#include "actors/runner.h"
+#include "actors/session.h"
+#include "models/model.h"
+#include "models/trainer.h"
+#include "runtime/comm/tensor_parallel_ops.h"
+#include "runtime/config/config_loader.h"
+#include "runtime/io/safetensors.h"
+#include "runtime/plan/topology.h"
+#include "tests/error_of.h"
+#include "tests/rank_threads.h"
+#include "tests/temp_dir.h"
+#include "tests/training_runs.h"
+
+using namespace troupe;
+using namespace std::chrono_literals;
+using Catch::Matchers::Contains;
+
+namespace {
+
+std::vector<std::string> small_gpt(bool deterministic) {
+  return {"model.n_layer=2", "model.n_embd=32", "model.n_head=4", "model.block_size=16", "model.vocab_size=256",
+          "train.batch_size=4", "train.threads=1", "data.order=sequential", "optim.kind=adamw",
+          deterministic ? "train.deterministic=true" : "train.deterministic=false"};
+}
+
+std::vector<std::string> small_mlp() {
+  return {"model.kind=mlp", "model.mlp_hidden=64,32", "train.batch_size=16", "train.threads=1",
+          "data.order=sequential", "train.deterministic=false"};
+}
+
+std::vector<std::string> with(std::vector<std::string> base, std::initializer_list<std::string> more) {
+  base.insert(base.end(), more.begin(), more.end());
+  return base;
+}
+
+// `steps` steps of `config` as parallel.tensor shards, each a Trainer on its own thread over the
+// in-process transport; shard 0's losses and the whole (gathered) weights. Every shard must report
+// the same losses.
+TrainingRun tensor_parallel(const RunConfig& config, int steps, const std::function<void(Trainer&)>& after = {}) {
+  const int tp = config.parallel.tensor;
+  testing::RankGroup group(TransportKind::inproc, tp, 30s);
+  std::vector<TrainingRun> runs(static_cast<std::size_t>(tp));
+  auto errors = group.run([&](comm::Transport& t) {
+    const comm::TensorGroup g{&t};
+    Trainer trainer(config, g);
+    TrainingRun& r = runs[static_cast<std::size_t>(t.rank())];
+    for (int s = 0; s < steps; ++s) r.losses.push_back(trainer.train_step(s).loss);
+    for (Param* p : trainer.model().params().all()) r.weights[p->name] = comm::gather_whole(g, *p).to_vector();
+    if (after) after(trainer);
+  });
+  for (auto& e : errors)
+    if (e) std::rethrow_exception(e);
+  for (int r = 1; r < tp; ++r) REQUIRE(runs[static_cast<std::size_t>(r)].losses == runs[0].losses);
+  return runs[0];
+}
+
+double max_rel(const std::vector<double>& a, const std::vector<double>& b) {
+  REQUIRE(a.size() == b.size());
+  double m = 0.0;
+  for (std::size_t i = 0; i < a.size(); ++i) m = std::max(m, std::abs(a[i] - b[i]) / std::abs(b[i]));
+  return m;
+}
+
+}  // namespace
+
+TEST_CASE("tensor split: qkv shards hold whole heads of q, k and v, and placing every shard rebuilds the whole",
+          "[tensor_parallel]") {
+  // [3C, C] with C = 4 (rows q0..q3 k0..k3 v0..v3), 2 shards: shard 1 holds rows q2 q3 k2 k3 v2 v3.
+  Tensor whole = Tensor::empty({12, 2});
+  for (std::int64_t i = 0; i < 24; ++i) whole.f32()[i] = static_cast<float>(i);
+  const TensorSplit s1{0, 3, 2, 1};
+  const Tensor shard = shard_of(whole, s1);
+  REQUIRE(shard.shape() == Shape{6, 2});
+  CHECK(shard.to_vector() == std::vector<float>{4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23});
+  // Row-parallel (by columns): shard 0 of [2, 4] by dim 1.
+  Tensor w = Tensor::from_f32({2, 4}, std::vector<float>{0, 1, 2, 3, 4, 5, 6, 7});
+  CHECK(shard_of(w, TensorSplit{1, 1, 2, 0}).to_vector() == std::vector<float>{0, 1, 4, 5});
+  Tensor rebuilt = Tensor::zeros({12, 2});
+  for (int t = 0; t < 2; ++t) place_shard(rebuilt, shard_of(whole, TensorSplit{0, 3, 2, t}), TensorSplit{0, 3, 2, t});
+  CHECK(rebuilt.to_vector() == whole.to_vector());
+}
+
+TEST_CASE("tensor plan: the tensor axis is parallel.tensor wide and each shard holds 1/T of the split tensors",
+          "[tensor_parallel]") {
+  for (int tp : {2, 4}) {
+    INFO("T = " << tp);
+    const RunConfig config = load_config(std::nullopt, with(small_gpt(false), {"parallel.tensor=" + std::to_string(tp)}));
+    const plan::Topology topo = plan_run(config);
+    REQUIRE(topo.size(plan::Axis::tensor) == tp);
+    REQUIRE(topo.world_size() == tp);
+    // The plan's bytes against real shards: every shard's parameters, split ones counted apart.
+    std::int64_t whole_split = 0, whole_replicated = 0;
+    const Model whole(make_layer_specs(config.model, 1));
+    for (const Param* p : whole.params().all()) {
+      const bool split = !p->name.ends_with("ln_1.weight") && !p->name.ends_with("ln_1.bias") &&
+                         !p->name.ends_with("ln_2.weight") && !p->name.ends_with("ln_2.bias") &&
+                         !p->name.ends_with("c_proj.bias") && p->name.find("ln_f") == std::string::npos &&
+                         p->name != "transformer.wpe.weight";
+      (split ? whole_split : whole_replicated) += 4 * p->value.numel();
+    }
+    const plan::StagePlan& stage = topo.stages.at(0);
+    CHECK(stage.split_param_bytes == whole_split);
+    CHECK(stage.replicated_param_bytes == whole_replicated);
+    testing::RankGroup group(TransportKind::inproc, tp, 5s);
+    std::vector<std::int64_t> split_bytes(static_cast<std::size_t>(tp)), replicated_bytes(static_cast<std::size_t>(tp));
+    auto errors = group.run([&](comm::Transport& t) {
+      Model shard(make_layer_specs(config.model, 1, comm::TensorGroup{&t}));
+      for (const Param* p : shard.params().all())
+        (p->split.split() ? split_bytes : replicated_bytes)[static_cast<std::size_t>(t.rank())] += 4 * p->value.numel();
+    });
+    for (auto& e : errors)
+      if (e) std::rethrow_exception(e);
+    for (int r = 0; r < tp; ++r) {
+      CHECK(split_bytes[static_cast<std::size_t>(r)] * tp == whole_split);
+      CHECK(replicated_bytes[static_cast<std::size_t>(r)] == whole_replicated);
+      CHECK(split_bytes[static_cast<std::size_t>(r)] + replicated_bytes[static_cast<std::size_t>(r)] ==
+            stage.shard_param_bytes(tp));
+    }
+    const std::string text = describe_plan(config);
+    CHECK_THAT(text, Contains(fmt::format("topology: data 1 x pipe 1 x tensor {} = {} ranks", tp, tp)));
+    CHECK_THAT(text, Contains(fmt::format("stage 0 x {} shards: {} bytes each", tp, stage.shard_param_bytes(tp))));
+  }
+}
+
+TEST_CASE("tensor parallel = single device: GPT tp 2 and 4, MLP tp 2, losses within 1e-5 over 20 steps",
+          "[tensor_parallel]") {
+  const int steps = 20;
+  const RunConfig gpt = load_config(std::nullopt, small_gpt(false));
+  const TrainingRun reference = single_device(gpt, steps);
+  for (int tp : {2, 4}) {
+    RunConfig c = gpt;
+    c.parallel.tensor = tp;
+    const TrainingRun run = tensor_parallel(c, steps);
+    const double rel = max_rel(run.losses, reference.losses);
+    INFO("gpt T = " << tp << ": max relative loss difference " << rel << " (final loss " << run.losses.back() << ")");
+    CHECK(rel < 1e-5);
+    CHECK(run.losses.back() < run.losses.front());  // it trains
+    // The same parameters by name, whole shapes.
+    REQUIRE(run.weights.size() == reference.weights.size());
+    for (const auto& [name, v] : reference.weights) REQUIRE(run.weights.at(name).size() == v.size());
+    WARN("gpt tp=" << tp << " max rel loss diff over " << steps << " steps: " << rel);
+  }
+  if (!std::filesystem::exists("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz")) {
+    WARN("dataset-fashion-mnist is not installed; skipping the MLP");
+    return;
+  }
+  const RunConfig mlp = load_config(std::nullopt, small_mlp());
+  const TrainingRun mlp_ref = single_device(mlp, steps);
+  RunConfig c = mlp;
+  c.parallel.tensor = 2;
+  const TrainingRun run = tensor_parallel(c, steps);
+  const double rel = max_rel(run.losses, mlp_ref.losses);
+  INFO("mlp T = 2: max relative loss difference " << rel);
+  CHECK(rel < 1e-5);
+  WARN("mlp tp=2 max rel loss diff over " << steps << " steps: " << rel);
+}
+
+TEST_CASE("tensor parallel weight files hold whole tensors: the single device's file, loadable into any T",
+          "[tensor_parallel]") {
+  TempDir dir;
+  const RunConfig one = load_config(std::nullopt, small_gpt(false));
+  Trainer single(one);
+  const std::string single_file = dir.file("single.safetensors"), tp_file = dir.file("tp2.safetensors");
+  single.save_weights(single_file);
+  RunConfig two = one;
+  two.parallel.tensor = 2;
+  tensor_parallel(two, 0, [&](Trainer& t) { t.save_weights(tp_file); });
+  // Same tensors, same bits (the initial weights of any T are the single device's).
+  std::map<std::string, std::vector<float>> a, b;
+  for (auto& [name, t] : load_safetensors(single_file)) a[name] = t.to_vector();
+  for (auto& [name, t] : load_safetensors(tp_file)) b[name] = t.to_vector();
+  REQUIRE(a == b);
+  // A trained tp 2 file loads into tp 4 and into the single device, and both see the same weights.
+  const std::string trained = dir.file("trained.safetensors");
+  tensor_parallel(two, 2, [&](Trainer& t) { t.save_weights(trained); });
+  RunConfig four = one;
+  four.parallel.tensor = 4;
+  Trainer reloaded(one);
+  reloaded.load_weights(trained);
+  std::map<std::string, std::vector<float>> gathered;
+  testing::RankGroup group(TransportKind::inproc, 4, 30s);
+  std::mutex m;
+  auto errors = group.run([&](comm::Transport& t) {
+    const comm::TensorGroup g{&t};
+    Trainer shard(four, g);
+    shard.load_weights(trained);
+    for (Param* p : shard.model().params().all()) {
+      auto v = comm::gather_whole(g, *p).to_vector();
+      std::lock_guard lock(m);
+      gathered[p->name] = v;
+    }
+  });
+  for (auto& e : errors)
+    if (e) std::rethrow_exception(e);
+  for (Param* p : reloaded.model().params().all()) REQUIRE(gathered.at(p->name) == p->value.to_vector());
+}
+
+TEST_CASE("tensor parallel config errors say what would divide", "[tensor_parallel]") {
+  auto err = [](std::vector<std::string> sets) { return config_error([&] { load_config(std::nullopt, sets); }); };
+  CHECK_THAT(err(with(small_gpt(false), {"parallel.tensor=3"})),
+             Contains("parallel.tensor = 3 does not divide model.n_head = 4: each shard computes whole attention heads; "
+                      "use a parallel.tensor that divides it (2, 4)"));
+  CHECK_THAT(err(with(small_gpt(false), {"model.n_head=8", "model.n_embd=64", "model.vocab_size=250", "parallel.tensor=4"})),
+             Contains("does not divide model.vocab_size = 250"));
+  CHECK_THAT(err({"model.kind=mlp", "model.mlp_hidden=30,20", "parallel.tensor=4"}),
+             Contains("does not divide model.mlp_hidden[0]"));
+  CHECK_THAT(err({"model.kind=lstm", "parallel.tensor=2"}), Contains("splits the gpt's and the mlp's layers only"));
+  CHECK_THAT(err(with(small_gpt(false), {"parallel.tensor=2", "train.device=cuda"})), Contains("on CUDA"));
+}
+
+TEST_CASE("tensor parallel from Session (the CLI's runner): tp 2 steps and evaluates as the single device",
+          "[tensor_parallel]") {
+  const std::vector<std::string> base = with(small_gpt(false), {"train.steps=3"});
+  auto single = Session::create(load_config(std::nullopt, base));
+  auto tp = Session::create(load_config(std::nullopt, with(base, {"parallel.tensor=2"})));
+  REQUIRE(single);
+  REQUIRE(tp);
+  for (int i = 0; i < 3; ++i) {
+    auto a = (*single)->step();
+    auto b = (*tp)->step();
+    REQUIRE(a);
+    REQUIRE(b);
+    CHECK(b->loss == Approx(a->loss).epsilon(1e-5));
+  }
+  auto ea = (*single)->evaluate();
+  auto eb = (*tp)->evaluate();
+  REQUIRE(ea);
+  REQUIRE(eb);
+  CHECK(eb->loss == Approx(ea->loss).epsilon(1e-5));
+  CHECK(eb->accuracy == Approx(ea->accuracy).margin(1e-6));
+  // Composition with the other axes is refused, saying what to set.
+  CHECK_THAT(config_error([&] { load_config(std::nullopt, with(base, {"parallel.tensor=2", "parallel.data=2"})); }),
+             Contains("tensor parallelism runs alone so far"));
+}
