@@ -229,7 +229,7 @@ TrainingState Trainer::training_state(std::int64_t steps_done) const {
   TrainingState s;
   s.step = steps_done;
   gather_params(model_->params().state(), s.params);
-  s.optimizer = clone_optimizer_state(optimizer_->state());
+  s.optimizer = optimizer_->state().clone();
   return s;
 }
 

@@ -283,24 +283,11 @@ void StageWorker::set_tied_weight(const Tensor& value) {
 
 namespace troupe {
 
-namespace {
-OptimizerState clone_state(const OptimizerState& state) {
-  OptimizerState copy;
-  copy.step = state.step;
-  for (const auto& [name, ps] : state.params) {
-    ParamState& dst = copy.get_or_create(name);
-    dst.step = ps.step;
-    for (const auto& [slot, t] : ps.tensors) dst.tensors[slot] = t.clone();
-  }
-  return copy;
-}
-}  // namespace
-
 StageSnapshot StageWorker::snapshot() const {
   StageSnapshot snap;
   snap.stage = stage_;
   for (const Param* p : params()) snap.params.emplace_back(p->name, p->value.clone());
-  snap.optimizer = clone_state(optimizer_->state());
+  snap.optimizer = optimizer_->state().clone();
   if (TiedUse use = tied_replica(); use.weight) snap.tied_replica = use.weight->value.clone();
   return snap;
 }
@@ -320,7 +307,7 @@ void StageWorker::restore(const StageSnapshot& snap) {
       throw mismatch("'" + name + "' has shape " + shape_str(value.shape()) + ", expected " + shape_str(mine[i]->value.shape()));
   }
   for (std::size_t i = 0; i < mine.size(); ++i) mine[i]->value.copy_from(snap.params[i].second);
-  optimizer_->state() = clone_state(snap.optimizer);
+  optimizer_->state() = snap.optimizer.clone();
   if (TiedUse use = tied_replica(); use.weight && snap.tied_replica.defined())
     use.weight->value.copy_from(snap.tied_replica);
 }

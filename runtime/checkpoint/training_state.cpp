@@ -8,17 +8,6 @@
 
 namespace troupe {
 
-OptimizerState clone_optimizer_state(const OptimizerState& state) {
-  OptimizerState copy;
-  copy.step = state.step;
-  for (const auto& [name, ps] : state.params) {
-    ParamState& dst = copy.get_or_create(name);
-    dst.step = ps.step;
-    for (const auto& [slot, t] : ps.tensors) dst.tensors[slot] = t.clone();
-  }
-  return copy;
-}
-
 void gather_params(const std::vector<Param*>& params, NamedTensors& out) {
   for (const Param* p : params) out.emplace_back(p->name, p->value.clone());
 }

@@ -25,8 +25,6 @@ struct TrainingState {
   OptimizerState optimizer;   // every parameter's optimizer state, whole
 };
 
-// A deep copy (a snapshot's tensors must not follow the training that goes on).
-OptimizerState clone_optimizer_state(const OptimizerState& state);
 
 // Gather: appends copies of `params`' values to `out` (names must not repeat).
 void gather_params(const std::vector<Param*>& params, NamedTensors& out);

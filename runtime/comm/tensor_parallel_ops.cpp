@@ -12,15 +12,6 @@ namespace troupe::comm {
 
 namespace {
 
-template <class T>
-std::span<const std::byte> bytes_of(std::span<const T> s) {
-  return std::as_bytes(s);
-}
-template <class T>
-std::span<std::byte> writable_bytes_of(std::span<T> s) {
-  return std::as_writable_bytes(s);
-}
-
 // Chunk r of `whole` summed over ranks into `out` (chunk r's length), in rank order. combine(acc, x)
 // folds one rank's value in; rank 0's chunk is the starting value.
 template <class T, class Combine>
@@ -32,14 +23,14 @@ void reduce_scatter(TensorGroup group, std::span<const T> whole, std::span<T> ou
   for (int peer = 0; peer < n; ++peer) {
     if (peer == me) continue;
     const ChunkRange c = ring_chunk(whole.size(), n, peer);
-    if (c.length) t.send(peer, kTensorReduceScatterTag, bytes_of(whole.subspan(c.offset, c.length)));
+    if (c.length) t.send(peer, kTensorReduceScatterTag, std::as_bytes(whole.subspan(c.offset, c.length)));
   }
   if (mine.length == 0) return;
   std::vector<T> incoming(mine.length);
   for (int from = 0; from < n; ++from) {
     const T* src = whole.data() + mine.offset;
     if (from != me) {
-      t.recv(from, kTensorReduceScatterTag, writable_bytes_of(std::span<T>(incoming)));
+      t.recv(from, kTensorReduceScatterTag, std::as_writable_bytes(std::span<T>(incoming)));
       src = incoming.data();
     }
     if (from == 0) {
@@ -57,11 +48,11 @@ void all_gather(TensorGroup group, std::span<const T> local, std::span<T> whole)
   const ChunkRange mine = ring_chunk(whole.size(), n, me);
   TROUPE_CHECK(local.size() == mine.length, "all-gather input of ", local.size(), " for a chunk of ", mine.length);
   for (int peer = 0; peer < n; ++peer)
-    if (peer != me && mine.length) t.send(peer, kTensorAllGatherTag, bytes_of(local));
+    if (peer != me && mine.length) t.send(peer, kTensorAllGatherTag, std::as_bytes(local));
   if (whole.data() + mine.offset != local.data()) std::copy(local.begin(), local.end(), whole.begin() + mine.offset);
   for (int from = 0; from < n; ++from) {
     const ChunkRange c = ring_chunk(whole.size(), n, from);
-    if (from != me && c.length) t.recv(from, kTensorAllGatherTag, writable_bytes_of(whole.subspan(c.offset, c.length)));
+    if (from != me && c.length) t.recv(from, kTensorAllGatherTag, std::as_writable_bytes(whole.subspan(c.offset, c.length)));
   }
 }
 

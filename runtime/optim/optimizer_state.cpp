@@ -53,4 +53,15 @@ void OptimizerState::clear() {
   params.clear();
 }
 
+OptimizerState OptimizerState::clone() const {
+  OptimizerState copy;
+  copy.step = step;
+  for (const auto& [name, ps] : params) {
+    ParamState& dst = copy.get_or_create(name);
+    dst.step = ps.step;
+    for (const auto& [slot, t] : ps.tensors) dst.tensors[slot] = t.clone();
+  }
+  return copy;
+}
+
 }  // namespace troupe

@@ -52,6 +52,8 @@ class OptimizerState {
   // Number of state tensors across all parameters.
   std::size_t tensor_count() const;
   void clear();
+  // A deep copy: its tensors do not follow the training that goes on (snapshots, checkpoints).
+  OptimizerState clone() const;
 };
 
 }  // namespace troupe
