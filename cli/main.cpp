@@ -2,6 +2,8 @@
 #include <CLI/CLI.hpp>
 
 #include <cstdio>
+#include <string>
+#include <unistd.h>
 
 #include "cli/bench_command.h"
 #include "cli/eval_command.h"
@@ -12,6 +14,7 @@
 #include "runtime/config/config_schema.h"
 #include "runtime/device_info.h"
 #include "runtime/error.h"
+#include "runtime/process/parent_watch.h"
 
 namespace {
 // --steps and --seed are read by the config schema's own parser, as --set would read them: CLI11's
@@ -33,6 +36,8 @@ CLI::Validator as_config_key(const char* name) {
 
 int main(int argc, char** argv) {
   using namespace troupe;
+  // A rank process started by a troupe rank 0 ends as soon as that process is gone (parent_watch.h).
+  watch_parent_from_environment("rank process " + std::to_string(getpid()));
   CLI::App app{"troupe: train neural networks across devices and hosts, on actors.", "troupe"};
   app.require_subcommand(1);
 

@@ -16,6 +16,7 @@ extern char** environ;
 #include <thread>
 
 #include "runtime/error.h"
+#include "runtime/process/parent_watch.h"
 #include "runtime/signals/stop_signal.h"
 
 namespace troupe {
@@ -83,7 +84,8 @@ pid_t ReplicaProcesses::spawn(int r, const std::vector<std::pair<std::string, st
   std::vector<char*> argv;
   for (auto& a : argv_s) argv.push_back(a.data());
   argv.push_back(nullptr);
-  std::vector<std::pair<std::string, std::string>> overrides = {{"TROUPE_SECRET", secret_}};
+  std::vector<std::pair<std::string, std::string>> overrides = {{"TROUPE_SECRET", secret_},
+                                                                 {kParentWatchEnv, std::to_string(kParentWatchFd)}};
   overrides.insert(overrides.end(), env.begin(), env.end());
   std::vector<std::string> env_s;
   for (char** e = environ; *e; ++e) {
@@ -96,12 +98,23 @@ pid_t ReplicaProcesses::spawn(int r, const std::vector<std::pair<std::string, st
   std::vector<char*> envp;
   for (auto& e : env_s) envp.push_back(e.data());
   envp.push_back(nullptr);
+  // The parent watch (parent_watch.h): the child reads, this process holds the write end until the
+  // child is reaped. Both ends close on exec, so no other child inherits them.
+  int watch[2];
+  if (pipe2(watch, O_CLOEXEC) != 0)
+    throw Error(ErrorKind::kIo, "cannot start rank " + std::to_string(r) + ": pipe: " + std::strerror(errno));
   std::fflush(stdout);
   std::fflush(stderr);
   const pid_t pid = fork();
-  if (pid < 0)
+  if (pid < 0) {
+    close(watch[0]);
+    close(watch[1]);
     throw Error(ErrorKind::kIo, "cannot start rank " + std::to_string(r) + ": fork: " + std::strerror(errno));
+  }
   if (pid == 0) {
+    // The read end, at the agreed number, kept across exec (dup2 clears close-on-exec on the copy).
+    if (watch[0] == kParentWatchFd) fcntl(watch[0], F_SETFD, 0);
+    else dup2(watch[0], kParentWatchFd);
     // Child: quiet stdout (rank 0 reports for everyone), then become the rank.
     const int devnull = open("/dev/null", O_WRONLY);
     if (devnull >= 0) dup2(devnull, STDOUT_FILENO);
@@ -114,6 +127,8 @@ pid_t ReplicaProcesses::spawn(int r, const std::vector<std::pair<std::string, st
     [[maybe_unused]] const ssize_t ignored = write(STDERR_FILENO, msg, sizeof msg - 1);
     _exit(127);
   }
+  close(watch[0]);
+  watch_fds_[pid] = watch[1];
   register_child_process(pid);  // an abort (a second Ctrl-C) kills it
   return pid;
 }
@@ -126,13 +141,26 @@ std::string ReplicaProcesses::restart(int rank, const std::vector<std::pair<std:
   if (pid > 0) {
     // Its link broke, so it is dead or dying; one that still runs (stuck) is killed after 2 s.
     ended = exit_text(reap_by(pid, std::chrono::steady_clock::now() + std::chrono::seconds(2)));
+    close_watch(pid);
     pid = -1;
   }
   pid = spawn(rank, env);
   return ended;
 }
 
-ReplicaProcesses::~ReplicaProcesses() { kill_all(); }
+ReplicaProcesses::~ReplicaProcesses() {
+  kill_all();
+  std::lock_guard lock(mu_);
+  for (const auto& [pid, fd] : watch_fds_) close(fd);
+  watch_fds_.clear();
+}
+
+void ReplicaProcesses::close_watch(pid_t pid) {
+  const auto it = watch_fds_.find(pid);
+  if (it == watch_fds_.end()) return;
+  close(it->second);
+  watch_fds_.erase(it);
+}
 
 void ReplicaProcesses::kill_all() {
   std::lock_guard lock(mu_);

@@ -3,9 +3,11 @@
 // Each child runs the same `troupe train` command line plus `--rank r`, with the job's shared secret in
 // its environment (TROUPE_SECRET; never on the command line, where `ps` would show it), its stdout
 // discarded (rank 0 reports for everyone) and its stderr shared (a child's error names its rank).
-// When rank 0 stops early the children are killed and reaped, so a failed run leaves no stray processes.
+// When rank 0 stops early the children are killed and reaped, so a failed run leaves no stray processes;
+// when rank 0 itself is killed, each child notices through its parent watch (parent_watch.h) and exits.
 #pragma once
 
+#include <map>
 #include <mutex>
 #include <string>
 #include <sys/types.h>
@@ -42,12 +44,15 @@ class ReplicaProcesses {
  private:
   // Starts rank r with the job's environment plus `env`; throws troupe::Error(kIo) when fork fails.
   pid_t spawn(int rank, const std::vector<std::pair<std::string, std::string>>& env);
+  // Closes the write end of a reaped child's parent watch (parent_watch.h). Under mu_.
+  void close_watch(pid_t pid);
 
   std::string program_;
   std::vector<std::string> args_;
   std::string secret_;
   std::mutex mu_;
   std::vector<pid_t> children_;  // index r - 1 holds rank r
+  std::map<pid_t, int> watch_fds_;  // child -> the write end of its parent watch, open while it may run
 };
 
 }  // namespace troupe
