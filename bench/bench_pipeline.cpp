@@ -95,8 +95,8 @@ int main(int argc, char** argv) {
   const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   const int p = argc > 2 ? std::atoi(argv[2]) : std::clamp(cores, 2, 4), m = 16;
   const auto cost = std::chrono::microseconds(argc > 1 ? std::atoi(argv[1]) : 2000);
-  for (const char* schedule : {"gpipe", "1f1b"}) overhead(schedule, p, m, 1, cost, 5);
-  overhead("interleaved", p, m, 2, cost, 5);
+  for (const char* schedule : {"gpipe", "1f1b"}) overhead(schedule, p, m, 1, cost, 11);
+  overhead("interleaved", p, m, 2, cost, 11);
   hop_latency(2000, std::chrono::microseconds(RunConfig{}.comm.poll_us));  // as the stage actors run
   hop_latency(2000, std::chrono::microseconds(0));                        // no polling: CAF's wake-up
   return 0;
