@@ -19,6 +19,7 @@
 #include "tests/gradient_check.h"
 #include "tests/reference_cnn_ops.h"
 #include "tests/temp_dir.h"
+#include "tests/training_runs.h"
 #include "tests/troupe_command.h"
 
 using namespace troupe;
@@ -399,6 +400,30 @@ TEST_CASE("cnn training: bitwise the same for 1 and 2 threads, buffers move, eva
   CHECK(rm->value.to_vector() == after);
 }
 
+TEST_CASE("cnn pipelines with one micro-batch are one device bitwise, running statistics included", "[cnn][pipeline]") {
+  if (!have_fashion_mnist()) {
+    WARN("dataset-fashion-mnist is not installed; skipping");
+    return;
+  }
+  auto sets = kTinyCnn;
+  sets.push_back("train.deterministic=true");
+  const RunConfig config = load_config(std::nullopt, sets);
+  const int steps = 3;
+  const TrainingRun reference = single_device(config, steps);
+  REQUIRE(reference.weights.count("stem.bn.running_mean"));
+  SECTION("1f1b, 2 stages") { require_bitwise(pipelined(config, {2, 1, 1, ScheduleKind::one_f_one_b, ""}, steps), reference); }
+  SECTION("gpipe, 3 stages") { require_bitwise(pipelined(config, {3, 1, 1, ScheduleKind::gpipe, ""}, steps), reference); }
+  SECTION("interleaved, 2 stages x 2 chunks") {
+    require_bitwise(pipelined(config, {2, 2, 1, ScheduleKind::interleaved, ""}, steps), reference);
+  }
+  SECTION("micro-batches normalise by their own statistics: a different run, still training") {
+    const TrainingRun m2 = pipelined(config, {2, 1, 2, ScheduleKind::one_f_one_b, ""}, steps);
+    CHECK(m2.losses[0] != reference.losses[0]);  // per-micro-batch statistics from the first forward on
+    for (double l : m2.losses) CHECK(std::isfinite(l));
+    CHECK(m2.weights.at("stem.bn.running_mean") != reference.weights.at("stem.bn.running_mean"));
+  }
+}
+
 TEST_CASE("cnn training in deterministic mode: bitwise the same for 1 and 3 threads, close to the fast mode",
           "[cnn][determinism]") {
   if (!have_fashion_mnist()) {
@@ -467,8 +492,10 @@ TEST_CASE("cnn config validation names the conflicting keys", "[cnn][config]") {
              Contains("at most 5 with model.cnn_stem_stride = 2"));
   CHECK_THAT(error({"model.cnn_stem_stride=3"}), Contains("model.cnn_stem_stride"));
   CHECK_THAT(error({"train.device=cuda"}), Contains("use train.device = cpu"));
-  CHECK_THAT(error({"parallel.pipeline=2"}), Contains("model.kind = cnn trains on one device so far"));
-  CHECK_THAT(error({"parallel.data=2"}), Contains("parallel.data = 2"));
+  CHECK_THAT(error({"parallel.data=2"}), Contains("model.kind = cnn trains on one device or a pipeline so far") &&
+                                           Contains("parallel.data = 2"));
+  CHECK_THAT(error({"parallel.gradient_exchange=ps"}), Contains("parallel.gradient_exchange = ps"));
+  CHECK_NOTHROW(load_config(std::nullopt, {"model.kind=cnn", "parallel.pipeline=2", "parallel.microbatches=2"}));
   CHECK_NOTHROW(load_config(std::nullopt, {"model.kind=cnn", "model.cnn_channels=8", "model.cnn_blocks=3"}));
 }
 
@@ -491,9 +518,9 @@ TEST_CASE("troupe train --set model.kind=cnn trains, reports test accuracy and w
   for (auto& [name, t] : load_safetensors(dir.file("w.safetensors"))) found |= name == "stem.bn.running_mean";
   CHECK(found);
 
-  const TroupeRun bad = run_troupe(dir.path, "train --set model.kind=cnn --set parallel.pipeline=2");
+  const TroupeRun bad = run_troupe(dir.path, "train --set model.kind=cnn --set parallel.data=2");
   CHECK(bad.code == 2);
-  CHECK_THAT(bad.err, Contains("model.kind = cnn trains on one device so far"));
+  CHECK_THAT(bad.err, Contains("model.kind = cnn trains on one device or a pipeline so far"));
 }
 
 TEST_CASE("Session trains the cnn, evaluates and round-trips its weights", "[cnn][session]") {

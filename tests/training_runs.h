@@ -14,7 +14,7 @@
 
 struct TrainingRun {
   std::vector<double> losses;
-  std::map<std::string, std::vector<float>> weights;  // by parameter name
+  std::map<std::string, std::vector<float>> weights;  // by parameter (and buffer) name
 };
 
 // `steps` steps of the single-device reference Trainer.
@@ -22,7 +22,7 @@ inline TrainingRun single_device(const troupe::RunConfig& config, int steps) {
   troupe::Trainer t(config);
   TrainingRun r;
   for (int s = 0; s < steps; ++s) r.losses.push_back(t.train_step(s).loss);
-  for (troupe::Param* p : t.model().params().all()) r.weights[p->name] = p->value.to_vector();
+  for (troupe::Param* p : t.model().params().state()) r.weights[p->name] = p->value.to_vector();  // buffers too
   return r;
 }
 
@@ -31,8 +31,7 @@ inline TrainingRun pipelined(const troupe::RunConfig& config, const troupe::Pipe
   troupe::PipelineDriver d(config, options);
   TrainingRun r;
   for (int s = 0; s < steps; ++s) r.losses.push_back(d.train_step(s).loss);
-  for (int s = 0; s < d.num_stages(); ++s)
-    for (troupe::Param* p : d.stage(s).params()) r.weights[p->name] = p->value.to_vector();
+  for (troupe::Param* p : d.weights_in_order()) r.weights[p->name] = p->value.to_vector();  // buffers too
   return r;
 }
 
@@ -44,8 +43,7 @@ inline TrainingRun data_parallel(const troupe::RunConfig& config, int steps, boo
   for (int s = 0; s < steps; ++s) r.losses.push_back(t.train_step(s).loss);
   for (int rep = 0; rep < t.replicas(); ++rep) {
     std::map<std::string, std::vector<float>> w;
-    for (int s = 0; s < t.replica(rep).num_stages(); ++s)
-      for (troupe::Param* p : t.replica(rep).stage(s).params()) w[p->name] = p->value.to_vector();
+    for (troupe::Param* p : t.replica(rep).weights_in_order()) w[p->name] = p->value.to_vector();
     if (rep == 0) r.weights = w;
     else
       for (const auto& [name, v] : w) {

@@ -106,7 +106,7 @@ EvalStats PipelineDriver::evaluate() {
 }
 
 void PipelineDriver::load_weights(const std::string& path) {
-  load_weights_into(params_in_order(), path);
+  load_weights_into(weights_in_order(), path);
   const std::string tied = tied_weight_of(specs_);
   for (Param* p : params_in_order())
     if (!tied.empty() && p->name == tied)
@@ -114,11 +114,14 @@ void PipelineDriver::load_weights(const std::string& path) {
 }
 
 namespace {
-// Parameters then buffers of every chunk, in layer order: the whole state a checkpoint holds.
+// What a weights file or a checkpoint holds, in the order one device's model lists it: every
+// parameter in layer order, then every buffer (batch-norm running statistics) in layer order.
 std::vector<Param*> state_in_order(const pipeline::Layout& layout, const std::vector<std::unique_ptr<StageWorker>>& stages) {
   std::vector<Param*> all;
   for (int k = 0; k < layout.num_virtual(); ++k)
-    for (Param* p : stages[layout.stage_of(k)]->chunk(layout.chunk_of(k)).params().state()) all.push_back(p);
+    for (Param* p : stages[layout.stage_of(k)]->chunk(layout.chunk_of(k)).params().all()) all.push_back(p);
+  for (int k = 0; k < layout.num_virtual(); ++k)
+    for (Param* p : stages[layout.stage_of(k)]->chunk(layout.chunk_of(k)).params().buffers()) all.push_back(p);
   return all;
 }
 }  // namespace
@@ -146,7 +149,9 @@ void PipelineDriver::restore_training_state(const TrainingState& state, const st
   }
 }
 
-void PipelineDriver::save_weights(const std::string& path) const { save_weights_from(params_in_order(), path, config_); }
+void PipelineDriver::save_weights(const std::string& path) const { save_weights_from(weights_in_order(), path, config_); }
+
+std::vector<Param*> PipelineDriver::weights_in_order() const { return state_in_order(layout_, stages_); }
 
 StepUpdate plan_update(const RunConfig& config, const pipeline::Layout& layout,
                        const std::vector<std::vector<std::vector<double>>>& sumsq, std::int64_t step) {

@@ -72,6 +72,9 @@ class PipelineDriver {
   EvalStats evaluate();
   // Every parameter of every stage, in layer order (the single-device model's order).
   std::vector<Param*> params_in_order() const;
+  // What a weights file holds, as one device's model lists it: params_in_order(), then every buffer
+  // (batch-norm running statistics) in layer order.
+  std::vector<Param*> weights_in_order() const;
   void load_weights(const std::string& path);  // then refreshes the LM head's replica of wte
   // Checkpoints (runtime/checkpoint/training_state.h), between steps. Parameters and buffers of every
   // stage, whole, in layer order; each stage's optimizer state is gathered into `whole` (first: this is

@@ -371,12 +371,12 @@ void validate_cnn(const RunConfig& config) {
     invalid(fmt::format("model.kind = cnn with parallel.placement = \"{}\": the CNN's kernels exist on the CPU "
                         "backend only so far; place every stage on cpu",
                         par.placement));
-  if (par.pipeline > 1 || par.microbatches > 1 || par.data > 1 || par.gradient_exchange == GradientExchange::ps)
-    invalid(fmt::format("model.kind = cnn trains on one device so far (got parallel.pipeline = {}, "
-                        "parallel.microbatches = {}, parallel.data = {}, parallel.gradient_exchange = {}): batch "
-                        "normalisation's statistics per replica or micro-batch are not wired up yet; leave the "
-                        "parallel.* keys at their defaults",
-                        par.pipeline, par.microbatches, par.data, name_of(par.gradient_exchange)));
+  if (par.data > 1 || par.gradient_exchange == GradientExchange::ps)
+    invalid(fmt::format("model.kind = cnn trains on one device or a pipeline so far (got parallel.data = {}, "
+                        "parallel.gradient_exchange = {}): batch normalisation's statistics across data-parallel "
+                        "replicas are not wired up yet; use parallel.data = 1 (parallel.pipeline may split the "
+                        "blocks across stages)",
+                        par.data, name_of(par.gradient_exchange)));
 }
 
 // The stacked LSTM: its recurrence exists on the CPU backend only so far.
