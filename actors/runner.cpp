@@ -167,9 +167,9 @@ class PipelineJob final : public TrainerJob<ActorPipeline> {
 
 class TensorParallelJob final : public TrainerJob<TensorParallelTrainer> {
  public:
-  explicit TensorParallelJob(const RunConfig& config) {
-    trainer_ = std::make_unique<TensorParallelTrainer>(config);
-    summary_ = fmt::format("tensor parallel, {} shards (threads over the in-process transport)\n",
+  TensorParallelJob(const RunConfig& config, const plan::Topology& topology) {
+    trainer_ = std::make_unique<TensorParallelTrainer>(config, nullptr, &topology);
+    summary_ = fmt::format("tensor parallel, {} shards (actors over the in-process transport)\n",
                            config.parallel.tensor);
   }
 };
@@ -371,7 +371,7 @@ std::unique_ptr<Job> launch(const RunConfig& config, const LaunchOptions& option
     if (processes) return std::make_unique<PsProcessesJob>(config, options.args);
     return std::make_unique<PsThreadsJob>(config);
   }
-  if (topology.size(plan::Axis::tensor) > 1) return std::make_unique<TensorParallelJob>(config);
+  if (topology.size(plan::Axis::tensor) > 1) return std::make_unique<TensorParallelJob>(config, topology);
   if (topology.size(plan::Axis::data) > 1) {
     if (processes) return std::make_unique<DataParallelProcessesJob>(config, topology, options.args);
     return std::make_unique<DataParallelThreadsJob>(config, topology);

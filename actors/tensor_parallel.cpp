@@ -1,13 +1,20 @@
-// TensorParallelTrainer: one Trainer per shard over an InprocWorld, every step on one thread per shard.
+// TensorParallelTrainer: one Trainer per shard over an InprocWorld, each run by a detached tensor-shard actor of the process's actor system.
 #include "actors/tensor_parallel.h"
 
 #include <chrono>
-#include <exception>
-#include <thread>
+
+#include <fmt/format.h>
+
+#include "actors/actor_system.h"
+#include "actors/tensor_shard_actor.h"
+#include "models/model.h"
+#include "runtime/supervision/supervision_tree.h"
 
 namespace troupe {
 
-TensorParallelTrainer::TensorParallelTrainer(const RunConfig& config) {
+TensorParallelTrainer::TensorParallelTrainer(const RunConfig& config, std::shared_ptr<ActorSystem> system,
+                                             const plan::Topology* topology)
+    : deaths_(std::make_shared<Deaths>()) {
   const int tp = config.parallel.tensor;
   world_ = std::make_unique<net::InprocWorld>(
       tp, std::chrono::milliseconds(static_cast<long long>(config.comm.timeout_s * 1000.0)));
@@ -15,45 +22,93 @@ TensorParallelTrainer::TensorParallelTrainer(const RunConfig& config) {
     transports_.push_back(world_->transport(t));
     shards_.push_back(std::make_unique<Trainer>(config, comm::TensorGroup{transports_.back().get()}));
   }
+  const plan::Topology plan =
+      topology ? *topology
+               : plan::make_topology(config, layer_info(make_layer_specs(config.model, config.train.seed)),
+                                     std::vector<std::string>(1, "cpu:0"));
+  supervisor_ = std::make_unique<supervision::Supervisor>(supervision::make_supervision_tree(plan), plan);
+  system_ = system ? std::move(system) : std::make_shared<ActorSystem>();
+  caf::actor_system& sys = system_->get();
+  for (int t = 0; t < tp; ++t) {
+    net::InprocWorld* world = world_.get();
+    actors_.push_back(sys.spawn<caf::detached>(tensor_shard_actor, shards_[static_cast<std::size_t>(t)].get(),
+                                               [world, t] { world->kill(t); }));
+    // A shard that ends other than by the trainer's own stop breaks its group at once (its peers would
+    // otherwise wait out comm.timeout_s in a collective with it) and is remembered for the report.
+    std::shared_ptr<Deaths> deaths = deaths_;
+    caf::actor_cast<caf::abstract_actor*>(actors_.back())
+        ->attach_functor([deaths, world, &sys, t](const caf::error& reason) {
+          std::lock_guard lock(deaths->mu);
+          if (deaths->stopping) return;
+          if (!deaths->first) deaths->first = std::make_pair(t, sys.render(reason));
+          world->kill(t);
+        });
+  }
 }
 
-TensorParallelTrainer::~TensorParallelTrainer() = default;
+TensorParallelTrainer::~TensorParallelTrainer() {
+  {
+    std::lock_guard lock(deaths_->mu);
+    deaths_->stopping = true;
+  }
+  // Waits for its own actors only: the system may hold other actors of the process, still running.
+  for (const caf::actor& a : actors_) caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
+  caf::scoped_actor self(system_->get());
+  self->wait_for(actors_);
+}
 
-void TensorParallelTrainer::on_every_shard(const std::function<void(int)>& fn) {
-  std::vector<std::exception_ptr> errors(shards_.size());
-  std::vector<std::thread> threads;
-  for (std::size_t t = 0; t < shards_.size(); ++t)
-    threads.emplace_back([&, t] {
-      try {
-        fn(static_cast<int>(t));
-      } catch (...) {
-        errors[t] = std::current_exception();
-        world_->kill(static_cast<int>(t));
-      }
-    });
-  for (auto& th : threads) th.join();
-  for (auto& e : errors)  // the first shard that failed for its own reason, not for a dead peer
-    if (e) std::rethrow_exception(e);
+std::string TensorParallelTrainer::shard_name(int t) const { return fmt::format("replica 0/stage 0/tensor {}", t); }
+
+template <class R, class... Ts>
+std::vector<R> TensorParallelTrainer::ask_every_shard(std::int64_t step, Ts... request) {
+  caf::actor_system& sys = system_->get();
+  caf::scoped_actor self(sys);
+  std::vector<decltype(self->request(actors_[0], caf::infinite, request...))> pending;
+  for (const caf::actor& a : actors_) pending.push_back(self->request(a, caf::infinite, request...));
+  std::vector<R> answers(actors_.size());
+  std::optional<Error> failure;
+  for (std::size_t t = 0; t < actors_.size(); ++t)
+    pending[t].receive([&](R& r) { answers[t] = std::move(r); },
+                       [&](caf::error& e) {
+                         if (failure) return;
+                         const caf::message& ctx = e.context();
+                         if (ctx.size() == 2 && ctx.match_element<std::int32_t>(0) && ctx.match_element<std::string>(1))
+                           failure = Error(static_cast<ErrorKind>(ctx.get_as<std::int32_t>(0)), ctx.get_as<std::string>(1));
+                         else
+                           failure = Error(ErrorKind::kInternal, shard_name(static_cast<int>(t)) + ": " + sys.render(e));
+                       });
+  if (!failure) return answers;
+  // A dead shard actor is the cause of its peers' failures: its supervisor names it and its place.
+  std::optional<std::pair<int, std::string>> dead;
+  {
+    std::lock_guard lock(deaths_->mu);
+    dead = deaths_->first;
+  }
+  if (dead)
+    throw Error(ErrorKind::kIo, supervisor_->on_down(shard_name(dead->first), step, dead->second).report +
+                                    "\n(its peers saw: " + failure->what() + ")");
+  throw *failure;
 }
 
 StepStats TensorParallelTrainer::train_step(std::int64_t step) {
-  std::vector<StepStats> stats(shards_.size());
-  on_every_shard([&](int t) { stats[static_cast<std::size_t>(t)] = shards_[static_cast<std::size_t>(t)]->train_step(step); });
-  return stats.at(0);
+  return ask_every_shard<StepStats>(step, proto::step_atom::value, step).at(0);
 }
 
-EvalStats TensorParallelTrainer::evaluate() {
-  std::vector<EvalStats> stats(shards_.size());
-  on_every_shard([&](int t) { stats[static_cast<std::size_t>(t)] = shards_[static_cast<std::size_t>(t)]->evaluate(); });
-  return stats.at(0);
-}
+EvalStats TensorParallelTrainer::evaluate() { return ask_every_shard<EvalStats>(-1, proto::eval_atom::value).at(0); }
 
 void TensorParallelTrainer::load_weights(const std::string& path) {
-  on_every_shard([&](int t) { shards_[static_cast<std::size_t>(t)]->load_weights(path); });
+  ask_every_shard<bool>(-1, proto::load_atom::value, path);
 }
 
 void TensorParallelTrainer::save_weights(const std::string& path) {
-  on_every_shard([&](int t) { shards_[static_cast<std::size_t>(t)]->save_weights(path); });
+  ask_every_shard<bool>(-1, proto::save_atom::value, path);
+}
+
+void TensorParallelTrainer::kill_shard(int t) {
+  const caf::actor& a = actors_.at(static_cast<std::size_t>(t));
+  caf::anon_send_exit(a, caf::exit_reason::kill);
+  caf::scoped_actor self(system_->get());
+  self->wait_for(a);
 }
 
 std::int64_t TensorParallelTrainer::param_count() const {

@@ -8,12 +8,14 @@
 
 #include "actors/runner.h"
 #include "actors/session.h"
+#include "actors/tensor_parallel.h"
 #include "models/model.h"
 #include "models/trainer.h"
 #include "runtime/comm/tensor_parallel_ops.h"
 #include "runtime/config/config_loader.h"
 #include "runtime/io/safetensors.h"
 #include "runtime/plan/topology.h"
+#include "runtime/supervision/supervision_tree.h"
 #include "tests/error_of.h"
 #include "tests/rank_threads.h"
 #include "tests/temp_dir.h"
@@ -239,4 +241,54 @@ TEST_CASE("tensor parallel from Session (the CLI's runner): tp 2 steps and evalu
   // Composition with the other axes is refused, saying what to set.
   CHECK_THAT(config_error([&] { load_config(std::nullopt, with(base, {"parallel.tensor=2", "parallel.data=2"})); }),
              Contains("tensor parallelism runs alone so far"));
+}
+
+TEST_CASE("tensor shards are actors under their stage in the supervision tree, named by their place",
+          "[tensor_parallel][supervision]") {
+  const RunConfig config = load_config(std::nullopt, with(small_gpt(false), {"parallel.tensor=2"}));
+  const supervision::Node job = supervision::make_supervision_tree(plan_run(config));
+  const supervision::Node* shard = supervision::find_node(job, "replica 0/stage 0/tensor 1");
+  REQUIRE(shard);
+  CHECK(shard->kind == supervision::NodeKind::tensor_shard);
+  CHECK(shard->rank == 1);
+  CHECK_THAT(describe_plan(config), Contains("      replica 0/stage 0/tensor 0 (rank 0)\n"
+                                             "      replica 0/stage 0/tensor 1 (rank 1)\n"));
+  // T = 1 has no tensor-shard nodes.
+  const RunConfig one = load_config(std::nullopt, small_gpt(false));
+  CHECK_FALSE(supervision::find_node(supervision::make_supervision_tree(plan_run(one)), "replica 0/stage 0/tensor 0"));
+}
+
+TEST_CASE("a tensor-shard actor that dies is reported by the job's supervisor with its place, its peer freed at once",
+          "[tensor_parallel][supervision]") {
+  const RunConfig config = load_config(std::nullopt, with(small_gpt(false), {"parallel.tensor=2", "comm.timeout_s=60"}));
+  TensorParallelTrainer t(config);
+  const double first = t.train_step(0).loss;
+  CHECK(std::isfinite(first));
+  t.kill_shard(1);
+  const auto start = std::chrono::steady_clock::now();
+  try {
+    t.train_step(1);
+    FAIL("the step should have failed");
+  } catch (const Error& e) {
+    CHECK(e.kind() == ErrorKind::kIo);
+    CHECK_THAT(e.what(), Catch::StartsWith("tensor-shard actor replica 0/stage 0/tensor 1 (rank 1: data 0, pipe 0, "
+                                           "tensor 1; process 0 on localhost") &&
+                             Contains("died in step 1: exit_reason(kill)"));
+  }
+  // Shard 0 learnt of it from its broken group, not after comm.timeout_s.
+  CHECK(std::chrono::steady_clock::now() - start < std::chrono::seconds(20));
+}
+
+TEST_CASE("a tensor shard's own failure is the step's error, with its kind and text", "[tensor_parallel]") {
+  const RunConfig config = load_config(std::nullopt, with(small_gpt(false), {"parallel.tensor=2", "comm.timeout_s=60"}));
+  TensorParallelTrainer t(config);
+  // A file that does not exist: each shard fails on its own (before any collective) and answers with
+  // its troupe::Error, which comes back whole, not as an actor failure.
+  try {
+    t.load_weights("/nonexistent/weights.safetensors");
+    FAIL("loading should have failed");
+  } catch (const Error& e) {
+    CHECK(e.kind() != ErrorKind::kInternal);
+    CHECK_THAT(e.what(), Contains("/nonexistent/weights.safetensors"));
+  }
 }
