@@ -169,8 +169,8 @@ class TensorParallelJob final : public TrainerJob<TensorParallelTrainer> {
  public:
   TensorParallelJob(const RunConfig& config, const plan::Topology& topology) {
     trainer_ = std::make_unique<TensorParallelTrainer>(config, nullptr, &topology);
-    summary_ = fmt::format("tensor parallel, {} shards (actors over the in-process transport)\n",
-                           config.parallel.tensor);
+    summary_ = fmt::format("tensor parallel, {} replica{} x {} shards (actors over the in-process transport)\n",
+                           config.parallel.data, config.parallel.data == 1 ? "" : "s", config.parallel.tensor);
   }
 };
 
