@@ -83,6 +83,12 @@ void restore(DataParallelTrainer& t, const TrainingState& s, const std::string& 
   for (int r = 0; r < t.replicas(); ++r) t.replica(r).restore_training_state(s, source);
 }
 
+// Tensor shards gather whole tensors by name (any parallel.tensor restores any other).
+TrainingState state_of(TensorParallelTrainer& t, std::int64_t steps_done) { return t.training_state(steps_done); }
+void restore(TensorParallelTrainer& t, const TrainingState& s, const std::string& source) {
+  t.restore_training_state(s, source);
+}
+
 // ---- jobs ------------------------------------------------------------------------------------------
 
 // A Job over a trainer of type T. A subclass that owns what the trainer needs besides (processes,

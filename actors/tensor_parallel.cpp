@@ -122,6 +122,14 @@ void TensorParallelTrainer::save_weights(const std::string& path) {
   ask_shards<bool>(static_cast<std::size_t>(tp_), -1, proto::save_atom::value, path);
 }
 
+TrainingState TensorParallelTrainer::training_state(std::int64_t steps_done) {
+  return ask_shards<TrainingState>(static_cast<std::size_t>(tp_), -1, proto::state_atom::value, steps_done).at(0);
+}
+
+void TensorParallelTrainer::restore_training_state(const TrainingState& state, const std::string& source) {
+  ask_shards<bool>(actors_.size(), -1, proto::restore_atom::value, state, source);
+}
+
 void TensorParallelTrainer::kill_shard(int t, int d) {
   const caf::actor& a = actors_.at(static_cast<std::size_t>(d * tp_ + t));
   caf::anon_send_exit(a, caf::exit_reason::kill);

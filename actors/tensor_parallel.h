@@ -39,6 +39,10 @@ class TensorParallelTrainer {
   EvalStats evaluate();
   void load_weights(const std::string& path);
   void save_weights(const std::string& path);
+  // Checkpoints: whole tensors by name (replica 0's shards gather them), so a state from any
+  // parallel.tensor and parallel.data restores here, and this one anywhere (training_state.h).
+  TrainingState training_state(std::int64_t steps_done);
+  void restore_training_state(const TrainingState& state, const std::string& source);
   void set_trace(TraceRecorder* trace) { shards_.at(0)->set_trace(trace); }  // shard 0's spans
 
   Dataset& dataset() { return shards_.at(0)->dataset(); }

@@ -43,6 +43,15 @@ caf::behavior tensor_shard_actor(caf::stateful_actor<TensorShardActorState>* sel
           return true;
         });
       },
+      [=](proto::state_atom, std::int64_t done) {
+        return answer(self, [&](Trainer& t) { return t.training_state(done); });
+      },
+      [=](proto::restore_atom, const TrainingState& state, const std::string& source) {
+        return answer(self, [&](Trainer& t) {
+          t.restore_training_state(state, source);
+          return true;
+        });
+      },
   };
 }
 

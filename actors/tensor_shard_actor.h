@@ -22,6 +22,8 @@ namespace proto {
 using eval_atom = caf::atom_constant<caf::atom("tp_eval")>;
 using load_atom = caf::atom_constant<caf::atom("tp_load")>;
 using save_atom = caf::atom_constant<caf::atom("tp_save")>;
+using state_atom = caf::atom_constant<caf::atom("tp_state")>;
+using restore_atom = caf::atom_constant<caf::atom("tp_restore")>;
 }  // namespace proto
 
 struct TensorShardActorState {
@@ -36,9 +38,12 @@ struct TensorShardActorState {
 //   (eval_atom)                 -> EvalStats     the held-out loss
 //   (load_atom, std::string)    -> bool          a weights file (whole tensors; the shard keeps its slice)
 //   (save_atom, std::string)    -> bool          gathers whole tensors; shard 0 writes the file
+//   (state_atom, int64_t done)  -> TrainingState the whole state by name (gathered; every shard's is whole)
+//   (restore_atom, TrainingState, std::string source) -> bool   whole state in, the shard keeps its slices
 caf::behavior tensor_shard_actor(caf::stateful_actor<TensorShardActorState>* self, Trainer* shard,
                                  std::function<void()> on_failure);
 
 }  // namespace troupe
 
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::EvalStats)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::TrainingState)

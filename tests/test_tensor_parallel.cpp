@@ -330,3 +330,40 @@ TEST_CASE("dp2 x tp2 = single device: losses within 1e-5 over 20 steps, replicas
   REQUIRE(first);
   CHECK(first->loss == Approx(reference.losses[0]).epsilon(1e-5));
 }
+
+TEST_CASE("a tensor-parallel training state is whole tensors by name: it equals the single device's after the same "
+          "steps and restores into T = 1",
+          "[tensor_parallel][resume]") {
+  const RunConfig one = load_config(std::nullopt, small_gpt(false));
+  RunConfig two = one;
+  two.parallel.tensor = 2;
+  TensorParallelTrainer t(two);
+  Trainer single(one);
+  for (int s = 0; s < 3; ++s) {
+    t.train_step(s);
+    single.train_step(s);
+  }
+  const TrainingState a = t.training_state(3), b = single.training_state(3);
+  REQUIRE(a.params.size() == b.params.size());
+  for (std::size_t i = 0; i < a.params.size(); ++i) {
+    REQUIRE(a.params[i].first == b.params[i].first);
+    REQUIRE(a.params[i].second.shape() == b.params[i].second.shape());
+  }
+  REQUIRE(a.optimizer.params.size() == b.optimizer.params.size());
+  for (const auto& [name, ps] : b.optimizer.params)
+    for (const auto& [k, v] : ps.tensors) REQUIRE(a.optimizer.tensor(name, k).shape() == v.shape());
+  // T = 2's state into one device, one device's into T = 2: both continue as the uninterrupted runs.
+  Trainer resumed(one);
+  resumed.restore_training_state(a, "tp2 state");
+  TensorParallelTrainer back(two);
+  back.restore_training_state(b, "single state");
+  for (int s = 3; s < 6; ++s) {
+    const double want = single.train_step(s).loss, got_t = t.train_step(s).loss;
+    CHECK(std::abs(resumed.train_step(s).loss - got_t) / got_t < 1e-5);
+    CHECK(std::abs(back.train_step(s).loss - want) / want < 1e-5);
+  }
+  // A state of another model is refused, naming the tensor.
+  TrainingState bad = b;
+  bad.params[0].second = Tensor::zeros({3});
+  CHECK_THROWS_AS(back.restore_training_state(bad, "bad state"), Error);
+}
