@@ -83,6 +83,12 @@ void restore(DataParallelTrainer& t, const TrainingState& s, const std::string& 
   for (int r = 0; r < t.replicas(); ++r) t.replica(r).restore_training_state(s, source);
 }
 
+// Tensor shards gather whole tensors by name (any parallel.tensor restores any other).
+TrainingState state_of(TensorParallelTrainer& t, std::int64_t steps_done) { return t.training_state(steps_done); }
+void restore(TensorParallelTrainer& t, const TrainingState& s, const std::string& source) {
+  t.restore_training_state(s, source);
+}
+
 // ---- jobs ------------------------------------------------------------------------------------------
 
 // A Job over a trainer of type T. A subclass that owns what the trainer needs besides (processes,
@@ -167,10 +173,10 @@ class PipelineJob final : public TrainerJob<ActorPipeline> {
 
 class TensorParallelJob final : public TrainerJob<TensorParallelTrainer> {
  public:
-  explicit TensorParallelJob(const RunConfig& config) {
-    trainer_ = std::make_unique<TensorParallelTrainer>(config);
-    summary_ = fmt::format("tensor parallel, {} shards (threads over the in-process transport)\n",
-                           config.parallel.tensor);
+  TensorParallelJob(const RunConfig& config, const plan::Topology& topology) {
+    trainer_ = std::make_unique<TensorParallelTrainer>(config, nullptr, &topology);
+    summary_ = fmt::format("tensor parallel, {} replica{} x {} shards (actors over the in-process transport)\n",
+                           config.parallel.data, config.parallel.data == 1 ? "" : "s", config.parallel.tensor);
   }
 };
 
@@ -371,7 +377,7 @@ std::unique_ptr<Job> launch(const RunConfig& config, const LaunchOptions& option
     if (processes) return std::make_unique<PsProcessesJob>(config, options.args);
     return std::make_unique<PsThreadsJob>(config);
   }
-  if (topology.size(plan::Axis::tensor) > 1) return std::make_unique<TensorParallelJob>(config);
+  if (topology.size(plan::Axis::tensor) > 1) return std::make_unique<TensorParallelJob>(config, topology);
   if (topology.size(plan::Axis::data) > 1) {
     if (processes) return std::make_unique<DataParallelProcessesJob>(config, topology, options.args);
     return std::make_unique<DataParallelThreadsJob>(config, topology);

@@ -1,45 +1,88 @@
-// Owns TensorParallelTrainer: parallel.tensor shards of one model, each a Trainer over its slice of the parameters, in one process over the in-process transport, stepped together.
+// Owns TensorParallelTrainer: parallel.data replicas x parallel.tensor shards of one model, each shard a Trainer over its slice of the parameters run by its own tensor-shard actor, in one process over the in-process transport, stepped together.
 //
-// Every shard takes the same batch; the tensor group's collectives (runtime/comm/tensor_parallel_ops.h)
-// run inside the layers, so each step runs all shards at once, one thread each. Losses and statistics
-// are shard 0's (every shard computes the same). Weight files hold whole tensors.
+// The shards of a replica take the same rows of the batch; the tensor group's collectives
+// (runtime/comm/tensor_parallel_ops.h) run inside the layers, so a step asks every shard actor at once
+// (actors/tensor_shard_actor.h) and waits for all answers. With parallel.data = D each tensor rank t
+// also has a data-parallel group (shard t of every replica), over which its Trainer averages its
+// gradients: D x T groups' worth of collectives, each over its own InprocWorld. Losses and statistics
+// are shard 0's of replica 0 (every shard reports the same). Weight files hold whole tensors. A shard
+// actor that dies is named by the job's supervisor with its place.
 #pragma once
 
-#include <functional>
 #include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <utility>
 #include <vector>
+
+#include <caf/actor.hpp>
 
 #include "models/trainer.h"
 #include "net/inproc/inproc_transport.h"
+#include "runtime/plan/topology.h"
+#include "runtime/supervision/supervisor.h"
 
 namespace troupe {
 
+class ActorSystem;
+
 class TensorParallelTrainer {
  public:
-  explicit TensorParallelTrainer(const RunConfig& config);
+  // system: the process's actor system (a new one when null); topology: the run's plan (made from
+  // `config` when null), for the supervisor to name a dead shard's place.
+  explicit TensorParallelTrainer(const RunConfig& config, std::shared_ptr<ActorSystem> system = nullptr,
+                                 const plan::Topology* topology = nullptr);
   ~TensorParallelTrainer();
 
   StepStats train_step(std::int64_t step);
   EvalStats evaluate();
   void load_weights(const std::string& path);
   void save_weights(const std::string& path);
+  // Checkpoints: whole tensors by name (replica 0's shards gather them), so a state from any
+  // parallel.tensor and parallel.data restores here, and this one anywhere (training_state.h).
+  TrainingState training_state(std::int64_t steps_done);
+  void restore_training_state(const TrainingState& state, const std::string& source);
   void set_trace(TraceRecorder* trace) { shards_.at(0)->set_trace(trace); }  // shard 0's spans
 
   Dataset& dataset() { return shards_.at(0)->dataset(); }
   CpuBackend& backend() { return shards_.at(0)->backend(); }
-  int shards() const { return static_cast<int>(shards_.size()); }
-  Trainer& shard(int t) { return *shards_.at(static_cast<std::size_t>(t)); }
+  int shards() const { return tp_; }  // per replica
+  int replicas() const { return dp_; }
+  // Shard t of replica d.
+  Trainer& shard(int t, int d = 0) { return *shards_.at(static_cast<std::size_t>(d * tp_ + t)); }
   // The whole model's parameter count: replicated parameters once, split ones over all shards.
   std::int64_t param_count() const;
 
- private:
-  // Runs fn(shard t) for every shard at once, one thread each; rethrows the first failure (a failed
-  // shard breaks the group, so its peers fail at once instead of waiting out comm.timeout_s).
-  void on_every_shard(const std::function<void(int)>& fn);
+  // Test hook: ends shard t of replica d's actor as a crash would (exit reason kill) and waits until it
+  // has ended.
+  void kill_shard(int t, int d = 0);
 
-  std::unique_ptr<net::InprocWorld> world_;
+ private:
+  // Sends `request` to the first `count` shard actors (replica 0's: tp_; all: dp_ x tp_) at once and
+  // waits for all answers, in actor order. A failure throws: the supervisor's report when a shard actor
+  // died (the cause of its peers' failures), else the first failing shard's own troupe::Error.
+  template <class R, class... Ts>
+  std::vector<R> ask_shards(std::size_t count, std::int64_t step, Ts... request);
+  // The supervision tree's name of actor i (replica i / T, tensor i % T): "replica d/stage 0/tensor t".
+  std::string shard_name(std::size_t i) const;
+  // Breaks every group actor i belongs to (its peers' collectives fail at once).
+  void break_groups(std::size_t i);
+
+  int dp_ = 1, tp_ = 1;
+  std::vector<std::unique_ptr<net::InprocWorld>> tensor_worlds_;  // one per replica: its T shards
+  std::vector<std::unique_ptr<net::InprocWorld>> data_worlds_;    // one per tensor rank when D > 1: its D shards
   std::vector<std::unique_ptr<comm::Transport>> transports_;
-  std::vector<std::unique_ptr<Trainer>> shards_;
+  std::vector<std::unique_ptr<Trainer>> shards_;                  // shards_[d * T + t]
+  std::shared_ptr<ActorSystem> system_;
+  std::unique_ptr<supervision::Supervisor> supervisor_;
+  std::vector<caf::actor> actors_;  // actors_[i] runs shards_[i]
+  struct Deaths {                   // written by a dying actor's thread (attach_functor)
+    std::mutex mu;
+    std::optional<std::pair<std::size_t, std::string>> first;  // actor, exit reason
+    bool stopping = false;                               // the trainer stops its actors itself: not a death
+  };
+  std::shared_ptr<Deaths> deaths_;
 };
 
 }  // namespace troupe

@@ -31,7 +31,8 @@ std::unique_ptr<Dataset> make_dataset(const RunConfig& config) {
                                        config.train.seed, config.data.path);
 }
 
-Trainer::Trainer(const RunConfig& config, comm::TensorGroup group) : config_(config), group_(group) {
+Trainer::Trainer(const RunConfig& config, comm::TensorGroup group, comm::Transport* replicas)
+    : config_(config), group_(group), replicas_(replicas) {
   backend_ = std::make_unique<CpuBackend>(config.train.threads);
   backend_->set_deterministic(config.train.deterministic);
   dataset_ = make_dataset(config);
@@ -40,6 +41,26 @@ Trainer::Trainer(const RunConfig& config, comm::TensorGroup group) : config_(con
 }
 
 Trainer::~Trainer() = default;
+
+// Every gradient averaged over the replicas in one allreduce of one packed buffer (a step's gradients
+// are few and small next to a bucketed exchange's; one message per step keeps the latency down), and
+// the loss sum with them so that every replica reports, and skips, the same step.
+double Trainer::average_over_replicas(double loss_sum) {
+  const std::vector<Param*> params = model_->params().all();
+  std::size_t n = 1;
+  for (const Param* p : params) n += static_cast<std::size_t>(p->grad.numel());
+  std::vector<double> packed;
+  packed.reserve(n);
+  packed.push_back(loss_sum);
+  for (const Param* p : params)
+    for (float g : p->grad.span_f32()) packed.push_back(g);
+  comm::allreduce_sum(comm::TensorGroup{replicas_}, std::span<double>(packed));
+  const double inv = 1.0 / static_cast<double>(replicas_->size());
+  std::size_t i = 1;
+  for (const Param* p : params)
+    for (float& g : p->grad.span_f32()) g = static_cast<float>(packed[i++] * inv);
+  return packed[0] * inv;
+}
 
 MicroBatch Trainer::micro_batch(const Batch& batch) const {
   MicroBatch mb;
@@ -52,7 +73,13 @@ MicroBatch Trainer::micro_batch(const Batch& batch) const {
 
 StepStats Trainer::train_step(std::int64_t step) {
   const auto start = std::chrono::steady_clock::now();
-  const Batch batch = dataset_->train_batch(step, config_.train.batch_size);
+  Batch batch = dataset_->train_batch(step, config_.train.batch_size);
+  const int replicas = replicas_ ? replicas_->size() : 1;
+  if (replicas > 1) {  // this replica's rows (the config checks that parallel.data divides the batch)
+    const std::int64_t rows = batch.inputs.shape()[0] / replicas, first = rows * replicas_->rank();
+    batch.inputs = batch.inputs.slice(first, first + rows);
+    batch.targets = batch.targets.slice(first, first + rows);
+  }
   const MicroBatch mb = micro_batch(batch);
 
   model_->zero_grad();
@@ -63,12 +90,13 @@ StepStats Trainer::train_step(std::int64_t step) {
   model_->backward(*backend_, mb, ctxs, Tensor());
   model_->flush_exact_grads(*backend_);
   model_->finish_grads();
+  double sum = 0.0;
+  for (float l : losses.span_f32()) sum += l;
+  if (replicas > 1) sum = average_over_replicas(sum);
   const double t2 = trace_ ? trace_->now_us() : 0.0;
 
   StepStats s;
   s.step = step;
-  double sum = 0.0;
-  for (float l : losses.span_f32()) sum += l;
   s.loss = sum / static_cast<double>(losses.numel());
   s.lr = lr_at(config_.train, config_.optim.lr_or_default(), step);
   // train.on_nonfinite, before clipping and the update: a NaN or Inf would reach every weight.
@@ -79,7 +107,7 @@ StepStats Trainer::train_step(std::int64_t step) {
     s.skipped = true;
     s.nonfinite = what;
     s.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    s.tokens_per_s = static_cast<double>(losses.numel()) / s.seconds;
+    s.tokens_per_s = static_cast<double>(losses.numel() * replicas) / s.seconds;
     return s;
   }
   if (config_.train.grad_clip > 0.0) {
@@ -107,7 +135,7 @@ StepStats Trainer::train_step(std::int64_t step) {
   }
 
   s.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  s.tokens_per_s = static_cast<double>(losses.numel()) / s.seconds;
+  s.tokens_per_s = static_cast<double>(losses.numel() * replicas) / s.seconds;
   return s;
 }
 
@@ -228,15 +256,62 @@ void Trainer::save_weights(const std::string& path) const {
 TrainingState Trainer::training_state(std::int64_t steps_done) const {
   TrainingState s;
   s.step = steps_done;
-  gather_params(model_->params().state(), s.params);
-  s.optimizer = optimizer_->state().clone();
+  if (!group_.split()) {
+    gather_params(model_->params().state(), s.params);
+    s.optimizer = optimizer_->state().clone();
+    return s;
+  }
+  // A state is whole tensors by name, whatever the layout (training_state.h): split parameters and
+  // their optimizer state are gathered over the shards (a collective: every shard calls, every shard
+  // gets the whole state), so it restores into any parallel.tensor.
+  for (const Param* p : model_->params().state()) s.params.emplace_back(p->name, comm::gather_whole(group_, *p));
+  const OptimizerState& mine = optimizer_->state();
+  s.optimizer.step = mine.step;
+  for (const Param* p : model_->params().all()) {  // the same order, the same entries on every shard
+    const ParamState* ps = mine.find(p->name);
+    if (!ps) continue;
+    ParamState& whole = s.optimizer.get_or_create(p->name);
+    whole.step = ps->step;
+    for (const auto& [name, t] : ps->tensors) {
+      Param view;
+      view.name = p->name + "." + name;
+      view.value = t;
+      view.split = p->split;
+      whole.tensors[name] = comm::gather_whole(group_, view);
+    }
+  }
   return s;
 }
 
 void Trainer::restore_training_state(const TrainingState& state, const std::string& source) {
-  check_covers(state, model_->params().state(), source);
-  scatter_params(state.params, model_->params().state(), source);
-  optimizer_->state() = optimizer_state_for(state.optimizer, model_->params().all());
+  if (!group_.split()) {
+    check_covers(state, model_->params().state(), source);
+    scatter_params(state.params, model_->params().state(), source);
+    optimizer_->state() = optimizer_state_for(state.optimizer, model_->params().all());
+    return;
+  }
+  // Whole tensors in, this shard's slices kept; a tensor whose shape is not the whole one stays as it
+  // is, for scatter_params to name it.
+  std::map<std::string, const Param*> split;
+  for (const Param* p : model_->params().state())
+    if (p->split.split()) split[p->name] = p;
+  auto slice = [&](const std::string& param, const Tensor& whole) {
+    const auto it = split.find(param);
+    if (it == split.end() || whole.shape() != comm::gather_shape(*it->second)) return whole;
+    return shard_of(whole, it->second->split);
+  };
+  TrainingState mine;
+  mine.step = state.step;
+  for (const auto& [name, t] : state.params) mine.params.emplace_back(name, slice(name, t));
+  mine.optimizer.step = state.optimizer.step;
+  for (const auto& [name, ps] : state.optimizer.params) {
+    ParamState& to = mine.optimizer.get_or_create(name);
+    to.step = ps.step;
+    for (const auto& [k, t] : ps.tensors) to.tensors[k] = slice(name, t);
+  }
+  check_covers(mine, model_->params().state(), source);
+  scatter_params(mine.params, model_->params().state(), source);
+  optimizer_->state() = optimizer_state_for(mine.optimizer, model_->params().all());
 }
 
 }  // namespace troupe

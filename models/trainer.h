@@ -36,7 +36,11 @@ class Trainer {
  public:
   // group: this trainer is one tensor-parallel shard of the model (every shard of the group steps
   // together, on the same batch); a group of one is the single-device reference.
-  explicit Trainer(const RunConfig& config, comm::TensorGroup group = {});
+  // replicas: the data-parallel group of this shard across parallel.data replicas (one per tensor rank:
+  // the same shard of every replica), null for one replica. Replica r takes rows r·B/D … (r+1)·B/D of
+  // each step's batch; gradients (and the loss) are averaged over the group before clipping and the
+  // update, summed in rank order, so every replica keeps the same weights.
+  explicit Trainer(const RunConfig& config, comm::TensorGroup group = {}, comm::Transport* replicas = nullptr);
   ~Trainer();
 
   StepStats train_step(std::int64_t step);
@@ -67,9 +71,12 @@ class Trainer {
 
  private:
   MicroBatch micro_batch(const Batch& batch) const;
+  // The data-parallel average (replicas_): gradients in place; returns the loss sum's average.
+  double average_over_replicas(double loss_sum);
 
   RunConfig config_;
   comm::TensorGroup group_;
+  comm::Transport* replicas_ = nullptr;
   std::unique_ptr<CpuBackend> backend_;
   std::unique_ptr<Dataset> dataset_;
   std::unique_ptr<Model> model_;

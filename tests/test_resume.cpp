@@ -4,6 +4,7 @@
 
 #include <unistd.h>
 
+#include <cmath>
 #include <filesystem>
 #include <sstream>
 #include <vector>
@@ -163,4 +164,42 @@ TEST_CASE("checkpoint settings are checked before training: bad directory, missi
                             " --set parallel.data=2 --set parallel.gradient_exchange=ps");
   CHECK(r.code == 2);
   CHECK_THAT(r.err, Catch::Contains("parameter-server runs are not built yet"));
+}
+
+namespace {
+// The "loss" field of a loss-dump line.
+double loss_of(const std::string& line) {
+  const auto at = line.find("\"loss\": ");
+  REQUIRE(at != std::string::npos);
+  return std::stod(line.substr(at + 8));
+}
+
+// Resumes from `ck` under `layout`; steps 4..6 within 1e-5 relative of `ref` (tensor parallelism
+// splits dot products, so not bitwise: docs/tensor-parallel.md).
+void require_resume_close(const Scratch& s, const Reference& ref, const std::string& ck, const std::string& layout) {
+  INFO("resumed under: " << layout);
+  const TroupeRun r = run_troupe(s.dir, "train --resume " + ck + layout + " --dump-losses " + (s / "resumed.jsonl"));
+  INFO(r.err);
+  REQUIRE(r.code == 0);
+  CHECK_THAT(r.out, Catch::Contains("resuming from " + ck + "/step-000003 after step 3"));
+  const std::vector<std::string> got = lines(s / "resumed.jsonl");
+  REQUIRE(got.size() == 3);
+  for (std::size_t i = 0; i < 3; ++i) {
+    const double want = loss_of(ref.losses[3 + i]);
+    CHECK(std::abs(loss_of(got[i]) - want) / want < 1e-5);
+  }
+  fs::remove_all(fs::path(ck) / "step-000006");
+}
+}  // namespace
+
+TEST_CASE("a tensor-parallel checkpoint resumes under T = 1 and dp2 x tp2, and a single device's under T = 2",
+          "[resume][tensor_parallel]") {
+  Scratch s;
+  const std::string tp_ck = s / "tp";
+  const Reference tp = run_with_checkpoints(s, " --set parallel.tensor=2", tp_ck);
+  require_resume_close(s, tp, tp_ck, " --set parallel.tensor=1");
+  require_resume_close(s, tp, tp_ck, " --set parallel.tensor=2 --set parallel.data=2");
+  const std::string one_ck = s / "one";
+  const Reference one = run_with_checkpoints(s, "", one_ck);
+  require_resume_close(s, one, one_ck, " --set parallel.tensor=2");
 }

@@ -8,12 +8,14 @@
 
 #include "actors/runner.h"
 #include "actors/session.h"
+#include "actors/tensor_parallel.h"
 #include "models/model.h"
 #include "models/trainer.h"
 #include "runtime/comm/tensor_parallel_ops.h"
 #include "runtime/config/config_loader.h"
 #include "runtime/io/safetensors.h"
 #include "runtime/plan/topology.h"
+#include "runtime/supervision/supervision_tree.h"
 #include "tests/error_of.h"
 #include "tests/rank_threads.h"
 #include "tests/temp_dir.h"
@@ -237,6 +239,131 @@ TEST_CASE("tensor parallel from Session (the CLI's runner): tp 2 steps and evalu
   CHECK(eb->loss == Approx(ea->loss).epsilon(1e-5));
   CHECK(eb->accuracy == Approx(ea->accuracy).margin(1e-6));
   // Composition with the other axes is refused, saying what to set.
-  CHECK_THAT(config_error([&] { load_config(std::nullopt, with(base, {"parallel.tensor=2", "parallel.data=2"})); }),
-             Contains("tensor parallelism runs alone so far"));
+  CHECK_THAT(config_error([&] { load_config(std::nullopt, with(base, {"parallel.tensor=2", "parallel.pipeline=2"})); }),
+             Contains("tensor parallelism composes with parallel.data only so far"));
+  CHECK_THAT(config_error([&] { load_config(std::nullopt, with(base, {"parallel.tensor=2", "parallel.microbatches=2"})); }),
+             Contains("set both to 1, or parallel.tensor = 1"));
+  CHECK_THAT(config_error([&] {
+               load_config(std::nullopt, with(base, {"parallel.tensor=2", "parallel.data=2", "parallel.zero=1"}));
+             }),
+             Contains("without ZeRO-1, gradient compression or tcp processes so far"));
+}
+
+TEST_CASE("tensor shards are actors under their stage in the supervision tree, named by their place",
+          "[tensor_parallel][supervision]") {
+  const RunConfig config = load_config(std::nullopt, with(small_gpt(false), {"parallel.tensor=2"}));
+  const supervision::Node job = supervision::make_supervision_tree(plan_run(config));
+  const supervision::Node* shard = supervision::find_node(job, "replica 0/stage 0/tensor 1");
+  REQUIRE(shard);
+  CHECK(shard->kind == supervision::NodeKind::tensor_shard);
+  CHECK(shard->rank == 1);
+  CHECK_THAT(describe_plan(config), Contains("      replica 0/stage 0/tensor 0 (rank 0)\n"
+                                             "      replica 0/stage 0/tensor 1 (rank 1)\n"));
+  // T = 1 has no tensor-shard nodes.
+  const RunConfig one = load_config(std::nullopt, small_gpt(false));
+  CHECK_FALSE(supervision::find_node(supervision::make_supervision_tree(plan_run(one)), "replica 0/stage 0/tensor 0"));
+}
+
+TEST_CASE("a tensor-shard actor that dies is reported by the job's supervisor with its place, its peer freed at once",
+          "[tensor_parallel][supervision]") {
+  const RunConfig config = load_config(std::nullopt, with(small_gpt(false), {"parallel.tensor=2", "comm.timeout_s=60"}));
+  TensorParallelTrainer t(config);
+  const double first = t.train_step(0).loss;
+  CHECK(std::isfinite(first));
+  t.kill_shard(1);
+  const auto start = std::chrono::steady_clock::now();
+  try {
+    t.train_step(1);
+    FAIL("the step should have failed");
+  } catch (const Error& e) {
+    CHECK(e.kind() == ErrorKind::kIo);
+    CHECK_THAT(e.what(), Catch::StartsWith("tensor-shard actor replica 0/stage 0/tensor 1 (rank 1: data 0, pipe 0, "
+                                           "tensor 1; process 0 on localhost") &&
+                             Contains("died in step 1: exit_reason(kill)"));
+  }
+  // Shard 0 learnt of it from its broken group, not after comm.timeout_s.
+  CHECK(std::chrono::steady_clock::now() - start < std::chrono::seconds(20));
+}
+
+TEST_CASE("a tensor shard's own failure is the step's error, with its kind and text", "[tensor_parallel]") {
+  const RunConfig config = load_config(std::nullopt, with(small_gpt(false), {"parallel.tensor=2", "comm.timeout_s=60"}));
+  TensorParallelTrainer t(config);
+  // A file that does not exist: each shard fails on its own (before any collective) and answers with
+  // its troupe::Error, which comes back whole, not as an actor failure.
+  try {
+    t.load_weights("/nonexistent/weights.safetensors");
+    FAIL("loading should have failed");
+  } catch (const Error& e) {
+    CHECK(e.kind() != ErrorKind::kInternal);
+    CHECK_THAT(e.what(), Contains("/nonexistent/weights.safetensors"));
+  }
+}
+
+TEST_CASE("dp2 x tp2 = single device: losses within 1e-5 over 20 steps, replicas equal, from Session too",
+          "[tensor_parallel][data_parallel]") {
+  const int steps = 20;
+  const RunConfig one = load_config(std::nullopt, small_gpt(false));
+  const TrainingRun reference = single_device(one, steps);
+  RunConfig c = one;
+  c.parallel.data = 2;
+  c.parallel.tensor = 2;
+  validate(c);
+  TensorParallelTrainer t(c);
+  REQUIRE(t.replicas() == 2);
+  std::vector<double> losses;
+  for (int s = 0; s < steps; ++s) losses.push_back(t.train_step(s).loss);
+  const double rel = max_rel(losses, reference.losses);
+  INFO("dp2 x tp2: max relative loss difference " << rel);
+  CHECK(rel < 1e-5);
+  CHECK(losses.back() < losses.front());
+  WARN("gpt dp2 x tp2 max rel loss diff over " << steps << " steps: " << rel);
+  // Both replicas averaged the same gradients: shard t of each holds the same bits.
+  for (int s = 0; s < 2; ++s) {
+    const std::vector<Param*> a = t.shard(s, 0).model().params().all(), b = t.shard(s, 1).model().params().all();
+    REQUIRE(a.size() == b.size());
+    for (std::size_t i = 0; i < a.size(); ++i) REQUIRE(a[i]->value.to_vector() == b[i]->value.to_vector());
+  }
+  // The runner takes the same path (CLI and Session).
+  auto session = Session::create(load_config(std::nullopt, with(small_gpt(false), {"parallel.data=2", "parallel.tensor=2"})));
+  REQUIRE(session);
+  auto first = (*session)->step();
+  REQUIRE(first);
+  CHECK(first->loss == Approx(reference.losses[0]).epsilon(1e-5));
+}
+
+TEST_CASE("a tensor-parallel training state is whole tensors by name: it equals the single device's after the same "
+          "steps and restores into T = 1",
+          "[tensor_parallel][resume]") {
+  const RunConfig one = load_config(std::nullopt, small_gpt(false));
+  RunConfig two = one;
+  two.parallel.tensor = 2;
+  TensorParallelTrainer t(two);
+  Trainer single(one);
+  for (int s = 0; s < 3; ++s) {
+    t.train_step(s);
+    single.train_step(s);
+  }
+  const TrainingState a = t.training_state(3), b = single.training_state(3);
+  REQUIRE(a.params.size() == b.params.size());
+  for (std::size_t i = 0; i < a.params.size(); ++i) {
+    REQUIRE(a.params[i].first == b.params[i].first);
+    REQUIRE(a.params[i].second.shape() == b.params[i].second.shape());
+  }
+  REQUIRE(a.optimizer.params.size() == b.optimizer.params.size());
+  for (const auto& [name, ps] : b.optimizer.params)
+    for (const auto& [k, v] : ps.tensors) REQUIRE(a.optimizer.tensor(name, k).shape() == v.shape());
+  // T = 2's state into one device, one device's into T = 2: both continue as the uninterrupted runs.
+  Trainer resumed(one);
+  resumed.restore_training_state(a, "tp2 state");
+  TensorParallelTrainer back(two);
+  back.restore_training_state(b, "single state");
+  for (int s = 3; s < 6; ++s) {
+    const double want = single.train_step(s).loss, got_t = t.train_step(s).loss;
+    CHECK(std::abs(resumed.train_step(s).loss - got_t) / got_t < 1e-5);
+    CHECK(std::abs(back.train_step(s).loss - want) / want < 1e-5);
+  }
+  // A state of another model is refused, naming the tensor.
+  TrainingState bad = b;
+  bad.params[0].second = Tensor::zeros({3});
+  CHECK_THROWS_AS(back.restore_training_state(bad, "bad state"), Error);
 }

@@ -431,12 +431,18 @@ void validate_tensor(const RunConfig& config) {
     invalid(fmt::format("parallel.tensor = {} with parallel.gradient_exchange = ps: parameter servers hold whole "
                         "parameters; use ring or alltoall",
                         tp));
-  // Composition with the other axes is not built yet (docs/tensor-parallel.md, "Not yet").
-  if (par.pipeline > 1 || par.data > 1 || par.microbatches > 1)
-    invalid(fmt::format("parallel.tensor = {} with parallel.pipeline = {}, parallel.data = {}, parallel.microbatches = "
-                        "{}: tensor parallelism runs alone so far (its shards are not yet stage actors); set the "
-                        "other three to 1, or parallel.tensor = 1",
-                        tp, par.pipeline, par.data, par.microbatches));
+  // Composition: data-parallel replicas of T shards are built; pipelines of shards and micro-batches
+  // are not yet (docs/tensor-parallel.md, "Not yet").
+  if (par.pipeline > 1 || par.microbatches > 1)
+    invalid(fmt::format("parallel.tensor = {} with parallel.pipeline = {}, parallel.microbatches = {}: tensor "
+                        "parallelism composes with parallel.data only so far (a pipeline stage does not yet run "
+                        "tensor shards); set both to 1, or parallel.tensor = 1",
+                        tp, par.pipeline, par.microbatches));
+  if (par.data > 1 && (par.zero || config.comm.compression != "none" || config.comm.transport == TransportKind::tcp))
+    invalid(fmt::format("parallel.tensor = {} with parallel.data = {}: the replicas of tensor shards are threads that "
+                        "average whole gradients, without ZeRO-1, gradient compression or tcp processes so far; set "
+                        "parallel.zero = 0, comm.compression = none and comm.transport = inproc, or parallel.tensor = 1",
+                        tp, par.data));
 }
 
 }  // namespace

@@ -14,6 +14,7 @@ std::string_view kind_name(NodeKind kind) {
     case NodeKind::gradient_exchange: return "gradient exchange";
     case NodeKind::shard: return "parameter-server shard";
     case NodeKind::worker: return "parameter-server worker";
+    case NodeKind::tensor_shard: return "tensor-shard";
   }
   return "?";
 }
@@ -41,6 +42,12 @@ Node make_supervision_tree(const plan::Topology& t) {
       stage.children.push_back(Node{NodeKind::optimizer_state, stage.name + "/optimizer state", rank, stage.place, {}});
       if (t.size(plan::Axis::data) > 1)
         stage.children.push_back(Node{NodeKind::gradient_exchange, stage.name + "/gradient exchange", rank, stage.place, {}});
+      if (t.size(plan::Axis::tensor) > 1)
+        for (int x = 0; x < t.size(plan::Axis::tensor); ++x) {
+          const int shard = t.rank_of({d, p, x});
+          stage.children.push_back(Node{NodeKind::tensor_shard, fmt::format("{}/tensor {}", stage.name, x), shard,
+                                        t.places[static_cast<std::size_t>(shard)], {}});
+        }
       replica.children.push_back(std::move(stage));
     }
     job.children.push_back(std::move(replica));

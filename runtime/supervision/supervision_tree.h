@@ -1,6 +1,6 @@
 // Owns the supervision tree: who supervises whom in a job, as a value made from the Topology —
-// job -> replica -> stage and its helpers (gradient exchange), or job -> parameter-server shards and
-// workers. Every node carries its place in the Topology, so a supervisor that sees a child die can say
+// job -> replica -> stage and its helpers (gradient exchange, tensor shards), or job -> parameter-server
+// shards and workers. Every node carries its place in the Topology, so a supervisor that sees a child die can say
 // which actor it was and where it lived. Printed by `troupe train --print-plan`; tested as a value.
 #pragma once
 
@@ -12,7 +12,7 @@
 
 namespace troupe::supervision {
 
-enum class NodeKind { job, replica, stage, optimizer_state, gradient_exchange, shard, worker };
+enum class NodeKind { job, replica, stage, optimizer_state, gradient_exchange, shard, worker, tensor_shard };
 std::string_view kind_name(NodeKind kind);
 
 struct Node {
@@ -25,7 +25,7 @@ struct Node {
 
 // The tree of `topology`. A job with one replica keeps the replica level (the replica supervises its
 // stages); every stage has its optimizer-state actor as a child, and its gradient exchange when the
-// data axis is wider than 1.
+// data axis is wider than 1, and its tensor shards ("replica d/stage p/tensor t") when the tensor axis is.
 Node make_supervision_tree(const plan::Topology& topology);
 
 // The node named `name`, or nullptr.

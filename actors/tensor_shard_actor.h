@@ -1,0 +1,49 @@
+// Owns the tensor-shard actor: one tensor-parallel shard of one model replica (its Trainer: its slice of the parameters, their gradients and optimizer state), run step by step on request.
+//
+// Detached (a thread of its own, the CPU its shard computes on) because a step blocks: the layers'
+// collectives (runtime/comm/tensor_parallel_ops.h) wait on the other shards of its group, and a
+// blocking actor on CAF's shared scheduler would stall every other actor queued on that worker. Its
+// shard's failure is its answer, not its death: the trainer that asked names the first failure, and
+// the actor breaks its group first (on_failure) so that the peers blocked in a collective with it fail
+// at once instead of waiting out comm.timeout_s. Its death (a crash, a kill) is seen by the owner's
+// supervisor (runtime/supervision/), which names it by its place: "replica d/stage p/tensor t".
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+
+#include "actors/protocol.h"
+#include "models/trainer.h"
+
+namespace troupe {
+
+namespace proto {
+using eval_atom = caf::atom_constant<caf::atom("tp_eval")>;
+using load_atom = caf::atom_constant<caf::atom("tp_load")>;
+using save_atom = caf::atom_constant<caf::atom("tp_save")>;
+using state_atom = caf::atom_constant<caf::atom("tp_state")>;
+using restore_atom = caf::atom_constant<caf::atom("tp_restore")>;
+}  // namespace proto
+
+struct TensorShardActorState {
+  Trainer* shard = nullptr;         // owned by the trainer that spawned the actor, which outlives it
+  std::function<void()> on_failure;  // breaks the shard's groups (its peers stop waiting for it)
+  static inline const char* name = "troupe.tensor_shard";
+};
+
+// Requests, each answered when the shard is done, or with an error (sec::runtime_error, int32_t kind,
+// std::string text) when it threw:
+//   (step_atom, int64_t step)   -> StepStats     one training step on the step's batch
+//   (eval_atom)                 -> EvalStats     the held-out loss
+//   (load_atom, std::string)    -> bool          a weights file (whole tensors; the shard keeps its slice)
+//   (save_atom, std::string)    -> bool          gathers whole tensors; shard 0 writes the file
+//   (state_atom, int64_t done)  -> TrainingState the whole state by name (gathered; every shard's is whole)
+//   (restore_atom, TrainingState, std::string source) -> bool   whole state in, the shard keeps its slices
+caf::behavior tensor_shard_actor(caf::stateful_actor<TensorShardActorState>* self, Trainer* shard,
+                                 std::function<void()> on_failure);
+
+}  // namespace troupe
+
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::EvalStats)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::TrainingState)
