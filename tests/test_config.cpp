@@ -94,6 +94,9 @@ const std::map<std::string, std::string> kSamples = {
     {"train.checkpoint_dir", "runs/ckpt"},
     {"train.checkpoint_every", "50"},
     {"train.keep_checkpoints", "5"},
+    {"fault.max_restarts", "5"},
+    {"fault.restart_window_s", "30"},
+    {"fault.inject", "kill stage 1 at step 2"},
 };
 
 RunConfig round_trip(const RunConfig& config) {
@@ -177,6 +180,7 @@ TEST_CASE("every schema key can be set, and round-trips through config_to_toml",
     if (key.name.rfind("ps.", 0) == 0) sets.push_back("parallel.gradient_exchange=ps");
     if (key.name == "ps.staleness") sets.push_back("ps.mode=ssp");
     if (key.name == "train.checkpoint_every") sets.push_back("train.checkpoint_dir=ck");
+    if (key.name == "fault.inject") sets.push_back("parallel.pipeline=2");  // a stage 1 to fail
     sets.push_back(key.name + "=" + sample);
 
     RunConfig c = load_config(std::nullopt, sets);

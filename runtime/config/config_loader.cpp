@@ -16,6 +16,7 @@
 #include "runtime/config/config_schema.h"
 #include "runtime/error.h"
 #include "runtime/strings.h"
+#include "runtime/supervision/fault_plan.h"
 
 namespace troupe {
 
@@ -344,6 +345,28 @@ void validate_checkpoints(const RunConfig& config) {
             "threads, the same results), or parallel.zero = 0");
 }
 
+// fault.inject: a plan that parses, on actors that exist in this layout, at steps the run reaches.
+void validate_faults(const RunConfig& config) {
+  const supervision::FaultPlan plan = supervision::parse_fault_plan(config.fault.inject);  // kConfig on a bad clause
+  if (plan.empty()) return;
+  const ParallelConfig& par = config.parallel;
+  if (par.gradient_exchange == GradientExchange::ps)
+    invalid("fault.inject with parallel.gradient_exchange = ps: faults are injected into pipeline stage and "
+            "optimizer-state actors, which parameter-server runs do not have");
+  if (par.pipeline == 1 && par.microbatches == 1 && par.data == 1)
+    invalid("fault.inject needs a run by stage actors: set parallel.pipeline > 1, parallel.microbatches > 1 or "
+            "parallel.data > 1 (a single-device run has no actor to fail)");
+  for (const supervision::FaultClause& c : plan.clauses) {
+    if (c.index >= par.pipeline)
+      invalid(fmt::format("fault.inject: clause '{}': stage {} does not exist, parallel.pipeline = {} (stages 0 to {})",
+                          supervision::to_string(c), c.index, par.pipeline, par.pipeline - 1));
+    if (c.step >= config.train.steps)
+      invalid(fmt::format("fault.inject: clause '{}': step {} is never reached, the run ends after train.steps = {} "
+                          "(steps 0 to {})",
+                          supervision::to_string(c), c.step, config.train.steps, config.train.steps - 1));
+  }
+}
+
 // The residual CNN: its shape keys agree, and it runs where its kernels and strategies exist so far.
 void validate_cnn(const RunConfig& config) {
   const ModelConfig& m = config.model;
@@ -475,6 +498,7 @@ void validate(const RunConfig& config) {
   validate_parallel(config);
   validate_checkpoints(config);
   validate_tensor(config);
+  validate_faults(config);
 
   if (t.lr_schedule == LrScheduleKind::cosine) {
     if (t.steps > 0 && t.warmup_steps > t.steps)  // steps = 0 only exports weights

@@ -199,6 +199,7 @@ std::vector<ConfigKey> build_schema() {
   using P = ParallelConfig;
   using C = CommConfig;
   using S = PsConfig;
+  using F = FaultConfig;
   std::vector<ConfigKey> k;
   // clang-format off
   k.push_back(bind(Spec{.name = "model.kind",
@@ -404,6 +405,19 @@ std::vector<ConfigKey> build_schema() {
   k.push_back(bind(Spec{.name = "ps.max_restarts", .range = between(0, 1000),
                         .help = "comm.transport = tcp: worker processes rank 0 restarts after they die before the run fails"},
                    &R::ps, &S::max_restarts));
+  k.push_back(bind(Spec{.name = "fault.max_restarts", .range = between(0, 1000),
+                        .help = "restarts of a failed stage or optimizer-state actor a replica's supervisor makes within "
+                                "fault.restart_window_s (the interrupted step is re-run); one more stops the run. 0: "
+                                "none, and no step-boundary snapshot is kept"},
+                   &R::fault, &F::max_restarts));
+  k.push_back(bind(Spec{.name = "fault.restart_window_s", .range = between(0.001, kDaySeconds),
+                        .help = "seconds of the sliding window fault.max_restarts counts restarts in"},
+                   &R::fault, &F::restart_window_s));
+  k.push_back(bind(Spec{.name = "fault.inject",
+                        .help = "faults the run injects into itself, to rehearse recovery: clauses such as \"kill stage 1 "
+                                "at step 7; throw stage 0 at step 3; nan stage 0 at step 5; kill optimizer 1 at step 2\" "
+                                "(docs/failures.md)"},
+                   &R::fault, &F::inject));
   // clang-format on
   return k;
 }

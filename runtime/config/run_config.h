@@ -112,6 +112,15 @@ struct PsConfig {
   friend bool operator==(const PsConfig&, const PsConfig&) = default;
 };
 
+// Supervision and fault drills (fault.*): how often a replica's supervisor restarts a failed actor,
+// and the faults a run injects into itself (runtime/supervision/fault_plan.h parses fault.inject).
+struct FaultConfig {
+  int max_restarts = 3;             // restarts allowed within restart_window_s; one more escalates (0: none)
+  double restart_window_s = 60.0;   // the sliding window of the restart intensity, in seconds
+  std::string inject;               // "" or a fault plan: "kill stage 1 at step 7; throw stage 0 at step 3"
+  friend bool operator==(const FaultConfig&, const FaultConfig&) = default;
+};
+
 struct RunConfig {
   ModelConfig model;
   DataConfig data;
@@ -120,6 +129,7 @@ struct RunConfig {
   ParallelConfig parallel;
   CommConfig comm;
   PsConfig ps;
+  FaultConfig fault;
 
   // Field by field; an unset optional equals only an unset one (lr unset != lr = 1e-3).
   friend bool operator==(const RunConfig&, const RunConfig&) = default;

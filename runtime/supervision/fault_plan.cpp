@@ -1,0 +1,82 @@
+// FaultPlan: the fault.inject grammar, word by word, with errors that quote the clause.
+#include "runtime/supervision/fault_plan.h"
+
+#include <charconv>
+
+#include <fmt/format.h>
+
+#include "runtime/error.h"
+
+namespace troupe::supervision {
+
+namespace {
+std::vector<std::string_view> words(std::string_view s) {
+  std::vector<std::string_view> out;
+  std::size_t i = 0;
+  while (i < s.size()) {
+    while (i < s.size() && (s[i] == ' ' || s[i] == '\t' || s[i] == '\n')) ++i;
+    const std::size_t b = i;
+    while (i < s.size() && s[i] != ' ' && s[i] != '\t' && s[i] != '\n') ++i;
+    if (i > b) out.push_back(s.substr(b, i - b));
+  }
+  return out;
+}
+
+template <class T>
+bool number(std::string_view w, T& out) {
+  const auto [end, ec] = std::from_chars(w.data(), w.data() + w.size(), out);
+  return ec == std::errc() && end == w.data() + w.size() && out >= 0;
+}
+
+const char* kShape = "expected '<kill|throw|nan> <stage|optimizer> N at step S'";
+
+FaultClause parse_clause(std::string_view text) {
+  const std::vector<std::string_view> w = words(text);
+  auto bad = [&](const std::string& why) {
+    return Error(ErrorKind::kConfig, fmt::format("fault.inject: clause '{}': {}", text, why));
+  };
+  if (w.size() != 6) throw bad(fmt::format("{} words, {}", w.size(), kShape));
+  FaultClause c;
+  if (w[0] == "kill") c.action = FaultAction::kill;
+  else if (w[0] == "throw") c.action = FaultAction::raise;
+  else if (w[0] == "nan") c.action = FaultAction::nan;
+  else throw bad(fmt::format("unknown fault '{}'; the faults are kill, throw and nan", w[0]));
+  if (w[1] == "stage") c.target = FaultTarget::stage;
+  else if (w[1] == "optimizer") c.target = FaultTarget::optimizer;
+  else throw bad(fmt::format("unknown target '{}'; the targets are stage and optimizer", w[1]));
+  if (!number(w[2], c.index) || c.index > 1023) throw bad(fmt::format("'{}' is not a stage number (0 to 1023)", w[2]));
+  if (w[3] != "at" || w[4] != "step") throw bad(kShape);
+  if (!number(w[5], c.step) || c.step > 1000000000000LL)
+    throw bad(fmt::format("'{}' is not a step number (0 to 10^12)", w[5]));
+  if (c.action == FaultAction::nan && c.target != FaultTarget::stage)
+    throw bad("nan applies to a stage (its gradient), not to an optimizer");
+  return c;
+}
+}  // namespace
+
+FaultPlan parse_fault_plan(std::string_view text) {
+  FaultPlan plan;
+  std::size_t begin = 0;
+  while (begin <= text.size()) {
+    std::size_t end = text.find(';', begin);
+    if (end == std::string_view::npos) end = text.size();
+    const std::string_view clause = text.substr(begin, end - begin);
+    if (!words(clause).empty()) plan.clauses.push_back(parse_clause(clause));
+    begin = end + 1;
+  }
+  return plan;
+}
+
+std::string to_string(const FaultClause& c) {
+  const char* action = c.action == FaultAction::kill ? "kill" : c.action == FaultAction::raise ? "throw" : "nan";
+  return fmt::format("{} {} {} at step {}", action, c.target == FaultTarget::stage ? "stage" : "optimizer", c.index,
+                     c.step);
+}
+
+std::string to_string(const FaultPlan& plan) {
+  std::string out;
+  for (const FaultClause& c : plan.clauses) out += (out.empty() ? "" : "; ") + to_string(c);
+  return out;
+}
+
+}  // namespace troupe::supervision

@@ -1,0 +1,44 @@
+// Owns FaultPlan: fault.inject parsed once into typed clauses — which fault, on which actor, at which
+// step — so that a run can rehearse its failures (docs/failures.md has the grammar).
+//
+//   plan    := clause { ";" clause }          blank clauses are ignored; words are case-sensitive
+//   clause  := action target N "at step" S
+//   action  := "kill"    the actor is ended as a crash would end it (CAF exit reason kill)
+//            | "throw"   a stage's first backward of the step throws; an optimizer's update throws
+//            | "nan"     a stage's first gradient turns NaN at the end of the backward (stage only;
+//                        train.on_nonfinite decides: the step is skipped, or the run stops)
+//   target  := "stage" | "optimizer"          replica 0's stage N, or stage N's optimizer-state actor
+// Each clause fires once, in the first attempt of step S.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace troupe::supervision {
+
+enum class FaultAction { kill, raise, nan };
+enum class FaultTarget { stage, optimizer };
+
+struct FaultClause {
+  FaultAction action = FaultAction::kill;
+  FaultTarget target = FaultTarget::stage;
+  int index = 0;           // the stage
+  std::int64_t step = 0;
+  friend bool operator==(const FaultClause&, const FaultClause&) = default;
+};
+
+struct FaultPlan {
+  std::vector<FaultClause> clauses;
+  bool empty() const { return clauses.empty(); }
+};
+
+// Throws troupe::Error(kConfig) that quotes the bad clause and says what was expected there.
+FaultPlan parse_fault_plan(std::string_view text);
+// The clause as fault.inject spells it ("kill stage 1 at step 7").
+std::string to_string(const FaultClause& clause);
+// The plan as fault.inject spells it, clauses joined by "; ".
+std::string to_string(const FaultPlan& plan);
+
+}  // namespace troupe::supervision

@@ -1,0 +1,112 @@
+// The restart intensity (Erlang/OTP one-for-one, time passed in) and the fault.inject grammar, without
+// actors: what is allowed, when the supervisor escalates and what it says; what parses and each error.
+#include <catch2/catch.hpp>
+
+#include "runtime/config/config_loader.h"
+#include "runtime/error.h"
+#include "runtime/supervision/fault_plan.h"
+#include "runtime/supervision/restart_intensity.h"
+
+using namespace troupe;
+using namespace troupe::supervision;
+using Catch::Contains;
+
+TEST_CASE("restart intensity: at most max_restarts within the window, then escalate", "[supervision][restart]") {
+  RestartIntensity r(2, 10.0);
+  CHECK(r.allow("replica 0/stage 1", 3, "boom", 0.0));
+  CHECK(r.allow("replica 0/stage 0", 4, "bang", 5.0));
+  CHECK_FALSE(r.allow("replica 0/stage 1", 5, "again", 9.9));  // a 3rd within 10 s
+  CHECK(r.restarts().size() == 2);                             // the refused one is not recorded
+  CHECK(r.recent(9.9) == 2);
+  // The window slides: the restart at 0 s has left it at 10 s.
+  CHECK(r.recent(10.0) == 1);
+  CHECK(r.allow("replica 0/stage 1", 6, "later", 10.0));
+  CHECK_FALSE(r.allow("replica 0/stage 1", 7, "too soon", 14.0));
+  CHECK(r.allow("replica 0/stage 1", 8, "much later", 100.0));
+  CHECK(r.restarts().size() == 4);
+}
+
+TEST_CASE("restart intensity 0 never restarts", "[supervision][restart]") {
+  RestartIntensity r(0, 60.0);
+  CHECK_FALSE(r.allow("replica 0/stage 0", 0, "x", 0.0));
+  CHECK_THAT(r.escalation("stage actor replica 0/stage 0 (rank 0)", 0, "x", ""),
+             Contains("no restart: fault.max_restarts = 0"));
+}
+
+TEST_CASE("the escalation names the actor, its place, each restart, and how --resume continues", "[supervision][restart]") {
+  RestartIntensity r(1, 60.0);
+  CHECK(r.allow("replica 0/stage 1", 3, "stage 1: injected fault at B0", 1.0));
+  r.recovered(0.25);
+  CHECK(r.restarts().back().recovery_s == 0.25);
+  CHECK_FALSE(r.allow("replica 0/stage 1", 4, "stage 1: injected fault at B1", 2.0));
+  const std::string with_ckpt = r.escalation("stage actor replica 0/stage 1 (rank 1: data 0, pipe 1, tensor 0)", 4,
+                                             "stage 1: injected fault at B1", "runs/ck");
+  CHECK(with_ckpt ==
+        "stage actor replica 0/stage 1 (rank 1: data 0, pipe 1, tensor 0) died in step 4: stage 1: injected fault at B1\n"
+        "the supervisor gives up: that is more than fault.max_restarts = 1 restarts within fault.restart_window_s = 60 s; "
+        "the 1 restart before:\n"
+        "  replica 0/stage 1 in step 3: stage 1: injected fault at B0\n"
+        "the job stops; `troupe train --resume runs/ck` continues it from the newest checkpoint");
+  CHECK_THAT(r.escalation("x", -1, "y", ""), Contains("died between steps: y") && Contains("with train.checkpoint_dir set"));
+}
+
+TEST_CASE("fault.inject parses clauses into typed faults", "[supervision][faults]") {
+  const FaultPlan p = parse_fault_plan(" kill stage 1 at step 7; throw stage 0 at step 3;nan stage 0 at step 5 ;"
+                                       " kill optimizer 1 at step 2; throw optimizer 0 at step 0; ");
+  REQUIRE(p.clauses.size() == 5);
+  CHECK(p.clauses[0] == FaultClause{FaultAction::kill, FaultTarget::stage, 1, 7});
+  CHECK(p.clauses[1] == FaultClause{FaultAction::raise, FaultTarget::stage, 0, 3});
+  CHECK(p.clauses[2] == FaultClause{FaultAction::nan, FaultTarget::stage, 0, 5});
+  CHECK(p.clauses[3] == FaultClause{FaultAction::kill, FaultTarget::optimizer, 1, 2});
+  CHECK(p.clauses[4] == FaultClause{FaultAction::raise, FaultTarget::optimizer, 0, 0});
+  CHECK(to_string(p) ==
+        "kill stage 1 at step 7; throw stage 0 at step 3; nan stage 0 at step 5; kill optimizer 1 at step 2; throw "
+        "optimizer 0 at step 0");
+  CHECK(parse_fault_plan("").empty());
+  CHECK(parse_fault_plan(" ; ").empty());
+}
+
+TEST_CASE("fault.inject errors quote the bad clause and say what was expected", "[supervision][faults]") {
+  auto error_of = [](const char* text) {
+    try {
+      parse_fault_plan(text);
+    } catch (const Error& e) {
+      CHECK(e.kind() == ErrorKind::kConfig);
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  CHECK(error_of("kill stage 1 at step 7; explode stage 0 at step 1") ==
+        "fault.inject: clause ' explode stage 0 at step 1': unknown fault 'explode'; the faults are kill, throw and nan");
+  CHECK(error_of("kill shard 0 at step 1") ==
+        "fault.inject: clause 'kill shard 0 at step 1': unknown target 'shard'; the targets are stage and optimizer");
+  CHECK(error_of("kill stage one at step 1") ==
+        "fault.inject: clause 'kill stage one at step 1': 'one' is not a stage number (0 to 1023)");
+  CHECK(error_of("kill stage 1 at step -3") ==
+        "fault.inject: clause 'kill stage 1 at step -3': '-3' is not a step number (0 to 10^12)");
+  CHECK(error_of("kill stage 1 in step 3") ==
+        "fault.inject: clause 'kill stage 1 in step 3': expected '<kill|throw|nan> <stage|optimizer> N at step S'");
+  CHECK(error_of("kill stage 1") ==
+        "fault.inject: clause 'kill stage 1': 3 words, expected '<kill|throw|nan> <stage|optimizer> N at step S'");
+  CHECK(error_of("nan optimizer 0 at step 1") ==
+        "fault.inject: clause 'nan optimizer 0 at step 1': nan applies to a stage (its gradient), not to an optimizer");
+}
+
+TEST_CASE("fault.inject is checked against the layout and the run's steps", "[supervision][faults][config]") {
+  auto error_of = [](std::vector<std::string> sets) {
+    try {
+      load_config(std::nullopt, sets);
+    } catch (const Error& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  CHECK(error_of({"parallel.pipeline=2", "train.steps=10", "fault.inject=kill stage 1 at step 9"}) == "no error");
+  CHECK_THAT(error_of({"parallel.pipeline=2", "train.steps=10", "fault.inject=kill stage 2 at step 3"}),
+             Contains("clause 'kill stage 2 at step 3': stage 2 does not exist, parallel.pipeline = 2 (stages 0 to 1)"));
+  CHECK_THAT(error_of({"parallel.pipeline=2", "train.steps=10", "fault.inject=kill stage 1 at step 10"}),
+             Contains("step 10 is never reached, the run ends after train.steps = 10"));
+  CHECK_THAT(error_of({"train.steps=10", "fault.inject=kill stage 0 at step 1"}),
+             Contains("fault.inject needs a run by stage actors"));
+  CHECK_THAT(error_of({"parallel.pipeline=2", "fault.inject=kill stage 0 at 1"}), Contains("fault.inject: clause"));
+}
