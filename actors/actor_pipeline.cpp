@@ -55,7 +55,7 @@ ActorPipeline::ActorPipeline(const RunConfig& config, PipelineOptions options, s
   const plan::Topology topology = run_topology ? *run_topology : replica_topology(driver_);
   supervisor_ = std::make_unique<supervision::Supervisor>(
       supervision::make_supervision_tree(topology).children.at(static_cast<std::size_t>(driver_.options().replica)),
-      topology);
+      topology, supervision::RestartIntensity(config.fault.max_restarts, config.fault.restart_window_s));
   actors_->system = system ? std::move(system) : std::make_shared<ActorSystem>();
   actors_->self = std::make_unique<caf::scoped_actor>(actors_->system->get());
   actors_->replica = actors_->system->get().spawn(replica_actor, &driver_, supervisor_.get(), &trace_);
@@ -75,11 +75,16 @@ ActorPipeline::ActorPipeline(const RunConfig& config, PipelineOptions options, s
 ActorPipeline::~ActorPipeline() {
   // Waits for this pipeline's own stages only: the system may hold other replicas' stages, still running.
   caf::scoped_actor& self = *actors_->self;
+  // The replica actor may have restarted children since they were spawned here: it names those alive.
+  std::vector<caf::actor> restarted;
+  self->request(actors_->replica, caf::infinite, proto::children_atom::value)
+      .receive([&](std::vector<caf::actor>& alive) { restarted = std::move(alive); }, [](caf::error&) {});
   for (auto& a : actors_->stages) caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
   for (auto& a : actors_->optimizers) caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
   for (auto& a : actors_->exchanges) caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
+  for (auto& a : restarted) caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
   caf::anon_send_exit(actors_->replica, caf::exit_reason::user_shutdown);
-  self->wait_for(actors_->stages, actors_->optimizers, actors_->exchanges, actors_->replica);
+  self->wait_for(actors_->stages, actors_->optimizers, actors_->exchanges, restarted, actors_->replica);
   actors_->self.reset();
 }
 

@@ -56,6 +56,9 @@ class ActorPipeline {
   CpuBackend& backend() { return driver_.backend(); }
   // Records every stage's spans (track "stage s") and each step's window into `trace`.
   void set_trace(TraceRecorder* trace);
+  // Restarts of this replica's actors so far (fault.max_restarts), each with its recovery time; read
+  // between steps.
+  const std::vector<supervision::Restart>& restarts() const { return supervisor_->intensity().restarts(); }
   // The stage's state machine; touch it only between steps (the actors are idle then).
   StageWorker& stage(int s) { return driver_.stage(s); }
   // The stage workers' owner (partition, schedule, evaluation); the actors run its stages.

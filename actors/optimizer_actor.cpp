@@ -13,6 +13,9 @@ caf::behavior optimizer_actor(caf::stateful_actor<OptimizerActorState>* self, St
         self->state.worker->update_params(clip, lr);
         return true;
       },
+      // Answered after every update asked before it (a mailbox is FIFO per sender and the actor handles
+      // one message at a time): the supervisor waits for it before rewinding a stage.
+      [=](proto::quiet_atom) { return true; },
   };
 }
 

@@ -7,15 +7,21 @@
 //   replica -> itself      (check_atom, int64_t step, uint64_t progress): the no-progress watchdog
 //   The replica actor is the stages' coordinator:
 //   coordinator -> stage   (peers_atom, std::vector<caf::actor> stages, caf::actor coordinator)
-//   coordinator -> stage   (run_atom, Batch, int microbatches, float loss_scale, int64_t row_block)
+//   coordinator -> stage   (run_atom, RunOrder)               begin (or re-run) a step: its share of the batch,
+//                                                             the step and the attempt (below)
 //   stage -> stage         StageMessage                      activations forward, gradients backward
-//   stage -> coordinator   (ready_atom, int stage, std::vector<Tensor> losses, Tensor tied_grad)
+//   stage -> coordinator   (ready_atom, int stage, std::vector<Tensor> losses, Tensor tied_grad, uint64_t attempt)
 //   coordinator -> stage   (finish_atom, Tensor tied_grad)   -> std::vector<std::vector<double>> sumsq
 //   coordinator -> stage   (apply_atom, double clip, double lr, bool skip) -> Tensor (new wte on its owner)
 //     stage -> its optimizer-state actor (update_atom, double clip, double lr) -> bool, then the stage
 //     finishes the step and answers the coordinator; skip (train.on_nonfinite = skip and this step's
 //     numbers were not finite): no update, the stage finishes the step at once
 //   coordinator -> stage   (tied_atom, Tensor wte)           -> bool (replica refreshed)
+//   Restarts (fault.max_restarts): the coordinator numbers its attempts at steps; a step re-run after a
+//   restart is a new attempt, and StageMessages, ready reports and replies of an older one are dropped.
+//   coordinator -> stage   (optimizer_atom, caf::actor)      its optimizer-state actor was restarted
+//   coordinator -> optimizer-state actor (quiet_atom) -> bool: every update asked of it before is done
+//   owner -> replica       (children_atom) -> std::vector<caf::actor>: every child now alive, to end them
 //   stage -> its gradient-exchange actor (exchange_atom, uint64_t bucket): reduce that bucket across
 //     the stage's replicas (exchange_actor.h); the stage waits for the step's buckets in finish
 //
@@ -45,10 +51,27 @@ using done_atom = caf::atom_constant<caf::atom("done")>;
 using failed_atom = caf::atom_constant<caf::atom("failed")>;
 using children_atom = caf::atom_constant<caf::atom("children")>;
 using check_atom = caf::atom_constant<caf::atom("check")>;
+using optimizer_atom = caf::atom_constant<caf::atom("optimizer")>;
+using quiet_atom = caf::atom_constant<caf::atom("quiet")>;
+
+// What a stage begins a step with. rewind: a re-run — the stage first abandons whatever attempt it is in
+// and returns to the step's boundary (StageWorker::rewind); keep_boundary: restarts are on, so the stage
+// keeps a copy of its state as the step begins (StageWorker::keep_boundary).
+struct RunOrder {
+  Batch batch;
+  int microbatches = 1;
+  float loss_scale = 1.0f;
+  std::int64_t row_block = 1;
+  std::int64_t step = 0;
+  std::uint64_t attempt = 0;
+  bool keep_boundary = false;
+  bool rewind = false;
+};
 }  // namespace troupe::proto
 
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::Tensor)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::Batch)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::StageMessage)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::StepStats)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::proto::RunOrder)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(std::vector<troupe::Tensor>)

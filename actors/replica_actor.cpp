@@ -1,6 +1,9 @@
-// The replica actor: a pipeline replica's step, phase by phase, and its supervisor's reports.
+// The replica actor: a pipeline replica's step, phase by phase, its supervisor's reports, and its
+// one-for-one restarts.
 #include "actors/replica_actor.h"
 
+#include "actors/optimizer_actor.h"
+#include "actors/stage_actor.h"
 #include "runtime/schedule/grid.h"
 
 namespace troupe {
@@ -8,15 +11,24 @@ namespace troupe {
 namespace {
 // A step that makes no progress for this long is reported instead of waited on forever.
 constexpr auto kStepTimeout = std::chrono::minutes(10);
+// Restarts on: a failed request waits this long for the death behind it (which restarts the step) before
+// it fails the step itself. A child's death reaches its monitor within microseconds.
+constexpr auto kDeathGrace = std::chrono::seconds(5);
 
 using Self = caf::stateful_actor<ReplicaActorState>;
 
 enum class Helper { none, optimizer_state, gradient_exchange };
 
-// The supervisor's report on a failed child of stage `stage` (or, for -1, whatever the error says),
-// with the step x stage grid, each stage's position marked (">B3<").
-std::pair<ErrorKind, std::string> failure_report(Self* self, const caf::error& reason, const char* during, int stage,
-                                                 std::int64_t step, Helper helper) {
+// A dead child, as its supervisor tells it.
+struct Failure {
+  ErrorKind kind = ErrorKind::kInternal;
+  std::string child;   // the supervision node's name
+  std::string cause;   // the child's own words (and the phase)
+  std::string report;  // the supervisor's paragraph
+  std::string grid;    // where each stage stood
+};
+
+std::string grid_of(Self* self) {
   PipelineDriver& driver = *self->state.driver;
   pipeline::GridOptions grid;
   grid.show_communication = true;
@@ -24,28 +36,36 @@ std::pair<ErrorKind, std::string> failure_report(Self* self, const caf::error& r
     const StageWorker& w = driver.stage(s);
     if (w.cursor() < w.program().size()) grid.marks.push_back({s, w.cursor()});
   }
+  return "\nwhere each stage stood (marked):\n" +
+         pipeline::render_grid(driver.schedule(), driver.num_stages(), driver.layout().virtual_stages, grid);
+}
+
+// The supervisor's account of a failed child of stage `stage` (or, for -1, whatever the error says),
+// with the step x stage grid, each stage's position marked (">B3<").
+Failure describe_failure(Self* self, const caf::error& reason, const char* during, int stage, std::int64_t step,
+                         Helper helper) {
+  Failure f;
   // A child's own failure carries (kind, text) (stage_actor.h: failure_handler); anything else is CAF's.
-  ErrorKind kind = ErrorKind::kInternal;
   std::string what = self->system().render(reason);
   const caf::message& ctx = reason.context();
   if (ctx.size() == 2 && ctx.match_element<std::int32_t>(0) && ctx.match_element<std::string>(1)) {
-    kind = static_cast<ErrorKind>(ctx.get_as<std::int32_t>(0));
+    f.kind = static_cast<ErrorKind>(ctx.get_as<std::int32_t>(0));
     what = ctx.get_as<std::string>(1);
   }
   // No step in progress (a child died between steps): the supervisor says so, `during` adds nothing.
-  const std::string cause = step < 0 ? what : what + " (" + during + ")";
-  std::string report = std::string("a pipeline stage failed ") + during + ": " + what;
+  f.cause = step < 0 ? what : what + " (" + during + ")";
+  f.report = std::string("a pipeline stage failed ") + during + ": " + what;
   if (stage >= 0) {
     const supervision::Node& child = self->state.supervisor->node().children.at(static_cast<std::size_t>(stage));
-    std::string name = child.name;
+    f.child = child.name;
     for (const supervision::Node& c : child.children)
       if ((helper == Helper::optimizer_state && c.kind == supervision::NodeKind::optimizer_state) ||
           (helper == Helper::gradient_exchange && c.kind == supervision::NodeKind::gradient_exchange))
-        name = c.name;
-    report = self->state.supervisor->on_down(name, step, cause).report;
+        f.child = c.name;
+    f.report = self->state.supervisor->on_down(f.child, step, f.cause).report;
   }
-  return {kind, report + "\nwhere each stage stood (marked):\n" +
-                    pipeline::render_grid(driver.schedule(), driver.num_stages(), driver.layout().virtual_stages, grid)};
+  f.grid = grid_of(self);
+  return f;
 }
 
 int replica_of(Self* self) { return self->state.driver->options().replica; }
@@ -58,6 +78,24 @@ void fail(Self* self, std::pair<ErrorKind, std::string> failure) {
   st.step.reset();
   self->send(st.requester, proto::failed_atom::value, replica_of(self), static_cast<std::int32_t>(st.failure->first),
              st.failure->second);
+}
+
+// Whether a reply belongs to the step and attempt in progress (an abandoned attempt's does not).
+bool current(Self* self, std::uint64_t attempt) { return self->state.step && self->state.attempt == attempt; }
+
+// A request of the current attempt failed. Without restarts that fails the step. With them, the failure
+// is a child's death (a dead stage, or a stage whose optimizer-state actor died), whose down message
+// restarts the step; should none come within kDeathGrace, the failure stands.
+void request_failed(Self* self, std::uint64_t attempt, const caf::error& e, const char* during, int stage,
+                    std::int64_t step) {
+  auto& st = self->state;
+  if (!current(self, attempt)) return;
+  if (!st.restarts) {
+    const Failure f = describe_failure(self, e, during, stage, step, Helper::none);
+    return fail(self, {f.kind, f.report + f.grid});
+  }
+  if (!st.suspect) st.suspect = std::make_pair(ErrorKind::kInternal, std::string(during) + ": " + self->system().render(e));
+  self->delayed_send(self, kDeathGrace, proto::check_atom::value, attempt);
 }
 
 // Runs `f` (a phase of the step coordinator); an exception (a non-finite step under stop) fails the step.
@@ -76,9 +114,11 @@ void finish(Self* self) {
   auto& st = self->state;
   TraceRecorder* trace = *st.trace;
   if (trace) trace->window(st.trace_begin, trace->now_us());
-  const StepStats stats =
-      st.step->stats(std::chrono::duration<double>(std::chrono::steady_clock::now() - st.started).count());
+  const auto now = std::chrono::steady_clock::now();
+  st.supervisor->intensity().recovered(std::chrono::duration<double>(now - st.born).count());
+  const StepStats stats = st.step->stats(std::chrono::duration<double>(now - st.started).count());
   st.step.reset();
+  st.suspect.reset();
   self->send(st.requester, proto::done_atom::value, replica_of(self), stats);
 }
 
@@ -88,13 +128,12 @@ void refresh_tied(Self* self) {
   if (!st.step->tied_weight().defined()) return finish(self);
   const int last = st.step->last_stage();
   const std::int64_t step = st.step->step();
+  const std::uint64_t attempt = st.attempt;
   self->request(st.stages[static_cast<std::size_t>(last)], caf::infinite, proto::tied_atom::value, st.step->tied_weight())
       .then([=](bool) {
-              if (self->state.step) finish(self);
+              if (current(self, attempt)) finish(self);
             },
-            [=](caf::error& e) {
-              if (self->state.step) fail(self, failure_report(self, e, "refreshing the tied embedding", last, step, Helper::none));
-            });
+            [=](caf::error& e) { request_failed(self, attempt, e, "refreshing the tied embedding", last, step); });
 }
 
 // Phase 3: every stage applies the update (its optimizer-state actor does); stages work in parallel.
@@ -102,18 +141,17 @@ void apply(Self* self) {
   auto& st = self->state;
   const StepUpdate& u = st.step->update();
   const std::int64_t step = st.step->step();
+  const std::uint64_t attempt = st.attempt;
   for (int i = 0; i < static_cast<int>(st.stages.size()); ++i)
     self->request(st.stages[static_cast<std::size_t>(i)], caf::infinite, proto::apply_atom::value, u.clip, u.lr, u.skip)
         .then(
             [=](Tensor& w) {
-              if (!self->state.step) return;
+              if (!current(self, attempt)) return;
               ++self->state.progress;
               self->state.step->applied(i, std::move(w));
               if (self->state.step->all_applied()) refresh_tied(self);
             },
-            [=](caf::error& e) {
-              if (self->state.step) fail(self, failure_report(self, e, "applying the optimizer step", i, step, Helper::none));
-            });
+            [=](caf::error& e) { request_failed(self, attempt, e, "applying the optimizer step", i, step); });
 }
 
 // Phase 2: every stage finishes its backward (waits for its gradient exchange) and reports its
@@ -121,18 +159,17 @@ void apply(Self* self) {
 void finish_backward(Self* self) {
   auto& st = self->state;
   const std::int64_t step = st.step->step();
+  const std::uint64_t attempt = st.attempt;
   for (int i = 0; i < static_cast<int>(st.stages.size()); ++i)
     self->request(st.stages[static_cast<std::size_t>(i)], caf::infinite, proto::finish_atom::value, st.step->tied_grad())
         .then(
             [=](std::vector<std::vector<double>>& v) {
-              if (!self->state.step) return;
+              if (!current(self, attempt)) return;
               ++self->state.progress;
               self->state.step->finished(i, std::move(v));
               if (self->state.step->all_finished()) guarded(self, [&] { apply(self); });
             },
-            [=](caf::error& e) {
-              if (self->state.step) fail(self, failure_report(self, e, "finishing the backward pass", i, step, Helper::none));
-            });
+            [=](caf::error& e) { request_failed(self, attempt, e, "finishing the backward pass", i, step); });
 }
 
 // Checks, every kStepTimeout, that the step `step` is still moving.
@@ -148,6 +185,79 @@ void monitor_new(Self* self, std::vector<caf::actor>& known, const std::vector<c
       self->monitor(known[i]);
     }
 }
+
+// Phase 1 of the step in progress, as attempt st.attempt: every stage begins (rewind: re-runs) it.
+void run_stages(Self* self, std::int64_t step, bool rewind) {
+  auto& st = self->state;
+  guarded(self, [&] {
+    const StepCoordinator::Start begin = st.step->begin(step, st.driver->dataset());
+    const proto::RunOrder order{begin.batch, begin.microbatches, begin.loss_scale, begin.rows_per_sample,
+                                step,        st.attempt,         st.restarts && !rewind, rewind};
+    for (auto& a : st.stages) self->send(a, proto::run_atom::value, order);
+  });
+}
+
+// fault.inject: the clauses of step `step` that act before the stages begin it (throw, nan), then,
+// after, those that end an actor (kill).
+void inject(Self* self, std::int64_t step, bool before_run) {
+  auto& st = self->state;
+  for (auto it = st.faults.begin(); it != st.faults.end();) {
+    const supervision::FaultClause c = *it;
+    const bool kill = c.action == supervision::FaultAction::kill;
+    if (c.step != step || kill == before_run) {
+      ++it;
+      continue;
+    }
+    it = st.faults.erase(it);
+    StageWorker& w = st.driver->stage(c.index);
+    const auto s = static_cast<std::size_t>(c.index);
+    if (kill) {
+      self->send_exit(c.target == supervision::FaultTarget::stage ? st.stages[s] : st.optimizers[s],
+                      caf::exit_reason::kill);
+    } else if (c.action == supervision::FaultAction::nan) {
+      w.inject_nan();
+    } else if (c.target == supervision::FaultTarget::optimizer) {
+      w.inject_update_fault();
+    } else {  // the stage's first backward (between steps the stage actor is idle: its worker is ours)
+      std::size_t at = 0;
+      while (at < w.program().size() && !std::holds_alternative<pipeline::Backward>(w.program()[at])) ++at;
+      w.inject_fault(at);
+    }
+  }
+}
+
+// One-for-one: child `stage`'s dead actor (`helper`: its optimizer-state actor) is spawned again on the
+// same StageWorker; then, mid-step, every optimizer-state actor is waited for (an update of the
+// abandoned attempt may still be running on a worker) and the step is re-run as a new attempt.
+void restart(Self* self, int stage, Helper helper, const std::string& child) {
+  auto& st = self->state;
+  ++st.attempt;
+  st.suspect.reset();
+  const auto s = static_cast<std::size_t>(stage);
+  StageWorker* worker = &st.driver->stage(stage);
+  if (helper == Helper::optimizer_state) {
+    st.optimizers[s] = self->system().spawn(optimizer_actor, worker);
+    self->monitor(st.optimizers[s]);
+    self->send(st.stages[s], proto::optimizer_atom::value, st.optimizers[s]);
+  } else {
+    st.stages[s] = self->system().spawn<caf::detached>(stage_actor, worker, st.optimizers[s],
+                                                       std::chrono::microseconds(st.driver->config().comm.poll_us));
+    self->monitor(st.stages[s]);
+  }
+  st.supervisor->on_restart(child);
+  const caf::actor me = caf::actor_cast<caf::actor>(self);
+  for (auto& a : st.stages) self->send(a, proto::peers_atom::value, st.stages, me);
+  if (!st.step) return;  // between steps: the next step begins as usual
+  const std::uint64_t attempt = st.attempt;
+  auto left = std::make_shared<std::size_t>(st.optimizers.size());
+  for (auto& o : st.optimizers)
+    self->request(o, caf::infinite, proto::quiet_atom::value)
+        .then(
+            [=](bool) {
+              if (current(self, attempt) && --*left == 0) run_stages(self, self->state.step->step(), true);
+            },
+            [](caf::error&) {});  // that optimizer-state actor died: its own restart re-runs the step
+}
 }  // namespace
 
 Error replica_failure(std::int32_t kind, const std::string& report) { return Error(static_cast<ErrorKind>(kind), report); }
@@ -157,6 +267,9 @@ caf::behavior replica_actor(Self* self, PipelineDriver* driver, supervision::Sup
   self->state.driver = driver;
   self->state.supervisor = supervisor;
   self->state.trace = trace;
+  // Under data parallelism a death is not restarted (see the header): no boundary copies either.
+  self->state.restarts = supervisor->intensity().max_restarts() > 0 && driver->options().replicas == 1;
+  if (driver->options().replica == 0) self->state.faults = supervision::parse_fault_plan(driver->config().fault.inject).clauses;
   self->set_down_handler([=](caf::down_msg& down) {
     auto& st = self->state;
     int stage = -1;
@@ -168,9 +281,26 @@ caf::behavior replica_actor(Self* self, PipelineDriver* driver, supervision::Sup
       if (i < st.exchanges.size() && st.exchanges[i] && down.source == st.exchanges[i].address())
         stage = static_cast<int>(i), helper = Helper::gradient_exchange;
     }
-    if (stage < 0 || st.failure) return;  // not a child, or the step already failed (its peers follow)
+    // Not a child (or an old one, restarted since), the step already failed (its peers follow), or the
+    // owner ending the pipeline.
+    if (stage < 0 || st.failure || down.reason == caf::exit_reason::user_shutdown) return;
     const std::int64_t step = st.step ? st.step->step() : -1;
-    fail(self, failure_report(self, down.reason, "during the forward/backward pass", stage, step, helper));
+    const Failure f = describe_failure(self, down.reason, "during the forward/backward pass", stage, step, helper);
+    if (!st.restarts) {
+      const bool wanted = st.supervisor->intensity().max_restarts() > 0;
+      return fail(self, {f.kind, f.report +
+                                     (wanted ? "\nno restart: restarts under data parallelism (parallel.data > 1) are "
+                                               "not built yet, every replica would have to re-run the step together; "
+                                               "the job stops"
+                                             : "") +
+                                     f.grid});
+    }
+    const double now = std::chrono::duration<double>(std::chrono::steady_clock::now() - st.born).count();
+    if (!st.supervisor->intensity().allow(f.child, step, f.cause, now))
+      return fail(self, {f.kind, st.supervisor->intensity().escalation(st.supervisor->place(f.child), step, f.cause,
+                                                                      driver->config().train.checkpoint_dir) +
+                                     f.grid});
+    restart(self, stage, helper, f.child);
   });
   return {
       [=](proto::children_atom, const std::vector<caf::actor>& stages, const std::vector<caf::actor>& optimizers,
@@ -178,6 +308,13 @@ caf::behavior replica_actor(Self* self, PipelineDriver* driver, supervision::Sup
         monitor_new(self, self->state.stages, stages);
         monitor_new(self, self->state.optimizers, optimizers);
         monitor_new(self, self->state.exchanges, exchanges);
+      },
+      [=](proto::children_atom) {
+        std::vector<caf::actor> all;
+        for (const auto* v : {&self->state.stages, &self->state.optimizers, &self->state.exchanges})
+          for (const caf::actor& a : *v)
+            if (a) all.push_back(a);
+        return all;
       },
       [=](proto::step_atom, std::int64_t step) {
         auto& st = self->state;
@@ -191,17 +328,15 @@ caf::behavior replica_actor(Self* self, PipelineDriver* driver, supervision::Sup
         st.started = std::chrono::steady_clock::now();
         st.trace_begin = *st.trace ? (*st.trace)->now_us() : 0.0;
         st.step.emplace(driver->config(), driver->options(), driver->layout(), [driver] { return driver->params_in_order(); });
-        guarded(self, [&] {
-          const StepCoordinator::Start begin = st.step->begin(step, driver->dataset());
-          for (auto& a : st.stages)
-            self->send(a, proto::run_atom::value, begin.batch, begin.microbatches, begin.loss_scale, begin.rows_per_sample);
-        });
+        inject(self, step, true);
+        run_stages(self, step, false);
+        inject(self, step, false);
         watch(self, step, st.progress);
       },
       // Phase 1: every stage reports when it stands at its optimizer step.
-      [=](proto::ready_atom, int stage, std::vector<Tensor>& losses, Tensor& tied) {
+      [=](proto::ready_atom, int stage, std::vector<Tensor>& losses, Tensor& tied, std::uint64_t attempt) {
         auto& st = self->state;
-        if (!st.step) return;
+        if (!current(self, attempt)) return;
         ++st.progress;
         st.step->ready(stage, std::move(losses), std::move(tied));
         if (st.step->all_ready()) finish_backward(self);
@@ -211,6 +346,10 @@ caf::behavior replica_actor(Self* self, PipelineDriver* driver, supervision::Sup
         if (!st.step || st.step->step() != step) return;
         if (st.progress != progress) return watch(self, step, st.progress);
         fail(self, {ErrorKind::kInternal, "pipeline step " + std::to_string(step) + ": no progress for 10 minutes"});
+      },
+      [=](proto::check_atom, std::uint64_t attempt) {
+        auto& st = self->state;
+        if (current(self, attempt) && st.suspect) fail(self, *st.suspect);
       },
   };
 }

@@ -9,7 +9,16 @@
 //                                                                died, its place, the step, the cause,
 //                                                                and the step x stage grid
 // so that one thread can step every replica of a process at once and collect the answers in any
-// order. A child that dies between steps fails the next step; after a failure every step fails.
+// order.
+//
+// Restarts (fault.max_restarts > 0, one replica): a stage or optimizer-state actor that dies is
+// respawned on the same StageWorker (one-for-one) while the supervisor's restart intensity allows;
+// every stage rewinds to the step's boundary (each keeps a copy of its state as a step begins), and the
+// interrupted step is re-run with the same batch as a new attempt — messages and replies of the old
+// attempt are dropped — so the run goes on bitwise as if nothing had happened. Past the intensity, with
+// data parallelism (every replica would have to re-run the step together: not built yet) and for a
+// gradient-exchange actor, a death fails the step. A child that dies between steps then fails the next
+// step; after a failure every step fails.
 #pragma once
 
 #include <chrono>
@@ -17,6 +26,7 @@
 
 #include "actors/protocol.h"
 #include "actors/state/step_coordinator.h"
+#include "runtime/supervision/fault_plan.h"
 #include "runtime/supervision/supervisor.h"
 #include "runtime/trace/trace.h"
 
@@ -37,6 +47,15 @@ struct ReplicaActorState {
   std::uint64_t progress = 0;  // messages received in this step, for the no-progress timeout
   // The first failure (kind, report); every later step fails with it.
   std::optional<std::pair<ErrorKind, std::string>> failure;
+
+  // Restarts (fault.*): the attempt at the step in progress (replies and reports of an older one are
+  // dropped).
+  bool restarts = false;
+  std::uint64_t attempt = 0;
+  std::chrono::steady_clock::time_point born = std::chrono::steady_clock::now();  // the intensity's clock
+  // A request failed while restarts are on: the death behind it restarts the step; if none comes, this.
+  std::optional<std::pair<ErrorKind, std::string>> suspect;
+  std::vector<supervision::FaultClause> faults;  // fault.inject's clauses not fired yet (replica 0 only)
   static inline const char* name = "troupe.replica";
 };
 

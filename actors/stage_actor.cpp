@@ -17,16 +17,49 @@ void pump(caf::stateful_actor<StageActorState>* self) {
   do {
     out.clear();
     status = self->state.worker->advance(out);
-    for (auto& o : out) self->send(self->state.peers.at(o.to_stage), std::move(o.message));
+    for (auto& o : out) {
+      o.message.attempt = self->state.attempt;
+      self->send(self->state.peers.at(o.to_stage), std::move(o.message));
+    }
   } while (status == StageWorker::Status::sent);
   if (status == StageWorker::Status::at_step && !self->state.reported) {
     self->state.reported = true;
     StageWorker& w = *self->state.worker;
     // With data parallelism the last stage reports the whole batch's losses, gathered from its replicas.
-    self->send(self->state.coordinator, proto::ready_atom::value, w.stage(), replicas_losses(w), w.tied_grad());
+    self->send(self->state.coordinator, proto::ready_atom::value, w.stage(), replicas_losses(w), w.tied_grad(),
+               self->state.attempt);
   }
   // Mid-step and out of work: the next activation or gradient is usually close behind.
   if (status == StageWorker::Status::blocked) poll_for_message(self, self->state.poll);
+}
+
+// Begins the step (or its re-run) the coordinator ordered.
+void start(caf::stateful_actor<StageActorState>* self, const proto::RunOrder& order) {
+  auto& st = self->state;
+  StageWorker& w = *st.worker;
+  if (order.rewind) w.rewind(order.step);
+  else if (order.keep_boundary) w.keep_boundary(order.step);
+  st.attempt = order.attempt;
+  w.begin_step(order.batch, order.microbatches, order.loss_scale, order.row_block);
+  st.reported = false;
+  st.running = true;
+  // Neighbours that began this attempt first: their messages, kept until now.
+  std::vector<StageMessage> early = std::move(st.early);
+  st.early.clear();
+  for (auto& m : early) {
+    if (m.attempt == st.attempt) w.deliver(std::move(m));
+    else if (m.attempt > st.attempt) st.early.push_back(std::move(m));
+  }
+  pump(self);
+}
+
+// The update is done (or its actor died): a re-run order that came meanwhile starts now.
+void updated(caf::stateful_actor<StageActorState>* self) {
+  self->state.updating = false;
+  if (!self->state.pending_run) return;
+  const proto::RunOrder order = std::move(*self->state.pending_run);
+  self->state.pending_run.reset();
+  start(self, order);
 }
 }  // namespace
 
@@ -55,25 +88,34 @@ caf::behavior stage_actor(caf::stateful_actor<StageActorState>* self, StageWorke
         self->state.peers = peers;
         self->state.coordinator = coordinator;
       },
-      [=](proto::run_atom, const Batch& batch, int microbatches, float loss_scale, std::int64_t row_block) {
-        self->state.worker->begin_step(batch, microbatches, loss_scale, row_block);
-        self->state.reported = false;
-        self->state.running = true;
-        pump(self);
+      [=](proto::run_atom, const proto::RunOrder& order) {
+        if (self->state.updating) self->state.pending_run = order;
+        else start(self, order);
       },
       [=](const StageMessage& message) {
+        if (message.attempt < self->state.attempt) return;  // from an abandoned attempt
+        if (message.attempt > self->state.attempt) return self->state.early.push_back(message);
         self->state.worker->deliver(message);
         pump(self);
       },
+      [=](proto::optimizer_atom, const caf::actor& optimizer) { self->state.optimizer = optimizer; },
       [=](proto::finish_atom, const Tensor& tied_grad) { return self->state.worker->finish_step(tied_grad); },
       [=](proto::apply_atom, double clip, double lr, bool skip) -> caf::result<Tensor> {
         self->state.running = false;
         if (skip) return self->state.worker->apply_step(clip, lr, true);  // no update: weights and state stay
         // The optimizer-state actor updates the parameters; then this stage finishes the step and answers.
         auto answer = self->make_response_promise<Tensor>();
+        self->state.updating = true;
         self->request(self->state.optimizer, caf::infinite, proto::update_atom::value, clip, lr)
-            .then([=](bool) mutable { answer.deliver(self->state.worker->finish_update()); },
-                  [=](caf::error& e) mutable { answer.deliver(std::move(e)); });
+            .then(
+                [=](bool) mutable {
+                  answer.deliver(self->state.worker->finish_update());
+                  updated(self);
+                },
+                [=](caf::error& e) mutable {
+                  answer.deliver(std::move(e));
+                  updated(self);
+                });
         return answer;
       },
       [=](proto::tied_atom, const Tensor& wte) {

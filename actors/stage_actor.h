@@ -2,6 +2,7 @@
 #pragma once
 
 #include <chrono>
+#include <optional>
 
 #include "actors/protocol.h"
 
@@ -14,6 +15,14 @@ struct StageActorState {
   caf::actor coordinator;
   bool running = false;   // between run_atom and apply_atom; messages may arrive before run_atom
   bool reported = false;
+  // Restarts: the attempt this stage runs (RunOrder::attempt); messages of a later one, which a
+  // neighbour sends once it began the re-run, wait here until this stage begins it too.
+  std::uint64_t attempt = 0;
+  std::vector<StageMessage> early;
+  // Its optimizer-state actor is updating the worker: a re-run order waits until it is done (the
+  // rewind would race with the update).
+  bool updating = false;
+  std::optional<proto::RunOrder> pending_run;
   std::chrono::microseconds poll{0};  // comm.poll_us: how long an idle stage polls for its next message
   static inline const char* name = "troupe.stage";
 };

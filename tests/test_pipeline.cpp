@@ -124,7 +124,10 @@ TEST_CASE("credits bound what a fast stage sends ahead of a slow one, and change
 }
 
 TEST_CASE("a stage that fails mid-step is reported with the grid, not a hang", "[pipeline][actors]") {
-  const RunConfig config = load_config(std::nullopt, small_gpt(false));
+  // Without restarts (with them, tests/test_restart.cpp: the step is re-run).
+  std::vector<std::string> sets = small_gpt(false);
+  sets.push_back("fault.max_restarts=0");
+  const RunConfig config = load_config(std::nullopt, sets);
   ActorPipeline actors(config, {2, 1, 4, ScheduleKind::one_f_one_b, ""});
   // Stage 1's program: RECV_F0 F0 B0 SEND_B0 ...; fail its first backward.
   const auto& program = actors.stage(1).program();

@@ -85,8 +85,10 @@ TEST_CASE("a supervisor names the dead child's place, step and cause, and tracks
 }
 
 TEST_CASE("a stage actor that dies is reported by its replica's supervisor with its place", "[supervision][actors]") {
+  // Without restarts (with them, tests/test_restart.cpp: the step is re-run).
   const RunConfig config = load_config(std::nullopt, {"model.n_layer=2", "model.n_embd=32", "model.n_head=2",
-                                                      "model.block_size=16", "train.batch_size=4", "train.threads=2"});
+                                                      "model.block_size=16", "train.batch_size=4", "train.threads=2",
+                                                      "fault.max_restarts=0"});
   ActorPipeline actors(config, PipelineOptions{.stages = 2, .microbatches = 2});
   actors.train_step(0);
   const auto& program = actors.stage(1).program();

@@ -2,6 +2,7 @@
 #include "actors/state/stage_worker.h"
 
 #include <algorithm>
+#include <limits>
 #include <thread>
 
 #ifdef __linux__
@@ -100,7 +101,7 @@ StageWorker::Status StageWorker::advance(std::vector<Outgoing>& out) {
       return Status::at_step;
     }
     const std::size_t before = out.size();
-    if (cursor_ == fault_at_)
+    if (cursor_ == fault_at_ && (fault_at_ = SIZE_MAX, true))
       throw Error(ErrorKind::kInternal, "injected fault at " + pipeline::to_string(program_[cursor_]));
     const double begin = trace_ ? trace_->now_us() : 0.0;
     if (!run(program_[cursor_], out)) {
@@ -130,6 +131,11 @@ void StageWorker::finalize_grads() {
   const double begin = trace_ ? trace_->now_us() : 0.0;
   if (sync_) sync_->finish_backward();
   for (auto& m : chunks_) m->flush_exact_grads(backend_);
+  if (nan_armed_) {
+    nan_armed_ = false;
+    const std::vector<Param*> all = params();
+    if (!all.empty()) all.front()->grad.f32()[0] = std::numeric_limits<float>::quiet_NaN();
+  }
   if (trace_ && sync_ && sync_->replicas() > 1) trace_->span(track_, "wait for gradients", "comm", begin, trace_->now_us());
 }
 
@@ -260,6 +266,14 @@ void StageWorker::update_params(double clip_coefficient, double lr) {
   update_begin_us_ = trace_ ? trace_->now_us() : 0.0;
   std::vector<Param*> all = sync_ ? sync_->owned(params()) : params();
   scale_grads(all, clip_coefficient);
+  if (update_fault_armed_) {
+    update_fault_armed_ = false;
+    std::vector<Param*> half(all.begin(), all.begin() + static_cast<std::ptrdiff_t>(all.size() / 2));
+    optimizer_->step(half, lr);
+    throw Error(ErrorKind::kInternal, "injected fault in the optimizer update of stage " + std::to_string(stage_) +
+                                          ", after " + std::to_string(all.size() / 2) + " of " +
+                                          std::to_string(all.size()) + " parameters");
+  }
   optimizer_->step(all, lr);
 }
 

@@ -32,6 +32,9 @@ struct StageMessage {
   int mb = 0;
   int chunk = 0;  // the receiver's chunk
   Tensor tensor;
+  // The replica's attempt at the step this message belongs to (replica_actor.h): a step re-run after a
+  // restart has a new one, and messages of the abandoned attempt are dropped on arrival.
+  std::uint64_t attempt = 0;
 };
 
 struct Outgoing {
@@ -116,9 +119,23 @@ class StageWorker {
   void set_credits(int credits) { credit_limit_ = credits; }
   // Most activations this stage had sent and not yet seen consumed, on any link (with credits on).
   int peak_unconsumed_sends() const { return peak_unconsumed_; }
-  // Fault injection: the instruction at `index` of the program throws (for failure-path tests and,
-  // later, supervision drills). SIZE_MAX: none.
+  // Fault injection (failure-path tests, fault.inject), each firing once: the instruction at `index`
+  // of the program throws (SIZE_MAX: none); the first gradient turns NaN when the backward ends; the
+  // optimizer update throws halfway through the stage's parameters (some updated, some not).
   void inject_fault(std::size_t index) { fault_at_ = index; }
+  void inject_nan() { nan_armed_ = true; }
+  void inject_update_fault() { update_fault_armed_ = true; }
+
+  // --- restarts (fault.max_restarts; step_boundary.cpp) -------------------------------------------
+  // Keeps a deep copy of the stage's state (snapshot()) as step `step` begins, replacing the last one.
+  void keep_boundary(std::int64_t step);
+  // Abandons the step in progress — inbox, activations, gradients (their exact sums too), credits,
+  // cursor — and, when the kept copy is step `step`'s, restores it: the stage stands where step `step`
+  // began, whatever phase it had reached (an applied update is undone). A stage that never began step
+  // `step` already stands there.
+  void rewind(std::int64_t step);
+  // Bytes the kept copy holds (0 when none).
+  std::size_t boundary_bytes() const;
 
   // Data parallelism: this stage's replicas reduce gradients through `sync` (bound to this stage's
   // chunks here). Buckets start as the last micro-batch's backward passes their layers; the
@@ -178,6 +195,10 @@ class StageWorker {
   std::size_t peak_in_flight_ = 0;
   std::chrono::microseconds compute_delay_{0};
   std::size_t fault_at_ = SIZE_MAX;
+  bool nan_armed_ = false;
+  bool update_fault_armed_ = false;
+  std::unique_ptr<StageSnapshot> boundary_;  // kept by keep_boundary()
+  std::int64_t boundary_step_ = -1;
   int credit_limit_ = 0;
   std::map<int, int> credits_used_;  // sender chunk -> activations sent and not yet consumed
   int peak_unconsumed_ = 0;

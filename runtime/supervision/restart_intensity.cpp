@@ -23,9 +23,9 @@ bool RestartIntensity::allow(const std::string& child, std::int64_t step, const 
   return true;
 }
 
-void RestartIntensity::recovered(double seconds) {
-  TROUPE_CHECK(!restarts_.empty(), "recovered without a restart");
-  restarts_.back().recovery_s = seconds;
+void RestartIntensity::recovered(double now_s) {
+  for (Restart& r : restarts_)
+    if (r.recovery_s < 0.0) r.recovery_s = now_s - r.at_s;
 }
 
 std::string RestartIntensity::escalation(const std::string& place, std::int64_t step, const std::string& cause,

@@ -16,7 +16,8 @@ void mark_alive(const Node& node, std::map<std::string, bool>& alive) {
 }
 }  // namespace
 
-Supervisor::Supervisor(Node node, plan::Topology topology) : node_(std::move(node)), topology_(std::move(topology)) {
+Supervisor::Supervisor(Node node, plan::Topology topology, RestartIntensity intensity)
+    : node_(std::move(node)), topology_(std::move(topology)), intensity_(std::move(intensity)) {
   mark_alive(node_, alive_);
 }
 
@@ -29,6 +30,17 @@ int Supervisor::alive_count() const {
   int n = 0;
   for (const auto& [name, up] : alive_) n += up ? 1 : 0;
   return n;
+}
+
+void Supervisor::on_restart(const std::string& child) {
+  TROUPE_CHECK(alive_.count(child), node_.name, " does not supervise '", child, "'");
+  alive_[child] = true;
+}
+
+std::string Supervisor::place(const std::string& child) const {
+  const Node* node = find_node(node_, child);
+  TROUPE_CHECK(node != nullptr, node_.name, " does not supervise '", child, "'");
+  return describe_node(*node, topology_);
 }
 
 Death Supervisor::on_down(const std::string& child, std::int64_t step, const std::string& cause) {

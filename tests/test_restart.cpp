@@ -1,0 +1,132 @@
+// One-for-one restarts of a pipeline replica's actors (fault.max_restarts) driven by fault.inject: a
+// killed or throwing stage or optimizer-state actor is respawned, every stage rewinds to the step's
+// boundary and the step is re-run — bitwise the uninterrupted run in deterministic mode. Past the
+// intensity, and under data parallelism, the run stops with the supervisor's report.
+#include <catch2/catch.hpp>
+
+#include "actors/actor_pipeline.h"
+#include "actors/data_parallel.h"
+#include "runtime/config/config_loader.h"
+#include "runtime/supervision/fault_plan.h"
+#include "training_runs.h"
+
+using namespace troupe;
+using Catch::Contains;
+
+namespace {
+std::vector<std::string> gpt(std::vector<std::string> more) {
+  std::vector<std::string> sets = {"model.n_layer=2",      "model.n_embd=32",       "model.n_head=2",
+                                   "model.block_size=16",  "train.batch_size=4",    "train.threads=2",
+                                   "train.deterministic=true", "train.steps=6",     "parallel.pipeline=2",
+                                   "parallel.microbatches=2"};
+  sets.insert(sets.end(), more.begin(), more.end());
+  return sets;
+}
+
+struct Restarted {
+  TrainingRun run;
+  std::vector<supervision::Restart> restarts;
+  std::vector<bool> skipped;
+};
+
+Restarted run_actors(const std::vector<std::string>& sets) {
+  const RunConfig config = load_config(std::nullopt, gpt(sets));
+  ActorPipeline p(config, pipeline_options(config, 0));
+  Restarted r;
+  for (std::int64_t s = 0; s < config.train.steps; ++s) {
+    const StepStats stats = p.train_step(s);
+    r.run.losses.push_back(stats.loss);
+    r.skipped.push_back(stats.skipped);
+  }
+  for (int s = 0; s < p.driver().num_stages(); ++s)
+    for (Param* q : p.stage(s).params()) r.run.weights[q->name] = q->value.to_vector();
+  r.restarts = p.restarts();
+  return r;
+}
+}  // namespace
+
+TEST_CASE("a killed or throwing stage or optimizer-state actor is restarted and the run is bitwise the clean one",
+          "[restart][actors]") {
+  const Restarted clean = run_actors({});
+  CHECK(clean.restarts.empty());
+  for (const char* plan : {"kill stage 1 at step 2", "kill stage 0 at step 1", "throw stage 1 at step 3",
+                           "throw stage 0 at step 0", "kill optimizer 1 at step 2", "throw optimizer 0 at step 4",
+                           "throw optimizer 1 at step 1; kill stage 0 at step 1; throw stage 1 at step 5"}) {
+    INFO(plan);
+    const Restarted faulty = run_actors({std::string("fault.inject=") + plan});
+    require_bitwise(clean.run, faulty.run);
+    const std::size_t clauses = supervision::parse_fault_plan(plan).clauses.size();
+    CHECK(faulty.restarts.size() == std::min<std::size_t>(clauses, 3));
+    for (const auto& r : faulty.restarts) CHECK(r.recovery_s >= 0.0);
+  }
+}
+
+TEST_CASE("restarts under interleaved and GPipe schedules with credits stay bitwise", "[restart][actors]") {
+  for (const std::vector<std::string>& layout :
+       {std::vector<std::string>{"parallel.schedule=interleaved", "parallel.virtual_stages=2", "parallel.microbatches=2"},
+        std::vector<std::string>{"parallel.schedule=gpipe", "parallel.credits=1"}}) {
+    const Restarted clean = run_actors(layout);
+    std::vector<std::string> with = layout;
+    with.push_back("fault.inject=throw stage 1 at step 1; kill stage 0 at step 3; throw optimizer 1 at step 4");
+    const Restarted faulty = run_actors(with);
+    require_bitwise(clean.run, faulty.run);
+    CHECK(faulty.restarts.size() == 3);
+  }
+}
+
+TEST_CASE("past fault.max_restarts the run stops with the supervisor's escalation", "[restart][actors]") {
+  const RunConfig config =
+      load_config(std::nullopt, gpt({"fault.max_restarts=1", "train.checkpoint_dir=" + std::string("runs/never"),
+                                     "fault.inject=throw stage 1 at step 1; throw stage 1 at step 2"}));
+  ActorPipeline p(config, pipeline_options(config, 0));
+  p.train_step(0);
+  p.train_step(1);  // restarted
+  try {
+    p.train_step(2);
+    FAIL("the second fault is past the intensity");
+  } catch (const Error& e) {
+    CHECK_THAT(e.what(), Catch::StartsWith("stage actor replica 0/stage 1 (rank 1: data 0, pipe 1, tensor 0; process 0 "
+                                           "on localhost, cpu:0) died in step 2: stage 1: injected fault at B0") &&
+                             Contains("the supervisor gives up: that is more than fault.max_restarts = 1 restarts "
+                                      "within fault.restart_window_s = 60 s; the 1 restart before:\n"
+                                      "  replica 0/stage 1 in step 1: stage 1: injected fault at B0") &&
+                             Contains("`troupe train --resume runs/never` continues it") && Contains(">B0<"));
+  }
+  CHECK(p.restarts().size() == 1);
+}
+
+TEST_CASE("fault.max_restarts = 0: a dead stage ends the run as before", "[restart][actors]") {
+  const RunConfig config = load_config(std::nullopt, gpt({"fault.max_restarts=0", "fault.inject=kill stage 0 at step 1"}));
+  ActorPipeline p(config, pipeline_options(config, 0));
+  p.train_step(0);
+  CHECK_THROWS_WITH(p.train_step(1), Contains("stage actor replica 0/stage 0") && Contains("exit_reason(kill)"));
+}
+
+TEST_CASE("an injected NaN is skipped or stops the run as train.on_nonfinite says", "[restart][faults][actors]") {
+  const Restarted clean = run_actors({});
+  const Restarted skipped = run_actors({"train.on_nonfinite=skip", "fault.inject=nan stage 0 at step 2"});
+  CHECK(skipped.skipped == std::vector<bool>{false, false, true, false, false, false});
+  CHECK(skipped.run.losses[2] == clean.run.losses[2]);  // the loss was finite: only the update is skipped
+  CHECK(skipped.restarts.empty());
+  const RunConfig config = load_config(std::nullopt, gpt({"fault.inject=nan stage 1 at step 1"}));
+  ActorPipeline p(config, pipeline_options(config, 0));
+  p.train_step(0);
+  try {
+    p.train_step(1);
+    FAIL("train.on_nonfinite = stop");
+  } catch (const Error& e) {
+    CHECK(e.kind() == ErrorKind::kNumeric);
+    // The non-finite report counts steps from 1 (its step 2 is the clause's step 1, counted from 0).
+    CHECK_THAT(e.what(), Catch::StartsWith("step 2: gradient of 'transformer.h.1.ln_1.weight' holds NaN or Inf"));
+  }
+}
+
+TEST_CASE("under data parallelism a dead stage is not restarted, and the report says why", "[restart][actors]") {
+  const RunConfig config = load_config(std::nullopt, gpt({"parallel.data=2", "train.batch_size=8",
+                                                          "fault.inject=throw stage 1 at step 1", "comm.timeout_s=30"}));
+  DataParallelTrainer t(config);
+  t.train_step(0);
+  CHECK_THROWS_WITH(t.train_step(1), Contains("injected fault at B0") &&
+                                         Contains("no restart: restarts under data parallelism (parallel.data > 1) are "
+                                                  "not built yet"));
+}
