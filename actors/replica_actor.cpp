@@ -195,6 +195,9 @@ void run_stages(Self* self, std::int64_t step, bool rewind) {
                                 step,        st.attempt,         st.restarts && !rewind, rewind};
     for (auto& a : st.stages) self->send(a, proto::run_atom::value, order);
   });
+  if (rewind)
+    st.supervisor->intensity().rerun(
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - st.born).count());
 }
 
 // fault.inject: the clauses of step `step` that act before the stages begin it (throw, nan), then,

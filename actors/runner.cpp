@@ -169,6 +169,19 @@ class PipelineJob final : public TrainerJob<ActorPipeline> {
                            par.pipeline, par.virtual_stages, par.schedule, par.microbatches,
                            trainer_->describe_partition());
   }
+  std::vector<supervision::Restart> restarts() override { return trainer_->restarts(); }
+  // Skipped steps, then each restart: which actor, when, why, and how long the step took to recover.
+  std::string report() override {
+    std::string out = skipped_report();
+    const auto& r = trainer_->restarts();
+    if (!r.empty()) out += fmt::format("{} restart{} (fault.max_restarts = {}):\n", r.size(), r.size() == 1 ? "" : "s",
+                                       trainer_->driver().config().fault.max_restarts);
+    for (const supervision::Restart& x : r)
+      out += fmt::format("  {} {}: {}; re-run {:.3f} s after, recovered (the step done) {:.3f} s after\n", x.child,
+                         x.step >= 0 ? fmt::format("in step {}", x.step) : std::string("between steps"), x.cause,
+                         x.restarted_s, x.recovery_s);
+    return out;
+  }
 };
 
 class TensorParallelJob final : public TrainerJob<TensorParallelTrainer> {

@@ -23,6 +23,7 @@
 #include "runtime/checkpoint/training_state.h"
 #include "runtime/config/run_config.h"
 #include "runtime/plan/topology.h"
+#include "runtime/supervision/restart_intensity.h"
 
 namespace troupe {
 
@@ -49,6 +50,9 @@ class Job {
   virtual std::string report() { return {}; }
   // Waits for the processes the job started; throws troupe::Error naming one that failed.
   virtual void finish() {}
+  // The actors its supervisors restarted so far (fault.max_restarts), each with its step, cause and
+  // recovery time; between steps. Only pipelines run by actors restart anything yet.
+  virtual std::vector<supervision::Restart> restarts() { return {}; }
 
   // Checkpoints (runtime/checkpoint/), between steps: the whole training state by parameter name —
   // parameters, buffers, optimizer state, gathered from wherever this layout keeps them — and back,

@@ -36,7 +36,9 @@ TEST_CASE("restart intensity 0 never restarts", "[supervision][restart]") {
 TEST_CASE("the escalation names the actor, its place, each restart, and how --resume continues", "[supervision][restart]") {
   RestartIntensity r(1, 60.0);
   CHECK(r.allow("replica 0/stage 1", 3, "stage 1: injected fault at B0", 1.0));
+  r.rerun(1.125);
   r.recovered(1.25);
+  CHECK(r.restarts().back().restarted_s == 0.125);
   CHECK(r.restarts().back().recovery_s == 0.25);
   r.recovered(7.0);  // a later re-run does not change a recovery already known
   CHECK(r.restarts().back().recovery_s == 0.25);

@@ -23,7 +23,13 @@ bool RestartIntensity::allow(const std::string& child, std::int64_t step, const 
   return true;
 }
 
+void RestartIntensity::rerun(double now_s) {
+  for (Restart& r : restarts_)
+    if (r.restarted_s < 0.0) r.restarted_s = now_s - r.at_s;
+}
+
 void RestartIntensity::recovered(double now_s) {
+  rerun(now_s);  // a death between steps: the next step is its re-run
   for (Restart& r : restarts_)
     if (r.recovery_s < 0.0) r.recovery_s = now_s - r.at_s;
 }

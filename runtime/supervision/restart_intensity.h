@@ -15,6 +15,7 @@ struct Restart {
   std::int64_t step;    // the step it died in; -1 between steps
   std::string cause;
   double at_s;          // when it died, on the caller's clock
+  double restarted_s = -1.0;  // from the death to the step's re-run order (respawn, rewind waits); -1 until then
   double recovery_s = -1.0;  // from the death to the end of the re-run step (or, between steps, of the
                              // next step); -1 until known
 };
@@ -28,6 +29,8 @@ class RestartIntensity {
   // allowed — it is recorded — and false when it would be the (max_restarts + 1)-th within the window:
   // the supervisor escalates instead (nothing is recorded).
   bool allow(const std::string& child, std::int64_t step, const std::string& cause, double now_s);
+  // The interrupted step was ordered again at `now_s`: every restart not yet re-run took now_s - its death.
+  void rerun(double now_s);
   // The re-run step ended at `now_s`: every restart not yet recovered took now_s - its death.
   void recovered(double now_s);
 

@@ -1,0 +1,227 @@
+// bench/chaos: N trials of a random fault (kind x place x step) injected with fault.inject into a
+// deterministic run, each compared bitwise with the clean run of its layout; prints trials finished,
+// trials bitwise equal, the restart and recovery times (median, max), each failure not survived with
+// the command that reproduces it, and the step-boundary copy's cost.
+//
+//   troupe_bench_chaos [--trials N] [--seed S] [--steps K] [--model small|default] [--layouts a,b,...]
+//
+// Layouts: 1f1b, gpipe, interleaved (pipelines of 2 stages run by actors), dp (2 replicas x 2 stages,
+// replicas as threads: restarts there are not built yet, so its trials are expected not to survive).
+// Exit status: 0 when every trial finished bitwise equal, 1 otherwise.
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <random>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include <fmt/format.h>
+
+#include "actors/actor_pipeline.h"
+#include "actors/data_parallel.h"
+#include "actors/runner.h"
+#include "runtime/config/config_loader.h"
+#include "runtime/error.h"
+
+using namespace troupe;
+
+namespace {
+struct Options {
+  int trials = 100;
+  unsigned seed = 1;
+  int steps = 6;
+  std::string model = "small";
+  std::vector<std::string> layouts = {"1f1b", "gpipe", "interleaved"};
+};
+
+std::vector<std::string> split(const std::string& s, char sep) {
+  std::vector<std::string> out;
+  std::stringstream in(s);
+  for (std::string part; std::getline(in, part, sep);)
+    if (!part.empty()) out.push_back(part);
+  return out;
+}
+
+std::vector<std::string> layout_sets(const std::string& layout) {
+  if (layout == "1f1b") return {"parallel.pipeline=2", "parallel.microbatches=4"};
+  if (layout == "gpipe") return {"parallel.pipeline=2", "parallel.microbatches=4", "parallel.schedule=gpipe"};
+  if (layout == "interleaved")
+    return {"parallel.pipeline=2", "parallel.microbatches=4", "parallel.schedule=interleaved",
+            "parallel.virtual_stages=2"};
+  if (layout == "dp") return {"parallel.data=2", "parallel.pipeline=2", "parallel.microbatches=2"};
+  throw Error(ErrorKind::kUsage, "unknown layout '" + layout + "' (1f1b, gpipe, interleaved, dp)");
+}
+
+std::vector<std::string> base_sets(const Options& o) {
+  std::vector<std::string> sets = {"train.deterministic=true", "train.eval_every=0", "train.threads=2",
+                                   "train.steps=" + std::to_string(o.steps)};
+  if (o.model == "small")
+    for (const char* s : {"model.n_layer=4", "model.n_embd=32", "model.n_head=2", "model.block_size=16",
+                          "train.batch_size=8"})
+      sets.push_back(s);
+  else if (o.model != "default")
+    throw Error(ErrorKind::kUsage, "unknown model '" + o.model + "' (small: a 4-layer GPT of width 32; default)");
+  return sets;
+}
+
+struct Outcome {
+  bool finished = false;
+  std::string error;
+  std::vector<double> losses;
+  std::vector<char> weights;
+  std::vector<supervision::Restart> restarts;
+  double seconds = 0.0;
+};
+
+std::vector<char> read_all(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::vector<char>((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+}
+
+Outcome run(const std::vector<std::string>& sets, const std::string& weights_path) {
+  Outcome o;
+  const auto start = std::chrono::steady_clock::now();
+  try {
+    const RunConfig config = load_config(std::nullopt, sets);
+    std::unique_ptr<Job> job = launch(config);
+    for (std::int64_t s = 0; s < config.train.steps; ++s) o.losses.push_back(job->train_step(s).loss);
+    job->save_weights(weights_path);
+    o.weights = read_all(weights_path);
+    o.restarts = job->restarts();
+    o.finished = true;
+  } catch (const std::exception& e) {
+    o.error = e.what();
+    o.error = o.error.substr(0, o.error.find('\n'));
+  }
+  o.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return o;
+}
+
+std::string command_of(const std::vector<std::string>& sets) {
+  std::string cmd = "build/troupe train";
+  for (const std::string& s : sets) {
+    const auto eq = s.find('=');
+    if (s.rfind("train.steps=", 0) == 0) cmd += " --steps " + s.substr(eq + 1);
+    else if (s.find(' ') != std::string::npos) cmd += " --set " + s.substr(0, eq) + "=\"" + s.substr(eq + 1) + "\"";
+    else cmd += " --set " + s;
+  }
+  return cmd;
+}
+
+double median(std::vector<double> v) {
+  if (v.empty()) return 0.0;
+  std::sort(v.begin(), v.end());
+  return v.size() % 2 ? v[v.size() / 2] : (v[v.size() / 2 - 1] + v[v.size() / 2]) / 2;
+}
+
+// The step-boundary copy (restarts on): every stage's keep_boundary, timed on the layout's stages.
+void snapshot_cost(const Options& o) {
+  std::vector<std::string> sets = base_sets(o);
+  for (const std::string& s : layout_sets("1f1b")) sets.push_back(s);
+  const RunConfig config = load_config(std::nullopt, sets);
+  ActorPipeline p(config, pipeline_options(config, 0));
+  p.train_step(0);  // the optimizer state exists from the first update on
+  std::vector<double> ms;
+  std::size_t bytes = 0;
+  for (int i = 0; i < 20; ++i) {
+    const auto t0 = std::chrono::steady_clock::now();
+    bytes = 0;
+    for (int s = 0; s < p.driver().num_stages(); ++s) {
+      p.stage(s).keep_boundary(1);
+      bytes += p.stage(s).boundary_bytes();
+    }
+    ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+  }
+  const auto t0 = std::chrono::steady_clock::now();
+  p.train_step(1);
+  const double step_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  std::printf("step-boundary copy, %s model, 2 stages: %.1f MB, %.2f ms median of 20 (both stages, one thread; "
+              "each stage copies its own share on its own thread), a step %.0f ms\n",
+              o.model.c_str(), bytes / 1e6, median(ms), step_ms);
+}
+}  // namespace
+
+int main(int argc, char** argv) {
+  Options o;
+  try {
+    for (int i = 1; i < argc; ++i) {
+      const std::string a = argv[i];
+      auto next = [&]() -> std::string {
+        if (i + 1 >= argc) throw Error(ErrorKind::kUsage, a + " needs a value");
+        return argv[++i];
+      };
+      if (a == "--trials") o.trials = std::stoi(next());
+      else if (a == "--seed") o.seed = static_cast<unsigned>(std::stoul(next()));
+      else if (a == "--steps") o.steps = std::stoi(next());
+      else if (a == "--model") o.model = next();
+      else if (a == "--layouts") o.layouts = split(next(), ',');
+      else throw Error(ErrorKind::kUsage, "unknown argument '" + a + "'");
+    }
+    if (o.trials < 1 || o.steps < 1) throw Error(ErrorKind::kUsage, "--trials and --steps must be >= 1");
+    for (const std::string& l : o.layouts) layout_sets(l);
+    base_sets(o);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "troupe_bench_chaos: %s\n", e.what());
+    return 2;
+  }
+  const std::string dir = (std::filesystem::temp_directory_path() / ("troupe-chaos-" + std::to_string(::getpid()))).string();
+  std::filesystem::create_directories(dir);
+
+  std::map<std::string, Outcome> clean;
+  for (const std::string& l : o.layouts) {
+    std::vector<std::string> sets = base_sets(o);
+    for (const std::string& s : layout_sets(l)) sets.push_back(s);
+    clean[l] = run(sets, dir + "/clean.safetensors");
+    if (!clean[l].finished) {
+      std::fprintf(stderr, "troupe_bench_chaos: the clean %s run failed: %s\n", l.c_str(), clean[l].error.c_str());
+      return 1;
+    }
+  }
+
+  std::mt19937 rng(o.seed);
+  const char* kinds[] = {"kill stage", "throw stage", "kill optimizer", "throw optimizer"};
+  int finished = 0, equal = 0;
+  std::vector<double> restarted, recovered;
+  std::vector<std::string> failures;
+  for (int t = 0; t < o.trials; ++t) {
+    const std::string layout = o.layouts[rng() % o.layouts.size()];
+    const std::string clause = fmt::format("{} {} at step {}", kinds[rng() % 4], rng() % 2, rng() % o.steps);
+    std::vector<std::string> sets = base_sets(o);
+    for (const std::string& s : layout_sets(layout)) sets.push_back(s);
+    sets.push_back("fault.inject=" + clause);
+    const Outcome out = run(sets, dir + "/trial.safetensors");
+    const Outcome& ref = clean[layout];
+    const bool same = out.finished && out.losses == ref.losses && out.weights == ref.weights;
+    finished += out.finished;
+    equal += same;
+    for (const auto& r : out.restarts) {
+      restarted.push_back(r.restarted_s);
+      recovered.push_back(r.recovery_s);
+    }
+    if (!same)
+      failures.push_back(fmt::format("{} [{}]: {}\n    {}", clause, layout,
+                                     out.finished ? "finished, but not bitwise equal to the clean run" : out.error,
+                                     command_of(sets)));
+  }
+  std::filesystem::remove_all(dir);
+
+  std::printf("chaos: %d trials (seed %u, %s model, %d steps, layouts %s), one fault each\n", o.trials, o.seed,
+              o.model.c_str(), o.steps, fmt::format("{}", fmt::join(o.layouts, ",")).c_str());
+  std::printf("| trials | finished | bitwise equal to the clean run | restarts | re-run after death: median, max | "
+              "recovered (step done) after death: median, max |\n|---|---|---|---|---|---|\n");
+  auto mx = [](const std::vector<double>& v) { return v.empty() ? 0.0 : *std::max_element(v.begin(), v.end()); };
+  std::printf("| %d | %d | %d | %zu | %.3f s, %.3f s | %.3f s, %.3f s |\n", o.trials, finished, equal,
+              recovered.size(), median(restarted), mx(restarted), median(recovered), mx(recovered));
+  for (const std::string& l : o.layouts) std::printf("clean %s run: %.2f s\n", l.c_str(), clean[l].seconds);
+  if (!failures.empty()) {
+    std::printf("not survived:\n");
+    for (const std::string& f : failures) std::printf("  %s\n", f.c_str());
+  }
+  snapshot_cost(o);
+  return equal == o.trials ? 0 : 1;
+}
