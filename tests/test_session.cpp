@@ -46,3 +46,25 @@ TEST_CASE("Session runs the configured steps on either back end, with equal loss
   auto missing = (*single)->load_weights("/nonexistent/w.safetensors");
   REQUIRE_FALSE(missing);
 }
+
+TEST_CASE("Session injects fault.inject's faults like the command line, and the restarted run is the clean one",
+          "[session][restart]") {
+  std::vector<std::string> sets = {"model.n_layer=2",      "model.n_embd=32",          "model.n_head=2",
+                                   "model.block_size=16",  "train.batch_size=4",       "train.steps=4",
+                                   "train.threads=1",      "train.deterministic=true", "parallel.pipeline=2",
+                                   "parallel.microbatches=2"};
+  auto losses = [](const std::vector<std::string>& s) {
+    auto session = Session::create(load_config(std::nullopt, s));
+    REQUIRE(session);
+    std::vector<double> out;
+    while ((*session)->steps_done() < 4) {
+      auto stats = (*session)->step();
+      REQUIRE(stats);
+      out.push_back(stats->loss);
+    }
+    return out;
+  };
+  const std::vector<double> clean = losses(sets);
+  sets.push_back("fault.inject=kill stage 1 at step 1; throw optimizer 0 at step 2");
+  CHECK(losses(sets) == clean);
+}
