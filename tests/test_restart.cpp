@@ -6,6 +6,8 @@
 
 #include "actors/actor_pipeline.h"
 #include "actors/data_parallel.h"
+
+#include <filesystem>
 #include "runtime/config/config_loader.h"
 #include "runtime/supervision/fault_plan.h"
 #include "training_runs.h"
@@ -133,4 +135,30 @@ TEST_CASE("under data parallelism a dead stage is not restarted, and the report 
   CHECK_THROWS_WITH(t.train_step(1), Contains("injected fault at B0") &&
                                          Contains("no restart: restarts under data parallelism (parallel.data > 1) are "
                                                   "not built yet"));
+}
+
+TEST_CASE("a restarted CNN pipeline stage rewinds its batch-norm running statistics too: bitwise the clean run",
+          "[restart][actors][cnn]") {
+  if (!std::filesystem::exists("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz")) {
+    WARN("dataset-fashion-mnist is not installed; skipping");
+    return;
+  }
+  auto run = [](const std::string& plan) {
+    std::vector<std::string> sets = {"model.kind=cnn", "model.cnn_channels=4,8", "model.cnn_blocks=1,1",
+                                     "train.batch_size=8", "train.threads=2", "train.deterministic=true",
+                                     "train.steps=4", "parallel.pipeline=2"};
+    if (!plan.empty()) sets.push_back("fault.inject=" + plan);
+    const RunConfig config = load_config(std::nullopt, sets);
+    ActorPipeline p(config, pipeline_options(config, 0));
+    TrainingRun r;
+    for (std::int64_t s = 0; s < config.train.steps; ++s) r.losses.push_back(p.train_step(s).loss);
+    for (Param* q : p.driver().weights_in_order()) r.weights[q->name] = q->value.to_vector();
+    return std::make_pair(r, p.restarts().size());
+  };
+  const auto clean = run("");
+  REQUIRE(clean.first.weights.count("blocks.1.bn2.running_mean"));
+  // Stage 1 dies in its backward, after its forwards moved the running statistics.
+  const auto faulty = run("throw stage 1 at step 2");
+  CHECK(faulty.second == 1);
+  require_bitwise(clean.first, faulty.first);
 }

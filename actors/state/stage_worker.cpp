@@ -297,17 +297,28 @@ void StageWorker::set_tied_weight(const Tensor& value) {
 
 namespace troupe {
 
+namespace {
+// What a snapshot holds of a stage's chunks: parameters and buffers (batch-norm running statistics,
+// which a forward pass moves and a re-run step must find as they were).
+std::vector<Param*> snapshot_state(const std::vector<std::unique_ptr<Model>>& chunks) {
+  std::vector<Param*> all;
+  for (const auto& m : chunks)
+    for (Param* p : m->params().state()) all.push_back(p);
+  return all;
+}
+}  // namespace
+
 StageSnapshot StageWorker::snapshot() const {
   StageSnapshot snap;
   snap.stage = stage_;
-  for (const Param* p : params()) snap.params.emplace_back(p->name, p->value.clone());
+  for (const Param* p : snapshot_state(chunks_)) snap.params.emplace_back(p->name, p->value.clone());
   snap.optimizer = optimizer_->state().clone();
   if (TiedUse use = tied_replica(); use.weight) snap.tied_replica = use.weight->value.clone();
   return snap;
 }
 
 void StageWorker::restore(const StageSnapshot& snap) {
-  const std::vector<Param*> mine = params();
+  const std::vector<Param*> mine = snapshot_state(chunks_);
   auto mismatch = [&](const std::string& what) {
     return Error(ErrorKind::kInput, "snapshot of stage " + std::to_string(snap.stage) + " does not fit stage " +
                                         std::to_string(stage_) + ": " + what);

@@ -45,7 +45,7 @@ struct Outgoing {
 // A stage's whole trainable state, deep-copied: what a supervisor needs to restart the stage elsewhere.
 struct StageSnapshot {
   int stage = 0;
-  std::vector<std::pair<std::string, Tensor>> params;  // values, in the stage's order
+  std::vector<std::pair<std::string, Tensor>> params;  // values of parameters, then buffers, chunk by chunk
   OptimizerState optimizer;                            // every state tensor and step count
   Tensor tied_replica;                                 // this stage's replica of the tied weight, when it has one
 };
