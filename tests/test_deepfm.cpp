@@ -280,7 +280,8 @@ TEST_CASE("deepfm on parameter servers learns in async and ssp mode", "[deepfm][
   }
   const WideDeepPsResult r = train_wide_deep_ps(o);
   INFO("test AUC " << r.test_auc << ", log-loss " << r.test_log_loss << ", hidden model AUC " << r.oracle_auc);
-  CHECK(r.test_auc > 0.75);
+  // Measured 2026-12-05: async 0.7977, ssp 0.8004 (Wide & Deep on the same run: 0.8091, 0.8092).
+  CHECK(r.test_auc > 0.77);
   CHECK(r.losses.back() < r.losses.front());
   CHECK(r.eval_samples == 8192);
 }
