@@ -1,4 +1,4 @@
-// The recommender example: Wide & Deep on a synthetic click log, its embedding tables sharded across
+// The recommender example: Wide & Deep or DeepFM (--model) on a synthetic click log, its embedding tables sharded across
 // parameter-server actors, trained by worker threads — or, with --processes, worker processes over TCP
 // links — in sync, async or SSP mode; reports test log-loss and AUC. Built in CI; the README quotes its output.
 #include <CLI/CLI.hpp>
@@ -16,9 +16,9 @@
 int main(int argc, char** argv) {
   using namespace troupe;
   using namespace troupe::ps;
-  CLI::App app{"troupe_wide_deep: Wide & Deep on a synthetic click log, trained against parameter-server actors.",
+  CLI::App app{"troupe_wide_deep: Wide & Deep or DeepFM on a synthetic click log, trained against parameter-server actors.",
                "troupe_wide_deep"};
-  std::string mode = "sync", optim = "adam";
+  std::string mode = "sync", optim = "adam", model = "wide_deep";
   int staleness = 0, workers = 2, shards = 2, batch = 256, threads = 1, embed_dim = 8;
   std::int64_t steps = 600, test_samples = 32768, max_card = 1000000;
   double lr = 0.01, timeout = 60.0;
@@ -26,6 +26,9 @@ int main(int argc, char** argv) {
   bool json = false, processes = false;
   int rank = 0, max_restarts = 3;
   std::string address = "127.0.0.1:0";
+  app.add_option("--model", model, "wide_deep | deepfm (first-order weights + FM + MLP over shared embeddings)")
+      ->capture_default_str()
+      ->check(CLI::IsMember(troupe::choice_names<troupe::RecommenderKind>()));
   app.add_option("--mode", mode, "sync | async | ssp")->capture_default_str();
   app.add_option("--staleness", staleness, "ssp: steps the fastest worker may run ahead of the slowest")->capture_default_str();
   app.add_option("--workers", workers, "worker threads")->capture_default_str();
@@ -75,6 +78,7 @@ int main(int argc, char** argv) {
     o.data.seed = seed;
     if (test_samples < 1) throw Error(ErrorKind::kConfig, "--test-samples " + std::to_string(test_samples) + ": must be >= 1");
     o.data.test_samples = test_samples;
+    o.model.kind = *parse_choice<RecommenderKind>(model);  // CLI11 checked the name
     o.model.embed_dim = embed_dim;
     o.model.seed = seed;
     validate(o);
@@ -94,9 +98,11 @@ int main(int argc, char** argv) {
       }
     }
     std::printf("%s\n", ClickLog(o.data).describe().c_str());
-    std::printf("wide & deep: embeddings %d per field, MLP %d-64-32-1, wide table %lld hashed rows; %s, %d workers x %d samples, %d shards, %s lr %g\n",
-                embed_dim, static_cast<int>(o.data.cardinalities.size()) * embed_dim + o.data.dense_features,
-                static_cast<long long>(o.model.wide_buckets), std::string(name_of(o.ps.mode)).c_str(), workers, batch, shards, optim.c_str(), lr);
+    const bool deepfm = o.model.kind == RecommenderKind::deepfm;
+    std::printf("%s: embeddings %d per field, MLP %d-64-32-1, %s %lld hashed rows; %s, %d workers x %d samples, %d shards, %s lr %g\n",
+                deepfm ? "deepfm" : "wide & deep", embed_dim, static_cast<int>(o.data.cardinalities.size()) * embed_dim + o.data.dense_features,
+                deepfm ? "FM over the embeddings, first-order table" : "wide table", static_cast<long long>(o.model.wide_buckets),
+                std::string(name_of(o.ps.mode)).c_str(), workers, batch, shards, optim.c_str(), lr);
     std::fflush(stdout);
     const std::int64_t every = std::max<std::int64_t>(1, steps / 10);
     double window = 0;
@@ -117,9 +123,9 @@ int main(int argc, char** argv) {
     std::printf("test (%lld held-out samples): log-loss %.4f  AUC %.4f   (hidden model: log-loss %.4f  AUC %.4f)\n",
                 static_cast<long long>(r.eval_samples), r.test_log_loss, r.test_auc, r.oracle_log_loss, r.oracle_auc);
     if (json)
-      std::printf("{\"mode\":\"%s\",\"staleness\":%d,\"workers\":%d,\"shards\":%d,\"steps\":%lld,\"batch\":%d,\"samples_per_s\":%.1f,"
+      std::printf("{\"model\":\"%s\",\"mode\":\"%s\",\"staleness\":%d,\"workers\":%d,\"shards\":%d,\"steps\":%lld,\"batch\":%d,\"samples_per_s\":%.1f,"
                   "\"test_log_loss\":%.5f,\"test_auc\":%.5f,\"oracle_auc\":%.5f}\n",
-                  std::string(name_of(o.ps.mode)).c_str(), staleness, workers, shards, static_cast<long long>(steps), batch, r.samples_per_s,
+                  std::string(name_of(o.model.kind)).c_str(), std::string(name_of(o.ps.mode)).c_str(), staleness, workers, shards, static_cast<long long>(steps), batch, r.samples_per_s,
                   r.test_log_loss, r.test_auc, r.oracle_auc);
     if (procs) {
       const std::string failure = procs->wait_all();

@@ -7,6 +7,7 @@
 
 #include <fmt/format.h>
 
+#include "models/fm_interaction.h"
 #include "models/init.h"
 #include "runtime/error.h"
 
@@ -36,7 +37,7 @@ TableLookup make_lookup(std::vector<std::int64_t> raw) {
 }  // namespace
 
 WideDeep::WideDeep(WideDeepOptions o) : options_(std::move(o)) {
-  auto bad = [](const std::string& what) { throw Error(ErrorKind::kConfig, "wide & deep: " + what); };
+  auto bad = [this](const std::string& what) { throw Error(ErrorKind::kConfig, std::string(label()) + ": " + what); };
   const int F = fields();
   if (F < 1) bad("needs at least one categorical field");
   if (options_.embed_dim < 1) bad(fmt::format("embed_dim = {}: must be >= 1", options_.embed_dim));
@@ -44,7 +45,11 @@ WideDeep::WideDeep(WideDeepOptions o) : options_(std::move(o)) {
     if (h < 1) bad(fmt::format("hidden width {}: every width must be >= 1", h));
   if (options_.wide_buckets < 1 || options_.wide_buckets > 0x7FFFFFFF)
     bad(fmt::format("wide_buckets = {}: must be in [1, 2^31 - 1]", options_.wide_buckets));
-  if (options_.crosses.empty())
+  const bool deepfm = options_.kind == RecommenderKind::deepfm;
+  if (deepfm && !options_.crosses.empty())
+    bad(fmt::format("crosses: {} given, but DeepFM's first-order term has none (its FM term models every pair)",
+                    options_.crosses.size()));
+  if (options_.crosses.empty() && !deepfm)
     for (int a = 0; a < F; ++a)
       for (int b = a + 1; b < F; ++b) options_.crosses.emplace_back(a, b);
   for (auto [a, b] : options_.crosses)
@@ -102,7 +107,7 @@ std::vector<TableLookup> WideDeep::lookup(const ClickBatch& batch) const {
   const int F = fields(), W = wide_features();
   const std::int64_t B = batch.size();
   if (batch.categorical.dtype() != DType::i32 || batch.categorical.shape() != Shape{B, F})
-    throw Error(ErrorKind::kInput, fmt::format("wide & deep: categorical ids are {} {}, expected i32 [{}, {}]",
+    throw Error(ErrorKind::kInput, fmt::format("{}: categorical ids are {} {}, expected i32 [{}, {}]", label(),
                                                dtype_name(batch.categorical.dtype()), shape_str(batch.categorical.shape()), B, F));
   const std::int32_t* ids = batch.categorical.i32();
   std::vector<TableLookup> out;
@@ -111,7 +116,7 @@ std::vector<TableLookup> WideDeep::lookup(const ClickBatch& batch) const {
     for (std::int64_t b = 0; b < B; ++b) {
       const std::int64_t id = ids[b * F + f];
       if (id < 0 || id >= options_.cardinalities[f])
-        throw Error(ErrorKind::kInput, fmt::format("wide & deep: sample {} field {} has id {}, outside [0, {})", b, f, id,
+        throw Error(ErrorKind::kInput, fmt::format("{}: sample {} field {} has id {}, outside [0, {})", label(), b, f, id,
                                                    options_.cardinalities[f]));
       raw[static_cast<std::size_t>(b)] = id;
     }
@@ -137,16 +142,16 @@ std::vector<TableLookup> WideDeep::lookup(const ClickBatch& batch) const {
 void WideDeep::check_inputs(const ClickBatch& batch, const std::vector<TableLookup>& lookups, const std::vector<Tensor>& rows) const {
   const std::int64_t B = batch.size();
   if (lookups.size() != tables_.size() || rows.size() != tables_.size())
-    throw Error(ErrorKind::kInput, fmt::format("wide & deep: {} lookups and {} row sets for {} tables", lookups.size(),
+    throw Error(ErrorKind::kInput, fmt::format("{}: {} lookups and {} row sets for {} tables", label(), lookups.size(),
                                                rows.size(), tables_.size()));
   for (std::size_t t = 0; t < tables_.size(); ++t) {
     const Shape want{static_cast<std::int64_t>(lookups[t].ids.size()), tables_[t].dim};
     if (!rows[t].defined() || rows[t].dtype() != DType::f32 || rows[t].shape() != want)
-      throw Error(ErrorKind::kInput, fmt::format("wide & deep: rows of {} are {}, expected f32 {}", tables_[t].name,
+      throw Error(ErrorKind::kInput, fmt::format("{}: rows of {} are {}, expected f32 {}", label(), tables_[t].name,
                                                  rows[t].defined() ? shape_str(rows[t].shape()) : "undefined", shape_str(want)));
   }
   if (batch.dense.shape() != Shape{B, options_.dense_features} || batch.labels.shape() != Shape{B})
-    throw Error(ErrorKind::kInput, fmt::format("wide & deep: dense features {} and labels {}, expected [{}, {}] and [{}]",
+    throw Error(ErrorKind::kInput, fmt::format("{}: dense features {} and labels {}, expected [{}, {}] and [{}]", label(),
                                                shape_str(batch.dense.shape()), shape_str(batch.labels.shape()), B,
                                                options_.dense_features, B));
 }
@@ -184,6 +189,11 @@ WideDeep::Activations WideDeep::forward(Backend& be, const ClickBatch& batch, co
     float z = deep[b] + bias;
     for (int j = 0; j < W; ++j) z += w.f32()[b * W + j];
     a.logits.f32()[b] = z;
+  }
+  if (options_.kind == RecommenderKind::deepfm) {  // + the FM term over the deep part's embeddings
+    Tensor fm = Tensor::empty({B});
+    fm_interaction_forward(x0, F, d, fm);
+    for (std::int64_t b = 0; b < B; ++b) a.logits.f32()[b] += fm.f32()[b];
   }
   return a;
 }
@@ -236,7 +246,9 @@ WideDeep::Pass WideDeep::forward_backward(Backend& be, const ClickBatch& batch, 
     be.linear_backward(dy, a.h[k], weights_[k]->value, dx, weights_[k]->grad, biases_[k]->grad, 1);
     dy = dx;
   }
-  // dy is d/d(h[0]): route each field's columns to its embedding rows.
+  // dy is d/d(h[0]) through the MLP; DeepFM's FM term adds its own into the same embedding columns.
+  if (options_.kind == RecommenderKind::deepfm) fm_interaction_backward(a.h[0], F, d, dz, dy);
+  // Route each field's columns to its embedding rows.
   Tensor de = be.empty({B, d});
   for (int f = 0; f < F; ++f) {
     for (std::int64_t b = 0; b < B; ++b)

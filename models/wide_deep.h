@@ -1,11 +1,17 @@
-// Owns WideDeep: the Wide & Deep recommender (Cheng et al., 2016) with explicit forward/backward on a
-// Backend, and sparse gradients for its embedding tables (only the rows a batch touches).
+// Owns WideDeep: the click-log recommenders over shared field embeddings — Wide & Deep (Cheng et al.,
+// 2016) or DeepFM (Guo et al., 2017), chosen by WideDeepOptions::kind — with explicit forward/backward
+// on a Backend, and sparse gradients for its embedding tables (only the rows a batch touches).
 //
-//   wide:  w . phi(x) + wide.bias, phi = one-hot hashed features: each field's id, and the cross of each
-//          pair in `crosses`, hashed into `wide_buckets` rows of the table wide.weight [buckets, 1];
+//   wide:  w . phi(x) + wide.bias, phi = one-hot hashed features: each field's id, and (Wide & Deep
+//          only) the cross of each pair in `crosses`, hashed into `wide_buckets` rows of the table
+//          wide.weight [buckets, 1]. For DeepFM this is its first-order term: one weight per field id
+//          (hashed, so it lives on the parameter servers exactly as the wide table does), no crosses;
 //   deep:  concat(deep.embedding.{f}[id_f] for every field f, dense features)
 //          -> (Linear -> ReLU) for each width in `hidden` -> Linear -> 1 (deep.layers.{k}.weight/bias);
-//   logit z = wide + deep; p = sigmoid(z); loss = binary cross-entropy, max(z, 0) - z y + log(1 + e^-|z|).
+//   fm:    (DeepFM only) the FM second-order term over the same field embeddings (models/fm_interaction.h),
+//          0.5 sum_k [(sum_f v_{f,k})^2 - sum_f v_{f,k}^2]; its gradient flows into the deep part's rows;
+//   logit z = wide + deep (+ fm); p = sigmoid(z); loss = binary cross-entropy,
+//   max(z, 0) - z y + log(1 + e^-|z|).
 //
 // Tables are never held whole by the model: a caller looks up which rows a batch needs (lookup), gets
 // them from wherever the tables live (a parameter server, or a local table), and passes them in as
@@ -26,18 +32,21 @@
 #include <vector>
 
 #include "runtime/backend.h"
+#include "runtime/config/choices.h"
 #include "runtime/data/click_log.h"
 #include "runtime/param.h"
 
 namespace troupe {
 
 struct WideDeepOptions {
+  RecommenderKind kind = RecommenderKind::wide_deep;
   std::vector<std::int64_t> cardinalities;   // one embedding table per categorical field
   int dense_features = 0;
   int embed_dim = 8;
   std::vector<int> hidden = {64, 32};
   std::int64_t wide_buckets = 1 << 20;
-  std::vector<std::pair<int, int>> crosses;  // field pairs crossed in the wide part; empty: every pair
+  // Field pairs crossed in the wide part; empty: every pair (Wide & Deep), none (DeepFM, which must name none).
+  std::vector<std::pair<int, int>> crosses;
   std::uint64_t seed = 1;
 };
 
@@ -55,7 +64,7 @@ struct TableLookup {
 class WideDeep {
  public:
   // Throws troupe::Error (kConfig) on no fields, embed_dim < 1, a hidden width < 1, wide_buckets outside
-  // [1, 2^31 - 1], or a cross naming a field that does not exist.
+  // [1, 2^31 - 1], a cross naming a field that does not exist, or crosses given to DeepFM.
   explicit WideDeep(WideDeepOptions options);
 
   const WideDeepOptions& options() const { return options_; }
@@ -96,6 +105,8 @@ class WideDeep {
   Activations forward(Backend& be, const ClickBatch& batch, const std::vector<TableLookup>& lookups,
                       const std::vector<Tensor>& rows) const;
   int wide_features() const { return fields() + static_cast<int>(options_.crosses.size()); }
+  // Error messages name the model: "wide & deep" or "deepfm".
+  const char* label() const { return options_.kind == RecommenderKind::deepfm ? "deepfm" : "wide & deep"; }
   void check_inputs(const ClickBatch& batch, const std::vector<TableLookup>& lookups, const std::vector<Tensor>& rows) const;
 
   WideDeepOptions options_;

@@ -1,5 +1,6 @@
-// Owns train_wide_deep_ps: the Wide & Deep recommender trained by W worker threads against a cluster of
-// parameter-server shard actors (the recommender example's engine, shared with its tests).
+// Owns train_wide_deep_ps: the click-log recommender (Wide & Deep or DeepFM, WideDeepOptions::kind) trained
+// by W worker threads against a cluster of parameter-server shard actors (the recommender example's engine,
+// shared with its tests). Both kinds have the same tables (field embeddings, then the wide/first-order table).
 //
 // Parameters: WideDeep's dense parameters (dense indices 0.. in WideDeep::dense() order) and its tables
 // (one embedding table per field, then the wide table), sharded by PsLayout. Worker w, step t:

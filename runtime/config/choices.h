@@ -35,6 +35,9 @@ enum class PsMode { sync, async, ssp };
 // A step whose loss or gradients hold NaN or Inf: stop the run (naming the step and the parameter), or
 // skip its update and go on.
 enum class NonfiniteAction { stop, skip };
+// The recommender over the click log's field embeddings (models/wide_deep.h): Wide & Deep (hashed
+// crosses in the wide part) or DeepFM (per-field first-order weights plus a factorisation machine).
+enum class RecommenderKind { wide_deep, deepfm };
 
 // Language models (gpt, lstm) train on text, one loss per token, and are judged by their loss; the
 // others classify images and are judged by their accuracy.
@@ -66,6 +69,7 @@ TROUPE_CHOICE_NAMES(GradientExchange, {GradientExchange::ring, "ring"}, {Gradien
 TROUPE_CHOICE_NAMES(TransportKind, {TransportKind::inproc, "inproc"}, {TransportKind::tcp, "tcp"});
 TROUPE_CHOICE_NAMES(PsMode, {PsMode::sync, "sync"}, {PsMode::async, "async"}, {PsMode::ssp, "ssp"});
 TROUPE_CHOICE_NAMES(NonfiniteAction, {NonfiniteAction::stop, "stop"}, {NonfiniteAction::skip, "skip"});
+TROUPE_CHOICE_NAMES(RecommenderKind, {RecommenderKind::wide_deep, "wide_deep"}, {RecommenderKind::deepfm, "deepfm"});
 
 #undef TROUPE_CHOICE_NAMES
 
