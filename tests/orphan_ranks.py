@@ -21,8 +21,14 @@ SMALL = ["--set", "model.n_layer=2", "--set", "model.n_embd=32", "--set", "model
          "--set", "parallel.data=2", "--steps", "100000"]
 
 
+WORK = None
+
+
 def fail(msg):
     print("FAIL: " + msg)
+    if WORK and os.path.exists(os.path.join(WORK, "stderr.txt")):
+        with open(os.path.join(WORK, "stderr.txt")) as f:
+            print("rank 0's stderr:\n" + f.read()[-4000:])  # what the run said, for a failure seen once
     sys.exit(1)
 
 
@@ -56,7 +62,8 @@ def main():
         extra = ["--set", "parallel.data=3", "--set", "train.batch_size=12"]
     if case == "ps_worker":
         extra = ["--set", "parallel.gradient_exchange=ps"]
-    work = tempfile.mkdtemp(prefix="troupe-orphan-")
+    global WORK
+    work = WORK = tempfile.mkdtemp(prefix="troupe-orphan-")
     err = open(os.path.join(work, "stderr.txt"), "w")
     rank0 = subprocess.Popen([troupe, "train"] + SMALL + extra, cwd=work, stdout=subprocess.DEVNULL, stderr=err,
                              stdin=subprocess.DEVNULL)
