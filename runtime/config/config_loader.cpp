@@ -225,6 +225,9 @@ bool is_device_name(std::string_view d) {
 }
 
 // The data-parallel, communication, parameter-server and placement keys, checked against each other.
+// comm.compression asks for a compressor (the one place that reads its "none").
+bool compression_on(const RunConfig& config) { return config.comm.compression != "none"; }
+
 void validate_parallel(const RunConfig& config) {
   const ParallelConfig& par = config.parallel;
   const TrainConfig& t = config.train;
@@ -255,7 +258,7 @@ void validate_parallel(const RunConfig& config) {
                         "ps.mode = sync",
                         config.ps.mode));
   const std::string& comp = config.comm.compression;
-  if (comp != "none") {
+  if (compression_on(config)) {
     const bool known = comp == "fp16" || comp == "bf16" || comp == "int8" || comp.rfind("topk:", 0) == 0 ||
                        comp.rfind("powersgd:", 0) == 0;
     if (!known)
@@ -334,7 +337,7 @@ void validate_checkpoints(const RunConfig& config) {
     invalid("train.checkpoint_dir with parallel.gradient_exchange = ps: checkpoints of parameter-server runs are not "
             "built yet (the optimizer state lives in the shard actors and pushes arrive asynchronously); use ring or "
             "alltoall, or remove train.checkpoint_dir");
-  if (config.comm.compression != "none")
+  if (compression_on(config))
     invalid(fmt::format("train.checkpoint_dir with comm.compression = {}: the compressors' error-feedback state is "
                         "not checkpointed yet, so a resumed run would differ; use comm.compression = none, or remove "
                         "train.checkpoint_dir",
@@ -461,7 +464,7 @@ void validate_tensor(const RunConfig& config) {
                         "parallelism composes with parallel.data only so far (a pipeline stage does not yet run "
                         "tensor shards); set both to 1, or parallel.tensor = 1",
                         tp, par.pipeline, par.microbatches));
-  if (par.data > 1 && (par.zero || config.comm.compression != "none" || config.comm.transport == TransportKind::tcp))
+  if (par.data > 1 && (par.zero || compression_on(config) || config.comm.transport == TransportKind::tcp))
     invalid(fmt::format("parallel.tensor = {} with parallel.data = {}: the replicas of tensor shards are threads that "
                         "average whole gradients, without ZeRO-1, gradient compression or tcp processes so far; set "
                         "parallel.zero = 0, comm.compression = none and comm.transport = inproc, or parallel.tensor = 1",
