@@ -18,17 +18,15 @@
 #include "tests/gradient_check.h"
 #include "tests/ps_links.h"
 #include "tests/rank_errors.h"
+#include "tests/recommender_ps_runs.h"
 #include "tests/recommender_trainer.h"
 
 using namespace troupe;
 using namespace troupe::ps;
 using Catch::Matchers::Contains;
+using testing::same_bits;
 
 namespace {
-
-bool same_bits(const Tensor& a, const Tensor& b) {
-  return a.shape() == b.shape() && std::memcmp(a.raw(), b.raw(), a.nbytes()) == 0;
-}
 
 ClickLogOptions small_data() {
   ClickLogOptions d;
@@ -224,41 +222,7 @@ TEST_CASE("deepfm with workers as processes' links (inproc and tcp): sync is bit
   WideDeepPsOptions o;
   o.data = small_data();
   o.model = small_deepfm(o.data);
-  o.ps.mode = PsMode::sync;
-  o.ps.workers = 3;
-  o.ps.optim.kind = OptimKind::adam;
-  o.ps.optim.lr = 0.01;
-  o.shards = 2;
-  o.steps = 4;
-  o.batch_size = 16;
-  o.eval_samples = 256;
-  o.keep_model = true;
-  const WideDeepPsResult threads = train_wide_deep_ps(o);
-  for (const auto kind : {testing::TransportKind::inproc, testing::TransportKind::tcp}) {
-    DYNAMIC_SECTION(kind) {
-      testing::PsTestLinks links(kind, 3);
-      std::vector<std::exception_ptr> errors(3);
-      WideDeepPsResult r;
-      std::vector<std::thread> ranks;
-      for (int rank = 0; rank < 3; ++rank)
-        ranks.emplace_back([&, rank] {
-          try {
-            WideDeepPsResult mine = train_wide_deep_ps(o, links.for_rank(rank));
-            if (rank == 0) r = std::move(mine);
-          } catch (...) {
-            errors[static_cast<std::size_t>(rank)] = std::current_exception();
-          }
-        });
-      for (auto& t : ranks) t.join();
-      testing::require_no_errors(errors);
-      CHECK(r.losses == threads.losses);
-      CHECK(r.test_auc == threads.test_auc);
-      CHECK(r.test_log_loss == threads.test_log_loss);
-      REQUIRE(r.model.dense.size() == threads.model.dense.size());
-      for (std::size_t d = 0; d < r.model.dense.size(); ++d) CHECK(same_bits(r.model.dense[d], threads.model.dense[d]));
-      for (std::size_t t = 0; t < r.model.tables.size(); ++t) CHECK(same_bits(r.model.tables[t], threads.model.tables[t]));
-    }
-  }
+  testing::require_links_match_threads(o);
 }
 
 TEST_CASE("deepfm on parameter servers learns in async and ssp mode", "[deepfm][ps]") {
