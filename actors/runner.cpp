@@ -2,11 +2,13 @@
 // that runs it (threads, actors or processes).
 #include "actors/runner.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <thread>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include "actors/actor_pipeline.h"
 #include "actors/data_parallel.h"
@@ -15,6 +17,7 @@
 #include "actors/tensor_parallel.h"
 #include "models/device_trainer.h"
 #include "models/model.h"
+#include "net/tcp/address.h"
 #include "net/tcp/launch.h"
 #include "net/tcp/tcp_transport.h"
 #include "runtime/checkpoint/checkpoint_store.h"
@@ -229,35 +232,88 @@ std::vector<std::string> stage_addresses(const RunConfig& config) {
   return net::consecutive_addresses("comm.address", config.comm.address, config.parallel.pipeline, "pipeline stage");
 }
 
+// A job whose processes a launcher started (comm.world_size > 1, runtime/launch/join_spec.h): every
+// process is its own rank, on any host.
+bool joined(const RunConfig& config) { return config.comm.world_size > 1; }
+
+net::TcpOptions tcp_options(const RunConfig& config, int rank, const std::string& address, const std::string& secret) {
+  return {.rank = rank, .size = config.parallel.data, .address = address,
+          .reach = joined(config) ? net::Reach::network : net::Reach::loopback, .interface = config.comm.interface,
+          .secret = secret, .timeout = comm_timeout(config)};
+}
+
+// Rank 0 of a joined job listens on comm.interface's address, else on every interface, at
+// comm.address's port (+ s for stage s).
+std::vector<std::string> joined_listen_addresses(const RunConfig& config) {
+  const std::string port = config.comm.address.substr(config.comm.address.rfind(':') + 1);
+  const std::string host = config.comm.interface.empty()
+                               ? "0.0.0.0"
+                               : net::tcp::Endpoint{net::tcp::interface_address(config.comm.interface), 0}.host_text();
+  return net::consecutive_addresses("comm.address", host + ":" + port, config.parallel.pipeline, "pipeline stage");
+}
+
+// Which ranks share a host, from the names the ranks reported in the rendezvous:
+// "host a: ranks 0 1; host b: ranks 2 3".
+std::string hosts_text(const std::vector<std::string>& hostnames) {
+  std::vector<std::pair<std::string, std::vector<int>>> hosts;
+  for (int r = 0; r < static_cast<int>(hostnames.size()); ++r) {
+    auto it = std::find_if(hosts.begin(), hosts.end(), [&](const auto& h) { return h.first == hostnames[r]; });
+    if (it == hosts.end()) it = hosts.insert(hosts.end(), {hostnames[r], {}});
+    it->second.push_back(r);
+  }
+  std::string out;
+  for (const auto& [name, ranks] : hosts)
+    out += fmt::format("{}{} (rank{} {})", out.empty() ? "" : ", ", name, ranks.size() == 1 ? "" : "s", fmt::join(ranks, " "));
+  return fmt::format("{} host{}: {}", hosts.size(), hosts.size() == 1 ? "" : "s", out);
+}
+
 // comm.transport = tcp: every replica is a process. This process is rank 0: it binds one rendezvous
 // listener per stage (so the ports are known before anyone connects), starts ranks 1..D-1 as copies
-// of itself, joins the groups, and trains and reports like the in-process form.
+// of itself (unless a launcher started them: a joined job), joins the groups, and trains and reports
+// like the in-process form.
 class DataParallelProcessesJob final : public TrainerJob<DataParallelTrainer> {
  public:
   DataParallelProcessesJob(const RunConfig& config, const plan::Topology& topology, const std::vector<std::string>& args)
-      : config_(config) {
+      : config_(config), topology_(topology) {
     const int d = config.parallel.data;
-    const std::string secret = net::job_secret();
+    const std::string secret = joined(config) ? net::secret_from_environment() : net::job_secret();
     std::string bound;
-    std::vector<net::TcpListener> listeners = net::bind_listeners(stage_addresses(config), kStageAddressesEnv, bound);
-    ranks_ = std::make_unique<ReplicaProcesses>("/proc/self/exe", args, d, secret);
+    std::vector<net::TcpListener> listeners;
+    if (joined(config)) {
+      for (const std::string& address : joined_listen_addresses(config)) {
+        listeners.emplace_back(address, net::Reach::network);
+        bound += (bound.empty() ? "" : ",") + listeners.back().address();
+      }
+    } else {
+      listeners = net::bind_listeners(stage_addresses(config), kStageAddressesEnv, bound);
+      ranks_ = std::make_unique<ReplicaProcesses>("/proc/self/exe", args, d, secret);
+    }
     std::vector<std::unique_ptr<comm::Transport>> transports;
-    for (std::size_t s = 0; s < listeners.size(); ++s)
-      transports.push_back(net::connect_tcp(
-          {.rank = 0, .size = d, .address = "", .secret = secret, .timeout = comm_timeout(config)},
-          std::move(listeners[s])));
-    trainer_ = std::make_unique<DataParallelTrainer>(config, 0, std::move(transports), true, &topology);
-    summary_ = data_parallel_summary(config, fmt::format("{} replicas as processes over tcp (rendezvous {})", d, bound));
+    std::vector<std::string> hostnames;
+    for (std::size_t s = 0; s < listeners.size(); ++s) {
+      auto t = net::connect_tcp(tcp_options(config, 0, "", secret), std::move(listeners[s]));
+      hostnames = t->hostnames();
+      transports.push_back(std::move(t));
+    }
+    for (std::size_t r = 0; r < topology_.places.size(); ++r)
+      topology_.places[r].host = hostnames.at(static_cast<std::size_t>(topology_.places[r].process));
+    trainer_ = std::make_unique<DataParallelTrainer>(config, 0, std::move(transports), true, &topology_);
+    summary_ = data_parallel_summary(
+        config, joined(config) ? fmt::format("{} replicas as processes a launcher started, over tcp (rendezvous {})", d, bound)
+                               : fmt::format("{} replicas as processes over tcp (rendezvous {})", d, bound));
+    if (joined(config)) summary_ += fmt::format("ranks on {}\n", hosts_text(hostnames));
   }
   ~DataParallelProcessesJob() override { trainer_.reset(); }  // its links first, then the processes
   std::string report() override { return data_parallel_report(*trainer_, config_) + skipped_report(); }
   void finish() override {
+    if (!ranks_) return;  // a launcher started the other ranks; it waits for them
     const std::string failure = ranks_->wait_all();
     if (!failure.empty()) throw Error(ErrorKind::kIo, "data-parallel " + failure + " (see its error above)");
   }
 
  private:
   RunConfig config_;
+  plan::Topology topology_;  // with every rank's host as reported
   std::unique_ptr<ReplicaProcesses> ranks_;
 };
 
@@ -412,13 +468,12 @@ void run_started_rank(const RunConfig& config, int rank, const std::string& init
       return;
     }
     std::vector<std::unique_ptr<comm::Transport>> transports;
-    const std::vector<std::string> addresses = net::addresses_from_environment(kStageAddressesEnv);
+    const std::vector<std::string> addresses =
+        joined(config) ? stage_addresses(config) : net::addresses_from_environment(kStageAddressesEnv);
     TROUPE_CHECK(static_cast<int>(addresses.size()) == config.parallel.pipeline, "stage addresses for ",
                  config.parallel.pipeline, " stages");
     const std::string secret = net::secret_from_environment();
-    for (const std::string& address : addresses)
-      transports.push_back(net::connect_tcp({.rank = rank, .size = config.parallel.data, .address = address,
-                                             .secret = secret, .timeout = comm_timeout(config)}));
+    for (const std::string& address : addresses) transports.push_back(net::connect_tcp(tcp_options(config, rank, address, secret)));
     const plan::Topology topology = topology_for(config, placement_for_run(config));
     DataParallelTrainer replica(config, rank, std::move(transports), true, &topology);
     if (!init_from.empty()) replica.load_weights(init_from);

@@ -23,6 +23,7 @@
 #include "runtime/config/config_loader.h"
 #include "runtime/config/weights_config.h"
 #include "runtime/io/partial_files.h"
+#include "runtime/launch/join_config.h"
 #include "runtime/signals/stop_signal.h"
 #include "runtime/trace/trace.h"
 
@@ -96,12 +97,22 @@ int run_train(const TrainOptions& options) {
     if (!config_path) config_path = (fs::path(checkpoint) / "config.toml").string();
   }
   ConfigOrigins explicit_keys;  // model keys not among them come from the --init-from file's metadata
-  const RunConfig config = adopt_model_config_from_weights(load_config(config_path, sets, &explicit_keys, "--set"),
-                                                           explicit_keys, options.init_from);
+  RunConfig config = adopt_model_config_from_weights(load_config(config_path, sets, &explicit_keys, "--set"),
+                                                     explicit_keys, options.init_from);
+  // A process a launcher started (torchrun, Slurm, mpirun, or comm.rank/comm.world_size) is one rank
+  // of a job across hosts (docs/multi-host.md); rank processes troupe starts itself (--rank) are not.
+  if (options.rank <= 0) {
+    const auto join = launcher::resolve_join(launcher::join_settings(config, explicit_keys), launcher::process_environment());
+    if (join && join->world_size > 1) config = launcher::join_config(config, *join, explicit_keys);
+  }
   if (!checkpoint.empty())
     check_resumable(config, load_config((fs::path(checkpoint) / "config.toml").string(), {}), checkpoint);
   if (options.rank > 0) {  // a rank process this program started (comm.transport = tcp)
     run_started_rank(config, options.rank, options.init_from, checkpoint);
+    return 0;
+  }
+  if (config.comm.rank > 0 && config.comm.world_size > 1 && !options.print_plan) {  // a joined job's rank: rank 0 reports
+    run_started_rank(config, config.comm.rank, options.init_from, checkpoint);
     return 0;
   }
   if (options.print_plan) {  // the layout, checked as a run would check it, and nothing run

@@ -12,8 +12,8 @@ namespace troupe::net {
 
 namespace asio = boost::asio;
 
-TcpListener::TcpListener(const std::string& address)
-    : impl_(tcp::listen_at(tcp::parse_loopback_address(address), std::make_shared<asio::io_context>())) {}
+TcpListener::TcpListener(const std::string& address, Reach reach)
+    : impl_(tcp::listen_at(tcp::parse_endpoint(address, reach), std::make_shared<asio::io_context>())) {}
 TcpListener::TcpListener(TcpListener&&) noexcept = default;
 TcpListener& TcpListener::operator=(TcpListener&&) noexcept = default;
 TcpListener::~TcpListener() = default;
@@ -76,9 +76,9 @@ wire::Hello handshake_as_acceptor(Socket& socket, const std::string& secret, int
 }
 
 // Accepts on `acceptor` until every rank in `expected` has joined; records their sockets in
-// `mesh` and, if `ports` is given, their listening ports.
+// `mesh` and, if `roster` is given, where they listen and their host names.
 void accept_ranks(const TcpOptions& options, TcpListener::Impl& listener, const std::vector<int>& expected,
-                  Clock::time_point deadline, Mesh& mesh, std::vector<std::uint16_t>* ports) {
+                  Clock::time_point deadline, Mesh& mesh, wire::Roster* roster) {
   std::vector<std::string> refused;
   std::size_t joined = 0;
   const Check check = [&](const wire::Hello& hello) -> std::string {
@@ -112,7 +112,14 @@ void accept_ranks(const TcpOptions& options, TcpListener::Impl& listener, const 
     try {
       const wire::Hello hello =
           handshake_as_acceptor(*socket, options.secret, options.rank, std::min(deadline, Clock::now() + kHandshakeLimit), check);
-      if (ports) (*ports)[static_cast<std::size_t>(hello.rank)] = hello.listen_port;
+      if (roster) {
+        const auto r = static_cast<std::size_t>(hello.rank);
+        roster->ports[r] = hello.listen_port;
+        boost::system::error_code ec;
+        const auto from_endpoint = socket->remote_endpoint(ec);
+        roster->hosts[r] = hello.listen_host ? hello.listen_host : ec ? 0 : from_endpoint.address().to_v4().to_uint();
+        roster->hostnames[r] = hello.hostname;
+      }
       mesh.links[static_cast<std::size_t>(hello.rank)] = std::move(socket);
       ++joined;
       continue;
@@ -126,7 +133,7 @@ void accept_ranks(const TcpOptions& options, TcpListener::Impl& listener, const 
   }
 }
 
-std::unique_ptr<Socket> connect_to(const TcpOptions& options, asio::io_context& io, const LoopbackAddress& to, int peer,
+std::unique_ptr<Socket> connect_to(const TcpOptions& options, asio::io_context& io, const Endpoint& to, int peer,
                                    Clock::time_point deadline) {
   std::string last_error;
   try {
@@ -140,7 +147,7 @@ std::unique_ptr<Socket> connect_to(const TcpOptions& options, asio::io_context& 
 
 }  // namespace
 
-std::unique_ptr<TcpListener::Impl> listen_at(const LoopbackAddress& address, std::shared_ptr<asio::io_context> io) {
+std::unique_ptr<TcpListener::Impl> listen_at(const Endpoint& address, std::shared_ptr<asio::io_context> io) {
   auto impl = std::make_unique<TcpListener::Impl>();
   impl->io = std::move(io);
   impl->acceptor = std::make_unique<Acceptor>(*impl->io);
@@ -163,7 +170,8 @@ std::unique_ptr<TcpListener::Impl> listen_at(const LoopbackAddress& address, std
 }
 
 void handshake_as_connector(Socket& socket, const std::string& secret, int rank, int size, std::uint16_t listen_port,
-                            int expected_peer, const std::string& where, Clock::time_point deadline) {
+                            int expected_peer, const std::string& where, Clock::time_point deadline,
+                            std::uint32_t listen_host, const std::string& hostname) {
   const std::string prefix = detail::concat("rank ", rank, ": handshake with rank ", expected_peer, " at ", where, " failed: ");
   try {
     const wire::Control first = read_control(socket, deadline);
@@ -174,7 +182,7 @@ void handshake_as_connector(Socket& socket, const std::string& secret, int rank,
     if (challenge->rank != expected_peer) {
       throw Error(ErrorKind::kIo, detail::concat(prefix, "the process there is rank ", challenge->rank));
     }
-    wire::Hello hello{rank, size, listen_port, fresh_nonce(), {}};
+    wire::Hello hello{rank, size, listen_port, fresh_nonce(), {}, listen_host, hostname};
     hello.mac = hello_mac(secret, challenge->nonce, hello.nonce, rank, size);
     write_frame(socket, wire::encode(hello), deadline);
     const wire::Control verdict = read_control(socket, deadline);
@@ -206,15 +214,21 @@ Mesh form_mesh(const TcpOptions& options, TcpListener::Impl* rank0_listener) {
   Mesh mesh;
   mesh.links.resize(static_cast<std::size_t>(n));
 
+  const std::string hostname = options.hostname.empty() ? this_hostname() : options.hostname;
   if (options.rank == 0) {
     TROUPE_CHECK(rank0_listener != nullptr, "rank 0 needs its listener");
     mesh.io = rank0_listener->io;
+    mesh.hostnames = {hostname};
     if (n == 1) return mesh;
     std::vector<int> others;
     for (int r = 1; r < n; ++r) others.push_back(r);
-    std::vector<std::uint16_t> ports(static_cast<std::size_t>(n), 0);
-    accept_ranks(options, *rank0_listener, others, deadline, mesh, &ports);
-    const wire::OutFrame roster = wire::encode(wire::Roster{ports});
+    wire::Roster joined{std::vector<std::uint16_t>(static_cast<std::size_t>(n), 0),
+                        std::vector<std::uint32_t>(static_cast<std::size_t>(n), 0),
+                        std::vector<std::string>(static_cast<std::size_t>(n))};
+    joined.hostnames[0] = hostname;
+    accept_ranks(options, *rank0_listener, others, deadline, mesh, &joined);
+    mesh.hostnames = joined.hostnames;
+    const wire::OutFrame roster = wire::encode(joined);
     for (int r = 1; r < n; ++r) {
       try {
         write_frame(*mesh.links[static_cast<std::size_t>(r)], roster, deadline);
@@ -225,13 +239,18 @@ Mesh form_mesh(const TcpOptions& options, TcpListener::Impl* rank0_listener) {
     return mesh;
   }
 
-  const LoopbackAddress rank0 = parse_loopback_address(options.address);
+  const Endpoint rank0 = parse_endpoint(options.address, options.reach);
   mesh.io = std::make_shared<asio::io_context>();
-  std::unique_ptr<TcpListener::Impl> own;  // for the ranks above this one
-  if (options.rank < n - 1) own = listen_at(LoopbackAddress{rank0.host, 0}, mesh.io);
-
   auto first = connect_to(options, *mesh.io, rank0, 0, deadline);
-  handshake_as_connector(*first, options.secret, options.rank, n, own ? own->address.port : 0, 0, rank0.text(), deadline);
+  // This rank accepts the ranks above it on: rank 0's loopback address; over a network, the
+  // interface named, else the one its connection to rank 0 leaves from (which routes to rank 0).
+  const std::uint32_t own_host = options.reach == Reach::loopback ? rank0.host
+                                 : !options.interface.empty() ? interface_address(options.interface)
+                                                              : first->local_endpoint().address().to_v4().to_uint();
+  std::unique_ptr<TcpListener::Impl> own;  // for the ranks above this one
+  if (options.rank < n - 1) own = listen_at(Endpoint{own_host, 0}, mesh.io);
+  handshake_as_connector(*first, options.secret, options.rank, n, own ? own->address.port : 0, 0, rank0.text(), deadline,
+                         own_host, hostname);
   wire::Control roster_frame;
   try {
     roster_frame = read_control(*first, deadline);
@@ -243,16 +262,20 @@ Mesh form_mesh(const TcpOptions& options, TcpListener::Impl* rank0_listener) {
                                                " failed: ", e.what(), "; some rank did not join"));
   }
   const auto* roster = std::get_if<wire::Roster>(&roster_frame);
-  if (!roster || roster->ports.size() != static_cast<std::size_t>(n)) {
+  const auto ranks = static_cast<std::size_t>(n);
+  if (!roster || roster->ports.size() != ranks || roster->hosts.size() != ranks || roster->hostnames.size() != ranks) {
     throw Error(ErrorKind::kIo, detail::concat("rank ", options.rank, ": rank 0 at ", rank0.text(), " sent a ",
-                                               wire::control_name(roster_frame), " frame instead of a roster of ", n, " ports"));
+                                               wire::control_name(roster_frame), " frame instead of a roster of ", n,
+                                               " ranks (is it the same troupe version?)"));
   }
   mesh.links[0] = std::move(first);
+  mesh.hostnames = roster->hostnames;
 
   for (int j = 1; j < options.rank; ++j) {
-    const LoopbackAddress to{rank0.host, roster->ports[static_cast<std::size_t>(j)]};
+    const Endpoint to{roster->hosts[static_cast<std::size_t>(j)], roster->ports[static_cast<std::size_t>(j)]};
     auto socket = connect_to(options, *mesh.io, to, j, deadline);
-    handshake_as_connector(*socket, options.secret, options.rank, n, own ? own->address.port : 0, j, to.text(), deadline);
+    handshake_as_connector(*socket, options.secret, options.rank, n, own ? own->address.port : 0, j, to.text(), deadline,
+                           own_host, hostname);
     mesh.links[static_cast<std::size_t>(j)] = std::move(socket);
   }
   if (own) {

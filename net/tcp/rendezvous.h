@@ -9,7 +9,7 @@
 // that says which address, which rank and why.
 //
 // Rendezvous (TcpTransport's header gives the picture): rank 0 accepts until n - 1 ranks have
-// joined, then sends every rank the roster of listening ports. Connections that fail the handshake
+// joined, then sends every rank the roster: each rank's listening address and host name. Connections that fail the handshake
 // are refused and reported (on_reject); they do not count. Acceptors handle one connection at a
 // time, each within min(deadline, 2 s), so a silent stray connection delays the rendezvous at most
 // that long.
@@ -28,7 +28,7 @@ namespace troupe::net {
 
 struct TcpListener::Impl {
   std::shared_ptr<boost::asio::io_context> io;
-  tcp::LoopbackAddress address;  // with the bound port
+  tcp::Endpoint address;  // with the bound port
   std::unique_ptr<tcp::Acceptor> acceptor;
 };
 
@@ -37,12 +37,13 @@ struct TcpListener::Impl {
 namespace troupe::net::tcp {
 
 // A listening socket at `address` (port 0: a free one) on `io`; Error(kIo) if it cannot bind.
-std::unique_ptr<TcpListener::Impl> listen_at(const LoopbackAddress& address, std::shared_ptr<boost::asio::io_context> io);
+std::unique_ptr<TcpListener::Impl> listen_at(const Endpoint& address, std::shared_ptr<boost::asio::io_context> io);
 
 // The connections of one rank to every other, by rank (null at its own rank), authenticated.
 struct Mesh {
   std::shared_ptr<boost::asio::io_context> io;
   std::vector<std::unique_ptr<Socket>> links;
+  std::vector<std::string> hostnames;  // by rank, as each reported it
 };
 
 // Runs the rendezvous for options.rank. Rank 0 passes the listener it accepts on (bound at
@@ -52,7 +53,9 @@ Mesh form_mesh(const TcpOptions& options, TcpListener::Impl* rank0_listener);
 // The connector's side of the handshake on a connected `socket` to the rank `expected_peer` at
 // `where`; returns once welcomed, throws Error(kIo) when refused or when the peer fails to prove it
 // knows the secret. Also used by tests that play a rank by hand.
+// `listen_host` and `hostname` go into the hello (net/wire/frame.capnp).
 void handshake_as_connector(Socket& socket, const std::string& secret, int rank, int size, std::uint16_t listen_port,
-                            int expected_peer, const std::string& where, Clock::time_point deadline);
+                            int expected_peer, const std::string& where, Clock::time_point deadline,
+                            std::uint32_t listen_host = 0, const std::string& hostname = {});
 
 }  // namespace troupe::net::tcp

@@ -3,6 +3,7 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <sys/socket.h>
 
 #include <boost/asio/connect.hpp>
 #include <boost/asio/write.hpp>
@@ -46,14 +47,33 @@ std::string peer_text(const Socket& socket) {
   return detail::concat(ep.address().to_string(), ":", ep.port());
 }
 
-std::unique_ptr<Socket> connect_until(asio::io_context& io, const LoopbackAddress& to, Clock::time_point deadline,
+std::unique_ptr<Socket> connect_until(asio::io_context& io, const Endpoint& to, Clock::time_point deadline,
                                       std::string& last_error) {
   const asio::ip::tcp::endpoint endpoint(asio::ip::address_v4(to.host), to.port);
   auto delay = std::chrono::milliseconds(2);
   while (true) {
     auto socket = std::make_unique<Socket>(io);
     boost::system::error_code ec;
-    socket->connect(endpoint, ec);  // loopback: completes or is refused at once
+    socket->open(endpoint.protocol(), ec);
+    if (!ec) {
+      // Non-blocking, so that a host that does not answer (a link down, a firewall dropping the
+      // SYN) costs at most the time left, not the kernel's minutes of SYN retries.
+      close_on_exec(socket->native_handle());
+      socket->non_blocking(true);
+      socket->connect(endpoint, ec);
+      if (ec == asio::error::in_progress || ec == asio::error::would_block) {
+        try {
+          wait_ready(socket->native_handle(), POLLOUT, deadline);
+        } catch (const DeadlineExceeded&) {
+          if (last_error.empty()) last_error = "no answer";
+          throw;
+        }
+        int error = 0;
+        socklen_t length = sizeof error;
+        ::getsockopt(socket->native_handle(), SOL_SOCKET, SO_ERROR, &error, &length);
+        ec = error ? boost::system::error_code(error, boost::system::system_category()) : boost::system::error_code{};
+      }
+    }
     if (!ec) {
       prepare_socket(*socket);
       return socket;

@@ -25,7 +25,7 @@ struct DeadlineExceeded {};
 
 // Connects to `to`, retrying refused connections every few milliseconds (the listener may not be
 // up yet) until `deadline`. Throws DeadlineExceeded with the last error in `last_error`.
-std::unique_ptr<Socket> connect_until(boost::asio::io_context& io, const LoopbackAddress& to,
+std::unique_ptr<Socket> connect_until(boost::asio::io_context& io, const Endpoint& to,
                                       Clock::time_point deadline, std::string& last_error);
 
 // The next connection on `acceptor`, or nullopt when `deadline` passes first.

@@ -32,6 +32,7 @@ TcpTransport::~TcpTransport() {
 
 int TcpTransport::rank() const { return impl_->rank; }
 int TcpTransport::size() const { return impl_->size; }
+const std::vector<std::string>& TcpTransport::hostnames() const { return impl_->hostnames; }
 
 void TcpTransport::abort() {
   {
@@ -213,6 +214,7 @@ std::unique_ptr<TcpTransport> start(const TcpOptions& options, tcp::Mesh mesh) {
   impl->timeout = options.timeout;
   impl->chunk_bytes = options.chunk_bytes;
   impl->io = mesh.io;
+  impl->hostnames = std::move(mesh.hostnames);
   impl->links.resize(static_cast<std::size_t>(options.size));
   for (int r = 0; r < options.size; ++r) {
     auto& socket = mesh.links[static_cast<std::size_t>(r)];
@@ -236,8 +238,8 @@ std::unique_ptr<TcpTransport> start(const TcpOptions& options, tcp::Mesh mesh) {
 
 std::unique_ptr<TcpTransport> connect_tcp(const TcpOptions& options) {
   validate(options);
-  if (options.rank == 0) return connect_tcp(options, TcpListener(options.address));
-  tcp::parse_loopback_address(options.address);
+  if (options.rank == 0) return connect_tcp(options, TcpListener(options.address, options.reach));
+  tcp::parse_endpoint(options.address, options.reach);
   return start(options, tcp::form_mesh(options, nullptr));
 }
 

@@ -47,7 +47,9 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
+#include "net/tcp/address.h"
 #include "runtime/comm/transport.h"
 
 namespace troupe::net {
@@ -55,8 +57,16 @@ namespace troupe::net {
 struct TcpOptions {
   int rank = 0;
   int size = 1;
-  // Rank 0's rendezvous address, HOST:PORT in 127.0.0.0/8 (config key comm.address).
+  // Rank 0's rendezvous address, HOST:PORT (config key comm.address): in 127.0.0.0/8 for
+  // Reach::loopback; any IPv4 address or host name for Reach::network.
   std::string address = "127.0.0.1:29500";
+  Reach reach = Reach::loopback;
+  // Reach::network, ranks other than 0: the interface whose IPv4 address this rank accepts on and
+  // tells the others (comm.interface, as NCCL_SOCKET_IFNAME); empty: the address its connection to
+  // rank 0 leaves from, i.e. the interface that routes to rank 0.
+  std::string interface;
+  // This rank's host name as the others learn it (TcpTransport::hostnames); empty: gethostname().
+  std::string hostname;
   // Shared by every rank of the job, never sent; must not be empty. secret_from_environment()
   // reads TROUPE_SECRET.
   std::string secret;
@@ -73,11 +83,12 @@ struct TcpOptions {
 };
 
 // Rank 0's rendezvous socket, bound and listening from construction, so its port is known before
-// any rank connects. "127.0.0.1:0" takes a free port. Throws Error(kConfig) for a bad or
-// non-loopback address, Error(kIo) when the port cannot be bound.
+// any rank connects. "127.0.0.1:0" takes a free port; with Reach::network, "0.0.0.0:29500" listens
+// on every interface. Throws Error(kConfig) for a bad address (or, Reach::loopback, a non-loopback
+// one), Error(kIo) when the port cannot be bound.
 class TcpListener {
  public:
-  explicit TcpListener(const std::string& address);
+  explicit TcpListener(const std::string& address, Reach reach = Reach::loopback);
   TcpListener(TcpListener&&) noexcept;
   TcpListener& operator=(TcpListener&&) noexcept;
   ~TcpListener();
@@ -108,6 +119,10 @@ class TcpTransport final : public comm::Transport {
   int size() const override;
   void send(int to, std::uint32_t tag, std::span<const std::byte> data) override;
   void recv(int from, std::uint32_t tag, std::span<std::byte> out) override;
+
+  // Every rank's host name, by rank, as each reported it in the rendezvous: ranks with the same name
+  // share a host.
+  const std::vector<std::string>& hostnames() const;
 
   // Simulates this rank crashing: drops every connection without a goodbye (the peers' recvs fail
   // at once, naming this rank as dead), and this rank's own pending and future calls throw. Safe

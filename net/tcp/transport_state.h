@@ -120,6 +120,7 @@ struct TcpTransport::Impl {
   std::size_t chunk_bytes = 0;
   std::shared_ptr<boost::asio::io_context> io;
   std::vector<std::unique_ptr<Link>> links;  // by rank; null at this rank
+  std::vector<std::string> hostnames;        // by rank, from the rendezvous
 
   std::mutex mu;
   std::condition_variable cv;  // the rank's thread waits here; readers and writers notify

@@ -18,7 +18,7 @@ struct Frame {
     hello @3 :Hello;          # handshake 2, connector -> acceptor
     welcome @4 :Welcome;      # handshake 3, acceptor -> connector: accepted
     reject @5 :Text;          # handshake 3', acceptor -> connector: refused, and why
-    roster @6 :List(UInt16);  # rendezvous: rank 0 -> every rank, each rank's listening port by rank
+    roster @6 :Roster;        # rendezvous: rank 0 -> every rank, where each rank listens and its host
   }
 }
 
@@ -44,6 +44,15 @@ struct Hello {
   listenPort @2 :UInt16;    # where it accepts mesh connections (0 for rank 0)
   nonce @3 :Data;           # the connector's 32 fresh random bytes
   mac @4 :Data;             # HMAC-SHA256(secret, "hello" | acceptor nonce | nonce | rank | size)
+  listenHost @5 :UInt32;    # the IPv4 address (host order) it accepts on; 0: the one it connected from
+  hostname @6 :Text;        # its host's name, so that co-located ranks know each other
+}
+
+# By rank; rank 0's own entries are its host name and zeros.
+struct Roster {
+  ports @0 :List(UInt16);      # each rank's listening port
+  hosts @1 :List(UInt32);      # each rank's listening IPv4 address (host order)
+  hostnames @2 :List(Text);    # each rank's host name
 }
 
 struct Welcome {

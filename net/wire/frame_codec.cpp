@@ -97,6 +97,8 @@ OutFrame encode(const Control& control) {
           out.setListenPort(c.listen_port);
           out.setNonce(bytes_of(c.nonce));
           out.setMac(bytes_of(c.mac));
+          out.setListenHost(c.listen_host);
+          out.setHostname(c.hostname);
         } else if constexpr (std::is_same_v<T, Welcome>) {
           auto out = frame.initWelcome();
           out.setRank(c.rank);
@@ -104,8 +106,13 @@ OutFrame encode(const Control& control) {
         } else if constexpr (std::is_same_v<T, Reject>) {
           frame.setReject(c.reason);
         } else if constexpr (std::is_same_v<T, Roster>) {
-          auto out = frame.initRoster(static_cast<unsigned>(c.ports.size()));
-          for (std::size_t i = 0; i < c.ports.size(); ++i) out.set(static_cast<unsigned>(i), c.ports[i]);
+          auto out = frame.initRoster();
+          auto ports = out.initPorts(static_cast<unsigned>(c.ports.size()));
+          for (std::size_t i = 0; i < c.ports.size(); ++i) ports.set(static_cast<unsigned>(i), c.ports[i]);
+          auto hosts = out.initHosts(static_cast<unsigned>(c.hosts.size()));
+          for (std::size_t i = 0; i < c.hosts.size(); ++i) hosts.set(static_cast<unsigned>(i), c.hosts[i]);
+          auto names = out.initHostnames(static_cast<unsigned>(c.hostnames.size()));
+          for (std::size_t i = 0; i < c.hostnames.size(); ++i) names.set(static_cast<unsigned>(i), c.hostnames[i]);
         }
       },
       control);
@@ -193,7 +200,7 @@ Control control_of(schema::Frame::Reader frame) {
     case schema::Frame::HELLO: {
       auto h = frame.getHello();
       return Hello{h.getRank(), h.getSize(), h.getListenPort(), fixed32(h.getNonce(), "hello nonce"),
-                   fixed32(h.getMac(), "hello MAC")};
+                   fixed32(h.getMac(), "hello MAC"), h.getListenHost(), std::string(h.getHostname().cStr())};
     }
     case schema::Frame::WELCOME: {
       auto w = frame.getWelcome();
@@ -203,7 +210,10 @@ Control control_of(schema::Frame::Reader frame) {
       return Reject{std::string(frame.getReject().cStr())};
     case schema::Frame::ROSTER: {
       Roster r;
-      for (auto port : frame.getRoster()) r.ports.push_back(port);
+      const auto roster = frame.getRoster();
+      for (auto port : roster.getPorts()) r.ports.push_back(port);
+      for (auto host : roster.getHosts()) r.hosts.push_back(host);
+      for (auto name : roster.getHostnames()) r.hostnames.emplace_back(name.cStr());
       return r;
     }
     case schema::Frame::CHUNK:

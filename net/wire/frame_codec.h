@@ -67,6 +67,8 @@ struct Hello {
   std::uint16_t listen_port = 0;
   Nonce nonce{};
   Mac mac{};
+  std::uint32_t listen_host = 0;  // IPv4, host order; 0: the address the connection came from
+  std::string hostname;
   bool operator==(const Hello&) const = default;
 };
 struct Welcome {
@@ -80,6 +82,8 @@ struct Reject {
 };
 struct Roster {
   std::vector<std::uint16_t> ports;  // by rank
+  std::vector<std::uint32_t> hosts;  // by rank: listening IPv4 addresses, host order
+  std::vector<std::string> hostnames;  // by rank
   bool operator==(const Roster&) const = default;
 };
 using Control = std::variant<Goodbye, Challenge, Hello, Welcome, Reject, Roster>;

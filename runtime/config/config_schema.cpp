@@ -383,8 +383,22 @@ std::vector<ConfigKey> build_schema() {
                         .help = "gradient compression: none, fp16, bf16, int8, topk:<fraction>, powersgd:<rank>"},
                    &R::comm, &C::compression));
   k.push_back(bind(Spec{.name = "comm.address",
-                        .help = "tcp: host:port where rank 0 waits for the other ranks (loopback only)"},
+                        .help = "tcp: host:port where rank 0 waits for the other ranks: loopback when troupe starts "
+                                "the ranks itself; any host when a launcher starts them (docs/multi-host.md)"},
                    &R::comm, &C::address));
+  k.push_back(bind(Spec{.name = "comm.rank", .range = between(-1, kMaxRanks - 1),
+                        .help = "this process's rank in a job whose processes a launcher starts (with "
+                                "comm.world_size); -1: from torchrun's, Slurm's or OpenMPI's variables (docs/multi-host.md)"},
+                   &R::comm, &C::rank));
+  k.push_back(bind(Spec{.name = "comm.world_size", .range = between(0, kMaxRanks),
+                        .help = "the processes of a job a launcher starts, one data-parallel rank each; 0: from the "
+                                "launcher's variables; 1: one process, whatever the environment says"},
+                   &R::comm, &C::world_size));
+  k.push_back(bind(Spec{.name = "comm.interface",
+                        .help = "network interface (e.g. eth0) whose IPv4 address ranks of a multi-host job listen on "
+                                "and tell the others, as NCCL_SOCKET_IFNAME; empty: every interface for rank 0, the "
+                                "route to rank 0 for the others"},
+                   &R::comm, &C::interface));
   k.push_back(bind(Spec{.name = "comm.timeout_s", .range = between(0.001, kDaySeconds),
                         .help = "seconds a collective waits for a silent peer before failing"},
                    &R::comm, &C::timeout_s));

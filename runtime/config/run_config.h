@@ -98,6 +98,9 @@ struct CommConfig {
   double bucket_mb = 4.0;            // gradient bucket size in MiB, reduced as soon as its gradients are ready
   std::string compression = "none";  // none | fp16 | bf16 | int8 | topk:<fraction> | powersgd:<rank>
   std::string address = "127.0.0.1:29500";  // tcp: rank 0's rendezvous address
+  int rank = -1;                     // this process's rank in a job a launcher started; -1: from its environment
+  int world_size = 0;                // that job's processes; 0: from the launcher's environment (runtime/launch/join_spec.h)
+  std::string interface;             // the network interface ranks listen on and advertise; "": any / the route to rank 0
   double timeout_s = 60.0;           // a peer silent this long fails the collective
   int poll_us = 50;                  // an idle stage actor polls this long for its next message before sleeping
   friend bool operator==(const CommConfig&, const CommConfig&) = default;
