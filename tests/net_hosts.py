@@ -1,0 +1,169 @@
+#!/usr/bin/env python3
+"""`troupe train` across test hosts: network namespaces on a bridge (scripts/test-hosts), one rank per host,
+started the ways a user starts them (docs/multi-host.md); each run must end bitwise equal to one device.
+
+usage: net_hosts.py TROUPE CASE
+  env        3 hosts, ranks started with torchrun's variables (RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT)
+             and comm.interface = eth0: losses and final weights equal the single-process run's, bit for bit
+  mpirun     3 hosts, ranks started by OpenMPI's mpirun (its remote-shell agent runs orted inside the
+             namespace of the host it names): bitwise equal too
+  link_down  3 hosts; host 2's link goes down mid-training: rank 0 fails within comm.timeout_s, naming
+             rank 2 and its host
+Exits 77 (skipped) when not root, without `ip netns`, or (mpirun) without OpenMPI's mpirun.
+"""
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+HOSTS = os.path.join(ROOT, "scripts", "test-hosts")
+N = 3
+SMALL = ["--steps", "4", "--set", "model.n_layer=2", "--set", "model.n_embd=32", "--set", "model.n_head=2",
+         "--set", "model.block_size=16", "--set", "train.batch_size=9", "--set", "train.eval_every=0",
+         "--set", "train.eval_batches=1", "--set", "data.order=sequential", "--set", "train.deterministic=true",
+         "--set", "train.threads=1"]
+PREFIX = "tr%d-" % os.getpid()  # unique per run, so concurrent runs do not collide
+WORK = None
+
+
+def fail(msg):
+    print("FAIL: " + msg)
+    if WORK:
+        for name in sorted(os.listdir(WORK)):
+            if name.endswith(".txt"):
+                with open(os.path.join(WORK, name)) as f:
+                    print("--- %s:\n%s" % (name, f.read()[-3000:]))
+    sys.exit(1)
+
+
+def skip(msg):
+    print("SKIPPED: " + msg)
+    sys.exit(77)
+
+
+def strip_timing(path):
+    with open(path) as f:
+        return [line.split('"tokens_per_s"')[0] for line in f]
+
+
+def same_run(single_dir, work):
+    """The joined run's losses and weights are the single-process run's, bit for bit."""
+    if strip_timing(os.path.join(single_dir, "losses.jsonl")) != strip_timing(os.path.join(work, "losses.jsonl")):
+        fail("the losses differ from the single-process run's")
+    with open(os.path.join(single_dir, "w.st"), "rb") as a, open(os.path.join(work, "w.st"), "rb") as b:
+        if a.read() != b.read():
+            fail("the final weights differ from the single-process run's")
+
+
+def outputs(work):
+    return ["--dump-losses", os.path.join(work, "losses.jsonl"), "--save", os.path.join(work, "w.st")]
+
+
+def env_ranks(troupe, work, extra, port):
+    """Starts rank r on host r with torchrun's variables; returns the processes."""
+    procs = []
+    for r in range(N):
+        env = dict(os.environ, TROUPE_SECRET="net-hosts-test-secret", RANK=str(r), WORLD_SIZE=str(N),
+                   MASTER_ADDR="10.77.0.1", MASTER_PORT=str(port))
+        args = [HOSTS, "run", PREFIX, str(r), troupe, "train"] + SMALL + ["--set", "comm.interface=eth0"] + extra
+        if r == 0:
+            args += outputs(work)
+        procs.append(subprocess.Popen(args, cwd=work, env=env, stdin=subprocess.DEVNULL,
+                                      stdout=open(os.path.join(work, "out%d.txt" % r), "w"),
+                                      stderr=open(os.path.join(work, "err%d.txt" % r), "w")))
+    return procs
+
+
+def case_env(troupe, single, work):
+    procs = env_ranks(troupe, work, [], 29500)
+    codes = [p.wait(timeout=120) for p in procs]
+    if codes != [0] * N:
+        fail("exit codes %s" % codes)
+    out = open(os.path.join(work, "out0.txt")).read()
+    expected = "ranks on 3 hosts: %s0 (rank 0), %s1 (rank 1), %s2 (rank 2)" % (PREFIX, PREFIX, PREFIX)
+    if expected not in out:
+        fail("rank 0 did not report each rank's host (%r)" % expected)
+    same_run(single, work)
+    print("3 hosts by environment variables: bitwise equal to one device; " + expected)
+
+
+def case_mpirun(troupe, single, work):
+    mpirun = shutil.which("mpirun")
+    if not mpirun:
+        skip("OpenMPI's mpirun is not installed (scripts/setup-deps --tests installs openmpi-bin)")
+    # mpirun runs on host 0; for the other hosts its remote-shell agent gets "HOST orted ARGS...", and runs
+    # orted in that host's namespace (host names are the namespaces' names).
+    agent = os.path.join(work, "ns-agent")
+    with open(agent, "w") as f:
+        f.write("#!/bin/sh\nwhile [ \"${1#-}\" != \"$1\" ]; do shift; done\nhost=$1; shift\n"
+                "exec ip netns exec \"$host\" unshare --uts sh -c 'hostname \"$0\" && exec sh -c \"$*\"' \"$host\" \"$@\"\n")
+    os.chmod(agent, 0o755)
+    hosts = ",".join("%s%d" % (PREFIX, r) for r in range(N))
+    env = dict(os.environ, TROUPE_SECRET="net-hosts-test-secret", MASTER_ADDR="10.77.0.1", MASTER_PORT="29500",
+               OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
+    cmd = [HOSTS, "run", PREFIX, "0", mpirun, "-n", str(N), "--host", hosts, "--mca", "plm_rsh_agent", agent,
+           "--mca", "oob_tcp_if_include", "10.77.0.0/24", "-x", "TROUPE_SECRET", "-x", "MASTER_ADDR", "-x", "MASTER_PORT",
+           troupe, "train"] + SMALL + ["--set", "comm.interface=eth0"] + outputs(work)
+    p = subprocess.run(cmd, cwd=work, env=env, stdin=subprocess.DEVNULL, timeout=180,
+                       stdout=open(os.path.join(work, "out0.txt"), "w"), stderr=open(os.path.join(work, "err0.txt"), "w"))
+    if p.returncode != 0:
+        fail("mpirun exited with %d" % p.returncode)
+    out = open(os.path.join(work, "out0.txt")).read()
+    if "ranks on 3 hosts" not in out:
+        fail("rank 0 did not report 3 hosts")
+    same_run(single, work)
+    print("3 hosts by mpirun: bitwise equal to one device")
+
+
+def case_link_down(troupe, single, work):
+    timeout_s = 4
+    procs = env_ranks(troupe, work, ["--steps", "100000", "--set", "comm.timeout_s=%d" % timeout_s], 29500)
+    time.sleep(4)  # training by now (the first steps take well under a second)
+    if any(p.poll() is not None for p in procs):
+        fail("a rank ended before the link went down")
+    subprocess.run([HOSTS, "link", PREFIX, "2", "down"], check=True)
+    down_at = time.time()
+    code = procs[0].wait(timeout=60)
+    took = time.time() - down_at
+    for p in procs[1:]:
+        try:
+            p.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            p.kill()
+    err = open(os.path.join(work, "err0.txt")).read()
+    if code == 0:
+        fail("rank 0 did not fail")
+    if took > timeout_s + 5:
+        fail("rank 0 took %.1f s to fail, comm.timeout_s = %d" % (took, timeout_s))
+    host = "%s2" % PREFIX
+    if "rank 2" not in err or host not in err:
+        fail("rank 0's error does not name rank 2 and its host %s" % host)
+    print("host 2's link down: rank 0 failed %.1f s later (comm.timeout_s = %d): %s" % (took, timeout_s, err.strip()[-300:]))
+
+
+def main():
+    troupe, case = os.path.abspath(sys.argv[1]), sys.argv[2]
+    check = subprocess.run([HOSTS, "check"], stdout=subprocess.PIPE, text=True)
+    if check.returncode != 0:
+        skip(check.stdout.strip())
+    global WORK
+    WORK = tempfile.mkdtemp(prefix="troupe-net-hosts-")
+    single = os.path.join(WORK, "single")
+    os.mkdir(single)
+    if case != "link_down":
+        s = subprocess.run([troupe, "train"] + SMALL + outputs(single), cwd=single, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.PIPE, text=True)
+        if s.returncode != 0:
+            fail("the single-process run failed: " + s.stderr)
+    try:
+        subprocess.run([HOSTS, "up", PREFIX, str(N)], check=True)
+        {"env": case_env, "mpirun": case_mpirun, "link_down": case_link_down}[case](troupe, single, WORK)
+    finally:
+        subprocess.run([HOSTS, "down", PREFIX])
+    shutil.rmtree(WORK, ignore_errors=True)
+
+
+main()
