@@ -473,8 +473,14 @@ void run_started_rank(const RunConfig& config, int rank, const std::string& init
     TROUPE_CHECK(static_cast<int>(addresses.size()) == config.parallel.pipeline, "stage addresses for ",
                  config.parallel.pipeline, " stages");
     const std::string secret = net::secret_from_environment();
-    for (const std::string& address : addresses) transports.push_back(net::connect_tcp(tcp_options(config, rank, address, secret)));
-    const plan::Topology topology = topology_for(config, placement_for_run(config));
+    std::vector<std::string> hostnames;
+    for (const std::string& address : addresses) {
+      auto t = net::connect_tcp(tcp_options(config, rank, address, secret));
+      hostnames = t->hostnames();
+      transports.push_back(std::move(t));
+    }
+    plan::Topology topology = topology_for(config, placement_for_run(config));
+    for (plan::Place& place : topology.places) place.host = hostnames.at(static_cast<std::size_t>(place.process));
     DataParallelTrainer replica(config, rank, std::move(transports), true, &topology);
     if (!init_from.empty()) replica.load_weights(init_from);
     std::int64_t first = 0;

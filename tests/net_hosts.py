@@ -141,7 +141,7 @@ def case_link_down(troupe, single, work):
     host = "%s2" % PREFIX
     if "rank 2" not in err or host not in err:
         fail("rank 0's error does not name rank 2 and its host %s" % host)
-    print("host 2's link down: rank 0 failed %.1f s later (comm.timeout_s = %d): %s" % (took, timeout_s, err.strip()[-300:]))
+    print("host 2's link down: rank 0 failed %.1f s later (comm.timeout_s = %d): %s" % (took, timeout_s, err.strip().splitlines()[0]))
 
 
 def main():

@@ -154,7 +154,9 @@ void TcpTransport::Impl::reader_loop(Link& l) {
           if (ec == asio::error::eof) {
             throw EndOfStream{frame_bytes + done == 0 ? "" : "its connection closed in the middle of a frame"};
           }
-          throw EndOfStream{ec.message()};
+          throw EndOfStream{ec == asio::error::timed_out
+                                ? "its host stopped acknowledging (the host or the network to it is down): " + ec.message()
+                                : ec.message()};
         }
       }
       frame_bytes += out.size();
@@ -180,7 +182,7 @@ void TcpTransport::Impl::reader_loop(Link& l) {
       }
     }
   } catch (const EndOfStream& e) {
-    end = {detail::concat("rank ", l.peer, " is dead"),
+    end = {detail::concat("rank ", l.peer, on_host(l.peer), " is dead"),
            e.why.empty() ? "its connection closed without a goodbye: the process exited, was killed or aborted" : e.why};
   } catch (const Error& e) {
     malformed_frame = true;

@@ -52,7 +52,7 @@ void TcpTransport::Impl::writer_loop(Link& l) {
       {
         std::lock_guard lock(mu);
         if (l.state == Link::State::kOpen && l.local_reason.headline.empty()) {
-          l.local_reason = {detail::concat("rank ", l.peer, " is dead"), "sending to it failed: " + ec.message()};
+          l.local_reason = {detail::concat("rank ", l.peer, on_host(l.peer), " is dead"), "sending to it failed: " + ec.message()};
         }
       }
       l.shutdown();  // the reader ends too, and reports

@@ -1,6 +1,11 @@
 // Owns the TCP transport's API: send() and recv() on the rank's thread (chunking, the posted recv, timeouts and error messages), abort, shutdown order, and connect_tcp's start of the link threads.
 #include "net/tcp/tcp_transport.h"
 
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <exception>
@@ -181,7 +186,8 @@ void TcpTransport::recv(int from, std::uint32_t tag, std::span<std::byte> out) {
                   detail::concat("rank ", s.rank, ": no message from rank ", from, " (tag ", tag, ", ", out.size(),
                                  " bytes expected) within ", s.timeout.count(), " ms",
                                  partial ? " (it stopped in the middle of the message; the link is now closed)" : "",
-                                 "; rank ", from, " has failed, stalled or is running a different collective"));
+                                 "; rank ", from, s.on_host(from), " has failed, stalled",
+                                 s.name_hosts ? ", cannot be reached" : "", " or is running a different collective"));
   }
   TROUPE_CHECK(false, "unreachable");
 }
@@ -207,6 +213,23 @@ void validate(const TcpOptions& o) {
   }
 }
 
+// Between hosts a peer can vanish without closing its connection (its host or the link to it goes
+// down): nothing arrives, and a rank that only sends to it, or waits on a third rank, would learn
+// nothing until its own recv times out, naming the wrong peer. So each connection is probed:
+// keepalives after 1 s idle, every second, and TCP_USER_TIMEOUT aborts it when sent data or probes
+// go unacknowledged for half of `timeout`; its reader then breaks the group naming this peer and
+// its host, before any recv waiting on it times out.
+void watch_host(tcp::Socket& socket, std::chrono::milliseconds timeout) {
+  const int fd = socket.native_handle();
+  const int on = 1, idle = 1, interval = 1, count = std::max(1, static_cast<int>(timeout.count() / 2000));
+  const unsigned user_timeout = static_cast<unsigned>(std::max<long long>(500, timeout.count() / 2));
+  ::setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof on);
+  ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof idle);
+  ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &interval, sizeof interval);
+  ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &count, sizeof count);
+  ::setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &user_timeout, sizeof user_timeout);
+}
+
 std::unique_ptr<TcpTransport> start(const TcpOptions& options, tcp::Mesh mesh) {
   auto impl = std::make_unique<TcpTransport::Impl>();
   impl->rank = options.rank;
@@ -215,11 +238,13 @@ std::unique_ptr<TcpTransport> start(const TcpOptions& options, tcp::Mesh mesh) {
   impl->chunk_bytes = options.chunk_bytes;
   impl->io = mesh.io;
   impl->hostnames = std::move(mesh.hostnames);
+  impl->name_hosts = options.reach == Reach::network;
   impl->links.resize(static_cast<std::size_t>(options.size));
   for (int r = 0; r < options.size; ++r) {
     auto& socket = mesh.links[static_cast<std::size_t>(r)];
     if (!socket) continue;
     socket->non_blocking(false);  // the data path blocks in its own threads
+    if (options.reach == Reach::network) watch_host(*socket, options.timeout);
     auto l = std::make_unique<Link>();
     l->peer = r;
     l->socket = std::move(socket);

@@ -121,6 +121,11 @@ struct TcpTransport::Impl {
   std::shared_ptr<boost::asio::io_context> io;
   std::vector<std::unique_ptr<Link>> links;  // by rank; null at this rank
   std::vector<std::string> hostnames;        // by rank, from the rendezvous
+  bool name_hosts = false;                   // ranks on several hosts: errors name the peer's host
+  // " (on host node07)" after a peer's rank in errors, when ranks may be on several hosts.
+  std::string on_host(int r) const {
+    return name_hosts && r >= 0 && r < static_cast<int>(hostnames.size()) ? " (on host " + hostnames[static_cast<std::size_t>(r)] + ")" : "";
+  }
 
   std::mutex mu;
   std::condition_variable cv;  // the rank's thread waits here; readers and writers notify
