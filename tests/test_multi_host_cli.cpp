@@ -1,0 +1,91 @@
+// Owns the `troupe train` tests of ranks a launcher starts, over loopback (no namespace, no root): torchrun's variables give a job bitwise equal to one device, and every bad launch is a config error that says what to do.
+#include <catch2/catch.hpp>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "tests/same_weights.h"
+#include "tests/temp_dir.h"
+#include "tests/troupe_command.h"
+
+using Catch::Matchers::Contains;
+
+namespace {
+
+const std::string kSmall =
+    "train --steps 3 --set model.n_layer=2 --set model.n_embd=32 --set model.n_head=2 --set model.block_size=16 "
+    "--set train.batch_size=9 --set train.eval_every=0 --set train.eval_batches=1 --set data.order=sequential "
+    "--set train.deterministic=true --set train.threads=1 ";
+
+// A free loopback port: bind port 0, read it, close (the ranks bind it moments later).
+int free_port() {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t length = sizeof a;
+  REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
+  REQUIRE(::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &length) == 0);
+  ::close(fd);
+  return ntohs(a.sin_port);
+}
+
+}  // namespace
+
+TEST_CASE("ranks started with torchrun's variables form one job, bitwise equal to one device", "[launch][cli]") {
+  TempDir dir;
+  const TroupeRun single = run_troupe(dir.path, kSmall + "--dump-losses " + dir.file("single.jsonl") + " --save " + dir.file("single.st"));
+  REQUIRE(single.code == 0);
+  const std::string common = "TROUPE_SECRET=cli-test WORLD_SIZE=3 MASTER_ADDR=127.0.0.1 MASTER_PORT=" +
+                             std::to_string(free_port()) + " ";
+  std::vector<std::thread> others;
+  std::vector<TroupeRun> results(3);
+  for (int r = 1; r < 3; ++r) {
+    std::filesystem::create_directories(dir.file("r" + std::to_string(r)));
+    others.emplace_back([&, r] {
+      results[r] = run_troupe(dir.file("r" + std::to_string(r)), kSmall, common + "RANK=" + std::to_string(r));
+    });
+  }
+  results[0] = run_troupe(dir.path, kSmall + "--save " + dir.file("joined.st"), common + "RANK=0");
+  for (auto& t : others) t.join();
+  for (int r = 0; r < 3; ++r) {
+    INFO("rank " << r << ": " << results[r].err);
+    CHECK(results[r].code == 0);
+  }
+  CHECK_THAT(results[0].out, Contains("3 replicas as processes a launcher started, over tcp"));
+  CHECK_THAT(results[0].out, Contains("ranks on 1 host: "));
+  CHECK(results[1].out.find("step 1/3") == std::string::npos);  // rank 0 reports for everyone
+  check_same_weights(dir.file("single.st"), dir.file("joined.st"));
+}
+
+TEST_CASE("a bad launch is a config error that says what to set", "[launch][cli]") {
+  TempDir dir;
+  const auto error_of_run = [&](const std::string& env, const std::string& extra = "") {
+    const TroupeRun r = run_troupe(dir.path, kSmall + extra, env);
+    INFO(r.out << r.err);
+    CHECK(r.code == 2);
+    return r.err;
+  };
+  CHECK_THAT(error_of_run("RANK=1"), Contains("RANK is set but WORLD_SIZE is not"));
+  CHECK_THAT(error_of_run("OMPI_COMM_WORLD_RANK=1 OMPI_COMM_WORLD_SIZE=2"),
+             Contains("OpenMPI makes this process rank 1 of 2, but nothing says where rank 0 listens"));
+  CHECK_THAT(error_of_run("TROUPE_SECRET= RANK=1 WORLD_SIZE=3 MASTER_ADDR=127.0.0.1"), Contains("TROUPE_SECRET is not set"));
+  CHECK_THAT(error_of_run("RANK=0 WORLD_SIZE=3 MASTER_ADDR=127.0.0.1", "--set parallel.data=9"),
+             Contains("torchrun started this process as rank 0 of 3, but parallel.data = 9"));
+  CHECK_THAT(error_of_run("RANK=0 WORLD_SIZE=3 MASTER_ADDR=127.0.0.1", "--set comm.transport=inproc"), Contains("comm.transport = inproc"));
+  // Ranks troupe starts itself stay on this machine: a host beyond loopback is refused before any starts.
+  CHECK_THAT(error_of_run("", "--set comm.transport=tcp --set parallel.data=3 --set comm.address=10.0.0.1:29500"),
+             Contains("is not a loopback address"));
+  // comm.world_size = 1: one process, whatever the launcher's variables say.
+  const TroupeRun alone = run_troupe(dir.path, kSmall + "--set comm.world_size=1", "RANK=1 WORLD_SIZE=2");
+  INFO(alone.err);
+  CHECK(alone.code == 0);
+}
