@@ -4,12 +4,15 @@ started the ways a user starts them (docs/multi-host.md); each run must end bitw
 
 usage: net_hosts.py TROUPE CASE
   env        3 hosts, ranks started with torchrun's variables (RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT)
-             and comm.interface = eth0: losses and final weights equal the single-process run's, bit for bit
+             and comm.interface = eth0, host 2's link shaped to 200 Mbit/s (tc tbf): losses and final
+             weights equal the single-process run's, bit for bit
   mpirun     3 hosts, ranks started by OpenMPI's mpirun (its remote-shell agent runs orted inside the
              namespace of the host it names): bitwise equal too
   link_down  3 hosts; host 2's link goes down mid-training: rank 0 fails within comm.timeout_s, naming
              rank 2 and its host
-Exits 77 (skipped) when not root, without `ip netns`, or (mpirun) without OpenMPI's mpirun.
+  slurm      one host (no namespaces): a one-node Slurm cluster (scripts/test-slurm) runs
+             `srun -n 3 troupe train ...`: bitwise equal too
+Exits 77 (skipped) when not root, without `ip netns`, or without the case's launcher (mpirun; slurm-wlm, munge).
 """
 import os
 import shutil
@@ -78,6 +81,7 @@ def env_ranks(troupe, work, extra, port):
 
 
 def case_env(troupe, single, work):
+    subprocess.run([HOSTS, "shape", PREFIX, "2", "200mbit"], check=True)  # one slower link changes timing, not results
     procs = env_ranks(troupe, work, [], 29500)
     codes = [p.wait(timeout=120) for p in procs]
     if codes != [0] * N:
@@ -144,9 +148,34 @@ def case_link_down(troupe, single, work):
     print("host 2's link down: rank 0 failed %.1f s later (comm.timeout_s = %d): %s" % (took, timeout_s, err.strip().splitlines()[0]))
 
 
+def case_slurm(troupe, single, work):
+    slurm = os.path.join(ROOT, "scripts", "test-slurm")
+    cluster = os.path.join(work, "slurm")
+    os.mkdir(cluster)
+    try:
+        start = subprocess.run([slurm, "start", cluster], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                               timeout=60)
+        if start.returncode != 0:
+            fail("the test cluster did not start: " + start.stdout)
+        env = dict(os.environ, TROUPE_SECRET="net-hosts-test-secret", SLURM_CONF=os.path.join(cluster, "slurm.conf"))
+        p = subprocess.run(["srun", "-n", str(N), troupe, "train"] + SMALL + outputs(work), cwd=work, env=env,
+                           stdin=subprocess.DEVNULL, timeout=180, stdout=open(os.path.join(work, "out0.txt"), "w"),
+                           stderr=open(os.path.join(work, "err0.txt"), "w"))
+        if p.returncode != 0:
+            fail("srun exited with %d" % p.returncode)
+    finally:
+        subprocess.run([slurm, "stop", cluster])
+    out = open(os.path.join(work, "out0.txt")).read()
+    if "3 replicas as processes a launcher started" not in out or "ranks on 1 host" not in out:
+        fail("rank 0 did not report a joined job of 3 ranks on 1 host")
+    same_run(single, work)
+    print("srun -n 3 on a one-node Slurm cluster: bitwise equal to one device")
+
+
 def main():
     troupe, case = os.path.abspath(sys.argv[1]), sys.argv[2]
-    check = subprocess.run([HOSTS, "check"], stdout=subprocess.PIPE, text=True)
+    tool = os.path.join(ROOT, "scripts", "test-slurm") if case == "slurm" else HOSTS
+    check = subprocess.run([tool, "check"], stdout=subprocess.PIPE, text=True)
     if check.returncode != 0:
         skip(check.stdout.strip())
     global WORK
@@ -158,11 +187,14 @@ def main():
                            stderr=subprocess.PIPE, text=True)
         if s.returncode != 0:
             fail("the single-process run failed: " + s.stderr)
-    try:
-        subprocess.run([HOSTS, "up", PREFIX, str(N)], check=True)
-        {"env": case_env, "mpirun": case_mpirun, "link_down": case_link_down}[case](troupe, single, WORK)
-    finally:
-        subprocess.run([HOSTS, "down", PREFIX])
+    if case == "slurm":
+        case_slurm(troupe, single, WORK)
+    else:
+        try:
+            subprocess.run([HOSTS, "up", PREFIX, str(N)], check=True)
+            {"env": case_env, "mpirun": case_mpirun, "link_down": case_link_down}[case](troupe, single, WORK)
+        finally:
+            subprocess.run([HOSTS, "down", PREFIX])
     shutil.rmtree(WORK, ignore_errors=True)
 
 

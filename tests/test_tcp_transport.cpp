@@ -125,7 +125,9 @@ TEST_CASE("frame codec round-trips control frames and chunks, in place or throug
   const std::vector<wire::Control> controls = {
       wire::Goodbye{}, wire::Challenge{3, net::tcp::fresh_nonce()},
       wire::Hello{2, 4, 40000, net::tcp::fresh_nonce(), net::tcp::fresh_nonce()},
-      wire::Welcome{1, net::tcp::fresh_nonce()}, wire::Reject{"no, because"}, wire::Roster{{0, 1234, 65535}}};
+      wire::Hello{2, 4, 40000, net::tcp::fresh_nonce(), net::tcp::fresh_nonce(), 0x0A4D0002, "node02"},
+      wire::Welcome{1, net::tcp::fresh_nonce()}, wire::Reject{"no, because"}, wire::Roster{{0, 1234, 65535}},
+      wire::Roster{{0, 1234, 65535}, {0, 0x0A4D0002, 0x7F000001}, {"node01", "node02", ""}}};
   for (const auto& c : controls) {
     auto frame = decode(flatten(wire::encode(c)), reader, no_place);
     REQUIRE(std::holds_alternative<wire::Control>(frame));
@@ -591,4 +593,40 @@ TEST_CASE("tcp: ranks as separate processes allreduce, and a killed process fail
     CHECK(WIFSIGNALED(status[1]));
     CHECK((WIFEXITED(status[0]) && WEXITSTATUS(status[0]) == 4));  // rank 1 failed too, with an error
   }
+}
+
+TEST_CASE("tcp across hosts (Reach::network): every rank learns every rank's host name, and a name resolves", "[tcp]") {
+  net::TcpListener listener("0.0.0.0:0", net::Reach::network);  // every interface, as a joined rank 0 listens
+  const std::string address = "localhost:" + std::to_string(listener.port());  // a name, resolved
+  const std::vector<std::string> names = {"node-a", "node-b", "node-b"};
+  std::vector<std::vector<std::string>> learned(3);
+  std::vector<std::string> errors(3);
+  std::vector<std::thread> ranks;
+  for (int r = 0; r < 3; ++r) {
+    ranks.emplace_back([&, r] {
+      try {
+        net::TcpOptions o{.rank = r, .size = 3, .address = address, .reach = net::Reach::network, .hostname = names[r],
+                          .secret = "s", .timeout = std::chrono::seconds(10)};
+        auto t = r == 0 ? net::connect_tcp(o, std::move(listener)) : net::connect_tcp(o);
+        learned[r] = t->hostnames();
+        t->send((r + 1) % 3, 1, pattern(100, r));
+        std::vector<std::byte> got(100);
+        t->recv((r + 2) % 3, 1, got);
+        if (got != pattern(100, (r + 2) % 3)) errors[r] = "wrong bytes";
+      } catch (const std::exception& e) {
+        errors[r] = e.what();
+      }
+    });
+  }
+  for (auto& t : ranks) t.join();
+  for (int r = 0; r < 3; ++r) {
+    CHECK(errors[r].empty());
+    CHECK(learned[r] == names);
+  }
+  CHECK_THROWS_WITH(net::tcp::parse_endpoint("no-such-host.invalid:1", net::Reach::network),
+                    Contains("does not resolve to an IPv4 address"));
+  CHECK_THROWS_WITH(net::tcp::interface_address("no-such-if0"), Contains("comm.interface = \"no-such-if0\": this host has no "
+                                                                         "interface of that name with an IPv4 address; it has: "));
+  CHECK(net::tcp::parse_endpoint("10.77.0.3:7", net::Reach::network).text() == "10.77.0.3:7");
+  CHECK(net::tcp::Endpoint{net::tcp::interface_address("lo"), 0}.host_text() == "127.0.0.1");
 }
