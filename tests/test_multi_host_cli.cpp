@@ -38,32 +38,44 @@ int free_port() {
   return ntohs(a.sin_port);
 }
 
+// Runs `world` ranks of kSmall + `extra` with torchrun's variables over loopback, rank 0 saving to
+// `weights`; returns each rank's run.
+std::vector<TroupeRun> run_joined(const TempDir& dir, int world, const std::string& extra, const std::string& weights) {
+  const std::string common = "TROUPE_SECRET=cli-test WORLD_SIZE=" + std::to_string(world) +
+                             " MASTER_ADDR=127.0.0.1 MASTER_PORT=" + std::to_string(free_port()) + " ";
+  std::vector<std::thread> others;
+  std::vector<TroupeRun> results(static_cast<std::size_t>(world));
+  for (int r = 1; r < world; ++r) {
+    const std::string scratch = dir.file("r" + std::to_string(r));
+    std::filesystem::create_directories(scratch);
+    others.emplace_back([&, r, scratch] { results[r] = run_troupe(scratch, kSmall + extra, common + "RANK=" + std::to_string(r)); });
+  }
+  results[0] = run_troupe(dir.path, kSmall + extra + " --save " + weights, common + "RANK=0");
+  for (auto& t : others) t.join();
+  for (int r = 0; r < world; ++r) {
+    INFO("rank " << r << ": " << results[r].err);
+    CHECK(results[r].code == 0);
+  }
+  return results;
+}
+
 }  // namespace
 
 TEST_CASE("ranks started with torchrun's variables form one job, bitwise equal to one device", "[launch][cli]") {
   TempDir dir;
-  const TroupeRun single = run_troupe(dir.path, kSmall + "--dump-losses " + dir.file("single.jsonl") + " --save " + dir.file("single.st"));
-  REQUIRE(single.code == 0);
-  const std::string common = "TROUPE_SECRET=cli-test WORLD_SIZE=3 MASTER_ADDR=127.0.0.1 MASTER_PORT=" +
-                             std::to_string(free_port()) + " ";
-  std::vector<std::thread> others;
-  std::vector<TroupeRun> results(3);
-  for (int r = 1; r < 3; ++r) {
-    std::filesystem::create_directories(dir.file("r" + std::to_string(r)));
-    others.emplace_back([&, r] {
-      results[r] = run_troupe(dir.file("r" + std::to_string(r)), kSmall, common + "RANK=" + std::to_string(r));
-    });
-  }
-  results[0] = run_troupe(dir.path, kSmall + "--save " + dir.file("joined.st"), common + "RANK=0");
-  for (auto& t : others) t.join();
-  for (int r = 0; r < 3; ++r) {
-    INFO("rank " << r << ": " << results[r].err);
-    CHECK(results[r].code == 0);
-  }
+  REQUIRE(run_troupe(dir.path, kSmall + "--save " + dir.file("single.st")).code == 0);
+  const std::vector<TroupeRun> results = run_joined(dir, 3, "", dir.file("joined.st"));
   CHECK_THAT(results[0].out, Contains("3 replicas as processes a launcher started, over tcp"));
   CHECK_THAT(results[0].out, Contains("ranks on 1 host: "));
   CHECK(results[1].out.find("step 1/3") == std::string::npos);  // rank 0 reports for everyone
   check_same_weights(dir.file("single.st"), dir.file("joined.st"));
+
+  // Each process one replica of a 2-stage pipeline: one rendezvous port per stage.
+  const std::string pipeline = "--set parallel.pipeline=2 --set parallel.microbatches=3";
+  REQUIRE(run_troupe(dir.path, kSmall + pipeline + " --save " + dir.file("single_pp.st")).code == 0);
+  const std::vector<TroupeRun> pp = run_joined(dir, 3, pipeline, dir.file("joined_pp.st"));
+  CHECK_THAT(pp[0].out, Contains("x 2 pipeline stages"));
+  check_same_weights(dir.file("single_pp.st"), dir.file("joined_pp.st"));
 }
 
 TEST_CASE("a bad launch is a config error that says what to set", "[launch][cli]") {
