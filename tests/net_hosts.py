@@ -10,12 +10,14 @@ usage: net_hosts.py TROUPE CASE
              namespace of the host it names): bitwise equal too
   link_down  3 hosts; host 2's link goes down mid-training: rank 0 fails within comm.timeout_s, naming
              rank 2 and its host
+  host_killed  as link_down, but host 2's troupe process is killed (SIGKILL): rank 0 names it at once
   slurm      one host (no namespaces): a one-node Slurm cluster (scripts/test-slurm) runs
              `srun -n 3 troupe train ...`: bitwise equal too
 Exits 77 (skipped) when not root, without `ip netns`, or without the case's launcher (mpirun; slurm-wlm, munge).
 """
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -122,13 +124,16 @@ def case_mpirun(troupe, single, work):
     print("3 hosts by mpirun: bitwise equal to one device")
 
 
-def case_link_down(troupe, single, work):
+def case_link_down(troupe, single, work, kill=False):
     timeout_s = 4
     procs = env_ranks(troupe, work, ["--steps", "100000", "--set", "comm.timeout_s=%d" % timeout_s], 29500)
     time.sleep(4)  # training by now (the first steps take well under a second)
     if any(p.poll() is not None for p in procs):
         fail("a rank ended before the link went down")
-    subprocess.run([HOSTS, "link", PREFIX, "2", "down"], check=True)
+    if kill:
+        procs[2].send_signal(signal.SIGKILL)  # the wrappers exec, so this is host 2's troupe process
+    else:
+        subprocess.run([HOSTS, "link", PREFIX, "2", "down"], check=True)
     down_at = time.time()
     code = procs[0].wait(timeout=60)
     took = time.time() - down_at
@@ -145,7 +150,8 @@ def case_link_down(troupe, single, work):
     host = "%s2" % PREFIX
     if "rank 2" not in err or host not in err:
         fail("rank 0's error does not name rank 2 and its host %s" % host)
-    print("host 2's link down: rank 0 failed %.1f s later (comm.timeout_s = %d): %s" % (took, timeout_s, err.strip().splitlines()[0]))
+    print("host 2's %s: rank 0 failed %.1f s later (comm.timeout_s = %d): %s" % ("process killed" if kill else "link down", took, timeout_s,
+                                                                 err.strip().splitlines()[0]))
 
 
 def case_slurm(troupe, single, work):
@@ -182,7 +188,7 @@ def main():
     WORK = tempfile.mkdtemp(prefix="troupe-net-hosts-")
     single = os.path.join(WORK, "single")
     os.mkdir(single)
-    if case != "link_down":
+    if case not in ("link_down", "host_killed"):
         s = subprocess.run([troupe, "train"] + SMALL + outputs(single), cwd=single, stdout=subprocess.DEVNULL,
                            stderr=subprocess.PIPE, text=True)
         if s.returncode != 0:
@@ -192,7 +198,8 @@ def main():
     else:
         try:
             subprocess.run([HOSTS, "up", PREFIX, str(N)], check=True)
-            {"env": case_env, "mpirun": case_mpirun, "link_down": case_link_down}[case](troupe, single, WORK)
+            {"env": case_env, "mpirun": case_mpirun, "link_down": case_link_down,
+             "host_killed": lambda *a: case_link_down(*a, kill=True)}[case](troupe, single, WORK)
         finally:
             subprocess.run([HOSTS, "down", PREFIX])
     shutil.rmtree(WORK, ignore_errors=True)
