@@ -3,6 +3,8 @@
 
 #include "actors/actor_system.h"
 
+#include <algorithm>
+#include <functional>
 #include <mutex>
 #include <optional>
 #include <thread>
@@ -56,6 +58,7 @@ void attach_gradient_syncs(PipelineDriver& driver, std::vector<std::unique_ptr<c
 DataParallelTrainer::DataParallelTrainer(const RunConfig& config, bool actors, const plan::Topology* topology)
     : config_(config) {
   const int d = config.parallel.data;
+  group_restarts_ = actors && d > 1;  // every replica is an actor pipeline of this process
   if (config.parallel.gradient_exchange == GradientExchange::ps)
     throw Error(ErrorKind::kConfig, "parallel.gradient_exchange = ps is served by the parameter-server trainer, not "
                                     "by ring/alltoall replicas");
@@ -77,7 +80,9 @@ void DataParallelTrainer::add_replica(const RunConfig& per, int rank,
                                       const plan::Topology* topology) {
   if (actors) {
     if (!actor_system_) actor_system_ = std::make_shared<ActorSystem>();
-    actor_pipelines_.push_back(std::make_unique<ActorPipeline>(per, pipeline_options(config_, rank), actor_system_, topology));
+    PipelineOptions options = pipeline_options(config_, rank);
+    options.group_restarts = group_restarts_;
+    actor_pipelines_.push_back(std::make_unique<ActorPipeline>(per, options, actor_system_, topology));
     drivers_.push_back(&actor_pipelines_.back()->driver());
   } else {
     own_drivers_.push_back(std::make_unique<PipelineDriver>(per, pipeline_options(config_, rank)));
@@ -110,7 +115,7 @@ StepStats DataParallelTrainer::train_step(std::int64_t step) {
   std::optional<Error> failure;
   // A replica that fails is marked dead in every group, so its peers stop at once instead of waiting
   // out comm.timeout_s; the one that failed first explains more than its peers' "rank r is dead".
-  auto failed = [&](int r, Error e) {
+  std::function<void(int, Error)> failed = [&](int r, Error e) {
     if (first_failed < 0) {
       first_failed = r;
       failure = std::move(e);
@@ -118,15 +123,20 @@ StepStats DataParallelTrainer::train_step(std::int64_t step) {
     for (auto& w : worlds_) w->kill(r);
   };
   if (!actor_pipelines_.empty()) {
-    // Every replica's actor coordinates its own step; this thread only starts them and collects.
+    // Every replica's actor coordinates its own step; this thread only starts them and collects — and,
+    // with group restarts, re-runs a step interrupted on one replica on all of them (step_group below).
     caf::scoped_actor self{actor_system_->get()};
     const int first = drivers_[0]->options().replica;  // 0, or this process's rank (processes form)
     for (auto& p : actor_pipelines_) self->send(p->coordinator(), proto::step_atom::value, step);
-    for (int answers = 0; answers < d; ++answers)
-      self->receive([&](proto::done_atom, int r, StepStats& s) { stats[static_cast<std::size_t>(r - first)] = std::move(s); },
-                    [&](proto::failed_atom, int r, std::int32_t kind, std::string& report) {
-                      failed(r, replica_failure(kind, report));
-                    });
+    if (group_restarts_) {
+      step_group(self, step, stats, failed);
+    } else {
+      for (int answers = 0; answers < d; ++answers)
+        self->receive([&](proto::done_atom, int r, StepStats& s) { stats[static_cast<std::size_t>(r - first)] = std::move(s); },
+                      [&](proto::failed_atom, int r, std::int32_t kind, std::string& report) {
+                        failed(r, replica_failure(kind, report));
+                      });
+    }
   } else {
     // The in-thread reference: each replica's driver runs its stages on the calling thread and blocks
     // in its collectives until its peers arrive, so D replicas need D threads.
@@ -150,6 +160,69 @@ StepStats DataParallelTrainer::train_step(std::int64_t step) {
   }
   if (failure) throw *failure;
   return stats[0];  // its loss and row count are the whole batch's (losses are gathered)
+}
+
+// The replicas' supervisor. A replica whose stage or optimizer-state actor died mid-step has restarted
+// it and says so (interrupted_atom); then, in one round:
+//   1. every group of every stage is aborted: a collective waiting for the interrupted replica throws
+//      comm::GroupAborted instead of waiting for it, and no replica commits the step on its own;
+//   2. every replica abandons the step — or, done already, will undo it — and answers quiet_atom once
+//      none of its actors touches a group (its stages stopped, its buckets and updates finished);
+//   3. the groups are reformed (the abandoned step's messages dropped) and every replica re-runs the
+//      step from its boundary (rerun_atom), answering as for a step.
+// A death during a round is covered by its re-run; one after the re-run order starts another round.
+// Each replica's restart intensity bounds the rounds: past it, that replica fails the step, and every
+// other replica is stopped with it (stop_atom), so the step ends with an error in bounded time.
+void DataParallelTrainer::step_group(caf::scoped_actor& self, std::int64_t step, std::vector<StepStats>& stats,
+                                     const std::function<void(int, Error)>& failed) {
+  const auto d = static_cast<std::size_t>(replicas());
+  std::vector<char> answered(d, 0), waiting_quiet(d, 0);
+  std::size_t answers = 0;
+  bool aborting = false, stopped = false;
+  auto answer = [&](int r) {
+    if (!answered[static_cast<std::size_t>(r)]) ++answers;
+    answered[static_cast<std::size_t>(r)] = 1;
+    waiting_quiet[static_cast<std::size_t>(r)] = 0;
+  };
+  while (answers < d) {
+    self->receive(
+        [&](proto::done_atom, int r, StepStats& s) {
+          // A done from before the round's abandon order (the replica answers quiet after it) is void.
+          if (waiting_quiet[static_cast<std::size_t>(r)] || answered[static_cast<std::size_t>(r)]) return;
+          stats[static_cast<std::size_t>(r)] = std::move(s);
+          answer(r);
+        },
+        [&](proto::failed_atom, int r, std::int32_t kind, std::string& report) {
+          answer(r);
+          if (stopped) return;
+          stopped = true;
+          failed(r, replica_failure(kind, report));  // kills the groups: whatever waits in them ends now
+          for (auto& p : actor_pipelines_)
+            if (p->driver().options().replica != r)
+              self->send(p->coordinator(), proto::stop_atom::value, kind, report);
+        },
+        [&](proto::interrupted_atom, int, std::int64_t, std::uint64_t round) {
+          if (stopped || round < group_round_ || aborting) return;  // stale, or covered by the coming re-run
+          ++group_round_;
+          aborting = true;
+          for (auto& w : worlds_) w->abort();
+          std::fill(answered.begin(), answered.end(), 0);
+          std::fill(waiting_quiet.begin(), waiting_quiet.end(), 1);
+          answers = 0;
+          for (auto& p : actor_pipelines_) self->send(p->coordinator(), proto::abandon_atom::value, step, group_round_);
+        },
+        [&](proto::quiet_atom, int r, std::uint64_t round) {
+          if (stopped || round != group_round_ || !waiting_quiet[static_cast<std::size_t>(r)]) return;
+          waiting_quiet[static_cast<std::size_t>(r)] = 0;
+          if (std::find(waiting_quiet.begin(), waiting_quiet.end(), 1) != waiting_quiet.end()) return;
+          for (auto& w : worlds_) w->reform();
+          for (PipelineDriver* driver : drivers_)
+            for (int s = 0; s < driver->num_stages(); ++s)
+              if (GradientSync* g = driver->stage(s).gradient_sync()) g->reform();
+          aborting = false;
+          for (auto& p : actor_pipelines_) self->send(p->coordinator(), proto::rerun_atom::value, step, group_round_);
+        });
+  }
 }
 
 EvalStats DataParallelTrainer::evaluate() { return drivers_[0]->evaluate(); }

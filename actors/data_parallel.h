@@ -12,6 +12,7 @@
 // single-device one; otherwise the float sums differ in rounding only (tests: within 1e-5 relative).
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <vector>
 
@@ -49,7 +50,10 @@ class DataParallelTrainer {
 
   // One step on every replica at once; the stats are replica 0's (the loss is the whole batch's).
   // A replica that fails is marked dead in every group, so its peers stop at once instead of waiting
-  // out comm.timeout_s; the failing replica's own error is rethrown.
+  // out comm.timeout_s; the failing replica's own error is rethrown. With fault.max_restarts > 0 and the
+  // replicas as actors of this process, a stage or optimizer-state actor that dies on one replica is
+  // restarted by its replica and the step is re-run on every replica (step_group in the .cpp):
+  // bitwise the uninterrupted step in deterministic mode.
   StepStats train_step(std::int64_t step);
   EvalStats evaluate();
   void load_weights(const std::string& path);
@@ -75,6 +79,12 @@ class DataParallelTrainer {
   std::vector<std::unique_ptr<net::InprocWorld>> worlds_;  // one group per stage (messages and by reference)
   void add_replica(const RunConfig& per, int rank, std::vector<std::unique_ptr<comm::Transport>> transports, bool actors,
                    const plan::Topology* topology);
+
+  // The replicas' supervisor: aborts, abandons and re-runs an interrupted step on all of them.
+  void step_group(caf::scoped_actor& self, std::int64_t step, std::vector<StepStats>& stats,
+                  const std::function<void(int, Error)>& failed);
+  bool group_restarts_ = false;      // every replica is an actor pipeline of this process
+  std::uint64_t group_round_ = 0;    // abandon-and-re-run rounds so far (every step's)
 
   std::shared_ptr<ActorSystem> actor_system_;                     // every replica's stage actors, one system
   std::vector<std::unique_ptr<ActorPipeline>> actor_pipelines_;  // when run by actors

@@ -12,6 +12,9 @@ caf::behavior exchange_actor(caf::stateful_actor<ExchangeActorState>* self, Grad
       // A failing collective is kept by the sync for its stage (which names the peer); this actor
       // lives on, counting the rest of the step's buckets so that the stage's wait ends.
       [=](proto::exchange_atom, std::uint64_t bucket) { self->state.sync->reduce_submitted(static_cast<std::size_t>(bucket)); },
+      // Answered after every bucket submitted before it (one sender's messages arrive in order): the
+      // replica waits for it before its group is reformed.
+      [=](proto::quiet_atom) { return true; },
   };
 }
 

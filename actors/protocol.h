@@ -24,6 +24,19 @@
 //   owner -> replica       (children_atom) -> std::vector<caf::actor>: every child now alive, to end them
 //   stage -> its gradient-exchange actor (exchange_atom, uint64_t bucket): reduce that bucket across
 //     the stage's replicas (exchange_actor.h); the stage waits for the step's buckets in finish
+//   Restarts under data parallelism (replicas as actors of one process, actors/data_parallel.h): the
+//   trainer supervises the group of replicas and re-runs an interrupted step on every one of them.
+//   replica -> requester   (interrupted_atom, int replica, int64_t step, uint64_t round): a child died
+//                          mid-step and was restarted; the step must be re-run on every replica
+//   requester -> replica   (abandon_atom, int64_t step, uint64_t round): abandon the step (the groups are
+//                          aborted); answered (quiet_atom, int replica, uint64_t round) once none of the
+//                          replica's actors touches a group any more
+//   requester -> replica   (rerun_atom, int64_t step, uint64_t round): the groups are reformed, re-run it;
+//                          answered like a step
+//   requester -> replica   (stop_atom, int32_t kind, std::string report): another replica failed for good;
+//                          answered (failed_atom, ...), and so is every later step
+//   coordinator -> stage   (abandon_atom) -> bool: stop the step, use no group until the next run order
+//   coordinator -> gradient-exchange actor (quiet_atom) -> bool: every bucket submitted before is done
 //
 // Tensors travel by reference inside one process (CAF messages are copy-on-write and never copied
 // here); they are not serialisable, so these messages never leave the process — the network path
@@ -53,6 +66,10 @@ using children_atom = caf::atom_constant<caf::atom("children")>;
 using check_atom = caf::atom_constant<caf::atom("check")>;
 using optimizer_atom = caf::atom_constant<caf::atom("optimizer")>;
 using quiet_atom = caf::atom_constant<caf::atom("quiet")>;
+using interrupted_atom = caf::atom_constant<caf::atom("interrupt")>;
+using abandon_atom = caf::atom_constant<caf::atom("abandon")>;
+using rerun_atom = caf::atom_constant<caf::atom("rerun")>;
+using stop_atom = caf::atom_constant<caf::atom("stop")>;
 
 // What a stage begins a step with. rewind: a re-run — the stage first abandons whatever attempt it is in
 // and returns to the step's boundary (StageWorker::rewind); keep_boundary: restarts are on, so the stage

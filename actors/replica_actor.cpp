@@ -80,6 +80,13 @@ void fail(Self* self, std::pair<ErrorKind, std::string> failure) {
              st.failure->second);
 }
 
+// Tells the requester the failure every step now ends with.
+void answer_failure(Self* self) {
+  auto& st = self->state;
+  self->send(st.requester, proto::failed_atom::value, replica_of(self), static_cast<std::int32_t>(st.failure->first),
+             st.failure->second);
+}
+
 // Whether a reply belongs to the step and attempt in progress (an abandoned attempt's does not).
 bool current(Self* self, std::uint64_t attempt) { return self->state.step && self->state.attempt == attempt; }
 
@@ -201,16 +208,24 @@ void run_stages(Self* self, std::int64_t step, bool rewind) {
 }
 
 // fault.inject: the clauses of step `step` that act before the stages begin it (throw, nan), then,
-// after, those that end an actor (kill).
+// after, those that end an actor (kill). One clause per actor and attempt: a second clause for the same
+// actor and step fires in the re-run (a fault during the re-run).
 void inject(Self* self, std::int64_t step, bool before_run) {
   auto& st = self->state;
+  // Actors with an earlier clause at this step (fired in this attempt, or still waiting).
+  if (before_run) st.fired.clear();
+  std::vector<std::pair<supervision::FaultTarget, int>> hit = st.fired;
   for (auto it = st.faults.begin(); it != st.faults.end();) {
     const supervision::FaultClause c = *it;
     const bool kill = c.action == supervision::FaultAction::kill;
-    if (c.step != step || kill == before_run) {
+    const auto actor = std::make_pair(c.target, c.index);
+    if (c.step != step || kill == before_run || std::find(hit.begin(), hit.end(), actor) != hit.end()) {
+      if (c.step == step) hit.push_back(actor);
       ++it;
       continue;
     }
+    hit.push_back(actor);
+    st.fired.push_back(actor);
     it = st.faults.erase(it);
     StageWorker& w = st.driver->stage(c.index);
     const auto s = static_cast<std::size_t>(c.index);
@@ -227,6 +242,43 @@ void inject(Self* self, std::int64_t step, bool before_run) {
       w.inject_fault(at);
     }
   }
+}
+
+// Abandon round `round` (group restarts): every stage stops the step (a stage blocked in an aborted
+// collective has thrown out of it); then every bucket submitted to a gradient-exchange actor and every
+// update asked of an optimizer-state actor is done. Then nothing of this replica touches a group, and
+// the requester hears (quiet_atom). A child that dies meanwhile counts as stopped (its restart is
+// reported separately, and the re-run covers it).
+void quiesce(Self* self, std::uint64_t round) {
+  auto& st = self->state;
+  auto stages_left = std::make_shared<std::size_t>(st.stages.size());
+  auto stage_stopped = [=] {
+    if (self->state.round != round || --*stages_left != 0) return;
+    std::vector<caf::actor> helpers;
+    for (const auto* v : {&self->state.exchanges, &self->state.optimizers})
+      for (const caf::actor& a : *v)
+        if (a) helpers.push_back(a);
+    auto helpers_left = std::make_shared<std::size_t>(helpers.size());
+    auto helper_done = [=] {
+      if (self->state.round == round && --*helpers_left == 0)
+        self->send(self->state.requester, proto::quiet_atom::value, replica_of(self), round);
+    };
+    if (helpers.empty()) return self->send(self->state.requester, proto::quiet_atom::value, replica_of(self), round);
+    for (const caf::actor& a : helpers)
+      self->request(a, caf::infinite, proto::quiet_atom::value).then([=](bool) { helper_done(); },
+                                                                      [=](caf::error&) { helper_done(); });
+  };
+  for (const caf::actor& a : st.stages)
+    self->request(a, caf::infinite, proto::abandon_atom::value).then([=](bool) { stage_stopped(); },
+                                                                      [=](caf::error&) { stage_stopped(); });
+}
+
+// The interrupted step again, as a new attempt: every stage rewinds to its boundary; faults meant for
+// the re-run fire.
+void rerun(Self* self, std::int64_t step) {
+  inject(self, step, true);
+  run_stages(self, step, true);
+  inject(self, step, false);
 }
 
 // One-for-one: child `stage`'s dead actor (`helper`: its optimizer-state actor) is spawned again on the
@@ -251,13 +303,17 @@ void restart(Self* self, int stage, Helper helper, const std::string& child) {
   const caf::actor me = caf::actor_cast<caf::actor>(self);
   for (auto& a : st.stages) self->send(a, proto::peers_atom::value, st.stages, me);
   if (!st.step) return;  // between steps: the next step begins as usual
+  if (st.group) {        // the group's supervisor re-runs the step on every replica
+    self->send(st.requester, proto::interrupted_atom::value, replica_of(self), st.step->step(), st.round);
+    return;
+  }
   const std::uint64_t attempt = st.attempt;
   auto left = std::make_shared<std::size_t>(st.optimizers.size());
   for (auto& o : st.optimizers)
     self->request(o, caf::infinite, proto::quiet_atom::value)
         .then(
             [=](bool) {
-              if (current(self, attempt) && --*left == 0) run_stages(self, self->state.step->step(), true);
+              if (current(self, attempt) && --*left == 0) rerun(self, self->state.step->step());
             },
             [](caf::error&) {});  // that optimizer-state actor died: its own restart re-runs the step
 }
@@ -270,9 +326,12 @@ caf::behavior replica_actor(Self* self, PipelineDriver* driver, supervision::Sup
   self->state.driver = driver;
   self->state.supervisor = supervisor;
   self->state.trace = trace;
-  // Under data parallelism a death is not restarted (see the header): no boundary copies either.
-  self->state.restarts = supervisor->intensity().max_restarts() > 0 && driver->options().replicas == 1;
-  if (driver->options().replica == 0) self->state.faults = supervision::parse_fault_plan(driver->config().fault.inject).clauses;
+  // Replicas in other processes are not restarted (see the header): no boundary copies either.
+  self->state.group = driver->options().replicas > 1 && driver->options().group_restarts;
+  self->state.restarts =
+      supervisor->intensity().max_restarts() > 0 && (driver->options().replicas == 1 || self->state.group);
+  for (const supervision::FaultClause& c : supervision::parse_fault_plan(driver->config().fault.inject).clauses)
+    if (c.replica == driver->options().replica) self->state.faults.push_back(c);
   self->set_down_handler([=](caf::down_msg& down) {
     auto& st = self->state;
     int stage = -1;
@@ -289,14 +348,15 @@ caf::behavior replica_actor(Self* self, PipelineDriver* driver, supervision::Sup
     if (stage < 0 || st.failure || down.reason == caf::exit_reason::user_shutdown) return;
     const std::int64_t step = st.step ? st.step->step() : -1;
     const Failure f = describe_failure(self, down.reason, "during the forward/backward pass", stage, step, helper);
-    if (!st.restarts) {
+    if (!st.restarts || helper == Helper::gradient_exchange) {
       const bool wanted = st.supervisor->intensity().max_restarts() > 0;
-      return fail(self, {f.kind, f.report +
-                                     (wanted ? "\nno restart: restarts under data parallelism (parallel.data > 1) are "
-                                               "not built yet, every replica would have to re-run the step together; "
-                                               "the job stops"
-                                             : "") +
-                                     f.grid});
+      const char* why = helper == Helper::gradient_exchange
+                            ? "\nno restart: a gradient-exchange actor is not restarted yet (its collective "
+                              "would have to start over on every replica); the job stops"
+                            : "\nno restart: restarts of replicas whose peers are other processes "
+                              "(comm.transport = tcp) are not built yet, every replica would have to re-run the "
+                              "step together; the job stops";
+      return fail(self, {f.kind, f.report + (wanted ? why : "") + f.grid});
     }
     const double now = std::chrono::duration<double>(std::chrono::steady_clock::now() - st.born).count();
     if (!st.supervisor->intensity().allow(f.child, step, f.cause, now))
@@ -353,6 +413,35 @@ caf::behavior replica_actor(Self* self, PipelineDriver* driver, supervision::Sup
       [=](proto::check_atom, std::uint64_t attempt) {
         auto& st = self->state;
         if (current(self, attempt) && st.suspect) fail(self, *st.suspect);
+      },
+      // The group's supervisor (data_parallel.h): abandon the step, whatever phase it reached — or, done
+      // already, undo it — and say when none of this replica's actors uses a group any more.
+      [=](proto::abandon_atom, std::int64_t step, std::uint64_t round) {
+        auto& st = self->state;
+        st.round = round;
+        if (st.failure) return answer_failure(self);
+        ++st.attempt;
+        st.suspect.reset();
+        if (!st.step) {  // this replica had finished the step: it is re-run all the same
+          st.step.emplace(driver->config(), driver->options(), driver->layout(), [driver] { return driver->params_in_order(); });
+          st.started = std::chrono::steady_clock::now();
+        }
+        (void)step;
+        quiesce(self, round);
+      },
+      [=](proto::rerun_atom, std::int64_t step, std::uint64_t round) {
+        auto& st = self->state;
+        st.round = round;
+        if (st.failure) return answer_failure(self);
+        rerun(self, step);
+        watch(self, step, st.progress);
+      },
+      // Another replica failed for good: so does this one's step, and every later step.
+      [=](proto::stop_atom, std::int32_t kind, const std::string& report) {
+        auto& st = self->state;
+        if (!st.failure) st.failure = std::make_pair(static_cast<ErrorKind>(kind), report);
+        st.step.reset();
+        answer_failure(self);
       },
   };
 }

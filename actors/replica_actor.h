@@ -11,14 +11,22 @@
 // so that one thread can step every replica of a process at once and collect the answers in any
 // order.
 //
-// Restarts (fault.max_restarts > 0, one replica): a stage or optimizer-state actor that dies is
-// respawned on the same StageWorker (one-for-one) while the supervisor's restart intensity allows;
-// every stage rewinds to the step's boundary (each keeps a copy of its state as a step begins), and the
-// interrupted step is re-run with the same batch as a new attempt — messages and replies of the old
-// attempt are dropped — so the run goes on bitwise as if nothing had happened. Past the intensity, with
-// data parallelism (every replica would have to re-run the step together: not built yet) and for a
-// gradient-exchange actor, a death fails the step. A child that dies between steps then fails the next
-// step; after a failure every step fails.
+// Restarts (fault.max_restarts > 0): a stage or optimizer-state actor that dies is respawned on the same
+// StageWorker (one-for-one) while the supervisor's restart intensity allows; every stage rewinds to the
+// step's boundary (each keeps a copy of its state as a step begins), and the interrupted step is re-run
+// with the same batch as a new attempt — messages and replies of the old attempt are dropped — so the
+// run goes on bitwise as if nothing had happened.
+//
+// Under data parallelism with every replica an actor of this process (PipelineOptions::group_restarts),
+// the re-run is the group's: the replica tells its requester (interrupted_atom) instead of re-running
+// alone, and the requester — the DataParallelTrainer, supervisor of the replicas — aborts the step's
+// gradient groups, has every replica abandon the step (abandon_atom, answered quiet_atom once none of
+// its actors uses a group), reforms the groups and orders the re-run on all (rerun_atom); see
+// actors/data_parallel.h. Replicas in other processes (comm.transport = tcp) are not restarted yet.
+//
+// Past the intensity, with replicas in other processes, and for a gradient-exchange actor, a death
+// fails the step. A child that dies between steps then fails the next step; after a failure every step
+// fails.
 #pragma once
 
 #include <chrono>
@@ -51,11 +59,14 @@ struct ReplicaActorState {
   // Restarts (fault.*): the attempt at the step in progress (replies and reports of an older one are
   // dropped).
   bool restarts = false;
+  bool group = false;        // the replicas re-run together (PipelineOptions::group_restarts)
+  std::uint64_t round = 0;   // the requester's round of abandon and re-run orders (group only)
   std::uint64_t attempt = 0;
   std::chrono::steady_clock::time_point born = std::chrono::steady_clock::now();  // the intensity's clock
   // A request failed while restarts are on: the death behind it restarts the step; if none comes, this.
   std::optional<std::pair<ErrorKind, std::string>> suspect;
-  std::vector<supervision::FaultClause> faults;  // fault.inject's clauses not fired yet (replica 0 only)
+  std::vector<supervision::FaultClause> faults;  // fault.inject's clauses for this replica, not fired yet
+  std::vector<std::pair<supervision::FaultTarget, int>> fired;  // actors a clause hit in this attempt
   static inline const char* name = "troupe.replica";
 };
 

@@ -3,12 +3,43 @@
 
 #include "actors/message_poll.h"
 #include "actors/state/pipeline_driver.h"
+#include "runtime/comm/group_aborted.h"
 
 namespace troupe {
 
 namespace {
+using Self = caf::stateful_actor<StageActorState>;
+
+// The step's groups were aborted (comm::GroupAborted: every replica re-runs the step): this stage is
+// fine; it stops the step and waits for the re-run order. The error goes to whoever asked, who drops it.
+caf::error abandon(Self* self) {
+  self->state.running = false;
+  self->state.abandoned = true;
+  return caf::make_error(caf::sec::runtime_error, static_cast<std::int32_t>(ErrorKind::kIo),
+                         "stage " + std::to_string(self->state.worker->stage()) + ": step abandoned");
+}
+
+// Runs `f`; a comm::GroupAborted abandons the step (any other exception ends the actor, as before).
+template <class F>
+auto unless_aborted(Self* self, F f) -> caf::result<decltype(f())> {
+  try {
+    return f();
+  } catch (const comm::GroupAborted&) {
+    return abandon(self);
+  }
+}
+
 // Runs the worker as far as it can go and ships what it produced.
+void pump_once(caf::stateful_actor<StageActorState>* self);
 void pump(caf::stateful_actor<StageActorState>* self) {
+  try {
+    pump_once(self);
+  } catch (const comm::GroupAborted&) {
+    abandon(self);
+  }
+}
+
+void pump_once(caf::stateful_actor<StageActorState>* self) {
   // A neighbour can start this step before the coordinator's run message reaches us: its messages wait
   // in the worker's inbox until then.
   if (!self->state.running) return;
@@ -43,6 +74,7 @@ void start(caf::stateful_actor<StageActorState>* self, const proto::RunOrder& or
   w.begin_step(order.batch, order.microbatches, order.loss_scale, order.row_block);
   st.reported = false;
   st.running = true;
+  st.abandoned = false;
   // Neighbours that began this attempt first: their messages, kept until now.
   std::vector<StageMessage> early = std::move(st.early);
   st.early.clear();
@@ -99,17 +131,29 @@ caf::behavior stage_actor(caf::stateful_actor<StageActorState>* self, StageWorke
         pump(self);
       },
       [=](proto::optimizer_atom, const caf::actor& optimizer) { self->state.optimizer = optimizer; },
-      [=](proto::finish_atom, const Tensor& tied_grad) { return self->state.worker->finish_step(tied_grad); },
+      [=](proto::finish_atom, const Tensor& tied_grad) {
+        return unless_aborted(self, [&] { return self->state.worker->finish_step(tied_grad); });
+      },
       [=](proto::apply_atom, double clip, double lr, bool skip) -> caf::result<Tensor> {
         self->state.running = false;
-        if (skip) return self->state.worker->apply_step(clip, lr, true);  // no update: weights and state stay
+        if (skip) return unless_aborted(self, [&] { return self->state.worker->apply_step(clip, lr, true); });  // no update: weights and state stay
         // The optimizer-state actor updates the parameters; then this stage finishes the step and answers.
         auto answer = self->make_response_promise<Tensor>();
         self->state.updating = true;
+        const std::uint64_t attempt = self->state.attempt;
         self->request(self->state.optimizer, caf::infinite, proto::update_atom::value, clip, lr)
             .then(
                 [=](bool) mutable {
-                  answer.deliver(self->state.worker->finish_update());
+                  // Abandoned meanwhile: finishing would use a group the other replicas have left.
+                  if (self->state.abandoned || self->state.attempt != attempt) {
+                    answer.deliver(abandon(self));
+                  } else {
+                    try {
+                      answer.deliver(self->state.worker->finish_update());
+                    } catch (const comm::GroupAborted&) {
+                      answer.deliver(abandon(self));
+                    }
+                  }
                   updated(self);
                 },
                 [=](caf::error& e) mutable {
@@ -117,6 +161,12 @@ caf::behavior stage_actor(caf::stateful_actor<StageActorState>* self, StageWorke
                   updated(self);
                 });
         return answer;
+      },
+      // The step's groups are aborted: stop it (a pump blocked in a collective has already thrown), and
+      // answer once nothing of it runs any more.
+      [=](proto::abandon_atom) {
+        abandon(self);
+        return true;
       },
       [=](proto::tied_atom, const Tensor& wte) {
         self->state.worker->set_tied_weight(wte);

@@ -23,6 +23,9 @@ struct StageActorState {
   // rewind would race with the update).
   bool updating = false;
   std::optional<proto::RunOrder> pending_run;
+  // The step was abandoned (its groups aborted, abandon_atom): nothing more of it runs — no pump, no
+  // finish of an update still in flight — until the next run order.
+  bool abandoned = false;
   std::chrono::microseconds poll{0};  // comm.poll_us: how long an idle stage polls for its next message
   static inline const char* name = "troupe.stage";
 };

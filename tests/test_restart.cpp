@@ -127,14 +127,131 @@ TEST_CASE("an injected NaN is skipped or stops the run as train.on_nonfinite say
   }
 }
 
-TEST_CASE("under data parallelism a dead stage is not restarted, and the report says why", "[restart][actors]") {
-  const RunConfig config = load_config(std::nullopt, gpt({"parallel.data=2", "train.batch_size=8",
-                                                          "fault.inject=throw stage 1 at step 1", "comm.timeout_s=30"}));
+namespace {
+struct RestartedReplicas {
+  Restarted replica0;
+  std::vector<TrainingRun> others;  // replicas 1.. (each must equal replica 0: no half-applied step)
+};
+
+RestartedReplicas run_replicas(const std::vector<std::string>& sets) {
+  const RunConfig config = load_config(std::nullopt, gpt(sets));
   DataParallelTrainer t(config);
-  t.train_step(0);
-  CHECK_THROWS_WITH(t.train_step(1), Contains("injected fault at B0") &&
-                                         Contains("no restart: restarts under data parallelism (parallel.data > 1) are "
-                                                  "not built yet"));
+  RestartedReplicas out;
+  for (std::int64_t s = 0; s < config.train.steps; ++s) {
+    const StepStats stats = t.train_step(s);
+    out.replica0.run.losses.push_back(stats.loss);
+  }
+  for (int r = 0; r < t.replicas(); ++r) {
+    TrainingRun weights;
+    for (int s = 0; s < t.replica(r).num_stages(); ++s)
+      for (Param* q : t.replica(r).stage(s).params()) weights.weights[q->name] = q->value.to_vector();
+    if (r == 0) out.replica0.run.weights = std::move(weights.weights);
+    else out.others.push_back(std::move(weights));
+    for (const auto& restart : t.actor_replica(r).restarts()) out.replica0.restarts.push_back(restart);
+  }
+  return out;
+}
+
+void require_replicas_equal(const RestartedReplicas& r) {
+  for (const TrainingRun& other : r.others) {
+    TrainingRun same = other;
+    same.losses = r.replica0.run.losses;
+    require_bitwise(r.replica0.run, same);
+  }
+}
+}  // namespace
+
+TEST_CASE("data parallel replicas: a dead actor on one replica is restarted, every replica re-runs the step, bitwise",
+          "[restart][actors][data]") {
+  for (const char* exchange : {"ring", "alltoall"}) {
+    const std::vector<std::string> layout = {"parallel.data=2", "train.batch_size=8", "comm.timeout_s=30",
+                                             std::string("parallel.gradient_exchange=") + exchange};
+    const RestartedReplicas clean = run_replicas(layout);
+    CHECK(clean.replica0.restarts.empty());
+    require_replicas_equal(clean);
+    // Replica 0 and replica 1; in the forward/backward pass (the exchange of the step waits for the dead
+    // stage's buckets) and in the update (the other replica may have applied the step already).
+    for (const char* plan : {"kill stage 1 at step 2", "kill stage 0 at step 1 on replica 1",
+                             "throw stage 1 at step 3 on replica 1", "throw stage 0 at step 0",
+                             "kill optimizer 1 at step 2 on replica 1", "throw optimizer 0 at step 4 on replica 1",
+                             "throw optimizer 1 at step 1"}) {
+      INFO(exchange << ": " << plan);
+      std::vector<std::string> with = layout;
+      with.push_back(std::string("fault.inject=") + plan);
+      const RestartedReplicas faulty = run_replicas(with);
+      require_bitwise(clean.replica0.run, faulty.replica0.run);
+      require_replicas_equal(faulty);
+      CHECK(faulty.replica0.restarts.size() == 1);
+    }
+  }
+}
+
+TEST_CASE("data parallel replicas with ZeRO-1: restarts re-run the sharded update on every replica, bitwise",
+          "[restart][actors][data]") {
+  const std::vector<std::string> layout = {"parallel.data=2", "train.batch_size=8", "parallel.zero=1",
+                                           "comm.timeout_s=30"};
+  const RestartedReplicas clean = run_replicas(layout);
+  for (const char* plan : {"throw optimizer 1 at step 2 on replica 1", "kill stage 0 at step 1",
+                           "kill stage 1 at step 3 on replica 1"}) {
+    INFO(plan);
+    std::vector<std::string> with = layout;
+    with.push_back(std::string("fault.inject=") + plan);
+    const RestartedReplicas faulty = run_replicas(with);
+    require_bitwise(clean.replica0.run, faulty.replica0.run);
+    CHECK(faulty.replica0.restarts.size() == 1);
+  }
+}
+
+TEST_CASE("a fault during the re-run, and deaths on two replicas in one step, are restarted too: bitwise",
+          "[restart][actors][data]") {
+  const Restarted clean = run_actors({});
+  // The second clause for the same actor and step fires in the step's re-run.
+  const Restarted twice = run_actors({"fault.inject=throw stage 1 at step 2; throw stage 1 at step 2"});
+  require_bitwise(clean.run, twice.run);
+  CHECK(twice.restarts.size() == 2);
+  const std::vector<std::string> dp = {"parallel.data=2", "train.batch_size=8", "comm.timeout_s=30"};
+  const RestartedReplicas dp_clean = run_replicas(dp);
+  for (const char* plan : {"throw stage 1 at step 2 on replica 1; throw stage 1 at step 2 on replica 1",
+                           "kill stage 0 at step 2; kill stage 1 at step 2 on replica 1",
+                           "throw stage 0 at step 1; throw optimizer 1 at step 1 on replica 1"}) {
+    INFO(plan);
+    std::vector<std::string> with = dp;
+    with.push_back(std::string("fault.inject=") + plan);
+    const RestartedReplicas faulty = run_replicas(with);
+    require_bitwise(dp_clean.replica0.run, faulty.replica0.run);
+    require_replicas_equal(faulty);
+    CHECK(faulty.replica0.restarts.size() == 2);
+  }
+}
+
+TEST_CASE("a fault in every re-run ends with the supervisor's escalation, not a hang", "[restart][actors][data]") {
+  // One restart allowed, a fault in the first attempt and in the re-run of the same step: the second is
+  // past the intensity, and the step (on every replica) ends with the error.
+  for (const bool data : {false, true}) {
+    INFO("data parallel: " << data);
+    std::vector<std::string> sets = {"fault.max_restarts=1",
+                                     data ? "fault.inject=kill stage 1 at step 1 on replica 1; throw stage 1 at step 1 on replica 1"
+                                          : "fault.inject=kill stage 1 at step 1; throw stage 1 at step 1"};
+    if (data) sets.insert(sets.end(), {"parallel.data=2", "train.batch_size=8", "comm.timeout_s=30"});
+    const RunConfig config = load_config(std::nullopt, gpt(sets));
+    const std::string who = data ? "replica 1/stage 1" : "replica 0/stage 1";
+    auto expect_escalation = [&](auto& trainer) {
+      trainer.train_step(0);
+      CHECK_THROWS_WITH(trainer.train_step(1), Contains("stage actor " + who) &&
+                                                   Contains("died in step 1: stage 1: injected fault at B0") &&
+                                                   Contains("the supervisor gives up") &&
+                                                   Contains("  " + who + " in step 1: exit_reason(kill)"));
+      // After the failure every step fails at once, with the same report.
+      CHECK_THROWS_WITH(trainer.train_step(2), Contains("the supervisor gives up"));
+    };
+    if (data) {
+      DataParallelTrainer t(config);
+      expect_escalation(t);
+    } else {
+      ActorPipeline p(config, pipeline_options(config, 0));
+      expect_escalation(p);
+    }
+  }
 }
 
 TEST_CASE("a restarted CNN pipeline stage rewinds its batch-norm running statistics too: bitwise the clean run",

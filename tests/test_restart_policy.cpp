@@ -68,6 +68,12 @@ TEST_CASE("fault.inject parses clauses into typed faults", "[supervision][faults
         "optimizer 0 at step 0");
   CHECK(parse_fault_plan("").empty());
   CHECK(parse_fault_plan(" ; ").empty());
+  // A replica of parallel.data: replica 0 unless named.
+  const FaultPlan r = parse_fault_plan("kill stage 1 at step 2 on replica 1; throw optimizer 0 at step 3 on replica 0");
+  REQUIRE(r.clauses.size() == 2);
+  CHECK(r.clauses[0] == FaultClause{FaultAction::kill, FaultTarget::stage, 1, 2, 1});
+  CHECK(r.clauses[1] == FaultClause{FaultAction::raise, FaultTarget::optimizer, 0, 3, 0});
+  CHECK(to_string(r) == "kill stage 1 at step 2 on replica 1; throw optimizer 0 at step 3");
 }
 
 TEST_CASE("fault.inject errors quote the bad clause and say what was expected", "[supervision][faults]") {
@@ -89,9 +95,14 @@ TEST_CASE("fault.inject errors quote the bad clause and say what was expected", 
   CHECK(error_of("kill stage 1 at step -3") ==
         "fault.inject: clause 'kill stage 1 at step -3': '-3' is not a step number (0 to 10^12)");
   CHECK(error_of("kill stage 1 in step 3") ==
-        "fault.inject: clause 'kill stage 1 in step 3': expected '<kill|throw|nan> <stage|optimizer> N at step S'");
+        "fault.inject: clause 'kill stage 1 in step 3': expected '<kill|throw|nan> <stage|optimizer> N at step S [on replica R]'");
   CHECK(error_of("kill stage 1") ==
-        "fault.inject: clause 'kill stage 1': 3 words, expected '<kill|throw|nan> <stage|optimizer> N at step S'");
+        "fault.inject: clause 'kill stage 1': 3 words, expected '<kill|throw|nan> <stage|optimizer> N at step S [on replica R]'");
+  CHECK(error_of("kill stage 1 at step 3 on rank 1") ==
+        "fault.inject: clause 'kill stage 1 at step 3 on rank 1': expected '<kill|throw|nan> <stage|optimizer> N at "
+        "step S [on replica R]'");
+  CHECK(error_of("kill stage 1 at step 3 on replica x") ==
+        "fault.inject: clause 'kill stage 1 at step 3 on replica x': 'x' is not a replica number (0 to 1023)");
   CHECK(error_of("nan optimizer 0 at step 1") ==
         "fault.inject: clause 'nan optimizer 0 at step 1': nan applies to a stage (its gradient), not to an optimizer");
 }
@@ -113,4 +124,8 @@ TEST_CASE("fault.inject is checked against the layout and the run's steps", "[su
   CHECK_THAT(error_of({"train.steps=10", "fault.inject=kill stage 0 at step 1"}),
              Contains("fault.inject needs a run by stage actors"));
   CHECK_THAT(error_of({"parallel.pipeline=2", "fault.inject=kill stage 0 at 1"}), Contains("fault.inject: clause"));
+  CHECK_THAT(error_of({"parallel.pipeline=2", "parallel.data=2", "train.batch_size=8",
+                       "fault.inject=kill stage 0 at step 1 on replica 2"}),
+             Contains("clause 'kill stage 0 at step 1 on replica 2': replica 2 does not exist, parallel.data = 2 "
+                      "(replicas 0 to 1)"));
 }

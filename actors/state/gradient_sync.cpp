@@ -169,6 +169,12 @@ void GradientSync::abort(std::exception_ptr error) {
   cv_.notify_all();
 }
 
+void GradientSync::reform() {
+  std::lock_guard lock(mu_);
+  error_ = nullptr;
+  reduced_ = enqueued_ = 0;
+}
+
 void GradientSync::reduce_bucket(std::size_t b) {
   const Bucket& bucket = buckets_[b];
   const double begin = trace_ ? trace_->now_us() : 0.0;

@@ -89,6 +89,10 @@ class GradientSync {
   // The exchange participant is gone: waiting and later calls fail with `error` instead of waiting
   // forever for buckets nobody will reduce.
   void abort(std::exception_ptr error);
+  // The step was abandoned on every replica and its group reformed (actors/data_parallel.h): forgets the
+  // abandoned step's buckets and its failure (a comm::GroupAborted), so that the re-run starts clean.
+  // Only while no bucket is being reduced.
+  void reform();
 
   int stage() const { return stage_; }
   int replica() const;

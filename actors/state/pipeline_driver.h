@@ -36,6 +36,10 @@ struct PipelineOptions {
   // whole batch, so gradients summed over replicas (GradientSync, attached per stage) are the batch's.
   int replica = 0;
   int replicas = 1;
+  // Every replica is an actor pipeline of this process, stepped by one DataParallelTrainer, which
+  // re-runs an interrupted step on all of them (replica_actor.h). Off: a replica whose peers live in
+  // other processes, which cannot be re-run together yet.
+  bool group_restarts = false;
 };
 
 // Replica `replica`'s contiguous share of `batch` (the batch itself for one replica).

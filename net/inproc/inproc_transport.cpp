@@ -12,6 +12,7 @@
 #include <tuple>
 #include <vector>
 
+#include "runtime/comm/group_aborted.h"
 #include "runtime/error.h"
 
 namespace troupe::net {
@@ -42,6 +43,7 @@ struct InprocWorld::State {
   // waiters, so a recv that starts waiting after kill() still sees it: no lost wake-up.
   std::vector<std::atomic<bool>> dead;
   std::atomic<int> first_dead{-1};
+  std::atomic<bool> aborted{false};  // abort() until reform(); read like first_dead
 
   Mailbox& mailbox(int from, int to, std::uint32_t tag) {
     std::lock_guard lock(mu);
@@ -53,6 +55,9 @@ struct InprocWorld::State {
   // Throws when the world is broken; names `peer` if it is the dead one, else the first dead rank.
   void throw_if_broken(int self, int peer, const char* op) const {
     const int first = first_dead.load();
+    if (first < 0 && aborted.load())
+      throw comm::GroupAborted(detail::concat("rank ", self, ": ", op, " with rank ", peer,
+                                              " abandoned: the step is re-run on every rank"));
     if (first < 0) return;
     const int culprit = dead[static_cast<std::size_t>(peer)].load() ? peer : first;
     throw Error(ErrorKind::kIo,
@@ -88,9 +93,9 @@ class InprocTransport final : public comm::Transport {
     {
       std::unique_lock lock(box.mu);
       const bool ready = box.cv.wait_for(lock, state_->timeout, [&] {
-        return !box.messages.empty() || state_->first_dead.load() >= 0;
+        return !box.messages.empty() || state_->first_dead.load() >= 0 || state_->aborted.load();
       });
-      // A dead peer wins over a queued message: kill() promises every recv fails at once.
+      // A dead peer (or an abort) wins over a queued message: kill() promises every recv fails at once.
       state_->throw_if_broken(rank_, from, "recv");
       if (!ready) {
         throw Error(ErrorKind::kIo,
@@ -133,19 +138,43 @@ std::unique_ptr<comm::Transport> InprocWorld::transport(int rank) {
   return std::make_unique<InprocTransport>(state_, rank);
 }
 
+namespace {
+// Wakes every waiter. Taking each mailbox's mutex before notifying orders this after any waiter's
+// predicate check, so none can miss a flag set before and sleep until its timeout.
+void wake_all(InprocWorld::State& state) {
+  std::lock_guard lock(state.mu);
+  for (auto& [key, box] : state.mailboxes) {
+    { std::lock_guard box_lock(box->mu); }
+    box->cv.notify_all();
+  }
+}
+}  // namespace
+
 void InprocWorld::kill(int rank) {
   TROUPE_CHECK(rank >= 0 && rank < state_->ranks, "rank ", rank, " of ", state_->ranks);
   local_->kill(rank);
   state_->dead[static_cast<std::size_t>(rank)].store(true);
   int none = -1;
   state_->first_dead.compare_exchange_strong(none, rank);
-  // Wake every waiter. Taking each mailbox's mutex before notifying orders this after any waiter's
-  // predicate check, so none can miss the flag and sleep until its timeout.
-  std::lock_guard lock(state_->mu);
-  for (auto& [key, box] : state_->mailboxes) {
-    { std::lock_guard box_lock(box->mu); }
-    box->cv.notify_all();
+  wake_all(*state_);
+}
+
+void InprocWorld::abort() {
+  local_->abort();
+  state_->aborted.store(true);
+  wake_all(*state_);
+}
+
+void InprocWorld::reform() {
+  local_->reform();
+  {
+    std::lock_guard lock(state_->mu);
+    for (auto& [key, box] : state_->mailboxes) {
+      std::lock_guard box_lock(box->mu);
+      box->messages.clear();
+    }
   }
+  state_->aborted.store(false);
 }
 
 }  // namespace troupe::net

@@ -10,6 +10,10 @@
 // pending and every future recv (and send) on every rank throws troupe::Error(ErrorKind::kIo) at once,
 // naming the dead rank. Build a new InprocWorld to continue.
 //
+// A step abandoned on purpose (a supervisor re-runs it on every rank, actors/data_parallel.h) is not a
+// death: abort() makes every pending and future send/recv throw comm::GroupAborted, and once no rank
+// uses the world any more, reform() empties every mailbox and makes it whole again.
+//
 // The world is the one object for ranks that are threads of one process: besides the message-passing
 // endpoints it holds the same ranks as a comm::LocalGroup (collectives by reference, no copies), and
 // kill() breaks both.
@@ -42,6 +46,12 @@ class InprocWorld {
   // Marks `rank` dead, in the transport and the local group, and wakes every waiting recv, which then
   // throws an Error naming it. Safe to call from any thread, any number of times.
   void kill(int rank);
+  // Every waiting and future send/recv (and local-group collective) on every rank throws
+  // comm::GroupAborted, until reform(). Any thread.
+  void abort();
+  // After abort(), when no rank is inside a send, recv or collective (the caller makes sure): drops
+  // every message of the abandoned step and lets the ranks communicate again. A killed world stays dead.
+  void reform();
 
   struct State;  // shared with the endpoints; defined in the .cpp
 

@@ -13,6 +13,7 @@
 
 #include "runtime/comm/elementwise.h"
 #include "runtime/comm/ring.h"
+#include "runtime/comm/group_aborted.h"
 #include "runtime/error.h"
 
 namespace troupe::comm {
@@ -26,6 +27,7 @@ struct LocalGroup::State {
   const std::chrono::milliseconds timeout;
   std::atomic<std::uint64_t> arrived{0};  // barrier arrivals of all ranks, ever
   std::atomic<int> first_dead{-1};
+  std::atomic<bool> aborted{false};  // abort() until reform()
   std::mutex mu;  // only for sleeping waiters
   std::condition_variable cv;
   std::vector<std::uint64_t> passed;                   // barriers each rank has passed (its own thread only)
@@ -60,9 +62,34 @@ void LocalGroup::kill(int rank) {
   s.cv.notify_all();
 }
 
-void LocalGroup::barrier(int rank, const char* phase) {
+void LocalGroup::abort() {
+  State& s = *state_;
+  s.aborted.store(true);
+  { std::lock_guard lock(s.mu); }
+  s.cv.notify_all();
+}
+
+void LocalGroup::reform() {
+  State& s = *state_;
+  s.arrived.store(0);
+  for (int r = 0; r < s.ranks; ++r) {
+    s.passed[static_cast<std::size_t>(r)] = 0;
+    s.arrivals[static_cast<std::size_t>(r)].store(0);
+  }
+  s.aborted.store(false);
+}
+
+// `abortable`: the collective's first barrier, before which no rank reads another's buffer; abort()
+// ends only it. A rank that leaves it for an abort withdraws its arrival, so the barrier can never fill
+// behind its back and let the others read a buffer it no longer holds; once it has filled, every rank
+// finishes the collective (its later phases wait for nothing outside it).
+void LocalGroup::barrier(int rank, const char* phase, bool abortable) {
   State& s = *state_;
   s.throw_if_dead(rank);
+  auto abandoned = [&] {
+    return GroupAborted(detail::concat("rank ", rank, ": local allreduce abandoned: the step is re-run on every rank"));
+  };
+  if (abortable && s.aborted.load()) throw abandoned();
   const std::uint64_t k = ++s.passed[static_cast<std::size_t>(rank)];
   const std::uint64_t target = k * static_cast<std::uint64_t>(s.ranks);
   s.arrivals[static_cast<std::size_t>(rank)].store(k);
@@ -71,7 +98,8 @@ void LocalGroup::barrier(int rank, const char* phase) {
     s.cv.notify_all();
     return;
   }
-  auto done = [&] { return s.arrived.load() >= target || s.first_dead.load() >= 0; };
+  auto filled = [&] { return s.arrived.load() >= target; };
+  auto done = [&] { return filled() || s.first_dead.load() >= 0 || (abortable && s.aborted.load()); };
   for (int spin = 0; spin < 4000 && !done(); ++spin) {
     if (spin >= 64) std::this_thread::yield();  // other ranks may need this core (threads > cores)
   }
@@ -87,6 +115,8 @@ void LocalGroup::barrier(int rank, const char* phase) {
     }
   }
   s.throw_if_dead(rank);
+  for (std::uint64_t now = s.arrived.load(); now < target;)  // aborted and not filled: withdraw, then leave
+    if (s.arrived.compare_exchange_weak(now, now - 1)) throw abandoned();
 }
 
 template <class T>
@@ -97,7 +127,7 @@ void LocalGroup::allreduce(int rank, std::span<T> data) {
   const auto me = static_cast<std::size_t>(rank);
   s.buffers[me] = data.data();  // publish; the barrier's atomic orders it before the others' reads
   s.lengths[me] = data.size();
-  barrier(rank, "publish");
+  barrier(rank, "publish", true);
   for (int r = 1; r < s.ranks; ++r)  // every rank finds the same first mismatch, so all throw alike
     if (s.lengths[static_cast<std::size_t>(r)] != s.lengths[0])
       throw Error(ErrorKind::kIo, detail::concat("rank ", rank, ": local allreduce: rank ", r, " passed ",
@@ -115,7 +145,7 @@ void LocalGroup::allreduce(int rank, std::span<T> data) {
     for (int r = 2; r < s.ranks; ++r) add_into(scratch, scratch, buffer(r) + begin, len);
     std::memcpy(data.data() + begin, scratch, len * sizeof(T));
   }
-  barrier(rank, "reduce");
+  barrier(rank, "reduce", false);
 
   // gather: every other slice, from its owner's buffer
   for (int o = 1; o < s.ranks; ++o) {
@@ -123,7 +153,7 @@ void LocalGroup::allreduce(int rank, std::span<T> data) {
     const ChunkRange c = ring_chunk(data.size(), s.ranks, owner);
     if (c.length) std::memcpy(data.data() + c.offset, buffer(owner) + c.offset, c.length * sizeof(T));
   }
-  barrier(rank, "gather");
+  barrier(rank, "gather", false);
 }
 
 template void LocalGroup::allreduce<float>(int, std::span<float>);

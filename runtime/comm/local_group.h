@@ -51,11 +51,15 @@ class LocalGroup {
 
   // Marks `rank` dead: every waiting and future collective on every rank throws, naming it. Any thread.
   void kill(int rank);
+  // A step abandoned on purpose: every waiting and future collective throws comm::GroupAborted until
+  // reform(), which the caller calls once no rank is inside a collective (barrier counts start again).
+  void abort();
+  void reform();
 
   struct State;
 
  private:
-  void barrier(int rank, const char* phase);
+  void barrier(int rank, const char* phase, bool abortable);
   std::unique_ptr<State> state_;
 };
 

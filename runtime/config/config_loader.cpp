@@ -360,6 +360,9 @@ void validate_faults(const RunConfig& config) {
     if (c.index >= par.pipeline)
       invalid(fmt::format("fault.inject: clause '{}': stage {} does not exist, parallel.pipeline = {} (stages 0 to {})",
                           supervision::to_string(c), c.index, par.pipeline, par.pipeline - 1));
+    if (c.replica >= par.data)
+      invalid(fmt::format("fault.inject: clause '{}': replica {} does not exist, parallel.data = {} (replicas 0 to {})",
+                          supervision::to_string(c), c.replica, par.data, par.data - 1));
     if (c.step >= config.train.steps)
       invalid(fmt::format("fault.inject: clause '{}': step {} is never reached, the run ends after train.steps = {} "
                           "(steps 0 to {})",

@@ -28,14 +28,14 @@ bool number(std::string_view w, T& out) {
   return ec == std::errc() && end == w.data() + w.size() && out >= 0;
 }
 
-const char* kShape = "expected '<kill|throw|nan> <stage|optimizer> N at step S'";
+const char* kShape = "expected '<kill|throw|nan> <stage|optimizer> N at step S [on replica R]'";
 
 FaultClause parse_clause(std::string_view text) {
   const std::vector<std::string_view> w = words(text);
   auto bad = [&](const std::string& why) {
     return Error(ErrorKind::kConfig, fmt::format("fault.inject: clause '{}': {}", text, why));
   };
-  if (w.size() != 6) throw bad(fmt::format("{} words, {}", w.size(), kShape));
+  if (w.size() != 6 && w.size() != 9) throw bad(fmt::format("{} words, {}", w.size(), kShape));
   FaultClause c;
   if (w[0] == "kill") c.action = FaultAction::kill;
   else if (w[0] == "throw") c.action = FaultAction::raise;
@@ -48,6 +48,11 @@ FaultClause parse_clause(std::string_view text) {
   if (w[3] != "at" || w[4] != "step") throw bad(kShape);
   if (!number(w[5], c.step) || c.step > 1000000000000LL)
     throw bad(fmt::format("'{}' is not a step number (0 to 10^12)", w[5]));
+  if (w.size() == 9) {
+    if (w[6] != "on" || w[7] != "replica") throw bad(kShape);
+    if (!number(w[8], c.replica) || c.replica > 1023)
+      throw bad(fmt::format("'{}' is not a replica number (0 to 1023)", w[8]));
+  }
   if (c.action == FaultAction::nan && c.target != FaultTarget::stage)
     throw bad("nan applies to a stage (its gradient), not to an optimizer");
   return c;
@@ -69,8 +74,8 @@ FaultPlan parse_fault_plan(std::string_view text) {
 
 std::string to_string(const FaultClause& c) {
   const char* action = c.action == FaultAction::kill ? "kill" : c.action == FaultAction::raise ? "throw" : "nan";
-  return fmt::format("{} {} {} at step {}", action, c.target == FaultTarget::stage ? "stage" : "optimizer", c.index,
-                     c.step);
+  return fmt::format("{} {} {} at step {}{}", action, c.target == FaultTarget::stage ? "stage" : "optimizer", c.index,
+                     c.step, c.replica == 0 ? std::string() : fmt::format(" on replica {}", c.replica));
 }
 
 std::string to_string(const FaultPlan& plan) {

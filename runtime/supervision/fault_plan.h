@@ -2,13 +2,14 @@
 // step — so that a run can rehearse its failures (docs/failures.md has the grammar).
 //
 //   plan    := clause { ";" clause }          blank clauses are ignored; words are case-sensitive
-//   clause  := action target N "at step" S
+//   clause  := action target N "at step" S [ "on replica" R ]
 //   action  := "kill"    the actor is ended as a crash would end it (CAF exit reason kill)
 //            | "throw"   a stage's first backward of the step throws; an optimizer's update throws
 //            | "nan"     a stage's first gradient turns NaN at the end of the backward (stage only;
 //                        train.on_nonfinite decides: the step is skipped, or the run stops)
-//   target  := "stage" | "optimizer"          replica 0's stage N, or stage N's optimizer-state actor
-// Each clause fires once, in the first attempt of step S.
+//   target  := "stage" | "optimizer"          stage N of replica R (default 0), or its optimizer-state actor
+// Each clause fires once, in the first attempt of step S; a second clause for the same actor and step
+// fires in the step's re-run (a fault during the re-run), a third in the re-run after that.
 #pragma once
 
 #include <cstdint>
@@ -26,6 +27,7 @@ struct FaultClause {
   FaultTarget target = FaultTarget::stage;
   int index = 0;           // the stage
   std::int64_t step = 0;
+  int replica = 0;         // of parallel.data
   friend bool operator==(const FaultClause&, const FaultClause&) = default;
 };
 
