@@ -254,7 +254,7 @@ TEST_CASE("a fault in every re-run ends with the supervisor's escalation, not a 
   }
 }
 
-TEST_CASE("a restarted CNN pipeline stage rewinds its batch-norm running statistics too: bitwise the clean run",
+TEST_CASE("a restarted CNN stage rewinds its batch-norm statistics too: bitwise the clean run",
           "[restart][actors][cnn]") {
   if (!std::filesystem::exists("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz")) {
     WARN("dataset-fashion-mnist is not installed; skipping");
