@@ -202,7 +202,7 @@ TEST_CASE("data parallel replicas with ZeRO-1: restarts re-run the sharded updat
   }
 }
 
-TEST_CASE("a fault during the re-run, and deaths on two replicas in one step, are restarted too: bitwise",
+TEST_CASE("faults in a re-run, and on two replicas in one step, are restarted: bitwise",
           "[restart][actors][data]") {
   const Restarted clean = run_actors({});
   // The second clause for the same actor and step fires in the step's re-run.
