@@ -242,6 +242,12 @@ void DataParallelTrainer::set_trace(TraceRecorder* trace) {
     drivers_[0]->stage(s).set_trace(trace, trace->track("stage " + std::to_string(s)));
 }
 
+std::vector<supervision::Restart> DataParallelTrainer::restarts() const {
+  std::vector<supervision::Restart> all;
+  for (const auto& p : actor_pipelines_) all.insert(all.end(), p->restarts().begin(), p->restarts().end());
+  return all;
+}
+
 CommStats DataParallelTrainer::last_step_comm() const {
   CommStats total;
   for (int s = 0; s < drivers_[0]->num_stages(); ++s)

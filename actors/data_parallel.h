@@ -69,6 +69,8 @@ class DataParallelTrainer {
   PipelineDriver& replica(int r) { return *drivers_.at(static_cast<std::size_t>(r)); }
   // Replica r's actors (when run by actors).
   ActorPipeline& actor_replica(int r) { return *actor_pipelines_.at(static_cast<std::size_t>(r)); }
+  // Every replica's restarts so far, replica by replica (when run by actors).
+  std::vector<supervision::Restart> restarts() const;
   // Bytes replica 0 sent in the last step, over all its stages.
   CommStats last_step_comm() const;
   // Optimizer-state bytes held by replica r (ZeRO-1: about 1/D of the replicated figure).

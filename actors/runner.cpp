@@ -163,6 +163,18 @@ class DeviceJob final : public TrainerJob<DeviceTrainer> {
   }
 };
 
+// Each restart: which actor, when, why, and how long the step took to recover.
+std::string restarts_report(const std::vector<supervision::Restart>& r, int max_restarts) {
+  std::string out;
+  if (!r.empty())
+    out += fmt::format("{} restart{} (fault.max_restarts = {}):\n", r.size(), r.size() == 1 ? "" : "s", max_restarts);
+  for (const supervision::Restart& x : r)
+    out += fmt::format("  {} {}: {}; re-run {:.3f} s after, recovered (the step done) {:.3f} s after\n", x.child,
+                       x.step >= 0 ? fmt::format("in step {}", x.step) : std::string("between steps"), x.cause,
+                       x.restarted_s, x.recovery_s);
+  return out;
+}
+
 class PipelineJob final : public TrainerJob<ActorPipeline> {
  public:
   PipelineJob(const RunConfig& config, const plan::Topology& topology) {
@@ -173,17 +185,9 @@ class PipelineJob final : public TrainerJob<ActorPipeline> {
                            trainer_->describe_partition());
   }
   std::vector<supervision::Restart> restarts() override { return trainer_->restarts(); }
-  // Skipped steps, then each restart: which actor, when, why, and how long the step took to recover.
+  // Skipped steps, then each restart.
   std::string report() override {
-    std::string out = skipped_report();
-    const auto& r = trainer_->restarts();
-    if (!r.empty()) out += fmt::format("{} restart{} (fault.max_restarts = {}):\n", r.size(), r.size() == 1 ? "" : "s",
-                                       trainer_->driver().config().fault.max_restarts);
-    for (const supervision::Restart& x : r)
-      out += fmt::format("  {} {}: {}; re-run {:.3f} s after, recovered (the step done) {:.3f} s after\n", x.child,
-                         x.step >= 0 ? fmt::format("in step {}", x.step) : std::string("between steps"), x.cause,
-                         x.restarted_s, x.recovery_s);
-    return out;
+    return skipped_report() + restarts_report(trainer_->restarts(), trainer_->driver().config().fault.max_restarts);
   }
 };
 
@@ -219,7 +223,11 @@ class DataParallelThreadsJob final : public TrainerJob<DataParallelTrainer> {
     trainer_ = std::make_unique<DataParallelTrainer>(config, true, &topology);
     summary_ = data_parallel_summary(config, fmt::format("{} replicas (threads)", config.parallel.data));
   }
-  std::string report() override { return data_parallel_report(*trainer_, config_) + skipped_report(); }
+  std::vector<supervision::Restart> restarts() override { return trainer_->restarts(); }
+  std::string report() override {
+    return data_parallel_report(*trainer_, config_) + skipped_report() +
+           restarts_report(trainer_->restarts(), config_.fault.max_restarts);
+  }
 
  private:
   RunConfig config_;

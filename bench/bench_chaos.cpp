@@ -5,8 +5,9 @@
 //
 //   troupe_bench_chaos [--trials N] [--seed S] [--steps K] [--model small|default] [--layouts a,b,...]
 //
-// Layouts: 1f1b, gpipe, interleaved (pipelines of 2 stages run by actors), dp (2 replicas x 2 stages,
-// replicas as threads: restarts there are not built yet, so its trials are expected not to survive).
+// Layouts: 1f1b, gpipe, interleaved (pipelines of 2 stages run by actors), dp and dp-alltoall (2 replicas
+// x 2 stages, replicas as threads, ring or all-to-all gradient exchange; the fault lands on a random
+// replica, and every replica re-runs the step).
 // Exit status: 0 when every trial finished bitwise equal, 1 otherwise.
 #include <algorithm>
 #include <chrono>
@@ -36,7 +37,7 @@ struct Options {
   unsigned seed = 1;
   int steps = 6;
   std::string model = "small";
-  std::vector<std::string> layouts = {"1f1b", "gpipe", "interleaved"};
+  std::vector<std::string> layouts = {"1f1b", "gpipe", "interleaved", "dp", "dp-alltoall"};
 };
 
 std::vector<std::string> split(const std::string& s, char sep) {
@@ -54,7 +55,9 @@ std::vector<std::string> layout_sets(const std::string& layout) {
     return {"parallel.pipeline=2", "parallel.microbatches=4", "parallel.schedule=interleaved",
             "parallel.virtual_stages=2"};
   if (layout == "dp") return {"parallel.data=2", "parallel.pipeline=2", "parallel.microbatches=2"};
-  throw Error(ErrorKind::kUsage, "unknown layout '" + layout + "' (1f1b, gpipe, interleaved, dp)");
+  if (layout == "dp-alltoall")
+    return {"parallel.data=2", "parallel.pipeline=2", "parallel.microbatches=2", "parallel.gradient_exchange=alltoall"};
+  throw Error(ErrorKind::kUsage, "unknown layout '" + layout + "' (1f1b, gpipe, interleaved, dp, dp-alltoall)");
 }
 
 std::vector<std::string> base_sets(const Options& o) {
@@ -190,7 +193,8 @@ int main(int argc, char** argv) {
   std::vector<std::string> failures;
   for (int t = 0; t < o.trials; ++t) {
     const std::string layout = o.layouts[rng() % o.layouts.size()];
-    const std::string clause = fmt::format("{} {} at step {}", kinds[rng() % 4], rng() % 2, rng() % o.steps);
+    std::string clause = fmt::format("{} {} at step {}", kinds[rng() % 4], rng() % 2, rng() % o.steps);
+    if (layout.rfind("dp", 0) == 0) clause += fmt::format(" on replica {}", rng() % 2);
     std::vector<std::string> sets = base_sets(o);
     for (const std::string& s : layout_sets(layout)) sets.push_back(s);
     sets.push_back("fault.inject=" + clause);
