@@ -294,7 +294,9 @@ class DataParallelProcessesJob final : public TrainerJob<DataParallelTrainer> {
       }
     } else {
       listeners = net::bind_listeners(stage_addresses(config), kStageAddressesEnv, bound);
-      ranks_ = std::make_unique<ReplicaProcesses>("/proc/self/exe", args, d, secret);
+      // Heartbeats: a rank that hangs is found, killed and named within half of comm.timeout_s.
+      ranks_ = std::make_unique<ReplicaProcesses>("/proc/self/exe", args, d, secret,
+                                                  std::max(comm_timeout(config) / 2, std::chrono::milliseconds(200)));
     }
     std::vector<std::unique_ptr<comm::Transport>> transports;
     std::vector<std::string> hostnames;
@@ -313,9 +315,22 @@ class DataParallelProcessesJob final : public TrainerJob<DataParallelTrainer> {
   }
   ~DataParallelProcessesJob() override { trainer_.reset(); }  // its links first, then the processes
   std::string report() override { return data_parallel_report(*trainer_, config_) + skipped_report(); }
+  // A step that fails because a rank hung names that rank, not the neighbour whose link broke first.
+  StepStats train_step(std::int64_t step) override {
+    try {
+      return TrainerJob::train_step(step);
+    } catch (const Error& e) {
+      const std::string hung = ranks_ ? ranks_->hung() : std::string();
+      if (hung.empty()) throw;
+      const std::string seen = e.what();
+      throw Error(ErrorKind::kIo, "data-parallel " + hung + "; rank 0's step " + std::to_string(step) +
+                                      " failed with it: " + seen.substr(0, seen.find('\n')));
+    }
+  }
   void finish() override {
     if (!ranks_) return;  // a launcher started the other ranks; it waits for them
     const std::string failure = ranks_->wait_all();
+    if (const std::string hung = ranks_->hung(); !hung.empty()) throw Error(ErrorKind::kIo, "data-parallel " + hung);
     if (!failure.empty()) throw Error(ErrorKind::kIo, "data-parallel " + failure + " (see its error above)");
   }
 

@@ -14,6 +14,7 @@
 #include "runtime/config/config_schema.h"
 #include "runtime/device_info.h"
 #include "runtime/error.h"
+#include "runtime/process/heartbeat.h"
 #include "runtime/process/parent_watch.h"
 
 namespace {
@@ -38,6 +39,8 @@ int main(int argc, char** argv) {
   using namespace troupe;
   // A rank process started by a troupe rank 0 ends as soon as that process is gone (parent_watch.h).
   watch_parent_from_environment("rank process " + std::to_string(getpid()));
+  // ... and tells it, several times a second, that it is alive (heartbeat.h).
+  send_heartbeats_from_environment();
   CLI::App app{"troupe: train neural networks across devices and hosts, on actors.", "troupe"};
   app.require_subcommand(1);
 

@@ -16,6 +16,7 @@ extern char** environ;
 #include <thread>
 
 #include "runtime/error.h"
+#include "runtime/process/heartbeat.h"
 #include "runtime/process/parent_watch.h"
 #include "runtime/signals/stop_signal.h"
 
@@ -62,8 +63,20 @@ int reap_by(pid_t pid, std::chrono::steady_clock::time_point deadline) {
 }  // namespace
 
 ReplicaProcesses::ReplicaProcesses(const std::string& program, const std::vector<std::string>& args, int replicas,
-                                   const std::string& secret)
+                                   const std::string& secret, std::chrono::milliseconds heartbeat_limit)
     : program_(program), args_(args), secret_(secret) {
+  if (heartbeat_limit.count() > 0)
+    heartbeats_ = std::make_unique<HeartbeatMonitor>(heartbeat_limit, [this, heartbeat_limit](int rank, pid_t pid, double silent_s) {
+      ::kill(pid, SIGKILL);  // a stopped process dies of it too; its links close, so its peers fail now
+      char text[320];
+      std::snprintf(text, sizeof text,
+                    "rank %d (process %d) sent no heartbeat for %.1f s (the limit is %.1f s, half of comm.timeout_s): "
+                    "it hung or was stopped, so rank 0 killed it (SIGKILL) and treats it as dead",
+                    rank, static_cast<int>(pid), silent_s, heartbeat_limit.count() / 1000.0);
+      std::fprintf(stderr, "troupe: %s\n", text);
+      std::lock_guard lock(hung_mu_);
+      if (hung_.empty()) hung_ = text;
+    });
   for (int r = 1; r < replicas; ++r) {
     try {
       children_.push_back(spawn(r, {}));
@@ -86,6 +99,8 @@ pid_t ReplicaProcesses::spawn(int r, const std::vector<std::pair<std::string, st
   argv.push_back(nullptr);
   std::vector<std::pair<std::string, std::string>> overrides = {{"TROUPE_SECRET", secret_},
                                                                  {kParentWatchEnv, std::to_string(kParentWatchFd)}};
+  if (heartbeats_)
+    overrides.emplace_back(kHeartbeatEnv, std::to_string(heartbeat_interval(heartbeats_->limit()).count()));
   overrides.insert(overrides.end(), env.begin(), env.end());
   std::vector<std::string> env_s;
   for (char** e = environ; *e; ++e) {
@@ -103,18 +118,28 @@ pid_t ReplicaProcesses::spawn(int r, const std::vector<std::pair<std::string, st
   int watch[2];
   if (pipe2(watch, O_CLOEXEC) != 0)
     throw Error(ErrorKind::kIo, "cannot start rank " + std::to_string(r) + ": pipe: " + std::strerror(errno));
+  // The heartbeat (heartbeat.h): the child writes, this process reads.
+  int beat[2] = {-1, -1};
+  if (heartbeats_ && pipe2(beat, O_CLOEXEC) != 0) {
+    close(watch[0]);
+    close(watch[1]);
+    throw Error(ErrorKind::kIo, "cannot start rank " + std::to_string(r) + ": pipe: " + std::strerror(errno));
+  }
   std::fflush(stdout);
   std::fflush(stderr);
   const pid_t pid = fork();
   if (pid < 0) {
     close(watch[0]);
     close(watch[1]);
+    if (beat[0] >= 0) close(beat[0]), close(beat[1]);
     throw Error(ErrorKind::kIo, "cannot start rank " + std::to_string(r) + ": fork: " + std::strerror(errno));
   }
   if (pid == 0) {
     // The read end, at the agreed number, kept across exec (dup2 clears close-on-exec on the copy).
     if (watch[0] == kParentWatchFd) fcntl(watch[0], F_SETFD, 0);
     else dup2(watch[0], kParentWatchFd);
+    if (beat[1] == kHeartbeatFd) fcntl(beat[1], F_SETFD, 0);
+    else if (beat[1] >= 0) dup2(beat[1], kHeartbeatFd);
     // Child: quiet stdout (rank 0 reports for everyone), then become the rank.
     const int devnull = open("/dev/null", O_WRONLY);
     if (devnull >= 0) dup2(devnull, STDOUT_FILENO);
@@ -129,6 +154,10 @@ pid_t ReplicaProcesses::spawn(int r, const std::vector<std::pair<std::string, st
   }
   close(watch[0]);
   watch_fds_[pid] = watch[1];
+  if (beat[0] >= 0) {
+    close(beat[1]);
+    heartbeats_->watch(r, pid, beat[0]);
+  }
   register_child_process(pid);  // an abort (a second Ctrl-C) kills it
   return pid;
 }
@@ -148,7 +177,13 @@ std::string ReplicaProcesses::restart(int rank, const std::vector<std::pair<std:
   return ended;
 }
 
+std::string ReplicaProcesses::hung() const {
+  std::lock_guard lock(hung_mu_);
+  return hung_;
+}
+
 ReplicaProcesses::~ReplicaProcesses() {
+  heartbeats_.reset();  // no verdicts on children being stopped
   kill_all();
   std::lock_guard lock(mu_);
   for (const auto& [pid, fd] : watch_fds_) close(fd);

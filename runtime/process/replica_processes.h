@@ -5,9 +5,14 @@
 // discarded (rank 0 reports for everyone) and its stderr shared (a child's error names its rank).
 // When rank 0 stops early the children are killed and reaped, so a failed run leaves no stray processes;
 // when rank 0 itself is killed, each child notices through its parent watch (parent_watch.h) and exits.
+// With heartbeats on (heartbeat.h), a child that hangs — stops beating for the limit — is killed
+// (SIGKILL) at once and reported by rank, so its peers fail on its closed links within the limit instead
+// of waiting out comm.timeout_s and blaming whichever neighbour they wait on.
 #pragma once
 
+#include <chrono>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <sys/types.h>
@@ -23,8 +28,10 @@ class ReplicaProcesses {
  public:
   // Starts ranks 1..replicas-1 running `program` with `args` + {"--rank", r}. Throws troupe::Error(kIo)
   // when a process cannot be started (the ones already started are killed).
+  // heartbeat_limit > 0: every child beats (heartbeat.h), and one silent that long is killed and
+  // reported (hung()).
   ReplicaProcesses(const std::string& program, const std::vector<std::string>& args, int replicas,
-                   const std::string& secret);
+                   const std::string& secret, std::chrono::milliseconds heartbeat_limit = std::chrono::milliseconds(0));
   // Kills (SIGTERM, then SIGKILL after a grace period) and reaps every child still running.
   ~ReplicaProcesses();
   ReplicaProcesses(const ReplicaProcesses&) = delete;
@@ -40,6 +47,8 @@ class ReplicaProcesses {
   std::string wait_all();
   // Stops every child now (rank 0 failed).
   void kill_all();
+  // The first child found hung and killed by its heartbeats, as a sentence naming its rank; "" if none.
+  std::string hung() const;
 
  private:
   // Starts rank r with the job's environment plus `env`; throws troupe::Error(kIo) when fork fails.
@@ -53,6 +62,9 @@ class ReplicaProcesses {
   std::mutex mu_;
   std::vector<pid_t> children_;  // index r - 1 holds rank r
   std::map<pid_t, int> watch_fds_;  // child -> the write end of its parent watch, open while it may run
+  mutable std::mutex hung_mu_;      // not mu_: wait_all holds that while a hung child must still be killed
+  std::string hung_;
+  std::unique_ptr<class HeartbeatMonitor> heartbeats_;  // when heartbeats are on
 };
 
 }  // namespace troupe

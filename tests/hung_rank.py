@@ -1,0 +1,114 @@
+#!/usr/bin/env python3
+"""A data-parallel rank process that hangs is found by its heartbeats, killed and reported dead, by rank.
+
+usage: hung_rank.py TROUPE
+
+Rank 0 of a 3-process ring (comm.transport = tcp, comm.timeout_s = 8) trains; SIGSTOP freezes rank 1
+(runtime/process/heartbeat.h: its heartbeats stop). Rank 0 must end the run within comm.timeout_s of the
+stop, exit non-zero, name rank 1 as the rank that hung and was killed, and leave no rank process
+behind. (Without heartbeats the run waits out comm.timeout_s in a collective, and in a ring rank 0
+waits on rank 2, which it then blames.)
+"""
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+TIMEOUT_S = 8
+SMALL = ["--set", "model.n_layer=2", "--set", "model.n_embd=32", "--set", "model.n_head=2",
+         "--set", "model.block_size=16", "--set", "train.batch_size=12", "--set", "train.threads=1",
+         "--set", "train.eval_every=0", "--set", "comm.transport=tcp", "--set", "comm.timeout_s=%d" % TIMEOUT_S,
+         "--set", "parallel.data=3", "--steps", "100000"]
+
+WORK = None
+
+
+def fail(msg):
+    print("FAIL: " + msg)
+    if WORK and os.path.exists(os.path.join(WORK, "stderr.txt")):
+        with open(os.path.join(WORK, "stderr.txt")) as f:
+            print("rank 0's stderr:\n" + f.read()[-4000:])
+    sys.exit(1)
+
+
+def children_of(pid):
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % entry) as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            if int(fields[1]) == pid:  # field 4: ppid
+                found.append(int(entry))
+        except (OSError, IndexError, ValueError):
+            pass
+    return found
+
+
+def rank_of(pid):
+    with open("/proc/%d/cmdline" % pid, "rb") as f:
+        args = f.read().split(b"\0")
+    return int(args[args.index(b"--rank") + 1])
+
+
+def alive(pid):
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def main():
+    troupe = sys.argv[1]
+    global WORK
+    work = WORK = tempfile.mkdtemp(prefix="troupe-hung-")
+    err = open(os.path.join(work, "stderr.txt"), "w")
+    rank0 = subprocess.Popen([troupe, "train"] + SMALL, cwd=work, stdout=subprocess.DEVNULL, stderr=err,
+                             stdin=subprocess.DEVNULL)
+    deadline = time.time() + 60
+    kids = []
+    while time.time() < deadline and len(kids) < 2:
+        kids = children_of(rank0.pid)
+        time.sleep(0.01)
+    if len(kids) < 2:
+        rank0.kill()
+        fail("rank 0 started %d rank processes, not 2" % len(kids))
+    time.sleep(4.0)  # training (the rendezvous and the first steps take well under this on 2 cores)
+    if rank0.poll() is not None:
+        fail("rank 0 ended early with %s" % rank0.returncode)
+    stopped = [k for k in kids if rank_of(k) == 1][0]
+    stopped_at = time.time()
+    os.kill(stopped, signal.SIGSTOP)
+    try:
+        code = rank0.wait(timeout=TIMEOUT_S + 20)
+    except subprocess.TimeoutExpired:
+        rank0.kill()
+        for k in kids:
+            if alive(k):
+                os.kill(k, signal.SIGKILL)
+        fail("rank 0 still ran %d s after rank 1 was stopped (comm.timeout_s = %d)" % (TIMEOUT_S + 20, TIMEOUT_S))
+    took = time.time() - stopped_at
+    time.sleep(0.5)
+    left = [k for k in kids if alive(k)]
+    for k in left:
+        os.kill(k, signal.SIGCONT)
+        os.kill(k, signal.SIGKILL)
+    err.close()
+    with open(os.path.join(work, "stderr.txt")) as f:
+        text = f.read()
+    print("rank 0 exited with %d, %.2f s after rank 1 was stopped; its stderr ends:\n%s" % (code, took, text[-1500:]))
+    if code == 0:
+        fail("rank 0 exited 0")
+    if left:
+        fail("rank processes %s were left running" % left)
+    if took > TIMEOUT_S:
+        fail("the hung rank was found after %.2f s, more than comm.timeout_s = %d" % (took, TIMEOUT_S))
+    if "rank 1" not in text or "heartbeat" not in text or "killed" not in text:
+        fail("rank 0's error does not say that rank 1 hung (no heartbeat) and was killed")
+
+
+main()
