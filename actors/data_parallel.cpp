@@ -9,6 +9,8 @@
 #include <optional>
 #include <thread>
 
+#include <fmt/format.h>
+
 #include "actors/protocol.h"
 #include "actors/replica_actor.h"
 
@@ -221,6 +223,21 @@ void DataParallelTrainer::step_group(caf::scoped_actor& self, std::int64_t step,
               if (GradientSync* g = driver->stage(s).gradient_sync()) g->reform();
           aborting = false;
           for (auto& p : actor_pipelines_) self->send(p->coordinator(), proto::rerun_atom::value, step, group_round_);
+        },
+        // A replica that does not go quiet within comm.timeout_s of the abort (none of its collectives
+        // can wait longer) is stuck: the step ends with an error naming it instead of waiting forever.
+        caf::after(std::chrono::milliseconds(static_cast<long long>(config_.comm.timeout_s * 1000.0)) + std::chrono::seconds(1)) >> [&] {
+          if (!aborting || stopped) return;
+          const auto stuck = static_cast<int>(std::find(waiting_quiet.begin(), waiting_quiet.end(), 1) - waiting_quiet.begin());
+          const std::string report = "replica " + std::to_string(stuck) + " did not abandon step " + std::to_string(step) +
+                                     " within comm.timeout_s = " + fmt::format("{}", config_.comm.timeout_s) +
+                                     " s after every replica was told to abandon it (an actor of it is stuck); the job stops";
+          stopped = true;
+          answer(stuck);
+          failed(stuck, Error(ErrorKind::kInternal, report));
+          for (auto& p : actor_pipelines_)
+            if (p->driver().options().replica != stuck)
+              self->send(p->coordinator(), proto::stop_atom::value, static_cast<std::int32_t>(ErrorKind::kInternal), report);
         });
   }
 }
