@@ -7,7 +7,7 @@
 //
 // Layouts: 1f1b, gpipe, interleaved (pipelines of 2 stages run by actors), dp and dp-alltoall (2 replicas
 // x 2 stages, replicas as threads, ring or all-to-all gradient exchange; the fault lands on a random
-// replica, and every replica re-runs the step).
+// replica, and every replica re-runs the step), dp-zero (dp with ZeRO-1; not drawn unless named).
 // Exit status: 0 when every trial finished bitwise equal, 1 otherwise.
 #include <algorithm>
 #include <chrono>
@@ -57,7 +57,8 @@ std::vector<std::string> layout_sets(const std::string& layout) {
   if (layout == "dp") return {"parallel.data=2", "parallel.pipeline=2", "parallel.microbatches=2"};
   if (layout == "dp-alltoall")
     return {"parallel.data=2", "parallel.pipeline=2", "parallel.microbatches=2", "parallel.gradient_exchange=alltoall"};
-  throw Error(ErrorKind::kUsage, "unknown layout '" + layout + "' (1f1b, gpipe, interleaved, dp, dp-alltoall)");
+  if (layout == "dp-zero") return {"parallel.data=2", "parallel.pipeline=2", "parallel.microbatches=2", "parallel.zero=1"};
+  throw Error(ErrorKind::kUsage, "unknown layout '" + layout + "' (1f1b, gpipe, interleaved, dp, dp-alltoall, dp-zero)");
 }
 
 std::vector<std::string> base_sets(const Options& o) {
