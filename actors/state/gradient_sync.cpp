@@ -6,6 +6,7 @@
 #include <numeric>
 
 #include "runtime/comm/direct.h"
+#include "runtime/comm/group_aborted.h"
 #include "runtime/comm/ring.h"
 #include "runtime/error.h"
 #include "runtime/exact_sum.h"
@@ -171,8 +172,16 @@ void GradientSync::abort(std::exception_ptr error) {
 
 void GradientSync::reform() {
   std::lock_guard lock(mu_);
-  error_ = nullptr;
   reduced_ = enqueued_ = 0;
+  if (!error_) return;
+  // Only the abort is forgotten: a failure of its own (its gradient-exchange actor is gone) stays, so
+  // the re-run fails at once instead of handing buckets to nobody.
+  try {
+    std::rethrow_exception(error_);
+  } catch (const comm::GroupAborted&) {
+    error_ = nullptr;
+  } catch (...) {
+  }
 }
 
 void GradientSync::reduce_bucket(std::size_t b) {

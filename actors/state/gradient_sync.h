@@ -90,8 +90,8 @@ class GradientSync {
   // forever for buckets nobody will reduce.
   void abort(std::exception_ptr error);
   // The step was abandoned on every replica and its group reformed (actors/data_parallel.h): forgets the
-  // abandoned step's buckets and its failure (a comm::GroupAborted), so that the re-run starts clean.
-  // Only while no bucket is being reduced.
+  // abandoned step's buckets and its abort (a comm::GroupAborted), so that the re-run starts clean; any
+  // other failure (abort() by a dead exchange participant) stays. Only while no bucket is being reduced.
   void reform();
 
   int stage() const { return stage_; }
