@@ -400,8 +400,8 @@ std::vector<ConfigKey> build_schema() {
                                 "route to rank 0 for the others"},
                    &R::comm, &C::interface));
   k.push_back(bind(Spec{.name = "comm.timeout_s", .range = between(0.001, kDaySeconds),
-                        .help = "seconds a collective waits for a silent peer before failing; a data-parallel rank "
-                                "process that sends no heartbeat for half of it is killed and reported as hung"},
+                        .help = "seconds a collective waits for a silent peer before failing; a rank process troupe "
+                                "started itself that sends no heartbeat for half of it is killed and reported as hung"},
                    &R::comm, &C::timeout_s));
   k.push_back(bind(Spec{.name = "comm.poll_us", .range = between(0, 100000),
                         .help = "microseconds a stage actor out of work mid-step polls for its next message before "
