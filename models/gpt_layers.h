@@ -84,7 +84,7 @@ class GptHead final : public LossLayer {
  private:
   std::string name_ = "transformer.ln_f+lm_head";
   // Vocabulary-parallel cross-entropy over this shard's logits [n, V/T] (tensor parallelism).
-  Tensor split_forward(const MicroBatch& mb, LayerCtx& ctx, Tensor logits);
+  Tensor split_forward(Backend& be, const MicroBatch& mb, LayerCtx& ctx, Tensor logits);
   Tensor split_backward(Backend& be, const MicroBatch& mb, LayerCtx& ctx);
 
   std::unique_ptr<Param> replica_;  // set when wte lives on another stage

@@ -30,7 +30,8 @@ class DenseLayer final : public Layer {
   bool relu_;
   bool first_;
   comm::TensorGroup group_;
-  DenseSplit split_;
+  DenseSplit split_;  // how this shard's parameters are cut (whole when T = 1)
+  DenseSplit role_;   // the layer's place in its column/row pair, whatever T: which sums deterministic mode makes exact
   Param *w_, *b_;
 };
 

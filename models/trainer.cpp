@@ -111,7 +111,18 @@ StepStats Trainer::train_step(std::int64_t step) {
     return s;
   }
   if (config_.train.grad_clip > 0.0) {
-    if (group_.split()) {
+    if (group_.split() && config_.train.deterministic) {
+      // The single device's additions, in its order: each parameter's whole gradient (a split one
+      // gathered over the group), so the norm, and with it the clipping coefficient, has its bits.
+      double total_sq = 0.0;
+      for (Param* p : model_->params().all()) {
+        Param grad_as_value{p->name, p->grad, Tensor(), p->split}, whole;
+        whole.grad = comm::gather_whole(group_, grad_as_value);
+        total_sq += grad_sum_squares({&whole}).at(0);
+      }
+      s.grad_norm = std::sqrt(total_sq);
+      scale_grads(model_->params().all(), clip_coefficient(s.grad_norm, config_.train.grad_clip));
+    } else if (group_.split()) {
       // The global norm: replicated gradients once (every shard holds the same), split ones summed
       // over the shards.
       std::vector<Param*> split, whole;

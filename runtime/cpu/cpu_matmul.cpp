@@ -2,6 +2,7 @@
 #include <cblas.h>
 
 #include <algorithm>
+#include <vector>
 
 #include "runtime/cpu/cpu_backend.h"
 
@@ -71,6 +72,63 @@ void CpuBackend::matmul(const Tensor& a, bool trans_a, const Tensor& b, bool tra
   gemm(trans_a, trans_b, m, n, k, alpha, a.f32(), a.dim(1), b.f32(), b.dim(1), beta, c.f32(), c.dim(1));
 }
 
+namespace {
+// Deterministic mode's linear products. OpenBLAS picks its kernel by the call's shape (its small-matrix
+// kernels round differently from its large ones), so a slice of a product computed alone need not have
+// the whole product's bits. These loops compute every output element by the same code whatever the
+// shape: its own terms added in a fixed order, depending only on the length of the sum. A column-
+// parallel shard's outputs, and a split weight's gradient, then have the single device's bits.
+
+// c[r, j] (+)= sum over i of a[r, i] b[j, i] (b row-major [n, k]): eight interleaved partial sums, then
+// combined pairwise, as the vectoriser can keep them in one register.
+float ordered_dot(const float* a, const float* b, std::int64_t k) {
+  float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  std::int64_t i = 0;
+  for (; i + 8 <= k; i += 8)
+    for (int l = 0; l < 8; ++l) acc[l] += a[i + l] * b[i + l];
+  for (; i < k; ++i) acc[0] += a[i] * b[i];
+  return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+}
+}  // namespace
+
+void CpuBackend::ordered_gemm(bool trans_b, std::int64_t rows, std::int64_t n, std::int64_t k, const float* a,
+                              const float* b, bool accumulate, float* c) {
+  pool_->parallel_for(rows, [&](std::int64_t r0, std::int64_t r1) {
+    for (std::int64_t r = r0; r < r1; ++r) {
+      const float* ar = a + r * k;
+      float* cr = c + r * n;
+      if (trans_b) {  // b is [n, k]: a dot product per element
+        for (std::int64_t j = 0; j < n; ++j) cr[j] = (accumulate ? cr[j] : 0.0f) + ordered_dot(ar, b + j * k, k);
+        continue;
+      }
+      // b is [k, n]: element j sums a[r, i] b[i, j] for i = 0, 1, ... in order (vectorised over j).
+      std::vector<float> sum(static_cast<std::size_t>(n), 0.0f);
+      for (std::int64_t i = 0; i < k; ++i) {
+        const float ai = ar[i];
+        const float* bi = b + i * n;
+        for (std::int64_t j = 0; j < n; ++j) sum[static_cast<std::size_t>(j)] += ai * bi[j];
+      }
+      for (std::int64_t j = 0; j < n; ++j) cr[j] = (accumulate ? cr[j] : 0.0f) + sum[static_cast<std::size_t>(j)];
+    }
+  }, 4);
+}
+
+// product[o, i] = sum over r of dy[r, o] x[r, i], r = 0, 1, ... in order (vectorised over i).
+void CpuBackend::ordered_weight_product(std::int64_t out, std::int64_t in, std::int64_t rows, const float* dy,
+                                        const float* x, float* product) {
+  pool_->parallel_for(out, [&](std::int64_t o0, std::int64_t o1) {
+    for (std::int64_t o = o0; o < o1; ++o) {
+      float* po = product + o * in;
+      std::fill(po, po + in, 0.0f);
+      for (std::int64_t r = 0; r < rows; ++r) {
+        const float d = dy[r * out + o];
+        const float* xr = x + r * in;
+        for (std::int64_t i = 0; i < in; ++i) po[i] += d * xr[i];
+      }
+    }
+  }, 4);
+}
+
 void CpuBackend::rows_gemm(bool trans_b, std::int64_t rows, std::int64_t n, std::int64_t k, const float* a,
                            const float* b, float beta, float* c, std::int64_t row_block) {
   const std::int64_t ldb = trans_b ? k : n;
@@ -99,7 +157,8 @@ void CpuBackend::linear_forward(const Tensor& x, const Tensor& w, const Tensor& 
   pool_->parallel_for(bp ? rows : 0, [&](std::int64_t r0, std::int64_t r1) {
     for (std::int64_t r = r0; r < r1; ++r) std::copy(bp, bp + out, yp + r * out);
   }, 64);
-  rows_gemm(true, rows, out, in, xp, wp, bp ? 1.0f : 0.0f, yp, row_block);
+  if (deterministic_) ordered_gemm(true, rows, out, in, xp, wp, bp != nullptr, yp);
+  else rows_gemm(true, rows, out, in, xp, wp, bp ? 1.0f : 0.0f, yp, row_block);
 }
 
 void CpuBackend::linear_backward(const Tensor& dy, const Tensor& x, const Tensor& w, const Tensor& dx,
@@ -108,7 +167,10 @@ void CpuBackend::linear_backward(const Tensor& dy, const Tensor& x, const Tensor
   TROUPE_CHECK(dy.numel() == rows * out && dw.numel() == out * in, "linear backward shapes");
   const float* dyp = dy.f32();
   const float* xp = x.f32();
-  if (dx.defined()) rows_gemm(false, rows, in, out, dyp, w.f32(), 0.0f, dx.f32(), row_block);
+  if (dx.defined()) {
+    if (deterministic_) ordered_gemm(false, rows, in, out, dyp, w.f32(), false, dx.f32());
+    else rows_gemm(false, rows, in, out, dyp, w.f32(), 0.0f, dx.f32(), row_block);
+  }
 
   if (deterministic_) {
     // Exact sums (see Backend::set_deterministic): one product per sample, added to dw's accumulator.
@@ -117,7 +179,7 @@ void CpuBackend::linear_backward(const Tensor& dy, const Tensor& x, const Tensor
     std::span<ExactSum> acc = exact_grad(dw);
     std::vector<float> product(static_cast<std::size_t>(out * in));
     for (std::int64_t r = 0; r < rows; r += block) {
-      gemm(true, false, out, in, block, 1.0f, dyp + r * out, out, xp + r * in, in, 0.0f, product.data(), in);
+      ordered_weight_product(out, in, block, dyp + r * out, xp + r * in, product.data());
       add_exact_parallel(acc, product.data());
     }
     if (dbias.defined()) {
