@@ -135,7 +135,8 @@ Tensor GptHead::split_backward(Backend& be, const MicroBatch& mb, LayerCtx& ctx)
     }
   Tensor dh = be.empty({n, c});
   // The head is column-parallel by vocabulary: its input is replicated, its gradient sums the shards'.
-  column_parallel_backward(be, group_, dlogits, s[kH], wte_->value, dh, wte_grad_, Tensor(), mb.row_block);
+  column_parallel_backward(be, group_, dlogits, s[kH], wte_->value, dh, wte_grad_, Tensor(), mb.row_block,
+                           shape_.split_pieces());
   Tensor dx = be.empty({n, c});
   be.layernorm_backward(dh, s[kX], lnf_w_->value, s[kMean], s[kRstd], dx, lnf_w_->grad, lnf_b_->grad);
   ctx.clear();

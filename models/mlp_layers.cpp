@@ -11,9 +11,9 @@
 namespace troupe {
 
 DenseLayer::DenseLayer(ParamSet& params, int index, int in, int out, bool relu, std::uint64_t seed,
-                       comm::TensorGroup group, DenseSplit split)
+                       comm::TensorGroup group, DenseSplit split, int pieces)
     : name_("layers." + std::to_string(index)), in_(in), out_(out), relu_(relu), first_(index == 0), group_(group),
-      split_(group.split() ? split : DenseSplit::whole), role_(split) {
+      split_(group.split() ? split : DenseSplit::whole), role_(split), pieces_(pieces) {
   // torch.nn.Linear's default: U(-1/sqrt(in), 1/sqrt(in)) for weight and bias.
   const double bound = 1.0 / std::sqrt(static_cast<double>(in));
   auto uniform = [=](const Tensor& t, const std::string& n) { init_uniform(t, seed, n, bound); };
@@ -35,7 +35,9 @@ Tensor DenseLayer::forward(Backend& be, const MicroBatch& mb, LayerCtx& ctx, con
   const bool row = split_ == DenseSplit::row;
   // The pairs' sums are cut by T whatever the split (T = 1 included), so that deterministic mode's exact
   // sums give every T the same bits.
-  if (role_ == DenseSplit::row) row_parallel_forward(be, group_, x, w_->value, row && group_.rank() != 0 ? Tensor() : b_->value, y, mb.row_block);
+  if (role_ == DenseSplit::row)
+    row_parallel_forward(be, group_, x, w_->value, row && group_.rank() != 0 ? Tensor() : b_->value, y, mb.row_block,
+                         pieces_);
   else be.linear_forward(x, w_->value, b_->value, y, mb.row_block);
   if (relu_) be.relu_forward(y, y);
   ctx.saved = {x, y};
@@ -51,7 +53,8 @@ Tensor DenseLayer::backward(Backend& be, const MicroBatch& mb, LayerCtx& ctx, co
     be.relu_backward(y, dy, g);
   }
   Tensor dx = first_ ? Tensor() : be.empty(x.shape());
-  if (role_ == DenseSplit::column) column_parallel_backward(be, group_, g, x, w_->value, dx, w_->grad, b_->grad, mb.row_block);
+  if (role_ == DenseSplit::column)
+    column_parallel_backward(be, group_, g, x, w_->value, dx, w_->grad, b_->grad, mb.row_block, pieces_);
   else be.linear_backward(g, x, w_->value, dx, w_->grad, b_->grad, mb.row_block);
   ctx.clear();
   return dx;

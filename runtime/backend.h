@@ -61,14 +61,18 @@ class Backend {
   virtual void linear_backward(const Tensor& dy, const Tensor& x, const Tensor& w, const Tensor& dx,
                                const Tensor& dw, const Tensor& dbias, std::int64_t row_block) = 0;
 
-  // Exact products, for the sums tensor parallelism cuts into T pieces (deterministic mode): every term
-  // x[n, i] * w[o, i] is formed in double (exact for floats) and added as an exact sum (runtime/
-  // exact_sum.h), so a dot product over all inputs and the exact sum of T shards' dot products over
-  // their slices are the same integer, rounded once after the tensor group adds them.
-  // acc[N * out] = exact(bias[o], when defined) + sum over i of exact(x[n, i] w[o, i]), overwritten.
-  virtual void linear_forward_exact(const Tensor& x, const Tensor& w, const Tensor& bias, std::span<ExactSum> acc);
-  // The input gradient the same way: acc[N * in] = sum over o of exact(dy[n, o] w[o, i]), overwritten.
-  virtual void linear_input_grad_exact(const Tensor& dy, const Tensor& w, std::span<ExactSum> acc);
+  // Exact products, for the sums tensor parallelism cuts into T pieces (deterministic mode). The sum
+  // runs in chunks of `chunk` consecutive terms (chunk divides its length): each chunk is summed in
+  // float in a fixed order (as deterministic linear products are) and the chunks are added as an exact
+  // sum (runtime/exact_sum.h). A sum cut between shards at chunk boundaries therefore gives, once the
+  // group adds the shards' exact sums and rounds once, the same bits as the whole sum on one device.
+  // acc[N * out] = exact(bias[o], when defined) + sum over chunks c of exact(sum over i in c of
+  // x[n, i] w[o, i]), overwritten.
+  virtual void linear_forward_exact(const Tensor& x, const Tensor& w, const Tensor& bias, std::int64_t chunk,
+                                    std::span<ExactSum> acc);
+  // The input gradient the same way, in chunks of outputs: acc[N * in] = sum over chunks c of
+  // exact(sum over o in c of dy[n, o] w[o, i]), overwritten.
+  virtual void linear_input_grad_exact(const Tensor& dy, const Tensor& w, std::int64_t chunk, std::span<ExactSum> acc);
 
   // GELU with the tanh approximation (GPT-2's): y = 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))).
   virtual void gelu_forward(const Tensor& x, const Tensor& y) = 0;

@@ -187,6 +187,27 @@ TEST_CASE("tensor parallel = single device bitwise in deterministic mode: GPT tp
   require_bitwise(tensor_parallel(c, steps), single_device(mlp, steps));
 }
 
+TEST_CASE("dp2 x tp2 = single device bitwise in deterministic mode, 20 steps", "[tensor_parallel][data_parallel][deterministic]") {
+  const int steps = 20;
+  const RunConfig one = load_config(std::nullopt, with(small_gpt(true), {"train.grad_clip=1.0"}));
+  const TrainingRun reference = single_device(one, steps);
+  RunConfig c = one;
+  c.parallel.data = 2;
+  c.parallel.tensor = 2;
+  validate(c);
+  TensorParallelTrainer t(c);
+  for (int s = 0; s < steps; ++s) CHECK(t.train_step(s).loss == reference.losses[static_cast<std::size_t>(s)]);
+  // Every shard of every replica holds its slice of the single device's final weights, bit for bit.
+  for (int s = 0; s < 2; ++s)
+    for (int d = 0; d < 2; ++d)
+      for (Param* p : t.shard(s, d).model().params().all()) {
+        INFO("shard " << s << " of replica " << d << ": " << p->name);
+        const Tensor whole = Tensor::from_f32(comm::gather_shape(*p), reference.weights.at(p->name));
+        const std::vector<float> want = shard_of(whole, p->split).to_vector(), got = p->value.to_vector();
+        CHECK(std::memcmp(want.data(), got.data(), got.size() * sizeof(float)) == 0);
+      }
+}
+
 TEST_CASE("tensor parallel weight files hold whole tensors: the single device's file, loadable into any T",
           "[tensor_parallel]") {
   TempDir dir;

@@ -34,8 +34,9 @@ class CpuBackend final : public Backend {
                       std::int64_t row_block = 0) override;
   void linear_backward(const Tensor& dy, const Tensor& x, const Tensor& w, const Tensor& dx, const Tensor& dw,
                        const Tensor& dbias, std::int64_t row_block) override;
-  void linear_forward_exact(const Tensor& x, const Tensor& w, const Tensor& bias, std::span<ExactSum> acc) override;
-  void linear_input_grad_exact(const Tensor& dy, const Tensor& w, std::span<ExactSum> acc) override;
+  void linear_forward_exact(const Tensor& x, const Tensor& w, const Tensor& bias, std::int64_t chunk,
+                            std::span<ExactSum> acc) override;
+  void linear_input_grad_exact(const Tensor& dy, const Tensor& w, std::int64_t chunk, std::span<ExactSum> acc) override;
 
   void gelu_forward(const Tensor& x, const Tensor& y) override;
   void gelu_backward(const Tensor& x, const Tensor& dy, const Tensor& dx) override;

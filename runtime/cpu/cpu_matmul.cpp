@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "runtime/cpu/cpu_backend.h"
+#include "runtime/cpu/vec_math.h"
 
 namespace troupe {
 
@@ -79,16 +80,6 @@ namespace {
 // shape: its own terms added in a fixed order, depending only on the length of the sum. A column-
 // parallel shard's outputs, and a split weight's gradient, then have the single device's bits.
 
-// c[r, j] (+)= sum over i of a[r, i] b[j, i] (b row-major [n, k]): eight interleaved partial sums, then
-// combined pairwise, as the vectoriser can keep them in one register.
-float ordered_dot(const float* a, const float* b, std::int64_t k) {
-  float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-  std::int64_t i = 0;
-  for (; i + 8 <= k; i += 8)
-    for (int l = 0; l < 8; ++l) acc[l] += a[i + l] * b[i + l];
-  for (; i < k; ++i) acc[0] += a[i] * b[i];
-  return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
-}
 }  // namespace
 
 void CpuBackend::ordered_gemm(bool trans_b, std::int64_t rows, std::int64_t n, std::int64_t k, const float* a,
@@ -98,7 +89,7 @@ void CpuBackend::ordered_gemm(bool trans_b, std::int64_t rows, std::int64_t n, s
       const float* ar = a + r * k;
       float* cr = c + r * n;
       if (trans_b) {  // b is [n, k]: a dot product per element
-        for (std::int64_t j = 0; j < n; ++j) cr[j] = (accumulate ? cr[j] : 0.0f) + ordered_dot(ar, b + j * k, k);
+        for (std::int64_t j = 0; j < n; ++j) cr[j] = (accumulate ? cr[j] : 0.0f) + cpu::ordered_dot(ar, b + j * k, k);
         continue;
       }
       // b is [k, n]: element j sums a[r, i] b[i, j] for i = 0, 1, ... in order (vectorised over j).
