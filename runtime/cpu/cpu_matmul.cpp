@@ -5,7 +5,7 @@
 #include <vector>
 
 #include "runtime/cpu/cpu_backend.h"
-#include "runtime/cpu/vec_math.h"
+#include "runtime/cpu/ordered_products.h"
 
 namespace troupe {
 
@@ -73,50 +73,65 @@ void CpuBackend::matmul(const Tensor& a, bool trans_a, const Tensor& b, bool tra
   gemm(trans_a, trans_b, m, n, k, alpha, a.f32(), a.dim(1), b.f32(), b.dim(1), beta, c.f32(), c.dim(1));
 }
 
-namespace {
 // Deterministic mode's linear products. OpenBLAS picks its kernel by the call's shape (its small-matrix
 // kernels round differently from its large ones), so a slice of a product computed alone need not have
 // the whole product's bits. These loops compute every output element by the same code whatever the
 // shape: its own terms added in a fixed order, depending only on the length of the sum. A column-
-// parallel shard's outputs, and a split weight's gradient, then have the single device's bits.
-
-}  // namespace
+// parallel shard's outputs, and a split weight's gradient, then have the single device's bits
+// (runtime/cpu/ordered_products.h).
 
 void CpuBackend::ordered_gemm(bool trans_b, std::int64_t rows, std::int64_t n, std::int64_t k, const float* a,
                               const float* b, bool accumulate, float* c) {
+  if (trans_b) {  // b is [n, k]: an ordered dot product per element, 4 x 4 outputs sharing their loads
+    pool_->parallel_for(rows, [&](std::int64_t r0, std::int64_t r1) {
+      float tile[16];
+      std::int64_t r = r0;
+      const auto rows_at = [&](auto rows_c) {
+        constexpr int R = decltype(rows_c)::value;
+        std::int64_t j = 0;
+        for (; j + 4 <= n; j += 4) {
+          cpu::ordered_dot_tile<R, 4>(a + r * k, k, b + j * k, k, k, tile);
+          for (int t = 0; t < R; ++t)
+            for (int u = 0; u < 4; ++u) {
+              float& y = c[(r + t) * n + j + u];
+              y = (accumulate ? y : 0.0f) + tile[t * 4 + u];
+            }
+        }
+        for (; j < n; ++j) {
+          cpu::ordered_dot_tile<R, 1>(a + r * k, k, b + j * k, k, k, tile);
+          for (int t = 0; t < R; ++t) {
+            float& y = c[(r + t) * n + j];
+            y = (accumulate ? y : 0.0f) + tile[t];
+          }
+        }
+      };
+      for (; r + 4 <= r1; r += 4) rows_at(std::integral_constant<int, 4>{});
+      for (; r < r1; ++r) rows_at(std::integral_constant<int, 1>{});
+    }, 4);
+    return;
+  }
+  // b is [k, n]: element j sums a[r, i] b[i, j] for i = 0, 1, ... in order.
   pool_->parallel_for(rows, [&](std::int64_t r0, std::int64_t r1) {
-    for (std::int64_t r = r0; r < r1; ++r) {
-      const float* ar = a + r * k;
-      float* cr = c + r * n;
-      if (trans_b) {  // b is [n, k]: a dot product per element
-        for (std::int64_t j = 0; j < n; ++j) cr[j] = (accumulate ? cr[j] : 0.0f) + cpu::ordered_dot(ar, b + j * k, k);
-        continue;
-      }
-      // b is [k, n]: element j sums a[r, i] b[i, j] for i = 0, 1, ... in order (vectorised over j).
-      std::vector<float> sum(static_cast<std::size_t>(n), 0.0f);
-      for (std::int64_t i = 0; i < k; ++i) {
-        const float ai = ar[i];
-        const float* bi = b + i * n;
-        for (std::int64_t j = 0; j < n; ++j) sum[static_cast<std::size_t>(j)] += ai * bi[j];
-      }
-      for (std::int64_t j = 0; j < n; ++j) cr[j] = (accumulate ? cr[j] : 0.0f) + sum[static_cast<std::size_t>(j)];
+    if (!accumulate) {
+      cpu::ordered_product_kn(r0, r1, n, k, a, k, 1, b, n, c, n);
+      return;
+    }
+    std::vector<float> sum(static_cast<std::size_t>(4 * n));
+    for (std::int64_t r = r0; r < r1; r += 4) {
+      const std::int64_t r_end = std::min(r + 4, r1);
+      cpu::ordered_product_kn(0, r_end - r, n, k, a + r * k, k, 1, b, n, sum.data(), n);
+      for (std::int64_t t = r; t < r_end; ++t)
+        for (std::int64_t j = 0; j < n; ++j) c[t * n + j] += sum[static_cast<std::size_t>((t - r) * n + j)];
     }
   }, 4);
 }
 
-// product[o, i] = sum over r of dy[r, o] x[r, i], r = 0, 1, ... in order (vectorised over i).
+// product[o, i] = sum over r of dy[r, o] x[r, i], r = 0, 1, ... in order: the [k, n] product with
+// a = dy transposed (a[o, r] at dy[r * out + o]) and b = x.
 void CpuBackend::ordered_weight_product(std::int64_t out, std::int64_t in, std::int64_t rows, const float* dy,
                                         const float* x, float* product) {
   pool_->parallel_for(out, [&](std::int64_t o0, std::int64_t o1) {
-    for (std::int64_t o = o0; o < o1; ++o) {
-      float* po = product + o * in;
-      std::fill(po, po + in, 0.0f);
-      for (std::int64_t r = 0; r < rows; ++r) {
-        const float d = dy[r * out + o];
-        const float* xr = x + r * in;
-        for (std::int64_t i = 0; i < in; ++i) po[i] += d * xr[i];
-      }
-    }
+    cpu::ordered_product_kn(o0, o1, in, rows, dy, 1, out, x, in, product, in);
   }, 4);
 }
 

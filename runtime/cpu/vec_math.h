@@ -11,17 +11,6 @@
 
 namespace troupe::cpu {
 
-// sum over i < k of a[i] b[i] in a fixed order whatever the caller: eight interleaved partial sums
-// (one vector register), combined pairwise. Deterministic mode's dot product (cpu_matmul.cpp).
-inline float ordered_dot(const float* a, const float* b, std::int64_t k) {
-  float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-  std::int64_t i = 0;
-  for (; i + 8 <= k; i += 8)
-    for (int l = 0; l < 8; ++l) acc[l] += a[i + l] * b[i + l];
-  for (; i < k; ++i) acc[0] += a[i] * b[i];
-  return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
-}
-
 inline float fast_exp(float x) {
   x = x < -87.3f ? -87.3f : x;
   x = x > 88.3f ? 88.3f : x;
