@@ -4,6 +4,7 @@
 #include "models/gpt_layers.h"
 #include "models/init.h"
 #include "models/sharded_param.h"
+#include "models/tensor_parallel_linear.h"
 #include "runtime/comm/tensor_parallel_ops.h"
 
 namespace troupe {
@@ -68,8 +69,8 @@ Tensor GptBlock::forward(Backend& be, const MicroBatch& mb, LayerCtx& ctx, const
   be.attention_forward(s[kQkv], static_cast<int>(heads), s[kAttnY], s[kProbs]);
 
   s[kXMid] = be.empty({n, c});
-  be.linear_forward(s[kAttnY], proj_w_->value, once(proj_b_), s[kXMid], mb.row_block);
-  comm::g_forward(group_, s[kXMid].span_f32());
+  row_parallel_forward(be, group_, s[kAttnY], proj_w_->value, once(proj_b_), s[kXMid], mb.row_block,
+                       shape_.split_pieces());
   be.add_inplace(s[kXMid], x2);
 
   s[kLn2] = be.empty({n, c});
@@ -83,8 +84,8 @@ Tensor GptBlock::forward(Backend& be, const MicroBatch& mb, LayerCtx& ctx, const
   be.gelu_forward(s[kFc], s[kGelu]);
 
   Tensor y = be.empty({b, t, c});
-  be.linear_forward(s[kGelu], fc_proj_w_->value, once(fc_proj_b_), y.view({n, c}), mb.row_block);
-  comm::g_forward(group_, y.span_f32());
+  row_parallel_forward(be, group_, s[kGelu], fc_proj_w_->value, once(fc_proj_b_), y.view({n, c}), mb.row_block,
+                       shape_.split_pieces());
   be.add_inplace(y.view({n, c}), s[kXMid]);
   return y;
 }
@@ -102,8 +103,8 @@ Tensor GptBlock::backward(Backend& be, const MicroBatch& mb, LayerCtx& ctx, cons
   be.linear_backward(dy2, s[kGelu], fc_proj_w_->value, d_gelu, fc_proj_w_->grad, fc_proj_b_->grad, rb);
   be.gelu_backward(s[kFc], d_gelu, d_gelu);
   Tensor d_ln2 = be.empty({n, c});
-  be.linear_backward(d_gelu, s[kLn2], fc_w_->value, d_ln2, fc_w_->grad, fc_b_->grad, rb);
-  comm::f_backward(group_, d_ln2.span_f32());
+  column_parallel_backward(be, group_, d_gelu, s[kLn2], fc_w_->value, d_ln2, fc_w_->grad, fc_b_->grad, rb,
+                           shape_.split_pieces());
   Tensor d_mid = be.empty({n, c});
   be.layernorm_backward(d_ln2, s[kXMid], ln2_w_->value, s[kLn2Mean], s[kLn2Rstd], d_mid, ln2_w_->grad, ln2_b_->grad);
   be.add_inplace(d_mid, dy2);
@@ -114,8 +115,9 @@ Tensor GptBlock::backward(Backend& be, const MicroBatch& mb, LayerCtx& ctx, cons
   Tensor d_qkv = be.empty({b, t, 3 * cl});
   be.attention_backward(d_attn_y, s[kQkv], s[kProbs], static_cast<int>(heads), d_qkv);
   Tensor d_ln1 = be.empty({n, c});
-  be.linear_backward(d_qkv.view({n, 3 * cl}), s[kLn1], attn_w_->value, d_ln1, attn_w_->grad, attn_b_->grad, rb);
-  comm::f_backward(group_, d_ln1.span_f32());
+  // q, k and v each cut by heads: pieces within each of the three.
+  column_parallel_backward(be, group_, d_qkv.view({n, 3 * cl}), s[kLn1], attn_w_->value, d_ln1, attn_w_->grad,
+                           attn_b_->grad, rb, 3 * shape_.split_pieces());
   Tensor dx = be.empty({b, t, c});
   be.layernorm_backward(d_ln1, s[kX].view({n, c}), ln1_w_->value, s[kLn1Mean], s[kLn1Rstd], dx.view({n, c}),
                         ln1_w_->grad, ln1_b_->grad);

@@ -6,6 +6,7 @@
 #include <cmath>
 
 #include "models/sharded_param.h"
+#include "models/tensor_parallel_linear.h"
 #include "runtime/comm/tensor_parallel_ops.h"
 
 namespace troupe {
@@ -46,7 +47,9 @@ Tensor GptHead::forward(Backend& be, const MicroBatch& mb, LayerCtx& ctx, const 
   Tensor logits = be.empty({n, v});
   be.linear_forward(s[kH], wte_->value, Tensor(), logits, mb.row_block);
   TROUPE_CHECK(mb.targets.numel() == n, "targets ", shape_str(mb.targets.shape()), " for ", n, " rows");
-  if (group_.split()) return split_forward(mb, ctx, logits);
+  // Deterministic mode takes the vocabulary-parallel path at T = 1 too: its exact sums are what make
+  // every T the same bits.
+  if (group_.split() || be.deterministic()) return split_forward(be, mb, ctx, logits);
   Tensor losses = be.empty({n});
   be.cross_entropy_forward(logits, mb.targets.view({n}), logits, losses);  // probs overwrite logits
   s[kProbs] = logits;
@@ -56,7 +59,7 @@ Tensor GptHead::forward(Backend& be, const MicroBatch& mb, LayerCtx& ctx, const 
 Tensor GptHead::backward(Backend& be, const MicroBatch& mb, LayerCtx& ctx, const Tensor& /*dy*/) {
   std::vector<Tensor>& s = ctx.saved;
   TROUPE_CHECK(s.size() == kCount, name_, ": backward without forward");
-  if (group_.split()) return split_backward(be, mb, ctx);
+  if (group_.split() || be.deterministic()) return split_backward(be, mb, ctx);
   const std::int64_t c = shape_.n_embd, n = s[kX].dim(0);
   Tensor dlogits = s[kProbs];  // in place: probs are not needed after this
   be.cross_entropy_backward(s[kProbs], mb.targets.view({n}), mb.loss_scale, dlogits);
@@ -71,8 +74,9 @@ Tensor GptHead::backward(Backend& be, const MicroBatch& mb, LayerCtx& ctx, const
 // Vocabulary-parallel cross-entropy (Megatron's): shard t holds logits [n, V/T] of tokens [lo, lo + V/T).
 // -log softmax(l)[y] = log sum_j exp(l_j - m) + m - l_y with m = max_j l_j: each shard reduces its max,
 // the group takes the max of maxes (n floats), then each shard its sum of exp(l_j - m) and, if it holds
-// y, l_y; one sum over the group (2n floats) completes every row. No logit leaves its shard.
-Tensor GptHead::split_forward(const MicroBatch& mb, LayerCtx& ctx, Tensor logits) {
+// y, l_y; one sum over the group (2n floats) completes every row. No logit leaves its shard. In
+// deterministic mode that sum is exact (2n 16-byte sums), so the bits do not depend on T.
+Tensor GptHead::split_forward(Backend& be, const MicroBatch& mb, LayerCtx& ctx, Tensor logits) {
   const std::int64_t n = logits.dim(0), v = logits.dim(1), lo = v * group_.rank();
   const std::int32_t* y = mb.targets.i32();
   float* l = logits.f32();
@@ -93,7 +97,19 @@ Tensor GptHead::split_forward(const MicroBatch& mb, LayerCtx& ctx, Tensor logits
     for (std::int64_t j = 0; j < v; ++j) sum += (row[j] = std::exp(row[j] - m));
     sums[2 * static_cast<std::size_t>(r)] = sum;
   }
-  comm::allreduce_sum(group_, sums);
+  if (be.deterministic()) {
+    std::vector<ExactSum> exact(sums.size());
+    for (std::int64_t r = 0; r < n; ++r) {
+      const float* row = l + r * v;
+      ExactSum e = 0;
+      for (std::int64_t j = 0; j < v; ++j) e = exact_add(e, to_exact(row[j]));
+      exact[2 * static_cast<std::size_t>(r)] = e;
+      exact[2 * static_cast<std::size_t>(r) + 1] = to_exact(sums[2 * static_cast<std::size_t>(r) + 1]);
+    }
+    comm::g_forward_exact(group_, exact, sums);
+  } else {
+    comm::allreduce_sum(group_, sums);
+  }
   Tensor losses = Tensor::empty({n});
   for (std::int64_t r = 0; r < n; ++r) {
     const float sum = sums[2 * static_cast<std::size_t>(r)], shifted_target = sums[2 * static_cast<std::size_t>(r) + 1];
@@ -118,8 +134,9 @@ Tensor GptHead::split_backward(Backend& be, const MicroBatch& mb, LayerCtx& ctx)
       d[r * v + j] = scale * (lo + j == y[r] ? p - 1.0f : p);
     }
   Tensor dh = be.empty({n, c});
-  be.linear_backward(dlogits, s[kH], wte_->value, dh, wte_grad_, Tensor(), mb.row_block);
-  comm::f_backward(group_, dh.span_f32());  // the head's input is replicated: its gradient sums the shards'
+  // The head is column-parallel by vocabulary: its input is replicated, its gradient sums the shards'.
+  column_parallel_backward(be, group_, dlogits, s[kH], wte_->value, dh, wte_grad_, Tensor(), mb.row_block,
+                           shape_.split_pieces());
   Tensor dx = be.empty({n, c});
   be.layernorm_backward(dh, s[kX], lnf_w_->value, s[kMean], s[kRstd], dx, lnf_w_->grad, lnf_b_->grad);
   ctx.clear();

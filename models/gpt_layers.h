@@ -13,6 +13,7 @@
 #pragma once
 
 #include <memory>
+#include <numeric>
 
 #include "models/loss_layer.h"
 #include "runtime/comm/tensor_group.h"
@@ -21,6 +22,10 @@ namespace troupe {
 
 struct GptShape {
   int n_layer = 4, n_head = 4, n_embd = 256, block_size = 128, vocab_size = 256;
+
+  // Every parallel.tensor the config allows divides this (it divides n_head, vocab_size and 4 n_embd):
+  // deterministic mode cuts each split sum into this many exact pieces (models/tensor_parallel_linear.h).
+  int split_pieces() const { return std::gcd(std::gcd(n_head, vocab_size), 4 * n_embd); }
 };
 
 class GptEmbedding final : public Layer {
@@ -84,7 +89,7 @@ class GptHead final : public LossLayer {
  private:
   std::string name_ = "transformer.ln_f+lm_head";
   // Vocabulary-parallel cross-entropy over this shard's logits [n, V/T] (tensor parallelism).
-  Tensor split_forward(const MicroBatch& mb, LayerCtx& ctx, Tensor logits);
+  Tensor split_forward(Backend& be, const MicroBatch& mb, LayerCtx& ctx, Tensor logits);
   Tensor split_backward(Backend& be, const MicroBatch& mb, LayerCtx& ctx);
 
   std::unique_ptr<Param> replica_;  // set when wte lives on another stage

@@ -5,14 +5,15 @@
 
 #include "models/init.h"
 #include "models/sharded_param.h"
+#include "models/tensor_parallel_linear.h"
 #include "runtime/comm/tensor_parallel_ops.h"
 
 namespace troupe {
 
 DenseLayer::DenseLayer(ParamSet& params, int index, int in, int out, bool relu, std::uint64_t seed,
-                       comm::TensorGroup group, DenseSplit split)
+                       comm::TensorGroup group, DenseSplit split, int pieces)
     : name_("layers." + std::to_string(index)), in_(in), out_(out), relu_(relu), first_(index == 0), group_(group),
-      split_(group.split() ? split : DenseSplit::whole) {
+      split_(group.split() ? split : DenseSplit::whole), role_(split), pieces_(pieces) {
   // torch.nn.Linear's default: U(-1/sqrt(in), 1/sqrt(in)) for weight and bias.
   const double bound = 1.0 / std::sqrt(static_cast<double>(in));
   auto uniform = [=](const Tensor& t, const std::string& n) { init_uniform(t, seed, n, bound); };
@@ -32,8 +33,12 @@ Tensor DenseLayer::forward(Backend& be, const MicroBatch& mb, LayerCtx& ctx, con
   Tensor y = be.empty({rows, out_});
   // Row-parallel: partial sums of the whole output, summed by g; the bias is added once (shard 0).
   const bool row = split_ == DenseSplit::row;
-  be.linear_forward(x, w_->value, row && group_.rank() != 0 ? Tensor() : b_->value, y, mb.row_block);
-  if (row) comm::g_forward(group_, y.span_f32());
+  // The pairs' sums are cut by T whatever the split (T = 1 included), so that deterministic mode's exact
+  // sums give every T the same bits.
+  if (role_ == DenseSplit::row)
+    row_parallel_forward(be, group_, x, w_->value, row && group_.rank() != 0 ? Tensor() : b_->value, y, mb.row_block,
+                         pieces_);
+  else be.linear_forward(x, w_->value, b_->value, y, mb.row_block);
   if (relu_) be.relu_forward(y, y);
   ctx.saved = {x, y};
   return y;
@@ -48,8 +53,9 @@ Tensor DenseLayer::backward(Backend& be, const MicroBatch& mb, LayerCtx& ctx, co
     be.relu_backward(y, dy, g);
   }
   Tensor dx = first_ ? Tensor() : be.empty(x.shape());
-  be.linear_backward(g, x, w_->value, dx, w_->grad, b_->grad, mb.row_block);
-  if (split_ == DenseSplit::column && dx.defined()) comm::f_backward(group_, dx.span_f32());
+  if (role_ == DenseSplit::column)
+    column_parallel_backward(be, group_, g, x, w_->value, dx, w_->grad, b_->grad, mb.row_block, pieces_);
+  else be.linear_backward(g, x, w_->value, dx, w_->grad, b_->grad, mb.row_block);
   ctx.clear();
   return dx;
 }

@@ -17,7 +17,7 @@ enum class DenseSplit { whole, column, row };
 class DenseLayer final : public Layer {
  public:
   DenseLayer(ParamSet& params, int index, int in, int out, bool relu, std::uint64_t seed,
-             comm::TensorGroup group = {}, DenseSplit split = DenseSplit::whole);
+             comm::TensorGroup group = {}, DenseSplit split = DenseSplit::whole, int pieces = 1);
   const std::string& name() const override { return name_; }
   std::vector<Param*> params() const override { return {w_, b_}; }
   Tensor forward(Backend& be, const MicroBatch& mb, LayerCtx& ctx, const Tensor& x) override;
@@ -30,7 +30,9 @@ class DenseLayer final : public Layer {
   bool relu_;
   bool first_;
   comm::TensorGroup group_;
-  DenseSplit split_;
+  DenseSplit split_;  // how this shard's parameters are cut (whole when T = 1)
+  DenseSplit role_;   // the layer's place in its column/row pair, whatever T: which sums deterministic mode makes exact
+  int pieces_;        // exact pieces of those sums (models/tensor_parallel_linear.h); every valid T divides it
   Param *w_, *b_;
 };
 

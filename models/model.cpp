@@ -2,6 +2,7 @@
 #include "models/model.h"
 
 #include <algorithm>
+#include <numeric>
 
 #include "models/cnn_layers.h"
 #include "models/gpt_layers.h"
@@ -39,6 +40,11 @@ std::vector<LayerSpec> mlp_specs(const ModelConfig& c, std::uint64_t seed, comm:
   widths.push_back(10);
   std::vector<LayerSpec> specs;
   const std::size_t dense = widths.size() - 1;
+  // Every parallel.tensor the config allows divides the column-parallel widths, so their gcd: how many
+  // exact pieces deterministic mode cuts the split sums into.
+  int pieces = 0;
+  for (std::size_t k = 0; k + 1 < dense; k += 2) pieces = std::gcd(pieces, widths[k + 1]);
+  pieces = std::max(pieces, 1);
   for (std::size_t k = 0; k < dense; ++k) {
     const int in = widths[k], out = widths[k + 1];
     const bool relu = k + 2 < widths.size();
@@ -49,7 +55,7 @@ std::vector<LayerSpec> mlp_specs(const ModelConfig& c, std::uint64_t seed, comm:
     const std::int64_t split_n = split == DenseSplit::column ? w + out : split == DenseSplit::row ? w : 0;
     specs.push_back({"layers." + std::to_string(k), 6.0 * in * out,
                      [=](ParamSet& p) {
-                       return std::make_unique<DenseLayer>(p, static_cast<int>(k), in, out, relu, seed, g, split);
+                       return std::make_unique<DenseLayer>(p, static_cast<int>(k), in, out, relu, seed, g, split, pieces);
                      },
                      "", split_n, w + out - split_n});
   }

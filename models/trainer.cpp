@@ -62,11 +62,43 @@ double Trainer::average_over_replicas(double loss_sum) {
   return packed[0] * inv;
 }
 
+// Deterministic mode: every gradient buffer's exact sum added over the replicas (integers: the total
+// the single device forms from all rows), before it is rounded; and the loss, from every row's loss
+// gathered in row order (replica d holds rows d·B/D ... (d+1)·B/D) and summed as one device sums them.
+double Trainer::exact_sum_over_replicas(const Tensor& losses) {
+  std::vector<std::span<ExactSum>> accs;
+  std::size_t n = 0;
+  for (std::size_t l = 0; l < model_->num_layers(); ++l)
+    for (const Tensor& g : model_->grad_buffers(l)) {
+      accs.push_back(backend_->exact_grad(g));
+      n += accs.back().size();
+    }
+  std::vector<ExactSum> packed;
+  packed.reserve(n);
+  for (std::span<ExactSum> a : accs) packed.insert(packed.end(), a.begin(), a.end());
+  const comm::TensorGroup group{replicas_};
+  comm::allreduce_sum(group, std::span<ExactSum>(packed));
+  std::size_t at = 0;
+  for (std::span<ExactSum> a : accs) {
+    std::copy_n(packed.begin() + static_cast<std::ptrdiff_t>(at), a.size(), a.begin());
+    at += a.size();
+  }
+  std::vector<float> all(static_cast<std::size_t>(losses.numel() * replicas_->size()));
+  comm::all_gather_rows(group, losses.span_f32(), all);
+  double sum = 0.0;
+  for (float l : all) sum += l;
+  return sum;
+}
+
 MicroBatch Trainer::micro_batch(const Batch& batch) const {
   MicroBatch mb;
   mb.inputs = batch.inputs;
   mb.targets = batch.targets;
-  mb.loss_scale = 1.0f / static_cast<float>(batch.targets.numel());
+  // Deterministic data parallelism scales by the whole batch's tokens and sums the replicas' exact
+  // gradients (exact_sum_over_replicas), as one device summing every token would; otherwise each
+  // replica takes its own mean and the replicas average.
+  const int replicas = replicas_ && config_.train.deterministic ? replicas_->size() : 1;
+  mb.loss_scale = 1.0f / static_cast<float>(batch.targets.numel() * replicas);
   mb.row_block = dataset_->rows_per_sample();
   return mb;
 }
@@ -88,16 +120,25 @@ StepStats Trainer::train_step(std::int64_t step) {
   Tensor losses = model_->forward(*backend_, mb, ctxs, mb.inputs);
   const double t1 = trace_ ? trace_->now_us() : 0.0;
   model_->backward(*backend_, mb, ctxs, Tensor());
+  const bool exact_replicas = replicas > 1 && config_.train.deterministic;
+  const double exact_loss_sum = exact_replicas ? exact_sum_over_replicas(losses) : 0.0;
   model_->flush_exact_grads(*backend_);
   model_->finish_grads();
   double sum = 0.0;
   for (float l : losses.span_f32()) sum += l;
-  if (replicas > 1) sum = average_over_replicas(sum);
+  // The mean over `rows`: this replica's rows of an averaged sum, or every row of the exact one.
+  std::int64_t rows = losses.numel();
+  if (exact_replicas) {
+    sum = exact_loss_sum;
+    rows *= replicas;
+  } else if (replicas > 1) {
+    sum = average_over_replicas(sum);
+  }
   const double t2 = trace_ ? trace_->now_us() : 0.0;
 
   StepStats s;
   s.step = step;
-  s.loss = sum / static_cast<double>(losses.numel());
+  s.loss = sum / static_cast<double>(rows);
   s.lr = lr_at(config_.train, config_.optim.lr_or_default(), step);
   // train.on_nonfinite, before clipping and the update: a NaN or Inf would reach every weight.
   const Param* bad = first_nonfinite_grad(model_->params().all());
@@ -111,7 +152,18 @@ StepStats Trainer::train_step(std::int64_t step) {
     return s;
   }
   if (config_.train.grad_clip > 0.0) {
-    if (group_.split()) {
+    if (group_.split() && config_.train.deterministic) {
+      // The single device's additions, in its order: each parameter's whole gradient (a split one
+      // gathered over the group), so the norm, and with it the clipping coefficient, has its bits.
+      double total_sq = 0.0;
+      for (Param* p : model_->params().all()) {
+        Param grad_as_value{p->name, p->grad, Tensor(), p->split}, whole;
+        whole.grad = comm::gather_whole(group_, grad_as_value);
+        total_sq += grad_sum_squares({&whole}).at(0);
+      }
+      s.grad_norm = std::sqrt(total_sq);
+      scale_grads(model_->params().all(), clip_coefficient(s.grad_norm, config_.train.grad_clip));
+    } else if (group_.split()) {
       // The global norm: replicated gradients once (every shard holds the same), split ones summed
       // over the shards.
       std::vector<Param*> split, whole;

@@ -73,6 +73,9 @@ class Trainer {
   MicroBatch micro_batch(const Batch& batch) const;
   // The data-parallel average (replicas_): gradients in place; returns the loss sum's average.
   double average_over_replicas(double loss_sum);
+  // Deterministic mode's data parallelism: the replicas' exact gradient sums added (in place); returns
+  // the sum of every row's loss over all replicas, in row order.
+  double exact_sum_over_replicas(const Tensor& losses);
 
   RunConfig config_;
   comm::TensorGroup group_;

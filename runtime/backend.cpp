@@ -19,6 +19,13 @@ namespace {
 }
 }  // namespace
 
+void Backend::linear_forward_exact(const Tensor&, const Tensor&, const Tensor&, std::int64_t, std::span<ExactSum>) {
+  exact_grad(Tensor());
+}
+void Backend::linear_input_grad_exact(const Tensor&, const Tensor&, std::int64_t, std::span<ExactSum>) {
+  exact_grad(Tensor());
+}
+
 void Backend::conv2d_forward(const Tensor&, const Tensor&, const Tensor&, const Tensor&, int, int) {
   not_supported(*this, "conv2d");
 }

@@ -24,8 +24,11 @@ class Backend {
   virtual Device device() const = 0;
   virtual int threads() const = 0;
 
-  // Deterministic mode: every product is formed one sample (`row_block` rows) at a time, so a row's
-  // result does not depend on which rows share the call; and parameter gradients (dw, dbias, dtable of
+  // Deterministic mode: every element of a linear product is its own terms summed in a fixed order,
+  // whatever the product's shape, so a row's result does not depend on which rows share the call, nor
+  // an output's on which other outputs do (a tensor-parallel slice of a product has the whole
+  // product's bits); weight gradients are formed one sample (`row_block` rows) at a time; and parameter
+  // gradients (dw, dbias, dtable of
   // the kernels below) are summed exactly: each sample's (or row's) contribution goes into a 128-bit
   // fixed-point accumulator kept for that gradient buffer (runtime/exact_sum.h), not into the float
   // gradient. The total is therefore the same integer however the batch is split over micro-batches,
@@ -57,6 +60,19 @@ class Backend {
   // row_block: rows per sample, the unit of products and of ordered reduction in deterministic mode.
   virtual void linear_backward(const Tensor& dy, const Tensor& x, const Tensor& w, const Tensor& dx,
                                const Tensor& dw, const Tensor& dbias, std::int64_t row_block) = 0;
+
+  // Exact products, for the sums tensor parallelism cuts into T pieces (deterministic mode). The sum
+  // runs in chunks of `chunk` consecutive terms (chunk divides its length): each chunk is summed in
+  // float in a fixed order (as deterministic linear products are) and the chunks are added as an exact
+  // sum (runtime/exact_sum.h). A sum cut between shards at chunk boundaries therefore gives, once the
+  // group adds the shards' exact sums and rounds once, the same bits as the whole sum on one device.
+  // acc[N * out] = exact(bias[o], when defined) + sum over chunks c of exact(sum over i in c of
+  // x[n, i] w[o, i]), overwritten.
+  virtual void linear_forward_exact(const Tensor& x, const Tensor& w, const Tensor& bias, std::int64_t chunk,
+                                    std::span<ExactSum> acc);
+  // The input gradient the same way, in chunks of outputs: acc[N * in] = sum over chunks c of
+  // exact(sum over o in c of dy[n, o] w[o, i]), overwritten.
+  virtual void linear_input_grad_exact(const Tensor& dy, const Tensor& w, std::int64_t chunk, std::span<ExactSum> acc);
 
   // GELU with the tanh approximation (GPT-2's): y = 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))).
   virtual void gelu_forward(const Tensor& x, const Tensor& y) = 0;

@@ -53,4 +53,16 @@ void add_exact_scaled(std::span<ExactSum> acc, float a, const float* b) {
   }
 }
 
+ExactSum exact_dot(const float* a, const float* b, std::size_t n) { return exact_dot_strided(a, b, 1, n); }
+
+ExactSum exact_dot_strided(const float* a, const float* b, std::size_t b_stride, std::size_t n) {
+  // Two accumulators: the additions are integer, so how they are grouped changes nothing.
+  ExactSum acc[2] = {0, 0};
+  for (std::size_t i = 0; i < n; ++i) {
+    const double p = static_cast<double>(a[i]) * static_cast<double>(b[i * b_stride]);
+    acc[i & 1] = exact_add(acc[i & 1], std::fabs(p) < kExactLimit ? fixed_of(p) : kExactOverflow);
+  }
+  return exact_add(acc[0], acc[1]);
+}
+
 }  // namespace troupe

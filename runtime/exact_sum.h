@@ -39,6 +39,12 @@ void add_exact(std::span<ExactSum> acc, const float* x);
 // acc[i] += to_exact(a * b[i]) with the product formed in double (exact for floats), for i < acc.size().
 void add_exact_scaled(std::span<ExactSum> acc, float a, const float* b);
 
+// sum_i to_exact(a[i] * b[i]), each product formed in double (exact for floats): a dot product whose
+// result does not depend on how its terms are cut into pieces (tensor parallelism's split reductions).
+ExactSum exact_dot(const float* a, const float* b, std::size_t n);
+// exact_dot over a strided b: sum_i to_exact(a[i] * b[i * b_stride]).
+ExactSum exact_dot_strided(const float* a, const float* b, std::size_t b_stride, std::size_t n);
+
 // Wrapping integer sum (as unsigned, so overflow is defined): what collectives use to add exact sums.
 inline ExactSum exact_add(ExactSum a, ExactSum b) {
   return static_cast<ExactSum>(static_cast<unsigned __int128>(a) + static_cast<unsigned __int128>(b));

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "runtime/cpu/cpu_backend.h"
+#include "runtime/cpu/ordered_products.h"
 #include "runtime/cpu/vec_math.h"
 #include "tests/reference_ops.h"
 
@@ -87,6 +88,40 @@ TEST_CASE("matmul matches a naive double loop for every transpose combination", 
       INFO("threads " << threads << ", m n k = " << s.m << " " << s.n << " " << s.k << ", trans_a " << ta
                       << ", trans_b " << tb << ", beta " << beta << ": worst error / bound " << worst);
       CHECK(worst <= 1.0);
+    }
+}
+
+TEST_CASE("ordered products: a tile of outputs has each output's bits computed alone", "[kernels]") {
+  // Deterministic tensor parallelism relies on this: a shard computes a slice of a product's outputs
+  // (other tiles, other tails) and must get the single device's bits for each.
+  std::mt19937_64 rng(11);
+  std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+  for (std::int64_t k : {1, 7, 8, 13, 64, 67}) {
+    std::vector<float> a(static_cast<std::size_t>(5 * k)), b(static_cast<std::size_t>(5 * k));
+    for (float& v : a) v = u(rng);
+    for (float& v : b) v = u(rng);
+    float tile[16];
+    cpu::ordered_dot_tile<4, 4>(a.data(), k, b.data(), k, k, tile);
+    for (int r = 0; r < 4; ++r)
+      for (int j = 0; j < 4; ++j) {
+        const float alone = cpu::ordered_dot(a.data() + r * k, b.data() + j * k, k);
+        REQUIRE(std::memcmp(&tile[r * 4 + j], &alone, sizeof alone) == 0);
+      }
+  }
+  // [k, n] products: 4-row tiles and 16-column tiles against one row and one column at a time.
+  const std::int64_t rows = 6, n = 35, k = 19;
+  std::vector<float> a(static_cast<std::size_t>(rows * k)), b(static_cast<std::size_t>(k * n));
+  for (float& v : a) v = u(rng);
+  for (float& v : b) v = u(rng);
+  std::vector<float> whole(static_cast<std::size_t>(rows * n)), alone(1);
+  cpu::ordered_product_kn(0, rows, n, k, a.data(), k, 1, b.data(), n, whole.data(), n);
+  for (std::int64_t r = 0; r < rows; ++r)
+    for (std::int64_t j = 0; j < n; ++j) {
+      cpu::ordered_product_kn(0, 1, 1, k, a.data() + r * k, k, 1, b.data() + j, n, alone.data(), 1);
+      REQUIRE(std::memcmp(&whole[static_cast<std::size_t>(r * n + j)], alone.data(), sizeof(float)) == 0);
+      double exact = 0.0;
+      for (std::int64_t i = 0; i < k; ++i) exact += double(a[r * k + i]) * double(b[i * n + j]);
+      REQUIRE(std::abs(whole[static_cast<std::size_t>(r * n + j)] - exact) < 1e-4);
     }
 }
 

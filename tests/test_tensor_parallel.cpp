@@ -165,6 +165,49 @@ TEST_CASE("tensor parallel = single device: GPT tp 2 and 4, MLP tp 2, losses wit
   WARN("mlp tp=2 max rel loss diff over " << steps << " steps: " << rel);
 }
 
+TEST_CASE("tensor parallel = single device bitwise in deterministic mode: GPT tp 2 and 4, MLP tp 2, 20 steps",
+          "[tensor_parallel][deterministic]") {
+  const int steps = 20;
+  const RunConfig gpt = load_config(std::nullopt, with(small_gpt(true), {"train.grad_clip=1.0"}));
+  const TrainingRun reference = single_device(gpt, steps);
+  for (int tp : {2, 4}) {
+    INFO("gpt T = " << tp);
+    RunConfig c = gpt;
+    c.parallel.tensor = tp;
+    require_bitwise(tensor_parallel(c, steps), reference);
+  }
+  if (!std::filesystem::exists("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz")) {
+    WARN("dataset-fashion-mnist is not installed; skipping the MLP");
+    return;
+  }
+  const RunConfig mlp = load_config(std::nullopt, with(small_mlp(), {"train.deterministic=true", "train.grad_clip=1.0"}));
+  RunConfig c = mlp;
+  c.parallel.tensor = 2;
+  INFO("mlp T = 2");
+  require_bitwise(tensor_parallel(c, steps), single_device(mlp, steps));
+}
+
+TEST_CASE("dp2 x tp2 = single device bitwise in deterministic mode, 20 steps", "[tensor_parallel][data_parallel][deterministic]") {
+  const int steps = 20;
+  const RunConfig one = load_config(std::nullopt, with(small_gpt(true), {"train.grad_clip=1.0"}));
+  const TrainingRun reference = single_device(one, steps);
+  RunConfig c = one;
+  c.parallel.data = 2;
+  c.parallel.tensor = 2;
+  validate(c);
+  TensorParallelTrainer t(c);
+  for (int s = 0; s < steps; ++s) CHECK(t.train_step(s).loss == reference.losses[static_cast<std::size_t>(s)]);
+  // Every shard of every replica holds its slice of the single device's final weights, bit for bit.
+  for (int s = 0; s < 2; ++s)
+    for (int d = 0; d < 2; ++d)
+      for (Param* p : t.shard(s, d).model().params().all()) {
+        INFO("shard " << s << " of replica " << d << ": " << p->name);
+        const Tensor whole = Tensor::from_f32(comm::gather_shape(*p), reference.weights.at(p->name));
+        const std::vector<float> want = shard_of(whole, p->split).to_vector(), got = p->value.to_vector();
+        CHECK(std::memcmp(want.data(), got.data(), got.size() * sizeof(float)) == 0);
+      }
+}
+
 TEST_CASE("tensor parallel weight files hold whole tensors: the single device's file, loadable into any T",
           "[tensor_parallel]") {
   TempDir dir;
@@ -259,6 +302,14 @@ TEST_CASE("tensor shards are actors under their stage in the supervision tree, n
   CHECK(shard->rank == 1);
   CHECK_THAT(describe_plan(config), Contains("      replica 0/stage 0/tensor 0 (rank 0)\n"
                                              "      replica 0/stage 0/tensor 1 (rank 1)\n"));
+  // dp x tp: the shards average their own gradients; there is no exchange (or optimizer-state) actor to list.
+  const RunConfig dp_tp = load_config(std::nullopt, with(small_gpt(false), {"parallel.tensor=2", "parallel.data=2"}));
+  const std::string plan_text = describe_plan(dp_tp);
+  CHECK_THAT(plan_text, !Contains("gradient exchange") && !Contains("optimizer state (rank"));
+  CHECK_THAT(plan_text, Contains("  data:   [0 2] [1 3]  gradients averaged by each tensor shard"));
+  CHECK_THAT(plan_text, Contains("    replica 1/stage 0 (rank 2)\n"
+                                 "      replica 1/stage 0/tensor 0 (rank 2)\n"
+                                 "      replica 1/stage 0/tensor 1 (rank 3)\n"));
   // T = 1 has no tensor-shard nodes.
   const RunConfig one = load_config(std::nullopt, small_gpt(false));
   CHECK_FALSE(supervision::find_node(supervision::make_supervision_tree(plan_run(one)), "replica 0/stage 0/tensor 0"));

@@ -111,6 +111,15 @@ void scatter_backward(TensorGroup group, std::span<const float> local, std::span
   all_gather_rows(group, local, whole);
 }
 
+void g_forward_exact(TensorGroup group, std::span<ExactSum> partial, std::span<float> out) {
+  TROUPE_CHECK(partial.size() == out.size(), "exact sum of ", partial.size(), " into ", out.size());
+  allreduce_sum(group, partial);
+  for (std::size_t i = 0; i < out.size(); ++i) out[i] = from_exact(partial[i]);
+}
+void f_backward_exact(TensorGroup group, std::span<ExactSum> partial, std::span<float> out) {
+  g_forward_exact(group, partial, out);
+}
+
 std::size_t reduce_scatter_bytes(std::size_t bytes, int ranks) {
   return ranks <= 1 ? 0 : bytes / static_cast<std::size_t>(ranks) * static_cast<std::size_t>(ranks - 1);
 }

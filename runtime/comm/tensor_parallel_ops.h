@@ -56,6 +56,13 @@ void gather_backward(TensorGroup group, std::span<float> whole, std::span<float>
 void scatter_forward(TensorGroup group, std::span<float> whole, std::span<float> local);
 void scatter_backward(TensorGroup group, std::span<const float> local, std::span<float> whole);
 
+// Deterministic mode's g forward and f backward: the shards' exact partial sums (Backend's
+// linear_forward_exact, linear_input_grad_exact) added over the group, as integers, so any grouping
+// gives the same total, and rounded once into `out`. T shards so give the bits one device's exact
+// sum gives. `partial` is left summed. Each moves 16-byte sums: four times f's and g's bytes.
+void g_forward_exact(TensorGroup group, std::span<ExactSum> partial, std::span<float> out);
+void f_backward_exact(TensorGroup group, std::span<ExactSum> partial, std::span<float> out);
+
 // ---- the collectives they are made of ----
 
 // In place: every rank's data becomes the elementwise sum (max) of all ranks'.

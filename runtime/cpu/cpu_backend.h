@@ -34,6 +34,9 @@ class CpuBackend final : public Backend {
                       std::int64_t row_block = 0) override;
   void linear_backward(const Tensor& dy, const Tensor& x, const Tensor& w, const Tensor& dx, const Tensor& dw,
                        const Tensor& dbias, std::int64_t row_block) override;
+  void linear_forward_exact(const Tensor& x, const Tensor& w, const Tensor& bias, std::int64_t chunk,
+                            std::span<ExactSum> acc) override;
+  void linear_input_grad_exact(const Tensor& dy, const Tensor& w, std::int64_t chunk, std::span<ExactSum> acc) override;
 
   void gelu_forward(const Tensor& x, const Tensor& y) override;
   void gelu_backward(const Tensor& x, const Tensor& dy, const Tensor& dx) override;
@@ -87,6 +90,14 @@ class CpuBackend final : public Backend {
   // c[rows, n] = a[rows, k] @ op(b): one product per block of row_block rows in deterministic mode.
   void rows_gemm(bool trans_b, std::int64_t rows, std::int64_t n, std::int64_t k, const float* a, const float* b,
                  float beta, float* c, std::int64_t row_block);
+
+  // Deterministic mode's linear products (cpu_matmul.cpp): each element's sum in a fixed order whatever
+  // the shape. c[rows, n] = (c +) a[rows, k] @ op(b), op(b) = b^T for b [n, k] when trans_b, else b [k, n].
+  void ordered_gemm(bool trans_b, std::int64_t rows, std::int64_t n, std::int64_t k, const float* a, const float* b,
+                    bool accumulate, float* c);
+  // product[out, in] = dy[rows, out]^T @ x[rows, in].
+  void ordered_weight_product(std::int64_t out, std::int64_t in, std::int64_t rows, const float* dy, const float* x,
+                              float* product);
 
   // acc[i] += to_exact(x[i]) over the pool.
   void add_exact_parallel(std::span<ExactSum> acc, const float* x);

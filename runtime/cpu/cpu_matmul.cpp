@@ -2,8 +2,10 @@
 #include <cblas.h>
 
 #include <algorithm>
+#include <vector>
 
 #include "runtime/cpu/cpu_backend.h"
+#include "runtime/cpu/ordered_products.h"
 
 namespace troupe {
 
@@ -71,6 +73,68 @@ void CpuBackend::matmul(const Tensor& a, bool trans_a, const Tensor& b, bool tra
   gemm(trans_a, trans_b, m, n, k, alpha, a.f32(), a.dim(1), b.f32(), b.dim(1), beta, c.f32(), c.dim(1));
 }
 
+// Deterministic mode's linear products. OpenBLAS picks its kernel by the call's shape (its small-matrix
+// kernels round differently from its large ones), so a slice of a product computed alone need not have
+// the whole product's bits. These loops compute every output element by the same code whatever the
+// shape: its own terms added in a fixed order, depending only on the length of the sum. A column-
+// parallel shard's outputs, and a split weight's gradient, then have the single device's bits
+// (runtime/cpu/ordered_products.h).
+
+void CpuBackend::ordered_gemm(bool trans_b, std::int64_t rows, std::int64_t n, std::int64_t k, const float* a,
+                              const float* b, bool accumulate, float* c) {
+  if (trans_b) {  // b is [n, k]: an ordered dot product per element, 4 x 4 outputs sharing their loads
+    pool_->parallel_for(rows, [&](std::int64_t r0, std::int64_t r1) {
+      float tile[16];
+      std::int64_t r = r0;
+      const auto rows_at = [&](auto rows_c) {
+        constexpr int R = decltype(rows_c)::value;
+        std::int64_t j = 0;
+        for (; j + 4 <= n; j += 4) {
+          cpu::ordered_dot_tile<R, 4>(a + r * k, k, b + j * k, k, k, tile);
+          for (int t = 0; t < R; ++t)
+            for (int u = 0; u < 4; ++u) {
+              float& y = c[(r + t) * n + j + u];
+              y = (accumulate ? y : 0.0f) + tile[t * 4 + u];
+            }
+        }
+        for (; j < n; ++j) {
+          cpu::ordered_dot_tile<R, 1>(a + r * k, k, b + j * k, k, k, tile);
+          for (int t = 0; t < R; ++t) {
+            float& y = c[(r + t) * n + j];
+            y = (accumulate ? y : 0.0f) + tile[t];
+          }
+        }
+      };
+      for (; r + 4 <= r1; r += 4) rows_at(std::integral_constant<int, 4>{});
+      for (; r < r1; ++r) rows_at(std::integral_constant<int, 1>{});
+    }, 4);
+    return;
+  }
+  // b is [k, n]: element j sums a[r, i] b[i, j] for i = 0, 1, ... in order.
+  pool_->parallel_for(rows, [&](std::int64_t r0, std::int64_t r1) {
+    if (!accumulate) {
+      cpu::ordered_product_kn(r0, r1, n, k, a, k, 1, b, n, c, n);
+      return;
+    }
+    std::vector<float> sum(static_cast<std::size_t>(4 * n));
+    for (std::int64_t r = r0; r < r1; r += 4) {
+      const std::int64_t r_end = std::min(r + 4, r1);
+      cpu::ordered_product_kn(0, r_end - r, n, k, a + r * k, k, 1, b, n, sum.data(), n);
+      for (std::int64_t t = r; t < r_end; ++t)
+        for (std::int64_t j = 0; j < n; ++j) c[t * n + j] += sum[static_cast<std::size_t>((t - r) * n + j)];
+    }
+  }, 4);
+}
+
+// product[o, i] = sum over r of dy[r, o] x[r, i], r = 0, 1, ... in order: the [k, n] product with
+// a = dy transposed (a[o, r] at dy[r * out + o]) and b = x.
+void CpuBackend::ordered_weight_product(std::int64_t out, std::int64_t in, std::int64_t rows, const float* dy,
+                                        const float* x, float* product) {
+  pool_->parallel_for(out, [&](std::int64_t o0, std::int64_t o1) {
+    cpu::ordered_product_kn(o0, o1, in, rows, dy, 1, out, x, in, product, in);
+  }, 4);
+}
+
 void CpuBackend::rows_gemm(bool trans_b, std::int64_t rows, std::int64_t n, std::int64_t k, const float* a,
                            const float* b, float beta, float* c, std::int64_t row_block) {
   const std::int64_t ldb = trans_b ? k : n;
@@ -99,7 +163,8 @@ void CpuBackend::linear_forward(const Tensor& x, const Tensor& w, const Tensor& 
   pool_->parallel_for(bp ? rows : 0, [&](std::int64_t r0, std::int64_t r1) {
     for (std::int64_t r = r0; r < r1; ++r) std::copy(bp, bp + out, yp + r * out);
   }, 64);
-  rows_gemm(true, rows, out, in, xp, wp, bp ? 1.0f : 0.0f, yp, row_block);
+  if (deterministic_) ordered_gemm(true, rows, out, in, xp, wp, bp != nullptr, yp);
+  else rows_gemm(true, rows, out, in, xp, wp, bp ? 1.0f : 0.0f, yp, row_block);
 }
 
 void CpuBackend::linear_backward(const Tensor& dy, const Tensor& x, const Tensor& w, const Tensor& dx,
@@ -108,7 +173,10 @@ void CpuBackend::linear_backward(const Tensor& dy, const Tensor& x, const Tensor
   TROUPE_CHECK(dy.numel() == rows * out && dw.numel() == out * in, "linear backward shapes");
   const float* dyp = dy.f32();
   const float* xp = x.f32();
-  if (dx.defined()) rows_gemm(false, rows, in, out, dyp, w.f32(), 0.0f, dx.f32(), row_block);
+  if (dx.defined()) {
+    if (deterministic_) ordered_gemm(false, rows, in, out, dyp, w.f32(), false, dx.f32());
+    else rows_gemm(false, rows, in, out, dyp, w.f32(), 0.0f, dx.f32(), row_block);
+  }
 
   if (deterministic_) {
     // Exact sums (see Backend::set_deterministic): one product per sample, added to dw's accumulator.
@@ -117,7 +185,7 @@ void CpuBackend::linear_backward(const Tensor& dy, const Tensor& x, const Tensor
     std::span<ExactSum> acc = exact_grad(dw);
     std::vector<float> product(static_cast<std::size_t>(out * in));
     for (std::int64_t r = 0; r < rows; r += block) {
-      gemm(true, false, out, in, block, 1.0f, dyp + r * out, out, xp + r * in, in, 0.0f, product.data(), in);
+      ordered_weight_product(out, in, block, dyp + r * out, xp + r * in, product.data());
       add_exact_parallel(acc, product.data());
     }
     if (dbias.defined()) {

@@ -140,6 +140,9 @@ std::string describe(const Topology& t, const LayerInfo& layers) {
     exchange = fmt::format("workers of {} parameter-server shard{} in process {}, mode {}{}", t.servers->shards,
                            t.servers->shards == 1 ? "" : "s", t.servers->process, t.servers->mode,
                            t.servers->mode == PsMode::ssp ? fmt::format(" (staleness {})", t.servers->staleness) : "");
+  } else if (t.size(Axis::data) > 1 && t.size(Axis::tensor) > 1) {
+    // No exchange actor: each tensor shard averages its own gradients with its peers of the same tensor rank.
+    exchange = "gradients averaged by each tensor shard (one packed allreduce per step)";
   } else if (t.size(Axis::data) > 1) {
     exchange = fmt::format("gradient exchange {}{}", t.exchange, t.zero ? ", optimizer state sharded (ZeRO-1)" : "");
   }

@@ -39,15 +39,20 @@ Node make_supervision_tree(const plan::Topology& t) {
       const int rank = t.rank_of({d, p, 0});
       Node stage{NodeKind::stage, fmt::format("replica {}/stage {}", d, p), rank, t.places[static_cast<std::size_t>(rank)],
                  {}};
-      stage.children.push_back(Node{NodeKind::optimizer_state, stage.name + "/optimizer state", rank, stage.place, {}});
-      if (t.size(plan::Axis::data) > 1)
-        stage.children.push_back(Node{NodeKind::gradient_exchange, stage.name + "/gradient exchange", rank, stage.place, {}});
-      if (t.size(plan::Axis::tensor) > 1)
+      // A tensor shard actor runs its shard's optimizer step and averages its gradients over its data
+      // group itself (models/trainer.h): under tensor parallelism a stage's only actors are its shards.
+      if (t.size(plan::Axis::tensor) == 1) {
+        stage.children.push_back(Node{NodeKind::optimizer_state, stage.name + "/optimizer state", rank, stage.place, {}});
+        if (t.size(plan::Axis::data) > 1)
+          stage.children.push_back(
+              Node{NodeKind::gradient_exchange, stage.name + "/gradient exchange", rank, stage.place, {}});
+      } else {
         for (int x = 0; x < t.size(plan::Axis::tensor); ++x) {
           const int shard = t.rank_of({d, p, x});
           stage.children.push_back(Node{NodeKind::tensor_shard, fmt::format("{}/tensor {}", stage.name, x), shard,
                                         t.places[static_cast<std::size_t>(shard)], {}});
         }
+      }
       replica.children.push_back(std::move(stage));
     }
     job.children.push_back(std::move(replica));
