@@ -9,6 +9,7 @@
 
 #include "actors/protocol.h"
 #include "actors/replica_actor.h"
+#include "runtime/comm/transport_replica_sum.h"
 
 
 namespace troupe {
@@ -62,13 +63,18 @@ DataParallelTrainer::DataParallelTrainer(const RunConfig& config, bool actors, c
   // The machine's threads are shared by the replicas (results do not depend on thread counts).
   const RunConfig per = per_replica(config, d);
   const auto timeout = std::chrono::milliseconds(static_cast<long long>(config.comm.timeout_s * 1000.0));
+  const bool sync_stats = config.model.sync_batchnorm && d > 1;
   for (int s = 0; s < config.parallel.pipeline; ++s) {
     worlds_.push_back(std::make_unique<net::InprocWorld>(d, timeout));
+    if (sync_stats) stats_worlds_.push_back(std::make_unique<net::InprocWorld>(d, timeout));
   }
   for (int r = 0; r < d; ++r) {
     std::vector<std::unique_ptr<comm::Transport>> transports;
     for (auto& w : worlds_) transports.push_back(w->transport(r));
     add_replica(per, r, std::move(transports), actors, topology);
+    for (std::size_t s = 0; s < stats_worlds_.size(); ++s)
+      drivers_.back()->stage(static_cast<int>(s)).attach_replica_sum(
+          std::make_unique<comm::TransportReplicaSum>(stats_worlds_[s]->transport(r)));
   }
 }
 
@@ -116,6 +122,7 @@ StepStats DataParallelTrainer::train_step(std::int64_t step) {
       failure = std::move(e);
     }
     for (auto& w : worlds_) w->kill(r);
+    for (auto& w : stats_worlds_) w->kill(r);
   };
   if (!actor_pipelines_.empty()) {
     // Every replica's actor coordinates its own step; this thread only starts them and collects.

@@ -72,6 +72,23 @@ troupe_parity_test(lstm_adam_2threads ${TROUPE_PARITY_LSTM} ${TROUPE_PARITY_ADAM
 troupe_parity_test(cnn_adamw_stem2 ${TROUPE_PARITY_CNN} model.cnn_channels=4,8,16 model.cnn_blocks=1,1,1
                    model.cnn_stem_stride=2 ${TROUPE_PARITY_ADAMW} train.grad_clip=1.0)
 
+# DeepFM (first-order weights + FM + MLP over shared field embeddings, tables updated lazily) against an
+# independent torch model on the same initial weights and batches, with two optimizers.
+function(troupe_deepfm_parity_test name)
+  set(sets)
+  foreach(kv IN LISTS ARGN)
+    list(APPEND sets --set ${kv})
+  endforeach()
+  add_test(NAME torch_parity_deepfm_${name}
+           COMMAND /usr/bin/python3 ${CMAKE_CURRENT_SOURCE_DIR}/torch_ref/deepfm_ref.py
+                   --trace $<TARGET_FILE:troupe_deepfm_trace> --workdir ${CMAKE_CURRENT_BINARY_DIR}/parity/deepfm_${name}
+                   --steps 20 ${sets})
+  set_tests_properties(torch_parity_deepfm_${name} PROPERTIES SKIP_RETURN_CODE 77 TIMEOUT 180 LABELS parity)
+endfunction()
+troupe_deepfm_parity_test(sgd train.batch_size=64 ${TROUPE_PARITY_SGD})
+troupe_deepfm_parity_test(adam train.batch_size=64 optim.kind=adam optim.lr=0.01)
+troupe_deepfm_parity_test(adamw train.batch_size=64 ${TROUPE_PARITY_ADAMW})
+
 # troupe sample at temperature 0 decodes token for token as torch from the same trained weights (a GPT and an
 # LSTM trained 300 steps here, then 64 greedy bytes after "The ").
 function(troupe_sample_parity_test name)

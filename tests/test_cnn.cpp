@@ -153,7 +153,7 @@ TEST_CASE("batchnorm: training forward, running statistics, backward and eval fo
   const Tensor xt = ref::to_tensor({n, c, s}, x), gt = ref::to_tensor({c}, gamma), bt = ref::to_tensor({c}, beta);
   const Tensor rm = ref::to_tensor({c}, rm0), rv = ref::to_tensor({c}, rv0);
   Tensor y = nan_tensor({n, c, s}), mean = nan_tensor({c}), rstd = nan_tensor({c});
-  be.batchnorm_forward(xt, gt, bt, rm, rv, true, 0.1f, 1e-5f, y, mean, rstd);
+  be.batchnorm_forward(xt, gt, bt, rm, rv, true, 0.1f, 1e-5f, y, mean, rstd, nullptr);
   const ref::BnOut want = ref::batchnorm_train(x, gamma, beta, n, c, s);
   check_forward("batchnorm y", y, want.y);
   check_forward("batchnorm mean", mean, want.mean);
@@ -175,13 +175,13 @@ TEST_CASE("batchnorm: training forward, running statistics, backward and eval fo
     be.flush_exact_grad(db);
   };
   const Tensor rt = ref::to_tensor({n, c, s}, r);
-  be.batchnorm_backward(rt, xt, gt, mean, rstd, dx, dg, db);
+  be.batchnorm_backward(rt, xt, gt, mean, rstd, dx, dg, db, nullptr);
   flush();
   check_grad("batchnorm dx", dx, ref::numeric_grad(f, x));
   check_grad("batchnorm dgamma", dg, ref::numeric_grad(f, gamma));
   check_grad("batchnorm dbeta", db, ref::numeric_grad(f, beta));
   const Vec dg_once = ref::to_vec(dg), db_once = ref::to_vec(db);
-  be.batchnorm_backward(rt, xt, gt, mean, rstd, dx, dg, db);
+  be.batchnorm_backward(rt, xt, gt, mean, rstd, dx, dg, db, nullptr);
   flush();
   check_accumulated("batchnorm dgamma", dg, dg_once);
   check_accumulated("batchnorm dbeta", db, db_once);
@@ -189,7 +189,7 @@ TEST_CASE("batchnorm: training forward, running statistics, backward and eval fo
   SECTION("eval mode normalises by the running statistics and leaves them alone") {
     Tensor ye = nan_tensor({n, c, s});
     const Vec rm1 = ref::to_vec(rm), rv1 = ref::to_vec(rv);
-    be.batchnorm_forward(xt, gt, bt, rm, rv, false, 0.1f, 1e-5f, ye, Tensor(), Tensor());
+    be.batchnorm_forward(xt, gt, bt, rm, rv, false, 0.1f, 1e-5f, ye, Tensor(), Tensor(), nullptr);
     check_forward("batchnorm eval y", ye, ref::batchnorm_eval(x, gamma, beta, rm1, rv1, n, c, s));
     CHECK(ref::to_vec(rm) == rm1);
     CHECK(ref::to_vec(rv) == rv1);
@@ -424,6 +424,122 @@ TEST_CASE("cnn pipelines with one micro-batch are one device bitwise, running st
   }
 }
 
+namespace {
+// Every parameter and buffer of replica r, by name.
+std::map<std::string, std::vector<float>> replica_state(DataParallelTrainer& t, int r) {
+  std::map<std::string, std::vector<float>> w;
+  for (Param* p : t.replica(r).weights_in_order()) w[p->name] = p->value.to_vector();
+  return w;
+}
+
+std::map<std::string, std::vector<float>> state_of(Trainer& t) {
+  std::map<std::string, std::vector<float>> w;
+  for (Param* p : t.model().params().state()) w[p->name] = p->value.to_vector();
+  return w;
+}
+
+bool is_running_stat(const std::string& name) { return name.find(".running_") != std::string::npos; }
+}  // namespace
+
+TEST_CASE("cnn data parallelism with synchronised batch norm is one device bitwise, running statistics included",
+          "[cnn][data_parallel]") {
+  if (!have_fashion_mnist()) {
+    WARN("dataset-fashion-mnist is not installed; skipping");
+    return;
+  }
+  auto sets = kTinyCnn;
+  sets.insert(sets.end(), {"train.deterministic=true", "model.sync_batchnorm=true"});
+  const int steps = 3;
+  const TrainingRun reference = single_device(load_config(std::nullopt, sets), steps);
+  REQUIRE(reference.weights.count("blocks.1.shortcut.bn.running_var"));
+  auto with = [&](std::vector<std::string> more) {
+    auto all = sets;
+    all.insert(all.end(), more.begin(), more.end());
+    return load_config(std::nullopt, all);
+  };
+  // data_parallel() also requires every replica's parameters and buffers to be the same.
+  SECTION("2 replicas, ring, stage actors") { require_bitwise(data_parallel(with({"parallel.data=2"}), steps), reference); }
+  SECTION("2 replicas, ring, in-process threads without actors") {
+    require_bitwise(data_parallel(with({"parallel.data=2"}), steps, false), reference);
+  }
+  SECTION("4 replicas of 2 samples, alltoall") {
+    require_bitwise(data_parallel(with({"parallel.data=4", "parallel.gradient_exchange=alltoall"}), steps), reference);
+  }
+  SECTION("dp 2 x pp 2: each stage's replicas sum their own layers' statistics") {
+    require_bitwise(data_parallel(with({"parallel.data=2", "parallel.pipeline=2"}), steps), reference);
+  }
+  SECTION("fast mode: within float rounding of one device") {
+    auto fast = sets;
+    fast.erase(std::find(fast.begin(), fast.end(), "train.deterministic=true"));
+    fast.push_back("parallel.data=2");
+    const TrainingRun dp = data_parallel(load_config(std::nullopt, fast), steps);
+    for (int s = 0; s < steps; ++s) CHECK(dp.losses[s] == Approx(reference.losses[s]).epsilon(1e-5));
+  }
+}
+
+TEST_CASE("cnn data parallelism by default normalises each replica by its own share, as PyTorch DDP",
+          "[cnn][data_parallel]") {
+  if (!have_fashion_mnist()) {
+    WARN("dataset-fashion-mnist is not installed; skipping");
+    return;
+  }
+  auto sets = kTinyCnn;
+  sets.push_back("train.deterministic=true");
+  const RunConfig one = load_config(std::nullopt, sets);
+  sets.push_back("parallel.data=2");
+  const RunConfig config = load_config(std::nullopt, sets);
+  const int steps = 3;
+  // Gradients and losses: one device whose two micro-batches (the replicas' halves) are normalised by
+  // their own statistics.
+  const TrainingRun halves = pipelined(one, {1, 1, 2, ScheduleKind::gpipe, ""}, steps);
+
+  // Running statistics: replica r's are those of forwards over half r of each batch alone, with the
+  // weights the step began with (a model that only runs those forwards).
+  Trainer half_model[2] = {Trainer(one), Trainer(one)};
+  DataParallelTrainer dp(config);
+  std::map<std::string, const Param*> replica0;
+  for (const Param* p : dp.replica(0).weights_in_order()) replica0[p->name] = p;
+  std::vector<double> losses;
+  for (int s = 0; s < steps; ++s) {
+    const Batch batch = dp.dataset().train_batch(s, one.train.batch_size);
+    const std::int64_t per = batch.inputs.dim(0) / 2;
+    for (int r = 0; r < 2; ++r) {
+      Trainer& h = half_model[r];
+      for (Param* p : h.model().params().all()) p->value.copy_from(replica0.at(p->name)->value);
+      MicroBatch mb{.inputs = batch.inputs.slice(r * per, (r + 1) * per),
+                    .targets = batch.targets.slice(r * per, (r + 1) * per)};
+      std::vector<LayerCtx> ctxs = h.model().make_contexts();
+      h.model().forward(h.backend(), mb, ctxs, mb.inputs);
+    }
+    losses.push_back(dp.train_step(s).loss);
+  }
+  for (int s = 0; s < steps; ++s) CHECK(losses[s] == halves.losses[s]);
+  const auto r0 = replica_state(dp, 0), r1 = replica_state(dp, 1);
+  int stats = 0;
+  for (const auto& [name, value] : r0) {
+    INFO(name);
+    if (!is_running_stat(name)) {
+      CHECK(value == halves.weights.at(name));  // parameters: the halves' run, and the same on both replicas
+      CHECK(value == r1.at(name));
+      continue;
+    }
+    ++stats;
+    CHECK(value == state_of(half_model[0]).at(name));
+    CHECK(r1.at(name) == state_of(half_model[1]).at(name));
+    CHECK(value != r1.at(name));  // the replicas saw different images
+  }
+  CHECK(stats == 12);  // stem, 2 per block, the second block's shortcut: 6 batch norms x 2
+
+  SECTION("weights files hold replica 0's running statistics, as DDP saves rank 0's") {
+    TempDir dir;
+    dp.save_weights(dir.file("w.safetensors"));
+    for (auto& [name, t] : load_safetensors(dir.file("w.safetensors"))) {
+      INFO(name);
+      CHECK(t.to_vector() == r0.at(name));
+    }
+  }
+}
+
 TEST_CASE("cnn training in deterministic mode: bitwise the same for 1 and 3 threads, close to the fast mode",
           "[cnn][determinism]") {
   if (!have_fashion_mnist()) {
@@ -492,9 +608,17 @@ TEST_CASE("cnn config validation names the conflicting keys", "[cnn][config]") {
              Contains("at most 5 with model.cnn_stem_stride = 2"));
   CHECK_THAT(error({"model.cnn_stem_stride=3"}), Contains("model.cnn_stem_stride"));
   CHECK_THAT(error({"train.device=cuda"}), Contains("use train.device = cpu"));
-  CHECK_THAT(error({"parallel.data=2"}), Contains("model.kind = cnn trains on one device or a pipeline so far") &&
-                                           Contains("parallel.data = 2"));
-  CHECK_THAT(error({"parallel.gradient_exchange=ps"}), Contains("parallel.gradient_exchange = ps"));
+  CHECK_THAT(error({"parallel.gradient_exchange=ps"}), Contains("parallel.gradient_exchange = ps") &&
+                                                          Contains("use parallel.gradient_exchange = ring or alltoall"));
+  CHECK_THAT(error({"parallel.data=2", "model.sync_batchnorm=true", "comm.transport=tcp"}),
+             Contains("model.sync_batchnorm = true with comm.transport = tcp") && Contains("comm.transport = inproc"));
+  CHECK_THAT(config_error([] { load_config(std::nullopt, {"model.kind=gpt", "model.sync_batchnorm=true"}); }),
+             Contains("model.sync_batchnorm = true with model.kind = gpt") && Contains("no batch normalisation"));
+  CHECK_THAT(config_error([] { load_config(std::nullopt, {"model.kind=lstm", "model.sync_batchnorm=true"}); }),
+             Contains("model.sync_batchnorm = true with model.kind = lstm"));
+  CHECK_NOTHROW(load_config(std::nullopt, {"model.kind=cnn", "parallel.data=2"}));
+  CHECK_NOTHROW(load_config(std::nullopt, {"model.kind=cnn", "parallel.data=2", "model.sync_batchnorm=true"}));
+  CHECK_NOTHROW(load_config(std::nullopt, {"model.kind=cnn", "model.sync_batchnorm=true"}));  // one device: a no-op
   CHECK_NOTHROW(load_config(std::nullopt, {"model.kind=cnn", "parallel.pipeline=2", "parallel.microbatches=2"}));
   CHECK_NOTHROW(load_config(std::nullopt, {"model.kind=cnn", "model.cnn_channels=8", "model.cnn_blocks=3"}));
 }
