@@ -100,11 +100,18 @@ void DataParallelTrainer::add_replica(const RunConfig& per, int rank,
 
 DataParallelTrainer::DataParallelTrainer(const RunConfig& config, int rank,
                                          std::vector<std::unique_ptr<comm::Transport>> transports, bool actors,
-                                         const plan::Topology* topology)
+                                         const plan::Topology* topology,
+                                         std::vector<std::unique_ptr<comm::Transport>> stats_transports)
     : config_(config) {
   TROUPE_CHECK(rank >= 0 && rank < config.parallel.data, "rank ", rank, " of ", config.parallel.data, " replicas");
+  const bool sync_stats = config.model.sync_batchnorm && config.parallel.data > 1;
+  TROUPE_CHECK(static_cast<int>(stats_transports.size()) == (sync_stats ? config.parallel.pipeline : 0),
+               stats_transports.size(), " statistics groups for ", config.parallel.pipeline, " stages");
   // The other replicas are processes on the same machine: share its threads with them.
   add_replica(per_replica(config, config.parallel.data), rank, std::move(transports), actors, topology);
+  for (std::size_t s = 0; s < stats_transports.size(); ++s)
+    drivers_.back()->stage(static_cast<int>(s)).attach_replica_sum(
+        std::make_unique<comm::TransportReplicaSum>(std::move(stats_transports[s])));
 }
 
 DataParallelTrainer::~DataParallelTrainer() = default;

@@ -49,8 +49,11 @@ class DataParallelTrainer {
   explicit DataParallelTrainer(const RunConfig& config, bool actors = true, const plan::Topology* topology = nullptr);
   // Only replica `rank` of parallel.data, in this process; stage s reaches its peers (the same stage
   // of the other replicas, in other processes) over transports[s]. The multi-process (tcp) form.
+  // stats_transports[s]: stage s's group for synchronised batch-norm statistics (model.sync_batchnorm
+  // with parallel.data > 1: one per stage; otherwise none).
   DataParallelTrainer(const RunConfig& config, int rank, std::vector<std::unique_ptr<comm::Transport>> transports,
-                      bool actors = true, const plan::Topology* topology = nullptr);
+                      bool actors = true, const plan::Topology* topology = nullptr,
+                      std::vector<std::unique_ptr<comm::Transport>> stats_transports = {});
   ~DataParallelTrainer();
 
   // One step on every replica at once; the stats are replica 0's (the loss is the whole batch's).

@@ -397,11 +397,6 @@ void validate_cnn(const RunConfig& config) {
   if (par.gradient_exchange == GradientExchange::ps)
     invalid("model.kind = cnn with parallel.gradient_exchange = ps: the parameter-server trainer does not carry "
             "batch-norm running statistics; use parallel.gradient_exchange = ring or alltoall");
-  if (m.sync_batchnorm && par.data > 1 && config.comm.transport == TransportKind::tcp)
-    invalid(fmt::format("model.sync_batchnorm = true with comm.transport = tcp (parallel.data = {}): synchronised "
-                        "batch-norm statistics are summed over in-process replicas only so far; use "
-                        "comm.transport = inproc, or model.sync_batchnorm = false (each replica's own statistics)",
-                        par.data));
 }
 
 // The stacked LSTM: its recurrence exists on the CPU backend only so far.
