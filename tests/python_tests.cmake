@@ -60,6 +60,11 @@ set(TROUPE_PARITY_CNN model.kind=cnn model.cnn_channels=8,16 model.cnn_blocks=1,
     data.order=sequential train.threads=1)
 troupe_parity_test(cnn_sgd ${TROUPE_PARITY_CNN} ${TROUPE_PARITY_SGD} optim.lr=0.01 train.grad_clip=0)
 troupe_parity_test(cnn_adamw ${TROUPE_PARITY_CNN} ${TROUPE_PARITY_ADAMW} train.grad_clip=1.0)
+# The CNN under data parallelism (troupe: 2 replicas as threads): per-replica batch-norm statistics against
+# torch DDP simulated with two module copies on the batch's halves; synchronised statistics against one device.
+troupe_parity_test(cnn_adamw_dp2 ${TROUPE_PARITY_CNN} ${TROUPE_PARITY_ADAMW} train.grad_clip=1.0 parallel.data=2)
+troupe_parity_test(cnn_sgd_dp2_syncbn ${TROUPE_PARITY_CNN} ${TROUPE_PARITY_SGD} optim.lr=0.01 train.grad_clip=0
+                   parallel.data=2 model.sync_batchnorm=true)
 # The stacked LSTM (2 layers, hidden 64, 32 steps of truncated back-propagation), with two optimizers and
 # the multi-threaded kernels.
 set(TROUPE_PARITY_LSTM model.kind=lstm model.n_layer=2 model.n_embd=64 model.block_size=32
