@@ -1,5 +1,6 @@
 // Owns the residual CNN's tests: conv2d, batch norm and pooling against double finite differences, the CNN
-// layers, running statistics, reproducibility across thread counts, weight files and config validation.
+// layers, running statistics, reproducibility across thread counts, pipelines and data parallelism (per-replica
+// and synchronised batch norm) against one device, weight files and config validation.
 //
 // Tolerances and conventions as tests/test_gradcheck.cpp: relative errors max|got - want| / max(max|want|,
 // 1e-3); gradients <= 1e-3, forwards <= 1e-5; the scalar differentiated is sum(out * R) for a random R.
@@ -8,10 +9,13 @@
 #include <cmath>
 #include <cstring>
 #include <random>
+#include <thread>
 
 #include "actors/session.h"
 #include "models/cnn_layers.h"
 #include "models/trainer.h"
+#include "net/inproc/inproc_transport.h"
+#include "runtime/comm/transport_replica_sum.h"
 #include "runtime/config/config_loader.h"
 #include "runtime/cpu/cpu_backend.h"
 #include "runtime/io/safetensors.h"
@@ -193,6 +197,60 @@ TEST_CASE("batchnorm: training forward, running statistics, backward and eval fo
     check_forward("batchnorm eval y", ye, ref::batchnorm_eval(x, gamma, beta, rm1, rv1, n, c, s));
     CHECK(ref::to_vec(rm) == rm1);
     CHECK(ref::to_vec(rv) == rv1);
+  }
+}
+
+TEST_CASE("batchnorm over replicas: shares summed through a ReplicaSum are the whole batch, bitwise",
+          "[cnn][data_parallel]") {
+  // Samples 0..2 on replica 0, 3..6 on replica 1 (unequal shares: the count travels with the sums).
+  constexpr std::int64_t n = 7, c = 3, s = 10, first = 3;
+  std::mt19937_64 rng(77);
+  const Tensor x = ref::to_tensor({n, c, s}, ref::random_vec(rng, n * c * s, -2.0, 3.0));
+  const Tensor dy = ref::to_tensor({n, c, s}, ref::random_vec(rng, n * c * s, -1.0, 1.0));
+  const Tensor gamma = ref::to_tensor({c}, ref::random_vec(rng, c, 0.5, 1.5));
+  const Tensor beta = ref::to_tensor({c}, ref::random_vec(rng, c, -0.5, 0.5));
+  struct Result {
+    Tensor y, rm, rv, dx, dg, db;
+  };
+  // Forward (training) and backward of x's samples [begin, end), statistics summed over `replicas`.
+  auto run = [&](std::int64_t begin, std::int64_t end, ReplicaSum* replicas) {
+    CpuBackend be(2);
+    be.set_deterministic(true);
+    const Tensor xs = x.slice(begin, end);
+    Result r{Tensor::zeros(xs.shape()), Tensor::zeros({c}), Tensor::full({c}, 1.0f), Tensor::zeros(xs.shape()),
+             Tensor::zeros({c}), Tensor::zeros({c})};
+    Tensor mean = Tensor::zeros({c}), rstd = Tensor::zeros({c});
+    be.batchnorm_forward(xs, gamma, beta, r.rm, r.rv, true, 0.1f, 1e-5f, r.y, mean, rstd, replicas);
+    be.batchnorm_backward(dy.slice(begin, end), xs, gamma, mean, rstd, r.dx, r.dg, r.db, replicas);
+    be.flush_exact_grad(r.dg);
+    be.flush_exact_grad(r.db);
+    return r;
+  };
+  const Result whole = run(0, n, nullptr);
+  net::InprocWorld world(2, std::chrono::seconds(30));
+  comm::TransportReplicaSum sum0(world.transport(0)), sum1(world.transport(1));
+  Result part[2];
+  std::thread other([&] { part[1] = run(first, n, &sum1); });
+  part[0] = run(0, first, &sum0);
+  other.join();
+  auto rows = [](const Tensor& t, std::int64_t begin, std::int64_t end) { return t.slice(begin, end); };
+  CHECK(same_bits(part[0].y, rows(whole.y, 0, first)));
+  CHECK(same_bits(part[1].y, rows(whole.y, first, n)));
+  CHECK(same_bits(part[0].dx, rows(whole.dx, 0, first)));
+  CHECK(same_bits(part[1].dx, rows(whole.dx, first, n)));
+  for (const Result& p : part) {  // running statistics: the whole batch's on every replica
+    CHECK(same_bits(p.rm, whole.rm));
+    CHECK(same_bits(p.rv, whole.rv));
+  }
+  // Parameter gradients stay per share; their sum (what data parallelism adds) is the whole batch's.
+  CHECK_FALSE(same_bits(part[0].dg, whole.dg));
+  for (std::int64_t ch = 0; ch < c; ++ch) {
+    CHECK(part[0].dg.f32()[ch] + part[1].dg.f32()[ch] == Approx(whole.dg.f32()[ch]).epsilon(1e-5));
+    CHECK(part[0].db.f32()[ch] + part[1].db.f32()[ch] == Approx(whole.db.f32()[ch]).epsilon(1e-5));
+  }
+  SECTION("without the sum each share normalises by its own statistics") {
+    const Result alone = run(0, first, nullptr);
+    CHECK_FALSE(same_bits(alone.y, part[0].y));
   }
 }
 
