@@ -13,6 +13,7 @@
 
 #include "actors/protocol.h"
 #include "actors/replica_actor.h"
+#include "runtime/comm/transport_replica_sum.h"
 
 
 namespace troupe {
@@ -67,13 +68,18 @@ DataParallelTrainer::DataParallelTrainer(const RunConfig& config, bool actors, c
   // The machine's threads are shared by the replicas (results do not depend on thread counts).
   const RunConfig per = per_replica(config, d);
   const auto timeout = std::chrono::milliseconds(static_cast<long long>(config.comm.timeout_s * 1000.0));
+  const bool sync_stats = config.model.sync_batchnorm && d > 1;
   for (int s = 0; s < config.parallel.pipeline; ++s) {
     worlds_.push_back(std::make_unique<net::InprocWorld>(d, timeout));
+    if (sync_stats) stats_worlds_.push_back(std::make_unique<net::InprocWorld>(d, timeout));
   }
   for (int r = 0; r < d; ++r) {
     std::vector<std::unique_ptr<comm::Transport>> transports;
     for (auto& w : worlds_) transports.push_back(w->transport(r));
     add_replica(per, r, std::move(transports), actors, topology);
+    for (std::size_t s = 0; s < stats_worlds_.size(); ++s)
+      drivers_.back()->stage(static_cast<int>(s)).attach_replica_sum(
+          std::make_unique<comm::TransportReplicaSum>(stats_worlds_[s]->transport(r)));
   }
 }
 
@@ -101,11 +107,18 @@ void DataParallelTrainer::add_replica(const RunConfig& per, int rank,
 
 DataParallelTrainer::DataParallelTrainer(const RunConfig& config, int rank,
                                          std::vector<std::unique_ptr<comm::Transport>> transports, bool actors,
-                                         const plan::Topology* topology)
+                                         const plan::Topology* topology,
+                                         std::vector<std::unique_ptr<comm::Transport>> stats_transports)
     : config_(config) {
   TROUPE_CHECK(rank >= 0 && rank < config.parallel.data, "rank ", rank, " of ", config.parallel.data, " replicas");
+  const bool sync_stats = config.model.sync_batchnorm && config.parallel.data > 1;
+  TROUPE_CHECK(static_cast<int>(stats_transports.size()) == (sync_stats ? config.parallel.pipeline : 0),
+               stats_transports.size(), " statistics groups for ", config.parallel.pipeline, " stages");
   // The other replicas are processes on the same machine: share its threads with them.
   add_replica(per_replica(config, config.parallel.data), rank, std::move(transports), actors, topology);
+  for (std::size_t s = 0; s < stats_transports.size(); ++s)
+    drivers_.back()->stage(static_cast<int>(s)).attach_replica_sum(
+        std::make_unique<comm::TransportReplicaSum>(std::move(stats_transports[s])));
 }
 
 DataParallelTrainer::~DataParallelTrainer() = default;
@@ -123,6 +136,7 @@ StepStats DataParallelTrainer::train_step(std::int64_t step) {
       failure = std::move(e);
     }
     for (auto& w : worlds_) w->kill(r);
+    for (auto& w : stats_worlds_) w->kill(r);
   };
   if (!actor_pipelines_.empty()) {
     // Every replica's actor coordinates its own step; this thread only starts them and collects — and,

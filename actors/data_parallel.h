@@ -10,6 +10,12 @@
 // sum over replicas is the single-device gradient; losses are gathered and added in sample order. In
 // deterministic mode gradients travel as exact sums (runtime/exact_sum.h) and the run is bitwise the
 // single-device one; otherwise the float sums differ in rounding only (tests: within 1e-5 relative).
+//
+// Batch norm (the cnn): by default each replica normalises by its own share's statistics and keeps its
+// own running statistics, as PyTorch DDP; replica 0's are the ones saved (weights files, checkpoints),
+// as DDP saves rank 0's. With model.sync_batchnorm the statistics are the whole batch's, summed over a
+// stage's replicas in forward and backward (runtime/replica_sum.h), so every replica holds the same
+// running statistics and, in deterministic mode with one micro-batch, the run is the single device's.
 #pragma once
 
 #include <functional>
@@ -44,8 +50,11 @@ class DataParallelTrainer {
   explicit DataParallelTrainer(const RunConfig& config, bool actors = true, const plan::Topology* topology = nullptr);
   // Only replica `rank` of parallel.data, in this process; stage s reaches its peers (the same stage
   // of the other replicas, in other processes) over transports[s]. The multi-process (tcp) form.
+  // stats_transports[s]: stage s's group for synchronised batch-norm statistics (model.sync_batchnorm
+  // with parallel.data > 1: one per stage; otherwise none).
   DataParallelTrainer(const RunConfig& config, int rank, std::vector<std::unique_ptr<comm::Transport>> transports,
-                      bool actors = true, const plan::Topology* topology = nullptr);
+                      bool actors = true, const plan::Topology* topology = nullptr,
+                      std::vector<std::unique_ptr<comm::Transport>> stats_transports = {});
   ~DataParallelTrainer();
 
   // One step on every replica at once; the stats are replica 0's (the loss is the whole batch's).
@@ -79,6 +88,9 @@ class DataParallelTrainer {
  private:
   RunConfig config_;
   std::vector<std::unique_ptr<net::InprocWorld>> worlds_;  // one group per stage (messages and by reference)
+  // Synchronised batch norm (model.sync_batchnorm): one more group per stage for the statistics, summed
+  // on the stages' threads while the gradient groups may be busy on the exchange threads.
+  std::vector<std::unique_ptr<net::InprocWorld>> stats_worlds_;
   void add_replica(const RunConfig& per, int rank, std::vector<std::unique_ptr<comm::Transport>> transports, bool actors,
                    const plan::Topology* topology);
 

@@ -236,8 +236,17 @@ class DataParallelThreadsJob final : public TrainerJob<DataParallelTrainer> {
 // Stage s of every replica forms one TCP group; its rendezvous listens at comm.address's port + s.
 constexpr const char* kStageAddressesEnv = "TROUPE_STAGE_ADDRESSES";
 
+// With synchronised batch norm, stage s's replicas form a second group for the statistics, at port + p + s.
+bool sync_stats_groups(const RunConfig& config) { return config.model.sync_batchnorm && config.parallel.data > 1; }
+
+// Rendezvous groups per rank: one per stage, twice that with synchronised batch norm.
+int groups_per_rank(const RunConfig& config) {
+  return (sync_stats_groups(config) ? 2 : 1) * config.parallel.pipeline;
+}
+
 std::vector<std::string> stage_addresses(const RunConfig& config) {
-  return net::consecutive_addresses("comm.address", config.comm.address, config.parallel.pipeline, "pipeline stage");
+  return net::consecutive_addresses("comm.address", config.comm.address, groups_per_rank(config),
+                                    "pipeline stage (and, with model.sync_batchnorm, one per stage's statistics)");
 }
 
 // A job whose processes a launcher started (comm.world_size > 1, runtime/launch/join_spec.h): every
@@ -257,7 +266,7 @@ std::vector<std::string> joined_listen_addresses(const RunConfig& config) {
   const std::string host = config.comm.interface.empty()
                                ? "0.0.0.0"
                                : net::tcp::Endpoint{net::tcp::interface_address(config.comm.interface), 0}.host_text();
-  return net::consecutive_addresses("comm.address", host + ":" + port, config.parallel.pipeline, "pipeline stage");
+  return net::consecutive_addresses("comm.address", host + ":" + port, groups_per_rank(config), "pipeline stage");
 }
 
 // Which ranks share a host, from the names the ranks reported in the rendezvous:
@@ -274,6 +283,15 @@ std::string hosts_text(const std::vector<std::string>& hostnames) {
     out += fmt::format("{}{} (rank{} {})", out.empty() ? "" : ", ", name, ranks.size() == 1 ? "" : "s", fmt::join(ranks, " "));
   return fmt::format("{} host{}: {}", hosts.size(), hosts.size() == 1 ? "" : "s", out);
 }
+
+// The groups of one rank, in stage_addresses' order: every stage's gradients, then (synchronised batch
+// norm) every stage's statistics.
+struct RankGroups {
+  std::vector<std::unique_ptr<comm::Transport>> grads, stats;
+  void add(const RunConfig& config, std::unique_ptr<comm::Transport> t) {
+    (static_cast<int>(grads.size()) < config.parallel.pipeline ? grads : stats).push_back(std::move(t));
+  }
+};
 
 // comm.transport = tcp: every replica is a process. This process is rank 0: it binds one rendezvous
 // listener per stage (so the ports are known before anyone connects), starts ranks 1..D-1 as copies
@@ -298,16 +316,17 @@ class DataParallelProcessesJob final : public TrainerJob<DataParallelTrainer> {
       ranks_ = std::make_unique<ReplicaProcesses>("/proc/self/exe", args, d, secret,
                                                   std::max(comm_timeout(config) / 2, std::chrono::milliseconds(200)));
     }
-    std::vector<std::unique_ptr<comm::Transport>> transports;
+    RankGroups groups;
     std::vector<std::string> hostnames;
     for (std::size_t s = 0; s < listeners.size(); ++s) {
       auto t = net::connect_tcp(tcp_options(config, 0, "", secret), std::move(listeners[s]));
       hostnames = t->hostnames();
-      transports.push_back(std::move(t));
+      groups.add(config, std::move(t));
     }
     for (std::size_t r = 0; r < topology_.places.size(); ++r)
       topology_.places[r].host = hostnames.at(static_cast<std::size_t>(topology_.places[r].process));
-    trainer_ = std::make_unique<DataParallelTrainer>(config, 0, std::move(transports), true, &topology_);
+    trainer_ = std::make_unique<DataParallelTrainer>(config, 0, std::move(groups.grads), true, &topology_,
+                                                     std::move(groups.stats));
     summary_ = data_parallel_summary(
         config, joined(config) ? fmt::format("{} replicas as processes a launcher started, over tcp (rendezvous {})", d, bound)
                                : fmt::format("{} replicas as processes over tcp (rendezvous {})", d, bound));
@@ -490,21 +509,21 @@ void run_started_rank(const RunConfig& config, int rank, const std::string& init
       train_started_rank(worker, config, rank, worker.steps_done());
       return;
     }
-    std::vector<std::unique_ptr<comm::Transport>> transports;
+    RankGroups groups;
     const std::vector<std::string> addresses =
         joined(config) ? stage_addresses(config) : net::addresses_from_environment(kStageAddressesEnv);
-    TROUPE_CHECK(static_cast<int>(addresses.size()) == config.parallel.pipeline, "stage addresses for ",
-                 config.parallel.pipeline, " stages");
+    TROUPE_CHECK(static_cast<int>(addresses.size()) == groups_per_rank(config), addresses.size(),
+                 " stage addresses for ", config.parallel.pipeline, " stages");
     const std::string secret = net::secret_from_environment();
     std::vector<std::string> hostnames;
     for (const std::string& address : addresses) {
       auto t = net::connect_tcp(tcp_options(config, rank, address, secret));
       hostnames = t->hostnames();
-      transports.push_back(std::move(t));
+      groups.add(config, std::move(t));
     }
     plan::Topology topology = topology_for(config, placement_for_run(config));
     for (plan::Place& place : topology.places) place.host = hostnames.at(static_cast<std::size_t>(place.process));
-    DataParallelTrainer replica(config, rank, std::move(transports), true, &topology);
+    DataParallelTrainer replica(config, rank, std::move(groups.grads), true, &topology, std::move(groups.stats));
     if (!init_from.empty()) replica.load_weights(init_from);
     std::int64_t first = 0;
     if (!resume_from.empty()) {

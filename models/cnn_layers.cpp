@@ -50,20 +50,21 @@ BatchNorm2d::BatchNorm2d(ParamSet& params, const std::string& name, int channels
   init_constant(running_var->value, 1.0f);
 }
 
-Tensor BatchNorm2d::forward(Backend& be, bool training, const Tensor& x, Tensor& mean, Tensor& rstd) const {
+Tensor BatchNorm2d::forward(Backend& be, const MicroBatch& mb, const Tensor& x, Tensor& mean, Tensor& rstd) const {
+  const bool training = mb.training;
   const std::int64_t c = weight->value.numel();
   Tensor y = be.empty(x.shape());
   mean = training ? be.empty({c}) : Tensor();
   rstd = training ? be.empty({c}) : Tensor();
   be.batchnorm_forward(x, weight->value, bias->value, running_mean->value, running_var->value, training, kMomentum,
-                       kEps, y, mean, rstd);
+                       kEps, y, mean, rstd, training ? mb.replica_sum : nullptr);
   return y;
 }
 
-Tensor BatchNorm2d::backward(Backend& be, const Tensor& dy, const Tensor& x, const Tensor& mean,
-                             const Tensor& rstd) const {
+Tensor BatchNorm2d::backward(Backend& be, const MicroBatch& mb, const Tensor& dy, const Tensor& x,
+                             const Tensor& mean, const Tensor& rstd) const {
   Tensor dx = be.empty(x.shape());
-  be.batchnorm_backward(dy, x, weight->value, mean, rstd, dx, weight->grad, bias->grad);
+  be.batchnorm_backward(dy, x, weight->value, mean, rstd, dx, weight->grad, bias->grad, mb.replica_sum);
   return dx;
 }
 
@@ -87,18 +88,18 @@ Tensor CnnStem::forward(Backend& be, const MicroBatch& mb, LayerCtx& ctx, const 
   const Tensor image = x.view({rows, 1, side_, side_});
   Tensor a = conv_.forward(be, image);  // [N, C0, stem side, stem side]
   Tensor mean, rstd;
-  Tensor y = bn_.forward(be, mb.training, a, mean, rstd);
+  Tensor y = bn_.forward(be, mb, a, mean, rstd);
   be.relu_forward(y, y);
   if (mb.training) ctx.saved = {image, a, mean, rstd, y};
   return y;
 }
 
-Tensor CnnStem::backward(Backend& be, const MicroBatch&, LayerCtx& ctx, const Tensor& dy) {
+Tensor CnnStem::backward(Backend& be, const MicroBatch& mb, LayerCtx& ctx, const Tensor& dy) {
   TROUPE_CHECK(ctx.saved.size() == 5, "stem backward without a training-mode forward");
   const Tensor &image = ctx.saved[0], &a = ctx.saved[1], &y = ctx.saved[4];
   Tensor g = be.empty(dy.shape());
   be.relu_backward(y, dy, g);
-  Tensor da = bn_.backward(be, g, a, ctx.saved[2], ctx.saved[3]);
+  Tensor da = bn_.backward(be, mb, g, a, ctx.saved[2], ctx.saved[3]);
   conv_.backward(be, da, image, false);  // the first layer: no gradient for the pixels
   ctx.clear();
   return Tensor();
@@ -139,14 +140,14 @@ Tensor ResidualBlock::forward(Backend& be, const MicroBatch& mb, LayerCtx& ctx, 
   check_input(name_, x, conv1_.w->value.dim(1), in_side_);
   Tensor a1 = conv1_.forward(be, x);
   Tensor mean1, rstd1, mean2, rstd2;
-  Tensor h = bn1_.forward(be, mb.training, a1, mean1, rstd1);
+  Tensor h = bn1_.forward(be, mb, a1, mean1, rstd1);
   be.relu_forward(h, h);
   Tensor a2 = conv2_.forward(be, h);
-  Tensor y = bn2_.forward(be, mb.training, a2, mean2, rstd2);
+  Tensor y = bn2_.forward(be, mb, a2, mean2, rstd2);
   Tensor s, mean_s, rstd_s;
   if (short_conv_) {
     s = short_conv_->forward(be, x);
-    be.add_inplace(y, short_bn_->forward(be, mb.training, s, mean_s, rstd_s));
+    be.add_inplace(y, short_bn_->forward(be, mb, s, mean_s, rstd_s));
   } else {
     be.add_inplace(y, x);
   }
@@ -158,17 +159,17 @@ Tensor ResidualBlock::forward(Backend& be, const MicroBatch& mb, LayerCtx& ctx, 
   return y;
 }
 
-Tensor ResidualBlock::backward(Backend& be, const MicroBatch&, LayerCtx& ctx, const Tensor& dy) {
+Tensor ResidualBlock::backward(Backend& be, const MicroBatch& mb, LayerCtx& ctx, const Tensor& dy) {
   TROUPE_CHECK(ctx.saved.size() == (short_conv_ ? 12u : 9u), name_, " backward without a training-mode forward");
   const auto& v = ctx.saved;
   const Tensor &x = v[0], &a1 = v[1], &h = v[4], &a2 = v[5], &y = v[8];
   Tensor g = be.empty(dy.shape());
   be.relu_backward(y, dy, g);  // gradient of the sum: flows into both branches
-  Tensor dh = conv2_.backward(be, bn2_.backward(be, g, a2, v[6], v[7]), h, true);
+  Tensor dh = conv2_.backward(be, bn2_.backward(be, mb, g, a2, v[6], v[7]), h, true);
   be.relu_backward(h, dh, dh);
-  Tensor dx = conv1_.backward(be, bn1_.backward(be, dh, a1, v[2], v[3]), x, true);
+  Tensor dx = conv1_.backward(be, bn1_.backward(be, mb, dh, a1, v[2], v[3]), x, true);
   if (short_conv_)
-    be.add_inplace(dx, short_conv_->backward(be, short_bn_->backward(be, g, v[9], v[10], v[11]), x, true));
+    be.add_inplace(dx, short_conv_->backward(be, short_bn_->backward(be, mb, g, v[9], v[10], v[11]), x, true));
   else
     be.add_inplace(dx, g);
   ctx.clear();

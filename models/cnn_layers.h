@@ -39,9 +39,11 @@ struct BatchNorm2d {
   BatchNorm2d(ParamSet& params, const std::string& name, int channels);
   // Training: normalises by the batch statistics (written to mean, rstd [C] for backward) and updates the
   // running statistics; otherwise normalises by the running statistics (mean, rstd left undefined).
-  Tensor forward(Backend& be, bool training, const Tensor& x, Tensor& mean, Tensor& rstd) const;
+  // The statistics are the micro-batch's, or the whole batch's over mb.replica_sum (synchronised).
+  Tensor forward(Backend& be, const MicroBatch& mb, const Tensor& x, Tensor& mean, Tensor& rstd) const;
   // Backward of a training-mode forward of x that saved mean and rstd; accumulates weight and bias grads.
-  Tensor backward(Backend& be, const Tensor& dy, const Tensor& x, const Tensor& mean, const Tensor& rstd) const;
+  Tensor backward(Backend& be, const MicroBatch& mb, const Tensor& dy, const Tensor& x, const Tensor& mean,
+                  const Tensor& rstd) const;
 
   Param *weight, *bias, *running_mean, *running_var;
 };

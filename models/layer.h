@@ -21,6 +21,9 @@ struct MicroBatch {
   float loss_scale = 1.0f;    // 1 / (loss terms in the whole batch): micro-batch grads sum to the batch mean
   std::int64_t row_block = 1; // rows per sample: the unit of ordered gradient reduction
   bool training = true;       // false for evaluation: batch norm uses its running statistics, nothing is saved
+  // Synchronised batch norm (model.sync_batchnorm): batch statistics summed over the data-parallel
+  // replicas of this stage; null: each replica normalises by its own share (as PyTorch DDP).
+  ReplicaSum* replica_sum = nullptr;
 };
 
 // Saved activations of one layer for one micro-batch; released after that micro-batch's backward.

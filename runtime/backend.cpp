@@ -34,11 +34,11 @@ void Backend::conv2d_backward(const Tensor&, const Tensor&, const Tensor&, const
   not_supported(*this, "conv2d");
 }
 void Backend::batchnorm_forward(const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&, bool, float,
-                                float, const Tensor&, const Tensor&, const Tensor&) {
+                                float, const Tensor&, const Tensor&, const Tensor&, ReplicaSum*) {
   not_supported(*this, "batch normalisation");
 }
 void Backend::batchnorm_backward(const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&,
-                                 const Tensor&, const Tensor&, const Tensor&) {
+                                 const Tensor&, const Tensor&, const Tensor&, ReplicaSum*) {
   not_supported(*this, "batch normalisation");
 }
 void Backend::avgpool_forward(const Tensor&, const Tensor&) { not_supported(*this, "average pooling"); }

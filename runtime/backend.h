@@ -14,6 +14,7 @@
 #include <span>
 
 #include "runtime/exact_sum.h"
+#include "runtime/replica_sum.h"
 #include "runtime/tensor.h"
 
 namespace troupe {
@@ -129,12 +130,19 @@ class Backend {
   //   running = (1 - momentum) running + momentum batch, with the unbiased variance (n/(n-1)) for running_var.
   // !training: normalise by running_mean/running_var; mean and rstd are not touched (may be undefined).
   // y = gamma * x_hat + beta, overwritten.
+  // The statistics are exact sums of per-sample contributions (runtime/exact_sum.h), so they do not depend
+  // on how the batch is split. `replicas` (training only; null: this batch alone) adds them over the
+  // data-parallel replicas first, as torch.nn.SyncBatchNorm: every replica normalises by the statistics
+  // of the whole batch (and all replicas update their running statistics alike).
   virtual void batchnorm_forward(const Tensor& x, const Tensor& gamma, const Tensor& beta, const Tensor& running_mean,
                                  const Tensor& running_var, bool training, float momentum, float eps, const Tensor& y,
-                                 const Tensor& mean, const Tensor& rstd);
-  // Backward of the training-mode forward (batch statistics): dx overwritten; dgamma, dbeta accumulated.
+                                 const Tensor& mean, const Tensor& rstd, ReplicaSum* replicas);
+  // Backward of the training-mode forward (batch statistics): dx overwritten; dgamma, dbeta accumulated
+  // (this share's contributions: data parallelism sums them with the other gradients). `replicas`, as in
+  // forward: dx uses the whole batch's sums of dy and dy·x_hat (SyncBatchNorm's backward reductions).
   virtual void batchnorm_backward(const Tensor& dy, const Tensor& x, const Tensor& gamma, const Tensor& mean,
-                                  const Tensor& rstd, const Tensor& dx, const Tensor& dgamma, const Tensor& dbeta);
+                                  const Tensor& rstd, const Tensor& dx, const Tensor& dgamma, const Tensor& dbeta,
+                                  ReplicaSum* replicas);
 
   // Global average pooling: y[N, C] = mean of x[N, C, S...] over its S positions; dx = dy / S broadcast.
   virtual void avgpool_forward(const Tensor& x, const Tensor& y);

@@ -42,6 +42,16 @@ float from_exact(ExactSum s) {
   return std::ldexp(static_cast<float>(s), -kExactFracBits);
 }
 
+ExactSum to_exact_double(double x) {
+  if (!(std::fabs(x) < kExactLimit)) return kExactOverflow;
+  return fixed_of(x);
+}
+
+double from_exact_double(ExactSum s) {
+  if (overflowed(s)) return std::numeric_limits<double>::quiet_NaN();
+  return std::ldexp(static_cast<double>(s), -kExactFracBits);  // int128 -> double rounds once
+}
+
 void add_exact(std::span<ExactSum> acc, const float* x) {
   for (std::size_t i = 0; i < acc.size(); ++i) acc[i] = exact_add(acc[i], to_exact(x[i]));
 }

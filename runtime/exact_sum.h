@@ -33,6 +33,9 @@ inline constexpr ExactSum kExactOverflow = static_cast<ExactSum>(static_cast<uns
 ExactSum to_exact(float x);
 // The float nearest to the fixed-point value s (one rounding); NaN for an overflowed sum.
 float from_exact(ExactSum s);
+// The same for double contributions and results (batch-norm statistics sum per-sample doubles).
+ExactSum to_exact_double(double x);
+double from_exact_double(ExactSum s);
 
 // acc[i] += to_exact(x[i]) for i < acc.size().
 void add_exact(std::span<ExactSum> acc, const float* x);

@@ -60,6 +60,11 @@ set(TROUPE_PARITY_CNN model.kind=cnn model.cnn_channels=8,16 model.cnn_blocks=1,
     data.order=sequential train.threads=1)
 troupe_parity_test(cnn_sgd ${TROUPE_PARITY_CNN} ${TROUPE_PARITY_SGD} optim.lr=0.01 train.grad_clip=0)
 troupe_parity_test(cnn_adamw ${TROUPE_PARITY_CNN} ${TROUPE_PARITY_ADAMW} train.grad_clip=1.0)
+# The CNN under data parallelism (troupe: 2 replicas as threads): per-replica batch-norm statistics against
+# torch DDP simulated with two module copies on the batch's halves; synchronised statistics against one device.
+troupe_parity_test(cnn_adamw_dp2 ${TROUPE_PARITY_CNN} ${TROUPE_PARITY_ADAMW} train.grad_clip=1.0 parallel.data=2)
+troupe_parity_test(cnn_sgd_dp2_syncbn ${TROUPE_PARITY_CNN} ${TROUPE_PARITY_SGD} optim.lr=0.01 train.grad_clip=0
+                   parallel.data=2 model.sync_batchnorm=true)
 # The stacked LSTM (2 layers, hidden 64, 32 steps of truncated back-propagation), with two optimizers and
 # the multi-threaded kernels.
 set(TROUPE_PARITY_LSTM model.kind=lstm model.n_layer=2 model.n_embd=64 model.block_size=32
@@ -71,6 +76,23 @@ troupe_parity_test(lstm_adam_2threads ${TROUPE_PARITY_LSTM} ${TROUPE_PARITY_ADAM
 # The end-to-end test's shape (stride-2 stem, three stages), narrower.
 troupe_parity_test(cnn_adamw_stem2 ${TROUPE_PARITY_CNN} model.cnn_channels=4,8,16 model.cnn_blocks=1,1,1
                    model.cnn_stem_stride=2 ${TROUPE_PARITY_ADAMW} train.grad_clip=1.0)
+
+# DeepFM (first-order weights + FM + MLP over shared field embeddings, tables updated lazily) against an
+# independent torch model on the same initial weights and batches, with two optimizers.
+function(troupe_deepfm_parity_test name)
+  set(sets)
+  foreach(kv IN LISTS ARGN)
+    list(APPEND sets --set ${kv})
+  endforeach()
+  add_test(NAME torch_parity_deepfm_${name}
+           COMMAND /usr/bin/python3 ${CMAKE_CURRENT_SOURCE_DIR}/torch_ref/deepfm_ref.py
+                   --trace $<TARGET_FILE:troupe_deepfm_trace> --workdir ${CMAKE_CURRENT_BINARY_DIR}/parity/deepfm_${name}
+                   --steps 20 ${sets})
+  set_tests_properties(torch_parity_deepfm_${name} PROPERTIES SKIP_RETURN_CODE 77 TIMEOUT 180 LABELS parity)
+endfunction()
+troupe_deepfm_parity_test(sgd train.batch_size=64 ${TROUPE_PARITY_SGD})
+troupe_deepfm_parity_test(adam train.batch_size=64 optim.kind=adam optim.lr=0.01)
+troupe_deepfm_parity_test(adamw train.batch_size=64 ${TROUPE_PARITY_ADAMW})
 
 # troupe sample at temperature 0 decodes token for token as torch from the same trained weights (a GPT and an
 # LSTM trained 300 steps here, then 64 greedy bytes after "The ").

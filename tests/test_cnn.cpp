@@ -1,5 +1,6 @@
 // Owns the residual CNN's tests: conv2d, batch norm and pooling against double finite differences, the CNN
-// layers, running statistics, reproducibility across thread counts, weight files and config validation.
+// layers, running statistics, reproducibility across thread counts, pipelines and data parallelism (per-replica
+// and synchronised batch norm) against one device, weight files and config validation.
 //
 // Tolerances and conventions as tests/test_gradcheck.cpp: relative errors max|got - want| / max(max|want|,
 // 1e-3); gradients <= 1e-3, forwards <= 1e-5; the scalar differentiated is sum(out * R) for a random R.
@@ -8,10 +9,13 @@
 #include <cmath>
 #include <cstring>
 #include <random>
+#include <thread>
 
 #include "actors/session.h"
 #include "models/cnn_layers.h"
 #include "models/trainer.h"
+#include "net/inproc/inproc_transport.h"
+#include "runtime/comm/transport_replica_sum.h"
 #include "runtime/config/config_loader.h"
 #include "runtime/cpu/cpu_backend.h"
 #include "runtime/io/safetensors.h"
@@ -153,7 +157,7 @@ TEST_CASE("batchnorm: training forward, running statistics, backward and eval fo
   const Tensor xt = ref::to_tensor({n, c, s}, x), gt = ref::to_tensor({c}, gamma), bt = ref::to_tensor({c}, beta);
   const Tensor rm = ref::to_tensor({c}, rm0), rv = ref::to_tensor({c}, rv0);
   Tensor y = nan_tensor({n, c, s}), mean = nan_tensor({c}), rstd = nan_tensor({c});
-  be.batchnorm_forward(xt, gt, bt, rm, rv, true, 0.1f, 1e-5f, y, mean, rstd);
+  be.batchnorm_forward(xt, gt, bt, rm, rv, true, 0.1f, 1e-5f, y, mean, rstd, nullptr);
   const ref::BnOut want = ref::batchnorm_train(x, gamma, beta, n, c, s);
   check_forward("batchnorm y", y, want.y);
   check_forward("batchnorm mean", mean, want.mean);
@@ -175,13 +179,13 @@ TEST_CASE("batchnorm: training forward, running statistics, backward and eval fo
     be.flush_exact_grad(db);
   };
   const Tensor rt = ref::to_tensor({n, c, s}, r);
-  be.batchnorm_backward(rt, xt, gt, mean, rstd, dx, dg, db);
+  be.batchnorm_backward(rt, xt, gt, mean, rstd, dx, dg, db, nullptr);
   flush();
   check_grad("batchnorm dx", dx, ref::numeric_grad(f, x));
   check_grad("batchnorm dgamma", dg, ref::numeric_grad(f, gamma));
   check_grad("batchnorm dbeta", db, ref::numeric_grad(f, beta));
   const Vec dg_once = ref::to_vec(dg), db_once = ref::to_vec(db);
-  be.batchnorm_backward(rt, xt, gt, mean, rstd, dx, dg, db);
+  be.batchnorm_backward(rt, xt, gt, mean, rstd, dx, dg, db, nullptr);
   flush();
   check_accumulated("batchnorm dgamma", dg, dg_once);
   check_accumulated("batchnorm dbeta", db, db_once);
@@ -189,10 +193,64 @@ TEST_CASE("batchnorm: training forward, running statistics, backward and eval fo
   SECTION("eval mode normalises by the running statistics and leaves them alone") {
     Tensor ye = nan_tensor({n, c, s});
     const Vec rm1 = ref::to_vec(rm), rv1 = ref::to_vec(rv);
-    be.batchnorm_forward(xt, gt, bt, rm, rv, false, 0.1f, 1e-5f, ye, Tensor(), Tensor());
+    be.batchnorm_forward(xt, gt, bt, rm, rv, false, 0.1f, 1e-5f, ye, Tensor(), Tensor(), nullptr);
     check_forward("batchnorm eval y", ye, ref::batchnorm_eval(x, gamma, beta, rm1, rv1, n, c, s));
     CHECK(ref::to_vec(rm) == rm1);
     CHECK(ref::to_vec(rv) == rv1);
+  }
+}
+
+TEST_CASE("batchnorm over replicas: shares summed through a ReplicaSum are the whole batch, bitwise",
+          "[cnn][data_parallel]") {
+  // Samples 0..2 on replica 0, 3..6 on replica 1 (unequal shares: the count travels with the sums).
+  constexpr std::int64_t n = 7, c = 3, s = 10, first = 3;
+  std::mt19937_64 rng(77);
+  const Tensor x = ref::to_tensor({n, c, s}, ref::random_vec(rng, n * c * s, -2.0, 3.0));
+  const Tensor dy = ref::to_tensor({n, c, s}, ref::random_vec(rng, n * c * s, -1.0, 1.0));
+  const Tensor gamma = ref::to_tensor({c}, ref::random_vec(rng, c, 0.5, 1.5));
+  const Tensor beta = ref::to_tensor({c}, ref::random_vec(rng, c, -0.5, 0.5));
+  struct Result {
+    Tensor y, rm, rv, dx, dg, db;
+  };
+  // Forward (training) and backward of x's samples [begin, end), statistics summed over `replicas`.
+  auto run = [&](std::int64_t begin, std::int64_t end, ReplicaSum* replicas) {
+    CpuBackend be(2);
+    be.set_deterministic(true);
+    const Tensor xs = x.slice(begin, end);
+    Result r{Tensor::zeros(xs.shape()), Tensor::zeros({c}), Tensor::full({c}, 1.0f), Tensor::zeros(xs.shape()),
+             Tensor::zeros({c}), Tensor::zeros({c})};
+    Tensor mean = Tensor::zeros({c}), rstd = Tensor::zeros({c});
+    be.batchnorm_forward(xs, gamma, beta, r.rm, r.rv, true, 0.1f, 1e-5f, r.y, mean, rstd, replicas);
+    be.batchnorm_backward(dy.slice(begin, end), xs, gamma, mean, rstd, r.dx, r.dg, r.db, replicas);
+    be.flush_exact_grad(r.dg);
+    be.flush_exact_grad(r.db);
+    return r;
+  };
+  const Result whole = run(0, n, nullptr);
+  net::InprocWorld world(2, std::chrono::seconds(30));
+  comm::TransportReplicaSum sum0(world.transport(0)), sum1(world.transport(1));
+  Result part[2];
+  std::thread other([&] { part[1] = run(first, n, &sum1); });
+  part[0] = run(0, first, &sum0);
+  other.join();
+  auto rows = [](const Tensor& t, std::int64_t begin, std::int64_t end) { return t.slice(begin, end); };
+  CHECK(same_bits(part[0].y, rows(whole.y, 0, first)));
+  CHECK(same_bits(part[1].y, rows(whole.y, first, n)));
+  CHECK(same_bits(part[0].dx, rows(whole.dx, 0, first)));
+  CHECK(same_bits(part[1].dx, rows(whole.dx, first, n)));
+  for (const Result& p : part) {  // running statistics: the whole batch's on every replica
+    CHECK(same_bits(p.rm, whole.rm));
+    CHECK(same_bits(p.rv, whole.rv));
+  }
+  // Parameter gradients stay per share; their sum (what data parallelism adds) is the whole batch's.
+  CHECK_FALSE(same_bits(part[0].dg, whole.dg));
+  for (std::int64_t ch = 0; ch < c; ++ch) {
+    CHECK(part[0].dg.f32()[ch] + part[1].dg.f32()[ch] == Approx(whole.dg.f32()[ch]).epsilon(1e-5));
+    CHECK(part[0].db.f32()[ch] + part[1].db.f32()[ch] == Approx(whole.db.f32()[ch]).epsilon(1e-5));
+  }
+  SECTION("without the sum each share normalises by its own statistics") {
+    const Result alone = run(0, first, nullptr);
+    CHECK_FALSE(same_bits(alone.y, part[0].y));
   }
 }
 
@@ -424,6 +482,122 @@ TEST_CASE("cnn pipelines with one micro-batch are one device bitwise, running st
   }
 }
 
+namespace {
+// Every parameter and buffer of replica r, by name.
+std::map<std::string, std::vector<float>> replica_state(DataParallelTrainer& t, int r) {
+  std::map<std::string, std::vector<float>> w;
+  for (Param* p : t.replica(r).weights_in_order()) w[p->name] = p->value.to_vector();
+  return w;
+}
+
+std::map<std::string, std::vector<float>> state_of(Trainer& t) {
+  std::map<std::string, std::vector<float>> w;
+  for (Param* p : t.model().params().state()) w[p->name] = p->value.to_vector();
+  return w;
+}
+
+bool is_running_stat(const std::string& name) { return name.find(".running_") != std::string::npos; }
+}  // namespace
+
+TEST_CASE("cnn data parallelism with synchronised batch norm is one device bitwise, running statistics included",
+          "[cnn][data_parallel]") {
+  if (!have_fashion_mnist()) {
+    WARN("dataset-fashion-mnist is not installed; skipping");
+    return;
+  }
+  auto sets = kTinyCnn;
+  sets.insert(sets.end(), {"train.deterministic=true", "model.sync_batchnorm=true"});
+  const int steps = 3;
+  const TrainingRun reference = single_device(load_config(std::nullopt, sets), steps);
+  REQUIRE(reference.weights.count("blocks.1.shortcut.bn.running_var"));
+  auto with = [&](std::vector<std::string> more) {
+    auto all = sets;
+    all.insert(all.end(), more.begin(), more.end());
+    return load_config(std::nullopt, all);
+  };
+  // data_parallel() also requires every replica's parameters and buffers to be the same.
+  SECTION("2 replicas, ring, stage actors") { require_bitwise(data_parallel(with({"parallel.data=2"}), steps), reference); }
+  SECTION("2 replicas, ring, in-process threads without actors") {
+    require_bitwise(data_parallel(with({"parallel.data=2"}), steps, false), reference);
+  }
+  SECTION("4 replicas of 2 samples, alltoall") {
+    require_bitwise(data_parallel(with({"parallel.data=4", "parallel.gradient_exchange=alltoall"}), steps), reference);
+  }
+  SECTION("dp 2 x pp 2: each stage's replicas sum their own layers' statistics") {
+    require_bitwise(data_parallel(with({"parallel.data=2", "parallel.pipeline=2"}), steps), reference);
+  }
+  SECTION("fast mode: within float rounding of one device") {
+    auto fast = sets;
+    fast.erase(std::find(fast.begin(), fast.end(), "train.deterministic=true"));
+    fast.push_back("parallel.data=2");
+    const TrainingRun dp = data_parallel(load_config(std::nullopt, fast), steps);
+    for (int s = 0; s < steps; ++s) CHECK(dp.losses[s] == Approx(reference.losses[s]).epsilon(1e-5));
+  }
+}
+
+TEST_CASE("cnn data parallelism by default normalises each replica by its own share, as PyTorch DDP",
+          "[cnn][data_parallel]") {
+  if (!have_fashion_mnist()) {
+    WARN("dataset-fashion-mnist is not installed; skipping");
+    return;
+  }
+  auto sets = kTinyCnn;
+  sets.push_back("train.deterministic=true");
+  const RunConfig one = load_config(std::nullopt, sets);
+  sets.push_back("parallel.data=2");
+  const RunConfig config = load_config(std::nullopt, sets);
+  const int steps = 3;
+  // Gradients and losses: one device whose two micro-batches (the replicas' halves) are normalised by
+  // their own statistics.
+  const TrainingRun halves = pipelined(one, {1, 1, 2, ScheduleKind::gpipe, ""}, steps);
+
+  // Running statistics: replica r's are those of forwards over half r of each batch alone, with the
+  // weights the step began with (a model that only runs those forwards).
+  Trainer half_model[2] = {Trainer(one), Trainer(one)};
+  DataParallelTrainer dp(config);
+  std::map<std::string, const Param*> replica0;
+  for (const Param* p : dp.replica(0).weights_in_order()) replica0[p->name] = p;
+  std::vector<double> losses;
+  for (int s = 0; s < steps; ++s) {
+    const Batch batch = dp.dataset().train_batch(s, one.train.batch_size);
+    const std::int64_t per = batch.inputs.dim(0) / 2;
+    for (int r = 0; r < 2; ++r) {
+      Trainer& h = half_model[r];
+      for (Param* p : h.model().params().all()) p->value.copy_from(replica0.at(p->name)->value);
+      MicroBatch mb{.inputs = batch.inputs.slice(r * per, (r + 1) * per),
+                    .targets = batch.targets.slice(r * per, (r + 1) * per)};
+      std::vector<LayerCtx> ctxs = h.model().make_contexts();
+      h.model().forward(h.backend(), mb, ctxs, mb.inputs);
+    }
+    losses.push_back(dp.train_step(s).loss);
+  }
+  for (int s = 0; s < steps; ++s) CHECK(losses[s] == halves.losses[s]);
+  const auto r0 = replica_state(dp, 0), r1 = replica_state(dp, 1);
+  int stats = 0;
+  for (const auto& [name, value] : r0) {
+    INFO(name);
+    if (!is_running_stat(name)) {
+      CHECK(value == halves.weights.at(name));  // parameters: the halves' run, and the same on both replicas
+      CHECK(value == r1.at(name));
+      continue;
+    }
+    ++stats;
+    CHECK(value == state_of(half_model[0]).at(name));
+    CHECK(r1.at(name) == state_of(half_model[1]).at(name));
+    CHECK(value != r1.at(name));  // the replicas saw different images
+  }
+  CHECK(stats == 12);  // stem, 2 per block, the second block's shortcut: 6 batch norms x 2
+
+  SECTION("weights files hold replica 0's running statistics, as DDP saves rank 0's") {
+    TempDir dir;
+    dp.save_weights(dir.file("w.safetensors"));
+    for (auto& [name, t] : load_safetensors(dir.file("w.safetensors"))) {
+      INFO(name);
+      CHECK(t.to_vector() == r0.at(name));
+    }
+  }
+}
+
 TEST_CASE("cnn training in deterministic mode: bitwise the same for 1 and 3 threads, close to the fast mode",
           "[cnn][determinism]") {
   if (!have_fashion_mnist()) {
@@ -492,9 +666,15 @@ TEST_CASE("cnn config validation names the conflicting keys", "[cnn][config]") {
              Contains("at most 5 with model.cnn_stem_stride = 2"));
   CHECK_THAT(error({"model.cnn_stem_stride=3"}), Contains("model.cnn_stem_stride"));
   CHECK_THAT(error({"train.device=cuda"}), Contains("use train.device = cpu"));
-  CHECK_THAT(error({"parallel.data=2"}), Contains("model.kind = cnn trains on one device or a pipeline so far") &&
-                                           Contains("parallel.data = 2"));
-  CHECK_THAT(error({"parallel.gradient_exchange=ps"}), Contains("parallel.gradient_exchange = ps"));
+  CHECK_THAT(error({"parallel.gradient_exchange=ps"}), Contains("parallel.gradient_exchange = ps") &&
+                                                          Contains("use parallel.gradient_exchange = ring or alltoall"));
+  CHECK_THAT(config_error([] { load_config(std::nullopt, {"model.kind=gpt", "model.sync_batchnorm=true"}); }),
+             Contains("model.sync_batchnorm = true with model.kind = gpt") && Contains("no batch normalisation"));
+  CHECK_THAT(config_error([] { load_config(std::nullopt, {"model.kind=lstm", "model.sync_batchnorm=true"}); }),
+             Contains("model.sync_batchnorm = true with model.kind = lstm"));
+  CHECK_NOTHROW(load_config(std::nullopt, {"model.kind=cnn", "parallel.data=2"}));
+  CHECK_NOTHROW(load_config(std::nullopt, {"model.kind=cnn", "parallel.data=2", "model.sync_batchnorm=true"}));
+  CHECK_NOTHROW(load_config(std::nullopt, {"model.kind=cnn", "model.sync_batchnorm=true"}));  // one device: a no-op
   CHECK_NOTHROW(load_config(std::nullopt, {"model.kind=cnn", "parallel.pipeline=2", "parallel.microbatches=2"}));
   CHECK_NOTHROW(load_config(std::nullopt, {"model.kind=cnn", "model.cnn_channels=8", "model.cnn_blocks=3"}));
 }
@@ -518,9 +698,9 @@ TEST_CASE("troupe train --set model.kind=cnn trains, reports test accuracy and w
   for (auto& [name, t] : load_safetensors(dir.file("w.safetensors"))) found |= name == "stem.bn.running_mean";
   CHECK(found);
 
-  const TroupeRun bad = run_troupe(dir.path, "train --set model.kind=cnn --set parallel.data=2");
+  const TroupeRun bad = run_troupe(dir.path, "train --set model.kind=mlp --set model.sync_batchnorm=true");
   CHECK(bad.code == 2);
-  CHECK_THAT(bad.err, Contains("model.kind = cnn trains on one device or a pipeline so far"));
+  CHECK_THAT(bad.err, Contains("model.sync_batchnorm = true with model.kind = mlp: that model has no batch normalisation"));
 }
 
 TEST_CASE("Session trains the cnn, evaluates and round-trips its weights", "[cnn][session]") {

@@ -44,6 +44,7 @@ const std::map<std::string, std::string> kSamples = {
     {"model.cnn_channels", "8, 16"},
     {"model.cnn_blocks", "2, 2, 2"},
     {"model.cnn_stem_stride", "2"},
+    {"model.sync_batchnorm", "true"},
     {"data.path", "/data/my corpus \"v2\".txt"},
     {"data.order", "sequential"},
     {"train.batch_size", "32"},
@@ -184,6 +185,7 @@ TEST_CASE("every schema key can be set, and round-trips through config_to_toml",
     if (key.name == "ps.staleness") sets.push_back("ps.mode=ssp");
     if (key.name == "train.checkpoint_every") sets.push_back("train.checkpoint_dir=ck");
     if (key.name == "fault.inject") sets.push_back("parallel.pipeline=2");  // a stage 1 to fail
+    if (key.name == "model.sync_batchnorm") sets.push_back("model.kind=cnn");  // the model with batch norm
     sets.push_back(key.name + "=" + sample);
 
     RunConfig c = load_config(std::nullopt, sets);

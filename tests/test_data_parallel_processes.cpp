@@ -27,6 +27,12 @@ const std::string kSmall =
     "--set train.batch_size=8 --set train.eval_every=0 --set train.eval_batches=1 --set data.order=sequential "
     "--set train.deterministic=true --set comm.address=127.0.0.1:0 ";
 
+// A --dump-losses line up to its first timing figure (tokens_per_s, or samples_per_s for image models).
+std::string before_timing(const std::string& line) {
+  const auto tokens = line.find("\"tokens_per_s\"");
+  return line.substr(0, tokens != std::string::npos ? tokens : line.find("\"samples_per_s\""));
+}
+
 // Two --dump-losses files hold the same steps with the same loss bits (the dump prints 17 significant
 // digits: the double's exact value; tokens_per_s is timing and differs).
 void check_same_losses(const std::string& expected_path, const std::string& actual_path, int steps) {
@@ -34,7 +40,7 @@ void check_same_losses(const std::string& expected_path, const std::string& actu
   std::string la, lb;
   int lines = 0;
   while (std::getline(a, la) && std::getline(b, lb)) {
-    CHECK(la.substr(0, la.find("\"tokens_per_s\"")) == lb.substr(0, lb.find("\"tokens_per_s\"")));
+    CHECK(before_timing(la) == before_timing(lb));
     ++lines;
   }
   CHECK(lines == steps);
@@ -58,6 +64,31 @@ TEST_CASE("tcp replicas as processes = single device, bitwise (losses and weight
     // Same loss bits every step, and the same final weights, bit for bit.
     check_same_losses(dir.file("single.jsonl"), dir.file("dp.jsonl"), 4);
     check_same_weights(dir.file("single.st"), dir.file("dp.st"));
+  }
+}
+
+TEST_CASE("tcp replicas of the cnn with synchronised batch norm = single device, bitwise, running statistics included",
+          "[data_parallel][tcp][cnn]") {
+  if (!std::filesystem::exists("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz")) {
+    WARN("dataset-fashion-mnist is not installed; skipping");
+    return;
+  }
+  TempDir dir;
+  const std::string cnn =
+      "train --steps 3 --set model.kind=cnn --set model.cnn_channels=4,8 --set model.cnn_blocks=1,1 "
+      "--set train.batch_size=8 --set train.eval_every=0 --set train.eval_batches=1 --set train.deterministic=true "
+      "--set model.sync_batchnorm=true --set comm.address=127.0.0.1:0 ";
+  const TroupeRun single = run(dir, "", cnn + "--dump-losses " + dir.file("single.jsonl") + " --save " + dir.file("single.st"));
+  REQUIRE(single.code == 0);
+  for (const std::string extra : {"--set parallel.data=2", "--set parallel.data=2 --set parallel.pipeline=2"}) {
+    INFO(extra);
+    const TroupeRun dp = run(dir, "", cnn + extra + " --set comm.transport=tcp --dump-losses " + dir.file("dp.jsonl") +
+                                         " --save " + dir.file("dp.st"));
+    INFO(dp.err);
+    REQUIRE(dp.code == 0);
+    CHECK_THAT(dp.out, Contains("replicas as processes over tcp"));
+    check_same_losses(dir.file("single.jsonl"), dir.file("dp.jsonl"), 3);
+    check_same_weights(dir.file("single.st"), dir.file("dp.st"));  // buffers too: every tensor of the file
   }
 }
 

@@ -61,8 +61,11 @@ void StageWorker::begin_step(const Batch& batch, int microbatches, float loss_sc
   const std::int64_t per = samples / microbatches;
   microbatches_.clear();
   for (int i = 0; i < microbatches; ++i)
-    microbatches_.push_back({batch.inputs.slice(i * per, (i + 1) * per), batch.targets.slice(i * per, (i + 1) * per),
-                             loss_scale, row_block});
+    microbatches_.push_back({.inputs = batch.inputs.slice(i * per, (i + 1) * per),
+                             .targets = batch.targets.slice(i * per, (i + 1) * per),
+                             .loss_scale = loss_scale,
+                             .row_block = row_block,
+                             .replica_sum = replica_sum_.get()});
   ctxs_.assign(microbatches, {});
   for (auto& per_mb : ctxs_)
     for (const auto& m : chunks_) per_mb.push_back(m->make_contexts());

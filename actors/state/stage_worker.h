@@ -142,6 +142,9 @@ class StageWorker {
   // OptimizerStep waits for all of them; ZeRO-1 updates only this replica's shard.
   void attach_gradient_sync(std::unique_ptr<GradientSync> sync);
   GradientSync* gradient_sync() { return sync_.get(); }
+  // Synchronised batch norm (model.sync_batchnorm): every training micro-batch sums its batch-norm
+  // statistics over this stage's replicas through `sum` (a group of its own, apart from the gradients').
+  void attach_replica_sum(std::unique_ptr<ReplicaSum> sum) { replica_sum_ = std::move(sum); }
 
   // Records this stage's compute, sends, waits and optimizer step on `track` of `trace`.
   void set_trace(TraceRecorder* trace, int track) {
@@ -198,6 +201,7 @@ class StageWorker {
   bool nan_armed_ = false;
   bool update_fault_armed_ = false;
   std::unique_ptr<StageSnapshot> boundary_;  // kept by keep_boundary()
+  std::unique_ptr<ReplicaSum> replica_sum_;  // synchronised batch norm's group; null: per-replica statistics
   std::int64_t boundary_step_ = -1;
   int credit_limit_ = 0;
   std::map<int, int> credits_used_;  // sender chunk -> activations sent and not yet consumed

@@ -397,12 +397,9 @@ void validate_cnn(const RunConfig& config) {
     invalid(fmt::format("model.kind = cnn with parallel.placement = \"{}\": the CNN's kernels exist on the CPU "
                         "backend only so far; place every stage on cpu",
                         par.placement));
-  if (par.data > 1 || par.gradient_exchange == GradientExchange::ps)
-    invalid(fmt::format("model.kind = cnn trains on one device or a pipeline so far (got parallel.data = {}, "
-                        "parallel.gradient_exchange = {}): batch normalisation's statistics across data-parallel "
-                        "replicas are not wired up yet; use parallel.data = 1 (parallel.pipeline may split the "
-                        "blocks across stages)",
-                        par.data, name_of(par.gradient_exchange)));
+  if (par.gradient_exchange == GradientExchange::ps)
+    invalid("model.kind = cnn with parallel.gradient_exchange = ps: the parameter-server trainer does not carry "
+            "batch-norm running statistics; use parallel.gradient_exchange = ring or alltoall");
 }
 
 // The stacked LSTM: its recurrence exists on the CPU backend only so far.
@@ -489,6 +486,10 @@ void validate(const RunConfig& config) {
 
   const ParallelConfig& par = config.parallel;
   if (m.kind == ModelKind::cnn) validate_cnn(config);
+  if (m.sync_batchnorm && m.kind != ModelKind::cnn)
+    invalid(fmt::format("model.sync_batchnorm = true with model.kind = {}: that model has no batch normalisation "
+                        "(only the cnn has); remove the setting",
+                        name_of(m.kind)));
   if (m.kind == ModelKind::lstm) validate_lstm(config);
   if (t.batch_size % par.microbatches != 0)
     invalid(fmt::format("parallel.microbatches = {} does not divide train.batch_size = {}: micro-batches hold whole "

@@ -231,6 +231,10 @@ std::vector<ConfigKey> build_schema() {
   k.push_back(bind(Spec{.name = "model.cnn_stem_stride", .range = between(1, 2),
                         .help = "stride of the stem's 3x3 conv: 1 keeps 28x28, 2 halves it before the stages (cnn)"},
                    &R::model, &M::cnn_stem_stride));
+  k.push_back(bind(Spec{.name = "model.sync_batchnorm",
+                        .help = "with parallel.data > 1: batch-norm statistics over the whole batch, summed across "
+                                "replicas (SyncBatchNorm); false: each replica's own (as DDP) (cnn)"},
+                   &R::model, &M::sync_batchnorm));
 
   k.push_back(bind(Spec{.name = "data.path",
                         .help = "training data: a text file (gpt, lstm) or Fashion-MNIST directory (mlp, cnn); empty: built-in"},

@@ -23,6 +23,10 @@ struct ModelConfig {
   std::vector<int> cnn_channels = {16, 32, 64};
   std::vector<int> cnn_blocks = {1, 1, 1};
   int cnn_stem_stride = 1;  // 2: the stem's conv halves the resolution (28x28 -> 14x14) before the stages
+  // cnn under data parallelism: batch-norm statistics over the whole batch (every replica's share, as
+  // torch.nn.SyncBatchNorm) instead of each replica's own share (as PyTorch DDP). Not a property of the
+  // weights: weight files do not record it.
+  bool sync_batchnorm = false;
 
   friend bool operator==(const ModelConfig&, const ModelConfig&) = default;
 };

@@ -15,7 +15,12 @@ namespace {
 constexpr std::string_view kModelPrefix = "model.";
 constexpr const char* kVersionKey = "troupe.version";
 
-bool is_model_key(const ConfigKey& key) { return key.name.compare(0, kModelPrefix.size(), kModelPrefix) == 0; }
+// model.* keys that say how to train rather than what the weights are: not recorded, not adopted.
+bool is_training_choice(std::string_view name) { return name == "model.sync_batchnorm"; }
+
+bool is_model_key(const ConfigKey& key) {
+  return key.name.compare(0, kModelPrefix.size(), kModelPrefix) == 0 && !is_training_choice(key.name);
+}
 }  // namespace
 
 std::map<std::string, std::string> weights_metadata(const RunConfig& config) {
@@ -33,7 +38,7 @@ RunConfig adopt_model_config(RunConfig config, const ConfigOrigins& explicit_key
   const std::string writer =
       version == metadata.end() ? std::string("troupe") : fmt::format("troupe {}", version->second);
   for (const auto& [name, text] : metadata) {
-    if (name.compare(0, kModelPrefix.size(), kModelPrefix) != 0) continue;
+    if (name.compare(0, kModelPrefix.size(), kModelPrefix) != 0 || is_training_choice(name)) continue;
     const ConfigKey* key = find_config_key(name);
     if (!key) continue;  // a key this version does not have: the tensors' shapes are still checked on load
     ConfigValue value;

@@ -65,9 +65,10 @@ class CpuBackend final : public Backend {
                        const Tensor& dbias, int stride, int pad) override;
   void batchnorm_forward(const Tensor& x, const Tensor& gamma, const Tensor& beta, const Tensor& running_mean,
                          const Tensor& running_var, bool training, float momentum, float eps, const Tensor& y,
-                         const Tensor& mean, const Tensor& rstd) override;
+                         const Tensor& mean, const Tensor& rstd, ReplicaSum* replicas) override;
   void batchnorm_backward(const Tensor& dy, const Tensor& x, const Tensor& gamma, const Tensor& mean,
-                          const Tensor& rstd, const Tensor& dx, const Tensor& dgamma, const Tensor& dbeta) override;
+                          const Tensor& rstd, const Tensor& dx, const Tensor& dgamma, const Tensor& dbeta,
+                          ReplicaSum* replicas) override;
   void avgpool_forward(const Tensor& x, const Tensor& y) override;
   void avgpool_backward(const Tensor& dy, const Tensor& dx) override;
 

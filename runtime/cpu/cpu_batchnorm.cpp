@@ -1,9 +1,13 @@
 // CPU batch normalisation over channels of x[N, C, S...] (torch.nn.BatchNorm2d), forward and backward.
 //
-// Each channel is one task: its sums run over samples then positions in a fixed order, in double, so the
-// result does not depend on the thread count and matches torch's statistics closely.
+// Each channel is one task. A statistic is summed per sample in double (positions in a fixed order), and
+// the per-sample sums are added exactly (runtime/exact_sum.h), so the result depends neither on the
+// thread count nor on how the batch is split over micro-batches or data-parallel replicas: synchronised
+// batch norm adds the replicas' exact sums (ReplicaSum) and is bitwise the single device.
+#include <algorithm>
 #include <cmath>
 #include <utility>
+#include <vector>
 
 #include "runtime/cpu/cpu_backend.h"
 
@@ -62,42 +66,70 @@ BnDims bn_dims(const Tensor& x, const Tensor& gamma) {
   const std::int64_t n = x.dim(0), c = x.dim(1);
   return {n, c, n * c ? x.numel() / (n * c) : 0};
 }
+
+// The values counted by a statistic, as an exact sum (an integer, so any replica split adds up to it).
+ExactSum exact_count(std::int64_t count) { return static_cast<ExactSum>(count) << kExactFracBits; }
+std::int64_t count_of(ExactSum s) { return static_cast<std::int64_t>(s >> kExactFracBits); }
+
+// Adds the replicas' sums in place; the last slot counts the values, so shares may differ in size.
+void sum_over_replicas(ReplicaSum* replicas, std::vector<ExactSum>& sums) {
+  if (replicas) replicas->sum(sums);
+}
 }  // namespace
 
 void CpuBackend::batchnorm_forward(const Tensor& x, const Tensor& gamma, const Tensor& beta,
                                    const Tensor& running_mean, const Tensor& running_var, bool training,
-                                   float momentum, float eps, const Tensor& y, const Tensor& mean, const Tensor& rstd) {
+                                   float momentum, float eps, const Tensor& y, const Tensor& mean, const Tensor& rstd,
+                                   ReplicaSum* replicas) {
   const BnDims d = bn_dims(x, gamma);
   TROUPE_CHECK(y.numel() == x.numel() && beta.numel() == d.c && running_mean.numel() == d.c &&
                    running_var.numel() == d.c,
                "batchnorm shapes for x ", shape_str(x.shape()));
   TROUPE_CHECK(!training || (mean.numel() == d.c && rstd.numel() == d.c), "batchnorm: mean/rstd for ", d.c,
                " channels");
-  const std::int64_t count = d.n * d.s;
-  TROUPE_CHECK(!training || count > 1, "batchnorm in training mode needs more than one value per channel, got x ",
-               shape_str(x.shape()));
   const float* xp = x.f32();
   const float* gp = gamma.f32();
   const float* bp = beta.f32();
   float* rmp = running_mean.f32();
   float* rvp = running_var.f32();
   float* yp = y.f32();
+  std::vector<double> mu(static_cast<std::size_t>(d.c)), sq(static_cast<std::size_t>(d.c));
+  std::int64_t count = d.n * d.s;
+  if (training) {
+    // Two passes, each a sum over the whole batch (every replica's share, with `replicas`): the mean,
+    // then the squared deviations from it (as torch's two-pass variance, no cancellation).
+    std::vector<ExactSum> sums(static_cast<std::size_t>(d.c) + 1, 0);
+    sums[d.c] = exact_count(count);
+    pool_->parallel_for(d.c, [&](std::int64_t c0, std::int64_t c1) {
+      for (std::int64_t c = c0; c < c1; ++c)
+        for (std::int64_t n = 0; n < d.n; ++n)
+          sums[c] = exact_add(sums[c], to_exact_double(sum(xp + (n * d.c + c) * d.s, d.s)));
+    });
+    sum_over_replicas(replicas, sums);
+    count = count_of(sums[d.c]);
+    TROUPE_CHECK(count > 1, "batchnorm in training mode needs more than one value per channel, got x ",
+                 shape_str(x.shape()));
+    for (std::int64_t c = 0; c < d.c; ++c) mu[c] = from_exact_double(sums[c]) / static_cast<double>(count);
+    std::fill(sums.begin(), sums.end() - 1, 0);
+    pool_->parallel_for(d.c, [&](std::int64_t c0, std::int64_t c1) {
+      for (std::int64_t c = c0; c < c1; ++c)
+        for (std::int64_t n = 0; n < d.n; ++n)
+          sums[c] = exact_add(sums[c], to_exact_double(sum_sq_dev(xp + (n * d.c + c) * d.s, d.s, mu[c])));
+    });
+    sum_over_replicas(replicas, sums);
+    for (std::int64_t c = 0; c < d.c; ++c) sq[c] = from_exact_double(sums[c]);
+  }
   pool_->parallel_for(d.c, [&](std::int64_t c0, std::int64_t c1) {
     for (std::int64_t c = c0; c < c1; ++c) {
       float m = 0.0f, r = 0.0f;
       if (training) {
-        double total = 0.0;
-        for (std::int64_t n = 0; n < d.n; ++n) total += sum(xp + (n * d.c + c) * d.s, d.s);
-        const double mu = total / static_cast<double>(count);
-        double sq = 0.0;
-        for (std::int64_t n = 0; n < d.n; ++n) sq += sum_sq_dev(xp + (n * d.c + c) * d.s, d.s, mu);
-        const double var = sq / static_cast<double>(count);
-        m = static_cast<float>(mu);
+        const double var = sq[c] / static_cast<double>(count);
+        m = static_cast<float>(mu[c]);
         r = static_cast<float>(1.0 / std::sqrt(var + eps));
         mean.f32()[c] = m;
         rstd.f32()[c] = r;
         // torch: running = momentum * batch + (1 - momentum) * running, the variance unbiased.
-        const float unbiased = static_cast<float>(sq / static_cast<double>(count - 1));
+        const float unbiased = static_cast<float>(sq[c] / static_cast<double>(count - 1));
         rmp[c] = momentum * m + (1.0f - momentum) * rmp[c];
         rvp[c] = momentum * unbiased + (1.0f - momentum) * rvp[c];
       } else {
@@ -116,11 +148,11 @@ void CpuBackend::batchnorm_forward(const Tensor& x, const Tensor& gamma, const T
 }
 
 void CpuBackend::batchnorm_backward(const Tensor& dy, const Tensor& x, const Tensor& gamma, const Tensor& mean,
-                                    const Tensor& rstd, const Tensor& dx, const Tensor& dgamma, const Tensor& dbeta) {
+                                    const Tensor& rstd, const Tensor& dx, const Tensor& dgamma, const Tensor& dbeta,
+                                    ReplicaSum* replicas) {
   const BnDims d = bn_dims(x, gamma);
   TROUPE_CHECK(dy.numel() == x.numel() && dx.numel() == x.numel() && dgamma.numel() == d.c && dbeta.numel() == d.c,
                "batchnorm backward shapes for x ", shape_str(x.shape()));
-  const std::int64_t count = d.n * d.s;
   const float* dyp = dy.f32();
   const float* xp = x.f32();
   const float* gp = gamma.f32();
@@ -132,13 +164,17 @@ void CpuBackend::batchnorm_backward(const Tensor& dy, const Tensor& x, const Ten
     gacc = exact_grad(dgamma);
     bacc = exact_grad(dbeta);
   }
+  // sums[c]: sum(dy), sums[C + c]: sum(dy * x_hat), exact over samples (and replicas); sums[2C]: count.
+  std::vector<ExactSum> sums(2 * static_cast<std::size_t>(d.c) + 1, 0);
+  sums[2 * d.c] = exact_count(d.n * d.s);
   pool_->parallel_for(d.c, [&](std::int64_t c0, std::int64_t c1) {
     for (std::int64_t c = c0; c < c1; ++c) {
       const float m = mp[c], r = rp[c];
-      // sum(dy) and sum(dy * x_hat): in double for dx; per sample in float for exact parameter sums.
       double sum_dy = 0.0, sum_dy_xhat = 0.0;
       for (std::int64_t n = 0; n < d.n; ++n) {
         const auto [s1, s2] = sum_dy_dy_xhat(dyp + (n * d.c + c) * d.s, xp + (n * d.c + c) * d.s, d.s, m, r);
+        sums[c] = exact_add(sums[c], to_exact_double(s1));
+        sums[d.c + c] = exact_add(sums[d.c + c], to_exact_double(s2));
         sum_dy += s1;
         sum_dy_xhat += s2;
         if (deterministic_) {
@@ -151,10 +187,17 @@ void CpuBackend::batchnorm_backward(const Tensor& dy, const Tensor& x, const Ten
         dgamma.f32()[c] += static_cast<float>(sum_dy_xhat);
         dbeta.f32()[c] += static_cast<float>(sum_dy);
       }
+    }
+  });
+  sum_over_replicas(replicas, sums);
+  const double count = static_cast<double>(count_of(sums[2 * d.c]));
+  pool_->parallel_for(d.c, [&](std::int64_t c0, std::int64_t c1) {
+    for (std::int64_t c = c0; c < c1; ++c) {
+      const float m = mp[c], r = rp[c];
       // dx = gamma rstd (dy - mean(dy) - x_hat mean(dy x_hat))
       const float k = gp[c] * r;
-      const float mean_dy = static_cast<float>(sum_dy / static_cast<double>(count));
-      const float mean_dy_xhat = static_cast<float>(sum_dy_xhat / static_cast<double>(count));
+      const float mean_dy = static_cast<float>(from_exact_double(sums[c]) / count);
+      const float mean_dy_xhat = static_cast<float>(from_exact_double(sums[d.c + c]) / count);
       for (std::int64_t n = 0; n < d.n; ++n) {
         const float* g = dyp + (n * d.c + c) * d.s;
         const float* v = xp + (n * d.c + c) * d.s;

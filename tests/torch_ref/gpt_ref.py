@@ -13,6 +13,7 @@ Models: `gpt` (nanoGPT's GPT-2, bias=True, dropout 0, LM head tied to wte) on by
 (the stacked LSTM of lstm_ref.py) on the same byte-level text as the GPT. Data order: sequential only (shuffled order is troupe's own hash).
 """
 import argparse
+import copy
 import gzip
 import json
 import math
@@ -40,6 +41,8 @@ DEFAULTS = {
     "model.cnn_channels": [16, 32, 64],
     "model.cnn_blocks": [1, 1, 1],
     "model.cnn_stem_stride": 1,
+    "model.sync_batchnorm": False,
+    "parallel.data": 1,
     "data.path": "",
     "data.order": "shuffled",
     "train.batch_size": 16,
@@ -67,7 +70,7 @@ def parse_value(key, text):
         text = text[1:-1]
     if key in ("model.mlp_hidden", "model.cnn_channels", "model.cnn_blocks"):
         return [int(w) for w in text.strip("[]").split(",") if w.strip()]
-    if key in ("optim.nesterov", "optim.centered"):
+    if key in ("optim.nesterov", "optim.centered", "model.sync_batchnorm"):
         if text.lower() not in ("true", "false", "1", "0"):
             raise ValueError(f"{key}={text}: expected true or false")
         return text.lower() in ("true", "1")
@@ -399,6 +402,17 @@ def train(config, tensors, out_path, save_path=None, dtype=torch.float32, log=sy
     params = list(model.parameters())
     optimizer, base_lr = make_optimizer(params, config)
     clip = config["train.grad_clip"]
+    # parallel.data = D: PyTorch DDP over D ranks, simulated in one process. Each rank is a copy of the
+    # module run on its contiguous 1/D of the batch (batch norm: that share's statistics, and the rank's own
+    # running statistics; DDP broadcasts rank 0's buffers before each forward, which changes nothing
+    # observable: training forwards use batch statistics, and rank 0's are the ones saved). Gradients are
+    # averaged over the ranks; every rank applies the same update. With model.sync_batchnorm (SyncBatchNorm)
+    # the statistics are the whole batch's, which is one device: no split. Other models: one device too
+    # (their data parallelism only averages gradients).
+    ranks = config["parallel.data"]
+    if ranks > 1 and (config["model.kind"] != "cnn" or config["model.sync_batchnorm"]):
+        ranks = 1
+    replicas = [model] + [copy.deepcopy(model) for _ in range(ranks - 1)]
 
     losses = []
     with open(out_path, "w") as out:
@@ -406,14 +420,29 @@ def train(config, tensors, out_path, save_path=None, dtype=torch.float32, log=sy
             x, y = batches.batch(step)
             if x.is_floating_point():
                 x = x.to(dtype)
-            loss = model(x, y)                                   # forward
             optimizer.zero_grad(set_to_none=True)                # zero grad
-            loss.backward()                                      # backward
+            if ranks == 1:
+                loss = model(x, y)                               # forward
+                loss.backward()                                  # backward
+            else:
+                share = x.shape[0] // ranks
+                rank_losses = []
+                for r, m in enumerate(replicas):
+                    m.zero_grad(set_to_none=True)
+                    rank_losses.append(m(x[r * share:(r + 1) * share], y[r * share:(r + 1) * share]))
+                    rank_losses[-1].backward()
+                for p, *others in zip(params, *[list(m.parameters()) for m in replicas[1:]]):
+                    p.grad = (p.grad + sum(o.grad for o in others)) / ranks  # DDP's allreduce average
+                loss = sum(l.detach() for l in rank_losses) / ranks
             if clip > 0:
                 torch.nn.utils.clip_grad_norm_(params, clip)
             lr = lr_at(step, base_lr, config)
             optimizer.param_groups[0]["lr"] = lr
             optimizer.step()                                     # update
+            with torch.no_grad():
+                for m in replicas[1:]:                           # every rank holds the same parameters
+                    for p, q in zip(params, m.parameters()):
+                        q.copy_(p)
             losses.append(loss.item())
             out.write(json.dumps({"step": step, "loss": loss.item(), "lr": lr}) + "\n")
             print(f"step {step:4d} | loss {loss.item():.6f} | lr {lr:.6g}", file=log)
