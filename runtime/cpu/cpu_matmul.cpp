@@ -1,4 +1,4 @@
-// CPU matrix products: sgemm split over the thread pool, and the Linear layer's forward and backward.
+// CPU matrix products: sgemm split over the thread pool, and the Linear layer's forward and backward (f32 or bf16).
 #include <cblas.h>
 
 #include <algorithm>
@@ -71,9 +71,37 @@ void CpuBackend::matmul(const Tensor& a, bool trans_a, const Tensor& b, bool tra
   gemm(trans_a, trans_b, m, n, k, alpha, a.f32(), a.dim(1), b.f32(), b.dim(1), beta, c.f32(), c.dim(1));
 }
 
+void CpuBackend::linear_product(bool trans_a, bool trans_b, std::int64_t m, std::int64_t n, std::int64_t k,
+                                const float* a, std::int64_t lda, const float* b, std::int64_t ldb, float beta, float* c,
+                                std::int64_t ldc) {
+  if (precision_ == Precision::f32) {
+    gemm(trans_a, trans_b, m, n, k, 1.0f, a, lda, b, ldb, beta, c, ldc);
+    return;
+  }
+  auto f32_gemm = [](void* self, bool ta, bool tb, std::int64_t m_, std::int64_t n_, std::int64_t k_, float alpha_,
+                     const float* a_, std::int64_t lda_, const float* b_, std::int64_t ldb_, float beta_, float* c_,
+                     std::int64_t ldc_) {
+    static_cast<CpuBackend*>(self)->gemm(ta, tb, m_, n_, k_, alpha_, a_, lda_, b_, ldb_, beta_, c_, ldc_);
+  };
+  gemm_bf16(bf16_kernel_, *pool_, trans_a, trans_b, m, n, k, 1.0f, a, lda, b, ldb, beta, c, ldc, f32_gemm, this);
+}
+
 void CpuBackend::rows_gemm(bool trans_b, std::int64_t rows, std::int64_t n, std::int64_t k, const float* a,
                            const float* b, float beta, float* c, std::int64_t row_block) {
   const std::int64_t ldb = trans_b ? k : n;
+  std::vector<float> a_bf16, b_bf16;
+  if (precision_ == Precision::bf16) {
+    if (bf16_kernel_ == Bf16Kernel::avx512) {
+      // Each element of c is one accumulator over k, whatever rows share the call: no per-sample split needed.
+      linear_product(false, trans_b, rows, n, k, a, k, b, ldb, beta, c, n);
+      return;
+    }
+    // The portable kernel: operands rounded once, then the f32 products below (per sample when deterministic).
+    a_bf16 = bf16_rounded_copy(*pool_, a, rows, k, k);
+    b_bf16 = bf16_rounded_copy(*pool_, b, trans_b ? n : k, trans_b ? k : n, ldb);
+    a = a_bf16.data();
+    b = b_bf16.data();
+  }
   if (!deterministic_ || row_block <= 0 || row_block >= rows) {
     gemm(false, trans_b, rows, n, k, 1.0f, a, k, b, ldb, beta, c, n);
     return;
@@ -117,7 +145,7 @@ void CpuBackend::linear_backward(const Tensor& dy, const Tensor& x, const Tensor
     std::span<ExactSum> acc = exact_grad(dw);
     std::vector<float> product(static_cast<std::size_t>(out * in));
     for (std::int64_t r = 0; r < rows; r += block) {
-      gemm(true, false, out, in, block, 1.0f, dyp + r * out, out, xp + r * in, in, 0.0f, product.data(), in);
+      linear_product(true, false, out, in, block, dyp + r * out, out, xp + r * in, in, 0.0f, product.data(), in);
       add_exact_parallel(acc, product.data());
     }
     if (dbias.defined()) {
@@ -130,7 +158,7 @@ void CpuBackend::linear_backward(const Tensor& dy, const Tensor& x, const Tensor
   }
 
   // dw += dy^T x, all rows in one product.
-  gemm(true, false, out, in, rows, 1.0f, dyp, out, xp, in, 1.0f, dw.f32(), in);
+  linear_product(true, false, out, in, rows, dyp, out, xp, in, 1.0f, dw.f32(), in);
 
   if (dbias.defined()) {
     float* dbp = dbias.f32();
