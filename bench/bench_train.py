@@ -9,7 +9,8 @@ warm-up. Prints a final JSON line with both figures and the ratio troupe / PyTor
 
 MFU (docs/mfu.md): both sides do the same model FLOPs per token (troupe's count, 6N + 12LCT, read from
 its end-of-run line), divided by this CPU's measured peak on the same threads (`troupe peak`): the f32 FMA
-peak for f32 runs, the vdpbf16ps peak for troupe's bf16 runs (--precision f32,bf16).
+peak for f32 runs, the vdpbf16ps peak for bf16 runs (--precision f32,bf16). With bf16, PyTorch's
+torch.autocast peer (bench/torch_gpt_autocast.py) runs too.
 
 Run: python3 bench/bench_train.py [--threads N] [--steps 60] [--rounds 2] [--precision f32,bf16]
 """
@@ -73,6 +74,17 @@ def mfu_text(rate, flops_per_token, peak):
     return f"MFU {100.0 * rate * flops_per_token / peak:5.1f}%" if peak and flops_per_token else "MFU n/a"
 
 
+def autocast_rate(threads, steps):
+    """PyTorch's bf16 autocast peer (bench/torch_gpt_autocast.py), tokens/s."""
+    env = dict(os.environ, OMP_WAIT_POLICY="PASSIVE")
+    out = subprocess.run(["/usr/bin/python3", os.path.join(ROOT, "bench", "torch_gpt_autocast.py"), "--threads",
+                          str(threads), "--steps", str(steps)], check=True, capture_output=True, text=True, env=env).stdout
+    m = re.search(r"RESULT gpt_autocast_t\d+ tokens_per_s median=(\d+)", out)
+    if not m:
+        sys.exit("bench_train: could not read torch_gpt_autocast.py's RESULT line:\n" + out)
+    return float(m.group(1))
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--threads", type=int, default=os.cpu_count())
@@ -94,7 +106,7 @@ def main():
           f"{peak['bf16'] / 1e9:.1f} GFLOP/s; sgemm reached {peak['sgemm'] / 1e9:.1f}, troupe's bf16 product "
           f"{peak['bf16_product'] / 1e9:.1f}", flush=True)
     ours = {p: [] for p in precisions}
-    theirs = []
+    theirs, theirs_bf16 = [], []
     flops_per_token = 0.0
     for r in range(a.rounds):
         for p in precisions:
@@ -107,6 +119,10 @@ def main():
             theirs.append(torch_rate(a.baseline, a.threads, a.steps))
             print(f"round {r}: pytorch f32  {theirs[-1]:8.0f} tokens/s {mfu_text(theirs[-1], flops_per_token, peak['f32'])}",
                   flush=True)
+            if "bf16" in precisions:
+                theirs_bf16.append(autocast_rate(a.threads, a.steps))
+                print(f"round {r}: pytorch bf16 {theirs_bf16[-1]:8.0f} tokens/s (torch.autocast) "
+                      f"{mfu_text(theirs_bf16[-1], flops_per_token, peak['bf16'])}", flush=True)
     result = {"bench": "train_gpt", "threads": a.threads, "flops_per_token": flops_per_token,
               "peak_f32_flops": peak["f32"], "peak_bf16_flops": peak["bf16"]}
     for p in precisions:
@@ -121,6 +137,9 @@ def main():
         for p in precisions:
             key = "ratio" if p == "f32" else f"ratio_{p}"
             result[key] = round(statistics.median(ours[p]) / theirs_rate, 3)
+        if theirs_bf16:
+            result["pytorch_autocast_bf16_tokens_per_s"] = round(statistics.median(theirs_bf16))
+            result["ratio_bf16_vs_autocast"] = round(statistics.median(ours["bf16"]) / statistics.median(theirs_bf16), 3)
     else:
         print("bench_train: PyTorch baseline not available (/usr/bin/python3 with torch, ../shared/baselines); troupe only")
     print(json.dumps(result))
