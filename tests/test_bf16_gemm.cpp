@@ -125,7 +125,7 @@ TEST_CASE("the vdpbf16ps kernel and the portable one agree to f32 rounding", "[b
   CHECK(worst > 0.0);   // ... and they are two different sums (this test compares two kernels, not one)
 }
 
-TEST_CASE("bf16 linear layers: rows independent of the call and of the thread count; deterministic sums exact",
+TEST_CASE("bf16 linear layers: rows independent of the call and of the thread count, deterministic sums exact",
           "[bf16]") {
   std::mt19937_64 rng(3);
   const std::int64_t rows = 64, in = 48, out = 40, sample = 16;

@@ -243,7 +243,7 @@ TEST_CASE("the trace option writes a Chrome trace with one track per stage and p
   CHECK(cats.count("send"));
 }
 
-TEST_CASE("MFU: troupe peak measures and caches the CPU's peak; train prints MFU against it", "[cli][mfu]") {
+TEST_CASE("MFU: troupe peak measures and caches the CPU's peak, train prints MFU against it", "[cli][mfu]") {
   Scratch s;
   const std::string env = "XDG_CACHE_HOME=" + (s / "cache").string();
   const Run peak = run_troupe(s.dir, "peak --threads 1", env);

@@ -515,7 +515,7 @@ TEST_CASE("markdown reference lists every key once, with its type, default and a
   CHECK_THAT(md, Contains("\n## parallel\n"));
 }
 
-TEST_CASE("train.precision: f32 or bf16; bf16 on CUDA only for the single-device gpt", "[config]") {
+TEST_CASE("train.precision: f32 or bf16, and bf16 on CUDA only for the single-device gpt", "[config]") {
   CHECK(load_config(std::nullopt, {}).train.precision == Precision::f32);
   CHECK(load_config(std::nullopt, {"train.precision=bf16"}).train.precision == Precision::bf16);
   CHECK_THAT(set_error({"train.precision=fp16"}), Contains("train.precision") && Contains("bf16"));
