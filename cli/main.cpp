@@ -2,6 +2,7 @@
 #include <CLI/CLI.hpp>
 
 #include <cstdio>
+#include <fmt/format.h>
 #include <string>
 #include <unistd.h>
 
@@ -12,6 +13,7 @@
 #include "cli/train_command.h"
 #include "runtime/config/config_loader.h"
 #include "runtime/config/config_schema.h"
+#include "runtime/cpu/cpu_peak.h"
 #include "runtime/device_info.h"
 #include "runtime/error.h"
 #include "runtime/process/heartbeat.h"
@@ -83,6 +85,14 @@ int main(int argc, char** argv) {
 
   CLI::App* devices_cmd = app.add_subcommand("devices", "List the devices actors can be placed on (CPU threads, CUDA GPUs).");
 
+  int peak_threads = 0;
+  bool peak_refresh = false;
+  CLI::App* peak_cmd = app.add_subcommand(
+      "peak", "Print this CPU's measured peak FLOP/s (what MFU divides by) and the best matrix products reached");
+  peak_cmd->add_option("--threads", peak_threads, "Threads, as train.threads (0: every hardware thread)")
+      ->check(CLI::Range(0, 4096));
+  peak_cmd->add_flag("--refresh", peak_refresh, "Measure again and rewrite the cached figures");
+
   std::vector<std::string> report_dirs;
   CLI::App* report_cmd = app.add_subcommand(
       "report", "Write DIR/report.html: loss, throughput, per-stage time, a step's timeline and the plan of run "
@@ -121,6 +131,17 @@ int main(int argc, char** argv) {
     if (bench_cmd->parsed()) return run_bench(bench, "/proc/self/exe");
     if (config_cmd->parsed()) {
       std::fputs((config_markdown_flag ? config_markdown() : config_help()).c_str(), stdout);
+      return 0;
+    }
+    if (peak_cmd->parsed()) {
+      const CpuPeak p = cpu_peak(peak_threads, peak_refresh);
+      auto g = [](double flops) { return flops > 0 ? fmt::format("{:.1f} GFLOP/s", flops / 1e9) : std::string("n/a"); };
+      std::printf("cpu              %s, %d threads\n", p.cpu.c_str(), p.threads);
+      std::printf("f32 FMA loop     %s   (the f32 peak)\n", g(p.f32_fma).c_str());
+      std::printf("bf16 dot loop    %s   (vdpbf16ps; the bf16 peak)\n", g(p.bf16_dot).c_str());
+      std::printf("sgemm            %s   (256 x 1024 x 256 per thread, OpenBLAS)\n", g(p.sgemm).c_str());
+      std::printf("bf16 product     %s   (256 x 1024 x 256 per thread, runtime/cpu/bf16_gemm.h)\n", g(p.bf16_gemm).c_str());
+      std::printf("cached in        %s\n", cpu_peak_cache_path(p.cpu, p.threads).c_str());
       return 0;
     }
     if (devices_cmd->parsed()) {

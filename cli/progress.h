@@ -15,6 +15,9 @@ class ProgressReporter {
   ProgressReporter(std::FILE* out, std::int64_t total_steps, std::string unit = "tokens", std::FILE* log = nullptr);
   // Called after every step; `step` counts from 1 (cli/metrics.h), as everything the user sees.
   void step(std::int64_t step, double loss, double lr, double per_s, double elapsed_s);
+  // From now on each step's line also shows its MFU: per_s x flops_per_unit / peak_flops_per_s
+  // (runtime/model_flops.h). Not called (no MFU shown) where the model's FLOPs or the device's peak are unknown.
+  void show_mfu(double flops_per_unit, double peak_flops_per_s);
   // A line that must not be overwritten (evaluation results, warnings).
   void message(const std::string& line);
   void finish();
@@ -27,6 +30,7 @@ class ProgressReporter {
   bool live_;
   bool line_open_ = false;
   std::int64_t log_every_;
+  double flops_per_unit_ = 0.0, peak_flops_per_s_ = 0.0;
 };
 
 }  // namespace troupe

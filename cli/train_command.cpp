@@ -22,6 +22,8 @@
 #include "runtime/checkpoint/resume_rules.h"
 #include "runtime/config/config_loader.h"
 #include "runtime/config/weights_config.h"
+#include "runtime/cpu/cpu_peak.h"
+#include "runtime/model_flops.h"
 #include "runtime/io/partial_files.h"
 #include "runtime/launch/join_config.h"
 #include "runtime/signals/stop_signal.h"
@@ -219,10 +221,35 @@ int train_loop(Job& trainer, const RunConfig& config, const TrainOptions& option
                                  : fmt::format("hidden={}", fmt::join(m.mlp_hidden, ","));
   print_and_log(run, fmt::format("troupe: {} ({}), {} parameters, {}\n", name_of(m.kind), shape,
                                  human_count(trainer.parameter_count()), trainer.dataset().describe()));
-  print_and_log(run, fmt::format("troupe: {} lr={}, batch {}, {} steps, {} threads{}{}\n", name_of(config.optim.kind),
+  print_and_log(run, fmt::format("troupe: {} lr={}, batch {}, {} steps, {} threads{}{}{}\n", name_of(config.optim.kind),
                                  config.optim.lr_or_default(), config.train.batch_size, config.train.steps,
                                  trainer.threads(), config.train.deterministic ? ", deterministic" : "",
+                                 config.train.precision == Precision::bf16 ? ", bf16 products" : "",
                                  options.init_from.empty() ? "" : ", weights from " + options.init_from));
+
+  // MFU (runtime/model_flops.h) against this CPU's measured peak (runtime/cpu/cpu_peak.h): CPU runs of the
+  // models whose FLOPs are counted.
+  const double flops_per_unit = train_flops_per_unit(m);
+  const bool on_cpu = config.train.device.rfind("cuda", 0) != 0 &&
+                      config.parallel.placement.find("cuda") == std::string::npos;
+  double peak = 0.0;
+  std::string peak_name;
+  CpuPeak cpu;
+  if (flops_per_unit > 0.0 && on_cpu && config.train.steps > start.step) {
+    cpu = cpu_peak(trainer.threads());
+    peak = cpu.peak(config.train.precision);
+    const bool bf16_peak = config.train.precision == Precision::bf16 && cpu.bf16_dot > 0.0;
+    peak_name = bf16_peak ? "bf16 peak (vdpbf16ps loop)" : "f32 peak (FMA loop)";
+    if (peak > 0.0)
+      print_and_log(run, fmt::format("troupe: this CPU on {} threads: f32 FMA loop {:.1f} GFLOP/s, bf16 vdpbf16ps loop {}; "
+                                     "matrix products reached: sgemm {:.1f} GFLOP/s, bf16 {} (cached in {}; troupe peak "
+                                     "--refresh measures again)\n",
+                                     cpu.threads, cpu.f32_fma / 1e9,
+                                     cpu.bf16_dot > 0 ? fmt::format("{:.1f} GFLOP/s", cpu.bf16_dot / 1e9) : "n/a",
+                                     cpu.sgemm / 1e9,
+                                     cpu.bf16_gemm > 0 ? fmt::format("{:.1f} GFLOP/s", cpu.bf16_gemm / 1e9) : "n/a",
+                                     cpu_peak_cache_path(cpu.cpu, cpu.threads)));
+  }
 
   std::FILE* dump = nullptr;
   const std::string dump_tmp = options.dump_losses + ".partial";
@@ -259,6 +286,7 @@ int train_loop(Job& trainer, const RunConfig& config, const TrainOptions& option
   };
 
   ProgressReporter progress(stdout, config.train.steps, unit, run ? run->log() : nullptr);
+  if (peak > 0.0) progress.show_mfu(flops_per_unit, peak);
   const auto started = std::chrono::steady_clock::now();
   double last_loss = 0.0, units = 0.0, compute_s = 0.0;
   int stopped_by = 0;
@@ -339,8 +367,23 @@ int train_loop(Job& trainer, const RunConfig& config, const TrainOptions& option
   }
   if (config.train.steps > 0) {
     const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+    const double rate = compute_s > 0 ? units / compute_s : 0.0;
     print_and_log(run, fmt::format("troupe: done in {:.1f}s, final train loss {:.4f}, {:.0f} {}/s\n", wall, last_loss,
-                                   compute_s > 0 ? units / compute_s : 0.0, unit));
+                                   rate, unit));
+    if (peak > 0.0) {
+      const double flops = model_flops_per_s(flops_per_unit, rate);
+      print_and_log(run, fmt::format("troupe: model FLOPs {:.1f} GFLOP/s ({:.4g} FLOP per {}, {}), MFU {:.1f}% of the "
+                                     "{} {:.1f} GFLOP/s; the best {} product reached {:.1f} GFLOP/s ({:.1f}%)\n",
+                                     flops / 1e9, flops_per_unit, unit == "tokens" ? "token" : "sample",
+                                     m.kind == ModelKind::gpt ? "6N + 12LCT" : "6N", 100.0 * mfu(flops, peak), peak_name,
+                                     peak / 1e9, config.train.precision == Precision::bf16 ? "bf16" : "f32",
+                                     (config.train.precision == Precision::bf16 && cpu.bf16_gemm > 0 ? cpu.bf16_gemm
+                                                                                                      : cpu.sgemm) / 1e9,
+                                     100.0 * mfu(config.train.precision == Precision::bf16 && cpu.bf16_gemm > 0
+                                                     ? cpu.bf16_gemm
+                                                     : cpu.sgemm,
+                                                 peak)));
+    }
   }
   if (trace.enabled()) {
     std::vector<std::string> paths;

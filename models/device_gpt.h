@@ -24,8 +24,6 @@
 
 namespace troupe {
 
-enum class Precision { f32, bf16 };
-
 struct GptStepResult {
   double loss = 0.0;       // mean per-token cross-entropy before the update
   double grad_norm = 0.0;  // before clipping (0 when train.grad_clip = 0)

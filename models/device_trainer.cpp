@@ -11,7 +11,7 @@ DeviceTrainer::DeviceTrainer(const RunConfig& config, const Device& device) : co
                                         ": only the gpt trains on a CUDA device so far; use train.device = cpu");
   ops_ = make_device_ops(config, device);
   dataset_ = make_dataset(config);
-  gpt_ = std::make_unique<DeviceGpt>(config, *ops_);
+  gpt_ = std::make_unique<DeviceGpt>(config, *ops_, config.train.precision);
 }
 
 DeviceTrainer::~DeviceTrainer() = default;

@@ -35,6 +35,7 @@ Trainer::Trainer(const RunConfig& config, comm::TensorGroup group, comm::Transpo
     : config_(config), group_(group), replicas_(replicas) {
   backend_ = std::make_unique<CpuBackend>(config.train.threads);
   backend_->set_deterministic(config.train.deterministic);
+  backend_->set_precision(config.train.precision);
   dataset_ = make_dataset(config);
   model_ = std::make_unique<Model>(make_layer_specs(config.model, config.train.seed, group));
   optimizer_ = make_optimizer(config.optim);

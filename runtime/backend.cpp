@@ -12,6 +12,12 @@ std::span<ExactSum> Backend::exact_grad(const Tensor&) {
 
 void Backend::flush_exact_grad(const Tensor& grad) { exact_grad(grad); }
 
+void Backend::set_precision(Precision precision) {
+  if (precision == Precision::f32) return;
+  throw Error(ErrorKind::kConfig, "train.precision = bf16 is not implemented by the " + device().str() +
+                                      " backend here; use train.device = cpu or train.precision = f32");
+}
+
 namespace {
 [[noreturn]] void not_supported(const Backend& be, const char* op, const char* kind = "cnn") {
   throw Error(ErrorKind::kConfig, std::string(op) + " is not supported on " + be.device().str() +

@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <span>
 
+#include "runtime/config/choices.h"
 #include "runtime/exact_sum.h"
 #include "runtime/replica_sum.h"
 #include "runtime/tensor.h"
@@ -37,6 +38,12 @@ class Backend {
   // flush_exact_grad() then adds the rounded total to the float gradient.
   virtual void set_deterministic(bool on) = 0;
   virtual bool deterministic() const = 0;
+
+  // train.precision: the operands of linear_forward/linear_backward's products. bf16 rounds them to bf16
+  // (to nearest, ties to even) and sums in f32; inputs, outputs and gradients stay f32 tensors
+  // (runtime/cpu/bf16_gemm.h). The default supports f32 only and says so for bf16.
+  virtual void set_precision(Precision precision);
+  virtual Precision precision() const { return Precision::f32; }
 
   // The exact accumulator behind gradient buffer `grad` (grad.numel() elements; zeros when nothing was
   // added since the last flush). Data-parallel replicas add these across ranks before flushing.

@@ -111,3 +111,30 @@ troupe_sample_parity_test(gpt model.kind=gpt model.n_layer=2 model.n_embd=64 mod
                           optim.lr=3e-3 train.threads=1)
 troupe_sample_parity_test(lstm model.kind=lstm model.n_layer=2 model.n_embd=64 model.block_size=32 optim.lr=1e-2
                           train.threads=1)
+
+# train.precision = bf16 on the small GPT, two references (parity.py --ref-bf16):
+#  - operands: gpt_ref.py emulates troupe's arithmetic (Linear and LM-head operands rounded to bf16, f32
+#    sums, the rest f32). Only the order of f32 sums differs, so the check is tight: measured 2026-12-05,
+#    step 0 within 6e-8 and 20 steps within 1.4e-5, where f32 against bf16 differs by 5e-5 at step 0 —
+#    the check fails if troupe ran its products in f32.
+#  - autocast: torch.autocast(cpu, bf16), the recipe (it also runs attention's products in bf16 and keeps
+#    activations in bf16). Measured 2026-12-05 over these 20 steps: autocast against torch f32 differs by up
+#    to 7.6e-5 (5.0e-5 at step 0), autocast on 1 and 2 threads not at all, troupe bf16 against autocast by up
+#    to 1.25e-4 (1.4e-5 at step 0). The tolerance, 5e-4 (step 0: 1e-4), is about 6x what autocast itself
+#    moves the loss away from f32: it bounds troupe's distance from autocast to the size of bf16's own effect.
+foreach(ref operands autocast)
+  if(ref STREQUAL "operands")
+    set(tols --step0-tol 1e-6 --tol 4e-5)
+  else()
+    set(tols --step0-tol 1e-4 --tol 5e-4)
+  endif()
+  set(sets)
+  foreach(kv IN LISTS TROUPE_PARITY_GPT TROUPE_PARITY_ADAMW)
+    list(APPEND sets --set ${kv})
+  endforeach()
+  add_test(NAME torch_parity_gpt_bf16_${ref}
+           COMMAND /usr/bin/python3 ${CMAKE_CURRENT_SOURCE_DIR}/torch_ref/parity.py
+                   --troupe $<TARGET_FILE:troupe> --workdir ${CMAKE_CURRENT_BINARY_DIR}/parity/gpt_bf16_${ref}
+                   --steps 20 ${sets} --set train.grad_clip=1.0 --set train.precision=bf16 --ref-bf16 ${ref} ${tols})
+  set_tests_properties(torch_parity_gpt_bf16_${ref} PROPERTIES SKIP_RETURN_CODE 77 TIMEOUT 180 LABELS parity)
+endforeach()

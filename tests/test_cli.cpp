@@ -242,3 +242,32 @@ TEST_CASE("the trace option writes a Chrome trace with one track per stage and p
   CHECK(cats.count("optimizer"));
   CHECK(cats.count("send"));
 }
+
+TEST_CASE("MFU: troupe peak measures and caches the CPU's peak, train prints MFU against it", "[cli][mfu]") {
+  Scratch s;
+  const std::string env = "XDG_CACHE_HOME=" + (s / "cache").string();
+  const Run peak = run_troupe(s.dir, "peak --threads 1", env);
+  INFO(peak.out << peak.err);
+  REQUIRE(peak.code == 0);
+  CHECK_THAT(peak.out, Catch::Contains("f32 FMA loop") && Catch::Contains("sgemm") && Catch::Contains("cached in"));
+  REQUIRE(fs::exists(s / "cache" / "troupe"));
+  REQUIRE(std::distance(fs::directory_iterator(s / "cache" / "troupe"), fs::directory_iterator()) == 1);
+  // A run reads the cache (the figures it prints are the cached ones) and reports MFU per step and at the end.
+  const std::string tiny = "train --set model.n_layer=1 --set model.n_embd=32 --set model.n_head=2 "
+                           "--set model.block_size=16 --set train.batch_size=2 --set train.threads=1 "
+                           "--set train.eval_batches=1 --steps 2";
+  for (const char* precision : {"f32", "bf16"}) {
+    const Run r = run_troupe(s.dir, tiny + " --set train.precision=" + precision, env);
+    INFO(r.out << r.err);
+    REQUIRE(r.code == 0);
+    CHECK_THAT(r.out, Catch::Contains("this CPU on 1 threads: f32 FMA loop") && Catch::Contains(" MFU ") &&
+                          Catch::Contains("model FLOPs") && Catch::Contains("FLOP per token, 6N + 12LCT"));
+    if (std::string(precision) == "bf16")
+      CHECK_THAT(r.out, Catch::Contains("bf16 products") && Catch::Contains("of the bf16 peak"));
+  }
+  // The CNN's FLOPs are not counted: no MFU, and no peak measured for it.
+  const Run cnn = run_troupe(s.dir, "train --set model.kind=cnn --set model.cnn_channels=4 --set model.cnn_blocks=1 "
+                                    "--set train.batch_size=4 --set train.threads=1 --set train.eval_batches=1 --steps 1",
+                             env);
+  if (cnn.code == 0) CHECK_THAT(cnn.out, !Catch::Contains("MFU"));
+}

@@ -58,6 +58,7 @@ const std::map<std::string, std::string> kSamples = {
     {"train.eval_every", "0"},
     {"train.eval_batches", "2"},
     {"train.deterministic", "1"},
+    {"train.precision", "bf16"},
     {"optim.kind", "rmsprop"},
     {"optim.lr", "3e-4"},
     {"optim.beta1", "0.8"},
@@ -514,4 +515,15 @@ TEST_CASE("markdown reference lists every key once, with its type, default and a
   CHECK_THAT(by_key["optim.beta1"], Contains("torch default for optim.kind") && Contains("used by adam, adamw"));
   CHECK_THAT(by_key["train.deterministic"], Contains("| bool | `false` | `true`, `false` |"));
   CHECK_THAT(md, Contains("\n## parallel\n"));
+}
+
+TEST_CASE("train.precision: f32 or bf16, and bf16 on CUDA only for the single-device gpt", "[config]") {
+  CHECK(load_config(std::nullopt, {}).train.precision == Precision::f32);
+  CHECK(load_config(std::nullopt, {"train.precision=bf16"}).train.precision == Precision::bf16);
+  CHECK_THAT(set_error({"train.precision=fp16"}), Contains("train.precision") && Contains("bf16"));
+  // On the CPU every layout takes bf16.
+  CHECK(load_config(std::nullopt, {"train.precision=bf16", "parallel.pipeline=2"}).train.precision == Precision::bf16);
+  CHECK_THAT(set_error({"train.precision=bf16", "train.device=cuda", "parallel.data=2"}),
+             Contains("train.precision = bf16 on CUDA trains the single-device gpt only") &&
+                 Contains("use train.device = cpu"));
 }

@@ -167,3 +167,20 @@ TEST_CASE("compressed gradients: fewer bytes on the wire, training still follows
     CHECK(losses.back() < losses.front());
   }
 }
+
+TEST_CASE("train.precision = bf16: data parallel and pipelines = the single-device bf16 run, bitwise in deterministic "
+          "mode", "[data_parallel][pipeline][bf16]") {
+  const int steps = 3;
+  const auto bf16 = with(small_gpt(true), {"train.precision=bf16"});
+  const Run reference = single_device(load_config(std::nullopt, bf16), steps);
+  // bf16 is in force: the single-device run differs from f32's.
+  const Run f32 = single_device(load_config(std::nullopt, small_gpt(true)), steps);
+  CHECK(reference.losses[1] != f32.losses[1]);
+  SECTION("data parallel, ring, D = 2") {
+    require_bitwise(data_parallel(load_config(std::nullopt, with(bf16, {"parallel.data=2"})), steps), reference);
+  }
+  SECTION("pipeline, 1F1B, 2 stages, 2 micro-batches") {
+    require_bitwise(pipelined(load_config(std::nullopt, bf16), {2, 1, 2, ScheduleKind::one_f_one_b, ""}, steps),
+                    reference);
+  }
+}

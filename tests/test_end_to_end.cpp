@@ -115,3 +115,23 @@ TEST_CASE("deterministic mode: a batch in one piece or as micro-batches gives id
     CHECK(std::memcmp(p->grad.raw(), q.grad.raw(), p->grad.nbytes()) == 0);
   }
 }
+
+TEST_CASE("train.precision = bf16 learns as f32 does: validation loss within 1% after 200 steps", "[e2e][bf16]") {
+  // The small GPT above at the main job's learning rate, 1e-3. Measured 2026-12-05 (seed 1337): validation
+  // loss after 200 steps f32 2.7139, bf16 2.7213 (0.27%); after 100 and 300 steps 0.64% and 1.16%. At
+  // lr 3e-3 this job is more sensitive: bf16 ends 2% below f32 after 200 steps, and PyTorch's own autocast
+  // 6% above it (docs/precision.md).
+  auto validation_after_200 = [](const char* precision) {
+    auto sets = kSmallGpt;
+    sets.push_back("optim.lr=1e-3");
+    sets.push_back("train.steps=200");
+    sets.push_back(std::string("train.precision=") + precision);
+    Trainer trainer(load_config(std::nullopt, sets));
+    for (int s = 0; s < 200; ++s) trainer.train_step(s);
+    return trainer.evaluate().loss;
+  };
+  const double f32 = validation_after_200("f32"), bf16 = validation_after_200("bf16");
+  INFO("validation loss after 200 steps: f32 " << f32 << ", bf16 " << bf16);
+  CHECK(f32 != bf16);  // two different runs
+  CHECK(std::abs(bf16 - f32) <= 0.01 * f32);
+}

@@ -125,6 +125,7 @@ PsTrainer::PsTrainer(const RunConfig& config, PsLinks links, bool remote)
     worker->index = w;
     worker->backend = std::make_unique<CpuBackend>(std::max(1, threads / par.data));
     worker->backend->set_deterministic(config.train.deterministic);
+    worker->backend->set_precision(config.train.precision);
     worker->model = std::make_unique<Model>(make_layer_specs(config.model, config.train.seed));
     workers_.push_back(std::move(worker));
   }

@@ -23,6 +23,7 @@ PipelineDriver::PipelineDriver(const RunConfig& config, const PipelineOptions& o
                                         " (micro-batches hold whole samples)");
   backend_ = std::make_unique<CpuBackend>(config.train.threads);
   backend_->set_deterministic(config.train.deterministic);
+  backend_->set_precision(config.train.precision);
   dataset_ = make_dataset(config);
   specs_ = make_layer_specs(config.model, config.train.seed);
   ParallelConfig split;  // the partition is decided in one place, with the Topology's
@@ -39,6 +40,7 @@ PipelineDriver::PipelineDriver(const RunConfig& config, const PipelineOptions& o
       const int threads = config.train.threads > 0 ? config.train.threads : backend_->threads();
       stage_backends_.push_back(std::make_unique<CpuBackend>(std::max(1, threads / options.stages)));
       stage_backends_.back()->set_deterministic(config.train.deterministic);
+      stage_backends_.back()->set_precision(config.train.precision);
       be = stage_backends_.back().get();
     }
     stages_.push_back(std::make_unique<StageWorker>(s, layout_, specs_, partition_.boundaries, schedule_[s], *be,

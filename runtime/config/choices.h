@@ -38,6 +38,9 @@ enum class NonfiniteAction { stop, skip };
 // The recommender over the click log's field embeddings (models/wide_deep.h): Wide & Deep (hashed
 // crosses in the wide part) or DeepFM (per-field first-order weights plus a factorisation machine).
 enum class RecommenderKind { wide_deep, deepfm };
+// The matrix products' operands: f32, or rounded to bf16 with f32 sums (torch.autocast's recipe for
+// Linear layers; weights, gradients, optimizer state and the loss stay f32).
+enum class Precision { f32, bf16 };
 
 // Language models (gpt, lstm) train on text, one loss per token, and are judged by their loss; the
 // others classify images and are judged by their accuracy.
@@ -70,6 +73,7 @@ TROUPE_CHOICE_NAMES(TransportKind, {TransportKind::inproc, "inproc"}, {Transport
 TROUPE_CHOICE_NAMES(PsMode, {PsMode::sync, "sync"}, {PsMode::async, "async"}, {PsMode::ssp, "ssp"});
 TROUPE_CHOICE_NAMES(NonfiniteAction, {NonfiniteAction::stop, "stop"}, {NonfiniteAction::skip, "skip"});
 TROUPE_CHOICE_NAMES(RecommenderKind, {RecommenderKind::wide_deep, "wide_deep"}, {RecommenderKind::deepfm, "deepfm"});
+TROUPE_CHOICE_NAMES(Precision, {Precision::f32, "f32"}, {Precision::bf16, "bf16"});
 
 #undef TROUPE_CHOICE_NAMES
 

@@ -499,6 +499,14 @@ void validate(const RunConfig& config) {
     invalid(fmt::format("parallel.virtual_stages = {} needs parallel.schedule = interleaved (got {})",
                         par.virtual_stages, name_of(par.schedule)));
 
+  const bool cuda = t.device.rfind("cuda", 0) == 0 || par.placement.find("cuda") != std::string::npos;
+  if (t.precision == Precision::bf16 && cuda &&
+      (m.kind != ModelKind::gpt || par.pipeline > 1 || par.microbatches > 1 || par.data > 1 || par.tensor > 1))
+    invalid(fmt::format("train.precision = bf16 on CUDA trains the single-device gpt only so far (got model.kind = {}, "
+                        "parallel.pipeline = {}, parallel.data = {}, parallel.tensor = {}); use train.device = cpu, "
+                        "where bf16 works with every layout, or train.precision = f32",
+                        name_of(m.kind), par.pipeline, par.data, par.tensor));
+
   validate_parallel(config);
   validate_checkpoints(config);
   validate_tensor(config);

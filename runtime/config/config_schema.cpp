@@ -273,6 +273,11 @@ std::vector<ConfigKey> build_schema() {
                    &R::train, &T::eval_batches));
   k.push_back(bind(Spec{.name = "train.deterministic", .help = "bitwise-reproducible kernels (slower)"},
                    &R::train, &T::deterministic));
+  k.push_back(bind(Spec{.name = "train.precision",
+                        .help = "operands of the linear layers' matrix products: f32, or bf16 (rounded to nearest even, "
+                                "summed in f32, as torch.autocast on the CPU; AVX512-BF16 where the CPU has it); "
+                                "weights, gradients, optimizer state and the loss stay f32 (docs/performance.md)"},
+                   &R::train, &T::precision));
   k.push_back(bind(Spec{.name = "train.device",
                         .help = "where stages compute: cpu, cuda (GPU 0) or cuda:N"},
                    &R::train, &T::device));

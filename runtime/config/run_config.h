@@ -50,6 +50,7 @@ struct TrainConfig {
   std::int64_t eval_every = 100;      // 0: only at the end
   int eval_batches = 8;
   bool deterministic = false;
+  Precision precision = Precision::f32;  // the matrix products' operands (runtime/cpu/bf16_gemm.h)
   std::string device = "cpu";         // cpu | cuda (cuda:N picks a GPU)
   NonfiniteAction on_nonfinite = NonfiniteAction::stop;  // a NaN/Inf loss or gradient: end the run, or skip the step
   // Checkpoints (runtime/checkpoint/): where, how often (steps; 0: at the end and on a stop signal only),

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "runtime/backend.h"
+#include "runtime/cpu/bf16_gemm.h"
 #include "runtime/thread_pool.h"
 
 namespace troupe {
@@ -22,6 +23,12 @@ class CpuBackend final : public Backend {
   ThreadPool& pool() { return *pool_; }
   void set_deterministic(bool on) override { deterministic_ = on; }
   bool deterministic() const override { return deterministic_; }
+  // bf16 runs on the best kernel this CPU has (runtime/cpu/bf16_gemm.h); set_bf16_kernel picks another
+  // (tests compare the two).
+  void set_precision(Precision precision) override { precision_ = precision; }
+  Precision precision() const override { return precision_; }
+  void set_bf16_kernel(Bf16Kernel kernel) { bf16_kernel_ = kernel; }
+  Bf16Kernel bf16_kernel() const { return bf16_kernel_; }
   std::span<ExactSum> exact_grad(const Tensor& grad) override;
   void flush_exact_grad(const Tensor& grad) override;
 
@@ -88,6 +95,10 @@ class CpuBackend final : public Backend {
             std::int64_t ldc);
 
  private:
+  // gemm() in f32, or gemm_bf16() when the precision is bf16: the products of the linear layers.
+  void linear_product(bool trans_a, bool trans_b, std::int64_t m, std::int64_t n, std::int64_t k, const float* a,
+                      std::int64_t lda, const float* b, std::int64_t ldb, float beta, float* c, std::int64_t ldc);
+
   // c[rows, n] = a[rows, k] @ op(b): one product per block of row_block rows in deterministic mode.
   void rows_gemm(bool trans_b, std::int64_t rows, std::int64_t n, std::int64_t k, const float* a, const float* b,
                  float beta, float* c, std::int64_t row_block);
@@ -105,6 +116,8 @@ class CpuBackend final : public Backend {
 
   std::unique_ptr<ThreadPool> pool_;
   bool deterministic_ = false;
+  Precision precision_ = Precision::f32;
+  Bf16Kernel bf16_kernel_ = best_bf16_kernel();
   // Exact accumulators by gradient buffer (its data pointer); see Backend::set_deterministic.
   std::mutex exact_mu_;
   std::unordered_map<const float*, std::vector<ExactSum>> exact_;

@@ -1,4 +1,4 @@
-// CPU matrix products: sgemm split over the thread pool, and the Linear layer's forward and backward.
+// CPU matrix products: sgemm split over the thread pool, and the Linear layer's forward and backward (f32 or bf16).
 #include <cblas.h>
 
 #include <algorithm>
@@ -135,9 +135,37 @@ void CpuBackend::ordered_weight_product(std::int64_t out, std::int64_t in, std::
   }, 4);
 }
 
+void CpuBackend::linear_product(bool trans_a, bool trans_b, std::int64_t m, std::int64_t n, std::int64_t k,
+                                const float* a, std::int64_t lda, const float* b, std::int64_t ldb, float beta, float* c,
+                                std::int64_t ldc) {
+  if (precision_ == Precision::f32) {
+    gemm(trans_a, trans_b, m, n, k, 1.0f, a, lda, b, ldb, beta, c, ldc);
+    return;
+  }
+  auto f32_gemm = [](void* self, bool ta, bool tb, std::int64_t m_, std::int64_t n_, std::int64_t k_, float alpha_,
+                     const float* a_, std::int64_t lda_, const float* b_, std::int64_t ldb_, float beta_, float* c_,
+                     std::int64_t ldc_) {
+    static_cast<CpuBackend*>(self)->gemm(ta, tb, m_, n_, k_, alpha_, a_, lda_, b_, ldb_, beta_, c_, ldc_);
+  };
+  gemm_bf16(bf16_kernel_, *pool_, trans_a, trans_b, m, n, k, 1.0f, a, lda, b, ldb, beta, c, ldc, f32_gemm, this);
+}
+
 void CpuBackend::rows_gemm(bool trans_b, std::int64_t rows, std::int64_t n, std::int64_t k, const float* a,
                            const float* b, float beta, float* c, std::int64_t row_block) {
   const std::int64_t ldb = trans_b ? k : n;
+  std::vector<float> a_bf16, b_bf16;
+  if (precision_ == Precision::bf16) {
+    if (bf16_kernel_ == Bf16Kernel::avx512) {
+      // Each element of c is one accumulator over k, whatever rows share the call: no per-sample split needed.
+      linear_product(false, trans_b, rows, n, k, a, k, b, ldb, beta, c, n);
+      return;
+    }
+    // The portable kernel: operands rounded once, then the f32 products below (per sample when deterministic).
+    a_bf16 = bf16_rounded_copy(*pool_, a, rows, k, k);
+    b_bf16 = bf16_rounded_copy(*pool_, b, trans_b ? n : k, trans_b ? k : n, ldb);
+    a = a_bf16.data();
+    b = b_bf16.data();
+  }
   if (!deterministic_ || row_block <= 0 || row_block >= rows) {
     gemm(false, trans_b, rows, n, k, 1.0f, a, k, b, ldb, beta, c, n);
     return;
@@ -163,7 +191,9 @@ void CpuBackend::linear_forward(const Tensor& x, const Tensor& w, const Tensor& 
   pool_->parallel_for(bp ? rows : 0, [&](std::int64_t r0, std::int64_t r1) {
     for (std::int64_t r = r0; r < r1; ++r) std::copy(bp, bp + out, yp + r * out);
   }, 64);
-  if (deterministic_) ordered_gemm(true, rows, out, in, xp, wp, bp != nullptr, yp);
+  // Deterministic f32 products are the fixed-order loops; bf16's kernel already sums each element in one
+  // fixed order whatever the call's shape.
+  if (deterministic_ && precision_ == Precision::f32) ordered_gemm(true, rows, out, in, xp, wp, bp != nullptr, yp);
   else rows_gemm(true, rows, out, in, xp, wp, bp ? 1.0f : 0.0f, yp, row_block);
 }
 
@@ -173,8 +203,9 @@ void CpuBackend::linear_backward(const Tensor& dy, const Tensor& x, const Tensor
   TROUPE_CHECK(dy.numel() == rows * out && dw.numel() == out * in, "linear backward shapes");
   const float* dyp = dy.f32();
   const float* xp = x.f32();
+  const bool ordered = deterministic_ && precision_ == Precision::f32;
   if (dx.defined()) {
-    if (deterministic_) ordered_gemm(false, rows, in, out, dyp, w.f32(), false, dx.f32());
+    if (ordered) ordered_gemm(false, rows, in, out, dyp, w.f32(), false, dx.f32());
     else rows_gemm(false, rows, in, out, dyp, w.f32(), 0.0f, dx.f32(), row_block);
   }
 
@@ -185,7 +216,8 @@ void CpuBackend::linear_backward(const Tensor& dy, const Tensor& x, const Tensor
     std::span<ExactSum> acc = exact_grad(dw);
     std::vector<float> product(static_cast<std::size_t>(out * in));
     for (std::int64_t r = 0; r < rows; r += block) {
-      ordered_weight_product(out, in, block, dyp + r * out, xp + r * in, product.data());
+      if (ordered) ordered_weight_product(out, in, block, dyp + r * out, xp + r * in, product.data());
+      else linear_product(true, false, out, in, block, dyp + r * out, out, xp + r * in, in, 0.0f, product.data(), in);
       add_exact_parallel(acc, product.data());
     }
     if (dbias.defined()) {
@@ -198,7 +230,7 @@ void CpuBackend::linear_backward(const Tensor& dy, const Tensor& x, const Tensor
   }
 
   // dw += dy^T x, all rows in one product.
-  gemm(true, false, out, in, rows, 1.0f, dyp, out, xp, in, 1.0f, dw.f32(), in);
+  linear_product(true, false, out, in, rows, dyp, out, xp, in, 1.0f, dw.f32(), in);
 
   if (dbias.defined()) {
     float* dbp = dbias.f32();

@@ -53,6 +53,7 @@ DEFAULTS = {
     "train.warmup_steps": 0,
     "train.min_lr": 0.0,
     "optim.kind": "adamw",
+    "train.precision": "f32",
 }
 OPTIM_KEYS = ("lr", "beta1", "beta2", "eps", "weight_decay", "momentum", "dampening", "nesterov", "alpha",
               "centered")
@@ -146,14 +147,58 @@ def write_safetensors(path, tensors):
 
 # ---- models ---------------------------------------------------------------------------------------------
 
+# How train.precision=bf16 runs here (--bf16): "autocast" is torch.autocast(device_type="cpu",
+# dtype=torch.bfloat16) around the forward, the recipe troupe follows; "operands" emulates troupe's arithmetic
+# exactly: the Linear layers' and the LM head's products take operands rounded to bf16 (forward and backward)
+# and sum in f32, everything else stays f32 (autocast also runs attention's products in bf16 and keeps
+# outputs in bf16).
+BF16_OPERANDS = False
+
+
+def to_bf16(t):
+    """t rounded to bf16 (to nearest, ties to even), in t's dtype."""
+    return t.to(torch.bfloat16).to(t.dtype)
+
+
+class Bf16OperandProduct(torch.autograd.Function):
+    """x @ w^T with both operands rounded to bf16 and the products summed in f32; backward likewise
+    (dx = bf16(dy) @ bf16(w), dw = bf16(dy)^T @ bf16(x))."""
+
+    @staticmethod
+    def forward(ctx, x, w):
+        ctx.save_for_backward(x, w)
+        return to_bf16(x) @ to_bf16(w).t()
+
+    @staticmethod
+    def backward(ctx, dy):
+        x, w = ctx.saved_tensors
+        d = to_bf16(dy)
+        dx = d @ to_bf16(w)
+        dw = d.reshape(-1, d.shape[-1]).t() @ to_bf16(x).reshape(-1, x.shape[-1])
+        return dx, dw
+
+
+def product_wt(x, w):
+    """x @ w^T: f32, or with bf16 operands under BF16_OPERANDS."""
+    return Bf16OperandProduct.apply(x, w) if BF16_OPERANDS else x @ w.t()
+
+
+class Linear(nn.Linear):
+    def forward(self, x):
+        if not BF16_OPERANDS:
+            return super().forward(x)
+        y = product_wt(x, self.weight)
+        return y + self.bias if self.bias is not None else y
+
+
 
 class CausalSelfAttention(nn.Module):
     def __init__(self, n_embd, n_head, block_size):
         super().__init__()
         assert n_embd % n_head == 0, "model.n_head must divide model.n_embd"
         self.n_head = n_head
-        self.c_attn = nn.Linear(n_embd, 3 * n_embd)  # q, k, v in that order
-        self.c_proj = nn.Linear(n_embd, n_embd)
+        self.c_attn = Linear(n_embd, 3 * n_embd)  # q, k, v in that order
+        self.c_proj = Linear(n_embd, n_embd)
         mask = torch.tril(torch.ones(block_size, block_size, dtype=torch.bool))
         self.register_buffer("mask", mask.view(1, 1, block_size, block_size), persistent=False)
 
@@ -175,8 +220,8 @@ class CausalSelfAttention(nn.Module):
 class MLP(nn.Module):
     def __init__(self, n_embd):
         super().__init__()
-        self.c_fc = nn.Linear(n_embd, 4 * n_embd)
-        self.c_proj = nn.Linear(4 * n_embd, n_embd)
+        self.c_fc = Linear(n_embd, 4 * n_embd)
+        self.c_proj = Linear(4 * n_embd, n_embd)
 
     def forward(self, x):
         return self.c_proj(F.gelu(self.c_fc(x), approximate="tanh"))
@@ -216,7 +261,7 @@ class GPT(nn.Module):
         for block in self.transformer.h:
             x = block(x)
         x = self.transformer.ln_f(x)
-        return x @ self.transformer.wte.weight.t()                      # [B, T, vocab]
+        return product_wt(x, self.transformer.wte.weight)               # [B, T, vocab]
 
     def forward(self, idx, targets):
         B, T = idx.shape                                                # targets: [B, T] int64
@@ -230,7 +275,7 @@ class MnistMLP(nn.Module):
     def __init__(self, hidden):
         super().__init__()
         widths = [784] + list(hidden) + [10]
-        self.layers = nn.ModuleList([nn.Linear(a, b) for a, b in zip(widths[:-1], widths[1:])])
+        self.layers = nn.ModuleList([Linear(a, b) for a, b in zip(widths[:-1], widths[1:])])
 
     def forward(self, x, targets):
         for k, layer in enumerate(self.layers):                         # x: [B, 784] float
@@ -389,8 +434,15 @@ def lr_at(step, base, config):
 # ---- training -------------------------------------------------------------------------------------------
 
 
-def train(config, tensors, out_path, save_path=None, dtype=torch.float32, log=sys.stderr):
-    """Runs train.steps steps, writing {"step", "loss", "lr"} per step to out_path; returns the losses."""
+def train(config, tensors, out_path, save_path=None, dtype=torch.float32, log=sys.stderr, bf16="autocast"):
+    """Runs train.steps steps, writing {"step", "loss", "lr"} per step to out_path; returns the losses.
+    bf16: how train.precision=bf16 runs ("autocast" or "operands", see BF16_OPERANDS)."""
+    global BF16_OPERANDS
+    if config["train.precision"] not in ("f32", "bf16"):
+        raise SystemExit(f"gpt_ref: train.precision={config['train.precision']}: expected f32 or bf16")
+    use_bf16 = config["train.precision"] == "bf16"
+    BF16_OPERANDS = use_bf16 and bf16 == "operands"
+    autocast = use_bf16 and bf16 == "autocast"
     if config["data.order"] != "sequential":
         raise SystemExit("gpt_ref: only data.order=sequential is reproducible here; pass --set data.order=sequential")
     model = build_model(config).to(dtype)
@@ -422,14 +474,18 @@ def train(config, tensors, out_path, save_path=None, dtype=torch.float32, log=sy
                 x = x.to(dtype)
             optimizer.zero_grad(set_to_none=True)                # zero grad
             if ranks == 1:
-                loss = model(x, y)                               # forward
+                with torch.autocast(device_type="cpu", dtype=torch.bfloat16, enabled=autocast):
+                    loss = model(x, y)                           # forward
+                loss = loss.float()
                 loss.backward()                                  # backward
             else:
                 share = x.shape[0] // ranks
                 rank_losses = []
                 for r, m in enumerate(replicas):
                     m.zero_grad(set_to_none=True)
-                    rank_losses.append(m(x[r * share:(r + 1) * share], y[r * share:(r + 1) * share]))
+                    with torch.autocast(device_type="cpu", dtype=torch.bfloat16, enabled=autocast):
+                        rank_loss = m(x[r * share:(r + 1) * share], y[r * share:(r + 1) * share])
+                    rank_losses.append(rank_loss.float())
                     rank_losses[-1].backward()
                 for p, *others in zip(params, *[list(m.parameters()) for m in replicas[1:]]):
                     p.grad = (p.grad + sum(o.grad for o in others)) / ranks  # DDP's allreduce average
@@ -462,6 +518,8 @@ def main(argv=None):
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1: reproducible)")
     ap.add_argument("--float64", action="store_true", help="compute in float64 (diagnostics: which side drifts)")
     ap.add_argument("--quiet", action="store_true", help="no per-step log on stderr")
+    ap.add_argument("--bf16", choices=("autocast", "operands"), default="autocast",
+                    help="how train.precision=bf16 runs: torch.autocast (default), or troupe's arithmetic emulated")
     args = ap.parse_args(argv)
 
     torch.set_num_threads(args.threads)
@@ -469,7 +527,7 @@ def main(argv=None):
     tensors = read_safetensors(args.weights)
     dtype = torch.float64 if args.float64 else torch.float32
     log = open(os.devnull, "w") if args.quiet else sys.stderr
-    train(config, tensors, args.out, args.save, dtype, log)
+    train(config, tensors, args.out, args.save, dtype, log, args.bf16)
     return 0
 
 

@@ -134,6 +134,9 @@ def main():
     ap.add_argument("--lr-tol", type=float, default=1e-6, help="relative tolerance on the lr (default 1e-6)")
     ap.add_argument("--no-weights", action="store_true", help="skip the final-weight comparison")
     ap.add_argument("--timeout", type=int, default=300, help="seconds allowed to each run (default 300)")
+    ap.add_argument("--ref-bf16", choices=("autocast", "operands"), default="autocast",
+                    help="with train.precision=bf16: the reference's torch.autocast, or troupe's arithmetic emulated "
+                         "(gpt_ref.py --bf16)")
     args = ap.parse_args()
 
     # gpt_ref.py needs torch; without it this check cannot run. (find_spec: importing torch costs a second.)
@@ -165,7 +168,7 @@ def main():
     run([args.troupe, "train", *set_args, "--steps", str(args.steps), "--init-from", path["init"],
          "--dump-losses", path["troupe_losses"], *save_troupe], "troupe (training)", args.timeout)
     run([sys.executable, os.path.join(HERE, "gpt_ref.py"), "--weights", path["init"], *set_args,
-         "--steps", str(args.steps), "--out", path["torch_losses"], "--quiet", *save_torch],
+         "--steps", str(args.steps), "--out", path["torch_losses"], "--quiet", "--bf16", args.ref_bf16, *save_torch],
         "gpt_ref.py (torch training)", args.timeout)
 
     print(f"\nparity: {' '.join(sets)}, {args.steps} steps")
