@@ -188,7 +188,8 @@ net::TcpOptions tcp_options(int rank, int ranks, int port) {
 std::unique_ptr<comm::Transport> connect_rank(const BenchOptions& o, int rank, int port, net::TcpListener* listener) {
   const net::TcpOptions tcp = tcp_options(rank, o.ranks, port);
   if (o.transport == "shm") {
-    const net::ShmOptions shm{.tcp = tcp};
+    net::ShmOptions shm{.tcp = tcp};
+    if (o.shm_slots) shm.slots = o.shm_slots;
     return listener ? net::connect_shm(shm, std::move(*listener)) : net::connect_shm(shm);
   }
   return listener ? net::connect_tcp(tcp, std::move(*listener)) : net::connect_tcp(tcp);
@@ -222,7 +223,7 @@ double run_tcp_parent(const BenchOptions& o, std::size_t elements, const std::st
       std::vector<std::string> args = {self, "bench", o.op, "--ranks", std::to_string(o.ranks), "--bytes", o.bytes,
                                        "--transport", o.transport, "--iters", std::to_string(o.iters), "--warmup",
                                        std::to_string(o.warmup), "--algo", o.algo, "--segment-kib",
-                                       std::to_string(o.segment_kib), "--rank", std::to_string(r), "--port",
+                                       std::to_string(o.segment_kib), "--shm-slots", std::to_string(o.shm_slots), "--rank", std::to_string(r), "--port",
                                        std::to_string(port)};
       std::vector<char*> argv;
       for (auto& a : args) argv.push_back(a.data());
@@ -259,6 +260,7 @@ CLI::App* add_bench_subcommand(CLI::App& app, BenchOptions& o) {
   cmd->add_option("--algo", o.algo, "auto, ring, hd (recursive halving-doubling), direct (direct.h reduce-scatter + all-gather) or "
                   "local (inproc only: by reference). auto: local for inproc, by size for tcp and shm");
   cmd->add_option("--segment-kib", o.segment_kib, "Ring segment size in KiB (0: the default)");
+  cmd->add_option("--shm-slots", o.shm_slots, "shm: slots of 1 MiB per ring (0: the default, 4)");
   cmd->add_option("--rank", o.rank)->group("");  // hidden: set by the tcp parent for its children
   cmd->add_option("--port", o.port)->group("");
   cmd->footer("Prints one JSON line: {\"op\",\"ranks\",\"bytes\",\"transport\",\"time_ms\",\"busbw_gbps\"}, "
