@@ -122,7 +122,7 @@ TEST_CASE("shm: point-to-point sizes across slot boundaries, FIFO per tag, indep
   }));
 }
 
-TEST_CASE("shm: every rank sends 16 MiB before anyone receives; send never waits for the receiver", "[shm]") {
+TEST_CASE("shm: every rank sends 16 MiB before anyone receives, and send never waits for the receiver", "[shm]") {
   RankGroup group(TransportKind::shm, 3, 10s);
   require_no_errors(group.run([&](comm::Transport& t) {
     const std::size_t n = std::size_t{16} << 20;
@@ -134,7 +134,7 @@ TEST_CASE("shm: every rank sends 16 MiB before anyone receives; send never waits
   }));
 }
 
-TEST_CASE("shm: a wrong size and a silent peer fail with errors naming the peer; the ring stays in step", "[shm]") {
+TEST_CASE("shm: a wrong size and a silent peer fail with errors naming the peer, and the ring stays in step", "[shm]") {
   RankGroup group(TransportKind::shm, 2, 300ms, 64);
   require_no_errors(group.run([&](comm::Transport& t) {
     if (t.rank() == 1) {
@@ -199,7 +199,7 @@ TEST_CASE("shm: a closed transport's messages are delivered, and a recv that nee
   CHECK_THROWS_WITH(group.transport(0).recv(1, 5, got), Contains("rank 1 closed its transport"));
 }
 
-TEST_CASE("shm: ranks as processes allreduce; a SIGKILLed rank fails the others promptly and leaves nothing in /dev/shm", "[shm]") {
+TEST_CASE("shm: ranks as processes allreduce, and a SIGKILLed rank fails the others promptly and leaves nothing in /dev/shm", "[shm]") {
   const bool crash = GENERATE(false, true);
   CAPTURE(crash);
   const std::set<std::string> before = dev_shm();
