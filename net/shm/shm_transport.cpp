@@ -155,10 +155,11 @@ struct ShmTransport::Impl {
     }
   }
 
+  // Whether every message sent is in the rings, but for peers that closed already (nobody will read it).
   bool nothing_pending() {
     std::lock_guard lock(out_mu);
-    for (const auto& q : pending) {
-      if (!q.empty()) return false;
+    for (int p = 0; p < size; ++p) {
+      if (!pending[static_cast<std::size_t>(p)].empty() && !peer_state_is(p, shm::SegmentHeader::kClosed)) return false;
     }
     return true;
   }
