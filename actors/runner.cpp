@@ -19,6 +19,7 @@
 #include "models/model.h"
 #include "net/tcp/address.h"
 #include "net/tcp/launch.h"
+#include "net/shm/shm_transport.h"
 #include "net/tcp/tcp_transport.h"
 #include "runtime/checkpoint/checkpoint_store.h"
 #include "runtime/config/config_loader.h"
@@ -293,7 +294,23 @@ struct RankGroups {
   }
 };
 
-// comm.transport = tcp: every replica is a process. This process is rank 0: it binds one rendezvous
+// One data-parallel rank's link to its stage group: over TCP, or through shared memory (comm.transport = shm,
+// whose rendezvous and liveness use the same TCP options); `hostnames` gets each rank's host as the
+// rendezvous learned it. Rank 0 passes the listener it bound.
+std::unique_ptr<comm::Transport> connect_replica(const RunConfig& config, const net::TcpOptions& tcp,
+                                                 net::TcpListener* listener, std::vector<std::string>& hostnames) {
+  if (config.comm.transport == TransportKind::shm) {
+    const net::ShmOptions shm{.tcp = tcp};
+    auto t = listener ? net::connect_shm(shm, std::move(*listener)) : net::connect_shm(shm);
+    hostnames = t->hostnames();
+    return t;
+  }
+  auto t = listener ? net::connect_tcp(tcp, std::move(*listener)) : net::connect_tcp(tcp);
+  hostnames = t->hostnames();
+  return t;
+}
+
+// comm.transport = tcp or shm: every replica is a process. This process is rank 0: it binds one rendezvous
 // listener per stage (so the ports are known before anyone connects), starts ranks 1..D-1 as copies
 // of itself (unless a launcher started them: a joined job), joins the groups, and trains and reports
 // like the in-process form.
@@ -319,9 +336,7 @@ class DataParallelProcessesJob final : public TrainerJob<DataParallelTrainer> {
     RankGroups groups;
     std::vector<std::string> hostnames;
     for (std::size_t s = 0; s < listeners.size(); ++s) {
-      auto t = net::connect_tcp(tcp_options(config, 0, "", secret), std::move(listeners[s]));
-      hostnames = t->hostnames();
-      groups.add(config, std::move(t));
+      groups.add(config, connect_replica(config, tcp_options(config, 0, "", secret), &listeners[s], hostnames));
     }
     for (std::size_t r = 0; r < topology_.places.size(); ++r)
       topology_.places[r].host = hostnames.at(static_cast<std::size_t>(topology_.places[r].process));
@@ -329,7 +344,8 @@ class DataParallelProcessesJob final : public TrainerJob<DataParallelTrainer> {
                                                      std::move(groups.stats));
     summary_ = data_parallel_summary(
         config, joined(config) ? fmt::format("{} replicas as processes a launcher started, over tcp (rendezvous {})", d, bound)
-                               : fmt::format("{} replicas as processes over tcp (rendezvous {})", d, bound));
+                               : fmt::format("{} replicas as processes over {} (rendezvous {})", d,
+                                           config.comm.transport == TransportKind::shm ? "shared memory" : "tcp", bound));
     if (joined(config)) summary_ += fmt::format("ranks on {}\n", hosts_text(hostnames));
   }
   ~DataParallelProcessesJob() override { trainer_.reset(); }  // its links first, then the processes
@@ -480,10 +496,10 @@ std::unique_ptr<Job> launch(const RunConfig& config, const LaunchOptions& option
   const bool processes = topology.processes() > 1;
   if (processes && options.args.empty())
     throw Error(ErrorKind::kConfig,
-                fmt::format("comm.transport = tcp with parallel.data = {}: its ranks are processes started as copies "
+                fmt::format("comm.transport = {} with parallel.data = {}: its ranks are processes started as copies "
                             "of the troupe program, which an application embedding troupe is not; use "
                             "comm.transport = inproc (ranks as threads, the same results) or run troupe train",
-                            config.parallel.data));
+                            config.comm.transport, config.parallel.data));
   if (topology.servers) {
     if (processes) return std::make_unique<PsProcessesJob>(config, options.args);
     return std::make_unique<PsThreadsJob>(config);
@@ -517,9 +533,7 @@ void run_started_rank(const RunConfig& config, int rank, const std::string& init
     const std::string secret = net::secret_from_environment();
     std::vector<std::string> hostnames;
     for (const std::string& address : addresses) {
-      auto t = net::connect_tcp(tcp_options(config, rank, address, secret));
-      hostnames = t->hostnames();
-      groups.add(config, std::move(t));
+      groups.add(config, connect_replica(config, tcp_options(config, rank, address, secret), nullptr, hostnames));
     }
     plan::Topology topology = topology_for(config, placement_for_run(config));
     for (plan::Place& place : topology.places) place.host = hostnames.at(static_cast<std::size_t>(place.process));

@@ -1,4 +1,4 @@
-// `troupe bench allreduce`: ranks as threads (inproc) or processes (tcp), warm-up, timed iterations, a correctness check, one JSON line.
+// `troupe bench allreduce`: ranks as threads (inproc) or processes (tcp, shm), warm-up, timed iterations, a correctness check, one JSON line.
 #include "cli/bench_command.h"
 
 #include <algorithm>
@@ -22,6 +22,7 @@
 #include <fmt/format.h>
 
 #include "net/inproc/inproc_transport.h"
+#include "net/shm/shm_transport.h"
 #include "net/tcp/tcp_transport.h"
 #include "runtime/comm/allreduce.h"
 #include "runtime/comm/direct.h"
@@ -40,10 +41,10 @@ void check_options(const BenchOptions& o) {
   if (o.ranks < 1) throw Error(ErrorKind::kUsage, fmt::format("--ranks {}: need at least 1 rank", o.ranks));
   if (o.iters < 1) throw Error(ErrorKind::kUsage, fmt::format("--iters {}: need at least 1 timed iteration", o.iters));
   if (o.warmup < 1) throw Error(ErrorKind::kUsage, fmt::format("--warmup {}: need at least 1 (it is checked)", o.warmup));
-  if (o.rank >= 0 && (o.transport != "tcp" || o.rank >= o.ranks || o.port <= 0))
-    throw Error(ErrorKind::kUsage, "--rank and --port are set by troupe bench itself for its tcp child processes");
-  if (o.transport != "inproc" && o.transport != "tcp")
-    throw Error(ErrorKind::kUsage, "--transport " + o.transport + ": choose inproc or tcp");
+  if (o.transport != "inproc" && o.transport != "tcp" && o.transport != "shm")
+    throw Error(ErrorKind::kUsage, "--transport " + o.transport + ": choose inproc, tcp or shm");
+  if (o.rank >= 0 && (o.transport == "inproc" || o.rank >= o.ranks || o.port <= 0))
+    throw Error(ErrorKind::kUsage, "--rank and --port are set by troupe bench itself for its tcp and shm child processes");
   if (o.algo == "local") {
     if (o.transport != "inproc")
       throw Error(ErrorKind::kUsage, "--algo local: reads the other ranks' buffers by reference, so only with --transport inproc");
@@ -164,7 +165,7 @@ double run_inproc(const BenchOptions& o, std::size_t elements) {
 }
 
 
-// --- tcp: rank 0 is this process; ranks 1..n-1 are children (this program with hidden --rank/--port).
+// --- tcp and shm: rank 0 is this process; ranks 1..n-1 are children (this program with hidden --rank/--port).
 
 extern "C" char** environ;
 
@@ -183,9 +184,20 @@ net::TcpOptions tcp_options(int rank, int ranks, int port) {
   return t;
 }
 
+// Rank `rank`'s transport of --transport tcp or shm; rank 0 passes its listener.
+std::unique_ptr<comm::Transport> connect_rank(const BenchOptions& o, int rank, int port, net::TcpListener* listener) {
+  const net::TcpOptions tcp = tcp_options(rank, o.ranks, port);
+  if (o.transport == "shm") {
+    net::ShmOptions shm{.tcp = tcp};
+    if (o.shm_slots) shm.slots = o.shm_slots;
+    return listener ? net::connect_shm(shm, std::move(*listener)) : net::connect_shm(shm);
+  }
+  return listener ? net::connect_tcp(tcp, std::move(*listener)) : net::connect_tcp(tcp);
+}
+
 // A child rank: joins the mesh, runs, exits 0 (errors propagate to main's handler: exit code != 0).
 int run_tcp_child(const BenchOptions& o, std::size_t elements) {
-  auto transport = net::connect_tcp(tcp_options(o.rank, o.ranks, o.port));
+  auto transport = connect_rank(o, o.rank, o.port, nullptr);
   run_transport_rank(*transport, o, elements);
   return 0;
 }
@@ -209,9 +221,9 @@ double run_tcp_parent(const BenchOptions& o, std::size_t elements, const std::st
   try {
     for (int r = 1; r < o.ranks; ++r) {
       std::vector<std::string> args = {self, "bench", o.op, "--ranks", std::to_string(o.ranks), "--bytes", o.bytes,
-                                       "--transport", "tcp", "--iters", std::to_string(o.iters), "--warmup",
+                                       "--transport", o.transport, "--iters", std::to_string(o.iters), "--warmup",
                                        std::to_string(o.warmup), "--algo", o.algo, "--segment-kib",
-                                       std::to_string(o.segment_kib), "--rank", std::to_string(r), "--port",
+                                       std::to_string(o.segment_kib), "--shm-slots", std::to_string(o.shm_slots), "--rank", std::to_string(r), "--port",
                                        std::to_string(port)};
       std::vector<char*> argv;
       for (auto& a : args) argv.push_back(a.data());
@@ -221,7 +233,7 @@ double run_tcp_parent(const BenchOptions& o, std::size_t elements, const std::st
         throw Error(ErrorKind::kIo, fmt::format("bench: cannot start rank {} ({}): {}", r, self, std::strerror(err)));
       children.push_back(pid);
     }
-    auto transport = net::connect_tcp(tcp_options(0, o.ranks, port), std::move(listener));
+    auto transport = connect_rank(o, 0, port, &listener);
     const double seconds = run_transport_rank(*transport, o, elements);
     transport.reset();  // goodbye to every child before waiting for them
     if (const int failed = reap(false))
@@ -239,14 +251,16 @@ double run_tcp_parent(const BenchOptions& o, std::size_t elements, const std::st
 CLI::App* add_bench_subcommand(CLI::App& app, BenchOptions& o) {
   CLI::App* cmd = app.add_subcommand("bench", "Benchmark a collective: troupe bench allreduce --ranks 4 --bytes 64MiB --transport tcp");
   cmd->add_option("op", o.op, "The collective: allreduce")->required();
-  cmd->add_option("--ranks", o.ranks, "Ranks (threads for inproc, processes for tcp)");
+  cmd->add_option("--ranks", o.ranks, "Ranks (threads for inproc, processes for tcp and shm)");
   cmd->add_option("--bytes", o.bytes, "Buffer size: 67108864, 64MiB, 16K, ...");
-  cmd->add_option("--transport", o.transport, "inproc (threads of this process) or tcp (processes over loopback)");
+  cmd->add_option("--transport", o.transport,
+                  "inproc (threads of this process), tcp (processes over loopback) or shm (processes over shared memory)");
   cmd->add_option("--iters", o.iters, "Timed iterations");
   cmd->add_option("--warmup", o.warmup, "Untimed iterations before them (the first is checked)");
   cmd->add_option("--algo", o.algo, "auto, ring, hd (recursive halving-doubling), direct (direct.h reduce-scatter + all-gather) or "
-                  "local (inproc only: by reference). auto: local for inproc, by size for tcp");
+                  "local (inproc only: by reference). auto: local for inproc, by size for tcp and shm");
   cmd->add_option("--segment-kib", o.segment_kib, "Ring segment size in KiB (0: the default)");
+  cmd->add_option("--shm-slots", o.shm_slots, "shm: slots of 1 MiB per ring (0: the default, 4)");
   cmd->add_option("--rank", o.rank)->group("");  // hidden: set by the tcp parent for its children
   cmd->add_option("--port", o.port)->group("");
   cmd->footer("Prints one JSON line: {\"op\",\"ranks\",\"bytes\",\"transport\",\"time_ms\",\"busbw_gbps\"}, "

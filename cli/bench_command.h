@@ -1,4 +1,4 @@
-// Owns `troupe bench`: collective benchmarks (allreduce over the in-process or TCP transport) printing one JSON result line.
+// Owns `troupe bench`: collective benchmarks (allreduce over the in-process, TCP or shared-memory transport) printing one JSON result line.
 #pragma once
 
 #include <cstddef>
@@ -14,12 +14,13 @@ struct BenchOptions {
   std::string op = "allreduce";      // the collective (only allreduce for now)
   int ranks = 2;                     // >= 1
   std::string bytes = "64MiB";       // buffer size: a byte count, or with a KiB/MiB/GiB (or K/M/G) suffix
-  std::string transport = "inproc";  // inproc (ranks as threads) | tcp (ranks as processes on loopback)
+  std::string transport = "inproc";  // inproc (ranks as threads) | tcp (processes on loopback) | shm (processes, shared memory)
   int iters = 10;                    // timed iterations (>= 1)
   int warmup = 3;                    // untimed iterations first (>= 1: the first one is also checked)
   std::string algo = "auto";         // auto | ring | hd | direct | local (inproc: by reference, comm::LocalGroup)
   std::size_t segment_kib = 0;       // ring segment size in KiB; 0 = the default (kRingSegmentBytes)
-  // Hidden, for the child processes the tcp mode spawns: this process's rank and the rendezvous.
+  std::size_t shm_slots = 0;         // shm: slots per ring; 0 = ShmOptions' default
+  // Hidden, for the child processes the tcp and shm modes spawn: this process's rank and the rendezvous.
   int rank = -1;
   int port = 0;
 };

@@ -409,7 +409,7 @@ TEST_CASE("halving-doubling folds the first 2*(n - p) ranks pairwise into virtua
 TEST_CASE("every allreduce algorithm is bitwise equal on every rank and across runs, and near the exact sum", "[collectives]") {
   const int ranks = GENERATE(range(1, 9));
   const std::size_t n = GENERATE(as<std::size_t>{}, 0, 1, 7, 1000, 100000);
-  const TransportKind kind = GENERATE(TransportKind::inproc, TransportKind::tcp);
+  const TransportKind kind = GENERATE(TransportKind::inproc, TransportKind::tcp, TransportKind::shm);
   CAPTURE(kind);
   std::vector<float> ring_result;
   for (const Algo& algo : allreduce_algos(n)) {
@@ -439,7 +439,7 @@ TEST_CASE("segmented reduce-scatter, all-gather and broadcast match the unsegmen
   const std::size_t n = GENERATE(as<std::size_t>{}, 0, 1, 7, 1000);
   const RingOptions tiny{8};  // two floats per message
   CAPTURE(ranks, n);
-  const TransportKind kind = GENERATE(TransportKind::inproc, TransportKind::tcp);
+  const TransportKind kind = GENERATE(TransportKind::inproc, TransportKind::tcp, TransportKind::shm);
   CAPTURE(kind);
   auto run = [&](const std::function<void(Transport&, std::span<float>)>& fn) {
     std::vector<std::vector<float>> data(static_cast<std::size_t>(ranks));
@@ -471,7 +471,7 @@ TEST_CASE("segmented reduce-scatter, all-gather and broadcast match the unsegmen
 TEST_CASE("halving-doubling and the ring give the same integer sums, wrapping, for every rank count", "[collectives]") {
   const int ranks = GENERATE(range(1, 9));
   const std::size_t n = 37;
-  const TransportKind kind = GENERATE(TransportKind::inproc, TransportKind::tcp);
+  const TransportKind kind = GENERATE(TransportKind::inproc, TransportKind::tcp, TransportKind::shm);
   CAPTURE(ranks, kind);
   // Inputs near the top of the range, so sums wrap; formed in unsigned arithmetic (signed overflow is
   // undefined, the wrapping the collectives implement is not).
@@ -513,7 +513,7 @@ TEST_CASE("allreduce picks halving-doubling below the crossover and the ring fro
 TEST_CASE("all_to_all delivers block s of rank r's send buffer to block r of rank s's receive buffer", "[collectives]") {
   const int ranks = GENERATE(range(1, 9));
   const std::size_t block = GENERATE(as<std::size_t>{}, 0, 1, 7, 1000);
-  const TransportKind kind = GENERATE(TransportKind::inproc, TransportKind::tcp);
+  const TransportKind kind = GENERATE(TransportKind::inproc, TransportKind::tcp, TransportKind::shm);
   CAPTURE(ranks, block, kind);
   const auto total = static_cast<std::size_t>(ranks) * block;
   std::vector<std::vector<float>> recv(static_cast<std::size_t>(ranks), std::vector<float>(total, -1.0f));
@@ -533,7 +533,7 @@ TEST_CASE("all_to_all delivers block s of rank r's send buffer to block r of ran
 
 TEST_CASE("all_to_all_v moves variable-sized blocks and rejects counts that do not add up", "[collectives]") {
   const int ranks = GENERATE(1, 2, 3, 5, 8);
-  const TransportKind kind = GENERATE(TransportKind::inproc, TransportKind::tcp);
+  const TransportKind kind = GENERATE(TransportKind::inproc, TransportKind::tcp, TransportKind::shm);
   CAPTURE(ranks, kind);
   // Rank r sends (r + 2s) mod 4 elements to rank s, each element 100·r + s.
   auto count = [](int from, int to) { return static_cast<std::size_t>((from + 2 * to) % 4); };
@@ -568,7 +568,7 @@ TEST_CASE("all_to_all_v moves variable-sized blocks and rejects counts that do n
 TEST_CASE("a rank with a wrong-sized buffer makes every rank of every algorithm fail with a clear error", "[collectives]") {
   const int ranks = GENERATE(2, 3, 5, 8);
   const std::string op = GENERATE(as<std::string>{}, "ring", "halving-doubling", "all_to_all");
-  const TransportKind kind = GENERATE(TransportKind::inproc, TransportKind::tcp);
+  const TransportKind kind = GENERATE(TransportKind::inproc, TransportKind::tcp, TransportKind::shm);
   const int culprit = ranks / 2;
   CAPTURE(ranks, op, kind, culprit);
   const auto start = std::chrono::steady_clock::now();
@@ -594,7 +594,7 @@ TEST_CASE("a rank with a wrong-sized buffer makes every rank of every algorithm 
 TEST_CASE("a rank that dies mid-collective makes every rank of every algorithm fail at once, naming it", "[collectives]") {
   const int ranks = GENERATE(2, 3, 6);
   const std::string op = GENERATE(as<std::string>{}, "ring", "halving-doubling", "all_to_all");
-  const TransportKind kind = GENERATE(TransportKind::inproc, TransportKind::tcp);
+  const TransportKind kind = GENERATE(TransportKind::inproc, TransportKind::tcp, TransportKind::shm);
   const int victim = ranks - 1;
   CAPTURE(ranks, op, kind);
   const auto start = std::chrono::steady_clock::now();

@@ -1,4 +1,4 @@
-// Owns the multi-process data-parallel tests: `troupe train` with comm.transport=tcp runs its replicas as real processes over loopback sockets, equal to the single device, and fails fast when one dies.
+// Owns the multi-process data-parallel tests: `troupe train` with comm.transport=tcp (or shm) runs its replicas as real processes over loopback sockets (or shared memory), equal to the single device, and fails fast when one dies.
 #include <catch2/catch.hpp>
 
 #include <sys/wait.h>
@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <set>
 #include <sstream>
 #include <string>
 
@@ -44,6 +45,12 @@ void check_same_losses(const std::string& expected_path, const std::string& actu
     ++lines;
   }
   CHECK(lines == steps);
+}
+
+std::set<std::string> dev_shm() {
+  std::set<std::string> names;
+  for (const auto& e : std::filesystem::directory_iterator("/dev/shm")) names.insert(e.path().filename().string());
+  return names;
 }
 
 }  // namespace
@@ -152,4 +159,41 @@ TEST_CASE("ps workers as processes over tcp = single device, bitwise, a dead wor
   CHECK_FALSE(std::filesystem::exists(dir.file("crash.st")));
   CHECK(std::chrono::steady_clock::now() - start < std::chrono::seconds(30));
   CHECK(std::system("pgrep -f 'seed 434[3] .*--rank' > /dev/null") != 0);
+}
+
+TEST_CASE("shm replicas as processes = single device, bitwise (losses and weights)", "[data_parallel][shm]") {
+  TempDir dir;
+  const TroupeRun single = run(dir, "", kSmall + "--dump-losses " + dir.file("single.jsonl") + " --save " + dir.file("single.st"));
+  REQUIRE(single.code == 0);
+  for (const std::string extra : {"--set parallel.data=2", "--set parallel.data=4",
+                                  "--set parallel.data=2 --set parallel.pipeline=2 --set parallel.microbatches=2"}) {
+    INFO(extra);
+    const TroupeRun dp = run(dir, "", kSmall + extra + " --set comm.transport=shm --dump-losses " + dir.file("dp.jsonl") +
+                                       " --save " + dir.file("dp.st"));
+    INFO(dp.err);
+    REQUIRE(dp.code == 0);
+    CHECK_THAT(dp.out, Contains("replicas as processes over shared memory"));
+    // The same bits as the single device, and so as the same run over tcp and inproc (tested above and in
+    // test_data_parallel.cpp against the same single-device run).
+    check_same_losses(dir.file("single.jsonl"), dir.file("dp.jsonl"), 4);
+    check_same_weights(dir.file("single.st"), dir.file("dp.st"));
+  }
+}
+
+TEST_CASE("a replica process over shm that dies fails the run at once, naming it, and leaves nothing in /dev/shm",
+          "[data_parallel][shm]") {
+  TempDir dir;
+  const std::set<std::string> before = dev_shm();
+  const auto start = std::chrono::steady_clock::now();
+  const TroupeRun r = run(dir, "TROUPE_TEST_CRASH=1:2",
+                       kSmall + "--seed 4244 --set parallel.data=3 --set train.batch_size=9 --set comm.transport=shm "
+                                "--set comm.timeout_s=60 --save " + dir.file("w.st"));
+  INFO(r.out << r.err);
+  CHECK(r.code == 1);
+  CHECK_THAT(r.err, Contains("rank 1"));
+  CHECK_THAT(r.err, Contains("dead"));
+  CHECK_FALSE(std::filesystem::exists(dir.file("w.st")));
+  CHECK(std::chrono::steady_clock::now() - start < std::chrono::seconds(30));  // not comm.timeout_s
+  CHECK(std::system("pgrep -f 'seed 424[4] .*--rank' > /dev/null") != 0);
+  CHECK(dev_shm() == before);
 }

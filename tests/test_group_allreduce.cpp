@@ -28,10 +28,10 @@ TEST_CASE("GroupAllreduce picks its algorithms once, from the exchange and the l
 }
 
 TEST_CASE("GroupAllreduce sums float and exact buckets on every rank, each algorithm", "[comm][group]") {
-  const auto kind = GENERATE(TransportKind::inproc, TransportKind::tcp);
+  const auto kind = GENERATE(TransportKind::inproc, TransportKind::tcp, TransportKind::shm);
   const auto exchange = GENERATE(GradientExchange::ring, GradientExchange::alltoall);
   const bool use_local = GENERATE(false, true);
-  if (use_local && kind == TransportKind::tcp) return;  // a LocalGroup is for ranks of one process
+  if (use_local && kind != TransportKind::inproc) return;  // a LocalGroup is for ranks of one process
   const int n = 3;
   const std::size_t len = 1001;
   INFO(kind << " " << exchange << " local " << use_local);

@@ -207,6 +207,7 @@ void TcpTransport::Impl::reader_loop(Link& l) {
     l.reader_done = true;
   }
   cv.notify_all();
+  if (on_link_end) on_link_end();
 }
 
 }  // namespace troupe::net

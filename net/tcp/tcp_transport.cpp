@@ -49,6 +49,16 @@ void TcpTransport::abort() {
   impl_->abort_links();
 }
 
+void TcpTransport::throw_if_broken(int peer, const char* op) {
+  std::lock_guard lock(impl_->mu);
+  impl_->throw_if_broken(peer, op);
+}
+
+bool TcpTransport::peer_closed(int peer) {
+  std::lock_guard lock(impl_->mu);
+  return peer != impl_->rank && impl_->link(peer).state == Link::State::kClosed;
+}
+
 void TcpTransport::send(int to, std::uint32_t tag, std::span<const std::byte> data) {
   Impl& s = *impl_;
   TROUPE_CHECK(to >= 0 && to < s.size, "send to rank ", to, " of ", s.size);
@@ -236,6 +246,7 @@ std::unique_ptr<TcpTransport> start(const TcpOptions& options, tcp::Mesh mesh) {
   impl->size = options.size;
   impl->timeout = options.timeout;
   impl->chunk_bytes = options.chunk_bytes;
+  impl->on_link_end = options.on_link_end;
   impl->io = mesh.io;
   impl->hostnames = std::move(mesh.hostnames);
   impl->name_hosts = options.reach == Reach::network;

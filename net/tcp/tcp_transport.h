@@ -80,6 +80,11 @@ struct TcpOptions {
   // Told (with a one-line reason) about each connection the rendezvous refused: a wrong secret,
   // garbage, a duplicate rank. Default: a line on stderr.
   std::function<void(const std::string&)> on_reject;
+  // Called on a link's reader thread, with no lock held, when the connection to a peer ends for any
+  // reason (goodbye, death, a malformed frame). The shared-memory transport (net/shm), whose data
+  // never crosses these links, wakes its waiting rank with it: a dead peer is then seen as fast as
+  // over TCP.
+  std::function<void()> on_link_end;
 };
 
 // Rank 0's rendezvous socket, bound and listening from construction, so its port is known before
@@ -128,6 +133,12 @@ class TcpTransport final : public comm::Transport {
   // at once, naming this rank as dead), and this rank's own pending and future calls throw. Safe
   // from any thread, any number of times.
   void abort();
+
+  // Throws the troupe::Error(kIo) that a send or recv (`op`) with `peer` would throw now because this
+  // transport was aborted or the group is broken (naming the dead rank); returns otherwise.
+  void throw_if_broken(int peer, const char* op);
+  // Whether `peer` destroyed its transport in order (its goodbye arrived).
+  bool peer_closed(int peer);
 
   struct Impl;
   explicit TcpTransport(std::unique_ptr<Impl> impl);

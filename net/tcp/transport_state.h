@@ -13,6 +13,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -118,6 +119,7 @@ struct TcpTransport::Impl {
   int size = 1;
   std::chrono::milliseconds timeout{0};
   std::size_t chunk_bytes = 0;
+  std::function<void()> on_link_end;  // TcpOptions::on_link_end
   std::shared_ptr<boost::asio::io_context> io;
   std::vector<std::unique_ptr<Link>> links;  // by rank; null at this rank
   std::vector<std::string> hostnames;        // by rank, from the rendezvous

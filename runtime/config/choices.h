@@ -28,8 +28,11 @@ enum class OptimKind { sgd, adam, adamw, rmsprop };
 // layer: naive model parallelism (one micro-batch through every stage); the rest are pipelines.
 enum class ScheduleKind { one_f_one_b, gpipe, interleaved, layer };
 enum class GradientExchange { ring, alltoall, ps };
-// inproc: ranks are threads of one process; tcp: ranks are processes over loopback sockets.
-enum class TransportKind { inproc, tcp };
+// inproc: ranks are threads of one process; tcp: ranks are processes over loopback sockets; shm: ranks
+// are processes of this host exchanging data through shared memory (set up over tcp's rendezvous).
+enum class TransportKind { inproc, tcp, shm };
+// Whether data-parallel ranks of this transport are processes of their own (tcp, shm) rather than threads.
+constexpr bool ranks_are_processes(TransportKind t) { return t != TransportKind::inproc; }
 // sync: every worker's push joins one update; async: each push updates at once; ssp: bounded staleness.
 enum class PsMode { sync, async, ssp };
 // A step whose loss or gradients hold NaN or Inf: stop the run (naming the step and the parameter), or
@@ -69,7 +72,8 @@ TROUPE_CHOICE_NAMES(ScheduleKind, {ScheduleKind::one_f_one_b, "1f1b"}, {Schedule
                     {ScheduleKind::interleaved, "interleaved"}, {ScheduleKind::layer, "layer"});
 TROUPE_CHOICE_NAMES(GradientExchange, {GradientExchange::ring, "ring"}, {GradientExchange::alltoall, "alltoall"},
                     {GradientExchange::ps, "ps"});
-TROUPE_CHOICE_NAMES(TransportKind, {TransportKind::inproc, "inproc"}, {TransportKind::tcp, "tcp"});
+TROUPE_CHOICE_NAMES(TransportKind, {TransportKind::inproc, "inproc"}, {TransportKind::tcp, "tcp"},
+                    {TransportKind::shm, "shm"});
 TROUPE_CHOICE_NAMES(PsMode, {PsMode::sync, "sync"}, {PsMode::async, "async"}, {PsMode::ssp, "ssp"});
 TROUPE_CHOICE_NAMES(NonfiniteAction, {NonfiniteAction::stop, "stop"}, {NonfiniteAction::skip, "skip"});
 TROUPE_CHOICE_NAMES(RecommenderKind, {RecommenderKind::wide_deep, "wide_deep"}, {RecommenderKind::deepfm, "deepfm"});

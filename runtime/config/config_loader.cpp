@@ -295,7 +295,7 @@ void validate_parallel(const RunConfig& config) {
                           "shards to their owners; drop one of the two",
                           comp));
   }
-  if (config.comm.transport == TransportKind::tcp) {
+  if (ranks_are_processes(config.comm.transport)) {
     const std::string& a = config.comm.address;
     const auto colon = a.rfind(':');
     // Whether the host may be beyond loopback depends on who starts the ranks: net/tcp refuses it for
@@ -339,8 +339,8 @@ void validate_checkpoints(const RunConfig& config) {
                         "not checkpointed yet, so a resumed run would differ; use comm.compression = none, or remove "
                         "train.checkpoint_dir",
                         config.comm.compression));
-  if (config.comm.transport == TransportKind::tcp && par.data > 1 && par.zero)
-    invalid("train.checkpoint_dir with comm.transport = tcp and parallel.zero = 1: the optimizer state is sharded over "
+  if (ranks_are_processes(config.comm.transport) && par.data > 1 && par.zero)
+    invalid("train.checkpoint_dir with comm.transport = tcp or shm and parallel.zero = 1: the optimizer state is sharded over "
             "processes and gathering it into a checkpoint is not built yet; use comm.transport = inproc (replicas as "
             "threads, the same results), or parallel.zero = 0");
 }
@@ -461,7 +461,7 @@ void validate_tensor(const RunConfig& config) {
                         "parallelism composes with parallel.data only so far (a pipeline stage does not yet run "
                         "tensor shards); set both to 1, or parallel.tensor = 1",
                         tp, par.pipeline, par.microbatches));
-  if (par.data > 1 && (par.zero || compression_on(config) || config.comm.transport == TransportKind::tcp))
+  if (par.data > 1 && (par.zero || compression_on(config) || ranks_are_processes(config.comm.transport)))
     invalid(fmt::format("parallel.tensor = {} with parallel.data = {}: the replicas of tensor shards are threads that "
                         "average whole gradients, without ZeRO-1, gradient compression or tcp processes so far; set "
                         "parallel.zero = 0, comm.compression = none and comm.transport = inproc, or parallel.tensor = 1",

@@ -382,8 +382,9 @@ std::vector<ConfigKey> build_schema() {
                         .help = "device of each pipeline stage, e.g. cuda:0,cuda:0,cpu:0; empty: all on train.device"},
                    &R::parallel, &P::placement));
   k.push_back(bind(Spec{.name = "comm.transport",
-                        .help = "data-parallel ranks as threads of one process (inproc) or as local processes over "
-                                "loopback TCP (tcp)"},
+                        .help = "data-parallel ranks as threads of one process (inproc), as local processes over "
+                                "loopback TCP (tcp), or as local processes over shared memory (shm: rendezvous and "
+                                "liveness over loopback TCP, data through rings in memory)"},
                    &R::comm, &C::transport));
   k.push_back(bind(Spec{.name = "comm.bucket_mb", .range = bucket_range(),
                         .help = "gradient bucket size in MiB; a bucket is reduced as soon as backward fills it"},
@@ -392,7 +393,7 @@ std::vector<ConfigKey> build_schema() {
                         .help = "gradient compression: none, fp16, bf16, int8, topk:<fraction>, powersgd:<rank>"},
                    &R::comm, &C::compression));
   k.push_back(bind(Spec{.name = "comm.address",
-                        .help = "tcp: host:port where rank 0 waits for the other ranks: loopback when troupe starts "
+                        .help = "tcp, shm: host:port where rank 0 waits for the other ranks: loopback when troupe starts "
                                 "the ranks itself; any host when a launcher starts them (docs/multi-host.md)"},
                    &R::comm, &C::address));
   k.push_back(bind(Spec{.name = "comm.rank", .range = between(-1, kMaxRanks - 1),

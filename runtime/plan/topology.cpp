@@ -87,7 +87,7 @@ Topology make_topology(const RunConfig& config, const LayerInfo& layers, const s
     t.servers = ServerPlan{config.ps.shards, 0, config.ps.mode, config.ps.staleness};
 
   // Replicas are processes over tcp (replica r is process r), threads of this process otherwise.
-  const bool processes = t.transport == TransportKind::tcp && par.data > 1;
+  const bool processes = ranks_are_processes(t.transport) && par.data > 1;
   for (int rank = 0; rank < t.world_size(); ++rank) {
     const Coord c = t.coord_of(rank);
     t.places.push_back(Place{processes ? c.data : 0, "localhost", stage_devices[static_cast<std::size_t>(c.pipe)]});
@@ -126,7 +126,9 @@ std::string describe(const Topology& t, const LayerInfo& layers) {
   std::string out = fmt::format("topology: data {} x pipe {} x tensor {} = {} rank{} in {} process{} ({})\n",
                                 t.size(Axis::data), t.size(Axis::pipe), t.size(Axis::tensor), t.world_size(),
                                 t.world_size() == 1 ? "" : "s", t.processes(), t.processes() == 1 ? "" : "es",
-                                t.transport == TransportKind::tcp ? "tcp over loopback" : "ranks as threads");
+                                t.transport == TransportKind::tcp   ? "tcp over loopback"
+                                : t.transport == TransportKind::shm ? "shared memory"
+                                                                    : "ranks as threads");
   out += "  rank  data  pipe  tensor  process  host       device\n";
   for (int r = 0; r < t.world_size(); ++r) {
     const Coord c = t.coord_of(r);
