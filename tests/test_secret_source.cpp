@@ -60,7 +60,7 @@ TEST_CASE("comm.secret_file: refused when others can read or write it, when empt
   CHECK_THROWS_WITH(net::secret_from_file(dir.path.string()), Contains("is not a regular file"));
 }
 
-TEST_CASE("comm.secret_file wins over TROUPE_SECRET; without it TROUPE_SECRET is read", "[tcp][secret]") {
+TEST_CASE("comm.secret_file wins over TROUPE_SECRET, and without it TROUPE_SECRET is read", "[tcp][secret]") {
   TempDir dir;
   const char* before = std::getenv("TROUPE_SECRET");
   const std::string saved = before ? before : "";

@@ -47,8 +47,12 @@ void PendingHandshakes::start(std::unique_ptr<Socket> socket, Clock::time_point 
 
 void PendingHandshakes::run(Entry& entry) {
   Outcome outcome;
+  bool refused = false;
   try {
     outcome.hello = handshake_(*entry.socket, entry.deadline);
+  } catch (const HandshakeRefused& e) {
+    outcome.problem = e.what();
+    refused = true;
   } catch (const Error& e) {
     outcome.problem = e.what();
   } catch (const DeadlineExceeded&) {
@@ -63,6 +67,7 @@ void PendingHandshakes::run(Entry& entry) {
                                      " connections were handshaking at once, and this was the oldest");
   }
   entry.outcome = std::move(outcome);
+  entry.refused = refused;
   entry.done = true;
   const std::uint64_t one = 1;
   [[maybe_unused]] const auto written = ::write(wake_fd_, &one, sizeof one);
@@ -72,7 +77,7 @@ std::vector<PendingHandshakes::Outcome> PendingHandshakes::collect(std::list<Ent
   std::vector<Outcome> out;
   for (auto& e : finished) {
     if (e.thread.joinable()) e.thread.join();
-    if (drop_stopped && e.cut == Cut::kStopped) continue;
+    if (drop_stopped && e.cut == Cut::kStopped && !e.refused) continue;
     e.outcome.socket = std::move(e.socket);
     e.outcome.from = std::move(e.from);
     out.push_back(std::move(e.outcome));

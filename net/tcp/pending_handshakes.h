@@ -20,9 +20,16 @@
 #include <vector>
 
 #include "net/tcp/socket_io.h"
+#include "runtime/error.h"
 #include "net/wire/frame_codec.h"
 
 namespace troupe::net::tcp {
+
+// Thrown by a Handshake that refused its peer (a wrong MAC, a wrong size, a duplicate rank): a
+// verdict, reported even when stop() closes the connection before its thread could record it.
+struct HandshakeRefused : Error {
+  using Error::Error;
+};
 
 class PendingHandshakes {
  public:
@@ -53,7 +60,8 @@ class PendingHandshakes {
   std::vector<Outcome> take_finished();
 
   // Closes every connection still handshaking (the rendezvous is over or failed), waits for their
-  // threads, and returns the outcomes that ended on their own before (not the ones closed here).
+  // threads, and returns the outcomes that ended on their own before, and the refusals
+  // (HandshakeRefused) a handshake made even if its thread recorded them only after the close.
   std::vector<Outcome> stop();
 
   std::size_t limit() const { return limit_; }
@@ -67,6 +75,7 @@ class PendingHandshakes {
     std::thread thread;
     bool done = false;
     Cut cut = Cut::kNo;
+    bool refused = false;  // the handshake's own verdict (HandshakeRefused), not the close's
     Outcome outcome;
   };
   void run(Entry& entry);

@@ -70,7 +70,7 @@ wire::Hello handshake_as_acceptor(Socket& socket, const std::string& secret, int
     } catch (...) {
       // The refusal stands whether or not the peer hears it.
     }
-    throw Error(ErrorKind::kIo, reason);
+    throw HandshakeRefused(ErrorKind::kIo, reason);
   };
   const auto* hello = std::get_if<wire::Hello>(&reply);
   if (!hello) refuse(detail::concat("expected a hello frame, got a ", wire::control_name(reply), " frame"));
