@@ -20,6 +20,7 @@
 #include "net/tcp/address.h"
 #include "net/tcp/launch.h"
 #include "net/shm/shm_transport.h"
+#include "net/tcp/secret_source.h"
 #include "net/tcp/tcp_transport.h"
 #include "runtime/checkpoint/checkpoint_store.h"
 #include "runtime/config/config_loader.h"
@@ -319,7 +320,8 @@ class DataParallelProcessesJob final : public TrainerJob<DataParallelTrainer> {
   DataParallelProcessesJob(const RunConfig& config, const plan::Topology& topology, const std::vector<std::string>& args)
       : config_(config), topology_(topology) {
     const int d = config.parallel.data;
-    const std::string secret = joined(config) ? net::secret_from_environment() : net::job_secret();
+    const std::string secret = joined(config) || !config.comm.secret_file.empty() ? net::configured_secret(config.comm.secret_file)
+                                                                                 : net::job_secret();
     std::string bound;
     std::vector<net::TcpListener> listeners;
     if (joined(config)) {
@@ -530,7 +532,7 @@ void run_started_rank(const RunConfig& config, int rank, const std::string& init
         joined(config) ? stage_addresses(config) : net::addresses_from_environment(kStageAddressesEnv);
     TROUPE_CHECK(static_cast<int>(addresses.size()) == groups_per_rank(config), addresses.size(),
                  " stage addresses for ", config.parallel.pipeline, " stages");
-    const std::string secret = net::secret_from_environment();
+    const std::string secret = net::configured_secret(config.comm.secret_file);
     std::vector<std::string> hostnames;
     for (const std::string& address : addresses) {
       groups.add(config, connect_replica(config, tcp_options(config, rank, address, secret), nullptr, hostnames));

@@ -88,6 +88,7 @@ const std::map<std::string, std::string> kSamples = {
     {"comm.rank", "2"},
     {"comm.world_size", "4"},
     {"comm.interface", "eth1"},
+    {"comm.secret_file", "/run/troupe.secret"},
     {"comm.timeout_s", "5"},
     {"comm.poll_us", "0"},
     {"ps.shards", "3"},

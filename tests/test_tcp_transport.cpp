@@ -459,6 +459,66 @@ TEST_CASE("tcp: garbage on the rendezvous port is refused and the group still fo
   CHECK_THAT(refused[0], Contains("bad magic"));
 }
 
+TEST_CASE("tcp: 40 silent and 3 trickling connections to rank 0 do not delay the rendezvous", "[tcp]") {
+  // One handshake at a time, 2 s each, these would hold ranks 1 and 2 out far past the 3 s
+  // rendezvous timeout; concurrent handshakes let them in beside the strays. 43 strays exceed the
+  // 32 pending connections allowed, so the oldest are closed for the limit.
+  net::TcpListener listener("127.0.0.1:0");
+  const std::string address = listener.address();
+  std::mutex mu;
+  std::vector<std::string> refused;
+  auto o0 = options(0, 3, "", 3s);
+  o0.on_reject = [&](const std::string& why) {
+    std::lock_guard lock(mu);
+    refused.push_back(why);
+  };
+  boost::asio::io_context io;
+  std::vector<std::unique_ptr<net::tcp::Socket>> silent;
+  std::string ignored;
+  const auto to = net::tcp::parse_loopback_address(address);
+  for (int i = 0; i < 40; ++i) silent.push_back(net::tcp::connect_until(io, to, net::tcp::Clock::now() + 2s, ignored));
+  std::atomic<bool> done{false};
+  std::vector<std::thread> trickling;
+  for (int i = 0; i < 3; ++i) {
+    trickling.emplace_back([&] {
+      boost::asio::io_context own_io;
+      std::string unused;
+      auto socket = net::tcp::connect_until(own_io, to, net::tcp::Clock::now() + 2s, unused);
+      socket->non_blocking(false);
+      const auto frame = flatten(wire::encode(wire::Hello{1, 3, 0, {}, {}, 0, "slow"}));
+      for (std::size_t at = 0; at < frame.size() && !done; ++at) {
+        boost::system::error_code ec;
+        boost::asio::write(*socket, boost::asio::buffer(&frame[at], 1), ec);
+        if (ec) return;  // rank 0 closed it
+        std::this_thread::sleep_for(50ms);
+      }
+    });
+  }
+  std::unique_ptr<net::TcpTransport> t0, t2;
+  std::thread rank0([&] { t0 = net::connect_tcp(o0, std::move(listener)); });
+  std::thread rank2([&] { t2 = net::connect_tcp(options(2, 3, address, 3s)); });
+  auto t1 = net::connect_tcp(options(1, 3, address, 3s));
+  rank0.join();
+  rank2.join();
+  done = true;
+  for (auto& t : trickling) t.join();
+  REQUIRE(t0);
+  REQUIRE(t2);
+  {
+    std::lock_guard lock(mu);
+    CHECK(std::any_of(refused.begin(), refused.end(),
+                      [](const std::string& why) { return why.find("closed unauthenticated: more than 32") != std::string::npos; }));
+  }
+  const auto sent = pattern(1000, 3);
+  t2->send(0, 1, sent);
+  t1->send(2, 1, sent);
+  std::vector<std::byte> got(1000);
+  t0->recv(2, 1, got);
+  CHECK(got == sent);
+  t2->recv(1, 1, got);
+  CHECK(got == sent);
+}
+
 TEST_CASE("tcp: a malformed frame on an established link fails the receiving rank, naming the peer and the problem", "[tcp]") {
   // Rank 1 is played by hand: it completes the real handshake, then writes bytes of its choosing.
   auto goodbye = flatten(wire::encode(wire::Goodbye{}));

@@ -1,11 +1,17 @@
 // Owns the handshake's two sides, the acceptors' loops, and the rendezvous that connects every pair of ranks once.
 #include "net/tcp/rendezvous.h"
 
+#include <poll.h>
+
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
 #include <functional>
 #include <iostream>
+#include <mutex>
 
 #include "net/tcp/auth.h"
+#include "net/tcp/pending_handshakes.h"
 #include "runtime/error.h"
 
 namespace troupe::net {
@@ -26,7 +32,10 @@ namespace troupe::net::tcp {
 
 namespace {
 
+// Each connection's handshake ends within this (or the rendezvous deadline, if sooner).
 constexpr auto kHandshakeLimit = std::chrono::seconds(2);
+// Unauthenticated connections handshaking at once at one listener; beyond it the oldest is closed.
+constexpr std::size_t kMaxPendingHandshakes = 32;
 
 std::chrono::milliseconds rendezvous_timeout(const TcpOptions& o) {
   return o.rendezvous_timeout.count() > 0 ? o.rendezvous_timeout : o.timeout;
@@ -61,7 +70,7 @@ wire::Hello handshake_as_acceptor(Socket& socket, const std::string& secret, int
     } catch (...) {
       // The refusal stands whether or not the peer hears it.
     }
-    throw Error(ErrorKind::kIo, reason);
+    throw HandshakeRefused(ErrorKind::kIo, reason);
   };
   const auto* hello = std::get_if<wire::Hello>(&reply);
   if (!hello) refuse(detail::concat("expected a hello frame, got a ", wire::control_name(reply), " frame"));
@@ -76,11 +85,15 @@ wire::Hello handshake_as_acceptor(Socket& socket, const std::string& secret, int
 }
 
 // Accepts on `acceptor` until every rank in `expected` has joined; records their sockets in
-// `mesh` and, if `roster` is given, where they listen and their host names.
+// `mesh` and, if `roster` is given, where they listen and their host names. Handshakes run
+// concurrently (net/tcp/pending_handshakes.h), so silent or slow connections cannot hold the
+// ranks back.
 void accept_ranks(const TcpOptions& options, TcpListener::Impl& listener, const std::vector<int>& expected,
                   Clock::time_point deadline, Mesh& mesh, wire::Roster* roster) {
   std::vector<std::string> refused;
   std::size_t joined = 0;
+  std::mutex claims_mu;  // handshakes check and claim ranks from their own threads
+  std::vector<bool> claimed(mesh.links.size(), false);
   const Check check = [&](const wire::Hello& hello) -> std::string {
     if (hello.size != options.size) {
       return detail::concat("rank ", hello.rank, " was started for a group of ", hello.size,
@@ -89,14 +102,41 @@ void accept_ranks(const TcpOptions& options, TcpListener::Impl& listener, const 
     if (std::find(expected.begin(), expected.end(), hello.rank) == expected.end()) {
       return detail::concat("rank ", hello.rank, " is not expected at rank ", options.rank, "'s listener");
     }
-    if (mesh.links[static_cast<std::size_t>(hello.rank)]) {
+    std::lock_guard lock(claims_mu);
+    if (claimed[static_cast<std::size_t>(hello.rank)]) {
       return detail::concat("rank ", hello.rank, " has already joined; two processes were started with the same rank");
     }
+    claimed[static_cast<std::size_t>(hello.rank)] = true;
     return {};
   };
+  PendingHandshakes pending(kMaxPendingHandshakes, kHandshakeLimit, [&](Socket& socket, Clock::time_point until) {
+    return handshake_as_acceptor(socket, options.secret, options.rank, until, check);
+  });
+  auto settle = [&](PendingHandshakes::Outcome& outcome) {
+    if (outcome.hello) {
+      const wire::Hello& hello = *outcome.hello;
+      if (roster) {
+        const auto r = static_cast<std::size_t>(hello.rank);
+        roster->ports[r] = hello.listen_port;
+        boost::system::error_code ec;
+        const auto from_endpoint = outcome.socket->remote_endpoint(ec);
+        roster->hosts[r] = hello.listen_host ? hello.listen_host : ec ? 0 : from_endpoint.address().to_v4().to_uint();
+        roster->hostnames[r] = hello.hostname;
+      }
+      mesh.links[static_cast<std::size_t>(hello.rank)] = std::move(outcome.socket);
+      ++joined;
+      return;
+    }
+    refused.push_back(detail::concat(outcome.from, ": ", outcome.problem));
+    report(options, detail::concat("rank ", options.rank, " refused a connection from ", outcome.from, ": ", outcome.problem));
+  };
   while (joined < expected.size()) {
-    auto socket = accept_until(*listener.acceptor, *mesh.io, deadline);
-    if (!socket) {
+    for (auto& outcome : pending.take_finished()) settle(outcome);
+    if (joined == expected.size()) break;
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
+    if (left <= 0) {
+      for (auto& outcome : pending.stop()) settle(outcome);
+      if (joined == expected.size()) break;
       std::vector<std::string> missing;
       for (int r : expected) {
         if (!mesh.links[static_cast<std::size_t>(r)]) missing.push_back(std::to_string(r));
@@ -107,30 +147,18 @@ void accept_ranks(const TcpOptions& options, TcpListener::Impl& listener, const 
                                  " did not join", refused.empty() ? "" : "; refused: " + join(refused, "; "),
                                  "; check that every rank runs with the same address, size and secret"));
     }
-    const std::string from = peer_text(*socket);
-    std::string problem;
-    try {
-      const wire::Hello hello =
-          handshake_as_acceptor(*socket, options.secret, options.rank, std::min(deadline, Clock::now() + kHandshakeLimit), check);
-      if (roster) {
-        const auto r = static_cast<std::size_t>(hello.rank);
-        roster->ports[r] = hello.listen_port;
-        boost::system::error_code ec;
-        const auto from_endpoint = socket->remote_endpoint(ec);
-        roster->hosts[r] = hello.listen_host ? hello.listen_host : ec ? 0 : from_endpoint.address().to_v4().to_uint();
-        roster->hostnames[r] = hello.hostname;
-      }
-      mesh.links[static_cast<std::size_t>(hello.rank)] = std::move(socket);
-      ++joined;
-      continue;
-    } catch (const Error& e) {
-      problem = e.what();
-    } catch (const DeadlineExceeded&) {
-      problem = "no complete handshake in time";
+    // Wait for a new connection or a finished handshake, whichever comes first.
+    pollfd fds[2] = {{listener.acceptor->native_handle(), POLLIN, 0}, {pending.wake_fd(), POLLIN, 0}};
+    const int n = ::poll(fds, 2, static_cast<int>(std::min<long long>(left, 1000)));
+    if (n < 0 && errno != EINTR) throw Error(ErrorKind::kIo, detail::concat("poll failed: ", std::strerror(errno)));
+    if (n > 0 && fds[0].revents) {
+      // Take every connection waiting in the backlog (the deadline "now" makes accept_until not wait).
+      while (auto socket = accept_until(*listener.acceptor, *mesh.io, Clock::now())) pending.start(std::move(socket), deadline);
     }
-    refused.push_back(detail::concat(from, ": ", problem));
-    report(options, detail::concat("rank ", options.rank, " refused a connection from ", from, ": ", problem));
   }
+  // Connections still handshaking are strays (every expected rank is in): closed, and the refusals
+  // that completed meanwhile are still reported.
+  for (auto& outcome : pending.stop()) settle(outcome);
 }
 
 std::unique_ptr<Socket> connect_to(const TcpOptions& options, asio::io_context& io, const Endpoint& to, int peer,

@@ -10,9 +10,10 @@
 //
 // Rendezvous (TcpTransport's header gives the picture): rank 0 accepts until n - 1 ranks have
 // joined, then sends every rank the roster: each rank's listening address and host name. Connections that fail the handshake
-// are refused and reported (on_reject); they do not count. Acceptors handle one connection at a
-// time, each within min(deadline, 2 s), so a silent stray connection delays the rendezvous at most
-// that long.
+// are refused and reported (on_reject); they do not count. Acceptors handshake with every
+// connection concurrently, each within min(deadline, 2 s), at most 32 unauthenticated ones at once
+// (the oldest is closed beyond that; net/tcp/pending_handshakes.h), so silent or slow strays do not
+// delay the ranks that connect beside them.
 #pragma once
 
 #include <boost/asio/io_context.hpp>

@@ -409,6 +409,11 @@ std::vector<ConfigKey> build_schema() {
                                 "and tell the others, as NCCL_SOCKET_IFNAME; empty: every interface for rank 0, the "
                                 "route to rank 0 for the others"},
                    &R::comm, &C::interface));
+  k.push_back(bind(Spec{.name = "comm.secret_file",
+                        .help = "tcp: a file holding the job's secret (mode 600: refused if its group or others can read "
+                                "or write it, or if it is empty); wins over TROUPE_SECRET; empty: TROUPE_SECRET "
+                                "(docs/multi-host.md)"},
+                   &R::comm, &C::secret_file));
   k.push_back(bind(Spec{.name = "comm.timeout_s", .range = between(0.001, kDaySeconds),
                         .help = "seconds a collective waits for a silent peer before failing; a rank process troupe "
                                 "started itself that sends no heartbeat for half of it is killed and reported as hung"},

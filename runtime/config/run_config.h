@@ -106,6 +106,7 @@ struct CommConfig {
   int rank = -1;                     // this process's rank in a job a launcher started; -1: from its environment
   int world_size = 0;                // that job's processes; 0: from the launcher's environment (runtime/launch/join_spec.h)
   std::string interface;             // the network interface ranks listen on and advertise; "": any / the route to rank 0
+  std::string secret_file;           // tcp: a private file holding the job's secret; "": TROUPE_SECRET (net/tcp/secret_source.h)
   double timeout_s = 60.0;           // a peer silent this long fails the collective
   int poll_us = 50;                  // an idle stage actor polls this long for its next message before sleeping
   friend bool operator==(const CommConfig&, const CommConfig&) = default;
