@@ -222,6 +222,7 @@ void DataParallelTrainer::step_group(caf::scoped_actor& self, std::int64_t step,
           ++group_round_;
           aborting = true;
           for (auto& w : worlds_) w->abort();
+          for (auto& w : stats_worlds_) w->abort();  // synchronised batch norm's groups wait in the forward
           std::fill(answered.begin(), answered.end(), 0);
           std::fill(waiting_quiet.begin(), waiting_quiet.end(), 1);
           answers = 0;
@@ -232,6 +233,7 @@ void DataParallelTrainer::step_group(caf::scoped_actor& self, std::int64_t step,
           waiting_quiet[static_cast<std::size_t>(r)] = 0;
           if (std::find(waiting_quiet.begin(), waiting_quiet.end(), 1) != waiting_quiet.end()) return;
           for (auto& w : worlds_) w->reform();
+          for (auto& w : stats_worlds_) w->reform();
           for (PipelineDriver* driver : drivers_)
             for (int s = 0; s < driver->num_stages(); ++s)
               if (GradientSync* g = driver->stage(s).gradient_sync()) g->reform();

@@ -279,3 +279,41 @@ TEST_CASE("a restarted CNN stage rewinds its batch-norm statistics too: bitwise 
   CHECK(faulty.second == 1);
   require_bitwise(clean.first, faulty.first);
 }
+
+TEST_CASE("data-parallel CNN with synchronised batch norm: a restart re-runs the statistics' exchange too, bitwise",
+          "[restart][actors][data][cnn]") {
+  if (!std::filesystem::exists("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz")) {
+    WARN("dataset-fashion-mnist is not installed; skipping");
+    return;
+  }
+  // The statistics groups are aborted with the gradient groups when a replica's actor dies; the re-run
+  // must find them working again and every replica must end with the same bits.
+  auto run = [](const std::string& plan) {
+    std::vector<std::string> sets = {"model.kind=cnn",       "model.cnn_channels=4,8",   "model.cnn_blocks=1,1",
+                                     "model.sync_batchnorm=true", "train.batch_size=8",  "train.threads=2",
+                                     "train.deterministic=true",  "train.steps=4",       "parallel.data=2",
+                                     "comm.timeout_s=30"};
+    if (!plan.empty()) sets.push_back("fault.inject=" + plan);
+    const RunConfig config = load_config(std::nullopt, sets);
+    DataParallelTrainer t(config);
+    RestartedReplicas out;
+    for (std::int64_t s = 0; s < config.train.steps; ++s) out.replica0.run.losses.push_back(t.train_step(s).loss);
+    for (int r = 0; r < t.replicas(); ++r) {
+      TrainingRun weights;
+      for (int s = 0; s < t.replica(r).num_stages(); ++s)
+        for (Param* q : t.replica(r).stage(s).params()) weights.weights[q->name] = q->value.to_vector();
+      if (r == 0) out.replica0.run.weights = std::move(weights.weights);
+      else out.others.push_back(std::move(weights));
+      for (const auto& restart : t.actor_replica(r).restarts()) out.replica0.restarts.push_back(restart);
+    }
+    return out;
+  };
+  const RestartedReplicas clean = run("");
+  for (const char* plan : {"kill stage 0 at step 2 on replica 1", "throw stage 0 at step 1"}) {
+    INFO(plan);
+    const RestartedReplicas faulty = run(plan);
+    CHECK(faulty.replica0.restarts.size() == 1);
+    require_bitwise(clean.replica0.run, faulty.replica0.run);
+    require_replicas_equal(faulty);
+  }
+}
