@@ -23,6 +23,8 @@ constexpr unsigned kFirstSegmentWords = 256;
 
 std::size_t round_up8(std::size_t n) { return (n + 7) & ~std::size_t{7}; }
 
+const capnp::word* words_of(const std::uint64_t* p) { return reinterpret_cast<const capnp::word*>(p); }
+
 kj::ArrayPtr<const kj::byte> bytes_of(const std::array<std::uint8_t, 32>& a) {
   return kj::ArrayPtr<const kj::byte>(a.data(), a.size());
 }
@@ -163,8 +165,10 @@ OutFrame encode_chunk_header(const ChunkHeader& header, std::size_t payload_byte
 // Reading
 
 struct FrameReader::Impl {
-  std::vector<capnp::word> head;     // every segment but the last (or the only one)
-  std::vector<capnp::word> scratch;  // the last segment, when the caller did not place it
+  // Plain 64-bit words, viewed as capnp::word only when handed to Cap'n Proto: with clang,
+  // capnp::word is not copyable, so a std::vector of it does not compile.
+  std::vector<std::uint64_t> head;     // every segment but the last (or the only one)
+  std::vector<std::uint64_t> scratch;  // the last segment, when the caller did not place it
   std::vector<std::uint32_t> sizes;  // words per segment
   std::vector<kj::ArrayPtr<const capnp::word>> segments;
 
@@ -271,7 +275,7 @@ InFrame FrameReader::read(const ReadExact& read_exact, const Place& place) {
   s.segments.clear();
   std::size_t at = 0;
   for (std::size_t i = 0; i < head_count; ++i) {
-    s.segments.emplace_back(s.head.data() + at, s.sizes[i]);
+    s.segments.emplace_back(words_of(s.head.data() + at), s.sizes[i]);
     at += s.sizes[i];
   }
 
@@ -301,7 +305,7 @@ InFrame FrameReader::read(const ReadExact& read_exact, const Place& place) {
       } else {
         s.scratch.resize(static_cast<std::size_t>(tail_words));
         read_exact(std::as_writable_bytes(std::span(s.scratch)));
-        s.segments.emplace_back(s.scratch.data(), s.scratch.size());
+        s.segments.emplace_back(words_of(s.scratch.data()), s.scratch.size());
       }
     }
 
