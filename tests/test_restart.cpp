@@ -133,8 +133,7 @@ struct RestartedReplicas {
   std::vector<TrainingRun> others;  // replicas 1.. (each must equal replica 0: no half-applied step)
 };
 
-RestartedReplicas run_replicas(const std::vector<std::string>& sets) {
-  const RunConfig config = load_config(std::nullopt, gpt(sets));
+RestartedReplicas run_replicas(const RunConfig& config) {
   DataParallelTrainer t(config);
   RestartedReplicas out;
   for (std::int64_t s = 0; s < config.train.steps; ++s) {
@@ -150,6 +149,10 @@ RestartedReplicas run_replicas(const std::vector<std::string>& sets) {
     for (const auto& restart : t.actor_replica(r).restarts()) out.replica0.restarts.push_back(restart);
   }
   return out;
+}
+
+RestartedReplicas run_replicas(const std::vector<std::string>& sets) {
+  return run_replicas(load_config(std::nullopt, gpt(sets)));
 }
 
 void require_replicas_equal(const RestartedReplicas& r) {
@@ -294,19 +297,7 @@ TEST_CASE("data-parallel CNN with synchronised batch norm: a restart re-runs the
                                      "train.deterministic=true",  "train.steps=4",       "parallel.data=2",
                                      "comm.timeout_s=30"};
     if (!plan.empty()) sets.push_back("fault.inject=" + plan);
-    const RunConfig config = load_config(std::nullopt, sets);
-    DataParallelTrainer t(config);
-    RestartedReplicas out;
-    for (std::int64_t s = 0; s < config.train.steps; ++s) out.replica0.run.losses.push_back(t.train_step(s).loss);
-    for (int r = 0; r < t.replicas(); ++r) {
-      TrainingRun weights;
-      for (int s = 0; s < t.replica(r).num_stages(); ++s)
-        for (Param* q : t.replica(r).stage(s).params()) weights.weights[q->name] = q->value.to_vector();
-      if (r == 0) out.replica0.run.weights = std::move(weights.weights);
-      else out.others.push_back(std::move(weights));
-      for (const auto& restart : t.actor_replica(r).restarts()) out.replica0.restarts.push_back(restart);
-    }
-    return out;
+    return run_replicas(load_config(std::nullopt, sets));
   };
   const RestartedReplicas clean = run("");
   for (const char* plan : {"kill stage 0 at step 2 on replica 1", "throw stage 0 at step 1"}) {
