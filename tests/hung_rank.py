@@ -16,6 +16,9 @@ import sys
 import tempfile
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from rank_processes import children_of, rank_of, alive  # noqa: E402
+
 TIMEOUT_S = 8
 SMALL = ["--set", "model.n_layer=2", "--set", "model.n_embd=32", "--set", "model.n_head=2",
          "--set", "model.block_size=16", "--set", "train.batch_size=12", "--set", "train.threads=1",
@@ -33,33 +36,10 @@ def fail(msg):
     sys.exit(1)
 
 
-def children_of(pid):
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open("/proc/%s/stat" % entry) as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-            if int(fields[1]) == pid:  # field 4: ppid
-                found.append(int(entry))
-        except (OSError, IndexError, ValueError):
-            pass
-    return found
 
 
-def rank_of(pid):
-    with open("/proc/%d/cmdline" % pid, "rb") as f:
-        args = f.read().split(b"\0")
-    return int(args[args.index(b"--rank") + 1])
 
 
-def alive(pid):
-    try:
-        with open("/proc/%d/stat" % pid) as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 def main():
