@@ -53,9 +53,14 @@ ActorPipeline::ActorPipeline(const RunConfig& config, PipelineOptions options, s
                              const plan::Topology* run_topology)
     : driver_(config, concurrent(std::move(options))), actors_(std::make_unique<Actors>()) {
   const plan::Topology topology = run_topology ? *run_topology : replica_topology(driver_);
+  supervision::Node replica =
+      supervision::make_supervision_tree(topology).children.at(static_cast<std::size_t>(driver_.options().replica));
+  // A pipeline of tensor shards supervises its own shard of every stage.
+  if (!driver_.options().tensor_groups.empty())
+    replica = supervision::tensor_shard_view(replica, driver_.options().tensor_groups.front().rank());
   supervisor_ = std::make_unique<supervision::Supervisor>(
-      supervision::make_supervision_tree(topology).children.at(static_cast<std::size_t>(driver_.options().replica)),
-      topology, supervision::RestartIntensity(config.fault.max_restarts, config.fault.restart_window_s));
+      std::move(replica), topology,
+      supervision::RestartIntensity(config.fault.max_restarts, config.fault.restart_window_s));
   actors_->system = system ? std::move(system) : std::make_shared<ActorSystem>();
   actors_->self = std::make_unique<caf::scoped_actor>(actors_->system->get());
   actors_->replica = actors_->system->get().spawn(replica_actor, &driver_, supervisor_.get(), &trace_);

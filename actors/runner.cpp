@@ -15,6 +15,7 @@
 #include "actors/ps/ps_processes.h"
 #include "actors/ps/ps_trainer.h"
 #include "actors/tensor_parallel.h"
+#include "actors/tensor_pipelines.h"
 #include "models/device_trainer.h"
 #include "models/model.h"
 #include "net/tcp/address.h"
@@ -51,6 +52,7 @@ std::int64_t count_params(Trainer& t) { return t.model().params().numel(); }
 std::int64_t count_params(DeviceTrainer& t) { return t.num_params(); }
 std::int64_t count_params(ps::PsTrainer& t) { return t.param_count(); }
 std::int64_t count_params(TensorParallelTrainer& t) { return t.param_count(); }
+std::int64_t count_params(TensorPipelineTrainer& t) { return t.param_count(); }
 template <class T>  // DataParallelTrainer, ActorPipeline: every stage's parameters in layer order
 std::int64_t count_params(T& t) {
   std::int64_t n = 0;
@@ -200,6 +202,37 @@ class TensorParallelJob final : public TrainerJob<TensorParallelTrainer> {
     summary_ = fmt::format("tensor parallel, {} replica{} x {} shards (actors over the in-process transport)\n",
                            config.parallel.data, config.parallel.data == 1 ? "" : "s", config.parallel.tensor);
   }
+};
+
+// Tensor shards as the stage actors of D x T pipelines (3D parallelism).
+class TensorPipelineJob final : public TrainerJob<TensorPipelineTrainer> {
+ public:
+  TensorPipelineJob(const RunConfig& config, const plan::Topology& topology) : config_(config) {
+    const ParallelConfig& par = config.parallel;
+    trainer_ = std::make_unique<TensorPipelineTrainer>(config, &topology);
+    summary_ = fmt::format(
+        "tensor parallel pipelines: {} replica{} x {} stage{} x {} shards (each shard of each stage a stage actor over "
+        "the in-process transport), schedule {}, {} chunk{} per stage, {} micro-batches{}; partition:\n{}",
+        par.data, par.data == 1 ? "" : "s", par.pipeline, par.pipeline == 1 ? "" : "s", par.tensor, par.schedule,
+        par.virtual_stages, par.virtual_stages == 1 ? "" : "s", par.microbatches,
+        par.data > 1 ? fmt::format(", gradient exchange {}{}", par.gradient_exchange, par.zero ? " with ZeRO-1" : "") : "",
+        trainer_->pipeline(0).describe_partition());
+  }
+  std::string checkpoint_refusal() override {
+    return "tensor parallelism with pipeline stages, micro-batches, ZeRO-1 or compression (their state is not gathered "
+           "into checkpoints yet); train without checkpoints, or with parallel.pipeline = 1, parallel.microbatches = 1";
+  }
+  std::string report() override {
+    if (config_.parallel.data == 1) return skipped_report();
+    const CommStats c = trainer_->last_step_comm();
+    std::string out = fmt::format("per replica and step: {:.2f} MB sent in {} bucket{}", c.bytes_sent / 1e6, c.buckets,
+                                  c.buckets == 1 ? "" : "s");
+    if (c.bytes_uncompressed != c.bytes_sent) out += fmt::format(" ({:.2f} MB uncompressed)", c.bytes_uncompressed / 1e6);
+    return out + "\n" + skipped_report();
+  }
+
+ private:
+  RunConfig config_;
 };
 
 std::string data_parallel_summary(const RunConfig& config, const std::string& replicas) {
@@ -506,7 +539,10 @@ std::unique_ptr<Job> launch(const RunConfig& config, const LaunchOptions& option
     if (processes) return std::make_unique<PsProcessesJob>(config, options.args);
     return std::make_unique<PsThreadsJob>(config);
   }
-  if (topology.size(plan::Axis::tensor) > 1) return std::make_unique<TensorParallelJob>(config, topology);
+  if (topology.size(plan::Axis::tensor) > 1) {
+    if (topology.tensor_pipelines) return std::make_unique<TensorPipelineJob>(config, topology);
+    return std::make_unique<TensorParallelJob>(config, topology);
+  }
   if (topology.size(plan::Axis::data) > 1) {
     if (processes) return std::make_unique<DataParallelProcessesJob>(config, topology, options.args);
     return std::make_unique<DataParallelThreadsJob>(config, topology);

@@ -54,6 +54,10 @@ TEST_CASE("troupe train and Session agree bitwise for every strategy", "[runner]
       {"dp2 x pp2", {"train.deterministic=true", "parallel.data=2", "parallel.pipeline=2", "parallel.microbatches=2"}},
       {"ZeRO-1", {"train.deterministic=true", "parallel.data=2", "parallel.zero=1"}},
       {"compression int8", {"parallel.data=2", "comm.compression=int8"}},
+      {"tp2 x pp2 1f1b", {"train.deterministic=true", "parallel.tensor=2", "parallel.pipeline=2",
+                          "parallel.microbatches=2"}},
+      {"dp2 x pp2 x tp2", {"train.deterministic=true", "parallel.data=2", "parallel.tensor=2", "parallel.pipeline=2",
+                           "parallel.microbatches=2"}},
       {"parameter servers", {"train.deterministic=true", "parallel.data=2", "parallel.gradient_exchange=ps",
                              "ps.shards=2"}},
   };

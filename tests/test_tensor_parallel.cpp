@@ -281,15 +281,11 @@ TEST_CASE("tensor parallel from Session (the CLI's runner): tp 2 steps and evalu
   REQUIRE(eb);
   CHECK(eb->loss == Approx(ea->loss).epsilon(1e-5));
   CHECK(eb->accuracy == Approx(ea->accuracy).margin(1e-6));
-  // Composition with the other axes is refused, saying what to set.
-  CHECK_THAT(config_error([&] { load_config(std::nullopt, with(base, {"parallel.tensor=2", "parallel.pipeline=2"})); }),
-             Contains("tensor parallelism composes with parallel.data only so far"));
-  CHECK_THAT(config_error([&] { load_config(std::nullopt, with(base, {"parallel.tensor=2", "parallel.microbatches=2"})); }),
-             Contains("set both to 1, or parallel.tensor = 1"));
+  // Replicas of tensor shards are threads of one process so far: processes are refused, saying what to set.
   CHECK_THAT(config_error([&] {
-               load_config(std::nullopt, with(base, {"parallel.tensor=2", "parallel.data=2", "parallel.zero=1"}));
+               load_config(std::nullopt, with(base, {"parallel.tensor=2", "parallel.data=2", "comm.transport=tcp"}));
              }),
-             Contains("without ZeRO-1, gradient compression or tcp processes so far"));
+             Contains("set comm.transport = inproc, or parallel.tensor = 1"));
 }
 
 TEST_CASE("tensor shards are actors under their stage in the supervision tree, named by their place",

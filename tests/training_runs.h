@@ -9,8 +9,11 @@
 #include <vector>
 
 #include "actors/data_parallel.h"
+#include "actors/tensor_pipelines.h"
 #include "actors/state/pipeline_driver.h"
 #include "models/trainer.h"
+#include "runtime/io/safetensors.h"
+#include "tests/temp_dir.h"
 
 struct TrainingRun {
   std::vector<double> losses;
@@ -51,6 +54,28 @@ inline TrainingRun data_parallel(const troupe::RunConfig& config, int steps, boo
         CHECK(std::memcmp(v.data(), r.weights.at(name).data(), v.size() * sizeof(float)) == 0);
       }
   }
+  return r;
+}
+
+// `steps` steps of tensor shards in pipelines (actors/tensor_pipelines.h) as config lays them out; the
+// whole weights as the run saves them (gathered over the tensor groups). Shard t of every replica must
+// hold the same bits.
+inline TrainingRun tensor_pipelined(const troupe::RunConfig& config, int steps) {
+  troupe::TensorPipelineTrainer t(config);
+  TrainingRun r;
+  for (int s = 0; s < steps; ++s) r.losses.push_back(t.train_step(s).loss);
+  TempDir dir;
+  t.save_weights(dir.file("w.safetensors"));
+  for (auto& [name, w] : troupe::load_safetensors(dir.file("w.safetensors"))) r.weights[name] = w.to_vector();
+  for (int rep = 1; rep < t.replicas(); ++rep)
+    for (int shard = 0; shard < t.shards(); ++shard) {
+      const std::vector<troupe::Param*> a = t.pipeline(shard, 0).params_in_order(), b = t.pipeline(shard, rep).params_in_order();
+      REQUIRE(a.size() == b.size());
+      for (std::size_t i = 0; i < a.size(); ++i) {
+        INFO("replica " << rep << " shard " << shard << " " << a[i]->name);
+        CHECK(std::memcmp(a[i]->value.f32(), b[i]->value.f32(), a[i]->value.numel() * sizeof(float)) == 0);
+      }
+    }
   return r;
 }
 

@@ -350,9 +350,9 @@ void GradientSync::run_zero_reduce() {
   if (trace_) trace_->span(track_, "reduce-scatter (ZeRO-1)", "comm", begin, trace_->now_us());
 }
 
-std::vector<std::vector<double>> GradientSync::sum_squares() {
-  std::vector<std::vector<double>> out;
-  for (Model* m : chunks_) out.push_back(grad_sum_squares(m->params().all()));
+std::vector<std::vector<double>> GradientSync::sum_squares(std::vector<std::vector<double>> local) {
+  TROUPE_CHECK(local.size() == chunks_.size(), local.size(), " sums for ", chunks_.size(), " chunks");
+  std::vector<std::vector<double>> out = std::move(local);
   if (!options_.zero || replicas() == 1) return out;
   // Only owners hold reduced gradients: each replica contributes its own parameters' sums, zeros for
   // the rest; adding zeros changes no bits, so the result is the replicated one.

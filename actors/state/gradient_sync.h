@@ -105,8 +105,9 @@ class GradientSync {
   void layer_ready(int chunk, std::size_t layer);
   // Every gradient of the stage is final: reduces what is left, waits for the communication thread.
   void finish_backward();
-  // Per-parameter gradient sums of squares, chunk by chunk, equal on every replica (after folding).
-  std::vector<std::vector<double>> sum_squares();
+  // Per-parameter gradient sums of squares, chunk by chunk, equal on every replica (after folding),
+  // from this replica's own (`local`: what grad_sum_squares gives for each chunk's parameters).
+  std::vector<std::vector<double>> sum_squares(std::vector<std::vector<double>> local);
   // The parameters this replica updates: all of them, or its ZeRO shard.
   std::vector<Param*> owned(const std::vector<Param*>& all) const;
   // After the owners' update: every replica's parameter values equal again (ZeRO all-gather).

@@ -6,7 +6,9 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <map>
 
+#include "runtime/comm/tensor_parallel_ops.h"
 #include "runtime/optim/clip_grad.h"
 #include "runtime/optim/lr_schedule.h"
 #include "runtime/schedule/comm_pass.h"
@@ -43,8 +45,16 @@ PipelineDriver::PipelineDriver(const RunConfig& config, const PipelineOptions& o
       stage_backends_.back()->set_precision(config.train.precision);
       be = stage_backends_.back().get();
     }
-    stages_.push_back(std::make_unique<StageWorker>(s, layout_, specs_, partition_.boundaries, schedule_[s], *be,
-                                                    config.optim));
+    if (options.tensor_groups.empty()) {
+      stages_.push_back(std::make_unique<StageWorker>(s, layout_, specs_, partition_.boundaries, schedule_[s], *be,
+                                                      config.optim));
+    } else {
+      // The stage's layers as its tensor shard (every shard initialises the whole tensors and keeps its slice).
+      const comm::TensorGroup group = options.tensor_groups.at(static_cast<std::size_t>(s));
+      stages_.push_back(std::make_unique<StageWorker>(s, layout_, make_layer_specs(config.model, config.train.seed, group),
+                                                      partition_.boundaries, schedule_[s], *be, config.optim));
+      stages_.back()->set_tensor_group(group, config.train.deterministic);
+    }
     stages_.back()->set_credits(options.credits);
   }
 }
@@ -108,7 +118,21 @@ EvalStats PipelineDriver::evaluate() {
 }
 
 void PipelineDriver::load_weights(const std::string& path) {
-  load_weights_into(weights_in_order(), path);
+  if (options_.tensor_groups.empty()) {
+    load_weights_into(weights_in_order(), path);
+  } else {
+    // Whole tensors, checked as the single device checks them, then each shard keeps its slice.
+    const std::vector<Param*> mine = weights_in_order();
+    std::vector<Param> whole(mine.size());
+    std::vector<Param*> view;
+    for (std::size_t i = 0; i < mine.size(); ++i) {
+      whole[i].name = mine[i]->name;
+      whole[i].value = Tensor::empty(mine[i]->split.split() ? comm::gather_shape(*mine[i]) : mine[i]->value.shape());
+      view.push_back(&whole[i]);
+    }
+    load_weights_into(view, path);
+    for (std::size_t i = 0; i < mine.size(); ++i) mine[i]->value.copy_from(shard_of(whole[i].value, mine[i]->split));
+  }
   const std::string tied = tied_weight_of(specs_);
   for (Param* p : params_in_order())
     if (!tied.empty() && p->name == tied)
@@ -151,7 +175,23 @@ void PipelineDriver::restore_training_state(const TrainingState& state, const st
   }
 }
 
-void PipelineDriver::save_weights(const std::string& path) const { save_weights_from(weights_in_order(), path, config_); }
+void PipelineDriver::save_weights(const std::string& path) const {
+  if (options_.tensor_groups.empty()) return save_weights_from(weights_in_order(), path, config_);
+  // Whole tensors in the file's order, each split one gathered over the group of the stage holding it.
+  std::map<const Param*, comm::TensorGroup> group_of;
+  for (const auto& st : stages_)
+    for (int c = 0; c < st->num_chunks(); ++c)
+      for (Param* p : st->chunk(c).params().state()) group_of[p] = st->tensor_group();
+  const std::vector<Param*> mine = weights_in_order();
+  std::vector<Param> whole(mine.size());
+  std::vector<Param*> view;
+  for (std::size_t i = 0; i < mine.size(); ++i) {
+    whole[i].name = mine[i]->name;
+    whole[i].value = comm::gather_whole(group_of.at(mine[i]), *mine[i]);
+    view.push_back(&whole[i]);
+  }
+  if (options_.tensor_groups.front().rank() == 0) save_weights_from(view, path, config_);
+}
 
 std::vector<Param*> PipelineDriver::weights_in_order() const { return state_in_order(layout_, stages_); }
 

@@ -40,6 +40,11 @@ struct PipelineOptions {
   // re-runs an interrupted step on all of them (replica_actor.h). Off: a replica whose peers live in
   // other processes, which cannot be re-run together yet.
   bool group_restarts = false;
+  // Tensor parallelism (parallel.tensor = T): stage s of this pipeline is one shard of tensor_groups[s]
+  // (the same stage of the T pipelines of one replica); empty: whole layers. Its chunks are built as
+  // that shard (make_layer_specs), so every collective inside a layer runs over the stage's group, and
+  // the T pipelines of a replica must step, evaluate and save together (actors/tensor_pipelines.h).
+  std::vector<comm::TensorGroup> tensor_groups;
 };
 
 // Replica `replica`'s contiguous share of `batch` (the batch itself for one replica).
@@ -79,7 +84,8 @@ class PipelineDriver {
   // What a weights file holds, as one device's model lists it: params_in_order(), then every buffer
   // (batch-norm running statistics) in layer order.
   std::vector<Param*> weights_in_order() const;
-  void load_weights(const std::string& path);  // then refreshes the LM head's replica of wte
+  // Then refreshes the LM head's replica of wte. Files hold whole tensors: a tensor shard keeps its slice.
+  void load_weights(const std::string& path);
   // Checkpoints (runtime/checkpoint/training_state.h), between steps. Parameters and buffers of every
   // stage, whole, in layer order; each stage's optimizer state is gathered into `whole` (first: this is
   // the first holder gathered, whose step count the whole takes).
@@ -88,6 +94,8 @@ class PipelineDriver {
   // Scatters `state` into the stages: every parameter and buffer, and to each stage the optimizer
   // state of the parameters it updates (ZeRO-1: its GradientSync's shard). Checked first.
   void restore_training_state(const TrainingState& state, const std::string& source);
+  // Whole tensors: a tensor shard's split parameters are gathered over its stage's group (the T
+  // pipelines of a replica call together; tensor rank 0 writes the file).
   void save_weights(const std::string& path) const;
   CpuBackend& backend() { return *backend_; }
   Dataset& dataset() { return *dataset_; }

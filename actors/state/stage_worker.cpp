@@ -11,6 +11,7 @@
 #include <type_traits>
 
 #include "runtime/optim/clip_grad.h"
+#include "runtime/optim/shard_sum_squares.h"
 
 namespace troupe {
 
@@ -252,9 +253,9 @@ std::vector<std::vector<double>> StageWorker::finish_step(const Tensor& tied_gra
 std::vector<std::vector<double>> StageWorker::finish_backward() {
   finalize_grads();
   for (const auto& m : chunks_) m->finish_grads();  // a head sharing its chunk with wte folds its tied gradient here
-  if (sync_) return sync_->sum_squares();
   std::vector<std::vector<double>> out;
-  for (const auto& m : chunks_) out.push_back(grad_sum_squares(m->params().all()));
+  for (const auto& m : chunks_) out.push_back(shard_grad_sum_squares(tensor_, m->params().all(), exact_order_));
+  if (sync_) return sync_->sum_squares(std::move(out));
   return out;
 }
 

@@ -145,6 +145,14 @@ class StageWorker {
   // Synchronised batch norm (model.sync_batchnorm): every training micro-batch sums its batch-norm
   // statistics over this stage's replicas through `sum` (a group of its own, apart from the gradients').
   void attach_replica_sum(std::unique_ptr<ReplicaSum> sum) { replica_sum_ = std::move(sum); }
+  // Tensor parallelism: this stage is one shard of `group` (its chunks were built as that shard, see
+  // make_layer_specs); its sums of squares are then the whole gradients' (runtime/optim/
+  // shard_sum_squares.h: gathered in exact_order, else allreduced), so every shard clips alike.
+  void set_tensor_group(comm::TensorGroup group, bool exact_order) {
+    tensor_ = group;
+    exact_order_ = exact_order;
+  }
+  comm::TensorGroup tensor_group() const { return tensor_; }
 
   // Records this stage's compute, sends, waits and optimizer step on `track` of `trace`.
   void set_trace(TraceRecorder* trace, int track) {
@@ -165,6 +173,7 @@ class StageWorker {
   // Bytes of optimizer state this stage holds (ZeRO-1: only its replica's shard has any).
   std::size_t optimizer_state_bytes() const { return optimizer_->state_bytes(); }
   Model& chunk(int c) { return *chunks_.at(c); }
+  const Model& chunk(int c) const { return *chunks_.at(c); }
   int num_chunks() const { return static_cast<int>(chunks_.size()); }
 
  private:
@@ -210,6 +219,8 @@ class StageWorker {
   int track_ = 0;
   double blocked_since_ = -1.0;
   std::unique_ptr<GradientSync> sync_;
+  comm::TensorGroup tensor_;  // a group of one unless this stage is a tensor shard
+  bool exact_order_ = false;
   std::vector<int> backwards_done_;  // per chunk, this step
   bool grads_final_ = false;         // reduced and flushed at this step's OptimizerStep
 };

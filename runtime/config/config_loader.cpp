@@ -454,18 +454,12 @@ void validate_tensor(const RunConfig& config) {
     invalid(fmt::format("parallel.tensor = {} with parallel.gradient_exchange = ps: parameter servers hold whole "
                         "parameters; use ring or alltoall",
                         tp));
-  // Composition: data-parallel replicas of T shards are built; pipelines of shards and micro-batches
-  // are not yet (docs/tensor-parallel.md, "Not yet").
-  if (par.pipeline > 1 || par.microbatches > 1)
-    invalid(fmt::format("parallel.tensor = {} with parallel.pipeline = {}, parallel.microbatches = {}: tensor "
-                        "parallelism composes with parallel.data only so far (a pipeline stage does not yet run "
-                        "tensor shards); set both to 1, or parallel.tensor = 1",
-                        tp, par.pipeline, par.microbatches));
-  if (par.data > 1 && (par.zero || compression_on(config) || ranks_are_processes(config.comm.transport)))
-    invalid(fmt::format("parallel.tensor = {} with parallel.data = {}: the replicas of tensor shards are threads that "
-                        "average whole gradients, without ZeRO-1, gradient compression or tcp processes so far; set "
-                        "parallel.zero = 0, comm.compression = none and comm.transport = inproc, or parallel.tensor = 1",
-                        tp, par.data));
+  // Composition: replicas and pipelines of shards, with micro-batches, ZeRO-1 and compression across the
+  // data axis, are built (docs/tensor-parallel.md); their ranks are threads of one process so far.
+  if (par.data > 1 && ranks_are_processes(config.comm.transport))
+    invalid(fmt::format("parallel.tensor = {} with parallel.data = {} and comm.transport = {}: the replicas of tensor "
+                        "shards are threads of one process so far; set comm.transport = inproc, or parallel.tensor = 1",
+                        tp, par.data, config.comm.transport));
 }
 
 }  // namespace

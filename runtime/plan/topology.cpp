@@ -82,6 +82,7 @@ Topology make_topology(const RunConfig& config, const LayerInfo& layers, const s
   t.virtual_stages = par.virtual_stages;
   t.exchange = par.gradient_exchange;
   t.zero = par.zero == 1;
+  t.tensor_pipelines = par.tensor > 1 && (par.pipeline > 1 || par.microbatches > 1 || t.zero || config.comm.compression != "none");
   t.transport = config.comm.transport;
   if (par.gradient_exchange == GradientExchange::ps)
     t.servers = ServerPlan{config.ps.shards, 0, config.ps.mode, config.ps.staleness};
@@ -142,7 +143,7 @@ std::string describe(const Topology& t, const LayerInfo& layers) {
     exchange = fmt::format("workers of {} parameter-server shard{} in process {}, mode {}{}", t.servers->shards,
                            t.servers->shards == 1 ? "" : "s", t.servers->process, t.servers->mode,
                            t.servers->mode == PsMode::ssp ? fmt::format(" (staleness {})", t.servers->staleness) : "");
-  } else if (t.size(Axis::data) > 1 && t.size(Axis::tensor) > 1) {
+  } else if (t.size(Axis::data) > 1 && t.size(Axis::tensor) > 1 && !t.tensor_pipelines) {
     // No exchange actor: each tensor shard averages its own gradients with its peers of the same tensor rank.
     exchange = "gradients averaged by each tensor shard (one packed allreduce per step)";
   } else if (t.size(Axis::data) > 1) {

@@ -90,6 +90,10 @@ struct Topology {
   int virtual_stages = 1;
   GradientExchange exchange = GradientExchange::ring;
   bool zero = false;
+  // Tensor shards are stage actors of pipelines, one pipeline per tensor rank of each replica
+  // (parallel.tensor > 1 with pipeline stages, micro-batches, ZeRO-1 or gradient compression), rather
+  // than tensor-shard actors each running a whole-model step.
+  bool tensor_pipelines = false;
   TransportKind transport = TransportKind::inproc;
   std::optional<ServerPlan> servers;
 

@@ -3,6 +3,8 @@
 
 #include <fmt/format.h>
 
+#include "runtime/error.h"
+
 namespace troupe::supervision {
 
 std::string_view kind_name(NodeKind kind) {
@@ -49,8 +51,15 @@ Node make_supervision_tree(const plan::Topology& t) {
       } else {
         for (int x = 0; x < t.size(plan::Axis::tensor); ++x) {
           const int shard = t.rank_of({d, p, x});
-          stage.children.push_back(Node{NodeKind::tensor_shard, fmt::format("{}/tensor {}", stage.name, x), shard,
-                                        t.places[static_cast<std::size_t>(shard)], {}});
+          Node node{NodeKind::tensor_shard, fmt::format("{}/tensor {}", stage.name, x), shard,
+                    t.places[static_cast<std::size_t>(shard)], {}};
+          if (t.tensor_pipelines) {  // the shard is a stage actor with the stage's helpers
+            node.children.push_back(Node{NodeKind::optimizer_state, node.name + "/optimizer state", shard, node.place, {}});
+            if (t.size(plan::Axis::data) > 1)
+              node.children.push_back(
+                  Node{NodeKind::gradient_exchange, node.name + "/gradient exchange", shard, node.place, {}});
+          }
+          stage.children.push_back(std::move(node));
         }
       }
       replica.children.push_back(std::move(stage));
@@ -58,6 +67,18 @@ Node make_supervision_tree(const plan::Topology& t) {
     job.children.push_back(std::move(replica));
   }
   return job;
+}
+
+Node tensor_shard_view(const Node& replica, int tensor) {
+  Node view = replica;
+  for (Node& stage : view.children) {
+    TROUPE_CHECK(tensor >= 0 && static_cast<std::size_t>(tensor) < stage.children.size() &&
+                     stage.children[static_cast<std::size_t>(tensor)].kind == NodeKind::tensor_shard,
+                 stage.name, " has no tensor shard ", tensor);
+    Node shard = stage.children[static_cast<std::size_t>(tensor)];
+    stage = std::move(shard);
+  }
+  return view;
 }
 
 const Node* find_node(const Node& root, const std::string& name) {

@@ -26,7 +26,13 @@ struct Node {
 // The tree of `topology`. A job with one replica keeps the replica level (the replica supervises its
 // stages); every stage has its optimizer-state actor as a child, and its gradient exchange when the
 // data axis is wider than 1, and its tensor shards ("replica d/stage p/tensor t") when the tensor axis is.
+// Tensor shards run as stage actors of pipelines (Topology::tensor_pipelines) have the stage's helpers
+// under each shard instead: "replica d/stage p/tensor t/optimizer state".
 Node make_supervision_tree(const plan::Topology& topology);
+
+// What the pipeline of tensor rank `tensor` of a replica supervises: `replica` with each stage node
+// replaced by its shard `tensor`'s node (a stage actor of that pipeline is that shard).
+Node tensor_shard_view(const Node& replica, int tensor);
 
 // The node named `name`, or nullptr.
 const Node* find_node(const Node& root, const std::string& name);

@@ -1,0 +1,161 @@
+// Owns the tests of tensor shards in pipelines (3D parallelism): tp x pp under every schedule, tp with micro-batches, dp x pp x tp with ZeRO-1 and compression, equal to the single device; the plan and the config errors.
+#include <catch2/catch.hpp>
+
+#include <cmath>
+
+#include "actors/runner.h"
+#include "actors/session.h"
+#include "runtime/config/config_loader.h"
+#include "tests/error_of.h"
+#include "tests/training_runs.h"
+
+using namespace troupe;
+using Catch::Matchers::Contains;
+
+namespace {
+
+// A GPT of 4 layers (embedding, 2 blocks, head): enough for 2 stages x 2 chunks.
+std::vector<std::string> small_gpt(bool deterministic) {
+  return {"model.n_layer=2", "model.n_embd=32", "model.n_head=4", "model.block_size=16", "model.vocab_size=256",
+          "train.batch_size=4", "train.threads=1", "data.order=sequential", "optim.kind=adamw", "train.grad_clip=1.0",
+          deterministic ? "train.deterministic=true" : "train.deterministic=false"};
+}
+
+std::vector<std::string> with(std::vector<std::string> base, std::initializer_list<std::string> more) {
+  base.insert(base.end(), more.begin(), more.end());
+  return base;
+}
+
+double max_rel(const std::vector<double>& a, const std::vector<double>& b) {
+  REQUIRE(a.size() == b.size());
+  double m = 0.0;
+  for (std::size_t i = 0; i < a.size(); ++i) m = std::max(m, std::abs(a[i] - b[i]) / std::abs(b[i]));
+  return m;
+}
+
+struct Layout {
+  const char* name;
+  std::vector<std::string> sets;
+};
+
+const std::vector<Layout> kLayouts = {
+    {"tp2 x pp2 gpipe", {"parallel.tensor=2", "parallel.pipeline=2", "parallel.microbatches=2", "parallel.schedule=gpipe"}},
+    {"tp2 x pp2 1f1b", {"parallel.tensor=2", "parallel.pipeline=2", "parallel.microbatches=2", "parallel.schedule=1f1b"}},
+    {"tp2 x pp2 interleaved", {"parallel.tensor=2", "parallel.pipeline=2", "parallel.virtual_stages=2",
+                               "parallel.microbatches=2", "parallel.schedule=interleaved"}},
+    {"tp2 with 2 micro-batches", {"parallel.tensor=2", "parallel.microbatches=2"}},
+    {"dp2 x pp2 x tp2", {"parallel.data=2", "parallel.tensor=2", "parallel.pipeline=2", "parallel.microbatches=2"}},
+    {"dp2 x pp2 x tp2, ZeRO-1", {"parallel.data=2", "parallel.tensor=2", "parallel.pipeline=2",
+                                 "parallel.microbatches=2", "parallel.zero=1"}},
+    {"dp2 x tp2, ZeRO-1", {"parallel.data=2", "parallel.tensor=2", "parallel.zero=1"}},
+};
+
+RunConfig config_of(const Layout& layout, bool deterministic) {
+  std::vector<std::string> sets = small_gpt(deterministic);
+  sets.insert(sets.end(), layout.sets.begin(), layout.sets.end());
+  return load_config(std::nullopt, sets);
+}
+
+}  // namespace
+
+TEST_CASE("tensor shards in pipelines = single device bitwise (deterministic): every schedule, micro-batches, "
+          "3D, ZeRO-1",
+          "[tensor_parallel][pipeline][deterministic]") {
+  const int steps = 4;
+  const RunConfig one = load_config(std::nullopt, small_gpt(true));
+  const TrainingRun reference = single_device(one, steps);
+  for (const Layout& layout : kLayouts) {
+    INFO(layout.name);
+    require_bitwise(tensor_pipelined(config_of(layout, true), steps), reference);
+  }
+}
+
+TEST_CASE("tensor shards in pipelines = single device: losses within 1e-5 (GPT every layout, MLP tp2 x pp2)",
+          "[tensor_parallel][pipeline]") {
+  const int steps = 6;
+  const TrainingRun reference = single_device(load_config(std::nullopt, small_gpt(false)), steps);
+  for (const Layout& layout : kLayouts) {
+    const TrainingRun run = tensor_pipelined(config_of(layout, false), steps);
+    const double rel = max_rel(run.losses, reference.losses);
+    INFO(layout.name << ": max relative loss difference " << rel);
+    CHECK(rel < 1e-5);
+    CHECK(run.losses.back() < run.losses.front());
+  }
+  if (!std::filesystem::exists("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz")) {
+    WARN("dataset-fashion-mnist is not installed; skipping the MLP");
+    return;
+  }
+  const std::vector<std::string> mlp = {"model.kind=mlp", "model.mlp_hidden=64,32", "train.batch_size=16",
+                                        "train.threads=1", "data.order=sequential", "train.deterministic=false"};
+  const TrainingRun mlp_ref = single_device(load_config(std::nullopt, mlp), steps);
+  const TrainingRun run = tensor_pipelined(
+      load_config(std::nullopt, with(mlp, {"parallel.tensor=2", "parallel.pipeline=2", "parallel.microbatches=2"})), steps);
+  const double rel = max_rel(run.losses, mlp_ref.losses);
+  INFO("mlp tp2 x pp2: max relative loss difference " << rel);
+  CHECK(rel < 1e-5);
+  const TrainingRun exact = tensor_pipelined(
+      load_config(std::nullopt, with(mlp, {"parallel.tensor=2", "parallel.pipeline=2", "parallel.microbatches=2",
+                                           "train.deterministic=true"})),
+      steps);
+  require_bitwise(exact, single_device(load_config(std::nullopt, with(mlp, {"train.deterministic=true"})), steps));
+}
+
+TEST_CASE("dp2 x pp2 x tp2 with gradient compression trains close to the single device", "[tensor_parallel][pipeline]") {
+  const int steps = 6;
+  const TrainingRun reference = single_device(load_config(std::nullopt, small_gpt(false)), steps);
+  const TrainingRun run = tensor_pipelined(
+      load_config(std::nullopt, with(small_gpt(false), {"parallel.data=2", "parallel.tensor=2", "parallel.pipeline=2",
+                                                        "parallel.microbatches=2", "comm.compression=fp16"})),
+      steps);
+  const double rel = max_rel(run.losses, reference.losses);
+  INFO("fp16 compression: max relative loss difference " << rel);
+  CHECK(rel < 1e-3);
+  CHECK(run.losses.back() < run.losses.front());
+}
+
+TEST_CASE("the plan of a 3D layout shows every shard of every stage with its actors", "[tensor_parallel][pipeline]") {
+  const RunConfig config = load_config(
+      std::nullopt, with(small_gpt(false), {"parallel.data=2", "parallel.tensor=2", "parallel.pipeline=2",
+                                            "parallel.microbatches=2"}));
+  const std::string plan = describe_plan(config);
+  INFO(plan);
+  CHECK_THAT(plan, Contains("data 2 x pipe 2 x tensor 2 = 8 ranks"));
+  CHECK_THAT(plan, Contains("data:   [0 4] [1 5] [2 6] [3 7]  gradient exchange ring"));
+  CHECK_THAT(plan, Contains("tensor: [0 1] [2 3] [4 5] [6 7]"));
+  CHECK_THAT(plan, Contains("replica 1/stage 1/tensor 1/optimizer state"));
+  CHECK_THAT(plan, Contains("replica 1/stage 1/tensor 1/gradient exchange"));
+}
+
+TEST_CASE("tensor shards in pipelines from Session: steps, evaluates and saves as the single device",
+          "[tensor_parallel][pipeline][session]") {
+  const std::vector<std::string> base = with(small_gpt(false), {"train.steps=2"});
+  auto single = Session::create(load_config(std::nullopt, base));
+  auto three_d = Session::create(load_config(
+      std::nullopt, with(base, {"parallel.data=2", "parallel.tensor=2", "parallel.pipeline=2", "parallel.microbatches=2"})));
+  REQUIRE(single);
+  REQUIRE(three_d);
+  for (int i = 0; i < 2; ++i) {
+    auto a = (*single)->step();
+    auto b = (*three_d)->step();
+    REQUIRE(a);
+    REQUIRE(b);
+    CHECK(b->loss == Approx(a->loss).epsilon(1e-5));
+  }
+  auto ea = (*single)->evaluate();
+  auto eb = (*three_d)->evaluate();
+  REQUIRE(ea);
+  REQUIRE(eb);
+  CHECK(eb->loss == Approx(ea->loss).epsilon(1e-5));
+}
+
+TEST_CASE("tensor shards in pipelines: invalid combinations are config errors that say what would divide",
+          "[tensor_parallel][pipeline]") {
+  auto err = [](std::vector<std::string> sets) { return config_error([&] { load_config(std::nullopt, sets); }); };
+  CHECK_THAT(err(with(small_gpt(false), {"parallel.tensor=3", "parallel.pipeline=2"})),
+             Contains("parallel.tensor = 3 does not divide model.n_head = 4"));
+  CHECK_THAT(err(with(small_gpt(false), {"parallel.tensor=2", "parallel.pipeline=2", "parallel.microbatches=3"})),
+             Contains("parallel.microbatches"));
+  CHECK_THAT(err(with(small_gpt(false), {"parallel.tensor=2", "parallel.data=2", "parallel.pipeline=2",
+                                         "parallel.microbatches=2", "comm.transport=tcp"})),
+             Contains("threads of one process so far"));
+}
