@@ -173,3 +173,15 @@ TEST_CASE("tensor shards in pipelines: invalid combinations are config errors th
                                          "parallel.microbatches=2", "comm.transport=tcp"})),
              Contains("threads of one process so far"));
 }
+
+TEST_CASE("a shard's stage actor that dies fails the step with its place, its peers freed at once",
+          "[tensor_parallel][pipeline][supervision]") {
+  auto session = Session::create(load_config(
+      std::nullopt, with(small_gpt(false), {"parallel.tensor=2", "parallel.pipeline=2", "parallel.microbatches=2",
+                                            "train.steps=3", "fault.inject=kill stage 1 at step 1"})));
+  REQUIRE(session);
+  REQUIRE((*session)->step());
+  auto failed = (*session)->step();
+  REQUIRE_FALSE(failed);
+  CHECK_THAT(failed.error().what(), Contains("actor replica 0/stage 1/tensor ") && Contains("died in step 1"));
+}
