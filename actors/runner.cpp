@@ -96,6 +96,11 @@ void restore(TensorParallelTrainer& t, const TrainingState& s, const std::string
   t.restore_training_state(s, source);
 }
 
+TrainingState state_of(TensorPipelineTrainer& t, std::int64_t steps_done) { return t.training_state(steps_done); }
+void restore(TensorPipelineTrainer& t, const TrainingState& s, const std::string& source) {
+  t.restore_training_state(s, source);
+}
+
 // ---- jobs ------------------------------------------------------------------------------------------
 
 // A Job over a trainer of type T. A subclass that owns what the trainer needs besides (processes,
@@ -204,6 +209,28 @@ class TensorParallelJob final : public TrainerJob<TensorParallelTrainer> {
   }
 };
 
+std::string data_parallel_summary(const RunConfig& config, const std::string& replicas) {
+  const ParallelConfig& par = config.parallel;
+  return fmt::format("data parallel, {} x {} pipeline stages, gradient exchange {}{}, buckets of {} MiB\n", replicas,
+                     par.pipeline, par.gradient_exchange, par.zero ? " with ZeRO-1" : "", config.comm.bucket_mb);
+}
+
+// What one replica's gradient exchange sent in the last step: "per replica and step: 0.09 MB sent in 4 buckets".
+std::string gradient_bytes_text(const CommStats& c) {
+  std::string out = fmt::format("per replica and step: {:.2f} MB sent in {} bucket{}", c.bytes_sent / 1e6, c.buckets,
+                                c.buckets == 1 ? "" : "s");
+  if (c.bytes_uncompressed != c.bytes_sent) out += fmt::format(" ({:.2f} MB uncompressed)", c.bytes_uncompressed / 1e6);
+  return out;
+}
+
+// What data parallelism cost on the wire and in memory, per replica, for the last step.
+std::string data_parallel_report(DataParallelTrainer& dp, const RunConfig& config) {
+  std::string out = gradient_bytes_text(dp.last_step_comm());
+  out += fmt::format("; optimizer state {:.2f} MB on replica 0{}\n", dp.optimizer_state_bytes(0) / 1e6,
+                     config.parallel.zero ? " (ZeRO-1 shard)" : "");
+  return out;
+}
+
 // Tensor shards as the stage actors of D x T pipelines (3D parallelism).
 class TensorPipelineJob final : public TrainerJob<TensorPipelineTrainer> {
  public:
@@ -218,39 +245,14 @@ class TensorPipelineJob final : public TrainerJob<TensorPipelineTrainer> {
         par.data > 1 ? fmt::format(", gradient exchange {}{}", par.gradient_exchange, par.zero ? " with ZeRO-1" : "") : "",
         trainer_->pipeline(0).describe_partition());
   }
-  std::string checkpoint_refusal() override {
-    return "tensor parallelism with pipeline stages, micro-batches, ZeRO-1 or compression (their state is not gathered "
-           "into checkpoints yet); train without checkpoints, or with parallel.pipeline = 1, parallel.microbatches = 1";
-  }
   std::string report() override {
     if (config_.parallel.data == 1) return skipped_report();
-    const CommStats c = trainer_->last_step_comm();
-    std::string out = fmt::format("per replica and step: {:.2f} MB sent in {} bucket{}", c.bytes_sent / 1e6, c.buckets,
-                                  c.buckets == 1 ? "" : "s");
-    if (c.bytes_uncompressed != c.bytes_sent) out += fmt::format(" ({:.2f} MB uncompressed)", c.bytes_uncompressed / 1e6);
-    return out + "\n" + skipped_report();
+    return gradient_bytes_text(trainer_->last_step_comm()) + " (all its shards)\n" + skipped_report();
   }
 
  private:
   RunConfig config_;
 };
-
-std::string data_parallel_summary(const RunConfig& config, const std::string& replicas) {
-  const ParallelConfig& par = config.parallel;
-  return fmt::format("data parallel, {} x {} pipeline stages, gradient exchange {}{}, buckets of {} MiB\n", replicas,
-                     par.pipeline, par.gradient_exchange, par.zero ? " with ZeRO-1" : "", config.comm.bucket_mb);
-}
-
-// What data parallelism cost on the wire and in memory, per replica, for the last step.
-std::string data_parallel_report(DataParallelTrainer& dp, const RunConfig& config) {
-  const CommStats c = dp.last_step_comm();
-  std::string out = fmt::format("per replica and step: {:.2f} MB sent in {} bucket{}", c.bytes_sent / 1e6, c.buckets,
-                                c.buckets == 1 ? "" : "s");
-  if (c.bytes_uncompressed != c.bytes_sent) out += fmt::format(" ({:.2f} MB uncompressed)", c.bytes_uncompressed / 1e6);
-  out += fmt::format("; optimizer state {:.2f} MB on replica 0{}\n", dp.optimizer_state_bytes(0) / 1e6,
-                     config.parallel.zero ? " (ZeRO-1 shard)" : "");
-  return out;
-}
 
 class DataParallelThreadsJob final : public TrainerJob<DataParallelTrainer> {
  public:

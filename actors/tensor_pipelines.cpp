@@ -84,7 +84,7 @@ StepStats TensorPipelineTrainer::train_step(std::int64_t step) {
   return *stats;
 }
 
-void TensorPipelineTrainer::on_replica0_shards(const std::function<void(int)>& fn) {
+void TensorPipelineTrainer::on_shards(int d, const std::function<void(int)>& fn) {
   std::vector<std::exception_ptr> errors(static_cast<std::size_t>(tp_));
   std::vector<std::thread> threads;
   for (int t = 0; t < tp_; ++t)
@@ -94,7 +94,7 @@ void TensorPipelineTrainer::on_replica0_shards(const std::function<void(int)>& f
       } catch (...) {
         errors[static_cast<std::size_t>(t)] = std::current_exception();
         // Its peers may wait in a collective with it: free them.
-        for (int s = 0; s < pp_; ++s) tensor_worlds_[static_cast<std::size_t>(s)]->kill(t);
+        for (int s = 0; s < pp_; ++s) tensor_worlds_[static_cast<std::size_t>(d * pp_ + s)]->kill(t);
       }
     });
   for (auto& th : threads) th.join();
@@ -104,7 +104,7 @@ void TensorPipelineTrainer::on_replica0_shards(const std::function<void(int)>& f
 
 EvalStats TensorPipelineTrainer::evaluate() {
   std::vector<EvalStats> out(static_cast<std::size_t>(tp_));
-  on_replica0_shards([&](int t) { out[static_cast<std::size_t>(t)] = pipeline(t).evaluate(); });
+  on_shards(0, [&](int t) { out[static_cast<std::size_t>(t)] = pipeline(t).evaluate(); });
   return out[0];
 }
 
@@ -113,7 +113,24 @@ void TensorPipelineTrainer::load_weights(const std::string& path) {
 }
 
 void TensorPipelineTrainer::save_weights(const std::string& path) {
-  on_replica0_shards([&](int t) { pipeline(t).save_weights(path); });  // gathered; shard 0 writes
+  on_shards(0, [&](int t) { pipeline(t).save_weights(path); });  // gathered; shard 0 writes
+}
+
+TrainingState TensorPipelineTrainer::training_state(std::int64_t steps_done) {
+  // Every shard gathers the whole state; replica 0's shard 0's is kept. Replicas hold the same parameters,
+  // and the same optimizer state unless ZeRO-1 spreads it over them (each entry on its owner alone).
+  std::vector<TrainingState> states(static_cast<std::size_t>(tp_));
+  for (TrainingState& s : states) s.step = steps_done;
+  on_shards(0, [&](int t) { pipeline(t).driver().gather_params_into(states[static_cast<std::size_t>(t)]); });
+  for (int d = 0; d < (config_.parallel.zero ? dp_ : 1); ++d)
+    on_shards(d, [&](int t) {
+      pipeline(t, d).driver().gather_optimizer_state_into(states[static_cast<std::size_t>(t)].optimizer, d == 0);
+    });
+  return states[0];
+}
+
+void TensorPipelineTrainer::restore_training_state(const TrainingState& state, const std::string& source) {
+  for (auto& p : pipelines_) p->driver().restore_training_state(state, source);  // slices: no collective
 }
 
 std::int64_t TensorPipelineTrainer::param_count() {

@@ -44,6 +44,11 @@ class TensorPipelineTrainer {
   EvalStats evaluate();
   void load_weights(const std::string& path);
   void save_weights(const std::string& path);
+  // Checkpoints: whole tensors by name (runtime/checkpoint/training_state.h), gathered over the tensor
+  // groups (and, with ZeRO-1, the optimizer state over the replicas), so a state from any layout
+  // restores here and this one anywhere; a restore slices.
+  TrainingState training_state(std::int64_t steps_done);
+  void restore_training_state(const TrainingState& state, const std::string& source);
   void set_trace(TraceRecorder* trace) { pipeline(0, 0).set_trace(trace); }  // replica 0's shard 0
 
   Dataset& dataset() { return pipeline(0, 0).dataset(); }
@@ -58,9 +63,9 @@ class TensorPipelineTrainer {
   CommStats last_step_comm();
 
  private:
-  // Runs fn(t) for every tensor rank t of replica 0 at once (their collectives meet), one thread each;
+  // Runs fn(t) for every tensor rank t of replica d at once (their collectives meet), one thread each;
   // rethrows the first failure.
-  void on_replica0_shards(const std::function<void(int)>& fn);
+  void on_shards(int d, const std::function<void(int)>& fn);
   void kill_groups();
 
   RunConfig config_;

@@ -185,3 +185,50 @@ TEST_CASE("a shard's stage actor that dies fails the step with its place, its pe
   REQUIRE_FALSE(failed);
   CHECK_THAT(failed.error().what(), Contains("actor replica 0/stage 1/tensor ") && Contains("died in step 1"));
 }
+
+TEST_CASE("a 3D training state is whole tensors by name, bitwise the single device's, and restores both ways",
+          "[tensor_parallel][pipeline][resume][deterministic]") {
+  const RunConfig one = load_config(std::nullopt, small_gpt(true));
+  const RunConfig three_d = config_of(kLayouts.at(5), true);  // dp2 x pp2 x tp2, ZeRO-1
+  const RunConfig interleaved = config_of(kLayouts.at(2), true);
+  TensorPipelineTrainer t(three_d);
+  Trainer single(one);
+  for (int s = 0; s < 3; ++s) {
+    t.train_step(s);
+    single.train_step(s);
+  }
+  const TrainingState a = t.training_state(3), b = single.training_state(3);
+  CHECK(a.step == b.step);
+  CHECK(a.optimizer.step == b.optimizer.step);
+  std::map<std::string, Tensor> by_name(a.params.begin(), a.params.end());
+  REQUIRE(by_name.size() == b.params.size());
+  auto same = [](const Tensor& x, const Tensor& y) {
+    return x.shape() == y.shape() && std::memcmp(x.f32(), y.f32(), static_cast<std::size_t>(x.numel()) * sizeof(float)) == 0;
+  };
+  for (const auto& [name, v] : b.params) {
+    INFO(name);
+    REQUIRE(by_name.count(name));
+    CHECK(same(by_name.at(name), v));
+  }
+  REQUIRE(a.optimizer.params.size() == b.optimizer.params.size());
+  for (const auto& [name, ps] : b.optimizer.params)
+    for (const auto& [k, v] : ps.tensors) {
+      INFO(name << " " << k);
+      CHECK(same(a.optimizer.tensor(name, k), v));
+    }
+  // The 3D state into one device, one device's into tp2 x pp2 interleaved: both continue as the
+  // uninterrupted runs, bit for bit.
+  Trainer resumed(one);
+  resumed.restore_training_state(a, "3D state");
+  TensorPipelineTrainer back(interleaved);
+  back.restore_training_state(b, "single state");
+  for (int s = 3; s < 6; ++s) {
+    const double want = single.train_step(s).loss;
+    CHECK(t.train_step(s).loss == want);
+    CHECK(resumed.train_step(s).loss == want);
+    CHECK(back.train_step(s).loss == want);
+  }
+  TrainingState bad = b;
+  bad.params[0].second = Tensor::zeros({3});
+  CHECK_THROWS_AS(back.restore_training_state(bad, "bad state"), Error);
+}

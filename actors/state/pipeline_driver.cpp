@@ -152,16 +152,76 @@ std::vector<Param*> state_in_order(const pipeline::Layout& layout, const std::ve
 }
 }  // namespace
 
+std::map<const Param*, comm::TensorGroup> PipelineDriver::tensor_group_of_params() const {
+  std::map<const Param*, comm::TensorGroup> group_of;
+  for (const auto& st : stages_)
+    for (int c = 0; c < st->num_chunks(); ++c)
+      for (Param* p : st->chunk(c).params().state()) group_of[p] = st->tensor_group();
+  return group_of;
+}
+
 void PipelineDriver::gather_params_into(TrainingState& state) const {
-  gather_params(state_in_order(layout_, stages_), state.params);
+  if (options_.tensor_groups.empty()) return gather_params(state_in_order(layout_, stages_), state.params);
+  const std::map<const Param*, comm::TensorGroup> group_of = tensor_group_of_params();
+  for (const Param* p : state_in_order(layout_, stages_)) state.params.emplace_back(p->name, comm::gather_whole(group_of.at(p), *p));
 }
 
 void PipelineDriver::gather_optimizer_state_into(OptimizerState& whole, bool first) const {
-  for (std::size_t s = 0; s < stages_.size(); ++s)
-    gather_optimizer_state(stages_[s]->optimizer_state(), whole, first && s == 0);
+  for (std::size_t s = 0; s < stages_.size(); ++s) {
+    const OptimizerState& mine = stages_[s]->optimizer_state();
+    if (options_.tensor_groups.empty()) {
+      gather_optimizer_state(mine, whole, first && s == 0);
+      continue;
+    }
+    // A shard's state tensors are shaped like its slices: each gathered whole over the stage's group, in
+    // the stage's parameter order (the same entries on every shard: ZeRO-1 owners are chosen by sizes,
+    // which the shards share).
+    OptimizerState gathered;
+    gathered.step = mine.step;
+    for (const Param* p : stages_[s]->params()) {
+      const ParamState* ps = mine.find(p->name);
+      if (!ps) continue;
+      ParamState& to = gathered.get_or_create(p->name);
+      to.step = ps->step;
+      for (const auto& [name, t] : ps->tensors) {
+        Param view;
+        view.name = p->name + "." + name;
+        view.value = t;
+        view.split = p->split;
+        to.tensors[name] = comm::gather_whole(stages_[s]->tensor_group(), view);
+      }
+    }
+    gather_optimizer_state(gathered, whole, first && s == 0);
+  }
 }
 
-void PipelineDriver::restore_training_state(const TrainingState& state, const std::string& source) {
+// A whole state cut to this pipeline's tensor slices; a tensor whose
+// shape is not the whole one stays as it is, for scatter_params to name it.
+TrainingState PipelineDriver::shard_of_state(const TrainingState& state) const {
+  std::map<std::string, const Param*> split;
+  for (const Param* p : state_in_order(layout_, stages_))
+    if (p->split.split()) split[p->name] = p;
+  auto slice = [&](const std::string& param, const Tensor& whole) {
+    const auto it = split.find(param);
+    if (it == split.end() || whole.shape() != comm::gather_shape(*it->second)) return whole;
+    return shard_of(whole, it->second->split);
+  };
+  TrainingState mine;
+  mine.step = state.step;
+  for (const auto& [name, t] : state.params) mine.params.emplace_back(name, slice(name, t));
+  mine.optimizer.step = state.optimizer.step;
+  for (const auto& [name, ps] : state.optimizer.params) {
+    ParamState& to = mine.optimizer.get_or_create(name);
+    to.step = ps.step;
+    for (const auto& [k, t] : ps.tensors) to.tensors[k] = slice(name, t);
+  }
+  return mine;
+}
+
+void PipelineDriver::restore_training_state(const TrainingState& whole, const std::string& source) {
+  TrainingState sliced;
+  if (!options_.tensor_groups.empty()) sliced = shard_of_state(whole);
+  const TrainingState& state = options_.tensor_groups.empty() ? whole : sliced;
   const std::vector<Param*> all = state_in_order(layout_, stages_);
   check_covers(state, all, source);
   scatter_params(state.params, all, source);
@@ -178,10 +238,7 @@ void PipelineDriver::restore_training_state(const TrainingState& state, const st
 void PipelineDriver::save_weights(const std::string& path) const {
   if (options_.tensor_groups.empty()) return save_weights_from(weights_in_order(), path, config_);
   // Whole tensors in the file's order, each split one gathered over the group of the stage holding it.
-  std::map<const Param*, comm::TensorGroup> group_of;
-  for (const auto& st : stages_)
-    for (int c = 0; c < st->num_chunks(); ++c)
-      for (Param* p : st->chunk(c).params().state()) group_of[p] = st->tensor_group();
+  const std::map<const Param*, comm::TensorGroup> group_of = tensor_group_of_params();
   const std::vector<Param*> mine = weights_in_order();
   std::vector<Param> whole(mine.size());
   std::vector<Param*> view;

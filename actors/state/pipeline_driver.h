@@ -10,6 +10,7 @@
 // train.deterministic).
 #pragma once
 
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -88,7 +89,8 @@ class PipelineDriver {
   void load_weights(const std::string& path);
   // Checkpoints (runtime/checkpoint/training_state.h), between steps. Parameters and buffers of every
   // stage, whole, in layer order; each stage's optimizer state is gathered into `whole` (first: this is
-  // the first holder gathered, whose step count the whole takes).
+  // the first holder gathered, whose step count the whole takes). A tensor shard gathers its slices over
+  // its stages' groups (the T pipelines of a replica call together) and restores by slicing.
   void gather_params_into(TrainingState& state) const;
   void gather_optimizer_state_into(OptimizerState& whole, bool first) const;
   // Scatters `state` into the stages: every parameter and buffer, and to each stage the optimizer
@@ -120,6 +122,11 @@ class PipelineDriver {
   pipeline::Schedule schedule_;
   std::vector<std::unique_ptr<CpuBackend>> stage_backends_;
   std::vector<std::unique_ptr<StageWorker>> stages_;
+
+  // Tensor parallelism: the group of the stage holding each parameter and buffer.
+  std::map<const Param*, comm::TensorGroup> tensor_group_of_params() const;
+  // A whole training state cut to this pipeline's tensor slices.
+  TrainingState shard_of_state(const TrainingState& whole) const;
 };
 
 }  // namespace troupe
