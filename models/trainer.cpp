@@ -7,6 +7,7 @@
 #include <cmath>
 #include <map>
 
+#include "runtime/checkpoint/shard_state.h"
 #include "runtime/config/weights_config.h"
 #include "runtime/data/fashion_mnist.h"
 #include "runtime/data/text_dataset.h"
@@ -318,21 +319,8 @@ TrainingState Trainer::training_state(std::int64_t steps_done) const {
   // their optimizer state are gathered over the shards (a collective: every shard calls, every shard
   // gets the whole state), so it restores into any parallel.tensor.
   for (const Param* p : model_->params().state()) s.params.emplace_back(p->name, comm::gather_whole(group_, *p));
-  const OptimizerState& mine = optimizer_->state();
-  s.optimizer.step = mine.step;
-  for (const Param* p : model_->params().all()) {  // the same order, the same entries on every shard
-    const ParamState* ps = mine.find(p->name);
-    if (!ps) continue;
-    ParamState& whole = s.optimizer.get_or_create(p->name);
-    whole.step = ps->step;
-    for (const auto& [name, t] : ps->tensors) {
-      Param view;
-      view.name = p->name + "." + name;
-      view.value = t;
-      view.split = p->split;
-      whole.tensors[name] = comm::gather_whole(group_, view);
-    }
-  }
+  // The same order, the same entries on every shard.
+  s.optimizer = gather_shard_optimizer_state(group_, optimizer_->state(), model_->params().all());
   return s;
 }
 
@@ -343,25 +331,8 @@ void Trainer::restore_training_state(const TrainingState& state, const std::stri
     optimizer_->state() = optimizer_state_for(state.optimizer, model_->params().all());
     return;
   }
-  // Whole tensors in, this shard's slices kept; a tensor whose shape is not the whole one stays as it
-  // is, for scatter_params to name it.
-  std::map<std::string, const Param*> split;
-  for (const Param* p : model_->params().state())
-    if (p->split.split()) split[p->name] = p;
-  auto slice = [&](const std::string& param, const Tensor& whole) {
-    const auto it = split.find(param);
-    if (it == split.end() || whole.shape() != comm::gather_shape(*it->second)) return whole;
-    return shard_of(whole, it->second->split);
-  };
-  TrainingState mine;
-  mine.step = state.step;
-  for (const auto& [name, t] : state.params) mine.params.emplace_back(name, slice(name, t));
-  mine.optimizer.step = state.optimizer.step;
-  for (const auto& [name, ps] : state.optimizer.params) {
-    ParamState& to = mine.optimizer.get_or_create(name);
-    to.step = ps.step;
-    for (const auto& [k, t] : ps.tensors) to.tensors[k] = slice(name, t);
-  }
+  // Whole tensors in, this shard's slices kept.
+  const TrainingState mine = shard_of_state(state, model_->params().state());
   check_covers(mine, model_->params().state(), source);
   scatter_params(mine.params, model_->params().state(), source);
   optimizer_->state() = optimizer_state_for(mine.optimizer, model_->params().all());

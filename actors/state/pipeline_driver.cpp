@@ -8,6 +8,7 @@
 #include <cmath>
 #include <map>
 
+#include "runtime/checkpoint/shard_state.h"
 #include "runtime/comm/tensor_parallel_ops.h"
 #include "runtime/optim/clip_grad.h"
 #include "runtime/optim/lr_schedule.h"
@@ -173,54 +174,16 @@ void PipelineDriver::gather_optimizer_state_into(OptimizerState& whole, bool fir
       gather_optimizer_state(mine, whole, first && s == 0);
       continue;
     }
-    // A shard's state tensors are shaped like its slices: each gathered whole over the stage's group, in
-    // the stage's parameter order (the same entries on every shard: ZeRO-1 owners are chosen by sizes,
-    // which the shards share).
-    OptimizerState gathered;
-    gathered.step = mine.step;
-    for (const Param* p : stages_[s]->params()) {
-      const ParamState* ps = mine.find(p->name);
-      if (!ps) continue;
-      ParamState& to = gathered.get_or_create(p->name);
-      to.step = ps->step;
-      for (const auto& [name, t] : ps->tensors) {
-        Param view;
-        view.name = p->name + "." + name;
-        view.value = t;
-        view.split = p->split;
-        to.tensors[name] = comm::gather_whole(stages_[s]->tensor_group(), view);
-      }
-    }
+    // Each state tensor gathered whole over the stage's group, in the stage's parameter order (the same
+    // entries on every shard: ZeRO-1 owners are chosen by sizes, which the shards share).
+    const OptimizerState gathered = gather_shard_optimizer_state(stages_[s]->tensor_group(), mine, stages_[s]->params());
     gather_optimizer_state(gathered, whole, first && s == 0);
   }
 }
 
-// A whole state cut to this pipeline's tensor slices; a tensor whose
-// shape is not the whole one stays as it is, for scatter_params to name it.
-TrainingState PipelineDriver::shard_of_state(const TrainingState& state) const {
-  std::map<std::string, const Param*> split;
-  for (const Param* p : state_in_order(layout_, stages_))
-    if (p->split.split()) split[p->name] = p;
-  auto slice = [&](const std::string& param, const Tensor& whole) {
-    const auto it = split.find(param);
-    if (it == split.end() || whole.shape() != comm::gather_shape(*it->second)) return whole;
-    return shard_of(whole, it->second->split);
-  };
-  TrainingState mine;
-  mine.step = state.step;
-  for (const auto& [name, t] : state.params) mine.params.emplace_back(name, slice(name, t));
-  mine.optimizer.step = state.optimizer.step;
-  for (const auto& [name, ps] : state.optimizer.params) {
-    ParamState& to = mine.optimizer.get_or_create(name);
-    to.step = ps.step;
-    for (const auto& [k, t] : ps.tensors) to.tensors[k] = slice(name, t);
-  }
-  return mine;
-}
-
 void PipelineDriver::restore_training_state(const TrainingState& whole, const std::string& source) {
   TrainingState sliced;
-  if (!options_.tensor_groups.empty()) sliced = shard_of_state(whole);
+  if (!options_.tensor_groups.empty()) sliced = shard_of_state(whole, state_in_order(layout_, stages_));
   const TrainingState& state = options_.tensor_groups.empty() ? whole : sliced;
   const std::vector<Param*> all = state_in_order(layout_, stages_);
   check_covers(state, all, source);

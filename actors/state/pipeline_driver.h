@@ -125,8 +125,6 @@ class PipelineDriver {
 
   // Tensor parallelism: the group of the stage holding each parameter and buffer.
   std::map<const Param*, comm::TensorGroup> tensor_group_of_params() const;
-  // A whole training state cut to this pipeline's tensor slices.
-  TrainingState shard_of_state(const TrainingState& whole) const;
 };
 
 }  // namespace troupe
