@@ -13,6 +13,7 @@
 
 #include "actors/protocol.h"
 #include "actors/replica_actor.h"
+#include "runtime/comm/hierarchical.h"
 #include "runtime/comm/transport_replica_sum.h"
 
 
@@ -41,6 +42,14 @@ GradientSyncOptions gradient_sync_options(const RunConfig& config) {
 }
 
 namespace {
+// The host of stage `stage`'s copy in every replica, as indices (comm::host_indices), by replica.
+std::vector<int> replica_hosts(const plan::Topology& topology, int stage) {
+  std::vector<std::string> names;
+  for (int r : topology.group_of(topology.rank_of(plan::Coord{0, stage, 0}), plan::Axis::data))
+    names.push_back(topology.places.at(static_cast<std::size_t>(r)).host);
+  return comm::host_indices(names);
+}
+
 RunConfig per_replica(const RunConfig& config, int replicas_here) {
   RunConfig per = config;
   const int threads = config.train.threads > 0 ? config.train.threads
@@ -100,6 +109,7 @@ void DataParallelTrainer::add_replica(const RunConfig& per, int rank,
   for (int s = 0; s < driver.num_stages(); ++s) {
     GradientSyncOptions options = gradient_sync_options(config_);
     if (!worlds_.empty()) options.local_group = worlds_.at(static_cast<std::size_t>(s))->local_group();
+    if (topology) options.replica_hosts = replica_hosts(*topology, s);
     driver.stage(s).attach_gradient_sync(std::make_unique<GradientSync>(std::move(transports.at(s)), options));
   }
   if (actors) actor_pipelines_.back()->start_gradient_exchanges();

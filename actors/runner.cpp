@@ -20,10 +20,12 @@
 #include "models/model.h"
 #include "net/tcp/address.h"
 #include "net/tcp/launch.h"
+#include "net/routed/routed_transport.h"
 #include "net/shm/shm_transport.h"
 #include "net/tcp/secret_source.h"
 #include "net/tcp/tcp_transport.h"
 #include "runtime/checkpoint/checkpoint_store.h"
+#include "runtime/comm/hierarchical.h"
 #include "runtime/config/config_loader.h"
 #include "runtime/placement.h"
 #include "runtime/plan/resources.h"
@@ -330,11 +332,21 @@ struct RankGroups {
   }
 };
 
-// One data-parallel rank's link to its stage group: over TCP, or through shared memory (comm.transport = shm,
-// whose rendezvous and liveness use the same TCP options); `hostnames` gets each rank's host as the
-// rendezvous learned it. Rank 0 passes the listener it bound.
+// A job a launcher started whose co-located ranks talk through shared memory (comm.same_host = shm).
+bool routed(const RunConfig& config) { return joined(config) && config.comm.same_host == SameHostLinks::shm; }
+
+// One data-parallel rank's link to its stage group: over TCP; through shared memory (comm.transport = shm,
+// whose rendezvous and liveness use the same TCP options); or, in a job a launcher started, through shared
+// memory to the ranks on this host and TCP to the others (net/routed). `hostnames` gets each rank's host as
+// the rendezvous learned it. Rank 0 passes the listener it bound.
 std::unique_ptr<comm::Transport> connect_replica(const RunConfig& config, const net::TcpOptions& tcp,
                                                  net::TcpListener* listener, std::vector<std::string>& hostnames) {
+  if (routed(config)) {
+    const net::ShmOptions shm{.tcp = tcp};
+    auto t = listener ? net::connect_routed(shm, std::move(*listener)) : net::connect_routed(shm);
+    hostnames = t->hostnames();
+    return t;
+  }
   if (config.comm.transport == TransportKind::shm) {
     const net::ShmOptions shm{.tcp = tcp};
     auto t = listener ? net::connect_shm(shm, std::move(*listener)) : net::connect_shm(shm);
@@ -344,6 +356,18 @@ std::unique_ptr<comm::Transport> connect_replica(const RunConfig& config, const 
   auto t = listener ? net::connect_tcp(tcp, std::move(*listener)) : net::connect_tcp(tcp);
   hostnames = t->hostnames();
   return t;
+}
+
+// How a joined job's ranks talk and sum, for rank 0's summary: "within a host through shared memory, between
+// hosts over tcp; gradients summed hierarchically (in each host, across 2 hosts' leaders, back)".
+std::string joined_links_text(const RunConfig& config, const std::vector<std::string>& hostnames) {
+  const std::vector<int> hosts = comm::host_indices(hostnames);
+  std::string out = routed(config) ? "within a host through shared memory, between hosts over tcp"
+                                   : "every pair of ranks over tcp (comm.same_host = tcp)";
+  if (comm::hierarchy_pays(hosts))
+    out += fmt::format("; gradients summed hierarchically (in each host, across the {} hosts' leaders, back)",
+                       comm::host_leaders(hosts).size());
+  return out + "\n";
 }
 
 // comm.transport = tcp or shm: every replica is a process. This process is rank 0: it binds one rendezvous
@@ -380,10 +404,10 @@ class DataParallelProcessesJob final : public TrainerJob<DataParallelTrainer> {
     trainer_ = std::make_unique<DataParallelTrainer>(config, 0, std::move(groups.grads), true, &topology_,
                                                      std::move(groups.stats));
     summary_ = data_parallel_summary(
-        config, joined(config) ? fmt::format("{} replicas as processes a launcher started, over tcp (rendezvous {})", d, bound)
+        config, joined(config) ? fmt::format("{} replicas as processes a launcher started (rendezvous {})", d, bound)
                                : fmt::format("{} replicas as processes over {} (rendezvous {})", d,
                                            config.comm.transport == TransportKind::shm ? "shared memory" : "tcp", bound));
-    if (joined(config)) summary_ += fmt::format("ranks on {}\n", hosts_text(hostnames));
+    if (joined(config)) summary_ += fmt::format("ranks on {}\n{}", hosts_text(hostnames), joined_links_text(config, hostnames));
   }
   ~DataParallelProcessesJob() override { trainer_.reset(); }  // its links first, then the processes
   std::string report() override { return data_parallel_report(*trainer_, config_) + skipped_report(); }

@@ -9,6 +9,7 @@
 #include <csignal>
 #include <cstdlib>
 #include <exception>
+#include <optional>
 #include <random>
 #include <string>
 #include <thread>
@@ -22,12 +23,16 @@
 #include <fmt/format.h>
 
 #include "net/inproc/inproc_transport.h"
+#include "net/routed/routed_transport.h"
 #include "net/shm/shm_transport.h"
+#include "net/tcp/address.h"
 #include "net/tcp/tcp_transport.h"
 #include "runtime/comm/allreduce.h"
 #include "runtime/comm/direct.h"
+#include "runtime/comm/hierarchical.h"
 #include "runtime/comm/local_group.h"
 #include "runtime/error.h"
+#include "runtime/launch/join_spec.h"
 
 namespace troupe {
 
@@ -41,13 +46,16 @@ void check_options(const BenchOptions& o) {
   if (o.ranks < 1) throw Error(ErrorKind::kUsage, fmt::format("--ranks {}: need at least 1 rank", o.ranks));
   if (o.iters < 1) throw Error(ErrorKind::kUsage, fmt::format("--iters {}: need at least 1 timed iteration", o.iters));
   if (o.warmup < 1) throw Error(ErrorKind::kUsage, fmt::format("--warmup {}: need at least 1 (it is checked)", o.warmup));
-  if (o.transport != "inproc" && o.transport != "tcp" && o.transport != "shm")
-    throw Error(ErrorKind::kUsage, "--transport " + o.transport + ": choose inproc, tcp or shm");
+  if (o.transport != "inproc" && o.transport != "tcp" && o.transport != "shm" && o.transport != "hosts")
+    throw Error(ErrorKind::kUsage, "--transport " + o.transport + ": choose inproc, tcp, shm or hosts");
   if (o.rank >= 0 && (o.transport == "inproc" || o.rank >= o.ranks || o.port <= 0))
     throw Error(ErrorKind::kUsage, "--rank and --port are set by troupe bench itself for its tcp and shm child processes");
   if (o.algo == "local") {
     if (o.transport != "inproc")
       throw Error(ErrorKind::kUsage, "--algo local: reads the other ranks' buffers by reference, so only with --transport inproc");
+  } else if (o.algo == "hier") {
+    if (o.transport != "hosts")
+      throw Error(ErrorKind::kUsage, "--algo hier: sums inside each host first, so only with --transport hosts");
   } else if (o.algo != "direct") {
     comm::parse_allreduce_algo(o.algo);
   }
@@ -114,8 +122,17 @@ double run_rank(int rank, int ranks, const BenchOptions& o, std::size_t elements
   return seconds;
 }
 
-// run_rank over a Transport with the algorithm of --algo.
-double run_transport_rank(comm::Transport& t, const BenchOptions& o, std::size_t elements) {
+// run_rank over a Transport with the algorithm of --algo; `host_of` (hosts mode): each rank's host.
+double run_transport_rank(comm::Transport& t, const BenchOptions& o, std::size_t elements,
+                          const std::vector<int>& host_of = {}) {
+  if (o.algo == "hier" || (o.algo == "auto" && !host_of.empty() && comm::hierarchy_pays(host_of))) {
+    std::vector<float> token(1);
+    comm::HierarchicalOptions hier;
+    if (o.segment_kib) hier.ring.segment_bytes = o.segment_kib << 10;
+    return run_rank(
+        t.rank(), t.size(), o, elements, [&](std::span<float> d) { comm::allreduce_hierarchical<float>(t, d, host_of, hier); },
+        [&] { comm::allreduce(t, std::span<float>(token), comm::AllreduceAlgo::kHalvingDoubling); });
+  }
   if (o.algo == "direct") {  // direct.h: reduce-scatter and all-gather, one round each, all peers at once
     const auto ranges = comm::equal_ranges(elements, t.size());
     std::vector<float> token(1);
@@ -246,6 +263,49 @@ double run_tcp_parent(const BenchOptions& o, std::size_t elements, const std::st
   }
 }
 
+// --- hosts: this process is one rank of a job a launcher started (its variables, as troupe train reads them).
+
+struct HostsRun {
+  int rank = 0;
+  double seconds = 0;
+  int ranks = 0;
+  int hosts = 0;
+  std::string algo;
+};
+
+HostsRun run_hosts(const BenchOptions& o, std::size_t elements) {
+  const std::optional<launcher::JoinSpec> join = launcher::resolve_join({}, launcher::process_environment());
+  if (!join || join->world_size < 2)
+    throw Error(ErrorKind::kUsage, "--transport hosts: this process is one rank of a job a launcher started; set RANK, "
+                                   "WORLD_SIZE (>= 2), MASTER_ADDR, MASTER_PORT and TROUPE_SECRET (or run it under srun or "
+                                   "mpirun with MASTER_ADDR), as for troupe train (docs/multi-host.md)");
+  net::ShmOptions so;
+  so.tcp.rank = join->rank;
+  so.tcp.size = join->world_size;
+  so.tcp.address = join->address;
+  so.tcp.reach = net::Reach::network;
+  so.tcp.interface = o.interface;
+  so.tcp.secret = net::secret_from_environment();
+  so.tcp.timeout = std::chrono::seconds(120);
+  std::unique_ptr<net::RoutedTransport> t;
+  if (join->rank == 0) {  // listens on every interface (or comm.interface's address) at MASTER_PORT
+    const std::string port = join->address.substr(join->address.rfind(':') + 1);
+    const std::string host = o.interface.empty() ? "0.0.0.0"
+                                                 : net::tcp::Endpoint{net::tcp::interface_address(o.interface), 0}.host_text();
+    t = net::connect_routed(so, net::TcpListener(host + ":" + port, net::Reach::network));
+  } else {
+    t = net::connect_routed(so);
+  }
+  const std::vector<int> host_of = comm::host_indices(t->hostnames());
+  HostsRun run;
+  run.rank = t->rank();
+  run.ranks = t->size();
+  run.hosts = static_cast<int>(comm::host_leaders(host_of).size());
+  run.algo = o.algo == "hier" || (o.algo == "auto" && comm::hierarchy_pays(host_of)) ? "hier" : o.algo;
+  run.seconds = run_transport_rank(*t, o, elements, host_of);
+  return run;
+}
+
 }  // namespace
 
 CLI::App* add_bench_subcommand(CLI::App& app, BenchOptions& o) {
@@ -254,11 +314,15 @@ CLI::App* add_bench_subcommand(CLI::App& app, BenchOptions& o) {
   cmd->add_option("--ranks", o.ranks, "Ranks (threads for inproc, processes for tcp and shm)");
   cmd->add_option("--bytes", o.bytes, "Buffer size: 67108864, 64MiB, 16K, ...");
   cmd->add_option("--transport", o.transport,
-                  "inproc (threads of this process), tcp (processes over loopback) or shm (processes over shared memory)");
+                  "inproc (threads of this process), tcp (processes over loopback), shm (processes over shared memory) or "
+                  "hosts (this process is one rank a launcher started, its variables as for troupe train: shared memory "
+                  "inside a host, tcp between hosts)");
   cmd->add_option("--iters", o.iters, "Timed iterations");
   cmd->add_option("--warmup", o.warmup, "Untimed iterations before them (the first is checked)");
-  cmd->add_option("--algo", o.algo, "auto, ring, hd (recursive halving-doubling), direct (direct.h reduce-scatter + all-gather) or "
-                  "local (inproc only: by reference). auto: local for inproc, by size for tcp and shm");
+  cmd->add_option("--algo", o.algo, "auto, ring, hd (recursive halving-doubling), direct (direct.h reduce-scatter + all-gather), "
+                  "local (inproc only: by reference) or hier (hosts only: inside each host, across hosts, back). auto: local "
+                  "for inproc, by size for tcp and shm, hier for hosts when several hosts hold several ranks");
+  cmd->add_option("--interface", o.interface, "hosts: the network interface ranks listen on and advertise (as comm.interface)");
   cmd->add_option("--segment-kib", o.segment_kib, "Ring segment size in KiB (0: the default)");
   cmd->add_option("--shm-slots", o.shm_slots, "shm: slots of 1 MiB per ring (0: the default, 4)");
   cmd->add_option("--rank", o.rank)->group("");  // hidden: set by the tcp parent for its children
@@ -295,6 +359,16 @@ int run_bench(const BenchOptions& o, const std::string& self) {
   const std::size_t elements = bytes / sizeof(float);
 
   if (o.rank >= 0) return run_tcp_child(o, elements);  // a child started by run_tcp_parent
+  if (o.transport == "hosts") {
+    const HostsRun run = run_hosts(o, elements);
+    if (run.rank != 0) return 0;  // rank 0 reports
+    const double n = run.ranks;
+    std::printf("{\"op\":\"allreduce\",\"ranks\":%d,\"hosts\":%d,\"algo\":\"%s\",\"bytes\":%zu,\"transport\":\"hosts\","
+                "\"time_ms\":%.4f,\"busbw_gbps\":%.4f}\n",
+                run.ranks, run.hosts, run.algo.c_str(), bytes, run.seconds * 1e3, 2.0 * (n - 1.0) / n * static_cast<double>(bytes) / run.seconds / 1e9);
+    std::fflush(stdout);
+    return 0;
+  }
   const double seconds = o.transport == "inproc" ? run_inproc(o, elements) : run_tcp_parent(o, elements, self);
   const double n = o.ranks;
   const double busbw = seconds > 0 ? 2.0 * (n - 1.0) / n * static_cast<double>(bytes) / seconds / 1e9 : 0.0;

@@ -15,9 +15,12 @@ struct BenchOptions {
   int ranks = 2;                     // >= 1
   std::string bytes = "64MiB";       // buffer size: a byte count, or with a KiB/MiB/GiB (or K/M/G) suffix
   std::string transport = "inproc";  // inproc (ranks as threads) | tcp (processes on loopback) | shm (processes, shared memory)
+                                     // | hosts (processes a launcher started, on any hosts: shm inside a host, tcp between)
   int iters = 10;                    // timed iterations (>= 1)
   int warmup = 3;                    // untimed iterations first (>= 1: the first one is also checked)
   std::string algo = "auto";         // auto | ring | hd | direct | local (inproc: by reference, comm::LocalGroup)
+                                     // | hier (hosts: runtime/comm/hierarchical.h)
+  std::string interface;             // hosts: the interface ranks listen on and advertise (comm.interface)
   std::size_t segment_kib = 0;       // ring segment size in KiB; 0 = the default (kRingSegmentBytes)
   std::size_t shm_slots = 0;         // shm: slots per ring; 0 = ShmOptions' default
   // Hidden, for the child processes the tcp and shm modes spawn: this process's rank and the rendezvous.

@@ -11,6 +11,9 @@ usage: net_hosts.py TROUPE CASE
   link_down  3 hosts; host 2's link goes down mid-training: rank 0 fails within comm.timeout_s, naming
              rank 2 and its host
   host_killed  as link_down, but host 2's troupe process is killed (SIGKILL): rank 0 names it at once
+  hier       2 hosts x 2 ranks (torchrun's variables): ranks on one host talk through shared memory, hosts over
+             TCP (chosen from the host names the ranks report), gradients summed hierarchically (inside each
+             host, across the hosts' leaders, back): bitwise equal too
   slurm      one host (no namespaces): a one-node Slurm cluster (scripts/test-slurm) runs
              `srun -n 3 troupe train ...`: bitwise equal too
 Exits 77 (skipped) when not root, without `ip netns`, or without the case's launcher (mpirun; slurm-wlm, munge).
@@ -30,6 +33,8 @@ SMALL = ["--steps", "4", "--set", "model.n_layer=2", "--set", "model.n_embd=32",
          "--set", "model.block_size=16", "--set", "train.batch_size=9", "--set", "train.eval_every=0",
          "--set", "train.eval_batches=1", "--set", "data.order=sequential", "--set", "train.deterministic=true",
          "--set", "train.threads=1"]
+# hier: 4 ranks, so a batch that 4 divides (the single-device run uses the same).
+HIER = [a if a != "train.batch_size=9" else "train.batch_size=12" for a in SMALL]
 PREFIX = "tr%d-" % os.getpid()  # unique per run, so concurrent runs do not collide
 WORK = None
 
@@ -67,13 +72,14 @@ def outputs(work):
     return ["--dump-losses", os.path.join(work, "losses.jsonl"), "--save", os.path.join(work, "w.st")]
 
 
-def env_ranks(troupe, work, extra, port):
-    """Starts rank r on host r with torchrun's variables; returns the processes."""
+def env_ranks(troupe, work, extra, port, hosts=None, small=SMALL):
+    """Starts rank r on host hosts[r] (default: host r) with torchrun's variables; returns the processes."""
+    hosts = hosts or list(range(N))
     procs = []
-    for r in range(N):
-        env = dict(os.environ, TROUPE_SECRET="net-hosts-test-secret", RANK=str(r), WORLD_SIZE=str(N),
+    for r, host in enumerate(hosts):
+        env = dict(os.environ, TROUPE_SECRET="net-hosts-test-secret", RANK=str(r), WORLD_SIZE=str(len(hosts)),
                    MASTER_ADDR="10.77.0.1", MASTER_PORT=str(port))
-        args = [HOSTS, "run", PREFIX, str(r), troupe, "train"] + SMALL + ["--set", "comm.interface=eth0"] + extra
+        args = [HOSTS, "run", PREFIX, str(host), troupe, "train"] + small + ["--set", "comm.interface=eth0"] + extra
         if r == 0:
             args += outputs(work)
         procs.append(subprocess.Popen(args, cwd=work, env=env, stdin=subprocess.DEVNULL,
@@ -94,6 +100,23 @@ def case_env(troupe, single, work):
         fail("rank 0 did not report each rank's host (%r)" % expected)
     same_run(single, work)
     print("3 hosts by environment variables: bitwise equal to one device; " + expected)
+
+
+def case_hier(troupe, single, work):
+    subprocess.run([HOSTS, "shape", PREFIX, "1", "200mbit"], check=True)
+    procs = env_ranks(troupe, work, [], 29500, hosts=[0, 0, 1, 1], small=HIER)
+    codes = [p.wait(timeout=120) for p in procs]
+    if codes != [0] * 4:
+        fail("exit codes %s" % codes)
+    out = open(os.path.join(work, "out0.txt")).read()
+    expected = ["ranks on 2 hosts: %s0 (ranks 0 1), %s1 (ranks 2 3)" % (PREFIX, PREFIX),
+                "within a host through shared memory, between hosts over tcp; gradients summed hierarchically "
+                "(in each host, across the 2 hosts' leaders, back)"]
+    for line in expected:
+        if line not in out:
+            fail("rank 0 did not report %r" % line)
+    same_run(single, work)
+    print("2 hosts x 2 ranks, shared memory inside a host, hierarchical allreduce: bitwise equal to one device")
 
 
 def case_mpirun(troupe, single, work):
@@ -189,7 +212,7 @@ def main():
     single = os.path.join(WORK, "single")
     os.mkdir(single)
     if case not in ("link_down", "host_killed"):
-        s = subprocess.run([troupe, "train"] + SMALL + outputs(single), cwd=single, stdout=subprocess.DEVNULL,
+        s = subprocess.run([troupe, "train"] + (HIER if case == "hier" else SMALL) + outputs(single), cwd=single, stdout=subprocess.DEVNULL,
                            stderr=subprocess.PIPE, text=True)
         if s.returncode != 0:
             fail("the single-process run failed: " + s.stderr)
@@ -198,7 +221,7 @@ def main():
     else:
         try:
             subprocess.run([HOSTS, "up", PREFIX, str(N)], check=True)
-            {"env": case_env, "mpirun": case_mpirun, "link_down": case_link_down,
+            {"env": case_env, "hier": case_hier, "mpirun": case_mpirun, "link_down": case_link_down,
              "host_killed": lambda *a: case_link_down(*a, kill=True)}[case](troupe, single, WORK)
         finally:
             subprocess.run([HOSTS, "down", PREFIX])

@@ -87,6 +87,7 @@ const std::map<std::string, std::string> kSamples = {
     {"comm.address", "127.0.0.2:1234"},
     {"comm.rank", "2"},
     {"comm.world_size", "4"},
+    {"comm.same_host", "tcp"},
     {"comm.interface", "eth1"},
     {"comm.secret_file", "/run/troupe.secret"},
     {"comm.timeout_s", "5"},

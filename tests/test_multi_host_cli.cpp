@@ -65,8 +65,10 @@ TEST_CASE("ranks started with torchrun's variables form one job, bitwise equal t
   TempDir dir;
   REQUIRE(run_troupe(dir.path, kSmall + "--save " + dir.file("single.st")).code == 0);
   const std::vector<TroupeRun> results = run_joined(dir, 3, "", dir.file("joined.st"));
-  CHECK_THAT(results[0].out, Contains("3 replicas as processes a launcher started, over tcp"));
+  CHECK_THAT(results[0].out, Contains("3 replicas as processes a launcher started"));
   CHECK_THAT(results[0].out, Contains("ranks on 1 host: "));
+  // One host: every pair through shared memory, chosen from the hosts the ranks reported; one host needs no hierarchy.
+  CHECK_THAT(results[0].out, Contains("within a host through shared memory, between hosts over tcp\n"));
   CHECK(results[1].out.find("step 1/3") == std::string::npos);  // rank 0 reports for everyone
   check_same_weights(dir.file("single.st"), dir.file("joined.st"));
 
@@ -76,6 +78,11 @@ TEST_CASE("ranks started with torchrun's variables form one job, bitwise equal t
   const std::vector<TroupeRun> pp = run_joined(dir, 3, pipeline, dir.file("joined_pp.st"));
   CHECK_THAT(pp[0].out, Contains("x 2 pipeline stages"));
   check_same_weights(dir.file("single_pp.st"), dir.file("joined_pp.st"));
+
+  // comm.same_host = tcp: plain TCP between the co-located ranks, the same bits.
+  const std::vector<TroupeRun> tcp = run_joined(dir, 3, "--set comm.same_host=tcp", dir.file("joined_tcp.st"));
+  CHECK_THAT(tcp[0].out, Contains("every pair of ranks over tcp (comm.same_host = tcp)"));
+  check_same_weights(dir.file("single.st"), dir.file("joined_tcp.st"));
 }
 
 TEST_CASE("a bad launch is a config error that says what to set", "[launch][cli]") {

@@ -17,7 +17,8 @@ namespace troupe {
 GradientSync::GradientSync(std::unique_ptr<comm::Transport> transport, GradientSyncOptions options)
     : transport_(std::move(transport)), options_(std::move(options)) {
   TROUPE_CHECK(transport_ != nullptr, "GradientSync needs a transport");
-  allreduce_ = std::make_unique<comm::GroupAllreduce>(*transport_, options_.exchange, options_.local_group);
+  allreduce_ = std::make_unique<comm::GroupAllreduce>(*transport_, options_.exchange, options_.local_group,
+                                                   options_.replica_hosts);
   if (options_.compression.kind != comm::CompressionKind::kNone && options_.zero)
     throw Error(ErrorKind::kConfig, "comm.compression = " + options_.compression.text +
                                         " with parallel.zero = 1: ZeRO-1 reduce-scatters exact shards; use one or "

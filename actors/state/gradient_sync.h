@@ -55,6 +55,9 @@ struct GradientSyncOptions {
   // Replicas that are threads of one process may share a LocalGroup: ring-exchange buckets are then
   // reduced by reference (runtime/comm/local_group.h) instead of as copied messages. Rank = replica.
   std::shared_ptr<comm::LocalGroup> local_group;
+  // Each replica's host (comm::host_indices of the Topology's places), by replica; empty: one host. With
+  // several hosts holding several replicas each, buckets are summed hierarchically (runtime/comm/hierarchical.h).
+  std::vector<int> replica_hosts;
 };
 
 // Bytes this replica moved for one step (what the training log reports).

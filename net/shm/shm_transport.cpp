@@ -51,6 +51,7 @@ struct ShmTransport::Impl {
   shm::SegmentLayout layout;
   shm::Segment own;                 // the rings this rank receives on
   std::vector<shm::Segment> peers;  // by rank: the segment holding this rank's ring to it
+  std::vector<bool> shares;         // by rank: whether `peers` holds its segment (ShmPeers::same_host: not all do)
   std::unique_ptr<TcpTransport> tcp;
   std::atomic<bool> aborted{false};
 
@@ -272,7 +273,7 @@ struct ShmTransport::Impl {
       tcp->abort();
     }
     for (int p = 0; p < size; ++p) {
-      if (p != rank) peers[static_cast<std::size_t>(p)].header().data_bell.ring();
+      if (shares[static_cast<std::size_t>(p)]) peers[static_cast<std::size_t>(p)].header().data_bell.ring();
     }
     stop_flusher.store(true);
     own.header().space_bell.ring();
@@ -299,6 +300,11 @@ ShmTransport::~ShmTransport() {
 int ShmTransport::rank() const { return impl_->rank; }
 int ShmTransport::size() const { return impl_->size; }
 const std::vector<std::string>& ShmTransport::hostnames() const { return impl_->tcp->hostnames(); }
+bool ShmTransport::shares_memory_with(int peer) const {
+  TROUPE_CHECK(peer >= 0 && peer < impl_->size, "rank ", peer, " of ", impl_->size);
+  return impl_->shares[static_cast<std::size_t>(peer)];
+}
+TcpTransport& ShmTransport::links() { return *impl_->tcp; }
 
 void ShmTransport::abort() {
   impl_->aborted.store(true);
@@ -310,6 +316,8 @@ void ShmTransport::abort() {
 void ShmTransport::send(int to, std::uint32_t tag, std::span<const std::byte> data) {
   Impl& s = *impl_;
   TROUPE_CHECK(to >= 0 && to < s.size, "send to rank ", to, " of ", s.size);
+  TROUPE_CHECK(to == s.rank || s.shares[static_cast<std::size_t>(to)], "send to rank ", to,
+               ", which shares no memory with rank ", s.rank, " (reach it over links())");
   s.throw_if_broken(to, "send");
   if (to == s.rank) {  // to itself: straight into the inbox
     s.inbox[{to, tag}].push_back(Impl::Message{std::vector<std::byte>(data.begin(), data.end()), true});
@@ -334,6 +342,8 @@ void ShmTransport::send(int to, std::uint32_t tag, std::span<const std::byte> da
 void ShmTransport::recv(int from, std::uint32_t tag, std::span<std::byte> out) {
   Impl& s = *impl_;
   TROUPE_CHECK(from >= 0 && from < s.size, "recv from rank ", from, " of ", s.size);
+  TROUPE_CHECK(from == s.rank || s.shares[static_cast<std::size_t>(from)], "recv from rank ", from,
+               ", which shares no memory with rank ", s.rank, " (reach it over links())");
   auto& box = s.inbox[{from, tag}];
   shm::Doorbell& bell = s.own.header().data_bell;
   const auto deadline = Clock::now() + s.timeout;
@@ -417,6 +427,15 @@ std::unique_ptr<ShmTransport> start(const ShmOptions& options, TcpListener* list
   };
   s.tcp = listener ? connect_tcp(tcp, std::move(*listener)) : connect_tcp(tcp);
 
+  // Who may share rings: everyone, or the ranks that report this rank's host name.
+  const std::vector<std::string>& names = s.tcp->hostnames();
+  s.shares.assign(static_cast<std::size_t>(s.size), false);
+  for (int p = 0; p < s.size; ++p) {
+    s.shares[static_cast<std::size_t>(p)] =
+        p != s.rank && (options.peers == ShmPeers::all || names[static_cast<std::size_t>(p)] == names[static_cast<std::size_t>(s.rank)]);
+  }
+  const auto shares = [&](int p) { return static_cast<bool>(s.shares[static_cast<std::size_t>(p)]); };
+
   // Where each segment is, over the authenticated links; then every rank maps every peer's.
   Invite mine;
   mine.pid = static_cast<std::int32_t>(::getpid());
@@ -427,11 +446,11 @@ std::unique_ptr<ShmTransport> start(const ShmOptions& options, TcpListener* list
   std::strncpy(mine.host, host.c_str(), sizeof(mine.host) - 1);
   const auto as_bytes = [](auto& v) { return std::as_writable_bytes(std::span(&v, 1)); };
   for (int p = 0; p < s.size; ++p) {
-    if (p != s.rank) s.tcp->send(p, kInviteTag, as_bytes(mine));
+    if (shares(p)) s.tcp->send(p, kInviteTag, as_bytes(mine));
   }
   s.peers.resize(static_cast<std::size_t>(s.size));
   for (int p = 0; p < s.size; ++p) {
-    if (p == s.rank) continue;
+    if (!shares(p)) continue;
     Invite theirs;
     s.tcp->recv(p, kInviteTag, as_bytes(theirs));
     theirs.host[sizeof(theirs.host) - 1] = '\0';
@@ -441,6 +460,12 @@ std::unique_ptr<ShmTransport> start(const ShmOptions& options, TcpListener* list
                                                      options.slot_bytes, "; give every rank the same comm.shm_slots and comm.shm_slot_bytes"));
     }
     if (host != theirs.host) {
+      // Both ranks compare the same two identities, so both decide alike: under ShmPeers::same_host a
+      // peer that only shares the host's name (another container, another pid namespace) stays on TCP.
+      if (options.peers == ShmPeers::same_host) {
+        s.shares[static_cast<std::size_t>(p)] = false;
+        continue;
+      }
       throw Error(ErrorKind::kConfig, detail::concat("shared-memory transport: rank ", p, " runs on another host or pid namespace (",
                                                      theirs.host, ", this rank ", host,
                                                      "); comm.transport = shm is for ranks of one host: use comm.transport = tcp"));
@@ -449,10 +474,10 @@ std::unique_ptr<ShmTransport> start(const ShmOptions& options, TcpListener* list
   }
   std::byte mapped{1};
   for (int p = 0; p < s.size; ++p) {
-    if (p != s.rank) s.tcp->send(p, kMappedTag, std::span(&mapped, 1));
+    if (shares(p)) s.tcp->send(p, kMappedTag, std::span(&mapped, 1));
   }
   for (int p = 0; p < s.size; ++p) {
-    if (p != s.rank) s.tcp->recv(p, kMappedTag, std::span(&mapped, 1));
+    if (shares(p)) s.tcp->recv(p, kMappedTag, std::span(&mapped, 1));
   }
   s.own.close_fd();  // every peer has mapped it: the memory now lives exactly as long as the mappings
 

@@ -44,9 +44,17 @@
 
 namespace troupe::net {
 
+// Which peers a ShmTransport shares rings with.
+enum class ShmPeers {
+  all,        // every rank: the group lives on one host (comm.transport = shm); a rank elsewhere is an error
+  same_host,  // the ranks that report this rank's host name (TcpTransport::hostnames) and can map its memory;
+              // the others are reached over links() (net/routed/routed_transport.h routes them)
+};
+
 struct ShmOptions {
   // The rendezvous and liveness links: rank, size, rank 0's address, the job's secret, the timeout.
   TcpOptions tcp;
+  ShmPeers peers = ShmPeers::all;
   // Payload bytes per slot (comm.shm_slot_bytes): a multiple of 64 in [64, 256 MiB]. 1 MiB matches the
   // ring collective's segments; tests make it small to reach the multi-slot paths.
   std::size_t slot_bytes = std::size_t{1} << 20;
@@ -75,6 +83,14 @@ class ShmTransport final : public comm::Transport {
 
   // Each rank's host name as the TCP rendezvous learned it (TcpTransport::hostnames).
   const std::vector<std::string>& hostnames() const;
+
+  // Whether send() and recv() with `peer` go through shared memory: every peer with ShmPeers::all; with
+  // ShmPeers::same_host, those on this rank's host. Calling send() or recv() with any other peer is a bug.
+  bool shares_memory_with(int peer) const;
+  // The authenticated TCP mesh under the rings (every pair of ranks), which reaches the peers this rank
+  // shares no memory with. It lives as long as this transport; its setup messages were consumed before
+  // connect_shm returned, so its tags are free for the caller.
+  TcpTransport& links();
 
   struct Impl;
   explicit ShmTransport(std::unique_ptr<Impl> impl);

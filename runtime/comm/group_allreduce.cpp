@@ -4,17 +4,23 @@
 #include <type_traits>
 
 #include "runtime/comm/direct.h"
+#include "runtime/comm/hierarchical.h"
 #include "runtime/comm/ring.h"
 #include "runtime/error.h"
 
 namespace troupe::comm {
 
-GroupAllreduce::GroupAllreduce(Transport& transport, GradientExchange exchange, std::shared_ptr<LocalGroup> local)
-    : transport_(transport), local_(std::move(local)) {
+GroupAllreduce::GroupAllreduce(Transport& transport, GradientExchange exchange, std::shared_ptr<LocalGroup> local,
+                               std::vector<int> host_of)
+    : transport_(transport), local_(std::move(local)), host_of_(std::move(host_of)) {
   TROUPE_CHECK(exchange != GradientExchange::ps, "parameter servers do not allreduce");
-  if (exchange == GradientExchange::alltoall) float_algo_ = Algo::direct;
-  else float_algo_ = local_ ? Algo::local : Algo::ring;
-  exact_algo_ = local_ ? Algo::local : Algo::direct;
+  TROUPE_CHECK(host_of_.empty() || static_cast<int>(host_of_.size()) == transport_.size(), host_of_.size(),
+               " hosts for a group of ", transport_.size());
+  // Ranks by reference share one process, hence one host; otherwise the hosts decide.
+  const bool hierarchy = !local_ && !host_of_.empty() && hierarchy_pays(host_of_);
+  if (exchange == GradientExchange::alltoall) float_algo_ = Algo::direct;  // as asked
+  else float_algo_ = local_ ? Algo::local : hierarchy ? Algo::hierarchical : Algo::ring;
+  exact_algo_ = local_ ? Algo::local : hierarchy ? Algo::hierarchical : Algo::direct;
 }
 
 template <class T>
@@ -29,6 +35,9 @@ void GroupAllreduce::run(Algo algo, std::span<T> data) {
         return;
       }
       break;
+    case Algo::hierarchical:
+      allreduce_hierarchical<T>(transport_, data, host_of_);
+      return;
     case Algo::direct: {
       const auto ranges = equal_ranges(data.size(), transport_.size());
       reduce_scatter_direct<T>(transport_, data, ranges);

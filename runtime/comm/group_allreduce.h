@@ -8,10 +8,14 @@
 //                      direct (alltoall)                          reduce-scatter + all-gather, one round each
 //   exact-sum buckets  LocalGroup when there is one, else direct: integer sums give the same bits
 //   (deterministic)    whatever the algorithm, and direct moves as many bytes as the ring.
+//   ring or exact      hierarchical (hierarchical.h) instead of ring or direct when the group's ranks
+//                      span several hosts and some host holds several of them (hierarchy_pays): only
+//                      one leader per host then sends across hosts.
 #pragma once
 
 #include <memory>
 #include <span>
+#include <vector>
 
 #include "runtime/comm/local_group.h"
 #include "runtime/comm/transport.h"
@@ -22,11 +26,14 @@ namespace troupe::comm {
 
 class GroupAllreduce {
  public:
-  enum class Algo { ring, direct, local };
+  enum class Algo { ring, direct, local, hierarchical };
 
   // `transport`'s ranks are the group; `local` (may be null) is the same group by reference, for ranks
   // that are threads of this process. `exchange` is ring or alltoall (parameter servers do not reduce).
-  GroupAllreduce(Transport& transport, GradientExchange exchange, std::shared_ptr<LocalGroup> local);
+  // `host_of`: each group rank's host (hierarchical.h host_indices of the Topology's places); empty:
+  // all on one host.
+  GroupAllreduce(Transport& transport, GradientExchange exchange, std::shared_ptr<LocalGroup> local,
+                 std::vector<int> host_of = {});
 
   // In place, every rank's buffer becomes the sum of all ranks' (bitwise equal on every rank).
   void sum(std::span<float> data);
@@ -41,6 +48,7 @@ class GroupAllreduce {
 
   Transport& transport_;
   std::shared_ptr<LocalGroup> local_;
+  std::vector<int> host_of_;
   Algo float_algo_, exact_algo_;
 };
 

@@ -409,6 +409,10 @@ std::vector<ConfigKey> build_schema() {
                                 "and tell the others, as NCCL_SOCKET_IFNAME; empty: every interface for rank 0, the "
                                 "route to rank 0 for the others"},
                    &R::comm, &C::interface));
+  k.push_back(bind(Spec{.name = "comm.same_host",
+                        .help = "a job a launcher started: how ranks on the same host talk, shm (shared memory; tcp "
+                                "only between hosts) or tcp (every pair over tcp) (docs/multi-host.md)"},
+                   &R::comm, &C::same_host));
   k.push_back(bind(Spec{.name = "comm.secret_file",
                         .help = "tcp: a file holding the job's secret (mode 600: refused if its group or others can read "
                                 "or write it, or if it is empty); wins over TROUPE_SECRET; empty: TROUPE_SECRET "

@@ -105,6 +105,7 @@ struct CommConfig {
   std::string address = "127.0.0.1:29500";  // tcp: rank 0's rendezvous address
   int rank = -1;                     // this process's rank in a job a launcher started; -1: from its environment
   int world_size = 0;                // that job's processes; 0: from the launcher's environment (runtime/launch/join_spec.h)
+  SameHostLinks same_host = SameHostLinks::shm;  // a multi-host job's co-located ranks: shared memory or tcp
   std::string interface;             // the network interface ranks listen on and advertise; "": any / the route to rank 0
   std::string secret_file;           // tcp: a private file holding the job's secret; "": TROUPE_SECRET (net/tcp/secret_source.h)
   double timeout_s = 60.0;           // a peer silent this long fails the collective

@@ -23,8 +23,8 @@ RunConfig join_config(RunConfig config, const JoinSpec& join, const ConfigOrigin
                 fmt::format("{}, but {}; or set comm.world_size=1 to run this process alone", who, what));
   };
   if (explicit_keys.count("comm.transport") && config.comm.transport != TransportKind::tcp)
-    refuse(fmt::format("comm.transport = {} keeps ranks inside one process: drop the setting (a joined job talks "
-                       "over tcp)",
+    refuse(fmt::format("comm.transport = {} is not how a joined job talks: drop the setting (it talks over tcp "
+                       "between hosts and, unless comm.same_host = tcp, through shared memory inside one)",
                        config.comm.transport));
   if (explicit_keys.count("parallel.data") && config.parallel.data != join.world_size)
     refuse(fmt::format("parallel.data = {}: each process is one data-parallel replica, so drop parallel.data or set it "

@@ -11,7 +11,7 @@ namespace troupe::launcher {
 JoinSettings join_settings(const RunConfig& config, const ConfigOrigins& explicit_keys);
 
 // The configuration of rank join.rank of a job of join.world_size > 1 processes, each one
-// data-parallel replica over TCP between hosts: comm.transport = tcp, parallel.data = the world size,
+// data-parallel replica over TCP between hosts (and shared memory inside a host, comm.same_host): comm.transport = tcp, parallel.data = the world size,
 // comm.rank, comm.world_size and comm.address as `join` says; validated. Throws troupe::Error(kConfig)
 // naming the launcher when an explicit setting contradicts it (comm.transport = inproc, another
 // parallel.data) or the layout cannot span processes yet (tensor parallelism, parameter servers).

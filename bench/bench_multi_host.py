@@ -1,0 +1,119 @@
+#!/usr/bin/env python3
+"""Hierarchical allreduce beside the flat ring across test hosts whose link is shaped to 1 Gbit/s, in one run.
+
+Hosts are network namespaces (scripts/test-hosts): --hosts (2) of them, --per-host (2) ranks on each, ranks
+r = h * per_host + i on host h, every host's link shaped to --rate (1gbit) with tc tbf (netem is missing here),
+so each direction between hosts carries at most that. Every rank is `troupe bench allreduce --transport hosts`
+started with torchrun's variables (RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT): shared memory inside a host,
+TCP between hosts (net/routed). For each size, rounds alternate the two algorithms on the same hosts:
+
+  ring   the flat ring over all ranks (runtime/comm/ring.h): it crosses between hosts H times, each crossing
+         carrying 2(n-1)/n * B per direction
+  hier   reduce inside each host, the leaders' ring across hosts, broadcast inside each host
+         (runtime/comm/hierarchical.h): 2(H-1)/H * B per leader and direction across hosts
+
+What the link allows: hier cannot beat t_link = 2(H-1)/H * B / rate (the bytes each leader must send over its
+link, at the shaped rate, counting frames' headers as payload); the flat ring cannot beat 2(n-1)/n * B / rate.
+Printed per size: medians of each, the ratio ring / hier (target >= 1.5; the bound, when both run at the link's
+rate, is (2(n-1)/n) / (2(H-1)/H) = 1.5 for 2 x 2), busBW = 2(n-1)/n * B / time (nccl-tests) of both, and
+hier's busBW as a share of the busBW at t_link (target >= 0.85). Also the date, the load average and the commands.
+
+Run (root): python3 bench/bench_multi_host.py [--troupe build/troupe] [--sizes 16MiB,64MiB] [--rounds 3]
+Exits 77 when network namespaces cannot be made here.
+"""
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+HOSTS = os.path.join(ROOT, "scripts", "test-hosts")
+
+
+def parse_bytes(text):
+    for suffix, scale in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if text.endswith(suffix):
+            return int(text[: -len(suffix)]) * scale
+    return int(text)
+
+
+def parse_rate(text):
+    for suffix, scale in (("gbit", 1e9), ("mbit", 1e6), ("kbit", 1e3)):
+        if text.endswith(suffix):
+            return float(text[: -len(suffix)]) * scale / 8  # bytes per second
+    raise SystemExit("--rate %s: give it as tc does, e.g. 1gbit or 500mbit" % text)
+
+
+def run_once(args, prefix, algo, size, port):
+    """One allreduce benchmark over every rank; returns rank 0's JSON result."""
+    n = args.hosts * args.per_host
+    procs = []
+    for r in range(n):
+        env = dict(os.environ, TROUPE_SECRET="bench-multi-host", RANK=str(r), WORLD_SIZE=str(n),
+                   MASTER_ADDR="10.77.0.1", MASTER_PORT=str(port))
+        cmd = [HOSTS, "run", prefix, str(r // args.per_host), "nice", "-n", "5", args.troupe, "bench", "allreduce",
+               "--transport", "hosts", "--interface", "eth0", "--algo", algo, "--bytes", size, "--iters", str(args.iters),
+               "--warmup", str(args.warmup)]
+        procs.append(subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                      stderr=subprocess.PIPE, text=True))
+    outs = [p.communicate(timeout=600) for p in procs]
+    for r, (p, (out, err)) in enumerate(zip(procs, outs)):
+        if p.returncode != 0:
+            raise SystemExit("rank %d of %s %s failed (%d): %s" % (r, algo, size, p.returncode, err.strip()[-2000:]))
+    return json.loads(outs[0][0].strip().splitlines()[-1])
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--troupe", default=os.path.join(ROOT, "build", "troupe"))
+    ap.add_argument("--hosts", type=int, default=2)
+    ap.add_argument("--per-host", type=int, default=2)
+    ap.add_argument("--rate", default="1gbit")
+    ap.add_argument("--sizes", default="16MiB,64MiB")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--iters", type=int, default=5)
+    ap.add_argument("--warmup", type=int, default=2)
+    args = ap.parse_args()
+    check = subprocess.run([HOSTS, "check"], stdout=subprocess.PIPE, text=True)
+    if check.returncode != 0:
+        print("SKIPPED: " + check.stdout.strip())
+        sys.exit(77)
+    args.troupe = os.path.abspath(args.troupe)
+    prefix = "bm%d-" % os.getpid()
+    rate = parse_rate(args.rate)
+    n, h = args.hosts * args.per_host, args.hosts
+    print("# %s  load average %s  %d hosts x %d ranks, links shaped to %s (tc tbf)  %s" % (
+        time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), " ".join("%.2f" % x for x in os.getloadavg()), h,
+        args.per_host, args.rate, " ".join(sys.argv)))
+    print("# each rank: scripts/test-hosts run %sH %s bench allreduce --transport hosts --interface eth0 --algo ring|hier "
+          "--bytes SIZE --iters %d --warmup %d  (RANK, WORLD_SIZE, MASTER_ADDR=10.77.0.1, MASTER_PORT set)" % (
+              prefix, args.troupe, args.iters, args.warmup))
+    port = 29700
+    try:
+        subprocess.run([HOSTS, "up", prefix, str(h)], check=True)
+        for i in range(h):
+            subprocess.run([HOSTS, "shape", prefix, str(i), args.rate], check=True)
+        print("%-8s %10s %10s %8s %12s %12s %12s %10s" % ("size", "ring ms", "hier ms", "ring/hier", "ring busBW",
+                                                          "hier busBW", "link busBW", "hier/link"))
+        for size in args.sizes.split(","):
+            b = parse_bytes(size)
+            times = {"ring": [], "hier": []}
+            for _ in range(args.rounds):
+                for algo in ("ring", "hier"):
+                    port += 1
+                    times[algo].append(run_once(args, prefix, algo, size, port)["time_ms"] / 1e3)
+            ring, hier = statistics.median(times["ring"]), statistics.median(times["hier"])
+            busbw = lambda t: 2 * (n - 1) / n * b / t / 1e9
+            t_link = 2 * (h - 1) / h * b / rate
+            print("%-8s %10.1f %10.1f %8.2fx %9.3f GB/s %7.3f GB/s %7.3f GB/s %9.0f%%" % (
+                size, ring * 1e3, hier * 1e3, ring / hier, busbw(ring), busbw(hier), busbw(t_link), 100 * t_link / hier))
+            sys.stdout.flush()
+        print("# load average after: %s" % " ".join("%.2f" % x for x in os.getloadavg()))
+    finally:
+        subprocess.run([HOSTS, "down", prefix])
+
+
+main()

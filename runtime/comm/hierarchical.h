@@ -1,0 +1,72 @@
+// Owns the hierarchical allreduce — reduce inside each host, allreduce across hosts among one leader per host, broadcast inside each host — and the pure host arithmetic it works from.
+//
+// Ranks are spread over hosts (host_of[r]: rank r's host, an index; the Topology's plan::Place::host,
+// host_indices() numbers the names). Links inside a host are fast (shared memory, net/shm), links
+// between hosts slow (TCP over the network). n = ranks, h = hosts, B = bytes of the buffer. The buffer
+// is cut into blocks of HierarchicalOptions::block_bytes; for each block, in order:
+//
+//   reduce     every non-leader sends the block to its host's leader (the host's lowest rank), which
+//              adds them in rank order: ((x_leader + x_m1) + x_m2) + ...  Inside a host: (k - 1)·B bytes
+//              reach a leader of k local ranks. Non-leaders send all their blocks at once (send never
+//              waits), so the leader finds block b + 1 waiting when it is done with block b.
+//   across     the leaders allreduce the block among themselves (allreduce() over a SubgroupTransport
+//              of the leaders: the ring for large blocks). Across hosts: 2(h - 1)/h · B bytes sent per
+//              leader — the only traffic between hosts, against 2(n - 1)/n · B per rank for a flat ring
+//              whose ring crosses between hosts at least h times (2 hosts x 2 ranks: 1 · B instead of 1.5 · B
+//              over each direction of the link between them).
+//   broadcast  the leader sends the finished block to each of its local ranks.
+//
+// Steps per block: (k - 1) receives at the leader, the leaders' allreduce, (k - 1) sends. A leader
+// reduces block b + 1 while the TCP transport's writer threads still send block b's last segments.
+//
+// Determinism: every element's sum is formed once, in a fixed order — each host's partial in rank
+// order by its leader, then the leaders' allreduce in its own fixed order (ring.h) — and then only
+// copied, so every rank ends bitwise equal, on every run. The float bits differ from a flat ring's;
+// integer types (troupe::ExactSum, the deterministic mode's buckets) give the same bits either way.
+//
+// Errors: those of the Transport (troupe::Error kIo naming the peer). Every rank must pass the same
+// host_of, buffer length and options.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "runtime/comm/ring.h"
+#include "runtime/comm/transport.h"
+
+namespace troupe::comm {
+
+inline constexpr std::uint32_t kHierReduceTag = 0x7272'0031;
+inline constexpr std::uint32_t kHierBroadcastTag = 0x7272'0032;
+
+struct HierarchicalOptions {
+  // Bytes per block (> 0; rounded down to whole elements, at least one). Measured best near 4 MiB over a
+  // 1 Gbit/s link (docs/multi-host.md "Hierarchical allreduce"); tests make it small.
+  std::size_t block_bytes = std::size_t{4} << 20;
+  RingOptions ring;  // the leaders' ring
+};
+
+// Hosts as indices 0, 1, ... in the order of their first rank: {"a", "b", "a"} -> {0, 1, 0}.
+std::vector<int> host_indices(const std::vector<std::string>& host_names);
+
+// The ranks of every host, ascending, hosts in the order of their first rank (whatever their indices:
+// {1, 0, 1} gives {{0, 2}, {1}}). A negative index fails TROUPE_CHECK.
+std::vector<std::vector<int>> host_members(std::span<const int> host_of);
+
+// Each host's leader: its lowest rank, in host order.
+std::vector<int> host_leaders(std::span<const int> host_of);
+
+// Whether the hierarchy is worth taking: at least two hosts, and at least one host with several ranks
+// (else it is the flat allreduce with extra hops).
+bool hierarchy_pays(std::span<const int> host_of);
+
+// In place: on return every rank's `data` is the elementwise sum of all ranks' inputs, bitwise equal on
+// every rank. T: float, double, std::int64_t, __int128. host_of.size() == transport.size().
+template <class T>
+void allreduce_hierarchical(Transport& transport, std::span<T> data, std::span<const int> host_of,
+                            HierarchicalOptions options = {});
+
+}  // namespace troupe::comm
