@@ -128,7 +128,7 @@ double run_transport_rank(comm::Transport& t, const BenchOptions& o, std::size_t
   if (o.algo == "hier" || (o.algo == "auto" && !host_of.empty() && comm::hierarchy_pays(host_of))) {
     std::vector<float> token(1);
     comm::HierarchicalOptions hier;
-    if (o.segment_kib) hier.ring.segment_bytes = o.segment_kib << 10;
+    if (o.segment_kib) hier.block_bytes = o.segment_kib << 10;
     return run_rank(
         t.rank(), t.size(), o, elements, [&](std::span<float> d) { comm::allreduce_hierarchical<float>(t, d, host_of, hier); },
         [&] { comm::allreduce(t, std::span<float>(token), comm::AllreduceAlgo::kHalvingDoubling); });
@@ -323,7 +323,7 @@ CLI::App* add_bench_subcommand(CLI::App& app, BenchOptions& o) {
                   "local (inproc only: by reference) or hier (hosts only: inside each host, across hosts, back). auto: local "
                   "for inproc, by size for tcp and shm, hier for hosts when several hosts hold several ranks");
   cmd->add_option("--interface", o.interface, "hosts: the network interface ranks listen on and advertise (as comm.interface)");
-  cmd->add_option("--segment-kib", o.segment_kib, "Ring segment size in KiB (0: the default)");
+  cmd->add_option("--segment-kib", o.segment_kib, "Ring segment (hier: block) size in KiB (0: the default)");
   cmd->add_option("--shm-slots", o.shm_slots, "shm: slots of 1 MiB per ring (0: the default, 4)");
   cmd->add_option("--rank", o.rank)->group("");  // hidden: set by the tcp parent for its children
   cmd->add_option("--port", o.port)->group("");

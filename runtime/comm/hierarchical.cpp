@@ -1,12 +1,11 @@
-// Owns the hierarchical allreduce's block loop (members send, the leader reduces, the leaders allreduce, the leader broadcasts) and its host arithmetic.
+// Owns the hierarchical allreduce's block loop (members send, the leader reduces, the leaders exchange one block ahead, the leader broadcasts) and its host arithmetic.
 #include "runtime/comm/hierarchical.h"
 
 #include <algorithm>
 #include <map>
 
-#include "runtime/comm/allreduce.h"
 #include "runtime/comm/elementwise.h"
-#include "runtime/comm/subgroup_transport.h"
+#include "runtime/comm/ring.h"
 #include "runtime/error.h"
 
 namespace troupe::comm {
@@ -41,6 +40,58 @@ bool hierarchy_pays(std::span<const int> host_of) {
   return hosts.size() >= 2 && hosts.size() < host_of.size();
 }
 
+namespace {
+
+// The leaders' exchange of one block, direct.h's pattern across hosts: the block is cut into one equal
+// range per leader; each leader sends every other leader that leader's range of its host's partial sum
+// (reduce), sums its own range over all hosts in leader order, and sends the result to every other
+// leader (gather). Split into calls so that the block loop can queue block b + 1's ranges before it
+// waits for block b's (the link between hosts never waits for a leader's local additions).
+template <class T>
+struct Across {
+  Transport& transport;
+  const std::vector<int>& leaders;  // by host
+  int me;                           // this leader's host
+  std::vector<T> inbox, sum;        // a received range; the range's sum so far
+
+  int hosts() const { return static_cast<int>(leaders.size()); }
+  std::span<T> range(std::span<T> block, int host) const {
+    const ChunkRange c = ring_chunk(block.size(), hosts(), host);
+    return block.subspan(c.offset, c.length);
+  }
+  // To every other leader: its range of this host's partial sum.
+  void send_partials(std::span<T> block) {
+    for (int h = 0; h < hosts(); ++h)
+      if (h != me) transport.send(leaders[static_cast<std::size_t>(h)], kHierAcrossReduceTag, std::as_bytes(range(block, h)));
+  }
+  // This leader's range summed over the hosts, in host order: ((p_0 + p_1) + p_2) + ...
+  void reduce_own(std::span<T> block) {
+    const std::span<T> mine = range(block, me);
+    sum.resize(mine.size());
+    inbox.resize(mine.size());
+    for (int h = 0; h < hosts(); ++h) {
+      std::span<const T> part = mine;
+      if (h != me) {
+        transport.recv(leaders[static_cast<std::size_t>(h)], kHierAcrossReduceTag, std::as_writable_bytes(std::span<T>(inbox)));
+        part = inbox;  // host h's partial of this range, from its leader
+      }
+      if (h == 0) std::copy(part.begin(), part.end(), sum.begin());
+      else add_into(sum.data(), sum.data(), part.data(), sum.size());
+    }
+    std::copy(sum.begin(), sum.end(), mine.begin());
+  }
+  // The finished range to every other leader, and theirs into place.
+  void gather(std::span<T> block) {
+    for (int h = 0; h < hosts(); ++h)
+      if (h != me) transport.send(leaders[static_cast<std::size_t>(h)], kHierAcrossGatherTag, std::as_bytes(range(block, me)));
+    for (int h = 0; h < hosts(); ++h)
+      if (h != me)
+        transport.recv(leaders[static_cast<std::size_t>(h)], kHierAcrossGatherTag, std::as_writable_bytes(range(block, h)));
+  }
+};
+
+}  // namespace
+
 template <class T>
 void allreduce_hierarchical(Transport& transport, std::span<T> data, std::span<const int> host_of,
                             HierarchicalOptions options) {
@@ -50,11 +101,13 @@ void allreduce_hierarchical(Transport& transport, std::span<T> data, std::span<c
   TROUPE_CHECK(options.block_bytes > 0, "hierarchical allreduce block of 0 bytes");
   const auto hosts = host_members(host_of);
   std::vector<int> leaders;
-  for (const auto& ranks : hosts) leaders.push_back(ranks.front());
-  const std::vector<int>* local = nullptr;  // this rank's host: its leader first
-  for (const auto& ranks : hosts)
-    if (std::find(ranks.begin(), ranks.end(), rank) != ranks.end()) local = &ranks;
-  const int leader = local->front();
+  int me = -1;  // this rank's host, in host order
+  for (std::size_t h = 0; h < hosts.size(); ++h) {
+    leaders.push_back(hosts[h].front());
+    if (std::find(hosts[h].begin(), hosts[h].end(), rank) != hosts[h].end()) me = static_cast<int>(h);
+  }
+  const std::vector<int>& local = hosts[static_cast<std::size_t>(me)];  // its leader first
+  const int leader = local.front();
 
   const std::size_t block = std::max<std::size_t>(1, options.block_bytes / sizeof(T));
   const std::size_t blocks = (data.size() + block - 1) / block;
@@ -66,18 +119,30 @@ void allreduce_hierarchical(Transport& transport, std::span<T> data, std::span<c
       transport.recv(leader, kHierBroadcastTag, std::as_writable_bytes(block_of(b)));  // the total, from the leader
     return;
   }
-  SubgroupTransport across(transport, leaders);
   std::vector<T> inbox(std::min(block, data.size()));  // a local rank's block, before it is added
-  for (std::size_t b = 0; b < blocks; ++b) {
-    const std::span<T> mine = block_of(b);
+  const auto reduce_local = [&](std::span<T> mine) {
     const std::span<T> in(inbox.data(), mine.size());
-    for (std::size_t m = 1; m < local->size(); ++m) {
-      transport.recv((*local)[m], kHierReduceTag, std::as_writable_bytes(in));  // from local rank m, in rank order
-      add_into(mine.data(), mine.data(), in.data(), mine.size());               // (partial so far) + rank m's
+    for (std::size_t m = 1; m < local.size(); ++m) {
+      transport.recv(local[m], kHierReduceTag, std::as_writable_bytes(in));  // from local rank m, in rank order
+      add_into(mine.data(), mine.data(), in.data(), mine.size());           // (partial so far) + rank m's
     }
-    // Every leader's block has the same length, so all of them take the same algorithm.
-    if (across.size() > 1) allreduce<T>(across, mine, AllreduceAlgo::kAuto, options.ring);
-    for (std::size_t m = 1; m < local->size(); ++m) transport.send((*local)[m], kHierBroadcastTag, std::as_bytes(mine));
+  };
+  Across<T> across{transport, leaders, me, {}, {}};
+  const bool several_hosts = leaders.size() > 1;
+  if (blocks > 0) {
+    reduce_local(block_of(0));
+    if (several_hosts) across.send_partials(block_of(0));
+  }
+  for (std::size_t b = 0; b < blocks; ++b) {
+    if (b + 1 < blocks) {  // one block ahead, so the link has it queued while this leader waits for block b
+      reduce_local(block_of(b + 1));
+      if (several_hosts) across.send_partials(block_of(b + 1));
+    }
+    if (several_hosts) {
+      across.reduce_own(block_of(b));
+      across.gather(block_of(b));
+    }
+    for (std::size_t m = 1; m < local.size(); ++m) transport.send(local[m], kHierBroadcastTag, std::as_bytes(block_of(b)));
   }
 }
 

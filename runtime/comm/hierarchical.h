@@ -9,19 +9,25 @@
 //              adds them in rank order: ((x_leader + x_m1) + x_m2) + ...  Inside a host: (k - 1)·B bytes
 //              reach a leader of k local ranks. Non-leaders send all their blocks at once (send never
 //              waits), so the leader finds block b + 1 waiting when it is done with block b.
-//   across     the leaders allreduce the block among themselves (allreduce() over a SubgroupTransport
-//              of the leaders: the ring for large blocks). Across hosts: 2(h - 1)/h · B bytes sent per
-//              leader — the only traffic between hosts, against 2(n - 1)/n · B per rank for a flat ring
-//              whose ring crosses between hosts at least h times (2 hosts x 2 ranks: 1 · B instead of 1.5 · B
-//              over each direction of the link between them).
+//   across     the leaders sum the block among themselves, direct.h's pattern: the block is cut into
+//              one near-equal range per host (ring_chunk); each leader sends every other leader that
+//              leader's range of its host's partial sum, adds its own range over all hosts in host
+//              order ((p_0 + p_1) + p_2) + ..., and sends the result back to every other leader. Across
+//              hosts: 2(h - 1)/h · B bytes sent per leader, in 2 rounds per block — the only traffic
+//              between hosts, against 2(n - 1)/n · B per rank for a flat ring, which crosses between
+//              hosts at least h times (2 hosts x 2 ranks: 1 · B instead of 1.5 · B over each direction
+//              of the link between them, so at best 1.5x faster when the link is the bottleneck).
 //   broadcast  the leader sends the finished block to each of its local ranks.
 //
-// Steps per block: (k - 1) receives at the leader, the leaders' allreduce, (k - 1) sends. A leader
-// reduces block b + 1 while the TCP transport's writer threads still send block b's last segments.
+// Pipelining: a leader reduces block b + 1 and queues its ranges for the other leaders before it
+// waits for block b's (send never waits), so the link between hosts always has a block in flight
+// while the leader adds; the TCP transport buffers what arrives ahead of the recv that wants it.
+// Steps per block: (k - 1) receives at the leader, 2 rounds among the leaders, (k - 1) sends.
 //
 // Determinism: every element's sum is formed once, in a fixed order — each host's partial in rank
-// order by its leader, then the leaders' allreduce in its own fixed order (ring.h) — and then only
-// copied, so every rank ends bitwise equal, on every run. The float bits differ from a flat ring's;
+// order by its leader, then the hosts' partials in host order by the leader that owns the range — and
+// then only copied, so every rank ends bitwise equal, on every run, and the bits depend on the host
+// layout alone (not on the block size or the transport). The float bits differ from a flat ring's;
 // integer types (troupe::ExactSum, the deterministic mode's buckets) give the same bits either way.
 //
 // Errors: those of the Transport (troupe::Error kIo naming the peer). Every rank must pass the same
@@ -34,19 +40,19 @@
 #include <string>
 #include <vector>
 
-#include "runtime/comm/ring.h"
 #include "runtime/comm/transport.h"
 
 namespace troupe::comm {
 
 inline constexpr std::uint32_t kHierReduceTag = 0x7272'0031;
 inline constexpr std::uint32_t kHierBroadcastTag = 0x7272'0032;
+inline constexpr std::uint32_t kHierAcrossReduceTag = 0x7272'0033;
+inline constexpr std::uint32_t kHierAcrossGatherTag = 0x7272'0034;
 
 struct HierarchicalOptions {
   // Bytes per block (> 0; rounded down to whole elements, at least one). Measured best near 4 MiB over a
   // 1 Gbit/s link (docs/multi-host.md "Hierarchical allreduce"); tests make it small.
   std::size_t block_bytes = std::size_t{4} << 20;
-  RingOptions ring;  // the leaders' ring
 };
 
 // Hosts as indices 0, 1, ... in the order of their first rank: {"a", "b", "a"} -> {0, 1, 0}.
