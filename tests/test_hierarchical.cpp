@@ -153,6 +153,10 @@ TEST_CASE("hosts: indices in order of first appearance, members and leaders per 
   CHECK_FALSE(hierarchy_pays(std::vector<int>{0, 0, 0}));  // one host
   CHECK_FALSE(hierarchy_pays(std::vector<int>{0, 1, 2}));  // one rank per host: the flat ring
   CHECK_FALSE(hierarchy_pays(std::vector<int>{}));
+  // Bytes sent: a member its buffer; a leader (k - 1)·B inside its host plus 2(h - 1)/h·B across.
+  CHECK(hierarchical_bytes_sent(std::vector<int>{0, 0, 1, 1}, 1, 1000) == 1000);
+  CHECK(hierarchical_bytes_sent(std::vector<int>{0, 0, 1, 1}, 2, 1000) == 1000 + 1000);
+  CHECK(hierarchical_bytes_sent(std::vector<int>{0, 0, 0, 1, 2}, 0, 900) == 2 * 900 + 2 * 2 * 900 / 3);
 }
 
 TEST_CASE("hierarchical allreduce sums over fake host layouts, bitwise equal on every rank (in-process)", "[hierarchical]") {

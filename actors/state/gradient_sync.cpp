@@ -188,7 +188,6 @@ void GradientSync::reform() {
 void GradientSync::reduce_bucket(std::size_t b) {
   const Bucket& bucket = buckets_[b];
   const double begin = trace_ ? trace_->now_us() : 0.0;
-  const int n = replicas();
   const bool exact = backend_->deterministic();
   std::size_t compressed_sent = SIZE_MAX;
   if (exact) {
@@ -228,10 +227,7 @@ void GradientSync::reduce_bucket(std::size_t b) {
       at += static_cast<std::size_t>(g.numel());
     }
   }
-  // Both algorithms send 2(n-1)/n of the bucket per replica.
-  const std::size_t wire = n > 1 ? 2 * bytes_of_elements(bucket.elements) * static_cast<std::size_t>(n - 1) /
-                                       static_cast<std::size_t>(n)
-                                 : 0;
+  const std::size_t wire = allreduce_->bytes_sent(bytes_of_elements(bucket.elements), exact);
   {
     std::lock_guard lock(mu_);
     stats_.bytes_sent += compressed_sent == SIZE_MAX ? wire : compressed_sent;

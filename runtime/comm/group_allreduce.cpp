@@ -48,6 +48,13 @@ void GroupAllreduce::run(Algo algo, std::span<T> data) {
   TROUPE_CHECK(false, "no allreduce for this element type and algorithm");
 }
 
+std::size_t GroupAllreduce::bytes_sent(std::size_t bytes, bool exact) const {
+  const auto n = static_cast<std::size_t>(transport_.size());
+  if (n <= 1) return 0;
+  if ((exact ? exact_algo_ : float_algo_) == Algo::hierarchical) return hierarchical_bytes_sent(host_of_, transport_.rank(), bytes);
+  return 2 * bytes * (n - 1) / n;  // the ring and direct alike (a local group's by reference: what they would send)
+}
+
 void GroupAllreduce::sum(std::span<float> data) { run(float_algo_, data); }
 void GroupAllreduce::sum(std::span<ExactSum> data) { run(exact_algo_, data); }
 

@@ -39,6 +39,9 @@ class GroupAllreduce {
   void sum(std::span<float> data);
   void sum(std::span<ExactSum> data);
 
+  // Bytes this rank sends to sum `bytes` of float (or of exact sums) buckets.
+  std::size_t bytes_sent(std::size_t bytes, bool exact) const;
+
   Algo float_algo() const { return float_algo_; }
   Algo exact_algo() const { return exact_algo_; }
 

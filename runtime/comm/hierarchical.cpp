@@ -40,6 +40,18 @@ bool hierarchy_pays(std::span<const int> host_of) {
   return hosts.size() >= 2 && hosts.size() < host_of.size();
 }
 
+std::size_t hierarchical_bytes_sent(std::span<const int> host_of, int rank, std::size_t bytes) {
+  const auto hosts = host_members(host_of);
+  for (const auto& local : hosts) {
+    if (std::find(local.begin(), local.end(), rank) == local.end()) continue;
+    if (local.front() != rank) return bytes;
+    const std::size_t h = hosts.size();
+    return (local.size() - 1) * bytes + 2 * (h - 1) * bytes / h;
+  }
+  TROUPE_CHECK(false, "rank ", rank, " is on no host of ", host_of.size());
+  return 0;
+}
+
 namespace {
 
 // The leaders' exchange of one block, direct.h's pattern across hosts: the block is cut into one equal

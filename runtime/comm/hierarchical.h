@@ -69,6 +69,10 @@ std::vector<int> host_leaders(std::span<const int> host_of);
 // (else it is the flat allreduce with extra hops).
 bool hierarchy_pays(std::span<const int> host_of);
 
+// Bytes rank `rank` sends in one hierarchical allreduce of `bytes`: a non-leader its buffer; a leader of
+// k local ranks (k - 1)·B to them plus its share across h hosts, (h - 1) ranges of about B/h twice.
+std::size_t hierarchical_bytes_sent(std::span<const int> host_of, int rank, std::size_t bytes);
+
 // In place: on return every rank's `data` is the elementwise sum of all ranks' inputs, bitwise equal on
 // every rank. T: float, double, std::int64_t, __int128. host_of.size() == transport.size().
 template <class T>
