@@ -103,6 +103,7 @@ template <class Connect>
 void run_named_hosts(const std::vector<std::string>& hosts, Connect connect, const std::function<void(Transport&)>& fn) {
   const int ranks = static_cast<int>(hosts.size());
   net::TcpListener listener("127.0.0.1:0");
+  const std::string address = listener.address();  // before rank 0's thread takes the listener
   std::vector<std::exception_ptr> errors(hosts.size());
   std::vector<std::thread> threads;
   for (int r = 0; r < ranks; ++r) {
@@ -111,7 +112,7 @@ void run_named_hosts(const std::vector<std::string>& hosts, Connect connect, con
         net::ShmOptions o;
         o.tcp.rank = r;
         o.tcp.size = ranks;
-        o.tcp.address = listener.address();
+        o.tcp.address = address;
         o.tcp.hostname = hosts[static_cast<std::size_t>(r)];
         o.tcp.secret = "hierarchical-test-secret";
         o.tcp.timeout = 20s;

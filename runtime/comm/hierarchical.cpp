@@ -57,8 +57,7 @@ namespace {
 // The leaders' exchange of one block, direct.h's pattern across hosts: the block is cut into one equal
 // range per leader; each leader sends every other leader that leader's range of its host's partial sum
 // (reduce), sums its own range over all hosts in leader order, and sends the result to every other
-// leader (gather). Split into calls so that the block loop can queue block b + 1's ranges before it
-// waits for block b's (the link between hosts never waits for a leader's local additions).
+// leader (gather). Split into calls so that the block loop can stream each phase over all blocks.
 template <class T>
 struct Across {
   Transport& transport;
@@ -92,10 +91,13 @@ struct Across {
     }
     std::copy(sum.begin(), sum.end(), mine.begin());
   }
-  // The finished range to every other leader, and theirs into place.
-  void gather(std::span<T> block) {
+  // The finished range to every other leader.
+  void send_own(std::span<T> block) {
     for (int h = 0; h < hosts(); ++h)
       if (h != me) transport.send(leaders[static_cast<std::size_t>(h)], kHierAcrossGatherTag, std::as_bytes(range(block, me)));
+  }
+  // Every other leader's finished range, into place.
+  void gather_others(std::span<T> block) {
     for (int h = 0; h < hosts(); ++h)
       if (h != me)
         transport.recv(leaders[static_cast<std::size_t>(h)], kHierAcrossGatherTag, std::as_writable_bytes(range(block, h)));
@@ -140,21 +142,29 @@ void allreduce_hierarchical(Transport& transport, std::span<T> data, std::span<c
     }
   };
   Across<T> across{transport, leaders, me, {}, {}};
-  const bool several_hosts = leaders.size() > 1;
-  if (blocks > 0) {
-    reduce_local(block_of(0));
-    if (several_hosts) across.send_partials(block_of(0));
+  const auto broadcast = [&](std::span<T> done) {
+    for (std::size_t m = 1; m < local.size(); ++m) transport.send(local[m], kHierBroadcastTag, std::as_bytes(done));
+  };
+  if (leaders.size() == 1) {
+    for (std::size_t b = 0; b < blocks; ++b) {
+      reduce_local(block_of(b));
+      broadcast(block_of(b));
+    }
+    return;
+  }
+  // Three streams, each over every block, so that the messages between leaders arrive in the order
+  // they are received and the link always has what a leader queued (send never waits).
+  for (std::size_t b = 0; b < blocks; ++b) {
+    reduce_local(block_of(b));
+    across.send_partials(block_of(b));
   }
   for (std::size_t b = 0; b < blocks; ++b) {
-    if (b + 1 < blocks) {  // one block ahead, so the link has it queued while this leader waits for block b
-      reduce_local(block_of(b + 1));
-      if (several_hosts) across.send_partials(block_of(b + 1));
-    }
-    if (several_hosts) {
-      across.reduce_own(block_of(b));
-      across.gather(block_of(b));
-    }
-    for (std::size_t m = 1; m < local.size(); ++m) transport.send(local[m], kHierBroadcastTag, std::as_bytes(block_of(b)));
+    across.reduce_own(block_of(b));
+    across.send_own(block_of(b));
+  }
+  for (std::size_t b = 0; b < blocks; ++b) {
+    across.gather_others(block_of(b));
+    broadcast(block_of(b));
   }
 }
 

@@ -19,11 +19,13 @@
 //              of the link between them, so at best 1.5x faster when the link is the bottleneck).
 //   broadcast  the leader sends the finished block to each of its local ranks.
 //
-// Pipelining: a leader reduces block b + 1 and queues its ranges for the other leaders before it
-// waits for block b's (send never waits), so the link between hosts always has a block in flight
-// while the leader adds; the TCP transport buffers what arrives ahead of the recv that wants it.
-// Steps per block: (k - 1) receives at the leader, 2 rounds among the leaders, (k - 1) sends.
-//
+// Streaming: a leader runs each step over every block before the next step — all local reductions
+// (queuing every block's ranges for the other leaders as it goes), then its own ranges (queuing the
+// results), then the other leaders' results (broadcasting each block as it lands). send never waits,
+// so the link between hosts is busy from the first block on and never waits for a leader's additions,
+// and the messages between two leaders arrive in the order they are received (no out-of-order
+// buffering). Steps per block: (k - 1) receives at the leader, 2 rounds among the leaders, (k - 1) sends.
+
 // Determinism: every element's sum is formed once, in a fixed order — each host's partial in rank
 // order by its leader, then the hosts' partials in host order by the leader that owns the range — and
 // then only copied, so every rank ends bitwise equal, on every run, and the bits depend on the host
