@@ -154,6 +154,10 @@ TEST_CASE("hosts: indices in order of first appearance, members and leaders per 
   CHECK_FALSE(hierarchy_pays(std::vector<int>{0, 0, 0}));  // one host
   CHECK_FALSE(hierarchy_pays(std::vector<int>{0, 1, 2}));  // one rank per host: the flat ring
   CHECK_FALSE(hierarchy_pays(std::vector<int>{}));
+  // Default blocks: a sixteenth of the buffer, within [64 KiB, 4 MiB].
+  CHECK(hierarchical_block_bytes(16u << 20) == 1u << 20);
+  CHECK(hierarchical_block_bytes(1024) == 64u << 10);
+  CHECK(hierarchical_block_bytes(std::size_t{1} << 30) == 4u << 20);
   // Bytes sent: a member its buffer; a leader (k - 1)·B inside its host plus 2(h - 1)/h·B across.
   CHECK(hierarchical_bytes_sent(std::vector<int>{0, 0, 1, 1}, 1, 1000) == 1000);
   CHECK(hierarchical_bytes_sent(std::vector<int>{0, 0, 1, 1}, 2, 1000) == 1000 + 1000);

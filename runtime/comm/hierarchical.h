@@ -19,12 +19,11 @@
 //              of the link between them, so at best 1.5x faster when the link is the bottleneck).
 //   broadcast  the leader sends the finished block to each of its local ranks.
 //
-// Streaming: a leader runs each step over every block before the next step — all local reductions
-// (queuing every block's ranges for the other leaders as it goes), then its own ranges (queuing the
-// results), then the other leaders' results (broadcasting each block as it lands). send never waits,
-// so the link between hosts is busy from the first block on and never waits for a leader's additions,
-// and the messages between two leaders arrive in the order they are received (no out-of-order
-// buffering). Steps per block: (k - 1) receives at the leader, 2 rounds among the leaders, (k - 1) sends.
+// Pipelining: a leader runs its steps two blocks apart — while it reduces block b locally and queues
+// its ranges, it sums its own range of block b - 2 and takes the other leaders' results for block b - 4
+// (broadcasting them) — so send never waits, the link between hosts keeps two blocks queued while the
+// leader adds, and each recv is posted about when its message arrives. Steps per block: (k - 1)
+// receives at the leader, 2 rounds among the leaders, (k - 1) sends.
 
 // Determinism: every element's sum is formed once, in a fixed order — each host's partial in rank
 // order by its leader, then the hosts' partials in host order by the leader that owns the range — and
@@ -52,10 +51,16 @@ inline constexpr std::uint32_t kHierAcrossReduceTag = 0x7272'0033;
 inline constexpr std::uint32_t kHierAcrossGatherTag = 0x7272'0034;
 
 struct HierarchicalOptions {
-  // Bytes per block (> 0; rounded down to whole elements, at least one). Measured best near 4 MiB over a
-  // 1 Gbit/s link (docs/multi-host.md "Hierarchical allreduce"); tests make it small.
-  std::size_t block_bytes = std::size_t{4} << 20;
+  // Bytes per block (rounded down to whole elements, at least one); 0: hierarchical_block_bytes(buffer).
+  // Tests make it small. The block size changes the messages, never the bits.
+  std::size_t block_bytes = 0;
 };
+
+// The default block for a buffer of `bytes`: a sixteenth of it, within [64 KiB, 4 MiB], so that the
+// pipeline (below) has blocks to overlap even for a small buffer and few, large messages for a large
+// one. Measured over a 1 Gbit/s link, 2 hosts x 2 ranks (docs/multi-host.md): fixed 4 MiB blocks
+// reached 87% of the link at 64 MiB but 65% at 16 MiB (four blocks fill and drain the pipeline).
+std::size_t hierarchical_block_bytes(std::size_t bytes);
 
 // Hosts as indices 0, 1, ... in the order of their first rank: {"a", "b", "a"} -> {0, 1, 0}.
 std::vector<int> host_indices(const std::vector<std::string>& host_names);
