@@ -12,6 +12,7 @@
 
 #include "actors/actor_pipeline.h"
 #include "actors/data_parallel.h"
+#include "actors/process_recovery.h"
 #include "actors/ps/ps_processes.h"
 #include "actors/ps/ps_trainer.h"
 #include "actors/tensor_parallel.h"
@@ -346,6 +347,35 @@ std::unique_ptr<comm::Transport> connect_replica(const RunConfig& config, const 
   return t;
 }
 
+// Rank `rank`'s groups over tcp, formed again at rank 0's addresses (process_recovery.h): rank 0 binds each
+// address anew and calls `while_waiting` as it waits for the ranks to join.
+ProcessRecovery::Connect reconnect_groups(const RunConfig& config, int rank, const std::string& secret,
+                                          const std::vector<std::string>& addresses) {
+  return [=](const std::function<void()>& while_waiting) {
+    ReformedGroups groups;
+    for (const std::string& address : addresses) {
+      net::TcpOptions options = tcp_options(config, rank, address, secret);
+      options.while_waiting = while_waiting;
+      std::unique_ptr<net::TcpTransport> t =
+          rank == 0 ? net::connect_tcp(options, net::TcpListener(address)) : net::connect_tcp(options);
+      net::TcpTransport* raw = t.get();
+      groups.breakers.push_back([raw] { raw->abort(); });
+      groups.transports.push_back(std::move(t));
+    }
+    return groups;
+  };
+}
+
+// The groups as the trainer takes them: with recovery, each inside a ReformableTransport that outlives it.
+std::vector<std::unique_ptr<comm::Transport>> reformable(std::vector<std::unique_ptr<comm::Transport>> groups) {
+  for (auto& t : groups) {
+    auto* tcp = dynamic_cast<net::TcpTransport*>(t.get());
+    TROUPE_CHECK(tcp != nullptr, "process recovery over a transport that is not tcp");
+    t = std::make_unique<comm::ReformableTransport>(std::move(t), [tcp] { tcp->abort(); });
+  }
+  return groups;
+}
+
 // comm.transport = tcp or shm: every replica is a process. This process is rank 0: it binds one rendezvous
 // listener per stage (so the ports are known before anyone connects), starts ranks 1..D-1 as copies
 // of itself (unless a launcher started them: a joined job), joins the groups, and trains and reports
@@ -377,8 +407,16 @@ class DataParallelProcessesJob final : public TrainerJob<DataParallelTrainer> {
     }
     for (std::size_t r = 0; r < topology_.places.size(); ++r)
       topology_.places[r].host = hostnames.at(static_cast<std::size_t>(topology_.places[r].process));
+    // Restarts of rank processes (process_recovery.h) where nothing of a dead replica lives on it alone.
+    std::unique_ptr<ProcessRecovery> recovery;
+    if (process_restart_refusal(config, joined(config)).empty()) {
+      recovery = std::make_unique<ProcessRecovery>(
+          config, 0, reconnect_groups(config, 0, secret, net::addresses_from_environment(kStageAddressesEnv)),
+          ranks_.get());
+      groups.grads = reformable(std::move(groups.grads));
+    }
     trainer_ = std::make_unique<DataParallelTrainer>(config, 0, std::move(groups.grads), true, &topology_,
-                                                     std::move(groups.stats));
+                                                     std::move(groups.stats), std::move(recovery));
     summary_ = data_parallel_summary(
         config, joined(config) ? fmt::format("{} replicas as processes a launcher started, over tcp (rendezvous {})", d, bound)
                                : fmt::format("{} replicas as processes over {} (rendezvous {})", d,
@@ -386,7 +424,11 @@ class DataParallelProcessesJob final : public TrainerJob<DataParallelTrainer> {
     if (joined(config)) summary_ += fmt::format("ranks on {}\n", hosts_text(hostnames));
   }
   ~DataParallelProcessesJob() override { trainer_.reset(); }  // its links first, then the processes
-  std::string report() override { return data_parallel_report(*trainer_, config_) + skipped_report(); }
+  std::string report() override {
+    return data_parallel_report(*trainer_, config_) + skipped_report() +
+           restarts_report(trainer_->restarts(), config_.fault.max_restarts);
+  }
+  std::vector<supervision::Restart> restarts() override { return trainer_->restarts(); }
   // A step that fails because a rank hung names that rank, not the neighbour whose link broke first.
   StepStats train_step(std::int64_t step) override {
     try {
@@ -483,19 +525,21 @@ class PsProcessesJob final : public TrainerJob<ps::PsTrainer> {
 // Failure drills (tests): TROUPE_TEST_CRASH="r:s" makes rank r die abruptly before step s, as a killed
 // process would: no goodbye on its connections. -1: no drill for this rank, or a restarted one.
 long long crash_step(int rank) {
-  if (ps::PsProcesses::restarted()) return -1;
+  if (ps::PsProcesses::restarted() || std::getenv(kRejoinEnv)) return -1;
   if (const char* crash = std::getenv("TROUPE_TEST_CRASH"))
     if (std::string c = crash; c.rfind(std::to_string(rank) + ":", 0) == 0) return std::stoll(c.substr(c.find(':') + 1));
   return -1;
 }
 
-// A started rank's training: every step from `first` on, with the crash drill.
+// A started rank's training: every step from `first` on, with the crash drill. A data-parallel replica
+// whose group re-formed around another step (process_recovery.h) goes on after the step it ran.
 template <class T>
 void train_started_rank(T& trainer, const RunConfig& config, int rank, std::int64_t first = 0) {
   const long long crash_at = crash_step(rank);
   for (std::int64_t step = first; step < config.train.steps; ++step) {
     if (step == crash_at) std::_Exit(3);
     trainer.train_step(step);
+    if constexpr (requires { trainer.last_step_run(); }) step = trainer.last_step_run();
   }
 }
 
@@ -577,7 +621,18 @@ void run_started_rank(const RunConfig& config, int rank, const std::string& init
     }
     plan::Topology topology = topology_for(config, placement_for_run(config));
     for (plan::Place& place : topology.places) place.host = hostnames.at(static_cast<std::size_t>(place.process));
-    DataParallelTrainer replica(config, rank, std::move(groups.grads), true, &topology, std::move(groups.stats));
+    std::unique_ptr<ProcessRecovery> recovery;
+    if (process_restart_refusal(config, joined(config)).empty()) {
+      recovery = std::make_unique<ProcessRecovery>(config, rank, reconnect_groups(config, rank, secret, addresses), nullptr);
+      groups.grads = reformable(std::move(groups.grads));
+    }
+    const bool rejoining = recovery && std::getenv(kRejoinEnv);
+    DataParallelTrainer replica(config, rank, std::move(groups.grads), true, &topology, std::move(groups.stats),
+                                std::move(recovery));
+    if (rejoining) {  // rank 0 restarted this process: its state comes live from rank 0
+      train_started_rank(replica, config, rank, replica.rejoin());
+      return;
+    }
     if (!init_from.empty()) replica.load_weights(init_from);
     std::int64_t first = 0;
     if (!resume_from.empty()) {

@@ -85,6 +85,10 @@ struct TcpOptions {
   // never crosses these links, wakes its waiting rank with it: a dead peer is then seen as fast as
   // over TCP.
   std::function<void()> on_link_end;
+  // Rank 0's rendezvous: called about every 50 ms while it waits for ranks to join, on its thread. A
+  // supervisor restarts the ranks that died from here (runtime/process/replica_processes.h); whatever it
+  // throws ends the rendezvous.
+  std::function<void()> while_waiting;
 };
 
 // Rank 0's rendezvous socket, bound and listening from construction, so its port is known before
