@@ -331,7 +331,8 @@ caf::behavior replica_actor(Self* self, PipelineDriver* driver, supervision::Sup
   self->state.restarts =
       supervisor->intensity().max_restarts() > 0 && (driver->options().replicas == 1 || self->state.group);
   for (const supervision::FaultClause& c : supervision::parse_fault_plan(driver->config().fault.inject).clauses)
-    if (c.replica == driver->options().replica) self->state.faults.push_back(c);
+    if (c.replica == driver->options().replica && c.target != supervision::FaultTarget::rank)
+      self->state.faults.push_back(c);  // rank clauses are the process's (runner.cpp)
   self->set_down_handler([=](caf::down_msg& down) {
     auto& st = self->state;
     int stage = -1;

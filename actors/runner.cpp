@@ -2,8 +2,11 @@
 // that runs it (threads, actors or processes).
 #include "actors/runner.h"
 
+#include <signal.h>
+
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
 #include <cstdlib>
 #include <thread>
 
@@ -29,6 +32,7 @@
 #include "runtime/placement.h"
 #include "runtime/plan/resources.h"
 #include "runtime/process/replica_processes.h"
+#include "runtime/supervision/fault_plan.h"
 #include "runtime/supervision/supervision_tree.h"
 
 namespace troupe {
@@ -376,6 +380,34 @@ std::vector<std::unique_ptr<comm::Transport>> reformable(std::vector<std::unique
   return groups;
 }
 
+// fault.inject's rank clauses for one rank process ("kill rank R at step S", "stall rank R at step S"),
+// each fired once as its step begins here. A restarted process skips those up to the step it joined at
+// (the one that ended its predecessor among them).
+class RankFaults {
+ public:
+  RankFaults(const RunConfig& config, int rank, std::int64_t joined_at = -1) {
+    for (const supervision::FaultClause& c : supervision::parse_fault_plan(config.fault.inject).clauses)
+      if (c.target == supervision::FaultTarget::rank && c.index == rank && c.step > joined_at) left_.push_back(c);
+  }
+  void before_step(std::int64_t step) {
+    for (auto it = left_.begin(); it != left_.end();) {
+      if (it->step != step) {
+        ++it;
+        continue;
+      }
+      const supervision::FaultAction action = it->action;
+      it = left_.erase(it);
+      std::fflush(stdout);
+      std::fflush(stderr);
+      // As a crash or the OOM killer ends a process (no goodbye), or as a hung one stands (no heartbeat).
+      ::raise(action == supervision::FaultAction::stall ? SIGSTOP : SIGKILL);
+    }
+  }
+
+ private:
+  std::vector<supervision::FaultClause> left_;
+};
+
 // comm.transport = tcp or shm: every replica is a process. This process is rank 0: it binds one rendezvous
 // listener per stage (so the ports are known before anyone connects), starts ranks 1..D-1 as copies
 // of itself (unless a launcher started them: a joined job), joins the groups, and trains and reports
@@ -431,6 +463,7 @@ class DataParallelProcessesJob final : public TrainerJob<DataParallelTrainer> {
   std::vector<supervision::Restart> restarts() override { return trainer_->restarts(); }
   // A step that fails because a rank hung names that rank, not the neighbour whose link broke first.
   StepStats train_step(std::int64_t step) override {
+    faults_.before_step(step);
     try {
       return TrainerJob::train_step(step);
     } catch (const Error& e) {
@@ -452,6 +485,7 @@ class DataParallelProcessesJob final : public TrainerJob<DataParallelTrainer> {
   RunConfig config_;
   plan::Topology topology_;  // with every rank's host as reported
   std::unique_ptr<ReplicaProcesses> ranks_;
+  RankFaults faults_{config_, 0};
 };
 
 std::string ps_mode_text(const RunConfig& config) {
@@ -534,10 +568,12 @@ long long crash_step(int rank) {
 // A started rank's training: every step from `first` on, with the crash drill. A data-parallel replica
 // whose group re-formed around another step (process_recovery.h) goes on after the step it ran.
 template <class T>
-void train_started_rank(T& trainer, const RunConfig& config, int rank, std::int64_t first = 0) {
+void train_started_rank(T& trainer, const RunConfig& config, int rank, std::int64_t first = 0,
+                        RankFaults* faults = nullptr) {
   const long long crash_at = crash_step(rank);
   for (std::int64_t step = first; step < config.train.steps; ++step) {
     if (step == crash_at) std::_Exit(3);
+    if (faults) faults->before_step(step);
     trainer.train_step(step);
     if constexpr (requires { trainer.last_step_run(); }) step = trainer.last_step_run();
   }
@@ -630,7 +666,9 @@ void run_started_rank(const RunConfig& config, int rank, const std::string& init
     DataParallelTrainer replica(config, rank, std::move(groups.grads), true, &topology, std::move(groups.stats),
                                 std::move(recovery));
     if (rejoining) {  // rank 0 restarted this process: its state comes live from rank 0
-      train_started_rank(replica, config, rank, replica.rejoin());
+      const std::int64_t joined_at = replica.rejoin();
+      RankFaults faults(config, rank, joined_at);
+      train_started_rank(replica, config, rank, joined_at, &faults);
       return;
     }
     if (!init_from.empty()) replica.load_weights(init_from);
@@ -640,7 +678,8 @@ void run_started_rank(const RunConfig& config, int rank, const std::string& init
       restore(replica, checkpoint.state, checkpoint.path);
       first = checkpoint.state.step;
     }
-    train_started_rank(replica, config, rank, first);
+    RankFaults faults(config, rank);
+    train_started_rank(replica, config, rank, first, &faults);
   } catch (const Error& e) {
     throw Error(e.kind(), (ps ? "ps worker " : "data-parallel rank ") + std::to_string(rank) + ": " + e.what());
   }

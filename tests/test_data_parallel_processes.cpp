@@ -145,6 +145,40 @@ TEST_CASE("a replica process that dies is restarted by rank 0 and takes its stat
   }
 }
 
+TEST_CASE("fault.inject kills or stalls a replica process: it is restarted and the run is the single device's, "
+          "bitwise, and rank 0's death ends the run, which --resume continues bitwise",
+          "[data_parallel][tcp][restart]") {
+  TempDir dir;
+  const std::string base = kSmall + "--steps 6 --set train.batch_size=12 ";
+  const TroupeRun single = run(dir, "", base + "--dump-losses " + dir.file("single.jsonl") + " --save " + dir.file("single.st"));
+  REQUIRE(single.code == 0);
+  const std::string dp = base + "--set parallel.data=3 --set comm.transport=tcp ";
+  // Killed twice (the second time the restarted process), then stalled: three restarts, found by heartbeats
+  // within comm.timeout_s / 2 for the stall.
+  const TroupeRun r = run(dir, "", dp + "--set comm.timeout_s=2 --set fault.max_restarts=3 "
+                                        "--set \"fault.inject=kill rank 1 at step 1; kill rank 1 at step 3; stall rank 2 at step 4\" "
+                                        "--dump-losses " + dir.file("faulty.jsonl") + " --save " + dir.file("faulty.st"));
+  INFO(r.out << r.err);
+  REQUIRE(r.code == 0);
+  CHECK_THAT(r.err, Contains("data-parallel rank 1: its process"));
+  CHECK_THAT(r.err, Contains("data-parallel rank 2: its process"));
+  CHECK_THAT(r.err, Contains("sent no heartbeat"));
+  CHECK_THAT(r.out + r.err, Contains("3 restarts (fault.max_restarts = 3)"));
+  check_same_losses(dir.file("single.jsonl"), dir.file("faulty.jsonl"), 6);
+  check_same_weights(dir.file("single.st"), dir.file("faulty.st"));
+  // Rank 0 is not restarted: its death ends the run (its ranks follow it); --resume continues from the newest
+  // checkpoint, bitwise.
+  const TroupeRun dead = run(dir, "", dp + "--set train.checkpoint_dir=" + dir.file("ck") +
+                                          " --set train.checkpoint_every=1 --set \"fault.inject=kill rank 0 at step 3\"");
+  INFO(dead.out << dead.err);
+  CHECK(dead.code != 0);
+  const TroupeRun resumed = run(dir, "", "train --resume " + dir.file("ck") + " --set fault.inject= --dump-losses " + dir.file("resumed.jsonl") +
+                                             " --save " + dir.file("resumed.st"));
+  INFO(resumed.out << resumed.err);
+  REQUIRE(resumed.code == 0);
+  check_same_weights(dir.file("single.st"), dir.file("resumed.st"));
+}
+
 TEST_CASE("ps workers as processes over tcp = single device, bitwise, a dead worker is restarted, or fails the run at once",
           "[ps][tcp]") {
   TempDir dir;

@@ -199,7 +199,9 @@ std::vector<ReplicaProcesses::Ended> ReplicaProcesses::exited() {
     Ended e{rank, pid, exit_text(status)};
     {
       std::lock_guard hung_lock(hung_mu_);
-      if (const auto it = hung_.find(rank); it != hung_.end()) e.how = it->second;
+      if (hung_.count(rank))
+        e.how = "sent no heartbeat for the limit (half of comm.timeout_s): it hung or was stopped, so rank 0 killed "
+                "it (SIGKILL)";
     }
     pid = -1;
     out.push_back(std::move(e));

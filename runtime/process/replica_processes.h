@@ -55,7 +55,7 @@ class ReplicaProcesses {
   struct Ended {
     int rank = 0;
     pid_t pid = 0;
-    std::string how;  // "was killed by signal 9", or the heartbeats' sentence when they killed it
+    std::string how;  // "was killed by signal 9", or "sent no heartbeat ..." when its heartbeats killed it
   };
   // Reaps, without waiting, every child that has ended since; they stay down until restart().
   std::vector<Ended> exited();
