@@ -351,17 +351,19 @@ std::unique_ptr<comm::Transport> connect_replica(const RunConfig& config, const 
   return t;
 }
 
-// Rank `rank`'s groups over tcp, formed again at rank 0's addresses (process_recovery.h): rank 0 binds each
-// address anew and calls `while_waiting` as it waits for the ranks to join.
+// Rank `rank`'s groups over tcp, formed again at rank 0's addresses (process_recovery.h): rank 0 accepts on
+// the listeners it keeps bound for the job's life (`listeners`, one per address) and calls `while_waiting` as
+// it waits for the ranks to join.
 ProcessRecovery::Connect reconnect_groups(const RunConfig& config, int rank, const std::string& secret,
-                                          const std::vector<std::string>& addresses) {
+                                          const std::vector<std::string>& addresses,
+                                          std::vector<net::TcpListener>* listeners = nullptr) {
   return [=](const std::function<void()>& while_waiting) {
     ReformedGroups groups;
-    for (const std::string& address : addresses) {
-      net::TcpOptions options = tcp_options(config, rank, address, secret);
+    for (std::size_t i = 0; i < addresses.size(); ++i) {
+      net::TcpOptions options = tcp_options(config, rank, addresses[i], secret);
       options.while_waiting = while_waiting;
       std::unique_ptr<net::TcpTransport> t =
-          rank == 0 ? net::connect_tcp(options, net::TcpListener(address)) : net::connect_tcp(options);
+          rank == 0 ? net::connect_tcp_on(options, listeners->at(i)) : net::connect_tcp(options);
       net::TcpTransport* raw = t.get();
       groups.breakers.push_back([raw] { raw->abort(); });
       groups.transports.push_back(std::move(t));
@@ -432,18 +434,28 @@ class DataParallelProcessesJob final : public TrainerJob<DataParallelTrainer> {
       ranks_ = std::make_unique<ReplicaProcesses>("/proc/self/exe", args, d, secret,
                                                   std::max(comm_timeout(config) / 2, std::chrono::milliseconds(200)));
     }
+    // Restarts of rank processes (process_recovery.h) where nothing of a dead replica lives on it alone: the
+    // listeners stay bound for the groups to form again.
+    const bool restarts = process_restart_refusal(config, joined(config)).empty();
     RankGroups groups;
     std::vector<std::string> hostnames;
     for (std::size_t s = 0; s < listeners.size(); ++s) {
-      groups.add(config, connect_replica(config, tcp_options(config, 0, "", secret), &listeners[s], hostnames));
+      if (restarts) {
+        auto t = net::connect_tcp_on(tcp_options(config, 0, "", secret), listeners[s]);
+        hostnames = t->hostnames();
+        groups.add(config, std::move(t));
+      } else {
+        groups.add(config, connect_replica(config, tcp_options(config, 0, "", secret), &listeners[s], hostnames));
+      }
     }
     for (std::size_t r = 0; r < topology_.places.size(); ++r)
       topology_.places[r].host = hostnames.at(static_cast<std::size_t>(topology_.places[r].process));
-    // Restarts of rank processes (process_recovery.h) where nothing of a dead replica lives on it alone.
     std::unique_ptr<ProcessRecovery> recovery;
-    if (process_restart_refusal(config, joined(config)).empty()) {
+    if (restarts) {
+      listeners_ = std::move(listeners);
       recovery = std::make_unique<ProcessRecovery>(
-          config, 0, reconnect_groups(config, 0, secret, net::addresses_from_environment(kStageAddressesEnv)),
+          config, 0,
+          reconnect_groups(config, 0, secret, net::addresses_from_environment(kStageAddressesEnv), &listeners_),
           ranks_.get());
       groups.grads = reformable(std::move(groups.grads));
     }
@@ -485,6 +497,7 @@ class DataParallelProcessesJob final : public TrainerJob<DataParallelTrainer> {
   RunConfig config_;
   plan::Topology topology_;  // with every rank's host as reported
   std::unique_ptr<ReplicaProcesses> ranks_;
+  std::vector<net::TcpListener> listeners_;  // kept bound while rank processes may be restarted
   RankFaults faults_{config_, 0};
 };
 

@@ -159,6 +159,9 @@ std::unique_ptr<TcpTransport> connect_tcp(const TcpOptions& options);
 
 // Rank 0 only: joins with a listener bound beforehand (options.address is then ignored).
 std::unique_ptr<TcpTransport> connect_tcp(const TcpOptions& options, TcpListener listener);
+// Rank 0 only: the same, keeping the listener bound afterwards, for the next time the group forms (a
+// data-parallel group re-formed after a rank process died): no other process can take its port meanwhile.
+std::unique_ptr<TcpTransport> connect_tcp_on(const TcpOptions& options, TcpListener& listener);
 
 // The job's secret from the environment variable TROUPE_SECRET; Error(kConfig) when it is unset
 // or empty. A launcher generates one (e.g. 32 random hex digits) and passes it to every rank.
