@@ -63,11 +63,12 @@ std::vector<std::string> layout_sets(const std::string& layout) {
   if (layout == "dp-alltoall")
     return {"parallel.data=2", "parallel.pipeline=2", "parallel.microbatches=2", "parallel.gradient_exchange=alltoall"};
   if (layout == "dp-zero") return {"parallel.data=2", "parallel.pipeline=2", "parallel.microbatches=2", "parallel.zero=1"};
-  // Heartbeats find a stalled rank within comm.timeout_s / 2.
-  if (layout == "dp-procs") return {"parallel.data=3", "train.batch_size=12", "comm.transport=tcp", "comm.timeout_s=4"};
+  // Heartbeats find a stalled rank within comm.timeout_s / 2; the system picks free rendezvous ports.
+  if (layout == "dp-procs")
+    return {"parallel.data=3", "train.batch_size=12", "comm.transport=tcp", "comm.timeout_s=4", "comm.address=127.0.0.1:0"};
   if (layout == "dp-procs-alltoall")
     return {"parallel.data=2", "parallel.pipeline=2", "parallel.microbatches=2", "parallel.gradient_exchange=alltoall",
-            "comm.transport=tcp", "comm.timeout_s=4"};
+            "comm.transport=tcp", "comm.timeout_s=4", "comm.address=127.0.0.1:0"};
   throw Error(ErrorKind::kUsage, "unknown layout '" + layout +
                                      "' (1f1b, gpipe, interleaved, dp, dp-alltoall, dp-zero, dp-procs, dp-procs-alltoall)");
 }
