@@ -13,6 +13,7 @@
 
 #include "actors/protocol.h"
 #include "actors/replica_actor.h"
+#include "runtime/comm/group_aborted.h"
 #include "runtime/comm/transport_replica_sum.h"
 
 
@@ -262,17 +263,44 @@ StepStats DataParallelTrainer::step_process(caf::scoped_actor& self, std::int64_
     if (boundary >= 0)
       for (int s = 0; s < driver.num_stages(); ++s) driver.stage(s).rewind(boundary);
     ReformedGroups groups = recovery_->reform(boundary, running, [&] { return local_state(boundary); });
-    for (std::size_t i = 0; i < reformable_.size(); ++i)
-      reformable_[i]->replace(std::move(groups.transports.at(i)), std::move(groups.breakers.at(i)));
-    for (int s = 0; s < driver.num_stages(); ++s)
-      if (GradientSync* g = driver.stage(s).gradient_sync()) g->reform();
-    running = groups.agreed.step;
-    if (groups.agreed.state) {
-      driver.restore_training_state(*groups.agreed.state, "rank 0");
-      for (int s = 0; s < driver.num_stages(); ++s) driver.stage(s).keep_boundary(running);
+    running = install(groups);
+    if (running >= config_.train.steps) {  // the others had finished: this process stands there too now
+      last_step_run_ = config_.train.steps - 1;
+      return StepStats{};
     }
     recovery_->rerun_ordered();
     self->send(pipeline.coordinator(), proto::rerun_atom::value, running, group_round_);
+  }
+}
+
+std::int64_t DataParallelTrainer::install(ReformedGroups& groups) {
+  PipelineDriver& driver = *drivers_[0];
+  for (std::size_t i = 0; i < reformable_.size(); ++i)
+    reformable_[i]->replace(std::move(groups.transports.at(i)), std::move(groups.breakers.at(i)));
+  for (int s = 0; s < driver.num_stages(); ++s)
+    if (GradientSync* g = driver.stage(s).gradient_sync()) g->reform();
+  if (groups.agreed.state) {
+    driver.restore_training_state(*groups.agreed.state, "rank 0");
+    for (int s = 0; s < driver.num_stages(); ++s) driver.stage(s).keep_boundary(groups.agreed.step);
+  }
+  return groups.agreed.step;
+}
+
+std::int64_t DataParallelTrainer::finish_together() {
+  TROUPE_CHECK(recovery_ != nullptr, "finish_together without recovery");
+  const std::int64_t steps = config_.train.steps;
+  for (;;) {
+    try {
+      recovery_->barrier(*reformable_[0]);
+      return steps;
+    } catch (const comm::GroupAborted&) {
+      // A peer died after this process's last step: this process's state is the last step's (it was
+      // between steps, nothing to rewind); the group re-forms around rank 0's step.
+      for (auto* t : reformable_) t->break_group();
+      ReformedGroups groups = recovery_->reform(steps, steps, [&] { return local_state(steps); });
+      const std::int64_t next = install(groups);
+      if (next < steps) return next;
+    }
   }
 }
 

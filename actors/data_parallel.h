@@ -1,4 +1,4 @@
-// Owns DataParallelTrainer: parallel.data replicas of a (possibly pipelined) model, trained in lockstep — in one process, replicas as threads over the in-process transport — plus the pieces a multi-process replica uses.
+// Owns DataParallelTrainer: parallel.data replicas of a (possibly pipelined) model, trained in lockstep — in one process, replicas as threads over the in-process transport — plus the pieces a multi-process replica uses, and its side of re-forming the group when a peer process dies.
 //
 // Topology (dp x pp): replica r is a PipelineDriver over its contiguous share of every batch; stage s
 // of every replica forms one data-parallel group with its own Transport (ranks = replicas), and a
@@ -93,6 +93,10 @@ class DataParallelTrainer {
   // Multi-process form with recovery, in a restarted process: joins the re-forming group, takes the
   // state of rank 0 and returns the step to run next.
   std::int64_t rejoin();
+  // Multi-process form with recovery, after this process's last step: waits until every process has run
+  // every step, re-forming the group should one die meanwhile. Returns config.train.steps, or — in a process
+  // whose group re-formed around an earlier step (a peer died in the last step) — the step to go on from.
+  std::int64_t finish_together();
   ProcessRecovery* recovery() { return recovery_.get(); }
   // Bytes replica 0 sent in the last step, over all its stages.
   CommStats last_step_comm() const;
@@ -115,6 +119,8 @@ class DataParallelTrainer {
   // groups re-form.
   StepStats step_process(caf::scoped_actor& self, std::int64_t step);
   TrainingState local_state(std::int64_t step) const;
+  // The re-formed groups in place of the old ones, and rank 0's state when it was sent; the agreed step.
+  std::int64_t install(ReformedGroups& groups);
   std::unique_ptr<ProcessRecovery> recovery_;
   std::vector<comm::ReformableTransport*> reformable_;  // owned by the stages' GradientSyncs
   std::int64_t last_step_run_ = -1;

@@ -19,6 +19,8 @@ namespace {
 constexpr std::uint32_t kBoundaryTag = 0x7e570001u;  // rank r -> 0: {boundary}
 constexpr std::uint32_t kVerdictTag = 0x7e570002u;   // 0 -> r: {step, bytes of state that follow (0: none)}
 constexpr std::uint32_t kStateTag = 0x7e570003u;     // 0 -> r: the state (state_bytes.h)
+constexpr std::uint32_t kDoneTag = 0x7e570004u;      // r -> 0 after the last step
+constexpr std::uint32_t kEndTag = 0x7e570005u;       // 0 -> r: every rank is done
 
 // Past the restart intensity: the job stops (not a failure to form the group that another attempt heals).
 struct Escalation : Error {
@@ -136,6 +138,18 @@ Agreement ProcessRecovery::agree(comm::Transport& t, std::int64_t boundary, cons
     agreed.state = state_from_bytes(state, "rank 0");
   }
   return agreed;
+}
+
+void ProcessRecovery::barrier(comm::Transport& t) {
+  std::byte word{1};
+  const auto bytes = std::span(&word, 1);
+  if (rank_ == 0) {
+    for (int r = 1; r < t.size(); ++r) t.recv(r, kDoneTag, bytes);
+    for (int r = 1; r < t.size(); ++r) t.send(r, kEndTag, bytes);
+    return;
+  }
+  t.send(0, kDoneTag, bytes);
+  t.recv(0, kEndTag, bytes);
 }
 
 void ProcessRecovery::rerun_ordered() { intensity_.rerun(now_s()); }

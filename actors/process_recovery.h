@@ -67,6 +67,11 @@ class ProcessRecovery {
   // Step 3 alone, over stage 0's group `t`, formed already (a restarted process joins this way).
   Agreement agree(comm::Transport& t, std::int64_t boundary, const std::function<TrainingState()>& gather);
 
+  // After the last step, over stage 0's group `t` (a ReformableTransport): returns once every process has
+  // run every step (each tells rank 0, which answers all), so that none leaves while another may still need
+  // it to re-run a step; a failure meanwhile throws comm::GroupAborted.
+  void barrier(comm::Transport& t);
+
   // The re-run was ordered / its step is done: the restarts' recovery times (rank 0).
   void rerun_ordered();
   void step_done();

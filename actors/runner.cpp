@@ -479,15 +479,23 @@ class DataParallelProcessesJob final : public TrainerJob<DataParallelTrainer> {
     try {
       return TrainerJob::train_step(step);
     } catch (const Error& e) {
+      // With fault.max_restarts > 0 the user expects a restart: say why there was none.
+      const std::string refusal = process_restart_refusal(config_, joined(config_));
+      const std::string why = config_.fault.max_restarts > 0 && !refusal.empty()
+                                  ? "\nrank processes are not restarted with " + refusal + "; the job stops"
+                                  : std::string();
       const std::string hung = ranks_ ? ranks_->hung() : std::string();
-      if (hung.empty()) throw;
+      if (hung.empty() && why.empty()) throw;
       const std::string seen = e.what();
+      if (hung.empty()) throw Error(e.kind(), seen + why);
       throw Error(ErrorKind::kIo, "data-parallel " + hung + "; rank 0's step " + std::to_string(step) +
-                                      " failed with it: " + seen.substr(0, seen.find('\n')));
+                                      " failed with it: " + seen.substr(0, seen.find('\n')) + why);
     }
   }
   void finish() override {
     if (!ranks_) return;  // a launcher started the other ranks; it waits for them
+    // Every rank has run every step (one that died in the last step restarted) before any leaves.
+    if (trainer_->recovery()) trainer_->finish_together();
     const std::string failure = ranks_->wait_all();
     if (const std::string hung = ranks_->hung(); !hung.empty()) throw Error(ErrorKind::kIo, "data-parallel " + hung);
     if (!failure.empty()) throw Error(ErrorKind::kIo, "data-parallel " + failure + " (see its error above)");
@@ -681,7 +689,8 @@ void run_started_rank(const RunConfig& config, int rank, const std::string& init
     if (rejoining) {  // rank 0 restarted this process: its state comes live from rank 0
       const std::int64_t joined_at = replica.rejoin();
       RankFaults faults(config, rank, joined_at);
-      train_started_rank(replica, config, rank, joined_at, &faults);
+      for (std::int64_t from = joined_at; from < config.train.steps; from = replica.finish_together())
+        train_started_rank(replica, config, rank, from, &faults);
       return;
     }
     if (!init_from.empty()) replica.load_weights(init_from);
@@ -693,6 +702,10 @@ void run_started_rank(const RunConfig& config, int rank, const std::string& init
     }
     RankFaults faults(config, rank);
     train_started_rank(replica, config, rank, first, &faults);
+    // Every rank has run every step before any leaves (a peer that died in the last step re-runs it).
+    if (replica.recovery())
+      for (std::int64_t from = replica.finish_together(); from < config.train.steps; from = replica.finish_together())
+        train_started_rank(replica, config, rank, from, &faults);
   } catch (const Error& e) {
     throw Error(e.kind(), (ps ? "ps worker " : "data-parallel rank ") + std::to_string(rank) + ": " + e.what());
   }

@@ -31,7 +31,7 @@ STEPS = 200
 SMALL = ["--set", "model.n_layer=2", "--set", "model.n_embd=32", "--set", "model.n_head=2",
          "--set", "model.block_size=16", "--set", "train.batch_size=12", "--set", "train.threads=1",
          "--set", "train.eval_every=0", "--set", "train.deterministic=true", "--set", "comm.transport=tcp",
-         "--set", "comm.timeout_s=%d" % TIMEOUT_S, "--steps", str(STEPS)]
+         "--set", "comm.timeout_s=%d" % TIMEOUT_S, "--set", "comm.address=127.0.0.1:0", "--steps", str(STEPS)]
 LAYOUTS = {
     "kill": ["--set", "parallel.data=3"],
     "kill-pp": ["--set", "parallel.data=3", "--set", "parallel.pipeline=2", "--set", "parallel.microbatches=2",
