@@ -118,8 +118,8 @@ TEST_CASE("with fault.max_restarts = 0 a replica process that dies fails the run
   CHECK(std::system("pgrep -f 'seed 424[2] .*--rank' > /dev/null") != 0);
 }
 
-TEST_CASE("a replica process that dies is restarted by rank 0 and takes its state live: the run is the single "
-          "device's, bitwise",
+TEST_CASE("replica process restarts: a dead one is restarted by rank 0, takes its state live, and the run is the "
+          "single device's, bitwise",
           "[data_parallel][tcp][restart]") {
   TempDir dir;
   const TroupeRun single = run(dir, "", kSmall + "--set train.batch_size=12 --dump-losses " + dir.file("single.jsonl") +
