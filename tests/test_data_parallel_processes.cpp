@@ -155,7 +155,7 @@ TEST_CASE("fault.inject kills or stalls a replica process: it is restarted and t
   const std::string dp = base + "--set parallel.data=3 --set comm.transport=tcp ";
   // Killed twice (the second time the restarted process), then stalled: three restarts, found by heartbeats
   // within comm.timeout_s / 2 for the stall.
-  const TroupeRun r = run(dir, "", dp + "--set comm.timeout_s=2 --set fault.max_restarts=3 "
+  const TroupeRun r = run(dir, "", dp + "--set comm.timeout_s=4 --set fault.max_restarts=3 "
                                         "--set \"fault.inject=kill rank 1 at step 1; kill rank 1 at step 3; stall rank 2 at step 4\" "
                                         "--dump-losses " + dir.file("faulty.jsonl") + " --save " + dir.file("faulty.st"));
   INFO(r.out << r.err);
