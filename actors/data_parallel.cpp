@@ -222,13 +222,13 @@ StepStats DataParallelTrainer::step_process(caf::scoped_actor& self, std::int64_
   std::int64_t running = step;
   for (;;) {
     std::optional<StepStats> done;
-    bool broken = false;
+    bool broken = false, own = false;  // own: an actor of this replica died (and was restarted)
     while (!done && !broken) {
       self->receive([&](proto::done_atom, int, StepStats& s) { done = std::move(s); },
                     [&](proto::failed_atom, int, std::int32_t kind, std::string& report) {
                       throw replica_failure(kind, report);
                     },
-                    [&](proto::interrupted_atom, int, std::int64_t, std::uint64_t) { broken = true; },
+                    [&](proto::interrupted_atom, int, std::int64_t, std::uint64_t) { broken = own = true; },
                     [&](proto::quiet_atom, int, std::uint64_t) {},  // an older round's
                     caf::after(std::chrono::milliseconds(20)) >> [&] {});
       broken = broken || (!done && interrupted());
@@ -262,7 +262,10 @@ StepStats DataParallelTrainer::step_process(caf::scoped_actor& self, std::int64_
                  "'s boundary in step ", running);
     if (boundary >= 0)
       for (int s = 0; s < driver.num_stages(); ++s) driver.stage(s).rewind(boundary);
-    ReformedGroups groups = recovery_->reform(boundary, running, [&] { return local_state(boundary); });
+    std::string cause;
+    for (auto* t : reformable_)
+      if (!own && cause.empty()) cause = t->first_failure();
+    ReformedGroups groups = recovery_->reform(boundary, running, [&] { return local_state(boundary); }, cause);
     running = install(groups);
     if (running >= config_.train.steps) {  // the others had finished: this process stands there too now
       last_step_run_ = config_.train.steps - 1;
@@ -296,8 +299,9 @@ std::int64_t DataParallelTrainer::finish_together() {
     } catch (const comm::GroupAborted&) {
       // A peer died after this process's last step: this process's state is the last step's (it was
       // between steps, nothing to rewind); the group re-forms around rank 0's step.
+      const std::string cause = reformable_[0]->first_failure();
       for (auto* t : reformable_) t->break_group();
-      ReformedGroups groups = recovery_->reform(steps, steps, [&] { return local_state(steps); });
+      ReformedGroups groups = recovery_->reform(steps, steps, [&] { return local_state(steps); }, cause);
       const std::int64_t next = install(groups);
       if (next < steps) return next;
     }

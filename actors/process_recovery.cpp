@@ -82,7 +82,8 @@ void ProcessRecovery::restart_dead(std::int64_t step) {
 }
 
 ReformedGroups ProcessRecovery::reform(std::int64_t boundary, std::int64_t step,
-                                       const std::function<TrainingState()>& gather) {
+                                       const std::function<TrainingState()>& gather, const std::string& cause) {
+  const int restarted_at_start = restarted_;
   // A rank that dies while the group forms makes the attempt fail at some rank: every process tries
   // again (rank 0 restarts the dead one meanwhile), as often as the restart intensity allows it to die.
   std::string last;
@@ -96,6 +97,15 @@ ReformedGroups ProcessRecovery::reform(std::int64_t boundary, std::int64_t step,
       }
       ReformedGroups groups = connect_(while_waiting);
       TROUPE_CHECK(!groups.transports.empty(), "no group to agree on");
+      if (processes_ && restarted_ == restarted_at_start && !cause.empty()) {  // the group's own restart
+        const std::string why = cause.substr(0, cause.find('\n'));
+        if (!intensity_.allow("data-parallel group", step, why, now_s()))
+          throw Escalation(intensity_.escalation(
+              fmt::format("the data-parallel group of {} rank processes (every rank lived; the group re-forms when a "
+                          "collective fails or an actor of a rank dies)",
+                          config_.parallel.data),
+              step, why, config_.train.checkpoint_dir));
+      }
       groups.agreed = agree(*groups.transports.front(), boundary, gather);
       return groups;
     } catch (const Escalation&) {

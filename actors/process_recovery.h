@@ -61,9 +61,14 @@ class ProcessRecovery {
   ProcessRecovery(const RunConfig& config, int rank, Connect connect, ReplicaProcesses* processes);
 
   // Steps 1-3 above. `boundary`: the step whose boundary this process stands at (-1: none);
-  // `gather`: this process's whole training state (rank 0 calls it when some rank needs it).
+  // `gather`: this process's whole training state (rank 0 calls it when some rank needs it); `cause`:
+  // what interrupted this process (its first failed call), "" when one of its own actors died and was
+  // restarted (its replica counted that). On rank 0, a round in which no rank process died and no actor of
+  // its own (a collective timed out, an actor died in another process) counts toward the restart intensity
+  // too, as the group's own restart, so that a step that keeps failing ends in the escalation, not a loop.
   // Rank 0 throws troupe::Error past the restart intensity; any process throws when the group cannot form.
-  ReformedGroups reform(std::int64_t boundary, std::int64_t step, const std::function<TrainingState()>& gather);
+  ReformedGroups reform(std::int64_t boundary, std::int64_t step, const std::function<TrainingState()>& gather,
+                        const std::string& cause = {});
   // Step 3 alone, over stage 0's group `t`, formed already (a restarted process joins this way).
   Agreement agree(comm::Transport& t, std::int64_t boundary, const std::function<TrainingState()>& gather);
 

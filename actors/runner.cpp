@@ -362,6 +362,9 @@ ProcessRecovery::Connect reconnect_groups(const RunConfig& config, int rank, con
     for (std::size_t i = 0; i < addresses.size(); ++i) {
       net::TcpOptions options = tcp_options(config, rank, addresses[i], secret);
       options.while_waiting = while_waiting;
+      // Each process comes when its stages have stopped, which may take a step's computing: more than a
+      // collective may wait.
+      options.rendezvous_timeout = std::max(std::chrono::milliseconds(60'000), 4 * comm_timeout(config));
       std::unique_ptr<net::TcpTransport> t =
           rank == 0 ? net::connect_tcp_on(options, listeners->at(i)) : net::connect_tcp(options);
       net::TcpTransport* raw = t.get();

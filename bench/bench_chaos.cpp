@@ -63,12 +63,12 @@ std::vector<std::string> layout_sets(const std::string& layout) {
   if (layout == "dp-alltoall")
     return {"parallel.data=2", "parallel.pipeline=2", "parallel.microbatches=2", "parallel.gradient_exchange=alltoall"};
   if (layout == "dp-zero") return {"parallel.data=2", "parallel.pipeline=2", "parallel.microbatches=2", "parallel.zero=1"};
-  // Heartbeats find a stalled rank within comm.timeout_s / 2; the system picks free rendezvous ports.
-  if (layout == "dp-procs")
-    return {"parallel.data=3", "train.batch_size=12", "comm.transport=tcp", "comm.timeout_s=4", "comm.address=127.0.0.1:0"};
+  // Heartbeats find a stalled rank within comm.timeout_s / 2 (base_sets: longer for the default model, whose
+  // steps take seconds on a loaded machine); the system picks free rendezvous ports.
+  if (layout == "dp-procs") return {"parallel.data=3", "train.batch_size=12", "comm.transport=tcp", "comm.address=127.0.0.1:0"};
   if (layout == "dp-procs-alltoall")
     return {"parallel.data=2", "parallel.pipeline=2", "parallel.microbatches=2", "parallel.gradient_exchange=alltoall",
-            "comm.transport=tcp", "comm.timeout_s=4", "comm.address=127.0.0.1:0"};
+            "comm.transport=tcp", "comm.address=127.0.0.1:0"};
   throw Error(ErrorKind::kUsage, "unknown layout '" + layout +
                                      "' (1f1b, gpipe, interleaved, dp, dp-alltoall, dp-zero, dp-procs, dp-procs-alltoall)");
 }
@@ -85,6 +85,14 @@ std::vector<std::string> base_sets(const Options& o) {
       sets.push_back(s);
   else if (o.model != "default")
     throw Error(ErrorKind::kUsage, "unknown model '" + o.model + "' (small: a 4-layer GPT of width 32; default)");
+  return sets;
+}
+
+// A trial's settings: the model's, then the layout's; process layouts wait longer for the default model.
+std::vector<std::string> sets_for(const Options& o, const std::string& layout) {
+  std::vector<std::string> sets = base_sets(o);
+  for (const std::string& s : layout_sets(layout)) sets.push_back(s);
+  if (processes(layout)) sets.push_back(o.model == "small" ? "comm.timeout_s=4" : "comm.timeout_s=30");
   return sets;
 }
 
@@ -237,8 +245,7 @@ int main(int argc, char** argv) {
 
   std::map<std::string, Outcome> clean;
   for (const std::string& l : o.layouts) {
-    std::vector<std::string> sets = base_sets(o);
-    for (const std::string& s : layout_sets(l)) sets.push_back(s);
+    const std::vector<std::string> sets = sets_for(o, l);
     clean[l] = processes(l) ? run_program(o.troupe, sets, dir) : run(sets, dir + "/clean.safetensors");
     if (!clean[l].finished) {
       std::fprintf(stderr, "troupe_bench_chaos: the clean %s run failed: %s\n", l.c_str(), clean[l].error.c_str());
@@ -267,8 +274,7 @@ int main(int argc, char** argv) {
         clause = fmt::format("{} {} at step {} on replica {}", kinds[kind], layout == "dp-procs" ? 0u : stage, step,
                              replica);
     }
-    std::vector<std::string> sets = base_sets(o);
-    for (const std::string& s : layout_sets(layout)) sets.push_back(s);
+    std::vector<std::string> sets = sets_for(o, layout);
     sets.push_back("fault.inject=" + clause);
     const Outcome out = processes(layout) ? run_program(o.troupe, sets, dir) : run(sets, dir + "/trial.safetensors");
     const Outcome& ref = clean[layout];
