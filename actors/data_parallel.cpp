@@ -14,6 +14,7 @@
 #include "actors/protocol.h"
 #include "actors/replica_actor.h"
 #include "runtime/comm/hierarchical.h"
+#include "runtime/comm/group_aborted.h"
 #include "runtime/comm/transport_replica_sum.h"
 
 
@@ -118,9 +119,19 @@ void DataParallelTrainer::add_replica(const RunConfig& per, int rank,
 DataParallelTrainer::DataParallelTrainer(const RunConfig& config, int rank,
                                          std::vector<std::unique_ptr<comm::Transport>> transports, bool actors,
                                          const plan::Topology* topology,
-                                         std::vector<std::unique_ptr<comm::Transport>> stats_transports)
-    : config_(config) {
+                                         std::vector<std::unique_ptr<comm::Transport>> stats_transports,
+                                         std::unique_ptr<ProcessRecovery> recovery)
+    : config_(config), recovery_(std::move(recovery)) {
   TROUPE_CHECK(rank >= 0 && rank < config.parallel.data, "rank ", rank, " of ", config.parallel.data, " replicas");
+  if (recovery_) {
+    TROUPE_CHECK(actors && stats_transports.empty(), "process recovery needs actors and no statistics groups");
+    for (auto& t : transports) {
+      auto* reformable = dynamic_cast<comm::ReformableTransport*>(t.get());
+      TROUPE_CHECK(reformable != nullptr, "process recovery needs reformable transports");
+      reformable_.push_back(reformable);
+    }
+    group_restarts_ = true;  // the replica actor abandons and re-runs on order, as the group's member
+  }
   const bool sync_stats = config.model.sync_batchnorm && config.parallel.data > 1;
   TROUPE_CHECK(static_cast<int>(stats_transports.size()) == (sync_stats ? config.parallel.pipeline : 0),
                stats_transports.size(), " statistics groups for ", config.parallel.pipeline, " stages");
@@ -154,7 +165,9 @@ StepStats DataParallelTrainer::train_step(std::int64_t step) {
     caf::scoped_actor self{actor_system_->get()};
     const int first = drivers_[0]->options().replica;  // 0, or this process's rank (processes form)
     for (auto& p : actor_pipelines_) self->send(p->coordinator(), proto::step_atom::value, step);
-    if (group_restarts_) {
+    if (recovery_) {
+      stats[0] = step_process(self, step);
+    } else if (group_restarts_) {
       step_group(self, step, stats, failed);
     } else {
       for (int answers = 0; answers < d; ++answers)
@@ -185,7 +198,133 @@ StepStats DataParallelTrainer::train_step(std::int64_t step) {
     for (auto& t : threads) t.join();
   }
   if (failure) throw *failure;
+  if (!recovery_) last_step_run_ = step;
   return stats[0];  // its loss and row count are the whole batch's (losses are gathered)
+}
+
+// This process's whole state at the boundary it stands at (between steps, or after a rewind).
+TrainingState DataParallelTrainer::local_state(std::int64_t step) const {
+  TrainingState s;
+  s.step = step;
+  drivers_[0]->gather_params_into(s);
+  drivers_[0]->gather_optimizer_state_into(s.optimizer, true);
+  return s;
+}
+
+// The multi-process form's supervisor of its one replica. A peer process that dies or hangs makes a
+// collective here fail: the ReformableTransport turns that into comm::GroupAborted (the stage abandons the
+// step instead of dying) and says so (interrupted()); a death of an actor of this replica (restarted by
+// the replica actor) says so with interrupted_atom. Then:
+//   1. this process ends its groups (break_group), so every other process learns of it at once;
+//   2. its replica abandons the step and answers quiet once none of its actors touches a group;
+//   3. every stage rewinds to the step boundary it kept, and the groups re-form (ProcessRecovery: rank 0
+//      restarts the dead process; every process agrees on rank 0's step, and one standing elsewhere — a
+//      step ahead or behind, or new — takes rank 0's state);
+//   4. the replica re-runs that step (rerun_atom). A failure during it starts another round.
+StepStats DataParallelTrainer::step_process(caf::scoped_actor& self, std::int64_t step) {
+  ActorPipeline& pipeline = *actor_pipelines_[0];
+  PipelineDriver& driver = pipeline.driver();
+  const auto interrupted = [&] {
+    return std::any_of(reformable_.begin(), reformable_.end(), [](auto* t) { return t->interrupted(); });
+  };
+  const auto limit = std::chrono::milliseconds(static_cast<long long>(config_.comm.timeout_s * 1000.0)) +
+                     std::chrono::seconds(1);
+  std::int64_t running = step;
+  for (;;) {
+    std::optional<StepStats> done;
+    bool broken = false, own = false;  // own: an actor of this replica died (and was restarted)
+    while (!done && !broken) {
+      self->receive([&](proto::done_atom, int, StepStats& s) { done = std::move(s); },
+                    [&](proto::failed_atom, int, std::int32_t kind, std::string& report) {
+                      throw replica_failure(kind, report);
+                    },
+                    [&](proto::interrupted_atom, int, std::int64_t, std::uint64_t) { broken = own = true; },
+                    [&](proto::quiet_atom, int, std::uint64_t) {},  // an older round's
+                    caf::after(std::chrono::milliseconds(20)) >> [&] {});
+      broken = broken || (!done && interrupted());
+    }
+    if (done) {
+      last_step_run_ = running;
+      recovery_->step_done();
+      return *done;
+    }
+    for (auto* t : reformable_) t->break_group();
+    ++group_round_;
+    self->send(pipeline.coordinator(), proto::abandon_atom::value, running, group_round_);
+    for (bool quiet = false; !quiet;)
+      self->receive([&](proto::quiet_atom, int, std::uint64_t round) { quiet = round == group_round_; },
+                    [&](proto::done_atom, int, StepStats&) {},
+                    [&](proto::interrupted_atom, int, std::int64_t, std::uint64_t) {},
+                    [&](proto::failed_atom, int, std::int32_t kind, std::string& report) {
+                      throw replica_failure(kind, report);
+                    },
+                    caf::after(limit) >> [&] {
+                      throw Error(ErrorKind::kInternal,
+                                  fmt::format("data-parallel rank {} did not abandon step {} within comm.timeout_s = {} s "
+                                              "after a peer process failed (an actor of it is stuck); the job stops",
+                                              driver.options().replica, running, config_.comm.timeout_s));
+                    });
+    // Where every stage stands: the boundary each kept (-1 when they differ: this process takes rank 0's).
+    std::int64_t boundary = driver.stage(0).boundary_step();
+    for (int s = 1; s < driver.num_stages(); ++s)
+      if (driver.stage(s).boundary_step() != boundary) boundary = -1;
+    TROUPE_CHECK(driver.options().replica != 0 || boundary == running, "rank 0 stands at step ", boundary,
+                 "'s boundary in step ", running);
+    if (boundary >= 0)
+      for (int s = 0; s < driver.num_stages(); ++s) driver.stage(s).rewind(boundary);
+    std::string cause;
+    for (auto* t : reformable_)
+      if (!own && cause.empty()) cause = t->first_failure();
+    ReformedGroups groups = recovery_->reform(boundary, running, [&] { return local_state(boundary); }, cause);
+    running = install(groups);
+    if (running >= config_.train.steps) {  // the others had finished: this process stands there too now
+      last_step_run_ = config_.train.steps - 1;
+      return StepStats{};
+    }
+    recovery_->rerun_ordered();
+    self->send(pipeline.coordinator(), proto::rerun_atom::value, running, group_round_);
+  }
+}
+
+std::int64_t DataParallelTrainer::install(ReformedGroups& groups) {
+  PipelineDriver& driver = *drivers_[0];
+  for (std::size_t i = 0; i < reformable_.size(); ++i)
+    reformable_[i]->replace(std::move(groups.transports.at(i)), std::move(groups.breakers.at(i)));
+  for (int s = 0; s < driver.num_stages(); ++s)
+    if (GradientSync* g = driver.stage(s).gradient_sync()) g->reform();
+  if (groups.agreed.state) {
+    driver.restore_training_state(*groups.agreed.state, "rank 0");
+    for (int s = 0; s < driver.num_stages(); ++s) driver.stage(s).keep_boundary(groups.agreed.step);
+  }
+  return groups.agreed.step;
+}
+
+std::int64_t DataParallelTrainer::finish_together() {
+  TROUPE_CHECK(recovery_ != nullptr, "finish_together without recovery");
+  const std::int64_t steps = config_.train.steps;
+  for (;;) {
+    try {
+      recovery_->barrier(*reformable_[0]);
+      return steps;
+    } catch (const comm::GroupAborted&) {
+      // A peer died after this process's last step: this process's state is the last step's (it was
+      // between steps, nothing to rewind); the group re-forms around rank 0's step.
+      const std::string cause = reformable_[0]->first_failure();
+      for (auto* t : reformable_) t->break_group();
+      ReformedGroups groups = recovery_->reform(steps, steps, [&] { return local_state(steps); }, cause);
+      const std::int64_t next = install(groups);
+      if (next < steps) return next;
+    }
+  }
+}
+
+std::int64_t DataParallelTrainer::rejoin() {
+  TROUPE_CHECK(recovery_ != nullptr, "rejoin without recovery");
+  // The groups are formed already (this process joined them as it started): agree over stage 0's.
+  Agreement agreed = recovery_->agree(reformable_[0]->inner(), -1, {});
+  TROUPE_CHECK(agreed.state.has_value(), "rank 0 sent no state to a restarted rank");
+  drivers_[0]->restore_training_state(*agreed.state, "rank 0");
+  return agreed.step;
 }
 
 // The replicas' supervisor. A replica whose stage or optimizer-state actor died mid-step has restarted
@@ -287,6 +426,7 @@ void DataParallelTrainer::set_trace(TraceRecorder* trace) {
 
 std::vector<supervision::Restart> DataParallelTrainer::restarts() const {
   std::vector<supervision::Restart> all;
+  if (recovery_) all = recovery_->restarts();
   for (const auto& p : actor_pipelines_) all.insert(all.end(), p->restarts().begin(), p->restarts().end());
   return all;
 }

@@ -1,4 +1,4 @@
-// Owns DataParallelTrainer: parallel.data replicas of a (possibly pipelined) model, trained in lockstep — in one process, replicas as threads over the in-process transport — plus the pieces a multi-process replica uses.
+// Owns DataParallelTrainer: parallel.data replicas of a (possibly pipelined) model, trained in lockstep — in one process, replicas as threads over the in-process transport — plus the pieces a multi-process replica uses, and its side of re-forming the group when a peer process dies.
 //
 // Topology (dp x pp): replica r is a PipelineDriver over its contiguous share of every batch; stage s
 // of every replica forms one data-parallel group with its own Transport (ranks = replicas), and a
@@ -23,9 +23,11 @@
 #include <vector>
 
 #include "actors/actor_pipeline.h"
+#include "actors/process_recovery.h"
 #include "actors/state/gradient_sync.h"
 #include "actors/state/pipeline_driver.h"
 #include "net/inproc/inproc_transport.h"
+#include "runtime/comm/reformable_transport.h"
 #include "runtime/comm/transport.h"
 
 namespace troupe {
@@ -52,9 +54,13 @@ class DataParallelTrainer {
   // of the other replicas, in other processes) over transports[s]. The multi-process (tcp) form.
   // stats_transports[s]: stage s's group for synchronised batch-norm statistics (model.sync_batchnorm
   // with parallel.data > 1: one per stage; otherwise none).
+  // `recovery` (with every transport a comm::ReformableTransport): a peer process that dies or hangs does
+  // not end the run — this process abandons the step, the groups re-form (actors/process_recovery.h) and
+  // the step every process agreed on is run (step_process in the .cpp).
   DataParallelTrainer(const RunConfig& config, int rank, std::vector<std::unique_ptr<comm::Transport>> transports,
                       bool actors = true, const plan::Topology* topology = nullptr,
-                      std::vector<std::unique_ptr<comm::Transport>> stats_transports = {});
+                      std::vector<std::unique_ptr<comm::Transport>> stats_transports = {},
+                      std::unique_ptr<ProcessRecovery> recovery = nullptr);
   ~DataParallelTrainer();
 
   // One step on every replica at once; the stats are replica 0's (the loss is the whole batch's).
@@ -78,8 +84,20 @@ class DataParallelTrainer {
   PipelineDriver& replica(int r) { return *drivers_.at(static_cast<std::size_t>(r)); }
   // Replica r's actors (when run by actors).
   ActorPipeline& actor_replica(int r) { return *actor_pipelines_.at(static_cast<std::size_t>(r)); }
-  // Every replica's restarts so far, replica by replica (when run by actors).
+  // Every replica's restarts so far, replica by replica (when run by actors); in the multi-process form
+  // with recovery, rank 0's restarts of rank processes too.
   std::vector<supervision::Restart> restarts() const;
+  // The step the last train_step ran: the one asked for, except in a process whose peers re-formed the
+  // group around another (a survivor that stood a step ahead of or behind rank 0, which decides).
+  std::int64_t last_step_run() const { return last_step_run_; }
+  // Multi-process form with recovery, in a restarted process: joins the re-forming group, takes the
+  // state of rank 0 and returns the step to run next.
+  std::int64_t rejoin();
+  // Multi-process form with recovery, after this process's last step: waits until every process has run
+  // every step, re-forming the group should one die meanwhile. Returns config.train.steps, or — in a process
+  // whose group re-formed around an earlier step (a peer died in the last step) — the step to go on from.
+  std::int64_t finish_together();
+  ProcessRecovery* recovery() { return recovery_.get(); }
   // Bytes replica 0 sent in the last step, over all its stages.
   CommStats last_step_comm() const;
   // Optimizer-state bytes held by replica r (ZeRO-1: about 1/D of the replicated figure).
@@ -97,6 +115,15 @@ class DataParallelTrainer {
   // The replicas' supervisor: aborts, abandons and re-runs an interrupted step on all of them.
   void step_group(caf::scoped_actor& self, std::int64_t step, std::vector<StepStats>& stats,
                   const std::function<void(int, Error)>& failed);
+  // The multi-process form's recovery: a step abandoned because a peer process failed, re-run after the
+  // groups re-form.
+  StepStats step_process(caf::scoped_actor& self, std::int64_t step);
+  TrainingState local_state(std::int64_t step) const;
+  // The re-formed groups in place of the old ones, and rank 0's state when it was sent; the agreed step.
+  std::int64_t install(ReformedGroups& groups);
+  std::unique_ptr<ProcessRecovery> recovery_;
+  std::vector<comm::ReformableTransport*> reformable_;  // owned by the stages' GradientSyncs
+  std::int64_t last_step_run_ = -1;
   bool group_restarts_ = false;      // every replica is an actor pipeline of this process
   std::uint64_t group_round_ = 0;    // abandon-and-re-run rounds so far (every step's)
 

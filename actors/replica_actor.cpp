@@ -326,12 +326,13 @@ caf::behavior replica_actor(Self* self, PipelineDriver* driver, supervision::Sup
   self->state.driver = driver;
   self->state.supervisor = supervisor;
   self->state.trace = trace;
-  // Replicas in other processes are not restarted (see the header): no boundary copies either.
+  // Replicas in other processes that do not restart (see the header): no boundary copies either.
   self->state.group = driver->options().replicas > 1 && driver->options().group_restarts;
   self->state.restarts =
       supervisor->intensity().max_restarts() > 0 && (driver->options().replicas == 1 || self->state.group);
   for (const supervision::FaultClause& c : supervision::parse_fault_plan(driver->config().fault.inject).clauses)
-    if (c.replica == driver->options().replica) self->state.faults.push_back(c);
+    if (c.replica == driver->options().replica && c.target != supervision::FaultTarget::rank)
+      self->state.faults.push_back(c);  // rank clauses are the process's (runner.cpp)
   self->set_down_handler([=](caf::down_msg& down) {
     auto& st = self->state;
     int stage = -1;
@@ -353,8 +354,8 @@ caf::behavior replica_actor(Self* self, PipelineDriver* driver, supervision::Sup
       const char* why = helper == Helper::gradient_exchange
                             ? "\nno restart: a gradient-exchange actor is not restarted yet (its collective "
                               "would have to start over on every replica); the job stops"
-                            : "\nno restart: restarts of replicas whose peers are other processes "
-                              "(comm.transport = tcp) are not built yet, every replica would have to re-run the "
+                            : "\nno restart: this replica's peers are processes that do not restart here (see "
+                              "docs/failures.md, Replica processes), and every replica would have to re-run the "
                               "step together; the job stops";
       return fail(self, {f.kind, f.report + (wanted ? why : "") + f.grid});
     }

@@ -22,10 +22,12 @@
 // alone, and the requester — the DataParallelTrainer, supervisor of the replicas — aborts the step's
 // gradient groups, has every replica abandon the step (abandon_atom, answered quiet_atom once none of
 // its actors uses a group), reforms the groups and orders the re-run on all (rerun_atom); see
-// actors/data_parallel.h. Replicas in other processes (comm.transport = tcp) are not restarted yet.
+// actors/data_parallel.h. A replica whose peers are other processes (comm.transport = tcp) runs the same
+// way, its requester being its process's DataParallelTrainer, which re-forms the groups with the other
+// processes (actors/process_recovery.h).
 //
-// Past the intensity, with replicas in other processes, and for a gradient-exchange actor, a death
-// fails the step. A child that dies between steps then fails the next step; after a failure every step
+// Past the intensity, with replica processes that do not restart (process_restart_refusal), and for a
+// gradient-exchange actor, a death fails the step. A child that dies between steps then fails the next step; after a failure every step
 // fails.
 #pragma once
 

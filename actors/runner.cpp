@@ -2,8 +2,11 @@
 // that runs it (threads, actors or processes).
 #include "actors/runner.h"
 
+#include <signal.h>
+
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
 #include <cstdlib>
 #include <thread>
 
@@ -12,6 +15,7 @@
 
 #include "actors/actor_pipeline.h"
 #include "actors/data_parallel.h"
+#include "actors/process_recovery.h"
 #include "actors/ps/ps_processes.h"
 #include "actors/ps/ps_trainer.h"
 #include "actors/tensor_parallel.h"
@@ -30,6 +34,7 @@
 #include "runtime/placement.h"
 #include "runtime/plan/resources.h"
 #include "runtime/process/replica_processes.h"
+#include "runtime/supervision/fault_plan.h"
 #include "runtime/supervision/supervision_tree.h"
 
 namespace troupe {
@@ -370,6 +375,68 @@ std::string joined_links_text(const RunConfig& config, const std::vector<std::st
   return out + "\n";
 }
 
+// Rank `rank`'s groups over tcp, formed again at rank 0's addresses (process_recovery.h): rank 0 accepts on
+// the listeners it keeps bound for the job's life (`listeners`, one per address) and calls `while_waiting` as
+// it waits for the ranks to join.
+ProcessRecovery::Connect reconnect_groups(const RunConfig& config, int rank, const std::string& secret,
+                                          const std::vector<std::string>& addresses,
+                                          std::vector<net::TcpListener>* listeners = nullptr) {
+  return [=](const std::function<void()>& while_waiting) {
+    ReformedGroups groups;
+    for (std::size_t i = 0; i < addresses.size(); ++i) {
+      net::TcpOptions options = tcp_options(config, rank, addresses[i], secret);
+      options.while_waiting = while_waiting;
+      // Each process comes when its stages have stopped, which may take a step's computing: more than a
+      // collective may wait.
+      options.rendezvous_timeout = std::max(std::chrono::milliseconds(60'000), 4 * comm_timeout(config));
+      std::unique_ptr<net::TcpTransport> t =
+          rank == 0 ? net::connect_tcp_on(options, listeners->at(i)) : net::connect_tcp(options);
+      net::TcpTransport* raw = t.get();
+      groups.breakers.push_back([raw] { raw->abort(); });
+      groups.transports.push_back(std::move(t));
+    }
+    return groups;
+  };
+}
+
+// The groups as the trainer takes them: with recovery, each inside a ReformableTransport that outlives it.
+std::vector<std::unique_ptr<comm::Transport>> reformable(std::vector<std::unique_ptr<comm::Transport>> groups) {
+  for (auto& t : groups) {
+    auto* tcp = dynamic_cast<net::TcpTransport*>(t.get());
+    TROUPE_CHECK(tcp != nullptr, "process recovery over a transport that is not tcp");
+    t = std::make_unique<comm::ReformableTransport>(std::move(t), [tcp] { tcp->abort(); });
+  }
+  return groups;
+}
+
+// fault.inject's rank clauses for one rank process ("kill rank R at step S", "stall rank R at step S"),
+// each fired once as its step begins here. A restarted process skips those up to the step it joined at
+// (the one that ended its predecessor among them).
+class RankFaults {
+ public:
+  RankFaults(const RunConfig& config, int rank, std::int64_t joined_at = -1) {
+    for (const supervision::FaultClause& c : supervision::parse_fault_plan(config.fault.inject).clauses)
+      if (c.target == supervision::FaultTarget::rank && c.index == rank && c.step > joined_at) left_.push_back(c);
+  }
+  void before_step(std::int64_t step) {
+    for (auto it = left_.begin(); it != left_.end();) {
+      if (it->step != step) {
+        ++it;
+        continue;
+      }
+      const supervision::FaultAction action = it->action;
+      it = left_.erase(it);
+      std::fflush(stdout);
+      std::fflush(stderr);
+      // As a crash or the OOM killer ends a process (no goodbye), or as a hung one stands (no heartbeat).
+      ::raise(action == supervision::FaultAction::stall ? SIGSTOP : SIGKILL);
+    }
+  }
+
+ private:
+  std::vector<supervision::FaultClause> left_;
+};
+
 // comm.transport = tcp or shm: every replica is a process. This process is rank 0: it binds one rendezvous
 // listener per stage (so the ports are known before anyone connects), starts ranks 1..D-1 as copies
 // of itself (unless a launcher started them: a joined job), joins the groups, and trains and reports
@@ -394,15 +461,33 @@ class DataParallelProcessesJob final : public TrainerJob<DataParallelTrainer> {
       ranks_ = std::make_unique<ReplicaProcesses>("/proc/self/exe", args, d, secret,
                                                   std::max(comm_timeout(config) / 2, std::chrono::milliseconds(200)));
     }
+    // Restarts of rank processes (process_recovery.h) where nothing of a dead replica lives on it alone: the
+    // listeners stay bound for the groups to form again.
+    const bool restarts = process_restart_refusal(config, joined(config)).empty();
     RankGroups groups;
     std::vector<std::string> hostnames;
     for (std::size_t s = 0; s < listeners.size(); ++s) {
-      groups.add(config, connect_replica(config, tcp_options(config, 0, "", secret), &listeners[s], hostnames));
+      if (restarts) {
+        auto t = net::connect_tcp_on(tcp_options(config, 0, "", secret), listeners[s]);
+        hostnames = t->hostnames();
+        groups.add(config, std::move(t));
+      } else {
+        groups.add(config, connect_replica(config, tcp_options(config, 0, "", secret), &listeners[s], hostnames));
+      }
     }
     for (std::size_t r = 0; r < topology_.places.size(); ++r)
       topology_.places[r].host = hostnames.at(static_cast<std::size_t>(topology_.places[r].process));
+    std::unique_ptr<ProcessRecovery> recovery;
+    if (restarts) {
+      listeners_ = std::move(listeners);
+      recovery = std::make_unique<ProcessRecovery>(
+          config, 0,
+          reconnect_groups(config, 0, secret, net::addresses_from_environment(kStageAddressesEnv), &listeners_),
+          ranks_.get());
+      groups.grads = reformable(std::move(groups.grads));
+    }
     trainer_ = std::make_unique<DataParallelTrainer>(config, 0, std::move(groups.grads), true, &topology_,
-                                                     std::move(groups.stats));
+                                                     std::move(groups.stats), std::move(recovery));
     summary_ = data_parallel_summary(
         config, joined(config) ? fmt::format("{} replicas as processes a launcher started (rendezvous {})", d, bound)
                                : fmt::format("{} replicas as processes over {} (rendezvous {})", d,
@@ -410,21 +495,34 @@ class DataParallelProcessesJob final : public TrainerJob<DataParallelTrainer> {
     if (joined(config)) summary_ += fmt::format("ranks on {}\n{}", hosts_text(hostnames), joined_links_text(config, hostnames));
   }
   ~DataParallelProcessesJob() override { trainer_.reset(); }  // its links first, then the processes
-  std::string report() override { return data_parallel_report(*trainer_, config_) + skipped_report(); }
+  std::string report() override {
+    return data_parallel_report(*trainer_, config_) + skipped_report() +
+           restarts_report(trainer_->restarts(), config_.fault.max_restarts);
+  }
+  std::vector<supervision::Restart> restarts() override { return trainer_->restarts(); }
   // A step that fails because a rank hung names that rank, not the neighbour whose link broke first.
   StepStats train_step(std::int64_t step) override {
+    faults_.before_step(step);
     try {
       return TrainerJob::train_step(step);
     } catch (const Error& e) {
+      // With fault.max_restarts > 0 the user expects a restart: say why there was none.
+      const std::string refusal = process_restart_refusal(config_, joined(config_));
+      const std::string why = config_.fault.max_restarts > 0 && !refusal.empty()
+                                  ? "\nrank processes are not restarted with " + refusal + "; the job stops"
+                                  : std::string();
       const std::string hung = ranks_ ? ranks_->hung() : std::string();
-      if (hung.empty()) throw;
+      if (hung.empty() && why.empty()) throw;
       const std::string seen = e.what();
+      if (hung.empty()) throw Error(e.kind(), seen + why);
       throw Error(ErrorKind::kIo, "data-parallel " + hung + "; rank 0's step " + std::to_string(step) +
-                                      " failed with it: " + seen.substr(0, seen.find('\n')));
+                                      " failed with it: " + seen.substr(0, seen.find('\n')) + why);
     }
   }
   void finish() override {
     if (!ranks_) return;  // a launcher started the other ranks; it waits for them
+    // Every rank has run every step (one that died in the last step restarted) before any leaves.
+    if (trainer_->recovery()) trainer_->finish_together();
     const std::string failure = ranks_->wait_all();
     if (const std::string hung = ranks_->hung(); !hung.empty()) throw Error(ErrorKind::kIo, "data-parallel " + hung);
     if (!failure.empty()) throw Error(ErrorKind::kIo, "data-parallel " + failure + " (see its error above)");
@@ -434,6 +532,8 @@ class DataParallelProcessesJob final : public TrainerJob<DataParallelTrainer> {
   RunConfig config_;
   plan::Topology topology_;  // with every rank's host as reported
   std::unique_ptr<ReplicaProcesses> ranks_;
+  std::vector<net::TcpListener> listeners_;  // kept bound while rank processes may be restarted
+  RankFaults faults_{config_, 0};
 };
 
 std::string ps_mode_text(const RunConfig& config) {
@@ -507,19 +607,23 @@ class PsProcessesJob final : public TrainerJob<ps::PsTrainer> {
 // Failure drills (tests): TROUPE_TEST_CRASH="r:s" makes rank r die abruptly before step s, as a killed
 // process would: no goodbye on its connections. -1: no drill for this rank, or a restarted one.
 long long crash_step(int rank) {
-  if (ps::PsProcesses::restarted()) return -1;
+  if (ps::PsProcesses::restarted() || std::getenv(kRejoinEnv)) return -1;
   if (const char* crash = std::getenv("TROUPE_TEST_CRASH"))
     if (std::string c = crash; c.rfind(std::to_string(rank) + ":", 0) == 0) return std::stoll(c.substr(c.find(':') + 1));
   return -1;
 }
 
-// A started rank's training: every step from `first` on, with the crash drill.
+// A started rank's training: every step from `first` on, with the crash drill. A data-parallel replica
+// whose group re-formed around another step (process_recovery.h) goes on after the step it ran.
 template <class T>
-void train_started_rank(T& trainer, const RunConfig& config, int rank, std::int64_t first = 0) {
+void train_started_rank(T& trainer, const RunConfig& config, int rank, std::int64_t first = 0,
+                        RankFaults* faults = nullptr) {
   const long long crash_at = crash_step(rank);
   for (std::int64_t step = first; step < config.train.steps; ++step) {
     if (step == crash_at) std::_Exit(3);
+    if (faults) faults->before_step(step);
     trainer.train_step(step);
+    if constexpr (requires { trainer.last_step_run(); }) step = trainer.last_step_run();
   }
 }
 
@@ -601,7 +705,21 @@ void run_started_rank(const RunConfig& config, int rank, const std::string& init
     }
     plan::Topology topology = topology_for(config, placement_for_run(config));
     for (plan::Place& place : topology.places) place.host = hostnames.at(static_cast<std::size_t>(place.process));
-    DataParallelTrainer replica(config, rank, std::move(groups.grads), true, &topology, std::move(groups.stats));
+    std::unique_ptr<ProcessRecovery> recovery;
+    if (process_restart_refusal(config, joined(config)).empty()) {
+      recovery = std::make_unique<ProcessRecovery>(config, rank, reconnect_groups(config, rank, secret, addresses), nullptr);
+      groups.grads = reformable(std::move(groups.grads));
+    }
+    const bool rejoining = recovery && std::getenv(kRejoinEnv);
+    DataParallelTrainer replica(config, rank, std::move(groups.grads), true, &topology, std::move(groups.stats),
+                                std::move(recovery));
+    if (rejoining) {  // rank 0 restarted this process: its state comes live from rank 0
+      const std::int64_t joined_at = replica.rejoin();
+      RankFaults faults(config, rank, joined_at);
+      for (std::int64_t from = joined_at; from < config.train.steps; from = replica.finish_together())
+        train_started_rank(replica, config, rank, from, &faults);
+      return;
+    }
     if (!init_from.empty()) replica.load_weights(init_from);
     std::int64_t first = 0;
     if (!resume_from.empty()) {
@@ -609,7 +727,12 @@ void run_started_rank(const RunConfig& config, int rank, const std::string& init
       restore(replica, checkpoint.state, checkpoint.path);
       first = checkpoint.state.step;
     }
-    train_started_rank(replica, config, rank, first);
+    RankFaults faults(config, rank);
+    train_started_rank(replica, config, rank, first, &faults);
+    // Every rank has run every step before any leaves (a peer that died in the last step re-runs it).
+    if (replica.recovery())
+      for (std::int64_t from = replica.finish_together(); from < config.train.steps; from = replica.finish_together())
+        train_started_rank(replica, config, rank, from, &faults);
   } catch (const Error& e) {
     throw Error(e.kind(), (ps ? "ps worker " : "data-parallel rank ") + std::to_string(rank) + ": " + e.what());
   }

@@ -4,10 +4,14 @@
 // the command that reproduces it, and the step-boundary copy's cost.
 //
 //   troupe_bench_chaos [--trials N] [--seed S] [--steps K] [--model small|default] [--layouts a,b,...]
+//                      [--troupe PATH]
 //
 // Layouts: 1f1b, gpipe, interleaved (pipelines of 2 stages run by actors), dp and dp-alltoall (2 replicas
 // x 2 stages, replicas as threads, ring or all-to-all gradient exchange; the fault lands on a random
-// replica, and every replica re-runs the step), dp-zero (dp with ZeRO-1; not drawn unless named).
+// replica, and every replica re-runs the step), dp-zero (dp with ZeRO-1; not drawn unless named), and
+// dp-procs, dp-procs-alltoall (replicas as processes over tcp: 3 x 1 stage ring, 2 x 2 stages all-to-all;
+// not drawn unless named), whose faults also kill or stall a whole rank process (restarted by rank 0).
+// Process layouts run the troupe program (--troupe, default: ../troupe beside this program) as a user would.
 // Exit status: 0 when every trial finished bitwise equal, 1 otherwise.
 #include <algorithm>
 #include <chrono>
@@ -38,6 +42,7 @@ struct Options {
   int steps = 6;
   std::string model = "small";
   std::vector<std::string> layouts = {"1f1b", "gpipe", "interleaved", "dp", "dp-alltoall"};
+  std::string troupe;  // the troupe program, for layouts of processes
 };
 
 std::vector<std::string> split(const std::string& s, char sep) {
@@ -58,8 +63,18 @@ std::vector<std::string> layout_sets(const std::string& layout) {
   if (layout == "dp-alltoall")
     return {"parallel.data=2", "parallel.pipeline=2", "parallel.microbatches=2", "parallel.gradient_exchange=alltoall"};
   if (layout == "dp-zero") return {"parallel.data=2", "parallel.pipeline=2", "parallel.microbatches=2", "parallel.zero=1"};
-  throw Error(ErrorKind::kUsage, "unknown layout '" + layout + "' (1f1b, gpipe, interleaved, dp, dp-alltoall, dp-zero)");
+  // Heartbeats find a stalled rank within comm.timeout_s / 2 (base_sets: longer for the default model, whose
+  // steps take seconds on a loaded machine); the system picks free rendezvous ports.
+  if (layout == "dp-procs") return {"parallel.data=3", "train.batch_size=12", "comm.transport=tcp", "comm.address=127.0.0.1:0"};
+  if (layout == "dp-procs-alltoall")
+    return {"parallel.data=2", "parallel.pipeline=2", "parallel.microbatches=2", "parallel.gradient_exchange=alltoall",
+            "comm.transport=tcp", "comm.address=127.0.0.1:0"};
+  throw Error(ErrorKind::kUsage, "unknown layout '" + layout +
+                                     "' (1f1b, gpipe, interleaved, dp, dp-alltoall, dp-zero, dp-procs, dp-procs-alltoall)");
 }
+
+bool processes(const std::string& layout) { return layout.rfind("dp-procs", 0) == 0; }
+int replicas_of(const std::string& layout) { return layout == "dp-procs" ? 3 : layout.rfind("dp", 0) == 0 ? 2 : 1; }
 
 std::vector<std::string> base_sets(const Options& o) {
   std::vector<std::string> sets = {"train.deterministic=true", "train.eval_every=0", "train.threads=2",
@@ -70,6 +85,14 @@ std::vector<std::string> base_sets(const Options& o) {
       sets.push_back(s);
   else if (o.model != "default")
     throw Error(ErrorKind::kUsage, "unknown model '" + o.model + "' (small: a 4-layer GPT of width 32; default)");
+  return sets;
+}
+
+// A trial's settings: the model's, then the layout's; process layouts wait longer for the default model.
+std::vector<std::string> sets_for(const Options& o, const std::string& layout) {
+  std::vector<std::string> sets = base_sets(o);
+  for (const std::string& s : layout_sets(layout)) sets.push_back(s);
+  if (processes(layout)) sets.push_back(o.model == "small" ? "comm.timeout_s=4" : "comm.timeout_s=30");
   return sets;
 }
 
@@ -106,8 +129,8 @@ Outcome run(const std::vector<std::string>& sets, const std::string& weights_pat
   return o;
 }
 
-std::string command_of(const std::vector<std::string>& sets) {
-  std::string cmd = "build/troupe train";
+std::string command_of(const std::vector<std::string>& sets, const std::string& troupe = "build/troupe") {
+  std::string cmd = troupe + " train";
   for (const std::string& s : sets) {
     const auto eq = s.find('=');
     if (s.rfind("train.steps=", 0) == 0) cmd += " --steps " + s.substr(eq + 1);
@@ -115,6 +138,44 @@ std::string command_of(const std::vector<std::string>& sets) {
     else cmd += " --set " + s;
   }
   return cmd;
+}
+
+// A layout whose replicas are processes: the troupe program, run as a user runs it; the losses from its
+// --dump-losses file (17 significant digits: the doubles' exact values), the restarts from its report
+// ("...; re-run 0.021 s after, recovered (the step done) 0.164 s after").
+Outcome run_program(const std::string& troupe, const std::vector<std::string>& sets, const std::string& dir) {
+  Outcome o;
+  const auto start = std::chrono::steady_clock::now();
+  const std::string losses = dir + "/losses.jsonl", weights = dir + "/weights.safetensors", out = dir + "/out.txt";
+  std::filesystem::remove(weights);
+  const std::string cmd = command_of(sets, troupe) + " --dump-losses " + losses + " --save " + weights + " > " + out +
+                          " 2>&1 < /dev/null";
+  const int status = std::system(cmd.c_str());
+  std::ifstream text(out);
+  std::string line, last;
+  while (std::getline(text, line)) {
+    const auto rerun = line.find("; re-run "), recovered = line.find("recovered (the step done) ");
+    if (rerun != std::string::npos && recovered != std::string::npos) {
+      supervision::Restart r{line.substr(0, rerun), -1, "", 0.0};
+      r.restarted_s = std::stod(line.substr(rerun + 9));
+      r.recovery_s = std::stod(line.substr(recovered + 26));
+      o.restarts.push_back(r);
+    }
+    if (line.find("error") != std::string::npos && last.empty()) last = line;
+  }
+  if (status != 0) {
+    o.error = last.empty() ? fmt::format("exit status {}", status) : last;
+  } else {
+    std::ifstream dump(losses);
+    while (std::getline(dump, line)) {
+      const auto at = line.find("\"loss\": ");
+      if (at != std::string::npos) o.losses.push_back(std::stod(line.substr(at + 8)));
+    }
+    o.weights = read_all(weights);
+    o.finished = true;
+  }
+  o.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return o;
 }
 
 double median(std::vector<double> v) {
@@ -164,11 +225,17 @@ int main(int argc, char** argv) {
       else if (a == "--steps") o.steps = std::stoi(next());
       else if (a == "--model") o.model = next();
       else if (a == "--layouts") o.layouts = split(next(), ',');
+      else if (a == "--troupe") o.troupe = next();
       else throw Error(ErrorKind::kUsage, "unknown argument '" + a + "'");
     }
     if (o.trials < 1 || o.steps < 1) throw Error(ErrorKind::kUsage, "--trials and --steps must be >= 1");
     for (const std::string& l : o.layouts) layout_sets(l);
     base_sets(o);
+    if (o.troupe.empty())
+      o.troupe = (std::filesystem::canonical("/proc/self/exe").parent_path().parent_path() / "troupe").string();
+    if (std::any_of(o.layouts.begin(), o.layouts.end(), processes) && !std::filesystem::exists(o.troupe))
+      throw Error(ErrorKind::kUsage, "the process layouts run the troupe program, not found at " + o.troupe +
+                                         "; name it with --troupe PATH");
   } catch (const std::exception& e) {
     std::fprintf(stderr, "troupe_bench_chaos: %s\n", e.what());
     return 2;
@@ -178,9 +245,8 @@ int main(int argc, char** argv) {
 
   std::map<std::string, Outcome> clean;
   for (const std::string& l : o.layouts) {
-    std::vector<std::string> sets = base_sets(o);
-    for (const std::string& s : layout_sets(l)) sets.push_back(s);
-    clean[l] = run(sets, dir + "/clean.safetensors");
+    const std::vector<std::string> sets = sets_for(o, l);
+    clean[l] = processes(l) ? run_program(o.troupe, sets, dir) : run(sets, dir + "/clean.safetensors");
     if (!clean[l].finished) {
       std::fprintf(stderr, "troupe_bench_chaos: the clean %s run failed: %s\n", l.c_str(), clean[l].error.c_str());
       return 1;
@@ -194,12 +260,23 @@ int main(int argc, char** argv) {
   std::vector<std::string> failures;
   for (int t = 0; t < o.trials; ++t) {
     const std::string layout = o.layouts[rng() % o.layouts.size()];
-    std::string clause = fmt::format("{} {} at step {}", kinds[rng() % 4], rng() % 2, rng() % o.steps);
-    if (layout.rfind("dp", 0) == 0) clause += fmt::format(" on replica {}", rng() % 2);
-    std::vector<std::string> sets = base_sets(o);
-    for (const std::string& s : layout_sets(layout)) sets.push_back(s);
+    std::string clause;
+    if (!processes(layout)) {  // drawn as before process layouts existed: the same trials for the same seed
+      clause = fmt::format("{} {} at step {}", kinds[rng() % 4], rng() % 2, rng() % o.steps);
+      if (layout.rfind("dp", 0) == 0) clause += fmt::format(" on replica {}", rng() % 2);
+    } else {
+      const unsigned kind = rng() % 6, stage = rng() % 2, step = rng() % o.steps;
+      const unsigned replica = rng() % replicas_of(layout);
+      if (kind >= 4)  // a whole rank process other than rank 0 (which is not restarted)
+        clause = fmt::format("{} rank {} at step {}", kind == 4 ? "kill" : "stall",
+                             1 + replica % (replicas_of(layout) - 1), step);
+      else
+        clause = fmt::format("{} {} at step {} on replica {}", kinds[kind], layout == "dp-procs" ? 0u : stage, step,
+                             replica);
+    }
+    std::vector<std::string> sets = sets_for(o, layout);
     sets.push_back("fault.inject=" + clause);
-    const Outcome out = run(sets, dir + "/trial.safetensors");
+    const Outcome out = processes(layout) ? run_program(o.troupe, sets, dir) : run(sets, dir + "/trial.safetensors");
     const Outcome& ref = clean[layout];
     const bool same = out.finished && out.losses == ref.losses && out.weights == ref.weights;
     finished += out.finished;

@@ -3,7 +3,8 @@
 
 usage: hung_rank.py TROUPE
 
-Rank 0 of a 3-process ring (comm.transport = tcp, comm.timeout_s = 8) trains; SIGSTOP freezes rank 1
+Rank 0 of a 3-process ring (comm.transport = tcp, comm.timeout_s = 8, and fault.max_restarts = 0: no
+restart, which tests/replica_restart.py covers) trains; SIGSTOP freezes rank 1
 (runtime/process/heartbeat.h: its heartbeats stop). Rank 0 must end the run within comm.timeout_s of the
 stop, exit non-zero, name rank 1 as the rank that hung and was killed, and leave no rank process
 behind. (Without heartbeats the run waits out comm.timeout_s in a collective, and in a ring rank 0
@@ -23,7 +24,7 @@ TIMEOUT_S = 8
 SMALL = ["--set", "model.n_layer=2", "--set", "model.n_embd=32", "--set", "model.n_head=2",
          "--set", "model.block_size=16", "--set", "train.batch_size=12", "--set", "train.threads=1",
          "--set", "train.eval_every=0", "--set", "comm.transport=tcp", "--set", "comm.timeout_s=%d" % TIMEOUT_S,
-         "--set", "parallel.data=3", "--steps", "100000"]
+         "--set", "parallel.data=3", "--set", "fault.max_restarts=0", "--steps", "100000"]
 
 WORK = None
 

@@ -87,24 +87,45 @@ TEST_CASE("fault.inject errors quote the bad clause and say what was expected", 
     return std::string("no error");
   };
   CHECK(error_of("kill stage 1 at step 7; explode stage 0 at step 1") ==
-        "fault.inject: clause ' explode stage 0 at step 1': unknown fault 'explode'; the faults are kill, throw and nan");
+        "fault.inject: clause ' explode stage 0 at step 1': unknown fault 'explode'; the faults are kill, throw, nan and stall");
   CHECK(error_of("kill shard 0 at step 1") ==
-        "fault.inject: clause 'kill shard 0 at step 1': unknown target 'shard'; the targets are stage and optimizer");
+        "fault.inject: clause 'kill shard 0 at step 1': unknown target 'shard'; the targets are stage, optimizer and rank");
   CHECK(error_of("kill stage one at step 1") ==
         "fault.inject: clause 'kill stage one at step 1': 'one' is not a stage number (0 to 1023)");
   CHECK(error_of("kill stage 1 at step -3") ==
         "fault.inject: clause 'kill stage 1 at step -3': '-3' is not a step number (0 to 10^12)");
   CHECK(error_of("kill stage 1 in step 3") ==
-        "fault.inject: clause 'kill stage 1 in step 3': expected '<kill|throw|nan> <stage|optimizer> N at step S [on replica R]'");
+        "fault.inject: clause 'kill stage 1 in step 3': expected '<kill|throw|nan> <stage|optimizer> N at step S [on "
+        "replica R]' or '<kill|stall> rank R at step S'");
   CHECK(error_of("kill stage 1") ==
-        "fault.inject: clause 'kill stage 1': 3 words, expected '<kill|throw|nan> <stage|optimizer> N at step S [on replica R]'");
+        "fault.inject: clause 'kill stage 1': 3 words, expected '<kill|throw|nan> <stage|optimizer> N at step S [on "
+        "replica R]' or '<kill|stall> rank R at step S'");
   CHECK(error_of("kill stage 1 at step 3 on rank 1") ==
         "fault.inject: clause 'kill stage 1 at step 3 on rank 1': expected '<kill|throw|nan> <stage|optimizer> N at "
-        "step S [on replica R]'");
+        "step S [on replica R]' or '<kill|stall> rank R at step S'");
   CHECK(error_of("kill stage 1 at step 3 on replica x") ==
         "fault.inject: clause 'kill stage 1 at step 3 on replica x': 'x' is not a replica number (0 to 1023)");
   CHECK(error_of("nan optimizer 0 at step 1") ==
-        "fault.inject: clause 'nan optimizer 0 at step 1': nan applies to a stage (its gradient), not to an optimizer");
+        "fault.inject: clause 'nan optimizer 0 at step 1': nan applies to a stage (its gradient), not to an optimizer "
+        "or a rank");
+  // Rank processes: killed or stalled whole.
+  CHECK(error_of("throw rank 1 at step 2") ==
+        "fault.inject: clause 'throw rank 1 at step 2': a rank process can be killed or stalled ('kill rank R at step "
+        "S', 'stall rank R at step S')");
+  CHECK(error_of("stall stage 1 at step 2") ==
+        "fault.inject: clause 'stall stage 1 at step 2': stall applies to a rank process ('stall rank R at step S'), "
+        "not to an actor");
+  CHECK(error_of("kill rank 1 at step 2 on replica 1") ==
+        "fault.inject: clause 'kill rank 1 at step 2 on replica 1': a rank is a whole replica: no 'on replica' after "
+        "'rank R'");
+}
+
+TEST_CASE("fault.inject kills or stalls a rank process", "[supervision][faults]") {
+  const FaultPlan p = parse_fault_plan("kill rank 2 at step 3; stall rank 1 at step 0");
+  REQUIRE(p.clauses.size() == 2);
+  CHECK(p.clauses[0] == FaultClause{FaultAction::kill, FaultTarget::rank, 2, 3, 2});
+  CHECK(p.clauses[1] == FaultClause{FaultAction::stall, FaultTarget::rank, 1, 0, 1});
+  CHECK(to_string(p) == "kill rank 2 at step 3; stall rank 1 at step 0");
 }
 
 TEST_CASE("fault.inject is checked against the layout and the run's steps", "[supervision][faults][config]") {
@@ -128,4 +149,13 @@ TEST_CASE("fault.inject is checked against the layout and the run's steps", "[su
                        "fault.inject=kill stage 0 at step 1 on replica 2"}),
              Contains("clause 'kill stage 0 at step 1 on replica 2': replica 2 does not exist, parallel.data = 2 "
                       "(replicas 0 to 1)"));
+  // Rank faults need rank processes, a rank that exists, and someone to watch a stalled one.
+  CHECK_THAT(error_of({"parallel.data=2", "train.batch_size=8", "fault.inject=kill rank 1 at step 1"}),
+             Contains("rank faults hit data-parallel rank processes; set comm.transport = tcp"));
+  CHECK_THAT(error_of({"parallel.data=2", "train.batch_size=8", "comm.transport=tcp", "fault.inject=kill rank 2 at step 1"}),
+             Contains("clause 'kill rank 2 at step 1': rank 2 does not exist, parallel.data = 2 (ranks 0 to 1)"));
+  CHECK_THAT(error_of({"parallel.data=2", "train.batch_size=8", "comm.transport=tcp", "fault.inject=stall rank 0 at step 1"}),
+             Contains("no one watches rank 0's heartbeats"));
+  CHECK(error_of({"parallel.data=2", "train.batch_size=8", "comm.transport=tcp",
+                  "fault.inject=kill rank 1 at step 1; stall rank 1 at step 2; kill rank 0 at step 3"}) == "no error");
 }

@@ -168,7 +168,8 @@ TEST_CASE("run_dir: a failed run leaves partial files only inside its directory,
   const std::string run = dir.file("run");
   const TroupeRun r = run_troupe(dir.path,
                                  kTiny + "--steps 4 --set train.batch_size=8 --set parallel.data=2 --set comm.transport=tcp "
-                                         "--set comm.address=127.0.0.1:0 --set comm.timeout_s=60 --run-dir " + run +
+                                         "--set comm.address=127.0.0.1:0 --set comm.timeout_s=60 "
+                                         "--set fault.max_restarts=0 --run-dir " + run +
                                          " --dump-losses " + dir.file("dump.jsonl") + " --save " + dir.file("w.st"),
                                  "TROUPE_TEST_CRASH=1:2");
   INFO(r.out << r.err);

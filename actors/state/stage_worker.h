@@ -136,6 +136,8 @@ class StageWorker {
   void rewind(std::int64_t step);
   // Bytes the kept copy holds (0 when none).
   std::size_t boundary_bytes() const;
+  // The step whose boundary the kept copy is (-1 when none).
+  std::int64_t boundary_step() const { return boundary_ ? boundary_step_ : -1; }
 
   // Data parallelism: this stage's replicas reduce gradients through `sync` (bound to this stage's
   // chunks here). Buckets start as the last micro-batch's backward passes their layers; the

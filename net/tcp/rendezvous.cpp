@@ -147,9 +147,10 @@ void accept_ranks(const TcpOptions& options, TcpListener::Impl& listener, const 
                                  " did not join", refused.empty() ? "" : "; refused: " + join(refused, "; "),
                                  "; check that every rank runs with the same address, size and secret"));
     }
+    if (options.while_waiting) options.while_waiting();
     // Wait for a new connection or a finished handshake, whichever comes first.
     pollfd fds[2] = {{listener.acceptor->native_handle(), POLLIN, 0}, {pending.wake_fd(), POLLIN, 0}};
-    const int n = ::poll(fds, 2, static_cast<int>(std::min<long long>(left, 1000)));
+    const int n = ::poll(fds, 2, static_cast<int>(std::min<long long>(left, options.while_waiting ? 50 : 1000)));
     if (n < 0 && errno != EINTR) throw Error(ErrorKind::kIo, detail::concat("poll failed: ", std::strerror(errno)));
     if (n > 0 && fds[0].revents) {
       // Take every connection waiting in the backlog (the deadline "now" makes accept_until not wait).

@@ -285,6 +285,12 @@ std::unique_ptr<TcpTransport> connect_tcp(const TcpOptions& options, TcpListener
   return start(options, tcp::form_mesh(options, &listener.impl()));
 }
 
+std::unique_ptr<TcpTransport> connect_tcp_on(const TcpOptions& options, TcpListener& listener) {
+  validate(options);
+  TROUPE_CHECK(options.rank == 0, "only rank 0 listens; rank ", options.rank, " was given a listener");
+  return start(options, tcp::form_mesh(options, &listener.impl()));
+}
+
 std::string secret_from_environment() {
   const char* secret = std::getenv("TROUPE_SECRET");
   if (!secret || !*secret) {

@@ -85,6 +85,10 @@ struct TcpOptions {
   // never crosses these links, wakes its waiting rank with it: a dead peer is then seen as fast as
   // over TCP.
   std::function<void()> on_link_end;
+  // Rank 0's rendezvous: called about every 50 ms while it waits for ranks to join, on its thread. A
+  // supervisor restarts the ranks that died from here (runtime/process/replica_processes.h); whatever it
+  // throws ends the rendezvous.
+  std::function<void()> while_waiting;
 };
 
 // Rank 0's rendezvous socket, bound and listening from construction, so its port is known before
@@ -155,6 +159,9 @@ std::unique_ptr<TcpTransport> connect_tcp(const TcpOptions& options);
 
 // Rank 0 only: joins with a listener bound beforehand (options.address is then ignored).
 std::unique_ptr<TcpTransport> connect_tcp(const TcpOptions& options, TcpListener listener);
+// Rank 0 only: the same, keeping the listener bound afterwards, for the next time the group forms (a
+// data-parallel group re-formed after a rank process died): no other process can take its port meanwhile.
+std::unique_ptr<TcpTransport> connect_tcp_on(const TcpOptions& options, TcpListener& listener);
 
 // The job's secret from the environment variable TROUPE_SECRET; Error(kConfig) when it is unset
 // or empty. A launcher generates one (e.g. 32 random hex digits) and passes it to every rank.

@@ -357,7 +357,19 @@ void validate_faults(const RunConfig& config) {
     invalid("fault.inject needs a run by stage actors: set parallel.pipeline > 1, parallel.microbatches > 1 or "
             "parallel.data > 1 (a single-device run has no actor to fail)");
   for (const supervision::FaultClause& c : plan.clauses) {
-    if (c.index >= par.pipeline)
+    if (c.target == supervision::FaultTarget::rank) {
+      if (!ranks_are_processes(config.comm.transport) || par.data == 1)
+        invalid(fmt::format("fault.inject: clause '{}': rank faults hit data-parallel rank processes; set "
+                            "comm.transport = tcp (or shm) and parallel.data > 1",
+                            supervision::to_string(c)));
+      if (c.index >= par.data)
+        invalid(fmt::format("fault.inject: clause '{}': rank {} does not exist, parallel.data = {} (ranks 0 to {})",
+                            supervision::to_string(c), c.index, par.data, par.data - 1));
+      if (c.index == 0 && c.action == supervision::FaultAction::stall)
+        invalid(fmt::format("fault.inject: clause '{}': no one watches rank 0's heartbeats (it is the supervisor), so "
+                            "a stalled rank 0 would hang the run; kill rank 0 rehearses its death",
+                            supervision::to_string(c)));
+    } else if (c.index >= par.pipeline)
       invalid(fmt::format("fault.inject: clause '{}': stage {} does not exist, parallel.pipeline = {} (stages 0 to {})",
                           supervision::to_string(c), c.index, par.pipeline, par.pipeline - 1));
     if (c.replica >= par.data)

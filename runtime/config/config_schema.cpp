@@ -441,8 +441,9 @@ std::vector<ConfigKey> build_schema() {
                    &R::ps, &S::max_restarts));
   k.push_back(bind(Spec{.name = "fault.max_restarts", .range = between(0, 1000),
                         .help = "restarts of a failed stage or optimizer-state actor a replica's supervisor makes within "
-                                "fault.restart_window_s (the interrupted step is re-run); one more stops the run. 0: "
-                                "none, and no step-boundary snapshot is kept"},
+                                "fault.restart_window_s (the interrupted step is re-run), and of data-parallel rank "
+                                "processes rank 0 makes (comm.transport = tcp); one more stops the run. 0: none, and no "
+                                "step-boundary snapshot is kept"},
                    &R::fault, &F::max_restarts));
   k.push_back(bind(Spec{.name = "fault.restart_window_s", .range = between(0.001, kDaySeconds),
                         .help = "seconds of the sliding window fault.max_restarts counts restarts in"},

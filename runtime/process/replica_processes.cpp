@@ -67,15 +67,17 @@ ReplicaProcesses::ReplicaProcesses(const std::string& program, const std::vector
     : program_(program), args_(args), secret_(secret) {
   if (heartbeat_limit.count() > 0)
     heartbeats_ = std::make_unique<HeartbeatMonitor>(heartbeat_limit, [this, heartbeat_limit](int rank, pid_t pid, double silent_s) {
-      ::kill(pid, SIGKILL);  // a stopped process dies of it too; its links close, so its peers fail now
       char text[320];
       std::snprintf(text, sizeof text,
                     "rank %d (process %d) sent no heartbeat for %.1f s (the limit is %.1f s, half of comm.timeout_s): "
                     "it hung or was stopped, so rank 0 killed it (SIGKILL) and treats it as dead",
                     rank, static_cast<int>(pid), silent_s, heartbeat_limit.count() / 1000.0);
+      {
+        std::lock_guard lock(hung_mu_);  // before the kill: whoever reaps it learns why it died
+        hung_.emplace(rank, text);
+      }
+      ::kill(pid, SIGKILL);  // a stopped process dies of it too; its links close, so its peers fail now
       std::fprintf(stderr, "troupe: %s\n", text);
-      std::lock_guard lock(hung_mu_);
-      if (hung_.empty()) hung_ = text;
     });
   for (int r = 1; r < replicas; ++r) {
     try {
@@ -174,12 +176,42 @@ std::string ReplicaProcesses::restart(int rank, const std::vector<std::pair<std:
     pid = -1;
   }
   pid = spawn(rank, env);
+  std::lock_guard hung_lock(hung_mu_);
+  hung_.erase(rank);
   return ended;
 }
 
 std::string ReplicaProcesses::hung() const {
   std::lock_guard lock(hung_mu_);
-  return hung_;
+  return hung_.empty() ? std::string() : hung_.begin()->second;
+}
+
+std::vector<ReplicaProcesses::Ended> ReplicaProcesses::exited() {
+  std::lock_guard lock(mu_);
+  std::vector<Ended> out;
+  for (std::size_t i = 0; i < children_.size(); ++i) {
+    pid_t& pid = children_[i];
+    int status = 0;
+    if (pid <= 0 || waitpid(pid, &status, WNOHANG) != pid) continue;
+    unregister_child_process(pid);
+    close_watch(pid);
+    const int rank = static_cast<int>(i) + 1;
+    Ended e{rank, pid, exit_text(status)};
+    {
+      std::lock_guard hung_lock(hung_mu_);
+      if (hung_.count(rank))
+        e.how = "sent no heartbeat for the limit (half of comm.timeout_s): it hung or was stopped, so rank 0 killed "
+                "it (SIGKILL)";
+    }
+    pid = -1;
+    out.push_back(std::move(e));
+  }
+  return out;
+}
+
+pid_t ReplicaProcesses::pid_of(int rank) {
+  std::lock_guard lock(mu_);
+  return children_.at(static_cast<std::size_t>(rank - 1));
 }
 
 ReplicaProcesses::~ReplicaProcesses() {

@@ -47,8 +47,20 @@ class ReplicaProcesses {
   std::string wait_all();
   // Stops every child now (rank 0 failed).
   void kill_all();
-  // The first child found hung and killed by its heartbeats, as a sentence naming its rank; "" if none.
+  // The first child found hung and killed by its heartbeats, and not restarted since, as a sentence
+  // naming its rank; "" if none.
   std::string hung() const;
+
+  // A child that ended, found by exited().
+  struct Ended {
+    int rank = 0;
+    pid_t pid = 0;
+    std::string how;  // "was killed by signal 9", or "sent no heartbeat ..." when its heartbeats killed it
+  };
+  // Reaps, without waiting, every child that has ended since; they stay down until restart().
+  std::vector<Ended> exited();
+  // Rank r's process id (-1 while it is down).
+  pid_t pid_of(int rank);
 
  private:
   // Starts rank r with the job's environment plus `env`; throws troupe::Error(kIo) when fork fails.
@@ -63,7 +75,7 @@ class ReplicaProcesses {
   std::vector<pid_t> children_;  // index r - 1 holds rank r
   std::map<pid_t, int> watch_fds_;  // child -> the write end of its parent watch, open while it may run
   mutable std::mutex hung_mu_;      // not mu_: wait_all holds that while a hung child must still be killed
-  std::string hung_;
+  std::map<int, std::string> hung_;  // by rank: killed by its heartbeats, not restarted since
   std::unique_ptr<class HeartbeatMonitor> heartbeats_;  // when heartbeats are on
 };
 

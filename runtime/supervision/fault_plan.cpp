@@ -28,7 +28,8 @@ bool number(std::string_view w, T& out) {
   return ec == std::errc() && end == w.data() + w.size() && out >= 0;
 }
 
-const char* kShape = "expected '<kill|throw|nan> <stage|optimizer> N at step S [on replica R]'";
+const char* kShape =
+    "expected '<kill|throw|nan> <stage|optimizer> N at step S [on replica R]' or '<kill|stall> rank R at step S'";
 
 FaultClause parse_clause(std::string_view text) {
   const std::vector<std::string_view> w = words(text);
@@ -40,11 +41,14 @@ FaultClause parse_clause(std::string_view text) {
   if (w[0] == "kill") c.action = FaultAction::kill;
   else if (w[0] == "throw") c.action = FaultAction::raise;
   else if (w[0] == "nan") c.action = FaultAction::nan;
-  else throw bad(fmt::format("unknown fault '{}'; the faults are kill, throw and nan", w[0]));
+  else if (w[0] == "stall") c.action = FaultAction::stall;
+  else throw bad(fmt::format("unknown fault '{}'; the faults are kill, throw, nan and stall", w[0]));
   if (w[1] == "stage") c.target = FaultTarget::stage;
   else if (w[1] == "optimizer") c.target = FaultTarget::optimizer;
-  else throw bad(fmt::format("unknown target '{}'; the targets are stage and optimizer", w[1]));
-  if (!number(w[2], c.index) || c.index > 1023) throw bad(fmt::format("'{}' is not a stage number (0 to 1023)", w[2]));
+  else if (w[1] == "rank") c.target = FaultTarget::rank;
+  else throw bad(fmt::format("unknown target '{}'; the targets are stage, optimizer and rank", w[1]));
+  const char* what = c.target == FaultTarget::rank ? "rank" : "stage";
+  if (!number(w[2], c.index) || c.index > 1023) throw bad(fmt::format("'{}' is not a {} number (0 to 1023)", w[2], what));
   if (w[3] != "at" || w[4] != "step") throw bad(kShape);
   if (!number(w[5], c.step) || c.step > 1000000000000LL)
     throw bad(fmt::format("'{}' is not a step number (0 to 10^12)", w[5]));
@@ -54,7 +58,15 @@ FaultClause parse_clause(std::string_view text) {
       throw bad(fmt::format("'{}' is not a replica number (0 to 1023)", w[8]));
   }
   if (c.action == FaultAction::nan && c.target != FaultTarget::stage)
-    throw bad("nan applies to a stage (its gradient), not to an optimizer");
+    throw bad("nan applies to a stage (its gradient), not to an optimizer or a rank");
+  if (c.target == FaultTarget::rank) {
+    if (c.action != FaultAction::kill && c.action != FaultAction::stall)
+      throw bad("a rank process can be killed or stalled ('kill rank R at step S', 'stall rank R at step S')");
+    if (w.size() == 9) throw bad("a rank is a whole replica: no 'on replica' after 'rank R'");
+    c.replica = c.index;
+  } else if (c.action == FaultAction::stall) {
+    throw bad("stall applies to a rank process ('stall rank R at step S'), not to an actor");
+  }
   return c;
 }
 }  // namespace
@@ -73,7 +85,11 @@ FaultPlan parse_fault_plan(std::string_view text) {
 }
 
 std::string to_string(const FaultClause& c) {
-  const char* action = c.action == FaultAction::kill ? "kill" : c.action == FaultAction::raise ? "throw" : "nan";
+  const char* action = c.action == FaultAction::kill    ? "kill"
+                       : c.action == FaultAction::raise ? "throw"
+                       : c.action == FaultAction::nan   ? "nan"
+                                                        : "stall";
+  if (c.target == FaultTarget::rank) return fmt::format("{} rank {} at step {}", action, c.index, c.step);
   return fmt::format("{} {} {} at step {}{}", action, c.target == FaultTarget::stage ? "stage" : "optimizer", c.index,
                      c.step, c.replica == 0 ? std::string() : fmt::format(" on replica {}", c.replica));
 }

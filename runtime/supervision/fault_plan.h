@@ -3,6 +3,7 @@
 //
 //   plan    := clause { ";" clause }          blank clauses are ignored; words are case-sensitive
 //   clause  := action target N "at step" S [ "on replica" R ]
+//            | ("kill" | "stall") "rank" R "at step" S
 //   action  := "kill"    the actor is ended as a crash would end it (CAF exit reason kill)
 //            | "throw"   a stage's first backward of the step throws; an optimizer's update throws
 //            | "nan"     a stage's first gradient turns NaN at the end of the backward (stage only;
@@ -10,6 +11,9 @@
 //   target  := "stage" | "optimizer"          stage N of replica R (default 0), or its optimizer-state actor
 // Each clause fires once, in the first attempt of step S; a second clause for the same actor and step
 // fires in the step's re-run (a fault during the re-run), a third in the re-run after that.
+// Rank clauses hit a whole data-parallel rank process (comm.transport = tcp or shm) as step S begins there:
+// "kill rank R" makes it die of SIGKILL, "stall rank R" stops it (SIGSTOP) as a hung process stands, so that
+// its heartbeats stop. A restarted process does not fire the clauses of steps up to the one it joined at.
 #pragma once
 
 #include <cstdint>
@@ -19,13 +23,13 @@
 
 namespace troupe::supervision {
 
-enum class FaultAction { kill, raise, nan };
-enum class FaultTarget { stage, optimizer };
+enum class FaultAction { kill, raise, nan, stall };
+enum class FaultTarget { stage, optimizer, rank };
 
 struct FaultClause {
   FaultAction action = FaultAction::kill;
   FaultTarget target = FaultTarget::stage;
-  int index = 0;           // the stage
+  int index = 0;           // the stage, or (target rank) the rank
   std::int64_t step = 0;
   int replica = 0;         // of parallel.data
   friend bool operator==(const FaultClause&, const FaultClause&) = default;

@@ -1,0 +1,187 @@
+#!/usr/bin/env python3
+"""A data-parallel replica process that dies or hangs is restarted by rank 0, and nothing is lost.
+
+usage: replica_restart.py TROUPE CASE
+
+Real `troupe train` runs over tcp in deterministic mode (docs/failures.md, "Replica processes"):
+  kill      SIGKILL rank 1 of a 3-process ring mid-run: rank 0 restarts it, the new process takes its
+            state from rank 0, the group re-forms and re-runs the step;
+  kill-pp   the same with 3 replicas x 2 pipeline stages and all-to-all exchange;
+  stop      SIGSTOP rank 1 of a 3-process ring: its heartbeats stop, rank 0 kills it within
+            comm.timeout_s, restarts it, and the run goes on;
+  escalate  fault.max_restarts = 1 and rank 1 killed twice: the run stops with the supervisor's
+            escalation (naming the rank, its place and the restart before), exit 1, no process left.
+For kill, kill-pp and stop: exit 0, later losses and final weights bitwise those of the same run without a
+fault, and the surviving rank processes are the same processes (their PIDs unchanged) to the end.
+"""
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from rank_processes import children_of, rank_of, alive  # noqa: E402
+
+TIMEOUT_S = 6
+STEPS = 200
+SMALL = ["--set", "model.n_layer=2", "--set", "model.n_embd=32", "--set", "model.n_head=2",
+         "--set", "model.block_size=16", "--set", "train.batch_size=12", "--set", "train.threads=1",
+         "--set", "train.eval_every=0", "--set", "train.deterministic=true", "--set", "comm.transport=tcp",
+         "--set", "comm.timeout_s=%d" % TIMEOUT_S, "--set", "comm.address=127.0.0.1:0", "--steps", str(STEPS)]
+LAYOUTS = {
+    "kill": ["--set", "parallel.data=3"],
+    "kill-pp": ["--set", "parallel.data=3", "--set", "parallel.pipeline=2", "--set", "parallel.microbatches=2",
+                "--set", "parallel.gradient_exchange=alltoall"],
+    "stop": ["--set", "parallel.data=3"],
+    "escalate": ["--set", "parallel.data=3", "--set", "fault.max_restarts=1"],
+}
+WORK = None
+RUN = None
+
+
+def fail(msg):
+    print("FAIL: " + msg)
+    if WORK and os.path.exists(os.path.join(WORK, "stderr.txt")):
+        with open(os.path.join(WORK, "stderr.txt")) as f:
+            print("rank 0's stderr:\n" + f.read()[-4000:])
+    if RUN and RUN.poll() is None:
+        RUN.kill()
+    sys.exit(1)
+
+
+def losses(path):
+    """Each step's loss and gradient norm (the timings differ from run to run)."""
+    with open(path) as f:
+        return [(r["step"], r["loss"], r.get("grad_norm")) for r in map(json.loads, f)]
+
+
+def steps_done(work):
+    try:
+        with open(os.path.join(work, "faulty.jsonl.partial")) as f:
+            return sum(1 for _ in f)
+    except OSError:
+        return 0
+
+
+def stderr_text(work):
+    with open(os.path.join(work, "stderr.txt")) as f:
+        return f.read()
+
+
+def wait_for(what, check, seconds):
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        if check():
+            return
+        if RUN.poll() is not None:
+            fail("rank 0 ended (exit %s) while waiting for %s" % (RUN.returncode, what))
+        time.sleep(0.01)
+    fail("no %s within %d s" % (what, seconds))
+
+
+def ranks_now(pid):
+    out = {}
+    for k in children_of(pid):
+        try:
+            out[rank_of(k)] = k
+        except (OSError, ValueError):
+            pass
+    return out
+
+
+def restarts_in(work):
+    return len(re.findall(r"rank 0 restarted it as process", stderr_text(work)))
+
+
+def fault(case, work, kids):
+    """Hurts rank 1 as `case` says once the run is well under way; returns how many restarts to expect."""
+    wait_for("step 40", lambda: steps_done(work) >= 40, 120)
+    victim = kids[1]
+    if case == "stop":
+        os.kill(victim, signal.SIGSTOP)
+        stopped = time.time()
+        wait_for("restart of the stopped rank", lambda: restarts_in(work) >= 1, TIMEOUT_S + 30)
+        took = time.time() - stopped
+        print("the stopped rank 1 was killed and restarted %.2f s after SIGSTOP (comm.timeout_s = %d)" % (took, TIMEOUT_S))
+        if took > TIMEOUT_S:
+            fail("the stopped rank was found after %.2f s, more than comm.timeout_s = %d" % (took, TIMEOUT_S))
+        return 1
+    os.kill(victim, signal.SIGKILL)
+    wait_for("restart of the killed rank", lambda: restarts_in(work) >= 1, 60)
+    if case == "escalate":
+        wait_for("the restarted rank 1", lambda: ranks_now(RUN.pid).get(1, victim) != victim, 30)
+        wait_for("progress after the restart", lambda: steps_done(work) >= 60, 120)
+        os.kill(ranks_now(RUN.pid)[1], signal.SIGKILL)
+    return 1
+
+
+def main():
+    troupe, case = sys.argv[1], sys.argv[2]
+    global WORK, RUN
+    work = WORK = tempfile.mkdtemp(prefix="troupe-restart-")
+    layout = SMALL + LAYOUTS[case]
+    if case != "escalate":
+        clean = subprocess.run([troupe, "train"] + layout + ["--dump-losses", "clean.jsonl", "--save", "clean.st"],
+                               cwd=work, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, timeout=300)
+        if clean.returncode != 0:
+            fail("the run without faults failed: " + clean.stderr[-2000:])
+    err = open(os.path.join(work, "stderr.txt"), "w")
+    RUN = subprocess.Popen([troupe, "train"] + layout + ["--dump-losses", "faulty.jsonl", "--save", "faulty.st"],
+                           cwd=work, stdout=subprocess.DEVNULL, stderr=err, stdin=subprocess.DEVNULL)
+    replicas = int([a for a in layout if a.startswith("parallel.data=")][0].split("=")[1])
+    wait_for("%d rank processes" % (replicas - 1), lambda: len(ranks_now(RUN.pid)) == replicas - 1, 60)
+    kids = ranks_now(RUN.pid)
+    print("rank processes before the fault:", kids)
+    fault(case, work, kids)
+    survivors = {r: p for r, p in kids.items() if r != 1}
+    # Until the end, the survivors are the same processes and rank 1 is a new one.
+    while RUN.poll() is None:
+        now = ranks_now(RUN.pid)
+        for r, p in survivors.items():
+            if r in now and now[r] != p:
+                fail("surviving rank %d was restarted: process %d, then %d" % (r, p, now[r]))
+        if case != "escalate" and 1 in now and now[1] == kids[1]:
+            fail("rank 1 still runs as the process that was hurt")
+        time.sleep(0.02)
+    code = RUN.returncode
+    err.close()
+    text = stderr_text(work)
+    print("rank 0 exited with %d; its stderr ends:\n%s" % (code, text[-1500:]))
+    time.sleep(0.3)
+    left = [p for p in list(kids.values()) + list(ranks_now(RUN.pid).values()) if alive(p)]
+    for p in left:
+        os.kill(p, signal.SIGKILL)
+    if left:
+        fail("rank processes %s were left running" % left)
+    if case == "escalate":
+        if code == 0:
+            fail("rank 0 exited 0 after more restarts than fault.max_restarts")
+        for words in ["data-parallel rank 1", "the supervisor gives up", "fault.max_restarts = 1",
+                      "the 1 restart before", "replica process of data-parallel rank 1"]:
+            if words not in text:
+                fail("the escalation does not say '%s'" % words)
+        if os.path.exists(os.path.join(work, "faulty.st")):
+            fail("a failed run wrote its weights")
+        return
+    if code != 0:
+        fail("rank 0 exited %d" % code)
+    if restarts_in(work) != 1:
+        fail("%d restarts reported, not 1" % restarts_in(work))
+    if case == "stop" and "sent no heartbeat" not in text:
+        fail("rank 0 does not say that rank 1 sent no heartbeat")
+    a, b = losses(os.path.join(work, "clean.jsonl")), losses(os.path.join(work, "faulty.jsonl"))
+    if a != b:
+        diff = [(x, y) for x, y in zip(a, b) if x != y][:3]
+        fail("losses differ from the run without faults (%d vs %d steps), first: %s" % (len(a), len(b), diff))
+    with open(os.path.join(work, "clean.st"), "rb") as f, open(os.path.join(work, "faulty.st"), "rb") as g:
+        if f.read() != g.read():
+            fail("final weights differ from the run without faults")
+    print("OK: %d steps, losses and weights bitwise equal to the run without faults; survivors %s unchanged" %
+          (len(b), sorted(survivors.values())))
+
+
+main()
