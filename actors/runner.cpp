@@ -293,7 +293,8 @@ bool joined(const RunConfig& config) { return config.comm.world_size > 1; }
 net::TcpOptions tcp_options(const RunConfig& config, int rank, const std::string& address, const std::string& secret) {
   return {.rank = rank, .size = config.parallel.data, .address = address,
           .reach = joined(config) ? net::Reach::network : net::Reach::loopback, .interface = config.comm.interface,
-          .secret = secret, .timeout = comm_timeout(config)};
+          .secret = secret, .integrity = config.comm.integrity, .encrypt = config.comm.encrypt,
+          .timeout = comm_timeout(config)};
 }
 
 // Rank 0 of a joined job listens on comm.interface's address, else on every interface, at
@@ -319,6 +320,22 @@ std::string hosts_text(const std::vector<std::string>& hostnames) {
   for (const auto& [name, ranks] : hosts)
     out += fmt::format("{}{} (rank{} {})", out.empty() ? "" : ", ", name, ranks.size() == 1 ? "" : "s", fmt::join(ranks, " "));
   return fmt::format("{} host{}: {}", hosts.size(), hosts.size() == 1 ? "" : "s", out);
+}
+
+// "link protection: integrity (ranks 1 2)\n": rank 0's links by level (net/tcp/link_security.h).
+std::string protection_text(const net::TcpTransport& t) {
+  std::vector<std::pair<net::tcp::Protection, std::vector<int>>> levels;
+  for (int r = 0; r < t.size(); ++r) {
+    if (r == t.rank()) continue;
+    auto it = std::find_if(levels.begin(), levels.end(), [&](const auto& l) { return l.first == t.protection(r); });
+    if (it == levels.end()) it = levels.insert(levels.end(), {t.protection(r), {}});
+    it->second.push_back(r);
+  }
+  std::string out;
+  for (const auto& [level, ranks] : levels)
+    out += fmt::format("{}{} (rank{} {})", out.empty() ? "" : ", ", net::tcp::protection_name(level), ranks.size() == 1 ? "" : "s",
+                       fmt::join(ranks, " "));
+  return out.empty() ? "" : "link protection: " + out + "\n";
 }
 
 // The groups of one rank, in stage_addresses' order: every stage's gradients, then (synchronised batch
@@ -377,6 +394,12 @@ class DataParallelProcessesJob final : public TrainerJob<DataParallelTrainer> {
     }
     for (std::size_t r = 0; r < topology_.places.size(); ++r)
       topology_.places[r].host = hostnames.at(static_cast<std::size_t>(topology_.places[r].process));
+    // How rank 0's links protect their frames: shown where it is not the loopback default.
+    std::string links;
+    if (auto* t = dynamic_cast<net::TcpTransport*>(groups.grads.front().get());
+        t && (joined(config) || config.comm.integrity == IntegrityPolicy::on || config.comm.encrypt)) {
+      links = protection_text(*t);
+    }
     trainer_ = std::make_unique<DataParallelTrainer>(config, 0, std::move(groups.grads), true, &topology_,
                                                      std::move(groups.stats));
     summary_ = data_parallel_summary(
@@ -384,6 +407,7 @@ class DataParallelProcessesJob final : public TrainerJob<DataParallelTrainer> {
                                : fmt::format("{} replicas as processes over {} (rendezvous {})", d,
                                            config.comm.transport == TransportKind::shm ? "shared memory" : "tcp", bound));
     if (joined(config)) summary_ += fmt::format("ranks on {}\n", hosts_text(hostnames));
+    summary_ += links;
   }
   ~DataParallelProcessesJob() override { trainer_.reset(); }  // its links first, then the processes
   std::string report() override { return data_parallel_report(*trainer_, config_) + skipped_report(); }

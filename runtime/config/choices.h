@@ -33,6 +33,9 @@ enum class GradientExchange { ring, alltoall, ps };
 enum class TransportKind { inproc, tcp, shm };
 // Whether data-parallel ranks of this transport are processes of their own (tcp, shm) rather than threads.
 constexpr bool ranks_are_processes(TransportKind t) { return t != TransportKind::inproc; }
+// comm.integrity: whether a TCP link authenticates every frame after the handshake (net/tcp/link_security.h).
+// automatic ("auto"): on for links whose peer is not on loopback; on: every link; off: no link asks for it.
+enum class IntegrityPolicy { automatic, on, off };
 // sync: every worker's push joins one update; async: each push updates at once; ssp: bounded staleness.
 enum class PsMode { sync, async, ssp };
 // A step whose loss or gradients hold NaN or Inf: stop the run (naming the step and the parameter), or
@@ -74,6 +77,8 @@ TROUPE_CHOICE_NAMES(GradientExchange, {GradientExchange::ring, "ring"}, {Gradien
                     {GradientExchange::ps, "ps"});
 TROUPE_CHOICE_NAMES(TransportKind, {TransportKind::inproc, "inproc"}, {TransportKind::tcp, "tcp"},
                     {TransportKind::shm, "shm"});
+TROUPE_CHOICE_NAMES(IntegrityPolicy, {IntegrityPolicy::automatic, "auto"}, {IntegrityPolicy::on, "on"},
+                    {IntegrityPolicy::off, "off"});
 TROUPE_CHOICE_NAMES(PsMode, {PsMode::sync, "sync"}, {PsMode::async, "async"}, {PsMode::ssp, "ssp"});
 TROUPE_CHOICE_NAMES(NonfiniteAction, {NonfiniteAction::stop, "stop"}, {NonfiniteAction::skip, "skip"});
 TROUPE_CHOICE_NAMES(RecommenderKind, {RecommenderKind::wide_deep, "wide_deep"}, {RecommenderKind::deepfm, "deepfm"});
