@@ -9,7 +9,6 @@
 #include <csignal>
 #include <cstdlib>
 #include <exception>
-#include <map>
 #include <random>
 #include <string>
 #include <thread>
@@ -266,12 +265,15 @@ CLI::App* add_bench_subcommand(CLI::App& app, BenchOptions& o) {
                   "local (inproc only: by reference). auto: local for inproc, by size for tcp and shm");
   cmd->add_option("--segment-kib", o.segment_kib, "Ring segment size in KiB (0: the default)");
   cmd->add_option("--shm-slots", o.shm_slots, "shm: slots of 1 MiB per ring (0: the default, 4)");
-  const std::map<std::string, net::tcp::Protection> levels = {
-      {"off", net::tcp::Protection::off}, {"integrity", net::tcp::Protection::integrity}, {"encrypt", net::tcp::Protection::encrypt}};
-  cmd->add_option("--protection", o.protection,
-                  "tcp: protect every link's frames even on loopback: off, integrity (AES-256-GCM seal per frame) or "
-                  "encrypt (AES-256-GCM encryption too); comm.integrity and comm.encrypt in a run")
-      ->transform(CLI::CheckedTransformer(levels, CLI::ignore_case));
+  cmd->add_option_function<std::string>(
+         "--protection",
+         [&o](const std::string& name) {
+           for (auto level : {net::tcp::Protection::off, net::tcp::Protection::integrity, net::tcp::Protection::encrypt})
+             if (name == net::tcp::protection_name(level)) o.protection = level;
+         },
+         "tcp: protect every link's frames even on loopback: off, integrity (AES-256-GCM seal per frame) or "
+         "encrypt (AES-256-GCM encryption too); comm.integrity and comm.encrypt in a run")
+      ->check(CLI::IsMember({"off", "integrity", "encrypt"}));
   cmd->add_option("--rank", o.rank)->group("");  // hidden: set by the tcp parent for its children
   cmd->add_option("--port", o.port)->group("");
   cmd->footer("Prints one JSON line: {\"op\",\"ranks\",\"bytes\",\"transport\",\"protection\",\"time_ms\",\"busbw_gbps\"}, "

@@ -76,15 +76,27 @@ class Proxy:
 
     def run(self):
         conn, _ = self.listener.accept()
-        upstream = socket.create_connection(("127.0.0.1", self.to_port))
+        deadline = time.monotonic() + 60
+        while True:  # rank 0 may not listen yet: retry, as a rank connecting directly would
+            try:
+                upstream = socket.create_connection(("127.0.0.1", self.to_port))
+                break
+            except ConnectionRefusedError:
+                if time.monotonic() > deadline:
+                    conn.close()
+                    return
+                time.sleep(0.01)
 
         def back():
-            while True:
-                data = upstream.recv(65536)
-                if not data:
-                    break
-                conn.sendall(data)
-            conn.shutdown(socket.SHUT_RDWR)
+            try:
+                while True:
+                    data = upstream.recv(65536)
+                    if not data:
+                        break
+                    conn.sendall(data)
+                conn.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
 
         threading.Thread(target=back, daemon=True).start()
         index = -1  # the hello, unsealed
