@@ -86,7 +86,7 @@ class TamperProxy {
     std::uint32_t prefix[4];
     std::memcpy(prefix, f.data(), 16);
     const std::size_t count = std::size_t{prefix[2]} + 1;
-    if (prefix[0] != wire::kMagic || count > wire::kMaxSegments) return {};
+    if (prefix[0] != net::wire::kMagic || count > net::wire::kMaxSegments) return {};
     const std::size_t table = (4 * (count + 1) + 7) / 8 * 8;
     f.resize(8 + table);
     if (table > 8 && !read_all(fd, f.data() + 16, table - 8)) return {};
@@ -137,9 +137,9 @@ class TamperProxy {
           case Tamper::flip: f[f.size() / 2] ^= std::byte{0x01}; break;
           case Tamper::inject: {  // a well-formed chunk of its own making, with a made-up seal
             std::vector<std::byte> fake;
-            for (const auto& p : wire::encode_chunk(wire::ChunkHeader{1, 0, 8, 0}, std::unique_ptr<std::uint64_t[]>(new std::uint64_t[1]{0}), 8).pieces()) {
-              fake.insert(fake.end(), p.begin(), p.end());
-            }
+            const auto chunk = net::wire::encode_chunk(net::wire::ChunkHeader{1, 0, 8, 0},
+                                                       std::unique_ptr<std::uint64_t[]>(new std::uint64_t[1]{0}), 8);
+            for (const auto& p : chunk.pieces()) fake.insert(fake.end(), p.begin(), p.end());
             if (sealed_) fake.resize(fake.size() + 16, std::byte{0x42});
             write_all(out, fake);
             break;

@@ -19,6 +19,7 @@
 using namespace troupe;
 using namespace troupe::testing;
 namespace tcp = troupe::net::tcp;
+namespace wire = troupe::net::wire;
 using Catch::Matchers::Contains;
 using namespace std::chrono_literals;
 using tcp::Protection;
