@@ -292,7 +292,7 @@ TEST_CASE("tcp with integrity or encryption on: point-to-point sizes, FIFO order
   for (const auto& e : ranks.errors) CHECK(what(e).empty());
 }
 
-TEST_CASE("through a forwarding proxy: unaltered frames allreduce exactly; encrypted ones do not show their payload", "[tcp][link_security]") {
+TEST_CASE("through a forwarding proxy: unaltered frames allreduce exactly, encrypted ones hide their payload", "[tcp][link_security]") {
   const bool encrypt = GENERATE(false, true);
   CAPTURE(encrypt);
   net::TcpListener listener("127.0.0.1:0");
