@@ -300,7 +300,8 @@ bool joined(const RunConfig& config) { return config.comm.world_size > 1; }
 net::TcpOptions tcp_options(const RunConfig& config, int rank, const std::string& address, const std::string& secret) {
   return {.rank = rank, .size = config.parallel.data, .address = address,
           .reach = joined(config) ? net::Reach::network : net::Reach::loopback, .interface = config.comm.interface,
-          .secret = secret, .timeout = comm_timeout(config)};
+          .secret = secret, .integrity = config.comm.integrity, .encrypt = config.comm.encrypt,
+          .timeout = comm_timeout(config)};
 }
 
 // Rank 0 of a joined job listens on comm.interface's address, else on every interface, at
@@ -326,6 +327,22 @@ std::string hosts_text(const std::vector<std::string>& hostnames) {
   for (const auto& [name, ranks] : hosts)
     out += fmt::format("{}{} (rank{} {})", out.empty() ? "" : ", ", name, ranks.size() == 1 ? "" : "s", fmt::join(ranks, " "));
   return fmt::format("{} host{}: {}", hosts.size(), hosts.size() == 1 ? "" : "s", out);
+}
+
+// "link protection: integrity (ranks 1 2)\n": rank 0's links by level (net/tcp/link_security.h).
+std::string protection_text(const net::TcpTransport& t) {
+  std::vector<std::pair<net::tcp::Protection, std::vector<int>>> levels;
+  for (int r = 0; r < t.size(); ++r) {
+    if (r == t.rank()) continue;
+    auto it = std::find_if(levels.begin(), levels.end(), [&](const auto& l) { return l.first == t.protection(r); });
+    if (it == levels.end()) it = levels.insert(levels.end(), {t.protection(r), {}});
+    it->second.push_back(r);
+  }
+  std::string out;
+  for (const auto& [level, ranks] : levels)
+    out += fmt::format("{}{} (rank{} {})", out.empty() ? "" : ", ", net::tcp::protection_name(level), ranks.size() == 1 ? "" : "s",
+                       fmt::join(ranks, " "));
+  return out.empty() ? "" : "link protection: " + out + "\n";
 }
 
 // The groups of one rank, in stage_addresses' order: every stage's gradients, then (synchronised batch
@@ -477,6 +494,15 @@ class DataParallelProcessesJob final : public TrainerJob<DataParallelTrainer> {
     }
     for (std::size_t r = 0; r < topology_.places.size(); ++r)
       topology_.places[r].host = hostnames.at(static_cast<std::size_t>(topology_.places[r].process));
+    // How rank 0's links protect their frames: shown where it is not the loopback default.
+    std::string links;
+    // A multi-host job's routed transport protects its TCP mesh (the links between hosts).
+    const comm::Transport* front = groups.grads.front().get();
+    if (auto* routed = dynamic_cast<const net::RoutedTransport*>(front)) front = &routed->far_transport();
+    if (auto* t = dynamic_cast<const net::TcpTransport*>(front);
+        t && (joined(config) || config.comm.integrity == IntegrityPolicy::on || config.comm.encrypt)) {
+      links = protection_text(*t);
+    }
     std::unique_ptr<ProcessRecovery> recovery;
     if (restarts) {
       listeners_ = std::move(listeners);
@@ -493,6 +519,7 @@ class DataParallelProcessesJob final : public TrainerJob<DataParallelTrainer> {
                                : fmt::format("{} replicas as processes over {} (rendezvous {})", d,
                                            config.comm.transport == TransportKind::shm ? "shared memory" : "tcp", bound));
     if (joined(config)) summary_ += fmt::format("ranks on {}\n{}", hosts_text(hostnames), joined_links_text(config, hostnames));
+    summary_ += links;
   }
   ~DataParallelProcessesJob() override { trainer_.reset(); }  // its links first, then the processes
   std::string report() override {

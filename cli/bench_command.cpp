@@ -191,8 +191,11 @@ std::string random_secret() {
   return fmt::format("{:08x}{:08x}{:08x}{:08x}", rd(), rd(), rd(), rd());
 }
 
-net::TcpOptions tcp_options(int rank, int ranks, int port) {
+net::TcpOptions tcp_options(int rank, int ranks, int port, net::tcp::Protection protection) {
   net::TcpOptions t;
+  // Loopback links are left unprotected by default: --protection asks for it on every link.
+  t.integrity = protection == net::tcp::Protection::off ? IntegrityPolicy::off : IntegrityPolicy::on;
+  t.encrypt = protection == net::tcp::Protection::encrypt;
   t.rank = rank;
   t.size = ranks;
   t.address = fmt::format("127.0.0.1:{}", port);
@@ -203,7 +206,7 @@ net::TcpOptions tcp_options(int rank, int ranks, int port) {
 
 // Rank `rank`'s transport of --transport tcp or shm; rank 0 passes its listener.
 std::unique_ptr<comm::Transport> connect_rank(const BenchOptions& o, int rank, int port, net::TcpListener* listener) {
-  const net::TcpOptions tcp = tcp_options(rank, o.ranks, port);
+  const net::TcpOptions tcp = tcp_options(rank, o.ranks, port, o.protection);
   if (o.transport == "shm") {
     net::ShmOptions shm{.tcp = tcp};
     if (o.shm_slots) shm.slots = o.shm_slots;
@@ -240,7 +243,8 @@ double run_tcp_parent(const BenchOptions& o, std::size_t elements, const std::st
       std::vector<std::string> args = {self, "bench", o.op, "--ranks", std::to_string(o.ranks), "--bytes", o.bytes,
                                        "--transport", o.transport, "--iters", std::to_string(o.iters), "--warmup",
                                        std::to_string(o.warmup), "--algo", o.algo, "--segment-kib",
-                                       std::to_string(o.segment_kib), "--shm-slots", std::to_string(o.shm_slots), "--rank", std::to_string(r), "--port",
+                                       std::to_string(o.segment_kib), "--shm-slots", std::to_string(o.shm_slots), "--protection",
+                                       net::tcp::protection_name(o.protection), "--rank", std::to_string(r), "--port",
                                        std::to_string(port)};
       std::vector<char*> argv;
       for (auto& a : args) argv.push_back(a.data());
@@ -325,9 +329,18 @@ CLI::App* add_bench_subcommand(CLI::App& app, BenchOptions& o) {
   cmd->add_option("--interface", o.interface, "hosts: the network interface ranks listen on and advertise (as comm.interface)");
   cmd->add_option("--segment-kib", o.segment_kib, "Ring segment (hier: block) size in KiB (0: the default)");
   cmd->add_option("--shm-slots", o.shm_slots, "shm: slots of 1 MiB per ring (0: the default, 4)");
+  cmd->add_option_function<std::string>(
+         "--protection",
+         [&o](const std::string& name) {
+           for (auto level : {net::tcp::Protection::off, net::tcp::Protection::integrity, net::tcp::Protection::encrypt})
+             if (name == net::tcp::protection_name(level)) o.protection = level;
+         },
+         "tcp: protect every link's frames even on loopback: off, integrity (AES-256-GCM seal per frame) or "
+         "encrypt (AES-256-GCM encryption too); comm.integrity and comm.encrypt in a run")
+      ->check(CLI::IsMember({"off", "integrity", "encrypt"}));
   cmd->add_option("--rank", o.rank)->group("");  // hidden: set by the tcp parent for its children
   cmd->add_option("--port", o.port)->group("");
-  cmd->footer("Prints one JSON line: {\"op\",\"ranks\",\"bytes\",\"transport\",\"time_ms\",\"busbw_gbps\"}, "
+  cmd->footer("Prints one JSON line: {\"op\",\"ranks\",\"bytes\",\"transport\",\"protection\",\"time_ms\",\"busbw_gbps\"}, "
               "busbw = 2(n-1)/n * bytes / time (nccl-tests). Every rank checks the result.");
   return cmd;
 }
@@ -372,8 +385,9 @@ int run_bench(const BenchOptions& o, const std::string& self) {
   const double seconds = o.transport == "inproc" ? run_inproc(o, elements) : run_tcp_parent(o, elements, self);
   const double n = o.ranks;
   const double busbw = seconds > 0 ? 2.0 * (n - 1.0) / n * static_cast<double>(bytes) / seconds / 1e9 : 0.0;
-  std::printf("{\"op\":\"allreduce\",\"ranks\":%d,\"bytes\":%zu,\"transport\":\"%s\",\"time_ms\":%.4f,\"busbw_gbps\":%.4f}\n",
-              o.ranks, bytes, o.transport.c_str(), seconds * 1e3, busbw);
+  std::printf("{\"op\":\"allreduce\",\"ranks\":%d,\"bytes\":%zu,\"transport\":\"%s\",\"protection\":\"%s\",\"time_ms\":%.4f,"
+              "\"busbw_gbps\":%.4f}\n",
+              o.ranks, bytes, o.transport.c_str(), net::tcp::protection_name(o.protection), seconds * 1e3, busbw);
   std::fflush(stdout);
   return 0;
 }

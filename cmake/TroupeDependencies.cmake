@@ -11,6 +11,9 @@ if(NOT TARGET CLI11::CLI11)
 endif()
 find_package(PkgConfig REQUIRED)
 pkg_check_modules(TOMLPP REQUIRED IMPORTED_TARGET tomlplusplus)
+# OpenSSL's libcrypto (libssl-dev): AES-256-GCM and HKDF for the TCP links' frame integrity and
+# encryption (net/tcp/link_security.h).
+pkg_check_modules(LIBCRYPTO REQUIRED IMPORTED_TARGET libcrypto)
 
 # OpenBLAS. troupe splits matrix products over its own thread pool and calls BLAS from several
 # threads at once, each call single-threaded (openblas_set_num_threads(1)). The pthread build is the

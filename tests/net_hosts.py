@@ -5,7 +5,8 @@ started the ways a user starts them (docs/multi-host.md); each run must end bitw
 usage: net_hosts.py TROUPE CASE
   env        3 hosts, ranks started with torchrun's variables (RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT)
              and comm.interface = eth0, host 2's link shaped to 200 Mbit/s (tc tbf): losses and final
-             weights equal the single-process run's, bit for bit
+             weights equal the single-process run's, bit for bit; comm.integrity = auto protects the
+             links between hosts
   mpirun     3 hosts, ranks started by OpenMPI's mpirun (its remote-shell agent runs orted inside the
              namespace of the host it names): bitwise equal too
   link_down  3 hosts; host 2's link goes down mid-training: rank 0 fails within comm.timeout_s, naming
@@ -98,8 +99,11 @@ def case_env(troupe, single, work):
     expected = "ranks on 3 hosts: %s0 (rank 0), %s1 (rank 1), %s2 (rank 2)" % (PREFIX, PREFIX, PREFIX)
     if expected not in out:
         fail("rank 0 did not report each rank's host (%r)" % expected)
+    # comm.integrity = auto: links between hosts authenticate every frame (net/tcp/link_security.h).
+    if "link protection: integrity (ranks 1 2)" not in out:
+        fail("rank 0's links to the other hosts are not integrity-protected by default")
     same_run(single, work)
-    print("3 hosts by environment variables: bitwise equal to one device; " + expected)
+    print("3 hosts by environment variables: bitwise equal to one device, links integrity-protected; " + expected)
 
 
 def case_hier(troupe, single, work):

@@ -90,6 +90,8 @@ const std::map<std::string, std::string> kSamples = {
     {"comm.same_host", "tcp"},
     {"comm.interface", "eth1"},
     {"comm.secret_file", "/run/troupe.secret"},
+    {"comm.integrity", "on"},
+    {"comm.encrypt", "true"},
     {"comm.timeout_s", "5"},
     {"comm.poll_us", "0"},
     {"ps.shards", "3"},

@@ -44,6 +44,8 @@ class RoutedTransport final : public comm::Transport {
   // Whether rank `peer` is reached through `near` (this rank itself counts as near).
   bool near(int peer) const;
   const std::vector<std::string>& hostnames() const { return hostnames_; }
+  // The transport between hosts (what reports a link's protection, say).
+  const comm::Transport& far_transport() const { return far_; }
 
  private:
   comm::Transport& route(int peer);

@@ -5,7 +5,8 @@
 // Na | Nc | rank | size); the acceptor checks it and answers welcome_mac = HMAC(secret,
 // "troupe-welcome" | Nc | Na | its rank), which the connector checks. The secret itself never
 // crosses the wire, and both nonces are fresh per connection, so a recorded handshake cannot be
-// replayed. (Frames after the handshake are not authenticated: loopback only, see README.)
+// replayed. Frames after the handshake are protected by net/tcp/link_security.h, with keys derived
+// from the secret and both nonces.
 #pragma once
 
 #include <array>

@@ -123,9 +123,26 @@ void TcpTransport::Impl::end_chunk(Link& l, const wire::InChunk& chunk, bool beg
   cv.notify_all();
 }
 
+namespace {
+
+// A protected link's frame whose seal does not match (reader thread).
+struct SealMismatch {};
+
+}  // namespace
+
+// On a protected link a frame that fails to open or to decode was not sent as it arrived: the
+// error names the link and says what that means, rather than blaming the peer's process.
+tcp::Link::Failure TcpTransport::Impl::integrity_failure(Link& l, std::uint64_t frame, const std::string& what) {
+  return {detail::concat("the link to rank ", l.peer, on_host(l.peer), " at ", l.address, " failed its integrity check"),
+          detail::concat("frame ", frame, " from it after the handshake: ", what,
+                         "; something between the two ranks changed the data (the link is ",
+                         tcp::protection_name(l.protection), "-protected, comm.integrity)")};
+}
+
 void TcpTransport::Impl::reader_loop(Link& l) {
   Link::Failure end;  // why the stream ended
   bool malformed_frame = false;
+  std::uint64_t frame_index = 0;  // a protected link: the number of the frame being read
   try {
     std::size_t frame_bytes = 0;  // bytes of the current frame read so far
     std::vector<std::byte> buffer(64 * 1024);
@@ -161,14 +178,40 @@ void TcpTransport::Impl::reader_loop(Link& l) {
       }
       frame_bytes += out.size();
     };
+    // A protected link: every byte the decoder reads goes through the opener (a chunk's payload
+    // segment is decrypted in place at Protection::encrypt), and the frame's seal follows it.
+    tcp::FrameOpener* opener = l.opener.get();
+    bool payload_next = false;  // the decoder's next read is a chunk's payload segment
+    auto read_frame = [&](std::span<std::byte> out) {
+      read_exact(out);
+      if (opener) {
+        if (payload_next && opener->level() == tcp::Protection::encrypt) {
+          opener->decrypt(out);
+        } else {
+          opener->authenticate(out);
+        }
+      }
+      payload_next = false;
+    };
     wire::FrameReader reader;
     while (true) {
       frame_bytes = 0;
       bool begun = false;
-      auto frame = reader.read(read_exact, [&](const wire::ChunkHeader& h, std::size_t segment_bytes) {
+      if (opener) {
+        frame_index = opener->frames();
+        opener->begin();
+      }
+      auto frame = reader.read(read_frame, [&](const wire::ChunkHeader& h, std::size_t segment_bytes) {
         begun = true;
+        payload_next = true;
         return place(l, h, segment_bytes);
       });
+      if (opener) {
+        tcp::Seal seal;
+        read_exact(std::as_writable_bytes(std::span(seal)));
+        // Nothing of the frame counts (a message completed, a goodbye) until its seal matches.
+        if (!opener->finish(seal)) throw SealMismatch{};
+      }
       if (l.goodbye) malformed("a frame arrived after its goodbye");
       if (auto* chunk = std::get_if<wire::InChunk>(&frame)) {
         end_chunk(l, *chunk, begun);
@@ -184,9 +227,15 @@ void TcpTransport::Impl::reader_loop(Link& l) {
   } catch (const EndOfStream& e) {
     end = {detail::concat("rank ", l.peer, on_host(l.peer), " is dead"),
            e.why.empty() ? "its connection closed without a goodbye: the process exited, was killed or aborted" : e.why};
+  } catch (const SealMismatch&) {
+    malformed_frame = true;
+    end = integrity_failure(l, frame_index, "its seal does not match (it was changed or injected, or replays, reorders or follows a "
+                               "dropped frame)");
+    l.shutdown();
   } catch (const Error& e) {
     malformed_frame = true;
-    end = {detail::concat("rank ", l.peer, " sent a malformed frame: ", e.what()), ""};
+    end = l.opener ? integrity_failure(l, frame_index, detail::concat("it cannot be decoded (", e.what(), ")"))
+                   : Link::Failure{detail::concat("rank ", l.peer, " sent a malformed frame: ", e.what()), ""};
     l.shutdown();  // the stream cannot be resynchronised; the peer sees this rank leave
   } catch (const std::exception& e) {
     end = {detail::concat("the link to rank ", l.peer, " failed: ", e.what()), ""};

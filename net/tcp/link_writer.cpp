@@ -34,6 +34,7 @@ void TcpTransport::Impl::writer_loop(Link& l) {
         buffers.emplace_back(o.rest.data(), o.rest.size());
       } else {
         for (const auto& piece : o.frame.pieces()) buffers.emplace_back(piece.data(), piece.size());
+        if (o.sealed) buffers.emplace_back(o.seal.data(), o.seal.size());
       }
       said_goodbye = said_goodbye || o.goodbye;
     }
@@ -120,12 +121,18 @@ void TcpTransport::Impl::enqueue_rest(Link& l, const std::vector<std::span<const
   l.out_cv.notify_one();
 }
 
-void TcpTransport::Impl::enqueue(Link& l, wire::OutFrame frame, std::size_t payload_bytes, bool goodbye) {
+void TcpTransport::Impl::enqueue(Link& l, wire::OutFrame frame, std::size_t payload_bytes, bool goodbye, const tcp::Seal* seal) {
   {
     std::lock_guard lock(l.out_mu);
-    l.out.push_back(Link::Outgoing{std::move(frame), {}, payload_bytes, goodbye});
+    l.out.push_back(Link::Outgoing{std::move(frame), {}, payload_bytes, goodbye, seal != nullptr, seal ? *seal : tcp::Seal{}});
   }
   l.out_cv.notify_one();
+}
+
+tcp::Seal TcpTransport::Impl::seal_whole(Link& l, const std::vector<std::span<const std::byte>>& pieces) {
+  l.sealer->begin();
+  for (const auto& p : pieces) l.sealer->authenticate(p);
+  return l.sealer->finish();
 }
 
 void TcpTransport::Impl::abort_links() {
@@ -148,7 +155,14 @@ void TcpTransport::Impl::abort_links() {
 void TcpTransport::Impl::close(bool orderly) {
   if (orderly) {
     for (auto& l : links) {
-      if (l) enqueue(*l, wire::encode(wire::Goodbye{}), 0, true);
+      if (!l) continue;
+      wire::OutFrame goodbye = wire::encode(wire::Goodbye{});
+      if (l->sealer) {
+        const tcp::Seal seal = seal_whole(*l, goodbye.pieces());
+        enqueue(*l, std::move(goodbye), 0, true, &seal);
+      } else {
+        enqueue(*l, std::move(goodbye), 0, true);
+      }
     }
     // Queued frames and the goodbye go out before the connections close; a peer that stopped
     // reading holds this up for the timeout at most.

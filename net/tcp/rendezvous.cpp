@@ -8,7 +8,9 @@
 #include <cstring>
 #include <functional>
 #include <iostream>
+#include <map>
 #include <mutex>
+#include <optional>
 
 #include "net/tcp/auth.h"
 #include "net/tcp/pending_handshakes.h"
@@ -57,10 +59,22 @@ void report(const TcpOptions& options, const std::string& message) {
   }
 }
 
-// The acceptor's side. Returns the connector's hello; throws Error(kIo) with the refusal reason
-// (which the connector has been sent too).
-wire::Hello handshake_as_acceptor(Socket& socket, const std::string& secret, int rank, Clock::time_point deadline,
-                                  const Check& check) {
+// Whether the socket's peer is on this host's loopback (comm.integrity = auto leaves those links as they are).
+bool peer_on_loopback(const Socket& socket) {
+  boost::system::error_code ec;
+  const auto peer = socket.remote_endpoint(ec);
+  return !ec && peer.address().is_loopback();
+}
+
+// The level a peer asked for in its handshake, or why it cannot be read.
+std::optional<Protection> peer_protection(std::uint8_t wire_value) { return protection_from_wire(wire_value); }
+
+// The acceptor's side. Returns the connector's hello and sets `security` for the link; throws
+// Error(kIo) with the refusal reason (which the connector has been sent too).
+wire::Hello handshake_as_acceptor(Socket& socket, const TcpOptions& options, Clock::time_point deadline,
+                                  const Check& check, LinkSecurity& security) {
+  const std::string& secret = options.secret;
+  const int rank = options.rank;
   const wire::Challenge challenge{rank, fresh_nonce()};
   write_frame(socket, wire::encode(challenge), deadline);
   const wire::Control reply = read_control(socket, deadline);
@@ -79,8 +93,21 @@ wire::Hello handshake_as_acceptor(Socket& socket, const std::string& secret, int
                           " does not know the job's secret (hello MAC mismatch); every rank needs the same secret "
                           "(TROUPE_SECRET)"));
   }
+  const auto asked = peer_protection(hello->protection);
+  if (!asked) {
+    refuse(detail::concat("rank ", hello->rank, " asks for frame protection level ", int{hello->protection},
+                          ", which this troupe does not know; every rank must run the same troupe build"));
+  }
   if (const std::string reason = check(*hello); !reason.empty()) refuse(reason);
-  write_frame(socket, wire::encode(wire::Welcome{rank, welcome_mac(secret, hello->nonce, challenge.nonce, rank)}), deadline);
+  const Protection wish = wanted_protection(options.integrity, options.encrypt, peer_on_loopback(socket));
+  security.level = agreed_protection(wish, *asked);
+  if (security.level != Protection::off) {
+    security.keys = derive_link_keys(secret, challenge.nonce, hello->nonce, rank, hello->rank, security.level, true);
+  }
+  write_frame(socket,
+              wire::encode(wire::Welcome{rank, welcome_mac(secret, hello->nonce, challenge.nonce, rank),
+                                         static_cast<std::uint8_t>(wish)}),
+              deadline);
   return *hello;
 }
 
@@ -109,8 +136,15 @@ void accept_ranks(const TcpOptions& options, TcpListener::Impl& listener, const 
     claimed[static_cast<std::size_t>(hello.rank)] = true;
     return {};
   };
+  // What each accepted connection's handshake settled, by socket (handshakes run on their own threads).
+  std::mutex secured_mu;
+  std::map<const Socket*, LinkSecurity> secured;
   PendingHandshakes pending(kMaxPendingHandshakes, kHandshakeLimit, [&](Socket& socket, Clock::time_point until) {
-    return handshake_as_acceptor(socket, options.secret, options.rank, until, check);
+    LinkSecurity security;
+    wire::Hello hello = handshake_as_acceptor(socket, options, until, check, security);
+    std::lock_guard lock(secured_mu);
+    secured[&socket] = security;
+    return hello;
   });
   auto settle = [&](PendingHandshakes::Outcome& outcome) {
     if (outcome.hello) {
@@ -122,6 +156,10 @@ void accept_ranks(const TcpOptions& options, TcpListener::Impl& listener, const 
         const auto from_endpoint = outcome.socket->remote_endpoint(ec);
         roster->hosts[r] = hello.listen_host ? hello.listen_host : ec ? 0 : from_endpoint.address().to_v4().to_uint();
         roster->hostnames[r] = hello.hostname;
+      }
+      {
+        std::lock_guard lock(secured_mu);
+        mesh.security[static_cast<std::size_t>(hello.rank)] = secured[outcome.socket.get()];
       }
       mesh.links[static_cast<std::size_t>(hello.rank)] = std::move(outcome.socket);
       ++joined;
@@ -198,9 +236,10 @@ std::unique_ptr<TcpListener::Impl> listen_at(const Endpoint& address, std::share
   return impl;
 }
 
-void handshake_as_connector(Socket& socket, const std::string& secret, int rank, int size, std::uint16_t listen_port,
-                            int expected_peer, const std::string& where, Clock::time_point deadline,
-                            std::uint32_t listen_host, const std::string& hostname) {
+LinkSecurity handshake_as_connector(Socket& socket, const std::string& secret, int rank, int size, std::uint16_t listen_port,
+                                    int expected_peer, const std::string& where, Clock::time_point deadline,
+                                    std::uint32_t listen_host, const std::string& hostname, IntegrityPolicy integrity,
+                                    bool encrypt) {
   const std::string prefix = detail::concat("rank ", rank, ": handshake with rank ", expected_peer, " at ", where, " failed: ");
   try {
     const wire::Control first = read_control(socket, deadline);
@@ -211,7 +250,8 @@ void handshake_as_connector(Socket& socket, const std::string& secret, int rank,
     if (challenge->rank != expected_peer) {
       throw Error(ErrorKind::kIo, detail::concat(prefix, "the process there is rank ", challenge->rank));
     }
-    wire::Hello hello{rank, size, listen_port, fresh_nonce(), {}, listen_host, hostname};
+    const Protection wish = wanted_protection(integrity, encrypt, peer_on_loopback(socket));
+    wire::Hello hello{rank, size, listen_port, fresh_nonce(), {}, listen_host, hostname, static_cast<std::uint8_t>(wish)};
     hello.mac = hello_mac(secret, challenge->nonce, hello.nonce, rank, size);
     write_frame(socket, wire::encode(hello), deadline);
     const wire::Control verdict = read_control(socket, deadline);
@@ -228,6 +268,17 @@ void handshake_as_connector(Socket& socket, const std::string& secret, int rank,
       throw Error(ErrorKind::kIo, detail::concat(prefix, "the process there does not know the job's secret (welcome MAC "
                                                          "mismatch); is another job using this port?"));
     }
+    const auto asked = peer_protection(welcome->protection);
+    if (!asked) {
+      throw Error(ErrorKind::kIo, detail::concat(prefix, "it asks for frame protection level ", int{welcome->protection},
+                                                 ", which this troupe does not know; every rank must run the same troupe build"));
+    }
+    LinkSecurity security;
+    security.level = agreed_protection(wish, *asked);
+    if (security.level != Protection::off) {
+      security.keys = derive_link_keys(secret, challenge->nonce, hello.nonce, expected_peer, rank, security.level, false);
+    }
+    return security;
   } catch (const DeadlineExceeded&) {
     throw Error(ErrorKind::kIo, detail::concat(prefix, "no answer before the deadline"));
   } catch (const Error& e) {
@@ -242,6 +293,7 @@ Mesh form_mesh(const TcpOptions& options, TcpListener::Impl* rank0_listener) {
   const int n = options.size;
   Mesh mesh;
   mesh.links.resize(static_cast<std::size_t>(n));
+  mesh.security.resize(static_cast<std::size_t>(n));
 
   const std::string hostname = options.hostname.empty() ? this_hostname() : options.hostname;
   if (options.rank == 0) {
@@ -278,8 +330,9 @@ Mesh form_mesh(const TcpOptions& options, TcpListener::Impl* rank0_listener) {
                                                               : first->local_endpoint().address().to_v4().to_uint();
   std::unique_ptr<TcpListener::Impl> own;  // for the ranks above this one
   if (options.rank < n - 1) own = listen_at(Endpoint{own_host, 0}, mesh.io);
-  handshake_as_connector(*first, options.secret, options.rank, n, own ? own->address.port : 0, 0, rank0.text(), deadline,
-                         own_host, hostname);
+  const LinkSecurity first_security =
+      handshake_as_connector(*first, options.secret, options.rank, n, own ? own->address.port : 0, 0, rank0.text(),
+                             deadline, own_host, hostname, options.integrity, options.encrypt);
   wire::Control roster_frame;
   try {
     roster_frame = read_control(*first, deadline);
@@ -298,13 +351,15 @@ Mesh form_mesh(const TcpOptions& options, TcpListener::Impl* rank0_listener) {
                                                " ranks (is it the same troupe version?)"));
   }
   mesh.links[0] = std::move(first);
+  mesh.security[0] = first_security;
   mesh.hostnames = roster->hostnames;
 
   for (int j = 1; j < options.rank; ++j) {
     const Endpoint to{roster->hosts[static_cast<std::size_t>(j)], roster->ports[static_cast<std::size_t>(j)]};
     auto socket = connect_to(options, *mesh.io, to, j, deadline);
-    handshake_as_connector(*socket, options.secret, options.rank, n, own ? own->address.port : 0, j, to.text(), deadline,
-                           own_host, hostname);
+    mesh.security[static_cast<std::size_t>(j)] =
+        handshake_as_connector(*socket, options.secret, options.rank, n, own ? own->address.port : 0, j, to.text(),
+                               deadline, own_host, hostname, options.integrity, options.encrypt);
     mesh.links[static_cast<std::size_t>(j)] = std::move(socket);
   }
   if (own) {

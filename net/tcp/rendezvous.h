@@ -2,8 +2,10 @@
 //
 // Handshake on a fresh connection (acceptor A, connector C; frames of net/wire/frame.capnp):
 //   A -> C  challenge {A's rank, nonce Na}
-//   C -> A  hello     {C's rank, size, C's listening port, nonce Nc, hello_mac}
-//   A -> C  welcome   {A's rank, welcome_mac}      or   reject {reason}, and A closes
+//   C -> A  hello     {C's rank, size, C's listening port, nonce Nc, hello_mac, C's protection wish}
+//   A -> C  welcome   {A's rank, welcome_mac, A's protection wish}   or   reject {reason}, and A closes
+// Both then protect the link's frames at the stronger wish, with keys derived from the secret, Na
+// and Nc (net/tcp/link_security.h).
 // A refuses a wrong MAC, a wrong size, a rank it does not expect or already has; C refuses a
 // welcome with a wrong MAC or from an unexpected rank. Either side's refusal is an Error(kIo)
 // that says which address, which rank and why.
@@ -22,6 +24,7 @@
 #include <vector>
 
 #include "net/tcp/address.h"
+#include "net/tcp/link_security.h"
 #include "net/tcp/socket_io.h"
 #include "net/tcp/tcp_transport.h"
 
@@ -45,6 +48,7 @@ struct Mesh {
   std::shared_ptr<boost::asio::io_context> io;
   std::vector<std::unique_ptr<Socket>> links;
   std::vector<std::string> hostnames;  // by rank, as each reported it
+  std::vector<LinkSecurity> security;  // by rank: how each link's frames are protected
 };
 
 // Runs the rendezvous for options.rank. Rank 0 passes the listener it accepts on (bound at
@@ -55,8 +59,11 @@ Mesh form_mesh(const TcpOptions& options, TcpListener::Impl* rank0_listener);
 // `where`; returns once welcomed, throws Error(kIo) when refused or when the peer fails to prove it
 // knows the secret. Also used by tests that play a rank by hand.
 // `listen_host` and `hostname` go into the hello (net/wire/frame.capnp).
-void handshake_as_connector(Socket& socket, const std::string& secret, int rank, int size, std::uint16_t listen_port,
-                            int expected_peer, const std::string& where, Clock::time_point deadline,
-                            std::uint32_t listen_host = 0, const std::string& hostname = {});
+// Returns what the handshake settled for the link's frames (net/tcp/link_security.h), given this
+// rank's comm.integrity and comm.encrypt.
+LinkSecurity handshake_as_connector(Socket& socket, const std::string& secret, int rank, int size, std::uint16_t listen_port,
+                                    int expected_peer, const std::string& where, Clock::time_point deadline,
+                                    std::uint32_t listen_host = 0, const std::string& hostname = {},
+                                    IntegrityPolicy integrity = IntegrityPolicy::automatic, bool encrypt = false);
 
 }  // namespace troupe::net::tcp

@@ -59,6 +59,11 @@ bool TcpTransport::peer_closed(int peer) {
   return peer != impl_->rank && impl_->link(peer).state == Link::State::kClosed;
 }
 
+tcp::Protection TcpTransport::protection(int peer) const {
+  TROUPE_CHECK(peer >= 0 && peer < impl_->size, "link to rank ", peer, " of ", impl_->size);
+  return peer == impl_->rank ? tcp::Protection::off : impl_->links[static_cast<std::size_t>(peer)]->protection;
+}
+
 void TcpTransport::send(int to, std::uint32_t tag, std::span<const std::byte> data) {
   Impl& s = *impl_;
   TROUPE_CHECK(to >= 0 && to < s.size, "send to rank ", to, " of ", s.size);
@@ -85,10 +90,11 @@ void TcpTransport::send(int to, std::uint32_t tag, std::span<const std::byte> da
   // Fast path: while the link is idle, write the frames straight from the caller's buffer, as far as
   // the socket takes them without blocking (the kernel's copy is then the copy send() promises).
   // The unsent end of a frame is copied and queued; later chunks take the queued path below.
-  {
+  // An encrypted link sends ciphertext, which needs a copy anyway: it always takes the queued path.
+  static constexpr std::byte kZeros[8] = {};
+  if (l.protection != tcp::Protection::encrypt) {
     std::unique_lock write_lock(l.write_mu, std::try_to_lock);
     if (write_lock.owns_lock() && Impl::idle(l)) {
-      static constexpr std::byte kZeros[8] = {};
       for (; i < chunks.size(); ++i) {
         const tcp::ChunkRange& c = chunks[i];
         const wire::ChunkHeader header{tag, static_cast<std::uint32_t>(i), data.size(), c.offset};
@@ -97,10 +103,17 @@ void TcpTransport::send(int to, std::uint32_t tag, std::span<const std::byte> da
         std::vector<std::span<const std::byte>> parts = frame.pieces();
         parts.push_back(data.subspan(c.offset, c.length));
         parts.emplace_back(kZeros, c.length ? wire::payload_padding(c.length) : 0);
-        const std::size_t total = frame.bytes() + c.length + parts.back().size();
+        tcp::Seal seal;
+        if (l.sealer) {  // integrity: the seal over the frame as it goes out, then after it
+          seal = Impl::seal_whole(l, parts);
+          parts.emplace_back(seal.data(), seal.size());
+        }
+        std::size_t total = 0;
+        for (const auto& p : parts) total += p.size();
         const std::size_t written = Impl::write_now(l, parts);
         if (written == total) continue;
-        if (written > 0) {
+        // A sealed frame has taken its sequence number: it goes out whole, even if none of it did yet.
+        if (written > 0 || l.sealer) {
           s.enqueue_rest(l, parts, written);
           ++i;
         }
@@ -114,14 +127,35 @@ void TcpTransport::send(int to, std::uint32_t tag, std::span<const std::byte> da
     // The copy send() promises, into storage the frame owns and writes by reference; the padding
     // to a whole word goes on the wire, so it is zeroed.
     std::unique_ptr<std::uint64_t[]> storage;
+    const std::size_t padding = c.length ? wire::payload_padding(c.length) : 0;
     if (c.length) {
       const std::size_t words = (c.length + 7) / 8;
       storage = s.take_buffer(c.length);
       storage[words - 1] = 0;
-      std::memcpy(storage.get(), data.data() + c.offset, c.length);
+      if (l.protection != tcp::Protection::encrypt) std::memcpy(storage.get(), data.data() + c.offset, c.length);
     }
-    s.enqueue(l, wire::encode_chunk(wire::ChunkHeader{tag, index, data.size(), c.offset}, std::move(storage), c.length),
-              c.length);
+    std::byte* payload = reinterpret_cast<std::byte*>(storage.get());
+    wire::OutFrame frame = wire::encode_chunk(wire::ChunkHeader{tag, index, data.size(), c.offset}, std::move(storage), c.length);
+    if (!l.sealer) {
+      s.enqueue(l, std::move(frame), c.length);
+      continue;
+    }
+    tcp::Seal seal;
+    if (l.protection == tcp::Protection::encrypt && c.length) {
+      // The header in the clear (authenticated), the payload and its padding encrypted into the
+      // frame's storage: the copy send() makes anyway is the encryption's one pass.
+      const auto& pieces = frame.pieces();
+      TROUPE_CHECK(pieces.back().data() == payload && pieces.back().size() == c.length + padding,
+                   "a chunk's payload is its frame's last piece");
+      l.sealer->begin();
+      for (std::size_t p = 0; p + 1 < pieces.size(); ++p) l.sealer->authenticate(pieces[p]);
+      l.sealer->encrypt(data.subspan(c.offset, c.length), std::span(payload, c.length));
+      l.sealer->encrypt(std::span(kZeros, padding), std::span(payload + c.length, padding));
+      seal = l.sealer->finish();
+    } else {
+      seal = Impl::seal_whole(l, frame.pieces());
+    }
+    s.enqueue(l, std::move(frame), c.length, false, &seal);
   }
 }
 
@@ -259,6 +293,13 @@ std::unique_ptr<TcpTransport> start(const TcpOptions& options, tcp::Mesh mesh) {
     auto l = std::make_unique<Link>();
     l->peer = r;
     l->socket = std::move(socket);
+    l->address = tcp::peer_text(*l->socket);
+    const tcp::LinkSecurity& security = mesh.security[static_cast<std::size_t>(r)];
+    l->protection = security.level;
+    if (security.level != tcp::Protection::off) {
+      l->sealer = std::make_unique<tcp::FrameSealer>(security.level, security.keys.send);
+      l->opener = std::make_unique<tcp::FrameOpener>(security.level, security.keys.receive);
+    }
     impl->links[static_cast<std::size_t>(r)] = std::move(l);
   }
   TcpTransport::Impl* raw = impl.get();

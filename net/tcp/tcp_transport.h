@@ -1,4 +1,4 @@
-// Owns the TCP transport's public API: TcpOptions, rank 0's TcpListener, connect_tcp() and TcpTransport, the comm::Transport between processes over loopback.
+// Owns the TCP transport's public API: TcpOptions, rank 0's TcpListener, connect_tcp() and TcpTransport, the comm::Transport between processes over loopback or a network.
 //
 // Use (one process per rank, all on this machine):
 //
@@ -27,6 +27,12 @@
 // peer, the peer hangs up, or 50 ms pass; it is then buffered, and recv copies it. So in the common case the
 // only copies are the kernel's.
 //
+// Protection (net/tcp/link_security.h; TcpOptions::integrity, ::encrypt): on a protected link every
+// frame after the handshake is followed by its AES-256-GCM seal, computed by send() in the same order
+// the frames go out and checked by the reader before the frame counts; at `encrypt` the payload is
+// encrypted into the copy send() makes (such links skip the direct write). A frame that fails its
+// check breaks the group like a malformed one, named as the link's failed integrity check.
+//
 // Failure model (as net/inproc's, with real sockets):
 //  * recv() throws troupe::Error(kIo) naming the peer on a size mismatch, when nothing arrives
 //    within `timeout`, or when the group is broken.
@@ -50,7 +56,9 @@
 #include <vector>
 
 #include "net/tcp/address.h"
+#include "net/tcp/link_security.h"
 #include "runtime/comm/transport.h"
+#include "runtime/config/choices.h"
 
 namespace troupe::net {
 
@@ -70,6 +78,11 @@ struct TcpOptions {
   // Shared by every rank of the job, never sent; must not be empty. secret_from_environment()
   // reads TROUPE_SECRET.
   std::string secret;
+  // Frame protection after the handshake (comm.integrity, comm.encrypt; net/tcp/link_security.h):
+  // each link runs at the stronger of its two ends' wishes. auto: integrity on links whose peer is
+  // not on loopback.
+  IntegrityPolicy integrity = IntegrityPolicy::automatic;
+  bool encrypt = false;
   // How long a recv waits for its message (comm.timeout_s), and the rendezvous too unless
   // rendezvous_timeout is set (> 0): processes may take longer to start than a collective step.
   std::chrono::milliseconds timeout{60'000};
@@ -143,6 +156,8 @@ class TcpTransport final : public comm::Transport {
   void throw_if_broken(int peer, const char* op);
   // Whether `peer` destroyed its transport in order (its goodbye arrived).
   bool peer_closed(int peer);
+  // How the link to `peer` protects its frames, as its handshake settled (off for this rank itself).
+  tcp::Protection protection(int peer) const;
 
   struct Impl;
   explicit TcpTransport(std::unique_ptr<Impl> impl);

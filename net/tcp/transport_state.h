@@ -22,6 +22,7 @@
 #include <thread>
 #include <vector>
 
+#include "net/tcp/link_security.h"
 #include "net/tcp/socket_io.h"
 #include "net/tcp/tcp_transport.h"
 #include "net/wire/frame_codec.h"
@@ -58,6 +59,13 @@ struct EndOfStream {
 struct Link {
   int peer = 0;
   std::unique_ptr<tcp::Socket> socket;
+  std::string address;  // the peer's "host:port", for errors
+
+  // A protected link (net/tcp/link_security.h): the sealer is used by the rank's thread (send, close),
+  // which seals frames in the order they go on the wire; the opener by the reader thread. Both null: off.
+  tcp::Protection protection = tcp::Protection::off;
+  std::unique_ptr<tcp::FrameSealer> sealer;
+  std::unique_ptr<tcp::FrameOpener> opener;
   std::thread writer;
   std::thread reader;
 
@@ -69,6 +77,8 @@ struct Link {
     std::vector<std::byte> rest;  // instead of a frame: the unsent end of one that send() began
     std::size_t payload_bytes = 0;
     bool goodbye = false;  // the last frame: the writer shuts its half of the connection after it
+    bool sealed = false;   // a protected link: `seal` follows the frame on the wire
+    tcp::Seal seal{};
   };
   std::deque<Outgoing> out;
   bool in_flight = false;  // the writer holds frames taken from `out` that it has not written yet
@@ -228,6 +238,7 @@ struct TcpTransport::Impl {
   void end_chunk(Link& l, const wire::InChunk& chunk, bool begun);
 
   void reader_loop(Link& l);
+  Link::Failure integrity_failure(Link& l, std::uint64_t frame, const std::string& what);
 
   // --- writer side ----------------------------------------------------------------------------
 
@@ -243,7 +254,11 @@ struct TcpTransport::Impl {
 
   void enqueue_rest(Link& l, const std::vector<std::span<const std::byte>>& parts, std::size_t skip);
 
-  void enqueue(Link& l, wire::OutFrame frame, std::size_t payload_bytes, bool goodbye = false);
+  // Queues `frame` for the writer; on a protected link with its `seal` (sealed already, in order).
+  void enqueue(Link& l, wire::OutFrame frame, std::size_t payload_bytes, bool goodbye = false, const tcp::Seal* seal = nullptr);
+
+  // A protected link: seals `frame` (the next one on the wire) whole, as it is; returns its seal.
+  static tcp::Seal seal_whole(Link& l, const std::vector<std::span<const std::byte>>& pieces);
 
   // --- shutdown -------------------------------------------------------------------------------
 

@@ -1,5 +1,7 @@
 # Owns troupe's wire format: every frame a TCP link carries, the handshake's and the data path's.
 #
+# On a link whose frames are protected (net/tcp/link_security.h) every frame after the handshake is
+# followed by its 16-byte seal.
 # On the stream each frame is an 8-byte preamble (magic "TRPF", version, reserved; see
 # net/wire/frame_codec.h) followed by one Cap'n Proto message in the standard stream framing
 # (segment table, then segments). A chunk's payload is written as the message's LAST segment
@@ -46,6 +48,7 @@ struct Hello {
   mac @4 :Data;             # HMAC-SHA256(secret, "hello" | acceptor nonce | nonce | rank | size)
   listenHost @5 :UInt32;    # the IPv4 address (host order) it accepts on; 0: the one it connected from
   hostname @6 :Text;        # its host's name, so that co-located ranks know each other
+  protection @7 :UInt8;     # the frame protection it asks for its link: 0 off, 1 integrity, 2 encrypt
 }
 
 # By rank; rank 0's own entries are its host name and zeros.
@@ -58,4 +61,5 @@ struct Roster {
 struct Welcome {
   rank @0 :Int32;           # the acceptor's rank
   mac @1 :Data;             # HMAC-SHA256(secret, "welcome" | connector nonce | acceptor nonce | rank)
+  protection @2 :UInt8;     # the frame protection the acceptor asks for the link; both use the stronger
 }

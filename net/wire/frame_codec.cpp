@@ -101,10 +101,12 @@ OutFrame encode(const Control& control) {
           out.setMac(bytes_of(c.mac));
           out.setListenHost(c.listen_host);
           out.setHostname(c.hostname);
+          out.setProtection(c.protection);
         } else if constexpr (std::is_same_v<T, Welcome>) {
           auto out = frame.initWelcome();
           out.setRank(c.rank);
           out.setMac(bytes_of(c.mac));
+          out.setProtection(c.protection);
         } else if constexpr (std::is_same_v<T, Reject>) {
           frame.setReject(c.reason);
         } else if constexpr (std::is_same_v<T, Roster>) {
@@ -204,11 +206,11 @@ Control control_of(schema::Frame::Reader frame) {
     case schema::Frame::HELLO: {
       auto h = frame.getHello();
       return Hello{h.getRank(), h.getSize(), h.getListenPort(), fixed32(h.getNonce(), "hello nonce"),
-                   fixed32(h.getMac(), "hello MAC"), h.getListenHost(), std::string(h.getHostname().cStr())};
+                   fixed32(h.getMac(), "hello MAC"), h.getListenHost(), std::string(h.getHostname().cStr()), h.getProtection()};
     }
     case schema::Frame::WELCOME: {
       auto w = frame.getWelcome();
-      return Welcome{w.getRank(), fixed32(w.getMac(), "welcome MAC")};
+      return Welcome{w.getRank(), fixed32(w.getMac(), "welcome MAC"), w.getProtection()};
     }
     case schema::Frame::REJECT:
       return Reject{std::string(frame.getReject().cStr())};

@@ -69,11 +69,13 @@ struct Hello {
   Mac mac{};
   std::uint32_t listen_host = 0;  // IPv4, host order; 0: the address the connection came from
   std::string hostname;
+  std::uint8_t protection = 0;  // the level the connector asks for its link (net/tcp/link_security.h)
   bool operator==(const Hello&) const = default;
 };
 struct Welcome {
   int rank = 0;
   Mac mac{};
+  std::uint8_t protection = 0;  // the level the acceptor asks for the link
   bool operator==(const Welcome&) const = default;
 };
 struct Reject {

@@ -36,6 +36,9 @@ constexpr bool ranks_are_processes(TransportKind t) { return t != TransportKind:
 // A multi-host job's ranks that share a host (comm.same_host): shm talks through shared memory between them
 // (TCP only between hosts, net/routed/routed_transport.h); tcp keeps every pair on TCP.
 enum class SameHostLinks { shm, tcp };
+// comm.integrity: whether a TCP link authenticates every frame after the handshake (net/tcp/link_security.h).
+// automatic ("auto"): on for links whose peer is not on loopback; on: every link; off: no link asks for it.
+enum class IntegrityPolicy { automatic, on, off };
 // sync: every worker's push joins one update; async: each push updates at once; ssp: bounded staleness.
 enum class PsMode { sync, async, ssp };
 // A step whose loss or gradients hold NaN or Inf: stop the run (naming the step and the parameter), or
@@ -78,6 +81,8 @@ TROUPE_CHOICE_NAMES(GradientExchange, {GradientExchange::ring, "ring"}, {Gradien
 TROUPE_CHOICE_NAMES(TransportKind, {TransportKind::inproc, "inproc"}, {TransportKind::tcp, "tcp"},
                     {TransportKind::shm, "shm"});
 TROUPE_CHOICE_NAMES(SameHostLinks, {SameHostLinks::shm, "shm"}, {SameHostLinks::tcp, "tcp"});
+TROUPE_CHOICE_NAMES(IntegrityPolicy, {IntegrityPolicy::automatic, "auto"}, {IntegrityPolicy::on, "on"},
+                    {IntegrityPolicy::off, "off"});
 TROUPE_CHOICE_NAMES(PsMode, {PsMode::sync, "sync"}, {PsMode::async, "async"}, {PsMode::ssp, "ssp"});
 TROUPE_CHOICE_NAMES(NonfiniteAction, {NonfiniteAction::stop, "stop"}, {NonfiniteAction::skip, "skip"});
 TROUPE_CHOICE_NAMES(RecommenderKind, {RecommenderKind::wide_deep, "wide_deep"}, {RecommenderKind::deepfm, "deepfm"});

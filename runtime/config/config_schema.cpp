@@ -418,6 +418,16 @@ std::vector<ConfigKey> build_schema() {
                                 "or write it, or if it is empty); wins over TROUPE_SECRET; empty: TROUPE_SECRET "
                                 "(docs/multi-host.md)"},
                    &R::comm, &C::secret_file));
+  k.push_back(bind(Spec{.name = "comm.integrity",
+                        .help = "tcp, shm: authenticate every frame of a link after the handshake (AES-256-GCM over the "
+                                "frame and its sequence number), so a changed, injected, replayed, reordered or dropped "
+                                "frame breaks the link: auto (links to a peer not on loopback), on (every link), off (no "
+                                "link asks; a peer that asks still gets it) (docs/multi-host.md)"},
+                   &R::comm, &C::integrity));
+  k.push_back(bind(Spec{.name = "comm.encrypt",
+                        .help = "tcp, shm: encrypt every link's frame payloads too (AES-256-GCM), whatever comm.integrity "
+                                "says; a link is encrypted when either end asks"},
+                   &R::comm, &C::encrypt));
   k.push_back(bind(Spec{.name = "comm.timeout_s", .range = between(0.001, kDaySeconds),
                         .help = "seconds a collective waits for a silent peer before failing; a rank process troupe "
                                 "started itself that sends no heartbeat for half of it is killed and reported as hung"},

@@ -108,6 +108,9 @@ struct CommConfig {
   SameHostLinks same_host = SameHostLinks::shm;  // a multi-host job's co-located ranks: shared memory or tcp
   std::string interface;             // the network interface ranks listen on and advertise; "": any / the route to rank 0
   std::string secret_file;           // tcp: a private file holding the job's secret; "": TROUPE_SECRET (net/tcp/secret_source.h)
+  // tcp: frames of a link authenticated after the handshake (auto: links whose peer is not on loopback)
+  IntegrityPolicy integrity = IntegrityPolicy::automatic;
+  bool encrypt = false;              // tcp: every link's frame payloads encrypted too (AES-256-GCM; implies integrity)
   double timeout_s = 60.0;           // a peer silent this long fails the collective
   int poll_us = 50;                  // an idle stage actor polls this long for its next message before sleeping
   friend bool operator==(const CommConfig&, const CommConfig&) = default;
