@@ -20,6 +20,7 @@
 #include "actors/ps/ps_trainer.h"
 #include "actors/tensor_parallel.h"
 #include "actors/tensor_pipelines.h"
+#include "actors/tensor_parallel_processes.h"
 #include "models/device_trainer.h"
 #include "models/model.h"
 #include "net/tcp/address.h"
@@ -671,6 +672,7 @@ std::unique_ptr<Job> launch(const RunConfig& config, const LaunchOptions& option
   }
   if (topology.size(plan::Axis::tensor) > 1) {
     if (topology.tensor_pipelines) return std::make_unique<TensorPipelineJob>(config, topology);
+    if (processes) return launch_tensor_parallel_processes(config, topology, options.args);
     return std::make_unique<TensorParallelJob>(config, topology);
   }
   if (topology.size(plan::Axis::data) > 1) {
@@ -685,6 +687,8 @@ std::unique_ptr<Job> launch(const RunConfig& config, const LaunchOptions& option
 }
 
 void run_started_rank(const RunConfig& config, int rank, const std::string& init_from, const std::string& resume_from) {
+  if (config.parallel.tensor > 1)  // every tensor shard a process (actors/tensor_parallel_processes.h)
+    return run_tensor_shard_process(config, topology_for(config, placement_for_run(config)), rank, crash_step(rank));
   const bool ps = config.parallel.gradient_exchange == GradientExchange::ps;
   try {
     if (ps) {
