@@ -11,6 +11,7 @@
 #include <fmt/format.h>
 
 #include "actors/actor_system.h"
+#include "actors/message_poll.h"
 #include "actors/tensor_shard_actor.h"
 #include "actors/tensor_shard_commands.h"
 #include "net/shm/shm_transport.h"
@@ -67,6 +68,7 @@ class ShardProcess {
     trainer_ = std::make_unique<Trainer>(config, comm::TensorGroup{tensor_.get()}, data_.get());
     system_ = std::make_unique<ActorSystem>();
     actor_ = system_->get().spawn<caf::detached>(tensor_shard_actor, trainer_.get(), world_.abort);
+    poll_ = std::chrono::microseconds(config.comm.poll_us);
   }
   ~ShardProcess() {
     caf::anon_send_exit(actor_, caf::exit_reason::user_shutdown);
@@ -83,8 +85,9 @@ class ShardProcess {
     caf::scoped_actor self(system_->get());
     R answer{};
     std::optional<Error> failure;
-    self->request(actor_, caf::infinite, request...)
-        .receive([&](R& r) { answer = std::move(r); },
+    auto pending = self->request(actor_, caf::infinite, request...);
+    poll_for_replies(self.ptr(), 1, poll_);
+    pending.receive([&](R& r) { answer = std::move(r); },
                  [&](caf::error& e) {
                    const caf::message& ctx = e.context();
                    if (ctx.size() == 2 && ctx.match_element<std::int32_t>(0) && ctx.match_element<std::string>(1))
@@ -119,6 +122,7 @@ class ShardProcess {
   std::unique_ptr<Trainer> trainer_;
   std::unique_ptr<ActorSystem> system_;
   caf::actor actor_;
+  std::chrono::microseconds poll_{0};  // how long ask() polls for a quick answer (message_poll.h)
 };
 
 // Rank 0: the Job. Every operation goes to the ranks that take part, then runs on shard (0, 0).
