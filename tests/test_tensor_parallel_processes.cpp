@@ -9,7 +9,13 @@
 #include <string>
 #include <thread>
 
+#include "actors/runner.h"
 #include "actors/tensor_shard_commands.h"
+#include "models/model.h"
+#include "models/trainer.h"
+#include "runtime/backend.h"
+#include "runtime/config/config_loader.h"
+#include "runtime/plan/resources.h"
 #include "runtime/comm/allreduce.h"
 #include "runtime/comm/subgroup_transport.h"
 #include "runtime/comm/tensor_parallel_ops.h"
@@ -195,4 +201,66 @@ TEST_CASE("a tensor shard process that dies fails the run at once, naming it, an
   CHECK_FALSE(std::filesystem::exists(dir.file("w.st")));
   CHECK(std::chrono::steady_clock::now() - start < std::chrono::seconds(30));  // not comm.timeout_s
   CHECK(std::system("pgrep -f 'seed 454[5] .*--rank' > /dev/null") != 0);
+}
+
+TEST_CASE("--print-plan states each shard's parameter, gradient, optimizer-state and activation bytes; parameters "
+          "are 1/T of the split tensors, activations those a shard saves",
+          "[tensor_parallel][plan]") {
+  for (const bool gpt : {true, false}) {
+    if (!gpt && !std::filesystem::exists("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz")) continue;
+    for (int tp : {1, 2, 4}) {
+      if (!gpt && tp == 4) continue;  // the MLP's hidden widths below divide by 2
+      INFO((gpt ? "gpt" : "mlp") << " T = " << tp);
+      const std::vector<std::string> sets =
+          gpt ? std::vector<std::string>{"model.n_layer=2", "model.n_embd=32", "model.n_head=4", "model.block_size=16",
+                                         "train.batch_size=4", "optim.kind=adamw", "parallel.tensor=" + std::to_string(tp)}
+              : std::vector<std::string>{"model.kind=mlp", "model.mlp_hidden=32,16", "train.batch_size=4",
+                                         "optim.kind=sgd", "optim.momentum=0.9", "parallel.tensor=" + std::to_string(tp)};
+      const RunConfig config = load_config(std::nullopt, sets);
+      const plan::Topology topo = plan_run(config);
+      const plan::ShardMemory m = plan::shard_memory(config, topo, 0);
+      // What each real shard holds: its parameters (split ones apart), and after one forward the bytes its
+      // layers saved for backward.
+      std::vector<std::int64_t> split_bytes(static_cast<std::size_t>(tp)), replicated_bytes(static_cast<std::size_t>(tp)),
+          saved_bytes(static_cast<std::size_t>(tp));
+      testing::RankGroup group(TransportKind::inproc, tp, 5s);
+      auto errors = group.run([&](comm::Transport& t) {
+        const std::size_t r = static_cast<std::size_t>(t.rank());
+        CpuBackend be(1);
+        Model shard(make_layer_specs(config.model, 1, comm::TensorGroup{&t}));
+        for (const Param* p : shard.params().all()) (p->split.split() ? split_bytes : replicated_bytes)[r] += 4 * p->value.numel();
+        const std::unique_ptr<Dataset> data = make_dataset(config);
+        const Batch batch = data->train_batch(0, config.train.batch_size);
+        MicroBatch mb;
+        mb.inputs = batch.inputs;
+        mb.targets = batch.targets;
+        mb.loss_scale = 1.0f / static_cast<float>(batch.targets.numel());
+        mb.row_block = data->rows_per_sample();
+        auto ctxs = shard.make_contexts();
+        shard.forward(be, mb, ctxs, mb.inputs);
+        for (const LayerCtx& c : ctxs)
+          for (const Tensor& x : c.saved)
+            if (x.defined() && x.dtype() == DType::f32) saved_bytes[r] += static_cast<std::int64_t>(x.nbytes());
+      });
+      for (auto& e : errors)
+        if (e) std::rethrow_exception(e);
+      const plan::StagePlan& stage = topo.stages.at(0);
+      for (int r = 0; r < tp; ++r) {
+        INFO("shard " << r);
+        const std::size_t i = static_cast<std::size_t>(r);
+        if (tp > 1) CHECK(split_bytes[i] * tp == stage.split_param_bytes);  // 1/T of the whole split tensors
+        CHECK(static_cast<double>(split_bytes[i] + replicated_bytes[i]) == m.parameters);
+        // The estimate counts the floats each layer saves; the embedding's output is saved by the first
+        // block (and counted once there), so the estimate is within 5% of what the shard holds.
+        CHECK(static_cast<double>(saved_bytes[i]) == Approx(m.activations).epsilon(0.05));
+      }
+      CHECK(m.gradients == m.parameters);
+      CHECK(m.optimizer_state == (gpt ? 2.0 : 1.0) * m.parameters);  // adamw: 2 moments; sgd: momentum
+      const std::string text = describe_plan(config);
+      CHECK_THAT(text, Contains(fmt::format("stage 0 x {} shard{}: parameters {:.0f}, gradients {:.0f}, optimizer state "
+                                            "{:.0f}, activations {:.0f}",
+                                            tp, tp == 1 ? "" : "s", m.parameters, m.gradients, m.optimizer_state,
+                                            m.activations)));
+    }
+  }
 }
