@@ -662,10 +662,12 @@ std::unique_ptr<Job> launch(const RunConfig& config, const LaunchOptions& option
   const bool processes = topology.processes() > 1;
   if (processes && options.args.empty())
     throw Error(ErrorKind::kConfig,
-                fmt::format("comm.transport = {} with parallel.data = {}: its ranks are processes started as copies "
+                fmt::format("comm.transport = {} with parallel.data = {}{}: its ranks are processes started as copies "
                             "of the troupe program, which an application embedding troupe is not; use "
                             "comm.transport = inproc (ranks as threads, the same results) or run troupe train",
-                            config.comm.transport, config.parallel.data));
+                            config.comm.transport, config.parallel.data,
+                            config.parallel.tensor > 1 ? fmt::format(", parallel.tensor = {}", config.parallel.tensor)
+                                                       : std::string()));
   if (topology.servers) {
     if (processes) return std::make_unique<PsProcessesJob>(config, options.args);
     return std::make_unique<PsThreadsJob>(config);

@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "actors/runner.h"
+#include "actors/session.h"
 #include "actors/tensor_shard_commands.h"
 #include "models/model.h"
 #include "models/trainer.h"
@@ -184,6 +185,26 @@ TEST_CASE("MLP tensor shards as tcp processes = single device, bitwise", "[tenso
                         "--set train.eval_every=0 --set train.eval_batches=1 --set train.deterministic=true "
                         "--set train.threads=1 --set comm.address=127.0.0.1:0 ",
                         "tcp", 3, {"--set parallel.tensor=2"});
+}
+
+TEST_CASE("tensor shards as processes: what cannot run so far is a config error saying what to set",
+          "[tensor_parallel][tcp]") {
+  const std::vector<std::string> base = {"model.n_layer=2", "model.n_embd=32", "model.n_head=4", "model.block_size=16",
+                                         "train.batch_size=8", "parallel.tensor=2", "comm.transport=tcp"};
+  // An embedding application cannot be copied into rank processes.
+  auto session = Session::create(load_config(std::nullopt, base));
+  REQUIRE_FALSE(session);
+  CHECK_THAT(session.error().what(), Contains("with parallel.data = 1, parallel.tensor = 2: its ranks are processes"));
+  CHECK_THAT(session.error().what(), Contains("use comm.transport = inproc"));
+  // A launcher's job (its ranks joined by comm.rank / comm.world_size) does not run tensor shards yet.
+  std::vector<std::string> joined = base;
+  joined.insert(joined.end(), {"comm.world_size=2", "comm.rank=0"});
+  try {
+    load_config(std::nullopt, joined);
+    FAIL("a launcher's job of tensor shards was accepted");
+  } catch (const Error& e) {
+    CHECK_THAT(e.what(), Contains("tensor shards as processes are started by troupe itself so far"));
+  }
 }
 
 TEST_CASE("a tensor shard process that dies fails the run at once, naming it, and leaves no process behind",
