@@ -187,6 +187,42 @@ TEST_CASE("MLP tensor shards as tcp processes = single device, bitwise", "[tenso
                         "tcp", 3, {"--set parallel.tensor=2"});
 }
 
+TEST_CASE("tensor shards as tcp processes checkpoint whole tensors (the single device's bits) and resume bitwise",
+          "[tensor_parallel][tcp][checkpoint]") {
+  TempDir dir;
+  const std::string base = kSmallGpt + "--set train.eval_every=0 --set train.checkpoint_every=2 ";
+  const std::string tp = "--set parallel.tensor=2 --set comm.transport=tcp ";
+  REQUIRE(run_troupe(dir.path, base + "--set train.checkpoint_dir=" + dir.file("single")).code == 0);
+  const TroupeRun whole = run_troupe(dir.path, base + tp + "--set train.checkpoint_dir=" + dir.file("tp") +
+                                                   " --dump-losses " + dir.file("whole.jsonl") + " --save " +
+                                                   dir.file("whole.st"));
+  INFO(whole.out << whole.err);
+  REQUIRE(whole.code == 0);
+  // Gathered from the shards: the same file the single device writes, parameters and optimizer state.
+  for (const char* file : {"model.safetensors", "optimizer.safetensors"}) {
+    INFO(file);
+    CHECK(slurp(dir.file("single") + "/step-000002/" + file) == slurp(dir.file("tp") + "/step-000002/" + file));
+  }
+  // Resumed after step 2 (the checkpoint's configuration: the same shards as processes), every shard
+  // restores its slices: steps 3 and 4 and the final weights as the run that went through.
+  const TroupeRun resumed = run_troupe(dir.path, "train --resume " + dir.file("tp") + "/step-000002 --steps 4 --dump-losses " +
+                                                     dir.file("resumed.jsonl") + " --save " + dir.file("resumed.st"));
+  INFO(resumed.out << resumed.err);
+  REQUIRE(resumed.code == 0);
+  CHECK_THAT(resumed.out, Contains("shards as processes over tcp"));
+  std::stringstream all(slurp(dir.file("whole.jsonl"))), tail(slurp(dir.file("resumed.jsonl")));
+  std::string line, expected;
+  std::getline(all, line);
+  std::getline(all, line);  // steps 1 and 2 ran before the checkpoint
+  int lines = 0;
+  while (std::getline(all, expected) && std::getline(tail, line)) {
+    CHECK(before_timing(expected) == before_timing(line));
+    ++lines;
+  }
+  CHECK(lines == 2);
+  check_same_weights(dir.file("whole.st"), dir.file("resumed.st"));
+}
+
 TEST_CASE("tensor shards as processes: what cannot run so far is a config error saying what to set",
           "[tensor_parallel][tcp]") {
   const std::vector<std::string> base = {"model.n_layer=2", "model.n_embd=32", "model.n_head=4", "model.block_size=16",
