@@ -1,19 +1,19 @@
 // Owns the tensor-group allreduce benchmark: a small allreduce between two detached shard actors, driven by requests, beside the same allreduce between two plain threads over the same in-process transport (issue 12 part 4: the actors within 2x), over a sweep of sizes.
 //
-//   troupe_bench_tensor_allreduce [--bytes 4096,16384,65536,262144] [--per-request 1,13] [--iters 2000]
+//   troupe_bench_tensor_allreduce [--bytes 4096,16384,65536,262144] [--per-request 1,13] [--iters 520]
 //                                 [--poll-us 50]
 //
 // Prints one JSON line per size and per-request count: {"bytes":..., "floats":..., "iters":...,
 // "per_request":..., "poll_us":..., "raw_us":..., "actor_us":..., "ratio":...}, times per allreduce
-// (median of 5 repetitions, after one warm-up repetition, the two forms interleaved so that both see
-// the same machine load), then a summary line with the largest ratio. Each request to the actors runs
+// (median of 15 short repetitions, after one warm-up repetition, the two forms interleaved so that both
+// see the same machine load; short, so that a burst of other load falls on few of them), then a summary line with the largest ratio. Each request to the actors runs
 // `per_request` allreduces: 1 is the worst case, a message round trip per collective; a training step
 // is one request that runs all of the step's collectives (a 2-layer GPT at T = 2: 4 per block forward
 // and backward, the embedding's, the head's 3 and the clipping norm's, 13). The shard actors answer
 // and the requester waits as troupe's do (actors/tensor_shard_actor.cpp, actors/message_poll.h): the
 // shard polls its mailbox for --poll-us after answering, the requester for its answers, before either
 // sleeps; --poll-us 0 shows the cost of sleeping instead (a wake-up per request on each side).
-// Iterations shrink with the size (iters · 4 KiB / bytes, at least 200).
+// Iterations per repetition shrink with the size (iters · 4 KiB / bytes, at least 52).
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -108,7 +108,7 @@ double actor_us(caf::actor_system& sys, const std::vector<caf::actor>& shards, s
 
 int main(int argc, char** argv) {
   std::vector<long> sizes = {4096, 16384, 65536, 262144}, per_requests = {1, 13};
-  int iters = 2000;
+  int iters = 520;
   long poll_us = RunConfig{}.comm.poll_us;  // troupe's default
   for (int i = 1; i + 1 < argc; i += 2) {
     if (!std::strcmp(argv[i], "--bytes")) sizes = parse_list(argv[i + 1]);
@@ -136,10 +136,10 @@ int main(int argc, char** argv) {
   long worst_bytes = 0, worst_per_request = 0;
   for (long bytes : sizes) {
     const std::size_t floats = static_cast<std::size_t>(bytes / 4);
-    const int n = std::max(200, static_cast<int>(static_cast<long>(iters) * 4096 / bytes));
+    const int n = std::max(52, static_cast<int>(static_cast<long>(iters) * 4096 / bytes));
     for (long per_request : per_requests) {
       std::vector<double> raw, act;
-      for (int rep = 0; rep < 6; ++rep) {  // interleaved, so both forms see the same machine load
+      for (int rep = 0; rep < 16; ++rep) {  // interleaved, so both forms see the same machine load
         const double r = raw_us(raw_world, floats, n);
         const double a = actor_us(system.get(), shards, floats, n, static_cast<int>(per_request), poll);
         if (rep == 0) continue;  // warm-up
