@@ -164,8 +164,8 @@ TEST_CASE("wait_command waits past the transport's timeout for a live rank 0, an
   CHECK(std::chrono::steady_clock::now() - start < 4s);
 }
 
-TEST_CASE("tensor shards as tcp processes = single device, bitwise (losses, validation losses and weights): GPT tp2, "
-          "tp4, dp2 x tp2",
+TEST_CASE("tensor shards as tcp processes = single device, bitwise: GPT tp2, tp4, dp2 x tp2 (losses, validation "
+          "losses, weights)",
           "[tensor_parallel][tcp][deterministic]") {
   check_layouts_bitwise(kSmallGpt, "tcp", 4,
                         {"--set parallel.tensor=2", "--set parallel.tensor=4",
@@ -260,8 +260,8 @@ TEST_CASE("a tensor shard process that dies fails the run at once, naming it, an
   CHECK(std::system("pgrep -f 'seed 454[5] .*--rank' > /dev/null") != 0);
 }
 
-TEST_CASE("--print-plan states each shard's parameter, gradient, optimizer-state and activation bytes; parameters "
-          "are 1/T of the split tensors, activations those a shard saves",
+TEST_CASE("the plan (--print-plan) states each shard's parameter, gradient, optimizer-state and activation bytes, parameters "
+          "1/T of the split tensors, activations those a shard saves",
           "[tensor_parallel][plan]") {
   for (const bool gpt : {true, false}) {
     if (!gpt && !std::filesystem::exists("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz")) continue;
