@@ -650,7 +650,8 @@ std::string describe_plan(const RunConfig& config) {
   validate(config);
   const plan::Topology topology = topology_for(config, placement_for_run(config));
   return plan::describe(topology, layer_info(make_layer_specs(config.model, config.train.seed))) +
-         plan::describe_shard_memory(config, topology) + "supervision:\n" + supervision::describe(supervision::make_supervision_tree(topology));
+         plan::describe_shard_memory(config, topology) + "supervision:\n" +
+         supervision::describe(supervision::make_supervision_tree(topology));
 }
 
 std::unique_ptr<Job> launch(const RunConfig& config, const LaunchOptions& options) {

@@ -223,10 +223,17 @@ TEST_CASE("tensor shards as tcp processes checkpoint whole tensors (the single d
   check_same_weights(dir.file("whole.st"), dir.file("resumed.st"));
 }
 
-TEST_CASE("tensor shards as processes: what cannot run so far is a config error saying what to set",
+TEST_CASE("tensor shards as processes: a process per rank, and what cannot run so far is a config error",
           "[tensor_parallel][tcp]") {
   const std::vector<std::string> base = {"model.n_layer=2", "model.n_embd=32", "model.n_head=4", "model.block_size=16",
                                          "train.batch_size=8", "parallel.tensor=2", "comm.transport=tcp"};
+  // The plan: every rank its own process, rank r process r.
+  std::vector<std::string> dp2 = base;
+  dp2.push_back("parallel.data=2");
+  const plan::Topology topo = plan_run(load_config(std::nullopt, dp2));
+  REQUIRE(topo.world_size() == 4);
+  CHECK(topo.processes() == 4);
+  for (int r = 0; r < 4; ++r) CHECK(topo.places[static_cast<std::size_t>(r)].process == r);
   // An embedding application cannot be copied into rank processes.
   auto session = Session::create(load_config(std::nullopt, base));
   REQUIRE_FALSE(session);
