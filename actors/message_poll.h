@@ -10,6 +10,7 @@
 #include <chrono>
 #include <thread>
 
+#include <caf/blocking_actor.hpp>
 #include <caf/scheduled_actor.hpp>
 
 namespace troupe {
@@ -23,6 +24,20 @@ inline void poll_for_message(caf::scheduled_actor* self, std::chrono::microsecon
     if (std::chrono::steady_clock::now() >= deadline) return;
     // A yield, not a pause: on a machine with fewer cores than busy threads the sender may be waiting
     // for this very core (a pause-only loop measured 4.4 us hops here, a yielding one 1.9 us).
+    std::this_thread::yield();
+  }
+}
+
+// The requester's side (a scoped actor that asked `count` actors and will receive their answers): polls
+// until `count` messages wait in its mailbox or `budget` has passed, so that answers that come within
+// the budget are taken awake instead of through a sleeping receive's wake-up. A small allreduce between
+// two shard actors, a request each, measured 2.6-3.1x the raw exchange without the polls and 1.0-1.9x
+// with them (bench/bench_tensor_allreduce.cpp, docs/tensor-parallel.md).
+inline void poll_for_replies(caf::blocking_actor* self, std::size_t count, std::chrono::microseconds budget) {
+  if (budget.count() <= 0) return;
+  const auto deadline = std::chrono::steady_clock::now() + budget;
+  while (self->mailbox().size() < count) {
+    if (std::chrono::steady_clock::now() >= deadline) return;
     std::this_thread::yield();
   }
 }

@@ -20,6 +20,7 @@
 #include "actors/ps/ps_trainer.h"
 #include "actors/tensor_parallel.h"
 #include "actors/tensor_pipelines.h"
+#include "actors/tensor_parallel_processes.h"
 #include "models/device_trainer.h"
 #include "models/model.h"
 #include "net/tcp/address.h"
@@ -676,7 +677,8 @@ std::string describe_plan(const RunConfig& config) {
   validate(config);
   const plan::Topology topology = topology_for(config, placement_for_run(config));
   return plan::describe(topology, layer_info(make_layer_specs(config.model, config.train.seed))) +
-         "supervision:\n" + supervision::describe(supervision::make_supervision_tree(topology));
+         plan::describe_shard_memory(config, topology) + "supervision:\n" +
+         supervision::describe(supervision::make_supervision_tree(topology));
 }
 
 std::unique_ptr<Job> launch(const RunConfig& config, const LaunchOptions& options) {
@@ -688,16 +690,19 @@ std::unique_ptr<Job> launch(const RunConfig& config, const LaunchOptions& option
   const bool processes = topology.processes() > 1;
   if (processes && options.args.empty())
     throw Error(ErrorKind::kConfig,
-                fmt::format("comm.transport = {} with parallel.data = {}: its ranks are processes started as copies "
+                fmt::format("comm.transport = {} with parallel.data = {}{}: its ranks are processes started as copies "
                             "of the troupe program, which an application embedding troupe is not; use "
                             "comm.transport = inproc (ranks as threads, the same results) or run troupe train",
-                            config.comm.transport, config.parallel.data));
+                            config.comm.transport, config.parallel.data,
+                            config.parallel.tensor > 1 ? fmt::format(", parallel.tensor = {}", config.parallel.tensor)
+                                                       : std::string()));
   if (topology.servers) {
     if (processes) return std::make_unique<PsProcessesJob>(config, options.args);
     return std::make_unique<PsThreadsJob>(config);
   }
   if (topology.size(plan::Axis::tensor) > 1) {
     if (topology.tensor_pipelines) return std::make_unique<TensorPipelineJob>(config, topology);
+    if (processes) return launch_tensor_parallel_processes(config, topology, options.args);
     return std::make_unique<TensorParallelJob>(config, topology);
   }
   if (topology.size(plan::Axis::data) > 1) {
@@ -712,6 +717,8 @@ std::unique_ptr<Job> launch(const RunConfig& config, const LaunchOptions& option
 }
 
 void run_started_rank(const RunConfig& config, int rank, const std::string& init_from, const std::string& resume_from) {
+  if (config.parallel.tensor > 1)  // every tensor shard a process (actors/tensor_parallel_processes.h)
+    return run_tensor_shard_process(config, topology_for(config, placement_for_run(config)), rank, crash_step(rank));
   const bool ps = config.parallel.gradient_exchange == GradientExchange::ps;
   try {
     if (ps) {

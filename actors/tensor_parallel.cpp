@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 
 #include "actors/actor_system.h"
+#include "actors/message_poll.h"
 #include "actors/tensor_shard_actor.h"
 #include "models/model.h"
 #include "runtime/supervision/supervision_tree.h"
@@ -80,6 +81,8 @@ std::vector<R> TensorParallelTrainer::ask_shards(std::size_t count, std::int64_t
   caf::scoped_actor self(sys);
   std::vector<decltype(self->request(actors_[0], caf::infinite, request...))> pending;
   for (std::size_t i = 0; i < count; ++i) pending.push_back(self->request(actors_[i], caf::infinite, request...));
+  // Answers that come quickly (a short request) are taken awake (message_poll.h).
+  poll_for_replies(self.ptr(), count, std::chrono::microseconds(shards_[0]->config().comm.poll_us));
   std::vector<R> answers(count);
   std::optional<Error> failure;
   for (std::size_t t = 0; t < count; ++t)

@@ -1,25 +1,35 @@
 // The tensor-shard actor: a shard's step, evaluation and weight files on request, its failure as the answer.
 #include "actors/tensor_shard_actor.h"
 
+#include <chrono>
 #include <exception>
+
+#include "actors/message_poll.h"
 
 namespace troupe {
 
 namespace {
 
-// Runs fn on the shard; a throw breaks the shard's groups and becomes the request's error.
+// Runs fn on the shard and answers at once; a throw breaks the shard's groups and becomes the
+// request's error. Then it polls for the next request for comm.poll_us (message_poll.h): the requester
+// often sends it within microseconds (the next step, or a benchmark's next collective), and a sleeping
+// detached actor costs a wake-up per request.
 template <class F>
-auto answer(caf::stateful_actor<TensorShardActorState>* self, F&& fn) -> caf::result<decltype(fn(*self->state.shard))> {
+auto answer(caf::stateful_actor<TensorShardActorState>* self, F&& fn) {
+  using R = decltype(fn(*self->state.shard));
+  auto promise = self->make_response_promise<R>();
   try {
-    return fn(*self->state.shard);
+    promise.deliver(fn(*self->state.shard));
   } catch (const Error& e) {
     self->state.on_failure();
-    return caf::make_error(caf::sec::runtime_error, static_cast<std::int32_t>(e.kind()), std::string(e.what()));
+    promise.deliver(caf::make_error(caf::sec::runtime_error, static_cast<std::int32_t>(e.kind()), std::string(e.what())));
   } catch (const std::exception& e) {
     self->state.on_failure();
-    return caf::make_error(caf::sec::runtime_error, static_cast<std::int32_t>(ErrorKind::kInternal),
-                           std::string(e.what()));
+    promise.deliver(caf::make_error(caf::sec::runtime_error, static_cast<std::int32_t>(ErrorKind::kInternal),
+                                    std::string(e.what())));
   }
+  poll_for_message(self, std::chrono::microseconds(self->state.shard->config().comm.poll_us));
+  return promise;
 }
 
 }  // namespace

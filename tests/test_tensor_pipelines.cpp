@@ -171,7 +171,7 @@ TEST_CASE("tensor shards in pipelines: invalid combinations are config errors th
              Contains("parallel.microbatches"));
   CHECK_THAT(err(with(small_gpt(false), {"parallel.tensor=2", "parallel.data=2", "parallel.pipeline=2",
                                          "parallel.microbatches=2", "comm.transport=tcp"})),
-             Contains("threads of one process so far"));
+             Contains("tensor shards as processes run without pipelines"));
 }
 
 TEST_CASE("a shard's stage actor that dies fails the step with its place, its peers freed at once",

@@ -467,11 +467,21 @@ void validate_tensor(const RunConfig& config) {
                         "parameters; use ring or alltoall",
                         tp));
   // Composition: replicas and pipelines of shards, with micro-batches, ZeRO-1 and compression across the
-  // data axis, are built (docs/tensor-parallel.md); their ranks are threads of one process so far.
-  if (par.data > 1 && ranks_are_processes(config.comm.transport))
-    invalid(fmt::format("parallel.tensor = {} with parallel.data = {} and comm.transport = {}: the replicas of tensor "
-                        "shards are threads of one process so far; set comm.transport = inproc, or parallel.tensor = 1",
-                        tp, par.data, config.comm.transport));
+  // data axis, are built (docs/tensor-parallel.md). Shards as processes: troupe starts every rank itself,
+  // one per (replica, shard), each shard averaging its whole gradients over its data group
+  // (actors/tensor_parallel_processes.h), without pipelines so far.
+  if (ranks_are_processes(config.comm.transport) &&
+      (par.pipeline > 1 || par.microbatches > 1 || par.zero || compression_on(config)))
+    invalid(fmt::format("parallel.tensor = {} with comm.transport = {} and parallel.pipeline = {}, "
+                        "parallel.microbatches = {}, parallel.zero = {}, comm.compression = {}: tensor shards as "
+                        "processes run without pipelines, micro-batches, ZeRO-1 or gradient compression so far; use "
+                        "comm.transport = inproc (shards as actors of one process), or set them to 1, 1, 0 and none",
+                        tp, config.comm.transport, par.pipeline, par.microbatches, par.zero, config.comm.compression));
+  if (ranks_are_processes(config.comm.transport) && config.comm.world_size > 1)
+    invalid(fmt::format("parallel.tensor = {} in a job a launcher started (comm.world_size = {}): tensor shards as "
+                        "processes are started by troupe itself so far; run one troupe train with "
+                        "comm.transport = tcp and no launcher, or parallel.tensor = 1",
+                        tp, config.comm.world_size));
 }
 
 }  // namespace

@@ -435,7 +435,8 @@ std::vector<ConfigKey> build_schema() {
   k.push_back(bind(Spec{.name = "comm.poll_us", .range = between(0, 100000),
                         .help = "microseconds a stage actor out of work mid-step polls for its next message before "
                                 "its thread sleeps: hops of ~0.5 us instead of a ~5 us wake-up, for at most this "
-                                "much CPU per idle period; 0: sleep at once"},
+                                "much CPU per idle period (a tensor-shard actor after each answer, and its requester "
+                                "for the answers, likewise); 0: sleep at once"},
                    &R::comm, &C::poll_us));
   k.push_back(bind(Spec{.name = "ps.shards", .range = between(1, kMaxRanks),
                         .help = "parameter-server actors; parameters and optimizer state are split across them"},

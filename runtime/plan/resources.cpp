@@ -27,17 +27,20 @@ struct LayerCost {
   double params = 0, saved_per_row = 0;
 };
 
-std::vector<LayerCost> layer_costs(const ModelConfig& m) {
+// `tensor` (parallel.tensor = T): saved floats per row of one tensor shard, whose split activations
+// (heads, the MLP's hidden units, the vocabulary, a column-parallel layer's outputs, a row-parallel
+// layer's inputs) are 1/T of the whole; parameters stay the whole model's.
+std::vector<LayerCost> layer_costs(const ModelConfig& m, double tensor = 1) {
   std::vector<LayerCost> layers;
   if (m.kind == ModelKind::gpt) {
     const double c = m.n_embd, v = m.vocab_size, t = m.block_size, h = m.n_head;
     layers.push_back({(v + t) * c, c});  // wte, wpe; the embedding's output
     for (int i = 0; i < m.n_layer; ++i)  // ln 2x2c, qkv 3c^2+3c, proj c^2+c, fc 4c^2+4c, fc proj 4c^2+c
       layers.push_back({12 * c * c + 13 * c,
-                        // x, ln1, qkv (3), attn y, x mid, ln2, fc (4), gelu (4); the mean and rstd of two
-                        // layer norms; an attention row of block_size per head
-                        16 * c + 4 + h * t});
-    layers.push_back({2 * c, 2 * c + 2 + v});  // ln_f (lm_head is wte, tied); x, h, mean, rstd, probs
+                        // x, ln1, x mid, ln2; the mean and rstd of two layer norms (replicated); split: qkv
+                        // (3), attn y, fc (4), gelu (4), an attention row of block_size per head
+                        4 * c + 4 + (12 * c + h * t) / tensor});
+    layers.push_back({2 * c, 2 * c + 2 + v / tensor});  // ln_f (lm_head is wte, tied); x, h, mean, rstd, probs
   } else if (m.kind == ModelKind::cnn) {  // models/cnn_layers.h; convolutions have no bias
     const auto side_after = [](double side, double stride) { return std::floor((side - 1) / stride) + 1; };
     double in = m.cnn_channels.at(0), side = side_after(kMlpSide, m.cnn_stem_stride);
@@ -69,8 +72,12 @@ std::vector<LayerCost> layer_costs(const ModelConfig& m) {
     double in = kMlpInputs;
     std::vector<double> widths(m.mlp_hidden.begin(), m.mlp_hidden.end());
     widths.push_back(kMlpClasses);
-    for (double out : widths) {
-      layers.push_back({in * out + out, in + 2 * out});  // input, pre- and post-activation
+    // Dense layers pair up column- then row-parallel (models/model.cpp); an unpaired last one is whole.
+    for (std::size_t k = 0; k < widths.size(); ++k) {
+      const double out = widths[k];
+      const bool row = k % 2 == 1, column = !row && k + 1 < widths.size();
+      // its input and output (ReLU applies in place)
+      layers.push_back({in * out + out, (row ? in / tensor : in) + (column ? out / tensor : out)});
       in = out;
     }
     layers.push_back({0, kMlpClasses});  // the loss: probabilities
@@ -100,6 +107,40 @@ double in_flight(ScheduleKind schedule, int s, int p, int microbatches) {
 }
 
 }  // namespace
+
+ShardMemory shard_memory(const RunConfig& config, const Topology& topology, int stage) {
+  const int tp = topology.size(Axis::tensor), p = topology.size(Axis::pipe);
+  const StagePlan& plan = topology.stages.at(static_cast<std::size_t>(stage));
+  const std::vector<LayerCost> layers = layer_costs(config.model, tp);
+  ShardMemory m;
+  m.parameters = static_cast<double>(plan.shard_param_bytes(tp));
+  m.gradients = m.parameters;
+  m.optimizer_state = m.parameters * state_floats_per_param(config.optim);
+  if (topology.zero) m.optimizer_state /= topology.size(Axis::data);  // ZeRO-1: each replica's share
+  double saved = 0;  // floats per row of the layers this stage holds
+  for (const auto& [begin, end] : plan.chunks)
+    for (std::size_t i = begin; i < end && i < layers.size(); ++i) saved += layers[i].saved_per_row;
+  const double rows = static_cast<double>(config.train.batch_size) / topology.size(Axis::data) /
+                      topology.microbatches * (is_language_model(config.model.kind) ? config.model.block_size : 1);
+  m.activations = kFloat * saved * rows * in_flight(topology.schedule, stage, p, topology.microbatches);
+  return m;
+}
+
+std::string describe_shard_memory(const RunConfig& config, const Topology& topology) {
+  const int tp = topology.size(Axis::tensor);
+  std::string out = fmt::format(
+      "memory per tensor shard (bytes; gradients as the parameters, {} state {} float{} per parameter{}, activations "
+      "saved for backward at their peak):\n",
+      config.optim.kind, state_floats_per_param(config.optim), state_floats_per_param(config.optim) == 1 ? "" : "s",
+      topology.zero ? " over the replicas (ZeRO-1)" : "");
+  for (int s = 0; s < static_cast<int>(topology.stages.size()); ++s) {
+    const ShardMemory m = shard_memory(config, topology, s);
+    out += fmt::format("  stage {} x {} shard{}: parameters {:.0f}, gradients {:.0f}, optimizer state {:.0f}, "
+                       "activations {:.0f}\n",
+                       s, tp, tp == 1 ? "" : "s", m.parameters, m.gradients, m.optimizer_state, m.activations);
+  }
+  return out;
+}
 
 std::string MemoryEstimate::describe() const {
   return fmt::format("{} (parameters {}, gradients {}, optimizer state {}, activations {})", gigabytes(total()),

@@ -45,6 +45,19 @@ double parameter_count(const ModelConfig& model);
 // The estimate for `config` laid out as `topology`.
 MemoryEstimate estimate_memory(const RunConfig& config, const Topology& topology);
 
+// What one tensor shard of one pipeline stage holds, in bytes (f32), as --print-plan states it: its
+// parameters (the replicated tensors whole, 1/T of the split ones: StagePlan::shard_param_bytes), their
+// gradients (as many), its optimizer state (state floats per parameter, divided over the replicas under
+// ZeRO-1) and, at their peak, the activations it saves for backward: the micro-batches the schedule
+// holds in flight on the stage, each row's saved floats with the split ones (heads, hidden units,
+// vocabulary) 1/T. T = 1: the stage's own.
+struct ShardMemory {
+  double parameters = 0, gradients = 0, optimizer_state = 0, activations = 0;
+};
+ShardMemory shard_memory(const RunConfig& config, const Topology& topology, int stage);
+// The plan's lines for it, one per stage.
+std::string describe_shard_memory(const RunConfig& config, const Topology& topology);
+
 // MemAvailable from /proc/meminfo, in bytes; the environment variable TROUPE_MEMORY_AVAILABLE (bytes)
 // overrides it (tests use it to play a small machine). nullopt when neither can be read: no check.
 std::optional<double> available_memory_bytes();

@@ -87,11 +87,14 @@ Topology make_topology(const RunConfig& config, const LayerInfo& layers, const s
   if (par.gradient_exchange == GradientExchange::ps)
     t.servers = ServerPlan{config.ps.shards, 0, config.ps.mode, config.ps.staleness};
 
-  // Replicas are processes over tcp (replica r is process r), threads of this process otherwise.
-  const bool processes = ranks_are_processes(t.transport) && par.data > 1;
+  // Ranks are processes over tcp or shm: each replica one (replica r is process r, its stages actors of
+  // it), or, with tensor shards, each rank one (rank r is process r); threads of this process otherwise.
+  const bool tensor_processes = ranks_are_processes(t.transport) && par.tensor > 1;
+  const bool processes = ranks_are_processes(t.transport) && (par.data > 1 || tensor_processes);
   for (int rank = 0; rank < t.world_size(); ++rank) {
     const Coord c = t.coord_of(rank);
-    t.places.push_back(Place{processes ? c.data : 0, "localhost", stage_devices[static_cast<std::size_t>(c.pipe)]});
+    t.places.push_back(Place{processes ? (tensor_processes ? rank : c.data) : 0, "localhost",
+                             stage_devices[static_cast<std::size_t>(c.pipe)]});
   }
 
   t.partition = partition_for(par, layers);

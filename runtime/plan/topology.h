@@ -10,8 +10,8 @@
 // replica (one tensor shard of it, once the tensor axis is wider than 1). Ranks are numbered with the
 // data axis outermost and the tensor axis innermost,
 //     rank = (data * P + pipe) * T + tensor,
-// so a replica's ranks are contiguous (a replica lives in one process) and a tensor group's ranks are
-// neighbours (its collectives are the most latency-bound). Example, data 2 x pipe 2:
+// so a replica's ranks are contiguous (a replica lives in one process; tensor shards as processes are
+// a process each) and a tensor group's ranks are neighbours (its collectives are the most latency-bound). Example, data 2 x pipe 2:
 //     rank 0 = (0, 0), 1 = (0, 1), 2 = (1, 0), 3 = (1, 1);
 //     data groups {0, 2} {1, 3}: stage s of every replica reduces its gradients together;
 //     pipe groups {0, 1} {2, 3}: the stages of one replica pass activations along.
