@@ -14,6 +14,7 @@
 #include "actors/data_parallel.h"
 #include "actors/ps/ps_processes.h"
 #include "actors/ps/ps_trainer.h"
+#include "actors/recommender_job.h"
 #include "actors/tensor_parallel.h"
 #include "actors/tensor_pipelines.h"
 #include "models/device_trainer.h"
@@ -36,10 +37,16 @@ namespace {
 
 // ---- the plan ------------------------------------------------------------------------------------
 
+// The layers the planner partitions: the model's stack, or the recommender as one (it has no stages).
+plan::LayerInfo layers_of(const RunConfig& config) {
+  if (is_recommender(config.model.kind)) return plan::LayerInfo{.names = {"deepfm"}, .costs = {1.0}};
+  return layer_info(make_layer_specs(config.model, config.train.seed));
+}
+
 plan::Topology topology_for(const RunConfig& config, const Placement& placement) {
   std::vector<std::string> devices;
   for (const Device& d : placement.stages) devices.push_back(d.str());
-  return plan::make_topology(config, layer_info(make_layer_specs(config.model, config.train.seed)), devices);
+  return plan::make_topology(config, layers_of(config), devices);
 }
 
 std::chrono::milliseconds comm_timeout(const RunConfig& config) {
@@ -125,7 +132,7 @@ class TrainerJob : public Job {
   void load_weights(const std::string& path) override { trainer_->load_weights(path); }
   void save_weights(const std::string& path) override { trainer_->save_weights(path); }
   void set_trace(TraceRecorder* trace) override { trainer_->set_trace(trace); }
-  Dataset& dataset() override { return trainer_->dataset(); }
+  std::string data_description() override { return trainer_->dataset().describe(); }
   int threads() override { return trainer_->backend().threads(); }
   std::int64_t parameter_count() override { return count_params(*trainer_); }
   std::string summary() override { return summary_; }
@@ -520,7 +527,7 @@ plan::Topology plan_run(const RunConfig& config) {
 std::string describe_plan(const RunConfig& config) {
   validate(config);
   const plan::Topology topology = topology_for(config, placement_for_run(config));
-  return plan::describe(topology, layer_info(make_layer_specs(config.model, config.train.seed))) +
+  return plan::describe(topology, layers_of(config)) +
          "supervision:\n" + supervision::describe(supervision::make_supervision_tree(topology));
 }
 
@@ -537,6 +544,7 @@ std::unique_ptr<Job> launch(const RunConfig& config, const LaunchOptions& option
                             "of the troupe program, which an application embedding troupe is not; use "
                             "comm.transport = inproc (ranks as threads, the same results) or run troupe train",
                             config.comm.transport, config.parallel.data));
+  if (is_recommender(config.model.kind)) return launch_recommender(config, processes, ps_process_options(config, options.args));
   if (topology.servers) {
     if (processes) return std::make_unique<PsProcessesJob>(config, options.args);
     return std::make_unique<PsThreadsJob>(config);
@@ -559,6 +567,10 @@ std::unique_ptr<Job> launch(const RunConfig& config, const LaunchOptions& option
 void run_started_rank(const RunConfig& config, int rank, const std::string& init_from, const std::string& resume_from) {
   const bool ps = config.parallel.gradient_exchange == GradientExchange::ps;
   try {
+    if (is_recommender(config.model.kind)) {
+      run_recommender_rank(config, rank, ps_process_options(config, {}));
+      return;
+    }
     if (ps) {
       ps::PsProcesses procs(rank, ps_process_options(config, {}));
       ps::PsTrainer worker(config, procs.links());
