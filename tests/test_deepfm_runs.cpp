@@ -146,13 +146,18 @@ TEST_CASE("deepfm: async and ssp modes run from troupe train and learn", "[deepf
 }
 
 TEST_CASE("deepfm: settings that do not fit it are config errors that say what to set", "[deepfm][config]") {
+  // Reading the settings refuses them (load_config validates); a RunConfig built in code, at Session::create.
   auto error_of = [](std::vector<std::string> extra, const std::vector<std::string>& base = kSmallDeepfm) {
     std::vector<std::string> sets = base;
     sets.insert(sets.end(), extra.begin(), extra.end());
-    auto session = Session::create(load_config(std::nullopt, sets));
-    REQUIRE_FALSE(session);
-    CHECK(session.error().kind() == ErrorKind::kConfig);
-    return std::string(session.error().what());
+    std::string loaded;
+    try {
+      load_config(std::nullopt, sets);
+    } catch (const Error& e) {
+      CHECK(e.kind() == ErrorKind::kConfig);
+      loaded = e.what();
+    }
+    return loaded;
   };
   CHECK_THAT(error_of({"parallel.pipeline=2"}), Contains("model.kind = deepfm with parallel.pipeline = 2") &&
                                                     Contains("set parallel.pipeline = 1"));
@@ -171,5 +176,12 @@ TEST_CASE("deepfm: settings that do not fit it are config errors that say what t
   const TroupeRun ckpt = run_troupe(dir.path, train_args(kSmallDeepfm) + " --set train.steps=1 --set train.checkpoint_dir=" +
                                                    dir.file("ck"));
   CHECK(ckpt.code == 2);
-  CHECK_THAT(ckpt.err, Contains("checkpoints are not built yet for model.kind = deepfm"));
+  CHECK_THAT(ckpt.err, Contains("train.checkpoint_dir with parallel.gradient_exchange = ps"));
+
+  RunConfig in_code = load_config(std::nullopt, kSmallDeepfm);
+  in_code.parallel.pipeline = 2;
+  auto session = Session::create(in_code);
+  REQUIRE_FALSE(session);
+  CHECK(session.error().kind() == ErrorKind::kConfig);
+  CHECK_THAT(session.error().what(), Contains("model.kind = deepfm with parallel.pipeline = 2"));
 }

@@ -451,7 +451,7 @@ void validate_deepfm(const RunConfig& config) {
                         t.precision));
   if (!config.data.path.empty())
     invalid(fmt::format("model.kind = deepfm with data.path = \"{}\": DeepFM trains on the synthetic click log "
-                        "(data.max_cardinality, data.test_samples, train.seed); remove data.path",
+                        "(model.max_cardinality, data.test_samples, train.seed); remove data.path",
                         config.data.path));
 }
 
