@@ -18,6 +18,7 @@
 #include "actors/process_recovery.h"
 #include "actors/ps/ps_processes.h"
 #include "actors/ps/ps_trainer.h"
+#include "actors/recommender_job.h"
 #include "actors/tensor_parallel.h"
 #include "actors/tensor_pipelines.h"
 #include "actors/tensor_parallel_processes.h"
@@ -44,10 +45,16 @@ namespace {
 
 // ---- the plan ------------------------------------------------------------------------------------
 
+// The layers the planner partitions: the model's stack, or the recommender as one (it has no stages).
+plan::LayerInfo layers_of(const RunConfig& config) {
+  if (is_recommender(config.model.kind)) return plan::LayerInfo{.names = {"deepfm"}, .costs = {1.0}};
+  return layer_info(make_layer_specs(config.model, config.train.seed));
+}
+
 plan::Topology topology_for(const RunConfig& config, const Placement& placement) {
   std::vector<std::string> devices;
   for (const Device& d : placement.stages) devices.push_back(d.str());
-  return plan::make_topology(config, layer_info(make_layer_specs(config.model, config.train.seed)), devices);
+  return plan::make_topology(config, layers_of(config), devices);
 }
 
 std::chrono::milliseconds comm_timeout(const RunConfig& config) {
@@ -133,7 +140,7 @@ class TrainerJob : public Job {
   void load_weights(const std::string& path) override { trainer_->load_weights(path); }
   void save_weights(const std::string& path) override { trainer_->save_weights(path); }
   void set_trace(TraceRecorder* trace) override { trainer_->set_trace(trace); }
-  Dataset& dataset() override { return trainer_->dataset(); }
+  std::string data_description() override { return trainer_->dataset().describe(); }
   int threads() override { return trainer_->backend().threads(); }
   std::int64_t parameter_count() override { return count_params(*trainer_); }
   std::string summary() override { return summary_; }
@@ -676,9 +683,9 @@ plan::Topology plan_run(const RunConfig& config) {
 std::string describe_plan(const RunConfig& config) {
   validate(config);
   const plan::Topology topology = topology_for(config, placement_for_run(config));
-  return plan::describe(topology, layer_info(make_layer_specs(config.model, config.train.seed))) +
-         plan::describe_shard_memory(config, topology) + "supervision:\n" +
-         supervision::describe(supervision::make_supervision_tree(topology));
+  // A recommender's sparse tables live on parameter servers: no tensor shards to size.
+  const std::string shard_memory = is_recommender(config.model.kind) ? "" : plan::describe_shard_memory(config, topology);
+  return plan::describe(topology, layers_of(config)) + shard_memory + "supervision:\n" + supervision::describe(supervision::make_supervision_tree(topology));
 }
 
 std::unique_ptr<Job> launch(const RunConfig& config, const LaunchOptions& options) {
@@ -696,6 +703,7 @@ std::unique_ptr<Job> launch(const RunConfig& config, const LaunchOptions& option
                             config.comm.transport, config.parallel.data,
                             config.parallel.tensor > 1 ? fmt::format(", parallel.tensor = {}", config.parallel.tensor)
                                                        : std::string()));
+  if (is_recommender(config.model.kind)) return launch_recommender(config, processes, ps_process_options(config, options.args));
   if (topology.servers) {
     if (processes) return std::make_unique<PsProcessesJob>(config, options.args);
     return std::make_unique<PsThreadsJob>(config);
@@ -721,6 +729,10 @@ void run_started_rank(const RunConfig& config, int rank, const std::string& init
     return run_tensor_shard_process(config, topology_for(config, placement_for_run(config)), rank, crash_step(rank));
   const bool ps = config.parallel.gradient_exchange == GradientExchange::ps;
   try {
+    if (is_recommender(config.model.kind)) {
+      run_recommender_rank(config, rank, ps_process_options(config, {}));
+      return;
+    }
     if (ps) {
       ps::PsProcesses procs(rank, ps_process_options(config, {}));
       ps::PsTrainer worker(config, procs.links());

@@ -7,6 +7,7 @@
 //   run_started_rank(...)  the whole life of a rank process that `troupe train` started (tcp)
 //
 // What a Topology becomes:
+//   model.kind = deepfm                the recommender on parameter servers (actors/recommender_job.h)
 //   parameter servers (servers)        ps::PsTrainer: worker threads, or worker processes over tcp
 //   data > 1                           DataParallelTrainer: replicas as threads, or processes over tcp
 //   pipe > 1 or micro-batches > 1      ActorPipeline: one CAF actor per stage
@@ -28,7 +29,6 @@
 namespace troupe {
 
 class TraceRecorder;
-class Dataset;
 
 // A run in progress, whatever its layout. Steps are numbered from 0.
 class Job {
@@ -40,7 +40,8 @@ class Job {
   virtual void save_weights(const std::string& path) = 0;
   // Records every actor's spans into `trace` from the next step on.
   virtual void set_trace(TraceRecorder* trace) = 0;
-  virtual Dataset& dataset() = 0;
+  // What it trains on, one line ("Fashion-MNIST ...", "click log ...").
+  virtual std::string data_description() = 0;
   virtual int threads() = 0;  // compute threads of the first stage's backend
   virtual std::int64_t parameter_count() = 0;
   // How the run is laid out, one or more lines ending in '\n' ("data parallel, 2 replicas ...").

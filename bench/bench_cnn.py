@@ -1,46 +1,28 @@
 #!/usr/bin/env python3
-"""Single-device residual-CNN training throughput: troupe beside PyTorch, same shapes, same run, one ratio.
+"""Single-device residual-CNN training throughput: troupe beside every PyTorch found, same shapes, same run.
 
 Shapes: Fashion-MNIST images 1x28x28, model.kind = cnn with --channels (default 16,32,64), --blocks
-(default 1,1,1) and --stem-stride (default 1), batch --batch (default 128), AdamW lr 1e-3. The PyTorch side is the same network
-(tests/torch_ref/cnn_ref.py) in training mode, fed random images of the same shape. Both sides use
---threads threads (default: every core) and run alternately, --rounds times, so load from the rest of the
-machine falls on both; each side's figure is its median step rate in images/s over the steps after the
-warm-up. Prints a final JSON line with both figures and the ratio troupe / PyTorch.
+(default 1,1,1) and --stem-stride (default 1), batch --batch (default 128), AdamW lr 1e-3. The PyTorch side is
+the same network (tests/torch_ref/cnn_ref.py) in training mode, fed random images of the same shape, under
+each PyTorch bench/torch_peers.py finds (Debian's 1.13; the 2.x of scripts/setup-torch2, made first with
+--setup-torch2). All sides use --threads threads (default: every core) and run alternately, --rounds times
+(bench/peer_bench.py); each figure is a median step rate in images/s after the warm-up. Prints every figure,
+the ratio to each PyTorch and to the faster one, and a final JSON line.
 
 Run: python3 bench/bench_cnn.py [--threads N] [--steps 40] [--rounds 2] [--channels 16,32,64] [--blocks 1,1,1]
-     [--stem-stride 1] [--batch 128]
+     [--stem-stride 1] [--batch 128] [--setup-torch2]
 """
 import argparse
-import json
 import os
-import statistics
-import subprocess
 import sys
-import tempfile
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-WARMUP = 5
-
-
-def troupe_rate(binary, a):
-    with tempfile.TemporaryDirectory() as tmp:
-        dump = os.path.join(tmp, "losses.jsonl")
-        cmd = [binary, "train", "--steps", str(a.steps), "--dump-losses", dump,
-               "--set", "model.kind=cnn", "--set", f"model.cnn_channels={a.channels}",
-               "--set", f"model.cnn_blocks={a.blocks}", "--set", f"model.cnn_stem_stride={a.stem_stride}",
-               "--set", f"train.threads={a.threads}",
-               "--set", f"train.batch_size={a.batch}", "--set", "optim.kind=adamw", "--set", "optim.lr=1e-3",
-               "--set", "train.eval_every=0", "--set", "train.eval_batches=1", "--set", "data.order=sequential"]
-        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
-        rows = [json.loads(line) for line in open(dump)]
-    rates = [r["samples_per_s"] for r in rows[WARMUP:]] or [r["samples_per_s"] for r in rows]
-    return statistics.median(rates), rows[-1]["loss"]
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from peer_bench import ROOT, compare, print_worker_rate, troupe_rate  # noqa: E402
 
 
 def torch_worker(a):
-    """Runs in /usr/bin/python3 with torch: prints the median images/s of a.steps AdamW steps."""
+    """Runs under a PyTorch interpreter: the step rates of a.steps AdamW steps, in images/s."""
     import torch
     sys.path.insert(0, os.path.join(ROOT, "tests", "torch_ref"))
     from cnn_ref import ResNet
@@ -58,16 +40,7 @@ def torch_worker(a):
         loss.backward()
         opt.step()
         rates.append(a.batch / (time.perf_counter() - t0))
-    print(json.dumps({"images_per_s": statistics.median(rates[WARMUP:] or rates)}))
-
-
-def torch_rate(a):
-    env = dict(os.environ, OMP_WAIT_POLICY="PASSIVE")
-    cmd = ["/usr/bin/python3", os.path.abspath(__file__), "--torch-worker", "--threads", str(a.threads),
-           "--steps", str(a.steps), "--batch", str(a.batch), "--channels", a.channels, "--blocks", a.blocks,
-           "--stem-stride", str(a.stem_stride)]
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env).stdout
-    return json.loads(out.strip().splitlines()[-1])["images_per_s"]
+    print_worker_rate(rates)
 
 
 def main():
@@ -80,29 +53,22 @@ def main():
     ap.add_argument("--blocks", default="1,1,1")
     ap.add_argument("--stem-stride", type=int, default=1)
     ap.add_argument("--troupe", default=os.path.join(ROOT, "build", "troupe"))
+    ap.add_argument("--setup-torch2", action="store_true", help="set up PyTorch 2.x first (scripts/setup-torch2)")
     ap.add_argument("--torch-worker", action="store_true", help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.torch_worker:
         return torch_worker(a)
     if not os.path.exists(a.troupe):
         sys.exit(f"bench_cnn: {a.troupe} not found; build first (scripts/build)")
-    have_torch = subprocess.run(["/usr/bin/python3", "-c", "import torch"], capture_output=True).returncode == 0
-    ours, theirs = [], []
-    for r in range(a.rounds):
-        rate, loss = troupe_rate(a.troupe, a)
-        ours.append(rate)
-        print(f"round {r}: troupe  {rate:8.0f} images/s (loss after {a.steps} steps {loss:.4f})", flush=True)
-        if have_torch:
-            theirs.append(torch_rate(a))
-            print(f"round {r}: pytorch {theirs[-1]:8.0f} images/s", flush=True)
-    result = {"bench": "train_cnn", "threads": a.threads, "batch": a.batch, "channels": a.channels,
-              "blocks": a.blocks, "stem_stride": a.stem_stride, "troupe_images_per_s": round(statistics.median(ours))}
-    if theirs:
-        result["pytorch_images_per_s"] = round(statistics.median(theirs))
-        result["ratio"] = round(statistics.median(ours) / statistics.median(theirs), 3)
-    else:
-        print("bench_cnn: PyTorch not importable by /usr/bin/python3; troupe only")
-    print(json.dumps(result))
+    sets = ["model.kind=cnn", f"model.cnn_channels={a.channels}", f"model.cnn_blocks={a.blocks}",
+            f"model.cnn_stem_stride={a.stem_stride}", f"train.threads={a.threads}", f"train.batch_size={a.batch}",
+            "optim.kind=adamw", "optim.lr=1e-3", "train.eval_every=0", "train.eval_batches=1", "data.order=sequential"]
+    worker_args = ["--threads", a.threads, "--steps", a.steps, "--batch", a.batch, "--channels", a.channels,
+                   "--blocks", a.blocks, "--stem-stride", a.stem_stride]
+    shape = {"threads": a.threads, "batch": a.batch, "channels": a.channels, "blocks": a.blocks,
+             "stem_stride": a.stem_stride, "steps": a.steps}
+    compare("train_cnn", "images/s", a.rounds, lambda: troupe_rate(a.troupe, a.steps, sets, "samples_per_s"),
+            worker_args, shape, __file__, a.setup_torch2)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-// troupe eval: loads a model's weights and reports its loss (language models) or accuracy (classifiers)
+// troupe eval: loads a model's weights and reports its loss (language models), accuracy (classifiers) or AUC (deepfm)
 // on the held-out data, as troupe train's evaluations do.
 #include "cli/eval_command.h"
 
@@ -7,13 +7,15 @@
 
 #include <cstdio>
 
+#include "actors/recommender_job.h"
 #include "models/trainer.h"
 
 namespace troupe {
 
 CLI::App* add_eval_subcommand(CLI::App& app, WeightsInput& in) {
-  CLI::App* cmd = app.add_subcommand("eval", "Report a trained model's validation loss (gpt, lstm) or test accuracy "
-                                             "(mlp, cnn): troupe eval --weights w.safetensors");
+  CLI::App* cmd = app.add_subcommand("eval", "Report a trained model's validation loss (gpt, lstm), test accuracy "
+                                             "(mlp, cnn) or test AUC and log-loss (deepfm): troupe eval --weights "
+                                             "w.safetensors");
   cmd->add_option("--weights", in.weights, "The model's weights (troupe train --save FILE)")->required();
   cmd->add_option("--config", in.config_path, "TOML file with config keys; model.* keys come from the weights file "
                                               "when not given");
@@ -28,6 +30,12 @@ CLI::App* add_eval_subcommand(CLI::App& app, WeightsInput& in) {
 
 int run_eval(const WeightsInput& in) {
   const RunConfig config = config_for_weights(in);
+  if (is_recommender(config.model.kind)) {
+    const EvalStats e = evaluate_recommender_weights(config, in.weights);
+    std::printf("%s: test AUC %.4f, log-loss %.4f over %lld click-log samples (data.test_samples)\n", in.weights.c_str(),
+                e.auc, e.loss, static_cast<long long>(e.rows));
+    return 0;
+  }
   Trainer trainer(config);
   trainer.load_weights(in.weights);  // checks every name and shape first
   const EvalStats e = trainer.evaluate();

@@ -218,9 +218,12 @@ int train_loop(Job& trainer, const RunConfig& config, const TrainOptions& option
                                                fmt::join(m.cnn_blocks, ","))
       : m.kind == ModelKind::lstm ? fmt::format("n_layer={} hidden={} block_size={} vocab={}", m.n_layer, m.n_embd,
                                                 m.block_size, m.vocab_size)
+      : m.kind == ModelKind::deepfm ? fmt::format("embed_dim={} deep_hidden={} hashed_rows={} max_cardinality={}",
+                                                  m.embed_dim, fmt::join(m.deep_hidden, ","), m.hashed_rows,
+                                                  m.max_cardinality)
                                  : fmt::format("hidden={}", fmt::join(m.mlp_hidden, ","));
   print_and_log(run, fmt::format("troupe: {} ({}), {} parameters, {}\n", name_of(m.kind), shape,
-                                 human_count(trainer.parameter_count()), trainer.dataset().describe()));
+                                 human_count(trainer.parameter_count()), trainer.data_description()));
   print_and_log(run, fmt::format("troupe: {} lr={}, batch {}, {} steps, {} threads{}{}{}\n", name_of(config.optim.kind),
                                  config.optim.lr_or_default(), config.train.batch_size, config.train.steps,
                                  trainer.threads(), config.train.deterministic ? ", deterministic" : "",
@@ -323,7 +326,10 @@ int train_loop(Job& trainer, const RunConfig& config, const TrainOptions& option
       row.val_loss = e.loss;
       std::string line = fmt::format("eval after step {}: validation loss {:.4f}", row.step, e.loss);
       if (e.accuracy >= 0.0) row.val_accuracy = e.accuracy;
-      if (!is_language_model(m.kind)) line += fmt::format(", test accuracy {:.2f}%", 100.0 * e.accuracy);
+      if (is_recommender(m.kind))
+        line = fmt::format("eval after step {}: test log-loss {:.4f}, AUC {:.4f} over {} samples", row.step, e.loss,
+                           e.auc, e.rows);
+      else if (!is_language_model(m.kind)) line += fmt::format(", test accuracy {:.2f}%", 100.0 * e.accuracy);
       progress.message(line);
     }
     if (dump) {

@@ -127,6 +127,8 @@ std::vector<LayerSpec> make_layer_specs(const ModelConfig& config, std::uint64_t
     case ModelKind::mlp: return mlp_specs(config, seed, group);
     case ModelKind::cnn: return cnn_specs(config, seed);
     case ModelKind::lstm: return lstm_specs(config, seed);
+    case ModelKind::deepfm:  // not a stack of layers: WideDeep (models/wide_deep.h) on parameter servers
+      throw Error(ErrorKind::kInternal, "make_layer_specs: model.kind = deepfm has no layer stack (actors/recommender_job.h runs it)");
   }
   throw Error(ErrorKind::kInternal, "make_layer_specs: model.kind out of range");
 }

@@ -23,6 +23,7 @@ struct StepStats {
 struct EvalStats {
   double loss = 0.0;
   double accuracy = -1.0;  // fraction of rows whose arg-max matches the target; -1 if not computed
+  double auc = -1.0;       // the recommender (deepfm): test ROC AUC, `loss` its log-loss; -1 if not computed
   std::int64_t rows = 0;
 };
 

@@ -32,6 +32,7 @@ double train_flops_per_unit(const ModelConfig& model) {
     }
     case ModelKind::cnn:
     case ModelKind::lstm:
+    case ModelKind::deepfm:
       return 0.0;
   }
   return 0.0;

@@ -45,8 +45,13 @@ const std::map<std::string, std::string> kSamples = {
     {"model.cnn_blocks", "2, 2, 2"},
     {"model.cnn_stem_stride", "2"},
     {"model.sync_batchnorm", "true"},
+    {"model.max_cardinality", "20000"},
+    {"model.embed_dim", "4"},
+    {"model.deep_hidden", "16,8"},
+    {"model.hashed_rows", "4096"},
     {"data.path", "/data/my corpus \"v2\".txt"},
     {"data.order", "sequential"},
+    {"data.test_samples", "2048"},
     {"train.batch_size", "32"},
     {"train.steps", "1000"},
     {"train.seed", "18446744073709551615"},  // above TOML's integer range: exercises the string form

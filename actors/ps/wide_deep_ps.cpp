@@ -1,7 +1,8 @@
-// train_wide_deep_ps: worker actors (lookup, pull, compute, push) around a PsCluster, then evaluation.
+// WideDeepPsTrainer: worker actors (lookup, pull, compute, push) around a PsCluster, step ranges, evaluation.
 #include "actors/ps/wide_deep_ps.h"
 
 #include <chrono>
+#include <cmath>
 #include <exception>
 #include <map>
 #include <thread>
@@ -12,6 +13,7 @@
 #include "actors/ps/ps_worker_actor.h"
 #include "models/binary_metrics.h"
 #include "runtime/cpu/cpu_backend.h"
+#include "runtime/optim/clip_grad.h"
 
 namespace troupe::ps {
 
@@ -58,17 +60,33 @@ void validate(const WideDeepPsOptions& o) {
 
 namespace {
 
-// Worker w's steps from `first` on: lookup, pull, forward/backward, then before_push(step, loss sum)
-// and the push. progress(step, mean loss) for worker 0.
+// Async and ssp: a worker clips its own gradient — every dense parameter, then every table's rows — by
+// their global 2-norm, as clip_grad_norm does on one device.
+void clip_locally(std::vector<Param*>& params, std::vector<Tensor>& table_grads, double max_norm) {
+  double sum = 0;
+  for (double s : grad_sum_squares(params)) sum += s;
+  for (const Tensor& g : table_grads)
+    for (float x : g.span_f32()) sum += static_cast<double>(x) * x;
+  const double coefficient = clip_coefficient(std::sqrt(sum), max_norm);
+  if (coefficient == 1.0) return;
+  scale_grads(params, coefficient);
+  const float c = static_cast<float>(coefficient);
+  if (c != 1.0f)
+    for (Tensor& g : table_grads)
+      for (float& x : g.span_f32()) x *= c;
+}
+
+// Worker w's steps [first, end): lookup, pull, forward/backward, then before_push(step, loss sum), the
+// push and (sync, worker 0) the clipping round. progress(step, mean loss) for worker 0.
 void run_worker(const WideDeepPsOptions& o, const ClickLog& data, const PsLayout& layout, int w, PsEndpoint& client,
-                std::int64_t first, const std::function<void(std::int64_t, double)>& before_push,
+                std::int64_t first, std::int64_t end, const std::function<void(std::int64_t, double)>& before_push,
                 const std::function<void(std::int64_t, double)>& progress) {
   const int W = o.ps.workers, b = o.batch_size, global = W * b, T = layout.num_tables();
   const float scale = 1.0f / static_cast<float>(o.ps.mode == PsMode::sync ? global : b);
   CpuBackend be(o.threads);
   WideDeep model(model_options(o));
   std::vector<Param*>& params = model.dense().all();
-  for (std::int64_t t = first; t < o.steps; ++t) {
+  for (std::int64_t t = first; t < end; ++t) {
     const ClickBatch batch = data.train_slice(t, global, static_cast<std::int64_t>(w) * b, static_cast<std::int64_t>(w + 1) * b);
     const std::vector<TableLookup> lookups = model.lookup(batch);
     std::vector<std::vector<std::int64_t>> ids;
@@ -79,86 +97,169 @@ void run_worker(const WideDeepPsOptions& o, const ClickLog& data, const PsLayout
       params[d]->grad = Tensor::zeros(params[d]->value.shape());  // fresh: the shard may keep the pushed one
     }
     WideDeep::Pass pass = model.forward_backward(be, batch, lookups, got.tables, scale);
+    if (o.grad_clip > 0 && o.ps.mode != PsMode::sync) clip_locally(params, pass.table_grads, o.grad_clip);
     std::vector<Tensor> dense;
     for (Param* p : params) dense.push_back(p->grad);
     std::vector<SparseRows> sparse(static_cast<std::size_t>(T));
     for (int i = 0; i < T; ++i) sparse[static_cast<std::size_t>(i)] = {lookups[static_cast<std::size_t>(i)].ids, pass.table_grads[static_cast<std::size_t>(i)]};
     before_push(t, pass.loss_sum);
-    client.push(t, dense, sparse);
+    client.push(t, dense, sparse, o.lr_at ? o.lr_at(t) : -1.0);
+    if (w == 0 && o.ps.clip) client.clip(t, o.grad_clip);
     if (w == 0 && progress) progress(t, pass.loss_sum / b);
   }
 }
 
-// Losses per step (worker order), test metrics through worker 0's client, and the shards' state.
-WideDeepPsResult finish_result(const WideDeepPsOptions& o, const ClickLog& data, PsCluster& cluster, PsEndpoint& client0,
-                               const std::vector<std::vector<double>>& loss_sums, double seconds) {
-  const int global = o.ps.workers * o.batch_size;
-  WideDeepPsResult r;
-  r.seconds = seconds;
-  r.samples_per_s = static_cast<double>(o.steps) * global / r.seconds;
-  for (const auto& step : loss_sums) {
-    double sum = 0;
-    for (double l : step) sum += l;  // worker order
-    r.losses.push_back(sum / global);
-  }
-  // Evaluation on the held-out split through worker 0's client, after its last step.
-  const std::int64_t n = o.eval_samples < 0 ? o.data.test_samples : std::min(o.eval_samples, o.data.test_samples);
-  if (n > 0) {
-    CpuBackend be(o.threads);
-    WideDeep model(model_options(o));
-    std::vector<float> probs, labels, truth;
-    for (std::int64_t first = 0; first < n; first += 4096) {
-      const ClickBatch batch = data.test_batch(first, std::min<std::int64_t>(4096, n - first));
-      const auto lookups = model.lookup(batch);
-      std::vector<std::vector<std::int64_t>> ids;
-      for (const auto& l : lookups) ids.push_back(l.ids);
-      PsPulled got = client0.pull(o.steps, ids);
-      for (std::size_t d = 0; d < model.dense().all().size(); ++d) model.dense().all()[d]->value = got.dense[d];
-      const Tensor p = model.predict(be, batch, lookups, got.tables);
-      for (std::int64_t i = 0; i < batch.size(); ++i) {
-        probs.push_back(p.f32()[i]);
-        labels.push_back(batch.labels.f32()[i]);
-        truth.push_back(batch.truth.f32()[i]);
-      }
-    }
-    r.eval_samples = n;
-    r.test_auc = roc_auc(probs, labels);
-    r.test_log_loss = log_loss(probs, labels);
-    r.oracle_auc = roc_auc(truth, labels);
-    r.oracle_log_loss = log_loss(truth, labels);
-  }
-  PsCluster::Model m = cluster.snapshot();
-  r.state_bytes = m.state_bytes;
-  if (o.keep_model) r.model = std::move(m);
-  return r;
+WideDeepPsOptions with_clip(WideDeepPsOptions o) {
+  o.ps.clip = o.grad_clip > 0 && o.ps.mode == PsMode::sync;
+  return o;
 }
 
 }  // namespace
 
-WideDeepPsResult train_wide_deep_ps(const WideDeepPsOptions& o, const std::function<void(std::int64_t, double)>& progress) {
-  validate(o);
-  const ClickLog data(o.data);
-  const WideDeep reference(model_options(o));  // initial values and shapes
-  const int W = o.ps.workers;
-  auto layout = std::make_shared<const PsLayout>(ps_params(reference), o.shards);
-  PsCluster cluster(layout, o.ps, ps_init(reference), o.timeout_s);
-  std::vector<std::vector<double>> loss_sums(static_cast<std::size_t>(o.steps), std::vector<double>(static_cast<std::size_t>(W)));
-  std::vector<std::unique_ptr<PsClient>> clients;
-  for (int w = 0; w < W; ++w) clients.push_back(cluster.client(w));
+WideDeepPsTrainer::WideDeepPsTrainer(WideDeepPsOptions options, std::function<void(std::int64_t, double)> progress)
+    : o_(with_clip(std::move(options))), progress_(std::move(progress)) {
+  validate(o_);
+  data_ = std::make_unique<const ClickLog>(o_.data);
+  reference_ = std::make_unique<const WideDeep>(model_options(o_));
+  layout_ = std::make_shared<const PsLayout>(ps_params(*reference_), o_.shards);
+  cluster_ = std::make_unique<PsCluster>(layout_, o_.ps, ps_init(*reference_), o_.timeout_s);
+  for (int w = 0; w < o_.ps.workers; ++w) clients_.push_back(cluster_->client(w));
+}
+
+WideDeepPsTrainer::WideDeepPsTrainer(WideDeepPsOptions options, PsLinks links,
+                                     std::function<void(std::int64_t, double)> progress)
+    : o_(with_clip(std::move(options))), progress_(std::move(progress)) {
+  validate(o_);
+  TROUPE_CHECK(links.rank == 0 && static_cast<int>(links.links.size()) == o_.ps.workers - 1,
+               "wide & deep ps trainer on rank ", links.rank, " with ", links.links.size(), " links for ", o_.ps.workers,
+               " workers");
+  data_ = std::make_unique<const ClickLog>(o_.data);
+  reference_ = std::make_unique<const WideDeep>(model_options(o_));
+  layout_ = std::make_shared<const PsLayout>(ps_params(*reference_), o_.shards);
+  cluster_ = std::make_unique<PsCluster>(layout_, o_.ps, ps_init(*reference_), o_.timeout_s);
+  clients_.push_back(cluster_->client(0));
+  links_ = std::make_unique<PsLinks>(std::move(links));
+  server_ = std::make_unique<PsLinkServer>(*cluster_, *layout_, *links_);
+}
+
+WideDeepPsTrainer::~WideDeepPsTrainer() {
+  server_.reset();  // breaks the links unless finish() ran: the workers see the run end
+  clients_.clear();
+  cluster_.reset();
+}
+
+void WideDeepPsTrainer::train(std::int64_t end) {
+  const std::int64_t first = steps_done_;
+  if (end <= first) return;
+  const int W = o_.ps.workers;
+  std::vector<std::vector<double>> loss_sums(static_cast<std::size_t>(end - first), std::vector<double>(static_cast<std::size_t>(W)));
+  auto keep = [&](int w) {
+    return [&, w](std::int64_t t, double loss) { loss_sums[static_cast<std::size_t>(t - first)][static_cast<std::size_t>(w)] = loss; };
+  };
   const auto start = std::chrono::steady_clock::now();
-  // Every worker is an actor beside the shards, running its whole training loop on request (async and
-  // ssp workers pace themselves against the shards' versions, not against each other's steps).
-  std::vector<WorkerJob> jobs;
-  for (int w = 0; w < W; ++w)
-    jobs.push_back([&, w](std::int64_t, const Batch&) {
-      run_worker(o, data, *layout, w, *clients[static_cast<std::size_t>(w)], 0,
-                 [&](std::int64_t t, double loss) { loss_sums[static_cast<std::size_t>(t)][static_cast<std::size_t>(w)] = loss; },
-                 progress);
-      return WorkerStep{};
-    });
-  if (std::optional<Error> failure = run_worker_actors(cluster.system(), std::move(jobs), 0, Batch{})) throw *failure;
-  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  return finish_result(o, data, cluster, *clients[0], loss_sums, seconds);
+  if (!server_) {
+    // Every worker is an actor beside the shards, running its steps on request (async and ssp workers
+    // pace themselves against the shards' versions, not against each other's steps).
+    std::vector<WorkerJob> jobs;
+    for (int w = 0; w < W; ++w)
+      jobs.push_back([&, w](std::int64_t, const Batch&) {
+        run_worker(o_, *data_, *layout_, w, *clients_[static_cast<std::size_t>(w)], first, end, keep(w), progress_);
+        return WorkerStep{};
+      });
+    if (std::optional<Error> failure = run_worker_actors(cluster_->system(), std::move(jobs), first, Batch{})) throw *failure;
+  } else {
+    try {
+      run_worker(o_, *data_, *layout_, 0, *clients_[0], first, end, keep(0), progress_);
+      for (std::int64_t t = first; t < end; ++t) {
+        const auto reports = server_->wait_for_reports(t);
+        for (int w = 1; w < W; ++w) {
+          const auto& mine = reports[static_cast<std::size_t>(w - 1)];
+          if (mine.size() != 1)
+            throw Error(ErrorKind::kIo, fmt::format("ps worker {} reported {} losses for step {}, expected 1", w, mine.size(), t));
+          loss_sums[static_cast<std::size_t>(t - first)][static_cast<std::size_t>(w)] = mine[0];
+        }
+      }
+    } catch (const Error&) {
+      server_->throw_if_failed();  // a worker's death is the cause; worker 0's error its effect
+      throw;                       // (the server's destructor breaks the links)
+    }
+  }
+  seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  const int global = W * o_.batch_size;
+  for (const auto& step : loss_sums) {
+    double sum = 0;
+    for (double l : step) sum += l;  // worker order
+    losses_.push_back(sum / global);
+  }
+  steps_done_ = end;
+}
+
+ClickMetrics evaluate_clicks(const ClickLog& data, WideDeep& model, std::int64_t n, int threads,
+                             const std::function<std::vector<Tensor>(const std::vector<TableLookup>&)>& rows_for) {
+  ClickMetrics m;
+  if (n <= 0) return m;
+  CpuBackend be(threads);
+  std::vector<float> probs, labels, truth;
+  for (std::int64_t first = 0; first < n; first += 4096) {
+    const ClickBatch batch = data.test_batch(first, std::min<std::int64_t>(4096, n - first));
+    const auto lookups = model.lookup(batch);
+    const std::vector<Tensor> rows = rows_for(lookups);
+    const Tensor p = model.predict(be, batch, lookups, rows);
+    for (std::int64_t i = 0; i < batch.size(); ++i) {
+      probs.push_back(p.f32()[i]);
+      labels.push_back(batch.labels.f32()[i]);
+      truth.push_back(batch.truth.f32()[i]);
+    }
+  }
+  m.samples = n;
+  m.auc = roc_auc(probs, labels);
+  m.log_loss = log_loss(probs, labels);
+  m.oracle_auc = roc_auc(truth, labels);
+  m.oracle_log_loss = log_loss(truth, labels);
+  return m;
+}
+
+ClickMetrics WideDeepPsTrainer::evaluate() {
+  const std::int64_t n = o_.eval_samples < 0 ? o_.data.test_samples : std::min(o_.eval_samples, o_.data.test_samples);
+  WideDeep model(model_options(o_));
+  return evaluate_clicks(*data_, model, n, o_.threads, [&](const std::vector<TableLookup>& lookups) {
+    std::vector<std::vector<std::int64_t>> ids;
+    for (const auto& l : lookups) ids.push_back(l.ids);
+    PsPulled got = clients_[0]->pull(steps_done_, ids);
+    for (std::size_t d = 0; d < model.dense().all().size(); ++d) model.dense().all()[d]->value = got.dense[d];
+    return got.tables;
+  });
+}
+
+WideDeepPsResult WideDeepPsTrainer::result() {
+  WideDeepPsResult r;
+  r.losses = losses_;
+  r.seconds = seconds_;
+  r.samples_per_s = seconds_ > 0 ? static_cast<double>(steps_done_) * o_.ps.workers * o_.batch_size / seconds_ : 0.0;
+  const ClickMetrics m = evaluate();
+  r.eval_samples = m.samples;
+  r.test_auc = m.auc;
+  r.test_log_loss = m.log_loss;
+  r.oracle_auc = m.oracle_auc;
+  r.oracle_log_loss = m.oracle_log_loss;
+  PsCluster::Model model = cluster_->snapshot();
+  r.state_bytes = model.state_bytes;
+  if (o_.keep_model) r.model = std::move(model);
+  return r;
+}
+
+PsCluster::Model WideDeepPsTrainer::snapshot() { return cluster_->snapshot(); }
+
+int WideDeepPsTrainer::restarts() const { return server_ ? server_->restarts() : 0; }
+
+void WideDeepPsTrainer::finish() {
+  if (server_) server_->finish(true);
+}
+
+WideDeepPsResult train_wide_deep_ps(const WideDeepPsOptions& o, const std::function<void(std::int64_t, double)>& progress) {
+  WideDeepPsTrainer trainer(o, progress);
+  trainer.train(o.steps);
+  return trainer.result();
 }
 
 WideDeepPsResult train_wide_deep_ps(const WideDeepPsOptions& o, PsLinks links,
@@ -167,13 +268,14 @@ WideDeepPsResult train_wide_deep_ps(const WideDeepPsOptions& o, PsLinks links,
   const int W = o.ps.workers;
   TROUPE_CHECK(links.rank >= 0 && links.rank < W && static_cast<int>(links.links.size()) == (links.rank == 0 ? W - 1 : 1),
                "wide & deep ps rank ", links.rank, " with ", links.links.size(), " links for ", W, " workers");
-  const ClickLog data(o.data);
-  const WideDeep reference(model_options(o));
-  auto layout = std::make_shared<const PsLayout>(ps_params(reference), o.shards);
   if (links.rank > 0) {  // a worker process: its slices, its losses to rank 0, then goodbye
+    const WideDeepPsOptions mine = with_clip(o);
+    const ClickLog data(mine.data);
+    const WideDeep reference(model_options(mine));
+    auto layout = std::make_shared<const PsLayout>(ps_params(reference), mine.shards);
     try {
       RemotePsClient client(*links.links[0], layout, links.rank);
-      run_worker(o, data, *layout, links.rank, client, client.hello(),
+      run_worker(mine, data, *layout, links.rank, client, client.hello(), mine.steps,
                  [&](std::int64_t t, double loss) { client.report(t, {loss}); }, {});
       client.bye();
     } catch (...) {
@@ -182,30 +284,10 @@ WideDeepPsResult train_wide_deep_ps(const WideDeepPsOptions& o, PsLinks links,
     }
     return {};
   }
-  PsCluster cluster(layout, o.ps, ps_init(reference), o.timeout_s);
-  std::vector<std::vector<double>> loss_sums(static_cast<std::size_t>(o.steps), std::vector<double>(static_cast<std::size_t>(W)));
-  auto client0 = cluster.client(0);
-  PsLinkServer server(cluster, *layout, links);
-  const auto start = std::chrono::steady_clock::now();
-  try {
-    run_worker(o, data, *layout, 0, *client0, 0,
-               [&](std::int64_t t, double loss) { loss_sums[static_cast<std::size_t>(t)][0] = loss; }, progress);
-    for (std::int64_t t = 0; t < o.steps; ++t) {
-      const auto reports = server.wait_for_reports(t);
-      for (int w = 1; w < W; ++w) {
-        const auto& mine = reports[static_cast<std::size_t>(w - 1)];
-        if (mine.size() != 1)
-          throw Error(ErrorKind::kIo, fmt::format("ps worker {} reported {} losses for step {}, expected 1", w, mine.size(), t));
-        loss_sums[static_cast<std::size_t>(t)][static_cast<std::size_t>(w)] = mine[0];
-      }
-    }
-  } catch (const Error&) {
-    server.throw_if_failed();  // a worker's death is the cause; worker 0's error its effect
-    throw;                     // (the server's destructor breaks the links)
-  }
-  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  WideDeepPsResult r = finish_result(o, data, cluster, *client0, loss_sums, seconds);
-  server.finish(true);
+  WideDeepPsTrainer trainer(o, std::move(links), progress);
+  trainer.train(o.steps);
+  WideDeepPsResult r = trainer.result();
+  trainer.finish();
   return r;
 }
 

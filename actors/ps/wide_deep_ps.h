@@ -1,6 +1,7 @@
-// Owns train_wide_deep_ps: the click-log recommender (Wide & Deep or DeepFM, WideDeepOptions::kind) trained
-// by W worker threads against a cluster of parameter-server shard actors (the recommender example's engine,
-// shared with its tests). Both kinds have the same tables (field embeddings, then the wide/first-order table).
+// Owns WideDeepPsTrainer and train_wide_deep_ps: the click-log recommender (Wide & Deep or DeepFM,
+// WideDeepOptions::kind) trained by W workers against a cluster of parameter-server shard actors — the
+// engine of the recommender example, of `troupe train` with model.kind = deepfm (actors/recommender_job.h)
+// and of their tests. Both kinds have the same tables (field embeddings, then the wide/first-order table).
 //
 // Parameters: WideDeep's dense parameters (dense indices 0.. in WideDeep::dense() order) and its tables
 // (one embedding table per field, then the wide table), sharded by PsLayout. Worker w, step t:
@@ -10,10 +11,13 @@
 // Loss scaling: sync sums the W pushes, so each worker scales by 1 / (W b): the update is the one a
 // single process makes on the whole global batch. async and ssp apply each push as a step of its own,
 // so each worker scales by 1 / b (its own mean).
+// Clipping (grad_clip > 0), as PsTrainer clips: sync, worker 0 runs the shards' clipping round over the
+// summed gradient (dense parameters and table rows); async and ssp, each worker clips its own gradient.
 #pragma once
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -35,6 +39,16 @@ struct WideDeepPsOptions {
   double timeout_s = 60.0;
   std::int64_t eval_samples = -1;  // test samples to evaluate (-1: the whole test split, 0: none)
   bool keep_model = false;       // return the final parameters
+  double grad_clip = 0;          // clip by the global 2-norm (0: off)
+  // The learning rate of step t (train.lr_schedule); empty: ps.optim.lr every step.
+  std::function<double(std::int64_t)> lr_at;
+};
+
+// Test-set metrics of the parameters the shards hold.
+struct ClickMetrics {
+  std::int64_t samples = 0;
+  double log_loss = 0, auc = 0;
+  double oracle_log_loss = 0, oracle_auc = 0;  // the hidden model's own probabilities on the same samples
 };
 
 struct WideDeepPsResult {
@@ -56,6 +70,63 @@ PsInit ps_init(const WideDeep& model);
 // Throws troupe::Error (kConfig) naming the bad option: ps options (validate), shards, steps, batch size,
 // threads or timeout out of range, or bad data/model options.
 void validate(const WideDeepPsOptions& options);
+
+// The test metrics of `model` over the first n test samples of `data`, 4096 at a time: rows_for(lookups)
+// gives each table's rows for a batch's lookups (a pull from the shards, which may also set the model's
+// dense parameters, or a gather from whole tables).
+ClickMetrics evaluate_clicks(const ClickLog& data, WideDeep& model, std::int64_t n, int threads,
+                             const std::function<std::vector<Tensor>(const std::vector<TableLookup>&)>& rows_for);
+
+// Training step by step (what `troupe train` and Session drive) or at once (train_wide_deep_ps). Rank 0's
+// side: the shards, and every worker as a thread — or, given PsLinks, worker 0 and a link server for
+// workers 1..W-1, which are processes running train_wide_deep_ps(options, their links).
+class WideDeepPsTrainer {
+ public:
+  // Throws troupe::Error (kConfig) for bad options (validate()). progress(step, loss), when given, is
+  // called by worker 0 after each of its steps with the mean loss of its slice.
+  explicit WideDeepPsTrainer(WideDeepPsOptions options, std::function<void(std::int64_t, double)> progress = {});
+  WideDeepPsTrainer(WideDeepPsOptions options, PsLinks links, std::function<void(std::int64_t, double)> progress = {});
+  ~WideDeepPsTrainer();
+  WideDeepPsTrainer(const WideDeepPsTrainer&) = delete;
+  WideDeepPsTrainer& operator=(const WideDeepPsTrainer&) = delete;
+
+  // Every worker runs steps [steps_done(), end) — in async and ssp mode each at its own pace, as the
+  // shards allow — and this returns once all have pushed them. Throws what a worker or shard reports
+  // (kInput, kIo), or a dead worker process's failure (kIo, naming it).
+  void train(std::int64_t end);
+  std::int64_t steps_done() const { return steps_done_; }
+  // Per step done: the mean training loss over the W b samples of that step, summed in worker order.
+  const std::vector<double>& losses() const { return losses_; }
+  double train_seconds() const { return seconds_; }
+  // The test split's first eval_samples samples (all of them when -1) through worker 0's client, with
+  // the parameters as of steps_done().
+  ClickMetrics evaluate();
+  // The run so far: losses, time, evaluation, optimizer state (and the parameters when keep_model).
+  WideDeepPsResult result();
+  // Every parameter as the shards hold it now (dense in WideDeep::dense() order, then whole tables).
+  PsCluster::Model snapshot();
+  const WideDeep& reference() const { return *reference_; }
+  const ClickLog& data() const { return *data_; }
+  // Worker processes restarted so far (with PsLinks).
+  int restarts() const;
+  // With PsLinks, after the last step: waits for every worker's goodbye. (Destruction without it breaks
+  // the links: a failed run.)
+  void finish();
+
+ private:
+  WideDeepPsOptions o_;
+  std::function<void(std::int64_t, double)> progress_;
+  std::unique_ptr<const ClickLog> data_;
+  std::unique_ptr<const WideDeep> reference_;  // initial values and shapes
+  std::shared_ptr<const PsLayout> layout_;
+  std::unique_ptr<PsCluster> cluster_;
+  std::vector<std::unique_ptr<PsClient>> clients_;  // threads: one per worker; links: worker 0's
+  std::unique_ptr<PsLinks> links_;
+  std::unique_ptr<PsLinkServer> server_;
+  std::vector<double> losses_;
+  std::int64_t steps_done_ = 0;
+  double seconds_ = 0;
+};
 
 // Throws troupe::Error (kConfig) for bad options (validate(), before anything starts), and whatever a worker
 // or shard reports (kInput, kIo) if training fails. progress(step, loss), when given, is called by

@@ -21,7 +21,8 @@
 
 namespace troupe {
 
-enum class ModelKind { gpt, mlp, cnn, lstm };
+// deepfm: the click-log recommender on parameter servers (models/wide_deep.h, actors/recommender_job.h).
+enum class ModelKind { gpt, mlp, cnn, lstm, deepfm };
 enum class DataOrder { shuffled, sequential };
 enum class LrScheduleKind { constant, cosine };
 enum class OptimKind { sgd, adam, adamw, rmsprop };
@@ -52,8 +53,10 @@ enum class RecommenderKind { wide_deep, deepfm };
 enum class Precision { f32, bf16 };
 
 // Language models (gpt, lstm) train on text, one loss per token, and are judged by their loss; the
-// others classify images and are judged by their accuracy.
+// recommender (deepfm) predicts clicks and is judged by its test AUC and log-loss; the others classify
+// images and are judged by their accuracy.
 constexpr bool is_language_model(ModelKind kind) { return kind == ModelKind::gpt || kind == ModelKind::lstm; }
+constexpr bool is_recommender(ModelKind kind) { return kind == ModelKind::deepfm; }
 
 // The names of enum E, in the order help lists them. Specialised once per choice below.
 template <class E>
@@ -69,7 +72,7 @@ concept Choice = requires { ChoiceNames<E>::table; };
   }
 
 TROUPE_CHOICE_NAMES(ModelKind, {ModelKind::gpt, "gpt"}, {ModelKind::mlp, "mlp"}, {ModelKind::cnn, "cnn"},
-                    {ModelKind::lstm, "lstm"});
+                    {ModelKind::lstm, "lstm"}, {ModelKind::deepfm, "deepfm"});
 TROUPE_CHOICE_NAMES(DataOrder, {DataOrder::shuffled, "shuffled"}, {DataOrder::sequential, "sequential"});
 TROUPE_CHOICE_NAMES(LrScheduleKind, {LrScheduleKind::constant, "constant"}, {LrScheduleKind::cosine, "cosine"});
 TROUPE_CHOICE_NAMES(OptimKind, {OptimKind::sgd, "sgd"}, {OptimKind::adam, "adam"}, {OptimKind::adamw, "adamw"},

@@ -427,6 +427,46 @@ void validate_lstm(const RunConfig& config) {
                         par.placement));
 }
 
+// DeepFM: its embedding tables live on parameter-server shards and its workers are data-parallel
+// replicas of the whole model (actors/recommender_job.h); nothing else of a layout applies to it.
+void validate_deepfm(const RunConfig& config) {
+  const ParallelConfig& par = config.parallel;
+  const TrainConfig& t = config.train;
+  if (par.gradient_exchange != GradientExchange::ps)
+    invalid(fmt::format("model.kind = deepfm with parallel.gradient_exchange = {}: DeepFM's embedding tables live on "
+                        "parameter-server shards; set parallel.gradient_exchange = ps (ps.shards, ps.mode)",
+                        par.gradient_exchange));
+  if (par.pipeline > 1)
+    invalid(fmt::format("model.kind = deepfm with parallel.pipeline = {}: DeepFM is one embedding lookup and a small "
+                        "MLP per worker, with nothing to split into stages; its tables are split over ps.shards "
+                        "instead; set parallel.pipeline = 1",
+                        par.pipeline));
+  if (par.microbatches > 1)
+    invalid(fmt::format("model.kind = deepfm with parallel.microbatches = {}: a DeepFM worker runs its share of the "
+                        "batch as one pass; set parallel.microbatches = 1 (parallel.data splits the batch)",
+                        par.microbatches));
+  if (par.tensor > 1)
+    invalid(fmt::format("model.kind = deepfm with parallel.tensor = {}: its tables are split by rows over ps.shards, "
+                        "not by tensor parallelism; set parallel.tensor = 1",
+                        par.tensor));
+  if (t.device != "cpu" && t.device != "cpu:0")
+    invalid(fmt::format("model.kind = deepfm with train.device = {}: DeepFM's workers and shards run on the CPU "
+                        "backend only so far; use train.device = cpu",
+                        t.device));
+  if (!par.placement.empty())
+    invalid(fmt::format("model.kind = deepfm with parallel.placement = \"{}\": DeepFM has no pipeline stages to "
+                        "place; remove the setting",
+                        par.placement));
+  if (t.precision != Precision::f32)
+    invalid(fmt::format("model.kind = deepfm with train.precision = {}: DeepFM trains in f32 only so far; use "
+                        "train.precision = f32",
+                        t.precision));
+  if (!config.data.path.empty())
+    invalid(fmt::format("model.kind = deepfm with data.path = \"{}\": DeepFM trains on the synthetic click log "
+                        "(model.max_cardinality, data.test_samples, train.seed); remove data.path",
+                        config.data.path));
+}
+
 // parallel.tensor = T: the split layers' widths divide by T, and the run is one that tensor parallelism
 // supports so far (docs/tensor-parallel.md says which).
 void validate_tensor(const RunConfig& config) {
@@ -507,6 +547,7 @@ void validate(const RunConfig& config) {
                         "(only the cnn has); remove the setting",
                         name_of(m.kind)));
   if (m.kind == ModelKind::lstm) validate_lstm(config);
+  if (m.kind == ModelKind::deepfm) validate_deepfm(config);
   if (t.batch_size % par.microbatches != 0)
     invalid(fmt::format("parallel.microbatches = {} does not divide train.batch_size = {}: micro-batches hold whole "
                         "samples",

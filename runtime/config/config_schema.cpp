@@ -204,8 +204,8 @@ std::vector<ConfigKey> build_schema() {
   // clang-format off
   k.push_back(bind(Spec{.name = "model.kind",
                         .help = "architecture: a byte-level language model, transformer (gpt) or stacked LSTM (lstm), "
-                                "or a Fashion-MNIST classifier: multi-layer perceptron (mlp) or residual "
-                                "convolutional network (cnn)"},
+                                "a Fashion-MNIST classifier: multi-layer perceptron (mlp) or residual "
+                                "convolutional network (cnn), or a click-log recommender on parameter servers (deepfm)"},
                    &R::model, &M::kind));
   k.push_back(bind(Spec{.name = "model.n_layer", .range = between(1, 10000), .help = "transformer blocks (gpt) or LSTM layers (lstm)"},
                    &R::model, &M::n_layer));
@@ -235,6 +235,19 @@ std::vector<ConfigKey> build_schema() {
                         .help = "with parallel.data > 1: batch-norm statistics over the whole batch, summed across "
                                 "replicas (SyncBatchNorm); false: each replica's own (as DDP) (cnn)"},
                    &R::model, &M::sync_batchnorm));
+  k.push_back(bind(Spec{.name = "model.max_cardinality", .range = between(10000, 2147483647),
+                        .help = "ids of the click log's largest field, its embedding table's rows; the other five "
+                                "fields have 1/10, 3/100, 1/100, 1/1000 and 1/10000 as many (deepfm)"},
+                   &R::model, &M::max_cardinality));
+  k.push_back(bind(Spec{.name = "model.embed_dim", .range = between(1, 4096),
+                        .help = "width of every categorical field's embedding, shared by the FM and deep parts (deepfm)"},
+                   &R::model, &M::embed_dim));
+  k.push_back(bind(Spec{.name = "model.deep_hidden", .range = between(1, kMaxWidth),
+                        .help = "hidden widths of the deep part's MLP over the field embeddings, e.g. 64,32 (deepfm)"},
+                   &R::model, &M::deep_hidden));
+  k.push_back(bind(Spec{.name = "model.hashed_rows", .range = between(1, 2147483647),
+                        .help = "rows of the first-order weight table the field ids are hashed into (deepfm)"},
+                   &R::model, &M::hashed_rows));
 
   k.push_back(bind(Spec{.name = "data.path",
                         .help = "training data: a text file (gpt, lstm) or Fashion-MNIST directory (mlp, cnn); empty: built-in"},
@@ -242,6 +255,9 @@ std::vector<ConfigKey> build_schema() {
   k.push_back(bind(Spec{.name = "data.order",
                         .help = "order in which training batches are drawn"},
                    &R::data, &D::order));
+  k.push_back(bind(Spec{.name = "data.test_samples", .range = between(1, 1 << 24),
+                        .help = "held-out click-log samples each evaluation scores (test AUC and log-loss) (deepfm)"},
+                   &R::data, &D::test_samples));
 
   k.push_back(bind(Spec{.name = "train.batch_size", .range = between(1, kMaxBatch),
                         .help = "sequences (gpt, lstm) or images (mlp, cnn) per optimizer step"},

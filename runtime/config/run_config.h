@@ -11,7 +11,7 @@
 namespace troupe {
 
 struct ModelConfig {
-  ModelKind kind = ModelKind::gpt;  // gpt | mlp | cnn | lstm
+  ModelKind kind = ModelKind::gpt;  // gpt | mlp | cnn | lstm | deepfm
   int n_layer = 4;
   int n_head = 4;
   int n_embd = 256;
@@ -27,6 +27,14 @@ struct ModelConfig {
   // torch.nn.SyncBatchNorm) instead of each replica's own share (as PyTorch DDP). Not a property of the
   // weights: weight files do not record it.
   bool sync_batchnorm = false;
+  // deepfm (models/wide_deep.h): each categorical field's embedding width, the deep part's hidden widths,
+  // the rows of the first-order table the field ids are hashed into, and the ids of the click log's
+  // largest field (its embedding table's rows, as vocab_size is the GPT's; the other five fields have
+  // 1/10, 3/100, 1/100, 1/1000 and 1/10000 as many).
+  std::int64_t max_cardinality = 1000000;
+  int embed_dim = 8;
+  std::vector<int> deep_hidden = {64, 32};
+  std::int64_t hashed_rows = 1 << 20;
 
   friend bool operator==(const ModelConfig&, const ModelConfig&) = default;
 };
@@ -34,6 +42,8 @@ struct ModelConfig {
 struct DataConfig {
   std::string path;                   // empty: the built-in corpus (gpt, lstm) / Fashion-MNIST dir (mlp, cnn)
   DataOrder order = DataOrder::shuffled;
+  // deepfm: the held-out samples of the synthetic click log (runtime/data/click_log.h) each evaluation scores.
+  std::int64_t test_samples = 32768;
 
   friend bool operator==(const DataConfig&, const DataConfig&) = default;
 };

@@ -60,6 +60,10 @@ RunConfig adopt_model_config(RunConfig config, const ConfigOrigins& explicit_key
     }
     key->set(config, value);
   }
+  // DeepFM's weights come from parameter servers, the only way it trains: reading them (troupe eval) needs
+  // no parallel.gradient_exchange = ps from the user.
+  if (is_recommender(config.model.kind) && !explicit_keys.count("parallel.gradient_exchange"))
+    config.parallel.gradient_exchange = GradientExchange::ps;
   try {
     validate(config);
   } catch (const Error& e) {

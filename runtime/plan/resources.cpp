@@ -59,6 +59,19 @@ std::vector<LayerCost> layer_costs(const ModelConfig& m, double tensor = 1) {
       }
     layers.push_back({in * kMlpClasses + kMlpClasses, in * side * side + in});  // pooled fc: input, pooled
     layers.push_back({0, kMlpClasses});                                         // the loss: probabilities
+  } else if (m.kind == ModelKind::deepfm) {  // models/wide_deep.h over the click log (runtime/data/click_log.h)
+    // Tables: six fields' embeddings (the largest field's ids, then 1/10, 3/100, 1/100, 1/1000, 1/10000 of
+    // it) and the first-order table; the MLP over 6 embeddings + 4 dense features. Saved per sample: the
+    // MLP's input and its activations.
+    const double c = static_cast<double>(m.max_cardinality), e = m.embed_dim;
+    double in = 6 * e + 4, mlp = 0, saved = in;
+    for (int w : m.deep_hidden) {
+      mlp += in * w + w;
+      saved += 2.0 * w;
+      in = w;
+    }
+    mlp += in + 1;
+    layers.push_back({c * (1 + 0.1 + 0.03 + 0.01 + 0.001 + 0.0001) * e + static_cast<double>(m.hashed_rows) + mlp + 1, saved});
   } else if (m.kind == ModelKind::lstm) {  // models/lstm_layers.h: E = H = n_embd
     const double h = m.n_embd, v = m.vocab_size;
     layers.push_back({v * h, 0});  // the embedding saves only the token ids
