@@ -1,4 +1,4 @@
-// The AVX-512 f32 product: packing of both operands, the 8 x 32 micro-kernel, and the split over the pool.
+// The AVX-512 f32 product: packing of b, the 8 x 32 micro-kernel, and the split over the pool.
 #include "runtime/cpu/packed_sgemm.h"
 
 #include <cpuid.h>
@@ -43,21 +43,27 @@ std::int64_t round_up(std::int64_t x, std::int64_t to) { return (x + to - 1) / t
 void pack_b(ThreadPool& pool, bool trans_b, const float* b, std::int64_t ldb, std::int64_t k, std::int64_t n,
             float* dst) {
   const std::int64_t panels = round_up(n, kNr) / kNr;
+  if (!trans_b) {
+    // b is k x n: b's row p, read once from start to end, is row p of every panel.
+    pool.parallel_for(k, [&](std::int64_t p0, std::int64_t p1) {
+      for (std::int64_t p = p0; p < p1; ++p) {
+        const float* row = b + p * ldb;
+        for (std::int64_t q = 0; q < panels; ++q) {
+          const std::int64_t j0 = q * kNr, cols = std::min(kNr, n - j0);
+          float* o = dst + (q * k + p) * kNr;
+          for (std::int64_t j = 0; j < cols; ++j) o[j] = row[j0 + j];
+          for (std::int64_t j = cols; j < kNr; ++j) o[j] = 0.0f;
+        }
+      }
+    }, 16);
+    return;
+  }
+  // b is n x k: column j of panel q is b's row 32 q + j. 16 values of p at a time, so that the panel's lines
+  // being written stay in L1 while the 32 rows are read.
   pool.parallel_for(panels, [&](std::int64_t q0, std::int64_t q1) {
     for (std::int64_t q = q0; q < q1; ++q) {
       const std::int64_t j0 = q * kNr, cols = std::min(kNr, n - j0);
       float* out = dst + q * k * kNr;
-      if (!trans_b) {  // b is k x n: row p of the panel is 32 consecutive floats of b's row p
-        for (std::int64_t p = 0; p < k; ++p) {
-          const float* row = b + p * ldb + j0;
-          float* o = out + p * kNr;
-          for (std::int64_t j = 0; j < cols; ++j) o[j] = row[j];
-          for (std::int64_t j = cols; j < kNr; ++j) o[j] = 0.0f;
-        }
-        continue;
-      }
-      // b is n x k: column j of the panel is b's row j0 + j. 16 values of p at a time, so that the panel's
-      // lines being written stay in L1 while the 32 rows are read.
       for (std::int64_t p0 = 0; p0 < k; p0 += 16) {
         const std::int64_t pn = std::min<std::int64_t>(16, k - p0);
         for (std::int64_t j = 0; j < kNr; ++j) {
@@ -73,52 +79,38 @@ void pack_b(ThreadPool& pool, bool trans_b, const float* b, std::int64_t ldb, st
   }, 1);
 }
 
-// op(a) (m x k) into panels of 8 rows: dst[(panel * k + p) * 8 + r] = op(a)[panel * 8 + r, p], zero past m.
-void pack_a(ThreadPool& pool, bool trans_a, const float* a, std::int64_t lda, std::int64_t m, std::int64_t k,
-            float* dst) {
-  const std::int64_t panels = round_up(m, kMr) / kMr;
-  pool.parallel_for(panels, [&](std::int64_t q0, std::int64_t q1) {
-    for (std::int64_t q = q0; q < q1; ++q) {
-      const std::int64_t i0 = q * kMr, rows = std::min(kMr, m - i0);
-      float* out = dst + q * k * kMr;
-      if (trans_a) {  // a is k x m: the panel's row p is 8 consecutive floats of a's row p
-        for (std::int64_t p = 0; p < k; ++p) {
-          const float* src = a + p * lda + i0;
-          float* o = out + p * kMr;
-          for (std::int64_t r = 0; r < rows; ++r) o[r] = src[r];
-          for (std::int64_t r = rows; r < kMr; ++r) o[r] = 0.0f;
-        }
-        continue;
-      }
-      for (std::int64_t r = 0; r < kMr; ++r) {
-        float* o = out + r;
-        if (r < rows) {
-          const float* src = a + (i0 + r) * lda;
-          for (std::int64_t p = 0; p < k; ++p) o[p * kMr] = src[p];
-        } else {
-          for (std::int64_t p = 0; p < k; ++p) o[p * kMr] = 0.0f;
-        }
-      }
-    }
-  }, 1);
-}
-
-// c[rows x cols] (rows <= 8, cols <= 32) = alpha * (sum over p < kc of a[p][r] b[p][j]) + beta * c, or
-// without c's old value when `overwrite`. Each of the 16 accumulators adds its terms in p order.
-TROUPE_AVX512F void micro_kernel(const float* a, const float* b, std::int64_t kc, float* c, std::int64_t ldc,
-                                 std::int64_t rows, std::int64_t cols, float alpha, float beta, bool overwrite) {
+// c[rows x cols] (rows <= 8, cols <= 32) = alpha * (sum over p < kc of op(a)[r, p] b[p][j]) + beta * c, or
+// without c's old value when `overwrite`. op(a)[r, p] is a[r * a_row + p * a_p]: a is read where it lies (8
+// rows of it, or 8 consecutive floats of each of its rows when transposed), so only b is packed. Each of the
+// 16 accumulators adds its terms in p order. Rows past `rows` are not read.
+TROUPE_AVX512F void micro_kernel(const float* a, std::int64_t a_row, std::int64_t a_p, const float* b,
+                                 std::int64_t kc, float* c, std::int64_t ldc, std::int64_t rows, std::int64_t cols,
+                                 float alpha, float beta, bool overwrite) {
   __m512 acc[kMr][2];
 #pragma GCC unroll 8
   for (int r = 0; r < kMr; ++r) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
-  for (std::int64_t p = 0; p < kc; ++p) {
-    const __m512 b0 = _mm512_loadu_ps(b + p * kNr);
-    const __m512 b1 = _mm512_loadu_ps(b + p * kNr + 16);
-    const float* ap = a + p * kMr;
+  if (rows == kMr) {
+    for (std::int64_t p = 0; p < kc; ++p) {
+      const __m512 b0 = _mm512_loadu_ps(b + p * kNr);
+      const __m512 b1 = _mm512_loadu_ps(b + p * kNr + 16);
+      const float* ap = a + p * a_p;
 #pragma GCC unroll 8
-    for (int r = 0; r < kMr; ++r) {
-      const __m512 av = _mm512_set1_ps(ap[r]);
-      acc[r][0] = _mm512_fmadd_ps(av, b0, acc[r][0]);
-      acc[r][1] = _mm512_fmadd_ps(av, b1, acc[r][1]);
+      for (int r = 0; r < kMr; ++r) {
+        const __m512 av = _mm512_set1_ps(ap[r * a_row]);
+        acc[r][0] = _mm512_fmadd_ps(av, b0, acc[r][0]);
+        acc[r][1] = _mm512_fmadd_ps(av, b1, acc[r][1]);
+      }
+    }
+  } else {  // the last rows of op(a): the missing rows' accumulators stay zero and are not stored
+    for (std::int64_t p = 0; p < kc; ++p) {
+      const __m512 b0 = _mm512_loadu_ps(b + p * kNr);
+      const __m512 b1 = _mm512_loadu_ps(b + p * kNr + 16);
+      const float* ap = a + p * a_p;
+      for (int r = 0; r < rows; ++r) {
+        const __m512 av = _mm512_set1_ps(ap[r * a_row]);
+        acc[r][0] = _mm512_fmadd_ps(av, b0, acc[r][0]);
+        acc[r][1] = _mm512_fmadd_ps(av, b1, acc[r][1]);
+      }
     }
   }
   const __mmask16 m0 = cols >= 16 ? __mmask16(0xffff) : __mmask16((1u << cols) - 1);
@@ -138,13 +130,10 @@ TROUPE_AVX512F void micro_kernel(const float* a, const float* b, std::int64_t kc
   }
 }
 
-// Packing buffers, kept per calling thread between calls (a training step makes hundreds of products).
-struct PackBuffers {
-  std::vector<float> a, b;
-};
-PackBuffers& pack_buffers() {
-  thread_local PackBuffers buffers;
-  return buffers;
+// The packed b, kept per calling thread between calls (a training step makes hundreds of products).
+std::vector<float>& pack_buffer() {
+  thread_local std::vector<float> buffer;
+  return buffer;
 }
 
 }  // namespace
@@ -160,13 +149,12 @@ void packed_sgemm(ThreadPool& pool, bool trans_a, bool trans_b, std::int64_t m, 
     return;
   }
   const std::int64_t m_pad = round_up(m, kMr), n_pad = round_up(n, kNr);
-  PackBuffers& buf = pack_buffers();
-  buf.a.resize(static_cast<std::size_t>(m_pad * k));
-  buf.b.resize(static_cast<std::size_t>(n_pad * k));
-  pack_a(pool, trans_a, a, lda, m, k, buf.a.data());
-  pack_b(pool, trans_b, b, ldb, k, n, buf.b.data());
-  const float* ap = buf.a.data();
-  const float* bp = buf.b.data();
+  std::vector<float>& packed_b = pack_buffer();
+  packed_b.resize(static_cast<std::size_t>(n_pad * k));
+  pack_b(pool, trans_b, b, ldb, k, n, packed_b.data());
+  const float* bp = packed_b.data();
+  // op(a)[i, p] = a[i * a_row + p * a_p].
+  const std::int64_t a_row = trans_a ? 1 : lda, a_p = trans_a ? lda : 1;
   const std::int64_t tile_rows = (m_pad + kTileRows - 1) / kTileRows, tile_cols = (n_pad + kTileCols - 1) / kTileCols;
   pool.parallel_for(tile_rows * tile_cols, [&](std::int64_t t0, std::int64_t t1) {
     for (std::int64_t t = t0; t < t1; ++t) {
@@ -177,8 +165,8 @@ void packed_sgemm(ThreadPool& pool, bool trans_a, bool trans_b, std::int64_t m, 
         const bool first = p0 == 0;
         for (std::int64_t j = j_begin; j < j_end; j += kNr)
           for (std::int64_t i = i_begin; i < i_end; i += kMr)
-            micro_kernel(ap + i * k + p0 * kMr, bp + j * k + p0 * kNr, kc, c + i * ldc + j, ldc, std::min(kMr, m - i),
-                         std::min(kNr, n - j), alpha, first ? beta : 1.0f, first && beta == 0.0f);
+            micro_kernel(a + i * a_row + p0 * a_p, a_row, a_p, bp + j * k + p0 * kNr, kc, c + i * ldc + j, ldc,
+                         std::min(kMr, m - i), std::min(kNr, n - j), alpha, first ? beta : 1.0f, first && beta == 0.0f);
       }
     }
   });

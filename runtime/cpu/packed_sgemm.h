@@ -1,4 +1,4 @@
-// Owns troupe's f32 matrix product on AVX-512: operands packed once per call, an 8 x 32 register micro-kernel.
+// Owns troupe's f32 matrix product on AVX-512: B packed once per call, an 8 x 32 register micro-kernel.
 //
 // Why not OpenBLAS alone: troupe cuts every product into fixed 128-row BLAS calls so that an element's
 // rounding does not depend on the thread count or on how a batch is cut into micro-batches (BLAS picks its
