@@ -9,7 +9,7 @@ step rate over the steps after the warm-up, and the median over rounds is report
 
 The PyTorch configurations (bench/torch_gpt_peer.py, under each interpreter bench/torch_peers.py finds:
 Debian's 1.13 and the 2.x virtual environment, which --setup-torch2 creates):
-  f32:  eager with OMP_WAIT_POLICY=PASSIVE and =ACTIVE; torch.compile (2.x, inductor) with ACTIVE;
+  f32:  eager with OMP_WAIT_POLICY=PASSIVE (both) and =ACTIVE (2.x); torch.compile (2.x, inductor) with ACTIVE;
   bf16: torch.autocast(dtype=bfloat16) with ACTIVE (only when --precision has bf16).
 The ratios compare troupe with the fastest configuration of its precision, which is named.
 
@@ -17,7 +17,7 @@ MFU (docs/mfu.md): both sides do the same model FLOPs per token (troupe's count,
 its end-of-run line), divided by this CPU's measured peak on the same threads (`troupe peak`): the f32 FMA
 peak for f32 runs, the vdpbf16ps peak for bf16 runs.
 
-Run: python3 bench/bench_train.py [--threads N] [--steps 40] [--steps-large 12] [--rounds 2]
+Run: python3 bench/bench_train.py [--threads N] [--steps 40] [--steps-large 12] [--warmup 5] [--rounds 2]
                                   [--sizes small,large] [--precision f32,bf16] [--setup-torch2]
 """
 import argparse
@@ -33,14 +33,14 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from torch_peers import peers  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-WARMUP = 5
+WARMUP = 5  # steps not timed (--warmup): first touch of memory, and torch.compile's compilation
 SIZES = {
     "small": dict(width=256, layers=4, heads=4, block=128, batch=16),
     "large": dict(width=512, layers=6, heads=8, block=256, batch=8),
 }
 
 
-def troupe_rate(binary, threads, steps, extra=(), shape=SIZES["small"]):
+def troupe_rate(binary, threads, steps, extra=(), shape=SIZES["small"], warmup=WARMUP):
     """Median tokens/s after the warm-up, the last loss, and the FLOPs per token troupe counts."""
     with tempfile.TemporaryDirectory() as tmp:
         dump = os.path.join(tmp, "losses.jsonl")
@@ -56,7 +56,7 @@ def troupe_rate(binary, threads, steps, extra=(), shape=SIZES["small"]):
         rows = [json.loads(line) for line in open(dump)]
     m = re.search(r"\(([0-9.e+]+) FLOP per token", out)
     flops_per_token = float(m.group(1)) if m else 0.0
-    rates = [r["tokens_per_s"] for r in rows[WARMUP:]] or [r["tokens_per_s"] for r in rows]
+    rates = [r["tokens_per_s"] for r in rows[warmup:]] or [r["tokens_per_s"] for r in rows]
     return statistics.median(rates), rows[-1]["loss"], flops_per_token
 
 
@@ -80,18 +80,18 @@ def peer_configs(found, precisions):
     for label, python in found:
         two = not label.startswith("torch 1.")
         configs.append((f"{label} eager PASSIVE", "f32", python, "eager", "PASSIVE"))
-        configs.append((f"{label} eager ACTIVE", "f32", python, "eager", "ACTIVE"))
-        if two:
+        if two:  # Debian's 1.13 runs with its peer script's policy only (train_gpt.py's, PASSIVE)
+            configs.append((f"{label} eager ACTIVE", "f32", python, "eager", "ACTIVE"))
             configs.append((f"{label} compile ACTIVE", "f32", python, "compile", "ACTIVE"))
         if "bf16" in precisions:
             configs.append((f"{label} autocast ACTIVE", "bf16", python, "autocast", "ACTIVE"))
     return configs
 
 
-def peer_rate(python, mode, policy, threads, steps, shape):
+def peer_rate(python, mode, policy, threads, steps, shape, warmup=WARMUP):
     env = dict(os.environ, OMP_WAIT_POLICY=policy)
     cmd = [python, os.path.join(ROOT, "bench", "torch_gpt_peer.py"), "--threads", str(threads), "--steps", str(steps),
-           "--warmup", str(WARMUP), "--mode", mode, "--width", str(shape["width"]), "--layers", str(shape["layers"]),
+           "--warmup", str(warmup), "--mode", mode, "--width", str(shape["width"]), "--layers", str(shape["layers"]),
            "--heads", str(shape["heads"]), "--block", str(shape["block"]), "--batch", str(shape["batch"])]
     run = subprocess.run(cmd, capture_output=True, text=True, env=env)
     m = re.search(r"RESULT gpt_peer tokens_per_s median=(\d+)", run.stdout)
@@ -107,8 +107,9 @@ def mfu_text(rate, flops_per_token, peak):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--threads", type=int, default=os.cpu_count())
-    ap.add_argument("--steps", type=int, default=40, help="steps per run at the small size (5 of them warm-up)")
-    ap.add_argument("--steps-large", type=int, default=12, help="steps per run at the large size (5 of them warm-up)")
+    ap.add_argument("--steps", type=int, default=40, help="timed steps per run at the small size")
+    ap.add_argument("--steps-large", type=int, default=12, help="timed steps per run at the large size")
+    ap.add_argument("--warmup", type=int, default=WARMUP, help="steps before the timed ones, every run")
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--sizes", default="small", help="small, large or small,large")
     ap.add_argument("--precision", default="f32", help="troupe's train.precision values to run, comma-separated")
@@ -133,15 +134,15 @@ def main():
     fpt = {}
     for r in range(a.rounds):
         for s in sizes:
-            shape, steps = SIZES[s], WARMUP + (a.steps if s == "small" else a.steps_large)
+            shape, steps = SIZES[s], a.warmup + (a.steps if s == "small" else a.steps_large)
             for p in precisions:
-                rate, loss, f = troupe_rate(a.troupe, a.threads, steps, [f"train.precision={p}"], shape)
+                rate, loss, f = troupe_rate(a.troupe, a.threads, steps, [f"train.precision={p}"], shape, a.warmup)
                 fpt[s] = f or fpt.get(s, 0.0)
                 rates[(s, f"troupe {p}")].append(rate)
                 print(f"round {r} {s}: troupe {p:<26s} {rate:8.0f} tokens/s {mfu_text(rate, fpt[s], peak[p])} "
                       f"(loss {loss:.4f})", flush=True)
             for name, p, python, mode, policy in configs:
-                rate = peer_rate(python, mode, policy, a.threads, steps - WARMUP, shape)
+                rate = peer_rate(python, mode, policy, a.threads, steps - a.warmup, shape, a.warmup)
                 rates[(s, name)].append(rate)
                 print(f"round {r} {s}: {name:<33s} {rate:8.0f} tokens/s {mfu_text(rate, fpt[s], peak[p])}",
                       flush=True)
