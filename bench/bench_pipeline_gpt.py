@@ -43,7 +43,7 @@ def main():
                ("pp2_m8_interleaved", ["parallel.pipeline=2", "parallel.microbatches=8",
                                        "parallel.schedule=interleaved", "parallel.virtual_stages=2"])]
     for name, sets in configs:
-        rate, loss = troupe_rate(a.troupe, a.threads, a.steps, sets)
+        rate, loss, _ = troupe_rate(a.troupe, a.threads, a.steps, sets)
         results[name] = rate
         print(json.dumps({"bench": "pipeline_gpt", "config": name, "tokens_per_s": round(rate), "loss": loss}), flush=True)
     have_torch = os.path.exists(a.baseline) and subprocess.run(

@@ -1,18 +1,26 @@
 #!/usr/bin/env python3
-"""Single-device GPT training throughput: troupe beside PyTorch, same shapes, same run, one ratio.
+"""Single-device GPT training throughput: troupe beside every PyTorch configuration, same shapes, same run.
 
-Shapes (the peer's, ../shared/baselines/train_gpt.py): vocab 256, n_embd 256, 4 layers, 4 heads,
-block 128, batch 16, AdamW lr 1e-3 betas (0.9, 0.95) weight decay 0.1. Both sides use --threads
-threads (default: every core of this machine) and run alternately, --rounds times, so load from the
-rest of the machine falls on both; each side's figure is its median step rate over steps after the
-warm-up. Prints a final JSON line with both figures and the ratio troupe / PyTorch.
+Two shapes (--sizes): "small", the peer's (../shared/baselines/train_gpt.py): vocab 256, width 256, 4 layers,
+4 heads, block 128, batch 16; and "large": width 512, 6 layers, 8 heads, block 256, batch 8. AdamW lr 1e-3
+betas (0.9, 0.95) weight decay 0.1 everywhere. Every configuration uses --threads threads and they run
+alternately, --rounds times, so load from the rest of the machine falls on all; each figure is the median
+step rate over the steps after the warm-up, and the median over rounds is reported.
+
+The PyTorch configurations (bench/torch_gpt_peer.py, under each interpreter bench/torch_peers.py finds:
+Debian's 1.13 and the 2.x virtual environment, which --setup-torch2 creates):
+  f32:  eager with OMP_WAIT_POLICY=PASSIVE (both) and =ACTIVE (2.x); torch.compile (2.x, inductor);
+  bf16: torch.autocast(dtype=bfloat16) (only when --precision has bf16).
+compile and autocast run with PASSIVE: ACTIVE is faster on a quiet machine (6,964 against 6,365 tokens/s
+eager, issue 17) but several times slower on a busy one, where spinning threads take each other's cores.
+The ratios compare troupe with the fastest configuration of its precision, which is named.
 
 MFU (docs/mfu.md): both sides do the same model FLOPs per token (troupe's count, 6N + 12LCT, read from
 its end-of-run line), divided by this CPU's measured peak on the same threads (`troupe peak`): the f32 FMA
-peak for f32 runs, the vdpbf16ps peak for bf16 runs (--precision f32,bf16). With bf16, PyTorch's
-torch.autocast peer (bench/torch_gpt_autocast.py) runs too.
+peak for f32 runs, the vdpbf16ps peak for bf16 runs.
 
-Run: python3 bench/bench_train.py [--threads N] [--steps 60] [--rounds 2] [--precision f32,bf16]
+Run: python3 bench/bench_train.py [--threads N] [--steps 40] [--steps-large 12] [--warmup 5] [--rounds 2]
+                                  [--sizes small,large] [--precision f32,bf16] [--setup-torch2]
 """
 import argparse
 import json
@@ -23,17 +31,25 @@ import subprocess
 import sys
 import tempfile
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from torch_peers import peers  # noqa: E402
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-WARMUP = 5
+WARMUP = 5  # steps not timed (--warmup): first touch of memory, and torch.compile's compilation
+SIZES = {
+    "small": dict(width=256, layers=4, heads=4, block=128, batch=16),
+    "large": dict(width=512, layers=6, heads=8, block=256, batch=8),
+}
 
 
-def troupe_rate(binary, threads, steps, extra=()):
+def troupe_rate(binary, threads, steps, extra=(), shape=SIZES["small"], warmup=WARMUP):
     """Median tokens/s after the warm-up, the last loss, and the FLOPs per token troupe counts."""
     with tempfile.TemporaryDirectory() as tmp:
         dump = os.path.join(tmp, "losses.jsonl")
         cmd = [binary, "train", "--steps", str(steps), "--dump-losses", dump,
-               "--set", f"train.threads={threads}", "--set", "model.n_layer=4", "--set", "model.n_head=4",
-               "--set", "model.n_embd=256", "--set", "model.block_size=128", "--set", "train.batch_size=16",
+               "--set", f"train.threads={threads}", "--set", f"model.n_layer={shape['layers']}",
+               "--set", f"model.n_head={shape['heads']}", "--set", f"model.n_embd={shape['width']}",
+               "--set", f"model.block_size={shape['block']}", "--set", f"train.batch_size={shape['batch']}",
                "--set", "optim.kind=adamw", "--set", "optim.lr=1e-3", "--set", "optim.beta2=0.95",
                "--set", "optim.weight_decay=0.1", "--set", "train.eval_every=0", "--set", "train.eval_batches=1"]
         for kv in extra:
@@ -42,7 +58,7 @@ def troupe_rate(binary, threads, steps, extra=()):
         rows = [json.loads(line) for line in open(dump)]
     m = re.search(r"\(([0-9.e+]+) FLOP per token", out)
     flops_per_token = float(m.group(1)) if m else 0.0
-    rates = [r["tokens_per_s"] for r in rows[WARMUP:]] or [r["tokens_per_s"] for r in rows]
+    rates = [r["tokens_per_s"] for r in rows[warmup:]] or [r["tokens_per_s"] for r in rows]
     return statistics.median(rates), rows[-1]["loss"], flops_per_token
 
 
@@ -60,13 +76,29 @@ def cpu_peak(binary, threads):
     return peak
 
 
-def torch_rate(baseline, threads, steps):
-    env = dict(os.environ, OMP_WAIT_POLICY="PASSIVE")
-    out = subprocess.run(["/usr/bin/python3", baseline, "--threads", str(threads), "--steps", str(steps), "--runs", "1"],
-                         check=True, capture_output=True, text=True, env=env, cwd=os.path.dirname(baseline)).stdout
-    m = re.search(r"RESULT gpt_single_t\d+ tokens_per_s median=(\d+)", out)
-    if not m:
-        sys.exit("bench_train: could not read the PyTorch baseline's RESULT line:\n" + out)
+def peer_configs(found, precisions):
+    """[(label, precision, python, mode, OMP_WAIT_POLICY)] for every PyTorch found."""
+    configs = []
+    for label, python in found:
+        two = not label.startswith("torch 1.")
+        configs.append((f"{label} eager PASSIVE", "f32", python, "eager", "PASSIVE"))
+        if two:  # Debian's 1.13 runs with its peer script's policy only (train_gpt.py's, PASSIVE)
+            configs.append((f"{label} eager ACTIVE", "f32", python, "eager", "ACTIVE"))
+            configs.append((f"{label} compile PASSIVE", "f32", python, "compile", "PASSIVE"))
+        if "bf16" in precisions:
+            configs.append((f"{label} autocast PASSIVE", "bf16", python, "autocast", "PASSIVE"))
+    return configs
+
+
+def peer_rate(python, mode, policy, threads, steps, shape, warmup=WARMUP):
+    env = dict(os.environ, OMP_WAIT_POLICY=policy)
+    cmd = [python, os.path.join(ROOT, "bench", "torch_gpt_peer.py"), "--threads", str(threads), "--steps", str(steps),
+           "--warmup", str(warmup), "--mode", mode, "--width", str(shape["width"]), "--layers", str(shape["layers"]),
+           "--heads", str(shape["heads"]), "--block", str(shape["block"]), "--batch", str(shape["batch"])]
+    run = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    m = re.search(r"RESULT gpt_peer tokens_per_s median=(\d+)", run.stdout)
+    if run.returncode != 0 or not m:
+        sys.exit(f"bench_train: {' '.join(cmd)} (OMP_WAIT_POLICY={policy}) failed:\n{run.stdout}\n{run.stderr[-3000:]}")
     return float(m.group(1))
 
 
@@ -74,74 +106,72 @@ def mfu_text(rate, flops_per_token, peak):
     return f"MFU {100.0 * rate * flops_per_token / peak:5.1f}%" if peak and flops_per_token else "MFU n/a"
 
 
-def autocast_rate(threads, steps):
-    """PyTorch's bf16 autocast peer (bench/torch_gpt_autocast.py), tokens/s."""
-    env = dict(os.environ, OMP_WAIT_POLICY="PASSIVE")
-    out = subprocess.run(["/usr/bin/python3", os.path.join(ROOT, "bench", "torch_gpt_autocast.py"), "--threads",
-                          str(threads), "--steps", str(steps)], check=True, capture_output=True, text=True, env=env).stdout
-    m = re.search(r"RESULT gpt_autocast_t\d+ tokens_per_s median=(\d+)", out)
-    if not m:
-        sys.exit("bench_train: could not read torch_gpt_autocast.py's RESULT line:\n" + out)
-    return float(m.group(1))
-
-
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--threads", type=int, default=os.cpu_count())
-    ap.add_argument("--steps", type=int, default=60)
+    ap.add_argument("--steps", type=int, default=40, help="timed steps per run at the small size")
+    ap.add_argument("--steps-large", type=int, default=12, help="timed steps per run at the large size")
+    ap.add_argument("--warmup", type=int, default=WARMUP, help="steps before the timed ones, every run")
     ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--sizes", default="small", help="small, large or small,large")
     ap.add_argument("--precision", default="f32", help="troupe's train.precision values to run, comma-separated")
+    ap.add_argument("--setup-torch2", action="store_true", help="create the PyTorch 2.x environment if missing")
     ap.add_argument("--troupe", default=os.path.join(ROOT, "build", "troupe"))
-    ap.add_argument("--baseline", default=os.path.join(ROOT, "..", "shared", "baselines", "train_gpt.py"))
     a = ap.parse_args()
     if not os.path.exists(a.troupe):
         sys.exit(f"bench_train: {a.troupe} not found; build first (scripts/build)")
     precisions = [p.strip() for p in a.precision.split(",") if p.strip()]
     if not precisions or any(p not in ("f32", "bf16") for p in precisions):
         sys.exit(f"bench_train: --precision {a.precision}: expected f32, bf16 or f32,bf16")
-    have_torch = os.path.exists(a.baseline) and subprocess.run(
-        ["/usr/bin/python3", "-c", "import torch"], capture_output=True).returncode == 0
+    sizes = [s.strip() for s in a.sizes.split(",") if s.strip()]
+    if not sizes or any(s not in SIZES for s in sizes):
+        sys.exit(f"bench_train: --sizes {a.sizes}: expected small, large or small,large")
+    configs = peer_configs(peers(setup_torch2=a.setup_torch2), precisions)
+    load = os.getloadavg()
     peak = cpu_peak(a.troupe, a.threads)
     print(f"peak on {a.threads} threads (troupe peak): f32 {peak['f32'] / 1e9:.1f} GFLOP/s, bf16 "
           f"{peak['bf16'] / 1e9:.1f} GFLOP/s; sgemm reached {peak['sgemm'] / 1e9:.1f}, troupe's bf16 product "
-          f"{peak['bf16_product'] / 1e9:.1f}", flush=True)
-    ours = {p: [] for p in precisions}
-    theirs, theirs_bf16 = [], []
-    flops_per_token = 0.0
+          f"{peak['bf16_product'] / 1e9:.1f}; load average {load[0]:.1f}", flush=True)
+    rates = {(s, name): [] for s in sizes for name in [f"troupe {p}" for p in precisions] + [c[0] for c in configs]}
+    fpt = {}
     for r in range(a.rounds):
+        for s in sizes:
+            shape, steps = SIZES[s], a.warmup + (a.steps if s == "small" else a.steps_large)
+            for p in precisions:
+                rate, loss, f = troupe_rate(a.troupe, a.threads, steps, [f"train.precision={p}"], shape, a.warmup)
+                fpt[s] = f or fpt.get(s, 0.0)
+                rates[(s, f"troupe {p}")].append(rate)
+                print(f"round {r} {s}: troupe {p:<26s} {rate:8.0f} tokens/s {mfu_text(rate, fpt[s], peak[p])} "
+                      f"(loss {loss:.4f})", flush=True)
+            for name, p, python, mode, policy in configs:
+                rate = peer_rate(python, mode, policy, a.threads, steps - a.warmup, shape, a.warmup)
+                rates[(s, name)].append(rate)
+                print(f"round {r} {s}: {name:<33s} {rate:8.0f} tokens/s {mfu_text(rate, fpt[s], peak[p])}",
+                      flush=True)
+    result = {"bench": "train_gpt", "threads": a.threads, "load_average_at_start": round(load[0], 2),
+              "peak_f32_flops": peak["f32"], "peak_bf16_flops": peak["bf16"], "sizes": {}}
+    for s in sizes:
+        med = {name: statistics.median(v) for (size, name), v in rates.items() if size == s}
+        out = {"shape": SIZES[s], "flops_per_token": fpt[s], "tokens_per_s": {k: round(v) for k, v in med.items()},
+               "mfu": {k: round(v * fpt[s] / peak["bf16" if ("bf16" in k or "autocast" in k) else "f32"], 4)
+                       for k, v in med.items()}}
+        print(f"{s} {SIZES[s]}: median over {a.rounds} rounds", flush=True)
         for p in precisions:
-            rate, loss, fpt = troupe_rate(a.troupe, a.threads, a.steps, [f"train.precision={p}"])
-            flops_per_token = fpt or flops_per_token
-            ours[p].append(rate)
-            print(f"round {r}: troupe {p:4s} {rate:8.0f} tokens/s {mfu_text(rate, fpt, peak[p])} "
-                  f"(loss after {a.steps} steps {loss:.4f})", flush=True)
-        if have_torch:
-            theirs.append(torch_rate(a.baseline, a.threads, a.steps))
-            print(f"round {r}: pytorch f32  {theirs[-1]:8.0f} tokens/s {mfu_text(theirs[-1], flops_per_token, peak['f32'])}",
-                  flush=True)
-            if "bf16" in precisions:
-                theirs_bf16.append(autocast_rate(a.threads, a.steps))
-                print(f"round {r}: pytorch bf16 {theirs_bf16[-1]:8.0f} tokens/s (torch.autocast) "
-                      f"{mfu_text(theirs_bf16[-1], flops_per_token, peak['bf16'])}", flush=True)
-    result = {"bench": "train_gpt", "threads": a.threads, "flops_per_token": flops_per_token,
-              "peak_f32_flops": peak["f32"], "peak_bf16_flops": peak["bf16"]}
-    for p in precisions:
-        rate = statistics.median(ours[p])
-        key = "troupe" if p == "f32" else f"troupe_{p}"
-        result[f"{key}_tokens_per_s"] = round(rate)
-        result[f"{key}_mfu"] = round(rate * flops_per_token / peak[p], 4) if peak[p] else None
-    if theirs:
-        theirs_rate = statistics.median(theirs)
-        result["pytorch_tokens_per_s"] = round(theirs_rate)
-        result["pytorch_mfu"] = round(theirs_rate * flops_per_token / peak["f32"], 4) if peak["f32"] else None
-        for p in precisions:
-            key = "ratio" if p == "f32" else f"ratio_{p}"
-            result[key] = round(statistics.median(ours[p]) / theirs_rate, 3)
-        if theirs_bf16:
-            result["pytorch_autocast_bf16_tokens_per_s"] = round(statistics.median(theirs_bf16))
-            result["ratio_bf16_vs_autocast"] = round(statistics.median(ours["bf16"]) / statistics.median(theirs_bf16), 3)
-    else:
-        print("bench_train: PyTorch baseline not available (/usr/bin/python3 with torch, ../shared/baselines); troupe only")
+            ours = med[f"troupe {p}"]
+            theirs = {c[0]: med[c[0]] for c in configs if c[1] == p}
+            if theirs:
+                best = max(theirs, key=theirs.get)
+                out[f"best_pytorch_{p}"] = best
+                out[f"ratio_{p}"] = round(ours / theirs[best], 3)
+                print(f"  troupe {p} {ours:.0f} tokens/s ({mfu_text(ours, fpt[s], peak[p])}) / best PyTorch {p}, "
+                      f"{best}, {theirs[best]:.0f} ({mfu_text(theirs[best], fpt[s], peak[p])}) = "
+                      f"{ours / theirs[best]:.3f}x", flush=True)
+        if "f32" in precisions and "bf16" in precisions:
+            out["ratio_bf16_vs_troupe_f32"] = round(med["troupe bf16"] / med["troupe f32"], 3)
+            print(f"  troupe bf16 / troupe f32 = {out['ratio_bf16_vs_troupe_f32']:.3f}x", flush=True)
+        result["sizes"][s] = out
+    if not configs:
+        print("bench_train: no PyTorch found (Debian's /usr/bin/python3 with torch, or scripts/setup-torch2); troupe only")
     print(json.dumps(result))
 
 

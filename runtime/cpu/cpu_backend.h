@@ -8,6 +8,7 @@
 
 #include "runtime/backend.h"
 #include "runtime/cpu/bf16_gemm.h"
+#include "runtime/cpu/packed_sgemm.h"
 #include "runtime/thread_pool.h"
 
 namespace troupe {
@@ -29,6 +30,11 @@ class CpuBackend final : public Backend {
   Precision precision() const override { return precision_; }
   void set_bf16_kernel(Bf16Kernel kernel) { bf16_kernel_ = kernel; }
   Bf16Kernel bf16_kernel() const { return bf16_kernel_; }
+  // f32 products run on troupe's packed AVX-512 kernel where the CPU has AVX-512F
+  // (runtime/cpu/packed_sgemm.h), else on OpenBLAS in fixed row blocks; set_f32_kernel picks the other
+  // (tests and bench/bench_sgemm.cpp compare the two).
+  void set_f32_kernel(F32Kernel kernel) { f32_kernel_ = kernel; }
+  F32Kernel f32_kernel() const { return f32_kernel_; }
   std::span<ExactSum> exact_grad(const Tensor& grad) override;
   void flush_exact_grad(const Tensor& grad) override;
 
@@ -89,7 +95,8 @@ class CpuBackend final : public Backend {
   void cross_entropy_backward(const Tensor& probs, const Tensor& targets, float scale,
                               const Tensor& dlogits) override;
 
-  // Row-major sgemm on raw pointers, split over the pool along M (or N when M is small).
+  // Row-major sgemm on raw pointers over the pool: the packed kernel, or OpenBLAS in fixed blocks of rows
+  // (or columns when M is small). Either way an element's bits do not depend on the thread count.
   void gemm(bool trans_a, bool trans_b, std::int64_t m, std::int64_t n, std::int64_t k, float alpha,
             const float* a, std::int64_t lda, const float* b, std::int64_t ldb, float beta, float* c,
             std::int64_t ldc);
@@ -118,6 +125,7 @@ class CpuBackend final : public Backend {
   bool deterministic_ = false;
   Precision precision_ = Precision::f32;
   Bf16Kernel bf16_kernel_ = best_bf16_kernel();
+  F32Kernel f32_kernel_ = best_f32_kernel();
   // Exact accumulators by gradient buffer (its data pointer); see Backend::set_deterministic.
   std::mutex exact_mu_;
   std::unordered_map<const float*, std::vector<ExactSum>> exact_;

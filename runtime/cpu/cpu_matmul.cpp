@@ -38,6 +38,10 @@ std::int64_t blocks(std::int64_t n, std::int64_t block) { return (n + block - 1)
 void CpuBackend::gemm(bool trans_a, bool trans_b, std::int64_t m, std::int64_t n, std::int64_t k, float alpha,
                       const float* a, std::int64_t lda, const float* b, std::int64_t ldb, float beta, float* c,
                       std::int64_t ldc) {
+  if (f32_kernel_ == F32Kernel::packed) {
+    packed_sgemm(*pool_, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+    return;
+  }
   if (m * n * k < kSmallProduct) {
     sgemm_serial(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
     return;

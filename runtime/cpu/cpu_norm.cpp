@@ -20,14 +20,8 @@ void CpuBackend::layernorm_forward(const Tensor& x, const Tensor& w, const Tenso
   pool_->parallel_for(rows, [&](std::int64_t r0, std::int64_t r1) {
     for (std::int64_t r = r0; r < r1; ++r) {
       const float* row = xp + r * c;
-      float sum = 0.0f;
-      for (std::int64_t j = 0; j < c; ++j) sum += row[j];
-      const float m = sum / static_cast<float>(c);
-      float sq = 0.0f;
-      for (std::int64_t j = 0; j < c; ++j) {
-        float d = row[j] - m;
-        sq += d * d;
-      }
+      const float m = cpu::lane_sum(row, c) / static_cast<float>(c);
+      const float sq = cpu::lane_sum_sq(row, c, m);
       const float s = 1.0f / std::sqrt(sq / static_cast<float>(c) + eps);
       float* out = yp + r * c;
       for (std::int64_t j = 0; j < c; ++j) out[j] = (row[j] - m) * s * wp[j] + bp[j];
@@ -51,13 +45,21 @@ void CpuBackend::layernorm_backward(const Tensor& dy, const Tensor& x, const Ten
       const float* g = dyp + r * c;
       const float* row = xp + r * c;
       const float m = mp[r], s = rp[r];
-      float sum_dn = 0.0f, sum_dn_n = 0.0f;
-      for (std::int64_t j = 0; j < c; ++j) {
-        float n = (row[j] - m) * s;
-        float dn = g[j] * wp[j];
-        sum_dn += dn;
-        sum_dn_n += dn * n;
+      // Both sums in the lanes of cpu::lane_sum, so that the loop vectorises.
+      float lane_dn[cpu::kLanes] = {}, lane_dn_n[cpu::kLanes] = {};
+      std::int64_t j0 = 0;
+      for (; j0 + cpu::kLanes <= c; j0 += cpu::kLanes)
+        for (int l = 0; l < cpu::kLanes; ++l) {
+          const float n = (row[j0 + l] - m) * s, dn = g[j0 + l] * wp[j0 + l];
+          lane_dn[l] += dn;
+          lane_dn_n[l] += dn * n;
+        }
+      for (int l = 0; j0 + l < c; ++l) {
+        const float n = (row[j0 + l] - m) * s, dn = g[j0 + l] * wp[j0 + l];
+        lane_dn[l] += dn;
+        lane_dn_n[l] += dn * n;
       }
+      const float sum_dn = cpu::lanes_total(lane_dn), sum_dn_n = cpu::lanes_total(lane_dn_n);
       const float mean_dn = sum_dn / static_cast<float>(c), mean_dn_n = sum_dn_n / static_cast<float>(c);
       float* out = dxp + r * c;
       for (std::int64_t j = 0; j < c; ++j) {

@@ -55,6 +55,41 @@ inline float row_sum(const float* in, std::int64_t n) {
   return s;
 }
 
+// Sums in 16 interleaved lanes (term j goes to lane j % 16), the lanes then added pairwise: the order is fixed
+// by n alone, and the loop vectorises (a single running sum cannot be reordered by the compiler).
+constexpr int kLanes = 16;
+
+inline float lanes_total(float* lane) {
+  for (int w = kLanes / 2; w > 0; w /= 2)
+    for (int l = 0; l < w; ++l) lane[l] += lane[l + w];
+  return lane[0];
+}
+
+inline float lane_sum(const float* in, std::int64_t n) {
+  float lane[kLanes] = {};
+  std::int64_t j = 0;
+  for (; j + kLanes <= n; j += kLanes)
+    for (int l = 0; l < kLanes; ++l) lane[l] += in[j + l];
+  for (int l = 0; j + l < n; ++l) lane[l] += in[j + l];
+  return lanes_total(lane);
+}
+
+// Sum of (in[j] - shift)^2, lanes as lane_sum.
+inline float lane_sum_sq(const float* in, std::int64_t n, float shift) {
+  float lane[kLanes] = {};
+  std::int64_t j = 0;
+  for (; j + kLanes <= n; j += kLanes)
+    for (int l = 0; l < kLanes; ++l) {
+      const float d = in[j + l] - shift;
+      lane[l] += d * d;
+    }
+  for (int l = 0; j + l < n; ++l) {
+    const float d = in[j + l] - shift;
+    lane[l] += d * d;
+  }
+  return lanes_total(lane);
+}
+
 inline void scale_row(float* row, std::int64_t n, float factor) {
   for (std::int64_t j = 0; j < n; ++j) row[j] *= factor;
 }
