@@ -195,7 +195,7 @@ class TensorParallelProcessesJob final : public Job {
     shard_->ask<bool>(proto::restore_atom::value, state, source);
   }
   void set_trace(TraceRecorder* trace) override { shard_->trainer().set_trace(trace); }  // shard 0's spans
-  Dataset& dataset() override { return shard_->trainer().dataset(); }
+  std::string data_description() override { return shard_->trainer().dataset().describe(); }
   int threads() override { return shard_->trainer().backend().threads(); }
   // Replicated parameters once, split ones T times (each shard holds 1/T of them).
   std::int64_t parameter_count() override {
