@@ -142,7 +142,9 @@ def main():
 
     port = free_port()
     proxy = Proxy(port, FLIPPED_FRAME if case == "flip" else None)
-    extra = ["--set", "comm.interface=lo", "--set", "comm.integrity=on"]
+    # comm.same_host = tcp: both ranks share this host, and shared memory would carry their gradients around
+    # the proxy.
+    extra = ["--set", "comm.interface=lo", "--set", "comm.integrity=on", "--set", "comm.same_host=tcp"]
     if case == "encrypt":
         extra += ["--set", "comm.encrypt=true"]
     procs = []
