@@ -5,12 +5,15 @@ a torch worker (a function of its own script run under each PyTorch interpreter 
 finds, printing one JSON line). compare() then runs troupe and every PyTorch alternately, --rounds times, so
 load from the rest of the machine falls on all of them; each side's figure is the median over rounds of its
 median step rate after the warm-up steps. It prints every figure as it comes, then a summary naming the faster
-PyTorch and troupe's ratio to it, and a final JSON line:
+PyTorch and troupe's ratio to it, each side's MFU (model FLOPs per image or token and the CPU's measured peak as
+troupe's run states them, runtime/model_flops.h), and a final JSON line:
   {"bench": ..., <shape keys>, "unit": "images/s", "troupe": 1234, "peers": {"torch 1.13.1": 1000, ...},
-   "ratios": {"torch 1.13.1": 1.234, ...}, "faster_peer": "torch 2.x", "ratio": 1.1}
+   "ratios": {"torch 1.13.1": 1.234, ...}, "faster_peer": "torch 2.x", "ratio": 1.1, "flops_per_unit": ...,
+   "peak_flops_per_s": ..., "troupe_mfu": 0.25}
 """
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -28,15 +31,18 @@ def median_after_warmup(rates):
 
 
 def troupe_rate(binary, steps, sets, key):
-    """Runs `troupe train` for `steps` steps with these --set keys; (median `key` after warm-up, last loss)."""
+    """Runs `troupe train` for `steps` steps with these --set keys; (median `key` after warm-up, last loss,
+    (model FLOPs per unit, the CPU's peak FLOP/s) as troupe's closing MFU line states them, or None)."""
     with tempfile.TemporaryDirectory() as tmp:
         dump = os.path.join(tmp, "losses.jsonl")
         cmd = [binary, "train", "--steps", str(steps), "--dump-losses", dump]
         for s in sets:
             cmd += ["--set", s]
-        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+        out = subprocess.run(cmd, check=True, stdout=subprocess.PIPE, text=True).stdout
         rows = [json.loads(line) for line in open(dump)]
-    return median_after_warmup([r[key] for r in rows]), rows[-1]["loss"]
+    m = re.search(r"\(([0-9.e+]+) FLOP per \w+, .*?\), MFU .*? of the .*? ([0-9.]+) GFLOP/s;", out)
+    flops = (float(m.group(1)), float(m.group(2)) * 1e9) if m else None
+    return median_after_warmup([r[key] for r in rows]), rows[-1]["loss"], flops
 
 
 def torch_rate(python, script, args):
@@ -53,18 +59,27 @@ def print_worker_rate(rates):
 
 
 def compare(name, unit, rounds, troupe_side, worker_args, shape, script, setup_torch2=False):
-    """Alternates troupe_side() -> (rate, loss) and each PyTorch's worker, `rounds` times; prints and returns the
+    """Alternates troupe_side() -> (rate, loss, flops) and each PyTorch's worker, `rounds` times; prints and returns the
     result (see the module's docstring). `shape` goes into the JSON line as it is."""
     found = peers(setup_torch2=setup_torch2)
     ours, theirs = [], {label: [] for label, _ in found}
+    flops = None  # (model FLOPs per unit, peak FLOP/s): the same model on the same CPU for every side
+
+    def mfu(rate):
+        return f" MFU {100.0 * rate * flops[0] / flops[1]:5.1f}%" if flops else ""
+
     for r in range(rounds):
-        rate, loss = troupe_side()
+        rate, loss, flops = troupe_side()
         ours.append(rate)
-        print(f"round {r}: troupe             {rate:10.0f} {unit} (loss after the run {loss:.4f})", flush=True)
+        print(f"round {r}: troupe             {rate:10.0f} {unit}{mfu(rate)} (loss after the run {loss:.4f})", flush=True)
         for label, python in found:
             theirs[label].append(torch_rate(python, script, worker_args))
-            print(f"round {r}: {label:<18} {theirs[label][-1]:10.0f} {unit}", flush=True)
+            print(f"round {r}: {label:<18} {theirs[label][-1]:10.0f} {unit}{mfu(theirs[label][-1])}", flush=True)
     result = {"bench": name, **shape, "unit": unit, "troupe": round(statistics.median(ours))}
+    if flops:
+        result["flops_per_unit"] = flops[0]
+        result["peak_flops_per_s"] = flops[1]
+        result["troupe_mfu"] = round(statistics.median(ours) * flops[0] / flops[1], 4)
     if not found:
         print(f"{name}: no PyTorch found (Debian's python3-torch, or scripts/setup-torch2); troupe only")
         print(json.dumps(result))

@@ -381,7 +381,7 @@ int train_loop(Job& trainer, const RunConfig& config, const TrainOptions& option
       print_and_log(run, fmt::format("troupe: model FLOPs {:.1f} GFLOP/s ({:.4g} FLOP per {}, {}), MFU {:.1f}% of the "
                                      "{} {:.1f} GFLOP/s; the best {} product reached {:.1f} GFLOP/s ({:.1f}%)\n",
                                      flops / 1e9, flops_per_unit, unit == "tokens" ? "token" : "sample",
-                                     m.kind == ModelKind::gpt ? "6N + 12LCT" : "6N", 100.0 * mfu(flops, peak), peak_name,
+                                     m.kind == ModelKind::gpt ? "6N + 12LCT" : m.kind == ModelKind::cnn ? "6 x multiply-adds" : "6N", 100.0 * mfu(flops, peak), peak_name,
                                      peak / 1e9, config.train.precision == Precision::bf16 ? "bf16" : "f32",
                                      (config.train.precision == Precision::bf16 && cpu.bf16_gemm > 0 ? cpu.bf16_gemm
                                                                                                       : cpu.sgemm) / 1e9,

@@ -28,8 +28,18 @@ double gpt_train_flops_per_token(std::int64_t n_layer, std::int64_t n_embd, std:
 // 6 x the sum of in x out over its layers.
 double dense_train_flops_per_sample(const std::vector<int>& widths);
 
-// Training FLOPs per unit of throughput (a token for the gpt, a sample for the mlp); 0 for the models
-// whose FLOPs troupe does not count yet (cnn, lstm).
+// Training FLOPs per image of the residual CNN (models/cnn_layers.h): 6 x the multiply-adds of its
+// convolutions (stem, two 3x3 per block, the 1x1 projection where a block changes shape) and its classifier,
+// for side x side single-channel images.
+double cnn_train_flops_per_sample(const std::vector<int>& channels, const std::vector<int>& blocks, int side,
+                                  int stem_stride, int classes);
+
+// Training FLOPs per token of the stacked LSTM (models/lstm_layers.h, input width = hidden): 6 x (per layer
+// the four gates' input and recurrent products, 8 H^2, and the head's V H).
+double lstm_train_flops_per_token(std::int64_t n_layer, std::int64_t hidden, std::int64_t vocab);
+
+// Training FLOPs per unit of throughput (a token for the gpt and the lstm, a sample for the mlp and the cnn);
+// 0 for deepfm, whose step is embedding lookups on parameter servers more than products: no MFU printed.
 double train_flops_per_unit(const ModelConfig& model);
 
 // Model FLOPs per second at `units_per_s`, and that as a fraction of `peak_flops_per_s` (0 when the

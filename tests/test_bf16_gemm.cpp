@@ -172,7 +172,7 @@ TEST_CASE("bf16 linear layers: rows independent of the call and of the thread co
   }
 }
 
-TEST_CASE("model FLOPs: the GPT and the MLP by hand, MFU", "[bf16][mfu]") {
+TEST_CASE("model FLOPs: the GPT, MLP, CNN and LSTM by hand, MFU", "[bf16][mfu]") {
   // C 256, L 4, V 256: 12 * 4 * 256^2 + 256 * 256 = 3,145,728 + 65,536 = 3,211,264 weights in products.
   CHECK(gpt_matmul_weights(4, 256, 256) == 3'211'264.0);
   // 6 * 3,211,264 + 12 * 4 * 256 * 128 = 19,267,584 + 1,572,864 = 20,840,448 FLOPs per token.
@@ -187,9 +187,23 @@ TEST_CASE("model FLOPs: the GPT and the MLP by hand, MFU", "[bf16][mfu]") {
   CHECK(train_flops_per_unit(mlp) == 11'169'792.0);
   ModelConfig gpt;
   CHECK(train_flops_per_unit(gpt) == 20'840'448.0);  // the defaults: L 4, C 256, T 128, V 256
+  // The default CNN (16, 32, 64 channels, a block each, 28 x 28): multiply-adds of the stem 9*16*784 =
+  // 112,896; block 0 (28 x 28) 2 * 9*16*16*784 = 3,612,672; block 1 (14 x 14) 9*16*32*196 + 9*32*32*196 +
+  // 16*32*196 = 2,809,856; block 2 (7 x 7) 9*32*64*49 + 9*64*64*49 + 32*64*49 = 2,809,856; fc 640: 9,345,920.
   ModelConfig cnn;
   cnn.kind = ModelKind::cnn;
-  CHECK(train_flops_per_unit(cnn) == 0.0);  // not counted: no MFU printed
+  CHECK(train_flops_per_unit(cnn) == 6.0 * 9'345'920.0);
+  // A stride-2 stem: 14 x 14, then 14, 7, 4.
+  CHECK(cnn_train_flops_per_sample({8}, {1}, 28, 2, 10) == 6.0 * (9 * 8 * 196 + 2 * 9 * 8 * 8 * 196 + 8 * 10));
+  CHECK(cnn_train_flops_per_sample({8, 8}, {1, 1}, 28, 1, 10) ==
+        6.0 * (9 * 8 * 784 + 2 * 9 * 8 * 8 * 784 + 2 * 9 * 8 * 8 * 196 + 8 * 8 * 196 + 8 * 10));
+  // The default LSTM (L 4, H 256, V 256): 6 * (4 * 8 * 65,536 + 65,536) = 12,976,128 per token.
+  ModelConfig lstm;
+  lstm.kind = ModelKind::lstm;
+  CHECK(train_flops_per_unit(lstm) == 12'976'128.0);
+  ModelConfig deepfm;
+  deepfm.kind = ModelKind::deepfm;
+  CHECK(train_flops_per_unit(deepfm) == 0.0);  // not counted: no MFU printed
   // 7,222 tokens/s (issue 17's figure) is 150.5 GFLOP/s; on a 232 GFLOP/s peak, 64.9%.
   CHECK(model_flops_per_s(20'840'448.0, 7222.0) == Approx(150.51e9).epsilon(1e-4));
   CHECK(mfu(150.51e9, 232e9) == Approx(0.64875).epsilon(1e-4));
