@@ -15,7 +15,7 @@ import re
 import subprocess
 import sys
 
-from bench_train import ROOT, troupe_rate
+from bench_train import ROOT, cpu_peak, mfu_of, troupe_rate
 
 
 def pipe_manual_rate(baseline, micro):
@@ -42,17 +42,21 @@ def main():
                ("pp4_m8", ["parallel.pipeline=4", "parallel.microbatches=8"]),
                ("pp2_m8_interleaved", ["parallel.pipeline=2", "parallel.microbatches=8",
                                        "parallel.schedule=interleaved", "parallel.virtual_stages=2"])]
+    peak = cpu_peak(a.troupe, a.threads)["f32"]
+    flops_per_token = 0.0  # as troupe counts them; PyTorch's pipeline runs the same model
     for name, sets in configs:
-        rate, loss, _ = troupe_rate(a.troupe, a.threads, a.steps, sets)
+        rate, loss, flops_per_token = troupe_rate(a.troupe, a.threads, a.steps, sets)
         results[name] = rate
-        print(json.dumps({"bench": "pipeline_gpt", "config": name, "tokens_per_s": round(rate), "loss": loss}), flush=True)
+        print(json.dumps({"bench": "pipeline_gpt", "config": name, "tokens_per_s": round(rate),
+                          "mfu": mfu_of(rate, flops_per_token, peak), "loss": loss}), flush=True)
     have_torch = os.path.exists(a.baseline) and subprocess.run(
         ["/usr/bin/python3", "-c", "import torch"], capture_output=True).returncode == 0
     if have_torch:
         for micro in (4, 8):
             results[f"torch_pipe_m{micro}"] = pipe_manual_rate(a.baseline, micro)
             print(json.dumps({"bench": "pipeline_gpt", "config": f"torch_pipe_manual_m{micro}",
-                              "tokens_per_s": round(results[f"torch_pipe_m{micro}"])}), flush=True)
+                              "tokens_per_s": round(results[f"torch_pipe_m{micro}"]),
+                              "mfu": mfu_of(results[f"torch_pipe_m{micro}"], flops_per_token, peak)}), flush=True)
     summary = {"bench": "pipeline_gpt_ratios", "threads": a.threads,
                "pp2_m4_vs_single": round(results["pp2_m4"] / results["single"], 3),
                "pp4_m8_vs_single": round(results["pp4_m8"] / results["single"], 3)}

@@ -25,7 +25,7 @@ import statistics
 import subprocess
 import sys
 
-from bench_train import ROOT, troupe_rate
+from bench_train import ROOT, cpu_peak, mfu_of, troupe_rate
 from torch_peers import peers
 
 DTENSOR_CHECK = "import torch.distributed.tensor.parallel"
@@ -69,22 +69,26 @@ def main():
     rates = {name: [] for name, _, _ in runs}
     rates.update({label: [] for label, _ in torches})
     port = 29533
+    peak = cpu_peak(a.troupe, a.threads)["f32"]  # every side uses a.threads cores in all
+    flops_per_token = 0.0  # as troupe counts them; DTensor's model does the same products
     for rnd in range(a.rounds):  # alternating, so the rest of the machine's load falls on every side
         for name, threads, sets in runs:
-            rate, loss, _ = troupe_rate(a.troupe, threads, a.steps, sets)
+            rate, loss, flops_per_token = troupe_rate(a.troupe, threads, a.steps, sets)
             rates[name].append(rate)
             print(json.dumps({"bench": "tp", "round": rnd, "config": f"troupe {name}", "threads_per_rank": threads,
-                              "tokens_per_s": round(rate), "loss": loss}), flush=True)
+                              "tokens_per_s": round(rate), "mfu": mfu_of(rate, flops_per_token, peak), "loss": loss}),
+                  flush=True)
         for label, python in torches:
             port += 1  # a fresh port each run: gloo's store may linger in TIME_WAIT
             rate = dtensor_rate(python, a.baseline, a.threads, a.steps, port)
             rates[label].append(rate)
-            print(json.dumps({"bench": "tp", "round": rnd, "config": f"{label} DTensor tp2", "tokens_per_s": round(rate)}),
-                  flush=True)
+            print(json.dumps({"bench": "tp", "round": rnd, "config": f"{label} DTensor tp2", "tokens_per_s": round(rate),
+                              "mfu": mfu_of(rate, flops_per_token, peak)}), flush=True)
     med = {k: statistics.median(v) for k, v in rates.items() if v}
     summary = {"bench": "tp_summary", "threads": a.threads, "steps": a.steps, "rounds": a.rounds,
                "loadavg": [round(x, 2) for x in os.getloadavg()],
-               "tokens_per_s": {k: round(v) for k, v in med.items()}}
+               "tokens_per_s": {k: round(v) for k, v in med.items()},
+               "f32_peak_flops_per_s": peak, "mfu": {k: mfu_of(v, flops_per_token, peak) for k, v in med.items()}}
     for f in forms:
         # Step time at T = 2 over the single device's: the inverse of the rate ratio (same tokens per step).
         summary[f"tp2_{f}_step_over_single_step"] = round(med["single"] / med[f"tp2_{f}"], 3)

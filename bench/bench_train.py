@@ -102,6 +102,11 @@ def peer_rate(python, mode, policy, threads, steps, shape, warmup=WARMUP):
     return float(m.group(1))
 
 
+def mfu_of(rate, flops_per_token, peak):
+    """Model-FLOP utilisation of `rate` tokens/s against `peak` FLOP/s (None where either count is unknown)."""
+    return round(rate * flops_per_token / peak, 4) if peak and flops_per_token else None
+
+
 def mfu_text(rate, flops_per_token, peak):
     return f"MFU {100.0 * rate * flops_per_token / peak:5.1f}%" if peak and flops_per_token else "MFU n/a"
 
