@@ -18,8 +18,12 @@ import subprocess
 import sys
 import tempfile
 
+from bench_train import cpu_peak, mfu_of
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WARMUP = 10
+# Model FLOPs per sample of the MLP 784-1024-1024-10 (runtime/model_flops.h: 6 x the sum of in x out).
+FLOPS_PER_SAMPLE = 6 * (784 * 1024 + 1024 * 1024 + 1024 * 10)
 
 
 def troupe_steps_per_s(binary, world, batch, steps, transport):
@@ -68,13 +72,16 @@ def main():
             sides["troupe tcp"].append(troupe_steps_per_s(a.troupe, a.world, a.batch, a.steps, "tcp"))
         sides["torch DDP gloo"].append(ddp_steps_per_s(a.baseline, a.world, a.batch, a.steps))
     med = {k: statistics.median(v) for k, v in sides.items()}
+    peak = cpu_peak(a.troupe, a.world)["f32"]  # both sides use one thread per replica
+    mfu = {k: mfu_of(v * a.batch, FLOPS_PER_SAMPLE, peak) for k, v in med.items()}
     print(f"MLP 784-1024-1024-10, global batch {a.batch}, {a.world} replicas, SGD; median steps/s over {a.rounds} rounds")
     for k, v in med.items():
-        print(f"  {k:16s} {v:8.2f} steps/s  {v * a.batch:9.0f} samples/s  ratio vs DDP {v / med['torch DDP gloo']:.2f}")
+        print(f"  {k:16s} {v:8.2f} steps/s  {v * a.batch:9.0f} samples/s  ratio vs DDP {v / med['torch DDP gloo']:.2f}"
+              + (f"  MFU {100 * mfu[k]:5.1f}%" if mfu[k] is not None else ""))
     result = {"bench": "ddp_mlp", "world": a.world, "batch": a.batch,
               "troupe_inproc_steps_per_s": round(med["troupe inproc"], 2),
               "ddp_steps_per_s": round(med["torch DDP gloo"], 2),
-              "ratio": round(med["troupe inproc"] / med["torch DDP gloo"], 3)}
+              "ratio": round(med["troupe inproc"] / med["torch DDP gloo"], 3), "mfu": mfu}
     if a.tcp:
         result["troupe_tcp_steps_per_s"] = round(med["troupe tcp"], 2)
         result["ratio_tcp"] = round(med["troupe tcp"] / med["torch DDP gloo"], 3)

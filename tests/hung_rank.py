@@ -23,7 +23,8 @@ from rank_processes import children_of, rank_of, alive  # noqa: E402
 TIMEOUT_S = 8
 SMALL = ["--set", "model.n_layer=2", "--set", "model.n_embd=32", "--set", "model.n_head=2",
          "--set", "model.block_size=16", "--set", "train.batch_size=12", "--set", "train.threads=1",
-         "--set", "train.eval_every=0", "--set", "comm.transport=tcp", "--set", "comm.timeout_s=%d" % TIMEOUT_S,
+         "--set", "train.eval_every=0", "--set", "comm.transport=tcp", "--set", "comm.address=127.0.0.1:0",
+         "--set", "comm.timeout_s=%d" % TIMEOUT_S,
          "--set", "parallel.data=3", "--set", "fault.max_restarts=0", "--steps", "100000"]
 
 WORK = None

@@ -18,9 +18,11 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from rank_processes import children_of, alive  # noqa: E402
 
+# comm.address port 0: a free port, so a test running beside this one on the default port cannot take it.
 SMALL = ["--set", "model.n_layer=2", "--set", "model.n_embd=32", "--set", "model.n_head=2",
          "--set", "model.block_size=16", "--set", "train.batch_size=8", "--set", "train.threads=1",
-         "--set", "train.eval_every=0", "--set", "comm.transport=tcp", "--set", "comm.timeout_s=600",
+         "--set", "train.eval_every=0", "--set", "comm.transport=tcp", "--set", "comm.address=127.0.0.1:0",
+         "--set", "comm.timeout_s=600",
          "--set", "parallel.data=2", "--steps", "100000"]
 
 
