@@ -9,6 +9,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <thread>
 
 #include <fmt/format.h>
 
@@ -239,7 +240,11 @@ int train_loop(Job& trainer, const RunConfig& config, const TrainOptions& option
   std::string peak_name;
   CpuPeak cpu;
   if (flops_per_unit > 0.0 && on_cpu && config.train.steps > start.step) {
-    cpu = cpu_peak(trainer.threads());
+    // The peak of every core the job computes on: each data replica, pipeline stage and tensor shard has a
+    // backend of trainer.threads() threads (the first one's), together at most the machine's threads.
+    const int units = config.parallel.data * config.parallel.pipeline * config.parallel.tensor;
+    const int hardware = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+    cpu = cpu_peak(std::min(hardware, trainer.threads() * units));
     peak = cpu.peak(config.train.precision);
     const bool bf16_peak = config.train.precision == Precision::bf16 && cpu.bf16_dot > 0.0;
     peak_name = bf16_peak ? "bf16 peak (vdpbf16ps loop)" : "f32 peak (FMA loop)";

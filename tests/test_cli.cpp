@@ -4,12 +4,14 @@
 
 #include <sys/wait.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <set>
 #include <sstream>
+#include <thread>
 
 #include <nlohmann/json.hpp>
 
@@ -271,4 +273,12 @@ TEST_CASE("MFU: troupe peak measures and caches the CPU's peak, train prints MFU
                              env);
   REQUIRE(cnn.code == 0);
   CHECK_THAT(cnn.out, Catch::Contains(" MFU ") && Catch::Contains("(1.524e+06 FLOP per sample, 6 x multiply-adds)"));
+  // Two replicas of one thread each: MFU is against the peak of the job's two threads (one on a 1-thread machine).
+  const Run dp = run_troupe(s.dir, "train --set model.kind=mlp --set model.mlp_hidden=64 --set train.batch_size=8 "
+                                   "--set train.threads=2 --set parallel.data=2 --set train.eval_batches=1 --steps 1",
+                            env);
+  INFO(dp.out << dp.err);
+  REQUIRE(dp.code == 0);
+  const unsigned job_threads = std::min(2u, std::max(1u, std::thread::hardware_concurrency()));
+  CHECK_THAT(dp.out, Catch::Contains("this CPU on " + std::to_string(job_threads) + " threads"));
 }
