@@ -16,75 +16,35 @@
 #include <vector>
 
 #include "runtime/cpu/bf16_gemm.h"
+#include "bench/gpt_products.h"
 #include "runtime/cpu/cpu_backend.h"
 
 using namespace troupe;
 
-namespace {
-
-struct Product {
-  std::string name;
-  bool trans_a, trans_b;
-  std::int64_t m, n, k;
-};
-
-template <class F>
-double best_seconds(int reps, F f) {
-  f();
-  double best = 1e30;
-  for (int r = 0; r < reps; ++r) {
-    const auto t0 = std::chrono::steady_clock::now();
-    f();
-    best = std::min(best, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
-  }
-  return best;
-}
-
-}  // namespace
-
 int main(int argc, char** argv) {
-  int threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  std::int64_t c = 256, rows = 16 * 128, vocab = 256;
-  int reps = 10;
-  for (int i = 1; i + 1 < argc; i += 2) {
-    const std::string flag = argv[i];
-    const long long v = std::atoll(argv[i + 1]);
-    if (flag == "--threads") threads = static_cast<int>(v);
-    else if (flag == "--width") c = v;
-    else if (flag == "--rows") rows = v;
-    else if (flag == "--reps") reps = static_cast<int>(v);
-    else {
-      std::fprintf(stderr, "troupe_bench_bf16_gemm: unknown option %s (--threads, --width, --rows, --reps)\n", argv[i]);
-      return 2;
-    }
-  }
+  bench::ProductFlags flags;
+  if (!bench::parse_product_flags(argc, argv, "troupe_bench_bf16_gemm", flags)) return 2;
+  const int threads = flags.threads, reps = flags.reps;
+  const std::int64_t c = flags.width, rows = flags.rows;
   if (!cpu_has_avx512_bf16()) {
     std::printf("troupe_bench_bf16_gemm: this CPU has no AVX512-BF16; the portable bf16 kernel is sgemm on rounded copies\n");
     return 0;
   }
-  std::vector<Product> products;
-  const std::pair<const char*, std::pair<std::int64_t, std::int64_t>> layers[] = {
-      {"qkv", {c, 3 * c}}, {"proj", {c, c}}, {"fc", {c, 4 * c}}, {"fc_proj", {4 * c, c}}, {"head", {c, vocab}}};
-  for (const auto& [name, io] : layers) {
-    const auto [in, out] = io;
-    products.push_back({std::string(name) + " y=xW^T", false, true, rows, out, in});
-    products.push_back({std::string(name) + " dx=dyW", false, false, rows, in, out});
-    products.push_back({std::string(name) + " dW=dy^Tx", true, false, out, in, rows});
-  }
+  const std::vector<bench::Product> products = bench::gpt_products(flags);
   CpuBackend be(threads);
   std::printf("%-20s %6s %6s %6s %12s %12s %7s\n", "product", "m", "n", "k", "sgemm GF/s", "bf16 GF/s", "ratio");
   double flops_all = 0, sgemm_s = 0, bf16_s = 0;
-  for (const Product& p : products) {
+  for (const bench::Product& p : products) {
     std::vector<float> a(static_cast<std::size_t>(p.m * p.k), 0.5f), b(static_cast<std::size_t>(p.k * p.n), 0.25f),
         out(static_cast<std::size_t>(p.m * p.n));
     const std::int64_t lda = p.trans_a ? p.m : p.k, ldb = p.trans_b ? p.k : p.n;
     const double flops = 2.0 * p.m * p.n * p.k;
     double s_sgemm = 1e30, s_bf16 = 1e30;
     for (int round = 0; round < 2; ++round) {  // alternating, so load from the rest of the machine falls on both
-      s_sgemm = std::min(s_sgemm, best_seconds(reps, [&] {
+      s_sgemm = std::min(s_sgemm, bench::best_seconds(reps, [&] {
         be.gemm(p.trans_a, p.trans_b, p.m, p.n, p.k, 1.0f, a.data(), lda, b.data(), ldb, 0.0f, out.data(), p.n);
       }));
-      s_bf16 = std::min(s_bf16, best_seconds(reps, [&] {
+      s_bf16 = std::min(s_bf16, bench::best_seconds(reps, [&] {
         gemm_bf16(Bf16Kernel::avx512, be.pool(), p.trans_a, p.trans_b, p.m, p.n, p.k, 1.0f, a.data(), lda, b.data(),
                   ldb, 0.0f, out.data(), p.n, nullptr, nullptr);
       }));
