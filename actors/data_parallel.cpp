@@ -11,6 +11,7 @@
 
 #include <fmt/format.h>
 
+#include "actors/group_step.h"
 #include "actors/protocol.h"
 #include "actors/replica_actor.h"
 #include "runtime/comm/hierarchical.h"
@@ -327,84 +328,29 @@ std::int64_t DataParallelTrainer::rejoin() {
   return agreed.step;
 }
 
-// The replicas' supervisor. A replica whose stage or optimizer-state actor died mid-step has restarted
-// it and says so (interrupted_atom); then, in one round:
-//   1. every group of every stage is aborted: a collective waiting for the interrupted replica throws
-//      comm::GroupAborted instead of waiting for it, and no replica commits the step on its own;
-//   2. every replica abandons the step — or, done already, will undo it — and answers quiet_atom once
-//      none of its actors touches a group (its stages stopped, its buckets and updates finished);
-//   3. the groups are reformed (the abandoned step's messages dropped) and every replica re-runs the
-//      step from its boundary (rerun_atom), answering as for a step.
-// A death during a round is covered by its re-run; one after the re-run order starts another round.
-// Each replica's restart intensity bounds the rounds: past it, that replica fails the step, and every
-// other replica is stopped with it (stop_atom), so the step ends with an error in bounded time.
+// The replicas' supervisor: every replica re-runs a step interrupted on one of them (actors/group_step.h).
 void DataParallelTrainer::step_group(caf::scoped_actor& self, std::int64_t step, std::vector<StepStats>& stats,
                                      const std::function<void(int, Error)>& failed) {
-  const auto d = static_cast<std::size_t>(replicas());
-  std::vector<char> answered(d, 0), waiting_quiet(d, 0);
-  std::size_t answers = 0;
-  bool aborting = false, stopped = false;
-  auto answer = [&](int r) {
-    if (!answered[static_cast<std::size_t>(r)]) ++answers;
-    answered[static_cast<std::size_t>(r)] = 1;
-    waiting_quiet[static_cast<std::size_t>(r)] = 0;
+  std::vector<caf::actor> coordinators;
+  for (auto& p : actor_pipelines_) coordinators.push_back(p->coordinator());
+  GroupStepHooks hooks;
+  hooks.abort = [&] {
+    for (auto& w : worlds_) w->abort();
+    for (auto& w : stats_worlds_) w->abort();  // synchronised batch norm's groups wait in the forward
   };
-  while (answers < d) {
-    self->receive(
-        [&](proto::done_atom, int r, StepStats& s) {
-          // A done from before the round's abandon order (the replica answers quiet after it) is void.
-          if (waiting_quiet[static_cast<std::size_t>(r)] || answered[static_cast<std::size_t>(r)]) return;
-          stats[static_cast<std::size_t>(r)] = std::move(s);
-          answer(r);
-        },
-        [&](proto::failed_atom, int r, std::int32_t kind, std::string& report) {
-          answer(r);
-          if (stopped) return;
-          stopped = true;
-          failed(r, replica_failure(kind, report));  // kills the groups: whatever waits in them ends now
-          for (auto& p : actor_pipelines_)
-            if (p->driver().options().replica != r)
-              self->send(p->coordinator(), proto::stop_atom::value, kind, report);
-        },
-        [&](proto::interrupted_atom, int, std::int64_t, std::uint64_t round) {
-          if (stopped || round < group_round_ || aborting) return;  // stale, or covered by the coming re-run
-          ++group_round_;
-          aborting = true;
-          for (auto& w : worlds_) w->abort();
-          for (auto& w : stats_worlds_) w->abort();  // synchronised batch norm's groups wait in the forward
-          std::fill(answered.begin(), answered.end(), 0);
-          std::fill(waiting_quiet.begin(), waiting_quiet.end(), 1);
-          answers = 0;
-          for (auto& p : actor_pipelines_) self->send(p->coordinator(), proto::abandon_atom::value, step, group_round_);
-        },
-        [&](proto::quiet_atom, int r, std::uint64_t round) {
-          if (stopped || round != group_round_ || !waiting_quiet[static_cast<std::size_t>(r)]) return;
-          waiting_quiet[static_cast<std::size_t>(r)] = 0;
-          if (std::find(waiting_quiet.begin(), waiting_quiet.end(), 1) != waiting_quiet.end()) return;
-          for (auto& w : worlds_) w->reform();
-          for (auto& w : stats_worlds_) w->reform();
-          for (PipelineDriver* driver : drivers_)
-            for (int s = 0; s < driver->num_stages(); ++s)
-              if (GradientSync* g = driver->stage(s).gradient_sync()) g->reform();
-          aborting = false;
-          for (auto& p : actor_pipelines_) self->send(p->coordinator(), proto::rerun_atom::value, step, group_round_);
-        },
-        // A replica that does not go quiet within comm.timeout_s of the abort (none of its collectives
-        // can wait longer) is stuck: the step ends with an error naming it instead of waiting forever.
-        caf::after(std::chrono::milliseconds(static_cast<long long>(config_.comm.timeout_s * 1000.0)) + std::chrono::seconds(1)) >> [&] {
-          if (!aborting || stopped) return;
-          const auto stuck = static_cast<int>(std::find(waiting_quiet.begin(), waiting_quiet.end(), 1) - waiting_quiet.begin());
-          const std::string report = "replica " + std::to_string(stuck) + " did not abandon step " + std::to_string(step) +
-                                     " within comm.timeout_s = " + fmt::format("{}", config_.comm.timeout_s) +
-                                     " s after every replica was told to abandon it (an actor of it is stuck); the job stops";
-          stopped = true;
-          answer(stuck);
-          failed(stuck, Error(ErrorKind::kInternal, report));
-          for (auto& p : actor_pipelines_)
-            if (p->driver().options().replica != stuck)
-              self->send(p->coordinator(), proto::stop_atom::value, static_cast<std::int32_t>(ErrorKind::kInternal), report);
-        });
-  }
+  hooks.reform = [&] {
+    for (auto& w : worlds_) w->reform();
+    for (auto& w : stats_worlds_) w->reform();
+    for (PipelineDriver* driver : drivers_)
+      for (int s = 0; s < driver->num_stages(); ++s)
+        if (GradientSync* g = driver->stage(s).gradient_sync()) g->reform();
+  };
+  hooks.failed = failed;
+  hooks.name = [](int r) { return "replica " + std::to_string(r); };
+  // No collective can wait longer than comm.timeout_s.
+  troupe::step_group(self, step, coordinators, stats, hooks, group_round_,
+                     std::chrono::milliseconds(static_cast<long long>(config_.comm.timeout_s * 1000.0)) +
+                         std::chrono::seconds(1));
 }
 
 EvalStats DataParallelTrainer::evaluate() { return drivers_[0]->evaluate(); }

@@ -68,7 +68,11 @@ Failure describe_failure(Self* self, const caf::error& reason, const char* durin
   return f;
 }
 
-int replica_of(Self* self) { return self->state.driver->options().replica; }
+// This pipeline as its answers name it (PipelineOptions::member).
+int replica_of(Self* self) {
+  const PipelineOptions& o = self->state.driver->options();
+  return o.member >= 0 ? o.member : o.replica;
+}
 
 // Ends the step in progress (if any) with `failure`, which every later step repeats.
 void fail(Self* self, std::pair<ErrorKind, std::string> failure) {
@@ -327,12 +331,19 @@ caf::behavior replica_actor(Self* self, PipelineDriver* driver, supervision::Sup
   self->state.supervisor = supervisor;
   self->state.trace = trace;
   // Replicas in other processes that do not restart (see the header): no boundary copies either.
-  self->state.group = driver->options().replicas > 1 && driver->options().group_restarts;
+  const PipelineOptions& options = driver->options();
+  self->state.group = options.group_restarts && (options.replicas > 1 || !options.tensor_groups.empty());
   self->state.restarts =
       supervisor->intensity().max_restarts() > 0 && (driver->options().replicas == 1 || self->state.group);
-  for (const supervision::FaultClause& c : supervision::parse_fault_plan(driver->config().fault.inject).clauses)
-    if (c.replica == driver->options().replica && c.target != supervision::FaultTarget::rank)
-      self->state.faults.push_back(c);  // rank clauses are the process's (runner.cpp)
+  // This pipeline's clauses: its replica's, and its tensor shard's (a stage or optimizer clause is shard
+  // 0's; "shard T of stage P" is stage P of tensor rank T's pipeline). Rank clauses are the process's
+  // (runner.cpp).
+  const int shard = options.tensor_groups.empty() ? 0 : options.tensor_groups.front().rank();
+  for (supervision::FaultClause c : supervision::parse_fault_plan(driver->config().fault.inject).clauses)
+    if (c.replica == options.replica && c.shard == shard && c.target != supervision::FaultTarget::rank) {
+      if (c.target == supervision::FaultTarget::shard) c.target = supervision::FaultTarget::stage;
+      self->state.faults.push_back(c);
+    }
   self->set_down_handler([=](caf::down_msg& down) {
     auto& st = self->state;
     int stage = -1;

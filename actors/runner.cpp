@@ -221,7 +221,13 @@ class TensorParallelJob final : public TrainerJob<TensorParallelTrainer> {
     trainer_ = std::make_unique<TensorParallelTrainer>(config, nullptr, &topology);
     summary_ = fmt::format("tensor parallel, {} replica{} x {} shards (actors over the in-process transport)\n",
                            config.parallel.data, config.parallel.data == 1 ? "" : "s", config.parallel.tensor);
+    max_restarts_ = config.fault.max_restarts;
   }
+  std::vector<supervision::Restart> restarts() override { return trainer_->restarts(); }
+  std::string report() override { return skipped_report() + restarts_report(trainer_->restarts(), max_restarts_); }
+
+ private:
+  int max_restarts_ = 0;
 };
 
 std::string data_parallel_summary(const RunConfig& config, const std::string& replicas) {
@@ -260,9 +266,11 @@ class TensorPipelineJob final : public TrainerJob<TensorPipelineTrainer> {
         par.data > 1 ? fmt::format(", gradient exchange {}{}", par.gradient_exchange, par.zero ? " with ZeRO-1" : "") : "",
         trainer_->pipeline(0).describe_partition());
   }
+  std::vector<supervision::Restart> restarts() override { return trainer_->restarts(); }
   std::string report() override {
-    if (config_.parallel.data == 1) return skipped_report();
-    return gradient_bytes_text(trainer_->last_step_comm()) + " (all its shards)\n" + skipped_report();
+    const std::string restarts = restarts_report(trainer_->restarts(), config_.fault.max_restarts);
+    if (config_.parallel.data == 1) return skipped_report() + restarts;
+    return gradient_bytes_text(trainer_->last_step_comm()) + " (all its shards)\n" + skipped_report() + restarts;
   }
 
  private:

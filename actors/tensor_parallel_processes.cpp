@@ -67,7 +67,7 @@ class ShardProcess {
       data_ = std::make_unique<comm::SubgroupTransport>(*world_.transport, topology.group_of(rank, plan::Axis::data));
     trainer_ = std::make_unique<Trainer>(config, comm::TensorGroup{tensor_.get()}, data_.get());
     system_ = std::make_unique<ActorSystem>();
-    actor_ = system_->get().spawn<caf::detached>(tensor_shard_actor, trainer_.get(), world_.abort);
+    actor_ = system_->get().spawn<caf::detached>(tensor_shard_actor, trainer_.get(), world_.abort, false);
     poll_ = std::chrono::microseconds(config.comm.poll_us);
   }
   ~ShardProcess() {

@@ -6,8 +6,11 @@
 #include <optional>
 #include <thread>
 
+#include <fmt/format.h>
+
 #include "actors/actor_system.h"
 #include "actors/data_parallel.h"
+#include "actors/group_step.h"
 #include "actors/protocol.h"
 #include "actors/replica_actor.h"
 #include "models/model.h"
@@ -22,13 +25,11 @@ TensorPipelineTrainer::TensorPipelineTrainer(const RunConfig& config, const plan
   if (dp_ > 1)
     for (int t = 0; t < tp_; ++t)
       for (int s = 0; s < pp_; ++s) data_worlds_.push_back(std::make_unique<net::InprocWorld>(dp_, timeout));
-  // The machine's threads are shared by the D x T pipelines (results do not depend on thread counts);
-  // a stage re-run alone would leave its tensor peers out of step, so nothing restarts.
+  // The machine's threads are shared by the D x T pipelines (results do not depend on thread counts).
   RunConfig per = config;
   const int threads = config.train.threads > 0 ? config.train.threads
                                                : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   per.train.threads = std::max(1, threads / (dp_ * tp_));
-  per.fault.max_restarts = 0;
   const plan::Topology plan =
       topology ? *topology
                : plan::make_topology(config, layer_info(make_layer_specs(config.model, config.train.seed)),
@@ -37,6 +38,9 @@ TensorPipelineTrainer::TensorPipelineTrainer(const RunConfig& config, const plan
   for (int d = 0; d < dp_; ++d)
     for (int t = 0; t < tp_; ++t) {
       PipelineOptions options = pipeline_options(config, d);
+      // A stage re-run alone would meet its tensor peers out of step: every pipeline re-runs together.
+      options.group_restarts = true;
+      options.member = d * tp_ + t;
       for (int s = 0; s < pp_; ++s) {
         tensor_transports_.push_back(tensor_worlds_[static_cast<std::size_t>(d * pp_ + s)]->transport(t));
         options.tensor_groups.push_back(comm::TensorGroup{tensor_transports_.back().get()});
@@ -65,23 +69,47 @@ void TensorPipelineTrainer::kill_groups() {
     for (int d = 0; d < dp_; ++d) w->kill(d);
 }
 
+// Every pipeline's replica actor coordinates its own step; this thread starts them and collects. A
+// pipeline that restarted one of its actors mid-step has every pipeline re-run the step (group_step.h):
+// its tensor peers wait for it in every layer's collectives, and its data peers in the gradient exchange.
 StepStats TensorPipelineTrainer::train_step(std::int64_t step) {
   caf::scoped_actor self{system_->get()};
-  for (auto& p : pipelines_) self->send(p->coordinator(), proto::step_atom::value, step);
-  std::optional<StepStats> stats;
+  std::vector<caf::actor> coordinators;
+  for (auto& p : pipelines_) {
+    coordinators.push_back(p->coordinator());
+    self->send(p->coordinator(), proto::step_atom::value, step);
+  }
+  std::vector<StepStats> stats(pipelines_.size());
   std::optional<Error> failure;
-  for (std::size_t answers = 0; answers < pipelines_.size(); ++answers)
-    self->receive([&](proto::done_atom, int replica, StepStats& s) {
-                    if (replica == 0 && !stats) stats = std::move(s);  // every shard of every replica reports the same
-                  },
-                  [&](proto::failed_atom, int, std::int32_t kind, std::string& report) {
-                    if (failure) return;
-                    // The first failure is the cause; its peers, blocked in collectives with it, stop at once.
-                    failure = replica_failure(kind, report);
-                    kill_groups();
-                  });
+  GroupStepHooks hooks;
+  hooks.abort = [&] {
+    for (auto& w : tensor_worlds_) w->abort();
+    for (auto& w : data_worlds_) w->abort();
+  };
+  hooks.reform = [&] {
+    for (auto& w : tensor_worlds_) w->reform();
+    for (auto& w : data_worlds_) w->reform();
+    for (auto& p : pipelines_)
+      for (int s = 0; s < pp_; ++s)
+        if (GradientSync* g = p->stage(s).gradient_sync()) g->reform();
+  };
+  hooks.failed = [&](int, Error e) {
+    if (failure) return;
+    // The first failure is the cause; its peers, blocked in collectives with it, stop at once.
+    failure = std::move(e);
+    kill_groups();
+  };
+  hooks.name = [&](int m) { return fmt::format("the pipeline of tensor shard {} of replica {}", m % tp_, m / tp_); };
+  step_group(self, step, coordinators, stats, hooks, round_,
+             std::chrono::milliseconds(static_cast<long long>(config_.comm.timeout_s * 1000.0)) + std::chrono::seconds(1));
   if (failure) throw *failure;
-  return *stats;
+  return stats[0];  // every shard of every replica reports the same
+}
+
+std::vector<supervision::Restart> TensorPipelineTrainer::restarts() const {
+  std::vector<supervision::Restart> all;
+  for (const auto& p : pipelines_) all.insert(all.end(), p->restarts().begin(), p->restarts().end());
+  return all;
 }
 
 void TensorPipelineTrainer::on_shards(int d, const std::function<void(int)>& fn) {

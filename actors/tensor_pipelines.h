@@ -15,9 +15,14 @@
 // train.on_nonfinite use the whole gradients' sums of squares (StageWorker::set_tensor_group), so every
 // pipeline takes the same decisions and the run is the single device's (bitwise in deterministic mode).
 //
-// A step starts every pipeline's replica actor and waits for D x T answers; a failure kills every group
-// (the peers blocked in a collective stop at once) and the first one is thrown. Restarts
-// (fault.max_restarts) are off here: a stage re-run alone would meet its tensor peers out of step.
+// A step starts every pipeline's replica actor and waits for D x T answers; a failure for good kills every
+// group (the peers blocked in a collective stop at once) and the first one is thrown. Restarts
+// (fault.max_restarts): a stage or optimizer-state actor of one pipeline — one tensor shard of a stage —
+// that dies is restarted one-for-one by that pipeline's replica actor, and the interrupted step is re-run
+// by every pipeline (a stage re-run alone would meet its tensor peers out of step): the groups are
+// aborted, every pipeline abandons the step and rewinds to its step-boundary copy, the groups are
+// reformed, and the step runs again (actors/group_step.h) — bitwise the uninterrupted step in
+// deterministic mode. Each pipeline's supervisor counts its own restarts (fault.max_restarts).
 // Evaluation and weight files go through replica 0's T pipelines together (their collectives).
 #pragma once
 
@@ -61,6 +66,8 @@ class TensorPipelineTrainer {
   std::int64_t param_count();
   // Bytes replica 0 sent for its gradients in the last step, over all its shards and stages.
   CommStats last_step_comm();
+  // Restarts of every pipeline's actors so far, each with its recovery time; read between steps.
+  std::vector<supervision::Restart> restarts() const;
 
  private:
   // Runs fn(t) for every tensor rank t of replica d at once (their collectives meet), one thread each;
@@ -75,6 +82,7 @@ class TensorPipelineTrainer {
   std::vector<std::unique_ptr<comm::Transport>> tensor_transports_;
   std::shared_ptr<ActorSystem> system_;
   std::vector<std::unique_ptr<ActorPipeline>> pipelines_;  // [d * T + t]
+  std::uint64_t round_ = 0;  // abandon-and-re-run rounds so far (every step's)
 };
 
 }  // namespace troupe

@@ -10,7 +10,10 @@
 // x 2 stages, replicas as threads, ring or all-to-all gradient exchange; the fault lands on a random
 // replica, and every replica re-runs the step), dp-zero (dp with ZeRO-1; not drawn unless named), and
 // dp-procs, dp-procs-alltoall (replicas as processes over tcp: 3 x 1 stage ring, 2 x 2 stages all-to-all;
-// not drawn unless named), whose faults also kill or stall a whole rank process (restarted by rank 0).
+// not drawn unless named), whose faults also kill or stall a whole rank process (restarted by rank 0);
+// and tp (2 tensor shards, each a tensor-shard actor), dp-tp (2 replicas x 2 shards) and tp-pp (2 shards x 2
+// stages x 2 micro-batches, each shard of a stage a stage actor), not drawn unless named, whose faults kill
+// or throw in one shard (and, under tp-pp, in a stage or optimizer-state actor of shard 0).
 // Process layouts run the troupe program (--troupe, default: ../troupe beside this program) as a user would.
 // Exit status: 0 when every trial finished bitwise equal, 1 otherwise.
 #include <algorithm>
@@ -69,9 +72,15 @@ std::vector<std::string> layout_sets(const std::string& layout) {
   if (layout == "dp-procs-alltoall")
     return {"parallel.data=2", "parallel.pipeline=2", "parallel.microbatches=2", "parallel.gradient_exchange=alltoall",
             "comm.transport=tcp", "comm.address=127.0.0.1:0"};
+  if (layout == "tp") return {"parallel.tensor=2"};
+  if (layout == "dp-tp") return {"parallel.data=2", "parallel.tensor=2"};
+  if (layout == "tp-pp") return {"parallel.tensor=2", "parallel.pipeline=2", "parallel.microbatches=2"};
   throw Error(ErrorKind::kUsage, "unknown layout '" + layout +
-                                     "' (1f1b, gpipe, interleaved, dp, dp-alltoall, dp-zero, dp-procs, dp-procs-alltoall)");
+                                     "' (1f1b, gpipe, interleaved, dp, dp-alltoall, dp-zero, dp-procs, dp-procs-alltoall, "
+                                     "tp, dp-tp, tp-pp)");
 }
+
+bool tensor(const std::string& layout) { return layout == "tp" || layout == "dp-tp" || layout == "tp-pp"; }
 
 bool processes(const std::string& layout) { return layout.rfind("dp-procs", 0) == 0; }
 int replicas_of(const std::string& layout) { return layout == "dp-procs" ? 3 : layout.rfind("dp", 0) == 0 ? 2 : 1; }
@@ -261,7 +270,17 @@ int main(int argc, char** argv) {
   for (int t = 0; t < o.trials; ++t) {
     const std::string layout = o.layouts[rng() % o.layouts.size()];
     std::string clause;
-    if (!processes(layout)) {  // drawn as before process layouts existed: the same trials for the same seed
+    if (tensor(layout)) {
+      // A shard (of a stage) killed or throwing; under tp-pp also a stage or optimizer-state actor of shard 0.
+      const unsigned kind = rng() % 6, shard = rng() % 2, stage = rng() % 2, step = rng() % o.steps;
+      const bool pipelines = layout == "tp-pp";
+      if (pipelines && kind < 4)
+        clause = fmt::format("{} {} at step {}", kinds[kind], stage, step);
+      else
+        clause = fmt::format("{} shard {}{} at step {}", kind % 2 ? "throw" : "kill", shard,
+                             pipelines && stage ? " of stage 1" : "", step);
+      if (layout == "dp-tp") clause += fmt::format(" on replica {}", rng() % 2);
+    } else if (!processes(layout)) {  // drawn as before process layouts existed: the same trials for the same seed
       clause = fmt::format("{} {} at step {}", kinds[rng() % 4], rng() % 2, rng() % o.steps);
       if (layout.rfind("dp", 0) == 0) clause += fmt::format(" on replica {}", rng() % 2);
     } else {

@@ -121,6 +121,11 @@ StepStats Trainer::train_step(std::int64_t step) {
   const double t0 = trace_ ? trace_->now_us() : 0.0;
   Tensor losses = model_->forward(*backend_, mb, ctxs, mb.inputs);
   const double t1 = trace_ ? trace_->now_us() : 0.0;
+  if (fault_) {
+    fault_ = false;
+    throw Error(ErrorKind::kInternal, "tensor shard " + std::to_string(group_.rank()) +
+                                          ": injected fault at the backward of step " + std::to_string(step));
+  }
   model_->backward(*backend_, mb, ctxs, Tensor());
   const bool exact_replicas = replicas > 1 && config_.train.deterministic;
   const double exact_loss_sum = exact_replicas ? exact_sum_over_replicas(losses) : 0.0;
@@ -191,6 +196,27 @@ StepStats Trainer::train_step(std::int64_t step) {
   s.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   s.tokens_per_s = static_cast<double>(losses.numel() * replicas) / s.seconds;
   return s;
+}
+
+void Trainer::keep_boundary(std::int64_t step) {
+  auto b = std::make_unique<Boundary>();
+  for (const Param* p : model_->params().state()) b->state.push_back(p->value.clone());
+  b->optimizer = optimizer_->state().clone();
+  boundary_ = std::move(b);
+  boundary_step_ = step;
+}
+
+void Trainer::rewind(std::int64_t step) {
+  // A backward cut short leaves exact sums in the backend (deterministic mode): flushing moves them into
+  // the gradients, which are then zeroed with the rest.
+  model_->flush_exact_grads(*backend_);
+  model_->zero_grad();
+  if (!boundary_ || boundary_step_ != step) return;
+  const std::vector<Param*> mine = model_->params().state();
+  TROUPE_CHECK(mine.size() == boundary_->state.size(), "a boundary copy of ", boundary_->state.size(),
+               " tensors for ", mine.size());
+  for (std::size_t i = 0; i < mine.size(); ++i) mine[i]->value.copy_from(boundary_->state[i]);
+  optimizer_->state() = boundary_->optimizer.clone();
 }
 
 EvalStats evaluate_models(Backend& be, const Dataset& dataset, const RunConfig& config,

@@ -63,6 +63,19 @@ class Trainer {
   TrainingState training_state(std::int64_t steps_done) const;
   void restore_training_state(const TrainingState& state, const std::string& source);
 
+  // --- restarts (fault.max_restarts; the tensor-shard actor's supervisor, actors/tensor_parallel.h) ---
+  // Keeps a deep copy of the parameters, buffers and optimizer state as step `step` begins, replacing
+  // the last one. (Nothing else moves: a batch and the learning rate are functions of the step.)
+  void keep_boundary(std::int64_t step);
+  // Abandons the step's partial work (gradients and their exact sums) and, when the kept copy is step
+  // `step`'s, restores it: the step can run again as if for the first time.
+  void rewind(std::int64_t step);
+  // The step whose boundary the kept copy is (-1 when none).
+  std::int64_t boundary_step() const { return boundary_ ? boundary_step_ : -1; }
+  // fault.inject ("throw shard T"): the next step throws between its forward and its backward, where
+  // its tensor peers wait for it in a collective.
+  void inject_fault() { fault_ = true; }
+
   Model& model() { return *model_; }
   Dataset& dataset() { return *dataset_; }
   CpuBackend& backend() { return *backend_; }
@@ -86,6 +99,13 @@ class Trainer {
   std::unique_ptr<Optimizer> optimizer_;
   TraceRecorder* trace_ = nullptr;
   int track_ = 0;
+  struct Boundary {
+    std::vector<Tensor> state;  // params().state(), in that order
+    OptimizerState optimizer;
+  };
+  std::unique_ptr<Boundary> boundary_;
+  std::int64_t boundary_step_ = -1;
+  bool fault_ = false;
 };
 
 }  // namespace troupe

@@ -1,10 +1,12 @@
 // The restart intensity (Erlang/OTP one-for-one, time passed in) and the fault.inject grammar, without
-// actors: what is allowed, when the supervisor escalates and what it says; what parses and each error.
+// actors: what is allowed, when the supervisor escalates and what it says; what parses and each error;
+// a group round of abandon and re-run orders.
 #include <catch2/catch.hpp>
 
 #include "runtime/config/config_loader.h"
 #include "runtime/error.h"
 #include "runtime/supervision/fault_plan.h"
+#include "runtime/supervision/group_round.h"
 #include "runtime/supervision/restart_intensity.h"
 
 using namespace troupe;
@@ -88,26 +90,28 @@ TEST_CASE("fault.inject errors quote the bad clause and say what was expected", 
   };
   CHECK(error_of("kill stage 1 at step 7; explode stage 0 at step 1") ==
         "fault.inject: clause ' explode stage 0 at step 1': unknown fault 'explode'; the faults are kill, throw, nan and stall");
-  CHECK(error_of("kill shard 0 at step 1") ==
-        "fault.inject: clause 'kill shard 0 at step 1': unknown target 'shard'; the targets are stage, optimizer and rank");
+  CHECK(error_of("kill sharrd 0 at step 1") ==
+        "fault.inject: clause 'kill sharrd 0 at step 1': unknown target 'sharrd'; the targets are stage, optimizer, "
+        "shard and rank");
   CHECK(error_of("kill stage one at step 1") ==
         "fault.inject: clause 'kill stage one at step 1': 'one' is not a stage number (0 to 1023)");
   CHECK(error_of("kill stage 1 at step -3") ==
         "fault.inject: clause 'kill stage 1 at step -3': '-3' is not a step number (0 to 10^12)");
   CHECK(error_of("kill stage 1 in step 3") ==
         "fault.inject: clause 'kill stage 1 in step 3': expected '<kill|throw|nan> <stage|optimizer> N at step S [on "
-        "replica R]' or '<kill|stall> rank R at step S'");
+        "replica R]', '<kill|throw> shard T [of stage P] at step S [on replica R]' or '<kill|stall> rank R at step S'");
   CHECK(error_of("kill stage 1") ==
         "fault.inject: clause 'kill stage 1': 3 words, expected '<kill|throw|nan> <stage|optimizer> N at step S [on "
-        "replica R]' or '<kill|stall> rank R at step S'");
+        "replica R]', '<kill|throw> shard T [of stage P] at step S [on replica R]' or '<kill|stall> rank R at step S'");
   CHECK(error_of("kill stage 1 at step 3 on rank 1") ==
         "fault.inject: clause 'kill stage 1 at step 3 on rank 1': expected '<kill|throw|nan> <stage|optimizer> N at "
-        "step S [on replica R]' or '<kill|stall> rank R at step S'");
+        "step S [on replica R]', '<kill|throw> shard T [of stage P] at step S [on replica R]' or '<kill|stall> rank R "
+        "at step S'");
   CHECK(error_of("kill stage 1 at step 3 on replica x") ==
         "fault.inject: clause 'kill stage 1 at step 3 on replica x': 'x' is not a replica number (0 to 1023)");
   CHECK(error_of("nan optimizer 0 at step 1") ==
-        "fault.inject: clause 'nan optimizer 0 at step 1': nan applies to a stage (its gradient), not to an optimizer "
-        "or a rank");
+        "fault.inject: clause 'nan optimizer 0 at step 1': nan applies to a stage (its gradient), not to an optimizer, "
+        "a shard or a rank");
   // Rank processes: killed or stalled whole.
   CHECK(error_of("throw rank 1 at step 2") ==
         "fault.inject: clause 'throw rank 1 at step 2': a rank process can be killed or stalled ('kill rank R at step "
@@ -118,6 +122,30 @@ TEST_CASE("fault.inject errors quote the bad clause and say what was expected", 
   CHECK(error_of("kill rank 1 at step 2 on replica 1") ==
         "fault.inject: clause 'kill rank 1 at step 2 on replica 1': a rank is a whole replica: no 'on replica' after "
         "'rank R'");
+}
+
+TEST_CASE("fault.inject names a tensor shard of a stage of a replica", "[supervision][faults]") {
+  const FaultPlan p = parse_fault_plan(
+      "throw shard 0 at step 3; kill shard 1 of stage 1 at step 7 on replica 1; kill shard 1 of stage 0 at step 2");
+  REQUIRE(p.clauses.size() == 3);
+  CHECK(p.clauses[0] == FaultClause{FaultAction::raise, FaultTarget::shard, 0, 3, 0, 0});
+  CHECK(p.clauses[1] == FaultClause{FaultAction::kill, FaultTarget::shard, 1, 7, 1, 1});
+  CHECK(p.clauses[2] == FaultClause{FaultAction::kill, FaultTarget::shard, 0, 2, 0, 1});
+  CHECK(to_string(p) == "throw shard 0 at step 3; kill shard 1 of stage 1 at step 7 on replica 1; kill shard 1 at step 2");
+  auto error_of = [](const char* text) {
+    try {
+      parse_fault_plan(text);
+    } catch (const Error& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  CHECK(error_of("nan shard 1 at step 2") ==
+        "fault.inject: clause 'nan shard 1 at step 2': nan applies to a stage (its gradient), not to an optimizer, a "
+        "shard or a rank");
+  CHECK(error_of("kill shard 1 of stage x at step 2") ==
+        "fault.inject: clause 'kill shard 1 of stage x at step 2': 'x' is not a stage number (0 to 1023)");
+  CHECK(error_of("kill stage 1 of stage 1 at step 2").find("expected '<kill|throw|nan>") != std::string::npos);
 }
 
 TEST_CASE("fault.inject kills or stalls a rank process", "[supervision][faults]") {
@@ -143,7 +171,7 @@ TEST_CASE("fault.inject is checked against the layout and the run's steps", "[su
   CHECK_THAT(error_of({"parallel.pipeline=2", "train.steps=10", "fault.inject=kill stage 1 at step 10"}),
              Contains("step 10 is never reached, the run ends after train.steps = 10"));
   CHECK_THAT(error_of({"train.steps=10", "fault.inject=kill stage 0 at step 1"}),
-             Contains("fault.inject needs a run by stage actors"));
+             Contains("fault.inject needs a run by stage or shard actors"));
   CHECK_THAT(error_of({"parallel.pipeline=2", "fault.inject=kill stage 0 at 1"}), Contains("fault.inject: clause"));
   CHECK_THAT(error_of({"parallel.pipeline=2", "parallel.data=2", "train.batch_size=8",
                        "fault.inject=kill stage 0 at step 1 on replica 2"}),
@@ -158,4 +186,46 @@ TEST_CASE("fault.inject is checked against the layout and the run's steps", "[su
              Contains("no one watches rank 0's heartbeats"));
   CHECK(error_of({"parallel.data=2", "train.batch_size=8", "comm.transport=tcp",
                   "fault.inject=kill rank 1 at step 1; stall rank 1 at step 2; kill rank 0 at step 3"}) == "no error");
+}
+
+TEST_CASE("a group round: an interruption aborts, every member goes quiet, then all re-run", "[supervision][group]") {
+  using troupe::supervision::GroupRound;
+  GroupRound g(3, 5);
+  CHECK(g.done(0));  // member 0 finished the step before the interruption
+  CHECK_FALSE(g.done(0));  // once
+  CHECK(g.interrupted(5));
+  CHECK(g.round() == 6);
+  CHECK(g.aborting());
+  CHECK_FALSE(g.interrupted(6));  // covered by the round under way
+  CHECK_FALSE(g.complete());      // member 0's answer was voided with the round
+  CHECK_FALSE(g.done(1));         // sent before the abandon order reached it: void
+  CHECK(g.stuck() == 0);
+  CHECK_FALSE(g.quiet(0, 5));  // an older round's
+  CHECK_FALSE(g.quiet(0, 6));
+  CHECK_FALSE(g.quiet(2, 6));
+  CHECK(g.quiet(1, 6));  // the last: reform and re-run
+  CHECK_FALSE(g.aborting());
+  CHECK(g.stuck() == -1);
+  CHECK_FALSE(g.interrupted(5));  // stale
+  for (int m = 0; m < 3; ++m) CHECK(g.done(m));
+  CHECK(g.complete());
+  CHECK_FALSE(g.stopped());
+}
+
+TEST_CASE("a group round stops at the first failure for good, or at a member that is not quiet", "[supervision][group]") {
+  using troupe::supervision::GroupRound;
+  GroupRound g(2, 0);
+  CHECK(g.failed(1));
+  CHECK_FALSE(g.failed(0));  // the first one is the cause
+  CHECK(g.stopped());
+  CHECK(g.complete());
+  CHECK_FALSE(g.interrupted(0));
+  GroupRound h(2, 0);
+  CHECK(h.interrupted(0));
+  CHECK(h.quiet(0, 1) == false);
+  CHECK(h.stuck() == 1);
+  h.give_up(1);
+  CHECK(h.stopped());
+  CHECK_FALSE(h.quiet(1, 1));
+  CHECK_FALSE(h.complete());  // member 0 was quiet, not answered: its re-run was never ordered
 }

@@ -315,7 +315,9 @@ TEST_CASE("tensor shards are actors under their stage in the supervision tree, n
 
 TEST_CASE("a tensor-shard actor that dies is reported by the job's supervisor with its place, its peer freed at once",
           "[tensor_parallel][supervision]") {
-  const RunConfig config = load_config(std::nullopt, with(small_gpt(false), {"parallel.tensor=2", "comm.timeout_s=60"}));
+  // No restarts: the death ends the step (tests/test_tensor_restart.cpp restarts it).
+  const RunConfig config = load_config(
+      std::nullopt, with(small_gpt(false), {"parallel.tensor=2", "comm.timeout_s=60", "fault.max_restarts=0"}));
   TensorParallelTrainer t(config);
   const double first = t.train_step(0).loss;
   CHECK(std::isfinite(first));

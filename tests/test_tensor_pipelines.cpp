@@ -176,9 +176,11 @@ TEST_CASE("tensor shards in pipelines: invalid combinations are config errors th
 
 TEST_CASE("a shard's stage actor that dies fails the step with its place, its peers freed at once",
           "[tensor_parallel][pipeline][supervision]") {
+  // No restarts: the death ends the step (tests/test_tensor_restart.cpp restarts it).
   auto session = Session::create(load_config(
       std::nullopt, with(small_gpt(false), {"parallel.tensor=2", "parallel.pipeline=2", "parallel.microbatches=2",
-                                            "train.steps=3", "fault.inject=kill stage 1 at step 1"})));
+                                            "train.steps=3", "fault.max_restarts=0",
+                                            "fault.inject=kill stage 1 at step 1"})));
   REQUIRE(session);
   REQUIRE((*session)->step());
   auto failed = (*session)->step();

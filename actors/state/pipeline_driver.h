@@ -41,6 +41,9 @@ struct PipelineOptions {
   // re-runs an interrupted step on all of them (replica_actor.h). Off: a replica whose peers live in
   // other processes, which cannot be re-run together yet.
   bool group_restarts = false;
+  // Its index among the pipelines that re-run a step together, as its replica actor answers (done_atom,
+  // quiet_atom, ...): -1 for `replica` (data parallelism); d * T + t for tensor rank t of replica d.
+  int member = -1;
   // Tensor parallelism (parallel.tensor = T): stage s of this pipeline is one shard of tensor_groups[s]
   // (the same stage of the T pipelines of one replica); empty: whole layers. Its chunks are built as
   // that shard (make_layer_specs), so every collective inside a layer runs over the stage's group, and

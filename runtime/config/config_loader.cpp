@@ -16,6 +16,7 @@
 #include "runtime/config/config_schema.h"
 #include "runtime/error.h"
 #include "runtime/strings.h"
+#include "runtime/plan/topology.h"
 #include "runtime/supervision/fault_plan.h"
 
 namespace troupe {
@@ -353,10 +354,31 @@ void validate_faults(const RunConfig& config) {
   if (par.gradient_exchange == GradientExchange::ps)
     invalid("fault.inject with parallel.gradient_exchange = ps: faults are injected into pipeline stage and "
             "optimizer-state actors, which parameter-server runs do not have");
-  if (par.pipeline == 1 && par.microbatches == 1 && par.data == 1)
-    invalid("fault.inject needs a run by stage actors: set parallel.pipeline > 1, parallel.microbatches > 1 or "
-            "parallel.data > 1 (a single-device run has no actor to fail)");
+  if (par.pipeline == 1 && par.microbatches == 1 && par.data == 1 && par.tensor == 1)
+    invalid("fault.inject needs a run by stage or shard actors: set parallel.pipeline > 1, parallel.microbatches > 1, "
+            "parallel.data > 1 or parallel.tensor > 1 (a single-device run has no actor to fail)");
+  // Tensor shards that are tensor-shard actors running whole-model steps, not stage actors of pipelines.
+  const bool shard_actors = par.tensor > 1 && !plan::runs_tensor_pipelines(config);
   for (const supervision::FaultClause& c : plan.clauses) {
+    if (c.target != supervision::FaultTarget::rank && par.tensor > 1 && ranks_are_processes(config.comm.transport))
+      invalid(fmt::format("fault.inject: clause '{}': tensor shards that are processes (comm.transport = tcp or shm) "
+                          "are not restarted yet, so no fault is injected into them; use comm.transport = inproc",
+                          supervision::to_string(c)));
+    if (c.target == supervision::FaultTarget::shard) {
+      if (par.tensor == 1)
+        invalid(fmt::format("fault.inject: clause '{}': a shard is a tensor shard of parallel.tensor, which is 1; name "
+                            "a stage ('kill stage 0 at step {}'), or set parallel.tensor > 1",
+                            supervision::to_string(c), c.step));
+      if (c.shard >= par.tensor)
+        invalid(fmt::format("fault.inject: clause '{}': shard {} does not exist, parallel.tensor = {} (shards 0 to {})",
+                            supervision::to_string(c), c.shard, par.tensor, par.tensor - 1));
+    } else if (shard_actors && c.target != supervision::FaultTarget::rank) {
+      invalid(fmt::format("fault.inject: clause '{}': this tensor-parallel run has no stage or optimizer-state actors "
+                          "(each shard actor runs whole steps; parallel.pipeline = 1, parallel.microbatches = 1): name "
+                          "a shard ('{} shard 0 at step {}')",
+                          supervision::to_string(c), c.action == supervision::FaultAction::kill ? "kill" : "throw",
+                          c.step));
+    }
     if (c.target == supervision::FaultTarget::rank) {
       if (!ranks_are_processes(config.comm.transport) || par.data == 1)
         invalid(fmt::format("fault.inject: clause '{}': rank faults hit data-parallel rank processes; set "

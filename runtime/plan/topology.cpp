@@ -71,6 +71,11 @@ Partition partition_for(const ParallelConfig& parallel, const LayerInfo& layers)
                                      : partition_from_boundaries(parallel.boundaries, n, parts, layers.costs);
 }
 
+bool runs_tensor_pipelines(const RunConfig& config) {
+  const ParallelConfig& par = config.parallel;
+  return par.tensor > 1 && (par.pipeline > 1 || par.microbatches > 1 || par.zero == 1 || config.comm.compression != "none");
+}
+
 Topology make_topology(const RunConfig& config, const LayerInfo& layers, const std::vector<std::string>& stage_devices) {
   const ParallelConfig& par = config.parallel;
   TROUPE_CHECK(static_cast<int>(stage_devices.size()) == par.pipeline, stage_devices.size(), " devices for ",
@@ -82,7 +87,7 @@ Topology make_topology(const RunConfig& config, const LayerInfo& layers, const s
   t.virtual_stages = par.virtual_stages;
   t.exchange = par.gradient_exchange;
   t.zero = par.zero == 1;
-  t.tensor_pipelines = par.tensor > 1 && (par.pipeline > 1 || par.microbatches > 1 || t.zero || config.comm.compression != "none");
+  t.tensor_pipelines = runs_tensor_pipelines(config);
   t.transport = config.comm.transport;
   if (par.gradient_exchange == GradientExchange::ps)
     t.servers = ServerPlan{config.ps.shards, 0, config.ps.mode, config.ps.staleness};

@@ -120,6 +120,9 @@ Partition partition_for(const ParallelConfig& parallel, const LayerInfo& layers)
 // for a layout that cannot be built (see partition_for and the schedule generators).
 Topology make_topology(const RunConfig& config, const LayerInfo& layers, const std::vector<std::string>& stage_devices);
 
+// Whether `config`'s tensor shards run as stage actors of pipelines (Topology::tensor_pipelines).
+bool runs_tensor_pipelines(const RunConfig& config);
+
 // The plan as a person reads it: axes, ranks and places, groups, each stage's layers and program,
 // parameter servers. `layers` names the layers in the partition lines.
 std::string describe(const Topology& topology, const LayerInfo& layers);

@@ -29,14 +29,15 @@ bool number(std::string_view w, T& out) {
 }
 
 const char* kShape =
-    "expected '<kill|throw|nan> <stage|optimizer> N at step S [on replica R]' or '<kill|stall> rank R at step S'";
+    "expected '<kill|throw|nan> <stage|optimizer> N at step S [on replica R]', '<kill|throw> shard T [of stage P] at "
+    "step S [on replica R]' or '<kill|stall> rank R at step S'";
 
 FaultClause parse_clause(std::string_view text) {
   const std::vector<std::string_view> w = words(text);
   auto bad = [&](const std::string& why) {
     return Error(ErrorKind::kConfig, fmt::format("fault.inject: clause '{}': {}", text, why));
   };
-  if (w.size() != 6 && w.size() != 9) throw bad(fmt::format("{} words, {}", w.size(), kShape));
+  if (w.size() < 6) throw bad(fmt::format("{} words, {}", w.size(), kShape));
   FaultClause c;
   if (w[0] == "kill") c.action = FaultAction::kill;
   else if (w[0] == "throw") c.action = FaultAction::raise;
@@ -45,24 +46,31 @@ FaultClause parse_clause(std::string_view text) {
   else throw bad(fmt::format("unknown fault '{}'; the faults are kill, throw, nan and stall", w[0]));
   if (w[1] == "stage") c.target = FaultTarget::stage;
   else if (w[1] == "optimizer") c.target = FaultTarget::optimizer;
+  else if (w[1] == "shard") c.target = FaultTarget::shard;
   else if (w[1] == "rank") c.target = FaultTarget::rank;
-  else throw bad(fmt::format("unknown target '{}'; the targets are stage, optimizer and rank", w[1]));
-  const char* what = c.target == FaultTarget::rank ? "rank" : "stage";
-  if (!number(w[2], c.index) || c.index > 1023) throw bad(fmt::format("'{}' is not a {} number (0 to 1023)", w[2], what));
-  if (w[3] != "at" || w[4] != "step") throw bad(kShape);
-  if (!number(w[5], c.step) || c.step > 1000000000000LL)
-    throw bad(fmt::format("'{}' is not a step number (0 to 10^12)", w[5]));
-  if (w.size() == 9) {
-    if (w[6] != "on" || w[7] != "replica") throw bad(kShape);
-    if (!number(w[8], c.replica) || c.replica > 1023)
-      throw bad(fmt::format("'{}' is not a replica number (0 to 1023)", w[8]));
-  }
+  else throw bad(fmt::format("unknown target '{}'; the targets are stage, optimizer, shard and rank", w[1]));
+  const char* what = c.target == FaultTarget::rank ? "rank" : c.target == FaultTarget::shard ? "shard" : "stage";
+  int& first = c.target == FaultTarget::shard ? c.shard : c.index;
+  if (!number(w[2], first) || first > 1023) throw bad(fmt::format("'{}' is not a {} number (0 to 1023)", w[2], what));
+  std::size_t at = 3;
+  // Three words at `at`: `a b N`, N into `out` (checked as a `what` number); false when the words differ.
+  auto phrase = [&](std::string_view a, std::string_view b, auto& out, const char* number_of, long long most) {
+    if (at + 3 > w.size() || w[at] != a || w[at + 1] != b) return false;
+    if (!number(w[at + 2], out) || out > most)
+      throw bad(fmt::format("'{}' is not a {} number (0 to {})", w[at + 2], number_of, most == 1023 ? "1023" : "10^12"));
+    at += 3;
+    return true;
+  };
+  if (c.target == FaultTarget::shard) phrase("of", "stage", c.index, "stage", 1023);
+  if (!phrase("at", "step", c.step, "step", 1000000000000LL)) throw bad(kShape);
+  const bool on_replica = phrase("on", "replica", c.replica, "replica", 1023);
+  if (at != w.size()) throw bad(kShape);
   if (c.action == FaultAction::nan && c.target != FaultTarget::stage)
-    throw bad("nan applies to a stage (its gradient), not to an optimizer or a rank");
+    throw bad("nan applies to a stage (its gradient), not to an optimizer, a shard or a rank");
   if (c.target == FaultTarget::rank) {
     if (c.action != FaultAction::kill && c.action != FaultAction::stall)
       throw bad("a rank process can be killed or stalled ('kill rank R at step S', 'stall rank R at step S')");
-    if (w.size() == 9) throw bad("a rank is a whole replica: no 'on replica' after 'rank R'");
+    if (on_replica) throw bad("a rank is a whole replica: no 'on replica' after 'rank R'");
     c.replica = c.index;
   } else if (c.action == FaultAction::stall) {
     throw bad("stall applies to a rank process ('stall rank R at step S'), not to an actor");
@@ -90,8 +98,12 @@ std::string to_string(const FaultClause& c) {
                        : c.action == FaultAction::nan   ? "nan"
                                                         : "stall";
   if (c.target == FaultTarget::rank) return fmt::format("{} rank {} at step {}", action, c.index, c.step);
+  const std::string replica = c.replica == 0 ? std::string() : fmt::format(" on replica {}", c.replica);
+  if (c.target == FaultTarget::shard)
+    return fmt::format("{} shard {}{} at step {}{}", action, c.shard,
+                       c.index == 0 ? std::string() : fmt::format(" of stage {}", c.index), c.step, replica);
   return fmt::format("{} {} {} at step {}{}", action, c.target == FaultTarget::stage ? "stage" : "optimizer", c.index,
-                     c.step, c.replica == 0 ? std::string() : fmt::format(" on replica {}", c.replica));
+                     c.step, replica);
 }
 
 std::string to_string(const FaultPlan& plan) {

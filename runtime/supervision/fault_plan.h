@@ -3,12 +3,17 @@
 //
 //   plan    := clause { ";" clause }          blank clauses are ignored; words are case-sensitive
 //   clause  := action target N "at step" S [ "on replica" R ]
+//            | ("kill" | "throw") "shard" T [ "of stage" P ] "at step" S [ "on replica" R ]
 //            | ("kill" | "stall") "rank" R "at step" S
 //   action  := "kill"    the actor is ended as a crash would end it (CAF exit reason kill)
 //            | "throw"   a stage's first backward of the step throws; an optimizer's update throws
 //            | "nan"     a stage's first gradient turns NaN at the end of the backward (stage only;
 //                        train.on_nonfinite decides: the step is skipped, or the run stops)
-//   target  := "stage" | "optimizer"          stage N of replica R (default 0), or its optimizer-state actor
+//   target  := "stage" | "optimizer"          stage N of replica R (default 0), or its optimizer-state actor;
+//                                             under tensor parallelism, tensor shard 0's of that stage
+//   "shard" T [ "of stage" P ]               tensor shard T of stage P (default 0) of replica R: the actor
+//                                             that runs that shard (parallel.tensor > 1, one process);
+//                                             "throw": its backward of the step throws
 // Each clause fires once, in the first attempt of step S; a second clause for the same actor and step
 // fires in the step's re-run (a fault during the re-run), a third in the re-run after that.
 // Rank clauses hit a whole data-parallel rank process (comm.transport = tcp or shm) as step S begins there:
@@ -24,14 +29,15 @@
 namespace troupe::supervision {
 
 enum class FaultAction { kill, raise, nan, stall };
-enum class FaultTarget { stage, optimizer, rank };
+enum class FaultTarget { stage, optimizer, shard, rank };
 
 struct FaultClause {
   FaultAction action = FaultAction::kill;
   FaultTarget target = FaultTarget::stage;
-  int index = 0;           // the stage, or (target rank) the rank
+  int index = 0;           // the stage (of a shard too), or (target rank) the rank
   std::int64_t step = 0;
   int replica = 0;         // of parallel.data
+  int shard = 0;           // the tensor shard of parallel.tensor (0 but for target shard)
   friend bool operator==(const FaultClause&, const FaultClause&) = default;
 };
 
