@@ -2,6 +2,7 @@
 #include "actors/tensor_parallel.h"
 
 #include <chrono>
+#include <tuple>
 
 #include <fmt/format.h>
 
@@ -64,7 +65,7 @@ caf::actor TensorParallelTrainer::spawn_shard(std::size_t i) {
                                   ? ctx.get_as<std::string>(1)
                                   : sys.render(reason);
     if (!deaths->first) deaths->first = std::make_pair(i, cause);
-    deaths->all.emplace(i, cause);
+    deaths->all.emplace(i, std::make_pair(cause, clock_s()));
     break_groups(i);
   });
   return a;
@@ -204,13 +205,14 @@ void TensorParallelTrainer::restart_shards(std::int64_t step, const Attempt& att
     const std::size_t i = attempt.failed[k];
     self->wait_for(actors_[i]);  // a failed shard actor ends after it answered
     std::string cause = attempt.causes[k];
+    double died_s = clock_s();
     {
       std::lock_guard lock(deaths_->mu);
-      if (const auto it = deaths_->all.find(i); it != deaths_->all.end()) cause = it->second;
+      if (const auto it = deaths_->all.find(i); it != deaths_->all.end()) std::tie(cause, died_s) = it->second;
     }
     const std::string child = shard_name(i);
     supervisor_->on_down(child, step, cause);
-    if (!supervisor_->intensity().allow(child, step, cause, clock_s()))
+    if (!supervisor_->intensity().allow(child, step, cause, died_s))
       throw Error(attempt.failure->kind(),
                   supervisor_->intensity().escalation(supervisor_->place(child), step, cause, checkpoint_dir_));
     actors_[i] = spawn_shard(i);

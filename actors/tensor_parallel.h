@@ -111,7 +111,8 @@ class TensorParallelTrainer {
   struct Deaths {                   // written by a dying actor's thread (attach_functor)
     std::mutex mu;
     std::optional<std::pair<std::size_t, std::string>> first;  // actor, exit reason
-    std::map<std::size_t, std::string> all;              // every death since the last restart: actor, cause
+    // Every death since the last restart: actor -> (cause, when on clock_s()).
+    std::map<std::size_t, std::pair<std::string, double>> all;
     bool stopping = false;                               // the trainer stops its actors itself: not a death
   };
   std::shared_ptr<Deaths> deaths_;
