@@ -188,8 +188,13 @@ TensorParallelTrainer::Attempt TensorParallelTrainer::attempt_step(std::int64_t 
             return;
           }
           const std::string cause = own ? ctx.get_as<std::string>(1) : sys.render(e);
-          out.failure = Error(own ? static_cast<ErrorKind>(ctx.get_as<std::int32_t>(0)) : ErrorKind::kIo,
-                              shard_name(i) + ": " + cause);
+          const ErrorKind kind = own ? static_cast<ErrorKind>(ctx.get_as<std::int32_t>(0)) : ErrorKind::kIo;
+          if (own && !failure_restarts(kind)) {  // answered: the actor lives, the step fails as it is
+            if (!out.final_failure) out.final_failure = Error(kind, cause);
+            out.failure = Error(kind, cause);
+            return;
+          }
+          out.failure = Error(kind, shard_name(i) + ": " + cause);
           out.failed.push_back(i);
           out.causes.push_back(cause);
         });
@@ -197,8 +202,9 @@ TensorParallelTrainer::Attempt TensorParallelTrainer::attempt_step(std::int64_t 
 }
 
 void TensorParallelTrainer::restart_shards(std::int64_t step, const Attempt& attempt) {
-  // Only the death of a shard actor is restarted; a step that failed otherwise (every shard abandoned it:
-  // nothing died) fails as it would without restarts.
+  // Only the death of a shard actor is restarted; a step that failed otherwise (a failure the re-run would
+  // meet again, or nothing died) fails as it would without restarts.
+  if (attempt.final_failure) throw *attempt.final_failure;
   if (attempt.failed.empty()) throw *attempt.failure;
   caf::scoped_actor self(system_->get());
   for (std::size_t k = 0; k < attempt.failed.size(); ++k) {

@@ -82,7 +82,8 @@ class TensorParallelTrainer {
   struct Attempt {
     StepStats stats;
     std::optional<Error> failure;
-    std::vector<std::size_t> failed;         // shards whose actor failed or was dead
+    std::optional<Error> final_failure;      // a shard's own failure that a re-run would meet again
+    std::vector<std::size_t> failed;         // shards whose actor died of its failure, or was dead
     std::vector<std::string> causes;         // their own words
   };
   Attempt attempt_step(std::int64_t step, bool rewind);

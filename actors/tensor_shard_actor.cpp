@@ -24,7 +24,7 @@ auto answer(caf::stateful_actor<TensorShardActorState>* self, F&& fn) {
     self->state.on_failure();
     caf::error e = caf::make_error(caf::sec::runtime_error, kind, what);
     promise.deliver(e);
-    if (self->state.restartable) self->quit(std::move(e));
+    if (self->state.restartable && failure_restarts(static_cast<ErrorKind>(kind))) self->quit(std::move(e));
   };
   try {
     promise.deliver(fn(*self->state.shard));

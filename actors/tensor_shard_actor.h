@@ -9,9 +9,10 @@
 // (runtime/supervision/), which names it by its place: "replica d/stage p/tensor t".
 //
 // Restartable (fault.max_restarts > 0, actors/tensor_parallel.h): a failure is also the actor's death,
-// as a stage actor's is, for its supervisor to restart it one-for-one — except a collective whose step
-// the supervisor abandoned on purpose (comm::GroupAborted), which is answered as kShardStepAbandoned
-// and leaves the actor waiting for the re-run.
+// as a stage actor's is, for its supervisor to restart it one-for-one — except one a re-run would meet
+// again (failure_restarts), and a collective whose step the supervisor abandoned on purpose
+// (comm::GroupAborted), which is answered as kShardStepAbandoned and leaves the actor waiting for the
+// re-run.
 #pragma once
 
 #include <cstdint>
@@ -34,6 +35,11 @@ using restore_atom = caf::atom_constant<caf::atom("tp_restore")>;
 // The kind in an error answer (sec::runtime_error, kind, text) for a step abandoned on purpose: not the
 // shard's failure, the actor lives on.
 inline constexpr std::int32_t kShardStepAbandoned = -1;
+
+// Whether a shard's own failure of `kind` ends a restartable actor, to be restarted: a crash, an I/O or
+// internal error — not bad input, a shape, or a non-finite step under train.on_nonfinite = stop, which the
+// re-run would meet again (those are answered, and the actor lives on).
+constexpr bool failure_restarts(ErrorKind kind) { return kind == ErrorKind::kIo || kind == ErrorKind::kInternal; }
 
 struct TensorShardActorState {
   Trainer* shard = nullptr;         // owned by the trainer that spawned the actor, which outlives it

@@ -5,6 +5,7 @@
 // intensity the run stops with the escalation that names the shard and its place.
 #include <catch2/catch.hpp>
 
+#include <chrono>
 #include <fstream>
 #include <iterator>
 
@@ -151,4 +152,25 @@ TEST_CASE("fault.inject names tensor shards that exist, and only where shard act
   CHECK_THAT(error_of({"parallel.tensor=2", "parallel.pipeline=2"}, "kill shard 1 of stage 2 at step 1"),
              Contains("stage 2 does not exist, parallel.pipeline = 2"));
   CHECK(error_of({"parallel.tensor=2", "parallel.pipeline=2"}, "kill shard 1 of stage 1 at step 1") == "no error");
+}
+
+TEST_CASE("tp2: a failure a re-run would meet again (a non-finite step under stop) is not restarted",
+          "[restart][tensor][nonfinite]") {
+  // optim.lr = 1e308: step 0's update overflows the weights, so step 1's loss is NaN.
+  const RunConfig config = load_config(
+      std::nullopt, {"model.n_layer=2", "model.n_embd=16", "model.n_head=2", "model.block_size=8", "train.batch_size=4",
+                     "train.threads=1", "optim.lr=1e308", "train.grad_clip=0", "parallel.tensor=2",
+                     "fault.max_restarts=3", "comm.timeout_s=60"});
+  TensorParallelTrainer t(config);
+  t.train_step(0);
+  const auto start = std::chrono::steady_clock::now();
+  try {
+    t.train_step(1);
+    FAIL("a NaN loss did not stop the run");
+  } catch (const Error& e) {
+    CHECK(e.kind() == ErrorKind::kNumeric);
+    CHECK_THAT(e.what(), Contains("train.on_nonfinite = stop"));
+  }
+  CHECK(t.restarts().empty());
+  CHECK(std::chrono::steady_clock::now() - start < std::chrono::seconds(30));  // not after comm.timeout_s
 }
