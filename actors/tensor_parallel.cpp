@@ -67,6 +67,7 @@ caf::actor TensorParallelTrainer::spawn_shard(std::size_t i) {
     if (!deaths->first) deaths->first = std::make_pair(i, cause);
     deaths->all.emplace(i, std::make_pair(cause, clock_s()));
     break_groups(i);
+    deaths->recorded.notify_all();
   });
   return a;
 }
@@ -213,7 +214,10 @@ void TensorParallelTrainer::restart_shards(std::int64_t step, const Attempt& att
     std::string cause = attempt.causes[k];
     double died_s = clock_s();
     {
-      std::lock_guard lock(deaths_->mu);
+      // Its death's functor (spawn_shard) aborts the groups: it must have run before they are reformed,
+      // or it would abort the re-run. It runs as the actor ends, in no set order with wait_for's.
+      std::unique_lock lock(deaths_->mu);
+      deaths_->recorded.wait_for(lock, std::chrono::seconds(10), [&] { return deaths_->all.count(i) > 0; });
       if (const auto it = deaths_->all.find(i); it != deaths_->all.end()) std::tie(cause, died_s) = it->second;
     }
     const std::string child = shard_name(i);

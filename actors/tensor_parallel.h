@@ -20,6 +20,7 @@
 #pragma once
 
 #include <chrono>
+#include <condition_variable>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -114,6 +115,7 @@ class TensorParallelTrainer {
     std::optional<std::pair<std::size_t, std::string>> first;  // actor, exit reason
     // Every death since the last restart: actor -> (cause, when on clock_s()).
     std::map<std::size_t, std::pair<std::string, double>> all;
+    std::condition_variable recorded;                    // a death was added to `all`
     bool stopping = false;                               // the trainer stops its actors itself: not a death
   };
   std::shared_ptr<Deaths> deaths_;
