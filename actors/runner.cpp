@@ -188,10 +188,12 @@ class DeviceJob final : public TrainerJob<DeviceTrainer> {
 };
 
 // Each restart: which actor, when, why, and how long the step took to recover.
-std::string restarts_report(const std::vector<supervision::Restart>& r, int max_restarts) {
+std::string restarts_report(const std::vector<supervision::Restart>& r, int max_restarts,
+                            const std::string& limits = std::string()) {
   std::string out;
   if (!r.empty())
-    out += fmt::format("{} restart{} (fault.max_restarts = {}):\n", r.size(), r.size() == 1 ? "" : "s", max_restarts);
+    out += fmt::format("{} restart{} ({}):\n", r.size(), r.size() == 1 ? "" : "s",
+                       limits.empty() ? fmt::format("fault.max_restarts = {}", max_restarts) : limits);
   for (const supervision::Restart& x : r)
     out += fmt::format("  {} {}: {}; re-run {:.3f} s after, recovered (the step done) {:.3f} s after\n", x.child,
                        x.step >= 0 ? fmt::format("in step {}", x.step) : std::string("between steps"), x.cause,
@@ -583,18 +585,21 @@ constexpr const char* kPsRefusal =
 // Worker threads against parameter-server actors (actors/ps/).
 class PsThreadsJob final : public TrainerJob<ps::PsTrainer> {
  public:
-  explicit PsThreadsJob(const RunConfig& config) : shards_(config.ps.shards) {
+  explicit PsThreadsJob(const RunConfig& config) : shards_(config.ps.shards), max_restarts_(config.fault.max_restarts) {
     trainer_ = std::make_unique<ps::PsTrainer>(config);
     summary_ = fmt::format("parameter servers, {} workers (threads) x {} shards, {}\n", config.parallel.data,
                            config.ps.shards, ps_mode_text(config));
   }
   std::string checkpoint_refusal() override { return kPsRefusal; }
   std::string report() override {
-    return fmt::format("optimizer state {:.2f} MB over {} shards\n", trainer_->optimizer_state_bytes() / 1e6, shards_);
+    return fmt::format("optimizer state {:.2f} MB over {} shards\n", trainer_->optimizer_state_bytes() / 1e6, shards_) +
+           restarts_report(trainer_->restart_log(), max_restarts_);
   }
+  std::vector<supervision::Restart> restarts() override { return trainer_->restart_log(); }
 
  private:
   int shards_;
+  int max_restarts_;
 };
 
 ps::PsProcessOptions ps_process_options(const RunConfig& config, const std::vector<std::string>& args) {
@@ -603,6 +608,9 @@ ps::PsProcessOptions ps_process_options(const RunConfig& config, const std::vect
   po.address = config.comm.address;
   po.timeout = comm_timeout(config);
   po.max_restarts = config.ps.max_restarts;
+  // Heartbeats: a worker that hangs is found, killed and restarted within half of comm.timeout_s, before the
+  // shards' wait for its push times out and fails the healthy workers instead.
+  po.heartbeat_limit = std::max(comm_timeout(config) / 2, std::chrono::milliseconds(200));
   po.args = args;
   return po;
 }
@@ -613,7 +621,8 @@ ps::PsProcessOptions ps_process_options(const RunConfig& config, const std::vect
 class PsProcessesJob final : public TrainerJob<ps::PsTrainer> {
  public:
   PsProcessesJob(const RunConfig& config, const std::vector<std::string>& args)
-      : shards_(config.ps.shards), procs_(std::make_unique<ps::PsProcesses>(0, ps_process_options(config, args))) {
+      : config_(config), shards_(config.ps.shards),
+        procs_(std::make_unique<ps::PsProcesses>(0, ps_process_options(config, args))) {
     trainer_ = std::make_unique<ps::PsTrainer>(config, procs_->links());
     summary_ = fmt::format("parameter servers, {} workers as processes over tcp (rendezvous {}) x {} shards in this "
                            "process, {}\n",
@@ -624,7 +633,16 @@ class PsProcessesJob final : public TrainerJob<ps::PsTrainer> {
   std::string report() override {
     const int restarts = trainer_->restarts();
     return fmt::format("optimizer state {:.2f} MB over {} shards; {} worker restart{}\n",
-                       trainer_->optimizer_state_bytes() / 1e6, shards_, restarts, restarts == 1 ? "" : "s");
+                       trainer_->optimizer_state_bytes() / 1e6, shards_, restarts, restarts == 1 ? "" : "s") +
+           restarts_report(trainer_->restart_log(), 0,
+                           fmt::format("fault.max_restarts = {} for worker actors, ps.max_restarts = {} for worker "
+                                       "processes",
+                                       config_.fault.max_restarts, config_.ps.max_restarts));
+  }
+  std::vector<supervision::Restart> restarts() override { return trainer_->restart_log(); }
+  StepStats train_step(std::int64_t step) override {
+    faults_.before_step(step);
+    return TrainerJob::train_step(step);
   }
   void finish() override {
     trainer_.reset();  // closes the links: the workers see the end of the run
@@ -633,8 +651,10 @@ class PsProcessesJob final : public TrainerJob<ps::PsTrainer> {
   }
 
  private:
+  RunConfig config_;
   int shards_;
   std::unique_ptr<ps::PsProcesses> procs_;
+  RankFaults faults_{config_, 0};
 };
 
 // ---- started ranks ----------------------------------------------------------------------------------
@@ -736,7 +756,9 @@ void run_started_rank(const RunConfig& config, int rank, const std::string& init
     if (ps) {
       ps::PsProcesses procs(rank, ps_process_options(config, {}));
       ps::PsTrainer worker(config, procs.links());
-      train_started_rank(worker, config, rank, worker.steps_done());
+      // A restarted worker resumes at the first step it had not pushed, and skips the clauses up to it.
+      RankFaults faults(config, rank, ps::PsProcesses::restarted() ? worker.steps_done() : -1);
+      train_started_rank(worker, config, rank, worker.steps_done(), &faults);
       return;
     }
     RankGroups groups;

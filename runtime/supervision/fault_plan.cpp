@@ -29,7 +29,8 @@ bool number(std::string_view w, T& out) {
 }
 
 const char* kShape =
-    "expected '<kill|throw|nan> <stage|optimizer> N at step S [on replica R]' or '<kill|stall> rank R at step S'";
+    "expected '<kill|throw|nan> <stage|optimizer> N at step S [on replica R]', '<kill|stall> rank R at step S' or "
+    "'throw worker W at step S'";
 
 FaultClause parse_clause(std::string_view text) {
   const std::vector<std::string_view> w = words(text);
@@ -46,8 +47,9 @@ FaultClause parse_clause(std::string_view text) {
   if (w[1] == "stage") c.target = FaultTarget::stage;
   else if (w[1] == "optimizer") c.target = FaultTarget::optimizer;
   else if (w[1] == "rank") c.target = FaultTarget::rank;
-  else throw bad(fmt::format("unknown target '{}'; the targets are stage, optimizer and rank", w[1]));
-  const char* what = c.target == FaultTarget::rank ? "rank" : "stage";
+  else if (w[1] == "worker") c.target = FaultTarget::worker;
+  else throw bad(fmt::format("unknown target '{}'; the targets are stage, optimizer, rank and worker", w[1]));
+  const char* what = c.target == FaultTarget::rank ? "rank" : c.target == FaultTarget::worker ? "worker" : "stage";
   if (!number(w[2], c.index) || c.index > 1023) throw bad(fmt::format("'{}' is not a {} number (0 to 1023)", w[2], what));
   if (w[3] != "at" || w[4] != "step") throw bad(kShape);
   if (!number(w[5], c.step) || c.step > 1000000000000LL)
@@ -58,11 +60,17 @@ FaultClause parse_clause(std::string_view text) {
       throw bad(fmt::format("'{}' is not a replica number (0 to 1023)", w[8]));
   }
   if (c.action == FaultAction::nan && c.target != FaultTarget::stage)
-    throw bad("nan applies to a stage (its gradient), not to an optimizer or a rank");
+    throw bad("nan applies to a stage (its gradient), not to an optimizer, a rank or a worker");
   if (c.target == FaultTarget::rank) {
     if (c.action != FaultAction::kill && c.action != FaultAction::stall)
       throw bad("a rank process can be killed or stalled ('kill rank R at step S', 'stall rank R at step S')");
     if (w.size() == 9) throw bad("a rank is a whole replica: no 'on replica' after 'rank R'");
+    c.replica = c.index;
+  } else if (c.target == FaultTarget::worker) {
+    if (c.action != FaultAction::raise)
+      throw bad("a parameter-server worker can be made to throw ('throw worker W at step S'); 'kill rank W' and "
+                "'stall rank W' hit a worker process");
+    if (w.size() == 9) throw bad("a worker is a whole data-parallel rank: no 'on replica' after 'worker W'");
     c.replica = c.index;
   } else if (c.action == FaultAction::stall) {
     throw bad("stall applies to a rank process ('stall rank R at step S'), not to an actor");
@@ -90,6 +98,7 @@ std::string to_string(const FaultClause& c) {
                        : c.action == FaultAction::nan   ? "nan"
                                                         : "stall";
   if (c.target == FaultTarget::rank) return fmt::format("{} rank {} at step {}", action, c.index, c.step);
+  if (c.target == FaultTarget::worker) return fmt::format("{} worker {} at step {}", action, c.index, c.step);
   return fmt::format("{} {} {} at step {}{}", action, c.target == FaultTarget::stage ? "stage" : "optimizer", c.index,
                      c.step, c.replica == 0 ? std::string() : fmt::format(" on replica {}", c.replica));
 }
