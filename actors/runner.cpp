@@ -606,7 +606,7 @@ ps::PsProcessOptions ps_process_options(const RunConfig& config, const std::vect
   ps::PsProcessOptions po;
   po.workers = config.parallel.data;
   po.address = config.comm.address;
-  po.timeout = comm_timeout(config);
+  po.timeout = std::chrono::milliseconds(static_cast<long long>(ps::ps_wait_s(config) * 1000.0));
   po.max_restarts = config.ps.max_restarts;
   // Heartbeats: a worker that hangs is found, killed and restarted within half of comm.timeout_s, before the
   // shards' wait for its push times out and fails the healthy workers instead.

@@ -241,8 +241,9 @@ TEST_CASE("fault.inject in ps worker processes: a stalled one is found by heartb
   INFO(r.out << r.err);
   REQUIRE(r.code == 0);
   CHECK_THAT(r.err, Contains("rank 1 (process") && Contains("sent no heartbeat"));
-  CHECK_THAT(r.err, Contains("restarting ps worker 1 (restart 1 of at most 3); it resumes at step 1"));
-  CHECK_THAT(r.err, Contains("restarting ps worker 2 (restart 2 of at most 3); it resumes at step 2"));
+  // Rank 2 may be killed before or after rank 1's stall is found (both as step 2 begins there).
+  CHECK_THAT(r.err, Contains("restarting ps worker 1 (restart ") && Contains("of at most 3); it resumes at step 1"));
+  CHECK_THAT(r.err, Contains("restarting ps worker 2 (restart ") && Contains("of at most 3); it resumes at step 2"));
   CHECK_THAT(r.err, Contains("restarted ps worker 0 (restart 1 of at most 3 within 60 s); it runs step 3 again"));
   CHECK_THAT(r.err, Contains("restarting ps worker 1 (restart 3 of at most 3); it resumes at step 4"));
   CHECK_THAT(r.out, Contains("3 worker restarts") && Contains("4 restarts (fault.max_restarts = 3 for worker actors, "

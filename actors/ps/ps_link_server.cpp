@@ -75,7 +75,8 @@ void PsLinkServer::serve(int w) {
         try {
           links_.links[static_cast<std::size_t>(w - 1)] = links_.restart(w);
           std::lock_guard lock(mu_);
-          const std::string cause = e.what();
+          const auto named = said.find("): ");  // the worker's name is the restart's child
+          const std::string cause = named == std::string::npos ? said : said.substr(named + 3);
           supervision::Restart r{fmt::format("ps worker {}", w), hooks_resume_step_locked(w),
                                  cause.substr(0, cause.find('\n')), died};
           r.restarted_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count() - died;

@@ -83,6 +83,11 @@ PsOptions ps_options(const RunConfig& c) {
 
 }  // namespace
 
+double ps_wait_s(const RunConfig& config) {
+  const bool restarts = config.comm.transport == TransportKind::tcp && config.parallel.data > 1 && config.ps.max_restarts > 0;
+  return restarts ? std::max(60.0, 4 * config.comm.timeout_s) : config.comm.timeout_s;
+}
+
 PsTrainer::PsTrainer(const RunConfig& config) : PsTrainer(config, PsLinks{}, false) {}
 
 PsTrainer::PsTrainer(const RunConfig& config, PsLinks links) : PsTrainer(config, std::move(links), true) {}
@@ -268,7 +273,8 @@ void PsTrainer::start_cluster() {
   for (const Param* p : initial_->params().all()) by_name[p->name] = p;
   PsInit init;
   init.dense = [&by_name](const std::string& name) { return by_name.at(name)->value.clone(); };
-  cluster_ = std::make_unique<PsCluster>(layout_, ps_options(config_), init, config_.comm.timeout_s, system_);
+  cluster_ = std::make_unique<PsCluster>(layout_, ps_options(config_), init, remote_ ? ps_wait_s(config_) : config_.comm.timeout_s,
+                                         system_);
   for (auto& w : workers_) w->client = cluster_->client(w->index);
 }
 

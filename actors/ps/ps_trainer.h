@@ -48,6 +48,13 @@
 
 namespace troupe::ps {
 
+// Seconds a wait on the shards, or on a worker's link, may last: comm.timeout_s, or — when worker processes
+// are restarted (comm.transport = tcp, ps.max_restarts > 0) — 4 x comm.timeout_s and at least 60 s, since a
+// healthy worker's wait may span another's restart: the heartbeats' limit (comm.timeout_s / 2) to find a
+// stalled one, then a new process's start and step. Hung workers are found by their heartbeats and dead ones
+// by their links, not by these waits; a run that cannot go on stops them at once (PsCluster::abort).
+double ps_wait_s(const RunConfig& config);
+
 class PsTrainer {
  public:
   // Every worker a thread of this process (comm.transport = inproc). Throws troupe::Error (kConfig)
