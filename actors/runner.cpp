@@ -188,18 +188,6 @@ class DeviceJob final : public TrainerJob<DeviceTrainer> {
 };
 
 // Each restart: which actor, when, why, and how long the step took to recover.
-std::string restarts_report(const std::vector<supervision::Restart>& r, int max_restarts,
-                            const std::string& limits = std::string()) {
-  std::string out;
-  if (!r.empty())
-    out += fmt::format("{} restart{} ({}):\n", r.size(), r.size() == 1 ? "" : "s",
-                       limits.empty() ? fmt::format("fault.max_restarts = {}", max_restarts) : limits);
-  for (const supervision::Restart& x : r)
-    out += fmt::format("  {} {}: {}; re-run {:.3f} s after, recovered (the step done) {:.3f} s after\n", x.child,
-                       x.step >= 0 ? fmt::format("in step {}", x.step) : std::string("between steps"), x.cause,
-                       x.restarted_s, x.recovery_s);
-  return out;
-}
 
 class PipelineJob final : public TrainerJob<ActorPipeline> {
  public:
@@ -684,6 +672,19 @@ void train_started_rank(T& trainer, const RunConfig& config, int rank, std::int6
 
 }  // namespace
 
+std::string restarts_report(const std::vector<supervision::Restart>& r, int max_restarts,
+                            const std::string& limits) {
+  std::string out;
+  if (!r.empty())
+    out += fmt::format("{} restart{} ({}):\n", r.size(), r.size() == 1 ? "" : "s",
+                       limits.empty() ? fmt::format("fault.max_restarts = {}", max_restarts) : limits);
+  for (const supervision::Restart& x : r)
+    out += fmt::format("  {} {}: {}; re-run {:.3f} s after, recovered (the step done) {:.3f} s after\n", x.child,
+                       x.step >= 0 ? fmt::format("in step {}", x.step) : std::string("between steps"), x.cause,
+                       x.restarted_s, x.recovery_s);
+  return out;
+}
+
 TrainingState Job::training_state(std::int64_t) {
   throw Error(ErrorKind::kConfig, "checkpoints are not built yet for " + checkpoint_refusal());
 }
@@ -723,7 +724,11 @@ std::unique_ptr<Job> launch(const RunConfig& config, const LaunchOptions& option
                             config.comm.transport, config.parallel.data,
                             config.parallel.tensor > 1 ? fmt::format(", parallel.tensor = {}", config.parallel.tensor)
                                                        : std::string()));
-  if (is_recommender(config.model.kind)) return launch_recommender(config, processes, ps_process_options(config, options.args));
+  if (is_recommender(config.model.kind)) {
+    auto faults = std::make_shared<RankFaults>(config, 0);
+    return launch_recommender(config, processes, ps_process_options(config, options.args),
+                              [faults](std::int64_t step) { faults->before_step(step); });
+  }
   if (topology.servers) {
     if (processes) return std::make_unique<PsProcessesJob>(config, options.args);
     return std::make_unique<PsThreadsJob>(config);
@@ -750,7 +755,12 @@ void run_started_rank(const RunConfig& config, int rank, const std::string& init
   const bool ps = config.parallel.gradient_exchange == GradientExchange::ps;
   try {
     if (is_recommender(config.model.kind)) {
-      run_recommender_rank(config, rank, ps_process_options(config, {}));
+      // Made at the first step: a restarted worker skips the clauses up to the step it resumes at.
+      std::unique_ptr<RankFaults> faults;
+      run_recommender_rank(config, rank, ps_process_options(config, {}), [&](std::int64_t step) {
+        if (!faults) faults = std::make_unique<RankFaults>(config, rank, ps::PsProcesses::restarted() ? step : -1);
+        faults->before_step(step);
+      });
       return;
     }
     if (ps) {

@@ -14,8 +14,9 @@
 // Parameter servers: ps, ps-mlp (the small GPT, or an MLP, with 2 worker threads x 2 shards; fault: a worker's
 // step throws before its push, and the worker actor is restarted) and ps-procs, ps-mlp-procs (3 worker
 // processes over tcp x 2 shards in rank 0; faults: a worker process killed or stalled, or a worker's step
-// throws: worker 0's actor is restarted in rank 0, a worker process dies of it and is restarted); none drawn
-// unless named. PS shards are not restarted (docs/failures.md says why), so no fault hits them.
+// throws: worker 0's actor is restarted in rank 0, a worker process dies of it and is restarted), and
+// ps-deepfm-procs (DeepFM on a small click log, 3 worker processes x 2 shards; a worker process killed or
+// stalled); none drawn unless named. PS shards are not restarted (docs/failures.md says why), so no fault hits them.
 // Process layouts run the troupe program (--troupe, default: ../troupe beside this program) as a user would.
 // Stalls are found by heartbeats: the table gives, for them, the silence before rank 0 found the process
 // (detection) apart from the restart's own times, which start when it was found.
@@ -86,9 +87,13 @@ std::vector<std::string> layout_sets(const std::string& layout) {
   if (layout == "ps-mlp-procs")
     return {"parallel.gradient_exchange=ps", "parallel.data=3", "ps.shards=2", "train.batch_size=12", "model.kind=mlp",
             "model.mlp_hidden=64", "comm.transport=tcp", "comm.address=127.0.0.1:0"};
+  if (layout == "ps-deepfm-procs")  // the click-log recommender: its tables sharded by rows
+    return {"model.kind=deepfm", "parallel.gradient_exchange=ps", "parallel.data=3", "ps.shards=2",
+            "model.max_cardinality=10000", "model.hashed_rows=4096", "data.test_samples=1024", "train.batch_size=96",
+            "comm.transport=tcp", "comm.address=127.0.0.1:0"};
   throw Error(ErrorKind::kUsage, "unknown layout '" + layout +
                                      "' (1f1b, gpipe, interleaved, dp, dp-alltoall, dp-zero, dp-procs, dp-procs-alltoall, "
-                                     "ps, ps-mlp, ps-procs, ps-mlp-procs)");
+                                     "ps, ps-mlp, ps-procs, ps-mlp-procs, ps-deepfm-procs)");
 }
 
 bool parameter_servers(const std::string& layout) { return layout.rfind("ps", 0) == 0; }
@@ -293,7 +298,8 @@ int main(int argc, char** argv) {
     std::string clause;
     if (parameter_servers(layout)) {  // a worker's step throws; with processes, a worker process killed or stalled
       const int workers = ps_workers(layout);
-      const unsigned kind = processes(layout) ? rng() % 3 : 2, step = rng() % o.steps;
+      // DeepFM's workers are not restarted in-process: its faults are the processes' only.
+      const unsigned kind = processes(layout) ? rng() % (layout == "ps-deepfm-procs" ? 2 : 3) : 2, step = rng() % o.steps;
       const unsigned worker = rng() % workers;
       clause = kind < 2 ? fmt::format("{} rank {} at step {}", kind == 0 ? "kill" : "stall", 1 + worker % (workers - 1), step)
                         : fmt::format("throw worker {} at step {}", worker, step);

@@ -357,9 +357,12 @@ void validate_faults(const RunConfig& config) {
                           supervision::to_string(c), c.step, config.train.steps, config.train.steps - 1));
   };
   if (is_recommender(config.model.kind))
-    invalid(fmt::format("fault.inject with model.kind = {}: faults are injected into the GPT's, the MLP's and the "
-                        "other models' runs so far, not yet into the recommender's workers",
-                        config.model.kind));
+    for (const supervision::FaultClause& c : plan.clauses)
+      if (c.target == supervision::FaultTarget::worker)
+        invalid(fmt::format("fault.inject: clause '{}': model.kind = {} does not restart a worker whose step failed "
+                            "yet; 'kill rank W at step S' and 'stall rank W at step S' rehearse a worker process's "
+                            "death and hang (comm.transport = tcp)",
+                            supervision::to_string(c), config.model.kind));
   if (par.gradient_exchange == GradientExchange::ps) {
     // Parameter-server runs have workers (threads, or processes over tcp) and shard actors, no stages.
     for (const supervision::FaultClause& c : plan.clauses) {
