@@ -22,6 +22,7 @@
 // (detection) apart from the restart's own times, which start when it was found.
 // Exit status: 0 when every trial finished bitwise equal, 1 otherwise.
 #include <algorithm>
+#include <cctype>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
@@ -189,7 +190,10 @@ Outcome run_program(const std::string& troupe, const std::vector<std::string>& s
       o.restarts.push_back(r);
     }
     // "troupe: rank 1 (process 4242) sent no heartbeat for 2.04 s (the limit is 2.0 s, ...": the detection wait
-    if (const auto silent = line.find("sent no heartbeat for "); silent != std::string::npos)
+    // (heartbeat.h's monitor line; a restart's cause says "sent no heartbeat for the limit", no figure)
+    if (const auto silent = line.find("sent no heartbeat for "); line.rfind("troupe: rank ", 0) == 0 &&
+                                                                  silent != std::string::npos &&
+                                                                  std::isdigit(static_cast<unsigned char>(line[silent + 22])))
       o.silences.push_back(std::stod(line.substr(silent + 22)));
     if (line.find("error") != std::string::npos && last.empty()) last = line;
   }
