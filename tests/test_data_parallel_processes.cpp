@@ -224,7 +224,7 @@ TEST_CASE("ps workers as processes over tcp = single device, bitwise, a dead wor
 }
 
 TEST_CASE("fault.inject in ps worker processes: a stalled one is found by heartbeats and restarted, a killed or "
-          "throwing one restarted, worker 0's actor restarted in rank 0; the healthy workers never; bitwise",
+          "throwing one restarted, worker 0's actor restarted in rank 0, the healthy workers never, bitwise",
           "[ps][tcp][restart]") {
   TempDir dir;
   const TroupeRun single = run(dir, "", kSmall + "--steps 5 --set train.batch_size=12 --dump-losses " +
