@@ -103,3 +103,14 @@ TEST_CASE("fault.inject in parameter-server runs: worker and rank clauses where 
   CHECK_THROWS_WITH(load_config(std::nullopt, {"parallel.data=2", "train.steps=3", "fault.inject=throw worker 1 at step 1"}),
                     Contains("worker faults hit parameter-server workers; set parallel.gradient_exchange = ps"));
 }
+
+TEST_CASE("ps waits span a worker process's restart only where worker processes restart", "[ps][restart]") {
+  auto wait_of = [](std::vector<std::string> sets) { return ps::ps_wait_s(load_config(std::nullopt, ps_gpt(std::move(sets)))); };
+  // Threads: nothing restarts a worker process, so a silent shard is reported after comm.timeout_s.
+  CHECK(wait_of({"comm.timeout_s=4"}) == 4.0);
+  // Worker processes: the heartbeats find a hung worker in 2 s, then its newcomer starts and runs its step,
+  // which the healthy workers wait for: at least 60 s, 4 x comm.timeout_s beyond that.
+  CHECK(wait_of({"comm.transport=tcp", "comm.timeout_s=4"}) == 60.0);
+  CHECK(wait_of({"comm.transport=tcp", "comm.timeout_s=30"}) == 120.0);
+  CHECK(wait_of({"comm.transport=tcp", "comm.timeout_s=4", "ps.max_restarts=0"}) == 4.0);
+}
