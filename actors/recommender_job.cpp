@@ -1,6 +1,8 @@
 // The recommender's Job: a WideDeepPsTrainer stepped one step at a time, with its evaluation and weights.
 #include "actors/recommender_job.h"
 
+#include "actors/ps/ps_trainer.h"
+
 #include <algorithm>
 #include <chrono>
 #include <thread>
@@ -37,7 +39,7 @@ ps::WideDeepPsOptions recommender_options(const RunConfig& config) {
   const int threads = config.train.threads > 0 ? config.train.threads
                                                : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   o.threads = std::max(1, threads / config.parallel.data);
-  o.timeout_s = config.comm.timeout_s;
+  o.timeout_s = ps::ps_wait_s(config);  // with worker processes restarted, a wait may span a restart
   o.grad_clip = config.train.grad_clip;
   o.lr_at = [train = config.train, lr = config.optim.lr_or_default()](std::int64_t t) { return lr_at(train, lr, t); };
   return o;
@@ -47,8 +49,9 @@ namespace {
 
 class RecommenderJob final : public Job {
  public:
-  RecommenderJob(const RunConfig& config, bool worker_processes, const ps::PsProcessOptions& processes)
-      : config_(config), options_(recommender_options(config)) {
+  RecommenderJob(const RunConfig& config, bool worker_processes, const ps::PsProcessOptions& processes,
+                 std::function<void(std::int64_t)> before_step)
+      : config_(config), options_(recommender_options(config)), before_step_(std::move(before_step)) {
     if (worker_processes) {
       procs_ = std::make_unique<ps::PsProcesses>(0, processes);
       trainer_ = std::make_unique<ps::WideDeepPsTrainer>(options_, procs_->links());
@@ -67,6 +70,7 @@ class RecommenderJob final : public Job {
 
   StepStats train_step(std::int64_t step) override {
     TROUPE_CHECK(step == trainer_->steps_done(), "deepfm step ", step, " after ", trainer_->steps_done(), " steps");
+    if (before_step_) before_step_(step);
     const double before = trainer_->train_seconds();
     trainer_->train(step + 1);
     StepStats s;
@@ -122,8 +126,10 @@ class RecommenderJob final : public Job {
                                   m.samples, m.log_loss, m.auc, m.oracle_log_loss, m.oracle_auc,
                                   trainer_->snapshot().state_bytes / 1e6, config_.ps.shards);
     if (procs_) out += fmt::format("; {} worker restart{}", trainer_->restarts(), trainer_->restarts() == 1 ? "" : "s");
-    return out + "\n";
+    return out + "\n" +
+           restarts_report(trainer_->restart_log(), 0, fmt::format("ps.max_restarts = {}", config_.ps.max_restarts));
   }
+  std::vector<supervision::Restart> restarts() override { return trainer_->restart_log(); }
   void finish() override {
     if (!procs_) return;
     trainer_->finish();
@@ -147,6 +153,7 @@ class RecommenderJob final : public Job {
 
   RunConfig config_;
   ps::WideDeepPsOptions options_;
+  std::function<void(std::int64_t)> before_step_;
   std::string summary_;
   std::unique_ptr<ps::PsProcesses> procs_;
   std::unique_ptr<ps::WideDeepPsTrainer> trainer_;
@@ -157,8 +164,9 @@ class RecommenderJob final : public Job {
 }  // namespace
 
 std::unique_ptr<Job> launch_recommender(const RunConfig& config, bool worker_processes,
-                                        const ps::PsProcessOptions& processes) {
-  return std::make_unique<RecommenderJob>(config, worker_processes, processes);
+                                        const ps::PsProcessOptions& processes,
+                                        std::function<void(std::int64_t)> before_step) {
+  return std::make_unique<RecommenderJob>(config, worker_processes, processes, std::move(before_step));
 }
 
 EvalStats evaluate_recommender_weights(const RunConfig& config, const std::string& path) {
@@ -203,9 +211,12 @@ EvalStats evaluate_recommender_weights(const RunConfig& config, const std::strin
   return e;
 }
 
-void run_recommender_rank(const RunConfig& config, int rank, const ps::PsProcessOptions& processes) {
+void run_recommender_rank(const RunConfig& config, int rank, const ps::PsProcessOptions& processes,
+                          std::function<void(std::int64_t)> before_step) {
   ps::PsProcesses procs(rank, processes);
-  ps::train_wide_deep_ps(recommender_options(config), procs.links());
+  ps::WideDeepPsOptions options = recommender_options(config);
+  options.before_step = std::move(before_step);
+  ps::train_wide_deep_ps(options, procs.links());
 }
 
 }  // namespace troupe

@@ -22,6 +22,8 @@
 
 #include "actors/ps/ps_processes.h"
 #include "actors/ps/wide_deep_ps.h"
+#include <functional>
+
 #include "actors/runner.h"
 #include "runtime/config/run_config.h"
 
@@ -32,8 +34,10 @@ ps::WideDeepPsOptions recommender_options(const RunConfig& config);
 
 // Rank 0's job: the shards and every worker as threads, or worker 0 beside worker processes started
 // as `processes` says (when the topology has processes).
+// before_step(step), when given, runs as rank 0 begins each step (fault.inject's rank clauses).
 std::unique_ptr<Job> launch_recommender(const RunConfig& config, bool worker_processes,
-                                        const ps::PsProcessOptions& processes);
+                                        const ps::PsProcessOptions& processes,
+                                        std::function<void(std::int64_t)> before_step = {});
 
 // troupe eval of a deepfm weights file (its config adopted from the file): the test metrics of those
 // parameters on the held-out click log, computed in this process from the whole tables. Throws
@@ -41,6 +45,8 @@ std::unique_ptr<Job> launch_recommender(const RunConfig& config, bool worker_pro
 EvalStats evaluate_recommender_weights(const RunConfig& config, const std::string& path);
 
 // A worker process (rank >= 1): trains its slices of every step from where it stands, then returns.
-void run_recommender_rank(const RunConfig& config, int rank, const ps::PsProcessOptions& processes);
+// before_step(step), when given, runs as the worker begins each of its steps (fault.inject's rank clauses).
+void run_recommender_rank(const RunConfig& config, int rank, const ps::PsProcessOptions& processes,
+                          std::function<void(std::int64_t)> before_step = {});
 
 }  // namespace troupe

@@ -188,16 +188,6 @@ class DeviceJob final : public TrainerJob<DeviceTrainer> {
 };
 
 // Each restart: which actor, when, why, and how long the step took to recover.
-std::string restarts_report(const std::vector<supervision::Restart>& r, int max_restarts) {
-  std::string out;
-  if (!r.empty())
-    out += fmt::format("{} restart{} (fault.max_restarts = {}):\n", r.size(), r.size() == 1 ? "" : "s", max_restarts);
-  for (const supervision::Restart& x : r)
-    out += fmt::format("  {} {}: {}; re-run {:.3f} s after, recovered (the step done) {:.3f} s after\n", x.child,
-                       x.step >= 0 ? fmt::format("in step {}", x.step) : std::string("between steps"), x.cause,
-                       x.restarted_s, x.recovery_s);
-  return out;
-}
 
 class PipelineJob final : public TrainerJob<ActorPipeline> {
  public:
@@ -591,26 +581,32 @@ constexpr const char* kPsRefusal =
 // Worker threads against parameter-server actors (actors/ps/).
 class PsThreadsJob final : public TrainerJob<ps::PsTrainer> {
  public:
-  explicit PsThreadsJob(const RunConfig& config) : shards_(config.ps.shards) {
+  explicit PsThreadsJob(const RunConfig& config) : shards_(config.ps.shards), max_restarts_(config.fault.max_restarts) {
     trainer_ = std::make_unique<ps::PsTrainer>(config);
     summary_ = fmt::format("parameter servers, {} workers (threads) x {} shards, {}\n", config.parallel.data,
                            config.ps.shards, ps_mode_text(config));
   }
   std::string checkpoint_refusal() override { return kPsRefusal; }
   std::string report() override {
-    return fmt::format("optimizer state {:.2f} MB over {} shards\n", trainer_->optimizer_state_bytes() / 1e6, shards_);
+    return fmt::format("optimizer state {:.2f} MB over {} shards\n", trainer_->optimizer_state_bytes() / 1e6, shards_) +
+           restarts_report(trainer_->restart_log(), max_restarts_);
   }
+  std::vector<supervision::Restart> restarts() override { return trainer_->restart_log(); }
 
  private:
   int shards_;
+  int max_restarts_;
 };
 
 ps::PsProcessOptions ps_process_options(const RunConfig& config, const std::vector<std::string>& args) {
   ps::PsProcessOptions po;
   po.workers = config.parallel.data;
   po.address = config.comm.address;
-  po.timeout = comm_timeout(config);
+  po.timeout = std::chrono::milliseconds(static_cast<long long>(ps::ps_wait_s(config) * 1000.0));
   po.max_restarts = config.ps.max_restarts;
+  // Heartbeats: a worker that hangs is found, killed and restarted within half of comm.timeout_s, before the
+  // shards' wait for its push times out and fails the healthy workers instead.
+  po.heartbeat_limit = std::max(comm_timeout(config) / 2, std::chrono::milliseconds(200));
   po.args = args;
   return po;
 }
@@ -621,7 +617,8 @@ ps::PsProcessOptions ps_process_options(const RunConfig& config, const std::vect
 class PsProcessesJob final : public TrainerJob<ps::PsTrainer> {
  public:
   PsProcessesJob(const RunConfig& config, const std::vector<std::string>& args)
-      : shards_(config.ps.shards), procs_(std::make_unique<ps::PsProcesses>(0, ps_process_options(config, args))) {
+      : config_(config), shards_(config.ps.shards),
+        procs_(std::make_unique<ps::PsProcesses>(0, ps_process_options(config, args))) {
     trainer_ = std::make_unique<ps::PsTrainer>(config, procs_->links());
     summary_ = fmt::format("parameter servers, {} workers as processes over tcp (rendezvous {}) x {} shards in this "
                            "process, {}\n",
@@ -632,7 +629,16 @@ class PsProcessesJob final : public TrainerJob<ps::PsTrainer> {
   std::string report() override {
     const int restarts = trainer_->restarts();
     return fmt::format("optimizer state {:.2f} MB over {} shards; {} worker restart{}\n",
-                       trainer_->optimizer_state_bytes() / 1e6, shards_, restarts, restarts == 1 ? "" : "s");
+                       trainer_->optimizer_state_bytes() / 1e6, shards_, restarts, restarts == 1 ? "" : "s") +
+           restarts_report(trainer_->restart_log(), 0,
+                           fmt::format("fault.max_restarts = {} for worker actors, ps.max_restarts = {} for worker "
+                                       "processes",
+                                       config_.fault.max_restarts, config_.ps.max_restarts));
+  }
+  std::vector<supervision::Restart> restarts() override { return trainer_->restart_log(); }
+  StepStats train_step(std::int64_t step) override {
+    faults_.before_step(step);
+    return TrainerJob::train_step(step);
   }
   void finish() override {
     trainer_.reset();  // closes the links: the workers see the end of the run
@@ -641,8 +647,10 @@ class PsProcessesJob final : public TrainerJob<ps::PsTrainer> {
   }
 
  private:
+  RunConfig config_;
   int shards_;
   std::unique_ptr<ps::PsProcesses> procs_;
+  RankFaults faults_{config_, 0};
 };
 
 // ---- started ranks ----------------------------------------------------------------------------------
@@ -671,6 +679,19 @@ void train_started_rank(T& trainer, const RunConfig& config, int rank, std::int6
 }
 
 }  // namespace
+
+std::string restarts_report(const std::vector<supervision::Restart>& r, int max_restarts,
+                            const std::string& limits) {
+  std::string out;
+  if (!r.empty())
+    out += fmt::format("{} restart{} ({}):\n", r.size(), r.size() == 1 ? "" : "s",
+                       limits.empty() ? fmt::format("fault.max_restarts = {}", max_restarts) : limits);
+  for (const supervision::Restart& x : r)
+    out += fmt::format("  {} {}: {}; re-run {:.3f} s after, recovered (the step done) {:.3f} s after\n", x.child,
+                       x.step >= 0 ? fmt::format("in step {}", x.step) : std::string("between steps"), x.cause,
+                       x.restarted_s, x.recovery_s);
+  return out;
+}
 
 TrainingState Job::training_state(std::int64_t) {
   throw Error(ErrorKind::kConfig, "checkpoints are not built yet for " + checkpoint_refusal());
@@ -711,7 +732,11 @@ std::unique_ptr<Job> launch(const RunConfig& config, const LaunchOptions& option
                             config.comm.transport, config.parallel.data,
                             config.parallel.tensor > 1 ? fmt::format(", parallel.tensor = {}", config.parallel.tensor)
                                                        : std::string()));
-  if (is_recommender(config.model.kind)) return launch_recommender(config, processes, ps_process_options(config, options.args));
+  if (is_recommender(config.model.kind)) {
+    auto faults = std::make_shared<RankFaults>(config, 0);
+    return launch_recommender(config, processes, ps_process_options(config, options.args),
+                              [faults](std::int64_t step) { faults->before_step(step); });
+  }
   if (topology.servers) {
     if (processes) return std::make_unique<PsProcessesJob>(config, options.args);
     return std::make_unique<PsThreadsJob>(config);
@@ -738,13 +763,20 @@ void run_started_rank(const RunConfig& config, int rank, const std::string& init
   const bool ps = config.parallel.gradient_exchange == GradientExchange::ps;
   try {
     if (is_recommender(config.model.kind)) {
-      run_recommender_rank(config, rank, ps_process_options(config, {}));
+      // Made at the first step: a restarted worker skips the clauses up to the step it resumes at.
+      std::unique_ptr<RankFaults> faults;
+      run_recommender_rank(config, rank, ps_process_options(config, {}), [&](std::int64_t step) {
+        if (!faults) faults = std::make_unique<RankFaults>(config, rank, ps::PsProcesses::restarted() ? step : -1);
+        faults->before_step(step);
+      });
       return;
     }
     if (ps) {
       ps::PsProcesses procs(rank, ps_process_options(config, {}));
       ps::PsTrainer worker(config, procs.links());
-      train_started_rank(worker, config, rank, worker.steps_done());
+      // A restarted worker resumes at the first step it had not pushed, and skips the clauses up to it.
+      RankFaults faults(config, rank, ps::PsProcesses::restarted() ? worker.steps_done() : -1);
+      train_started_rank(worker, config, rank, worker.steps_done(), &faults);
       return;
     }
     RankGroups groups;

@@ -52,7 +52,7 @@ class Job {
   // Waits for the processes the job started; throws troupe::Error naming one that failed.
   virtual void finish() {}
   // The actors its supervisors restarted so far (fault.max_restarts), each with its step, cause and
-  // recovery time; between steps. Only pipelines run by actors restart anything yet.
+  // recovery time; between steps.
   virtual std::vector<supervision::Restart> restarts() { return {}; }
 
   // Checkpoints (runtime/checkpoint/), between steps: the whole training state by parameter name —
@@ -88,5 +88,11 @@ std::unique_ptr<Job> launch(const RunConfig& config, const LaunchOptions& option
 // checkpoint), and returns when done. Errors name the rank.
 void run_started_rank(const RunConfig& config, int rank, const std::string& init_from,
                       const std::string& resume_from = "");
+
+// A job's restarts as its report lists them, one a line ("  replica 0/stage 1 in step 3: CAUSE; re-run 0.001 s
+// after, recovered (the step done) 0.010 s after"), under a heading naming the limit (`limits`, or
+// fault.max_restarts = max_restarts); empty when there were none.
+std::string restarts_report(const std::vector<supervision::Restart>& restarts, int max_restarts,
+                            const std::string& limits = std::string());
 
 }  // namespace troupe

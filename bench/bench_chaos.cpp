@@ -14,9 +14,18 @@
 // and tp (2 tensor shards, each a tensor-shard actor), dp-tp (2 replicas x 2 shards) and tp-pp (2 shards x 2
 // stages x 2 micro-batches, each shard of a stage a stage actor), not drawn unless named, whose faults kill
 // or throw in one shard (and, under tp-pp, in a stage or optimizer-state actor of shard 0).
+// Parameter servers: ps, ps-mlp (the small GPT, or an MLP, with 2 worker threads x 2 shards; fault: a worker's
+// step throws before its push, and the worker actor is restarted) and ps-procs, ps-mlp-procs (3 worker
+// processes over tcp x 2 shards in rank 0; faults: a worker process killed or stalled, or a worker's step
+// throws: worker 0's actor is restarted in rank 0, a worker process dies of it and is restarted), and
+// ps-deepfm-procs (DeepFM on a small click log, 3 worker processes x 2 shards; a worker process killed or
+// stalled); none drawn unless named. PS shards are not restarted (docs/failures.md says why), so no fault hits them.
 // Process layouts run the troupe program (--troupe, default: ../troupe beside this program) as a user would.
+// Stalls are found by heartbeats: the table gives, for them, the silence before rank 0 found the process
+// (detection) apart from the restart's own times, which start when it was found.
 // Exit status: 0 when every trial finished bitwise equal, 1 otherwise.
 #include <algorithm>
+#include <cctype>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
@@ -75,14 +84,31 @@ std::vector<std::string> layout_sets(const std::string& layout) {
   if (layout == "tp") return {"parallel.tensor=2"};
   if (layout == "dp-tp") return {"parallel.data=2", "parallel.tensor=2"};
   if (layout == "tp-pp") return {"parallel.tensor=2", "parallel.pipeline=2", "parallel.microbatches=2"};
+  // Parameter servers (sync, so deterministic): 2 shards, workers as threads or (procs) processes over tcp.
+  if (layout == "ps") return {"parallel.gradient_exchange=ps", "parallel.data=2", "ps.shards=2"};
+  if (layout == "ps-mlp")
+    return {"parallel.gradient_exchange=ps", "parallel.data=2", "ps.shards=2", "model.kind=mlp", "model.mlp_hidden=64"};
+  if (layout == "ps-procs")
+    return {"parallel.gradient_exchange=ps", "parallel.data=3", "ps.shards=2", "train.batch_size=12",
+            "comm.transport=tcp", "comm.address=127.0.0.1:0"};
+  if (layout == "ps-mlp-procs")
+    return {"parallel.gradient_exchange=ps", "parallel.data=3", "ps.shards=2", "train.batch_size=12", "model.kind=mlp",
+            "model.mlp_hidden=64", "comm.transport=tcp", "comm.address=127.0.0.1:0"};
+  if (layout == "ps-deepfm-procs")  // the click-log recommender: its tables sharded by rows
+    return {"model.kind=deepfm", "parallel.gradient_exchange=ps", "parallel.data=3", "ps.shards=2",
+            "model.max_cardinality=10000", "model.hashed_rows=4096", "data.test_samples=1024", "train.batch_size=96",
+            "comm.transport=tcp", "comm.address=127.0.0.1:0"};
   throw Error(ErrorKind::kUsage, "unknown layout '" + layout +
                                      "' (1f1b, gpipe, interleaved, dp, dp-alltoall, dp-zero, dp-procs, dp-procs-alltoall, "
-                                     "tp, dp-tp, tp-pp)");
+                                     "tp, dp-tp, tp-pp, ps, ps-mlp, ps-procs, ps-mlp-procs, ps-deepfm-procs)");
 }
 
 bool tensor(const std::string& layout) { return layout == "tp" || layout == "dp-tp" || layout == "tp-pp"; }
 
-bool processes(const std::string& layout) { return layout.rfind("dp-procs", 0) == 0; }
+bool parameter_servers(const std::string& layout) { return layout.rfind("ps", 0) == 0; }
+int ps_workers(const std::string& layout) { return layout.find("procs") != std::string::npos ? 3 : 2; }
+
+bool processes(const std::string& layout) { return layout.find("procs") != std::string::npos; }
 int replicas_of(const std::string& layout) { return layout == "dp-procs" ? 3 : layout.rfind("dp", 0) == 0 ? 2 : 1; }
 
 std::vector<std::string> base_sets(const Options& o) {
@@ -111,6 +137,7 @@ struct Outcome {
   std::vector<double> losses;
   std::vector<char> weights;
   std::vector<supervision::Restart> restarts;
+  std::vector<double> silences;  // a stalled rank's heartbeat silence when rank 0 found it (process layouts)
   double seconds = 0.0;
 };
 
@@ -170,6 +197,12 @@ Outcome run_program(const std::string& troupe, const std::vector<std::string>& s
       r.recovery_s = std::stod(line.substr(recovered + 26));
       o.restarts.push_back(r);
     }
+    // "troupe: rank 1 (process 4242) sent no heartbeat for 2.04 s (the limit is 2.0 s, ...": the detection wait
+    // (heartbeat.h's monitor line; a restart's cause says "sent no heartbeat for the limit", no figure)
+    if (const auto silent = line.find("sent no heartbeat for "); line.rfind("troupe: rank ", 0) == 0 &&
+                                                                  silent != std::string::npos &&
+                                                                  std::isdigit(static_cast<unsigned char>(line[silent + 22])))
+      o.silences.push_back(std::stod(line.substr(silent + 22)));
     if (line.find("error") != std::string::npos && last.empty()) last = line;
   }
   if (status != 0) {
@@ -264,8 +297,13 @@ int main(int argc, char** argv) {
 
   std::mt19937 rng(o.seed);
   const char* kinds[] = {"kill stage", "throw stage", "kill optimizer", "throw optimizer"};
-  int finished = 0, equal = 0;
-  std::vector<double> restarted, recovered;
+  // Trials by fault class: stalls are found after a heartbeat silence, every other fault at once.
+  struct Tally {
+    int trials = 0, finished = 0, equal = 0;
+    std::vector<double> restarted, recovered, detected, total;
+    std::size_t restarts = 0;
+  };
+  Tally all, found_at_once, stalls;
   std::vector<std::string> failures;
   for (int t = 0; t < o.trials; ++t) {
     const std::string layout = o.layouts[rng() % o.layouts.size()];
@@ -280,6 +318,13 @@ int main(int argc, char** argv) {
         clause = fmt::format("{} shard {}{} at step {}", kind % 2 ? "throw" : "kill", shard,
                              pipelines && stage ? " of stage 1" : "", step);
       if (layout == "dp-tp") clause += fmt::format(" on replica {}", rng() % 2);
+    } else if (parameter_servers(layout)) {  // a worker's step throws; with processes, a worker process killed or stalled
+      const int workers = ps_workers(layout);
+      // DeepFM's workers are not restarted in-process: its faults are the processes' only.
+      const unsigned kind = processes(layout) ? rng() % (layout == "ps-deepfm-procs" ? 2 : 3) : 2, step = rng() % o.steps;
+      const unsigned worker = rng() % workers;
+      clause = kind < 2 ? fmt::format("{} rank {} at step {}", kind == 0 ? "kill" : "stall", 1 + worker % (workers - 1), step)
+                        : fmt::format("throw worker {} at step {}", worker, step);
     } else if (!processes(layout)) {  // drawn as before process layouts existed: the same trials for the same seed
       clause = fmt::format("{} {} at step {}", kinds[rng() % 4], rng() % 2, rng() % o.steps);
       if (layout.rfind("dp", 0) == 0) clause += fmt::format(" on replica {}", rng() % 2);
@@ -298,11 +343,21 @@ int main(int argc, char** argv) {
     const Outcome out = processes(layout) ? run_program(o.troupe, sets, dir) : run(sets, dir + "/trial.safetensors");
     const Outcome& ref = clean[layout];
     const bool same = out.finished && out.losses == ref.losses && out.weights == ref.weights;
-    finished += out.finished;
-    equal += same;
-    for (const auto& r : out.restarts) {
-      restarted.push_back(r.restarted_s);
-      recovered.push_back(r.recovery_s);
+    const bool stall = clause.rfind("stall", 0) == 0;
+    for (Tally* tally : {&all, stall ? &stalls : &found_at_once}) {
+      ++tally->trials;
+      tally->finished += out.finished;
+      tally->equal += same;
+      tally->restarts += out.restarts.size();
+      double detected = 0.0, recovery = 0.0;
+      for (double s : out.silences) detected += s;
+      for (const auto& r : out.restarts) {
+        tally->restarted.push_back(r.restarted_s);
+        tally->recovered.push_back(r.recovery_s);
+        recovery = std::max(recovery, r.recovery_s);
+      }
+      if (stall && !out.silences.empty()) tally->detected.push_back(detected);
+      if (!out.restarts.empty()) tally->total.push_back(detected + recovery);
     }
     if (!same)
       failures.push_back(fmt::format("{} [{}]: {}\n    {}", clause, layout,
@@ -313,16 +368,31 @@ int main(int argc, char** argv) {
 
   std::printf("chaos: %d trials (seed %u, %s model, %d steps, layouts %s), one fault each\n", o.trials, o.seed,
               o.model.c_str(), o.steps, fmt::format("{}", fmt::join(o.layouts, ",")).c_str());
-  std::printf("| trials | finished | bitwise equal to the clean run | restarts | re-run after death: median, max | "
-              "recovered (step done) after death: median, max |\n|---|---|---|---|---|---|\n");
+  // A death is found at once (an actor's exit, a closed connection); a stalled process only when its heartbeats
+  // have been silent for the limit: that detection wait is its own column, and the restart's times (re-run,
+  // recovered) start when the death was found.
+  std::printf("| faults | trials | finished | bitwise equal to the clean run | restarts | found after the fault "
+              "(stalls: heartbeat silence): median, max | re-run after found: median, max | recovered (step done) after "
+              "found: median, max | recovered after the fault: median, max |\n|---|---|---|---|---|---|---|---|---|\n");
   auto mx = [](const std::vector<double>& v) { return v.empty() ? 0.0 : *std::max_element(v.begin(), v.end()); };
-  std::printf("| %d | %d | %d | %zu | %.3f s, %.3f s | %.3f s, %.3f s |\n", o.trials, finished, equal,
-              recovered.size(), median(restarted), mx(restarted), median(recovered), mx(recovered));
+  auto row = [&](const char* name, const Tally& x, bool with_stalls) {
+    const std::string found = !with_stalls ? std::string("at once")
+                              : x.detected.empty() ? std::string("-")
+                                                   : fmt::format("{:.3f} s, {:.3f} s", median(x.detected), mx(x.detected));
+    std::printf("| %s | %d | %d | %d | %zu | %s | %.3f s, %.3f s | %.3f s, %.3f s | %.3f s, %.3f s |\n", name, x.trials,
+                x.finished, x.equal, x.restarts, found.c_str(), median(x.restarted), mx(x.restarted),
+                median(x.recovered), mx(x.recovered), median(x.total), mx(x.total));
+  };
+  row("all", all, stalls.trials > 0);
+  if (stalls.trials > 0) {
+    row("kills and throws", found_at_once, false);
+    row("stalls", stalls, true);
+  }
   for (const std::string& l : o.layouts) std::printf("clean %s run: %.2f s\n", l.c_str(), clean[l].seconds);
   if (!failures.empty()) {
     std::printf("not survived:\n");
     for (const std::string& f : failures) std::printf("  %s\n", f.c_str());
   }
   snapshot_cost(o);
-  return equal == o.trials ? 0 : 1;
+  return all.equal == o.trials ? 0 : 1;
 }

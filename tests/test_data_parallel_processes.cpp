@@ -223,6 +223,37 @@ TEST_CASE("ps workers as processes over tcp = single device, bitwise, a dead wor
   CHECK(std::system("pgrep -f 'seed 434[3] .*--rank' > /dev/null") != 0);
 }
 
+TEST_CASE("fault.inject in ps worker processes: a stalled one is found by heartbeats and restarted, a killed or "
+          "throwing one restarted, worker 0's actor restarted in rank 0, the healthy workers never, bitwise",
+          "[ps][tcp][restart]") {
+  TempDir dir;
+  const TroupeRun single = run(dir, "", kSmall + "--steps 5 --set train.batch_size=12 --dump-losses " +
+                                            dir.file("single.jsonl") + " --save " + dir.file("single.st"));
+  REQUIRE(single.code == 0);
+  // Before heartbeats, a stalled worker was found only when the healthy workers' waits on the shards timed
+  // out: they failed (or were restarted) instead of it. comm.timeout_s = 4: the stall is found within 2 s,
+  // and the newcomer's start and step may take longer than the 2 s left on a loaded machine.
+  const TroupeRun r = run(dir, "", kSmall + "--steps 5 --set train.batch_size=12 --set parallel.gradient_exchange=ps "
+                                            "--set parallel.data=3 --set ps.shards=2 --set comm.transport=tcp "
+                                            "--set comm.timeout_s=4 --set \"fault.inject=stall rank 1 at step 1; kill "
+                                            "rank 2 at step 2; throw worker 0 at step 3; throw worker 1 at step 4\" "
+                                            "--dump-losses " + dir.file("faulty.jsonl") + " --save " + dir.file("faulty.st"));
+  INFO(r.out << r.err);
+  REQUIRE(r.code == 0);
+  CHECK_THAT(r.err, Contains("rank 1 (process") && Contains("sent no heartbeat"));
+  // Rank 2 may be killed before or after rank 1's stall is found (both as step 2 begins there).
+  CHECK_THAT(r.err, Contains("restarting ps worker 1 (restart ") && Contains("of at most 3); it resumes at step 1"));
+  CHECK_THAT(r.err, Contains("restarting ps worker 2 (restart ") && Contains("of at most 3); it resumes at step 2"));
+  CHECK_THAT(r.err, Contains("restarted ps worker 0 (restart 1 of at most 3 within 60 s); it runs step 3 again"));
+  CHECK_THAT(r.err, Contains("restarting ps worker 1 (restart 3 of at most 3); it resumes at step 4"));
+  CHECK_THAT(r.out, Contains("3 worker restarts") && Contains("4 restarts (fault.max_restarts = 3 for worker actors, "
+                                                              "ps.max_restarts = 3 for worker processes)"));
+  CHECK_THAT(r.out, Contains("  worker 0 in step 3: fault.inject: throw worker 0 at step 3") &&
+                        Contains("  ps worker 2 in step 2: "));
+  check_same_losses(dir.file("single.jsonl"), dir.file("faulty.jsonl"), 5);
+  check_same_weights(dir.file("single.st"), dir.file("faulty.st"));
+}
+
 TEST_CASE("shm replicas as processes = single device, bitwise (losses and weights)", "[data_parallel][shm]") {
   TempDir dir;
   const TroupeRun single = run(dir, "", kSmall + "--dump-losses " + dir.file("single.jsonl") + " --save " + dir.file("single.st"));

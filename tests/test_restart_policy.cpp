@@ -92,26 +92,26 @@ TEST_CASE("fault.inject errors quote the bad clause and say what was expected", 
         "fault.inject: clause ' explode stage 0 at step 1': unknown fault 'explode'; the faults are kill, throw, nan and stall");
   CHECK(error_of("kill sharrd 0 at step 1") ==
         "fault.inject: clause 'kill sharrd 0 at step 1': unknown target 'sharrd'; the targets are stage, optimizer, "
-        "shard and rank");
+        "shard, rank and worker");
   CHECK(error_of("kill stage one at step 1") ==
         "fault.inject: clause 'kill stage one at step 1': 'one' is not a stage number (0 to 1023)");
   CHECK(error_of("kill stage 1 at step -3") ==
         "fault.inject: clause 'kill stage 1 at step -3': '-3' is not a step number (0 to 10^12)");
   CHECK(error_of("kill stage 1 in step 3") ==
         "fault.inject: clause 'kill stage 1 in step 3': expected '<kill|throw|nan> <stage|optimizer> N at step S [on "
-        "replica R]', '<kill|throw> shard T [of stage P] at step S [on replica R]' or '<kill|stall> rank R at step S'");
+        "replica R]', '<kill|throw> shard T [of stage P] at step S [on replica R]', '<kill|stall> rank R at step S' or 'throw worker W at step S'");
   CHECK(error_of("kill stage 1") ==
         "fault.inject: clause 'kill stage 1': 3 words, expected '<kill|throw|nan> <stage|optimizer> N at step S [on "
-        "replica R]', '<kill|throw> shard T [of stage P] at step S [on replica R]' or '<kill|stall> rank R at step S'");
+        "replica R]', '<kill|throw> shard T [of stage P] at step S [on replica R]', '<kill|stall> rank R at step S' or 'throw worker W at step S'");
   CHECK(error_of("kill stage 1 at step 3 on rank 1") ==
         "fault.inject: clause 'kill stage 1 at step 3 on rank 1': expected '<kill|throw|nan> <stage|optimizer> N at "
-        "step S [on replica R]', '<kill|throw> shard T [of stage P] at step S [on replica R]' or '<kill|stall> rank R "
-        "at step S'");
+        "step S [on replica R]', '<kill|throw> shard T [of stage P] at step S [on replica R]', '<kill|stall> rank R "
+        "at step S' or 'throw worker W at step S'");
   CHECK(error_of("kill stage 1 at step 3 on replica x") ==
         "fault.inject: clause 'kill stage 1 at step 3 on replica x': 'x' is not a replica number (0 to 1023)");
   CHECK(error_of("nan optimizer 0 at step 1") ==
         "fault.inject: clause 'nan optimizer 0 at step 1': nan applies to a stage (its gradient), not to an optimizer, "
-        "a shard or a rank");
+        "a shard, a rank or a worker");
   // Rank processes: killed or stalled whole.
   CHECK(error_of("throw rank 1 at step 2") ==
         "fault.inject: clause 'throw rank 1 at step 2': a rank process can be killed or stalled ('kill rank R at step "
@@ -142,10 +142,26 @@ TEST_CASE("fault.inject names a tensor shard of a stage of a replica", "[supervi
   };
   CHECK(error_of("nan shard 1 at step 2") ==
         "fault.inject: clause 'nan shard 1 at step 2': nan applies to a stage (its gradient), not to an optimizer, a "
-        "shard or a rank");
+        "shard, a rank or a worker");
   CHECK(error_of("kill shard 1 of stage x at step 2") ==
         "fault.inject: clause 'kill shard 1 of stage x at step 2': 'x' is not a stage number (0 to 1023)");
   CHECK(error_of("kill stage 1 of stage 1 at step 2").find("expected '<kill|throw|nan>") != std::string::npos);
+}
+
+TEST_CASE("fault.inject throws in a parameter-server worker", "[supervision][faults]") {
+  const FaultPlan p = parse_fault_plan("throw worker 1 at step 2; throw worker 0 at step 0");
+  REQUIRE(p.clauses.size() == 2);
+  CHECK(p.clauses[0] == FaultClause{FaultAction::raise, FaultTarget::worker, 1, 2, 1});
+  CHECK(p.clauses[1] == FaultClause{FaultAction::raise, FaultTarget::worker, 0, 0, 0});
+  CHECK(to_string(p) == "throw worker 1 at step 2; throw worker 0 at step 0");
+  try {
+    parse_fault_plan("kill worker 1 at step 2");
+    FAIL("no error");
+  } catch (const Error& e) {
+    CHECK(std::string(e.what()) ==
+          "fault.inject: clause 'kill worker 1 at step 2': a parameter-server worker can be made to throw ('throw worker "
+          "W at step S'); 'kill rank W' and 'stall rank W' hit a worker process");
+  }
 }
 
 TEST_CASE("fault.inject kills or stalls a rank process", "[supervision][faults]") {

@@ -38,6 +38,11 @@ void PsLinkServer::serve(int w) {
   hooks.on_pushed = [this, w](std::int64_t step) {
     std::lock_guard lock(mu_);
     pushed_upto_[static_cast<std::size_t>(w)] = step + 1;
+    if (auto it = recovering_.find(w); it != recovering_.end() && it->second.second == step) {
+      supervision::Restart& r = log_[it->second.first];
+      r.recovery_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count() - r.at_s;
+      recovering_.erase(it);
+    }
   };
   hooks.resume_step = [this, w] {
     std::lock_guard lock(mu_);
@@ -48,6 +53,7 @@ void PsLinkServer::serve(int w) {
       serve_remote_worker(*links_.links[static_cast<std::size_t>(w - 1)], w, layout_, *client, hooks);
       break;  // it said goodbye
     } catch (const std::exception& e) {
+      const double died = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
       const std::string why = fmt::format("ps worker {} (process rank {}; rank 1 of its link to this process): {}", w, w, e.what());
       bool restart = false;
       int attempt = 0;
@@ -68,6 +74,14 @@ void PsLinkServer::serve(int w) {
                      said.c_str(), w, attempt, links_.max_restarts, static_cast<long long>(hooks.resume_step()));
         try {
           links_.links[static_cast<std::size_t>(w - 1)] = links_.restart(w);
+          std::lock_guard lock(mu_);
+          const auto named = said.find("): ");  // the worker's name is the restart's child
+          const std::string cause = named == std::string::npos ? said : said.substr(named + 3);
+          supervision::Restart r{fmt::format("ps worker {}", w), hooks_resume_step_locked(w),
+                                 cause.substr(0, cause.find('\n')), died};
+          r.restarted_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count() - died;
+          recovering_[w] = {log_.size(), r.step};
+          log_.push_back(std::move(r));
           continue;
         } catch (const std::exception& again) {
           std::lock_guard lock(mu_);
@@ -106,6 +120,18 @@ std::vector<std::vector<double>> PsLinkServer::wait_for_reports(std::int64_t ste
 void PsLinkServer::throw_if_failed() const {
   std::lock_guard lock(mu_);
   if (!failure_.empty()) throw Error(ErrorKind::kIo, failure_);
+}
+
+std::int64_t PsLinkServer::hooks_resume_step_locked(int w) const { return pushed_upto_[static_cast<std::size_t>(w)]; }
+
+std::vector<supervision::Restart> PsLinkServer::restart_log() const {
+  std::lock_guard lock(mu_);
+  return log_;
+}
+
+bool PsLinkServer::failed() const {
+  std::lock_guard lock(mu_);
+  return !failure_.empty();
 }
 
 int PsLinkServer::restarts() const {

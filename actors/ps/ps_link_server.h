@@ -4,6 +4,7 @@
 // example. Rank 0 hosts the PsCluster and worker 0; worker w > 0 has one link to rank 0 (ps_link.h).
 #pragma once
 
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
@@ -16,6 +17,7 @@
 
 #include "actors/ps/ps_actor.h"
 #include "runtime/comm/transport.h"
+#include "runtime/supervision/restart_intensity.h"
 
 namespace troupe::ps {
 
@@ -51,11 +53,18 @@ class PsLinkServer {
   // worker 0's own call failed, rather than that effect.
   void throw_if_failed() const;
   int restarts() const;
+  // Each restart of a worker process: "ps worker w", the step it resumed at, the link's error, and its
+  // times from rank 0 finding the link broken — to the newcomer's link (restarted_s), and to its push of
+  // the step it resumed at (recovery_s; -1 until then).
+  std::vector<supervision::Restart> restart_log() const;
+  // Whether a worker failed past its restarts (throw_if_failed would throw).
+  bool failed() const;
   // ok: the run is complete; waits for every worker's goodbye. Not ok: breaks the links. Then joins.
   void finish(bool ok);
 
  private:
   void serve(int w);
+  std::int64_t hooks_resume_step_locked(int w) const;  // the first step worker w had not pushed; mu_ held
 
   PsCluster& cluster_;
   const PsLayout& layout_;
@@ -69,6 +78,9 @@ class PsLinkServer {
   std::vector<std::int64_t> pushed_upto_;                                // by worker: steps whose push reached the shards
   std::string failure_;
   int restarts_ = 0;
+  std::vector<supervision::Restart> log_;
+  std::map<int, std::pair<std::size_t, std::int64_t>> recovering_;  // by worker: (its entry in log_, resume step)
+  std::chrono::steady_clock::time_point start_ = std::chrono::steady_clock::now();
   bool finished_ = false;
 };
 

@@ -38,7 +38,7 @@ PsProcesses::PsProcesses(int rank, PsProcessOptions options) : rank_(rank), opti
       net::consecutive_addresses(options_.address_setting, options_.address, W - 1, "worker after the first"),
       kAddressesEnv, rendezvous_);
   if (!rendezvous_.empty()) addresses_ = split(rendezvous_);
-  children_ = std::make_unique<ReplicaProcesses>(options_.program, options_.args, W, secret_);
+  children_ = std::make_unique<ReplicaProcesses>(options_.program, options_.args, W, secret_, options_.heartbeat_limit);
   for (auto& listener : listeners) {
     auto link = net::connect_tcp({.rank = 0, .size = 2, .address = "", .secret = secret_, .timeout = options_.timeout},
                                  std::move(listener));

@@ -32,6 +32,9 @@ struct PsProcessOptions {
   std::string address_setting = "comm.address";  // where `address` came from, for its errors
   std::chrono::milliseconds timeout{60000};  // how long a link waits for a silent peer
   int max_restarts = 0;
+  // > 0: every worker process beats (runtime/process/heartbeat.h); one silent this long is killed, and so
+  // restarted like a dead one. 0: none (a hung worker is found by the shards' timeout).
+  std::chrono::milliseconds heartbeat_limit{0};
   std::vector<std::string> args;  // this program's arguments; worker w runs it with args + {"--rank", w}
   std::string program = "/proc/self/exe";
 };

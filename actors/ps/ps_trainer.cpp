@@ -2,13 +2,16 @@
 #include "actors/ps/ps_trainer.h"
 
 #include "actors/ps/ps_link.h"
+#include "actors/ps/ps_processes.h"
 
 #include "actors/actor_system.h"
 #include "runtime/plan/topology.h"
 #include "runtime/supervision/supervision_tree.h"
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
+#include <cstdio>
 #include <exception>
 #include <map>
 #include <optional>
@@ -28,6 +31,7 @@ struct PsTrainer::Worker {
   std::unique_ptr<CpuBackend> backend;
   std::unique_ptr<Model> model;
   std::unique_ptr<PsEndpoint> client;  // PsClient here, or RemotePsClient in a remote worker
+  std::atomic<std::int64_t> pushing{-1};  // the step whose push it began: a failure after that is not re-run
 };
 
 namespace {
@@ -79,6 +83,11 @@ PsOptions ps_options(const RunConfig& c) {
 
 }  // namespace
 
+double ps_wait_s(const RunConfig& config) {
+  const bool restarts = config.comm.transport == TransportKind::tcp && config.parallel.data > 1 && config.ps.max_restarts > 0;
+  return restarts ? std::max(60.0, 4 * config.comm.timeout_s) : config.comm.timeout_s;
+}
+
 PsTrainer::PsTrainer(const RunConfig& config) : PsTrainer(config, PsLinks{}, false) {}
 
 PsTrainer::PsTrainer(const RunConfig& config, PsLinks links) : PsTrainer(config, std::move(links), true) {}
@@ -115,25 +124,17 @@ PsTrainer::PsTrainer(const RunConfig& config, PsLinks links, bool remote)
   std::vector<PsParamSpec> specs;
   for (const Param* p : initial_->params().all()) specs.push_back({p->name, p->value.shape(), false});
   layout_ = std::make_shared<const PsLayout>(std::move(specs), config.ps.shards);
-  const int threads = config.train.threads > 0 ? config.train.threads
-                                               : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   // In-process: every worker here, sharing the threads. tcp: this process's one worker; the other
   // processes on the machine take their share of the cores.
   const int first = remote ? links_.rank : 0, last = remote ? links_.rank : par.data - 1;
-  for (int w = first; w <= last; ++w) {
-    auto worker = std::make_unique<Worker>();
-    worker->index = w;
-    worker->backend = std::make_unique<CpuBackend>(std::max(1, threads / par.data));
-    worker->backend->set_deterministic(config.train.deterministic);
-    worker->backend->set_precision(config.train.precision);
-    worker->model = std::make_unique<Model>(make_layer_specs(config.model, config.train.seed));
-    workers_.push_back(std::move(worker));
-  }
+  for (int w = first; w <= last; ++w) workers_.push_back(make_worker(w));
   system_ = std::make_shared<ActorSystem>();
   {
     const plan::Topology topology = plan::make_topology(config_, layer_info(make_layer_specs(config_.model, config_.train.seed)),
                                                         std::vector<std::string>(1, "cpu:0"));
-    supervisor_ = std::make_unique<supervision::Supervisor>(supervision::make_supervision_tree(topology), topology);
+    supervisor_ = std::make_unique<supervision::Supervisor>(
+        supervision::make_supervision_tree(topology), topology,
+        supervision::RestartIntensity(config_.fault.max_restarts, config_.fault.restart_window_s));
   }
   const bool remote_worker = remote && links_.rank > 0;
   if (remote_worker) {
@@ -143,19 +144,103 @@ PsTrainer::PsTrainer(const RunConfig& config, PsLinks links, bool remote)
   } else {
     start_cluster();
   }
-  for (std::size_t i = 0; i < workers_.size(); ++i) {
-    WorkerJob job = [this, i, remote_worker](std::int64_t step, const Batch& batch) {
-      WorkerStep out;
-      std::function<void(const std::vector<Tensor>&)> report;
-      if (remote_worker)  // its losses go to rank 0 before its push, which rank 0 waits for
-        report = [&](const std::vector<Tensor>& mine) {
-          static_cast<RemotePsClient&>(*workers_[0]->client).report(step, per_row_losses({mine}));
-        };
-      out.losses = run_worker(i, step, batch, out.norm, report);
-      return out;
-    };
-    worker_actors_.push_back(system_->get().spawn<caf::detached>(ps_worker_actor, std::move(job)));
+  // A restarted worker process does not fire the clauses of the steps up to the one it resumes at.
+  const std::int64_t joined_at = remote_worker && PsProcesses::restarted() ? steps_done_ : -1;
+  for (const supervision::FaultClause& c : supervision::parse_fault_plan(config.fault.inject).clauses)
+    if (c.target == supervision::FaultTarget::worker && c.index >= first && c.index <= last && c.step > joined_at)
+      worker_faults_.push_back(c);
+  for (std::size_t i = 0; i < workers_.size(); ++i) worker_actors_.push_back(spawn_worker(i));
+}
+
+std::unique_ptr<PsTrainer::Worker> PsTrainer::make_worker(int w) const {
+  const int threads = config_.train.threads > 0 ? config_.train.threads
+                                                : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  auto worker = std::make_unique<Worker>();
+  worker->index = w;
+  worker->backend = std::make_unique<CpuBackend>(std::max(1, threads / config_.parallel.data));
+  worker->backend->set_deterministic(config_.train.deterministic);
+  worker->backend->set_precision(config_.train.precision);
+  worker->model = std::make_unique<Model>(make_layer_specs(config_.model, config_.train.seed));
+  return worker;
+}
+
+caf::actor PsTrainer::spawn_worker(std::size_t i) {
+  const bool remote_worker = remote_ && links_.rank > 0;
+  WorkerJob job = [this, i, remote_worker](std::int64_t step, const Batch& batch) {
+    WorkerStep out;
+    std::function<void(const std::vector<Tensor>&)> report;
+    if (remote_worker)  // its losses go to rank 0 before its push, which rank 0 waits for
+      report = [&](const std::vector<Tensor>& mine) {
+        static_cast<RemotePsClient&>(*workers_[0]->client).report(step, per_row_losses({mine}));
+      };
+    out.losses = run_worker(i, step, batch, out.norm, report);
+    return out;
+  };
+  return system_->get().spawn<caf::detached>(ps_worker_actor, std::move(job));
+}
+
+double PsTrainer::clock_s() const {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+}
+
+bool PsTrainer::take_worker_fault(int w, std::int64_t step) {
+  std::lock_guard lock(restart_mu_);
+  const auto it = std::find_if(worker_faults_.begin(), worker_faults_.end(),
+                               [&](const supervision::FaultClause& c) { return c.index == w && c.step == step; });
+  if (it == worker_faults_.end()) return false;
+  worker_faults_.erase(it);
+  return true;
+}
+
+WorkerAnswers PsTrainer::drive_worker(std::size_t i, std::int64_t step, const Batch& batch) {
+  WorkerAnswers a = ask_workers(system_->get(), {worker_actors_[i]}, step, batch);
+  while (a.failures[0] && restart_worker(i, step, *a.failures[0])) {
+    a = ask_workers(system_->get(), {worker_actors_[i]}, step, batch);
+    if (!a.failures[0]) {
+      std::lock_guard lock(restart_mu_);
+      supervisor_->intensity().recovered(clock_s());
+    }
   }
+  return a;
+}
+
+// One-for-one: the failed worker's actor ends and a fresh one — a new model, backend and client, as at the
+// start — runs the step again. Only a worker that had not begun its push: the shards hold nothing of its step
+// then, so the re-run adds exactly what the first attempt would have. Not in a remote worker process (its
+// failure ends the process, which rank 0 restarts), nor once the shards or another worker failed.
+bool PsTrainer::restart_worker(std::size_t i, std::int64_t step, const Error& failure) {
+  std::lock_guard lock(restart_mu_);
+  Worker& old = *workers_[i];
+  if (!cluster_ || escalated_ || old.pushing.load() == step || cluster_->dead_shard() || (server_ && server_->failed()))
+    return false;
+  const std::string child = fmt::format("worker {}", old.index);
+  const std::string what = failure.what();
+  const std::string cause = what.substr(0, what.find('\n'));
+  const double died = clock_s();
+  supervisor_->on_down(child, step, cause);
+  if (!supervisor_->intensity().allow(child, step, cause, died)) {
+    escalated_ = Error(ErrorKind::kIo,
+                       supervisor_->intensity().escalation(supervisor_->place(child), step, cause, config_.train.checkpoint_dir));
+    cluster_->abort();  // the other workers may wait on the shards for this one's push (a clipping round)
+    return false;
+  }
+  {
+    caf::scoped_actor self(system_->get());
+    self->send_exit(worker_actors_[i], caf::exit_reason::kill);
+    self->wait_for(worker_actors_[i]);
+  }
+  old.client.reset();  // its scoped actor, before the worker goes
+  workers_[i] = make_worker(old.index);
+  workers_[i]->client = cluster_->client(workers_[i]->index);
+  worker_actors_[i] = spawn_worker(i);
+  supervisor_->on_restart(child);
+  supervisor_->intensity().rerun(clock_s());
+  const auto& intensity = supervisor_->intensity();
+  std::fprintf(stderr, "troupe: ps worker %d failed in step %lld: %s\ntroupe: restarted ps worker %d (restart %d of at most "
+                       "%d within %g s); it runs step %lld again\n",
+               workers_[i]->index, static_cast<long long>(step), cause.c_str(), workers_[i]->index,
+               intensity.recent(died), intensity.max_restarts(), intensity.window_s(), static_cast<long long>(step));
+  return true;
 }
 
 PsTrainer::~PsTrainer() {
@@ -188,11 +273,19 @@ void PsTrainer::start_cluster() {
   for (const Param* p : initial_->params().all()) by_name[p->name] = p;
   PsInit init;
   init.dense = [&by_name](const std::string& name) { return by_name.at(name)->value.clone(); };
-  cluster_ = std::make_unique<PsCluster>(layout_, ps_options(config_), init, config_.comm.timeout_s, system_);
+  cluster_ = std::make_unique<PsCluster>(layout_, ps_options(config_), init, remote_ ? ps_wait_s(config_) : config_.comm.timeout_s,
+                                         system_);
   for (auto& w : workers_) w->client = cluster_->client(w->index);
 }
 
 int PsTrainer::restarts() const { return server_ ? server_->restarts() : 0; }
+
+std::vector<supervision::Restart> PsTrainer::restart_log() const {
+  std::vector<supervision::Restart> log = supervisor_->intensity().restarts();
+  if (server_)
+    for (supervision::Restart& r : server_->restart_log()) log.push_back(std::move(r));
+  return log;
+}
 
 std::vector<Tensor> PsTrainer::run_worker(std::size_t local, std::int64_t step, const Batch& batch, double& norm,
                                           const std::function<void(const std::vector<Tensor>&)>& before_push) {
@@ -224,7 +317,11 @@ std::vector<Tensor> PsTrainer::run_worker(std::size_t local, std::int64_t step, 
     losses.push_back(model.forward(*me.backend, mb, ctxs, mb.inputs));
     model.backward(*me.backend, mb, ctxs, Tensor());
   }
+  if (take_worker_fault(w, step))  // fault.inject: as a worker's bug or a failing device would
+    throw Error(ErrorKind::kInternal,
+                fmt::format("fault.inject: throw worker {} at step {} (after its backward, before its push)", w, step));
   if (before_push) before_push(losses);
+  me.pushing = step;
   const double t2 = trace_ ? trace_->now_us() : 0.0;
   if (config_.train.deterministic) {
     // The exact sums go to the shards unrounded: they add them over workers and round once.
@@ -261,14 +358,30 @@ StepStats PsTrainer::train_step(std::int64_t step) {
   std::vector<std::vector<Tensor>> losses(local);
   double norm = 0.0;
   const double begin = trace_ ? trace_->now_us() : 0.0;
-  // Every worker actor runs its share at once; this thread only asks and collects.
-  WorkerAnswers answers = ask_workers(system_->get(), worker_actors_, step, batch);
+  // Every worker actor runs its share at once; a thread per worker asks it and restarts it when its step
+  // fails before its push (worker 0's clipping round waits for every push, so each worker is driven on
+  // its own, not collected in order).
+  WorkerAnswers answers;
+  answers.steps.resize(local);
+  answers.failures.resize(local);
+  {
+    auto drive = [&](std::size_t i) {
+      WorkerAnswers a = drive_worker(i, step, batch);
+      answers.steps[i] = std::move(a.steps[0]);
+      answers.failures[i] = std::move(a.failures[0]);
+    };
+    std::vector<std::thread> drivers;
+    for (std::size_t i = 1; i < local; ++i) drivers.emplace_back(drive, i);
+    drive(0);
+    for (auto& t : drivers) t.join();
+  }
   for (std::size_t i = 0; i < local; ++i) {
     losses[i] = std::move(answers.steps[i].losses);
     if (workers_[i]->index == 0) norm = answers.steps[i].norm;
   }
   std::vector<std::optional<Error>>& errors = answers.failures;
   if (trace_) trace_->window(begin, trace_->now_us());
+  if (escalated_) throw *escalated_;  // the cause; the other workers' failures (the shards stopped) its effect
   for (auto& e : errors) {
     if (!e) continue;
     if (server_) server_->throw_if_failed();  // a remote worker's failure is the cause; worker 0's error its effect

@@ -27,7 +27,10 @@
 
 #include <cstdint>
 #include <functional>
+#include <chrono>
 #include <memory>
+#include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -35,6 +38,7 @@
 #include "actors/ps/ps_link_server.h"
 #include "actors/ps/ps_worker_actor.h"
 #include "models/model.h"
+#include "runtime/supervision/fault_plan.h"
 #include "runtime/supervision/supervisor.h"
 #include "models/trainer.h"
 #include "runtime/config/run_config.h"
@@ -43,6 +47,13 @@
 #include "runtime/trace/trace.h"
 
 namespace troupe::ps {
+
+// Seconds a wait on the shards, or on a worker's link, may last: comm.timeout_s, or — when worker processes
+// are restarted (comm.transport = tcp, ps.max_restarts > 0) — 4 x comm.timeout_s and at least 60 s, since a
+// healthy worker's wait may span another's restart: the heartbeats' limit (comm.timeout_s / 2) to find a
+// stalled one, then a new process's start and step. Hung workers are found by their heartbeats and dead ones
+// by their links, not by these waits; a run that cannot go on stops them at once (PsCluster::abort).
+double ps_wait_s(const RunConfig& config);
 
 class PsTrainer {
  public:
@@ -61,6 +72,10 @@ class PsTrainer {
   std::int64_t steps_done() const { return steps_done_; }
   // Worker processes restarted so far (rank 0 of a tcp run).
   int restarts() const;
+  // Every restart so far: this process's worker actors (restarted one-for-one under fault.max_restarts
+  // when their step failed before its push: "worker w"), then (rank 0 of a tcp run) the worker processes
+  // ("ps worker w", under ps.max_restarts).
+  std::vector<supervision::Restart> restart_log() const;
   // Evaluates the shards' current parameters (pulled into worker 0's model).
   EvalStats evaluate();
   // Initial weights from a file: only before the first step (the shards are rebuilt from them; a remote
@@ -87,6 +102,16 @@ class PsTrainer {
   struct Worker;
   PsTrainer(const RunConfig& config, PsLinks links, bool remote);
   void start_cluster();
+  // Worker w's spec: its model, backend and (when the shards are here) client; and its actor for workers_[i].
+  std::unique_ptr<Worker> make_worker(int w) const;
+  caf::actor spawn_worker(std::size_t i);
+  // Asks workers_[i]'s actor for `step`; a failure before its push is answered by a one-for-one restart
+  // and the step asked again, within fault.max_restarts. Past them, escalated_ holds the error.
+  WorkerAnswers drive_worker(std::size_t i, std::int64_t step, const Batch& batch);
+  bool restart_worker(std::size_t i, std::int64_t step, const Error& failure);
+  // fault.inject's "throw worker W at step S" for this process's worker w: fires once, then is gone.
+  bool take_worker_fault(int w, std::int64_t step);
+  double clock_s() const;
   // This process's worker `local`'s share of step `step`: pull, compute, push (and the clipping round for worker 0);
   // returns its per-row losses by micro-batch and sets `norm` when it ran the clipping round.
   // before_push gets the losses once computed, before the push (a remote worker's report).
@@ -114,6 +139,11 @@ class PsTrainer {
   bool remote_ = false;  // a tcp run
   PsLinks links_;
   std::unique_ptr<PsLinkServer> server_;  // rank 0 of a tcp run, from the first step on
+
+  std::mutex restart_mu_;  // the supervisor and escalated_, for the threads driving the workers
+  std::optional<Error> escalated_;
+  std::vector<supervision::FaultClause> worker_faults_;  // fault.inject's worker clauses not fired yet
+  std::chrono::steady_clock::time_point start_ = std::chrono::steady_clock::now();
 };
 
 }  // namespace troupe::ps

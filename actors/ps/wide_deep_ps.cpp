@@ -80,13 +80,15 @@ void clip_locally(std::vector<Param*>& params, std::vector<Tensor>& table_grads,
 // push and (sync, worker 0) the clipping round. progress(step, mean loss) for worker 0.
 void run_worker(const WideDeepPsOptions& o, const ClickLog& data, const PsLayout& layout, int w, PsEndpoint& client,
                 std::int64_t first, std::int64_t end, const std::function<void(std::int64_t, double)>& before_push,
-                const std::function<void(std::int64_t, double)>& progress) {
+                const std::function<void(std::int64_t, double)>& progress,
+                const std::function<void(std::int64_t)>& before_step = {}) {
   const int W = o.ps.workers, b = o.batch_size, global = W * b, T = layout.num_tables();
   const float scale = 1.0f / static_cast<float>(o.ps.mode == PsMode::sync ? global : b);
   CpuBackend be(o.threads);
   WideDeep model(model_options(o));
   std::vector<Param*>& params = model.dense().all();
   for (std::int64_t t = first; t < end; ++t) {
+    if (before_step) before_step(t);
     const ClickBatch batch = data.train_slice(t, global, static_cast<std::int64_t>(w) * b, static_cast<std::int64_t>(w + 1) * b);
     const std::vector<TableLookup> lookups = model.lookup(batch);
     std::vector<std::vector<std::int64_t>> ids;
@@ -252,6 +254,10 @@ PsCluster::Model WideDeepPsTrainer::snapshot() { return cluster_->snapshot(); }
 
 int WideDeepPsTrainer::restarts() const { return server_ ? server_->restarts() : 0; }
 
+std::vector<supervision::Restart> WideDeepPsTrainer::restart_log() const {
+  return server_ ? server_->restart_log() : std::vector<supervision::Restart>{};
+}
+
 void WideDeepPsTrainer::finish() {
   if (server_) server_->finish(true);
 }
@@ -276,7 +282,7 @@ WideDeepPsResult train_wide_deep_ps(const WideDeepPsOptions& o, PsLinks links,
     try {
       RemotePsClient client(*links.links[0], layout, links.rank);
       run_worker(mine, data, *layout, links.rank, client, client.hello(), mine.steps,
-                 [&](std::int64_t t, double loss) { client.report(t, {loss}); }, {});
+                 [&](std::int64_t t, double loss) { client.report(t, {loss}); }, {}, mine.before_step);
       client.bye();
     } catch (...) {
       if (links.abort) links.abort();  // rank 0 sees this worker die at once

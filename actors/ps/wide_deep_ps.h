@@ -42,6 +42,8 @@ struct WideDeepPsOptions {
   double grad_clip = 0;          // clip by the global 2-norm (0: off)
   // The learning rate of step t (train.lr_schedule); empty: ps.optim.lr every step.
   std::function<double(std::int64_t)> lr_at;
+  // A worker process's hook as each of its steps begins (fault.inject's rank clauses); not called by rank 0's workers.
+  std::function<void(std::int64_t)> before_step;
 };
 
 // Test-set metrics of the parameters the shards hold.
@@ -109,6 +111,8 @@ class WideDeepPsTrainer {
   const ClickLog& data() const { return *data_; }
   // Worker processes restarted so far (with PsLinks).
   int restarts() const;
+  // Each restart of a worker process, with its times (PsLinkServer::restart_log); empty without processes.
+  std::vector<supervision::Restart> restart_log() const;
   // With PsLinks, after the last step: waits for every worker's goodbye. (Destruction without it breaks
   // the links: a failed run.)
   void finish();

@@ -351,9 +351,49 @@ void validate_faults(const RunConfig& config) {
   const supervision::FaultPlan plan = supervision::parse_fault_plan(config.fault.inject);  // kConfig on a bad clause
   if (plan.empty()) return;
   const ParallelConfig& par = config.parallel;
-  if (par.gradient_exchange == GradientExchange::ps)
-    invalid("fault.inject with parallel.gradient_exchange = ps: faults are injected into pipeline stage and "
-            "optimizer-state actors, which parameter-server runs do not have");
+  auto never_reached = [&](const supervision::FaultClause& c) {
+    if (c.step >= config.train.steps)
+      invalid(fmt::format("fault.inject: clause '{}': step {} is never reached, the run ends after train.steps = {} "
+                          "(steps 0 to {})",
+                          supervision::to_string(c), c.step, config.train.steps, config.train.steps - 1));
+  };
+  if (is_recommender(config.model.kind))
+    for (const supervision::FaultClause& c : plan.clauses)
+      if (c.target == supervision::FaultTarget::worker)
+        invalid(fmt::format("fault.inject: clause '{}': model.kind = {} does not restart a worker whose step failed "
+                            "yet; 'kill rank W at step S' and 'stall rank W at step S' rehearse a worker process's "
+                            "death and hang (comm.transport = tcp)",
+                            supervision::to_string(c), config.model.kind));
+  if (par.gradient_exchange == GradientExchange::ps) {
+    // Parameter-server runs have workers (threads, or processes over tcp) and shard actors, no stages.
+    for (const supervision::FaultClause& c : plan.clauses) {
+      if (c.target == supervision::FaultTarget::stage || c.target == supervision::FaultTarget::optimizer ||
+          c.target == supervision::FaultTarget::shard)
+        invalid(fmt::format("fault.inject: clause '{}': parameter-server runs have no stage, optimizer-state or tensor-shard actors; "
+                            "their faults are 'throw worker W at step S', and with comm.transport = tcp 'kill rank W "
+                            "at step S' and 'stall rank W at step S' (a worker's process)",
+                            supervision::to_string(c)));
+      if (c.index >= par.data)
+        invalid(fmt::format("fault.inject: clause '{}': worker {} does not exist, parallel.data = {} (workers 0 to {})",
+                            supervision::to_string(c), c.index, par.data, par.data - 1));
+      if (c.target == supervision::FaultTarget::rank && (config.comm.transport != TransportKind::tcp || par.data == 1))
+        invalid(fmt::format("fault.inject: clause '{}': rank faults hit parameter-server worker processes; set "
+                            "comm.transport = tcp and parallel.data > 1 (or use 'throw worker W at step S')",
+                            supervision::to_string(c)));
+      if (c.target == supervision::FaultTarget::rank && c.index == 0 && c.action == supervision::FaultAction::stall)
+        invalid(fmt::format("fault.inject: clause '{}': no one watches rank 0's heartbeats (it hosts the shards and "
+                            "supervises the workers), so a stalled rank 0 would hang the run; kill rank 0 rehearses its "
+                            "death",
+                            supervision::to_string(c)));
+      never_reached(c);
+    }
+    return;
+  }
+  for (const supervision::FaultClause& c : plan.clauses)
+    if (c.target == supervision::FaultTarget::worker)
+      invalid(fmt::format("fault.inject: clause '{}': worker faults hit parameter-server workers; set "
+                          "parallel.gradient_exchange = ps, or name a stage, an optimizer, a shard or a rank",
+                          supervision::to_string(c)));
   if (par.pipeline == 1 && par.microbatches == 1 && par.data == 1 && par.tensor == 1)
     invalid("fault.inject needs a run by stage or shard actors: set parallel.pipeline > 1, parallel.microbatches > 1, "
             "parallel.data > 1 or parallel.tensor > 1 (a single-device run has no actor to fail)");
@@ -397,10 +437,7 @@ void validate_faults(const RunConfig& config) {
     if (c.replica >= par.data)
       invalid(fmt::format("fault.inject: clause '{}': replica {} does not exist, parallel.data = {} (replicas 0 to {})",
                           supervision::to_string(c), c.replica, par.data, par.data - 1));
-    if (c.step >= config.train.steps)
-      invalid(fmt::format("fault.inject: clause '{}': step {} is never reached, the run ends after train.steps = {} "
-                          "(steps 0 to {})",
-                          supervision::to_string(c), c.step, config.train.steps, config.train.steps - 1));
+    never_reached(c);
   }
 }
 

@@ -464,11 +464,13 @@ std::vector<ConfigKey> build_schema() {
                         .help = "ps.mode = ssp: steps the fastest worker may run ahead of the slowest"},
                    &R::ps, &S::staleness));
   k.push_back(bind(Spec{.name = "ps.max_restarts", .range = between(0, 1000),
-                        .help = "comm.transport = tcp: worker processes rank 0 restarts after they die before the run fails"},
+                        .help = "comm.transport = tcp: worker processes rank 0 restarts after they die or hang (found by "
+                                "their heartbeats) before the run fails"},
                    &R::ps, &S::max_restarts));
   k.push_back(bind(Spec{.name = "fault.max_restarts", .range = between(0, 1000),
-                        .help = "restarts of a failed stage, optimizer-state or tensor-shard actor a supervisor makes within "
-                                "fault.restart_window_s (the interrupted step is re-run), and of data-parallel rank "
+                        .help = "restarts of a failed stage, optimizer-state, tensor-shard or parameter-server "
+                                "worker actor its supervisor makes within fault.restart_window_s (the interrupted "
+                                "step is re-run), and of data-parallel rank "
                                 "processes rank 0 makes (comm.transport = tcp); one more stops the run. 0: none, and no "
                                 "step-boundary snapshot is kept"},
                    &R::fault, &F::max_restarts));
@@ -478,7 +480,8 @@ std::vector<ConfigKey> build_schema() {
   k.push_back(bind(Spec{.name = "fault.inject",
                         .help = "faults the run injects into itself, to rehearse recovery: clauses such as \"kill stage 1 "
                                 "at step 7; throw stage 0 at step 3; nan stage 0 at step 5; kill optimizer 1 at step 2; "
-                                "throw shard 1 of stage 0 at step 4\" (docs/failures.md)"},
+                                "throw shard 1 of stage 0 at step 4; stall rank 1 at step 4; throw worker 1 at step 3\" "
+                                "(docs/failures.md)"},
                    &R::fault, &F::inject));
   // clang-format on
   return k;

@@ -69,7 +69,7 @@ ReplicaProcesses::ReplicaProcesses(const std::string& program, const std::vector
     heartbeats_ = std::make_unique<HeartbeatMonitor>(heartbeat_limit, [this, heartbeat_limit](int rank, pid_t pid, double silent_s) {
       char text[320];
       std::snprintf(text, sizeof text,
-                    "rank %d (process %d) sent no heartbeat for %.1f s (the limit is %.1f s, half of comm.timeout_s): "
+                    "rank %d (process %d) sent no heartbeat for %.2f s (the limit is %.1f s, half of comm.timeout_s): "
                     "it hung or was stopped, so rank 0 killed it (SIGKILL) and treats it as dead",
                     rank, static_cast<int>(pid), silent_s, heartbeat_limit.count() / 1000.0);
       {

@@ -30,7 +30,7 @@ bool number(std::string_view w, T& out) {
 
 const char* kShape =
     "expected '<kill|throw|nan> <stage|optimizer> N at step S [on replica R]', '<kill|throw> shard T [of stage P] at "
-    "step S [on replica R]' or '<kill|stall> rank R at step S'";
+    "step S [on replica R]', '<kill|stall> rank R at step S' or 'throw worker W at step S'";
 
 FaultClause parse_clause(std::string_view text) {
   const std::vector<std::string_view> w = words(text);
@@ -48,8 +48,12 @@ FaultClause parse_clause(std::string_view text) {
   else if (w[1] == "optimizer") c.target = FaultTarget::optimizer;
   else if (w[1] == "shard") c.target = FaultTarget::shard;
   else if (w[1] == "rank") c.target = FaultTarget::rank;
-  else throw bad(fmt::format("unknown target '{}'; the targets are stage, optimizer, shard and rank", w[1]));
-  const char* what = c.target == FaultTarget::rank ? "rank" : c.target == FaultTarget::shard ? "shard" : "stage";
+  else if (w[1] == "worker") c.target = FaultTarget::worker;
+  else throw bad(fmt::format("unknown target '{}'; the targets are stage, optimizer, shard, rank and worker", w[1]));
+  const char* what = c.target == FaultTarget::rank     ? "rank"
+                     : c.target == FaultTarget::shard  ? "shard"
+                     : c.target == FaultTarget::worker ? "worker"
+                                                       : "stage";
   int& first = c.target == FaultTarget::shard ? c.shard : c.index;
   if (!number(w[2], first) || first > 1023) throw bad(fmt::format("'{}' is not a {} number (0 to 1023)", w[2], what));
   std::size_t at = 3;
@@ -66,11 +70,17 @@ FaultClause parse_clause(std::string_view text) {
   const bool on_replica = phrase("on", "replica", c.replica, "replica", 1023);
   if (at != w.size()) throw bad(kShape);
   if (c.action == FaultAction::nan && c.target != FaultTarget::stage)
-    throw bad("nan applies to a stage (its gradient), not to an optimizer, a shard or a rank");
+    throw bad("nan applies to a stage (its gradient), not to an optimizer, a shard, a rank or a worker");
   if (c.target == FaultTarget::rank) {
     if (c.action != FaultAction::kill && c.action != FaultAction::stall)
       throw bad("a rank process can be killed or stalled ('kill rank R at step S', 'stall rank R at step S')");
     if (on_replica) throw bad("a rank is a whole replica: no 'on replica' after 'rank R'");
+    c.replica = c.index;
+  } else if (c.target == FaultTarget::worker) {
+    if (c.action != FaultAction::raise)
+      throw bad("a parameter-server worker can be made to throw ('throw worker W at step S'); 'kill rank W' and "
+                "'stall rank W' hit a worker process");
+    if (on_replica) throw bad("a worker is a whole data-parallel rank: no 'on replica' after 'worker W'");
     c.replica = c.index;
   } else if (c.action == FaultAction::stall) {
     throw bad("stall applies to a rank process ('stall rank R at step S'), not to an actor");
@@ -98,6 +108,7 @@ std::string to_string(const FaultClause& c) {
                        : c.action == FaultAction::nan   ? "nan"
                                                         : "stall";
   if (c.target == FaultTarget::rank) return fmt::format("{} rank {} at step {}", action, c.index, c.step);
+  if (c.target == FaultTarget::worker) return fmt::format("{} worker {} at step {}", action, c.index, c.step);
   const std::string replica = c.replica == 0 ? std::string() : fmt::format(" on replica {}", c.replica);
   if (c.target == FaultTarget::shard)
     return fmt::format("{} shard {}{} at step {}{}", action, c.shard,

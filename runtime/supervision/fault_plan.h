@@ -5,6 +5,7 @@
 //   clause  := action target N "at step" S [ "on replica" R ]
 //            | ("kill" | "throw") "shard" T [ "of stage" P ] "at step" S [ "on replica" R ]
 //            | ("kill" | "stall") "rank" R "at step" S
+//            | "throw" "worker" W "at step" S
 //   action  := "kill"    the actor is ended as a crash would end it (CAF exit reason kill)
 //            | "throw"   a stage's first backward of the step throws; an optimizer's update throws
 //            | "nan"     a stage's first gradient turns NaN at the end of the backward (stage only;
@@ -19,6 +20,9 @@
 // Rank clauses hit a whole data-parallel rank process (comm.transport = tcp or shm) as step S begins there:
 // "kill rank R" makes it die of SIGKILL, "stall rank R" stops it (SIGSTOP) as a hung process stands, so that
 // its heartbeats stop. A restarted process does not fire the clauses of steps up to the one it joined at.
+// "throw worker W" hits parameter-server worker W (parallel.gradient_exchange = ps): its step S throws after
+// its backward, before its push; a worker thread is restarted by the trainer, a worker process dies of it
+// and rank 0 restarts the process.
 #pragma once
 
 #include <cstdint>
@@ -29,12 +33,12 @@
 namespace troupe::supervision {
 
 enum class FaultAction { kill, raise, nan, stall };
-enum class FaultTarget { stage, optimizer, shard, rank };
+enum class FaultTarget { stage, optimizer, shard, rank, worker };
 
 struct FaultClause {
   FaultAction action = FaultAction::kill;
   FaultTarget target = FaultTarget::stage;
-  int index = 0;           // the stage (of a shard too), or (target rank) the rank
+  int index = 0;           // the stage (of a shard too), or (target rank) the rank, or (target worker) the ps worker
   std::int64_t step = 0;
   int replica = 0;         // of parallel.data
   int shard = 0;           // the tensor shard of parallel.tensor (0 but for target shard)
