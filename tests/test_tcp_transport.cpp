@@ -20,6 +20,7 @@
 #include "net/tcp/rendezvous.h"
 #include "net/tcp/tcp_transport.h"
 #include "net/wire/frame_codec.h"
+#include "tests/killed_rank_processes.h"
 #include "tests/rank_errors.h"
 #include "tests/rank_threads.h"
 #include "runtime/comm/ring.h"
@@ -605,54 +606,12 @@ TEST_CASE("tcp: a peer that stalls in the middle of a message times the recv out
 TEST_CASE("tcp: ranks as separate processes allreduce, and a killed process fails the others", "[tcp]") {
   const bool crash = GENERATE(false, true);
   CAPTURE(crash);
-  const int ranks = 3;
-  const std::size_t n = 300001;
-  net::TcpListener listener("127.0.0.1:0");
-  const std::string address = listener.address();
-  auto expected = [&](std::size_t i) { return static_cast<float>((0 + 1 + 2) * (i % 1000)) + 3.0f; };
-  std::vector<pid_t> children;
-  for (int r = 1; r < ranks; ++r) {
-    const pid_t pid = fork();
-    REQUIRE(pid >= 0);
-    if (pid == 0) {  // the child: a rank of its own; reports through its exit status only
-      int code = 0;
-      try {
-        auto t = net::connect_tcp(options(r, ranks, address, 5s));
-        std::vector<float> v(n);
-        for (std::size_t i = 0; i < n; ++i) v[i] = static_cast<float>(r * (i % 1000)) + 1.0f;
-        if (crash && r == 2) ::kill(::getpid(), SIGKILL);  // dies with the mesh up, mid-job
-        comm::allreduce_ring(*t, v);
-        for (std::size_t i = 0; i < n; ++i) code |= v[i] != expected(i) ? 3 : 0;
-      } catch (...) {
-        code = 4;
-      }
-      ::_exit(code);
-    }
-    children.push_back(pid);
-  }
-  std::string error;
-  {
-    std::unique_ptr<net::TcpTransport> t;
-    try {
-      t = net::connect_tcp(options(0, ranks, "", 5s), std::move(listener));
-      std::vector<float> v(n);
-      for (std::size_t i = 0; i < n; ++i) v[i] = 1.0f;
-      comm::allreduce_ring(*t, v);
-      for (std::size_t i = 0; i < n; ++i) REQUIRE(v[i] == expected(i));
-    } catch (const Error& e) {
-      error = e.what();
-    }
-  }
-  std::vector<int> status(children.size());
-  for (std::size_t i = 0; i < children.size(); ++i) REQUIRE(waitpid(children[i], &status[i], 0) == children[i]);
-  if (!crash) {
-    CHECK(error.empty());
-    for (int s : status) CHECK((WIFEXITED(s) && WEXITSTATUS(s) == 0));
-  } else {
-    CHECK_THAT(error, Contains("rank 2 is dead"));
-    CHECK(WIFSIGNALED(status[1]));
-    CHECK((WIFEXITED(status[0]) && WEXITSTATUS(status[0]) == 4));  // rank 1 failed too, with an error
-  }
+  ProcessTransport tcp;
+  tcp.connect = [](int r, int ranks, const std::string& address) { return net::connect_tcp(options(r, ranks, address, 5s)); };
+  tcp.connect_rank0 = [](int ranks, net::TcpListener listener) {
+    return net::connect_tcp(options(0, ranks, "", 5s), std::move(listener));
+  };
+  check_killed_rank_fails_the_others(tcp, crash);
 }
 
 TEST_CASE("tcp across hosts (Reach::network): every rank learns every rank's host name, and a name resolves", "[tcp]") {
