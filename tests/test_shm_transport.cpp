@@ -17,7 +17,7 @@
 #include "net/shm/slot_ring.h"
 #include "runtime/comm/ring.h"
 #include "runtime/error.h"
-#include "tests/killed_rank_processes.h"
+#include "tests/dead_rank_checks.h"
 #include "tests/rank_errors.h"
 #include "tests/rank_threads.h"
 
@@ -153,39 +153,8 @@ TEST_CASE("shm: a wrong size and a silent peer fail with errors naming the peer,
 
 TEST_CASE("shm: an aborted rank fails the others at once, naming it", "[shm]") {
   const int ranks = GENERATE(2, 4);
-  const int victim = ranks - 1;
   CAPTURE(ranks);
-  RankGroup group(TransportKind::shm, ranks, 30s);  // long: a failure must come from the abort, not the timeout
-  std::thread killer([&] {
-    std::this_thread::sleep_for(100ms);
-    group.kill(victim);
-  });
-  const auto start = std::chrono::steady_clock::now();
-  const auto errors = group.run([&](comm::Transport& t) {
-    if (t.rank() == victim) {
-      std::vector<std::byte> never(1);
-      t.recv(0, 0xDEAD, never);  // stands in for a rank stuck elsewhere until it crashes
-      return;
-    }
-    std::vector<float> v(1 << 20, 1.0f);
-    comm::allreduce_ring(t, v);
-  });
-  killer.join();
-  CHECK(std::chrono::steady_clock::now() - start < 20s);
-  CHECK_THAT(io_error(errors[static_cast<std::size_t>(victim)]), Contains("aborted"));
-  // As over TCP: a rank that fails is killed in turn (RankGroup::run), so a rank may learn of the break
-  // from a neighbour first; the victim's neighbours name it.
-  int naming_victim = 0;
-  for (int r = 0; r < victim; ++r) {
-    CAPTURE(r);
-    const std::string message = io_error(errors[static_cast<std::size_t>(r)]);
-    CHECK_THAT(message, Contains("is dead, so the group is broken"));
-    naming_victim += message.find(detail::concat("rank ", victim, " is dead")) != std::string::npos;
-  }
-  CHECK(naming_victim >= 1);
-  std::vector<std::byte> one(1);
-  CHECK_THROWS_AS(group.transport(0).recv(1 % ranks, 5, one), Error);
-  CHECK_THROWS_AS(group.transport(0).send(1 % ranks, 5, one), Error);
+  check_aborted_rank_fails_the_others(TransportKind::shm, ranks, 30s, 20s);  // 30 s: a failure must come from the abort
 }
 
 TEST_CASE("shm: a closed transport's messages are delivered, and a recv that needs more says it closed", "[shm]") {

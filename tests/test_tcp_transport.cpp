@@ -20,7 +20,7 @@
 #include "net/tcp/rendezvous.h"
 #include "net/tcp/tcp_transport.h"
 #include "net/wire/frame_codec.h"
-#include "tests/killed_rank_processes.h"
+#include "tests/dead_rank_checks.h"
 #include "tests/rank_errors.h"
 #include "tests/rank_threads.h"
 #include "runtime/comm/ring.h"
@@ -313,40 +313,8 @@ TEST_CASE("tcp recv reports a wrong size and a timeout, naming the peer", "[tcp]
 
 TEST_CASE("tcp: a rank that dies mid-collective fails every other rank at once, naming it", "[tcp]") {
   const int ranks = GENERATE(2, 4);
-  const int victim = ranks - 1;
   CAPTURE(ranks);
-  RankGroup group(TransportKind::tcp, ranks, 10s);  // long: passing must not depend on the timeout
-  std::vector<std::vector<float>> data(static_cast<std::size_t>(ranks), std::vector<float>(1 << 20, 1.0f));
-  std::thread killer([&] {
-    std::this_thread::sleep_for(100ms);
-    group.kill(victim);
-  });
-  const auto start = std::chrono::steady_clock::now();
-  const auto errors = group.run([&](comm::Transport& t) {
-    if (t.rank() == victim) {
-      std::vector<std::byte> never(1);
-      t.recv(0, 0xDEAD, never);  // stands in for a rank stuck elsewhere until it crashes
-      return;
-    }
-    comm::allreduce_ring(t, data[static_cast<std::size_t>(t.rank())]);
-  });
-  killer.join();
-  CHECK(std::chrono::steady_clock::now() - start < 5s);
-  CHECK_THAT(io_error(errors[static_cast<std::size_t>(victim)]), Contains("aborted"));
-  // A rank that fails is killed in turn (RankGroup::run, as its process would die), so a rank may
-  // learn of the break from a neighbour's death first; the victim's neighbours name it.
-  int naming_victim = 0;
-  for (int r = 0; r < victim; ++r) {
-    CAPTURE(r);
-    const std::string message = io_error(errors[static_cast<std::size_t>(r)]);
-    CHECK_THAT(message, Contains("is dead, so the group is broken"));
-    naming_victim += message.find("rank " + std::to_string(victim) + " is dead") != std::string::npos;
-  }
-  CHECK(naming_victim >= 1);
-  // And the group stays broken (every rank that failed was killed in turn by RankGroup::run).
-  std::vector<std::byte> one(1);
-  CHECK_THROWS_AS(group.transport(0).recv(1 % ranks, 5, one), Error);
-  CHECK_THROWS_AS(group.transport(0).send(1 % ranks, 5, one), Error);
+  check_aborted_rank_fails_the_others(TransportKind::tcp, ranks, 10s, 5s);  // 10 s: passing must not depend on it
 }
 
 TEST_CASE("tcp: a peer that dies after sending a message nobody asked for yet is still seen dead at once", "[tcp]") {

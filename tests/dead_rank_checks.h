@@ -1,6 +1,6 @@
-// Owns the test both process transports run (test_tcp_transport.cpp, test_shm_transport.cpp): 3 ranks as
-// forked processes allreduce 300,001 floats; with `crash`, rank 2 SIGKILLs itself with the mesh up, and rank 0
-// must fail naming it while rank 1 fails with an error of its own.
+// Owns the dead-rank tests both TCP and shared memory run (test_tcp_transport.cpp, test_shm_transport.cpp): a
+// rank aborted mid-collective among threads, and a rank SIGKILLed among forked processes, must each fail the
+// others at once, naming it.
 #pragma once
 
 #include <catch2/catch.hpp>
@@ -16,14 +16,58 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "net/tcp/tcp_transport.h"
+#include "tests/rank_errors.h"
+#include "tests/rank_threads.h"
 #include "runtime/comm/ring.h"
 #include "runtime/comm/transport.h"
 #include "runtime/error.h"
 
 namespace troupe::testing {
+
+// `ranks` threads over `kind` (timeouts `timeout`, long: a failure must come from the abort); the last rank is
+// aborted 100 ms into an allreduce of 2^20 floats it never joins. Every rank must fail within `fails_within`:
+// the victim saying it aborted, the others that the group is broken, at least one of them naming the victim;
+// and the group stays broken.
+inline void check_aborted_rank_fails_the_others(TransportKind kind, int ranks, std::chrono::milliseconds timeout,
+                                                std::chrono::seconds fails_within) {
+  const int victim = ranks - 1;
+  RankGroup group(kind, ranks, timeout);
+  std::vector<std::vector<float>> data(static_cast<std::size_t>(ranks), std::vector<float>(1 << 20, 1.0f));
+  std::thread killer([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    group.kill(victim);
+  });
+  const auto start = std::chrono::steady_clock::now();
+  const auto errors = group.run([&](comm::Transport& t) {
+    if (t.rank() == victim) {
+      std::vector<std::byte> never(1);
+      t.recv(0, 0xDEAD, never);  // stands in for a rank stuck elsewhere until it crashes
+      return;
+    }
+    comm::allreduce_ring(t, data[static_cast<std::size_t>(t.rank())]);
+  });
+  killer.join();
+  CHECK(std::chrono::steady_clock::now() - start < fails_within);
+  CHECK_THAT(io_error(errors[static_cast<std::size_t>(victim)]), Catch::Matchers::Contains("aborted"));
+  // A rank that fails is killed in turn (RankGroup::run, as its process would die), so a rank may
+  // learn of the break from a neighbour's death first; the victim's neighbours name it.
+  int naming_victim = 0;
+  for (int r = 0; r < victim; ++r) {
+    CAPTURE(r);
+    const std::string message = io_error(errors[static_cast<std::size_t>(r)]);
+    CHECK_THAT(message, Catch::Matchers::Contains("is dead, so the group is broken"));
+    naming_victim += message.find("rank " + std::to_string(victim) + " is dead") != std::string::npos;
+  }
+  CHECK(naming_victim >= 1);
+  // And the group stays broken (every rank that failed was killed in turn by RankGroup::run).
+  std::vector<std::byte> one(1);
+  CHECK_THROWS_AS(group.transport(0).recv(1 % ranks, 5, one), Error);
+  CHECK_THROWS_AS(group.transport(0).send(1 % ranks, 5, one), Error);
+}
 
 // How one transport connects a rank of the job.
 struct ProcessTransport {
