@@ -234,8 +234,7 @@ int train_loop(Job& trainer, const RunConfig& config, const TrainOptions& option
   // MFU (runtime/model_flops.h) against this CPU's measured peak (runtime/cpu/cpu_peak.h): CPU runs of the
   // models whose FLOPs are counted.
   const double flops_per_unit = train_flops_per_unit(m);
-  const bool on_cpu = config.train.device.rfind("cuda", 0) != 0 &&
-                      config.parallel.placement.find("cuda") == std::string::npos;
+  const bool on_cpu = !computes_on_cuda(config);
   double peak = 0.0;
   std::string peak_name;
   CpuPeak cpu;

@@ -30,4 +30,9 @@ std::string Device::str() const {
   return std::string(kind == DeviceKind::cpu ? "cpu:" : "cuda:") + std::to_string(index);
 }
 
+std::string Device::short_str() const {
+  if (index == 0) return kind == DeviceKind::cpu ? "cpu" : "cuda";
+  return str();
+}
+
 }  // namespace troupe

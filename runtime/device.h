@@ -18,7 +18,12 @@ struct Device {
   static Device parse(std::string_view text);
 
   bool is_cpu() const { return kind == DeviceKind::cpu; }
+  bool is_cuda() const { return kind == DeviceKind::cuda; }
+  // "cpu:0", "cuda:1": the full name, as `troupe devices` lists it.
   std::string str() const;
+  // The shortest text parse() reads back as this device: "cpu", "cuda" (GPU 0), "cuda:1", as train.device
+  // is written (so messages echo `train.device = cuda` as the user typed it).
+  std::string short_str() const;
   friend bool operator==(const Device& a, const Device& b) { return a.kind == b.kind && a.index == b.index; }
   friend bool operator!=(const Device& a, const Device& b) { return !(a == b); }
 };

@@ -53,8 +53,8 @@ Placement resolve_placement(const RunConfig& config, const DeviceInventory& inve
   Placement p;
   const int stages = config.parallel.pipeline;
   if (config.parallel.placement.empty()) {
-    const Device d = Device::parse(config.train.device);
-    require_present(d, inventory, "train.device = " + config.train.device, "train.device = cpu");
+    const Device d = config.train.device;
+    require_present(d, inventory, "train.device = " + d.short_str(), "train.device = cpu");
     p.stages.assign(stages, d);
     return p;
   }

@@ -27,6 +27,9 @@ import sys
 import tempfile
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import torchrun_ranks  # noqa: E402
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HOSTS = os.path.join(ROOT, "scripts", "test-hosts")
 N = 3
@@ -41,13 +44,7 @@ WORK = None
 
 
 def fail(msg):
-    print("FAIL: " + msg)
-    if WORK:
-        for name in sorted(os.listdir(WORK)):
-            if name.endswith(".txt"):
-                with open(os.path.join(WORK, name)) as f:
-                    print("--- %s:\n%s" % (name, f.read()[-3000:]))
-    sys.exit(1)
+    torchrun_ranks.fail(msg, WORK)
 
 
 def skip(msg):
@@ -78,14 +75,10 @@ def env_ranks(troupe, work, extra, port, hosts=None, small=SMALL):
     hosts = hosts or list(range(N))
     procs = []
     for r, host in enumerate(hosts):
-        env = dict(os.environ, TROUPE_SECRET="net-hosts-test-secret", RANK=str(r), WORLD_SIZE=str(len(hosts)),
-                   MASTER_ADDR="10.77.0.1", MASTER_PORT=str(port))
         args = [HOSTS, "run", PREFIX, str(host), troupe, "train"] + small + ["--set", "comm.interface=eth0"] + extra
         if r == 0:
             args += outputs(work)
-        procs.append(subprocess.Popen(args, cwd=work, env=env, stdin=subprocess.DEVNULL,
-                                      stdout=open(os.path.join(work, "out%d.txt" % r), "w"),
-                                      stderr=open(os.path.join(work, "err%d.txt" % r), "w")))
+        procs.append(torchrun_ranks.start_rank(args, work, r, len(hosts), "10.77.0.1", port, "net-hosts-test-secret"))
     return procs
 
 

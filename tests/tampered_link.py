@@ -18,6 +18,9 @@ import tempfile
 import threading
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import torchrun_ranks  # noqa: E402
+
 SMALL = ["--steps", "4", "--set", "model.n_layer=2", "--set", "model.n_embd=32", "--set", "model.n_head=2",
          "--set", "model.block_size=16", "--set", "train.batch_size=8", "--set", "train.eval_every=0",
          "--set", "train.eval_batches=1", "--set", "data.order=sequential", "--set", "train.deterministic=true",
@@ -27,13 +30,7 @@ WORK = None
 
 
 def fail(msg):
-    print("FAIL: " + msg)
-    if WORK:
-        for name in sorted(os.listdir(WORK)):
-            if name.endswith(".txt"):
-                with open(os.path.join(WORK, name)) as f:
-                    print("--- %s:\n%s" % (name, f.read()[-3000:]))
-    sys.exit(1)
+    torchrun_ranks.fail(msg, WORK)
 
 
 def read_exact(sock, n):
@@ -150,12 +147,9 @@ def main():
     procs = []
     start = time.monotonic()
     for r in range(2):
-        env = dict(os.environ, TROUPE_SECRET="tampered-link-test-secret", RANK=str(r), WORLD_SIZE="2",
-                   MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port if r == 0 else proxy.port))
         args = [troupe, "train"] + SMALL + extra + (out(WORK) if r == 0 else [])
-        procs.append(subprocess.Popen(args, cwd=WORK, env=env, stdin=subprocess.DEVNULL,
-                                      stdout=open(os.path.join(WORK, "out%d.txt" % r), "w"),
-                                      stderr=open(os.path.join(WORK, "err%d.txt" % r), "w")))
+        procs.append(torchrun_ranks.start_rank(args, WORK, r, 2, "127.0.0.1", port if r == 0 else proxy.port,
+                                              "tampered-link-test-secret"))
     try:
         codes = [p.wait(timeout=120) for p in procs]
     except subprocess.TimeoutExpired:

@@ -13,18 +13,13 @@
 #include "runtime/cpu/cpu_backend.h"
 #include "runtime/cpu/cpu_peak.h"
 #include "runtime/model_flops.h"
+#include "tests/gemm_cases.h"
 #include "tests/reference_ops.h"
 
 using namespace troupe;
+using gemm_test::random_floats;
 
 namespace {
-
-std::vector<float> random_floats(std::mt19937_64& rng, std::size_t n) {
-  std::uniform_real_distribution<float> u(-1.0f, 1.0f);
-  std::vector<float> v(n);
-  for (float& x : v) x = u(rng);
-  return v;
-}
 
 // The sgemm CpuBackend passes to the portable kernel.
 void backend_gemm(void* be, bool ta, bool tb, std::int64_t m, std::int64_t n, std::int64_t k, float alpha,
@@ -59,47 +54,21 @@ TEST_CASE("bf16 rounding is to nearest, ties to even, as c10::BFloat16", "[bf16]
 
 TEST_CASE("bf16 products equal a double product of the bf16-rounded operands, every transpose, both kernels",
           "[bf16]") {
-  struct Mnk {
-    std::int64_t m, n, k;
-  };
   // Edges of the 8 x 32 micro-kernel and 64 x 128 tiles, odd k (a half pair), k = 0, and GPT-sized shapes.
-  const std::vector<Mnk> shapes = {{1, 1, 1},     {1, 7, 33},     {7, 1, 33},    {9, 33, 1},    {8, 32, 2},
-                                   {65, 129, 31}, {130, 70, 256}, {5, 3, 0},     {256, 768, 64}, {31, 17, 1000}};
+  const std::vector<gemm_test::Mnk> shapes = {{1, 1, 1},     {1, 7, 33},     {7, 1, 33},    {9, 33, 1},    {8, 32, 2},
+                                              {65, 129, 31}, {130, 70, 256}, {5, 3, 0},     {256, 768, 64}, {31, 17, 1000}};
   CpuBackend be(2);
   std::mt19937_64 rng(17);
   for (const Bf16Kernel kernel : kernels_here()) {
-    for (const Mnk& s : shapes) {
+    for (const gemm_test::Mnk& s : shapes) {
       for (int combo = 0; combo < 8; ++combo) {
-        const bool ta = combo & 1, tb = combo & 2;
-        const float beta = (combo & 4) ? 0.5f : 0.0f;
-        const std::vector<float> a = random_floats(rng, static_cast<std::size_t>(s.m * s.k));
-        const std::vector<float> b = random_floats(rng, static_cast<std::size_t>(s.k * s.n));
-        const std::vector<float> c0 =
-            beta == 0.0f ? std::vector<float>(static_cast<std::size_t>(s.m * s.n), std::numeric_limits<float>::quiet_NaN())
-                         : random_floats(rng, static_cast<std::size_t>(s.m * s.n));
-        std::vector<float> c = c0;
-        const std::int64_t lda = ta ? s.m : s.k, ldb = tb ? s.k : s.n;
-        gemm_bf16(kernel, be.pool(), ta, tb, s.m, s.n, s.k, 1.5f, a.data(), lda, b.data(), ldb, beta, c.data(), s.n,
-                  backend_gemm, &be);
-        double worst = 0.0;
-        for (std::int64_t i = 0; i < s.m; ++i)
-          for (std::int64_t j = 0; j < s.n; ++j) {
-            double want = 0.0, scale = 0.0;
-            for (std::int64_t p = 0; p < s.k; ++p) {
-              const double x = round_to_bf16(ta ? a[p * lda + i] : a[i * lda + p]);
-              const double y = round_to_bf16(tb ? b[j * ldb + p] : b[p * ldb + j]);
-              want += x * y;
-              scale += std::abs(x * y);
-            }
-            const double c_in = beta == 0.0f ? 0.0 : beta * c0[i * s.n + j];
-            // f32 sums of exact products: at most k roundings of 2^-24 each, relative to the sum of |terms|.
-            const double bound = 1e-30 + 1.5 * (static_cast<double>(s.k) + 2) * 6e-8 * (scale + std::abs(c_in));
-            const double err = std::abs(static_cast<double>(c[i * s.n + j]) - (1.5 * want + c_in));
-            worst = std::max(worst, err / bound);
-          }
-        INFO((kernel == Bf16Kernel::avx512 ? "avx512" : "portable") << " m " << s.m << " n " << s.n << " k " << s.k
-                                                                    << " ta " << ta << " tb " << tb << " beta " << beta);
-        CHECK(worst <= 1.0);
+        const gemm_test::GemmCase g = gemm_test::gemm_case(rng, s, combo);
+        std::vector<float> c = g.c0;
+        gemm_bf16(kernel, be.pool(), g.ta, g.tb, s.m, s.n, s.k, g.alpha, g.a.data(), g.lda, g.b.data(), g.ldb, g.beta,
+                  c.data(), s.n, backend_gemm, &be);
+        INFO((kernel == Bf16Kernel::avx512 ? "avx512 " : "portable ") << g.str());
+        // f32 sums of exact products: at most k roundings of 2^-24 each, relative to the sum of |terms|.
+        CHECK(gemm_test::worst_in_bounds(g, c, 2, [](float v) { return double(round_to_bf16(v)); }) <= 1.0);
       }
     }
   }
@@ -119,8 +88,7 @@ TEST_CASE("the vdpbf16ps kernel and the portable one agree to f32 rounding", "[b
             backend_gemm, &be);
   gemm_bf16(Bf16Kernel::portable, be.pool(), false, true, m, n, k, 1.0f, a.data(), k, b.data(), k, 0.0f,
             portable.data(), n, backend_gemm, &be);
-  double worst = 0.0;
-  for (std::size_t i = 0; i < fast.size(); ++i) worst = std::max(worst, double(std::abs(fast[i] - portable[i])));
+  const double worst = gemm_test::worst_difference(fast, portable);
   CHECK(worst < 1e-4);  // terms below 1 in size, 300 of them: f32 sums in two orders differ by ~1e-5
   CHECK(worst > 0.0);   // ... and they are two different sums (this test compares two kernels, not one)
 }

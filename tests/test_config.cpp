@@ -465,6 +465,16 @@ TEST_CASE("validate: rules across keys, in one place", "[config]") {
   CHECK_NOTHROW(load_config(std::nullopt, {"comm.transport=tcp", "comm.address=10.0.0.1:29500"}));
   CHECK_THAT(set_error({"comm.transport=tcp", "comm.address=127.0.0.1"}), Contains("must be host:port"));
   CHECK_THAT(set_error({"train.device=gpu"}), Contains("train.device = \"gpu\" is not a device"));
+  CHECK_THAT(set_error({"train.device=cpu:1"}), Contains("train.device = \"cpu:1\" is not a device"));
+  CHECK_THAT(set_error({"train.device=cuda:99999999999"}), Contains("is not a device"));  // no int holds it
+  // Parsed once: the config holds the device; it prints as written for cpu, cuda and cuda:N.
+  CHECK(load_config(std::nullopt, {"train.device=cuda:2"}).train.device == Device::cuda(2));
+  CHECK(load_config(std::nullopt, {"train.device=cpu:0"}).train.device == Device::cpu());
+  CHECK(*find_config_key("train.device")->get(load_config(std::nullopt, {"train.device=cuda:0"})) ==
+        ConfigValue{std::string("cuda")});
+  CHECK_FALSE(computes_on_cuda(RunConfig{}));
+  CHECK(computes_on_cuda(load_config(std::nullopt, {"train.device=cuda:1"})));
+  CHECK(computes_on_cuda(load_config(std::nullopt, {"parallel.pipeline=2", "parallel.microbatches=2", "parallel.placement=cpu,cuda:0"})));
   CHECK_THAT(set_error({"parallel.pipeline=2", "parallel.microbatches=2", "parallel.placement=cpu"}),
              Contains("names 1 devices for parallel.pipeline = 2 stages"));
   CHECK_THAT(set_error({"parallel.pipeline=2", "parallel.microbatches=2", "parallel.placement=cpu,tpu:0"}),

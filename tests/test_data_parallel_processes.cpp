@@ -11,6 +11,7 @@
 #include <sstream>
 #include <string>
 
+#include "tests/same_losses.h"
 #include "tests/same_weights.h"
 #include "tests/temp_dir.h"
 #include "tests/troupe_command.h"
@@ -27,25 +28,6 @@ const std::string kSmall =
     "train --steps 4 --set model.n_layer=2 --set model.n_embd=32 --set model.n_head=2 --set model.block_size=16 "
     "--set train.batch_size=8 --set train.eval_every=0 --set train.eval_batches=1 --set data.order=sequential "
     "--set train.deterministic=true --set comm.address=127.0.0.1:0 ";
-
-// A --dump-losses line up to its first timing figure (tokens_per_s, or samples_per_s for image models).
-std::string before_timing(const std::string& line) {
-  const auto tokens = line.find("\"tokens_per_s\"");
-  return line.substr(0, tokens != std::string::npos ? tokens : line.find("\"samples_per_s\""));
-}
-
-// Two --dump-losses files hold the same steps with the same loss bits (the dump prints 17 significant
-// digits: the double's exact value; tokens_per_s is timing and differs).
-void check_same_losses(const std::string& expected_path, const std::string& actual_path, int steps) {
-  std::stringstream a(slurp(expected_path)), b(slurp(actual_path));
-  std::string la, lb;
-  int lines = 0;
-  while (std::getline(a, la) && std::getline(b, lb)) {
-    CHECK(before_timing(la) == before_timing(lb));
-    ++lines;
-  }
-  CHECK(lines == steps);
-}
 
 std::set<std::string> dev_shm() {
   std::set<std::string> names;

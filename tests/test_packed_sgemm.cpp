@@ -10,19 +10,11 @@
 
 #include "runtime/cpu/cpu_backend.h"
 #include "runtime/cpu/packed_sgemm.h"
+#include "tests/gemm_cases.h"
 
 using namespace troupe;
 
-namespace {
-
-std::vector<float> random_floats(std::mt19937_64& rng, std::size_t n) {
-  std::uniform_real_distribution<float> u(-1.0f, 1.0f);
-  std::vector<float> v(n);
-  for (float& x : v) x = u(rng);
-  return v;
-}
-
-}  // namespace
+using gemm_test::random_floats;
 
 TEST_CASE("packed sgemm equals a double product to f32 rounding, every transpose, edges of tiles and k chunks",
           "[sgemm]") {
@@ -30,45 +22,21 @@ TEST_CASE("packed sgemm equals a double product to f32 rounding, every transpose
     WARN("this CPU has no AVX-512F: f32 products run on OpenBLAS only");
     return;
   }
-  struct Mnk {
-    std::int64_t m, n, k;
-  };
   // Edges of the 8 x 32 micro-kernel and 64 x 128 tiles, k = 0, k across several 256-term chunks, GPT shapes.
-  const std::vector<Mnk> shapes = {{1, 1, 1},     {1, 7, 33},      {7, 1, 33},   {9, 33, 1},     {8, 32, 2},
-                                   {65, 129, 31}, {130, 70, 256},  {5, 3, 0},    {256, 768, 64}, {31, 17, 1000},
-                                   {17, 40, 513}};
+  const std::vector<gemm_test::Mnk> shapes = {{1, 1, 1},     {1, 7, 33},     {7, 1, 33},    {9, 33, 1},
+                                              {8, 32, 2},    {65, 129, 31},  {130, 70, 256}, {5, 3, 0},
+                                              {256, 768, 64}, {31, 17, 1000}, {17, 40, 513}};
   ThreadPool pool(2);
   std::mt19937_64 rng(29);
-  for (const Mnk& s : shapes) {
+  for (const gemm_test::Mnk& s : shapes) {
     for (int combo = 0; combo < 8; ++combo) {
-      const bool ta = combo & 1, tb = combo & 2;
-      const float beta = (combo & 4) ? 0.5f : 0.0f;
-      const std::vector<float> a = random_floats(rng, static_cast<std::size_t>(s.m * s.k));
-      const std::vector<float> b = random_floats(rng, static_cast<std::size_t>(s.k * s.n));
-      const std::vector<float> c0 =
-          beta == 0.0f ? std::vector<float>(static_cast<std::size_t>(s.m * s.n), std::numeric_limits<float>::quiet_NaN())
-                       : random_floats(rng, static_cast<std::size_t>(s.m * s.n));
-      std::vector<float> c = c0;
-      const std::int64_t lda = ta ? s.m : s.k, ldb = tb ? s.k : s.n;
-      packed_sgemm(pool, ta, tb, s.m, s.n, s.k, 1.5f, a.data(), lda, b.data(), ldb, beta, c.data(), s.n);
-      double worst = 0.0;
-      for (std::int64_t i = 0; i < s.m; ++i)
-        for (std::int64_t j = 0; j < s.n; ++j) {
-          double want = 0.0, scale = 0.0;
-          for (std::int64_t p = 0; p < s.k; ++p) {
-            const double x = ta ? a[p * lda + i] : a[i * lda + p];
-            const double y = tb ? b[j * ldb + p] : b[p * ldb + j];
-            want += x * y;
-            scale += std::abs(x * y);
-          }
-          const double c_in = beta == 0.0f ? 0.0 : beta * c0[i * s.n + j];
-          // f32 fused multiply-adds: at most k + 2 roundings of 2^-24 each, relative to the sum of |terms|.
-          const double bound = 1e-30 + 1.5 * (static_cast<double>(s.k) + 3) * 6e-8 * (scale + std::abs(c_in));
-          const double err = std::abs(static_cast<double>(c[i * s.n + j]) - (1.5 * want + c_in));
-          worst = std::max(worst, err / bound);
-        }
-      INFO("m " << s.m << " n " << s.n << " k " << s.k << " ta " << ta << " tb " << tb << " beta " << beta);
-      CHECK(worst <= 1.0);
+      const gemm_test::GemmCase g = gemm_test::gemm_case(rng, s, combo);
+      std::vector<float> c = g.c0;
+      packed_sgemm(pool, g.ta, g.tb, s.m, s.n, s.k, g.alpha, g.a.data(), g.lda, g.b.data(), g.ldb, g.beta, c.data(),
+                   s.n);
+      INFO(g.str());
+      // f32 fused multiply-adds: at most k + 2 roundings of 2^-24 each, relative to the sum of |terms|.
+      CHECK(gemm_test::worst_in_bounds(g, c, 3, [](float v) { return double(v); }) <= 1.0);
     }
   }
 }
@@ -123,8 +91,7 @@ TEST_CASE("the packed f32 kernel and OpenBLAS's agree to f32 rounding in CpuBack
   be.gemm(false, true, m, n, k, 1.0f, a.data(), k, b.data(), k, 0.0f, packed.data(), n);
   be.set_f32_kernel(F32Kernel::blas);
   be.gemm(false, true, m, n, k, 1.0f, a.data(), k, b.data(), k, 0.0f, blas.data(), n);
-  double worst = 0.0;
-  for (std::size_t i = 0; i < packed.size(); ++i) worst = std::max(worst, double(std::abs(packed[i] - blas[i])));
+  const double worst = gemm_test::worst_difference(packed, blas);
   CHECK(worst < 1e-4);  // terms below 1 in size, 700 of them: f32 sums in two orders differ by ~1e-5
   CHECK(worst > 0.0);   // ... and they are two different sums (this test compares two kernels, not one)
 }

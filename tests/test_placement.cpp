@@ -58,7 +58,7 @@ TEST_CASE("every stage goes on train.device unless parallel.placement names one 
   CHECK_FALSE(p.any_cuda());
   CHECK_FALSE(p.crosses_devices(0));
 
-  c.train.device = "cuda";
+  c.train.device = Device::cuda();
   p = resolve_placement(c, gpus(1));
   CHECK(p.str() == "cuda:0,cuda:0,cuda:0");
   CHECK(p.any_cuda());
@@ -81,12 +81,12 @@ TEST_CASE("a mixed CPU/GPU placement is accepted where its devices exist", "[pla
 
 TEST_CASE("a CUDA device on a machine without one is a config error saying what to use", "[placement]") {
   RunConfig c;
-  c.train.device = "cuda";
+  c.train.device = Device::cuda();
   CHECK(config_error(c, no_gpu()) ==
         "train.device = cuda: no CUDA device found (troupe devices lists them); use train.device = cpu");
-  c.train.device = "cuda:2";
+  c.train.device = Device::cuda(2);
   CHECK_THAT(config_error(c, gpus(2)), Catch::Contains("cuda:2 does not exist, this machine has 2 CUDA devices"));
-  c.train.device = "cpu";
+  c.train.device = Device::cpu();
   c.parallel.pipeline = 2;
   c.parallel.placement = "cuda:0,cpu";
   CHECK_THAT(config_error(c, no_gpu()),
@@ -98,7 +98,7 @@ TEST_CASE("a CUDA device on a machine without one is a config error saying what 
 
 TEST_CASE("one GPU trains a whole model, pipelines, data parallelism and exact sums on CUDA are refused", "[placement]") {
   RunConfig c;
-  c.train.device = "cuda";
+  c.train.device = Device::cuda();
   const Placement one = resolve_placement(c, gpus(1));
   CHECK(check_runnable(one, c).str() == "cuda:0");
   c.train.deterministic = true;
@@ -134,7 +134,7 @@ TEST_CASE("troupe train refuses a CUDA device this machine lacks at startup, exi
 
 TEST_CASE("the embedding API (Session) checks devices too and never trains a CUDA config on the CPU", "[placement]") {
   RunConfig c;
-  c.train.device = "cuda";
+  c.train.device = Device::cuda();
   auto s = Session::create(c);
   REQUIRE_FALSE(static_cast<bool>(s));
   CHECK(s.error().kind() == ErrorKind::kConfig);

@@ -17,6 +17,7 @@
 #include "net/shm/slot_ring.h"
 #include "runtime/comm/ring.h"
 #include "runtime/error.h"
+#include "tests/dead_rank_checks.h"
 #include "tests/rank_errors.h"
 #include "tests/rank_threads.h"
 
@@ -152,39 +153,8 @@ TEST_CASE("shm: a wrong size and a silent peer fail with errors naming the peer,
 
 TEST_CASE("shm: an aborted rank fails the others at once, naming it", "[shm]") {
   const int ranks = GENERATE(2, 4);
-  const int victim = ranks - 1;
   CAPTURE(ranks);
-  RankGroup group(TransportKind::shm, ranks, 30s);  // long: a failure must come from the abort, not the timeout
-  std::thread killer([&] {
-    std::this_thread::sleep_for(100ms);
-    group.kill(victim);
-  });
-  const auto start = std::chrono::steady_clock::now();
-  const auto errors = group.run([&](comm::Transport& t) {
-    if (t.rank() == victim) {
-      std::vector<std::byte> never(1);
-      t.recv(0, 0xDEAD, never);  // stands in for a rank stuck elsewhere until it crashes
-      return;
-    }
-    std::vector<float> v(1 << 20, 1.0f);
-    comm::allreduce_ring(t, v);
-  });
-  killer.join();
-  CHECK(std::chrono::steady_clock::now() - start < 20s);
-  CHECK_THAT(io_error(errors[static_cast<std::size_t>(victim)]), Contains("aborted"));
-  // As over TCP: a rank that fails is killed in turn (RankGroup::run), so a rank may learn of the break
-  // from a neighbour first; the victim's neighbours name it.
-  int naming_victim = 0;
-  for (int r = 0; r < victim; ++r) {
-    CAPTURE(r);
-    const std::string message = io_error(errors[static_cast<std::size_t>(r)]);
-    CHECK_THAT(message, Contains("is dead, so the group is broken"));
-    naming_victim += message.find(detail::concat("rank ", victim, " is dead")) != std::string::npos;
-  }
-  CHECK(naming_victim >= 1);
-  std::vector<std::byte> one(1);
-  CHECK_THROWS_AS(group.transport(0).recv(1 % ranks, 5, one), Error);
-  CHECK_THROWS_AS(group.transport(0).send(1 % ranks, 5, one), Error);
+  check_aborted_rank_fails_the_others(TransportKind::shm, ranks, 30s, 20s);  // 30 s: a failure must come from the abort
 }
 
 TEST_CASE("shm: a closed transport's messages are delivered, and a recv that needs more says it closed", "[shm]") {
@@ -203,64 +173,20 @@ TEST_CASE("shm: ranks as processes allreduce, and a SIGKILLed rank fails the oth
   const bool crash = GENERATE(false, true);
   CAPTURE(crash);
   const std::set<std::string> before = dev_shm();
-  const int ranks = 3;
-  const std::size_t n = 300001;
-  net::TcpListener listener("127.0.0.1:0");
-  const std::string address = listener.address();
-  auto expected = [&](std::size_t i) { return static_cast<float>((0 + 1 + 2) * (i % 1000)) + 3.0f; };
-  std::vector<pid_t> children;
-  for (int r = 1; r < ranks; ++r) {
-    const pid_t pid = fork();
-    REQUIRE(pid >= 0);
-    if (pid == 0) {  // the child: a rank of its own; reports through its exit status only
-      int code = 0;
-      try {
-        net::ShmOptions o = options(r, ranks, address, 30s);
-        o.slot_bytes = std::size_t{1} << 16;
-        auto t = net::connect_shm(o);
-        std::vector<float> v(n);
-        for (std::size_t i = 0; i < n; ++i) v[i] = static_cast<float>(r * (i % 1000)) + 1.0f;
-        if (crash && r == 2) {
-          t->send(0, 77, std::as_bytes(std::span(v)));  // the ring to rank 0 is full of it when the process dies
-          ::kill(::getpid(), SIGKILL);
-        }
-        comm::allreduce_ring(*t, v);
-        for (std::size_t i = 0; i < n; ++i) code |= v[i] != expected(i) ? 3 : 0;
-      } catch (...) {
-        code = 4;
-      }
-      ::_exit(code);
-    }
-    children.push_back(pid);
-  }
-  std::string error;
-  const auto start = std::chrono::steady_clock::now();
-  {
-    std::unique_ptr<net::ShmTransport> t;
-    try {
-      net::ShmOptions o = options(0, ranks, "", 30s);  // a failure within seconds is the dead peer seen, not the timeout
-      o.slot_bytes = std::size_t{1} << 16;
-      t = net::connect_shm(o, std::move(listener));
-      std::vector<float> v(n);
-      for (std::size_t i = 0; i < n; ++i) v[i] = 1.0f;
-      comm::allreduce_ring(*t, v);
-      for (std::size_t i = 0; i < n; ++i) REQUIRE(v[i] == expected(i));
-    } catch (const Error& e) {
-      error = e.what();
-    }
-  }
-  const auto took = std::chrono::steady_clock::now() - start;
-  std::vector<int> status(children.size());
-  for (std::size_t i = 0; i < children.size(); ++i) REQUIRE(waitpid(children[i], &status[i], 0) == children[i]);
-  if (!crash) {
-    CHECK(error.empty());
-    for (int s : status) CHECK((WIFEXITED(s) && WEXITSTATUS(s) == 0));
-  } else {
-    CHECK_THAT(error, Contains("rank 2 is dead"));
-    CHECK(took < 20s);  // not the 30 s timeout
-    CHECK(WIFSIGNALED(status[1]));
-    CHECK((WIFEXITED(status[0]) && WEXITSTATUS(status[0]) == 4));  // rank 1 failed too, with an error
-  }
+  // 30 s timeouts: a failure within seconds is the dead peer seen, not the timeout.
+  auto big_slots = [](int r, int ranks, const std::string& address) {
+    net::ShmOptions o = options(r, ranks, address, 30s);
+    o.slot_bytes = std::size_t{1} << 16;
+    return o;
+  };
+  ProcessTransport shm;
+  shm.connect = [=](int r, int ranks, const std::string& address) { return net::connect_shm(big_slots(r, ranks, address)); };
+  shm.connect_rank0 = [=](int ranks, net::TcpListener listener) {
+    return net::connect_shm(big_slots(0, ranks, ""), std::move(listener));
+  };
+  shm.send_before_kill = true;
+  shm.fails_within = 20s;  // not the 30 s timeout
+  check_killed_rank_fails_the_others(shm, crash);
   CHECK(dev_shm() == before);  // segments are memfds: no name to leave behind, whatever the exit
 }
 

@@ -20,6 +20,7 @@
 #include "net/tcp/rendezvous.h"
 #include "net/tcp/tcp_transport.h"
 #include "net/wire/frame_codec.h"
+#include "tests/dead_rank_checks.h"
 #include "tests/rank_errors.h"
 #include "tests/rank_threads.h"
 #include "runtime/comm/ring.h"
@@ -312,40 +313,8 @@ TEST_CASE("tcp recv reports a wrong size and a timeout, naming the peer", "[tcp]
 
 TEST_CASE("tcp: a rank that dies mid-collective fails every other rank at once, naming it", "[tcp]") {
   const int ranks = GENERATE(2, 4);
-  const int victim = ranks - 1;
   CAPTURE(ranks);
-  RankGroup group(TransportKind::tcp, ranks, 10s);  // long: passing must not depend on the timeout
-  std::vector<std::vector<float>> data(static_cast<std::size_t>(ranks), std::vector<float>(1 << 20, 1.0f));
-  std::thread killer([&] {
-    std::this_thread::sleep_for(100ms);
-    group.kill(victim);
-  });
-  const auto start = std::chrono::steady_clock::now();
-  const auto errors = group.run([&](comm::Transport& t) {
-    if (t.rank() == victim) {
-      std::vector<std::byte> never(1);
-      t.recv(0, 0xDEAD, never);  // stands in for a rank stuck elsewhere until it crashes
-      return;
-    }
-    comm::allreduce_ring(t, data[static_cast<std::size_t>(t.rank())]);
-  });
-  killer.join();
-  CHECK(std::chrono::steady_clock::now() - start < 5s);
-  CHECK_THAT(io_error(errors[static_cast<std::size_t>(victim)]), Contains("aborted"));
-  // A rank that fails is killed in turn (RankGroup::run, as its process would die), so a rank may
-  // learn of the break from a neighbour's death first; the victim's neighbours name it.
-  int naming_victim = 0;
-  for (int r = 0; r < victim; ++r) {
-    CAPTURE(r);
-    const std::string message = io_error(errors[static_cast<std::size_t>(r)]);
-    CHECK_THAT(message, Contains("is dead, so the group is broken"));
-    naming_victim += message.find("rank " + std::to_string(victim) + " is dead") != std::string::npos;
-  }
-  CHECK(naming_victim >= 1);
-  // And the group stays broken (every rank that failed was killed in turn by RankGroup::run).
-  std::vector<std::byte> one(1);
-  CHECK_THROWS_AS(group.transport(0).recv(1 % ranks, 5, one), Error);
-  CHECK_THROWS_AS(group.transport(0).send(1 % ranks, 5, one), Error);
+  check_aborted_rank_fails_the_others(TransportKind::tcp, ranks, 10s, 5s);  // 10 s: passing must not depend on it
 }
 
 TEST_CASE("tcp: a peer that dies after sending a message nobody asked for yet is still seen dead at once", "[tcp]") {
@@ -605,54 +574,12 @@ TEST_CASE("tcp: a peer that stalls in the middle of a message times the recv out
 TEST_CASE("tcp: ranks as separate processes allreduce, and a killed process fails the others", "[tcp]") {
   const bool crash = GENERATE(false, true);
   CAPTURE(crash);
-  const int ranks = 3;
-  const std::size_t n = 300001;
-  net::TcpListener listener("127.0.0.1:0");
-  const std::string address = listener.address();
-  auto expected = [&](std::size_t i) { return static_cast<float>((0 + 1 + 2) * (i % 1000)) + 3.0f; };
-  std::vector<pid_t> children;
-  for (int r = 1; r < ranks; ++r) {
-    const pid_t pid = fork();
-    REQUIRE(pid >= 0);
-    if (pid == 0) {  // the child: a rank of its own; reports through its exit status only
-      int code = 0;
-      try {
-        auto t = net::connect_tcp(options(r, ranks, address, 5s));
-        std::vector<float> v(n);
-        for (std::size_t i = 0; i < n; ++i) v[i] = static_cast<float>(r * (i % 1000)) + 1.0f;
-        if (crash && r == 2) ::kill(::getpid(), SIGKILL);  // dies with the mesh up, mid-job
-        comm::allreduce_ring(*t, v);
-        for (std::size_t i = 0; i < n; ++i) code |= v[i] != expected(i) ? 3 : 0;
-      } catch (...) {
-        code = 4;
-      }
-      ::_exit(code);
-    }
-    children.push_back(pid);
-  }
-  std::string error;
-  {
-    std::unique_ptr<net::TcpTransport> t;
-    try {
-      t = net::connect_tcp(options(0, ranks, "", 5s), std::move(listener));
-      std::vector<float> v(n);
-      for (std::size_t i = 0; i < n; ++i) v[i] = 1.0f;
-      comm::allreduce_ring(*t, v);
-      for (std::size_t i = 0; i < n; ++i) REQUIRE(v[i] == expected(i));
-    } catch (const Error& e) {
-      error = e.what();
-    }
-  }
-  std::vector<int> status(children.size());
-  for (std::size_t i = 0; i < children.size(); ++i) REQUIRE(waitpid(children[i], &status[i], 0) == children[i]);
-  if (!crash) {
-    CHECK(error.empty());
-    for (int s : status) CHECK((WIFEXITED(s) && WEXITSTATUS(s) == 0));
-  } else {
-    CHECK_THAT(error, Contains("rank 2 is dead"));
-    CHECK(WIFSIGNALED(status[1]));
-    CHECK((WIFEXITED(status[0]) && WEXITSTATUS(status[0]) == 4));  // rank 1 failed too, with an error
-  }
+  ProcessTransport tcp;
+  tcp.connect = [](int r, int ranks, const std::string& address) { return net::connect_tcp(options(r, ranks, address, 5s)); };
+  tcp.connect_rank0 = [](int ranks, net::TcpListener listener) {
+    return net::connect_tcp(options(0, ranks, "", 5s), std::move(listener));
+  };
+  check_killed_rank_fails_the_others(tcp, crash);
 }
 
 TEST_CASE("tcp across hosts (Reach::network): every rank learns every rank's host name, and a name resolves", "[tcp]") {

@@ -21,6 +21,7 @@
 #include "runtime/comm/subgroup_transport.h"
 #include "runtime/comm/tensor_parallel_ops.h"
 #include "tests/rank_threads.h"
+#include "tests/same_losses.h"
 #include "tests/same_weights.h"
 #include "tests/temp_dir.h"
 #include "tests/troupe_command.h"
@@ -37,23 +38,6 @@ const std::string kSmallGpt =
     "train --steps 4 --set model.n_layer=2 --set model.n_embd=32 --set model.n_head=4 --set model.block_size=16 "
     "--set train.batch_size=8 --set train.eval_every=2 --set train.eval_batches=1 --set data.order=sequential "
     "--set train.deterministic=true --set train.threads=1 --set comm.address=127.0.0.1:0 ";
-
-// A --dump-losses line without its timing figures (they differ run to run).
-std::string before_timing(const std::string& line) {
-  const auto tokens = line.find("\"tokens_per_s\"");
-  return line.substr(0, tokens != std::string::npos ? tokens : line.find("\"samples_per_s\""));
-}
-
-void check_same_losses(const std::string& expected_path, const std::string& actual_path, int steps) {
-  std::stringstream a(slurp(expected_path)), b(slurp(actual_path));
-  std::string la, lb;
-  int lines = 0;
-  while (std::getline(a, la) && std::getline(b, lb)) {
-    CHECK(before_timing(la) == before_timing(lb));
-    ++lines;
-  }
-  CHECK(lines == steps);
-}
 
 // Single device, then each layout over `transport`: the same loss bits every step (validation losses
 // included) and the same final weights.

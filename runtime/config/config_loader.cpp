@@ -219,12 +219,6 @@ std::string join(const std::vector<std::string>& items) {
 
 namespace {
 
-bool is_device_name(std::string_view d) {
-  if (d == "cpu" || d == "cpu:0" || d == "cuda") return true;
-  if (d.substr(0, 5) != "cuda:" || d.size() == 5) return false;
-  return std::all_of(d.begin() + 5, d.end(), [](char c) { return c >= '0' && c <= '9'; });
-}
-
 // The data-parallel, communication, parameter-server and placement keys, checked against each other.
 // comm.compression asks for a compressor (the one place that reads its "none").
 bool compression_on(const RunConfig& config) { return config.comm.compression != "none"; }
@@ -304,9 +298,9 @@ void validate_parallel(const RunConfig& config) {
     if (colon == std::string::npos || colon + 1 == a.size())
       invalid(fmt::format("comm.address = \"{}\" must be host:port, e.g. 127.0.0.1:29500", a));
   }
-  if (!is_device_name(t.device))
+  if (!parse_config_device(t.device.short_str()))  // cpu:N past 0, in a RunConfig built in code
     invalid(fmt::format("train.device = \"{}\" is not a device; use cpu, cuda or cuda:N (troupe devices lists them)",
-                        t.device));
+                        t.device.short_str()));
   if (!par.placement.empty()) {
     const std::vector<std::string> parts = split(par.placement);
     if (static_cast<int>(parts.size()) != par.pipeline)
@@ -314,7 +308,7 @@ void validate_parallel(const RunConfig& config) {
                           "device per stage",
                           par.placement, parts.size(), par.pipeline));
     for (const auto& d : parts)
-      if (!is_device_name(d))
+      if (!parse_config_device(d))
         invalid(fmt::format("parallel.placement = \"{}\": \"{}\" is not a device; use cpu, cuda or cuda:N",
                             par.placement, d));
   }
@@ -460,10 +454,10 @@ void validate_cnn(const RunConfig& config) {
     invalid(fmt::format("model.cnn_channels = {} has {} stages: 28x28 images allow at most {} with "
                         "model.cnn_stem_stride = {} (each stage after the first halves the resolution)",
                         fmt::join(m.cnn_channels, ","), m.cnn_channels.size(), max_stages, m.cnn_stem_stride));
-  if (config.train.device != "cpu" && config.train.device != "cpu:0")
+  if (!config.train.device.is_cpu())
     invalid(fmt::format("model.kind = cnn with train.device = {}: the convolution and batch-norm kernels exist on "
                         "the CPU backend only so far; use train.device = cpu",
-                        config.train.device));
+                        config.train.device.short_str()));
   if (!par.placement.empty() && par.placement.find("cuda") != std::string::npos)
     invalid(fmt::format("model.kind = cnn with parallel.placement = \"{}\": the CNN's kernels exist on the CPU "
                         "backend only so far; place every stage on cpu",
@@ -476,10 +470,10 @@ void validate_cnn(const RunConfig& config) {
 // The stacked LSTM: its recurrence exists on the CPU backend only so far.
 void validate_lstm(const RunConfig& config) {
   const ParallelConfig& par = config.parallel;
-  if (config.train.device != "cpu" && config.train.device != "cpu:0")
+  if (!config.train.device.is_cpu())
     invalid(fmt::format("model.kind = lstm with train.device = {}: the LSTM recurrence exists on the CPU backend "
                         "only so far; use train.device = cpu",
-                        config.train.device));
+                        config.train.device.short_str()));
   if (!par.placement.empty() && par.placement.find("cuda") != std::string::npos)
     invalid(fmt::format("model.kind = lstm with parallel.placement = \"{}\": the LSTM recurrence exists on the CPU "
                         "backend only so far; place every stage on cpu",
@@ -508,10 +502,10 @@ void validate_deepfm(const RunConfig& config) {
     invalid(fmt::format("model.kind = deepfm with parallel.tensor = {}: its tables are split by rows over ps.shards, "
                         "not by tensor parallelism; set parallel.tensor = 1",
                         par.tensor));
-  if (t.device != "cpu" && t.device != "cpu:0")
+  if (!t.device.is_cpu())
     invalid(fmt::format("model.kind = deepfm with train.device = {}: DeepFM's workers and shards run on the CPU "
                         "backend only so far; use train.device = cpu",
-                        t.device));
+                        t.device.short_str()));
   if (!par.placement.empty())
     invalid(fmt::format("model.kind = deepfm with parallel.placement = \"{}\": DeepFM has no pipeline stages to "
                         "place; remove the setting",
@@ -556,8 +550,7 @@ void validate_tensor(const RunConfig& config) {
         must_divide(fmt::format("model.mlp_hidden[{}] (layers.{}'s output, split column-parallel)", k, k).c_str(),
                     m.mlp_hidden[k], "a column-parallel layer gives each shard an equal slice of its outputs");
   }
-  const bool cuda = config.train.device.rfind("cuda", 0) == 0 || par.placement.find("cuda") != std::string::npos;
-  if (cuda)
+  if (computes_on_cuda(config))
     invalid(fmt::format("parallel.tensor = {} on CUDA: tensor-parallel shards run on the CPU backend only so far; "
                         "use train.device = cpu and no cuda placement, or parallel.tensor = 1",
                         tp));
@@ -584,6 +577,13 @@ void validate_tensor(const RunConfig& config) {
 }
 
 }  // namespace
+
+bool computes_on_cuda(const RunConfig& config) {
+  if (config.train.device.is_cuda()) return true;
+  for (const auto& d : split(config.parallel.placement))
+    if (auto device = parse_config_device(d); device && device->is_cuda()) return true;
+  return false;
+}
 
 void validate(const RunConfig& config) {
   // Per key first, so a bad single value is reported as such rather than as a clash with another key.
@@ -615,8 +615,7 @@ void validate(const RunConfig& config) {
     invalid(fmt::format("parallel.virtual_stages = {} needs parallel.schedule = interleaved (got {})",
                         par.virtual_stages, name_of(par.schedule)));
 
-  const bool cuda = t.device.rfind("cuda", 0) == 0 || par.placement.find("cuda") != std::string::npos;
-  if (t.precision == Precision::bf16 && cuda &&
+  if (t.precision == Precision::bf16 && computes_on_cuda(config) &&
       (m.kind != ModelKind::gpt || par.pipeline > 1 || par.microbatches > 1 || par.data > 1 || par.tensor > 1))
     invalid(fmt::format("train.precision = bf16 on CUDA trains the single-device gpt only so far (got model.kind = {}, "
                         "parallel.pipeline = {}, parallel.data = {}, parallel.tensor = {}); use train.device = cpu, "

@@ -52,6 +52,10 @@ void apply_config_override(RunConfig& config, std::string_view key_equals_value,
 //  - optim.nesterov needs optim.momentum > 0 and optim.dampening = 0 (as torch.optim.SGD requires).
 void validate(const RunConfig& config);
 
+// Whether any pipeline stage computes on a GPU: train.device is cuda:N, or parallel.placement names a cuda
+// device for a stage.
+bool computes_on_cuda(const RunConfig& config);
+
 // The effective config as TOML, one [section] per group and every key present: load_config() of the
 // text gives back an equal RunConfig. optim.* values left unset are written as comments that show the
 // torch default in effect, so they stay unset when read back.

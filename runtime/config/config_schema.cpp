@@ -81,12 +81,31 @@ std::string Range::describe() const {
   return b.empty() ? b : "must be " + b;
 }
 
+std::optional<Device> parse_config_device(std::string_view text) {
+  const bool cuda_n = text.substr(0, 5) == "cuda:" && text.size() > 5 &&
+                      std::all_of(text.begin() + 5, text.end(), [](char c) { return c >= '0' && c <= '9'; });
+  if (text != "cpu" && text != "cpu:0" && text != "cuda" && !cuda_n) return std::nullopt;
+  try {
+    return Device::parse(text);
+  } catch (const Error&) {  // an index past int
+    return std::nullopt;
+  }
+}
+
 // ---- the table --------------------------------------------------------------------------------------
 
 namespace {
 
 template <class>
 inline constexpr bool kAlwaysFalse = false;
+
+// The setter of a Device field: its text as a Device, or the error naming the key and what to write.
+Device parse_device_setting(std::string_view key, std::string_view text) {
+  if (auto d = parse_config_device(text)) return *d;
+  throw Error(ErrorKind::kConfig, fmt::format("{} = \"{}\" is not a device; use cpu, cuda or cuda:N (troupe devices "
+                                              "lists them)",
+                                              key, text));
+}
 
 // Everything about a key except how it reaches its field (bind() adds that). Designated initialisers
 // keep each row of the table readable.
@@ -121,7 +140,7 @@ ConfigKey bind(Spec spec, S RunConfig::*section, F S::*field) {
   else if constexpr (std::is_same_v<F, std::uint64_t>) key.type = KeyType::kUint64;
   else if constexpr (std::is_same_v<F, double> || std::is_same_v<F, std::optional<double>>) key.type = KeyType::kFloat;
   else if constexpr (std::is_same_v<F, bool>) key.type = KeyType::kBool;
-  else if constexpr (std::is_same_v<F, std::string>) key.type = KeyType::kString;
+  else if constexpr (std::is_same_v<F, std::string> || std::is_same_v<F, Device>) key.type = KeyType::kString;
   else if constexpr (Choice<F>) {
     key.type = KeyType::kEnum;
     key.choices = choice_names<F>();
@@ -129,7 +148,7 @@ ConfigKey bind(Spec spec, S RunConfig::*section, F S::*field) {
   else if constexpr (std::is_same_v<F, std::vector<int>>) key.type = KeyType::kIntList;
   else static_assert(kAlwaysFalse<F>, "add this field type to KeyType");
 
-  key.set = [section, field](RunConfig& c, const ConfigValue& v) {
+  key.set = [section, field, name = key.name](RunConfig& c, const ConfigValue& v) {
     F& f = (c.*section).*field;
     if constexpr (std::is_same_v<F, int>) f = static_cast<int>(std::get<std::int64_t>(v));
     else if constexpr (std::is_same_v<F, std::int64_t>) f = std::get<std::int64_t>(v);
@@ -137,6 +156,7 @@ ConfigKey bind(Spec spec, S RunConfig::*section, F S::*field) {
     else if constexpr (std::is_same_v<F, double> || std::is_same_v<F, std::optional<double>>) f = std::get<double>(v);
     else if constexpr (std::is_same_v<F, bool>) f = std::get<bool>(v);
     else if constexpr (std::is_same_v<F, std::string>) f = std::get<std::string>(v);
+    else if constexpr (std::is_same_v<F, Device>) f = parse_device_setting(name, std::get<std::string>(v));
     else if constexpr (Choice<F>) f = *parse_choice<F>(std::get<std::string>(v));  // checked against choices
     else {
       f.clear();
@@ -153,6 +173,8 @@ ConfigKey bind(Spec spec, S RunConfig::*section, F S::*field) {
       return ConfigValue{std::vector<std::int64_t>(f.begin(), f.end())};
     } else if constexpr (Choice<F>) {
       return ConfigValue{std::string(name_of(f))};
+    } else if constexpr (std::is_same_v<F, Device>) {
+      return ConfigValue{f.short_str()};
     } else {
       return ConfigValue{f};
     }

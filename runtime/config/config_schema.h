@@ -95,6 +95,11 @@ std::string echo_text(std::string_view text, std::size_t max_chars = 64);
 // Parses `text` (the right-hand side of --set key=value) by the key's type and checks its range.
 ConfigValue parse_config_text(const ConfigKey& key, std::string_view text);
 
+// A device as a config names it (train.device, each parallel.placement entry): "cpu", "cpu:0", "cuda"
+// (GPU 0) or "cuda:N"; nullopt for anything else. The CPU is one device to a config (train.threads sizes
+// it), so "cpu:1" is none.
+std::optional<Device> parse_config_device(std::string_view text);
+
 // Checks a value of the key's type against its range, limits and choices.
 void check_config_value(const ConfigKey& key, const ConfigValue& value);
 

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "runtime/config/choices.h"
+#include "runtime/device.h"
 
 namespace troupe {
 
@@ -61,7 +62,7 @@ struct TrainConfig {
   int eval_batches = 8;
   bool deterministic = false;
   Precision precision = Precision::f32;  // the matrix products' operands (runtime/cpu/bf16_gemm.h)
-  std::string device = "cpu";         // cpu | cuda (cuda:N picks a GPU)
+  Device device = Device::cpu();      // parsed from "cpu", "cuda" (GPU 0) or "cuda:N" (config_schema.cpp)
   NonfiniteAction on_nonfinite = NonfiniteAction::stop;  // a NaN/Inf loss or gradient: end the run, or skip the step
   // Checkpoints (runtime/checkpoint/): where, how often (steps; 0: at the end and on a stop signal only),
   // and how many to keep (the newest).

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <vector>
 
+#include "runtime/cpu/avx512_tile_store.h"
 #include "runtime/error.h"
 
 namespace troupe {
@@ -113,21 +114,7 @@ TROUPE_AVX512F void micro_kernel(const float* a, std::int64_t a_row, std::int64_
       }
     }
   }
-  const __mmask16 m0 = cols >= 16 ? __mmask16(0xffff) : __mmask16((1u << cols) - 1);
-  const __mmask16 m1 = cols >= 32 ? __mmask16(0xffff) : cols > 16 ? __mmask16((1u << (cols - 16)) - 1) : __mmask16(0);
-  const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
-#pragma GCC unroll 8
-  for (int r = 0; r < kMr; ++r) {
-    if (r >= rows) break;
-    float* cr = c + r * ldc;
-    __m512 v0 = _mm512_mul_ps(va, acc[r][0]), v1 = _mm512_mul_ps(va, acc[r][1]);
-    if (!overwrite) {
-      v0 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m0, cr), v0);
-      v1 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m1, cr + 16), v1);
-    }
-    _mm512_mask_storeu_ps(cr, m0, v0);
-    _mm512_mask_storeu_ps(cr + 16, m1, v1);
-  }
+  cpu::store_tile(acc, c, ldc, rows, cols, alpha, beta, !overwrite);
 }
 
 // The packed b, kept per calling thread between calls (a training step makes hundreds of products).
