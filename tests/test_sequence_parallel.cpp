@@ -100,11 +100,13 @@ TEST_CASE("sequence split: the gather all-gathers every sample's parts in token 
         const std::size_t per = local_n / static_cast<std::size_t>(samples), b = i / per;
         return (b * static_cast<std::size_t>(ranks) + static_cast<std::size_t>(r)) * per + i % per;
       };
-      std::vector<float> sum(n);
-      for (std::size_t i = 0; i < n; ++i) {
-        sum[i] = value(0, i);
-        for (int r = 1; r < ranks; ++r) sum[i] += value(r, i);  // rank order, as the group adds
-      }
+      // Each rank's partial sums, stored once (so that both sides add the same floats), and their sum.
+      std::vector<std::vector<float>> partials(static_cast<std::size_t>(ranks), std::vector<float>(n));
+      for (int r = 0; r < ranks; ++r)
+        for (std::size_t i = 0; i < n; ++i) partials[static_cast<std::size_t>(r)][i] = value(r, i);
+      std::vector<float> sum = partials[0];
+      for (int r = 1; r < ranks; ++r)
+        for (std::size_t i = 0; i < n; ++i) sum[i] += partials[static_cast<std::size_t>(r)][i];  // rank order
       testing::RankGroup group(TransportKind::inproc, ranks, 5s);
       require_no_errors(group.run([&](comm::Transport& t) {
         const comm::TensorGroup g{&t, true};
@@ -116,8 +118,7 @@ TEST_CASE("sequence split: the gather all-gathers every sample's parts in token 
         comm::scatter_backward(g, local, back, samples);  // the same all-gather
         REQUIRE(same_bits(back, whole));
 
-        std::vector<float> partial(n), mine(local_n), want(local_n);
-        for (std::size_t i = 0; i < n; ++i) partial[i] = value(t.rank(), i);
+        std::vector<float> partial = partials[static_cast<std::size_t>(t.rank())], mine(local_n), want(local_n);
         for (std::size_t i = 0; i < local_n; ++i) want[i] = sum[whole_index(t.rank(), i)];
         comm::scatter_forward(g, partial, mine, samples);
         REQUIRE(same_bits(mine, want));
@@ -127,7 +128,7 @@ TEST_CASE("sequence split: the gather all-gathers every sample's parts in token 
 
         // Exact: this shard's part of the allreduce's exact sums, rounded once: g_forward_exact's bits.
         std::vector<ExactSum> exact(n);
-        for (std::size_t i = 0; i < n; ++i) exact[i] = to_exact(value(t.rank(), i));
+        for (std::size_t i = 0; i < n; ++i) exact[i] = to_exact(partial[i]);
         std::vector<ExactSum> all = exact;
         std::vector<float> all_rounded(n), part(local_n);
         comm::g_forward_exact(g, all, all_rounded);
