@@ -1,4 +1,4 @@
-// Owns the sequence-parallelism tests: the sequence split's gather and scatter alone, GPT tp 2 and 4, dp2 x pp2 x tp2 and tp2 x pp2 interleaved with parallel.sequence_parallel equal to the single device (within 1e-5, and bitwise in deterministic mode), from Session and the CLI, the plan's smaller activations, and the config errors.
+// Owns the sequence-parallelism tests: the sequence split's gather and scatter alone, GPT tp 2 and 4, dp2 x pp2 x tp2 (ZeRO-1, compression) and tp2 x pp2 interleaved with parallel.sequence_parallel equal to the single device (within 1e-5, and bitwise in deterministic mode), from Session and the CLI, the plan's smaller activations, and the config errors.
 #include <catch2/catch.hpp>
 
 #include <chrono>
@@ -76,6 +76,8 @@ const std::vector<Layout> kPipelineLayouts = {
     {"dp2 x pp2 x tp2 + sp", {"parallel.data=2", "parallel.tensor=2", "parallel.pipeline=2", "parallel.microbatches=2"}},
     {"tp2 x pp2 interleaved + sp", {"parallel.tensor=2", "parallel.pipeline=2", "parallel.virtual_stages=2",
                                     "parallel.microbatches=2", "parallel.schedule=interleaved"}},
+    {"dp2 x pp2 x tp2, ZeRO-1 + sp", {"parallel.data=2", "parallel.tensor=2", "parallel.pipeline=2",
+                                      "parallel.microbatches=2", "parallel.zero=1"}},
 };
 
 RunConfig sequence_parallel(std::vector<std::string> sets, const std::vector<std::string>& layout) {
@@ -167,8 +169,8 @@ TEST_CASE("sequence parallel = single device bitwise in deterministic mode: GPT 
   }
 }
 
-TEST_CASE("sequence parallel in pipelines = single device: dp2 x pp2 x tp2 and tp2 x pp2 interleaved, within 1e-5 "
-          "and bitwise in deterministic mode",
+TEST_CASE("sequence parallel in pipelines = single device: dp2 x pp2 x tp2 (with and without ZeRO-1) and tp2 x pp2 "
+          "interleaved, within 1e-5 and bitwise in deterministic mode",
           "[tensor_parallel][sequence_parallel][pipeline][deterministic]") {
   const int steps = 20;
   const TrainingRun reference = single_device(load_config(std::nullopt, small_gpt(false)), steps);
@@ -182,6 +184,19 @@ TEST_CASE("sequence parallel in pipelines = single device: dp2 x pp2 x tp2 and t
     WARN(layout.name << " max rel loss diff over " << steps << " steps: " << rel);
     require_bitwise(tensor_pipelined(sequence_parallel(small_gpt(true), layout.sets), steps), exact_reference);
   }
+}
+
+TEST_CASE("dp2 x pp2 x tp2 with sequence parallelism and gradient compression trains close to the single device",
+          "[tensor_parallel][sequence_parallel][pipeline]") {
+  const int steps = 6;
+  const TrainingRun reference = single_device(load_config(std::nullopt, small_gpt(false)), steps);
+  const TrainingRun run = tensor_pipelined(
+      sequence_parallel(small_gpt(false), {"parallel.data=2", "parallel.tensor=2", "parallel.pipeline=2",
+                                           "parallel.microbatches=2", "comm.compression=fp16"}),
+      steps);
+  const double rel = max_rel(run.losses, reference.losses);
+  INFO("fp16 compression + sp: max relative loss difference " << rel);
+  CHECK(rel < 1e-3);
 }
 
 TEST_CASE("sequence parallel from Session (the CLI's runner): tp 2 steps and evaluates as the single device",
