@@ -127,7 +127,7 @@ TEST_CASE("tensor ops: max over the group is exact and the same on every rank", 
   }));
 }
 
-TEST_CASE("tensor ops: bytes per block per micro-batch = 4 allreduces of B*T*C floats, 2(T-1)/T of each; with "
+TEST_CASE("tensor ops: bytes per block per micro-batch = 4 allreduces of B*T*C floats, 2(T-1)/T of each, and with "
           "sequence parallelism 6 all-gathers and 4 reduce-scatters, (T-1)/T of each",
           "[tensor_parallel][sequence_parallel]") {
   // A GPT block under tensor parallelism allreduces its [B*T, C] activations twice forward (g after
