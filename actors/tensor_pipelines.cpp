@@ -43,7 +43,8 @@ TensorPipelineTrainer::TensorPipelineTrainer(const RunConfig& config, const plan
       options.member = d * tp_ + t;
       for (int s = 0; s < pp_; ++s) {
         tensor_transports_.push_back(tensor_worlds_[static_cast<std::size_t>(d * pp_ + s)]->transport(t));
-        options.tensor_groups.push_back(comm::TensorGroup{tensor_transports_.back().get()});
+        options.tensor_groups.push_back(
+            comm::TensorGroup{tensor_transports_.back().get(), config.parallel.sequence_parallel});
       }
       pipelines_.push_back(std::make_unique<ActorPipeline>(per, options, system_, &plan));
       if (dp_ == 1) continue;

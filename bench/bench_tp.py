@@ -15,6 +15,8 @@ bench/torch_peers.py finds with DTensor (Debian's 1.13 has none), setting up the
 tokens/s, the ratio troupe T=2 / DTensor (target >= 1.5) and troupe's T = 2 step time over its single-device
 step time (target <= 1.3), with the load average.
 
+A form with "+sp" (--forms inproc,inproc+sp) runs it with parallel.sequence_parallel = true.
+
 Run: python3 bench/bench_tp.py [--threads 2] [--steps 30] [--rounds 3] [--forms inproc,tcp] [--setup-torch2]
 """
 import argparse
@@ -47,7 +49,8 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--steps", type=int, default=30)
     ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--forms", default="inproc,tcp", help="troupe's T = 2 forms: inproc (actors), tcp (processes)")
+    ap.add_argument("--forms", default="inproc,tcp",
+                    help="troupe's T = 2 forms: inproc (actors), tcp (processes); +sp: with sequence parallelism")
     ap.add_argument("--setup-torch2", action="store_true", help="install the PyTorch 2.x peer if it is missing")
     ap.add_argument("--troupe", default=os.path.join(ROOT, "build", "troupe"))
     ap.add_argument("--baseline", default=os.path.join(ROOT, "..", "shared", "baselines", "tp_torch.py"))
@@ -63,8 +66,11 @@ def main():
         print("bench_tp: no PyTorch with DTensor tensor parallelism found (Debian's 1.13 has none); run with "
               "--setup-torch2 to install one from PyPI. Comparing troupe with itself only.", file=sys.stderr)
     per_shard = a.threads // 2
-    runs = [("single", a.threads, [])] + [(f"tp2_{f}", per_shard, ["parallel.tensor=2", f"comm.transport={f}"]
-                                           + (["comm.address=127.0.0.1:0"] if f != "inproc" else []))
+    # A form "+sp" (e.g. inproc+sp) adds sequence parallelism (parallel.sequence_parallel = true).
+    runs = [("single", a.threads, [])] + [(f"tp2_{f}", per_shard,
+                                           ["parallel.tensor=2", f"comm.transport={f.removesuffix('+sp')}"]
+                                           + (["comm.address=127.0.0.1:0"] if not f.startswith("inproc") else [])
+                                           + (["parallel.sequence_parallel=true"] if f.endswith("+sp") else []))
                                           for f in forms]
     rates = {name: [] for name, _, _ in runs}
     rates.update({label: [] for label, _ in torches})

@@ -51,6 +51,16 @@ void zero_others(const Tensor& x, const std::vector<char>& mine, std::int64_t c)
 }
 }  // namespace
 
+bool sequence_split(comm::TensorGroup group, std::int64_t tokens) {
+  if (!group.sequence_split()) return false;
+  if (tokens % group.size() != 0)
+    throw Error(ErrorKind::kShape, "a sequence of " + std::to_string(tokens) + " tokens cannot be split over " +
+                                       std::to_string(group.size()) +
+                                       " tensor shards (parallel.sequence_parallel = true): use sequences of a "
+                                       "multiple of parallel.tensor tokens");
+  return true;
+}
+
 GptEmbedding::GptEmbedding(ParamSet& params, const GptShape& shape, std::uint64_t seed, comm::TensorGroup group)
     : shape_(shape), group_(group) {
   auto normal = [seed](const Tensor& t, const std::string& n) { init_normal(t, seed, n, 0.02); };
@@ -67,24 +77,37 @@ Tensor GptEmbedding::forward(Backend& be, const MicroBatch& mb, LayerCtx& ctx, c
     throw Error(ErrorKind::kShape, "sequence of " + std::to_string(t) + " tokens exceeds model.block_size " +
                                        std::to_string(shape_.block_size));
   Tensor y = be.empty({b, t, c});
-  Tensor pos = be.empty({b, t, c});
   Tensor ids = position_ids(b, t);
-  be.embedding_forward(ids, wpe_->value, pos.view({b * t, c}));
   if (!group_.split()) {
+    Tensor pos = be.empty({b, t, c});
+    be.embedding_forward(ids, wpe_->value, pos.view({b * t, c}));
     be.embedding_forward(tokens.view({b * t}), wte_->value, y.view({b * t, c}));
     be.add_inplace(y, pos);
     ctx.saved = {tokens, ids};
     return y;
   }
-  // Each shard looks up the tokens it holds (zeros for the others'), and g sums the shards' rows.
+  // Each shard looks up the tokens it holds (zeros for the others'), and g sums the shards' rows; under
+  // sequence parallelism a reduce-scatter sums only this shard's part of each sample's tokens.
   LocalTokens local = local_tokens(tokens, shape_.vocab_size, group_.size(), group_.rank());
   be.embedding_forward(local.ids, wte_->value, y.view({b * t, c}));
   zero_others(y, local.mine, c);
-  comm::g_forward(group_, y.span_f32());
-  be.add_inplace(y, pos);
   Tensor mine = Tensor::empty({b * t}, DType::i32);
   for (std::int64_t i = 0; i < b * t; ++i) mine.i32()[i] = local.mine[static_cast<std::size_t>(i)];
   ctx.saved = {tokens, ids, local.ids, mine};
+  const std::int64_t tl = sequence_split(group_, t) ? t / group_.size() : t;
+  Tensor pos = be.empty({b, tl, c});
+  if (tl == t) {
+    comm::g_forward(group_, y.span_f32());
+  } else {
+    Tensor part = be.empty({b, tl, c});
+    comm::scatter_forward(group_, y.span_f32(), part.span_f32(), b);
+    y = part;
+    ids = Tensor::empty({b * tl}, DType::i32);  // this shard's positions
+    for (std::int64_t s = 0; s < b; ++s)
+      for (std::int64_t i = 0; i < tl; ++i) ids.i32()[s * tl + i] = static_cast<std::int32_t>(group_.rank() * tl + i);
+  }
+  be.embedding_forward(ids, wpe_->value, pos.view({b * tl, c}));
+  be.add_inplace(y, pos);
   return y;
 }
 
@@ -92,13 +115,19 @@ Tensor GptEmbedding::backward(Backend& be, const MicroBatch& mb, LayerCtx& ctx, 
   const Tensor& tokens = ctx.saved.at(0);
   const Tensor& ids = ctx.saved.at(1);
   const std::int64_t n = tokens.numel(), c = shape_.n_embd;
-  be.embedding_backward(ids, dy.view({n, c}), wpe_->grad);
+  Tensor d = dy.view({dy.numel() / c, c});
+  if (d.dim(0) != n) {  // sequence parallelism: every token's gradient (the scatter's backward)
+    Tensor whole = be.empty({n, c});
+    comm::scatter_backward(group_, d.span_f32(), whole.span_f32(), tokens.dim(0));
+    d = whole;
+  }
+  be.embedding_backward(ids, d, wpe_->grad);
   if (!group_.split()) {
-    be.embedding_backward(tokens.view({n}), dy.view({n, c}), wte_->grad);
+    be.embedding_backward(tokens.view({n}), d, wte_->grad);
   } else {
     // g's backward is the identity; rows of tokens another shard holds add nothing here.
     const std::int32_t* mine = ctx.saved.at(3).i32();
-    Tensor d = dy.view({n, c}).clone();
+    if (d.raw() == dy.raw()) d = d.clone();
     zero_others(d, std::vector<char>(mine, mine + n), c);
     be.embedding_backward(ctx.saved.at(2), d, wte_->grad);
   }

@@ -21,6 +21,7 @@ GptHead::GptHead(ParamSet& params, const GptShape& shape, std::uint64_t seed, co
   lnf_b_ = &params.add("transformer.ln_f.bias", {shape.n_embd});
   init_constant(lnf_w_->value, 1.0f);
   init_constant(lnf_b_->value, 0.0f);
+  lnf_w_->sequence_partial = lnf_b_->sequence_partial = group.sequence_split();
   wte_ = params.find("transformer.wte.weight");
   if (!wte_) {
     replica_ = std::make_unique<Param>();
@@ -36,16 +37,21 @@ GptHead::GptHead(ParamSet& params, const GptShape& shape, std::uint64_t seed, co
 }
 
 Tensor GptHead::forward(Backend& be, const MicroBatch& mb, LayerCtx& ctx, const Tensor& x) {
-  const std::int64_t c = shape_.n_embd, n = x.numel() / c, v = shape_.vocab_size / group_.size();
+  // Sequence parallelism: x is this shard's part of every sample's tokens (nl rows); ln_f runs on it,
+  // and the LM head on every token's (gathered).
+  const bool seq = mb.inputs.defined() && mb.inputs.ndim() == 2 && sequence_split(group_, mb.inputs.dim(1));
+  const std::int64_t c = shape_.n_embd, nl = x.numel() / c, n = seq ? nl * group_.size() : nl;
+  const std::int64_t v = shape_.vocab_size / group_.size();
   std::vector<Tensor>& s = ctx.saved;
   s.assign(kCount, Tensor());
-  s[kX] = x.view({n, c});
-  s[kH] = be.empty({n, c});
-  s[kMean] = be.empty({n});
-  s[kRstd] = be.empty({n});
+  s[kX] = x.view({nl, c});
+  s[kH] = be.empty({nl, c});
+  s[kMean] = be.empty({nl});
+  s[kRstd] = be.empty({nl});
   be.layernorm_forward(s[kX], lnf_w_->value, lnf_b_->value, 1e-5f, s[kH], s[kMean], s[kRstd]);
   Tensor logits = be.empty({n, v});
-  be.linear_forward(s[kH], wte_->value, Tensor(), logits, mb.row_block);
+  be.linear_forward(seq ? gather_sequence(be, group_, s[kH], mb.inputs.dim(0)) : s[kH], wte_->value, Tensor(), logits,
+                    mb.row_block);
   TROUPE_CHECK(mb.targets.numel() == n, "targets ", shape_str(mb.targets.shape()), " for ", n, " rows");
   // Deterministic mode takes the vocabulary-parallel path at T = 1 too: its exact sums are what make
   // every T the same bits.
@@ -123,7 +129,8 @@ Tensor GptHead::split_forward(Backend& be, const MicroBatch& mb, LayerCtx& ctx, 
 
 Tensor GptHead::split_backward(Backend& be, const MicroBatch& mb, LayerCtx& ctx) {
   std::vector<Tensor>& s = ctx.saved;
-  const std::int64_t c = shape_.n_embd, n = s[kX].dim(0), v = s[kProbs].dim(1), lo = v * group_.rank();
+  const std::int64_t c = shape_.n_embd, n = s[kProbs].dim(0), v = s[kProbs].dim(1), lo = v * group_.rank();
+  const std::int64_t nl = s[kX].dim(0), samples = nl != n ? mb.inputs.dim(0) : 0;  // sequence parallelism
   const float scale = mb.loss_scale;
   const std::int32_t* y = mb.targets.i32();
   Tensor dlogits = s[kProbs];  // in place: probabilities are not needed after this
@@ -133,14 +140,15 @@ Tensor GptHead::split_backward(Backend& be, const MicroBatch& mb, LayerCtx& ctx)
       const float p = d[r * v + j];
       d[r * v + j] = scale * (lo + j == y[r] ? p - 1.0f : p);
     }
-  Tensor dh = be.empty({n, c});
-  // The head is column-parallel by vocabulary: its input is replicated, its gradient sums the shards'.
-  column_parallel_backward(be, group_, dlogits, s[kH], wte_->value, dh, wte_grad_, Tensor(), mb.row_block,
-                           shape_.split_pieces());
-  Tensor dx = be.empty({n, c});
+  Tensor dh = be.empty({nl, c});
+  // The head is column-parallel by vocabulary: its input is replicated, its gradient sums the shards'
+  // (under sequence parallelism: its input gathered again, its gradient reduce-scattered).
+  column_parallel_backward(be, group_, dlogits, samples ? gather_sequence(be, group_, s[kH], samples) : s[kH],
+                           wte_->value, dh, wte_grad_, Tensor(), mb.row_block, shape_.split_pieces(), samples);
+  Tensor dx = be.empty({nl, c});
   be.layernorm_backward(dh, s[kX], lnf_w_->value, s[kMean], s[kRstd], dx, lnf_w_->grad, lnf_b_->grad);
   ctx.clear();
-  return dx.view(mb.inputs.ndim() == 2 ? Shape{mb.inputs.dim(0), mb.inputs.dim(1), c} : Shape{n, c});
+  return dx.view(mb.inputs.ndim() == 2 ? Shape{mb.inputs.dim(0), nl / mb.inputs.dim(0), c} : Shape{n, c});
 }
 
 double GptHead::flops_per_row() const { return 3.0 * 2.0 * shape_.n_embd * shape_.vocab_size; }

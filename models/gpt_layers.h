@@ -10,6 +10,16 @@
 // their gradients formed on every shard; LayerNorms and wpe are replicated. The token embedding and the
 // tied LM head are split by vocabulary, with a cross-entropy that reduces only each row's max, sum of
 // exponentials and target logit across shards. With T = 1 every layer is the single-device layer.
+//
+// Sequence parallelism (group.sequence_split(), parallel.sequence_parallel): between the layers each
+// shard holds its part of every sample's tokens, [B, T/Tp, C] (runtime/comm/tensor_parallel_ops.h,
+// "sequence split"). The embedding reduce-scatters its vocabulary-parallel sum into that part (its
+// backward all-gathers, so wpe's gradient is formed from every token, as without); each block runs its
+// LayerNorms and residual adds on its part, all-gathers before c_attn and c_fc and reduce-scatters after
+// the two c_proj; the head runs ln_f on its part and all-gathers before the vocabulary-parallel LM
+// head, whose input gradient it reduce-scatters. The LayerNorms' parameters (ln_1, ln_2, ln_f) then see
+// only this shard's tokens: their gradients are marked Param::sequence_partial and summed over the group
+// before the step (models/sequence_grads.h).
 #pragma once
 
 #include <memory>
@@ -27,6 +37,10 @@ struct GptShape {
   // deterministic mode cuts each split sum into this many exact pieces (models/tensor_parallel_linear.h).
   int split_pieces() const { return std::gcd(std::gcd(n_head, vocab_size), 4 * n_embd); }
 };
+
+// Whether `group` splits the sequence of `tokens` tokens per sample (sequence parallelism); throws
+// troupe::Error(kShape) when it should and the group's size does not divide the tokens.
+bool sequence_split(comm::TensorGroup group, std::int64_t tokens);
 
 class GptEmbedding final : public Layer {
  public:

@@ -9,6 +9,12 @@
 // T divides `pieces`), so every T, T = 1 included, gives the same bits: what makes a tensor-parallel
 // run bitwise the single device's. Exact sums cost per piece, not per term. Every other product is
 // whole on one shard (a column-parallel output, a weight gradient), so needs nothing.
+//
+// Sequence parallelism (`sequence_samples` > 0: the activations are that many samples, split along the
+// sequence over the group; runtime/comm/tensor_parallel_ops.h): the sum over the group is a
+// reduce-scatter instead of an allreduce (scatter forward, gather backward), and `y` / `dx` hold only
+// this shard's part of every sample's tokens. Each element is the same sum, added in the same order (in
+// float, rank order by the chunk's owner; exactly in deterministic mode), so it has the same bits.
 #pragma once
 
 #include "runtime/backend.h"
@@ -20,11 +26,16 @@ namespace troupe {
 // [N, in / T] inputs; `bias` is passed by one shard only (added once), undefined on the others.
 // `pieces`: how many exact pieces the whole sum (over all T slices) is cut into in deterministic mode.
 void row_parallel_forward(Backend& be, comm::TensorGroup group, const Tensor& x, const Tensor& w, const Tensor& bias,
-                          const Tensor& y, std::int64_t row_block, int pieces);
+                          const Tensor& y, std::int64_t row_block, int pieces, std::int64_t sequence_samples = 0);
 
 // Backward of a column-parallel linear (w this shard's [out / T, in] slice): dw, dbias accumulated as
 // Backend::linear_backward does, and dx (when defined) the input gradient summed over the group (f).
 void column_parallel_backward(Backend& be, comm::TensorGroup group, const Tensor& dy, const Tensor& x, const Tensor& w,
-                              const Tensor& dx, const Tensor& dw, const Tensor& dbias, std::int64_t row_block, int pieces);
+                              const Tensor& dx, const Tensor& dw, const Tensor& dbias, std::int64_t row_block, int pieces,
+                              std::int64_t sequence_samples = 0);
+
+// Sequence parallelism's gather as a tensor: every token's rows of `local` (this shard's part of
+// `samples` samples' sequences, [nl, C]), [nl T, C], in the samples' order.
+Tensor gather_sequence(Backend& be, comm::TensorGroup group, const Tensor& local, std::int64_t samples);
 
 }  // namespace troupe

@@ -2,6 +2,7 @@
 #include "models/trainer.h"
 
 #include "models/loss_layer.h"
+#include "models/sequence_grads.h"
 
 #include <chrono>
 #include <cmath>
@@ -33,12 +34,12 @@ std::unique_ptr<Dataset> make_dataset(const RunConfig& config) {
 }
 
 Trainer::Trainer(const RunConfig& config, comm::TensorGroup group, comm::Transport* replicas)
-    : config_(config), group_(group), replicas_(replicas) {
+    : config_(config), group_(group.transport, config.parallel.sequence_parallel), replicas_(replicas) {
   backend_ = std::make_unique<CpuBackend>(config.train.threads);
   backend_->set_deterministic(config.train.deterministic);
   backend_->set_precision(config.train.precision);
   dataset_ = make_dataset(config);
-  model_ = std::make_unique<Model>(make_layer_specs(config.model, config.train.seed, group));
+  model_ = std::make_unique<Model>(make_layer_specs(config.model, config.train.seed, group_));
   optimizer_ = make_optimizer(config.optim);
 }
 
@@ -127,6 +128,7 @@ StepStats Trainer::train_step(std::int64_t step) {
                                           ": injected fault at the backward of step " + std::to_string(step));
   }
   model_->backward(*backend_, mb, ctxs, Tensor());
+  sum_sequence_partial_grads(*backend_, group_, model_->params().all());
   const bool exact_replicas = replicas > 1 && config_.train.deterministic;
   const double exact_loss_sum = exact_replicas ? exact_sum_over_replicas(losses) : 0.0;
   model_->flush_exact_grads(*backend_);

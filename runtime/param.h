@@ -22,6 +22,9 @@ struct Param {
   // Under tensor parallelism, which slice of the whole (nanoGPT-shaped) parameter `value` holds;
   // replicated (the whole tensor) by default. Weight files and checkpoints hold whole tensors.
   TensorSplit split = {};
+  // Under sequence parallelism, a replicated parameter whose gradient each shard forms from its own
+  // tokens only (a LayerNorm's): the gradients are summed over the tensor group before the step.
+  bool sequence_partial = false;
 };
 
 class ParamSet {

@@ -83,6 +83,7 @@ const std::map<std::string, std::string> kSamples = {
     {"parallel.credits", "2"},
     {"parallel.data", "2"},
     {"parallel.tensor", "2"},
+    {"parallel.sequence_parallel", "1"},
     {"parallel.gradient_exchange", "alltoall"},
     {"parallel.zero", "1"},
     {"parallel.placement", "cuda:0"},
@@ -196,6 +197,7 @@ TEST_CASE("every schema key can be set, and round-trips through config_to_toml",
     if (key.name == "train.checkpoint_every") sets.push_back("train.checkpoint_dir=ck");
     if (key.name == "fault.inject") sets.push_back("parallel.pipeline=2");  // a stage 1 to fail
     if (key.name == "model.sync_batchnorm") sets.push_back("model.kind=cnn");  // the model with batch norm
+    if (key.name == "parallel.sequence_parallel") sets.push_back("parallel.tensor=2");  // a group to split over
     sets.push_back(key.name + "=" + sample);
 
     RunConfig c = load_config(std::nullopt, sets);

@@ -127,38 +127,51 @@ TEST_CASE("tensor ops: max over the group is exact and the same on every rank", 
   }));
 }
 
-TEST_CASE("tensor ops: bytes per block per micro-batch = 4 allreduces of B*T*C floats, 2(T-1)/T of each",
-          "[tensor_parallel]") {
+TEST_CASE("tensor ops: bytes per block per micro-batch = 4 allreduces of B*T*C floats, 2(T-1)/T of each, and with "
+          "sequence parallelism 6 all-gathers and 4 reduce-scatters, (T-1)/T of each",
+          "[tensor_parallel][sequence_parallel]") {
   // A GPT block under tensor parallelism allreduces its [B*T, C] activations twice forward (g after
   // attn.c_proj and mlp.c_proj) and twice backward (f before attn.c_attn and mlp.c_fc). Per rank:
   //   bytes = 4 * 2 (T - 1)/T * 4 B S C.
+  // Under sequence parallelism: forward all-gathers before c_attn and c_fc and reduce-scatters after the
+  // two c_proj; backward all-gathers the two c_proj's output gradients, reduce-scatters c_attn's and
+  // c_fc's input gradients and all-gathers ln_1's and ln_2's outputs again for their weight gradients:
+  //   bytes = (6 + 4) (T - 1)/T * 4 B S C.
   const GptShape shape{1, 4, 32, 8, 64};
   const std::int64_t b = 2, s = 8, c = shape.n_embd;
-  for (int tp : {2, 4}) {
-    INFO("T = " << tp);
-    RankGroup group(TransportKind::inproc, tp, 5s);
-    std::vector<std::size_t> sent(static_cast<std::size_t>(tp));
-    require_no_errors(group.run([&](comm::Transport& inner) {
-      CountingTransport t(inner);
-      CpuBackend be(1);
-      ParamSet params;
-      GptBlock block(params, shape, 0, 1234, comm::TensorGroup{&t});
-      MicroBatch mb;
-      mb.row_block = s;
-      Tensor x = Tensor::empty({b, s, c});
-      for (std::int64_t i = 0; i < x.numel(); ++i) x.f32()[i] = 0.01f * static_cast<float>(i % 97);
-      LayerCtx ctx;
-      Tensor y = block.forward(be, mb, ctx, x);
-      Tensor dy = Tensor::full({b, s, c}, 0.001f);
-      block.backward(be, mb, ctx, dy);
-      sent[static_cast<std::size_t>(t.rank())] = t.sent;
-    }));
-    const std::size_t activation = static_cast<std::size_t>(b * s * c) * sizeof(float);
-    const std::size_t formula = 4 * 2 * static_cast<std::size_t>(tp - 1) * activation / static_cast<std::size_t>(tp);
-    REQUIRE(formula == 4 * comm::allreduce_bytes(activation, tp));
-    for (std::size_t r = 0; r < sent.size(); ++r) {
-      INFO("rank " << r);
-      CHECK(sent[r] == formula);
+  for (const bool sequence : {false, true})
+    for (int tp : {2, 4}) {
+      INFO("T = " << tp << (sequence ? " with sequence parallelism" : ""));
+      const std::int64_t local_s = sequence ? s / tp : s;
+      RankGroup group(TransportKind::inproc, tp, 5s);
+      std::vector<std::size_t> sent(static_cast<std::size_t>(tp));
+      require_no_errors(group.run([&](comm::Transport& inner) {
+        CountingTransport t(inner);
+        CpuBackend be(1);
+        ParamSet params;
+        GptBlock block(params, shape, 0, 1234, comm::TensorGroup{&t, sequence});
+        MicroBatch mb;
+        mb.row_block = s;
+        mb.inputs = Tensor::zeros({b, s}, DType::i32);  // the tokens: how long a sequence is
+        Tensor x = Tensor::empty({b, local_s, c});
+        for (std::int64_t i = 0; i < x.numel(); ++i) x.f32()[i] = 0.01f * static_cast<float>(i % 97);
+        LayerCtx ctx;
+        Tensor y = block.forward(be, mb, ctx, x);
+        REQUIRE(y.shape() == x.shape());
+        Tensor dy = Tensor::full({b, local_s, c}, 0.001f);
+        block.backward(be, mb, ctx, dy);
+        sent[static_cast<std::size_t>(t.rank())] = t.sent;
+      }));
+      const std::size_t activation = static_cast<std::size_t>(b * s * c) * sizeof(float);
+      const std::size_t formula = (sequence ? 10 : 4 * 2) * static_cast<std::size_t>(tp - 1) * activation /
+                                  static_cast<std::size_t>(tp);
+      if (sequence)
+        REQUIRE(formula == 6 * comm::all_gather_bytes(activation, tp) + 4 * comm::reduce_scatter_bytes(activation, tp));
+      else
+        REQUIRE(formula == 4 * comm::allreduce_bytes(activation, tp));
+      for (std::size_t r = 0; r < sent.size(); ++r) {
+        INFO("rank " << r);
+        CHECK(sent[r] == formula);
+      }
     }
-  }
 }

@@ -256,12 +256,15 @@ TEST_CASE("the plan (--print-plan) states each shard's parameter, gradient, opti
           "[tensor_parallel][plan]") {
   for (const bool gpt : {true, false}) {
     if (!gpt && !std::filesystem::exists("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz")) continue;
-    for (int tp : {1, 2, 4}) {
+    for (int tp : {1, 2, 4})
+    for (const bool sequence : {false, true}) {
       if (!gpt && tp == 4) continue;  // the MLP's hidden widths below divide by 2
-      INFO((gpt ? "gpt" : "mlp") << " T = " << tp);
+      if (sequence && (!gpt || tp == 1)) continue;  // sequence parallelism: the gpt's, over 2 shards or more
+      INFO((gpt ? "gpt" : "mlp") << " T = " << tp << (sequence ? " with sequence parallelism" : ""));
       const std::vector<std::string> sets =
           gpt ? std::vector<std::string>{"model.n_layer=2", "model.n_embd=32", "model.n_head=4", "model.block_size=16",
-                                         "train.batch_size=4", "optim.kind=adamw", "parallel.tensor=" + std::to_string(tp)}
+                                         "train.batch_size=4", "optim.kind=adamw", "parallel.tensor=" + std::to_string(tp),
+                                         sequence ? "parallel.sequence_parallel=true" : "parallel.sequence_parallel=false"}
               : std::vector<std::string>{"model.kind=mlp", "model.mlp_hidden=32,16", "train.batch_size=4",
                                          "optim.kind=sgd", "optim.momentum=0.9", "parallel.tensor=" + std::to_string(tp)};
       const RunConfig config = load_config(std::nullopt, sets);
@@ -275,7 +278,7 @@ TEST_CASE("the plan (--print-plan) states each shard's parameter, gradient, opti
       auto errors = group.run([&](comm::Transport& t) {
         const std::size_t r = static_cast<std::size_t>(t.rank());
         CpuBackend be(1);
-        Model shard(make_layer_specs(config.model, 1, comm::TensorGroup{&t}));
+        Model shard(make_layer_specs(config.model, 1, comm::TensorGroup{&t, sequence}));
         for (const Param* p : shard.params().all()) (p->split.split() ? split_bytes : replicated_bytes)[r] += 4 * p->value.numel();
         const std::unique_ptr<Dataset> data = make_dataset(config);
         const Batch batch = data->train_batch(0, config.train.batch_size);

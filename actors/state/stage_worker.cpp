@@ -10,6 +10,7 @@
 #endif
 #include <type_traits>
 
+#include "models/sequence_grads.h"
 #include "runtime/optim/clip_grad.h"
 #include "runtime/optim/shard_sum_squares.h"
 
@@ -134,6 +135,9 @@ void StageWorker::finalize_grads() {
   grads_final_ = true;
   const double begin = trace_ ? trace_->now_us() : 0.0;
   if (sync_) sync_->finish_backward();
+  // Sequence parallelism's LayerNorm gradients, each shard's tokens' share: summed over the tensor group
+  // (after the replicas' average, with which a sum commutes; before the exact sums are rounded).
+  for (auto& m : chunks_) sum_sequence_partial_grads(backend_, tensor_, m->params().all());
   for (auto& m : chunks_) m->flush_exact_grads(backend_);
   if (nan_armed_) {
     nan_armed_ = false;

@@ -67,6 +67,45 @@ void allreduce(TensorGroup group, std::span<T> data, Combine combine) {
 
 float plus(float a, float b) { return a + b; }
 
+// Reorders between the sequence split's two layouts of `samples` x T runs of `per` values each: by
+// sample ([samples, T, per], the activations' own order) and by shard ([T, samples, per], the order in
+// which shard r's part is chunk r of the buffer, as the collectives above cut it).
+template <class T>
+void by_shard_from_by_sample(std::span<const T> by_sample, std::span<T> by_shard, std::int64_t samples, int shards) {
+  const std::size_t per = by_sample.size() / static_cast<std::size_t>(samples * shards);
+  for (std::int64_t b = 0; b < samples; ++b)
+    for (int r = 0; r < shards; ++r)
+      std::copy_n(by_sample.data() + (b * shards + r) * per, per, by_shard.data() + (r * samples + b) * per);
+}
+template <class T>
+void by_sample_from_by_shard(std::span<const T> by_shard, std::span<T> by_sample, std::int64_t samples, int shards) {
+  const std::size_t per = by_sample.size() / static_cast<std::size_t>(samples * shards);
+  for (std::int64_t b = 0; b < samples; ++b)
+    for (int r = 0; r < shards; ++r)
+      std::copy_n(by_shard.data() + (r * samples + b) * per, per, by_sample.data() + (b * shards + r) * per);
+}
+
+void check_sequence(TensorGroup group, std::size_t whole, std::size_t local, std::int64_t samples) {
+  const std::size_t runs = static_cast<std::size_t>(samples) * static_cast<std::size_t>(group.size());
+  TROUPE_CHECK(samples > 0 && whole % runs == 0 && local * static_cast<std::size_t>(group.size()) == whole,
+               "sequence split of ", whole, " values over ", samples, " samples and ", group.size(), " shards into ",
+               local);
+}
+
+template <class T, class Combine>
+void reduce_scatter_seq(TensorGroup group, std::span<const T> whole, std::span<T> local, std::int64_t samples,
+                        Combine combine) {
+  check_sequence(group, whole.size(), local.size(), samples);
+  if (!group.split()) {
+    std::copy(whole.begin(), whole.end(), local.begin());
+    return;
+  }
+  if (samples == 1) return reduce_scatter<T>(group, whole, local, combine);
+  std::vector<T> by_shard(whole.size());
+  by_shard_from_by_sample<T>(whole, by_shard, samples, group.size());
+  reduce_scatter<T>(group, by_shard, local, combine);
+}
+
 }  // namespace
 
 void allreduce_sum(TensorGroup group, std::span<float> data) { allreduce(group, data, plus); }
@@ -96,19 +135,37 @@ void all_gather_rows(TensorGroup group, std::span<const float> local, std::span<
   all_gather<float>(group, local, whole);
 }
 
+void reduce_scatter_sequence(TensorGroup group, std::span<const float> whole, std::span<float> local,
+                             std::int64_t samples) {
+  reduce_scatter_seq<float>(group, whole, local, samples, plus);
+}
+void reduce_scatter_sequence(TensorGroup group, std::span<const ExactSum> whole, std::span<ExactSum> local,
+                             std::int64_t samples) {
+  reduce_scatter_seq<ExactSum>(group, whole, local, samples, exact_add);
+}
+
+void all_gather_sequence(TensorGroup group, std::span<const float> local, std::span<float> whole,
+                         std::int64_t samples) {
+  check_sequence(group, whole.size(), local.size(), samples);
+  if (!group.split() || samples == 1) return all_gather_rows(group, local, whole);
+  std::vector<float> by_shard(whole.size());
+  all_gather<float>(group, local, by_shard);
+  by_sample_from_by_shard<float>(by_shard, whole, samples, group.size());
+}
+
 void f_backward(TensorGroup group, std::span<float> grad) { allreduce_sum(group, grad); }
 void g_forward(TensorGroup group, std::span<float> y) { allreduce_sum(group, y); }
-void gather_forward(TensorGroup group, std::span<const float> local, std::span<float> whole) {
-  all_gather_rows(group, local, whole);
+void gather_forward(TensorGroup group, std::span<const float> local, std::span<float> whole, std::int64_t samples) {
+  all_gather_sequence(group, local, whole, samples);
 }
-void gather_backward(TensorGroup group, std::span<float> whole, std::span<float> local) {
-  reduce_scatter_rows(group, whole, local);
+void gather_backward(TensorGroup group, std::span<float> whole, std::span<float> local, std::int64_t samples) {
+  reduce_scatter_sequence(group, whole, local, samples);
 }
-void scatter_forward(TensorGroup group, std::span<float> whole, std::span<float> local) {
-  reduce_scatter_rows(group, whole, local);
+void scatter_forward(TensorGroup group, std::span<float> whole, std::span<float> local, std::int64_t samples) {
+  reduce_scatter_sequence(group, whole, local, samples);
 }
-void scatter_backward(TensorGroup group, std::span<const float> local, std::span<float> whole) {
-  all_gather_rows(group, local, whole);
+void scatter_backward(TensorGroup group, std::span<const float> local, std::span<float> whole, std::int64_t samples) {
+  all_gather_sequence(group, local, whole, samples);
 }
 
 void g_forward_exact(TensorGroup group, std::span<ExactSum> partial, std::span<float> out) {
@@ -118,6 +175,16 @@ void g_forward_exact(TensorGroup group, std::span<ExactSum> partial, std::span<f
 }
 void f_backward_exact(TensorGroup group, std::span<ExactSum> partial, std::span<float> out) {
   g_forward_exact(group, partial, out);
+}
+void scatter_forward_exact(TensorGroup group, std::span<const ExactSum> partial, std::span<float> out,
+                           std::int64_t samples) {
+  std::vector<ExactSum> mine(out.size());
+  reduce_scatter_sequence(group, partial, mine, samples);
+  for (std::size_t i = 0; i < out.size(); ++i) out[i] = from_exact(mine[i]);
+}
+void gather_backward_exact(TensorGroup group, std::span<const ExactSum> partial, std::span<float> out,
+                           std::int64_t samples) {
+  scatter_forward_exact(group, partial, out, samples);
 }
 
 std::size_t reduce_scatter_bytes(std::size_t bytes, int ranks) {

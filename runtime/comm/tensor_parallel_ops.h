@@ -17,8 +17,15 @@
 // Algorithms and bytes (T ranks, a buffer of B bytes whole, B divisible by T; sent per rank, as many
 // received): reduce-scatter and all-gather each send (T - 1)/T · B in one round (every rank sends
 // each peer that peer's chunk); allreduce is reduce-scatter then all-gather, 2 (T - 1)/T · B. So f and
-// g each move 2 (T - 1)/T · B per rank, gather and scatter (T - 1)/T · B: sequence parallelism moves
-// the same bytes per block as plain tensor parallelism, in twice as many (half-size) operations.
+// g each move 2 (T - 1)/T · B per rank, gather and scatter (T - 1)/T · B. A GPT block per micro-batch
+// of B S C floats: plain tensor parallelism 2 g forward + 2 f backward = 8 (T - 1)/T · 4 B S C bytes;
+// sequence parallelism 2 gathers + 2 scatters forward, their duals backward, and the 2 gathers again
+// backward (the whole LayerNorm outputs are not kept for the weight gradients: each shard keeps its
+// own rows and gathers them again, as Megatron-LM does) = 10 (T - 1)/T · 4 B S C bytes.
+//
+// Sequence split: activations [samples, tokens, width] with tokens divisible by T; shard r holds tokens
+// [r tokens/T, (r + 1) tokens/T) of every sample, [samples, tokens/T, width]. The gather and the scatter
+// below take `samples` for it (1: the buffer's rows cut in T contiguous chunks).
 //
 // Determinism: chunk c of a sum is added in rank order, ((x_0 + x_1) + x_2) + ..., by its owner c and
 // then copied, so every rank ends with the same bits, on every run. Rows are split in contiguous
@@ -47,14 +54,15 @@ void f_backward(TensorGroup group, std::span<float> grad);
 // g: forward sums the shards' partial outputs; backward is the identity.
 void g_forward(TensorGroup group, std::span<float> y);
 inline void g_backward(TensorGroup, std::span<float>) {}
-// gather: forward all-gathers this shard's rows `local` (chunk rank of `whole`) into `whole`;
-// backward reduce-scatters `whole`'s gradient into this shard's rows `local`.
-void gather_forward(TensorGroup group, std::span<const float> local, std::span<float> whole);
-void gather_backward(TensorGroup group, std::span<float> whole, std::span<float> local);
-// scatter: forward reduce-scatters partial sums `whole` into this shard's summed rows `local`;
-// backward all-gathers the rows' gradient `local` into `whole`.
-void scatter_forward(TensorGroup group, std::span<float> whole, std::span<float> local);
-void scatter_backward(TensorGroup group, std::span<const float> local, std::span<float> whole);
+// gather: forward all-gathers this shard's part of the sequence `local` into `whole` (every sample's
+// tokens in order); backward reduce-scatters `whole`'s gradient into this shard's part `local`.
+void gather_forward(TensorGroup group, std::span<const float> local, std::span<float> whole, std::int64_t samples = 1);
+void gather_backward(TensorGroup group, std::span<float> whole, std::span<float> local, std::int64_t samples = 1);
+// scatter: forward reduce-scatters partial sums `whole` into this shard's summed part `local`;
+// backward all-gathers the part's gradient `local` into `whole`.
+void scatter_forward(TensorGroup group, std::span<float> whole, std::span<float> local, std::int64_t samples = 1);
+void scatter_backward(TensorGroup group, std::span<const float> local, std::span<float> whole,
+                      std::int64_t samples = 1);
 
 // Deterministic mode's g forward and f backward: the shards' exact partial sums (Backend's
 // linear_forward_exact, linear_input_grad_exact) added over the group, as integers, so any grouping
@@ -62,6 +70,13 @@ void scatter_backward(TensorGroup group, std::span<const float> local, std::span
 // sum gives. `partial` is left summed. Each moves 16-byte sums: four times f's and g's bytes.
 void g_forward_exact(TensorGroup group, std::span<ExactSum> partial, std::span<float> out);
 void f_backward_exact(TensorGroup group, std::span<ExactSum> partial, std::span<float> out);
+// The same under sequence parallelism (scatter forward, gather backward): the exact partial sums of
+// the whole sequence reduce-scattered, this shard's part rounded once into `out` (its length). The sum
+// of each element is the integer the allreduce forms, so the bits are those of g_forward_exact.
+void scatter_forward_exact(TensorGroup group, std::span<const ExactSum> partial, std::span<float> out,
+                           std::int64_t samples);
+void gather_backward_exact(TensorGroup group, std::span<const ExactSum> partial, std::span<float> out,
+                           std::int64_t samples);
 
 // ---- the collectives they are made of ----
 
@@ -75,6 +90,14 @@ void allreduce_max(TensorGroup group, std::span<float> data);
 void reduce_scatter_rows(TensorGroup group, std::span<const float> whole, std::span<float> local);
 // `whole` becomes every rank's `local` in rank order (chunk r from rank r).
 void all_gather_rows(TensorGroup group, std::span<const float> local, std::span<float> whole);
+// The sequence split's reduce-scatter and all-gather (see "Sequence split"): with samples = 1 the two
+// above; else the chunks are gathered by shard and reordered into samples (a copy of the buffer).
+void reduce_scatter_sequence(TensorGroup group, std::span<const float> whole, std::span<float> local,
+                             std::int64_t samples);
+void reduce_scatter_sequence(TensorGroup group, std::span<const ExactSum> whole, std::span<ExactSum> local,
+                             std::int64_t samples);
+void all_gather_sequence(TensorGroup group, std::span<const float> local, std::span<float> whole,
+                         std::int64_t samples);
 
 // Bytes one rank sends (and receives) for a whole buffer of `bytes` over `ranks` ranks, `bytes`
 // divisible by `ranks`: (ranks - 1)/ranks · bytes for reduce-scatter and all-gather, twice that for

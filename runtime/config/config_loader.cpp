@@ -526,6 +526,13 @@ void validate_tensor(const RunConfig& config) {
   const ParallelConfig& par = config.parallel;
   const ModelConfig& m = config.model;
   const int tp = par.tensor;
+  if (par.sequence_parallel && tp == 1)
+    invalid("parallel.sequence_parallel = true with parallel.tensor = 1: sequence parallelism splits the sequence "
+            "over the tensor-parallel shards; set parallel.tensor to 2 or more, or parallel.sequence_parallel = false");
+  if (par.sequence_parallel && m.kind != ModelKind::gpt)
+    invalid(fmt::format("parallel.sequence_parallel = true with model.kind = {}: only the gpt has a sequence to "
+                        "split; set parallel.sequence_parallel = false",
+                        name_of(m.kind)));
   if (tp == 1) return;
   if (m.kind != ModelKind::gpt && m.kind != ModelKind::mlp)
     invalid(fmt::format("parallel.tensor = {} with model.kind = {}: tensor parallelism splits the gpt's and the mlp's "
@@ -543,6 +550,9 @@ void validate_tensor(const RunConfig& config) {
     must_divide("model.n_head", m.n_head, "each shard computes whole attention heads");
     must_divide("model.vocab_size", m.vocab_size, "the token embedding and the LM head are split by vocabulary");
     must_divide("4 x model.n_embd (the MLP's hidden width)", 4LL * m.n_embd, "mlp.c_fc is split by its outputs");
+    if (par.sequence_parallel)
+      must_divide("model.block_size", m.block_size,
+                  "parallel.sequence_parallel = true gives each shard an equal part of every sequence");
   } else {
     // Dense layers pair up column- then row-parallel: the hidden widths of layers.0, layers.2, ... split.
     for (std::size_t k = 0; k < m.mlp_hidden.size(); k += 2)

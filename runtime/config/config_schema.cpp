@@ -409,6 +409,11 @@ std::vector<ConfigKey> build_schema() {
                         .help = "tensor-parallel shards of every stage: gpt and mlp layers split Megatron-style "
                                 "(docs/tensor-parallel.md)"},
                    &R::parallel, &P::tensor));
+  k.push_back(bind(Spec{.name = "parallel.sequence_parallel",
+                        .help = "true: the gpt's LayerNorm and residual regions hold 1/parallel.tensor of each "
+                                "sequence per shard (all-gather before, reduce-scatter after the split linears); "
+                                "needs parallel.tensor >= 2 dividing model.block_size (docs/tensor-parallel.md)"},
+                   &R::parallel, &P::sequence_parallel));
   k.push_back(bind(Spec{.name = "parallel.gradient_exchange",
                         .help = "how replicas combine gradients: ring allreduce, all-to-all reduce-scatter, or "
                                 "parameter servers (ps.*)"},

@@ -102,6 +102,7 @@ struct ParallelConfig {
   int credits = 0;                 // activations in flight per link before a sender waits; 0: as the schedule sends
   int data = 1;                    // data-parallel replicas (of every stage)
   int tensor = 1;                  // tensor-parallel shards of every stage (Megatron-style split layers)
+  bool sequence_parallel = false;  // the GPT's LayerNorm/residual regions split along the sequence over the shards
   GradientExchange gradient_exchange = GradientExchange::ring;
   int zero = 0;                    // 1: optimizer state sharded over the data-parallel ranks (ZeRO-1)
   std::string placement;           // "" = every stage on train.device; else one device per stage, e.g. "cuda:0,cpu:0"

@@ -29,18 +29,23 @@ struct LayerCost {
 
 // `tensor` (parallel.tensor = T): saved floats per row of one tensor shard, whose split activations
 // (heads, the MLP's hidden units, the vocabulary, a column-parallel layer's outputs, a row-parallel
-// layer's inputs) are 1/T of the whole; parameters stay the whole model's.
-std::vector<LayerCost> layer_costs(const ModelConfig& m, double tensor = 1) {
+// layer's inputs) are 1/T of the whole; parameters stay the whole model's. `sequence` (parallel.
+// sequence_parallel): the GPT's LayerNorm and residual regions are 1/T too (each shard keeps its part of
+// the sequence, and gathers a LayerNorm's output again in backward rather than keep it whole).
+std::vector<LayerCost> layer_costs(const ModelConfig& m, double tensor = 1, bool sequence = false) {
   std::vector<LayerCost> layers;
   if (m.kind == ModelKind::gpt) {
     const double c = m.n_embd, v = m.vocab_size, t = m.block_size, h = m.n_head;
-    layers.push_back({(v + t) * c, c});  // wte, wpe; the embedding's output
+    const double replicated = sequence ? tensor : 1;  // what the LayerNorm/residual regions are divided by
+    layers.push_back({(v + t) * c, c / replicated});  // wte, wpe; the embedding's output
     for (int i = 0; i < m.n_layer; ++i)  // ln 2x2c, qkv 3c^2+3c, proj c^2+c, fc 4c^2+4c, fc proj 4c^2+c
       layers.push_back({12 * c * c + 13 * c,
-                        // x, ln1, x mid, ln2; the mean and rstd of two layer norms (replicated); split: qkv
-                        // (3), attn y, fc (4), gelu (4), an attention row of block_size per head
-                        4 * c + 4 + (12 * c + h * t) / tensor});
-    layers.push_back({2 * c, 2 * c + 2 + v / tensor});  // ln_f (lm_head is wte, tied); x, h, mean, rstd, probs
+                        // x, ln1, x mid, ln2; the mean and rstd of two layer norms (replicated, or split
+                        // along the sequence); split: qkv (3), attn y, fc (4), gelu (4), an attention row of
+                        // block_size per head
+                        (4 * c + 4) / replicated + (12 * c + h * t) / tensor});
+    // ln_f (lm_head is wte, tied); x, h, mean, rstd, probs
+    layers.push_back({2 * c, (2 * c + 2) / replicated + v / tensor});
   } else if (m.kind == ModelKind::cnn) {  // models/cnn_layers.h; convolutions have no bias
     const auto side_after = [](double side, double stride) { return std::floor((side - 1) / stride) + 1; };
     double in = m.cnn_channels.at(0), side = side_after(kMlpSide, m.cnn_stem_stride);
@@ -124,7 +129,7 @@ double in_flight(ScheduleKind schedule, int s, int p, int microbatches) {
 ShardMemory shard_memory(const RunConfig& config, const Topology& topology, int stage) {
   const int tp = topology.size(Axis::tensor), p = topology.size(Axis::pipe);
   const StagePlan& plan = topology.stages.at(static_cast<std::size_t>(stage));
-  const std::vector<LayerCost> layers = layer_costs(config.model, tp);
+  const std::vector<LayerCost> layers = layer_costs(config.model, tp, config.parallel.sequence_parallel);
   ShardMemory m;
   m.parameters = static_cast<double>(plan.shard_param_bytes(tp));
   m.gradients = m.parameters;

@@ -50,7 +50,8 @@ MemoryEstimate estimate_memory(const RunConfig& config, const Topology& topology
 // gradients (as many), its optimizer state (state floats per parameter, divided over the replicas under
 // ZeRO-1) and, at their peak, the activations it saves for backward: the micro-batches the schedule
 // holds in flight on the stage, each row's saved floats with the split ones (heads, hidden units,
-// vocabulary) 1/T. T = 1: the stage's own.
+// vocabulary) 1/T, and under parallel.sequence_parallel the GPT's LayerNorm and residual ones 1/T as
+// well. T = 1: the stage's own.
 struct ShardMemory {
   double parameters = 0, gradients = 0, optimizer_state = 0, activations = 0;
 };
