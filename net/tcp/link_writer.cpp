@@ -33,8 +33,12 @@ void TcpTransport::Impl::writer_loop(Link& l) {
       if (!o.rest.empty()) {
         buffers.emplace_back(o.rest.data(), o.rest.size());
       } else {
-        for (const auto& piece : o.frame.pieces()) buffers.emplace_back(piece.data(), piece.size());
-        if (o.sealed) buffers.emplace_back(o.seal.data(), o.seal.size());
+        const auto& pieces = o.frame.pieces();
+        for (std::size_t p = 0; p < pieces.size(); ++p) {
+          buffers.emplace_back(pieces[p].data(), pieces[p].size());
+          if (p == 0 && o.sealed) buffers.emplace_back(o.seals.header_tag.data(), o.seals.header_tag.size());
+        }
+        if (o.sealed) buffers.emplace_back(o.seals.seal.data(), o.seals.seal.size());
       }
       said_goodbye = said_goodbye || o.goodbye;
     }
@@ -121,18 +125,22 @@ void TcpTransport::Impl::enqueue_rest(Link& l, const std::vector<std::span<const
   l.out_cv.notify_one();
 }
 
-void TcpTransport::Impl::enqueue(Link& l, wire::OutFrame frame, std::size_t payload_bytes, bool goodbye, const tcp::Seal* seal) {
+void TcpTransport::Impl::enqueue(Link& l, wire::OutFrame frame, std::size_t payload_bytes, bool goodbye,
+                                 const tcp::FrameSeals* seals) {
   {
     std::lock_guard lock(l.out_mu);
-    l.out.push_back(Link::Outgoing{std::move(frame), {}, payload_bytes, goodbye, seal != nullptr, seal ? *seal : tcp::Seal{}});
+    l.out.push_back(Link::Outgoing{std::move(frame), {}, payload_bytes, goodbye, seals != nullptr, seals ? *seals : tcp::FrameSeals{}});
   }
   l.out_cv.notify_one();
 }
 
-tcp::Seal TcpTransport::Impl::seal_whole(Link& l, const std::vector<std::span<const std::byte>>& pieces) {
+tcp::FrameSeals TcpTransport::Impl::seal_whole(Link& l, const std::vector<std::span<const std::byte>>& pieces) {
+  tcp::FrameSeals seals;
   l.sealer->begin();
+  seals.header_tag = l.sealer->header_tag(pieces.front());
   for (const auto& p : pieces) l.sealer->authenticate(p);
-  return l.sealer->finish();
+  seals.seal = l.sealer->finish();
+  return seals;
 }
 
 void TcpTransport::Impl::abort_links() {
@@ -158,8 +166,8 @@ void TcpTransport::Impl::close(bool orderly) {
       if (!l) continue;
       wire::OutFrame goodbye = wire::encode(wire::Goodbye{});
       if (l->sealer) {
-        const tcp::Seal seal = seal_whole(*l, goodbye.pieces());
-        enqueue(*l, std::move(goodbye), 0, true, &seal);
+        const tcp::FrameSeals seals = seal_whole(*l, goodbye.pieces());
+        enqueue(*l, std::move(goodbye), 0, true, &seals);
       } else {
         enqueue(*l, std::move(goodbye), 0, true);
       }

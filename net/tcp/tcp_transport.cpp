@@ -103,10 +103,11 @@ void TcpTransport::send(int to, std::uint32_t tag, std::span<const std::byte> da
         std::vector<std::span<const std::byte>> parts = frame.pieces();
         parts.push_back(data.subspan(c.offset, c.length));
         parts.emplace_back(kZeros, c.length ? wire::payload_padding(c.length) : 0);
-        tcp::Seal seal;
-        if (l.sealer) {  // integrity: the seal over the frame as it goes out, then after it
-          seal = Impl::seal_whole(l, parts);
-          parts.emplace_back(seal.data(), seal.size());
+        tcp::FrameSeals seals;
+        if (l.sealer) {  // integrity: the seal over the frame as it goes out, then after it; the header's tag after the header
+          seals = Impl::seal_whole(l, parts);
+          parts.insert(parts.begin() + 1, std::span<const std::byte>(seals.header_tag));
+          parts.emplace_back(seals.seal.data(), seals.seal.size());
         }
         std::size_t total = 0;
         for (const auto& p : parts) total += p.size();
@@ -140,7 +141,7 @@ void TcpTransport::send(int to, std::uint32_t tag, std::span<const std::byte> da
       s.enqueue(l, std::move(frame), c.length);
       continue;
     }
-    tcp::Seal seal;
+    tcp::FrameSeals seals;
     if (l.protection == tcp::Protection::encrypt && c.length) {
       // The header in the clear (authenticated), the payload and its padding encrypted into the
       // frame's storage: the copy send() makes anyway is the encryption's one pass.
@@ -148,14 +149,15 @@ void TcpTransport::send(int to, std::uint32_t tag, std::span<const std::byte> da
       TROUPE_CHECK(pieces.back().data() == payload && pieces.back().size() == c.length + padding,
                    "a chunk's payload is its frame's last piece");
       l.sealer->begin();
+      seals.header_tag = l.sealer->header_tag(pieces.front());
       for (std::size_t p = 0; p + 1 < pieces.size(); ++p) l.sealer->authenticate(pieces[p]);
       l.sealer->encrypt(data.subspan(c.offset, c.length), std::span(payload, c.length));
       l.sealer->encrypt(std::span(kZeros, padding), std::span(payload + c.length, padding));
-      seal = l.sealer->finish();
+      seals.seal = l.sealer->finish();
     } else {
-      seal = Impl::seal_whole(l, frame.pieces());
+      seals = Impl::seal_whole(l, frame.pieces());
     }
-    s.enqueue(l, std::move(frame), c.length, false, &seal);
+    s.enqueue(l, std::move(frame), c.length, false, &seals);
   }
 }
 

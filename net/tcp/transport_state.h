@@ -77,8 +77,8 @@ struct Link {
     std::vector<std::byte> rest;  // instead of a frame: the unsent end of one that send() began
     std::size_t payload_bytes = 0;
     bool goodbye = false;  // the last frame: the writer shuts its half of the connection after it
-    bool sealed = false;   // a protected link: `seal` follows the frame on the wire
-    tcp::Seal seal{};
+    bool sealed = false;   // a protected link: `seals.header_tag` follows the frame's header, `seals.seal` its end
+    tcp::FrameSeals seals{};
   };
   std::deque<Outgoing> out;
   bool in_flight = false;  // the writer holds frames taken from `out` that it has not written yet
@@ -254,11 +254,12 @@ struct TcpTransport::Impl {
 
   void enqueue_rest(Link& l, const std::vector<std::span<const std::byte>>& parts, std::size_t skip);
 
-  // Queues `frame` for the writer; on a protected link with its `seal` (sealed already, in order).
-  void enqueue(Link& l, wire::OutFrame frame, std::size_t payload_bytes, bool goodbye = false, const tcp::Seal* seal = nullptr);
+  // Queues `frame` for the writer; on a protected link with its `seals` (sealed already, in order).
+  void enqueue(Link& l, wire::OutFrame frame, std::size_t payload_bytes, bool goodbye = false,
+               const tcp::FrameSeals* seals = nullptr);
 
-  // A protected link: seals `frame` (the next one on the wire) whole, as it is; returns its seal.
-  static tcp::Seal seal_whole(Link& l, const std::vector<std::span<const std::byte>>& pieces);
+  // A protected link: seals `frame` (the next one on the wire; pieces[0] its header) whole, as it is.
+  static tcp::FrameSeals seal_whole(Link& l, const std::vector<std::span<const std::byte>>& pieces);
 
   // --- shutdown -------------------------------------------------------------------------------
 
