@@ -64,8 +64,19 @@ tcp::Protection TcpTransport::protection(int peer) const {
   return peer == impl_->rank ? tcp::Protection::off : impl_->links[static_cast<std::size_t>(peer)]->protection;
 }
 
-void TcpTransport::send(int to, std::uint32_t tag, std::span<const std::byte> data) {
-  Impl& s = *impl_;
+void TcpTransport::send(int to, std::uint32_t tag, std::span<const std::byte> data) { impl_->send(to, tag, data, false); }
+
+void TcpTransport::send_lent(int to, std::uint32_t tag, std::span<const std::byte> data) {
+  TROUPE_CHECK(to >= 0 && to < impl_->size, "send to rank ", to, " of ", impl_->size);
+  // A protected link seals (or encrypts) what it queues in one pass with the copy: it copies anyway.
+  const bool lend = to != impl_->rank && impl_->link(to).protection == tcp::Protection::off;
+  impl_->send(to, tag, data, lend);
+}
+
+void TcpTransport::release_lent() noexcept { impl_->release_lent(); }
+
+void TcpTransport::Impl::send(int to, std::uint32_t tag, std::span<const std::byte> data, bool lent) {
+  Impl& s = *this;
   TROUPE_CHECK(to >= 0 && to < s.size, "send to rank ", to, " of ", s.size);
   {
     std::lock_guard lock(s.mu);
@@ -115,7 +126,7 @@ void TcpTransport::send(int to, std::uint32_t tag, std::span<const std::byte> da
         if (written == total) continue;
         // A sealed frame has taken its sequence number: it goes out whole, even if none of it did yet.
         if (written > 0 || l.sealer) {
-          s.enqueue_rest(l, parts, written);
+          s.enqueue_rest(l, parts, written, lent ? parts[parts.size() - 2] : std::span<const std::byte>{});
           ++i;
         }
         break;
@@ -125,6 +136,11 @@ void TcpTransport::send(int to, std::uint32_t tag, std::span<const std::byte> da
   for (; i < chunks.size(); ++i) {
     const tcp::ChunkRange& c = chunks[i];
     const auto index = static_cast<std::uint32_t>(i);
+    if (lent && c.length) {  // the writer writes the payload from the caller's memory
+      const wire::ChunkHeader header{tag, index, data.size(), c.offset};
+      s.enqueue_lent(l, wire::encode_chunk_header(header, c.length), data.subspan(c.offset, c.length));
+      continue;
+    }
     // The copy send() promises, into storage the frame owns and writes by reference; the padding
     // to a whole word goes on the wire, so it is zeroed.
     std::unique_ptr<std::uint64_t[]> storage;
