@@ -179,9 +179,15 @@ void TcpTransport::Impl::release_lent() noexcept {
     Link& l = *lp;
     std::unique_lock lock(l.out_mu);
     const auto settled = [&] { return l.lent_pending == 0 || l.writer_exited; };
-    if (l.lent_cv.wait_until(lock, Clock::now() + timeout, settled)) continue;
-    // The peer has read nothing for the whole timeout: cut the link (its writer's write fails and
-    // it exits), so that no thread reads the caller's memory once this returns.
+    // The timeout runs from the last progress: a slow peer that keeps reading is waited for.
+    bool stalled = false;
+    while (!settled() && !stalled) {
+      const std::size_t before = l.lent_pending;
+      stalled = !l.lent_cv.wait_until(lock, Clock::now() + timeout, [&] { return settled() || l.lent_pending != before; });
+    }
+    if (!stalled) continue;
+    // The peer has taken none of it for the whole timeout: cut the link (its writer's write fails
+    // and it exits), so that no thread reads the caller's memory once this returns.
     lock.unlock();
     {
       std::lock_guard state(mu);
