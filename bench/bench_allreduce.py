@@ -14,6 +14,7 @@ Prints the table with the ratios troupe-tcp / gloo, troupe-shm / gloo, troupe-sh
 (targets: tcp >= 1.0x gloo; shm >= 2x gloo and >= 1.0x mpi-shm; inproc >= 1.0x mpi-shm). Each measurement waits for an idle machine first (quiet_run.py) and reports foreign load.
 
 Run: python3 bench/bench_allreduce.py [--troupe build/troupe] [--reps 3] [--rounds 3] [--ranks 2,4]
+     [--sides tcp,gloo]   only those sides (and only the ratios between them), e.g. to work on the TCP transport
 """
 import argparse
 import os
@@ -28,6 +29,7 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BASELINES = "/work/shared/baselines"
 SYSTEM_PYTHON = "/usr/bin/python3"
+SIDES = ["tcp", "shm", "inproc", "inproc-ring", "gloo", "mpi-shm", "mpi-tcp"]
 
 
 def quiet(cmd, args, env=None):
@@ -93,15 +95,21 @@ def main():
     ap.add_argument("--sizes-mib", default="16,64")
     ap.add_argument("--no-quiet", dest="quiet", action="store_false", help="do not wait for an idle machine")
     ap.add_argument("--max-wait", type=float, default=60.0, help="quiet_run.py: most seconds to wait for idle")
+    ap.add_argument("--sides", default=",".join(SIDES), help="which sides to run (default: all of %(default)s)")
     args = ap.parse_args()
+    sides = args.sides.split(",")
+    if not set(sides) <= set(SIDES):
+        sys.exit(f"--sides: unknown {sorted(set(sides) - set(SIDES))}; choose from {','.join(SIDES)}")
     sizes = [int(s) for s in args.sizes_mib.split(",")]
     ranks = [int(r) for r in args.ranks.split(",")] if args.ranks else sorted({2, 4, os.cpu_count() or 2})
-    if not shutil.which("mpicc"):
+    use_mpi = "mpi-shm" in sides or "mpi-tcp" in sides
+    if use_mpi and not shutil.which("mpicc"):
         sys.exit("mpicc not found: apt-get install -y libopenmpi-dev openmpi-bin")
 
     with tempfile.TemporaryDirectory() as tmp:
         mpi_bin = os.path.join(tmp, "mpi_allreduce")
-        subprocess.run(["mpicc", "-O2", os.path.join(BASELINES, "mpi_allreduce.c"), "-o", mpi_bin], check=True)
+        if use_mpi:
+            subprocess.run(["mpicc", "-O2", os.path.join(BASELINES, "mpi_allreduce.c"), "-o", mpi_bin], check=True)
         # Rounds alternate the sides, so a burst of foreign load hits both; each figure is the median
         # over rounds of each round's median.
         samples = {}  # (side, ranks, mib) -> [busbw per round]
@@ -109,43 +117,56 @@ def main():
         for rnd in range(args.rounds):
             for n in ranks:
                 measured = []
-                g, f = gloo(args, n, sizes)
-                measured.append(f)
-                shm, f = mpi(args, mpi_bin, n, tcp=False)
-                measured.append(f)
-                mtcp, f = mpi(args, mpi_bin, n, tcp=True)
-                measured.append(f)
+                peers = {}
+                if "gloo" in sides:
+                    peers["gloo"], f = gloo(args, n, sizes)
+                    measured.append(f)
+                if "mpi-shm" in sides:
+                    peers["mpi-shm"], f = mpi(args, mpi_bin, n, tcp=False)
+                    measured.append(f)
+                if "mpi-tcp" in sides:
+                    peers["mpi-tcp"], f = mpi(args, mpi_bin, n, tcp=True)
+                    measured.append(f)
                 for mib in sizes:
-                    for side, value in (("gloo", g[mib]), ("mpi-shm", shm[mib]), ("mpi-tcp", mtcp[mib])):
-                        samples.setdefault((side, n, mib), []).append(value)
+                    for side, by_size in peers.items():
+                        samples.setdefault((side, n, mib), []).append(by_size[mib])
                     for side, transport, algo in (("tcp", "tcp", "auto"), ("shm", "shm", "auto"), ("inproc", "inproc", "auto"),
                                                   ("inproc-ring", "inproc", "ring")):
+                        if side not in sides:
+                            continue
                         value, f = troupe(args, transport, n, mib, algo)
                         samples.setdefault((side, n, mib), []).append(value)
                         measured.append(f)
                 worst_foreign = max([worst_foreign] + [f for f in measured if f is not None])
                 print(f"# round {rnd + 1}: measured ranks={n}", file=sys.stderr, flush=True)
         med = {k: statistics.median(v) for k, v in samples.items()}
-        rows = [(n, mib, med[("tcp", n, mib)], med[("gloo", n, mib)], med[("inproc", n, mib)],
-                 med[("inproc-ring", n, mib)], med[("mpi-shm", n, mib)], med[("mpi-tcp", n, mib)], med[("shm", n, mib)])
-                for n in ranks for mib in sizes]
 
+    load = os.getloadavg()
     print(f"# allreduce busBW, GB/s (median over {args.rounds} rounds of medians of {args.reps}), {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
-          f"{os.cpu_count()} cores; worst foreign CPU load during a run: {worst_foreign:.2f}")
-    head = ("ranks", "MiB", "troupe-tcp", "gloo", "tcp/gloo", "troupe-shm", "shm/gloo", "mpi-shm", "shm/mpi-shm",
-            "troupe-inproc", "inproc-ring", "inproc/mpi-shm", "mpi-tcp", "tcp/mpi-tcp")
+          f"{os.cpu_count()} cores; worst foreign CPU load during a run: {worst_foreign:.2f}; load average at the end "
+          f"{load[0]:.1f} {load[1]:.1f} {load[2]:.1f}")
+    # Columns: each side run, then each ratio whose two sides ran (** for the targets').
+    ratios = [("tcp", "gloo", 1.0), ("shm", "gloo", 2.0), ("shm", "mpi-shm", 1.0), ("inproc", "mpi-shm", 1.0),
+              ("tcp", "mpi-tcp", None)]
+    ratios = [r for r in ratios if r[0] in sides and r[1] in sides]
+    names = {"tcp": "troupe-tcp", "shm": "troupe-shm", "inproc": "troupe-inproc"}
+    head = ["ranks", "MiB"] + [names.get(s, s) for s in SIDES if s in sides] + [f"{a}/{b}" for a, b, _ in ratios]
     print("| " + " | ".join(head) + " |")
     print("|" + "---|" * len(head))
-    for n, mib, tt, g, ti, tr, shm, mtcp, ts in rows:
-        print(f"| {n} | {mib} | {tt:.2f} | {g:.2f} | **{tt / g:.2f}x** | {ts:.2f} | **{ts / g:.2f}x** | {shm:.2f} | "
-              f"**{ts / shm:.2f}x** | {ti:.2f} | {tr:.2f} | {ti / shm:.2f}x | {mtcp:.2f} | {tt / mtcp:.2f}x |")
-    def target(what, ratio, goal):
-        print(f"target {what}: {ratio:.2f}x {'met' if ratio >= goal else 'NOT met'}")
-    for n, mib, tt, g, ti, tr, shm, mtcp, ts in rows:
-        target(f"tcp >= 1.0x gloo, {n} ranks, {mib} MiB", tt / g, 1.0)
-        target(f"shm >= 2.0x gloo, {n} ranks, {mib} MiB", ts / g, 2.0)
-        target(f"shm >= 1.0x mpi-shm, {n} ranks, {mib} MiB", ts / shm, 1.0)
-        target(f"inproc >= 1.0x mpi-shm, {n} ranks, {mib} MiB", ti / shm, 1.0)
+    for n in ranks:
+        for mib in sizes:
+            cells = [str(n), str(mib)] + [f"{med[(s, n, mib)]:.2f}" for s in SIDES if s in sides]
+            for a, b, goal in ratios:
+                r = med[(a, n, mib)] / med[(b, n, mib)]
+                cells.append(f"**{r:.2f}x**" if goal else f"{r:.2f}x")
+            print("| " + " | ".join(cells) + " |")
+    for n in ranks:
+        for mib in sizes:
+            for a, b, goal in ratios:
+                if goal is None:
+                    continue
+                r = med[(a, n, mib)] / med[(b, n, mib)]
+                print(f"target {a} >= {goal:.1f}x {b}, {n} ranks, {mib} MiB: {r:.2f}x {'met' if r >= goal else 'NOT met'}")
 
 
 if __name__ == "__main__":

@@ -2,8 +2,8 @@
 //
 // It accepts one connection (the connector, a rank with a higher number) and forwards it to the
 // acceptor's port. Bytes from the acceptor go back as they are; bytes from the connector are cut
-// into frames (net/wire/frame_codec.h: preamble, segment table, segments; plus the 16-byte seal of a
-// protected link), the first being the handshake's hello. Data frames after it are numbered from 0,
+// into frames (net/wire/frame_codec.h: preamble, segment table, segments; on a protected link the 8-byte
+// header tag after the table and the 16-byte seal at the end), the first being the handshake's hello. Data frames after it are numbered from 0,
 // and frame `at` is tampered with as asked. Every byte the connector sent is recorded, so a test can
 // also look at what crossed the wire.
 #pragma once
@@ -25,7 +25,9 @@
 
 namespace troupe::testing {
 
-enum class Tamper { none, flip, inject, replay, reorder, drop };
+// flip: one bit of the frame's body; length: its last segment's length in the segment table, made
+// longer, so a receiver that trusted it would wait for bytes that never come.
+enum class Tamper { none, flip, length, inject, replay, reorder, drop };
 
 class TamperProxy {
  public:
@@ -79,7 +81,7 @@ class TamperProxy {
       done += static_cast<std::size_t>(w);
     }
   }
-  // One frame (and its seal, if `with_seal`); empty at the end of the stream.
+  // One frame (and its header tag and seal, if `with_seal`); empty at the end of the stream.
   std::vector<std::byte> read_frame(int fd, bool with_seal) {
     std::vector<std::byte> f(16);
     if (!read_all(fd, f.data(), 16)) return {};
@@ -97,7 +99,7 @@ class TamperProxy {
       words += w;
     }
     const std::size_t head = f.size();
-    f.resize(head + words * 8 + (with_seal ? 16 : 0));
+    f.resize(head + (with_seal ? 8 : 0) + words * 8 + (with_seal ? 16 : 0));
     if (!read_all(fd, f.data() + head, f.size() - head)) return {};
     return f;
   }
@@ -135,12 +137,23 @@ class TamperProxy {
         switch (tamper_) {
           case Tamper::none: break;
           case Tamper::flip: f[f.size() / 2] ^= std::byte{0x01}; break;
+          case Tamper::length: {  // the segment table's last entry (preamble 8 bytes, count 4, sizes 4 each)
+            std::uint32_t last, words;  // segments - 1 is the index of the last one
+            std::memcpy(&last, f.data() + 8, 4);
+            std::memcpy(&words, f.data() + 12 + 4 * last, 4);
+            words += 100000;  // 800 KB: more than the rest of a test's frames, less than any limit
+            std::memcpy(f.data() + 12 + 4 * last, &words, 4);
+            break;
+          }
           case Tamper::inject: {  // a well-formed chunk of its own making, with a made-up seal
             std::vector<std::byte> fake;
             const auto chunk = net::wire::encode_chunk(net::wire::ChunkHeader{1, 0, 8, 0},
                                                        std::unique_ptr<std::uint64_t[]>(new std::uint64_t[1]{0}), 8);
             for (const auto& p : chunk.pieces()) fake.insert(fake.end(), p.begin(), p.end());
-            if (sealed_) fake.resize(fake.size() + 16, std::byte{0x42});
+            if (sealed_) {  // a made-up header tag after the header (the first piece) and seal at the end
+              fake.insert(fake.begin() + static_cast<std::ptrdiff_t>(chunk.pieces().front().size()), 8, std::byte{0x42});
+              fake.resize(fake.size() + 16, std::byte{0x42});
+            }
             write_all(out, fake);
             break;
           }

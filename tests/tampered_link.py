@@ -7,6 +7,9 @@ usage: tampered_link.py TROUPE CASE
   encrypt  the same with comm.encrypt = true: bitwise equal too
   flip     the proxy flips one bit of a data frame from rank 1 mid-training: both processes exit non-zero within
            seconds (comm.timeout_s is 60), and rank 0's error names rank 1 and says the link failed its integrity check
+  length   the proxy makes a data frame's length (its last segment's entry in the segment table) 8 MB longer: the
+           header's tag catches it before rank 0 waits for those bytes, so the job fails within seconds of it, not
+           after comm.timeout_s (60), and rank 0's error names rank 1's link and its header's tag
 """
 import os
 import shutil
@@ -44,7 +47,8 @@ def read_exact(sock, n):
 
 
 def read_frame(sock, sealed):
-    """One frame of net/wire/frame_codec.h (preamble, segment table, segments), plus its 16-byte seal if sealed."""
+    """One frame of net/wire/frame_codec.h (preamble, segment table, segments); if sealed, with its 8-byte header
+    tag after the segment table and its 16-byte seal at the end (net/tcp/link_security.h)."""
     head = read_exact(sock, 16)
     if head is None:
         return None
@@ -55,15 +59,27 @@ def read_frame(sock, sealed):
     if rest is None:
         return None
     sizes = [first] + list(struct.unpack("<%dI" % (count - 1), rest[:4 * (count - 1)]))
-    body = read_exact(sock, 8 * sum(sizes) + (16 if sealed else 0))
+    body = read_exact(sock, (8 if sealed else 0) + 8 * sum(sizes) + (16 if sealed else 0))
     return None if body is None else head + rest + body
 
 
-class Proxy:
-    """Forwards one connection on 127.0.0.1 to `to_port`; optionally flips a bit in data frame `flip` from the connector."""
+def lengthen(frame):
+    """The frame with its last segment's length in the segment table 1,000,000 words (8 MB) longer: more than the
+    rest of the job sends, less than any limit of the decoder."""
+    frame = bytearray(frame)
+    count = struct.unpack_from("<I", frame, 8)[0] + 1
+    at = 12 + 4 * (count - 1)
+    struct.pack_into("<I", frame, at, struct.unpack_from("<I", frame, at)[0] + 1000000)
+    return bytes(frame)
 
-    def __init__(self, to_port, flip=None):
-        self.to_port, self.flip = to_port, flip
+
+class Proxy:
+    """Forwards one connection on 127.0.0.1 to `to_port`; optionally tampers with data frame `at` from the connector:
+    `how` is "flip" (one bit of its body) or "length" (its length, see lengthen)."""
+
+    def __init__(self, to_port, at=None, how="flip"):
+        self.to_port, self.at, self.how = to_port, at, how
+        self.tampered_at = None
         self.listener = socket.socket()
         self.listener.bind(("127.0.0.1", 0))
         self.listener.listen(1)
@@ -102,10 +118,14 @@ class Proxy:
                 frame = read_frame(conn, index >= 0)
                 if frame is None:
                     break
-                if index == self.flip:
-                    frame = bytearray(frame)
-                    frame[len(frame) // 2] ^= 0x01
+                if index == self.at:
+                    if self.how == "length":
+                        frame = lengthen(frame)
+                    else:
+                        frame = bytearray(frame)
+                        frame[len(frame) // 2] ^= 0x01
                     self.flipped = True
+                    self.tampered_at = time.monotonic()
                 upstream.sendall(bytes(frame))
                 index += 1
         except OSError:
@@ -131,14 +151,15 @@ def main():
     single = os.path.join(WORK, "single")
     os.mkdir(single)
     out = lambda d: ["--dump-losses", os.path.join(d, "losses.jsonl"), "--save", os.path.join(d, "w.st")]
-    if case != "flip":
+    tampering = case in ("flip", "length")
+    if not tampering:
         s = subprocess.run([troupe, "train"] + SMALL + out(single), cwd=single, stdout=subprocess.DEVNULL,
                            stderr=subprocess.PIPE, text=True)
         if s.returncode != 0:
             fail("the single-process run failed: " + s.stderr)
 
     port = free_port()
-    proxy = Proxy(port, FLIPPED_FRAME if case == "flip" else None)
+    proxy = Proxy(port, FLIPPED_FRAME if tampering else None, case)
     # comm.same_host = tcp: both ranks share this host, and shared memory would carry their gradients around
     # the proxy.
     extra = ["--set", "comm.interface=lo", "--set", "comm.integrity=on", "--set", "comm.same_host=tcp"]
@@ -156,10 +177,25 @@ def main():
         for p in procs:
             p.kill()
         fail("the job did not end within 120 s")
-    took = time.monotonic() - start
+    ended = time.monotonic()
+    took = ended - start
     err0 = open(os.path.join(WORK, "err0.txt")).read()
 
-    if case == "flip":
+    if case == "length":
+        if proxy.tampered_at is None:
+            fail("the job ended before data frame %d crossed the proxy" % FLIPPED_FRAME)
+        if 0 in codes:
+            fail("exit codes %s: a frame with a changed length must fail the job" % codes)
+        if "the link to rank 1" not in err0 or "failed its integrity check" not in err0 or \
+                "header's tag does not match" not in err0:
+            fail("rank 0 did not name rank 1's link and the failed tag of the frame's header")
+        after = ended - proxy.tampered_at
+        if after > 10:
+            fail("the job ended %.0f s after the length was changed (comm.timeout_s is 60): not at once" % after)
+        line = next(l for l in err0.splitlines() if "integrity check" in l)
+        print("a lengthened frame %d: both processes ended %.1f s after it (comm.timeout_s 60), exit codes %s: %s"
+              % (FLIPPED_FRAME, after, codes, line.strip()))
+    elif case == "flip":
         if not proxy.flipped:
             fail("the job ended before data frame %d crossed the proxy" % FLIPPED_FRAME)
         if 0 in codes:

@@ -148,6 +148,38 @@ TEST_CASE("frame seals are AES-256-GCM with the sequence number as nonce (NIST t
   CHECK(hex(aead.finish()) == "d0d1c8a799996bf0265b98b5d48ab919");
 }
 
+TEST_CASE("header tags: 8 bytes of GMAC over the header, under a nonce apart from the seal's, checked before the body", "[tcp][link_security]") {
+  const tcp::SessionKey zero{};
+  std::vector<std::byte> header(16);
+  for (std::size_t i = 0; i < header.size(); ++i) header[i] = static_cast<std::byte>(i);
+  tcp::FrameSealer sealer(Protection::integrity, zero);
+  sealer.begin();
+  const tcp::HeaderTag first = sealer.header_tag(header);
+  sealer.authenticate(header);
+  const tcp::Seal seal0 = sealer.finish();
+  sealer.begin();
+  const tcp::HeaderTag second = sealer.header_tag(header);
+  // AES-256-GCM, K = 0^256, IV = 1 (u64 little-endian) | 0x01 | 0^24, A = the header, P empty; the
+  // tag's first 8 bytes, computed independently (Python's cryptography package).
+  std::array<std::uint8_t, 8> got;
+  std::transform(second.begin(), second.end(), got.begin(), [](std::byte b) { return static_cast<std::uint8_t>(b); });
+  CHECK(hex(got) == "d6c2149a906b93de");
+  CHECK(first != second);  // each frame's own nonce
+  CHECK(!std::equal(first.begin(), first.end(), seal0.begin()));  // not the seal's nonce
+
+  tcp::FrameOpener opener(Protection::integrity, zero);
+  opener.begin();
+  CHECK(opener.header_matches(header, first));
+  auto longer = header;
+  longer[12] ^= std::byte{0x04};  // a segment's length
+  CHECK_FALSE(opener.header_matches(longer, first));
+  CHECK_FALSE(opener.header_matches(header, second));  // the next frame's tag: a replayed or reordered header
+  opener.authenticate(header);
+  CHECK(opener.finish(seal0));
+  opener.begin();
+  CHECK(opener.header_matches(header, second));
+}
+
 TEST_CASE("an opened frame must be exactly the next one sealed: changed, replayed, reordered or skipped frames fail", "[tcp][link_security]") {
   const auto keys = tcp::derive_link_keys("s", counting_nonce(1), counting_nonce(2), 0, 1, Protection::integrity, true);
   tcp::FrameSealer sealer(Protection::integrity, keys.send);
@@ -325,8 +357,8 @@ TEST_CASE("through a forwarding proxy: unaltered frames allreduce exactly, encry
   CHECK(in_clear == !encrypt);
 }
 
-TEST_CASE("a frame changed, injected, replayed, reordered or dropped on the way breaks the link at once, naming the peer", "[tcp][link_security]") {
-  const Tamper tamper = GENERATE(Tamper::flip, Tamper::inject, Tamper::replay, Tamper::reorder, Tamper::drop);
+TEST_CASE("a frame changed (its body or its length), injected, replayed, reordered or dropped on the way breaks the link at once, naming the peer", "[tcp][link_security]") {
+  const Tamper tamper = GENERATE(Tamper::flip, Tamper::length, Tamper::inject, Tamper::replay, Tamper::reorder, Tamper::drop);
   const bool encrypt = GENERATE(false, true);
   CAPTURE(static_cast<int>(tamper), encrypt);
   constexpr int kMessages = 6, kTampered = 2;  // data frame 2 carries the third message
@@ -356,6 +388,9 @@ TEST_CASE("a frame changed, injected, replayed, reordered or dropped on the way 
   const std::string error = what(ranks.errors[0]);
   CHECK_THAT(error, Contains("rank 0: recv with rank 1 failed: the link to rank 1 at 127.0.0.1:") &&
                         Contains("failed its integrity check") && Contains("frame 2 from it"));
+  if (tamper == Tamper::length || tamper == Tamper::inject) {  // caught by the header's tag, before the body
+    CHECK_THAT(error, Contains("its header's tag does not match"));
+  }
   CHECK(ranks.errors[1] != nullptr);  // rank 1 sees its link end too
   CHECK(took < 10s);                  // at once, not the 20 s timeout
 }

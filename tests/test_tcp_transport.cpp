@@ -264,6 +264,38 @@ TEST_CASE("tcp: a ring where every rank sends 16 MiB before receiving does not d
   }));
 }
 
+TEST_CASE("tcp: lent sends are written from the caller's memory, and release_lent gives it back", "[tcp]") {
+  const std::size_t chunk = GENERATE(as<std::size_t>{}, 0, 4096);  // 0: the default chunk size
+  CAPTURE(chunk);
+  RankGroup group(TransportKind::tcp, 2, 10s, chunk);
+  // Larger than the sockets hold, so most of it waits in the queue for the writer, by reference.
+  const std::vector<std::size_t> sizes = {0, 1, 7, 70001, (8u << 20) + 4};
+  require_no_errors(group.run([&](comm::Transport& t) {
+    if (t.rank() == 0) {
+      std::vector<std::vector<std::byte>> lent;
+      for (std::size_t i = 0; i < sizes.size(); ++i) lent.push_back(pattern(sizes[i], static_cast<int>(i)));
+      for (std::size_t i = 0; i < sizes.size(); ++i) t.send_lent(1, 5, lent[i]);
+      t.send_lent(0, 6, lent[3]);  // to itself: copied
+      t.release_lent();
+      for (auto& b : lent) std::fill(b.begin(), b.end(), std::byte{0xEE});  // free again: the wire has its copy
+      std::vector<std::byte> self(sizes[3]);
+      t.recv(0, 6, self);
+      REQUIRE(self == pattern(sizes[3], 3));
+      std::byte ack{};
+      t.recv(1, 7, std::span(&ack, 1));
+      return;
+    }
+    std::this_thread::sleep_for(100ms);  // the sender releases while most of it is still queued or in the socket
+    for (std::size_t i = 0; i < sizes.size(); ++i) {
+      std::vector<std::byte> got(sizes[i]);
+      t.recv(0, 5, got);
+      REQUIRE(got == pattern(sizes[i], static_cast<int>(i)));
+    }
+    const std::byte ack{1};
+    t.send(0, 7, std::span(&ack, 1));
+  }));
+}
+
 TEST_CASE("tcp: a 64 MiB message arrives whole across many chunks, received late or waited for", "[tcp]") {
   RankGroup group(TransportKind::tcp, 2, 20s);
   const std::size_t n = (64u << 20) + 4;  // not a whole number of words: the ragged tail chunk too

@@ -127,6 +127,8 @@ namespace {
 
 // A protected link's frame whose seal does not match (reader thread).
 struct SealMismatch {};
+// ... or whose header (the frame's length) does not match its header tag.
+struct HeaderMismatch {};
 
 }  // namespace
 
@@ -193,6 +195,14 @@ void TcpTransport::Impl::reader_loop(Link& l) {
       }
       payload_next = false;
     };
+    // A protected link: the header's tag follows the header, and is checked before the reader
+    // waits for the body whose length the header gives.
+    auto check_header = [&](std::span<const std::byte> header) {
+      tcp::HeaderTag tag;
+      read_exact(std::as_writable_bytes(std::span(tag)));
+      if (!opener->header_matches(header, tag)) throw HeaderMismatch{};
+    };
+    const wire::FrameReader::HeaderRead on_header = opener ? wire::FrameReader::HeaderRead(check_header) : nullptr;
     wire::FrameReader reader;
     while (true) {
       frame_bytes = 0;
@@ -205,7 +215,7 @@ void TcpTransport::Impl::reader_loop(Link& l) {
         begun = true;
         payload_next = true;
         return place(l, h, segment_bytes);
-      });
+      }, on_header);
       if (opener) {
         tcp::Seal seal;
         read_exact(std::as_writable_bytes(std::span(seal)));
@@ -231,6 +241,11 @@ void TcpTransport::Impl::reader_loop(Link& l) {
     malformed_frame = true;
     end = integrity_failure(l, frame_index, "its seal does not match (it was changed or injected, or replays, reorders or follows a "
                                "dropped frame)");
+    l.shutdown();
+  } catch (const HeaderMismatch&) {
+    malformed_frame = true;
+    end = integrity_failure(l, frame_index, "its header's tag does not match (its length was changed, or the frame was injected); "
+                               "the link broke before waiting for the bytes that header announced");
     l.shutdown();
   } catch (const Error& e) {
     malformed_frame = true;

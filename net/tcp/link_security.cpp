@@ -2,6 +2,7 @@
 #include "net/tcp/link_security.h"
 
 #include <openssl/evp.h>
+#include <openssl/crypto.h>
 #include <openssl/kdf.h>
 
 #include <algorithm>
@@ -20,11 +21,16 @@ constexpr std::size_t kIvBytes = 12;
   throw Error(ErrorKind::kInternal, detail::concat("OpenSSL failed to ", what, " (link security, net/tcp/link_security.cpp)"));
 }
 
-// GCM's nonce: the frame's sequence number, little-endian, then zeros. Never repeats under one key:
-// keys are per direction and per connection, and a link ends long before 2^64 frames.
-std::array<unsigned char, kIvBytes> iv_of(std::uint64_t sequence) {
+// What a GCM nonce is for: a frame's seal or its header's tag, both under the frame's sequence number
+// and the direction's key, so the two domains must never share a nonce.
+enum class NonceDomain : unsigned char { frame = 0, header = 1 };
+
+// GCM's nonce: the frame's sequence number, little-endian, then the domain byte, then zeros. Never
+// repeats under one key: keys are per direction and per connection, and a link ends long before 2^64 frames.
+std::array<unsigned char, kIvBytes> iv_of(std::uint64_t sequence, NonceDomain domain = NonceDomain::frame) {
   std::array<unsigned char, kIvBytes> iv{};
   for (int b = 0; b < 8; ++b) iv[static_cast<std::size_t>(b)] = static_cast<unsigned char>(sequence >> (8 * b));
+  iv[8] = static_cast<unsigned char>(domain);
   return iv;
 }
 
@@ -33,6 +39,25 @@ template <class F>
 void in_slices(std::size_t n, F&& f) {
   constexpr std::size_t kSlice = std::size_t{1} << 30;
   for (std::size_t at = 0; at < n; at += kSlice) f(at, static_cast<int>(std::min(kSlice, n - at)));
+}
+
+// A frame header's tag: GMAC (GCM with the header as additional data and nothing to encrypt) under
+// the header domain's nonce, truncated to 8 bytes (NIST SP 800-38D allows 64-bit tags). `ctx` is an
+// AES-256-GCM encryption context holding the direction's key; both ends compute it this way.
+HeaderTag header_gmac(EVP_CIPHER_CTX* ctx, std::uint64_t sequence, std::span<const std::byte> header) {
+  const auto iv = iv_of(sequence, NonceDomain::header);
+  unsigned char rest[16];
+  int out = 0;
+  std::array<std::byte, 16> full{};
+  if (EVP_EncryptInit_ex(ctx, nullptr, nullptr, nullptr, iv.data()) <= 0 ||
+      EVP_EncryptUpdate(ctx, nullptr, &out, reinterpret_cast<const unsigned char*>(header.data()), static_cast<int>(header.size())) <= 0 ||
+      EVP_EncryptFinal_ex(ctx, rest, &out) <= 0 ||
+      EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_GET_TAG, static_cast<int>(full.size()), full.data()) <= 0) {
+    openssl_failed("tag a frame's header");
+  }
+  HeaderTag tag{};
+  std::copy_n(full.begin(), kHeaderTagBytes, tag.begin());
+  return tag;
 }
 
 SessionKey hkdf(std::string_view secret, const wire::Nonce& acceptor_nonce, const wire::Nonce& connector_nonce,
@@ -100,10 +125,13 @@ struct FrameSealer::Cipher {
   ~Cipher() { EVP_CIPHER_CTX_free(ctx); }
 };
 
-FrameSealer::FrameSealer(Protection level, const SessionKey& key) : level_(level), cipher_(std::make_unique<Cipher>()) {
+FrameSealer::FrameSealer(Protection level, const SessionKey& key)
+    : level_(level), cipher_(std::make_unique<Cipher>()), header_cipher_(std::make_unique<Cipher>()) {
   TROUPE_CHECK(level != Protection::off, "a sealer for an unprotected link");
-  if (!cipher_->ctx || EVP_EncryptInit_ex(cipher_->ctx, EVP_aes_256_gcm(), nullptr, key.data(), nullptr) <= 0) {
-    openssl_failed("set up AES-256-GCM");
+  for (const auto* c : {cipher_.get(), header_cipher_.get()}) {
+    if (!c->ctx || EVP_EncryptInit_ex(c->ctx, EVP_aes_256_gcm(), nullptr, key.data(), nullptr) <= 0) {
+      openssl_failed("set up AES-256-GCM");
+    }
   }
 }
 
@@ -147,6 +175,10 @@ Seal FrameSealer::finish() {
   return seal;
 }
 
+HeaderTag FrameSealer::header_tag(std::span<const std::byte> header) {
+  return header_gmac(header_cipher_->ctx, sequence_, header);
+}
+
 // --- opening -----------------------------------------------------------------------------------
 
 struct FrameOpener::Cipher {
@@ -154,9 +186,14 @@ struct FrameOpener::Cipher {
   ~Cipher() { EVP_CIPHER_CTX_free(ctx); }
 };
 
-FrameOpener::FrameOpener(Protection level, const SessionKey& key) : level_(level), cipher_(std::make_unique<Cipher>()) {
+FrameOpener::FrameOpener(Protection level, const SessionKey& key)
+    : level_(level), cipher_(std::make_unique<Cipher>()), header_cipher_(std::make_unique<Cipher>()) {
   TROUPE_CHECK(level != Protection::off, "an opener for an unprotected link");
   if (!cipher_->ctx || EVP_DecryptInit_ex(cipher_->ctx, EVP_aes_256_gcm(), nullptr, key.data(), nullptr) <= 0) {
+    openssl_failed("set up AES-256-GCM");
+  }
+  // The header tag is recomputed as the sender made it and compared: an encryption context.
+  if (!header_cipher_->ctx || EVP_EncryptInit_ex(header_cipher_->ctx, EVP_aes_256_gcm(), nullptr, key.data(), nullptr) <= 0) {
     openssl_failed("set up AES-256-GCM");
   }
 }
@@ -195,6 +232,11 @@ bool FrameOpener::finish(const Seal& seal) {
   unsigned char rest[16];
   int out = 0;
   return EVP_DecryptFinal_ex(cipher_->ctx, rest, &out) > 0;
+}
+
+bool FrameOpener::header_matches(std::span<const std::byte> header, const HeaderTag& tag) {
+  const HeaderTag expected = header_gmac(header_cipher_->ctx, sequence_, header);
+  return CRYPTO_memcmp(expected.data(), tag.data(), kHeaderTagBytes) == 0;  // constant time
 }
 
 }  // namespace troupe::net::tcp

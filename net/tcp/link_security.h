@@ -9,7 +9,16 @@
 //   off        frames as they are (loopback by default: only users of this host can reach the socket)
 //   integrity  every byte of the frame is authenticated (GCM's additional data; GMAC), sent in the clear
 //   encrypt    the frame's header is authenticated, its payload encrypted and authenticated (AEAD)
-// On the wire a sealed frame is the frame (net/wire/frame_codec.h) followed by its 16-byte seal.
+// On the wire a sealed frame is the frame's header (net/wire/frame_codec.h: preamble and segment table,
+// which says how long the frame is), an 8-byte header tag, the rest of the frame, then its 16-byte seal:
+//   preamble | segment table | header tag | segments | seal
+// The header tag is a GMAC over the header alone, under the same key and a nonce of its own (the
+// sequence number with a domain byte; the seal's nonce has a different one), and the receiver checks
+// it before it reads a byte of the body: a changed or injected length breaks the link at once instead
+// of leaving the reader waiting for bytes that never come (until comm.timeout_s) or reading into the
+// next frame. 8 bytes suffice there: the tag only guards the wait, since the seal, which covers the
+// header too, still decides whether the frame counts; and a forgery has one try per connection (a
+// wrong tag breaks the link) at 2^-64.
 //
 // Keys: HKDF-SHA256 (RFC 5869) with the job's secret as input key material, both handshake nonces as
 // salt, and an info string naming the direction, both ranks and the level; so every link and every
@@ -72,10 +81,19 @@ struct LinkSecurity {
 
 inline constexpr std::size_t kSealBytes = 16;
 using Seal = std::array<std::byte, kSealBytes>;
+inline constexpr std::size_t kHeaderTagBytes = 8;
+using HeaderTag = std::array<std::byte, kHeaderTagBytes>;
+
+// What a sealed frame carries beside its bytes: the tag after its header, the seal after its end.
+struct FrameSeals {
+  HeaderTag header_tag{};
+  Seal seal{};
+};
 
 // Seals the frames one direction of a link sends, in order: begin(), then the frame's bytes in wire
 // order (authenticate() for bytes sent as they are, encrypt() for a payload at Protection::encrypt),
 // then finish() gives the seal that follows the frame on the wire. One pass over the bytes.
+// header_tag() (between begin() and finish()) gives the tag that follows the frame's header.
 class FrameSealer {
  public:
   FrameSealer(Protection level, const SessionKey& key);  // level != off
@@ -90,6 +108,8 @@ class FrameSealer {
   // which is what goes on the wire. Every authenticate() of a frame comes before its first encrypt().
   void encrypt(std::span<const std::byte> in, std::span<std::byte> out);
   Seal finish();
+  // The tag over this frame's header (its preamble and segment table, as on the wire).
+  HeaderTag header_tag(std::span<const std::byte> header);
   std::uint64_t frames() const { return sequence_; }  // frames sealed so far
 
  private:
@@ -97,12 +117,14 @@ class FrameSealer {
   std::uint64_t sequence_ = 0;
   struct Cipher;
   std::unique_ptr<Cipher> cipher_;
+  std::unique_ptr<Cipher> header_cipher_;  // the header tags' GMAC, apart from the frame's running seal
 };
 
 // Opens the frames the other direction sends, in the same order: begin(), the frame's bytes in wire
 // order (authenticate(), or decrypt() in place for a payload at Protection::encrypt), then
 // finish(seal) says whether the frame is exactly the next one its sender sealed. Decrypted bytes must
-// not be trusted before finish() returns true.
+// not be trusted before finish() returns true. header_matches() (between begin() and finish()) checks
+// the header tag as soon as the header has arrived, before the reader waits for the body it announces.
 class FrameOpener {
  public:
   FrameOpener(Protection level, const SessionKey& key);  // level != off
@@ -115,6 +137,8 @@ class FrameOpener {
   void authenticate(std::span<const std::byte> bytes);
   void decrypt(std::span<std::byte> in_place);
   bool finish(const Seal& seal);
+  // Whether `tag` is this frame's header tag over `header` (its preamble and segment table).
+  bool header_matches(std::span<const std::byte> header, const HeaderTag& tag);
   std::uint64_t frames() const { return sequence_; }  // frames opened (or tried) so far
 
  private:
@@ -122,6 +146,7 @@ class FrameOpener {
   std::uint64_t sequence_ = 0;
   struct Cipher;
   std::unique_ptr<Cipher> cipher_;
+  std::unique_ptr<Cipher> header_cipher_;
 };
 
 }  // namespace troupe::net::tcp

@@ -12,6 +12,10 @@ namespace troupe::net {
 namespace asio = boost::asio;
 using tcp::Clock;
 
+namespace {
+constexpr std::byte kZeros[8] = {};  // a lent payload's padding to a whole word
+}  // namespace
+
 void TcpTransport::Impl::writer_loop(Link& l) {
   std::vector<Link::Outgoing> batch;
   std::vector<asio::const_buffer> buffers;
@@ -30,11 +34,19 @@ void TcpTransport::Impl::writer_loop(Link& l) {
     }
     buffers.clear();
     for (const auto& o : batch) {
-      if (!o.rest.empty()) {
+      if (o.is_rest) {
         buffers.emplace_back(o.rest.data(), o.rest.size());
       } else {
-        for (const auto& piece : o.frame.pieces()) buffers.emplace_back(piece.data(), piece.size());
-        if (o.sealed) buffers.emplace_back(o.seal.data(), o.seal.size());
+        const auto& pieces = o.frame.pieces();
+        for (std::size_t p = 0; p < pieces.size(); ++p) {
+          buffers.emplace_back(pieces[p].data(), pieces[p].size());
+          if (p == 0 && o.sealed) buffers.emplace_back(o.seals.header_tag.data(), o.seals.header_tag.size());
+        }
+        if (o.sealed) buffers.emplace_back(o.seals.seal.data(), o.seals.seal.size());
+      }
+      if (!o.lent.empty()) {
+        buffers.emplace_back(o.lent.data(), o.lent.size());
+        buffers.emplace_back(kZeros, o.lent_padding);
       }
       said_goodbye = said_goodbye || o.goodbye;
     }
@@ -43,12 +55,18 @@ void TcpTransport::Impl::writer_loop(Link& l) {
       std::lock_guard write_lock(l.write_mu);
       asio::write(*l.socket, buffers, ec);
     }
-    for (auto& o : batch) give_buffer(o.frame.take_storage(), o.payload_bytes);
+    std::size_t lent_written = 0;
+    for (auto& o : batch) {
+      give_buffer(o.frame.take_storage(), o.payload_bytes);
+      lent_written += o.lent.empty() ? 0 : 1;
+    }
     batch.clear();
     {
       std::lock_guard lock(l.out_mu);
       l.in_flight = false;
+      l.lent_pending -= lent_written;
     }
+    if (lent_written) l.lent_cv.notify_all();
     if (ec) {
       {
         std::lock_guard lock(mu);
@@ -60,6 +78,11 @@ void TcpTransport::Impl::writer_loop(Link& l) {
       break;
     }
   }
+  {
+    std::lock_guard lock(l.out_mu);
+    l.writer_exited = true;  // what is left in the queue is never written: lent memory is free
+  }
+  l.lent_cv.notify_all();
   if (said_goodbye) {
     boost::system::error_code ignored;
     l.socket->shutdown(asio::socket_base::shutdown_send, ignored);
@@ -107,32 +130,100 @@ bool TcpTransport::Impl::idle(Link& l) {
   return l.out.empty() && !l.in_flight && !l.stop_writing;
 }
 
-void TcpTransport::Impl::enqueue_rest(Link& l, const std::vector<std::span<const std::byte>>& parts, std::size_t skip) {
+void TcpTransport::Impl::enqueue_rest(Link& l, const std::vector<std::span<const std::byte>>& parts, std::size_t skip,
+                                      std::span<const std::byte> lent) {
   Link::Outgoing o;
+  o.is_rest = true;
+  bool after_lent = false;  // the parts after a lent payload are its padding
   for (const auto& p : parts) {
     const std::size_t drop = std::min(skip, p.size());
     skip -= drop;
-    o.rest.insert(o.rest.end(), p.begin() + static_cast<std::ptrdiff_t>(drop), p.end());
+    const auto left = p.subspan(drop);
+    if (!lent.empty() && p.data() == lent.data() && p.size() == lent.size()) {
+      o.lent = left;
+      after_lent = true;
+    } else if (after_lent) {
+      o.lent_padding += left.size();  // zeros
+    } else {
+      o.rest.insert(o.rest.end(), left.begin(), left.end());
+    }
+  }
+  if (o.lent.empty() && o.lent_padding) {  // the payload went out whole: its padding is copied
+    o.rest.insert(o.rest.end(), o.lent_padding, std::byte{0});
+    o.lent_padding = 0;
   }
   {
     std::lock_guard lock(l.out_mu);
+    if (!o.lent.empty()) ++l.lent_pending;
     l.out.push_back(std::move(o));
   }
   l.out_cv.notify_one();
 }
 
-void TcpTransport::Impl::enqueue(Link& l, wire::OutFrame frame, std::size_t payload_bytes, bool goodbye, const tcp::Seal* seal) {
+void TcpTransport::Impl::enqueue_lent(Link& l, wire::OutFrame header, std::span<const std::byte> payload) {
+  Link::Outgoing o;
+  o.frame = std::move(header);
+  o.lent = payload;
+  o.lent_padding = wire::payload_padding(payload.size());
   {
     std::lock_guard lock(l.out_mu);
-    l.out.push_back(Link::Outgoing{std::move(frame), {}, payload_bytes, goodbye, seal != nullptr, seal ? *seal : tcp::Seal{}});
+    ++l.lent_pending;
+    l.out.push_back(std::move(o));
   }
   l.out_cv.notify_one();
 }
 
-tcp::Seal TcpTransport::Impl::seal_whole(Link& l, const std::vector<std::span<const std::byte>>& pieces) {
+void TcpTransport::Impl::release_lent() noexcept {
+  for (auto& lp : links) {
+    if (!lp) continue;
+    Link& l = *lp;
+    std::unique_lock lock(l.out_mu);
+    const auto settled = [&] { return l.lent_pending == 0 || l.writer_exited; };
+    // The timeout runs from the last progress: a slow peer that keeps reading is waited for.
+    bool stalled = false;
+    while (!settled() && !stalled) {
+      const std::size_t before = l.lent_pending;
+      stalled = !l.lent_cv.wait_until(lock, Clock::now() + timeout, [&] { return settled() || l.lent_pending != before; });
+    }
+    if (!stalled) continue;
+    // The peer has taken none of it for the whole timeout: cut the link (its writer's write fails
+    // and it exits), so that no thread reads the caller's memory once this returns.
+    lock.unlock();
+    {
+      std::lock_guard state(mu);
+      if (l.state == Link::State::kOpen && l.local_reason.headline.empty()) {
+        l.local_reason = {detail::concat("rank ", l.peer, on_host(l.peer), " stopped reading"),
+                          detail::concat("it took none of the messages sent to it within the timeout (",
+                                         std::chrono::duration_cast<std::chrono::seconds>(timeout).count(), " s)")};
+      }
+    }
+    {
+      std::lock_guard out(l.out_mu);
+      l.stop_writing = true;
+    }
+    l.out_cv.notify_one();
+    l.shutdown();
+    lock.lock();
+    l.lent_cv.wait(lock, [&] { return l.writer_exited; });
+  }
+}
+
+void TcpTransport::Impl::enqueue(Link& l, wire::OutFrame frame, std::size_t payload_bytes, bool goodbye,
+                                 const tcp::FrameSeals* seals) {
+  {
+    std::lock_guard lock(l.out_mu);
+    l.out.push_back(Link::Outgoing{std::move(frame), {}, payload_bytes, goodbye, seals != nullptr, seals ? *seals : tcp::FrameSeals{}});
+  }
+  l.out_cv.notify_one();
+}
+
+tcp::FrameSeals TcpTransport::Impl::seal_whole(Link& l, const std::vector<std::span<const std::byte>>& pieces) {
+  tcp::FrameSeals seals;
   l.sealer->begin();
+  seals.header_tag = l.sealer->header_tag(pieces.front());
   for (const auto& p : pieces) l.sealer->authenticate(p);
-  return l.sealer->finish();
+  seals.seal = l.sealer->finish();
+  return seals;
 }
 
 void TcpTransport::Impl::abort_links() {
@@ -158,8 +249,8 @@ void TcpTransport::Impl::close(bool orderly) {
       if (!l) continue;
       wire::OutFrame goodbye = wire::encode(wire::Goodbye{});
       if (l->sealer) {
-        const tcp::Seal seal = seal_whole(*l, goodbye.pieces());
-        enqueue(*l, std::move(goodbye), 0, true, &seal);
+        const tcp::FrameSeals seals = seal_whole(*l, goodbye.pieces());
+        enqueue(*l, std::move(goodbye), 0, true, &seals);
       } else {
         enqueue(*l, std::move(goodbye), 0, true);
       }

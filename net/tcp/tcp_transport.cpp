@@ -64,8 +64,19 @@ tcp::Protection TcpTransport::protection(int peer) const {
   return peer == impl_->rank ? tcp::Protection::off : impl_->links[static_cast<std::size_t>(peer)]->protection;
 }
 
-void TcpTransport::send(int to, std::uint32_t tag, std::span<const std::byte> data) {
-  Impl& s = *impl_;
+void TcpTransport::send(int to, std::uint32_t tag, std::span<const std::byte> data) { impl_->send(to, tag, data, false); }
+
+void TcpTransport::send_lent(int to, std::uint32_t tag, std::span<const std::byte> data) {
+  TROUPE_CHECK(to >= 0 && to < impl_->size, "send to rank ", to, " of ", impl_->size);
+  // A protected link seals (or encrypts) what it queues in one pass with the copy: it copies anyway.
+  const bool lend = to != impl_->rank && impl_->link(to).protection == tcp::Protection::off;
+  impl_->send(to, tag, data, lend);
+}
+
+void TcpTransport::release_lent() noexcept { impl_->release_lent(); }
+
+void TcpTransport::Impl::send(int to, std::uint32_t tag, std::span<const std::byte> data, bool lent) {
+  Impl& s = *this;
   TROUPE_CHECK(to >= 0 && to < s.size, "send to rank ", to, " of ", s.size);
   {
     std::lock_guard lock(s.mu);
@@ -103,10 +114,11 @@ void TcpTransport::send(int to, std::uint32_t tag, std::span<const std::byte> da
         std::vector<std::span<const std::byte>> parts = frame.pieces();
         parts.push_back(data.subspan(c.offset, c.length));
         parts.emplace_back(kZeros, c.length ? wire::payload_padding(c.length) : 0);
-        tcp::Seal seal;
-        if (l.sealer) {  // integrity: the seal over the frame as it goes out, then after it
-          seal = Impl::seal_whole(l, parts);
-          parts.emplace_back(seal.data(), seal.size());
+        tcp::FrameSeals seals;
+        if (l.sealer) {  // integrity: the seal over the frame as it goes out, then after it; the header's tag after the header
+          seals = Impl::seal_whole(l, parts);
+          parts.insert(parts.begin() + 1, std::span<const std::byte>(seals.header_tag));
+          parts.emplace_back(seals.seal.data(), seals.seal.size());
         }
         std::size_t total = 0;
         for (const auto& p : parts) total += p.size();
@@ -114,7 +126,7 @@ void TcpTransport::send(int to, std::uint32_t tag, std::span<const std::byte> da
         if (written == total) continue;
         // A sealed frame has taken its sequence number: it goes out whole, even if none of it did yet.
         if (written > 0 || l.sealer) {
-          s.enqueue_rest(l, parts, written);
+          s.enqueue_rest(l, parts, written, lent ? parts[parts.size() - 2] : std::span<const std::byte>{});
           ++i;
         }
         break;
@@ -124,6 +136,11 @@ void TcpTransport::send(int to, std::uint32_t tag, std::span<const std::byte> da
   for (; i < chunks.size(); ++i) {
     const tcp::ChunkRange& c = chunks[i];
     const auto index = static_cast<std::uint32_t>(i);
+    if (lent && c.length) {  // the writer writes the payload from the caller's memory
+      const wire::ChunkHeader header{tag, index, data.size(), c.offset};
+      s.enqueue_lent(l, wire::encode_chunk_header(header, c.length), data.subspan(c.offset, c.length));
+      continue;
+    }
     // The copy send() promises, into storage the frame owns and writes by reference; the padding
     // to a whole word goes on the wire, so it is zeroed.
     std::unique_ptr<std::uint64_t[]> storage;
@@ -140,7 +157,7 @@ void TcpTransport::send(int to, std::uint32_t tag, std::span<const std::byte> da
       s.enqueue(l, std::move(frame), c.length);
       continue;
     }
-    tcp::Seal seal;
+    tcp::FrameSeals seals;
     if (l.protection == tcp::Protection::encrypt && c.length) {
       // The header in the clear (authenticated), the payload and its padding encrypted into the
       // frame's storage: the copy send() makes anyway is the encryption's one pass.
@@ -148,14 +165,15 @@ void TcpTransport::send(int to, std::uint32_t tag, std::span<const std::byte> da
       TROUPE_CHECK(pieces.back().data() == payload && pieces.back().size() == c.length + padding,
                    "a chunk's payload is its frame's last piece");
       l.sealer->begin();
+      seals.header_tag = l.sealer->header_tag(pieces.front());
       for (std::size_t p = 0; p + 1 < pieces.size(); ++p) l.sealer->authenticate(pieces[p]);
       l.sealer->encrypt(data.subspan(c.offset, c.length), std::span(payload, c.length));
       l.sealer->encrypt(std::span(kZeros, padding), std::span(payload + c.length, padding));
-      seal = l.sealer->finish();
+      seals.seal = l.sealer->finish();
     } else {
-      seal = Impl::seal_whole(l, frame.pieces());
+      seals = Impl::seal_whole(l, frame.pieces());
     }
-    s.enqueue(l, std::move(frame), c.length, false, &seal);
+    s.enqueue(l, std::move(frame), c.length, false, &seals);
   }
 }
 

@@ -25,10 +25,12 @@
 // that no recv has asked for yet waits in the socket until one does (the pipelined ring sends a
 // segment before its receiver posts the recv), unless a recv wants a later message from the same
 // peer, the peer hangs up, or 50 ms pass; it is then buffered, and recv copies it. So in the common case the
-// only copies are the kernel's.
+// only copies are the kernel's. send_lent() (comm::Transport) queues what the socket does not take by
+// reference instead of copying it, on an unprotected link; release_lent() waits until the writers
+// have written it (cutting a link whose peer reads nothing within `timeout`).
 //
 // Protection (net/tcp/link_security.h; TcpOptions::integrity, ::encrypt): on a protected link every
-// frame after the handshake is followed by its AES-256-GCM seal, computed by send() in the same order
+// frame's header is followed by its 8-byte header tag and the frame by its AES-256-GCM seal, computed by send() in the same order
 // the frames go out and checked by the reader before the frame counts; at `encrypt` the payload is
 // encrypted into the copy send() makes (such links skip the direct write). A frame that fails its
 // check breaks the group like a malformed one, named as the link's failed integrity check.
@@ -141,6 +143,8 @@ class TcpTransport final : public comm::Transport {
   int size() const override;
   void send(int to, std::uint32_t tag, std::span<const std::byte> data) override;
   void recv(int from, std::uint32_t tag, std::span<std::byte> out) override;
+  void send_lent(int to, std::uint32_t tag, std::span<const std::byte> data) override;
+  void release_lent() noexcept override;
 
   // Every rank's host name, by rank, as each reported it in the rendezvous: ranks with the same name
   // share a host.

@@ -74,15 +74,25 @@ struct Link {
   std::condition_variable out_cv;
   struct Outgoing {
     wire::OutFrame frame;
-    std::vector<std::byte> rest;  // instead of a frame: the unsent end of one that send() began
+    std::vector<std::byte> rest;  // instead of a frame (is_rest): the unsent end of one that send() began
     std::size_t payload_bytes = 0;
     bool goodbye = false;  // the last frame: the writer shuts its half of the connection after it
-    bool sealed = false;   // a protected link: `seal` follows the frame on the wire
-    tcp::Seal seal{};
+    bool sealed = false;   // a protected link: `seals.header_tag` follows the frame's header, `seals.seal` its end
+    tcp::FrameSeals seals{};
+    // A lent send (comm::Transport::send_lent): the payload, in the caller's memory, goes out after
+    // the frame (or `rest`), then lent_padding zero bytes.
+    std::span<const std::byte> lent;
+    std::size_t lent_padding = 0;
+    bool is_rest = false;  // `rest` (then `lent`) stand for the frame
   };
   std::deque<Outgoing> out;
   bool in_flight = false;  // the writer holds frames taken from `out` that it has not written yet
   bool stop_writing = false;
+  // Lent sends queued or being written: release_lent() waits on lent_cv until none is left, or
+  // the writer has exited (what it left in the queue is never read).
+  std::size_t lent_pending = 0;
+  bool writer_exited = false;
+  std::condition_variable lent_cv;
   // Held by whoever writes to the socket: the writer thread, or send() writing directly.
   std::mutex write_mu;
 
@@ -252,13 +262,27 @@ struct TcpTransport::Impl {
   // Whether send() may write to `to` itself: nothing queued or being written.
   static bool idle(Link& l);
 
-  void enqueue_rest(Link& l, const std::vector<std::span<const std::byte>>& parts, std::size_t skip);
+  // Queues the unsent end of `parts` after its first `skip` bytes: copied, except what lies in
+  // `lent` (one of the parts, in the caller's memory, of a lent send), which is queued by reference.
+  void enqueue_rest(Link& l, const std::vector<std::span<const std::byte>>& parts, std::size_t skip,
+                    std::span<const std::byte> lent = {});
 
-  // Queues `frame` for the writer; on a protected link with its `seal` (sealed already, in order).
-  void enqueue(Link& l, wire::OutFrame frame, std::size_t payload_bytes, bool goodbye = false, const tcp::Seal* seal = nullptr);
+  // Queues a chunk's frame without its payload, then `payload` from the caller's memory (lent).
+  void enqueue_lent(Link& l, wire::OutFrame header, std::span<const std::byte> payload);
 
-  // A protected link: seals `frame` (the next one on the wire) whole, as it is; returns its seal.
-  static tcp::Seal seal_whole(Link& l, const std::vector<std::span<const std::byte>>& pieces);
+  // send() and send_lent() (`lent`: an unprotected link may queue the caller's memory by reference).
+  void send(int to, std::uint32_t tag, std::span<const std::byte> data, bool lent);
+
+  // comm::Transport::release_lent: waits for every link's lent sends; a link whose peer reads none
+  // of them within the timeout is cut, so that its writer stops reading the caller's memory.
+  void release_lent() noexcept;
+
+  // Queues `frame` for the writer; on a protected link with its `seals` (sealed already, in order).
+  void enqueue(Link& l, wire::OutFrame frame, std::size_t payload_bytes, bool goodbye = false,
+               const tcp::FrameSeals* seals = nullptr);
+
+  // A protected link: seals `frame` (the next one on the wire; pieces[0] its header) whole, as it is.
+  static tcp::FrameSeals seal_whole(Link& l, const std::vector<std::span<const std::byte>>& pieces);
 
   // --- shutdown -------------------------------------------------------------------------------
 

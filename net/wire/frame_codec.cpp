@@ -230,12 +230,14 @@ Control control_of(schema::Frame::Reader frame) {
 
 }  // namespace
 
-InFrame FrameReader::read(const ReadExact& read_exact, const Place& place) {
+InFrame FrameReader::read(const ReadExact& read_exact, const Place& place, const HeaderRead& on_header) {
   Impl& s = *impl_;
 
-  // Preamble and the first word of the segment table.
-  alignas(8) std::array<std::uint32_t, 4> prefix{};
-  read_exact(std::as_writable_bytes(std::span(prefix)));
+  // Preamble and the first word of the segment table; then the rest of the table after them, so
+  // the whole header lies in one piece for on_header.
+  alignas(8) std::array<std::uint32_t, 2 + (kMaxSegments + 2) / 2 * 2> header{};
+  const std::span<std::uint32_t, 4> prefix = std::span(header).first<4>();
+  read_exact(std::as_writable_bytes(prefix));
   if (prefix[0] != kMagic) {
     malformed(detail::concat("bad magic 0x", std::hex, prefix[0], " (expected 0x", kMagic,
                              "): not a troupe frame, or the stream lost its place"));
@@ -255,10 +257,11 @@ InFrame FrameReader::read(const ReadExact& read_exact, const Place& place) {
   s.sizes[0] = prefix[3];
   const std::size_t table_bytes = round_up8(4 * (count + 1));
   if (table_bytes > 8) {
-    std::array<std::uint32_t, kMaxSegments> rest{};
-    read_exact(std::as_writable_bytes(std::span(rest)).first(table_bytes - 8));
+    const auto rest = std::span(header).subspan(4);
+    read_exact(std::as_writable_bytes(rest).first(table_bytes - 8));
     for (std::size_t i = 1; i < count; ++i) s.sizes[i] = rest[i - 1];
   }
+  if (on_header) on_header(std::as_bytes(std::span(header)).first(8 + table_bytes));
   const std::size_t head_count = count == 1 ? 1 : count - 1;
   std::uint64_t head_words = 0;
   for (std::size_t i = 0; i < head_count; ++i) head_words += s.sizes[i];

@@ -93,7 +93,8 @@ using Control = std::variant<Goodbye, Challenge, Hello, Welcome, Reject, Roster>
 // The name of a control frame's kind, for error messages ("hello", "goodbye", ...).
 const char* control_name(const Control& control);
 
-// An encoded frame, ready for one scatter-gather write: pieces() in order are the whole frame.
+// An encoded frame, ready for one scatter-gather write: pieces() in order are the whole frame, and
+// pieces()[0] is its header (the preamble and the segment table, which say how long the frame is).
 // It owns everything its pieces point at (including a chunk's payload storage).
 class OutFrame {
  public:
@@ -157,9 +158,14 @@ class FrameReader {
   // pointer to that many bytes to receive it in place, or nullptr to use the reader's scratch.
   using Place = std::function<std::byte*(const ChunkHeader& header, std::size_t segment_bytes)>;
 
+  // Called with the frame's header (preamble and segment table, as read) once it has arrived and
+  // before the limits are checked or anything else is read: a link that authenticates headers
+  // (net/tcp/link_security.h) reads and checks the header's tag here, and throws if it fails.
+  using HeaderRead = std::function<void(std::span<const std::byte> header)>;
+
   // Reads and decodes the next frame. For a chunk placed in the caller's memory, the returned
   // payload starts exactly there (else the frame is malformed and this throws).
-  InFrame read(const ReadExact& read_exact, const Place& place);
+  InFrame read(const ReadExact& read_exact, const Place& place, const HeaderRead& on_header = {});
 
   struct Impl;
 

@@ -39,6 +39,19 @@ void ReformableTransport::recv(int from, std::uint32_t tag, std::span<std::byte>
   }
 }
 
+void ReformableTransport::send_lent(int to, std::uint32_t tag, std::span<const std::byte> data) {
+  try {
+    inner_->send_lent(to, tag, data);
+  } catch (const GroupAborted&) {
+    interrupted_ = true;
+    throw;
+  } catch (const Error& e) {
+    aborted(e);
+  }
+}
+
+void ReformableTransport::release_lent() noexcept { inner_->release_lent(); }
+
 std::string ReformableTransport::first_failure() const {
   std::lock_guard lock(mu_);
   return first_;

@@ -32,6 +32,8 @@ class ReformableTransport final : public Transport {
   int size() const override { return size_; }
   void send(int to, std::uint32_t tag, std::span<const std::byte> data) override;
   void recv(int from, std::uint32_t tag, std::span<std::byte> out) override;
+  void send_lent(int to, std::uint32_t tag, std::span<const std::byte> data) override;
+  void release_lent() noexcept override;
 
   // Whether a call failed since the last replace(); the first failure's words ("" when none).
   bool interrupted() const { return interrupted_.load(); }

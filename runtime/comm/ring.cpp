@@ -35,7 +35,18 @@ struct Ring {
     const ChunkRange s = ring_segment(chunk(index), segment, k);
     return data.subspan(s.offset, s.length);
   }
-  void send(std::span<const T> buf, std::uint32_t tag) { transport.send(right, tag, std::as_bytes(buf)); }
+  // Every send lends its piece of `data` to the transport (Transport::send_lent: no copy where the
+  // transport can write from it), which is safe because no piece is changed while it may be lent:
+  //  * reduce-scatter sends each piece after its last change in that phase (it adds a piece, then
+  //    sends it on) and all-gather and broadcast never change a piece they have sent;
+  //  * all-gather overwrites the pieces reduce-scatter sent, but the finished piece it receives was
+  //    summed from this rank's partial one, so that one had reached the right neighbour already;
+  //  * the destructor (also when a step throws) waits until nothing lent is still being written,
+  //    so the caller gets its buffer back free.
+  ~Ring() { transport.release_lent(); }
+  Ring(const Ring&) = delete;
+  Ring& operator=(const Ring&) = delete;
+  void send(std::span<const T> buf, std::uint32_t tag) { transport.send_lent(right, tag, std::as_bytes(buf)); }
   void recv(std::span<T> buf, std::uint32_t tag) { transport.recv(left, tag, std::as_writable_bytes(buf)); }
 
   // Reduce-scatter's n - 1 steps. Step 0's chunk leaves whole; afterwards each received segment is

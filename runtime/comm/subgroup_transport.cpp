@@ -33,4 +33,10 @@ void SubgroupTransport::recv(int from, std::uint32_t tag, std::span<std::byte> o
   world_.recv(world_rank(from), tag, out);
 }
 
+void SubgroupTransport::send_lent(int to, std::uint32_t tag, std::span<const std::byte> data) {
+  world_.send_lent(world_rank(to), tag, data);
+}
+
+void SubgroupTransport::release_lent() noexcept { world_.release_lent(); }
+
 }  // namespace troupe::comm

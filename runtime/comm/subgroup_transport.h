@@ -27,6 +27,8 @@ class SubgroupTransport final : public Transport {
   int size() const override { return static_cast<int>(members_.size()); }
   void send(int to, std::uint32_t tag, std::span<const std::byte> data) override;
   void recv(int from, std::uint32_t tag, std::span<std::byte> out) override;
+  void send_lent(int to, std::uint32_t tag, std::span<const std::byte> data) override;
+  void release_lent() noexcept override;
 
   // The world rank of group rank g.
   int world_rank(int g) const;

@@ -42,6 +42,17 @@ class Transport {
   // Waits for the next message from rank `from` under `tag` and copies it into `out`, which must be
   // exactly the message's size. Throws troupe::Error(kIo) on a size mismatch, a timeout or a dead peer.
   virtual void recv(int from, std::uint32_t tag, std::span<std::byte> out) = 0;
+
+  // Like send(), but the transport may write `data` from the caller's memory instead of copying it
+  // first (a copy of every byte is what a loopback TCP allreduce spent most of its own CPU time on).
+  // The caller lends `data`: it leaves it alive and unchanged until release_lent() returns, or until
+  // it knows the message has reached `to` (a message that could only be sent after `to` received
+  // this one has arrived). The default copies, as send() does.
+  virtual void send_lent(int to, std::uint32_t tag, std::span<const std::byte> data) { send(to, tag, data); }
+  // Waits until no send_lent() message still reads the caller's memory: written out, or its link
+  // failed or was cut (a peer that reads nothing within the transport's timeout has its link cut, and
+  // the next send or recv with it throws). Never throws, so destructors may call it.
+  virtual void release_lent() noexcept {}
 };
 
 }  // namespace troupe::comm
