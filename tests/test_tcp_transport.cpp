@@ -1,7 +1,9 @@
 // Owns the TCP transport's tests: chunking, SHA-256/HMAC, the frame codec, addresses, point-to-point semantics over loopback, authentication, malformed frames, failures, and ranks as separate processes.
 #include <catch2/catch.hpp>
 
+#include <poll.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -454,6 +456,14 @@ TEST_CASE("tcp: garbage on the rendezvous port is refused and the group still fo
   const std::string junk = "GET / HTTP/1.1\r\nHost: x\r\n\r\n";
   raw->non_blocking(false);
   boost::asio::write(*raw, boost::asio::buffer(junk));
+  // Rank 1 joins only once rank 0 has closed the junk connection: handshakes run concurrently, so a rank 1
+  // that joined first could form the group while the junk's handshake had not yet been read (under load).
+  for (auto until = std::chrono::steady_clock::now() + 20s; std::chrono::steady_clock::now() < until;) {
+    pollfd fd{raw->native_handle(), POLLIN, 0};
+    if (::poll(&fd, 1, 100) <= 0) continue;
+    char byte[256];
+    if (::recv(raw->native_handle(), byte, sizeof byte, 0) <= 0) break;  // closed by rank 0
+  }
   auto t1 = net::connect_tcp(options(1, 2, address));
   rank0.join();
   REQUIRE(refused.size() == 1);
