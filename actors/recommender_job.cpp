@@ -132,13 +132,15 @@ class RecommenderJob final : public Job {
     if (!failure.empty()) throw Error(ErrorKind::kIo, "parameter-server " + failure + " (see its error above)");
   }
   // The shards' tables, dense parameters and optimizer state, gathered whole by name (PsCluster): a
-  // checkpoint resumes under any shard or worker count. Worker processes would each have to start at
-  // the checkpoint's step, which they do not yet.
+  // checkpoint resumes under any shard or worker count, threads or processes. Worker processes in async
+  // or ssp mode push later steps while rank 0 stands at a step boundary: no consistent state to take.
   std::string checkpoint_refusal() override {
-    return procs_ ? "model.kind = deepfm with workers as processes (comm.transport = tcp); its checkpoints are written "
-                    "and resumed with the workers as threads (comm.transport = inproc), under any parallel.data and "
-                    "ps.shards"
-                  : "";
+    return procs_ && config_.ps.mode != PsMode::sync
+               ? fmt::format("model.kind = deepfm with workers as processes in ps.mode = {} (their pushes of later steps "
+                             "reach the shards while rank 0 takes the state); use ps.mode = sync, or comm.transport = "
+                             "inproc (workers as threads)",
+                             config_.ps.mode)
+               : "";
   }
   TrainingState training_state(std::int64_t steps_done) override {
     TROUPE_CHECK(steps_done == trainer_->steps_done(), "deepfm checkpoint after ", steps_done, " steps, but ",

@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <map>
 #include <regex>
 #include <sstream>
 #include <string>
@@ -176,10 +177,10 @@ TEST_CASE("deepfm: settings that do not fit it are config errors that say what t
   CHECK(r.code == 2);
   CHECK_THAT(r.err, Contains("model.kind = deepfm with parallel.pipeline = 2"));
   const TroupeRun ckpt = run_troupe(dir.path, train_args(kSmallDeepfm) + " --set train.steps=1 --set train.checkpoint_dir=" +
-                                                   dir.file("ck") + " --set comm.transport=tcp");
+                                                   dir.file("ck") + " --set comm.transport=tcp --set ps.mode=async");
   CHECK(ckpt.code == 2);
-  CHECK_THAT(ckpt.err, Contains("train.checkpoint_dir with model.kind = deepfm and comm.transport = tcp") &&
-                           Contains("use comm.transport = inproc"));
+  CHECK_THAT(ckpt.err, Contains("train.checkpoint_dir with model.kind = deepfm, comm.transport = tcp and ps.mode = async") &&
+                           Contains("use ps.mode = sync, or comm.transport = inproc"));
   CHECK_FALSE(std::filesystem::exists(dir.file("ck")));
 
   RunConfig in_code = load_config(std::nullopt, kSmallDeepfm);
@@ -222,7 +223,8 @@ TEST_CASE("deepfm from troupe train: a checkpoint resumes bitwise under other sh
   REQUIRE(want[0].size() == 6);
   std::filesystem::remove_all(std::filesystem::path(ck) / "step-000006");  // as if the run had died after step 5
 
-  // The same 2 workers over 2, 3 and 1 shards: bitwise.
+  // The same 2 workers over 2, 3 and 1 shards: bitwise, and so is the final checkpoint's state.
+  std::map<std::string, std::string> final_state;
   for (const std::string layout : {"", " --set ps.shards=3", " --set ps.shards=1"}) {
     INFO("resumed under:" << layout);
     const TroupeRun r = run_troupe(dir.path, "train --resume " + ck + layout + " --dump-losses " +
@@ -235,6 +237,8 @@ TEST_CASE("deepfm from troupe train: a checkpoint resumes bitwise under other sh
       CHECK(got[k] == std::vector<double>(want[k].begin() + 3, want[k].end()));
     CHECK(got[3] == std::vector<double>{want[3].back()});  // the evaluation after step 6
     CHECK(slurp(dir.file("resumed.st")) == slurp(dir.file("full.st")));
+    for (const char* file : {"model.safetensors", "optimizer.safetensors"})  // the state, whatever the shard count
+      final_state[file] = slurp(std::filesystem::path(ck) / "step-000006" / file);
     std::filesystem::remove_all(std::filesystem::path(ck) / "step-000006");
   }
   // Another worker count: the step's gradient is summed in other float partial sums, as in an uninterrupted
@@ -249,6 +253,28 @@ TEST_CASE("deepfm from troupe train: a checkpoint resumes bitwise under other sh
     for (std::size_t i = 0; i < 3; ++i) CHECK(got[1][i] == Approx(want[1][3 + i]).epsilon(1e-5));
     std::filesystem::remove_all(std::filesystem::path(ck) / "step-000006");
   }
+
+  // Workers as tcp processes: each starts at the checkpoint's step; their checkpoints are the threads' too.
+  const std::string tcp_ck = dir.file("tcp_ck");
+  const TroupeRun tcp_resumed = run_troupe(dir.path, "train --resume " + ck + " --set comm.transport=tcp --set ps.shards=3" +
+                                                         " --set train.checkpoint_dir=" + tcp_ck +
+                                                         " --set train.checkpoint_every=1 --dump-losses " +
+                                                         dir.file("tcp.jsonl") + " --save " + dir.file("tcp.st"));
+  INFO(tcp_resumed.out << tcp_resumed.err);
+  REQUIRE(tcp_resumed.code == 0);
+  CHECK_THAT(tcp_resumed.out, Contains("2 workers as processes over tcp"));
+  CHECK(comparable(dir.file("tcp.jsonl"))[1] == std::vector<double>(want[1].begin() + 3, want[1].end()));
+  CHECK(slurp(dir.file("tcp.st")) == slurp(dir.file("full.st")));
+  for (const auto& [file, bytes] : final_state) CHECK(slurp(std::filesystem::path(tcp_ck) / "step-000006" / file) == bytes);
+  // A checkpoint the processes wrote mid-run (worker 1 may already be pushing the next step) is the state of
+  // its step: threads resumed from it give the uninterrupted run's last two steps.
+  for (const char* later : {"step-000005", "step-000006"}) std::filesystem::remove_all(std::filesystem::path(tcp_ck) / later);
+  const TroupeRun from_tcp = run_troupe(dir.path, "train --resume " + tcp_ck + " --set comm.transport=inproc --dump-losses " +
+                                                      dir.file("from_tcp.jsonl"));
+  INFO(from_tcp.out << from_tcp.err);
+  REQUIRE(from_tcp.code == 0);
+  CHECK_THAT(from_tcp.out, Contains("resuming from " + tcp_ck + "/step-000004 after step 4"));
+  CHECK(comparable(dir.file("from_tcp.jsonl"))[1] == std::vector<double>(want[1].begin() + 4, want[1].end()));
 
   // Async: the checkpoint holds the shards' state at the step boundary exactly, and the run goes on from it
   // (not bitwise: the interleaving of async pushes is not reproducible, resumed or not).

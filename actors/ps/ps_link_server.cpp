@@ -10,8 +10,9 @@
 
 namespace troupe::ps {
 
-PsLinkServer::PsLinkServer(PsCluster& cluster, const PsLayout& layout, PsLinks& links)
-    : cluster_(cluster), layout_(layout), links_(links), workers_(static_cast<int>(links.links.size()) + 1) {
+PsLinkServer::PsLinkServer(PsCluster& cluster, const PsLayout& layout, PsLinks& links, bool opened)
+    : cluster_(cluster), layout_(layout), links_(links), workers_(static_cast<int>(links.links.size()) + 1),
+      opened_(opened) {
   TROUPE_CHECK(links.rank == 0, "the ps link server runs on rank 0, not rank ", links.rank);
   done_.assign(static_cast<std::size_t>(workers_), false);
   pushed_upto_.assign(static_cast<std::size_t>(workers_), 0);
@@ -20,7 +21,20 @@ PsLinkServer::PsLinkServer(PsCluster& cluster, const PsLayout& layout, PsLinks& 
 
 PsLinkServer::~PsLinkServer() { finish(finished_); }
 
+void PsLinkServer::open(std::int64_t first_step) {
+  std::lock_guard lock(mu_);
+  TROUPE_CHECK(!opened_, "ps link server opened twice");
+  pushed_upto_.assign(static_cast<std::size_t>(workers_), first_step);
+  opened_ = true;
+  cv_.notify_all();
+}
+
 void PsLinkServer::finish(bool ok) {
+  {
+    std::lock_guard lock(mu_);
+    closing_ = true;
+    cv_.notify_all();
+  }
   if (!ok && links_.abort && !threads_.empty()) links_.abort();
   finished_ = ok;
   for (auto& t : threads_) t.join();
@@ -40,7 +54,8 @@ void PsLinkServer::serve(int w) {
     pushed_upto_[static_cast<std::size_t>(w)] = step + 1;
   };
   hooks.resume_step = [this, w] {
-    std::lock_guard lock(mu_);
+    std::unique_lock lock(mu_);
+    cv_.wait(lock, [&] { return opened_ || closing_; });
     return pushed_upto_[static_cast<std::size_t>(w)];
   };
   while (true) {

@@ -36,8 +36,11 @@ struct PsLinks {
 class PsLinkServer {
  public:
   // Starts one thread per link of `links` (rank 0's), serving worker w through cluster.client(w).
-  // `cluster` must outlive this object.
-  PsLinkServer(PsCluster& cluster, const PsLayout& layout, PsLinks& links);
+  // `cluster` must outlive this object. opened = false: a worker's hello (where do I start?) waits for
+  // open(), so that the shards can be restored from a checkpoint first.
+  PsLinkServer(PsCluster& cluster, const PsLayout& layout, PsLinks& links, bool opened = true);
+  // Every worker starts at `first_step` (a resumed run's): hellos are answered from now on. Once.
+  void open(std::int64_t first_step);
   // Joins the threads. Unless finish(true) was called, breaks the links first (this rank failed).
   ~PsLinkServer();
   PsLinkServer(const PsLinkServer&) = delete;
@@ -70,6 +73,8 @@ class PsLinkServer {
   std::string failure_;
   int restarts_ = 0;
   bool finished_ = false;
+  bool opened_ = true;
+  bool closing_ = false;  // finish() runs: a hello waiting for open() gives up
 };
 
 }  // namespace troupe::ps

@@ -151,7 +151,14 @@ WideDeepPsTrainer::WideDeepPsTrainer(WideDeepPsOptions options, PsLinks links,
   cluster_ = std::make_unique<PsCluster>(layout_, o_.ps, ps_init(*reference_), o_.timeout_s);
   clients_.push_back(cluster_->client(0));
   links_ = std::make_unique<PsLinks>(std::move(links));
-  server_ = std::make_unique<PsLinkServer>(*cluster_, *layout_, *links_);
+  // Hellos wait for the first train() (or finish()): a resumed run's shards are restored by then.
+  server_ = std::make_unique<PsLinkServer>(*cluster_, *layout_, *links_, false);
+}
+
+void WideDeepPsTrainer::open_links() {
+  if (!server_ || links_open_) return;
+  server_->open(steps_done_);
+  links_open_ = true;
 }
 
 WideDeepPsTrainer::~WideDeepPsTrainer() {
@@ -163,6 +170,7 @@ WideDeepPsTrainer::~WideDeepPsTrainer() {
 void WideDeepPsTrainer::train(std::int64_t end) {
   const std::int64_t first = steps_done_;
   if (end <= first) return;
+  open_links();
   const int W = o_.ps.workers;
   std::vector<std::vector<double>> loss_sums(static_cast<std::size_t>(end - first), std::vector<double>(static_cast<std::size_t>(W)));
   auto keep = [&](int w) {
@@ -265,13 +273,24 @@ WideDeepPsResult WideDeepPsTrainer::result() {
 
 PsCluster::Model WideDeepPsTrainer::snapshot() { return cluster_->snapshot(); }
 
-TrainingState WideDeepPsTrainer::training_state() { return cluster_->training_state(steps_done_); }
+TrainingState WideDeepPsTrainer::training_state() {
+  if (server_) {
+    // A worker process reports its loss before it pushes: wait until every shard has applied the last
+    // step (a sync pull for it is answered then). Pushes of the next step that arrive meanwhile stay
+    // buffered, outside the state.
+    if (o_.ps.mode != PsMode::sync)
+      throw Error(ErrorKind::kConfig, fmt::format("checkpoints with workers as processes need ps.mode = sync (got {}): "
+                                                  "their later pushes reach the shards at any time",
+                                                  o_.ps.mode));
+    clients_[0]->pull(steps_done_, {}, false);
+  }
+  return cluster_->training_state(steps_done_);
+}
 
 void WideDeepPsTrainer::restore(const TrainingState& state, const std::string& source) {
-  if (server_)
-    throw Error(ErrorKind::kConfig, fmt::format("{}: resuming with workers as processes is not built yet (they would start "
-                                                "at step 0); resume with the workers as threads (comm.transport = inproc)",
-                                                source));
+  if (links_open_)
+    throw Error(ErrorKind::kUsage, fmt::format("{}: restore before the first train() (the worker processes have started)",
+                                               source));
   cluster_->restore(state, source);
   steps_done_ = state.step;
 }
@@ -287,6 +306,7 @@ void WideDeepPsTrainer::set_trace(TraceRecorder* trace) {
 int WideDeepPsTrainer::restarts() const { return server_ ? server_->restarts() : 0; }
 
 void WideDeepPsTrainer::finish() {
+  open_links();  // a run with nothing left to train: the workers learn so and say goodbye
   if (server_) server_->finish(true);
 }
 

@@ -112,7 +112,9 @@ class WideDeepPsTrainer {
   // table with its optimizer state, by name, after steps_done() steps; and back under this trainer's
   // shard and worker counts, whatever wrote it: training then goes on from state.step (losses() lists
   // the steps run since). troupe::Error (kInput) naming `source` and the tensor when the state does not
-  // fit the model; (kConfig) with workers as processes, which cannot resume yet.
+  // fit the model. With PsLinks: restore before the first train() — the worker processes start at
+  // state.step — and training_state() only in sync mode (kConfig otherwise: a worker process's later
+  // pushes reach the shards at any time), waiting until the shards have applied steps_done() steps.
   TrainingState training_state();
   void restore(const TrainingState& state, const std::string& source);
   // Records each worker's pull, forward+backward and push spans (tracks "worker w"; with processes
@@ -128,6 +130,9 @@ class WideDeepPsTrainer {
   void finish();
 
  private:
+  // With PsLinks: tells the worker processes to start at steps_done() (once, before the first step).
+  void open_links();
+
   WideDeepPsOptions o_;
   std::function<void(std::int64_t, double)> progress_;
   std::unique_ptr<const ClickLog> data_;
@@ -137,6 +142,7 @@ class WideDeepPsTrainer {
   std::vector<std::unique_ptr<PsClient>> clients_;  // threads: one per worker; links: worker 0's
   std::unique_ptr<PsLinks> links_;
   std::unique_ptr<PsLinkServer> server_;
+  bool links_open_ = false;  // the worker processes were told where to start
   std::vector<double> losses_;
   std::int64_t steps_done_ = 0;
   TraceRecorder* trace_ = nullptr;

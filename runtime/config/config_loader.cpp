@@ -338,12 +338,13 @@ void validate_checkpoints(const RunConfig& config) {
             "built yet for model.kind = gpt, mlp, cnn or lstm (the optimizer state lives in the shard actors and pushes "
             "arrive asynchronously; model.kind = deepfm has them); use ring or alltoall, or remove "
             "train.checkpoint_dir");
-  if (is_recommender(config.model.kind) && ranks_are_processes(config.comm.transport) && par.data > 1)
-    invalid(fmt::format("train.checkpoint_dir with model.kind = {} and comm.transport = {}: checkpoints of worker "
-                        "processes are not built yet (each would have to start at the checkpoint's step); use "
-                        "comm.transport = inproc (workers as threads, the same losses in sync mode), or remove "
-                        "train.checkpoint_dir",
-                        name_of(config.model.kind), config.comm.transport));
+  if (is_recommender(config.model.kind) && ranks_are_processes(config.comm.transport) && par.data > 1 &&
+      config.ps.mode != PsMode::sync)
+    invalid(fmt::format("train.checkpoint_dir with model.kind = {}, comm.transport = {} and ps.mode = {}: worker "
+                        "processes push later steps while rank 0 takes the state at a step boundary, so there is no "
+                        "consistent state to write; use ps.mode = sync, or comm.transport = inproc (workers as "
+                        "threads), or remove train.checkpoint_dir",
+                        name_of(config.model.kind), config.comm.transport, config.ps.mode));
   if (compression_on(config))
     invalid(fmt::format("train.checkpoint_dir with comm.compression = {}: the compressors' error-feedback state is "
                         "not checkpointed yet, so a resumed run would differ; use comm.compression = none, or remove "

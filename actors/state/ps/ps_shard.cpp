@@ -399,8 +399,9 @@ const Tensor& PsShard::dense_value(int d) const {
 }
 
 PsShardState PsShard::save() const {
-  TROUPE_CHECK(!summed_ && queue_.empty() && std::none_of(pending_.begin(), pending_.end(), [](const auto& p) { return p.has_value(); }),
-               "ps shard ", shard_, " saved with a step in flight");
+  // Pushes buffered for the next sync step and pulls queued for later steps are not applied yet: they
+  // stay out of the state (worker processes run ahead of rank 0's step boundary).
+  TROUPE_CHECK(!summed_, "ps shard ", shard_, " saved while step ", version_, " waits for its clip coefficient");
   PsShardState out;
   for (const Param& p : dense_) out.dense.push_back(p.value.clone());
   out.dense_optimizer = dense_optimizer_->state().clone();

@@ -153,8 +153,9 @@ class PsShard {
   // Optimizer state bytes held by this shard (dense and tables).
   std::size_t state_bytes() const;
 
-  // Checkpoints, at a step boundary (no push buffered, no pull queued): a deep copy of the shard's
-  // parameters and optimizer state; and back, as if every worker had pushed `steps_done` steps (sync:
+  // Checkpoints: a deep copy of the shard's parameters and optimizer state as of version() updates
+  // (pushes buffered for the next sync step and queued pulls are not part of it); and back, at a step
+  // boundary (no push buffered, no pull queued), as if every worker had pushed `steps_done` steps (sync:
   // `steps_done` updates applied; async and ssp: the dense optimizer's step count, one per push).
   // Throws troupe::Error (kInput) naming the shard and the tensor when `state` does not fit this
   // shard's slice, and (kInput) when a step is in flight; nothing changes then.
