@@ -499,10 +499,19 @@ TrainingState PsCluster::training_state(std::int64_t steps_done) {
   std::vector<PsShardState> states(static_cast<std::size_t>(S));
   caf::scoped_actor self(actors_->system->get());
   const auto wait = std::chrono::seconds(static_cast<std::int64_t>(timeout_s_) + 1);
+  // Every shard copies its slice at once, each on its own thread (the shard actors are detached).
+  using Handle = decltype(self->request(actors_->shards[0], wait, proto::ps_save_atom::value));
+  std::vector<Handle> pending;
   for (int s = 0; s < S; ++s)
-    self->request(actors_->shards[static_cast<std::size_t>(s)], wait, proto::ps_save_atom::value)
-        .receive([&](PsShardState& state) { states[static_cast<std::size_t>(s)] = std::move(state); },
-                 [&](caf::error& e) { fail(e, s, -1, "checkpoint", steps_done, timeout_s_); });
+    pending.push_back(self->request(actors_->shards[static_cast<std::size_t>(s)], wait, proto::ps_save_atom::value));
+  std::optional<std::pair<caf::error, int>> first_error;
+  for (int s = 0; s < S; ++s)
+    pending[static_cast<std::size_t>(s)].receive(
+        [&](PsShardState& state) { states[static_cast<std::size_t>(s)] = std::move(state); },
+        [&](caf::error& e) {
+          if (!first_error) first_error = {e, s};
+        });
+  if (first_error) fail(first_error->first, first_error->second, -1, "checkpoint", steps_done, timeout_s_);
   return gather_ps_state(*layout_, states, steps_done);
 }
 
