@@ -132,16 +132,10 @@ class RecommenderJob final : public Job {
     if (!failure.empty()) throw Error(ErrorKind::kIo, "parameter-server " + failure + " (see its error above)");
   }
   // The shards' tables, dense parameters and optimizer state, gathered whole by name (PsCluster): a
-  // checkpoint resumes under any shard or worker count, threads or processes. Worker processes in async
-  // or ssp mode push later steps while rank 0 stands at a step boundary: no consistent state to take.
-  std::string checkpoint_refusal() override {
-    return procs_ && config_.ps.mode != PsMode::sync
-               ? fmt::format("model.kind = deepfm with workers as processes in ps.mode = {} (their pushes of later steps "
-                             "reach the shards while rank 0 takes the state); use ps.mode = sync, or comm.transport = "
-                             "inproc (workers as threads)",
-                             config_.ps.mode)
-               : "";
-  }
+  // checkpoint resumes under any shard or worker count, threads or processes. (Worker processes in async
+  // or ssp mode cannot write one: config_loader refuses train.checkpoint_dir there, and
+  // WideDeepPsTrainer::training_state() too.)
+  std::string checkpoint_refusal() override { return ""; }
   TrainingState training_state(std::int64_t steps_done) override {
     TROUPE_CHECK(steps_done == trainer_->steps_done(), "deepfm checkpoint after ", steps_done, " steps, but ",
                  trainer_->steps_done(), " are done");

@@ -283,6 +283,14 @@ TEST_CASE("deepfm from troupe train: a checkpoint resumes bitwise under other sh
   INFO(async.out << async.err);
   CHECK(async.code == 0);
   CHECK_THAT(async.out, Contains("resuming from " + ck + "/step-000003 after step 3"));
+  // ... and so do async worker processes, which may resume though they cannot write a checkpoint.
+  const TroupeRun async_tcp = run_troupe(dir.path, "train --resume " + ck + "/step-000003 --set ps.mode=async " +
+                                                       "--set train.grad_clip=0 --set train.deterministic=false " +
+                                                       "--set train.checkpoint_dir= --set train.checkpoint_every=0 --set comm.transport=tcp");
+  INFO(async_tcp.out << async_tcp.err);
+  CHECK(async_tcp.code == 0);
+  CHECK_THAT(async_tcp.out, Contains("resuming from " + ck + "/step-000003 after step 3") &&
+                                Contains("2 workers as processes over tcp"));
 
   // The seed makes the click log: it cannot change on resume (the newest checkpoint is the async run's).
   const TroupeRun seed = run_troupe(dir.path, "train --resume " + ck + " --set train.seed=5");
