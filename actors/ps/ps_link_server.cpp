@@ -32,9 +32,12 @@ void PsLinkServer::open(std::int64_t first_step) {
 void PsLinkServer::finish(bool ok) {
   {
     std::lock_guard lock(mu_);
-    closing_ = true;
+    closing_ = true;  // no more restarts, and a hello waiting for open() gives up
     cv_.notify_all();
   }
+  // A run that ends early (an error, a stop signal): a serving thread may wait in a shard for a step that
+  // will not come (sync: the next step's pull); stopping the shards ends that wait now, not at the timeout.
+  if (!ok && !threads_.empty()) cluster_.abort();
   if (!ok && links_.abort && !threads_.empty()) links_.abort();
   finished_ = ok;
   for (auto& t : threads_) t.join();
@@ -69,7 +72,7 @@ void PsLinkServer::serve(int w) {
       {
         std::lock_guard lock(mu_);
         // Not when the run is ending anyway (another worker failed and the shards are stopped).
-        restart = links_.restart && restarts_ < links_.max_restarts && failure_.empty();
+        restart = links_.restart && restarts_ < links_.max_restarts && failure_.empty() && !closing_;
         if (restart) attempt = ++restarts_;
       }
       if (restart) {

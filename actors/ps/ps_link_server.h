@@ -54,7 +54,9 @@ class PsLinkServer {
   // worker 0's own call failed, rather than that effect.
   void throw_if_failed() const;
   int restarts() const;
-  // ok: the run is complete; waits for every worker's goodbye. Not ok: breaks the links. Then joins.
+  // ok: the run is complete; waits for every worker's goodbye. Not ok: stops the shards (a serving thread
+  // waiting in one for a step that will not come returns at once) and breaks the links. Then joins; no
+  // worker is restarted from now on.
   void finish(bool ok);
 
  private:
@@ -74,7 +76,7 @@ class PsLinkServer {
   int restarts_ = 0;
   bool finished_ = false;
   bool opened_ = true;
-  bool closing_ = false;  // finish() runs: a hello waiting for open() gives up
+  bool closing_ = false;  // finish() runs: no restarts; a hello waiting for open() gives up
 };
 
 }  // namespace troupe::ps
