@@ -108,7 +108,7 @@ class RecommenderJob final : public Job {
     save_safetensors(path, tensors, weights_metadata(config_));
   }
 
-  void set_trace(TraceRecorder*) override {}  // its workers and shards record no spans yet
+  void set_trace(TraceRecorder* trace) override { trainer_->set_trace(trace); }
   std::string data_description() override { return trainer_->data().describe(); }
   int threads() override { return options_.threads; }
   std::int64_t parameter_count() override {
@@ -137,8 +137,18 @@ class RecommenderJob final : public Job {
     const std::string failure = procs_->wait_all();
     if (!failure.empty()) throw Error(ErrorKind::kIo, "parameter-server " + failure + " (see its error above)");
   }
-  std::string checkpoint_refusal() override {
-    return "model.kind = deepfm (its tables and optimizer state live in the shard actors)";
+  // The shards' tables, dense parameters and optimizer state, gathered whole by name (PsCluster): a
+  // checkpoint resumes under any shard or worker count, threads or processes. (Worker processes in async
+  // or ssp mode cannot write one: config_loader refuses train.checkpoint_dir there, and
+  // WideDeepPsTrainer::training_state() too.)
+  std::string checkpoint_refusal() override { return ""; }
+  TrainingState training_state(std::int64_t steps_done) override {
+    TROUPE_CHECK(steps_done == trainer_->steps_done(), "deepfm checkpoint after ", steps_done, " steps, but ",
+                 trainer_->steps_done(), " are done");
+    return trainer_->training_state();
+  }
+  void restore_training_state(const TrainingState& state, const std::string& source) override {
+    trainer_->restore(state, source);
   }
 
  private:

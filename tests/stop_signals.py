@@ -10,6 +10,10 @@ usage: stop_signals.py TROUPE CASE
   second_signal_aborts
                      SIGINT then SIGTERM during a long step: exit 143 at once, without the graceful stop,
                      and no partial file (loss dump, checkpoint temporaries) left
+  deepfm_sigint_processes
+                     SIGINT to rank 0 of DeepFM with a worker process (sync parameter servers): exit 130 within
+                     seconds (not at comm.timeout_s: the worker's next pull waits in a shard), checkpoint
+                     written, no worker process left, and --resume continues from it
 """
 import os
 import re
@@ -63,17 +67,21 @@ def stderr_of(work):
         return f.read()
 
 
-def graceful(troupe, work, sig, extra):
+def graceful(troupe, work, sig, extra, base=SMALL, within=None):
     ck = os.path.join(work, "ck")
     # An absolute checkpoint directory: it also marks this run's rank processes in /proc (unique per test).
-    p = start(troupe, work, SMALL + extra + ["--steps", "1000000", "--set", "train.checkpoint_dir=" + ck,
+    p = start(troupe, work, base + extra + ["--steps", "1000000", "--set", "train.checkpoint_dir=" + ck,
                                              "--set", "train.checkpoint_every=5", "--dump-losses", "losses.jsonl",
                                              "--save", "final.safetensors", "--run-dir", "run"])
     wait_for(lambda: checkpoints(ck) or p.poll() is not None, "the first checkpoint")
     p.send_signal(sig)
+    sent = time.time()
     code = p.wait(timeout=120)
+    took = time.time() - sent
     err = stderr_of(work)
-    print(err)
+    print(err, f"exited {took:.3f}s after the signal")
+    if within is not None and took > within:
+        fail(f"exited {took:.1f}s after the signal, expected within {within}s")
     if code != 128 + sig:
         fail(f"exit code {code}, expected {128 + sig}")
     m = re.search(r"stopped by SIG(INT|TERM) after step (\d+) of 1000000; troupe train --resume " + re.escape(ck) +
@@ -123,6 +131,23 @@ def graceful_sigterm_processes(troupe, work):
     left = rank_processes(work)  # rank 0 reaps its children before it exits
     if left:
         fail("rank processes still running: " + ", ".join(left))
+
+
+def deepfm_sigint_processes(troupe, work):
+    deepfm = ["--set", "model.kind=deepfm", "--set", "parallel.gradient_exchange=ps", "--set", "ps.shards=2",
+              "--set", "model.max_cardinality=10000", "--set", "model.hashed_rows=4096",
+              "--set", "data.test_samples=1024", "--set", "train.batch_size=32", "--set", "train.threads=1",
+              "--set", "train.eval_every=0", "--set", "comm.timeout_s=60"]
+    step = graceful(troupe, work, signal.SIGINT, ["--set", "parallel.data=2", "--set", "comm.transport=tcp",
+                                                  "--set", "comm.address=127.0.0.1:0"], base=deepfm, within=20)
+    left = rank_processes(work)
+    if left:
+        fail("worker processes still running: " + ", ".join(left))
+    ck = os.path.join(work, "ck")
+    r = subprocess.run([troupe, "train", "--resume", ck, "--steps", str(step + 2)], cwd=work,
+                       capture_output=True, text=True)
+    if r.returncode != 0 or f"resuming from {ck}/step-{step:06d} after step {step}" not in r.stdout:
+        fail("resume after the stop failed: " + r.stdout + r.stderr)
 
 
 def second_signal_aborts(troupe, work):

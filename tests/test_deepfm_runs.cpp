@@ -1,10 +1,13 @@
 // Owns the tests of model.kind = deepfm as `troupe train` and Session run it (actors/recommender_job.h):
 // the two agree bitwise, workers as tcp processes equal workers as threads, the end-to-end run reaches its
-// test AUC, and the settings that do not fit DeepFM are config errors.
+// test AUC, checkpoints resume bitwise under other shard and worker counts, --trace shows the workers' and
+// shards' spans, and the settings that do not fit DeepFM are config errors.
 #include <catch2/catch.hpp>
 
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
+#include <map>
 #include <regex>
 #include <sstream>
 #include <string>
@@ -203,9 +206,11 @@ TEST_CASE("deepfm: settings that do not fit it are config errors that say what t
   CHECK(r.code == 2);
   CHECK_THAT(r.err, Contains("model.kind = deepfm with parallel.pipeline = 2"));
   const TroupeRun ckpt = run_troupe(dir.path, train_args(kSmallDeepfm) + " --set train.steps=1 --set train.checkpoint_dir=" +
-                                                   dir.file("ck"));
+                                                   dir.file("ck") + " --set comm.transport=tcp --set ps.mode=async");
   CHECK(ckpt.code == 2);
-  CHECK_THAT(ckpt.err, Contains("train.checkpoint_dir with parallel.gradient_exchange = ps"));
+  CHECK_THAT(ckpt.err, Contains("train.checkpoint_dir with model.kind = deepfm, comm.transport = tcp and ps.mode = async") &&
+                           Contains("use ps.mode = sync, or comm.transport = inproc"));
+  CHECK_FALSE(std::filesystem::exists(dir.file("ck")));
 
   RunConfig in_code = load_config(std::nullopt, kSmallDeepfm);
   in_code.parallel.pipeline = 2;
@@ -213,4 +218,134 @@ TEST_CASE("deepfm: settings that do not fit it are config errors that say what t
   REQUIRE_FALSE(session);
   CHECK(session.error().kind() == ErrorKind::kConfig);
   CHECK_THAT(session.error().what(), Contains("model.kind = deepfm with parallel.pipeline = 2"));
+}
+
+namespace {
+
+// The steps of a --dump-losses file as they compare across runs: step, loss, learning rate, evaluation.
+std::vector<std::vector<double>> comparable(const std::string& path) {
+  return {dumped(path, "step"), dumped(path, "loss"), dumped(path, "lr"), dumped(path, "val_loss")};
+}
+
+}  // namespace
+
+TEST_CASE("deepfm from troupe train: a checkpoint resumes bitwise under other shard counts, close under other worker counts",
+          "[deepfm][runner][checkpoint]") {
+  TempDir dir;
+  const std::string ck = dir.file("ck");
+  std::vector<std::string> sets = kSmallDeepfm;
+  // A schedule and the sync norm round, so that the step matters to the learning rate and the clipping.
+  sets.insert(sets.end(), {"train.steps=6", "train.eval_every=3", "train.lr_schedule=cosine", "train.warmup_steps=2",
+                           "train.grad_clip=0.5", "train.deterministic=true"});
+  const TroupeRun full = run_troupe(dir.path, train_args(sets) + " --set train.checkpoint_dir=" + ck +
+                                                  " --set train.checkpoint_every=3 --dump-losses " + dir.file("full.jsonl") +
+                                                  " --save " + dir.file("full.st"));
+  INFO(full.out << full.err);
+  REQUIRE(full.code == 0);
+  CHECK_THAT(full.out, Contains("2 checkpoints written"));
+  for (const char* file : {"model.safetensors", "optimizer.safetensors", "config.toml", "manifest.json"})
+    CHECK(std::filesystem::is_regular_file(std::filesystem::path(ck) / "step-000003" / file));
+  // Tables whole, by name, with their optimizer state and step count.
+  const std::string manifest = slurp(std::filesystem::path(ck) / "step-000003" / "manifest.json");
+  CHECK_THAT(manifest, Contains("\"deep.embedding.0\": 3"));
+  const std::vector<std::vector<double>> want = comparable(dir.file("full.jsonl"));
+  REQUIRE(want[0].size() == 6);
+  std::filesystem::remove_all(std::filesystem::path(ck) / "step-000006");  // as if the run had died after step 5
+
+  // The same 2 workers over 2, 3 and 1 shards: bitwise, and so is the final checkpoint's state.
+  std::map<std::string, std::string> final_state;
+  for (const std::string layout : {"", " --set ps.shards=3", " --set ps.shards=1"}) {
+    INFO("resumed under:" << layout);
+    const TroupeRun r = run_troupe(dir.path, "train --resume " + ck + layout + " --dump-losses " +
+                                                 dir.file("resumed.jsonl") + " --save " + dir.file("resumed.st"));
+    INFO(r.out << r.err);
+    REQUIRE(r.code == 0);
+    CHECK_THAT(r.out, Contains("resuming from " + ck + "/step-000003 after step 3"));
+    const std::vector<std::vector<double>> got = comparable(dir.file("resumed.jsonl"));
+    for (std::size_t k = 0; k < 3; ++k)  // step, loss, lr: the last 3 of the uninterrupted run
+      CHECK(got[k] == std::vector<double>(want[k].begin() + 3, want[k].end()));
+    CHECK(got[3] == std::vector<double>{want[3].back()});  // the evaluation after step 6
+    CHECK(slurp(dir.file("resumed.st")) == slurp(dir.file("full.st")));
+    for (const char* file : {"model.safetensors", "optimizer.safetensors"})  // the state, whatever the shard count
+      final_state[file] = slurp(std::filesystem::path(ck) / "step-000006" / file);
+    std::filesystem::remove_all(std::filesystem::path(ck) / "step-000006");
+  }
+  // Another worker count: the step's gradient is summed in other float partial sums, as in an uninterrupted
+  // run with that count; within rounding.
+  for (const std::string layout : {" --set parallel.data=1 --set ps.shards=1", " --set parallel.data=4 --set ps.shards=3"}) {
+    INFO("resumed under:" << layout);
+    const TroupeRun r = run_troupe(dir.path, "train --resume " + ck + layout + " --dump-losses " + dir.file("resumed.jsonl"));
+    INFO(r.out << r.err);
+    REQUIRE(r.code == 0);
+    const std::vector<std::vector<double>> got = comparable(dir.file("resumed.jsonl"));
+    REQUIRE(got[1].size() == 3);
+    for (std::size_t i = 0; i < 3; ++i) CHECK(got[1][i] == Approx(want[1][3 + i]).epsilon(1e-5));
+    std::filesystem::remove_all(std::filesystem::path(ck) / "step-000006");
+  }
+
+  // Workers as tcp processes: each starts at the checkpoint's step; their checkpoints are the threads' too.
+  const std::string tcp_ck = dir.file("tcp_ck");
+  const TroupeRun tcp_resumed = run_troupe(dir.path, "train --resume " + ck + " --set comm.transport=tcp --set ps.shards=3" +
+                                                         " --set train.checkpoint_dir=" + tcp_ck +
+                                                         " --set train.checkpoint_every=1 --dump-losses " +
+                                                         dir.file("tcp.jsonl") + " --save " + dir.file("tcp.st"));
+  INFO(tcp_resumed.out << tcp_resumed.err);
+  REQUIRE(tcp_resumed.code == 0);
+  CHECK_THAT(tcp_resumed.out, Contains("2 workers as processes over tcp"));
+  CHECK(comparable(dir.file("tcp.jsonl"))[1] == std::vector<double>(want[1].begin() + 3, want[1].end()));
+  CHECK(slurp(dir.file("tcp.st")) == slurp(dir.file("full.st")));
+  for (const auto& [file, bytes] : final_state) CHECK(slurp(std::filesystem::path(tcp_ck) / "step-000006" / file) == bytes);
+  // A checkpoint the processes wrote mid-run (worker 1 may already be pushing the next step) is the state of
+  // its step: threads resumed from it give the uninterrupted run's last two steps.
+  for (const char* later : {"step-000005", "step-000006"}) std::filesystem::remove_all(std::filesystem::path(tcp_ck) / later);
+  const TroupeRun from_tcp = run_troupe(dir.path, "train --resume " + tcp_ck + " --set comm.transport=inproc --dump-losses " +
+                                                      dir.file("from_tcp.jsonl"));
+  INFO(from_tcp.out << from_tcp.err);
+  REQUIRE(from_tcp.code == 0);
+  CHECK_THAT(from_tcp.out, Contains("resuming from " + tcp_ck + "/step-000004 after step 4"));
+  CHECK(comparable(dir.file("from_tcp.jsonl"))[1] == std::vector<double>(want[1].begin() + 4, want[1].end()));
+
+  // Async: the checkpoint holds the shards' state at the step boundary exactly, and the run goes on from it
+  // (not bitwise: the interleaving of async pushes is not reproducible, resumed or not).
+  const TroupeRun async = run_troupe(
+      dir.path, "train --resume " + ck + " --set ps.mode=async --set train.grad_clip=0 --set train.deterministic=false");
+  INFO(async.out << async.err);
+  CHECK(async.code == 0);
+  CHECK_THAT(async.out, Contains("resuming from " + ck + "/step-000003 after step 3"));
+  // ... and so do async worker processes, which may resume though they cannot write a checkpoint.
+  const TroupeRun async_tcp = run_troupe(dir.path, "train --resume " + ck + "/step-000003 --set ps.mode=async " +
+                                                       "--set train.grad_clip=0 --set train.deterministic=false " +
+                                                       "--set train.checkpoint_dir= --set train.checkpoint_every=0 --set comm.transport=tcp");
+  INFO(async_tcp.out << async_tcp.err);
+  CHECK(async_tcp.code == 0);
+  CHECK_THAT(async_tcp.out, Contains("resuming from " + ck + "/step-000003 after step 3") &&
+                                Contains("2 workers as processes over tcp"));
+
+  // The seed makes the click log: it cannot change on resume (the newest checkpoint is the async run's).
+  const TroupeRun seed = run_troupe(dir.path, "train --resume " + ck + " --set train.seed=5");
+  CHECK(seed.code == 2);
+  CHECK_THAT(seed.err, Contains("train.seed = 5 for this run, but the checkpoint " + ck + "/step-000006 was written with "
+                                "train.seed = 1337") && Contains("the seed makes the click log itself"));
+}
+
+TEST_CASE("deepfm from troupe train --trace: each worker's pull, forward+backward and push, each shard's updates",
+          "[deepfm][runner][trace]") {
+  TempDir dir;
+  std::vector<std::string> sets = kSmallDeepfm;
+  sets.push_back("train.steps=3");
+  const TroupeRun r = run_troupe(dir.path, train_args(sets) + " --trace " + dir.file("trace.json"));
+  INFO(r.out << r.err);
+  REQUIRE(r.code == 0);
+  const std::string trace = slurp(dir.file("trace.json"));
+  for (const char* track : {"worker 0", "worker 1", "ps shard 0", "ps shard 1"})
+    CHECK_THAT(trace, Contains(std::string("\"name\":\"") + track + "\""));
+  for (const char* span : {"\"pull\"", "\"forward+backward\"", "\"push\"", "\"update\""}) CHECK_THAT(trace, Contains(span));
+  // 3 steps: every worker pulls 3 times, every shard applies 3 updates.
+  std::size_t pulls = 0, updates = 0;
+  for (std::size_t at = 0; (at = trace.find("\"name\":\"pull\"", at)) != std::string::npos; ++at) ++pulls;
+  for (std::size_t at = 0; (at = trace.find("\"name\":\"update\"", at)) != std::string::npos; ++at) ++updates;
+  CHECK(pulls == 6);
+  CHECK(updates == 6);
+  CHECK_THAT(r.out, Contains("trace written to " + dir.file("trace.json")));
+  CHECK_THAT(r.out, Contains("ps shard 1"));
 }

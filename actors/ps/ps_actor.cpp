@@ -4,6 +4,7 @@
 #include "actors/actor_system.h"
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cmath>
 #include <exception>
@@ -15,15 +16,25 @@
 
 #include <fmt/format.h>
 
+#include "actors/state/ps/ps_shard_state.h"
 #include "actors/state/ps/sparse_table.h"
 #include "runtime/optim/clip_grad.h"
+#include "runtime/trace/trace.h"
 
 namespace troupe::ps {
+
+// Where the shards record their update spans (PsCluster::set_trace): tracks are written before the
+// recorder is published, so a shard that sees the recorder sees its track.
+struct ShardTrace {
+  std::atomic<TraceRecorder*> recorder{nullptr};
+  std::vector<int> tracks;  // per shard
+};
 
 namespace {
 
 struct ShardState {
   std::shared_ptr<PsShard> shard;
+  std::shared_ptr<ShardTrace> trace;
   std::uint64_t next_ticket = 0;
   std::map<std::uint64_t, caf::response_promise> waiting;  // queued pulls by ticket
   static inline const char* name = "troupe.ps_shard";
@@ -46,8 +57,24 @@ void deliver(caf::stateful_actor<ShardState>* self, std::vector<PsShard::Release
   }
 }
 
-caf::behavior shard_actor(caf::stateful_actor<ShardState>* self, std::shared_ptr<PsShard> shard) {
+// An "update" span (category optimizer) on the shard's track when `apply` changed its version (a push
+// that completed a sync step, an async push, a clip), nothing for a push that was only buffered.
+template <class F>
+auto traced(caf::stateful_actor<ShardState>* self, F&& apply) {
+  TraceRecorder* trace = self->state.trace->recorder.load(std::memory_order_acquire);
+  const std::int64_t before = self->state.shard->version();
+  const double begin = trace ? TraceRecorder::now_us() : 0.0;
+  auto out = apply();
+  if (trace && self->state.shard->version() != before)
+    trace->span(self->state.trace->tracks.at(static_cast<std::size_t>(self->state.shard->shard())), "update", "optimizer",
+                begin, TraceRecorder::now_us());
+  return out;
+}
+
+caf::behavior shard_actor(caf::stateful_actor<ShardState>* self, std::shared_ptr<PsShard> shard,
+                          std::shared_ptr<ShardTrace> trace) {
   self->state.shard = std::move(shard);
+  self->state.trace = std::move(trace);
   // Pulls still queued at shutdown are answered with an error: their promises hold references to this
   // actor, and an actor referenced by its own state would never be destroyed (its thread never joins).
   self->set_exit_handler([=](caf::exit_msg& msg) {
@@ -65,7 +92,7 @@ caf::behavior shard_actor(caf::stateful_actor<ShardState>* self, std::shared_ptr
       [=](proto::ps_push_atom, PsPush& push) -> caf::result<std::int64_t> {
         std::vector<PsShard::Released> released;
         try {
-          released = self->state.shard->push(std::move(push));
+          released = traced(self, [&] { return self->state.shard->push(std::move(push)); });
         } catch (const Error& e) {
           return caf::make_error(caf::sec::runtime_error, std::string(e.what()));
         }
@@ -88,7 +115,7 @@ caf::behavior shard_actor(caf::stateful_actor<ShardState>* self, std::shared_ptr
       [=](proto::ps_clip_atom, std::int64_t step, double coefficient) -> caf::result<std::int64_t> {
         std::vector<PsShard::Released> released;
         try {
-          released = self->state.shard->clip(step, coefficient);
+          released = traced(self, [&] { return self->state.shard->clip(step, coefficient); });
         } catch (const Error& e) {
           return caf::make_error(caf::sec::runtime_error, std::string(e.what()));
         }
@@ -117,6 +144,15 @@ caf::behavior shard_actor(caf::stateful_actor<ShardState>* self, std::shared_ptr
         for (int t = 0; t < s.layout().num_tables(); ++t) snap.tables.push_back(s.table(t).value().clone());
         snap.state_bytes = s.state_bytes();
         return snap;
+      },
+      [=](proto::ps_save_atom) { return self->state.shard->save(); },
+      [=](proto::ps_load_atom, PsShardState& state, std::int64_t steps_done) -> caf::result<std::int64_t> {
+        try {
+          self->state.shard->restore(std::move(state), steps_done);
+        } catch (const Error& e) {
+          return caf::make_error(caf::sec::runtime_error, std::string(e.what()));
+        }
+        return self->state.shard->version();
       },
   };
 }
@@ -339,6 +375,7 @@ double PsClient::clip(std::int64_t step, double max_norm) {
 
 struct PsCluster::Actors {
   std::shared_ptr<ActorSystem> system;
+  std::shared_ptr<ShardTrace> trace = std::make_shared<ShardTrace>();
   std::vector<caf::actor> shards;
   // Written by a dying shard's thread (attach_functor), read by the trainer's.
   mutable std::mutex mu;
@@ -369,7 +406,8 @@ PsCluster::PsCluster(std::shared_ptr<const PsLayout> layout, PsOptions options, 
     if (e) std::rethrow_exception(e);
   actors_->system = system ? std::move(system) : std::make_shared<ActorSystem>();
   for (int s = 0; s < S; ++s) {
-    actors_->shards.push_back(actors_->system->get().spawn<caf::detached>(shard_actor, shards[static_cast<std::size_t>(s)]));
+    actors_->shards.push_back(actors_->system->get().spawn<caf::detached>(shard_actor, shards[static_cast<std::size_t>(s)],
+                                                                        actors_->trace));
     Actors* a = actors_.get();
     caf::actor_system* sys = &actors_->system->get();
     caf::actor_cast<caf::abstract_actor*>(actors_->shards.back())->attach_functor([a, sys, s](const caf::error& reason) {
@@ -445,6 +483,49 @@ PsCluster::Model PsCluster::snapshot() {
             [&](caf::error& e) { fail(e, s, -1, "snapshot", -1, timeout_s_); });
   }
   return m;
+}
+
+void PsCluster::set_trace(TraceRecorder* trace) {
+  ShardTrace& t = *actors_->trace;
+  TROUPE_CHECK(t.recorder.load() == nullptr || t.recorder.load() == trace, "ps shards traced into a second recorder");
+  if (!trace) return;
+  t.tracks.clear();
+  for (int s = 0; s < layout_->shards(); ++s) t.tracks.push_back(trace->track("ps shard " + std::to_string(s)));
+  t.recorder.store(trace, std::memory_order_release);
+}
+
+TrainingState PsCluster::training_state(std::int64_t steps_done) {
+  const int S = layout_->shards();
+  std::vector<PsShardState> states(static_cast<std::size_t>(S));
+  caf::scoped_actor self(actors_->system->get());
+  const auto wait = std::chrono::seconds(static_cast<std::int64_t>(timeout_s_) + 1);
+  // Every shard copies its slice at once, each on its own thread (the shard actors are detached).
+  using Handle = decltype(self->request(actors_->shards[0], wait, proto::ps_save_atom::value));
+  std::vector<Handle> pending;
+  for (int s = 0; s < S; ++s)
+    pending.push_back(self->request(actors_->shards[static_cast<std::size_t>(s)], wait, proto::ps_save_atom::value));
+  std::optional<std::pair<caf::error, int>> first_error;
+  for (int s = 0; s < S; ++s)
+    pending[static_cast<std::size_t>(s)].receive(
+        [&](PsShardState& state) { states[static_cast<std::size_t>(s)] = std::move(state); },
+        [&](caf::error& e) {
+          if (!first_error) first_error = {e, s};
+        });
+  if (first_error) fail(first_error->first, first_error->second, -1, "checkpoint", steps_done, timeout_s_);
+  return gather_ps_state(*layout_, states, steps_done);
+}
+
+void PsCluster::restore(const TrainingState& whole, const std::string& source) {
+  const int S = layout_->shards();
+  // Every share is cut (and so the whole state checked) before any shard changes.
+  std::vector<PsShardState> shares;
+  for (int s = 0; s < S; ++s) shares.push_back(cut_ps_state(whole, *layout_, s, source));
+  caf::scoped_actor self(actors_->system->get());
+  const auto wait = std::chrono::seconds(static_cast<std::int64_t>(timeout_s_) + 1);
+  for (int s = 0; s < S; ++s)
+    self->request(actors_->shards[static_cast<std::size_t>(s)], wait, proto::ps_load_atom::value,
+                  std::move(shares[static_cast<std::size_t>(s)]), whole.step)
+        .receive([](std::int64_t) {}, [&](caf::error& e) { fail(e, s, -1, "restore", whole.step, timeout_s_); });
 }
 
 }  // namespace troupe::ps

@@ -25,9 +25,11 @@
 
 #include "actors/state/ps/ps_endpoint.h"
 #include "actors/ps/ps_protocol.h"
+#include "runtime/checkpoint/training_state.h"
 
 namespace troupe {
 class ActorSystem;
+class TraceRecorder;
 }
 
 namespace troupe::ps {
@@ -87,6 +89,15 @@ class PsCluster {
   };
   // Every parameter as the shards hold it now.
   Model snapshot();
+  // Checkpoints (actors/state/ps/ps_shard_state.h), between steps: every parameter and its optimizer
+  // state whole by name, gathered from the shards; and back, cut for each shard of this layout — any
+  // shard count — as if every worker had pushed whole.step steps. A state that does not fit the model
+  // is troupe::Error (kInput) naming `source` and the tensor, and no shard changes.
+  TrainingState training_state(std::int64_t steps_done);
+  // Each shard records an "update" span (category optimizer) on track "ps shard s" of `trace` whenever
+  // it applies an update, from now on. Once per cluster (the recorder must outlive it).
+  void set_trace(TraceRecorder* trace);
+  void restore(const TrainingState& whole, const std::string& source);
   // Stops every shard now (a worker process died): waiting and later requests fail at once instead of
   // waiting out the timeout. Only destruction may follow.
   void abort();

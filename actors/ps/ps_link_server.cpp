@@ -10,8 +10,9 @@
 
 namespace troupe::ps {
 
-PsLinkServer::PsLinkServer(PsCluster& cluster, const PsLayout& layout, PsLinks& links)
-    : cluster_(cluster), layout_(layout), links_(links), workers_(static_cast<int>(links.links.size()) + 1) {
+PsLinkServer::PsLinkServer(PsCluster& cluster, const PsLayout& layout, PsLinks& links, bool opened)
+    : cluster_(cluster), layout_(layout), links_(links), workers_(static_cast<int>(links.links.size()) + 1),
+      opened_(opened) {
   TROUPE_CHECK(links.rank == 0, "the ps link server runs on rank 0, not rank ", links.rank);
   done_.assign(static_cast<std::size_t>(workers_), false);
   pushed_upto_.assign(static_cast<std::size_t>(workers_), 0);
@@ -20,7 +21,23 @@ PsLinkServer::PsLinkServer(PsCluster& cluster, const PsLayout& layout, PsLinks& 
 
 PsLinkServer::~PsLinkServer() { finish(finished_); }
 
+void PsLinkServer::open(std::int64_t first_step) {
+  std::lock_guard lock(mu_);
+  TROUPE_CHECK(!opened_, "ps link server opened twice");
+  pushed_upto_.assign(static_cast<std::size_t>(workers_), first_step);
+  opened_ = true;
+  cv_.notify_all();
+}
+
 void PsLinkServer::finish(bool ok) {
+  {
+    std::lock_guard lock(mu_);
+    closing_ = true;  // no more restarts, and a hello waiting for open() gives up
+    cv_.notify_all();
+  }
+  // A run that ends early (an error, a stop signal): a serving thread may wait in a shard for a step that
+  // will not come (sync: the next step's pull); stopping the shards ends that wait now, not at the timeout.
+  if (!ok && !threads_.empty()) cluster_.abort();
   if (!ok && links_.abort && !threads_.empty()) links_.abort();
   finished_ = ok;
   for (auto& t : threads_) t.join();
@@ -45,7 +62,8 @@ void PsLinkServer::serve(int w) {
     }
   };
   hooks.resume_step = [this, w] {
-    std::lock_guard lock(mu_);
+    std::unique_lock lock(mu_);
+    cv_.wait(lock, [&] { return opened_ || closing_; });
     return pushed_upto_[static_cast<std::size_t>(w)];
   };
   while (true) {
@@ -60,7 +78,7 @@ void PsLinkServer::serve(int w) {
       {
         std::lock_guard lock(mu_);
         // Not when the run is ending anyway (another worker failed and the shards are stopped).
-        restart = links_.restart && restarts_ < links_.max_restarts && failure_.empty();
+        restart = links_.restart && restarts_ < links_.max_restarts && failure_.empty() && !closing_;
         if (restart) attempt = ++restarts_;
       }
       if (restart) {

@@ -38,8 +38,11 @@ struct PsLinks {
 class PsLinkServer {
  public:
   // Starts one thread per link of `links` (rank 0's), serving worker w through cluster.client(w).
-  // `cluster` must outlive this object.
-  PsLinkServer(PsCluster& cluster, const PsLayout& layout, PsLinks& links);
+  // `cluster` must outlive this object. opened = false: a worker's hello (where do I start?) waits for
+  // open(), so that the shards can be restored from a checkpoint first.
+  PsLinkServer(PsCluster& cluster, const PsLayout& layout, PsLinks& links, bool opened = true);
+  // Every worker starts at `first_step` (a resumed run's): hellos are answered from now on. Once.
+  void open(std::int64_t first_step);
   // Joins the threads. Unless finish(true) was called, breaks the links first (this rank failed).
   ~PsLinkServer();
   PsLinkServer(const PsLinkServer&) = delete;
@@ -59,7 +62,9 @@ class PsLinkServer {
   std::vector<supervision::Restart> restart_log() const;
   // Whether a worker failed past its restarts (throw_if_failed would throw).
   bool failed() const;
-  // ok: the run is complete; waits for every worker's goodbye. Not ok: breaks the links. Then joins.
+  // ok: the run is complete; waits for every worker's goodbye. Not ok: stops the shards (a serving thread
+  // waiting in one for a step that will not come returns at once) and breaks the links. Then joins; no
+  // worker is restarted from now on.
   void finish(bool ok);
 
  private:
@@ -82,6 +87,8 @@ class PsLinkServer {
   std::map<int, std::pair<std::size_t, std::int64_t>> recovering_;  // by worker: (its entry in log_, resume step)
   std::chrono::steady_clock::time_point start_ = std::chrono::steady_clock::now();
   bool finished_ = false;
+  bool opened_ = true;
+  bool closing_ = false;  // finish() runs: no restarts; a hello waiting for open() gives up
 };
 
 }  // namespace troupe::ps

@@ -8,6 +8,8 @@
 //                                                        sums of squares once the step is summed
 //   worker -> shard   (ps_clip_atom, int64_t step, double coefficient) -> int64_t version   apply the step
 //   driver -> shard   (ps_snap_atom)                  -> PsSnapshot            the shard's whole slice
+//   driver -> shard   (ps_save_atom)                  -> PsShardState          a checkpoint's share (between steps)
+//   driver -> shard   (ps_load_atom, PsShardState, int64_t steps_done) -> int64_t version   restore it
 // A bad push or pull is answered with an error (sec::runtime_error, the troupe::Error text); the shard
 // keeps running. Tensors travel by reference inside one process (unsafe message types, as the pipeline's),
 // so these messages never leave the process.
@@ -38,6 +40,8 @@ using ps_pull_atom = caf::atom_constant<caf::atom("ps_pull")>;
 using ps_snap_atom = caf::atom_constant<caf::atom("ps_snap")>;
 using ps_norm_atom = caf::atom_constant<caf::atom("ps_norm")>;
 using ps_clip_atom = caf::atom_constant<caf::atom("ps_clip")>;
+using ps_save_atom = caf::atom_constant<caf::atom("ps_save")>;
+using ps_load_atom = caf::atom_constant<caf::atom("ps_load")>;
 }  // namespace proto
 
 }  // namespace troupe::ps
@@ -46,3 +50,4 @@ CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::ps::PsPush)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::ps::PsPullRequest)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::ps::PsPullReply)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::ps::PsSnapshot)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::ps::PsShardState)

@@ -78,10 +78,12 @@ void clip_locally(std::vector<Param*>& params, std::vector<Tensor>& table_grads,
 
 // Worker w's steps [first, end): lookup, pull, forward/backward, then before_push(step, loss sum), the
 // push and (sync, worker 0) the clipping round. progress(step, mean loss) for worker 0.
+// With `trace`, its pull, forward+backward and push (and clip round) spans go on `track`.
 void run_worker(const WideDeepPsOptions& o, const ClickLog& data, const PsLayout& layout, int w, PsEndpoint& client,
                 std::int64_t first, std::int64_t end, const std::function<void(std::int64_t, double)>& before_push,
                 const std::function<void(std::int64_t, double)>& progress,
-                const std::function<void(std::int64_t)>& before_step = {}) {
+                const std::function<void(std::int64_t)>& before_step = {}, TraceRecorder* trace = nullptr,
+                int track = -1) {
   const int W = o.ps.workers, b = o.batch_size, global = W * b, T = layout.num_tables();
   const float scale = 1.0f / static_cast<float>(o.ps.mode == PsMode::sync ? global : b);
   CpuBackend be(o.threads);
@@ -93,7 +95,9 @@ void run_worker(const WideDeepPsOptions& o, const ClickLog& data, const PsLayout
     const std::vector<TableLookup> lookups = model.lookup(batch);
     std::vector<std::vector<std::int64_t>> ids;
     for (const auto& l : lookups) ids.push_back(l.ids);
+    const double t0 = trace ? TraceRecorder::now_us() : 0.0;
     PsPulled got = client.pull(t, ids);
+    const double t1 = trace ? TraceRecorder::now_us() : 0.0;
     for (std::size_t d = 0; d < params.size(); ++d) {
       params[d]->value = got.dense[d];
       params[d]->grad = Tensor::zeros(params[d]->value.shape());  // fresh: the shard may keep the pushed one
@@ -105,8 +109,16 @@ void run_worker(const WideDeepPsOptions& o, const ClickLog& data, const PsLayout
     std::vector<SparseRows> sparse(static_cast<std::size_t>(T));
     for (int i = 0; i < T; ++i) sparse[static_cast<std::size_t>(i)] = {lookups[static_cast<std::size_t>(i)].ids, pass.table_grads[static_cast<std::size_t>(i)]};
     before_push(t, pass.loss_sum);
+    const double t2 = trace ? TraceRecorder::now_us() : 0.0;
     client.push(t, dense, sparse, o.lr_at ? o.lr_at(t) : -1.0);
+    const double t3 = trace ? TraceRecorder::now_us() : 0.0;
     if (w == 0 && o.ps.clip) client.clip(t, o.grad_clip);
+    if (trace) {
+      trace->span(track, "pull", "recv", t0, t1);
+      trace->span(track, "forward+backward", "forward", t1, t2);  // one pass computes both
+      trace->span(track, "push", "send", t2, t3);
+      if (w == 0 && o.ps.clip) trace->span(track, "clip round", "optimizer", t3, TraceRecorder::now_us());
+    }
     if (w == 0 && progress) progress(t, pass.loss_sum / b);
   }
 }
@@ -141,7 +153,14 @@ WideDeepPsTrainer::WideDeepPsTrainer(WideDeepPsOptions options, PsLinks links,
   cluster_ = std::make_unique<PsCluster>(layout_, o_.ps, ps_init(*reference_), o_.timeout_s);
   clients_.push_back(cluster_->client(0));
   links_ = std::make_unique<PsLinks>(std::move(links));
-  server_ = std::make_unique<PsLinkServer>(*cluster_, *layout_, *links_);
+  // Hellos wait for the first train() (or finish()): a resumed run's shards are restored by then.
+  server_ = std::make_unique<PsLinkServer>(*cluster_, *layout_, *links_, false);
+}
+
+void WideDeepPsTrainer::open_links() {
+  if (!server_ || links_open_) return;
+  server_->open(steps_done_);
+  links_open_ = true;
 }
 
 WideDeepPsTrainer::~WideDeepPsTrainer() {
@@ -153,25 +172,28 @@ WideDeepPsTrainer::~WideDeepPsTrainer() {
 void WideDeepPsTrainer::train(std::int64_t end) {
   const std::int64_t first = steps_done_;
   if (end <= first) return;
+  open_links();
   const int W = o_.ps.workers;
   std::vector<std::vector<double>> loss_sums(static_cast<std::size_t>(end - first), std::vector<double>(static_cast<std::size_t>(W)));
   auto keep = [&](int w) {
     return [&, w](std::int64_t t, double loss) { loss_sums[static_cast<std::size_t>(t - first)][static_cast<std::size_t>(w)] = loss; };
   };
   const auto start = std::chrono::steady_clock::now();
+  const double begin_us = trace_ ? TraceRecorder::now_us() : 0.0;
   if (!server_) {
     // Every worker is an actor beside the shards, running its steps on request (async and ssp workers
     // pace themselves against the shards' versions, not against each other's steps).
     std::vector<WorkerJob> jobs;
     for (int w = 0; w < W; ++w)
       jobs.push_back([&, w](std::int64_t, const Batch&) {
-        run_worker(o_, *data_, *layout_, w, *clients_[static_cast<std::size_t>(w)], first, end, keep(w), progress_);
+        run_worker(o_, *data_, *layout_, w, *clients_[static_cast<std::size_t>(w)], first, end, keep(w), progress_, {}, trace_,
+                   trace_ ? tracks_[static_cast<std::size_t>(w)] : -1);
         return WorkerStep{};
       });
     if (std::optional<Error> failure = run_worker_actors(cluster_->system(), std::move(jobs), first, Batch{})) throw *failure;
   } else {
     try {
-      run_worker(o_, *data_, *layout_, 0, *clients_[0], first, end, keep(0), progress_);
+      run_worker(o_, *data_, *layout_, 0, *clients_[0], first, end, keep(0), progress_, {}, trace_, trace_ ? tracks_[0] : -1);
       for (std::int64_t t = first; t < end; ++t) {
         const auto reports = server_->wait_for_reports(t);
         for (int w = 1; w < W; ++w) {
@@ -187,6 +209,7 @@ void WideDeepPsTrainer::train(std::int64_t end) {
     }
   }
   seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  if (trace_) trace_->window(begin_us, TraceRecorder::now_us());
   const int global = W * o_.batch_size;
   for (const auto& step : loss_sums) {
     double sum = 0;
@@ -252,6 +275,36 @@ WideDeepPsResult WideDeepPsTrainer::result() {
 
 PsCluster::Model WideDeepPsTrainer::snapshot() { return cluster_->snapshot(); }
 
+TrainingState WideDeepPsTrainer::training_state() {
+  if (server_) {
+    // A worker process reports its loss before it pushes: wait until every shard has applied the last
+    // step (a sync pull for it is answered then). Pushes of the next step that arrive meanwhile stay
+    // buffered, outside the state.
+    if (o_.ps.mode != PsMode::sync)
+      throw Error(ErrorKind::kConfig, fmt::format("checkpoints with workers as processes need ps.mode = sync (got {}): "
+                                                  "their later pushes reach the shards at any time",
+                                                  o_.ps.mode));
+    clients_[0]->pull(steps_done_, {}, false);
+  }
+  return cluster_->training_state(steps_done_);
+}
+
+void WideDeepPsTrainer::restore(const TrainingState& state, const std::string& source) {
+  if (links_open_)
+    throw Error(ErrorKind::kUsage, fmt::format("{}: restore before the first train() (the worker processes have started)",
+                                               source));
+  cluster_->restore(state, source);
+  steps_done_ = state.step;
+}
+
+void WideDeepPsTrainer::set_trace(TraceRecorder* trace) {
+  tracks_.clear();
+  if (trace)
+    for (int w = 0; w < (server_ ? 1 : o_.ps.workers); ++w) tracks_.push_back(trace->track("worker " + std::to_string(w)));
+  cluster_->set_trace(trace);
+  trace_ = trace;
+}
+
 int WideDeepPsTrainer::restarts() const { return server_ ? server_->restarts() : 0; }
 
 std::vector<supervision::Restart> WideDeepPsTrainer::restart_log() const {
@@ -259,6 +312,7 @@ std::vector<supervision::Restart> WideDeepPsTrainer::restart_log() const {
 }
 
 void WideDeepPsTrainer::finish() {
+  open_links();  // a run with nothing left to train: the workers learn so and say goodbye
   if (server_) server_->finish(true);
 }
 

@@ -24,7 +24,9 @@
 #include "actors/ps/ps_actor.h"
 #include "actors/ps/ps_link_server.h"
 #include "models/wide_deep.h"
+#include "runtime/checkpoint/training_state.h"
 #include "runtime/data/click_log.h"
+#include "runtime/trace/trace.h"
 
 namespace troupe::ps {
 
@@ -97,7 +99,8 @@ class WideDeepPsTrainer {
   // (kInput, kIo), or a dead worker process's failure (kIo, naming it).
   void train(std::int64_t end);
   std::int64_t steps_done() const { return steps_done_; }
-  // Per step done: the mean training loss over the W b samples of that step, summed in worker order.
+  // Per step run by this trainer (from the restored step on, after restore()): the mean training loss
+  // over the W b samples of that step, summed in worker order.
   const std::vector<double>& losses() const { return losses_; }
   double train_seconds() const { return seconds_; }
   // The test split's first eval_samples samples (all of them when -1) through worker 0's client, with
@@ -107,6 +110,19 @@ class WideDeepPsTrainer {
   WideDeepPsResult result();
   // Every parameter as the shards hold it now (dense in WideDeep::dense() order, then whole tables).
   PsCluster::Model snapshot();
+  // Checkpoints (PsCluster::training_state), between train() calls: every dense parameter and whole
+  // table with its optimizer state, by name, after steps_done() steps; and back under this trainer's
+  // shard and worker counts, whatever wrote it: training then goes on from state.step (losses() lists
+  // the steps run since). troupe::Error (kInput) naming `source` and the tensor when the state does not
+  // fit the model. With PsLinks: restore before the first train() — the worker processes start at
+  // state.step — and training_state() only in sync mode (kConfig otherwise: a worker process's later
+  // pushes reach the shards at any time), waiting until the shards have applied steps_done() steps.
+  TrainingState training_state();
+  void restore(const TrainingState& state, const std::string& source);
+  // Records each worker's pull, forward+backward and push spans (tracks "worker w"; with processes
+  // worker 0's only) and each shard's updates ("ps shard s") into `trace` from the next train() on,
+  // each train() call one step window.
+  void set_trace(TraceRecorder* trace);
   const WideDeep& reference() const { return *reference_; }
   const ClickLog& data() const { return *data_; }
   // Worker processes restarted so far (with PsLinks).
@@ -118,6 +134,9 @@ class WideDeepPsTrainer {
   void finish();
 
  private:
+  // With PsLinks: tells the worker processes to start at steps_done() (once, before the first step).
+  void open_links();
+
   WideDeepPsOptions o_;
   std::function<void(std::int64_t, double)> progress_;
   std::unique_ptr<const ClickLog> data_;
@@ -127,8 +146,11 @@ class WideDeepPsTrainer {
   std::vector<std::unique_ptr<PsClient>> clients_;  // threads: one per worker; links: worker 0's
   std::unique_ptr<PsLinks> links_;
   std::unique_ptr<PsLinkServer> server_;
+  bool links_open_ = false;  // the worker processes were told where to start
   std::vector<double> losses_;
   std::int64_t steps_done_ = 0;
+  TraceRecorder* trace_ = nullptr;
+  std::vector<int> tracks_;  // per worker run here
   double seconds_ = 0;
 };
 

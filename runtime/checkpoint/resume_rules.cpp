@@ -21,6 +21,13 @@ void check_resumable(const RunConfig& resumed, const RunConfig& written, const s
                             key.name, a, checkpoint, key.name, b,
                             model ? "the model (its kind and shape)" : "the optimizer kind"));
   }
+  // DeepFM's click log is made from train.seed (runtime/data/click_log.h): another seed is another data set.
+  if (is_recommender(written.model.kind) && resumed.train.seed != written.train.seed)
+    throw Error(ErrorKind::kConfig,
+                fmt::format("train.seed = {} for this run, but the checkpoint {} was written with train.seed = {}: for "
+                            "model.kind = {} the seed makes the click log itself, so it cannot change on resume; remove "
+                            "the setting (the checkpoint's value is then used) or start a fresh run",
+                            resumed.train.seed, checkpoint, written.train.seed, name_of(written.model.kind)));
 }
 
 }  // namespace troupe

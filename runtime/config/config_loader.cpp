@@ -325,10 +325,20 @@ void validate_checkpoints(const RunConfig& config) {
     return;
   }
   const ParallelConfig& par = config.parallel;
-  if (par.gradient_exchange == GradientExchange::ps)
+  // DeepFM's shards hand their state over between steps (PsCluster::training_state); the GPT's and the
+  // MLP's parameter-server trainer does not yet.
+  if (par.gradient_exchange == GradientExchange::ps && !is_recommender(config.model.kind))
     invalid("train.checkpoint_dir with parallel.gradient_exchange = ps: checkpoints of parameter-server runs are not "
-            "built yet (the optimizer state lives in the shard actors and pushes arrive asynchronously); use ring or "
-            "alltoall, or remove train.checkpoint_dir");
+            "built yet for model.kind = gpt, mlp, cnn or lstm (the optimizer state lives in the shard actors and pushes "
+            "arrive asynchronously; model.kind = deepfm has them); use ring or alltoall, or remove "
+            "train.checkpoint_dir");
+  if (is_recommender(config.model.kind) && ranks_are_processes(config.comm.transport) && par.data > 1 &&
+      config.ps.mode != PsMode::sync)
+    invalid(fmt::format("train.checkpoint_dir with model.kind = {}, comm.transport = {} and ps.mode = {}: worker "
+                        "processes push later steps while rank 0 takes the state at a step boundary, so there is no "
+                        "consistent state to write; use ps.mode = sync, or comm.transport = inproc (workers as "
+                        "threads), or remove train.checkpoint_dir",
+                        name_of(config.model.kind), config.comm.transport, config.ps.mode));
   if (compression_on(config))
     invalid(fmt::format("train.checkpoint_dir with comm.compression = {}: the compressors' error-feedback state is "
                         "not checkpointed yet, so a resumed run would differ; use comm.compression = none, or remove "

@@ -214,6 +214,8 @@ void PsShard::sum(const std::vector<const PsPush*>& pushes) {
     dense_[j].grad = sum;
   }
   table_sums_.assign(static_cast<std::size_t>(layout_->num_tables()), {});
+  table_pushed_.assign(static_cast<std::size_t>(layout_->num_tables()),
+                       std::any_of(pushes.begin(), pushes.end(), [](const PsPush* p) { return !p->tables.empty(); }));
   for (int t = 0; t < layout_->num_tables(); ++t) {
     const std::int64_t dim = layout_->table_dim(t);
     std::vector<const SparseRows*> parts;
@@ -272,7 +274,11 @@ void PsShard::apply(double lr, double coefficient) {
   for (Param& p : dense_) p.grad = Tensor();
   for (int t = 0; t < layout_->num_tables(); ++t) {
     auto& [ids, grad] = table_sums_[static_cast<std::size_t>(t)];
-    if (ids.empty()) continue;
+    if (ids.empty()) {
+      // The table's step count is the whole table's, not this slice's (sparse_table.h: count_step).
+      if (table_pushed_[static_cast<std::size_t>(t)]) tables_[static_cast<std::size_t>(t)].count_step();
+      continue;
+    }
     for (std::int64_t& id : ids) id = layout_->local_row(id);
     tables_[static_cast<std::size_t>(t)].apply(*table_optimizer_, ids, grad, lr);
   }
@@ -390,6 +396,39 @@ const Tensor& PsShard::dense_value(int d) const {
   auto it = std::find(mine.begin(), mine.end(), d);
   TROUPE_CHECK(it != mine.end(), "dense parameter ", d, " is not on shard ", shard_);
   return dense_[static_cast<std::size_t>(it - mine.begin())].value;
+}
+
+PsShardState PsShard::save() const {
+  // Pushes buffered for the next sync step and pulls queued for later steps are not applied yet: they
+  // stay out of the state (worker processes run ahead of rank 0's step boundary).
+  TROUPE_CHECK(!summed_, "ps shard ", shard_, " saved while step ", version_, " waits for its clip coefficient");
+  PsShardState out;
+  for (const Param& p : dense_) out.dense.push_back(p.value.clone());
+  out.dense_optimizer = dense_optimizer_->state().clone();
+  for (const SparseTable& t : tables_) out.tables.push_back(t.save());
+  return out;
+}
+
+void PsShard::restore(PsShardState state, std::int64_t steps_done) {
+  if (summed_ || !queue_.empty() || std::any_of(pending_.begin(), pending_.end(), [](const auto& p) { return p.has_value(); }))
+    throw Error(ErrorKind::kInput, fmt::format("ps shard {}: restore while a step is in flight (restore between steps)", shard_));
+  if (state.dense.size() != dense_.size() || state.tables.size() != tables_.size())
+    throw Error(ErrorKind::kInput, fmt::format("ps shard {}: restore of {} dense parameters and {} tables, the shard holds {} "
+                                               "and {}",
+                                               shard_, state.dense.size(), state.tables.size(), dense_.size(), tables_.size()));
+  for (std::size_t j = 0; j < dense_.size(); ++j) {
+    const Tensor& v = state.dense[j];
+    if (!v.defined() || v.dtype() != DType::f32 || v.shape() != dense_[j].value.shape())
+      throw Error(ErrorKind::kInput, fmt::format("ps shard {}: restored '{}' is {}, expected f32 {}", shard_, dense_[j].name,
+                                                 v.defined() ? shape_str(v.shape()) : "undefined",
+                                                 shape_str(dense_[j].value.shape())));
+  }
+  for (std::size_t t = 0; t < tables_.size(); ++t) tables_[t].check(state.tables[t]);  // all before any change
+  for (std::size_t j = 0; j < dense_.size(); ++j) dense_[j].value = std::move(state.dense[j]);
+  dense_optimizer_->state() = std::move(state.dense_optimizer);
+  for (std::size_t t = 0; t < tables_.size(); ++t) tables_[t].restore(std::move(state.tables[t]));
+  pushed_.assign(static_cast<std::size_t>(options_.workers), steps_done);
+  version_ = options_.mode == PsMode::sync ? steps_done : dense_optimizer_->state().step;
 }
 
 std::size_t PsShard::state_bytes() const {

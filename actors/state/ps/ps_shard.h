@@ -106,6 +106,15 @@ struct PsInit {
   std::function<void(const std::string& table, std::span<const std::int64_t> rows, const Tensor& out)> table_rows;
 };
 
+// One shard's whole state at a step boundary (a checkpoint's share; ps_shard_state.h cuts and gathers
+// it by name): dense values (dense_of_shard order) and their optimizer's state with its global step
+// count, then per table its slice with lazily made state and step count.
+struct PsShardState {
+  std::vector<Tensor> dense;
+  OptimizerState dense_optimizer;
+  std::vector<SparseTable::Saved> tables;
+};
+
 class PsShard {
  public:
   PsShard(std::shared_ptr<const PsLayout> layout, int shard, PsOptions options, const PsInit& init);
@@ -144,6 +153,15 @@ class PsShard {
   // Optimizer state bytes held by this shard (dense and tables).
   std::size_t state_bytes() const;
 
+  // Checkpoints: a deep copy of the shard's parameters and optimizer state as of version() updates
+  // (pushes buffered for the next sync step and queued pulls are not part of it); and back, at a step
+  // boundary (no push buffered, no pull queued), as if every worker had pushed `steps_done` steps (sync:
+  // `steps_done` updates applied; async and ssp: the dense optimizer's step count, one per push).
+  // Throws troupe::Error (kInput) naming the shard and the tensor when `state` does not fit this
+  // shard's slice, and (kInput) when a step is in flight; nothing changes then.
+  PsShardState save() const;
+  void restore(PsShardState state, std::int64_t steps_done);
+
  private:
   void check_push(const PsPush& push) const;
   void check_pull(const PsPullRequest& request) const;
@@ -168,6 +186,8 @@ class PsShard {
   std::deque<std::pair<std::uint64_t, PsPullRequest>> queue_;
   // Summed table gradients of the step being applied: (global ids, rows) per table (ids empty: none).
   std::vector<std::pair<std::vector<std::int64_t>, Tensor>> table_sums_;
+  // Per table: did the step's pushes carry a gradient for it (maybe none of this shard's rows)?
+  std::vector<bool> table_pushed_;
   bool summed_ = false;             // clip: the step is summed and waits for its coefficient
   double summed_lr_ = 0;
   std::vector<std::uint64_t> norm_waiting_, norm_ready_;

@@ -82,6 +82,33 @@ void SparseTable::apply(Optimizer& optimizer, std::span<const std::int64_t> rows
   os.params.erase(name_);
 }
 
+SparseTable::Saved SparseTable::save() const {
+  Saved out;
+  out.value = value_.clone();
+  for (const auto& [key, t] : state_) out.state.emplace(key, t.clone());
+  out.step = step_;
+  return out;
+}
+
+void SparseTable::check(const Saved& saved) const {
+  auto fits = [&](const Tensor& t, const std::string& what) {
+    if (!t.defined() || t.dtype() != DType::f32 || t.shape() != value_.shape())
+      throw Error(ErrorKind::kInput, fmt::format("table '{}': {} is {}, expected f32 {}", name_, what,
+                                                 t.defined() ? shape_str(t.shape()) : "undefined",
+                                                 shape_str(value_.shape())));
+  };
+  fits(saved.value, "the value");
+  for (const auto& [key, t] : saved.state) fits(t, "state '" + key + "'");
+  if (saved.step < 0) throw Error(ErrorKind::kInput, fmt::format("table '{}': step count {}", name_, saved.step));
+}
+
+void SparseTable::restore(Saved saved) {
+  check(saved);
+  value_ = std::move(saved.value);
+  state_ = std::move(saved.state);
+  step_ = saved.step;
+}
+
 std::size_t SparseTable::state_bytes() const {
   std::size_t total = 0;
   for (const auto& [key, t] : state_) total += t.nbytes();

@@ -42,8 +42,25 @@ class SparseTable {
   // [rows.size(), dim] at learning rate lr. `optimizer` keeps no state for this table between calls.
   // Throws troupe::Error (kInput) on a bad row or shape, before anything changes.
   void apply(Optimizer& optimizer, std::span<const std::int64_t> rows, const Tensor& grad, double lr);
+  // Counts a step in which the table had a gradient but none of this slice's rows did (a shard whose
+  // rows the batch missed): the step count then stays the whole table's on every shard, whatever the
+  // shard count, as torch's SparseAdam counts a sparse gradient that touches no row.
+  void count_step() { ++step_; }
   // Bytes of optimizer state (what a shard of this table costs beyond its values).
   std::size_t state_bytes() const;
+
+  // A checkpoint's copy of this table: values, state tensors (each [rows, dim]) and step count, deep-copied.
+  struct Saved {
+    Tensor value;
+    std::map<std::string, Tensor> state;
+    std::int64_t step = 0;
+  };
+  Saved save() const;
+  // Throws troupe::Error (kInput) naming the table and the tensor when `saved` does not fit this table:
+  // a shape other than [rows(), dim()], a tensor not f32, a negative step.
+  void check(const Saved& saved) const;
+  // Takes `saved` (checked first; nothing changes when it does not fit) as the table's contents.
+  void restore(Saved saved);
 
  private:
   std::string name_;
