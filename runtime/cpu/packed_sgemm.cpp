@@ -33,7 +33,7 @@ namespace {
 #define TROUPE_AVX512F __attribute__((target("avx512f")))
 
 constexpr std::int64_t kMr = 8;              // rows of the micro-kernel
-constexpr std::int64_t kNr = 32;             // columns of the micro-kernel: two zmm
+constexpr std::int64_t kNr = kPackedNr;      // columns of the micro-kernel: two zmm
 constexpr std::int64_t kTileRows = 8 * kMr;  // a thread's unit of work: 64 rows x 128 columns of c
 constexpr std::int64_t kTileCols = 4 * kNr;
 
@@ -135,11 +135,23 @@ void packed_sgemm(ThreadPool& pool, bool trans_a, bool trans_b, std::int64_t m, 
       for (std::int64_t j = 0; j < n; ++j) c[i * ldc + j] = beta == 0.0f ? 0.0f : beta * c[i * ldc + j];
     return;
   }
-  const std::int64_t m_pad = round_up(m, kMr), n_pad = round_up(n, kNr);
   std::vector<float>& packed_b = pack_buffer();
-  packed_b.resize(static_cast<std::size_t>(n_pad * k));
+  packed_b.resize(static_cast<std::size_t>(packed_b_floats(k, n)));
   pack_b(pool, trans_b, b, ldb, k, n, packed_b.data());
-  const float* bp = packed_b.data();
+  packed_sgemm_prepacked(pool, trans_a, m, n, k, alpha, a, lda, packed_b.data(), beta, c, ldc);
+}
+
+void packed_sgemm_prepacked(ThreadPool& pool, bool trans_a, std::int64_t m, std::int64_t n, std::int64_t k,
+                            float alpha, const float* a, std::int64_t lda, const float* bp, float beta, float* c,
+                            std::int64_t ldc) {
+  TROUPE_CHECK(cpu_has_avx512f(), "the packed f32 product needs a CPU with AVX-512F");
+  if (m == 0 || n == 0) return;
+  if (k == 0) {
+    for (std::int64_t i = 0; i < m; ++i)
+      for (std::int64_t j = 0; j < n; ++j) c[i * ldc + j] = beta == 0.0f ? 0.0f : beta * c[i * ldc + j];
+    return;
+  }
+  const std::int64_t m_pad = round_up(m, kMr), n_pad = round_up(n, kNr);
   // op(a)[i, p] = a[i * a_row + p * a_p].
   const std::int64_t a_row = trans_a ? 1 : lda, a_p = trans_a ? lda : 1;
   const std::int64_t tile_rows = (m_pad + kTileRows - 1) / kTileRows, tile_cols = (n_pad + kTileCols - 1) / kTileCols;

@@ -1,0 +1,287 @@
+// The fast CPU convolution: samples lowered straight into packed_sgemm's layout, one product per group.
+#include "runtime/cpu/conv_packed.h"
+
+#include <immintrin.h>
+
+#include <algorithm>
+#include <vector>
+
+#include "runtime/cpu/im2col.h"
+#include "runtime/cpu/packed_sgemm.h"
+
+namespace troupe {
+
+namespace {
+
+#define TROUPE_AVX512F __attribute__((target("avx512f")))
+
+constexpr std::int64_t kNr = kPackedNr;
+
+// Floats of one group's patch matrix: small enough to stay in the core's L2 cache beside the product's
+// output while the product runs, large enough for a product of hundreds of columns.
+constexpr std::int64_t kGroupFloats = 1 << 16;
+
+// How one sample's patch matrix [C k k, width] is read:
+//  - pointwise (1x1, stride 1, no padding): the sample itself, rows width apart;
+//  - padded (stride 1): a zero-padded copy of the sample [C, hp, wp]. Outputs are computed at every
+//    padded column (ho rows of wp values, the last k - 1 of each junk), so patch row (c, ky, kx) is the
+//    run of the padded image that starts at (c, ky, kx);
+//  - im2col (other strides): im2col's matrix.
+enum class Form { pointwise, padded, im2col };
+
+struct Lowering {
+  explicit Lowering(const ConvDims& dims)
+      : d(dims),
+        form(d.k == 1 && d.stride == 1 && d.pad == 0 ? Form::pointwise
+             : d.stride == 1                           ? Form::padded
+                                                       : Form::im2col),
+        hp(d.h + 2 * d.pad),
+        wp(d.w + 2 * d.pad),
+        width(form == Form::padded ? d.ho * wp : d.out_plane()),
+        group(std::clamp<std::int64_t>(kGroupFloats / std::max<std::int64_t>(1, d.patch() * width), 1,
+                                       std::max<std::int64_t>(1, d.n))),
+        row_offset(static_cast<std::size_t>(d.patch())) {
+    for (std::int64_t c = 0; c < d.c; ++c)
+      for (std::int64_t ky = 0; ky < d.k; ++ky)
+        for (std::int64_t kx = 0; kx < d.k; ++kx) {
+          const std::int64_t p = (c * d.k + ky) * d.k + kx;
+          row_offset[p] = form == Form::padded ? (c * hp + ky) * wp + kx : p * width;
+        }
+  }
+
+  // Where patch row p of sample xn starts: xn itself, or scratch after lowering into it. The padded
+  // image has k values past its end, read by the last channel's junk columns.
+  const float* lower(const float* xn, std::vector<float>& scratch) const {
+    if (form == Form::pointwise) return xn;
+    if (form == Form::im2col) {
+      scratch.resize(static_cast<std::size_t>(d.patch() * width));
+      im2col(xn, d, scratch.data(), width);
+      return scratch.data();
+    }
+    scratch.assign(static_cast<std::size_t>(d.c * hp * wp + d.k), 0.0f);
+    for (std::int64_t c = 0; c < d.c; ++c)
+      for (std::int64_t iy = 0; iy < d.h; ++iy)
+        std::copy(xn + (c * d.h + iy) * d.w, xn + (c * d.h + iy + 1) * d.w,
+                  scratch.data() + (c * hp + iy + d.pad) * wp + d.pad);
+    return scratch.data();
+  }
+
+  // Column (oy, ox) of a sample's patch matrix.
+  std::int64_t column(std::int64_t oy, std::int64_t ox) const { return oy * (form == Form::padded ? wp : d.wo) + ox; }
+
+  ConvDims d;
+  Form form;
+  std::int64_t hp, wp;
+  std::int64_t width;                    // columns of one sample's patch matrix
+  std::int64_t group;                    // samples per product
+  std::vector<std::int64_t> row_offset;  // of patch row p from where lower() says
+};
+
+// dst[0, n) = src[0, n) for n <= 32.
+TROUPE_AVX512F inline void copy_short(const float* src, float* dst, std::int64_t n) {
+  if (n == kNr) {
+    _mm512_storeu_ps(dst, _mm512_loadu_ps(src));
+    _mm512_storeu_ps(dst + 16, _mm512_loadu_ps(src + 16));
+    return;
+  }
+  const __mmask16 m0 = n >= 16 ? __mmask16(0xffff) : __mmask16((1u << n) - 1);
+  const __mmask16 m1 = n > 16 ? __mmask16((1u << (n - 16)) - 1) : __mmask16(0);
+  _mm512_mask_storeu_ps(dst, m0, _mm512_maskz_loadu_ps(m0, src));
+  _mm512_mask_storeu_ps(dst + 16, m1, _mm512_maskz_loadu_ps(m1, src + 16));
+}
+
+// Rows p < k of a matrix (row p: len values at base + offset[p]) as columns [col0, col0 + len) of a packed
+// op(b) with k rows: panel by panel, so the writes run through each panel in order.
+TROUPE_AVX512F void pack_columns(const float* base, const std::int64_t* offset, std::int64_t k, std::int64_t len,
+                                 std::int64_t col0, float* packed) {
+  for (std::int64_t j = col0; j < col0 + len;) {
+    const std::int64_t t = j % kNr, count = std::min(kNr - t, col0 + len - j), from = j - col0;
+    float* out = packed + (j / kNr) * k * kNr + t;
+    for (std::int64_t p = 0; p < k; ++p) copy_short(base + offset[p] + from, out + p * kNr, count);
+    j += count;
+  }
+}
+
+// dst[i] = src[i] + b for i < n.
+void add_row(const float* src, float b, std::int64_t n, float* __restrict dst) {
+  for (std::int64_t i = 0; i < n; ++i) dst[i] = src[i] + b;
+}
+
+// Zeros the columns past n of the last panel of a packed op(b) (k x n).
+void zero_tail(std::int64_t k, std::int64_t n, float* packed) {
+  const std::int64_t t = n % kNr;
+  if (t == 0) return;
+  float* out = packed + (n / kNr) * k * kNr;
+  for (std::int64_t p = 0; p < k; ++p) std::fill(out + p * kNr + t, out + (p + 1) * kNr, 0.0f);
+}
+
+// out[i * ld + j] = rows[j][i] for i < count <= 16, j < 16: a 16 x 16 transpose in registers (rows are
+// read only up to count).
+TROUPE_AVX512F void transpose_16x16(const float* const* rows, std::int64_t count, float* out, std::int64_t ld) {
+  const __mmask16 valid = count >= 16 ? __mmask16(0xffff) : __mmask16((1u << count) - 1);
+  __m512 r[16], t[16];
+  for (int j = 0; j < 16; ++j) r[j] = _mm512_maskz_loadu_ps(valid, rows[j]);
+  for (int j = 0; j < 16; j += 2) {
+    t[j] = _mm512_unpacklo_ps(r[j], r[j + 1]);
+    t[j + 1] = _mm512_unpackhi_ps(r[j], r[j + 1]);
+  }
+  for (int j = 0; j < 16; j += 4) {
+    r[j] = _mm512_shuffle_ps(t[j], t[j + 2], 0x44);
+    r[j + 1] = _mm512_shuffle_ps(t[j], t[j + 2], 0xee);
+    r[j + 2] = _mm512_shuffle_ps(t[j + 1], t[j + 3], 0x44);
+    r[j + 3] = _mm512_shuffle_ps(t[j + 1], t[j + 3], 0xee);
+  }
+  for (int j = 0; j < 4; ++j) {
+    t[j] = _mm512_shuffle_f32x4(r[j], r[j + 4], 0x88);
+    t[j + 4] = _mm512_shuffle_f32x4(r[j], r[j + 4], 0xdd);
+    t[j + 8] = _mm512_shuffle_f32x4(r[j + 8], r[j + 12], 0x88);
+    t[j + 12] = _mm512_shuffle_f32x4(r[j + 8], r[j + 12], 0xdd);
+  }
+  for (int j = 0; j < 8; ++j) {
+    r[j] = _mm512_shuffle_f32x4(t[j], t[j + 8], 0x88);
+    r[j + 8] = _mm512_shuffle_f32x4(t[j], t[j + 8], 0xdd);
+  }
+  for (int i = 0; i < count; ++i) _mm512_storeu_ps(out + i * ld, r[i]);
+}
+
+// Rows r < n of a matrix (row r: len values at base + offset[r]) as rows [k0, k0 + len) of a packed op(b)
+// (k_total x n): op(b)[k0 + i, r] = row r's value i. 16 values of 16 rows at a time, transposed in
+// registers; rows past n read zeros.
+TROUPE_AVX512F void pack_rows_transposed(const float* base, const std::int64_t* offset, std::int64_t n, std::int64_t len,
+                          std::int64_t k_total, std::int64_t k0, float* packed) {
+  static const float zeros[16] = {};
+  const std::int64_t panels = (n + kNr - 1) / kNr;
+  const float* rows[16];
+  for (std::int64_t q = 0; q < panels; ++q) {
+    float* out = packed + (q * k_total + k0) * kNr;
+    for (std::int64_t half = 0; half < kNr; half += 16)
+      for (std::int64_t i0 = 0; i0 < len; i0 += 16) {
+        for (std::int64_t j = 0; j < 16; ++j) {
+          const std::int64_t r = q * kNr + half + j;
+          rows[j] = r < n ? base + offset[r] + i0 : zeros;
+        }
+        transpose_16x16(rows, std::min<std::int64_t>(16, len - i0), out + i0 * kNr + half, kNr);
+      }
+  }
+}
+
+// Per-thread buffers, kept between calls (a step runs dozens of convolutions).
+std::vector<float>& sample_scratch() {
+  thread_local std::vector<float> buffer;
+  return buffer;
+}
+struct GroupBuffers {
+  std::vector<float> packed, product, dy;
+};
+GroupBuffers& group_buffers() {
+  thread_local GroupBuffers buffers;
+  return buffers;
+}
+
+// The kernel of conv(dy, ·) that gives dx for a stride-1 convolution: w'[c, o, k-1-ky, k-1-kx] = w[o, c, ky, kx].
+std::vector<float> flipped_transposed(const ConvDims& d, const float* w) {
+  std::vector<float> out(static_cast<std::size_t>(d.o * d.patch()));
+  const std::int64_t kk = d.k * d.k;
+  for (std::int64_t o = 0; o < d.o; ++o)
+    for (std::int64_t c = 0; c < d.c; ++c)
+      for (std::int64_t t = 0; t < kk; ++t) out[(c * d.o + o) * kk + (kk - 1 - t)] = w[(o * d.c + c) * kk + t];
+  return out;
+}
+
+}  // namespace
+
+bool conv2d_packed_fits(const ConvDims& d) { return d.stride != 1 || d.pad <= d.k - 1; }
+
+void conv2d_forward_packed(ThreadPool& pool, const ConvDims& d, const float* x, const float* w, const float* bias,
+                           float* y) {
+  if (d.n == 0 || d.o == 0) return;
+  const Lowering low(d);
+  const std::int64_t k = d.patch(), in_sample = d.c * d.in_plane(), out_sample = d.o * d.out_plane();
+  GroupBuffers& buf = group_buffers();
+  for (std::int64_t n0 = 0; n0 < d.n; n0 += low.group) {
+    const std::int64_t samples = std::min(low.group, d.n - n0), cols = samples * low.width;
+    buf.packed.resize(static_cast<std::size_t>(packed_b_floats(k, cols)));
+    buf.product.resize(static_cast<std::size_t>(d.o * cols));
+    float* packed = buf.packed.data();
+    float* product = buf.product.data();
+    pool.parallel_for(samples, [&](std::int64_t g0, std::int64_t g1) {
+      for (std::int64_t g = g0; g < g1; ++g)
+        pack_columns(low.lower(x + (n0 + g) * in_sample, sample_scratch()), low.row_offset.data(), k, low.width,
+                     g * low.width, packed);
+    });
+    zero_tail(k, cols, packed);
+    // product[O, cols] = w[O, C k k] @ patches[C k k, cols]
+    packed_sgemm_prepacked(pool, false, d.o, cols, k, 1.0f, w, k, packed, 0.0f, product, cols);
+    pool.parallel_for(samples, [&](std::int64_t g0, std::int64_t g1) {
+      for (std::int64_t g = g0; g < g1; ++g)
+        for (std::int64_t o = 0; o < d.o; ++o) {
+          const float* src = product + o * cols + g * low.width;
+          float* dst = y + (n0 + g) * out_sample + o * d.out_plane();
+          const float b = bias ? bias[o] : 0.0f;
+          for (std::int64_t oy = 0; oy < d.ho; ++oy)
+            add_row(src + low.column(oy, 0), b, d.wo, dst + oy * d.wo);
+        }
+    });
+  }
+}
+
+void conv2d_backward_packed(ThreadPool& pool, const ConvDims& d, const float* dy, const float* x, const float* w,
+                            float* dx, float* dw) {
+  if (d.n == 0 || d.o == 0) return;
+  const Lowering low(d);
+  const std::int64_t k = d.patch(), in_sample = d.c * d.in_plane(), out_sample = d.o * d.out_plane();
+  GroupBuffers& buf = group_buffers();
+
+  if (dx && d.stride == 1) {
+    // dx = conv(dy, w') with padding k - 1 - pad: a forward convolution, no col2im.
+    const std::vector<float> w_flipped = flipped_transposed(d, w);
+    ConvDims t{d.n, d.o, d.ho, d.wo, d.c, d.k, 1, d.k - 1 - d.pad, d.h, d.w};
+    conv2d_forward_packed(pool, t, dy, w_flipped.data(), nullptr, dx);
+    dx = nullptr;
+  }
+
+  // Per group: dw += dy_wide[O, cols] @ patches[C k k, cols]^T, and (strided convolutions) dx_n = col2im of
+  // the columns of w^T @ dy_wide.
+  std::vector<std::int64_t> dy_rows(static_cast<std::size_t>(d.o));
+  for (std::int64_t n0 = 0; n0 < d.n; n0 += low.group) {
+    const std::int64_t samples = std::min(low.group, d.n - n0), cols = samples * low.width;
+    // dy_wide[O, cols]: each sample's dy at its patch matrix's columns, zero in the junk ones.
+    buf.dy.assign(static_cast<std::size_t>(d.o * cols), 0.0f);
+    float* dy_wide = buf.dy.data();
+    pool.parallel_for(samples, [&](std::int64_t g0, std::int64_t g1) {
+      for (std::int64_t g = g0; g < g1; ++g)
+        for (std::int64_t o = 0; o < d.o; ++o) {
+          const float* src = dy + (n0 + g) * out_sample + o * d.out_plane();
+          float* dst = dy_wide + o * cols + g * low.width;
+          for (std::int64_t oy = 0; oy < d.ho; ++oy)
+            std::copy(src + oy * d.wo, src + (oy + 1) * d.wo, dst + low.column(oy, 0));
+        }
+    });
+    if (dw) {
+      buf.packed.resize(static_cast<std::size_t>(packed_b_floats(cols, k)));
+      float* packed = buf.packed.data();
+      pool.parallel_for(samples, [&](std::int64_t g0, std::int64_t g1) {
+        for (std::int64_t g = g0; g < g1; ++g)
+          pack_rows_transposed(low.lower(x + (n0 + g) * in_sample, sample_scratch()), low.row_offset.data(), k,
+                               low.width, cols, g * low.width, packed);
+      });
+      packed_sgemm_prepacked(pool, false, d.o, k, cols, 1.0f, dy_wide, cols, packed, 1.0f, dw, k);
+    }
+    if (dx) {
+      buf.packed.resize(static_cast<std::size_t>(packed_b_floats(d.o, cols)));
+      buf.product.resize(static_cast<std::size_t>(k * cols));
+      float* packed = buf.packed.data();
+      float* dcols = buf.product.data();
+      for (std::int64_t o = 0; o < d.o; ++o) dy_rows[o] = o * cols;  // rows of dy_wide
+      pack_columns(dy_wide, dy_rows.data(), d.o, cols, 0, packed);
+      zero_tail(d.o, cols, packed);
+      // dcols[C k k, cols] = w^T @ dy_wide
+      packed_sgemm_prepacked(pool, true, k, cols, d.o, 1.0f, w, k, packed, 0.0f, dcols, cols);
+      pool.parallel_for(samples, [&](std::int64_t g0, std::int64_t g1) {
+        for (std::int64_t g = g0; g < g1; ++g) col2im(dcols + g * low.width, cols, d, dx + (n0 + g) * in_sample);
+      });
+    }
+  }
+}
+
+}  // namespace troupe
