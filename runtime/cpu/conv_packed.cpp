@@ -23,21 +23,22 @@ constexpr std::int64_t kGroupFloats = 1 << 16;
 
 // How one sample's patch matrix [C k k, width] is read:
 //  - pointwise (1x1, stride 1, no padding): the sample itself, rows width apart;
-//  - padded (stride 1): a zero-padded copy of the sample [C, hp, wp]. Outputs are computed at every
-//    padded column (ho rows of wp values, the last k - 1 of each junk), so patch row (c, ky, kx) is the
-//    run of the padded image that starts at (c, ky, kx);
-//  - im2col (other strides): im2col's matrix.
-enum class Form { pointwise, padded, im2col };
+//  - phased (otherwise): the zero-padded sample [C, hp, wp] split by the stride's phases: phase (a, b) of
+//    channel c is an [hq, wq] image whose (i, j) is padded(c, s i + a, s j + b). Output (oy, ox) reads
+//    padded(c, s oy + ky, s ox + kx), which is phase (ky % s, kx % s) at (oy + ky / s, ox + kx / s); so with
+//    outputs computed at every phase column (ho rows of wq values, those past wo junk), patch row
+//    (c, ky, kx) is one run of its phase image, and lowering copies each input once (im2col writes each
+//    one k^2 / s^2 times). With stride 1 the one phase is the padded image.
+enum class Form { pointwise, phased };
 
 struct Lowering {
   explicit Lowering(const ConvDims& dims)
       : d(dims),
-        form(d.k == 1 && d.stride == 1 && d.pad == 0 ? Form::pointwise
-             : d.stride == 1                           ? Form::padded
-                                                       : Form::im2col),
-        hp(d.h + 2 * d.pad),
-        wp(d.w + 2 * d.pad),
-        width(form == Form::padded ? d.ho * wp : d.out_plane()),
+        form(d.k == 1 && d.stride == 1 && d.pad == 0 ? Form::pointwise : Form::phased),
+        phases(std::min(d.stride, d.k)),
+        hq((d.h + 2 * d.pad + d.stride - 1) / d.stride),
+        wq((d.w + 2 * d.pad + d.stride - 1) / d.stride),
+        width(form == Form::phased ? d.ho * wq : d.out_plane()),
         group(std::clamp<std::int64_t>(kGroupFloats / std::max<std::int64_t>(1, d.patch() * width), 1,
                                        std::max<std::int64_t>(1, d.n))),
         row_offset(static_cast<std::size_t>(d.patch())) {
@@ -45,36 +46,55 @@ struct Lowering {
       for (std::int64_t ky = 0; ky < d.k; ++ky)
         for (std::int64_t kx = 0; kx < d.k; ++kx) {
           const std::int64_t p = (c * d.k + ky) * d.k + kx;
-          row_offset[p] = form == Form::padded ? (c * hp + ky) * wp + kx : p * width;
+          row_offset[p] = form == Form::pointwise
+                              ? p * width
+                              : phase_image(ky % d.stride, kx % d.stride, c) + (ky / d.stride) * wq + kx / d.stride;
         }
   }
 
-  // Where patch row p of sample xn starts: xn itself, or scratch after lowering into it. The padded
-  // image has k values past its end, read by the last channel's junk columns.
+  // Where patch row p of sample xn starts: xn itself, or scratch after lowering into it. The phase images
+  // have k values past their end, read by the last junk columns.
   const float* lower(const float* xn, std::vector<float>& scratch) const {
     if (form == Form::pointwise) return xn;
-    if (form == Form::im2col) {
-      scratch.resize(static_cast<std::size_t>(d.patch() * width));
-      im2col(xn, d, scratch.data(), width);
-      return scratch.data();
-    }
-    scratch.assign(static_cast<std::size_t>(d.c * hp * wp + d.k), 0.0f);
-    for (std::int64_t c = 0; c < d.c; ++c)
-      for (std::int64_t iy = 0; iy < d.h; ++iy)
-        std::copy(xn + (c * d.h + iy) * d.w, xn + (c * d.h + iy + 1) * d.w,
-                  scratch.data() + (c * hp + iy + d.pad) * wp + d.pad);
+    scratch.assign(static_cast<std::size_t>(phases * phases * d.c * hq * wq + d.k), 0.0f);
+    const std::int64_t s = d.stride;
+    for (std::int64_t a = 0; a < phases; ++a)
+      for (std::int64_t b = 0; b < phases; ++b) {
+        // Phase columns j whose input column s j + b - pad lies inside [0, w).
+        const std::int64_t j_lo = d.pad > b ? (d.pad - b + s - 1) / s : 0;
+        const std::int64_t j_hi = std::min(wq, (d.w - 1 + d.pad - b) / s + 1);
+        for (std::int64_t c = 0; c < d.c; ++c)
+          for (std::int64_t i = 0; i < hq; ++i) {
+            const std::int64_t iy = s * i + a - d.pad;
+            if (iy < 0 || iy >= d.h) continue;
+            const float* in = xn + (c * d.h + iy) * d.w + b - d.pad;
+            float* out = scratch.data() + phase_image(a, b, c) + i * wq;
+            if (s == 1)
+              std::copy(in + j_lo, in + j_hi, out + j_lo);
+            else
+              for (std::int64_t j = j_lo; j < j_hi; ++j) out[j] = in[s * j];
+          }
+      }
     return scratch.data();
   }
 
   // Column (oy, ox) of a sample's patch matrix.
-  std::int64_t column(std::int64_t oy, std::int64_t ox) const { return oy * (form == Form::padded ? wp : d.wo) + ox; }
+  std::int64_t column(std::int64_t oy, std::int64_t ox) const {
+    return oy * (form == Form::phased ? wq : d.wo) + ox;
+  }
 
   ConvDims d;
   Form form;
-  std::int64_t hp, wp;
+  std::int64_t phases;                   // per axis: the stride's phases that a tap reads, min(s, k)
+  std::int64_t hq, wq;                   // a phase image
   std::int64_t width;                    // columns of one sample's patch matrix
   std::int64_t group;                    // samples per product
   std::vector<std::int64_t> row_offset;  // of patch row p from where lower() says
+
+ private:
+  std::int64_t phase_image(std::int64_t a, std::int64_t b, std::int64_t c) const {
+    return ((a * phases + b) * d.c + c) * hq * wq;
+  }
 };
 
 // dst[0, n) = src[0, n) for n <= 32.
@@ -102,9 +122,23 @@ TROUPE_AVX512F void pack_columns(const float* base, const std::int64_t* offset, 
   }
 }
 
-// dst[i] = src[i] + b for i < n.
-void add_row(const float* src, float b, std::int64_t n, float* __restrict dst) {
-  for (std::int64_t i = 0; i < n; ++i) dst[i] = src[i] + b;
+// dst[i] = src[i] + b for i < n (rows of a few dozen values: masked vectors, no scalar tail).
+TROUPE_AVX512F void add_row(const float* src, float b, std::int64_t n, float* dst) {
+  const __m512 vb = _mm512_set1_ps(b);
+  std::int64_t i = 0;
+  for (; i + 16 <= n; i += 16) _mm512_storeu_ps(dst + i, _mm512_add_ps(_mm512_loadu_ps(src + i), vb));
+  if (i == n) return;
+  const __mmask16 m = __mmask16((1u << (n - i)) - 1);
+  _mm512_mask_storeu_ps(dst + i, m, _mm512_add_ps(_mm512_maskz_loadu_ps(m, src + i), vb));
+}
+
+// dst[i] = src[i] for i < n, as add_row.
+TROUPE_AVX512F void copy_row(const float* src, std::int64_t n, float* dst) {
+  std::int64_t i = 0;
+  for (; i + 16 <= n; i += 16) _mm512_storeu_ps(dst + i, _mm512_loadu_ps(src + i));
+  if (i == n) return;
+  const __mmask16 m = __mmask16((1u << (n - i)) - 1);
+  _mm512_mask_storeu_ps(dst + i, m, _mm512_maskz_loadu_ps(m, src + i));
 }
 
 // Zeros the columns past n of the last panel of a packed op(b) (k x n).
@@ -218,8 +252,10 @@ void conv2d_forward_packed(ThreadPool& pool, const ConvDims& d, const float* x, 
           const float* src = product + o * cols + g * low.width;
           float* dst = y + (n0 + g) * out_sample + o * d.out_plane();
           const float b = bias ? bias[o] : 0.0f;
-          for (std::int64_t oy = 0; oy < d.ho; ++oy)
-            add_row(src + low.column(oy, 0), b, d.wo, dst + oy * d.wo);
+          if (low.form == Form::pointwise)
+            add_row(src, b, d.out_plane(), dst);
+          else
+            for (std::int64_t oy = 0; oy < d.ho; ++oy) add_row(src + low.column(oy, 0), b, d.wo, dst + oy * d.wo);
         }
     });
   }
@@ -253,8 +289,7 @@ void conv2d_backward_packed(ThreadPool& pool, const ConvDims& d, const float* dy
         for (std::int64_t o = 0; o < d.o; ++o) {
           const float* src = dy + (n0 + g) * out_sample + o * d.out_plane();
           float* dst = dy_wide + o * cols + g * low.width;
-          for (std::int64_t oy = 0; oy < d.ho; ++oy)
-            std::copy(src + oy * d.wo, src + (oy + 1) * d.wo, dst + low.column(oy, 0));
+          for (std::int64_t oy = 0; oy < d.ho; ++oy) copy_row(src + oy * d.wo, d.wo, dst + low.column(oy, 0));
         }
     });
     if (dw) {
@@ -268,17 +303,20 @@ void conv2d_backward_packed(ThreadPool& pool, const ConvDims& d, const float* dy
       packed_sgemm_prepacked(pool, false, d.o, k, cols, 1.0f, dy_wide, cols, packed, 1.0f, dw, k);
     }
     if (dx) {
-      buf.packed.resize(static_cast<std::size_t>(packed_b_floats(d.o, cols)));
-      buf.product.resize(static_cast<std::size_t>(k * cols));
+      // dcols[C k k, samples ho wo] = w^T @ dy (im2col's columns), then col2im per sample.
+      const std::int64_t plane_cols = samples * d.out_plane();
+      buf.packed.resize(static_cast<std::size_t>(packed_b_floats(d.o, plane_cols)));
+      buf.product.resize(static_cast<std::size_t>(k * plane_cols));
       float* packed = buf.packed.data();
       float* dcols = buf.product.data();
-      for (std::int64_t o = 0; o < d.o; ++o) dy_rows[o] = o * cols;  // rows of dy_wide
-      pack_columns(dy_wide, dy_rows.data(), d.o, cols, 0, packed);
-      zero_tail(d.o, cols, packed);
-      // dcols[C k k, cols] = w^T @ dy_wide
-      packed_sgemm_prepacked(pool, true, k, cols, d.o, 1.0f, w, k, packed, 0.0f, dcols, cols);
+      for (std::int64_t o = 0; o < d.o; ++o) dy_rows[o] = o * d.out_plane();  // rows of a sample's dy
+      for (std::int64_t g = 0; g < samples; ++g)
+        pack_columns(dy + (n0 + g) * out_sample, dy_rows.data(), d.o, d.out_plane(), g * d.out_plane(), packed);
+      zero_tail(d.o, plane_cols, packed);
+      packed_sgemm_prepacked(pool, true, k, plane_cols, d.o, 1.0f, w, k, packed, 0.0f, dcols, plane_cols);
       pool.parallel_for(samples, [&](std::int64_t g0, std::int64_t g1) {
-        for (std::int64_t g = g0; g < g1; ++g) col2im(dcols + g * low.width, cols, d, dx + (n0 + g) * in_sample);
+        for (std::int64_t g = g0; g < g1; ++g)
+          col2im(dcols + g * d.out_plane(), plane_cols, d, dx + (n0 + g) * in_sample);
       });
     }
   }
