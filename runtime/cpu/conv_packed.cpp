@@ -21,14 +21,37 @@ constexpr std::int64_t kNr = kPackedNr;
 // output while the product runs, large enough for a product of hundreds of columns.
 constexpr std::int64_t kGroupFloats = 1 << 16;
 
-// How one sample's patch matrix [C k k, width] is read:
-//  - pointwise (1x1, stride 1, no padding): the sample itself, rows width apart;
+// dst[0, n) = src[0, n) for n <= 32.
+TROUPE_AVX512F inline void copy_short(const float* src, float* dst, std::int64_t n) {
+  if (n == kNr) {
+    _mm512_storeu_ps(dst, _mm512_loadu_ps(src));
+    _mm512_storeu_ps(dst + 16, _mm512_loadu_ps(src + 16));
+    return;
+  }
+  const __mmask16 m0 = n >= 16 ? __mmask16(0xffff) : __mmask16((1u << n) - 1);
+  const __mmask16 m1 = n > 16 ? __mmask16((1u << (n - 16)) - 1) : __mmask16(0);
+  _mm512_mask_storeu_ps(dst, m0, _mm512_maskz_loadu_ps(m0, src));
+  _mm512_mask_storeu_ps(dst + 16, m1, _mm512_maskz_loadu_ps(m1, src + 16));
+}
+
+// dst[i] = src[i] for i < n (rows of a few dozen values: masked vectors, no scalar tail).
+TROUPE_AVX512F void copy_row(const float* src, std::int64_t n, float* dst) {
+  std::int64_t i = 0;
+  for (; i + 16 <= n; i += 16) _mm512_storeu_ps(dst + i, _mm512_loadu_ps(src + i));
+  if (i == n) return;
+  const __mmask16 m = __mmask16((1u << (n - i)) - 1);
+  _mm512_mask_storeu_ps(dst + i, m, _mm512_maskz_loadu_ps(m, src + i));
+}
+
+// How one sample's patch matrix [C k k, ho wo] is read:
+//  - pointwise (1x1, stride 1, no padding): the sample itself;
 //  - phased (otherwise): the zero-padded sample [C, hp, wp] split by the stride's phases: phase (a, b) of
 //    channel c is an [hq, wq] image whose (i, j) is padded(c, s i + a, s j + b). Output (oy, ox) reads
-//    padded(c, s oy + ky, s ox + kx), which is phase (ky % s, kx % s) at (oy + ky / s, ox + kx / s); so with
-//    outputs computed at every phase column (ho rows of wq values, those past wo junk), patch row
-//    (c, ky, kx) is one run of its phase image, and lowering copies each input once (im2col writes each
-//    one k^2 / s^2 times). With stride 1 the one phase is the padded image.
+//    padded(c, s oy + ky, s ox + kx), which is phase (ky % s, kx % s) at (oy + ky / s, ox + kx / s): output
+//    row oy of patch row (c, ky, kx) is a run of wo values of its phase image, and lowering copies each
+//    input once (im2col writes each one k^2 / s^2 times). With stride 1 the one phase is the padded image.
+// Either way output row oy of patch row p is wo values at row_offset[p] + oy * row_step. (Computing whole
+// runs of wq values and dropping the last ones would cost half again the work of a 4x4 layer.)
 enum class Form { pointwise, phased };
 
 struct Lowering {
@@ -38,7 +61,8 @@ struct Lowering {
         phases(std::min(d.stride, d.k)),
         hq((d.h + 2 * d.pad + d.stride - 1) / d.stride),
         wq((d.w + 2 * d.pad + d.stride - 1) / d.stride),
-        width(form == Form::phased ? d.ho * wq : d.out_plane()),
+        row_step(form == Form::phased ? wq : d.wo),
+        width(d.out_plane()),
         group(std::clamp<std::int64_t>(kGroupFloats / std::max<std::int64_t>(1, d.patch() * width), 1,
                                        std::max<std::int64_t>(1, d.n))),
         row_offset(static_cast<std::size_t>(d.patch())) {
@@ -52,11 +76,10 @@ struct Lowering {
         }
   }
 
-  // Where patch row p of sample xn starts: xn itself, or scratch after lowering into it. The phase images
-  // have k values past their end, read by the last junk columns.
+  // Where patch row p of sample xn starts: xn itself, or scratch after lowering into it.
   const float* lower(const float* xn, std::vector<float>& scratch) const {
     if (form == Form::pointwise) return xn;
-    scratch.assign(static_cast<std::size_t>(phases * phases * d.c * hq * wq + d.k), 0.0f);
+    scratch.assign(static_cast<std::size_t>(phases * phases * d.c * hq * wq), 0.0f);
     const std::int64_t s = d.stride;
     for (std::int64_t a = 0; a < phases; ++a)
       for (std::int64_t b = 0; b < phases; ++b) {
@@ -78,16 +101,37 @@ struct Lowering {
     return scratch.data();
   }
 
-  // Column (oy, ox) of a sample's patch matrix.
-  std::int64_t column(std::int64_t oy, std::int64_t ox) const {
-    return oy * (form == Form::phased ? wq : d.wo) + ox;
+  // The sample's patch matrix [C k k, ho wo] from lower()'s base: base itself when pointwise, else copied
+  // into scratch.
+  const float* compact(const float* base, std::vector<float>& scratch) const {
+    if (form == Form::pointwise) return base;
+    scratch.resize(static_cast<std::size_t>(d.patch() * width));
+    for (std::int64_t p = 0; p < d.patch(); ++p)
+      for (std::int64_t oy = 0; oy < d.ho; ++oy)
+        copy_row(base + row_offset[p] + oy * row_step, d.wo, scratch.data() + p * width + oy * d.wo);
+    return scratch.data();
+  }
+
+  // The sample's patch matrix (from lower()'s base) as columns [col0, col0 + ho wo) of a packed op(b) with
+  // k = C k k: segments of one output row within one panel, panel after panel.
+  void pack(const float* base, std::int64_t col0, float* packed) const {
+    const std::int64_t k = d.patch();
+    for (std::int64_t oy = 0; oy < d.ho; ++oy)
+      for (std::int64_t ox = 0; ox < d.wo;) {
+        const std::int64_t j = col0 + oy * d.wo + ox, t = j % kNr, count = std::min(kNr - t, d.wo - ox);
+        const float* src = base + oy * row_step + ox;
+        float* out = packed + (j / kNr) * k * kNr + t;
+        for (std::int64_t p = 0; p < k; ++p) copy_short(src + row_offset[p], out + p * kNr, count);
+        ox += count;
+      }
   }
 
   ConvDims d;
   Form form;
   std::int64_t phases;                   // per axis: the stride's phases that a tap reads, min(s, k)
   std::int64_t hq, wq;                   // a phase image
-  std::int64_t width;                    // columns of one sample's patch matrix
+  std::int64_t row_step;                 // between output rows within a patch row
+  std::int64_t width;                    // columns of one sample's patch matrix: ho wo
   std::int64_t group;                    // samples per product
   std::vector<std::int64_t> row_offset;  // of patch row p from where lower() says
 
@@ -96,19 +140,6 @@ struct Lowering {
     return ((a * phases + b) * d.c + c) * hq * wq;
   }
 };
-
-// dst[0, n) = src[0, n) for n <= 32.
-TROUPE_AVX512F inline void copy_short(const float* src, float* dst, std::int64_t n) {
-  if (n == kNr) {
-    _mm512_storeu_ps(dst, _mm512_loadu_ps(src));
-    _mm512_storeu_ps(dst + 16, _mm512_loadu_ps(src + 16));
-    return;
-  }
-  const __mmask16 m0 = n >= 16 ? __mmask16(0xffff) : __mmask16((1u << n) - 1);
-  const __mmask16 m1 = n > 16 ? __mmask16((1u << (n - 16)) - 1) : __mmask16(0);
-  _mm512_mask_storeu_ps(dst, m0, _mm512_maskz_loadu_ps(m0, src));
-  _mm512_mask_storeu_ps(dst + 16, m1, _mm512_maskz_loadu_ps(m1, src + 16));
-}
 
 // Rows p < k of a matrix (row p: len values at base + offset[p]) as columns [col0, col0 + len) of a packed
 // op(b) with k rows: panel by panel, so the writes run through each panel in order.
@@ -130,15 +161,6 @@ TROUPE_AVX512F void add_row(const float* src, float b, std::int64_t n, float* ds
   if (i == n) return;
   const __mmask16 m = __mmask16((1u << (n - i)) - 1);
   _mm512_mask_storeu_ps(dst + i, m, _mm512_add_ps(_mm512_maskz_loadu_ps(m, src + i), vb));
-}
-
-// dst[i] = src[i] for i < n, as add_row.
-TROUPE_AVX512F void copy_row(const float* src, std::int64_t n, float* dst) {
-  std::int64_t i = 0;
-  for (; i + 16 <= n; i += 16) _mm512_storeu_ps(dst + i, _mm512_loadu_ps(src + i));
-  if (i == n) return;
-  const __mmask16 m = __mmask16((1u << (n - i)) - 1);
-  _mm512_mask_storeu_ps(dst + i, m, _mm512_maskz_loadu_ps(m, src + i));
 }
 
 // Zeros the columns past n of the last panel of a packed op(b) (k x n).
@@ -204,6 +226,10 @@ std::vector<float>& sample_scratch() {
   thread_local std::vector<float> buffer;
   return buffer;
 }
+std::vector<float>& compact_scratch() {
+  thread_local std::vector<float> buffer;
+  return buffer;
+}
 struct GroupBuffers {
   std::vector<float> packed, product, dy;
 };
@@ -240,8 +266,7 @@ void conv2d_forward_packed(ThreadPool& pool, const ConvDims& d, const float* x, 
     float* product = buf.product.data();
     pool.parallel_for(samples, [&](std::int64_t g0, std::int64_t g1) {
       for (std::int64_t g = g0; g < g1; ++g)
-        pack_columns(low.lower(x + (n0 + g) * in_sample, sample_scratch()), low.row_offset.data(), k, low.width,
-                     g * low.width, packed);
+        low.pack(low.lower(x + (n0 + g) * in_sample, sample_scratch()), g * low.width, packed);
     });
     zero_tail(k, cols, packed);
     // product[O, cols] = w[O, C k k] @ patches[C k k, cols]
@@ -252,10 +277,7 @@ void conv2d_forward_packed(ThreadPool& pool, const ConvDims& d, const float* x, 
           const float* src = product + o * cols + g * low.width;
           float* dst = y + (n0 + g) * out_sample + o * d.out_plane();
           const float b = bias ? bias[o] : 0.0f;
-          if (low.form == Form::pointwise)
-            add_row(src, b, d.out_plane(), dst);
-          else
-            for (std::int64_t oy = 0; oy < d.ho; ++oy) add_row(src + low.column(oy, 0), b, d.wo, dst + oy * d.wo);
+          add_row(src, b, d.out_plane(), dst);
         }
     });
   }
@@ -278,18 +300,19 @@ void conv2d_backward_packed(ThreadPool& pool, const ConvDims& d, const float* dy
 
   // Per group: dw += dy_wide[O, cols] @ patches[C k k, cols]^T, and (strided convolutions) dx_n = col2im of
   // the columns of w^T @ dy_wide.
-  std::vector<std::int64_t> dy_rows(static_cast<std::size_t>(d.o));
+  std::vector<std::int64_t> dy_rows(static_cast<std::size_t>(d.o)), patch_rows(static_cast<std::size_t>(k));
+  for (std::int64_t p = 0; p < k; ++p) patch_rows[p] = p * low.width;
   for (std::int64_t n0 = 0; n0 < d.n; n0 += low.group) {
     const std::int64_t samples = std::min(low.group, d.n - n0), cols = samples * low.width;
-    // dy_wide[O, cols]: each sample's dy at its patch matrix's columns, zero in the junk ones.
-    buf.dy.assign(static_cast<std::size_t>(d.o * cols), 0.0f);
+    // dy_wide[O, cols]: the group's dy, samples side by side as in the patch matrix.
+    buf.dy.resize(static_cast<std::size_t>(d.o * cols));
     float* dy_wide = buf.dy.data();
     pool.parallel_for(samples, [&](std::int64_t g0, std::int64_t g1) {
       for (std::int64_t g = g0; g < g1; ++g)
         for (std::int64_t o = 0; o < d.o; ++o) {
           const float* src = dy + (n0 + g) * out_sample + o * d.out_plane();
           float* dst = dy_wide + o * cols + g * low.width;
-          for (std::int64_t oy = 0; oy < d.ho; ++oy) copy_row(src + oy * d.wo, d.wo, dst + low.column(oy, 0));
+          copy_row(src, d.out_plane(), dst);
         }
     });
     if (dw) {
@@ -297,8 +320,8 @@ void conv2d_backward_packed(ThreadPool& pool, const ConvDims& d, const float* dy
       float* packed = buf.packed.data();
       pool.parallel_for(samples, [&](std::int64_t g0, std::int64_t g1) {
         for (std::int64_t g = g0; g < g1; ++g)
-          pack_rows_transposed(low.lower(x + (n0 + g) * in_sample, sample_scratch()), low.row_offset.data(), k,
-                               low.width, cols, g * low.width, packed);
+          pack_rows_transposed(low.compact(low.lower(x + (n0 + g) * in_sample, sample_scratch()), compact_scratch()),
+                               patch_rows.data(), k, low.width, cols, g * low.width, packed);
       });
       packed_sgemm_prepacked(pool, false, d.o, k, cols, 1.0f, dy_wide, cols, packed, 1.0f, dw, k);
     }
