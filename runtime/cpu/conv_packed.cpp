@@ -257,30 +257,27 @@ void conv2d_forward_packed(ThreadPool& pool, const ConvDims& d, const float* x, 
   if (d.n == 0 || d.o == 0) return;
   const Lowering low(d);
   const std::int64_t k = d.patch(), in_sample = d.c * d.in_plane(), out_sample = d.o * d.out_plane();
-  GroupBuffers& buf = group_buffers();
-  for (std::int64_t n0 = 0; n0 < d.n; n0 += low.group) {
-    const std::int64_t samples = std::min(low.group, d.n - n0), cols = samples * low.width;
-    buf.packed.resize(static_cast<std::size_t>(packed_b_floats(k, cols)));
-    buf.product.resize(static_cast<std::size_t>(d.o * cols));
-    float* packed = buf.packed.data();
-    float* product = buf.product.data();
-    pool.parallel_for(samples, [&](std::int64_t g0, std::int64_t g1) {
-      for (std::int64_t g = g0; g < g1; ++g)
+  // Each thread takes whole groups (one barrier per convolution: a barrier per product cost more than the
+  // products on a busy machine).
+  pool.parallel_for((d.n + low.group - 1) / low.group, [&](std::int64_t b0, std::int64_t b1) {
+    GroupBuffers& buf = group_buffers();
+    for (std::int64_t n0 = b0 * low.group; n0 < std::min(d.n, b1 * low.group); n0 += low.group) {
+      const std::int64_t samples = std::min(low.group, d.n - n0), cols = samples * low.width;
+      buf.packed.resize(static_cast<std::size_t>(packed_b_floats(k, cols)));
+      buf.product.resize(static_cast<std::size_t>(d.o * cols));
+      float* packed = buf.packed.data();
+      float* product = buf.product.data();
+      for (std::int64_t g = 0; g < samples; ++g)
         low.pack(low.lower(x + (n0 + g) * in_sample, sample_scratch()), g * low.width, packed);
-    });
-    zero_tail(k, cols, packed);
-    // product[O, cols] = w[O, C k k] @ patches[C k k, cols]
-    packed_sgemm_prepacked(pool, false, d.o, cols, k, 1.0f, w, k, packed, 0.0f, product, cols);
-    pool.parallel_for(samples, [&](std::int64_t g0, std::int64_t g1) {
-      for (std::int64_t g = g0; g < g1; ++g)
-        for (std::int64_t o = 0; o < d.o; ++o) {
-          const float* src = product + o * cols + g * low.width;
-          float* dst = y + (n0 + g) * out_sample + o * d.out_plane();
-          const float b = bias ? bias[o] : 0.0f;
-          add_row(src, b, d.out_plane(), dst);
-        }
-    });
-  }
+      zero_tail(k, cols, packed);
+      // product[O, cols] = w[O, C k k] @ patches[C k k, cols]
+      packed_sgemm_prepacked_serial(false, d.o, cols, k, 1.0f, w, k, packed, 0.0f, product, cols);
+      for (std::int64_t g = 0; g < samples; ++g)
+        for (std::int64_t o = 0; o < d.o; ++o)
+          add_row(product + o * cols + g * low.width, bias ? bias[o] : 0.0f, d.out_plane(),
+                  y + (n0 + g) * out_sample + o * d.out_plane());
+    }
+  });
 }
 
 void conv2d_backward_packed(ThreadPool& pool, const ConvDims& d, const float* dy, const float* x, const float* w,
@@ -288,7 +285,6 @@ void conv2d_backward_packed(ThreadPool& pool, const ConvDims& d, const float* dy
   if (d.n == 0 || d.o == 0) return;
   const Lowering low(d);
   const std::int64_t k = d.patch(), in_sample = d.c * d.in_plane(), out_sample = d.o * d.out_plane();
-  GroupBuffers& buf = group_buffers();
 
   if (dx && d.stride == 1) {
     // dx = conv(dy, w') with padding k - 1 - pad: a forward convolution, no col2im.
@@ -298,51 +294,54 @@ void conv2d_backward_packed(ThreadPool& pool, const ConvDims& d, const float* dy
     dx = nullptr;
   }
 
-  // Per group: dw += dy_wide[O, cols] @ patches[C k k, cols]^T, and (strided convolutions) dx_n = col2im of
-  // the columns of w^T @ dy_wide.
-  std::vector<std::int64_t> dy_rows(static_cast<std::size_t>(d.o)), patch_rows(static_cast<std::size_t>(k));
-  for (std::int64_t p = 0; p < k; ++p) patch_rows[p] = p * low.width;
-  for (std::int64_t n0 = 0; n0 < d.n; n0 += low.group) {
-    const std::int64_t samples = std::min(low.group, d.n - n0), cols = samples * low.width;
-    // dy_wide[O, cols]: the group's dy, samples side by side as in the patch matrix.
-    buf.dy.resize(static_cast<std::size_t>(d.o * cols));
-    float* dy_wide = buf.dy.data();
-    pool.parallel_for(samples, [&](std::int64_t g0, std::int64_t g1) {
-      for (std::int64_t g = g0; g < g1; ++g)
-        for (std::int64_t o = 0; o < d.o; ++o) {
-          const float* src = dy + (n0 + g) * out_sample + o * d.out_plane();
-          float* dst = dy_wide + o * cols + g * low.width;
-          copy_row(src, d.out_plane(), dst);
-        }
-    });
-    if (dw) {
-      buf.packed.resize(static_cast<std::size_t>(packed_b_floats(cols, k)));
-      float* packed = buf.packed.data();
-      pool.parallel_for(samples, [&](std::int64_t g0, std::int64_t g1) {
-        for (std::int64_t g = g0; g < g1; ++g)
+  // Per group: its dw partial = dy_group[O, cols] @ patches[C k k, cols]^T, and (strided convolutions)
+  // dx_n = col2im of the columns of w^T @ dy_group. Each thread takes whole groups; the partials are added
+  // to dw in group order, so dw's bits do not depend on the thread count.
+  const std::int64_t groups = (d.n + low.group - 1) / low.group, wsize = d.o * k;
+  std::vector<float> partial(dw ? static_cast<std::size_t>(groups * wsize) : 0);
+  pool.parallel_for(groups, [&](std::int64_t b0, std::int64_t b1) {
+    GroupBuffers& buf = group_buffers();
+    std::vector<std::int64_t> dy_rows(static_cast<std::size_t>(d.o)), patch_rows(static_cast<std::size_t>(k));
+    for (std::int64_t o = 0; o < d.o; ++o) dy_rows[o] = o * d.out_plane();  // rows of a sample's dy
+    for (std::int64_t p = 0; p < k; ++p) patch_rows[p] = p * low.width;
+    for (std::int64_t grp = b0; grp < b1; ++grp) {
+      const std::int64_t n0 = grp * low.group, samples = std::min(low.group, d.n - n0), cols = samples * low.width;
+      if (dw) {
+        // dy_group[O, cols]: the group's dy, samples side by side as in the patch matrix.
+        buf.dy.resize(static_cast<std::size_t>(d.o * cols));
+        buf.packed.resize(static_cast<std::size_t>(packed_b_floats(cols, k)));
+        float* dy_group = buf.dy.data();
+        float* packed = buf.packed.data();
+        for (std::int64_t g = 0; g < samples; ++g) {
+          for (std::int64_t o = 0; o < d.o; ++o)
+            copy_row(dy + (n0 + g) * out_sample + o * d.out_plane(), d.out_plane(), dy_group + o * cols + g * low.width);
           pack_rows_transposed(low.compact(low.lower(x + (n0 + g) * in_sample, sample_scratch()), compact_scratch()),
                                patch_rows.data(), k, low.width, cols, g * low.width, packed);
-      });
-      packed_sgemm_prepacked(pool, false, d.o, k, cols, 1.0f, dy_wide, cols, packed, 1.0f, dw, k);
+        }
+        packed_sgemm_prepacked_serial(false, d.o, k, cols, 1.0f, dy_group, cols, packed, 0.0f,
+                                      partial.data() + grp * wsize, k);
+      }
+      if (dx) {
+        // dcols[C k k, cols] = w^T @ dy_group, then col2im per sample.
+        buf.packed.resize(static_cast<std::size_t>(packed_b_floats(d.o, cols)));
+        buf.product.resize(static_cast<std::size_t>(k * cols));
+        float* packed = buf.packed.data();
+        float* dcols = buf.product.data();
+        for (std::int64_t g = 0; g < samples; ++g)
+          pack_columns(dy + (n0 + g) * out_sample, dy_rows.data(), d.o, d.out_plane(), g * d.out_plane(), packed);
+        zero_tail(d.o, cols, packed);
+        packed_sgemm_prepacked_serial(true, k, cols, d.o, 1.0f, w, k, packed, 0.0f, dcols, cols);
+        for (std::int64_t g = 0; g < samples; ++g) col2im(dcols + g * d.out_plane(), cols, d, dx + (n0 + g) * in_sample);
+      }
     }
-    if (dx) {
-      // dcols[C k k, samples ho wo] = w^T @ dy (im2col's columns), then col2im per sample.
-      const std::int64_t plane_cols = samples * d.out_plane();
-      buf.packed.resize(static_cast<std::size_t>(packed_b_floats(d.o, plane_cols)));
-      buf.product.resize(static_cast<std::size_t>(k * plane_cols));
-      float* packed = buf.packed.data();
-      float* dcols = buf.product.data();
-      for (std::int64_t o = 0; o < d.o; ++o) dy_rows[o] = o * d.out_plane();  // rows of a sample's dy
-      for (std::int64_t g = 0; g < samples; ++g)
-        pack_columns(dy + (n0 + g) * out_sample, dy_rows.data(), d.o, d.out_plane(), g * d.out_plane(), packed);
-      zero_tail(d.o, plane_cols, packed);
-      packed_sgemm_prepacked(pool, true, k, plane_cols, d.o, 1.0f, w, k, packed, 0.0f, dcols, plane_cols);
-      pool.parallel_for(samples, [&](std::int64_t g0, std::int64_t g1) {
-        for (std::int64_t g = g0; g < g1; ++g)
-          col2im(dcols + g * d.out_plane(), plane_cols, d, dx + (n0 + g) * in_sample);
-      });
+  });
+  if (!dw) return;
+  pool.parallel_for(wsize, [&](std::int64_t i0, std::int64_t i1) {
+    for (std::int64_t grp = 0; grp < groups; ++grp) {
+      const float* src = partial.data() + grp * wsize;
+      for (std::int64_t i = i0; i < i1; ++i) dw[i] += src[i];
     }
-  }
+  }, 1024);
 }
 
 }  // namespace troupe

@@ -51,4 +51,10 @@ void packed_sgemm_prepacked(ThreadPool& pool, bool trans_a, std::int64_t m, std:
                             float alpha, const float* a, std::int64_t lda, const float* packed_b, float beta, float* c,
                             std::int64_t ldc);
 
+// packed_sgemm_prepacked on the calling thread alone, same bits: for callers that split their work over
+// the pool themselves (one barrier per call rather than one per product).
+void packed_sgemm_prepacked_serial(bool trans_a, std::int64_t m, std::int64_t n, std::int64_t k, float alpha,
+                                   const float* a, std::int64_t lda, const float* packed_b, float beta, float* c,
+                                   std::int64_t ldc);
+
 }  // namespace troupe
