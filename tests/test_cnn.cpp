@@ -140,6 +140,46 @@ TEST_CASE("conv2d: results are bitwise the same for 1, 2 and 3 threads", "[cnn][
   }
 }
 
+TEST_CASE("conv2d: the packed path over groups of samples equals the per-sample products", "[cnn]") {
+  if (!cpu_has_avx512f()) {
+    WARN("no AVX-512F: the packed convolution is not used on this CPU");
+    return;
+  }
+  // Layers of the benchmark's network, with batches that leave a part-filled last group of samples (a
+  // group holds 2 samples of the first shape), and the data gradient's padding k - 1 - pad = 0 and 1.
+  const ref::ConvGeom g = GENERATE(ref::ConvGeom{7, 16, 14, 14, 16, 3, 1, 1}, ref::ConvGeom{9, 16, 14, 14, 32, 3, 2, 1},
+                                   ref::ConvGeom{5, 32, 7, 7, 32, 3, 1, 1}, ref::ConvGeom{6, 16, 14, 14, 32, 1, 2, 0},
+                                   ref::ConvGeom{3, 24, 6, 6, 40, 1, 1, 0}, ref::ConvGeom{4, 1, 28, 28, 16, 3, 2, 1},
+                                   ref::ConvGeom{3, 5, 9, 9, 6, 3, 1, 0});
+  INFO("n " << g.n << " c " << g.c << " side " << g.h << " o " << g.o << " k " << g.k << " stride " << g.stride
+            << " pad " << g.pad);
+  std::mt19937_64 rng(1203);
+  const Tensor x = ref::to_tensor({g.n, g.c, g.h, g.w}, ref::random_vec(rng, g.n * g.c * g.h * g.w, -1, 1));
+  const Tensor w = ref::to_tensor({g.o, g.c, g.k, g.k}, ref::random_vec(rng, g.o * g.c * g.k * g.k, -1, 1));
+  const Tensor b = ref::to_tensor({g.o}, ref::random_vec(rng, g.o, -1, 1));
+  const Shape yshape{g.n, g.o, g.ho(), g.wo()};
+  const Tensor dy = ref::to_tensor(yshape, ref::random_vec(rng, shape_numel(yshape), -1, 1));
+  struct Out {
+    Tensor y, dx, dw, db;
+  };
+  auto run = [&](F32Kernel kernel, int threads) {
+    CpuBackend be(threads);
+    be.set_f32_kernel(kernel);
+    Out o{nan_tensor(yshape), nan_tensor(x.shape()), Tensor::full(w.shape(), 0.25f), Tensor::zeros({g.o})};
+    be.conv2d_forward(x, w, b, o.y, static_cast<int>(g.stride), static_cast<int>(g.pad));
+    be.conv2d_backward(dy, x, w, o.dx, o.dw, o.db, static_cast<int>(g.stride), static_cast<int>(g.pad));
+    return o;
+  };
+  const Out per_sample = run(F32Kernel::blas, 1), packed = run(F32Kernel::packed, 1), packed3 = run(F32Kernel::packed, 3);
+  check_forward("y", packed.y, ref::to_vec(per_sample.y));
+  check_forward("dx", packed.dx, ref::to_vec(per_sample.dx));
+  check_forward("dw (accumulated onto 0.25)", packed.dw, ref::to_vec(per_sample.dw));
+  check_forward("db", packed.db, ref::to_vec(per_sample.db));
+  CHECK(same_bits(packed.y, packed3.y));
+  CHECK(same_bits(packed.dx, packed3.dx));
+  CHECK(same_bits(packed.dw, packed3.dw));
+}
+
 TEST_CASE("batchnorm: training forward, running statistics, backward and eval forward against the reference",
           "[gradcheck][cnn]") {
   const bool deterministic = GENERATE(false, true);

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "runtime/backend.h"
+#include "runtime/conv_dims.h"
 #include "runtime/cpu/bf16_gemm.h"
 #include "runtime/cpu/packed_sgemm.h"
 #include "runtime/thread_pool.h"
@@ -117,6 +118,11 @@ class CpuBackend final : public Backend {
   // product[out, in] = dy[rows, out]^T @ x[rows, in].
   void ordered_weight_product(std::int64_t out, std::int64_t in, std::int64_t rows, const float* dy, const float* x,
                               float* product);
+
+  // Whether a convolution runs on runtime/cpu/conv_packed.h (fast mode, AVX-512, a shape it takes).
+  bool packed_conv(const ConvDims& d) const;
+  // dbias[o] += the sum of dy's channel o (fast mode's convolution bias gradient).
+  void add_bias_grad(const ConvDims& d, const float* dy, float* dbias);
 
   // acc[i] += to_exact(x[i]) over the pool.
   void add_exact_parallel(std::span<ExactSum> acc, const float* x);

@@ -4,12 +4,15 @@
 // the per-sample sums are added exactly (runtime/exact_sum.h), so the result depends neither on the
 // thread count nor on how the batch is split over micro-batches or data-parallel replicas: synchronised
 // batch norm adds the replicas' exact sums (ReplicaSum) and is bitwise the single device.
+#include <immintrin.h>
+
 #include <algorithm>
 #include <cmath>
 #include <utility>
 #include <vector>
 
 #include "runtime/cpu/cpu_backend.h"
+#include "runtime/cpu/packed_sgemm.h"
 
 namespace troupe {
 
@@ -44,15 +47,35 @@ double sum_sq_dev(const float* v, std::int64_t n, double mu) {
   return combine(acc);
 }
 
-// sum(g) and sum(g * (v - m) r).
+// sum(g) and sum(g * (v - m) r). Lane j of the 8 adds g as a double, and fma(g, (v - m) r, b) with
+// (v - m) r rounded to float: the scalar loop below compiled to exactly these operations, one lane at a
+// time (GCC did not vectorise it); the AVX-512 loop does the 8 lanes at once, with the same bits.
+__attribute__((target("avx512f"))) void sum_dy_dy_xhat_avx512(const float* g, const float* v, std::int64_t n, float m,
+                                                              float r, std::int64_t& i, double* a, double* b) {
+  const __m256 vm = _mm256_set1_ps(m), vr = _mm256_set1_ps(r);
+  __m512d va = _mm512_setzero_pd(), vb = _mm512_setzero_pd();
+  for (; i + kLanes <= n; i += kLanes) {
+    const __m512d gd = _mm512_cvtps_pd(_mm256_loadu_ps(g + i));
+    va = _mm512_add_pd(va, gd);
+    const __m256 xhat = _mm256_mul_ps(_mm256_sub_ps(_mm256_loadu_ps(v + i), vm), vr);
+    vb = _mm512_fmadd_pd(gd, _mm512_cvtps_pd(xhat), vb);
+  }
+  _mm512_storeu_pd(a, va);
+  _mm512_storeu_pd(b, vb);
+}
+
 std::pair<double, double> sum_dy_dy_xhat(const float* g, const float* v, std::int64_t n, float m, float r) {
   double a[kLanes] = {}, b[kLanes] = {};
   std::int64_t i = 0;
-  for (; i + kLanes <= n; i += kLanes)
-    for (int j = 0; j < kLanes; ++j) {
-      a[j] += g[i + j];
-      b[j] += static_cast<double>(g[i + j]) * ((v[i + j] - m) * r);
-    }
+  if (cpu_has_avx512f()) {
+    sum_dy_dy_xhat_avx512(g, v, n, m, r, i, a, b);
+  } else {
+    for (; i + kLanes <= n; i += kLanes)
+      for (int j = 0; j < kLanes; ++j) {
+        a[j] += g[i + j];
+        b[j] += static_cast<double>(g[i + j]) * ((v[i + j] - m) * r);
+      }
+  }
   for (; i < n; ++i) {
     a[i % kLanes] += g[i];
     b[i % kLanes] += static_cast<double>(g[i]) * ((v[i] - m) * r);

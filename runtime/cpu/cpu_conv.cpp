@@ -1,4 +1,7 @@
-// CPU convolution (lowered to one sgemm per sample: im2col, or a padded image for stride 1) and global average pooling.
+// CPU convolution and global average pooling. The convolution runs on runtime/cpu/conv_packed.h (products
+// over groups of samples on the packed AVX-512 kernel) where the CPU has AVX-512 and the mode is not
+// deterministic; otherwise here, lowered to one OpenBLAS sgemm per sample (im2col, or a padded image for
+// stride 1), which deterministic mode keeps so that its bits stay what they were.
 //
 // Work is split over samples (forward, dx) or over fixed groups of samples (dw), never over anything that
 // depends on the thread count, so every value is rounded the same way with 1 thread or 16.
@@ -7,7 +10,9 @@
 #include <vector>
 
 #include "runtime/conv_dims.h"
+#include "runtime/cpu/conv_packed.h"
 #include "runtime/cpu/cpu_backend.h"
+#include "runtime/cpu/im2col.h"
 
 namespace troupe {
 
@@ -18,76 +23,6 @@ constexpr std::int64_t kSampleGroup = 4;
 
 // A 1x1 kernel with stride 1 and no padding reads the input as its own patch matrix.
 bool pointwise(const ConvDims& d) { return d.k == 1 && d.stride == 1 && d.pad == 0; }
-
-// Output columns ox whose input column ox s - p + kx lies inside [0, w): the range [lo, hi).
-struct ColRange {
-  std::int64_t lo, hi;
-};
-ColRange valid_cols(const ConvDims& d, std::int64_t kx) {
-  const std::int64_t off = kx - d.pad;  // ix = ox s + off
-  std::int64_t lo = off >= 0 ? 0 : (-off + d.stride - 1) / d.stride;
-  std::int64_t hi = d.w - 1 - off < 0 ? 0 : (d.w - 1 - off) / d.stride + 1;
-  hi = std::min(hi, d.wo);
-  lo = std::min(lo, hi);
-  return {lo, hi};
-}
-
-// cols[(c k + ky) k + kx, oy wo + ox] = x[c, oy s - p + ky, ox s - p + kx], 0 in the padding: one
-// sample's patches, one row per kernel tap, so that y = w[O, C k k] @ cols. The bounds are worked out
-// once per tap, so the inner loop is a plain (strided) copy.
-void im2col(const float* x, const ConvDims& d, float* cols) {
-  for (std::int64_t c = 0; c < d.c; ++c)
-    for (std::int64_t ky = 0; ky < d.k; ++ky)
-      for (std::int64_t kx = 0; kx < d.k; ++kx) {
-        float* row = cols + ((c * d.k + ky) * d.k + kx) * d.out_plane();
-        const float* plane = x + c * d.in_plane();
-        const ColRange r = valid_cols(d, kx);
-        const std::int64_t off = kx - d.pad;
-        for (std::int64_t oy = 0; oy < d.ho; ++oy) {
-          float* out = row + oy * d.wo;
-          const std::int64_t iy = oy * d.stride - d.pad + ky;
-          // Rows are short (a few dozen values): plain loops, not memcpy/memset calls.
-          if (iy < 0 || iy >= d.h) {
-            for (std::int64_t ox = 0; ox < d.wo; ++ox) out[ox] = 0.0f;
-            continue;
-          }
-          const float* in = plane + iy * d.w;
-          for (std::int64_t ox = 0; ox < r.lo; ++ox) out[ox] = 0.0f;
-          if (d.stride == 1) {
-            const float* src = in + off;
-            for (std::int64_t ox = r.lo; ox < r.hi; ++ox) out[ox] = src[ox];
-          } else {
-            for (std::int64_t ox = r.lo; ox < r.hi; ++ox) out[ox] = in[ox * d.stride + off];
-          }
-          for (std::int64_t ox = r.hi; ox < d.wo; ++ox) out[ox] = 0.0f;
-        }
-      }
-}
-
-// The adjoint of im2col: dx (one sample, overwritten) = the sum of every patch entry that read each input,
-// added tap by tap in a fixed order.
-void col2im(const float* cols, const ConvDims& d, float* dx) {
-  std::fill(dx, dx + d.c * d.in_plane(), 0.0f);
-  for (std::int64_t c = 0; c < d.c; ++c)
-    for (std::int64_t ky = 0; ky < d.k; ++ky)
-      for (std::int64_t kx = 0; kx < d.k; ++kx) {
-        const float* row = cols + ((c * d.k + ky) * d.k + kx) * d.out_plane();
-        float* plane = dx + c * d.in_plane();
-        const ColRange r = valid_cols(d, kx);
-        const std::int64_t off = kx - d.pad;
-        for (std::int64_t oy = 0; oy < d.ho; ++oy) {
-          const std::int64_t iy = oy * d.stride - d.pad + ky;
-          if (iy < 0 || iy >= d.h) continue;
-          const float* in = row + oy * d.wo;
-          float* out = plane + iy * d.w;
-          if (d.stride == 1) {
-            for (std::int64_t ox = r.lo; ox < r.hi; ++ox) out[ox + off] += in[ox];
-          } else {
-            for (std::int64_t ox = r.lo; ox < r.hi; ++ox) out[ox * d.stride + off] += in[ox];
-          }
-        }
-      }
-}
 
 // One thread's scratch for lowering one convolution's samples to matrix products, in one of three forms:
 //  - pointwise (1x1, stride 1, no padding): the sample is its own patch matrix [C, H W];
@@ -111,7 +46,7 @@ class Lowering {
     if (form_ == Form::pointwise) return x;
     cols_.resize(static_cast<std::size_t>(d_.patch() * width()));
     if (form_ == Form::im2col) {
-      im2col(x, d_, cols_.data());
+      im2col(x, d_, cols_.data(), d_.out_plane());
       return cols_.data();
     }
     pad(x);
@@ -161,7 +96,7 @@ class Lowering {
   void add_dx(float* dx) {
     if (form_ == Form::pointwise) return;
     if (form_ == Form::im2col) {
-      col2im(dcols_.data(), d_, dx);
+      col2im(dcols_.data(), d_.out_plane(), d_, dx);
       return;
     }
     image_.assign(static_cast<std::size_t>(d_.c * hp_ * wp_ + d_.k), 0.0f);
@@ -210,6 +145,10 @@ void CpuBackend::conv2d_forward(const Tensor& x, const Tensor& w, const Tensor& 
   const float* wp = w.f32();
   const float* bp = bias.defined() ? bias.f32() : nullptr;
   float* yp = y.f32();
+  if (packed_conv(d)) {
+    conv2d_forward_packed(*pool_, d, xp, wp, bp, yp);
+    return;
+  }
   pool_->parallel_for(d.n, [&](std::int64_t n0, std::int64_t n1) {
     Lowering low(d);
     const std::int64_t width = low.width();
@@ -238,6 +177,11 @@ void CpuBackend::conv2d_backward(const Tensor& dy, const Tensor& x, const Tensor
   const float* xp = x.f32();
   const float* wp = w.f32();
   const std::int64_t wsize = d.o * d.patch(), plane = d.out_plane();
+  if (packed_conv(d)) {
+    conv2d_backward_packed(*pool_, d, dyp, xp, wp, dx.defined() ? dx.f32() : nullptr, dw.f32());
+    if (dbias.defined()) add_bias_grad(d, dyp, dbias.f32());
+    return;
+  }
 
   // dx_n = adjoint of the lowering applied to w^T @ dy_n, one sample at a time.
   if (dx.defined()) {
@@ -302,16 +246,22 @@ void CpuBackend::conv2d_backward(const Tensor& dy, const Tensor& x, const Tensor
     }
   }, 1024);
 
-  if (dbias.defined()) {
-    float* dbp = dbias.f32();
-    pool_->parallel_for(d.o, [&](std::int64_t o0, std::int64_t o1) {
-      for (std::int64_t o = o0; o < o1; ++o)
-        for (std::int64_t n = 0; n < d.n; ++n) {
-          const float* g = dyp + (n * d.o + o) * plane;
-          for (std::int64_t p = 0; p < plane; ++p) dbp[o] += g[p];
-        }
-    });
-  }
+  if (dbias.defined()) add_bias_grad(d, dyp, dbias.f32());
+}
+
+bool CpuBackend::packed_conv(const ConvDims& d) const {
+  return !deterministic_ && f32_kernel_ == F32Kernel::packed && conv2d_packed_fits(d);
+}
+
+void CpuBackend::add_bias_grad(const ConvDims& d, const float* dy, float* dbias) {
+  const std::int64_t plane = d.out_plane();
+  pool_->parallel_for(d.o, [&](std::int64_t o0, std::int64_t o1) {
+    for (std::int64_t o = o0; o < o1; ++o)
+      for (std::int64_t n = 0; n < d.n; ++n) {
+        const float* g = dy + (n * d.o + o) * plane;
+        for (std::int64_t p = 0; p < plane; ++p) dbias[o] += g[p];
+      }
+  });
 }
 
 void CpuBackend::avgpool_forward(const Tensor& x, const Tensor& y) {

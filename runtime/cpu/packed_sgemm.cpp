@@ -33,7 +33,7 @@ namespace {
 #define TROUPE_AVX512F __attribute__((target("avx512f")))
 
 constexpr std::int64_t kMr = 8;              // rows of the micro-kernel
-constexpr std::int64_t kNr = 32;             // columns of the micro-kernel: two zmm
+constexpr std::int64_t kNr = kPackedNr;      // columns of the micro-kernel: two zmm
 constexpr std::int64_t kTileRows = 8 * kMr;  // a thread's unit of work: 64 rows x 128 columns of c
 constexpr std::int64_t kTileCols = 4 * kNr;
 
@@ -135,28 +135,63 @@ void packed_sgemm(ThreadPool& pool, bool trans_a, bool trans_b, std::int64_t m, 
       for (std::int64_t j = 0; j < n; ++j) c[i * ldc + j] = beta == 0.0f ? 0.0f : beta * c[i * ldc + j];
     return;
   }
-  const std::int64_t m_pad = round_up(m, kMr), n_pad = round_up(n, kNr);
   std::vector<float>& packed_b = pack_buffer();
-  packed_b.resize(static_cast<std::size_t>(n_pad * k));
+  packed_b.resize(static_cast<std::size_t>(packed_b_floats(k, n)));
   pack_b(pool, trans_b, b, ldb, k, n, packed_b.data());
-  const float* bp = packed_b.data();
+  packed_sgemm_prepacked(pool, trans_a, m, n, k, alpha, a, lda, packed_b.data(), beta, c, ldc);
+}
+
+namespace {
+// Tiles [t0, t1) of c (kTileRows x kTileCols each, row-major over the tile grid) of packed_sgemm_prepacked.
+void run_tiles(std::int64_t t0, std::int64_t t1, bool trans_a, std::int64_t m, std::int64_t n, std::int64_t k,
+               float alpha, const float* a, std::int64_t lda, const float* bp, float beta, float* c, std::int64_t ldc) {
+  const std::int64_t m_pad = round_up(m, kMr), n_pad = round_up(n, kNr);
   // op(a)[i, p] = a[i * a_row + p * a_p].
   const std::int64_t a_row = trans_a ? 1 : lda, a_p = trans_a ? lda : 1;
-  const std::int64_t tile_rows = (m_pad + kTileRows - 1) / kTileRows, tile_cols = (n_pad + kTileCols - 1) / kTileCols;
-  pool.parallel_for(tile_rows * tile_cols, [&](std::int64_t t0, std::int64_t t1) {
-    for (std::int64_t t = t0; t < t1; ++t) {
-      const std::int64_t i_begin = (t / tile_cols) * kTileRows, i_end = std::min(m_pad, i_begin + kTileRows);
-      const std::int64_t j_begin = (t % tile_cols) * kTileCols, j_end = std::min(n_pad, j_begin + kTileCols);
-      for (std::int64_t p0 = 0; p0 < k; p0 += kPackedKc) {
-        const std::int64_t kc = std::min(kPackedKc, k - p0);
-        const bool first = p0 == 0;
-        for (std::int64_t j = j_begin; j < j_end; j += kNr)
-          for (std::int64_t i = i_begin; i < i_end; i += kMr)
-            micro_kernel(a + i * a_row + p0 * a_p, a_row, a_p, bp + j * k + p0 * kNr, kc, c + i * ldc + j, ldc,
-                         std::min(kMr, m - i), std::min(kNr, n - j), alpha, first ? beta : 1.0f, first && beta == 0.0f);
-      }
+  const std::int64_t tile_cols = (n_pad + kTileCols - 1) / kTileCols;
+  for (std::int64_t t = t0; t < t1; ++t) {
+    const std::int64_t i_begin = (t / tile_cols) * kTileRows, i_end = std::min(m_pad, i_begin + kTileRows);
+    const std::int64_t j_begin = (t % tile_cols) * kTileCols, j_end = std::min(n_pad, j_begin + kTileCols);
+    for (std::int64_t p0 = 0; p0 < k; p0 += kPackedKc) {
+      const std::int64_t kc = std::min(kPackedKc, k - p0);
+      const bool first = p0 == 0;
+      for (std::int64_t j = j_begin; j < j_end; j += kNr)
+        for (std::int64_t i = i_begin; i < i_end; i += kMr)
+          micro_kernel(a + i * a_row + p0 * a_p, a_row, a_p, bp + j * k + p0 * kNr, kc, c + i * ldc + j, ldc,
+                       std::min(kMr, m - i), std::min(kNr, n - j), alpha, first ? beta : 1.0f, first && beta == 0.0f);
     }
+  }
+}
+
+std::int64_t tile_count(std::int64_t m, std::int64_t n) {
+  return (round_up(m, kMr) + kTileRows - 1) / kTileRows * ((round_up(n, kNr) + kTileCols - 1) / kTileCols);
+}
+
+// Fills c = beta c for an empty sum (k = 0).
+void scale_c(std::int64_t m, std::int64_t n, float beta, float* c, std::int64_t ldc) {
+  for (std::int64_t i = 0; i < m; ++i)
+    for (std::int64_t j = 0; j < n; ++j) c[i * ldc + j] = beta == 0.0f ? 0.0f : beta * c[i * ldc + j];
+}
+}  // namespace
+
+void packed_sgemm_prepacked(ThreadPool& pool, bool trans_a, std::int64_t m, std::int64_t n, std::int64_t k,
+                            float alpha, const float* a, std::int64_t lda, const float* bp, float beta, float* c,
+                            std::int64_t ldc) {
+  TROUPE_CHECK(cpu_has_avx512f(), "the packed f32 product needs a CPU with AVX-512F");
+  if (m == 0 || n == 0) return;
+  if (k == 0) return scale_c(m, n, beta, c, ldc);
+  pool.parallel_for(tile_count(m, n), [&](std::int64_t t0, std::int64_t t1) {
+    run_tiles(t0, t1, trans_a, m, n, k, alpha, a, lda, bp, beta, c, ldc);
   });
+}
+
+void packed_sgemm_prepacked_serial(bool trans_a, std::int64_t m, std::int64_t n, std::int64_t k, float alpha,
+                                   const float* a, std::int64_t lda, const float* bp, float beta, float* c,
+                                   std::int64_t ldc) {
+  TROUPE_CHECK(cpu_has_avx512f(), "the packed f32 product needs a CPU with AVX-512F");
+  if (m == 0 || n == 0) return;
+  if (k == 0) return scale_c(m, n, beta, c, ldc);
+  run_tiles(0, tile_count(m, n), trans_a, m, n, k, alpha, a, lda, bp, beta, c, ldc);
 }
 
 }  // namespace troupe

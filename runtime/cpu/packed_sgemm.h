@@ -22,6 +22,14 @@ inline constexpr std::int64_t kPackedKc = 256;
 // Whether this CPU (cpuid) and its OS (saved zmm state) can run AVX-512F.
 bool cpu_has_avx512f();
 
+// Columns of op(b) per panel of the packed layout.
+inline constexpr std::int64_t kPackedNr = 32;
+
+// Floats of op(b) (k x n) packed: panels of kPackedNr columns, the last one zero-padded.
+inline std::int64_t packed_b_floats(std::int64_t k, std::int64_t n) {
+  return (n + kPackedNr - 1) / kPackedNr * kPackedNr * k;
+}
+
 // Which code runs the CPU backend's f32 products: packed_sgemm below, or OpenBLAS's sgemm in fixed blocks.
 enum class F32Kernel { packed, blas };
 
@@ -34,5 +42,19 @@ inline F32Kernel best_f32_kernel() { return cpu_has_avx512f() ? F32Kernel::packe
 void packed_sgemm(ThreadPool& pool, bool trans_a, bool trans_b, std::int64_t m, std::int64_t n, std::int64_t k,
                   float alpha, const float* a, std::int64_t lda, const float* b, std::int64_t ldb, float beta,
                   float* c, std::int64_t ldc);
+
+// packed_sgemm with op(b) already packed by the caller (who can write it straight from where its values
+// lie, as the lowered convolutions do): element p of column j of op(b) at
+// packed_b[((j / kPackedNr) * k + p) * kPackedNr + j % kPackedNr], zero in the columns past n of the
+// last panel. Every element's bits are those packed_sgemm gives.
+void packed_sgemm_prepacked(ThreadPool& pool, bool trans_a, std::int64_t m, std::int64_t n, std::int64_t k,
+                            float alpha, const float* a, std::int64_t lda, const float* packed_b, float beta, float* c,
+                            std::int64_t ldc);
+
+// packed_sgemm_prepacked on the calling thread alone, same bits: for callers that split their work over
+// the pool themselves (one barrier per call rather than one per product).
+void packed_sgemm_prepacked_serial(bool trans_a, std::int64_t m, std::int64_t n, std::int64_t k, float alpha,
+                                   const float* a, std::int64_t lda, const float* packed_b, float beta, float* c,
+                                   std::int64_t ldc);
 
 }  // namespace troupe
