@@ -15,6 +15,7 @@
 #include "tests/rank_threads.h"
 #include "tests/same_weights.h"
 #include "tests/temp_dir.h"
+#include "tests/small_gpt_runs.h"
 #include "tests/training_runs.h"
 #include "tests/troupe_command.h"
 
@@ -24,23 +25,9 @@ using Catch::Matchers::Contains;
 
 namespace {
 
-std::vector<std::string> small_gpt(bool deterministic) {
-  return {"model.n_layer=2", "model.n_embd=32", "model.n_head=4", "model.block_size=16", "model.vocab_size=256",
-          "train.batch_size=4", "train.threads=1", "data.order=sequential", "optim.kind=adamw", "train.grad_clip=1.0",
-          deterministic ? "train.deterministic=true" : "train.deterministic=false"};
-}
-
-std::vector<std::string> with(std::vector<std::string> base, std::initializer_list<std::string> more) {
-  base.insert(base.end(), more.begin(), more.end());
-  return base;
-}
-
-double max_rel(const std::vector<double>& a, const std::vector<double>& b) {
-  REQUIRE(a.size() == b.size());
-  double m = 0.0;
-  for (std::size_t i = 0; i < a.size(); ++i) m = std::max(m, std::abs(a[i] - b[i]) / std::abs(b[i]));
-  return m;
-}
+using testing::max_rel;
+using testing::small_gpt;
+using testing::with;
 
 void require_no_errors(const std::vector<std::exception_ptr>& errors) {
   for (const auto& e : errors)
