@@ -18,7 +18,12 @@ Printed per size: medians of each, the ratio ring / hier (target >= 1.5; the bou
 rate, is (2(n-1)/n) / (2(H-1)/H) = 1.5 for 2 x 2), busBW = 2(n-1)/n * B / time (nccl-tests) of both, and
 hier's busBW as a share of the busBW at t_link (target >= 0.85). Also the date, the load average and the commands.
 
-Run (root): python3 bench/bench_multi_host.py [--troupe build/troupe] [--sizes 16MiB,64MiB] [--rounds 3]
+--link-trace: where the link idles. During every run a sampler in the bridge's namespace reads each host port's
+rx_bytes (what the host's shaped eth0 sent) every 0.5 ms; per size and algorithm it prints, over the timed part
+(rank 0's last --iters iterations, from the spread line the bench prints), the link's mean use of --rate and the
+time it spent idle (1 ms bins under 10% of --rate), of each host's link, median over the rounds.
+
+Run (root): python3 bench/bench_multi_host.py [--troupe build/troupe] [--sizes 16MiB,64MiB] [--rounds 3] [--link-trace]
 Exits 77 when network namespaces cannot be made here.
 """
 import argparse
@@ -47,9 +52,58 @@ def parse_rate(text):
     raise SystemExit("--rate %s: give it as tc does, e.g. 1gbit or 500mbit" % text)
 
 
+# Runs in the bridge's namespace: samples every host port's rx_bytes until stdin closes, then prints them as JSON.
+SAMPLER = r"""
+import json, os, sys, threading, time
+ports = sys.argv[1:]
+files = [open("/sys/class/net/%s/statistics/rx_bytes" % p) for p in ports]
+done = threading.Event()
+threading.Thread(target=lambda: (sys.stdin.read(), done.set()), daemon=True).start()
+rows = []
+while not done.is_set():
+    row = [time.monotonic()]
+    for f in files:
+        f.seek(0)
+        row.append(int(f.read()))
+    rows.append(row)
+    time.sleep(0.0005)
+json.dump(rows, sys.stdout)
+"""
+
+
+def link_use(rows, window_s, rate):
+    """Per host link, over the window_s before its last byte: (mean use of rate, seconds idle in 1 ms bins under 10%)."""
+    out = []
+    for port in range(1, len(rows[0])):
+        last = max(i for i in range(len(rows)) if rows[i][port] != rows[-1][port]) + 1 if rows[0][port] != rows[-1][port] else 0
+        end = rows[last][0]
+        t, b = [r[0] for r in rows], [r[port] for r in rows]
+        start = end - window_s
+        bins = int(window_s * 1000)
+        sent = [0.0] * bins  # bytes per 1 ms bin, each sample interval's bytes spread evenly over its time
+        for i in range(1, last + 1):
+            t0, t1, db = max(t[i - 1], start), t[i], b[i] - b[i - 1]
+            if t1 <= start or db == 0:
+                continue
+            span = t[i] - t[i - 1]
+            k = int((t0 - start) * 1000)
+            while t0 < t1 and k < bins:
+                edge = min(t1, start + (k + 1) / 1000)
+                sent[k] += db * (edge - t0) / span
+                t0, k = edge, k + 1
+        idle = sum(1 for x in sent if x < 0.1 * rate / 1000) / 1000
+        out.append((sum(sent) / window_s / rate, idle))
+    return out
+
+
 def run_once(args, prefix, algo, size, port):
-    """One allreduce benchmark over every rank; returns rank 0's JSON result."""
+    """One allreduce benchmark over every rank; returns rank 0's JSON result (with "links" when --link-trace)."""
     n = args.hosts * args.per_host
+    sampler = None
+    if args.link_trace:
+        sampler = subprocess.Popen(["ip", "netns", "exec", prefix + "sw", sys.executable, "-c", SAMPLER] +
+                                   ["p%d" % i for i in range(args.hosts)], stdin=subprocess.PIPE,
+                                   stdout=subprocess.PIPE, text=True)
     procs = []
     for r in range(n):
         env = dict(os.environ, TROUPE_SECRET="bench-multi-host", RANK=str(r), WORLD_SIZE=str(n),
@@ -63,7 +117,15 @@ def run_once(args, prefix, algo, size, port):
     for r, (p, (out, err)) in enumerate(zip(procs, outs)):
         if p.returncode != 0:
             raise SystemExit("rank %d of %s %s failed (%d): %s" % (r, algo, size, p.returncode, err.strip()[-2000:]))
-    return json.loads(outs[0][0].strip().splitlines()[-1])
+    result = json.loads(outs[0][0].strip().splitlines()[-1])
+    if sampler:
+        rows = json.loads(sampler.communicate("")[0])
+        if args.link_trace_dir:
+            with open(os.path.join(args.link_trace_dir, "%s-%s-%d.json" % (algo, size, port)), "w") as f:
+                json.dump(rows, f)
+        # the timed iterations and the checked one after them, up to the link's last byte
+        result["links"] = link_use(rows, (args.iters + 1) * result["time_ms"] / 1e3, parse_rate(args.rate))
+    return result
 
 
 def main():
@@ -76,6 +138,8 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--iters", type=int, default=5)
     ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--link-trace", action="store_true", help="sample each host link's bytes and print its use and idle time")
+    ap.add_argument("--link-trace-dir", help="with --link-trace: also write each run's samples here (ALGO-SIZE-PORT.json)")
     args = ap.parse_args()
     check = subprocess.run([HOSTS, "check"], stdout=subprocess.PIPE, text=True)
     if check.returncode != 0:
@@ -101,15 +165,25 @@ def main():
         for size in args.sizes.split(","):
             b = parse_bytes(size)
             times = {"ring": [], "hier": []}
+            links = {"ring": [], "hier": []}
             for _ in range(args.rounds):
                 for algo in ("ring", "hier"):
                     port += 1
-                    times[algo].append(run_once(args, prefix, algo, size, port)["time_ms"] / 1e3)
+                    result = run_once(args, prefix, algo, size, port)
+                    times[algo].append(result["time_ms"] / 1e3)
+                    links[algo].append(result.get("links"))
             ring, hier = statistics.median(times["ring"]), statistics.median(times["hier"])
             busbw = lambda t: 2 * (n - 1) / n * b / t / 1e9
             t_link = 2 * (h - 1) / h * b / rate
             print("%-8s %10.1f %10.1f %8.2fx %9.3f GB/s %7.3f GB/s %7.3f GB/s %9.0f%%" % (
                 size, ring * 1e3, hier * 1e3, ring / hier, busbw(ring), busbw(hier), busbw(t_link), 100 * t_link / hier))
+            if args.link_trace:
+                for algo in ("ring", "hier"):
+                    per_host = ["host %d: %.1f%% of %s, idle %.1f ms" % (
+                        i, 100 * statistics.median(r[i][0] for r in links[algo]), args.rate,
+                        1e3 * statistics.median(r[i][1] for r in links[algo])) for i in range(h)]
+                    print("#   link %s %s over %d+1 iterations (median of rounds): %s" % (
+                        algo, size, args.iters, "; ".join(per_host)))
             sys.stdout.flush()
         print("# load average after: %s" % " ".join("%.2f" % x for x in os.getloadavg()))
     finally:

@@ -164,6 +164,33 @@ TEST_CASE("hosts: indices in order of first appearance, members and leaders per 
   CHECK(hierarchical_bytes_sent(std::vector<int>{0, 0, 0, 1, 2}, 0, 900) == 2 * 900 + 2 * 2 * 900 / 3);
 }
 
+TEST_CASE("hierarchical blocks: ramps of small blocks at both ends around near-equal full ones", "[hierarchical]") {
+  using B = std::vector<ChunkRange>;
+  // 16-element blocks: ramp 1, 2, 4, 8 (15), so 30 + 16 elements are the least that ramp.
+  CHECK(hierarchical_blocks(46, 16) == B{{0, 1}, {1, 2}, {3, 4}, {7, 8}, {15, 16}, {31, 8}, {39, 4}, {43, 2}, {45, 1}});
+  CHECK(hierarchical_blocks(65, 16) == B{{0, 1}, {1, 2}, {3, 4}, {7, 8}, {15, 12}, {27, 12}, {39, 11}, {50, 8}, {58, 4},
+                                         {62, 2}, {64, 1}});
+  // Too small for the ramps: near-equal blocks of at most 16.
+  CHECK(hierarchical_blocks(45, 16) == B{{0, 15}, {15, 15}, {30, 15}});
+  CHECK(hierarchical_blocks(16, 16) == B{{0, 16}});
+  CHECK(hierarchical_blocks(0, 16).empty());
+  // Blocks of one element: the ramp's blocks are one element too.
+  CHECK(hierarchical_blocks(3, 1) == B{{0, 1}, {1, 1}, {2, 1}});
+  CHECK(hierarchical_blocks(9, 1).size() == 9);
+  // Any size: the blocks tile the buffer in order, none empty, none over the block.
+  for (std::size_t block : {1u, 3u, 16u, 1000u})
+    for (std::size_t n = 0; n < 3 * block + 40; n += 1 + n / 7) {
+      std::size_t next = 0;
+      for (const ChunkRange& c : hierarchical_blocks(n, block)) {
+        CHECK(c.offset == next);
+        CHECK(c.length >= 1);
+        CHECK(c.length <= block);
+        next += c.length;
+      }
+      CHECK(next == n);
+    }
+}
+
 TEST_CASE("hierarchical allreduce sums over fake host layouts, bitwise equal on every rank (in-process)", "[hierarchical]") {
   const std::vector<int> host_of = GENERATE(std::vector<int>{0, 0, 1, 1}, std::vector<int>{0, 0, 0, 1, 1, 1},
                                             std::vector<int>{0, 1, 0, 1, 2}, std::vector<int>{0, 0, 1},

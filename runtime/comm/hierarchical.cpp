@@ -44,6 +44,28 @@ std::size_t hierarchical_block_bytes(std::size_t bytes) {
   return std::clamp(bytes / 16, std::size_t{64} << 10, std::size_t{4} << 20);
 }
 
+std::vector<ChunkRange> hierarchical_blocks(std::size_t elements, std::size_t block) {
+  TROUPE_CHECK(block > 0, "hierarchical blocks of 0 elements");
+  std::vector<std::size_t> ramp;  // block/16 .. block/2
+  for (int shift = 4; shift >= 1; --shift) ramp.push_back(std::max<std::size_t>(1, block >> shift));
+  std::size_t ramp_elements = 0;
+  for (std::size_t r : ramp) ramp_elements += r;
+  const bool ramps = elements >= 2 * ramp_elements + block;
+  std::vector<std::size_t> lengths;
+  if (ramps) lengths = ramp;
+  const std::size_t middle = ramps ? elements - 2 * ramp_elements : elements;
+  const std::size_t pieces = (middle + block - 1) / block;
+  for (std::size_t p = 0; p < pieces; ++p) lengths.push_back(ring_chunk(middle, static_cast<int>(pieces), static_cast<int>(p)).length);
+  if (ramps) lengths.insert(lengths.end(), ramp.rbegin(), ramp.rend());
+  std::vector<ChunkRange> blocks;
+  std::size_t offset = 0;
+  for (std::size_t length : lengths) {
+    blocks.push_back({offset, length});
+    offset += length;
+  }
+  return blocks;
+}
+
 std::size_t hierarchical_bytes_sent(std::span<const int> host_of, int rank, std::size_t bytes) {
   const auto hosts = host_members(host_of);
   for (const auto& local : hosts) {
@@ -132,8 +154,9 @@ void allreduce_hierarchical(Transport& transport, std::span<T> data, std::span<c
 
   const std::size_t block_bytes = options.block_bytes ? options.block_bytes : hierarchical_block_bytes(data.size_bytes());
   const std::size_t block = std::max<std::size_t>(1, block_bytes / sizeof(T));
-  const std::size_t blocks = (data.size() + block - 1) / block;
-  auto block_of = [&](std::size_t b) { return data.subspan(b * block, std::min(block, data.size() - b * block)); };
+  const std::vector<ChunkRange> cuts = hierarchical_blocks(data.size(), block);
+  const std::size_t blocks = cuts.size();
+  auto block_of = [&](std::size_t b) { return data.subspan(cuts[b].offset, cuts[b].length); };
 
   if (rank != leader) {
     for (std::size_t b = 0; b < blocks; ++b) transport.send(leader, kHierReduceTag, std::as_bytes(block_of(b)));  // to the leader

@@ -3,7 +3,8 @@
 // Ranks are spread over hosts (host_of[r]: rank r's host, an index; the Topology's plan::Place::host,
 // host_indices() numbers the names). Links inside a host are fast (shared memory, net/shm), links
 // between hosts slow (TCP over the network). n = ranks, h = hosts, B = bytes of the buffer. The buffer
-// is cut into blocks of HierarchicalOptions::block_bytes; for each block, in order:
+// is cut into blocks of HierarchicalOptions::block_bytes, the first and last few smaller
+// (hierarchical_blocks); for each block, in order:
 //
 //   reduce     every non-leader sends the block to its host's leader (the host's lowest rank), which
 //              adds them in rank order: ((x_leader + x_m1) + x_m2) + ...  Inside a host: (k - 1)·B bytes
@@ -41,6 +42,7 @@
 #include <string>
 #include <vector>
 
+#include "runtime/comm/ring.h"
 #include "runtime/comm/transport.h"
 
 namespace troupe::comm {
@@ -61,6 +63,15 @@ struct HierarchicalOptions {
 // one. Measured over a 1 Gbit/s link, 2 hosts x 2 ranks (docs/multi-host.md): fixed 4 MiB blocks
 // reached 87% of the link at 64 MiB but 65% at 16 MiB (four blocks fill and drain the pipeline).
 std::size_t hierarchical_block_bytes(std::size_t bytes);
+
+// The blocks a buffer of `elements` is cut into, in order, for blocks of `block` (> 0) elements: a ramp of
+// block/16, /8, /4, /2 (at least 1 each), then blocks of at most `block` (near-equal), then the ramp
+// reversed — when the buffer holds both ramps and one full block; else near-equal blocks of at most
+// `block`. Empty for no elements. Why the ramps: the link between hosts idles from the end of one
+// allreduce until the first block of the next is reduced inside the host, and again while the last
+// block crosses to the other hosts and is broadcast; small blocks there shorten both gaps (measured in
+// docs/multi-host.md), big ones in the middle keep the messages few.
+std::vector<ChunkRange> hierarchical_blocks(std::size_t elements, std::size_t block);
 
 // Hosts as indices 0, 1, ... in the order of their first rank: {"a", "b", "a"} -> {0, 1, 0}.
 std::vector<int> host_indices(const std::vector<std::string>& host_names);
