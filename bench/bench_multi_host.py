@@ -19,11 +19,14 @@ rate, is (2(n-1)/n) / (2(H-1)/H) = 1.5 for 2 x 2), busBW = 2(n-1)/n * B / time (
 hier's busBW as a share of the busBW at t_link (target >= 0.85). Also the date, the load average and the commands.
 
 --link-trace: where the link idles. During every run a sampler in the bridge's namespace reads each host port's
-rx_bytes (what the host's shaped eth0 sent) every 0.5 ms; per size and algorithm it prints, over the timed part
-(rank 0's last --iters iterations, from the spread line the bench prints), the link's mean use of --rate and the
-time it spent idle (1 ms bins under 10% of --rate), of each host's link, median over the rounds.
+rx_bytes (what the host's shaped eth0 sent; a GSO packet's bytes count one set of headers) every 0.5 ms; per size
+and algorithm it prints, over the time of --iters + 1 iterations before the link's last byte (the timed ones and the
+checked one after them, with the pause between), the link's mean use of --rate and the time it spent idle (1 ms
+bins under 10% of --rate), of each host's link, median over the rounds. --baseline OLD: OLD's hier runs in every
+round too (after this build's), so that old and new are compared under the same load.
 
-Run (root): python3 bench/bench_multi_host.py [--troupe build/troupe] [--sizes 16MiB,64MiB] [--rounds 3] [--link-trace]
+Run (root): python3 bench/bench_multi_host.py [--troupe build/troupe] [--baseline OLD/troupe] [--sizes 16MiB,64MiB]
+            [--rounds 3] [--link-trace]
 Exits 77 when network namespaces cannot be made here.
 """
 import argparse
@@ -96,7 +99,7 @@ def link_use(rows, window_s, rate):
     return out
 
 
-def run_once(args, prefix, algo, size, port):
+def run_once(args, prefix, algo, size, port, troupe):
     """One allreduce benchmark over every rank; returns rank 0's JSON result (with "links" when --link-trace)."""
     n = args.hosts * args.per_host
     sampler = None
@@ -108,7 +111,7 @@ def run_once(args, prefix, algo, size, port):
     for r in range(n):
         env = dict(os.environ, TROUPE_SECRET="bench-multi-host", RANK=str(r), WORLD_SIZE=str(n),
                    MASTER_ADDR="10.77.0.1", MASTER_PORT=str(port))
-        cmd = [HOSTS, "run", prefix, str(r // args.per_host), "nice", "-n", "5", args.troupe, "bench", "allreduce",
+        cmd = [HOSTS, "run", prefix, str(r // args.per_host), "nice", "-n", "5", troupe, "bench", "allreduce",
                "--transport", "hosts", "--interface", "eth0", "--algo", algo, "--bytes", size, "--iters", str(args.iters),
                "--warmup", str(args.warmup)]
         procs.append(subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
@@ -131,6 +134,7 @@ def run_once(args, prefix, algo, size, port):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--troupe", default=os.path.join(ROOT, "build", "troupe"))
+    ap.add_argument("--baseline", help="another troupe binary whose hier runs in the same rounds (old vs new)")
     ap.add_argument("--hosts", type=int, default=2)
     ap.add_argument("--per-host", type=int, default=2)
     ap.add_argument("--rate", default="1gbit")
@@ -146,6 +150,10 @@ def main():
         print("SKIPPED: " + check.stdout.strip())
         sys.exit(77)
     args.troupe = os.path.abspath(args.troupe)
+    runs = [("ring", "ring", args.troupe), ("hier", "hier", args.troupe)]  # label, --algo, binary
+    if args.baseline:
+        args.baseline = os.path.abspath(args.baseline)
+        runs.append(("hier@baseline", "hier", args.baseline))
     prefix = "bm%d-" % os.getpid()
     rate = parse_rate(args.rate)
     n, h = args.hosts * args.per_host, args.hosts
@@ -164,21 +172,25 @@ def main():
                                                           "hier busBW", "link busBW", "hier/link"))
         for size in args.sizes.split(","):
             b = parse_bytes(size)
-            times = {"ring": [], "hier": []}
-            links = {"ring": [], "hier": []}
+            times = {label: [] for label, _, _ in runs}
+            links = {label: [] for label, _, _ in runs}
             for _ in range(args.rounds):
-                for algo in ("ring", "hier"):
+                for label, algo, troupe in runs:
                     port += 1
-                    result = run_once(args, prefix, algo, size, port)
-                    times[algo].append(result["time_ms"] / 1e3)
-                    links[algo].append(result.get("links"))
+                    result = run_once(args, prefix, algo, size, port, troupe)
+                    times[label].append(result["time_ms"] / 1e3)
+                    links[label].append(result.get("links"))
             ring, hier = statistics.median(times["ring"]), statistics.median(times["hier"])
             busbw = lambda t: 2 * (n - 1) / n * b / t / 1e9
             t_link = 2 * (h - 1) / h * b / rate
             print("%-8s %10.1f %10.1f %8.2fx %9.3f GB/s %7.3f GB/s %7.3f GB/s %9.0f%%" % (
                 size, ring * 1e3, hier * 1e3, ring / hier, busbw(ring), busbw(hier), busbw(t_link), 100 * t_link / hier))
+            if args.baseline:
+                base = statistics.median(times["hier@baseline"])
+                print("#   hier of --baseline %s: %.1f ms, ring/hier %.2fx, hier/link %.0f%%; this build's hier %.3fx as fast" % (
+                    args.baseline, base * 1e3, ring / base, 100 * t_link / base, base / hier))
             if args.link_trace:
-                for algo in ("ring", "hier"):
+                for algo in times:
                     per_host = ["host %d: %.1f%% of %s, idle %.1f ms" % (
                         i, 100 * statistics.median(r[i][0] for r in links[algo]), args.rate,
                         1e3 * statistics.median(r[i][1] for r in links[algo])) for i in range(h)]
