@@ -19,11 +19,13 @@ rate, is (2(n-1)/n) / (2(H-1)/H) = 1.5 for 2 x 2), busBW = 2(n-1)/n * B / time (
 hier's busBW as a share of the busBW at t_link (target >= 0.85). Also the date, the load average and the commands.
 
 --link-trace: where the link idles. During every run a sampler in the bridge's namespace reads each host port's
-rx_bytes (what the host's shaped eth0 sent; a GSO packet's bytes count one set of headers) every 0.5 ms; per size
-and algorithm it prints, over the time of --iters + 1 iterations before the link's last byte (the timed ones and the
-checked one after them, with the pause between), the link's mean use of --rate and the time it spent idle (1 ms
-bins under 10% of --rate), of each host's link, median over the rounds. --baseline OLD: OLD's hier runs in every
-round too (after this build's), so that old and new are compared under the same load.
+rx_bytes (what the host's shaped eth0 sent) every 0.5 ms; per size and algorithm it prints, over the timed
+iterations (found by bytes: every iteration carries the same), the link's mean use of --rate and the time it spent
+idle (1 ms bins under 10% of --rate), of each host's link, median over the rounds. A GSO packet counts one set of
+headers there, so a saturated link shows about 95-96%, not 100%.
+
+--baseline OLD: OLD's hier runs in every round too (after this build's), so that old and new are compared under the
+same load.
 
 Run (root): python3 bench/bench_multi_host.py [--troupe build/troupe] [--baseline OLD/troupe] [--sizes 16MiB,64MiB]
             [--rounds 3] [--link-trace]
@@ -74,28 +76,27 @@ json.dump(rows, sys.stdout)
 """
 
 
-def link_use(rows, window_s, rate):
-    """Per host link, over the window_s before its last byte: (mean use of rate, seconds idle in 1 ms bins under 10%)."""
+def link_use(rows, iterations, timed, rate):
+    """Per host link, over its timed iterations: (mean use of rate, seconds idle in 1 ms bins under 10% of it).
+
+    Each of the run's `iterations` allreduces carries the same bytes over a link, so the timed ones (`timed`, after
+    the warm-up, before the checked one) are where its byte count passes from (iterations - 1 - timed) / iterations
+    to (iterations - 1) / iterations of its total (the rendezvous' few bytes aside)."""
     out = []
     for port in range(1, len(rows[0])):
-        last = max(i for i in range(len(rows)) if rows[i][port] != rows[-1][port]) + 1 if rows[0][port] != rows[-1][port] else 0
-        end = rows[last][0]
-        t, b = [r[0] for r in rows], [r[port] for r in rows]
-        start = end - window_s
-        bins = int(window_s * 1000)
-        sent = [0.0] * bins  # bytes per 1 ms bin, each sample interval's bytes spread evenly over its time
-        for i in range(1, last + 1):
-            t0, t1, db = max(t[i - 1], start), t[i], b[i] - b[i - 1]
-            if t1 <= start or db == 0:
-                continue
-            span = t[i] - t[i - 1]
+        t, b = [r[0] for r in rows], [r[port] - rows[0][port] for r in rows]
+        at = lambda share: t[next(i for i in range(len(b)) if b[i] >= share * b[-1])]
+        start, end = at((iterations - 1 - timed) / iterations), at((iterations - 1) / iterations)
+        sent = [0.0] * max(1, int((end - start) * 1000))  # bytes per 1 ms bin, a sample's bytes spread over its interval
+        for i in range(1, len(rows)):
+            t0, t1, db = max(t[i - 1], start), min(t[i], end), b[i] - b[i - 1]
             k = int((t0 - start) * 1000)
-            while t0 < t1 and k < bins:
+            while t0 < t1 and k < len(sent):
                 edge = min(t1, start + (k + 1) / 1000)
-                sent[k] += db * (edge - t0) / span
+                sent[k] += db * (edge - t0) / (t[i] - t[i - 1])
                 t0, k = edge, k + 1
         idle = sum(1 for x in sent if x < 0.1 * rate / 1000) / 1000
-        out.append((sum(sent) / window_s / rate, idle))
+        out.append((sum(sent) / (end - start) / rate, idle))
     return out
 
 
@@ -126,8 +127,7 @@ def run_once(args, prefix, algo, size, port, troupe):
         if args.link_trace_dir:
             with open(os.path.join(args.link_trace_dir, "%s-%s-%d.json" % (algo, size, port)), "w") as f:
                 json.dump(rows, f)
-        # the timed iterations and the checked one after them, up to the link's last byte
-        result["links"] = link_use(rows, (args.iters + 1) * result["time_ms"] / 1e3, parse_rate(args.rate))
+        result["links"] = link_use(rows, args.warmup + args.iters + 1, args.iters, parse_rate(args.rate))
     return result
 
 
@@ -194,7 +194,7 @@ def main():
                     per_host = ["host %d: %.1f%% of %s, idle %.1f ms" % (
                         i, 100 * statistics.median(r[i][0] for r in links[algo]), args.rate,
                         1e3 * statistics.median(r[i][1] for r in links[algo])) for i in range(h)]
-                    print("#   link %s %s over %d+1 iterations (median of rounds): %s" % (
+                    print("#   link %s %s over %d timed iterations (median of rounds): %s" % (
                         algo, size, args.iters, "; ".join(per_host)))
             sys.stdout.flush()
         print("# load average after: %s" % " ".join("%.2f" % x for x in os.getloadavg()))
