@@ -22,10 +22,13 @@ hier's busBW as a share of the busBW at t_link (target >= 0.85). Also the date, 
 rx_bytes (what the host's shaped eth0 sent) every 0.5 ms; per size and algorithm it prints, over the timed
 iterations (found by bytes: every iteration carries the same), the link's mean use of --rate and the time it spent
 idle (1 ms bins under 10% of --rate), of each host's link, median over the rounds. A GSO packet counts one set of
-headers there, so a saturated link shows about 95-96%, not 100%.
+headers there, so a saturated link shows about 95-96%, not 100%. It also prints the bytes each host's shaper counted
+(`tc -s qdisc`: Ethernet, IP and TCP headers, ACKs, troupe's frame headers and seals) per byte of the allreduce's
+payload over that link: 1 / that is the most of the link any algorithm's payload can have (1448 of 1514 bytes per
+full TCP segment at MTU 1500 with timestamps: 95.6%).
 
---baseline OLD: OLD's hier runs in every round too (after this build's), so that old and new are compared under the
-same load.
+--baseline OLD (repeatable): OLD's hier runs in every round too (after this build's), so that old and new are
+compared under the same load.
 
 Run (root): python3 bench/bench_multi_host.py [--troupe build/troupe] [--baseline OLD/troupe] [--sizes 16MiB,64MiB]
             [--rounds 3] [--link-trace]
@@ -100,6 +103,26 @@ def link_use(rows, iterations, timed, rate):
     return out
 
 
+def tc_sent(prefix, hosts):
+    """Bytes each host's shaper (tc tbf on its eth0) has sent so far, headers included, as it counts them."""
+    out = []
+    for i in range(hosts):
+        text = subprocess.run(["ip", "netns", "exec", "%s%d" % (prefix, i), "tc", "-s", "qdisc", "show", "dev", "eth0"],
+                              stdout=subprocess.PIPE, text=True, check=True).stdout
+        out.append(int(text.split(" Sent ")[1].split()[0]))
+    return out
+
+
+def payload_per_link(args, algo, b):
+    """Bytes of allreduce payload one allreduce of b bytes sends over each host's link: hier, a leader's
+    2(H-1)/H * b; ring, 2(n-1)/n * b for each rank whose right neighbour is on another host."""
+    n, h = args.hosts * args.per_host, args.hosts
+    if algo == "hier":
+        return [2 * (h - 1) / h * b] * h
+    crossing = [sum(1 for r in range(n) if r // args.per_host == i and (r + 1) % n // args.per_host != i) for i in range(h)]
+    return [c * 2 * (n - 1) / n * b for c in crossing]
+
+
 def run_once(args, prefix, algo, size, port, troupe):
     """One allreduce benchmark over every rank; returns rank 0's JSON result (with "links" when --link-trace)."""
     n = args.hosts * args.per_host
@@ -108,6 +131,7 @@ def run_once(args, prefix, algo, size, port, troupe):
         sampler = subprocess.Popen(["ip", "netns", "exec", prefix + "sw", sys.executable, "-c", SAMPLER] +
                                    ["p%d" % i for i in range(args.hosts)], stdin=subprocess.PIPE,
                                    stdout=subprocess.PIPE, text=True)
+        sent_before = tc_sent(prefix, args.hosts)
     procs = []
     for r in range(n):
         env = dict(os.environ, TROUPE_SECRET="bench-multi-host", RANK=str(r), WORLD_SIZE=str(n),
@@ -128,13 +152,17 @@ def run_once(args, prefix, algo, size, port, troupe):
             with open(os.path.join(args.link_trace_dir, "%s-%s-%d.json" % (algo, size, port)), "w") as f:
                 json.dump(rows, f)
         result["links"] = link_use(rows, args.warmup + args.iters + 1, args.iters, parse_rate(args.rate))
+        payload = payload_per_link(args, algo, parse_bytes(size))
+        result["wire_per_payload"] = [(after - before) / ((args.warmup + args.iters + 1) * p) for before, after, p in
+                                      zip(sent_before, tc_sent(prefix, args.hosts), payload)]
     return result
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--troupe", default=os.path.join(ROOT, "build", "troupe"))
-    ap.add_argument("--baseline", help="another troupe binary whose hier runs in the same rounds (old vs new)")
+    ap.add_argument("--baseline", action="append", default=[],
+                    help="another troupe binary whose hier runs in the same rounds (old vs new); may be repeated")
     ap.add_argument("--hosts", type=int, default=2)
     ap.add_argument("--per-host", type=int, default=2)
     ap.add_argument("--rate", default="1gbit")
@@ -151,9 +179,9 @@ def main():
         sys.exit(77)
     args.troupe = os.path.abspath(args.troupe)
     runs = [("ring", "ring", args.troupe), ("hier", "hier", args.troupe)]  # label, --algo, binary
-    if args.baseline:
-        args.baseline = os.path.abspath(args.baseline)
-        runs.append(("hier@baseline", "hier", args.baseline))
+    args.baseline = [os.path.abspath(path) for path in args.baseline]
+    for k, path in enumerate(args.baseline):
+        runs.append(("hier@baseline%d" % (k + 1), "hier", path))
     prefix = "bm%d-" % os.getpid()
     rate = parse_rate(args.rate)
     n, h = args.hosts * args.per_host, args.hosts
@@ -174,26 +202,29 @@ def main():
             b = parse_bytes(size)
             times = {label: [] for label, _, _ in runs}
             links = {label: [] for label, _, _ in runs}
+            wire = {label: [] for label, _, _ in runs}  # bytes tc counted per byte of payload, per host link
             for _ in range(args.rounds):
                 for label, algo, troupe in runs:
                     port += 1
                     result = run_once(args, prefix, algo, size, port, troupe)
                     times[label].append(result["time_ms"] / 1e3)
                     links[label].append(result.get("links"))
+                    wire[label].append(result.get("wire_per_payload"))
             ring, hier = statistics.median(times["ring"]), statistics.median(times["hier"])
             busbw = lambda t: 2 * (n - 1) / n * b / t / 1e9
             t_link = 2 * (h - 1) / h * b / rate
             print("%-8s %10.1f %10.1f %8.2fx %9.3f GB/s %7.3f GB/s %7.3f GB/s %9.0f%%" % (
                 size, ring * 1e3, hier * 1e3, ring / hier, busbw(ring), busbw(hier), busbw(t_link), 100 * t_link / hier))
-            if args.baseline:
-                base = statistics.median(times["hier@baseline"])
+            for k, path in enumerate(args.baseline):
+                base = statistics.median(times["hier@baseline%d" % (k + 1)])
                 print("#   hier of --baseline %s: %.1f ms, ring/hier %.2fx, hier/link %.0f%%; this build's hier %.3fx as fast" % (
-                    args.baseline, base * 1e3, ring / base, 100 * t_link / base, base / hier))
+                    path, base * 1e3, ring / base, 100 * t_link / base, base / hier))
             if args.link_trace:
                 for algo in times:
-                    per_host = ["host %d: %.1f%% of %s, idle %.1f ms" % (
+                    per_host = ["host %d: %.1f%% of %s, idle %.1f ms, %.4f bytes through tc per payload byte" % (
                         i, 100 * statistics.median(r[i][0] for r in links[algo]), args.rate,
-                        1e3 * statistics.median(r[i][1] for r in links[algo])) for i in range(h)]
+                        1e3 * statistics.median(r[i][1] for r in links[algo]),
+                        statistics.median(w[i] for w in wire[algo])) for i in range(h)]
                     print("#   link %s %s over %d timed iterations (median of rounds): %s" % (
                         algo, size, args.iters, "; ".join(per_host)))
             sys.stdout.flush()
