@@ -37,10 +37,12 @@ float input(int rank, std::size_t i) {
   return std::ldexp(1.0f + static_cast<float>((m >> 40) & 0xFFFFFF) / 16777216.0f, static_cast<int>((m >> 20) % 17) - 8);
 }
 
-// Small blocks, so that small buffers take many (and the one-block-ahead path).
+// Small blocks, so that small buffers take many (and the one-block-ahead path), and members paced at the
+// fewest blocks ahead (6), so that they wait for totals while the leader waits for their blocks.
 HierarchicalOptions small_blocks() {
   HierarchicalOptions o;
   o.block_bytes = 64;
+  o.member_bytes_ahead = 64;
   return o;
 }
 
@@ -323,6 +325,7 @@ TEST_CASE("hierarchical allreduce over real sockets: routed (shared memory + TCP
   Sums s{std::vector<std::vector<float>>(hosts.size()), std::vector<std::vector<ExactSum>>(hosts.size())};
   HierarchicalOptions o;
   o.block_bytes = 1024;
+  o.member_bytes_ahead = 8192;  // members paced, 8 blocks ahead
   const auto fn = [&](Transport& t) { sum_on_rank(t, host_of, n, s, o); };
   if (use_routed) run_named_hosts(hosts, routed, fn);
   else run_named_hosts(hosts, tcp, fn);

@@ -83,6 +83,17 @@ namespace {
 // How many blocks a leader runs each step ahead of the next (the pipeline below): 2 blocks of 4 MiB keep
 // about 70 ms of a 1 Gbit/s link queued, more than a loaded machine's scheduling gaps.
 constexpr std::size_t kBlocksAhead = 2;
+// How far a non-leader's sends run ahead of the totals it has received back: at least 2·kBlocksAhead + 2
+// blocks (the leader broadcasts block b 2·kBlocksAhead steps after it reduced it, so the member's block
+// b + 2 goes out two steps before the leader needs it, and the leader never waits on a member that waits
+// on it), and kMemberBytesAhead. Why pace at all: sending all blocks at once made the shared-memory
+// transport copy all but its ring's worth aside (64 MiB: 60 MiB, freshly allocated) at the start of
+// every allreduce, on every host at once, just when the leaders must restart the link; measured over a
+// 1 Gbit/s link (docs/multi-host.md), pacing made 64 MiB 4-7% faster on a loaded machine. Why 16 MiB
+// ahead and not six blocks: with six 1 MiB blocks (a 16 MiB buffer) a member that the loaded machine
+// schedules late held the leader up (15% slower).
+constexpr std::size_t kMemberBlocksAhead = 2 * kBlocksAhead + 2;
+constexpr std::size_t kMemberBytesAhead = std::size_t{16} << 20;
 
 // The leaders' exchange of one block, direct.h's pattern across hosts: the block is cut into one equal
 // range per leader; each leader sends every other leader that leader's range of its host's partial sum
@@ -159,9 +170,15 @@ void allreduce_hierarchical(Transport& transport, std::span<T> data, std::span<c
   auto block_of = [&](std::size_t b) { return data.subspan(cuts[b].offset, cuts[b].length); };
 
   if (rank != leader) {
-    for (std::size_t b = 0; b < blocks; ++b) transport.send(leader, kHierReduceTag, std::as_bytes(block_of(b)));  // to the leader
-    for (std::size_t b = 0; b < blocks; ++b)
-      transport.recv(leader, kHierBroadcastTag, std::as_writable_bytes(block_of(b)));  // the total, from the leader
+    const std::size_t bytes_ahead = options.member_bytes_ahead ? options.member_bytes_ahead : kMemberBytesAhead;
+    const std::size_t ahead = std::max(kMemberBlocksAhead, (bytes_ahead + block * sizeof(T) - 1) / (block * sizeof(T)));
+    std::size_t done = 0;  // blocks whose total is back
+    for (std::size_t b = 0; b < blocks; ++b) {
+      if (b >= done + ahead)  // the total of block `done`, from the leader
+        transport.recv(leader, kHierBroadcastTag, std::as_writable_bytes(block_of(done++)));
+      transport.send(leader, kHierReduceTag, std::as_bytes(block_of(b)));  // to the leader
+    }
+    for (; done < blocks; ++done) transport.recv(leader, kHierBroadcastTag, std::as_writable_bytes(block_of(done)));
     return;
   }
   std::vector<T> inbox(std::min(block, data.size()));  // a local rank's block, before it is added

@@ -8,8 +8,10 @@
 //
 //   reduce     every non-leader sends the block to its host's leader (the host's lowest rank), which
 //              adds them in rank order: ((x_leader + x_m1) + x_m2) + ...  Inside a host: (k - 1)·B bytes
-//              reach a leader of k local ranks. Non-leaders send all their blocks at once (send never
-//              waits), so the leader finds block b + 1 waiting when it is done with block b.
+//              reach a leader of k local ranks. Non-leaders send their blocks up to 16 MiB (at least six
+//              blocks) ahead of the totals they have back (send never waits), so the leader finds block
+//              b + 1 waiting when it is done with block b, without a 64 MiB buffer's worth of copies
+//              aside in the shared-memory transport at the start of every allreduce.
 //   across     the leaders sum the block among themselves, direct.h's pattern: the block is cut into
 //              one near-equal range per host (ring_chunk); each leader sends every other leader that
 //              leader's range of its host's partial sum, adds its own range over all hosts in host
@@ -56,6 +58,10 @@ struct HierarchicalOptions {
   // Bytes per block (rounded down to whole elements, at least one); 0: hierarchical_block_bytes(buffer).
   // Tests make it small. The block size changes the messages, never the bits.
   std::size_t block_bytes = 0;
+  // How far a non-leader's sends may run ahead of the totals it has received back, in bytes (never fewer
+  // than 2·2 + 2 blocks); 0: 16 MiB. Tests make it small, to reach the paced path. Changes when messages
+  // go, never the bits.
+  std::size_t member_bytes_ahead = 0;
 };
 
 // The default block for a buffer of `bytes`: a sixteenth of it, within [64 KiB, 4 MiB], so that the
