@@ -215,6 +215,8 @@ def main():
             t_link = 2 * (h - 1) / h * b / rate
             print("%-8s %10.1f %10.1f %8.2fx %9.3f GB/s %7.3f GB/s %7.3f GB/s %9.0f%%" % (
                 size, ring * 1e3, hier * 1e3, ring / hier, busbw(ring), busbw(hier), busbw(t_link), 100 * t_link / hier))
+            print("#   every round (ms): %s" % "; ".join("%s %s" % (label, " ".join("%.1f" % (x * 1e3) for x in xs))
+                                                     for label, xs in times.items()))
             for k, path in enumerate(args.baseline):
                 base = statistics.median(times["hier@baseline%d" % (k + 1)])
                 print("#   hier of --baseline %s: %.1f ms, ring/hier %.2fx, hier/link %.0f%%; this build's hier %.3fx as fast" % (
