@@ -88,10 +88,11 @@ constexpr std::size_t kBlocksAhead = 2;
 // b + 2 goes out two steps before the leader needs it, and the leader never waits on a member that waits
 // on it), and kMemberBytesAhead. Why pace at all: sending all blocks at once made the shared-memory
 // transport copy all but its ring's worth aside (64 MiB: 60 MiB, freshly allocated) at the start of
-// every allreduce, on every host at once, just when the leaders must restart the link; measured over a
-// 1 Gbit/s link (docs/multi-host.md), pacing made 64 MiB 4-7% faster on a loaded machine. Why 16 MiB
-// ahead and not six blocks: with six 1 MiB blocks (a 16 MiB buffer) a member that the loaded machine
-// schedules late held the leader up (15% slower).
+// every allreduce, on every host at once, just when the leaders must restart the link. Measured over a
+// 1 Gbit/s link on a loaded machine (docs/multi-host.md), 64 MiB ran 4-8% faster than before with this
+// and the small end blocks, 0-4% of it this. Why at least 16 MiB: six 1 MiB blocks (a 16 MiB buffer)
+// would put a member's wake-up on the leader's path every few milliseconds (one run: 15% slower, though
+// within that machine's noise at that size), so small buffers still go nearly all at once.
 constexpr std::size_t kMemberBlocksAhead = 2 * kBlocksAhead + 2;
 constexpr std::size_t kMemberBytesAhead = std::size_t{16} << 20;
 
