@@ -210,6 +210,8 @@ std::unique_ptr<comm::Transport> connect_rank(const BenchOptions& o, int rank, i
   if (o.transport == "shm") {
     net::ShmOptions shm{.tcp = tcp};
     if (o.shm_slots) shm.slots = o.shm_slots;
+    if (o.shm_piece_kib) shm.piece_bytes = o.shm_piece_kib << 10;
+    if (o.shm_pieces) shm.pieces = o.shm_pieces;
     return listener ? net::connect_shm(shm, std::move(*listener)) : net::connect_shm(shm);
   }
   return listener ? net::connect_tcp(tcp, std::move(*listener)) : net::connect_tcp(tcp);
@@ -243,7 +245,8 @@ double run_tcp_parent(const BenchOptions& o, std::size_t elements, const std::st
       std::vector<std::string> args = {self, "bench", o.op, "--ranks", std::to_string(o.ranks), "--bytes", o.bytes,
                                        "--transport", o.transport, "--iters", std::to_string(o.iters), "--warmup",
                                        std::to_string(o.warmup), "--algo", o.algo, "--segment-kib",
-                                       std::to_string(o.segment_kib), "--shm-slots", std::to_string(o.shm_slots), "--protection",
+                                       std::to_string(o.segment_kib), "--shm-slots", std::to_string(o.shm_slots), "--shm-piece-kib",
+                                       std::to_string(o.shm_piece_kib), "--shm-pieces", std::to_string(o.shm_pieces), "--protection",
                                        net::tcp::protection_name(o.protection), "--rank", std::to_string(r), "--port",
                                        std::to_string(port)};
       std::vector<char*> argv;
@@ -324,11 +327,16 @@ CLI::App* add_bench_subcommand(CLI::App& app, BenchOptions& o) {
   cmd->add_option("--iters", o.iters, "Timed iterations");
   cmd->add_option("--warmup", o.warmup, "Untimed iterations before them (the first is checked)");
   cmd->add_option("--algo", o.algo, "auto, ring, hd (recursive halving-doubling), direct (direct.h reduce-scatter + all-gather), "
+                  "shm (shm only: the shared-memory allreduce, the ring's sums without messages), "
                   "local (inproc only: by reference) or hier (hosts only: inside each host, across hosts, back). auto: local "
-                  "for inproc, by size for tcp and shm, hier for hosts when several hosts hold several ranks");
+                  "for inproc, by size for tcp and shm (shm: the shared-memory allreduce where it would take the ring), "
+                  "hier for hosts when several hosts hold several ranks");
   cmd->add_option("--interface", o.interface, "hosts: the network interface ranks listen on and advertise (as comm.interface)");
   cmd->add_option("--segment-kib", o.segment_kib, "Ring segment (hier: block) size in KiB (0: the default)");
   cmd->add_option("--shm-slots", o.shm_slots, "shm: slots of 1 MiB per ring (0: the default, 4)");
+  cmd->add_option("--shm-piece-kib", o.shm_piece_kib,
+                  "shm: KiB per staging piece of the shared-memory allreduce (0: the default, 256)");
+  cmd->add_option("--shm-pieces", o.shm_pieces, "shm: staging pieces per rank of the shared-memory allreduce (0: the default, 4)");
   cmd->add_option_function<std::string>(
          "--protection",
          [&o](const std::string& name) {

@@ -25,6 +25,8 @@ struct BenchOptions {
   std::string interface;             // hosts: the interface ranks listen on and advertise (comm.interface)
   std::size_t segment_kib = 0;       // ring segment size in KiB; 0 = the default (kRingSegmentBytes)
   std::size_t shm_slots = 0;         // shm: slots per ring; 0 = ShmOptions' default
+  std::size_t shm_piece_kib = 0;     // shm: the allreduce's staging piece in KiB; 0 = ShmOptions' default
+  std::size_t shm_pieces = 0;        // shm: staging pieces per rank; 0 = ShmOptions' default
   // tcp: every link's frames protected at this level (net/tcp/link_security.h), loopback or not
   net::tcp::Protection protection = net::tcp::Protection::off;
   // Hidden, for the child processes the tcp and shm modes spawn: this process's rank and the rendezvous.

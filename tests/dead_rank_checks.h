@@ -32,8 +32,13 @@ namespace troupe::testing {
 // aborted 100 ms into an allreduce of 2^20 floats it never joins. Every rank must fail within `fails_within`:
 // the victim saying it aborted, the others that the group is broken, at least one of them naming the victim;
 // and the group stays broken.
+// `collective` is the allreduce under test (the ring over messages unless given).
+using FloatCollective = std::function<void(comm::Transport&, std::span<float>)>;
+inline void ring_allreduce(comm::Transport& t, std::span<float> data) { comm::allreduce_ring(t, data); }
+
 inline void check_aborted_rank_fails_the_others(TransportKind kind, int ranks, std::chrono::milliseconds timeout,
-                                                std::chrono::seconds fails_within) {
+                                                std::chrono::seconds fails_within,
+                                                const FloatCollective& collective = ring_allreduce) {
   const int victim = ranks - 1;
   RankGroup group(kind, ranks, timeout);
   std::vector<std::vector<float>> data(static_cast<std::size_t>(ranks), std::vector<float>(1 << 20, 1.0f));
@@ -48,7 +53,7 @@ inline void check_aborted_rank_fails_the_others(TransportKind kind, int ranks, s
       t.recv(0, 0xDEAD, never);  // stands in for a rank stuck elsewhere until it crashes
       return;
     }
-    comm::allreduce_ring(t, data[static_cast<std::size_t>(t.rank())]);
+    collective(t, data[static_cast<std::size_t>(t.rank())]);
   });
   killer.join();
   CHECK(std::chrono::steady_clock::now() - start < fails_within);
@@ -80,6 +85,8 @@ struct ProcessTransport {
   bool send_before_kill = false;
   // When set, rank 0 must fail within this long of connecting (under its timeout: the dead peer seen).
   std::optional<std::chrono::seconds> fails_within;
+  // The allreduce every rank runs.
+  FloatCollective collective = ring_allreduce;
 };
 
 // Runs the job; without `crash` every rank must get the exact sum, with it rank 0's error must name rank 2
@@ -104,7 +111,7 @@ inline void check_killed_rank_fails_the_others(const ProcessTransport& transport
           if (transport.send_before_kill) t->send(0, 77, std::as_bytes(std::span(v)));
           ::kill(::getpid(), SIGKILL);
         }
-        comm::allreduce_ring(*t, v);
+        transport.collective(*t, v);
         for (std::size_t i = 0; i < n; ++i) code |= v[i] != expected(i) ? 3 : 0;
       } catch (...) {
         code = 4;
@@ -121,7 +128,7 @@ inline void check_killed_rank_fails_the_others(const ProcessTransport& transport
       t = transport.connect_rank0(ranks, std::move(listener));
       std::vector<float> v(n);
       for (std::size_t i = 0; i < n; ++i) v[i] = 1.0f;
-      comm::allreduce_ring(*t, v);
+      transport.collective(*t, v);
       for (std::size_t i = 0; i < n; ++i) REQUIRE(v[i] == expected(i));
     } catch (const Error& e) {
       error = e.what();

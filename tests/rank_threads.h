@@ -34,7 +34,8 @@ class RankGroup {
  public:
   // TCP: chunk_bytes 0 keeps TcpOptions' default; a small value sends even small messages in many
   // frames. Shared memory: chunk_bytes 0 keeps ShmOptions' slots, a small value (a multiple of 64) makes
-  // 3 slots of that size, so even small messages wrap the ring and overflow to the flusher. The
+  // 3 slots of that size, so even small messages wrap the ring and overflow to the flusher, and 3
+  // staging pieces of that size, so the shared-memory allreduce cycles through its slots. The
   // rendezvous may take up to max(timeout, 10 s) (a loaded machine starts threads slowly).
   RankGroup(TransportKind kind, int ranks, std::chrono::milliseconds timeout, std::size_t chunk_bytes = 0)
       : kind_(kind),
@@ -66,6 +67,8 @@ class RankGroup {
             if (chunk_bytes) {
               so.slot_bytes = chunk_bytes;
               so.slots = 3;
+              so.piece_bytes = chunk_bytes;  // the shared-memory allreduce in many pieces, too
+              so.pieces = 3;
             }
             auto t = r == 0 ? net::connect_shm(so, std::move(listener)) : net::connect_shm(so);
             shm_[static_cast<std::size_t>(r)] = t.get();

@@ -360,6 +360,10 @@ std::vector<Algo> allreduce_algos(std::size_t n) {
       {"ring, small segments", [small](Transport& t, std::span<float> d) { allreduce_ring(t, d, small); }},
       {"halving-doubling", [](Transport& t, std::span<float> d) { allreduce_halving_doubling<float>(t, d); }},
       {"auto", [](Transport& t, std::span<float> d) { allreduce(t, d); }},
+      // Over shm with a window: the shared-memory allreduce (elsewhere the ring), with the ring's bits.
+      {"shared memory", [](Transport& t, std::span<float> d) {
+         allreduce(t, d, t.shared_window() ? AllreduceAlgo::kSharedMemory : AllreduceAlgo::kRing);
+       }},
   };
 }
 
@@ -431,6 +435,7 @@ TEST_CASE("every allreduce algorithm is bitwise equal on every rank and across r
     // Segments change the messages, not the order of the additions.
     if (std::string(algo.name) == "ring") ring_result = first[0];
     if (std::string(algo.name) == "ring, small segments") CHECK(bitwise_equal(first[0], ring_result));
+    if (std::string(algo.name) == "shared memory") CHECK(bitwise_equal(first[0], ring_result));
   }
 }
 

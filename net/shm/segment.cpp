@@ -39,12 +39,18 @@ std::size_t SegmentLayout::control_offset(int sender) const {
   return header_bytes() + static_cast<std::size_t>(sender) * sizeof(RingControl);
 }
 
+std::size_t SegmentLayout::window_offset() const { return control_offset(ranks); }
+
 std::size_t SegmentLayout::slot_offset(int sender, std::size_t slot) const {
-  const std::size_t rings = round_up(header_bytes() + static_cast<std::size_t>(ranks) * sizeof(RingControl), 4096);
+  const std::size_t rings = round_up(window_offset() + sizeof(WindowControl), 4096);
   return rings + (static_cast<std::size_t>(sender) * slots + slot) * slot_stride();
 }
 
-std::size_t SegmentLayout::bytes() const { return round_up(slot_offset(ranks, 0), 4096); }
+std::size_t SegmentLayout::staging_offset(std::size_t piece) const {
+  return round_up(slot_offset(ranks, 0), 4096) + piece * piece_bytes;
+}
+
+std::size_t SegmentLayout::bytes() const { return round_up(staging_offset(pieces), 4096); }
 
 Segment Segment::create(const SegmentLayout& layout, int owner) {
   const std::string name = detail::concat("troupe-shm-rank", owner);
@@ -68,6 +74,7 @@ Segment Segment::create(const SegmentLayout& layout, int owner) {
   // A fresh memfd reads as zeros: every counter, doorbell and state starts at 0 (kOpen).
   auto* h = new (s.base_) SegmentHeader;
   for (int r = 0; r < layout.ranks; ++r) new (s.base_ + layout.control_offset(r)) RingControl;
+  new (s.base_ + layout.window_offset()) WindowControl;
   h->ranks = static_cast<std::uint32_t>(layout.ranks);
   h->owner = static_cast<std::uint32_t>(owner);
   h->slots = layout.slots;

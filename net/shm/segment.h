@@ -11,7 +11,9 @@
 // Layout (all offsets multiples of 64; slot payloads start 64-aligned):
 //   SegmentHeader                     magic, geometry, state, the two doorbells
 //   RingControl[ranks]                head (producer's counter), tail (consumer's), own cache lines
+//   WindowControl                     the owner's progress counters of the shared window (shm_window.h)
 //   ring s = slots × (SlotHeader + slot_bytes payload), for s in 0..ranks-1
+//   staging = pieces × piece_bytes    the owner's staging region of the shared window (none if 0 pieces)
 #pragma once
 
 #include <atomic>
@@ -47,6 +49,15 @@ struct alignas(64) RingControl {
   alignas(64) std::atomic<std::uint32_t> producer_waiting{0};
 };
 
+// The owner's counters of the shared window (comm::SharedWindow), each on its own cache line: only the
+// owner writes them, every peer polls them.
+struct WindowControl {
+  struct alignas(64) Counter {
+    std::atomic<std::uint64_t> value{0};
+  };
+  Counter counters[4];
+};
+
 // Precedes each slot's payload: which message this slot belongs to and which part of it.
 struct alignas(64) SlotHeader {
   std::uint32_t tag = 0;
@@ -59,8 +70,12 @@ struct SegmentLayout {
   int ranks = 0;
   std::size_t slots = 0;
   std::size_t slot_bytes = 0;  // a multiple of 64
+  std::size_t pieces = 0;      // of the staging region (0: none)
+  std::size_t piece_bytes = 0;  // a multiple of 64
 
   std::size_t control_offset(int sender) const;
+  std::size_t window_offset() const;
+  std::size_t staging_offset(std::size_t piece) const;
   std::size_t slot_stride() const { return sizeof(SlotHeader) + slot_bytes; }
   std::size_t slot_offset(int sender, std::size_t slot) const;
   std::size_t bytes() const;
@@ -89,6 +104,8 @@ class Segment {
   std::byte* slot_payload(int sender, std::size_t slot) const {
     return base_ + layout_.slot_offset(sender, slot) + sizeof(SlotHeader);
   }
+  WindowControl& window() const { return *reinterpret_cast<WindowControl*>(base_ + layout_.window_offset()); }
+  std::byte* staging(std::size_t piece) const { return base_ + layout_.staging_offset(piece); }
   int fd() const { return fd_; }
   // Closes the descriptor (the mapping stays): once every peer has mapped the segment.
   void close_fd();

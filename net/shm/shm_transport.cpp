@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "net/shm/segment.h"
+#include "net/shm/shm_window.h"
 #include "net/shm/slot_ring.h"
 #include "runtime/error.h"
 
@@ -39,6 +40,8 @@ struct Invite {
   std::int32_t fd = -1;
   std::uint64_t slots = 0;
   std::uint64_t slot_bytes = 0;
+  std::uint64_t pieces = 0;
+  std::uint64_t piece_bytes = 0;
   char host[120] = {};  // shm::host_identity(), NUL-terminated
 };
 
@@ -54,6 +57,7 @@ struct ShmTransport::Impl {
   std::vector<bool> shares;         // by rank: whether `peers` holds its segment (ShmPeers::same_host: not all do)
   std::unique_ptr<TcpTransport> tcp;
   std::atomic<bool> aborted{false};
+  std::unique_ptr<shm::ShmWindow> window;  // when every rank shares memory and ShmOptions::pieces > 0
 
   // --- receive side (the rank's thread) ---
   struct Message {
@@ -254,6 +258,15 @@ struct ShmTransport::Impl {
     }
   }
 
+  // For the window's waits: a broken group, an aborted transport, or a peer that closed its own.
+  void throw_if_gone(int peer, const char* what) {
+    throw_if_broken(peer, what);
+    if (peer != rank && peer_state_is(peer, shm::SegmentHeader::kClosed)) {
+      throw Error(ErrorKind::kIo, detail::concat("rank ", rank, ": ", what, " with rank ", peer, " failed: rank ", peer,
+                                                 " closed its transport; it has left the collective"));
+    }
+  }
+
   void close(bool orderly) {
     if (orderly) {
       // What was sent reaches the rings before the goodbye; a peer that stopped reading holds this up
@@ -305,6 +318,7 @@ bool ShmTransport::shares_memory_with(int peer) const {
   return impl_->shares[static_cast<std::size_t>(peer)];
 }
 TcpTransport& ShmTransport::links() { return *impl_->tcp; }
+comm::SharedWindow* ShmTransport::shared_window() { return impl_->window.get(); }
 
 void ShmTransport::abort() {
   impl_->aborted.store(true);
@@ -404,6 +418,14 @@ void validate(const ShmOptions& o) {
   if (o.slots < 2 || o.slots > 1024) {
     throw Error(ErrorKind::kConfig, detail::concat("shared-memory transport: slots ", o.slots, " must lie in [2, 1024]"));
   }
+  if (o.piece_bytes < 64 || o.piece_bytes % 64 != 0 || o.piece_bytes > (std::size_t{256} << 20)) {
+    throw Error(ErrorKind::kConfig, detail::concat("shared-memory transport: piece_bytes ", o.piece_bytes,
+                                                   " must be a multiple of 64 in [64, 268435456]"));
+  }
+  if (o.pieces == 1 || o.pieces > 1024) {
+    throw Error(ErrorKind::kConfig, detail::concat("shared-memory transport: pieces ", o.pieces,
+                                                   " must be 0 (no shared window) or lie in [2, 1024]"));
+  }
 }
 
 std::unique_ptr<ShmTransport> start(const ShmOptions& options, TcpListener* listener) {
@@ -413,7 +435,9 @@ std::unique_ptr<ShmTransport> start(const ShmOptions& options, TcpListener* list
   s.rank = options.tcp.rank;
   s.size = options.tcp.size;
   s.timeout = options.tcp.timeout;
-  s.layout = shm::SegmentLayout{options.tcp.size, options.slots, options.slot_bytes};
+  // Only a group that lives wholly on one host gets a window (and a staging region to go with it).
+  const std::size_t pieces = options.peers == ShmPeers::all ? options.pieces : 0;
+  s.layout = shm::SegmentLayout{options.tcp.size, options.slots, options.slot_bytes, pieces, options.piece_bytes};
   if (s.rank < 0 || s.rank >= s.size) {
     throw Error(ErrorKind::kConfig, detail::concat("shared-memory transport: rank ", s.rank, " of ", s.size,
                                                    " ranks; need 0 <= rank < size"));
@@ -442,6 +466,8 @@ std::unique_ptr<ShmTransport> start(const ShmOptions& options, TcpListener* list
   mine.fd = s.own.fd();
   mine.slots = options.slots;
   mine.slot_bytes = options.slot_bytes;
+  mine.pieces = pieces;
+  mine.piece_bytes = options.piece_bytes;
   const std::string host = shm::host_identity();
   std::strncpy(mine.host, host.c_str(), sizeof(mine.host) - 1);
   const auto as_bytes = [](auto& v) { return std::as_writable_bytes(std::span(&v, 1)); };
@@ -458,6 +484,11 @@ std::unique_ptr<ShmTransport> start(const ShmOptions& options, TcpListener* list
       throw Error(ErrorKind::kConfig, detail::concat("shared-memory transport: rank ", p, " uses ", theirs.slots, " slots of ",
                                                      theirs.slot_bytes, " bytes, this rank ", options.slots, " of ",
                                                      options.slot_bytes, "; give every rank the same comm.shm_slots and comm.shm_slot_bytes"));
+    }
+    if (theirs.pieces != pieces || theirs.piece_bytes != options.piece_bytes) {
+      throw Error(ErrorKind::kConfig, detail::concat("shared-memory transport: rank ", p, " stages the allreduce in ", theirs.pieces,
+                                                     " pieces of ", theirs.piece_bytes, " bytes, this rank in ", pieces, " of ",
+                                                     options.piece_bytes, "; give every rank the same ShmOptions"));
     }
     if (host != theirs.host) {
       // Both ranks compare the same two identities, so both decide alike: under ShmPeers::same_host a
@@ -481,6 +512,12 @@ std::unique_ptr<ShmTransport> start(const ShmOptions& options, TcpListener* list
   }
   s.own.close_fd();  // every peer has mapped it: the memory now lives exactly as long as the mappings
 
+  if (pieces > 0) {
+    std::vector<const shm::Segment*> segments;
+    for (int p = 0; p < s.size; ++p) segments.push_back(p == s.rank ? &s.own : &s.peers[static_cast<std::size_t>(p)]);
+    s.window = std::make_unique<shm::ShmWindow>(s.rank, s.layout, std::move(segments), s.timeout,
+                                                [raw = impl.get()](int peer, const char* what) { raw->throw_if_gone(peer, what); });
+  }
   s.incoming.resize(static_cast<std::size_t>(s.size));
   s.pending.resize(static_cast<std::size_t>(s.size));
   s.flusher = std::thread([raw = impl.get()] { raw->flusher_loop(); });

@@ -61,6 +61,12 @@ struct ShmOptions {
   // Slots per ring (comm.shm_slots), in [2, 1024]: how far a sender may run ahead of its receiver
   // before its flusher thread takes over.
   std::size_t slots = 4;
+  // The shared window the allreduce runs through when every rank shares memory (ShmPeers::all;
+  // net/shm/shm_window.h, runtime/comm/shared_memory_allreduce.h): `pieces` staging pieces of
+  // `piece_bytes` per rank. piece_bytes: a multiple of 64 in [64, 256 MiB]; pieces: 0 (no window:
+  // the allreduce sends messages through the rings) or [2, 1024].
+  std::size_t piece_bytes = std::size_t{256} << 10;
+  std::size_t pieces = 4;
 };
 
 class ShmTransport final : public comm::Transport {
@@ -76,6 +82,9 @@ class ShmTransport final : public comm::Transport {
   int size() const override;
   void send(int to, std::uint32_t tag, std::span<const std::byte> data) override;
   void recv(int from, std::uint32_t tag, std::span<std::byte> out) override;
+  // Every rank's staging region and counters (ShmOptions::pieces), or null under ShmPeers::same_host
+  // or with no pieces.
+  comm::SharedWindow* shared_window() override;
 
   // Simulates this rank crashing (as TcpTransport::abort): the peers' recvs fail at once, naming
   // this rank as dead, and this rank's own pending and future calls throw. Safe from any thread.

@@ -3,6 +3,7 @@
 
 #include <cstdint>
 
+#include "runtime/comm/shared_memory_allreduce.h"
 #include "runtime/error.h"
 
 namespace troupe::comm {
@@ -17,8 +18,9 @@ AllreduceAlgo parse_allreduce_algo(std::string_view name) {
   if (name == "auto") return AllreduceAlgo::kAuto;
   if (name == "ring") return AllreduceAlgo::kRing;
   if (name == "hd") return AllreduceAlgo::kHalvingDoubling;
+  if (name == "shm") return AllreduceAlgo::kSharedMemory;
   throw Error(ErrorKind::kUsage, detail::concat("unknown allreduce algorithm '", name,
-                                                "'; choose auto, ring or hd (halving-doubling)"));
+                                                "'; choose auto, ring, hd (halving-doubling) or shm (shared memory)"));
 }
 
 std::string_view allreduce_algo_name(AllreduceAlgo algo) {
@@ -26,15 +28,34 @@ std::string_view allreduce_algo_name(AllreduceAlgo algo) {
     case AllreduceAlgo::kAuto: return "auto";
     case AllreduceAlgo::kRing: return "ring";
     case AllreduceAlgo::kHalvingDoubling: return "hd";
+    case AllreduceAlgo::kSharedMemory: return "shm";
   }
   return "?";
 }
 
 template <class T>
 void allreduce(Transport& transport, std::span<T> data, AllreduceAlgo algo, RingOptions ring) {
-  if (algo == AllreduceAlgo::kAuto) algo = choose_allreduce(data.size_bytes(), transport.size());
-  if (algo == AllreduceAlgo::kRing) allreduce_ring<T>(transport, data, ring);
-  else allreduce_halving_doubling<T>(transport, data);
+  SharedWindow* window = transport.shared_window();
+  if (algo == AllreduceAlgo::kAuto) {
+    algo = choose_allreduce(data.size_bytes(), transport.size());
+    // The same sums as the ring's, without the messages.
+    if (algo == AllreduceAlgo::kRing && window) algo = AllreduceAlgo::kSharedMemory;
+  }
+  switch (algo) {
+    case AllreduceAlgo::kRing: allreduce_ring<T>(transport, data, ring); return;
+    case AllreduceAlgo::kHalvingDoubling: allreduce_halving_doubling<T>(transport, data); return;
+    case AllreduceAlgo::kSharedMemory:
+      if (!window) {
+        throw Error(ErrorKind::kConfig, detail::concat("rank ", transport.rank(),
+                                                       ": the shared-memory allreduce needs ranks that share memory "
+                                                       "(comm.transport = shm, every rank on this host); choose "
+                                                       "auto, ring or hd for this transport"));
+      }
+      allreduce_shared_memory<T>(*window, data);
+      return;
+    case AllreduceAlgo::kAuto: break;
+  }
+  TROUPE_CHECK(false, "allreduce algorithm ", static_cast<int>(algo));
 }
 
 template void allreduce<float>(Transport&, std::span<float>, AllreduceAlgo, RingOptions);

@@ -26,6 +26,8 @@
 
 namespace troupe::comm {
 
+class SharedWindow;
+
 class Transport {
  public:
   virtual ~Transport() = default;
@@ -53,6 +55,11 @@ class Transport {
   // failed or was cut (a peer that reads nothing within the transport's timeout has its link cut, and
   // the next send or recv with it throws). Never throws, so destructors may call it.
   virtual void release_lent() noexcept {}
+
+  // Memory every rank of this group maps (runtime/comm/shared_window.h), or null: only a transport
+  // whose ranks all share one host offers one, and the allreduce then runs through it
+  // (runtime/comm/shared_memory_allreduce.h) instead of through messages.
+  virtual SharedWindow* shared_window() { return nullptr; }
 };
 
 }  // namespace troupe::comm
