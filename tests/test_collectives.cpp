@@ -512,7 +512,7 @@ TEST_CASE("allreduce picks halving-doubling below the crossover and the ring fro
   CHECK(choose_allreduce(64, 2) == AllreduceAlgo::kRing);
   CHECK(parse_allreduce_algo("hd") == AllreduceAlgo::kHalvingDoubling);
   CHECK(allreduce_algo_name(AllreduceAlgo::kRing) == "ring");
-  CHECK_THROWS_WITH(parse_allreduce_algo("tree"), Contains("auto, ring or hd"));
+  CHECK_THROWS_WITH(parse_allreduce_algo("tree"), Contains("auto, ring, hd (halving-doubling) or shm"));
 }
 
 TEST_CASE("all_to_all delivers block s of rank r's send buffer to block r of rank s's receive buffer", "[collectives]") {
@@ -739,7 +739,7 @@ TEST_CASE("troupe bench allreduce prints one checked JSON line over either trans
   }
   CHECK_THAT(run_troupe(scratch.path, "bench allreduce --bytes 13").err, Contains("give a multiple of 4"));
   CHECK_THAT(run_troupe(scratch.path, "bench allreduce --bytes lots").err, Contains("give a byte count such as"));
-  CHECK_THAT(run_troupe(scratch.path, "bench allreduce --algo tree").err, Contains("choose auto, ring or hd"));
+  CHECK_THAT(run_troupe(scratch.path, "bench allreduce --algo tree").err, Contains("choose auto, ring, hd (halving-doubling) or shm"));
   CHECK_THAT(run_troupe(scratch.path, "bench allreduce --algo local --transport tcp").err, Contains("only with --transport inproc"));
   CHECK(run_troupe(scratch.path, "bench allreduce --ranks 0").code == 2);
 }

@@ -6,6 +6,7 @@
 #include "runtime/comm/direct.h"
 #include "runtime/comm/hierarchical.h"
 #include "runtime/comm/ring.h"
+#include "runtime/comm/shared_memory_allreduce.h"
 #include "runtime/error.h"
 
 namespace troupe::comm {
@@ -31,7 +32,9 @@ void GroupAllreduce::run(Algo algo, std::span<T> data) {
       return;
     case Algo::ring:
       if constexpr (std::is_same_v<T, float>) {  // only float buckets take the ring (see the header)
-        allreduce_ring<T>(transport_, data);
+        // The ring's sums, bit for bit, without its messages where the ranks share memory.
+        if (SharedWindow* window = transport_.shared_window()) allreduce_shared_memory<T>(*window, data);
+        else allreduce_ring<T>(transport_, data);
         return;
       }
       break;

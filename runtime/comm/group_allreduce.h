@@ -2,7 +2,9 @@
 // once, when the group is built, from what the group is (its exchange and whether its ranks share
 // this process) — callers just sum.
 //
-//   float buckets      ring (parallel.gradient_exchange = ring)   allreduce_ring over the transport,
+//   float buckets      ring (parallel.gradient_exchange = ring)   allreduce_ring over the transport
+//                                                                  (its sums through shared memory when
+//                                                                  the transport lends a SharedWindow),
 //                                                                  or LocalGroup by reference when the
 //                                                                  ranks are threads of this process
 //                      direct (alltoall)                          reduce-scatter + all-gather, one round each
