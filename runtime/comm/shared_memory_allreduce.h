@@ -5,20 +5,23 @@
 // staging slot (g mod P) of rank r's region, g = k + the pieces this window has carried before.
 // Each piece takes three steps on every rank, each ending in a publish of one counter:
 //
-//   stage     copy this rank's piece into its own staging slot             counter kStaged   = g + 1
+//   stage     copy this rank's piece, but for its own part, into its own staging slot
 //             (first wait until every rank has copied piece g - P out: the slot is free again)
+//                                                                            counter kStaged    = g + 1
 //   reduce    wait until every rank has staged piece g; sum part `rank` of the piece
-//             (shared_reduce_part: the ring's chunking of the piece) from all n staging slots,
-//             in the ring's order, into this rank's own slot                counter kReduced  = g + 1
-//   copy out  for every rank q, wait until q has reduced piece g; copy part q of the piece
-//             from q's slot into the buffer                                 counter kCopiedOut = g + 1
+//             (shared_reduce_part: the ring's chunking of the piece) from the n - 1 peers' slots and
+//             this rank's own buffer, in the ring's order, into the buffer and this rank's slot
+//                                                                            counter kReduced   = g + 1
+//   copy out  for every other rank q, wait until q has reduced piece g; copy part q of the piece
+//             from q's slot into the buffer                                  counter kCopiedOut = g + 1
 //
 // A rank runs the steps of three pieces at once (copy out k - 2, reduce k - 1, stage k), so it waits
-// only for peers to be where it was two steps ago, and up to P pieces are in flight. Copies per byte
-// of the buffer per rank: 1 in, 1 out, and reading 1 while reducing (the ring over messages: 1.5 into
-// a transport's buffer, 1.5 out and 0.75 while reducing); synchronisations: 3 per piece, none of
-// them a hand-off along a chain of n - 1 ranks. No rank reads another's buffer, so a rank returns
-// as soon as its own buffer is complete; the next collective's stage step waits for the slots.
+// only for peers to be where it was before, and up to P pieces are in flight. Copies per byte of the
+// buffer per rank: (n - 1)/n in, (n - 1)/n out, and reading all n inputs once while reducing (the ring
+// over messages: 1.5 into a transport's buffer, 1.5 out and 0.75 while reducing); synchronisations: 3
+// per piece, none of them a hand-off along a chain of n - 1 ranks. No rank reads another's buffer, so
+// a rank returns as soon as its own buffer is complete; the next collective's stage step waits for
+// the slots.
 //
 // Determinism: bitwise equal to allreduce_ring (ring.h) for every n and length. Every element
 // belongs to a chunk c of the ring's chunking of the whole buffer (ring_chunk), which the ring sums
