@@ -140,7 +140,7 @@ TEST_CASE("shared-memory allreduce: bitwise equal to the ring over messages, for
   }
 }
 
-TEST_CASE("shared-memory allreduce: auto takes it over shm where it would take the ring, with the ring's bits; "
+TEST_CASE("shared-memory allreduce: auto takes it over shm where it would take the ring, with the ring's bits, and "
           "asked for without a window it is a config error",
           "[shm][collectives]") {
   const int ranks = GENERATE(2, 4);

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <array>
 #include <cstring>
+#include <vector>
 
 #include "runtime/comm/elementwise.h"
 #include "runtime/error.h"
@@ -92,8 +93,6 @@ struct SharedAllreduce {
     window.wait_for(-1, kStagedCounter, g + 1, "allreduce");
     const ChunkRange piece = shared_piece(data.size(), piece_elems, k);
     const ChunkRange part = shared_reduce_part(piece, ranks, rank);
-    std::array<const T*, 64> sources{};
-    TROUPE_CHECK(ranks <= static_cast<int>(sources.size()), ranks, " ranks in one shared window");
     // Split where the ring's chunks of the whole buffer change: each run starts its sum elsewhere.
     for (std::size_t at = part.offset; at < part.offset + part.length;) {
       const int c = ring_chunk_of(data.size(), ranks, at);
@@ -140,6 +139,7 @@ struct SharedAllreduce {
   const std::size_t piece_elems;
   const std::size_t pieces;   // of this buffer
   const std::uint64_t first;  // the window's piece number of this buffer's piece 0
+  std::vector<const T*> sources = std::vector<const T*>(static_cast<std::size_t>(ranks));  // reduce's, in the ring's order
 };
 
 }  // namespace
