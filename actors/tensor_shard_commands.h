@@ -25,6 +25,8 @@ enum class ShardOp : std::int64_t {
   save,     // path: the file shard 0 writes; replica 0's ranks
   state,    // arg: steps done; a checkpoint's state, gathered; replica 0's ranks
   restore,  // path: the checkpoint every rank reads and restores its slices from; every rank
+  copy,     // arg: the step whose boundary the rank stands at; it sends rank 0 a copy of its shard's state
+            // (actors/tensor_shard_recovery.h); the ranks of one replica with restarts on
   end,      // the run is over: the rank process returns; every rank
 };
 

@@ -13,7 +13,9 @@
 // not drawn unless named), whose faults also kill or stall a whole rank process (restarted by rank 0);
 // and tp (2 tensor shards, each a tensor-shard actor), dp-tp (2 replicas x 2 shards) and tp-pp (2 shards x 2
 // stages x 2 micro-batches, each shard of a stage a stage actor), not drawn unless named, whose faults kill
-// or throw in one shard (and, under tp-pp, in a stage or optimizer-state actor of shard 0).
+// or throw in one shard (and, under tp-pp, in a stage or optimizer-state actor of shard 0); tp-procs (2 tensor
+// shards as processes over tcp; not drawn unless named), whose faults kill, stall or throw in a shard's process
+// (restarted by rank 0) or kill or throw in rank 0's shard actor (restarted in place).
 // Parameter servers: ps, ps-mlp (the small GPT, or an MLP, with 2 worker threads x 2 shards; fault: a worker's
 // step throws before its push, and the worker actor is restarted) and ps-procs, ps-mlp-procs (3 worker
 // processes over tcp x 2 shards in rank 0; faults: a worker process killed or stalled, or a worker's step
@@ -82,6 +84,8 @@ std::vector<std::string> layout_sets(const std::string& layout) {
     return {"parallel.data=2", "parallel.pipeline=2", "parallel.microbatches=2", "parallel.gradient_exchange=alltoall",
             "comm.transport=tcp", "comm.address=127.0.0.1:0"};
   if (layout == "tp") return {"parallel.tensor=2"};
+  if (layout == "tp-procs")  // 2 tensor shards as processes over tcp
+    return {"parallel.tensor=2", "comm.transport=tcp", "comm.address=127.0.0.1:0"};
   if (layout == "dp-tp") return {"parallel.data=2", "parallel.tensor=2"};
   if (layout == "tp-pp") return {"parallel.tensor=2", "parallel.pipeline=2", "parallel.microbatches=2"};
   // Parameter servers (sync, so deterministic): 2 shards, workers as threads or (procs) processes over tcp.
@@ -100,10 +104,11 @@ std::vector<std::string> layout_sets(const std::string& layout) {
             "comm.transport=tcp", "comm.address=127.0.0.1:0"};
   throw Error(ErrorKind::kUsage, "unknown layout '" + layout +
                                      "' (1f1b, gpipe, interleaved, dp, dp-alltoall, dp-zero, dp-procs, dp-procs-alltoall, "
-                                     "tp, dp-tp, tp-pp, ps, ps-mlp, ps-procs, ps-mlp-procs, ps-deepfm-procs)");
+                                     "tp, dp-tp, tp-pp, tp-procs, ps, ps-mlp, ps-procs, ps-mlp-procs, ps-deepfm-procs)");
 }
 
 bool tensor(const std::string& layout) { return layout == "tp" || layout == "dp-tp" || layout == "tp-pp"; }
+bool tensor_processes(const std::string& layout) { return layout == "tp-procs"; }
 
 bool parameter_servers(const std::string& layout) { return layout.rfind("ps", 0) == 0; }
 int ps_workers(const std::string& layout) { return layout.find("procs") != std::string::npos ? 3 : 2; }
@@ -308,7 +313,14 @@ int main(int argc, char** argv) {
   for (int t = 0; t < o.trials; ++t) {
     const std::string layout = o.layouts[rng() % o.layouts.size()];
     std::string clause;
-    if (tensor(layout)) {
+    if (tensor_processes(layout)) {
+      // A shard's process killed or stalled, or a shard's step throwing (shard 0's actor lives in rank 0, which
+      // restarts it in place; shard 1's process dies of it and is restarted).
+      const unsigned kind = rng() % 4, shard = rng() % 2, step = rng() % o.steps;
+      clause = kind == 0   ? fmt::format("kill shard 1 at step {}", step)
+               : kind == 1 ? fmt::format("stall rank 1 at step {}", step)
+                           : fmt::format("{} shard {} at step {}", kind == 2 ? "throw" : "kill", shard, step);
+    } else if (tensor(layout)) {
       // A shard (of a stage) killed or throwing; under tp-pp also a stage or optimizer-state actor of shard 0.
       const unsigned kind = rng() % 6, shard = rng() % 2, stage = rng() % 2, step = rng() % o.steps;
       const bool pipelines = layout == "tp-pp";

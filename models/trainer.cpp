@@ -221,6 +221,21 @@ void Trainer::rewind(std::int64_t step) {
   optimizer_->state() = boundary_->optimizer.clone();
 }
 
+TrainingState Trainer::shard_state(std::int64_t steps_done) const {
+  TrainingState s;
+  s.step = steps_done;
+  gather_params(model_->params().state(), s.params);
+  s.optimizer = optimizer_->state().clone();
+  return s;
+}
+
+void Trainer::restore_shard_state(const TrainingState& mine, const std::string& source) {
+  check_covers(mine, model_->params().state(), source);
+  scatter_params(mine.params, model_->params().state(), source);  // checks every shape before it copies
+  optimizer_->state() = optimizer_state_for(mine.optimizer, model_->params().all());
+  keep_boundary(mine.step);
+}
+
 EvalStats evaluate_models(Backend& be, const Dataset& dataset, const RunConfig& config,
                           const std::vector<Model*>& models) {
   const int bsz = config.train.batch_size;

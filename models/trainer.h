@@ -72,6 +72,13 @@ class Trainer {
   void rewind(std::int64_t step);
   // The step whose boundary the kept copy is (-1 when none).
   std::int64_t boundary_step() const { return boundary_ ? boundary_step_ : -1; }
+  // This shard's own state as it stands (its slices of split parameters, whole replicated ones, buffers,
+  // optimizer state; no collective): what a peer process keeps, or hands to a restarted shard process
+  // of the same tensor index (actors/tensor_parallel_processes.h).
+  TrainingState shard_state(std::int64_t steps_done) const;
+  // Back, from such a state (names and shapes checked: troupe::Error(kInput) naming `source`); it
+  // becomes the kept copy of its step's boundary too.
+  void restore_shard_state(const TrainingState& mine, const std::string& source);
   // fault.inject ("throw shard T"): the next step throws between its forward and its backward, where
   // its tensor peers wait for it in a collective.
   void inject_fault() { fault_ = true; }

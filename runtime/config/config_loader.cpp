@@ -403,11 +403,27 @@ void validate_faults(const RunConfig& config) {
             "parallel.data > 1 or parallel.tensor > 1 (a single-device run has no actor to fail)");
   // Tensor shards that are tensor-shard actors running whole-model steps, not stage actors of pipelines.
   const bool shard_actors = par.tensor > 1 && !plan::runs_tensor_pipelines(config);
+  // Tensor shards that are processes (comm.transport = tcp): a clause hits a shard's process, or rank 0's actor.
+  const bool shard_processes = par.tensor > 1 && ranks_are_processes(config.comm.transport);
+  const int world = par.data * par.tensor;
   for (const supervision::FaultClause& c : plan.clauses) {
-    if (c.target != supervision::FaultTarget::rank && par.tensor > 1 && ranks_are_processes(config.comm.transport))
-      invalid(fmt::format("fault.inject: clause '{}': tensor shards that are processes (comm.transport = tcp or shm) "
-                          "are not restarted yet, so no fault is injected into them; use comm.transport = inproc",
+    if (shard_processes && config.comm.transport != TransportKind::tcp)
+      invalid(fmt::format("fault.inject: clause '{}': tensor shards that are processes over shared memory "
+                          "(comm.transport = shm) are not restarted yet, so no fault is injected into them; use "
+                          "comm.transport = tcp (restarted when fault.max_restarts > 0) or inproc",
                           supervision::to_string(c)));
+    if (shard_processes && c.target == supervision::FaultTarget::rank) {
+      if (c.index >= world)
+        invalid(fmt::format("fault.inject: clause '{}': rank {} does not exist, parallel.data x parallel.tensor = {} "
+                            "rank processes (ranks 0 to {}; rank d * {} + t is shard t of replica d)",
+                            supervision::to_string(c), c.index, world, world - 1, par.tensor));
+      if (c.index == 0 && c.action == supervision::FaultAction::stall)
+        invalid(fmt::format("fault.inject: clause '{}': no one watches rank 0's heartbeats (it is the supervisor), so "
+                            "a stalled rank 0 would hang the run; kill rank 0 rehearses its death",
+                            supervision::to_string(c)));
+      never_reached(c);
+      continue;
+    }
     if (c.target == supervision::FaultTarget::shard) {
       if (par.tensor == 1)
         invalid(fmt::format("fault.inject: clause '{}': a shard is a tensor shard of parallel.tensor, which is 1; name "

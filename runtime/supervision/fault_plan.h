@@ -13,11 +13,13 @@
 //   target  := "stage" | "optimizer"          stage N of replica R (default 0), or its optimizer-state actor;
 //                                             under tensor parallelism, tensor shard 0's of that stage
 //   "shard" T [ "of stage" P ]               tensor shard T of stage P (default 0) of replica R: the actor
-//                                             that runs that shard (parallel.tensor > 1, one process);
+//                                             that runs that shard (parallel.tensor > 1, one process), or,
+//                                             shards as processes (tcp), that shard's process ("kill": it
+//                                             dies of SIGKILL; shard 0 of replica 0: rank 0's actor);
 //                                             "throw": its backward of the step throws
 // Each clause fires once, in the first attempt of step S; a second clause for the same actor and step
 // fires in the step's re-run (a fault during the re-run), a third in the re-run after that.
-// Rank clauses hit a whole data-parallel rank process (comm.transport = tcp or shm) as step S begins there:
+// Rank clauses hit a whole data-parallel or tensor-shard rank process (comm.transport = tcp or shm) as step S begins there:
 // "kill rank R" makes it die of SIGKILL, "stall rank R" stops it (SIGSTOP) as a hung process stands, so that
 // its heartbeats stop. A restarted process does not fire the clauses of steps up to the one it joined at.
 // "throw worker W" hits parameter-server worker W (parallel.gradient_exchange = ps): its step S throws after

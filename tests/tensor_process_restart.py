@@ -1,0 +1,187 @@
+#!/usr/bin/env python3
+"""A tensor-shard process that dies, hangs or throws is restarted by rank 0, and nothing is lost.
+
+usage: tensor_process_restart.py TROUPE CASE
+
+Real `troupe train` runs of a small GPT with its tensor shards as processes over tcp, in deterministic mode
+(docs/failures.md, "Tensor-shard processes"):
+  kill      SIGKILL rank 1 (tensor shard 1) of parallel.tensor = 2 mid-run: rank 0 restarts it, the new
+            process takes its shard's state from the copy rank 0 keeps, the world re-forms, the step is re-run;
+  stop      SIGSTOP rank 1: its heartbeats stop, rank 0 kills it within comm.timeout_s and restarts it;
+  throw     fault.inject "throw shard 1 at step 7": its step throws, its process dies of it and is restarted;
+  throw0    fault.inject "throw shard 0 at step 7": rank 0's own shard actor fails and is restarted in place,
+            rank 1 (the same process) re-runs the step with it;
+  dp-tp     2 replicas x 2 shards, fault.inject "kill shard 1 at step 6 on replica 1": rank 3 dies, its new
+            process takes its state live from rank 1 (shard 1 of replica 0);
+  escalate  fault.max_restarts = 1 and "kill shard 1 at step 4; kill shard 1 at step 9": the run stops with
+            the supervisor's escalation (naming the rank, its place and the restart before), exit 1, no
+            process left.
+For every case but escalate: exit 0, exactly the expected restarts reported, losses and final weights bitwise
+those of the same run without a fault, and the surviving rank processes the same processes (PIDs unchanged).
+"""
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from rank_processes import children_of, rank_of, alive  # noqa: E402
+
+TIMEOUT_S = 4
+STEPS = 60
+SMALL = ["--set", "model.n_layer=2", "--set", "model.n_embd=32", "--set", "model.n_head=2",
+         "--set", "model.block_size=16", "--set", "train.batch_size=8", "--set", "train.threads=1",
+         "--set", "train.eval_every=0", "--set", "train.deterministic=true", "--set", "comm.transport=tcp",
+         "--set", "comm.timeout_s=%d" % TIMEOUT_S, "--set", "comm.address=127.0.0.1:0", "--steps", str(STEPS)]
+TP2 = ["--set", "parallel.tensor=2"]
+CASES = {  # layout, fault.inject, the rank hurt, restarts expected
+    "kill": (TP2, None, 1, 1),
+    "stop": (TP2, None, 1, 1),
+    "throw": (TP2, "throw shard 1 at step 7", 1, 1),
+    "throw0": (TP2, "throw shard 0 at step 7", None, 1),
+    "dp-tp": (TP2 + ["--set", "parallel.data=2"], "kill shard 1 at step 6 on replica 1", 3, 1),
+    "escalate": (TP2 + ["--set", "fault.max_restarts=1"], "kill shard 1 at step 4; kill shard 1 at step 9", 1, 1),
+}
+WORK = None
+RUN = None
+
+
+def fail(msg):
+    print("FAIL: " + msg)
+    if WORK and os.path.exists(os.path.join(WORK, "stderr.txt")):
+        with open(os.path.join(WORK, "stderr.txt")) as f:
+            print("rank 0's stderr:\n" + f.read()[-4000:])
+    if RUN and RUN.poll() is None:
+        RUN.kill()
+    sys.exit(1)
+
+
+def losses(path):
+    """Each step's loss and gradient norm (the timings differ from run to run)."""
+    with open(path) as f:
+        return [(r["step"], r["loss"], r.get("grad_norm")) for r in map(json.loads, f)]
+
+
+def steps_done(work):
+    try:
+        with open(os.path.join(work, "faulty.jsonl.partial")) as f:
+            return sum(1 for _ in f)
+    except OSError:
+        return 0
+
+
+def stderr_text(work):
+    with open(os.path.join(work, "stderr.txt")) as f:
+        return f.read()
+
+
+def wait_for(what, check, seconds):
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        if check():
+            return
+        if RUN.poll() is not None:
+            fail("rank 0 ended (exit %s) while waiting for %s" % (RUN.returncode, what))
+        time.sleep(0.005)
+    fail("no %s within %d s" % (what, seconds))
+
+
+def ranks_now(pid):
+    out = {}
+    for k in children_of(pid):
+        try:
+            out[rank_of(k)] = k
+        except (OSError, ValueError):
+            pass
+    return out
+
+
+def restarts_in(work):
+    return len(re.findall(r"rank 0 restarted it", stderr_text(work)))
+
+
+def main():
+    troupe, case = sys.argv[1], sys.argv[2]
+    global WORK, RUN
+    layout, clause, victim_rank, expected = CASES[case]
+    work = WORK = tempfile.mkdtemp(prefix="troupe-tp-restart-")
+    base = SMALL + layout
+    if case != "escalate":
+        clean = subprocess.run([troupe, "train"] + base + ["--dump-losses", "clean.jsonl", "--save", "clean.st"],
+                               cwd=work, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, timeout=300)
+        if clean.returncode != 0:
+            fail("the run without faults failed: " + clean.stderr[-2000:])
+    faulty = base + (["--set", "fault.inject=" + clause] if clause else [])
+    err = open(os.path.join(work, "stderr.txt"), "w")
+    RUN = subprocess.Popen([troupe, "train"] + faulty + ["--dump-losses", "faulty.jsonl", "--save", "faulty.st"],
+                           cwd=work, stdout=subprocess.DEVNULL, stderr=err, stdin=subprocess.DEVNULL)
+    size = 4 if case == "dp-tp" else 2
+    wait_for("%d rank processes" % (size - 1), lambda: len(ranks_now(RUN.pid)) == size - 1, 60)
+    kids = ranks_now(RUN.pid)
+    print("rank processes before the fault:", kids)
+    if case in ("kill", "stop"):
+        wait_for("step 15", lambda: steps_done(work) >= 15, 120)
+        hurt = time.time()
+        os.kill(kids[1], signal.SIGSTOP if case == "stop" else signal.SIGKILL)
+        wait_for("restart of the hurt rank", lambda: restarts_in(work) >= 1, TIMEOUT_S + 30)
+        took = time.time() - hurt
+        print("rank 1 restarted %.2f s after %s" % (took, "SIGSTOP" if case == "stop" else "SIGKILL"))
+        if case == "stop" and took > TIMEOUT_S:
+            fail("the stopped rank was found after %.2f s, more than comm.timeout_s = %d" % (took, TIMEOUT_S))
+    survivors = {r: p for r, p in kids.items() if r != victim_rank}
+    # Until the end, the survivors are the same processes and the hurt rank is a new one.
+    seen_new = False
+    while RUN.poll() is None:
+        now = ranks_now(RUN.pid)
+        for r, p in survivors.items():
+            if r in now and now[r] != p:
+                fail("surviving rank %d was restarted: process %d, then %d" % (r, p, now[r]))
+        if victim_rank is not None and victim_rank in now and now[victim_rank] != kids[victim_rank]:
+            seen_new = True
+        time.sleep(0.005)
+    code = RUN.returncode
+    err.close()
+    text = stderr_text(work)
+    print("rank 0 exited with %d; its stderr ends:\n%s" % (code, text[-1500:]))
+    time.sleep(0.3)
+    left = [p for p in list(kids.values()) + list(ranks_now(RUN.pid).values()) if alive(p)]
+    for p in left:
+        os.kill(p, signal.SIGKILL)
+    if left:
+        fail("rank processes %s were left running" % left)
+    if case == "escalate":
+        if code == 0:
+            fail("rank 0 exited 0 after more restarts than fault.max_restarts")
+        for words in ["tensor-parallel rank 1", "the supervisor gives up", "fault.max_restarts = 1",
+                      "the 1 restart before", "the process of tensor-parallel rank 1 (replica 0 of parallel.data = 1, "
+                      "tensor shard 1 of parallel.tensor = 2"]:
+            if words not in text:
+                fail("the escalation does not say '%s'" % words)
+        if os.path.exists(os.path.join(work, "faulty.st")):
+            fail("a failed run wrote its weights")
+        print("OK: escalated past fault.max_restarts = 1, naming the rank, its place and the restart before")
+        return
+    if code != 0:
+        fail("rank 0 exited %d" % code)
+    if restarts_in(work) != expected:
+        fail("%d restarts reported, not %d" % (restarts_in(work), expected))
+    if victim_rank is not None and not seen_new and case != "kill":
+        print("(the restarted rank %d ran too briefly to be seen)" % victim_rank)
+    if case == "stop" and "sent no heartbeat" not in text:
+        fail("rank 0 does not say that rank 1 sent no heartbeat")
+    a, b = losses(os.path.join(work, "clean.jsonl")), losses(os.path.join(work, "faulty.jsonl"))
+    if a != b:
+        diff = [(x, y) for x, y in zip(a, b) if x != y][:3]
+        fail("losses differ from the run without faults (%d vs %d steps), first: %s" % (len(a), len(b), diff))
+    with open(os.path.join(work, "clean.st"), "rb") as f, open(os.path.join(work, "faulty.st"), "rb") as g:
+        if f.read() != g.read():
+            fail("final weights differ from the run without faults")
+    print("OK: %d steps, losses and weights bitwise equal to the run without faults; survivors %s unchanged" %
+          (len(b), sorted(survivors.values())))
+
+
+main()
