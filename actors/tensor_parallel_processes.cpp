@@ -198,7 +198,10 @@ class ShardProcess {
 };
 
 // The bytes of a shard's state at `step`'s boundary as it stands (a copy, or a restarted shard's).
-std::vector<std::byte> shard_bytes(Trainer& trainer, std::int64_t step) { return state_to_bytes(trainer.shard_state(step)); }
+// Serialised straight from the live tensors (one copy): the actor is idle, nothing changes them meanwhile.
+std::vector<std::byte> shard_bytes(Trainer& trainer, std::int64_t step) {
+  return state_to_bytes(trainer.shard_state_view(step));
+}
 
 // A rank process's side of a re-form, over the new world `w` (actors/tensor_shard_recovery.h): says where it
 // stands, rewinds to the step rank 0 re-runs, sends and takes shard states as rank 0 says. Returns where it

@@ -229,6 +229,14 @@ TrainingState Trainer::shard_state(std::int64_t steps_done) const {
   return s;
 }
 
+TrainingState Trainer::shard_state_view(std::int64_t steps_done) const {
+  TrainingState s;
+  s.step = steps_done;
+  for (const Param* p : model_->params().state()) s.params.emplace_back(p->name, p->value);
+  s.optimizer = optimizer_->state();  // its tensors shared, not cloned
+  return s;
+}
+
 void Trainer::restore_shard_state(const TrainingState& mine, const std::string& source) {
   check_covers(mine, model_->params().state(), source);
   scatter_params(mine.params, model_->params().state(), source);  // checks every shape before it copies

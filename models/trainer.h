@@ -76,6 +76,9 @@ class Trainer {
   // optimizer state; no collective): what a peer process keeps, or hands to a restarted shard process
   // of the same tensor index (actors/tensor_parallel_processes.h).
   TrainingState shard_state(std::int64_t steps_done) const;
+  // The same, sharing this shard's live tensors instead of copying them (troupe::Tensor copies are
+  // references): for serialising at once, before the next step or restore changes them.
+  TrainingState shard_state_view(std::int64_t steps_done) const;
   // Back, from such a state (names and shapes checked: troupe::Error(kInput) naming `source`); it
   // becomes the kept copy of its step's boundary too.
   void restore_shard_state(const TrainingState& mine, const std::string& source);

@@ -100,7 +100,10 @@ TEST_CASE("a shard's own state goes out and comes back bitwise, as a restarted s
                                                       "train.deterministic=true"});
   Trainer a(config), b(config);
   a.train_step(0);
+  const TrainingState view = a.shard_state_view(1);
+  CHECK(view.params.front().second.raw() == a.model().params().state().front()->value.raw());  // shared, not copied
   const TrainingState s = a.shard_state(1);
+  CHECK(s.params.front().second.raw() != view.params.front().second.raw());
   b.restore_shard_state(s, "a's state");
   CHECK(b.boundary_step() == 1);
   CHECK(a.train_step(1).loss == b.train_step(1).loss);
