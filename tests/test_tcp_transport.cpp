@@ -613,6 +613,77 @@ TEST_CASE("tcp: a peer that stalls in the middle of a message times the recv out
   CHECK_THROWS_WITH(t0->recv(1, 3, out), Contains("rank 1 stalled in the middle of a message, so the group is broken"));
 }
 
+TEST_CASE("tcp: a message whose header arrived before its recv is read whole, in order, by the receiving rank's thread", "[tcp]") {
+  // Each recv comes after its message's header has arrived and while its payload waits in the socket
+  // (for at most 50 ms): the rank's own thread reads the payload (TcpTransport::Impl::take_payload).
+  // 1 MiB + 8 is two chunks and 16 KiB + 4 not whole words: those go through the reader as before.
+  RankGroup group(TransportKind::tcp, 2, 10s);
+  const std::vector<std::size_t> sizes = {16u << 10, 1u << 20, (1u << 20) + 8, (16u << 10) + 4, 64u << 10, 1u << 20};
+  require_no_errors(group.run([&](comm::Transport& t) {
+    if (t.rank() == 1) {
+      for (std::size_t i = 0; i < sizes.size(); ++i) {
+        t.send(0, 3, pattern(sizes[i], static_cast<int>(i)));
+        std::byte ack{};
+        t.recv(0, 4, std::span(&ack, 1));  // one message in flight at a time
+      }
+      return;
+    }
+    for (std::size_t i = 0; i < sizes.size(); ++i) {
+      std::this_thread::sleep_for(15ms);  // the header is in, the payload waits in the socket
+      std::vector<std::byte> got(sizes[i]);
+      t.recv(1, 3, got);
+      REQUIRE(got == pattern(sizes[i], static_cast<int>(i)));
+      const std::byte ack{1};
+      t.send(1, 4, std::span(&ack, 1));
+    }
+  }));
+}
+
+TEST_CASE("tcp: a peer that stalls or dies in a payload the receiving rank's thread reads fails the recv as it would the reader", "[tcp]") {
+  const bool dies = GENERATE(false, true);
+  CAPTURE(dies);
+  net::TcpListener listener("127.0.0.1:0");
+  const auto address = net::tcp::parse_loopback_address(listener.address());
+  std::unique_ptr<net::TcpTransport> t0;
+  auto o0 = options(0, 2, "", 400ms);
+  o0.rendezvous_timeout = 5s;
+  std::thread rank0([&] { t0 = net::connect_tcp(o0, std::move(listener)); });
+  boost::asio::io_context io;
+  std::string ignored;
+  const auto deadline = net::tcp::Clock::now() + 5s;
+  auto raw = net::tcp::connect_until(io, address, deadline, ignored);
+  net::tcp::handshake_as_connector(*raw, "test-secret", 1, 2, 0, 0, address.text(), deadline);
+  CHECK(std::holds_alternative<wire::Roster>(net::tcp::read_control(*raw, deadline)));
+  rank0.join();
+  // A well-formed 64 KiB chunk, cut off after its first 1000 payload bytes, sent before the recv.
+  const std::size_t n = 64 * 1024;
+  auto frame = flatten(wire::encode_chunk(wire::ChunkHeader{3, 0, n, 0}, std::make_unique<std::uint64_t[]>(n / 8), n));
+  raw->non_blocking(false);
+  boost::asio::write(*raw, boost::asio::buffer(frame.data(), frame.size() - n + 1000));
+  std::thread closer;
+  if (dies) {
+    closer = std::thread([&] {
+      std::this_thread::sleep_for(100ms);  // the recv is reading the payload by then
+      raw->close();
+    });
+  }
+  std::this_thread::sleep_for(15ms);  // the header is in, the payload waits for its recv
+  std::vector<std::byte> out(n);
+  try {
+    t0->recv(1, 3, out);
+    FAIL("no error");
+  } catch (const Error& e) {
+    if (dies) {
+      CHECK_THAT(e.what(), Contains("rank 1 is dead, so the group is broken") && Contains("closed in the middle of a frame"));
+    } else {
+      CHECK_THAT(e.what(), Contains("no message from rank 1") && Contains("400 ms") &&
+                               Contains("it stopped in the middle of the message; the link is now closed"));
+    }
+  }
+  if (closer.joinable()) closer.join();
+  if (!dies) CHECK_THROWS_WITH(t0->recv(1, 3, out), Contains("rank 1 stalled in the middle of a message, so the group is broken"));
+}
+
 TEST_CASE("tcp: ranks as separate processes allreduce, and a killed process fails the others", "[tcp]") {
   const bool crash = GENERATE(false, true);
   CAPTURE(crash);

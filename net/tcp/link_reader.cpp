@@ -1,4 +1,7 @@
 // Owns the TCP transport's receive side: a link's reader thread, messages waiting in the socket for their recv, in-place and buffered receives, and how a stream ends.
+#include <sys/socket.h>
+
+#include <cerrno>
 #include <cstring>
 
 #include "net/tcp/chunking.h"
@@ -10,7 +13,7 @@ namespace asio = boost::asio;
 
 // The header of a chunk: starts a message (claiming the posted recv if it waits for exactly
 // this) or checks that it continues the current one. Reader thread.
-void TcpTransport::Impl::begin_chunk(Link& l, const wire::ChunkHeader& h, bool defer) {
+void TcpTransport::Impl::begin_chunk(Link& l, const wire::ChunkHeader& h, bool defer, std::size_t segment_bytes) {
   auto& in = l.in;
   if (h.index == 0) {
     if (in.active) {
@@ -21,12 +24,29 @@ void TcpTransport::Impl::begin_chunk(Link& l, const wire::ChunkHeader& h, bool d
     if (h.total_bytes > tcp::kMaxMessageBytes) {
       malformed(detail::concat("a message of ", h.total_bytes, " bytes exceeds the limit of ", tcp::kMaxMessageBytes));
     }
-    in = Link::Incoming{true, h.tag, h.total_bytes, 0, 0, nullptr, nullptr};
+    in = Link::Incoming{true, h.tag, h.total_bytes, 0, 0, nullptr, nullptr, false};
+    // The rank's thread may read this payload itself when its recv comes (take_payload): all of the
+    // message in this chunk, no padding, nothing to open.
+    const bool offerable = defer && segment_bytes == h.total_bytes && !l.opener;
     std::unique_lock lock(mu);
     auto& box = inbox[{l.peer, h.tag}];
     bool awaited = false;
     const auto give_up = tcp::Clock::now() + kDeferLimit;
     while (true) {
+      if (l.handover == Link::Handover::kTaking) {  // the rank's thread is reading the payload
+        l.parked.wait(lock);
+        continue;
+      }
+      if (l.handover == Link::Handover::kTaken) {
+        l.handover = Link::Handover::kNone;
+        in.dest = l.offer.into;
+        in.taken = true;
+        return;
+      }
+      if (l.handover == Link::Handover::kFailed) {
+        l.handover = Link::Handover::kNone;
+        throw EndOfStream{l.taken_failure};
+      }
       const bool for_us = posted.active && posted.from == l.peer && posted.state == Posted::State::kPending;
       awaited = for_us && posted.tag == h.tag && box.empty();
       // Buffer it when the rank waits for it (awaited), waits for a later message from this peer
@@ -39,8 +59,10 @@ void TcpTransport::Impl::begin_chunk(Link& l, const wire::ChunkHeader& h, bool d
       // Nobody has asked for it yet: leave the payload in the socket until a recv does, so it
       // can go straight into place (a pipelined ring sends a segment before its receiver has
       // posted the recv; buffering it would cost a copy and the memory).
+      l.offer = Link::Offer{offerable, h.tag, h.total_bytes, nullptr};
       l.parked.wait_for(lock, std::chrono::milliseconds(2));
     }
+    l.offer.active = false;
     if (awaited && posted.out.size() == h.total_bytes) {
       posted.state = Posted::State::kClaimed;  // straight into the caller's buffer
       in.dest = posted.out.data();
@@ -91,7 +113,7 @@ void TcpTransport::Impl::claim_late(Link& l) {
 
 // Where the reader puts a chunk's payload segment: in place when it fits and is aligned.
 std::byte* TcpTransport::Impl::place(Link& l, const wire::ChunkHeader& h, std::size_t segment_bytes) {
-  begin_chunk(l, h, true);
+  begin_chunk(l, h, true, segment_bytes);
   if (!l.in.dest || h.offset + segment_bytes > l.in.total) return nullptr;
   std::byte* at = l.in.dest + h.offset;
   return reinterpret_cast<std::uintptr_t>(at) % 8 == 0 ? at : nullptr;
@@ -101,6 +123,11 @@ void TcpTransport::Impl::end_chunk(Link& l, const wire::InChunk& chunk, bool beg
   auto& in = l.in;
   if (!begun) begin_chunk(l, chunk.header, false);  // a frame without a payload segment
   const std::size_t n = chunk.payload.size();
+  if (in.taken) {  // its recv has returned it already: nothing to hand over
+    if (n != in.total) malformed(detail::concat("chunk 0 of tag ", in.tag, " carries ", n, " of its message's ", in.total, " bytes"));
+    in = Link::Incoming{};
+    return;
+  }
   if (n == 0 && in.total > 0) malformed(detail::concat("chunk ", chunk.header.index, " of tag ", in.tag, " is empty"));
   if (in.received + n > in.total) {
     malformed(detail::concat("chunk ", chunk.header.index, " of tag ", in.tag, " overruns its message: ",
@@ -121,6 +148,40 @@ void TcpTransport::Impl::end_chunk(Link& l, const wire::InChunk& chunk, bool beg
   }
   in.active = false;
   cv.notify_all();
+}
+
+std::string TcpTransport::Impl::stream_failure(const boost::system::error_code& ec) {
+  if (ec == asio::error::eof) return "its connection closed in the middle of a frame";
+  if (ec == asio::error::timed_out) return "its host stopped acknowledging (the host or the network to it is down): " + ec.message();
+  return ec.message();
+}
+
+TcpTransport::Impl::Taken TcpTransport::Impl::take_payload(Link& l, std::span<std::byte> out, tcp::Clock::time_point deadline) {
+  // What the reader read ahead first, then the socket. Non-blocking reads, each wait a poll() bounded
+  // by the recv's deadline: a stalled sender times the recv out as it would with the reader.
+  auto& ahead = l.ahead;
+  std::size_t done = std::min(out.size(), ahead.stop - ahead.begin);
+  if (done) std::memcpy(out.data(), ahead.bytes.data() + ahead.begin, done);
+  ahead.begin += done;
+  const int fd = l.socket->native_handle();
+  while (done < out.size()) {
+    const ssize_t n = ::recv(fd, out.data() + done, out.size() - done, MSG_DONTWAIT);
+    if (n > 0) {
+      done += static_cast<std::size_t>(n);
+      continue;
+    }
+    if (n == 0) return {Taken::Outcome::kEnded, stream_failure(asio::error::eof)};
+    if (errno == EINTR) continue;
+    if (errno != EAGAIN && errno != EWOULDBLOCK) {
+      return {Taken::Outcome::kEnded, stream_failure(boost::system::error_code(errno, boost::system::system_category()))};
+    }
+    // Rounded up: kTimeout only once the deadline has passed, as recv's own check then agrees.
+    const auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - tcp::Clock::now()).count();
+    if (left <= 0) return {Taken::Outcome::kTimeout, ""};
+    pollfd p{fd, POLLIN, 0};
+    ::poll(&p, 1, static_cast<int>(std::min<long long>(left, 1000)));
+  }
+  return {};
 }
 
 namespace {
@@ -147,8 +208,9 @@ void TcpTransport::Impl::reader_loop(Link& l) {
   std::uint64_t frame_index = 0;  // a protected link: the number of the frame being read
   try {
     std::size_t frame_bytes = 0;  // bytes of the current frame read so far
-    std::vector<std::byte> buffer(64 * 1024);
-    std::size_t begin = 0, stop = 0;
+    std::vector<std::byte>& buffer = l.ahead.bytes;
+    std::size_t& begin = l.ahead.begin;
+    std::size_t& stop = l.ahead.stop;
     auto read_exact = [&](std::span<std::byte> out) {
       std::size_t done = std::min(out.size(), stop - begin);
       if (done) std::memcpy(out.data(), buffer.data() + begin, done);
@@ -170,12 +232,8 @@ void TcpTransport::Impl::reader_loop(Link& l) {
           done += take;
         }
         if (ec) {
-          if (ec == asio::error::eof) {
-            throw EndOfStream{frame_bytes + done == 0 ? "" : "its connection closed in the middle of a frame"};
-          }
-          throw EndOfStream{ec == asio::error::timed_out
-                                ? "its host stopped acknowledging (the host or the network to it is down): " + ec.message()
-                                : ec.message()};
+          if (ec == asio::error::eof && frame_bytes + done == 0) throw EndOfStream{""};
+          throw EndOfStream{stream_failure(ec)};
         }
       }
       frame_bytes += out.size();
@@ -185,6 +243,11 @@ void TcpTransport::Impl::reader_loop(Link& l) {
     tcp::FrameOpener* opener = l.opener.get();
     bool payload_next = false;  // the decoder's next read is a chunk's payload segment
     auto read_frame = [&](std::span<std::byte> out) {
+      if (payload_next && l.in.taken) {  // the rank's thread has read it (take_payload)
+        payload_next = false;
+        frame_bytes += out.size();
+        return;
+      }
       read_exact(out);
       if (opener) {
         if (payload_next && opener->level() == tcp::Protection::encrypt) {

@@ -1,8 +1,10 @@
 // Owns the TCP transport's send side: a link's writer thread, send()'s direct writes from the caller's buffer, the send queue, and closing links.
+#include <poll.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 
-#include <boost/asio/write.hpp>
+#include <climits>
+
 #include <cerrno>
 
 #include "net/tcp/transport_state.h"
@@ -13,12 +15,54 @@ namespace asio = boost::asio;
 using tcp::Clock;
 
 namespace {
+
 constexpr std::byte kZeros[8] = {};  // a lent payload's padding to a whole word
+
+void add(std::vector<iovec>& iov, std::span<const std::byte> bytes) {
+  if (!bytes.empty()) iov.push_back(iovec{const_cast<std::byte*>(bytes.data()), bytes.size()});
+}
+
+// Drops the first `n` bytes of iov[at..]; returns the new `at`.
+std::size_t consume(std::vector<iovec>& iov, std::size_t at, std::size_t n) {
+  while (n > 0) {
+    const std::size_t take = std::min(n, iov[at].iov_len);
+    iov[at].iov_base = static_cast<char*>(iov[at].iov_base) + take;
+    iov[at].iov_len -= take;
+    n -= take;
+    if (iov[at].iov_len == 0) ++at;
+  }
+  return at;
+}
+
+// The writer's write of a whole batch (`iov`, consumed): as many pieces per sendmsg as the kernel
+// takes (Asio's write() stops every 64 KiB, which cost 16 system calls per 1 MiB segment), each call
+// blocking until it has all been queued or the connection fails.
+boost::system::error_code write_all(tcp::Link& l, std::vector<iovec>& iov) {
+  std::size_t at = 0;
+  while (at < iov.size()) {
+    msghdr m{};
+    m.msg_iov = iov.data() + at;
+    m.msg_iovlen = std::min<std::size_t>(iov.size() - at, IOV_MAX);
+    const ssize_t n = ::sendmsg(l.socket->native_handle(), &m, MSG_NOSIGNAL);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) {  // not expected of the blocking socket; wait anyway
+        pollfd p{l.socket->native_handle(), POLLOUT, 0};
+        ::poll(&p, 1, 1000);
+        continue;
+      }
+      return boost::system::error_code(errno, boost::system::system_category());
+    }
+    at = consume(iov, at, static_cast<std::size_t>(n));
+  }
+  return {};
+}
+
 }  // namespace
 
 void TcpTransport::Impl::writer_loop(Link& l) {
   std::vector<Link::Outgoing> batch;
-  std::vector<asio::const_buffer> buffers;
+  std::vector<iovec> buffers;
   bool said_goodbye = false;
   while (!said_goodbye) {
     {
@@ -35,25 +79,25 @@ void TcpTransport::Impl::writer_loop(Link& l) {
     buffers.clear();
     for (const auto& o : batch) {
       if (o.is_rest) {
-        buffers.emplace_back(o.rest.data(), o.rest.size());
+        add(buffers, o.rest);
       } else {
         const auto& pieces = o.frame.pieces();
         for (std::size_t p = 0; p < pieces.size(); ++p) {
-          buffers.emplace_back(pieces[p].data(), pieces[p].size());
-          if (p == 0 && o.sealed) buffers.emplace_back(o.seals.header_tag.data(), o.seals.header_tag.size());
+          add(buffers, pieces[p]);
+          if (p == 0 && o.sealed) add(buffers, o.seals.header_tag);
         }
-        if (o.sealed) buffers.emplace_back(o.seals.seal.data(), o.seals.seal.size());
+        if (o.sealed) add(buffers, o.seals.seal);
       }
       if (!o.lent.empty()) {
-        buffers.emplace_back(o.lent.data(), o.lent.size());
-        buffers.emplace_back(kZeros, o.lent_padding);
+        add(buffers, o.lent);
+        add(buffers, std::span(kZeros, o.lent_padding));
       }
       said_goodbye = said_goodbye || o.goodbye;
     }
     boost::system::error_code ec;
     {
       std::lock_guard write_lock(l.write_mu);
-      asio::write(*l.socket, buffers, ec);
+      ec = write_all(l, buffers);
     }
     std::size_t lent_written = 0;
     for (auto& o : batch) {
@@ -99,27 +143,19 @@ void TcpTransport::Impl::writer_loop(Link& l) {
 // socket takes them without blocking. Returns the bytes written.
 std::size_t TcpTransport::Impl::write_now(Link& l, const std::vector<std::span<const std::byte>>& parts) {
   std::vector<iovec> iov;
-  for (const auto& p : parts) {
-    if (!p.empty()) iov.push_back(iovec{const_cast<std::byte*>(p.data()), p.size()});
-  }
+  for (const auto& p : parts) add(iov, p);
   std::size_t done = 0, at = 0;
   while (at < iov.size()) {
     msghdr m{};
     m.msg_iov = iov.data() + at;
-    m.msg_iovlen = std::min<std::size_t>(iov.size() - at, 64);
+    m.msg_iovlen = std::min<std::size_t>(iov.size() - at, IOV_MAX);
     const ssize_t n = ::sendmsg(l.socket->native_handle(), &m, MSG_DONTWAIT | MSG_NOSIGNAL);
     if (n < 0) {
       if (errno == EINTR) continue;
       break;  // full (the rest goes through the writer) or failed (the writer reports it)
     }
     done += static_cast<std::size_t>(n);
-    for (auto left = static_cast<std::size_t>(n); left > 0;) {
-      const std::size_t take = std::min(left, iov[at].iov_len);
-      iov[at].iov_base = static_cast<char*>(iov[at].iov_base) + take;
-      iov[at].iov_len -= take;
-      left -= take;
-      if (iov[at].iov_len == 0) ++at;
-    }
+    at = consume(iov, at, static_cast<std::size_t>(n));
   }
   return done;
 }

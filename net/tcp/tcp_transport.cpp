@@ -183,8 +183,38 @@ void TcpTransport::recv(int from, std::uint32_t tag, std::span<std::byte> out) {
   std::unique_lock lock(s.mu);
   auto& box = s.inbox[{from, tag}];
   s.posted = Posted{true, from, tag, out, Posted::State::kPending};
-  if (from != s.rank) s.link(from).parked.notify_all();  // only this peer's reader can be affected
   const auto deadline = Clock::now() + s.timeout;
+  if (from != s.rank) {
+    Link& l = s.link(from);
+    // The reader holds this message's header, its payload still in the socket: read it here, into
+    // `out` (Impl::take_payload), rather than wake the reader and wait for it.
+    if (l.offer.active && l.offer.tag == tag && l.offer.bytes == out.size() && box.empty() && !s.aborted &&
+        s.first_failed < 0 && reinterpret_cast<std::uintptr_t>(out.data()) % 8 == 0) {
+      l.offer.active = false;
+      l.offer.into = out.data();
+      l.handover = Link::Handover::kTaking;
+      s.posted.state = Posted::State::kClaimed;  // should it fail, the reader ends the link and fails the recv
+      lock.unlock();
+      const Impl::Taken taken = Impl::take_payload(l, out, deadline);
+      lock.lock();
+      if (taken.outcome == Impl::Taken::Outcome::kDone) {
+        l.handover = Link::Handover::kTaken;
+        s.posted.active = false;
+        lock.unlock();
+        l.parked.notify_all();
+        return;
+      }
+      // The stream ended or stalled in the payload: the reader ends the link as if it had read it.
+      l.handover = Link::Handover::kFailed;
+      l.taken_failure = taken.why;
+      if (taken.outcome == Impl::Taken::Outcome::kTimeout && l.local_reason.headline.empty()) {
+        l.local_reason = {detail::concat("rank ", from, " stalled in the middle of a message"),
+                          "this rank closed the link when its recv timed out"};
+        l.shutdown();
+      }
+    }
+    l.parked.notify_all();  // only this peer's reader can be affected
+  }
   enum class Outcome { kBroken, kClosed, kTimeout } outcome;
   while (true) {
     if (s.posted.state == Posted::State::kDone) {

@@ -21,7 +21,9 @@
 // caller's buffer, as far as the socket takes them without blocking; what does not fit is copied
 // and queued for the link's writer thread, which sends queued frames in one scatter-gather call.
 // send() never waits for the receiver. A reader thread per link decodes frames; a chunk's payload
-// is read straight into the buffer of the recv() that asked for it. A large message (>= 16 KiB)
+// is read straight into the buffer of the recv() that asked for it, by the recv's own thread when
+// the reader already holds that message's header (one chunk of whole words, an unprotected link):
+// the reader offers it, and recv reads it rather than wake the reader and wait. A large message (>= 16 KiB)
 // that no recv has asked for yet waits in the socket until one does (the pipelined ring sends a
 // segment before its receiver posts the recv), unless a recv wants a later message from the same
 // peer, the peer hangs up, or 50 ms pass; it is then buffered, and recv copies it. So in the common case the

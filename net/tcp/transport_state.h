@@ -119,7 +119,31 @@ struct Link {
     std::uint32_t next_index = 0;
     std::byte* dest = nullptr;  // the posted recv's buffer or the message's; null: discard
     Message* message = nullptr; // null when writing into the posted recv's buffer
+    bool taken = false;         // the rank's thread read the payload itself (Impl::take_payload)
   } in;
+
+  // What the reader has read from the socket beyond the frame bytes asked for (its small reads go
+  // through here, so a frame's header costs one system call). Reader thread; the rank's thread
+  // while it takes a payload (Handover::kTaking).
+  struct ReadAhead {
+    std::vector<std::byte> bytes = std::vector<std::byte>(64 * 1024);
+    std::size_t begin = 0, stop = 0;
+  } ahead;
+
+  // A message whose payload the rank's thread may read itself (Impl::take_payload), offered by the
+  // reader while it waits for that message's recv with the header read and the payload in the
+  // socket: one chunk, a whole number of words, on an unprotected link. Guarded by Impl::mu.
+  struct Offer {
+    bool active = false;
+    std::uint32_t tag = 0;
+    std::uint64_t bytes = 0;
+    std::byte* into = nullptr;  // set by the taker: where the payload went
+  } offer;
+  // kTaking: the rank's thread is reading the offered payload (the reader waits, touching nothing);
+  // kTaken: it has read all of it; kFailed: the stream ended or stalled under it (taken_failure says
+  // how). The reader returns the state to kNone. Guarded by Impl::mu.
+  enum class Handover { kNone, kTaking, kTaken, kFailed } handover = Handover::kNone;
+  std::string taken_failure;
 
   void shutdown() {
     boost::system::error_code ignored;
@@ -222,7 +246,8 @@ struct TcpTransport::Impl {
 
   // The header of a chunk: starts a message (claiming the posted recv if it waits for exactly
   // this) or checks that it continues the current one. Reader thread.
-  void begin_chunk(Link& l, const wire::ChunkHeader& h, bool defer);
+  // `segment_bytes`: the payload segment the frame carries (0: not known, no offer).
+  void begin_chunk(Link& l, const wire::ChunkHeader& h, bool defer, std::size_t segment_bytes = 0);
 
   // Messages at least this large wait in the socket for their recv (see begin_chunk).
   static constexpr std::uint64_t kDeferBytes = 16 * 1024;
@@ -246,6 +271,18 @@ struct TcpTransport::Impl {
   std::byte* place(Link& l, const wire::ChunkHeader& h, std::size_t segment_bytes);
 
   void end_chunk(Link& l, const wire::InChunk& chunk, bool begun);
+
+  // recv()'s fast path (rank thread, mu not held): the reader has offered exactly this message
+  // (Link::offer), whose payload is still in the socket; reads it straight into `out` instead of
+  // waking the reader and waiting for it (two thread switches fewer per message).
+  struct Taken {
+    enum class Outcome { kDone, kEnded, kTimeout } outcome = Outcome::kDone;
+    std::string why;  // kEnded: how the stream ended
+  };
+  static Taken take_payload(Link& l, std::span<std::byte> out, tcp::Clock::time_point deadline);
+
+  // How a stream's read failed (`ec`), for the failure's detail.
+  static std::string stream_failure(const boost::system::error_code& ec);
 
   void reader_loop(Link& l);
   Link::Failure integrity_failure(Link& l, std::uint64_t frame, const std::string& what);

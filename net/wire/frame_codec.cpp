@@ -4,6 +4,7 @@
 #include <capnp/message.h>
 #include <capnp/orphan.h>
 #include <kj/exception.h>
+#include <sys/mman.h>
 
 #include <algorithm>
 #include <cstring>
@@ -20,6 +21,18 @@ namespace {
 constexpr unsigned kFirstSegmentWords = 256;
 
 [[noreturn]] void malformed(const std::string& what) { throw Error(ErrorKind::kIo, what); }
+
+// `bytes` (at most kMaxChunkBytes + 8) of zeros that are safe to read: a read-only private mapping
+// of the zero page, made once per process; it takes no memory however large the segment.
+const std::byte* zero_segment(std::size_t bytes) {
+  static const std::byte* const zeros = [] {
+    void* p = ::mmap(nullptr, kMaxChunkBytes + 8, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    TROUPE_CHECK(p != MAP_FAILED, "mapping ", kMaxChunkBytes + 8, " bytes of zeros failed");
+    return static_cast<const std::byte*>(p);
+  }();
+  TROUPE_CHECK(bytes <= kMaxChunkBytes + 8, "a zero segment of ", bytes, " bytes");
+  return zeros;
+}
 
 std::size_t round_up8(std::size_t n) { return (n + 7) & ~std::size_t{7}; }
 
@@ -298,36 +311,44 @@ InFrame FrameReader::read(const ReadExact& read_exact, const Place& place, const
       if (!is_chunk && tail_words == 0) return control_of(frame);
     }
 
-    // The last segment: in place when the caller says where, else into scratch.
-    std::byte* placed = nullptr;
-    if (tail_words > 0) {
+    if (!is_chunk) {  // a control frame with a second segment: read whole, then decoded
       const std::size_t tail_bytes = static_cast<std::size_t>(tail_words) * 8;
-      placed = is_chunk ? place(header, tail_bytes) : nullptr;
-      if (placed) {
-        TROUPE_CHECK(reinterpret_cast<std::uintptr_t>(placed) % 8 == 0, "placed payload is not 8-byte aligned");
-        read_exact(std::span(placed, tail_bytes));
-        s.segments.emplace_back(reinterpret_cast<const capnp::word*>(placed), static_cast<std::size_t>(tail_words));
-      } else {
-        s.scratch.resize(static_cast<std::size_t>(tail_words));
-        read_exact(std::as_writable_bytes(std::span(s.scratch)));
-        s.segments.emplace_back(words_of(s.scratch.data()), s.scratch.size());
-      }
+      s.scratch.resize(static_cast<std::size_t>(tail_words));
+      read_exact(std::as_writable_bytes(std::span(s.scratch)).first(tail_bytes));
+      s.segments.emplace_back(words_of(s.scratch.data()), s.scratch.size());
+      capnp::SegmentArrayMessageReader reader(kj::arrayPtr(s.segments.data(), s.segments.size()),
+                                              Impl::options(static_cast<std::size_t>(head_words + tail_words)));
+      return control_of(reader.getRoot<schema::Frame>());
     }
 
+    // A chunk is decoded whole before its payload segment is read, with that segment standing in as
+    // zeros (Cap'n Proto never reads a Data's bytes, and the frame's pointers may only find zeros
+    // there): so the payload read is the frame's last step, nothing after it can fail, and whoever
+    // the caller lets read it (net/tcp: the rank's own thread) gets bytes from a frame known good.
+    const std::size_t tail_bytes = static_cast<std::size_t>(tail_words) * 8;
+    const std::byte* zeros = tail_words > 0 ? zero_segment(tail_bytes) : nullptr;
+    if (tail_words > 0) s.segments.emplace_back(reinterpret_cast<const capnp::word*>(zeros), static_cast<std::size_t>(tail_words));
     capnp::SegmentArrayMessageReader reader(kj::arrayPtr(s.segments.data(), s.segments.size()),
                                             Impl::options(static_cast<std::size_t>(head_words + tail_words)));
-    auto frame = reader.getRoot<schema::Frame>();
-    if (!is_chunk) return control_of(frame);
-    auto payload = frame.getChunk().getPayload();
+    auto payload = reader.getRoot<schema::Frame>().getChunk().getPayload();
     const auto* begin = reinterpret_cast<const std::byte*>(payload.begin());
-    // In place, the payload is the whole segment but for the padding of a last word (which a
-    // later chunk of the message overwrites).
-    if (placed && (begin != placed || payload.size() + 8 <= static_cast<std::size_t>(tail_words) * 8)) {
-      malformed(detail::concat("chunk ", header.index, " (tag ", header.tag,
-                               ") does not carry its payload as the frame's last segment"));
+    const bool in_tail = tail_words > 0 && begin >= zeros && begin < zeros + tail_bytes;
+    if (tail_words == 0) return InChunk{header, std::span<const std::byte>(begin, payload.size())};
+
+    // The last segment: in place when the caller says where (only a payload that is that whole
+    // segment, but for the padding of a last word, can be placed), else into scratch.
+    const bool whole_segment = begin == zeros && payload.size() + 8 > tail_bytes;
+    std::byte* placed = whole_segment ? place(header, tail_bytes) : nullptr;
+    if (placed) {
+      TROUPE_CHECK(reinterpret_cast<std::uintptr_t>(placed) % 8 == 0, "placed payload is not 8-byte aligned");
+      read_exact(std::span(placed, tail_bytes));
+      return InChunk{header, std::span<const std::byte>(placed, payload.size())};
     }
-    // The bytes stay valid in the placed memory or the scratch after the reader goes.
-    return InChunk{header, std::span<const std::byte>(begin, payload.size())};
+    s.scratch.resize(static_cast<std::size_t>(tail_words));
+    auto* scratch = reinterpret_cast<std::byte*>(s.scratch.data());
+    read_exact(std::span(scratch, tail_bytes));
+    // The bytes stay valid in the scratch (or the head) after the reader goes.
+    return InChunk{header, std::span<const std::byte>(in_tail ? scratch + (begin - zeros) : begin, payload.size())};
   } catch (const kj::Exception& e) {
     malformed(detail::concat("Cap'n Proto could not decode the frame: ", e.getDescription().cStr()));
   }

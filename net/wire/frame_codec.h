@@ -153,9 +153,11 @@ class FrameReader {
   FrameReader(const FrameReader&) = delete;
   FrameReader& operator=(const FrameReader&) = delete;
 
-  // Where a chunk's payload segment should land: called once the chunk's header is decoded, with
-  // the segment's size (a multiple of 8, >= the payload). Return a writable, 8-byte-aligned
-  // pointer to that many bytes to receive it in place, or nullptr to use the reader's scratch.
+  // Where a chunk's payload segment should land: called once the whole frame but that segment has
+  // been read and decoded (so nothing after the segment's read can fail), and only when the payload
+  // is that whole segment but for a last word's padding; with the segment's size (a multiple of 8,
+  // >= the payload). Return a writable, 8-byte-aligned pointer to that many bytes to receive it in
+  // place, or nullptr to use the reader's scratch. The segment's read is the frame's last step.
   using Place = std::function<std::byte*(const ChunkHeader& header, std::size_t segment_bytes)>;
 
   // Called with the frame's header (preamble and segment table, as read) once it has arrived and
@@ -164,7 +166,7 @@ class FrameReader {
   using HeaderRead = std::function<void(std::span<const std::byte> header)>;
 
   // Reads and decodes the next frame. For a chunk placed in the caller's memory, the returned
-  // payload starts exactly there (else the frame is malformed and this throws).
+  // payload starts exactly there.
   InFrame read(const ReadExact& read_exact, const Place& place, const HeaderRead& on_header = {});
 
   struct Impl;
