@@ -14,8 +14,8 @@
 #include <toml++/toml.h>
 
 #include "runtime/config/config_schema.h"
+#include "runtime/config/stage_devices.h"
 #include "runtime/error.h"
-#include "runtime/strings.h"
 #include "runtime/plan/topology.h"
 #include "runtime/supervision/fault_plan.h"
 
@@ -301,17 +301,8 @@ void validate_parallel(const RunConfig& config) {
   if (!parse_config_device(t.device.short_str()))  // cpu:N past 0, in a RunConfig built in code
     invalid(fmt::format("train.device = \"{}\" is not a device; use cpu, cuda or cuda:N (troupe devices lists them)",
                         t.device.short_str()));
-  if (!par.placement.empty()) {
-    const std::vector<std::string> parts = split(par.placement);
-    if (static_cast<int>(parts.size()) != par.pipeline)
-      invalid(fmt::format("parallel.placement = \"{}\" names {} devices for parallel.pipeline = {} stages; give one "
-                          "device per stage",
-                          par.placement, parts.size(), par.pipeline));
-    for (const auto& d : parts)
-      if (!parse_config_device(d))
-        invalid(fmt::format("parallel.placement = \"{}\": \"{}\" is not a device; use cpu, cuda or cuda:N",
-                            par.placement, d));
-  }
+  check_one_device_per_stage(par.placement, par.pipeline);
+  parse_stage_devices("parallel.placement", stage_devices_text(par.placement));  // cpu:N past 0, built in code
 }
 
 // Checkpoints: what they need, and the layouts whose whole state they cannot hold yet.
@@ -468,10 +459,10 @@ void validate_cnn(const RunConfig& config) {
     invalid(fmt::format("model.kind = cnn with train.device = {}: the convolution and batch-norm kernels exist on "
                         "the CPU backend only so far; use train.device = cpu",
                         config.train.device.short_str()));
-  if (!par.placement.empty() && par.placement.find("cuda") != std::string::npos)
+  if (std::ranges::any_of(par.placement, &Device::is_cuda))
     invalid(fmt::format("model.kind = cnn with parallel.placement = \"{}\": the CNN's kernels exist on the CPU "
                         "backend only so far; place every stage on cpu",
-                        par.placement));
+                        stage_devices_text(par.placement)));
   if (par.gradient_exchange == GradientExchange::ps)
     invalid("model.kind = cnn with parallel.gradient_exchange = ps: the parameter-server trainer does not carry "
             "batch-norm running statistics; use parallel.gradient_exchange = ring or alltoall");
@@ -484,10 +475,10 @@ void validate_lstm(const RunConfig& config) {
     invalid(fmt::format("model.kind = lstm with train.device = {}: the LSTM recurrence exists on the CPU backend "
                         "only so far; use train.device = cpu",
                         config.train.device.short_str()));
-  if (!par.placement.empty() && par.placement.find("cuda") != std::string::npos)
+  if (std::ranges::any_of(par.placement, &Device::is_cuda))
     invalid(fmt::format("model.kind = lstm with parallel.placement = \"{}\": the LSTM recurrence exists on the CPU "
                         "backend only so far; place every stage on cpu",
-                        par.placement));
+                        stage_devices_text(par.placement)));
 }
 
 // DeepFM: its embedding tables live on parameter-server shards and its workers are data-parallel
@@ -519,7 +510,7 @@ void validate_deepfm(const RunConfig& config) {
   if (!par.placement.empty())
     invalid(fmt::format("model.kind = deepfm with parallel.placement = \"{}\": DeepFM has no pipeline stages to "
                         "place; remove the setting",
-                        par.placement));
+                        stage_devices_text(par.placement)));
   if (t.precision != Precision::f32)
     invalid(fmt::format("model.kind = deepfm with train.precision = {}: DeepFM trains in f32 only so far; use "
                         "train.precision = f32",
@@ -599,10 +590,7 @@ void validate_tensor(const RunConfig& config) {
 }  // namespace
 
 bool computes_on_cuda(const RunConfig& config) {
-  if (config.train.device.is_cuda()) return true;
-  for (const auto& d : split(config.parallel.placement))
-    if (auto device = parse_config_device(d); device && device->is_cuda()) return true;
-  return false;
+  return config.train.device.is_cuda() || std::ranges::any_of(config.parallel.placement, &Device::is_cuda);
 }
 
 void validate(const RunConfig& config) {
