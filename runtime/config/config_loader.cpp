@@ -13,6 +13,7 @@
 #include <fmt/ranges.h>
 #include <toml++/toml.h>
 
+#include "runtime/comm/compression/compression_spec.h"
 #include "runtime/config/config_schema.h"
 #include "runtime/config/stage_devices.h"
 #include "runtime/error.h"
@@ -220,8 +221,10 @@ std::string join(const std::vector<std::string>& items) {
 namespace {
 
 // The data-parallel, communication, parameter-server and placement keys, checked against each other.
-// comm.compression asks for a compressor (the one place that reads its "none").
-bool compression_on(const RunConfig& config) { return config.comm.compression != "none"; }
+// comm.compression asks for a compressor; a spec that is none of the forms is the parser's config error.
+bool compression_on(const RunConfig& config) {
+  return comm::parse_compression_spec(config.comm.compression).kind != comm::CompressionKind::kNone;
+}
 
 void validate_parallel(const RunConfig& config) {
   const ParallelConfig& par = config.parallel;
@@ -254,30 +257,6 @@ void validate_parallel(const RunConfig& config) {
                         config.ps.mode));
   const std::string& comp = config.comm.compression;
   if (compression_on(config)) {
-    const bool known = comp == "fp16" || comp == "bf16" || comp == "int8" || comp.rfind("topk:", 0) == 0 ||
-                       comp.rfind("powersgd:", 0) == 0;
-    if (!known)
-      invalid(fmt::format("comm.compression = \"{}\" is not one of none, fp16, bf16, int8, topk:<fraction> "
-                          "(e.g. topk:0.01), powersgd:<rank> (e.g. powersgd:4)",
-                          comp));
-    if (comp.rfind("topk:", 0) == 0) {
-      const std::string v = comp.substr(5);
-      char* end = nullptr;
-      const double f = std::strtod(v.c_str(), &end);
-      if (v.empty() || *end != '\0' || !(f > 0.0 && f <= 1.0))
-        invalid(fmt::format("comm.compression = \"{}\": the top-k fraction must be a number in (0, 1], e.g. "
-                            "topk:0.01",
-                            comp));
-    }
-    if (comp.rfind("powersgd:", 0) == 0) {
-      const std::string v = comp.substr(9);
-      const bool digits = !v.empty() && v.size() < 6 &&
-                          std::all_of(v.begin(), v.end(), [](char c) { return c >= '0' && c <= '9'; });
-      if (!digits || std::stoi(v) < 1)
-        invalid(fmt::format("comm.compression = \"{}\": the PowerSGD rank must be a whole number >= 1, e.g. "
-                            "powersgd:4",
-                            comp));
-    }
     if (t.deterministic)
       invalid(fmt::format("comm.compression = {} with train.deterministic = true: compression is lossy and its "
                           "result depends on how gradients are split; use comm.compression = none",
