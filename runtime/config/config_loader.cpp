@@ -415,6 +415,20 @@ void validate_faults(const RunConfig& config) {
   }
 }
 
+// A model whose kernels exist on the CPU backend only: train.device and every stage of parallel.placement
+// must be the CPU. `device_why` and `placement_why` name what CUDA lacks ("the LSTM recurrence exists").
+void require_cpu_backend(const RunConfig& config, std::string_view device_why, std::string_view placement_why) {
+  const std::string_view kind = name_of(config.model.kind);
+  if (!config.train.device.is_cpu())
+    invalid(fmt::format("model.kind = {} with train.device = {}: {} on the CPU backend only so far; use train.device "
+                        "= cpu",
+                        kind, config.train.device.short_str(), device_why));
+  if (std::ranges::any_of(config.parallel.placement, &Device::is_cuda))
+    invalid(fmt::format("model.kind = {} with parallel.placement = \"{}\": {} on the CPU backend only so far; place "
+                        "every stage on cpu",
+                        kind, stage_devices_text(config.parallel.placement), placement_why));
+}
+
 // The residual CNN: its shape keys agree, and it runs where its kernels and strategies exist so far.
 void validate_cnn(const RunConfig& config) {
   const ModelConfig& m = config.model;
@@ -434,14 +448,7 @@ void validate_cnn(const RunConfig& config) {
     invalid(fmt::format("model.cnn_channels = {} has {} stages: 28x28 images allow at most {} with "
                         "model.cnn_stem_stride = {} (each stage after the first halves the resolution)",
                         fmt::join(m.cnn_channels, ","), m.cnn_channels.size(), max_stages, m.cnn_stem_stride));
-  if (!config.train.device.is_cpu())
-    invalid(fmt::format("model.kind = cnn with train.device = {}: the convolution and batch-norm kernels exist on "
-                        "the CPU backend only so far; use train.device = cpu",
-                        config.train.device.short_str()));
-  if (std::ranges::any_of(par.placement, &Device::is_cuda))
-    invalid(fmt::format("model.kind = cnn with parallel.placement = \"{}\": the CNN's kernels exist on the CPU "
-                        "backend only so far; place every stage on cpu",
-                        stage_devices_text(par.placement)));
+  require_cpu_backend(config, "the convolution and batch-norm kernels exist", "the CNN's kernels exist");
   if (par.gradient_exchange == GradientExchange::ps)
     invalid("model.kind = cnn with parallel.gradient_exchange = ps: the parameter-server trainer does not carry "
             "batch-norm running statistics; use parallel.gradient_exchange = ring or alltoall");
@@ -449,15 +456,7 @@ void validate_cnn(const RunConfig& config) {
 
 // The stacked LSTM: its recurrence exists on the CPU backend only so far.
 void validate_lstm(const RunConfig& config) {
-  const ParallelConfig& par = config.parallel;
-  if (!config.train.device.is_cpu())
-    invalid(fmt::format("model.kind = lstm with train.device = {}: the LSTM recurrence exists on the CPU backend "
-                        "only so far; use train.device = cpu",
-                        config.train.device.short_str()));
-  if (std::ranges::any_of(par.placement, &Device::is_cuda))
-    invalid(fmt::format("model.kind = lstm with parallel.placement = \"{}\": the LSTM recurrence exists on the CPU "
-                        "backend only so far; place every stage on cpu",
-                        stage_devices_text(par.placement)));
+  require_cpu_backend(config, "the LSTM recurrence exists", "the LSTM recurrence exists");
 }
 
 // DeepFM: its embedding tables live on parameter-server shards and its workers are data-parallel
