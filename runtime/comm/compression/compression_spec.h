@@ -17,8 +17,8 @@ struct CompressionSpec {
 };
 
 // Parses a spec: the one parser of comm.compression (config validation uses it too). Throws
-// troupe::Error(kConfig) naming the spec and listing the valid forms when it is unknown, and with an
-// example when the top-k fraction is not a number in (0, 1] or the PowerSGD rank not a whole number in
+// troupe::Error(kConfig) naming the spec and listing the valid forms when it is unknown, when the
+// top-k fraction is not a number in (0, 1], or when the PowerSGD rank is not a whole number in
 // [1, 99999].
 CompressionSpec parse_compression_spec(std::string_view spec);
 
