@@ -45,7 +45,7 @@ plan::Topology replica_topology(const PipelineDriver& driver) {
   c.parallel.data = o.replicas;
   if (c.parallel.gradient_exchange == GradientExchange::ps) c.parallel.gradient_exchange = GradientExchange::ring;
   return plan::make_topology(c, layer_info(make_layer_specs(c.model, c.train.seed)),
-                             std::vector<std::string>(static_cast<std::size_t>(o.stages), "cpu:0"));
+                             std::vector<Device>(static_cast<std::size_t>(o.stages), Device::cpu()));
 }
 }  // namespace
 

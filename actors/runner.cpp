@@ -52,9 +52,7 @@ plan::LayerInfo layers_of(const RunConfig& config) {
 }
 
 plan::Topology topology_for(const RunConfig& config, const Placement& placement) {
-  std::vector<std::string> devices;
-  for (const Device& d : placement.stages) devices.push_back(d.str());
-  return plan::make_topology(config, layers_of(config), devices);
+  return plan::make_topology(config, layers_of(config), placement.stages);
 }
 
 std::chrono::milliseconds comm_timeout(const RunConfig& config) {

@@ -38,7 +38,7 @@ TensorParallelTrainer::TensorParallelTrainer(const RunConfig& config, std::share
   const plan::Topology plan =
       topology ? *topology
                : plan::make_topology(config, layer_info(make_layer_specs(config.model, config.train.seed)),
-                                     std::vector<std::string>(1, "cpu:0"));
+                                     std::vector<Device>(1, Device::cpu()));
   supervisor_ = std::make_unique<supervision::Supervisor>(
       supervision::make_supervision_tree(plan), plan,
       supervision::RestartIntensity(config.fault.max_restarts, config.fault.restart_window_s));

@@ -33,7 +33,7 @@ TensorPipelineTrainer::TensorPipelineTrainer(const RunConfig& config, const plan
   const plan::Topology plan =
       topology ? *topology
                : plan::make_topology(config, layer_info(make_layer_specs(config.model, config.train.seed)),
-                                     std::vector<std::string>(static_cast<std::size_t>(pp_), "cpu:0"));
+                                     std::vector<Device>(static_cast<std::size_t>(pp_), Device::cpu()));
   system_ = std::make_shared<ActorSystem>();
   for (int d = 0; d < dp_; ++d)
     for (int t = 0; t < tp_; ++t) {

@@ -12,12 +12,12 @@ Run: python3 bench/bench_ddp.py [--world 2] [--steps 60] [--rounds 2]
 import argparse
 import json
 import os
-import re
 import statistics
 import subprocess
 import sys
 import tempfile
 
+from baseline_result import baseline_result
 from bench_train import cpu_peak, mfu_of
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -41,14 +41,9 @@ def troupe_steps_per_s(binary, world, batch, steps, transport):
 
 
 def ddp_steps_per_s(baseline, world, batch, steps):
-    env = dict(os.environ, OMP_WAIT_POLICY="PASSIVE")
-    out = subprocess.run(["/usr/bin/python3", baseline, "--world", str(world), "--global-batch", str(batch),
-                          "--steps", str(steps), "--reps", "3"],
-                         check=True, capture_output=True, text=True, env=env, cwd=os.path.dirname(baseline)).stdout
-    m = re.search(r"steps_per_s median=([\d.]+)", out)
-    if not m:
-        sys.exit("bench_ddp: could not read the DDP baseline's RESULT line:\n" + out)
-    return float(m.group(1))
+    return baseline_result("bench_ddp", "/usr/bin/python3", baseline,
+                           ["--world", world, "--global-batch", batch, "--steps", steps, "--reps", 3],
+                           r"steps_per_s median=([\d.]+)")
 
 
 def main():

@@ -11,21 +11,17 @@ Run: python3 bench/bench_pipeline_gpt.py [--threads N] [--steps 30]
 import argparse
 import json
 import os
-import re
 import subprocess
-import sys
 
+from baseline_result import baseline_result
 from bench_train import ROOT, cpu_peak, mfu_of, troupe_rate
 
 
 def pipe_manual_rate(baseline, micro):
-    env = dict(os.environ, OMP_WAIT_POLICY="PASSIVE")
-    out = subprocess.run(["/usr/bin/python3", baseline, "--model", "gpt", "--micro", str(micro), "--reps", "3"],
-                         check=True, capture_output=True, text=True, env=env, cwd=os.path.dirname(baseline)).stdout
-    m = re.search(r"RESULT pipe_manual_gpt_micro\d+ steps_per_s median=([0-9.]+)", out)
-    if not m:
-        sys.exit("bench_pipeline_gpt: no RESULT line from pipe_manual.py:\n" + out)
-    return float(m.group(1)) * 16 * 128
+    steps_per_s = baseline_result("bench_pipeline_gpt", "/usr/bin/python3", baseline,
+                                  ["--model", "gpt", "--micro", micro, "--reps", 3],
+                                  r"RESULT pipe_manual_gpt_micro\d+ steps_per_s median=([0-9.]+)")
+    return steps_per_s * 16 * 128  # tokens per step: batch 16 x block 128
 
 
 def main():

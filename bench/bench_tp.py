@@ -22,11 +22,11 @@ Run: python3 bench/bench_tp.py [--threads 2] [--steps 30] [--rounds 3] [--forms 
 import argparse
 import json
 import os
-import re
 import statistics
 import subprocess
 import sys
 
+from baseline_result import baseline_result
 from bench_train import ROOT, cpu_peak, mfu_of, troupe_rate
 from torch_peers import peers
 
@@ -34,14 +34,9 @@ DTENSOR_CHECK = "import torch.distributed.tensor.parallel"
 
 
 def dtensor_rate(python, baseline, threads, steps, port):
-    env = dict(os.environ, OMP_WAIT_POLICY="PASSIVE")
-    out = subprocess.run([python, baseline, "--world", "2", "--threads", str(threads), "--steps", str(steps),
-                          "--port", str(port)], check=True, capture_output=True, text=True, env=env,
-                         cwd=os.path.dirname(baseline)).stdout
-    m = re.search(r"RESULT tp_gpt_w2 tokens_per_s median=(\d+)", out)
-    if not m:
-        sys.exit("bench_tp: no RESULT line from tp_torch.py:\n" + out)
-    return float(m.group(1))
+    return baseline_result("bench_tp", python, baseline,
+                           ["--world", 2, "--threads", threads, "--steps", steps, "--port", port],
+                           r"RESULT tp_gpt_w2 tokens_per_s median=(\d+)")
 
 
 def main():

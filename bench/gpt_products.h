@@ -14,10 +14,13 @@
 
 namespace troupe::bench {
 
+// C[m, n] = op(A)[m, k] op(B)[k, n], op a transpose where trans_a / trans_b say; A and B stored densely.
 struct Product {
   std::string name;
   bool trans_a, trans_b;
   std::int64_t m, n, k;
+  std::int64_t lda() const { return trans_a ? m : k; }  // row stride of A as stored
+  std::int64_t ldb() const { return trans_b ? k : n; }
 };
 
 struct ProductFlags {

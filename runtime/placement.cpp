@@ -3,8 +3,8 @@
 
 #include <fmt/format.h>
 
+#include "runtime/config/stage_devices.h"
 #include "runtime/error.h"
-#include "runtime/strings.h"
 
 namespace troupe {
 
@@ -58,18 +58,15 @@ Placement resolve_placement(const RunConfig& config, const DeviceInventory& inve
     p.stages.assign(stages, d);
     return p;
   }
-  const std::vector<std::string> parts = split(config.parallel.placement);
-  if (static_cast<int>(parts.size()) != stages)
-    throw Error(ErrorKind::kConfig, fmt::format("parallel.placement = \"{}\" names {} devices for parallel.pipeline = {} "
-                                                "stages; give one device per stage",
-                                                config.parallel.placement, parts.size(), stages));
+  const std::vector<Device>& wanted = config.parallel.placement;
+  check_one_device_per_stage(wanted, stages);
   for (int s = 0; s < stages; ++s) {
-    const Device d = Device::parse(parts[s]);
+    const Device d = wanted[static_cast<std::size_t>(s)];
     require_present(d, inventory,
-                    fmt::format("parallel.placement = \"{}\", stage {} on {}", config.parallel.placement, s, parts[s]),
+                    fmt::format("parallel.placement = \"{}\", stage {} on {}", stage_devices_text(wanted), s, d.str()),
                     "cpu for that stage");
-    p.stages.push_back(d);
   }
+  p.stages = wanted;
   return p;
 }
 

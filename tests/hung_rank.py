@@ -14,43 +14,21 @@ import os
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from rank_processes import children_of, rank_of, alive  # noqa: E402
+from rank_zero import SMALL_GPT_OVER_TCP, fail, scratch, start, stderr_text  # noqa: E402
 
 TIMEOUT_S = 8
-SMALL = ["--set", "model.n_layer=2", "--set", "model.n_embd=32", "--set", "model.n_head=2",
-         "--set", "model.block_size=16", "--set", "train.batch_size=12", "--set", "train.threads=1",
-         "--set", "train.eval_every=0", "--set", "comm.transport=tcp", "--set", "comm.address=127.0.0.1:0",
-         "--set", "comm.timeout_s=%d" % TIMEOUT_S,
-         "--set", "parallel.data=3", "--set", "fault.max_restarts=0", "--steps", "100000"]
-
-WORK = None
-
-
-def fail(msg):
-    print("FAIL: " + msg)
-    if WORK and os.path.exists(os.path.join(WORK, "stderr.txt")):
-        with open(os.path.join(WORK, "stderr.txt")) as f:
-            print("rank 0's stderr:\n" + f.read()[-4000:])
-    sys.exit(1)
-
-
-
-
-
-
+SMALL = SMALL_GPT_OVER_TCP + ["--set", "train.batch_size=12", "--set", "comm.timeout_s=%d" % TIMEOUT_S,
+                              "--set", "parallel.data=3", "--set", "fault.max_restarts=0", "--steps", "100000"]
 
 
 def main():
     troupe = sys.argv[1]
-    global WORK
-    work = WORK = tempfile.mkdtemp(prefix="troupe-hung-")
-    err = open(os.path.join(work, "stderr.txt"), "w")
-    rank0 = subprocess.Popen([troupe, "train"] + SMALL, cwd=work, stdout=subprocess.DEVNULL, stderr=err,
-                             stdin=subprocess.DEVNULL)
+    scratch("troupe-hung-")
+    rank0 = start(troupe, SMALL)
     deadline = time.time() + 60
     kids = []
     while time.time() < deadline and len(kids) < 2:
@@ -79,9 +57,7 @@ def main():
     for k in left:
         os.kill(k, signal.SIGCONT)
         os.kill(k, signal.SIGKILL)
-    err.close()
-    with open(os.path.join(work, "stderr.txt")) as f:
-        text = f.read()
+    text = stderr_text()
     print("rank 0 exited with %d, %.2f s after rank 1 was stopped; its stderr ends:\n%s" % (code, took, text[-1500:]))
     if code == 0:
         fail("rank 0 exited 0")

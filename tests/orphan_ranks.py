@@ -10,31 +10,15 @@ usage: orphan_ranks.py TROUPE CASE
 """
 import os
 import signal
-import subprocess
 import sys
-import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from rank_processes import children_of, alive  # noqa: E402
+from rank_zero import SMALL_GPT_OVER_TCP, fail, scratch, start, stderr_text  # noqa: E402
 
-# comm.address port 0: a free port, so a test running beside this one on the default port cannot take it.
-SMALL = ["--set", "model.n_layer=2", "--set", "model.n_embd=32", "--set", "model.n_head=2",
-         "--set", "model.block_size=16", "--set", "train.batch_size=8", "--set", "train.threads=1",
-         "--set", "train.eval_every=0", "--set", "comm.transport=tcp", "--set", "comm.address=127.0.0.1:0",
-         "--set", "comm.timeout_s=600",
-         "--set", "parallel.data=2", "--steps", "100000"]
-
-
-WORK = None
-
-
-def fail(msg):
-    print("FAIL: " + msg)
-    if WORK and os.path.exists(os.path.join(WORK, "stderr.txt")):
-        with open(os.path.join(WORK, "stderr.txt")) as f:
-            print("rank 0's stderr:\n" + f.read()[-4000:])  # what the run said, for a failure seen once
-    sys.exit(1)
+SMALL = SMALL_GPT_OVER_TCP + ["--set", "train.batch_size=8", "--set", "comm.timeout_s=600",
+                              "--set", "parallel.data=2", "--steps", "100000"]
 
 
 
@@ -48,11 +32,8 @@ def main():
         extra = ["--set", "parallel.data=3", "--set", "train.batch_size=12"]
     if case == "ps_worker":
         extra = ["--set", "parallel.gradient_exchange=ps"]
-    global WORK
-    work = WORK = tempfile.mkdtemp(prefix="troupe-orphan-")
-    err = open(os.path.join(work, "stderr.txt"), "w")
-    rank0 = subprocess.Popen([troupe, "train"] + SMALL + extra, cwd=work, stdout=subprocess.DEVNULL, stderr=err,
-                             stdin=subprocess.DEVNULL)
+    work = scratch("troupe-orphan-")
+    rank0 = start(troupe, SMALL + extra)
     deadline = time.time() + 60
     kids = []
     while time.time() < deadline and not kids:
@@ -79,9 +60,7 @@ def main():
     if left:
         fail("rank processes %s still ran 10 s after rank 0 was killed" % left)
     print("rank processes %s exited %.2f s after rank 0 was killed" % (kids, time.time() - killed_at))
-    err.close()
-    with open(os.path.join(work, "stderr.txt")) as f:
-        text = f.read()
+    text = stderr_text()
     # Its parent watch, or (when it had already joined) its broken connection, says why.
     if "its rank 0) is gone" not in text and "rank 0" not in text:
         fail("no rank process said why it exits; stderr:\n" + text)

@@ -1,5 +1,5 @@
 """The rank processes of a run as /proc shows them: children of a pid, a child's --rank, liveness.
-Shared by tests/orphan_ranks.py and tests/hung_rank.py."""
+Shared by tests/orphan_ranks.py, tests/hung_rank.py and tests/replica_restart.py."""
 
 import os
 

@@ -20,18 +20,16 @@ import re
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from rank_processes import children_of, rank_of, alive  # noqa: E402
+from rank_zero import SMALL_GPT_OVER_TCP, fail, scratch, start, stderr_text  # noqa: E402
 
 TIMEOUT_S = 6
 STEPS = 200
-SMALL = ["--set", "model.n_layer=2", "--set", "model.n_embd=32", "--set", "model.n_head=2",
-         "--set", "model.block_size=16", "--set", "train.batch_size=12", "--set", "train.threads=1",
-         "--set", "train.eval_every=0", "--set", "train.deterministic=true", "--set", "comm.transport=tcp",
-         "--set", "comm.timeout_s=%d" % TIMEOUT_S, "--set", "comm.address=127.0.0.1:0", "--steps", str(STEPS)]
+SMALL = SMALL_GPT_OVER_TCP + ["--set", "train.batch_size=12", "--set", "train.deterministic=true",
+                              "--set", "comm.timeout_s=%d" % TIMEOUT_S, "--steps", str(STEPS)]
 LAYOUTS = {
     "kill": ["--set", "parallel.data=3"],
     "kill-pp": ["--set", "parallel.data=3", "--set", "parallel.pipeline=2", "--set", "parallel.microbatches=2",
@@ -39,18 +37,7 @@ LAYOUTS = {
     "stop": ["--set", "parallel.data=3"],
     "escalate": ["--set", "parallel.data=3", "--set", "fault.max_restarts=1"],
 }
-WORK = None
 RUN = None
-
-
-def fail(msg):
-    print("FAIL: " + msg)
-    if WORK and os.path.exists(os.path.join(WORK, "stderr.txt")):
-        with open(os.path.join(WORK, "stderr.txt")) as f:
-            print("rank 0's stderr:\n" + f.read()[-4000:])
-    if RUN and RUN.poll() is None:
-        RUN.kill()
-    sys.exit(1)
 
 
 def losses(path):
@@ -65,11 +52,6 @@ def steps_done(work):
             return sum(1 for _ in f)
     except OSError:
         return 0
-
-
-def stderr_text(work):
-    with open(os.path.join(work, "stderr.txt")) as f:
-        return f.read()
 
 
 def wait_for(what, check, seconds):
@@ -93,8 +75,8 @@ def ranks_now(pid):
     return out
 
 
-def restarts_in(work):
-    return len(re.findall(r"rank 0 restarted it as process", stderr_text(work)))
+def restarts_in():
+    return len(re.findall(r"rank 0 restarted it as process", stderr_text()))
 
 
 def fault(case, work, kids):
@@ -104,14 +86,14 @@ def fault(case, work, kids):
     if case == "stop":
         os.kill(victim, signal.SIGSTOP)
         stopped = time.time()
-        wait_for("restart of the stopped rank", lambda: restarts_in(work) >= 1, TIMEOUT_S + 30)
+        wait_for("restart of the stopped rank", lambda: restarts_in() >= 1, TIMEOUT_S + 30)
         took = time.time() - stopped
         print("the stopped rank 1 was killed and restarted %.2f s after SIGSTOP (comm.timeout_s = %d)" % (took, TIMEOUT_S))
         if took > TIMEOUT_S:
             fail("the stopped rank was found after %.2f s, more than comm.timeout_s = %d" % (took, TIMEOUT_S))
         return 1
     os.kill(victim, signal.SIGKILL)
-    wait_for("restart of the killed rank", lambda: restarts_in(work) >= 1, 60)
+    wait_for("restart of the killed rank", lambda: restarts_in() >= 1, 60)
     if case == "escalate":
         wait_for("the restarted rank 1", lambda: ranks_now(RUN.pid).get(1, victim) != victim, 30)
         wait_for("progress after the restart", lambda: steps_done(work) >= 60, 120)
@@ -121,17 +103,15 @@ def fault(case, work, kids):
 
 def main():
     troupe, case = sys.argv[1], sys.argv[2]
-    global WORK, RUN
-    work = WORK = tempfile.mkdtemp(prefix="troupe-restart-")
+    global RUN
+    work = scratch("troupe-restart-")
     layout = SMALL + LAYOUTS[case]
     if case != "escalate":
         clean = subprocess.run([troupe, "train"] + layout + ["--dump-losses", "clean.jsonl", "--save", "clean.st"],
                                cwd=work, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, timeout=300)
         if clean.returncode != 0:
             fail("the run without faults failed: " + clean.stderr[-2000:])
-    err = open(os.path.join(work, "stderr.txt"), "w")
-    RUN = subprocess.Popen([troupe, "train"] + layout + ["--dump-losses", "faulty.jsonl", "--save", "faulty.st"],
-                           cwd=work, stdout=subprocess.DEVNULL, stderr=err, stdin=subprocess.DEVNULL)
+    RUN = start(troupe, layout + ["--dump-losses", "faulty.jsonl", "--save", "faulty.st"])
     replicas = int([a for a in layout if a.startswith("parallel.data=")][0].split("=")[1])
     wait_for("%d rank processes" % (replicas - 1), lambda: len(ranks_now(RUN.pid)) == replicas - 1, 60)
     kids = ranks_now(RUN.pid)
@@ -148,8 +128,7 @@ def main():
             fail("rank 1 still runs as the process that was hurt")
         time.sleep(0.02)
     code = RUN.returncode
-    err.close()
-    text = stderr_text(work)
+    text = stderr_text()
     print("rank 0 exited with %d; its stderr ends:\n%s" % (code, text[-1500:]))
     time.sleep(0.3)
     left = [p for p in list(kids.values()) + list(ranks_now(RUN.pid).values()) if alive(p)]
@@ -169,8 +148,8 @@ def main():
         return
     if code != 0:
         fail("rank 0 exited %d" % code)
-    if restarts_in(work) != 1:
-        fail("%d restarts reported, not 1" % restarts_in(work))
+    if restarts_in() != 1:
+        fail("%d restarts reported, not 1" % restarts_in())
     if case == "stop" and "sent no heartbeat" not in text:
         fail("rank 0 does not say that rank 1 sent no heartbeat")
     a, b = losses(os.path.join(work, "clean.jsonl")), losses(os.path.join(work, "faulty.jsonl"))

@@ -1,4 +1,4 @@
-// Owns the settings of the small GPT the tensor-parallel tests train, and how they compare its losses.
+// Owns the small GPT the tensor-parallel tests train and how they compare its runs with the single device's.
 #pragma once
 
 #include <catch2/catch.hpp>
@@ -7,7 +7,10 @@
 #include <cmath>
 #include <initializer_list>
 #include <string>
+#include <utility>
 #include <vector>
+
+#include "actors/session.h"
 
 namespace troupe::testing {
 
@@ -29,6 +32,46 @@ inline double max_rel(const std::vector<double>& a, const std::vector<double>& b
   double m = 0.0;
   for (std::size_t i = 0; i < a.size(); ++i) m = std::max(m, std::abs(a[i] - b[i]) / std::abs(b[i]));
   return m;
+}
+
+// The largest relative difference between `run`'s per-step losses and `reference`'s, which must be below
+// `tolerance`; reported (WARN) under `what`, so that the log shows how close each layout came.
+inline double check_losses_close(const std::vector<double>& run, const std::vector<double>& reference, double tolerance,
+                                 const std::string& what) {
+  const double rel = max_rel(run, reference);
+  INFO(what << ": max relative loss difference " << rel);
+  CHECK(rel < tolerance);
+  WARN(what << " max rel loss diff over " << run.size() << " steps: " << rel);
+  return rel;
+}
+
+// Steps 0 .. steps - 1 of two trainers (anything with train_step(step)), side by side, e.g. before
+// their training states are compared.
+template <class A, class B>
+void train_both(A& a, B& b, int steps) {
+  for (int s = 0; s < steps; ++s) {
+    a.train_step(s);
+    b.train_step(s);
+  }
+}
+
+// Steps the Sessions `reference` and `run` `steps` times each, then evaluates both: each training loss of
+// `run` and its evaluation's within relative 1e-5 of the reference's. Returns both evaluations
+// (reference's first) for the caller's further checks.
+inline std::pair<EvalStats, EvalStats> check_sessions_close(Session& reference, Session& run, int steps) {
+  for (int i = 0; i < steps; ++i) {
+    auto a = reference.step();
+    auto b = run.step();
+    REQUIRE(a);
+    REQUIRE(b);
+    CHECK(b->loss == Approx(a->loss).epsilon(1e-5));
+  }
+  auto ea = reference.evaluate();
+  auto eb = run.evaluate();
+  REQUIRE(ea);
+  REQUIRE(eb);
+  CHECK(eb->loss == Approx(ea->loss).epsilon(1e-5));
+  return {*ea, *eb};
 }
 
 }  // namespace troupe::testing

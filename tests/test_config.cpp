@@ -480,11 +480,31 @@ TEST_CASE("validate: rules across keys, in one place", "[config]") {
   CHECK_THAT(set_error({"parallel.pipeline=2", "parallel.microbatches=2", "parallel.placement=cpu"}),
              Contains("names 1 devices for parallel.pipeline = 2 stages"));
   CHECK_THAT(set_error({"parallel.pipeline=2", "parallel.microbatches=2", "parallel.placement=cpu,tpu:0"}),
-             Contains("\"tpu:0\" is not a device"));
+             Contains("parallel.placement = \"cpu,tpu:0\", stage 1: \"tpu:0\" is not a device") &&
+                 Contains("each cpu, cuda or cuda:N"));
+  CHECK_THAT(set_error({"parallel.pipeline=3", "parallel.placement=cpu,,cpu"}), Contains("stage 1: \"\" is not a device"));
+  CHECK_THAT(set_error({"parallel.pipeline=2", "parallel.placement=cpu, cpu"}), Contains("stage 1: \" cpu\" is not"));
   CHECK_NOTHROW(load_config(std::nullopt, {"parallel.pipeline=2", "parallel.microbatches=2", "parallel.placement=cuda:0,cpu"}));
+  // Parsed once: the config holds one device per stage, and prints the host as cpu and a GPU as cuda:N.
+  const RunConfig placed = load_config(std::nullopt, {"parallel.pipeline=3", "parallel.placement=cuda,cpu:0,cuda:2"});
+  CHECK(placed.parallel.placement == std::vector<Device>{Device::cuda(0), Device::cpu(), Device::cuda(2)});
+  CHECK(*find_config_key("parallel.placement")->get(placed) == ConfigValue{std::string("cuda:0,cpu,cuda:2")});
+  CHECK(load_config(std::nullopt, {"parallel.placement="}).parallel.placement.empty());
+  // The CNN and the LSTM run on the CPU only: a placement with a GPU stage is refused, one without is not.
+  CHECK_THAT(set_error({"model.kind=cnn", "parallel.pipeline=2", "parallel.placement=cpu,cuda:1"}),
+             Contains("model.kind = cnn with parallel.placement = \"cpu,cuda:1\": the CNN's kernels exist on the CPU"));
+  CHECK_NOTHROW(load_config(std::nullopt, {"model.kind=cnn", "parallel.pipeline=2", "parallel.placement=cpu,cpu"}));
+  CHECK_THAT(set_error({"model.kind=lstm", "parallel.pipeline=2", "parallel.placement=cuda,cpu"}),
+             Contains("model.kind = lstm with parallel.placement = \"cuda:0,cpu\": the LSTM recurrence"));
 
   // A RunConfig built in code meets the same per-key rules as a loaded one.
   RunConfig c;
+  c.parallel.pipeline = 2;
+  c.parallel.placement = {Device::cpu(), Device::cpu(1)};
+  CHECK_THAT(config_error([&] { validate(c); }), Contains("parallel.placement = \"cpu,cpu:1\", stage 1: \"cpu:1\" is not a device"));
+  c.parallel.placement = {Device::cpu()};
+  CHECK_THAT(config_error([&] { validate(c); }), Contains("parallel.placement = \"cpu\" names 1 devices for parallel.pipeline = 2"));
+  c = RunConfig{};
   c.train.batch_size = 0;
   CHECK_THAT(config_error([&] { validate(c); }), Contains("train.batch_size = 0: must be >= 1"));
   c = RunConfig{};

@@ -37,6 +37,17 @@ std::string train_args(const std::vector<std::string>& sets) {
   return args;
 }
 
+// `troupe train` with `sets` (and `more` command-line text), its losses dumped to NAME.jsonl and its
+// weights saved to NAME.st in `dir`; the run must succeed.
+TroupeRun train_saving(const TempDir& dir, const std::vector<std::string>& sets, const std::string& name,
+                       const std::string& more = "") {
+  const TroupeRun r = run_troupe(dir.path, train_args(sets) + more + " --dump-losses " + dir.file(name + ".jsonl") +
+                                               " --save " + dir.file(name + ".st"));
+  INFO(name << ":\n" << r.out << r.err);
+  REQUIRE(r.code == 0);
+  return r;
+}
+
 // The value after `key` on every line of a --dump-losses file that has it (17 significant digits: exact).
 std::vector<double> dumped(const std::string& path, const std::string& key) {
   std::vector<double> out;
@@ -54,10 +65,7 @@ TEST_CASE("deepfm from troupe train and Session: losses, test log-loss and weigh
   TempDir dir;
   std::vector<std::string> sets = kSmallDeepfm;
   sets.push_back("train.steps=5");
-  const TroupeRun cli =
-      run_troupe(dir.path, train_args(sets) + " --dump-losses " + dir.file("cli.jsonl") + " --save " + dir.file("cli.st"));
-  INFO(cli.out << cli.err);
-  REQUIRE(cli.code == 0);
+  const TroupeRun cli = train_saving(dir, sets, "cli");
   CHECK_THAT(cli.out, Contains("parameter servers, 2 workers (threads) x 2 shards, mode sync"));
   CHECK_THAT(cli.out, Contains("deepfm (embed_dim=8 deep_hidden=64,32 hashed_rows=4096 max_cardinality=10000)"));
   CHECK_THAT(cli.out, Contains("eval after step 5: test log-loss"));
@@ -94,15 +102,9 @@ TEST_CASE("deepfm from troupe train: workers as tcp processes give the threads' 
   TempDir dir;
   std::vector<std::string> sets = kSmallDeepfm;
   sets.push_back("train.steps=4");
-  const TroupeRun threads = run_troupe(dir.path, train_args(sets) + " --dump-losses " + dir.file("threads.jsonl") +
-                                                     " --save " + dir.file("threads.st"));
-  INFO(threads.out << threads.err);
-  REQUIRE(threads.code == 0);
+  train_saving(dir, sets, "threads");
   sets.push_back("comm.transport=tcp");
-  const TroupeRun tcp =
-      run_troupe(dir.path, train_args(sets) + " --dump-losses " + dir.file("tcp.jsonl") + " --save " + dir.file("tcp.st"));
-  INFO(tcp.out << tcp.err);
-  REQUIRE(tcp.code == 0);
+  const TroupeRun tcp = train_saving(dir, sets, "tcp");
   CHECK_THAT(tcp.out, Contains("2 workers as processes over tcp"));
   CHECK(dumped(dir.file("tcp.jsonl"), "loss") == dumped(dir.file("threads.jsonl"), "loss"));
   CHECK(dumped(dir.file("tcp.jsonl"), "val_loss") == dumped(dir.file("threads.jsonl"), "val_loss"));
@@ -116,17 +118,10 @@ TEST_CASE("deepfm worker processes killed or stalled (fault.inject) are restarte
   sets.push_back("train.steps=4");
   sets.push_back("parallel.data=3");
   sets.push_back("train.batch_size=48");
-  const TroupeRun threads = run_troupe(dir.path, train_args(sets) + " --dump-losses " + dir.file("threads.jsonl") +
-                                                     " --save " + dir.file("threads.st"));
-  INFO(threads.out << threads.err);
-  REQUIRE(threads.code == 0);
+  train_saving(dir, sets, "threads");
   sets.push_back("comm.transport=tcp");
   sets.push_back("comm.timeout_s=4");  // the stall is found within 2 s
-  const TroupeRun tcp = run_troupe(dir.path, train_args(sets) + " --set \"fault.inject=kill rank 1 at step 1; stall rank 2 "
-                                                                "at step 2\" --dump-losses " + dir.file("tcp.jsonl") +
-                                                 " --save " + dir.file("tcp.st"));
-  INFO(tcp.out << tcp.err);
-  REQUIRE(tcp.code == 0);
+  const TroupeRun tcp = train_saving(dir, sets, "tcp", " --set \"fault.inject=kill rank 1 at step 1; stall rank 2 at step 2\"");
   CHECK_THAT(tcp.err, Contains("sent no heartbeat"));
   CHECK_THAT(tcp.out, Contains("2 worker restarts") && Contains("2 restarts (ps.max_restarts = 3):") &&
                           Contains("  ps worker 1 in step 1: ") && Contains("  ps worker 2 in step 2: "));

@@ -68,7 +68,7 @@ TEST_CASE("every stage goes on train.device unless parallel.placement names one 
 TEST_CASE("a mixed CPU/GPU placement is accepted where its devices exist", "[placement]") {
   RunConfig c;
   c.parallel.pipeline = 3;
-  c.parallel.placement = "cuda:0,cuda:1,cpu";
+  c.parallel.placement = {Device::cuda(0), Device::cuda(1), Device::cpu()};
   const Placement p = resolve_placement(c, gpus(2));
   CHECK(p.str() == "cuda:0,cuda:1,cpu:0");
   CHECK(p.mixed());
@@ -88,11 +88,11 @@ TEST_CASE("a CUDA device on a machine without one is a config error saying what 
   CHECK_THAT(config_error(c, gpus(2)), Catch::Contains("cuda:2 does not exist, this machine has 2 CUDA devices"));
   c.train.device = Device::cpu();
   c.parallel.pipeline = 2;
-  c.parallel.placement = "cuda:0,cpu";
+  c.parallel.placement = {Device::cuda(0), Device::cpu()};
   CHECK_THAT(config_error(c, no_gpu()),
              Catch::Contains("parallel.placement = \"cuda:0,cpu\", stage 0 on cuda:0: no CUDA device found") &&
                  Catch::Contains("use cpu for that stage"));
-  c.parallel.placement = "cpu";
+  c.parallel.placement = {Device::cpu()};
   CHECK_THAT(config_error(c, no_gpu()), Catch::Contains("names 1 devices for parallel.pipeline = 2 stages"));
 }
 
@@ -106,11 +106,11 @@ TEST_CASE("one GPU trains a whole model, pipelines, data parallelism and exact s
                                                               "CPU-only"));
   c.train.deterministic = false;
   c.parallel.pipeline = 2;
-  c.parallel.placement = "cuda:0,cpu";
+  c.parallel.placement = {Device::cuda(0), Device::cpu()};
   const Placement mixed = resolve_placement(c, gpus(1));
   CHECK_THROWS_WITH(check_runnable(mixed, c), Catch::Contains("placement cuda:0,cpu:0 with parallel.pipeline = 2") &&
                                                   Catch::Contains("run on the CPU only so far"));
-  c.parallel.placement = "cpu,cpu";
+  c.parallel.placement = {Device::cpu(), Device::cpu()};
   CHECK(check_runnable(resolve_placement(c, no_gpu()), c).str() == "cpu:0,cpu:0");
 }
 

@@ -18,7 +18,7 @@ using Catch::Matchers::Contains;
 namespace {
 Topology topology_of(const RunConfig& config) {
   return make_topology(config, layer_info(make_layer_specs(config.model, config.train.seed)),
-                       std::vector<std::string>(static_cast<std::size_t>(config.parallel.pipeline), "cpu:0"));
+                       std::vector<Device>(static_cast<std::size_t>(config.parallel.pipeline), Device::cpu()));
 }
 
 // A GPT small enough to count by hand: c = 4, vocab 16, block 8, 2 heads, one block, batch 2.

@@ -13,6 +13,7 @@
 #include "runtime/plan/resources.h"
 #include "tests/error_of.h"
 #include "tests/rank_threads.h"
+#include "tests/same_losses.h"
 #include "tests/same_weights.h"
 #include "tests/temp_dir.h"
 #include "tests/small_gpt_runs.h"
@@ -20,14 +21,11 @@
 #include "tests/troupe_command.h"
 
 using namespace troupe;
+using namespace troupe::testing;  // small_gpt_runs.h
 using namespace std::chrono_literals;
 using Catch::Matchers::Contains;
 
 namespace {
-
-using testing::max_rel;
-using testing::small_gpt;
-using testing::with;
 
 void require_no_errors(const std::vector<std::exception_ptr>& errors) {
   for (const auto& e : errors)
@@ -137,11 +135,8 @@ TEST_CASE("sequence parallel = single device: GPT tp 2 and 4, losses within 1e-5
   const TrainingRun reference = single_device(one, steps);
   for (int tp : {2, 4}) {
     const TrainingRun run = tensor_sharded(sequence_parallel(small_gpt(false), {"parallel.tensor=" + std::to_string(tp)}), steps);
-    const double rel = max_rel(run.losses, reference.losses);
-    INFO("tp" << tp << " + sp: max relative loss difference " << rel);
-    CHECK(rel < 1e-5);
+    check_losses_close(run.losses, reference.losses, 1e-5, "gpt tp=" + std::to_string(tp) + " + sequence parallel");
     CHECK(run.losses.back() < run.losses.front());
-    WARN("gpt tp=" << tp << " + sequence parallel: max rel loss diff over " << steps << " steps: " << rel);
   }
 }
 
@@ -165,10 +160,7 @@ TEST_CASE("sequence parallel in pipelines = single device: dp2 x pp2 x tp2 (with
   for (const Layout& layout : kPipelineLayouts) {
     INFO(layout.name);
     const TrainingRun run = tensor_pipelined(sequence_parallel(small_gpt(false), layout.sets), steps);
-    const double rel = max_rel(run.losses, reference.losses);
-    INFO("max relative loss difference " << rel);
-    CHECK(rel < 1e-5);
-    WARN(layout.name << " max rel loss diff over " << steps << " steps: " << rel);
+    check_losses_close(run.losses, reference.losses, 1e-5, layout.name);
     require_bitwise(tensor_pipelined(sequence_parallel(small_gpt(true), layout.sets), steps), exact_reference);
   }
 }
@@ -181,9 +173,7 @@ TEST_CASE("dp2 x pp2 x tp2 with sequence parallelism and gradient compression tr
       sequence_parallel(small_gpt(false), {"parallel.data=2", "parallel.tensor=2", "parallel.pipeline=2",
                                            "parallel.microbatches=2", "comm.compression=fp16"}),
       steps);
-  const double rel = max_rel(run.losses, reference.losses);
-  INFO("fp16 compression + sp: max relative loss difference " << rel);
-  CHECK(rel < 1e-3);
+  check_losses_close(run.losses, reference.losses, 1e-3, "dp2 x pp2 x tp2 fp16 compression + sp");
 }
 
 TEST_CASE("sequence parallel from Session (the CLI's runner): tp 2 steps and evaluates as the single device",
@@ -193,18 +183,7 @@ TEST_CASE("sequence parallel from Session (the CLI's runner): tp 2 steps and eva
   auto sp = Session::create(load_config(std::nullopt, with(base, {"parallel.tensor=2", "parallel.sequence_parallel=true"})));
   REQUIRE(single);
   REQUIRE(sp);
-  for (int i = 0; i < 3; ++i) {
-    auto a = (*single)->step();
-    auto b = (*sp)->step();
-    REQUIRE(a);
-    REQUIRE(b);
-    CHECK(b->loss == Approx(a->loss).epsilon(1e-5));
-  }
-  auto ea = (*single)->evaluate();
-  auto eb = (*sp)->evaluate();
-  REQUIRE(ea);
-  REQUIRE(eb);
-  CHECK(eb->loss == Approx(ea->loss).epsilon(1e-5));
+  check_sessions_close(**single, **sp, 3);
 }
 
 TEST_CASE("sequence parallel from the CLI, shards as actors and as tcp processes: the single device's losses and "
@@ -226,14 +205,7 @@ TEST_CASE("sequence parallel from the CLI, shards as actors and as tcp processes
                                                   dir.file("sp.jsonl") + " --save " + dir.file("sp.st"));
     INFO(sp.out << sp.err);
     REQUIRE(sp.code == 0);
-    std::stringstream a(slurp(dir.file("single.jsonl"))), b(slurp(dir.file("sp.jsonl")));
-    std::string la, lb;
-    int lines = 0;
-    while (std::getline(a, la) && std::getline(b, lb)) {
-      CHECK(la.substr(0, la.find("\"tokens_per_s\"")) == lb.substr(0, lb.find("\"tokens_per_s\"")));
-      ++lines;
-    }
-    CHECK(lines == 3);
+    check_same_losses(dir.file("single.jsonl"), dir.file("sp.jsonl"), 3);
     check_same_weights(dir.file("single.st"), dir.file("sp.st"));
   }
 }

@@ -18,7 +18,7 @@ namespace {
 plan::Topology mesh(int data, int pipe, std::optional<plan::ServerPlan> servers = std::nullopt) {
   plan::Topology t;
   t.dims = {data, pipe, 1};
-  for (int r = 0; r < t.world_size(); ++r) t.places.push_back({0, "localhost", "cpu:0"});
+  for (int r = 0; r < t.world_size(); ++r) t.places.push_back({0, "localhost", Device::cpu()});
   t.servers = servers;
   return t;
 }
@@ -70,7 +70,7 @@ TEST_CASE("supervision tree of parameter servers: shards and workers under the j
 
 TEST_CASE("a supervisor names the dead child's place, step and cause, and tracks who is alive", "[supervision]") {
   plan::Topology t = mesh(2, 2);
-  t.places[3] = {1, "localhost", "cpu:0"};
+  t.places[3] = {1, "localhost", Device::cpu()};
   const Node job = make_supervision_tree(t);
   Supervisor replica1(job.children[1], t);
   CHECK(replica1.alive_count() == 6);  // 2 stages, each with its optimizer state and gradient exchange

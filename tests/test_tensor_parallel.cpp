@@ -18,29 +18,28 @@
 #include "runtime/supervision/supervision_tree.h"
 #include "tests/error_of.h"
 #include "tests/rank_threads.h"
+#include "tests/small_gpt_runs.h"
 #include "tests/temp_dir.h"
 #include "tests/training_runs.h"
 
 using namespace troupe;
+using namespace troupe::testing;  // small_gpt_runs.h
 using namespace std::chrono_literals;
 using Catch::Matchers::Contains;
 
 namespace {
-
-std::vector<std::string> small_gpt(bool deterministic) {
-  return {"model.n_layer=2", "model.n_embd=32", "model.n_head=4", "model.block_size=16", "model.vocab_size=256",
-          "train.batch_size=4", "train.threads=1", "data.order=sequential", "optim.kind=adamw",
-          deterministic ? "train.deterministic=true" : "train.deterministic=false"};
-}
 
 std::vector<std::string> small_mlp() {
   return {"model.kind=mlp", "model.mlp_hidden=64,32", "train.batch_size=16", "train.threads=1",
           "data.order=sequential", "train.deterministic=false"};
 }
 
-std::vector<std::string> with(std::vector<std::string> base, std::initializer_list<std::string> more) {
-  base.insert(base.end(), more.begin(), more.end());
-  return base;
+// `one` laid out as 2 data-parallel replicas of 2 tensor shards each, validated.
+RunConfig dp2_tp2(RunConfig one) {
+  one.parallel.data = 2;
+  one.parallel.tensor = 2;
+  validate(one);
+  return one;
 }
 
 // `steps` steps of `config` as parallel.tensor shards, each a Trainer on its own thread over the
@@ -62,13 +61,6 @@ TrainingRun tensor_parallel(const RunConfig& config, int steps, const std::funct
     if (e) std::rethrow_exception(e);
   for (int r = 1; r < tp; ++r) REQUIRE(runs[static_cast<std::size_t>(r)].losses == runs[0].losses);
   return runs[0];
-}
-
-double max_rel(const std::vector<double>& a, const std::vector<double>& b) {
-  REQUIRE(a.size() == b.size());
-  double m = 0.0;
-  for (std::size_t i = 0; i < a.size(); ++i) m = std::max(m, std::abs(a[i] - b[i]) / std::abs(b[i]));
-  return m;
 }
 
 }  // namespace
@@ -141,14 +133,11 @@ TEST_CASE("tensor parallel = single device: GPT tp 2 and 4, MLP tp 2, losses wit
     RunConfig c = gpt;
     c.parallel.tensor = tp;
     const TrainingRun run = tensor_parallel(c, steps);
-    const double rel = max_rel(run.losses, reference.losses);
-    INFO("gpt T = " << tp << ": max relative loss difference " << rel << " (final loss " << run.losses.back() << ")");
-    CHECK(rel < 1e-5);
+    check_losses_close(run.losses, reference.losses, 1e-5, "gpt tp=" + std::to_string(tp));
     CHECK(run.losses.back() < run.losses.front());  // it trains
     // The same parameters by name, whole shapes.
     REQUIRE(run.weights.size() == reference.weights.size());
     for (const auto& [name, v] : reference.weights) REQUIRE(run.weights.at(name).size() == v.size());
-    WARN("gpt tp=" << tp << " max rel loss diff over " << steps << " steps: " << rel);
   }
   if (!std::filesystem::exists("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz")) {
     WARN("dataset-fashion-mnist is not installed; skipping the MLP");
@@ -158,11 +147,7 @@ TEST_CASE("tensor parallel = single device: GPT tp 2 and 4, MLP tp 2, losses wit
   const TrainingRun mlp_ref = single_device(mlp, steps);
   RunConfig c = mlp;
   c.parallel.tensor = 2;
-  const TrainingRun run = tensor_parallel(c, steps);
-  const double rel = max_rel(run.losses, mlp_ref.losses);
-  INFO("mlp T = 2: max relative loss difference " << rel);
-  CHECK(rel < 1e-5);
-  WARN("mlp tp=2 max rel loss diff over " << steps << " steps: " << rel);
+  check_losses_close(tensor_parallel(c, steps).losses, mlp_ref.losses, 1e-5, "mlp tp=2");
 }
 
 TEST_CASE("tensor parallel = single device bitwise in deterministic mode: GPT tp 2 and 4, MLP tp 2, 20 steps",
@@ -191,11 +176,7 @@ TEST_CASE("dp2 x tp2 = single device bitwise in deterministic mode, 20 steps", "
   const int steps = 20;
   const RunConfig one = load_config(std::nullopt, with(small_gpt(true), {"train.grad_clip=1.0"}));
   const TrainingRun reference = single_device(one, steps);
-  RunConfig c = one;
-  c.parallel.data = 2;
-  c.parallel.tensor = 2;
-  validate(c);
-  TensorParallelTrainer t(c);
+  TensorParallelTrainer t(dp2_tp2(one));
   for (int s = 0; s < steps; ++s) CHECK(t.train_step(s).loss == reference.losses[static_cast<std::size_t>(s)]);
   // Every shard of every replica holds its slice of the single device's final weights, bit for bit.
   for (int s = 0; s < 2; ++s)
@@ -268,19 +249,8 @@ TEST_CASE("tensor parallel from Session (the CLI's runner): tp 2 steps and evalu
   auto tp = Session::create(load_config(std::nullopt, with(base, {"parallel.tensor=2"})));
   REQUIRE(single);
   REQUIRE(tp);
-  for (int i = 0; i < 3; ++i) {
-    auto a = (*single)->step();
-    auto b = (*tp)->step();
-    REQUIRE(a);
-    REQUIRE(b);
-    CHECK(b->loss == Approx(a->loss).epsilon(1e-5));
-  }
-  auto ea = (*single)->evaluate();
-  auto eb = (*tp)->evaluate();
-  REQUIRE(ea);
-  REQUIRE(eb);
-  CHECK(eb->loss == Approx(ea->loss).epsilon(1e-5));
-  CHECK(eb->accuracy == Approx(ea->accuracy).margin(1e-6));
+  const auto [ea, eb] = check_sessions_close(**single, **tp, 3);
+  CHECK(eb.accuracy == Approx(ea.accuracy).margin(1e-6));
   // Shards as processes do not run in pipelines or with ZeRO-1 yet: refused, saying what to set.
   CHECK_THAT(config_error([&] {
                load_config(std::nullopt, with(base, {"parallel.tensor=2", "parallel.data=2", "parallel.zero=1",
@@ -355,19 +325,12 @@ TEST_CASE("dp2 x tp2 = single device: losses within 1e-5 over 20 steps, replicas
   const int steps = 20;
   const RunConfig one = load_config(std::nullopt, small_gpt(false));
   const TrainingRun reference = single_device(one, steps);
-  RunConfig c = one;
-  c.parallel.data = 2;
-  c.parallel.tensor = 2;
-  validate(c);
-  TensorParallelTrainer t(c);
+  TensorParallelTrainer t(dp2_tp2(one));
   REQUIRE(t.replicas() == 2);
   std::vector<double> losses;
   for (int s = 0; s < steps; ++s) losses.push_back(t.train_step(s).loss);
-  const double rel = max_rel(losses, reference.losses);
-  INFO("dp2 x tp2: max relative loss difference " << rel);
-  CHECK(rel < 1e-5);
+  check_losses_close(losses, reference.losses, 1e-5, "gpt dp2 x tp2");
   CHECK(losses.back() < losses.front());
-  WARN("gpt dp2 x tp2 max rel loss diff over " << steps << " steps: " << rel);
   // Both replicas averaged the same gradients: shard t of each holds the same bits.
   for (int s = 0; s < 2; ++s) {
     const std::vector<Param*> a = t.shard(s, 0).model().params().all(), b = t.shard(s, 1).model().params().all();
@@ -390,10 +353,7 @@ TEST_CASE("a tensor-parallel training state is whole tensors by name: it equals 
   two.parallel.tensor = 2;
   TensorParallelTrainer t(two);
   Trainer single(one);
-  for (int s = 0; s < 3; ++s) {
-    t.train_step(s);
-    single.train_step(s);
-  }
+  train_both(t, single, 3);
   const TrainingState a = t.training_state(3), b = single.training_state(3);
   REQUIRE(a.params.size() == b.params.size());
   for (std::size_t i = 0; i < a.params.size(); ++i) {

@@ -11,13 +11,10 @@
 #include "tests/training_runs.h"
 
 using namespace troupe;
+using namespace troupe::testing;  // small_gpt_runs.h
 using Catch::Matchers::Contains;
 
 namespace {
-
-using testing::max_rel;
-using testing::small_gpt;
-using testing::with;
 
 struct Layout {
   const char* name;
@@ -61,11 +58,7 @@ TEST_CASE("tensor shards in pipelines = single device: losses within 1e-5 (GPT e
   const int steps = 20;
   const TrainingRun reference = single_device(load_config(std::nullopt, small_gpt(false)), steps);
   for (const Layout& layout : kLayouts) {
-    const TrainingRun run = tensor_pipelined(config_of(layout, false), steps);
-    const double rel = max_rel(run.losses, reference.losses);
-    INFO(layout.name << ": max relative loss difference " << rel);
-    CHECK(rel < 1e-5);
-    WARN(layout.name << " max rel loss diff over " << steps << " steps: " << rel);
+    check_losses_close(tensor_pipelined(config_of(layout, false), steps).losses, reference.losses, 1e-5, layout.name);
   }
   if (!std::filesystem::exists("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz")) {
     WARN("dataset-fashion-mnist is not installed; skipping the MLP");
@@ -76,10 +69,7 @@ TEST_CASE("tensor shards in pipelines = single device: losses within 1e-5 (GPT e
   const TrainingRun mlp_ref = single_device(load_config(std::nullopt, mlp), steps);
   const TrainingRun run = tensor_pipelined(
       load_config(std::nullopt, with(mlp, {"parallel.tensor=2", "parallel.pipeline=2", "parallel.microbatches=2"})), steps);
-  const double rel = max_rel(run.losses, mlp_ref.losses);
-  INFO("mlp tp2 x pp2: max relative loss difference " << rel);
-  CHECK(rel < 1e-5);
-  WARN("mlp tp2 x pp2 max rel loss diff over " << steps << " steps: " << rel);
+  check_losses_close(run.losses, mlp_ref.losses, 1e-5, "mlp tp2 x pp2");
   const TrainingRun exact = tensor_pipelined(
       load_config(std::nullopt, with(mlp, {"parallel.tensor=2", "parallel.pipeline=2", "parallel.microbatches=2",
                                            "train.deterministic=true"})),
@@ -94,10 +84,7 @@ TEST_CASE("dp2 x pp2 x tp2 with gradient compression trains close to the single 
       load_config(std::nullopt, with(small_gpt(false), {"parallel.data=2", "parallel.tensor=2", "parallel.pipeline=2",
                                                         "parallel.microbatches=2", "comm.compression=fp16"})),
       steps);
-  const double rel = max_rel(run.losses, reference.losses);
-  INFO("fp16 compression: max relative loss difference " << rel);
-  CHECK(rel < 1e-3);
-  WARN("dp2 x pp2 x tp2 fp16 compression max rel loss diff over " << steps << " steps: " << rel);
+  check_losses_close(run.losses, reference.losses, 1e-3, "dp2 x pp2 x tp2 fp16 compression");
 }
 
 TEST_CASE("the plan of a 3D layout shows every shard of every stage with its actors", "[tensor_parallel][pipeline]") {
@@ -121,18 +108,7 @@ TEST_CASE("tensor shards in pipelines from Session: steps, evaluates and saves a
       std::nullopt, with(base, {"parallel.data=2", "parallel.tensor=2", "parallel.pipeline=2", "parallel.microbatches=2"})));
   REQUIRE(single);
   REQUIRE(three_d);
-  for (int i = 0; i < 2; ++i) {
-    auto a = (*single)->step();
-    auto b = (*three_d)->step();
-    REQUIRE(a);
-    REQUIRE(b);
-    CHECK(b->loss == Approx(a->loss).epsilon(1e-5));
-  }
-  auto ea = (*single)->evaluate();
-  auto eb = (*three_d)->evaluate();
-  REQUIRE(ea);
-  REQUIRE(eb);
-  CHECK(eb->loss == Approx(ea->loss).epsilon(1e-5));
+  const auto [ea, eb] = check_sessions_close(**single, **three_d, 2);
   // Weight files hold whole tensors both ways: the 3D run's file loads into the single device, the single
   // device's into the 3D run, and each then evaluates as the other did.
   TempDir dir;
@@ -144,8 +120,8 @@ TEST_CASE("tensor shards in pipelines from Session: steps, evaluates and saves a
   auto eb2 = (*three_d)->evaluate();
   REQUIRE(ea2);
   REQUIRE(eb2);
-  CHECK(ea2->loss == Approx(eb->loss).epsilon(1e-5));
-  CHECK(eb2->loss == Approx(ea->loss).epsilon(1e-5));
+  CHECK(ea2->loss == Approx(eb.loss).epsilon(1e-5));
+  CHECK(eb2->loss == Approx(ea.loss).epsilon(1e-5));
 }
 
 TEST_CASE("tensor shards in pipelines: invalid combinations are config errors that say what would divide",
@@ -181,10 +157,7 @@ TEST_CASE("a 3D training state is whole tensors by name, bitwise the single devi
   const RunConfig interleaved = config_of(kLayouts.at(2), true);
   TensorPipelineTrainer t(three_d);
   Trainer single(one);
-  for (int s = 0; s < 3; ++s) {
-    t.train_step(s);
-    single.train_step(s);
-  }
+  train_both(t, single, 3);
   const TrainingState a = t.training_state(3), b = single.training_state(3);
   CHECK(a.step == b.step);
   CHECK(a.optimizer.step == b.optimizer.step);

@@ -20,7 +20,7 @@ Topology mesh(int data, int pipe, int tensor) {
 Topology topology_of(const std::vector<std::string>& sets) {
   const RunConfig config = load_config(std::nullopt, sets);
   return make_topology(config, layer_info(make_layer_specs(config.model, config.train.seed)),
-                       std::vector<std::string>(static_cast<std::size_t>(config.parallel.pipeline), "cpu:0"));
+                       std::vector<Device>(static_cast<std::size_t>(config.parallel.pipeline), Device::cpu()));
 }
 }  // namespace
 
@@ -77,7 +77,7 @@ TEST_CASE("make_topology: one device is one rank in one process", "[topology]") 
   const Topology t = topology_of({});
   CHECK(t.world_size() == 1);
   CHECK(t.processes() == 1);
-  CHECK(t.places == std::vector<Place>{{0, "localhost", "cpu:0"}});
+  CHECK(t.places == std::vector<Place>{{0, "localhost", Device::cpu()}});
   REQUIRE(t.stages.size() == 1);
   CHECK(t.stages[0].chunks.front().first == 0);
   CHECK(t.stages[0].program == "F0 B0 STEP");
@@ -132,7 +132,7 @@ TEST_CASE("make_topology refuses a layout the model cannot fill, naming the keys
 TEST_CASE("describe: the plan names every rank's place, the groups and the programs", "[topology]") {
   const RunConfig config = load_config(std::nullopt, {"parallel.data=2", "parallel.pipeline=2", "parallel.zero=1"});
   const LayerInfo layers = layer_info(make_layer_specs(config.model, config.train.seed));
-  const std::string text = describe(make_topology(config, layers, {"cpu:0", "cpu:0"}), layers);
+  const std::string text = describe(make_topology(config, layers, {Device::cpu(), Device::cpu()}), layers);
   CHECK_THAT(text, Catch::Contains("topology: data 2 x pipe 2 x tensor 1 = 4 ranks in 1 process"));
   CHECK_THAT(text, Catch::Contains("data:   [0 2] [1 3]  gradient exchange ring, optimizer state sharded (ZeRO-1)"));
   CHECK_THAT(text, Catch::Contains("pipe:   [0 1] [2 3]  schedule 1f1b"));

@@ -131,7 +131,7 @@ PsTrainer::PsTrainer(const RunConfig& config, PsLinks links, bool remote)
   system_ = std::make_shared<ActorSystem>();
   {
     const plan::Topology topology = plan::make_topology(config_, layer_info(make_layer_specs(config_.model, config_.train.seed)),
-                                                        std::vector<std::string>(1, "cpu:0"));
+                                                        std::vector<Device>(1, Device::cpu()));
     supervisor_ = std::make_unique<supervision::Supervisor>(
         supervision::make_supervision_tree(topology), topology,
         supervision::RestartIntensity(config_.fault.max_restarts, config_.fault.restart_window_s));

@@ -13,9 +13,10 @@
 #include <fmt/ranges.h>
 #include <toml++/toml.h>
 
+#include "runtime/comm/compression/compression_spec.h"
 #include "runtime/config/config_schema.h"
+#include "runtime/config/stage_devices.h"
 #include "runtime/error.h"
-#include "runtime/strings.h"
 #include "runtime/plan/topology.h"
 #include "runtime/supervision/fault_plan.h"
 
@@ -220,8 +221,10 @@ std::string join(const std::vector<std::string>& items) {
 namespace {
 
 // The data-parallel, communication, parameter-server and placement keys, checked against each other.
-// comm.compression asks for a compressor (the one place that reads its "none").
-bool compression_on(const RunConfig& config) { return config.comm.compression != "none"; }
+// comm.compression asks for a compressor; a spec that is none of the forms is the parser's config error.
+bool compression_on(const RunConfig& config) {
+  return comm::parse_compression_spec(config.comm.compression).kind != comm::CompressionKind::kNone;
+}
 
 void validate_parallel(const RunConfig& config) {
   const ParallelConfig& par = config.parallel;
@@ -254,30 +257,6 @@ void validate_parallel(const RunConfig& config) {
                         config.ps.mode));
   const std::string& comp = config.comm.compression;
   if (compression_on(config)) {
-    const bool known = comp == "fp16" || comp == "bf16" || comp == "int8" || comp.rfind("topk:", 0) == 0 ||
-                       comp.rfind("powersgd:", 0) == 0;
-    if (!known)
-      invalid(fmt::format("comm.compression = \"{}\" is not one of none, fp16, bf16, int8, topk:<fraction> "
-                          "(e.g. topk:0.01), powersgd:<rank> (e.g. powersgd:4)",
-                          comp));
-    if (comp.rfind("topk:", 0) == 0) {
-      const std::string v = comp.substr(5);
-      char* end = nullptr;
-      const double f = std::strtod(v.c_str(), &end);
-      if (v.empty() || *end != '\0' || !(f > 0.0 && f <= 1.0))
-        invalid(fmt::format("comm.compression = \"{}\": the top-k fraction must be a number in (0, 1], e.g. "
-                            "topk:0.01",
-                            comp));
-    }
-    if (comp.rfind("powersgd:", 0) == 0) {
-      const std::string v = comp.substr(9);
-      const bool digits = !v.empty() && v.size() < 6 &&
-                          std::all_of(v.begin(), v.end(), [](char c) { return c >= '0' && c <= '9'; });
-      if (!digits || std::stoi(v) < 1)
-        invalid(fmt::format("comm.compression = \"{}\": the PowerSGD rank must be a whole number >= 1, e.g. "
-                            "powersgd:4",
-                            comp));
-    }
     if (t.deterministic)
       invalid(fmt::format("comm.compression = {} with train.deterministic = true: compression is lossy and its "
                           "result depends on how gradients are split; use comm.compression = none",
@@ -301,17 +280,8 @@ void validate_parallel(const RunConfig& config) {
   if (!parse_config_device(t.device.short_str()))  // cpu:N past 0, in a RunConfig built in code
     invalid(fmt::format("train.device = \"{}\" is not a device; use cpu, cuda or cuda:N (troupe devices lists them)",
                         t.device.short_str()));
-  if (!par.placement.empty()) {
-    const std::vector<std::string> parts = split(par.placement);
-    if (static_cast<int>(parts.size()) != par.pipeline)
-      invalid(fmt::format("parallel.placement = \"{}\" names {} devices for parallel.pipeline = {} stages; give one "
-                          "device per stage",
-                          par.placement, parts.size(), par.pipeline));
-    for (const auto& d : parts)
-      if (!parse_config_device(d))
-        invalid(fmt::format("parallel.placement = \"{}\": \"{}\" is not a device; use cpu, cuda or cuda:N",
-                            par.placement, d));
-  }
+  check_one_device_per_stage(par.placement, par.pipeline);
+  parse_stage_devices("parallel.placement", stage_devices_text(par.placement));  // cpu:N past 0, built in code
 }
 
 // Checkpoints: what they need, and the layouts whose whole state they cannot hold yet.
@@ -461,6 +431,20 @@ void validate_faults(const RunConfig& config) {
   }
 }
 
+// A model whose kernels exist on the CPU backend only: train.device and every stage of parallel.placement
+// must be the CPU. `device_why` and `placement_why` name what CUDA lacks ("the LSTM recurrence exists").
+void require_cpu_backend(const RunConfig& config, std::string_view device_why, std::string_view placement_why) {
+  const std::string_view kind = name_of(config.model.kind);
+  if (!config.train.device.is_cpu())
+    invalid(fmt::format("model.kind = {} with train.device = {}: {} on the CPU backend only so far; use train.device "
+                        "= cpu",
+                        kind, config.train.device.short_str(), device_why));
+  if (std::ranges::any_of(config.parallel.placement, &Device::is_cuda))
+    invalid(fmt::format("model.kind = {} with parallel.placement = \"{}\": {} on the CPU backend only so far; place "
+                        "every stage on cpu",
+                        kind, stage_devices_text(config.parallel.placement), placement_why));
+}
+
 // The residual CNN: its shape keys agree, and it runs where its kernels and strategies exist so far.
 void validate_cnn(const RunConfig& config) {
   const ModelConfig& m = config.model;
@@ -480,14 +464,7 @@ void validate_cnn(const RunConfig& config) {
     invalid(fmt::format("model.cnn_channels = {} has {} stages: 28x28 images allow at most {} with "
                         "model.cnn_stem_stride = {} (each stage after the first halves the resolution)",
                         fmt::join(m.cnn_channels, ","), m.cnn_channels.size(), max_stages, m.cnn_stem_stride));
-  if (!config.train.device.is_cpu())
-    invalid(fmt::format("model.kind = cnn with train.device = {}: the convolution and batch-norm kernels exist on "
-                        "the CPU backend only so far; use train.device = cpu",
-                        config.train.device.short_str()));
-  if (!par.placement.empty() && par.placement.find("cuda") != std::string::npos)
-    invalid(fmt::format("model.kind = cnn with parallel.placement = \"{}\": the CNN's kernels exist on the CPU "
-                        "backend only so far; place every stage on cpu",
-                        par.placement));
+  require_cpu_backend(config, "the convolution and batch-norm kernels exist", "the CNN's kernels exist");
   if (par.gradient_exchange == GradientExchange::ps)
     invalid("model.kind = cnn with parallel.gradient_exchange = ps: the parameter-server trainer does not carry "
             "batch-norm running statistics; use parallel.gradient_exchange = ring or alltoall");
@@ -495,15 +472,7 @@ void validate_cnn(const RunConfig& config) {
 
 // The stacked LSTM: its recurrence exists on the CPU backend only so far.
 void validate_lstm(const RunConfig& config) {
-  const ParallelConfig& par = config.parallel;
-  if (!config.train.device.is_cpu())
-    invalid(fmt::format("model.kind = lstm with train.device = {}: the LSTM recurrence exists on the CPU backend "
-                        "only so far; use train.device = cpu",
-                        config.train.device.short_str()));
-  if (!par.placement.empty() && par.placement.find("cuda") != std::string::npos)
-    invalid(fmt::format("model.kind = lstm with parallel.placement = \"{}\": the LSTM recurrence exists on the CPU "
-                        "backend only so far; place every stage on cpu",
-                        par.placement));
+  require_cpu_backend(config, "the LSTM recurrence exists", "the LSTM recurrence exists");
 }
 
 // DeepFM: its embedding tables live on parameter-server shards and its workers are data-parallel
@@ -535,7 +504,7 @@ void validate_deepfm(const RunConfig& config) {
   if (!par.placement.empty())
     invalid(fmt::format("model.kind = deepfm with parallel.placement = \"{}\": DeepFM has no pipeline stages to "
                         "place; remove the setting",
-                        par.placement));
+                        stage_devices_text(par.placement)));
   if (t.precision != Precision::f32)
     invalid(fmt::format("model.kind = deepfm with train.precision = {}: DeepFM trains in f32 only so far; use "
                         "train.precision = f32",
@@ -615,10 +584,7 @@ void validate_tensor(const RunConfig& config) {
 }  // namespace
 
 bool computes_on_cuda(const RunConfig& config) {
-  if (config.train.device.is_cuda()) return true;
-  for (const auto& d : split(config.parallel.placement))
-    if (auto device = parse_config_device(d); device && device->is_cuda()) return true;
-  return false;
+  return config.train.device.is_cuda() || std::ranges::any_of(config.parallel.placement, &Device::is_cuda);
 }
 
 void validate(const RunConfig& config) {

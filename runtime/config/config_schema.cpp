@@ -12,6 +12,7 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
+#include "runtime/config/stage_devices.h"
 #include "runtime/error.h"
 
 namespace troupe {
@@ -140,7 +141,8 @@ ConfigKey bind(Spec spec, S RunConfig::*section, F S::*field) {
   else if constexpr (std::is_same_v<F, std::uint64_t>) key.type = KeyType::kUint64;
   else if constexpr (std::is_same_v<F, double> || std::is_same_v<F, std::optional<double>>) key.type = KeyType::kFloat;
   else if constexpr (std::is_same_v<F, bool>) key.type = KeyType::kBool;
-  else if constexpr (std::is_same_v<F, std::string> || std::is_same_v<F, Device>) key.type = KeyType::kString;
+  else if constexpr (std::is_same_v<F, std::string> || std::is_same_v<F, Device> || std::is_same_v<F, std::vector<Device>>)
+    key.type = KeyType::kString;
   else if constexpr (Choice<F>) {
     key.type = KeyType::kEnum;
     key.choices = choice_names<F>();
@@ -157,6 +159,7 @@ ConfigKey bind(Spec spec, S RunConfig::*section, F S::*field) {
     else if constexpr (std::is_same_v<F, bool>) f = std::get<bool>(v);
     else if constexpr (std::is_same_v<F, std::string>) f = std::get<std::string>(v);
     else if constexpr (std::is_same_v<F, Device>) f = parse_device_setting(name, std::get<std::string>(v));
+    else if constexpr (std::is_same_v<F, std::vector<Device>>) f = parse_stage_devices(name, std::get<std::string>(v));
     else if constexpr (Choice<F>) f = *parse_choice<F>(std::get<std::string>(v));  // checked against choices
     else {
       f.clear();
@@ -175,6 +178,8 @@ ConfigKey bind(Spec spec, S RunConfig::*section, F S::*field) {
       return ConfigValue{std::string(name_of(f))};
     } else if constexpr (std::is_same_v<F, Device>) {
       return ConfigValue{f.short_str()};
+    } else if constexpr (std::is_same_v<F, std::vector<Device>>) {
+      return ConfigValue{stage_devices_text(f)};
     } else {
       return ConfigValue{f};
     }

@@ -105,7 +105,9 @@ struct ParallelConfig {
   bool sequence_parallel = false;  // the GPT's LayerNorm/residual regions split along the sequence over the shards
   GradientExchange gradient_exchange = GradientExchange::ring;
   int zero = 0;                    // 1: optimizer state sharded over the data-parallel ranks (ZeRO-1)
-  std::string placement;           // "" = every stage on train.device; else one device per stage, e.g. "cuda:0,cpu:0"
+  // Empty: every stage on train.device; else one device per stage, parsed from e.g. "cuda:0,cpu"
+  // (runtime/config/stage_devices.h).
+  std::vector<Device> placement;
   friend bool operator==(const ParallelConfig&, const ParallelConfig&) = default;
 };
 

@@ -232,7 +232,7 @@ void check_resources(const RunConfig& config, const Topology& topology, int hard
                             config.train.threads, hw, 4 * hw, 4 * hw));
   if (!available) return;
   for (const Place& place : topology.places)
-    if (place.device.rfind("cuda", 0) == 0) return;  // device memory, not the host's
+    if (place.device.is_cuda()) return;  // device memory, not the host's
   const MemoryEstimate e = estimate_memory(config, topology);
   if (e.total() > *available)
     throw Error(ErrorKind::kConfig,

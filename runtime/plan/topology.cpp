@@ -3,6 +3,7 @@
 
 #include <fmt/format.h>
 
+#include "runtime/comm/compression/compression_spec.h"
 #include "runtime/error.h"
 #include "runtime/schedule/comm_pass.h"
 #include "runtime/schedule/generators.h"
@@ -73,10 +74,11 @@ Partition partition_for(const ParallelConfig& parallel, const LayerInfo& layers)
 
 bool runs_tensor_pipelines(const RunConfig& config) {
   const ParallelConfig& par = config.parallel;
-  return par.tensor > 1 && (par.pipeline > 1 || par.microbatches > 1 || par.zero == 1 || config.comm.compression != "none");
+  return par.tensor > 1 && (par.pipeline > 1 || par.microbatches > 1 || par.zero == 1 ||
+                            comm::parse_compression_spec(config.comm.compression).kind != comm::CompressionKind::kNone);
 }
 
-Topology make_topology(const RunConfig& config, const LayerInfo& layers, const std::vector<std::string>& stage_devices) {
+Topology make_topology(const RunConfig& config, const LayerInfo& layers, const std::vector<Device>& stage_devices) {
   const ParallelConfig& par = config.parallel;
   TROUPE_CHECK(static_cast<int>(stage_devices.size()) == par.pipeline, stage_devices.size(), " devices for ",
                par.pipeline, " stages");
@@ -143,7 +145,7 @@ std::string describe(const Topology& t, const LayerInfo& layers) {
     const Coord c = t.coord_of(r);
     const Place& p = t.places[static_cast<std::size_t>(r)];
     out += fmt::format("  {:<4}  {:<4}  {:<4}  {:<6}  {:<7}  {:<9}  {}\n", r, c.data, c.pipe, c.tensor, p.process,
-                       p.host, p.device);
+                       p.host, p.device.str());
   }
   out += "groups:\n";
   std::string exchange;

@@ -45,7 +45,7 @@ struct Coord {
 struct Place {
   int process = 0;                  // 0: the process the user started
   std::string host = "localhost";
-  std::string device = "cpu:0";     // as `troupe devices` names it
+  Device device = Device::cpu();    // as `troupe devices` names it: cpu:0, cuda:1
   friend bool operator==(const Place&, const Place&) = default;
 };
 
@@ -118,7 +118,7 @@ Partition partition_for(const ParallelConfig& parallel, const LayerInfo& layers)
 // The Topology of `config` for a model with `layers`; `stage_devices` names each pipeline stage's
 // device (parallel.pipeline entries; runtime/placement.h resolves them). Throws troupe::Error(kConfig)
 // for a layout that cannot be built (see partition_for and the schedule generators).
-Topology make_topology(const RunConfig& config, const LayerInfo& layers, const std::vector<std::string>& stage_devices);
+Topology make_topology(const RunConfig& config, const LayerInfo& layers, const std::vector<Device>& stage_devices);
 
 // Whether `config`'s tensor shards run as stage actors of pipelines (Topology::tensor_pipelines).
 bool runs_tensor_pipelines(const RunConfig& config);

@@ -36,7 +36,6 @@ Node make_supervision_tree(const plan::Topology& t) {
     const int first = t.rank_of({d, 0, 0});
     Node replica{NodeKind::replica, fmt::format("replica {}", d), std::nullopt, t.places[static_cast<std::size_t>(first)],
                  {}};
-    replica.place.device.clear();  // a replica spans its stages' devices
     for (int p = 0; p < t.size(plan::Axis::pipe); ++p) {
       const int rank = t.rank_of({d, p, 0});
       Node stage{NodeKind::stage, fmt::format("replica {}/stage {}", d, p), rank, t.places[static_cast<std::size_t>(rank)],
@@ -91,7 +90,7 @@ const Node* find_node(const Node& root, const std::string& name) {
 std::string describe_node(const Node& node, const plan::Topology& t) {
   std::string out = fmt::format("{} actor {}", kind_name(node.kind), node.name);
   std::string where = fmt::format("process {} on {}", node.place.process, node.place.host);
-  if (!node.place.device.empty()) where += ", " + node.place.device;
+  if (node.kind != NodeKind::replica) where += ", " + node.place.device.str();  // a replica spans its stages' devices
   if (node.rank) {
     const plan::Coord c = t.coord_of(*node.rank);
     return out + fmt::format(" (rank {}: data {}, pipe {}, tensor {}; {})", *node.rank, c.data, c.pipe, c.tensor, where);

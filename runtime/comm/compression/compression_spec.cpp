@@ -12,11 +12,12 @@ namespace troupe::comm {
 
 namespace {
 
+constexpr std::string_view kForms =
+    "none, fp16, bf16, int8, topk:<fraction> (e.g. topk:0.01), powersgd:<rank> (e.g. powersgd:4)";
+
+// Every message lists the forms, so that one error shows what to write.
 [[noreturn]] void invalid(std::string_view spec, std::string_view why) {
-  throw Error(ErrorKind::kConfig,
-              fmt::format("comm.compression = \"{}\": {}; valid forms are none, fp16, bf16, int8, topk:<fraction> "
-                          "(e.g. topk:0.01), powersgd:<rank> (e.g. powersgd:4)",
-                          spec, why));
+  throw Error(ErrorKind::kConfig, fmt::format("comm.compression = \"{}\": {}; valid forms are {}", spec, why, kForms));
 }
 
 }  // namespace
@@ -47,7 +48,7 @@ CompressionSpec parse_compression_spec(std::string_view spec) {
     out.rank = static_cast<std::size_t>(r);
     return out;
   }
-  invalid(spec, "unknown compression");
+  throw Error(ErrorKind::kConfig, fmt::format("comm.compression = \"{}\" is not one of {}", spec, kForms));
 }
 
 }  // namespace troupe::comm

@@ -16,9 +16,10 @@ struct CompressionSpec {
   std::string text;       // the spec as given, for names and messages
 };
 
-// Parses a spec; throws troupe::Error(kConfig) naming the spec and listing the valid forms when it
-// is unknown, when the top-k fraction is not a number in (0, 1], or when the PowerSGD rank is not a
-// whole number in [1, 99999].
+// Parses a spec: the one parser of comm.compression (config validation uses it too). Throws
+// troupe::Error(kConfig) naming the spec and listing the valid forms when it is unknown, when the
+// top-k fraction is not a number in (0, 1], or when the PowerSGD rank is not a whole number in
+// [1, 99999].
 CompressionSpec parse_compression_spec(std::string_view spec);
 
 }  // namespace troupe::comm

@@ -1,0 +1,50 @@
+"""Owns rank 0 of a test's run whose ranks are processes: `troupe train` started in a fresh scratch directory
+that keeps its stderr, and the test's failure, which shows that stderr. Shared by tests/orphan_ranks.py,
+tests/hung_rank.py and tests/replica_restart.py."""
+
+import os
+import subprocess
+import sys
+import tempfile
+
+# A GPT small enough for 3 rank processes on 2 cores, each on one thread, over loopback tcp. comm.address
+# port 0: a free port, so that a test running beside this one on the default port cannot take it.
+SMALL_GPT_OVER_TCP = ["--set", "model.n_layer=2", "--set", "model.n_embd=32", "--set", "model.n_head=2",
+                      "--set", "model.block_size=16", "--set", "train.threads=1", "--set", "train.eval_every=0",
+                      "--set", "comm.transport=tcp", "--set", "comm.address=127.0.0.1:0"]
+
+_work = None
+_rank0 = None
+
+
+def scratch(prefix):
+    """A fresh directory for this test's runs; fail() shows the stderr.txt that rank 0 leaves in it."""
+    global _work
+    _work = tempfile.mkdtemp(prefix=prefix)
+    return _work
+
+
+def start(troupe, args):
+    """`troupe train ARGS` in the scratch directory, its stdout dropped and its stderr in stderr.txt; the process."""
+    global _rank0
+    with open(os.path.join(_work, "stderr.txt"), "w") as err:
+        _rank0 = subprocess.Popen([troupe, "train"] + args, cwd=_work, stdout=subprocess.DEVNULL, stderr=err,
+                                  stdin=subprocess.DEVNULL)
+    return _rank0
+
+
+def stderr_text():
+    """What rank 0 has written to its stderr so far."""
+    with open(os.path.join(_work, "stderr.txt")) as f:
+        return f.read()
+
+
+def fail(msg):
+    """Ends the test as failed: the message, the end of rank 0's stderr (for a failure seen once), and rank 0
+    killed if it still runs."""
+    print("FAIL: " + msg)
+    if _work and os.path.exists(os.path.join(_work, "stderr.txt")):
+        print("rank 0's stderr:\n" + stderr_text()[-4000:])
+    if _rank0 and _rank0.poll() is None:
+        _rank0.kill()
+    sys.exit(1)
