@@ -39,6 +39,7 @@ struct ShardSupervised {
   std::vector<std::optional<ShardSnapshot>> snapshots;  // per shard, the last step boundary
   std::vector<supervision::FaultClause> faults;        // not fired yet
   std::vector<std::string> died;                        // per shard: the failure that ended it ("" while alive)
+  std::vector<std::vector<PsPush>> log;                 // per shard: the pushes it accepted since its snapshot
   PsShardSupervision hooks;
   std::mutex restart_mu;  // one restart at a time; escalation
   std::optional<Error> escalation;
@@ -127,6 +128,7 @@ std::optional<std::string> after_update(caf::stateful_actor<ShardState>* self, s
   ShardSnapshot snap = take_snapshot(shard);  // outside the lock: the copy is the cost
   std::lock_guard lock(sup->mu);
   sup->snapshots[static_cast<std::size_t>(s)] = std::move(snap);
+  sup->log[static_cast<std::size_t>(s)].clear();  // every push logged is in the snapshot now
   return std::nullopt;
 }
 
@@ -164,10 +166,17 @@ caf::behavior shard_actor(caf::stateful_actor<ShardState>* self, std::shared_ptr
         first_snapshot(self);
         std::vector<PsShard::Released> released;
         const std::int64_t before = self->state.shard->version();
+        ShardSupervised* sup = self->state.sup.get();
+        std::optional<PsPush> kept;
+        if (sup && sup->on.load()) kept = push;  // for the log, once accepted (the tensors are shared)
         try {
           released = traced(self, [&] { return self->state.shard->push(std::move(push)); });
         } catch (const Error& e) {
           return caf::make_error(caf::sec::runtime_error, std::string(e.what()));
+        }
+        if (kept) {
+          std::lock_guard lock(sup->mu);
+          sup->log[static_cast<std::size_t>(self->state.shard->shard())].push_back(std::move(*kept));
         }
         if (const std::optional<std::string> failed = after_update(self, before)) return die(self, *failed);
         deliver(self, std::move(released));
@@ -235,6 +244,7 @@ caf::behavior shard_actor(caf::stateful_actor<ShardState>* self, std::shared_ptr
           ShardSnapshot snap = take_snapshot(*self->state.shard);
           std::lock_guard lock(sup->mu);
           sup->snapshots[static_cast<std::size_t>(self->state.shard->shard())] = std::move(snap);
+          sup->log[static_cast<std::size_t>(self->state.shard->shard())].clear();
         }
         return self->state.shard->version();
       },
@@ -311,7 +321,7 @@ PsClient::Pulled PsClient::pull(std::int64_t step, const std::vector<std::vector
 
   out.min_version = INT64_MAX;
   ask_shards<PsPullReply>(
-      "pull", step, false,
+      "pull", step,
       [&](int s) {
         return self_->request(shards_[static_cast<std::size_t>(s)], timeout_, proto::ps_pull_atom::value,
                               requests[static_cast<std::size_t>(s)]);
@@ -398,7 +408,7 @@ void PsClient::push_exact(std::int64_t step, std::vector<ExactGrad> exact, const
 }
 
 template <class Reply, class Ask, class Got>
-void PsClient::ask_shards(const char* what, std::int64_t step, bool pushing, Ask ask, Got got) {
+void PsClient::ask_shards(const char* what, std::int64_t step, Ask ask, Got got) {
   const int S = layout_->shards();
   using Handle = decltype(ask(0));
   std::vector<Handle> pending;
@@ -411,46 +421,32 @@ void PsClient::ask_shards(const char* what, std::int64_t step, bool pushing, Ask
   for (auto& failure : failed) {
     const int s = failure.first;
     caf::error error = std::move(failure.second);
-    bool done = false;
-    while (!done && revive(s, error)) {
-      if (pushing) {  // revive pushed it again
-        done = true;
-        break;
-      }
+    // A restarted shard holds what it had received since its snapshot (a push it has already is acknowledged,
+    // not applied twice): the request is simply made again.
+    while (revive(s, error)) {
       error = caf::error();
       ask(s).receive([&](Reply& r) { got(s, r); }, [&](caf::error& again) { error = std::move(again); });
-      done = !error;
+      if (!error) break;
     }
-    if (!done) fail(error, s, worker_, what, step, timeout_s_);
+    if (error) fail(error, s, worker_, what, step, timeout_s_);
   }
 }
 
 bool PsClient::revive(int s, const caf::error& e) {
   if (!recovery_ || !shard_died(e)) return false;
-  for (;;) {
-    const std::optional<std::pair<caf::actor, std::int64_t>> back = recovery_(s, shards_[static_cast<std::size_t>(s)]);
-    if (!back) return false;
-    shards_[static_cast<std::size_t>(s)] = back->first;
-    if (!must_push_again(last_push_step_, back->second)) return true;
-    caf::error error;
-    self_->request(back->first, timeout_, proto::ps_push_atom::value, last_pushes_[static_cast<std::size_t>(s)])
-        .receive([](std::int64_t) {}, [&](caf::error& again) { error = std::move(again); });
-    if (!error) return true;
-    if (!shard_died(error)) fail(error, s, worker_, "push", last_push_step_, timeout_s_);
-  }
+  const std::optional<caf::actor> back = recovery_(s, shards_[static_cast<std::size_t>(s)]);
+  if (!back) return false;
+  shards_[static_cast<std::size_t>(s)] = *back;
+  return true;
 }
 
 void PsClient::send_pushes(std::int64_t step, std::vector<PsPush> pushes) {
-  if (recovery_) {  // kept, to be pushed again to a shard restarted without this step
-    last_push_step_ = step;
-    last_pushes_ = pushes;
-  }
   ask_shards<std::int64_t>(
-      "push", step, true,
+      "push", step,
       [&](int s) {
-        PsPush& p = pushes[static_cast<std::size_t>(s)];
+        // Kept for a second ask (a shard restarted meanwhile); the tensors are shared, never changed by a shard.
         return self_->request(shards_[static_cast<std::size_t>(s)], timeout_, proto::ps_push_atom::value,
-                              recovery_ ? PsPush(p) : std::move(p));
+                              recovery_ ? PsPush(pushes[static_cast<std::size_t>(s)]) : std::move(pushes[static_cast<std::size_t>(s)]));
       },
       [](int, std::int64_t) {});
 }
@@ -459,7 +455,7 @@ double PsClient::clip(std::int64_t step, double max_norm) {
   const int S = layout_->shards();
   std::vector<std::vector<double>> sums(static_cast<std::size_t>(S));
   ask_shards<std::vector<double>>(
-      "norm round", step, false,
+      "norm round", step,
       [&](int s) { return self_->request(shards_[static_cast<std::size_t>(s)], timeout_, proto::ps_norm_atom::value, step); },
       [&](int s, std::vector<double>& v) { sums[static_cast<std::size_t>(s)] = std::move(v); });
   // Global parameter order, as grad_norm adds on one device: dense parameters, then tables shard by shard.
@@ -474,17 +470,9 @@ double PsClient::clip(std::int64_t step, double max_norm) {
       total += sums[static_cast<std::size_t>(s)][layout_->dense_of_shard(s).size() + static_cast<std::size_t>(t)];
   const double norm = std::sqrt(total);
   const double coefficient = clip_coefficient(norm, max_norm);
-  // A shard restarted during this round has the step's pushes again but not its sums: ask it for them
-  // (the same sums: the same pushes added in worker order), then for the clip.
-  std::vector<caf::actor> asked = shards_;
   ask_shards<std::int64_t>(
-      "clip", step, false,
-      [&](int s) {
-        if (shards_[static_cast<std::size_t>(s)] != asked[static_cast<std::size_t>(s)])
-          self_->request(shards_[static_cast<std::size_t>(s)], timeout_, proto::ps_norm_atom::value, step)
-              .receive([](std::vector<double>&) {}, [](caf::error&) {});  // a failure shows in the clip that follows
-        return self_->request(shards_[static_cast<std::size_t>(s)], timeout_, proto::ps_clip_atom::value, step, coefficient);
-      },
+      "clip", step,
+      [&](int s) { return self_->request(shards_[static_cast<std::size_t>(s)], timeout_, proto::ps_clip_atom::value, step, coefficient); },
       [](int, std::int64_t) {});
   return norm;
 }
@@ -524,6 +512,7 @@ PsCluster::PsCluster(std::shared_ptr<const PsLayout> layout, PsOptions options, 
   actors_->system = system ? std::move(system) : std::make_shared<ActorSystem>();
   actors_->sup->snapshots.resize(static_cast<std::size_t>(S));
   actors_->sup->died.resize(static_cast<std::size_t>(S));
+  actors_->sup->log.resize(static_cast<std::size_t>(S));
   for (int s = 0; s < S; ++s) actors_->shards.push_back(spawn_shard(s, shards[static_cast<std::size_t>(s)]));
 }
 
@@ -561,53 +550,74 @@ std::optional<Error> PsCluster::escalation() const {
   return actors_->sup->escalation;
 }
 
-std::optional<std::pair<caf::actor, std::int64_t>> PsCluster::recover(int s, const caf::actor& failed) {
+std::optional<caf::actor> PsCluster::recover(int s, const caf::actor& failed) {
   ShardSupervised& sup = *actors_->sup;
+  const auto at = static_cast<std::size_t>(s);
   std::lock_guard restart(sup.restart_mu);
   if (sup.escalation) throw *sup.escalation;
   {
     std::lock_guard lock(actors_->mu);
     if (actors_->stopping) return std::nullopt;
-    caf::actor& now = actors_->shards.at(static_cast<std::size_t>(s));
-    if (now != failed) {  // another client restarted it already
-      std::lock_guard snap(sup.mu);
-      return std::make_pair(now, sup.snapshots[static_cast<std::size_t>(s)]->version);
-    }
+    if (actors_->shards.at(at) != failed) return actors_->shards[at];  // another client restarted it already
   }
   std::string cause;
   {
     std::lock_guard lock(sup.mu);
-    cause = sup.died[static_cast<std::size_t>(s)];
+    cause = sup.died[at];
   }
   if (cause.empty()) return std::nullopt;  // ended from outside (killed): reported, not restarted
   {
     caf::scoped_actor self(actors_->system->get());
     self->wait_for(failed);
   }
-  ShardSnapshot snapshot;
+  std::shared_ptr<PsShard> revived;
+  for (;;) {
+    ShardSnapshot snapshot;
+    std::vector<PsPush> log;
+    {
+      std::lock_guard lock(sup.mu);
+      TROUPE_CHECK(sup.snapshots[at].has_value(), "ps shard ", s, " died before its first snapshot");
+      snapshot = copy_snapshot(*sup.snapshots[at]);
+      log = sup.log[at];
+    }
+    try {
+      if (sup.hooks.on_death) sup.hooks.on_death(s, snapshot.version, cause);
+    } catch (const Error& e) {
+      sup.escalation = e;
+      abort();  // every shard stops: every waiting client fails at once
+      throw;
+    }
+    // The snapshot, then the pushes accepted since, in their order: the shard as it stood when it failed,
+    // but for the update that failed (made again here when those pushes complete it, as the clipping
+    // round's clip does in the actor).
+    revived = revive_shard(layout_, s, options_, snapshot);
+    revived->accept_repeated_pushes();
+    for (const PsPush& p : log) revived->push(PsPush(p));
+    if (revived->version() == snapshot.version) break;
+    std::lock_guard lock(sup.mu);
+    const auto it = std::find_if(sup.faults.begin(), sup.faults.end(), [&](const supervision::FaultClause& c) {
+      return c.shard == s && c.step == snapshot.version;
+    });
+    if (it == sup.faults.end()) {
+      sup.snapshots[at] = take_snapshot(*revived);
+      sup.log[at].clear();
+      break;
+    }
+    sup.faults.erase(it);  // a fault in the re-run of the update: it fails again
+    cause = fmt::format("fault.inject: throw shard {} at step {} (its update of step {} failed)", s, snapshot.version,
+                        snapshot.version);
+  }
+  caf::actor actor = spawn_shard(s, std::move(revived));
   {
     std::lock_guard lock(sup.mu);
-    TROUPE_CHECK(sup.snapshots[static_cast<std::size_t>(s)].has_value(), "ps shard ", s, " died before its first snapshot");
-    snapshot = copy_snapshot(*sup.snapshots[static_cast<std::size_t>(s)]);
-  }
-  try {
-    if (sup.hooks.on_death) sup.hooks.on_death(s, snapshot.version, cause);
-  } catch (const Error& e) {
-    sup.escalation = e;
-    abort();  // every shard stops: every waiting client fails at once
-    throw;
-  }
-  caf::actor revived = spawn_shard(s, revive_shard(layout_, s, options_, snapshot));
-  {
-    std::lock_guard lock(sup.mu);
-    sup.died[static_cast<std::size_t>(s)].clear();
+    sup.died[at].clear();
   }
   {
     std::lock_guard lock(actors_->mu);
-    actors_->shards[static_cast<std::size_t>(s)] = revived;
+    actors_->shards[at] = actor;
   }
   if (sup.hooks.on_restarted) sup.hooks.on_restarted();
-  return std::make_pair(revived, snapshot.version);
+  return actor;
 }
 
 std::optional<std::pair<int, std::string>> PsCluster::dead_shard() const {

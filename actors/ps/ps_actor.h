@@ -13,14 +13,15 @@
 // troupe::Error (kIo) naming the shard and the step — never a hang; a rejected push or pull throws the
 // shard's troupe::Error text (kInput).
 //
-// Supervised shards (PsCluster::supervise, sync mode): each shard keeps a step-boundary snapshot outside its
-// actor (shard_snapshot.h), taken after every update it completes. A shard whose update fails (fault.inject's
-// "throw shard S at step N") answers every request it holds with that failure and ends; the first client to
-// see it has the cluster restart it one-for-one from its snapshot (the supervision's on_death decides, and may
-// escalate), every client pushes its last step to it again where the snapshot lacks it, and the request is
-// made again: the interrupted step completes as if nothing had happened, the other shards untouched. A shard
-// ended from outside (an exit by kill, kill_shard) is not restarted: it is reported, as is every shard's death
-// without supervision.
+// Supervised shards (PsCluster::supervise, sync mode): each shard keeps, outside its actor, a step-boundary
+// snapshot (shard_snapshot.h) taken after every update it completes, and a log of the pushes it accepted
+// since. A shard whose update fails (fault.inject's "throw shard S at step N") answers every request it holds
+// with that failure and ends; the first client to see it has the cluster restart it one-for-one (the
+// supervision's on_death decides, and may escalate): the snapshot, then the logged pushes applied again.
+// Every client asks its failed request again (a push the restarted shard already holds is acknowledged, not
+// applied twice): the interrupted step completes as if nothing had happened, the other shards untouched. A
+// shard ended from outside (an exit by kill, kill_shard) is not restarted: it is reported, as is every
+// shard's death without supervision.
 #pragma once
 
 #include <caf/all.hpp>
@@ -46,9 +47,9 @@ class TraceRecorder;
 namespace troupe::ps {
 
 // A client's way back to a dead supervised shard: given the shard and the actor that failed, the shard's
-// actor now and the updates its snapshot holds; nullopt when the shard is not restarted (a death to report).
-// Throws the troupe::Error that ends the run when the supervisor gives up.
-using ShardRecovery = std::function<std::optional<std::pair<caf::actor, std::int64_t>>(int shard, const caf::actor& failed)>;
+// actor now; nullopt when the shard is not restarted (a death to report). Throws the troupe::Error that ends
+// the run when the supervisor gives up.
+using ShardRecovery = std::function<std::optional<caf::actor>(int shard, const caf::actor& failed)>;
 
 class PsClient : public PsEndpoint {
  public:
@@ -70,13 +71,13 @@ class PsClient : public PsEndpoint {
 
  private:
   void send_pushes(std::int64_t step, std::vector<PsPush> pushes);
-  // Shard s failed `what` of `step` with `e`: restarts it (recovery_) and pushes the last step to it again
-  // where its snapshot lacks it; false when it is not restarted (e is then the failure to report).
+  // Shard s failed a request with `e`: true when it was restarted (recovery_) and shards_[s] is its new
+  // actor; false when it is not restarted (e is then the failure to report).
   bool revive(int s, const caf::error& e);
-  // Asks shard s (answer to `got`), restarting it and asking again while it dies supervised; fails otherwise.
-  // `pushing`: the request is the step's push, which revive() itself makes again.
+  // Asks every shard (ask(s)), each answer to got(s, reply); a supervised shard that died is restarted and
+  // asked again; any other failure throws (fail()).
   template <class Reply, class Ask, class Got>
-  void ask_shards(const char* what, std::int64_t step, bool pushing, Ask ask, Got got);
+  void ask_shards(const char* what, std::int64_t step, Ask ask, Got got);
 
   std::vector<caf::actor> shards_;
   std::shared_ptr<const PsLayout> layout_;
@@ -85,8 +86,6 @@ class PsClient : public PsEndpoint {
   caf::duration timeout_;
   caf::scoped_actor self_;
   ShardRecovery recovery_;
-  std::int64_t last_push_step_ = -1;  // with recovery_: the step of the last pushes, kept to be sent again
-  std::vector<PsPush> last_pushes_;   // per shard (the tensors are shared, never changed by a shard)
 };
 
 // A cluster's shard supervision (sync mode only).
@@ -153,7 +152,7 @@ class PsCluster {
 
  private:
   // Restarts supervised shard s when `failed` is its actor and it died of a failure of its own.
-  std::optional<std::pair<caf::actor, std::int64_t>> recover(int s, const caf::actor& failed);
+  std::optional<caf::actor> recover(int s, const caf::actor& failed);
   caf::actor spawn_shard(int s, std::shared_ptr<PsShard> shard);
 
   struct Actors;

@@ -299,7 +299,7 @@ void PsTrainer::supervise_shards() {
     }
     supervisor_->on_restart(child);
     std::fprintf(stderr, "troupe: ps shard %d failed in step %lld: %s\ntroupe: restarted ps shard %d from its snapshot "
-                         "(restart %d of at most %d within %g s); the workers push step %lld to it again\n",
+                         "(restart %d of at most %d within %g s) with the pushes of step %lld it held; the workers ask again\n",
                  s, static_cast<long long>(step), cause.c_str(), s, intensity.recent(died), intensity.max_restarts(),
                  intensity.window_s(), static_cast<long long>(step));
   };
