@@ -14,6 +14,7 @@
 #include "runtime/error.h"
 #include "runtime/io/safetensors.h"
 #include "runtime/optim/lr_schedule.h"
+#include "runtime/supervision/fault_plan.h"
 
 namespace troupe {
 
@@ -41,6 +42,11 @@ ps::WideDeepPsOptions recommender_options(const RunConfig& config) {
   o.threads = std::max(1, threads / config.parallel.data);
   o.timeout_s = ps::ps_wait_s(config);  // with worker processes restarted, a wait may span a restart
   o.grad_clip = config.train.grad_clip;
+  o.max_restarts = config.fault.max_restarts;
+  o.restart_window_s = config.fault.restart_window_s;
+  o.checkpoint_dir = config.train.checkpoint_dir;
+  for (const supervision::FaultClause& c : supervision::parse_fault_plan(config.fault.inject).clauses)
+    if (c.target == supervision::FaultTarget::worker || c.target == supervision::FaultTarget::shard) o.faults.push_back(c);
   o.lr_at = [train = config.train, lr = config.optim.lr_or_default()](std::int64_t t) { return lr_at(train, lr, t); };
   return o;
 }
@@ -127,7 +133,8 @@ class RecommenderJob final : public Job {
                                   trainer_->snapshot().state_bytes / 1e6, config_.ps.shards);
     if (procs_) out += fmt::format("; {} worker restart{}", trainer_->restarts(), trainer_->restarts() == 1 ? "" : "s");
     return out + "\n" +
-           restarts_report(trainer_->restart_log(), 0, fmt::format("ps.max_restarts = {}", config_.ps.max_restarts));
+           (procs_ ? restarts_report(trainer_->restart_log(), 0, fmt::format("ps.max_restarts = {}", config_.ps.max_restarts))
+                   : restarts_report(trainer_->restart_log(), config_.fault.max_restarts));
   }
   std::vector<supervision::Restart> restarts() override { return trainer_->restart_log(); }
   void finish() override {

@@ -16,12 +16,13 @@
 // or throw in one shard (and, under tp-pp, in a stage or optimizer-state actor of shard 0); tp-procs (2 tensor
 // shards as processes over tcp; not drawn unless named), whose faults kill, stall or throw in a shard's process
 // (restarted by rank 0) or kill or throw in rank 0's shard actor (restarted in place).
-// Parameter servers: ps, ps-mlp (the small GPT, or an MLP, with 2 worker threads x 2 shards; fault: a worker's
-// step throws before its push, and the worker actor is restarted) and ps-procs, ps-mlp-procs (3 worker
+// Parameter servers: ps, ps-mlp, ps-deepfm (the small GPT, or an MLP, with 2 worker threads x 2 shards; DeepFM
+// with 3; fault: a worker's step throws before its push, and the worker actor is restarted, or a shard's update
+// throws, and the shard is restarted from its step-boundary snapshot) and ps-procs, ps-mlp-procs (3 worker
 // processes over tcp x 2 shards in rank 0; faults: a worker process killed or stalled, or a worker's step
 // throws: worker 0's actor is restarted in rank 0, a worker process dies of it and is restarted), and
 // ps-deepfm-procs (DeepFM on a small click log, 3 worker processes x 2 shards; a worker process killed or
-// stalled); none drawn unless named. PS shards are not restarted (docs/failures.md says why), so no fault hits them.
+// stalled); none drawn unless named. Shards beside worker processes are not restarted yet, so no fault hits them.
 // Process layouts run the troupe program (--troupe, default: ../troupe beside this program) as a user would.
 // Stalls are found by heartbeats: the table gives, for them, the silence before rank 0 found the process
 // (detection) apart from the restart's own times, which start when it was found.
@@ -98,20 +99,25 @@ std::vector<std::string> layout_sets(const std::string& layout) {
   if (layout == "ps-mlp-procs")
     return {"parallel.gradient_exchange=ps", "parallel.data=3", "ps.shards=2", "train.batch_size=12", "model.kind=mlp",
             "model.mlp_hidden=64", "comm.transport=tcp", "comm.address=127.0.0.1:0"};
+  if (layout == "ps-deepfm")  // the click-log recommender, 3 worker threads: its tables sharded by rows
+    return {"model.kind=deepfm", "parallel.gradient_exchange=ps", "parallel.data=3", "ps.shards=2",
+            "model.max_cardinality=10000", "model.hashed_rows=4096", "data.test_samples=1024", "train.batch_size=96"};
   if (layout == "ps-deepfm-procs")  // the click-log recommender: its tables sharded by rows
     return {"model.kind=deepfm", "parallel.gradient_exchange=ps", "parallel.data=3", "ps.shards=2",
             "model.max_cardinality=10000", "model.hashed_rows=4096", "data.test_samples=1024", "train.batch_size=96",
             "comm.transport=tcp", "comm.address=127.0.0.1:0"};
   throw Error(ErrorKind::kUsage, "unknown layout '" + layout +
                                      "' (1f1b, gpipe, interleaved, dp, dp-alltoall, dp-zero, dp-procs, dp-procs-alltoall, "
-                                     "tp, dp-tp, tp-pp, tp-procs, ps, ps-mlp, ps-procs, ps-mlp-procs, ps-deepfm-procs)");
+                                     "tp, dp-tp, tp-pp, tp-procs, ps, ps-mlp, ps-deepfm, ps-procs, ps-mlp-procs, ps-deepfm-procs)");
 }
 
 bool tensor(const std::string& layout) { return layout == "tp" || layout == "dp-tp" || layout == "tp-pp"; }
 bool tensor_processes(const std::string& layout) { return layout == "tp-procs"; }
 
 bool parameter_servers(const std::string& layout) { return layout.rfind("ps", 0) == 0; }
-int ps_workers(const std::string& layout) { return layout.find("procs") != std::string::npos ? 3 : 2; }
+int ps_workers(const std::string& layout) {
+  return layout.find("procs") != std::string::npos || layout == "ps-deepfm" ? 3 : 2;
+}
 
 bool processes(const std::string& layout) { return layout.find("procs") != std::string::npos; }
 int replicas_of(const std::string& layout) { return layout == "dp-procs" ? 3 : layout.rfind("dp", 0) == 0 ? 2 : 1; }
@@ -330,13 +336,16 @@ int main(int argc, char** argv) {
         clause = fmt::format("{} shard {}{} at step {}", kind % 2 ? "throw" : "kill", shard,
                              pipelines && stage ? " of stage 1" : "", step);
       if (layout == "dp-tp") clause += fmt::format(" on replica {}", rng() % 2);
-    } else if (parameter_servers(layout)) {  // a worker's step throws; with processes, a worker process killed or stalled
+    } else if (parameter_servers(layout)) {
+      // Threads: a worker's step or a shard's update throws; with processes, a worker process killed or stalled,
+      // or (GPT, MLP) a worker's step throws.
       const int workers = ps_workers(layout);
-      // DeepFM's workers are not restarted in-process: its faults are the processes' only.
-      const unsigned kind = processes(layout) ? rng() % (layout == "ps-deepfm-procs" ? 2 : 3) : 2, step = rng() % o.steps;
+      const unsigned kind = processes(layout) ? rng() % (layout == "ps-deepfm-procs" ? 2 : 3) : 2 + rng() % 2,
+                     step = rng() % o.steps;
       const unsigned worker = rng() % workers;
-      clause = kind < 2 ? fmt::format("{} rank {} at step {}", kind == 0 ? "kill" : "stall", 1 + worker % (workers - 1), step)
-                        : fmt::format("throw worker {} at step {}", worker, step);
+      clause = kind < 2    ? fmt::format("{} rank {} at step {}", kind == 0 ? "kill" : "stall", 1 + worker % (workers - 1), step)
+               : kind == 2 ? fmt::format("throw worker {} at step {}", worker, step)
+                           : fmt::format("throw shard {} at step {}", worker % 2, step);
     } else if (!processes(layout)) {  // drawn as before process layouts existed: the same trials for the same seed
       clause = fmt::format("{} {} at step {}", kinds[rng() % 4], rng() % 2, rng() % o.steps);
       if (layout.rfind("dp", 0) == 0) clause += fmt::format(" on replica {}", rng() % 2);

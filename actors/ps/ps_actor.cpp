@@ -17,6 +17,7 @@
 #include <fmt/format.h>
 
 #include "actors/state/ps/ps_shard_state.h"
+#include "actors/state/ps/shard_snapshot.h"
 #include "actors/state/ps/sparse_table.h"
 #include "runtime/optim/clip_grad.h"
 #include "runtime/trace/trace.h"
@@ -30,11 +31,37 @@ struct ShardTrace {
   std::vector<int> tracks;  // per shard
 };
 
+// The shards' supervision (PsCluster::supervise), shared by the cluster and its shard actors: written by a
+// shard's thread (its snapshot, its death), read by the client that restarts it.
+struct ShardSupervised {
+  std::atomic<bool> on{false};
+  std::mutex mu;  // the fields below
+  std::vector<std::optional<ShardSnapshot>> snapshots;  // per shard, the last step boundary
+  std::vector<supervision::FaultClause> faults;        // not fired yet
+  std::vector<std::string> died;                        // per shard: the failure that ended it ("" while alive)
+  std::vector<std::vector<PsPush>> log;                 // per shard: the pushes it accepted since its snapshot
+  PsShardSupervision hooks;
+  std::mutex restart_mu;  // one restart at a time; escalation
+  std::optional<Error> escalation;
+};
+
 namespace {
+
+// The error tag of a request a supervised shard held when it died of its own failure.
+constexpr std::int32_t kShardDied = -17;
+
+// Did the request fail because its shard is gone (it died holding it, or was gone when it arrived)?
+bool shard_died(const caf::error& e) {
+  if (e == caf::sec::request_receiver_down) return true;
+  const caf::message& ctx = e.context();
+  return e.category() == caf::atom("system") && e == caf::sec::runtime_error && ctx.size() == 2 &&
+         ctx.match_element<std::int32_t>(0) && ctx.get_as<std::int32_t>(0) == kShardDied;
+}
 
 struct ShardState {
   std::shared_ptr<PsShard> shard;
   std::shared_ptr<ShardTrace> trace;
+  std::shared_ptr<ShardSupervised> sup;
   std::uint64_t next_ticket = 0;
   std::map<std::uint64_t, caf::response_promise> waiting;  // queued pulls by ticket
   static inline const char* name = "troupe.ps_shard";
@@ -71,10 +98,56 @@ auto traced(caf::stateful_actor<ShardState>* self, F&& apply) {
   return out;
 }
 
+// Supervised: before a shard serves anything, its first snapshot (the state it starts from).
+void first_snapshot(caf::stateful_actor<ShardState>* self) {
+  ShardSupervised* sup = self->state.sup.get();
+  if (!sup || !sup->on.load()) return;
+  const auto s = static_cast<std::size_t>(self->state.shard->shard());
+  std::lock_guard lock(sup->mu);
+  if (!sup->snapshots[s]) sup->snapshots[s] = take_snapshot(*self->state.shard);
+}
+
+// Supervised, after an update that moved the shard from version `before`: the fault.inject clause that makes
+// this update fail (its cause), or nothing, when the new step boundary becomes the shard's snapshot.
+std::optional<std::string> after_update(caf::stateful_actor<ShardState>* self, std::int64_t before) {
+  ShardSupervised* sup = self->state.sup.get();
+  const PsShard& shard = *self->state.shard;
+  if (!sup || !sup->on.load() || shard.version() == before) return std::nullopt;
+  const int s = shard.shard();
+  {
+    std::lock_guard lock(sup->mu);
+    const auto it = std::find_if(sup->faults.begin(), sup->faults.end(),
+                                 [&](const supervision::FaultClause& c) { return c.shard == s && c.step == before; });
+    if (it != sup->faults.end()) {
+      sup->faults.erase(it);
+      std::string cause = fmt::format("fault.inject: throw shard {} at step {} (its update of step {} failed)", s, before, before);
+      sup->died[static_cast<std::size_t>(s)] = cause;
+      return cause;
+    }
+  }
+  ShardSnapshot snap = take_snapshot(shard);  // outside the lock: the copy is the cost
+  std::lock_guard lock(sup->mu);
+  sup->snapshots[static_cast<std::size_t>(s)] = std::move(snap);
+  sup->log[static_cast<std::size_t>(s)].clear();  // every push logged is in the snapshot now
+  return std::nullopt;
+}
+
+// A supervised shard's own failure: every request it holds, and `current`, fail with it (tagged kShardDied,
+// so that their clients have it restarted), and the actor ends.
+caf::error die(caf::stateful_actor<ShardState>* self, const std::string& cause) {
+  caf::error e = caf::make_error(caf::sec::runtime_error, kShardDied,
+                                 fmt::format("ps shard {} died: {}", self->state.shard->shard(), cause));
+  for (auto& [ticket, promise] : self->state.waiting) promise.deliver(e);
+  self->state.waiting.clear();
+  self->quit(caf::make_error(caf::sec::runtime_error, cause));
+  return e;
+}
+
 caf::behavior shard_actor(caf::stateful_actor<ShardState>* self, std::shared_ptr<PsShard> shard,
-                          std::shared_ptr<ShardTrace> trace) {
+                          std::shared_ptr<ShardTrace> trace, std::shared_ptr<ShardSupervised> sup) {
   self->state.shard = std::move(shard);
   self->state.trace = std::move(trace);
+  self->state.sup = std::move(sup);
   // Pulls still queued at shutdown are answered with an error: their promises hold references to this
   // actor, and an actor referenced by its own state would never be destroyed (its thread never joins).
   self->set_exit_handler([=](caf::exit_msg& msg) {
@@ -90,16 +163,27 @@ caf::behavior shard_actor(caf::stateful_actor<ShardState>* self, std::shared_ptr
   // Bad input is answered as an error and the shard keeps serving; anything else ends the actor.
   return {
       [=](proto::ps_push_atom, PsPush& push) -> caf::result<std::int64_t> {
+        first_snapshot(self);
         std::vector<PsShard::Released> released;
+        const std::int64_t before = self->state.shard->version();
+        ShardSupervised* sup = self->state.sup.get();
+        std::optional<PsPush> kept;
+        if (sup && sup->on.load()) kept = push;  // for the log, once accepted (the tensors are shared)
         try {
           released = traced(self, [&] { return self->state.shard->push(std::move(push)); });
         } catch (const Error& e) {
           return caf::make_error(caf::sec::runtime_error, std::string(e.what()));
         }
+        if (kept) {
+          std::lock_guard lock(sup->mu);
+          sup->log[static_cast<std::size_t>(self->state.shard->shard())].push_back(std::move(*kept));
+        }
+        if (const std::optional<std::string> failed = after_update(self, before)) return die(self, *failed);
         deliver(self, std::move(released));
         return self->state.shard->version();
       },
       [=](proto::ps_norm_atom, std::int64_t step) -> caf::result<std::vector<double>> {
+        first_snapshot(self);
         const std::uint64_t ticket = self->state.next_ticket++;
         std::optional<std::vector<double>> sums;
         try {
@@ -113,16 +197,20 @@ caf::behavior shard_actor(caf::stateful_actor<ShardState>* self, std::shared_ptr
         return promise;
       },
       [=](proto::ps_clip_atom, std::int64_t step, double coefficient) -> caf::result<std::int64_t> {
+        first_snapshot(self);
         std::vector<PsShard::Released> released;
+        const std::int64_t before = self->state.shard->version();
         try {
           released = traced(self, [&] { return self->state.shard->clip(step, coefficient); });
         } catch (const Error& e) {
           return caf::make_error(caf::sec::runtime_error, std::string(e.what()));
         }
+        if (const std::optional<std::string> failed = after_update(self, before)) return die(self, *failed);
         deliver(self, std::move(released));
         return self->state.shard->version();
       },
       [=](proto::ps_pull_atom, const PsPullRequest& request) -> caf::result<PsPullReply> {
+        first_snapshot(self);
         const std::uint64_t ticket = self->state.next_ticket++;
         std::optional<PsPullReply> reply;
         try {
@@ -152,6 +240,12 @@ caf::behavior shard_actor(caf::stateful_actor<ShardState>* self, std::shared_ptr
         } catch (const Error& e) {
           return caf::make_error(caf::sec::runtime_error, std::string(e.what()));
         }
+        if (ShardSupervised* sup = self->state.sup.get(); sup && sup->on.load()) {  // the restored state is the boundary
+          ShardSnapshot snap = take_snapshot(*self->state.shard);
+          std::lock_guard lock(sup->mu);
+          sup->snapshots[static_cast<std::size_t>(self->state.shard->shard())] = std::move(snap);
+          sup->log[static_cast<std::size_t>(self->state.shard->shard())].clear();
+        }
         return self->state.shard->version();
       },
   };
@@ -161,6 +255,7 @@ caf::behavior shard_actor(caf::stateful_actor<ShardState>* self, std::shared_ptr
 std::string error_text(const caf::error& e) {
   const caf::message& ctx = e.context();
   if (ctx.size() == 1 && ctx.match_element<std::string>(0)) return ctx.get_as<std::string>(0);
+  if (ctx.size() == 2 && ctx.match_element<std::string>(1)) return ctx.get_as<std::string>(1);
   return caf::to_string(e);
 }
 
@@ -186,13 +281,14 @@ void check_increasing(const std::vector<std::int64_t>& ids, const PsLayout& layo
 }  // namespace
 
 PsClient::PsClient(caf::actor_system& system, std::vector<caf::actor> shards, std::shared_ptr<const PsLayout> layout,
-                   int worker, double timeout_s)
+                   int worker, double timeout_s, ShardRecovery recovery)
     : shards_(std::move(shards)),
       layout_(std::move(layout)),
       worker_(worker),
       timeout_s_(timeout_s),
       timeout_(std::chrono::microseconds(static_cast<std::int64_t>(timeout_s * 1e6))),
-      self_(system) {}
+      self_(system),
+      recovery_(std::move(recovery)) {}
 
 PsClient::Pulled PsClient::pull(std::int64_t step, const std::vector<std::vector<std::int64_t>>& ids, bool dense) {
   const int S = layout_->shards(), T = layout_->num_tables();
@@ -223,35 +319,27 @@ PsClient::Pulled PsClient::pull(std::int64_t step, const std::vector<std::vector
   }
   if (dense) out.dense.resize(static_cast<std::size_t>(layout_->num_dense()));
 
-  using Handle = decltype(self_->request(shards_[0], timeout_, proto::ps_pull_atom::value, requests[0]));
-  std::vector<Handle> pending;
-  for (int s = 0; s < S; ++s)
-    pending.push_back(self_->request(shards_[static_cast<std::size_t>(s)], timeout_, proto::ps_pull_atom::value,
-                                     std::move(requests[static_cast<std::size_t>(s)])));
   out.min_version = INT64_MAX;
-  std::optional<std::pair<caf::error, int>> first_error;
-  for (int s = 0; s < S; ++s) {
-    pending[static_cast<std::size_t>(s)].receive(
-        [&](PsPullReply& reply) {
-          out.min_version = std::min(out.min_version, reply.version);
-          const auto& mine = layout_->dense_of_shard(s);
-          for (std::size_t j = 0; j < reply.dense.size(); ++j) out.dense[static_cast<std::size_t>(mine[j])] = reply.dense[j];
-          for (std::size_t t = 0; t < reply.tables.size(); ++t) {
-            const auto& pos = positions[static_cast<std::size_t>(s)][t];
-            const std::int64_t dim = layout_->table_dim(static_cast<int>(t));
-            const float* src = reply.tables[t].f32();
-            float* dst = out.tables[t].f32();
-            for (std::size_t i = 0; i < pos.size(); ++i)
-              std::copy(src + static_cast<std::int64_t>(i) * dim, src + static_cast<std::int64_t>(i + 1) * dim,
-                        dst + static_cast<std::int64_t>(pos[i]) * dim);
-          }
-        },
-        [&](caf::error& e) {
-          if (!first_error) first_error = {e, s};
-        });
-  }
-  // Every answer (or timeout) is collected before failing, so nothing is left in this actor's mailbox.
-  if (first_error) fail(first_error->first, first_error->second, worker_, "pull", step, timeout_s_);
+  ask_shards<PsPullReply>(
+      "pull", step,
+      [&](int s) {
+        return self_->request(shards_[static_cast<std::size_t>(s)], timeout_, proto::ps_pull_atom::value,
+                              requests[static_cast<std::size_t>(s)]);
+      },
+      [&](int s, PsPullReply& reply) {
+        out.min_version = std::min(out.min_version, reply.version);
+        const auto& mine = layout_->dense_of_shard(s);
+        for (std::size_t j = 0; j < reply.dense.size(); ++j) out.dense[static_cast<std::size_t>(mine[j])] = reply.dense[j];
+        for (std::size_t t = 0; t < reply.tables.size(); ++t) {
+          const auto& pos = positions[static_cast<std::size_t>(s)][t];
+          const std::int64_t dim = layout_->table_dim(static_cast<int>(t));
+          const float* src = reply.tables[t].f32();
+          float* dst = out.tables[t].f32();
+          for (std::size_t i = 0; i < pos.size(); ++i)
+            std::copy(src + static_cast<std::int64_t>(i) * dim, src + static_cast<std::int64_t>(i + 1) * dim,
+                      dst + static_cast<std::int64_t>(pos[i]) * dim);
+        }
+      });
   return out;
 }
 
@@ -319,36 +407,57 @@ void PsClient::push_exact(std::int64_t step, std::vector<ExactGrad> exact, const
   send_pushes(step, std::move(pushes));
 }
 
-void PsClient::send_pushes(std::int64_t step, std::vector<PsPush> pushes) {
+template <class Reply, class Ask, class Got>
+void PsClient::ask_shards(const char* what, std::int64_t step, Ask ask, Got got) {
   const int S = layout_->shards();
-  using Handle = decltype(self_->request(shards_[0], timeout_, proto::ps_push_atom::value, pushes[0]));
-  std::optional<std::pair<caf::error, int>> first_error;
+  using Handle = decltype(ask(0));
   std::vector<Handle> pending;
-  for (int s = 0; s < S; ++s)  // ascending shard order
-    pending.push_back(self_->request(shards_[static_cast<std::size_t>(s)], timeout_, proto::ps_push_atom::value,
-                                     std::move(pushes[static_cast<std::size_t>(s)])));
+  for (int s = 0; s < S; ++s) pending.push_back(ask(s));  // ascending shard order
+  std::vector<std::pair<int, caf::error>> failed;
+  // Every answer (or timeout) is collected before anything else, so nothing is left in this actor's mailbox.
   for (int s = 0; s < S; ++s)
-    pending[static_cast<std::size_t>(s)].receive(
-        [](std::int64_t) {},
-        [&](caf::error& e) {
-          if (!first_error) first_error = {e, s};
-        });
-  if (first_error) fail(first_error->first, first_error->second, worker_, "push", step, timeout_s_);
+    pending[static_cast<std::size_t>(s)].receive([&](Reply& r) { got(s, r); },
+                                                 [&](caf::error& e) { failed.emplace_back(s, std::move(e)); });
+  for (auto& failure : failed) {
+    const int s = failure.first;
+    caf::error error = std::move(failure.second);
+    // A restarted shard holds what it had received since its snapshot (a push it has already is acknowledged,
+    // not applied twice): the request is simply made again.
+    while (revive(s, error)) {
+      error = caf::error();
+      ask(s).receive([&](Reply& r) { got(s, r); }, [&](caf::error& again) { error = std::move(again); });
+      if (!error) break;
+    }
+    if (error) fail(error, s, worker_, what, step, timeout_s_);
+  }
+}
+
+bool PsClient::revive(int s, const caf::error& e) {
+  if (!recovery_ || !shard_died(e)) return false;
+  const std::optional<caf::actor> back = recovery_(s, shards_[static_cast<std::size_t>(s)]);
+  if (!back) return false;
+  shards_[static_cast<std::size_t>(s)] = *back;
+  return true;
+}
+
+void PsClient::send_pushes(std::int64_t step, std::vector<PsPush> pushes) {
+  ask_shards<std::int64_t>(
+      "push", step,
+      [&](int s) {
+        // Kept for a second ask (a shard restarted meanwhile); the tensors are shared, never changed by a shard.
+        return self_->request(shards_[static_cast<std::size_t>(s)], timeout_, proto::ps_push_atom::value,
+                              recovery_ ? PsPush(pushes[static_cast<std::size_t>(s)]) : std::move(pushes[static_cast<std::size_t>(s)]));
+      },
+      [](int, std::int64_t) {});
 }
 
 double PsClient::clip(std::int64_t step, double max_norm) {
   const int S = layout_->shards();
-  using Handle = decltype(self_->request(shards_[0], timeout_, proto::ps_norm_atom::value, step));
-  std::vector<Handle> pending;
-  for (int s = 0; s < S; ++s) pending.push_back(self_->request(shards_[static_cast<std::size_t>(s)], timeout_, proto::ps_norm_atom::value, step));
   std::vector<std::vector<double>> sums(static_cast<std::size_t>(S));
-  std::optional<std::pair<caf::error, int>> first_error;
-  for (int s = 0; s < S; ++s)
-    pending[static_cast<std::size_t>(s)].receive([&](std::vector<double>& v) { sums[static_cast<std::size_t>(s)] = std::move(v); },
-                                                 [&](caf::error& e) {
-                                                   if (!first_error) first_error = {e, s};
-                                                 });
-  if (first_error) fail(first_error->first, first_error->second, worker_, "norm round", step, timeout_s_);
+  ask_shards<std::vector<double>>(
+      "norm round", step,
+      [&](int s) { return self_->request(shards_[static_cast<std::size_t>(s)], timeout_, proto::ps_norm_atom::value, step); },
+      [&](int s, std::vector<double>& v) { sums[static_cast<std::size_t>(s)] = std::move(v); });
   // Global parameter order, as grad_norm adds on one device: dense parameters, then tables shard by shard.
   double total = 0.0;
   for (int d = 0; d < layout_->num_dense(); ++d) {
@@ -361,15 +470,10 @@ double PsClient::clip(std::int64_t step, double max_norm) {
       total += sums[static_cast<std::size_t>(s)][layout_->dense_of_shard(s).size() + static_cast<std::size_t>(t)];
   const double norm = std::sqrt(total);
   const double coefficient = clip_coefficient(norm, max_norm);
-  using Ack = decltype(self_->request(shards_[0], timeout_, proto::ps_clip_atom::value, step, coefficient));
-  std::vector<Ack> acks;
-  for (int s = 0; s < S; ++s)
-    acks.push_back(self_->request(shards_[static_cast<std::size_t>(s)], timeout_, proto::ps_clip_atom::value, step, coefficient));
-  for (int s = 0; s < S; ++s)
-    acks[static_cast<std::size_t>(s)].receive([](std::int64_t) {}, [&](caf::error& e) {
-      if (!first_error) first_error = {e, s};
-    });
-  if (first_error) fail(first_error->first, first_error->second, worker_, "clip", step, timeout_s_);
+  ask_shards<std::int64_t>(
+      "clip", step,
+      [&](int s) { return self_->request(shards_[static_cast<std::size_t>(s)], timeout_, proto::ps_clip_atom::value, step, coefficient); },
+      [](int, std::int64_t) {});
   return norm;
 }
 
@@ -381,6 +485,7 @@ struct PsCluster::Actors {
   mutable std::mutex mu;
   std::optional<std::pair<int, std::string>> first_dead;
   bool stopping = false;  // the cluster stops its shards itself: not a death
+  std::shared_ptr<ShardSupervised> sup = std::make_shared<ShardSupervised>();
 };
 
 PsCluster::PsCluster(std::shared_ptr<const PsLayout> layout, PsOptions options, const PsInit& init, double timeout_s,
@@ -405,16 +510,114 @@ PsCluster::PsCluster(std::shared_ptr<const PsLayout> layout, PsOptions options, 
   for (auto& e : errors)
     if (e) std::rethrow_exception(e);
   actors_->system = system ? std::move(system) : std::make_shared<ActorSystem>();
-  for (int s = 0; s < S; ++s) {
-    actors_->shards.push_back(actors_->system->get().spawn<caf::detached>(shard_actor, shards[static_cast<std::size_t>(s)],
-                                                                        actors_->trace));
-    Actors* a = actors_.get();
-    caf::actor_system* sys = &actors_->system->get();
-    caf::actor_cast<caf::abstract_actor*>(actors_->shards.back())->attach_functor([a, sys, s](const caf::error& reason) {
-      std::lock_guard lock(a->mu);
-      if (!a->stopping && !a->first_dead) a->first_dead = std::make_pair(s, sys->render(reason));
-    });
+  actors_->sup->snapshots.resize(static_cast<std::size_t>(S));
+  actors_->sup->died.resize(static_cast<std::size_t>(S));
+  actors_->sup->log.resize(static_cast<std::size_t>(S));
+  for (int s = 0; s < S; ++s) actors_->shards.push_back(spawn_shard(s, shards[static_cast<std::size_t>(s)]));
+}
+
+caf::actor PsCluster::spawn_shard(int s, std::shared_ptr<PsShard> shard) {
+  caf::actor actor = actors_->system->get().spawn<caf::detached>(shard_actor, std::move(shard), actors_->trace, actors_->sup);
+  Actors* a = actors_.get();
+  caf::actor_system* sys = &actors_->system->get();
+  caf::actor_cast<caf::abstract_actor*>(actor)->attach_functor([a, sys, s](const caf::error& reason) {
+    {
+      // A supervised shard that died of its own failure is the supervisor's to restart, not a death to report.
+      std::lock_guard lock(a->sup->mu);
+      if (a->sup->on.load() && !a->sup->died[static_cast<std::size_t>(s)].empty()) return;
+    }
+    std::lock_guard lock(a->mu);
+    if (!a->stopping && !a->first_dead) a->first_dead = std::make_pair(s, sys->render(reason));
+  });
+  return actor;
+}
+
+void PsCluster::supervise(PsShardSupervision supervision) {
+  if (options_.mode != PsMode::sync)
+    throw Error(ErrorKind::kConfig, fmt::format("parameter-server shards are restarted in ps.mode = sync only (got {}): an "
+                                                "{} shard applies each push as it comes, so a restart from its last "
+                                                "snapshot would lose the pushes applied since",
+                                                options_.mode, options_.mode));
+  ShardSupervised& sup = *actors_->sup;
+  std::lock_guard lock(sup.mu);
+  sup.faults = std::move(supervision.faults);
+  sup.hooks = std::move(supervision);
+  sup.on = true;
+}
+
+std::optional<Error> PsCluster::escalation() const {
+  std::lock_guard lock(actors_->sup->restart_mu);
+  return actors_->sup->escalation;
+}
+
+std::optional<caf::actor> PsCluster::recover(int s, const caf::actor& failed) {
+  ShardSupervised& sup = *actors_->sup;
+  const auto at = static_cast<std::size_t>(s);
+  std::lock_guard restart(sup.restart_mu);
+  if (sup.escalation) throw *sup.escalation;
+  {
+    std::lock_guard lock(actors_->mu);
+    if (actors_->stopping) return std::nullopt;
+    if (actors_->shards.at(at) != failed) return actors_->shards[at];  // another client restarted it already
   }
+  std::string cause;
+  {
+    std::lock_guard lock(sup.mu);
+    cause = sup.died[at];
+  }
+  if (cause.empty()) return std::nullopt;  // ended from outside (killed): reported, not restarted
+  {
+    caf::scoped_actor self(actors_->system->get());
+    self->wait_for(failed);
+  }
+  std::shared_ptr<PsShard> revived;
+  for (;;) {
+    ShardSnapshot snapshot;
+    std::vector<PsPush> log;
+    {
+      std::lock_guard lock(sup.mu);
+      TROUPE_CHECK(sup.snapshots[at].has_value(), "ps shard ", s, " died before its first snapshot");
+      snapshot = copy_snapshot(*sup.snapshots[at]);
+      log = sup.log[at];
+    }
+    try {
+      if (sup.hooks.on_death) sup.hooks.on_death(s, snapshot.version, cause);
+    } catch (const Error& e) {
+      sup.escalation = e;
+      abort();  // every shard stops: every waiting client fails at once
+      throw;
+    }
+    // The snapshot, then the pushes accepted since, in their order: the shard as it stood when it failed,
+    // but for the update that failed (made again here when those pushes complete it, as the clipping
+    // round's clip does in the actor).
+    revived = revive_shard(layout_, s, options_, snapshot);
+    revived->accept_repeated_pushes();
+    for (const PsPush& p : log) revived->push(PsPush(p));
+    if (revived->version() == snapshot.version) break;
+    std::lock_guard lock(sup.mu);
+    const auto it = std::find_if(sup.faults.begin(), sup.faults.end(), [&](const supervision::FaultClause& c) {
+      return c.shard == s && c.step == snapshot.version;
+    });
+    if (it == sup.faults.end()) {
+      sup.snapshots[at] = take_snapshot(*revived);
+      sup.log[at].clear();
+      break;
+    }
+    sup.faults.erase(it);  // a fault in the re-run of the update: it fails again
+    cause = fmt::format("fault.inject: throw shard {} at step {} (its update of step {} failed)", s, snapshot.version,
+                        snapshot.version);
+  }
+  caf::actor actor = spawn_shard(s, std::move(revived));
+  {
+    std::lock_guard lock(sup.mu);
+    sup.died[at].clear();
+  }
+  {
+    std::lock_guard lock(actors_->mu);
+    actors_->shards[at] = actor;
+  }
+  if (sup.hooks.on_restarted) sup.hooks.on_restarted();
+  return actor;
 }
 
 std::optional<std::pair<int, std::string>> PsCluster::dead_shard() const {
@@ -454,7 +657,15 @@ void PsCluster::abort() {
 std::unique_ptr<PsClient> PsCluster::client(int worker) {
   if (worker < 0 || worker >= options_.workers)
     throw Error(ErrorKind::kInput, fmt::format("worker {}: there are {} workers (0..{})", worker, options_.workers, options_.workers - 1));
-  return std::make_unique<PsClient>(actors_->system->get(), actors_->shards, layout_, worker, timeout_s_);
+  ShardRecovery recovery;
+  if (actors_->sup->on.load())
+    recovery = [this](int s, const caf::actor& failed) { return recover(s, failed); };
+  std::vector<caf::actor> shards;
+  {
+    std::lock_guard lock(actors_->mu);
+    shards = actors_->shards;
+  }
+  return std::make_unique<PsClient>(actors_->system->get(), std::move(shards), layout_, worker, timeout_s_, std::move(recovery));
 }
 
 PsCluster::Model PsCluster::snapshot() {

@@ -12,11 +12,22 @@
 // A shard that answers nothing within timeout_s (a worker died in sync mode, say) makes the call throw
 // troupe::Error (kIo) naming the shard and the step — never a hang; a rejected push or pull throws the
 // shard's troupe::Error text (kInput).
+//
+// Supervised shards (PsCluster::supervise, sync mode): each shard keeps, outside its actor, a step-boundary
+// snapshot (shard_snapshot.h) taken after every update it completes, and a log of the pushes it accepted
+// since. A shard whose update fails (fault.inject's "throw shard S at step N") answers every request it holds
+// with that failure and ends; the first client to see it has the cluster restart it one-for-one (the
+// supervision's on_death decides, and may escalate): the snapshot, then the logged pushes applied again.
+// Every client asks its failed request again (a push the restarted shard already holds is acknowledged, not
+// applied twice): the interrupted step completes as if nothing had happened, the other shards untouched. A
+// shard ended from outside (an exit by kill, kill_shard) is not restarted: it is reported, as is every
+// shard's death without supervision.
 #pragma once
 
 #include <caf/all.hpp>
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -26,6 +37,7 @@
 #include "actors/state/ps/ps_endpoint.h"
 #include "actors/ps/ps_protocol.h"
 #include "runtime/checkpoint/training_state.h"
+#include "runtime/supervision/fault_plan.h"
 
 namespace troupe {
 class ActorSystem;
@@ -34,10 +46,15 @@ class TraceRecorder;
 
 namespace troupe::ps {
 
+// A client's way back to a dead supervised shard: given the shard and the actor that failed, the shard's
+// actor now; nullopt when the shard is not restarted (a death to report). Throws the troupe::Error that ends
+// the run when the supervisor gives up.
+using ShardRecovery = std::function<std::optional<caf::actor>(int shard, const caf::actor& failed)>;
+
 class PsClient : public PsEndpoint {
  public:
   PsClient(caf::actor_system& system, std::vector<caf::actor> shards, std::shared_ptr<const PsLayout> layout, int worker,
-           double timeout_s);
+           double timeout_s, ShardRecovery recovery = {});
 
   using Pulled = PsPulled;
   Pulled pull(std::int64_t step, const std::vector<std::vector<std::int64_t>>& ids, bool dense = true) override;
@@ -54,6 +71,13 @@ class PsClient : public PsEndpoint {
 
  private:
   void send_pushes(std::int64_t step, std::vector<PsPush> pushes);
+  // Shard s failed a request with `e`: true when it was restarted (recovery_) and shards_[s] is its new
+  // actor; false when it is not restarted (e is then the failure to report).
+  bool revive(int s, const caf::error& e);
+  // Asks every shard (ask(s)), each answer to got(s, reply); a supervised shard that died is restarted and
+  // asked again; any other failure throws (fail()).
+  template <class Reply, class Ask, class Got>
+  void ask_shards(const char* what, std::int64_t step, Ask ask, Got got);
 
   std::vector<caf::actor> shards_;
   std::shared_ptr<const PsLayout> layout_;
@@ -61,6 +85,19 @@ class PsClient : public PsEndpoint {
   double timeout_s_;
   caf::duration timeout_;
   caf::scoped_actor self_;
+  ShardRecovery recovery_;
+};
+
+// A cluster's shard supervision (sync mode only).
+struct PsShardSupervision {
+  // fault.inject's "throw shard S at step N": shard S's update of step N throws, once per clause.
+  std::vector<supervision::FaultClause> faults;
+  // Called once per death, by the first client to find shard s dead, before its restart: `step` is the
+  // update it lost (its snapshot's version). Records the restart, or throws the troupe::Error that ends
+  // the run (the cluster then stops every shard, and every client's request fails with that error).
+  std::function<void(int shard, std::int64_t step, const std::string& cause)> on_death;
+  // After the restart: the shard serves again.
+  std::function<void()> on_restarted;
 };
 
 class PsCluster {
@@ -106,8 +143,18 @@ class PsCluster {
   std::optional<std::pair<int, std::string>> dead_shard() const;
   // Test hook: ends shard `s`'s actor as a crash would (exit reason kill) and waits until it has ended.
   void kill_shard(int s);
+  // From now on each shard keeps a step-boundary snapshot and a shard whose update fails is restarted from
+  // it (the header's comment). Before any client is made; sync mode only (troupe::Error kConfig otherwise,
+  // naming ps.mode: an async shard's snapshot would lose the pushes applied since).
+  void supervise(PsShardSupervision supervision);
+  // The error the supervision ended the run with, if it did.
+  std::optional<Error> escalation() const;
 
  private:
+  // Restarts supervised shard s when `failed` is its actor and it died of a failure of its own.
+  std::optional<caf::actor> recover(int s, const caf::actor& failed);
+  caf::actor spawn_shard(int s, std::shared_ptr<PsShard> shard);
+
   struct Actors;
   std::shared_ptr<const PsLayout> layout_;
   PsOptions options_;

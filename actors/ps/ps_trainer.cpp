@@ -275,7 +275,39 @@ void PsTrainer::start_cluster() {
   init.dense = [&by_name](const std::string& name) { return by_name.at(name)->value.clone(); };
   cluster_ = std::make_unique<PsCluster>(layout_, ps_options(config_), init, remote_ ? ps_wait_s(config_) : config_.comm.timeout_s,
                                          system_);
+  supervise_shards();
   for (auto& w : workers_) w->client = cluster_->client(w->index);
+}
+
+// Sync shards keep step-boundary snapshots and are restarted one-for-one from them under the job's
+// supervisor (fault.max_restarts; 0 keeps no snapshot). Async and ssp shards are not: a dead one ends the run.
+void PsTrainer::supervise_shards() {
+  PsShardSupervision sup;
+  for (const supervision::FaultClause& c : supervision::parse_fault_plan(config_.fault.inject).clauses)
+    if (c.target == supervision::FaultTarget::shard) sup.faults.push_back(c);
+  if (config_.ps.mode != PsMode::sync || (config_.fault.max_restarts == 0 && sup.faults.empty())) return;
+  sup.on_death = [this](int s, std::int64_t step, const std::string& cause) {
+    std::lock_guard lock(restart_mu_);
+    if (escalated_) throw *escalated_;
+    const std::string child = fmt::format("shard {}", s);
+    const double died = clock_s();
+    supervisor_->on_down(child, step, cause);
+    auto& intensity = supervisor_->intensity();
+    if (!intensity.allow(child, step, cause, died)) {
+      escalated_ = Error(ErrorKind::kIo, intensity.escalation(supervisor_->place(child), step, cause, config_.train.checkpoint_dir));
+      throw *escalated_;
+    }
+    supervisor_->on_restart(child);
+    std::fprintf(stderr, "troupe: ps shard %d failed in step %lld: %s\ntroupe: restarted ps shard %d from its snapshot "
+                         "(restart %d of at most %d within %g s) with the pushes of step %lld it held; the workers ask again\n",
+                 s, static_cast<long long>(step), cause.c_str(), s, intensity.recent(died), intensity.max_restarts(),
+                 intensity.window_s(), static_cast<long long>(step));
+  };
+  sup.on_restarted = [this] {
+    std::lock_guard lock(restart_mu_);
+    supervisor_->intensity().rerun(clock_s());
+  };
+  cluster_->supervise(std::move(sup));
 }
 
 int PsTrainer::restarts() const { return server_ ? server_->restarts() : 0; }
@@ -396,6 +428,10 @@ StepStats PsTrainer::train_step(std::int64_t step) {
   if (server_)
     for (const auto& theirs : server_->wait_for_reports(step)) rows.insert(rows.end(), theirs.begin(), theirs.end());
   ++steps_done_;
+  {
+    std::lock_guard lock(restart_mu_);
+    supervisor_->intensity().recovered(clock_s());  // a restarted shard's step is done
+  }
 
   StepStats s;
   s.step = step;

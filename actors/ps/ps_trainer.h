@@ -102,6 +102,8 @@ class PsTrainer {
   struct Worker;
   PsTrainer(const RunConfig& config, PsLinks links, bool remote);
   void start_cluster();
+  // Hands the cluster its shard supervision (sync, fault.max_restarts > 0): snapshots, faults, restarts.
+  void supervise_shards();
   // Worker w's spec: its model, backend and (when the shards are here) client; and its actor for workers_[i].
   std::unique_ptr<Worker> make_worker(int w) const;
   caf::actor spawn_worker(std::size_t i);

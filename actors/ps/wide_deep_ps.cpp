@@ -1,14 +1,18 @@
 // WideDeepPsTrainer: worker actors (lookup, pull, compute, push) around a PsCluster, step ranges, evaluation.
 #include "actors/ps/wide_deep_ps.h"
 
+#include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cmath>
+#include <cstdio>
 #include <exception>
 #include <map>
 #include <thread>
 
 #include <fmt/format.h>
 
+#include "actors/actor_system.h"
 #include "actors/ps/ps_link.h"
 #include "actors/ps/ps_worker_actor.h"
 #include "models/binary_metrics.h"
@@ -137,6 +141,7 @@ WideDeepPsTrainer::WideDeepPsTrainer(WideDeepPsOptions options, std::function<vo
   reference_ = std::make_unique<const WideDeep>(model_options(o_));
   layout_ = std::make_shared<const PsLayout>(ps_params(*reference_), o_.shards);
   cluster_ = std::make_unique<PsCluster>(layout_, o_.ps, ps_init(*reference_), o_.timeout_s);
+  supervise_shards();
   for (int w = 0; w < o_.ps.workers; ++w) clients_.push_back(cluster_->client(w));
 }
 
@@ -151,6 +156,7 @@ WideDeepPsTrainer::WideDeepPsTrainer(WideDeepPsOptions options, PsLinks links,
   reference_ = std::make_unique<const WideDeep>(model_options(o_));
   layout_ = std::make_shared<const PsLayout>(ps_params(*reference_), o_.shards);
   cluster_ = std::make_unique<PsCluster>(layout_, o_.ps, ps_init(*reference_), o_.timeout_s);
+  supervise_shards();
   clients_.push_back(cluster_->client(0));
   links_ = std::make_unique<PsLinks>(std::move(links));
   // Hellos wait for the first train() (or finish()): a resumed run's shards are restored by then.
@@ -182,15 +188,22 @@ void WideDeepPsTrainer::train(std::int64_t end) {
   const double begin_us = trace_ ? TraceRecorder::now_us() : 0.0;
   if (!server_) {
     // Every worker is an actor beside the shards, running its steps on request (async and ssp workers
-    // pace themselves against the shards' versions, not against each other's steps).
-    std::vector<WorkerJob> jobs;
-    for (int w = 0; w < W; ++w)
-      jobs.push_back([&, w](std::int64_t, const Batch&) {
-        run_worker(o_, *data_, *layout_, w, *clients_[static_cast<std::size_t>(w)], first, end, keep(w), progress_, {}, trace_,
-                   trace_ ? tracks_[static_cast<std::size_t>(w)] : -1);
-        return WorkerStep{};
-      });
-    if (std::optional<Error> failure = run_worker_actors(cluster_->system(), std::move(jobs), first, Batch{})) throw *failure;
+    // pace themselves against the shards' versions, not against each other's steps), each driven by a
+    // thread of its own that restarts it when a step fails before its push (worker 0's clipping round
+    // and the sync pulls wait for every worker's push, so no worker waits for another's driver).
+    std::vector<std::optional<Error>> failures(static_cast<std::size_t>(W));
+    {
+      std::vector<std::thread> drivers;
+      for (int w = 1; w < W; ++w)
+        drivers.emplace_back([&, w] { failures[static_cast<std::size_t>(w)] = drive_worker(w, first, end, keep(w)); });
+      failures[0] = drive_worker(0, first, end, keep(0));
+      for (auto& t : drivers) t.join();
+    }
+    if (escalated_) throw *escalated_;  // the cause; the other workers' failures (the shards stopped) its effect
+    for (auto& f : failures)
+      if (f) throw *f;
+    std::lock_guard lock(restart_mu_);
+    intensity_.recovered(clock_s());  // the steps of every restart so far are done
   } else {
     try {
       run_worker(o_, *data_, *layout_, 0, *clients_[0], first, end, keep(0), progress_, {}, trace_, trace_ ? tracks_[0] : -1);
@@ -217,6 +230,116 @@ void WideDeepPsTrainer::train(std::int64_t end) {
     losses_.push_back(sum / global);
   }
   steps_done_ = end;
+}
+
+double WideDeepPsTrainer::clock_s() const {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+}
+
+bool WideDeepPsTrainer::take_worker_fault(int w, std::int64_t step) {
+  std::lock_guard lock(restart_mu_);
+  const auto it = std::find_if(worker_faults_.begin(), worker_faults_.end(),
+                               [&](const supervision::FaultClause& c) { return c.index == w && c.step == step; });
+  if (it == worker_faults_.end()) return false;
+  worker_faults_.erase(it);
+  return true;
+}
+
+std::optional<Error> WideDeepPsTrainer::drive_worker(int w, std::int64_t first, std::int64_t end,
+                                                     const std::function<void(std::int64_t, double)>& keep) {
+  struct At {
+    std::atomic<std::int64_t> step{-1}, pushing{-1};  // the step it is in; the step whose push it began
+  };
+  std::int64_t from = first;
+  for (;;) {
+    auto at = std::make_shared<At>();
+    WorkerJob job = [&, w, from, at](std::int64_t, const Batch&) {
+      auto before_push = [&, w, at](std::int64_t t, double loss) {
+        if (take_worker_fault(w, t))  // fault.inject: as a worker's bug or a failing device would
+          throw Error(ErrorKind::kInternal,
+                      fmt::format("fault.inject: throw worker {} at step {} (after its backward, before its push)", w, t));
+        keep(t, loss);
+        at->pushing = t;
+      };
+      run_worker(o_, *data_, *layout_, w, *clients_[static_cast<std::size_t>(w)], from, end, before_push, progress_,
+                 [at](std::int64_t t) { at->step = t; }, trace_, trace_ ? tracks_[static_cast<std::size_t>(w)] : -1);
+      return WorkerStep{};
+    };
+    caf::actor actor = cluster_->system().get().spawn<caf::detached>(ps_worker_actor, std::move(job));
+    WorkerAnswers answer = ask_workers(cluster_->system().get(), {actor}, from, Batch{});
+    {
+      caf::scoped_actor self(cluster_->system().get());
+      self->send_exit(actor, caf::exit_reason::user_shutdown);
+      self->wait_for(actor);
+    }
+    if (!answer.failures[0]) return std::nullopt;
+    const std::int64_t step = at->step.load();
+    if (step < 0 || !restart_worker(w, step, at->pushing.load() == step, *answer.failures[0])) return answer.failures[0];
+    // One-for-one: a fresh actor (above), model and backend (run_worker's own) and client run the step again.
+    // It had not begun its push, so the shards hold nothing of its step: the re-run adds exactly what the
+    // first attempt would have.
+    clients_[static_cast<std::size_t>(w)] = cluster_->client(w);
+    from = step;
+    std::lock_guard lock(restart_mu_);
+    intensity_.rerun(clock_s());
+  }
+}
+
+bool WideDeepPsTrainer::restart_worker(int w, std::int64_t step, bool pushed, const Error& failure) {
+  std::lock_guard lock(restart_mu_);
+  if (escalated_ || pushed || cluster_->dead_shard()) return false;
+  const std::string child = fmt::format("worker {}", w);
+  const std::string what = failure.what();
+  const std::string cause = what.substr(0, what.find('\n'));
+  const double died = clock_s();
+  if (!intensity_.allow(child, step, cause, died)) {
+    escalated_ = Error(ErrorKind::kIo, intensity_.escalation(fmt::format("parameter-server worker actor {} (worker {} of "
+                                                                         "parallel.data = {}, a thread of rank 0's process)",
+                                                                         child, w, o_.ps.workers),
+                                                             step, cause, o_.checkpoint_dir));
+    cluster_->abort();  // the other workers may wait on the shards for this one's push
+    return false;
+  }
+  std::fprintf(stderr, "troupe: ps worker %d failed in step %lld: %s\ntroupe: restarted ps worker %d (restart %d of at most "
+                       "%d within %g s); it runs step %lld again\n",
+               w, static_cast<long long>(step), cause.c_str(), w, intensity_.recent(died), intensity_.max_restarts(),
+               intensity_.window_s(), static_cast<long long>(step));
+  return true;
+}
+
+void WideDeepPsTrainer::supervise_shards() {
+  {
+    std::lock_guard lock(restart_mu_);
+    intensity_ = supervision::RestartIntensity(o_.max_restarts, o_.restart_window_s);
+    for (const supervision::FaultClause& c : o_.faults)
+      if (c.target == supervision::FaultTarget::worker) worker_faults_.push_back(c);
+  }
+  PsShardSupervision sup;
+  for (const supervision::FaultClause& c : o_.faults)
+    if (c.target == supervision::FaultTarget::shard) sup.faults.push_back(c);
+  if (o_.ps.mode != PsMode::sync || (o_.max_restarts == 0 && sup.faults.empty())) return;
+  sup.on_death = [this](int s, std::int64_t step, const std::string& cause) {
+    std::lock_guard lock(restart_mu_);
+    const std::string child = fmt::format("shard {}", s);
+    const double died = clock_s();
+    if (escalated_) throw *escalated_;
+    if (!intensity_.allow(child, step, cause, died)) {
+      escalated_ = Error(ErrorKind::kIo, intensity_.escalation(fmt::format("parameter-server shard actor {} (shard {} of "
+                                                                           "ps.shards = {}, in rank 0's process)",
+                                                                           child, s, o_.shards),
+                                                               step, cause, o_.checkpoint_dir));
+      throw *escalated_;
+    }
+    std::fprintf(stderr, "troupe: ps shard %d failed in step %lld: %s\ntroupe: restarted ps shard %d from its snapshot "
+                         "(restart %d of at most %d within %g s) with the pushes of step %lld it held; the workers ask again\n",
+                 s, static_cast<long long>(step), cause.c_str(), s, intensity_.recent(died), intensity_.max_restarts(),
+                 intensity_.window_s(), static_cast<long long>(step));
+  };
+  sup.on_restarted = [this] {
+    std::lock_guard lock(restart_mu_);
+    intensity_.rerun(clock_s());
+  };
+  cluster_->supervise(std::move(sup));
 }
 
 ClickMetrics evaluate_clicks(const ClickLog& data, WideDeep& model, std::int64_t n, int threads,
@@ -308,7 +431,14 @@ void WideDeepPsTrainer::set_trace(TraceRecorder* trace) {
 int WideDeepPsTrainer::restarts() const { return server_ ? server_->restarts() : 0; }
 
 std::vector<supervision::Restart> WideDeepPsTrainer::restart_log() const {
-  return server_ ? server_->restart_log() : std::vector<supervision::Restart>{};
+  std::vector<supervision::Restart> log;
+  {
+    std::lock_guard lock(restart_mu_);
+    log = intensity_.restarts();
+  }
+  if (server_)
+    for (supervision::Restart& r : server_->restart_log()) log.push_back(std::move(r));
+  return log;
 }
 
 void WideDeepPsTrainer::finish() {

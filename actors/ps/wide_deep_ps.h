@@ -15,9 +15,12 @@
 // summed gradient (dense parameters and table rows); async and ssp, each worker clips its own gradient.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -26,6 +29,8 @@
 #include "models/wide_deep.h"
 #include "runtime/checkpoint/training_state.h"
 #include "runtime/data/click_log.h"
+#include "runtime/supervision/fault_plan.h"
+#include "runtime/supervision/restart_intensity.h"
 #include "runtime/trace/trace.h"
 
 namespace troupe::ps {
@@ -46,6 +51,15 @@ struct WideDeepPsOptions {
   std::function<double(std::int64_t)> lr_at;
   // A worker process's hook as each of its steps begins (fault.inject's rank clauses); not called by rank 0's workers.
   std::function<void(std::int64_t)> before_step;
+  // Supervision of the actors in this process (fault.*): worker actors whose step fails before its push, and
+  // (sync) shard actors, are restarted one-for-one, at most max_restarts within restart_window_s; one more
+  // stops the run naming the actor and each restart (and checkpoint_dir, when set, to resume from).
+  int max_restarts = 0;
+  double restart_window_s = 60.0;
+  std::string checkpoint_dir;
+  // fault.inject's clauses for this process's actors: "throw worker W at step S" (worker threads of rank 0)
+  // and "throw shard S at step N" (the shards' update of step N throws).
+  std::vector<supervision::FaultClause> faults;
 };
 
 // Test-set metrics of the parameters the shards hold.
@@ -127,7 +141,8 @@ class WideDeepPsTrainer {
   const ClickLog& data() const { return *data_; }
   // Worker processes restarted so far (with PsLinks).
   int restarts() const;
-  // Each restart of a worker process, with its times (PsLinkServer::restart_log); empty without processes.
+  // Every restart: this process's worker and shard actors ("worker w", "shard s"; under max_restarts), then
+  // the worker processes (PsLinkServer::restart_log, "ps worker w").
   std::vector<supervision::Restart> restart_log() const;
   // With PsLinks, after the last step: waits for every worker's goodbye. (Destruction without it breaks
   // the links: a failed run.)
@@ -136,6 +151,18 @@ class WideDeepPsTrainer {
  private:
   // With PsLinks: tells the worker processes to start at steps_done() (once, before the first step).
   void open_links();
+  // Worker thread w's steps [first, end) as worker actors: a failure before the step's push is answered by a
+  // one-for-one restart (a fresh actor, model and client run the step again and the rest), within the
+  // intensity. The failure that ends it, if any.
+  std::optional<Error> drive_worker(int w, std::int64_t first, std::int64_t end,
+                                    const std::function<void(std::int64_t, double)>& keep);
+  // Worker w failed in `step` (`pushed`: after its push began): true when it is to be restarted (recorded).
+  bool restart_worker(int w, std::int64_t step, bool pushed, const Error& failure);
+  double clock_s() const;
+  // fault.inject's "throw worker W at step S" for worker w: fires once, then is gone.
+  bool take_worker_fault(int w, std::int64_t step);
+  // Hands the cluster its shard supervision (sync, max_restarts > 0): snapshots, faults, restarts.
+  void supervise_shards();
 
   WideDeepPsOptions o_;
   std::function<void(std::int64_t, double)> progress_;
@@ -152,6 +179,12 @@ class WideDeepPsTrainer {
   TraceRecorder* trace_ = nullptr;
   std::vector<int> tracks_;  // per worker run here
   double seconds_ = 0;
+
+  mutable std::mutex restart_mu_;  // intensity_, escalated_, worker_faults_: the worker threads' drivers share them
+  supervision::RestartIntensity intensity_{0, 60.0};
+  std::optional<Error> escalated_;
+  std::vector<supervision::FaultClause> worker_faults_;
+  std::chrono::steady_clock::time_point start_ = std::chrono::steady_clock::now();
 };
 
 // Throws troupe::Error (kConfig) for bad options (validate(), before anything starts), and whatever a worker

@@ -331,22 +331,45 @@ void validate_faults(const RunConfig& config) {
                           "(steps 0 to {})",
                           supervision::to_string(c), c.step, config.train.steps, config.train.steps - 1));
   };
-  if (is_recommender(config.model.kind))
+  if (is_recommender(config.model.kind) && config.comm.transport != TransportKind::inproc)
     for (const supervision::FaultClause& c : plan.clauses)
       if (c.target == supervision::FaultTarget::worker)
-        invalid(fmt::format("fault.inject: clause '{}': model.kind = {} does not restart a worker whose step failed "
-                            "yet; 'kill rank W at step S' and 'stall rank W at step S' rehearse a worker process's "
-                            "death and hang (comm.transport = tcp)",
-                            supervision::to_string(c), config.model.kind));
+        invalid(fmt::format("fault.inject: clause '{}': model.kind = {} with worker processes (comm.transport = {}) "
+                            "does not restart a worker whose step failed yet; 'kill rank W at step S' and 'stall rank "
+                            "W at step S' rehearse a worker process's death and hang (comm.transport = inproc restarts "
+                            "worker actors)",
+                            supervision::to_string(c), config.model.kind, config.comm.transport));
   if (par.gradient_exchange == GradientExchange::ps) {
     // Parameter-server runs have workers (threads, or processes over tcp) and shard actors, no stages.
     for (const supervision::FaultClause& c : plan.clauses) {
-      if (c.target == supervision::FaultTarget::stage || c.target == supervision::FaultTarget::optimizer ||
-          c.target == supervision::FaultTarget::shard)
-        invalid(fmt::format("fault.inject: clause '{}': parameter-server runs have no stage, optimizer-state or tensor-shard actors; "
-                            "their faults are 'throw worker W at step S', and with comm.transport = tcp 'kill rank W "
-                            "at step S' and 'stall rank W at step S' (a worker's process)",
+      if (c.target == supervision::FaultTarget::stage || c.target == supervision::FaultTarget::optimizer)
+        invalid(fmt::format("fault.inject: clause '{}': parameter-server runs have no stage, optimizer-state or "
+                            "tensor-shard actors; their faults are 'throw worker W at step S', 'throw shard S at step N' (a parameter-server "
+                            "shard), and with comm.transport = tcp 'kill rank W at step S' and 'stall rank W at step S' "
+                            "(a worker's process)",
                             supervision::to_string(c)));
+      if (c.target == supervision::FaultTarget::shard) {
+        // A parameter-server shard: its update of step N throws, and it is restarted from its snapshot.
+        if (c.action != supervision::FaultAction::raise || c.index != 0)
+          invalid(fmt::format("fault.inject: clause '{}': a parameter-server shard's fault is 'throw shard S at step N' "
+                              "(its update of step N fails); parameter servers have no stages, and a shard ended from "
+                              "outside is not restarted",
+                              supervision::to_string(c)));
+        if (c.shard >= config.ps.shards)
+          invalid(fmt::format("fault.inject: clause '{}': shard {} does not exist, ps.shards = {} (shards 0 to {})",
+                              supervision::to_string(c), c.shard, config.ps.shards, config.ps.shards - 1));
+        if (config.ps.mode != PsMode::sync)
+          invalid(fmt::format("fault.inject: clause '{}': parameter-server shards are restarted in ps.mode = sync only "
+                              "(got {}): an {} shard applies each push as it comes, so a restart from its last snapshot "
+                              "would lose the updates since; use ps.mode = sync",
+                              supervision::to_string(c), config.ps.mode, config.ps.mode));
+        if (config.comm.transport != TransportKind::inproc)
+          invalid(fmt::format("fault.inject: clause '{}': parameter-server shards are restarted when the workers are "
+                              "threads (comm.transport = inproc) so far; with worker processes use 'kill rank W at step S'",
+                              supervision::to_string(c)));
+        never_reached(c);
+        continue;
+      }
       if (c.index >= par.data)
         invalid(fmt::format("fault.inject: clause '{}': worker {} does not exist, parallel.data = {} (workers 0 to {})",
                             supervision::to_string(c), c.index, par.data, par.data - 1));

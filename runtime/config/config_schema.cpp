@@ -500,9 +500,9 @@ std::vector<ConfigKey> build_schema() {
                                 "their heartbeats) before the run fails"},
                    &R::ps, &S::max_restarts));
   k.push_back(bind(Spec{.name = "fault.max_restarts", .range = between(0, 1000),
-                        .help = "restarts of a failed stage, optimizer-state, tensor-shard or parameter-server "
-                                "worker actor its supervisor makes within fault.restart_window_s (the interrupted "
-                                "step is re-run), and of data-parallel rank "
+                        .help = "restarts of a failed stage, optimizer-state, tensor-shard, parameter-server "
+                                "worker or (ps.mode = sync) parameter-server shard actor its supervisor makes within "
+                                "fault.restart_window_s (the interrupted step is re-run), and of data-parallel rank "
                                 "processes rank 0 makes (comm.transport = tcp); one more stops the run. 0: none, and no "
                                 "step-boundary snapshot is kept"},
                    &R::fault, &F::max_restarts));

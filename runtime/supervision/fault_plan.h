@@ -16,7 +16,11 @@
 //                                             that runs that shard (parallel.tensor > 1, one process), or,
 //                                             shards as processes (tcp), that shard's process ("kill": it
 //                                             dies of SIGKILL; shard 0 of replica 0: rank 0's actor);
-//                                             "throw": its backward of the step throws
+//                                             "throw": its backward of the step throws.
+//                                             In a parameter-server run (parallel.gradient_exchange = ps,
+//                                             ps.mode = sync) "throw shard T at step S" hits parameter-server
+//                                             shard T: its update of step S throws, and it is restarted
+//                                             from its step-boundary snapshot (actors/ps/ps_actor.h)
 // Each clause fires once, in the first attempt of step S; a second clause for the same actor and step
 // fires in the step's re-run (a fault during the re-run), a third in the re-run after that.
 // Rank clauses hit a whole data-parallel or tensor-shard rank process (comm.transport = tcp or shm) as step S begins there:

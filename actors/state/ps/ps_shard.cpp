@@ -327,6 +327,8 @@ std::vector<PsShard::Released> PsShard::clip(std::int64_t step, double coefficie
 }
 
 std::vector<PsShard::Released> PsShard::push(PsPush p) {
+  if (repeats_ok_ && p.worker >= 0 && p.worker < options_.workers && p.step < pushed_[static_cast<std::size_t>(p.worker)])
+    return {};  // held already (a revived shard): acknowledged, not applied twice
   check_push(p);
   const std::size_t w = static_cast<std::size_t>(p.worker);
   if (options_.mode == PsMode::sync) {

@@ -161,6 +161,10 @@ class PsShard {
   // shard's slice, and (kInput) when a step is in flight; nothing changes then.
   PsShardState save() const;
   void restore(PsShardState state, std::int64_t steps_done);
+  // A shard revived from a snapshot and its log of pushes (shard_snapshot.h): from now on a push for a step
+  // this worker has pushed already is acknowledged and changes nothing (the worker asks again what its
+  // shard's predecessor had taken), where it would otherwise be refused as out of order.
+  void accept_repeated_pushes() { repeats_ok_ = true; }
 
  private:
   void check_push(const PsPush& push) const;
@@ -191,6 +195,7 @@ class PsShard {
   bool summed_ = false;             // clip: the step is summed and waits for its coefficient
   double summed_lr_ = 0;
   std::vector<std::uint64_t> norm_waiting_, norm_ready_;
+  bool repeats_ok_ = false;
 };
 
 }  // namespace troupe::ps
