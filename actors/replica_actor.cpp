@@ -211,6 +211,17 @@ void run_stages(Self* self, std::int64_t step, bool rewind) {
         std::chrono::duration<double>(std::chrono::steady_clock::now() - st.born).count());
 }
 
+// Where a mid-step clause strikes in a stage's program: its first Forward (or Backward) of the clause's
+// micro-batch, in program order (config_loader checks the micro-batch exists).
+std::size_t fault_point(const pipeline::Program& program, const supervision::FaultClause& c) {
+  for (std::size_t i = 0; i < program.size(); ++i) {
+    const bool pass = c.pass == supervision::FaultPass::forward ? std::holds_alternative<pipeline::Forward>(program[i])
+                                                                : std::holds_alternative<pipeline::Backward>(program[i]);
+    if (pass && pipeline::microbatch_of(program[i]) == c.microbatch) return i;
+  }
+  return program.size();
+}
+
 // fault.inject: the clauses of step `step` that act before the stages begin it (throw, nan), then,
 // after, those that end an actor (kill). One clause per actor and attempt: a second clause for the same
 // actor and step fires in the re-run (a fault during the re-run).
@@ -222,8 +233,10 @@ void inject(Self* self, std::int64_t step, bool before_run) {
   for (auto it = st.faults.begin(); it != st.faults.end();) {
     const supervision::FaultClause c = *it;
     const bool kill = c.action == supervision::FaultAction::kill;
+    // A kill as the step begins is sent after the run orders; every other fault is armed on the worker first.
+    const bool sent_after_run = kill && c.microbatch < 0;
     const auto actor = std::make_pair(c.target, c.index);
-    if (c.step != step || kill == before_run || std::find(hit.begin(), hit.end(), actor) != hit.end()) {
+    if (c.step != step || sent_after_run == before_run || std::find(hit.begin(), hit.end(), actor) != hit.end()) {
       if (c.step == step) hit.push_back(actor);
       ++it;
       continue;
@@ -233,7 +246,11 @@ void inject(Self* self, std::int64_t step, bool before_run) {
     it = st.faults.erase(it);
     StageWorker& w = st.driver->stage(c.index);
     const auto s = static_cast<std::size_t>(c.index);
-    if (kill) {
+    if (c.microbatch >= 0) {  // mid-step: the worker stops (kill) or throws where the clause says
+      const std::size_t at = fault_point(w.program(), c);
+      if (kill) w.inject_kill(at);
+      else w.inject_fault(at);
+    } else if (kill) {
       self->send_exit(c.target == supervision::FaultTarget::stage ? st.stages[s] : st.optimizers[s],
                       caf::exit_reason::kill);
     } else if (c.action == supervision::FaultAction::nan) {

@@ -53,6 +53,8 @@ void pump_once(caf::stateful_actor<StageActorState>* self) {
       self->send(self->state.peers.at(o.to_stage), std::move(o.message));
     }
   } while (status == StageWorker::Status::sent);
+  // fault.inject's mid-step kill: ended as a crash would end it, where the plan said.
+  if (status == StageWorker::Status::killed) return self->quit(caf::exit_reason::kill);
   if (status == StageWorker::Status::at_step && !self->state.reported) {
     self->state.reported = true;
     StageWorker& w = *self->state.worker;

@@ -308,3 +308,38 @@ TEST_CASE("data-parallel CNN with synchronised batch norm: a restart re-runs the
     require_replicas_equal(faulty);
   }
 }
+
+TEST_CASE("a stage killed or throwing mid-step, before a micro-batch's forward or backward, is restarted: bitwise",
+          "[restart][actors][midstep]") {
+  // 4 micro-batches, so that a fault can strike with some of them done on every stage.
+  for (const std::vector<std::string>& layout :
+       {std::vector<std::string>{"parallel.microbatches=4"},
+        std::vector<std::string>{"parallel.microbatches=4", "parallel.schedule=gpipe"},
+        std::vector<std::string>{"parallel.microbatches=4", "parallel.schedule=interleaved", "parallel.virtual_stages=2"}}) {
+    const Restarted clean = run_actors(layout);
+    for (const char* plan : {"kill stage 0 at step 1 micro-batch 2 forward", "kill stage 1 at step 2 micro-batch 1 backward",
+                             "throw stage 1 at step 3 micro-batch 3 forward", "throw stage 0 at step 4 micro-batch 3 backward",
+                             "kill stage 0 at step 0 micro-batch 0 backward"}) {
+      INFO(layout.size() << " " << layout.back() << ": " << plan);
+      std::vector<std::string> with = layout;
+      with.push_back(std::string("fault.inject=") + plan);
+      const Restarted faulty = run_actors(with);
+      require_bitwise(clean.run, faulty.run);
+      REQUIRE(faulty.restarts.size() == 1);
+      CHECK(faulty.restarts[0].step == supervision::parse_fault_plan(plan).clauses[0].step);
+    }
+  }
+  const std::vector<std::string> dp = {"parallel.data=2", "train.batch_size=8", "comm.timeout_s=30"};
+  const RestartedReplicas dp_clean = run_replicas(dp);
+  for (const char* plan : {"kill stage 0 at step 1 micro-batch 1 forward on replica 1",
+                           "kill stage 1 at step 2 micro-batch 0 backward", "throw stage 0 at step 3 micro-batch 1 backward",
+                           "kill stage 1 at step 4 micro-batch 1 backward on replica 1"}) {
+    INFO("dp: " << plan);
+    std::vector<std::string> with = dp;
+    with.push_back(std::string("fault.inject=") + plan);
+    const RestartedReplicas faulty = run_replicas(with);
+    require_bitwise(dp_clean.replica0.run, faulty.replica0.run);
+    require_replicas_equal(faulty);
+    CHECK(faulty.replica0.restarts.size() == 1);
+  }
+}

@@ -106,6 +106,10 @@ StageWorker::Status StageWorker::advance(std::vector<Outgoing>& out) {
       return Status::at_step;
     }
     const std::size_t before = out.size();
+    if (cursor_ == kill_at_) {
+      kill_at_ = SIZE_MAX;
+      return Status::killed;
+    }
     if (cursor_ == fault_at_ && (fault_at_ = SIZE_MAX, true))
       throw Error(ErrorKind::kInternal, "injected fault at " + pipeline::to_string(program_[cursor_]));
     const double begin = trace_ ? trace_->now_us() : 0.0;

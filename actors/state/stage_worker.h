@@ -53,8 +53,9 @@ struct StageSnapshot {
 class StageWorker {
  public:
   // sent: it produced messages and stopped so they can go out at once (call again);
-  // blocked: waiting for a message; at_step: standing at the OptimizerStep.
-  enum class Status { sent, blocked, at_step };
+  // blocked: waiting for a message; at_step: standing at the OptimizerStep; killed: it reached the
+  // instruction inject_kill() named (fault.inject's mid-step kill) — its actor is to end as a crash ends it.
+  enum class Status { sent, blocked, at_step, killed };
 
   // specs: the whole model's layers; boundaries: p*v + 1 entries, virtual stage k owns
   // [boundaries[k], boundaries[k+1]).
@@ -123,6 +124,8 @@ class StageWorker {
   // of the program throws (SIZE_MAX: none); the first gradient turns NaN when the backward ends; the
   // optimizer update throws halfway through the stage's parameters (some updated, some not).
   void inject_fault(std::size_t index) { fault_at_ = index; }
+  // Fault injection: advance() stops with Status::killed, once, when the cursor reaches `index`.
+  void inject_kill(std::size_t index) { kill_at_ = index; }
   void inject_nan() { nan_armed_ = true; }
   void inject_update_fault() { update_fault_armed_ = true; }
 
@@ -209,6 +212,7 @@ class StageWorker {
   std::size_t peak_in_flight_ = 0;
   std::chrono::microseconds compute_delay_{0};
   std::size_t fault_at_ = SIZE_MAX;
+  std::size_t kill_at_ = SIZE_MAX;
   bool nan_armed_ = false;
   bool update_fault_armed_ = false;
   std::unique_ptr<StageSnapshot> boundary_;  // kept by keep_boundary()
