@@ -313,7 +313,7 @@ TEST_CASE("data-parallel CNN with synchronised batch norm: a restart re-runs the
   }
 }
 
-TEST_CASE("a stage killed or throwing mid-step, before a micro-batch's forward or backward, is restarted: bitwise",
+TEST_CASE("mid-step faults: a stage killed or throwing before a micro-batch's forward or backward is restarted, bitwise",
           "[restart][actors][midstep]") {
   // 4 micro-batches, so that a fault can strike with some of them done on every stage.
   for (const std::vector<std::string>& layout :
@@ -357,7 +357,7 @@ std::size_t computed_of(ActorPipeline& p) {
 }
 }  // namespace
 
-TEST_CASE("a stage restarted mid-step redoes only its own share; the others keep theirs: bitwise, one restart",
+TEST_CASE("keeping work: a stage restarted mid-step redoes only its own share, the others keep theirs, bitwise",
           "[restart][actors][midstep][keep]") {
   for (const std::vector<std::string>& layout :
        {std::vector<std::string>{"parallel.microbatches=4"},
