@@ -20,6 +20,9 @@
 //   Restarts (fault.max_restarts): the coordinator numbers its attempts at steps; a step re-run after a
 //   restart is a new attempt, and StageMessages, ready reports and replies of an older one are dropped.
 //   coordinator -> stage   (optimizer_atom, caf::actor)      its optimizer-state actor was restarted
+//   coordinator -> stage   (resend_atom, int stage)          stage `stage` restarted mid-step and redoes the
+//                                                             step alone (same attempt): send it again every
+//                                                             message sent to it in the step
 //   coordinator -> optimizer-state actor (quiet_atom) -> bool: every update asked of it before is done
 //   owner -> replica       (children_atom) -> std::vector<caf::actor>: every child now alive, to end them
 //   stage -> its gradient-exchange actor (exchange_atom, uint64_t bucket): reduce that bucket across
@@ -70,6 +73,7 @@ using interrupted_atom = caf::atom_constant<caf::atom("interrupt")>;
 using abandon_atom = caf::atom_constant<caf::atom("abandon")>;
 using rerun_atom = caf::atom_constant<caf::atom("rerun")>;
 using stop_atom = caf::atom_constant<caf::atom("stop")>;
+using resend_atom = caf::atom_constant<caf::atom("resend")>;
 
 // What a stage begins a step with. rewind: a re-run — the stage first abandons whatever attempt it is in
 // and returns to the step's boundary (StageWorker::rewind); keep_boundary: restarts are on, so the stage

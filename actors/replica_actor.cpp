@@ -4,6 +4,7 @@
 
 #include "actors/optimizer_actor.h"
 #include "actors/stage_actor.h"
+#include "actors/state/restart_scope.h"
 #include "runtime/schedule/grid.h"
 
 namespace troupe {
@@ -202,6 +203,7 @@ void run_stages(Self* self, std::int64_t step, bool rewind) {
   auto& st = self->state;
   guarded(self, [&] {
     const StepCoordinator::Start begin = st.step->begin(step, st.driver->dataset());
+    st.start = begin;
     const proto::RunOrder order{begin.batch, begin.microbatches, begin.loss_scale, begin.rows_per_sample,
                                 step,        st.attempt,         st.restarts && !rewind, rewind};
     for (auto& a : st.stages) self->send(a, proto::run_atom::value, order);
@@ -209,6 +211,17 @@ void run_stages(Self* self, std::int64_t step, bool rewind) {
   if (rewind)
     st.supervisor->intensity().rerun(
         std::chrono::duration<double>(std::chrono::steady_clock::now() - st.born).count());
+}
+
+// Where a mid-step clause strikes in a stage's program: its first Forward (or Backward) of the clause's
+// micro-batch, in program order (config_loader checks the micro-batch exists).
+std::size_t fault_point(const pipeline::Program& program, const supervision::FaultClause& c) {
+  for (std::size_t i = 0; i < program.size(); ++i) {
+    const bool pass = c.pass == supervision::FaultPass::forward ? std::holds_alternative<pipeline::Forward>(program[i])
+                                                                : std::holds_alternative<pipeline::Backward>(program[i]);
+    if (pass && pipeline::microbatch_of(program[i]) == c.microbatch) return i;
+  }
+  return program.size();
 }
 
 // fault.inject: the clauses of step `step` that act before the stages begin it (throw, nan), then,
@@ -222,8 +235,10 @@ void inject(Self* self, std::int64_t step, bool before_run) {
   for (auto it = st.faults.begin(); it != st.faults.end();) {
     const supervision::FaultClause c = *it;
     const bool kill = c.action == supervision::FaultAction::kill;
+    // A kill as the step begins is sent after the run orders; every other fault is armed on the worker first.
+    const bool sent_after_run = kill && c.microbatch < 0;
     const auto actor = std::make_pair(c.target, c.index);
-    if (c.step != step || kill == before_run || std::find(hit.begin(), hit.end(), actor) != hit.end()) {
+    if (c.step != step || sent_after_run == before_run || std::find(hit.begin(), hit.end(), actor) != hit.end()) {
       if (c.step == step) hit.push_back(actor);
       ++it;
       continue;
@@ -233,7 +248,11 @@ void inject(Self* self, std::int64_t step, bool before_run) {
     it = st.faults.erase(it);
     StageWorker& w = st.driver->stage(c.index);
     const auto s = static_cast<std::size_t>(c.index);
-    if (kill) {
+    if (c.microbatch >= 0) {  // mid-step: the worker stops (kill) or throws where the clause says
+      const std::size_t at = fault_point(w.program(), c);
+      if (kill) w.inject_kill(at);
+      else w.inject_fault(at);
+    } else if (kill) {
       self->send_exit(c.target == supervision::FaultTarget::stage ? st.stages[s] : st.optimizers[s],
                       caf::exit_reason::kill);
     } else if (c.action == supervision::FaultAction::nan) {
@@ -288,9 +307,50 @@ void rerun(Self* self, std::int64_t step) {
 // One-for-one: child `stage`'s dead actor (`helper`: its optimizer-state actor) is spawned again on the
 // same StageWorker; then, mid-step, every optimizer-state actor is waited for (an update of the
 // abandoned attempt may still be running on a worker) and the step is re-run as a new attempt.
+// The facts restart_scope() decides on, for child `stage` (`helper`: its optimizer-state actor) now dead.
+RestartScope scope_of(Self* self, int stage, Helper helper) {
+  auto& st = self->state;
+  RestartFacts f;
+  f.mid_step = st.step.has_value();
+  if (!f.mid_step) return restart_scope(f);
+  const std::int64_t step = st.step->step();
+  f.optimizer_state = helper == Helper::optimizer_state;
+  f.forward_backward = !st.step->all_ready();
+  f.reported_ready = st.step->has_ready(stage);
+  // The dead actor's worker is idle now (its thread has ended): reading it races with nothing.
+  f.can_redo_alone = helper == Helper::none && st.driver->stage(stage).can_redo_alone();
+  f.faults_pending = faults_pending_for(st.faults, step, f.optimizer_state ? -1 : stage);
+  f.group_round = st.group_round;
+  return restart_scope(f);
+}
+
+// RestartScope::stage_alone: the new stage actor redoes the step from its boundary, in the same attempt;
+// every other stage keeps its work and sends it again what it had sent it. Ordered so that nothing
+// reaches the new actor before its run order: its peers and run order first, then the others' new
+// peers and their resends (which they send only after that).
+void redo_alone(Self* self, int stage) {
+  auto& st = self->state;
+  const std::int64_t step = st.step->step();
+  const auto s = static_cast<std::size_t>(stage);
+  const caf::actor me = caf::actor_cast<caf::actor>(self);
+  self->send(st.stages[s], proto::peers_atom::value, st.stages, me);
+  inject(self, step, true);  // only this stage's clauses wait (restart_scope): its fault in the redo
+  const StepCoordinator::Start& b = *st.start;
+  const proto::RunOrder order{b.batch, b.microbatches, b.loss_scale, b.rows_per_sample, step, st.attempt, false, true};
+  self->send(st.stages[s], proto::run_atom::value, order);
+  inject(self, step, false);
+  for (std::size_t i = 0; i < st.stages.size(); ++i) {
+    if (i == s) continue;
+    self->send(st.stages[i], proto::peers_atom::value, st.stages, me);
+    self->send(st.stages[i], proto::resend_atom::value, stage);
+  }
+  st.supervisor->intensity().rerun(std::chrono::duration<double>(std::chrono::steady_clock::now() - st.born).count());
+}
+
 void restart(Self* self, int stage, Helper helper, const std::string& child) {
   auto& st = self->state;
-  ++st.attempt;
+  const RestartScope scope = scope_of(self, stage, helper);
+  if (scope == RestartScope::whole_step) ++st.attempt;
   st.suspect.reset();
   const auto s = static_cast<std::size_t>(stage);
   StageWorker* worker = &st.driver->stage(stage);
@@ -304,9 +364,14 @@ void restart(Self* self, int stage, Helper helper, const std::string& child) {
     self->monitor(st.stages[s]);
   }
   st.supervisor->on_restart(child);
+  if (scope == RestartScope::stage_alone) return redo_alone(self, stage);
   const caf::actor me = caf::actor_cast<caf::actor>(self);
   for (auto& a : st.stages) self->send(a, proto::peers_atom::value, st.stages, me);
   if (!st.step) return;  // between steps: the next step begins as usual
+  if (scope == RestartScope::nothing) {  // the step goes on: the new optimizer-state actor does its update
+    st.supervisor->intensity().rerun(std::chrono::duration<double>(std::chrono::steady_clock::now() - st.born).count());
+    return;
+  }
   if (st.group) {        // the group's supervisor re-runs the step on every replica
     self->send(st.requester, proto::interrupted_atom::value, replica_of(self), st.step->step(), st.round);
     return;
@@ -431,6 +496,7 @@ caf::behavior replica_actor(Self* self, PipelineDriver* driver, supervision::Sup
       [=](proto::abandon_atom, std::int64_t step, std::uint64_t round) {
         auto& st = self->state;
         st.round = round;
+        st.group_round = true;
         if (st.failure) return answer_failure(self);
         ++st.attempt;
         st.suspect.reset();
@@ -444,6 +510,7 @@ caf::behavior replica_actor(Self* self, PipelineDriver* driver, supervision::Sup
       [=](proto::rerun_atom, std::int64_t step, std::uint64_t round) {
         auto& st = self->state;
         st.round = round;
+        st.group_round = false;
         if (st.failure) return answer_failure(self);
         rerun(self, step);
         watch(self, step, st.progress);

@@ -12,10 +12,14 @@
 // order.
 //
 // Restarts (fault.max_restarts > 0): a stage or optimizer-state actor that dies is respawned on the same
-// StageWorker (one-for-one) while the supervisor's restart intensity allows; every stage rewinds to the
-// step's boundary (each keeps a copy of its state as a step begins), and the interrupted step is re-run
-// with the same batch as a new attempt — messages and replies of the old attempt are dropped — so the
-// run goes on bitwise as if nothing had happened.
+// StageWorker (one-for-one) while the supervisor's restart intensity allows. How much is redone is
+// restart_scope()'s (actors/state/restart_scope.h): a stage that died in the forward/backward phase
+// before anything of the step left it for good redoes the step alone from its boundary while the other
+// stages keep their work and send it again what they had sent it (same attempt; duplicates are dropped
+// on arrival); an optimizer-state actor that died before the update is just replaced. Otherwise every
+// stage rewinds to the step's boundary (each keeps a copy of its state as a step begins), and the
+// interrupted step is re-run with the same batch as a new attempt — messages and replies of the old
+// attempt are dropped — so the run goes on bitwise as if nothing had happened.
 //
 // Under data parallelism with every replica an actor of this process (PipelineOptions::group_restarts),
 // the re-run is the group's: the replica tells its requester (interrupted_atom) instead of re-running
@@ -63,6 +67,8 @@ struct ReplicaActorState {
   bool restarts = false;
   bool group = false;        // the replicas re-run together (PipelineOptions::group_restarts)
   std::uint64_t round = 0;   // the requester's round of abandon and re-run orders (group only)
+  bool group_round = false;  // between the round's abandon order and its re-run order (group only)
+  std::optional<StepCoordinator::Start> start;  // what the stages began the step in progress with
   std::uint64_t attempt = 0;
   std::chrono::steady_clock::time_point born = std::chrono::steady_clock::now();  // the intensity's clock
   // A request failed while restarts are on: the death behind it restarts the step; if none comes, this.

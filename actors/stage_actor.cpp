@@ -53,6 +53,8 @@ void pump_once(caf::stateful_actor<StageActorState>* self) {
       self->send(self->state.peers.at(o.to_stage), std::move(o.message));
     }
   } while (status == StageWorker::Status::sent);
+  // fault.inject's mid-step kill: ended as a crash would end it, where the plan said.
+  if (status == StageWorker::Status::killed) return self->quit(caf::exit_reason::kill);
   if (status == StageWorker::Status::at_step && !self->state.reported) {
     self->state.reported = true;
     StageWorker& w = *self->state.worker;
@@ -68,9 +70,17 @@ void pump_once(caf::stateful_actor<StageActorState>* self) {
 void start(caf::stateful_actor<StageActorState>* self, const proto::RunOrder& order) {
   auto& st = self->state;
   StageWorker& w = *st.worker;
-  if (order.rewind) w.rewind(order.step);
-  else if (order.keep_boundary) w.keep_boundary(order.step);
+  if (order.rewind) {
+    w.rewind(order.step);
+    // It never began the step (it died first): it stands at the step's start, which it keeps now, so that
+    // a later rewind of this step finds it.
+    if (w.boundary_step() != order.step) w.keep_boundary(order.step);
+  } else if (order.keep_boundary) {
+    w.keep_boundary(order.step);
+  }
   st.attempt = order.attempt;
+  // Restarts on: what this stage sends is kept until the step ends, for a neighbour that redoes it.
+  w.keep_sent(order.keep_boundary || order.rewind);
   w.begin_step(order.batch, order.microbatches, order.loss_scale, order.row_block);
   st.reported = false;
   st.running = true;
@@ -131,6 +141,14 @@ caf::behavior stage_actor(caf::stateful_actor<StageActorState>* self, StageWorke
         pump(self);
       },
       [=](proto::optimizer_atom, const caf::actor& optimizer) { self->state.optimizer = optimizer; },
+      // Stage `stage` restarted mid-step and redoes it alone from its boundary: it gets again everything
+      // this stage sent it in the step (its peers handle names it already).
+      [=](proto::resend_atom, int stage) {
+        for (Outgoing& o : self->state.worker->resend_to(stage)) {
+          o.message.attempt = self->state.attempt;
+          self->send(self->state.peers.at(o.to_stage), std::move(o.message));
+        }
+      },
       [=](proto::finish_atom, const Tensor& tied_grad) {
         return unless_aborted(self, [&] { return self->state.worker->finish_step(tied_grad); });
       },

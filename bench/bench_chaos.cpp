@@ -1,14 +1,18 @@
 // bench/chaos: N trials of a random fault (kind x place x step) injected with fault.inject into a
 // deterministic run, each compared bitwise with the clean run of its layout; prints trials finished,
-// trials bitwise equal, the restart and recovery times (median, max), each failure not survived with
-// the command that reproduces it, and the step-boundary copy's cost.
+// trials bitwise equal, the restart and recovery times (median, max), the time lost to the fault (the
+// faulty step's wall time less the clean run's same step, measured in the same benchmark run; for
+// process layouts the whole run's), each failure not survived with the command that reproduces it, and
+// the step-boundary copy's cost.
 //
 //   troupe_bench_chaos [--trials N] [--seed S] [--steps K] [--model small|default] [--layouts a,b,...]
 //                      [--troupe PATH]
 //
-// Layouts: 1f1b, gpipe, interleaved (pipelines of 2 stages run by actors), dp and dp-alltoall (2 replicas
+// Layouts: 1f1b, gpipe, interleaved (pipelines of 2 stages run by actors, 4 micro-batches; a stage's kill
+// or throw strikes as the step begins, at its first backward, or mid-step before a random micro-batch's
+// forward or backward), dp and dp-alltoall (2 replicas
 // x 2 stages, replicas as threads, ring or all-to-all gradient exchange; the fault lands on a random
-// replica, and every replica re-runs the step), dp-zero (dp with ZeRO-1; not drawn unless named), and
+// replica), dp-zero (dp with ZeRO-1; not drawn unless named), and
 // dp-procs, dp-procs-alltoall (replicas as processes over tcp: 3 x 1 stage ring, 2 x 2 stages all-to-all;
 // not drawn unless named), whose faults also kill or stall a whole rank process (restarted by rank 0);
 // and tp (2 tensor shards, each a tensor-shard actor), dp-tp (2 replicas x 2 shards) and tp-pp (2 shards x 2
@@ -47,6 +51,7 @@
 #include "actors/runner.h"
 #include "runtime/config/config_loader.h"
 #include "runtime/error.h"
+#include "runtime/supervision/fault_plan.h"
 
 using namespace troupe;
 
@@ -150,6 +155,7 @@ struct Outcome {
   std::vector<supervision::Restart> restarts;
   std::vector<double> silences;  // a stalled rank's heartbeat silence when rank 0 found it (process layouts)
   double seconds = 0.0;
+  std::vector<double> step_seconds;  // each step's wall time (in-process layouts)
 };
 
 std::vector<char> read_all(const std::string& path) {
@@ -163,7 +169,11 @@ Outcome run(const std::vector<std::string>& sets, const std::string& weights_pat
   try {
     const RunConfig config = load_config(std::nullopt, sets);
     std::unique_ptr<Job> job = launch(config);
-    for (std::int64_t s = 0; s < config.train.steps; ++s) o.losses.push_back(job->train_step(s).loss);
+    for (std::int64_t s = 0; s < config.train.steps; ++s) {
+      const auto t0 = std::chrono::steady_clock::now();
+      o.losses.push_back(job->train_step(s).loss);
+      o.step_seconds.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+    }
     job->save_weights(weights_path);
     o.weights = read_all(weights_path);
     o.restarts = job->restarts();
@@ -311,7 +321,7 @@ int main(int argc, char** argv) {
   // Trials by fault class: stalls are found after a heartbeat silence, every other fault at once.
   struct Tally {
     int trials = 0, finished = 0, equal = 0;
-    std::vector<double> restarted, recovered, detected, total;
+    std::vector<double> restarted, recovered, detected, total, lost;
     std::size_t restarts = 0;
   };
   Tally all, found_at_once, stalls;
@@ -346,8 +356,17 @@ int main(int argc, char** argv) {
       clause = kind < 2    ? fmt::format("{} rank {} at step {}", kind == 0 ? "kill" : "stall", 1 + worker % (workers - 1), step)
                : kind == 2 ? fmt::format("throw worker {} at step {}", worker, step)
                            : fmt::format("throw shard {} at step {}", worker % 2, step);
-    } else if (!processes(layout)) {  // drawn as before process layouts existed: the same trials for the same seed
-      clause = fmt::format("{} {} at step {}", kinds[rng() % 4], rng() % 2, rng() % o.steps);
+    } else if (!processes(layout)) {
+      const unsigned kind = rng() % 4, stage = rng() % 2, step = rng() % o.steps;
+      clause = fmt::format("{} {} at step {}", kinds[kind], stage, step);
+      // A stage's kill or throw strikes as the step begins (kill) or at its first backward (throw), or
+      // mid-step: before the forward or backward of any micro-batch (docs/failures.md, Fault injection).
+      if (kind < 2) {
+        const int microbatches = layout.rfind("dp", 0) == 0 ? 2 : 4;
+        const unsigned point = rng() % (2 * microbatches + 1);
+        if (point > 0)
+          clause += fmt::format(" micro-batch {} {}", (point - 1) / 2, point % 2 ? "forward" : "backward");
+      }
       if (layout.rfind("dp", 0) == 0) clause += fmt::format(" on replica {}", rng() % 2);
     } else {
       const unsigned kind = rng() % 6, stage = rng() % 2, step = rng() % o.steps;
@@ -365,6 +384,14 @@ int main(int argc, char** argv) {
     const Outcome& ref = clean[layout];
     const bool same = out.finished && out.losses == ref.losses && out.weights == ref.weights;
     const bool stall = clause.rfind("stall", 0) == 0;
+    // The time lost to the fault: the faulty step's wall time less the clean run's same step (in-process
+    // layouts), or the whole run's less the clean run's (process layouts, timed from outside).
+    const std::int64_t fault_step = supervision::parse_fault_plan(clause).clauses.at(0).step;
+    const double lost = !out.finished ? 0.0
+                        : out.step_seconds.empty()
+                            ? out.seconds - ref.seconds
+                            : out.step_seconds.at(static_cast<std::size_t>(fault_step)) -
+                                  ref.step_seconds.at(static_cast<std::size_t>(fault_step));
     for (Tally* tally : {&all, stall ? &stalls : &found_at_once}) {
       ++tally->trials;
       tally->finished += out.finished;
@@ -379,6 +406,7 @@ int main(int argc, char** argv) {
       }
       if (stall && !out.silences.empty()) tally->detected.push_back(detected);
       if (!out.restarts.empty()) tally->total.push_back(detected + recovery);
+      if (out.finished) tally->lost.push_back(lost);
     }
     if (!same)
       failures.push_back(fmt::format("{} [{}]: {}\n    {}", clause, layout,
@@ -394,22 +422,28 @@ int main(int argc, char** argv) {
   // recovered) start when the death was found.
   std::printf("| faults | trials | finished | bitwise equal to the clean run | restarts | found after the fault "
               "(stalls: heartbeat silence): median, max | re-run after found: median, max | recovered (step done) after "
-              "found: median, max | recovered after the fault: median, max |\n|---|---|---|---|---|---|---|---|---|\n");
+              "found: median, max | recovered after the fault: median, max | time lost to the fault: median, max |\n"
+              "|---|---|---|---|---|---|---|---|---|---|\n");
   auto mx = [](const std::vector<double>& v) { return v.empty() ? 0.0 : *std::max_element(v.begin(), v.end()); };
   auto row = [&](const char* name, const Tally& x, bool with_stalls) {
     const std::string found = !with_stalls ? std::string("at once")
                               : x.detected.empty() ? std::string("-")
                                                    : fmt::format("{:.3f} s, {:.3f} s", median(x.detected), mx(x.detected));
-    std::printf("| %s | %d | %d | %d | %zu | %s | %.3f s, %.3f s | %.3f s, %.3f s | %.3f s, %.3f s |\n", name, x.trials,
-                x.finished, x.equal, x.restarts, found.c_str(), median(x.restarted), mx(x.restarted),
-                median(x.recovered), mx(x.recovered), median(x.total), mx(x.total));
+    std::printf("| %s | %d | %d | %d | %zu | %s | %.3f s, %.3f s | %.3f s, %.3f s | %.3f s, %.3f s | %.3f s, %.3f s |\n",
+                name, x.trials, x.finished, x.equal, x.restarts, found.c_str(), median(x.restarted), mx(x.restarted),
+                median(x.recovered), mx(x.recovered), median(x.total), mx(x.total), median(x.lost), mx(x.lost));
   };
   row("all", all, stalls.trials > 0);
   if (stalls.trials > 0) {
     row("kills and throws", found_at_once, false);
     row("stalls", stalls, true);
   }
-  for (const std::string& l : o.layouts) std::printf("clean %s run: %.2f s\n", l.c_str(), clean[l].seconds);
+  for (const std::string& l : o.layouts) {
+    std::string steps;
+    for (double t : clean[l].step_seconds) steps += fmt::format("{}{:.3f}", steps.empty() ? "" : ", ", t);
+    std::printf("clean %s run: %.2f s%s\n", l.c_str(), clean[l].seconds,
+                steps.empty() ? "" : fmt::format(" (steps: {} s)", steps).c_str());
+  }
   if (!failures.empty()) {
     std::printf("not survived:\n");
     for (const std::string& f : failures) std::printf("  %s\n", f.c_str());

@@ -133,8 +133,7 @@ struct RestartedReplicas {
   std::vector<TrainingRun> others;  // replicas 1.. (each must equal replica 0: no half-applied step)
 };
 
-RestartedReplicas run_replicas(const RunConfig& config) {
-  DataParallelTrainer t(config);
+RestartedReplicas run_replicas_on(DataParallelTrainer& t, const RunConfig& config) {
   RestartedReplicas out;
   for (std::int64_t s = 0; s < config.train.steps; ++s) {
     const StepStats stats = t.train_step(s);
@@ -149,6 +148,11 @@ RestartedReplicas run_replicas(const RunConfig& config) {
     for (const auto& restart : t.actor_replica(r).restarts()) out.replica0.restarts.push_back(restart);
   }
   return out;
+}
+
+RestartedReplicas run_replicas(const RunConfig& config) {
+  DataParallelTrainer t(config);
+  return run_replicas_on(t, config);
 }
 
 RestartedReplicas run_replicas(const std::vector<std::string>& sets) {
@@ -306,5 +310,120 @@ TEST_CASE("data-parallel CNN with synchronised batch norm: a restart re-runs the
     CHECK(faulty.replica0.restarts.size() == 1);
     require_bitwise(clean.replica0.run, faulty.replica0.run);
     require_replicas_equal(faulty);
+  }
+}
+
+TEST_CASE("mid-step faults: a stage killed or throwing before a micro-batch's forward or backward is restarted, bitwise",
+          "[restart][actors][midstep]") {
+  // 4 micro-batches, so that a fault can strike with some of them done on every stage.
+  for (const std::vector<std::string>& layout :
+       {std::vector<std::string>{"parallel.microbatches=4"},
+        std::vector<std::string>{"parallel.microbatches=4", "parallel.schedule=gpipe"},
+        std::vector<std::string>{"parallel.microbatches=4", "parallel.schedule=interleaved", "parallel.virtual_stages=2"}}) {
+    const Restarted clean = run_actors(layout);
+    for (const char* plan : {"kill stage 0 at step 1 micro-batch 2 forward", "kill stage 1 at step 2 micro-batch 1 backward",
+                             "throw stage 1 at step 3 micro-batch 3 forward", "throw stage 0 at step 4 micro-batch 3 backward",
+                             "kill stage 0 at step 0 micro-batch 0 backward"}) {
+      INFO(layout.size() << " " << layout.back() << ": " << plan);
+      std::vector<std::string> with = layout;
+      with.push_back(std::string("fault.inject=") + plan);
+      const Restarted faulty = run_actors(with);
+      require_bitwise(clean.run, faulty.run);
+      REQUIRE(faulty.restarts.size() == 1);
+      CHECK(faulty.restarts[0].step == supervision::parse_fault_plan(plan).clauses[0].step);
+    }
+  }
+  const std::vector<std::string> dp = {"parallel.data=2", "train.batch_size=8", "comm.timeout_s=30"};
+  const RestartedReplicas dp_clean = run_replicas(dp);
+  for (const char* plan : {"kill stage 0 at step 1 micro-batch 1 forward on replica 1",
+                           "kill stage 1 at step 2 micro-batch 0 backward", "throw stage 0 at step 3 micro-batch 1 backward",
+                           "kill stage 1 at step 4 micro-batch 1 backward on replica 1"}) {
+    INFO("dp: " << plan);
+    std::vector<std::string> with = dp;
+    with.push_back(std::string("fault.inject=") + plan);
+    const RestartedReplicas faulty = run_replicas(with);
+    require_bitwise(dp_clean.replica0.run, faulty.replica0.run);
+    require_replicas_equal(faulty);
+    CHECK(faulty.replica0.restarts.size() == 1);
+  }
+}
+
+namespace {
+// Every stage's forwards and backwards run since the pipeline began (StageWorker::computed()).
+std::size_t computed_of(ActorPipeline& p) {
+  std::size_t n = 0;
+  for (int s = 0; s < p.driver().num_stages(); ++s) n += p.stage(s).computed();
+  return n;
+}
+}  // namespace
+
+TEST_CASE("keeping work: a stage restarted mid-step redoes only its own share, the others keep theirs, bitwise",
+          "[restart][actors][midstep][keep]") {
+  for (const std::vector<std::string>& layout :
+       {std::vector<std::string>{"parallel.microbatches=4"},
+        std::vector<std::string>{"parallel.microbatches=4", "parallel.schedule=gpipe"},
+        std::vector<std::string>{"parallel.microbatches=4", "parallel.schedule=interleaved", "parallel.virtual_stages=2"}}) {
+    auto run = [&](const std::string& plan) {
+      std::vector<std::string> sets = layout;
+      if (!plan.empty()) sets.push_back("fault.inject=" + plan);
+      const RunConfig config = load_config(std::nullopt, gpt(sets));
+      ActorPipeline p(config, pipeline_options(config, 0));
+      Restarted r;
+      for (std::int64_t s = 0; s < config.train.steps; ++s) r.run.losses.push_back(p.train_step(s).loss);
+      for (int s = 0; s < p.driver().num_stages(); ++s)
+        for (Param* q : p.stage(s).params()) r.run.weights[q->name] = q->value.to_vector();
+      r.restarts = p.restarts();
+      // One stage's program: its forwards and backwards of one step (2 stages of equal programs).
+      const std::size_t per_stage_step = p.stage(0).computed() / static_cast<std::size_t>(config.train.steps);
+      return std::make_tuple(r, computed_of(p), per_stage_step);
+    };
+    const auto [clean, clean_computed, per_stage_step] = run("");
+    for (const char* plan : {"kill stage 0 at step 1 micro-batch 3 backward", "kill stage 1 at step 2 micro-batch 2 backward",
+                             "throw stage 1 at step 3 micro-batch 3 forward", "kill stage 0 at step 4"}) {
+      INFO(layout.back() << ": " << plan);
+      const auto [faulty, faulty_computed, unused] = run(plan);
+      require_bitwise(clean.run, faulty.run);
+      REQUIRE(faulty.restarts.size() == 1);
+      // The work redone is the restarted stage's share of the step before the fault, no more: a re-run of
+      // the whole step would redo both stages' shares.
+      CHECK(faulty_computed >= clean_computed);
+      CHECK(faulty_computed - clean_computed < per_stage_step);
+    }
+  }
+}
+
+TEST_CASE("data parallel: a stage restarted mid-step redoes its share alone while the other replica waits at the "
+          "exchange: bitwise, one restart",
+          "[restart][actors][data][midstep][keep]") {
+  const std::vector<std::string> dp = {"parallel.data=2", "train.batch_size=8", "comm.timeout_s=30"};
+  auto computed = [](DataParallelTrainer& t) {
+    std::size_t n = 0;
+    for (int r = 0; r < t.replicas(); ++r)
+      for (int s = 0; s < t.replica(r).num_stages(); ++s) n += t.replica(r).stage(s).computed();
+    return n;
+  };
+  auto run = [&](const std::string& plan, std::size_t* work) {
+    std::vector<std::string> sets = dp;
+    if (!plan.empty()) sets.push_back("fault.inject=" + plan);
+    const RunConfig config = load_config(std::nullopt, gpt(sets));
+    DataParallelTrainer t(config);
+    RestartedReplicas out = run_replicas_on(t, config);
+    *work = computed(t);
+    return out;
+  };
+  std::size_t clean_work = 0;
+  const RestartedReplicas clean = run("", &clean_work);
+  const std::size_t per_stage_step = clean_work / 4 / 6;  // 2 replicas x 2 stages, 6 steps
+  for (const char* plan : {"kill stage 0 at step 1 micro-batch 1 backward on replica 1",
+                           "kill stage 1 at step 2 micro-batch 1 forward", "throw stage 1 at step 3 micro-batch 0 backward",
+                           "kill stage 1 at step 4 micro-batch 0 forward on replica 1"}) {
+    INFO(plan);
+    std::size_t work = 0;
+    const RestartedReplicas faulty = run(plan, &work);
+    require_bitwise(clean.replica0.run, faulty.replica0.run);
+    require_replicas_equal(faulty);
+    REQUIRE(faulty.replica0.restarts.size() == 1);
+    CHECK(work >= clean_work);
+    CHECK(work - clean_work < per_stage_step);
   }
 }

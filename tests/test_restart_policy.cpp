@@ -109,8 +109,9 @@ TEST_CASE("fault.inject parses clauses into typed faults", "[supervision][faults
 
 TEST_CASE("fault.inject errors quote the bad clause and say what was expected", "[supervision][faults]") {
   const std::string forms =
-      "'<kill|throw|nan> <stage|optimizer> N at step S [on replica R]', '<kill|throw> shard T [of stage P] at step S "
-      "[on replica R]', '<kill|stall> rank R at step S' or 'throw worker W at step S'";
+      "'<kill|throw|nan> <stage|optimizer> N at step S [micro-batch K [forward|backward]] [on replica R]', '<kill|throw> "
+      "shard T [of stage P] at step S [micro-batch K [forward|backward]] [on replica R]', '<kill|stall> rank R at step S' "
+      "or 'throw worker W at step S'";
   // Each plan and the whole message: the clause it quotes (the bad one of several) and what it says.
   const std::pair<std::string, std::string> cases[] = {
       {"kill stage 1 at step 7; explode stage 0 at step 1",
@@ -196,6 +197,14 @@ TEST_CASE("fault.inject is checked against the layout and the run's steps", "[su
              Contains("no one watches rank 0's heartbeats"));
   CHECK_NOTHROW(load_config(std::nullopt, {"parallel.data=2", "train.batch_size=8", "comm.transport=tcp",
                                            "fault.inject=kill rank 1 at step 1; stall rank 1 at step 2; kill rank 0 at step 3"}));
+  // A mid-step point names a micro-batch the layout has, in a run whose stages have micro-batches.
+  CHECK_NOTHROW(load_config(std::nullopt, {"parallel.pipeline=2", "parallel.microbatches=2",
+                                           "fault.inject=kill stage 1 at step 1 micro-batch 1 backward"}));
+  CHECK_THAT(settings_error({"parallel.pipeline=2", "parallel.microbatches=2", "fault.inject=kill stage 1 at step 1 micro-batch 2"}),
+             Contains("clause 'kill stage 1 at step 1 micro-batch 2 forward': micro-batch 2 does not exist, "
+                      "parallel.microbatches = 2 (micro-batches 0 to 1)"));
+  CHECK_THAT(settings_error({"parallel.tensor=2", "model.n_embd=64", "fault.inject=kill shard 1 at step 1 micro-batch 0"}),
+             Contains("shard actors run whole steps, without micro-batches"));
 }
 
 TEST_CASE("a group round: an interruption aborts, every member goes quiet, then all re-run", "[supervision][group]") {
@@ -238,4 +247,39 @@ TEST_CASE("a group round stops at the first failure for good, or at a member tha
   CHECK(h.stopped());
   CHECK_FALSE(h.quiet(1, 1));
   CHECK_FALSE(h.complete());  // member 0 was quiet, not answered: its re-run was never ordered
+}
+
+TEST_CASE("fault.inject places a stage's fault mid-step, before a micro-batch's forward or backward",
+          "[supervision][faults]") {
+  const FaultPlan p = parse_fault_plan(
+      "kill stage 1 at step 3 micro-batch 2 backward; throw stage 0 at step 1 micro-batch 1 on replica 1; "
+      "kill shard 1 of stage 1 at step 2 micro-batch 0 forward; kill stage 0 at step 4");
+  REQUIRE(p.clauses.size() == 4);
+  CHECK(p.clauses[0] == FaultClause{FaultAction::kill, FaultTarget::stage, 1, 3, 0, 0, 2, FaultPass::backward});
+  CHECK(p.clauses[1] == FaultClause{FaultAction::raise, FaultTarget::stage, 0, 1, 1, 0, 1, FaultPass::forward});
+  CHECK(p.clauses[2] == FaultClause{FaultAction::kill, FaultTarget::shard, 1, 2, 0, 1, 0, FaultPass::forward});
+  CHECK(p.clauses[3].microbatch == -1);
+  // The text round trip: the pass is always written out.
+  CHECK(to_string(p) ==
+        "kill stage 1 at step 3 micro-batch 2 backward; throw stage 0 at step 1 micro-batch 1 forward on replica 1; "
+        "kill shard 1 of stage 1 at step 2 micro-batch 0 forward; kill stage 0 at step 4");
+  CHECK(parse_fault_plan(to_string(p)).clauses == p.clauses);
+  auto error_of = [](const char* text) {
+    try {
+      parse_fault_plan(text);
+    } catch (const Error& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  CHECK(error_of("kill stage 1 at step 2 micro-batch two") ==
+        "fault.inject: clause 'kill stage 1 at step 2 micro-batch two': 'two' is not a micro-batch number (0 to 1023)");
+  CHECK(error_of("kill stage 1 at step 2 micro-batch") ==
+        "fault.inject: clause 'kill stage 1 at step 2 micro-batch': '' is not a micro-batch number (0 to 1023)");
+  CHECK(error_of("kill optimizer 1 at step 2 micro-batch 1") ==
+        "fault.inject: clause 'kill optimizer 1 at step 2 micro-batch 1': a mid-step point ('micro-batch K "
+        "[forward|backward]') applies to a stage or shard that is killed or throws ('kill stage 1 at step 3 "
+        "micro-batch 2 backward')");
+  CHECK(error_of("nan stage 1 at step 2 micro-batch 1 backward").find("a mid-step point") != std::string::npos);
+  CHECK(error_of("kill stage 1 at step 2 micro-batch 1 sideways").find("expected '<kill|throw|nan>") != std::string::npos);
 }

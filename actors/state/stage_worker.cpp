@@ -92,6 +92,8 @@ void StageWorker::deliver(StageMessage message) {
     return;
   }
   const int kind = message.kind == StageMessage::Kind::activation ? kActivation : kGrad;
+  // A restarted neighbour redoing the step sends again what this stage has (bitwise the same message).
+  if (keep_sent_ && !received_.insert({kind, message.mb, message.chunk}).second) return;
   inbox_[{kind, message.mb, message.chunk}] = std::move(message.tensor);
 }
 
@@ -106,6 +108,10 @@ StageWorker::Status StageWorker::advance(std::vector<Outgoing>& out) {
       return Status::at_step;
     }
     const std::size_t before = out.size();
+    if (cursor_ == kill_at_) {
+      kill_at_ = SIZE_MAX;
+      return Status::killed;
+    }
     if (cursor_ == fault_at_ && (fault_at_ = SIZE_MAX, true))
       throw Error(ErrorKind::kInternal, "injected fault at " + pipeline::to_string(program_[cursor_]));
     const double begin = trace_ ? trace_->now_us() : 0.0;
@@ -171,6 +177,7 @@ bool StageWorker::run(const pipeline::Instr& instr, std::vector<Outgoing>& out) 
           Tensor y = chunks_[in.chunk]->forward(backend_, mb, ctxs_[in.mb][in.chunk], x);
           if (compute_delay_.count()) synthetic_delay(start, compute_delay_);
           peak_in_flight_ = std::max(peak_in_flight_, ++in_flight_);
+          ++computed_;
           if (k == last) losses_[in.mb] = y;
           else outputs_[{kActivation, in.mb, in.chunk}] = y;
           return true;
@@ -191,6 +198,7 @@ bool StageWorker::run(const pipeline::Instr& instr, std::vector<Outgoing>& out) 
           Tensor dx = chunks_[in.chunk]->backward(backend_, microbatches_.at(in.mb), ctxs_[in.mb][in.chunk], dy, after_layer);
           if (compute_delay_.count()) synthetic_delay(start, compute_delay_);
           --in_flight_;
+          ++computed_;
           if (k > 0) outputs_[{kGrad, in.mb, in.chunk}] = dx;
           return true;
         } else if constexpr (std::is_same_v<T, pipeline::SendActivation> || std::is_same_v<T, pipeline::SendGrad>) {
@@ -207,6 +215,11 @@ bool StageWorker::run(const pipeline::Instr& instr, std::vector<Outgoing>& out) 
                          {is_act ? StageMessage::Kind::activation : StageMessage::Kind::grad, in.mb,
                           layout_.chunk_of(to), std::move(it->second)}});
           outputs_.erase(it);
+          // A copy: the receiver owns the tensor it gets and may reuse its storage.
+          if (keep_sent_) {
+            sent_.push_back(out.back());
+            sent_.back().message.tensor = out.back().message.tensor.clone();
+          }
           return true;
         } else if constexpr (std::is_same_v<T, pipeline::RecvActivation> || std::is_same_v<T, pipeline::RecvGrad>) {
           const int kind = std::is_same_v<T, pipeline::RecvActivation> ? kActivation : kGrad;
@@ -292,6 +305,12 @@ Tensor StageWorker::finish_update() {
   ctxs_.clear();
   cursor_ = 0;
   blocked_since_ = -1.0;
+  // Between steps nothing of a step is under way (restart_scope reads these for a stage that dies before
+  // it begins the next one).
+  backwards_done_.assign(chunks_.size(), 0);
+  grads_final_ = false;
+  sent_.clear();
+  received_.clear();
   if (trace_) trace_->span(track_, "optimizer step", "optimizer", begin, trace_->now_us());
   if (Param* p = tied_owner()) return p->value;
   return {};

@@ -12,6 +12,7 @@
 #include <chrono>
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <tuple>
 #include <vector>
@@ -53,8 +54,9 @@ struct StageSnapshot {
 class StageWorker {
  public:
   // sent: it produced messages and stopped so they can go out at once (call again);
-  // blocked: waiting for a message; at_step: standing at the OptimizerStep.
-  enum class Status { sent, blocked, at_step };
+  // blocked: waiting for a message; at_step: standing at the OptimizerStep; killed: it reached the
+  // instruction inject_kill() named (fault.inject's mid-step kill) — its actor is to end as a crash ends it.
+  enum class Status { sent, blocked, at_step, killed };
 
   // specs: the whole model's layers; boundaries: p*v + 1 entries, virtual stage k owns
   // [boundaries[k], boundaries[k+1]).
@@ -111,6 +113,8 @@ class StageWorker {
   // slower neighbour. The schedule sets it, however slow the neighbours are: 1F1B stops a stage until
   // gradients come back (at most p - s), GPipe lets it run all m forwards.
   std::size_t peak_in_flight() const { return peak_in_flight_; }
+  // Forwards and backwards this stage has run since construction (what a restart made it redo included).
+  std::size_t computed() const { return computed_; }
   // Test hook: every Forward and Backward takes `delay` in all, its real compute included, or its
   // compute's time when that is longer (a deliberately slow stage; the pipeline benchmark's cost model).
   void set_compute_delay(std::chrono::microseconds delay) { compute_delay_ = delay; }
@@ -123,6 +127,8 @@ class StageWorker {
   // of the program throws (SIZE_MAX: none); the first gradient turns NaN when the backward ends; the
   // optimizer update throws halfway through the stage's parameters (some updated, some not).
   void inject_fault(std::size_t index) { fault_at_ = index; }
+  // Fault injection: advance() stops with Status::killed, once, when the cursor reaches `index`.
+  void inject_kill(std::size_t index) { kill_at_ = index; }
   void inject_nan() { nan_armed_ = true; }
   void inject_update_fault() { update_fault_armed_ = true; }
 
@@ -134,6 +140,19 @@ class StageWorker {
   // began, whatever phase it had reached (an applied update is undone). A stage that never began step
   // `step` already stands there.
   void rewind(std::int64_t step);
+  // Keeping work over a neighbour's restart (step_boundary.cpp): with `on`, every activation and gradient
+  // this stage sends during a step is kept (a copy) until the step ends, so that a neighbour that restarts
+  // mid-step from its boundary can be sent them again (resend_to) while this stage keeps its own progress;
+  // and a message this stage already received in the step (the restarted neighbour sends everything
+  // again) is dropped on arrival. Both are forgotten when the step ends or is rewound.
+  void keep_sent(bool on);
+  // Every message this stage sent to `stage` in the step in progress, in the order sent.
+  std::vector<Outgoing> resend_to(int stage) const;
+  // Whether this stage can redo the step in progress alone, from its boundary, while its neighbours keep
+  // theirs: nothing of the step has reached a peer it cannot send again — no collective of the step has
+  // begun on it (no gradient bucket handed to its replicas, no tensor-parallel or batch-norm group), and
+  // no flow-control credits are counted (a redone send would need credits its neighbour never returns).
+  bool can_redo_alone() const;
   // Bytes the kept copy holds (0 when none).
   std::size_t boundary_bytes() const;
   // The step whose boundary the kept copy is (-1 when none).
@@ -207,8 +226,13 @@ class StageWorker {
   std::size_t cursor_ = 0;
   std::size_t in_flight_ = 0;
   std::size_t peak_in_flight_ = 0;
+  std::size_t computed_ = 0;
   std::chrono::microseconds compute_delay_{0};
   std::size_t fault_at_ = SIZE_MAX;
+  std::size_t kill_at_ = SIZE_MAX;
+  bool keep_sent_ = false;
+  std::vector<Outgoing> sent_;  // this step's activations and gradients sent, copies (keep_sent)
+  std::set<Key> received_;      // this step's activations and gradients arrived (keep_sent)
   bool nan_armed_ = false;
   bool update_fault_armed_ = false;
   std::unique_ptr<StageSnapshot> boundary_;  // kept by keep_boundary()

@@ -2,6 +2,8 @@
 // supervisor re-run an interrupted step (stage_worker.h, "restarts").
 #include "actors/state/stage_worker.h"
 
+#include <algorithm>
+
 namespace troupe {
 
 void StageWorker::keep_boundary(std::int64_t step) {
@@ -22,6 +24,8 @@ void StageWorker::rewind(std::int64_t step) {
   backwards_done_.assign(chunks_.size(), 0);
   grads_final_ = false;
   blocked_since_ = -1.0;
+  sent_.clear();
+  received_.clear();
   // A backward that was cut short leaves exact sums in the backend (deterministic mode): flushing moves
   // them into the gradients, which are then zeroed with the rest.
   for (auto& m : chunks_) {
@@ -29,6 +33,28 @@ void StageWorker::rewind(std::int64_t step) {
     m->zero_grad();
   }
   if (boundary_ && boundary_step_ == step) restore(*boundary_);
+}
+
+void StageWorker::keep_sent(bool on) {
+  // Messages that came before the step began are in the inbox: they count as received.
+  if (on && !keep_sent_)
+    for (const auto& [key, tensor] : inbox_) received_.insert(key);
+  keep_sent_ = on;
+}
+
+std::vector<Outgoing> StageWorker::resend_to(int stage) const {
+  std::vector<Outgoing> out;
+  for (const Outgoing& o : sent_)
+    if (o.to_stage == stage) out.push_back(o);
+  return out;
+}
+
+bool StageWorker::can_redo_alone() const {
+  // The last micro-batch's backward hands a layer's gradients to the replicas' exchange (stage_worker.cpp).
+  const bool exchanging = sync_ && sync_->replicas() > 1 &&
+                          std::any_of(backwards_done_.begin(), backwards_done_.end(),
+                                      [&](int done) { return done >= static_cast<int>(microbatches_.size()); });
+  return keep_sent_ && !grads_final_ && !exchanging && tensor_.size() == 1 && !replica_sum_ && credit_limit_ == 0;
 }
 
 std::size_t StageWorker::boundary_bytes() const {

@@ -17,11 +17,13 @@ StepCoordinator::StepCoordinator(const RunConfig& config, const PipelineOptions&
       layout_(layout),
       stages_(layout.stages),
       last_(layout.stage_of(layout.num_virtual() - 1)),
-      params_in_order_(std::move(params_in_order)) {}
+      params_in_order_(std::move(params_in_order)),
+      ready_from_(static_cast<std::size_t>(layout.stages), 0) {}
 
 StepCoordinator::Start StepCoordinator::begin(std::int64_t step, Dataset& dataset) {
   step_ = step;
   ready_ = finished_ = applied_ = 0;
+  ready_from_.assign(static_cast<std::size_t>(stages_), 0);
   losses_.clear();
   tied_grad_ = Tensor();
   tied_weight_ = Tensor();
@@ -37,7 +39,9 @@ StepCoordinator::Start StepCoordinator::begin(std::int64_t step, Dataset& datase
 }
 
 void StepCoordinator::ready(int stage, std::vector<Tensor> losses, Tensor tied_grad) {
-  TROUPE_CHECK(stage >= 0 && stage < stages_ && ready_ < stages_, "ready from stage ", stage, " in step ", step_);
+  TROUPE_CHECK(stage >= 0 && stage < stages_ && ready_ < stages_ && !ready_from_[static_cast<std::size_t>(stage)],
+               "ready from stage ", stage, " in step ", step_);
+  ready_from_[static_cast<std::size_t>(stage)] = 1;
   if (stage == last_) {
     losses_ = std::move(losses);
     tied_grad_ = std::move(tied_grad);

@@ -49,6 +49,9 @@ class StepCoordinator {
 
   void ready(int stage, std::vector<Tensor> losses, Tensor tied_grad);
   bool all_ready() const { return ready_ == stages_; }
+  // Whether stage `stage` reported ready in this step (a stage that restarts mid-step before it did may
+  // redo the step alone; one that did would report twice).
+  bool has_ready(int stage) const { return ready_from_.at(static_cast<std::size_t>(stage)) != 0; }
   const Tensor& tied_grad() const { return tied_grad_; }
 
   void finished(int stage, std::vector<std::vector<double>> sumsq);
@@ -73,6 +76,7 @@ class StepCoordinator {
   std::int64_t step_ = -1;
   int ready_ = 0, finished_ = 0, applied_ = 0;
   std::function<std::vector<Param*>()> params_in_order_;
+  std::vector<char> ready_from_;  // per stage, this step
   std::vector<Tensor> losses_;
   Tensor tied_grad_, tied_weight_;
   std::vector<std::vector<std::vector<double>>> sumsq_;

@@ -447,6 +447,14 @@ void validate_faults(const RunConfig& config) {
     } else if (c.index >= par.pipeline)
       invalid(fmt::format("fault.inject: clause '{}': stage {} does not exist, parallel.pipeline = {} (stages 0 to {})",
                           supervision::to_string(c), c.index, par.pipeline, par.pipeline - 1));
+    if (c.microbatch >= 0 && shard_actors)
+      invalid(fmt::format("fault.inject: clause '{}': this tensor-parallel run's shard actors run whole steps, without "
+                          "micro-batches; leave out 'micro-batch {}' (the fault then strikes as the step begins)",
+                          supervision::to_string(c), c.microbatch));
+    if (c.microbatch >= par.microbatches)
+      invalid(fmt::format("fault.inject: clause '{}': micro-batch {} does not exist, parallel.microbatches = {} "
+                          "(micro-batches 0 to {})",
+                          supervision::to_string(c), c.microbatch, par.microbatches, par.microbatches - 1));
     if (c.replica >= par.data)
       invalid(fmt::format("fault.inject: clause '{}': replica {} does not exist, parallel.data = {} (replicas 0 to {})",
                           supervision::to_string(c), c.replica, par.data, par.data - 1));

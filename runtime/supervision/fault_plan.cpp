@@ -29,8 +29,9 @@ bool number(std::string_view w, T& out) {
 }
 
 const char* kShape =
-    "expected '<kill|throw|nan> <stage|optimizer> N at step S [on replica R]', '<kill|throw> shard T [of stage P] at "
-    "step S [on replica R]', '<kill|stall> rank R at step S' or 'throw worker W at step S'";
+    "expected '<kill|throw|nan> <stage|optimizer> N at step S [micro-batch K [forward|backward]] [on replica R]', "
+    "'<kill|throw> shard T [of stage P] at step S [micro-batch K [forward|backward]] [on replica R]', '<kill|stall> "
+    "rank R at step S' or 'throw worker W at step S'";
 
 FaultClause parse_clause(std::string_view text) {
   const std::vector<std::string_view> w = words(text);
@@ -67,6 +68,20 @@ FaultClause parse_clause(std::string_view text) {
   };
   if (c.target == FaultTarget::shard) phrase("of", "stage", c.index, "stage", 1023);
   if (!phrase("at", "step", c.step, "step", 1000000000000LL)) throw bad(kShape);
+  // A mid-step point: "micro-batch K" and, optionally, the pass it strikes before.
+  if (at < w.size() && w[at] == "micro-batch") {
+    if (at + 2 > w.size() || !number(w[at + 1], c.microbatch) || c.microbatch > 1023)
+      throw bad(fmt::format("'{}' is not a micro-batch number (0 to 1023)", at + 1 < w.size() ? w[at + 1] : ""));
+    at += 2;
+    if (at < w.size() && (w[at] == "forward" || w[at] == "backward")) {
+      c.pass = w[at] == "forward" ? FaultPass::forward : FaultPass::backward;
+      ++at;
+    }
+    if ((c.action != FaultAction::kill && c.action != FaultAction::raise) ||
+        (c.target != FaultTarget::stage && c.target != FaultTarget::shard))
+      throw bad("a mid-step point ('micro-batch K [forward|backward]') applies to a stage or shard that is killed or "
+                "throws ('kill stage 1 at step 3 micro-batch 2 backward')");
+  }
   const bool on_replica = phrase("on", "replica", c.replica, "replica", 1023);
   if (at != w.size()) throw bad(kShape);
   if (c.action == FaultAction::nan && c.target != FaultTarget::stage)
@@ -102,6 +117,14 @@ FaultPlan parse_fault_plan(std::string_view text) {
   return plan;
 }
 
+namespace {
+// " micro-batch K forward" for a mid-step clause, "" for one at the step's start.
+std::string point_of(const FaultClause& c) {
+  if (c.microbatch < 0) return {};
+  return fmt::format(" micro-batch {} {}", c.microbatch, c.pass == FaultPass::forward ? "forward" : "backward");
+}
+}  // namespace
+
 std::string to_string(const FaultClause& c) {
   const char* action = c.action == FaultAction::kill    ? "kill"
                        : c.action == FaultAction::raise ? "throw"
@@ -111,10 +134,10 @@ std::string to_string(const FaultClause& c) {
   if (c.target == FaultTarget::worker) return fmt::format("{} worker {} at step {}", action, c.index, c.step);
   const std::string replica = c.replica == 0 ? std::string() : fmt::format(" on replica {}", c.replica);
   if (c.target == FaultTarget::shard)
-    return fmt::format("{} shard {}{} at step {}{}", action, c.shard,
-                       c.index == 0 ? std::string() : fmt::format(" of stage {}", c.index), c.step, replica);
-  return fmt::format("{} {} {} at step {}{}", action, c.target == FaultTarget::stage ? "stage" : "optimizer", c.index,
-                     c.step, replica);
+    return fmt::format("{} shard {}{} at step {}{}{}", action, c.shard,
+                       c.index == 0 ? std::string() : fmt::format(" of stage {}", c.index), c.step, point_of(c), replica);
+  return fmt::format("{} {} {} at step {}{}{}", action, c.target == FaultTarget::stage ? "stage" : "optimizer", c.index,
+                     c.step, point_of(c), replica);
 }
 
 std::string to_string(const FaultPlan& plan) {

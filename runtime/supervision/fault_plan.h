@@ -2,8 +2,8 @@
 // step — so that a run can rehearse its failures (docs/failures.md has the grammar).
 //
 //   plan    := clause { ";" clause }          blank clauses are ignored; words are case-sensitive
-//   clause  := action target N "at step" S [ "on replica" R ]
-//            | ("kill" | "throw") "shard" T [ "of stage" P ] "at step" S [ "on replica" R ]
+//   clause  := action target N "at step" S [ point ] [ "on replica" R ]
+//            | ("kill" | "throw") "shard" T [ "of stage" P ] "at step" S [ point ] [ "on replica" R ]
 //            | ("kill" | "stall") "rank" R "at step" S
 //            | "throw" "worker" W "at step" S
 //   action  := "kill"    the actor is ended as a crash would end it (CAF exit reason kill)
@@ -21,6 +21,12 @@
 //                                             ps.mode = sync) "throw shard T at step S" hits parameter-server
 //                                             shard T: its update of step S throws, and it is restarted
 //                                             from its step-boundary snapshot (actors/ps/ps_actor.h)
+//   point   := "micro-batch" K [ "forward" | "backward" ]
+//                                             kill or throw of a stage (or a shard's stage) only: the fault
+//                                             strikes mid-step, as the stage is about to run its first
+//                                             forward (default) or backward of micro-batch K in its program
+//                                             order, instead of as the step begins (kill) or at its first
+//                                             backward (throw)
 // Each clause fires once, in the first attempt of step S; a second clause for the same actor and step
 // fires in the step's re-run (a fault during the re-run), a third in the re-run after that.
 // Rank clauses hit a whole data-parallel or tensor-shard rank process (comm.transport = tcp or shm) as step S begins there:
@@ -40,6 +46,8 @@ namespace troupe::supervision {
 
 enum class FaultAction { kill, raise, nan, stall };
 enum class FaultTarget { stage, optimizer, shard, rank, worker };
+// Which pass of a micro-batch a mid-step fault strikes before.
+enum class FaultPass { forward, backward };
 
 struct FaultClause {
   FaultAction action = FaultAction::kill;
@@ -48,6 +56,8 @@ struct FaultClause {
   std::int64_t step = 0;
   int replica = 0;         // of parallel.data
   int shard = 0;           // the tensor shard of parallel.tensor (0 but for target shard)
+  int microbatch = -1;     // a mid-step point: before `pass` of this micro-batch; -1: none (the step's start)
+  FaultPass pass = FaultPass::forward;
   friend bool operator==(const FaultClause&, const FaultClause&) = default;
 };
 
