@@ -264,22 +264,14 @@ TEST_CASE("fault.inject places a stage's fault mid-step, before a micro-batch's 
         "kill stage 1 at step 3 micro-batch 2 backward; throw stage 0 at step 1 micro-batch 1 forward on replica 1; "
         "kill shard 1 of stage 1 at step 2 micro-batch 0 forward; kill stage 0 at step 4");
   CHECK(parse_fault_plan(to_string(p)).clauses == p.clauses);
-  auto error_of = [](const char* text) {
-    try {
-      parse_fault_plan(text);
-    } catch (const Error& e) {
-      return std::string(e.what());
-    }
-    return std::string("no error");
-  };
-  CHECK(error_of("kill stage 1 at step 2 micro-batch two") ==
+  CHECK(plan_error("kill stage 1 at step 2 micro-batch two") ==
         "fault.inject: clause 'kill stage 1 at step 2 micro-batch two': 'two' is not a micro-batch number (0 to 1023)");
-  CHECK(error_of("kill stage 1 at step 2 micro-batch") ==
+  CHECK(plan_error("kill stage 1 at step 2 micro-batch") ==
         "fault.inject: clause 'kill stage 1 at step 2 micro-batch': '' is not a micro-batch number (0 to 1023)");
-  CHECK(error_of("kill optimizer 1 at step 2 micro-batch 1") ==
+  CHECK(plan_error("kill optimizer 1 at step 2 micro-batch 1") ==
         "fault.inject: clause 'kill optimizer 1 at step 2 micro-batch 1': a mid-step point ('micro-batch K "
         "[forward|backward]') applies to a stage or shard that is killed or throws ('kill stage 1 at step 3 "
         "micro-batch 2 backward')");
-  CHECK(error_of("nan stage 1 at step 2 micro-batch 1 backward").find("a mid-step point") != std::string::npos);
-  CHECK(error_of("kill stage 1 at step 2 micro-batch 1 sideways").find("expected '<kill|throw|nan>") != std::string::npos);
+  CHECK(plan_error("nan stage 1 at step 2 micro-batch 1 backward").find("a mid-step point") != std::string::npos);
+  CHECK(plan_error("kill stage 1 at step 2 micro-batch 1 sideways").find("expected '<kill|throw|nan>") != std::string::npos);
 }
