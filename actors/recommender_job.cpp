@@ -43,6 +43,7 @@ ps::WideDeepPsOptions recommender_options(const RunConfig& config) {
   o.timeout_s = ps::ps_wait_s(config);  // with worker processes restarted, a wait may span a restart
   o.grad_clip = config.train.grad_clip;
   o.max_restarts = config.fault.max_restarts;
+  o.shard_snapshots = config.ps.shard_snapshots;
   o.restart_window_s = config.fault.restart_window_s;
   o.checkpoint_dir = config.train.checkpoint_dir;
   for (const supervision::FaultClause& c : supervision::parse_fault_plan(config.fault.inject).clauses)

@@ -104,6 +104,7 @@ const std::map<std::string, std::string> kSamples = {
     {"ps.mode", "async"},
     {"ps.staleness", "2"},
     {"ps.max_restarts", "5"},
+    {"ps.shard_snapshots", "true"},
     {"train.device", "cuda:1"},
     {"train.on_nonfinite", "skip"},
     {"train.checkpoint_dir", "runs/ckpt"},

@@ -280,12 +280,14 @@ void PsTrainer::start_cluster() {
 }
 
 // Sync shards keep step-boundary snapshots and are restarted one-for-one from them under the job's
-// supervisor (fault.max_restarts; 0 keeps no snapshot). Async and ssp shards are not: a dead one ends the run.
+// supervisor (fault.max_restarts) when ps.shard_snapshots asks for it, or a fault.inject clause rehearses a
+// shard's failure; otherwise, as for async and ssp shards, a dead one ends the run.
 void PsTrainer::supervise_shards() {
   PsShardSupervision sup;
   for (const supervision::FaultClause& c : supervision::parse_fault_plan(config_.fault.inject).clauses)
     if (c.target == supervision::FaultTarget::shard) sup.faults.push_back(c);
-  if (config_.ps.mode != PsMode::sync || (config_.fault.max_restarts == 0 && sup.faults.empty())) return;
+  const bool asked = config_.ps.shard_snapshots && config_.fault.max_restarts > 0;
+  if (config_.ps.mode != PsMode::sync || (!asked && sup.faults.empty())) return;
   sup.on_death = [this](int s, std::int64_t step, const std::string& cause) {
     std::lock_guard lock(restart_mu_);
     if (escalated_) throw *escalated_;

@@ -317,7 +317,9 @@ void WideDeepPsTrainer::supervise_shards() {
   PsShardSupervision sup;
   for (const supervision::FaultClause& c : o_.faults)
     if (c.target == supervision::FaultTarget::shard) sup.faults.push_back(c);
-  if (o_.ps.mode != PsMode::sync || (o_.max_restarts == 0 && sup.faults.empty())) return;
+  // As PsTrainer::supervise_shards: snapshots when ps.shard_snapshots asks for them or a clause rehearses a failure.
+  const bool asked = o_.shard_snapshots && o_.max_restarts > 0;
+  if (o_.ps.mode != PsMode::sync || (!asked && sup.faults.empty())) return;
   sup.on_death = [this](int s, std::int64_t step, const std::string& cause) {
     std::lock_guard lock(restart_mu_);
     const std::string child = fmt::format("shard {}", s);

@@ -55,6 +55,7 @@ struct WideDeepPsOptions {
   // (sync) shard actors, are restarted one-for-one, at most max_restarts within restart_window_s; one more
   // stops the run naming the actor and each restart (and checkpoint_dir, when set, to resume from).
   int max_restarts = 0;
+  bool shard_snapshots = false;  // ps.shard_snapshots: sync shards keep step-boundary snapshots to restart from
   double restart_window_s = 60.0;
   std::string checkpoint_dir;
   // fault.inject's clauses for this process's actors: "throw worker W at step S" (worker threads of rank 0)

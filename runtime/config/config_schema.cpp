@@ -499,9 +499,15 @@ std::vector<ConfigKey> build_schema() {
                         .help = "comm.transport = tcp: worker processes rank 0 restarts after they die or hang (found by "
                                 "their heartbeats) before the run fails"},
                    &R::ps, &S::max_restarts));
+  k.push_back(bind(Spec{.name = "ps.shard_snapshots",
+                        .help = "ps.mode = sync, workers as threads: each shard keeps a copy of its parameters and "
+                                "optimizer state at every step boundary, so a failed shard actor is restarted from it "
+                                "(under fault.max_restarts) instead of ending the run; off by default, as the copy is of "
+                                "whole tables (a fault.inject shard clause turns it on for the drill)"},
+                   &R::ps, &S::shard_snapshots));
   k.push_back(bind(Spec{.name = "fault.max_restarts", .range = between(0, 1000),
                         .help = "restarts of a failed stage, optimizer-state, tensor-shard, parameter-server "
-                                "worker or (ps.mode = sync) parameter-server shard actor its supervisor makes within "
+                                "worker or (ps.shard_snapshots) parameter-server shard actor its supervisor makes within "
                                 "fault.restart_window_s (the interrupted step is re-run), and of data-parallel rank "
                                 "processes rank 0 makes (comm.transport = tcp); one more stops the run. 0: none, and no "
                                 "step-boundary snapshot is kept"},
