@@ -1,5 +1,6 @@
 """The rank processes of a run as /proc shows them: children of a pid, a child's --rank, liveness.
-Shared by tests/orphan_ranks.py, tests/hung_rank.py and tests/replica_restart.py."""
+Shared by tests/orphan_ranks.py, tests/hung_rank.py, tests/replica_restart.py and
+tests/tensor_process_restart.py."""
 
 import os
 
@@ -31,3 +32,14 @@ def alive(pid):
             return f.read().rsplit(")", 1)[1].split()[0] != "Z"
     except OSError:
         return False
+
+
+def ranks_now(pid):
+    """The rank processes pid has now: {rank: pid of its process}."""
+    out = {}
+    for k in children_of(pid):
+        try:
+            out[rank_of(k)] = k
+        except (OSError, ValueError):
+            pass
+    return out

@@ -1,11 +1,13 @@
 """Owns rank 0 of a test's run whose ranks are processes: `troupe train` started in a fresh scratch directory
 that keeps its stderr, and the test's failure, which shows that stderr. Shared by tests/orphan_ranks.py,
-tests/hung_rank.py and tests/replica_restart.py."""
+tests/hung_rank.py, tests/replica_restart.py and tests/tensor_process_restart.py."""
 
+import json
 import os
 import subprocess
 import sys
 import tempfile
+import time
 
 # A GPT small enough for 3 rank processes on 2 cores, each on one thread, over loopback tcp. comm.address
 # port 0: a free port, so that a test running beside this one on the default port cannot take it.
@@ -48,3 +50,30 @@ def fail(msg):
     if _rank0 and _rank0.poll() is None:
         _rank0.kill()
     sys.exit(1)
+
+
+def wait_for(what, check, seconds):
+    """Waits until check() holds; fails the test when rank 0 ends first or `seconds` pass."""
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        if check():
+            return
+        if _rank0.poll() is not None:
+            fail("rank 0 ended (exit %s) while waiting for %s" % (_rank0.returncode, what))
+        time.sleep(0.005)
+    fail("no %s within %d s" % (what, seconds))
+
+
+def losses(path):
+    """Each step's loss and gradient norm from a --dump-losses file (the timings differ from run to run)."""
+    with open(path) as f:
+        return [(r["step"], r["loss"], r.get("grad_norm")) for r in map(json.loads, f)]
+
+
+def steps_done(name="faulty.jsonl"):
+    """How many steps the running --dump-losses NAME (its .partial file in the scratch directory) holds so far."""
+    try:
+        with open(os.path.join(_work, name + ".partial")) as f:
+            return sum(1 for _ in f)
+    except OSError:
+        return 0

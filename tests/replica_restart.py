@@ -23,8 +23,8 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from rank_processes import children_of, rank_of, alive  # noqa: E402
-from rank_zero import SMALL_GPT_OVER_TCP, fail, scratch, start, stderr_text  # noqa: E402
+from rank_processes import alive, ranks_now  # noqa: E402
+from rank_zero import SMALL_GPT_OVER_TCP, fail, losses, scratch, start, stderr_text, steps_done, wait_for  # noqa: E402,E501
 
 TIMEOUT_S = 6
 STEPS = 200
@@ -40,39 +40,12 @@ LAYOUTS = {
 RUN = None
 
 
-def losses(path):
-    """Each step's loss and gradient norm (the timings differ from run to run)."""
-    with open(path) as f:
-        return [(r["step"], r["loss"], r.get("grad_norm")) for r in map(json.loads, f)]
 
 
-def steps_done(work):
-    try:
-        with open(os.path.join(work, "faulty.jsonl.partial")) as f:
-            return sum(1 for _ in f)
-    except OSError:
-        return 0
 
 
-def wait_for(what, check, seconds):
-    deadline = time.time() + seconds
-    while time.time() < deadline:
-        if check():
-            return
-        if RUN.poll() is not None:
-            fail("rank 0 ended (exit %s) while waiting for %s" % (RUN.returncode, what))
-        time.sleep(0.01)
-    fail("no %s within %d s" % (what, seconds))
 
 
-def ranks_now(pid):
-    out = {}
-    for k in children_of(pid):
-        try:
-            out[rank_of(k)] = k
-        except (OSError, ValueError):
-            pass
-    return out
 
 
 def restarts_in():
@@ -81,7 +54,7 @@ def restarts_in():
 
 def fault(case, work, kids):
     """Hurts rank 1 as `case` says once the run is well under way; returns how many restarts to expect."""
-    wait_for("step 40", lambda: steps_done(work) >= 40, 120)
+    wait_for("step 40", lambda: steps_done() >= 40, 120)
     victim = kids[1]
     if case == "stop":
         os.kill(victim, signal.SIGSTOP)
@@ -96,7 +69,7 @@ def fault(case, work, kids):
     wait_for("restart of the killed rank", lambda: restarts_in() >= 1, 60)
     if case == "escalate":
         wait_for("the restarted rank 1", lambda: ranks_now(RUN.pid).get(1, victim) != victim, 30)
-        wait_for("progress after the restart", lambda: steps_done(work) >= 60, 120)
+        wait_for("progress after the restart", lambda: steps_done() >= 60, 120)
         os.kill(ranks_now(RUN.pid)[1], signal.SIGKILL)
     return 1
 

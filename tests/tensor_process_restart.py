@@ -19,17 +19,16 @@ Real `troupe train` runs of a small GPT with its tensor shards as processes over
 For every case but escalate: exit 0, exactly the expected restarts reported, losses and final weights bitwise
 those of the same run without a fault, and the surviving rank processes the same processes (PIDs unchanged).
 """
-import json
 import os
 import re
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from rank_processes import children_of, rank_of, alive  # noqa: E402
+from rank_processes import alive, ranks_now  # noqa: E402
+from rank_zero import fail, losses, scratch, start, stderr_text, steps_done, wait_for  # noqa: E402,E501
 
 TIMEOUT_S = 4
 STEPS = 60
@@ -46,69 +45,30 @@ CASES = {  # layout, fault.inject, the rank hurt, restarts expected
     "dp-tp": (TP2 + ["--set", "parallel.data=2"], "kill shard 1 at step 6 on replica 1", 3, 1),
     "escalate": (TP2 + ["--set", "fault.max_restarts=1"], "kill shard 1 at step 4; kill shard 1 at step 9", 1, 1),
 }
-WORK = None
 RUN = None
 
 
-def fail(msg):
-    print("FAIL: " + msg)
-    if WORK and os.path.exists(os.path.join(WORK, "stderr.txt")):
-        with open(os.path.join(WORK, "stderr.txt")) as f:
-            print("rank 0's stderr:\n" + f.read()[-4000:])
-    if RUN and RUN.poll() is None:
-        RUN.kill()
-    sys.exit(1)
 
 
-def losses(path):
-    """Each step's loss and gradient norm (the timings differ from run to run)."""
-    with open(path) as f:
-        return [(r["step"], r["loss"], r.get("grad_norm")) for r in map(json.loads, f)]
 
 
-def steps_done(work):
-    try:
-        with open(os.path.join(work, "faulty.jsonl.partial")) as f:
-            return sum(1 for _ in f)
-    except OSError:
-        return 0
 
 
-def stderr_text(work):
-    with open(os.path.join(work, "stderr.txt")) as f:
-        return f.read()
 
 
-def wait_for(what, check, seconds):
-    deadline = time.time() + seconds
-    while time.time() < deadline:
-        if check():
-            return
-        if RUN.poll() is not None:
-            fail("rank 0 ended (exit %s) while waiting for %s" % (RUN.returncode, what))
-        time.sleep(0.005)
-    fail("no %s within %d s" % (what, seconds))
 
 
-def ranks_now(pid):
-    out = {}
-    for k in children_of(pid):
-        try:
-            out[rank_of(k)] = k
-        except (OSError, ValueError):
-            pass
-    return out
 
 
 def restarts_in(work):
-    return len(re.findall(r"rank 0 restarted it", stderr_text(work)))
+    return len(re.findall(r"rank 0 restarted it", stderr_text()))
 
 
 def main():
     troupe, case = sys.argv[1], sys.argv[2]
-    global WORK, RUN
+    global RUN
     layout, clause, victim_rank, expected = CASES[case]
-    work = WORK = tempfile.mkdtemp(prefix="troupe-tp-restart-")
+    work = scratch("troupe-tp-restart-")
     base = SMALL + layout
     if case != "escalate":
         clean = subprocess.run([troupe, "train"] + base + ["--dump-losses", "clean.jsonl", "--save", "clean.st"],
@@ -116,15 +76,13 @@ def main():
         if clean.returncode != 0:
             fail("the run without faults failed: " + clean.stderr[-2000:])
     faulty = base + (["--set", "fault.inject=" + clause] if clause else [])
-    err = open(os.path.join(work, "stderr.txt"), "w")
-    RUN = subprocess.Popen([troupe, "train"] + faulty + ["--dump-losses", "faulty.jsonl", "--save", "faulty.st"],
-                           cwd=work, stdout=subprocess.DEVNULL, stderr=err, stdin=subprocess.DEVNULL)
+    RUN = start(troupe, faulty + ["--dump-losses", "faulty.jsonl", "--save", "faulty.st"])
     size = 4 if case == "dp-tp" else 2
     wait_for("%d rank processes" % (size - 1), lambda: len(ranks_now(RUN.pid)) == size - 1, 60)
     kids = ranks_now(RUN.pid)
     print("rank processes before the fault:", kids)
     if case in ("kill", "stop"):
-        wait_for("step 15", lambda: steps_done(work) >= 15, 120)
+        wait_for("step 15", lambda: steps_done() >= 15, 120)
         hurt = time.time()
         os.kill(kids[1], signal.SIGSTOP if case == "stop" else signal.SIGKILL)
         wait_for("restart of the hurt rank", lambda: restarts_in(work) >= 1, TIMEOUT_S + 30)
@@ -144,8 +102,7 @@ def main():
             seen_new = True
         time.sleep(0.005)
     code = RUN.returncode
-    err.close()
-    text = stderr_text(work)
+    text = stderr_text()
     print("rank 0 exited with %d; its stderr ends:\n%s" % (code, text[-1500:]))
     time.sleep(0.3)
     left = [p for p in list(kids.values()) + list(ranks_now(RUN.pid).values()) if alive(p)]
