@@ -11,6 +11,7 @@
 #include <sstream>
 #include <string>
 
+#include "tests/dev_shm.h"
 #include "tests/same_losses.h"
 #include "tests/same_weights.h"
 #include "tests/temp_dir.h"
@@ -28,12 +29,6 @@ const std::string kSmall =
     "train --steps 4 --set model.n_layer=2 --set model.n_embd=32 --set model.n_head=2 --set model.block_size=16 "
     "--set train.batch_size=8 --set train.eval_every=0 --set train.eval_batches=1 --set data.order=sequential "
     "--set train.deterministic=true --set comm.address=127.0.0.1:0 ";
-
-std::set<std::string> dev_shm() {
-  std::set<std::string> names;
-  for (const auto& e : std::filesystem::directory_iterator("/dev/shm")) names.insert(e.path().filename().string());
-  return names;
-}
 
 }  // namespace
 
@@ -258,7 +253,7 @@ TEST_CASE("shm replicas as processes = single device, bitwise (losses and weight
 TEST_CASE("a replica process over shm that dies fails the run at once, naming it, and leaves nothing in /dev/shm",
           "[data_parallel][shm]") {
   TempDir dir;
-  const std::set<std::string> before = dev_shm();
+  const std::set<std::string> before = troupe::dev_shm();
   const auto start = std::chrono::steady_clock::now();
   const TroupeRun r = run(dir, "TROUPE_TEST_CRASH=1:2",
                        kSmall + "--seed 4244 --set parallel.data=3 --set train.batch_size=9 --set comm.transport=shm "
@@ -270,5 +265,5 @@ TEST_CASE("a replica process over shm that dies fails the run at once, naming it
   CHECK_FALSE(std::filesystem::exists(dir.file("w.st")));
   CHECK(std::chrono::steady_clock::now() - start < std::chrono::seconds(30));  // not comm.timeout_s
   CHECK(std::system("pgrep -f 'seed 424[4] .*--rank' > /dev/null") != 0);
-  CHECK(dev_shm() == before);
+  CHECK(troupe::dev_shm() == before);
 }

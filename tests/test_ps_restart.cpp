@@ -6,49 +6,21 @@
 #include "actors/ps/ps_trainer.h"
 #include "runtime/config/config_loader.h"
 #include "runtime/supervision/fault_plan.h"
+#include "ps_gpt_runs.h"
 #include "training_runs.h"
 
 using namespace troupe;
 using Catch::Contains;
 
-namespace {
-std::vector<std::string> ps_gpt(std::vector<std::string> more) {
-  // train.grad_clip stays on (1.0): worker 0's clipping round waits for every worker's push, so a failed
-  // worker must be restarted while worker 0 waits, not after it.
-  std::vector<std::string> sets = {"model.n_layer=2",        "model.n_embd=32",     "model.n_head=2",
-                                   "model.block_size=16",    "train.batch_size=8", "train.threads=2",
-                                   "train.deterministic=true", "train.steps=5",    "parallel.gradient_exchange=ps",
-                                   "parallel.data=2",        "ps.shards=2"};
-  sets.insert(sets.end(), more.begin(), more.end());
-  return sets;
-}
-
-struct PsRun {
-  TrainingRun run;
-  std::vector<supervision::Restart> restarts;
-};
-
-PsRun run_ps(const std::vector<std::string>& sets) {
-  const RunConfig config = load_config(std::nullopt, ps_gpt(sets));
-  ps::PsTrainer t(config);
-  PsRun r;
-  for (std::int64_t s = 0; s < config.train.steps; ++s) r.run.losses.push_back(t.train_step(s).loss);
-  t.evaluate();  // pulls the shards' parameters into worker 0's model
-  for (Param* p : t.params_in_order()) r.run.weights[p->name] = p->value.to_vector();
-  r.restarts = t.restart_log();
-  return r;
-}
-}  // namespace
-
 TEST_CASE("a ps worker whose step throws before its push is restarted and the run is bitwise the clean one",
           "[ps][restart]") {
-  const PsRun clean = run_ps({});
+  const PsRun clean = run_ps(ps_gpt({}));
   CHECK(clean.restarts.empty());
   for (const char* plan : {"throw worker 1 at step 2", "throw worker 0 at step 0",
                            // a fault in the re-run, and both workers in one step
                            "throw worker 1 at step 1; throw worker 1 at step 1", "throw worker 0 at step 4; throw worker 1 at step 4"}) {
     INFO(plan);
-    const PsRun faulty = run_ps({std::string("fault.inject=") + plan});
+    const PsRun faulty = run_ps(ps_gpt({std::string("fault.inject=") + plan}));
     require_bitwise(clean.run, faulty.run);
     REQUIRE(faulty.restarts.size() == supervision::parse_fault_plan(plan).clauses.size());
     for (const auto& r : faulty.restarts) {

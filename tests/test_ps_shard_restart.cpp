@@ -10,6 +10,7 @@
 #include "actors/state/ps/shard_snapshot.h"
 #include "runtime/config/config_loader.h"
 #include "runtime/supervision/fault_plan.h"
+#include "ps_gpt_runs.h"
 #include "training_runs.h"
 
 using namespace troupe;
@@ -17,31 +18,6 @@ using Catch::Contains;
 
 namespace {
 
-std::vector<std::string> ps_gpt(std::vector<std::string> more) {
-  // train.grad_clip stays on (1.0): a shard's update happens in the clipping round, after every push.
-  std::vector<std::string> sets = {"model.n_layer=2",        "model.n_embd=32",     "model.n_head=2",
-                                   "model.block_size=16",    "train.batch_size=8", "train.threads=2",
-                                   "train.deterministic=true", "train.steps=5",    "parallel.gradient_exchange=ps",
-                                   "parallel.data=2",        "ps.shards=2"};
-  sets.insert(sets.end(), more.begin(), more.end());
-  return sets;
-}
-
-struct PsRun {
-  TrainingRun run;
-  std::vector<supervision::Restart> restarts;
-};
-
-PsRun run_ps(const std::vector<std::string>& sets) {
-  const RunConfig config = load_config(std::nullopt, sets);
-  ps::PsTrainer t(config);
-  PsRun r;
-  for (std::int64_t s = 0; s < config.train.steps; ++s) r.run.losses.push_back(t.train_step(s).loss);
-  t.evaluate();  // pulls the shards' parameters into worker 0's model
-  for (Param* p : t.params_in_order()) r.run.weights[p->name] = p->value.to_vector();
-  r.restarts = t.restart_log();
-  return r;
-}
 
 const std::vector<std::string> kSmallDeepfm = {
     "model.kind=deepfm",      "parallel.gradient_exchange=ps", "model.max_cardinality=10000", "model.hashed_rows=4096",

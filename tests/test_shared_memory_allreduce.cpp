@@ -21,6 +21,7 @@
 #include "runtime/comm/shared_memory_allreduce.h"
 #include "runtime/error.h"
 #include "runtime/exact_sum.h"
+#include "tests/dev_shm.h"
 #include "tests/dead_rank_checks.h"
 #include "tests/rank_errors.h"
 #include "tests/rank_threads.h"
@@ -68,15 +69,6 @@ std::vector<std::vector<T>> ring_reference(int ranks, std::size_t n) {
   net::InprocWorld world(ranks, 10s);
   require_no_errors(spawn_world(world, [&](Transport& t) { allreduce_ring<T>(t, data[static_cast<std::size_t>(t.rank())]); }));
   return data;
-}
-
-std::set<std::string> dev_shm() {
-  std::set<std::string> names;
-  if (DIR* d = ::opendir("/dev/shm")) {
-    while (const dirent* e = ::readdir(d)) names.insert(e->d_name);
-    ::closedir(d);
-  }
-  return names;
 }
 
 void shared_memory(Transport& t, std::span<float> d) { allreduce(t, d, AllreduceAlgo::kSharedMemory); }

@@ -17,6 +17,7 @@
 #include "net/shm/slot_ring.h"
 #include "runtime/comm/ring.h"
 #include "runtime/error.h"
+#include "tests/dev_shm.h"
 #include "tests/dead_rank_checks.h"
 #include "tests/rank_errors.h"
 #include "tests/rank_threads.h"
@@ -33,15 +34,6 @@ std::vector<std::byte> pattern(std::size_t n, int seed) {
   std::vector<std::byte> v(n);
   for (std::size_t i = 0; i < n; ++i) v[i] = static_cast<std::byte>((i * 131 + static_cast<std::size_t>(seed) * 17 + (i >> 9)) & 0xFF);
   return v;
-}
-
-std::set<std::string> dev_shm() {
-  std::set<std::string> names;
-  if (DIR* d = ::opendir("/dev/shm")) {
-    while (const dirent* e = ::readdir(d)) names.insert(e->d_name);
-    ::closedir(d);
-  }
-  return names;
 }
 
 net::ShmOptions options(int rank, int size, const std::string& address, std::chrono::milliseconds timeout) {

@@ -185,11 +185,7 @@ double PsTrainer::clock_s() const {
 
 bool PsTrainer::take_worker_fault(int w, std::int64_t step) {
   std::lock_guard lock(restart_mu_);
-  const auto it = std::find_if(worker_faults_.begin(), worker_faults_.end(),
-                               [&](const supervision::FaultClause& c) { return c.index == w && c.step == step; });
-  if (it == worker_faults_.end()) return false;
-  worker_faults_.erase(it);
-  return true;
+  return supervision::take_clause(worker_faults_, w, step);
 }
 
 WorkerAnswers PsTrainer::drive_worker(std::size_t i, std::int64_t step, const Batch& batch) {

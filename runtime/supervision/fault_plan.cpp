@@ -1,6 +1,7 @@
 // FaultPlan: the fault.inject grammar, word by word, with errors that quote the clause.
 #include "runtime/supervision/fault_plan.h"
 
+#include <algorithm>
 #include <charconv>
 
 #include <fmt/format.h>
@@ -144,6 +145,14 @@ std::string to_string(const FaultPlan& plan) {
   std::string out;
   for (const FaultClause& c : plan.clauses) out += (out.empty() ? "" : "; ") + to_string(c);
   return out;
+}
+
+bool take_clause(std::vector<FaultClause>& pending, int index, std::int64_t step) {
+  const auto it = std::find_if(pending.begin(), pending.end(),
+                               [&](const FaultClause& c) { return c.index == index && c.step == step; });
+  if (it == pending.end()) return false;
+  pending.erase(it);
+  return true;
 }
 
 }  // namespace troupe::supervision

@@ -68,6 +68,10 @@ struct FaultPlan {
 
 // Throws troupe::Error(kConfig) that quotes the bad clause and says what was expected there.
 FaultPlan parse_fault_plan(std::string_view text);
+
+// Removes from `pending` the first clause aimed at actor `index` in step `step` and says whether there was
+// one: each clause fires once, a second one for the same actor and step in the re-run.
+bool take_clause(std::vector<FaultClause>& pending, int index, std::int64_t step);
 // The clause as fault.inject spells it ("kill stage 1 at step 7").
 std::string to_string(const FaultClause& clause);
 // The plan as fault.inject spells it, clauses joined by "; ".
