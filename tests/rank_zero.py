@@ -4,6 +4,7 @@ tests/hung_rank.py, tests/replica_restart.py and tests/tensor_process_restart.py
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -77,3 +78,19 @@ def steps_done(name="faulty.jsonl"):
             return sum(1 for _ in f)
     except OSError:
         return 0
+
+
+def ended(rank_pids):
+    """After rank 0 ended: its exit code and stderr (the end printed), once no rank process is left running —
+    none of `rank_pids` and none rank 0 still has; any that is, is killed and fails the test."""
+    from rank_processes import alive, ranks_now
+    code = _rank0.returncode
+    text = stderr_text()
+    print("rank 0 exited with %d; its stderr ends:\n%s" % (code, text[-1500:]))
+    time.sleep(0.3)
+    left = [p for p in list(rank_pids) + list(ranks_now(_rank0.pid).values()) if alive(p)]
+    for p in left:
+        os.kill(p, signal.SIGKILL)
+    if left:
+        fail("rank processes %s were left running" % left)
+    return code, text

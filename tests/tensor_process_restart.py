@@ -27,8 +27,8 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from rank_processes import alive, ranks_now  # noqa: E402
-from rank_zero import fail, losses, scratch, start, stderr_text, steps_done, wait_for  # noqa: E402,E501
+from rank_processes import ranks_now  # noqa: E402
+from rank_zero import ended, fail, losses, scratch, start, stderr_text, steps_done, wait_for  # noqa: E402,E501
 
 TIMEOUT_S = 4
 STEPS = 60
@@ -101,15 +101,7 @@ def main():
         if victim_rank is not None and victim_rank in now and now[victim_rank] != kids[victim_rank]:
             seen_new = True
         time.sleep(0.005)
-    code = RUN.returncode
-    text = stderr_text()
-    print("rank 0 exited with %d; its stderr ends:\n%s" % (code, text[-1500:]))
-    time.sleep(0.3)
-    left = [p for p in list(kids.values()) + list(ranks_now(RUN.pid).values()) if alive(p)]
-    for p in left:
-        os.kill(p, signal.SIGKILL)
-    if left:
-        fail("rank processes %s were left running" % left)
+    code, text = ended(kids.values())
     if case == "escalate":
         if code == 0:
             fail("rank 0 exited 0 after more restarts than fault.max_restarts")
