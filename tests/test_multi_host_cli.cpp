@@ -6,8 +6,10 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <cstdint>
 #include <cstdlib>
 #include <filesystem>
+#include <random>
 #include <string>
 #include <thread>
 #include <vector>
@@ -25,17 +27,28 @@ const std::string kSmall =
     "--set train.batch_size=9 --set train.eval_every=0 --set train.eval_batches=1 --set data.order=sequential "
     "--set train.deterministic=true --set train.threads=1 ";
 
-// A free loopback port: bind port 0, read it, close (the ranks bind it moments later).
+// A port P where P and P + 1 (a 2-stage pipeline's second rendezvous) are free on every interface, the ranks
+// binding them moments later. Drawn below the kernel's ephemeral range (32768 up), so that no outgoing
+// connection of a test running beside this one can take it in between, as a port the kernel picks could be.
 int free_port() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t length = sizeof a;
-  REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
-  REQUIRE(::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &length) == 0);
-  ::close(fd);
-  return ntohs(a.sin_port);
+  auto free_now = [](int port) {
+    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_ANY);
+    a.sin_port = htons(static_cast<std::uint16_t>(port));
+    const bool ok = ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
+    ::close(fd);
+    return ok;
+  };
+  std::random_device seed;
+  std::mt19937 draw(seed());
+  for (int attempt = 0; attempt < 1000; ++attempt) {
+    const int port = 20000 + static_cast<int>(draw() % 12000);
+    if (free_now(port) && free_now(port + 1)) return port;
+  }
+  FAIL("no two free neighbouring ports in 20000..32000");
+  return 0;
 }
 
 // Runs `world` ranks of kSmall + `extra` with torchrun's variables over loopback, rank 0 saving to
