@@ -6,6 +6,7 @@
 #pragma once
 
 #include <memory>
+#include <utility>
 
 #include "actors/state/pipeline_driver.h"
 #include "runtime/supervision/supervisor.h"
@@ -59,6 +60,12 @@ class ActorPipeline {
   // Restarts of this replica's actors so far (fault.max_restarts), each with its recovery time; read
   // between steps.
   const std::vector<supervision::Restart>& restarts() const { return supervisor_->intensity().restarts(); }
+  // Tells `observer` of each restart of this replica's actors as its supervisor records it and as its times
+  // become known, on the replica actor's thread (a rank process forwards them to rank 0 so); before the
+  // first step.
+  void observe_restarts(supervision::RestartIntensity::Observer observer) {
+    supervisor_->intensity().observe(std::move(observer));
+  }
   // The stage's state machine; touch it only between steps (the actors are idle then).
   StageWorker& stage(int s) { return driver_.stage(s); }
   // The stage workers' owner (partition, schedule, evaluation); the actors run its stages.

@@ -10,6 +10,7 @@
 #include "runtime/checkpoint/state_bytes.h"
 #include "runtime/comm/compression/compression_spec.h"
 #include "runtime/error.h"
+#include "runtime/process/rank_reports.h"
 #include "runtime/process/replica_processes.h"
 
 namespace troupe {
@@ -97,7 +98,7 @@ ReformedGroups ProcessRecovery::reform(std::int64_t boundary, std::int64_t step,
       }
       ReformedGroups groups = connect_(while_waiting);
       TROUPE_CHECK(!groups.transports.empty(), "no group to agree on");
-      if (processes_ && restarted_ == restarted_at_start && !cause.empty()) {  // the group's own restart
+      if (processes_ && restarted_ == restarted_at_start && !cause.empty() && !explained(step)) {  // the group's own
         const std::string why = cause.substr(0, cause.find('\n'));
         if (!intensity_.allow("data-parallel group", step, why, now_s()))
           throw Escalation(intensity_.escalation(
@@ -163,6 +164,36 @@ void ProcessRecovery::barrier(comm::Transport& t) {
 }
 
 void ProcessRecovery::rerun_ordered() { intensity_.rerun(now_s()); }
-void ProcessRecovery::step_done() { intensity_.recovered(now_s()); }
+
+void ProcessRecovery::step_done() {
+  intensity_.recovered(now_s());
+  collect_forwarded();
+}
+
+void ProcessRecovery::collect_forwarded() {
+  if (!processes_) return;
+  for (const ReplicaProcesses::Report& r : processes_->take_reports())
+    if (const auto f = supervision::decode_forwarded_restart(r.text); f && f->rank == r.rank)
+      forwarded_.add(static_cast<long>(r.pid), *f);
+}
+
+bool ProcessRecovery::explained(std::int64_t step) {
+  // The rank wrote its report before it broke the group, so it is in its pipe by now.
+  collect_forwarded();
+  return forwarded_.explains_reform(step);
+}
+
+std::vector<supervision::Restart> ProcessRecovery::restarts() const {
+  std::vector<supervision::Restart> all = intensity_.restarts();
+  for (supervision::Restart& r : forwarded_.restarts()) all.push_back(std::move(r));
+  return all;
+}
+
+supervision::RestartIntensity::Observer ProcessRecovery::restart_forwarder(int rank) {
+  if (!has_rank_zero()) return {};
+  return [rank](std::size_t index, const supervision::Restart& r) {
+    report_to_rank_zero(supervision::encode_forwarded_restart({rank, index, r}));
+  };
+}
 
 }  // namespace troupe

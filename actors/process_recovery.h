@@ -27,6 +27,7 @@
 #include "runtime/checkpoint/training_state.h"
 #include "runtime/comm/transport.h"
 #include "runtime/config/run_config.h"
+#include "runtime/supervision/forwarded_restarts.h"
 #include "runtime/supervision/restart_intensity.h"
 
 namespace troupe {
@@ -77,23 +78,34 @@ class ProcessRecovery {
   // it to re-run a step; a failure meanwhile throws comm::GroupAborted.
   void barrier(comm::Transport& t);
 
-  // The re-run was ordered / its step is done: the restarts' recovery times (rank 0).
+  // The re-run was ordered / its step is done: the restarts' recovery times (rank 0), and the restarts the
+  // rank processes reported so far.
   void rerun_ordered();
   void step_done();
-  // Rank 0: every restart so far, with its step, cause and recovery times.
-  const std::vector<supervision::Restart>& restarts() const { return intensity_.restarts(); }
+  // Rank 0: takes the restarts the rank processes reported since (their actors', restarted inside them).
+  void collect_forwarded();
+  // Rank 0: every restart so far, with its step, cause and recovery times — its own of rank processes and
+  // of the group, then those the rank processes reported (child "rank R/...").
+  std::vector<supervision::Restart> restarts() const;
+  // Rank r > 0 started by rank 0: what sends rank 0 each restart of this process's own actors as its
+  // replica's supervisor records it and as its times become known (RestartIntensity::observe); empty where
+  // there is no rank 0 to tell (a launcher started this rank).
+  static supervision::RestartIntensity::Observer restart_forwarder(int rank);
   int max_restarts() const { return intensity_.max_restarts(); }
 
  private:
   double now_s() const;
   // Rank 0: reaps every rank process that ended and starts it again (or throws past the intensity).
   void restart_dead(std::int64_t step);
+  // Rank 0: whether a restart a rank process reported for `step` explains a re-form in which no rank died.
+  bool explained(std::int64_t step);
 
   RunConfig config_;
   int rank_;
   Connect connect_;
   ReplicaProcesses* processes_;
   supervision::RestartIntensity intensity_;
+  supervision::ForwardedRestarts forwarded_;  // rank 0: the rank processes' own restarts
   int restarted_ = 0;  // rank processes restarted so far
   std::chrono::steady_clock::time_point born_ = std::chrono::steady_clock::now();
 };

@@ -527,10 +527,14 @@ class DataParallelProcessesJob final : public TrainerJob<DataParallelTrainer> {
   }
   ~DataParallelProcessesJob() override { trainer_.reset(); }  // its links first, then the processes
   std::string report() override {
+    finish_together();  // every restart the ranks made reached rank 0, with its times, before it is listed
     return data_parallel_report(*trainer_, config_) + skipped_report() +
            restarts_report(trainer_->restarts(), config_.fault.max_restarts);
   }
-  std::vector<supervision::Restart> restarts() override { return trainer_->restarts(); }
+  std::vector<supervision::Restart> restarts() override {
+    if (trainer_->recovery()) trainer_->recovery()->collect_forwarded();
+    return trainer_->restarts();
+  }
   // A step that fails because a rank hung names that rank, not the neighbour whose link broke first.
   StepStats train_step(std::int64_t step) override {
     faults_.before_step(step);
@@ -552,8 +556,7 @@ class DataParallelProcessesJob final : public TrainerJob<DataParallelTrainer> {
   }
   void finish() override {
     if (!ranks_) return;  // a launcher started the other ranks; it waits for them
-    // Every rank has run every step (one that died in the last step restarted) before any leaves.
-    if (trainer_->recovery()) trainer_->finish_together();
+    finish_together();
     const std::string failure = ranks_->wait_all();
     if (const std::string hung = ranks_->hung(); !hung.empty()) throw Error(ErrorKind::kIo, "data-parallel " + hung);
     if (!failure.empty()) throw Error(ErrorKind::kIo, "data-parallel " + failure + " (see its error above)");
@@ -565,6 +568,16 @@ class DataParallelProcessesJob final : public TrainerJob<DataParallelTrainer> {
   std::unique_ptr<ReplicaProcesses> ranks_;
   std::vector<net::TcpListener> listeners_;  // kept bound while rank processes may be restarted
   RankFaults faults_{config_, 0};
+  bool together_ = false;  // finish_together ran
+
+  // Every rank has run every step (one that died in the last step restarted) before any leaves; by then each
+  // rank's reports of its own restarts (sent before it said it was done) are in rank 0's hands: taken.
+  void finish_together() {
+    if (!ranks_ || !trainer_->recovery() || together_) return;
+    together_ = true;
+    trainer_->finish_together();
+    trainer_->recovery()->collect_forwarded();
+  }
 };
 
 std::string ps_mode_text(const RunConfig& config) {

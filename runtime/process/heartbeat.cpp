@@ -9,6 +9,8 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstdlib>
+#include <span>
+#include <utility>
 #include <vector>
 
 namespace troupe {
@@ -55,8 +57,30 @@ HeartbeatMonitor::~HeartbeatMonitor() {
 void HeartbeatMonitor::watch(int rank, pid_t pid, int fd) {
   ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) | O_NONBLOCK);
   std::lock_guard lock(mu_);
-  if (auto it = watched_.find(rank); it != watched_.end()) ::close(it->second.fd);
-  watched_[rank] = {pid, fd, std::chrono::steady_clock::now()};
+  const auto now = std::chrono::steady_clock::now();
+  if (auto it = watched_.find(rank); it != watched_.end()) {
+    read_locked(rank, it->second, now);  // the old process's last reports
+    ::close(it->second.fd);
+  }
+  watched_[rank] = {pid, fd, now, {}};
+}
+
+bool HeartbeatMonitor::read_locked(int rank, Watched& w, std::chrono::steady_clock::time_point now) {
+  char buf[4096];
+  ssize_t got = 0;
+  while ((got = ::read(w.fd, buf, sizeof buf)) > 0) {
+    w.last = now;
+    for (std::string& text : w.reader.feed(std::span<const char>(buf, static_cast<std::size_t>(got))))
+      reports_.push_back({rank, w.pid, std::move(text)});
+  }
+  return !(got == 0 || (got < 0 && errno != EAGAIN && errno != EINTR));
+}
+
+std::vector<HeartbeatMonitor::Report> HeartbeatMonitor::take_reports() {
+  std::lock_guard lock(mu_);
+  const auto now = std::chrono::steady_clock::now();
+  for (auto& [rank, w] : watched_) read_locked(rank, w, now);  // an end of file is the monitor's to handle
+  return std::exchange(reports_, {});
 }
 
 void HeartbeatMonitor::run() {
@@ -83,12 +107,7 @@ void HeartbeatMonitor::run() {
         auto it = watched_.find(ranks[i]);
         if (it == watched_.end() || it->second.fd != fds[i].fd) continue;  // replaced meanwhile
         if (fds[i].revents & (POLLIN | POLLHUP | POLLERR)) {
-          char buf[64];
-          ssize_t got = 0;
-          bool ended = false;
-          while ((got = ::read(it->second.fd, buf, sizeof buf)) > 0) it->second.last = now;
-          if (got == 0 || (got < 0 && errno != EAGAIN && errno != EINTR)) ended = true;
-          if (ended) {  // the child exited (or exec'd away its end): not a hang
+          if (!read_locked(it->first, it->second, now)) {  // the child exited (or exec'd away its end): not a hang
             ::close(it->second.fd);
             watched_.erase(it);
             continue;

@@ -8,7 +8,8 @@
 // pipe stays silent for the limit (half of comm.timeout_s, so that it is found, killed and reported
 // before any collective waiting for it times out and blames a neighbour instead) is reported once,
 // and its owner kills it. A child that exits closes its end: end of file, no longer watched (its exit
-// status is reported by whoever reaps it).
+// status is reported by whoever reaps it). The same pipe carries the child's reports to rank 0
+// (rank_reports.h), which the monitor keeps until its owner takes them.
 #pragma once
 
 #include <chrono>
@@ -18,6 +19,9 @@
 #include <string>
 #include <sys/types.h>
 #include <thread>
+#include <vector>
+
+#include "runtime/process/rank_reports.h"
 
 namespace troupe {
 
@@ -45,18 +49,33 @@ class HeartbeatMonitor {
   void watch(int rank, pid_t pid, int fd);
   std::chrono::milliseconds limit() const { return limit_; }
 
+  // A report a child sent (rank_reports.h).
+  struct Report {
+    int rank = 0;
+    pid_t pid = 0;
+    std::string text;
+  };
+  // Every report received since the last call, oldest first — after reading now whatever the pipes hold,
+  // so that a report written before something its owner has seen since (a message over the group, a
+  // child's exit) is among them.
+  std::vector<Report> take_reports();
+
  private:
   struct Watched {
     pid_t pid = 0;
     int fd = -1;
     std::chrono::steady_clock::time_point last;
+    RankReportReader reader;
   };
   void run();
+  // Reads what `w`'s pipe holds, keeping its reports; false when the child's end is closed. Under mu_.
+  bool read_locked(int rank, Watched& w, std::chrono::steady_clock::time_point now);
 
   std::chrono::milliseconds limit_;
   std::function<void(int, pid_t, double)> on_silent_;
   std::mutex mu_;
   std::map<int, Watched> watched_;  // by rank
+  std::vector<Report> reports_;     // not taken yet
   bool stop_ = false;
   std::thread thread_;
 };

@@ -214,6 +214,13 @@ pid_t ReplicaProcesses::pid_of(int rank) {
   return children_.at(static_cast<std::size_t>(rank - 1));
 }
 
+std::vector<ReplicaProcesses::Report> ReplicaProcesses::take_reports() {
+  std::vector<Report> out;
+  if (heartbeats_)
+    for (HeartbeatMonitor::Report& r : heartbeats_->take_reports()) out.push_back({r.rank, r.pid, std::move(r.text)});
+  return out;
+}
+
 ReplicaProcesses::~ReplicaProcesses() {
   heartbeats_.reset();  // no verdicts on children being stopped
   kill_all();

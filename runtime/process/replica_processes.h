@@ -62,6 +62,16 @@ class ReplicaProcesses {
   // Rank r's process id (-1 while it is down).
   pid_t pid_of(int rank);
 
+  // A report a child sent rank 0 (rank_reports.h): its rank, its process, the text.
+  struct Report {
+    int rank = 0;
+    pid_t pid = 0;
+    std::string text;
+  };
+  // The children's reports since the last call, oldest first, including whatever their pipes hold now (none
+  // without heartbeats: the reports travel beside them).
+  std::vector<Report> take_reports();
+
  private:
   // Starts rank r with the job's environment plus `env`; throws troupe::Error(kIo) when fork fails.
   pid_t spawn(int rank, const std::vector<std::pair<std::string, std::string>>& env);

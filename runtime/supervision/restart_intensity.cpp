@@ -20,18 +20,25 @@ int RestartIntensity::recent(double now_s) const {
 bool RestartIntensity::allow(const std::string& child, std::int64_t step, const std::string& cause, double now_s) {
   if (recent(now_s) >= max_) return false;
   restarts_.push_back({child, step, cause, now_s});
+  if (observer_) observer_(restarts_.size() - 1, restarts_.back());
   return true;
 }
 
 void RestartIntensity::rerun(double now_s) {
-  for (Restart& r : restarts_)
-    if (r.restarted_s < 0.0) r.restarted_s = now_s - r.at_s;
+  for (std::size_t i = 0; i < restarts_.size(); ++i)
+    if (restarts_[i].restarted_s < 0.0) {
+      restarts_[i].restarted_s = now_s - restarts_[i].at_s;
+      if (observer_) observer_(i, restarts_[i]);
+    }
 }
 
 void RestartIntensity::recovered(double now_s) {
   rerun(now_s);  // a death between steps: the next step is its re-run
-  for (Restart& r : restarts_)
-    if (r.recovery_s < 0.0) r.recovery_s = now_s - r.at_s;
+  for (std::size_t i = 0; i < restarts_.size(); ++i)
+    if (restarts_[i].recovery_s < 0.0) {
+      restarts_[i].recovery_s = now_s - restarts_[i].at_s;
+      if (observer_) observer_(i, restarts_[i]);
+    }
 }
 
 std::string RestartIntensity::escalation(const std::string& place, std::int64_t step, const std::string& cause,

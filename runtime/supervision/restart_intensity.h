@@ -3,7 +3,9 @@
 // the time passed in, so that it is tested without actors or clocks.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -34,6 +36,12 @@ class RestartIntensity {
   // The re-run step ended at `now_s`: every restart not yet recovered took now_s - its death.
   void recovered(double now_s);
 
+  // Called on the supervisor's thread whenever the log changes: a restart recorded (allow), or its re-run or
+  // recovery time set; `index` is its place in restarts(). A rank process forwards its restarts to rank 0
+  // so (forwarded_restarts.h). Set it before the first death.
+  using Observer = std::function<void(std::size_t index, const Restart& restart)>;
+  void observe(Observer observer) { observer_ = std::move(observer); }
+
   // Every restart so far, oldest first.
   const std::vector<Restart>& restarts() const { return restarts_; }
   // Restarts within the window ending at now_s.
@@ -51,6 +59,7 @@ class RestartIntensity {
   int max_;
   double window_;
   std::vector<Restart> restarts_;
+  Observer observer_;
 };
 
 }  // namespace troupe::supervision
