@@ -61,10 +61,12 @@ class ActorPipeline {
   // between steps.
   const std::vector<supervision::Restart>& restarts() const { return supervisor_->intensity().restarts(); }
   // Tells `observer` of each restart of this replica's actors as its supervisor records it and as its times
-  // become known, on the replica actor's thread (a rank process forwards them to rank 0 so); before the
-  // first step.
-  void observe_restarts(supervision::RestartIntensity::Observer observer) {
+  // become known, and `escalated` of its escalation, on the replica actor's thread (a rank process forwards
+  // them to rank 0 so); before the first step.
+  void observe_restarts(supervision::RestartIntensity::Observer observer,
+                        supervision::RestartIntensity::EscalationObserver escalated) {
     supervisor_->intensity().observe(std::move(observer));
+    supervisor_->intensity().observe_escalation(std::move(escalated));
   }
   // The stage's state machine; touch it only between steps (the actors are idle then).
   StageWorker& stage(int s) { return driver_.stage(s); }

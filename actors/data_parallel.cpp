@@ -138,8 +138,11 @@ DataParallelTrainer::DataParallelTrainer(const RunConfig& config, int rank,
                stats_transports.size(), " statistics groups for ", config.parallel.pipeline, " stages");
   // The other replicas are processes on the same machine: share its threads with them.
   add_replica(per_replica(config, config.parallel.data), rank, std::move(transports), actors, topology);
-  // Restarts of this process's own actors reach rank 0's report (the group re-forms around some of them).
-  if (recovery_ && rank > 0) actor_pipelines_[0]->observe_restarts(ProcessRecovery::restart_forwarder(rank));
+  // Restarts of this process's own actors reach rank 0's report (the group re-forms around some of them), and
+  // its supervisor's escalation stops the job there.
+  if (recovery_ && rank > 0)
+    actor_pipelines_[0]->observe_restarts(ProcessRecovery::restart_forwarder(rank),
+                                          ProcessRecovery::escalation_forwarder(rank));
   for (std::size_t s = 0; s < stats_transports.size(); ++s)
     drivers_.back()->stage(static_cast<int>(s)).attach_replica_sum(
         std::make_unique<comm::TransportReplicaSum>(std::move(stats_transports[s])));

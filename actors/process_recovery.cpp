@@ -64,6 +64,10 @@ void ProcessRecovery::restart_dead(std::int64_t step) {
   for (const ReplicaProcesses::Ended& e : processes_->exited()) {
     const std::string child = fmt::format("data-parallel rank {}", e.rank);
     const std::string cause = fmt::format("its process {} {}", static_cast<int>(e.pid), e.how);
+    collect_forwarded();  // it reported its escalation before it ended
+    if (const auto escalated = forwarded_.escalation_of(static_cast<long>(e.pid)))
+      throw Escalation(fmt::format("in the process of data-parallel rank {} (process {}, started by rank 0), {}",
+                                   e.rank, static_cast<int>(e.pid), escalated->escalation));
     if (!intensity_.allow(child, step, cause, now_s())) {
       const std::string place =
           fmt::format("the replica process of data-parallel rank {} (replica {} of parallel.data = {}, every pipeline "
@@ -172,9 +176,12 @@ void ProcessRecovery::step_done() {
 
 void ProcessRecovery::collect_forwarded() {
   if (!processes_) return;
-  for (const ReplicaProcesses::Report& r : processes_->take_reports())
+  for (const ReplicaProcesses::Report& r : processes_->take_reports()) {
     if (const auto f = supervision::decode_forwarded_restart(r.text); f && f->rank == r.rank)
       forwarded_.add(static_cast<long>(r.pid), *f);
+    else if (const auto e = supervision::decode_forwarded_escalation(r.text); e && e->rank == r.rank)
+      forwarded_.add_escalation(static_cast<long>(r.pid), *e);
+  }
 }
 
 bool ProcessRecovery::explained(std::int64_t step) {
@@ -187,6 +194,13 @@ std::vector<supervision::Restart> ProcessRecovery::restarts() const {
   std::vector<supervision::Restart> all = intensity_.restarts();
   for (supervision::Restart& r : forwarded_.restarts()) all.push_back(std::move(r));
   return all;
+}
+
+supervision::RestartIntensity::EscalationObserver ProcessRecovery::escalation_forwarder(int rank) {
+  if (!has_rank_zero()) return {};
+  return [rank](const std::string& escalation) {
+    report_to_rank_zero(supervision::encode_forwarded_escalation({rank, escalation}));
+  };
 }
 
 supervision::RestartIntensity::Observer ProcessRecovery::restart_forwarder(int rank) {

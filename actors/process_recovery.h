@@ -91,11 +91,15 @@ class ProcessRecovery {
   // replica's supervisor records it and as its times become known (RestartIntensity::observe); empty where
   // there is no rank 0 to tell (a launcher started this rank).
   static supervision::RestartIntensity::Observer restart_forwarder(int rank);
+  // The same for the escalation of this process's replica supervisor (past fault.max_restarts): rank 0 then
+  // stops the job when this process ends, as when its own supervisor gives up, instead of restarting it.
+  static supervision::RestartIntensity::EscalationObserver escalation_forwarder(int rank);
   int max_restarts() const { return intensity_.max_restarts(); }
 
  private:
   double now_s() const;
-  // Rank 0: reaps every rank process that ended and starts it again (or throws past the intensity).
+  // Rank 0: reaps every rank process that ended and starts it again (or throws past the intensity, or
+  // when the process ended because its own supervisor gave up).
   void restart_dead(std::int64_t step);
   // Rank 0: whether a restart a rank process reported for `step` explains a re-form in which no rank died.
   bool explained(std::int64_t step);

@@ -1,6 +1,6 @@
 """Owns rank 0 of a test's run whose ranks are processes: `troupe train` started in a fresh scratch directory
 that keeps its stderr, and the test's failure, which shows that stderr. Shared by tests/orphan_ranks.py,
-tests/hung_rank.py, tests/replica_restart.py and tests/tensor_process_restart.py."""
+tests/hung_rank.py, tests/replica_restart.py, tests/tensor_process_restart.py and tests/rank_actor_restart.py."""
 
 import json
 import os
@@ -27,13 +27,20 @@ def scratch(prefix):
     return _work
 
 
-def start(troupe, args):
-    """`troupe train ARGS` in the scratch directory, its stdout dropped and its stderr in stderr.txt; the process."""
+def start(troupe, args, keep_stdout=False):
+    """`troupe train ARGS` in the scratch directory, its stderr in stderr.txt and its stdout dropped (or, with
+    keep_stdout, in stdout.txt: stdout_text()); the process."""
     global _rank0
-    with open(os.path.join(_work, "stderr.txt"), "w") as err:
-        _rank0 = subprocess.Popen([troupe, "train"] + args, cwd=_work, stdout=subprocess.DEVNULL, stderr=err,
-                                  stdin=subprocess.DEVNULL)
+    with open(os.path.join(_work, "stderr.txt"), "w") as err, \
+            open(os.path.join(_work, "stdout.txt") if keep_stdout else os.devnull, "w") as out:
+        _rank0 = subprocess.Popen([troupe, "train"] + args, cwd=_work, stdout=out, stderr=err, stdin=subprocess.DEVNULL)
     return _rank0
+
+
+def stdout_text():
+    """What rank 0 has written to its stdout so far (started with keep_stdout)."""
+    with open(os.path.join(_work, "stdout.txt")) as f:
+        return f.read()
 
 
 def stderr_text():

@@ -36,6 +36,33 @@ std::optional<ForwardedRestart> decode_forwarded_restart(std::string_view text) 
   return f;
 }
 
+namespace {
+constexpr std::string_view kEscalationMagic = "troupe-escalation ";
+}  // namespace
+
+std::string encode_forwarded_escalation(const ForwardedEscalation& e) {
+  return fmt::format("{}{}\n{}", kEscalationMagic, e.rank, e.escalation);
+}
+
+std::optional<ForwardedEscalation> decode_forwarded_escalation(std::string_view text) {
+  const std::size_t eol = text.find('\n');
+  if (eol == std::string_view::npos || text.substr(0, kEscalationMagic.size()) != kEscalationMagic) return std::nullopt;
+  std::istringstream head{std::string(text.substr(kEscalationMagic.size(), eol - kEscalationMagic.size()))};
+  ForwardedEscalation e;
+  std::string rest;
+  if (!(head >> e.rank) || (head >> rest) || e.rank < 0) return std::nullopt;
+  e.escalation = std::string(text.substr(eol + 1));
+  return e;
+}
+
+void ForwardedRestarts::add_escalation(long pid, const ForwardedEscalation& e) { escalations_.emplace_back(pid, e); }
+
+std::optional<ForwardedEscalation> ForwardedRestarts::escalation_of(long pid) const {
+  for (const auto& [p, e] : escalations_)
+    if (p == pid) return e;
+  return std::nullopt;
+}
+
 void ForwardedRestarts::add(long pid, const ForwardedRestart& r) {
   for (Entry& e : entries_)
     if (e.pid == pid && e.forwarded.index == r.index) {

@@ -15,6 +15,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "runtime/supervision/restart_intensity.h"
@@ -33,6 +34,15 @@ std::string encode_forwarded_restart(const ForwardedRestart& r);
 // nullopt when `text` is not such a report (another kind of report, or damaged).
 std::optional<ForwardedRestart> decode_forwarded_restart(std::string_view text);
 
+// A rank process's supervisor gave up (past fault.max_restarts): its escalation, which ends that process and,
+// as rank 0's own supervisor's would, the job.
+struct ForwardedEscalation {
+  int rank = 0;
+  std::string escalation;  // RestartIntensity::escalation's words
+};
+std::string encode_forwarded_escalation(const ForwardedEscalation& e);
+std::optional<ForwardedEscalation> decode_forwarded_escalation(std::string_view text);
+
 class ForwardedRestarts {
  public:
   // A report from process `pid`: a new restart, or one already known (the same pid and index) whose
@@ -48,6 +58,11 @@ class ForwardedRestarts {
   // already in step S + 1, where it meets the broken group.
   bool explains_reform(std::int64_t step);
 
+  // Process `pid` escalated: rank 0 stops the job when it finds that process ended, instead of restarting it.
+  void add_escalation(long pid, const ForwardedEscalation& e);
+  // The escalation process `pid` reported, if any.
+  std::optional<ForwardedEscalation> escalation_of(long pid) const;
+
  private:
   struct Entry {
     long pid = 0;
@@ -55,6 +70,7 @@ class ForwardedRestarts {
     bool explained = false;  // a re-form of the group was this restart
   };
   std::vector<Entry> entries_;
+  std::vector<std::pair<long, ForwardedEscalation>> escalations_;  // by process
 };
 
 }  // namespace troupe::supervision

@@ -60,6 +60,7 @@ std::string RestartIntensity::escalation(const std::string& place, std::int64_t 
                "the newest checkpoint"
              : fmt::format("\nthe job stops; `troupe train --resume {}` continues it from the newest checkpoint",
                            checkpoint_dir);
+  if (escalation_observer_) escalation_observer_(out);
   return out;
 }
 

@@ -41,6 +41,9 @@ class RestartIntensity {
   // so (forwarded_restarts.h). Set it before the first death.
   using Observer = std::function<void(std::size_t index, const Restart& restart)>;
   void observe(Observer observer) { observer_ = std::move(observer); }
+  // Called with the escalation's words whenever escalation() makes them (the supervisor gives up).
+  using EscalationObserver = std::function<void(const std::string& escalation)>;
+  void observe_escalation(EscalationObserver observer) { escalation_observer_ = std::move(observer); }
 
   // Every restart so far, oldest first.
   const std::vector<Restart>& restarts() const { return restarts_; }
@@ -51,7 +54,8 @@ class RestartIntensity {
 
   // The error that ends the job when allow() said no: `place` (the child as its Topology names it)
   // failed in `step` of `cause`, past the intensity; each earlier restart by step and cause; and how to
-  // continue (`--resume` when `checkpoint_dir` is set, else how to get checkpoints next time).
+  // continue (`--resume` when `checkpoint_dir` is set, else how to get checkpoints next time). The
+  // escalation observer hears it.
   std::string escalation(const std::string& place, std::int64_t step, const std::string& cause,
                          const std::string& checkpoint_dir) const;
 
@@ -60,6 +64,7 @@ class RestartIntensity {
   double window_;
   std::vector<Restart> restarts_;
   Observer observer_;
+  EscalationObserver escalation_observer_;
 };
 
 }  // namespace troupe::supervision

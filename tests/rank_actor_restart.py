@@ -1,0 +1,102 @@
+#!/usr/bin/env python3
+"""An actor restarted inside a rank process other than rank 0 is reported to rank 0, which lists it once.
+
+usage: rank_actor_restart.py TROUPE CASE
+
+Real `troupe train` runs of 3 replica processes over tcp in deterministic mode (docs/failures.md, "Restarts
+inside rank processes"); the fault is a `fault.inject` clause `on replica R >= 1`, so it strikes inside rank
+R's process, whose own supervisor restarts the actor (no process is restarted):
+  throw           `throw stage 0 at step 7 on replica 1`: the stage redoes its step alone, the group never
+                  re-forms;
+  throw-update    `throw optimizer 0 at step 7 on replica 2`: a death in the update, so every process
+                  re-forms the group and re-runs the step;
+  escalate        fault.max_restarts = 1 and two throws on replica 1: rank 1's supervisor gives up, and rank 0
+                  stops the job with its escalation (exit 1, no weights, no process left), as it does when its
+                  own supervisor gives up.
+For throw and throw-update: exit 0, losses and final weights bitwise those of the same run without the fault,
+every rank process the same process to the end, and rank 0's report (its stdout and the run directory's
+log.txt) lists the restart exactly once, naming the rank, the actor and the step, and nothing else.
+"""
+import os
+import re
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from rank_processes import ranks_now  # noqa: E402
+from rank_zero import SMALL_GPT_OVER_TCP, ended, fail, losses, scratch, start, stdout_text, wait_for  # noqa: E402
+
+STEPS = 12
+SMALL = SMALL_GPT_OVER_TCP + ["--set", "train.batch_size=12", "--set", "train.deterministic=true",
+                              "--set", "comm.timeout_s=6", "--set", "parallel.data=3", "--steps", str(STEPS)]
+CASES = {
+    "throw": (["--set", "fault.inject=throw stage 0 at step 7 on replica 1"],
+              "rank 1/replica 1/stage 0 in step 7: stage 0: injected fault"),
+    "throw-update": (["--set", "fault.inject=throw optimizer 0 at step 7 on replica 2"],
+                     "rank 2/replica 2/stage 0/optimizer state in step 7: optimizer state of stage 0: injected fault"),
+    "escalate": (["--set", "fault.max_restarts=1",
+                  "--set", "fault.inject=throw stage 0 at step 3 on replica 1; throw stage 0 at step 7 on replica 1"],
+                 None),
+}
+
+
+def main():
+    troupe, case = sys.argv[1], sys.argv[2]
+    fault, listed = CASES[case]
+    work = scratch("troupe-rank-actor-restart-")
+    if case != "escalate":
+        clean = subprocess.run([troupe, "train"] + SMALL + ["--dump-losses", "clean.jsonl", "--save", "clean.st"],
+                               cwd=work, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, timeout=300)
+        if clean.returncode != 0:
+            fail("the run without faults failed: " + clean.stderr[-2000:])
+    run = start(troupe, SMALL + fault + ["--dump-losses", "faulty.jsonl", "--save", "faulty.st", "--run-dir", "run"],
+                keep_stdout=True)
+    wait_for("2 rank processes", lambda: len(ranks_now(run.pid)) == 2, 60)
+    kids = ranks_now(run.pid)
+    print("rank processes:", kids)
+    while run.poll() is None:  # no rank process is restarted: the actor is, inside its process
+        now = ranks_now(run.pid)
+        for r, p in kids.items():
+            if case != "escalate" and r in now and now[r] != p:
+                fail("rank %d was restarted as a process: %d, then %d" % (r, p, now[r]))
+        time.sleep(0.02)
+    code, err = ended(kids.values())
+    out = stdout_text()
+    if case == "escalate":
+        if code == 0:
+            fail("rank 0 exited 0 after more restarts of rank 1's actor than fault.max_restarts")
+        for words in ["in the process of data-parallel rank 1", "stage actor replica 1/stage 0", "died in step 7",
+                      "the supervisor gives up", "fault.max_restarts = 1", "the 1 restart before",
+                      "replica 1/stage 0 in step 3"]:
+            if words not in err:
+                fail("rank 0's escalation does not say '%s'" % words)
+        if "rank 0 restarted it as process" in err:
+            fail("rank 0 restarted the process whose supervisor gave up")
+        if os.path.exists(os.path.join(work, "faulty.st")):
+            fail("a failed run wrote its weights")
+        print("OK: rank 1's escalation stopped the job at rank 0")
+        return
+    if code != 0:
+        fail("rank 0 exited %d" % code)
+    log = open(os.path.join(work, "run", "log.txt")).read()
+    for name, text in [("rank 0's output", out), ("the run directory's log.txt", log)]:
+        if not re.search(r"^1 restart \(fault\.max_restarts = 3\):$", text, re.M):
+            fail("%s does not count 1 restart:\n%s" % (name, text[-1500:]))
+        lines = [line for line in text.splitlines() if line.startswith("  ") and "; re-run " in line]
+        if len(lines) != 1 or listed not in lines[0]:
+            fail("%s lists %s, not the one restart '%s ...'" % (name, lines, listed))
+        if "recovered (the step done)" not in lines[0]:
+            fail("the restart has no recovery time: " + lines[0])
+    if "rank 0 restarted it as process" in err:
+        fail("a rank process was restarted")
+    a, b = losses(os.path.join(work, "clean.jsonl")), losses(os.path.join(work, "faulty.jsonl"))
+    if a != b:
+        fail("losses differ from the run without faults: %s" % [(x, y) for x, y in zip(a, b) if x != y][:3])
+    with open(os.path.join(work, "clean.st"), "rb") as f, open(os.path.join(work, "faulty.st"), "rb") as g:
+        if f.read() != g.read():
+            fail("final weights differ from the run without faults")
+    print("OK: %d steps bitwise equal to the run without faults; rank 0 listed once: %s" % (len(b), listed))
+
+
+main()
