@@ -29,7 +29,9 @@
 // stalled); none drawn unless named. Shards beside worker processes are not restarted yet, so no fault hits them.
 // Process layouts run the troupe program (--troupe, default: ../troupe beside this program) as a user would.
 // Stalls are found by heartbeats: the table gives, for them, the silence before rank 0 found the process
-// (detection) apart from the restart's own times, which start when it was found.
+// (detection) apart from the restart's own times, which start when it was found. A process layout's restarts
+// are those rank 0's report lists: its own, the rank processes', and the actors restarted inside other rank
+// processes, which those processes report to rank 0 (runtime/supervision/forwarded_restarts.h).
 // Exit status: 0 when every trial finished bitwise equal, 1 otherwise.
 #include <algorithm>
 #include <cctype>
@@ -408,8 +410,9 @@ int main(int argc, char** argv) {
       if (!out.restarts.empty()) tally->total.push_back(detected + recovery);
       if (out.finished) tally->lost.push_back(lost);
     }
-    // A trial that ended bitwise without a restart: its fault hit nothing that needed one (listed, so the
-    // restarts column can be read against the trials).
+    // A trial that ended bitwise without a restart reported: listed, so that the restarts column can be read
+    // against the trials. Every fault drawn restarts something, and every restart reaches the report (those
+    // inside rank processes other than rank 0 too), so the list is empty unless something went unreported.
     if (same && out.restarts.empty()) unrestarted.push_back(fmt::format("{} [{}]", clause, layout));
     if (!same)
       failures.push_back(fmt::format("{} [{}]: {}\n    {}", clause, layout,

@@ -187,3 +187,27 @@ TEST_CASE("restart intensity: its observer hears of each restart as it is record
   CHECK_FALSE(intensity.allow("replica 1/stage 0", 4, "again", 4.5));  // escalates: nothing recorded, nothing heard
   CHECK(heard.size() == 4);
 }
+
+TEST_CASE("forwarded escalations: the text reads back, and rank 0 finds it by the process that sent it",
+          "[supervision][forwarded]") {
+  RestartIntensity intensity(0, 60.0);
+  std::string heard;
+  intensity.observe_escalation([&](const std::string& e) { heard = e; });
+  REQUIRE_FALSE(intensity.allow("replica 1/stage 0", 2, "boom", 1.0));
+  const std::string words = intensity.escalation("stage actor replica 1/stage 0", 2, "boom", "");
+  CHECK(heard == words);  // what the supervisor says is what rank 0 hears
+  const auto back = decode_forwarded_escalation(encode_forwarded_escalation({1, words}));
+  REQUIRE(back.has_value());
+  CHECK(back->rank == 1);
+  CHECK(back->escalation == words);
+  CHECK_FALSE(decode_forwarded_escalation(encode_forwarded_restart(stage_restart(1, 0, 2))).has_value());
+  CHECK_FALSE(decode_forwarded_restart(encode_forwarded_escalation({1, words})).has_value());
+  CHECK_FALSE(decode_forwarded_escalation("troupe-escalation x\nwords").has_value());
+
+  ForwardedRestarts log;
+  log.add_escalation(4242, *back);
+  CHECK_FALSE(log.escalation_of(4300).has_value());  // rank 1's next process did not escalate
+  REQUIRE(log.escalation_of(4242).has_value());
+  CHECK(log.escalation_of(4242)->escalation == words);
+  CHECK(log.restarts().empty());
+}
