@@ -101,3 +101,37 @@ def ended(rank_pids):
     if left:
         fail("rank processes %s were left running" % left)
     return code, text
+
+
+def run_clean(troupe, args):
+    """The same run without the fault, in the scratch directory: clean.jsonl and clean.st; fails the test when it
+    fails."""
+    clean = subprocess.run([troupe, "train"] + args + ["--dump-losses", "clean.jsonl", "--save", "clean.st"],
+                           cwd=_work, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, timeout=300)
+    if clean.returncode != 0:
+        fail("the run without faults failed: " + clean.stderr[-2000:])
+
+
+def check_bitwise():
+    """The faulty run's losses and final weights (faulty.jsonl, faulty.st) are bitwise the clean run's; fails the
+    test when not. Returns the steps compared."""
+    a, b = losses(os.path.join(_work, "clean.jsonl")), losses(os.path.join(_work, "faulty.jsonl"))
+    if a != b:
+        diff = [(x, y) for x, y in zip(a, b) if x != y][:3]
+        fail("losses differ from the run without faults (%d vs %d steps), first: %s" % (len(a), len(b), diff))
+    with open(os.path.join(_work, "clean.st"), "rb") as f, open(os.path.join(_work, "faulty.st"), "rb") as g:
+        if f.read() != g.read():
+            fail("final weights differ from the run without faults")
+    return len(b)
+
+
+def check_escalation(code, text, words):
+    """Rank 0 ended past fault.max_restarts: a non-zero exit `code`, each of `words` in its stderr `text`, and no
+    weights file (faulty.st) written; fails the test when not."""
+    if code == 0:
+        fail("rank 0 exited 0 after more restarts than fault.max_restarts")
+    for w in words:
+        if w not in text:
+            fail("the escalation does not say '%s'" % w)
+    if os.path.exists(os.path.join(_work, "faulty.st")):
+        fail("a failed run wrote its weights")

@@ -14,17 +14,15 @@ Real `troupe train` runs over tcp in deterministic mode (docs/failures.md, "Repl
 For kill, kill-pp and stop: exit 0, later losses and final weights bitwise those of the same run without a
 fault, and the surviving rank processes are the same processes (their PIDs unchanged) to the end.
 """
-import json
 import os
 import re
 import signal
-import subprocess
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from rank_processes import ranks_now  # noqa: E402
-from rank_zero import SMALL_GPT_OVER_TCP, ended, fail, losses, scratch, start, stderr_text, steps_done, wait_for  # noqa: E402,E501
+from rank_zero import SMALL_GPT_OVER_TCP, check_bitwise, check_escalation, ended, fail, run_clean, scratch, start, stderr_text, steps_done, wait_for  # noqa: E402,E501
 
 TIMEOUT_S = 6
 STEPS = 200
@@ -80,10 +78,7 @@ def main():
     work = scratch("troupe-restart-")
     layout = SMALL + LAYOUTS[case]
     if case != "escalate":
-        clean = subprocess.run([troupe, "train"] + layout + ["--dump-losses", "clean.jsonl", "--save", "clean.st"],
-                               cwd=work, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, timeout=300)
-        if clean.returncode != 0:
-            fail("the run without faults failed: " + clean.stderr[-2000:])
+        run_clean(troupe, layout)
     RUN = start(troupe, layout + ["--dump-losses", "faulty.jsonl", "--save", "faulty.st"])
     replicas = int([a for a in layout if a.startswith("parallel.data=")][0].split("=")[1])
     wait_for("%d rank processes" % (replicas - 1), lambda: len(ranks_now(RUN.pid)) == replicas - 1, 60)
@@ -102,14 +97,8 @@ def main():
         time.sleep(0.02)
     code, text = ended(kids.values())
     if case == "escalate":
-        if code == 0:
-            fail("rank 0 exited 0 after more restarts than fault.max_restarts")
-        for words in ["data-parallel rank 1", "the supervisor gives up", "fault.max_restarts = 1",
-                      "the 1 restart before", "replica process of data-parallel rank 1"]:
-            if words not in text:
-                fail("the escalation does not say '%s'" % words)
-        if os.path.exists(os.path.join(work, "faulty.st")):
-            fail("a failed run wrote its weights")
+        check_escalation(code, text, ["data-parallel rank 1", "the supervisor gives up", "fault.max_restarts = 1",
+                                      "the 1 restart before", "replica process of data-parallel rank 1"])
         return
     if code != 0:
         fail("rank 0 exited %d" % code)
@@ -117,15 +106,9 @@ def main():
         fail("%d restarts reported, not 1" % restarts_in())
     if case == "stop" and "sent no heartbeat" not in text:
         fail("rank 0 does not say that rank 1 sent no heartbeat")
-    a, b = losses(os.path.join(work, "clean.jsonl")), losses(os.path.join(work, "faulty.jsonl"))
-    if a != b:
-        diff = [(x, y) for x, y in zip(a, b) if x != y][:3]
-        fail("losses differ from the run without faults (%d vs %d steps), first: %s" % (len(a), len(b), diff))
-    with open(os.path.join(work, "clean.st"), "rb") as f, open(os.path.join(work, "faulty.st"), "rb") as g:
-        if f.read() != g.read():
-            fail("final weights differ from the run without faults")
+    steps = check_bitwise()
     print("OK: %d steps, losses and weights bitwise equal to the run without faults; survivors %s unchanged" %
-          (len(b), sorted(survivors.values())))
+          (steps, sorted(survivors.values())))
 
 
 main()

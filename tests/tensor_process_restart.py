@@ -22,13 +22,12 @@ those of the same run without a fault, and the surviving rank processes the same
 import os
 import re
 import signal
-import subprocess
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from rank_processes import ranks_now  # noqa: E402
-from rank_zero import ended, fail, losses, scratch, start, stderr_text, steps_done, wait_for  # noqa: E402,E501
+from rank_zero import check_bitwise, check_escalation, ended, fail, run_clean, scratch, start, stderr_text, steps_done, wait_for  # noqa: E402,E501
 
 TIMEOUT_S = 4
 STEPS = 60
@@ -71,10 +70,7 @@ def main():
     work = scratch("troupe-tp-restart-")
     base = SMALL + layout
     if case != "escalate":
-        clean = subprocess.run([troupe, "train"] + base + ["--dump-losses", "clean.jsonl", "--save", "clean.st"],
-                               cwd=work, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, timeout=300)
-        if clean.returncode != 0:
-            fail("the run without faults failed: " + clean.stderr[-2000:])
+        run_clean(troupe, base)
     faulty = base + (["--set", "fault.inject=" + clause] if clause else [])
     RUN = start(troupe, faulty + ["--dump-losses", "faulty.jsonl", "--save", "faulty.st"])
     size = 4 if case == "dp-tp" else 2
@@ -103,15 +99,9 @@ def main():
         time.sleep(0.005)
     code, text = ended(kids.values())
     if case == "escalate":
-        if code == 0:
-            fail("rank 0 exited 0 after more restarts than fault.max_restarts")
-        for words in ["tensor-parallel rank 1", "the supervisor gives up", "fault.max_restarts = 1",
-                      "the 1 restart before", "the process of tensor-parallel rank 1 (replica 0 of parallel.data = 1, "
-                      "tensor shard 1 of parallel.tensor = 2"]:
-            if words not in text:
-                fail("the escalation does not say '%s'" % words)
-        if os.path.exists(os.path.join(work, "faulty.st")):
-            fail("a failed run wrote its weights")
+        check_escalation(code, text, ["tensor-parallel rank 1", "the supervisor gives up", "fault.max_restarts = 1",
+                                      "the 1 restart before", "the process of tensor-parallel rank 1 (replica 0 of "
+                                      "parallel.data = 1, tensor shard 1 of parallel.tensor = 2"])
         print("OK: escalated past fault.max_restarts = 1, naming the rank, its place and the restart before")
         return
     if code != 0:
@@ -122,15 +112,9 @@ def main():
         print("(the restarted rank %d ran too briefly to be seen)" % victim_rank)
     if case == "stop" and "sent no heartbeat" not in text:
         fail("rank 0 does not say that rank 1 sent no heartbeat")
-    a, b = losses(os.path.join(work, "clean.jsonl")), losses(os.path.join(work, "faulty.jsonl"))
-    if a != b:
-        diff = [(x, y) for x, y in zip(a, b) if x != y][:3]
-        fail("losses differ from the run without faults (%d vs %d steps), first: %s" % (len(a), len(b), diff))
-    with open(os.path.join(work, "clean.st"), "rb") as f, open(os.path.join(work, "faulty.st"), "rb") as g:
-        if f.read() != g.read():
-            fail("final weights differ from the run without faults")
+    steps = check_bitwise()
     print("OK: %d steps, losses and weights bitwise equal to the run without faults; survivors %s unchanged" %
-          (len(b), sorted(survivors.values())))
+          (steps, sorted(survivors.values())))
 
 
 main()
