@@ -6,6 +6,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <set>
 #include <string>
@@ -124,6 +125,39 @@ TEST_CASE("shm: every rank sends 16 MiB before anyone receives, and send never w
     std::vector<std::byte> got(n);
     t.recv(left, 1, got);
     REQUIRE(got == pattern(n, left));
+  }));
+}
+
+TEST_CASE("shm: a lent send is written from the caller's memory as slots free, and release_lent frees that memory at once", "[shm]") {
+  RankGroup group(TransportKind::shm, 2, 5s, 64);  // 3 slots of 64 bytes: all but 192 bytes wait for room
+  std::atomic<int> phase{0};                      // the sender's progress, for the receiver to wait on
+  const auto wait_for = [&](int p) {
+    while (phase.load() < p) std::this_thread::yield();
+  };
+  require_no_errors(group.run([&](comm::Transport& t) {
+    const std::size_t n = 5000;
+    if (t.rank() == 0) {
+      std::vector<std::byte> lent = pattern(n, 1);
+      t.send_lent(1, 1, lent);
+      // Nobody has received yet, so bytes past the ring are still read from here: the change shows.
+      std::fill(lent.begin() + 1000, lent.end(), std::byte{0x5a});
+      phase.store(1);
+      std::vector<std::byte> second = pattern(n, 2);
+      t.send_lent(1, 2, second);
+      t.release_lent();  // copies what is still waiting: `second` may change from here on
+      std::fill(second.begin(), second.end(), std::byte{0xa5});
+      phase.store(2);
+      t.release_lent();  // nothing lent is left: returns at once
+      return;
+    }
+    wait_for(1);
+    std::vector<std::byte> got(n), expected = pattern(n, 1);
+    std::fill(expected.begin() + 1000, expected.end(), std::byte{0x5a});
+    wait_for(2);
+    t.recv(0, 1, got);
+    REQUIRE(got == expected);
+    t.recv(0, 2, got);
+    REQUIRE(got == pattern(n, 2));
   }));
 }
 

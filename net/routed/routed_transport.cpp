@@ -24,6 +24,15 @@ void RoutedTransport::send(int to, std::uint32_t tag, std::span<const std::byte>
 
 void RoutedTransport::recv(int from, std::uint32_t tag, std::span<std::byte> out) { route(from).recv(from, tag, out); }
 
+void RoutedTransport::send_lent(int to, std::uint32_t tag, std::span<const std::byte> data) {
+  route(to).send_lent(to, tag, data);
+}
+
+void RoutedTransport::release_lent() noexcept {
+  near_.release_lent();
+  far_.release_lent();
+}
+
 namespace {
 
 std::unique_ptr<RoutedTransport> assemble(std::shared_ptr<ShmTransport> shm) {

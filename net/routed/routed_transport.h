@@ -40,6 +40,9 @@ class RoutedTransport final : public comm::Transport {
   int size() const override { return near_.size(); }
   void send(int to, std::uint32_t tag, std::span<const std::byte> data) override;
   void recv(int from, std::uint32_t tag, std::span<std::byte> out) override;
+  // Lent sends take the peer's route like any other; release_lent() releases both routes' loans.
+  void send_lent(int to, std::uint32_t tag, std::span<const std::byte> data) override;
+  void release_lent() noexcept override;
 
   // Whether rank `peer` is reached through `near` (this rank itself counts as near).
   bool near(int peer) const;

@@ -83,8 +83,10 @@ struct ShmTransport::Impl {
     std::uint32_t tag = 0;
     std::uint64_t total = 0;
     std::uint64_t next_slot = 0;
-    std::uint64_t copied_from = 0;  // the byte of the message `copy` starts at
+    std::uint64_t copied_from = 0;  // the byte of the message `copy` (or `lent`) starts at
     std::vector<std::byte> copy;
+    const std::byte* lent = nullptr;  // send_lent: the caller's memory from copied_from on, instead of `copy`
+    const std::byte* source() const { return lent ? lent : copy.data(); }
   };
   std::vector<std::deque<Pending>> pending;  // by receiver
   std::thread flusher;
@@ -130,7 +132,7 @@ struct ShmTransport::Impl {
     while (true) {
       while (!q.empty()) {
         Pending& p = q.front();
-        p.next_slot = write_slots(to, p.tag, p.total, p.next_slot, p.copy.data(), p.copied_from);
+        p.next_slot = write_slots(to, p.tag, p.total, p.next_slot, p.source(), p.copied_from);
         if (p.next_slot < shm::slots_for(p.total, layout.slot_bytes)) break;
         q.pop_front();
       }
@@ -168,6 +170,9 @@ struct ShmTransport::Impl {
     }
     return true;
   }
+
+  // send() and send_lent() (`lend`: what does not fit is written from the caller's memory).
+  void send(int to, std::uint32_t tag, std::span<const std::byte> data, bool lend);
 
   // --- receive ---
 
@@ -327,8 +332,28 @@ void ShmTransport::abort() {
   impl_->own.header().data_bell.ring();
 }
 
-void ShmTransport::send(int to, std::uint32_t tag, std::span<const std::byte> data) {
+void ShmTransport::send(int to, std::uint32_t tag, std::span<const std::byte> data) { impl_->send(to, tag, data, false); }
+
+void ShmTransport::send_lent(int to, std::uint32_t tag, std::span<const std::byte> data) { impl_->send(to, tag, data, true); }
+
+void ShmTransport::release_lent() noexcept {
   Impl& s = *impl_;
+  std::lock_guard lock(s.out_mu);
+  for (auto& q : s.pending) {
+    for (Impl::Pending& p : q) {
+      if (!p.lent) continue;
+      // What the receiver has not freed room for yet: copied now (the copy send() would have made),
+      // so the caller's memory is free the moment this returns, without waiting on a slow reader.
+      const std::size_t from = p.next_slot * s.layout.slot_bytes;
+      p.copy.assign(p.lent + (from - p.copied_from), p.lent + (p.total - p.copied_from));
+      p.copied_from = from;
+      p.lent = nullptr;
+    }
+  }
+}
+
+void ShmTransport::Impl::send(int to, std::uint32_t tag, std::span<const std::byte> data, bool lend) {
+  Impl& s = *this;
   TROUPE_CHECK(to >= 0 && to < s.size, "send to rank ", to, " of ", s.size);
   TROUPE_CHECK(to == s.rank || s.shares[static_cast<std::size_t>(to)], "send to rank ", to,
                ", which shares no memory with rank ", s.rank, " (reach it over links())");
@@ -346,9 +371,14 @@ void ShmTransport::send(int to, std::uint32_t tag, std::span<const std::byte> da
   std::uint64_t next = 0;
   if (q.empty()) next = s.write_slots(to, tag, data.size(), 0, data.data(), 0);
   if (next == shm::slots_for(data.size(), s.layout.slot_bytes)) return;
-  // The copy send() promises for what the ring has no room for; the flusher writes it.
+  // What the ring has no room for: the copy send() promises, or (lent) the caller's memory, which
+  // the flusher writes from as the receiver frees slots.
   const std::size_t from = next * s.layout.slot_bytes;
-  q.push_back(Impl::Pending{tag, data.size(), next, from, std::vector<std::byte>(data.begin() + static_cast<std::ptrdiff_t>(from), data.end())});
+  if (lend) {
+    q.push_back(Impl::Pending{tag, data.size(), next, from, {}, data.data() + from});
+  } else {
+    q.push_back(Impl::Pending{tag, data.size(), next, from, std::vector<std::byte>(data.begin() + static_cast<std::ptrdiff_t>(from), data.end()), nullptr});
+  }
   s.pump(to);
   s.own.header().space_bell.ring();
 }

@@ -82,6 +82,11 @@ class ShmTransport final : public comm::Transport {
   int size() const override;
   void send(int to, std::uint32_t tag, std::span<const std::byte> data) override;
   void recv(int from, std::uint32_t tag, std::span<std::byte> out) override;
+  // As send(), but what the ring has no room for is not copied aside: the flusher writes it from the
+  // caller's memory (comm::Transport's lending contract). release_lent() copies aside whatever lent
+  // bytes the receiver has not made room for yet, so it returns at once.
+  void send_lent(int to, std::uint32_t tag, std::span<const std::byte> data) override;
+  void release_lent() noexcept override;
   // Every rank's staging region and counters (ShmOptions::pieces), or null under ShmPeers::same_host
   // or with no pieces.
   comm::SharedWindow* shared_window() override;
