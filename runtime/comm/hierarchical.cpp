@@ -80,17 +80,21 @@ std::size_t hierarchical_bytes_sent(std::span<const int> host_of, int rank, std:
 
 namespace {
 
-// How many blocks a leader runs each step ahead of the next (the pipeline below): 2 blocks of 4 MiB keep
-// about 70 ms of a 1 Gbit/s link queued, more than a loaded machine's scheduling gaps.
-constexpr std::size_t kBlocksAhead = 2;
+// How many blocks a leader runs each step ahead of the next (the pipeline below): 3 blocks of 4 MiB keep
+// about 100 ms of a 1 Gbit/s link queued, more than a loaded machine's scheduling gaps. Measured over a
+// 1 Gbit/s link, 2 hosts x 2 ranks, 5 alternated rounds (docs/multi-host.md): at 64 MiB 3 took 563.7 ms
+// (median), 2 took 567.4 and 4 took 566.9 (the bound is 561.8); at 16 MiB all three were within 1 ms.
+constexpr std::size_t kBlocksAhead = 3;
 // How far a non-leader's sends run ahead of the totals it has received back: at least 2·kBlocksAhead + 2
 // blocks (the leader broadcasts block b 2·kBlocksAhead steps after it reduced it, so the member's block
 // b + 2 goes out two steps before the leader needs it, and the leader never waits on a member that waits
-// on it), and kMemberBytesAhead. Why pace at all: sending all blocks at once made the shared-memory
+// on it), and kMemberBytesAhead. Why pace: sending all blocks at once made the shared-memory
 // transport copy all but its ring's worth aside (64 MiB: 60 MiB, freshly allocated) at the start of
 // every allreduce, on every host at once, just when the leaders must restart the link. Measured over a
 // 1 Gbit/s link on a loaded machine (docs/multi-host.md), 64 MiB ran 4-8% faster than before with this
-// and the small end blocks, 0-4% of it this. Why at least 16 MiB: six 1 MiB blocks (a 16 MiB buffer)
+// and the small end blocks, 0-4% of it this. Blocks are now lent (send_lent: what the ring has no room
+// for is written from `data`, never copied), which removed the rest of those copies (16 MiB's 12 MiB
+// still went aside under the pacing); whether the pacing still pays has not been measured since. Why at least 16 MiB: six 1 MiB blocks (a 16 MiB buffer)
 // would put a member's wake-up on the leader's path every few milliseconds (one run: 15% slower, though
 // within that machine's noise at that size), so small buffers still go nearly all at once.
 constexpr std::size_t kMemberBlocksAhead = 2 * kBlocksAhead + 2;
@@ -120,8 +124,20 @@ struct Across {
   // This leader's range summed over the hosts, in host order: ((p_0 + p_1) + p_2) + ...
   void reduce_own(std::span<T> block) {
     const std::span<T> mine = range(block, me);
-    sum.resize(mine.size());
     inbox.resize(mine.size());
+    if (me == 0 || hosts() == 2) {
+      // The sum can grow in place: host 0's leader adds each later partial to its own (mine + p_h);
+      // of two hosts, host 1's leader adds its own to host 0's (p_0 + mine). Same operands, same order
+      // as below, one pass over the range fewer and no copies.
+      for (int h = 0; h < hosts(); ++h) {
+        if (h == me) continue;
+        transport.recv(leaders[static_cast<std::size_t>(h)], kHierAcrossReduceTag, std::as_writable_bytes(std::span<T>(inbox)));
+        if (me == 0) add_into(mine.data(), mine.data(), inbox.data(), mine.size());
+        else add_into(mine.data(), inbox.data(), mine.data(), mine.size());
+      }
+      return;
+    }
+    sum.resize(mine.size());
     for (int h = 0; h < hosts(); ++h) {
       std::span<const T> part = mine;
       if (h != me) {
@@ -169,6 +185,12 @@ void allreduce_hierarchical(Transport& transport, std::span<T> data, std::span<c
   const std::vector<ChunkRange> cuts = hierarchical_blocks(data.size(), block);
   const std::size_t blocks = cuts.size();
   auto block_of = [&](std::size_t b) { return data.subspan(cuts[b].offset, cuts[b].length); };
+  // Blocks go to the leader, and totals back, as lent sends (Transport::send_lent): on return, or when an
+  // error unwinds, nothing the transport still holds reads `data`.
+  struct ReleaseLent {
+    Transport& transport;
+    ~ReleaseLent() { transport.release_lent(); }
+  } release_lent{transport};
 
   if (rank != leader) {
     const std::size_t bytes_ahead = options.member_bytes_ahead ? options.member_bytes_ahead : kMemberBytesAhead;
@@ -177,7 +199,9 @@ void allreduce_hierarchical(Transport& transport, std::span<T> data, std::span<c
     for (std::size_t b = 0; b < blocks; ++b) {
       if (b >= done + ahead)  // the total of block `done`, from the leader
         transport.recv(leader, kHierBroadcastTag, std::as_writable_bytes(block_of(done++)));
-      transport.send(leader, kHierReduceTag, std::as_bytes(block_of(b)));  // to the leader
+      // Lent (no copy aside): the member writes block b again only when its total comes back, which
+      // the leader sends after it has received block b.
+      transport.send_lent(leader, kHierReduceTag, std::as_bytes(block_of(b)));  // to the leader
     }
     for (; done < blocks; ++done) transport.recv(leader, kHierBroadcastTag, std::as_writable_bytes(block_of(done)));
     return;
@@ -191,8 +215,8 @@ void allreduce_hierarchical(Transport& transport, std::span<T> data, std::span<c
     }
   };
   Across<T> across{transport, leaders, me, {}, {}};
-  const auto broadcast = [&](std::span<T> done) {
-    for (std::size_t m = 1; m < local.size(); ++m) transport.send(local[m], kHierBroadcastTag, std::as_bytes(done));
+  const auto broadcast = [&](std::span<T> done) {  // lent: a finished block is not written again
+    for (std::size_t m = 1; m < local.size(); ++m) transport.send_lent(local[m], kHierBroadcastTag, std::as_bytes(done));
   };
   if (leaders.size() == 1) {
     for (std::size_t b = 0; b < blocks; ++b) {

@@ -8,10 +8,11 @@
 //
 //   reduce     every non-leader sends the block to its host's leader (the host's lowest rank), which
 //              adds them in rank order: ((x_leader + x_m1) + x_m2) + ...  Inside a host: (k - 1)·B bytes
-//              reach a leader of k local ranks. Non-leaders send their blocks up to 16 MiB (at least six
+//              reach a leader of k local ranks. Non-leaders send their blocks up to 16 MiB (at least eight
 //              blocks) ahead of the totals they have back (send never waits), so the leader finds block
-//              b + 1 waiting when it is done with block b, without a 64 MiB buffer's worth of copies
-//              aside in the shared-memory transport at the start of every allreduce.
+//              b + 1 waiting when it is done with block b. Blocks and totals are lent sends
+//              (Transport::send_lent): what the shared-memory ring has no room for is written from the
+//              buffer itself, not copied aside into fresh memory at the start of every allreduce.
 //   across     the leaders sum the block among themselves, direct.h's pattern: the block is cut into
 //              one near-equal range per host (ring_chunk); each leader sends every other leader that
 //              leader's range of its host's partial sum, adds its own range over all hosts in host
@@ -22,9 +23,9 @@
 //              of the link between them, so at best 1.5x faster when the link is the bottleneck).
 //   broadcast  the leader sends the finished block to each of its local ranks.
 //
-// Pipelining: a leader runs its steps two blocks apart — while it reduces block b locally and queues
-// its ranges, it sums its own range of block b - 2 and takes the other leaders' results for block b - 4
-// (broadcasting them) — so send never waits, the link between hosts keeps two blocks queued while the
+// Pipelining: a leader runs its steps three blocks apart — while it reduces block b locally and queues
+// its ranges, it sums its own range of block b - 3 and takes the other leaders' results for block b - 6
+// (broadcasting them) — so send never waits, the link between hosts keeps three blocks queued while the
 // leader adds, and each recv is posted about when its message arrives. Steps per block: (k - 1)
 // receives at the leader, 2 rounds among the leaders, (k - 1) sends.
 
@@ -59,7 +60,7 @@ struct HierarchicalOptions {
   // Tests make it small. The block size changes the messages, never the bits.
   std::size_t block_bytes = 0;
   // How far a non-leader's sends may run ahead of the totals it has received back, in bytes (never fewer
-  // than 2·2 + 2 blocks); 0: 16 MiB. Tests make it small, to reach the paced path. Changes when messages
+  // than 2·3 + 2 blocks); 0: 16 MiB. Tests make it small, to reach the paced path. Changes when messages
   // go, never the bits.
   std::size_t member_bytes_ahead = 0;
 };
