@@ -33,7 +33,7 @@ static void fail(const char* what) {
   exit(1);
 }
 
-static void receive(struct sockaddr_in at, long total) {
+static void receive(struct sockaddr_in at, long total, const char* mode) {
   const int s = socket(AF_INET, SOCK_STREAM, 0);
   if (s < 0 || connect(s, (struct sockaddr*)&at, sizeof at) != 0) fail("the receiver's connect");
   char* buffer = aligned_alloc(4096, kMessage);
@@ -44,7 +44,7 @@ static void receive(struct sockaddr_in at, long total) {
     if (n == 0) break;
     got += n;
   }
-  printf("receiver: %.3f s CPU\n", cpu_seconds());
+  printf("receiver (%s): %.3f s CPU\n", mode, cpu_seconds());
 }
 
 int main(int argc, char** argv) {
@@ -64,7 +64,7 @@ int main(int argc, char** argv) {
   const pid_t child = fork();
   if (child < 0) fail("fork");
   if (child == 0) {
-    receive(at, total);
+    receive(at, total, argv[1]);
     return 0;
   }
   const int s = accept(listener, NULL, NULL);
