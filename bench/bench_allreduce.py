@@ -12,7 +12,7 @@ For every rank count (2 and 4 always; more up to the core count with --ranks) an
   mpi-shm        /work/shared/baselines/mpi_allreduce.c       (OpenMPI MPI_Allreduce, shared memory)
   mpi-tcp        the same with --mca btl tcp,self --mca btl_tcp_if_include lo
 busBW = 2(n-1)/n * bytes / time (GB/s = 1e9 B/s, nccl-tests) for all; medians over rounds that alternate the sides.
-Every round's figures and ratios go to stderr as they are measured, and each target line gives the range of the
+Every round's figures go to stderr as they are measured, and each target line gives the range of the
 per-round ratios beside the ratio of medians, so the noise of a shared machine shows.
 Prints the table with the ratios troupe-tcp / gloo, troupe-shm / gloo, troupe-shm / mpi-shm and troupe-inproc / mpi-shm
 (targets: tcp >= 1.0x gloo; shm >= 2x gloo and >= 1.0x mpi-shm; inproc >= 1.0x mpi-shm). Each measurement waits for an idle machine first (quiet_run.py) and reports foreign load.
