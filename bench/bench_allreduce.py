@@ -6,10 +6,14 @@ For every rank count (2 and 4 always; more up to the core count with --ranks) an
   troupe-shm     `troupe bench allreduce --transport shm`    ranks = processes over shared memory (net/shm)
   troupe-inproc  `troupe bench allreduce --transport inproc` ranks = threads, by reference (LocalGroup)
   troupe-inproc-ring  the same threads, the ring over the in-process Transport (copied messages)
-  gloo           /work/shared/baselines/allreduce_torch.py   (torch.distributed, gloo, processes)
+  gloo           /work/shared/baselines/allreduce_torch.py   (torch.distributed, gloo, processes), under each
+                 PyTorch bench/torch_peers.py finds (Debian's 1.13; the 2.x of scripts/setup-torch2 when made):
+                 per cell the faster one's median is the gloo figure, and the table names it
   mpi-shm        /work/shared/baselines/mpi_allreduce.c       (OpenMPI MPI_Allreduce, shared memory)
   mpi-tcp        the same with --mca btl tcp,self --mca btl_tcp_if_include lo
 busBW = 2(n-1)/n * bytes / time (GB/s = 1e9 B/s, nccl-tests) for all; medians over rounds that alternate the sides.
+Every round's figures go to stderr as they are measured, and each target line gives the range of the
+per-round ratios beside the ratio of medians, so the noise of a shared machine shows.
 Prints the table with the ratios troupe-tcp / gloo, troupe-shm / gloo, troupe-shm / mpi-shm and troupe-inproc / mpi-shm
 (targets: tcp >= 1.0x gloo; shm >= 2x gloo and >= 1.0x mpi-shm; inproc >= 1.0x mpi-shm). Each measurement waits for an idle machine first (quiet_run.py) and reports foreign load.
 
@@ -25,6 +29,9 @@ import subprocess
 import sys
 import tempfile
 import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from torch_peers import peers  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BASELINES = "/work/shared/baselines"
@@ -60,15 +67,17 @@ def troupe(args, transport, ranks, mib, algo="auto"):
     return statistics.median(bws), max(foreign) if foreign else None
 
 
-def gloo(args, ranks, sizes):
+def gloo(args, python, ranks, sizes):
     env = dict(os.environ, OMP_WAIT_POLICY="PASSIVE")
-    out, f = quiet([SYSTEM_PYTHON, os.path.join(BASELINES, "allreduce_torch.py"), "--world", str(ranks), "--sizes-mib",
+    out, f = quiet([python, os.path.join(BASELINES, "allreduce_torch.py"), "--world", str(ranks), "--sizes-mib",
                     ",".join(map(str, sizes)), "--reps", str(args.reps)], args, env)
     res = {}
     for m in re.finditer(r"RESULT gloo_allreduce_w\d+_(\d+)MiB .*?busbw_GBps median=([\d.]+).*?correct=(\w+)", out):
         if m.group(3) != "True":
-            sys.exit(f"gloo gave a wrong result at {m.group(1)} MiB")
+            sys.exit(f"gloo ({python}) gave a wrong result at {m.group(1)} MiB")
         res[int(m.group(1))] = float(m.group(2))
+    if set(res) != set(sizes):
+        sys.exit(f"gloo ({python}) printed no result for {sorted(set(sizes) - set(res))} MiB:\n{out[-3000:]}")
     return res, f
 
 
@@ -103,6 +112,9 @@ def main():
     sizes = [int(s) for s in args.sizes_mib.split(",")]
     ranks = [int(r) for r in args.ranks.split(",")] if args.ranks else sorted({2, 4, os.cpu_count() or 2})
     use_mpi = "mpi-shm" in sides or "mpi-tcp" in sides
+    torches = peers() if "gloo" in sides else []  # [(label, python)]
+    if "gloo" in sides and not torches:
+        sys.exit("gloo: no PyTorch found (Debian's python3-torch, or scripts/setup-torch2)")
     if use_mpi and not shutil.which("mpicc"):
         sys.exit("mpicc not found: apt-get install -y libopenmpi-dev openmpi-bin")
 
@@ -117,18 +129,18 @@ def main():
         for rnd in range(args.rounds):
             for n in ranks:
                 measured = []
-                peers = {}
-                if "gloo" in sides:
-                    peers["gloo"], f = gloo(args, n, sizes)
+                peer_bw = {}  # side -> {MiB: busBW} of this round
+                for label, python in torches:  # gloo under each PyTorch: one side per interpreter
+                    peer_bw[f"gloo {label}"], f = gloo(args, python, n, sizes)
                     measured.append(f)
                 if "mpi-shm" in sides:
-                    peers["mpi-shm"], f = mpi(args, mpi_bin, n, tcp=False)
+                    peer_bw["mpi-shm"], f = mpi(args, mpi_bin, n, tcp=False)
                     measured.append(f)
                 if "mpi-tcp" in sides:
-                    peers["mpi-tcp"], f = mpi(args, mpi_bin, n, tcp=True)
+                    peer_bw["mpi-tcp"], f = mpi(args, mpi_bin, n, tcp=True)
                     measured.append(f)
                 for mib in sizes:
-                    for side, by_size in peers.items():
+                    for side, by_size in peer_bw.items():
                         samples.setdefault((side, n, mib), []).append(by_size[mib])
                     for side, transport, algo in (("tcp", "tcp", "auto"), ("shm", "shm", "auto"), ("inproc", "inproc", "auto"),
                                                   ("inproc-ring", "inproc", "ring")):
@@ -138,8 +150,20 @@ def main():
                         samples.setdefault((side, n, mib), []).append(value)
                         measured.append(f)
                 worst_foreign = max([worst_foreign] + [f for f in measured if f is not None])
-                print(f"# round {rnd + 1}: measured ranks={n}", file=sys.stderr, flush=True)
+                for mib in sizes:
+                    figures = "  ".join(f"{side} {samples[(side, n, mib)][-1]:.3f}" for side in
+                                        [s for s in SIDES if s != "gloo" and s in sides] + [f"gloo {t}" for t, _ in torches])
+                    print(f"# round {rnd + 1}, {n} ranks, {mib} MiB (busBW GB/s): {figures}", file=sys.stderr, flush=True)
         med = {k: statistics.median(v) for k, v in samples.items()}
+        # gloo's figure per cell: the faster PyTorch's median (its rounds give the per-round ratios).
+        gloo_by = {}
+        for n in ranks:
+            for mib in sizes:
+                if torches:
+                    label = max((t for t, _ in torches), key=lambda t: med[(f"gloo {t}", n, mib)])
+                    gloo_by[(n, mib)] = label
+                    med[("gloo", n, mib)] = med[(f"gloo {label}", n, mib)]
+                    samples[("gloo", n, mib)] = samples[(f"gloo {label}", n, mib)]
 
     load = os.getloadavg()
     print(f"# allreduce busBW, GB/s (median over {args.rounds} rounds of medians of {args.reps}), {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
@@ -150,12 +174,15 @@ def main():
               ("tcp", "mpi-tcp", None)]
     ratios = [r for r in ratios if r[0] in sides and r[1] in sides]
     names = {"tcp": "troupe-tcp", "shm": "troupe-shm", "inproc": "troupe-inproc"}
-    head = ["ranks", "MiB"] + [names.get(s, s) for s in SIDES if s in sides] + [f"{a}/{b}" for a, b, _ in ratios]
+    head = (["ranks", "MiB"] + [names.get(s, s) for s in SIDES if s in sides] + (["gloo is"] if torches else []) +
+            [f"{a}/{b}" for a, b, _ in ratios])
     print("| " + " | ".join(head) + " |")
     print("|" + "---|" * len(head))
     for n in ranks:
         for mib in sizes:
             cells = [str(n), str(mib)] + [f"{med[(s, n, mib)]:.2f}" for s in SIDES if s in sides]
+            if torches:
+                cells.append(gloo_by[(n, mib)])
             for a, b, goal in ratios:
                 r = med[(a, n, mib)] / med[(b, n, mib)]
                 cells.append(f"**{r:.2f}x**" if goal else f"{r:.2f}x")
@@ -166,7 +193,10 @@ def main():
                 if goal is None:
                     continue
                 r = med[(a, n, mib)] / med[(b, n, mib)]
-                print(f"target {a} >= {goal:.1f}x {b}, {n} ranks, {mib} MiB: {r:.2f}x {'met' if r >= goal else 'NOT met'}")
+                each = [x / y for x, y in zip(samples[(a, n, mib)], samples[(b, n, mib)])]
+                vs = f" ({gloo_by[(n, mib)]})" if b == "gloo" else ""
+                print(f"target {a} >= {goal:.1f}x {b}{vs}, {n} ranks, {mib} MiB: {r:.2f}x {'met' if r >= goal else 'NOT met'}"
+                      f" (per round {min(each):.2f}-{max(each):.2f}x)")
 
 
 if __name__ == "__main__":
