@@ -221,10 +221,8 @@ std::string join(const std::vector<std::string>& items) {
 namespace {
 
 // The data-parallel, communication, parameter-server and placement keys, checked against each other.
-// comm.compression asks for a compressor; a spec that is none of the forms is the parser's config error.
-bool compression_on(const RunConfig& config) {
-  return comm::parse_compression_spec(config.comm.compression).kind != comm::CompressionKind::kNone;
-}
+// comm.compression asks for a compressor (its spec was parsed, and checked, when it was set).
+bool compression_on(const RunConfig& config) { return config.comm.compression.kind != comm::CompressionKind::kNone; }
 
 void validate_parallel(const RunConfig& config) {
   const ParallelConfig& par = config.parallel;
@@ -255,7 +253,7 @@ void validate_parallel(const RunConfig& config) {
     invalid(fmt::format("train.deterministic = true with ps.mode = {}: asynchronous updates depend on timing; use "
                         "ps.mode = sync",
                         config.ps.mode));
-  const std::string& comp = config.comm.compression;
+  const std::string& comp = config.comm.compression.text;
   if (compression_on(config)) {
     if (t.deterministic)
       invalid(fmt::format("comm.compression = {} with train.deterministic = true: compression is lossy and its "
@@ -313,7 +311,7 @@ void validate_checkpoints(const RunConfig& config) {
     invalid(fmt::format("train.checkpoint_dir with comm.compression = {}: the compressors' error-feedback state is "
                         "not checkpointed yet, so a resumed run would differ; use comm.compression = none, or remove "
                         "train.checkpoint_dir",
-                        config.comm.compression));
+                        config.comm.compression.text));
   if (ranks_are_processes(config.comm.transport) && par.data > 1 && par.zero)
     invalid("train.checkpoint_dir with comm.transport = tcp or shm and parallel.zero = 1: the optimizer state is sharded over "
             "processes and gathering it into a checkpoint is not built yet; use comm.transport = inproc (replicas as "
@@ -604,7 +602,7 @@ void validate_tensor(const RunConfig& config) {
                         "parallel.microbatches = {}, parallel.zero = {}, comm.compression = {}: tensor shards as "
                         "processes run without pipelines, micro-batches, ZeRO-1 or gradient compression so far; use "
                         "comm.transport = inproc (shards as actors of one process), or set them to 1, 1, 0 and none",
-                        tp, config.comm.transport, par.pipeline, par.microbatches, par.zero, config.comm.compression));
+                        tp, config.comm.transport, par.pipeline, par.microbatches, par.zero, config.comm.compression.text));
   if (ranks_are_processes(config.comm.transport) && config.comm.world_size > 1)
     invalid(fmt::format("parallel.tensor = {} in a job a launcher started (comm.world_size = {}): tensor shards as "
                         "processes are started by troupe itself so far; run one troupe train with "
