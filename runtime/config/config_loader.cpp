@@ -14,6 +14,7 @@
 #include <toml++/toml.h>
 
 #include "runtime/comm/compression/compression_spec.h"
+#include "runtime/launch/host_port.h"
 #include "runtime/config/config_schema.h"
 #include "runtime/config/stage_devices.h"
 #include "runtime/error.h"
@@ -268,12 +269,9 @@ void validate_parallel(const RunConfig& config) {
                           comp));
   }
   if (ranks_are_processes(config.comm.transport)) {
-    const std::string& a = config.comm.address;
-    const auto colon = a.rfind(':');
     // Whether the host may be beyond loopback depends on who starts the ranks: net/tcp refuses it for
     // ranks troupe starts itself (before any starts), allows it for ranks a launcher started.
-    if (colon == std::string::npos || colon + 1 == a.size())
-      invalid(fmt::format("comm.address = \"{}\" must be host:port, e.g. 127.0.0.1:29500", a));
+    launcher::parse_host_port("comm.address", config.comm.address, "127.0.0.1:29500");
   }
   if (!parse_config_device(t.device.short_str()))  // cpu:N past 0, in a RunConfig built in code
     invalid(fmt::format("train.device = \"{}\" is not a device; use cpu, cuda or cuda:N (troupe devices lists them)",
