@@ -59,15 +59,6 @@ double fm_pairwise(const std::vector<double>& row, int fields, int dim) {
   return s;
 }
 
-double max_rel_diff(const Tensor& a, const Tensor& b) {
-  double worst = 0;
-  for (std::int64_t i = 0; i < a.numel(); ++i) {
-    const double x = a.f32()[i], y = b.f32()[i];
-    worst = std::max(worst, std::abs(x - y) / std::max(1.0, std::abs(y)));
-  }
-  return worst;
-}
-
 }  // namespace
 
 TEST_CASE("deepfm: the FM term equals the pairwise sum and its gradient matches double-precision finite differences",
@@ -177,45 +168,7 @@ TEST_CASE("deepfm: per-field first-order rows, no crosses, and the whole pass's 
 }
 
 TEST_CASE("deepfm on parameter servers: sync with 1 2 4 workers equals single-process training", "[deepfm][ps]") {
-  const int global = 64, steps = 4;
-  WideDeepPsOptions o;
-  o.data = small_data();
-  o.model = small_deepfm(o.data);
-  o.ps.mode = PsMode::sync;
-  o.ps.optim.kind = OptimKind::adam;
-  o.ps.optim.lr = 0.01;
-  o.shards = 3;
-  o.steps = steps;
-  o.eval_samples = 0;
-  o.keep_model = true;
-  const ClickLog log(o.data);
-  testing::LocalTrainer whole(o.model, o.ps.optim);
-  std::vector<double> whole_losses;
-  for (int t = 0; t < steps; ++t) whole_losses.push_back(whole.step(log.train_batch(t, global), 1));
-  for (int W : {1, 2, 4}) {
-    DYNAMIC_SECTION(W << " workers") {
-      o.ps.workers = W;
-      o.batch_size = global / W;
-      const WideDeepPsResult r = train_wide_deep_ps(o);
-      testing::LocalTrainer sliced(o.model, o.ps.optim);
-      for (int t = 0; t < steps; ++t) {
-        const double loss = sliced.step(log.train_batch(t, global), W);
-        CHECK(r.losses[static_cast<std::size_t>(t)] == loss);
-        CHECK(r.losses[static_cast<std::size_t>(t)] == Approx(whole_losses[static_cast<std::size_t>(t)]).epsilon(1e-5));
-      }
-      const auto& params = sliced.model.dense().all();
-      for (std::size_t d = 0; d < params.size(); ++d) {
-        INFO(params[d]->name);
-        CHECK(same_bits(r.model.dense[d], params[d]->value));
-        CHECK(max_rel_diff(r.model.dense[d], whole.model.dense().all()[d]->value) < 1e-5);
-      }
-      for (std::size_t t = 0; t < sliced.tables.size(); ++t) {
-        INFO(sliced.tables[t].name());
-        CHECK(same_bits(r.model.tables[t], sliced.tables[t].value()));
-        CHECK(max_rel_diff(r.model.tables[t], whole.tables[t].value()) < 1e-5);
-      }
-    }
-  }
+  testing::require_sync_workers_match_one_process(small_data(), small_deepfm(small_data()));
 }
 
 TEST_CASE("deepfm with workers as processes' links (inproc and tcp): sync is bitwise the threads' run", "[deepfm][ps]") {
