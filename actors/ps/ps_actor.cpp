@@ -143,6 +143,43 @@ caf::error die(caf::stateful_actor<ShardState>* self, const std::string& cause) 
   return e;
 }
 
+// A push or a clip: `apply` runs the update (traced) and returns what it released, `accepted` runs once it
+// did. Bad input is answered as an error and the shard keeps serving; a supervised shard's failure in the
+// update ends it (die). Otherwise the released requests are answered, and the request with the new version.
+template <class Apply, class Accepted>
+caf::result<std::int64_t> apply_update(caf::stateful_actor<ShardState>* self, Apply apply, Accepted accepted) {
+  first_snapshot(self);
+  std::vector<PsShard::Released> released;
+  const std::int64_t before = self->state.shard->version();
+  try {
+    released = traced(self, apply);
+  } catch (const Error& e) {
+    return caf::make_error(caf::sec::runtime_error, std::string(e.what()));
+  }
+  accepted();
+  if (const std::optional<std::string> failed = after_update(self, before)) return die(self, *failed);
+  deliver(self, std::move(released));
+  return self->state.shard->version();
+}
+
+// A norm or a pull: `ask(ticket)` returns the reply, or nothing while the step it needs is incomplete; the
+// request then waits under `ticket` until deliver() answers it. Bad input is answered as an error.
+template <class Reply, class Ask>
+caf::result<Reply> answer_or_wait(caf::stateful_actor<ShardState>* self, Ask ask) {
+  first_snapshot(self);
+  const std::uint64_t ticket = self->state.next_ticket++;
+  std::optional<Reply> reply;
+  try {
+    reply = ask(ticket);
+  } catch (const Error& e) {
+    return caf::make_error(caf::sec::runtime_error, std::string(e.what()));
+  }
+  if (reply) return std::move(*reply);
+  auto promise = self->make_response_promise();
+  self->state.waiting.emplace(ticket, promise);
+  return promise;
+}
+
 caf::behavior shard_actor(caf::stateful_actor<ShardState>* self, std::shared_ptr<PsShard> shard,
                           std::shared_ptr<ShardTrace> trace, std::shared_ptr<ShardSupervised> sup) {
   self->state.shard = std::move(shard);
@@ -163,65 +200,30 @@ caf::behavior shard_actor(caf::stateful_actor<ShardState>* self, std::shared_ptr
   // Bad input is answered as an error and the shard keeps serving; anything else ends the actor.
   return {
       [=](proto::ps_push_atom, PsPush& push) -> caf::result<std::int64_t> {
-        first_snapshot(self);
-        std::vector<PsShard::Released> released;
-        const std::int64_t before = self->state.shard->version();
         ShardSupervised* sup = self->state.sup.get();
         std::optional<PsPush> kept;
-        if (sup && sup->on.load()) kept = push;  // for the log, once accepted (the tensors are shared)
-        try {
-          released = traced(self, [&] { return self->state.shard->push(std::move(push)); });
-        } catch (const Error& e) {
-          return caf::make_error(caf::sec::runtime_error, std::string(e.what()));
-        }
-        if (kept) {
-          std::lock_guard lock(sup->mu);
-          sup->log[static_cast<std::size_t>(self->state.shard->shard())].push_back(std::move(*kept));
-        }
-        if (const std::optional<std::string> failed = after_update(self, before)) return die(self, *failed);
-        deliver(self, std::move(released));
-        return self->state.shard->version();
+        return apply_update(
+            self,
+            [&] {
+              if (sup && sup->on.load()) kept = push;  // for the log, once accepted (the tensors are shared)
+              return self->state.shard->push(std::move(push));
+            },
+            [&] {
+              if (!kept) return;
+              std::lock_guard lock(sup->mu);
+              sup->log[static_cast<std::size_t>(self->state.shard->shard())].push_back(std::move(*kept));
+            });
       },
       [=](proto::ps_norm_atom, std::int64_t step) -> caf::result<std::vector<double>> {
-        first_snapshot(self);
-        const std::uint64_t ticket = self->state.next_ticket++;
-        std::optional<std::vector<double>> sums;
-        try {
-          sums = self->state.shard->norm(step, ticket);
-        } catch (const Error& e) {
-          return caf::make_error(caf::sec::runtime_error, std::string(e.what()));
-        }
-        if (sums) return std::move(*sums);
-        auto promise = self->make_response_promise();
-        self->state.waiting.emplace(ticket, promise);
-        return promise;
+        return answer_or_wait<std::vector<double>>(
+            self, [&](std::uint64_t ticket) { return self->state.shard->norm(step, ticket); });
       },
       [=](proto::ps_clip_atom, std::int64_t step, double coefficient) -> caf::result<std::int64_t> {
-        first_snapshot(self);
-        std::vector<PsShard::Released> released;
-        const std::int64_t before = self->state.shard->version();
-        try {
-          released = traced(self, [&] { return self->state.shard->clip(step, coefficient); });
-        } catch (const Error& e) {
-          return caf::make_error(caf::sec::runtime_error, std::string(e.what()));
-        }
-        if (const std::optional<std::string> failed = after_update(self, before)) return die(self, *failed);
-        deliver(self, std::move(released));
-        return self->state.shard->version();
+        return apply_update(self, [&] { return self->state.shard->clip(step, coefficient); }, [] {});
       },
       [=](proto::ps_pull_atom, const PsPullRequest& request) -> caf::result<PsPullReply> {
-        first_snapshot(self);
-        const std::uint64_t ticket = self->state.next_ticket++;
-        std::optional<PsPullReply> reply;
-        try {
-          reply = self->state.shard->pull(request, ticket);
-        } catch (const Error& e) {
-          return caf::make_error(caf::sec::runtime_error, std::string(e.what()));
-        }
-        if (reply) return std::move(*reply);
-        auto promise = self->make_response_promise();
-        self->state.waiting.emplace(ticket, promise);
-        return promise;
+        return answer_or_wait<PsPullReply>(
+            self, [&](std::uint64_t ticket) { return self->state.shard->pull(request, ticket); });
       },
       [=](proto::ps_snap_atom) {
         const PsShard& s = *self->state.shard;
