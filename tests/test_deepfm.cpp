@@ -20,6 +20,7 @@
 #include "tests/rank_errors.h"
 #include "tests/recommender_ps_runs.h"
 #include "tests/recommender_trainer.h"
+#include "tests/small_click_log.h"
 
 using namespace troupe;
 using namespace troupe::ps;
@@ -28,27 +29,9 @@ using testing::same_bits;
 
 namespace {
 
-ClickLogOptions small_data() {
-  ClickLogOptions d;
-  d.cardinalities = {5000, 800, 60};
-  d.dense_features = 3;
-  d.train_samples = 1 << 16;
-  d.test_samples = 4096;
-  d.seed = 7;
-  return d;
-}
+ClickLogOptions small_data() { return testing::small_click_data(); }
 
-WideDeepOptions small_deepfm(const ClickLogOptions& d) {
-  WideDeepOptions m;
-  m.kind = RecommenderKind::deepfm;
-  m.cardinalities = d.cardinalities;
-  m.dense_features = d.dense_features;
-  m.embed_dim = 4;
-  m.hidden = {16, 8};
-  m.wide_buckets = 4096;
-  m.seed = 3;
-  return m;
-}
+WideDeepOptions small_deepfm(const ClickLogOptions& d) { return testing::small_recommender(RecommenderKind::deepfm, d); }
 
 // The FM term of one sample in double precision, in its pairwise form sum_{f<g} <v_f, v_g>.
 double fm_pairwise(const std::vector<double>& row, int fields, int dim) {
