@@ -271,6 +271,17 @@ std::string error_text(const caf::error& e) {
                                           step, error_text(e)));
 }
 
+// One push per shard from `worker` for `step` (at learning rate `lr`), still without gradients.
+std::vector<PsPush> push_per_shard(int shards, int worker, std::int64_t step, double lr) {
+  std::vector<PsPush> pushes(static_cast<std::size_t>(shards));
+  for (PsPush& p : pushes) {
+    p.worker = worker;
+    p.step = step;
+    p.lr = lr;
+  }
+  return pushes;
+}
+
 void check_increasing(const std::vector<std::int64_t>& ids, const PsLayout& layout, int t, int worker, std::int64_t step) {
   for (std::size_t i = 0; i < ids.size(); ++i) {
     if (ids[i] < 0 || ids[i] >= layout.table_rows(t) || (i > 0 && ids[i] <= ids[i - 1]))
@@ -353,12 +364,9 @@ void PsClient::push(std::int64_t step, const std::vector<Tensor>& dense, const s
   if (!tables.empty() && static_cast<int>(tables.size()) != T)
     throw Error(ErrorKind::kInput, fmt::format("worker {} step {}: sparse gradients for {} tables, the model has {}", worker_,
                                                step, tables.size(), T));
-  std::vector<PsPush> pushes(static_cast<std::size_t>(S));
+  std::vector<PsPush> pushes = push_per_shard(S, worker_, step, lr);
   for (int s = 0; s < S; ++s) {
     PsPush& p = pushes[static_cast<std::size_t>(s)];
-    p.worker = worker_;
-    p.step = step;
-    p.lr = lr;
     if (!dense.empty())
       for (int d : layout_->dense_of_shard(s)) p.dense.push_back(dense[static_cast<std::size_t>(d)]);
     if (!tables.empty()) p.tables.resize(static_cast<std::size_t>(T));
@@ -398,14 +406,10 @@ void PsClient::push_exact(std::int64_t step, std::vector<ExactGrad> exact, const
   if (!tables.empty())
     throw Error(ErrorKind::kInput, fmt::format("worker {} step {}: exact pushes carry dense gradients only", worker_, step));
   const int S = layout_->shards();
-  std::vector<PsPush> pushes(static_cast<std::size_t>(S));
-  for (int s = 0; s < S; ++s) {
-    PsPush& p = pushes[static_cast<std::size_t>(s)];
-    p.worker = worker_;
-    p.step = step;
-    p.lr = lr;
-    for (int d : layout_->dense_of_shard(s)) p.exact.push_back(std::move(exact[static_cast<std::size_t>(d)]));
-  }
+  std::vector<PsPush> pushes = push_per_shard(S, worker_, step, lr);
+  for (int s = 0; s < S; ++s)
+    for (int d : layout_->dense_of_shard(s))
+      pushes[static_cast<std::size_t>(s)].exact.push_back(std::move(exact[static_cast<std::size_t>(d)]));
   send_pushes(step, std::move(pushes));
 }
 
