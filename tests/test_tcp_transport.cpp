@@ -22,6 +22,7 @@
 #include "net/tcp/rendezvous.h"
 #include "net/tcp/tcp_transport.h"
 #include "net/wire/frame_codec.h"
+#include "tests/byte_patterns.h"
 #include "tests/dead_rank_checks.h"
 #include "tests/rank_errors.h"
 #include "tests/rank_threads.h"
@@ -36,24 +37,7 @@ using namespace std::chrono_literals;
 
 namespace {
 
-std::string hex(const std::array<std::uint8_t, 32>& d) {
-  std::string out;
-  char buf[3];
-  for (auto b : d) {
-    std::snprintf(buf, sizeof buf, "%02x", b);
-    out += buf;
-  }
-  return out;
-}
-
 std::span<const std::byte> bytes_of(const std::string& s) { return std::as_bytes(std::span(s.data(), s.size())); }
-
-
-std::vector<std::byte> pattern(std::size_t n, int seed) {
-  std::vector<std::byte> v(n);
-  for (std::size_t i = 0; i < n; ++i) v[i] = static_cast<std::byte>((i * 131 + static_cast<std::size_t>(seed) * 17 + (i >> 9)) & 0xFF);
-  return v;
-}
 
 net::TcpOptions options(int rank, int size, const std::string& address, std::chrono::milliseconds timeout = 5s) {
   net::TcpOptions o;
