@@ -19,6 +19,7 @@
 #include "tests/ps_links.h"
 #include "tests/rank_errors.h"
 #include "tests/recommender_ps_runs.h"
+#include "tests/recommender_gradcheck.h"
 #include "tests/recommender_trainer.h"
 #include "tests/small_click_log.h"
 
@@ -95,12 +96,7 @@ TEST_CASE("deepfm: per-field first-order rows, no crosses, and the whole pass's 
   REQUIRE(lookups.size() == 4);
   CHECK(lookups[3].index.numel() == 12 * 3);  // one first-order weight per field, no crosses
 
-  std::vector<Tensor> rows;
-  for (std::size_t t = 0; t < lookups.size(); ++t) {
-    Tensor r = Tensor::empty({static_cast<std::int64_t>(lookups[t].ids.size()), model.tables()[t].dim});
-    for (std::int64_t i = 0; i < r.numel(); ++i) r.f32()[i] = 0.3f * std::sin(1.7f * static_cast<float>(i + 7 * t) + 0.4f);
-    rows.push_back(r);
-  }
+  std::vector<Tensor> rows = testing::varied_rows(model, lookups);
   // The FM term is not negligible on these rows, so the gradient check below covers it.
   {
     std::vector<Tensor> emb;
@@ -118,36 +114,8 @@ TEST_CASE("deepfm: per-field first-order rows, no crosses, and the whole pass's 
     for (int b = 0; b < 12; ++b) spread = std::max(spread, std::abs(static_cast<double>(fm.f32()[b])));
     CHECK(spread > 1e-2);
   }
-  auto loss = [&] {
-    for (Param* p : model.dense().all()) p->grad = Tensor::zeros(p->value.shape());
-    return model.forward_backward(be, batch, lookups, rows, 1.0f).loss_sum;
-  };
-  for (Param* p : model.dense().all()) p->grad = Tensor::zeros(p->value.shape());
-  const WideDeep::Pass pass = model.forward_backward(be, batch, lookups, rows, 1.0f);
-  std::vector<Tensor> dense_grads;
-  for (Param* p : model.dense().all()) dense_grads.push_back(p->grad.clone());
-  auto numeric = [&](float* v) {
-    const float keep = *v, h = 1e-2f;
-    *v = keep + h;
-    const double up = loss();
-    *v = keep - h;
-    const double down = loss();
-    *v = keep;
-    return (up - down) / (2.0 * h);
-  };
-  for (std::size_t j = 0; j < model.dense().all().size(); ++j) {
-    Param* p = model.dense().all()[j];
-    for (std::int64_t i : {std::int64_t{0}, p->value.numel() / 2, p->value.numel() - 1}) {
-      INFO(p->name << "[" << i << "]");
-      CHECK(dense_grads[j].f32()[i] == Approx(numeric(p->value.f32() + i)).margin(2e-3).epsilon(2e-2));
-    }
-  }
   // Every element of every embedding table (the FM and deep gradients share these rows) and the first-order table.
-  for (std::size_t t = 0; t < rows.size(); ++t)
-    for (std::int64_t i = 0; i < rows[t].numel(); ++i) {
-      INFO(model.tables()[t].name << " element " << i);
-      CHECK(pass.table_grads[t].f32()[i] == Approx(numeric(rows[t].f32() + i)).margin(2e-3).epsilon(2e-2));
-    }
+  testing::check_recommender_gradients(model, be, batch, lookups, rows, /*every_row_element=*/true);
 }
 
 TEST_CASE("deepfm on parameter servers: sync with 1 2 4 workers equals single-process training", "[deepfm][ps]") {

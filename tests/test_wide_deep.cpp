@@ -21,6 +21,7 @@
 #include "tests/ps_links.h"
 #include "tests/rank_errors.h"
 #include "tests/recommender_ps_runs.h"
+#include "tests/recommender_gradcheck.h"
 #include "tests/recommender_trainer.h"
 #include "tests/small_click_log.h"
 
@@ -101,41 +102,8 @@ TEST_CASE("wide & deep: lookups list each touched row once and gradients match f
   CHECK(lookups[3].index.numel() == 12 * (3 + 3));  // 3 fields + 3 crosses per sample
 
   // Random (not initial) table rows, so the wide rows are not all zero.
-  std::vector<Tensor> rows;
-  for (std::size_t t = 0; t < lookups.size(); ++t) {
-    Tensor r = Tensor::empty({static_cast<std::int64_t>(lookups[t].ids.size()), model.tables()[t].dim});
-    for (std::int64_t i = 0; i < r.numel(); ++i) r.f32()[i] = 0.3f * std::sin(1.7f * static_cast<float>(i + 7 * t) + 0.4f);
-    rows.push_back(r);
-  }
-  auto loss = [&] {
-    for (Param* p : model.dense().all()) p->grad = Tensor::zeros(p->value.shape());
-    return model.forward_backward(be, batch, lookups, rows, 1.0f).loss_sum;
-  };
-  for (Param* p : model.dense().all()) p->grad = Tensor::zeros(p->value.shape());
-  const WideDeep::Pass pass = model.forward_backward(be, batch, lookups, rows, 1.0f);
-  std::vector<Tensor> dense_grads;
-  for (Param* p : model.dense().all()) dense_grads.push_back(p->grad.clone());
-  auto numeric = [&](float* x) {
-    const float keep = *x, h = 1e-2f;
-    *x = keep + h;
-    const double up = loss();
-    *x = keep - h;
-    const double down = loss();
-    *x = keep;
-    return (up - down) / (2.0 * h);
-  };
-  for (std::size_t j = 0; j < model.dense().all().size(); ++j) {
-    Param* p = model.dense().all()[j];
-    for (std::int64_t i : {std::int64_t{0}, p->value.numel() / 2, p->value.numel() - 1}) {
-      INFO(p->name << "[" << i << "]");
-      CHECK(dense_grads[j].f32()[i] == Approx(numeric(p->value.f32() + i)).margin(2e-3).epsilon(2e-2));
-    }
-  }
-  for (std::size_t t = 0; t < rows.size(); ++t)
-    for (std::int64_t i : {std::int64_t{0}, rows[t].numel() - 1}) {
-      INFO(model.tables()[t].name << " element " << i);
-      CHECK(pass.table_grads[t].f32()[i] == Approx(numeric(rows[t].f32() + i)).margin(2e-3).epsilon(2e-2));
-    }
+  std::vector<Tensor> rows = testing::varied_rows(model, lookups);
+  testing::check_recommender_gradients(model, be, batch, lookups, rows, /*every_row_element=*/false);
 }
 
 TEST_CASE("wide & deep on parameter servers: sync with 1 2 4 workers equals single-process training", "[wide_deep][ps]") {
