@@ -39,7 +39,7 @@ GradientSyncOptions gradient_sync_options(const RunConfig& config) {
   o.exchange = config.parallel.gradient_exchange;
   o.zero = config.parallel.zero == 1;
   o.bucket_mb = config.comm.bucket_mb;
-  o.compression = comm::parse_compression_spec(config.comm.compression);
+  o.compression = config.comm.compression;
   return o;
 }
 

@@ -43,7 +43,7 @@ std::string process_restart_refusal(const RunConfig& config, bool launcher_start
   if (config.comm.transport != TransportKind::tcp) return "comm.transport = shm (only tcp groups re-form yet)";
   if (launcher_started) return "ranks a launcher started (rank 0 cannot start them again)";
   if (config.parallel.zero) return "ZeRO-1 (a dead replica's optimizer shard lives nowhere else)";
-  if (comm::parse_compression_spec(config.comm.compression).kind != comm::CompressionKind::kNone)
+  if (config.comm.compression.kind != comm::CompressionKind::kNone)
     return "comm.compression (a dead replica's error-feedback residuals live nowhere else)";
   if (config.model.sync_batchnorm) return "model.sync_batchnorm (its statistics groups do not re-form yet)";
   return {};

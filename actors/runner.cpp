@@ -311,11 +311,8 @@ net::TcpOptions tcp_options(const RunConfig& config, int rank, const std::string
 // Rank 0 of a joined job listens on comm.interface's address, else on every interface, at
 // comm.address's port (+ s for stage s).
 std::vector<std::string> joined_listen_addresses(const RunConfig& config) {
-  const std::string port = config.comm.address.substr(config.comm.address.rfind(':') + 1);
-  const std::string host = config.comm.interface.empty()
-                               ? "0.0.0.0"
-                               : net::tcp::Endpoint{net::tcp::interface_address(config.comm.interface), 0}.host_text();
-  return net::consecutive_addresses("comm.address", host + ":" + port, groups_per_rank(config), "pipeline stage");
+  return net::consecutive_addresses("comm.address", net::tcp::rank0_listen_address(config.comm.address, config.comm.interface),
+                                    groups_per_rank(config), "pipeline stage");
 }
 
 // Which ranks share a host, from the names the ranks reported in the rendezvous:

@@ -16,10 +16,9 @@ Run: python3 bench/bench_lstm.py [--threads N] [--steps 40] [--rounds 2] [--laye
 import argparse
 import os
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from peer_bench import ROOT, compare, print_worker_rate, troupe_rate  # noqa: E402
+from peer_bench import ROOT, compare, print_torch_step_rate, troupe_rate  # noqa: E402
 
 
 def torch_worker(a):
@@ -33,15 +32,7 @@ def torch_worker(a):
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
     x = torch.randint(0, 256, (a.batch, a.block))
     y = torch.randint(0, 256, (a.batch, a.block))
-    rates = []
-    for step in range(a.steps):
-        t0 = time.perf_counter()
-        loss = model(x, y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        rates.append(a.batch * a.block / (time.perf_counter() - t0))
-    print_worker_rate(rates)
+    print_torch_step_rate(model, opt, x, y, a.steps, a.batch * a.block)
 
 
 def main():

@@ -18,6 +18,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from torch_peers import peers  # noqa: E402
@@ -56,6 +57,20 @@ def torch_rate(python, script, args):
 def print_worker_rate(rates):
     """In a torch worker: prints the JSON line torch_rate reads."""
     print(json.dumps({"rate": median_after_warmup(rates)}))
+
+
+def print_torch_step_rate(model, opt, x, y, steps, units_per_step):
+    """In a torch worker: times `steps` training steps (loss = model(x, y), backward, opt.step()) and prints
+    their rate in units (images, tokens) per second, as print_worker_rate."""
+    rates = []
+    for _ in range(steps):
+        t0 = time.perf_counter()
+        loss = model(x, y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        rates.append(units_per_step / (time.perf_counter() - t0))
+    print_worker_rate(rates)
 
 
 def compare(name, unit, rounds, troupe_side, worker_args, shape, script, setup_torch2=False):

@@ -296,10 +296,7 @@ HostsRun run_hosts(const BenchOptions& o, std::size_t elements) {
   so.tcp.timeout = std::chrono::seconds(120);
   std::unique_ptr<net::RoutedTransport> t;
   if (join->rank == 0) {  // listens on every interface (or comm.interface's address) at MASTER_PORT
-    const std::string port = join->address.substr(join->address.rfind(':') + 1);
-    const std::string host = o.interface.empty() ? "0.0.0.0"
-                                                 : net::tcp::Endpoint{net::tcp::interface_address(o.interface), 0}.host_text();
-    t = net::connect_routed(so, net::TcpListener(host + ":" + port, net::Reach::network));
+    t = net::connect_routed(so, net::TcpListener(net::tcp::rank0_listen_address(join->address, o.interface), net::Reach::network));
   } else {
     t = net::connect_routed(so);
   }

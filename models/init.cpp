@@ -4,24 +4,20 @@
 #include <cmath>
 #include <numbers>
 
+#include "runtime/splitmix64.h"
+
 namespace troupe {
 
 namespace {
-std::uint64_t splitmix64(std::uint64_t& state) {
-  std::uint64_t z = (state += 0x9E3779B97F4A7C15ull);
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  return z ^ (z >> 31);
-}
 // Uniform in (0, 1): 53 random bits, never exactly 0 (Box-Muller takes its log).
-double unit(std::uint64_t& state) { return (static_cast<double>(splitmix64(state) >> 11) + 0.5) * 0x1.0p-53; }
+double unit(std::uint64_t& state) { return (static_cast<double>(splitmix64_next(state) >> 11) + 0.5) * 0x1.0p-53; }
 }  // namespace
 
 std::uint64_t init_stream_seed(std::uint64_t seed, std::string_view param_name) {
   std::uint64_t h = 0xcbf29ce484222325ull;  // FNV-1a
   for (unsigned char ch : param_name) h = (h ^ ch) * 0x100000001b3ull;
   std::uint64_t s = seed ^ h;
-  return splitmix64(s);
+  return splitmix64_next(s);
 }
 
 void init_normal(const Tensor& t, std::uint64_t seed, std::string_view name, double std_dev) {

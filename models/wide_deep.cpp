@@ -10,16 +10,13 @@
 #include "models/fm_interaction.h"
 #include "models/init.h"
 #include "runtime/error.h"
+#include "runtime/splitmix64.h"
 
 namespace troupe {
 
 namespace {
 
-std::uint64_t mix(std::uint64_t z) {
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  return z ^ (z >> 31);
-}
+std::uint64_t mix(std::uint64_t z) { return splitmix64_mix(z); }
 
 // Unique sorted ids of `raw`, and each position's index into them.
 TableLookup make_lookup(std::vector<std::int64_t> raw) {

@@ -20,32 +20,11 @@
 #include "runtime/error.h"
 #include "runtime/io/safetensors.h"
 #include "tests/recommender_trainer.h"
+#include "tests/small_click_log.h"
 
 using namespace troupe;
 
 namespace {
-
-ClickLogOptions trace_data() {
-  ClickLogOptions d;
-  d.cardinalities = {5000, 800, 60};
-  d.dense_features = 3;
-  d.train_samples = 1 << 16;
-  d.test_samples = 4096;
-  d.seed = 7;
-  return d;
-}
-
-WideDeepOptions trace_model(const ClickLogOptions& d) {
-  WideDeepOptions m;
-  m.kind = RecommenderKind::deepfm;
-  m.cardinalities = d.cardinalities;
-  m.dense_features = d.dense_features;
-  m.embed_dim = 4;
-  m.hidden = {16, 8};
-  m.wide_buckets = 4096;
-  m.seed = 3;
-  return m;
-}
 
 int run(int argc, char** argv) {
   if (argc < 3) {
@@ -58,8 +37,8 @@ int run(int argc, char** argv) {
   const RunConfig config = load_config(std::nullopt, sets);
   const int batch_size = config.train.batch_size;
 
-  const ClickLog data(trace_data());
-  testing::LocalTrainer trainer(trace_model(data.options()), config.optim);
+  const ClickLog data(testing::small_click_data());
+  testing::LocalTrainer trainer(testing::small_recommender(RecommenderKind::deepfm, data.options()), config.optim);
   const WideDeep& model = trainer.model;
 
   NamedTensors init;

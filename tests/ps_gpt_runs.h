@@ -1,5 +1,6 @@
-// Owns the small GPT the parameter-server restart tests train on two workers and two shards, and one such
-// run's losses, final weights and restarts.
+// Owns the small GPT the parameter-server restart tests train on two workers and two shards: one such
+// run's losses, final weights and restarts, the config error its settings make, and the escalation that
+// stops it when a child fails past fault.max_restarts = 1.
 #pragma once
 
 #include <cstdint>
@@ -41,6 +42,48 @@ inline PsRun run_ps(const std::vector<std::string>& sets) {
   for (Param* p : t.params_in_order()) r.run.weights[p->name] = p->value.to_vector();
   r.restarts = t.restart_log();
   return r;
+}
+
+// The error load_config gives for ps_gpt(more), or "no error".
+inline std::string ps_gpt_config_error(std::vector<std::string> more) {
+  try {
+    load_config(std::nullopt, ps_gpt(std::move(more)));
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "no error";
+}
+
+// How a run stops when a child of the parameter-server supervisor fails again past its intensity.
+struct PsEscalation {
+  std::string error;                // the supervisor's escalation
+  std::size_t restarts_logged = 0;  // the restarts before it
+};
+
+// Trains ps_gpt with fault.max_restarts = 1 and fault.inject = `faults`, whose first fault (step 1) is
+// restarted and whose second (step 2) is past the intensity: steps 0 and 1 must train, step 2 must throw.
+inline PsEscalation escalate_ps_gpt(const std::string& faults) {
+  ps::PsTrainer t(load_config(std::nullopt, ps_gpt({"fault.max_restarts=1", "fault.inject=" + faults})));
+  t.train_step(0);
+  t.train_step(1);  // restarted
+  PsEscalation e;
+  try {
+    t.train_step(2);
+    FAIL("the second fault is past the intensity");
+  } catch (const Error& err) {
+    e.error = err.what();
+  }
+  e.restarts_logged = t.restart_log().size();
+  return e;
+}
+
+// Checks that `error` is the supervisor's escalation when CHILD ("worker 1", "shard 1"), restarted after
+// "throw CHILD at step 1", throws again in step 2 past fault.max_restarts = 1 (fault.restart_window_s = 60).
+inline void check_second_throw_escalated(const std::string& error, const std::string& child) {
+  CHECK_THAT(error, Catch::Contains("died in step 2: fault.inject: throw " + child + " at step 2") &&
+                        Catch::Contains("the supervisor gives up: that is more than fault.max_restarts = 1 restarts "
+                                        "within fault.restart_window_s = 60 s; the 1 restart before:\n  " +
+                                        child + " in step 1: fault.inject: throw " + child + " at step 1"));
 }
 
 }  // namespace troupe

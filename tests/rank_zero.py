@@ -1,5 +1,6 @@
 """Owns rank 0 of a test's run whose ranks are processes: `troupe train` started in a fresh scratch directory
-that keeps its stderr, and the test's failure, which shows that stderr. Shared by tests/orphan_ranks.py,
+that keeps its stderr, the watch on its rank processes until it ends, what its end must show (the restarts,
+bitwise the run without a fault, or the escalation), and the test's failure, which shows that stderr. Shared by tests/orphan_ranks.py,
 tests/hung_rank.py, tests/replica_restart.py, tests/tensor_process_restart.py and tests/rank_actor_restart.py."""
 
 import json
@@ -110,6 +111,36 @@ def run_clean(troupe, args):
                            cwd=_work, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, timeout=300)
     if clean.returncode != 0:
         fail("the run without faults failed: " + clean.stderr[-2000:])
+
+
+def watch_survivors(kids, hurt_rank, hurt_must_be_new=False, poll_s=0.005):
+    """Until rank 0 ends, checks that every rank process in `kids` ({rank: pid}, taken before the fault) but
+    `hurt_rank`'s (None: every one) stays the same process, and with hurt_must_be_new that the hurt rank never
+    runs as the hurt process again; fails the test otherwise. Returns the survivors ({rank: pid}) and whether a
+    new process was seen for the hurt rank (one restarted just before the end can run too briefly to be seen)."""
+    from rank_processes import ranks_now
+    survivors = {r: p for r, p in kids.items() if r != hurt_rank}
+    seen_new = False
+    while _rank0.poll() is None:
+        now = ranks_now(_rank0.pid)
+        for r, p in survivors.items():
+            if r in now and now[r] != p:
+                fail("surviving rank %d was restarted as a process: process %d, then %d" % (r, p, now[r]))
+        if hurt_rank is not None and hurt_rank in now:
+            if now[hurt_rank] != kids[hurt_rank]:
+                seen_new = True
+            elif hurt_must_be_new:
+                fail("rank %d still runs as the process that was hurt" % hurt_rank)
+        time.sleep(poll_s)
+    return survivors, seen_new
+
+
+def check_recovered(code, restarts, expected):
+    """After rank 0 ended: it exited 0 with the `expected` restarts reported (`restarts` of them were)."""
+    if code != 0:
+        fail("rank 0 exited %d" % code)
+    if restarts != expected:
+        fail("%d restarts reported, not %d" % (restarts, expected))
 
 
 def check_bitwise():

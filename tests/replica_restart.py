@@ -22,7 +22,8 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from rank_processes import ranks_now  # noqa: E402
-from rank_zero import SMALL_GPT_OVER_TCP, check_bitwise, check_escalation, ended, fail, run_clean, scratch, start, stderr_text, steps_done, wait_for  # noqa: E402,E501
+from rank_zero import (SMALL_GPT_OVER_TCP, check_bitwise, check_escalation, check_recovered, ended, fail,  # noqa: E402
+                       run_clean, scratch, start, stderr_text, steps_done, wait_for, watch_survivors)
 
 TIMEOUT_S = 6
 STEPS = 200
@@ -85,25 +86,14 @@ def main():
     kids = ranks_now(RUN.pid)
     print("rank processes before the fault:", kids)
     fault(case, work, kids)
-    survivors = {r: p for r, p in kids.items() if r != 1}
     # Until the end, the survivors are the same processes and rank 1 is a new one.
-    while RUN.poll() is None:
-        now = ranks_now(RUN.pid)
-        for r, p in survivors.items():
-            if r in now and now[r] != p:
-                fail("surviving rank %d was restarted: process %d, then %d" % (r, p, now[r]))
-        if case != "escalate" and 1 in now and now[1] == kids[1]:
-            fail("rank 1 still runs as the process that was hurt")
-        time.sleep(0.02)
+    survivors, _ = watch_survivors(kids, 1, hurt_must_be_new=case != "escalate", poll_s=0.02)
     code, text = ended(kids.values())
     if case == "escalate":
         check_escalation(code, text, ["data-parallel rank 1", "the supervisor gives up", "fault.max_restarts = 1",
                                       "the 1 restart before", "replica process of data-parallel rank 1"])
         return
-    if code != 0:
-        fail("rank 0 exited %d" % code)
-    if restarts_in() != 1:
-        fail("%d restarts reported, not 1" % restarts_in())
+    check_recovered(code, restarts_in(), 1)
     if case == "stop" and "sent no heartbeat" not in text:
         fail("rank 0 does not say that rank 1 sent no heartbeat")
     steps = check_bitwise()

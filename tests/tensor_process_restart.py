@@ -27,7 +27,8 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from rank_processes import ranks_now  # noqa: E402
-from rank_zero import check_bitwise, check_escalation, ended, fail, run_clean, scratch, start, stderr_text, steps_done, wait_for  # noqa: E402,E501
+from rank_zero import (check_bitwise, check_escalation, check_recovered, ended, fail, run_clean, scratch,  # noqa: E402
+                       start, stderr_text, steps_done, wait_for, watch_survivors)
 
 TIMEOUT_S = 4
 STEPS = 60
@@ -86,17 +87,8 @@ def main():
         print("rank 1 restarted %.2f s after %s" % (took, "SIGSTOP" if case == "stop" else "SIGKILL"))
         if case == "stop" and took > TIMEOUT_S:
             fail("the stopped rank was found after %.2f s, more than comm.timeout_s = %d" % (took, TIMEOUT_S))
-    survivors = {r: p for r, p in kids.items() if r != victim_rank}
-    # Until the end, the survivors are the same processes and the hurt rank is a new one.
-    seen_new = False
-    while RUN.poll() is None:
-        now = ranks_now(RUN.pid)
-        for r, p in survivors.items():
-            if r in now and now[r] != p:
-                fail("surviving rank %d was restarted: process %d, then %d" % (r, p, now[r]))
-        if victim_rank is not None and victim_rank in now and now[victim_rank] != kids[victim_rank]:
-            seen_new = True
-        time.sleep(0.005)
+    # Until the end, the survivors are the same processes.
+    survivors, seen_new = watch_survivors(kids, victim_rank)
     code, text = ended(kids.values())
     if case == "escalate":
         check_escalation(code, text, ["tensor-parallel rank 1", "the supervisor gives up", "fault.max_restarts = 1",
@@ -104,10 +96,7 @@ def main():
                                       "parallel.data = 1, tensor shard 1 of parallel.tensor = 2"])
         print("OK: escalated past fault.max_restarts = 1, naming the rank, its place and the restart before")
         return
-    if code != 0:
-        fail("rank 0 exited %d" % code)
-    if restarts_in(work) != expected:
-        fail("%d restarts reported, not %d" % (restarts_in(work), expected))
+    check_recovered(code, restarts_in(work), expected)
     if victim_rank is not None and not seen_new and case != "kill":
         print("(the restarted rank %d ran too briefly to be seen)" % victim_rank)
     if case == "stop" and "sent no heartbeat" not in text:

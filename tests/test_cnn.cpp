@@ -29,26 +29,12 @@
 using namespace troupe;
 using Catch::Matchers::Contains;
 using ref::Vec;
+using ref::check_accumulated;
+using ref::check_forward;
 using ref::check_grad;
 using ref::max_abs;
 
 namespace {
-
-constexpr double kFwdTol = 1e-5;
-constexpr double kAccumTol = 1e-6;
-
-void check_forward(const std::string& what, const Tensor& got, const Vec& want, double tol = kFwdTol) {
-  const double e = ref::rel_err(ref::to_vec(got), want);
-  INFO(what << ": forward relative error " << e);
-  CHECK(e <= tol);
-}
-
-void check_accumulated(const std::string& what, const Tensor& twice, const Vec& once) {
-  const double e = ref::rel_err(ref::to_vec(twice), ref::scaled(once, 2.0));
-  INFO(what << ": after two backward passes, relative error to 2 x one pass " << e);
-  CHECK(max_abs(once) > 0.0);
-  CHECK(e <= kAccumTol);
-}
 
 Tensor nan_tensor(const Shape& shape) { return Tensor::full(shape, std::numeric_limits<float>::quiet_NaN()); }
 

@@ -461,12 +461,20 @@ TEST_CASE("validate: rules across keys, in one place", "[config]") {
   CHECK_THAT(set_error({"comm.compression=topk:"}), Contains("the top-k fraction"));
   CHECK_THAT(set_error({"comm.compression=powersgd:0"}), Contains("the PowerSGD rank must be a whole number >= 1"));
   CHECK_THAT(set_error({"comm.compression=int8", "train.deterministic=true"}), Contains("compression is lossy"));
-  CHECK_NOTHROW(load_config(std::nullopt, {"comm.compression=powersgd:4", "parallel.data=2"}));
+  // The spec is parsed once, when the key is set: RunConfig holds its kind and parameters.
+  const comm::CompressionSpec powersgd = load_config(std::nullopt, {"comm.compression=powersgd:4", "parallel.data=2"}).comm.compression;
+  CHECK(powersgd.kind == comm::CompressionKind::kPowerSgd);
+  CHECK(powersgd.rank == 4);
+  CHECK(powersgd.text == "powersgd:4");
+  CHECK(RunConfig{}.comm.compression.kind == comm::CompressionKind::kNone);
   CHECK_THAT(set_error({"comm.compression=fp16", "parallel.zero=1"}), Contains("ZeRO-1 reduce-scatters uncompressed"));
   // A host beyond loopback is a config error where troupe starts the ranks itself (launch refuses it,
   // tests/test_multi_host_cli.cpp), and allowed for ranks a launcher started.
   CHECK_NOTHROW(load_config(std::nullopt, {"comm.transport=tcp", "comm.address=10.0.0.1:29500"}));
   CHECK_THAT(set_error({"comm.transport=tcp", "comm.address=127.0.0.1"}), Contains("must be host:port"));
+  CHECK_THAT(set_error({"comm.transport=tcp", "comm.address=[::1]:29500"}),
+             Contains("comm.address = \"[::1]:29500\" is an IPv6 address; troupe's TCP links are IPv4"));
+  CHECK_THAT(set_error({"comm.transport=tcp", "comm.address=127.0.0.1:http"}), Contains("has port 'http'"));
   CHECK_THAT(set_error({"train.device=gpu"}), Contains("train.device = \"gpu\" is not a device"));
   CHECK_THAT(set_error({"train.device=cpu:1"}), Contains("train.device = \"cpu:1\" is not a device"));
   CHECK_THAT(set_error({"train.device=cuda:99999999999"}), Contains("is not a device"));  // no int holds it

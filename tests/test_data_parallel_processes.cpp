@@ -30,25 +30,33 @@ const std::string kSmall =
     "--set train.batch_size=8 --set train.eval_every=0 --set train.eval_batches=1 --set data.order=sequential "
     "--set train.deterministic=true --set comm.address=127.0.0.1:0 ";
 
-}  // namespace
-
-TEST_CASE("tcp replicas as processes = single device, bitwise (losses and weights)", "[data_parallel][tcp]") {
+// The small GPT trained by replicas as processes over `transport` (tcp, shm), in each of `layouts`, equals
+// the single device bit for bit: every step's loss and the final weights. The run says `announced`.
+void check_processes_equal_single_device(const std::string& transport, const std::string& announced,
+                                         const std::vector<std::string>& layouts) {
   TempDir dir;
   const TroupeRun single = run(dir, "", kSmall + "--dump-losses " + dir.file("single.jsonl") + " --save " + dir.file("single.st"));
   REQUIRE(single.code == 0);
-  for (const std::string extra : {"--set parallel.data=2", "--set parallel.data=4 --set parallel.gradient_exchange=alltoall",
-                                  "--set parallel.data=2 --set parallel.zero=1",
-                                  "--set parallel.data=2 --set parallel.pipeline=2 --set parallel.microbatches=2"}) {
+  for (const std::string& extra : layouts) {
     INFO(extra);
-    const TroupeRun dp = run(dir, "", kSmall + extra + " --set comm.transport=tcp --dump-losses " + dir.file("dp.jsonl") +
-                                       " --save " + dir.file("dp.st"));
+    const TroupeRun dp = run(dir, "", kSmall + extra + " --set comm.transport=" + transport + " --dump-losses " +
+                                       dir.file("dp.jsonl") + " --save " + dir.file("dp.st"));
     INFO(dp.err);
     REQUIRE(dp.code == 0);
-    CHECK_THAT(dp.out, Contains("replicas as processes over tcp"));
+    CHECK_THAT(dp.out, Contains(announced));
     // Same loss bits every step, and the same final weights, bit for bit.
     check_same_losses(dir.file("single.jsonl"), dir.file("dp.jsonl"), 4);
     check_same_weights(dir.file("single.st"), dir.file("dp.st"));
   }
+}
+
+}  // namespace
+
+TEST_CASE("tcp replicas as processes = single device, bitwise (losses and weights)", "[data_parallel][tcp]") {
+  check_processes_equal_single_device("tcp", "replicas as processes over tcp",
+                                      {"--set parallel.data=2", "--set parallel.data=4 --set parallel.gradient_exchange=alltoall",
+                                       "--set parallel.data=2 --set parallel.zero=1",
+                                       "--set parallel.data=2 --set parallel.pipeline=2 --set parallel.microbatches=2"});
 }
 
 TEST_CASE("tcp replicas of the cnn with synchronised batch norm = single device, bitwise, running statistics included",
@@ -232,22 +240,11 @@ TEST_CASE("fault.inject in ps worker processes: a stalled one is found by heartb
 }
 
 TEST_CASE("shm replicas as processes = single device, bitwise (losses and weights)", "[data_parallel][shm]") {
-  TempDir dir;
-  const TroupeRun single = run(dir, "", kSmall + "--dump-losses " + dir.file("single.jsonl") + " --save " + dir.file("single.st"));
-  REQUIRE(single.code == 0);
-  for (const std::string extra : {"--set parallel.data=2", "--set parallel.data=4",
-                                  "--set parallel.data=2 --set parallel.pipeline=2 --set parallel.microbatches=2"}) {
-    INFO(extra);
-    const TroupeRun dp = run(dir, "", kSmall + extra + " --set comm.transport=shm --dump-losses " + dir.file("dp.jsonl") +
-                                       " --save " + dir.file("dp.st"));
-    INFO(dp.err);
-    REQUIRE(dp.code == 0);
-    CHECK_THAT(dp.out, Contains("replicas as processes over shared memory"));
-    // The same bits as the single device, and so as the same run over tcp and inproc (tested above and in
-    // test_data_parallel.cpp against the same single-device run).
-    check_same_losses(dir.file("single.jsonl"), dir.file("dp.jsonl"), 4);
-    check_same_weights(dir.file("single.st"), dir.file("dp.st"));
-  }
+  // The same bits as the single device, and so as the same run over tcp and inproc (tested above and in
+  // test_data_parallel.cpp against the same single-device run).
+  check_processes_equal_single_device("shm", "replicas as processes over shared memory",
+                                      {"--set parallel.data=2", "--set parallel.data=4",
+                                       "--set parallel.data=2 --set parallel.pipeline=2 --set parallel.microbatches=2"});
 }
 
 TEST_CASE("a replica process over shm that dies fails the run at once, naming it, and leaves nothing in /dev/shm",

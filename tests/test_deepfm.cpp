@@ -19,7 +19,9 @@
 #include "tests/ps_links.h"
 #include "tests/rank_errors.h"
 #include "tests/recommender_ps_runs.h"
+#include "tests/recommender_gradcheck.h"
 #include "tests/recommender_trainer.h"
+#include "tests/small_click_log.h"
 
 using namespace troupe;
 using namespace troupe::ps;
@@ -28,27 +30,9 @@ using testing::same_bits;
 
 namespace {
 
-ClickLogOptions small_data() {
-  ClickLogOptions d;
-  d.cardinalities = {5000, 800, 60};
-  d.dense_features = 3;
-  d.train_samples = 1 << 16;
-  d.test_samples = 4096;
-  d.seed = 7;
-  return d;
-}
+ClickLogOptions small_data() { return testing::small_click_data(); }
 
-WideDeepOptions small_deepfm(const ClickLogOptions& d) {
-  WideDeepOptions m;
-  m.kind = RecommenderKind::deepfm;
-  m.cardinalities = d.cardinalities;
-  m.dense_features = d.dense_features;
-  m.embed_dim = 4;
-  m.hidden = {16, 8};
-  m.wide_buckets = 4096;
-  m.seed = 3;
-  return m;
-}
+WideDeepOptions small_deepfm(const ClickLogOptions& d) { return testing::small_recommender(RecommenderKind::deepfm, d); }
 
 // The FM term of one sample in double precision, in its pairwise form sum_{f<g} <v_f, v_g>.
 double fm_pairwise(const std::vector<double>& row, int fields, int dim) {
@@ -57,15 +41,6 @@ double fm_pairwise(const std::vector<double>& row, int fields, int dim) {
     for (int g = f + 1; g < fields; ++g)
       for (int k = 0; k < dim; ++k) s += row[static_cast<std::size_t>(f * dim + k)] * row[static_cast<std::size_t>(g * dim + k)];
   return s;
-}
-
-double max_rel_diff(const Tensor& a, const Tensor& b) {
-  double worst = 0;
-  for (std::int64_t i = 0; i < a.numel(); ++i) {
-    const double x = a.f32()[i], y = b.f32()[i];
-    worst = std::max(worst, std::abs(x - y) / std::max(1.0, std::abs(y)));
-  }
-  return worst;
 }
 
 }  // namespace
@@ -121,12 +96,7 @@ TEST_CASE("deepfm: per-field first-order rows, no crosses, and the whole pass's 
   REQUIRE(lookups.size() == 4);
   CHECK(lookups[3].index.numel() == 12 * 3);  // one first-order weight per field, no crosses
 
-  std::vector<Tensor> rows;
-  for (std::size_t t = 0; t < lookups.size(); ++t) {
-    Tensor r = Tensor::empty({static_cast<std::int64_t>(lookups[t].ids.size()), model.tables()[t].dim});
-    for (std::int64_t i = 0; i < r.numel(); ++i) r.f32()[i] = 0.3f * std::sin(1.7f * static_cast<float>(i + 7 * t) + 0.4f);
-    rows.push_back(r);
-  }
+  std::vector<Tensor> rows = testing::varied_rows(model, lookups);
   // The FM term is not negligible on these rows, so the gradient check below covers it.
   {
     std::vector<Tensor> emb;
@@ -144,78 +114,12 @@ TEST_CASE("deepfm: per-field first-order rows, no crosses, and the whole pass's 
     for (int b = 0; b < 12; ++b) spread = std::max(spread, std::abs(static_cast<double>(fm.f32()[b])));
     CHECK(spread > 1e-2);
   }
-  auto loss = [&] {
-    for (Param* p : model.dense().all()) p->grad = Tensor::zeros(p->value.shape());
-    return model.forward_backward(be, batch, lookups, rows, 1.0f).loss_sum;
-  };
-  for (Param* p : model.dense().all()) p->grad = Tensor::zeros(p->value.shape());
-  const WideDeep::Pass pass = model.forward_backward(be, batch, lookups, rows, 1.0f);
-  std::vector<Tensor> dense_grads;
-  for (Param* p : model.dense().all()) dense_grads.push_back(p->grad.clone());
-  auto numeric = [&](float* v) {
-    const float keep = *v, h = 1e-2f;
-    *v = keep + h;
-    const double up = loss();
-    *v = keep - h;
-    const double down = loss();
-    *v = keep;
-    return (up - down) / (2.0 * h);
-  };
-  for (std::size_t j = 0; j < model.dense().all().size(); ++j) {
-    Param* p = model.dense().all()[j];
-    for (std::int64_t i : {std::int64_t{0}, p->value.numel() / 2, p->value.numel() - 1}) {
-      INFO(p->name << "[" << i << "]");
-      CHECK(dense_grads[j].f32()[i] == Approx(numeric(p->value.f32() + i)).margin(2e-3).epsilon(2e-2));
-    }
-  }
   // Every element of every embedding table (the FM and deep gradients share these rows) and the first-order table.
-  for (std::size_t t = 0; t < rows.size(); ++t)
-    for (std::int64_t i = 0; i < rows[t].numel(); ++i) {
-      INFO(model.tables()[t].name << " element " << i);
-      CHECK(pass.table_grads[t].f32()[i] == Approx(numeric(rows[t].f32() + i)).margin(2e-3).epsilon(2e-2));
-    }
+  testing::check_recommender_gradients(model, be, batch, lookups, rows, /*every_row_element=*/true);
 }
 
 TEST_CASE("deepfm on parameter servers: sync with 1 2 4 workers equals single-process training", "[deepfm][ps]") {
-  const int global = 64, steps = 4;
-  WideDeepPsOptions o;
-  o.data = small_data();
-  o.model = small_deepfm(o.data);
-  o.ps.mode = PsMode::sync;
-  o.ps.optim.kind = OptimKind::adam;
-  o.ps.optim.lr = 0.01;
-  o.shards = 3;
-  o.steps = steps;
-  o.eval_samples = 0;
-  o.keep_model = true;
-  const ClickLog log(o.data);
-  testing::LocalTrainer whole(o.model, o.ps.optim);
-  std::vector<double> whole_losses;
-  for (int t = 0; t < steps; ++t) whole_losses.push_back(whole.step(log.train_batch(t, global), 1));
-  for (int W : {1, 2, 4}) {
-    DYNAMIC_SECTION(W << " workers") {
-      o.ps.workers = W;
-      o.batch_size = global / W;
-      const WideDeepPsResult r = train_wide_deep_ps(o);
-      testing::LocalTrainer sliced(o.model, o.ps.optim);
-      for (int t = 0; t < steps; ++t) {
-        const double loss = sliced.step(log.train_batch(t, global), W);
-        CHECK(r.losses[static_cast<std::size_t>(t)] == loss);
-        CHECK(r.losses[static_cast<std::size_t>(t)] == Approx(whole_losses[static_cast<std::size_t>(t)]).epsilon(1e-5));
-      }
-      const auto& params = sliced.model.dense().all();
-      for (std::size_t d = 0; d < params.size(); ++d) {
-        INFO(params[d]->name);
-        CHECK(same_bits(r.model.dense[d], params[d]->value));
-        CHECK(max_rel_diff(r.model.dense[d], whole.model.dense().all()[d]->value) < 1e-5);
-      }
-      for (std::size_t t = 0; t < sliced.tables.size(); ++t) {
-        INFO(sliced.tables[t].name());
-        CHECK(same_bits(r.model.tables[t], sliced.tables[t].value()));
-        CHECK(max_rel_diff(r.model.tables[t], whole.tables[t].value()) < 1e-5);
-      }
-    }
-  }
+  testing::require_sync_workers_match_one_process(small_data(), small_deepfm(small_data()));
 }
 
 TEST_CASE("deepfm with workers as processes' links (inproc and tcp): sync is bitwise the threads' run", "[deepfm][ps]") {

@@ -25,27 +25,14 @@
 using namespace troupe;
 using ref::Ids;
 using ref::Vec;
+using ref::check_accumulated;
+using ref::check_forward;
 using ref::check_grad;
 using ref::max_abs;
 
 namespace {
 
-constexpr double kFwdTol = 1e-5;
-constexpr double kAccumTol = 1e-6;
 constexpr float kNaN = std::numeric_limits<float>::quiet_NaN();
-
-void check_forward(const std::string& what, const Tensor& got, const Vec& want) {
-  const double e = ref::rel_err(ref::to_vec(got), want);
-  INFO(what << ": forward relative error " << e);
-  CHECK(e <= kFwdTol);
-}
-
-void check_accumulated(const std::string& what, const Tensor& twice, const Vec& once) {
-  const double e = ref::rel_err(ref::to_vec(twice), ref::scaled(once, 2.0));
-  INFO(what << ": after two backward passes, relative error to 2 x one pass " << e);
-  CHECK(max_abs(once) > 0.0);
-  CHECK(e <= kAccumTol);
-}
 
 void set_value(Param* p, const Vec& v) { p->value.copy_from(ref::to_tensor(p->value.shape(), v)); }
 
@@ -231,7 +218,7 @@ TEST_CASE("GptHead backward matches finite differences of the mean loss", "[grad
     head.forward(be, mb, ctx, xt);
     head.backward(be, mb, ctx, Tensor());
     head.fold_extra_grads();
-    CHECK(ref::rel_err(ref::to_vec(wte->grad), wte_once) <= kAccumTol);
+    CHECK(ref::rel_err(ref::to_vec(wte->grad), wte_once) <= ref::kAccumTol);
   }
 }
 
@@ -562,7 +549,7 @@ TEST_CASE("cross_entropy: forward and backward against the reference", "[gradche
   const Vec want = ref::cross_entropy(logits, targets, n, kV);
   check_forward("cross-entropy losses", losses, want);
   check_forward("cross-entropy probs", probs, ref::softmax(logits, n, kV));
-  CHECK(std::abs(total - ref::sum(want)) <= kFwdTol * std::abs(ref::sum(want)));
+  CHECK(std::abs(total - ref::sum(want)) <= ref::kFwdTol * std::abs(ref::sum(want)));
   Tensor dlogits = nan_tensor({n, kV});
   be.cross_entropy_backward(probs, tt, 1.0f / n, dlogits);
   check_grad("cross-entropy dlogits", dlogits, ref::numeric_grad(f, logits));

@@ -1,7 +1,8 @@
-// How a process joins a job from its launcher's environment: Slurm host lists and resolve_join against literal environments (no process, no socket).
+// How a process joins a job from its launcher's environment: Slurm host lists, HOST:PORT text, and resolve_join against literal environments (no process, no socket).
 #include <catch2/catch.hpp>
 
 #include "runtime/launch/host_list.h"
+#include "runtime/launch/host_port.h"
 #include "runtime/launch/join_spec.h"
 #include "tests/error_of.h"
 
@@ -59,6 +60,29 @@ TEST_CASE("Slurm's variables: rank 0 on the first host of the step's node list",
   Environment job_only = slurm;
   job_only.erase("SLURM_STEP_NODELIST");
   CHECK(resolve_join({}, job_only)->address == "gpu01:29500");
+}
+
+TEST_CASE("HOST:PORT splits at its one colon, and IPv6, a missing part or a bad port is an error naming the setting", "[launch]") {
+  const auto split = [](const char* text) { return parse_host_port("comm.address", text, "127.0.0.1:29500"); };
+  CHECK(split("127.0.0.1:29500").host == "127.0.0.1");
+  CHECK(split("127.0.0.1:29500").port == 29500);
+  CHECK(split("node01:0").host == "node01");
+  CHECK(split("node01:0").port == 0);
+  CHECK(split("node01:65535").port == 65535);
+  const auto error = [&](const char* text) { return config_error([&] { split(text); }); };
+  CHECK(error("::1:29500") == "comm.address = \"::1:29500\" is an IPv6 address; troupe's TCP links are IPv4: give an "
+                              "IPv4 address or a host name, e.g. 127.0.0.1:29500");
+  CHECK_THAT(error("[::1]:29500"), Catch::Contains("is an IPv6 address"));
+  CHECK(error("127.0.0.1") == "comm.address = \"127.0.0.1\" must be host:port, e.g. 127.0.0.1:29500");
+  CHECK_THAT(error(":29500"), Catch::Contains("must be host:port"));
+  CHECK_THAT(error("node01:"), Catch::Contains("must be host:port"));
+  CHECK(error("node01:65536") ==
+        "comm.address = \"node01:65536\" has port '65536', which is not a whole number in [0, 65535]; e.g. 127.0.0.1:29500");
+  CHECK_THAT(error("node01:29x"), Catch::Contains("has port '29x'"));
+  CHECK_THAT(error("node01:-1"), Catch::Contains("has port '-1'"));
+  // Where a launcher's job gives comm.address, the same parser reads it.
+  CHECK_THAT(config_error([] { resolve_join({.rank = 1, .world_size = 2, .address = "fe80::1"}, {}); }),
+             Catch::Contains("comm.address = \"fe80::1\" is an IPv6 address"));
 }
 
 TEST_CASE("OpenMPI's variables need MASTER_ADDR or comm.address", "[launch]") {

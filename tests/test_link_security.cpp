@@ -14,6 +14,7 @@
 #include "net/tcp/tcp_transport.h"
 #include "runtime/comm/ring.h"
 #include "runtime/error.h"
+#include "tests/byte_patterns.h"
 #include "tests/tamper_proxy.h"
 
 using namespace troupe;
@@ -26,26 +27,10 @@ using tcp::Protection;
 
 namespace {
 
-template <std::size_t N>
-std::string hex(const std::array<std::uint8_t, N>& d) {
-  std::string out;
-  char buf[3];
-  for (auto b : d) {
-    std::snprintf(buf, sizeof buf, "%02x", b);
-    out += buf;
-  }
-  return out;
-}
 std::string hex(const tcp::Seal& s) {
   std::array<std::uint8_t, tcp::kSealBytes> a;
   std::transform(s.begin(), s.end(), a.begin(), [](std::byte b) { return static_cast<std::uint8_t>(b); });
-  return hex(a);
-}
-
-std::vector<std::byte> pattern(std::size_t n, int seed) {
-  std::vector<std::byte> v(n);
-  for (std::size_t i = 0; i < n; ++i) v[i] = static_cast<std::byte>((i * 131 + static_cast<std::size_t>(seed) * 17 + (i >> 9)) & 0xFF);
-  return v;
+  return troupe::testing::hex(a);
 }
 
 wire::Nonce counting_nonce(std::uint8_t from) {

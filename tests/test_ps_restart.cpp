@@ -33,44 +33,26 @@ TEST_CASE("a ps worker whose step throws before its push is restarted and the ru
 
 TEST_CASE("past fault.max_restarts a failing ps worker stops the run with the supervisor's escalation, not a hang",
           "[ps][restart]") {
-  const RunConfig config = load_config(
-      std::nullopt, ps_gpt({"fault.max_restarts=1", "fault.inject=throw worker 1 at step 1; throw worker 1 at step 2"}));
-  ps::PsTrainer t(config);
-  t.train_step(0);
-  t.train_step(1);  // restarted
-  try {
-    t.train_step(2);  // worker 0 waits in its clipping round for worker 1's push: the escalation releases it
-    FAIL("the second fault is past the intensity");
-  } catch (const Error& e) {
-    CHECK_THAT(e.what(), Contains("worker 1") && Contains("died in step 2: fault.inject: throw worker 1 at step 2") &&
-                             Contains("the supervisor gives up: that is more than fault.max_restarts = 1 restarts "
-                                      "within fault.restart_window_s = 60 s; the 1 restart before:\n"
-                                      "  worker 1 in step 1: fault.inject: throw worker 1 at step 1"));
-  }
-  CHECK(t.restart_log().size() == 1);
+  // Worker 0 waits in its clipping round for worker 1's push in step 2: the escalation releases it.
+  const PsEscalation e = escalate_ps_gpt("throw worker 1 at step 1; throw worker 1 at step 2");
+  CHECK_THAT(e.error, Contains("worker 1"));
+  check_second_throw_escalated(e.error, "worker 1");
+  CHECK(e.restarts_logged == 1);
 }
 
 TEST_CASE("fault.inject in parameter-server runs: worker and rank clauses where they exist, stage clauses refused",
           "[ps][restart][config]") {
-  auto error_of = [](std::vector<std::string> sets) {
-    try {
-      load_config(std::nullopt, ps_gpt(std::move(sets)));
-    } catch (const Error& e) {
-      return std::string(e.what());
-    }
-    return std::string("no error");
-  };
-  CHECK(error_of({"fault.inject=throw worker 1 at step 1"}) == "no error");
-  CHECK(error_of({"fault.inject=kill rank 1 at step 1", "comm.transport=tcp"}) == "no error");
-  CHECK_THAT(error_of({"fault.inject=kill stage 0 at step 1"}),
+  CHECK(ps_gpt_config_error({"fault.inject=throw worker 1 at step 1"}) == "no error");
+  CHECK(ps_gpt_config_error({"fault.inject=kill rank 1 at step 1", "comm.transport=tcp"}) == "no error");
+  CHECK_THAT(ps_gpt_config_error({"fault.inject=kill stage 0 at step 1"}),
              Contains("clause 'kill stage 0 at step 1': parameter-server runs have no stage, optimizer-state or tensor-shard actors"));
-  CHECK_THAT(error_of({"fault.inject=throw worker 2 at step 1"}),
+  CHECK_THAT(ps_gpt_config_error({"fault.inject=throw worker 2 at step 1"}),
              Contains("worker 2 does not exist, parallel.data = 2 (workers 0 to 1)"));
-  CHECK_THAT(error_of({"fault.inject=kill rank 1 at step 1"}),
+  CHECK_THAT(ps_gpt_config_error({"fault.inject=kill rank 1 at step 1"}),
              Contains("rank faults hit parameter-server worker processes; set comm.transport = tcp"));
-  CHECK_THAT(error_of({"fault.inject=stall rank 0 at step 1", "comm.transport=tcp"}),
+  CHECK_THAT(ps_gpt_config_error({"fault.inject=stall rank 0 at step 1", "comm.transport=tcp"}),
              Contains("no one watches rank 0's heartbeats"));
-  CHECK_THAT(error_of({"fault.inject=throw worker 1 at step 5"}), Contains("step 5 is never reached"));
+  CHECK_THAT(ps_gpt_config_error({"fault.inject=throw worker 1 at step 5"}), Contains("step 5 is never reached"));
   // Outside parameter servers a worker clause names nothing.
   CHECK_THROWS_WITH(load_config(std::nullopt, {"parallel.data=2", "train.steps=3", "fault.inject=throw worker 1 at step 1"}),
                     Contains("worker faults hit parameter-server workers; set parallel.gradient_exchange = ps"));

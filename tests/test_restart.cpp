@@ -10,6 +10,7 @@
 #include <filesystem>
 #include "runtime/config/config_loader.h"
 #include "runtime/supervision/fault_plan.h"
+#include "midstep_schedules.h"
 #include "training_runs.h"
 
 using namespace troupe;
@@ -29,6 +30,7 @@ struct Restarted {
   TrainingRun run;
   std::vector<supervision::Restart> restarts;
   std::vector<bool> skipped;
+  std::vector<std::size_t> computed;  // each stage's forwards and backwards over the run (StageWorker::computed())
 };
 
 Restarted run_actors(const std::vector<std::string>& sets) {
@@ -40,10 +42,19 @@ Restarted run_actors(const std::vector<std::string>& sets) {
     r.run.losses.push_back(stats.loss);
     r.skipped.push_back(stats.skipped);
   }
-  for (int s = 0; s < p.driver().num_stages(); ++s)
+  for (int s = 0; s < p.driver().num_stages(); ++s) {
     for (Param* q : p.stage(s).params()) r.run.weights[q->name] = q->value.to_vector();
+    r.computed.push_back(p.stage(s).computed());
+  }
   r.restarts = p.restarts();
   return r;
+}
+
+// Every stage's forwards and backwards over the run.
+std::size_t total_computed(const Restarted& r) {
+  std::size_t n = 0;
+  for (std::size_t c : r.computed) n += c;
+  return n;
 }
 }  // namespace
 
@@ -131,9 +142,11 @@ namespace {
 struct RestartedReplicas {
   Restarted replica0;
   std::vector<TrainingRun> others;  // replicas 1.. (each must equal replica 0: no half-applied step)
+  std::size_t computed = 0;         // every replica's stages' forwards and backwards over the run
 };
 
-RestartedReplicas run_replicas_on(DataParallelTrainer& t, const RunConfig& config) {
+RestartedReplicas run_replicas(const RunConfig& config) {
+  DataParallelTrainer t(config);
   RestartedReplicas out;
   for (std::int64_t s = 0; s < config.train.steps; ++s) {
     const StepStats stats = t.train_step(s);
@@ -141,18 +154,15 @@ RestartedReplicas run_replicas_on(DataParallelTrainer& t, const RunConfig& confi
   }
   for (int r = 0; r < t.replicas(); ++r) {
     TrainingRun weights;
-    for (int s = 0; s < t.replica(r).num_stages(); ++s)
+    for (int s = 0; s < t.replica(r).num_stages(); ++s) {
       for (Param* q : t.replica(r).stage(s).params()) weights.weights[q->name] = q->value.to_vector();
+      out.computed += t.replica(r).stage(s).computed();
+    }
     if (r == 0) out.replica0.run.weights = std::move(weights.weights);
     else out.others.push_back(std::move(weights));
     for (const auto& restart : t.actor_replica(r).restarts()) out.replica0.restarts.push_back(restart);
   }
   return out;
-}
-
-RestartedReplicas run_replicas(const RunConfig& config) {
-  DataParallelTrainer t(config);
-  return run_replicas_on(t, config);
 }
 
 RestartedReplicas run_replicas(const std::vector<std::string>& sets) {
@@ -315,19 +325,13 @@ TEST_CASE("data-parallel CNN with synchronised batch norm: a restart re-runs the
 
 TEST_CASE("mid-step faults: a stage killed or throwing before a micro-batch's forward or backward is restarted, bitwise",
           "[restart][actors][midstep]") {
-  // 4 micro-batches, so that a fault can strike with some of them done on every stage.
-  for (const std::vector<std::string>& layout :
-       {std::vector<std::string>{"parallel.microbatches=4"},
-        std::vector<std::string>{"parallel.microbatches=4", "parallel.schedule=gpipe"},
-        std::vector<std::string>{"parallel.microbatches=4", "parallel.schedule=interleaved", "parallel.virtual_stages=2"}}) {
+  for (const std::vector<std::string>& layout : midstep_schedules()) {
     const Restarted clean = run_actors(layout);
     for (const char* plan : {"kill stage 0 at step 1 micro-batch 2 forward", "kill stage 1 at step 2 micro-batch 1 backward",
                              "throw stage 1 at step 3 micro-batch 3 forward", "throw stage 0 at step 4 micro-batch 3 backward",
                              "kill stage 0 at step 0 micro-batch 0 backward"}) {
       INFO(layout.size() << " " << layout.back() << ": " << plan);
-      std::vector<std::string> with = layout;
-      with.push_back(std::string("fault.inject=") + plan);
-      const Restarted faulty = run_actors(with);
+      const Restarted faulty = run_actors(with_faults(layout, plan));
       require_bitwise(clean.run, faulty.run);
       REQUIRE(faulty.restarts.size() == 1);
       CHECK(faulty.restarts[0].step == supervision::parse_fault_plan(plan).clauses[0].step);
@@ -339,55 +343,29 @@ TEST_CASE("mid-step faults: a stage killed or throwing before a micro-batch's fo
                            "kill stage 1 at step 2 micro-batch 0 backward", "throw stage 0 at step 3 micro-batch 1 backward",
                            "kill stage 1 at step 4 micro-batch 1 backward on replica 1"}) {
     INFO("dp: " << plan);
-    std::vector<std::string> with = dp;
-    with.push_back(std::string("fault.inject=") + plan);
-    const RestartedReplicas faulty = run_replicas(with);
+    const RestartedReplicas faulty = run_replicas(with_faults(dp, plan));
     require_bitwise(dp_clean.replica0.run, faulty.replica0.run);
     require_replicas_equal(faulty);
     CHECK(faulty.replica0.restarts.size() == 1);
   }
 }
 
-namespace {
-// Every stage's forwards and backwards run since the pipeline began (StageWorker::computed()).
-std::size_t computed_of(ActorPipeline& p) {
-  std::size_t n = 0;
-  for (int s = 0; s < p.driver().num_stages(); ++s) n += p.stage(s).computed();
-  return n;
-}
-}  // namespace
-
 TEST_CASE("keeping work: a stage restarted mid-step redoes only its own share, the others keep theirs, bitwise",
           "[restart][actors][midstep][keep]") {
-  for (const std::vector<std::string>& layout :
-       {std::vector<std::string>{"parallel.microbatches=4"},
-        std::vector<std::string>{"parallel.microbatches=4", "parallel.schedule=gpipe"},
-        std::vector<std::string>{"parallel.microbatches=4", "parallel.schedule=interleaved", "parallel.virtual_stages=2"}}) {
-    auto run = [&](const std::string& plan) {
-      std::vector<std::string> sets = layout;
-      if (!plan.empty()) sets.push_back("fault.inject=" + plan);
-      const RunConfig config = load_config(std::nullopt, gpt(sets));
-      ActorPipeline p(config, pipeline_options(config, 0));
-      Restarted r;
-      for (std::int64_t s = 0; s < config.train.steps; ++s) r.run.losses.push_back(p.train_step(s).loss);
-      for (int s = 0; s < p.driver().num_stages(); ++s)
-        for (Param* q : p.stage(s).params()) r.run.weights[q->name] = q->value.to_vector();
-      r.restarts = p.restarts();
-      // One stage's program: its forwards and backwards of one step (2 stages of equal programs).
-      const std::size_t per_stage_step = p.stage(0).computed() / static_cast<std::size_t>(config.train.steps);
-      return std::make_tuple(r, computed_of(p), per_stage_step);
-    };
-    const auto [clean, clean_computed, per_stage_step] = run("");
+  for (const std::vector<std::string>& layout : midstep_schedules()) {
+    const Restarted clean = run_actors(layout);
+    // One stage's program: its forwards and backwards of one step (2 stages of equal programs).
+    const std::size_t per_stage_step = clean.computed[0] / clean.run.losses.size();
     for (const char* plan : {"kill stage 0 at step 1 micro-batch 3 backward", "kill stage 1 at step 2 micro-batch 2 backward",
                              "throw stage 1 at step 3 micro-batch 3 forward", "kill stage 0 at step 4"}) {
       INFO(layout.back() << ": " << plan);
-      const auto [faulty, faulty_computed, unused] = run(plan);
+      const Restarted faulty = run_actors(with_faults(layout, plan));
       require_bitwise(clean.run, faulty.run);
       REQUIRE(faulty.restarts.size() == 1);
       // The work redone is the restarted stage's share of the step before the fault, no more: a re-run of
       // the whole step would redo both stages' shares.
-      CHECK(faulty_computed >= clean_computed);
-      CHECK(faulty_computed - clean_computed < per_stage_step);
+      CHECK(total_computed(faulty) >= total_computed(clean));
+      CHECK(total_computed(faulty) - total_computed(clean) < per_stage_step);
     }
   }
 }
@@ -396,34 +374,18 @@ TEST_CASE("data parallel: a stage restarted mid-step redoes its share alone whil
           "exchange: bitwise, one restart",
           "[restart][actors][data][midstep][keep]") {
   const std::vector<std::string> dp = {"parallel.data=2", "train.batch_size=8", "comm.timeout_s=30"};
-  auto computed = [](DataParallelTrainer& t) {
-    std::size_t n = 0;
-    for (int r = 0; r < t.replicas(); ++r)
-      for (int s = 0; s < t.replica(r).num_stages(); ++s) n += t.replica(r).stage(s).computed();
-    return n;
-  };
-  auto run = [&](const std::string& plan, std::size_t* work) {
-    std::vector<std::string> sets = dp;
-    if (!plan.empty()) sets.push_back("fault.inject=" + plan);
-    const RunConfig config = load_config(std::nullopt, gpt(sets));
-    DataParallelTrainer t(config);
-    RestartedReplicas out = run_replicas_on(t, config);
-    *work = computed(t);
-    return out;
-  };
-  std::size_t clean_work = 0;
-  const RestartedReplicas clean = run("", &clean_work);
-  const std::size_t per_stage_step = clean_work / 4 / 6;  // 2 replicas x 2 stages, 6 steps
+  const RestartedReplicas clean = run_replicas(dp);
+  // One stage's forwards and backwards of one step: 2 replicas x 2 stages of equal programs.
+  const std::size_t per_stage_step = clean.computed / 4 / clean.replica0.run.losses.size();
   for (const char* plan : {"kill stage 0 at step 1 micro-batch 1 backward on replica 1",
                            "kill stage 1 at step 2 micro-batch 1 forward", "throw stage 1 at step 3 micro-batch 0 backward",
                            "kill stage 1 at step 4 micro-batch 0 forward on replica 1"}) {
     INFO(plan);
-    std::size_t work = 0;
-    const RestartedReplicas faulty = run(plan, &work);
+    const RestartedReplicas faulty = run_replicas(with_faults(dp, plan));
     require_bitwise(clean.replica0.run, faulty.replica0.run);
     require_replicas_equal(faulty);
     REQUIRE(faulty.replica0.restarts.size() == 1);
-    CHECK(work >= clean_work);
-    CHECK(work - clean_work < per_stage_step);
+    CHECK(faulty.computed >= clean.computed);
+    CHECK(faulty.computed - clean.computed < per_stage_step);
   }
 }

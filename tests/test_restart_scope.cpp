@@ -7,6 +7,7 @@
 #include "actors/state/restart_scope.h"
 #include "actors/state/step_coordinator.h"
 #include "runtime/config/config_loader.h"
+#include "midstep_schedules.h"
 #include "training_runs.h"
 
 using namespace troupe;
@@ -97,10 +98,7 @@ double step_losing_a_stage(PipelineDriver& d, std::int64_t step, int lost, int l
 
 TEST_CASE("a stage that redoes its step alone while the others keep theirs gives the uninterrupted run, bitwise",
           "[restart_scope][pipeline]") {
-  for (const std::vector<std::string>& layout :
-       {std::vector<std::string>{"parallel.microbatches=4"},
-        std::vector<std::string>{"parallel.microbatches=4", "parallel.schedule=gpipe"},
-        std::vector<std::string>{"parallel.microbatches=4", "parallel.schedule=interleaved", "parallel.virtual_stages=2"}}) {
+  for (const std::vector<std::string>& layout : midstep_schedules()) {
     const RunConfig config = small(layout);
     PipelineDriver clean(config, pipeline_options(config, 0));
     std::vector<double> clean_losses;

@@ -19,6 +19,7 @@
 #include "runtime/comm/ring.h"
 #include "runtime/error.h"
 #include "tests/dev_shm.h"
+#include "tests/byte_patterns.h"
 #include "tests/dead_rank_checks.h"
 #include "tests/rank_errors.h"
 #include "tests/rank_threads.h"
@@ -30,12 +31,6 @@ using Catch::Matchers::Contains;
 using namespace std::chrono_literals;
 
 namespace {
-
-std::vector<std::byte> pattern(std::size_t n, int seed) {
-  std::vector<std::byte> v(n);
-  for (std::size_t i = 0; i < n; ++i) v[i] = static_cast<std::byte>((i * 131 + static_cast<std::size_t>(seed) * 17 + (i >> 9)) & 0xFF);
-  return v;
-}
 
 net::ShmOptions options(int rank, int size, const std::string& address, std::chrono::milliseconds timeout) {
   net::ShmOptions o;

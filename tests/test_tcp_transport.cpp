@@ -22,6 +22,7 @@
 #include "net/tcp/rendezvous.h"
 #include "net/tcp/tcp_transport.h"
 #include "net/wire/frame_codec.h"
+#include "tests/byte_patterns.h"
 #include "tests/dead_rank_checks.h"
 #include "tests/rank_errors.h"
 #include "tests/rank_threads.h"
@@ -36,24 +37,7 @@ using namespace std::chrono_literals;
 
 namespace {
 
-std::string hex(const std::array<std::uint8_t, 32>& d) {
-  std::string out;
-  char buf[3];
-  for (auto b : d) {
-    std::snprintf(buf, sizeof buf, "%02x", b);
-    out += buf;
-  }
-  return out;
-}
-
 std::span<const std::byte> bytes_of(const std::string& s) { return std::as_bytes(std::span(s.data(), s.size())); }
-
-
-std::vector<std::byte> pattern(std::size_t n, int seed) {
-  std::vector<std::byte> v(n);
-  for (std::size_t i = 0; i < n; ++i) v[i] = static_cast<std::byte>((i * 131 + static_cast<std::size_t>(seed) * 17 + (i >> 9)) & 0xFF);
-  return v;
-}
 
 net::TcpOptions options(int rank, int size, const std::string& address, std::chrono::milliseconds timeout = 5s) {
   net::TcpOptions o;
@@ -82,6 +66,27 @@ std::vector<std::byte> flatten(const wire::OutFrame& frame) {
   for (const auto& p : frame.pieces()) out.insert(out.end(), p.begin(), p.end());
   return out;
 }
+
+// Rank 0 of a 2-rank group as a TcpTransport (options `o0`), rank 1 as a bare socket that made the
+// handshake and read the roster, blocking from then on: a test writes rank 1's frames by hand.
+struct HandWrittenPeer {
+  boost::asio::io_context io;
+  std::unique_ptr<net::TcpTransport> t0;
+  std::unique_ptr<net::tcp::Socket> raw;
+
+  explicit HandWrittenPeer(net::TcpOptions o0) {
+    net::TcpListener listener("127.0.0.1:0");
+    const auto address = net::tcp::parse_loopback_address(listener.address());
+    std::thread rank0([&] { t0 = net::connect_tcp(o0, std::move(listener)); });
+    std::string ignored;
+    const auto deadline = net::tcp::Clock::now() + 5s;
+    raw = net::tcp::connect_until(io, address, deadline, ignored);
+    net::tcp::handshake_as_connector(*raw, "test-secret", 1, 2, 0, 0, address.text(), deadline);
+    CHECK(std::holds_alternative<wire::Roster>(net::tcp::read_control(*raw, deadline)));
+    rank0.join();
+    raw->non_blocking(false);
+  }
+};
 
 }  // namespace
 
@@ -553,18 +558,9 @@ TEST_CASE("tcp: a malformed frame on an established link fails the receiving ran
   }));
   CAPTURE(reason);
 
-  net::TcpListener listener("127.0.0.1:0");
-  const auto address = net::tcp::parse_loopback_address(listener.address());
-  std::unique_ptr<net::TcpTransport> t0;
-  std::thread rank0([&] { t0 = net::connect_tcp(options(0, 2, ""), std::move(listener)); });
-  boost::asio::io_context io;
-  std::string ignored;
-  const auto deadline = net::tcp::Clock::now() + 5s;
-  auto raw = net::tcp::connect_until(io, address, deadline, ignored);
-  net::tcp::handshake_as_connector(*raw, "test-secret", 1, 2, 0, 0, address.text(), deadline);
-  CHECK(std::holds_alternative<wire::Roster>(net::tcp::read_control(*raw, deadline)));
-  rank0.join();
-  raw->non_blocking(false);
+  HandWrittenPeer peer(options(0, 2, ""));
+  auto& t0 = peer.t0;
+  auto& raw = peer.raw;
   boost::asio::write(*raw, boost::asio::buffer(bytes.data(), bytes.size()));
 
   std::vector<std::byte> out(8);
@@ -580,23 +576,14 @@ TEST_CASE("tcp: a malformed frame on an established link fails the receiving ran
 }
 
 TEST_CASE("tcp: a peer that stalls in the middle of a message times the recv out and closes the link", "[tcp]") {
-  net::TcpListener listener("127.0.0.1:0");
-  const auto address = net::tcp::parse_loopback_address(listener.address());
-  std::unique_ptr<net::TcpTransport> t0;
   auto o0 = options(0, 2, "", 400ms);
   o0.rendezvous_timeout = 5s;
-  std::thread rank0([&] { t0 = net::connect_tcp(o0, std::move(listener)); });
-  boost::asio::io_context io;
-  std::string ignored;
-  const auto deadline = net::tcp::Clock::now() + 5s;
-  auto raw = net::tcp::connect_until(io, address, deadline, ignored);
-  net::tcp::handshake_as_connector(*raw, "test-secret", 1, 2, 0, 0, address.text(), deadline);
-  CHECK(std::holds_alternative<wire::Roster>(net::tcp::read_control(*raw, deadline)));
-  rank0.join();
+  HandWrittenPeer peer(o0);
+  auto& t0 = peer.t0;
+  auto& raw = peer.raw;
   // A well-formed 64 KiB chunk, cut off after its first 1000 payload bytes.
   const std::size_t n = 64 * 1024;
   auto frame = flatten(wire::encode_chunk(wire::ChunkHeader{3, 0, n, 0}, std::make_unique<std::uint64_t[]>(n / 8), n));
-  raw->non_blocking(false);
   std::vector<std::byte> out(n);
   std::thread stall([&] {
     std::this_thread::sleep_for(50ms);  // the recv is waiting by then
@@ -642,23 +629,14 @@ TEST_CASE("tcp: a message whose header arrived before its recv is read whole, in
 TEST_CASE("tcp: a peer that stalls or dies in a payload the receiving rank's thread reads fails the recv as it would the reader", "[tcp]") {
   const bool dies = GENERATE(false, true);
   CAPTURE(dies);
-  net::TcpListener listener("127.0.0.1:0");
-  const auto address = net::tcp::parse_loopback_address(listener.address());
-  std::unique_ptr<net::TcpTransport> t0;
   auto o0 = options(0, 2, "", 400ms);
   o0.rendezvous_timeout = 5s;
-  std::thread rank0([&] { t0 = net::connect_tcp(o0, std::move(listener)); });
-  boost::asio::io_context io;
-  std::string ignored;
-  const auto deadline = net::tcp::Clock::now() + 5s;
-  auto raw = net::tcp::connect_until(io, address, deadline, ignored);
-  net::tcp::handshake_as_connector(*raw, "test-secret", 1, 2, 0, 0, address.text(), deadline);
-  CHECK(std::holds_alternative<wire::Roster>(net::tcp::read_control(*raw, deadline)));
-  rank0.join();
+  HandWrittenPeer peer(o0);
+  auto& t0 = peer.t0;
+  auto& raw = peer.raw;
   // A well-formed 64 KiB chunk, cut off after its first 1000 payload bytes, sent before the recv.
   const std::size_t n = 64 * 1024;
   auto frame = flatten(wire::encode_chunk(wire::ChunkHeader{3, 0, n, 0}, std::make_unique<std::uint64_t[]>(n / 8), n));
-  raw->non_blocking(false);
   boost::asio::write(*raw, boost::asio::buffer(frame.data(), frame.size() - n + 1000));
   std::thread closer;
   if (dies) {

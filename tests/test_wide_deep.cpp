@@ -21,7 +21,9 @@
 #include "tests/ps_links.h"
 #include "tests/rank_errors.h"
 #include "tests/recommender_ps_runs.h"
+#include "tests/recommender_gradcheck.h"
 #include "tests/recommender_trainer.h"
+#include "tests/small_click_log.h"
 
 using namespace troupe;
 using namespace troupe::ps;
@@ -30,35 +32,9 @@ using testing::same_bits;
 
 namespace {
 
-ClickLogOptions small_data() {
-  ClickLogOptions d;
-  d.cardinalities = {5000, 800, 60};
-  d.dense_features = 3;
-  d.train_samples = 1 << 16;
-  d.test_samples = 4096;
-  d.seed = 7;
-  return d;
-}
+ClickLogOptions small_data() { return testing::small_click_data(); }
 
-WideDeepOptions small_model(const ClickLogOptions& d) {
-  WideDeepOptions m;
-  m.cardinalities = d.cardinalities;
-  m.dense_features = d.dense_features;
-  m.embed_dim = 4;
-  m.hidden = {16, 8};
-  m.wide_buckets = 4096;
-  m.seed = 3;
-  return m;
-}
-
-double max_rel_diff(const Tensor& a, const Tensor& b) {
-  double worst = 0;
-  for (std::int64_t i = 0; i < a.numel(); ++i) {
-    const double x = a.f32()[i], y = b.f32()[i];
-    worst = std::max(worst, std::abs(x - y) / std::max(1.0, std::abs(y)));
-  }
-  return worst;
-}
+WideDeepOptions small_model(const ClickLogOptions& d) { return testing::small_recommender(RecommenderKind::wide_deep, d); }
 
 }  // namespace
 
@@ -126,87 +102,12 @@ TEST_CASE("wide & deep: lookups list each touched row once and gradients match f
   CHECK(lookups[3].index.numel() == 12 * (3 + 3));  // 3 fields + 3 crosses per sample
 
   // Random (not initial) table rows, so the wide rows are not all zero.
-  std::vector<Tensor> rows;
-  for (std::size_t t = 0; t < lookups.size(); ++t) {
-    Tensor r = Tensor::empty({static_cast<std::int64_t>(lookups[t].ids.size()), model.tables()[t].dim});
-    for (std::int64_t i = 0; i < r.numel(); ++i) r.f32()[i] = 0.3f * std::sin(1.7f * static_cast<float>(i + 7 * t) + 0.4f);
-    rows.push_back(r);
-  }
-  auto loss = [&] {
-    for (Param* p : model.dense().all()) p->grad = Tensor::zeros(p->value.shape());
-    return model.forward_backward(be, batch, lookups, rows, 1.0f).loss_sum;
-  };
-  for (Param* p : model.dense().all()) p->grad = Tensor::zeros(p->value.shape());
-  const WideDeep::Pass pass = model.forward_backward(be, batch, lookups, rows, 1.0f);
-  std::vector<Tensor> dense_grads;
-  for (Param* p : model.dense().all()) dense_grads.push_back(p->grad.clone());
-  auto numeric = [&](float* x) {
-    const float keep = *x, h = 1e-2f;
-    *x = keep + h;
-    const double up = loss();
-    *x = keep - h;
-    const double down = loss();
-    *x = keep;
-    return (up - down) / (2.0 * h);
-  };
-  for (std::size_t j = 0; j < model.dense().all().size(); ++j) {
-    Param* p = model.dense().all()[j];
-    for (std::int64_t i : {std::int64_t{0}, p->value.numel() / 2, p->value.numel() - 1}) {
-      INFO(p->name << "[" << i << "]");
-      CHECK(dense_grads[j].f32()[i] == Approx(numeric(p->value.f32() + i)).margin(2e-3).epsilon(2e-2));
-    }
-  }
-  for (std::size_t t = 0; t < rows.size(); ++t)
-    for (std::int64_t i : {std::int64_t{0}, rows[t].numel() - 1}) {
-      INFO(model.tables()[t].name << " element " << i);
-      CHECK(pass.table_grads[t].f32()[i] == Approx(numeric(rows[t].f32() + i)).margin(2e-3).epsilon(2e-2));
-    }
+  std::vector<Tensor> rows = testing::varied_rows(model, lookups);
+  testing::check_recommender_gradients(model, be, batch, lookups, rows, /*every_row_element=*/false);
 }
 
 TEST_CASE("wide & deep on parameter servers: sync with 1 2 4 workers equals single-process training", "[wide_deep][ps]") {
-  const int global = 64, steps = 4;
-  WideDeepPsOptions o;
-  o.data = small_data();
-  o.model = small_model(o.data);
-  o.ps.mode = PsMode::sync;
-  o.ps.optim.kind = OptimKind::adam;
-  o.ps.optim.lr = 0.01;
-  o.shards = 3;
-  o.steps = steps;
-  o.eval_samples = 0;
-  o.keep_model = true;
-  const ClickLog log(o.data);
-
-  // The whole batch at once (the same update up to float rounding of the gradient sums).
-  testing::LocalTrainer whole(o.model, o.ps.optim);
-  std::vector<double> whole_losses;
-  for (int t = 0; t < steps; ++t) whole_losses.push_back(whole.step(log.train_batch(t, global), 1));
-
-  for (int W : {1, 2, 4}) {
-    DYNAMIC_SECTION(W << " workers") {
-      o.ps.workers = W;
-      o.batch_size = global / W;
-      const WideDeepPsResult r = train_wide_deep_ps(o);
-      // Single process, the batch cut as the workers cut it: bitwise equal.
-      testing::LocalTrainer sliced(o.model, o.ps.optim);
-      for (int t = 0; t < steps; ++t) {
-        const double loss = sliced.step(log.train_batch(t, global), W);
-        CHECK(r.losses[static_cast<std::size_t>(t)] == loss);
-        CHECK(r.losses[static_cast<std::size_t>(t)] == Approx(whole_losses[static_cast<std::size_t>(t)]).epsilon(1e-5));
-      }
-      const auto& params = sliced.model.dense().all();
-      for (std::size_t d = 0; d < params.size(); ++d) {
-        INFO(params[d]->name);
-        CHECK(same_bits(r.model.dense[d], params[d]->value));
-        CHECK(max_rel_diff(r.model.dense[d], whole.model.dense().all()[d]->value) < 1e-5);
-      }
-      for (std::size_t t = 0; t < sliced.tables.size(); ++t) {
-        INFO(sliced.tables[t].name());
-        CHECK(same_bits(r.model.tables[t], sliced.tables[t].value()));
-        CHECK(max_rel_diff(r.model.tables[t], whole.tables[t].value()) < 1e-5);
-      }
-    }
-  }
+  testing::require_sync_workers_match_one_process(small_data(), small_model(small_data()));
 }
 
 TEST_CASE("wide & deep with workers as processes' links (threads, inproc and tcp): sync is bitwise the threads' run",

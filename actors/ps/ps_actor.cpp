@@ -143,6 +143,43 @@ caf::error die(caf::stateful_actor<ShardState>* self, const std::string& cause) 
   return e;
 }
 
+// A push or a clip: `apply` runs the update (traced) and returns what it released, `accepted` runs once it
+// did. Bad input is answered as an error and the shard keeps serving; a supervised shard's failure in the
+// update ends it (die). Otherwise the released requests are answered, and the request with the new version.
+template <class Apply, class Accepted>
+caf::result<std::int64_t> apply_update(caf::stateful_actor<ShardState>* self, Apply apply, Accepted accepted) {
+  first_snapshot(self);
+  std::vector<PsShard::Released> released;
+  const std::int64_t before = self->state.shard->version();
+  try {
+    released = traced(self, apply);
+  } catch (const Error& e) {
+    return caf::make_error(caf::sec::runtime_error, std::string(e.what()));
+  }
+  accepted();
+  if (const std::optional<std::string> failed = after_update(self, before)) return die(self, *failed);
+  deliver(self, std::move(released));
+  return self->state.shard->version();
+}
+
+// A norm or a pull: `ask(ticket)` returns the reply, or nothing while the step it needs is incomplete; the
+// request then waits under `ticket` until deliver() answers it. Bad input is answered as an error.
+template <class Reply, class Ask>
+caf::result<Reply> answer_or_wait(caf::stateful_actor<ShardState>* self, Ask ask) {
+  first_snapshot(self);
+  const std::uint64_t ticket = self->state.next_ticket++;
+  std::optional<Reply> reply;
+  try {
+    reply = ask(ticket);
+  } catch (const Error& e) {
+    return caf::make_error(caf::sec::runtime_error, std::string(e.what()));
+  }
+  if (reply) return std::move(*reply);
+  auto promise = self->make_response_promise();
+  self->state.waiting.emplace(ticket, promise);
+  return promise;
+}
+
 caf::behavior shard_actor(caf::stateful_actor<ShardState>* self, std::shared_ptr<PsShard> shard,
                           std::shared_ptr<ShardTrace> trace, std::shared_ptr<ShardSupervised> sup) {
   self->state.shard = std::move(shard);
@@ -163,65 +200,30 @@ caf::behavior shard_actor(caf::stateful_actor<ShardState>* self, std::shared_ptr
   // Bad input is answered as an error and the shard keeps serving; anything else ends the actor.
   return {
       [=](proto::ps_push_atom, PsPush& push) -> caf::result<std::int64_t> {
-        first_snapshot(self);
-        std::vector<PsShard::Released> released;
-        const std::int64_t before = self->state.shard->version();
         ShardSupervised* sup = self->state.sup.get();
         std::optional<PsPush> kept;
-        if (sup && sup->on.load()) kept = push;  // for the log, once accepted (the tensors are shared)
-        try {
-          released = traced(self, [&] { return self->state.shard->push(std::move(push)); });
-        } catch (const Error& e) {
-          return caf::make_error(caf::sec::runtime_error, std::string(e.what()));
-        }
-        if (kept) {
-          std::lock_guard lock(sup->mu);
-          sup->log[static_cast<std::size_t>(self->state.shard->shard())].push_back(std::move(*kept));
-        }
-        if (const std::optional<std::string> failed = after_update(self, before)) return die(self, *failed);
-        deliver(self, std::move(released));
-        return self->state.shard->version();
+        return apply_update(
+            self,
+            [&] {
+              if (sup && sup->on.load()) kept = push;  // for the log, once accepted (the tensors are shared)
+              return self->state.shard->push(std::move(push));
+            },
+            [&] {
+              if (!kept) return;
+              std::lock_guard lock(sup->mu);
+              sup->log[static_cast<std::size_t>(self->state.shard->shard())].push_back(std::move(*kept));
+            });
       },
       [=](proto::ps_norm_atom, std::int64_t step) -> caf::result<std::vector<double>> {
-        first_snapshot(self);
-        const std::uint64_t ticket = self->state.next_ticket++;
-        std::optional<std::vector<double>> sums;
-        try {
-          sums = self->state.shard->norm(step, ticket);
-        } catch (const Error& e) {
-          return caf::make_error(caf::sec::runtime_error, std::string(e.what()));
-        }
-        if (sums) return std::move(*sums);
-        auto promise = self->make_response_promise();
-        self->state.waiting.emplace(ticket, promise);
-        return promise;
+        return answer_or_wait<std::vector<double>>(
+            self, [&](std::uint64_t ticket) { return self->state.shard->norm(step, ticket); });
       },
       [=](proto::ps_clip_atom, std::int64_t step, double coefficient) -> caf::result<std::int64_t> {
-        first_snapshot(self);
-        std::vector<PsShard::Released> released;
-        const std::int64_t before = self->state.shard->version();
-        try {
-          released = traced(self, [&] { return self->state.shard->clip(step, coefficient); });
-        } catch (const Error& e) {
-          return caf::make_error(caf::sec::runtime_error, std::string(e.what()));
-        }
-        if (const std::optional<std::string> failed = after_update(self, before)) return die(self, *failed);
-        deliver(self, std::move(released));
-        return self->state.shard->version();
+        return apply_update(self, [&] { return self->state.shard->clip(step, coefficient); }, [] {});
       },
       [=](proto::ps_pull_atom, const PsPullRequest& request) -> caf::result<PsPullReply> {
-        first_snapshot(self);
-        const std::uint64_t ticket = self->state.next_ticket++;
-        std::optional<PsPullReply> reply;
-        try {
-          reply = self->state.shard->pull(request, ticket);
-        } catch (const Error& e) {
-          return caf::make_error(caf::sec::runtime_error, std::string(e.what()));
-        }
-        if (reply) return std::move(*reply);
-        auto promise = self->make_response_promise();
-        self->state.waiting.emplace(ticket, promise);
-        return promise;
+        return answer_or_wait<PsPullReply>(
+            self, [&](std::uint64_t ticket) { return self->state.shard->pull(request, ticket); });
       },
       [=](proto::ps_snap_atom) {
         const PsShard& s = *self->state.shard;
@@ -267,6 +269,17 @@ std::string error_text(const caf::error& e) {
   if (e.category() == caf::atom("system") && e == caf::sec::runtime_error) throw Error(ErrorKind::kInput, error_text(e));
   throw Error(ErrorKind::kIo, fmt::format("ps shard {} failed during the {} of worker {} for step {}: {}", shard, what, worker,
                                           step, error_text(e)));
+}
+
+// One push per shard from `worker` for `step` (at learning rate `lr`), still without gradients.
+std::vector<PsPush> push_per_shard(int shards, int worker, std::int64_t step, double lr) {
+  std::vector<PsPush> pushes(static_cast<std::size_t>(shards));
+  for (PsPush& p : pushes) {
+    p.worker = worker;
+    p.step = step;
+    p.lr = lr;
+  }
+  return pushes;
 }
 
 void check_increasing(const std::vector<std::int64_t>& ids, const PsLayout& layout, int t, int worker, std::int64_t step) {
@@ -351,12 +364,9 @@ void PsClient::push(std::int64_t step, const std::vector<Tensor>& dense, const s
   if (!tables.empty() && static_cast<int>(tables.size()) != T)
     throw Error(ErrorKind::kInput, fmt::format("worker {} step {}: sparse gradients for {} tables, the model has {}", worker_,
                                                step, tables.size(), T));
-  std::vector<PsPush> pushes(static_cast<std::size_t>(S));
+  std::vector<PsPush> pushes = push_per_shard(S, worker_, step, lr);
   for (int s = 0; s < S; ++s) {
     PsPush& p = pushes[static_cast<std::size_t>(s)];
-    p.worker = worker_;
-    p.step = step;
-    p.lr = lr;
     if (!dense.empty())
       for (int d : layout_->dense_of_shard(s)) p.dense.push_back(dense[static_cast<std::size_t>(d)]);
     if (!tables.empty()) p.tables.resize(static_cast<std::size_t>(T));
@@ -396,14 +406,10 @@ void PsClient::push_exact(std::int64_t step, std::vector<ExactGrad> exact, const
   if (!tables.empty())
     throw Error(ErrorKind::kInput, fmt::format("worker {} step {}: exact pushes carry dense gradients only", worker_, step));
   const int S = layout_->shards();
-  std::vector<PsPush> pushes(static_cast<std::size_t>(S));
-  for (int s = 0; s < S; ++s) {
-    PsPush& p = pushes[static_cast<std::size_t>(s)];
-    p.worker = worker_;
-    p.step = step;
-    p.lr = lr;
-    for (int d : layout_->dense_of_shard(s)) p.exact.push_back(std::move(exact[static_cast<std::size_t>(d)]));
-  }
+  std::vector<PsPush> pushes = push_per_shard(S, worker_, step, lr);
+  for (int s = 0; s < S; ++s)
+    for (int d : layout_->dense_of_shard(s))
+      pushes[static_cast<std::size_t>(s)].exact.push_back(std::move(exact[static_cast<std::size_t>(d)]));
   send_pushes(step, std::move(pushes));
 }
 

@@ -3,6 +3,7 @@
 
 #include "actors/ps/ps_link.h"
 #include "actors/ps/ps_processes.h"
+#include "actors/ps/shard_supervision.h"
 
 #include "actors/actor_system.h"
 #include "runtime/plan/topology.h"
@@ -275,37 +276,19 @@ void PsTrainer::start_cluster() {
   for (auto& w : workers_) w->client = cluster_->client(w->index);
 }
 
-// Sync shards keep step-boundary snapshots and are restarted one-for-one from them under the job's
-// supervisor (fault.max_restarts) when ps.shard_snapshots asks for it, or a fault.inject clause rehearses a
-// shard's failure; otherwise, as for async and ssp shards, a dead one ends the run.
+// Sync shards restart from their snapshots under the job's supervisor (fault.max_restarts); see shard_supervision.h.
 void PsTrainer::supervise_shards() {
-  PsShardSupervision sup;
-  for (const supervision::FaultClause& c : supervision::parse_fault_plan(config_.fault.inject).clauses)
-    if (c.target == supervision::FaultTarget::shard) sup.faults.push_back(c);
-  const bool asked = config_.ps.shard_snapshots && config_.fault.max_restarts > 0;
-  if (config_.ps.mode != PsMode::sync || (!asked && sup.faults.empty())) return;
-  sup.on_death = [this](int s, std::int64_t step, const std::string& cause) {
-    std::lock_guard lock(restart_mu_);
-    if (escalated_) throw *escalated_;
-    const std::string child = fmt::format("shard {}", s);
-    const double died = clock_s();
-    supervisor_->on_down(child, step, cause);
-    auto& intensity = supervisor_->intensity();
-    if (!intensity.allow(child, step, cause, died)) {
-      escalated_ = Error(ErrorKind::kIo, intensity.escalation(supervisor_->place(child), step, cause, config_.train.checkpoint_dir));
-      throw *escalated_;
-    }
-    supervisor_->on_restart(child);
-    std::fprintf(stderr, "troupe: ps shard %d failed in step %lld: %s\ntroupe: restarted ps shard %d from its snapshot "
-                         "(restart %d of at most %d within %g s) with the pushes of step %lld it held; the workers ask again\n",
-                 s, static_cast<long long>(step), cause.c_str(), s, intensity.recent(died), intensity.max_restarts(),
-                 intensity.window_s(), static_cast<long long>(step));
-  };
-  sup.on_restarted = [this] {
-    std::lock_guard lock(restart_mu_);
-    supervisor_->intensity().rerun(clock_s());
-  };
-  cluster_->supervise(std::move(sup));
+  ShardRestartBook book{.mu = &restart_mu_,
+                        .intensity = &supervisor_->intensity(),
+                        .escalated = &escalated_,
+                        .clock_s = [this] { return clock_s(); },
+                        .place = [this](const std::string& child) { return supervisor_->place(child); },
+                        .checkpoint_dir = config_.train.checkpoint_dir,
+                        .supervisor = supervisor_.get()};
+  std::optional<PsShardSupervision> sup =
+      shard_supervision(supervision::parse_fault_plan(config_.fault.inject).clauses, config_.ps.mode,
+                        config_.ps.shard_snapshots, config_.fault.max_restarts, std::move(book));
+  if (sup) cluster_->supervise(std::move(*sup));
 }
 
 int PsTrainer::restarts() const { return server_ ? server_->restarts() : 0; }

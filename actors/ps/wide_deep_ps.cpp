@@ -14,6 +14,7 @@
 
 #include "actors/actor_system.h"
 #include "actors/ps/ps_link.h"
+#include "actors/ps/shard_supervision.h"
 #include "actors/ps/ps_worker_actor.h"
 #include "models/binary_metrics.h"
 #include "runtime/cpu/cpu_backend.h"
@@ -310,34 +311,18 @@ void WideDeepPsTrainer::supervise_shards() {
     for (const supervision::FaultClause& c : o_.faults)
       if (c.target == supervision::FaultTarget::worker) worker_faults_.push_back(c);
   }
-  PsShardSupervision sup;
-  for (const supervision::FaultClause& c : o_.faults)
-    if (c.target == supervision::FaultTarget::shard) sup.faults.push_back(c);
-  // As PsTrainer::supervise_shards: snapshots when ps.shard_snapshots asks for them or a clause rehearses a failure.
-  const bool asked = o_.shard_snapshots && o_.max_restarts > 0;
-  if (o_.ps.mode != PsMode::sync || (!asked && sup.faults.empty())) return;
-  sup.on_death = [this](int s, std::int64_t step, const std::string& cause) {
-    std::lock_guard lock(restart_mu_);
-    const std::string child = fmt::format("shard {}", s);
-    const double died = clock_s();
-    if (escalated_) throw *escalated_;
-    if (!intensity_.allow(child, step, cause, died)) {
-      escalated_ = Error(ErrorKind::kIo, intensity_.escalation(fmt::format("parameter-server shard actor {} (shard {} of "
-                                                                           "ps.shards = {}, in rank 0's process)",
-                                                                           child, s, o_.shards),
-                                                               step, cause, o_.checkpoint_dir));
-      throw *escalated_;
-    }
-    std::fprintf(stderr, "troupe: ps shard %d failed in step %lld: %s\ntroupe: restarted ps shard %d from its snapshot "
-                         "(restart %d of at most %d within %g s) with the pushes of step %lld it held; the workers ask again\n",
-                 s, static_cast<long long>(step), cause.c_str(), s, intensity_.recent(died), intensity_.max_restarts(),
-                 intensity_.window_s(), static_cast<long long>(step));
-  };
-  sup.on_restarted = [this] {
-    std::lock_guard lock(restart_mu_);
-    intensity_.rerun(clock_s());
-  };
-  cluster_->supervise(std::move(sup));
+  ShardRestartBook book{.mu = &restart_mu_,
+                        .intensity = &intensity_,
+                        .escalated = &escalated_,
+                        .clock_s = [this] { return clock_s(); },
+                        .place = [this](const std::string& child) {
+                          return fmt::format("parameter-server shard actor {} ({} of ps.shards = {}, in rank 0's process)",
+                                             child, child, o_.shards);
+                        },
+                        .checkpoint_dir = o_.checkpoint_dir};
+  std::optional<PsShardSupervision> sup =
+      shard_supervision(o_.faults, o_.ps.mode, o_.shard_snapshots, o_.max_restarts, std::move(book));
+  if (sup) cluster_->supervise(std::move(*sup));
 }
 
 ClickMetrics evaluate_clicks(const ClickLog& data, WideDeep& model, std::int64_t n, int threads,

@@ -11,6 +11,7 @@
 #include <set>
 
 #include "runtime/error.h"
+#include "runtime/launch/host_port.h"
 
 namespace troupe::net::tcp {
 
@@ -89,6 +90,12 @@ std::uint32_t interface_address(const std::string& name) {
   for (const std::string& n : with_ipv4) names += (names.empty() ? "" : ", ") + n;
   throw Error(ErrorKind::kConfig, detail::concat("comm.interface = \"", name, "\": this host has no interface of that name "
                                                  "with an IPv4 address; it has: ", names));
+}
+
+std::string rank0_listen_address(const std::string& address, const std::string& interface) {
+  const std::uint16_t port = launcher::parse_host_port("comm.address", address, "node01:29500").port;
+  const std::string host = interface.empty() ? "0.0.0.0" : Endpoint{interface_address(interface), 0}.host_text();
+  return detail::concat(host, ":", port);
 }
 
 std::string this_hostname() {

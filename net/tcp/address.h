@@ -36,6 +36,11 @@ Endpoint parse_endpoint(const std::string& address, Reach reach);
 // troupe::Error(kConfig) naming the interfaces there are when it has none.
 std::uint32_t interface_address(const std::string& name);
 
+// Where rank 0 of a job a launcher started listens, given rank 0's address as the others reach it
+// (`address`, comm.address, HOST:PORT): at its port, on `interface`'s IPv4 address (comm.interface), or on
+// every interface (0.0.0.0) when that is empty. troupe::Error(kConfig) for an address that is not HOST:PORT.
+std::string rank0_listen_address(const std::string& address, const std::string& interface);
+
 // This host's name (gethostname), as ranks report it to each other.
 std::string this_hostname();
 

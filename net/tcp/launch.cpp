@@ -4,6 +4,7 @@
 #include <cstdlib>
 
 #include "runtime/error.h"
+#include "runtime/launch/host_port.h"
 #include "runtime/process/replica_processes.h"
 #include "runtime/strings.h"
 
@@ -16,15 +17,10 @@ std::string job_secret() {
 
 std::vector<std::string> consecutive_addresses(const std::string& setting, const std::string& address, int count,
                                                const std::string& what) {
-  const auto colon = address.rfind(':');
-  const std::string host = address.substr(0, colon);
-  int port = 0;
-  try {
-    port = std::stoi(address.substr(colon + 1));
-  } catch (const std::exception&) {
-    throw Error(ErrorKind::kConfig, setting + " = \"" + address + "\": the port is not a number");
-  }
-  if (port < 0 || port + count - 1 > 65535)
+  const launcher::HostPort first = launcher::parse_host_port(setting, address, "127.0.0.1:29500");
+  const std::string& host = first.host;
+  const int port = first.port;
+  if (port + count - 1 > 65535)
     throw Error(ErrorKind::kConfig, setting + " = \"" + address + "\": ports " + std::to_string(port) + ".." +
                                         std::to_string(port + count - 1) + " (one per " + what + ") must lie in 0..65535");
   std::vector<std::string> out;

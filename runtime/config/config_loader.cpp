@@ -14,6 +14,7 @@
 #include <toml++/toml.h>
 
 #include "runtime/comm/compression/compression_spec.h"
+#include "runtime/launch/host_port.h"
 #include "runtime/config/config_schema.h"
 #include "runtime/config/stage_devices.h"
 #include "runtime/error.h"
@@ -221,10 +222,8 @@ std::string join(const std::vector<std::string>& items) {
 namespace {
 
 // The data-parallel, communication, parameter-server and placement keys, checked against each other.
-// comm.compression asks for a compressor; a spec that is none of the forms is the parser's config error.
-bool compression_on(const RunConfig& config) {
-  return comm::parse_compression_spec(config.comm.compression).kind != comm::CompressionKind::kNone;
-}
+// comm.compression asks for a compressor (its spec was parsed, and checked, when it was set).
+bool compression_on(const RunConfig& config) { return config.comm.compression.kind != comm::CompressionKind::kNone; }
 
 void validate_parallel(const RunConfig& config) {
   const ParallelConfig& par = config.parallel;
@@ -255,7 +254,7 @@ void validate_parallel(const RunConfig& config) {
     invalid(fmt::format("train.deterministic = true with ps.mode = {}: asynchronous updates depend on timing; use "
                         "ps.mode = sync",
                         config.ps.mode));
-  const std::string& comp = config.comm.compression;
+  const std::string& comp = config.comm.compression.text;
   if (compression_on(config)) {
     if (t.deterministic)
       invalid(fmt::format("comm.compression = {} with train.deterministic = true: compression is lossy and its "
@@ -270,12 +269,9 @@ void validate_parallel(const RunConfig& config) {
                           comp));
   }
   if (ranks_are_processes(config.comm.transport)) {
-    const std::string& a = config.comm.address;
-    const auto colon = a.rfind(':');
     // Whether the host may be beyond loopback depends on who starts the ranks: net/tcp refuses it for
     // ranks troupe starts itself (before any starts), allows it for ranks a launcher started.
-    if (colon == std::string::npos || colon + 1 == a.size())
-      invalid(fmt::format("comm.address = \"{}\" must be host:port, e.g. 127.0.0.1:29500", a));
+    launcher::parse_host_port("comm.address", config.comm.address, "127.0.0.1:29500");
   }
   if (!parse_config_device(t.device.short_str()))  // cpu:N past 0, in a RunConfig built in code
     invalid(fmt::format("train.device = \"{}\" is not a device; use cpu, cuda or cuda:N (troupe devices lists them)",
@@ -313,7 +309,7 @@ void validate_checkpoints(const RunConfig& config) {
     invalid(fmt::format("train.checkpoint_dir with comm.compression = {}: the compressors' error-feedback state is "
                         "not checkpointed yet, so a resumed run would differ; use comm.compression = none, or remove "
                         "train.checkpoint_dir",
-                        config.comm.compression));
+                        config.comm.compression.text));
   if (ranks_are_processes(config.comm.transport) && par.data > 1 && par.zero)
     invalid("train.checkpoint_dir with comm.transport = tcp or shm and parallel.zero = 1: the optimizer state is sharded over "
             "processes and gathering it into a checkpoint is not built yet; use comm.transport = inproc (replicas as "
@@ -604,7 +600,7 @@ void validate_tensor(const RunConfig& config) {
                         "parallel.microbatches = {}, parallel.zero = {}, comm.compression = {}: tensor shards as "
                         "processes run without pipelines, micro-batches, ZeRO-1 or gradient compression so far; use "
                         "comm.transport = inproc (shards as actors of one process), or set them to 1, 1, 0 and none",
-                        tp, config.comm.transport, par.pipeline, par.microbatches, par.zero, config.comm.compression));
+                        tp, config.comm.transport, par.pipeline, par.microbatches, par.zero, config.comm.compression.text));
   if (ranks_are_processes(config.comm.transport) && config.comm.world_size > 1)
     invalid(fmt::format("parallel.tensor = {} in a job a launcher started (comm.world_size = {}): tensor shards as "
                         "processes are started by troupe itself so far; run one troupe train with "

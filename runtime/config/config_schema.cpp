@@ -12,6 +12,7 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
+#include "runtime/comm/compression/compression_spec.h"
 #include "runtime/config/stage_devices.h"
 #include "runtime/error.h"
 
@@ -141,7 +142,8 @@ ConfigKey bind(Spec spec, S RunConfig::*section, F S::*field) {
   else if constexpr (std::is_same_v<F, std::uint64_t>) key.type = KeyType::kUint64;
   else if constexpr (std::is_same_v<F, double> || std::is_same_v<F, std::optional<double>>) key.type = KeyType::kFloat;
   else if constexpr (std::is_same_v<F, bool>) key.type = KeyType::kBool;
-  else if constexpr (std::is_same_v<F, std::string> || std::is_same_v<F, Device> || std::is_same_v<F, std::vector<Device>>)
+  else if constexpr (std::is_same_v<F, std::string> || std::is_same_v<F, Device> || std::is_same_v<F, std::vector<Device>> ||
+                     std::is_same_v<F, comm::CompressionSpec>)
     key.type = KeyType::kString;
   else if constexpr (Choice<F>) {
     key.type = KeyType::kEnum;
@@ -160,6 +162,7 @@ ConfigKey bind(Spec spec, S RunConfig::*section, F S::*field) {
     else if constexpr (std::is_same_v<F, std::string>) f = std::get<std::string>(v);
     else if constexpr (std::is_same_v<F, Device>) f = parse_device_setting(name, std::get<std::string>(v));
     else if constexpr (std::is_same_v<F, std::vector<Device>>) f = parse_stage_devices(name, std::get<std::string>(v));
+    else if constexpr (std::is_same_v<F, comm::CompressionSpec>) f = comm::parse_compression_spec(std::get<std::string>(v));
     else if constexpr (Choice<F>) f = *parse_choice<F>(std::get<std::string>(v));  // checked against choices
     else {
       f.clear();
@@ -180,6 +183,8 @@ ConfigKey bind(Spec spec, S RunConfig::*section, F S::*field) {
       return ConfigValue{f.short_str()};
     } else if constexpr (std::is_same_v<F, std::vector<Device>>) {
       return ConfigValue{stage_devices_text(f)};
+    } else if constexpr (std::is_same_v<F, comm::CompressionSpec>) {
+      return ConfigValue{f.text};
     } else {
       return ConfigValue{f};
     }

@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "runtime/comm/compression/compression_spec.h"
 #include "runtime/config/choices.h"
 #include "runtime/device.h"
 
@@ -115,7 +116,7 @@ struct ParallelConfig {
 struct CommConfig {
   TransportKind transport = TransportKind::inproc;
   double bucket_mb = 4.0;            // gradient bucket size in MiB, reduced as soon as its gradients are ready
-  std::string compression = "none";  // none | fp16 | bf16 | int8 | topk:<fraction> | powersgd:<rank>
+  comm::CompressionSpec compression;  // parsed from none | fp16 | bf16 | int8 | topk:<fraction> | powersgd:<rank>
   std::string address = "127.0.0.1:29500";  // tcp: rank 0's rendezvous address
   int rank = -1;                     // this process's rank in a job a launcher started; -1: from its environment
   int world_size = 0;                // that job's processes; 0: from the launcher's environment (runtime/launch/join_spec.h)

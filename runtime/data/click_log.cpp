@@ -8,16 +8,13 @@
 #include <fmt/format.h>
 
 #include "runtime/error.h"
+#include "runtime/splitmix64.h"
 
 namespace troupe {
 
 namespace {
 
-std::uint64_t mix(std::uint64_t z) {
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  return z ^ (z >> 31);
-}
+std::uint64_t mix(std::uint64_t z) { return splitmix64_mix(z); }
 
 std::uint64_t hash(std::uint64_t a, std::uint64_t b, std::uint64_t c = 0, std::uint64_t d = 0) {
   return mix(mix(mix(mix(a + 0x9E3779B97F4A7C15ull) ^ b) ^ c) ^ d);
@@ -35,7 +32,7 @@ double normal(std::uint64_t h) {
 // A sequential stream for one sample.
 struct Stream {
   std::uint64_t state;
-  std::uint64_t next() { return mix(state += 0x9E3779B97F4A7C15ull); }
+  std::uint64_t next() { return splitmix64_next(state); }
 };
 
 std::int64_t zipf_id(double u, std::int64_t n, double a) {

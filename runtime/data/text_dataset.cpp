@@ -6,16 +6,14 @@
 #include <fstream>
 
 #include "runtime/error.h"
+#include "runtime/splitmix64.h"
 
 namespace troupe {
 
 namespace fs = std::filesystem;
 
 std::uint64_t order_hash(std::uint64_t seed, std::uint64_t index) {
-  std::uint64_t z = seed + (index + 1) * 0x9E3779B97F4A7C15ull;
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  return z ^ (z >> 31);
+  return splitmix64_mix(seed + (index + 1) * kSplitMixGamma);
 }
 
 std::vector<std::uint8_t> load_file_bytes(const std::string& path) {

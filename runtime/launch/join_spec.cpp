@@ -2,10 +2,12 @@
 #include "runtime/launch/join_spec.h"
 
 #include <charconv>
+#include <utility>
 #include <vector>
 
 #include "runtime/error.h"
 #include "runtime/launch/host_list.h"
+#include "runtime/launch/host_port.h"
 
 extern char** environ;
 
@@ -66,11 +68,9 @@ void check_rank(int rank, int size, std::string_view rank_name, std::string_view
 void resolve_address(const JoinSettings& settings, const Environment& env, JoinSpec& spec) {
   std::string host, port, host_from, port_from;
   if (settings.address) {
-    const auto colon = settings.address->rfind(':');
-    if (colon == std::string::npos || colon == 0 || colon + 1 == settings.address->size())
-      refuse(detail::concat("comm.address = \"", *settings.address, "\" is not HOST:PORT, e.g. node01:29500"));
-    host = settings.address->substr(0, colon);
-    port = settings.address->substr(colon + 1);
+    HostPort given = parse_host_port("comm.address", *settings.address, "node01:29500");
+    host = std::move(given.host);
+    port = std::to_string(given.port);
     host_from = port_from = "comm.address";
   }
   if (host.empty()) {

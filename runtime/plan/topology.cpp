@@ -75,7 +75,7 @@ Partition partition_for(const ParallelConfig& parallel, const LayerInfo& layers)
 bool runs_tensor_pipelines(const RunConfig& config) {
   const ParallelConfig& par = config.parallel;
   return par.tensor > 1 && (par.pipeline > 1 || par.microbatches > 1 || par.zero == 1 ||
-                            comm::parse_compression_spec(config.comm.compression).kind != comm::CompressionKind::kNone);
+                            config.comm.compression.kind != comm::CompressionKind::kNone);
 }
 
 Topology make_topology(const RunConfig& config, const LayerInfo& layers, const std::vector<Device>& stage_devices) {

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "runtime/error.h"
+#include "runtime/splitmix64.h"
 
 namespace troupe::comm {
 
@@ -105,13 +106,7 @@ void orthogonalize_columns(std::span<float> p, std::size_t rows, std::size_t r) 
 
 void fill_normal(std::span<float> q, std::uint64_t seed) {
   std::uint64_t state = seed;
-  auto next = [&state]() {  // splitmix64
-    std::uint64_t z = (state += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-  };
-  auto uniform = [&]() { return (static_cast<double>(next() >> 11) + 0.5) / 9007199254740992.0; };  // (0, 1)
+  auto uniform = [&]() { return (static_cast<double>(splitmix64_next(state) >> 11) + 0.5) / 9007199254740992.0; };  // (0, 1)
   for (std::size_t i = 0; i < q.size(); i += 2) {
     const double u1 = uniform(), u2 = uniform();
     const double radius = std::sqrt(-2.0 * std::log(u1));
