@@ -131,7 +131,7 @@ TEST_CASE("frame codec round-trips control frames and chunks, in place or throug
   wire::FrameReader reader;
   auto no_place = [](const wire::ChunkHeader&, std::size_t) -> std::byte* { return nullptr; };
   const std::vector<wire::Control> controls = {
-      wire::Goodbye{}, wire::Challenge{3, net::tcp::fresh_nonce()},
+      wire::Goodbye{}, wire::Goodbye{"rank 2 (on host node02) is dead"}, wire::Challenge{3, net::tcp::fresh_nonce()},
       wire::Hello{2, 4, 40000, net::tcp::fresh_nonce(), net::tcp::fresh_nonce()},
       wire::Hello{2, 4, 40000, net::tcp::fresh_nonce(), net::tcp::fresh_nonce(), 0x0A4D0002, "node02"},
       wire::Welcome{1, net::tcp::fresh_nonce()}, wire::Reject{"no, because"}, wire::Roster{{0, 1234, 65535}},
@@ -573,6 +573,20 @@ TEST_CASE("tcp: a malformed frame on an established link fails the receiving ran
     CHECK_THAT(e.what(), Contains("rank 0: recv with rank 1 failed: rank 1 sent a malformed frame: ") && Contains(reason));
   }
   CHECK(std::chrono::steady_clock::now() - start < 3s);  // not the 5 s timeout
+}
+
+TEST_CASE("tcp: a peer that leaves because its group broke says why, and a recv waiting on it names the root failure", "[tcp]") {
+  // Rank 1 is played by hand: it learnt that rank 2 died before rank 0 did, and leaves in order.
+  HandWrittenPeer peer(options(0, 2, ""));
+  const auto farewell = flatten(wire::encode(wire::Goodbye{"rank 2 (on host node02) is dead (its host stopped acknowledging)"}));
+  boost::asio::write(*peer.raw, boost::asio::buffer(farewell.data(), farewell.size()));
+  peer.raw.reset();  // the stream ends after the farewell, as a transport's close() ends it
+  std::vector<std::byte> out(8);
+  const auto start = std::chrono::steady_clock::now();
+  CHECK_THROWS_WITH(peer.t0->recv(1, 1, out),
+                    Contains("rank 1 closed its transport without sending it; it has left the collective because its group "
+                             "broke: rank 2 (on host node02) is dead (its host stopped acknowledging)"));
+  CHECK(std::chrono::steady_clock::now() - start < 3s);  // at once, not the 5 s timeout
 }
 
 TEST_CASE("tcp: a peer that stalls in the middle of a message times the recv out and closes the link", "[tcp]") {

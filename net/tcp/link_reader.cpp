@@ -288,10 +288,11 @@ void TcpTransport::Impl::reader_loop(Link& l) {
       if (l.goodbye) malformed("a frame arrived after its goodbye");
       if (auto* chunk = std::get_if<wire::InChunk>(&frame)) {
         end_chunk(l, *chunk, begun);
-      } else if (std::holds_alternative<wire::Goodbye>(std::get<wire::Control>(frame))) {
+      } else if (const auto* bye = std::get_if<wire::Goodbye>(&std::get<wire::Control>(frame))) {
         if (l.in.active) malformed("goodbye in the middle of a message");
         std::lock_guard lock(mu);
         l.goodbye = true;
+        l.goodbye_why = bye->why;
       } else {
         malformed(detail::concat("unexpected ", wire::control_name(std::get<wire::Control>(frame)),
                                  " frame after the handshake"));

@@ -281,9 +281,19 @@ void TcpTransport::Impl::abort_links() {
 
 void TcpTransport::Impl::close(bool orderly) {
   if (orderly) {
+    // A rank leaving because its group broke tells its peers why: one still waiting on this rank
+    // (its own link to the dead rank not yet timed out) can then name the root failure.
+    wire::Goodbye bye;
+    {
+      std::lock_guard lock(mu);
+      if (first_failed >= 0) {
+        const Link::Failure& f = link(first_failed).failure;
+        bye.why = f.detail.empty() ? f.headline : detail::concat(f.headline, " (", f.detail, ")");
+      }
+    }
     for (auto& l : links) {
       if (!l) continue;
-      wire::OutFrame goodbye = wire::encode(wire::Goodbye{});
+      wire::OutFrame goodbye = wire::encode(bye);
       if (l->sealer) {
         const tcp::FrameSeals seals = seal_whole(*l, goodbye.pieces());
         enqueue(*l, std::move(goodbye), 0, true, &seals);

@@ -269,10 +269,13 @@ void TcpTransport::recv(int from, std::uint32_t tag, std::span<std::byte> out) {
     case Outcome::kBroken:
       s.throw_if_broken(from, "recv");
       throw Error(ErrorKind::kIo, detail::concat("rank ", s.rank, ": recv from rank ", from, " failed"));
-    case Outcome::kClosed:
+    case Outcome::kClosed: {
+      const std::string& why = s.link(from).goodbye_why;
       throw Error(ErrorKind::kIo, detail::concat("rank ", s.rank, ": recv from rank ", from, " (tag ", tag, ", ", out.size(),
                                                  " bytes) failed: rank ", from,
-                                                 " closed its transport without sending it; it has left the collective"));
+                                                 " closed its transport without sending it; it has left the collective",
+                                                 why.empty() ? "" : " because its group broke: " + why));
+    }
     case Outcome::kTimeout:
       throw Error(ErrorKind::kIo,
                   detail::concat("rank ", s.rank, ": no message from rank ", from, " (tag ", tag, ", ", out.size(),

@@ -99,6 +99,7 @@ struct Link {
   // Guarded by Impl::mu.
   enum class State { kOpen, kClosed, kFailed } state = State::kOpen;
   bool goodbye = false;       // the peer said goodbye (frames after it are malformed)
+  std::string goodbye_why;    // ... and why, when it left because its group broke (empty: it finished)
   std::condition_variable parked;  // the reader waits here for a recv of the message it holds
   bool reader_done = false;
   bool writer_done = false;

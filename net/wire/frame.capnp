@@ -21,6 +21,7 @@ struct Frame {
     welcome @4 :Welcome;      # handshake 3, acceptor -> connector: accepted
     reject @5 :Text;          # handshake 3', acceptor -> connector: refused, and why
     roster @6 :Roster;        # rendezvous: rank 0 -> every rank, where each rank listens and its host
+    farewell @7 :Text;        # orderly close of a rank whose group broke: why (the dead rank, its host)
   }
 }
 

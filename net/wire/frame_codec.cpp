@@ -100,7 +100,11 @@ OutFrame encode(const Control& control) {
       [&](const auto& c) {
         using T = std::decay_t<decltype(c)>;
         if constexpr (std::is_same_v<T, Goodbye>) {
-          frame.setGoodbye();
+          if (c.why.empty()) {
+            frame.setGoodbye();
+          } else {
+            frame.setFarewell(c.why);
+          }
         } else if constexpr (std::is_same_v<T, Challenge>) {
           auto out = frame.initChallenge();
           out.setRank(c.rank);
@@ -212,6 +216,8 @@ Control control_of(schema::Frame::Reader frame) {
   switch (frame.which()) {
     case schema::Frame::GOODBYE:
       return Goodbye{};
+    case schema::Frame::FAREWELL:
+      return Goodbye{std::string(frame.getFarewell().cStr())};
     case schema::Frame::CHALLENGE: {
       auto c = frame.getChallenge();
       return Challenge{c.getRank(), fixed32(c.getNonce(), "challenge nonce")};

@@ -54,6 +54,9 @@ struct ChunkHeader {
 
 // Control frames: the handshake, the rendezvous roster, and the orderly close.
 struct Goodbye {
+  // Empty when the rank finished; else why it leaves: its group broke ("rank 2 (on host h) is dead"),
+  // so a peer still waiting on it can name the root failure. Travels as a farewell frame.
+  std::string why;
   bool operator==(const Goodbye&) const = default;
 };
 struct Challenge {
