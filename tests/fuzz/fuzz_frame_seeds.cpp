@@ -40,6 +40,7 @@ int main(int argc, char** argv) {
     seeds.emplace_back(name, bytes);
   };
   add("goodbye", encode(Goodbye{}));
+  add("farewell", encode(Goodbye{"rank 2 (on host node-b) is dead"}));
   add("challenge", encode(Challenge{3, nonce}));
   add("hello", encode(Hello{1, 4, 40123, nonce, mac, 0x7F000001, "node-a"}));
   add("welcome", encode(Welcome{0, mac}));
