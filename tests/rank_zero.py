@@ -156,6 +156,16 @@ def check_bitwise():
     return len(b)
 
 
+def check_process_restart(case, text, survivors):
+    """The end of a process-restart test that recovered: a stopped (SIGSTOP) rank is named by its missing heartbeats in
+    rank 0's stderr `text`, the run is bitwise the clean one, and the survivors (rank -> PID) are printed unchanged."""
+    if case == "stop" and "sent no heartbeat" not in text:
+        fail("rank 0 does not say that rank 1 sent no heartbeat")
+    steps = check_bitwise()
+    print("OK: %d steps, losses and weights bitwise equal to the run without faults; survivors %s unchanged" %
+          (steps, sorted(survivors.values())))
+
+
 def check_escalation(code, text, words):
     """Rank 0 ended past fault.max_restarts: a non-zero exit `code`, each of `words` in its stderr `text`, and no
     weights file (faulty.st) written; fails the test when not."""
